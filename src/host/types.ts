@@ -1,0 +1,39 @@
+/**
+ * The control table (DESIGN §4) and its storage seam, {@link TableStore}.
+ *
+ * @module
+ */
+import type { Endpoint } from "../message/types.ts";
+
+/** One row of the control table: the latest request of one user id. */
+export interface PeerRow {
+  userId: string;
+  network: string;
+  /** Ed25519 identity public key, base64url. */
+  identityKey: string;
+  endpoints: Endpoint[];
+  /** The requester's e-mail address. Kept on the host only, never sent to terminals. */
+  email: string;
+  /** Session id of the latest request, base64url. */
+  sessionId: string;
+  /** When the latest request was made (its Date header), ms since the epoch. */
+  requestedAt: number;
+  /** How many notices reported this user as unreachable since its latest request. */
+  failures: number;
+  /** When the latest notice about this user arrived, ms since the epoch. */
+  lastFailureAt?: number;
+}
+
+/** Stores the control table. Every implementation passes tests/conformance/table_store.ts. */
+export interface TableStore {
+  /** Reads the whole table. */
+  read(): Promise<PeerRow[]>;
+  /**
+   * Runs `fn` on the current rows under an exclusive lock (across processes for shared
+   * stores) and stores the rows it returns atomically: a crash leaves either the old or the
+   * new table, never a mix. Resolves with `fn`'s result.
+   */
+  update<T>(fn: (rows: PeerRow[]) => { rows: PeerRow[]; result: T } | Promise<{ rows: PeerRow[]; result: T }>): Promise<T>;
+  /** Releases connections. */
+  close(): Promise<void>;
+}

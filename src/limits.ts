@@ -1,0 +1,52 @@
+/**
+ * Protocol constants, limits against hostile input and timeouts, in one place.
+ *
+ * Configuration may lower or raise the ones marked "configurable"; the others are
+ * properties of the wire format.
+ *
+ * @module
+ */
+
+/** Version byte of the coded block and of peer frames. */
+export const PROTOCOL_VERSION = 1;
+
+/** Largest raw mail the host fetches and parses (configurable). */
+export const MAX_MAIL_BYTES = 64 * 1024;
+/** Largest decoded coded block. */
+export const MAX_BLOCK_BYTES = 16 * 1024;
+/** Largest number of endpoints one request may carry. */
+export const MAX_ENDPOINTS = 8;
+/** Largest number of host cards one request may carry. */
+export const MAX_HOST_CARDS = 16;
+/** Longest user id, in UTF-8 bytes. */
+export const MAX_USER_ID_BYTES = 64;
+/** Longest network id, in UTF-8 bytes. */
+export const MAX_NETWORK_ID_BYTES = 64;
+/** Longest notice reason, in UTF-8 bytes. */
+export const MAX_REASON_BYTES = 256;
+
+/** Peers in one reply (configurable). */
+export const DEFAULT_PEERS_PER_REPLY = 8;
+/** Control table capacity; when full the oldest row is overwritten (configurable). */
+export const DEFAULT_TABLE_CAPACITY = 1000;
+/** Age after which a row expires and a request is stale, in ms (configurable). */
+export const DEFAULT_EXPIRY_MS = 12 * 60 * 60 * 1000;
+/** How far a request's Date may lie in the future (clock skew), in ms. */
+export const MAX_CLOCK_SKEW_MS = 10 * 60 * 1000;
+
+/** Largest peer frame payload. */
+export const MAX_FRAME_BYTES = 256 * 1024;
+/** How long a terminal waits for the reply by default, in ms (configurable). */
+export const DEFAULT_REPLY_TIMEOUT_MS = 120_000;
+/** How long one connection attempt to a peer may take, in ms (configurable). */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+/** How long a terminal stays on standby by default, in ms (configurable). */
+export const DEFAULT_STANDBY_TIMEOUT_MS = 10 * 60 * 1000;
+/** How long a DISCONNECT waits for its ACK, in ms. */
+export const DISCONNECT_TIMEOUT_MS = 2_000;
+/** Poll interval of a mail source that has no push notification, in ms (configurable). */
+export const DEFAULT_POLL_INTERVAL_MS = 1_000;
+/** How long a table lock may be waited for before giving up, in ms. */
+export const TABLE_LOCK_TIMEOUT_MS = 10_000;
+/** A table lock older than this is considered abandoned by a crashed process, in ms. */
+export const TABLE_LOCK_STALE_MS = 60_000;

@@ -1,0 +1,74 @@
+/**
+ * The mail seams: {@link MailSender} and {@link MailSource} (DESIGN §8).
+ *
+ * Implementations: Maildir (the embedded local post office), SMTP (nodemailer), IMAP
+ * (imapflow) and POP3. A receiver only ever sees, reads, deletes or quarantines mail whose
+ * subject matches its {@link SubjectMatch}; every other mail stays where it was, unread.
+ *
+ * @module
+ */
+
+/** How a receiver recognises its own mail by subject. */
+export interface SubjectMatch {
+  /** The search key, e.g. `[mailpeer] lan-party request`. */
+  subject: string;
+  /** `exact`: the whole subject equals the key; `prefix`: the subject starts with it. */
+  mode: "exact" | "prefix";
+}
+
+/** True when `subject` matches `match` (surrounding whitespace ignored). */
+export function matchesSubject(subject: string, match: SubjectMatch): boolean {
+  const s = subject.trim();
+  return match.mode === "exact" ? s === match.subject : s.startsWith(match.subject);
+}
+
+/** A mail to send. `text` is the whole text/plain body. */
+export interface OutgoingMail {
+  from: string;
+  to: string[];
+  subject: string;
+  text: string;
+  /** Set by the sender when absent; `<...@domain>` form. */
+  messageId?: string;
+  inReplyTo?: string;
+  /** Defaults to the sender's clock. */
+  date?: Date;
+  /** Extra headers (e.g. `Resent-From`). */
+  headers?: Record<string, string>;
+}
+
+/** Sends mail. */
+export interface MailSender {
+  /** Sends one mail; resolves with its Message-ID once the server (or Maildir) accepted it. */
+  send(mail: OutgoingMail, options?: { signal?: AbortSignal }): Promise<{ messageId: string }>;
+  /** Releases connections. */
+  close(): Promise<void>;
+}
+
+/** A matching mail in a source, not yet fetched. */
+export interface MailRef {
+  /** Stable id within the source: Maildir unique name, IMAP UID, POP3 UIDL. */
+  id: string;
+  subject: string;
+  /** Size in bytes when the source knows it cheaply, else undefined. */
+  size?: number;
+}
+
+/** Reads a mailbox, seeing only mail that matches its subject key. */
+export interface MailSource {
+  /** Lists the mails whose subject matches, oldest first, without marking them read. */
+  list(match: SubjectMatch, options?: { signal?: AbortSignal }): Promise<MailRef[]>;
+  /** Returns the raw RFC 5322 bytes of a listed mail. */
+  fetch(ref: MailRef, options?: { signal?: AbortSignal }): Promise<Uint8Array>;
+  /** Removes a processed mail for good. */
+  delete(ref: MailRef): Promise<void>;
+  /** Moves an invalid mail out of the way (quarantine folder, or deletion where there is none). */
+  quarantine(ref: MailRef, reason: string): Promise<void>;
+  /**
+   * Resolves when new mail may have arrived (push, file watch or one poll interval), or when
+   * `signal` aborts. Spurious wake-ups are allowed; callers list again.
+   */
+  waitForMail(options?: { signal?: AbortSignal }): Promise<void>;
+  /** Releases connections and watchers. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,82 @@
+/**
+ * Injected sources of time, randomness and backoff, so tests need no sleeps.
+ *
+ * @module
+ */
+
+/** A source of the current time and of timers. */
+export interface Clock {
+  /** Milliseconds since the Unix epoch. */
+  now(): number;
+  /** Resolves after `ms` milliseconds, or rejects with the signal's reason when aborted. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>;
+}
+
+/** A source of random bytes. */
+export type RandomSource = (length: number) => Uint8Array;
+
+/** Delay in ms before retry number `attempt` (0-based). */
+export type Backoff = (attempt: number) => number;
+
+/** The real clock. */
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms, signal) =>
+    new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const timer = setTimeout(() => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      }, ms);
+      const onAbort = () => {
+        clearTimeout(timer);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+    }),
+};
+
+/** Cryptographically secure random bytes. */
+export const systemRandom: RandomSource = (length) =>
+  crypto.getRandomValues(new Uint8Array(length));
+
+/** Exponential backoff: `base * 2^attempt`, capped at `max`. */
+export function exponentialBackoff(base = 100, max = 5_000): Backoff {
+  return (attempt) => Math.min(max, base * 2 ** attempt);
+}
+
+/**
+ * A clock for tests: time moves only when {@link ManualClock.advance} is called.
+ */
+export class ManualClock implements Clock {
+  #now: number;
+  #timers: { at: number; resolve: () => void }[] = [];
+
+  constructor(start = Date.UTC(2026, 0, 1)) {
+    this.#now = start;
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise((resolve, reject) => {
+      const timer = { at: this.#now + ms, resolve };
+      this.#timers.push(timer);
+      signal?.addEventListener("abort", () => {
+        this.#timers = this.#timers.filter((t) => t !== timer);
+        reject(signal.reason);
+      }, { once: true });
+    });
+  }
+
+  /** Moves time forward and wakes every sleeper whose time has come. */
+  advance(ms: number): void {
+    this.#now += ms;
+    const due = this.#timers.filter((t) => t.at <= this.#now);
+    this.#timers = this.#timers.filter((t) => t.at > this.#now);
+    for (const t of due) t.resolve();
+  }
+}
