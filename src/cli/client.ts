@@ -1,0 +1,115 @@
+/**
+ * `mailpeer client`: the terminal. Mails a request, waits for the reply, connects to a peer
+ * (or stands by), then chats over the encrypted link.
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import { receiveLine, runChat, sendLine } from "../apps/chat.ts";
+import type { Config } from "../config/config.ts";
+import { ConfigError } from "../errors.ts";
+import type { EventSink } from "../events.ts";
+import { TcpTransport } from "../peer/tcp_transport.ts";
+import type { PeerLink } from "../peer/types.ts";
+import { type AddressDetector, detectAddress, ExplicitAddress, InterfaceAddress } from "../terminal/address.ts";
+import { type Rendezvous, Terminal } from "../terminal/terminal.ts";
+import { configOption, loadConfigFor, onSignals } from "./common.ts";
+import { cliSink } from "./output.ts";
+import { loadIdentity, openSender, openSource, parseHostCards } from "./wire.ts";
+
+/** Runs the terminal flow of a configuration until a link is established. */
+export async function rendezvousFromConfig(
+  config: Config,
+  options: { onEvent: EventSink; signal?: AbortSignal },
+): Promise<Rendezvous> {
+  const tc = config.terminal;
+  if (!tc) {
+    throw new ConfigError("ECONFIG", `Cannot start a terminal: ${config.path ?? "the configuration"} has no [terminal] section; add one (see docs/config.md)`);
+  }
+  if (tc.transport !== "tcp") {
+    throw new ConfigError("ECONFIG", `Cannot use terminal.transport = "${tc.transport}": this build connects over TCP only; set it to "tcp"`);
+  }
+  const identity = await loadIdentity(tc.identity);
+  const hosts = parseHostCards(tc.hosts);
+  const detectors: AddressDetector[] = tc.address === "auto" ? [new InterfaceAddress()] : [new ExplicitAddress(tc.address)];
+  const found = await detectAddress(detectors, options.signal ? { signal: options.signal } : {});
+  options.onEvent({ event: "address-detected", address: found.address, source: found.source });
+  const source = openSource(tc.receive, { pollIntervalMs: tc.pollIntervalMs });
+  const sender = openSender(tc.send);
+  try {
+    const terminal = new Terminal({
+      identity,
+      email: tc.email,
+      network: config.network,
+      hosts,
+      sender,
+      source,
+      transport: new TcpTransport(),
+      advertise: found.address,
+      listen: { address: tc.listen ?? found.address, port: tc.port },
+      subjectMatch: config.subjectMatch,
+      policy: { allow: tc.allow, deny: tc.deny },
+      replyTimeoutMs: tc.replyTimeoutMs,
+      connectTimeoutMs: tc.connectTimeoutMs,
+      standbyTimeoutMs: tc.standbyTimeoutMs,
+      onEvent: options.onEvent,
+    });
+    return await terminal.rendezvous(options.signal ? { signal: options.signal } : {});
+  } finally {
+    await Promise.allSettled([source.close(), sender.close()]);
+  }
+}
+
+async function* stdinLines(): AsyncIterable<string> {
+  let buffered = "";
+  for await (const chunk of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
+    buffered += chunk;
+    let nl: number;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      yield buffered.slice(0, nl).replace(/\r$/, "");
+      buffered = buffered.slice(nl + 1);
+    }
+  }
+  if (buffered) yield buffered;
+}
+
+/** Chats over an established link: one `--message` exchange, or stdin lines. */
+export async function chatOver(
+  link: PeerLink,
+  options: { onEvent: EventSink; message?: string; json: boolean; signal?: AbortSignal },
+): Promise<void> {
+  const peer = link.remote.userId;
+  const show = (text: string) => {
+    options.onEvent({ event: "message", from: peer, text });
+    if (!options.json) Deno.stdout.writeSync(new TextEncoder().encode(`${peer}> ${text}\n`));
+  };
+  if (options.message !== undefined) {
+    await sendLine(link, options.message);
+    const line = await receiveLine(link, options.signal ? { signal: options.signal } : {});
+    if (line !== null) show(line);
+    await link.close();
+  } else {
+    await runChat(link, { input: stdinLines(), onLine: show, ...(options.signal ? { signal: options.signal } : {}) });
+  }
+  options.onEvent({ event: "disconnected", peer });
+}
+
+/** The `client` subcommand. */
+export function clientCommand() {
+  return configOption(new Command("client"))
+    .description("find a peer through the host mailbox, connect, and chat")
+    .option("-m, --message <text>", "send this line, print the answer, and disconnect (default: chat from stdin)")
+    .option("--json", "print events as JSON lines")
+    .action(async (opts) => {
+      const config = await loadConfigFor(opts.config);
+      const onEvent = cliSink({ json: opts.json ?? false });
+      const stop = onSignals();
+      const { link } = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });
+      await chatOver(link, {
+        onEvent,
+        json: opts.json ?? false,
+        signal: stop.signal,
+        ...(opts.message !== undefined ? { message: opts.message } : {}),
+      });
+    });
+}

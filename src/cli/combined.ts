@@ -1,0 +1,41 @@
+/**
+ * `mailpeer combined`: one process that is both the host and a terminal (a player who also
+ * hosts), from a configuration with both [host] and [terminal].
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import { withActor } from "../events.ts";
+import { chatOver, rendezvousFromConfig } from "./client.ts";
+import { configOption, loadConfigFor, onSignals } from "./common.ts";
+import { hostFromConfig } from "./host.ts";
+import { cliSink } from "./output.ts";
+
+/** The `combined` subcommand. */
+export function combinedCommand() {
+  return configOption(new Command("combined"))
+    .description("run the host and a terminal in one process")
+    .option("-m, --message <text>", "send this line, print the answer, and disconnect (default: chat from stdin)")
+    .option("--json", "print events as JSON lines")
+    .action(async (opts) => {
+      const config = await loadConfigFor(opts.config);
+      const sink = cliSink({ json: opts.json ?? false });
+      const stop = onSignals();
+      const { host, close } = await hostFromConfig(config, { onEvent: withActor(sink, "host") });
+      const hostRunning = host.run({ signal: stop.signal });
+      try {
+        const onEvent = withActor(sink, "terminal");
+        const { link } = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });
+        await chatOver(link, {
+          onEvent,
+          json: opts.json ?? false,
+          signal: stop.signal,
+          ...(opts.message !== undefined ? { message: opts.message } : {}),
+        });
+      } finally {
+        stop.abort();
+        await hostRunning.catch(() => {});
+        await close();
+      }
+    });
+}

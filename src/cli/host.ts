@@ -1,0 +1,65 @@
+/**
+ * `mailpeer host`: reads the host mailbox and answers requests, once (for cron) or until
+ * stopped (push or polling).
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import type { Config, HostConfig } from "../config/config.ts";
+import { parseDuration } from "../config/duration.ts";
+import { ConfigError } from "../errors.ts";
+import type { EventSink } from "../events.ts";
+import { Host } from "../host/host.ts";
+import { cliSink } from "./output.ts";
+import { configOption, loadConfigFor, onSignals } from "./common.ts";
+import { loadHostKeys, openSender, openSource, openStore } from "./wire.ts";
+
+/** Builds a host from a configuration. */
+export async function hostFromConfig(config: Config, options: { onEvent: EventSink; pollIntervalMs?: number }) {
+  const hc: HostConfig | undefined = config.host;
+  if (!hc) throw new ConfigError("ECONFIG", `Cannot start a host: ${config.path ?? "the configuration"} has no [host] section; add one (see docs/config.md)`);
+  const keys = await loadHostKeys(hc.keys);
+  const source = openSource(hc.receive, { pollIntervalMs: options.pollIntervalMs ?? hc.pollIntervalMs });
+  const sender = openSender(hc.send);
+  const store = openStore(hc.table);
+  const host = new Host({
+    keys,
+    network: config.network,
+    source,
+    sender,
+    store,
+    subjectMatch: config.subjectMatch,
+    policy: { capacity: hc.tableCapacity, expiryMs: hc.expiryMs, peersPerReply: hc.peersPerReply },
+    maxMailBytes: hc.maxMailBytes,
+    onEvent: options.onEvent,
+  });
+  const close = async () => {
+    await Promise.allSettled([source.close(), sender.close(), store.close()]);
+  };
+  return { host, close };
+}
+
+/** The `host` subcommand. */
+export function hostCommand() {
+  return configOption(new Command("host"))
+    .description("answer terminal requests from the host mailbox")
+    .option("--once", "process what is pending and exit (for cron)")
+    .option("--poll-interval <duration>", "poll the mailbox this often instead of waiting for push")
+    .option("--json", "print events as JSON lines")
+    .action(async (opts) => {
+      const config = await loadConfigFor(opts.config);
+      const onEvent = cliSink({ json: opts.json ?? false });
+      const pollIntervalMs = opts.pollInterval ? parseDuration(opts.pollInterval, "--poll-interval") : undefined;
+      const { host, close } = await hostFromConfig(config, { onEvent, ...(pollIntervalMs ? { pollIntervalMs } : {}) });
+      try {
+        if (opts.once) {
+          await host.processPending();
+        } else {
+          const stop = onSignals();
+          await host.run({ signal: stop.signal });
+        }
+      } finally {
+        await close();
+      }
+    });
+}

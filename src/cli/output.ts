@@ -1,0 +1,90 @@
+/**
+ * What the CLI prints: with `--json` one JSON object per line on stdout (an event stream);
+ * otherwise one narrated line per event for a person, on stderr for progress and stdout for
+ * chat text.
+ *
+ * @module
+ */
+import { formatDuration } from "../config/duration.ts";
+import { type EventSink, type MailpeerEvent, withStep } from "../events.ts";
+import type { Endpoint } from "../message/types.ts";
+
+const encoder = new TextEncoder();
+
+function ep(e: Endpoint): string {
+  const host = e.address.includes(":") ? `[${e.address}]` : e.address;
+  return `${host}:${e.port}/${e.transport}`;
+}
+
+function clock(ms: number): string {
+  return new Date(ms).toISOString().slice(11, 19);
+}
+
+/** One line for a person, or undefined for events not worth a line. */
+export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined {
+  const who = e.actor ? `${e.actor}: ` : "";
+  const step = e.step ? `${e.step} ` : "";
+  const text = (() => {
+    switch (e.event) {
+      case "address-detected":
+        return `advertises address ${e.address} (found by ${e.source})`;
+      case "listening":
+        return `listens for peers at ${ep(e.endpoint)}`;
+      case "request-sent":
+        return `mailed a sealed request to ${e.to.join(", ")} (session ${e.sessionId.slice(0, 8)}…)`;
+      case "waiting":
+        return `waits for the ${e.for} mail, ${formatDuration(now - e.sinceMs)} so far, until ${clock(e.untilMs)}`;
+      case "request-received":
+        return `opened a valid request from ${e.userId}`;
+      case "table-updated":
+        return `updated the control table (${e.rows} row${e.rows === 1 ? "" : "s"})`;
+      case "reply-sent":
+        return `mailed ${e.userId} a signed reply with ${e.peers} peer${e.peers === 1 ? "" : "s"}`;
+      case "reply-received":
+        return e.peers.length === 0
+          ? `got the host's reply after ${formatDuration(e.ms)}: no peers yet`
+          : `got the host's reply after ${formatDuration(e.ms)}: ${e.peers.map((p) => p.userId).join(", ")}`;
+      case "connecting":
+        return `sends CONNECT to ${e.peer} at ${ep(e.endpoint)}`;
+      case "connect-failed":
+        return `could not connect to ${e.peer}: ${e.message}`;
+      case "notice-sent":
+        return `mailed a notice about ${e.failed.join(", ")} to ${e.to.join(", ")}`;
+      case "notice-received":
+        return `flagged ${e.failed.join(", ")} as unreachable (reported by ${e.userId})`;
+      case "standby":
+        return `no peer answered: stands by at ${ep(e.endpoint)} until ${clock(e.untilMs)}`;
+      case "connected":
+        return `connected to ${e.peer} over ${e.transport.toUpperCase()} (CONNECT, CONNECT+ACK, ACK) in ${formatDuration(e.ms)}`;
+      case "message":
+        return `${e.from} says: ${e.text}`;
+      case "disconnected":
+        return `disconnected from ${e.peer} (DISCONNECT, ACK)`;
+      case "request-deleted":
+        return `deleted a request unanswered: ${e.reason}`;
+      case "quarantined":
+        return `quarantined a mail (${e.code}): ${e.reason}`;
+      case "host-pass":
+        return e.answered + e.notices + e.quarantined + e.stale === 0
+          ? undefined
+          : `processed the mailbox: ${e.answered} answered, ${e.notices} notices, ${e.quarantined} quarantined, ${e.stale} stale`;
+      case "error":
+        return `error ${e.code}: ${e.message}`;
+    }
+  })();
+  return text === undefined ? undefined : `${step}${who}${text}`;
+}
+
+/** The CLI's event sink: JSON lines on stdout, or narration on stderr. */
+export function cliSink(options: { json: boolean; quiet?: boolean }): EventSink {
+  return (raw) => {
+    const event = withStep(raw);
+    if (options.json) {
+      Deno.stdout.writeSync(encoder.encode(JSON.stringify({ time: new Date().toISOString(), ...event }) + "\n"));
+      return;
+    }
+    if (options.quiet) return;
+    const line = narrate(event);
+    if (line !== undefined) Deno.stderr.writeSync(encoder.encode(line + "\n"));
+  };
+}

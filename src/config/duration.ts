@@ -1,0 +1,30 @@
+/**
+ * Durations in configuration: `500ms`, `30s`, `5m`, `12h`, `2d`, or a bare number of seconds.
+ *
+ * @module
+ */
+import { ConfigError } from "../errors.ts";
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Parses a duration into milliseconds; `key` names the setting in errors. */
+export function parseDuration(value: unknown, key: string): number {
+  if (typeof value === "number" && Number.isFinite(value) && value >= 0) return value * 1000;
+  if (typeof value === "string") {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/.exec(value);
+    if (m) return Math.round(Number(m[1]) * UNITS[m[2] ?? "s"]!);
+  }
+  throw new ConfigError(
+    "ECONFIG",
+    `Cannot read ${key}: ${JSON.stringify(value)} is not a duration; write e.g. "500ms", "30s", "5m" or "12h"`,
+  );
+}
+
+/** Formats milliseconds as a short human duration (`850ms`, `12.3s`, `4m05s`). */
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
+  const m = Math.floor(ms / 60_000);
+  const s = Math.round((ms % 60_000) / 1000);
+  return `${m}m${String(s).padStart(2, "0")}s`;
+}

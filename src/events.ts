@@ -1,0 +1,86 @@
+/**
+ * Events that the host and terminal report while they work.
+ *
+ * The CLI prints them as one JSON object per line with `--json`, or narrates them for a person.
+ * Library users pass an `onEvent` callback. Every event names the `actor` that emitted it
+ * (e.g. `host`, `terminal`, or the demo's `terminal-1`).
+ *
+ * @module
+ */
+import type { Endpoint, TransportKind } from "./message/types.ts";
+
+/** A peer as events show it: never an e-mail address. */
+export interface EventPeer {
+  userId: string;
+  endpoints: Endpoint[];
+  lastSeen: number;
+  failures: number;
+}
+
+/** Everything that can happen, keyed by the `event` field. */
+export type MailpeerEvent =
+  & { actor?: string; step?: string }
+  & (
+    | { event: "address-detected"; address: string; source: string }
+    | { event: "listening"; endpoint: Endpoint }
+    | { event: "request-sent"; to: string[]; sessionId: string; endpoints: Endpoint[] }
+    | { event: "waiting"; for: string; sinceMs: number; untilMs: number }
+    | { event: "reply-received"; from: string; peers: EventPeer[]; ms: number }
+    | { event: "connecting"; peer: string; endpoint: Endpoint }
+    | { event: "connected"; peer: string; transport: TransportKind; ms: number; role: "initiator" | "acceptor" }
+    | { event: "connect-failed"; peer: string; code: string; message: string }
+    | { event: "notice-sent"; to: string[]; failed: string[] }
+    | { event: "standby"; endpoint: Endpoint; untilMs: number }
+    | { event: "message"; from: string; text: string }
+    | { event: "disconnected"; peer: string }
+    | { event: "request-received"; userId: string; sessionId: string }
+    | { event: "table-updated"; rows: number }
+    | { event: "reply-sent"; to: string; userId: string; peers: number }
+    | { event: "notice-received"; userId: string; failed: string[] }
+    | { event: "request-deleted"; userId: string; reason: string }
+    | { event: "quarantined"; subject: string; code: string; reason: string }
+    | { event: "host-pass"; answered: number; notices: number; quarantined: number; stale: number }
+    | { event: "error"; code: string; message: string }
+  );
+
+/** Name of an event. */
+export type EventName = MailpeerEvent["event"];
+
+/** Receives events. */
+export type EventSink = (event: MailpeerEvent) => void;
+
+/** A sink that drops everything. */
+export const silentSink: EventSink = () => {};
+
+/** Returns a sink that stamps `actor` on every event before passing it to `sink`. */
+export function withActor(sink: EventSink, actor: string): EventSink {
+  return (event) => sink({ ...event, actor });
+}
+
+/**
+ * The step of the patent's FIG. 4 flow that each event marks (numbering documented in
+ * docs/protocol.md).
+ */
+export const FIG4_STEPS: Partial<Record<EventName, string>> = {
+  "listening": "S10",
+  "request-sent": "S12",
+  "waiting": "S14",
+  "request-received": "S16",
+  "table-updated": "S18",
+  "reply-sent": "S20",
+  "reply-received": "S22",
+  "connecting": "S24",
+  "connect-failed": "S26",
+  "notice-sent": "S28",
+  "notice-received": "S30",
+  "standby": "S32",
+  "connected": "S34",
+  "message": "S36",
+  "disconnected": "S38",
+};
+
+/** Stamps the FIG. 4 step on an event that has one. */
+export function withStep(event: MailpeerEvent): MailpeerEvent {
+  const step = FIG4_STEPS[event.event];
+  return step && !event.step ? { ...event, step } : event;
+}

@@ -1,0 +1,256 @@
+/**
+ * The control table rules of DESIGN §4 as pure functions on `PeerRow[]`.
+ *
+ * Every function returns a new array and never mutates its input. Rows that a function does
+ * not change are shared with the input, so treat rows as immutable values.
+ *
+ * A row is keyed by network + user id: the same user id on two networks is two rows.
+ *
+ * @module
+ */
+import { HostError } from "../errors.ts";
+import { DEFAULT_EXPIRY_MS, DEFAULT_PEERS_PER_REPLY, DEFAULT_TABLE_CAPACITY } from "../limits.ts";
+import type { PeerRow } from "./types.ts";
+
+/** Size, age and selection limits of the control table. */
+export interface TablePolicy {
+  /** Most rows the table holds; when full the oldest row is overwritten. */
+  capacity: number;
+  /** Age in ms after which a row expires (it is never selected and may be dropped). */
+  expiryMs: number;
+  /** Most peers one reply lists. */
+  peersPerReply: number;
+}
+
+/** The defaults of limits.ts: 1000 rows, 12 h expiry, 8 peers per reply. */
+export const DEFAULT_TABLE_POLICY: TablePolicy = Object.freeze({
+  capacity: DEFAULT_TABLE_CAPACITY,
+  expiryMs: DEFAULT_EXPIRY_MS,
+  peersPerReply: DEFAULT_PEERS_PER_REPLY,
+});
+
+/** Who a row belongs to. */
+export interface RowOwner {
+  userId: string;
+  network: string;
+}
+
+function sameOwner(row: RowOwner, owner: RowOwner): boolean {
+  return row.userId === owner.userId && row.network === owner.network;
+}
+
+function isLive(row: PeerRow, now: number, expiryMs: number): boolean {
+  return row.requestedAt >= now - expiryMs;
+}
+
+/** A deep copy of `row`; an absent or undefined `lastFailureAt` is left out. */
+export function cloneRow(row: PeerRow): PeerRow {
+  const copy: PeerRow = {
+    userId: row.userId,
+    network: row.network,
+    identityKey: row.identityKey,
+    endpoints: row.endpoints.map((e) => ({
+      transport: e.transport,
+      address: e.address,
+      port: e.port,
+    })),
+    email: row.email,
+    sessionId: row.sessionId,
+    requestedAt: row.requestedAt,
+    failures: row.failures,
+  };
+  if (row.lastFailureAt !== undefined) copy.lastFailureAt = row.lastFailureAt;
+  return copy;
+}
+
+/**
+ * Drops the rows whose request is older than `now - expiryMs`.
+ *
+ * @example
+ * ```ts
+ * const live = expireRows(rows, Date.now(), DEFAULT_TABLE_POLICY);
+ * ```
+ */
+export function expireRows(
+  rows: readonly PeerRow[],
+  now: number,
+  policy: Pick<TablePolicy, "expiryMs">,
+): PeerRow[] {
+  return rows.filter((row) => isLive(row, now, policy.expiryMs));
+}
+
+/** Index of the row with the smallest `requestedAt`, skipping `except`; -1 when none. */
+function oldestIndex(rows: readonly PeerRow[], except: number): number {
+  let found = -1;
+  rows.forEach((row, i) => {
+    if (i === except) return;
+    const best = found === -1 ? undefined : rows[found];
+    if (best === undefined || row.requestedAt < best.requestedAt) found = i;
+  });
+  return found;
+}
+
+/**
+ * Stores the latest request of one user: one row per network + user id.
+ *
+ * A new request replaces the user's old row (its failure flag is cleared) unless the stored
+ * row is newer or carries the same session id, in which case the table is returned as it is
+ * (so processing the same request twice is idempotent). A new user in a full table overwrites
+ * the oldest row. The result never holds more than `capacity` rows.
+ *
+ * @throws {RangeError} when `capacity` is not a positive integer.
+ */
+export function upsertRow(
+  rows: readonly PeerRow[],
+  row: PeerRow,
+  policy: Pick<TablePolicy, "capacity">,
+): PeerRow[] {
+  const { capacity } = policy;
+  if (!Number.isInteger(capacity) || capacity < 1) {
+    throw new RangeError(`Cannot store a request: table capacity ${capacity} is not >= 1`);
+  }
+  const next = [...rows];
+  const fresh: PeerRow = { ...cloneRow(row), failures: 0 };
+  delete fresh.lastFailureAt;
+  let at = next.findIndex((r) => sameOwner(r, row));
+  const existing = at === -1 ? undefined : next[at];
+  if (existing !== undefined) {
+    if (existing.requestedAt > row.requestedAt || existing.sessionId === row.sessionId) {
+      return next;
+    }
+    next[at] = fresh;
+  } else {
+    next.push(fresh);
+    at = next.length - 1;
+  }
+  // Overwrite the oldest rows (never the one just stored) until the table fits.
+  while (next.length > capacity) {
+    const oldest = oldestIndex(next, at);
+    next.splice(oldest, 1);
+    if (oldest < at) at--;
+  }
+  return next;
+}
+
+/**
+ * Picks the peers to send to `requester`: live rows of the same network, never the requester
+ * itself, rows without failures first, then fewer failures first, then the most recent request
+ * first; at most `max` rows.
+ */
+export function selectPeers(
+  rows: readonly PeerRow[],
+  requester: RowOwner,
+  options: { now: number; expiryMs: number; max: number },
+): PeerRow[] {
+  const { now, expiryMs, max } = options;
+  if (!(max > 0)) return [];
+  return rows
+    .filter((row) =>
+      row.network === requester.network && row.userId !== requester.userId &&
+      isLive(row, now, expiryMs)
+    )
+    .sort((a, b) =>
+      a.failures - b.failures || b.requestedAt - a.requestedAt ||
+      (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0)
+    )
+    .slice(0, max);
+}
+
+/**
+ * Records a notice that `target` could not be reached: finds the row by network + user id
+ * (never by address, which another user may have taken over), adds one failure and sets
+ * `lastFailureAt`. An unknown user leaves the table as it is.
+ */
+export function flagFailure(rows: readonly PeerRow[], target: RowOwner, at: number): PeerRow[] {
+  return rows.map((row) =>
+    sameOwner(row, target)
+      ? { ...cloneRow(row), failures: row.failures + 1, lastFailureAt: at }
+      : row
+  );
+}
+
+const ROW_KEYS = new Set([
+  "userId",
+  "network",
+  "identityKey",
+  "endpoints",
+  "email",
+  "sessionId",
+  "requestedAt",
+  "failures",
+  "lastFailureAt",
+]);
+const ENDPOINT_KEYS = new Set(["transport", "address", "port"]);
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isTime(value: unknown): value is number {
+  return typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+}
+
+function endpointProblem(value: unknown): string | undefined {
+  if (!isRecord(value)) return "is not an object";
+  const extra = Object.keys(value).find((k) => !ENDPOINT_KEYS.has(k));
+  if (extra !== undefined) return `has an unknown field "${extra}"`;
+  if (value.transport !== "tcp" && value.transport !== "udp") {
+    return `has transport ${JSON.stringify(value.transport)}, not "tcp" or "udp"`;
+  }
+  if (typeof value.address !== "string" || value.address === "") return "has no address";
+  const port = value.port;
+  if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) {
+    return `has port ${JSON.stringify(port)}, not an integer 1-65535`;
+  }
+  return undefined;
+}
+
+function rowProblem(value: unknown): string | undefined {
+  if (!isRecord(value)) return "is not an object";
+  const extra = Object.keys(value).find((k) => !ROW_KEYS.has(k));
+  if (extra !== undefined) return `has an unknown field "${extra}"`;
+  for (const key of ["userId", "network", "identityKey", "sessionId"] as const) {
+    if (typeof value[key] !== "string" || value[key] === "") return `has no valid "${key}"`;
+  }
+  if (typeof value.email !== "string") return `has no valid "email"`;
+  if (!isTime(value.requestedAt)) return `has no valid "requestedAt"`;
+  if (!isTime(value.failures)) return `has no valid "failures"`;
+  if (value.lastFailureAt !== undefined && !isTime(value.lastFailureAt)) {
+    return `has an invalid "lastFailureAt"`;
+  }
+  if (!Array.isArray(value.endpoints)) return `has no "endpoints" list`;
+  for (const [i, endpoint] of value.endpoints.entries()) {
+    const problem = endpointProblem(endpoint);
+    if (problem !== undefined) return `endpoint ${i} ${problem}`;
+  }
+  return undefined;
+}
+
+/**
+ * Checks that `value` (a table read from disk or another store) is a well-formed list of
+ * rows with one row per network + user id, and returns clean copies of them.
+ *
+ * @throws {HostError} code `ETABLE`, naming the first bad row and what is wrong with it.
+ */
+export function validateRows(value: unknown): PeerRow[] {
+  const fail = (what: string): never => {
+    throw new HostError(
+      "ETABLE",
+      `Cannot load the control table: ${what}; move the table away, the host rebuilds it from new requests`,
+      { cause: what },
+    );
+  };
+  if (!Array.isArray(value)) return fail("the rows are not a list");
+  const seen = new Set<string>();
+  return value.map((row: unknown, i) => {
+    const problem = rowProblem(row);
+    if (problem !== undefined) return fail(`row ${i} ${problem}`);
+    const valid = row as PeerRow;
+    const key = JSON.stringify([valid.network, valid.userId]);
+    if (seen.has(key)) {
+      return fail(`row ${i} repeats user "${valid.userId}" of network "${valid.network}"`);
+    }
+    seen.add(key);
+    return cloneRow(valid);
+  });
+}

@@ -1,0 +1,322 @@
+/**
+ * {@link MailSource} over one Maildir (the local post office, or any Maildir a mail server
+ * delivers into, e.g. Dovecot's `~/Maildir`).
+ *
+ * Only mail whose subject matches is ever listed, fetched, moved or removed. Every other mail
+ * stays where it is, byte for byte, under the same name (so it stays unread in `new/`).
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { MailError } from "../errors.ts";
+import { DEFAULT_POLL_INTERVAL_MS, MAX_MAIL_BYTES } from "../limits.ts";
+import { type Clock, systemClock } from "../runtime.ts";
+import { ensureMaildir } from "./maildir_post_office.ts";
+import { headerEnd, readSubject } from "./parse.ts";
+import { type MailRef, type MailSource, matchesSubject, type SubjectMatch } from "./types.ts";
+
+/** Options of {@link MaildirSource}. */
+export interface MaildirSourceOptions {
+  /** How long {@link MaildirSource.waitForMail} waits without a file event. Default: 1000. */
+  pollIntervalMs?: number;
+  /** Timers for the poll interval. Default: the system clock. */
+  clock?: Clock;
+}
+
+/** Where a mail currently is. */
+interface Location {
+  path: string;
+  /** The file name (unique name plus any `:2,<flags>` info). */
+  name: string;
+  inNew: boolean;
+}
+
+/** Sub-folder (Maildir++) that quarantined mail is moved to; mail clients show it as a folder. */
+export const QUARANTINE_FOLDER = ".Quarantine";
+
+/**
+ * Reads a Maildir (created with tmp/, new/, cur/ when missing), seeing only mail that matches.
+ *
+ * @example
+ * ```ts
+ * const source = new MaildirSource("/var/lib/mailpeer/post/host@lan");
+ * for (const ref of await source.list({ subject: "[mailpeer] lan request", mode: "exact" })) {
+ *   const raw = await source.fetch(ref);
+ * }
+ * await source.close();
+ * ```
+ */
+export class MaildirSource implements MailSource {
+  readonly #dir: string;
+  readonly #pollIntervalMs: number;
+  readonly #clock: Clock;
+  #ready: Promise<void> | undefined;
+  #watcher: Deno.FsWatcher | undefined;
+  #watchLoop: Promise<void> | undefined;
+  readonly #waiters = new Set<() => void>();
+  /** Ids handed out by list(): only these may be moved from new/ to cur/. */
+  readonly #listed = new Set<string>();
+  /** Subject by unique name; a Maildir file never changes its content. */
+  #subjects = new Map<string, string>();
+  /** Names in new/ at the last list(), to notice deliveries before a watcher saw them. */
+  #newSnapshot: Set<string> | undefined;
+  #closed = false;
+
+  constructor(maildir: string, options: MaildirSourceOptions = {}) {
+    this.#dir = maildir;
+    this.#pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  /** Lists matching mail in new/ and cur/, oldest first (file mtime, then name). */
+  async list(match: SubjectMatch, options: { signal?: AbortSignal } = {}): Promise<MailRef[]> {
+    options.signal?.throwIfAborted();
+    await this.#ensure();
+    this.#startWatcher();
+    const found: { ref: MailRef; mtime: number; name: string }[] = [];
+    const subjects = new Map<string, string>();
+    const newNames = new Set<string>();
+    for (const sub of ["new", "cur"] as const) {
+      for (const name of await this.#names(sub)) {
+        if (sub === "new") newNames.add(name);
+        const id = idOf(name);
+        if (subjects.has(id)) continue;
+        const path = join(this.#dir, sub, name);
+        const subject = this.#subjects.get(id) ?? await subjectOf(path);
+        if (subject === undefined) continue; // vanished or unreadable: not ours to judge
+        subjects.set(id, subject);
+        if (!matchesSubject(subject, match)) continue;
+        const info = await Deno.stat(path).catch(() => undefined);
+        if (info === undefined) continue;
+        found.push({
+          ref: { id, subject: subject.trim(), size: info.size },
+          mtime: info.mtime?.getTime() ?? 0,
+          name: id,
+        });
+      }
+    }
+    this.#subjects = subjects;
+    this.#newSnapshot = newNames;
+    found.sort((a, b) => a.mtime - b.mtime || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const { ref } of found) this.#listed.add(ref.id);
+    return found.map((f) => f.ref);
+  }
+
+  /** Reads a listed mail; one still in new/ moves to cur/ marked seen (`:2,S`). */
+  async fetch(ref: MailRef, options: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      options.signal?.throwIfAborted();
+      let at = await this.#locate(ref.id);
+      if (at === undefined) break;
+      try {
+        if (at.inNew && this.#listed.has(ref.id)) {
+          const name = `${ref.id}:2,S`;
+          const path = join(this.#dir, "cur", name);
+          await Deno.rename(at.path, path);
+          at = { path, name, inNew: false };
+        }
+        return await Deno.readFile(at.path);
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw this.#error("fetch", ref, err);
+        // moved by another reader meanwhile: look again
+      }
+    }
+    throw new MailError(
+      "EMAILDIR",
+      `Cannot fetch mail ${ref.id}: it is no longer in ${this.#dir}; list the mailbox again`,
+    );
+  }
+
+  /** Removes a mail for good, wherever it is (new/ or cur/). Already gone: nothing to do. */
+  async delete(ref: MailRef): Promise<void> {
+    const at = await this.#locate(ref.id);
+    this.#listed.delete(ref.id);
+    if (at === undefined) return;
+    await Deno.remove(at.path).catch((err) => {
+      if (!(err instanceof Deno.errors.NotFound)) throw this.#error("delete", ref, err);
+    });
+  }
+
+  /**
+   * Moves a mail into the `.Quarantine` Maildir++ folder (its `cur/`), keeping its flags.
+   * The reason is for the caller's log; the mail itself is not changed.
+   */
+  async quarantine(ref: MailRef, _reason: string): Promise<void> {
+    const at = await this.#locate(ref.id);
+    this.#listed.delete(ref.id);
+    if (at === undefined) return;
+    const folder = join(this.#dir, QUARANTINE_FOLDER);
+    try {
+      await ensureMaildir(folder);
+      await Deno.writeFile(join(folder, "maildirfolder"), new Uint8Array(), { create: true });
+      const flags = at.inNew ? "" : (at.name.split(":2,")[1] ?? "");
+      await Deno.rename(at.path, join(folder, "cur", `${ref.id}:2,${flags}`));
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw this.#error("quarantine", ref, err);
+    }
+  }
+
+  /**
+   * Resolves when new/ changes (file watch), after one poll interval, or when `signal`
+   * aborts, whichever comes first. Resolves at once when new/ holds a mail that the last
+   * list() did not see.
+   */
+  async waitForMail(options: { signal?: AbortSignal } = {}): Promise<void> {
+    const signal = options.signal;
+    if (signal?.aborted || this.#closed) return;
+    await this.#ensure();
+    this.#startWatcher();
+    let wake = () => {};
+    const woken = new Promise<void>((resolve) => (wake = resolve));
+    const timer = new AbortController();
+    this.#waiters.add(wake);
+    signal?.addEventListener("abort", wake, { once: true });
+    try {
+      if (signal?.aborted || this.#closed || await this.#newHasUnseen()) return;
+      const slept = this.#clock.sleep(this.#pollIntervalMs, timer.signal).catch(() => {});
+      await Promise.race([woken, slept]);
+    } finally {
+      this.#waiters.delete(wake);
+      signal?.removeEventListener("abort", wake);
+      timer.abort();
+    }
+  }
+
+  /** Stops the file watcher and wakes every waiter. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    this.#watcher?.close();
+    this.#watcher = undefined;
+    await this.#watchLoop;
+    for (const wake of this.#waiters) wake();
+  }
+
+  #ensure(): Promise<void> {
+    this.#ready ??= ensureMaildir(this.#dir).catch((err) => {
+      this.#ready = undefined;
+      throw err;
+    });
+    return this.#ready;
+  }
+
+  #startWatcher(): void {
+    if (this.#watcher !== undefined || this.#closed) return;
+    let watcher: Deno.FsWatcher;
+    try {
+      watcher = Deno.watchFs(join(this.#dir, "new"), { recursive: false });
+    } catch {
+      return; // no file events here: the poll interval still wakes waiters
+    }
+    this.#watcher = watcher;
+    this.#watchLoop = (async () => {
+      try {
+        for await (const _event of watcher) {
+          for (const wake of this.#waiters) wake();
+        }
+      } catch {
+        // the watcher failed: polling continues
+      }
+    })();
+  }
+
+  async #newHasUnseen(): Promise<boolean> {
+    const seen = this.#newSnapshot;
+    if (seen === undefined) return false;
+    return (await this.#names("new")).some((name) => !seen.has(name));
+  }
+
+  /** File names in new/ or cur/, skipping dot files and directories. */
+  async #names(sub: "new" | "cur"): Promise<string[]> {
+    const names: string[] = [];
+    try {
+      for await (const entry of Deno.readDir(join(this.#dir, sub))) {
+        if (entry.name.startsWith(".") || entry.isDirectory) continue;
+        names.push(entry.name);
+      }
+    } catch (err) {
+      throw new MailError(
+        "EMAILDIR",
+        `Cannot read the Maildir ${this.#dir}: ${errorText(err)}; check the path and permissions`,
+        { cause: err },
+      );
+    }
+    return names;
+  }
+
+  async #locate(id: string): Promise<Location | undefined> {
+    if (id === "" || id.includes("/") || id.includes("\\") || id.startsWith(".")) return undefined;
+    const inNew = join(this.#dir, "new", id);
+    if (await exists(inNew)) return { path: inNew, name: id, inNew: true };
+    for (const name of await this.#names("cur")) {
+      if (idOf(name) === id) return { path: join(this.#dir, "cur", name), name, inNew: false };
+    }
+    return undefined;
+  }
+
+  #error(action: string, ref: MailRef, err: unknown): MailError {
+    return new MailError(
+      "EMAILDIR",
+      `Cannot ${action} mail ${ref.id} in ${this.#dir}: ${errorText(err)}; ` +
+        "check the Maildir permissions",
+      { cause: err },
+    );
+  }
+}
+
+/** The Maildir unique name of a file name: everything before the `:2,` info. */
+function idOf(name: string): string {
+  const colon = name.indexOf(":");
+  return colon < 0 ? name : name.slice(0, colon);
+}
+
+/** The subject of the mail at `path`, reading no more than its header section. */
+async function subjectOf(path: string): Promise<string | undefined> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch {
+    return undefined;
+  }
+  try {
+    const chunks: Uint8Array[] = [];
+    let total = 0;
+    const buffer = new Uint8Array(4096);
+    while (total < MAX_MAIL_BYTES) {
+      const n = await file.read(buffer);
+      if (n === null) break;
+      chunks.push(buffer.slice(0, n));
+      total += n;
+      // a header section ends at the first blank line: stop reading there
+      if (headerEnd(concat(chunks, total)).complete) break;
+    }
+    return await readSubject(concat(chunks, total));
+  } catch {
+    return undefined;
+  } finally {
+    file.close();
+  }
+}
+
+function concat(chunks: Uint8Array[], total: number): Uint8Array {
+  if (chunks.length === 1 && chunks[0] !== undefined) return chunks[0];
+  const out = new Uint8Array(total);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return out;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

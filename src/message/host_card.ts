@@ -1,0 +1,140 @@
+/**
+ * Host cards: a host's e-mail address and public keys in one copy-pasteable line.
+ *
+ * `mailpeer1:<email>:<x25519 base64url>:<ed25519 base64url>`
+ *
+ * The two keys are split off the right, so an address whose local part contains `:` still
+ * reads back unchanged.
+ *
+ * @module
+ */
+import { MessageError } from "../errors.ts";
+import { fromBase64Url, toBase64Url } from "./base64.ts";
+
+/** What a terminal needs to know about a host: where to mail it and which keys it holds. */
+export interface HostCard {
+  /** The host mailbox's e-mail address. */
+  email: string;
+  /** The host's X25519 public key (32 bytes); requests and notices are sealed to it. */
+  x25519: Uint8Array;
+  /** The host's Ed25519 public key (32 bytes); every reply is signed with it. */
+  ed25519: Uint8Array;
+}
+
+/** The prefix every host card starts with. */
+export const HOST_CARD_PREFIX = "mailpeer1:";
+
+const MAX_EMAIL_LENGTH = 254;
+const DOMAIN_LABEL = /^[\p{L}\p{N}](?:[\p{L}\p{N}-]{0,61}[\p{L}\p{N}])?$/u;
+const ADDRESS_LITERAL = /^\[[0-9A-Fa-f:.]+\]$|^\[IPv6:[0-9A-Fa-f:.]+\]$/;
+
+function hasControlOrSpace(text: string): boolean {
+  for (const ch of text) {
+    const c = ch.codePointAt(0)!;
+    if (c <= 0x20 || (c >= 0x7f && c <= 0xa0) || c === 0x2028 || c === 0x2029) return true;
+  }
+  return false;
+}
+
+/**
+ * Says what is wrong with an e-mail address, or `undefined` when it is a plausible
+ * `local@domain` address (one line, no spaces, a domain of dotted labels or an address literal).
+ *
+ * @example
+ * ```ts
+ * emailProblem("host@example.org"); // undefined
+ * emailProblem("host example.org"); // "it contains spaces or control characters"
+ * ```
+ */
+export function emailProblem(email: string): string | undefined {
+  if (email.length === 0) return "it is empty";
+  if (email.length > MAX_EMAIL_LENGTH) return `it is longer than ${MAX_EMAIL_LENGTH} characters`;
+  if (!email.isWellFormed() || hasControlOrSpace(email)) {
+    return "it contains spaces or control characters";
+  }
+  const at = email.lastIndexOf("@");
+  if (at < 0) return "it has no @";
+  const local = email.slice(0, at);
+  const domain = email.slice(at + 1);
+  if (local.length === 0) return "nothing comes before the @";
+  if (domain.length === 0) return "nothing comes after the @";
+  if (ADDRESS_LITERAL.test(domain)) return undefined;
+  if (!domain.split(".").every((label) => DOMAIN_LABEL.test(label))) {
+    return `"${domain}" is not a domain name`;
+  }
+  return undefined;
+}
+
+function checkCard(card: HostCard): void {
+  const problem = emailProblem(card.email);
+  if (problem !== undefined) {
+    throw new TypeError(`Cannot format host card: the e-mail address ${problem}`);
+  }
+  if (card.x25519.length !== 32 || card.ed25519.length !== 32) {
+    throw new TypeError("Cannot format host card: both public keys must have 32 bytes");
+  }
+}
+
+/**
+ * Formats a host card as one line.
+ *
+ * @example
+ * ```ts
+ * formatHostCard(card); // "mailpeer1:host@example.org:3q2-7w...:Zm9v..."
+ * ```
+ * @throws {TypeError} when the address is implausible or a key is not 32 bytes.
+ */
+export function formatHostCard(card: HostCard): string {
+  checkCard(card);
+  return `${HOST_CARD_PREFIX}${card.email}:${toBase64Url(card.x25519)}:${
+    toBase64Url(card.ed25519)
+  }`;
+}
+
+function cardError(what: string, cause?: unknown): MessageError {
+  return new MessageError(
+    "ECARD",
+    `Cannot read host card: ${what}; copy the whole card again from the host (\`mailpeer card\`)`,
+    cause === undefined ? {} : { cause },
+  );
+}
+
+function readKey(text: string, name: string): Uint8Array {
+  let key: Uint8Array;
+  try {
+    key = fromBase64Url(text);
+  } catch (err) {
+    throw cardError(`the ${name} key is not base64url`, err);
+  }
+  if (key.length !== 32 || toBase64Url(key) !== text) {
+    throw cardError(`the ${name} key has ${key.length} bytes, not 32`);
+  }
+  return key;
+}
+
+/**
+ * Reads a host card (surrounding whitespace ignored).
+ *
+ * @example
+ * ```ts
+ * const card = parseHostCard("mailpeer1:host@example.org:<x25519>:<ed25519>");
+ * card.email; // "host@example.org"
+ * ```
+ * @throws {MessageError} `ECARD` naming what is wrong.
+ */
+export function parseHostCard(text: string): HostCard {
+  const line = text.trim();
+  if (!line.startsWith(HOST_CARD_PREFIX)) {
+    throw cardError(`it does not start with "${HOST_CARD_PREFIX}"`);
+  }
+  const rest = line.slice(HOST_CARD_PREFIX.length);
+  const lastColon = rest.lastIndexOf(":");
+  const midColon = lastColon < 0 ? -1 : rest.lastIndexOf(":", lastColon - 1);
+  if (midColon < 0) throw cardError("it lacks the two keys after the e-mail address");
+  const email = rest.slice(0, midColon);
+  const problem = emailProblem(email);
+  if (problem !== undefined) throw cardError(`the e-mail address ${problem}`);
+  const x25519 = readKey(rest.slice(midColon + 1, lastColon), "X25519");
+  const ed25519 = readKey(rest.slice(lastColon + 1), "Ed25519");
+  return { email, x25519, ed25519 };
+}

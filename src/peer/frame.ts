@@ -1,0 +1,398 @@
+/**
+ * Peer frames (DESIGN §6): a pure codec with encode/decode pairs, no I/O.
+ *
+ * On TCP a frame is `[u32 BE length][version u8][type u8][body]`, where `length` counts the
+ * version, type and body bytes and is at most {@link MAX_FRAME_BYTES}. A datagram (UDP) carries
+ * one frame without the length prefix. Anything malformed throws `PeerError` `EFRAME`.
+ *
+ * Bodies:
+ * - CONNECT: destination endpoint, source endpoint, user id, identity key (32), nonce (16),
+ *   ephemeral X25519 key (32).
+ * - CONNECT_ACK: user id, identity key (32), nonce (16), ephemeral key (32), signature (64).
+ * - ACK: signature (64).
+ * - DATA: `[u64 BE sequence][ciphertext]`.
+ * - DISCONNECT: an optional UTF-8 reason; DISCONNECT_ACK, PING, PONG: opaque bytes.
+ *
+ * An endpoint is `[u8 transport: 0 tcp, 1 udp][u8 length][address, ASCII][u16 BE port]`, a user
+ * id `[u8 length][UTF-8]`.
+ *
+ * @module
+ */
+import { PeerError } from "../errors.ts";
+import {
+  MAX_FRAME_BYTES,
+  MAX_REASON_BYTES,
+  MAX_USER_ID_BYTES,
+  PROTOCOL_VERSION,
+} from "../limits.ts";
+import type { Endpoint } from "../message/types.ts";
+
+/** Frame types; the number is the type byte on the wire. */
+export const FrameType = {
+  CONNECT: 1,
+  CONNECT_ACK: 2,
+  ACK: 3,
+  DATA: 4,
+  DISCONNECT: 5,
+  DISCONNECT_ACK: 6,
+  PING: 7,
+  PONG: 8,
+} as const;
+/** A frame type byte. */
+export type FrameType = typeof FrameType[keyof typeof FrameType];
+
+/** One decoded frame. */
+export interface Frame {
+  type: FrameType;
+  body: Uint8Array;
+}
+
+/** Bytes of the length prefix of a TCP frame. */
+export const LENGTH_PREFIX_BYTES = 4;
+/** Bytes of the version and type header that every frame starts with. */
+export const FRAME_HEADER_BYTES = 2;
+/** Longest body a frame may carry. */
+export const MAX_FRAME_BODY_BYTES = MAX_FRAME_BYTES - FRAME_HEADER_BYTES;
+/** Bytes of the handshake nonces. */
+export const NONCE_BYTES = 16;
+/** Bytes of an Ed25519 signature. */
+export const SIGNATURE_BYTES = 64;
+const KEY_BYTES = 32;
+const MAX_ADDRESS_BYTES = 64;
+const TYPE_VALUES = new Set<number>(Object.values(FrameType));
+
+function frameError(what: string): PeerError {
+  return new PeerError(
+    "EFRAME",
+    `Cannot decode a peer frame: ${what}; the peer is not a compatible mailpeer peer`,
+  );
+}
+
+function header(type: FrameType, bodyLength: number): void {
+  if (!TYPE_VALUES.has(type)) throw new RangeError(`Unknown frame type ${type}`);
+  if (bodyLength > MAX_FRAME_BODY_BYTES) {
+    throw new RangeError(`Frame body of ${bodyLength} bytes exceeds ${MAX_FRAME_BODY_BYTES}`);
+  }
+}
+
+/** Encodes a frame for a byte stream (TCP): with its u32 length prefix. */
+export function encodeFrame(frame: Frame): Uint8Array {
+  header(frame.type, frame.body.length);
+  const length = FRAME_HEADER_BYTES + frame.body.length;
+  const out = new Uint8Array(LENGTH_PREFIX_BYTES + length);
+  new DataView(out.buffer).setUint32(0, length);
+  out[4] = PROTOCOL_VERSION;
+  out[5] = frame.type;
+  out.set(frame.body, 6);
+  return out;
+}
+
+/** Encodes a frame as one datagram (UDP): no length prefix. */
+export function encodeDatagram(frame: Frame): Uint8Array {
+  header(frame.type, frame.body.length);
+  const out = new Uint8Array(FRAME_HEADER_BYTES + frame.body.length);
+  out[0] = PROTOCOL_VERSION;
+  out[1] = frame.type;
+  out.set(frame.body, 2);
+  return out;
+}
+
+function checkHeader(version: number, type: number): FrameType {
+  if (version !== PROTOCOL_VERSION) throw frameError(`unsupported version ${version}`);
+  if (!TYPE_VALUES.has(type)) throw frameError(`unknown frame type ${type}`);
+  return type as FrameType;
+}
+
+/** Decodes one whole datagram (UDP) into a frame. */
+export function decodeDatagram(bytes: Uint8Array): Frame {
+  if (bytes.length < FRAME_HEADER_BYTES) throw frameError("datagram shorter than its header");
+  if (bytes.length > MAX_FRAME_BYTES) throw frameError(`datagram of ${bytes.length} bytes`);
+  const type = checkHeader(bytes[0]!, bytes[1]!);
+  return { type, body: bytes.slice(2) };
+}
+
+/** Decodes exactly one length-prefixed frame; trailing or missing bytes are an error. */
+export function decodeFrame(bytes: Uint8Array): Frame {
+  const decoder = new FrameDecoder();
+  const frames = decoder.push(bytes);
+  if (frames.length !== 1 || decoder.buffered !== 0) {
+    throw frameError(frames.length === 0 ? "truncated frame" : "bytes after the frame");
+  }
+  return frames[0]!;
+}
+
+/**
+ * Decodes a byte stream (TCP) into frames: push chunks as they arrive, split anywhere, and get
+ * back every frame they complete. Throws `EFRAME` as soon as a header is invalid, without
+ * waiting for an announced oversize body.
+ */
+export class FrameDecoder {
+  #buf = new Uint8Array(0);
+  #start = 0;
+  #end = 0;
+
+  /** Bytes received that do not yet form a whole frame. */
+  get buffered(): number {
+    return this.#end - this.#start;
+  }
+
+  /** Adds a chunk and returns the frames now complete, in order. */
+  push(chunk: Uint8Array): Frame[] {
+    this.#append(chunk);
+    const frames: Frame[] = [];
+    while (this.buffered >= LENGTH_PREFIX_BYTES) {
+      const view = new DataView(this.#buf.buffer, this.#buf.byteOffset + this.#start);
+      const length = view.getUint32(0);
+      if (length < FRAME_HEADER_BYTES) throw frameError(`frame length ${length}`);
+      if (length > MAX_FRAME_BYTES) {
+        throw frameError(`frame of ${length} bytes exceeds ${MAX_FRAME_BYTES}`);
+      }
+      if (this.buffered >= LENGTH_PREFIX_BYTES + 1) checkVersion(view.getUint8(4));
+      if (this.buffered < LENGTH_PREFIX_BYTES + length) break;
+      const at = this.#start + LENGTH_PREFIX_BYTES;
+      const type = checkHeader(this.#buf[at]!, this.#buf[at + 1]!);
+      frames.push({ type, body: this.#buf.slice(at + 2, at + length) });
+      this.#start = at + length;
+    }
+    if (this.#start === this.#end) this.#start = this.#end = 0;
+    return frames;
+  }
+
+  #append(chunk: Uint8Array): void {
+    if (this.#end + chunk.length > this.#buf.length) {
+      const needed = this.buffered + chunk.length;
+      const next = needed > this.#buf.length
+        ? new Uint8Array(Math.max(needed, this.#buf.length * 2, 1024))
+        : this.#buf;
+      next.set(this.#buf.subarray(this.#start, this.#end));
+      this.#buf = next;
+      this.#end -= this.#start;
+      this.#start = 0;
+    }
+    this.#buf.set(chunk, this.#end);
+    this.#end += chunk.length;
+  }
+}
+
+function checkVersion(version: number): void {
+  if (version !== PROTOCOL_VERSION) throw frameError(`unsupported version ${version}`);
+}
+
+// ---- body codecs ----------------------------------------------------------------------------
+
+/** Body of CONNECT (step 1: initiator → responder). */
+export interface ConnectBody {
+  /** The responder's endpoint as the initiator dialled it. */
+  destination: Endpoint;
+  /** The initiator's own endpoint. */
+  source: Endpoint;
+  userId: string;
+  /** Ed25519 identity public key (32 bytes). */
+  identityKey: Uint8Array;
+  /** Random nonce (16 bytes). */
+  nonce: Uint8Array;
+  /** Ephemeral X25519 public key (32 bytes). */
+  ephemeralKey: Uint8Array;
+}
+
+/** Body of CONNECT_ACK without its signature (what the transcript covers). */
+export interface ConnectAckFields {
+  userId: string;
+  /** Ed25519 identity public key (32 bytes). */
+  identityKey: Uint8Array;
+  /** Random nonce (16 bytes). */
+  nonce: Uint8Array;
+  /** Ephemeral X25519 public key (32 bytes). */
+  ephemeralKey: Uint8Array;
+}
+
+/** Body of CONNECT_ACK (step 2: responder → initiator). */
+export interface ConnectAckBody extends ConnectAckFields {
+  /** Responder's Ed25519 signature over the transcript (64 bytes). */
+  signature: Uint8Array;
+}
+
+/** Body of a DATA frame. */
+export interface DataBody {
+  sequence: bigint;
+  ciphertext: Uint8Array;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+class Writer {
+  parts: Uint8Array[] = [];
+  bytes(b: Uint8Array, length: number, what: string): void {
+    if (b.length !== length) throw new RangeError(`${what} must have ${length} bytes`);
+    this.parts.push(b);
+  }
+  short(text: string, max: number, what: string): void {
+    const b = encoder.encode(text);
+    if (b.length === 0 || b.length > max) {
+      throw new RangeError(`${what} must have 1 to ${max} UTF-8 bytes`);
+    }
+    this.parts.push(Uint8Array.of(b.length), b);
+  }
+  endpoint(e: Endpoint): void {
+    if (!Number.isInteger(e.port) || e.port < 0 || e.port > 0xffff) {
+      throw new RangeError(`Port ${e.port} is not in 0..65535`);
+    }
+    this.parts.push(Uint8Array.of(e.transport === "udp" ? 1 : 0));
+    this.short(e.address, MAX_ADDRESS_BYTES, "An endpoint address");
+    this.parts.push(Uint8Array.of(e.port >> 8, e.port & 0xff));
+  }
+  done(): Uint8Array {
+    const out = new Uint8Array(this.parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of this.parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+}
+
+class Reader {
+  at = 0;
+  constructor(readonly b: Uint8Array, readonly what: string) {}
+  take(n: number): Uint8Array {
+    if (this.at + n > this.b.length) throw frameError(`${this.what} body is truncated`);
+    const out = this.b.slice(this.at, this.at + n);
+    this.at += n;
+    return out;
+  }
+  u8(): number {
+    return this.take(1)[0]!;
+  }
+  short(max: number, field: string): string {
+    const n = this.u8();
+    if (n === 0 || n > max) throw frameError(`${this.what} ${field} has ${n} bytes`);
+    try {
+      return decoder.decode(this.take(n));
+    } catch {
+      throw frameError(`${this.what} ${field} is not UTF-8`);
+    }
+  }
+  endpoint(): Endpoint {
+    const t = this.u8();
+    if (t > 1) throw frameError(`${this.what} endpoint has transport ${t}`);
+    const address = this.short(MAX_ADDRESS_BYTES, "address");
+    const p = this.take(2);
+    return { transport: t === 1 ? "udp" : "tcp", address, port: (p[0]! << 8) | p[1]! };
+  }
+  end(): void {
+    if (this.at !== this.b.length) throw frameError(`${this.what} body has trailing bytes`);
+  }
+}
+
+/** Encodes a CONNECT body. Throws `RangeError` on fields of the wrong size. */
+export function encodeConnect(body: ConnectBody): Uint8Array {
+  const w = new Writer();
+  w.endpoint(body.destination);
+  w.endpoint(body.source);
+  w.short(body.userId, MAX_USER_ID_BYTES, "A user id");
+  w.bytes(body.identityKey, KEY_BYTES, "An identity key");
+  w.bytes(body.nonce, NONCE_BYTES, "A nonce");
+  w.bytes(body.ephemeralKey, KEY_BYTES, "An ephemeral key");
+  return w.done();
+}
+
+/** Decodes a CONNECT body. */
+export function decodeConnect(bytes: Uint8Array): ConnectBody {
+  const r = new Reader(bytes, "CONNECT");
+  const body: ConnectBody = {
+    destination: r.endpoint(),
+    source: r.endpoint(),
+    userId: r.short(MAX_USER_ID_BYTES, "user id"),
+    identityKey: r.take(KEY_BYTES),
+    nonce: r.take(NONCE_BYTES),
+    ephemeralKey: r.take(KEY_BYTES),
+  };
+  r.end();
+  return body;
+}
+
+/** Encodes the CONNECT_ACK fields that precede the signature. */
+export function encodeConnectAckFields(fields: ConnectAckFields): Uint8Array {
+  const w = new Writer();
+  w.short(fields.userId, MAX_USER_ID_BYTES, "A user id");
+  w.bytes(fields.identityKey, KEY_BYTES, "An identity key");
+  w.bytes(fields.nonce, NONCE_BYTES, "A nonce");
+  w.bytes(fields.ephemeralKey, KEY_BYTES, "An ephemeral key");
+  return w.done();
+}
+
+/** Encodes a CONNECT_ACK body: the fields, then the signature. */
+export function encodeConnectAck(body: ConnectAckBody): Uint8Array {
+  const w = new Writer();
+  w.parts.push(encodeConnectAckFields(body));
+  w.bytes(body.signature, SIGNATURE_BYTES, "A signature");
+  return w.done();
+}
+
+/** Decodes a CONNECT_ACK body. */
+export function decodeConnectAck(bytes: Uint8Array): ConnectAckBody {
+  const r = new Reader(bytes, "CONNECT_ACK");
+  const body: ConnectAckBody = {
+    userId: r.short(MAX_USER_ID_BYTES, "user id"),
+    identityKey: r.take(KEY_BYTES),
+    nonce: r.take(NONCE_BYTES),
+    ephemeralKey: r.take(KEY_BYTES),
+    signature: r.take(SIGNATURE_BYTES),
+  };
+  r.end();
+  return body;
+}
+
+/** Encodes an ACK body (the initiator's signature). */
+export function encodeAck(signature: Uint8Array): Uint8Array {
+  const w = new Writer();
+  w.bytes(signature, SIGNATURE_BYTES, "A signature");
+  return w.done();
+}
+
+/** Decodes an ACK body into the initiator's signature. */
+export function decodeAck(bytes: Uint8Array): Uint8Array {
+  const r = new Reader(bytes, "ACK");
+  const signature = r.take(SIGNATURE_BYTES);
+  r.end();
+  return signature;
+}
+
+/** Encodes a DATA body. */
+export function encodeData(body: DataBody): Uint8Array {
+  if (body.sequence < 0n || body.sequence > 0xffff_ffff_ffff_ffffn) {
+    throw new RangeError(`Sequence ${body.sequence} is not a u64`);
+  }
+  const out = new Uint8Array(8 + body.ciphertext.length);
+  new DataView(out.buffer).setBigUint64(0, body.sequence);
+  out.set(body.ciphertext, 8);
+  return out;
+}
+
+/** Decodes a DATA body. */
+export function decodeData(bytes: Uint8Array): DataBody {
+  if (bytes.length < 8) throw frameError("DATA body is truncated");
+  const sequence = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0);
+  return { sequence, ciphertext: bytes.slice(8) };
+}
+
+/** Encodes a DISCONNECT body: a short UTF-8 reason, possibly empty (truncated to the limit). */
+export function encodeDisconnect(reason = ""): Uint8Array {
+  const b = encoder.encode(reason);
+  if (b.length <= MAX_REASON_BYTES) return b;
+  let end = MAX_REASON_BYTES;
+  while (end > 0 && (b[end]! & 0xc0) === 0x80) end--; // do not cut a UTF-8 sequence
+  return b.slice(0, end);
+}
+
+/** Decodes a DISCONNECT body into its reason ("" when none). */
+export function decodeDisconnect(bytes: Uint8Array): string {
+  if (bytes.length > MAX_REASON_BYTES) throw frameError("DISCONNECT reason is too long");
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    throw frameError("DISCONNECT reason is not UTF-8");
+  }
+}

@@ -1,0 +1,421 @@
+/**
+ * The TCP {@link PeerTransport} (DESIGN §6): length-prefixed frames over Deno.connect /
+ * Deno.listen with TCP_NODELAY, the handshake of `handshake.ts`, then a {@link SessionLink}.
+ *
+ * @module
+ */
+import { PeerError } from "../errors.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS } from "../limits.ts";
+import type { Endpoint } from "../message/types.ts";
+import type { RandomSource } from "../runtime.ts";
+import { encodeFrame, type Frame, FrameDecoder } from "./frame.ts";
+import { initiateHandshake, respondHandshake } from "./handshake.ts";
+import { SessionLink } from "./session_crypto.ts";
+import type {
+  ConnectOptions,
+  FrameChannel,
+  ListenOptions,
+  PeerLink,
+  PeerListener,
+  PeerTransport,
+} from "./types.ts";
+
+/** Options of {@link TcpTransport}. */
+export interface TcpTransportOptions {
+  /** Source of handshake nonces; default `systemRandom`. */
+  random?: RandomSource;
+  /** How long `close()` waits for DISCONNECT_ACK; default `DISCONNECT_TIMEOUT_MS`. */
+  disconnectTimeoutMs?: number;
+  /** Told about every incoming connection a listener drops (for logging); default: none. */
+  onDroppedConnection?: (err: unknown, remote: Endpoint) => void;
+}
+
+function endpointOf(addr: Deno.Addr): Endpoint {
+  const net = addr as Deno.NetAddr;
+  return { transport: "tcp", address: net.hostname, port: net.port };
+}
+
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then((value) => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(value);
+    }, (err) => {
+      signal.removeEventListener("abort", onAbort);
+      reject(err);
+    });
+  });
+}
+
+/** Frames over one TCP connection. */
+class TcpChannel implements FrameChannel {
+  #conn: Deno.TcpConn;
+  #decoder = new FrameDecoder();
+  #ready: Frame[] = [];
+  #buf = new Uint8Array(64 * 1024);
+  #filling: Promise<void> | null = null;
+  #writing: Promise<void> = Promise.resolve();
+  #failure: unknown = null;
+  #eof = false;
+  #closed = false;
+
+  constructor(conn: Deno.TcpConn) {
+    this.#conn = conn;
+  }
+
+  send(frame: Frame): Promise<void> {
+    const bytes = encodeFrame(frame);
+    const run = this.#writing.then(async () => {
+      if (this.#closed) {
+        throw new PeerError(
+          "EPEER",
+          "Cannot send to the peer: the connection is closed; reconnect",
+        );
+      }
+      try {
+        for (let at = 0; at < bytes.length;) at += await this.#conn.write(bytes.subarray(at));
+      } catch (err) {
+        throw new PeerError(
+          "EPEER",
+          `Cannot send to the peer: ${(err as Error).message}; reconnect or try another peer`,
+          { cause: err },
+        );
+      }
+    });
+    this.#writing = run.catch(() => {});
+    return run;
+  }
+
+  async receive(options: { signal?: AbortSignal } = {}): Promise<Frame | null> {
+    const { signal } = options;
+    while (true) {
+      const frame = this.#ready.shift();
+      if (frame) return frame;
+      if (this.#failure) throw this.#failure;
+      if (this.#closed) return null;
+      if (this.#eof) {
+        if (this.#decoder.buffered === 0) return null;
+        this.#failure = new PeerError(
+          "EFRAME",
+          "Cannot decode a peer frame: the connection ended inside a frame; the peer crashed",
+        );
+        throw this.#failure;
+      }
+      signal?.throwIfAborted();
+      if (!this.#filling) {
+        const filling = this.#fill().finally(() => this.#filling = null);
+        filling.catch(() => {});
+        this.#filling = filling;
+      }
+      await (signal ? raceAbort(this.#filling, signal) : this.#filling);
+    }
+  }
+
+  async #fill(): Promise<void> {
+    let n: number | null;
+    try {
+      n = await this.#conn.read(this.#buf);
+    } catch (err) {
+      if (this.#closed) return;
+      this.#failure = new PeerError(
+        "EPEER",
+        `Cannot receive from the peer: ${(err as Error).message}; reconnect or try another peer`,
+        { cause: err },
+      );
+      return;
+    }
+    if (n === null) {
+      this.#eof = true;
+      return;
+    }
+    try {
+      for (const frame of this.#decoder.push(this.#buf.subarray(0, n))) this.#ready.push(frame);
+    } catch (err) {
+      this.#failure = err;
+    }
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed by the runtime
+    }
+  }
+}
+
+/**
+ * Connects to and listens for peers over TCP.
+ *
+ * @example
+ * ```ts
+ * const tcp = new TcpTransport();
+ * const link = await tcp.connect(peer.endpoint, { identity, expectedIdentityKey: peer.identityKey });
+ * await link.send(new TextEncoder().encode("hello"));
+ * await link.close();
+ * ```
+ */
+export class TcpTransport implements PeerTransport {
+  readonly kind = "tcp" as const;
+  #options: TcpTransportOptions;
+
+  constructor(options: TcpTransportOptions = {}) {
+    this.#options = options;
+  }
+
+  /** Dials `remote`, runs the handshake as initiator and returns the established link. */
+  async connect(remote: Endpoint, options: ConnectOptions): Promise<PeerLink> {
+    if (remote.transport !== "tcp") {
+      throw new TypeError(`TcpTransport cannot reach a ${remote.transport} endpoint`);
+    }
+    options.signal?.throwIfAborted();
+    const where = `${remote.address}:${remote.port}`;
+    const timeoutMs = options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const phase = new AbortController();
+    const onAbort = () => phase.abort(options.signal?.reason);
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    const timer = setTimeout(() =>
+      phase.abort(
+        new PeerError(
+          "ETIMEOUT",
+          `Cannot connect to peer at ${where}: no answer in ${timeoutMs} ms; try another peer`,
+        ),
+      ), timeoutMs);
+    let channel: TcpChannel | undefined;
+    try {
+      const conn = await Deno.connect({
+        hostname: remote.address,
+        port: remote.port,
+        transport: "tcp",
+        signal: phase.signal,
+      });
+      conn.setNoDelay(true);
+      channel = new TcpChannel(conn);
+      const local = options.localEndpoint ?? endpointOf(conn.localAddr);
+      const result = await initiateHandshake(channel, {
+        identity: options.identity,
+        local,
+        remote,
+        expectedIdentityKey: options.expectedIdentityKey,
+        random: this.#options.random,
+        signal: phase.signal,
+      });
+      return new SessionLink(channel, result.cipher, {
+        local,
+        remote: { ...result.peer, endpoint: remote },
+        transport: "tcp",
+        disconnectTimeoutMs: this.#options.disconnectTimeoutMs,
+      });
+    } catch (err) {
+      channel?.close();
+      if (phase.signal.aborted) throw phase.signal.reason;
+      if (err instanceof PeerError) throw err;
+      if (err instanceof Deno.errors.ConnectionRefused) {
+        throw new PeerError(
+          "EPEER",
+          `Cannot connect to peer at ${where}: connection refused; ` +
+            "the peer is not listening, try another peer",
+          { cause: err },
+        );
+      }
+      throw new PeerError(
+        "EPEER",
+        `Cannot connect to peer at ${where}: ${(err as Error).message}; try another peer`,
+        { cause: err },
+      );
+    } finally {
+      clearTimeout(timer);
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** Listens on `local` (port 0 picks a free port) for peers (standby). */
+  async listen(
+    local: { address: string; port: number },
+    options: ListenOptions,
+  ): Promise<PeerListener> {
+    let listener: Deno.TcpListener;
+    try {
+      listener = Deno.listen({ hostname: local.address, port: local.port, transport: "tcp" });
+    } catch (err) {
+      throw new PeerError(
+        "EPEER",
+        `Cannot listen on ${local.address}:${local.port}: ${(err as Error).message}; ` +
+          "choose another address or port",
+        { cause: err },
+      );
+    }
+    return await Promise.resolve(new TcpPeerListener(listener, options, this.#options));
+  }
+}
+
+interface Handshake {
+  abort: AbortController;
+  channel: TcpChannel;
+  done?: Promise<void>;
+}
+
+interface AcceptWaiter {
+  resolve(link: PeerLink): void;
+  reject(err: unknown): void;
+}
+
+/** Accepts connections, runs each handshake on its own, hands out only valid links. */
+class TcpPeerListener implements PeerListener {
+  readonly endpoint: Endpoint;
+  #listener: Deno.TcpListener;
+  #options: ListenOptions;
+  #transport: TcpTransportOptions;
+  #ready: SessionLink[] = [];
+  #waiters: AcceptWaiter[] = [];
+  #handshakes = new Set<Handshake>();
+  #failure: PeerError | null = null;
+  #closed = false;
+  #loop: Promise<void>;
+  #closing: Promise<void> | null = null;
+
+  constructor(listener: Deno.TcpListener, options: ListenOptions, transport: TcpTransportOptions) {
+    this.#listener = listener;
+    this.#options = options;
+    this.#transport = transport;
+    this.endpoint = endpointOf(listener.addr);
+    this.#loop = this.#acceptLoop();
+  }
+
+  accept(options: { signal?: AbortSignal } = {}): Promise<PeerLink> {
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const link = this.#ready.shift();
+    if (link) return Promise.resolve(link);
+    if (this.#closed || this.#failure) return Promise.reject(this.#closedError());
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        reject(signal?.reason);
+      };
+      const waiter: AcceptWaiter = {
+        resolve: (l) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(l);
+        },
+        reject: (err) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      };
+      this.#waiters.push(waiter);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#closed = true;
+    try {
+      this.#listener.close();
+    } catch {
+      // already closed
+    }
+    for (const h of this.#handshakes) {
+      h.abort.abort();
+      h.channel.close();
+    }
+    await this.#loop;
+    await Promise.all([...this.#handshakes].map((h) => h.done));
+    const unclaimed = this.#ready;
+    this.#ready = [];
+    await Promise.all(unclaimed.map((l) => l.close()));
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w.reject(this.#closedError());
+  }
+
+  #closedError(): PeerError {
+    const where = `${this.endpoint.address}:${this.endpoint.port}`;
+    return this.#failure ?? new PeerError(
+      "EPEER",
+      `Cannot accept a peer on ${where}: the listener is closed; listen again`,
+    );
+  }
+
+  async #acceptLoop(): Promise<void> {
+    while (!this.#closed) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await this.#listener.accept();
+      } catch (err) {
+        if (this.#closed) return;
+        if (err instanceof Deno.errors.ConnectionAborted) continue;
+        this.#failure = new PeerError(
+          "EPEER",
+          `Cannot accept a peer on ${this.endpoint.address}:${this.endpoint.port}: ` +
+            `${(err as Error).message}; listen again`,
+          { cause: err },
+        );
+        const waiters = this.#waiters;
+        this.#waiters = [];
+        for (const w of waiters) w.reject(this.#failure);
+        return;
+      }
+      if (this.#closed) {
+        conn.close();
+        return;
+      }
+      this.#handshake(conn);
+    }
+  }
+
+  #handshake(conn: Deno.TcpConn): void {
+    conn.setNoDelay(true);
+    const remote = endpointOf(conn.remoteAddr);
+    const timeoutMs = this.#options.handshakeTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const h: Handshake = { abort: new AbortController(), channel: new TcpChannel(conn) };
+    const timer = setTimeout(() =>
+      h.abort.abort(
+        new PeerError(
+          "ETIMEOUT",
+          `Cannot accept peer at ${remote.address}:${remote.port}: no handshake in ` +
+            `${timeoutMs} ms; nothing to do, the connection was dropped`,
+        ),
+      ), timeoutMs);
+    this.#handshakes.add(h);
+    h.done = (async () => {
+      try {
+        const result = await respondHandshake(h.channel, {
+          identity: this.#options.identity,
+          accept: this.#options.accept,
+          random: this.#transport.random,
+          signal: h.abort.signal,
+        });
+        const link = new SessionLink(h.channel, result.cipher, {
+          local: endpointOf(conn.localAddr),
+          remote: { ...result.peer, endpoint: remote },
+          transport: "tcp",
+          disconnectTimeoutMs: this.#transport.disconnectTimeoutMs,
+        });
+        if (this.#closed) await link.close();
+        else this.#deliver(link);
+      } catch (err) {
+        h.channel.close();
+        if (!this.#closed) this.#transport.onDroppedConnection?.(err, remote);
+      } finally {
+        clearTimeout(timer);
+        this.#handshakes.delete(h);
+      }
+    })();
+  }
+
+  #deliver(link: SessionLink): void {
+    const waiter = this.#waiters.shift();
+    if (waiter) waiter.resolve(link);
+    else this.#ready.push(link);
+  }
+}

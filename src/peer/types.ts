@@ -1,0 +1,87 @@
+/**
+ * The `PeerTransport` seam (DESIGN §6, §8): how a terminal connects to a peer and how it waits
+ * for peers on standby. TCP and UDP implement it and pass one conformance suite.
+ *
+ * @module
+ */
+import type { Endpoint, TransportKind } from "../message/types.ts";
+import type { Frame } from "./frame.ts";
+
+/** This terminal's identity: its user id and Ed25519 key pair (raw 32-byte keys). */
+export interface PeerIdentity {
+  userId: string;
+  /** Ed25519 */
+  publicKey: Uint8Array;
+  privateKey: Uint8Array;
+}
+
+/** The other side of a link, with the identity key it proved in the handshake. */
+export interface PeerInfo {
+  userId: string;
+  identityKey: Uint8Array;
+  endpoint: Endpoint;
+}
+
+/** An established, encrypted connection. Each `send()` arrives as one `receive()`. */
+export interface PeerLink {
+  readonly local: Endpoint;
+  readonly remote: PeerInfo;
+  readonly transport: TransportKind;
+  /** Sends one message; rejects with `PeerError` `EPEER` once the link is closed. */
+  send(data: Uint8Array): Promise<void>;
+  /** Next message; null when the peer disconnected (or this side closed the link). */
+  receive(options?: { signal?: AbortSignal }): Promise<Uint8Array | null>;
+  /** DISCONNECT / ACK, idempotent */
+  close(): Promise<void>;
+}
+
+/** A standby listener; `accept()` returns only links whose handshake succeeded. */
+export interface PeerListener {
+  readonly endpoint: Endpoint;
+  accept(options?: { signal?: AbortSignal }): Promise<PeerLink>;
+  close(): Promise<void>;
+}
+
+/** Options of {@link PeerTransport.connect}. */
+export interface ConnectOptions {
+  identity: PeerIdentity;
+  /** The identity key the host listed for this peer; any other key → `PeerError` `EIDENTITY`. */
+  expectedIdentityKey?: Uint8Array;
+  /** This terminal's endpoint as the peer should see it (default: the socket's local address). */
+  localEndpoint?: Endpoint;
+  /** Default `DEFAULT_CONNECT_TIMEOUT_MS`; covers reaching the peer and the handshake. */
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** Options of {@link PeerTransport.listen}. */
+export interface ListenOptions {
+  identity: PeerIdentity;
+  /** Allow-list hook: false refuses the peer (it gets `PeerError` `EPEER` "refused"). */
+  accept?: (peer: { userId: string; identityKey: Uint8Array }) => boolean;
+  /** Default `DEFAULT_CONNECT_TIMEOUT_MS`: a silent client is dropped after this. */
+  handshakeTimeoutMs?: number;
+}
+
+/** A way of reaching peers: TCP or UDP. */
+export interface PeerTransport {
+  readonly kind: TransportKind;
+  connect(remote: Endpoint, options: ConnectOptions): Promise<PeerLink>;
+  listen(local: { address: string; port: number }, options: ListenOptions): Promise<PeerListener>;
+}
+
+/**
+ * A transport's ordered frame pipe to one peer, on which the handshake and the session run.
+ * TCP frames it with length prefixes; a datagram transport adds retransmission underneath.
+ */
+export interface FrameChannel {
+  /** Sends one frame. Calls may overlap; frames leave in call order. */
+  send(frame: Frame): Promise<void>;
+  /**
+   * Next frame; null when the peer closed the channel or `close()` was called. An aborted
+   * signal rejects with its reason. Calls must not overlap.
+   */
+  receive(options?: { signal?: AbortSignal }): Promise<Frame | null>;
+  /** Releases the channel; idempotent. A pending `receive()` resolves to null. */
+  close(): void;
+}

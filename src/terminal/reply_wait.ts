@@ -1,0 +1,144 @@
+/**
+ * Waiting for the host's reply: list matching mail, open each with the reply key, accept the
+ * first one signed by a configured host for this session. Replies to older sessions are
+ * deleted; forged or broken ones are quarantined. Progress is reported as `waiting` events.
+ *
+ * @module
+ */
+import { isMailpeerError, MessageError, PeerError } from "../errors.ts";
+import type { EventSink } from "../events.ts";
+import { formatDuration } from "../config/duration.ts";
+import type { Logger } from "../log.ts";
+import { parseMail } from "../mail/parse.ts";
+import type { MailRef, MailSource, SubjectMatch } from "../mail/types.ts";
+import { dearmor } from "../message/armor.ts";
+import { openReply } from "../message/block.ts";
+import type { HostCard } from "../message/host_card.ts";
+import type { ReplyPayload } from "../message/types.ts";
+import type { Clock } from "../runtime.ts";
+
+/** What {@link waitForReply} needs. */
+export interface ReplyWaitOptions {
+  source: MailSource;
+  match: SubjectMatch;
+  hosts: HostCard[];
+  sessionId: Uint8Array;
+  replyPrivateKey: Uint8Array;
+  /** Replies dated before this (ms since the epoch) that do not open are obsolete and deleted. */
+  notBefore: number;
+  timeoutMs: number;
+  clock: Clock;
+  onEvent: EventSink;
+  logger: Logger;
+  signal?: AbortSignal;
+}
+
+/** The accepted reply and the host that signed it. */
+export interface ReceivedReply {
+  reply: ReplyPayload;
+  host: HostCard;
+  ms: number;
+}
+
+/** Waits until a valid reply to `sessionId` arrives, or throws `PeerError` `ETIMEOUT`. */
+export async function waitForReply(o: ReplyWaitOptions): Promise<ReceivedReply> {
+  const started = o.clock.now();
+  const until = started + o.timeoutMs;
+  const timer = new AbortController();
+  const sleeping = o.clock.sleep(o.timeoutMs, timer.signal).then(() => timer.abort(), () => {});
+  const signal = o.signal ? AbortSignal.any([o.signal, timer.signal]) : timer.signal;
+  o.onEvent({ event: "waiting", for: "reply", sinceMs: started, untilMs: until });
+  try {
+    while (true) {
+      for (const ref of await o.source.list(o.match, { signal })) {
+        const found = await tryReply(ref, o);
+        if (found) {
+          const ms = o.clock.now() - started;
+          o.onEvent({
+            event: "reply-received",
+            from: found.host.email,
+            ms,
+            peers: found.reply.peers.map((p) => ({
+              userId: p.userId,
+              endpoints: p.endpoints,
+              lastSeen: p.lastSeen,
+              failures: p.failures,
+            })),
+          });
+          return { ...found, ms };
+        }
+      }
+      if (signal.aborted) break;
+      await o.source.waitForMail({ signal });
+      if (signal.aborted && !timer.signal.aborted) break;
+      if (!signal.aborted) {
+        o.onEvent({ event: "waiting", for: "reply", sinceMs: started, untilMs: until });
+      }
+      if (timer.signal.aborted) {
+        // One last look: the reply may have landed just as the time ran out.
+        for (const ref of await o.source.list(o.match)) {
+          const found = await tryReply(ref, o);
+          if (found) return { ...found, ms: o.clock.now() - started };
+        }
+        break;
+      }
+    }
+    o.signal?.throwIfAborted();
+    const hosts = o.hosts.map((h) => h.email).join(", ");
+    throw new PeerError(
+      "ETIMEOUT",
+      `Cannot get a reply from ${hosts}: none arrived within ${formatDuration(o.timeoutMs)}; check that the host runs and reads that mailbox, or raise terminal.reply_timeout`,
+    );
+  } finally {
+    timer.abort();
+    await sleeping;
+  }
+}
+
+async function tryReply(ref: MailRef, o: ReplyWaitOptions): Promise<{ reply: ReplyPayload; host: HostCard } | undefined> {
+  let raw: Uint8Array;
+  try {
+    raw = await o.source.fetch(ref);
+  } catch (err) {
+    // The mail vanished (another reader took it): just look again.
+    if (isMailpeerError(err)) return undefined;
+    throw err;
+  }
+  let lastError: unknown;
+  let sentAt: number | undefined;
+  try {
+    const mail = await parseMail(raw);
+    sentAt = mail.date?.getTime();
+    const block = dearmor(mail.text);
+    const cards = [...o.hosts].sort((a, b) => Number(b.email === mail.from) - Number(a.email === mail.from));
+    for (const host of cards) {
+      try {
+        const reply = await openReply(block, { replyPrivateKey: o.replyPrivateKey, hostCard: host, sessionId: o.sessionId });
+        await o.source.delete(ref);
+        return { reply, host };
+      } catch (err) {
+        if (!(err instanceof MessageError)) throw err;
+        lastError = err;
+        if (err.code === "ESESSION" || err.code === "ESEAL") break;
+      }
+    }
+  } catch (err) {
+    if (!isMailpeerError(err)) throw err;
+    lastError = err;
+  }
+  const code = isMailpeerError(lastError) ? lastError.code : "EBLOCK";
+  if (code === "ESESSION" || code === "ESEAL") {
+    // Not sealed to this request's reply key. Older than the request: a reply to an earlier
+    // request of ours, obsolete. Newer: maybe another terminal's on a shared mailbox; leave it.
+    if (sentAt !== undefined && sentAt < o.notBefore) {
+      o.logger.log("info", "deleted a reply to an earlier request", { subject: ref.subject, code });
+      await o.source.delete(ref);
+    }
+    return undefined;
+  }
+  const message = isMailpeerError(lastError) ? lastError.message : String(lastError);
+  o.logger.log("warn", `refused a reply: ${message}`, { code });
+  o.onEvent({ event: "error", code, message });
+  await o.source.quarantine(ref, message);
+  return undefined;
+}

@@ -1,0 +1,244 @@
+/**
+ * The terminal's side of FIG. 4: send a request, wait for the reply, pick a peer, connect,
+ * report dead peers with a notice, and stand by for incoming connections when none answers.
+ *
+ * @module
+ */
+import { isMailpeerError, PeerError } from "../errors.ts";
+import { type EventSink, silentSink } from "../events.ts";
+import {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_REPLY_TIMEOUT_MS,
+  DEFAULT_STANDBY_TIMEOUT_MS,
+  MAX_CLOCK_SKEW_MS,
+} from "../limits.ts";
+import { type Logger, silentLogger } from "../log.ts";
+import type { MailSender, MailSource, SubjectMatch } from "../mail/types.ts";
+import { toBase64Url } from "../message/base64.ts";
+import { sealNotice, sealRequest } from "../message/block.ts";
+import { formatHostCard, type HostCard } from "../message/host_card.ts";
+import type { IdentityKeys } from "../message/key_file.ts";
+import { generateX25519 } from "../message/keys.ts";
+import { bodyFor, subjectFor } from "../message/mail_text.ts";
+import type { Endpoint, PeerEntry, ReplyPayload } from "../message/types.ts";
+import type { PeerIdentity, PeerLink, PeerListener, PeerTransport } from "../peer/types.ts";
+import { type Clock, type RandomSource, systemClock, systemRandom } from "../runtime.ts";
+import { acceptsUser, choosePeers, type PeerPolicy } from "./peer_choice.ts";
+import { waitForReply } from "./reply_wait.ts";
+
+/** Everything a terminal needs. */
+export interface TerminalOptions {
+  identity: IdentityKeys;
+  /** This terminal's e-mail address (the From of its requests). */
+  email: string;
+  network: string;
+  hosts: HostCard[];
+  sender: MailSender;
+  source: MailSource;
+  transport: PeerTransport;
+  /** The address advertised to peers. */
+  advertise: string;
+  /** Where to listen for peers; default the advertised address, port 0 (any free port). */
+  listen?: { address: string; port: number };
+  subjectMatch?: SubjectMatch["mode"];
+  policy?: PeerPolicy;
+  replyTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  standbyTimeoutMs?: number;
+  clock?: Clock;
+  random?: RandomSource;
+  onEvent?: EventSink;
+  logger?: Logger;
+}
+
+/** An established connection and how it came about. */
+export interface Rendezvous {
+  link: PeerLink;
+  /** `initiator` when this terminal connected, `acceptor` when it was on standby. */
+  role: "initiator" | "acceptor";
+  /** Milliseconds from the start of {@link Terminal.rendezvous} to the established link. */
+  ms: number;
+  /** The reply the host sent. */
+  reply: ReplyPayload;
+}
+
+/** One terminal of a network. */
+export class Terminal {
+  readonly #o: Required<Omit<TerminalOptions, "listen" | "policy">> & Pick<TerminalOptions, "listen" | "policy">;
+
+  constructor(options: TerminalOptions) {
+    this.#o = {
+      subjectMatch: "exact",
+      replyTimeoutMs: DEFAULT_REPLY_TIMEOUT_MS,
+      connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
+      standbyTimeoutMs: DEFAULT_STANDBY_TIMEOUT_MS,
+      clock: systemClock,
+      random: systemRandom,
+      onEvent: silentSink,
+      logger: silentLogger,
+      ...options,
+    };
+  }
+
+  get #peerIdentity(): PeerIdentity {
+    const { identity } = this.#o;
+    return { userId: identity.userId, publicKey: identity.ed25519.publicKey, privateKey: identity.ed25519.privateKey };
+  }
+
+  /** Runs the whole flow and resolves with an established, encrypted link. */
+  async rendezvous(options: { signal?: AbortSignal } = {}): Promise<Rendezvous> {
+    const o = this.#o;
+    const started = o.clock.now();
+    const listener = await o.transport.listen(o.listen ?? { address: o.advertise, port: 0 }, {
+      identity: this.#peerIdentity,
+      accept: (peer) => acceptsUser(peer.userId, o.policy),
+    });
+    try {
+      const endpoint: Endpoint = { transport: o.transport.kind, address: o.advertise, port: listener.endpoint.port };
+      o.onEvent({ event: "listening", endpoint });
+      const { sessionId, replyPrivateKey } = await this.#sendRequest([endpoint]);
+      const reply = await waitForReply({
+        source: o.source,
+        match: { subject: subjectFor(o.network, "reply"), mode: o.subjectMatch },
+        hosts: o.hosts,
+        sessionId,
+        replyPrivateKey,
+        notBefore: started - MAX_CLOCK_SKEW_MS,
+        timeoutMs: o.replyTimeoutMs,
+        clock: o.clock,
+        onEvent: o.onEvent,
+        logger: o.logger,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      const link = await this.#connectAny(reply.reply, options.signal);
+      if (link) return { link, role: "initiator", ms: o.clock.now() - started, reply: reply.reply };
+      const accepted = await this.#standby(listener, endpoint, options.signal);
+      o.onEvent({
+        event: "connected",
+        peer: accepted.remote.userId,
+        transport: accepted.transport,
+        ms: o.clock.now() - started,
+        role: "acceptor",
+      });
+      return { link: accepted, role: "acceptor", ms: o.clock.now() - started, reply: reply.reply };
+    } finally {
+      await listener.close().catch(() => {});
+    }
+  }
+
+  async #sendRequest(endpoints: Endpoint[]): Promise<{ sessionId: Uint8Array; replyPrivateKey: Uint8Array }> {
+    const o = this.#o;
+    const sessionId = o.random(16);
+    const replyKeys = await generateX25519();
+    const cards = o.hosts.map(formatHostCard);
+    for (const card of o.hosts) {
+      const block = await sealRequest({
+        network: o.network,
+        userId: o.identity.userId,
+        identityKey: o.identity.ed25519.publicKey,
+        endpoints,
+        sessionId,
+        createdAt: o.clock.now(),
+        replyKey: replyKeys.publicKey,
+        hostCards: cards,
+      }, { identity: o.identity, hostCard: card });
+      await o.sender.send({
+        from: o.email,
+        to: [card.email],
+        subject: subjectFor(o.network, "request"),
+        text: bodyFor(o.network, "request", block),
+        date: new Date(o.clock.now()),
+      });
+    }
+    o.onEvent({
+      event: "request-sent",
+      to: o.hosts.map((h) => h.email),
+      sessionId: toBase64Url(sessionId),
+      endpoints,
+    });
+    return { sessionId, replyPrivateKey: replyKeys.privateKey };
+  }
+
+  async #connectAny(reply: ReplyPayload, signal?: AbortSignal): Promise<PeerLink | undefined> {
+    const o = this.#o;
+    for (const peer of choosePeers(reply.peers, o.policy)) {
+      const endpoints = peer.endpoints.filter((e) => e.transport === o.transport.kind);
+      let lastError: unknown;
+      for (const endpoint of endpoints) {
+        o.onEvent({ event: "connecting", peer: peer.userId, endpoint });
+        const t0 = o.clock.now();
+        try {
+          const link = await o.transport.connect(endpoint, {
+            identity: this.#peerIdentity,
+            expectedIdentityKey: peer.identityKey,
+            timeoutMs: o.connectTimeoutMs,
+            ...(signal ? { signal } : {}),
+          });
+          o.onEvent({
+            event: "connected",
+            peer: peer.userId,
+            transport: link.transport,
+            ms: o.clock.now() - t0,
+            role: "initiator",
+          });
+          return link;
+        } catch (err) {
+          if (!isMailpeerError(err) || signal?.aborted) throw err;
+          lastError = err;
+          o.onEvent({ event: "connect-failed", peer: peer.userId, code: err.code, message: err.message });
+        }
+      }
+      await this.#sendNotice(reply, peer, lastError);
+    }
+    return undefined;
+  }
+
+  async #sendNotice(reply: ReplyPayload, peer: PeerEntry, error: unknown): Promise<void> {
+    const o = this.#o;
+    const reason = isMailpeerError(error) ? error.code : "no usable endpoint";
+    const endpoint = peer.endpoints.find((e) => e.transport === o.transport.kind);
+    for (const card of o.hosts) {
+      const block = await sealNotice({
+        network: o.network,
+        userId: o.identity.userId,
+        identityKey: o.identity.ed25519.publicKey,
+        sessionId: reply.sessionId,
+        createdAt: o.clock.now(),
+        failed: [{ userId: peer.userId, reason, ...(endpoint ? { endpoint } : {}) }],
+      }, { identity: o.identity, hostCard: card });
+      await o.sender.send({
+        from: o.email,
+        to: [card.email],
+        subject: subjectFor(o.network, "notice"),
+        text: bodyFor(o.network, "notice", block),
+        date: new Date(o.clock.now()),
+      });
+    }
+    o.onEvent({ event: "notice-sent", to: o.hosts.map((h) => h.email), failed: [peer.userId] });
+  }
+
+  async #standby(listener: PeerListener, endpoint: Endpoint, signal?: AbortSignal): Promise<PeerLink> {
+    const o = this.#o;
+    const until = o.clock.now() + o.standbyTimeoutMs;
+    o.onEvent({ event: "standby", endpoint, untilMs: until });
+    const timer = new AbortController();
+    const sleeping = o.clock.sleep(o.standbyTimeoutMs, timer.signal).then(() => timer.abort(), () => {});
+    const all = signal ? AbortSignal.any([signal, timer.signal]) : timer.signal;
+    try {
+      return await listener.accept({ signal: all });
+    } catch (err) {
+      if (signal?.aborted) throw err;
+      if (timer.signal.aborted) {
+        throw new PeerError(
+          "ETIMEOUT",
+          `Cannot find a peer: nobody connected during the standby time of ${Math.round(o.standbyTimeoutMs / 1000)}s; run the client again later or raise terminal.standby_timeout`,
+          { cause: err },
+        );
+      }
+      throw err;
+    } finally {
+      timer.abort();
+      await sleeping;
+    }
+  }
+}

@@ -1,0 +1,177 @@
+import assert from "node:assert/strict";
+import { TcpTransport } from "../../src/peer/tcp_transport.ts";
+import {
+  makeIdentity,
+  peerTransportConformance,
+  rejectsWithCode,
+} from "../conformance/peer_transport.ts";
+
+peerTransportConformance("TcpTransport", () => new TcpTransport());
+
+const LOCAL = { address: "127.0.0.1", port: 0 };
+const text = (s: string) => new TextEncoder().encode(s);
+
+/** Reads a raw connection until the other side drops it. */
+async function droppedByListener(conn: Deno.TcpConn): Promise<boolean> {
+  const buf = new Uint8Array(1024);
+  try {
+    while (await conn.read(buf) !== null) { /* discard */ }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.ConnectionReset)) throw err;
+  }
+  return true;
+}
+
+function randomBytes(length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  for (let at = 0; at < length; at += 65536) {
+    crypto.getRandomValues(out.subarray(at, Math.min(length, at + 65536)));
+  }
+  return out;
+}
+
+Deno.test("a 1 MB message arrives intact while the other side talks back", async () => {
+  const tcp = new TcpTransport();
+  const bob = await makeIdentity("bob");
+  const listener = await tcp.listen(LOCAL, { identity: bob });
+  try {
+    const [a, b] = await Promise.all([
+      tcp.connect(listener.endpoint, { identity: await makeIdentity("alice") }),
+      listener.accept(),
+    ]);
+    try {
+      const big = randomBytes(1024 * 1024);
+      const back = randomBytes(300 * 1024);
+      const [got, gotBack] = await Promise.all([
+        b.receive(),
+        a.receive(),
+        a.send(big),
+        b.send(back),
+      ]);
+      assert.deepEqual(got, big);
+      assert.deepEqual(gotBack, back);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  } finally {
+    await listener.close();
+  }
+});
+
+Deno.test("connecting to a closed TCP port fails at once with EPEER connection refused", async () => {
+  const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = server.addr.port;
+  server.close();
+  const started = Date.now();
+  await rejectsWithCode(
+    new TcpTransport().connect(
+      { transport: "tcp", address: "127.0.0.1", port },
+      { identity: await makeIdentity("alice"), timeoutMs: 10_000 },
+    ),
+    "EPEER",
+  );
+  assert.ok(Date.now() - started < 1_000, "refusal must not wait for the timeout");
+});
+
+Deno.test("a peer that accepts TCP but never answers the handshake times out with ETIMEOUT", async () => {
+  const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const incoming = server.accept();
+  try {
+    await rejectsWithCode(
+      new TcpTransport().connect(
+        { transport: "tcp", address: "127.0.0.1", port: server.addr.port },
+        { identity: await makeIdentity("alice"), timeoutMs: 50 },
+      ),
+      "ETIMEOUT",
+    );
+  } finally {
+    (await incoming).close();
+    server.close();
+  }
+});
+
+Deno.test("garbage bytes sent to the listener are dropped and the next peer still gets in", async () => {
+  const dropped: unknown[] = [];
+  const tcp = new TcpTransport({ onDroppedConnection: (err) => dropped.push(err) });
+  const listener = await tcp.listen(LOCAL, { identity: await makeIdentity("bob") });
+  try {
+    const raw = await Deno.connect({ hostname: "127.0.0.1", port: listener.endpoint.port });
+    await raw.write(text("GET / HTTP/1.1\r\nHost: example\r\n\r\n"));
+    assert.ok(await droppedByListener(raw));
+    raw.close();
+    assert.equal((dropped[0] as { code?: string }).code, "EFRAME");
+
+    const [a, b] = await Promise.all([
+      tcp.connect(listener.endpoint, { identity: await makeIdentity("alice") }),
+      listener.accept(),
+    ]);
+    await a.send(text("ok"));
+    assert.deepEqual(await b.receive(), text("ok"));
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    await listener.close();
+  }
+});
+
+Deno.test("a client that connects and stays silent is dropped after handshakeTimeoutMs", async () => {
+  const tcp = new TcpTransport();
+  const listener = await tcp.listen(LOCAL, {
+    identity: await makeIdentity("bob"),
+    handshakeTimeoutMs: 50,
+  });
+  try {
+    const silent = await Deno.connect({ hostname: "127.0.0.1", port: listener.endpoint.port });
+    assert.ok(await droppedByListener(silent));
+    silent.close();
+    const [a, b] = await Promise.all([
+      tcp.connect(listener.endpoint, { identity: await makeIdentity("alice") }),
+      listener.accept(),
+    ]);
+    assert.equal(b.remote.userId, "alice");
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    await listener.close();
+  }
+});
+
+Deno.test("a peer that vanishes without DISCONNECT ends receive with EPEER", async () => {
+  const tcp = new TcpTransport({ disconnectTimeoutMs: 50 });
+  const listener = await tcp.listen(LOCAL, { identity: await makeIdentity("bob") });
+  const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    // Relay alice's bytes to the listener, then cut the connection abruptly mid-session.
+    const relayed = server.accept();
+    const connecting = tcp.connect(
+      { transport: "tcp", address: "127.0.0.1", port: server.addr.port },
+      { identity: await makeIdentity("alice") },
+    );
+    const front = await relayed;
+    const back = await Deno.connect({ hostname: "127.0.0.1", port: listener.endpoint.port });
+    const pipes = [front.readable.pipeTo(back.writable), back.readable.pipeTo(front.writable)]
+      .map((p) => p.catch(() => {}));
+    const [a, b] = await Promise.all([connecting, listener.accept()]);
+    await a.send(text("before"));
+    assert.deepEqual(await b.receive(), text("before"));
+    front.close();
+    await rejectsWithCode(a.receive(), "EPEER");
+    await rejectsWithCode(b.receive(), "EPEER");
+    await Promise.all([a.close(), b.close(), ...pipes]);
+  } finally {
+    server.close();
+    await listener.close();
+  }
+});
+
+Deno.test("listening on a port already in use fails with EPEER", async () => {
+  const tcp = new TcpTransport();
+  const identity = await makeIdentity("bob");
+  const first = await tcp.listen(LOCAL, { identity });
+  try {
+    await rejectsWithCode(
+      tcp.listen({ address: "127.0.0.1", port: first.endpoint.port }, { identity }),
+      "EPEER",
+    );
+  } finally {
+    await first.close();
+  }
+});
