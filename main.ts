@@ -22,7 +22,16 @@ function program(): Command {
     .exitOverride()
     .showHelpAfterError()
     .configureOutput({ writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)) });
-  for (const cmd of [keygenCommand(), hostCommand(), clientCommand(), combinedCommand(), demoCommand(), tableCommand()]) {
+  for (
+    const cmd of [
+      keygenCommand(),
+      hostCommand(),
+      clientCommand(),
+      combinedCommand(),
+      demoCommand(),
+      tableCommand(),
+    ]
+  ) {
     root.addCommand(cmd.exitOverride().showHelpAfterError() as unknown as Command);
   }
   return root;
@@ -43,7 +52,12 @@ async function main(args: string[]): Promise<number> {
     }
     if (isMailpeerError(err)) {
       const line = wantsJson(args)
-        ? JSON.stringify({ time: new Date().toISOString(), event: "error", code: err.code, message: err.message }) + "\n"
+        ? JSON.stringify({
+          time: new Date().toISOString(),
+          event: "error",
+          code: err.code,
+          message: err.message,
+        }) + "\n"
         : `mailpeer: ${err.message}\n`;
       (wantsJson(args) ? Deno.stdout : Deno.stderr).writeSync(new TextEncoder().encode(line));
       return 1;

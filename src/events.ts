@@ -27,7 +27,13 @@ export type MailpeerEvent =
     | { event: "waiting"; for: string; sinceMs: number; untilMs: number }
     | { event: "reply-received"; from: string; peers: EventPeer[]; ms: number }
     | { event: "connecting"; peer: string; endpoint: Endpoint }
-    | { event: "connected"; peer: string; transport: TransportKind; ms: number; role: "initiator" | "acceptor" }
+    | {
+      event: "connected";
+      peer: string;
+      transport: TransportKind;
+      ms: number;
+      role: "initiator" | "acceptor";
+    }
     | { event: "connect-failed"; peer: string; code: string; message: string }
     | { event: "notice-sent"; to: string[]; failed: string[] }
     | { event: "standby"; endpoint: Endpoint; untilMs: number }

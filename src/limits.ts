@@ -50,3 +50,5 @@ export const DEFAULT_POLL_INTERVAL_MS = 1_000;
 export const TABLE_LOCK_TIMEOUT_MS = 10_000;
 /** A table lock older than this is considered abandoned by a crashed process, in ms. */
 export const TABLE_LOCK_STALE_MS = 60_000;
+/** How often a `waiting` progress event is repeated while nothing arrives, in ms. */
+export const WAITING_REPORT_MS = 5_000;

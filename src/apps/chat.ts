@@ -14,7 +14,10 @@ export function sendLine(link: PeerLink, line: string): Promise<void> {
 }
 
 /** Receives one chat line, or null when the peer disconnected. */
-export async function receiveLine(link: PeerLink, options: { signal?: AbortSignal } = {}): Promise<string | null> {
+export async function receiveLine(
+  link: PeerLink,
+  options: { signal?: AbortSignal } = {},
+): Promise<string | null> {
   const data = await link.receive(options);
   return data === null ? null : decoder.decode(data);
 }

@@ -11,7 +11,12 @@ import { ConfigError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
 import { TcpTransport } from "../peer/tcp_transport.ts";
 import type { PeerLink } from "../peer/types.ts";
-import { type AddressDetector, detectAddress, ExplicitAddress, InterfaceAddress } from "../terminal/address.ts";
+import {
+  type AddressDetector,
+  detectAddress,
+  ExplicitAddress,
+  InterfaceAddress,
+} from "../terminal/address.ts";
 import { type Rendezvous, Terminal } from "../terminal/terminal.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import { cliSink } from "./output.ts";
@@ -24,14 +29,24 @@ export async function rendezvousFromConfig(
 ): Promise<Rendezvous> {
   const tc = config.terminal;
   if (!tc) {
-    throw new ConfigError("ECONFIG", `Cannot start a terminal: ${config.path ?? "the configuration"} has no [terminal] section; add one (see docs/config.md)`);
+    throw new ConfigError(
+      "ECONFIG",
+      `Cannot start a terminal: ${
+        config.path ?? "the configuration"
+      } has no [terminal] section; add one (see docs/config.md)`,
+    );
   }
   if (tc.transport !== "tcp") {
-    throw new ConfigError("ECONFIG", `Cannot use terminal.transport = "${tc.transport}": this build connects over TCP only; set it to "tcp"`);
+    throw new ConfigError(
+      "ECONFIG",
+      `Cannot use terminal.transport = "${tc.transport}": this build connects over TCP only; set it to "tcp"`,
+    );
   }
   const identity = await loadIdentity(tc.identity);
   const hosts = parseHostCards(tc.hosts);
-  const detectors: AddressDetector[] = tc.address === "auto" ? [new InterfaceAddress()] : [new ExplicitAddress(tc.address)];
+  const detectors: AddressDetector[] = tc.address === "auto"
+    ? [new InterfaceAddress()]
+    : [new ExplicitAddress(tc.address)];
   const found = await detectAddress(detectors, options.signal ? { signal: options.signal } : {});
   options.onEvent({ event: "address-detected", address: found.address, source: found.source });
   const source = openSource(tc.receive, { pollIntervalMs: tc.pollIntervalMs });
@@ -89,7 +104,11 @@ export async function chatOver(
     if (line !== null) show(line);
     await link.close();
   } else {
-    await runChat(link, { input: stdinLines(), onLine: show, ...(options.signal ? { signal: options.signal } : {}) });
+    await runChat(link, {
+      input: stdinLines(),
+      onLine: show,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
   }
   options.onEvent({ event: "disconnected", peer });
 }
@@ -98,7 +117,10 @@ export async function chatOver(
 export function clientCommand() {
   return configOption(new Command("client"))
     .description("find a peer through the host mailbox, connect, and chat")
-    .option("-m, --message <text>", "send this line, print the answer, and disconnect (default: chat from stdin)")
+    .option(
+      "-m, --message <text>",
+      "send this line, print the answer, and disconnect (default: chat from stdin)",
+    )
     .option("--json", "print events as JSON lines")
     .action(async (opts) => {
       const config = await loadConfigFor(opts.config);

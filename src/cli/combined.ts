@@ -15,7 +15,10 @@ import { cliSink } from "./output.ts";
 export function combinedCommand() {
   return configOption(new Command("combined"))
     .description("run the host and a terminal in one process")
-    .option("-m, --message <text>", "send this line, print the answer, and disconnect (default: chat from stdin)")
+    .option(
+      "-m, --message <text>",
+      "send this line, print the answer, and disconnect (default: chat from stdin)",
+    )
     .option("--json", "print events as JSON lines")
     .action(async (opts) => {
       const config = await loadConfigFor(opts.config);

@@ -7,7 +7,9 @@ import type { Command } from "@commander-js/extra-typings";
 import { type Config, loadConfig } from "../config/config.ts";
 
 /** Adds `--config FILE` (default `$MAILPEER_CONFIG` or `mailpeer.toml`). */
-export function configOption<A extends unknown[], O extends Record<string, unknown>>(cmd: Command<A, O>) {
+export function configOption<A extends unknown[], O extends Record<string, unknown>>(
+  cmd: Command<A, O>,
+) {
   return cmd.option("-c, --config <file>", "configuration file (TOML; see docs/config.md)");
 }
 

@@ -30,12 +30,17 @@ export interface DemoResult {
 }
 
 /** Runs the demo scenario; `dir` is an empty directory for the post office and the table. */
-export async function runDemo(dir: string, options: { onEvent: EventSink; network?: string }): Promise<DemoResult> {
+export async function runDemo(
+  dir: string,
+  options: { onEvent: EventSink; network?: string },
+): Promise<DemoResult> {
   const network = options.network ?? "demo";
   const postOffice = new MaildirPostOffice(join(dir, "post-office"));
   const hostKeys = await generateHostKeys("host@mailpeer.local");
   const card = hostCardOf(hostKeys);
-  const hostSource = new MaildirSource(await postOffice.ensureMailbox(hostKeys.email), { pollIntervalMs: 200 });
+  const hostSource = new MaildirSource(await postOffice.ensureMailbox(hostKeys.email), {
+    pollIntervalMs: 200,
+  });
   const host = new Host({
     keys: hostKeys,
     network,
@@ -52,7 +57,9 @@ export async function runDemo(dir: string, options: { onEvent: EventSink; networ
   const terminal = async (n: number, onStandby?: () => void) => {
     const email = `terminal${n}@player${n}.local`;
     const sink = withActor(options.onEvent, `terminal-${n}`);
-    const source = new MaildirSource(await postOffice.ensureMailbox(email), { pollIntervalMs: 200 });
+    const source = new MaildirSource(await postOffice.ensureMailbox(email), {
+      pollIntervalMs: 200,
+    });
     const t = new Terminal({
       identity: await generateIdentityKeys(`player${n}`),
       email,
@@ -121,8 +128,11 @@ export function demoCommand(): Command<[], { json?: true | undefined; keep?: tru
       try {
         const result = await runDemo(dir, { onEvent: sink });
         if (!opts.json) {
-          const line = `demo: terminals connected over ${result.transport.toUpperCase()} in ${result.ms} ms ` +
-            `and exchanged ${result.exchanged.length} chat lines${opts.keep ? `; mails kept in ${dir}` : ""}\n`;
+          const line =
+            `demo: terminals connected over ${result.transport.toUpperCase()} in ${result.ms} ms ` +
+            `and exchanged ${result.exchanged.length} chat lines${
+              opts.keep ? `; mails kept in ${dir}` : ""
+            }\n`;
           await Deno.stderr.write(new TextEncoder().encode(line));
         }
       } finally {

@@ -15,11 +15,23 @@ import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import { loadHostKeys, openSender, openSource, openStore } from "./wire.ts";
 
 /** Builds a host from a configuration. */
-export async function hostFromConfig(config: Config, options: { onEvent: EventSink; pollIntervalMs?: number }) {
+export async function hostFromConfig(
+  config: Config,
+  options: { onEvent: EventSink; pollIntervalMs?: number },
+) {
   const hc: HostConfig | undefined = config.host;
-  if (!hc) throw new ConfigError("ECONFIG", `Cannot start a host: ${config.path ?? "the configuration"} has no [host] section; add one (see docs/config.md)`);
+  if (!hc) {
+    throw new ConfigError(
+      "ECONFIG",
+      `Cannot start a host: ${
+        config.path ?? "the configuration"
+      } has no [host] section; add one (see docs/config.md)`,
+    );
+  }
   const keys = await loadHostKeys(hc.keys);
-  const source = openSource(hc.receive, { pollIntervalMs: options.pollIntervalMs ?? hc.pollIntervalMs });
+  const source = openSource(hc.receive, {
+    pollIntervalMs: options.pollIntervalMs ?? hc.pollIntervalMs,
+  });
   const sender = openSender(hc.send);
   const store = openStore(hc.table);
   const host = new Host({
@@ -49,8 +61,13 @@ export function hostCommand() {
     .action(async (opts) => {
       const config = await loadConfigFor(opts.config);
       const onEvent = cliSink({ json: opts.json ?? false });
-      const pollIntervalMs = opts.pollInterval ? parseDuration(opts.pollInterval, "--poll-interval") : undefined;
-      const { host, close } = await hostFromConfig(config, { onEvent, ...(pollIntervalMs ? { pollIntervalMs } : {}) });
+      const pollIntervalMs = opts.pollInterval
+        ? parseDuration(opts.pollInterval, "--poll-interval")
+        : undefined;
+      const { host, close } = await hostFromConfig(config, {
+        onEvent,
+        ...(pollIntervalMs ? { pollIntervalMs } : {}),
+      });
       try {
         if (opts.once) {
           await host.processPending();

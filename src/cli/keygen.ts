@@ -7,7 +7,13 @@
 import { Command } from "@commander-js/extra-typings";
 import { ConfigError } from "../errors.ts";
 import { formatHostCard } from "../message/host_card.ts";
-import { encodeHostKeys, encodeIdentityKeys, generateHostKeys, generateIdentityKeys, hostCardOf } from "../message/key_file.ts";
+import {
+  encodeHostKeys,
+  encodeIdentityKeys,
+  generateHostKeys,
+  generateIdentityKeys,
+  hostCardOf,
+} from "../message/key_file.ts";
 import { loadHostKeys } from "./wire.ts";
 
 async function writeSecretFile(path: string, text: string, force: boolean): Promise<void> {
@@ -15,11 +21,19 @@ async function writeSecretFile(path: string, text: string, force: boolean): Prom
     await Deno.writeTextFile(path, text + "\n", { createNew: !force, mode: 0o600 });
   } catch (err) {
     if (err instanceof Deno.errors.AlreadyExists) {
-      throw new ConfigError("ECONFIG", `Cannot write ${path}: the file exists; pass --force to replace it (the old keys are then lost)`, {
-        cause: err,
-      });
+      throw new ConfigError(
+        "ECONFIG",
+        `Cannot write ${path}: the file exists; pass --force to replace it (the old keys are then lost)`,
+        {
+          cause: err,
+        },
+      );
     }
-    throw new ConfigError("ECONFIG", `Cannot write ${path}: ${(err as Error).message}; check the directory`, { cause: err });
+    throw new ConfigError(
+      "ECONFIG",
+      `Cannot write ${path}: ${(err as Error).message}; check the directory`,
+      { cause: err },
+    );
   }
 }
 
@@ -34,24 +48,39 @@ export function keygenCommand() {
     .option("--force", "replace an existing key file")
     .option("--json", "print the result as one JSON object")
     .action(async (opts, cmd) => {
-      const out = (s: unknown) => Deno.stdout.write(new TextEncoder().encode(typeof s === "string" ? s + "\n" : JSON.stringify(s) + "\n"));
+      const out = (s: unknown) =>
+        Deno.stdout.write(
+          new TextEncoder().encode(typeof s === "string" ? s + "\n" : JSON.stringify(s) + "\n"),
+        );
       if (opts.card) {
         const card = formatHostCard(hostCardOf(await loadHostKeys(opts.card)));
         await out(opts.json ? { event: "host-card", card } : card);
         return;
       }
-      if (!!opts.host === !!opts.user) cmd.error("error: give exactly one of --host EMAIL, --user ID or --card FILE", { exitCode: 2 });
+      if (!!opts.host === !!opts.user) {
+        cmd.error("error: give exactly one of --host EMAIL, --user ID or --card FILE", {
+          exitCode: 2,
+        });
+      }
       if (opts.host) {
         const keys = await generateHostKeys(opts.host);
         const path = opts.out ?? "host.keys.json";
         await writeSecretFile(path, encodeHostKeys(keys), opts.force ?? false);
         const card = formatHostCard(hostCardOf(keys));
-        await out(opts.json ? { event: "keys-written", path, card } : `wrote ${path}\nhost card (give it to your terminals):\n${card}`);
+        await out(
+          opts.json
+            ? { event: "keys-written", path, card }
+            : `wrote ${path}\nhost card (give it to your terminals):\n${card}`,
+        );
       } else {
         const keys = await generateIdentityKeys(opts.user!);
         const path = opts.out ?? "identity.json";
         await writeSecretFile(path, encodeIdentityKeys(keys), opts.force ?? false);
-        await out(opts.json ? { event: "keys-written", path, userId: opts.user } : `wrote ${path} for user ${opts.user}`);
+        await out(
+          opts.json
+            ? { event: "keys-written", path, userId: opts.user }
+            : `wrote ${path} for user ${opts.user}`,
+        );
       }
     });
 }

@@ -31,9 +31,13 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
       case "listening":
         return `listens for peers at ${ep(e.endpoint)}`;
       case "request-sent":
-        return `mailed a sealed request to ${e.to.join(", ")} (session ${e.sessionId.slice(0, 8)}…)`;
+        return `mailed a sealed request to ${e.to.join(", ")} (session ${
+          e.sessionId.slice(0, 8)
+        }…)`;
       case "waiting":
-        return `waits for the ${e.for} mail, ${formatDuration(now - e.sinceMs)} so far, until ${clock(e.untilMs)}`;
+        return `waits for the ${e.for} mail, ${formatDuration(now - e.sinceMs)} so far, until ${
+          clock(e.untilMs)
+        }`;
       case "request-received":
         return `opened a valid request from ${e.userId}`;
       case "table-updated":
@@ -43,7 +47,9 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
       case "reply-received":
         return e.peers.length === 0
           ? `got the host's reply after ${formatDuration(e.ms)}: no peers yet`
-          : `got the host's reply after ${formatDuration(e.ms)}: ${e.peers.map((p) => p.userId).join(", ")}`;
+          : `got the host's reply after ${formatDuration(e.ms)}: ${
+            e.peers.map((p) => p.userId).join(", ")
+          }`;
       case "connecting":
         return `sends CONNECT to ${e.peer} at ${ep(e.endpoint)}`;
       case "connect-failed":
@@ -55,7 +61,9 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
       case "standby":
         return `no peer answered: stands by at ${ep(e.endpoint)} until ${clock(e.untilMs)}`;
       case "connected":
-        return `connected to ${e.peer} over ${e.transport.toUpperCase()} (CONNECT, CONNECT+ACK, ACK) in ${formatDuration(e.ms)}`;
+        return `connected to ${e.peer} over ${e.transport.toUpperCase()} (CONNECT, CONNECT+ACK, ACK) in ${
+          formatDuration(e.ms)
+        }`;
       case "message":
         return `${e.from} says: ${e.text}`;
       case "disconnected":
@@ -80,7 +88,9 @@ export function cliSink(options: { json: boolean; quiet?: boolean }): EventSink 
   return (raw) => {
     const event = withStep(raw);
     if (options.json) {
-      Deno.stdout.writeSync(encoder.encode(JSON.stringify({ time: new Date().toISOString(), ...event }) + "\n"));
+      Deno.stdout.writeSync(
+        encoder.encode(JSON.stringify({ time: new Date().toISOString(), ...event }) + "\n"),
+      );
       return;
     }
     if (options.quiet) return;

@@ -15,16 +15,23 @@ export function tableCommand() {
     .option("--json", "print one JSON object per row")
     .action(async (opts) => {
       const config = await loadConfigFor(opts.config);
-      if (!config.host) throw new ConfigError("ECONFIG", "Cannot show the table: the configuration has no [host] section; add one (see docs/config.md)");
-      const rows = (await openStore(config.host.table).read()).sort((a, b) => b.requestedAt - a.requestedAt);
-      const lines = opts.json
-        ? rows.map((r) => JSON.stringify({ event: "row", ...r }))
-        : [
-          `${rows.length} row${rows.length === 1 ? "" : "s"} in ${config.host.table}`,
-          ...rows.map((r) =>
-            `${new Date(r.requestedAt).toISOString()}  ${r.userId.padEnd(16)} ${r.endpoints.map((e) => `${e.address}:${e.port}/${e.transport}`).join(",").padEnd(28)} failures=${r.failures}  ${r.email}`
-          ),
-        ];
+      if (!config.host) {
+        throw new ConfigError(
+          "ECONFIG",
+          "Cannot show the table: the configuration has no [host] section; add one (see docs/config.md)",
+        );
+      }
+      const rows = (await openStore(config.host.table).read()).sort((a, b) =>
+        b.requestedAt - a.requestedAt
+      );
+      const lines = opts.json ? rows.map((r) => JSON.stringify({ event: "row", ...r })) : [
+        `${rows.length} row${rows.length === 1 ? "" : "s"} in ${config.host.table}`,
+        ...rows.map((r) =>
+          `${new Date(r.requestedAt).toISOString()}  ${r.userId.padEnd(16)} ${
+            r.endpoints.map((e) => `${e.address}:${e.port}/${e.transport}`).join(",").padEnd(28)
+          } failures=${r.failures}  ${r.email}`
+        ),
+      ];
       await Deno.stdout.write(new TextEncoder().encode(lines.join("\n") + "\n"));
     });
 }

@@ -10,7 +10,12 @@ import { MaildirSender } from "../mail/maildir_sender.ts";
 import { MaildirSource } from "../mail/maildir_source.ts";
 import type { MailSender, MailSource } from "../mail/types.ts";
 import { type HostCard, parseHostCard } from "../message/host_card.ts";
-import { decodeHostKeys, decodeIdentityKeys, type HostKeys, type IdentityKeys } from "../message/key_file.ts";
+import {
+  decodeHostKeys,
+  decodeIdentityKeys,
+  type HostKeys,
+  type IdentityKeys,
+} from "../message/key_file.ts";
 import type { Clock } from "../runtime.ts";
 
 /** Opens the mail sender a role is configured with. */
@@ -19,18 +24,27 @@ export function openSender(config: SendConfig): MailSender {
     case "local":
       return new MaildirSender(config.postOffice);
     case "smtp":
-      throw new ConfigError("ECONFIG", "Cannot send by SMTP: this build has only the local post office; set send.kind = \"local\"");
+      throw new ConfigError(
+        "ECONFIG",
+        'Cannot send by SMTP: this build has only the local post office; set send.kind = "local"',
+      );
   }
 }
 
 /** Opens the mail source a role is configured with. */
-export function openSource(config: ReceiveConfig, options: { pollIntervalMs: number; clock?: Clock }): MailSource {
+export function openSource(
+  config: ReceiveConfig,
+  options: { pollIntervalMs: number; clock?: Clock },
+): MailSource {
   switch (config.kind) {
     case "local":
       return new MaildirSource(config.maildir, options);
     case "imap":
     case "pop3":
-      throw new ConfigError("ECONFIG", `Cannot read mail by ${config.kind.toUpperCase()}: this build has only the local post office; set receive.kind = "local"`);
+      throw new ConfigError(
+        "ECONFIG",
+        `Cannot read mail by ${config.kind.toUpperCase()}: this build has only the local post office; set receive.kind = "local"`,
+      );
   }
 }
 
@@ -38,9 +52,15 @@ async function readKeyFile(path: string, what: string): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (err) {
-    throw new ConfigError("ECONFIG", `Cannot read the ${what} ${path}: ${(err as Error).message}; create it with \`mailpeer keygen\``, {
-      cause: err,
-    });
+    throw new ConfigError(
+      "ECONFIG",
+      `Cannot read the ${what} ${path}: ${
+        (err as Error).message
+      }; create it with \`mailpeer keygen\``,
+      {
+        cause: err,
+      },
+    );
   }
 }
 
@@ -61,7 +81,9 @@ export function parseHostCards(cards: string[]): HostCard[] {
       return parseHostCard(card);
     } catch (err) {
       if (err instanceof MessageError) {
-        throw new ConfigError("ECONFIG", `Cannot read terminal.hosts[${i}]: ${err.message}`, { cause: err });
+        throw new ConfigError("ECONFIG", `Cannot read terminal.hosts[${i}]: ${err.message}`, {
+          cause: err,
+        });
       }
       throw err;
     }

@@ -106,7 +106,11 @@ class Reader {
     const v = t[key];
     if (v === undefined && fallback !== undefined) return fallback;
     if (typeof v !== "string" || v.trim() === "") {
-      this.fail(key, v === undefined ? "it is missing" : "it must be a non-empty string", "see docs/config.md");
+      this.fail(
+        key,
+        v === undefined ? "it is missing" : "it must be a non-empty string",
+        "see docs/config.md",
+      );
     }
     return v;
   }
@@ -123,14 +127,20 @@ class Reader {
   int(t: Table, key: string, fallback: number, min: number, max: number): number {
     const v = t[key] ?? fallback;
     if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
-      this.fail(key, `${JSON.stringify(v)} is not a whole number from ${min} to ${max}`, "fix the value");
+      this.fail(
+        key,
+        `${JSON.stringify(v)} is not a whole number from ${min} to ${max}`,
+        "fix the value",
+      );
     }
     return v;
   }
 
   bool(t: Table, key: string, fallback: boolean): boolean {
     const v = t[key] ?? fallback;
-    if (typeof v !== "boolean") this.fail(key, `${JSON.stringify(v)} is not true or false`, "fix the value");
+    if (typeof v !== "boolean") {
+      this.fail(key, `${JSON.stringify(v)} is not true or false`, "fix the value");
+    }
     return v;
   }
 
@@ -141,7 +151,11 @@ class Reader {
   oneOf<T extends string>(t: Table, key: string, choices: readonly T[], fallback: T): T {
     const v = t[key] ?? fallback;
     if (typeof v !== "string" || !choices.includes(v as T)) {
-      this.fail(key, `${JSON.stringify(v)} is not one of ${choices.join(", ")}`, "pick one of them");
+      this.fail(
+        key,
+        `${JSON.stringify(v)} is not one of ${choices.join(", ")}`,
+        "pick one of them",
+      );
     }
     return v as T;
   }
@@ -173,7 +187,12 @@ const DEFAULT_PORTS = {
   smtp: { starttls: 587, implicit: 465, none: 25 },
 } as const;
 
-function readServer(r: Reader, t: Table, kind: "imap" | "pop3" | "smtp", email: string): ServerConfig {
+function readServer(
+  r: Reader,
+  t: Table,
+  kind: "imap" | "pop3" | "smtp",
+  email: string,
+): ServerConfig {
   const tls = r.oneOf(t, "tls", ["starttls", "implicit", "none"] as const, "starttls");
   const server: ServerConfig = {
     host: r.string(t, "host"),
@@ -191,7 +210,12 @@ function readServer(r: Reader, t: Table, kind: "imap" | "pop3" | "smtp", email: 
   return server;
 }
 
-function readReceive(r: Reader, t: Table, email: string, postOffice: string | undefined): ReceiveConfig {
+function readReceive(
+  r: Reader,
+  t: Table,
+  email: string,
+  postOffice: string | undefined,
+): ReceiveConfig {
   const kind = r.oneOf(t, "kind", ["local", "imap", "pop3"] as const, "local");
   if (kind === "local") {
     if (t["maildir"] === undefined && postOffice === undefined) {
@@ -217,7 +241,9 @@ function readSend(r: Reader, t: Table, email: string, postOffice: string | undef
   const kind = r.oneOf(t, "kind", ["local", "smtp"] as const, "local");
   if (kind === "local") {
     const po = t["post_office"] === undefined ? postOffice : r.path(t, "post_office");
-    if (po === undefined) r.fail("post_office", "it is missing and no top-level post_office is set", "set one of them");
+    if (po === undefined) {
+      r.fail("post_office", "it is missing and no top-level post_office is set", "set one of them");
+    }
     return { kind, postOffice: po };
   }
   return { kind, ...readServer(r, t, "smtp", email) };
@@ -267,16 +293,25 @@ function readTerminal(r: Reader, t: Table, postOffice: string | undefined): Term
 }
 
 /** Validates a parsed TOML document. `base` is the directory relative paths start from. */
-export function configFromObject(doc: Table, options: { base?: string; path?: string } = {}): Config {
+export function configFromObject(
+  doc: Table,
+  options: { base?: string; path?: string } = {},
+): Config {
   const r = new Reader(options.base ?? Deno.cwd(), "");
   const network = r.string(doc, "network");
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(network)) {
-    r.fail("network", `${JSON.stringify(network)} is not a network id`, "use letters, digits, '.', '_' or '-' (at most 64)");
+    r.fail(
+      "network",
+      `${JSON.stringify(network)} is not a network id`,
+      "use letters, digits, '.', '_' or '-' (at most 64)",
+    );
   }
   const postOffice = doc["post_office"] === undefined ? undefined : r.path(doc, "post_office");
   const known = new Set(["network", "subject_match", "post_office", "host", "terminal"]);
   for (const key of Object.keys(doc)) {
-    if (!known.has(key)) r.fail(key, "it is not a known setting", "remove it or check its spelling in docs/config.md");
+    if (!known.has(key)) {
+      r.fail(key, "it is not a known setting", "remove it or check its spelling in docs/config.md");
+    }
   }
   const config: Config = {
     network,
@@ -284,7 +319,9 @@ export function configFromObject(doc: Table, options: { base?: string; path?: st
   };
   if (options.path) config.path = options.path;
   if (postOffice !== undefined) config.postOffice = postOffice;
-  if (doc["host"] !== undefined) config.host = readHost(r.sub("host"), r.table(doc, "host"), postOffice);
+  if (doc["host"] !== undefined) {
+    config.host = readHost(r.sub("host"), r.table(doc, "host"), postOffice);
+  }
   if (doc["terminal"] !== undefined) {
     config.terminal = readTerminal(r.sub("terminal"), r.table(doc, "terminal"), postOffice);
   }
@@ -299,9 +336,13 @@ export function parseConfig(text: string, options: { base?: string; path?: strin
   } catch (err) {
     const where = options.path ?? "the configuration";
     const first = String((err as Error).message).split("\n")[0];
-    throw new ConfigError("ECONFIG", `Cannot read ${where}: it is not valid TOML (${first}); fix the syntax`, {
-      cause: err,
-    });
+    throw new ConfigError(
+      "ECONFIG",
+      `Cannot read ${where}: it is not valid TOML (${first}); fix the syntax`,
+      {
+        cause: err,
+      },
+    );
   }
   return configFromObject(doc, options);
 }
@@ -312,9 +353,13 @@ export async function loadConfig(path: string): Promise<Config> {
   try {
     text = await Deno.readTextFile(path);
   } catch (err) {
-    throw new ConfigError("ECONFIG", `Cannot read the configuration ${path}: ${(err as Error).message}; check the --config path`, {
-      cause: err,
-    });
+    throw new ConfigError(
+      "ECONFIG",
+      `Cannot read the configuration ${path}: ${(err as Error).message}; check the --config path`,
+      {
+        cause: err,
+      },
+    );
   }
   const abs = resolve(path);
   return parseConfig(text, { base: dirname(abs), path: abs });

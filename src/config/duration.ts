@@ -16,7 +16,9 @@ export function parseDuration(value: unknown, key: string): number {
   }
   throw new ConfigError(
     "ECONFIG",
-    `Cannot read ${key}: ${JSON.stringify(value)} is not a duration; write e.g. "500ms", "30s", "5m" or "12h"`,
+    `Cannot read ${key}: ${
+      JSON.stringify(value)
+    } is not a duration; write e.g. "500ms", "30s", "5m" or "12h"`,
   );
 }
 

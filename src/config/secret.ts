@@ -11,7 +11,11 @@ import { ConfigError } from "../errors.ts";
 export type SecretRef = { env: string } | { file: string };
 
 /** Reads `password_env` / `password_file` of a config table; rejects an inline `password`. */
-export function secretRef(t: Record<string, unknown>, prefix: string, base = Deno.cwd()): SecretRef | undefined {
+export function secretRef(
+  t: Record<string, unknown>,
+  prefix: string,
+  base = Deno.cwd(),
+): SecretRef | undefined {
   if (t["password"] !== undefined) {
     throw new ConfigError(
       "ECONFIG",
@@ -21,7 +25,9 @@ export function secretRef(t: Record<string, unknown>, prefix: string, base = Den
   const env = t["password_env"];
   const file = t["password_file"];
   if (typeof env === "string" && env !== "") return { env };
-  if (typeof file === "string" && file !== "") return { file: isAbsolute(file) ? file : resolve(base, file) };
+  if (typeof file === "string" && file !== "") {
+    return { file: isAbsolute(file) ? file : resolve(base, file) };
+  }
   return undefined;
 }
 
@@ -30,15 +36,22 @@ export async function resolveSecret(ref: SecretRef, what: string): Promise<strin
   if ("env" in ref) {
     const value = Deno.env.get(ref.env);
     if (value === undefined || value === "") {
-      throw new ConfigError("ESECRET", `Cannot read the ${what}: environment variable ${ref.env} is not set; export it before starting mailpeer`);
+      throw new ConfigError(
+        "ESECRET",
+        `Cannot read the ${what}: environment variable ${ref.env} is not set; export it before starting mailpeer`,
+      );
     }
     return value;
   }
   try {
     return (await Deno.readTextFile(ref.file)).replace(/\r?\n$/, "");
   } catch (err) {
-    throw new ConfigError("ESECRET", `Cannot read the ${what} from ${ref.file}: ${(err as Error).message}; check password_file`, {
-      cause: err,
-    });
+    throw new ConfigError(
+      "ESECRET",
+      `Cannot read the ${what} from ${ref.file}: ${(err as Error).message}; check password_file`,
+      {
+        cause: err,
+      },
+    );
   }
 }

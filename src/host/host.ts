@@ -10,7 +10,7 @@ import { isMailpeerError, MailError, MessageError } from "../errors.ts";
 import { type EventSink, silentSink } from "../events.ts";
 import { MAX_CLOCK_SKEW_MS, MAX_MAIL_BYTES } from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { parseMail, type ParsedMail } from "../mail/parse.ts";
+import { type ParsedMail, parseMail } from "../mail/parse.ts";
 import type { MailRef, MailSender, MailSource, SubjectMatch } from "../mail/types.ts";
 import { dearmor } from "../message/armor.ts";
 import { fromBase64Url, toBase64Url } from "../message/base64.ts";
@@ -19,7 +19,14 @@ import type { HostKeys } from "../message/key_file.ts";
 import { bodyFor, type MailKind, subjectFor } from "../message/mail_text.ts";
 import type { PeerEntry, RequestPayload } from "../message/types.ts";
 import { type Clock, systemClock } from "../runtime.ts";
-import { DEFAULT_TABLE_POLICY, expireRows, flagFailure, selectPeers, type TablePolicy, upsertRow } from "./table.ts";
+import {
+  DEFAULT_TABLE_POLICY,
+  expireRows,
+  flagFailure,
+  selectPeers,
+  type TablePolicy,
+  upsertRow,
+} from "./table.ts";
 import type { PeerRow, TableStore } from "./types.ts";
 
 /** What one pass over the mailbox did. */
@@ -121,7 +128,11 @@ export class Host {
     const { source, onEvent, logger } = this.#o;
     try {
       if (ref.size !== undefined && ref.size > this.#o.maxMailBytes) {
-        throw new Rejected("EMAIL", `mail of ${ref.size} bytes is over the limit of ${this.#o.maxMailBytes}`, "quarantine");
+        throw new Rejected(
+          "EMAIL",
+          `mail of ${ref.size} bytes is over the limit of ${this.#o.maxMailBytes}`,
+          "quarantine",
+        );
       }
       const raw = await source.fetch(ref, signal ? { signal } : {});
       const mail = await this.#parse(raw);
@@ -135,7 +146,10 @@ export class Host {
       return "answered";
     } catch (err) {
       if (!(err instanceof Rejected)) throw err;
-      logger.log("warn", `${kind} not answered: ${err.message}`, { subject: ref.subject, code: err.code });
+      logger.log("warn", `${kind} not answered: ${err.message}`, {
+        subject: ref.subject,
+        code: err.code,
+      });
       if (err.disposal === "delete") {
         await source.delete(ref);
         onEvent({ event: "request-deleted", userId: "", reason: err.message });
@@ -172,26 +186,48 @@ export class Host {
     const { keys, network, clock, policy, onEvent, store } = this.#o;
     const kind = await this.#open(() => Promise.resolve(blockKindOf(block)));
     if (kind !== "request") {
-      throw new Rejected("EBLOCK", `a ${kind} block arrived under the request subject`, "quarantine");
+      throw new Rejected(
+        "EBLOCK",
+        `a ${kind} block arrived under the request subject`,
+        "quarantine",
+      );
     }
     const request = await this.#open(() => openRequest(block, keys));
     if (request.network !== network) {
-      throw new Rejected("EPAYLOAD", `the request is for network ${request.network}, not ${network}`, "quarantine");
+      throw new Rejected(
+        "EPAYLOAD",
+        `the request is for network ${request.network}, not ${network}`,
+        "quarantine",
+      );
     }
     const now = clock.now();
     const requestedAt = mail.date?.getTime() ?? request.createdAt;
     if (requestedAt < now - policy.expiryMs) {
-      throw new Rejected("ESTALE", `request of ${request.userId} dated ${new Date(requestedAt).toISOString()} is older than the expiry`, "delete");
+      throw new Rejected(
+        "ESTALE",
+        `request of ${request.userId} dated ${
+          new Date(requestedAt).toISOString()
+        } is older than the expiry`,
+        "delete",
+      );
     }
     if (requestedAt > now + MAX_CLOCK_SKEW_MS) {
-      throw new Rejected("ESTALE", `request of ${request.userId} is dated in the future`, "quarantine");
+      throw new Rejected(
+        "ESTALE",
+        `request of ${request.userId} is dated in the future`,
+        "quarantine",
+      );
     }
     const sessionId = toBase64Url(request.sessionId);
     onEvent({ event: "request-received", userId: request.userId, sessionId });
     const row = rowOf(request, mail.from, requestedAt);
     const { peers, size } = await store.update((rows) => {
       const next = upsertRow(expireRows(rows, now, policy), row, policy);
-      const chosen = selectPeers(next, request, { now, expiryMs: policy.expiryMs, max: policy.peersPerReply });
+      const chosen = selectPeers(next, request, {
+        now,
+        expiryMs: policy.expiryMs,
+        max: policy.peersPerReply,
+      });
       return { rows: next, result: { peers: chosen, size: next.length } };
     });
     onEvent({ event: "table-updated", rows: size });
@@ -217,11 +253,19 @@ export class Host {
     const { keys, network, clock, onEvent, store } = this.#o;
     const kind = await this.#open(() => Promise.resolve(blockKindOf(block)));
     if (kind !== "notice") {
-      throw new Rejected("EBLOCK", `a ${kind} block arrived under the notice subject`, "quarantine");
+      throw new Rejected(
+        "EBLOCK",
+        `a ${kind} block arrived under the notice subject`,
+        "quarantine",
+      );
     }
     const notice = await this.#open(() => openNotice(block, keys));
     if (notice.network !== network) {
-      throw new Rejected("EPAYLOAD", `the notice is for network ${notice.network}, not ${network}`, "quarantine");
+      throw new Rejected(
+        "EPAYLOAD",
+        `the notice is for network ${notice.network}, not ${network}`,
+        "quarantine",
+      );
     }
     const reporterKey = toBase64Url(notice.identityKey);
     const at = clock.now();
@@ -233,9 +277,17 @@ export class Host {
       return { rows: next, result: true };
     });
     if (!known) {
-      throw new Rejected("ESIGNATURE", `notice from ${notice.userId}, who has no row with that identity key`, "quarantine");
+      throw new Rejected(
+        "ESIGNATURE",
+        `notice from ${notice.userId}, who has no row with that identity key`,
+        "quarantine",
+      );
     }
-    onEvent({ event: "notice-received", userId: notice.userId, failed: notice.failed.map((f) => f.userId) });
+    onEvent({
+      event: "notice-received",
+      userId: notice.userId,
+      failed: notice.failed.map((f) => f.userId),
+    });
   }
 }
 
@@ -261,4 +313,3 @@ function entryOf(row: PeerRow): PeerEntry {
     failures: row.failures,
   };
 }
-

@@ -33,7 +33,11 @@ export interface TableStore {
    * stores) and stores the rows it returns atomically: a crash leaves either the old or the
    * new table, never a mix. Resolves with `fn`'s result.
    */
-  update<T>(fn: (rows: PeerRow[]) => { rows: PeerRow[]; result: T } | Promise<{ rows: PeerRow[]; result: T }>): Promise<T>;
+  update<T>(
+    fn: (
+      rows: PeerRow[],
+    ) => { rows: PeerRow[]; result: T } | Promise<{ rows: PeerRow[]; result: T }>,
+  ): Promise<T>;
   /** Releases connections. */
   close(): Promise<void>;
 }

@@ -98,6 +98,7 @@ export class MaildirSource implements MailSource {
     this.#subjects = subjects;
     this.#newSnapshot = newNames;
     found.sort((a, b) => a.mtime - b.mtime || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const id of this.#listed) if (!subjects.has(id)) this.#listed.delete(id);
     for (const { ref } of found) this.#listed.add(ref.id);
     return found.map((f) => f.ref);
   }

@@ -17,7 +17,10 @@ export function toBase64(bytes: Uint8Array): string {
 /** Decodes standard base64; throws `MessageError` `EBLOCK` on anything else. */
 export function fromBase64(text: string): Uint8Array {
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) {
-    throw new MessageError("EBLOCK", "Cannot decode base64: invalid characters or length; the text was altered or truncated");
+    throw new MessageError(
+      "EBLOCK",
+      "Cannot decode base64: invalid characters or length; the text was altered or truncated",
+    );
   }
   const bin = atob(text);
   const out = new Uint8Array(bin.length);
@@ -33,7 +36,10 @@ export function toBase64Url(bytes: Uint8Array): string {
 /** Decodes base64url without padding; throws `MessageError` `EBLOCK` on anything else. */
 export function fromBase64Url(text: string): Uint8Array {
   if (!/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) {
-    throw new MessageError("EBLOCK", "Cannot decode base64url: invalid characters or length; the text was altered or truncated");
+    throw new MessageError(
+      "EBLOCK",
+      "Cannot decode base64url: invalid characters or length; the text was altered or truncated",
+    );
   }
   const std = text.replace(/-/g, "+").replace(/_/g, "/");
   return fromBase64(std + "=".repeat((4 - (std.length % 4)) % 4));

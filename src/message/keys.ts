@@ -17,8 +17,42 @@ export interface RawKeyPair {
 
 // RFC 8410 PKCS#8 prefixes for a 32-byte private key.
 const PKCS8_PREFIX = {
-  Ed25519: new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]),
-  X25519: new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20]),
+  Ed25519: new Uint8Array([
+    0x30,
+    0x2e,
+    0x02,
+    0x01,
+    0x00,
+    0x30,
+    0x05,
+    0x06,
+    0x03,
+    0x2b,
+    0x65,
+    0x70,
+    0x04,
+    0x22,
+    0x04,
+    0x20,
+  ]),
+  X25519: new Uint8Array([
+    0x30,
+    0x2e,
+    0x02,
+    0x01,
+    0x00,
+    0x30,
+    0x05,
+    0x06,
+    0x03,
+    0x2b,
+    0x65,
+    0x6e,
+    0x04,
+    0x22,
+    0x04,
+    0x20,
+  ]),
 };
 
 function buf(bytes: Uint8Array): ArrayBuffer {
@@ -27,7 +61,10 @@ function buf(bytes: Uint8Array): ArrayBuffer {
 
 function checkKeyLength(bytes: Uint8Array, what: string): void {
   if (bytes.length !== 32) {
-    throw new MessageError("EKEY", `Cannot use ${what}: it has ${bytes.length} bytes, not 32; check the key file or card`);
+    throw new MessageError(
+      "EKEY",
+      `Cannot use ${what}: it has ${bytes.length} bytes, not 32; check the key file or card`,
+    );
   }
 }
 
@@ -56,7 +93,13 @@ export function importPrivateKey(
 ): Promise<CryptoKey> {
   checkKeyLength(seed, `an ${name} private key`);
   const usages: KeyUsage[] = name === "Ed25519" ? ["sign"] : ["deriveBits"];
-  return crypto.subtle.importKey("pkcs8", buf(concatBytes(PKCS8_PREFIX[name], seed)), { name }, true, usages);
+  return crypto.subtle.importKey(
+    "pkcs8",
+    buf(concatBytes(PKCS8_PREFIX[name], seed)),
+    { name },
+    true,
+    usages,
+  );
 }
 
 /** Imports a raw 32-byte public key as a WebCrypto public key. */
@@ -67,7 +110,10 @@ export function importPublicKey(name: "Ed25519" | "X25519", raw: Uint8Array): Pr
 }
 
 /** Derives the public key of a raw private seed. */
-export async function publicKeyOf(name: "Ed25519" | "X25519", seed: Uint8Array): Promise<Uint8Array> {
+export async function publicKeyOf(
+  name: "Ed25519" | "X25519",
+  seed: Uint8Array,
+): Promise<Uint8Array> {
   const key = await importPrivateKey(name, seed);
   const jwk = await crypto.subtle.exportKey("jwk", key);
   const x = jwk.x ?? "";

@@ -40,7 +40,9 @@ export function isGlobalAddress(address: string): boolean {
 
 /** The first global address of a local network interface (IPv4 preferred). */
 export class InterfaceAddress implements AddressDetector {
-  constructor(readonly interfaces: () => Deno.NetworkInterfaceInfo[] = () => Deno.networkInterfaces()) {}
+  constructor(
+    readonly interfaces: () => Deno.NetworkInterfaceInfo[] = () => Deno.networkInterfaces(),
+  ) {}
   detect(): Promise<DetectedAddress | undefined> {
     const all = this.interfaces().filter((i) => isGlobalAddress(i.address));
     const pick = all.find((i) => i.family === "IPv4") ?? all[0];

@@ -8,6 +8,7 @@
 import { isMailpeerError, MessageError, PeerError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
 import { formatDuration } from "../config/duration.ts";
+import { WAITING_REPORT_MS } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { parseMail } from "../mail/parse.ts";
 import type { MailRef, MailSource, SubjectMatch } from "../mail/types.ts";
@@ -48,6 +49,7 @@ export async function waitForReply(o: ReplyWaitOptions): Promise<ReceivedReply> 
   const sleeping = o.clock.sleep(o.timeoutMs, timer.signal).then(() => timer.abort(), () => {});
   const signal = o.signal ? AbortSignal.any([o.signal, timer.signal]) : timer.signal;
   o.onEvent({ event: "waiting", for: "reply", sinceMs: started, untilMs: until });
+  let lastReport = started;
   try {
     while (true) {
       for (const ref of await o.source.list(o.match, { signal })) {
@@ -71,7 +73,8 @@ export async function waitForReply(o: ReplyWaitOptions): Promise<ReceivedReply> 
       if (signal.aborted) break;
       await o.source.waitForMail({ signal });
       if (signal.aborted && !timer.signal.aborted) break;
-      if (!signal.aborted) {
+      if (!signal.aborted && o.clock.now() - lastReport >= WAITING_REPORT_MS) {
+        lastReport = o.clock.now();
         o.onEvent({ event: "waiting", for: "reply", sinceMs: started, untilMs: until });
       }
       if (timer.signal.aborted) {
@@ -87,7 +90,9 @@ export async function waitForReply(o: ReplyWaitOptions): Promise<ReceivedReply> 
     const hosts = o.hosts.map((h) => h.email).join(", ");
     throw new PeerError(
       "ETIMEOUT",
-      `Cannot get a reply from ${hosts}: none arrived within ${formatDuration(o.timeoutMs)}; check that the host runs and reads that mailbox, or raise terminal.reply_timeout`,
+      `Cannot get a reply from ${hosts}: none arrived within ${
+        formatDuration(o.timeoutMs)
+      }; check that the host runs and reads that mailbox, or raise terminal.reply_timeout`,
     );
   } finally {
     timer.abort();
@@ -95,7 +100,10 @@ export async function waitForReply(o: ReplyWaitOptions): Promise<ReceivedReply> 
   }
 }
 
-async function tryReply(ref: MailRef, o: ReplyWaitOptions): Promise<{ reply: ReplyPayload; host: HostCard } | undefined> {
+async function tryReply(
+  ref: MailRef,
+  o: ReplyWaitOptions,
+): Promise<{ reply: ReplyPayload; host: HostCard } | undefined> {
   let raw: Uint8Array;
   try {
     raw = await o.source.fetch(ref);
@@ -110,10 +118,16 @@ async function tryReply(ref: MailRef, o: ReplyWaitOptions): Promise<{ reply: Rep
     const mail = await parseMail(raw);
     sentAt = mail.date?.getTime();
     const block = dearmor(mail.text);
-    const cards = [...o.hosts].sort((a, b) => Number(b.email === mail.from) - Number(a.email === mail.from));
+    const cards = [...o.hosts].sort((a, b) =>
+      Number(b.email === mail.from) - Number(a.email === mail.from)
+    );
     for (const host of cards) {
       try {
-        const reply = await openReply(block, { replyPrivateKey: o.replyPrivateKey, hostCard: host, sessionId: o.sessionId });
+        const reply = await openReply(block, {
+          replyPrivateKey: o.replyPrivateKey,
+          hostCard: host,
+          sessionId: o.sessionId,
+        });
         await o.source.delete(ref);
         return { reply, host };
       } catch (err) {

@@ -64,7 +64,9 @@ export interface Rendezvous {
 
 /** One terminal of a network. */
 export class Terminal {
-  readonly #o: Required<Omit<TerminalOptions, "listen" | "policy">> & Pick<TerminalOptions, "listen" | "policy">;
+  readonly #o:
+    & Required<Omit<TerminalOptions, "listen" | "policy">>
+    & Pick<TerminalOptions, "listen" | "policy">;
 
   constructor(options: TerminalOptions) {
     this.#o = {
@@ -82,7 +84,11 @@ export class Terminal {
 
   get #peerIdentity(): PeerIdentity {
     const { identity } = this.#o;
-    return { userId: identity.userId, publicKey: identity.ed25519.publicKey, privateKey: identity.ed25519.privateKey };
+    return {
+      userId: identity.userId,
+      publicKey: identity.ed25519.publicKey,
+      privateKey: identity.ed25519.privateKey,
+    };
   }
 
   /** Runs the whole flow and resolves with an established, encrypted link. */
@@ -94,7 +100,11 @@ export class Terminal {
       accept: (peer) => acceptsUser(peer.userId, o.policy),
     });
     try {
-      const endpoint: Endpoint = { transport: o.transport.kind, address: o.advertise, port: listener.endpoint.port };
+      const endpoint: Endpoint = {
+        transport: o.transport.kind,
+        address: o.advertise,
+        port: listener.endpoint.port,
+      };
       o.onEvent({ event: "listening", endpoint });
       const { sessionId, replyPrivateKey } = await this.#sendRequest([endpoint]);
       const reply = await waitForReply({
@@ -126,7 +136,9 @@ export class Terminal {
     }
   }
 
-  async #sendRequest(endpoints: Endpoint[]): Promise<{ sessionId: Uint8Array; replyPrivateKey: Uint8Array }> {
+  async #sendRequest(
+    endpoints: Endpoint[],
+  ): Promise<{ sessionId: Uint8Array; replyPrivateKey: Uint8Array }> {
     const o = this.#o;
     const sessionId = o.random(16);
     const replyKeys = await generateX25519();
@@ -185,7 +197,12 @@ export class Terminal {
         } catch (err) {
           if (!isMailpeerError(err) || signal?.aborted) throw err;
           lastError = err;
-          o.onEvent({ event: "connect-failed", peer: peer.userId, code: err.code, message: err.message });
+          o.onEvent({
+            event: "connect-failed",
+            peer: peer.userId,
+            code: err.code,
+            message: err.message,
+          });
         }
       }
       await this.#sendNotice(reply, peer, lastError);
@@ -217,12 +234,19 @@ export class Terminal {
     o.onEvent({ event: "notice-sent", to: o.hosts.map((h) => h.email), failed: [peer.userId] });
   }
 
-  async #standby(listener: PeerListener, endpoint: Endpoint, signal?: AbortSignal): Promise<PeerLink> {
+  async #standby(
+    listener: PeerListener,
+    endpoint: Endpoint,
+    signal?: AbortSignal,
+  ): Promise<PeerLink> {
     const o = this.#o;
     const until = o.clock.now() + o.standbyTimeoutMs;
     o.onEvent({ event: "standby", endpoint, untilMs: until });
     const timer = new AbortController();
-    const sleeping = o.clock.sleep(o.standbyTimeoutMs, timer.signal).then(() => timer.abort(), () => {});
+    const sleeping = o.clock.sleep(o.standbyTimeoutMs, timer.signal).then(
+      () => timer.abort(),
+      () => {},
+    );
     const all = signal ? AbortSignal.any([signal, timer.signal]) : timer.signal;
     try {
       return await listener.accept({ signal: all });
@@ -231,7 +255,9 @@ export class Terminal {
       if (timer.signal.aborted) {
         throw new PeerError(
           "ETIMEOUT",
-          `Cannot find a peer: nobody connected during the standby time of ${Math.round(o.standbyTimeoutMs / 1000)}s; run the client again later or raise terminal.standby_timeout`,
+          `Cannot find a peer: nobody connected during the standby time of ${
+            Math.round(o.standbyTimeoutMs / 1000)
+          }s; run the client again later or raise terminal.standby_timeout`,
           { cause: err },
         );
       }

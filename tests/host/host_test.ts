@@ -10,7 +10,12 @@ Deno.test("the first requester gets a formal empty reply and the second gets the
     const bob = await w.player("bob", 4000);
     const alice = await w.player("alice", 4001);
     const rb = await w.request(bob);
-    assert.deepEqual(await w.host.processPending(), { answered: 1, notices: 0, quarantined: 0, stale: 0 });
+    assert.deepEqual(await w.host.processPending(), {
+      answered: 1,
+      notices: 0,
+      quarantined: 0,
+      stale: 0,
+    });
     const [emptyReply] = await w.replies(bob, rb.replyPrivateKey);
     assert.ok(emptyReply, "bob got a reply");
     assert.deepEqual(emptyReply.peers, []);
@@ -25,7 +30,10 @@ Deno.test("the first requester gets a formal empty reply and the second gets the
     assert.deepEqual(reply?.peers[0]?.endpoints, bob.endpoints);
     assert.deepEqual(reply?.peers[0]?.identityKey, bob.identity.ed25519.publicKey);
     // The request mails are gone from the host mailbox once answered.
-    assert.deepEqual([...await w.files("host@host.test", "new"), ...await w.files("host@host.test", "cur")], []);
+    assert.deepEqual([
+      ...await w.files("host@host.test", "new"),
+      ...await w.files("host@host.test", "cur"),
+    ], []);
   } finally {
     await w.close();
   }
@@ -56,7 +64,12 @@ Deno.test("a request dated older than the expiry is deleted unanswered", async (
   try {
     const old = await w.player("old", 4000);
     await w.request(old, { date: new Date(w.clock.now() - DEFAULT_EXPIRY_MS - 60_000) });
-    assert.deepEqual(await w.host.processPending(), { answered: 0, notices: 0, quarantined: 0, stale: 1 });
+    assert.deepEqual(await w.host.processPending(), {
+      answered: 0,
+      notices: 0,
+      quarantined: 0,
+      stale: 1,
+    });
     assert.deepEqual(await w.files(old.email, "new"), []);
     assert.deepEqual(await w.files("host@host.test", "new"), []);
     assert.deepEqual(await w.files("host@host.test", ".Quarantine/cur"), []);
@@ -86,7 +99,12 @@ Deno.test("the same request processed twice is answered twice and leaves the sam
 Deno.test("an ordinary mail in the host mailbox is left where it was, unread", async () => {
   const w = await World.create();
   try {
-    await w.sender.send({ from: "friend@else.test", to: ["host@host.test"], subject: "lunch?", text: "at noon\n" });
+    await w.sender.send({
+      from: "friend@else.test",
+      to: ["host@host.test"],
+      subject: "lunch?",
+      text: "at noon\n",
+    });
     const before = await w.files("host@host.test", "new");
     const bob = await w.player("bob", 4000);
     await w.request(bob);
@@ -142,7 +160,10 @@ Deno.test("a notice from someone without a row is quarantined and flags nothing"
     await w.notice(stranger, "bob", new Uint8Array(16));
     assert.equal((await w.host.processPending()).quarantined, 1);
     assert.equal((await w.store.read())[0]?.failures, 0);
-    assert.equal((await w.store.read())[0]?.identityKey, toBase64Url(bob.identity.ed25519.publicKey));
+    assert.equal(
+      (await w.store.read())[0]?.identityKey,
+      toBase64Url(bob.identity.ed25519.publicKey),
+    );
   } finally {
     await w.close();
   }

@@ -15,8 +15,8 @@ import { formatHostCard } from "../../src/message/host_card.ts";
 import {
   generateHostKeys,
   generateIdentityKeys,
-  type HostKeys,
   hostCardOf,
+  type HostKeys,
   type IdentityKeys,
 } from "../../src/message/key_file.ts";
 import { generateX25519 } from "../../src/message/keys.ts";
@@ -51,7 +51,9 @@ export class World {
     w.postOffice = new MaildirPostOffice(join(w.#dir, "po"));
     w.hostKeys = await generateHostKeys("host@host.test");
     w.sender = new MaildirSender(w.postOffice, { now: () => w.clock.now() });
-    w.hostSource = new MaildirSource(await w.postOffice.ensureMailbox("host@host.test"), { clock: w.clock });
+    w.hostSource = new MaildirSource(await w.postOffice.ensureMailbox("host@host.test"), {
+      clock: w.clock,
+    });
     w.host = new Host({
       keys: w.hostKeys,
       network: NETWORK,
@@ -106,7 +108,11 @@ export class World {
   }
 
   /** Mails a raw block under the request subject from `p`. */
-  async mailBlock(p: Player, block: Uint8Array, options: { date?: Date; kind?: "request" | "notice" } = {}) {
+  async mailBlock(
+    p: Player,
+    block: Uint8Array,
+    options: { date?: Date; kind?: "request" | "notice" } = {},
+  ) {
     const kind = options.kind ?? "request";
     await this.sender.send({
       from: p.email,

@@ -1,0 +1,100 @@
+/**
+ * mailpeer: peers of a P2P application find each other's address through ordinary e-mail.
+ *
+ * A {@link Terminal} mails a sealed request to a host mailbox, a {@link Host} answers with a
+ * few recent peers, and the terminal connects to one of them over an encrypted link whose
+ * identities are proven. Mail goes through any {@link MailSender} / {@link MailSource}: the
+ * local Maildir post office here, SMTP/IMAP/POP3 servers in production.
+ *
+ * @example A host and a terminal on a local post office
+ * ```ts
+ * import {
+ *   generateHostKeys, generateIdentityKeys, Host, hostCardOf, MaildirPostOffice,
+ *   MaildirSender, MaildirSource, MemoryStore, TcpTransport, Terminal,
+ * } from "./mod.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const po = new MaildirPostOffice(dir);
+ * const hostKeys = await generateHostKeys("host@lan.local");
+ * const hostSource = new MaildirSource(await po.ensureMailbox("host@lan.local"));
+ * const host = new Host({
+ *   keys: hostKeys, network: "lan", source: hostSource,
+ *   sender: new MaildirSender(po), store: new MemoryStore(),
+ * });
+ * const stop = new AbortController();
+ * const hosting = host.run({ signal: stop.signal });
+ *
+ * const source = new MaildirSource(await po.ensureMailbox("alice@lan.local"));
+ * const alice = new Terminal({
+ *   identity: await generateIdentityKeys("alice"), email: "alice@lan.local", network: "lan",
+ *   hosts: [hostCardOf(hostKeys)], sender: new MaildirSender(po), source,
+ *   transport: new TcpTransport(), advertise: "127.0.0.1", standbyTimeoutMs: 100,
+ * });
+ * // Alice is the first: the reply lists nobody, she stands by, and nobody comes.
+ * await alice.rendezvous().catch((err) => console.log(err.code)); // "ETIMEOUT"
+ * stop.abort();
+ * await hosting;
+ * await Promise.all([source.close(), hostSource.close()]);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ *
+ * @module
+ */
+
+export * from "./src/errors.ts";
+export type { EventName, EventPeer, EventSink, MailpeerEvent } from "./src/events.ts";
+export { FIG4_STEPS, withActor } from "./src/events.ts";
+export type { LogFields, Logger, LogLevel } from "./src/log.ts";
+export {
+  type Backoff,
+  type Clock,
+  ManualClock,
+  type RandomSource,
+  systemClock,
+} from "./src/runtime.ts";
+export * as limits from "./src/limits.ts";
+
+export { type Config, loadConfig, parseConfig } from "./src/config/config.ts";
+
+export type {
+  Endpoint,
+  PeerEntry,
+  ReplyPayload,
+  RequestPayload,
+  TransportKind,
+} from "./src/message/types.ts";
+export { formatHostCard, type HostCard, parseHostCard } from "./src/message/host_card.ts";
+export {
+  decodeHostKeys,
+  decodeIdentityKeys,
+  encodeHostKeys,
+  encodeIdentityKeys,
+  generateHostKeys,
+  generateIdentityKeys,
+  hostCardOf,
+  type HostKeys,
+  type IdentityKeys,
+} from "./src/message/key_file.ts";
+
+export type {
+  MailRef,
+  MailSender,
+  MailSource,
+  OutgoingMail,
+  SubjectMatch,
+} from "./src/mail/types.ts";
+export { MaildirPostOffice } from "./src/mail/maildir_post_office.ts";
+export { MaildirSender } from "./src/mail/maildir_sender.ts";
+export { MaildirSource } from "./src/mail/maildir_source.ts";
+
+export type { PeerRow, TableStore } from "./src/host/types.ts";
+export { Host, type HostOptions, type HostPassResult } from "./src/host/host.ts";
+export { JsonFileStore } from "./src/host/json_file_store.ts";
+export { MemoryStore } from "./src/host/memory_store.ts";
+
+export type { PeerLink, PeerListener, PeerTransport } from "./src/peer/types.ts";
+export { TcpTransport } from "./src/peer/tcp_transport.ts";
+
+export { type Rendezvous, Terminal, type TerminalOptions } from "./src/terminal/terminal.ts";
+export { choosePeers, type PeerPolicy } from "./src/terminal/peer_choice.ts";
+export { receiveLine, runChat, sendLine } from "./src/apps/chat.ts";

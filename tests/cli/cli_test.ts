@@ -1,0 +1,161 @@
+/**
+ * The command line as a user runs it: real subprocesses of main.ts.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const PERMS = [
+  "--allow-read",
+  "--allow-write",
+  "--allow-net",
+  "--allow-env",
+  "--allow-sys=hostname,networkInterfaces",
+];
+
+async function mailpeer(args: string[], options: { cwd?: string; stdin?: string } = {}) {
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...PERMS, MAIN, ...args],
+    cwd: options.cwd,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  });
+  const child = cmd.spawn();
+  if (options.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(options.stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+function events(stdout: string): Record<string, unknown>[] {
+  return stdout.trim().split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
+}
+
+Deno.test("demo --json connects two terminals over TCP and reports every FIG. 4 step", async () => {
+  const r = await mailpeer(["demo", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const evs = events(r.stdout);
+  const connected = evs.filter((e) => e.event === "connected");
+  assert.equal(connected.length, 2, r.stdout);
+  for (const c of connected) assert.equal(c.transport, "tcp");
+  const kinds = new Set(evs.map((e) => e.event));
+  for (
+    const k of [
+      "request-sent",
+      "reply-received",
+      "connecting",
+      "standby",
+      "disconnected",
+      "reply-sent",
+    ]
+  ) {
+    assert.ok(kinds.has(k), `missing ${k}`);
+  }
+  const first = evs.find((e) => e.event === "reply-received" && e.actor === "terminal-2");
+  assert.deepEqual(first?.peers, [], "terminal 2 got a formal empty reply");
+  const messages = evs.filter((e) => e.event === "message").map((e) => e.text);
+  assert.deepEqual(messages.sort(), ["hello back from player2", "hello from player1"]);
+  assert.ok(evs.every((e) => typeof e.event === "string" && typeof e.time === "string"));
+});
+
+Deno.test("keygen, host --once, client and table work together from configuration files", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mailpeer-cli-" });
+  try {
+    const host = await mailpeer([
+      "keygen",
+      "--host",
+      "host@lan.test",
+      "-o",
+      "host.keys.json",
+      "--json",
+    ], { cwd: dir });
+    assert.equal(host.code, 0, host.stderr);
+    const card = events(host.stdout)[0]?.card as string;
+    assert.match(card, /^mailpeer1:host@lan\.test:/);
+    assert.equal((await Deno.stat(join(dir, "host.keys.json"))).mode! & 0o777, 0o600);
+    const again = await mailpeer(["keygen", "--host", "host@lan.test", "-o", "host.keys.json"], {
+      cwd: dir,
+    });
+    assert.equal(again.code, 1);
+    assert.match(
+      again.stderr,
+      /^mailpeer: Cannot write host.keys.json: the file exists; pass --force/,
+    );
+    assert.equal(
+      (await mailpeer(["keygen", "--user", "bob", "-o", "bob.json"], { cwd: dir })).code,
+      0,
+    );
+
+    await Deno.writeTextFile(
+      join(dir, "mailpeer.toml"),
+      `
+network = "clitest"
+post_office = "po"
+[host]
+email = "host@lan.test"
+[terminal]
+user_id = "bob"
+email = "bob@lan.test"
+identity = "bob.json"
+hosts = ["${card}"]
+address = "127.0.0.1"
+reply_timeout = "20s"
+standby_timeout = "1s"
+poll_interval = "100ms"
+`,
+    );
+    // Nobody hosts yet: the host runs once (as cron would) while the client waits.
+    const client = mailpeer(["client", "--json", "-m", "hi"], { cwd: dir });
+    let answered = 0;
+    for (let i = 0; i < 200 && answered === 0; i++) {
+      const once = await mailpeer(["host", "--once", "--json"], { cwd: dir });
+      assert.equal(once.code, 0, once.stderr);
+      answered = events(once.stdout).filter((e) => e.event === "reply-sent").length;
+    }
+    assert.equal(answered, 1);
+    const c = await client;
+    // No peer in the table: standby, then the standby time runs out.
+    assert.equal(c.code, 1);
+    const evs = events(c.stdout);
+    assert.ok(evs.some((e) => e.event === "standby"));
+    assert.equal(evs.at(-1)?.event, "error");
+    assert.equal(evs.at(-1)?.code, "ETIMEOUT");
+
+    const table = await mailpeer(["table", "--json"], { cwd: dir });
+    assert.equal(table.code, 0, table.stderr);
+    const rows = events(table.stdout);
+    assert.equal(rows.length, 1);
+    assert.equal(rows[0]?.userId, "bob");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("usage errors exit 2 with help; a bad configuration exits 1 with one line", async () => {
+  const usage = await mailpeer(["host", "--no-such-flag"]);
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /unknown option '--no-such-flag'/);
+  assert.match(usage.stderr, /Usage: mailpeer host/);
+
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(join(dir, "bad.toml"), `network = "x"\nnetwrk = 2\n`);
+    const bad = await mailpeer(["host", "--config", "bad.toml"], { cwd: dir });
+    assert.equal(bad.code, 1);
+    assert.equal(
+      bad.stderr,
+      "mailpeer: Cannot read netwrk: it is not a known setting; remove it or check its spelling in docs/config.md\n",
+    );
+    const missing = await mailpeer(["host", "--json", "--config", "nope.toml"], { cwd: dir });
+    assert.equal(missing.code, 1);
+    assert.equal(events(missing.stdout)[0]?.code, "ECONFIG");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,95 @@
+import assert from "node:assert/strict";
+import { parseConfig } from "../../src/config/config.ts";
+import { parseDuration } from "../../src/config/duration.ts";
+import { resolveSecret } from "../../src/config/secret.ts";
+import { ConfigError } from "../../src/errors.ts";
+
+const FULL = `
+network = "lan-party"
+post_office = "po"
+
+[host]
+email = "host@lan.local"
+expiry = "2h"
+
+[terminal]
+user_id = "alice"
+email = "alice@lan.local"
+hosts = ["mailpeer1:host@lan.local:AAAA:BBBB"]
+address = "127.0.0.1"
+reply_timeout = "90s"
+allow = ["bob"]
+`;
+
+function rejects(text: string, pattern: RegExp): void {
+  assert.throws(() => parseConfig(text, { base: "/etc/mailpeer" }), (err: unknown) => {
+    assert.ok(err instanceof ConfigError, String(err));
+    assert.equal(err.code, "ECONFIG");
+    assert.match(err.message, pattern);
+    assert.ok(!err.message.includes("\n"), "one line");
+    return true;
+  });
+}
+
+Deno.test("a full configuration is read with defaults and paths relative to its file", () => {
+  const c = parseConfig(FULL, { base: "/etc/mailpeer" });
+  assert.equal(c.network, "lan-party");
+  assert.equal(c.subjectMatch, "exact");
+  assert.equal(c.host?.expiryMs, 2 * 3_600_000);
+  assert.equal(c.host?.table, "/etc/mailpeer/table.json");
+  assert.equal(c.host?.peersPerReply, 8);
+  assert.deepEqual(c.host?.receive, { kind: "local", maildir: "/etc/mailpeer/po/host@lan.local" });
+  assert.deepEqual(c.host?.send, { kind: "local", postOffice: "/etc/mailpeer/po" });
+  assert.equal(c.terminal?.replyTimeoutMs, 90_000);
+  assert.equal(c.terminal?.identity, "/etc/mailpeer/identity.json");
+  assert.deepEqual(c.terminal?.allow, ["bob"]);
+  assert.equal(c.terminal?.transport, "tcp");
+});
+
+Deno.test("a bad configuration names the key and what to do", () => {
+  rejects(`network = "x"\nnetwrk = 1`, /^Cannot read netwrk: it is not a known setting; /);
+  rejects(`post_office = "po"`, /^Cannot read network: it is missing; /);
+  rejects(`network = "lan party"`, /^Cannot read network: "lan party" is not a network id; /);
+  rejects(
+    `network = "x"\npost_office="p"\n[host]\nemail = "h@x"\nexpiry = "soon"`,
+    /^Cannot read host\.expiry: "soon" is not a duration; /,
+  );
+  rejects(
+    `network = "x"\n[host]\nemail = "h@x"`,
+    /^Cannot read host\.receive\.maildir: it is missing and no top-level post_office is set; /,
+  );
+  rejects(
+    `network = "x"\npost_office="p"\n[host]\nemail = "h@x"\npeers_per_reply = -1`,
+    /^Cannot read host\.peers_per_reply: -1 is not a whole number from 0 to 64; /,
+  );
+  rejects(
+    `network = "x"\n[host]\nemail = "h@x"\n[host.receive]\nkind = "imap"\nhost = "m"\npassword = "hunter2"`,
+    /passwords are not kept in the configuration/,
+  );
+  rejects(`network = "x"\n[[[`, /^Cannot read the configuration: it is not valid TOML/);
+});
+
+Deno.test("passwords come from an environment variable or a file, with a clear error when missing", async () => {
+  Deno.env.set("MAILPEER_TEST_SECRET", "s3cret");
+  assert.equal(await resolveSecret({ env: "MAILPEER_TEST_SECRET" }, "IMAP password"), "s3cret");
+  Deno.env.delete("MAILPEER_TEST_SECRET");
+  await assert.rejects(
+    resolveSecret({ env: "MAILPEER_TEST_SECRET" }, "IMAP password"),
+    /environment variable MAILPEER_TEST_SECRET is not set/,
+  );
+  const file = await Deno.makeTempFile();
+  await Deno.writeTextFile(file, "from-file\n");
+  assert.equal(await resolveSecret({ file }, "IMAP password"), "from-file");
+  await Deno.remove(file);
+  await assert.rejects(
+    resolveSecret({ file }, "IMAP password"),
+    /Cannot read the IMAP password from/,
+  );
+});
+
+Deno.test("durations read as a person writes them", () => {
+  assert.equal(parseDuration("500ms", "k"), 500);
+  assert.equal(parseDuration("12h", "k"), 43_200_000);
+  assert.equal(parseDuration(30, "k"), 30_000);
+  assert.throws(() => parseDuration("-1s", "k"), ConfigError);
+});

@@ -1,0 +1,98 @@
+import assert from "node:assert/strict";
+import { PeerError } from "../../src/errors.ts";
+import { generateX25519, x25519 } from "../../src/message/keys.ts";
+import { decodeData, encodeData } from "../../src/peer/frame.ts";
+import { deriveSessionKeys, SessionCipher } from "../../src/peer/session_crypto.ts";
+
+const text = (s: string) => new TextEncoder().encode(s);
+const isFrameError = (err: unknown) => err instanceof PeerError && err.code === "EFRAME";
+
+async function ciphers(options: { ordered?: boolean; otherHash?: boolean } = {}) {
+  const a = await generateX25519();
+  const b = await generateX25519();
+  const hash = crypto.getRandomValues(new Uint8Array(32));
+  const initiator = await deriveSessionKeys(await x25519(a.privateKey, b.publicKey), hash, {
+    role: "initiator",
+  });
+  const responderHash = options.otherHash ? crypto.getRandomValues(new Uint8Array(32)) : hash;
+  const responder = await deriveSessionKeys(
+    await x25519(b.privateKey, a.publicKey),
+    responderHash,
+    { role: "responder" },
+  );
+  return {
+    alice: new SessionCipher(initiator, { ordered: options.ordered }),
+    bob: new SessionCipher(responder, { ordered: options.ordered }),
+  };
+}
+
+Deno.test("data sealed by one side opens on the other, in both directions", async () => {
+  const { alice, bob } = await ciphers();
+  for (let i = 0; i < 3; i++) {
+    const opened = await bob.open(await alice.seal(text(`to bob ${i}`)));
+    assert.deepEqual(opened, { sequence: BigInt(i), plaintext: text(`to bob ${i}`) });
+    assert.deepEqual(
+      (await alice.open(await bob.seal(text(`to alice ${i}`)))).plaintext,
+      text(`to alice ${i}`),
+    );
+  }
+});
+
+Deno.test("the plaintext is not visible in the DATA body and nonces never repeat", async () => {
+  const { alice } = await ciphers();
+  const secret = text("attack at dawn, attack at dawn");
+  const first = await alice.seal(secret);
+  const second = await alice.seal(secret);
+  assert.equal(new TextDecoder().decode(first).includes("attack"), false);
+  assert.notDeepEqual(decodeData(first).ciphertext, decodeData(second).ciphertext);
+  assert.equal(first.length, 8 + secret.length + 16);
+});
+
+Deno.test("an altered DATA frame is rejected with EFRAME wherever the change is", async () => {
+  for (const at of [0, 7, 8, 12, 8 + 16 + 15]) { // sequence, ciphertext, tag
+    const { alice, bob } = await ciphers();
+    const good = await alice.seal(text("pay bob 10 coins"));
+    const altered = good.slice();
+    altered[at]! ^= 0x01;
+    await assert.rejects(bob.open(altered), isFrameError, `byte ${at}`);
+    assert.deepEqual((await bob.open(good)).plaintext, text("pay bob 10 coins"), "still in sync");
+  }
+});
+
+Deno.test("a replayed or reordered DATA frame is rejected on an ordered session", async () => {
+  const { alice, bob } = await ciphers();
+  const first = await alice.seal(text("1"));
+  const second = await alice.seal(text("2"));
+  await assert.rejects(bob.open(second), isFrameError);
+  await bob.open(first);
+  await assert.rejects(bob.open(first), isFrameError);
+  assert.deepEqual((await bob.open(second)).plaintext, text("2"));
+});
+
+Deno.test("a DATA frame relabelled with another sequence number does not open", async () => {
+  const { alice, bob } = await ciphers({ ordered: false });
+  const body = decodeData(await alice.seal(text("x")));
+  await assert.rejects(bob.open(encodeData({ ...body, sequence: 5n })), isFrameError);
+});
+
+Deno.test("an unordered (datagram) session accepts gaps but never replays", async () => {
+  const { alice, bob } = await ciphers({ ordered: false });
+  const frames = [
+    await alice.seal(text("a")),
+    await alice.seal(text("b")),
+    await alice.seal(text("c")),
+  ];
+  assert.equal((await bob.open(frames[2]!)).sequence, 2n);
+  await assert.rejects(bob.open(frames[0]!), isFrameError);
+  await assert.rejects(bob.open(frames[2]!), isFrameError);
+});
+
+Deno.test("keys derived from another transcript cannot open the session's data", async () => {
+  const { alice, bob } = await ciphers({ otherHash: true });
+  await assert.rejects(bob.open(await alice.seal(text("hi"))), isFrameError);
+});
+
+Deno.test("a side cannot open its own data (one key per direction)", async () => {
+  const { alice } = await ciphers();
+  await assert.rejects(alice.open(await alice.seal(text("echo"))), isFrameError);
+});
