@@ -409,9 +409,12 @@ wait_ready() {
   done
 }
 
-# stop_all: TERM each master, wait, then TERM/KILL any leftover stack process.
+# stop_all [reap]: TERM each master, wait, then TERM/KILL any leftover stack process. With
+# "reap", also wait (at most 3 s) until this VM's init has reaped the exited daemons, so `ps`
+# shows no <defunct> stack processes afterwards.
 stop_all() {
-  local d pids i
+  local reap=${1:-} d pids i before
+  mapfile -t before < <(stack_pids)
   for d in "${DOMAINS[@]}"; do
     provider_paths "$d"
     [[ -d $P_DIR ]] || continue
@@ -420,12 +423,19 @@ stop_all() {
   done
   for i in $(seq 50); do
     mapfile -t pids < <(stack_pids)
-    [[ ${#pids[@]} -eq 0 ]] && return 0
+    [[ ${#pids[@]} -eq 0 ]] && break
     ((i == 20)) && kill -TERM "${pids[@]}" 2>/dev/null
     ((i == 40)) && kill -KILL "${pids[@]}" 2>/dev/null
     sleep 0.1
   done
-  die "processes still running after stop: ${pids[*]}"
+  [[ ${#pids[@]} -eq 0 ]] || die "processes still running after stop: ${pids[*]}"
+  [[ $reap == reap ]] || return 0
+  for i in $(seq 30); do
+    pids=()
+    for d in "${before[@]}"; do [[ -e /proc/$d ]] && pids+=("$d"); done
+    [[ ${#pids[@]} -eq 0 ]] && return 0
+    sleep 0.1
+  done
 }
 
 # ---------------------------------------------------------------------------------------
@@ -468,7 +478,7 @@ cmd_start() {
 cmd_stop() {
   need_root
   set_state_dir "${1:-}"
-  stop_all
+  stop_all reap
   log "stopped ($STATE)"
 }
 

@@ -234,22 +234,20 @@ export class TcpTransport implements PeerTransport {
   }
 
   /** Listens on `local` (port 0 picks a free port) for peers (standby). */
-  async listen(
-    local: { address: string; port: number },
-    options: ListenOptions,
-  ): Promise<PeerListener> {
-    let listener: Deno.TcpListener;
+  listen(local: { address: string; port: number }, options: ListenOptions): Promise<PeerListener> {
     try {
-      listener = Deno.listen({ hostname: local.address, port: local.port, transport: "tcp" });
+      const listener = Deno.listen({ hostname: local.address, port: local.port, transport: "tcp" });
+      return Promise.resolve(new TcpPeerListener(listener, options, this.#options));
     } catch (err) {
-      throw new PeerError(
-        "EPEER",
-        `Cannot listen on ${local.address}:${local.port}: ${(err as Error).message}; ` +
-          "choose another address or port",
-        { cause: err },
+      return Promise.reject(
+        new PeerError(
+          "EPEER",
+          `Cannot listen on ${local.address}:${local.port}: ${(err as Error).message}; ` +
+            "choose another address or port",
+          { cause: err },
+        ),
       );
     }
-    return await Promise.resolve(new TcpPeerListener(listener, options, this.#options));
   }
 }
 
