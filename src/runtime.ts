@@ -52,7 +52,7 @@ export class ManualClock implements Clock {
   #now: number;
   #timers: { at: number; resolve: () => void }[] = [];
 
-  constructor(start = Date.UTC(2026, 0, 1)) {
+  constructor(start: number = Date.UTC(2026, 0, 1)) {
     this.#now = start;
   }
 
