@@ -1,5 +1,6 @@
 # shellcheck shell=bash
 # Sourced by mailstack.sh (uses its globals: DOMAINS, IP, USERS, PORT, STATE, ...).
+# shellcheck disable=SC2153  # globals are assigned in mailstack.sh
 # Generates the stack: mail user, test CA and certificates, passwords, Postfix and Dovecot
 # configuration, passwords.env and stack.json.
 

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
 # Sourced by mailstack.sh (uses its globals: DOMAINS, IP, USERS, PORT, STATE, ...).
+# shellcheck disable=SC2153  # globals are assigned in mailstack.sh
 # Runs the stack: launch, readiness probes, health, stop.
 
 # ---------------------------------------------------------------------------------------
