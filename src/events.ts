@@ -46,6 +46,7 @@ export type MailpeerEvent =
     | { event: "request-deleted"; userId: string; reason: string }
     | { event: "quarantined"; subject: string; code: string; reason: string }
     | { event: "host-pass"; answered: number; notices: number; quarantined: number; stale: number }
+    | { event: "host-busy"; message: string }
     | { event: "error"; code: string; message: string }
   );
 

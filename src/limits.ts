@@ -52,3 +52,5 @@ export const TABLE_LOCK_TIMEOUT_MS = 10_000;
 export const TABLE_LOCK_STALE_MS = 60_000;
 /** How often a `waiting` progress event is repeated while nothing arrives, in ms. */
 export const WAITING_REPORT_MS = 5_000;
+/** How long `host --once` waits for an overlapping host run to finish before giving up, in ms. */
+export const HOST_RUN_LOCK_WAIT_MS = 60_000;

@@ -7,7 +7,9 @@
 import { Command } from "@commander-js/extra-typings";
 import type { Config, HostConfig } from "../config/config.ts";
 import { parseDuration } from "../config/duration.ts";
-import { ConfigError } from "../errors.ts";
+import { ConfigError, HostError } from "../errors.ts";
+import { withFileLock } from "../host/file_lock.ts";
+import { HOST_RUN_LOCK_WAIT_MS } from "../limits.ts";
 import type { EventSink } from "../events.ts";
 import { Host } from "../host/host.ts";
 import { cliSink } from "./output.ts";
@@ -68,12 +70,27 @@ export function hostCommand() {
         onEvent,
         ...(pollIntervalMs ? { pollIntervalMs } : {}),
       });
+      // One host process at a time per table: an overlapping cron run waits for the running
+      // one to finish (so no request is answered twice), or gives up cleanly after a while.
+      const runLock = `${config.host!.table}.run`;
       try {
         if (opts.once) {
-          await host.processPending();
+          await withFileLock(runLock, () => host.processPending(), {
+            timeoutMs: HOST_RUN_LOCK_WAIT_MS,
+          })
+            .catch((err) => {
+              if (
+                !(err instanceof HostError && err.code === "ETABLE" &&
+                  err.message.includes(".run.lock"))
+              ) throw err;
+              onEvent({
+                event: "host-busy",
+                message: `another host run still holds ${runLock}.lock; this run did nothing`,
+              });
+            });
         } else {
           const stop = onSignals();
-          await host.run({ signal: stop.signal });
+          await withFileLock(runLock, () => host.run({ signal: stop.signal }), { timeoutMs: 0 });
         }
       } finally {
         await close();

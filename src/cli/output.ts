@@ -76,6 +76,8 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
         return e.answered + e.notices + e.quarantined + e.stale === 0
           ? undefined
           : `processed the mailbox: ${e.answered} answered, ${e.notices} notices, ${e.quarantined} quarantined, ${e.stale} stale`;
+      case "host-busy":
+        return e.message;
       case "error":
         return `error ${e.code}: ${e.message}`;
     }

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# coturn.sh — a plain STUN server (Debian's coturn) on 127.0.0.1 for mailpeer's STUN tests.
+#
+#   coturn.sh install              install the coturn package when missing (daemon not started)
+#   coturn.sh start [STATE_DIR]    start turnserver as a STUN-only server (idempotent)
+#   coturn.sh stop [STATE_DIR]     stop it (idempotent)
+#   coturn.sh status [STATE_DIR]   exit 0 when it answers a Binding request
+#
+# STATE_DIR defaults to $COTURN_DIR, else <repo>/.coturn. The UDP port is $COTURN_PORT, else
+# 3478. When ready, <STATE_DIR>/stun.json holds {"host":"127.0.0.1","port":N}, which
+# tests/terminal/stun_test.ts reads. Readiness is a real Binding request, not a sleep.
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$SCRIPT_DIR/../.." && pwd)"
+HOST=127.0.0.1
+PORT=${COTURN_PORT:-3478}
+START_TIMEOUT=${COTURN_START_TIMEOUT:-10} # seconds
+TURNSERVER=/usr/bin/turnserver
+# Debian's python3 for the probe: a pyenv shim on PATH costs ~0.5 s per call.
+PYTHON=${COTURN_PYTHON:-/usr/bin/python3}
+[[ -x $PYTHON ]] || PYTHON=python3
+
+log() { printf 'coturn: %s\n' "$*" >&2; }
+die() {
+  printf 'coturn: error: %s\n' "$*" >&2
+  exit 1
+}
+need_root() { [[ $(id -u) == 0 ]] || die "must run as root (apt-get, daemon)"; }
+
+set_state_dir() {
+  STATE=${1:-${COTURN_DIR:-$REPO_DIR/.coturn}}
+  mkdir -p "$STATE"
+  STATE=$(cd "$STATE" && pwd)
+  PIDFILE=$STATE/turnserver.pid
+  LOGFILE=$STATE/turn.log
+  JSON=$STATE/stun.json
+}
+
+# ---------------------------------------------------------------------------------------
+# install
+# ---------------------------------------------------------------------------------------
+
+installed() {
+  [[ $(dpkg-query -W -f='${Status}' coturn 2>/dev/null || true) == "install ok installed" ]]
+}
+
+restore_policy() {
+  local policy=$1 backup=$2
+  if [[ -n $backup ]]; then mv -f "$backup" "$policy"; else rm -f "$policy"; fi
+}
+
+cmd_install() {
+  need_root
+  if installed; then
+    log "coturn is installed"
+    return 0
+  fi
+  log "installing coturn"
+  # Keep apt from starting Debian's own turnserver (on every address, port 3478):
+  # invoke-rc.d asks /usr/sbin/policy-rc.d; exit 101 = "action forbidden". Restore after.
+  local policy=/usr/sbin/policy-rc.d backup=""
+  if [[ -e $policy ]]; then
+    backup=$(mktemp)
+    cp -p "$policy" "$backup"
+  fi
+  # shellcheck disable=SC2064  # expand now: restore exactly this backup
+  trap "restore_policy '$policy' '$backup'" EXIT
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod 755 "$policy"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends coturn >/dev/null
+  restore_policy "$policy" "$backup"
+  trap - EXIT
+  log "installed"
+}
+
+# ---------------------------------------------------------------------------------------
+# processes
+# ---------------------------------------------------------------------------------------
+
+# pid_alive: the pid in $PIDFILE runs turnserver (not a zombie). Sets PID.
+pid_alive() {
+  PID=""
+  [[ -s $PIDFILE ]] || return 1
+  read -r PID <"$PIDFILE" || [[ -n $PID ]] || return 1
+  [[ $PID =~ ^[0-9]+$ ]] || return 1
+  local stat
+  read -r stat 2>/dev/null <"/proc/$PID/stat" || return 1
+  [[ $stat == *"(turnserver)"* ]] || return 1
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
+}
+
+# probe HOST PORT: a STUN server on HOST:PORT answers a Binding request (RFC 8489) with a
+# success response carrying this request's transaction id.
+probe() {
+  "$PYTHON" - "$1" "$2" <<'EOF'
+import os, socket, struct, sys
+host, port = sys.argv[1], int(sys.argv[2])
+tid = os.urandom(12)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.2)
+try:
+    s.sendto(struct.pack("!HHI", 0x0001, 0, 0x2112A442) + tid, (host, port))
+    data = s.recv(2048)
+except OSError:
+    sys.exit(1)
+ok = len(data) >= 20 and data[0:2] == b"\x01\x01" and data[8:20] == tid
+sys.exit(0 if ok else 1)
+EOF
+}
+
+write_json() {
+  printf '{"host":"%s","port":%d}\n' "$HOST" "$PORT" >"$JSON.tmp"
+  mv -f "$JSON.tmp" "$JSON"
+}
+
+cmd_start() {
+  need_root
+  [[ -x $TURNSERVER ]] || die "missing $TURNSERVER; run: $0 install"
+  set_state_dir "${1:-}"
+  if pid_alive && probe "$HOST" "$PORT"; then
+    write_json
+    log "already running (pid $PID, $HOST:$PORT)"
+    return 0
+  fi
+  stop_server
+  rm -f "$JSON"
+  local started=$EPOCHREALTIME
+  # -n: no configuration file. STUN only, on loopback only, no TURN relay, CLI, TLS or DTLS.
+  "$TURNSERVER" -n --daemon --pidfile="$PIDFILE" --log-file="$LOGFILE" --simple-log \
+    --listening-ip="$HOST" --relay-ip="$HOST" --listening-port="$PORT" \
+    --stun-only --no-cli --no-tls --no-dtls --no-rfc5780 --no-stun-backward-compatibility \
+    --no-software-attribute >/dev/null 2>&1 || die "turnserver did not start; see $LOGFILE"
+  local deadline=$((SECONDS + START_TIMEOUT))
+  until probe "$HOST" "$PORT"; do
+    if ((SECONDS >= deadline)); then
+      stop_server
+      die "turnserver does not answer on $HOST:$PORT after ${START_TIMEOUT}s; see $LOGFILE"
+    fi
+  done
+  write_json
+  local ms
+  ms=$(((${EPOCHREALTIME/./} - ${started/./}) / 1000))
+  pid_alive || true
+  log "running on $HOST:$PORT (pid ${PID:-?}, ready in ${ms} ms; $JSON)"
+}
+
+stop_server() {
+  local i
+  if pid_alive; then
+    kill "$PID" 2>/dev/null || true
+    for ((i = 0; i < 100; i++)); do
+      pid_alive || break
+      # Nothing to probe while a daemon exits: a short poll interval, not a fixed wait.
+      sleep 0.05
+    done
+    if pid_alive; then kill -KILL "$PID" 2>/dev/null || true; fi
+  fi
+  rm -f "$PIDFILE"
+}
+
+cmd_stop() {
+  need_root
+  set_state_dir "${1:-}"
+  stop_server
+  rm -f "$JSON"
+  log "stopped ($STATE)"
+}
+
+cmd_status() {
+  set_state_dir "${1:-}"
+  if pid_alive && probe "$HOST" "$PORT"; then
+    log "running (pid $PID, $HOST:$PORT)"
+  else
+    log "not running"
+    return 1
+  fi
+}
+
+case ${1:-} in
+  install) cmd_install ;;
+  start) cmd_start "${2:-}" ;;
+  stop) cmd_stop "${2:-}" ;;
+  status) cmd_status "${2:-}" ;;
+  *)
+    sed -n '3,7p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
