@@ -54,3 +54,5 @@ export const TABLE_LOCK_STALE_MS = 60_000;
 export const WAITING_REPORT_MS = 5_000;
 /** How long `host --once` waits for an overlapping host run to finish before giving up, in ms. */
 export const HOST_RUN_LOCK_WAIT_MS = 60_000;
+/** Poll interval of a terminal waiting for its reply (IMAP NOOP, POP3 STAT), in ms (configurable). */
+export const DEFAULT_TERMINAL_POLL_INTERVAL_MS = 50;

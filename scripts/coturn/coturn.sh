@@ -131,6 +131,7 @@ cmd_start() {
   local started=$EPOCHREALTIME
   # -n: no configuration file. STUN only, on loopback only, no TURN relay, CLI, TLS or DTLS.
   "$TURNSERVER" -n --daemon --pidfile="$PIDFILE" --log-file="$LOGFILE" --simple-log \
+    --db="$STATE/turndb" \
     --listening-ip="$HOST" --relay-ip="$HOST" --listening-port="$PORT" \
     --stun-only --no-cli --no-tls --no-dtls --no-rfc5780 --no-stun-backward-compatibility \
     --no-software-attribute >/dev/null 2>&1 || die "turnserver did not start; see $LOGFILE"
@@ -172,6 +173,10 @@ cmd_stop() {
 
 cmd_status() {
   set_state_dir "${1:-}"
+  # The port it was started with, unless $COTURN_PORT says otherwise.
+  if [[ -z ${COTURN_PORT:-} && -s $JSON && $(<"$JSON") =~ \"port\":([0-9]+) ]]; then
+    PORT=${BASH_REMATCH[1]}
+  fi
   if pid_alive && probe "$HOST" "$PORT"; then
     log "running (pid $PID, $HOST:$PORT)"
   else
@@ -186,7 +191,7 @@ case ${1:-} in
   stop) cmd_stop "${2:-}" ;;
   status) cmd_status "${2:-}" ;;
   *)
-    sed -n '3,7p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '4,7p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -71,7 +71,9 @@ export function renderProgress(state: ProgressState, options: RenderProgressOpti
   const seconds = state.elapsedMs / 1000;
   let tail: string;
   if (fraction === 1) {
-    tail = seconds > 0 ? `${formatBytes(done / seconds)}/s  done in ${formatDuration(seconds)}` : "done";
+    tail = seconds > 0
+      ? `${formatBytes(done / seconds)}/s  done in ${formatDuration(seconds)}`
+      : "done";
   } else if (seconds > 0 && done > 0) {
     const rate = done / seconds;
     tail = `${formatBytes(rate)}/s  ETA ${formatDuration((total - done) / rate)}`;

@@ -17,6 +17,7 @@ import {
   ExplicitAddress,
   InterfaceAddress,
 } from "../terminal/address.ts";
+import { StunAddress } from "../terminal/stun.ts";
 import { type Rendezvous, Terminal } from "../terminal/terminal.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import { cliSink } from "./output.ts";
@@ -45,12 +46,15 @@ export async function rendezvousFromConfig(
   const identity = await loadIdentity(tc.identity);
   const hosts = parseHostCards(tc.hosts);
   const detectors: AddressDetector[] = tc.address === "auto"
-    ? [new InterfaceAddress()]
+    ? [
+      new InterfaceAddress(),
+      ...(tc.stunServers.length > 0 ? [new StunAddress(tc.stunServers)] : []),
+    ]
     : [new ExplicitAddress(tc.address)];
   const found = await detectAddress(detectors, options.signal ? { signal: options.signal } : {});
   options.onEvent({ event: "address-detected", address: found.address, source: found.source });
-  const source = openSource(tc.receive, { pollIntervalMs: tc.pollIntervalMs });
-  const sender = openSender(tc.send);
+  const source = await openSource(tc.receive, { pollIntervalMs: tc.pollIntervalMs });
+  const sender = await openSender(tc.send);
   try {
     const terminal = new Terminal({
       identity,

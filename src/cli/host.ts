@@ -31,10 +31,10 @@ export async function hostFromConfig(
     );
   }
   const keys = await loadHostKeys(hc.keys);
-  const source = openSource(hc.receive, {
+  const source = await openSource(hc.receive, {
     pollIntervalMs: options.pollIntervalMs ?? hc.pollIntervalMs,
   });
-  const sender = openSender(hc.send);
+  const sender = await openSender(hc.send);
   const store = openStore(hc.table);
   const host = new Host({
     keys,

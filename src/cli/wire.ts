@@ -3,11 +3,15 @@
  *
  * @module
  */
-import type { ReceiveConfig, SendConfig } from "../config/config.ts";
+import type { ReceiveConfig, SendConfig, ServerConfig } from "../config/config.ts";
+import { resolveSecret } from "../config/secret.ts";
 import { ConfigError, MessageError } from "../errors.ts";
 import { JsonFileStore } from "../host/json_file_store.ts";
 import { MaildirSender } from "../mail/maildir_sender.ts";
 import { MaildirSource } from "../mail/maildir_source.ts";
+import { ImapSource } from "../mail/imap_source.ts";
+import { Pop3Source } from "../mail/pop3_source.ts";
+import { SmtpSender } from "../mail/smtp_sender.ts";
 import type { MailSender, MailSource } from "../mail/types.ts";
 import { type HostCard, parseHostCard } from "../message/host_card.ts";
 import {
@@ -18,33 +22,51 @@ import {
 } from "../message/key_file.ts";
 import type { Clock } from "../runtime.ts";
 
+/** The server options the mail clients take, with the password resolved. */
+async function serverOptions(config: ServerConfig, what: string) {
+  return {
+    host: config.host,
+    port: config.port,
+    tls: config.tls,
+    user: config.user,
+    ...(config.password ? { password: await resolveSecret(config.password, what) } : {}),
+    ...(config.caFile ? { caFile: config.caFile } : {}),
+    ...(config.servername ? { servername: config.servername } : {}),
+    insecure: config.insecure,
+  };
+}
+
 /** Opens the mail sender a role is configured with. */
-export function openSender(config: SendConfig): MailSender {
+export async function openSender(config: SendConfig): Promise<MailSender> {
   switch (config.kind) {
     case "local":
       return new MaildirSender(config.postOffice);
     case "smtp":
-      throw new ConfigError(
-        "ECONFIG",
-        'Cannot send by SMTP: this build has only the local post office; set send.kind = "local"',
-      );
+      return new SmtpSender(await serverOptions(config, `SMTP password of ${config.user}`));
   }
 }
 
 /** Opens the mail source a role is configured with. */
-export function openSource(
+export async function openSource(
   config: ReceiveConfig,
   options: { pollIntervalMs: number; clock?: Clock },
-): MailSource {
+): Promise<MailSource> {
   switch (config.kind) {
     case "local":
       return new MaildirSource(config.maildir, options);
-    case "imap":
-    case "pop3":
-      throw new ConfigError(
-        "ECONFIG",
-        `Cannot read mail by ${config.kind.toUpperCase()}: this build has only the local post office; set receive.kind = "local"`,
-      );
+    case "imap": {
+      const server = await serverOptions(config, `IMAP password of ${config.user}`);
+      return new ImapSource({ ...server, password: server.password ?? "" }, {
+        mailbox: config.mailbox,
+        quarantine: config.quarantine,
+        idle: config.idle,
+        ...options,
+      });
+    }
+    case "pop3": {
+      const server = await serverOptions(config, `POP3 password of ${config.user}`);
+      return new Pop3Source({ ...server, password: server.password ?? "" }, options);
+    }
   }
 }
 

@@ -15,6 +15,7 @@ import {
   DEFAULT_REPLY_TIMEOUT_MS,
   DEFAULT_STANDBY_TIMEOUT_MS,
   DEFAULT_TABLE_CAPACITY,
+  DEFAULT_TERMINAL_POLL_INTERVAL_MS,
   MAX_MAIL_BYTES,
 } from "../limits.ts";
 import type { TransportKind } from "../message/types.ts";
@@ -78,6 +79,8 @@ export interface TerminalConfig {
   pollIntervalMs: number;
   allow: string[];
   deny: string[];
+  /** STUN servers (`host:port`) asked for the reflexive address when no global one is found. */
+  stunServers: string[];
   receive: ReceiveConfig;
   send: SendConfig;
 }
@@ -215,6 +218,7 @@ function readReceive(
   t: Table,
   email: string,
   postOffice: string | undefined,
+  idleDefault = true,
 ): ReceiveConfig {
   const kind = r.oneOf(t, "kind", ["local", "imap", "pop3"] as const, "local");
   if (kind === "local") {
@@ -233,7 +237,7 @@ function readReceive(
     ...server,
     mailbox: r.string(t, "mailbox", "INBOX"),
     quarantine: r.string(t, "quarantine", "Quarantine"),
-    idle: r.bool(t, "idle", true),
+    idle: r.bool(t, "idle", idleDefault),
   };
 }
 
@@ -279,10 +283,11 @@ function readTerminal(r: Reader, t: Table, postOffice: string | undefined): Term
     replyTimeoutMs: r.duration(t, "reply_timeout", DEFAULT_REPLY_TIMEOUT_MS),
     connectTimeoutMs: r.duration(t, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_MS),
     standbyTimeoutMs: r.duration(t, "standby_timeout", DEFAULT_STANDBY_TIMEOUT_MS),
-    pollIntervalMs: r.duration(t, "poll_interval", DEFAULT_POLL_INTERVAL_MS),
+    pollIntervalMs: r.duration(t, "poll_interval", DEFAULT_TERMINAL_POLL_INTERVAL_MS),
     allow: r.strings(t, "allow"),
     deny: r.strings(t, "deny"),
-    receive: readReceive(r.sub("receive"), r.table(t, "receive"), email, postOffice),
+    stunServers: r.strings(t, "stun_servers"),
+    receive: readReceive(r.sub("receive"), r.table(t, "receive"), email, postOffice, false),
     send: readSend(r.sub("send"), r.table(t, "send"), email, postOffice),
   };
   if (listen !== undefined) config.listen = listen;

@@ -61,6 +61,6 @@ export async function detectAddress(
   }
   throw new PeerError(
     "EADDRESS",
-    "Cannot find an address for peers to reach: no explicit address is set and no interface has a global address; set terminal.address in the configuration",
+    "Cannot find an address for peers to reach: no explicit address is set, no interface has a global address and no STUN server answered; set terminal.address or terminal.stun_servers in the configuration",
   );
 }

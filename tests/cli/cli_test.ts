@@ -3,39 +3,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-
-const MAIN = new URL("../../main.ts", import.meta.url).pathname;
-const PERMS = [
-  "--allow-read",
-  "--allow-write",
-  "--allow-net",
-  "--allow-env",
-  "--allow-sys=hostname,networkInterfaces",
-];
-
-async function mailpeer(args: string[], options: { cwd?: string; stdin?: string } = {}) {
-  const cmd = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...PERMS, MAIN, ...args],
-    cwd: options.cwd,
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-    env: { NO_COLOR: "1" },
-  });
-  const child = cmd.spawn();
-  if (options.stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(options.stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
-}
-
-function events(stdout: string): Record<string, unknown>[] {
-  return stdout.trim().split("\n").filter((l) => l !== "").map((l) => JSON.parse(l));
-}
+import { events, mailpeer } from "../support/cli.ts";
 
 Deno.test("demo --json connects two terminals over TCP and reports every FIG. 4 step", async () => {
   const r = await mailpeer(["demo", "--json"]);

@@ -1,0 +1,338 @@
+/**
+ * Peer benchmark: raw loopback TCP throughput, the same bulk over a mailpeer TCP session,
+ * handshake times over TCP (and UDP when `src/peer/udp_transport.ts` exists), and the cost of
+ * the session's building blocks (AES-GCM per frame, frame encoding) to explain the gap.
+ *
+ * Usage: scripts/bench-peer [--mib 256] [--runs 3] [--handshakes 50] [--out bench-results/peer.json]
+ *
+ * @module
+ */
+import { TcpTransport } from "../../src/peer/tcp_transport.ts";
+import { MAX_FRAGMENT_BYTES } from "../../src/peer/session_crypto.ts";
+import { SessionLink } from "../../src/peer/session_crypto.ts";
+import {
+  decodeData,
+  encodeData,
+  encodeFrame,
+  type Frame,
+  FrameDecoder,
+  FrameType,
+} from "../../src/peer/frame.ts";
+import { generateEd25519 } from "../../src/message/keys.ts";
+import type { FrameChannel, PeerIdentity, PeerTransport } from "../../src/peer/types.ts";
+
+const MiB = 1024 * 1024;
+
+function arg(name: string, fallback: number): number {
+  const at = Deno.args.indexOf(`--${name}`);
+  if (at < 0) return fallback;
+  const value = Number(Deno.args[at + 1]);
+  if (!Number.isFinite(value) || value <= 0) throw new TypeError(`--${name} needs a number`);
+  return value;
+}
+const outAt = Deno.args.indexOf("--out");
+const OUT = outAt >= 0 ? Deno.args[outAt + 1]! : "bench-results/peer.json";
+const TOTAL_MIB = arg("mib", 256);
+const RUNS = arg("runs", 3);
+const HANDSHAKES = arg("handshakes", 50);
+const TOTAL = TOTAL_MIB * MiB;
+
+const payload = new Uint8Array(MiB);
+for (let at = 0; at < MiB; at += 65536) crypto.getRandomValues(payload.subarray(at, at + 65536));
+
+async function identity(userId: string): Promise<PeerIdentity> {
+  const keys = await generateEd25519();
+  return { userId, publicKey: keys.publicKey, privateKey: keys.privateKey };
+}
+
+const mbps = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
+const best = (xs: number[]) => Math.max(...xs);
+function percentile(xs: number[], p: number): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+/** Raw TCP: one connection, 256 KiB writes, the reader drains into a 256 KiB buffer. */
+async function rawTcp(): Promise<number> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepting = listener.accept();
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const server = await accepting;
+  client.setNoDelay(true);
+  const started = performance.now();
+  const reading = (async () => {
+    const buf = new Uint8Array(256 * 1024);
+    let got = 0;
+    while (got < TOTAL) {
+      const n = await server.read(buf);
+      if (n === null) break;
+      got += n;
+    }
+    return got;
+  })();
+  const block = payload.subarray(0, 256 * 1024);
+  for (let sent = 0; sent < TOTAL; sent += block.length) {
+    for (let at = 0; at < block.length;) at += await client.write(block.subarray(at));
+  }
+  const got = await reading;
+  const ms = performance.now() - started;
+  client.close();
+  server.close();
+  listener.close();
+  if (got !== TOTAL) throw new Error(`raw TCP received ${got} of ${TOTAL}`);
+  return mbps(TOTAL, ms);
+}
+
+/** Session: messages of `messageBytes` over a TcpTransport link, until all are received. */
+async function session(messageBytes: number): Promise<number> {
+  const tcp = new TcpTransport();
+  const listener = await tcp.listen({ address: "127.0.0.1", port: 0 }, {
+    identity: await identity("bob"),
+  });
+  const [a, b] = await Promise.all([
+    tcp.connect(listener.endpoint, { identity: await identity("alice") }),
+    listener.accept(),
+  ]);
+  const message = payload.subarray(0, messageBytes);
+  const count = Math.ceil(TOTAL / messageBytes);
+  const started = performance.now();
+  const reading = (async () => {
+    let got = 0;
+    for (let i = 0; i < count; i++) got += (await b.receive())?.length ?? 0;
+    return got;
+  })();
+  for (let i = 0; i < count; i++) await a.send(message);
+  const got = await reading;
+  const ms = performance.now() - started;
+  await Promise.all([a.close(), b.close()]);
+  await listener.close();
+  return mbps(got, ms);
+}
+
+/** A bare frame channel over one TCP connection (like the transport's), for the profile. */
+class BareChannel implements FrameChannel {
+  #decoder = new FrameDecoder();
+  #ready: Frame[] = [];
+  #buf = new Uint8Array(64 * 1024);
+  #writing = Promise.resolve();
+  constructor(private conn: Deno.TcpConn) {}
+  send(frame: Frame): Promise<void> {
+    const bytes = encodeFrame(frame);
+    const run = this.#writing.then(async () => {
+      for (let at = 0; at < bytes.length;) at += await this.conn.write(bytes.subarray(at));
+    });
+    this.#writing = run.catch(() => {});
+    return run;
+  }
+  async receive(): Promise<Frame | null> {
+    while (this.#ready.length === 0) {
+      const n = await this.conn.read(this.#buf).catch(() => null);
+      if (n === null) return null;
+      this.#ready.push(...this.#decoder.push(this.#buf.subarray(0, n)));
+    }
+    return this.#ready.shift()!;
+  }
+  close(): void {
+    try {
+      this.conn.close();
+    } catch { /* closed */ }
+  }
+}
+
+/** A cipher that only frames: what the session costs without encryption. */
+class NullCipher {
+  #next = 0n;
+  seal(plaintext: Uint8Array): Promise<Uint8Array> {
+    return Promise.resolve(encodeData({ sequence: this.#next++, ciphertext: plaintext.slice() }));
+  }
+  open(body: Uint8Array): Promise<{ sequence: bigint; plaintext: Uint8Array }> {
+    const { sequence, ciphertext } = decodeData(body);
+    return Promise.resolve({ sequence, plaintext: ciphertext.slice() });
+  }
+}
+
+/** SessionLink over a bare channel with {@link NullCipher}: framing, copies and the pump. */
+async function sessionWithoutCrypto(messageBytes: number): Promise<number> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const accepting = listener.accept();
+  const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+  const server = await accepting;
+  const info = (userId: string) => ({
+    local: { transport: "tcp" as const, address: "127.0.0.1", port: 1 },
+    remote: {
+      userId,
+      identityKey: new Uint8Array(32),
+      endpoint: { transport: "tcp" as const, address: "127.0.0.1", port: 2 },
+    },
+    transport: "tcp" as const,
+  });
+  // deno-lint-ignore no-explicit-any
+  const cipher = () => new NullCipher() as any;
+  const a = new SessionLink(new BareChannel(client), cipher(), info("bob"));
+  const b = new SessionLink(new BareChannel(server), cipher(), info("alice"));
+  const message = payload.subarray(0, messageBytes);
+  const count = Math.ceil(TOTAL / messageBytes);
+  const started = performance.now();
+  const reading = (async () => {
+    let got = 0;
+    for (let i = 0; i < count; i++) got += (await b.receive())?.length ?? 0;
+    return got;
+  })();
+  for (let i = 0; i < count; i++) await a.send(message);
+  const got = await reading;
+  const ms = performance.now() - started;
+  await Promise.all([a.close(), b.close()]);
+  listener.close();
+  return mbps(got, ms);
+}
+
+/** Handshake time: connect() until the link is established, `HANDSHAKES` times. */
+async function handshakes(transport: PeerTransport): Promise<number[]> {
+  const alice = await identity("alice");
+  const listener = await transport.listen({ address: "127.0.0.1", port: 0 }, {
+    identity: await identity("bob"),
+  });
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < HANDSHAKES + 3; i++) {
+      const accepting = listener.accept();
+      const started = performance.now();
+      const a = await transport.connect(listener.endpoint, { identity: alice });
+      const ms = performance.now() - started;
+      const b = await accepting;
+      await Promise.all([a.close(), b.close()]);
+      if (i >= 3) times.push(ms); // the first runs warm up the JIT
+    }
+  } finally {
+    await listener.close();
+  }
+  return times;
+}
+
+/** AES-256-GCM seal of one frame's worth via WebCrypto, sequentially as the session does. */
+async function aesGcm(frameBytes: number): Promise<number> {
+  const key = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, [
+    "encrypt",
+  ]);
+  const plain = payload.slice(0, frameBytes);
+  const iv = new Uint8Array(12);
+  const count = Math.ceil((64 * MiB) / frameBytes);
+  const started = performance.now();
+  for (let i = 0; i < count; i++) {
+    new DataView(iv.buffer).setUint32(8, i);
+    await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: iv }, key, plain);
+  }
+  return mbps(count * frameBytes, performance.now() - started);
+}
+
+/** The copies the session makes per fragment (slice, flag concat, buf(), encodeFrame). */
+function copies(frameBytes: number): number {
+  const chunk = payload.subarray(0, frameBytes);
+  const count = Math.ceil((256 * MiB) / frameBytes);
+  const started = performance.now();
+  for (let i = 0; i < count; i++) {
+    const withFlag = new Uint8Array(chunk.length + 1);
+    withFlag.set(chunk, 1);
+    const forCrypto = withFlag.slice();
+    encodeFrame({ type: FrameType.DATA, body: forCrypto });
+  }
+  return mbps(count * frameBytes, performance.now() - started);
+}
+
+async function udpTransport(): Promise<PeerTransport | string> {
+  const url = new URL("../../src/peer/udp_transport.ts", import.meta.url);
+  try {
+    await Deno.stat(url);
+  } catch {
+    return "skipped: src/peer/udp_transport.ts does not exist yet";
+  }
+  try {
+    const mod = await import(url.href);
+    if (typeof mod.UdpTransport !== "function") return "skipped: no exported UdpTransport";
+    return new mod.UdpTransport() as PeerTransport;
+  } catch (err) {
+    return `skipped: cannot load udp_transport.ts (${(err as Error).message})`;
+  }
+}
+
+const round = (x: number, digits = 1) => Number(x.toFixed(digits));
+
+const raw: number[] = [];
+const sess: number[] = [];
+const sessMiB: number[] = [];
+for (let i = 0; i < RUNS; i++) {
+  raw.push(await rawTcp());
+  sess.push(await session(MAX_FRAGMENT_BYTES));
+  sessMiB.push(await session(MiB));
+}
+const tcpHs = await handshakes(new TcpTransport());
+const udp = await udpTransport();
+let udpHs: number[] | string;
+try {
+  udpHs = typeof udp === "string" ? udp : await handshakes(udp);
+} catch (err) {
+  udpHs = `failed: ${(err as Error).message}`;
+}
+const aes = await aesGcm(MAX_FRAGMENT_BYTES);
+const plainSession: number[] = [];
+for (let i = 0; i < RUNS; i++) plainSession.push(await sessionWithoutCrypto(MAX_FRAGMENT_BYTES));
+const copyRate = copies(MAX_FRAGMENT_BYTES);
+
+const hs = (xs: number[] | string) =>
+  typeof xs === "string" ? { note: xs } : {
+    runs: xs.length,
+    p50_ms: round(percentile(xs, 50), 2),
+    p90_ms: round(percentile(xs, 90), 2),
+  };
+const results = {
+  date: new Date().toISOString(),
+  deno: Deno.version.deno,
+  os: Deno.build.os,
+  arch: Deno.build.arch,
+  bytes_per_run: TOTAL,
+  runs: RUNS,
+  raw_tcp_mb_s: round(best(raw)),
+  session_tcp_mb_s: round(best(sess)),
+  session_tcp_1mib_messages_mb_s: round(best(sessMiB)),
+  session_raw_ratio: round(best(sess) / best(raw), 3),
+  tcp_handshake: hs(tcpHs),
+  udp_handshake: hs(udpHs),
+  profile: {
+    fragment_bytes: MAX_FRAGMENT_BYTES,
+    webcrypto_aes_gcm_seal_mb_s: round(aes),
+    session_copies_mb_s: round(copyRate),
+    session_without_encryption_mb_s: round(best(plainSession)),
+  },
+  all_runs_mb_s: { raw: raw.map((x) => round(x)), session: sess.map((x) => round(x)) },
+};
+
+const rows: [string, string][] = [
+  [`raw TCP loopback, ${TOTAL_MIB} MiB (best of ${RUNS})`, `${results.raw_tcp_mb_s} MB/s`],
+  [
+    `mailpeer TCP session, ${MAX_FRAGMENT_BYTES}-byte messages`,
+    `${results.session_tcp_mb_s} MB/s`,
+  ],
+  ["mailpeer TCP session, 1 MiB messages", `${results.session_tcp_1mib_messages_mb_s} MB/s`],
+  ["session / raw", `${results.session_raw_ratio}`],
+  ...handshakeRows("TCP", results.tcp_handshake),
+  ...handshakeRows("UDP", results.udp_handshake),
+  [
+    "WebCrypto AES-256-GCM seal, one frame at a time",
+    `${results.profile.webcrypto_aes_gcm_seal_mb_s} MB/s`,
+  ],
+  ["session copies per fragment (3 copies)", `${results.profile.session_copies_mb_s} MB/s`],
+  [
+    "same session without encryption (framing, copies, pump)",
+    `${results.profile.session_without_encryption_mb_s} MB/s`,
+  ],
+];
+function handshakeRows(kind: string, h: Record<string, unknown>): [string, string][] {
+  if ("note" in h) return [[`${kind} handshake`, String(h.note)]];
+  return [[`${kind} handshake p50 / p90 (${h.runs} runs)`, `${h.p50_ms} ms / ${h.p90_ms} ms`]];
+}
+const width = Math.max(...rows.map(([k]) => k.length));
+const out = rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n");
+const json = JSON.stringify(results, null, 2);
+await Deno.mkdir(OUT.split("/").slice(0, -1).join("/") || ".", { recursive: true });
+await Deno.writeTextFile(OUT, json + "\n");
+await Deno.stdout.write(new TextEncoder().encode(`${out}\n\n${json}\n`));

@@ -1,0 +1,439 @@
+/**
+ * File transfer over an established {@link PeerLink} (protocol in `docs/apps.md`).
+ *
+ * Every message starts with a tag byte: `1` = a UTF-8 JSON control message, `2` = file bytes.
+ * sender → `{kind:"file", name, size}`; receiver → `{kind:"ready"}` or
+ * `{kind:"ack", ok:false, reason}`; sender → chunks; sender → `{kind:"end", size, sha256}`;
+ * receiver → `{kind:"ack", ok:true}` or `{kind:"ack", ok:false, reason}`. A sender that gives
+ * up sends `{kind:"cancel", reason}`. Both sides stream: the file is never held in memory.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { basename, join } from "node:path";
+import { PeerError } from "../errors.ts";
+import type { PeerLink } from "../peer/types.ts";
+import { MAX_FRAGMENT_BYTES } from "../peer/session_crypto.ts";
+
+/** Tag byte of a JSON control message. */
+export const CONTROL_TAG = 1;
+/** Tag byte of a message carrying file bytes. */
+export const CHUNK_TAG = 2;
+/** Default chunk size: the largest that still fits one DATA frame with its tag byte. */
+export const DEFAULT_CHUNK_BYTES = MAX_FRAGMENT_BYTES - 1;
+/** Largest file `receiveFile` accepts unless told otherwise (4 GiB). */
+export const DEFAULT_MAX_FILE_BYTES = 4 * 1024 ** 3;
+const MAX_CONTROL_BYTES = 64 * 1024;
+const MAX_NAME_CHARS = 4096;
+const MAX_NAME_BYTES = 200;
+const FALLBACK_NAME = "received-file";
+
+/** How far a transfer got, passed to `onProgress`. */
+export interface TransferProgress {
+  done: number;
+  total: number;
+}
+
+/** What a finished transfer moved. */
+export interface FileTransferResult {
+  /** The name as sent (sender) or as written after sanitising (receiver). */
+  name: string;
+  size: number;
+  /** SHA-256 of the content, lowercase hex. */
+  sha256: string;
+}
+
+/** A file that arrived, and where it was written. */
+export interface ReceivedFile extends FileTransferResult {
+  path: string;
+}
+
+/** Options of {@link sendFile}. */
+export interface SendFileOptions {
+  /** Name the receiver is told; default the basename of `path`. */
+  name?: string;
+  /** Bytes per chunk message; default {@link DEFAULT_CHUNK_BYTES}. */
+  chunkBytes?: number;
+  /** Called after every chunk. */
+  onProgress?: (progress: TransferProgress) => void;
+  signal?: AbortSignal;
+}
+
+/** Options of {@link receiveFile}. */
+export interface ReceiveFileOptions {
+  /** Largest file accepted; default {@link DEFAULT_MAX_FILE_BYTES}. */
+  maxBytes?: number;
+  /** Replace an existing file of the same name; default false (the transfer is refused). */
+  overwrite?: boolean;
+  /** Called after every chunk. */
+  onProgress?: (progress: TransferProgress) => void;
+  signal?: AbortSignal;
+}
+
+type Control =
+  | { kind: "file"; name: string; size: number; sha256?: string }
+  | { kind: "ready" }
+  | { kind: "end"; size: number; sha256: string }
+  | { kind: "ack"; ok: boolean; reason?: string }
+  | { kind: "cancel"; reason?: string };
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+function encodeControl(control: Control): Uint8Array {
+  const json = encoder.encode(JSON.stringify(control));
+  const out = new Uint8Array(1 + json.length);
+  out[0] = CONTROL_TAG;
+  out.set(json, 1);
+  return out;
+}
+
+function malformed(what: string): PeerError {
+  return new PeerError(
+    "EFRAME",
+    `Cannot read a file transfer message: ${what}; the peer is not a compatible mailpeer peer`,
+  );
+}
+
+const isSize = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;
+const isHex = (s: unknown): s is string => typeof s === "string" && /^[0-9a-f]{64}$/.test(s);
+
+/** Parses a control message strictly; anything unexpected is `EFRAME`. */
+function decodeControl(message: Uint8Array): Control {
+  if (message[0] !== CONTROL_TAG) throw malformed("file bytes where a control message belongs");
+  if (message.length > MAX_CONTROL_BYTES) throw malformed("an oversized control message");
+  let value: Record<string, unknown>;
+  try {
+    value = JSON.parse(decoder.decode(message.subarray(1)));
+  } catch (err) {
+    throw new PeerError(
+      "EFRAME",
+      "Cannot read a file transfer message: it is not JSON; the peer is not compatible",
+      { cause: err },
+    );
+  }
+  if (typeof value !== "object" || value === null) {
+    throw malformed("a control message not an object");
+  }
+  switch (value.kind) {
+    case "file":
+      if (typeof value.name !== "string" || value.name.length > MAX_NAME_CHARS) {
+        throw malformed("a file header without a usable name");
+      }
+      if (!isSize(value.size)) throw malformed("a file header without a usable size");
+      if (value.sha256 !== undefined && !isHex(value.sha256)) throw malformed("a bad sha256");
+      return value as Control;
+    case "end":
+      if (!isSize(value.size) || !isHex(value.sha256)) throw malformed("a bad end message");
+      return value as Control;
+    case "ack":
+      if (typeof value.ok !== "boolean") throw malformed("an ack without ok");
+      return { kind: "ack", ok: value.ok, reason: String(value.reason ?? "").slice(0, 200) };
+    case "ready":
+      return { kind: "ready" };
+    case "cancel":
+      return { kind: "cancel", reason: String(value.reason ?? "").slice(0, 200) };
+    default:
+      throw malformed(`an unknown control message kind`);
+  }
+}
+
+async function receiveControl(link: PeerLink, what: string, signal?: AbortSignal) {
+  const message = await link.receive({ signal });
+  if (message === null) {
+    throw new PeerError(
+      "EPEER",
+      `Cannot ${what}: the peer disconnected; connect again and retry`,
+    );
+  }
+  return decodeControl(message);
+}
+
+/**
+ * Makes a received file name safe to create inside the target directory: the last path
+ * component only, without control or bidi characters, without leading dots or spaces, with
+ * `<>:"|?*` replaced by `_`, at most 200 UTF-8 bytes. An empty result becomes "received-file".
+ *
+ * @example
+ * ```ts
+ * sanitizeFileName("../../etc/passwd"); // "passwd"
+ * sanitizeFileName(".bashrc"); // "bashrc"
+ * ```
+ */
+export function sanitizeFileName(name: string): string {
+  const last = name.split(/[/\\]/).filter((part) => part !== "").pop() ?? "";
+  let clean = last
+    // deno-lint-ignore no-control-regex
+    .replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, "")
+    .replace(/[<>:"|?*]/g, "_")
+    .replace(/^[.\s]+/, "")
+    .replace(/[.\s]+$/, "");
+  while (encoder.encode(clean).length > MAX_NAME_BYTES) clean = [...clean].slice(0, -1).join("");
+  return clean === "" ? FALLBACK_NAME : clean;
+}
+
+/**
+ * Local file failures. TODO: use a file error code (proposed `EFILE`) once `errors.ts` has one.
+ */
+function fileError(message: string, cause: unknown): PeerError {
+  return new PeerError("EPEER", message, { cause });
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
+/** Reads until `into` is full or the file ends; returns the bytes read. */
+async function readFull(file: Deno.FsFile, into: Uint8Array): Promise<number> {
+  let filled = 0;
+  while (filled < into.length) {
+    const n = await file.read(into.subarray(filled));
+    if (n === null) break;
+    filled += n;
+  }
+  return filled;
+}
+
+/**
+ * Sends the file at `path` over `link` and waits for the receiver to confirm that it arrived
+ * with the right size and SHA-256. Rejects with `PeerError` `EPEER` when the receiver refuses
+ * it or the link fails; an aborted `signal` tells the receiver to discard the partial file.
+ *
+ * @example
+ * ```ts
+ * const sent = await sendFile(link, "./map.bin", {
+ *   onProgress: ({ done, total }) => console.log(done, "/", total),
+ * });
+ * console.log(sent.sha256);
+ * ```
+ */
+export async function sendFile(
+  link: PeerLink,
+  path: string,
+  options: SendFileOptions = {},
+): Promise<FileTransferResult> {
+  const { signal, onProgress } = options;
+  const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
+  if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1 || chunkBytes > 8 * 1024 * 1024) {
+    throw new RangeError(`chunkBytes must be a whole number from 1 to 8 MiB, got ${chunkBytes}`);
+  }
+  signal?.throwIfAborted();
+  const name = options.name ?? basename(path);
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path, { read: true });
+  } catch (err) {
+    throw fileError(`Cannot send file ${path}: ${(err as Error).message}; check the path`, err);
+  }
+  try {
+    const size = (await file.stat()).size;
+    const what = `send file ${name}`;
+    await link.send(encodeControl({ kind: "file", name, size }));
+    const answer = await receiveControl(link, what, signal);
+    if (answer.kind === "ack" && !answer.ok) throw refused(name, answer.reason);
+    if (answer.kind !== "ready") throw malformed(`"${answer.kind}" where "ready" was expected`);
+
+    // From here the receiver may refuse at any time; listen for that while streaming.
+    const listening = new AbortController();
+    const final = receiveControl(link, what, listening.signal);
+    const answered: { early: Control | Error | null } = { early: null };
+    final.then((c) => answered.early = c, (err) => answered.early = err);
+    const hash = createHash("sha256");
+    let done = 0;
+    try {
+      while (done < size && answered.early === null) {
+        signal?.throwIfAborted();
+        const chunk = new Uint8Array(1 + Math.min(chunkBytes, size - done));
+        chunk[0] = CHUNK_TAG;
+        let n: number;
+        try {
+          n = await readFull(file, chunk.subarray(1));
+        } catch (err) {
+          throw fileError(`Cannot ${what}: ${(err as Error).message}; check the file`, err);
+        }
+        if (n < chunk.length - 1) {
+          throw fileError(
+            `Cannot ${what}: the file shrank while it was sent; send it again`,
+            "file shrank",
+          );
+        }
+        hash.update(chunk.subarray(1));
+        await link.send(chunk);
+        done += n;
+        onProgress?.({ done, total: size });
+      }
+      signal?.throwIfAborted();
+    } catch (err) {
+      listening.abort();
+      await final.catch(() => {});
+      if (!answered.early || answered.early instanceof Error) {
+        const reason = err instanceof Error ? err.message : String(err);
+        await link.send(encodeControl({ kind: "cancel", reason })).catch(() => {});
+      }
+      throw err;
+    }
+    const sha256 = hash.digest("hex");
+    if (!answered.early) await link.send(encodeControl({ kind: "end", size: done, sha256 }));
+    const onAbort = () => listening.abort(signal?.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    let ack: Control;
+    try {
+      ack = await final;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+    if (ack.kind !== "ack") throw malformed(`"${ack.kind}" where "ack" was expected`);
+    if (!ack.ok) throw refused(name, ack.reason);
+    return { name, size, sha256 };
+  } finally {
+    file.close();
+  }
+}
+
+function refused(name: string, reason = "no reason given"): PeerError {
+  return new PeerError(
+    "EPEER",
+    `Cannot send file ${name}: the receiver refused it (${reason}); fix that and send it again`,
+    { cause: reason },
+  );
+}
+
+/**
+ * Receives one file from `link` into `dir`. The file is written to `<name>.part` and renamed
+ * to its sanitised name only after its size and SHA-256 match; on any failure the `.part` is
+ * deleted and the sender is told why. A size or hash mismatch is `PeerError` `EFRAME`.
+ *
+ * @example
+ * ```ts
+ * const got = await receiveFile(link, "./downloads", { maxBytes: 1024 ** 3 });
+ * console.log(`${got.path}: ${got.size} bytes, sha256 ${got.sha256}`);
+ * ```
+ */
+export async function receiveFile(
+  link: PeerLink,
+  dir: string,
+  options: ReceiveFileOptions = {},
+): Promise<ReceivedFile> {
+  const { signal, onProgress, overwrite = false } = options;
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_FILE_BYTES;
+  signal?.throwIfAborted();
+  const header = await receiveControl(link, "receive a file", signal);
+  if (header.kind !== "file") throw malformed(`"${header.kind}" where a file header was expected`);
+  const name = sanitizeFileName(header.name);
+  const path = join(dir, name);
+  const part = `${path}.part`;
+  const refuse = async (reason: string, problem: string, hint: string): Promise<never> => {
+    await link.send(encodeControl({ kind: "ack", ok: false, reason })).catch(() => {});
+    throw new PeerError("EPEER", `Cannot receive file ${name}: ${problem}; ${hint}`, {
+      cause: reason,
+    });
+  };
+  if (header.size > maxBytes) {
+    await refuse(
+      `${header.size} bytes is more than the receiver accepts`,
+      `it has ${header.size} bytes, more than maxBytes ${maxBytes}`,
+      "raise maxBytes or ask for a smaller file",
+    );
+  }
+  if (!overwrite && await exists(path)) {
+    await refuse("a file of that name exists", `${path} exists`, "move it away or allow overwrite");
+  }
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(part, { write: true, createNew: true });
+  } catch (err) {
+    return await refuse(
+      "the receiver cannot store it",
+      `${part}: ${(err as Error).message}`,
+      "remove a leftover .part file or check the directory",
+    );
+  }
+  let closed = false;
+  const closeFile = () => {
+    if (!closed) file.close();
+    closed = true;
+  };
+  let tellSender = true;
+  try {
+    await link.send(encodeControl({ kind: "ready" }));
+    const hash = createHash("sha256");
+    let done = 0;
+    const mismatch = (what: string) =>
+      new PeerError(
+        "EFRAME",
+        `Cannot receive file ${name}: ${what} mismatch; ask the sender to send it again`,
+      );
+    while (true) {
+      const message = await link.receive({ signal });
+      if (message === null) {
+        tellSender = false;
+        throw new PeerError(
+          "EPEER",
+          `Cannot receive file ${name}: the sender disconnected after ${done} of ` +
+            `${header.size} bytes; ask the sender to send it again`,
+        );
+      }
+      if (message[0] === CHUNK_TAG) {
+        const bytes = message.subarray(1);
+        if (done + bytes.length > header.size) throw mismatch("size");
+        try {
+          for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
+        } catch (err) {
+          throw fileError(
+            `Cannot receive file ${name}: ${(err as Error).message}; check ${dir}`,
+            err,
+          );
+        }
+        hash.update(bytes);
+        done += bytes.length;
+        onProgress?.({ done, total: header.size });
+        continue;
+      }
+      const control = decodeControl(message);
+      if (control.kind === "cancel") {
+        tellSender = false;
+        throw new PeerError(
+          "EPEER",
+          `Cannot receive file ${name}: the sender cancelled (${control.reason}); ` +
+            "ask the sender to send it again",
+          { cause: control.reason },
+        );
+      }
+      if (control.kind !== "end") throw malformed(`"${control.kind}" inside a file transfer`);
+      if (control.size !== header.size || done !== header.size) throw mismatch("size");
+      const sha256 = hash.digest("hex");
+      if (control.sha256 !== sha256 || (header.sha256 && header.sha256 !== sha256)) {
+        throw mismatch("hash");
+      }
+      closeFile();
+      if (!overwrite && await exists(path)) {
+        throw fileError(
+          `Cannot receive file ${name}: ${path} appeared meanwhile; move it away or allow overwrite`,
+          "file exists",
+        );
+      }
+      await Deno.rename(part, path);
+      await link.send(encodeControl({ kind: "ack", ok: true }));
+      return { name, size: done, sha256, path };
+    }
+  } catch (err) {
+    closeFile();
+    await Deno.remove(part).catch(() => {});
+    if (tellSender) {
+      // Tell the sender what went wrong, but never local paths.
+      const reason = err instanceof PeerError && err.code === "EFRAME"
+        ? err.message
+        : signal?.aborted
+        ? "the receiver cancelled"
+        : "the receiver could not store it";
+      await link.send(encodeControl({ kind: "ack", ok: false, reason })).catch(() => {});
+    }
+    throw err;
+  }
+}

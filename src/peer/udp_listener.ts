@@ -1,0 +1,355 @@
+/**
+ * The UDP socket wrapper and the standby listener of `UdpTransport`: one socket for every
+ * peer, datagrams demultiplexed by source address and port, one {@link DatagramFrameChannel}
+ * per peer. After a link or a refused handshake ends, the listener remembers the peer for
+ * `TOMBSTONE_MS`: a late duplicate CONNECT gets the same refusal again (never a second
+ * handshake) and a repeated DISCONNECT gets its DISCONNECT_ACK again.
+ *
+ * @module
+ */
+import { PeerError } from "../errors.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS } from "../limits.ts";
+import type { Endpoint } from "../message/types.ts";
+import type { Backoff, Clock, RandomSource } from "../runtime.ts";
+import { DatagramFrameChannel } from "./datagram_channel.ts";
+import { decodeDatagram, encodeDatagram, type Frame, FrameType } from "./frame.ts";
+import { respondHandshake } from "./handshake.ts";
+import { SessionLink } from "./session_crypto.ts";
+import type { ListenOptions, PeerLink, PeerListener } from "./types.ts";
+
+/** `UdpTransportOptions` with their defaults applied, shared by connect and listeners. */
+export interface UdpSettings {
+  random?: RandomSource;
+  clock: Clock;
+  backoff: Backoff;
+  keepaliveMs: number;
+  idleTimeoutMs: number;
+  disconnectTimeoutMs?: number;
+  maxFragmentBytes: number;
+  lossy?: (direction: "in" | "out", bytes: Uint8Array) => boolean;
+  onDropped?: (err: unknown, remote: Endpoint) => void;
+}
+
+// ---- socket ---------------------------------------------------------------------------------
+
+type Lossy = UdpSettings["lossy"];
+/** Consecutive receive errors after which a socket is treated as broken. */
+const MAX_RECEIVE_ERRORS = 100;
+
+/** One UDP socket with the loss hook applied in both directions. */
+export class UdpSocket {
+  readonly endpoint: Endpoint;
+  #conn: Deno.DatagramConn;
+  #lossy: Lossy;
+  #closed = false;
+
+  private constructor(conn: Deno.DatagramConn, lossy: Lossy) {
+    this.#conn = conn;
+    this.#lossy = lossy;
+    const addr = conn.addr as Deno.NetAddr;
+    this.endpoint = { transport: "udp", address: addr.hostname, port: addr.port };
+  }
+
+  /** Binds a socket; `EPEER` when the address is taken or unusable. */
+  static open(local: { address: string; port: number }, lossy: Lossy): UdpSocket {
+    try {
+      const conn = Deno.listenDatagram({
+        transport: "udp",
+        hostname: local.address,
+        port: local.port,
+      });
+      return new UdpSocket(conn, lossy);
+    } catch (err) {
+      throw new PeerError(
+        "EPEER",
+        `Cannot open a UDP socket on ${local.address}:${local.port}: ${(err as Error).message}; ` +
+          "choose another address or port",
+        { cause: err },
+      );
+    }
+  }
+
+  /** Sends one datagram unless the loss hook drops it. */
+  async send(bytes: Uint8Array, to: Endpoint): Promise<void> {
+    if (this.#lossy?.("out", bytes)) return;
+    try {
+      await this.#conn.send(bytes, { transport: "udp", hostname: to.address, port: to.port });
+    } catch (err) {
+      throw new PeerError(
+        "EPEER",
+        `Cannot send to peer at ${to.address}:${to.port}: ${(err as Error).message}; ` +
+          "try another peer",
+        { cause: err },
+      );
+    }
+  }
+
+  /** Reads datagrams until the socket closes. */
+  async run(onDatagram: (bytes: Uint8Array, from: Endpoint) => void): Promise<void> {
+    let errors = 0;
+    while (!this.#closed && errors < MAX_RECEIVE_ERRORS) {
+      let bytes: Uint8Array;
+      let addr: Deno.NetAddr;
+      try {
+        const [b, a] = await this.#conn.receive();
+        [bytes, addr, errors] = [b, a as Deno.NetAddr, 0];
+      } catch {
+        errors++; // closed, or an ICMP error some systems report on UDP sockets
+        continue;
+      }
+      if (this.#lossy?.("in", bytes)) continue;
+      onDatagram(bytes, { transport: "udp", address: addr.hostname, port: addr.port });
+    }
+  }
+
+  /** Closes the socket; idempotent. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+// ---- listener -------------------------------------------------------------------------------
+
+/** Handshakes a listener runs at once; more CONNECTs from new addresses are dropped. */
+const MAX_PENDING_HANDSHAKES = 256;
+/** Peers a listener remembers after their link ended, and for how long (ms). */
+const MAX_TOMBSTONES = 1024;
+const TOMBSTONE_MS = 30_000;
+const DISCONNECT_ACK = encodeDatagram({ type: FrameType.DISCONNECT_ACK, body: new Uint8Array(0) });
+
+interface Peer {
+  channel: DatagramFrameChannel;
+  /** Set while the handshake runs. */
+  handshake: AbortController | null;
+  done?: Promise<void>;
+}
+
+interface AcceptWaiter {
+  resolve(link: PeerLink): void;
+  reject(err: unknown): void;
+}
+
+function keyOf(e: Endpoint): string {
+  return `${e.address}|${e.port}`;
+}
+
+function sameBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
+  return a !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** One socket for every peer: demultiplexes datagrams by source address and port. */
+export class UdpPeerListener implements PeerListener {
+  readonly endpoint: Endpoint;
+  #socket: UdpSocket;
+  #options: ListenOptions;
+  #s: UdpSettings;
+  #peers = new Map<string, Peer>();
+  #tombstones = new Map<string, { record: DatagramFrameChannel["record"]; until: number }>();
+  #ready: SessionLink[] = [];
+  #waiters: AcceptWaiter[] = [];
+  #closed = false;
+  #closing: Promise<void> | null = null;
+  #loop: Promise<void>;
+
+  constructor(socket: UdpSocket, options: ListenOptions, settings: UdpSettings) {
+    this.#socket = socket;
+    this.#options = options;
+    this.#s = settings;
+    this.endpoint = socket.endpoint;
+    this.#loop = socket.run((bytes, from) => this.#datagram(bytes, from));
+  }
+
+  accept(options: { signal?: AbortSignal } = {}): Promise<PeerLink> {
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const link = this.#ready.shift();
+    if (link) return Promise.resolve(link);
+    if (this.#closed) return Promise.reject(this.#closedError());
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        reject(signal?.reason);
+      };
+      const waiter: AcceptWaiter = {
+        resolve: (l) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(l);
+        },
+        reject: (err) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      };
+      this.#waiters.push(waiter);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  /** Stops accepting; the socket stays open until every link accepted on it has closed. */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#closed = true;
+    const handshakes = [...this.#peers.values()].filter((p) => p.handshake);
+    for (const p of handshakes) {
+      p.handshake?.abort();
+      p.channel.close();
+    }
+    await Promise.all(handshakes.map((p) => p.done));
+    const unclaimed = this.#ready;
+    this.#ready = [];
+    await Promise.all(unclaimed.map((l) => l.close()));
+    if (this.#peers.size === 0) {
+      this.#socket.close();
+      await this.#loop;
+    }
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) w.reject(this.#closedError());
+  }
+
+  #closedError(): PeerError {
+    return new PeerError(
+      "EPEER",
+      `Cannot accept a peer on ${this.endpoint.address}:${this.endpoint.port}: the listener ` +
+        "is closed; listen again",
+    );
+  }
+
+  #datagram(bytes: Uint8Array, from: Endpoint): void {
+    let frame: Frame;
+    try {
+      frame = decodeDatagram(bytes);
+    } catch (err) {
+      this.#s.onDropped?.(err, from);
+      return;
+    }
+    const key = keyOf(from);
+    const peer = this.#peers.get(key);
+    if (peer) return peer.channel.deliver(frame, bytes);
+    if (this.#answerLate(key, frame, bytes, from)) return;
+    if (frame.type !== FrameType.CONNECT || this.#closed) return; // stray or late: dropped
+    const pending = [...this.#peers.values()].filter((p) => p.handshake).length;
+    if (pending >= MAX_PENDING_HANDSHAKES) {
+      this.#s.onDropped?.(
+        new PeerError(
+          "EPEER",
+          `Cannot accept peer at ${from.address}:${from.port}: ${pending} handshakes are ` +
+            "already running; it may try again",
+        ),
+        from,
+      );
+      return;
+    }
+    this.#handshake(key, from, frame, bytes);
+  }
+
+  /** Answers a repeated CONNECT or DISCONNECT from a peer whose link already ended. */
+  #answerLate(key: string, frame: Frame, bytes: Uint8Array, from: Endpoint): boolean {
+    const tombstone = this.#tombstones.get(key);
+    if (!tombstone) return false;
+    if (tombstone.until <= this.#s.clock.now()) {
+      this.#tombstones.delete(key);
+      return false;
+    }
+    const { record } = tombstone;
+    let answer: Uint8Array | undefined;
+    if (frame.type === FrameType.CONNECT) {
+      if (!sameBytes(record.connect, bytes)) { // a new attempt from the same port
+        this.#tombstones.delete(key);
+        return false;
+      }
+      answer = record.refusal;
+    } else if (frame.type === FrameType.DISCONNECT && sameBytes(record.disconnect, bytes)) {
+      answer = DISCONNECT_ACK;
+    }
+    if (answer) this.#socket.send(answer, from).catch(() => {});
+    return true;
+  }
+
+  #handshake(key: string, from: Endpoint, frame: Frame, bytes: Uint8Array): void {
+    const s = this.#s;
+    const channel = new DatagramFrameChannel({
+      role: "responder",
+      remote: from,
+      sendDatagram: (b) => this.#socket.send(b, from),
+      clock: s.clock,
+      backoff: s.backoff,
+      keepaliveMs: s.keepaliveMs,
+      idleTimeoutMs: s.idleTimeoutMs,
+      onClose: (c) => this.#released(key, c),
+    });
+    const peer: Peer = { channel, handshake: new AbortController() };
+    const abort = peer.handshake!;
+    this.#peers.set(key, peer);
+    this.#tombstones.delete(key);
+    channel.deliver(frame, bytes);
+    const timeoutMs = this.#options.handshakeTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const timer = new AbortController();
+    s.clock.sleep(timeoutMs, timer.signal).then(() =>
+      abort.abort(
+        new PeerError(
+          "ETIMEOUT",
+          `Cannot accept peer at ${from.address}:${from.port}: no handshake in ${timeoutMs} ms; ` +
+            "nothing to do, the attempt was dropped",
+        ),
+      ), () => {});
+    peer.done = (async () => {
+      try {
+        const result = await respondHandshake(channel, {
+          identity: this.#options.identity,
+          accept: this.#options.accept,
+          random: s.random,
+          ordered: false,
+          signal: abort.signal,
+        });
+        channel.establish(result.cipher);
+        peer.handshake = null;
+        const link = new SessionLink(channel, result.cipher, {
+          local: this.endpoint,
+          remote: { ...result.peer, endpoint: from },
+          transport: "udp",
+          disconnectTimeoutMs: s.disconnectTimeoutMs,
+          maxFragmentBytes: s.maxFragmentBytes,
+        });
+        if (this.#closed) await link.close();
+        else this.#deliver(link);
+      } catch (err) {
+        channel.close();
+        if (!this.#closed) s.onDropped?.(err, from);
+      } finally {
+        timer.abort();
+      }
+    })();
+  }
+
+  #released(key: string, channel: DatagramFrameChannel): void {
+    if (this.#peers.get(key)?.channel === channel) this.#peers.delete(key);
+    if (channel.record.connect) {
+      if (this.#tombstones.size >= MAX_TOMBSTONES) {
+        const oldest = this.#tombstones.keys().next().value;
+        if (oldest !== undefined) this.#tombstones.delete(oldest);
+      }
+      this.#tombstones.set(key, {
+        record: channel.record,
+        until: this.#s.clock.now() + TOMBSTONE_MS,
+      });
+    }
+    if (this.#closed && this.#peers.size === 0) this.#socket.close();
+  }
+
+  #deliver(link: SessionLink): void {
+    const waiter = this.#waiters.shift();
+    if (waiter) waiter.resolve(link);
+    else this.#ready.push(link);
+  }
+}

@@ -1,0 +1,399 @@
+/**
+ * ImapSource against the real Dovecot of the test mail stack (host2@host.test on
+ * 127.0.0.13): the MailSource conformance suite over STARTTLS + IDLE and over implicit TLS +
+ * NOOP polling, unread ordinary mail, the three kinds of connection failure, and a Dovecot
+ * restart in the middle of a run. Skipped when the stack is not running.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ImapFlow } from "imapflow";
+import nodemailer from "nodemailer";
+import { MailError } from "../../src/errors.ts";
+import { composeMail } from "../../src/mail/compose.ts";
+import {
+  type ImapServerOptions,
+  ImapSource,
+  type ImapSourceOptions,
+} from "../../src/mail/imap_source.ts";
+import type { SubjectMatch } from "../../src/mail/types.ts";
+import { mailSourceConformance } from "../conformance/mail_source.ts";
+import { account, NO_STACK, STACK } from "../support/mailstack.ts";
+
+const ADDRESS = "host2@host.test";
+const REQUEST: SubjectMatch = { subject: "[mailpeer] lan request", mode: "exact" };
+/** Guards against a hang (a guard, not a wait): a test that needs it has failed. */
+const HANG_GUARD_MS = 20_000;
+/** Reconnect fast in tests. */
+const FAST: ImapSourceOptions = { backoff: () => 50, connectAttempts: 100 };
+
+/** STARTTLS on 143 with the test CA, verified as mail.host.test. */
+function server(overrides: Partial<ImapServerOptions> = {}): ImapServerOptions {
+  const { provider, user } = account(ADDRESS);
+  return {
+    host: provider.ip,
+    port: provider.ports.imap,
+    tls: "starttls",
+    user: user.user,
+    password: user.password,
+    caFile: provider.caFile,
+    servername: provider.hostname,
+    ...overrides,
+  };
+}
+
+/** A plain imapflow session of the same user, as a person's mail client would have. */
+async function mailClient(): Promise<ImapFlow> {
+  const s = server();
+  const client = new ImapFlow({
+    host: s.host,
+    port: s.port,
+    secure: false,
+    doSTARTTLS: true,
+    servername: s.servername!,
+    tls: { ca: [await Deno.readTextFile(s.caFile!)], servername: s.servername! },
+    auth: { user: s.user, pass: s.password },
+    logger: false,
+    disableAutoIdle: true,
+  });
+  client.on("error", () => {});
+  await client.connect();
+  return client;
+}
+
+/** Empties INBOX and removes every other folder of the test user. */
+async function emptyMailbox(client: ImapFlow): Promise<void> {
+  const box = await client.mailboxOpen("INBOX");
+  if (box.exists > 0) await client.messageDelete("1:*");
+  for (const folder of await client.list()) {
+    if (folder.path !== "INBOX") await client.mailboxDelete(folder.path);
+  }
+}
+
+let counter = 0;
+
+async function mail(subject: string): Promise<Uint8Array> {
+  const { raw } = await composeMail({
+    from: "alice@a.test",
+    to: [ADDRESS],
+    subject,
+    text: `IMAP test mail ${counter++}\r\n`,
+  });
+  return raw;
+}
+
+/** The flags of every message in `folder`, by subject. */
+async function flagsBySubject(client: ImapFlow, folder: string): Promise<Map<string, string[]>> {
+  await client.mailboxOpen(folder);
+  const out = new Map<string, string[]>();
+  for (const msg of await client.fetchAll("1:*", { envelope: true, flags: true })) {
+    out.set(msg.envelope?.subject ?? "", [...(msg.flags ?? [])].sort());
+  }
+  return out;
+}
+
+function fixture(options: ImapSourceOptions, overrides: Partial<ImapServerOptions> = {}) {
+  return async () => {
+    const client = await mailClient();
+    await emptyMailbox(client);
+    const source = new ImapSource(server(overrides), { ...FAST, ...options });
+    return {
+      source,
+      deliver: async (raw: Uint8Array) => {
+        await client.append("INBOX", raw);
+      },
+      cleanup: async () => {
+        await source.close();
+        await client.logout();
+      },
+    };
+  };
+}
+
+if (!NO_STACK) {
+  mailSourceConformance("imap (STARTTLS, IDLE)", fixture({ idle: true }));
+  const { provider } = account(ADDRESS);
+  mailSourceConformance(
+    "imap (implicit TLS, NOOP polling)",
+    fixture({ idle: false, pollIntervalMs: 25 }, { tls: "implicit", port: provider.ports.imaps }),
+  );
+}
+
+/** A test with a fresh mailbox, a mail client of the same user and a source. */
+function imapTest(
+  name: string,
+  fn: (client: ImapFlow, source: ImapSource) => Promise<void>,
+  options: ImapSourceOptions = {},
+): void {
+  Deno.test({
+    name,
+    ignore: NO_STACK,
+    fn: async () => {
+      const client = await mailClient();
+      const source = new ImapSource(server(), { ...FAST, ...options });
+      try {
+        await emptyMailbox(client);
+        await fn(client, source);
+      } finally {
+        await source.close();
+        await client.logout().catch(() => client.close());
+      }
+    },
+  });
+}
+
+imapTest(
+  "ordinary mail stays unread and untouched while mailpeer mail is processed",
+  async (client, source) => {
+    await client.append("INBOX", await mail("Lunch on Friday?"));
+    await client.append("INBOX", await mail("Re: [mailpeer] lan request"));
+    await client.append("INBOX", await mail("[mailpeer] lan request"));
+    await client.append("INBOX", await mail("[mailpeer] lan request (hostile)"));
+    const [processed] = await source.list(REQUEST);
+    assert.ok(processed !== undefined);
+    await source.fetch(processed);
+    await source.delete(processed);
+    const [hostile] = await source.list({ subject: "[mailpeer] lan request (", mode: "prefix" });
+    assert.ok(hostile !== undefined);
+    await source.fetch(hostile);
+    await source.quarantine(hostile, "bad coded block");
+
+    const inbox = await flagsBySubject(client, "INBOX");
+    assert.deepEqual(
+      inbox,
+      new Map([["Lunch on Friday?", []], ["Re: [mailpeer] lan request", []]]),
+    );
+    const quarantined = await flagsBySubject(client, "Quarantine");
+    assert.deepEqual([...quarantined.keys()], ["[mailpeer] lan request (hostile)"]);
+  },
+);
+
+imapTest(
+  "deleting a processed mail leaves mail another client marked deleted alone",
+  async (client, source) => {
+    await client.append("INBOX", await mail("Old newsletter"), ["\\Deleted"]);
+    await client.append("INBOX", await mail("[mailpeer] lan request"));
+    const [ref] = await source.list(REQUEST);
+    assert.ok(ref !== undefined);
+    await source.delete(ref);
+    assert.deepEqual(await source.list(REQUEST), []);
+    const inbox = await flagsBySubject(client, "INBOX");
+    assert.deepEqual(inbox, new Map([["Old newsletter", ["\\Deleted"]]]));
+  },
+);
+
+imapTest(
+  "a mail listed before its mailbox was recreated counts as gone",
+  async (client, source) => {
+    await client.mailboxCreate("Scratch");
+    await client.append("Scratch", await mail("[mailpeer] lan request"));
+    const scratch = new ImapSource(server(), { ...FAST, mailbox: "Scratch" });
+    try {
+      const [old] = await scratch.list(REQUEST);
+      assert.ok(old !== undefined);
+      await client.mailboxDelete("Scratch");
+      await client.mailboxCreate("Scratch");
+      await client.append("Scratch", await mail("[mailpeer] lan request"));
+      await assert.rejects(scratch.fetch(old), (err: unknown) => {
+        assert.ok(err instanceof MailError);
+        assert.equal(err.code, "EMAIL");
+        assert.match(err.message, /no longer in the mailbox; list the mailbox again$/);
+        return true;
+      });
+      await scratch.delete(old); // gone: nothing to do
+      const [fresh] = await scratch.list(REQUEST);
+      assert.ok(fresh !== undefined && fresh.id !== old.id);
+    } finally {
+      await scratch.close();
+    }
+    void source;
+  },
+);
+
+imapTest("an aborted wait leaves the connection usable", async (client, source) => {
+  await source.list(REQUEST);
+  const controller = new AbortController();
+  const waiting = source.waitForMail({ signal: controller.signal });
+  controller.abort();
+  await waiting;
+  await client.append("INBOX", await mail("[mailpeer] lan request"));
+  assert.equal((await source.list(REQUEST)).length, 1);
+});
+
+imapTest("IDLE wakes the host when a mail arrives through Postfix", async (_client, source) => {
+  await source.list(REQUEST);
+  const waiting = source.waitForMail({ signal: AbortSignal.timeout(HANG_GUARD_MS) });
+  await submitToPort25(await mail("[mailpeer] lan request"));
+  await waiting;
+  // LMTP delivery and the EXISTS notification are one step: the mail is there
+  assert.equal((await source.list(REQUEST)).length, 1);
+});
+
+/** Asserts a one-line MailError with `code` that names the server and `fix`. */
+async function assertFails(
+  promise: Promise<unknown>,
+  code: string,
+  where: string,
+  fix: RegExp,
+): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(err instanceof MailError, String(err));
+    assert.equal(err.code, code, err.message);
+    assert.ok(!err.message.includes("\n"), err.message);
+    assert.ok(err.message.startsWith("Cannot "), err.message);
+    assert.ok(err.message.includes(where), err.message);
+    assert.match(err.message, fix);
+    return true;
+  });
+}
+
+Deno.test({
+  name: "a wrong password gives a one-line EAUTH naming the server and password_env",
+  ignore: NO_STACK,
+  fn: async () => {
+    const source = new ImapSource(server({ password: "not-the-password" }), {
+      ...FAST,
+      configKey: "host.receive",
+    });
+    await assertFails(
+      source.list(REQUEST),
+      "EAUTH",
+      `IMAP server 127.0.0.13:143 as ${ADDRESS}`,
+      /refused the password; check host\.receive\.password_env/,
+    );
+    await source.close();
+  },
+});
+
+Deno.test({
+  name: "an unreachable server gives a one-line ECONNECT after a few quick retries",
+  ignore: NO_STACK,
+  fn: async () => {
+    let retries = 0;
+    const source = new ImapSource(server({ port: 1 }), {
+      connectAttempts: 3,
+      backoff: () => (retries++, 0),
+    });
+    await assertFails(source.list(REQUEST), "ECONNECT", "127.0.0.13:1", /refused.*; check/);
+    assert.equal(retries, 2);
+    await source.close();
+  },
+});
+
+Deno.test({
+  name: "a certificate from an untrusted CA gives a one-line ETLS asking for ca_file",
+  ignore: NO_STACK,
+  fn: async () => {
+    const source = new ImapSource(server({ caFile: undefined }), FAST);
+    await assertFails(source.list(REQUEST), "ETLS", "127.0.0.13:143", /set receive\.ca_file/);
+    await source.close();
+  },
+});
+
+Deno.test({
+  name: "a certificate for another name gives a one-line ETLS asking for servername",
+  ignore: NO_STACK,
+  fn: async () => {
+    const source = new ImapSource(
+      server({ servername: "mail.a.test", tls: "implicit", port: 993 }),
+      FAST,
+    );
+    await assertFails(
+      source.list(REQUEST),
+      "ETLS",
+      "127.0.0.13:993",
+      /not valid for mail\.a\.test; set receive\.servername/,
+    );
+    await source.close();
+  },
+});
+
+Deno.test({
+  name: "tls none against a server that wants TLS says to turn TLS on",
+  ignore: NO_STACK,
+  fn: async () => {
+    const source = new ImapSource(server({ tls: "none", caFile: undefined }), FAST);
+    await assertFails(source.list(REQUEST), "EAUTH", "127.0.0.13:143", /tls = "starttls"/);
+    await source.close();
+  },
+});
+
+/** Submits raw mail to host.test's Postfix on port 25 (local delivery needs no login). */
+async function submitToPort25(raw: Uint8Array): Promise<void> {
+  const { provider } = account(ADDRESS);
+  const transport = nodemailer.createTransport({
+    host: provider.ip,
+    port: provider.ports.smtp,
+    secure: false,
+    ignoreTLS: true,
+    logger: false,
+  });
+  try {
+    await transport.sendMail({
+      envelope: { from: "alice@a.test", to: [ADDRESS] },
+      raw: new TextDecoder().decode(raw),
+    });
+  } finally {
+    transport.close();
+  }
+}
+
+async function run(cmd: string, args: string[]): Promise<void> {
+  const out = await new Deno.Command(cmd, { args, stdin: "null", stdout: "null", stderr: "piped" })
+    .output();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  }
+}
+
+/**
+ * Stops one provider's Dovecot and waits until its master is gone for good (reaped, so a new
+ * master does not find it "already running"): `tail --pid` does the waiting.
+ */
+async function stopDovecot(conf: string, pidFile: string): Promise<void> {
+  const pid = (await Deno.readTextFile(pidFile)).trim();
+  await run("doveadm", ["-c", conf, "stop"]);
+  await run("timeout", ["20", "tail", `--pid=${pid}`, "-s", "0.05", "-f", "/dev/null"]);
+  await Deno.remove(pidFile).catch(() => {}); // left behind when the master took long to exit
+}
+
+Deno.test({
+  name: "the host survives Dovecot being restarted mid-run and loses no mail",
+  ignore: NO_STACK,
+  fn: async () => {
+    const dir = join(STACK!.stateDir, "host.test");
+    const dovecotConf = join(dir, "dovecot", "dovecot.conf");
+    const pidFile = join(dir, "dovecot", "run", "master.pid");
+    const client = await mailClient();
+    await emptyMailbox(client);
+    await client.append("INBOX", await mail("[mailpeer] lan request"));
+    await client.logout();
+    const source = new ImapSource(server(), FAST);
+    let running = true;
+    try {
+      const [before] = await source.list(REQUEST);
+      assert.ok(before !== undefined);
+
+      running = false;
+      await stopDovecot(dovecotConf, pidFile);
+      await submitToPort25(await mail("[mailpeer] lan request")); // Postfix queues it
+      const listing = source.list(REQUEST); // retries while Dovecot is down
+      await run("dovecot", ["-c", dovecotConf]);
+      running = true;
+      const afterRestart = await listing;
+      assert.equal(afterRestart[0]?.id, before.id, "the mail from before is still there");
+
+      await run("postqueue", ["-c", join(dir, "postfix", "conf"), "-f"]);
+      const guard = AbortSignal.timeout(HANG_GUARD_MS);
+      let refs = await source.list(REQUEST);
+      while (refs.length < 2 && !guard.aborted) {
+        await source.waitForMail({ signal: guard });
+        refs = await source.list(REQUEST);
+      }
+      assert.equal(refs.length, 2, "the mail delivered during the restart was listed");
+      await source.fetch(refs[1]!);
+    } finally {
+      await source.close();
+      if (!running) await run("dovecot", ["-c", dovecotConf]);
+    }
+  },
+});

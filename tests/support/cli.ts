@@ -1,0 +1,118 @@
+/**
+ * Runs the mailpeer command line as a user does: real subprocesses of main.ts.
+ */
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+const PERMS = [
+  "--allow-read",
+  "--allow-write",
+  "--allow-net",
+  "--allow-env",
+  "--allow-sys=hostname,networkInterfaces",
+];
+
+export interface RunOptions {
+  cwd?: string;
+  stdin?: string;
+  env?: Record<string, string>;
+}
+
+function command(args: string[], options: RunOptions, piped: boolean): Deno.Command {
+  return new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...PERMS, MAIN, ...args],
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+    stdin: piped ? "piped" : "null",
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1", ...options.env },
+  });
+}
+
+/** Runs one command to its end. */
+export async function mailpeer(args: string[], options: RunOptions = {}) {
+  const child = command(args, options, options.stdin !== undefined).spawn();
+  if (options.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(options.stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Parses a `--json` event stream. */
+export function events(stdout: string): Record<string, unknown>[] {
+  return stdout.trim().split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l));
+}
+
+/** A long-running command whose JSON events can be awaited as they come. */
+export class Running {
+  readonly events: Record<string, unknown>[] = [];
+  readonly #child: Deno.ChildProcess;
+  readonly #waiters: {
+    pred: (e: Record<string, unknown>) => boolean;
+    resolve: (e: Record<string, unknown>) => void;
+  }[] = [];
+  readonly #reading: Promise<void>;
+  stderr = "";
+  readonly status: Promise<Deno.CommandStatus>;
+
+  constructor(args: string[], options: RunOptions = {}) {
+    this.#child = command(args, options, false).spawn();
+    this.#reading = Promise.all([this.#readEvents(), this.#readStderr()]).then(() => {});
+    this.status = this.#reading.then(() => this.#child.status);
+  }
+
+  async #readEvents(): Promise<void> {
+    let buf = "";
+    for await (const chunk of this.#child.stdout.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (!line.startsWith("{")) continue;
+        const e = JSON.parse(line) as Record<string, unknown>;
+        this.events.push(e);
+        for (const w of [...this.#waiters]) {
+          if (w.pred(e)) {
+            this.#waiters.splice(this.#waiters.indexOf(w), 1);
+            w.resolve(e);
+          }
+        }
+      }
+    }
+  }
+
+  async #readStderr(): Promise<void> {
+    for await (const chunk of this.#child.stderr.pipeThrough(new TextDecoderStream())) {
+      this.stderr += chunk;
+    }
+  }
+
+  /** Resolves with the first event (past or future) that satisfies `pred`; rejects if the process ends first. */
+  waitFor(pred: (e: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+    const seen = this.events.find(pred);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      this.#waiters.push({ pred, resolve });
+      this.status.then((s) =>
+        reject(
+          new Error(
+            `process ended (code ${s.code}) before the awaited event; stderr: ${this.stderr}`,
+          ),
+        )
+      );
+    });
+  }
+
+  /** Asks the process to stop (SIGTERM) and waits for it. */
+  async stop(): Promise<Deno.CommandStatus> {
+    try {
+      this.#child.kill("SIGTERM");
+    } catch {
+      // Already ended.
+    }
+    return await this.status;
+  }
+}

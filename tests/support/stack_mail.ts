@@ -1,0 +1,68 @@
+/**
+ * Looking at real mailboxes from tests, independently of the code under test: imapflow
+ * directly, and nodemailer on the unauthenticated local port 25 for injecting ordinary mail.
+ */
+import { ImapFlow } from "imapflow";
+import nodemailer from "nodemailer";
+import { account, STACK } from "./mailstack.ts";
+
+function ca(): string {
+  return Deno.readTextFileSync(STACK!.caFile);
+}
+
+/** An IMAP connection to `address`'s mailbox (STARTTLS, test CA). */
+export async function imapOf(address: string): Promise<ImapFlow> {
+  const { provider, user } = account(address);
+  const client = new ImapFlow({
+    host: provider.ip,
+    port: provider.ports.imap,
+    secure: false,
+    doSTARTTLS: true,
+    auth: { user: user.user, pass: user.password },
+    tls: { ca: [ca()], servername: provider.hostname },
+    logger: false,
+  });
+  await client.connect();
+  await client.mailboxOpen("INBOX");
+  return client;
+}
+
+/** Messages in `address`'s INBOX whose subject contains `subject`, with their flags. */
+export async function messagesOf(address: string, subject: string): Promise<{ uid: number; subject: string; seen: boolean }[]> {
+  const client = await imapOf(address);
+  try {
+    const uids = await client.search({ subject }, { uid: true });
+    const out: { uid: number; subject: string; seen: boolean }[] = [];
+    if (uids && uids.length > 0) {
+      for await (const m of client.fetch(uids, { envelope: true, flags: true }, { uid: true })) {
+        out.push({ uid: m.uid, subject: m.envelope?.subject ?? "", seen: m.flags?.has("\\Seen") ?? false });
+      }
+    }
+    return out;
+  } finally {
+    await client.logout();
+  }
+}
+
+/** Delivers an ordinary mail to `to` through its provider's port 25 (local delivery, no auth). */
+export async function deliverOrdinary(to: string, subject: string, extra: { date?: Date; text?: string } = {}): Promise<void> {
+  const { provider } = account(to);
+  const transport = nodemailer.createTransport({
+    host: provider.ip,
+    port: provider.ports.smtp,
+    secure: false,
+    ignoreTLS: true,
+    logger: false,
+  });
+  try {
+    await transport.sendMail({
+      from: "friend@else.test",
+      to,
+      subject,
+      text: extra.text ?? "see you at noon\n",
+      ...(extra.date ? { date: extra.date } : {}),
+    });
+  } finally {
+    transport.close();
+  }
+}
