@@ -12,6 +12,7 @@ import { demoCommand } from "./src/cli/demo.ts";
 import { hostCommand } from "./src/cli/host.ts";
 import { keygenCommand } from "./src/cli/keygen.ts";
 import { tableCommand } from "./src/cli/table.ts";
+import { receiveCommand, sendCommand } from "./src/cli/transfer.ts";
 import { isMailpeerError } from "./src/errors.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -30,6 +31,8 @@ function program(): Command {
       combinedCommand(),
       demoCommand(),
       tableCommand(),
+      sendCommand(),
+      receiveCommand(),
     ]
   ) {
     root.addCommand(cmd.exitOverride().showHelpAfterError() as unknown as Command);

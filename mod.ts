@@ -94,7 +94,16 @@ export { MemoryStore } from "./src/host/memory_store.ts";
 
 export type { PeerLink, PeerListener, PeerTransport } from "./src/peer/types.ts";
 export { TcpTransport } from "./src/peer/tcp_transport.ts";
+export { UdpTransport, type UdpTransportOptions } from "./src/peer/udp_transport.ts";
 
 export { type Rendezvous, Terminal, type TerminalOptions } from "./src/terminal/terminal.ts";
 export { choosePeers, type PeerPolicy } from "./src/terminal/peer_choice.ts";
 export { receiveLine, runChat, sendLine } from "./src/apps/chat.ts";
+export {
+  type ReceivedFile,
+  receiveFile,
+  sendFile,
+  type TransferProgress,
+} from "./src/apps/file_transfer.ts";
+export { type DatagramChannel, openDatagramChannel } from "./src/apps/datagram_channel.ts";
+export { renderProgress } from "./src/apps/progress.ts";

@@ -34,6 +34,7 @@ export const ERROR_CODES = {
   EFRAME: "A peer sent a malformed frame",
   EIDENTITY: "A peer proved an identity other than the one the host listed",
   EADDRESS: "No usable address could be found for this terminal",
+  EFILE: "A local file cannot be read or written",
   // configuration
   ECONFIG: "The configuration is missing, malformed or incomplete",
   ESECRET: "A secret named in the configuration cannot be read",

@@ -46,6 +46,14 @@ export type MailpeerEvent =
     | { event: "request-deleted"; userId: string; reason: string }
     | { event: "quarantined"; subject: string; code: string; reason: string }
     | { event: "host-pass"; answered: number; notices: number; quarantined: number; stale: number }
+    | { event: "transfer-progress"; name: string; done: number; total: number }
+    | {
+      event: "file-transferred";
+      direction: "sent" | "received";
+      name: string;
+      size: number;
+      sha256: string;
+    }
     | { event: "host-busy"; message: string }
     | { event: "error"; code: string; message: string }
   );

@@ -173,10 +173,10 @@ export function sanitizeFileName(name: string): string {
 }
 
 /**
- * Local file failures. TODO: use a file error code (proposed `EFILE`) once `errors.ts` has one.
+ * Local file failures (`EFILE`).
  */
 function fileError(message: string, cause: unknown): PeerError {
-  return new PeerError("EPEER", message, { cause });
+  return new PeerError("EFILE", message, { cause });
 }
 
 async function exists(path: string): Promise<boolean> {

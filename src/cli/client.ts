@@ -10,6 +10,7 @@ import type { Config } from "../config/config.ts";
 import { ConfigError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
 import { TcpTransport } from "../peer/tcp_transport.ts";
+import { UdpTransport } from "../peer/udp_transport.ts";
 import type { PeerLink } from "../peer/types.ts";
 import {
   type AddressDetector,
@@ -37,12 +38,6 @@ export async function rendezvousFromConfig(
       } has no [terminal] section; add one (see docs/config.md)`,
     );
   }
-  if (tc.transport !== "tcp") {
-    throw new ConfigError(
-      "ECONFIG",
-      `Cannot use terminal.transport = "${tc.transport}": this build connects over TCP only; set it to "tcp"`,
-    );
-  }
   const identity = await loadIdentity(tc.identity);
   const hosts = parseHostCards(tc.hosts);
   const detectors: AddressDetector[] = tc.address === "auto"
@@ -63,7 +58,7 @@ export async function rendezvousFromConfig(
       hosts,
       sender,
       source,
-      transport: new TcpTransport(),
+      transport: tc.transport === "udp" ? new UdpTransport() : new TcpTransport(),
       advertise: found.address,
       listen: { address: tc.listen ?? found.address, port: tc.port },
       subjectMatch: config.subjectMatch,

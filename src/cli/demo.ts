@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { Command } from "@commander-js/extra-typings";
+import { Command, Option } from "@commander-js/extra-typings";
 import { join } from "node:path";
 import { receiveLine, sendLine } from "../apps/chat.ts";
 import { type EventSink, withActor } from "../events.ts";
@@ -17,6 +17,8 @@ import { MaildirSender } from "../mail/maildir_sender.ts";
 import { MaildirSource } from "../mail/maildir_source.ts";
 import { generateHostKeys, generateIdentityKeys, hostCardOf } from "../message/key_file.ts";
 import { TcpTransport } from "../peer/tcp_transport.ts";
+import { UdpTransport } from "../peer/udp_transport.ts";
+import type { TransportKind } from "../message/types.ts";
 import { Terminal } from "../terminal/terminal.ts";
 import { cliSink } from "./output.ts";
 
@@ -32,7 +34,7 @@ export interface DemoResult {
 /** Runs the demo scenario; `dir` is an empty directory for the post office and the table. */
 export async function runDemo(
   dir: string,
-  options: { onEvent: EventSink; network?: string },
+  options: { onEvent: EventSink; network?: string; transport?: TransportKind },
 ): Promise<DemoResult> {
   const network = options.network ?? "demo";
   const postOffice = new MaildirPostOffice(join(dir, "post-office"));
@@ -52,7 +54,7 @@ export async function runDemo(
   const stopHost = new AbortController();
   const hostRunning = host.run({ signal: stopHost.signal });
 
-  const transport = new TcpTransport();
+  const transport = options.transport === "udp" ? new UdpTransport() : new TcpTransport();
   const standby = Promise.withResolvers<void>();
   const terminal = async (n: number, onStandby?: () => void) => {
     const email = `terminal${n}@player${n}.local`;
@@ -117,16 +119,21 @@ export async function runDemo(
 }
 
 /** The `demo` subcommand. */
-export function demoCommand(): Command<[], { json?: true | undefined; keep?: true | undefined }> {
+export function demoCommand() {
   return new Command("demo")
     .description("run a host and two terminals on a temporary local post office and connect them")
     .option("--json", "print events as JSON lines")
     .option("--keep", "keep the temporary post office for inspection")
+    .addOption(
+      new Option("--transport <kind>", "peer transport").choices(["tcp", "udp"] as const).default(
+        "tcp" as const,
+      ),
+    )
     .action(async (opts) => {
       const dir = await Deno.makeTempDir({ prefix: "mailpeer-demo-" });
       const sink = cliSink({ json: opts.json ?? false });
       try {
-        const result = await runDemo(dir, { onEvent: sink });
+        const result = await runDemo(dir, { onEvent: sink, transport: opts.transport });
         if (!opts.json) {
           const line =
             `demo: terminals connected over ${result.transport.toUpperCase()} in ${result.ms} ms ` +

@@ -76,6 +76,12 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
         return e.answered + e.notices + e.quarantined + e.stale === 0
           ? undefined
           : `processed the mailbox: ${e.answered} answered, ${e.notices} notices, ${e.quarantined} quarantined, ${e.stale} stale`;
+      case "transfer-progress":
+        return undefined;
+      case "file-transferred":
+        return `${e.direction} ${e.name}: ${e.size} bytes, SHA-256 ${
+          e.sha256.slice(0, 16)
+        }… verified`;
       case "host-busy":
         return e.message;
       case "error":

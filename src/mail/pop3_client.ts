@@ -43,7 +43,6 @@ interface Stream {
 }
 
 const dropped = new WeakSet<object>();
-
 const oversized = new WeakSet<object>();
 
 /** True when `err` means a response was larger than allowed (the connection is closed). */
@@ -72,11 +71,6 @@ export class Pop3Client {
     this.#stream = stream;
     this.#where = where;
     this.#timeoutMs = timeoutMs;
-  }
-
-  /** `host:port` of the server, for messages. */
-  get where(): string {
-    return this.#where;
   }
 
   /** Connects, reads the greeting and, for `starttls`, upgrades with STLS. */
@@ -130,11 +124,19 @@ export class Pop3Client {
       await this.command(`PASS ${password}`, "log in to", { quiet: true });
     } catch (err) {
       if (!(err instanceof MailError) || err.code !== "EMAIL") throw err;
+      const reply = err.cause instanceof Error ? err.cause.message : String(err.cause);
+      if (/\[(IN-USE|SYS\/)/i.test(reply)) {
+        throw new MailError(
+          "EMAIL",
+          `Cannot log in to POP3 server ${this.#where} as ${user}: the mailbox is busy or the ` +
+            `server failed (${reply}); try again later`,
+          { cause: err },
+        );
+      }
       throw new MailError(
         "EAUTH",
-        `Cannot log in to POP3 server ${this.#where} as ${user}: the server refused the password (${
-          err.cause instanceof Error ? err.cause.message : String(err.cause)
-        }); check the user and its password_env or password_file`,
+        `Cannot log in to POP3 server ${this.#where} as ${user}: the server refused the password ` +
+          `(${reply}); check the user and its password_env or password_file`,
         { cause: err },
       );
     }
@@ -285,11 +287,13 @@ export class Pop3Client {
       scanned = this.#buf.length;
       if (scanned > max) {
         this.close();
-        throw new MailError(
+        const err = new MailError(
           "EMAIL",
           `Cannot read ${what} from POP3 server ${this.#where}: a line is longer than ${max} bytes; ` +
             "check that the server speaks POP3",
         );
+        oversized.add(err);
+        throw err;
       }
       const chunk = new Uint8Array(64 * 1024);
       let n: number | null;
@@ -369,7 +373,7 @@ function tlsError(where: string, name: string, err: unknown): MailError {
 }
 
 /** A plain or TLS node socket with certificate checks off (Deno's own TLS always checks). */
-async function nodeStream(options: Pop3ConnectOptions, timeoutMs: number): Promise<NodeStream> {
+async function nodeStream(options: Pop3ConnectOptions, timeoutMs: number): Promise<Stream> {
   const socket = net.connect({ host: options.host, port: options.port, noDelay: true });
   await settle(socket, "connect", timeoutMs);
   if (options.tls !== "implicit") return wrap(socket);

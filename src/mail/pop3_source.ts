@@ -64,6 +64,12 @@ interface Session {
   sizes: Map<number, number>;
 }
 
+/** Turns a `-ERR` answer (the session goes on) into `undefined`; rethrows anything else. */
+function refused(err: unknown): undefined {
+  if (err instanceof MailError && err.code === "EMAIL" && !isOversized(err)) return undefined;
+  throw err;
+}
+
 /** Tries of one operation when an established connection drops. */
 const MAX_TRIES = 3;
 
@@ -94,6 +100,8 @@ export class Pop3Source implements MailSource {
   #session: Session | undefined;
   /** Subject by UIDL (`null`: unreadable, never matches). A UIDL never changes its mail. */
   #subjects = new Map<string, string | null>();
+  /** UIDLs handed out by list() as matching: only these may be deleted. */
+  readonly #listed = new Set<string>();
   #queue: Promise<unknown> = Promise.resolve();
   readonly #closing = new AbortController();
 
@@ -119,7 +127,9 @@ export class Pop3Source implements MailSource {
             current = uid;
             let subject = this.#subjects.get(uid);
             if (subject === undefined) {
-              subject = await readSubject(await session.client.top(n, 0, MAX_MAIL_BYTES));
+              const head = await session.client.top(n, 0, MAX_MAIL_BYTES).catch(refused);
+              if (head === undefined) continue; // expunged by another session meanwhile
+              subject = await readSubject(head);
               this.#subjects.set(uid, subject);
             }
             if (subject === null || !matchesSubject(subject, match)) continue;
@@ -128,6 +138,8 @@ export class Pop3Source implements MailSource {
           for (const uid of this.#subjects.keys()) {
             if (!session.numbers.has(uid)) this.#subjects.delete(uid);
           }
+          for (const uid of this.#listed) if (!session.numbers.has(uid)) this.#listed.delete(uid);
+          for (const ref of refs) this.#listed.add(ref.id);
           return refs;
         } catch (err) {
           if (!isOversized(err)) throw err;
@@ -170,21 +182,34 @@ export class Pop3Source implements MailSource {
 
   /**
    * Deletes a listed mail for good: DELE, then QUIT, which commits it. Resolves once the
-   * server confirmed; a mail that is already gone is not an error.
+   * server confirmed; a mail that is already gone is not an error. A ref that list() did not
+   * return as matching is ignored: nothing else is ever deleted.
    */
   delete(ref: MailRef): Promise<void> {
     return this.#run("delete", undefined, async () => {
-      if (!this.#subjects.has(ref.id)) return; // never listed here: not ours to delete
+      if (!this.#listed.has(ref.id)) return; // never listed as matching: not ours to delete
       const session = await this.#ensureSession();
       const n = session.numbers.get(ref.id);
       if (n === undefined) {
-        this.#subjects.delete(ref.id);
+        this.#listed.delete(ref.id);
         return;
       }
-      await session.client.dele(n);
-      this.#session = undefined;
-      await session.client.quit();
+      if (await session.client.dele(n).then(() => true, refused) === undefined) {
+        // refused: most likely expunged by another session; look again in a new one
+        await this.#endSession();
+        if ((await this.#ensureSession()).numbers.has(ref.id)) {
+          throw new MailError(
+            "EMAIL",
+            `Cannot delete mail ${ref.id} on POP3 server ${this.#where}: the server refused DELE; ` +
+              "check the server log",
+          );
+        }
+      } else {
+        this.#session = undefined;
+        await session.client.quit();
+      }
       this.#subjects.delete(ref.id);
+      this.#listed.delete(ref.id);
     });
   }
 

@@ -252,7 +252,9 @@ export class SmtpSender implements MailSender {
         { cause: err },
       );
     }
-    if (e.responseCode === 530) {
+    const deniedWithoutLogin = s.password === undefined && e.responseCode === 554 &&
+      /access denied/i.test(reply);
+    if (e.responseCode === 530 || deniedWithoutLogin) {
       return new MailError(
         "EAUTH",
         `Cannot send mail via ${this.#where}: the server requires a login (${reply}); ` +

@@ -114,6 +114,11 @@ export class SessionCipher {
     return encodeData({ sequence, ciphertext: new Uint8Array(ciphertext) });
   }
 
+  /** True for a stream (TCP): bodies must come in sequence. */
+  get ordered(): boolean {
+    return this.#ordered;
+  }
+
   /** Opens a DATA body; `PeerError` `EFRAME` when out of sequence, altered or forged. */
   async open(body: Uint8Array): Promise<{ sequence: bigint; plaintext: Uint8Array }> {
     const { sequence, ciphertext } = decodeData(body);
@@ -365,7 +370,16 @@ export class SessionLink implements PeerLink {
   }
 
   async #data(body: Uint8Array): Promise<void> {
-    const { sequence, plaintext } = await this.#cipher.open(body);
+    let opened: { sequence: bigint; plaintext: Uint8Array };
+    try {
+      opened = await this.#cipher.open(body);
+    } catch (err) {
+      // Datagrams: a forged, replayed or late datagram is dropped; spoofing one must not be
+      // enough to end the link. On a stream it can only mean tampering: the link fails.
+      if (!this.#cipher.ordered && err instanceof PeerError && err.code === "EFRAME") return;
+      throw err;
+    }
+    const { sequence, plaintext } = opened;
     if (sequence !== this.#nextSequence) { // a gap (datagrams only): drop the broken message
       this.#partial = [];
       this.#partialBytes = 0;

@@ -144,13 +144,13 @@ Deno.test("a file altered on the way is refused with EFRAME and leaves no file b
     });
     const receiving = receiveFile(b, to);
     const sending = sendFile(a, source, { chunkBytes: 16 * 1024 });
-    await assert.rejects(receiving, (err: unknown) => {
+    const receiverFailed = assert.rejects(receiving, (err: unknown) => {
       assert.ok(err instanceof PeerError);
       assert.equal(err.code, "EFRAME");
       assert.match(err.message, /^Cannot receive file level\.dat: hash mismatch; ask the sender/);
       return true;
     });
-    await rejectsWithCode(sending, "EPEER");
+    await Promise.all([receiverFailed, rejectsWithCode(sending, "EPEER")]);
     assert.ok(flipped);
     assert.deepEqual(await listDir(to), []);
   });
@@ -192,8 +192,10 @@ Deno.test("an existing file is kept and the transfer refused unless overwrite is
     await Deno.writeTextFile(join(to, "notes.txt"), "old");
     const first = fakeLinkPair();
     const refused = receiveFile(first.b, to);
-    await rejectsWithCode(sendFile(first.a, source), "EPEER");
-    await rejectsWithCode(refused, "EPEER");
+    await Promise.all([
+      rejectsWithCode(sendFile(first.a, source), "EPEER"),
+      rejectsWithCode(refused, "EPEER"),
+    ]);
     assert.equal(await Deno.readTextFile(join(to, "notes.txt")), "old");
     assert.deepEqual(await listDir(to), ["notes.txt"]);
 
@@ -215,8 +217,10 @@ Deno.test("a file larger than maxBytes is refused before any of it is sent", asy
       },
     });
     const receiving = receiveFile(b, to, { maxBytes: 1000 });
-    await assert.rejects(sendFile(a, source), /receiver refused it/);
-    await rejectsWithCode(receiving, "EPEER");
+    await Promise.all([
+      assert.rejects(sendFile(a, source), /receiver refused it/),
+      rejectsWithCode(receiving, "EPEER"),
+    ]);
     assert.equal(chunks, 0);
     assert.deepEqual(await listDir(to), []);
   });
@@ -234,8 +238,10 @@ Deno.test("a sender that cancels midway leaves no partial file at the receiver",
       signal: stop.signal,
       onProgress: ({ done }) => done >= 30_000 && stop.abort(new Error("user pressed stop")),
     });
-    await assert.rejects(sending, /user pressed stop/);
-    await assert.rejects(receiving, /the sender cancelled \(user pressed stop\)/);
+    await Promise.all([
+      assert.rejects(sending, /user pressed stop/),
+      assert.rejects(receiving, /the sender cancelled \(user pressed stop\)/),
+    ]);
     assert.deepEqual(await listDir(to), []);
   });
 });
@@ -250,8 +256,7 @@ Deno.test("a sender that disconnects midway leaves no partial file at the receiv
       chunkBytes: 10_000,
       onProgress: ({ done }) => done >= 30_000 && void a.close(),
     });
-    await rejectsWithCode(sending, "EPEER");
-    await rejectsWithCode(receiving, "EPEER");
+    await Promise.all([rejectsWithCode(sending, "EPEER"), rejectsWithCode(receiving, "EPEER")]);
     assert.deepEqual(await listDir(to), []);
   });
 });
@@ -263,11 +268,10 @@ Deno.test("a leftover .part file refuses the transfer and is left for the user t
     await Deno.writeTextFile(join(to, "saves.zip.part"), "someone else's");
     const { a, b } = fakeLinkPair();
     const receiving = receiveFile(b, to);
-    await assert.rejects(
-      sendFile(a, source),
-      /receiver refused it \(the receiver cannot store it\)/,
-    );
-    await assert.rejects(receiving, /remove a leftover \.part file/);
+    await Promise.all([
+      assert.rejects(sendFile(a, source), /receiver refused it \(the receiver cannot store it\)/),
+      assert.rejects(receiving, /remove a leftover \.part file/),
+    ]);
     assert.equal(await Deno.readTextFile(join(to, "saves.zip.part")), "someone else's");
   });
 });

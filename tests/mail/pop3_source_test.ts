@@ -265,3 +265,138 @@ Deno.test({
     await waiting;
   },
 });
+
+/**
+ * A scripted plain-text POP3 server on 127.0.0.1 (no stack needed): serves `mails`, commits
+ * DELE at QUIT, closes the connection instead of answering the first `dropOn` command, and
+ * reports `listedSize` as every mail's size in LIST when given (a lying server).
+ */
+function fakePop3(mails: string[], dropOn?: string, listedSize?: number) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const sessions: Promise<void>[] = [];
+  let dropped = false;
+  const serve = async (conn: Deno.Conn) => {
+    const enc = new TextEncoder();
+    const send = (text: string) => conn.write(enc.encode(text.replaceAll("\n", "\r\n")));
+    const marked = new Set<number>();
+    const stuffed = (m: string) => m.replace(/^\./gm, "..") + ".\n";
+    await send("+OK fake ready\n");
+    const lines = conn.readable.pipeThrough(new TextDecoderStream()).values();
+    let pending = "";
+    for await (const chunk of lines) {
+      pending += chunk;
+      let at;
+      while ((at = pending.indexOf("\r\n")) >= 0) {
+        const [cmd = "", arg] = pending.slice(0, at).split(" ");
+        pending = pending.slice(at + 2);
+        if (cmd === dropOn && !dropped) {
+          dropped = true;
+          conn.close();
+          return;
+        }
+        const n = Number(arg);
+        const each = (f: (m: string, i: number) => string) => mails.map(f).join("");
+        if (cmd === "UIDL") await send(`+OK\n${each((_, i) => `${i + 1} uid-${i}\n`)}.\n`);
+        else if (cmd === "LIST") {
+          await send(
+            `+OK\n${
+              each((m, i) => `${i + 1} ${listedSize ?? m.replaceAll("\n", "\r\n").length}\n`)
+            }.\n`,
+          );
+        } else if (cmd === "TOP") {
+          await send(`+OK\n${stuffed(mails[n - 1]!.split("\n\n")[0]! + "\n\n")}`);
+        } else if (cmd === "RETR") await send(`+OK\n${stuffed(mails[n - 1]!)}`);
+        else if (cmd === "DELE") (marked.add(n - 1), await send("+OK\n"));
+        else if (cmd === "QUIT") {
+          mails = mails.filter((_, i) => !marked.has(i));
+          await send("+OK bye\n");
+          conn.close();
+          return;
+        } else await send("+OK\n");
+      }
+    }
+  };
+  const accepting = (async () => {
+    for await (const conn of listener) sessions.push(serve(conn).catch(() => {}));
+  })();
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    mails: () => mails,
+    async close() {
+      listener.close();
+      await accepting.catch(() => {});
+      await Promise.all(sessions);
+    },
+  };
+}
+
+function fakeSource(port: number, options: { maxMailBytes?: number } = {}): Pop3Source {
+  return new Pop3Source(
+    { host: "127.0.0.1", port, tls: "none", user: "u", password: "p" },
+    options,
+  );
+}
+
+const FAKE_MAIL =
+  "Subject: [mailpeer] lan request\nFrom: a@b\n\n.starts with a dot\n..two dots\nend\n";
+
+Deno.test("pop3: a connection dropped during fetch is reopened and the mail still arrives", async () => {
+  const server = fakePop3([FAKE_MAIL], "RETR");
+  const source = fakeSource(server.port);
+  try {
+    const [ref] = await source.list(REQUEST);
+    assert.ok(ref);
+    const raw = new TextDecoder().decode(await source.fetch(ref));
+    assert.equal(raw, FAKE_MAIL.replaceAll("\n", "\r\n"), "dot-unstuffed, CRLF line ends");
+  } finally {
+    await source.close();
+    await server.close();
+  }
+});
+
+Deno.test("pop3: a connection dropped before QUIT is retried, so delete really deletes", async () => {
+  const other = "Subject: holiday\n\nhi\n";
+  const server = fakePop3([other, FAKE_MAIL], "QUIT");
+  const source = fakeSource(server.port);
+  try {
+    const [ref] = await source.list(REQUEST);
+    assert.ok(ref);
+    await source.delete(ref);
+    assert.deepEqual(server.mails(), [other], "only the listed mail is gone");
+  } finally {
+    await source.close();
+    await server.close();
+  }
+});
+
+Deno.test("pop3: a mail over the size limit is refused, even when LIST understates it", async () => {
+  const big = FAKE_MAIL + "x".repeat(1000) + "\n";
+  for (const listedSize of [undefined, 10]) {
+    const server = fakePop3([big], undefined, listedSize);
+    const source = fakeSource(server.port, { maxMailBytes: 500 });
+    try {
+      const [ref] = await source.list(REQUEST);
+      assert.ok(ref);
+      await assert.rejects(source.fetch(ref), (err: MailError) => err.code === "EMAIL");
+      assert.equal((await source.list(REQUEST)).length, 1, "the next session works");
+    } finally {
+      await source.close();
+      await server.close();
+    }
+  }
+});
+
+Deno.test("pop3: delete leaves alone a mail that list never returned as matching", async () => {
+  const ordinary = "Subject: holiday\n\nhi\n";
+  const server = fakePop3([ordinary, FAKE_MAIL]);
+  const source = fakeSource(server.port);
+  try {
+    assert.equal((await source.list(REQUEST)).length, 1);
+    await source.delete({ id: "uid-0", subject: "holiday" });
+    await source.quarantine({ id: "uid-0", subject: "holiday" }, "forged ref");
+    assert.equal(server.mails().length, 2);
+  } finally {
+    await source.close();
+    await server.close();
+  }
+});

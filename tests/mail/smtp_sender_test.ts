@@ -237,3 +237,21 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "smtp: submitting without a password is EAUTH, telling to set one",
+  ignore: NO_STACK,
+  async fn() {
+    const sender = new SmtpSender(submission({ password: undefined }));
+    try {
+      const err = await rejectsWith(
+        sendOne(sender, uniqueSubject("no login")),
+        "EAUTH",
+        "127.0.0.11:587",
+      );
+      assert.match(err.message, /password_env/);
+    } finally {
+      await sender.close();
+    }
+  },
+});

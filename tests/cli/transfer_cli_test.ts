@@ -1,0 +1,102 @@
+/**
+ * `mailpeer send FILE` / `mailpeer receive DIR` as users run them, through a host on a local
+ * post office: the receiver stands by, the sender finds it and the file arrives checked.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { events, mailpeer, Running } from "../support/cli.ts";
+
+async function site(dir: string, transport: "tcp" | "udp"): Promise<void> {
+  const host = await mailpeer([
+    "keygen",
+    "--host",
+    "host@lan.test",
+    "-o",
+    "host.keys.json",
+    "--json",
+  ], { cwd: dir });
+  assert.equal(host.code, 0, host.stderr);
+  const card = events(host.stdout)[0]?.card as string;
+  await Deno.writeTextFile(
+    join(dir, "host.toml"),
+    `network = "files"\npost_office = "po"\n[host]\nemail = "host@lan.test"\n`,
+  );
+  for (const user of ["alice", "bob"]) {
+    assert.equal(
+      (await mailpeer(["keygen", "--user", user, "-o", `${user}.json`], { cwd: dir })).code,
+      0,
+    );
+    await Deno.writeTextFile(
+      join(dir, `${user}.toml`),
+      `network = "files"
+post_office = "po"
+[terminal]
+user_id = "${user}"
+email = "${user}@lan.test"
+identity = "${user}.json"
+hosts = ["${card}"]
+address = "127.0.0.1"
+transport = "${transport}"
+reply_timeout = "30s"
+standby_timeout = "30s"
+`,
+    );
+  }
+}
+
+function randomBytes(n: number): Uint8Array {
+  const out = new Uint8Array(n);
+  for (let at = 0; at < n; at += 65536) {
+    crypto.getRandomValues(out.subarray(at, Math.min(n, at + 65536)));
+  }
+  return out;
+}
+
+Deno.test("send FILE reaches a peer standing by with receive DIR over TCP, size and hash checked", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mailpeer-files-" });
+  try {
+    await site(dir, "tcp");
+    const content = randomBytes(3_000_000);
+    await Deno.writeFile(join(dir, "save.bin"), content);
+    await Deno.mkdir(join(dir, "inbox"));
+    const host = new Running(["host", "--config", "host.toml", "--json"], { cwd: dir });
+    try {
+      const bob = new Running(["receive", "inbox", "--config", "bob.toml", "--json"], {
+        cwd: dir,
+      });
+      await bob.waitFor((e) => e.event === "standby");
+      const alice = await mailpeer(["send", "save.bin", "--config", "alice.toml", "--json"], {
+        cwd: dir,
+      });
+      assert.equal(alice.code, 0, alice.stderr + alice.stdout);
+      const sent = events(alice.stdout).find((e) => e.event === "file-transferred");
+      assert.equal(sent?.size, content.length);
+      assert.equal((await bob.status).code, 0, bob.stderr);
+      const got = bob.events.find((e) => e.event === "file-transferred");
+      assert.equal(got?.sha256, sent?.sha256);
+      assert.deepEqual(await Deno.readFile(join(dir, "inbox", "save.bin")), content);
+    } finally {
+      await host.stop();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("send and receive refuse a UDP configuration with one line saying to use TCP", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mailpeer-files-" });
+  try {
+    await site(dir, "udp");
+    await Deno.writeTextFile(join(dir, "save.bin"), "x");
+    for (const args of [["send", "save.bin"], ["receive", "."]]) {
+      const r = await mailpeer([...args, "--config", "alice.toml"], { cwd: dir });
+      assert.equal(r.code, 1);
+      assert.match(
+        r.stderr,
+        /^mailpeer: Cannot (send|receive) a file over UDP: .*; set terminal\.transport = "tcp" for file transfer\n$/,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
