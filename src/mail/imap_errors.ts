@@ -200,3 +200,17 @@ export function uidSet(uids: readonly number[]): string {
   if (start >= 0) parts.push(start === prev ? `${start}` : `${start}:${prev}`);
   return parts.join(",");
 }
+
+/** An error that reads as a lost connection, keeping the original as its cause. */
+export function asConnectionLoss(err: unknown): unknown {
+  if (classifyImapError(err) === "connect") return err;
+  return Object.assign(new Error(`the connection was lost (${errorText(err)})`), {
+    code: "ECONNRESET",
+    cause: err,
+  });
+}
+
+/** The message of an error, or the value as text. */
+export function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -8,35 +8,24 @@
  *
  * @module
  */
-import { ImapFlow } from "imapflow";
+import type { ImapFlow } from "imapflow";
 import { MailError } from "../errors.ts";
 import { DEFAULT_POLL_INTERVAL_MS } from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { type Backoff, type Clock, exponentialBackoff, systemClock } from "../runtime.ts";
+import { connectImap, type ImapServerOptions } from "./imap_connect.ts";
 import {
+  asConnectionLoss,
   classifyImapError,
   commandError,
   connectionError,
+  errorText,
   type ImapErrorContext,
   uidSet,
 } from "./imap_errors.ts";
-import { type MailRef, type MailSource, matchesSubject, type SubjectMatch } from "./types.ts";
 
-/** Where and how to reach the IMAP server (the password already resolved). */
-export interface ImapServerOptions {
-  host: string;
-  port: number;
-  /** `starttls` upgrades a plain connection, `implicit` starts with TLS, `none` never uses TLS. */
-  tls: "starttls" | "implicit" | "none";
-  user: string;
-  password: string;
-  /** PEM file of the CA that signed the server certificate. Default: the system roots. */
-  caFile?: string;
-  /** Accept any certificate (tests only; every connection logs a warning). Default: false. */
-  insecure?: boolean;
-  /** TLS name to verify when `host` is an IP literal. Default: `host`. */
-  servername?: string;
-}
+export type { ImapServerOptions } from "./imap_connect.ts";
+import { type MailRef, type MailSource, matchesSubject, type SubjectMatch } from "./types.ts";
 
 /** Options of {@link ImapSource}. */
 export interface ImapSourceOptions {
@@ -64,7 +53,6 @@ export interface ImapSourceOptions {
 
 const DEFAULT_WAKE_AFTER_MS = 60_000;
 const DEFAULT_CONNECT_ATTEMPTS = 6;
-const CONNECT_TIMEOUT_MS = 15_000;
 
 /** A parsed {@link MailRef.id}: `<uidvalidity>:<uid>`. */
 interface RefId {
@@ -349,61 +337,22 @@ export class ImapSource implements MailSource {
   }
 
   async #connect(): Promise<ImapFlow> {
-    const s = this.#server;
-    const tls: Record<string, unknown> = {};
-    if (s.servername !== undefined) tls.servername = s.servername;
-    if (s.insecure) tls.rejectUnauthorized = false;
-    if (s.caFile !== undefined && s.tls !== "none") {
-      try {
-        tls.ca = [await Deno.readTextFile(s.caFile)];
-      } catch (err) {
-        throw new MailError(
-          "ETLS",
-          `Cannot read the CA file ${s.caFile} for IMAP server ${this.#ctx.server}: ` +
-            `${errorText(err)}; check ${this.#ctx.configKey}.ca_file`,
-          { cause: err },
-        );
-      }
-    }
-    if (s.insecure) {
-      this.#logger.log("warn", "IMAP certificate checks are off (insecure = true)", {
-        server: this.#ctx.server,
-      });
-    }
-    const client = new ImapFlow({
-      host: s.host,
-      port: s.port,
-      secure: s.tls === "implicit",
-      doSTARTTLS: s.tls === "implicit" ? undefined : s.tls === "starttls",
-      ...(s.servername !== undefined ? { servername: s.servername } : {}),
-      tls,
-      auth: { user: s.user, pass: s.password },
-      logger: imapLogger(this.#logger),
-      disableAutoIdle: true,
-      connectionTimeout: CONNECT_TIMEOUT_MS,
-      greetingTimeout: CONNECT_TIMEOUT_MS,
-      clientInfo: { name: "mailpeer" },
-    });
-    client.on("error", (err: unknown) => this.#debug("IMAP connection error", err));
-    client.on("close", () => {
-      if (this.#client === client) this.#client = undefined;
+    const wakeAll = () => {
       for (const wake of this.#waiters) wake();
+    };
+    const { client, uidValidity } = await connectImap(this.#server, {
+      mailbox: this.#mailbox,
+      logger: this.#logger,
+      ctx: this.#ctx,
+      onClose: (closed) => {
+        if (this.#client === closed) this.#client = undefined;
+        wakeAll();
+      },
+      onExists: () => {
+        this.#arrivals++;
+        wakeAll();
+      },
     });
-    client.on("exists", () => {
-      this.#arrivals++;
-      for (const wake of this.#waiters) wake();
-    });
-    try {
-      await client.connect();
-      const box = await client.mailboxOpen(this.#mailbox);
-      this.#uidValidity = box.uidValidity;
-    } catch (err) {
-      client.close();
-      if (client.authenticated && classifyImapError(err) === "command") {
-        throw commandError(err, `open mailbox ${this.#mailbox} on`, this.#ctx);
-      }
-      throw err;
-    }
     if (this.#closed) {
       client.close();
       throw new MailError(
@@ -412,11 +361,8 @@ export class ImapSource implements MailSource {
           "meanwhile; open a new one",
       );
     }
+    this.#uidValidity = uidValidity;
     this.#client = client;
-    this.#logger.log("debug", "IMAP connected", {
-      server: this.#ctx.server,
-      mailbox: this.#mailbox,
-    });
     return client;
   }
 
@@ -444,36 +390,4 @@ function parseRefId(id: string): RefId | undefined {
   const uid = Number(m[2]);
   if (!Number.isSafeInteger(uid) || uid < 1) return undefined;
   return { validity: BigInt(m[1]!), uid };
-}
-
-/** imapflow's pino-style logger, forwarded to a mailpeer {@link Logger}. */
-function imapLogger(logger: Logger) {
-  const forward = (level: "debug" | "warn") => (obj: unknown) => {
-    const record = (obj ?? {}) as Record<string, unknown>;
-    const { msg, err, ...rest } = record;
-    const fields: Record<string, unknown> = { ...rest, source: "imapflow" };
-    if (err !== undefined) fields.error = errorText(err);
-    logger.log(level, typeof msg === "string" ? msg : "imapflow", fields);
-  };
-  return {
-    trace: () => {},
-    debug: forward("debug"),
-    info: forward("debug"),
-    warn: forward("warn"),
-    error: forward("warn"),
-    fatal: forward("warn"),
-  };
-}
-
-/** An error that reads as a lost connection, keeping the original as its cause. */
-function asConnectionLoss(err: unknown): unknown {
-  if (classifyImapError(err) === "connect") return err;
-  return Object.assign(new Error(`the connection was lost (${errorText(err)})`), {
-    code: "ECONNRESET",
-    cause: err,
-  });
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -337,11 +337,19 @@ async function submitToPort25(raw: Uint8Array): Promise<void> {
   }
 }
 
+/**
+ * Runs a command to its end. Its output is not captured: a daemon (dovecot) keeps inherited
+ * pipes open for good, so its errors are read from the provider's log instead.
+ */
 async function run(cmd: string, args: string[]): Promise<void> {
-  const out = await new Deno.Command(cmd, { args, stdin: "null", stdout: "null", stderr: "piped" })
-    .output();
-  if (!out.success) {
-    throw new Error(`${cmd} ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
+  const status = await new Deno.Command(cmd, {
+    args,
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  }).output();
+  if (!status.success) {
+    throw new Error(`${cmd} ${args.join(" ")} failed (exit ${status.code}); see the stack logs`);
   }
 }
 
@@ -364,51 +372,40 @@ Deno.test({
     const dovecotConf = join(dir, "dovecot", "dovecot.conf");
     const pidFile = join(dir, "dovecot", "run", "master.pid");
     const client = await mailClient();
-    console.log("T", performance.now().toFixed(0), 'const client = await mailClient();');
     await emptyMailbox(client);
-    console.log("T", performance.now().toFixed(0), 'await emptyMailbox(client);');
     await client.append("INBOX", await mail("[mailpeer] lan request"));
-    console.log("T", performance.now().toFixed(0), 'await client.append("INBOX", await mail(');
     await client.logout();
-    console.log("T", performance.now().toFixed(0), 'await client.logout();');
-    const source = new ImapSource(server(), FAST);
+    const retries: string[] = [];
+    const source = new ImapSource(server(), {
+      ...FAST,
+      logger: { log: (_level, message) => message.includes("retrying") && retries.push(message) },
+    });
     let running = true;
     try {
       const [before] = await source.list(REQUEST);
-      console.log("T", performance.now().toFixed(0), 'const [before] = await source.list(REQUE');
       assert.ok(before !== undefined);
 
       running = false;
-      console.log("T", performance.now().toFixed(0), 'running = false;');
       await stopDovecot(dovecotConf, pidFile);
-      console.log("T", performance.now().toFixed(0), 'await stopDovecot(dovecotConf, pidFile);');
       await submitToPort25(await mail("[mailpeer] lan request")); // Postfix queues it
-      console.log("T", performance.now().toFixed(0), 'await submitToPort25(await mail("[mailpe');
       const listing = source.list(REQUEST); // retries while Dovecot is down
       await run("dovecot", ["-c", dovecotConf]);
-      console.log("T", performance.now().toFixed(0), 'await run("dovecot", ["-c", dovecotConf]');
       running = true;
-      console.log("T", performance.now().toFixed(0), 'running = true;');
       const afterRestart = await listing;
-      console.log("T", performance.now().toFixed(0), 'const afterRestart = await listing;');
       assert.equal(afterRestart[0]?.id, before.id, "the mail from before is still there");
+      assert.ok(retries.length > 0, "the source reconnected while Dovecot was down");
 
       await run("postqueue", ["-c", join(dir, "postfix", "conf"), "-f"]);
-      console.log("T", performance.now().toFixed(0), 'await run("postqueue", ["-c", join(dir, ');
       const guard = AbortSignal.timeout(HANG_GUARD_MS);
       let refs = await source.list(REQUEST);
       while (refs.length < 2 && !guard.aborted) {
         await source.waitForMail({ signal: guard });
-        console.log("T", performance.now().toFixed(0), 'await source.waitForMail({ signal: guard');
         refs = await source.list(REQUEST);
-        console.log("T", performance.now().toFixed(0), 'refs = await source.list(REQUEST);');
       }
       assert.equal(refs.length, 2, "the mail delivered during the restart was listed");
       await source.fetch(refs[1]!);
-      console.log("T", performance.now().toFixed(0), 'await source.fetch(refs[1]!);');
     } finally {
       await source.close();
-      console.log("T", performance.now().toFixed(0), 'await source.close();');
       if (!running) await run("dovecot", ["-c", dovecotConf]);
     }
   },
