@@ -3,75 +3,10 @@
  * Dovecot on loopback, relaying to each other. The CLI runs as a user runs it.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { events, mailpeer, Running } from "../support/cli.ts";
-import { account, NO_STACK, STACK } from "../support/mailstack.ts";
+import { NO_STACK } from "../support/mailstack.ts";
+import { makeSite, type Receive } from "../support/site.ts";
 import { deliverOrdinary, messagesOf } from "../support/stack_mail.ts";
-
-type Receive = "imap" | "pop3";
-
-/** A temporary directory with keys and one configuration per role, talking to the real stack. */
-export async function makeSite(options: { receive: Receive; network?: string }) {
-  const dir = await Deno.makeTempDir({ prefix: "mailpeer-e2e-" });
-  const network = options.network ?? `e2e-${crypto.randomUUID().slice(0, 8)}`;
-  const env: Record<string, string> = {};
-  const host = await mailpeer(["keygen", "--host", "host@host.test", "-o", "host.keys.json", "--json"], { cwd: dir });
-  assert.equal(host.code, 0, host.stderr);
-  const card = events(host.stdout)[0]?.card as string;
-
-  const server = (address: string, kind: "imap" | "pop3" | "smtp") => {
-    const { provider, user } = account(address);
-    const envName = `MP_PASS_${address.replace(/[^a-z0-9]/gi, "_").toUpperCase()}`;
-    env[envName] = user.password;
-    const port = kind === "imap" ? provider.ports.imap : kind === "pop3" ? provider.ports.pop3 : provider.ports.submission;
-    return [
-      `kind = "${kind}"`,
-      `host = "${provider.ip}"`,
-      `port = ${port}`,
-      `tls = "starttls"`,
-      `user = "${user.user}"`,
-      `password_env = "${envName}"`,
-      `ca_file = "${STACK!.caFile}"`,
-      `servername = "${provider.hostname}"`,
-    ].join("\n");
-  };
-
-  await Deno.writeTextFile(
-    join(dir, "host.toml"),
-    `network = "${network}"
-[host]
-email = "host@host.test"
-poll_interval = "100ms"
-[host.receive]
-${server("host@host.test", options.receive)}
-${options.receive === "imap" ? "idle = false" : ""}
-[host.send]
-${server("host@host.test", "smtp")}
-`,
-  );
-  for (const [user, address] of [["bob", "bob@b.test"], ["alice", "alice@a.test"]] as const) {
-    const r = await mailpeer(["keygen", "--user", user, "-o", `${user}.json`], { cwd: dir });
-    assert.equal(r.code, 0, r.stderr);
-    await Deno.writeTextFile(
-      join(dir, `${user}.toml`),
-      `network = "${network}"
-[terminal]
-user_id = "${user}"
-email = "${address}"
-identity = "${user}.json"
-hosts = ["${card}"]
-address = "127.0.0.1"
-reply_timeout = "60s"
-standby_timeout = "60s"
-[terminal.receive]
-${server(address, "imap")}
-[terminal.send]
-${server(address, "smtp")}
-`,
-    );
-  }
-  return { dir, env, network, card, cleanup: () => Deno.remove(dir, { recursive: true }) };
-}
 
 async function fig4(receive: Receive): Promise<void> {
   const site = await makeSite({ receive });
@@ -82,13 +17,23 @@ async function fig4(receive: Receive): Promise<void> {
   const host = new Running(["host", "--config", "host.toml", "--json"], opts);
   try {
     // S10-S22, then standby: b.test's terminal asks first and gets a formal empty reply.
-    const bob = new Running(["client", "--config", "bob.toml", "--json", "-m", "hello from bob"], opts);
+    const bob = new Running(
+      ["client", "--config", "bob.toml", "--json", "-m", "hello from bob"],
+      opts,
+    );
     const empty = await bob.waitFor((e) => e.event === "reply-received");
     assert.deepEqual(empty.peers, []);
     await bob.waitFor((e) => e.event === "standby");
 
     // a.test's terminal asks, gets bob's address and connects over TCP.
-    const alice = await mailpeer(["client", "--config", "alice.toml", "--json", "-m", "hello from alice"], opts);
+    const alice = await mailpeer([
+      "client",
+      "--config",
+      "alice.toml",
+      "--json",
+      "-m",
+      "hello from alice",
+    ], opts);
     assert.equal(alice.code, 0, alice.stderr);
     const evs = events(alice.stdout);
     const reply = evs.find((e) => e.event === "reply-received");
@@ -100,7 +45,11 @@ async function fig4(receive: Receive): Promise<void> {
 
     const bobStatus = await bob.status;
     assert.equal(bobStatus.code, 0, bob.stderr);
-    assert.ok(bob.events.some((e) => e.event === "connected" && e.peer === "alice" && e.role === "acceptor"));
+    assert.ok(
+      bob.events.some((e) =>
+        e.event === "connected" && e.peer === "alice" && e.role === "acceptor"
+      ),
+    );
     assert.ok(bob.events.some((e) => e.event === "message" && e.text === "hello from alice"));
 
     // Two requests answered, each once.
@@ -120,13 +69,15 @@ async function fig4(receive: Receive): Promise<void> {
 }
 
 Deno.test({
-  name: "FIG. 4 over real mail with the host reading IMAP: b asks first and stands by, a connects to b over TCP",
+  name:
+    "FIG. 4 over real mail with the host reading IMAP: b asks first and stands by, a connects to b over TCP",
   ignore: NO_STACK,
   fn: () => fig4("imap"),
 });
 
 Deno.test({
-  name: "FIG. 4 over real mail with the host reading POP3: b asks first and stands by, a connects to b over TCP",
+  name:
+    "FIG. 4 over real mail with the host reading POP3: b asks first and stands by, a connects to b over TCP",
   ignore: NO_STACK,
   fn: () => fig4("pop3"),
 });

@@ -14,10 +14,14 @@ import { DEFAULT_EXPIRY_MS } from "../../src/limits.ts";
 import { events, mailpeer } from "../support/cli.ts";
 import { account, NO_STACK, STACK } from "../support/mailstack.ts";
 import { messagesOf } from "../support/stack_mail.ts";
-import { makeSite } from "./fig4_real_mail_test.ts";
+import { makeSite } from "../support/site.ts";
 
 /** Mails `n` requests from alice@a.test (distinct user ids) to the site's host. */
-async function mailRequests(site: { network: string; card: string }, n: number, options: { date?: Date } = {}) {
+async function mailRequests(
+  site: { network: string; card: string },
+  n: number,
+  options: { date?: Date } = {},
+) {
   const { provider, user } = account("alice@a.test");
   const sender = new SmtpSender({
     host: provider.ip,
@@ -82,7 +86,10 @@ Deno.test({
       assert.equal(sent.length, 6, "each request answered once across both runs");
       const table = JSON.parse(await Deno.readTextFile(join(site.dir, "table.json")));
       assert.equal(table.rows.length, 6);
-      assert.deepEqual(await messagesOf("host@host.test", `[mailpeer] ${site.network} request`), []);
+      assert.deepEqual(
+        await messagesOf("host@host.test", `[mailpeer] ${site.network} request`),
+        [],
+      );
     } finally {
       await site.cleanup();
     }
@@ -97,12 +104,21 @@ Deno.test({
     try {
       await mailRequests(site, 1, { date: new Date(Date.now() - DEFAULT_EXPIRY_MS - 3_600_000) });
       await untilDelivered(site.network, 1);
-      const r = await mailpeer(["host", "--once", "--config", "host.toml", "--json"], { cwd: site.dir, env: site.env });
+      const r = await mailpeer(["host", "--once", "--config", "host.toml", "--json"], {
+        cwd: site.dir,
+        env: site.env,
+      });
       assert.equal(r.code, 0, r.stderr);
       const evs = events(r.stdout);
       assert.equal(evs.filter((e) => e.event === "reply-sent").length, 0);
-      assert.match(String(evs.find((e) => e.event === "request-deleted")?.reason), /older than the expiry/);
-      assert.deepEqual(await messagesOf("host@host.test", `[mailpeer] ${site.network} request`), []);
+      assert.match(
+        String(evs.find((e) => e.event === "request-deleted")?.reason),
+        /older than the expiry/,
+      );
+      assert.deepEqual(
+        await messagesOf("host@host.test", `[mailpeer] ${site.network} request`),
+        [],
+      );
       assert.deepEqual(await messagesOf("alice@a.test", `[mailpeer] ${site.network} reply`), []);
     } finally {
       await site.cleanup();
@@ -111,31 +127,42 @@ Deno.test({
 });
 
 Deno.test({
-  name: "a wrong password, an unreachable server and a bad TLS certificate each give one line naming the server",
+  name:
+    "a wrong password, an unreachable server and a bad TLS certificate each give one line naming the server",
   ignore: NO_STACK,
   fn: async () => {
     const site = await makeSite({ receive: "imap" });
     try {
       const config = join(site.dir, "host.toml");
       const original = await Deno.readTextFile(config);
-      const once = () => mailpeer(["host", "--once", "--config", "host.toml"], { cwd: site.dir, env: site.env });
+      const once = () =>
+        mailpeer(["host", "--once", "--config", "host.toml"], { cwd: site.dir, env: site.env });
 
       const wrong = await mailpeer(["host", "--once", "--config", "host.toml"], {
         cwd: site.dir,
         env: { ...site.env, MP_PASS_HOST_HOST_TEST: "not-the-password" },
       });
       assert.equal(wrong.code, 1);
-      assert.match(wrong.stderr, /^mailpeer: Cannot log in to IMAP server 127\.0\.0\.13:143 as host@host\.test: .*; .*\n$/);
+      assert.match(
+        wrong.stderr,
+        /^mailpeer: Cannot log in to IMAP server 127\.0\.0\.13:143 as host@host\.test: .*; .*\n$/,
+      );
 
       await Deno.writeTextFile(config, original.replace("port = 143", "port = 1"));
       const down = await once();
       assert.equal(down.code, 1);
-      assert.match(down.stderr, /^mailpeer: Cannot connect to IMAP server 127\.0\.0\.13:1: .*; .*\n$/);
+      assert.match(
+        down.stderr,
+        /^mailpeer: Cannot connect to IMAP server 127\.0\.0\.13:1: .*; .*\n$/,
+      );
 
       await Deno.writeTextFile(config, original.replace(/ca_file = .*\n/g, ""));
       const tls = await once();
       assert.equal(tls.code, 1);
-      assert.match(tls.stderr, /^mailpeer: Cannot .*IMAP server 127\.0\.0\.13:143.*certificate.*; .*\n$/i);
+      assert.match(
+        tls.stderr,
+        /^mailpeer: Cannot .*IMAP server 127\.0\.0\.13:143.*certificate.*; .*\n$/i,
+      );
     } finally {
       await site.cleanup();
     }

@@ -28,14 +28,21 @@ export async function imapOf(address: string): Promise<ImapFlow> {
 }
 
 /** Messages in `address`'s INBOX whose subject contains `subject`, with their flags. */
-export async function messagesOf(address: string, subject: string): Promise<{ uid: number; subject: string; seen: boolean }[]> {
+export async function messagesOf(
+  address: string,
+  subject: string,
+): Promise<{ uid: number; subject: string; seen: boolean }[]> {
   const client = await imapOf(address);
   try {
     const uids = await client.search({ subject }, { uid: true });
     const out: { uid: number; subject: string; seen: boolean }[] = [];
     if (uids && uids.length > 0) {
       for await (const m of client.fetch(uids, { envelope: true, flags: true }, { uid: true })) {
-        out.push({ uid: m.uid, subject: m.envelope?.subject ?? "", seen: m.flags?.has("\\Seen") ?? false });
+        out.push({
+          uid: m.uid,
+          subject: m.envelope?.subject ?? "",
+          seen: m.flags?.has("\\Seen") ?? false,
+        });
       }
     }
     return out;
@@ -45,7 +52,11 @@ export async function messagesOf(address: string, subject: string): Promise<{ ui
 }
 
 /** Delivers an ordinary mail to `to` through its provider's port 25 (local delivery, no auth). */
-export async function deliverOrdinary(to: string, subject: string, extra: { date?: Date; text?: string } = {}): Promise<void> {
+export async function deliverOrdinary(
+  to: string,
+  subject: string,
+  extra: { date?: Date; text?: string } = {},
+): Promise<void> {
   const { provider } = account(to);
   const transport = nodemailer.createTransport({
     host: provider.ip,
