@@ -86,6 +86,9 @@ export type {
 export { MaildirPostOffice } from "./src/mail/maildir_post_office.ts";
 export { MaildirSender } from "./src/mail/maildir_sender.ts";
 export { MaildirSource } from "./src/mail/maildir_source.ts";
+export { SmtpSender, type SmtpServerOptions } from "./src/mail/smtp_sender.ts";
+export { ImapSource } from "./src/mail/imap_source.ts";
+export { type Pop3ServerOptions, Pop3Source } from "./src/mail/pop3_source.ts";
 
 export type { PeerRow, TableStore } from "./src/host/types.ts";
 export { Host, type HostOptions, type HostPassResult } from "./src/host/host.ts";

@@ -53,6 +53,8 @@ export interface ImapSourceOptions {
 
 const DEFAULT_WAKE_AFTER_MS = 60_000;
 const DEFAULT_CONNECT_ATTEMPTS = 6;
+/** How often one wait restarts an IDLE that other commands ended, before it gives up. */
+const MAX_IDLE_ROUNDS = 100;
 
 /** A parsed {@link MailRef.id}: `<uidvalidity>:<uid>`. */
 interface RefId {
@@ -96,6 +98,8 @@ export class ImapSource implements MailSource {
   #arrivals = 0;
   #arrivalsListed = 0;
   readonly #waiters = new Set<() => void>();
+  /** The IDLE this source started and the promise of its end. */
+  #idling: { client: ImapFlow; ended: Promise<void> } | undefined;
   #quarantineReady = false;
   #closed = false;
 
@@ -234,17 +238,21 @@ export class ImapSource implements MailSource {
           throw err;
         });
       if (client === undefined || news()) return;
-      const deadline = this.#clock.sleep(this.#wakeAfterMs, timers.signal).catch(() => {});
+      let expired = false;
+      const deadline = this.#clock.sleep(this.#wakeAfterMs, timers.signal).then(
+        () => void (expired = true),
+        () => {},
+      );
       if (this.#idle && client.capabilities.has("IDLE")) {
-        // IDLE ends by itself when the next command (list, fetch...) is sent
-        if (!client.idling) {
-          client.idle().catch((err) => this.#debug("IDLE ended", err));
+        // Another command (a list() meanwhile) ends IDLE: start it again once the connection
+        // is free, so this waiter still hears of new mail. IDLE left running when this wait
+        // ends is ended by the next command.
+        for (let round = 0; round < MAX_IDLE_ROUNDS; round++) {
+          if (news() || expired || !client.usable) return;
+          await Promise.race([woken, deadline, this.#idleOn(client)]);
         }
-        await Promise.race([woken, deadline]);
         return;
       }
-      let expired = false;
-      deadline.then(() => (expired = true));
       while (!news() && !expired && client.usable) {
         await client.noop().catch((err) => this.#debug("NOOP failed", err));
         if (news()) return;
@@ -274,6 +282,21 @@ export class ImapSource implements MailSource {
     } catch {
       client.close();
     }
+  }
+
+  /** Runs IDLE on `client` (one IDLE for all waiters); resolves when that IDLE ends. */
+  #idleOn(client: ImapFlow): Promise<void> {
+    if (this.#idling?.client === client) return this.#idling.ended;
+    const ended = client.idle({ whenFree: true }).then(
+      () => {},
+      (err) => this.#debug("IDLE failed", err),
+    );
+    const idling = { client, ended };
+    this.#idling = idling;
+    ended.finally(() => {
+      if (this.#idling === idling) this.#idling = undefined;
+    });
+    return ended;
   }
 
   /** The ref's UID, or undefined when the mailbox was recreated (UIDVALIDITY changed). */

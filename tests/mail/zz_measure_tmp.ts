@@ -43,8 +43,8 @@ async function measure(idle: boolean, n: number) {
       envelope: { from: "alice@a.test", to: ["host2@host.test"] },
       raw: new TextDecoder().decode(raw),
     });
-    await w;
     let refs = await src.list(match);
+    await w;
     while (refs.length === 0) {
       await src.waitForMail({ signal: AbortSignal.timeout(10000) });
       refs = await src.list(match);
