@@ -48,7 +48,10 @@ export async function rendezvousFromConfig(
     : [new ExplicitAddress(tc.address)];
   const found = await detectAddress(detectors, options.signal ? { signal: options.signal } : {});
   options.onEvent({ event: "address-detected", address: found.address, source: found.source });
-  const source = await openSource(tc.receive, { pollIntervalMs: tc.pollIntervalMs });
+  const source = await openSource(tc.receive, {
+    pollIntervalMs: tc.pollIntervalMs,
+    configKey: "terminal.receive",
+  });
   const sender = await openSender(tc.send);
   try {
     const terminal = new Terminal({

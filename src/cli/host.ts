@@ -32,6 +32,7 @@ export async function hostFromConfig(
   }
   const keys = await loadHostKeys(hc.keys);
   const source = await openSource(hc.receive, {
+    configKey: "host.receive",
     pollIntervalMs: options.pollIntervalMs ?? hc.pollIntervalMs,
   });
   const sender = await openSender(hc.send);

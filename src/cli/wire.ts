@@ -49,23 +49,25 @@ export async function openSender(config: SendConfig): Promise<MailSender> {
 /** Opens the mail source a role is configured with. */
 export async function openSource(
   config: ReceiveConfig,
-  options: { pollIntervalMs: number; clock?: Clock },
+  options: { pollIntervalMs: number; clock?: Clock; configKey?: string },
 ): Promise<MailSource> {
+  const { configKey, ...sourceOptions } = options;
   switch (config.kind) {
     case "local":
-      return new MaildirSource(config.maildir, options);
+      return new MaildirSource(config.maildir, sourceOptions);
     case "imap": {
       const server = await serverOptions(config, `IMAP password of ${config.user}`);
       return new ImapSource({ ...server, password: server.password ?? "" }, {
         mailbox: config.mailbox,
         quarantine: config.quarantine,
         idle: config.idle,
-        ...options,
+        ...sourceOptions,
+        ...(configKey ? { configKey } : {}),
       });
     }
     case "pop3": {
       const server = await serverOptions(config, `POP3 password of ${config.user}`);
-      return new Pop3Source({ ...server, password: server.password ?? "" }, options);
+      return new Pop3Source({ ...server, password: server.password ?? "" }, sourceOptions);
     }
   }
 }

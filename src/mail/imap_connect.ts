@@ -101,9 +101,13 @@ export async function connectImap(
     logger.log("debug", "IMAP connected", { server: ctx.server, mailbox: options.mailbox });
     return { client, uidValidity: box.uidValidity };
   } catch (err) {
+    const loggedIn = Boolean(client.authenticated);
     client.close();
-    if (client.authenticated && classifyImapError(err) === "command") {
-      throw commandError(err, `open mailbox ${options.mailbox} on`, ctx);
+    if (loggedIn && classifyImapError(err) === "command") {
+      throw commandError(err, `open mailbox ${options.mailbox} on`, {
+        ...ctx,
+        configKey: `${ctx.configKey}.mailbox`,
+      });
     }
     throw err;
   }

@@ -105,7 +105,8 @@ export function imapReason(err: unknown): string {
     : err instanceof Error
     ? err.message
     : String(err);
-  return text.replace(/\s+/g, " ").trim().replace(/[.;]+$/, "");
+  return text.replace(/\s*\(\d+\.\d+ \+ [^)]*secs?\)/g, "") // Dovecot's timing suffix
+    .replace(/\s+/g, " ").trim().replace(/[.;]+$/, "");
 }
 
 /**

@@ -232,7 +232,7 @@ export class ImapSource implements MailSource {
     signal?.addEventListener("abort", onWake, { once: true });
     const news = () => done || this.#arrivals !== this.#arrivalsListed;
     try {
-      const client = await this.#run("wait for mail in", (c) => Promise.resolve(c), signal)
+      const client = await this.#run("wait for mail on", (c) => Promise.resolve(c), signal)
         .catch((err) => {
           if (signal?.aborted) return undefined;
           throw err;
