@@ -56,3 +56,7 @@ export const WAITING_REPORT_MS = 5_000;
 export const HOST_RUN_LOCK_WAIT_MS = 60_000;
 /** Poll interval of a terminal waiting for its reply (IMAP NOOP, POP3 STAT), in ms (configurable). */
 export const DEFAULT_TERMINAL_POLL_INTERVAL_MS = 50;
+/** Interval of PING on an idle peer link, in ms. */
+export const PEER_KEEPALIVE_MS = 15_000;
+/** Silence after which a peer counts as vanished, in ms. */
+export const PEER_IDLE_TIMEOUT_MS = 45_000;

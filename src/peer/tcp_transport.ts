@@ -7,9 +7,10 @@
 import { PeerError } from "../errors.ts";
 import { DEFAULT_CONNECT_TIMEOUT_MS } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
-import type { RandomSource } from "../runtime.ts";
+import type { Clock, RandomSource } from "../runtime.ts";
 import { encodeFrame, type Frame, FrameDecoder } from "./frame.ts";
 import { initiateHandshake, respondHandshake } from "./handshake.ts";
+import { KeepaliveChannel } from "./keepalive_channel.ts";
 import { SessionLink } from "./session_crypto.ts";
 import type {
   ConnectOptions,
@@ -28,6 +29,25 @@ export interface TcpTransportOptions {
   disconnectTimeoutMs?: number;
   /** Told about every incoming connection a listener drops (for logging); default: none. */
   onDroppedConnection?: (err: unknown, remote: Endpoint) => void;
+  /** PING interval on an established link; default `PEER_KEEPALIVE_MS`. */
+  keepaliveMs?: number;
+  /** Silence after which the peer counts as vanished; default `PEER_IDLE_TIMEOUT_MS`. */
+  idleTimeoutMs?: number;
+  /** Timers for keepalive; default the system clock. */
+  clock?: Clock;
+}
+
+function keepalive(
+  channel: FrameChannel,
+  options: TcpTransportOptions,
+  peer: string,
+): FrameChannel {
+  return new KeepaliveChannel(channel, {
+    peer: `peer ${peer}`,
+    ...(options.keepaliveMs !== undefined ? { keepaliveMs: options.keepaliveMs } : {}),
+    ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
+  });
 }
 
 function endpointOf(addr: Deno.Addr): Endpoint {
@@ -204,7 +224,7 @@ export class TcpTransport implements PeerTransport {
         random: this.#options.random,
         signal: phase.signal,
       });
-      return new SessionLink(channel, result.cipher, {
+      return new SessionLink(keepalive(channel, this.#options, result.peer.userId), result.cipher, {
         local,
         remote: { ...result.peer, endpoint: remote },
         transport: "tcp",
@@ -393,12 +413,16 @@ class TcpPeerListener implements PeerListener {
           random: this.#transport.random,
           signal: h.abort.signal,
         });
-        const link = new SessionLink(h.channel, result.cipher, {
-          local: endpointOf(conn.localAddr),
-          remote: { ...result.peer, endpoint: remote },
-          transport: "tcp",
-          disconnectTimeoutMs: this.#transport.disconnectTimeoutMs,
-        });
+        const link = new SessionLink(
+          keepalive(h.channel, this.#transport, result.peer.userId),
+          result.cipher,
+          {
+            local: endpointOf(conn.localAddr),
+            remote: { ...result.peer, endpoint: remote },
+            transport: "tcp",
+            disconnectTimeoutMs: this.#transport.disconnectTimeoutMs,
+          },
+        );
         if (this.#closed) await link.close();
         else this.#deliver(link);
       } catch (err) {
