@@ -38,6 +38,54 @@
  * await Deno.remove(dir, { recursive: true });
  * ```
  *
+ * @example A game gets a connected, encrypted state channel (UDP) in a few lines
+ * ```ts
+ * import {
+ *   generateHostKeys, generateIdentityKeys, Host, hostCardOf, MaildirPostOffice, MaildirSender,
+ *   MaildirSource, MemoryStore, openDatagramChannel, Terminal, UdpTransport,
+ * } from "./mod.ts";
+ * import type { EventSink } from "./mod.ts";
+ *
+ * // Set-up: a host on a local post office (in production: a real mailbox, SMTP + IMAP).
+ * const dir = await Deno.makeTempDir();
+ * const po = new MaildirPostOffice(dir);
+ * const hostKeys = await generateHostKeys("host@lan.local");
+ * const hostBox = new MaildirSource(await po.ensureMailbox("host@lan.local"));
+ * const stop = new AbortController();
+ * const hosting = new Host({
+ *   keys: hostKeys, network: "game", source: hostBox, sender: new MaildirSender(po),
+ *   store: new MemoryStore(),
+ * }).run({ signal: stop.signal });
+ * const boxes: MaildirSource[] = [];
+ * const player = async (name: string, onEvent?: EventSink) => {
+ *   const box = new MaildirSource(await po.ensureMailbox(`${name}@lan.local`));
+ *   boxes.push(box);
+ *   return new Terminal({
+ *     identity: await generateIdentityKeys(name), email: `${name}@lan.local`, network: "game",
+ *     hosts: [hostCardOf(hostKeys)], sender: new MaildirSender(po), source: box,
+ *     transport: new UdpTransport(), advertise: "127.0.0.1", ...(onEvent ? { onEvent } : {}),
+ *   });
+ * };
+ *
+ * // The game: each player asks for a peer and gets an encrypted channel.
+ * const standby = Promise.withResolvers<void>();
+ * const bob = (await player("bob", (e) => e.event === "standby" && standby.resolve())).rendezvous();
+ * await standby.promise; // bob came first: the host knew nobody, so he stands by
+ * const alice = await (await player("alice")).rendezvous(); // finds bob, connects
+ * const aliceChannel = openDatagramChannel(alice.link);
+ * const bobChannel = openDatagramChannel((await bob).link);
+ * await aliceChannel.send(new TextEncoder().encode(JSON.stringify({ x: 3, y: 4 })));
+ * const state = await bobChannel.receive();
+ * console.log(new TextDecoder().decode(state!.data)); // {"x":3,"y":4}
+ *
+ * await aliceChannel.close();
+ * await bobChannel.close();
+ * stop.abort();
+ * await hosting;
+ * await Promise.all([hostBox.close(), ...boxes.map((b) => b.close())]);
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ *
  * @module
  */
 
