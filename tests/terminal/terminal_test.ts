@@ -7,7 +7,6 @@ import { join } from "node:path";
 import type { MailpeerEvent } from "../../src/events.ts";
 import { Host } from "../../src/host/host.ts";
 import { MemoryStore } from "../../src/host/memory_store.ts";
-import { selectPeers } from "../../src/host/table.ts";
 import { MaildirPostOffice } from "../../src/mail/maildir_post_office.ts";
 import { MaildirSender } from "../../src/mail/maildir_sender.ts";
 import { MaildirSource } from "../../src/mail/maildir_source.ts";
@@ -140,12 +139,17 @@ Deno.test("a dead first peer is reported by notice, flagged by user id, ranked l
     const rows = await w.store.read();
     assert.equal(rows.find((r) => r.userId === "ghost")?.failures, 1);
     assert.equal(rows.find((r) => r.userId === "bob")?.failures, 0);
-    const next = selectPeers(rows, { userId: "carol", network: NETWORK }, {
-      now: Date.now(),
-      expiryMs: 3_600_000,
-      max: 8,
+    // A later requester's reply lists ghost last (carol only looks: she denies everyone).
+    const carol = await w.terminal("carol", {
+      policy: { deny: ["alice", "bob", "ghost"] },
+      standbyTimeoutMs: 10,
     });
-    assert.equal(next.at(-1)?.userId, "ghost");
+    await assert.rejects(carol.t.rendezvous(), (err: { code?: string }) => err.code === "ETIMEOUT");
+    const carolReply = carol.events.find((e) => e.event === "reply-received");
+    assert.ok(carolReply && carolReply.event === "reply-received");
+    assert.equal(carolReply.peers.at(-1)?.userId, "ghost");
+    assert.equal(carolReply.peers.at(-1)?.failures, 1);
+    assert.ok(carolReply.peers.length >= 2);
 
     const bobSide = await bobRun;
     assert.equal(bobSide.role, "acceptor");
