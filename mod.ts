@@ -20,6 +20,7 @@
  * const host = new Host({
  *   keys: hostKeys, network: "lan", source: hostSource,
  *   sender: new MaildirSender(po), store: new MemoryStore(),
+ *   allowPrivateAddresses: true, // a LAN: everyone is on loopback here
  * });
  * const stop = new AbortController();
  * const hosting = host.run({ signal: stop.signal });
@@ -54,7 +55,7 @@
  * const stop = new AbortController();
  * const hosting = new Host({
  *   keys: hostKeys, network: "game", source: hostBox, sender: new MaildirSender(po),
- *   store: new MemoryStore(),
+ *   store: new MemoryStore(), allowPrivateAddresses: true, // a LAN: everyone is on loopback
  * }).run({ signal: stop.signal });
  * const boxes: MaildirSource[] = [];
  * const player = async (name: string, onEvent?: EventSink) => {

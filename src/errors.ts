@@ -27,7 +27,10 @@ export const ERROR_CODES = {
   ETLS: "A TLS connection to a mail server failed",
   // host
   ETABLE: "The control table file cannot be read, locked or written",
-  ESTALE: "A request is older than the expiry age",
+  ESTALE: "A request is older than the expiry age, or dated in the future",
+  EREPLAY: "A request repeats an earlier request of the same user",
+  ERATE: "A sender or user is over its request rate",
+  EPOLICY: "A request breaks the host's policy (address class, sender verification)",
   // terminal and peer
   ETIMEOUT: "Nothing arrived in time",
   EPEER: "A peer connection failed",

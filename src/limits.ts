@@ -60,3 +60,9 @@ export const DEFAULT_TERMINAL_POLL_INTERVAL_MS = 50;
 export const PEER_KEEPALIVE_MS = 15_000;
 /** Silence after which a peer counts as vanished, in ms. */
 export const PEER_IDLE_TIMEOUT_MS = 45_000;
+/** Requests one user id may make per hour before the host stops answering (configurable). */
+export const DEFAULT_REQUESTS_PER_USER_PER_HOUR = 30;
+/** Requests one sender address may make per hour, over all its user ids (configurable). */
+export const DEFAULT_REQUESTS_PER_SENDER_PER_HOUR = 120;
+/** The window of the request rate limits, in ms. */
+export const RATE_WINDOW_MS = 60 * 60 * 1000;

@@ -49,6 +49,7 @@ export async function runDemo(
     source: hostSource,
     sender: new MaildirSender(postOffice),
     store: new JsonFileStore(join(dir, "table.json")),
+    allowPrivateAddresses: true, // everyone is on loopback
     onEvent: withActor(options.onEvent, "host"),
   });
   const stopHost = new AbortController();

@@ -45,7 +45,16 @@ export async function hostFromConfig(
     store,
     subjectMatch: config.subjectMatch,
     policy: { capacity: hc.tableCapacity, expiryMs: hc.expiryMs, peersPerReply: hc.peersPerReply },
-    maxMailBytes: hc.maxMailBytes,
+    limits: {
+      maxMailBytes: hc.maxMailBytes,
+      maxBlockBytes: hc.maxBlockBytes,
+      requestsPerUserPerHour: hc.requestsPerUserPerHour,
+      requestsPerSenderPerHour: hc.requestsPerSenderPerHour,
+    },
+    allowPrivateAddresses: hc.allowPrivateAddresses,
+    ...(hc.requireVerifiedSender
+      ? { requireVerifiedSender: { authservId: hc.requireVerifiedSender } }
+      : {}),
     onEvent: options.onEvent,
   });
   const close = async () => {

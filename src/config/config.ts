@@ -13,9 +13,12 @@ import {
   DEFAULT_PEERS_PER_REPLY,
   DEFAULT_POLL_INTERVAL_MS,
   DEFAULT_REPLY_TIMEOUT_MS,
+  DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
+  DEFAULT_REQUESTS_PER_USER_PER_HOUR,
   DEFAULT_STANDBY_TIMEOUT_MS,
   DEFAULT_TABLE_CAPACITY,
   DEFAULT_TERMINAL_POLL_INTERVAL_MS,
+  MAX_BLOCK_BYTES,
   MAX_MAIL_BYTES,
 } from "../limits.ts";
 import type { TransportKind } from "../message/types.ts";
@@ -57,6 +60,12 @@ export interface HostConfig {
   expiryMs: number;
   pollIntervalMs: number;
   maxMailBytes: number;
+  maxBlockBytes: number;
+  requestsPerUserPerHour: number;
+  requestsPerSenderPerHour: number;
+  allowPrivateAddresses: boolean;
+  /** authserv-id whose SPF/DKIM verdict must pass (RFC 8601); unset: not required. */
+  requireVerifiedSender?: string;
   receive: ReceiveConfig;
   send: SendConfig;
 }
@@ -264,6 +273,25 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
     expiryMs: r.duration(t, "expiry", DEFAULT_EXPIRY_MS),
     pollIntervalMs: r.duration(t, "poll_interval", DEFAULT_POLL_INTERVAL_MS),
     maxMailBytes: r.int(t, "max_mail_bytes", MAX_MAIL_BYTES, 1024, 16 * 1024 * 1024),
+    maxBlockBytes: r.int(t, "max_block_bytes", MAX_BLOCK_BYTES, 256, MAX_BLOCK_BYTES),
+    requestsPerUserPerHour: r.int(
+      t,
+      "requests_per_user_per_hour",
+      DEFAULT_REQUESTS_PER_USER_PER_HOUR,
+      1,
+      1_000_000,
+    ),
+    requestsPerSenderPerHour: r.int(
+      t,
+      "requests_per_sender_per_hour",
+      DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
+      1,
+      1_000_000,
+    ),
+    allowPrivateAddresses: r.bool(t, "allow_private_addresses", false),
+    ...(t["require_verified_sender"] !== undefined
+      ? { requireVerifiedSender: r.string(t, "require_verified_sender") }
+      : {}),
     receive: readReceive(r.sub("receive"), r.table(t, "receive"), email, postOffice),
     send: readSend(r.sub("send"), r.table(t, "send"), email, postOffice),
   };

@@ -8,8 +8,16 @@
  */
 import { isMailpeerError, MailError, MessageError } from "../errors.ts";
 import { type EventSink, silentSink } from "../events.ts";
-import { MAX_CLOCK_SKEW_MS, MAX_MAIL_BYTES } from "../limits.ts";
+import {
+  DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
+  DEFAULT_REQUESTS_PER_USER_PER_HOUR,
+  MAX_BLOCK_BYTES,
+  MAX_CLOCK_SKEW_MS,
+  MAX_MAIL_BYTES,
+  RATE_WINDOW_MS,
+} from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
+import { headerValues } from "../mail/header_values.ts";
 import { type ParsedMail, parseMail } from "../mail/parse.ts";
 import type { MailRef, MailSender, MailSource, SubjectMatch } from "../mail/types.ts";
 import { dearmor } from "../message/armor.ts";
@@ -28,6 +36,9 @@ import {
   upsertRow,
 } from "./table.ts";
 import type { PeerRow, TableStore } from "./types.ts";
+import { endpointProblem } from "./address_policy.ts";
+import { admit, nextHistory } from "./admission.ts";
+import { senderVerified } from "./auth_results.ts";
 
 /** What one pass over the mailbox did. */
 export interface HostPassResult {
@@ -48,34 +59,81 @@ export interface HostOptions {
   subjectMatch?: SubjectMatch["mode"];
   /** Table capacity, expiry and peers per reply; defaults from limits.ts. */
   policy?: Partial<TablePolicy>;
-  /** Largest mail accepted; default MAX_MAIL_BYTES. */
-  maxMailBytes?: number;
+  /** Limits against hostile input; defaults from limits.ts. */
+  limits?: Partial<HostLimits>;
+  /** Accept loopback, private and link-local peer addresses (a LAN party); default false. */
+  allowPrivateAddresses?: boolean;
+  /**
+   * Answer only mail whose sender the host's own mail server verified (SPF or DKIM pass in an
+   * `Authentication-Results` header with this authserv-id, RFC 8601); default: not required.
+   */
+  requireVerifiedSender?: { authservId: string };
+  /** Called after each step of processing a mail (fault injection, tracing). */
+  onStep?: (step: HostStep) => void | Promise<void>;
   clock?: Clock;
   onEvent?: EventSink;
   logger?: Logger;
 }
 
+/** Limits against hostile input. */
+export interface HostLimits {
+  maxMailBytes: number;
+  maxBlockBytes: number;
+  requestsPerUserPerHour: number;
+  requestsPerSenderPerHour: number;
+}
+
+/** The defaults of {@link HostLimits}. */
+export const DEFAULT_HOST_LIMITS: Readonly<HostLimits> = Object.freeze({
+  maxMailBytes: MAX_MAIL_BYTES,
+  maxBlockBytes: MAX_BLOCK_BYTES,
+  requestsPerUserPerHour: DEFAULT_REQUESTS_PER_USER_PER_HOUR,
+  requestsPerSenderPerHour: DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
+});
+
+/** A step of processing one mail, in order: the table is saved before the reply is sent, and
+ * the mail deleted only after that. */
+export interface HostStep {
+  step: "fetched" | "table-saved" | "reply-sent" | "deleted";
+  kind: "request" | "notice";
+  /** The mail's id in the source. */
+  id: string;
+}
+
 /** A mail that must not be answered, and why. */
 class Rejected extends Error {
-  constructor(readonly code: string, reason: string, readonly disposal: "quarantine" | "delete") {
+  constructor(
+    readonly code: string,
+    reason: string,
+    readonly disposal: "quarantine" | "delete",
+    readonly userId?: string,
+  ) {
     super(reason);
   }
 }
 
 /** Processes the requests and notices in one host mailbox. */
 export class Host {
-  readonly #o: Required<Omit<HostOptions, "policy">> & { policy: TablePolicy };
+  readonly #o:
+    & Required<Omit<HostOptions, "policy" | "limits" | "requireVerifiedSender" | "onStep">>
+    & Pick<HostOptions, "requireVerifiedSender" | "onStep">
+    & { policy: TablePolicy; limits: HostLimits };
 
   constructor(options: HostOptions) {
     this.#o = {
       subjectMatch: "exact",
-      maxMailBytes: MAX_MAIL_BYTES,
+      allowPrivateAddresses: false,
       clock: systemClock,
       onEvent: silentSink,
       logger: silentLogger,
       ...options,
       policy: { ...DEFAULT_TABLE_POLICY, ...options.policy },
+      limits: { ...DEFAULT_HOST_LIMITS, ...options.limits },
     };
+  }
+
+  async #step(step: HostStep["step"], kind: HostStep["kind"], ref: MailRef): Promise<void> {
+    await this.#o.onStep?.({ step, kind, id: ref.id });
   }
 
   #match(kind: MailKind): SubjectMatch {
@@ -125,25 +183,27 @@ export class Host {
     kind: "request" | "notice",
     signal?: AbortSignal,
   ): Promise<keyof HostPassResult> {
-    const { source, onEvent, logger } = this.#o;
+    const { source, onEvent, logger, limits } = this.#o;
     try {
-      if (ref.size !== undefined && ref.size > this.#o.maxMailBytes) {
+      if (ref.size !== undefined && ref.size > limits.maxMailBytes) {
         throw new Rejected(
           "EMAIL",
-          `mail of ${ref.size} bytes is over the limit of ${this.#o.maxMailBytes}`,
+          `mail of ${ref.size} bytes is over the limit of ${limits.maxMailBytes}`,
           "quarantine",
         );
       }
       const raw = await source.fetch(ref, signal ? { signal } : {});
-      const mail = await this.#parse(raw);
+      await this.#step("fetched", kind, ref);
+      const parsed = await this.#parse(raw);
       if (kind === "notice") {
-        await this.#handleNotice(mail);
-        await source.delete(ref);
-        return "notices";
+        await this.#handleNotice(parsed);
+        await this.#step("table-saved", kind, ref);
+      } else {
+        await this.#handleRequest(parsed, raw, ref);
       }
-      await this.#handleRequest(mail);
       await source.delete(ref);
-      return "answered";
+      await this.#step("deleted", kind, ref);
+      return kind === "notice" ? "notices" : "answered";
     } catch (err) {
       if (!(err instanceof Rejected)) throw err;
       logger.log("warn", `${kind} not answered: ${err.message}`, {
@@ -152,7 +212,7 @@ export class Host {
       });
       if (err.disposal === "delete") {
         await source.delete(ref);
-        onEvent({ event: "request-deleted", userId: "", reason: err.message });
+        onEvent({ event: "request-deleted", userId: err.userId ?? "", reason: err.message });
         return "stale";
       }
       await source.quarantine(ref, err.message);
@@ -163,8 +223,16 @@ export class Host {
 
   async #parse(raw: Uint8Array): Promise<{ mail: ParsedMail; block: Uint8Array }> {
     try {
-      const mail = await parseMail(raw, { maxBytes: this.#o.maxMailBytes });
-      return { mail, block: dearmor(mail.text) };
+      const mail = await parseMail(raw, { maxBytes: this.#o.limits.maxMailBytes });
+      const block = dearmor(mail.text);
+      if (block.length > this.#o.limits.maxBlockBytes) {
+        throw new Rejected(
+          "EBLOCK",
+          `block of ${block.length} bytes is over the limit of ${this.#o.limits.maxBlockBytes}`,
+          "quarantine",
+        );
+      }
+      return { mail, block };
     } catch (err) {
       if (err instanceof MailError || err instanceof MessageError) {
         throw new Rejected(err.code, err.message, "quarantine");
@@ -182,8 +250,12 @@ export class Host {
     }
   }
 
-  async #handleRequest({ mail, block }: { mail: ParsedMail; block: Uint8Array }): Promise<void> {
-    const { keys, network, clock, policy, onEvent, store } = this.#o;
+  async #handleRequest(
+    { mail, block }: { mail: ParsedMail; block: Uint8Array },
+    raw: Uint8Array,
+    ref: MailRef,
+  ): Promise<void> {
+    const { keys, network, clock, policy, onEvent, store, limits } = this.#o;
     const kind = await this.#open(() => Promise.resolve(blockKindOf(block)));
     if (kind !== "request") {
       throw new Rejected(
@@ -193,36 +265,83 @@ export class Host {
       );
     }
     const request = await this.#open(() => openRequest(block, keys));
+    const who = request.userId;
     if (request.network !== network) {
       throw new Rejected(
         "EPAYLOAD",
         `the request is for network ${request.network}, not ${network}`,
         "quarantine",
+        who,
       );
     }
     const now = clock.now();
+    // The Date header is what the design names; the signed creation time cannot be forged,
+    // so a replayed old request with a fresh Date is stale all the same.
     const requestedAt = mail.date?.getTime() ?? request.createdAt;
-    if (requestedAt < now - policy.expiryMs) {
+    const oldest = Math.min(requestedAt, request.createdAt);
+    if (oldest < now - policy.expiryMs) {
       throw new Rejected(
         "ESTALE",
-        `request of ${request.userId} dated ${
-          new Date(requestedAt).toISOString()
-        } is older than the expiry`,
+        `request of ${who} dated ${new Date(oldest).toISOString()} is older than the expiry`,
         "delete",
+        who,
       );
     }
-    if (requestedAt > now + MAX_CLOCK_SKEW_MS) {
-      throw new Rejected(
-        "ESTALE",
-        `request of ${request.userId} is dated in the future`,
-        "quarantine",
-      );
+    if (Math.max(requestedAt, request.createdAt) > now + MAX_CLOCK_SKEW_MS) {
+      throw new Rejected("ESTALE", `request of ${who} is dated in the future`, "quarantine", who);
+    }
+    for (const endpoint of request.endpoints) {
+      const problem = endpointProblem(endpoint, { allowPrivate: this.#o.allowPrivateAddresses });
+      if (problem !== undefined) {
+        throw new Rejected(
+          "EPOLICY",
+          `request of ${who} offers ${problem}, which this host does not hand out (host.allow_private_addresses)`,
+          "quarantine",
+          who,
+        );
+      }
+    }
+    const verify = this.#o.requireVerifiedSender;
+    if (verify) {
+      const verdict = senderVerified(headerValues(raw, "Authentication-Results"), {
+        authservId: verify.authservId,
+        from: mail.from,
+      });
+      if (!verdict.ok) {
+        throw new Rejected(
+          "EPOLICY",
+          `sender ${mail.from} is not verified: ${verdict.reason}`,
+          "quarantine",
+          who,
+        );
+      }
     }
     const sessionId = toBase64Url(request.sessionId);
-    onEvent({ event: "request-received", userId: request.userId, sessionId });
+    onEvent({ event: "request-received", userId: who, sessionId });
     const row = rowOf(request, mail.from, requestedAt);
-    const { peers, size } = await store.update((rows) => {
-      const next = upsertRow(expireRows(rows, now, policy), row, policy);
+    type Outcome =
+      | { refused: { code: string; reason: string } }
+      | { peers: PeerRow[]; size: number };
+    const outcome = await store.update<Outcome>((rows) => {
+      const live = expireRows(rows, now, policy);
+      const verdict = admit(live, {
+        network,
+        userId: who,
+        email: mail.from,
+        sessionId,
+        createdAt: request.createdAt,
+        now,
+      }, {
+        perUser: limits.requestsPerUserPerHour,
+        perSender: limits.requestsPerSenderPerHour,
+        windowMs: RATE_WINDOW_MS,
+      });
+      if (!verdict.ok) return { rows, result: { refused: verdict } };
+      const old = live.find((r) => r.network === network && r.userId === who);
+      const next = verdict.repeat ? live : upsertRow(live, {
+        ...row,
+        history: nextHistory(old, { sessionId, at: now }, policy.expiryMs),
+      }, policy);
       const chosen = selectPeers(next, request, {
         now,
         expiryMs: policy.expiryMs,
@@ -230,6 +349,11 @@ export class Host {
       });
       return { rows: next, result: { peers: chosen, size: next.length } };
     });
+    if ("refused" in outcome) {
+      throw new Rejected(outcome.refused.code, outcome.refused.reason, "quarantine", who);
+    }
+    const { peers, size } = outcome as { peers: PeerRow[]; size: number };
+    await this.#step("table-saved", "request", ref);
     onEvent({ event: "table-updated", rows: size });
     const reply = await sealReply({
       network,
@@ -247,6 +371,7 @@ export class Host {
       ...(mail.messageId ? { inReplyTo: mail.messageId } : {}),
     });
     onEvent({ event: "reply-sent", to: mail.from, userId: request.userId, peers: peers.length });
+    await this.#step("reply-sent", "request", ref);
   }
 
   async #handleNotice({ block }: { mail: ParsedMail; block: Uint8Array }): Promise<void> {

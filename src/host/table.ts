@@ -60,6 +60,7 @@ export function cloneRow(row: PeerRow): PeerRow {
     failures: row.failures,
   };
   if (row.lastFailureAt !== undefined) copy.lastFailureAt = row.lastFailureAt;
+  if (row.history !== undefined) copy.history = row.history.map((h) => ({ sessionId: h.sessionId, at: h.at }));
   return copy;
 }
 
@@ -179,6 +180,7 @@ const ROW_KEYS = new Set([
   "requestedAt",
   "failures",
   "lastFailureAt",
+  "history",
 ]);
 const ENDPOINT_KEYS = new Set(["transport", "address", "port"]);
 
@@ -217,6 +219,14 @@ function rowProblem(value: unknown): string | undefined {
   if (!isTime(value.failures)) return `has no valid "failures"`;
   if (value.lastFailureAt !== undefined && !isTime(value.lastFailureAt)) {
     return `has an invalid "lastFailureAt"`;
+  }
+  if (value.history !== undefined) {
+    if (!Array.isArray(value.history)) return `has a "history" that is not a list`;
+    for (const h of value.history) {
+      if (!isRecord(h) || typeof h.sessionId !== "string" || !isTime(h.at)) {
+        return `has an invalid "history" entry`;
+      }
+    }
   }
   if (!Array.isArray(value.endpoints)) return `has no "endpoints" list`;
   for (const [i, endpoint] of value.endpoints.entries()) {

@@ -22,6 +22,11 @@ export interface PeerRow {
   failures: number;
   /** When the latest notice about this user arrived, ms since the epoch. */
   lastFailureAt?: number;
+  /**
+   * Recent requests of this user (session id, base64url, and when they arrived), oldest first,
+   * within the expiry age: the replay cache and the per-user rate count.
+   */
+  history?: { sessionId: string; at: number }[];
 }
 
 /** Stores the control table. Every implementation passes tests/conformance/table_store.ts. */

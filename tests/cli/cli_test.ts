@@ -67,6 +67,7 @@ network = "clitest"
 post_office = "po"
 [host]
 email = "host@lan.test"
+allow_private_addresses = true
 [terminal]
 user_id = "bob"
 email = "bob@lan.test"

@@ -19,7 +19,7 @@ async function site(dir: string, transport: "tcp" | "udp"): Promise<void> {
   const card = events(host.stdout)[0]?.card as string;
   await Deno.writeTextFile(
     join(dir, "host.toml"),
-    `network = "files"\npost_office = "po"\n[host]\nemail = "host@lan.test"\n`,
+    `network = "files"\npost_office = "po"\n[host]\nemail = "host@lan.test"\nallow_private_addresses = true\n`,
   );
   for (const user of ["alice", "bob"]) {
     assert.equal(

@@ -53,6 +53,7 @@ export async function makeSite(options: { receive: Receive; network?: string }) 
 [host]
 email = "host@host.test"
 poll_interval = "100ms"
+allow_private_addresses = true
 [host.receive]
 ${server("host@host.test", options.receive)}
 ${options.receive === "imap" ? "idle = false" : ""}

@@ -3,7 +3,7 @@
  * helpers to mail requests and notices as a terminal would, and to read replies back.
  */
 import { join } from "node:path";
-import { Host } from "../../src/host/host.ts";
+import { Host, type HostOptions } from "../../src/host/host.ts";
 import { MemoryStore } from "../../src/host/memory_store.ts";
 import { MaildirPostOffice } from "../../src/mail/maildir.ts";
 import { MaildirSender } from "../../src/mail/maildir_sender.ts";
@@ -45,7 +45,7 @@ export class World {
   #dir = "";
   #sources: MaildirSource[] = [];
 
-  static async create(): Promise<World> {
+  static async create(hostOptions: Partial<HostOptions> = {}): Promise<World> {
     const w = new World();
     w.#dir = await Deno.makeTempDir({ prefix: "mailpeer-test-" });
     w.postOffice = new MaildirPostOffice(join(w.#dir, "po"));
@@ -61,7 +61,9 @@ export class World {
       sender: w.sender,
       store: w.store,
       clock: w.clock,
+      allowPrivateAddresses: true,
       onEvent: (e) => w.events.push(e),
+      ...hostOptions,
     });
     return w;
   }

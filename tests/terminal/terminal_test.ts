@@ -32,6 +32,7 @@ async function localWorld() {
     source: hostSource,
     sender: new MaildirSender(po),
     store,
+    allowPrivateAddresses: true,
     onEvent: (e) => hostEvents.push(e),
   });
   const stop = new AbortController();

@@ -1,0 +1,109 @@
+/**
+ * Whether the host answers a request, judged against the control table: replays and request
+ * rates (DESIGN §5). Pure functions over rows.
+ *
+ * - A request with the session id of the user's current row is a repeat (the host crashed
+ *   before deleting it, or the mail was delivered twice): answered again, idempotently.
+ * - A request with a session id the user sent before, or signed earlier than the user's current
+ *   row, is a replay: refused (it could otherwise roll the user back to an old address).
+ * - More than `perUser` requests of one user id, or `perSender` requests from one e-mail
+ *   address, within `windowMs`: refused.
+ *
+ * @module
+ */
+import type { PeerRow } from "./types.ts";
+
+/** Rate limits; `Infinity` disables one. */
+export interface RateLimits {
+  perUser: number;
+  perSender: number;
+  windowMs: number;
+}
+
+/** The request being judged. */
+export interface Candidate {
+  network: string;
+  userId: string;
+  email: string;
+  sessionId: string;
+  /** Signed creation time of the request. */
+  createdAt: number;
+  /** When it is processed. */
+  now: number;
+}
+
+/** The verdict: answer it (and whether it repeats the current request), or refuse and why. */
+export type Admission =
+  | { ok: true; repeat: boolean }
+  | { ok: false; code: "EREPLAY" | "ERATE"; reason: string };
+
+/** Largest number of history entries kept per row. */
+export const MAX_HISTORY = 64;
+
+/**
+ * Judges a request against the rows.
+ *
+ * @example
+ * ```ts
+ * const verdict = admit(rows, candidate, { perUser: 30, perSender: 60, windowMs: 3_600_000 });
+ * if (!verdict.ok) quarantine(verdict.reason);
+ * ```
+ */
+export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits): Admission {
+  const own = rows.find((r) => r.network === c.network && r.userId === c.userId);
+  if (own && own.sessionId === c.sessionId) return { ok: true, repeat: true };
+  if (own?.history?.some((h) => h.sessionId === c.sessionId)) {
+    return {
+      ok: false,
+      code: "EREPLAY",
+      reason: `session ${c.sessionId} of ${c.userId} was already used (replay)`,
+    };
+  }
+  if (own && c.createdAt < own.requestedAt) {
+    return {
+      ok: false,
+      code: "EREPLAY",
+      reason:
+        `request of ${c.userId} was signed before the user's current one (replay or out of order)`,
+    };
+  }
+  const since = c.now - limits.windowMs;
+  const recent = (r: PeerRow) => (r.history ?? []).filter((h) => h.at > since).length;
+  const userCount = own ? recent(own) : 0;
+  if (userCount >= limits.perUser) {
+    return {
+      ok: false,
+      code: "ERATE",
+      reason: `user ${c.userId} sent ${userCount} requests within ${
+        Math.round(limits.windowMs / 60_000)
+      } min (limit ${limits.perUser})`,
+    };
+  }
+  const email = c.email.toLowerCase();
+  const senderCount = rows.filter((r) => r.email.toLowerCase() === email).reduce(
+    (n, r) => n + recent(r),
+    0,
+  );
+  if (senderCount >= limits.perSender) {
+    return {
+      ok: false,
+      code: "ERATE",
+      reason: `sender ${c.email} sent ${senderCount} requests within ${
+        Math.round(limits.windowMs / 60_000)
+      } min (limit ${limits.perSender})`,
+    };
+  }
+  return { ok: true, repeat: false };
+}
+
+/** The history a new row of this user carries: the old one within `keepMs`, plus this request. */
+export function nextHistory(
+  old: PeerRow | undefined,
+  entry: { sessionId: string; at: number },
+  keepMs: number,
+): { sessionId: string; at: number }[] {
+  const kept = (old?.history ?? []).filter((h) =>
+    h.at > entry.at - keepMs && h.sessionId !== entry.sessionId
+  );
+  return [...kept, entry].slice(-MAX_HISTORY);
+}
