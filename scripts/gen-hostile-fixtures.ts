@@ -29,7 +29,7 @@ import {
 import { publicKeyOf, sign } from "../src/message/keys.ts";
 import { bodyFor, subjectFor } from "../src/message/mail_text.ts";
 import { BlockKind, type BlockKindName, type Endpoint } from "../src/message/types.ts";
-import { PROTOCOL_VERSION } from "../src/limits.ts";
+import { MAX_MAIL_BYTES, PROTOCOL_VERSION } from "../src/limits.ts";
 
 /** The network of every fixture. */
 export const FIXTURE_NETWORK = "hostile-test";
@@ -459,25 +459,49 @@ async function build(): Promise<Map<string, { raw: Uint8Array; spec?: FixtureExp
     outcomes: [q("EMAIL")],
     why: "no From header: nobody to answer",
   });
-  {
-    const depth = 200;
+  const nested = async (depth: number, label: string) => {
     let head = "";
     let tail = "";
     for (let i = 1; i < depth; i++) {
-      head += `--b${i}\r\nContent-Type: multipart/mixed; boundary="b${i + 1}"\r\n\r\n`;
-      tail = `\r\n--b${i}--\r\n` + tail;
+      head += `--${i}\r\nContent-Type:multipart/mixed;boundary=${i + 1}\r\n\r\n`;
+      tail = `\r\n--${i}--\r\n` + tail;
     }
-    const inner = `--b${depth}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n` +
-      requestBody(await good("deep")).replace(/\n/g, "\r\n") + `\r\n--b${depth}--\r\n`;
-    add(
-      "deep-multipart.eml",
-      rawMail({ contentType: 'multipart/mixed; boundary="b1"', body: head + inner + tail }),
-      {
-        outcomes: [q("EMAIL")],
-        why: `${depth} nested multipart levels: a parsing bomb, refused before any MIME parsing`,
-      },
-    );
+    const inner = `--${depth}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n` +
+      requestBody(await good(label)).replace(/\n/g, "\r\n") + `\r\n--${depth}--\r\n`;
+    return rawMail({ contentType: "multipart/mixed;boundary=1", body: head + inner + tail });
+  };
+  add("deep-multipart.eml", await nested(200, "deep"), {
+    outcomes: [{ action: "answer", to: "mallory@evil.test" }],
+    why: "a valid request inside 200 nested multipart levels: within mailparser's limit of " +
+      "child nodes, so the text is found and the signed request answered; it just costs parsing",
+  });
+  {
+    const raw = await nested(1000, "deeper");
+    if (raw.length > MAX_MAIL_BYTES) throw new RangeError("deep-multipart-1000 is too large");
+    add("deep-multipart-1000.eml", raw, {
+      outcomes: [q("EMAIL")],
+      why: "1000 nested multipart levels in under 64 KiB: mailparser refuses (too many child " +
+        "nodes) instead of recursing; quarantined",
+    });
   }
+  add(
+    "from-no-domain.eml",
+    rawMail({ from: "<mallory@>", body: requestBody(await good("no-domain")) }),
+    {
+      outcomes: [q("EMAIL")],
+      why: "a valid request from `mallory@`: no address a mail server would send to; answering " +
+        "fails on every pass and would block every mail behind it",
+    },
+  );
+  add(
+    "from-path.eml",
+    rawMail({ from: "<../../x@evil.test>", body: requestBody(await good("from-path")) }),
+    {
+      outcomes: [q("EMAIL")],
+      why: "a valid request from `../../x@evil.test`: a path, refused by the Maildir post " +
+        "office and by strict servers; must not be answered (nor block the mailbox)",
+    },
+  );
   {
     // ISO-8859-1 bytes (raw, unencoded) in the display name and in an extra header.
     const from = `"J\xf6rg M\xfcller \xff\xfe" <joerg@player.test>`;
@@ -501,7 +525,8 @@ async function build(): Promise<Map<string, { raw: Uint8Array; spec?: FixtureExp
       rawMail({ from: "j\xf6rg\xff@player.test", body: requestBody(await good("latin1-addr")) }),
       {
         outcomes: [q("EMAIL")],
-        why: "invalid bytes inside the sender address itself: no address to answer",
+        why: "invalid bytes inside the sender address itself: the parser turns them into U+FFFD, " +
+          "an address the sender never wrote; must not be answered",
       },
     );
   }

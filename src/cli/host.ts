@@ -36,7 +36,7 @@ export async function hostFromConfig(
     pollIntervalMs: options.pollIntervalMs ?? hc.pollIntervalMs,
   });
   const sender = await openSender(hc.send);
-  const store = openStore(hc.table);
+  const store = openStore(hc);
   const host = new Host({
     keys,
     network: config.network,

@@ -3,7 +3,9 @@
  *
  * @module
  */
-import type { ReceiveConfig, SendConfig, ServerConfig } from "../config/config.ts";
+import type { HostConfig, ReceiveConfig, SendConfig, ServerConfig } from "../config/config.ts";
+import { RedisStore } from "../host/redis_store.ts";
+import type { TableStore } from "../host/types.ts";
 import { resolveSecret } from "../config/secret.ts";
 import { ConfigError, MessageError } from "../errors.ts";
 import { JsonFileStore } from "../host/json_file_store.ts";
@@ -114,7 +116,9 @@ export function parseHostCards(cards: string[]): HostCard[] {
   });
 }
 
-/** Opens the host's control table. */
-export function openStore(path: string): JsonFileStore {
-  return new JsonFileStore(path);
+/** Opens the host's control table: the JSON file, or the shared Redis when configured. */
+export function openStore(host: Pick<HostConfig, "table" | "store">): TableStore {
+  return host.store.kind === "redis"
+    ? new RedisStore(host.store.url, { key: host.store.key })
+    : new JsonFileStore(host.table);
 }

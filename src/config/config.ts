@@ -66,6 +66,8 @@ export interface HostConfig {
   allowPrivateAddresses: boolean;
   /** authserv-id whose SPF/DKIM verdict must pass (RFC 8601); unset: not required. */
   requireVerifiedSender?: string;
+  /** Where the control table lives: the JSON file `table`, or a shared Redis. */
+  store: { kind: "file" } | { kind: "redis"; url: string; key: string };
   receive: ReceiveConfig;
   send: SendConfig;
 }
@@ -262,6 +264,12 @@ function readSend(r: Reader, t: Table, email: string, postOffice: string | undef
   return { kind, ...readServer(r, t, "smtp", email) };
 }
 
+function readStore(r: Reader, t: Table): HostConfig["store"] {
+  const kind = r.oneOf(t, "kind", ["file", "redis"] as const, "file");
+  if (kind === "file") return { kind };
+  return { kind, url: r.string(t, "url"), key: r.string(t, "key", "mailpeer:table") };
+}
+
 function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConfig {
   const email = r.string(t, "email");
   return {
@@ -289,6 +297,7 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
       1_000_000,
     ),
     allowPrivateAddresses: r.bool(t, "allow_private_addresses", false),
+    store: readStore(r.sub("store"), r.table(t, "store")),
     ...(t["require_verified_sender"] !== undefined
       ? { requireVerifiedSender: r.string(t, "require_verified_sender") }
       : {}),

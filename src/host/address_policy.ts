@@ -188,12 +188,13 @@ function classifyV6(groups: readonly number[]): AddressClass {
  *
  * @example Classify a few addresses
  * ```ts
+ * import assert from "node:assert/strict";
  * import { classifyAddress } from "./address_policy.ts";
  *
- * classifyAddress("8.8.8.8"); // "global"
- * classifyAddress("192.168.1.10"); // "private"
- * classifyAddress("::ffff:127.0.0.1"); // "loopback"
- * classifyAddress("2001:db8::1"); // "reserved" (documentation)
+ * assert.equal(classifyAddress("8.8.8.8"), "global");
+ * assert.equal(classifyAddress("192.168.1.10"), "private");
+ * assert.equal(classifyAddress("::ffff:127.0.0.1"), "loopback");
+ * assert.equal(classifyAddress("2001:db8::1"), "reserved"); // documentation
  * ```
  *
  * @param ip An IP address literal without brackets or port.
@@ -253,11 +254,13 @@ const ALWAYS_REFUSED: ReadonlySet<AddressClass> = new Set([
  *
  * @example Refuse a loopback endpoint on an internet host
  * ```ts
+ * import assert from "node:assert/strict";
  * import { endpointProblem } from "./address_policy.ts";
  *
  * const endpoint = { address: "127.0.0.1", port: 7000, transport: "tcp" };
- * endpointProblem(endpoint, { allowPrivate: false }); // "127.0.0.1 is a loopback address"
- * endpointProblem(endpoint, { allowPrivate: true }); // undefined
+ * const problem = endpointProblem(endpoint, { allowPrivate: false });
+ * assert.equal(problem, "127.0.0.1 is a loopback address");
+ * assert.equal(endpointProblem(endpoint, { allowPrivate: true }), undefined);
  * ```
  *
  * @param endpoint The endpoint a request lists.

@@ -173,13 +173,16 @@ function parseResinfo(s: Scanner): AuthResult | "none" | undefined {
  *
  * @example Read an SPF result
  * ```ts
+ * import assert from "node:assert/strict";
  * import { parseAuthenticationResults } from "./auth_results.ts";
  *
  * const header = parseAuthenticationResults(
- *   "mx.example.org; spf=pass (sender IP is 192.0.2.1) smtp.mailfrom=alice@example.net",
+ *   "mx.example.org; SPF=pass (sender IP is 192.0.2.1) smtp.mailfrom=alice@example.net",
  * );
- * // { authservId: "mx.example.org", results: [{ method: "spf", result: "pass",
- * //   props: { "smtp.mailfrom": "alice@example.net" } }] }
+ * assert.deepEqual(header, {
+ *   authservId: "mx.example.org",
+ *   results: [{ method: "spf", result: "pass", props: { "smtp.mailfrom": "alice@example.net" } }],
+ * });
  * ```
  *
  * @param value The field value, with or without folding.
@@ -259,12 +262,19 @@ function vouchedDomain(r: AuthResult): string | undefined {
  *
  * @example Accept an aligned SPF pass, ignore a forged field
  * ```ts
+ * import assert from "node:assert/strict";
  * import { senderVerified } from "./auth_results.ts";
  *
- * senderVerified(
- *   ["evil.test; dkim=pass header.d=a.test", "mx.host.test; spf=pass smtp.mailfrom=bob@a.test"],
- *   { authservId: "mx.host.test", from: "Bob <bob@a.test>" },
- * ); // { ok: true, reason: "spf=pass for a.test, aligned with From a.test" }
+ * const fields = [
+ *   "evil.test; dkim=pass header.d=b.test",
+ *   "mx.host.test; spf=pass smtp.mailfrom=bob@a.test",
+ * ];
+ * const authservId = "mx.host.test";
+ * assert.deepEqual(senderVerified(fields, { authservId, from: "Bob <bob@a.test>" }), {
+ *   ok: true,
+ *   reason: "spf=pass for a.test, aligned with From a.test",
+ * });
+ * assert.equal(senderVerified(fields, { authservId, from: "eve@b.test" }).ok, false);
  * ```
  *
  * @param headerValues All `Authentication-Results` field values of the mail, topmost first.

@@ -72,7 +72,11 @@ export function dearmor(text: string): Uint8Array {
   if (end === undefined || end < begin) {
     throw armorError("no END line", "the mail was truncated; ask the sender to send it again");
   }
-  const body = lines.slice(begin + 1, end).join("");
+  return decodeArmored(lines.slice(begin + 1, end));
+}
+
+function decodeArmored(bodyLines: string[]): Uint8Array {
+  const body = bodyLines.join("");
   if (body.length > MAX_BASE64_CHARS) {
     throw armorError(`too large (more than ${MAX_BLOCK_BYTES} bytes)`, "ignore this mail");
   }
@@ -87,4 +91,41 @@ export function dearmor(text: string): Uint8Array {
     throw armorError(`too large (more than ${MAX_BLOCK_BYTES} bytes)`, "ignore this mail");
   }
   return block;
+}
+
+/**
+ * Finds every armored block in a mail body, in order: a request mailed to several hosts at
+ * once carries one block per host card. Blocks may not nest or overlap.
+ *
+ * @example
+ * ```ts
+ * const blocks = dearmorAll(mail.text, { max: 16 });
+ * ```
+ * @throws {MessageError} `EBLOCK`: no block, an unclosed or nested block, more than `max`
+ * blocks, bad base64, or a block too large.
+ */
+export function dearmorAll(text: string, options: { max: number }): Uint8Array[] {
+  const lines = text.split(/\r\n|\r|\n/).map((line) => line.trim());
+  const blocks: Uint8Array[] = [];
+  let open = -1;
+  for (const [i, line] of lines.entries()) {
+    if (line === BEGIN_LINE) {
+      if (open >= 0) throw armorError("a block starts inside another", "ignore this mail");
+      open = i;
+    } else if (line === END_LINE) {
+      if (open < 0) throw armorError("an END line without BEGIN", "ignore this mail");
+      if (blocks.length >= options.max) {
+        throw armorError(`more than ${options.max} blocks`, "ignore this mail");
+      }
+      blocks.push(decodeArmored(lines.slice(open + 1, i)));
+      open = -1;
+    }
+  }
+  if (open >= 0) {
+    throw armorError("no END line", "the mail was truncated; ask the sender to send it again");
+  }
+  if (blocks.length === 0) {
+    throw armorError("no BEGIN line", "this is not a mailpeer mail, or it was altered");
+  }
+  return blocks;
 }

@@ -206,7 +206,7 @@ Deno.test("an internet host accepts only global endpoints", () => {
   }
 });
 
-Deno.test("a LAN host also accepts loopback, private, link-local and documentation endpoints", () => {
+Deno.test("a LAN host also accepts loopback, private, link-local and test endpoints", () => {
   const allowed = new Set(["global", "loopback", "private", "link-local", "reserved"]);
   for (const [cls, addresses] of Object.entries(EXAMPLES)) {
     for (const address of addresses) {

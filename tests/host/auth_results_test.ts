@@ -65,7 +65,8 @@ Deno.test("two DKIM signatures with comments and header.b are read (RFC 8601 B.6
 
 Deno.test("quoted reasons and header.i identities are read (RFC 8601 B.7)", () => {
   const header = parseAuthenticationResults(
-    'example.com;\n    dkim=pass reason="good signature"\n      header.i=@mail-router.example.net;\n' +
+    'example.com;\n    dkim=pass reason="good signature"\n' +
+      "      header.i=@mail-router.example.net;\n" +
       '    dkim=fail reason="bad signature"\n      header.i=@newyork.example.com',
   );
   assert.deepEqual(header?.results, [
@@ -100,7 +101,8 @@ Deno.test("comments may appear between every token (RFC 8601 §2.2)", () => {
 
 Deno.test("nested comments, quoted values and any letter case are understood", () => {
   const header = parseAuthenticationResults(
-    '(outer (inner; spf=pass) still) "mx.host.test" ; SPF=Pass (a (b) c) SMTP.MailFrom="j d"@a.test ' +
+    '(outer (inner; spf=pass) still) "mx.host.test" ; ' +
+      'SPF=Pass (a (b) c) SMTP.MailFrom="j d"@a.test ' +
       "Header.From=a.test; DKIM=PASS header.d=a.test header.b=ab/c+d==;",
   );
   assert.deepEqual(header, {
@@ -118,7 +120,8 @@ Deno.test("nested comments, quoted values and any letter case are understood", (
 
 Deno.test("a real-world Gmail-style field is read", () => {
   const header = parseAuthenticationResults(
-    "mx.google.com;\r\n       dkim=pass header.i=@example.org header.s=20230601 header.b=Xy1AbC9z;\r\n" +
+    "mx.google.com;\r\n" +
+      "       dkim=pass header.i=@example.org header.s=20230601 header.b=Xy1AbC9z;\r\n" +
       "       spf=pass (google.com: domain of alice@example.org designates 192.0.2.1 as " +
       "permitted sender) smtp.mailfrom=alice@example.org;\r\n" +
       "       dmarc=pass (p=NONE sp=NONE dis=NONE) header.from=example.org",

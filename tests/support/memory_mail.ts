@@ -8,6 +8,7 @@
  */
 import { MailError } from "../../src/errors.ts";
 import { composeMail } from "../../src/mail/compose.ts";
+import { mailboxName } from "../../src/mail/maildir_post_office.ts";
 import { readSubject } from "../../src/mail/parse.ts";
 import {
   type MailRef,
@@ -17,6 +18,7 @@ import {
   type OutgoingMail,
   type SubjectMatch,
 } from "../../src/mail/types.ts";
+import { emailProblem } from "../../src/message/host_card.ts";
 
 /** A mail in a {@link MemoryMailbox}. */
 export interface StoredMail {
@@ -167,6 +169,10 @@ export interface SentMail {
  * A post office in memory: {@link sender} composes mail and delivers a copy into the
  * {@link mailbox} of each recipient (address compared case-insensitively).
  *
+ * Like a real mail server (and the Maildir post office), it refuses recipients that are not
+ * plausible `local@domain` addresses: `send` rejects with `MailError` `ESEND` and delivers
+ * nothing. `acceptAnyRecipient: true` turns that off.
+ *
  * @example
  * ```ts
  * const po = new MemoryPostOffice();
@@ -179,10 +185,15 @@ export class MemoryPostOffice {
   readonly sent: SentMail[] = [];
   readonly #boxes = new Map<string, MemoryMailbox>();
   readonly #now: () => number;
+  readonly #acceptAny: boolean;
 
-  /** @param options.now clock for the `Date:` of mails sent without one; default `Date.now`. */
-  constructor(options: { now?: () => number } = {}) {
+  /**
+   * @param options.now clock for the `Date:` of mails sent without one; default `Date.now`.
+   * @param options.acceptAnyRecipient deliver to any address string; default false.
+   */
+  constructor(options: { now?: () => number; acceptAnyRecipient?: boolean } = {}) {
     this.#now = options.now ?? Date.now;
+    this.#acceptAny = options.acceptAnyRecipient ?? false;
   }
 
   /** The mailbox of `address`, created empty on first use. */
@@ -202,6 +213,16 @@ export class MemoryPostOffice {
       send: async (mail, options = {}) => {
         options.signal?.throwIfAborted();
         const { raw, messageId } = await composeMail(mail, { now: this.#now });
+        for (const to of this.#acceptAny ? [] : mail.to) {
+          const problem = recipientProblem(to);
+          if (problem !== undefined) {
+            throw new MailError(
+              "ESEND",
+              `Cannot send mail to ${JSON.stringify(to)}: the server refused the recipient ` +
+                `(${problem}); correct the address`,
+            );
+          }
+        }
         this.sent.push({ mail, raw, messageId });
         for (const to of mail.to) this.mailbox(to).deliver(raw);
         return { messageId };
@@ -209,4 +230,16 @@ export class MemoryPostOffice {
       close: () => Promise.resolve(),
     };
   }
+}
+
+/** Why a mail server would refuse `address` as a recipient, or undefined. */
+export function recipientProblem(address: string): string | undefined {
+  const problem = emailProblem(address);
+  if (problem !== undefined) return problem;
+  try {
+    mailboxName(address);
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+  return undefined;
 }
