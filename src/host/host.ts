@@ -13,14 +13,16 @@ import {
   DEFAULT_REQUESTS_PER_USER_PER_HOUR,
   MAX_BLOCK_BYTES,
   MAX_CLOCK_SKEW_MS,
+  MAX_HOST_CARDS,
   MAX_MAIL_BYTES,
   RATE_WINDOW_MS,
 } from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { headerValues } from "../mail/header_values.ts";
 import { type ParsedMail, parseMail } from "../mail/parse.ts";
-import type { MailRef, MailSender, MailSource, SubjectMatch } from "../mail/types.ts";
-import { dearmor } from "../message/armor.ts";
+import type { MailRef, MailSender, MailSource, OutgoingMail, SubjectMatch } from "../mail/types.ts";
+import { emailProblem } from "../message/host_card.ts";
+import { dearmorAll } from "../message/armor.ts";
 import { fromBase64Url, toBase64Url } from "../message/base64.ts";
 import { blockKindOf, openNotice, openRequest, sealReply } from "../message/block.ts";
 import type { HostKeys } from "../message/key_file.ts";
@@ -221,18 +223,21 @@ export class Host {
     }
   }
 
-  async #parse(raw: Uint8Array): Promise<{ mail: ParsedMail; block: Uint8Array }> {
+  async #parse(raw: Uint8Array): Promise<{ mail: ParsedMail; blocks: Uint8Array[] }> {
     try {
       const mail = await parseMail(raw, { maxBytes: this.#o.limits.maxMailBytes });
-      const block = dearmor(mail.text);
-      if (block.length > this.#o.limits.maxBlockBytes) {
-        throw new Rejected(
-          "EBLOCK",
-          `block of ${block.length} bytes is over the limit of ${this.#o.limits.maxBlockBytes}`,
-          "quarantine",
-        );
+      // A mail to several hosts carries one block per host card; ours is the one that opens.
+      const blocks = dearmorAll(mail.text, { max: MAX_HOST_CARDS });
+      for (const block of blocks) {
+        if (block.length > this.#o.limits.maxBlockBytes) {
+          throw new Rejected(
+            "EBLOCK",
+            `block of ${block.length} bytes is over the limit of ${this.#o.limits.maxBlockBytes}`,
+            "quarantine",
+          );
+        }
       }
-      return { mail, block };
+      return { mail, blocks };
     } catch (err) {
       if (err instanceof MailError || err instanceof MessageError) {
         throw new Rejected(err.code, err.message, "quarantine");
@@ -250,22 +255,74 @@ export class Host {
     }
   }
 
+  /**
+   * Sends a reply. A recipient the mail system refuses for good (no such mailbox, a bad
+   * address) gets the request quarantined; a passing failure (server down) propagates, so the
+   * request stays and is answered on a later pass.
+   */
+  async #sendReply(mail: OutgoingMail, who: string): Promise<void> {
+    try {
+      await this.#o.sender.send(mail);
+    } catch (err) {
+      if (err instanceof MailError && (err.code === "ESEND" || err.code === "EMAILDIR")) {
+        throw new Rejected(
+          err.code,
+          `the reply to ${mail.to.join(", ")} was refused: ${err.message}`,
+          "quarantine",
+          who,
+        );
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * Opens the block meant for this host: the first of `kind` that opens with our keys. When
+   * none does, the mail is refused with the reason of the last attempt (wrong key, altered).
+   */
+  async #openOurs<T>(
+    blocks: Uint8Array[],
+    kind: "request" | "notice",
+    open: (block: Uint8Array) => Promise<T>,
+  ): Promise<T> {
+    let last: unknown;
+    for (const block of blocks) {
+      const found = await this.#open(() => Promise.resolve(blockKindOf(block)));
+      if (found !== kind) {
+        last = new Rejected(
+          "EBLOCK",
+          `a ${found} block arrived under the ${kind} subject`,
+          "quarantine",
+        );
+        continue;
+      }
+      try {
+        return await this.#open(() => open(block));
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw last;
+  }
+
   async #handleRequest(
-    { mail, block }: { mail: ParsedMail; block: Uint8Array },
+    { mail, blocks }: { mail: ParsedMail; blocks: Uint8Array[] },
     raw: Uint8Array,
     ref: MailRef,
   ): Promise<void> {
     const { keys, network, clock, policy, onEvent, store, limits } = this.#o;
-    const kind = await this.#open(() => Promise.resolve(blockKindOf(block)));
-    if (kind !== "request") {
+    const request = await this.#openOurs(blocks, "request", (b) => openRequest(b, keys));
+    const who = request.userId;
+    const fromProblem = emailProblem(mail.from) ??
+      (mail.from.includes("/") ? "it contains a path" : undefined);
+    if (fromProblem !== undefined) {
       throw new Rejected(
-        "EBLOCK",
-        `a ${kind} block arrived under the request subject`,
+        "EMAIL",
+        `the sender address ${JSON.stringify(mail.from)} cannot be answered: ${fromProblem}`,
         "quarantine",
+        who,
       );
     }
-    const request = await this.#open(() => openRequest(block, keys));
-    const who = request.userId;
     if (request.network !== network) {
       throw new Rejected(
         "EPAYLOAD",
@@ -362,29 +419,21 @@ export class Host {
       createdAt: now,
       peers: peers.map(entryOf),
     }, { hostKeys: keys, replyKey: request.replyKey });
-    await this.#o.sender.send({
+    await this.#sendReply({
       from: keys.email,
       to: [mail.from],
       subject: subjectFor(network, "reply"),
       text: bodyFor(network, "reply", reply),
       date: new Date(now),
       ...(mail.messageId ? { inReplyTo: mail.messageId } : {}),
-    });
+    }, who);
     onEvent({ event: "reply-sent", to: mail.from, userId: request.userId, peers: peers.length });
     await this.#step("reply-sent", "request", ref);
   }
 
-  async #handleNotice({ block }: { mail: ParsedMail; block: Uint8Array }): Promise<void> {
+  async #handleNotice({ blocks }: { mail: ParsedMail; blocks: Uint8Array[] }): Promise<void> {
     const { keys, network, clock, onEvent, store } = this.#o;
-    const kind = await this.#open(() => Promise.resolve(blockKindOf(block)));
-    if (kind !== "notice") {
-      throw new Rejected(
-        "EBLOCK",
-        `a ${kind} block arrived under the notice subject`,
-        "quarantine",
-      );
-    }
-    const notice = await this.#open(() => openNotice(block, keys));
+    const notice = await this.#openOurs(blocks, "notice", (b) => openNotice(b, keys));
     if (notice.network !== network) {
       throw new Rejected(
         "EPAYLOAD",

@@ -5,6 +5,12 @@
  * Only mail whose subject matches is ever listed, fetched, moved or removed. Every other mail
  * stays where it is, byte for byte, under the same name (so it stays unread in `new/`).
  *
+ * Claims (several host processes on one Maildir): {@link MaildirSource.claim} renames the
+ * mail into the `cur/` of a Maildir++ folder (`.Processing`); `rename(2)` is atomic, so of
+ * two processes exactly one succeeds and the other gets `NotFound`. The claim time is the
+ * file's mtime, set just before the rename; {@link MaildirSource.recoverClaims} renames files
+ * whose mtime is older than the limit back into `cur/`.
+ *
  * @module
  */
 import { join } from "node:path";
@@ -19,8 +25,10 @@ import { type MailRef, type MailSource, matchesSubject, type SubjectMatch } from
 export interface MaildirSourceOptions {
   /** How long {@link MaildirSource.waitForMail} waits without a file event. Default: 1000. */
   pollIntervalMs?: number;
-  /** Timers for the poll interval. Default: the system clock. */
+  /** Timers for the poll interval, and the time of claims. Default: the system clock. */
   clock?: Clock;
+  /** Maildir++ folder (a name starting with `.`) that claimed mail moves to. Default: `.Processing`. */
+  processing?: string;
 }
 
 /** Where a mail currently is. */
@@ -33,6 +41,9 @@ interface Location {
 
 /** Sub-folder (Maildir++) that quarantined mail is moved to; mail clients show it as a folder. */
 export const QUARANTINE_FOLDER = ".Quarantine";
+
+/** Default Maildir++ sub-folder of claimed mail ({@link MaildirSource.claim}). */
+export const PROCESSING_FOLDER = ".Processing";
 
 /**
  * Reads a Maildir (created with tmp/, new/, cur/ when missing), seeing only mail that matches.
@@ -50,6 +61,7 @@ export class MaildirSource implements MailSource {
   readonly #dir: string;
   readonly #pollIntervalMs: number;
   readonly #clock: Clock;
+  readonly #processing: string;
   #ready: Promise<void> | undefined;
   #watcher: Deno.FsWatcher | undefined;
   #watchLoop: Promise<void> | undefined;
@@ -66,6 +78,13 @@ export class MaildirSource implements MailSource {
     this.#dir = maildir;
     this.#pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
     this.#clock = options.clock ?? systemClock;
+    this.#processing = options.processing ?? PROCESSING_FOLDER;
+    if (!/^\.[^/\\:]+$/.test(this.#processing) || this.#processing === QUARANTINE_FOLDER) {
+      throw new TypeError(
+        `Cannot use ${JSON.stringify(this.#processing)} as the processing folder: it must be ` +
+          "a Maildir++ folder name such as .Processing (a dot, no slash or colon)",
+      );
+    }
   }
 
   /** Lists matching mail in new/ and cur/, oldest first (file mtime, then name). */
@@ -151,10 +170,82 @@ export class MaildirSource implements MailSource {
       await ensureMaildir(folder);
       await Deno.writeFile(join(folder, "maildirfolder"), new Uint8Array(), { create: true });
       const flags = at.inNew ? "" : (at.name.split(":2,")[1] ?? "");
-      await Deno.rename(at.path, join(folder, "cur", `${ref.id}:2,${flags}`));
+      await Deno.rename(at.path, join(folder, "cur", `${idOf(at.name)}:2,${flags}`));
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw this.#error("quarantine", ref, err);
     }
+  }
+
+  /**
+   * Takes a listed mail for this process: renames it into `<processing>/cur/` after setting
+   * its mtime to the claim time. Resolves with the claimed ref (id `<processing>/<unique>`),
+   * or undefined when another process renamed it first (or it is gone).
+   */
+  async claim(ref: MailRef): Promise<MailRef | undefined> {
+    if (this.#claimedName(ref.id) !== undefined) {
+      throw new TypeError(`Cannot claim mail ${ref.id}: it is already claimed`);
+    }
+    const folder = join(this.#dir, this.#processing);
+    await this.#ensureFolder(folder);
+    // a plain reader may move it from new/ to cur/ meanwhile: then look again
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const at = await this.#locate(ref.id);
+      if (at === undefined) break;
+      const flags = at.inNew ? "" : (at.name.split(":2,")[1] ?? "");
+      const name = `${ref.id}:2,${flags}`;
+      const now = new Date(this.#clock.now());
+      try {
+        await Deno.utime(at.path, now, now); // the claim time, read by recoverClaims
+        await Deno.rename(at.path, join(folder, "cur", name));
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) continue;
+        throw this.#error("claim", ref, err);
+      }
+      this.#listed.delete(ref.id);
+      const claimed: MailRef = { id: `${this.#processing}/${ref.id}`, subject: ref.subject };
+      if (ref.size !== undefined) claimed.size = ref.size;
+      return claimed;
+    }
+    return undefined;
+  }
+
+  /**
+   * Renames every claimed mail whose claim time (mtime) is `olderThanMs` or more ago back
+   * into `cur/`, where {@link list} sees it again. Resolves with how many were put back.
+   */
+  async recoverClaims(olderThanMs: number): Promise<number> {
+    if (!(olderThanMs >= 0)) {
+      throw new RangeError(`Cannot recover claims: olderThanMs must be >= 0, not ${olderThanMs}`);
+    }
+    await this.#ensure();
+    const folder = join(this.#dir, this.#processing);
+    const limit = this.#clock.now() - olderThanMs;
+    let count = 0;
+    for (const sub of ["cur", "new"]) {
+      const names: string[] = [];
+      try {
+        for await (const entry of Deno.readDir(join(folder, sub))) {
+          if (!entry.name.startsWith(".") && entry.isFile) names.push(entry.name);
+        }
+      } catch (err) {
+        if (err instanceof Deno.errors.NotFound) continue;
+        throw this.#error("recover claims in", { id: this.#processing, subject: "" }, err);
+      }
+      for (const name of names) {
+        const path = join(folder, sub, name);
+        const info = await Deno.stat(path).catch(() => undefined);
+        if (info === undefined || (info.mtime?.getTime() ?? 0) > limit) continue;
+        try {
+          await Deno.rename(path, join(this.#dir, "cur", name.includes(":") ? name : `${name}:2,`));
+          count++;
+        } catch (err) {
+          if (!(err instanceof Deno.errors.NotFound)) {
+            throw this.#error("recover", { id: name, subject: "" }, err);
+          }
+        }
+      }
+    }
+    return count;
   }
 
   /**
@@ -190,6 +281,22 @@ export class MaildirSource implements MailSource {
     this.#watcher = undefined;
     await this.#watchLoop;
     for (const wake of this.#waiters) wake();
+  }
+
+  /** Creates a Maildir++ sub-folder (with its `maildirfolder` marker) when missing. */
+  async #ensureFolder(folder: string): Promise<void> {
+    await this.#ensure();
+    await ensureMaildir(folder);
+    await Deno.writeFile(join(folder, "maildirfolder"), new Uint8Array(), { create: true })
+      .catch((err) => {
+        throw this.#error("create the folder for", { id: folder, subject: "" }, err);
+      });
+  }
+
+  /** The unique name of a claimed id (`<processing>/<unique>`), else undefined. */
+  #claimedName(id: string): string | undefined {
+    const prefix = `${this.#processing}/`;
+    return id.startsWith(prefix) ? id.slice(prefix.length) : undefined;
   }
 
   #ensure(): Promise<void> {
@@ -245,7 +352,15 @@ export class MaildirSource implements MailSource {
   }
 
   async #locate(id: string): Promise<Location | undefined> {
-    if (id === "" || id.includes("/") || id.includes("\\") || id.startsWith(".")) return undefined;
+    const claimed = this.#claimedName(id);
+    if (claimed !== undefined) {
+      if (!safeName(claimed)) return undefined;
+      const cur = join(this.#dir, this.#processing, "cur");
+      const names = await Array.fromAsync(Deno.readDir(cur)).catch(() => []);
+      const hit = names.find((e) => idOf(e.name) === claimed);
+      return hit ? { path: join(cur, hit.name), name: hit.name, inNew: false } : undefined;
+    }
+    if (!safeName(id)) return undefined;
     const inNew = join(this.#dir, "new", id);
     if (await exists(inNew)) return { path: inNew, name: id, inNew: true };
     for (const name of await this.#names("cur")) {
@@ -262,6 +377,11 @@ export class MaildirSource implements MailSource {
       { cause: err },
     );
   }
+}
+
+/** True for a unique name that stays inside its directory. */
+function safeName(id: string): boolean {
+  return id !== "" && !id.includes("/") && !id.includes("\\") && !id.startsWith(".");
 }
 
 /** The Maildir unique name of a file name: everything before the `:2,` info. */

@@ -41,6 +41,16 @@ export interface OutgoingMail {
 export interface MailSender {
   /** Sends one mail; resolves with its Message-ID once the server (or Maildir) accepted it. */
   send(mail: OutgoingMail, options?: { signal?: AbortSignal }): Promise<{ messageId: string }>;
+  /**
+   * Optional: resends raw mail bytes unchanged apart from a prepended `Resent-*` block
+   * (RFC 5322 §3.6.6, see `resentRaw`), with `from` as the envelope sender and `to` as the
+   * envelope recipients. The original `From:`, `Subject:` and `Message-ID:` stay as they were,
+   * so the receiver answers the original sender. Resolves with the `Resent-Message-ID`.
+   */
+  forward?(
+    raw: Uint8Array,
+    options: { from: string; to: string[]; signal?: AbortSignal },
+  ): Promise<{ messageId: string }>;
   /** Releases connections. */
   close(): Promise<void>;
 }
@@ -69,6 +79,20 @@ export interface MailSource {
    * `signal` aborts. Spurious wake-ups are allowed; callers list again.
    */
   waitForMail(options?: { signal?: AbortSignal }): Promise<void>;
+  /**
+   * Optional: takes a listed mail for this process alone, so that several processes reading
+   * one mailbox never handle a mail twice. Resolves with a new ref (valid for fetch, delete
+   * and quarantine; the mail now sits in a processing folder) or `undefined` when another
+   * process took it first or it is gone. Sources without it (POP3) need one reader per mailbox.
+   */
+  claim?(ref: MailRef): Promise<MailRef | undefined>;
+  /**
+   * Optional: puts mails claimed longer than `olderThanMs` ago back where {@link list} sees
+   * them (their claimer died before deleting them), so a crash never loses a request.
+   * Resolves with how many were put back. Choose `olderThanMs` well above the time one mail
+   * takes to process: a mail put back while still being processed is processed twice.
+   */
+  recoverClaims?(olderThanMs: number): Promise<number>;
   /** Releases connections and watchers. */
   close(): Promise<void>;
 }

@@ -63,19 +63,26 @@ function blockError(problem: string, advice: string): MessageError {
 /**
  * The kind of a coded block, read from its header.
  *
+ * `options.maxBytes` (default `MAX_BLOCK_BYTES`) raises the size limit for kinds that may be
+ * larger, such as sync snapshots.
+ *
  * @throws {MessageError} `EBLOCK` when the block is too short, too large, of another protocol
  * version or of an unknown kind.
  */
-export function blockKindOf(block: Uint8Array): BlockKindName {
+export function blockKindOf(
+  block: Uint8Array,
+  options: { maxBytes?: number } = {},
+): BlockKindName {
+  const maxBytes = options.maxBytes ?? MAX_BLOCK_BYTES;
   if (block.length < MIN_BLOCK_BYTES) {
     throw blockError(
       `it has ${block.length} bytes, fewer than the ${MIN_BLOCK_BYTES} of the smallest block`,
       "the mail was truncated or altered; ignore it",
     );
   }
-  if (block.length > MAX_BLOCK_BYTES) {
+  if (block.length > maxBytes) {
     throw blockError(
-      `it has ${block.length} bytes, more than ${MAX_BLOCK_BYTES}`,
+      `it has ${block.length} bytes, more than ${maxBytes}`,
       "ignore this mail",
     );
   }
@@ -99,8 +106,9 @@ function signedData(kind: BlockKindName, recipient: Uint8Array, body: Uint8Array
 async function sealBlock(
   kind: BlockKindName,
   body: Uint8Array,
-  keys: { signer: Uint8Array; recipient: Uint8Array },
+  keys: { signer: Uint8Array; recipient: Uint8Array; maxBytes?: number },
 ): Promise<Uint8Array> {
+  const maxBytes = keys.maxBytes ?? MAX_BLOCK_BYTES;
   const header = new Uint8Array([PROTOCOL_VERSION, BlockKind[kind]]);
   const signature = await sign(keys.signer, signedData(kind, keys.recipient, body));
   const length = new Uint8Array(LENGTH_BYTES);
@@ -123,10 +131,10 @@ async function sealBlock(
     );
   }
   const block = concatBytes(header, new Uint8Array(enc), new Uint8Array(ciphertext));
-  if (block.length > MAX_BLOCK_BYTES) {
+  if (block.length > maxBytes) {
     throw new MessageError(
       "EPAYLOAD",
-      `Cannot seal ${kind}: the block would have ${block.length} bytes, more than ${MAX_BLOCK_BYTES}; send fewer endpoints, host cards or peers`,
+      `Cannot seal ${kind}: the block would have ${block.length} bytes, more than ${maxBytes}; send fewer endpoints, host cards or peers`,
     );
   }
   return block;
@@ -136,8 +144,9 @@ async function openBlock(
   block: Uint8Array,
   kind: BlockKindName,
   recipientPrivateKey: Uint8Array,
+  maxBytes: number = MAX_BLOCK_BYTES,
 ): Promise<{ body: Uint8Array; signature: Uint8Array }> {
-  const actual = blockKindOf(block);
+  const actual = blockKindOf(block, { maxBytes });
   if (actual !== kind) {
     throw blockError(`it is a ${actual} block, not a ${kind}`, "check the mail's subject key");
   }
@@ -171,6 +180,48 @@ async function openBlock(
     body: plain.slice(LENGTH_BYTES, LENGTH_BYTES + length),
     signature: plain.slice(LENGTH_BYTES + length),
   };
+}
+
+/**
+ * The bytes a block's signature covers: `"mailpeer v1 <kind> signature\0"`, the recipient's
+ * X25519 public key, then the body. For kinds built on {@link sealSignedBlock}.
+ */
+export function signedBlockData(
+  kind: BlockKindName,
+  recipient: Uint8Array,
+  body: Uint8Array,
+): Uint8Array {
+  return signedData(kind, recipient, body);
+}
+
+/**
+ * Signs `body` with `signer` (an Ed25519 private key) and seals it to `recipient` (an X25519
+ * public key) with the block layout above. The building block of every sealed kind; the sync
+ * kind uses it with a larger `maxBytes` (default `MAX_BLOCK_BYTES`).
+ *
+ * @throws {MessageError} `EKEY` (unusable recipient key) or `EPAYLOAD` (over `maxBytes`).
+ */
+export function sealSignedBlock(
+  kind: BlockKindName,
+  body: Uint8Array,
+  options: { signer: Uint8Array; recipient: Uint8Array; maxBytes?: number },
+): Promise<Uint8Array> {
+  return sealBlock(kind, body, options);
+}
+
+/**
+ * Opens a block of `kind` with the recipient's X25519 private key and returns the body and the
+ * signature, unverified: the caller checks the signature over {@link signedBlockData} against
+ * the key it expects.
+ *
+ * @throws {MessageError} `EBLOCK` (header, size over `maxBytes`, other kind), `ESEAL` (wrong key
+ * or altered bytes) or `EPAYLOAD` (bad framing).
+ */
+export function openSignedBlock(
+  block: Uint8Array,
+  options: { kind: BlockKindName; recipientPrivateKey: Uint8Array; maxBytes?: number },
+): Promise<{ body: Uint8Array; signature: Uint8Array }> {
+  return openBlock(block, options.kind, options.recipientPrivateKey, options.maxBytes);
 }
 
 /**

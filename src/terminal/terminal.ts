@@ -19,7 +19,7 @@ import { sealNotice, sealRequest } from "../message/block.ts";
 import { formatHostCard, type HostCard } from "../message/host_card.ts";
 import type { IdentityKeys } from "../message/key_file.ts";
 import { generateX25519 } from "../message/keys.ts";
-import { bodyFor, subjectFor } from "../message/mail_text.ts";
+import { bodyForBlocks, subjectFor } from "../message/mail_text.ts";
 import type { Endpoint, PeerEntry, ReplyPayload } from "../message/types.ts";
 import type { PeerIdentity, PeerLink, PeerListener, PeerTransport } from "../peer/types.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom } from "../runtime.ts";
@@ -143,25 +143,29 @@ export class Terminal {
     const sessionId = o.random(16);
     const replyKeys = await generateX25519();
     const cards = o.hosts.map(formatHostCard);
+    // One mail to every host, one block sealed to each host card: the first reply wins.
+    const blocks: Uint8Array[] = [];
     for (const card of o.hosts) {
-      const block = await sealRequest({
-        network: o.network,
-        userId: o.identity.userId,
-        identityKey: o.identity.ed25519.publicKey,
-        endpoints,
-        sessionId,
-        createdAt: o.clock.now(),
-        replyKey: replyKeys.publicKey,
-        hostCards: cards,
-      }, { identity: o.identity, hostCard: card });
-      await o.sender.send({
-        from: o.email,
-        to: [card.email],
-        subject: subjectFor(o.network, "request"),
-        text: bodyFor(o.network, "request", block),
-        date: new Date(o.clock.now()),
-      });
+      blocks.push(
+        await sealRequest({
+          network: o.network,
+          userId: o.identity.userId,
+          identityKey: o.identity.ed25519.publicKey,
+          endpoints,
+          sessionId,
+          createdAt: o.clock.now(),
+          replyKey: replyKeys.publicKey,
+          hostCards: cards,
+        }, { identity: o.identity, hostCard: card }),
+      );
     }
+    await o.sender.send({
+      from: o.email,
+      to: [...new Set(o.hosts.map((h) => h.email))],
+      subject: subjectFor(o.network, "request"),
+      text: bodyForBlocks(o.network, "request", blocks),
+      date: new Date(o.clock.now()),
+    });
     o.onEvent({
       event: "request-sent",
       to: o.hosts.map((h) => h.email),
@@ -214,23 +218,26 @@ export class Terminal {
     const o = this.#o;
     const reason = isMailpeerError(error) ? error.code : "no usable endpoint";
     const endpoint = peer.endpoints.find((e) => e.transport === o.transport.kind);
+    const blocks: Uint8Array[] = [];
     for (const card of o.hosts) {
-      const block = await sealNotice({
-        network: o.network,
-        userId: o.identity.userId,
-        identityKey: o.identity.ed25519.publicKey,
-        sessionId: reply.sessionId,
-        createdAt: o.clock.now(),
-        failed: [{ userId: peer.userId, reason, ...(endpoint ? { endpoint } : {}) }],
-      }, { identity: o.identity, hostCard: card });
-      await o.sender.send({
-        from: o.email,
-        to: [card.email],
-        subject: subjectFor(o.network, "notice"),
-        text: bodyFor(o.network, "notice", block),
-        date: new Date(o.clock.now()),
-      });
+      blocks.push(
+        await sealNotice({
+          network: o.network,
+          userId: o.identity.userId,
+          identityKey: o.identity.ed25519.publicKey,
+          sessionId: reply.sessionId,
+          createdAt: o.clock.now(),
+          failed: [{ userId: peer.userId, reason, ...(endpoint ? { endpoint } : {}) }],
+        }, { identity: o.identity, hostCard: card }),
+      );
     }
+    await o.sender.send({
+      from: o.email,
+      to: [...new Set(o.hosts.map((h) => h.email))],
+      subject: subjectFor(o.network, "notice"),
+      text: bodyForBlocks(o.network, "notice", blocks),
+      date: new Date(o.clock.now()),
+    });
     o.onEvent({ event: "notice-sent", to: o.hosts.map((h) => h.email), failed: [peer.userId] });
   }
 

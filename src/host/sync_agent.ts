@@ -1,0 +1,571 @@
+/**
+ * Table sync between the hosts of a pool (DESIGN §1, §2 "sync"), by mail under the subject
+ * `[mailpeer] <network> sync`:
+ *
+ * - **bootstrap**: a new host mails a *table request* to the hosts it trusts
+ *   ({@link SyncAgent.requestTables}); each answers with *snapshots* of its live table.
+ * - **periodic push**: every host mails snapshots to the hosts it trusts
+ *   ({@link SyncAgent.pushSnapshots}).
+ * - **merge**: a snapshot from a trusted host is merged row by row, keyed by network + user
+ *   id; the newer request wins ({@link mergeSyncRows}).
+ *
+ * Who is trusted is kept by a {@link HostDirectory} (see host_directory.ts). Sync mail that is
+ * invalid, forged or from a host that may not send it is never acted on and goes to quarantine
+ * with a log line; mail is deleted only once it was handled, so a crash repeats work but never
+ * loses it (merging is idempotent).
+ *
+ * @module
+ */
+import { MailError, MessageError } from "../errors.ts";
+import { type EventSink, silentSink } from "../events.ts";
+import { MAX_CLOCK_SKEW_MS, MAX_HOST_CARDS } from "../limits.ts";
+import { type Logger, silentLogger } from "../log.ts";
+import { parseMail } from "../mail/parse.ts";
+import type { MailRef, MailSender, MailSource, SubjectMatch } from "../mail/types.ts";
+import { bytesEqual, fromBase64Url, toBase64Url } from "../message/base64.ts";
+import { blockKindOf } from "../message/block.ts";
+import { formatHostCard, type HostCard, parseHostCard } from "../message/host_card.ts";
+import { hostCardOf, type HostKeys } from "../message/key_file.ts";
+import { bodyFor, subjectFor } from "../message/mail_text.ts";
+import {
+  dearmorSync,
+  MAX_SYNC_BLOCK_BYTES,
+  MAX_SYNC_ROWS,
+  openSync,
+  sealSync,
+  type SnapshotPayload,
+  type SyncPayload,
+  type SyncRow,
+} from "../message/sync_payload.ts";
+import { type Clock, systemClock } from "../runtime.ts";
+import { endpointProblem } from "./address_policy.ts";
+import type { HostDirectory } from "./host_directory.ts";
+import { DEFAULT_TABLE_POLICY, expireRows, type TablePolicy } from "./table.ts";
+import type { PeerRow, TableStore } from "./types.ts";
+
+/** Largest raw sync mail fetched: a full sync block, armored, plus headers (proposed limit). */
+export const MAX_SYNC_MAIL_BYTES = Math.ceil(MAX_SYNC_BLOCK_BYTES / 3 * 4 * 66 / 64) + 16_384;
+/** Room left in a sync block for everything but the rows (header, seal, signature, cards). */
+const SNAPSHOT_OVERHEAD_BYTES = 8 * 1024;
+/** Default least time between two snapshots answering table requests of one host, in ms. */
+export const DEFAULT_MIN_ANSWER_INTERVAL_MS = 60_000;
+
+/** Everything a sync agent needs. */
+export interface SyncAgentOptions {
+  keys: HostKeys;
+  network: string;
+  source: MailSource;
+  sender: MailSender;
+  store: TableStore;
+  directory: HostDirectory;
+  /** Subject matching mode; default `exact`. */
+  subjectMatch?: SubjectMatch["mode"];
+  /**
+   * Answer table requests of hosts we do not know, and trust them from then on (an open pool);
+   * default false: only hosts in the directory are answered, only trusted ones trusted.
+   */
+  acceptUnknownHosts?: boolean;
+  /** Merge rows with loopback, private or link-local endpoints (a LAN party); default false. */
+  allowPrivateAddresses?: boolean;
+  /** Least time between two answers to one host's table requests, in ms; default 60 s. */
+  minAnswerIntervalMs?: number;
+  /** Largest sync mail fetched; default `MAX_SYNC_MAIL_BYTES`. */
+  maxMailBytes?: number;
+  /** Table capacity and expiry; defaults from limits.ts. */
+  policy?: Partial<TablePolicy>;
+  clock?: Clock;
+  onEvent?: EventSink;
+  logger?: Logger;
+}
+
+/** What one pass over the sync mail did. */
+export interface SyncPassResult {
+  /** Table requests answered with snapshots. */
+  answered: number;
+  /** Snapshots merged. */
+  merged: number;
+  /** Rows added or changed by those snapshots. */
+  rows: number;
+  quarantined: number;
+  /** Sync mail deleted unused: older than the expiry, or a too-frequent table request. */
+  stale: number;
+}
+
+/** How many sync mails went out, and to how many hosts sending failed. */
+export interface SyncSendResult {
+  sent: number;
+  failed: number;
+}
+
+/** A sync mail that is not acted on, and why. */
+class Rejected extends Error {
+  constructor(
+    readonly code: string,
+    reason: string,
+    readonly disposal: "quarantine" | "delete",
+  ) {
+    super(reason);
+  }
+}
+
+/**
+ * Exchanges control tables with the other hosts of the pool.
+ *
+ * @example A host that trusts one other host, bootstraps from it, then keeps it current
+ * ```ts
+ * import { MaildirPostOffice } from "../mail/maildir_post_office.ts";
+ * import { MaildirSender } from "../mail/maildir_sender.ts";
+ * import { MaildirSource } from "../mail/maildir_source.ts";
+ * import { generateHostKeys, hostCardOf } from "../message/key_file.ts";
+ * import { MemoryHostDirectory } from "./host_directory.ts";
+ * import { MemoryStore } from "./memory_store.ts";
+ * import { SyncAgent } from "./sync_agent.ts";
+ *
+ * const office = new MaildirPostOffice(await Deno.makeTempDir());
+ * const keys = await generateHostKeys("b@hosts.example");
+ * const other = hostCardOf(await generateHostKeys("a@hosts.example"));
+ * const directory = new MemoryHostDirectory({ self: hostCardOf(keys) });
+ * await directory.add([other], { trusted: true }); // from the configuration
+ * const agent = new SyncAgent({
+ *   keys,
+ *   network: "lan-party",
+ *   source: new MaildirSource(await office.ensureMailbox(keys.email)),
+ *   sender: new MaildirSender(office),
+ *   store: new MemoryStore(),
+ *   directory,
+ * });
+ * await agent.requestTables(); // { sent: 1, failed: 0 }
+ * await agent.processPending(); // merges the snapshots that came back
+ * await agent.pushSnapshots(); // periodically
+ * ```
+ */
+export class SyncAgent {
+  readonly #o:
+    & Required<Omit<SyncAgentOptions, "policy">>
+    & { policy: TablePolicy };
+  readonly #card: HostCard;
+  /** When each host's table request (by host id) was last answered. */
+  readonly #answered = new Map<string, number>();
+
+  constructor(options: SyncAgentOptions) {
+    this.#o = {
+      subjectMatch: "exact",
+      acceptUnknownHosts: false,
+      allowPrivateAddresses: false,
+      minAnswerIntervalMs: DEFAULT_MIN_ANSWER_INTERVAL_MS,
+      maxMailBytes: MAX_SYNC_MAIL_BYTES,
+      clock: systemClock,
+      onEvent: silentSink,
+      logger: silentLogger,
+      ...options,
+      policy: { ...DEFAULT_TABLE_POLICY, ...options.policy },
+    };
+    this.#card = hostCardOf(options.keys);
+  }
+
+  /**
+   * Records the host cards a terminal's request named (`hostCards`) as *learned*: such a host
+   * gets answers to its table requests but is not trusted. Bad cards are logged and skipped.
+   * Resolves with how many cards were new.
+   */
+  async learn(cards: string[]): Promise<number> {
+    const parsed: HostCard[] = [];
+    for (const text of cards) {
+      try {
+        parsed.push(parseHostCard(text));
+      } catch (err) {
+        if (!(err instanceof MessageError)) throw err;
+        this.#o.logger.log("warn", `host card not learned: ${err.message}`, { code: err.code });
+      }
+    }
+    return parsed.length === 0 ? 0 : await this.#o.directory.add(parsed);
+  }
+
+  /** Mails a table request to every trusted host (bootstrap of a new or restarted host). */
+  async requestTables(options: { signal?: AbortSignal } = {}): Promise<SyncSendResult> {
+    const { keys, network, clock } = this.#o;
+    const hosts = await this.#o.directory.list({ trustedOnly: true });
+    const card = formatHostCard(this.#card);
+    return await this.#sendEach(hosts, options.signal, () => [{
+      network,
+      hostId: keys.ed25519.publicKey,
+      createdAt: clock.now(),
+      kind: "table-request",
+      card,
+    }]);
+  }
+
+  /**
+   * Mails snapshots of the live table (no e-mail addresses; failure flags kept) and of the
+   * trusted host cards to every trusted host. A large table goes in several snapshots.
+   */
+  async pushSnapshots(options: { signal?: AbortSignal } = {}): Promise<SyncSendResult> {
+    const hosts = await this.#o.directory.list({ trustedOnly: true });
+    if (hosts.length === 0) return { sent: 0, failed: 0 };
+    const pages = await this.#snapshotPages();
+    return await this.#sendEach(hosts, options.signal, () => pages);
+  }
+
+  /**
+   * Handles every pending sync mail once: answers table requests, merges snapshots, and
+   * quarantines the rest. Rejects only on failures that leave the mail in place for the next
+   * pass (table, sending, connection).
+   */
+  async processPending(options: { signal?: AbortSignal } = {}): Promise<SyncPassResult> {
+    const result: SyncPassResult = { answered: 0, merged: 0, rows: 0, quarantined: 0, stale: 0 };
+    const match: SubjectMatch = {
+      subject: subjectFor(this.#o.network, "sync"),
+      mode: this.#o.subjectMatch,
+    };
+    for (const ref of await this.#o.source.list(match, options)) {
+      options.signal?.throwIfAborted();
+      await this.#processOne(ref, result, options.signal);
+    }
+    return result;
+  }
+
+  async #processOne(ref: MailRef, result: SyncPassResult, signal?: AbortSignal): Promise<void> {
+    const { source, logger, onEvent, maxMailBytes } = this.#o;
+    try {
+      if (ref.size !== undefined && ref.size > maxMailBytes) {
+        throw new Rejected(
+          "EMAIL",
+          `sync mail of ${ref.size} bytes is over ${maxMailBytes}`,
+          "quarantine",
+        );
+      }
+      const raw = await source.fetch(ref, signal ? { signal } : {});
+      const { payload, messageId } = await this.#open(raw);
+      if (payload.kind === "table-request") {
+        await this.#answer(payload, messageId, signal);
+        result.answered++;
+      } else {
+        result.rows += await this.#merge(payload);
+        result.merged++;
+      }
+      await source.delete(ref);
+    } catch (err) {
+      if (!(err instanceof Rejected)) throw err;
+      logger.log("warn", `sync mail not used: ${err.message}`, {
+        subject: ref.subject,
+        code: err.code,
+      });
+      if (err.disposal === "delete") {
+        await source.delete(ref);
+        result.stale++;
+        return;
+      }
+      await source.quarantine(ref, err.message);
+      onEvent({ event: "quarantined", subject: ref.subject, code: err.code, reason: err.message });
+      result.quarantined++;
+    }
+  }
+
+  /** Parses, opens and checks a sync mail (signature, network, date). */
+  async #open(raw: Uint8Array): Promise<{ payload: SyncPayload; messageId?: string }> {
+    const { keys, network, clock, policy, maxMailBytes } = this.#o;
+    let payload: SyncPayload;
+    let messageId: string | undefined;
+    try {
+      const mail = await parseMail(raw, { maxBytes: maxMailBytes });
+      messageId = mail.messageId;
+      const block = dearmorSync(mail.text);
+      const kind = blockKindOf(block, { maxBytes: MAX_SYNC_BLOCK_BYTES });
+      if (kind !== "sync") {
+        throw new Rejected(
+          "EBLOCK",
+          `a ${kind} block arrived under the sync subject`,
+          "quarantine",
+        );
+      }
+      payload = await openSync(block, { hostKeys: keys });
+    } catch (err) {
+      if (err instanceof MailError || err instanceof MessageError) {
+        throw new Rejected(err.code, err.message, "quarantine");
+      }
+      throw err;
+    }
+    if (payload.network !== network) {
+      throw new Rejected(
+        "EPAYLOAD",
+        `the sync mail is for network ${payload.network}, not ${network}`,
+        "quarantine",
+      );
+    }
+    const now = clock.now();
+    if (payload.createdAt < now - policy.expiryMs) {
+      throw new Rejected("ESTALE", `${payload.kind} is older than the expiry`, "delete");
+    }
+    if (payload.createdAt > now + MAX_CLOCK_SKEW_MS) {
+      throw new Rejected("ESTALE", `${payload.kind} is dated in the future`, "quarantine");
+    }
+    return messageId === undefined ? { payload } : { payload, messageId };
+  }
+
+  async #hostOf(hostId: Uint8Array): Promise<{ card: HostCard; trusted: boolean } | undefined> {
+    const { directory } = this.#o;
+    const same = (c: HostCard) => bytesEqual(c.ed25519, hostId);
+    const trusted = (await directory.list({ trustedOnly: true })).find(same);
+    if (trusted) return { card: trusted, trusted: true };
+    const learned = (await directory.list()).find(same);
+    return learned ? { card: learned, trusted: false } : undefined;
+  }
+
+  async #answer(
+    payload: SyncPayload & { kind: "table-request" },
+    messageId: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const { acceptUnknownHosts, clock, directory, minAnswerIntervalMs, logger } = this.#o;
+    const id = toBase64Url(payload.hostId);
+    const known = await this.#hostOf(payload.hostId);
+    if (known === undefined && !acceptUnknownHosts) {
+      throw new Rejected(
+        "ESIGNATURE",
+        `table request from ${id}, a host not in this host's pool (host.accept_unknown_hosts)`,
+        "quarantine",
+      );
+    }
+    const now = clock.now();
+    const last = this.#answered.get(id);
+    if (last !== undefined && now - last < minAnswerIntervalMs) {
+      throw new Rejected(
+        "ERATE",
+        `table request of ${id} repeats one answered at ${last}`,
+        "delete",
+      );
+    }
+    // The card in the request is signed by the host itself: its own word on where to reach it.
+    const card = parseHostCard(payload.card);
+    if (known?.trusted || acceptUnknownHosts) await directory.add([card], { trusted: true });
+    const pages = await this.#snapshotPages();
+    for (const page of pages) {
+      await this.#send(page, card, messageId, signal);
+    }
+    this.#answered.set(id, now);
+    logger.log("info", `table request of ${card.email} answered with ${pages.length} snapshot(s)`);
+  }
+
+  async #merge(payload: SnapshotPayload): Promise<number> {
+    const { directory, store, clock, policy, network, allowPrivateAddresses, logger } = this.#o;
+    const known = await this.#hostOf(payload.hostId);
+    const id = toBase64Url(payload.hostId);
+    if (!known?.trusted) {
+      throw new Rejected(
+        "ESIGNATURE",
+        `snapshot from ${id}, a host this host does not trust; add its card to the pool`,
+        "quarantine",
+      );
+    }
+    const now = clock.now();
+    const changed = await store.update((rows) => {
+      const merged = mergeSyncRows(rows, payload.rows, {
+        now,
+        network,
+        policy,
+        allowPrivateAddresses,
+      });
+      return { rows: merged.rows, result: merged.changed };
+    });
+    // The sender's own card is signed by it; the others are vouched for by a trusted host.
+    await directory.add(payload.cards.map((c) => parseHostCard(c)), { trusted: true });
+    logger.log("info", `snapshot of ${known.card.email} merged: ${changed} row(s) changed`, {
+      rows: payload.rows.length,
+    });
+    return changed;
+  }
+
+  /** Snapshots of the live table, split so each fits a sync block. */
+  async #snapshotPages(): Promise<SnapshotPayload[]> {
+    const { store, clock, policy, network, keys, directory, logger } = this.#o;
+    const now = clock.now();
+    const live = expireRows(await store.read(), now, policy)
+      .filter((r) => r.network === network)
+      .sort((a, b) => b.requestedAt - a.requestedAt);
+    const rows: SyncRow[] = [];
+    for (const row of live) {
+      try {
+        rows.push(syncRowOf(row));
+      } catch {
+        logger.log("warn", `row of ${row.userId} not synced: its keys are not base64url`);
+      }
+    }
+    const others = (await directory.list({ trustedOnly: true }))
+      .map(formatHostCard)
+      .slice(0, MAX_HOST_CARDS - 1);
+    const cards = [formatHostCard(this.#card), ...others];
+    const base = { network, hostId: keys.ed25519.publicKey, createdAt: now, kind: "snapshot" };
+    const pages: SnapshotPayload[] = [];
+    let page: SyncRow[] = [];
+    let size = 0;
+    const budget = MAX_SYNC_BLOCK_BYTES - SNAPSHOT_OVERHEAD_BYTES;
+    for (const row of rows) {
+      const bytes = rowBytes(row);
+      if (page.length > 0 && (page.length >= MAX_SYNC_ROWS || size + bytes > budget)) {
+        pages.push({ ...base, kind: "snapshot", rows: page, cards });
+        page = [];
+        size = 0;
+      }
+      page.push(row);
+      size += bytes;
+    }
+    pages.push({ ...base, kind: "snapshot", rows: page, cards });
+    return pages;
+  }
+
+  async #sendEach(
+    hosts: HostCard[],
+    signal: AbortSignal | undefined,
+    build: (to: HostCard) => SyncPayload[],
+  ): Promise<SyncSendResult> {
+    const result: SyncSendResult = { sent: 0, failed: 0 };
+    for (const host of hosts) {
+      signal?.throwIfAborted();
+      try {
+        for (const payload of build(host)) {
+          await this.#send(payload, host, undefined, signal);
+          result.sent++;
+        }
+      } catch (err) {
+        if (!(err instanceof MailError || err instanceof MessageError)) throw err;
+        result.failed++;
+        this.#o.onEvent({ event: "error", code: err.code, message: err.message });
+        this.#o.logger.log("error", err.message, { code: err.code, to: host.email });
+      }
+    }
+    return result;
+  }
+
+  async #send(
+    payload: SyncPayload,
+    to: HostCard,
+    inReplyTo: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const { keys, network, sender, clock } = this.#o;
+    const block = await sealSync(payload, { hostKeys: keys, to });
+    await sender.send({
+      from: keys.email,
+      to: [to.email],
+      subject: subjectFor(network, "sync"),
+      text: bodyFor(network, "sync", block),
+      date: new Date(clock.now()),
+      ...(inReplyTo ? { inReplyTo } : {}),
+    }, signal ? { signal } : {});
+  }
+}
+
+const utf8 = new TextEncoder();
+
+/** About how many bytes a row takes in a snapshot's JSON. */
+function rowBytes(row: SyncRow): number {
+  return utf8.encode(JSON.stringify({
+    ...row,
+    identityKey: toBase64Url(row.identityKey),
+    sessionId: toBase64Url(row.sessionId),
+  })).length + 1;
+}
+
+/**
+ * A control-table row as it is synced: without e-mail address and request history.
+ *
+ * @throws {MessageError} `EBLOCK` when the row's identity key or session id is not base64url.
+ */
+export function syncRowOf(row: PeerRow): SyncRow {
+  const out: SyncRow = {
+    userId: row.userId,
+    network: row.network,
+    identityKey: fromBase64Url(row.identityKey),
+    endpoints: row.endpoints.map((e) => ({
+      transport: e.transport,
+      address: e.address,
+      port: e.port,
+    })),
+    sessionId: fromBase64Url(row.sessionId),
+    requestedAt: row.requestedAt,
+    failures: row.failures,
+  };
+  if (row.lastFailureAt !== undefined) out.lastFailureAt = row.lastFailureAt;
+  return out;
+}
+
+/** Options of {@link mergeSyncRows}. */
+export interface MergeOptions {
+  now: number;
+  /** Only rows of this network are merged. */
+  network: string;
+  policy: Pick<TablePolicy, "capacity" | "expiryMs">;
+  /** Merge rows whose endpoints are loopback, private, link-local or reserved; default false. */
+  allowPrivateAddresses?: boolean;
+}
+
+/**
+ * Merges rows from another host's snapshot into ours (pure; returns new rows).
+ *
+ * Keyed by network + user id, like upsertRow:
+ * - a user we do not have is added, with e-mail address `""` (only the host that received the
+ *   request knows it);
+ * - the newer request (`requestedAt`) wins; on a tie the larger session id, so every host
+ *   settles on the same row. A winning incoming row keeps our e-mail address and history;
+ * - the same request (same session id) on both sides keeps the larger failure count, so a
+ *   notice sent to one host lowers that peer on every host.
+ *
+ * Rows of other networks, expired rows, rows dated more than the clock skew in the future and
+ * rows with endpoints this host's address policy refuses are skipped. Our expired rows are
+ * dropped, and when over capacity the oldest rows go first.
+ */
+export function mergeSyncRows(
+  rows: readonly PeerRow[],
+  incoming: readonly SyncRow[],
+  options: MergeOptions,
+): { rows: PeerRow[]; changed: number } {
+  const { now, network, policy } = options;
+  const allowPrivate = options.allowPrivateAddresses ?? false;
+  const next = expireRows(rows, now, policy);
+  let changed = 0;
+  for (const row of incoming) {
+    if (row.network !== network) continue;
+    if (row.requestedAt < now - policy.expiryMs || row.requestedAt > now + MAX_CLOCK_SKEW_MS) {
+      continue;
+    }
+    if (row.endpoints.some((e) => endpointProblem(e, { allowPrivate }) !== undefined)) continue;
+    const sessionId = toBase64Url(row.sessionId);
+    const at = next.findIndex((r) => r.network === row.network && r.userId === row.userId);
+    const existing = at < 0 ? undefined : next[at];
+    const fresh: PeerRow = {
+      userId: row.userId,
+      network: row.network,
+      identityKey: toBase64Url(row.identityKey),
+      endpoints: row.endpoints.map((e) => ({ ...e })),
+      email: existing?.email ?? "",
+      sessionId,
+      requestedAt: row.requestedAt,
+      failures: row.failures,
+    };
+    if (row.lastFailureAt !== undefined) fresh.lastFailureAt = row.lastFailureAt;
+    if (existing?.history !== undefined) fresh.history = existing.history.map((h) => ({ ...h }));
+    if (existing === undefined) {
+      next.push(fresh);
+      changed++;
+    } else if (existing.sessionId === sessionId) {
+      if (row.failures > existing.failures) {
+        next[at] = { ...existing, failures: row.failures, lastFailureAt: row.lastFailureAt ?? now };
+        changed++;
+      }
+    } else if (
+      row.requestedAt > existing.requestedAt ||
+      (row.requestedAt === existing.requestedAt && sessionId > existing.sessionId)
+    ) {
+      next[at] = fresh;
+      changed++;
+    }
+  }
+  while (next.length > policy.capacity) {
+    let oldest = 0;
+    next.forEach((r, i) => {
+      if (r.requestedAt < next[oldest]!.requestedAt) oldest = i;
+    });
+    next.splice(oldest, 1);
+  }
+  return { rows: next, changed };
+}

@@ -1,0 +1,422 @@
+/**
+ * Sync blocks (DESIGN §2 "sync"): what one host of a pool mails another, a table request or a
+ * table snapshot, sealed to the receiving host's X25519 key and signed by the sending host's
+ * Ed25519 key with the layout of block.ts (block kind `sync`).
+ *
+ * ```
+ * table-request = network, hostId, createdAt, kind "table-request", card (the sender's own)
+ * snapshot      = network, hostId, createdAt, kind "snapshot", rows, cards (incl. the sender's)
+ * row           = userId, network, identityKey, endpoints, sessionId, requestedAt, failures,
+ *                 lastFailureAt?
+ * ```
+ *
+ * A sync block never carries a terminal's e-mail address: a row has no such field, and
+ * unknown fields are neither written nor read. Snapshots of a large table may exceed the 16 KiB
+ * limit of requests and replies, so sync blocks have their own limit, `MAX_SYNC_BLOCK_BYTES`,
+ * and their own armor reader, {@link dearmorSync}.
+ *
+ * @module
+ */
+import { MessageError } from "../errors.ts";
+import { MAX_ENDPOINTS, MAX_HOST_CARDS } from "../limits.ts";
+import { BEGIN_LINE, END_LINE } from "./armor.ts";
+import { bytesEqual, fromBase64, fromBase64Url, toBase64Url } from "./base64.ts";
+import { openSignedBlock, sealSignedBlock, signedBlockData } from "./block.ts";
+import { isIPv4, isIPv6, networkIdProblem, userIdProblem } from "./codec.ts";
+import { formatHostCard, type HostCard, parseHostCard } from "./host_card.ts";
+import type { HostKeys } from "./key_file.ts";
+import { verify } from "./keys.ts";
+import type { Endpoint } from "./types.ts";
+
+/** Largest sync block (proposed for limits.ts). A snapshot that would be larger is split. */
+export const MAX_SYNC_BLOCK_BYTES = 1024 * 1024;
+/** Most rows one snapshot carries (proposed for limits.ts). */
+export const MAX_SYNC_ROWS = 2000;
+
+/** One control-table row as hosts exchange it: never an e-mail address. */
+export interface SyncRow {
+  userId: string;
+  network: string;
+  /** The terminal's Ed25519 identity public key (32 bytes). */
+  identityKey: Uint8Array;
+  endpoints: Endpoint[];
+  /** Session id of the user's latest request (16 bytes), so the same request is one row. */
+  sessionId: Uint8Array;
+  /** When the latest request was made, ms since the epoch. */
+  requestedAt: number;
+  failures: number;
+  lastFailureAt?: number;
+}
+
+interface SyncBase {
+  network: string;
+  /** The sending host's Ed25519 public key (32 bytes). */
+  hostId: Uint8Array;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+}
+
+/** A new or restarted host asks another for its table. */
+export interface TableRequestPayload extends SyncBase {
+  kind: "table-request";
+  /** The sender's own host card (its `ed25519` is `hostId`): where to mail the snapshot. */
+  card: string;
+}
+
+/** A host's live rows and the host cards it trusts, its own included. */
+export interface SnapshotPayload extends SyncBase {
+  kind: "snapshot";
+  rows: SyncRow[];
+  /** Canonical host cards; one of them is the sender's own (its `ed25519` is `hostId`). */
+  cards: string[];
+}
+
+/** What one host mails another. */
+export type SyncPayload = TableRequestPayload | SnapshotPayload;
+
+type Obj = Record<string, unknown>;
+const utf8 = new TextEncoder();
+
+function fail(doing: string, what: string, cause?: unknown): never {
+  const advice = doing.startsWith("Cannot encode")
+    ? "correct the value before sending"
+    : "the sending host runs a faulty or incompatible mailpeer; ignore this mail";
+  throw new MessageError(
+    "EPAYLOAD",
+    `${doing}: ${what}; ${advice}`,
+    cause === undefined ? {} : { cause },
+  );
+}
+
+function isObj(value: unknown): value is Obj {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** Reads the fields of the wire object `obj`, failing with `doing` as the message head. */
+class Reader {
+  constructor(readonly doing: string) {}
+
+  fail(what: string, cause?: unknown): never {
+    return fail(this.doing, what, cause);
+  }
+
+  get(obj: Obj, name: string, path: string): unknown {
+    if (!Object.hasOwn(obj, name)) this.fail(`${path}${name} is missing`);
+    return obj[name];
+  }
+
+  obj(value: unknown, path: string): Obj {
+    if (!isObj(value)) this.fail(`${path} is not an object`);
+    return value;
+  }
+
+  text(obj: Obj, name: string, path: string, check: (t: string) => string | undefined): string {
+    const value = this.get(obj, name, path);
+    if (typeof value !== "string") this.fail(`${path}${name} is not a string`);
+    const problem = check(value);
+    if (problem !== undefined) this.fail(`${path}${name} ${problem}`);
+    return value;
+  }
+
+  bytes(obj: Obj, name: string, path: string, length: number): Uint8Array {
+    const value = this.text(obj, name, path, () => undefined);
+    let bytes: Uint8Array;
+    try {
+      bytes = fromBase64Url(value);
+    } catch (err) {
+      this.fail(`${path}${name} is not base64url`, err);
+    }
+    if (bytes.length !== length || toBase64Url(bytes) !== value) {
+      this.fail(`${path}${name} has ${bytes.length} bytes, not ${length}`);
+    }
+    return bytes;
+  }
+
+  count(obj: Obj, name: string, path: string): number {
+    const value = this.get(obj, name, path);
+    if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+      this.fail(`${path}${name} is not a non-negative whole number`);
+    }
+    return value;
+  }
+
+  list(obj: Obj, name: string, path: string, max: number): unknown[] {
+    const value = this.get(obj, name, path);
+    if (!Array.isArray(value)) this.fail(`${path}${name} is not a list`);
+    if (value.length > max) {
+      this.fail(`${path}${name} has ${value.length} entries, more than ${max}`);
+    }
+    return value;
+  }
+
+  endpoint(value: unknown, path: string): Endpoint {
+    const obj = this.obj(value, path);
+    const p = `${path}.`;
+    const transport = this.get(obj, "transport", p);
+    if (transport !== "tcp" && transport !== "udp") this.fail(`${p}transport is not tcp or udp`);
+    const address = this.get(obj, "address", p);
+    if (typeof address !== "string" || (!isIPv4(address) && !isIPv6(address))) {
+      this.fail(`${p}address is not an IPv4 or IPv6 literal`);
+    }
+    const port = this.get(obj, "port", p);
+    if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) {
+      this.fail(`${p}port is not a port number from 1 to 65535`);
+    }
+    return { transport, address, port };
+  }
+
+  card(value: unknown, path: string): string {
+    if (typeof value !== "string") this.fail(`${path} is not a string`);
+    let canonical: string;
+    try {
+      canonical = formatHostCard(parseHostCard(value));
+    } catch (err) {
+      this.fail(`${path} is not a host card`, err);
+    }
+    if (canonical !== value) this.fail(`${path} is not written in canonical form`);
+    return value;
+  }
+
+  row(value: unknown, path: string): SyncRow {
+    const obj = this.obj(value, path);
+    const p = `${path}.`;
+    const row: SyncRow = {
+      userId: this.text(obj, "userId", p, userIdProblem),
+      network: this.text(obj, "network", p, networkIdProblem),
+      identityKey: this.bytes(obj, "identityKey", p, 32),
+      endpoints: this.list(obj, "endpoints", p, MAX_ENDPOINTS)
+        .map((e, i) => this.endpoint(e, `${p}endpoints[${i}]`)),
+      sessionId: this.bytes(obj, "sessionId", p, 16),
+      requestedAt: this.count(obj, "requestedAt", p),
+      failures: this.count(obj, "failures", p),
+    };
+    if (Object.hasOwn(obj, "lastFailureAt") && obj.lastFailureAt !== null) {
+      row.lastFailureAt = this.count(obj, "lastFailureAt", p);
+    }
+    return row;
+  }
+}
+
+function cardKey(card: string): Uint8Array {
+  return parseHostCard(card).ed25519;
+}
+
+function fromWire(r: Reader, obj: Obj): SyncPayload {
+  const base = {
+    network: r.text(obj, "network", "", networkIdProblem),
+    hostId: r.bytes(obj, "hostId", "", 32),
+    createdAt: r.count(obj, "createdAt", ""),
+  };
+  const kind = r.get(obj, "kind", "");
+  if (kind === "table-request") {
+    const card = r.card(r.get(obj, "card", ""), "card");
+    if (!bytesEqual(cardKey(card), base.hostId)) {
+      r.fail("card is not the card of the sending host (its Ed25519 key is not hostId)");
+    }
+    return { ...base, kind, card };
+  }
+  if (kind !== "snapshot") r.fail(`kind is not "table-request" or "snapshot"`);
+  const cards = r.list(obj, "cards", "", MAX_HOST_CARDS).map((c, i) => r.card(c, `cards[${i}]`));
+  if (!cards.some((c) => bytesEqual(cardKey(c), base.hostId))) {
+    r.fail("cards does not hold the sending host's own card");
+  }
+  const rows = r.list(obj, "rows", "", MAX_SYNC_ROWS).map((row, i) => r.row(row, `rows[${i}]`));
+  const seen = new Set<string>();
+  for (const [i, row] of rows.entries()) {
+    const key = JSON.stringify([row.network, row.userId]);
+    if (seen.has(key)) r.fail(`rows[${i}] repeats user "${row.userId}" of ${row.network}`);
+    seen.add(key);
+  }
+  return { ...base, kind, rows, cards };
+}
+
+function b64(value: unknown): unknown {
+  return value instanceof Uint8Array ? toBase64Url(value) : value;
+}
+
+function rowToWire(row: SyncRow): unknown {
+  if (!isObj(row)) return row;
+  const wire: Obj = {
+    userId: row.userId,
+    network: row.network,
+    identityKey: b64(row.identityKey),
+    endpoints: Array.isArray(row.endpoints)
+      ? row.endpoints.map((e) =>
+        isObj(e) ? { transport: e.transport, address: e.address, port: e.port } : e
+      )
+      : row.endpoints,
+    sessionId: b64(row.sessionId),
+    requestedAt: row.requestedAt,
+    failures: row.failures,
+  };
+  if (row.lastFailureAt !== undefined) wire.lastFailureAt = row.lastFailureAt;
+  return wire;
+}
+
+/**
+ * Encodes a sync payload to deterministic UTF-8 JSON bytes (fields in a fixed order; no field
+ * that decoding would not read, so no e-mail address can slip in).
+ *
+ * @example
+ * ```ts
+ * import { formatHostCard } from "./host_card.ts";
+ * import { generateHostKeys, hostCardOf } from "./key_file.ts";
+ * import { encodeSyncPayload } from "./sync_payload.ts";
+ *
+ * const keys = await generateHostKeys("a@hosts.example");
+ * const bytes = encodeSyncPayload({
+ *   network: "lan-party",
+ *   hostId: keys.ed25519.publicKey,
+ *   createdAt: Date.now(),
+ *   kind: "table-request",
+ *   card: formatHostCard(hostCardOf(keys)),
+ * });
+ * ```
+ * @throws {MessageError} `EPAYLOAD` when a field breaks the rules decoding enforces.
+ */
+export function encodeSyncPayload(p: SyncPayload): Uint8Array {
+  const wire: Obj = { network: p.network, hostId: b64(p.hostId), createdAt: p.createdAt };
+  wire.kind = p.kind;
+  if (p.kind === "table-request") {
+    wire.card = p.card;
+  } else {
+    wire.rows = Array.isArray(p.rows) ? p.rows.map(rowToWire) : p.rows;
+    wire.cards = p.cards;
+  }
+  fromWire(new Reader(`Cannot encode ${String(p.kind)}`), wire);
+  return utf8.encode(JSON.stringify(wire));
+}
+
+/**
+ * Decodes and checks a sync payload.
+ *
+ * @throws {MessageError} `EPAYLOAD` naming the first field that is wrong.
+ */
+export function decodeSyncPayload(bytes: Uint8Array): SyncPayload {
+  const r = new Reader("Cannot read sync");
+  if (bytes.length > MAX_SYNC_BLOCK_BYTES) {
+    r.fail(`it has ${bytes.length} bytes, more than ${MAX_SYNC_BLOCK_BYTES}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (err) {
+    r.fail("it is not UTF-8 JSON", err);
+  }
+  return fromWire(r, r.obj(value, "the payload"));
+}
+
+/**
+ * Signs a sync payload with the host's Ed25519 key and seals it to the host of `to`.
+ *
+ * @example
+ * ```ts
+ * import { formatHostCard } from "./host_card.ts";
+ * import { generateHostKeys, hostCardOf } from "./key_file.ts";
+ * import { openSync, sealSync } from "./sync_payload.ts";
+ *
+ * const a = await generateHostKeys("a@hosts.example");
+ * const b = await generateHostKeys("b@hosts.example");
+ * const block = await sealSync({
+ *   network: "lan-party",
+ *   hostId: a.ed25519.publicKey,
+ *   createdAt: Date.now(),
+ *   kind: "table-request",
+ *   card: formatHostCard(hostCardOf(a)),
+ * }, { hostKeys: a, to: hostCardOf(b) });
+ * const payload = await openSync(block, { hostKeys: b, from: [hostCardOf(a)] });
+ * ```
+ * @throws {TypeError} when `payload.hostId` is not the host's Ed25519 public key.
+ * @throws {MessageError} `EPAYLOAD` when the payload breaks a limit, `EKEY` when the card's
+ * X25519 key is not usable.
+ */
+export async function sealSync(
+  payload: SyncPayload,
+  options: { hostKeys: HostKeys; to: HostCard },
+): Promise<Uint8Array> {
+  if (
+    !(payload.hostId instanceof Uint8Array) ||
+    !bytesEqual(payload.hostId, options.hostKeys.ed25519.publicKey)
+  ) {
+    throw new TypeError("Cannot seal sync: payload.hostId is not the host's Ed25519 key");
+  }
+  return await sealSignedBlock("sync", encodeSyncPayload(payload), {
+    signer: options.hostKeys.ed25519.privateKey,
+    recipient: options.to.x25519,
+    maxBytes: MAX_SYNC_BLOCK_BYTES,
+  });
+}
+
+/**
+ * Opens a sync block with the host's X25519 key and checks that the host named by
+ * `payload.hostId` signed it; with `from`, that host must also be one of those cards.
+ *
+ * @throws {MessageError} `EBLOCK` (header, size, not a sync block), `ESEAL` (wrong key or
+ * altered bytes), `EPAYLOAD` (bad content) or `ESIGNATURE` (forged, or not from a known host).
+ */
+export async function openSync(
+  block: Uint8Array,
+  options: { hostKeys: HostKeys; from?: HostCard[] },
+): Promise<SyncPayload> {
+  const { hostKeys, from } = options;
+  const { body, signature } = await openSignedBlock(block, {
+    kind: "sync",
+    recipientPrivateKey: hostKeys.x25519.privateKey,
+    maxBytes: MAX_SYNC_BLOCK_BYTES,
+  });
+  const payload = decodeSyncPayload(body);
+  const data = signedBlockData("sync", hostKeys.x25519.publicKey, body);
+  if (!await verify(payload.hostId, data, signature)) {
+    throw new MessageError(
+      "ESIGNATURE",
+      `Cannot accept sync: it is not signed by the host key it carries (${
+        toBase64Url(payload.hostId)
+      }); the mail was forged, ignore it`,
+    );
+  }
+  if (from !== undefined && !from.some((card) => bytesEqual(card.ed25519, payload.hostId))) {
+    throw new MessageError(
+      "ESIGNATURE",
+      `Cannot accept sync: it is not from a known host (host key ${
+        toBase64Url(payload.hostId)
+      }); add that host's card to the pool if it belongs there`,
+    );
+  }
+  return payload;
+}
+
+/**
+ * Finds the one armored block of a sync mail and decodes it, allowing up to
+ * `MAX_SYNC_BLOCK_BYTES` (armor.ts's `dearmor` stops at the 16 KiB of requests).
+ *
+ * @throws {MessageError} `EBLOCK`: no block, more than one, bad base64, or too large.
+ */
+export function dearmorSync(text: string): Uint8Array {
+  const bad = (problem: string, cause?: unknown): never => {
+    throw new MessageError(
+      "EBLOCK",
+      `Cannot read the mailpeer block: ${problem}; ignore this mail`,
+      cause === undefined ? {} : { cause },
+    );
+  };
+  const lines = text.split(/\r\n|\r|\n/).map((line) => line.trim());
+  const begin = lines.indexOf(BEGIN_LINE);
+  const end = lines.indexOf(END_LINE);
+  if (begin < 0) return bad("no BEGIN line");
+  if (end < begin) return bad("no END line after the BEGIN line");
+  if (lines.lastIndexOf(BEGIN_LINE) !== begin || lines.lastIndexOf(END_LINE) !== end) {
+    return bad("more than one block");
+  }
+  const body = lines.slice(begin + 1, end).join("");
+  if (body.length > Math.ceil(MAX_SYNC_BLOCK_BYTES / 3) * 4) {
+    return bad(`too large (more than ${MAX_SYNC_BLOCK_BYTES} bytes)`);
+  }
+  let block: Uint8Array;
+  try {
+    block = fromBase64(body);
+  } catch (err) {
+    return bad("bad base64", err);
+  }
+  if (block.length === 0) return bad("the block is empty");
+  return block;
+}
