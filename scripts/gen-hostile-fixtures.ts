@@ -29,7 +29,7 @@ import {
 import { publicKeyOf, sign } from "../src/message/keys.ts";
 import { bodyFor, subjectFor } from "../src/message/mail_text.ts";
 import { BlockKind, type BlockKindName, type Endpoint } from "../src/message/types.ts";
-import { MAX_MAIL_BYTES, PROTOCOL_VERSION } from "../src/limits.ts";
+import { MAX_HOST_CARDS, MAX_MAIL_BYTES, PROTOCOL_VERSION } from "../src/limits.ts";
 
 /** The network of every fixture. */
 export const FIXTURE_NETWORK = "hostile-test";
@@ -268,11 +268,22 @@ async function build(): Promise<Map<string, { raw: Uint8Array; spec?: FixtureExp
     });
   }
   {
-    const block = await good("two-blocks");
-    const text = requestBody(block) + "\n" + armor(block) + "\n";
-    add("two-blocks.eml", rawMail({ body: text }), {
+    const block = await good("too-many-blocks");
+    const text = requestBody(block) + `\n${armor(block)}\n`.repeat(MAX_HOST_CARDS);
+    add("too-many-blocks.eml", rawMail({ body: text }), {
       outcomes: [q("EBLOCK")],
-      why: "two armored blocks in one body: a mailpeer mail carries exactly one",
+      why: `${MAX_HOST_CARDS + 1} armored blocks: a request carries at most one per host card ` +
+        `(${MAX_HOST_CARDS}), so this is a decryption-cost attack`,
+    });
+  }
+  {
+    const lines = requestBody(await good("nested")).split("\n");
+    const begin = lines.indexOf("-----BEGIN MAILPEER BLOCK-----");
+    lines.splice(begin + 2, 0, "-----BEGIN MAILPEER BLOCK-----");
+    lines.push("-----END MAILPEER BLOCK-----");
+    add("nested-blocks.eml", rawMail({ body: lines.join("\n") }), {
+      outcomes: [q("EBLOCK")],
+      why: "a BEGIN line inside a block (blocks may not nest or overlap)",
     });
   }
   // ---- block header ----
@@ -500,6 +511,16 @@ async function build(): Promise<Map<string, { raw: Uint8Array; spec?: FixtureExp
       outcomes: [q("EMAIL")],
       why: "a valid request from `../../x@evil.test`: a path, refused by the Maildir post " +
         "office and by strict servers; must not be answered (nor block the mailbox)",
+    },
+  );
+  add(
+    "nul-message-id.eml",
+    rawMail({ messageId: "<abc\x00def@evil.test>", body: requestBody(await good("nul-id")) }),
+    {
+      outcomes: [{ action: "answer", to: "mallory@evil.test" }],
+      why: "a valid request whose Message-ID holds a NUL byte: it cannot be echoed in " +
+        "In-Reply-To, but the request is valid; answered without In-Reply-To (must never " +
+        "crash the pass or stop the host)",
     },
   );
   {

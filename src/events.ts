@@ -55,6 +55,11 @@ export type MailpeerEvent =
       sha256: string;
     }
     | { event: "host-busy"; message: string }
+    | { event: "sync-sent"; to: string; kind: "table-request" | "snapshot"; rows: number }
+    | { event: "sync-merged"; from: string; rows: number; changed: number }
+    | { event: "sync-answered"; to: string; snapshots: number }
+    | { event: "host-learned"; email: string; trusted: boolean }
+    | { event: "forwarded"; to: string; subject: string }
     | { event: "error"; code: string; message: string }
   );
 

@@ -66,3 +66,5 @@ export const DEFAULT_REQUESTS_PER_USER_PER_HOUR = 30;
 export const DEFAULT_REQUESTS_PER_SENDER_PER_HOUR = 120;
 /** The window of the request rate limits, in ms. */
 export const RATE_WINDOW_MS = 60 * 60 * 1000;
+/** How often a long-running host pushes its table to its pool, in ms (configurable). */
+export const DEFAULT_SYNC_INTERVAL_MS = 5 * 60 * 1000;

@@ -14,7 +14,10 @@ import type { EventSink } from "../events.ts";
 import { Host } from "../host/host.ts";
 import { cliSink } from "./output.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
-import { loadHostKeys, openSender, openSource, openStore } from "./wire.ts";
+import { loadHostKeys, openSender, openSource, openStore, parseHostCards } from "./wire.ts";
+import { JsonFileHostDirectory } from "../host/host_directory.ts";
+import { SyncAgent } from "../host/sync_agent.ts";
+import { hostCardOf } from "../message/key_file.ts";
 
 /** Builds a host from a configuration. */
 export async function hostFromConfig(
@@ -37,6 +40,23 @@ export async function hostFromConfig(
   });
   const sender = await openSender(hc.send);
   const store = openStore(hc);
+  const card = hostCardOf(keys);
+  const directory = new JsonFileHostDirectory(hc.hostsFile, { self: card });
+  const pool = parseHostCards(hc.pool, "host.pool");
+  if (pool.length > 0) await directory.add(pool, { trusted: true });
+  const sync = new SyncAgent({
+    keys,
+    network: config.network,
+    source,
+    sender,
+    store,
+    directory,
+    subjectMatch: config.subjectMatch,
+    acceptUnknownHosts: hc.acceptUnknownHosts,
+    allowPrivateAddresses: hc.allowPrivateAddresses,
+    policy: { capacity: hc.tableCapacity, expiryMs: hc.expiryMs },
+    onEvent: options.onEvent,
+  });
   const host = new Host({
     keys,
     network: config.network,
@@ -55,12 +75,13 @@ export async function hostFromConfig(
     ...(hc.requireVerifiedSender
       ? { requireVerifiedSender: { authservId: hc.requireVerifiedSender } }
       : {}),
+    learnHosts: (cards) => sync.learn(cards),
     onEvent: options.onEvent,
   });
   const close = async () => {
     await Promise.allSettled([source.close(), sender.close(), store.close()]);
   };
-  return { host, close };
+  return { host, sync, store, close };
 }
 
 /** The `host` subcommand. */
@@ -69,6 +90,8 @@ export function hostCommand() {
     .description("answer terminal requests from the host mailbox")
     .option("--once", "process what is pending and exit (for cron)")
     .option("--poll-interval <duration>", "poll the mailbox this often instead of waiting for push")
+    .option("--bootstrap", "ask the pool's hosts for their tables (a new host)")
+    .option("--sync", "with --once: push this host's table to the pool")
     .option("--json", "print events as JSON lines")
     .action(async (opts) => {
       const config = await loadConfigFor(opts.config);
@@ -76,7 +99,7 @@ export function hostCommand() {
       const pollIntervalMs = opts.pollInterval
         ? parseDuration(opts.pollInterval, "--poll-interval")
         : undefined;
-      const { host, close } = await hostFromConfig(config, {
+      const { host, sync, store, close } = await hostFromConfig(config, {
         onEvent,
         ...(pollIntervalMs ? { pollIntervalMs } : {}),
       });
@@ -85,7 +108,12 @@ export function hostCommand() {
       const runLock = `${config.host!.table}.run`;
       try {
         if (opts.once) {
-          await withFileLock(runLock, () => host.processPending(), {
+          await withFileLock(runLock, async () => {
+            if (opts.bootstrap) await sync.requestTables();
+            await host.processPending();
+            await sync.processPending();
+            if (opts.sync) await sync.pushSnapshots();
+          }, {
             timeoutMs: HOST_RUN_LOCK_WAIT_MS,
           })
             .catch((err) => {
@@ -100,7 +128,22 @@ export function hostCommand() {
             });
         } else {
           const stop = onSignals();
-          await withFileLock(runLock, () => host.run({ signal: stop.signal }), { timeoutMs: 0 });
+          const interval = config.host!.syncIntervalMs;
+          await withFileLock(runLock, async () => {
+            // A new host (empty table) asks its pool for their tables first.
+            if (opts.bootstrap || (await store.read()).length === 0) await sync.requestTables();
+            let lastPush = Date.now();
+            await host.run({
+              signal: stop.signal,
+              eachPass: async (signal) => {
+                await sync.processPending({ signal });
+                if (Date.now() - lastPush >= interval) {
+                  lastPush = Date.now();
+                  await sync.pushSnapshots();
+                }
+              },
+            });
+          }, { timeoutMs: 0 });
         }
       } finally {
         await close();

@@ -84,6 +84,18 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
         }… verified`;
       case "host-busy":
         return e.message;
+      case "sync-sent":
+        return e.kind === "snapshot"
+          ? `mailed a table snapshot of ${e.rows} rows to ${e.to}`
+          : `asked ${e.to} for its table`;
+      case "sync-merged":
+        return `merged ${e.rows} rows from ${e.from} (${e.changed} changed)`;
+      case "sync-answered":
+        return `answered ${e.to}'s table request`;
+      case "host-learned":
+        return `learned of host ${e.email}${e.trusted ? " (trusted)" : ""}`;
+      case "forwarded":
+        return `forwarded a mail to ${e.to}`;
       case "error":
         return `error ${e.code}: ${e.message}`;
     }

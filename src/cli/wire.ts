@@ -101,13 +101,13 @@ export async function loadIdentity(path: string): Promise<IdentityKeys> {
 }
 
 /** Parses the host cards of a terminal configuration, naming the bad one. */
-export function parseHostCards(cards: string[]): HostCard[] {
+export function parseHostCards(cards: string[], key = "terminal.hosts"): HostCard[] {
   return cards.map((card, i) => {
     try {
       return parseHostCard(card);
     } catch (err) {
       if (err instanceof MessageError) {
-        throw new ConfigError("ECONFIG", `Cannot read terminal.hosts[${i}]: ${err.message}`, {
+        throw new ConfigError("ECONFIG", `Cannot read ${key}[${i}]: ${err.message}`, {
           cause: err,
         });
       }

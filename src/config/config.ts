@@ -16,6 +16,7 @@ import {
   DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
   DEFAULT_REQUESTS_PER_USER_PER_HOUR,
   DEFAULT_STANDBY_TIMEOUT_MS,
+  DEFAULT_SYNC_INTERVAL_MS,
   DEFAULT_TABLE_CAPACITY,
   DEFAULT_TERMINAL_POLL_INTERVAL_MS,
   MAX_BLOCK_BYTES,
@@ -68,6 +69,14 @@ export interface HostConfig {
   requireVerifiedSender?: string;
   /** Where the control table lives: the JSON file `table`, or a shared Redis. */
   store: { kind: "file" } | { kind: "redis"; url: string; key: string };
+  /** Host cards of the pool this host syncs its table with (trusted). */
+  pool: string[];
+  /** Answer (and trust) table requests of hosts not in the pool. */
+  acceptUnknownHosts: boolean;
+  /** How often a long-running host pushes its table to the pool. */
+  syncIntervalMs: number;
+  /** File of the hosts this host knows (the pool and hosts learned from requests). */
+  hostsFile: string;
   receive: ReceiveConfig;
   send: SendConfig;
 }
@@ -298,6 +307,10 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
     ),
     allowPrivateAddresses: r.bool(t, "allow_private_addresses", false),
     store: readStore(r.sub("store"), r.table(t, "store")),
+    pool: r.strings(t, "pool"),
+    acceptUnknownHosts: r.bool(t, "accept_unknown_hosts", false),
+    syncIntervalMs: r.duration(t, "sync_interval", DEFAULT_SYNC_INTERVAL_MS),
+    hostsFile: r.path(t, "hosts_file", "hosts.json"),
     ...(t["require_verified_sender"] !== undefined
       ? { requireVerifiedSender: r.string(t, "require_verified_sender") }
       : {}),

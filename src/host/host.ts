@@ -72,6 +72,8 @@ export interface HostOptions {
   requireVerifiedSender?: { authservId: string };
   /** Called after each step of processing a mail (fault injection, tracing). */
   onStep?: (step: HostStep) => void | Promise<void>;
+  /** Told the host cards of every answered request, so the host learns of its pool. */
+  learnHosts?: (cards: string[]) => Promise<unknown>;
   clock?: Clock;
   onEvent?: EventSink;
   logger?: Logger;
@@ -117,8 +119,10 @@ class Rejected extends Error {
 /** Processes the requests and notices in one host mailbox. */
 export class Host {
   readonly #o:
-    & Required<Omit<HostOptions, "policy" | "limits" | "requireVerifiedSender" | "onStep">>
-    & Pick<HostOptions, "requireVerifiedSender" | "onStep">
+    & Required<
+      Omit<HostOptions, "policy" | "limits" | "requireVerifiedSender" | "onStep" | "learnHosts">
+    >
+    & Pick<HostOptions, "requireVerifiedSender" | "onStep" | "learnHosts">
     & { policy: TablePolicy; limits: HostLimits };
 
   constructor(options: HostOptions) {
@@ -161,12 +165,20 @@ export class Host {
   }
 
   /** Processes mail until `signal` aborts, waking on new mail (push, watch or poll). */
-  async run(options: { signal: AbortSignal; retryDelayMs?: number }): Promise<void> {
+  async run(
+    options: {
+      signal: AbortSignal;
+      retryDelayMs?: number;
+      /** More work for each pass (e.g. table sync), run after the requests. */
+      eachPass?: (signal: AbortSignal) => Promise<void>;
+    },
+  ): Promise<void> {
     const { signal } = options;
     let failures = 0;
     while (!signal.aborted) {
       try {
         await this.processPending({ signal });
+        await options.eachPass?.(signal);
         failures = 0;
         await this.#o.source.waitForMail({ signal });
       } catch (err) {
@@ -428,6 +440,9 @@ export class Host {
       ...(mail.messageId ? { inReplyTo: mail.messageId } : {}),
     }, who);
     onEvent({ event: "reply-sent", to: mail.from, userId: request.userId, peers: peers.length });
+    await this.#o.learnHosts?.(request.hostCards).catch((err) =>
+      this.#o.logger.log("warn", `could not record the request's host cards: ${err}`)
+    );
     await this.#step("reply-sent", "request", ref);
   }
 

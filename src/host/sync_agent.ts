@@ -344,6 +344,7 @@ export class SyncAgent {
     }
     this.#answered.set(id, now);
     logger.log("info", `table request of ${card.email} answered with ${pages.length} snapshot(s)`);
+    this.#o.onEvent({ event: "sync-answered", to: card.email, snapshots: pages.length });
   }
 
   async #merge(payload: SnapshotPayload): Promise<number> {
@@ -371,6 +372,12 @@ export class SyncAgent {
     await directory.add(payload.cards.map((c) => parseHostCard(c)), { trusted: true });
     logger.log("info", `snapshot of ${known.card.email} merged: ${changed} row(s) changed`, {
       rows: payload.rows.length,
+    });
+    this.#o.onEvent({
+      event: "sync-merged",
+      from: known.card.email,
+      rows: payload.rows.length,
+      changed,
     });
     return changed;
   }
@@ -425,6 +432,12 @@ export class SyncAgent {
         for (const payload of build(host)) {
           await this.#send(payload, host, undefined, signal);
           result.sent++;
+          this.#o.onEvent({
+            event: "sync-sent",
+            to: host.email,
+            kind: payload.kind,
+            rows: payload.kind === "snapshot" ? payload.rows.length : 0,
+          });
         }
       } catch (err) {
         if (!(err instanceof MailError || err instanceof MessageError)) throw err;

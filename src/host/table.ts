@@ -60,7 +60,9 @@ export function cloneRow(row: PeerRow): PeerRow {
     failures: row.failures,
   };
   if (row.lastFailureAt !== undefined) copy.lastFailureAt = row.lastFailureAt;
-  if (row.history !== undefined) copy.history = row.history.map((h) => ({ sessionId: h.sessionId, at: h.at }));
+  if (row.history !== undefined) {
+    copy.history = row.history.map((h) => ({ sessionId: h.sessionId, at: h.at }));
+  }
   return copy;
 }
 

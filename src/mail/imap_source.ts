@@ -6,6 +6,25 @@
  * marked `\Seen`: bodies are read with `BODY.PEEK[]`, deletion is `UID EXPUNGE` of exactly one
  * UID (UIDPLUS), quarantine is `UID MOVE`.
  *
+ * Claims (several host processes on one mailbox, {@link ImapSource.claim}): a plain `UID MOVE`
+ * is not a lock. Measured on Dovecot 2.3: two sessions moving the same 30 UIDs at once put
+ * 35-39 messages into the target. So a claim first locks the mail with a CONDSTORE
+ * conditional store (`UID STORE uid (UNCHANGEDSINCE modseq) +FLAGS.SILENT ($MailpeerClaimed
+ * $MailpeerClaim-<claimer>)`): of two sessions that read the same modseq exactly one gets
+ * `OK`, the other `OK [MODIFIED]`. The per-process keyword is needed: Dovecot treats a store
+ * of a keyword that is already set as a no-op that never conflicts, so with one shared
+ * keyword both sessions "won" about once in 600 races. The winner then `UID MOVE`s the mail
+ * into the processing folder; the COPYUID answer gives its new UID, and the claimed ref's id
+ * is `<folder>:<uidvalidity>:<uid>` (folder percent-encoded). Fetch, delete and quarantine of
+ * claimed refs go through a second connection that keeps the processing folder selected.
+ *
+ * Claim time: MOVE keeps INTERNALDATE (the arrival), so {@link ImapSource.recoverClaims}
+ * reads SAVEDATE (RFC 8514: when the mail was saved into the processing folder, i.e. claimed);
+ * a server without SAVEDATE falls back to when this source first saw the mail there. A mail
+ * left locked in the mailbox (a claimer died between STORE and MOVE) is unlocked once this
+ * source has seen it locked for `olderThanMs`. A server without CONDSTORE gets plain MOVE
+ * claims (a warning is logged): safe for one host process per mailbox only.
+ *
  * @module
  */
 import type { ImapFlow } from "imapflow";
@@ -49,15 +68,31 @@ export interface ImapSourceOptions {
   logger?: Logger;
   /** Configuration section named in error messages, e.g. `host.receive`. Default: `receive`. */
   configKey?: string;
+  /** Folder that claimed mail is moved to, created when missing. Default: `Processing`. */
+  processing?: string;
+  /**
+   * This process's name in its claim keyword `$MailpeerClaim-<claimer>` (letters and digits).
+   * Processes sharing a mailbox need distinct names; give each host process of a pool its
+   * own (e.g. its index). Default: a random number below 256 (two processes pick the same
+   * one with a chance of 1/256; the mailbox never holds more than 256 such keywords).
+   */
+  claimer?: string;
 }
 
 const DEFAULT_WAKE_AFTER_MS = 60_000;
 const DEFAULT_CONNECT_ATTEMPTS = 6;
 /** How often one wait restarts an IDLE that other commands ended, before it gives up. */
 const MAX_IDLE_ROUNDS = 100;
+/** Keyword on every claimed mail, so half-done claims can be found by SEARCH. */
+const CLAIMED = "$MailpeerClaimed";
+/** Prefix of the per-process claim keyword, the part that makes the lock a real change. */
+const CLAIMER_PREFIX = "$MailpeerClaim-";
+const DEFAULT_CLAIMER_SLOTS = 256;
 
-/** A parsed {@link MailRef.id}: `<uidvalidity>:<uid>`. */
+/** A parsed {@link MailRef.id}: `<uidvalidity>:<uid>`, or `<folder>:<uidvalidity>:<uid>`. */
 interface RefId {
+  /** The percent-encoded folder of a claimed mail; undefined for the source's mailbox. */
+  folder?: string;
   validity: bigint;
   uid: number;
 }
@@ -102,6 +137,18 @@ export class ImapSource implements MailSource {
   #idling: { client: ImapFlow; ended: Promise<void> } | undefined;
   #quarantineReady = false;
   #closed = false;
+  readonly #options: ImapSourceOptions;
+  readonly #processing: string;
+  readonly #claimKeyword: string;
+  /** The source that reads the processing folder (a second connection), made on first use. */
+  #claims: ImapSource | undefined;
+  #processingReady = false;
+  #warnedNoCondstore = false;
+  /** Set on a processing folder's source: mail arrives there by MOVE from another session,
+   * which this session learns of only at its next command, so NOOP before using a UID. */
+  #syncFirst = false;
+  /** When this source first saw a mail locked (key `<folder>:<validity>:<uid>`). */
+  #firstSeen = new Map<string, number>();
 
   constructor(server: ImapServerOptions, options: ImapSourceOptions = {}) {
     this.#server = server;
@@ -114,6 +161,22 @@ export class ImapSource implements MailSource {
     this.#backoff = options.backoff ?? exponentialBackoff(200, 5_000);
     this.#clock = options.clock ?? systemClock;
     this.#logger = options.logger ?? silentLogger;
+    this.#options = options;
+    this.#processing = options.processing ?? "Processing";
+    if (this.#processing === this.#mailbox || this.#processing === this.#quarantine) {
+      throw new TypeError(
+        `Cannot use ${JSON.stringify(this.#processing)} as the processing folder: it is the ` +
+          "mailbox or the quarantine folder; choose another name",
+      );
+    }
+    const claimer = options.claimer ??
+      String(crypto.getRandomValues(new Uint8Array(1))[0]! % DEFAULT_CLAIMER_SLOTS);
+    if (!/^[A-Za-z0-9]{1,32}$/.test(claimer)) {
+      throw new TypeError(
+        `Cannot use ${JSON.stringify(claimer)} as the claimer name: use 1 to 32 letters or digits`,
+      );
+    }
+    this.#claimKeyword = CLAIMER_PREFIX + claimer;
     this.#ctx = {
       server: `${server.host}:${server.port}`,
       user: server.user,
@@ -143,7 +206,7 @@ export class ImapSource implements MailSource {
       );
       const refs: { uid: number; ref: MailRef }[] = [];
       for (const msg of messages) {
-        if (msg.flags?.has("\\Deleted")) continue;
+        if (msg.flags?.has("\\Deleted") || msg.flags?.has(CLAIMED)) continue;
         const subject = (msg.envelope?.subject ?? "").trim();
         if (!matchesSubject(subject, match)) continue;
         const ref: MailRef = { id: `${this.#uidValidity}:${msg.uid}`, subject };
@@ -156,8 +219,11 @@ export class ImapSource implements MailSource {
 
   /** Returns the raw bytes of a listed mail (`BODY.PEEK[]`: it is not marked `\Seen`). */
   fetch(ref: MailRef, options: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+    const claimed = this.#claimed(ref);
+    if (claimed !== undefined) return this.#claimSource().fetch(claimed, options);
     return this.#run(`fetch mail ${ref.id} from ${this.#mailbox} on`, async (client) => {
       const id = this.#current(ref);
+      if (this.#syncFirst) await client.noop();
       const msg = id === undefined
         ? false
         : await client.fetchOne(String(id.uid), { uid: true, source: true }, { uid: true });
@@ -178,9 +244,12 @@ export class ImapSource implements MailSource {
    * A mail that is already gone is not an error.
    */
   delete(ref: MailRef): Promise<void> {
+    const claimed = this.#claimed(ref);
+    if (claimed !== undefined) return this.#claimSource().delete(claimed);
     return this.#run(`delete mail ${ref.id} in ${this.#mailbox} on`, async (client) => {
       const id = this.#current(ref);
       if (id === undefined) return;
+      if (this.#syncFirst) await client.noop();
       const uid = String(id.uid);
       const ok = client.capabilities.has("UIDPLUS")
         ? await client.messageDelete(uid, { uid: true })
@@ -193,15 +262,15 @@ export class ImapSource implements MailSource {
    * Moves a mail into the quarantine folder (created when missing) with `UID MOVE`. The
    * reason is for the caller's log; the mail itself is not changed. Already gone: nothing.
    */
-  quarantine(ref: MailRef, _reason: string): Promise<void> {
+  quarantine(ref: MailRef, reason: string): Promise<void> {
+    const claimed = this.#claimed(ref);
+    if (claimed !== undefined) return this.#claimSource().quarantine(claimed, reason);
     return this.#run(`move mail ${ref.id} to ${this.#quarantine} on`, async (client) => {
       const id = this.#current(ref);
       if (id === undefined) return;
+      if (this.#syncFirst) await client.noop();
       if (!this.#quarantineReady) {
-        const folders = await client.list();
-        if (!folders.some((f) => f.path === this.#quarantine)) {
-          await client.mailboxCreate(this.#quarantine);
-        }
+        await ensureFolder(client, this.#quarantine);
         this.#quarantineReady = true;
       }
       const moved = await client.messageMove(String(id.uid), this.#quarantine, { uid: true });
@@ -269,8 +338,87 @@ export class ImapSource implements MailSource {
     }
   }
 
+  /**
+   * Takes a listed mail for this process (see the module notes): a CONDSTORE-conditional
+   * claim keyword, then `UID MOVE` into the processing folder. Resolves with a ref into that
+   * folder, or undefined when another process locked or moved the mail first, or it is gone.
+   */
+  async claim(ref: MailRef): Promise<MailRef | undefined> {
+    if (this.#claimed(ref) !== undefined) {
+      throw new TypeError(`Cannot claim mail ${ref.id}: it is already claimed`);
+    }
+    const moved = await this.#run(`claim mail ${ref.id} in ${this.#mailbox} on`, async (client) => {
+      const id = this.#current(ref);
+      if (id === undefined) return undefined;
+      if (!this.#processingReady) {
+        await ensureFolder(client, this.#processing);
+        this.#processingReady = true;
+      }
+      const uid = String(id.uid);
+      const msg = await client.fetchOne(uid, { uid: true, flags: true }, {
+        uid: true,
+      });
+      if (!msg || msg.flags?.has("\\Deleted") || msg.flags?.has(CLAIMED)) return undefined;
+      if (canCondstore(client) && msg.modseq !== undefined) {
+        const locked = await conditionalStore(client, id.uid, msg.modseq, "+", [
+          CLAIMED,
+          this.#claimKeyword,
+        ]);
+        if (!locked) return undefined;
+      } else if (!this.#warnedNoCondstore) {
+        this.#warnedNoCondstore = true;
+        this.#logger.log(
+          "warn",
+          "IMAP server lacks CONDSTORE: claims are plain MOVEs, safe " +
+            "for one host process per mailbox only",
+          { server: this.#ctx.server },
+        );
+      }
+      const result = await client.messageMove(uid, this.#processing, { uid: true });
+      if (result === false) {
+        this.#processingReady = false;
+        throw this.#refused(client, "the server refused MOVE");
+      }
+      const target = result?.uidMap?.get(id.uid);
+      if (target === undefined || result?.uidValidity === undefined) return undefined;
+      return { validity: result.uidValidity, uid: target };
+    });
+    if (moved === undefined) return undefined;
+    const claimed: MailRef = {
+      id: `${encodeURIComponent(this.#processing)}:${moved.validity}:${moved.uid}`,
+      subject: ref.subject,
+    };
+    if (ref.size !== undefined) claimed.size = ref.size;
+    return claimed;
+  }
+
+  /**
+   * Puts claimed mail back (see the module notes): every mail in the processing folder saved
+   * there `olderThanMs` or more ago is locked again with this process's keyword (so two
+   * recovering processes never both move it), moved back into the mailbox and unlocked. Mail
+   * left locked in the mailbox is unlocked once this source has seen it so for `olderThanMs`.
+   * Resolves with how many mails became listable again.
+   */
+  async recoverClaims(olderThanMs: number): Promise<number> {
+    if (!(olderThanMs >= 0)) {
+      throw new RangeError(`Cannot recover claims: olderThanMs must be >= 0, not ${olderThanMs}`);
+    }
+    const limit = this.#clock.now() - olderThanMs;
+    if (!this.#processingReady) {
+      await this.#run(`create folder ${this.#processing} on`, async (client) => {
+        await ensureFolder(client, this.#processing);
+        this.#processingReady = true;
+      });
+    }
+    // a recovered mail arrives locked (and one whose claimer died before MOVE stays locked):
+    // unlock what this pass moves back at once, and what was locked long enough
+    const moved = await this.#claimSource().#putBack(this.#mailbox, limit);
+    return await this.#unlock(moved, limit);
+  }
+
   /** Logs out (or drops the connection when that fails) and wakes every waiter. */
   async close(): Promise<void> {
+    await this.#claims?.close();
     this.#closed = true;
     for (const wake of this.#waiters) wake();
     const connecting = this.#connecting;
@@ -302,10 +450,119 @@ export class ImapSource implements MailSource {
   /** The ref's UID, or undefined when the mailbox was recreated (UIDVALIDITY changed). */
   #current(ref: MailRef): RefId | undefined {
     const id = parseRefId(ref.id);
-    if (id === undefined) {
+    if (id === undefined || id.folder !== undefined) {
       throw new TypeError(`Not an IMAP mail id: ${JSON.stringify(ref.id)}`);
     }
     return id.validity === this.#uidValidity ? id : undefined;
+  }
+
+  /** For a claimed ref: the same ref as the processing folder's source knows it. */
+  #claimed(ref: MailRef): MailRef | undefined {
+    const id = parseRefId(ref.id);
+    if (id?.folder === undefined) return undefined;
+    if (id.folder !== encodeURIComponent(this.#processing)) {
+      throw new TypeError(
+        `Cannot use mail ${ref.id}: it was claimed into another folder than ` +
+          `${this.#processing}; use the source that claimed it`,
+      );
+    }
+    return { ...ref, id: `${id.validity}:${id.uid}` };
+  }
+
+  /** The source of the processing folder: a second connection, which never IDLEs. */
+  #claimSource(): ImapSource {
+    this.#claims ??= new ImapSource(this.#server, {
+      ...this.#options,
+      mailbox: this.#processing,
+      processing: `${this.#processing}.unused`,
+      claimer: this.#claimKeyword.slice(CLAIMER_PREFIX.length),
+      idle: false,
+    });
+    this.#claims.#syncFirst = true;
+    return this.#claims;
+  }
+
+  /**
+   * On the processing folder's source: moves every mail saved here at or before `limit` back
+   * into `mailbox`, each after locking it with a conditional store. Resolves with the UIDs
+   * the moved mails got in `mailbox`, and that mailbox's UIDVALIDITY.
+   */
+  #putBack(mailbox: string, limit: number): Promise<{ validity?: bigint; uids: number[] }> {
+    return this.#run(`recover claimed mail from ${this.#mailbox} on`, async (client) => {
+      await client.noop();
+      const out: { validity?: bigint; uids: number[] } = { uids: [] };
+      if (!client.mailbox || client.mailbox.exists === 0) return out;
+      const saved = client.capabilities.has("SAVEDATE") ? await saveDates(client) : undefined;
+      const messages = await client.fetchAll("1:*", { uid: true, flags: true });
+      const now = this.#clock.now();
+      const seen = new Map<string, number>();
+      for (const msg of messages) {
+        const key = `${this.#uidValidity}:${msg.uid}`;
+        const at = saved?.get(msg.uid) ?? this.#firstSeen.get(key) ?? now;
+        seen.set(key, at);
+        if (at > limit || msg.flags?.has("\\Deleted")) continue;
+        if (canCondstore(client) && msg.modseq !== undefined) {
+          // lock again: toggle this process's keyword, a real change that can conflict
+          const mine = msg.flags?.has(this.#claimKeyword) ?? false;
+          const locked = await conditionalStore(client, msg.uid, msg.modseq, mine ? "-" : "+", [
+            this.#claimKeyword,
+          ]);
+          if (!locked) continue;
+        }
+        const result = await client.messageMove(String(msg.uid), mailbox, { uid: true });
+        if (result === false) throw this.#refused(client, "the server refused MOVE");
+        const target = result?.uidMap?.get(msg.uid);
+        if (target === undefined) continue;
+        out.validity = result?.uidValidity;
+        out.uids.push(target);
+        seen.delete(key);
+      }
+      this.#firstSeen = seen;
+      return out;
+    });
+  }
+
+  /**
+   * Removes the claim keywords from `moved` at once, and from every other locked mail in
+   * the mailbox that this source has seen locked since `limit` or earlier (conditionally, so
+   * a claim that completes meanwhile is left alone). Resolves with how many were unlocked.
+   */
+  #unlock(moved: { validity?: bigint; uids: number[] }, limit: number): Promise<number> {
+    return this.#run(`unlock claimed mail in ${this.#mailbox} on`, async (client) => {
+      await client.noop();
+      const found = await client.search({ keyword: CLAIMED, deleted: false }, { uid: true });
+      if (found === false) throw new Error("the server refused the SEARCH");
+      const movedNow = new Set(moved.validity === this.#uidValidity ? moved.uids : []);
+      const now = this.#clock.now();
+      const seen = new Map<string, number>();
+      let count = 0;
+      const uids = found ?? [];
+      const messages = uids.length === 0 ? [] : await client.fetchAll(
+        uidSet([...uids].sort((a, b) => a - b)),
+        { uid: true, flags: true },
+        { uid: true },
+      );
+      for (const msg of messages) {
+        const key = `${this.#uidValidity}:${msg.uid}`;
+        const since = this.#firstSeen.get(key) ?? now;
+        const keywords = [...(msg.flags ?? [])].filter((f) =>
+          f === CLAIMED || f.startsWith(CLAIMER_PREFIX)
+        );
+        if (!movedNow.has(msg.uid) && since > limit) {
+          seen.set(key, since);
+          continue;
+        }
+        const unlocked = canCondstore(client) && msg.modseq !== undefined
+          ? await conditionalStore(client, msg.uid, msg.modseq, "-", keywords)
+          : await client.messageFlagsRemove(String(msg.uid), keywords, { uid: true });
+        if (unlocked) count++;
+        else seen.set(key, since);
+      }
+      this.#firstSeen = seen;
+      // mail moved back but not found locked (a server that dropped the keywords) counts too
+      for (const uid of movedNow) if (!uids.includes(uid)) count++;
+      return count;
+    });
   }
 
   /** Runs `fn` on a connected client, reconnecting with backoff when the connection fails. */
@@ -406,11 +663,130 @@ export class ImapSource implements MailSource {
   }
 }
 
-/** Parses `<uidvalidity>:<uid>`. */
+/** Parses `<uidvalidity>:<uid>` or `<folder>:<uidvalidity>:<uid>`. */
 function parseRefId(id: string): RefId | undefined {
-  const m = /^(\d+):(\d+)$/.exec(id);
+  const m = /^(?:([^:]+):)?(\d+):(\d+)$/.exec(id);
   if (m === null) return undefined;
-  const uid = Number(m[2]);
+  const uid = Number(m[3]);
   if (!Number.isSafeInteger(uid) || uid < 1) return undefined;
-  return { validity: BigInt(m[1]!), uid };
+  const ref: RefId = { validity: BigInt(m[2]!), uid };
+  if (m[1] !== undefined) ref.folder = m[1];
+  return ref;
+}
+
+/** Creates `folder` when the server does not list it (another process may create it too). */
+async function ensureFolder(client: ImapFlow, folder: string): Promise<void> {
+  const folders = await client.list();
+  if (folders.some((f) => f.path === folder)) return;
+  try {
+    await client.mailboxCreate(folder);
+  } catch (err) {
+    const again = await client.list();
+    if (!again.some((f) => f.path === folder)) throw err;
+  }
+}
+
+/** imapflow's command channel, which its own commands use; not in its typings. */
+interface RawImap {
+  preCheck?: () => Promise<void>;
+  exec(
+    command: string,
+    attributes: unknown[],
+    options?: { untagged?: Record<string, (untagged: RawResponse) => Promise<void>> },
+  ): Promise<{ response: RawResponse; next(): void }>;
+}
+
+interface RawAttribute {
+  type?: string;
+  value?: unknown;
+  section?: RawAttribute[];
+}
+
+interface RawResponse {
+  attributes?: (RawAttribute | RawAttribute[])[];
+}
+
+/** True when conditional stores work on the selected mailbox. */
+function canCondstore(client: ImapFlow): boolean {
+  return client.enabled.has("CONDSTORE") && client.mailbox !== false &&
+    !client.mailbox?.noModseq;
+}
+
+/**
+ * `UID STORE uid (UNCHANGEDSINCE modseq) ±FLAGS.SILENT (flags)`: true when the server applied
+ * it, false when the mail changed since `modseq` (`OK [MODIFIED]`) or was expunged meanwhile.
+ */
+async function conditionalStore(
+  client: ImapFlow,
+  uid: number,
+  modseq: bigint,
+  sign: "+" | "-",
+  flags: string[],
+): Promise<boolean> {
+  const raw = client as unknown as RawImap;
+  // as imapflow's own commands do: end a running IDLE first
+  if (typeof raw.preCheck === "function") await raw.preCheck();
+  let response: RawResponse;
+  try {
+    const result = await raw.exec("UID STORE", [
+      { type: "SEQUENCE", value: String(uid) },
+      [{ type: "ATOM", value: "UNCHANGEDSINCE" }, { type: "ATOM", value: modseq.toString() }],
+      { type: "ATOM", value: `${sign}FLAGS.SILENT` },
+      flags.map((value) => ({ type: "ATOM", value })),
+    ], { untagged: { FETCH: () => Promise.resolve() } });
+    result.next();
+    response = result.response;
+  } catch (err) {
+    const code = (err as { serverResponseCode?: unknown }).serverResponseCode;
+    if (code === "EXPUNGEISSUED" && client.usable) return false;
+    throw err;
+  }
+  const first = response.attributes?.[0];
+  const section = Array.isArray(first) ? undefined : first?.section;
+  return section?.[0]?.value !== "MODIFIED";
+}
+
+/** SAVEDATE (RFC 8514) of every mail in the selected folder, by UID, in ms. */
+async function saveDates(client: ImapFlow): Promise<Map<number, number>> {
+  const raw = client as unknown as RawImap;
+  if (typeof raw.preCheck === "function") await raw.preCheck();
+  const dates = new Map<number, number>();
+  const result = await raw.exec("UID FETCH", [
+    { type: "SEQUENCE", value: "1:*" },
+    [{ type: "ATOM", value: "UID" }, { type: "ATOM", value: "SAVEDATE" }],
+  ], {
+    untagged: {
+      FETCH: (untagged) => {
+        const items = untagged.attributes?.[1];
+        if (Array.isArray(items)) {
+          let uid: number | undefined;
+          let saved: number | undefined;
+          for (let i = 0; i + 1 < items.length; i += 2) {
+            const key = String(items[i]?.value ?? "").toUpperCase();
+            const value = items[i + 1]?.value;
+            if (key === "UID") uid = Number(value);
+            if (key === "SAVEDATE" && typeof value === "string") saved = parseImapDate(value);
+          }
+          if (uid !== undefined && saved !== undefined) dates.set(uid, saved);
+        }
+        return Promise.resolve();
+      },
+    },
+  });
+  result.next();
+  return dates;
+}
+
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+
+/** Parses an IMAP date-time, `26-Nov-2026 06:39:15 +0000`, into ms since the epoch. */
+export function parseImapDate(text: string): number | undefined {
+  const m = /^\s*(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})$/
+    .exec(text);
+  if (m === null) return undefined;
+  const month = MONTHS.findIndex((name) => name.toLowerCase() === m[2]!.toLowerCase());
+  if (month < 0) return undefined;
+  const utc = Date.UTC(+m[3]!, month, +m[1]!, +m[4]!, +m[5]!, +m[6]!);
+  const offset = (m[7] === "-" ? -1 : 1) * (+m[8]! * 60 + +m[9]!) * 60_000;
+  return utc - offset;
 }

@@ -6,8 +6,9 @@
  */
 import { join } from "node:path";
 import { MailError } from "../errors.ts";
-import { composeMail } from "./compose.ts";
+import { composeMail, domainOf } from "./compose.ts";
 import { ensureMaildir, mailboxName, MaildirPostOffice } from "./maildir_post_office.ts";
+import { resentRaw } from "./resend.ts";
 import type { MailSender, OutgoingMail } from "./types.ts";
 
 /** Options of {@link deliverToMaildir}. */
@@ -99,10 +100,45 @@ export class MaildirSender implements MailSender {
     return { messageId };
   }
 
+  /**
+   * Resends `raw` unchanged apart from a prepended `Resent-*` block (see `resentRaw`) into
+   * the Maildir of every address in `to`; resolves with the `Resent-Message-ID`.
+   */
+  async forward(
+    raw: Uint8Array,
+    options: { from: string; to: string[]; signal?: AbortSignal },
+  ): Promise<{ messageId: string }> {
+    const mailboxes = [...new Set(options.to.map(mailboxName))];
+    const messageId = resentId(options.from);
+    const resent = resentRaw(raw, {
+      from: options.from,
+      to: options.to,
+      date: new Date(this.#now()),
+      messageId,
+    });
+    for (const mailbox of mailboxes) {
+      options.signal?.throwIfAborted();
+      await deliverToMaildir(this.#postOffice.maildirOf(mailbox), resent, {
+        now: this.#now,
+        hostname: this.#hostname,
+      });
+    }
+    return { messageId };
+  }
+
   /** Nothing to release. */
   close(): Promise<void> {
     return Promise.resolve();
   }
+}
+
+/** A fresh `<random@domain of from>` Message-ID. */
+function resentId(from: string): string {
+  const random = Array.from(
+    crypto.getRandomValues(new Uint8Array(16)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+  return `<${random}@${domainOf(from) ?? "localhost"}>`;
 }
 
 /** `<seconds>.M<microseconds>P<pid>Q<sequence>R<random>.<host>`, as the Maildir spec suggests. */

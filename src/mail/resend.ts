@@ -48,8 +48,14 @@ export function resentRaw(raw: Uint8Array, options: ResendOptions): Uint8Array {
   }
   const messageId = options.messageId ??
     `<${randomHex(16)}@${domainOf(from) ?? "localhost"}>`;
-  for (const [name, value] of [["Resent-From", from], ["Resent-Message-ID", messageId], ...to
-    .map((t) => ["Resent-To", t])]) {
+  for (
+    const [name, value] of [
+      ["Resent-From", from],
+      ["Resent-Message-ID", messageId],
+      ...to
+        .map((t) => ["Resent-To", t]),
+    ]
+  ) {
     if (LINE_BREAK_OR_NUL.test(value!) || value!.trim() === "") {
       throw new TypeError(
         `Cannot resend mail: the ${name} value is empty or contains a line break; fix it`,

@@ -13,7 +13,8 @@ import net from "node:net";
 import nodemailer from "nodemailer";
 import { MailError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { composeMail } from "./compose.ts";
+import { composeMail, domainOf } from "./compose.ts";
+import { resentRaw } from "./resend.ts";
 import type { MailSender, OutgoingMail } from "./types.ts";
 
 /** How to reach and log in to an SMTP submission server. */
@@ -122,6 +123,50 @@ export class SmtpSender implements MailSender {
       info = await transport.sendMail({
         envelope: { from: bareAddress(mail.from), to },
         raw: toBuffer(raw),
+      });
+    } catch (err) {
+      throw this.#error(err, to);
+    }
+    const rejected = (info.rejected ?? []).map(String);
+    if (rejected.length > 0) {
+      this.#logger.log("warn", "SMTP server refused some recipients", {
+        server: this.#where,
+        messageId,
+        rejected,
+      });
+    }
+    return { messageId };
+  }
+
+  /**
+   * Resends `raw` unchanged apart from a prepended `Resent-*` block (see `resentRaw`): the
+   * envelope goes from `from` to `to`, so the original `From:` and `Subject:` reach the
+   * recipients as they were. Resolves with the `Resent-Message-ID`.
+   */
+  async forward(
+    raw: Uint8Array,
+    options: { from: string; to: string[]; signal?: AbortSignal },
+  ): Promise<{ messageId: string }> {
+    options.signal?.throwIfAborted();
+    if (this.#closed) {
+      throw new MailError("ESEND", `Cannot forward mail via ${this.#where}: the sender is closed`);
+    }
+    const host = this.#options.hostname ?? domainOf(options.from) ?? "localhost";
+    const messageId = `<${crypto.randomUUID().replaceAll("-", "")}@${host}>`;
+    const resent = resentRaw(raw, {
+      from: options.from,
+      to: options.to,
+      date: new Date((this.#options.now ?? Date.now)()),
+      messageId,
+    });
+    const transport = await this.#ensureTransport();
+    options.signal?.throwIfAborted();
+    const to = options.to.map(bareAddress);
+    let info: { accepted?: unknown[]; rejected?: unknown[] };
+    try {
+      info = await transport.sendMail({
+        envelope: { from: bareAddress(options.from), to },
+        raw: toBuffer(resent),
       });
     } catch (err) {
       throw this.#error(err, to);

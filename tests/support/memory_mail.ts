@@ -58,6 +58,8 @@ export class MemoryMailbox implements MailSource {
   readonly quarantined: QuarantinedMail[] = [];
   /** Ids of mails removed with {@link delete}, in order. */
   readonly deleted: string[] = [];
+  /** Ids of mails read with {@link fetch}, in order. */
+  readonly fetched: string[] = [];
   readonly #reportSize: boolean;
   readonly #listed = new Set<string>();
   #waiters = new Set<() => void>();
@@ -106,6 +108,7 @@ export class MemoryMailbox implements MailSource {
         ),
       );
     }
+    this.fetched.push(ref.id);
     return Promise.resolve(raw.slice());
   }
 

@@ -1,0 +1,249 @@
+/**
+ * Claims: several host processes reading one mailbox never take the same mail twice, and a
+ * claim whose process died is put back. Maildir (atomic rename) and IMAP on the real Dovecot
+ * (CONDSTORE-locked UID MOVE; mailbox host2@host.test, in folders of its own).
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { ImapFlow } from "imapflow";
+import { composeMail } from "../../src/mail/compose.ts";
+import { type ImapServerOptions, ImapSource } from "../../src/mail/imap_source.ts";
+import { deliverToMaildir, MaildirSource } from "../../src/mail/maildir.ts";
+import type { MailRef, MailSource, SubjectMatch } from "../../src/mail/types.ts";
+import { type Clock, systemClock } from "../../src/runtime.ts";
+import { account, NO_STACK } from "../support/mailstack.ts";
+
+const REQUEST: SubjectMatch = { subject: "[mailpeer] lan request", mode: "exact" };
+const decoder = new TextDecoder();
+
+async function mail(n: number, subject = REQUEST.subject): Promise<Uint8Array> {
+  const { raw } = await composeMail({
+    from: `user${n}@a.test`,
+    to: ["host2@host.test"],
+    subject,
+    text: `claim test mail ${n}\r\n`,
+  });
+  return raw;
+}
+
+/** The number a claimed mail carries in its body. */
+async function numberOf(source: MailSource, ref: MailRef): Promise<number> {
+  const text = decoder.decode(await source.fetch(ref));
+  const m = /claim test mail (\d+)/.exec(text);
+  assert.ok(m !== null, "a claimed mail is readable through its new ref");
+  return Number(m[1]);
+}
+
+/** Each source claims every listed mail (all in the same order, for the most contention). */
+async function race(sources: MailSource[]): Promise<MailRef[][]> {
+  const listed = await Promise.all(sources.map((s) => s.list(REQUEST)));
+  return await Promise.all(sources.map(async (source, i) => {
+    const mine: MailRef[] = [];
+    for (const ref of listed[i]!) {
+      const claimed = await source.claim!(ref);
+      if (claimed !== undefined) mine.push(claimed);
+    }
+    return mine;
+  }));
+}
+
+/** Asserts that `count` mails were claimed, each by exactly one source. */
+async function assertEachOnce(
+  sources: MailSource[],
+  claimed: MailRef[][],
+  count: number,
+): Promise<void> {
+  const numbers: number[] = [];
+  for (const [i, refs] of claimed.entries()) {
+    for (const ref of refs) numbers.push(await numberOf(sources[i]!, ref));
+  }
+  assert.equal(numbers.length, count, `claims: ${claimed.map((c) => c.length).join(" + ")}`);
+  assert.equal(new Set(numbers).size, count, "no mail was claimed twice");
+}
+
+/** A clock `ms` ahead of the system clock. */
+function ahead(ms: number): Clock {
+  return { now: () => Date.now() + ms, sleep: systemClock.sleep };
+}
+
+Deno.test("maildir: two hosts racing for 50 mails claim each exactly once", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mpclaim" });
+  try {
+    for (let n = 0; n < 50; n++) await deliverToMaildir(dir, await mail(n));
+    await deliverToMaildir(dir, await mail(99, "Lunch on Friday?"));
+    const sources = [new MaildirSource(dir), new MaildirSource(dir)];
+    const claimed = await race(sources);
+    await assertEachOnce(sources, claimed, 50);
+    assert.ok(claimed.every((c) => c.length > 0), "both hosts got work");
+    assert.deepEqual(await sources[0]!.list(REQUEST), [], "nothing left to claim");
+    for (const [i, refs] of claimed.entries()) {
+      for (const ref of refs) await sources[i]!.delete(ref);
+    }
+    assert.deepEqual(await Array.fromAsync(Deno.readDir(join(dir, ".Processing", "cur"))), []);
+    const [ordinary] = await Array.fromAsync(Deno.readDir(join(dir, "new")));
+    assert.ok(ordinary !== undefined, "ordinary mail stays unread in new/");
+    await Promise.all(sources.map((s) => s.close()));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("maildir: a claim whose host died is put back once it is stale", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mpclaim" });
+  try {
+    for (let n = 0; n < 2; n++) await deliverToMaildir(dir, await mail(n));
+    const crashed = new MaildirSource(dir);
+    const [ref] = await crashed.list(REQUEST);
+    const claimed = await crashed.claim(ref!);
+    assert.ok(claimed !== undefined);
+    assert.equal(await numberOf(crashed, claimed), 0);
+    await crashed.close(); // dies without deleting it
+
+    const live = new MaildirSource(dir);
+    assert.equal((await live.list(REQUEST)).length, 1, "the claimed mail is not listed");
+    assert.equal(await live.recoverClaims(60_000), 0, "a fresh claim stays");
+    const later = new MaildirSource(dir, { clock: ahead(3_600_000) });
+    assert.equal(await later.recoverClaims(60_000), 1, "a stale claim is put back");
+    const refs = await live.list(REQUEST);
+    assert.equal(refs.length, 2);
+    const again = await live.claim(refs.find((r) => r.id === ref!.id)!);
+    assert.ok(again !== undefined, "the put-back mail can be claimed again");
+    await live.delete(again);
+    await Promise.all([live.close(), later.close()]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// ---- IMAP on the real stack -------------------------------------------------------------
+
+const ADDRESS = "host2@host.test";
+const MAILBOX = "mailpeer-claim";
+const PROCESSING = "mailpeer-claim-processing";
+const QUARANTINE = "mailpeer-claim-quarantine";
+
+function server(): ImapServerOptions {
+  const { provider, user } = account(ADDRESS);
+  return {
+    host: provider.ip,
+    port: provider.ports.imap,
+    tls: "starttls",
+    user: user.user,
+    password: user.password,
+    caFile: provider.caFile,
+    servername: provider.hostname,
+  };
+}
+
+/** A plain session of the same user, as a person's mail client would have. */
+async function mailClient(): Promise<ImapFlow> {
+  const s = server();
+  const client = new ImapFlow({
+    host: s.host,
+    port: s.port,
+    secure: false,
+    doSTARTTLS: true,
+    servername: s.servername!,
+    tls: { ca: [await Deno.readTextFile(s.caFile!)], servername: s.servername! },
+    auth: { user: s.user, pass: s.password },
+    logger: false,
+    disableAutoIdle: true,
+  });
+  client.on("error", () => {});
+  await client.connect();
+  return client;
+}
+
+/** Removes this test's folders (the mailbox, processing and quarantine) when present. */
+async function removeFolders(client: ImapFlow): Promise<void> {
+  const existing = new Set((await client.list()).map((f) => f.path));
+  for (const folder of [MAILBOX, PROCESSING, QUARANTINE]) {
+    if (existing.has(folder)) await client.mailboxDelete(folder);
+  }
+}
+
+function imapSource(claimer: string, clock?: Clock): ImapSource {
+  return new ImapSource(server(), {
+    mailbox: MAILBOX,
+    processing: PROCESSING,
+    quarantine: QUARANTINE,
+    claimer,
+    backoff: () => 50,
+    ...(clock ? { clock } : {}),
+  });
+}
+
+/** How many mails the processing folder holds. */
+async function count(client: ImapFlow): Promise<number | undefined> {
+  const status = await client.status(PROCESSING, { messages: true });
+  return status === false ? undefined : status.messages;
+}
+
+/** Runs `fn` with fresh, empty test folders and a mail client; removes them afterwards. */
+function imapTest(name: string, fn: (client: ImapFlow) => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore: NO_STACK,
+    fn: async () => {
+      const client = await mailClient();
+      try {
+        await removeFolders(client);
+        await client.mailboxCreate(MAILBOX);
+        await fn(client);
+      } finally {
+        await removeFolders(client).catch(() => {});
+        await client.logout().catch(() => client.close());
+      }
+    },
+  });
+}
+
+imapTest("imap: two hosts racing for 30 mails claim each exactly once", async (client) => {
+  for (let n = 0; n < 30; n++) await client.append(MAILBOX, await mail(n));
+  const sources = [imapSource("A"), imapSource("B")];
+  try {
+    const claimed = await race(sources);
+    await assertEachOnce(sources, claimed, 30);
+    assert.equal(await count(client), 30);
+    assert.deepEqual(await sources[1]!.list(REQUEST), []);
+    for (const [i, refs] of claimed.entries()) {
+      for (const ref of refs) await sources[i]!.delete(ref);
+    }
+    assert.equal(await count(client), 0);
+  } finally {
+    await Promise.all(sources.map((s) => s.close()));
+  }
+});
+
+imapTest("imap: claims of a host that died are put back, fresh ones stay", async (client) => {
+  for (let n = 0; n < 3; n++) await client.append(MAILBOX, await mail(n));
+  const crashed = imapSource("C");
+  const refs = await crashed.list(REQUEST);
+  assert.equal(refs.length, 3);
+  for (const ref of refs.slice(0, 2)) assert.ok(await crashed.claim(ref) !== undefined);
+  await crashed.close(); // dies with two claims in the processing folder
+  // and a third host died between locking a mail and moving it
+  await client.mailboxOpen(MAILBOX);
+  const [, , third] = refs;
+  await client.messageFlagsAdd(third!.id.split(":")[1]!, ["$MailpeerClaimed", "$MailpeerClaim-D"], {
+    uid: true,
+  });
+
+  const live = imapSource("E");
+  const later = imapSource("F", ahead(3_600_000));
+  try {
+    assert.deepEqual(await live.list(REQUEST), [], "claimed and locked mail is not listed");
+    assert.equal(await live.recoverClaims(60_000), 0, "fresh claims stay");
+    assert.equal(await count(client), 2);
+    assert.equal(await later.recoverClaims(60_000), 2, "stale claims are put back");
+    assert.equal(await later.recoverClaims(0), 1, "a lock seen for long enough is released");
+    const back = await live.list(REQUEST);
+    assert.equal(back.length, 3, "every mail can be listed again");
+    const claimed = await race([live]);
+    await assertEachOnce([live], claimed, 3);
+    for (const ref of claimed[0]!) await live.delete(ref);
+    assert.equal(await count(client), 0);
+  } finally {
+    await Promise.all([live.close(), later.close()]);
+  }
+});
