@@ -59,7 +59,8 @@ export type MailpeerEvent =
     | { event: "sync-merged"; from: string; rows: number; changed: number }
     | { event: "sync-answered"; to: string; snapshots: number }
     | { event: "host-learned"; email: string; trusted: boolean }
-    | { event: "forwarded"; to: string; subject: string }
+    | { event: "forwarded"; kind: "request" | "notice"; to: string; resentId: string }
+    | { event: "representative-pass"; forwarded: number; quarantined: number }
     | { event: "error"; code: string; message: string }
   );
 

@@ -68,3 +68,5 @@ export const DEFAULT_REQUESTS_PER_SENDER_PER_HOUR = 120;
 export const RATE_WINDOW_MS = 60 * 60 * 1000;
 /** How often a long-running host pushes its table to its pool, in ms (configurable). */
 export const DEFAULT_SYNC_INTERVAL_MS = 5 * 60 * 1000;
+/** A mail claimed longer ago than this by a host process that died is put back, in ms. */
+export const CLAIM_RECOVERY_MS = 10 * 60 * 1000;

@@ -17,6 +17,7 @@ import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import { loadHostKeys, openSender, openSource, openStore, parseHostCards } from "./wire.ts";
 import { JsonFileHostDirectory } from "../host/host_directory.ts";
 import { SyncAgent } from "../host/sync_agent.ts";
+import { Representative } from "../host/representative.ts";
 import { hostCardOf } from "../message/key_file.ts";
 
 /** Builds a host from a configuration. */
@@ -76,12 +77,23 @@ export async function hostFromConfig(
       ? { requireVerifiedSender: { authservId: hc.requireVerifiedSender } }
       : {}),
     learnHosts: (cards) => sync.learn(cards),
+    sharedMailbox: hc.sharedMailbox,
     onEvent: options.onEvent,
   });
   const close = async () => {
     await Promise.allSettled([source.close(), sender.close(), store.close()]);
   };
-  return { host, sync, store, close };
+  const representative = hc.forwardTo.length === 0 ? undefined : new Representative({
+    network: config.network,
+    source,
+    sender,
+    email: hc.email,
+    workers: hc.forwardTo,
+    subjectMatch: config.subjectMatch,
+    maxMailBytes: hc.maxMailBytes,
+    onEvent: options.onEvent,
+  });
+  return { host, sync, store, representative, close };
 }
 
 /** The `host` subcommand. */
@@ -99,23 +111,33 @@ export function hostCommand() {
       const pollIntervalMs = opts.pollInterval
         ? parseDuration(opts.pollInterval, "--poll-interval")
         : undefined;
-      const { host, sync, store, close } = await hostFromConfig(config, {
+      const { host, sync, store, representative, close } = await hostFromConfig(config, {
         onEvent,
         ...(pollIntervalMs ? { pollIntervalMs } : {}),
       });
       // One host process at a time per table: an overlapping cron run waits for the running
       // one to finish (so no request is answered twice), or gives up cleanly after a while.
-      const runLock = `${config.host!.table}.run`;
+      // With a shared mailbox, claims keep several processes apart instead.
+      const hc = config.host!;
+      const runLock = `${hc.table}.run`;
+      const exclusive = <T>(fn: () => Promise<T>, timeoutMs: number) =>
+        hc.sharedMailbox ? fn() : withFileLock(runLock, fn, { timeoutMs });
       try {
-        if (opts.once) {
-          await withFileLock(runLock, async () => {
+        if (representative) {
+          // Representative mode: forward every request and notice round-robin to the workers.
+          if (opts.once) {
+            await exclusive(() => representative.processPending(), HOST_RUN_LOCK_WAIT_MS);
+          } else {
+            const stop = onSignals();
+            await exclusive(() => representative.run({ signal: stop.signal }), 0);
+          }
+        } else if (opts.once) {
+          await exclusive(async () => {
             if (opts.bootstrap) await sync.requestTables();
             await host.processPending();
             await sync.processPending();
             if (opts.sync) await sync.pushSnapshots();
-          }, {
-            timeoutMs: HOST_RUN_LOCK_WAIT_MS,
-          })
+          }, HOST_RUN_LOCK_WAIT_MS)
             .catch((err) => {
               if (
                 !(err instanceof HostError && err.code === "ETABLE" &&
@@ -128,8 +150,8 @@ export function hostCommand() {
             });
         } else {
           const stop = onSignals();
-          const interval = config.host!.syncIntervalMs;
-          await withFileLock(runLock, async () => {
+          const interval = hc.syncIntervalMs;
+          await exclusive(async () => {
             // A new host (empty table) asks its pool for their tables first.
             if (opts.bootstrap || (await store.read()).length === 0) await sync.requestTables();
             let lastPush = Date.now();
@@ -143,7 +165,7 @@ export function hostCommand() {
                 }
               },
             });
-          }, { timeoutMs: 0 });
+          }, 0);
         }
       } finally {
         await close();

@@ -95,7 +95,11 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
       case "host-learned":
         return `learned of host ${e.email}${e.trusted ? " (trusted)" : ""}`;
       case "forwarded":
-        return `forwarded a mail to ${e.to}`;
+        return `forwarded a ${e.kind} to ${e.to}, sender unchanged`;
+      case "representative-pass":
+        return e.forwarded + e.quarantined === 0
+          ? undefined
+          : `forwarded ${e.forwarded} mails, quarantined ${e.quarantined}`;
       case "error":
         return `error ${e.code}: ${e.message}`;
     }

@@ -69,6 +69,10 @@ export interface HostConfig {
   requireVerifiedSender?: string;
   /** Where the control table lives: the JSON file `table`, or a shared Redis. */
   store: { kind: "file" } | { kind: "redis"; url: string; key: string };
+  /** Several host processes read this mailbox (claim each mail first). */
+  sharedMailbox: boolean;
+  /** Representative mode: forward every request round-robin to these worker addresses. */
+  forwardTo: string[];
   /** Host cards of the pool this host syncs its table with (trusted). */
   pool: string[];
   /** Answer (and trust) table requests of hosts not in the pool. */
@@ -307,6 +311,8 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
     ),
     allowPrivateAddresses: r.bool(t, "allow_private_addresses", false),
     store: readStore(r.sub("store"), r.table(t, "store")),
+    sharedMailbox: r.bool(t, "shared_mailbox", false),
+    forwardTo: r.strings(t, "forward_to"),
     pool: r.strings(t, "pool"),
     acceptUnknownHosts: r.bool(t, "accept_unknown_hosts", false),
     syncIntervalMs: r.duration(t, "sync_interval", DEFAULT_SYNC_INTERVAL_MS),

@@ -9,6 +9,7 @@
 import { isMailpeerError, MailError, MessageError } from "../errors.ts";
 import { type EventSink, silentSink } from "../events.ts";
 import {
+  CLAIM_RECOVERY_MS,
   DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
   DEFAULT_REQUESTS_PER_USER_PER_HOUR,
   MAX_BLOCK_BYTES,
@@ -72,6 +73,11 @@ export interface HostOptions {
   requireVerifiedSender?: { authservId: string };
   /** Called after each step of processing a mail (fault injection, tracing). */
   onStep?: (step: HostStep) => void | Promise<void>;
+  /**
+   * Several host processes read this mailbox: claim each mail before processing it (IMAP,
+   * Maildir), and put back mail claimed by a process that died. Default false.
+   */
+  sharedMailbox?: boolean;
   /** Told the host cards of every answered request, so the host learns of its pool. */
   learnHosts?: (cards: string[]) => Promise<unknown>;
   clock?: Clock;
@@ -129,6 +135,7 @@ export class Host {
     this.#o = {
       subjectMatch: "exact",
       allowPrivateAddresses: false,
+      sharedMailbox: false,
       clock: systemClock,
       onEvent: silentSink,
       logger: silentLogger,
@@ -154,8 +161,14 @@ export class Host {
     const result: HostPassResult = { answered: 0, notices: 0, quarantined: 0, stale: 0 };
     for (const kind of ["notice", "request"] as const) {
       const refs = await this.#o.source.list(this.#match(kind), options);
-      for (const ref of refs) {
+      for (const listed of refs) {
         options.signal?.throwIfAborted();
+        // On a mailbox shared by several host processes, take the mail first: whoever claims
+        // it processes it, the others skip it.
+        const ref = this.#o.sharedMailbox && this.#o.source.claim
+          ? await this.#o.source.claim(listed)
+          : listed;
+        if (!ref) continue;
         const outcome = await this.#processOne(ref, kind, options.signal);
         result[outcome]++;
       }
@@ -175,8 +188,17 @@ export class Host {
   ): Promise<void> {
     const { signal } = options;
     let failures = 0;
+    let lastRecovery = 0;
     while (!signal.aborted) {
       try {
+        const now = this.#o.clock.now();
+        if (
+          this.#o.sharedMailbox && this.#o.source.recoverClaims &&
+          now - lastRecovery >= CLAIM_RECOVERY_MS
+        ) {
+          lastRecovery = now;
+          await this.#o.source.recoverClaims(CLAIM_RECOVERY_MS);
+        }
         await this.processPending({ signal });
         await options.eachPass?.(signal);
         failures = 0;

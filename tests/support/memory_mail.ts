@@ -47,7 +47,7 @@ export interface MemoryMailboxOptions {
  * @example
  * ```ts
  * const box = new MemoryMailbox();
- * box.deliver(raw);
+ * box.deliver(new TextEncoder().encode("Subject: [mailpeer] lan request\r\n\r\nhi\r\n"));
  * const refs = await box.list({ subject: "[mailpeer] lan request", mode: "exact" });
  * ```
  */

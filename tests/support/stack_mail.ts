@@ -77,3 +77,31 @@ export async function deliverOrdinary(
     transport.close();
   }
 }
+
+/** The In-Reply-To of every message in `address`'s INBOX whose subject contains `subject`. */
+export async function inReplyToOf(address: string, subject: string): Promise<string[]> {
+  const client = await imapOf(address);
+  try {
+    const uids = await client.search({ subject }, { uid: true });
+    const out: string[] = [];
+    if (uids && uids.length > 0) {
+      for await (const m of client.fetch(uids, { envelope: true }, { uid: true })) {
+        out.push(m.envelope?.inReplyTo ?? "");
+      }
+    }
+    return out;
+  } finally {
+    await client.logout();
+  }
+}
+
+/** Deletes every message in `address`'s INBOX whose subject contains `subject`. */
+export async function deleteMessages(address: string, subject: string): Promise<void> {
+  const client = await imapOf(address);
+  try {
+    const uids = await client.search({ subject }, { uid: true });
+    if (uids && uids.length > 0) await client.messageDelete(uids, { uid: true });
+  } finally {
+    await client.logout();
+  }
+}
