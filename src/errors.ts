@@ -21,7 +21,8 @@ export const ERROR_CODES = {
   // mail layer
   EMAILDIR: "A Maildir cannot be read or written",
   EMAIL: "A mail cannot be parsed",
-  ESEND: "A mail cannot be sent",
+  ESEND: "A mail server refused a mail for good (5xx)",
+  EDEFER: "A mail server deferred a mail (4xx or no answer); it is tried again later",
   ECONNECT: "A mail server cannot be reached",
   EAUTH: "A mail server refused the credentials",
   ETLS: "A TLS connection to a mail server failed",

@@ -298,6 +298,16 @@ export class Host {
     try {
       await this.#o.sender.send(mail);
     } catch (err) {
+      // A header the composer refuses (a hostile value that slipped through) is as final as a
+      // refused recipient: the request is set aside, never allowed to stop the host.
+      if (err instanceof TypeError) {
+        throw new Rejected(
+          "EMAIL",
+          `the reply cannot be composed: ${err.message}`,
+          "quarantine",
+          who,
+        );
+      }
       if (err instanceof MailError && (err.code === "ESEND" || err.code === "EMAILDIR")) {
         throw new Rejected(
           err.code,
@@ -347,8 +357,7 @@ export class Host {
     const { keys, network, clock, policy, onEvent, store, limits } = this.#o;
     const request = await this.#openOurs(blocks, "request", (b) => openRequest(b, keys));
     const who = request.userId;
-    const fromProblem = emailProblem(mail.from) ??
-      (mail.from.includes("/") ? "it contains a path" : undefined);
+    const fromProblem = emailProblem(mail.from) ?? replyAddressProblem(mail.from);
     if (fromProblem !== undefined) {
       throw new Rejected(
         "EMAIL",
@@ -459,7 +468,7 @@ export class Host {
       subject: subjectFor(network, "reply"),
       text: bodyFor(network, "reply", reply),
       date: new Date(now),
-      ...(mail.messageId ? { inReplyTo: mail.messageId } : {}),
+      ...(mail.messageId && MSG_ID.test(mail.messageId) ? { inReplyTo: mail.messageId } : {}),
     }, who);
     onEvent({ event: "reply-sent", to: mail.from, userId: request.userId, peers: peers.length });
     await this.#o.learnHosts?.(request.hostCards).catch((err) =>
@@ -500,6 +509,17 @@ export class Host {
       failed: notice.failed.map((f) => f.userId),
     });
   }
+}
+
+/** A Message-ID that can be echoed in In-Reply-To: `<...>` of visible ASCII. */
+const MSG_ID = /^<[!-;=?-~]{1,250}>$/;
+
+/** What makes an address unfit to reply to, beyond its syntax. */
+function replyAddressProblem(address: string): string | undefined {
+  if (address.includes("\uFFFD")) return "it had bytes that are not text";
+  if (address.indexOf("@") !== address.lastIndexOf("@")) return "it has more than one @";
+  if (address.includes("/")) return "it contains a path";
+  return undefined;
 }
 
 function rowOf(request: RequestPayload, email: string, requestedAt: number): PeerRow {

@@ -322,10 +322,19 @@ export class SmtpSender implements MailSender {
         { cause: err },
       );
     }
+    if (e.responseCode !== undefined && e.responseCode >= 500) {
+      return new MailError(
+        "ESEND",
+        `Cannot send mail to ${to.join(", ")} via ${this.#where}: ${reply}; ` +
+          "check the recipient addresses and the server's answer",
+        { cause: err },
+      );
+    }
+    // A 4xx answer (greylisting, a full queue) or a failure without an answer: try again later.
     return new MailError(
-      "ESEND",
-      `Cannot send mail to ${to.join(", ")} via ${this.#where}: ${reply}; ` +
-        "check the recipient addresses and the server's answer",
+      "EDEFER",
+      `Cannot send mail to ${to.join(", ")} via ${this.#where} now: ${reply}; ` +
+        "it is tried again on the next pass",
       { cause: err },
     );
   }
