@@ -4,7 +4,7 @@
  * It is written only against the MailSource interface and the fixture's `deliver()`, so it
  * runs unchanged against a real mail server. Call it from an implementation's test file:
  *
- * ```ts
+ * ```ts ignore
  * mailSourceConformance("maildir", async () => ({ source, deliver, cleanup }));
  * ```
  *

@@ -2,7 +2,7 @@
  * Conformance suite of the `PeerTransport` seam: every transport (TCP, UDP) must pass it.
  *
  * Usage, from a `_test.ts` file:
- * ```ts
+ * ```ts ignore
  * peerTransportConformance("TcpTransport", () => new TcpTransport());
  * ```
  * Every case uses real sockets on 127.0.0.1 port 0 and closes what it opens.

@@ -45,7 +45,7 @@ export interface MemoryMailboxOptions {
  * subject matches is ever listed, fetched, deleted or quarantined.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const box = new MemoryMailbox();
  * box.deliver(new TextEncoder().encode("Subject: [mailpeer] lan request\r\n\r\nhi\r\n"));
  * const refs = await box.list({ subject: "[mailpeer] lan request", mode: "exact" });
@@ -177,7 +177,7 @@ export interface SentMail {
  * nothing. `acceptAnyRecipient: true` turns that off.
  *
  * @example
- * ```ts
+ * ```ts ignore
  * const po = new MemoryPostOffice();
  * await po.sender().send({ from: "a@x.test", to: ["b@x.test"], subject: "hi", text: "hi\n" });
  * po.mailbox("b@x.test").mails.length; // 1
