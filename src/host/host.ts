@@ -21,7 +21,14 @@ import {
 import { type Logger, silentLogger } from "../log.ts";
 import { headerValues } from "../mail/header_values.ts";
 import { type ParsedMail, parseMail } from "../mail/parse.ts";
-import type { MailRef, MailSender, MailSource, OutgoingMail, SubjectMatch } from "../mail/types.ts";
+import {
+  type MailRef,
+  type MailSender,
+  type MailSource,
+  matchesSubject,
+  type OutgoingMail,
+  type SubjectMatch,
+} from "../mail/types.ts";
 import { emailProblem } from "../message/host_card.ts";
 import { dearmorAll } from "../message/armor.ts";
 import { fromBase64Url, toBase64Url } from "../message/base64.ts";
@@ -159,8 +166,15 @@ export class Host {
    */
   async processPending(options: { signal?: AbortSignal } = {}): Promise<HostPassResult> {
     const result: HostPassResult = { answered: 0, notices: 0, quarantined: 0, stale: 0 };
+    // One listing for both kinds (one server round trip fewer per pass), split by subject;
+    // notices first, so their flags count in the replies of the same pass.
+    const all = await this.#o.source.list(
+      { subject: `[mailpeer] ${this.#o.network} `, mode: "prefix" },
+      options,
+    );
     for (const kind of ["notice", "request"] as const) {
-      const refs = await this.#o.source.list(this.#match(kind), options);
+      const match = this.#match(kind);
+      const refs = all.filter((ref) => matchesSubject(ref.subject, match));
       for (const listed of refs) {
         options.signal?.throwIfAborted();
         // On a mailbox shared by several host processes, take the mail first: whoever claims

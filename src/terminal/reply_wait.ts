@@ -39,6 +39,8 @@ export interface ReceivedReply {
   reply: ReplyPayload;
   host: HostCard;
   ms: number;
+  /** Deletes the reply mail; done by the caller once the time-critical connect is over. */
+  consume: () => Promise<void>;
 }
 
 /** Waits until a valid reply to `sessionId` arrives, or throws `PeerError` `ETIMEOUT`. */
@@ -103,7 +105,7 @@ export async function waitForReply(o: ReplyWaitOptions): Promise<ReceivedReply> 
 async function tryReply(
   ref: MailRef,
   o: ReplyWaitOptions,
-): Promise<{ reply: ReplyPayload; host: HostCard } | undefined> {
+): Promise<{ reply: ReplyPayload; host: HostCard; consume: () => Promise<void> } | undefined> {
   let raw: Uint8Array;
   try {
     raw = await o.source.fetch(ref);
@@ -128,8 +130,7 @@ async function tryReply(
           hostCard: host,
           sessionId: o.sessionId,
         });
-        await o.source.delete(ref);
-        return { reply, host };
+        return { reply, host, consume: () => o.source.delete(ref) };
       } catch (err) {
         if (!(err instanceof MessageError)) throw err;
         lastError = err;

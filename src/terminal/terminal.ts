@@ -106,10 +106,18 @@ export class Terminal {
         port: listener.endpoint.port,
       };
       o.onEvent({ event: "listening", endpoint });
+      // Open the mailbox connection while the request is being sent, not after.
+      const replyMatch: SubjectMatch = {
+        subject: subjectFor(o.network, "reply"),
+        mode: o.subjectMatch,
+      };
+      const warming = o.source.list(replyMatch, options.signal ? { signal: options.signal } : {})
+        .catch(() => []);
       const { sessionId, replyPrivateKey } = await this.#sendRequest([endpoint]);
+      await warming;
       const reply = await waitForReply({
         source: o.source,
-        match: { subject: subjectFor(o.network, "reply"), mode: o.subjectMatch },
+        match: replyMatch,
         hosts: o.hosts,
         sessionId,
         replyPrivateKey,
@@ -120,7 +128,8 @@ export class Terminal {
         logger: o.logger,
         ...(options.signal ? { signal: options.signal } : {}),
       });
-      const link = await this.#connectAny(reply.reply, options.signal);
+      const link = await this.#connectAny(reply.reply, options.signal)
+        .finally(() => reply.consume().catch(() => {}));
       if (link) return { link, role: "initiator", ms: o.clock.now() - started, reply: reply.reply };
       const accepted = await this.#standby(listener, endpoint, options.signal);
       o.onEvent({

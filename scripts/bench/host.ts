@@ -1,0 +1,335 @@
+/**
+ * Host benchmark (issue 6), against the real Postfix + Dovecot stack (and Redis):
+ *
+ * 1. echo-1 / echo-3: the stack's own request/reply capacity — N mails wait in host@host.test's
+ *    INBOX; 1 or 3 warm echo sessions fetch each, submit a reply to alice by SMTP and delete it
+ *    (no mailpeer code); the baseline;
+ * 2. host-1: one `mailpeer host` process (JSON file store) drains N waiting sealed requests;
+ * 3. host-3: three `mailpeer host` processes on the same mailbox (`shared_mailbox = true`,
+ *    Redis store) drain N waiting requests;
+ * 4. in-process: a Host wired like the CLI drains 100 requests in this process, timed with
+ *    `process.cpuUsage()`, then another 100 under the V8 profiler: the top costs.
+ *
+ * Answered per second = (N − 1) / (time of the last reply − time of the first reply), the
+ * times being when a reply's SMTP submission was accepted (echo) or its `reply-sent` event
+ * arrived (host). CPU per request: utime + stime of the host processes (/proc) between the
+ * first and the last reply, divided by the replies in between.
+ *
+ * Usage: scripts/bench-host [--n 250] [--modes echo-1,host-1,echo-3,host-3]
+ *        [--profile-n 100] [--poll-ms 50] [--timeout-ms 180000] [--json-out FILE]
+ *
+ * @module
+ */
+import { dirname } from "node:path";
+import { VERSION } from "../../src/version.ts";
+import { loadRedisUrl } from "../../tests/support/redis.ts";
+import { echoDrain, ratePerSecond } from "./host_echo.ts";
+import { inProcessDrain, type InProcessResult } from "./host_profile.ts";
+import {
+  ALICE,
+  cpuMsOf,
+  HOST,
+  HostProcess,
+  makeSite,
+  sealRequests,
+  type Site,
+  submitAll,
+  sweepAll,
+  untilDelivered,
+  writeHostConfig,
+} from "./host_site.ts";
+import { now, out, requireStack, sleep } from "./rendezvous_stack.ts";
+
+function arg(name: string): string | undefined {
+  const at = Deno.args.indexOf(`--${name}`);
+  if (at < 0) return undefined;
+  const value = Deno.args[at + 1];
+  if (value === undefined) throw new TypeError(`--${name} needs a value`);
+  return value;
+}
+function num(name: string, fallback: number): number {
+  const raw = arg(name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0) throw new TypeError(`--${name} needs a count`);
+  return value;
+}
+
+const N = Math.max(2, num("n", 250));
+const PROFILE_N = num("profile-n", 100);
+const POLL_MS = Math.max(1, num("poll-ms", 50));
+const TIMEOUT_MS = Math.max(10_000, num("timeout-ms", 180_000));
+const JSON_OUT = arg("json-out") ?? "bench-results/host.json";
+const ALL_MODES = ["echo-1", "host-1", "echo-3", "host-3"] as const;
+type Mode = typeof ALL_MODES[number];
+const MODES = (arg("modes") ?? ALL_MODES.join(",")).split(",").map((m) => {
+  if (!(ALL_MODES as readonly string[]).includes(m)) {
+    throw new TypeError(`--modes takes ${ALL_MODES.join(", ")}`);
+  }
+  return m as Mode;
+});
+const TAG = `bench-${crypto.randomUUID().slice(0, 8)}`;
+
+/** What one mode measured. */
+interface ModeResult {
+  mode: Mode;
+  n: number;
+  answered: number;
+  perSecond: number;
+  cpuMsPerRequest: number;
+  /** Host modes: spawn → first reply (process start, IMAP login, first list, first request). */
+  firstReplyMs?: number;
+  /** Host modes: replies per process. */
+  perProcess?: number[];
+  /** Host modes: CPU ms per second of each process while idle-polling after the drain. */
+  idleCpuMsPerSecond?: number;
+  /** Replies that reached alice (host modes; must equal n). */
+  delivered?: number;
+  preloadSubmitMs: number;
+  errors: string[];
+}
+
+const r2 = (x: number) => Math.round(x * 100) / 100;
+
+async function preload(site: Site, network: string, subject?: string): Promise<number> {
+  const mails = await sealRequests(site, network, N);
+  if (subject) { for (const m of mails) m.subject = subject; }
+  const ms = await submitAll(mails);
+  const token = subject ?? `[mailpeer] ${network} request`;
+  const seen = await untilDelivered(HOST, token, N, TIMEOUT_MS);
+  if (seen < N) throw new Error(`only ${seen} of ${N} mails reached ${HOST}`);
+  return ms;
+}
+
+async function echoMode(site: Site, mode: Mode, workers: number): Promise<ModeResult> {
+  const token = `${TAG}-${mode}`;
+  const preloadSubmitMs = await preload(site, token, `${token} request`);
+  const drain = await echoDrain({
+    token: `${token} request`,
+    replyTag: token,
+    n: N,
+    workers,
+    timeoutMs: TIMEOUT_MS,
+  });
+  return {
+    mode,
+    n: N,
+    answered: drain.answered,
+    perSecond: r2(ratePerSecond(drain.replyTimes)),
+    cpuMsPerRequest: r2(drain.cpuMs / Math.max(1, drain.answered - 1)),
+    preloadSubmitMs: Math.round(preloadSubmitMs),
+    errors: drain.answered === N ? [] : [`answered ${drain.answered} of ${N}`],
+  };
+}
+
+async function hostMode(site: Site, mode: Mode, processes: number): Promise<ModeResult> {
+  const network = `${TAG}-${mode}`;
+  const redisUrl = loadRedisUrl();
+  if (processes > 1 && !redisUrl) {
+    throw new Error("Cannot run host-3: no Redis; start it with scripts/redis/redis.sh start");
+  }
+  const key = `mailpeer:bench:${network}`;
+  const config = await writeHostConfig(site, mode, {
+    network,
+    pollMs: POLL_MS,
+    extra: processes > 1
+      ? `shared_mailbox = true\n[host.store]\nkind = "redis"\nurl = "${redisUrl}"\nkey = "${key}"`
+      : "",
+  });
+  const preloadSubmitMs = await preload(site, network);
+  const errors: string[] = [];
+  const t0 = now();
+  const procs = Array.from(
+    { length: processes },
+    () => new HostProcess(["host", "--config", config, "--json"], { cwd: site.dir, env: site.env }),
+  );
+  const replies = () => procs.flatMap((p) => p.named("reply-sent"));
+  const cpu = async () =>
+    (await Promise.all(procs.map((p) => cpuMsOf(p.pid)))).reduce((a, b) => a + b, 0);
+  let first: { cpu: number; count: number } | undefined;
+  let last: { cpu: number; count: number } | undefined;
+  let idleCpuMsPerSecond: number | undefined;
+  try {
+    const deadline = now() + TIMEOUT_MS;
+    while (now() < deadline) {
+      const count = replies().length;
+      if (count > 0 && !first) first = { cpu: await cpu(), count };
+      if (count >= N) {
+        last = { cpu: await cpu(), count };
+        break;
+      }
+      if (procs.some((p) => p.stderr.includes("error"))) break;
+      await sleep(20); // waiting for the host processes to report
+    }
+    if (last) {
+      const c0 = await cpu();
+      await sleep(2_000); // the idle NOOP polling after the drain
+      idleCpuMsPerSecond = r2(((await cpu()) - c0) / processes / 2);
+    }
+  } finally {
+    await Promise.all(procs.map((p) => p.stop()));
+  }
+  for (const p of procs) {
+    for (const e of p.named("error")) errors.push(`${e.event.code}: ${e.event.message}`);
+    if (p.stderr.trim()) errors.push(p.stderr.trim().split("\n").slice(-3).join(" | "));
+  }
+  const times = replies().map((e) => e.at);
+  const answered = times.length;
+  if (!first || !last) errors.push(`answered ${answered} of ${N} within ${TIMEOUT_MS} ms`);
+  const delivered = await untilDelivered(ALICE, `[mailpeer] ${network} reply`, N, 60_000);
+  if (delivered !== N) errors.push(`alice got ${delivered} replies for ${N} requests`);
+  if (processes > 1 && redisUrl) {
+    const { RedisStore } = await import("../../src/host/redis_store.ts");
+    const store = new RedisStore(redisUrl, { key });
+    await store.update(() => ({ rows: [], result: undefined })).catch(() => {});
+    await store.close();
+  }
+  return {
+    mode,
+    n: N,
+    answered,
+    perSecond: r2(ratePerSecond(times)),
+    cpuMsPerRequest: first && last && last.count > first.count
+      ? r2((last.cpu - first.cpu) / (last.count - first.count))
+      : NaN,
+    firstReplyMs: times.length > 0 ? Math.round(Math.min(...times) - t0) : NaN,
+    perProcess: procs.map((p) => p.named("reply-sent").length),
+    ...(idleCpuMsPerSecond !== undefined ? { idleCpuMsPerSecond } : {}),
+    delivered,
+    preloadSubmitMs: Math.round(preloadSubmitMs),
+    errors,
+  };
+}
+
+async function inProcess(site: Site, profile: boolean): Promise<InProcessResult> {
+  const name = profile ? "prof" : "inproc";
+  const network = `${TAG}-${name}`;
+  const config = await writeHostConfig(site, name, { network, pollMs: POLL_MS });
+  const mails = await sealRequests(site, network, PROFILE_N);
+  await submitAll(mails);
+  const token = `[mailpeer] ${network} request`;
+  const seen = await untilDelivered(HOST, token, PROFILE_N, TIMEOUT_MS);
+  if (seen < PROFILE_N) throw new Error(`only ${seen} of ${PROFILE_N} mails reached ${HOST}`);
+  const result = await inProcessDrain(config, { profile, env: site.env });
+  await untilDelivered(ALICE, `[mailpeer] ${network} reply`, PROFILE_N, 60_000);
+  return result;
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const line = (c: string[]) =>
+    c.map((x, i) => (i === 0 ? x.padEnd(widths[i]!) : x.padStart(widths[i]!))).join("  ");
+  return [line(rows[0]!), widths.map((w) => "-".repeat(w)).join("  "), ...rows.slice(1).map(line)]
+    .join("\n") + "\n";
+}
+
+async function main(): Promise<void> {
+  requireStack();
+  const started = new Date().toISOString();
+  out(`host bench ${TAG}: n=${N} modes=${MODES.join(",")} poll=${POLL_MS}ms\n`);
+  const site = await makeSite();
+  const results: Partial<Record<Mode, ModeResult>> = {};
+  let inproc: InProcessResult | undefined;
+  let profiled: InProcessResult | undefined;
+  let swept: Record<string, number> = {};
+  try {
+    for (const mode of MODES) {
+      out(`${mode} ...\n`);
+      const workers = Number(mode.split("-")[1]);
+      results[mode] = mode.startsWith("echo")
+        ? await echoMode(site, mode, workers)
+        : await hostMode(site, mode, workers);
+      out(`  ${JSON.stringify(results[mode])}\n`);
+      // let the replies' deliveries finish before the next mode measures
+      await sweepAll([ALICE, HOST], TAG);
+    }
+    if (PROFILE_N > 1) {
+      out(`in-process host, ${PROFILE_N} requests ...\n`);
+      inproc = await inProcess(site, false);
+      out(`in-process host under the profiler, ${PROFILE_N} requests ...\n`);
+      profiled = await inProcess(site, true);
+    }
+  } finally {
+    swept = await sweepAll([ALICE, HOST], TAG);
+    await Deno.remove(site.dir, { recursive: true }).catch(() => {});
+  }
+  const e1 = results["echo-1"]?.perSecond ?? NaN;
+  const e3 = results["echo-3"]?.perSecond ?? NaN;
+  const capacity = Math.max(...[e1, e3].filter(Number.isFinite));
+  const base = (m: Mode) => (m.endsWith("-1") ? e1 : e3);
+  const rows: string[][] = [[
+    "mode",
+    "answered/s",
+    "ratio to echo (same concurrency)",
+    "ratio to capacity",
+    "CPU ms/request",
+    "first reply ms",
+    "per process",
+  ]];
+  for (const mode of MODES) {
+    const r = results[mode]!;
+    rows.push([
+      mode,
+      r.perSecond.toFixed(1),
+      (r.perSecond / base(mode)).toFixed(2),
+      (r.perSecond / capacity).toFixed(2),
+      r.cpuMsPerRequest.toFixed(2),
+      r.firstReplyMs === undefined ? "" : String(r.firstReplyMs),
+      r.perProcess?.join("/") ?? "",
+    ]);
+  }
+  if (inproc) {
+    rows.push([
+      "in-process Host.processPending",
+      inproc.perSecond.toFixed(1),
+      (inproc.perSecond / e1).toFixed(2),
+      (inproc.perSecond / capacity).toFixed(2),
+      inproc.cpuMsPerRequest.toFixed(2),
+      "",
+      "",
+    ]);
+  }
+  const hostBest = Math.max(
+    ...(["host-1", "host-3"] as const).map((m) => results[m]?.perSecond ?? NaN).filter(
+      Number.isFinite,
+    ),
+  );
+  const result = {
+    bench: "host",
+    version: VERSION,
+    started,
+    tag: TAG,
+    n: N,
+    pollMs: POLL_MS,
+    machine: { cpus: navigator.hardwareConcurrency, deno: Deno.version.deno, os: Deno.build.os },
+    modes: results,
+    capacityPerSecond: capacity,
+    hostBestPerSecond: hostBest,
+    ratioToCapacity: r2(hostBest / capacity),
+    targetRatio: 0.9,
+    cpuMsPerRequest: results["host-1"]?.cpuMsPerRequest ?? inproc?.cpuMsPerRequest,
+    targetCpuMsPerRequest: 1,
+    inProcess: inproc,
+    profiled,
+    sweptMails: swept,
+  };
+  let text = "\n" + table(rows);
+  if (profiled?.profile) {
+    const list = (title: string, costs: { what: string; msPerRequest: number; share: number }[]) =>
+      `\n${title}\n` +
+      costs.map((c) =>
+        `  ${c.share.toFixed(1).padStart(5)} %  ${c.msPerRequest.toFixed(3)} ms/req  ${c.what}`
+      )
+        .join("\n") +
+      "\n";
+    text += list("CPU by package (self time, profiled drain)", profiled.profile.byPackage);
+    text += list("CPU by function (self time)", profiled.profile.byFunction);
+    text += list("our functions (inclusive)", profiled.profile.ownInclusive);
+  }
+  const json = JSON.stringify(result, null, 2) + "\n";
+  out(text + "\n" + json);
+  await Deno.mkdir(dirname(JSON_OUT), { recursive: true });
+  await Deno.writeTextFile(JSON_OUT, json);
+}
+
+await main();

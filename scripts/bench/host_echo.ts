@@ -1,0 +1,88 @@
+/**
+ * The stack's own request/reply capacity: `n` mails wait in host@host.test's INBOX; `workers`
+ * echo sessions (each a warm imapflow session + its own pooled {@link SmtpSender}) take every
+ * `workers`-th of them and, for each: fetch it (`BODY.PEEK[]`), submit a reply to alice, delete
+ * it (STORE \Deleted + UID EXPUNGE) — the IMAP and SMTP work of a host without any mailpeer
+ * code. Runs in this process; its CPU time is this process's.
+ *
+ * @module
+ */
+import process from "node:process";
+import { SmtpSender } from "../../src/mail/smtp_sender.ts";
+import { ALICE, HOST } from "./host_site.ts";
+import { now, RawBox, smtpFor } from "./rendezvous_stack.ts";
+
+/** What one echo drain measured. */
+export interface DrainResult {
+  /** Mails answered. */
+  answered: number;
+  /** Monotonic times at which each reply's SMTP submission was accepted, in order. */
+  replyTimes: number[];
+  /** CPU ms spent (of the answering process) between the first and the last reply. */
+  cpuMs: number;
+}
+
+/** CPU of this process in ms (user + system). */
+export function selfCpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+}
+
+/**
+ * Answers the `n` mails whose subject contains `token` with `workers` concurrent echo
+ * sessions. Replies carry `replyTag` in their subject.
+ */
+export async function echoDrain(
+  o: { token: string; replyTag: string; n: number; workers: number; timeoutMs: number },
+): Promise<DrainResult> {
+  const sessions = await Promise.all(
+    Array.from({ length: o.workers }, async () => ({
+      box: await RawBox.open(HOST, "poll"),
+      sender: new SmtpSender(smtpFor(HOST)),
+    })),
+  );
+  const replyTimes: number[] = [];
+  let cpuAtFirst = 0;
+  try {
+    // warm the SMTP pools (one throwaway mail each, to alice, swept later)
+    await Promise.all(sessions.map((s) =>
+      s.sender.send({
+        from: HOST,
+        to: [ALICE],
+        subject: `${o.replyTag} warm-up`,
+        text: "warm-up\n",
+      })
+    ));
+    const deadline = now() + o.timeoutMs;
+    await Promise.all(sessions.map(async ({ box, sender }, k) => {
+      const c = box.client;
+      await c.noop();
+      const found = await c.search({ subject: o.token, deleted: false }, { uid: true });
+      const mine = (found || []).sort((a, b) => a - b).filter((_, i) => i % o.workers === k);
+      for (const uid of mine) {
+        if (now() > deadline) throw new Error(`echo drain over ${o.timeoutMs} ms`);
+        const msg = await c.fetchOne(String(uid), { uid: true, source: true }, { uid: true });
+        if (!msg || !msg.source) continue;
+        await sender.send({
+          from: HOST,
+          to: [ALICE],
+          subject: `${o.replyTag} echo reply ${uid}`,
+          text: `echo of ${msg.source.length} bytes\n`,
+        });
+        if (replyTimes.length === 0) cpuAtFirst = selfCpuMs();
+        replyTimes.push(now());
+        await c.messageDelete(String(uid), { uid: true });
+      }
+    }));
+    return { answered: replyTimes.length, replyTimes, cpuMs: selfCpuMs() - cpuAtFirst };
+  } finally {
+    await Promise.allSettled(sessions.flatMap((s) => [s.box.close(), s.sender.close()]));
+  }
+}
+
+/** Answered per second between the first and the last reply: (n − 1) / span. */
+export function ratePerSecond(replyTimes: number[]): number {
+  if (replyTimes.length < 2) return NaN;
+  const sorted = [...replyTimes].sort((a, b) => a - b);
+  return (sorted.length - 1) / ((sorted.at(-1)! - sorted[0]!) / 1000);
+}

@@ -1,0 +1,294 @@
+/**
+ * Helpers of the host benchmark: a temporary site (host keys, one TOML configuration per host
+ * mode, talking to the real stack), sealed requests mailed into host@host.test ahead of a
+ * measurement, host child processes whose JSON events are timed as they arrive, the CPU time
+ * of a process from /proc, and the sweep of every mail a run leaves.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { SmtpSender } from "../../src/mail/smtp_sender.ts";
+import { sealRequest } from "../../src/message/block.ts";
+import { formatHostCard, type HostCard } from "../../src/message/host_card.ts";
+import {
+  encodeHostKeys,
+  generateHostKeys,
+  generateIdentityKeys,
+  hostCardOf,
+} from "../../src/message/key_file.ts";
+import { generateX25519 } from "../../src/message/keys.ts";
+import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
+import { imapFor, now, RawBox, sleep, smtpFor } from "./rendezvous_stack.ts";
+
+export const ALICE = "alice@a.test";
+export const HOST = "host@host.test";
+const MAIN = new URL("../../main.ts", import.meta.url).pathname;
+/** The permissions of `deno task mailpeer`. */
+export const PERMS = [
+  "--allow-read",
+  "--allow-write",
+  "--allow-net",
+  "--allow-env",
+  "--allow-sys=hostname,networkInterfaces",
+];
+
+/** A temporary directory with host keys; configurations are added per mode. */
+export interface Site {
+  dir: string;
+  card: HostCard;
+  cardText: string;
+  /** Environment for the host processes (the passwords named by `password_env`). */
+  env: Record<string, string>;
+}
+
+/** Makes the site: host keys for host@host.test in a new temporary directory. */
+export async function makeSite(): Promise<Site> {
+  const dir = await Deno.makeTempDir({ prefix: "mailpeer-bench-host-" });
+  const keys = await generateHostKeys(HOST);
+  await Deno.writeTextFile(join(dir, "host.keys.json"), encodeHostKeys(keys), { mode: 0o600 });
+  const card = hostCardOf(keys);
+  const imap = imapFor(HOST);
+  const smtp = smtpFor(HOST);
+  return {
+    dir,
+    card,
+    cardText: formatHostCard(card),
+    env: { NO_COLOR: "1", MP_BENCH_IMAP_PASS: imap.password!, MP_BENCH_SMTP_PASS: smtp.password! },
+  };
+}
+
+/**
+ * Writes `<name>.toml`: an IMAP host for host@host.test polling every `pollMs` (NOOP), sending
+ * by SMTP submission, answering private addresses, no per-sender limit (all requests come from
+ * alice). `extra` goes into `[host]` (e.g. `shared_mailbox = true`) and may add sections.
+ */
+export async function writeHostConfig(
+  site: Site,
+  name: string,
+  o: { network: string; pollMs: number; extra?: string },
+): Promise<string> {
+  const imap = imapFor(HOST);
+  const smtp = smtpFor(HOST);
+  const server = (
+    s: { host: string; port: number; user: string; caFile?: string; servername?: string },
+    env: string,
+  ) =>
+    [
+      `host = "${s.host}"`,
+      `port = ${s.port}`,
+      `tls = "starttls"`,
+      `user = "${s.user}"`,
+      `password_env = "${env}"`,
+      `ca_file = "${s.caFile}"`,
+      `servername = "${s.servername}"`,
+    ].join("\n");
+  const path = join(site.dir, `${name}.toml`);
+  await Deno.writeTextFile(
+    path,
+    `network = "${o.network}"
+[host]
+email = "${HOST}"
+keys = "host.keys.json"
+table = "${name}-table.json"
+hosts_file = "${name}-hosts.json"
+allow_private_addresses = true
+requests_per_sender_per_hour = 1000000
+poll_interval = "${o.pollMs}ms"
+${o.extra ?? ""}
+[host.receive]
+kind = "imap"
+${server(imap, "MP_BENCH_IMAP_PASS")}
+idle = false
+[host.send]
+kind = "smtp"
+${server(smtp, "MP_BENCH_SMTP_PASS")}
+`,
+  );
+  return path;
+}
+
+/** One outgoing mail, ready to submit. */
+export interface Prepared {
+  subject: string;
+  text: string;
+}
+
+/** Seals `n` requests of distinct users (`player<i>`) for the host, as terminals would. */
+export async function sealRequests(site: Site, network: string, n: number): Promise<Prepared[]> {
+  const out: Prepared[] = [];
+  for (let i = 0; i < n; i++) {
+    const identity = await generateIdentityKeys(`player${i}`);
+    const block = await sealRequest({
+      network,
+      userId: identity.userId,
+      identityKey: identity.ed25519.publicKey,
+      endpoints: [{ transport: "tcp", address: "192.0.2.7", port: 5000 + i }],
+      sessionId: crypto.getRandomValues(new Uint8Array(16)),
+      createdAt: Date.now(),
+      replyKey: (await generateX25519()).publicKey,
+      hostCards: [site.cardText],
+    }, { identity, hostCard: site.card });
+    out.push({
+      subject: subjectFor(network, "request"),
+      text: bodyFor(network, "request", block),
+    });
+  }
+  return out;
+}
+
+/** Submits the mails from alice to the host on one warm pooled connection. */
+export async function submitAll(mails: Prepared[]): Promise<number> {
+  const sender = new SmtpSender(smtpFor(ALICE));
+  const t0 = now();
+  try {
+    for (const mail of mails) {
+      await sender.send({ from: ALICE, to: [HOST], subject: mail.subject, text: mail.text });
+    }
+  } finally {
+    await sender.close();
+  }
+  return now() - t0;
+}
+
+/** Count of mails whose subject contains `token` in the INBOX of `address`. */
+export async function countIn(box: RawBox, token: string): Promise<number> {
+  await box.client.noop();
+  const found = await box.client.search({ subject: token, deleted: false }, { uid: true });
+  return found ? found.length : 0;
+}
+
+/**
+ * Waits (bounded) until `n` mails with `token` in the subject are in `address`'s INBOX.
+ * Resolves with the count seen last.
+ */
+export async function untilDelivered(
+  address: string,
+  token: string,
+  n: number,
+  timeoutMs: number,
+): Promise<number> {
+  const box = await RawBox.open(address, "poll");
+  try {
+    const deadline = now() + timeoutMs;
+    let seen = 0;
+    while (now() < deadline) {
+      seen = await countIn(box, token);
+      if (seen >= n) return seen;
+      await sleep(100); // polling a real server for a condition
+    }
+    return seen;
+  } finally {
+    await box.close();
+  }
+}
+
+/** A timed JSON event of a host process: `at` is the bench's monotonic clock on arrival. */
+export interface Timed {
+  at: number;
+  event: Record<string, unknown>;
+}
+
+/** `mailpeer host --config … --json` as a child process, its events timed as they arrive. */
+export class HostProcess {
+  readonly events: Timed[] = [];
+  readonly pid: number;
+  stderr = "";
+  readonly #child: Deno.ChildProcess;
+  readonly done: Promise<Deno.CommandStatus>;
+
+  constructor(args: string[], o: { cwd: string; env: Record<string, string>; v8?: string[] }) {
+    this.#child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", ...PERMS, ...(o.v8 ?? []), MAIN, ...args],
+      cwd: o.cwd,
+      env: o.env,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.pid = this.#child.pid;
+    const reading = Promise.all([this.#readEvents(), this.#readStderr()]);
+    this.done = reading.then(() => this.#child.status);
+  }
+
+  async #readEvents(): Promise<void> {
+    let buf = "";
+    for await (const chunk of this.#child.stdout.pipeThrough(new TextDecoderStream())) {
+      const at = now();
+      buf += chunk;
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (line.startsWith("{")) this.events.push({ at, event: JSON.parse(line) });
+      }
+    }
+  }
+
+  async #readStderr(): Promise<void> {
+    for await (const chunk of this.#child.stderr.pipeThrough(new TextDecoderStream())) {
+      this.stderr += chunk;
+    }
+  }
+
+  /** The events named `name`. */
+  named(name: string): Timed[] {
+    return this.events.filter((e) => e.event.event === name);
+  }
+
+  /** SIGTERM, then waits for the end. */
+  async stop(): Promise<Deno.CommandStatus> {
+    try {
+      this.#child.kill("SIGTERM");
+    } catch {
+      // already ended
+    }
+    return await this.done;
+  }
+}
+
+/**
+ * User + system CPU time of a live process in ms (utime + stime of /proc/<pid>/stat, read by
+ * `cat`: Deno grants /proc only with --allow-all).
+ */
+export async function cpuMsOf(pid: number): Promise<number> {
+  const r = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`], stderr: "null" })
+    .output();
+  const stat = new TextDecoder().decode(r.stdout);
+  // the command name (field 2) is in parentheses and may hold spaces: split after it
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // fields[0] is field 3 (state): utime is field 14, stime field 15
+  const ticks = Number(fields[11]) + Number(fields[12]);
+  return ticks * 10; // USER_HZ is 100 on Linux
+}
+
+/**
+ * Deletes every mail whose subject contains `token` from INBOX, Quarantine and Processing (the
+ * claim folder of shared mailboxes) of each address. Resolves with the count per address.
+ */
+export async function sweepAll(
+  addresses: string[],
+  token: string,
+): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const address of addresses) {
+    let deleted = 0;
+    const box = await RawBox.open(address, "poll");
+    const client = box.client;
+    try {
+      const boxes = (await client.list()).map((b) => b.path);
+      for (const folder of ["INBOX", "Quarantine", "Processing"]) {
+        if (!boxes.includes(folder)) continue;
+        await client.mailboxOpen(folder);
+        const uids = await client.search({ subject: token }, { uid: true });
+        if (uids && uids.length > 0) {
+          await client.messageDelete(uids.join(","), { uid: true });
+          deleted += uids.length;
+        }
+      }
+    } finally {
+      await box.close();
+    }
+    out[address] = deleted;
+  }
+  return out;
+}
