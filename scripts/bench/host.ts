@@ -24,7 +24,12 @@ import { dirname } from "node:path";
 import { VERSION } from "../../src/version.ts";
 import { loadRedisUrl } from "../../tests/support/redis.ts";
 import { echoDrain, ratePerSecond } from "./host_echo.ts";
-import { inProcessDrain, type InProcessResult } from "./host_profile.ts";
+import {
+  inProcessDrain,
+  type InProcessResult,
+  type StageCost,
+  stageCosts,
+} from "./host_profile.ts";
 import {
   ALICE,
   cpuMsOf,
@@ -62,7 +67,7 @@ const TIMEOUT_MS = Math.max(10_000, num("timeout-ms", 180_000));
 const JSON_OUT = arg("json-out") ?? "bench-results/host.json";
 const ALL_MODES = ["echo-1", "host-1", "echo-3", "host-3"] as const;
 type Mode = typeof ALL_MODES[number];
-const MODES = (arg("modes") ?? ALL_MODES.join(",")).split(",").map((m) => {
+const MODES = (arg("modes") ?? ALL_MODES.join(",")).split(",").filter((m) => m !== "").map((m) => {
   if (!(ALL_MODES as readonly string[]).includes(m)) {
     throw new TypeError(`--modes takes ${ALL_MODES.join(", ")}`);
   }
@@ -87,6 +92,8 @@ interface ModeResult {
   delivered?: number;
   preloadSubmitMs: number;
   errors: string[];
+  /** 1-minute load average after the mode (the machine is shared: > cores means contention). */
+  loadAverage1m?: number;
 }
 
 const r2 = (x: number) => Math.round(x * 100) / 100;
@@ -232,13 +239,17 @@ async function main(): Promise<void> {
   let inproc: InProcessResult | undefined;
   let profiled: InProcessResult | undefined;
   let swept: Record<string, number> = {};
+  let stages: StageCost[] = [];
   try {
+    out("request stages in this process ...\n");
+    stages = await stageCosts(50);
     for (const mode of MODES) {
       out(`${mode} ...\n`);
       const workers = Number(mode.split("-")[1]);
       results[mode] = mode.startsWith("echo")
         ? await echoMode(site, mode, workers)
         : await hostMode(site, mode, workers);
+      results[mode]!.loadAverage1m = Deno.loadavg()[0]!;
       out(`  ${JSON.stringify(results[mode])}\n`);
       // let the replies' deliveries finish before the next mode measures
       await sweepAll([ALICE, HOST], TAG);
@@ -310,10 +321,26 @@ async function main(): Promise<void> {
     cpuMsPerRequest: results["host-1"]?.cpuMsPerRequest ?? inproc?.cpuMsPerRequest,
     targetCpuMsPerRequest: 1,
     inProcess: inproc,
+    stages,
     profiled,
     sweptMails: swept,
   };
   let text = "\n" + table(rows);
+  if (inproc) {
+    text += "\nin-process host: where a request's CPU and wall time go (ms per request)\n";
+    for (const [name, t] of Object.entries(inproc.seams)) {
+      text += `  cpu ${t.cpuMsPerRequest.toFixed(2).padStart(6)}  wall ${
+        t.wallMsPerRequest.toFixed(2).padStart(6)
+      }  ${name}\n`;
+    }
+    text += `  CPU by thread (ms per request): ${JSON.stringify(inproc.threads)}\n`;
+  }
+  text += "\nrequest stages without the network (ms per call, warm, this process)\n";
+  for (const s of stages) {
+    text += `  cpu ${s.cpuMs.toFixed(2).padStart(6)}  wall ${
+      s.wallMs.toFixed(2).padStart(6)
+    }  ${s.stage}\n`;
+  }
   if (profiled?.profile) {
     const list = (title: string, costs: { what: string; msPerRequest: number; share: number }[]) =>
       `\n${title}\n` +

@@ -11,6 +11,16 @@ import { Session } from "node:inspector";
 import { loadConfig } from "../../src/config/config.ts";
 import { Host } from "../../src/host/host.ts";
 import { loadHostKeys, openSender, openSource, openStore } from "../../src/cli/wire.ts";
+import type { TableStore } from "../../src/host/types.ts";
+import type { MailSender, MailSource } from "../../src/mail/types.ts";
+import { composeMail } from "../../src/mail/compose.ts";
+import { parseMail } from "../../src/mail/parse.ts";
+import { dearmorAll } from "../../src/message/armor.ts";
+import { openRequest, sealReply, sealRequest } from "../../src/message/block.ts";
+import { formatHostCard } from "../../src/message/host_card.ts";
+import { generateHostKeys, generateIdentityKeys, hostCardOf } from "../../src/message/key_file.ts";
+import { generateX25519 } from "../../src/message/keys.ts";
+import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
 import { selfCpuMs } from "./host_echo.ts";
 import { now } from "./rendezvous_stack.ts";
 
@@ -40,6 +50,10 @@ export interface InProcessResult {
   cpuMs: number;
   cpuMsPerRequest: number;
   perSecond: number;
+  /** CPU and wall ms per request spent inside each seam call; "host code" is the rest. */
+  seams: Record<string, { cpuMsPerRequest: number; wallMsPerRequest: number; calls: number }>;
+  /** CPU ms per request by thread name (/proc/self/task), e.g. main vs tokio workers. */
+  threads: Record<string, number>;
   profile?: {
     sampledMs: number;
     byFunction: Cost[];
@@ -96,7 +110,9 @@ export function analyse(p: Profile, requests: number): InProcessResult["profile"
   p.samples.forEach((id, i) => {
     const dt = p.timeDeltas[i] ?? 0;
     const node = byId.get(id);
+    // not CPU: idle, and the profiler's own session (node:inspector)
     if (!node || node.callFrame.functionName === "(idle)") return;
+    if (node.callFrame.url.includes("inspector")) return;
     total += dt;
     const f = node.callFrame;
     fn.set(label(f), (fn.get(label(f)) ?? 0) + dt);
@@ -120,6 +136,67 @@ export function analyse(p: Profile, requests: number): InProcessResult["profile"
   };
 }
 
+/** CPU ms of each thread of this process, summed by thread name. */
+async function threadCpu(): Promise<Map<string, number>> {
+  const r = await new Deno.Command("sh", {
+    args: ["-c", `cat /proc/${Deno.pid}/task/*/stat`],
+    stderr: "null",
+  }).output();
+  const out = new Map<string, number>();
+  for (const line of new TextDecoder().decode(r.stdout).split("\n")) {
+    const open = line.indexOf("("), close = line.lastIndexOf(")");
+    if (open < 0 || close < 0) continue;
+    const name = line.slice(open + 1, close).replace(/[0-9]+$/, "#");
+    const f = line.slice(close + 2).split(" ");
+    out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) * 10);
+  }
+  return out;
+}
+
+/** Accumulates CPU and wall time of calls, by name. */
+class SeamClock {
+  readonly totals = new Map<string, { cpu: number; wall: number; calls: number }>();
+  async time<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const c0 = selfCpuMs();
+    const t0 = now();
+    try {
+      return await fn();
+    } finally {
+      const t = this.totals.get(name) ?? { cpu: 0, wall: 0, calls: 0 };
+      t.cpu += selfCpuMs() - c0;
+      t.wall += now() - t0;
+      t.calls++;
+      this.totals.set(name, t);
+    }
+  }
+}
+
+function timedSource(inner: MailSource, c: SeamClock): MailSource {
+  return {
+    list: (m, o) => c.time("IMAP list (NOOP, SEARCH, FETCH envelopes)", () => inner.list(m, o)),
+    fetch: (r, o) => c.time("IMAP fetch body", () => inner.fetch(r, o)),
+    delete: (r) => c.time("IMAP delete (STORE, UID EXPUNGE)", () => inner.delete(r)),
+    quarantine: (r, why) => c.time("IMAP quarantine", () => inner.quarantine(r, why)),
+    waitForMail: (o) => inner.waitForMail(o),
+    close: () => inner.close(),
+  };
+}
+
+function timedSender(inner: MailSender, c: SeamClock): MailSender {
+  return {
+    send: (m, o) => c.time("SMTP send reply (compose + submit)", () => inner.send(m, o)),
+    close: () => inner.close(),
+  };
+}
+
+function timedStore(inner: TableStore, c: SeamClock): TableStore {
+  return {
+    read: () => inner.read(),
+    update: (fn) => c.time("table store update (lock, read, write, fsync)", () => inner.update(fn)),
+    close: () => inner.close(),
+  };
+}
+
 /**
  * Wires a host from `configPath` like `mailpeer host` does, connects its IMAP session, then
  * times one `processPending()` over the mail already waiting.
@@ -132,9 +209,13 @@ export async function inProcessDrain(
   const config = await loadConfig(configPath);
   const hc = config.host!;
   const keys = await loadHostKeys(hc.keys);
-  const source = await openSource(hc.receive, { pollIntervalMs: hc.pollIntervalMs });
-  const sender = await openSender(hc.send);
-  const store = openStore(hc);
+  const clock = new SeamClock();
+  const source = timedSource(
+    await openSource(hc.receive, { pollIntervalMs: hc.pollIntervalMs }),
+    clock,
+  );
+  const sender = timedSender(await openSender(hc.send), clock);
+  const store = timedStore(openStore(hc), clock);
   const host = new Host({
     keys,
     network: config.network,
@@ -161,18 +242,41 @@ export async function inProcessDrain(
       await post(session, "Profiler.setSamplingInterval", { interval: 200 });
       await post(session, "Profiler.start");
     }
+    clock.totals.clear();
+    const threads0 = await threadCpu();
     const cpu0 = selfCpuMs();
     const t0 = now();
     const pass = await host.processPending();
     const wallMs = now() - t0;
     const cpuMs = selfCpuMs() - cpu0;
+    const threads1 = await threadCpu();
     let profile: InProcessResult["profile"];
     if (session) {
       const { profile: p } = await post<{ profile: Profile }>(session, "Profiler.stop");
       profile = analyse(p, Math.max(1, pass.answered));
     }
     const answered = pass.answered;
+    const per = (x: number) => Math.round((x / Math.max(1, answered)) * 100) / 100;
+    const seams: InProcessResult["seams"] = {};
+    let seamCpu = 0, seamWall = 0;
+    for (const [name, t] of clock.totals) {
+      seams[name] = { cpuMsPerRequest: per(t.cpu), wallMsPerRequest: per(t.wall), calls: t.calls };
+      seamCpu += t.cpu;
+      seamWall += t.wall;
+    }
+    seams["host code (parse, open, table rules, seal, events)"] = {
+      cpuMsPerRequest: per(cpuMs - seamCpu),
+      wallMsPerRequest: per(wallMs - seamWall),
+      calls: answered,
+    };
+    const threads: Record<string, number> = {};
+    for (const [name, ms] of threads1) {
+      const d = ms - (threads0.get(name) ?? 0);
+      if (d > 0) threads[name] = per(d);
+    }
     return {
+      seams,
+      threads,
       answered,
       wallMs: Math.round(wallMs),
       cpuMs: Math.round(cpuMs),
@@ -184,4 +288,83 @@ export async function inProcessDrain(
     session?.disconnect();
     await Promise.allSettled([source.close(), sender.close(), store.close()]);
   }
+}
+
+/** CPU and wall ms per call of one stage of a request, in this process, warm. */
+export interface StageCost {
+  stage: string;
+  cpuMs: number;
+  wallMs: number;
+}
+
+/**
+ * The host's per-request stages without the network, each `runs` times on one sealed request:
+ * MIME parse (mailparser), dearmor + open + verify the request (HPKE, Ed25519), seal + sign the
+ * reply, compose the reply mail (nodemailer's composer). CPU by `process.cpuUsage()`.
+ */
+export async function stageCosts(runs: number): Promise<StageCost[]> {
+  const keys = await generateHostKeys("host@host.test");
+  const card = hostCardOf(keys);
+  const identity = await generateIdentityKeys("player0");
+  const block = await sealRequest({
+    network: "bench",
+    userId: identity.userId,
+    identityKey: identity.ed25519.publicKey,
+    endpoints: [{ transport: "tcp", address: "192.0.2.7", port: 5000 }],
+    sessionId: crypto.getRandomValues(new Uint8Array(16)),
+    createdAt: Date.now(),
+    replyKey: (await generateX25519()).publicKey,
+    hostCards: [formatHostCard(card)],
+  }, { identity, hostCard: card });
+  const { raw } = await composeMail({
+    from: "alice@a.test",
+    to: ["host@host.test"],
+    subject: subjectFor("bench", "request"),
+    text: bodyFor("bench", "request", block),
+  });
+  const request = await openRequest(block, keys);
+  const peers = Array.from({ length: 8 }, (_, i) => ({
+    userId: `p${i}`,
+    identityKey: identity.ed25519.publicKey,
+    endpoints: [{ transport: "tcp" as const, address: "192.0.2.8", port: 6000 + i }],
+    lastSeen: Date.now(),
+    failures: 0,
+  }));
+  const reply = () =>
+    sealReply({
+      network: "bench",
+      sessionId: request.sessionId,
+      hostId: keys.ed25519.publicKey,
+      createdAt: Date.now(),
+      peers,
+    }, { hostKeys: keys, replyKey: request.replyKey });
+  const sealed = await reply();
+  const stages: [string, () => Promise<unknown>][] = [
+    ["parse the request mail (mailparser)", () => parseMail(raw)],
+    ["dearmor + open + verify the request (HPKE, Ed25519)", async () => {
+      const [b] = dearmorAll(new TextDecoder().decode(raw), { max: 8 });
+      return await openRequest(b ?? block, keys);
+    }],
+    ["seal + sign the reply, 8 peers (HPKE, Ed25519)", reply],
+    ["compose the reply mail (nodemailer MailComposer)", () =>
+      composeMail({
+        from: "host@host.test",
+        to: ["alice@a.test"],
+        subject: subjectFor("bench", "reply"),
+        text: bodyFor("bench", "reply", sealed),
+      })],
+  ];
+  const out: StageCost[] = [];
+  for (const [stage, fn] of stages) {
+    for (let i = 0; i < 5; i++) await fn(); // warm-up
+    const c0 = selfCpuMs();
+    const t0 = now();
+    for (let i = 0; i < runs; i++) await fn();
+    out.push({
+      stage,
+      cpuMs: Math.round(((selfCpuMs() - c0) / runs) * 1000) / 1000,
+      wallMs: Math.round(((now() - t0) / runs) * 1000) / 1000,
+    });
+  }
+  return out;
 }

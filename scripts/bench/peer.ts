@@ -1,7 +1,11 @@
 /**
  * Peer benchmark: raw loopback TCP throughput, the same bulk over a mailpeer TCP session,
  * handshake times over TCP (and UDP when `src/peer/udp_transport.ts` exists), and the cost of
- * the session's building blocks (AES-GCM per frame, frame encoding) to explain the gap.
+ * the session's building blocks (AES-GCM per frame, frame encoding) to explain the gap, and the
+ * AES-256-GCM ceiling: the best session/raw ratio that per-byte encryption allows here.
+ *
+ * Sessions run first with OpenSSL AES-GCM (when `--allow-ffi` was given, as scripts/bench-peer
+ * does), then, after the ffi permission is revoked, with WebCrypto (what the CLI uses).
  *
  * Usage: scripts/bench-peer [--mib 256] [--runs 3] [--handshakes 50] [--out bench-results/peer.json]
  *
@@ -10,14 +14,9 @@
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
 import { MAX_FRAGMENT_BYTES } from "../../src/peer/session_crypto.ts";
 import { SessionLink } from "../../src/peer/session_crypto.ts";
-import {
-  decodeData,
-  encodeData,
-  encodeFrame,
-  type Frame,
-  FrameDecoder,
-  FrameType,
-} from "../../src/peer/frame.ts";
+import { encodeFrame, type Frame, FrameDecoder, FrameType } from "../../src/peer/frame.ts";
+import { aesGcmKey, opensslAvailable } from "../../src/peer/aes_gcm.ts";
+import { createCipheriv, createDecipheriv } from "node:crypto";
 import { generateEd25519 } from "../../src/message/keys.ts";
 import type { FrameChannel, PeerIdentity, PeerTransport } from "../../src/peer/types.ts";
 
@@ -45,8 +44,10 @@ async function identity(userId: string): Promise<PeerIdentity> {
   return { userId, publicKey: keys.publicKey, privateKey: keys.privateKey };
 }
 
+const round = (x: number, digits = 1) => Number(x.toFixed(digits));
 const mbps = (bytes: number, ms: number) => bytes / MiB / (ms / 1000);
 const best = (xs: number[]) => Math.max(...xs);
+const median = (xs: number[]) => percentile(xs, 50);
 function percentile(xs: number[], p: number): number {
   const sorted = [...xs].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
@@ -113,7 +114,7 @@ async function session(messageBytes: number): Promise<number> {
 class BareChannel implements FrameChannel {
   #decoder = new FrameDecoder();
   #ready: Frame[] = [];
-  #buf = new Uint8Array(64 * 1024);
+  #buf = new Uint8Array(256 * 1024);
   #writing = Promise.resolve();
   constructor(private conn: Deno.TcpConn) {}
   send(frame: Frame): Promise<void> {
@@ -142,12 +143,25 @@ class BareChannel implements FrameChannel {
 /** A cipher that only frames: what the session costs without encryption. */
 class NullCipher {
   #next = 0n;
-  seal(plaintext: Uint8Array): Promise<Uint8Array> {
-    return Promise.resolve(encodeData({ sequence: this.#next++, ciphertext: plaintext.slice() }));
+  ordered = true;
+  sealFrame(parts: Uint8Array[]): Promise<Frame> {
+    const size = parts.reduce((n, p) => n + p.length, 0);
+    const encoded = new Uint8Array(14 + size + 16);
+    const view = new DataView(encoded.buffer);
+    view.setUint32(0, 2 + 8 + size + 16);
+    encoded[4] = 1;
+    encoded[5] = FrameType.DATA;
+    view.setBigUint64(6, this.#next++);
+    let at = 14;
+    for (const p of parts) {
+      encoded.set(p, at);
+      at += p.length;
+    }
+    return Promise.resolve({ type: FrameType.DATA, body: encoded.subarray(6), encoded });
   }
   open(body: Uint8Array): Promise<{ sequence: bigint; plaintext: Uint8Array }> {
-    const { sequence, ciphertext } = decodeData(body);
-    return Promise.resolve({ sequence, plaintext: ciphertext.slice() });
+    const sequence = new DataView(body.buffer, body.byteOffset).getBigUint64(0);
+    return Promise.resolve({ sequence, plaintext: body.subarray(8, body.length - 16) });
   }
 }
 
@@ -225,7 +239,85 @@ async function aesGcm(frameBytes: number): Promise<number> {
   return mbps(count * frameBytes, performance.now() - started);
 }
 
-/** The copies the session makes per fragment (slice, flag concat, buf(), encodeFrame). */
+interface SealOpen {
+  seal_mb_s: number;
+  open_mb_s: number;
+}
+
+/** Single-core AES-256-GCM seal and open of `frameBytes` buffers with node:crypto. */
+function nodeAesGcm(frameBytes: number): SealOpen {
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const iv = new Uint8Array(12);
+  const aad = new Uint8Array(10);
+  const plain = payload.subarray(0, frameBytes);
+  const count = Math.ceil((64 * MiB) / frameBytes);
+  let sealed: Uint8Array = new Uint8Array(0);
+  let tag: Uint8Array = new Uint8Array(0);
+  let started = performance.now();
+  for (let i = 0; i < count; i++) {
+    const c = createCipheriv("aes-256-gcm", key, iv);
+    c.setAAD(aad);
+    sealed = c.update(plain);
+    c.final();
+    tag = c.getAuthTag();
+  }
+  const seal = mbps(count * frameBytes, performance.now() - started);
+  started = performance.now();
+  for (let i = 0; i < count; i++) {
+    const d = createDecipheriv("aes-256-gcm", key, iv);
+    d.setAAD(aad);
+    d.setAuthTag(tag);
+    d.update(sealed);
+    d.final();
+  }
+  return {
+    seal_mb_s: round(seal),
+    open_mb_s: round(mbps(count * frameBytes, performance.now() - started)),
+  };
+}
+
+/** Single-core AES-256-GCM seal and open through the session's implementation (aes_gcm.ts). */
+async function sessionAesGcm(
+  implementation: "webcrypto" | "openssl",
+  frameBytes: number,
+): Promise<SealOpen> {
+  const raw = crypto.getRandomValues(new Uint8Array(32));
+  const key = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
+  const aead = aesGcmKey({ key, raw }, { implementation });
+  const nonce = new Uint8Array(12);
+  const aad = new Uint8Array(10);
+  const plain = payload.subarray(0, frameBytes);
+  const out = new Uint8Array(frameBytes + 16);
+  const count = Math.ceil((64 * MiB) / frameBytes);
+  let started = performance.now();
+  for (let i = 0; i < count; i++) await aead.seal(nonce, aad, [plain], out);
+  const seal = mbps(count * frameBytes, performance.now() - started);
+  started = performance.now();
+  for (let i = 0; i < count; i++) {
+    if (!(await aead.open(nonce, aad, out))) throw new Error("AES-GCM open failed");
+  }
+  return {
+    seal_mb_s: round(seal),
+    open_mb_s: round(mbps(count * frameBytes, performance.now() - started)),
+  };
+}
+
+/**
+ * Best session/raw ratio per-byte AES-GCM allows. One process (this bench): one thread seals,
+ * writes, reads and opens every byte, so time adds up. Two hosts: each end pays only one of
+ * seal or open, so the slowest stage bounds the rate.
+ */
+function ceiling(aes: SealOpen, rawMbS: number) {
+  const oneProcess = 1 / (1 / rawMbS + 1 / aes.seal_mb_s + 1 / aes.open_mb_s);
+  const twoHosts = Math.min(rawMbS, aes.seal_mb_s, aes.open_mb_s);
+  return {
+    one_process_mb_s: round(oneProcess),
+    one_process_ratio: round(oneProcess / rawMbS, 3),
+    two_hosts_ratio: round(twoHosts / rawMbS, 3),
+  };
+}
+
+/** The copies the session used to make per fragment (slice, flag concat, buf(), encodeFrame). */
 function copies(frameBytes: number): number {
   const chunk = payload.subarray(0, frameBytes);
   const count = Math.ceil((256 * MiB) / frameBytes);
@@ -255,16 +347,32 @@ async function udpTransport(): Promise<PeerTransport | string> {
   }
 }
 
-const round = (x: number, digits = 1) => Number(x.toFixed(digits));
+interface Sessions {
+  implementation: string;
+  fragment: number[];
+  mib: number[];
+}
+async function sessions(implementation: string): Promise<Sessions> {
+  const result: Sessions = { implementation, fragment: [], mib: [] };
+  for (let i = 0; i < RUNS; i++) {
+    result.fragment.push(await session(MAX_FRAGMENT_BYTES));
+    result.mib.push(await session(MiB));
+  }
+  return result;
+}
 
 const raw: number[] = [];
-const sess: number[] = [];
-const sessMiB: number[] = [];
-for (let i = 0; i < RUNS; i++) {
-  raw.push(await rawTcp());
-  sess.push(await session(MAX_FRAGMENT_BYTES));
-  sessMiB.push(await session(MiB));
-}
+for (let i = 0; i < RUNS; i++) raw.push(await rawTcp());
+const ffi = opensslAvailable();
+const fast = ffi ? await sessions("openssl") : null;
+const opensslAes = ffi ? await sessionAesGcm("openssl", MAX_FRAGMENT_BYTES) : null;
+if (ffi) Deno.permissions.revokeSync({ name: "ffi" });
+const web = await sessions("webcrypto");
+const webAes = await sessionAesGcm("webcrypto", MAX_FRAGMENT_BYTES);
+const nodeAes = nodeAesGcm(MAX_FRAGMENT_BYTES);
+const main = fast ?? web;
+const sess = main.fragment;
+const sessMiB = main.mib;
 const tcpHs = await handshakes(new TcpTransport());
 const udp = await udpTransport();
 let udpHs: number[] | string;
@@ -292,35 +400,85 @@ const results = {
   bytes_per_run: TOTAL,
   runs: RUNS,
   raw_tcp_mb_s: round(best(raw)),
+  raw_tcp_median_mb_s: round(median(raw)),
+  aes_gcm: main.implementation,
   session_tcp_mb_s: round(best(sess)),
+  session_tcp_median_mb_s: round(median(sess)),
   session_tcp_1mib_messages_mb_s: round(best(sessMiB)),
   session_raw_ratio: round(best(sess) / best(raw), 3),
+  session_raw_median_ratio: round(median(sess) / median(raw), 3),
+  session_webcrypto_tcp_mb_s: round(best(web.fragment)),
+  session_webcrypto_tcp_median_mb_s: round(median(web.fragment)),
+  session_webcrypto_1mib_messages_mb_s: round(best(web.mib)),
   tcp_handshake: hs(tcpHs),
   udp_handshake: hs(udpHs),
+  aes_gcm_ceiling: {
+    fragment_bytes: MAX_FRAGMENT_BYTES,
+    node_crypto: { ...nodeAes, ...ceiling(nodeAes, median(raw)) },
+    webcrypto: { ...webAes, ...ceiling(webAes, median(raw)) },
+    openssl_ffi: opensslAes
+      ? { ...opensslAes, ...ceiling(opensslAes, median(raw)) }
+      : { note: "skipped: run with --allow-ffi and OpenSSL 3 libcrypto installed" },
+  },
   profile: {
     fragment_bytes: MAX_FRAGMENT_BYTES,
     webcrypto_aes_gcm_seal_mb_s: round(aes),
     session_copies_mb_s: round(copyRate),
     session_without_encryption_mb_s: round(best(plainSession)),
   },
-  all_runs_mb_s: { raw: raw.map((x) => round(x)), session: sess.map((x) => round(x)) },
+  all_runs_mb_s: {
+    raw: raw.map((x) => round(x)),
+    session: sess.map((x) => round(x)),
+    session_webcrypto: web.fragment.map((x) => round(x)),
+  },
 };
 
-const rows: [string, string][] = [
-  [`raw TCP loopback, ${TOTAL_MIB} MiB (best of ${RUNS})`, `${results.raw_tcp_mb_s} MB/s`],
+const ceil = results.aes_gcm_ceiling;
+const ceilingRow = (
+  name: string,
+  c: SealOpen & { one_process_ratio: number; two_hosts_ratio: number },
+) =>
   [
-    `mailpeer TCP session, ${MAX_FRAGMENT_BYTES}-byte messages`,
-    `${results.session_tcp_mb_s} MB/s`,
+    `AES-256-GCM ${name} seal / open (ceiling ratio: 1 process / 2 hosts)`,
+    `${c.seal_mb_s} / ${c.open_mb_s} MB/s (${c.one_process_ratio} / ${c.two_hosts_ratio})`,
+  ] as [string, string];
+function opensslRow(): [string, string] {
+  const c = ceil.openssl_ffi;
+  return "note" in c
+    ? ["AES-256-GCM OpenSSL (FFI)", String(c.note)]
+    : ceilingRow("OpenSSL (FFI)", c);
+}
+const rows: [string, string][] = [
+  [
+    `raw TCP loopback, ${TOTAL_MIB} MiB (best / median of ${RUNS})`,
+    `${results.raw_tcp_mb_s} / ${results.raw_tcp_median_mb_s} MB/s`,
   ],
-  ["mailpeer TCP session, 1 MiB messages", `${results.session_tcp_1mib_messages_mb_s} MB/s`],
-  ["session / raw", `${results.session_raw_ratio}`],
+  [
+    `mailpeer TCP session (${main.implementation}), ${MAX_FRAGMENT_BYTES}-byte messages`,
+    `${results.session_tcp_mb_s} / ${results.session_tcp_median_mb_s} MB/s`,
+  ],
+  [
+    `mailpeer TCP session (${main.implementation}), 1 MiB messages`,
+    `${results.session_tcp_1mib_messages_mb_s} MB/s`,
+  ],
+  [
+    "session / raw (best, median)",
+    `${results.session_raw_ratio}, ${results.session_raw_median_ratio}`,
+  ],
+  [
+    `mailpeer TCP session (webcrypto, as the CLI), ${MAX_FRAGMENT_BYTES}-byte messages`,
+    `${results.session_webcrypto_tcp_mb_s} / ${results.session_webcrypto_tcp_median_mb_s} MB/s`,
+  ],
   ...handshakeRows("TCP", results.tcp_handshake),
   ...handshakeRows("UDP", results.udp_handshake),
+  ceilingRow("node:crypto", ceil.node_crypto),
+  ceilingRow("WebCrypto", ceil.webcrypto),
+  opensslRow(),
   [
     "WebCrypto AES-256-GCM seal, one frame at a time",
     `${results.profile.webcrypto_aes_gcm_seal_mb_s} MB/s`,
   ],
-  ["session copies per fragment (3 copies)", `${results.profile.session_copies_mb_s} MB/s`],
+  ["old session copies per fragment (3 copies)", `${results.profile.session_copies_mb_s} MB/s`],
   [
     "same session without encryption (framing, copies, pump)",
     `${results.profile.session_without_encryption_mb_s} MB/s`,

@@ -45,6 +45,12 @@ export type FrameType = typeof FrameType[keyof typeof FrameType];
 export interface Frame {
   type: FrameType;
   body: Uint8Array;
+  /**
+   * The same frame already encoded for a stream (what {@link encodeFrame} returns), with
+   * `body` a view into it: lets the sender build a frame in place and a stream transport
+   * write it without copying. Datagram transports ignore it.
+   */
+  encoded?: Uint8Array;
 }
 
 /** Bytes of the length prefix of a TCP frame. */
@@ -78,6 +84,7 @@ function header(type: FrameType, bodyLength: number): void {
 /** Encodes a frame for a byte stream (TCP): with its u32 length prefix. */
 export function encodeFrame(frame: Frame): Uint8Array {
   header(frame.type, frame.body.length);
+  if (frame.encoded) return frame.encoded;
   const length = FRAME_HEADER_BYTES + frame.body.length;
   const out = new Uint8Array(LENGTH_PREFIX_BYTES + length);
   new DataView(out.buffer).setUint32(0, length);
@@ -121,25 +128,44 @@ export function decodeFrame(bytes: Uint8Array): Frame {
   return frames[0]!;
 }
 
+/** Frames at least this long are assembled in a buffer of their own, handed out uncopied. */
+const OWN_BUFFER_FRAME_BYTES = 16 * 1024;
+
 /**
  * Decodes a byte stream (TCP) into frames: push chunks as they arrive, split anywhere, and get
  * back every frame they complete. Throws `EFRAME` as soon as a header is invalid, without
- * waiting for an announced oversize body.
+ * waiting for an announced oversize body. A large frame is collected in a buffer of its own
+ * and its body is a view into that buffer (one copy from the chunks, none after).
  */
 export class FrameDecoder {
   #buf = new Uint8Array(0);
   #start = 0;
   #end = 0;
+  /** A large frame being collected: prefix, header and body. */
+  #own: Uint8Array | null = null;
+  #ownFilled = 0;
 
   /** Bytes received that do not yet form a whole frame. */
   get buffered(): number {
-    return this.#end - this.#start;
+    return this.#ownFilled + this.#end - this.#start;
   }
 
   /** Adds a chunk and returns the frames now complete, in order. */
   push(chunk: Uint8Array): Frame[] {
-    this.#append(chunk);
     const frames: Frame[] = [];
+    let from = 0;
+    if (this.#own) {
+      from = Math.min(chunk.length, this.#own.length - this.#ownFilled);
+      this.#own.set(chunk.subarray(0, from), this.#ownFilled);
+      this.#ownFilled += from;
+      if (this.#ownFilled < this.#own.length) return frames;
+      const own = this.#own;
+      this.#own = null;
+      this.#ownFilled = 0;
+      const type = checkHeader(own[LENGTH_PREFIX_BYTES]!, own[LENGTH_PREFIX_BYTES + 1]!);
+      frames.push({ type, body: own.subarray(LENGTH_PREFIX_BYTES + FRAME_HEADER_BYTES) });
+    }
+    this.#append(from === 0 ? chunk : chunk.subarray(from));
     while (this.buffered >= LENGTH_PREFIX_BYTES) {
       const view = new DataView(this.#buf.buffer, this.#buf.byteOffset + this.#start);
       const length = view.getUint32(0);
@@ -148,7 +174,16 @@ export class FrameDecoder {
         throw frameError(`frame of ${length} bytes exceeds ${MAX_FRAME_BYTES}`);
       }
       if (this.buffered >= LENGTH_PREFIX_BYTES + 1) checkVersion(view.getUint8(4));
-      if (this.buffered < LENGTH_PREFIX_BYTES + length) break;
+      if (this.buffered < LENGTH_PREFIX_BYTES + length) {
+        // Only once the version byte was checked: a bad header still fails at once.
+        if (length >= OWN_BUFFER_FRAME_BYTES && this.buffered > LENGTH_PREFIX_BYTES) {
+          this.#own = new Uint8Array(LENGTH_PREFIX_BYTES + length);
+          this.#own.set(this.#buf.subarray(this.#start, this.#end));
+          this.#ownFilled = this.#end - this.#start;
+          this.#start = this.#end;
+        }
+        break;
+      }
       const at = this.#start + LENGTH_PREFIX_BYTES;
       const type = checkHeader(this.#buf[at]!, this.#buf[at + 1]!);
       frames.push({ type, body: this.#buf.slice(at + 2, at + length) });
@@ -159,8 +194,9 @@ export class FrameDecoder {
   }
 
   #append(chunk: Uint8Array): void {
+    if (chunk.length === 0) return;
     if (this.#end + chunk.length > this.#buf.length) {
-      const needed = this.buffered + chunk.length;
+      const needed = this.#end - this.#start + chunk.length;
       const next = needed > this.#buf.length
         ? new Uint8Array(Math.max(needed, this.#buf.length * 2, 1024))
         : this.#buf;

@@ -74,7 +74,7 @@ class TcpChannel implements FrameChannel {
   #conn: Deno.TcpConn;
   #decoder = new FrameDecoder();
   #ready: Frame[] = [];
-  #buf = new Uint8Array(64 * 1024);
+  #buf = new Uint8Array(256 * 1024);
   #filling: Promise<void> | null = null;
   #writing: Promise<void> = Promise.resolve();
   #failure: unknown = null;
@@ -86,7 +86,7 @@ class TcpChannel implements FrameChannel {
   }
 
   send(frame: Frame): Promise<void> {
-    const bytes = encodeFrame(frame);
+    const bytes = encodeFrame(frame); // `encoded` when the sender built it in place
     const run = this.#writing.then(async () => {
       if (this.#closed) {
         throw new PeerError(
@@ -229,6 +229,7 @@ export class TcpTransport implements PeerTransport {
         remote: { ...result.peer, endpoint: remote },
         transport: "tcp",
         disconnectTimeoutMs: this.#options.disconnectTimeoutMs,
+        exclusiveFrames: true,
       });
     } catch (err) {
       channel?.close();
@@ -421,6 +422,7 @@ class TcpPeerListener implements PeerListener {
             remote: { ...result.peer, endpoint: remote },
             transport: "tcp",
             disconnectTimeoutMs: this.#transport.disconnectTimeoutMs,
+            exclusiveFrames: true,
           },
         );
         if (this.#closed) await link.close();

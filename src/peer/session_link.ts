@@ -1,0 +1,343 @@
+/**
+ * {@link SessionLink}: an established {@link PeerLink} over any {@link FrameChannel}, with a
+ * {@link SessionCipher} for DATA. A message larger than one frame travels as several DATA
+ * frames; the plaintext of each starts with a flag byte (1 = more fragments follow, 0 = last
+ * fragment).
+ *
+ * Each fragment is sealed when `send()` is called (it takes the next sequence number then),
+ * straight into the frame it travels in, and written in call order; so `send()` needs no
+ * copy of the message and the caller may reuse its buffer once `send()` returned a promise.
+ *
+ * @module
+ */
+import { PeerError } from "../errors.ts";
+import { DISCONNECT_TIMEOUT_MS } from "../limits.ts";
+import { concatBytes } from "../message/base64.ts";
+import type { Endpoint, TransportKind } from "../message/types.ts";
+import { TAG_BYTES } from "./aes_gcm.ts";
+import {
+  encodeDisconnect,
+  type Frame,
+  FRAME_HEADER_BYTES,
+  FrameType,
+  LENGTH_PREFIX_BYTES,
+  MAX_FRAME_BODY_BYTES,
+} from "./frame.ts";
+import type { SessionCipher } from "./session_crypto.ts";
+import type { FrameChannel, PeerInfo, PeerLink } from "./types.ts";
+
+/** Largest message one `send()` may carry; a longer reassembly is a hostile peer (EFRAME). */
+export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+/** Largest message fragment that fits one DATA frame: sequence, flag byte and tag go first. */
+export const MAX_FRAGMENT_BYTES = MAX_FRAME_BODY_BYTES - 8 - 1 - TAG_BYTES;
+/** Fragments at least this long are sealed into reused buffers (`exclusiveFrames`). */
+const POOLED_FRAGMENT_BYTES = 16 * 1024;
+const POOL_BUFFER_BYTES = LENGTH_PREFIX_BYTES + FRAME_HEADER_BYTES + MAX_FRAME_BODY_BYTES;
+const POOL_BUFFERS = 4;
+const HIGH_WATER_BYTES = 4 * 1024 * 1024;
+const MORE = Uint8Array.of(1);
+const LAST = Uint8Array.of(0);
+
+/** What a {@link SessionLink} needs besides its channel and cipher. */
+export interface SessionLinkOptions {
+  local: Endpoint;
+  remote: PeerInfo;
+  transport: TransportKind;
+  /** How long `close()` waits for DISCONNECT_ACK; default `DISCONNECT_TIMEOUT_MS`. */
+  disconnectTimeoutMs?: number;
+  /** Largest message accepted from the peer; default {@link MAX_MESSAGE_BYTES}. */
+  maxMessageBytes?: number;
+  /**
+   * The channel is done with a sent frame's bytes once `send()` resolved, and nobody else
+   * keeps a received frame's body (true for TCP): sent frames are built in reused buffers and
+   * received ones decrypted in place. Default false.
+   */
+  exclusiveFrames?: boolean;
+  /** Largest fragment per DATA frame; default {@link MAX_FRAGMENT_BYTES} (lower it for UDP). */
+  maxFragmentBytes?: number;
+}
+
+interface Waiter {
+  resolve(data: Uint8Array | null): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * An established link over a frame channel: encrypts DATA, answers PING and DISCONNECT, and
+ * reassembles fragmented messages. A background pump reads frames while the link is open and
+ * pauses when more than 4 MiB wait unread.
+ */
+export class SessionLink implements PeerLink {
+  readonly local: Endpoint;
+  readonly remote: PeerInfo;
+  readonly transport: TransportKind;
+  #channel: FrameChannel;
+  #cipher: SessionCipher;
+  #disconnectTimeoutMs: number;
+  #maxMessageBytes: number;
+  #maxFragmentBytes: number;
+  #exclusiveFrames: boolean;
+  #pool: Uint8Array[] = [];
+  #queue: Uint8Array[] = [];
+  #queuedBytes = 0;
+  #waiters: Waiter[] = [];
+  #partial: Uint8Array[] = [];
+  #partialBytes = 0;
+  #nextSequence = 0n;
+  #ended = false;
+  #error: unknown = null;
+  #closing = false;
+  #closePromise: Promise<void> | null = null;
+  #sendChain: Promise<void> = Promise.resolve();
+  #onDisconnectAck: (() => void) | null = null;
+  #resume: (() => void) | null = null;
+  #pumpDone: Promise<void>;
+
+  constructor(channel: FrameChannel, cipher: SessionCipher, options: SessionLinkOptions) {
+    this.local = options.local;
+    this.remote = options.remote;
+    this.transport = options.transport;
+    this.#channel = channel;
+    this.#cipher = cipher;
+    this.#disconnectTimeoutMs = options.disconnectTimeoutMs ?? DISCONNECT_TIMEOUT_MS;
+    this.#maxMessageBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+    this.#exclusiveFrames = options.exclusiveFrames ?? false;
+    this.#maxFragmentBytes = Math.min(
+      options.maxFragmentBytes ?? MAX_FRAGMENT_BYTES,
+      MAX_FRAGMENT_BYTES,
+    );
+    this.#pumpDone = this.#pump();
+  }
+
+  /** Sends one message, split into as many DATA frames as it needs. */
+  send(data: Uint8Array): Promise<void> {
+    if (this.#closing || this.#ended) {
+      return Promise.reject(
+        new PeerError(
+          "EPEER",
+          `Cannot send to peer ${this.remote.userId}: the link is closed; connect again`,
+          { cause: this.#error ?? "link closed" },
+        ),
+      );
+    }
+    if (data.length > this.#maxMessageBytes) {
+      return Promise.reject(
+        new RangeError(`Message of ${data.length} bytes exceeds ${this.#maxMessageBytes}`),
+      );
+    }
+    const frames: { sealing: Promise<Frame>; into: Uint8Array | undefined }[] = [];
+    let at = 0;
+    do {
+      const chunk = data.subarray(at, at + this.#maxFragmentBytes);
+      at += chunk.length;
+      const into = this.#exclusiveFrames && chunk.length >= POOLED_FRAGMENT_BYTES
+        ? this.#pool.pop() ?? new Uint8Array(POOL_BUFFER_BYTES)
+        : undefined;
+      const sealing = this.#cipher.sealFrame([at < data.length ? MORE : LAST, chunk], { into });
+      sealing.catch(() => {}); // reported by the task below
+      frames.push({ sealing, into });
+    } while (at < data.length);
+    return this.#enqueue(async () => {
+      for (const { sealing, into } of frames) {
+        await this.#channel.send(await sealing);
+        if (into && this.#pool.length < POOL_BUFFERS) this.#pool.push(into);
+      }
+    }).catch((err) => {
+      this.#fail(err);
+      throw err;
+    });
+  }
+
+  /** Next message; null once the peer disconnected or this side closed the link. */
+  receive(options: { signal?: AbortSignal } = {}): Promise<Uint8Array | null> {
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.#closing) return Promise.resolve(null);
+    const next = this.#queue.shift();
+    if (next) {
+      this.#queuedBytes -= next.length;
+      if (this.#queuedBytes <= HIGH_WATER_BYTES) this.#resume?.();
+      return Promise.resolve(next);
+    }
+    if (this.#ended) {
+      return this.#error ? Promise.reject(this.#error) : Promise.resolve(null);
+    }
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        reject(signal?.reason);
+      };
+      const waiter: Waiter = {
+        resolve: (data) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(data);
+        },
+        reject: (err) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      };
+      this.#waiters.push(waiter);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  /** Sends DISCONNECT, waits for its ACK (bounded), releases the channel. Idempotent. */
+  close(): Promise<void> {
+    this.#closePromise ??= this.#close();
+    return this.#closePromise;
+  }
+
+  async #close(): Promise<void> {
+    this.#closing = true;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    this.#resume?.();
+    if (!this.#ended) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      try {
+        const acked = new Promise<void>((resolve) => {
+          this.#onDisconnectAck = resolve;
+          timer = setTimeout(resolve, this.#disconnectTimeoutMs);
+        });
+        await this.#enqueue(() =>
+          this.#channel.send({ type: FrameType.DISCONNECT, body: encodeDisconnect() })
+        );
+        await acked;
+      } catch {
+        // The peer is gone already: nothing to wait for.
+      } finally {
+        clearTimeout(timer);
+      }
+    }
+    this.#end(null);
+    this.#channel.close();
+    await this.#pumpDone;
+  }
+
+  #enqueue(task: () => Promise<void>): Promise<void> {
+    const run = this.#sendChain.then(task);
+    this.#sendChain = run.catch(() => {});
+    return run;
+  }
+
+  async #pump(): Promise<void> {
+    try {
+      while (!this.#ended) {
+        if (this.#queuedBytes > HIGH_WATER_BYTES && !this.#closing) {
+          await new Promise<void>((resolve) => this.#resume = resolve);
+          this.#resume = null;
+          continue;
+        }
+        const frame = await this.#channel.receive();
+        if (frame === null) {
+          if (this.#closing) this.#end(null);
+          else {
+            this.#fail(
+              new PeerError(
+                "EPEER",
+                `Cannot receive from peer ${this.remote.userId}: the connection ended without ` +
+                  "DISCONNECT; connect again or pick another peer",
+              ),
+            );
+          }
+          return;
+        }
+        await this.#handle(frame);
+      }
+    } catch (err) {
+      this.#fail(err);
+    }
+  }
+
+  async #handle(frame: Frame): Promise<void> {
+    switch (frame.type) {
+      case FrameType.DATA:
+        if (!this.#closing) await this.#data(frame.body);
+        return;
+      case FrameType.PING:
+        await this.#enqueue(() => this.#channel.send({ type: FrameType.PONG, body: frame.body }));
+        return;
+      case FrameType.DISCONNECT:
+        await this.#enqueue(() =>
+          this.#channel.send({ type: FrameType.DISCONNECT_ACK, body: new Uint8Array(0) })
+        ).catch(() => {});
+        this.#end(null);
+        this.#channel.close();
+        return;
+      case FrameType.DISCONNECT_ACK:
+        if (this.#closing) this.#end(null);
+        return;
+      default:
+        // PONG, and handshake frames a datagram transport may repeat: nothing to do.
+        return;
+    }
+  }
+
+  async #data(body: Uint8Array): Promise<void> {
+    let opened: { sequence: bigint; plaintext: Uint8Array };
+    try {
+      opened = await this.#cipher.open(body, { inPlace: this.#exclusiveFrames });
+    } catch (err) {
+      // Datagrams: a forged, replayed or late datagram is dropped; spoofing one must not be
+      // enough to end the link. On a stream it can only mean tampering: the link fails.
+      if (!this.#cipher.ordered && err instanceof PeerError && err.code === "EFRAME") return;
+      throw err;
+    }
+    const { sequence, plaintext } = opened;
+    if (sequence !== this.#nextSequence) { // a gap (datagrams only): drop the broken message
+      this.#partial = [];
+      this.#partialBytes = 0;
+    }
+    this.#nextSequence = sequence + 1n;
+    const flag = plaintext[0];
+    if (flag !== 0 && flag !== 1) {
+      throw new PeerError(
+        "EFRAME",
+        `Cannot read a message from peer ${this.remote.userId}: bad fragment flag ${flag}; ` +
+          "the peer is not a compatible mailpeer peer",
+      );
+    }
+    const chunk = plaintext.subarray(1);
+    this.#partialBytes += chunk.length;
+    if (this.#partialBytes > this.#maxMessageBytes) {
+      throw new PeerError(
+        "EFRAME",
+        `Cannot read a message from peer ${this.remote.userId}: it exceeds ` +
+          `${this.#maxMessageBytes} bytes; the peer must send smaller messages`,
+      );
+    }
+    this.#partial.push(chunk);
+    if (flag === 1) return;
+    const message = this.#partial.length === 1 ? chunk : concatBytes(...this.#partial);
+    this.#partial = [];
+    this.#partialBytes = 0;
+    const waiter = this.#waiters.shift();
+    if (waiter) waiter.resolve(message);
+    else {
+      this.#queue.push(message);
+      this.#queuedBytes += message.length;
+    }
+  }
+
+  #fail(err: unknown): void {
+    if (this.#ended) return;
+    this.#error = err instanceof PeerError ? err : new PeerError(
+      "EPEER",
+      `Cannot talk to peer ${this.remote.userId}: the connection failed; connect again`,
+      { cause: err },
+    );
+    this.#end(this.#error);
+    this.#channel.close();
+  }
+
+  #end(error: unknown): void {
+    this.#onDisconnectAck?.();
+    this.#resume?.();
+    if (this.#ended) return;
+    this.#ended = true;
+    const waiters = this.#waiters;
+    this.#waiters = [];
+    for (const w of waiters) error ? w.reject(error) : w.resolve(null);
+  }
+}
