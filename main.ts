@@ -6,36 +6,42 @@
  * @module
  */
 import { Command, CommanderError } from "@commander-js/extra-typings";
-import { clientCommand } from "./src/cli/client.ts";
-import { combinedCommand } from "./src/cli/combined.ts";
-import { demoCommand } from "./src/cli/demo.ts";
-import { hostCommand } from "./src/cli/host.ts";
-import { keygenCommand } from "./src/cli/keygen.ts";
-import { tableCommand } from "./src/cli/table.ts";
-import { receiveCommand, sendCommand } from "./src/cli/transfer.ts";
 import { isMailpeerError } from "./src/errors.ts";
 import { VERSION } from "./src/version.ts";
 
-function program(): Command {
+/**
+ * Each subcommand's module, loaded only when that subcommand runs (or for help): a cron run of
+ * `host --once` does not pay for loading the client, the demo or the file transfer.
+ */
+const SUBCOMMANDS: Record<string, () => Promise<Command[]>> = {
+  keygen: async () => [(await import("./src/cli/keygen.ts")).keygenCommand() as unknown as Command],
+  host: async () => [(await import("./src/cli/host.ts")).hostCommand() as unknown as Command],
+  client: async () => [(await import("./src/cli/client.ts")).clientCommand() as unknown as Command],
+  combined: async () => [
+    (await import("./src/cli/combined.ts")).combinedCommand() as unknown as Command,
+  ],
+  demo: async () => [(await import("./src/cli/demo.ts")).demoCommand() as unknown as Command],
+  table: async () => [(await import("./src/cli/table.ts")).tableCommand() as unknown as Command],
+  send: async () => [(await import("./src/cli/transfer.ts")).sendCommand() as unknown as Command],
+  receive: async () => [
+    (await import("./src/cli/transfer.ts")).receiveCommand() as unknown as Command,
+  ],
+};
+
+async function program(args: string[]): Promise<Command> {
   const root = new Command("mailpeer")
     .description("find the peers of a P2P application through ordinary e-mail")
     .version(VERSION)
     .exitOverride()
     .showHelpAfterError()
     .configureOutput({ writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)) });
-  for (
-    const cmd of [
-      keygenCommand(),
-      hostCommand(),
-      clientCommand(),
-      combinedCommand(),
-      demoCommand(),
-      tableCommand(),
-      sendCommand(),
-      receiveCommand(),
-    ]
-  ) {
-    root.addCommand(cmd.exitOverride().showHelpAfterError() as unknown as Command);
+  const chosen = args[0] !== undefined && args[0] in SUBCOMMANDS
+    ? [args[0]]
+    : Object.keys(SUBCOMMANDS);
+  for (const name of chosen) {
+    for (const cmd of await SUBCOMMANDS[name]!()) {
+      root.addCommand(cmd.exitOverride().showHelpAfterError());
+    }
   }
   return root;
 }
@@ -46,7 +52,7 @@ function wantsJson(args: string[]): boolean {
 
 async function main(args: string[]): Promise<number> {
   try {
-    await program().parseAsync(args, { from: "user" });
+    await (await program(args)).parseAsync(args, { from: "user" });
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) {

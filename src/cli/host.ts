@@ -40,7 +40,7 @@ export async function hostFromConfig(
     pollIntervalMs: options.pollIntervalMs ?? hc.pollIntervalMs,
   });
   const sender = await openSender(hc.send);
-  const store = openStore(hc);
+  const store = await openStore(hc);
   const card = hostCardOf(keys);
   const directory = new JsonFileHostDirectory(hc.hostsFile, { self: card });
   const pool = parseHostCards(hc.pool, "host.pool");

@@ -21,7 +21,7 @@ export function tableCommand() {
           "Cannot show the table: the configuration has no [host] section; add one (see docs/config.md)",
         );
       }
-      const rows = (await openStore(config.host).read()).sort((a, b) =>
+      const rows = (await (await openStore(config.host)).read()).sort((a, b) =>
         b.requestedAt - a.requestedAt
       );
       const lines = opts.json ? rows.map((r) => JSON.stringify({ event: "row", ...r })) : [

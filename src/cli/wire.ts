@@ -4,16 +4,9 @@
  * @module
  */
 import type { HostConfig, ReceiveConfig, SendConfig, ServerConfig } from "../config/config.ts";
-import { RedisStore } from "../host/redis_store.ts";
 import type { TableStore } from "../host/types.ts";
 import { resolveSecret } from "../config/secret.ts";
 import { ConfigError, MessageError } from "../errors.ts";
-import { JsonFileStore } from "../host/json_file_store.ts";
-import { MaildirSender } from "../mail/maildir_sender.ts";
-import { MaildirSource } from "../mail/maildir_source.ts";
-import { ImapSource } from "../mail/imap_source.ts";
-import { Pop3Source } from "../mail/pop3_source.ts";
-import { SmtpSender } from "../mail/smtp_sender.ts";
 import type { MailSender, MailSource } from "../mail/types.ts";
 import { type HostCard, parseHostCard } from "../message/host_card.ts";
 import {
@@ -38,13 +31,20 @@ async function serverOptions(config: ServerConfig, what: string) {
   };
 }
 
+// Back-ends are imported when configured, not before: a cron host reading IMAP never loads
+// the Redis client or the POP3 code, and starts faster (see docs/performance.md).
+
 /** Opens the mail sender a role is configured with. */
 export async function openSender(config: SendConfig): Promise<MailSender> {
   switch (config.kind) {
-    case "local":
+    case "local": {
+      const { MaildirSender } = await import("../mail/maildir_sender.ts");
       return new MaildirSender(config.postOffice);
-    case "smtp":
+    }
+    case "smtp": {
+      const { SmtpSender } = await import("../mail/smtp_sender.ts");
       return new SmtpSender(await serverOptions(config, `SMTP password of ${config.user}`));
+    }
   }
 }
 
@@ -55,9 +55,12 @@ export async function openSource(
 ): Promise<MailSource> {
   const { configKey, ...sourceOptions } = options;
   switch (config.kind) {
-    case "local":
+    case "local": {
+      const { MaildirSource } = await import("../mail/maildir_source.ts");
       return new MaildirSource(config.maildir, sourceOptions);
+    }
     case "imap": {
+      const { ImapSource } = await import("../mail/imap_source.ts");
       const server = await serverOptions(config, `IMAP password of ${config.user}`);
       return new ImapSource({ ...server, password: server.password ?? "" }, {
         mailbox: config.mailbox,
@@ -68,6 +71,7 @@ export async function openSource(
       });
     }
     case "pop3": {
+      const { Pop3Source } = await import("../mail/pop3_source.ts");
       const server = await serverOptions(config, `POP3 password of ${config.user}`);
       return new Pop3Source({ ...server, password: server.password ?? "" }, sourceOptions);
     }
@@ -117,8 +121,11 @@ export function parseHostCards(cards: string[], key = "terminal.hosts"): HostCar
 }
 
 /** Opens the host's control table: the JSON file, or the shared Redis when configured. */
-export function openStore(host: Pick<HostConfig, "table" | "store">): TableStore {
-  return host.store.kind === "redis"
-    ? new RedisStore(host.store.url, { key: host.store.key })
-    : new JsonFileStore(host.table);
+export async function openStore(host: Pick<HostConfig, "table" | "store">): Promise<TableStore> {
+  if (host.store.kind === "redis") {
+    const { RedisStore } = await import("../host/redis_store.ts");
+    return new RedisStore(host.store.url, { key: host.store.key });
+  }
+  const { JsonFileStore } = await import("../host/json_file_store.ts");
+  return new JsonFileStore(host.table);
 }
