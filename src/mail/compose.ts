@@ -4,7 +4,6 @@
  *
  * @module
  */
-import MailComposer from "nodemailer/lib/mail-composer/index.js";
 import { MailError } from "../errors.ts";
 import type { OutgoingMail } from "./types.ts";
 
@@ -52,6 +51,8 @@ export async function composeMail(
   const now = options.now ?? Date.now;
   const hostname = options.hostname ?? domainOf(mail.from) ?? "localhost";
   const messageId = mail.messageId ?? `<${randomHex(16)}@${hostname}>`;
+  // Loaded on first use (see smtp_sender.ts): module loading dominates a cron host's start.
+  const { default: MailComposer } = await import("nodemailer/lib/mail-composer/index.js");
   const composer = new MailComposer({
     from: mail.from,
     to: mail.to,

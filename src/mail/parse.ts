@@ -5,7 +5,7 @@
  * @module
  */
 import { Buffer } from "node:buffer";
-import { type AddressObject, simpleParser } from "mailparser";
+import type { AddressObject } from "mailparser";
 import { MailError } from "../errors.ts";
 import { MAX_MAIL_BYTES } from "../limits.ts";
 
@@ -67,6 +67,7 @@ export async function parseMail(raw: Uint8Array, options: ParseOptions = {}): Pr
   }
   let parsed;
   try {
+    const { simpleParser } = await import("mailparser"); // loaded on first use
     parsed = await simpleParser(Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength), {
       skipHtmlToText: true,
       skipTextToHtml: true,
@@ -118,6 +119,7 @@ export async function readSubject(raw: Uint8Array): Promise<string> {
   if (line === undefined) return "";
   if (!line.includes("=?")) return line.trim();
   try {
+    const { simpleParser } = await import("mailparser");
     const parsed = await simpleParser(Buffer.from(`Subject: ${line}\r\n\r\n`), {
       skipHtmlToText: true,
       skipTextToHtml: true,

@@ -10,7 +10,6 @@
  */
 import { Buffer } from "node:buffer";
 import net from "node:net";
-import nodemailer from "nodemailer";
 import { MailError } from "../errors.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { composeMail, domainOf } from "./compose.ts";
@@ -230,6 +229,8 @@ export class SmtpSender implements MailSender {
       }
     }
     const timeout = this.#options.timeoutMs ?? SMTP_TIMEOUT_MS;
+    // Loaded on first use: a host run that has nothing to answer never pays for it.
+    const { default: nodemailer } = await import("nodemailer");
     return nodemailer.createTransport({
       pool: true,
       maxConnections: 2,
