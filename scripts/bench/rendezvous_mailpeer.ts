@@ -223,6 +223,9 @@ export async function mailpeerRendezvous(o: RendezvousOptions): Promise<Rendezvo
     },
   );
   const hostSender = new SmtpSender(smtpFor(HOST));
+  const TERMINAL_TLS = Deno.env.get("BENCH_TERMINAL_TLS13")
+    ? {}
+    : { tlsMaxVersion: "1.2" as const };
   const host = new Host({
     logger: rec.logger("host"),
     keys: hostKeys,
@@ -289,9 +292,14 @@ export async function mailpeerRendezvous(o: RendezvousOptions): Promise<Rendezvo
     for (let i = 0; i < o.warmup + o.runs;) {
       rec.begin();
       let firstList = true;
-      const sender = new TimedSender(new SmtpSender(smtpFor(ALICE)), (phase) => {
-        rec.mark(phase === "start" ? "requestSendStart" : "requestSent");
-      });
+      // The terminal's fresh SMTP connection offers TLS 1.2 at most (terminal.send
+      // tls_max_version = "1.2"): avoids Postfix's TLS 1.3 ticket stall (docs/performance.md).
+      const sender = new TimedSender(
+        new SmtpSender({ ...smtpFor(ALICE), ...TERMINAL_TLS }),
+        (phase) => {
+          rec.mark(phase === "start" ? "requestSendStart" : "requestSent");
+        },
+      );
       const source = new TimedSource(
         new ImapSource(imapFor(ALICE), {
           idle,

@@ -27,6 +27,7 @@ async function serverOptions(config: ServerConfig, what: string) {
     ...(config.password ? { password: await resolveSecret(config.password, what) } : {}),
     ...(config.caFile ? { caFile: config.caFile } : {}),
     ...(config.servername ? { servername: config.servername } : {}),
+    ...(config.tlsMaxVersion ? { tlsMaxVersion: config.tlsMaxVersion } : {}),
     insecure: config.insecure,
   };
 }

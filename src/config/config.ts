@@ -40,6 +40,8 @@ export interface ServerConfig {
   insecure: boolean;
   /** TLS server name when `host` is an IP literal. */
   servername?: string;
+  /** Highest TLS version to offer (SMTP only; see docs/performance.md). */
+  tlsMaxVersion?: "1.2" | "1.3";
 }
 
 /** How a role reads its mailbox. */
@@ -234,6 +236,9 @@ function readServer(
   if (ca !== undefined) server.caFile = r.path(t, "ca_file");
   const servername = r.optionalString(t, "servername");
   if (servername !== undefined) server.servername = servername;
+  if (t["tls_max_version"] !== undefined) {
+    server.tlsMaxVersion = r.oneOf(t, "tls_max_version", ["1.2", "1.3"] as const, "1.3");
+  }
   return server;
 }
 
