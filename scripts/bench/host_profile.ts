@@ -215,7 +215,7 @@ export async function inProcessDrain(
     clock,
   );
   const sender = timedSender(await openSender(hc.send), clock);
-  const store = timedStore(openStore(hc), clock);
+  const store = timedStore(await openStore(hc), clock);
   const host = new Host({
     keys,
     network: config.network,
