@@ -10,6 +10,8 @@
 # 3478. When ready, <STATE_DIR>/stun.json holds {"host":"127.0.0.1","port":N}, which
 # tests/terminal/stun_test.ts reads. Readiness is a real Binding request, not a sleep.
 set -euo pipefail
+# shellcheck source=../lib/apt_install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/apt_install.sh"
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$SCRIPT_DIR/../.." && pwd)"
@@ -41,38 +43,15 @@ set_state_dir() {
 # install
 # ---------------------------------------------------------------------------------------
 
-installed() {
-  [[ $(dpkg-query -W -f='${Status}' coturn 2>/dev/null || true) == "install ok installed" ]]
-}
-
-restore_policy() {
-  local policy=$1 backup=$2
-  if [[ -n $backup ]]; then mv -f "$backup" "$policy"; else rm -f "$policy"; fi
-}
-
 cmd_install() {
   need_root
-  if installed; then
+  if deb_installed coturn; then
     log "coturn is installed"
     return 0
   fi
   log "installing coturn"
-  # Keep apt from starting Debian's own turnserver (on every address, port 3478):
-  # invoke-rc.d asks /usr/sbin/policy-rc.d; exit 101 = "action forbidden". Restore after.
-  local policy=/usr/sbin/policy-rc.d backup=""
-  if [[ -e $policy ]]; then
-    backup=$(mktemp)
-    cp -p "$policy" "$backup"
-  fi
-  # shellcheck disable=SC2064  # expand now: restore exactly this backup
-  trap "restore_policy '$policy' '$backup'" EXIT
-  printf '#!/bin/sh\nexit 101\n' >"$policy"
-  chmod 755 "$policy"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends coturn >/dev/null
-  restore_policy "$policy" "$backup"
-  trap - EXIT
+  # apt must not start Debian's own turnserver (on every address, port 3478).
+  apt_install_quiet coturn
   log "installed"
 }
 

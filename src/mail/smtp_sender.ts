@@ -120,27 +120,7 @@ export class SmtpSender implements MailSender {
       ...(this.#options.hostname ? { hostname: this.#options.hostname } : {}),
       ...(this.#options.now ? { now: this.#options.now } : {}),
     });
-    const transport = await this.#ensureTransport();
-    options.signal?.throwIfAborted();
-    const to = mail.to.map(bareAddress);
-    let info: { accepted?: unknown[]; rejected?: unknown[] };
-    try {
-      info = await transport.sendMail({
-        envelope: { from: bareAddress(mail.from), to },
-        raw: toBuffer(raw),
-      });
-    } catch (err) {
-      throw this.#error(err, to);
-    }
-    const rejected = (info.rejected ?? []).map(String);
-    if (rejected.length > 0) {
-      this.#logger.log("warn", "SMTP server refused some recipients", {
-        server: this.#where,
-        messageId,
-        rejected,
-      });
-    }
-    return { messageId };
+    return await this.#submit(raw, { from: mail.from, to: mail.to, messageId, ...options });
   }
 
   /**
@@ -164,14 +144,22 @@ export class SmtpSender implements MailSender {
       date: new Date((this.#options.now ?? Date.now)()),
       messageId,
     });
+    return await this.#submit(resent, { ...options, messageId });
+  }
+
+  /** Submits raw bytes with the given envelope; the one path `send` and `forward` share. */
+  async #submit(
+    raw: Uint8Array,
+    o: { from: string; to: string[]; messageId: string; signal?: AbortSignal },
+  ): Promise<{ messageId: string }> {
     const transport = await this.#ensureTransport();
-    options.signal?.throwIfAborted();
-    const to = options.to.map(bareAddress);
+    o.signal?.throwIfAborted();
+    const to = o.to.map(bareAddress);
     let info: { accepted?: unknown[]; rejected?: unknown[] };
     try {
       info = await transport.sendMail({
-        envelope: { from: bareAddress(options.from), to },
-        raw: toBuffer(resent),
+        envelope: { from: bareAddress(o.from), to },
+        raw: toBuffer(raw),
       });
     } catch (err) {
       throw this.#error(err, to);
@@ -180,11 +168,11 @@ export class SmtpSender implements MailSender {
     if (rejected.length > 0) {
       this.#logger.log("warn", "SMTP server refused some recipients", {
         server: this.#where,
-        messageId,
+        messageId: o.messageId,
         rejected,
       });
     }
-    return { messageId };
+    return { messageId: o.messageId };
   }
 
   /** Closes the pool and waits (briefly) until its connections are gone. */
