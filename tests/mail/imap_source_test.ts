@@ -17,6 +17,15 @@ import {
 } from "../../src/mail/imap_source.ts";
 import type { SubjectMatch } from "../../src/mail/types.ts";
 import { mailSourceConformance } from "../conformance/mail_source.ts";
+import { Host } from "../../src/host/host.ts";
+import { MemoryStore } from "../../src/host/memory_store.ts";
+import { MaildirPostOffice } from "../../src/mail/maildir_post_office.ts";
+import { MaildirSender } from "../../src/mail/maildir_sender.ts";
+import { MaildirSource } from "../../src/mail/maildir_source.ts";
+import { sealRequest } from "../../src/message/block.ts";
+import { generateHostKeys, generateIdentityKeys, hostCardOf } from "../../src/message/key_file.ts";
+import { generateX25519 } from "../../src/message/keys.ts";
+import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
 import { account, NO_STACK, STACK } from "../support/mailstack.ts";
 
 const ADDRESS = "host2@host.test";
@@ -454,7 +463,7 @@ async function privateDovecot(): Promise<
 }
 
 Deno.test({
-  name: "the host survives its IMAP server being restarted mid-run and loses no mail",
+  name: "an IMAP source survives its server being restarted mid-run and loses no mail",
   ignore: NO_STACK,
   fn: async () => {
     const key: SubjectMatch = {
@@ -505,6 +514,80 @@ Deno.test({
       await source.close();
       await client.logout();
       await dovecot.remove();
+    }
+  },
+});
+
+Deno.test({
+  name: "a running host whose IMAP server restarts answers the request mailed meanwhile",
+  ignore: NO_STACK,
+  fn: async () => {
+    const network = `restart-${crypto.randomUUID().slice(0, 8)}`;
+    const dir = await Deno.makeTempDir({ prefix: "mailpeer-restart-" });
+    const po = new MaildirPostOffice(dir);
+    const hostKeys = await generateHostKeys(ADDRESS);
+    const dovecot = await privateDovecot();
+    const source = new ImapSource(server({ port: dovecot.port }), {
+      ...FAST,
+      idle: false,
+      pollIntervalMs: 50,
+    });
+    const host = new Host({
+      keys: hostKeys,
+      network,
+      source,
+      sender: new MaildirSender(po), // replies land in a local Maildir, read below
+      store: new MemoryStore(),
+      allowPrivateAddresses: true,
+    });
+    const alice = new MaildirSource(await po.ensureMailbox("alice@a.test"), { pollIntervalMs: 50 });
+    const requestMail = async (userId: string) => {
+      const identity = await generateIdentityKeys(userId);
+      const block = await sealRequest({
+        network,
+        userId,
+        identityKey: identity.ed25519.publicKey,
+        endpoints: [{ transport: "tcp", address: "192.0.2.5", port: 5000 }],
+        sessionId: crypto.getRandomValues(new Uint8Array(16)),
+        createdAt: Date.now(),
+        replyKey: (await generateX25519()).publicKey,
+        hostCards: [],
+      }, { identity, hostCard: hostCardOf(hostKeys) });
+      return (await composeMail({
+        from: "alice@a.test",
+        to: [ADDRESS],
+        subject: subjectFor(network, "request"),
+        text: bodyFor(network, "request", block),
+      })).raw;
+    };
+    const replies = async (n: number) => {
+      const guard = AbortSignal.timeout(60_000); // a guard against a hang, not a wait
+      let refs = await alice.list({ subject: subjectFor(network, "reply"), mode: "exact" });
+      while (refs.length < n && !guard.aborted) {
+        await alice.waitForMail({ signal: guard });
+        refs = await alice.list({ subject: subjectFor(network, "reply"), mode: "exact" });
+      }
+      return refs.length;
+    };
+    const stop = new AbortController();
+    let running: Promise<void> | undefined;
+    try {
+      await dovecot.start();
+      running = host.run({ signal: stop.signal, retryDelayMs: 50 });
+      await submitToPort25(await requestMail("before"));
+      assert.equal(await replies(1), 1, "answered before the restart");
+
+      await dovecot.stop();
+      await submitToPort25(await requestMail("during")); // arrives while the server is down
+      await dovecot.start();
+      assert.equal(await replies(2), 2, "the request mailed during the restart is answered");
+    } finally {
+      stop.abort();
+      await running;
+      await source.close();
+      await alice.close();
+      await dovecot.remove();
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });
