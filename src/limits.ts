@@ -25,6 +25,12 @@ export const MAX_NETWORK_ID_BYTES = 64;
 /** Longest notice reason, in UTF-8 bytes. */
 export const MAX_REASON_BYTES = 256;
 
+/**
+ * Most mails a host handles together: checked, saved in one table update, answered, deleted
+ * at once. A crash repeats at most this many replies; a larger batch saves table writes.
+ */
+export const HOST_BATCH_SIZE = 32;
+
 /** Peers in one reply (configurable). */
 export const DEFAULT_PEERS_PER_REPLY = 8;
 /** Control table capacity; when full the oldest row is overwritten (configurable). */

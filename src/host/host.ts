@@ -6,21 +6,18 @@
  *
  * @module
  */
-import { isMailpeerError, MailError, MessageError } from "../errors.ts";
+import { isMailpeerError, MailError } from "../errors.ts";
 import { type EventSink, silentSink } from "../events.ts";
 import {
   CLAIM_RECOVERY_MS,
   DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
   DEFAULT_REQUESTS_PER_USER_PER_HOUR,
+  HOST_BATCH_SIZE,
   MAX_BLOCK_BYTES,
-  MAX_CLOCK_SKEW_MS,
-  MAX_HOST_CARDS,
   MAX_MAIL_BYTES,
   RATE_WINDOW_MS,
 } from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { headerValues } from "../mail/header_values.ts";
-import { type ParsedMail, parseMail } from "../mail/parse.ts";
 import {
   type MailRef,
   type MailSender,
@@ -29,26 +26,25 @@ import {
   type OutgoingMail,
   type SubjectMatch,
 } from "../mail/types.ts";
-import { emailProblem } from "../message/host_card.ts";
-import { dearmorAll } from "../message/armor.ts";
-import { fromBase64Url, toBase64Url } from "../message/base64.ts";
-import { blockKindOf, openNotice, openRequest, sealReply } from "../message/block.ts";
+import { sealReply } from "../message/block.ts";
 import type { HostKeys } from "../message/key_file.ts";
 import { bodyFor, type MailKind, subjectFor } from "../message/mail_text.ts";
-import type { PeerEntry, RequestPayload } from "../message/types.ts";
+import { toBase64Url } from "../message/base64.ts";
 import { type Clock, systemClock } from "../runtime.ts";
-import {
-  DEFAULT_TABLE_POLICY,
-  expireRows,
-  flagFailure,
-  selectPeers,
-  type TablePolicy,
-  upsertRow,
-} from "./table.ts";
+import { DEFAULT_TABLE_POLICY, flagFailure, type TablePolicy } from "./table.ts";
 import type { PeerRow, TableStore } from "./types.ts";
-import { endpointProblem } from "./address_policy.ts";
-import { admit, nextHistory } from "./admission.ts";
-import { senderVerified } from "./auth_results.ts";
+import {
+  applyRequests,
+  type CheckContext,
+  type CheckedNotice,
+  type CheckedRequest,
+  checkNotice,
+  checkRequest,
+  entryOf,
+  MSG_ID,
+  Rejected,
+  type RequestOutcome,
+} from "./host_request.ts";
 
 /** What one pass over the mailbox did. */
 export interface HostPassResult {
@@ -87,6 +83,14 @@ export interface HostOptions {
   sharedMailbox?: boolean;
   /** Told the host cards of every answered request, so the host learns of its pool. */
   learnHosts?: (cards: string[]) => Promise<unknown>;
+  /**
+   * Most mails handled together: fetched and checked, saved in one table update, answered,
+   * then deleted at once. A crash repeats at most one batch's replies. Default
+   * HOST_BATCH_SIZE.
+   */
+  batchSize?: number;
+  /** Where a process on a shared mailbox starts in the listing; default `Math.random`. */
+  random?: () => number;
   clock?: Clock;
   onEvent?: EventSink;
   logger?: Logger;
@@ -117,18 +121,6 @@ export interface HostStep {
   id: string;
 }
 
-/** A mail that must not be answered, and why. */
-class Rejected extends Error {
-  constructor(
-    readonly code: string,
-    reason: string,
-    readonly disposal: "quarantine" | "delete",
-    readonly userId?: string,
-  ) {
-    super(reason);
-  }
-}
-
 /** Processes the requests and notices in one host mailbox. */
 export class Host {
   readonly #o:
@@ -143,6 +135,8 @@ export class Host {
       subjectMatch: "exact",
       allowPrivateAddresses: false,
       sharedMailbox: false,
+      batchSize: HOST_BATCH_SIZE,
+      random: Math.random,
       clock: systemClock,
       onEvent: silentSink,
       logger: silentLogger,
@@ -163,6 +157,11 @@ export class Host {
   /**
    * Processes every pending notice and request once. Resolves with counts; rejects only on
    * failures that leave the mail in place for the next pass (table, sending, connection).
+   *
+   * Mails go in batches of at most `batchSize`: each mail is fetched and checked, then the
+   * whole batch's rows are applied in one table update, then the replies are sent, then the
+   * batch is deleted. Per mail the order stays fetched → table saved → reply sent → deleted, so
+   * a crash can repeat the replies of one batch but never drop a request.
    */
   async processPending(options: { signal?: AbortSignal } = {}): Promise<HostPassResult> {
     const result: HostPassResult = { answered: 0, notices: 0, quarantined: 0, stale: 0 };
@@ -174,21 +173,28 @@ export class Host {
     );
     for (const kind of ["notice", "request"] as const) {
       const match = this.#match(kind);
-      const refs = all.filter((ref) => matchesSubject(ref.subject, match));
-      for (const listed of refs) {
-        options.signal?.throwIfAborted();
-        // On a mailbox shared by several host processes, take the mail first: whoever claims
-        // it processes it, the others skip it.
-        const ref = this.#o.sharedMailbox && this.#o.source.claim
-          ? await this.#o.source.claim(listed)
-          : listed;
-        if (!ref) continue;
-        const outcome = await this.#processOne(ref, kind, options.signal);
-        result[outcome]++;
+      const refs = this.#rotated(all.filter((ref) => matchesSubject(ref.subject, match)));
+      for (let i = 0; i < refs.length; i += this.#o.batchSize) {
+        await this.#processBatch(
+          refs.slice(i, i + this.#o.batchSize),
+          kind,
+          result,
+          options.signal,
+        );
       }
     }
     this.#o.onEvent({ event: "host-pass", ...result });
     return result;
+  }
+
+  /**
+   * Several processes on one mailbox start at different places of the listing, so that they
+   * claim different mails instead of racing for the same first ones.
+   */
+  #rotated(refs: MailRef[]): MailRef[] {
+    if (!this.#o.sharedMailbox || refs.length < 2) return refs;
+    const at = this.#o.random() * refs.length | 0;
+    return [...refs.slice(at), ...refs.slice(0, at)];
   }
 
   /** Processes mail until `signal` aborts, waking on new mail (push, watch or poll). */
@@ -228,79 +234,216 @@ export class Host {
     }
   }
 
-  async #processOne(
-    ref: MailRef,
-    kind: "request" | "notice",
-    signal?: AbortSignal,
-  ): Promise<keyof HostPassResult> {
-    const { source, onEvent, logger, limits } = this.#o;
-    try {
-      if (ref.size !== undefined && ref.size > limits.maxMailBytes) {
-        throw new Rejected(
-          "EMAIL",
-          `mail of ${ref.size} bytes is over the limit of ${limits.maxMailBytes}`,
-          "quarantine",
-        );
-      }
-      const raw = await source.fetch(ref, signal ? { signal } : {});
-      await this.#step("fetched", kind, ref);
-      const parsed = await this.#parse(raw);
-      if (kind === "notice") {
-        await this.#handleNotice(parsed);
-        await this.#step("table-saved", kind, ref);
-      } else {
-        await this.#handleRequest(parsed, raw, ref);
-      }
-      await source.delete(ref);
-      await this.#step("deleted", kind, ref);
-      return kind === "notice" ? "notices" : "answered";
-    } catch (err) {
-      if (!(err instanceof Rejected)) throw err;
-      logger.log("warn", `${kind} not answered: ${err.message}`, {
-        subject: ref.subject,
-        code: err.code,
-      });
-      if (err.disposal === "delete") {
-        await source.delete(ref);
-        onEvent({ event: "request-deleted", userId: err.userId ?? "", reason: err.message });
-        return "stale";
-      }
-      await source.quarantine(ref, err.message);
-      onEvent({ event: "quarantined", subject: ref.subject, code: err.code, reason: err.message });
-      return "quarantined";
-    }
+  #context(): CheckContext {
+    const { keys, network, limits, policy, allowPrivateAddresses, requireVerifiedSender } = this.#o;
+    return {
+      keys,
+      network,
+      maxMailBytes: limits.maxMailBytes,
+      maxBlockBytes: limits.maxBlockBytes,
+      expiryMs: policy.expiryMs,
+      allowPrivateAddresses,
+      ...(requireVerifiedSender ? { requireVerifiedSender } : {}),
+    };
   }
 
-  async #parse(raw: Uint8Array): Promise<{ mail: ParsedMail; blocks: Uint8Array[] }> {
-    try {
-      const mail = await parseMail(raw, { maxBytes: this.#o.limits.maxMailBytes });
-      // A mail to several hosts carries one block per host card; ours is the one that opens.
-      const blocks = dearmorAll(mail.text, { max: MAX_HOST_CARDS });
-      for (const block of blocks) {
-        if (block.length > this.#o.limits.maxBlockBytes) {
+  async #processBatch(
+    listed: MailRef[],
+    kind: "request" | "notice",
+    result: HostPassResult,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const { source, limits, clock } = this.#o;
+    const ctx = this.#context();
+    const checked: (CheckedRequest | CheckedNotice)[] = [];
+    for (const first of listed) {
+      signal?.throwIfAborted();
+      // On a mailbox shared by several host processes, take the mail first: whoever claims
+      // it processes it, the others skip it.
+      const ref = this.#o.sharedMailbox && source.claim ? await source.claim(first) : first;
+      if (!ref) continue;
+      try {
+        if (ref.size !== undefined && ref.size > limits.maxMailBytes) {
           throw new Rejected(
-            "EBLOCK",
-            `block of ${block.length} bytes is over the limit of ${this.#o.limits.maxBlockBytes}`,
+            "EMAIL",
+            `mail of ${ref.size} bytes is over the limit of ${limits.maxMailBytes}`,
             "quarantine",
           );
         }
+        const raw = await source.fetch(ref, signal ? { signal } : {});
+        await this.#step("fetched", kind, ref);
+        if (kind === "notice") {
+          checked.push(await checkNotice(ref, raw, ctx, clock.now()));
+        } else {
+          const request = await checkRequest(ref, raw, ctx, clock.now());
+          this.#o.onEvent({
+            event: "request-received",
+            userId: request.who,
+            sessionId: request.sessionId,
+          });
+          checked.push(request);
+        }
+      } catch (err) {
+        result[await this.#dispose(err, ref, kind)]++;
       }
-      return { mail, blocks };
-    } catch (err) {
-      if (err instanceof MailError || err instanceof MessageError) {
-        throw new Rejected(err.code, err.message, "quarantine");
-      }
-      throw err;
+    }
+    if (checked.length === 0) return;
+    const done = kind === "notice"
+      ? await this.#applyNotices(checked as CheckedNotice[], result)
+      : await this.#answerRequests(checked as CheckedRequest[], result);
+    await this.#delete(done, kind);
+    result[kind === "notice" ? "notices" : "answered"] += done.length;
+  }
+
+  /** Sets a refused mail aside (quarantine or delete) and says which count it adds to. */
+  async #dispose(
+    err: unknown,
+    ref: MailRef,
+    kind: "request" | "notice",
+  ): Promise<"quarantined" | "stale"> {
+    if (!(err instanceof Rejected)) throw err;
+    const { source, onEvent, logger } = this.#o;
+    logger.log("warn", `${kind} not answered: ${err.message}`, {
+      subject: ref.subject,
+      code: err.code,
+    });
+    if (err.disposal === "delete") {
+      await source.delete(ref);
+      onEvent({ event: "request-deleted", userId: err.userId ?? "", reason: err.message });
+      return "stale";
+    }
+    await source.quarantine(ref, err.message);
+    onEvent({ event: "quarantined", subject: ref.subject, code: err.code, reason: err.message });
+    return "quarantined";
+  }
+
+  /** Deletes processed mail, in one go where the source can. */
+  async #delete(refs: MailRef[], kind: "request" | "notice"): Promise<void> {
+    if (refs.length === 0) return;
+    const { source } = this.#o;
+    if (source.deleteMany) await source.deleteMany(refs);
+    for (const ref of refs) {
+      if (!source.deleteMany) await source.delete(ref);
+      await this.#step("deleted", kind, ref);
     }
   }
 
-  async #open<T>(fn: () => Promise<T>): Promise<T> {
+  /** Applies the notices' failure flags in one table update; resolves with what to delete. */
+  async #applyNotices(notices: CheckedNotice[], result: HostPassResult): Promise<MailRef[]> {
+    const { network, onEvent, store } = this.#o;
+    const known = await store.update((rows) => {
+      let next = rows;
+      const known = notices.map(({ notice, at }) => {
+        const reporter = next.find((r) => r.network === network && r.userId === notice.userId);
+        if (!reporter || reporter.identityKey !== toBase64Url(notice.identityKey)) return false;
+        for (const f of notice.failed) next = flagFailure(next, { userId: f.userId, network }, at);
+        return true;
+      });
+      return { rows: next, result: known };
+    });
+    const done: MailRef[] = [];
+    for (const [i, { ref, notice }] of notices.entries()) {
+      if (!known[i]) {
+        const err = new Rejected(
+          "ESIGNATURE",
+          `notice from ${notice.userId}, who has no row with that identity key`,
+          "quarantine",
+        );
+        result[await this.#dispose(err, ref, "notice")]++;
+        continue;
+      }
+      await this.#step("table-saved", "notice", ref);
+      onEvent({
+        event: "notice-received",
+        userId: notice.userId,
+        failed: notice.failed.map((f) => f.userId),
+      });
+      done.push(ref);
+    }
+    return done;
+  }
+
+  /**
+   * Applies the requests' rows in one table update, then sends each admitted request its
+   * reply. Resolves with the mails answered (to delete). When a reply fails in passing (the
+   * server is down), the mails answered so far are deleted and the error rethrown: the rest
+   * stays for the next pass.
+   */
+  async #answerRequests(requests: CheckedRequest[], result: HostPassResult): Promise<MailRef[]> {
+    const { network, clock, policy, onEvent, store, limits } = this.#o;
+    const outcomes = await store.update<RequestOutcome[]>((rows) => {
+      const { rows: next, outcomes } = applyRequests(rows, requests, {
+        network,
+        policy,
+        now: clock.now(),
+        rates: {
+          perUser: limits.requestsPerUserPerHour,
+          perSender: limits.requestsPerSenderPerHour,
+          windowMs: RATE_WINDOW_MS,
+        },
+      });
+      return { rows: next, result: outcomes };
+    });
+    const admitted: { c: CheckedRequest; peers: PeerRow[] }[] = [];
+    for (const [i, c] of requests.entries()) {
+      const outcome = outcomes[i]!;
+      if ("refused" in outcome) {
+        const { code, reason } = outcome.refused;
+        result[
+          await this.#dispose(new Rejected(code, reason, "quarantine", c.who), c.ref, "request")
+        ]++;
+        continue;
+      }
+      await this.#step("table-saved", "request", c.ref);
+      onEvent({ event: "table-updated", rows: outcome.size });
+      admitted.push({ c, peers: outcome.peers });
+    }
+    const answered: MailRef[] = [];
     try {
-      return await fn();
+      for (const { c, peers } of admitted) {
+        try {
+          await this.#reply(c, peers);
+          answered.push(c.ref);
+        } catch (err) {
+          result[await this.#dispose(err, c.ref, "request")]++;
+        }
+      }
     } catch (err) {
-      if (err instanceof MessageError) throw new Rejected(err.code, err.message, "quarantine");
+      // A passing failure (server down): the mails answered so far are done; the rest stays.
+      await this.#delete(answered, "request");
+      result.answered += answered.length;
       throw err;
     }
+    const cards = [...new Set(admitted.flatMap(({ c }) => c.request.hostCards))];
+    if (cards.length > 0) {
+      await this.#o.learnHosts?.(cards).catch((err) =>
+        this.#o.logger.log("warn", `could not record the requests' host cards: ${err}`)
+      );
+    }
+    return answered;
+  }
+
+  /** Seals and sends one reply. */
+  async #reply(c: CheckedRequest, peers: PeerRow[]): Promise<void> {
+    const { keys, network, onEvent } = this.#o;
+    const now = this.#o.clock.now();
+    const reply = await sealReply({
+      network,
+      sessionId: c.request.sessionId,
+      hostId: keys.ed25519.publicKey,
+      createdAt: now,
+      peers: peers.map(entryOf),
+    }, { hostKeys: keys, replyKey: c.request.replyKey });
+    await this.#sendReply({
+      from: keys.email,
+      to: [c.mail.from],
+      subject: subjectFor(network, "reply"),
+      text: bodyFor(network, "reply", reply),
+      date: new Date(now),
+      ...(c.mail.messageId && MSG_ID.test(c.mail.messageId) ? { inReplyTo: c.mail.messageId } : {}),
+    }, c.who);
+    onEvent({ event: "reply-sent", to: c.mail.from, userId: c.who, peers: peers.length });
+    await this.#step("reply-sent", "request", c.ref);
   }
 
   /**
@@ -333,228 +476,4 @@ export class Host {
       throw err;
     }
   }
-
-  /**
-   * Opens the block meant for this host: the first of `kind` that opens with our keys. When
-   * none does, the mail is refused with the reason of the last attempt (wrong key, altered).
-   */
-  async #openOurs<T>(
-    blocks: Uint8Array[],
-    kind: "request" | "notice",
-    open: (block: Uint8Array) => Promise<T>,
-  ): Promise<T> {
-    let last: unknown;
-    for (const block of blocks) {
-      const found = await this.#open(() => Promise.resolve(blockKindOf(block)));
-      if (found !== kind) {
-        last = new Rejected(
-          "EBLOCK",
-          `a ${found} block arrived under the ${kind} subject`,
-          "quarantine",
-        );
-        continue;
-      }
-      try {
-        return await this.#open(() => open(block));
-      } catch (err) {
-        last = err;
-      }
-    }
-    throw last;
-  }
-
-  async #handleRequest(
-    { mail, blocks }: { mail: ParsedMail; blocks: Uint8Array[] },
-    raw: Uint8Array,
-    ref: MailRef,
-  ): Promise<void> {
-    const { keys, network, clock, policy, onEvent, store, limits } = this.#o;
-    const request = await this.#openOurs(blocks, "request", (b) => openRequest(b, keys));
-    const who = request.userId;
-    const fromProblem = emailProblem(mail.from) ?? replyAddressProblem(mail.from);
-    if (fromProblem !== undefined) {
-      throw new Rejected(
-        "EMAIL",
-        `the sender address ${JSON.stringify(mail.from)} cannot be answered: ${fromProblem}`,
-        "quarantine",
-        who,
-      );
-    }
-    if (request.network !== network) {
-      throw new Rejected(
-        "EPAYLOAD",
-        `the request is for network ${request.network}, not ${network}`,
-        "quarantine",
-        who,
-      );
-    }
-    const now = clock.now();
-    // The Date header is what the design names; the signed creation time cannot be forged,
-    // so a replayed old request with a fresh Date is stale all the same.
-    const requestedAt = mail.date?.getTime() ?? request.createdAt;
-    const oldest = Math.min(requestedAt, request.createdAt);
-    if (oldest < now - policy.expiryMs) {
-      throw new Rejected(
-        "ESTALE",
-        `request of ${who} dated ${new Date(oldest).toISOString()} is older than the expiry`,
-        "delete",
-        who,
-      );
-    }
-    if (Math.max(requestedAt, request.createdAt) > now + MAX_CLOCK_SKEW_MS) {
-      throw new Rejected("ESTALE", `request of ${who} is dated in the future`, "quarantine", who);
-    }
-    for (const endpoint of request.endpoints) {
-      const problem = endpointProblem(endpoint, { allowPrivate: this.#o.allowPrivateAddresses });
-      if (problem !== undefined) {
-        throw new Rejected(
-          "EPOLICY",
-          `request of ${who} offers ${problem}, which this host does not hand out (host.allow_private_addresses)`,
-          "quarantine",
-          who,
-        );
-      }
-    }
-    const verify = this.#o.requireVerifiedSender;
-    if (verify) {
-      const verdict = senderVerified(headerValues(raw, "Authentication-Results"), {
-        authservId: verify.authservId,
-        from: mail.from,
-      });
-      if (!verdict.ok) {
-        throw new Rejected(
-          "EPOLICY",
-          `sender ${mail.from} is not verified: ${verdict.reason}`,
-          "quarantine",
-          who,
-        );
-      }
-    }
-    const sessionId = toBase64Url(request.sessionId);
-    onEvent({ event: "request-received", userId: who, sessionId });
-    const row = rowOf(request, mail.from, requestedAt);
-    type Outcome =
-      | { refused: { code: string; reason: string } }
-      | { peers: PeerRow[]; size: number };
-    const outcome = await store.update<Outcome>((rows) => {
-      const live = expireRows(rows, now, policy);
-      const verdict = admit(live, {
-        network,
-        userId: who,
-        email: mail.from,
-        sessionId,
-        createdAt: request.createdAt,
-        now,
-      }, {
-        perUser: limits.requestsPerUserPerHour,
-        perSender: limits.requestsPerSenderPerHour,
-        windowMs: RATE_WINDOW_MS,
-      });
-      if (!verdict.ok) return { rows, result: { refused: verdict } };
-      const old = live.find((r) => r.network === network && r.userId === who);
-      const next = verdict.repeat ? live : upsertRow(live, {
-        ...row,
-        history: nextHistory(old, { sessionId, at: now }, policy.expiryMs),
-      }, policy);
-      const chosen = selectPeers(next, request, {
-        now,
-        expiryMs: policy.expiryMs,
-        max: policy.peersPerReply,
-      });
-      return { rows: next, result: { peers: chosen, size: next.length } };
-    });
-    if ("refused" in outcome) {
-      throw new Rejected(outcome.refused.code, outcome.refused.reason, "quarantine", who);
-    }
-    const { peers, size } = outcome as { peers: PeerRow[]; size: number };
-    await this.#step("table-saved", "request", ref);
-    onEvent({ event: "table-updated", rows: size });
-    const reply = await sealReply({
-      network,
-      sessionId: request.sessionId,
-      hostId: keys.ed25519.publicKey,
-      createdAt: now,
-      peers: peers.map(entryOf),
-    }, { hostKeys: keys, replyKey: request.replyKey });
-    await this.#sendReply({
-      from: keys.email,
-      to: [mail.from],
-      subject: subjectFor(network, "reply"),
-      text: bodyFor(network, "reply", reply),
-      date: new Date(now),
-      ...(mail.messageId && MSG_ID.test(mail.messageId) ? { inReplyTo: mail.messageId } : {}),
-    }, who);
-    onEvent({ event: "reply-sent", to: mail.from, userId: request.userId, peers: peers.length });
-    await this.#o.learnHosts?.(request.hostCards).catch((err) =>
-      this.#o.logger.log("warn", `could not record the request's host cards: ${err}`)
-    );
-    await this.#step("reply-sent", "request", ref);
-  }
-
-  async #handleNotice({ blocks }: { mail: ParsedMail; blocks: Uint8Array[] }): Promise<void> {
-    const { keys, network, clock, onEvent, store } = this.#o;
-    const notice = await this.#openOurs(blocks, "notice", (b) => openNotice(b, keys));
-    if (notice.network !== network) {
-      throw new Rejected(
-        "EPAYLOAD",
-        `the notice is for network ${notice.network}, not ${network}`,
-        "quarantine",
-      );
-    }
-    const reporterKey = toBase64Url(notice.identityKey);
-    const at = clock.now();
-    const known = await store.update((rows) => {
-      const reporter = rows.find((r) => r.network === network && r.userId === notice.userId);
-      if (!reporter || reporter.identityKey !== reporterKey) return { rows, result: false };
-      let next = rows;
-      for (const f of notice.failed) next = flagFailure(next, { userId: f.userId, network }, at);
-      return { rows: next, result: true };
-    });
-    if (!known) {
-      throw new Rejected(
-        "ESIGNATURE",
-        `notice from ${notice.userId}, who has no row with that identity key`,
-        "quarantine",
-      );
-    }
-    onEvent({
-      event: "notice-received",
-      userId: notice.userId,
-      failed: notice.failed.map((f) => f.userId),
-    });
-  }
-}
-
-/** A Message-ID that can be echoed in In-Reply-To: `<...>` of visible ASCII. */
-const MSG_ID = /^<[!-;=?-~]{1,250}>$/;
-
-/** What makes an address unfit to reply to, beyond its syntax. */
-function replyAddressProblem(address: string): string | undefined {
-  if (address.includes("\uFFFD")) return "it had bytes that are not text";
-  if (address.indexOf("@") !== address.lastIndexOf("@")) return "it has more than one @";
-  if (address.includes("/")) return "it contains a path";
-  return undefined;
-}
-
-function rowOf(request: RequestPayload, email: string, requestedAt: number): PeerRow {
-  return {
-    userId: request.userId,
-    network: request.network,
-    identityKey: toBase64Url(request.identityKey),
-    endpoints: request.endpoints,
-    email,
-    sessionId: toBase64Url(request.sessionId),
-    requestedAt,
-    failures: 0,
-  };
-}
-
-function entryOf(row: PeerRow): PeerEntry {
-  return {
-    userId: row.userId,
-    identityKey: fromBase64Url(row.identityKey),
-    endpoints: row.endpoints,
-    lastSeen: row.requestedAt,
-    failures: row.failures,
-  };
 }

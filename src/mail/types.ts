@@ -72,6 +72,11 @@ export interface MailSource {
   fetch(ref: MailRef, options?: { signal?: AbortSignal }): Promise<Uint8Array>;
   /** Removes a processed mail for good. */
   delete(ref: MailRef): Promise<void>;
+  /**
+   * Optional: removes several processed mails at once (IMAP: one STORE + one EXPUNGE for the
+   * set). Same effect as {@link delete} on each; callers fall back to that when absent.
+   */
+  deleteMany?(refs: MailRef[]): Promise<void>;
   /** Moves an invalid mail out of the way (quarantine folder, or deletion where there is none). */
   quarantine(ref: MailRef, reason: string): Promise<void>;
   /**

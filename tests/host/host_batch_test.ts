@@ -1,0 +1,197 @@
+/**
+ * The host handles its mail in batches: every mail of a batch is checked, the batch's rows are
+ * saved in one table update, the replies go out, and the batch is deleted (host.ts).
+ */
+import assert from "node:assert/strict";
+import { MailError } from "../../src/errors.ts";
+import type { HostStep } from "../../src/host/host.ts";
+import { applyRequests, type CheckedRequest } from "../../src/host/host_request.ts";
+import { DEFAULT_TABLE_POLICY } from "../../src/host/table.ts";
+import type { PeerRow, TableStore } from "../../src/host/types.ts";
+import type { MailSender } from "../../src/mail/types.ts";
+import { MemoryStore } from "../../src/host/memory_store.ts";
+import { toBase64Url } from "../../src/message/base64.ts";
+import { NETWORK, type Player, World } from "../support/world.ts";
+
+/** A store that counts its updates. */
+function counting(store: TableStore): TableStore & { updates: number } {
+  const counted = {
+    updates: 0,
+    read: () => store.read(),
+    update: <T>(fn: (rows: PeerRow[]) => { rows: PeerRow[]; result: T }) => {
+      counted.updates++;
+      return store.update(fn);
+    },
+    close: () => store.close(),
+  };
+  return counted;
+}
+
+async function players(w: World, n: number): Promise<Player[]> {
+  const out: Player[] = [];
+  for (let i = 0; i < n; i++) out.push(await w.player(`p${i}`, 4000 + i));
+  return out;
+}
+
+Deno.test("requests that arrive together are saved in one table update and each reply lists the others", async () => {
+  const store = counting(new MemoryStore());
+  const w = await World.create({ store });
+  try {
+    const ps = await players(w, 3);
+    const rs = [];
+    for (const p of ps) rs.push(await w.request(p));
+    assert.deepEqual(await w.host.processPending(), {
+      answered: 3,
+      notices: 0,
+      quarantined: 0,
+      stale: 0,
+    });
+    assert.equal(store.updates, 1, "one table update for the whole batch");
+    for (const [i, p] of ps.entries()) {
+      const replies = await w.replies(p, rs[i]!.replyPrivateKey);
+      assert.equal(replies.length, 1, `${p.identity.userId} got one reply`);
+      assert.deepEqual(
+        replies[0]!.peers.map((e) => e.userId).sort(),
+        ps.filter((q) => q !== p).map((q) => q.identity.userId).sort(),
+        `${p.identity.userId} is told of the other two`,
+      );
+    }
+    assert.equal((await store.read()).length, 3);
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("a mail server failing in the middle of a batch repeats no reply and loses no request", async () => {
+  const w = await World.create();
+  let sends = 0;
+  let down = true;
+  const flaky: MailSender = {
+    send: (mail, options) => {
+      if (down && ++sends === 3) {
+        return Promise.reject(new MailError("EDEFER", "Cannot send: 421 try later; wait"));
+      }
+      return w.sender.send(mail, options);
+    },
+    close: () => Promise.resolve(),
+  };
+  // The same world, but the host sends through the flaky sender.
+  const { Host } = await import("../../src/host/host.ts");
+  const host = new Host({
+    keys: w.hostKeys,
+    network: NETWORK,
+    source: w.hostSource,
+    sender: flaky,
+    store: w.store,
+    clock: w.clock,
+    allowPrivateAddresses: true,
+  });
+  try {
+    const ps = await players(w, 5);
+    const rs = [];
+    for (const p of ps) rs.push(await w.request(p));
+    await assert.rejects(host.processPending(), (err: unknown) => {
+      assert.ok(err instanceof MailError && err.code === "EDEFER", String(err));
+      return true;
+    });
+    // The two requests answered before the failure are done and gone; three wait.
+    const waiting = [
+      ...await w.files("host@host.test", "new"),
+      ...await w.files("host@host.test", "cur"),
+    ];
+    assert.equal(waiting.length, 3, "the unanswered requests stay in the mailbox");
+    down = false;
+    assert.deepEqual(await host.processPending(), {
+      answered: 3,
+      notices: 0,
+      quarantined: 0,
+      stale: 0,
+    });
+    for (const [i, p] of ps.entries()) {
+      const replies = await w.replies(p, rs[i]!.replyPrivateKey);
+      assert.equal(replies.length, 1, `${p.identity.userId} got exactly one reply`);
+    }
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("with a batch of two, each batch is saved, answered and deleted before the next is fetched", async () => {
+  const steps: HostStep[] = [];
+  const w = await World.create({ batchSize: 2, onStep: (s) => void steps.push(s) });
+  try {
+    const ps = await players(w, 5);
+    const rs = [];
+    for (const p of ps) rs.push(await w.request(p));
+    assert.equal((await w.host.processPending()).answered, 5);
+    const order = steps.map((s) => s.step);
+    assert.deepEqual(order, [
+      ...["fetched", "fetched", "table-saved", "table-saved"],
+      ...["reply-sent", "reply-sent", "deleted", "deleted"],
+      ...["fetched", "fetched", "table-saved", "table-saved"],
+      ...["reply-sent", "reply-sent", "deleted", "deleted"],
+      ...["fetched", "table-saved", "reply-sent", "deleted"],
+    ]);
+    // Each mail goes through its own steps in order.
+    for (const id of new Set(steps.map((s) => s.id))) {
+      assert.deepEqual(
+        steps.filter((s) => s.id === id).map((s) => s.step),
+        ["fetched", "table-saved", "reply-sent", "deleted"],
+      );
+    }
+    for (const [i, p] of ps.entries()) {
+      assert.equal((await w.replies(p, rs[i]!.replyPrivateKey)).length, 1);
+    }
+  } finally {
+    await w.close();
+  }
+});
+
+/** A checked request as host_request.ts makes it, for the pure table rule. */
+function checked(userId: string, session: number, now: number): CheckedRequest {
+  const sessionId = new Uint8Array(16).fill(session);
+  return {
+    ref: { id: `${userId}-${session}`, subject: "" },
+    mail: { from: `${userId}@player.test`, to: [], subject: "", text: "", headers: new Map() },
+    request: {
+      network: NETWORK,
+      userId,
+      identityKey: new Uint8Array(32).fill(1),
+      endpoints: [{ transport: "tcp", address: "192.0.2.1", port: 4000 }],
+      sessionId,
+      createdAt: now,
+      replyKey: new Uint8Array(32),
+      hostCards: [],
+    },
+    who: userId,
+    sessionId: toBase64Url(sessionId),
+    requestedAt: now,
+    now,
+  };
+}
+
+Deno.test("in one batch, a user's rate counts the requests before it and a replayed session is refused", () => {
+  const now = 1_000_000_000_000;
+  const o = {
+    network: NETWORK,
+    policy: DEFAULT_TABLE_POLICY,
+    now,
+    rates: { perUser: 2, perSender: 100, windowMs: 3_600_000 },
+  };
+  const { rows, outcomes } = applyRequests([], [
+    checked("ann", 1, now),
+    checked("ann", 2, now + 1),
+    checked("ann", 1, now + 2), // session 1 again, after session 2: a replay
+    checked("ann", 3, now + 3), // a third new session in the window: over the rate
+    checked("ben", 1, now + 4),
+  ], o);
+  const codes = outcomes.map((x) => "refused" in x ? x.refused.code : "ok");
+  assert.deepEqual(codes, ["ok", "ok", "EREPLAY", "ERATE", "ok"]);
+  assert.deepEqual(rows.map((r) => r.userId).sort(), ["ann", "ben"]);
+  const ann = rows.find((r) => r.userId === "ann")!;
+  assert.equal(ann.sessionId, toBase64Url(new Uint8Array(16).fill(2)));
+  // Both answered requests of ann name ben, whose request came later in the batch.
+  const first = outcomes[0]!;
+  assert.ok("peers" in first);
+  assert.deepEqual(first.peers.map((r) => r.userId), ["ben"]);
+});
