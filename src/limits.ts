@@ -31,6 +31,9 @@ export const MAX_REASON_BYTES = 256;
  */
 export const HOST_BATCH_SIZE = 32;
 
+/** How many Ed25519 verification keys stay imported (least recently used go first). */
+export const VERIFY_KEY_CACHE_SIZE = 256;
+
 /** Peers in one reply (configurable). */
 export const DEFAULT_PEERS_PER_REPLY = 8;
 /** Control table capacity; when full the oldest row is overwritten (configurable). */

@@ -14,7 +14,6 @@
  *
  * @module
  */
-import { Aes128Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from "@hpke/core";
 import { MessageError } from "../errors.ts";
 import { MAX_BLOCK_BYTES, PROTOCOL_VERSION } from "../limits.ts";
 import { bytesEqual, concatBytes } from "./base64.ts";
@@ -27,8 +26,9 @@ import {
   encodeRequest,
 } from "./codec.ts";
 import type { HostCard } from "./host_card.ts";
+import { hpkeSuite as suite } from "./hpke_suite.ts";
 import type { HostKeys, IdentityKeys } from "./key_file.ts";
-import { publicKeyOf, sign, verify } from "./keys.ts";
+import { publicKeyOf, sign, verify, x25519KeyPair } from "./keys.ts";
 import {
   BlockKind,
   type BlockKindName,
@@ -36,12 +36,6 @@ import {
   type ReplyPayload,
   type RequestPayload,
 } from "./types.ts";
-
-const suite = new CipherSuite({
-  kem: new DhkemX25519HkdfSha256(),
-  kdf: new HkdfSha256(),
-  aead: new Aes128Gcm(),
-});
 
 const HEADER_BYTES = 2;
 const ENC_BYTES = 32;
@@ -155,7 +149,7 @@ async function openBlock(
   const ciphertext = block.subarray(HEADER_BYTES + ENC_BYTES);
   let plain: Uint8Array;
   try {
-    const recipientKey = await suite.kem.deserializePrivateKey(buf(recipientPrivateKey));
+    const recipientKey = await x25519KeyPair(recipientPrivateKey);
     const recipient = await suite.createRecipientContext({
       recipientKey,
       enc: buf(enc),

@@ -4,10 +4,20 @@
  * Private keys are kept as their raw 32-byte seed; WebCrypto wants PKCS#8, so they are wrapped
  * with the fixed RFC 8410 prefix on import.
  *
+ * Imports are cached, so a host does not re-import its keys for every block:
+ * - a private seed's non-extractable `CryptoKey` (and its derived public key) is cached per
+ *   `Uint8Array` object in a `WeakMap`, with a copy of the bytes that must still match on every
+ *   use, so a seed changed in place is imported afresh and the entry dies with the array;
+ * - Ed25519 verification keys, which strangers choose, are kept in a least-recently-used map of
+ *   at most `VERIFY_KEY_CACHE_SIZE` entries keyed by all 32 bytes (base64).
+ *
  * @module
  */
 import { MessageError } from "../errors.ts";
-import { concatBytes } from "./base64.ts";
+import { VERIFY_KEY_CACHE_SIZE } from "../limits.ts";
+import { bytesEqual, toBase64 } from "./base64.ts";
+
+type Algorithm = "Ed25519" | "X25519";
 
 /** A raw key pair: 32-byte public key and 32-byte private seed. */
 export interface RawKeyPair {
@@ -68,7 +78,7 @@ function checkKeyLength(bytes: Uint8Array, what: string): void {
   }
 }
 
-async function generate(name: "Ed25519" | "X25519"): Promise<RawKeyPair> {
+async function generate(name: Algorithm): Promise<RawKeyPair> {
   const usages: KeyUsage[] = name === "Ed25519" ? ["sign", "verify"] : ["deriveBits"];
   const pair = await crypto.subtle.generateKey({ name }, true, usages) as CryptoKeyPair;
   const publicKey = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
@@ -86,35 +96,30 @@ export function generateX25519(): Promise<RawKeyPair> {
   return generate("X25519");
 }
 
-/** Imports a raw 32-byte private seed as a WebCrypto private key. */
-export function importPrivateKey(
-  name: "Ed25519" | "X25519",
-  seed: Uint8Array,
-): Promise<CryptoKey> {
+function importSeed(name: Algorithm, seed: Uint8Array, extractable: boolean): Promise<CryptoKey> {
   checkKeyLength(seed, `an ${name} private key`);
   const usages: KeyUsage[] = name === "Ed25519" ? ["sign"] : ["deriveBits"];
-  return crypto.subtle.importKey(
-    "pkcs8",
-    buf(concatBytes(PKCS8_PREFIX[name], seed)),
-    { name },
-    true,
-    usages,
-  );
+  const pkcs8 = new Uint8Array(PKCS8_PREFIX[name].length + seed.length);
+  pkcs8.set(PKCS8_PREFIX[name]);
+  pkcs8.set(seed, PKCS8_PREFIX[name].length);
+  return crypto.subtle.importKey("pkcs8", pkcs8.buffer, { name }, extractable, usages)
+    .finally(() => pkcs8.fill(0));
+}
+
+/** Imports a raw 32-byte private seed as a WebCrypto private key (extractable). */
+export function importPrivateKey(name: Algorithm, seed: Uint8Array): Promise<CryptoKey> {
+  return importSeed(name, seed, true);
 }
 
 /** Imports a raw 32-byte public key as a WebCrypto public key. */
-export function importPublicKey(name: "Ed25519" | "X25519", raw: Uint8Array): Promise<CryptoKey> {
+export function importPublicKey(name: Algorithm, raw: Uint8Array): Promise<CryptoKey> {
   checkKeyLength(raw, `an ${name} public key`);
   const usages: KeyUsage[] = name === "Ed25519" ? ["verify"] : [];
   return crypto.subtle.importKey("raw", buf(raw), { name }, true, usages);
 }
 
-/** Derives the public key of a raw private seed. */
-export async function publicKeyOf(
-  name: "Ed25519" | "X25519",
-  seed: Uint8Array,
-): Promise<Uint8Array> {
-  const key = await importPrivateKey(name, seed);
+async function derivePublicKey(name: Algorithm, seed: Uint8Array): Promise<Uint8Array> {
+  const key = await importSeed(name, seed, true);
   const jwk = await crypto.subtle.exportKey("jwk", key);
   const x = jwk.x ?? "";
   const std = x.replace(/-/g, "+").replace(/_/g, "/");
@@ -122,9 +127,102 @@ export async function publicKeyOf(
   return Uint8Array.from(bin, (c) => c.charCodeAt(0));
 }
 
+/** Runs `make` once and keeps its promise, unless it fails: then the next call tries again. */
+function memo<T>(make: () => Promise<T>): () => Promise<T> {
+  let kept: Promise<T> | undefined;
+  return () => {
+    if (kept === undefined) {
+      const made = make();
+      kept = made;
+      made.catch(() => {
+        if (kept === made) kept = undefined;
+      });
+    }
+    return kept;
+  };
+}
+
+/** What is cached for one private seed: a copy of it and its lazily made keys. */
+class SeedEntry {
+  readonly seed: Uint8Array;
+  /** The seed as a non-extractable WebCrypto private key. */
+  readonly privateKey: () => Promise<CryptoKey>;
+  /** The raw public key of the seed. */
+  readonly publicKey: () => Promise<Uint8Array>;
+  /** For X25519: the private key with its public key imported (extractable, for HPKE). */
+  readonly keyPair: () => Promise<CryptoKeyPair>;
+
+  constructor(name: Algorithm, seed: Uint8Array) {
+    const copy = seed.slice();
+    this.seed = copy;
+    this.privateKey = memo(() => importSeed(name, copy, false));
+    this.publicKey = memo(() => derivePublicKey(name, copy));
+    this.keyPair = memo(async () => ({
+      privateKey: await this.privateKey(),
+      publicKey: await importPublicKey(name, await this.publicKey()),
+    }));
+  }
+}
+
+const seedCache: Record<Algorithm, WeakMap<Uint8Array, SeedEntry>> = {
+  Ed25519: new WeakMap(),
+  X25519: new WeakMap(),
+};
+
+/** The cache entry of `seed`, made afresh when the array is new or its bytes have changed. */
+function seedEntry(name: Algorithm, seed: Uint8Array): SeedEntry {
+  checkKeyLength(seed, `an ${name} private key`);
+  const cache = seedCache[name];
+  let entry = cache.get(seed);
+  if (entry === undefined || !bytesEqual(entry.seed, seed)) {
+    entry = new SeedEntry(name, seed);
+    cache.set(seed, entry);
+  }
+  return entry;
+}
+
+const verifyKeys = new Map<string, Promise<CryptoKey>>();
+
+function verifyKey(raw: Uint8Array): Promise<CryptoKey> {
+  const id = toBase64(raw);
+  let key = verifyKeys.get(id);
+  if (key !== undefined) {
+    verifyKeys.delete(id);
+  } else {
+    const made = importPublicKey("Ed25519", raw);
+    made.catch(() => {
+      if (verifyKeys.get(id) === made) verifyKeys.delete(id);
+    });
+    key = made;
+    if (verifyKeys.size >= VERIFY_KEY_CACHE_SIZE) {
+      verifyKeys.delete(verifyKeys.keys().next().value!);
+    }
+  }
+  verifyKeys.set(id, key);
+  return key;
+}
+
+/** How many Ed25519 verification keys are cached now (for tests). */
+export function verifyKeyCacheSize(): number {
+  return verifyKeys.size;
+}
+
+/** Derives the public key of a raw private seed. */
+export async function publicKeyOf(name: Algorithm, seed: Uint8Array): Promise<Uint8Array> {
+  return (await seedEntry(name, seed).publicKey()).slice();
+}
+
+/**
+ * The X25519 key pair of a raw private seed as WebCrypto keys, cached: the private key is not
+ * extractable, the public key is derived from the seed.
+ */
+export async function x25519KeyPair(seed: Uint8Array): Promise<CryptoKeyPair> {
+  return await seedEntry("X25519", seed).keyPair();
+}
+
 /** Signs `data` with a raw Ed25519 private seed; returns the 64-byte signature. */
 export async function sign(privateKey: Uint8Array, data: Uint8Array): Promise<Uint8Array> {
-  const key = await importPrivateKey("Ed25519", privateKey);
+  const key = await seedEntry("Ed25519", privateKey).privateKey();
   return new Uint8Array(await crypto.subtle.sign("Ed25519", key, buf(data)));
 }
 
@@ -136,7 +234,7 @@ export async function verify(
 ): Promise<boolean> {
   if (publicKey.length !== 32 || signature.length !== 64) return false;
   try {
-    const key = await importPublicKey("Ed25519", publicKey);
+    const key = await verifyKey(publicKey);
     return await crypto.subtle.verify("Ed25519", key, buf(signature), buf(data));
   } catch {
     return false;
@@ -145,7 +243,7 @@ export async function verify(
 
 /** X25519 shared secret (32 bytes) of a raw private seed and a raw public key. */
 export async function x25519(privateKey: Uint8Array, publicKey: Uint8Array): Promise<Uint8Array> {
-  const priv = await importPrivateKey("X25519", privateKey);
+  const priv = await seedEntry("X25519", privateKey).privateKey();
   const pub = await importPublicKey("X25519", publicKey);
   return new Uint8Array(await crypto.subtle.deriveBits({ name: "X25519", public: pub }, priv, 256));
 }
