@@ -3,15 +3,23 @@
  * `{ "version": 1, "rows": [...] }`, one row per line.
  *
  * Updates hold a cross-process lock (see file_lock.ts), so overlapping cron runs cannot lose
- * each other's rows, and replace the file atomically (temp file, fsync, rename), so a crash
- * leaves either the old or the new table. Reads take no lock: they always see a whole file.
+ * each other's rows, and replace the file atomically (temp file, fsync, rename, directory
+ * fsync), so a crash leaves either the old or the new table. Reads take no lock: they always
+ * see a whole file. The first update of a store removes temp files that a killed writer left.
+ *
+ * Speed: a store remembers the bytes it last read or wrote, the rows they hold (private copies,
+ * never handed out) and each row's line. When the file still holds exactly those bytes it is
+ * not parsed and validated again; the file is always read and compared, never judged by its
+ * inode, size and mtime, so another process's change is seen even within one mtime tick. Rows
+ * the caller returns as it got them (checked field by field) keep their validated copy and
+ * their encoded line; only new or changed rows are validated and serialised.
  *
  * @module
  */
 import { HostError } from "../errors.ts";
 import { type Clock, systemClock } from "../runtime.ts";
 import { withFileLock } from "./file_lock.ts";
-import { validateRows } from "./table.ts";
+import { cloneRow, validateRows } from "./table.ts";
 import type { PeerRow, TableStore } from "./types.ts";
 
 /** Version of the table file format. */
@@ -24,6 +32,18 @@ export interface JsonFileStoreOptions {
   /** How long an update waits for another process's lock, in ms. Default TABLE_LOCK_TIMEOUT_MS. */
   lockTimeoutMs?: number;
 }
+
+/** The file as this store last read or wrote it. */
+interface Snapshot {
+  bytes: Uint8Array;
+  /** Validated rows; private, callers get copies. */
+  rows: PeerRow[];
+}
+
+const encoder = new TextEncoder();
+const HEAD = encoder.encode(`{"version":${TABLE_FILE_VERSION},"rows":[\n`);
+const SEPARATOR = encoder.encode(",\n");
+const TAIL = encoder.encode("\n]}\n");
 
 /**
  * The control table in a JSON file.
@@ -39,6 +59,14 @@ export class JsonFileStore implements TableStore {
   readonly #options: JsonFileStoreOptions;
   /** Serialises this instance's updates, so they queue instead of polling the file lock. */
   #queue: Promise<unknown> = Promise.resolve();
+  #snapshot: Snapshot | undefined;
+  /** The buffer the file is read into, so reading an unchanged file allocates nothing. */
+  #scratch: Uint8Array | undefined = new Uint8Array(0);
+  /** A buffer nothing refers to, for the next file write (saves allocating and zeroing one). */
+  #spare: Uint8Array | undefined;
+  /** Each private row → its line in the file, encoded. */
+  readonly #lines = new WeakMap<PeerRow, Uint8Array>();
+  #swept = false;
 
   /** @param path the table file; its directory is created on the first update. */
   constructor(path: string, options: JsonFileStoreOptions = {}) {
@@ -57,20 +85,7 @@ export class JsonFileStore implements TableStore {
    * @throws {HostError} code `ETABLE` when the file is not a valid table.
    */
   async read(): Promise<PeerRow[]> {
-    let text: string;
-    try {
-      text = await Deno.readTextFile(this.#path);
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return [];
-      throw new HostError(
-        "ETABLE",
-        `Cannot read the control table ${this.#path}: ${
-          err instanceof Error ? err.message : String(err)
-        }; check the file's permissions`,
-        { cause: err },
-      );
-    }
-    return this.#parse(text);
+    return (await this.#load()).map(cloneRow);
   }
 
   /** Runs `fn` on the current rows under the file lock and writes its rows atomically. */
@@ -81,8 +96,18 @@ export class JsonFileStore implements TableStore {
   ): Promise<T> {
     const run = () =>
       withFileLock(this.#path, async () => {
-        const { rows, result } = await fn(await this.read());
-        await this.#write(rows);
+        if (!this.#swept) {
+          this.#swept = true;
+          await sweepTempFiles(this.#path);
+        }
+        const origin = new Map<PeerRow, PeerRow>(); // each copy handed out → its private row
+        const current = (await this.#load()).map((row) => {
+          const copy = cloneRow(row);
+          origin.set(copy, row);
+          return copy;
+        });
+        const { rows, result } = await fn(current);
+        await this.#write(rows, origin);
         return result;
       }, { clock: this.#options.clock ?? systemClock, timeoutMs: this.#options.lockTimeoutMs });
     const done = this.#queue.then(run, run);
@@ -93,6 +118,34 @@ export class JsonFileStore implements TableStore {
   /** Nothing to release. */
   close(): Promise<void> {
     return Promise.resolve();
+  }
+
+  /** The validated rows of the file (private: hand out copies), reusing the last parse. */
+  async #load(): Promise<PeerRow[]> {
+    const scratch = this.#scratch ?? new Uint8Array(0); // undefined: a concurrent read has it
+    this.#scratch = undefined;
+    let view: Uint8Array;
+    try {
+      view = await readInto(this.#path, scratch);
+    } catch (err) {
+      this.#scratch = scratch;
+      if (err instanceof Deno.errors.NotFound) return [];
+      throw new HostError(
+        "ETABLE",
+        `Cannot read the control table ${this.#path}: ${
+          err instanceof Error ? err.message : String(err)
+        }; check the file's permissions`,
+        { cause: err },
+      );
+    }
+    // No await from here on, so the next read may have the buffer (perhaps grown) back.
+    this.#scratch = new Uint8Array(view.buffer);
+    const last = this.#snapshot;
+    if (last !== undefined && sameBytes(view, last.bytes)) return last.rows;
+    const bytes = view.slice();
+    const rows = this.#parse(new TextDecoder().decode(bytes));
+    this.#snapshot = { bytes, rows };
+    return rows;
   }
 
   #parse(text: string): PeerRow[] {
@@ -127,33 +180,185 @@ export class JsonFileStore implements TableStore {
     }
   }
 
-  async #write(rows: PeerRow[]): Promise<void> {
-    let valid: PeerRow[];
+  /**
+   * Checks `rows` as validateRows does and returns private copies: a row handed out by this
+   * store and returned unchanged keeps its validated copy, the others are validated now.
+   */
+  #accept(rows: readonly PeerRow[], origins: ReadonlyMap<PeerRow, PeerRow>): PeerRow[] {
     try {
-      valid = validateRows(rows);
+      if (!Array.isArray(rows)) return validateRows(rows); // throws: not a list
+      const accepted: PeerRow[] = new Array(rows.length);
+      const fresh: number[] = [];
+      rows.forEach((row, i) => {
+        const origin = origins.get(row);
+        if (origin !== undefined && sameRow(row, origin)) accepted[i] = origin;
+        else fresh.push(i);
+      });
+      if (fresh.length > 0) {
+        const valid = validateRows(fresh.map((i) => rows[i]));
+        fresh.forEach((at, k) => accepted[at] = valid[k]!);
+      }
+      // One row per network + user id (no new key strings: their hashes stay cached).
+      const seen = new Map<string, Set<string>>();
+      for (const { network, userId } of accepted) {
+        let users = seen.get(network);
+        if (users === undefined) seen.set(network, users = new Set());
+        if (users.has(userId)) throw new Error("a repeated user"); // validateRows names it below
+        users.add(userId);
+      }
+      return accepted;
     } catch (err) {
+      // Name the bad row by its place in the whole table, as validateRows(rows) does.
+      let problem = err;
+      try {
+        validateRows(rows);
+      } catch (whole) {
+        problem = whole;
+      }
       throw new TypeError(
         `Cannot store the control table: the update returned a bad table (${
-          err instanceof HostError ? err.cause : err
+          problem instanceof HostError ? problem.cause : problem
         }); this is a bug in the caller`,
-        { cause: err },
+        { cause: problem },
       );
     }
-    const lines = valid.map((row) => JSON.stringify(row));
-    const text = `{"version":${TABLE_FILE_VERSION},"rows":[\n${lines.join(",\n")}\n]}\n`;
-    await writeAtomically(this.#path, new TextEncoder().encode(text));
   }
+
+  async #write(rows: PeerRow[], origins: ReadonlyMap<PeerRow, PeerRow>): Promise<void> {
+    const accepted = this.#accept(rows, origins);
+    const lines = accepted.map((row) => {
+      let line = this.#lines.get(row);
+      if (line === undefined) {
+        line = encoder.encode(JSON.stringify(row));
+        this.#lines.set(row, line);
+      }
+      return line;
+    });
+    const bytes = joinLines(lines, this.#spare);
+    this.#spare = undefined;
+    try {
+      await writeAtomically(this.#path, bytes);
+    } catch (err) {
+      this.#spare = new Uint8Array(bytes.buffer);
+      throw err;
+    }
+    const previous = this.#snapshot;
+    this.#snapshot = { bytes, rows: accepted };
+    // Nothing uses the previous file bytes after a compare, which never awaits.
+    if (previous !== undefined) this.#spare = new Uint8Array(previous.bytes.buffer);
+  }
+}
+
+/**
+ * Reads the file at `path` into `buffer`, or into a larger buffer when it does not fit; returns
+ * the bytes read, a view of that buffer.
+ */
+async function readInto(path: string, buffer: Uint8Array): Promise<Uint8Array> {
+  const file = await Deno.open(path, { read: true });
+  try {
+    let size = 0;
+    for (;;) {
+      if (size === buffer.length) {
+        const larger = new Uint8Array(Math.max(64 * 1024, buffer.length * 2));
+        larger.set(buffer);
+        buffer = larger;
+      }
+      const n = await file.read(buffer.subarray(size));
+      if (n === null) return buffer.subarray(0, size);
+      size += n;
+    }
+  } finally {
+    file.close();
+  }
+}
+
+/** The file's bytes: `HEAD`, the lines separated by `SEPARATOR`, `TAIL`; in `spare` if it fits. */
+function joinLines(lines: readonly Uint8Array[], spare: Uint8Array | undefined): Uint8Array {
+  let size = HEAD.length + TAIL.length + SEPARATOR.length * Math.max(0, lines.length - 1);
+  for (const line of lines) size += line.length;
+  // Room to grow, so the next table (a row more, a longer history) fits a reused buffer.
+  const bytes = spare !== undefined && spare.length >= size
+    ? spare.subarray(0, size)
+    : new Uint8Array(size + (size >>> 4)).subarray(0, size);
+  bytes.set(HEAD);
+  let at = HEAD.length;
+  lines.forEach((line, i) => {
+    if (i > 0) {
+      bytes.set(SEPARATOR, at);
+      at += SEPARATOR.length;
+    }
+    bytes.set(line, at);
+    at += line.length;
+  });
+  bytes.set(TAIL, at);
+  return bytes;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  const words = a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0 ? a.length >>> 2 : 0;
+  const x = new Int32Array(a.buffer, a.byteOffset, words);
+  const y = new Int32Array(b.buffer, b.byteOffset, words);
+  for (let i = 0; i < words; i++) if (x[i] !== y[i]) return false;
+  for (let i = words * 4; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/**
+ * True when `row` (a copy handed out as `origin`) still holds exactly `origin`'s fields: then
+ * it is as valid as `origin` and serialises to the same line. Anything unusual (an extra
+ * field, a replaced list, an extra key in a history entry) counts as changed.
+ */
+function sameRow(row: PeerRow, origin: PeerRow): boolean {
+  const fields = 8 + (origin.lastFailureAt === undefined ? 0 : 1) +
+    (origin.history === undefined ? 0 : 1);
+  return Object.keys(row).length === fields &&
+    row.userId === origin.userId && row.network === origin.network &&
+    row.identityKey === origin.identityKey && row.email === origin.email &&
+    row.sessionId === origin.sessionId && row.requestedAt === origin.requestedAt &&
+    row.failures === origin.failures && row.lastFailureAt === origin.lastFailureAt &&
+    sameList(
+      row.endpoints,
+      origin.endpoints,
+      (e, o) =>
+        Object.keys(e).length === 3 && e.transport === o.transport &&
+        e.address === o.address && e.port === o.port,
+    ) &&
+    (row.history === origin.history ||
+      sameList(
+        row.history,
+        origin.history,
+        (h, o) => Object.keys(h).length === 2 && h.sessionId === o.sessionId && h.at === o.at,
+      ));
+}
+
+function sameList<T extends object>(
+  list: readonly T[] | undefined,
+  origin: readonly T[] | undefined,
+  same: (item: T, original: T) => boolean,
+): boolean {
+  if (!Array.isArray(list) || origin === undefined || list.length !== origin.length) return false;
+  for (let i = 0; i < list.length; i++) {
+    const item: unknown = list[i];
+    if (typeof item !== "object" || item === null || !same(item as T, origin[i]!)) return false;
+  }
+  return true;
 }
 
 /** Writes `bytes` to a temp file beside `path`, flushes it to disk and renames it over `path`. */
 async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
   const dir = parentDir(path);
-  if (dir !== undefined) await Deno.mkdir(dir, { recursive: true });
   const suffix = Array.from(crypto.getRandomValues(new Uint8Array(6)))
     .map((b) => b.toString(16).padStart(2, "0")).join("");
-  const temp = `${path}.tmp-${Deno.pid}-${suffix}`;
+  const temp = `${path}${TEMP_INFIX}${Deno.pid}-${suffix}`;
   try {
-    const file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
+    // The lock file made the directory; make it again only if someone removed it since.
+    const options = { write: true, createNew: true, mode: 0o600 };
+    const file = await Deno.open(temp, options).catch(async (err) => {
+      if (!(err instanceof Deno.errors.NotFound) || dir === undefined) throw err;
+      await Deno.mkdir(dir, { recursive: true });
+      return await Deno.open(temp, options);
+    });
     try {
       for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
       await file.sync();
@@ -174,6 +379,30 @@ async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
   await syncDir(dir ?? ".");
 }
 
+/** Temp files are `<table>.tmp-<pid>-<12 hex digits>`. */
+const TEMP_INFIX = ".tmp-";
+const TEMP_TAIL = /^\d+-[0-9a-f]{12}$/;
+
+/**
+ * Removes the temp files a writer killed between creating and renaming them left beside
+ * `path`. Called under the lock, when no writer of this table can be between the two.
+ * Best effort: a file that cannot be listed or removed stays.
+ */
+async function sweepTempFiles(path: string): Promise<void> {
+  const dir = parentDir(path);
+  const prefix = baseName(path) + TEMP_INFIX;
+  try {
+    for await (const entry of Deno.readDir(dir ?? ".")) {
+      const name = entry.name;
+      if (!entry.isFile || !name.startsWith(prefix)) continue;
+      if (!TEMP_TAIL.test(name.slice(prefix.length))) continue;
+      await Deno.remove(dir === undefined ? name : `${dir}/${name}`).catch(() => {});
+    }
+  } catch {
+    // No directory yet, or not listable: nothing to sweep.
+  }
+}
+
 /** Flushes a directory entry (the rename) to disk; best effort, not every OS allows it. */
 async function syncDir(dir: string): Promise<void> {
   try {
@@ -186,6 +415,10 @@ async function syncDir(dir: string): Promise<void> {
   } catch {
     // Windows cannot open a directory; the rename itself is still atomic.
   }
+}
+
+function baseName(path: string): string {
+  return path.slice(Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\")) + 1);
 }
 
 function parentDir(path: string): string | undefined {

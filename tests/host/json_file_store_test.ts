@@ -261,3 +261,194 @@ await withFileLock(Deno.args[0]!, async () => { console.log("locked"); await lin
     }
   });
 });
+
+Deno.test("an update sees a row another store wrote since this store's last update", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/table.json`;
+    const mine = new JsonFileStore(path);
+    const other = new JsonFileStore(path);
+    await mine.update(() => ({ rows: [sampleRow(1)], result: undefined }));
+    await other.update((rows) => ({ rows: [...rows, sampleRow(2)], result: undefined }));
+    const seen = await mine.update((rows) => ({ rows: [...rows, sampleRow(3)], result: rows }));
+    assert.deepEqual(seen, [sampleRow(1), sampleRow(2)]);
+    assert.deepEqual((await readTable(path)).rows, [1, 2, 3].map((n) => sampleRow(n)));
+    assert.deepEqual(await other.read(), [1, 2, 3].map((n) => sampleRow(n)));
+  });
+});
+
+Deno.test("a same-size rewrite in place, within the same instant, is seen by the next update", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/table.json`;
+    const store = new JsonFileStore(path);
+    await store.update(() => ({ rows: [sampleRow(1), sampleRow(2)], result: undefined }));
+    const before = await Deno.stat(path);
+    // Another process rewrites the file in place (same inode) with a table of the same size
+    // within the file system's timestamp granularity: inode, size and mtime are unchanged
+    // (setting the old mtime back makes that instant certain).
+    const changed = sampleRow(2, { sessionId: sampleRow(2).sessionId.replace(/.$/, "Q") });
+    const text = await Deno.readTextFile(path);
+    const rewritten = text.replace(sampleRow(2).sessionId, changed.sessionId);
+    assert.notEqual(rewritten, text);
+    await Deno.writeTextFile(path, rewritten);
+    await Deno.utime(path, before.atime ?? new Date(), before.mtime ?? new Date());
+    const after = await Deno.stat(path);
+    assert.deepEqual([after.ino, after.size, after.mtime], [before.ino, before.size, before.mtime]);
+    assert.deepEqual(await store.read(), [sampleRow(1), changed]);
+    const seen = await store.update((rows) => ({ rows, result: rows }));
+    assert.deepEqual(seen, [sampleRow(1), changed]);
+    assert.deepEqual((await readTable(path)).rows, [sampleRow(1), changed]);
+  });
+});
+
+Deno.test("a table corrupted after this store wrote it gives ETABLE and is left as it was", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/table.json`;
+    const store = new JsonFileStore(path);
+    await store.update(() => ({ rows: [sampleRow(1)], result: undefined }));
+    const text = await Deno.readTextFile(path);
+    const corrupt = text.replace('"failures":0', '"failures":-1');
+    await Deno.writeTextFile(path, corrupt);
+    for (const attempt of [store.read(), store.update((rows) => ({ rows, result: 0 }))]) {
+      await assert.rejects(attempt, (err: unknown) => {
+        assert.ok(isMailpeerError(err) && err.code === "ETABLE", String(err));
+        assert.ok(err.message.startsWith(`Cannot read the control table ${path}: `));
+        assert.match(err.message, /row 0 has no valid "failures"; move it away/);
+        return true;
+      });
+    }
+    assert.equal(await Deno.readTextFile(path), corrupt);
+    await Deno.remove(path);
+    assert.deepEqual(await store.read(), [], "a removed table reads as empty");
+    assert.deepEqual(await store.update((rows) => ({ rows, result: rows })), []);
+  });
+});
+
+Deno.test("rows changed in place by an update are stored as changed", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/table.json`;
+    const store = new JsonFileStore(path);
+    const first = [1, 2, 3, 4, 5, 6].map((n) =>
+      sampleRow(n, { history: [{ sessionId: `s${n}`, at: n }], lastFailureAt: 7 })
+    );
+    await store.update(() => ({ rows: first, result: undefined }));
+    const expected = await store.update((rows) => {
+      const [a, b, c, d, e] = rows as [PeerRow, PeerRow, PeerRow, PeerRow, PeerRow];
+      a.failures += 1;
+      b.endpoints[0]!.port = 1;
+      c.history!.push({ sessionId: "more", at: 9 });
+      c.history![0]!.at = 2;
+      delete d.lastFailureAt;
+      e.endpoints = [{ transport: "udp", address: "2001:db8::5", port: 5 }];
+      return { rows, result: structuredClone(rows) };
+    });
+    assert.equal(expected[0]!.failures, 1);
+    assert.deepEqual(await store.read(), expected);
+    assert.deepEqual((await readTable(path)).rows, expected);
+    assert.deepEqual(await new JsonFileStore(path).read(), expected);
+  });
+});
+
+Deno.test("rows made invalid in place are refused with the bad row's place, the table kept", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/table.json`;
+    const store = new JsonFileStore(path);
+    const first = [1, 2, 3].map((n) => sampleRow(n));
+    await store.update(() => ({ rows: first, result: undefined }));
+    const cases: [(rows: PeerRow[]) => PeerRow[], RegExp][] = [
+      [(rows) => {
+        rows[2]!.failures = -1;
+        return rows;
+      }, /row 2 has no valid "failures"/],
+      [(rows) => {
+        (rows[1] as unknown as Record<string, unknown>).extra = 1;
+        return rows;
+      }, /row 1 has an unknown field "extra"/],
+      [(rows) => {
+        rows[1]!.endpoints[0]!.port = 0;
+        return rows;
+      }, /row 1 endpoint 0 has port 0/],
+      [(rows) => [...rows, rows[0]!], /row 3 repeats user "user-1"/],
+      [(rows) => [...rows, sampleRow(2)], /row 3 repeats user "user-2"/],
+      [(rows) => [...rows, { ...sampleRow(4), email: 5 as unknown as string }], /row 3 .*"email"/],
+    ];
+    for (const [change, reason] of cases) {
+      await assert.rejects(
+        store.update((rows) => ({ rows: change(rows), result: undefined })),
+        (err: unknown) => {
+          assert.ok(err instanceof TypeError, String(err));
+          assert.match(err.message, /^Cannot store the control table: the update returned a bad/);
+          assert.match(err.message, reason);
+          return true;
+        },
+      );
+      assert.deepEqual(await store.read(), first);
+    }
+  });
+});
+
+Deno.test("the first update removes temp files a killed writer left, and nothing else", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/table.json`;
+    const orphans = ["table.json.tmp-4242-0123456789ab", "table.json.tmp-1-ffffffffffff"];
+    const others = [
+      "table.json.tmp-4242-0123456789a", // not our pattern: 11 hex digits
+      "table.json.tmp-4242-0123456789abc",
+      "table.json.tmp-x-0123456789ab",
+      "table.json.tmp-keep",
+      "table.json.bak",
+      "other.json.tmp-4242-0123456789ab", // another table's temp file
+      "xtable.json.tmp-4242-0123456789ab",
+    ];
+    for (const name of [...orphans, ...others]) await Deno.writeTextFile(`${dir}/${name}`, "x");
+    await Deno.mkdir(`${dir}/table.json.tmp-7-0123456789ab`); // a directory, not a temp file
+    const store = new JsonFileStore(path);
+    await store.update(() => ({ rows: [sampleRow(1)], result: undefined }));
+    const names = [];
+    for await (const entry of Deno.readDir(dir)) names.push(entry.name);
+    assert.deepEqual(
+      names.sort(),
+      [...others, "table.json", "table.json.tmp-7-0123456789ab"].sort(),
+    );
+    for (const name of others) assert.equal(await Deno.readTextFile(`${dir}/${name}`), "x");
+    assert.deepEqual(await store.read(), [sampleRow(1)]);
+  });
+});
+
+Deno.test("a temp file left by a writer killed mid-write is removed by the next host", async () => {
+  await withTempDir(async (dir) => {
+    const path = `${dir}/table.json`;
+    const crashHost = new URL("../support/crash_host.ts", import.meta.url).pathname;
+    const temps = async () => {
+      const found = [];
+      for await (const e of Deno.readDir(dir)) if (e.name.includes(".tmp-")) found.push(e.name);
+      return found;
+    };
+    const watcher = Deno.watchFs(dir);
+    const events = watcher[Symbol.asyncIterator]();
+    try {
+      for (let attempt = 0; attempt < 10 && (await temps()).length === 0; attempt++) {
+        const child = new Deno.Command(Deno.execPath(), {
+          args: ["run", "--no-prompt", "-A", crashHost, "--write-loop", path, "5000"],
+          stdin: "null",
+          stdout: "null",
+          stderr: "null",
+        }).spawn();
+        // Kill it as soon as it creates a temp file: mid-write, before the rename.
+        for (;;) {
+          const next = await events.next();
+          if (next.done) throw new Error("the file watcher stopped");
+          const { kind, paths } = next.value;
+          if (kind === "create" && paths.some((p) => p.includes(`.tmp-${child.pid}-`))) break;
+        }
+        child.kill("SIGKILL");
+        await child.status;
+      }
+      assert.ok((await temps()).length > 0, "a kill left a temp file behind");
+      const store = new JsonFileStore(path);
+      await store.update((rows) => ({ rows, result: undefined }));
+      assert.deepEqual(await temps(), []);
+    } finally {
+      watcher.close();
+    }
+  });
+});
