@@ -17,8 +17,9 @@
  * @module
  */
 import { HostError } from "../errors.ts";
-import { bytesEqual, toBase64Url } from "../message/base64.ts";
+import { bytesEqual } from "../message/base64.ts";
 import { formatHostCard, type HostCard, parseHostCard } from "../message/host_card.ts";
+import { sweepTempFiles, writeAtomically } from "./atomic_file.ts";
 import { withFileLock } from "./file_lock.ts";
 
 /** Most host cards a directory keeps (proposed for limits.ts). */
@@ -150,6 +151,8 @@ const FILE_VERSION = 1;
  */
 export class JsonFileHostDirectory implements HostDirectory {
   readonly #path: string;
+  /** Whether this instance removed the temp files of killed writers yet. */
+  #swept = false;
   readonly #options: { self: HostCard; maxHosts: number };
 
   constructor(path: string, options: HostDirectoryOptions) {
@@ -170,6 +173,10 @@ export class JsonFileHostDirectory implements HostDirectory {
   /** @throws {HostError} `ETABLE` when the file cannot be read, locked or written. */
   add(cards: HostCard[], options: HostAddOptions = {}): Promise<number> {
     return withFileLock(this.#path, async () => {
+      if (!this.#swept) {
+        this.#swept = true;
+        await sweepTempFiles(this.#path);
+      }
       const result = addTo(await this.#read(), cards, { ...options, ...this.#options });
       if (result.changed) await this.#write(result.entries);
       return result.added;
@@ -223,23 +230,6 @@ export class JsonFileHostDirectory implements HostDirectory {
       JSON.stringify({ card: formatHostCard(e.card), trusted: e.trusted })
     );
     const text = `{"version":${FILE_VERSION},"hosts":[\n${lines.join(",\n")}\n]}\n`;
-    const dir = this.#path.replace(/[\\/][^\\/]*$/, "");
-    const suffix = toBase64Url(crypto.getRandomValues(new Uint8Array(6)));
-    const temp = `${this.#path}.tmp-${Deno.pid}-${suffix}`;
-    try {
-      if (dir !== this.#path && dir !== "") await Deno.mkdir(dir, { recursive: true });
-      const file = await Deno.open(temp, { write: true, createNew: true, mode: 0o600 });
-      try {
-        const bytes = new TextEncoder().encode(text);
-        for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
-        await file.sync();
-      } finally {
-        file.close();
-      }
-      await Deno.rename(temp, this.#path);
-    } catch (err) {
-      await Deno.remove(temp).catch(() => {});
-      this.#fail(String(err), "check that its directory is writable and the disk is not full", err);
-    }
+    await writeAtomically(this.#path, new TextEncoder().encode(text), "the host directory");
   }
 }
