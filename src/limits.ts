@@ -12,6 +12,8 @@ export const PROTOCOL_VERSION = 1;
 
 /** Largest raw mail the host fetches and parses (configurable). */
 export const MAX_MAIL_BYTES = 64 * 1024;
+/** Default budget of one source's body cache (the listing's and the claimed mails'). */
+export const DEFAULT_PREFETCH_BUDGET_BYTES = 2 * 1024 * 1024;
 /** Largest decoded coded block. */
 export const MAX_BLOCK_BYTES = 16 * 1024;
 /** Largest number of endpoints one request may carry. */

@@ -5,13 +5,22 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ImapFlow } from "imapflow";
+import type { ImapFlow } from "imapflow";
+import type { Logger } from "../../src/log.ts";
 import { composeMail } from "../../src/mail/compose.ts";
-import { type ImapServerOptions, ImapSource } from "../../src/mail/imap_source.ts";
+import { ImapSource } from "../../src/mail/imap_source.ts";
 import { deliverToMaildir, MaildirSource } from "../../src/mail/maildir.ts";
 import type { MailRef, MailSource, SubjectMatch } from "../../src/mail/types.ts";
 import { type Clock, systemClock } from "../../src/runtime.ts";
-import { account, NO_STACK } from "../support/mailstack.ts";
+import {
+  commandLog,
+  flagsBySubject,
+  imapServer,
+  mailClient,
+  removeFolders,
+  sourcesOf,
+} from "../support/imap_mailbox.ts";
+import { NO_STACK } from "../support/mailstack.ts";
 
 const REQUEST: SubjectMatch = { subject: "[mailpeer] lan request", mode: "exact" };
 const decoder = new TextDecoder();
@@ -117,59 +126,20 @@ Deno.test("maildir: a claim whose host died is put back once it is stale", async
 
 // ---- IMAP on the real stack -------------------------------------------------------------
 
-const ADDRESS = "host2@host.test";
 const MAILBOX = "mailpeer-claim";
 const PROCESSING = "mailpeer-claim-processing";
 const QUARANTINE = "mailpeer-claim-quarantine";
+const FOLDERS = [MAILBOX, PROCESSING, QUARANTINE];
 
-function server(): ImapServerOptions {
-  const { provider, user } = account(ADDRESS);
-  return {
-    host: provider.ip,
-    port: provider.ports.imap,
-    tls: "starttls",
-    user: user.user,
-    password: user.password,
-    caFile: provider.caFile,
-    servername: provider.hostname,
-  };
-}
-
-/** A plain session of the same user, as a person's mail client would have. */
-async function mailClient(): Promise<ImapFlow> {
-  const s = server();
-  const client = new ImapFlow({
-    host: s.host,
-    port: s.port,
-    secure: false,
-    doSTARTTLS: true,
-    servername: s.servername!,
-    tls: { ca: [await Deno.readTextFile(s.caFile!)], servername: s.servername! },
-    auth: { user: s.user, pass: s.password },
-    logger: false,
-    disableAutoIdle: true,
-  });
-  client.on("error", () => {});
-  await client.connect();
-  return client;
-}
-
-/** Removes this test's folders (the mailbox, processing and quarantine) when present. */
-async function removeFolders(client: ImapFlow): Promise<void> {
-  const existing = new Set((await client.list()).map((f) => f.path));
-  for (const folder of [MAILBOX, PROCESSING, QUARANTINE]) {
-    if (existing.has(folder)) await client.mailboxDelete(folder);
-  }
-}
-
-function imapSource(claimer: string, clock?: Clock): ImapSource {
-  return new ImapSource(server(), {
+function imapSource(claimer: string, clock?: Clock, logger?: Logger): ImapSource {
+  return new ImapSource(imapServer(), {
     mailbox: MAILBOX,
     processing: PROCESSING,
     quarantine: QUARANTINE,
     claimer,
     backoff: () => 50,
     ...(clock ? { clock } : {}),
+    ...(logger ? { logger } : {}),
   });
 }
 
@@ -187,11 +157,11 @@ function imapTest(name: string, fn: (client: ImapFlow) => Promise<void>): void {
     fn: async () => {
       const client = await mailClient();
       try {
-        await removeFolders(client);
+        await removeFolders(client, FOLDERS);
         await client.mailboxCreate(MAILBOX);
         await fn(client);
       } finally {
-        await removeFolders(client).catch(() => {});
+        await removeFolders(client, FOLDERS).catch(() => {});
         await client.logout().catch(() => client.close());
       }
     },
@@ -247,3 +217,53 @@ imapTest("imap: claims of a host that died are put back, fresh ones stay", async
     await Promise.all([live.close(), later.close()]);
   }
 });
+
+imapTest(
+  "imap: a claimed mail is fetched from the listing's read-ahead, and deleteMany takes claimed and listed mail at once",
+  async (client) => {
+    for (let n = 0; n < 4; n++) await client.append(MAILBOX, await mail(n));
+    await client.append(MAILBOX, await mail(98, "Lunch on Friday?"));
+    await client.append(MAILBOX, await mail(99, `Re: ${REQUEST.subject}`));
+    const delivered = await sourcesOf(client, MAILBOX);
+    const log = commandLog();
+    const source = imapSource("G", undefined, log);
+    try {
+      const refs = await source.list(REQUEST);
+      assert.equal(refs.length, 4);
+      log.commands.length = 0;
+      const claimed = [await source.claim(refs[0]!), await source.claim(refs[1]!)];
+      assert.ok(claimed.every((ref) => ref !== undefined));
+      assert.deepEqual(
+        log.commands.filter((c) => c.startsWith("UID")).map((c) => c.split(" ").slice(0, 2)),
+        [["UID", "STORE"], ["UID", "MOVE"], ["UID", "STORE"], ["UID", "MOVE"]],
+        "a claim locks on the MODSEQ of the listing, without reading the flags again",
+      );
+      log.commands.length = 0;
+      for (const [n, ref] of claimed.entries()) {
+        assert.deepEqual(await source.fetch(ref!), delivered[n], "the bytes of the listing");
+      }
+      // (the processing folder's connection opens now; it sends no command for the bodies)
+      const sent = log.commands.filter((c) => /^(UID|NOOP|FETCH)/.test(c));
+      assert.equal(sent.join("; "), "", "no round trip for the read-ahead bodies");
+      await source.deleteMany([claimed[0]!, refs[2]!, claimed[1]!]);
+      assert.ok(
+        log.commands.filter((c) => c.startsWith("UID EXPUNGE")).length === 2,
+        `one EXPUNGE per folder: ${log.commands.join("; ")}`,
+      );
+      assert.equal(await count(client), 0, "the claimed mails are gone");
+      assert.deepEqual((await source.list(REQUEST)).map((r) => r.id), [refs[3]!.id]);
+      const flags = await flagsBySubject(client, MAILBOX);
+      assert.deepEqual(
+        [...flags.keys()].sort(),
+        [
+          REQUEST.subject,
+          "Lunch on Friday?",
+          `Re: ${REQUEST.subject}`,
+        ].sort(),
+      );
+      for (const [subject, set] of flags) assert.deepEqual(set, [], `${subject} was marked`);
+    } finally {
+      await source.close();
+    }
+  },
+);

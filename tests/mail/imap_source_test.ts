@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { ImapFlow } from "imapflow";
+import type { ImapFlow } from "imapflow";
 import nodemailer from "nodemailer";
 import { MailError } from "../../src/errors.ts";
 import { composeMail } from "../../src/mail/compose.ts";
@@ -15,6 +15,7 @@ import {
   ImapSource,
   type ImapSourceOptions,
 } from "../../src/mail/imap_source.ts";
+import { BodyCache, bodyKey, choosePrefetch } from "../../src/mail/imap_prefetch.ts";
 import type { SubjectMatch } from "../../src/mail/types.ts";
 import { mailSourceConformance } from "../conformance/mail_source.ts";
 import { Host } from "../../src/host/host.ts";
@@ -26,9 +27,16 @@ import { sealRequest } from "../../src/message/block.ts";
 import { generateHostKeys, generateIdentityKeys, hostCardOf } from "../../src/message/key_file.ts";
 import { generateX25519 } from "../../src/message/keys.ts";
 import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
+import {
+  commandLog,
+  flagsBySubject,
+  IMAP_TEST_ADDRESS as ADDRESS,
+  imapServer as server,
+  mailClient,
+  sourcesOf,
+} from "../support/imap_mailbox.ts";
 import { account, NO_STACK, STACK } from "../support/mailstack.ts";
 
-const ADDRESS = "host2@host.test";
 const REQUEST: SubjectMatch = { subject: "[mailpeer] lan request", mode: "exact" };
 /**
  * Most tests read this folder, not INBOX: mail that Postfix delivers late (a deferred mail of
@@ -39,40 +47,6 @@ const FOLDER = "mailpeer-test";
 const HANG_GUARD_MS = 20_000;
 /** Reconnect fast in tests. */
 const FAST: ImapSourceOptions = { backoff: () => 50, connectAttempts: 100 };
-
-/** STARTTLS on 143 with the test CA, verified as mail.host.test. */
-function server(overrides: Partial<ImapServerOptions> = {}): ImapServerOptions {
-  const { provider, user } = account(ADDRESS);
-  return {
-    host: provider.ip,
-    port: provider.ports.imap,
-    tls: "starttls",
-    user: user.user,
-    password: user.password,
-    caFile: provider.caFile,
-    servername: provider.hostname,
-    ...overrides,
-  };
-}
-
-/** A plain imapflow session of the same user, as a person's mail client would have. */
-async function mailClient(): Promise<ImapFlow> {
-  const s = server();
-  const client = new ImapFlow({
-    host: s.host,
-    port: s.port,
-    secure: false,
-    doSTARTTLS: true,
-    servername: s.servername!,
-    tls: { ca: [await Deno.readTextFile(s.caFile!)], servername: s.servername! },
-    auth: { user: s.user, pass: s.password },
-    logger: false,
-    disableAutoIdle: true,
-  });
-  client.on("error", () => {});
-  await client.connect();
-  return client;
-}
 
 /** Empties INBOX, removes every other folder of the test user and creates {@link FOLDER}. */
 async function emptyMailbox(client: ImapFlow): Promise<void> {
@@ -86,24 +60,15 @@ async function emptyMailbox(client: ImapFlow): Promise<void> {
 
 let counter = 0;
 
-async function mail(subject: string): Promise<Uint8Array> {
+/** A mail with a unique body (and `padding` bytes more of it). */
+async function mail(subject: string, padding = 0): Promise<Uint8Array> {
   const { raw } = await composeMail({
     from: "alice@a.test",
     to: [ADDRESS],
     subject,
-    text: `IMAP test mail ${counter++}\r\n`,
+    text: `IMAP test mail ${counter++}\r\n` + "x".repeat(padding),
   });
   return raw;
-}
-
-/** The flags of every message in `folder`, by subject. */
-async function flagsBySubject(client: ImapFlow, folder: string): Promise<Map<string, string[]>> {
-  await client.mailboxOpen(folder);
-  const out = new Map<string, string[]>();
-  for (const msg of await client.fetchAll("1:*", { envelope: true, flags: true })) {
-    out.set(msg.envelope?.subject ?? "", [...(msg.flags ?? [])].sort());
-  }
-  return out;
 }
 
 function fixture(options: ImapSourceOptions, overrides: Partial<ImapServerOptions> = {}) {
@@ -198,10 +163,10 @@ imapTest(
 
 imapTest(
   "a mail listed before its mailbox was recreated counts as gone",
-  async (client, source) => {
+  async (client) => {
     await client.mailboxCreate("Scratch");
     await client.append("Scratch", await mail("[mailpeer] lan request"));
-    const scratch = new ImapSource(server(), { ...FAST, mailbox: "Scratch" });
+    const scratch = new ImapSource(server(), { ...FAST, mailbox: "Scratch", prefetchBytes: 0 });
     try {
       const [old] = await scratch.list(REQUEST);
       assert.ok(old !== undefined);
@@ -220,7 +185,162 @@ imapTest(
     } finally {
       await scratch.close();
     }
-    void source;
+  },
+);
+
+imapTest(
+  "a body read ahead is never served for the mail that took its UID in a recreated mailbox",
+  async (client) => {
+    await client.mailboxCreate("Scratch");
+    const first = await mail("[mailpeer] lan request");
+    await client.append("Scratch", first);
+    const scratch = new ImapSource(server(), {
+      ...FAST,
+      mailbox: "Scratch",
+      prefetchBytes: 4_096,
+    });
+    try {
+      const [old] = await scratch.list(REQUEST); // reads the body of `first` ahead
+      assert.ok(old !== undefined);
+      await client.mailboxDelete("Scratch");
+      await client.mailboxCreate("Scratch");
+      const second = await mail("[mailpeer] lan request", 5_000); // too big to read ahead
+      await client.append("Scratch", second);
+      const [fresh] = await scratch.list(REQUEST);
+      assert.ok(fresh !== undefined && fresh.id !== old.id);
+      assert.equal(fresh.id.split(":")[1], old.id.split(":")[1], "the UID was used again");
+      assert.deepEqual(await scratch.fetch(fresh), second);
+      await assert.rejects(scratch.fetch(old), /no longer in the mailbox/);
+      await scratch.delete(old); // gone: nothing to do
+      assert.deepEqual((await scratch.list(REQUEST)).map((r) => r.id), [fresh.id]);
+    } finally {
+      await scratch.close();
+    }
+  },
+);
+
+imapTest(
+  "a mail replaced between list and fetch is never served in place of the other",
+  async (client, source) => {
+    const first = await mail("[mailpeer] lan request");
+    await client.append(FOLDER, first);
+    const [old] = await source.list(REQUEST); // reads the body of `first` ahead
+    assert.ok(old !== undefined);
+    await client.mailboxOpen(FOLDER);
+    await client.messageDelete("1:*");
+    const second = await mail("[mailpeer] lan request", 5_000); // too big to read ahead
+    await client.append(FOLDER, second); // now the first mail of the folder
+    const [now] = await source.list(REQUEST);
+    assert.ok(now !== undefined && now.id !== old.id);
+    assert.deepEqual(await source.fetch(now), second);
+    const got = await source.fetch(old).catch((err) => err);
+    if (got instanceof Uint8Array) assert.deepEqual(got, first);
+    else assert.match(String(got), /no longer in the mailbox/);
+    await source.delete(old); // gone: nothing to do
+    assert.deepEqual((await source.list(REQUEST)).map((r) => r.id), [now.id]);
+  },
+  { prefetchBytes: 4_096 },
+);
+
+Deno.test("the read-ahead cache stays within its budget and serves each body once", () => {
+  const cache = new BodyCache(100);
+  const key = (uid: number) => bodyKey("INBOX", 7n, uid);
+  assert.equal(cache.put(key(1), new Uint8Array(60)), true);
+  assert.equal(cache.put(key(2), new Uint8Array(30)), true);
+  assert.equal(cache.put(key(3), new Uint8Array(101)), false, "larger than the budget");
+  assert.equal(cache.put(key(4), new Uint8Array(50)), true, "evicts the oldest");
+  assert.deepEqual([cache.size, cache.bytes], [2, 80]);
+  assert.equal(cache.take(key(1)), undefined);
+  assert.equal(cache.take(bodyKey("INBOX", 8n, 2)), undefined, "another UIDVALIDITY");
+  assert.equal(cache.take(bodyKey("Other", 7n, 2)), undefined, "another mailbox");
+  assert.equal(cache.take(key(2))?.length, 30);
+  assert.equal(cache.take(key(2)), undefined, "served once");
+  const listed = [{ uid: 1, size: 10 }, { uid: 2, size: 500 }, { uid: 3 }, { uid: 4, size: 20 }];
+  assert.deepEqual(choosePrefetch(listed, { maxBytes: 100, budgetBytes: 1000 }), [1, 4]);
+  assert.deepEqual(choosePrefetch(listed, { maxBytes: 100, budgetBytes: 15 }), [1]);
+  assert.deepEqual(choosePrefetch(listed, { maxBytes: 0, budgetBytes: 1000 }), []);
+});
+
+imapTest(
+  "deleteMany removes exactly the given mails with one STORE and one EXPUNGE",
+  async (client) => {
+    await client.append(FOLDER, await mail("Lunch on Friday?"));
+    await client.append(FOLDER, await mail("Old newsletter"), ["\\Deleted"]);
+    await client.append(FOLDER, await mail("Re: [mailpeer] lan request"));
+    for (let i = 0; i < 5; i++) await client.append(FOLDER, await mail(REQUEST.subject));
+    const log = commandLog();
+    const source = new ImapSource(server(), { ...FAST, mailbox: FOLDER, logger: log });
+    try {
+      const refs = await source.list(REQUEST);
+      assert.equal(refs.length, 5);
+      const [kept1, kept2] = [refs[1]!, refs[3]!];
+      const gone = refs.filter((r) => r !== kept1 && r !== kept2);
+      const uid = (id: string) => Number(id.split(":")[1]);
+      log.commands.length = 0;
+      await source.deleteMany(gone);
+      assert.deepEqual(log.commands, [
+        `UID STORE ${gone.map((r) => uid(r.id)).join(",")} +FLAGS.SILENT (\\Deleted)`,
+        `UID EXPUNGE ${gone.map((r) => uid(r.id)).join(",")}`,
+      ]);
+      assert.deepEqual((await source.list(REQUEST)).map((r) => r.id), [kept1.id, kept2.id]);
+      await client.mailboxOpen(FOLDER);
+      const left = await client.fetchAll("1:*", { uid: true, envelope: true, flags: true });
+      assert.deepEqual(
+        left.map((m) => [m.uid, m.envelope?.subject, [...(m.flags ?? [])]]),
+        [
+          [1, "Lunch on Friday?", []],
+          [2, "Old newsletter", ["\\Deleted"]],
+          [3, "Re: [mailpeer] lan request", []],
+          [uid(kept1.id), REQUEST.subject, []],
+          [uid(kept2.id), REQUEST.subject, []],
+        ],
+      );
+      await source.deleteMany([]); // nothing to do, no command
+      await source.deleteMany(gone); // already gone: not an error
+    } finally {
+      await source.close();
+    }
+  },
+);
+
+imapTest(
+  "a listing reads small matching bodies ahead, which fetch returns byte for byte",
+  async (client) => {
+    await client.append(FOLDER, await mail("Lunch on Friday?"));
+    await client.append(FOLDER, await mail("Re: [mailpeer] lan request"));
+    await client.append(FOLDER, await mail(REQUEST.subject));
+    await client.append(FOLDER, await mail(REQUEST.subject, 5_000)); // over prefetchBytes
+    await client.append(FOLDER, await mail(REQUEST.subject, 1_000));
+    const delivered = await sourcesOf(client, FOLDER);
+    const log = commandLog();
+    const ahead = new ImapSource(server(), {
+      ...FAST,
+      mailbox: FOLDER,
+      logger: log,
+      prefetchBytes: 4_096,
+    });
+    const plain = new ImapSource(server(), { ...FAST, mailbox: FOLDER, prefetchBytes: 0 });
+    try {
+      const refs = await ahead.list(REQUEST);
+      assert.deepEqual(refs.map((r) => r.id.split(":")[1]), ["3", "4", "5"]);
+      // only the small mails that match: never the reply, the ordinary mail or the big one
+      assert.ok(log.commands.includes("UID FETCH 3,5 (UID BODY.PEEK[])"), log.commands.join("\n"));
+      log.commands.length = 0;
+      const got = [];
+      for (const ref of refs) got.push(await ahead.fetch(ref));
+      assert.deepEqual(log.commands, ["UID FETCH 4 (UID BODY.PEEK[])"], "only the big one");
+      assert.deepEqual(got, delivered.slice(2));
+      assert.deepEqual(got, await Promise.all(refs.map((ref) => plain.fetch(ref))));
+      // each prefetched body is served once; a second fetch asks the server again
+      assert.deepEqual(await ahead.fetch(refs[0]!), delivered[2]);
+      assert.deepEqual(log.commands.slice(1), ["UID FETCH 3 (UID BODY.PEEK[])"]);
+      await client.mailboxOpen(FOLDER);
+      const flags = await client.fetchAll("1:*", { uid: true, flags: true });
+      assert.equal(flags.length, 5);
+      for (const m of flags) assert.deepEqual([...(m.flags ?? [])], [], `${m.uid} was marked`);
+    } finally {
+      await Promise.all([ahead.close(), plain.close()]);
+    }
   },
 );
 
