@@ -1,10 +1,13 @@
 /**
- * Builds the raw RFC 5322 bytes of an {@link OutgoingMail}: one text/plain part in UTF-8,
- * composed by nodemailer's MailComposer so that headers are folded and encoded correctly.
+ * Builds the raw RFC 5322 bytes of an {@link OutgoingMail}: one text/plain part in UTF-8.
+ * A simple mail (plain addresses, ASCII headers, 7-bit body: what mailpeer sends) is written
+ * directly by compose_fast.ts; any other goes through nodemailer's MailComposer, so that its
+ * headers are folded and encoded correctly.
  *
  * @module
  */
 import { MailError } from "../errors.ts";
+import { composeFast } from "./compose_fast.ts";
 import type { OutgoingMail } from "./types.ts";
 
 /** Options of {@link composeMail}. */
@@ -51,6 +54,22 @@ export async function composeMail(
   const now = options.now ?? Date.now;
   const hostname = options.hostname ?? domainOf(mail.from) ?? "localhost";
   const messageId = mail.messageId ?? `<${randomHex(16)}@${hostname}>`;
+  const date = mail.date ?? new Date(now());
+  const raw = composeFast(mail, { messageId, date }) ??
+    await composeWithMailComposer(mail, { messageId, date });
+  return { raw, messageId };
+}
+
+/**
+ * Composes `mail` with nodemailer's MailComposer, the path {@link composeMail} takes for a mail
+ * that is not simple. Exported for the tests that hold the fast path to it.
+ *
+ * @internal
+ */
+export async function composeWithMailComposer(
+  mail: OutgoingMail,
+  fields: { messageId: string; date: Date },
+): Promise<Uint8Array> {
   // Loaded on first use (see smtp_sender.ts): module loading dominates a cron host's start.
   const { default: MailComposer } = await import("nodemailer/lib/mail-composer/index.js");
   const composer = new MailComposer({
@@ -58,8 +77,8 @@ export async function composeMail(
     to: mail.to,
     subject: mail.subject,
     text: mail.text,
-    date: mail.date ?? new Date(now()),
-    messageId,
+    date: fields.date,
+    messageId: fields.messageId,
     inReplyTo: mail.inReplyTo,
     headers: mail.headers,
     textEncoding: "quoted-printable",
@@ -67,7 +86,7 @@ export async function composeMail(
   });
   try {
     const built: Uint8Array = await composer.compile().build();
-    return { raw: new Uint8Array(built), messageId };
+    return new Uint8Array(built);
   } catch (err) {
     throw new MailError(
       "ESEND",

@@ -1,6 +1,7 @@
 /**
- * Parses raw RFC 5322 mail (mailparser's simpleParser) into the few fields mailpeer uses,
- * and reads a mail's subject cheaply from its header section alone.
+ * Parses raw RFC 5322 mail into the few fields mailpeer uses, and reads a mail's subject
+ * cheaply from its header section alone. A simple mail (what mailpeer sends) is read by
+ * parse_fast.ts; any other by mailparser's simpleParser, with the same result.
  *
  * @module
  */
@@ -8,6 +9,7 @@ import { Buffer } from "node:buffer";
 import type { AddressObject } from "mailparser";
 import { MailError } from "../errors.ts";
 import { MAX_MAIL_BYTES } from "../limits.ts";
+import { parseFast, rawValue } from "./parse_fast.ts";
 
 /** The parts of a mail that mailpeer reads. */
 export interface ParsedMail {
@@ -58,13 +60,25 @@ export async function parseMail(raw: Uint8Array, options: ParseOptions = {}): Pr
         "a mailpeer mail is small, so this one is not for mailpeer (or raise the limit)",
     );
   }
-  const head = decoder.decode(raw.subarray(0, headerEnd(raw).headerEnd));
+  const end = headerEnd(raw);
+  const head = decoder.decode(raw.subarray(0, end.headerEnd));
   if (!HEADER_LINE.test(head)) {
     throw new MailError(
       "EMAIL",
       "Cannot parse mail: it does not start with a header line; it is not an RFC 5322 mail",
     );
   }
+  return (end.complete ? parseFast(raw, end.headerEnd) : undefined) ??
+    await parseWithMailparser(raw);
+}
+
+/**
+ * Parses `raw` with mailparser, the path {@link parseMail} takes for a mail that is not
+ * simple. Exported for the tests that hold the fast path to it.
+ *
+ * @internal
+ */
+export async function parseWithMailparser(raw: Uint8Array): Promise<ParsedMail> {
   let parsed;
   try {
     const { simpleParser } = await import("mailparser"); // loaded on first use
@@ -155,11 +169,6 @@ function unfoldedHeader(head: string, name: string): string | undefined {
     return value;
   }
   return undefined;
-}
-
-function rawValue(line: string): string {
-  const colon = line.indexOf(":");
-  return line.slice(colon + 1).replace(/\r?\n(?=[ \t])/g, "").trim();
 }
 
 function addressesOf(field: AddressObject | AddressObject[] | undefined): string[] {
