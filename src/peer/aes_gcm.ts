@@ -1,24 +1,45 @@
 /**
- * AES-256-GCM for the session (DESIGN §6): two implementations that produce the same bytes.
+ * AES-256-GCM for the session (DESIGN §6): three implementations that produce the same bytes.
+ * Figures are MB/s per CPU-second on 64 KiB – 1 MiB frames (docs/apps.md, benchmark).
  *
- * - `webcrypto` (the default): `crypto.subtle`, needs no permission. In Deno it is a portable
- *   Rust implementation that runs at roughly 100–200 MB/s per core.
  * - `openssl`: the system's OpenSSL 3 libcrypto through Deno FFI, synchronous, with AES-NI and
- *   carry-less multiply (about 1–4 GB/s per core). It is used only when the process already
- *   holds the `ffi` permission (this module never asks for it) and libcrypto loads; otherwise
- *   `webcrypto` is used. Both seal `ciphertext || 16-byte tag` with a 12-byte nonce and the
- *   same additional data, so the two ends of a link may use different implementations.
+ *   carry-less multiply: 3,500–4,300. It is used only when the process already holds the `ffi`
+ *   permission (this module never asks for it) and libcrypto loads.
+ * - `node`: `node:crypto` (`createCipheriv("aes-256-gcm")`), synchronous, needs no permission.
+ *   No promise or thread hop per frame, but in Deno its AES and GHASH are portable Rust code,
+ *   as WebCrypto's: 140–190, and `update()` returns new buffers that are copied into place.
+ * - `webcrypto`: `crypto.subtle`, needs no permission: 190–300, on a worker thread behind a
+ *   promise, so a session's sealing and opening overlap with its I/O on another core.
+ *
+ * `auto` picks `openssl` when it can, else `webcrypto`: `node` costs as much CPU per byte and,
+ * being synchronous, keeps it all on the event-loop thread (a TCP session ran 30–50 % slower than
+ * with WebCrypto). All seal `ciphertext || 16-byte tag` with a 12-byte nonce and the same
+ * additional data, so the two ends of a link may use different implementations.
  *
  * @module
  */
+import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from "node:crypto";
 
 /** Bytes of the GCM authentication tag. */
 export const TAG_BYTES = 16;
 
+/** One concrete implementation. */
+export type AesGcmEngine = "webcrypto" | "openssl" | "node";
 /** Which implementation to use; `auto` picks `openssl` when it is available. */
-export type AesGcmImplementation = "auto" | "webcrypto" | "openssl";
+export type AesGcmImplementation = "auto" | AesGcmEngine;
 
-/** One direction's AES-256-GCM key, as a WebCrypto key and (for OpenSSL) its raw bytes. */
+/** Where {@link AesGcmKey.open} puts the plaintext. */
+export interface OpenOptions {
+  /** Over the start of `sealed` (which the caller gives up). */
+  inPlace?: boolean;
+  /**
+   * Into this buffer, which must hold at least the plaintext (`sealed.length - TAG_BYTES`);
+   * the result is a view of its start. On failure it is zeroed. Wins over `inPlace`.
+   */
+  into?: Uint8Array;
+}
+
+/** One direction's AES-256-GCM key, as a WebCrypto key and (for OpenSSL, node) raw bytes. */
 export interface AesGcmKeyMaterial {
   key: CryptoKey;
   raw?: Uint8Array;
@@ -26,7 +47,7 @@ export interface AesGcmKeyMaterial {
 
 /** Seals and opens with one key. Results may be synchronous (OpenSSL) or promises. */
 export interface AesGcmKey {
-  readonly implementation: "webcrypto" | "openssl";
+  readonly implementation: AesGcmEngine;
   /**
    * Encrypts the concatenation of `parts` into `out`, which must hold exactly the plaintext
    * length plus {@link TAG_BYTES}: the ciphertext, then the tag.
@@ -38,15 +59,36 @@ export interface AesGcmKey {
     out: Uint8Array,
   ): void | Promise<void>;
   /**
-   * Decrypts `ciphertext || tag`; null when it does not authenticate. With `inPlace` the
-   * plaintext may overwrite the start of `sealed` (OpenSSL does; WebCrypto cannot).
+   * Decrypts `ciphertext || tag`; null when it does not authenticate, and no unauthenticated
+   * plaintext is left behind. Where the plaintext goes: see {@link OpenOptions}; by default a
+   * new buffer (OpenSSL decrypts straight into `into` or in place, the others copy there).
    */
   open(
     nonce: Uint8Array,
     aad: Uint8Array,
     sealed: Uint8Array,
-    options?: { inPlace?: boolean },
+    options?: OpenOptions,
   ): Uint8Array | null | Promise<Uint8Array | null>;
+}
+
+function checkSeal(nonce: Uint8Array, parts: readonly Uint8Array[], out: Uint8Array): number {
+  const total = parts.reduce((n, p) => n + p.length, 0);
+  if (nonce.length !== 12) throw new RangeError("An AES-GCM nonce must have 12 bytes");
+  if (out.length !== total + TAG_BYTES) {
+    throw new RangeError(`Sealed output needs ${total + TAG_BYTES} bytes, not ${out.length}`);
+  }
+  return total;
+}
+
+/** Where `open()` writes `size` plaintext bytes, or null for a new buffer. */
+function target(sealed: Uint8Array, size: number, options: OpenOptions): Uint8Array | null {
+  if (options.into) {
+    if (options.into.length < size) {
+      throw new RangeError(`Plaintext needs ${size} bytes, not ${options.into.length}`);
+    }
+    return options.into.subarray(0, size);
+  }
+  return options.inPlace ? sealed.subarray(0, size) : null;
 }
 
 function join(parts: readonly Uint8Array[]): Uint8Array {
@@ -81,9 +123,15 @@ class WebCryptoAesGcm implements AesGcmKey {
     out.set(new Uint8Array(sealed));
   }
 
-  async open(nonce: Uint8Array, aad: Uint8Array, sealed: Uint8Array): Promise<Uint8Array | null> {
+  async open(
+    nonce: Uint8Array,
+    aad: Uint8Array,
+    sealed: Uint8Array,
+    options: OpenOptions = {},
+  ): Promise<Uint8Array | null> {
+    let plain: Uint8Array;
     try {
-      return new Uint8Array(
+      plain = new Uint8Array(
         await crypto.subtle.decrypt(
           { name: "AES-GCM", iv: bytes(nonce), additionalData: bytes(aad) },
           this.key,
@@ -93,6 +141,74 @@ class WebCryptoAesGcm implements AesGcmKey {
     } catch {
       return null;
     }
+    const out = target(sealed, plain.length, options);
+    if (!out) return plain;
+    out.set(plain);
+    return out;
+  }
+}
+
+/** node:crypto, synchronous. `update()` returns new buffers, copied into place. */
+class NodeAesGcm implements AesGcmKey {
+  readonly implementation = "node" as const;
+  #key: KeyObject;
+
+  constructor(raw: Uint8Array) {
+    if (raw.length !== 32) throw new RangeError("An AES-256 key must have 32 bytes");
+    this.#key = createSecretKey(raw.slice());
+  }
+
+  seal(
+    nonce: Uint8Array,
+    aad: Uint8Array,
+    parts: readonly Uint8Array[],
+    out: Uint8Array,
+  ): void {
+    const total = checkSeal(nonce, parts, out);
+    const cipher = createCipheriv("aes-256-gcm", this.#key, nonce, { authTagLength: TAG_BYTES });
+    cipher.setAAD(aad);
+    let at = 0;
+    for (const part of parts) {
+      if (part.length === 0) continue;
+      const chunk = cipher.update(part);
+      out.set(chunk, at);
+      at += chunk.length;
+    }
+    const tail = cipher.final();
+    out.set(tail, at);
+    at += tail.length;
+    if (at !== total) throw new Error("node:crypto AES-256-GCM encryption failed");
+    out.set(cipher.getAuthTag(), total);
+  }
+
+  open(
+    nonce: Uint8Array,
+    aad: Uint8Array,
+    sealed: Uint8Array,
+    options: OpenOptions = {},
+  ): Uint8Array | null {
+    if (nonce.length !== 12) throw new RangeError("An AES-GCM nonce must have 12 bytes");
+    if (sealed.length < TAG_BYTES) return null;
+    const size = sealed.length - TAG_BYTES;
+    const out = target(sealed, size, options);
+    const decipher = createDecipheriv("aes-256-gcm", this.#key, nonce, {
+      authTagLength: TAG_BYTES,
+    });
+    decipher.setAAD(aad);
+    decipher.setAuthTag(sealed.subarray(size));
+    const head: Uint8Array = decipher.update(sealed.subarray(0, size));
+    let tail: Uint8Array;
+    try {
+      tail = decipher.final(); // throws unless the tag matches
+    } catch {
+      head.fill(0); // never leave unauthenticated plaintext behind
+      return null;
+    }
+    if (head.length + tail.length !== size) throw new Error("node:crypto AES-256-GCM failed");
+    const plain = out ?? new Uint8Array(size); // a plain Uint8Array, not a pooled Buffer
+    plain.set(head);
+    plain.set(tail, head.length);
+    return plain;
   }
 }
 
@@ -160,10 +276,21 @@ export function opensslAvailable(): boolean {
   return loadLibCrypto() !== null;
 }
 
+/** Frees the cipher contexts of OpenSSL keys that were garbage-collected. */
+const contexts = new FinalizationRegistry<{ lib: LibCrypto; ctx: Deno.PointerObject }>(
+  ({ lib, ctx }) => lib.EVP_CIPHER_CTX_free(ctx),
+);
+
+/**
+ * OpenSSL, synchronous. One cipher context per direction of use, keyed once: each frame only
+ * sets its nonce (no key schedule or cipher lookup per frame).
+ */
 class OpenSslAesGcm implements AesGcmKey {
   readonly implementation = "openssl" as const;
   #lib: LibCrypto;
   #raw: Uint8Array;
+  #encrypt: Deno.PointerObject | null = null;
+  #decrypt: Deno.PointerObject | null = null;
   #length = new Int32Array(1);
   #scratch = new Uint8Array(TAG_BYTES);
 
@@ -173,45 +300,55 @@ class OpenSslAesGcm implements AesGcmKey {
     this.#raw = raw.slice();
   }
 
+  /** A context of this key, set to `nonce`. */
+  #context(encrypt: boolean, nonce: Uint8Array): Deno.PointerObject {
+    const lib = this.#lib;
+    const init = encrypt ? lib.EVP_EncryptInit_ex : lib.EVP_DecryptInit_ex;
+    let ctx = encrypt ? this.#encrypt : this.#decrypt;
+    if (ctx) {
+      if (init(ctx, null, null, null, nonce) !== 1) throw new Error("OpenSSL cannot set a nonce");
+      return ctx;
+    }
+    ctx = lib.EVP_CIPHER_CTX_new();
+    if (ctx === null) throw new Error("OpenSSL cannot allocate a cipher context");
+    contexts.register(this, { lib, ctx });
+    if (encrypt) this.#encrypt = ctx;
+    else this.#decrypt = ctx;
+    if (init(ctx, lib.EVP_aes_256_gcm(), null, this.#raw, nonce) !== 1) {
+      throw new Error("OpenSSL cannot set up AES-256-GCM");
+    }
+    return ctx;
+  }
+
   seal(
     nonce: Uint8Array,
     aad: Uint8Array,
     parts: readonly Uint8Array[],
     out: Uint8Array,
   ): void {
-    const total = parts.reduce((n, p) => n + p.length, 0);
-    if (nonce.length !== 12) throw new RangeError("An AES-GCM nonce must have 12 bytes");
-    if (out.length !== total + TAG_BYTES) {
-      throw new RangeError(`Sealed output needs ${total + TAG_BYTES} bytes, not ${out.length}`);
-    }
+    const total = checkSeal(nonce, parts, out);
     const lib = this.#lib;
     const length = this.#length;
-    const ctx = lib.EVP_CIPHER_CTX_new();
-    if (ctx === null) throw new Error("OpenSSL cannot allocate a cipher context");
-    try {
-      let ok = lib.EVP_EncryptInit_ex(ctx, lib.EVP_aes_256_gcm(), null, this.#raw, nonce) === 1 &&
-        lib.EVP_EncryptUpdate(ctx, null, length, aad, aad.length) === 1;
-      let at = 0;
-      for (const part of parts) {
-        if (!ok) break;
-        if (part.length === 0) continue;
-        ok = lib.EVP_EncryptUpdate(ctx, out.subarray(at), length, part, part.length) === 1;
-        at += length[0]!;
-      }
-      ok = ok && lib.EVP_EncryptFinal_ex(ctx, this.#scratch, length) === 1 && length[0] === 0 &&
-        at === total &&
-        lib.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_BYTES, out.subarray(total)) === 1;
-      if (!ok) throw new Error("OpenSSL AES-256-GCM encryption failed");
-    } finally {
-      lib.EVP_CIPHER_CTX_free(ctx);
+    const ctx = this.#context(true, nonce);
+    let ok = lib.EVP_EncryptUpdate(ctx, null, length, aad, aad.length) === 1;
+    let at = 0;
+    for (const part of parts) {
+      if (!ok) break;
+      if (part.length === 0) continue;
+      ok = lib.EVP_EncryptUpdate(ctx, out.subarray(at), length, part, part.length) === 1;
+      at += length[0]!;
     }
+    ok = ok && lib.EVP_EncryptFinal_ex(ctx, this.#scratch, length) === 1 && length[0] === 0 &&
+      at === total &&
+      lib.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, TAG_BYTES, out.subarray(total)) === 1;
+    if (!ok) throw new Error("OpenSSL AES-256-GCM encryption failed");
   }
 
   open(
     nonce: Uint8Array,
     aad: Uint8Array,
     sealed: Uint8Array,
-    options: { inPlace?: boolean } = {},
+    options: OpenOptions = {},
   ): Uint8Array | null {
     if (nonce.length !== 12) throw new RangeError("An AES-GCM nonce must have 12 bytes");
     if (sealed.length < TAG_BYTES) return null;
@@ -219,39 +356,33 @@ class OpenSslAesGcm implements AesGcmKey {
     const length = this.#length;
     const size = sealed.length - TAG_BYTES;
     // In place, OpenSSL reads each block before it writes it back (input and output equal).
-    const out = options.inPlace ? sealed.subarray(0, size) : new Uint8Array(size);
-    const ctx = lib.EVP_CIPHER_CTX_new();
-    if (ctx === null) throw new Error("OpenSSL cannot allocate a cipher context");
-    try {
-      let ok = lib.EVP_DecryptInit_ex(ctx, lib.EVP_aes_256_gcm(), null, this.#raw, nonce) === 1 &&
-        lib.EVP_DecryptUpdate(ctx, null, length, aad, aad.length) === 1;
-      if (ok && size > 0) {
-        ok = lib.EVP_DecryptUpdate(ctx, out, length, sealed.subarray(0, size), size) === 1 &&
-          length[0] === size;
-      }
-      const tag = sealed.subarray(size); // checked by the final call
-      ok = ok && lib.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_BYTES, tag) === 1 &&
-        lib.EVP_DecryptFinal_ex(ctx, this.#scratch, length) === 1;
-      if (ok) return out;
-      out.fill(0); // never hand out unauthenticated plaintext
-      return null;
-    } finally {
-      lib.EVP_CIPHER_CTX_free(ctx);
+    const out = target(sealed, size, options) ?? new Uint8Array(size);
+    const ctx = this.#context(false, nonce);
+    let ok = lib.EVP_DecryptUpdate(ctx, null, length, aad, aad.length) === 1;
+    if (ok && size > 0) {
+      ok = lib.EVP_DecryptUpdate(ctx, out, length, sealed.subarray(0, size), size) === 1 &&
+        length[0] === size;
     }
+    const tag = sealed.subarray(size); // checked by the final call
+    ok = ok && lib.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_BYTES, tag) === 1 &&
+      lib.EVP_DecryptFinal_ex(ctx, this.#scratch, length) === 1;
+    if (ok) return out;
+    out.fill(0); // never hand out unauthenticated plaintext
+    return null;
   }
 }
 
 /**
  * Returns the AES-256-GCM implementation for one key. `auto` (the default) uses OpenSSL when
- * the `ffi` permission is granted, libcrypto loads and the raw key is known; `openssl` throws
- * when it cannot be used.
+ * the `ffi` permission is granted, libcrypto loads and the raw key is known, else WebCrypto.
+ * `openssl` and `node` throw when they cannot be used (`node` needs the raw key).
  */
 export function aesGcmKey(
   material: AesGcmKeyMaterial,
   options: { implementation?: AesGcmImplementation } = {},
 ): AesGcmKey {
   const wanted = options.implementation ?? "auto";
-  if (wanted !== "webcrypto" && material.raw) {
+  if ((wanted === "auto" || wanted === "openssl") && material.raw) {
     const lib = loadLibCrypto();
     if (lib) return new OpenSslAesGcm(lib, material.raw);
   }
@@ -259,6 +390,10 @@ export function aesGcmKey(
     throw new TypeError(
       "OpenSSL AES-GCM is not available: it needs the ffi permission, libcrypto 3 and a raw key",
     );
+  }
+  if (wanted === "node") {
+    if (!material.raw) throw new TypeError("node:crypto AES-GCM needs the raw key");
+    return new NodeAesGcm(material.raw);
   }
   return new WebCryptoAesGcm(material.key);
 }

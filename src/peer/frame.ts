@@ -128,85 +128,121 @@ export function decodeFrame(bytes: Uint8Array): Frame {
   return frames[0]!;
 }
 
-/** Frames at least this long are assembled in a buffer of their own, handed out uncopied. */
-const OWN_BUFFER_FRAME_BYTES = 16 * 1024;
+/** First size of a {@link FrameReader}'s buffer: handshake and chat frames fit. */
+const FIRST_READ_BUFFER_BYTES = 64 * 1024;
+/**
+ * Size a {@link FrameReader}'s buffer grows to once a frame does not fit: four largest frames,
+ * so one read takes in several (fewer read calls) and a frame cut at the end of the buffer is
+ * moved to its start only about once per four frames.
+ */
+const BULK_READ_BUFFER_BYTES = 4 * (LENGTH_PREFIX_BYTES + MAX_FRAME_BYTES);
+/** Reads smaller than this are avoided by moving the unread bytes to the start first. */
+const MIN_READ_BYTES = 16 * 1024;
+
+/**
+ * Decodes a byte stream (TCP) in one reused buffer, with no copy: the transport reads into
+ * {@link FrameReader.space}, reports how much with {@link FrameReader.filled}, and takes the
+ * frames out with {@link FrameReader.next}. A frame's body is a view into the buffer, valid
+ * until the next `space()` call (which may move or overwrite it). A bad header throws `EFRAME`
+ * as soon as it is in, without waiting for an announced oversize body. The buffer starts at
+ * 64 KiB and grows once to about 1 MiB (four largest frames) when a frame does not fit.
+ */
+export class FrameReader {
+  #buf: Uint8Array;
+  #start = 0;
+  #end = 0;
+
+  constructor(options: { capacity?: number } = {}) {
+    this.#buf = new Uint8Array(options.capacity ?? FIRST_READ_BUFFER_BYTES);
+  }
+
+  /** Bytes received that do not yet form a whole frame (or were not taken out yet). */
+  get buffered(): number {
+    return this.#end - this.#start;
+  }
+
+  /** Where the next read goes, once `next()` returned null: the free end of the buffer. */
+  space(): Uint8Array {
+    const buffered = this.#end - this.#start;
+    if (buffered === 0) this.#start = this.#end = 0;
+    const frame = buffered >= LENGTH_PREFIX_BYTES ? LENGTH_PREFIX_BYTES + this.#length() : 0;
+    if (frame > this.#buf.length) {
+      const next = new Uint8Array(Math.max(frame, BULK_READ_BUFFER_BYTES));
+      next.set(this.#buf.subarray(this.#start, this.#end));
+      this.#buf = next;
+      this.#start = 0;
+      this.#end = buffered;
+    } else if (
+      this.#start > 0 &&
+      this.#buf.length - this.#end < Math.max(frame - buffered, MIN_READ_BYTES)
+    ) {
+      this.#buf.copyWithin(0, this.#start, this.#end);
+      this.#start = 0;
+      this.#end = buffered;
+    }
+    return this.#buf.subarray(this.#end);
+  }
+
+  /** Counts `n` bytes just read into {@link FrameReader.space}. */
+  filled(n: number): void {
+    if (n < 0 || this.#end + n > this.#buf.length) throw new RangeError(`Cannot fill ${n} bytes`);
+    this.#end += n;
+  }
+
+  /** The next whole frame, its body a view into the buffer; null until one is complete. */
+  next(): Frame | null {
+    const buffered = this.#end - this.#start;
+    if (buffered < LENGTH_PREFIX_BYTES) return null;
+    const length = this.#length();
+    if (buffered > LENGTH_PREFIX_BYTES) checkVersion(this.#buf[this.#start + LENGTH_PREFIX_BYTES]!);
+    if (buffered < LENGTH_PREFIX_BYTES + length) return null;
+    const at = this.#start + LENGTH_PREFIX_BYTES;
+    const type = checkHeader(this.#buf[at]!, this.#buf[at + 1]!);
+    this.#start = at + length;
+    return { type, body: this.#buf.subarray(at + FRAME_HEADER_BYTES, at + length) };
+  }
+
+  /** The checked length of the frame at the start (its prefix must be in). */
+  #length(): number {
+    const b = this.#buf;
+    const at = this.#start;
+    const length = ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
+    if (length < FRAME_HEADER_BYTES) throw frameError(`frame length ${length}`);
+    if (length > MAX_FRAME_BYTES) {
+      throw frameError(`frame of ${length} bytes exceeds ${MAX_FRAME_BYTES}`);
+    }
+    return length;
+  }
+}
 
 /**
  * Decodes a byte stream (TCP) into frames: push chunks as they arrive, split anywhere, and get
- * back every frame they complete. Throws `EFRAME` as soon as a header is invalid, without
- * waiting for an announced oversize body. A large frame is collected in a buffer of its own
- * and its body is a view into that buffer (one copy from the chunks, none after).
+ * back every frame they complete, each body a copy of its own. Throws `EFRAME` as soon as a
+ * header is invalid, without waiting for an announced oversize body.
  */
 export class FrameDecoder {
-  #buf = new Uint8Array(0);
-  #start = 0;
-  #end = 0;
-  /** A large frame being collected: prefix, header and body. */
-  #own: Uint8Array | null = null;
-  #ownFilled = 0;
+  #reader = new FrameReader();
 
   /** Bytes received that do not yet form a whole frame. */
   get buffered(): number {
-    return this.#ownFilled + this.#end - this.#start;
+    return this.#reader.buffered;
   }
 
   /** Adds a chunk and returns the frames now complete, in order. */
   push(chunk: Uint8Array): Frame[] {
     const frames: Frame[] = [];
-    let from = 0;
-    if (this.#own) {
-      from = Math.min(chunk.length, this.#own.length - this.#ownFilled);
-      this.#own.set(chunk.subarray(0, from), this.#ownFilled);
-      this.#ownFilled += from;
-      if (this.#ownFilled < this.#own.length) return frames;
-      const own = this.#own;
-      this.#own = null;
-      this.#ownFilled = 0;
-      const type = checkHeader(own[LENGTH_PREFIX_BYTES]!, own[LENGTH_PREFIX_BYTES + 1]!);
-      frames.push({ type, body: own.subarray(LENGTH_PREFIX_BYTES + FRAME_HEADER_BYTES) });
-    }
-    this.#append(from === 0 ? chunk : chunk.subarray(from));
-    while (this.buffered >= LENGTH_PREFIX_BYTES) {
-      const view = new DataView(this.#buf.buffer, this.#buf.byteOffset + this.#start);
-      const length = view.getUint32(0);
-      if (length < FRAME_HEADER_BYTES) throw frameError(`frame length ${length}`);
-      if (length > MAX_FRAME_BYTES) {
-        throw frameError(`frame of ${length} bytes exceeds ${MAX_FRAME_BYTES}`);
+    let at = 0;
+    do {
+      const space = this.#reader.space();
+      const n = Math.min(space.length, chunk.length - at);
+      space.set(chunk.subarray(at, at + n));
+      this.#reader.filled(n);
+      at += n;
+      for (let frame = this.#reader.next(); frame; frame = this.#reader.next()) {
+        frames.push({ type: frame.type, body: frame.body.slice() });
       }
-      if (this.buffered >= LENGTH_PREFIX_BYTES + 1) checkVersion(view.getUint8(4));
-      if (this.buffered < LENGTH_PREFIX_BYTES + length) {
-        // Only once the version byte was checked: a bad header still fails at once.
-        if (length >= OWN_BUFFER_FRAME_BYTES && this.buffered > LENGTH_PREFIX_BYTES) {
-          this.#own = new Uint8Array(LENGTH_PREFIX_BYTES + length);
-          this.#own.set(this.#buf.subarray(this.#start, this.#end));
-          this.#ownFilled = this.#end - this.#start;
-          this.#start = this.#end;
-        }
-        break;
-      }
-      const at = this.#start + LENGTH_PREFIX_BYTES;
-      const type = checkHeader(this.#buf[at]!, this.#buf[at + 1]!);
-      frames.push({ type, body: this.#buf.slice(at + 2, at + length) });
-      this.#start = at + length;
-    }
-    if (this.#start === this.#end) this.#start = this.#end = 0;
+    } while (at < chunk.length);
     return frames;
-  }
-
-  #append(chunk: Uint8Array): void {
-    if (chunk.length === 0) return;
-    if (this.#end + chunk.length > this.#buf.length) {
-      const needed = this.#end - this.#start + chunk.length;
-      const next = needed > this.#buf.length
-        ? new Uint8Array(Math.max(needed, this.#buf.length * 2, 1024))
-        : this.#buf;
-      next.set(this.#buf.subarray(this.#start, this.#end));
-      this.#buf = next;
-      this.#end -= this.#start;
-      this.#start = 0;
-    }
-    this.#buf.set(chunk, this.#end);
-    this.#end += chunk.length;
   }
 }
 

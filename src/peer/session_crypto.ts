@@ -5,15 +5,22 @@
  *   handshake transcript hash, gives one AES-256-GCM key per direction.
  * - {@link SessionCipher}: seals and opens DATA bodies `[u64 BE sequence][ciphertext]`; the
  *   GCM nonce is the sequence number, the additional data is `[version][DATA][sequence]`.
- *   AES-GCM runs through WebCrypto, or OpenSSL when the process holds the `ffi` permission
- *   (`aes_gcm.ts`); the bytes are the same either way.
+ *   AES-GCM runs through OpenSSL when the process holds the `ffi` permission, else WebCrypto,
+ *   or node:crypto when asked for (`aes_gcm.ts`); the bytes are the same either way.
  * - {@link SessionLink} (`session_link.ts`): a {@link PeerLink} over any {@link FrameChannel}.
  *
  * @module
  */
 import { PeerError } from "../errors.ts";
 import { PROTOCOL_VERSION } from "../limits.ts";
-import { type AesGcmImplementation, type AesGcmKey, aesGcmKey, TAG_BYTES } from "./aes_gcm.ts";
+import {
+  type AesGcmEngine,
+  type AesGcmImplementation,
+  type AesGcmKey,
+  aesGcmKey,
+  type OpenOptions,
+  TAG_BYTES,
+} from "./aes_gcm.ts";
 import {
   FRAME_HEADER_BYTES,
   type FrameType,
@@ -38,7 +45,7 @@ const MAX_SEQUENCE = 0xffff_ffff_ffff_ffffn;
 export interface SessionKeys {
   send: CryptoKey;
   receive: CryptoKey;
-  /** The same keys as raw bytes, for the OpenSSL implementation; WebCrypto only without. */
+  /** The same keys as raw bytes, for OpenSSL and node:crypto; WebCrypto only without. */
   raw?: { send: Uint8Array; receive: Uint8Array };
 }
 
@@ -129,7 +136,7 @@ export class SessionCipher {
   }
 
   /** Which AES-GCM implementation seals and opens. */
-  get implementation(): "webcrypto" | "openssl" {
+  get implementation(): AesGcmEngine {
     return this.#send.implementation;
   }
 
@@ -190,11 +197,12 @@ export class SessionCipher {
 
   /**
    * Opens a DATA body; `PeerError` `EFRAME` when out of sequence, altered or forged. With
-   * `inPlace` the plaintext may be written over the body (which the caller then gives up).
+   * `inPlace` the plaintext may be written over the body (which the caller then gives up);
+   * with `into` it goes into that buffer (at least the plaintext long; zeroed on failure).
    */
   async open(
     body: Uint8Array,
-    options: { inPlace?: boolean } = {},
+    options: OpenOptions = {},
   ): Promise<{ sequence: bigint; plaintext: Uint8Array }> {
     if (body.length < SEQUENCE_BYTES) {
       throw frameError(

@@ -7,6 +7,9 @@
  * Each fragment is sealed when `send()` is called (it takes the next sequence number then),
  * straight into the frame it travels in, and written in call order; so `send()` needs no
  * copy of the message and the caller may reuse its buffer once `send()` returned a promise.
+ * On a stream (TCP, `exclusiveFrames`) each received DATA body, lent by the channel from its
+ * read buffer, is opened straight into the message it belongs to: the only allocation per
+ * message is the message itself, and a run of equal-sized messages needs no copy at all.
  *
  * @module
  */
@@ -35,6 +38,7 @@ const POOLED_FRAGMENT_BYTES = 16 * 1024;
 const POOL_BUFFER_BYTES = LENGTH_PREFIX_BYTES + FRAME_HEADER_BYTES + MAX_FRAME_BODY_BYTES;
 const POOL_BUFFERS = 4;
 const HIGH_WATER_BYTES = 4 * 1024 * 1024;
+const SEQUENCE_BYTES = 8;
 const MORE = Uint8Array.of(1);
 const LAST = Uint8Array.of(0);
 
@@ -48,9 +52,10 @@ export interface SessionLinkOptions {
   /** Largest message accepted from the peer; default {@link MAX_MESSAGE_BYTES}. */
   maxMessageBytes?: number;
   /**
-   * The channel is done with a sent frame's bytes once `send()` resolved, and nobody else
-   * keeps a received frame's body (true for TCP): sent frames are built in reused buffers and
-   * received ones decrypted in place. Default false.
+   * The channel is done with a sent frame's bytes once `send()` resolved, and a received
+   * frame's body may be the channel's, valid only until the next `receive()` (TCP): sent
+   * frames are built in reused buffers, and each received DATA body is opened straight into
+   * the message it belongs to before the next frame is read. Default false.
    */
   exclusiveFrames?: boolean;
   /** Largest fragment per DATA frame; default {@link MAX_FRAGMENT_BYTES} (lower it for UDP). */
@@ -83,6 +88,11 @@ export class SessionLink implements PeerLink {
   #waiters: Waiter[] = [];
   #partial: Uint8Array[] = [];
   #partialBytes = 0;
+  /** `exclusiveFrames`: the message being opened, `[first flag][data]`, or null between. */
+  #message: Uint8Array | null = null;
+  #fragments = 0;
+  /** `exclusiveFrames`: size of the last multi-fragment message, to open the next into. */
+  #messageHint = 0;
   #nextSequence = 0n;
   #ended = false;
   #error: unknown = null;
@@ -275,9 +285,10 @@ export class SessionLink implements PeerLink {
   }
 
   async #data(body: Uint8Array): Promise<void> {
+    if (this.#exclusiveFrames && this.#cipher.ordered) return await this.#streamData(body);
     let opened: { sequence: bigint; plaintext: Uint8Array };
     try {
-      opened = await this.#cipher.open(body, { inPlace: this.#exclusiveFrames });
+      opened = await this.#cipher.open(body);
     } catch (err) {
       // Datagrams: a forged, replayed or late datagram is dropped; spoofing one must not be
       // enough to end the link. On a stream it can only mean tampering: the link fails.
@@ -291,6 +302,62 @@ export class SessionLink implements PeerLink {
     }
     this.#nextSequence = sequence + 1n;
     const flag = plaintext[0];
+    this.#checkFragment(flag, plaintext.length - 1);
+    const chunk = plaintext.subarray(1);
+    this.#partial.push(chunk);
+    if (flag === 1) return;
+    const message = this.#partial.length === 1 ? chunk : concatBytes(...this.#partial);
+    this.#partial = [];
+    this.#partialBytes = 0;
+    this.#deliver(message);
+  }
+
+  /**
+   * A stream's DATA body (lent by the channel): opened straight into the message it belongs
+   * to. A message starts in a buffer of its first fragment's size, or of the last
+   * multi-fragment message's size when the fragment is a full one, so a run of equal messages
+   * is opened without any copy. A later fragment is opened at the end of the data so far; its
+   * flag byte lands on the last data byte, which is put back after.
+   */
+  async #streamData(body: Uint8Array): Promise<void> {
+    const size = body.length - SEQUENCE_BYTES - TAG_BYTES; // the flag and the chunk
+    if (size < 1) { // no room for a flag: let the cipher say what is wrong
+      const { plaintext } = await this.#cipher.open(body);
+      this.#checkFragment(plaintext[0], 0);
+    }
+    const at = this.#message ? this.#partialBytes : 0;
+    let message = this.#message;
+    if (!message) {
+      const full = size === this.#maxFragmentBytes + 1;
+      message = new Uint8Array(full ? Math.max(size, this.#messageHint) : size);
+    } else if (at + size > message.length) {
+      const grown = new Uint8Array(
+        Math.max(at + size, Math.min(2 * message.length, this.#maxMessageBytes + 1)),
+      );
+      grown.set(message.subarray(0, 1 + at));
+      message = grown;
+    }
+    this.#message = message;
+    const lastByte = message[at]!;
+    const { sequence } = await this.#cipher.open(body, { into: message.subarray(at) });
+    this.#nextSequence = sequence + 1n;
+    const flag = message[at];
+    if (at > 0) message[at] = lastByte;
+    this.#checkFragment(flag, size - 1);
+    this.#fragments++;
+    if (flag === 1) return;
+    const bytes = this.#partialBytes;
+    this.#messageHint = this.#fragments > 1 ? 1 + bytes : 0;
+    this.#message = null;
+    this.#fragments = 0;
+    this.#partialBytes = 0;
+    this.#deliver(
+      message.length === 1 + bytes ? message.subarray(1) : message.slice(1, 1 + bytes),
+    );
+  }
+
+  /** Checks a fragment's flag and counts its bytes against the message limit. */
+  #checkFragment(flag: number | undefined, chunkBytes: number): void {
     if (flag !== 0 && flag !== 1) {
       throw new PeerError(
         "EFRAME",
@@ -298,8 +365,7 @@ export class SessionLink implements PeerLink {
           "the peer is not a compatible mailpeer peer",
       );
     }
-    const chunk = plaintext.subarray(1);
-    this.#partialBytes += chunk.length;
+    this.#partialBytes += chunkBytes;
     if (this.#partialBytes > this.#maxMessageBytes) {
       throw new PeerError(
         "EFRAME",
@@ -307,11 +373,9 @@ export class SessionLink implements PeerLink {
           `${this.#maxMessageBytes} bytes; the peer must send smaller messages`,
       );
     }
-    this.#partial.push(chunk);
-    if (flag === 1) return;
-    const message = this.#partial.length === 1 ? chunk : concatBytes(...this.#partial);
-    this.#partial = [];
-    this.#partialBytes = 0;
+  }
+
+  #deliver(message: Uint8Array): void {
     const waiter = this.#waiters.shift();
     if (waiter) waiter.resolve(message);
     else {

@@ -8,7 +8,7 @@ import { PeerError } from "../errors.ts";
 import { DEFAULT_CONNECT_TIMEOUT_MS } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
 import type { Clock, RandomSource } from "../runtime.ts";
-import { encodeFrame, type Frame, FrameDecoder } from "./frame.ts";
+import { encodeFrame, type Frame, FrameReader } from "./frame.ts";
 import { initiateHandshake, respondHandshake } from "./handshake.ts";
 import { KeepaliveChannel } from "./keepalive_channel.ts";
 import { SessionLink } from "./session_crypto.ts";
@@ -69,12 +69,16 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
   });
 }
 
-/** Frames over one TCP connection. */
+/**
+ * Frames over one TCP connection. Reads go straight into one reused buffer (`FrameReader`).
+ * During the handshake each received body is a copy; after {@link TcpChannel.lendBodies} it
+ * is a view into that buffer, valid until the next `receive()`, so a session reading bulk data
+ * allocates nothing per frame and opens each body out of place.
+ */
 class TcpChannel implements FrameChannel {
   #conn: Deno.TcpConn;
-  #decoder = new FrameDecoder();
-  #ready: Frame[] = [];
-  #buf = new Uint8Array(256 * 1024);
+  #reader = new FrameReader();
+  #lend = false;
   #filling: Promise<void> | null = null;
   #writing: Promise<void> = Promise.resolve();
   #failure: unknown = null;
@@ -108,15 +112,26 @@ class TcpChannel implements FrameChannel {
     return run;
   }
 
+  /** From now on, a received body is only valid until the next `receive()` call. */
+  lendBodies(): void {
+    this.#lend = true;
+  }
+
   async receive(options: { signal?: AbortSignal } = {}): Promise<Frame | null> {
     const { signal } = options;
     while (true) {
-      const frame = this.#ready.shift();
-      if (frame) return frame;
+      let frame: Frame | null;
+      try {
+        frame = this.#reader.next(); // frames read before a failure still count
+      } catch (err) {
+        this.#failure ??= err;
+        throw this.#failure;
+      }
+      if (frame) return this.#lend ? frame : { type: frame.type, body: frame.body.slice() };
       if (this.#failure) throw this.#failure;
       if (this.#closed) return null;
       if (this.#eof) {
-        if (this.#decoder.buffered === 0) return null;
+        if (this.#reader.buffered === 0) return null;
         this.#failure = new PeerError(
           "EFRAME",
           "Cannot decode a peer frame: the connection ended inside a frame; the peer crashed",
@@ -134,9 +149,10 @@ class TcpChannel implements FrameChannel {
   }
 
   async #fill(): Promise<void> {
+    const space = this.#reader.space();
     let n: number | null;
     try {
-      n = await this.#conn.read(this.#buf);
+      n = await this.#conn.read(space);
     } catch (err) {
       if (this.#closed) return;
       this.#failure = new PeerError(
@@ -146,15 +162,8 @@ class TcpChannel implements FrameChannel {
       );
       return;
     }
-    if (n === null) {
-      this.#eof = true;
-      return;
-    }
-    try {
-      for (const frame of this.#decoder.push(this.#buf.subarray(0, n))) this.#ready.push(frame);
-    } catch (err) {
-      this.#failure = err;
-    }
+    if (n === null) this.#eof = true;
+    else this.#reader.filled(n);
   }
 
   close(): void {
@@ -224,6 +233,7 @@ export class TcpTransport implements PeerTransport {
         random: this.#options.random,
         signal: phase.signal,
       });
+      channel.lendBodies(); // the session opens each DATA body before it reads the next frame
       return new SessionLink(keepalive(channel, this.#options, result.peer.userId), result.cipher, {
         local,
         remote: { ...result.peer, endpoint: remote },
@@ -414,6 +424,7 @@ class TcpPeerListener implements PeerListener {
           random: this.#transport.random,
           signal: h.abort.signal,
         });
+        h.channel.lendBodies();
         const link = new SessionLink(
           keepalive(h.channel, this.#transport, result.peer.userId),
           result.cipher,

@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { aesGcmKey, opensslAvailable, TAG_BYTES } from "../../src/peer/aes_gcm.ts";
+import {
+  type AesGcmEngine,
+  aesGcmKey,
+  opensslAvailable,
+  TAG_BYTES,
+} from "../../src/peer/aes_gcm.ts";
 import { encodeFrame, FrameDecoder, FrameType } from "../../src/peer/frame.ts";
 
 async function material() {
@@ -9,55 +14,102 @@ async function material() {
 }
 const hasOpenSsl = opensslAvailable();
 
-Deno.test({
-  name: "OpenSSL and WebCrypto seal the same bytes and open each other's",
-  ignore: !hasOpenSsl,
-  fn: async () => {
-    const m = await material();
-    const web = aesGcmKey(m, { implementation: "webcrypto" });
-    const ssl = aesGcmKey(m, { implementation: "openssl" });
-    assert.equal(ssl.implementation, "openssl");
+const ENGINES: AesGcmEngine[] = hasOpenSsl
+  ? ["webcrypto", "node", "openssl"]
+  : ["webcrypto", "node"];
+const SIZES = [0, 1, 15, 16, 17, 4096, 65_536, 262_117];
+
+function filled(size: number): Uint8Array {
+  const plain = crypto.getRandomValues(new Uint8Array(Math.min(size, 65536)));
+  const full = new Uint8Array(size);
+  for (let at = 0; at < size; at += plain.length || 1) full.set(plain.subarray(0, size - at), at);
+  return full;
+}
+
+Deno.test(`every AES-GCM implementation (${ENGINES.join(", ")}) seals the same bytes and opens the others'`, async () => {
+  const m = await material();
+  const keys = ENGINES.map((implementation) => aesGcmKey(m, { implementation }));
+  assert.deepEqual(keys.map((k) => k.implementation), ENGINES);
+  const aad = Uint8Array.of(1, 4, 0, 0, 0, 0, 0, 0, 0, 7);
+  for (const size of [...SIZES, ...SIZES]) { // a new nonce each time, on the same keys
     const nonce = crypto.getRandomValues(new Uint8Array(12));
-    const aad = Uint8Array.of(1, 4, 0, 0, 0, 0, 0, 0, 0, 7);
-    for (const size of [0, 1, 15, 16, 17, 4096, 262_117]) {
-      const plain = crypto.getRandomValues(new Uint8Array(Math.min(size, 65536)));
-      const full = new Uint8Array(size);
-      for (let at = 0; at < size; at += plain.length || 1) {
-        full.set(plain.subarray(0, size - at), at);
-      }
-      const a = new Uint8Array(size + 1 + TAG_BYTES);
-      const b = new Uint8Array(size + 1 + TAG_BYTES);
-      await web.seal(nonce, aad, [Uint8Array.of(1), full], a);
-      await ssl.seal(nonce, aad, [Uint8Array.of(1), full], b);
-      assert.deepEqual(b, a, `${size} bytes`);
-      const opened = await ssl.open(nonce, aad, a);
-      assert.deepEqual(opened?.subarray(1), full);
-      assert.deepEqual((await web.open(nonce, aad, b))?.subarray(1), full);
+    const full = filled(size);
+    const sealed = [];
+    for (const key of keys) {
+      const out = new Uint8Array(size + 1 + TAG_BYTES);
+      await key.seal(nonce, aad, [Uint8Array.of(1), full], out);
+      sealed.push(out);
     }
-  },
+    for (const [i, out] of sealed.entries()) {
+      assert.deepEqual(out, sealed[0], `${keys[i]!.implementation} sealed ${size} bytes alike`);
+    }
+    for (const opener of keys) {
+      const what = `${opener.implementation}, ${size} bytes`;
+      const opened = await opener.open(nonce, aad, sealed[0]!);
+      assert.ok(opened instanceof Uint8Array && opened.constructor === Uint8Array, what);
+      assert.deepEqual(opened.subarray(1), full, what);
+      const into = new Uint8Array(size + 9).fill(0xee);
+      const view = await opener.open(nonce, aad, sealed[0]!, { into });
+      assert.equal(view?.buffer, into.buffer, `${what}: into the given buffer`);
+      assert.equal(view?.length, size + 1);
+      assert.deepEqual(into.subarray(1, size + 1), full, `${what}: into`);
+      assert.ok(into.subarray(size + 1).every((x) => x === 0xee), `${what}: nothing past it`);
+      const inPlace = sealed[0]!.slice();
+      assert.deepEqual(
+        (await opener.open(nonce, aad, inPlace, { inPlace: true }))?.subarray(1),
+        full,
+      );
+    }
+  }
 });
 
+for (const implementation of ENGINES) {
+  Deno.test(`${implementation} AES-GCM rejects any altered byte, wrong nonce or wrong additional data`, async () => {
+    const m = await material();
+    const key = aesGcmKey(m, { implementation });
+    const other = aesGcmKey(m, { implementation: "webcrypto" });
+    const nonce = new Uint8Array(12);
+    const aad = Uint8Array.of(9);
+    const sealed = new Uint8Array(40 + TAG_BYTES);
+    await other.seal(nonce, aad, [new Uint8Array(40).fill(7)], sealed);
+    for (let at = 0; at < sealed.length; at++) {
+      const altered = sealed.slice();
+      altered[at]! ^= 1;
+      assert.equal(await key.open(nonce, aad, altered), null, `byte ${at}`);
+      assert.equal(await key.open(nonce, aad, altered, { inPlace: true }), null, `in place, ${at}`);
+      const into = new Uint8Array(40).fill(0xee);
+      assert.equal(await key.open(nonce, aad, altered, { into }), null, `into, ${at}`);
+      assert.ok(into.every((x) => x === 0 || x === 0xee), "no unauthenticated plaintext");
+    }
+    for (let at = 0; at < 12; at++) {
+      const wrong = nonce.slice();
+      wrong[at]! ^= 0x80;
+      assert.equal(await key.open(wrong, aad, sealed), null, `nonce byte ${at}`);
+    }
+    assert.equal(await key.open(nonce, Uint8Array.of(8), sealed), null, "other aad");
+    assert.equal(await key.open(nonce, new Uint8Array(0), sealed), null, "no aad");
+    assert.equal(await key.open(nonce, aad, sealed.subarray(0, 10)), null, "shorter than a tag");
+    assert.equal(await key.open(nonce, aad, sealed.subarray(0, 40)), null, "tag cut off");
+    assert.equal(await key.open(nonce, aad, sealed.subarray(1)), null, "a byte dropped");
+    const inPlace = sealed.slice();
+    assert.deepEqual(
+      await key.open(nonce, aad, inPlace, { inPlace: true }),
+      new Uint8Array(40).fill(7),
+    );
+  });
+}
+
 Deno.test({
-  name: "OpenSSL rejects any altered byte, wrong nonce or wrong additional data",
+  name: "OpenSSL opening in place leaves no unauthenticated plaintext behind",
   ignore: !hasOpenSsl,
   fn: async () => {
     const ssl = aesGcmKey(await material(), { implementation: "openssl" });
     const nonce = new Uint8Array(12);
-    const aad = Uint8Array.of(9);
     const sealed = new Uint8Array(40 + TAG_BYTES);
-    ssl.seal(nonce, aad, [new Uint8Array(40).fill(7)], sealed);
-    for (let at = 0; at < sealed.length; at++) {
-      const altered = sealed.slice();
-      altered[at]! ^= 1;
-      assert.equal(ssl.open(nonce, aad, altered), null, `byte ${at}`);
-      assert.equal(ssl.open(nonce, aad, altered, { inPlace: true }), null, `in place, ${at}`);
-      assert.ok(altered.subarray(0, 40).every((x) => x === 0), "no unauthenticated plaintext");
-    }
-    assert.equal(ssl.open(Uint8Array.of(1, ...new Uint8Array(11)), aad, sealed), null);
-    assert.equal(ssl.open(nonce, Uint8Array.of(8), sealed), null);
-    assert.equal(ssl.open(nonce, aad, sealed.subarray(0, 10)), null);
-    const inPlace = sealed.slice();
-    assert.deepEqual(ssl.open(nonce, aad, inPlace, { inPlace: true }), new Uint8Array(40).fill(7));
+    ssl.seal(nonce, Uint8Array.of(9), [new Uint8Array(40).fill(7)], sealed);
+    sealed[40]! ^= 1; // the tag
+    assert.equal(ssl.open(nonce, Uint8Array.of(9), sealed, { inPlace: true }), null);
+    assert.ok(sealed.subarray(0, 40).every((x) => x === 0));
   },
 });
 
@@ -66,6 +118,8 @@ Deno.test("without the ffi permission or a raw key the session falls back to Web
   assert.equal(aesGcmKey({ key: m.key }).implementation, "webcrypto");
   assert.equal(aesGcmKey(m, { implementation: "webcrypto" }).implementation, "webcrypto");
   assert.throws(() => aesGcmKey({ key: m.key }, { implementation: "openssl" }), TypeError);
+  assert.throws(() => aesGcmKey({ key: m.key }, { implementation: "node" }), TypeError);
+  assert.equal(aesGcmKey(m, { implementation: "node" }).implementation, "node");
 });
 
 Deno.test("large frames split anywhere decode whole, each in a buffer of its own", () => {

@@ -21,6 +21,7 @@ import {
   encodeFrame,
   type Frame,
   FrameDecoder,
+  FrameReader,
   FrameType,
   MAX_FRAME_BODY_BYTES,
 } from "../../src/peer/frame.ts";
@@ -78,6 +79,64 @@ Deno.test("the stream decoder yields the same frames however the bytes are split
       assert.equal(decoder.buffered, 0);
     },
   ));
+});
+
+Deno.test("the reused-buffer reader yields the same frames, as views, however reads split", () => {
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.record({
+          type: fc.constantFrom(...Object.values(FrameType)),
+          body: fc.oneof(
+            fc.uint8Array({ maxLength: 600 }),
+            fc.integer({ min: 60_000, max: MAX_FRAME_BODY_BYTES }).map((n) =>
+              new Uint8Array(n).fill(n & 0xff)
+            ),
+          ),
+        }, { noNullPrototype: true }),
+        { maxLength: 8 },
+      ),
+      fc.array(fc.integer({ min: 1, max: 400_000 }), { minLength: 1, maxLength: 20 }),
+      (frames, reads) => {
+        const wire = frames.map(encodeFrame);
+        const all = new Uint8Array(wire.reduce((n, w) => n + w.length, 0));
+        let at = 0;
+        for (const w of wire) {
+          all.set(w, at);
+          at += w.length;
+        }
+        const reader = new FrameReader();
+        const out: Frame[] = [];
+        let from = 0;
+        for (let i = 0; from < all.length; i++) {
+          const space = reader.space();
+          assert.ok(space.length > 0);
+          const n = Math.min(space.length, reads[i % reads.length]!, all.length - from);
+          space.set(all.subarray(from, from + n));
+          reader.filled(n);
+          from += n;
+          for (let frame = reader.next(); frame; frame = reader.next()) {
+            out.push({ type: frame.type, body: frame.body.slice() }); // valid until space()
+          }
+        }
+        assert.deepEqual(out, frames);
+        assert.equal(reader.buffered, 0);
+      },
+    ),
+    { numRuns: 60 },
+  );
+});
+
+Deno.test("the reader rejects a bad header as soon as it is in", () => {
+  const reader = new FrameReader();
+  const space = reader.space();
+  space.set([0, 4, 0, 1]); // 262,145 bytes: one more than the limit
+  reader.filled(4);
+  assert.throws(() => reader.next(), isFrameError);
+  const other = new FrameReader();
+  other.space().set([0, 0, 1, 0, PROTOCOL_VERSION + 1]);
+  other.filled(5);
+  assert.throws(() => other.next(), isFrameError);
 });
 
 Deno.test("the stream decoder rejects an oversize length before its body arrives", () => {

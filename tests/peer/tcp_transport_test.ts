@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { MAX_FRAGMENT_BYTES } from "../../src/peer/session_crypto.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
 import {
   makeIdentity,
@@ -54,6 +55,70 @@ Deno.test("a 1 MB message arrives intact while the other side talks back", async
       await Promise.all([a.close(), b.close()]);
     }
   } finally {
+    await listener.close();
+  }
+});
+
+Deno.test("messages of every size around the fragment limit arrive intact and stay intact", async () => {
+  const tcp = new TcpTransport();
+  const listener = await tcp.listen(LOCAL, { identity: await makeIdentity("bob") });
+  try {
+    const [a, b] = await Promise.all([
+      tcp.connect(listener.endpoint, { identity: await makeIdentity("alice") }),
+      listener.accept(),
+    ]);
+    try {
+      const F = MAX_FRAGMENT_BYTES;
+      const sizes = [0, 1, F - 1, F, F + 1, 2 * F, 1 << 20, 1 << 20, F, 3 << 20, 1 << 20, 5, 2 * F];
+      const sent = sizes.map(randomBytes);
+      const sending = (async () => {
+        for (const m of sent) await a.send(m);
+      })();
+      const got: (Uint8Array | null)[] = [];
+      for (const _ of sizes) got.push(await b.receive());
+      await sending;
+      // Compared only now: a later message must not have overwritten an earlier one.
+      for (const [i, m] of got.entries()) assert.deepEqual(m, sent[i], `message ${i}`);
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  } finally {
+    await listener.close();
+  }
+});
+
+Deno.test("a byte altered on the wire inside a large DATA frame fails the link with EFRAME", async () => {
+  const tcp = new TcpTransport({ disconnectTimeoutMs: 50 });
+  const listener = await tcp.listen(LOCAL, { identity: await makeIdentity("bob") });
+  const server = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const relayed = server.accept();
+    const connecting = tcp.connect(
+      { transport: "tcp", address: "127.0.0.1", port: server.addr.port },
+      { identity: await makeIdentity("alice") },
+    );
+    const front = await relayed;
+    const back = await Deno.connect({ hostname: "127.0.0.1", port: listener.endpoint.port });
+    let seen = 0;
+    const flipAt = 100_000; // well past the handshake: inside the first large DATA frame
+    const tamper = new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, controller) {
+        if (seen <= flipAt && flipAt < seen + chunk.length) chunk[flipAt - seen]! ^= 1;
+        seen += chunk.length;
+        controller.enqueue(chunk);
+      },
+    });
+    const pipes = [
+      front.readable.pipeThrough(tamper).pipeTo(back.writable),
+      back.readable.pipeTo(front.writable),
+    ].map((p) => p.catch(() => {}));
+    const [a, b] = await Promise.all([connecting, listener.accept()]);
+    a.send(randomBytes(1 << 20)).catch(() => {});
+    await rejectsWithCode(b.receive(), "EFRAME");
+    front.close();
+    await Promise.all([a.close(), b.close(), ...pipes]);
+  } finally {
+    server.close();
     await listener.close();
   }
 });
