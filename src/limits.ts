@@ -32,6 +32,10 @@ export const MAX_REASON_BYTES = 256;
  * at once. A crash repeats at most this many replies; a larger batch saves table writes.
  */
 export const HOST_BATCH_SIZE = 32;
+/** Connections of one SMTP sender's pool (a new TLS connection costs ~50 ms under Deno). */
+export const SMTP_POOL_CONNECTIONS = 2;
+/** Replies a host has in flight at once: one per pooled SMTP connection. */
+export const HOST_REPLY_CONCURRENCY = SMTP_POOL_CONNECTIONS;
 
 /** How many Ed25519 verification keys stay imported (least recently used go first). */
 export const VERIFY_KEY_CACHE_SIZE = 256;

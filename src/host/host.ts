@@ -13,6 +13,7 @@ import {
   DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
   DEFAULT_REQUESTS_PER_USER_PER_HOUR,
   HOST_BATCH_SIZE,
+  HOST_REPLY_CONCURRENCY,
   MAX_BLOCK_BYTES,
   MAX_MAIL_BYTES,
   RATE_WINDOW_MS,
@@ -89,6 +90,8 @@ export interface HostOptions {
    * HOST_BATCH_SIZE.
    */
   batchSize?: number;
+  /** Replies sent at the same time; default HOST_REPLY_CONCURRENCY (the SMTP pool's size). */
+  replyConcurrency?: number;
   /** Where a process on a shared mailbox starts in the listing; default `Math.random`. */
   random?: () => number;
   clock?: Clock;
@@ -136,6 +139,7 @@ export class Host {
       allowPrivateAddresses: false,
       sharedMailbox: false,
       batchSize: HOST_BATCH_SIZE,
+      replyConcurrency: HOST_REPLY_CONCURRENCY,
       random: Math.random,
       clock: systemClock,
       onEvent: silentSink,
@@ -398,21 +402,33 @@ export class Host {
       onEvent({ event: "table-updated", rows: outcome.size });
       admitted.push({ c, peers: outcome.peers });
     }
+    // Replies go out `replyConcurrency` at a time (the SMTP pool's connections). After a
+    // passing failure (server down) no new reply starts; the mails answered so far are done
+    // and deleted, the rest stays for the next pass.
     const answered: MailRef[] = [];
-    try {
-      for (const { c, peers } of admitted) {
+    let failure: { err: unknown } | undefined;
+    let next = 0;
+    const sendNext = async (): Promise<void> => {
+      while (failure === undefined && next < admitted.length) {
+        const { c, peers } = admitted[next++]!;
         try {
           await this.#reply(c, peers);
           answered.push(c.ref);
         } catch (err) {
-          result[await this.#dispose(err, c.ref, "request")]++;
+          try {
+            result[await this.#dispose(err, c.ref, "request")]++;
+          } catch (err) {
+            failure ??= { err };
+          }
         }
       }
-    } catch (err) {
-      // A passing failure (server down): the mails answered so far are done; the rest stays.
+    };
+    const workers = Math.max(1, Math.min(this.#o.replyConcurrency, admitted.length));
+    await Promise.all(Array.from({ length: workers }, sendNext));
+    if (failure !== undefined) {
       await this.#delete(answered, "request");
       result.answered += answered.length;
-      throw err;
+      throw failure.err;
     }
     const cards = [...new Set(admitted.flatMap(({ c }) => c.request.hostCards))];
     if (cards.length > 0) {

@@ -11,6 +11,7 @@
 import { Buffer } from "node:buffer";
 import net from "node:net";
 import { MailError } from "../errors.ts";
+import { SMTP_POOL_CONNECTIONS } from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { composeMail, domainOf } from "./compose.ts";
 import { resentRaw } from "./resend.ts";
@@ -227,7 +228,7 @@ export class SmtpSender implements MailSender {
     const { default: nodemailer } = await import("nodemailer");
     return nodemailer.createTransport({
       pool: true,
-      maxConnections: 2,
+      maxConnections: SMTP_POOL_CONNECTIONS,
       maxMessages: 1000,
       host: s.host,
       port: s.port,

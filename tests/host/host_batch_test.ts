@@ -10,6 +10,7 @@ import { DEFAULT_TABLE_POLICY } from "../../src/host/table.ts";
 import type { PeerRow, TableStore } from "../../src/host/types.ts";
 import type { MailSender } from "../../src/mail/types.ts";
 import { MemoryStore } from "../../src/host/memory_store.ts";
+import { HOST_REPLY_CONCURRENCY } from "../../src/limits.ts";
 import { toBase64Url } from "../../src/message/base64.ts";
 import { NETWORK, type Player, World } from "../support/world.ts";
 
@@ -94,15 +95,19 @@ Deno.test("a mail server failing in the middle of a batch repeats no reply and l
       assert.ok(err instanceof MailError && err.code === "EDEFER", String(err));
       return true;
     });
-    // The two requests answered before the failure are done and gone; three wait.
+    // The requests answered before the failure (two, plus one more that was on its way
+    // beside the failing one) are done and gone; the others wait, the failed one among them.
     const waiting = [
       ...await w.files("host@host.test", "new"),
       ...await w.files("host@host.test", "cur"),
     ];
-    assert.equal(waiting.length, 3, "the unanswered requests stay in the mailbox");
+    assert.ok(
+      waiting.length >= 3 - HOST_REPLY_CONCURRENCY + 1 && waiting.length <= 3,
+      `${waiting.length} requests wait in the mailbox`,
+    );
     down = false;
     assert.deepEqual(await host.processPending(), {
-      answered: 3,
+      answered: waiting.length,
       notices: 0,
       quarantined: 0,
       stale: 0,
