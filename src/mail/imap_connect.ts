@@ -29,6 +29,12 @@ export interface ImapServerOptions {
   insecure?: boolean;
   /** TLS name to verify when `host` is an IP literal. Default: `host`. */
   servername?: string;
+  /**
+   * Highest TLS version to offer. `1.2` avoids a ~40 ms stall on servers that hold their
+   * first answer after a TLS 1.3 handshake until the session ticket is acknowledged (see
+   * docs/performance.md). Default: the highest both sides support.
+   */
+  tlsMaxVersion?: "1.2" | "1.3";
 }
 
 /** Options of {@link connectImap}. */
@@ -59,6 +65,7 @@ export async function connectImap(
   const tls: Record<string, unknown> = {};
   if (server.servername !== undefined) tls.servername = server.servername;
   if (server.insecure) tls.rejectUnauthorized = false;
+  if (server.tlsMaxVersion !== undefined) tls.maxVersion = `TLSv${server.tlsMaxVersion}`;
   if (server.caFile !== undefined && server.tls !== "none") {
     try {
       tls.ca = [await Deno.readTextFile(server.caFile)];

@@ -58,6 +58,10 @@ export class ImapSession {
   #idling: { client: ImapFlow; ended: Promise<void> } | undefined;
   /** Folders known to exist (see {@link ImapSession.ensureFolder}). */
   readonly #folders = new Set<string>();
+  /** Commands under way; close() lets them finish before logging out. */
+  readonly #inflight = new Set<Promise<unknown>>();
+  /** Aborted by close(): ends the backoff of a command that is waiting to reconnect. */
+  readonly #closing = new AbortController();
   #closed = false;
 
   constructor(server: ImapServerOptions, options: ImapSessionOptions) {
@@ -77,8 +81,23 @@ export class ImapSession {
     this.#arrivalsListed = this.#arrivals;
   }
 
-  /** Runs `fn` on a connected client, reconnecting with backoff when the connection fails. */
-  async run<T>(
+  /**
+   * Runs `fn` on a connected client, reconnecting with backoff when the connection fails.
+   * A command started before {@link ImapSession.close} is finished before the logout, so a
+   * caller may leave a delete running (the terminal deletes its reply while it connects).
+   */
+  run<T>(
+    action: string,
+    fn: (client: ImapFlow) => Promise<T>,
+    signal?: AbortSignal,
+  ): Promise<T> {
+    const running = this.#run(action, fn, signal);
+    const tracked = running.catch(() => {}).finally(() => this.#inflight.delete(tracked));
+    this.#inflight.add(tracked);
+    return running;
+  }
+
+  async #run<T>(
     action: string,
     fn: (client: ImapFlow) => Promise<T>,
     signal?: AbortSignal,
@@ -114,7 +133,14 @@ export class ImapSession {
           attempt: attempt + 1,
           error: errorText(err),
         });
-        await this.#o.clock.sleep(this.#o.backoff(attempt), signal);
+        const stop = signal
+          ? AbortSignal.any([signal, this.#closing.signal])
+          : this.#closing.signal;
+        await this.#o.clock.sleep(this.#o.backoff(attempt), stop).catch((sleepErr) => {
+          // closed meanwhile: end now with the connection error, not after the backoff
+          if (this.#closed) throw connectionError(asConnectionLoss(err), this.ctx);
+          throw sleepErr;
+        });
       }
     }
   }
@@ -213,6 +239,8 @@ export class ImapSession {
   async close(): Promise<void> {
     this.#closed = true;
     for (const wake of this.#waiters) wake();
+    this.#closing.abort();
+    await Promise.all([...this.#inflight]);
     const connecting = this.#connecting;
     const client = this.#client ?? await connecting?.catch(() => undefined);
     this.#client = undefined;

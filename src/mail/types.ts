@@ -98,6 +98,6 @@ export interface MailSource {
    * takes to process: a mail put back while still being processed is processed twice.
    */
   recoverClaims?(olderThanMs: number): Promise<number>;
-  /** Releases connections and watchers. */
+  /** Releases connections and watchers, after finishing the operations already started. */
   close(): Promise<void>;
 }

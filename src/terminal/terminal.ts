@@ -128,8 +128,12 @@ export class Terminal {
         logger: o.logger,
         ...(options.signal ? { signal: options.signal } : {}),
       });
-      const link = await this.#connectAny(reply.reply, options.signal)
-        .finally(() => reply.consume().catch(() => {}));
+      const link = await this.#connectAny(reply.reply, options.signal);
+      // The reply is deleted in the background: the link is ready now, and the mail source
+      // finishes the delete before it closes (an IMAP source waits for its commands).
+      reply.consume().catch((err) =>
+        o.logger.log("warn", `could not delete the reply mail: ${err}`)
+      );
       if (link) return { link, role: "initiator", ms: o.clock.now() - started, reply: reply.reply };
       const accepted = await this.#standby(listener, endpoint, options.signal);
       o.onEvent({

@@ -262,6 +262,22 @@ Deno.test("the read-ahead cache stays within its budget and serves each body onc
 });
 
 imapTest(
+  "closing the source finishes a delete that was started and not awaited",
+  async (client) => {
+    for (let i = 0; i < 2; i++) await client.append(FOLDER, await mail(REQUEST.subject));
+    const source = new ImapSource(server(), { ...FAST, mailbox: FOLDER });
+    const [first, second] = await source.list(REQUEST);
+    // What the terminal does with its reply: delete in the background, close when done.
+    const deleting = source.delete(first!);
+    await source.close();
+    await deleting;
+    await client.mailboxOpen(FOLDER);
+    const left = await client.fetchAll("1:*", { uid: true });
+    assert.deepEqual(left.map((m) => m.uid), [Number(second!.id.split(":")[1])]);
+  },
+);
+
+imapTest(
   "deleteMany removes exactly the given mails with one STORE and one EXPUNGE",
   async (client) => {
     await client.append(FOLDER, await mail("Lunch on Friday?"));

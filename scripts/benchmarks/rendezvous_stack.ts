@@ -65,13 +65,16 @@ export function smtpFor(address: string): SmtpServerOptions {
   };
 }
 
-/** IMAP (143, STARTTLS) of an address of the stack. */
-export function imapFor(address: string): ImapServerOptions {
+/** IMAP (143, STARTTLS; or 993, implicit TLS) of an address of the stack. */
+export function imapFor(
+  address: string,
+  tls: "starttls" | "implicit" = "starttls",
+): ImapServerOptions {
   const { provider, user, caFile } = account(address);
   return {
     host: provider.ip,
-    port: provider.ports.imap,
-    tls: "starttls",
+    port: tls === "implicit" ? provider.ports.imaps : provider.ports.imap,
+    tls,
     user: user.user,
     password: user.password,
     caFile,

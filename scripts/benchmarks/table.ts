@@ -12,8 +12,8 @@
  *
  * Median and p90 over `--iterations` (default 200; 50 for the file store) after a warm-up.
  *
- * Usage: scripts/bench-all runs it; alone:
- *   scripts/deno run --allow-read --allow-write scripts/bench/table.ts [--iterations 200]
+ * Usage: scripts/bench runs it; alone:
+ *   scripts/deno run --allow-read --allow-write scripts/benchmarks/table.ts [--iterations 200]
  *   [--json-out bench-results/table.json]
  *
  * @module

@@ -13,8 +13,8 @@
  *   SEARCH), `SyncAgent.processPending` (a second NOOP + SEARCH), close (LOGOUT); and a raw
  *   imapflow connect + SELECT + LOGOUT as the stack's own floor.
  *
- * Usage: scripts/bench-all runs it; alone (stack running):
- *   scripts/deno run --no-prompt -A scripts/bench/cron.ts [--runs 7] [--json-out FILE]
+ * Usage: scripts/bench runs it; alone (stack running):
+ *   scripts/deno run --no-prompt -A scripts/benchmarks/cron.ts [--runs 7] [--json-out FILE]
  *
  * @module
  */
