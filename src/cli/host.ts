@@ -38,6 +38,9 @@ export async function hostFromConfig(
   const source = await openSource(hc.receive, {
     configKey: "host.receive",
     pollIntervalMs: options.pollIntervalMs ?? hc.pollIntervalMs,
+    // Processes sharing a mailbox each take only some of the listed mails: reading every body
+    // ahead would fetch most of them for nothing.
+    readAhead: !hc.sharedMailbox,
   });
   const sender = await openSender(hc.send);
   const store = await openStore(hc);

@@ -52,9 +52,15 @@ export async function openSender(config: SendConfig): Promise<MailSender> {
 /** Opens the mail source a role is configured with. */
 export async function openSource(
   config: ReceiveConfig,
-  options: { pollIntervalMs: number; clock?: Clock; configKey?: string },
+  options: {
+    pollIntervalMs: number;
+    clock?: Clock;
+    configKey?: string;
+    /** IMAP: read small bodies ahead with the listing (default true). */
+    readAhead?: boolean;
+  },
 ): Promise<MailSource> {
-  const { configKey, ...sourceOptions } = options;
+  const { configKey, readAhead = true, ...sourceOptions } = options;
   switch (config.kind) {
     case "local": {
       const { MaildirSource } = await import("../mail/maildir_source.ts");
@@ -67,6 +73,7 @@ export async function openSource(
         mailbox: config.mailbox,
         quarantine: config.quarantine,
         idle: config.idle,
+        ...(readAhead ? {} : { prefetchBytes: 0 }),
         ...sourceOptions,
         ...(configKey ? { configKey } : {}),
       });

@@ -7,46 +7,49 @@
  * - **periodic push**: every host mails snapshots to the hosts it trusts
  *   ({@link SyncAgent.pushSnapshots}).
  * - **merge**: a snapshot from a trusted host is merged row by row, keyed by network + user
- *   id; the newer request wins ({@link mergeSyncRows}).
+ *   id; the newer request wins ({@link mergeSyncRows}, in sync_merge.ts).
  *
  * Who is trusted is kept by a {@link HostDirectory} (see host_directory.ts). Sync mail that is
  * invalid, forged or from a host that may not send it is never acted on and goes to quarantine
  * with a log line; mail is deleted only once it was handled, so a crash repeats work but never
- * loses it (merging is idempotent).
+ * loses it (merging is idempotent). Reading one sync mail is in sync_mail.ts, what a snapshot
+ * carries in sync_snapshot.ts.
  *
  * @module
  */
 import { MailError, MessageError } from "../errors.ts";
 import { type EventSink, silentSink } from "../events.ts";
-import { MAX_CLOCK_SKEW_MS, MAX_HOST_CARDS } from "../limits.ts";
+import { MAX_HOST_CARDS } from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
-import { parseMail } from "../mail/parse.ts";
-import type { MailRef, MailSender, MailSource, SubjectMatch } from "../mail/types.ts";
-import { bytesEqual, fromBase64Url, toBase64Url } from "../message/base64.ts";
-import { blockKindOf } from "../message/block.ts";
+import {
+  type MailRef,
+  type MailSender,
+  type MailSource,
+  matchesSubject,
+  type SubjectMatch,
+} from "../mail/types.ts";
+import { bytesEqual, toBase64Url } from "../message/base64.ts";
 import { formatHostCard, type HostCard, parseHostCard } from "../message/host_card.ts";
 import { hostCardOf, type HostKeys } from "../message/key_file.ts";
-import { bodyFor, subjectFor } from "../message/mail_text.ts";
+import { subjectFor } from "../message/mail_text.ts";
 import {
-  dearmorSync,
   MAX_SYNC_BLOCK_BYTES,
-  MAX_SYNC_ROWS,
-  openSync,
-  sealSync,
   type SnapshotPayload,
   type SyncPayload,
-  type SyncRow,
 } from "../message/sync_payload.ts";
 import { type Clock, systemClock } from "../runtime.ts";
-import { endpointProblem } from "./address_policy.ts";
 import type { HostDirectory } from "./host_directory.ts";
-import { DEFAULT_TABLE_POLICY, expireRows, type TablePolicy } from "./table.ts";
-import type { PeerRow, TableStore } from "./types.ts";
+import { mergeSyncRows } from "./sync_merge.ts";
+import { openSyncMail, syncMailOf, SyncRejected } from "./sync_mail.ts";
+import { liveSyncRows, paginateSnapshot } from "./sync_snapshot.ts";
+import { DEFAULT_TABLE_POLICY, type TablePolicy } from "./table.ts";
+import type { TableStore } from "./types.ts";
+
+export { type MergeOptions, mergeSyncRows } from "./sync_merge.ts";
+export { syncRowOf } from "./sync_snapshot.ts";
 
 /** Largest raw sync mail fetched: a full sync block, armored, plus headers (proposed limit). */
 export const MAX_SYNC_MAIL_BYTES = Math.ceil(MAX_SYNC_BLOCK_BYTES / 3 * 4 * 66 / 64) + 16_384;
-/** Room left in a sync block for everything but the rows (header, seal, signature, cards). */
-const SNAPSHOT_OVERHEAD_BYTES = 8 * 1024;
 /** Default least time between two snapshots answering table requests of one host, in ms. */
 export const DEFAULT_MIN_ANSWER_INTERVAL_MS = 60_000;
 
@@ -95,17 +98,6 @@ export interface SyncPassResult {
 export interface SyncSendResult {
   sent: number;
   failed: number;
-}
-
-/** A sync mail that is not acted on, and why. */
-class Rejected extends Error {
-  constructor(
-    readonly code: string,
-    reason: string,
-    readonly disposal: "quarantine" | "delete",
-  ) {
-    super(reason);
-  }
 }
 
 /**
@@ -210,14 +202,24 @@ export class SyncAgent {
    * Handles every pending sync mail once: answers table requests, merges snapshots, and
    * quarantines the rest. Rejects only on failures that leave the mail in place for the next
    * pass (table, sending, connection).
+   *
+   * With `listing`, the refs of a listing the caller just made with a match that covers sync
+   * mail (such as the host's `[mailpeer] <network> ` prefix), the sync mails among them are
+   * handled without listing the mailbox again; sync mail that arrived after that listing waits
+   * for the next pass.
    */
-  async processPending(options: { signal?: AbortSignal } = {}): Promise<SyncPassResult> {
+  async processPending(
+    options: { signal?: AbortSignal; listing?: readonly MailRef[] } = {},
+  ): Promise<SyncPassResult> {
     const result: SyncPassResult = { answered: 0, merged: 0, rows: 0, quarantined: 0, stale: 0 };
     const match: SubjectMatch = {
       subject: subjectFor(this.#o.network, "sync"),
       mode: this.#o.subjectMatch,
     };
-    for (const ref of await this.#o.source.list(match, options)) {
+    const refs = options.listing === undefined
+      ? await this.#o.source.list(match, options)
+      : options.listing.filter((ref) => matchesSubject(ref.subject, match));
+    for (const ref of refs) {
       options.signal?.throwIfAborted();
       await this.#processOne(ref, result, options.signal);
     }
@@ -228,14 +230,21 @@ export class SyncAgent {
     const { source, logger, onEvent, maxMailBytes } = this.#o;
     try {
       if (ref.size !== undefined && ref.size > maxMailBytes) {
-        throw new Rejected(
+        throw new SyncRejected(
           "EMAIL",
           `sync mail of ${ref.size} bytes is over ${maxMailBytes}`,
           "quarantine",
         );
       }
       const raw = await source.fetch(ref, signal ? { signal } : {});
-      const { payload, messageId } = await this.#open(raw);
+      const { keys, network, clock, policy } = this.#o;
+      const { payload, messageId } = await openSyncMail(raw, {
+        keys,
+        network,
+        clock,
+        expiryMs: policy.expiryMs,
+        maxMailBytes,
+      });
       if (payload.kind === "table-request") {
         await this.#answer(payload, messageId, signal);
         result.answered++;
@@ -245,7 +254,7 @@ export class SyncAgent {
       }
       await source.delete(ref);
     } catch (err) {
-      if (!(err instanceof Rejected)) throw err;
+      if (!(err instanceof SyncRejected)) throw err;
       logger.log("warn", `sync mail not used: ${err.message}`, {
         subject: ref.subject,
         code: err.code,
@@ -259,47 +268,6 @@ export class SyncAgent {
       onEvent({ event: "quarantined", subject: ref.subject, code: err.code, reason: err.message });
       result.quarantined++;
     }
-  }
-
-  /** Parses, opens and checks a sync mail (signature, network, date). */
-  async #open(raw: Uint8Array): Promise<{ payload: SyncPayload; messageId?: string }> {
-    const { keys, network, clock, policy, maxMailBytes } = this.#o;
-    let payload: SyncPayload;
-    let messageId: string | undefined;
-    try {
-      const mail = await parseMail(raw, { maxBytes: maxMailBytes });
-      messageId = mail.messageId;
-      const block = dearmorSync(mail.text);
-      const kind = blockKindOf(block, { maxBytes: MAX_SYNC_BLOCK_BYTES });
-      if (kind !== "sync") {
-        throw new Rejected(
-          "EBLOCK",
-          `a ${kind} block arrived under the sync subject`,
-          "quarantine",
-        );
-      }
-      payload = await openSync(block, { hostKeys: keys });
-    } catch (err) {
-      if (err instanceof MailError || err instanceof MessageError) {
-        throw new Rejected(err.code, err.message, "quarantine");
-      }
-      throw err;
-    }
-    if (payload.network !== network) {
-      throw new Rejected(
-        "EPAYLOAD",
-        `the sync mail is for network ${payload.network}, not ${network}`,
-        "quarantine",
-      );
-    }
-    const now = clock.now();
-    if (payload.createdAt < now - policy.expiryMs) {
-      throw new Rejected("ESTALE", `${payload.kind} is older than the expiry`, "delete");
-    }
-    if (payload.createdAt > now + MAX_CLOCK_SKEW_MS) {
-      throw new Rejected("ESTALE", `${payload.kind} is dated in the future`, "quarantine");
-    }
-    return messageId === undefined ? { payload } : { payload, messageId };
   }
 
   async #hostOf(hostId: Uint8Array): Promise<{ card: HostCard; trusted: boolean } | undefined> {
@@ -320,7 +288,7 @@ export class SyncAgent {
     const id = toBase64Url(payload.hostId);
     const known = await this.#hostOf(payload.hostId);
     if (known === undefined && !acceptUnknownHosts) {
-      throw new Rejected(
+      throw new SyncRejected(
         "ESIGNATURE",
         `table request from ${id}, a host not in this host's pool (host.accept_unknown_hosts)`,
         "quarantine",
@@ -329,7 +297,7 @@ export class SyncAgent {
     const now = clock.now();
     const last = this.#answered.get(id);
     if (last !== undefined && now - last < minAnswerIntervalMs) {
-      throw new Rejected(
+      throw new SyncRejected(
         "ERATE",
         `table request of ${id} repeats one answered at ${last}`,
         "delete",
@@ -352,7 +320,7 @@ export class SyncAgent {
     const known = await this.#hostOf(payload.hostId);
     const id = toBase64Url(payload.hostId);
     if (!known?.trusted) {
-      throw new Rejected(
+      throw new SyncRejected(
         "ESIGNATURE",
         `snapshot from ${id}, a host this host does not trust; add its card to the pool`,
         "quarantine",
@@ -386,38 +354,23 @@ export class SyncAgent {
   async #snapshotPages(): Promise<SnapshotPayload[]> {
     const { store, clock, policy, network, keys, directory, logger } = this.#o;
     const now = clock.now();
-    const live = expireRows(await store.read(), now, policy)
-      .filter((r) => r.network === network)
-      .sort((a, b) => b.requestedAt - a.requestedAt);
-    const rows: SyncRow[] = [];
-    for (const row of live) {
-      try {
-        rows.push(syncRowOf(row));
-      } catch {
-        logger.log("warn", `row of ${row.userId} not synced: its keys are not base64url`);
-      }
-    }
+    const rows = liveSyncRows(await store.read(), {
+      now,
+      network,
+      policy,
+      onSkip: (row) =>
+        logger.log("warn", `row of ${row.userId} not synced: its keys are not base64url`),
+    });
     const others = (await directory.list({ trustedOnly: true }))
       .map(formatHostCard)
       .slice(0, MAX_HOST_CARDS - 1);
     const cards = [formatHostCard(this.#card), ...others];
-    const base = { network, hostId: keys.ed25519.publicKey, createdAt: now, kind: "snapshot" };
-    const pages: SnapshotPayload[] = [];
-    let page: SyncRow[] = [];
-    let size = 0;
-    const budget = MAX_SYNC_BLOCK_BYTES - SNAPSHOT_OVERHEAD_BYTES;
-    for (const row of rows) {
-      const bytes = rowBytes(row);
-      if (page.length > 0 && (page.length >= MAX_SYNC_ROWS || size + bytes > budget)) {
-        pages.push({ ...base, kind: "snapshot", rows: page, cards });
-        page = [];
-        size = 0;
-      }
-      page.push(row);
-      size += bytes;
-    }
-    pages.push({ ...base, kind: "snapshot", rows: page, cards });
-    return pages;
+    return paginateSnapshot(rows, {
+      network,
+      hostId: keys.ed25519.publicKey,
+      createdAt: now,
+      cards,
+    });
   }
 
   async #sendEach(
@@ -456,129 +409,8 @@ export class SyncAgent {
     signal?: AbortSignal,
   ): Promise<void> {
     const { keys, network, sender, clock } = this.#o;
-    const block = await sealSync(payload, { hostKeys: keys, to });
-    await sender.send({
-      from: keys.email,
-      to: [to.email],
-      subject: subjectFor(network, "sync"),
-      text: bodyFor(network, "sync", block),
-      date: new Date(clock.now()),
-      ...(inReplyTo ? { inReplyTo } : {}),
-    }, signal ? { signal } : {});
+    const date = new Date(clock.now());
+    const mail = await syncMailOf(payload, { keys, network, to, date, inReplyTo });
+    await sender.send(mail, signal ? { signal } : {});
   }
-}
-
-const utf8 = new TextEncoder();
-
-/** About how many bytes a row takes in a snapshot's JSON. */
-function rowBytes(row: SyncRow): number {
-  return utf8.encode(JSON.stringify({
-    ...row,
-    identityKey: toBase64Url(row.identityKey),
-    sessionId: toBase64Url(row.sessionId),
-  })).length + 1;
-}
-
-/**
- * A control-table row as it is synced: without e-mail address and request history.
- *
- * @throws {MessageError} `EBLOCK` when the row's identity key or session id is not base64url.
- */
-export function syncRowOf(row: PeerRow): SyncRow {
-  const out: SyncRow = {
-    userId: row.userId,
-    network: row.network,
-    identityKey: fromBase64Url(row.identityKey),
-    endpoints: row.endpoints.map((e) => ({
-      transport: e.transport,
-      address: e.address,
-      port: e.port,
-    })),
-    sessionId: fromBase64Url(row.sessionId),
-    requestedAt: row.requestedAt,
-    failures: row.failures,
-  };
-  if (row.lastFailureAt !== undefined) out.lastFailureAt = row.lastFailureAt;
-  return out;
-}
-
-/** Options of {@link mergeSyncRows}. */
-export interface MergeOptions {
-  now: number;
-  /** Only rows of this network are merged. */
-  network: string;
-  policy: Pick<TablePolicy, "capacity" | "expiryMs">;
-  /** Merge rows whose endpoints are loopback, private, link-local or reserved; default false. */
-  allowPrivateAddresses?: boolean;
-}
-
-/**
- * Merges rows from another host's snapshot into ours (pure; returns new rows).
- *
- * Keyed by network + user id, like upsertRow:
- * - a user we do not have is added, with e-mail address `""` (only the host that received the
- *   request knows it);
- * - the newer request (`requestedAt`) wins; on a tie the larger session id, so every host
- *   settles on the same row. A winning incoming row keeps our e-mail address and history;
- * - the same request (same session id) on both sides keeps the larger failure count, so a
- *   notice sent to one host lowers that peer on every host.
- *
- * Rows of other networks, expired rows, rows dated more than the clock skew in the future and
- * rows with endpoints this host's address policy refuses are skipped. Our expired rows are
- * dropped, and when over capacity the oldest rows go first.
- */
-export function mergeSyncRows(
-  rows: readonly PeerRow[],
-  incoming: readonly SyncRow[],
-  options: MergeOptions,
-): { rows: PeerRow[]; changed: number } {
-  const { now, network, policy } = options;
-  const allowPrivate = options.allowPrivateAddresses ?? false;
-  const next = expireRows(rows, now, policy);
-  let changed = 0;
-  for (const row of incoming) {
-    if (row.network !== network) continue;
-    if (row.requestedAt < now - policy.expiryMs || row.requestedAt > now + MAX_CLOCK_SKEW_MS) {
-      continue;
-    }
-    if (row.endpoints.some((e) => endpointProblem(e, { allowPrivate }) !== undefined)) continue;
-    const sessionId = toBase64Url(row.sessionId);
-    const at = next.findIndex((r) => r.network === row.network && r.userId === row.userId);
-    const existing = at < 0 ? undefined : next[at];
-    const fresh: PeerRow = {
-      userId: row.userId,
-      network: row.network,
-      identityKey: toBase64Url(row.identityKey),
-      endpoints: row.endpoints.map((e) => ({ ...e })),
-      email: existing?.email ?? "",
-      sessionId,
-      requestedAt: row.requestedAt,
-      failures: row.failures,
-    };
-    if (row.lastFailureAt !== undefined) fresh.lastFailureAt = row.lastFailureAt;
-    if (existing?.history !== undefined) fresh.history = existing.history.map((h) => ({ ...h }));
-    if (existing === undefined) {
-      next.push(fresh);
-      changed++;
-    } else if (existing.sessionId === sessionId) {
-      if (row.failures > existing.failures) {
-        next[at] = { ...existing, failures: row.failures, lastFailureAt: row.lastFailureAt ?? now };
-        changed++;
-      }
-    } else if (
-      row.requestedAt > existing.requestedAt ||
-      (row.requestedAt === existing.requestedAt && sessionId > existing.sessionId)
-    ) {
-      next[at] = fresh;
-      changed++;
-    }
-  }
-  while (next.length > policy.capacity) {
-    let oldest = 0;
-    next.forEach((r, i) => {
-      if (r.requestedAt < next[oldest]!.requestedAt) oldest = i;
-    });
-    next.splice(oldest, 1);
-  }
-  return { rows: next, changed };
 }

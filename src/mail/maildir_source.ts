@@ -15,10 +15,10 @@
  */
 import { join } from "node:path";
 import { MailError } from "../errors.ts";
-import { DEFAULT_POLL_INTERVAL_MS, MAX_MAIL_BYTES } from "../limits.ts";
+import { DEFAULT_POLL_INTERVAL_MS } from "../limits.ts";
 import { type Clock, systemClock } from "../runtime.ts";
+import { errorText, exists, idOf, safeName, subjectOf } from "./maildir_files.ts";
 import { ensureMaildir } from "./maildir_post_office.ts";
-import { headerEnd, readSubject } from "./parse.ts";
 import { type MailRef, type MailSource, matchesSubject, type SubjectMatch } from "./types.ts";
 
 /** Options of {@link MaildirSource}. */
@@ -377,67 +377,4 @@ export class MaildirSource implements MailSource {
       { cause: err },
     );
   }
-}
-
-/** True for a unique name that stays inside its directory. */
-function safeName(id: string): boolean {
-  return id !== "" && !id.includes("/") && !id.includes("\\") && !id.startsWith(".");
-}
-
-/** The Maildir unique name of a file name: everything before the `:2,` info. */
-function idOf(name: string): string {
-  const colon = name.indexOf(":");
-  return colon < 0 ? name : name.slice(0, colon);
-}
-
-/** The subject of the mail at `path`, reading no more than its header section. */
-async function subjectOf(path: string): Promise<string | undefined> {
-  let file: Deno.FsFile;
-  try {
-    file = await Deno.open(path, { read: true });
-  } catch {
-    return undefined;
-  }
-  try {
-    const chunks: Uint8Array[] = [];
-    let total = 0;
-    const buffer = new Uint8Array(4096);
-    while (total < MAX_MAIL_BYTES) {
-      const n = await file.read(buffer);
-      if (n === null) break;
-      chunks.push(buffer.slice(0, n));
-      total += n;
-      // a header section ends at the first blank line: stop reading there
-      if (headerEnd(concat(chunks, total)).complete) break;
-    }
-    return await readSubject(concat(chunks, total));
-  } catch {
-    return undefined;
-  } finally {
-    file.close();
-  }
-}
-
-function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  if (chunks.length === 1 && chunks[0] !== undefined) return chunks[0];
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }

@@ -7,202 +7,35 @@
  * compatibility) and never written. Encoding checks the payload with the same rules as
  * decoding, so whatever is sent can be read back.
  *
+ * The field readers are in wire_reader.ts; the text and address rules are in field_rules.ts
+ * and re-exported here.
+ *
  * @module
  */
-import { MessageError } from "../errors.ts";
-import {
-  MAX_BLOCK_BYTES,
-  MAX_ENDPOINTS,
-  MAX_HOST_CARDS,
-  MAX_NETWORK_ID_BYTES,
-  MAX_REASON_BYTES,
-  MAX_USER_ID_BYTES,
-} from "../limits.ts";
-import { fromBase64Url, toBase64Url } from "./base64.ts";
-import { formatHostCard, parseHostCard } from "./host_card.ts";
+import { MAX_REASON_BYTES } from "../limits.ts";
+import { toBase64Url } from "./base64.ts";
+import { networkIdProblem, textProblem, userIdProblem } from "./field_rules.ts";
 import type { Endpoint, NoticePayload, PeerEntry, ReplyPayload, RequestPayload } from "./types.ts";
+import {
+  asObj,
+  type Ctx,
+  encodeCtx,
+  isObj,
+  type Obj,
+  parseJson,
+  readArray,
+  readBytes,
+  readCount,
+  readCtx,
+  readEndpoint,
+  readEndpoints,
+  readHostCards,
+  readText,
+} from "./wire_reader.ts";
 
-type Obj = Record<string, unknown>;
-
-/** Where a check runs: names the operation and what to do in the error message. */
-interface Ctx {
-  doing: string;
-  advice: string;
-}
+export { isIPv4, isIPv6, networkIdProblem, userIdProblem } from "./field_rules.ts";
 
 const utf8 = new TextEncoder();
-
-function fail(ctx: Ctx, what: string, cause?: unknown): never {
-  throw new MessageError(
-    "EPAYLOAD",
-    `${ctx.doing}: ${what}; ${ctx.advice}`,
-    cause === undefined ? {} : { cause },
-  );
-}
-
-function hasControl(text: string): boolean {
-  for (const ch of text) {
-    const c = ch.codePointAt(0)!;
-    if (c < 0x20 || (c >= 0x7f && c <= 0x9f) || c === 0x2028 || c === 0x2029) return true;
-  }
-  return false;
-}
-
-function textProblem(text: string, maxBytes: number, allowEmpty: boolean): string | undefined {
-  if (!allowEmpty && text.length === 0) return "is empty";
-  if (!text.isWellFormed()) return "is not valid Unicode";
-  if (hasControl(text)) return "contains control characters (such as CR or LF)";
-  const bytes = utf8.encode(text).length;
-  if (bytes > maxBytes) return `has ${bytes} UTF-8 bytes, more than ${maxBytes}`;
-  return undefined;
-}
-
-/**
- * Says what is wrong with a user id, or `undefined` when it is valid: 1 to
- * `MAX_USER_ID_BYTES` UTF-8 bytes, no control characters (CR and LF included).
- */
-export function userIdProblem(userId: string): string | undefined {
-  return textProblem(userId, MAX_USER_ID_BYTES, false);
-}
-
-/**
- * Says what is wrong with a network id, or `undefined` when it is valid: 1 to
- * `MAX_NETWORK_ID_BYTES` UTF-8 bytes, no whitespace and no control characters (it appears in
- * mail subjects).
- */
-export function networkIdProblem(network: string): string | undefined {
-  const problem = textProblem(network, MAX_NETWORK_ID_BYTES, false);
-  if (problem !== undefined) return problem;
-  if (/\s/u.test(network)) return "contains whitespace";
-  return undefined;
-}
-
-/** True when `text` is a dotted-quad IPv4 literal (no leading zeros). */
-export function isIPv4(text: string): boolean {
-  const parts = text.split(".");
-  return parts.length === 4 &&
-    parts.every((p) => /^(?:0|[1-9][0-9]{0,2})$/.test(p) && Number(p) <= 255);
-}
-
-/** True when `text` is an IPv6 literal without brackets or zone (`::1`, `::ffff:1.2.3.4`). */
-export function isIPv6(text: string): boolean {
-  if (text.length < 2 || text.length > 45) return false;
-  let s = text;
-  if (s.includes(".")) {
-    const lastColon = s.lastIndexOf(":");
-    if (lastColon < 0 || !isIPv4(s.slice(lastColon + 1))) return false;
-    s = s.slice(0, lastColon + 1) + "0:0";
-  }
-  const group = (g: string) => /^[0-9A-Fa-f]{1,4}$/.test(g);
-  const halves = s.split("::");
-  if (halves.length > 2) return false;
-  if (halves.length === 1) {
-    const groups = s.split(":");
-    return groups.length === 8 && groups.every(group);
-  }
-  const left = halves[0] === "" ? [] : halves[0]!.split(":");
-  const right = halves[1] === "" ? [] : halves[1]!.split(":");
-  return left.length + right.length <= 7 && [...left, ...right].every(group);
-}
-
-// ---- reading --------------------------------------------------------------------------------
-
-function isObj(value: unknown): value is Obj {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
-function get(ctx: Ctx, obj: Obj, name: string, path: string): unknown {
-  if (!Object.hasOwn(obj, name)) fail(ctx, `${path}${name} is missing`);
-  return obj[name];
-}
-
-function readString(ctx: Ctx, obj: Obj, name: string, path: string): string {
-  const value = get(ctx, obj, name, path);
-  if (typeof value !== "string") fail(ctx, `${path}${name} is not a string`);
-  return value;
-}
-
-function readText(
-  ctx: Ctx,
-  obj: Obj,
-  name: string,
-  path: string,
-  check: (text: string) => string | undefined,
-): string {
-  const value = readString(ctx, obj, name, path);
-  const problem = check(value);
-  if (problem !== undefined) fail(ctx, `${path}${name} ${problem}`);
-  return value;
-}
-
-function readBytes(ctx: Ctx, obj: Obj, name: string, path: string, length: number): Uint8Array {
-  const value = readString(ctx, obj, name, path);
-  let bytes: Uint8Array;
-  try {
-    bytes = fromBase64Url(value);
-  } catch (err) {
-    fail(ctx, `${path}${name} is not base64url`, err);
-  }
-  if (bytes.length !== length || toBase64Url(bytes) !== value) {
-    fail(ctx, `${path}${name} has ${bytes.length} bytes, not ${length}`);
-  }
-  return bytes;
-}
-
-function readCount(ctx: Ctx, obj: Obj, name: string, path: string): number {
-  const value = get(ctx, obj, name, path);
-  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
-    fail(ctx, `${path}${name} is not a non-negative whole number`);
-  }
-  return value;
-}
-
-function readArray(ctx: Ctx, obj: Obj, name: string, path: string, max: number): unknown[] {
-  const value = get(ctx, obj, name, path);
-  if (!Array.isArray(value)) fail(ctx, `${path}${name} is not a list`);
-  if (value.length > max) fail(ctx, `${path}${name} has ${value.length} entries, more than ${max}`);
-  return value;
-}
-
-function asObj(ctx: Ctx, value: unknown, path: string): Obj {
-  if (!isObj(value)) fail(ctx, `${path} is not an object`);
-  return value;
-}
-
-function readEndpoint(ctx: Ctx, value: unknown, path: string): Endpoint {
-  const obj = asObj(ctx, value, path);
-  const p = `${path}.`;
-  const transport = readString(ctx, obj, "transport", p);
-  if (transport !== "tcp" && transport !== "udp") fail(ctx, `${p}transport is not tcp or udp`);
-  const address = readString(ctx, obj, "address", p);
-  if (!isIPv4(address) && !isIPv6(address)) {
-    fail(ctx, `${p}address is not an IPv4 or IPv6 literal`);
-  }
-  const port = get(ctx, obj, "port", p);
-  if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) {
-    fail(ctx, `${p}port is not a port number from 1 to 65535`);
-  }
-  return { transport, address, port };
-}
-
-function readEndpoints(ctx: Ctx, obj: Obj, path: string): Endpoint[] {
-  return readArray(ctx, obj, "endpoints", path, MAX_ENDPOINTS)
-    .map((e, i) => readEndpoint(ctx, e, `${path}endpoints[${i}]`));
-}
-
-function readHostCards(ctx: Ctx, obj: Obj): string[] {
-  return readArray(ctx, obj, "hostCards", "", MAX_HOST_CARDS).map((card, i) => {
-    if (typeof card !== "string") fail(ctx, `hostCards[${i}] is not a string`);
-    let canonical: string;
-    try {
-      canonical = formatHostCard(parseHostCard(card));
-    } catch (err) {
-      fail(ctx, `hostCards[${i}] is not a host card`, err);
-    }
-    if (canonical !== card) fail(ctx, `hostCards[${i}] is not written in canonical form`);
-    return card;
-  });
-}
 
 function readPeer(ctx: Ctx, value: unknown, path: string): PeerEntry {
   const obj = asObj(ctx, value, path);
@@ -225,30 +58,6 @@ function readFailure(ctx: Ctx, value: unknown, path: string): NoticePayload["fai
     : undefined;
   const reason = readText(ctx, obj, "reason", p, (t) => textProblem(t, MAX_REASON_BYTES, true));
   return endpoint === undefined ? { userId, reason } : { userId, endpoint, reason };
-}
-
-function parseJson(ctx: Ctx, bytes: Uint8Array): Obj {
-  if (bytes.length > MAX_BLOCK_BYTES) {
-    fail(ctx, `it has ${bytes.length} bytes, more than ${MAX_BLOCK_BYTES}`);
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
-  } catch (err) {
-    fail(ctx, "it is not UTF-8 JSON", err);
-  }
-  return asObj(ctx, value, "the payload");
-}
-
-function readCtx(kind: string): Ctx {
-  return {
-    doing: `Cannot read ${kind}`,
-    advice: "the sender runs a faulty or incompatible mailpeer; ignore this mail",
-  };
-}
-
-function encodeCtx(kind: string): Ctx {
-  return { doing: `Cannot encode ${kind}`, advice: "correct the value before sending" };
 }
 
 // ---- request --------------------------------------------------------------------------------

@@ -2,20 +2,18 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { JsonFileHostDirectory, MemoryHostDirectory } from "../../src/host/host_directory.ts";
 import { MemoryStore } from "../../src/host/memory_store.ts";
-import { mergeSyncRows, SyncAgent, type SyncAgentOptions } from "../../src/host/sync_agent.ts";
+import { SyncAgent, type SyncAgentOptions } from "../../src/host/sync_agent.ts";
+import { mergeSyncRows } from "../../src/host/sync_merge.ts";
 import type { PeerRow, TableStore } from "../../src/host/types.ts";
 import { parseMail } from "../../src/mail/parse.ts";
+import type { MailSource } from "../../src/mail/types.ts";
 import { toBase64Url } from "../../src/message/base64.ts";
 import { sealSignedBlock } from "../../src/message/block.ts";
 import { formatHostCard } from "../../src/message/host_card.ts";
 import { generateHostKeys, hostCardOf, type HostKeys } from "../../src/message/key_file.ts";
 import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
-import {
-  dearmorSync,
-  encodeSyncPayload,
-  openSync,
-  type SyncRow,
-} from "../../src/message/sync_payload.ts";
+import { encodeSyncPayload, type SyncRow } from "../../src/message/sync_payload.ts";
+import { dearmorSync, openSync } from "../../src/message/sync_seal.ts";
 import { NETWORK, World } from "../support/world.ts";
 
 const HOUR = 3_600_000;
@@ -103,6 +101,39 @@ Deno.test("a host started after another has the other's rows after bootstrap", a
     // Answering a learned host does not make it trusted: A does not push to B yet.
     assert.deepEqual(await a.directory.list({ trustedOnly: true }), []);
     assert.equal((await w.files("host@host.test", "new")).length, 0);
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("a sync pass can take the host's listing instead of listing the mailbox again", async () => {
+  const w = await World.create();
+  try {
+    await fivePlayers(w);
+    const inner = w.hostSource;
+    let lists = 0;
+    const source: MailSource = {
+      list: (match, options) => (lists++, inner.list(match, options)),
+      fetch: (ref, options) => inner.fetch(ref, options),
+      delete: (ref) => inner.delete(ref),
+      quarantine: (ref, reason) => inner.quarantine(ref, reason),
+      waitForMail: (options) => inner.waitForMail(options),
+      close: () => inner.close(),
+    };
+    const a = await hostA(w, { source });
+    const b = await poolHost(w, "b@host.test");
+    await b.directory.add([w.card], { trusted: true });
+    await a.agent.learn([formatHostCard(hostCardOf(b.keys))]);
+    await b.agent.requestTables();
+    await w.request(await w.player("player-5", 7005)); // a request waits beside the sync mail
+
+    const listing = await inner.list({ subject: `[mailpeer] ${NETWORK} `, mode: "prefix" });
+    assert.equal(listing.length, 2);
+    const pass = await a.agent.processPending({ listing });
+    assert.deepEqual(pass, { answered: 1, merged: 0, rows: 0, quarantined: 0, stale: 0 });
+    assert.equal(lists, 0, "the sync pass must not list the mailbox again");
+    assert.equal((await b.agent.processPending()).rows, 5);
+    assert.equal((await w.host.processPending()).answered, 1, "the request is left to the host");
   } finally {
     await w.close();
   }

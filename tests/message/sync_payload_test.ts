@@ -6,16 +6,14 @@ import { blockKindOf, sealSignedBlock } from "../../src/message/block.ts";
 import { formatHostCard } from "../../src/message/host_card.ts";
 import { generateHostKeys, hostCardOf } from "../../src/message/key_file.ts";
 import {
-  dearmorSync,
   decodeSyncPayload,
   encodeSyncPayload,
   MAX_SYNC_ROWS,
-  openSync,
-  sealSync,
   type SnapshotPayload,
   type SyncPayload,
   type SyncRow,
 } from "../../src/message/sync_payload.ts";
+import { dearmorSync, openSync, sealSync } from "../../src/message/sync_seal.ts";
 import {
   assertMessageError,
   bytes,

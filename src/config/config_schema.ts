@@ -1,0 +1,104 @@
+/**
+ * The shape of a validated configuration (docs/config.md): what `configFromObject`
+ * (config_validate.ts) returns and the CLI wires up. Types only.
+ *
+ * @module
+ */
+import type { TransportKind } from "../message/types.ts";
+import type { SecretRef } from "./secret.ts";
+
+/** A mail server connection. */
+export interface ServerConfig {
+  host: string;
+  port: number;
+  /** `starttls` upgrades a plain connection, `implicit` starts with TLS, `none` never uses TLS. */
+  tls: "starttls" | "implicit" | "none";
+  user: string;
+  password?: SecretRef;
+  /** PEM file of the CA that signed the server certificate (else the system roots). */
+  caFile?: string;
+  /** Accept any certificate. Only for tests; says so in every log line. */
+  insecure: boolean;
+  /** TLS server name when `host` is an IP literal. */
+  servername?: string;
+  /** Highest TLS version to offer (SMTP only; see docs/performance.md). */
+  tlsMaxVersion?: "1.2" | "1.3";
+}
+
+/** How a role reads its mailbox. */
+export type ReceiveConfig =
+  | { kind: "local"; maildir: string }
+  | ({ kind: "imap"; mailbox: string; quarantine: string; idle: boolean } & ServerConfig)
+  | ({ kind: "pop3" } & ServerConfig);
+
+/** How a role sends mail. */
+export type SendConfig = { kind: "local"; postOffice: string } | ({ kind: "smtp" } & ServerConfig);
+
+/** The host role. */
+export interface HostConfig {
+  email: string;
+  keys: string;
+  table: string;
+  peersPerReply: number;
+  tableCapacity: number;
+  expiryMs: number;
+  pollIntervalMs: number;
+  maxMailBytes: number;
+  maxBlockBytes: number;
+  requestsPerUserPerHour: number;
+  requestsPerSenderPerHour: number;
+  allowPrivateAddresses: boolean;
+  /** authserv-id whose SPF/DKIM verdict must pass (RFC 8601); unset: not required. */
+  requireVerifiedSender?: string;
+  /** Where the control table lives: the JSON file `table`, or a shared Redis. */
+  store: { kind: "file" } | { kind: "redis"; url: string; key: string };
+  /** Several host processes read this mailbox (claim each mail first). */
+  sharedMailbox: boolean;
+  /** Representative mode: forward every request round-robin to these worker addresses. */
+  forwardTo: string[];
+  /** Host cards of the pool this host syncs its table with (trusted). */
+  pool: string[];
+  /** Answer (and trust) table requests of hosts not in the pool. */
+  acceptUnknownHosts: boolean;
+  /** How often a long-running host pushes its table to the pool. */
+  syncIntervalMs: number;
+  /** File of the hosts this host knows (the pool and hosts learned from requests). */
+  hostsFile: string;
+  receive: ReceiveConfig;
+  send: SendConfig;
+}
+
+/** The terminal role. */
+export interface TerminalConfig {
+  userId: string;
+  email: string;
+  identity: string;
+  hosts: string[];
+  /** `auto` or an IP literal to advertise. */
+  address: string;
+  /** Address to listen on for peers (default: all interfaces of the advertised family). */
+  listen?: string;
+  port: number;
+  transport: TransportKind;
+  replyTimeoutMs: number;
+  connectTimeoutMs: number;
+  standbyTimeoutMs: number;
+  pollIntervalMs: number;
+  allow: string[];
+  deny: string[];
+  /** STUN servers (`host:port`) asked for the reflexive address when no global one is found. */
+  stunServers: string[];
+  receive: ReceiveConfig;
+  send: SendConfig;
+}
+
+/** A whole configuration file. */
+export interface Config {
+  /** The file it was read from, if any. */
+  path?: string;
+  network: string;
+  subjectMatch: "exact" | "prefix";
+  postOffice?: string;
+  host?: HostConfig;
+  terminal?: TerminalConfig;
+}

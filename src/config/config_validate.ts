@@ -1,0 +1,306 @@
+/**
+ * Validation of a parsed configuration document: every key of docs/config.md is read with its
+ * type, range and default, relative paths are resolved, and the first problem is a
+ * `ConfigError` `ECONFIG` naming the key ({@link configFromObject}).
+ *
+ * @module
+ */
+import { isAbsolute, resolve } from "node:path";
+import { ConfigError } from "../errors.ts";
+import {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_EXPIRY_MS,
+  DEFAULT_PEERS_PER_REPLY,
+  DEFAULT_POLL_INTERVAL_MS,
+  DEFAULT_REPLY_TIMEOUT_MS,
+  DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
+  DEFAULT_REQUESTS_PER_USER_PER_HOUR,
+  DEFAULT_STANDBY_TIMEOUT_MS,
+  DEFAULT_SYNC_INTERVAL_MS,
+  DEFAULT_TABLE_CAPACITY,
+  DEFAULT_TERMINAL_POLL_INTERVAL_MS,
+  MAX_BLOCK_BYTES,
+  MAX_MAIL_BYTES,
+} from "../limits.ts";
+import type {
+  Config,
+  HostConfig,
+  ReceiveConfig,
+  SendConfig,
+  ServerConfig,
+  TerminalConfig,
+} from "./config_schema.ts";
+import { parseDuration } from "./duration.ts";
+import { secretRef } from "./secret.ts";
+
+type Table = Record<string, unknown>;
+
+class Reader {
+  constructor(readonly base: string, readonly prefix: string) {}
+
+  fail(key: string, problem: string, fix: string): never {
+    throw new ConfigError("ECONFIG", `Cannot read ${this.prefix}${key}: ${problem}; ${fix}`);
+  }
+
+  string(t: Table, key: string, fallback?: string): string {
+    const v = t[key];
+    if (v === undefined && fallback !== undefined) return fallback;
+    if (typeof v !== "string" || v.trim() === "") {
+      this.fail(
+        key,
+        v === undefined ? "it is missing" : "it must be a non-empty string",
+        "see docs/config.md",
+      );
+    }
+    return v;
+  }
+
+  optionalString(t: Table, key: string): string | undefined {
+    return t[key] === undefined ? undefined : this.string(t, key);
+  }
+
+  path(t: Table, key: string, fallback?: string): string {
+    const p = this.string(t, key, fallback);
+    return isAbsolute(p) ? p : resolve(this.base, p);
+  }
+
+  int(t: Table, key: string, fallback: number, min: number, max: number): number {
+    const v = t[key] ?? fallback;
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+      this.fail(
+        key,
+        `${JSON.stringify(v)} is not a whole number from ${min} to ${max}`,
+        "fix the value",
+      );
+    }
+    return v;
+  }
+
+  bool(t: Table, key: string, fallback: boolean): boolean {
+    const v = t[key] ?? fallback;
+    if (typeof v !== "boolean") {
+      this.fail(key, `${JSON.stringify(v)} is not true or false`, "fix the value");
+    }
+    return v;
+  }
+
+  duration(t: Table, key: string, fallbackMs: number): number {
+    return t[key] === undefined ? fallbackMs : parseDuration(t[key], this.prefix + key);
+  }
+
+  oneOf<T extends string>(t: Table, key: string, choices: readonly T[], fallback: T): T {
+    const v = t[key] ?? fallback;
+    if (typeof v !== "string" || !choices.includes(v as T)) {
+      this.fail(
+        key,
+        `${JSON.stringify(v)} is not one of ${choices.join(", ")}`,
+        "pick one of them",
+      );
+    }
+    return v as T;
+  }
+
+  strings(t: Table, key: string): string[] {
+    const v = t[key] ?? [];
+    if (!Array.isArray(v) || v.some((s) => typeof s !== "string")) {
+      this.fail(key, "it must be a list of strings", 'write e.g. ["a", "b"]');
+    }
+    return v as string[];
+  }
+
+  table(t: Table, key: string): Table {
+    const v = t[key] ?? {};
+    if (typeof v !== "object" || v === null || Array.isArray(v)) {
+      this.fail(key, "it must be a table", `write it as a [${this.prefix}${key}] section`);
+    }
+    return v as Table;
+  }
+
+  sub(key: string): Reader {
+    return new Reader(this.base, `${this.prefix}${key}.`);
+  }
+}
+
+const DEFAULT_PORTS = {
+  imap: { starttls: 143, implicit: 993, none: 143 },
+  pop3: { starttls: 110, implicit: 995, none: 110 },
+  smtp: { starttls: 587, implicit: 465, none: 25 },
+} as const;
+
+function readServer(
+  r: Reader,
+  t: Table,
+  kind: "imap" | "pop3" | "smtp",
+  email: string,
+): ServerConfig {
+  const tls = r.oneOf(t, "tls", ["starttls", "implicit", "none"] as const, "starttls");
+  const server: ServerConfig = {
+    host: r.string(t, "host"),
+    port: r.int(t, "port", DEFAULT_PORTS[kind][tls], 1, 65535),
+    tls,
+    user: r.string(t, "user", email),
+    insecure: r.bool(t, "insecure", false),
+  };
+  const password = secretRef(t, r.prefix, r.base);
+  if (password) server.password = password;
+  const ca = r.optionalString(t, "ca_file");
+  if (ca !== undefined) server.caFile = r.path(t, "ca_file");
+  const servername = r.optionalString(t, "servername");
+  if (servername !== undefined) server.servername = servername;
+  if (t["tls_max_version"] !== undefined) {
+    server.tlsMaxVersion = r.oneOf(t, "tls_max_version", ["1.2", "1.3"] as const, "1.3");
+  }
+  return server;
+}
+
+function readReceive(
+  r: Reader,
+  t: Table,
+  email: string,
+  postOffice: string | undefined,
+  idleDefault = true,
+): ReceiveConfig {
+  const kind = r.oneOf(t, "kind", ["local", "imap", "pop3"] as const, "local");
+  if (kind === "local") {
+    if (t["maildir"] === undefined && postOffice === undefined) {
+      r.fail("maildir", "it is missing and no top-level post_office is set", "set one of them");
+    }
+    const maildir = t["maildir"] === undefined
+      ? resolve(postOffice!, email.toLowerCase())
+      : r.path(t, "maildir");
+    return { kind, maildir };
+  }
+  const server = readServer(r, t, kind, email);
+  if (kind === "pop3") return { kind, ...server };
+  return {
+    kind,
+    ...server,
+    mailbox: r.string(t, "mailbox", "INBOX"),
+    quarantine: r.string(t, "quarantine", "Quarantine"),
+    idle: r.bool(t, "idle", idleDefault),
+  };
+}
+
+function readSend(r: Reader, t: Table, email: string, postOffice: string | undefined): SendConfig {
+  const kind = r.oneOf(t, "kind", ["local", "smtp"] as const, "local");
+  if (kind === "local") {
+    const po = t["post_office"] === undefined ? postOffice : r.path(t, "post_office");
+    if (po === undefined) {
+      r.fail("post_office", "it is missing and no top-level post_office is set", "set one of them");
+    }
+    return { kind, postOffice: po };
+  }
+  return { kind, ...readServer(r, t, "smtp", email) };
+}
+
+function readStore(r: Reader, t: Table): HostConfig["store"] {
+  const kind = r.oneOf(t, "kind", ["file", "redis"] as const, "file");
+  if (kind === "file") return { kind };
+  return { kind, url: r.string(t, "url"), key: r.string(t, "key", "mailpeer:table") };
+}
+
+function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConfig {
+  const email = r.string(t, "email");
+  return {
+    email,
+    keys: r.path(t, "keys", "host.keys.json"),
+    table: r.path(t, "table", "table.json"),
+    peersPerReply: r.int(t, "peers_per_reply", DEFAULT_PEERS_PER_REPLY, 0, 64),
+    tableCapacity: r.int(t, "table_capacity", DEFAULT_TABLE_CAPACITY, 1, 1_000_000),
+    expiryMs: r.duration(t, "expiry", DEFAULT_EXPIRY_MS),
+    pollIntervalMs: r.duration(t, "poll_interval", DEFAULT_POLL_INTERVAL_MS),
+    maxMailBytes: r.int(t, "max_mail_bytes", MAX_MAIL_BYTES, 1024, 16 * 1024 * 1024),
+    maxBlockBytes: r.int(t, "max_block_bytes", MAX_BLOCK_BYTES, 256, MAX_BLOCK_BYTES),
+    requestsPerUserPerHour: r.int(
+      t,
+      "requests_per_user_per_hour",
+      DEFAULT_REQUESTS_PER_USER_PER_HOUR,
+      1,
+      1_000_000,
+    ),
+    requestsPerSenderPerHour: r.int(
+      t,
+      "requests_per_sender_per_hour",
+      DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
+      1,
+      1_000_000,
+    ),
+    allowPrivateAddresses: r.bool(t, "allow_private_addresses", false),
+    store: readStore(r.sub("store"), r.table(t, "store")),
+    sharedMailbox: r.bool(t, "shared_mailbox", false),
+    forwardTo: r.strings(t, "forward_to"),
+    pool: r.strings(t, "pool"),
+    acceptUnknownHosts: r.bool(t, "accept_unknown_hosts", false),
+    syncIntervalMs: r.duration(t, "sync_interval", DEFAULT_SYNC_INTERVAL_MS),
+    hostsFile: r.path(t, "hosts_file", "hosts.json"),
+    ...(t["require_verified_sender"] !== undefined
+      ? { requireVerifiedSender: r.string(t, "require_verified_sender") }
+      : {}),
+    receive: readReceive(r.sub("receive"), r.table(t, "receive"), email, postOffice),
+    send: readSend(r.sub("send"), r.table(t, "send"), email, postOffice),
+  };
+}
+
+function readTerminal(r: Reader, t: Table, postOffice: string | undefined): TerminalConfig {
+  const email = r.string(t, "email");
+  const listen = r.optionalString(t, "listen");
+  const config: TerminalConfig = {
+    userId: r.string(t, "user_id"),
+    email,
+    identity: r.path(t, "identity", "identity.json"),
+    hosts: r.strings(t, "hosts"),
+    address: r.string(t, "address", "auto"),
+    port: r.int(t, "port", 0, 0, 65535),
+    transport: r.oneOf(t, "transport", ["tcp", "udp"] as const, "tcp"),
+    replyTimeoutMs: r.duration(t, "reply_timeout", DEFAULT_REPLY_TIMEOUT_MS),
+    connectTimeoutMs: r.duration(t, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_MS),
+    standbyTimeoutMs: r.duration(t, "standby_timeout", DEFAULT_STANDBY_TIMEOUT_MS),
+    pollIntervalMs: r.duration(t, "poll_interval", DEFAULT_TERMINAL_POLL_INTERVAL_MS),
+    allow: r.strings(t, "allow"),
+    deny: r.strings(t, "deny"),
+    stunServers: r.strings(t, "stun_servers"),
+    receive: readReceive(r.sub("receive"), r.table(t, "receive"), email, postOffice, false),
+    send: readSend(r.sub("send"), r.table(t, "send"), email, postOffice),
+  };
+  if (listen !== undefined) config.listen = listen;
+  if (config.hosts.length === 0) {
+    r.fail("hosts", "no host card is listed", "add the card that `mailpeer keygen --host` printed");
+  }
+  return config;
+}
+
+/** Validates a parsed TOML document. `base` is the directory relative paths start from. */
+export function configFromObject(
+  doc: Table,
+  options: { base?: string; path?: string } = {},
+): Config {
+  const r = new Reader(options.base ?? Deno.cwd(), "");
+  const network = r.string(doc, "network");
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(network)) {
+    r.fail(
+      "network",
+      `${JSON.stringify(network)} is not a network id`,
+      "use letters, digits, '.', '_' or '-' (at most 64)",
+    );
+  }
+  const postOffice = doc["post_office"] === undefined ? undefined : r.path(doc, "post_office");
+  const known = new Set(["network", "subject_match", "post_office", "host", "terminal"]);
+  for (const key of Object.keys(doc)) {
+    if (!known.has(key)) {
+      r.fail(key, "it is not a known setting", "remove it or check its spelling in docs/config.md");
+    }
+  }
+  const config: Config = {
+    network,
+    subjectMatch: r.oneOf(doc, "subject_match", ["exact", "prefix"] as const, "exact"),
+  };
+  if (options.path) config.path = options.path;
+  if (postOffice !== undefined) config.postOffice = postOffice;
+  if (doc["host"] !== undefined) {
+    config.host = readHost(r.sub("host"), r.table(doc, "host"), postOffice);
+  }
+  if (doc["terminal"] !== undefined) {
+    config.terminal = readTerminal(r.sub("terminal"), r.table(doc, "terminal"), postOffice);
+  }
+  return config;
+}

@@ -1,0 +1,172 @@
+/**
+ * Strict reading of the JSON wire objects of requests, replies and notices (codec.ts): each
+ * reader checks one field against src/limits.ts and fails with `MessageError` `EPAYLOAD`
+ * naming the field, in a message whose head and advice come from a {@link Ctx}.
+ *
+ * @module
+ */
+import { MessageError } from "../errors.ts";
+import { MAX_BLOCK_BYTES, MAX_ENDPOINTS, MAX_HOST_CARDS } from "../limits.ts";
+import { fromBase64Url, toBase64Url } from "./base64.ts";
+import { isIPv4, isIPv6 } from "./field_rules.ts";
+import { formatHostCard, parseHostCard } from "./host_card.ts";
+import type { Endpoint } from "./types.ts";
+
+/** A JSON object on the wire. */
+export type Obj = Record<string, unknown>;
+
+/** Where a check runs: names the operation and what to do in the error message. */
+export interface Ctx {
+  doing: string;
+  advice: string;
+}
+
+/** Throws the `EPAYLOAD` error of `ctx` about `what`. */
+export function fail(ctx: Ctx, what: string, cause?: unknown): never {
+  throw new MessageError(
+    "EPAYLOAD",
+    `${ctx.doing}: ${what}; ${ctx.advice}`,
+    cause === undefined ? {} : { cause },
+  );
+}
+
+/** True for a JSON object (not null, not a list). */
+export function isObj(value: unknown): value is Obj {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** The field `name` of `obj`; missing is an error (`path` prefixes the field name). */
+export function get(ctx: Ctx, obj: Obj, name: string, path: string): unknown {
+  if (!Object.hasOwn(obj, name)) fail(ctx, `${path}${name} is missing`);
+  return obj[name];
+}
+
+/** A string field. */
+export function readString(ctx: Ctx, obj: Obj, name: string, path: string): string {
+  const value = get(ctx, obj, name, path);
+  if (typeof value !== "string") fail(ctx, `${path}${name} is not a string`);
+  return value;
+}
+
+/** A string field that passes `check` (which says what is wrong, or `undefined`). */
+export function readText(
+  ctx: Ctx,
+  obj: Obj,
+  name: string,
+  path: string,
+  check: (text: string) => string | undefined,
+): string {
+  const value = readString(ctx, obj, name, path);
+  const problem = check(value);
+  if (problem !== undefined) fail(ctx, `${path}${name} ${problem}`);
+  return value;
+}
+
+/** A base64url field (canonical, unpadded) of exactly `length` bytes. */
+export function readBytes(
+  ctx: Ctx,
+  obj: Obj,
+  name: string,
+  path: string,
+  length: number,
+): Uint8Array {
+  const value = readString(ctx, obj, name, path);
+  let bytes: Uint8Array;
+  try {
+    bytes = fromBase64Url(value);
+  } catch (err) {
+    fail(ctx, `${path}${name} is not base64url`, err);
+  }
+  if (bytes.length !== length || toBase64Url(bytes) !== value) {
+    fail(ctx, `${path}${name} has ${bytes.length} bytes, not ${length}`);
+  }
+  return bytes;
+}
+
+/** A non-negative safe integer field. */
+export function readCount(ctx: Ctx, obj: Obj, name: string, path: string): number {
+  const value = get(ctx, obj, name, path);
+  if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
+    fail(ctx, `${path}${name} is not a non-negative whole number`);
+  }
+  return value;
+}
+
+/** A list field of at most `max` entries. */
+export function readArray(ctx: Ctx, obj: Obj, name: string, path: string, max: number): unknown[] {
+  const value = get(ctx, obj, name, path);
+  if (!Array.isArray(value)) fail(ctx, `${path}${name} is not a list`);
+  if (value.length > max) fail(ctx, `${path}${name} has ${value.length} entries, more than ${max}`);
+  return value;
+}
+
+/** `value` as a JSON object; anything else is an error naming `path`. */
+export function asObj(ctx: Ctx, value: unknown, path: string): Obj {
+  if (!isObj(value)) fail(ctx, `${path} is not an object`);
+  return value;
+}
+
+/** One endpoint: tcp or udp, an IP literal, a port from 1 to 65535. */
+export function readEndpoint(ctx: Ctx, value: unknown, path: string): Endpoint {
+  const obj = asObj(ctx, value, path);
+  const p = `${path}.`;
+  const transport = readString(ctx, obj, "transport", p);
+  if (transport !== "tcp" && transport !== "udp") fail(ctx, `${p}transport is not tcp or udp`);
+  const address = readString(ctx, obj, "address", p);
+  if (!isIPv4(address) && !isIPv6(address)) {
+    fail(ctx, `${p}address is not an IPv4 or IPv6 literal`);
+  }
+  const port = get(ctx, obj, "port", p);
+  if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) {
+    fail(ctx, `${p}port is not a port number from 1 to 65535`);
+  }
+  return { transport, address, port };
+}
+
+/** The `endpoints` list, at most `MAX_ENDPOINTS`. */
+export function readEndpoints(ctx: Ctx, obj: Obj, path: string): Endpoint[] {
+  return readArray(ctx, obj, "endpoints", path, MAX_ENDPOINTS)
+    .map((e, i) => readEndpoint(ctx, e, `${path}endpoints[${i}]`));
+}
+
+/** The `hostCards` list: at most `MAX_HOST_CARDS` host cards in canonical form. */
+export function readHostCards(ctx: Ctx, obj: Obj): string[] {
+  return readArray(ctx, obj, "hostCards", "", MAX_HOST_CARDS).map((card, i) => {
+    if (typeof card !== "string") fail(ctx, `hostCards[${i}] is not a string`);
+    let canonical: string;
+    try {
+      canonical = formatHostCard(parseHostCard(card));
+    } catch (err) {
+      fail(ctx, `hostCards[${i}] is not a host card`, err);
+    }
+    if (canonical !== card) fail(ctx, `hostCards[${i}] is not written in canonical form`);
+    return card;
+  });
+}
+
+/** Parses a payload of at most `MAX_BLOCK_BYTES` as a UTF-8 JSON object. */
+export function parseJson(ctx: Ctx, bytes: Uint8Array): Obj {
+  if (bytes.length > MAX_BLOCK_BYTES) {
+    fail(ctx, `it has ${bytes.length} bytes, more than ${MAX_BLOCK_BYTES}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (err) {
+    fail(ctx, "it is not UTF-8 JSON", err);
+  }
+  return asObj(ctx, value, "the payload");
+}
+
+/** The context of decoding a `kind` payload. */
+export function readCtx(kind: string): Ctx {
+  return {
+    doing: `Cannot read ${kind}`,
+    advice: "the sender runs a faulty or incompatible mailpeer; ignore this mail",
+  };
+}
+
+/** The context of checking a `kind` payload before encoding it. */
+export function encodeCtx(kind: string): Ctx {
+  return { doing: `Cannot encode ${kind}`, advice: "correct the value before sending" };
+}
