@@ -65,9 +65,16 @@ export async function makeSite(): Promise<Site> {
 export async function writeHostConfig(
   site: Site,
   name: string,
-  o: { network: string; pollMs: number; extra?: string },
+  o: {
+    network: string;
+    pollMs: number;
+    extra?: string;
+    /** `implicit-1.2`: IMAP on 993 with implicit TLS, both servers capped at TLS 1.2. */
+    tls?: "starttls" | "implicit-1.2";
+  },
 ): Promise<string> {
-  const imap = imapFor(HOST);
+  const fast = o.tls === "implicit-1.2";
+  const imap = imapFor(HOST, fast ? "implicit" : "starttls");
   const smtp = smtpFor(HOST);
   const server = (
     s: { host: string; port: number; user: string; caFile?: string; servername?: string },
@@ -76,7 +83,8 @@ export async function writeHostConfig(
     [
       `host = "${s.host}"`,
       `port = ${s.port}`,
-      `tls = "starttls"`,
+      `tls = "${s.port === 993 ? "implicit" : "starttls"}"`,
+      ...(fast ? [`tls_max_version = "1.2"`] : []),
       `user = "${s.user}"`,
       `password_env = "${env}"`,
       `ca_file = "${s.caFile}"`,
