@@ -32,6 +32,11 @@ export const MAX_REASON_BYTES = 256;
  * at once. A crash repeats at most this many replies; a larger batch saves table writes.
  */
 export const HOST_BATCH_SIZE = 32;
+/**
+ * How long `host --once` looks into its IMAP mailbox before loading imapflow; past it, the run
+ * takes the full path.
+ */
+export const IMAP_PROBE_TIMEOUT_MS = 10_000;
 /** Connections of one SMTP sender's pool (a new TLS connection costs ~50 ms under Deno). */
 export const SMTP_POOL_CONNECTIONS = 2;
 /** Replies a host has in flight at once: one per pooled SMTP connection. */

@@ -7,6 +7,7 @@ import type { HostConfig, ReceiveConfig, SendConfig, ServerConfig } from "../con
 import type { TableStore } from "../host/types.ts";
 import { resolveSecret } from "../config/secret.ts";
 import { ConfigError, MessageError } from "../errors.ts";
+import { IMAP_PROBE_TIMEOUT_MS } from "../limits.ts";
 import type { MailSender, MailSource } from "../mail/types.ts";
 import { type HostCard, parseHostCard } from "../message/host_card.ts";
 import {
@@ -47,6 +48,26 @@ export async function openSender(config: SendConfig): Promise<MailSender> {
       return new SmtpSender(await serverOptions(config, `SMTP password of ${config.user}`));
     }
   }
+}
+
+/**
+ * For a cron run (`host --once`): whether the host's IMAP mailbox certainly holds no mailpeer
+ * mail of `network`, found with a quick read-only search before imapflow is loaded (see
+ * src/mail/imap_probe.ts). False when it may hold some, or when the probe cannot tell.
+ */
+export async function imapCertainlyEmpty(
+  config: ReceiveConfig,
+  network: string,
+): Promise<boolean> {
+  if (config.kind !== "imap") return false;
+  const { probeImap } = await import("../mail/imap_probe.ts");
+  const server = await serverOptions(config, `IMAP password of ${config.user}`);
+  const found = await probeImap({ ...server, password: server.password ?? "" }, {
+    mailbox: config.mailbox,
+    subject: `[mailpeer] ${network} `,
+    timeoutMs: IMAP_PROBE_TIMEOUT_MS,
+  });
+  return found === false;
 }
 
 /** Opens the mail source a role is configured with. */

@@ -1,0 +1,68 @@
+/**
+ * The read-only look a cron host takes into its IMAP mailbox before loading imapflow
+ * (src/mail/imap_probe.ts), against the real Dovecot of the test stack.
+ */
+import assert from "node:assert/strict";
+import { composeMail } from "../../src/mail/compose.ts";
+import { probeImap } from "../../src/mail/imap_probe.ts";
+import { flagsBySubject, imapServer, mailClient, removeFolders } from "../support/imap_mailbox.ts";
+import { NO_STACK } from "../support/mailstack.ts";
+
+const FOLDER = "ProbeTest";
+const PREFIX = "[mailpeer] lan ";
+
+async function mail(subject: string): Promise<Uint8Array> {
+  const { raw } = await composeMail({
+    from: "alice@a.test",
+    to: ["host2@host.test"],
+    subject,
+    text: "probe test\r\n",
+  });
+  return raw;
+}
+
+Deno.test({
+  name: "the probe says 'nothing' only when no mail carries the prefix, and changes no flag",
+  ignore: NO_STACK,
+  fn: async () => {
+    const client = await mailClient();
+    try {
+      await removeFolders(client, [FOLDER]);
+      await client.mailboxCreate(FOLDER);
+      await client.append(FOLDER, await mail("Lunch on Friday?"));
+      await client.append(FOLDER, await mail("[mailpeer] other-network request"));
+      const options = { mailbox: FOLDER, subject: PREFIX, timeoutMs: 10_000 };
+      for (const tls of ["starttls", "implicit"] as const) {
+        const port = tls === "implicit" ? 993 : 143;
+        assert.equal(await probeImap(imapServer({ tls, port }), options), false, tls);
+      }
+      await client.append(FOLDER, await mail(`${PREFIX}request`));
+      assert.equal(await probeImap(imapServer(), options), true);
+      // Read-only (EXAMINE): no mail was read-marked or flagged; \Recent is still there for
+      // the next session that selects the folder.
+      const flags = await flagsBySubject(client, FOLDER);
+      assert.equal(flags.size, 3);
+      for (const [subject, list] of flags) assert.deepEqual(list, ["\\Recent"], subject);
+    } finally {
+      await removeFolders(client, [FOLDER]).catch(() => {});
+      await client.logout().catch(() => client.close());
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "the probe cannot tell (and the host takes the full path) on a refused login or a missing mailbox",
+  ignore: NO_STACK,
+  fn: async () => {
+    const options = { mailbox: "INBOX", subject: PREFIX, timeoutMs: 10_000 };
+    assert.equal(await probeImap(imapServer({ password: "wrong" }), options), undefined);
+    assert.equal(
+      await probeImap(imapServer(), { ...options, mailbox: "No Such Folder" }),
+      undefined,
+    );
+    assert.equal(await probeImap(imapServer({ port: 9 }), options), undefined);
+    // Certificate checks cannot be switched off for Deno's TLS: `insecure` takes the full path.
+    assert.equal(await probeImap(imapServer({ insecure: true }), options), undefined);
+  },
+});
