@@ -19,6 +19,7 @@
  * @module
  */
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from "node:crypto";
+import { concatBytes } from "../message/base64.ts";
 
 /** Bytes of the GCM authentication tag. */
 export const TAG_BYTES = 16;
@@ -92,14 +93,7 @@ function target(sealed: Uint8Array, size: number, options: OpenOptions): Uint8Ar
 }
 
 function join(parts: readonly Uint8Array[]): Uint8Array {
-  if (parts.length === 1) return parts[0]!;
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return parts.length === 1 ? parts[0]! : concatBytes(...parts);
 }
 
 type Bytes = Uint8Array<ArrayBuffer>;

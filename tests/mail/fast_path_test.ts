@@ -15,6 +15,7 @@ import {
 } from "../../src/mail/parse.ts";
 import { parseFast } from "../../src/mail/parse_fast.ts";
 import type { OutgoingMail } from "../../src/mail/types.ts";
+import { concatBytes } from "../../src/message/base64.ts";
 import { bodyFor, bodyForBlocks, subjectFor } from "../../src/message/mail_text.ts";
 
 const encoder = new TextEncoder();
@@ -35,14 +36,7 @@ async function settle<T>(promise: Promise<T>): Promise<{ ok: T } | { error: unkn
 }
 
 function concat(chunks: (string | Uint8Array)[]): Uint8Array {
-  const parts = chunks.map((c) => typeof c === "string" ? encoder.encode(c) : c);
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(...chunks.map((c) => typeof c === "string" ? encoder.encode(c) : c));
 }
 
 // ---- generated mails ---------------------------------------------------------------------

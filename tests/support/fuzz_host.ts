@@ -6,7 +6,7 @@
  * @module
  */
 import { sealNotice, sealReply, sealRequest } from "../../src/message/block.ts";
-import { toBase64Url } from "../../src/message/base64.ts";
+import { concatBytes, toBase64Url } from "../../src/message/base64.ts";
 import { formatHostCard } from "../../src/message/host_card.ts";
 import {
   generateHostKeys,
@@ -111,13 +111,7 @@ export type Bytes = Uint8Array;
 export const enc = (s: string): Bytes => utf8.encode(s);
 
 export function concat(parts: Bytes[]): Bytes {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return concatBytes(...parts);
 }
 
 /** Header lines (each without its line end) and a body, joined with CRLF. */
