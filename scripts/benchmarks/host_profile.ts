@@ -11,6 +11,7 @@ import { Session } from "node:inspector";
 import { loadConfig } from "../../src/config/config.ts";
 import { Host } from "../../src/host/host.ts";
 import { loadHostKeys, openSender, openSource, openStore } from "../../src/cli/wire.ts";
+import { hostPolicyOf } from "../../src/cli/host.ts";
 import type { TableStore } from "../../src/host/types.ts";
 import type { MailSender, MailSource } from "../../src/mail/types.ts";
 import { composeMail } from "../../src/mail/compose.ts";
@@ -216,22 +217,7 @@ export async function inProcessDrain(
   );
   const sender = timedSender(await openSender(hc.send), clock);
   const store = timedStore(await openStore(hc), clock);
-  const host = new Host({
-    keys,
-    network: config.network,
-    source,
-    sender,
-    store,
-    subjectMatch: config.subjectMatch,
-    policy: { capacity: hc.tableCapacity, expiryMs: hc.expiryMs, peersPerReply: hc.peersPerReply },
-    limits: {
-      maxMailBytes: hc.maxMailBytes,
-      maxBlockBytes: hc.maxBlockBytes,
-      requestsPerUserPerHour: hc.requestsPerUserPerHour,
-      requestsPerSenderPerHour: hc.requestsPerSenderPerHour,
-    },
-    allowPrivateAddresses: hc.allowPrivateAddresses,
-  });
+  const host = new Host({ ...hostPolicyOf(config, hc), keys, source, sender, store });
   const session = o.profile ? new Session() : undefined;
   try {
     // connect (TCP, STARTTLS, login, SELECT) outside the timed part

@@ -11,7 +11,7 @@ import { ConfigError, HostError } from "../errors.ts";
 import { withFileLock } from "../host/file_lock.ts";
 import { HOST_RUN_LOCK_WAIT_MS } from "../limits.ts";
 import type { EventSink } from "../events.ts";
-import { Host } from "../host/host.ts";
+import { Host, type HostOptions } from "../host/host.ts";
 import { cliSink } from "./output.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import {
@@ -26,6 +26,26 @@ import { JsonFileHostDirectory } from "../host/host_directory.ts";
 import { SyncAgent } from "../host/sync_agent.ts";
 import { Representative } from "../host/representative.ts";
 import { hostCardOf } from "../message/key_file.ts";
+
+/** What the configuration says about how a host answers (everything but its seams). */
+export function hostPolicyOf(config: Config, hc: HostConfig) {
+  return {
+    network: config.network,
+    subjectMatch: config.subjectMatch,
+    policy: { capacity: hc.tableCapacity, expiryMs: hc.expiryMs, peersPerReply: hc.peersPerReply },
+    limits: {
+      maxMailBytes: hc.maxMailBytes,
+      maxBlockBytes: hc.maxBlockBytes,
+      requestsPerUserPerHour: hc.requestsPerUserPerHour,
+      requestsPerSenderPerHour: hc.requestsPerSenderPerHour,
+    },
+    allowPrivateAddresses: hc.allowPrivateAddresses,
+    ...(hc.requireVerifiedSender
+      ? { requireVerifiedSender: { authservId: hc.requireVerifiedSender } }
+      : {}),
+    sharedMailbox: hc.sharedMailbox,
+  } satisfies Partial<HostOptions>;
+}
 
 /** Builds a host from a configuration. */
 export async function hostFromConfig(
@@ -69,25 +89,12 @@ export async function hostFromConfig(
     onEvent: options.onEvent,
   });
   const host = new Host({
+    ...hostPolicyOf(config, hc),
     keys,
-    network: config.network,
     source,
     sender,
     store,
-    subjectMatch: config.subjectMatch,
-    policy: { capacity: hc.tableCapacity, expiryMs: hc.expiryMs, peersPerReply: hc.peersPerReply },
-    limits: {
-      maxMailBytes: hc.maxMailBytes,
-      maxBlockBytes: hc.maxBlockBytes,
-      requestsPerUserPerHour: hc.requestsPerUserPerHour,
-      requestsPerSenderPerHour: hc.requestsPerSenderPerHour,
-    },
-    allowPrivateAddresses: hc.allowPrivateAddresses,
-    ...(hc.requireVerifiedSender
-      ? { requireVerifiedSender: { authservId: hc.requireVerifiedSender } }
-      : {}),
     learnHosts: (cards) => sync.learn(cards),
-    sharedMailbox: hc.sharedMailbox,
     onEvent: options.onEvent,
   });
   const close = async () => {
