@@ -7,6 +7,10 @@
  * Sessions run first with OpenSSL AES-GCM (when `--allow-ffi` was given, as scripts/bench-peer
  * does), then, after the ffi permission is revoked, with WebCrypto (what the CLI uses).
  *
+ * Those figures run both ends in this process. The `two_process` figures run the sender and the
+ * receiver in two processes (`peer_two_process.ts`, needs `--allow-run` for this Deno), as two
+ * peers on two hosts: raw TCP, and sessions with OpenSSL and with WebCrypto, interleaved.
+ *
  * Usage: scripts/bench-peer [--mib 256] [--runs 3] [--handshakes 50] [--out bench-results/peer.json]
  *
  * @module
@@ -15,10 +19,17 @@ import { TcpTransport } from "../../src/peer/tcp_transport.ts";
 import { MAX_FRAGMENT_BYTES } from "../../src/peer/session_crypto.ts";
 import { SessionLink } from "../../src/peer/session_crypto.ts";
 import { encodeFrame, type Frame, FrameDecoder, FrameType } from "../../src/peer/frame.ts";
-import { aesGcmKey, opensslAvailable } from "../../src/peer/aes_gcm.ts";
-import { createCipheriv, createDecipheriv } from "node:crypto";
+import { opensslAvailable } from "../../src/peer/aes_gcm.ts";
 import { generateEd25519 } from "../../src/message/keys.ts";
 import type { FrameChannel, PeerIdentity, PeerTransport } from "../../src/peer/types.ts";
+import { aesGcm, ceiling, nodeAesGcm, type SealOpen, sessionAesGcm } from "./peer_aes.ts";
+import {
+  canRunEnds,
+  twoProcess,
+  twoProcessRows,
+  type TwoProcessSummary,
+  twoProcessSummary,
+} from "./peer_two_process.ts";
 
 const MiB = 1024 * 1024;
 
@@ -223,104 +234,6 @@ async function handshakes(transport: PeerTransport): Promise<number[]> {
   return times;
 }
 
-/** AES-256-GCM seal of one frame's worth via WebCrypto, sequentially as the session does. */
-async function aesGcm(frameBytes: number): Promise<number> {
-  const key = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, [
-    "encrypt",
-  ]);
-  const plain = payload.slice(0, frameBytes);
-  const iv = new Uint8Array(12);
-  const count = Math.ceil((64 * MiB) / frameBytes);
-  const started = performance.now();
-  for (let i = 0; i < count; i++) {
-    new DataView(iv.buffer).setUint32(8, i);
-    await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: iv }, key, plain);
-  }
-  return mbps(count * frameBytes, performance.now() - started);
-}
-
-interface SealOpen {
-  seal_mb_s: number;
-  open_mb_s: number;
-}
-
-/** Single-core AES-256-GCM seal and open of `frameBytes` buffers with node:crypto. */
-function nodeAesGcm(frameBytes: number): SealOpen {
-  const key = crypto.getRandomValues(new Uint8Array(32));
-  const iv = new Uint8Array(12);
-  const aad = new Uint8Array(10);
-  const plain = payload.subarray(0, frameBytes);
-  const count = Math.ceil((64 * MiB) / frameBytes);
-  let sealed: Uint8Array = new Uint8Array(0);
-  let tag: Uint8Array = new Uint8Array(0);
-  let started = performance.now();
-  for (let i = 0; i < count; i++) {
-    const c = createCipheriv("aes-256-gcm", key, iv);
-    c.setAAD(aad);
-    sealed = c.update(plain);
-    c.final();
-    tag = c.getAuthTag();
-  }
-  const seal = mbps(count * frameBytes, performance.now() - started);
-  started = performance.now();
-  for (let i = 0; i < count; i++) {
-    const d = createDecipheriv("aes-256-gcm", key, iv);
-    d.setAAD(aad);
-    d.setAuthTag(tag);
-    d.update(sealed);
-    d.final();
-  }
-  return {
-    seal_mb_s: round(seal),
-    open_mb_s: round(mbps(count * frameBytes, performance.now() - started)),
-  };
-}
-
-/** Single-core AES-256-GCM seal and open through the session's implementation (aes_gcm.ts). */
-async function sessionAesGcm(
-  implementation: "webcrypto" | "openssl",
-  frameBytes: number,
-): Promise<SealOpen> {
-  const raw = crypto.getRandomValues(new Uint8Array(32));
-  const key = await crypto.subtle.importKey("raw", raw, "AES-GCM", false, ["encrypt", "decrypt"]);
-  const aead = aesGcmKey({ key, raw }, { implementation });
-  const nonce = new Uint8Array(12);
-  const aad = new Uint8Array(10);
-  const plain = payload.subarray(0, frameBytes);
-  const out = new Uint8Array(frameBytes + 16);
-  const count = Math.ceil((64 * MiB) / frameBytes);
-  let started = performance.now();
-  for (let i = 0; i < count; i++) await aead.seal(nonce, aad, [plain], out);
-  const seal = mbps(count * frameBytes, performance.now() - started);
-  started = performance.now();
-  const scratch = new Uint8Array(out.length); // in place, as the TCP session opens
-  for (let i = 0; i < count; i++) {
-    scratch.set(out);
-    if (!(await aead.open(nonce, aad, scratch, { inPlace: true }))) {
-      throw new Error("AES-GCM open failed");
-    }
-  }
-  return {
-    seal_mb_s: round(seal),
-    open_mb_s: round(mbps(count * frameBytes, performance.now() - started)),
-  };
-}
-
-/**
- * Best session/raw ratio per-byte AES-GCM allows. One process (this bench): one thread seals,
- * writes, reads and opens every byte, so time adds up. Two hosts: each end pays only one of
- * seal or open, so the slowest stage bounds the rate.
- */
-function ceiling(aes: SealOpen, rawMbS: number) {
-  const oneProcess = 1 / (1 / rawMbS + 1 / aes.seal_mb_s + 1 / aes.open_mb_s);
-  const twoHosts = Math.min(rawMbS, aes.seal_mb_s, aes.open_mb_s);
-  return {
-    one_process_mb_s: round(oneProcess),
-    one_process_ratio: round(oneProcess / rawMbS, 3),
-    two_hosts_ratio: round(twoHosts / rawMbS, 3),
-  };
-}
-
 /** The copies the session used to make per fragment (slice, flag concat, buf(), encodeFrame). */
 function copies(frameBytes: number): number {
   const chunk = payload.subarray(0, frameBytes);
@@ -372,6 +285,22 @@ const fast = ffi ? await sessions("openssl") : null;
 const opensslAes = ffi ? await sessionAesGcm("openssl", MAX_FRAGMENT_BYTES) : null;
 if (ffi) Deno.permissions.revokeSync({ name: "ffi" });
 const web = await sessions("webcrypto");
+let two: TwoProcessSummary;
+if (canRunEnds()) {
+  try {
+    const runs = await twoProcess({
+      mib: TOTAL_MIB,
+      runs: RUNS,
+      messageBytes: MAX_FRAGMENT_BYTES,
+      openssl: ffi,
+    });
+    two = twoProcessSummary(runs, { bytesPerRun: TOTAL, messageBytes: MAX_FRAGMENT_BYTES });
+  } catch (err) {
+    two = { note: `failed: ${(err as Error).message}` };
+  }
+} else {
+  two = { note: `skipped: run with --allow-run=${Deno.execPath()}` };
+}
 const webAes = await sessionAesGcm("webcrypto", MAX_FRAGMENT_BYTES);
 const nodeAes = nodeAesGcm(MAX_FRAGMENT_BYTES);
 const main = fast ?? web;
@@ -414,6 +343,7 @@ const results = {
   session_webcrypto_tcp_mb_s: round(best(web.fragment)),
   session_webcrypto_tcp_median_mb_s: round(median(web.fragment)),
   session_webcrypto_1mib_messages_mb_s: round(best(web.mib)),
+  two_process: two,
   tcp_handshake: hs(tcpHs),
   udp_handshake: hs(udpHs),
   aes_gcm_ceiling: {
@@ -473,6 +403,7 @@ const rows: [string, string][] = [
     `mailpeer TCP session (webcrypto, as the CLI), ${MAX_FRAGMENT_BYTES}-byte messages`,
     `${results.session_webcrypto_tcp_mb_s} / ${results.session_webcrypto_tcp_median_mb_s} MB/s`,
   ],
+  ...twoProcessRows(two),
   ...handshakeRows("TCP", results.tcp_handshake),
   ...handshakeRows("UDP", results.udp_handshake),
   ceilingRow("node:crypto", ceil.node_crypto),
