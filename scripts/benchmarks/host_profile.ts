@@ -285,7 +285,7 @@ export interface StageCost {
 
 /**
  * The host's per-request stages without the network, each `runs` times on one sealed request:
- * MIME parse (mailparser), dearmor + open + verify the request (HPKE, Ed25519), seal + sign the
+ * MIME parse (parseMail), dearmor + open + verify the request (HPKE, Ed25519), seal + sign the
  * reply, compose the reply mail (nodemailer's composer). CPU by `process.cpuUsage()`.
  */
 export async function stageCosts(runs: number): Promise<StageCost[]> {
@@ -326,13 +326,13 @@ export async function stageCosts(runs: number): Promise<StageCost[]> {
     }, { hostKeys: keys, replyKey: request.replyKey });
   const sealed = await reply();
   const stages: [string, () => Promise<unknown>][] = [
-    ["parse the request mail (mailparser)", () => parseMail(raw)],
+    ["parse the request mail (parseMail: fast path, else mailparser)", () => parseMail(raw)],
     ["dearmor + open + verify the request (HPKE, Ed25519)", async () => {
       const [b] = dearmorAll(new TextDecoder().decode(raw), { max: 8 });
       return await openRequest(b ?? block, keys);
     }],
     ["seal + sign the reply, 8 peers (HPKE, Ed25519)", reply],
-    ["compose the reply mail (nodemailer MailComposer)", () =>
+    ["compose the reply mail (composeMail: fast path, else MailComposer)", () =>
       composeMail({
         from: "host@host.test",
         to: ["alice@a.test"],
