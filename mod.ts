@@ -144,7 +144,7 @@ export { Host, type HostOptions, type HostPassResult } from "./src/host/host.ts"
 export { JsonFileStore } from "./src/host/json_file_store.ts";
 export { MemoryStore } from "./src/host/memory_store.ts";
 
-export type { PeerLink, PeerListener, PeerTransport } from "./src/peer/types.ts";
+export type { PeerLink, PeerListener, PeerTransport, ReceiveOptions } from "./src/peer/types.ts";
 export { TcpTransport } from "./src/peer/tcp_transport.ts";
 export { UdpTransport, type UdpTransportOptions } from "./src/peer/udp_transport.ts";
 

@@ -7,7 +7,8 @@
  * session: a first 8-byte message), then that many bytes; the receiver answers with 1 byte once
  * it holds them all. The sender times from its first write to that byte: one clock.
  *
- * - `receive --kind raw|session`: listens on 127.0.0.1 port 0, prints
+ * - `receive --kind raw|session`: listens on 127.0.0.1 port 0 (raw: reads into one 256 KiB
+ *   buffer; session: `receive({ into })` with one 256 KiB buffer), prints
  *   `{"event":"listening","port":P}`, then takes one connection at a time and prints
  *   `{"event":"received","bytes":N,"ms":…,"cpu_ms":…}` per transfer (ms and CPU from the first
  *   byte to the ack). It stops when its stdin closes.
@@ -107,8 +108,13 @@ async function receiveRaw(conn: Deno.TcpConn): Promise<void> {
   }
 }
 
-/** Receives transfers on one session link until the sender closes it. */
+/**
+ * Receives transfers on one session link until the sender closes it. Like raw TCP's reader, it
+ * reuses one 256 KiB buffer (`receive({ into })`: the session opens each message straight into
+ * it; a longer message, from `--message-bytes` above 256 KiB, comes in a new array instead).
+ */
 async function receiveSession(link: PeerLink, aes: string): Promise<void> {
+  const into = new Uint8Array(BLOCK);
   for (;;) {
     const head = await link.receive();
     if (head === null) return;
@@ -117,7 +123,7 @@ async function receiveSession(link: PeerLink, aes: string): Promise<void> {
     const total = headerValue(head);
     let got = 0;
     while (got < total) {
-      const message = await link.receive();
+      const message = await link.receive({ into });
       if (message === null) {
         throw new Error(`session: the sender closed after ${got} of ${total} bytes`);
       }

@@ -5,7 +5,9 @@
  * sender → `{kind:"file", name, size}`; receiver → `{kind:"ready"}` or
  * `{kind:"ack", ok:false, reason}`; sender → chunks; sender → `{kind:"end", size, sha256}`;
  * receiver → `{kind:"ack", ok:true}` or `{kind:"ack", ok:false, reason}`. A sender that gives
- * up sends `{kind:"cancel", reason}`. Both sides stream: the file is never held in memory.
+ * up sends `{kind:"cancel", reason}`. Both sides stream: the file is never held in memory,
+ * and each side reuses one chunk buffer (the receiver through `receive({ into })`, so a TCP
+ * session decrypts every chunk straight into it).
  *
  * @module
  */
@@ -150,11 +152,12 @@ export async function sendFile(
     final.then((c) => answered.early = c, (err) => answered.early = err);
     const hash = createHash("sha256");
     let done = 0;
+    const buffer = new Uint8Array(1 + Math.min(chunkBytes, size)); // reused: send() is awaited
+    buffer[0] = CHUNK_TAG;
     try {
       while (done < size && answered.early === null) {
         signal?.throwIfAborted();
-        const chunk = new Uint8Array(1 + Math.min(chunkBytes, size - done));
-        chunk[0] = CHUNK_TAG;
+        const chunk = buffer.subarray(0, 1 + Math.min(chunkBytes, size - done));
         let n: number;
         try {
           n = await readFull(file, chunk.subarray(1));
@@ -268,13 +271,16 @@ export async function receiveFile(
     await link.send(encodeControl({ kind: "ready" }));
     const hash = createHash("sha256");
     let done = 0;
+    // One buffer for every chunk (each is written and hashed before the next receive); it
+    // grows once when the sender's chunks are larger than the default.
+    let into = new Uint8Array(1 + DEFAULT_CHUNK_BYTES);
     const mismatch = (what: string) =>
       new PeerError(
         "EFRAME",
         `Cannot receive file ${name}: ${what} mismatch; ask the sender to send it again`,
       );
     while (true) {
-      const message = await link.receive({ signal });
+      const message = await link.receive({ signal, into });
       if (message === null) {
         tellSender = false;
         throw new PeerError(
@@ -297,6 +303,7 @@ export async function receiveFile(
         hash.update(bytes);
         done += bytes.length;
         onProgress?.({ done, total: header.size });
+        if (message.length > into.length) into = new Uint8Array(message.length);
         continue;
       }
       const control = decodeControl(message);

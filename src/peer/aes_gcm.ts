@@ -34,10 +34,17 @@ export interface OpenOptions {
   /** Over the start of `sealed` (which the caller gives up). */
   inPlace?: boolean;
   /**
-   * Into this buffer, which must hold at least the plaintext (`sealed.length - TAG_BYTES`);
-   * the result is a view of its start. On failure it is zeroed. Wins over `inPlace`.
+   * Into this buffer, which must hold at least the plaintext (`sealed.length - TAG_BYTES`,
+   * less `head.length`); the result is a view of its start. On failure it is zeroed. Wins over
+   * `inPlace`.
    */
   into?: Uint8Array;
+  /**
+   * With `into`: the first `head.length` plaintext bytes go here, the rest into `into` (a
+   * message's flag byte apart from its data, so the data can start at `into[0]`). Zeroed on
+   * failure too.
+   */
+  head?: Uint8Array;
 }
 
 /** One direction's AES-256-GCM key, as a WebCrypto key and (for OpenSSL, node) raw bytes. */
@@ -81,15 +88,28 @@ function checkSeal(nonce: Uint8Array, parts: readonly Uint8Array[], out: Uint8Ar
   return total;
 }
 
-/** Where `open()` writes `size` plaintext bytes, or null for a new buffer. */
+/** Where `open()` writes `size` plaintext bytes (past `head`), or null for a new buffer. */
 function target(sealed: Uint8Array, size: number, options: OpenOptions): Uint8Array | null {
   if (options.into) {
-    if (options.into.length < size) {
+    const rest = size - (options.head?.length ?? 0);
+    if (rest < 0 || options.into.length < rest) {
       throw new RangeError(`Plaintext needs ${size} bytes, not ${options.into.length}`);
     }
-    return options.into.subarray(0, size);
+    return options.into.subarray(0, rest);
   }
   return options.inPlace ? sealed.subarray(0, size) : null;
+}
+
+/** Puts a whole `plain` where `options` says (`out` from {@link target}); returns `out`. */
+function place(plain: Uint8Array, out: Uint8Array, options: OpenOptions): Uint8Array {
+  const head = options.into ? options.head : undefined;
+  if (!head) {
+    out.set(plain);
+    return out;
+  }
+  head.set(plain.subarray(0, head.length));
+  out.set(plain.subarray(head.length));
+  return out;
 }
 
 function join(parts: readonly Uint8Array[]): Uint8Array {
@@ -136,9 +156,7 @@ class WebCryptoAesGcm implements AesGcmKey {
       return null;
     }
     const out = target(sealed, plain.length, options);
-    if (!out) return plain;
-    out.set(plain);
-    return out;
+    return out ? place(plain, out, options) : plain;
   }
 }
 
@@ -199,7 +217,8 @@ class NodeAesGcm implements AesGcmKey {
       return null;
     }
     if (head.length + tail.length !== size) throw new Error("node:crypto AES-256-GCM failed");
-    const plain = out ?? new Uint8Array(size); // a plain Uint8Array, not a pooled Buffer
+    if (out) return place(tail.length ? concatBytes(head, tail) : head, out, options);
+    const plain = new Uint8Array(size); // a plain Uint8Array, not a pooled Buffer
     plain.set(head);
     plain.set(tail, head.length);
     return plain;
@@ -351,17 +370,23 @@ class OpenSslAesGcm implements AesGcmKey {
     const size = sealed.length - TAG_BYTES;
     // In place, OpenSSL reads each block before it writes it back (input and output equal).
     const out = target(sealed, size, options) ?? new Uint8Array(size);
+    const head = options.into && options.head?.length ? options.head : null;
+    const skip = head?.length ?? 0;
     const ctx = this.#context(false, nonce);
     let ok = lib.EVP_DecryptUpdate(ctx, null, length, aad, aad.length) === 1;
-    if (ok && size > 0) {
-      ok = lib.EVP_DecryptUpdate(ctx, out, length, sealed.subarray(0, size), size) === 1 &&
-        length[0] === size;
+    if (ok && head) { // GCM streams: the head, then the rest, each straight into place
+      ok = lib.EVP_DecryptUpdate(ctx, head, length, sealed, skip) === 1 && length[0] === skip;
+    }
+    if (ok && size > skip) {
+      ok = lib.EVP_DecryptUpdate(ctx, out, length, sealed.subarray(skip, size), size - skip) ===
+          1 && length[0] === size - skip;
     }
     const tag = sealed.subarray(size); // checked by the final call
     ok = ok && lib.EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, TAG_BYTES, tag) === 1 &&
       lib.EVP_DecryptFinal_ex(ctx, this.#scratch, length) === 1;
     if (ok) return out;
     out.fill(0); // never hand out unauthenticated plaintext
+    head?.fill(0);
     return null;
   }
 }

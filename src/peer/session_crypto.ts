@@ -91,18 +91,24 @@ export async function deriveSessionKeys(
     : { send: backwardKey, receive: forwardKey, raw: { send: backward, receive: forward } };
 }
 
-function nonceOf(sequence: bigint): Uint8Array {
-  const nonce = new Uint8Array(12);
-  new DataView(nonce.buffer).setBigUint64(4, sequence);
-  return nonce;
-}
+/** A direction's nonce and additional data, rewritten per frame (both engines copy them). */
+class FrameParameters {
+  readonly nonce = new Uint8Array(12);
+  readonly aad = new Uint8Array(2 + SEQUENCE_BYTES);
+  #nonceView = new DataView(this.nonce.buffer);
+  #aadView = new DataView(this.aad.buffer);
 
-function aadOf(sequence: bigint): Uint8Array {
-  const aad = new Uint8Array(2 + SEQUENCE_BYTES);
-  aad[0] = PROTOCOL_VERSION;
-  aad[1] = Type.DATA;
-  new DataView(aad.buffer).setBigUint64(2, sequence);
-  return aad;
+  constructor() {
+    this.aad[0] = PROTOCOL_VERSION;
+    this.aad[1] = Type.DATA;
+  }
+
+  /** Sets both to `sequence`: the nonce `[4 zero bytes][u64 BE]`, the AAD `[version][DATA][u64 BE]`. */
+  set(sequence: bigint): this {
+    this.#nonceView.setBigUint64(4, sequence);
+    this.#aadView.setBigUint64(2, sequence);
+    return this;
+  }
 }
 
 function frameError(message: string, cause?: unknown): PeerError {
@@ -122,6 +128,8 @@ export class SessionCipher {
   #ordered: boolean;
   #nextSend = 0n;
   #nextReceive = 0n;
+  #sendParameters = new FrameParameters();
+  #receiveParameters = new FrameParameters();
 
   constructor(keys: SessionKeys, options: SessionCipherOptions = {}) {
     const implementation = { implementation: options.aesGcm };
@@ -138,6 +146,14 @@ export class SessionCipher {
   /** Which AES-GCM implementation seals and opens. */
   get implementation(): AesGcmEngine {
     return this.#send.implementation;
+  }
+
+  /**
+   * True when `open()` has written the plaintext to `into` before it returns its promise
+   * (OpenSSL, node:crypto); false when that happens later, on settling (WebCrypto).
+   */
+  get synchronous(): boolean {
+    return this.#receive.implementation !== "webcrypto";
   }
 
   /** Encrypts a plaintext into the next DATA body. */
@@ -183,9 +199,10 @@ export class SessionCipher {
       encoded,
     };
     try {
+      const { nonce, aad } = this.#sendParameters.set(sequence);
       const sealing = this.#send.seal(
-        nonceOf(sequence),
-        aadOf(sequence),
+        nonce,
+        aad,
         parts,
         encoded.subarray(DATA_PREFIX_BYTES),
       );
@@ -198,7 +215,8 @@ export class SessionCipher {
   /**
    * Opens a DATA body; `PeerError` `EFRAME` when out of sequence, altered or forged. With
    * `inPlace` the plaintext may be written over the body (which the caller then gives up);
-   * with `into` it goes into that buffer (at least the plaintext long; zeroed on failure).
+   * with `into` it goes into that buffer (at least the plaintext long, less `head`, where its
+   * first bytes go; zeroed on failure). When, see {@link SessionCipher.synchronous}.
    */
   async open(
     body: Uint8Array,
@@ -220,9 +238,10 @@ export class SessionCipher {
     }
     let plaintext: Uint8Array | null;
     try {
+      const { nonce, aad } = this.#receiveParameters.set(sequence);
       plaintext = await this.#receive.open(
-        nonceOf(sequence),
-        aadOf(sequence),
+        nonce,
+        aad,
         body.subarray(SEQUENCE_BYTES),
         options,
       );

@@ -7,9 +7,15 @@
  * Each fragment is sealed when `send()` is called (it takes the next sequence number then),
  * straight into the frame it travels in, and written in call order; so `send()` needs no
  * copy of the message and the caller may reuse its buffer once `send()` returned a promise.
- * On a stream (TCP, `exclusiveFrames`) each received DATA body, lent by the channel from its
- * read buffer, is opened straight into the message it belongs to: the only allocation per
- * message is the message itself, and a run of equal-sized messages needs no copy at all.
+ *
+ * On a stream (TCP, `exclusiveFrames`) a {@link StreamAssembler} opens each received DATA
+ * body, lent by the channel from its read buffer, straight into place: into the buffer of a
+ * waiting `receive({ into })`, else into a new array that is the message. So that a receive
+ * loop gets the first, a DATA frame of at least 16 KiB that starts a message while no
+ * `receive()` waits is held, unread, for up to {@link PARK_MS} (a loop calls again well within
+ * that); after that the link reads on and queues the message in its own array. Not with
+ * WebCrypto, which decrypts on another thread: there the link reads ahead, so decryption
+ * overlaps the caller's work.
  *
  * @module
  */
@@ -27,7 +33,8 @@ import {
   MAX_FRAME_BODY_BYTES,
 } from "./frame.ts";
 import type { SessionCipher } from "./session_crypto.ts";
-import type { FrameChannel, PeerInfo, PeerLink } from "./types.ts";
+import { checkFragment, StreamAssembler } from "./stream_assembler.ts";
+import type { FrameChannel, PeerInfo, PeerLink, ReceiveOptions } from "./types.ts";
 
 /** Largest message one `send()` may carry; a longer reassembly is a hostile peer (EFRAME). */
 export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
@@ -38,7 +45,13 @@ const POOLED_FRAGMENT_BYTES = 16 * 1024;
 const POOL_BUFFER_BYTES = LENGTH_PREFIX_BYTES + FRAME_HEADER_BYTES + MAX_FRAME_BODY_BYTES;
 const POOL_BUFFERS = 4;
 const HIGH_WATER_BYTES = 4 * 1024 * 1024;
-const SEQUENCE_BYTES = 8;
+/**
+ * How long a large DATA frame that starts a message waits, unread, for a `receive()` to open
+ * it into (a receive loop's turn between two calls, a file write included, is far shorter);
+ * after that the link opens it into a new array and reads on, so PING and DISCONNECT behind it
+ * are answered at most this late.
+ */
+export const PARK_MS = 25;
 const MORE = Uint8Array.of(1);
 const LAST = Uint8Array.of(0);
 
@@ -63,6 +76,8 @@ export interface SessionLinkOptions {
 }
 
 interface Waiter {
+  /** The caller's buffer (`receive({ into })`), or undefined. */
+  into: Uint8Array | undefined;
   resolve(data: Uint8Array | null): void;
   reject(err: unknown): void;
 }
@@ -88,11 +103,10 @@ export class SessionLink implements PeerLink {
   #waiters: Waiter[] = [];
   #partial: Uint8Array[] = [];
   #partialBytes = 0;
-  /** `exclusiveFrames`: the message being opened, `[first flag][data]`, or null between. */
-  #message: Uint8Array | null = null;
-  #fragments = 0;
-  /** `exclusiveFrames`: size of the last multi-fragment message, to open the next into. */
-  #messageHint = 0;
+  /** `exclusiveFrames` on an ordered cipher (TCP): opens DATA into place. */
+  #assembler: StreamAssembler | null = null;
+  /** Set while a DATA frame is held for a `receive()`: lets it be opened now. */
+  #unpark: (() => void) | null = null;
   #nextSequence = 0n;
   #ended = false;
   #error: unknown = null;
@@ -116,6 +130,15 @@ export class SessionLink implements PeerLink {
       options.maxFragmentBytes ?? MAX_FRAGMENT_BYTES,
       MAX_FRAGMENT_BYTES,
     );
+    if (this.#exclusiveFrames && cipher.ordered) {
+      this.#assembler = new StreamAssembler(cipher, {
+        maxFragmentBytes: this.#maxFragmentBytes,
+        maxMessageBytes: this.#maxMessageBytes,
+        peer: this.remote.userId,
+        waiting: () => this.#waiters[0],
+        deliver: (message) => this.#deliver(message),
+      });
+    }
     this.#pumpDone = this.#pump();
   }
 
@@ -158,8 +181,11 @@ export class SessionLink implements PeerLink {
     });
   }
 
-  /** Next message; null once the peer disconnected or this side closed the link. */
-  receive(options: { signal?: AbortSignal } = {}): Promise<Uint8Array | null> {
+  /**
+   * Next message; null once the peer disconnected or this side closed the link. With `into`,
+   * a view of it when the message was opened there (see {@link ReceiveOptions}).
+   */
+  receive(options: ReceiveOptions = {}): Promise<Uint8Array | null> {
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (this.#closing) return Promise.resolve(null);
@@ -174,10 +200,12 @@ export class SessionLink implements PeerLink {
     }
     return new Promise((resolve, reject) => {
       const onAbort = () => {
+        if (this.#assembler?.holds(waiter)) this.#assembler.release();
         this.#waiters = this.#waiters.filter((w) => w !== waiter);
         reject(signal?.reason);
       };
       const waiter: Waiter = {
+        into: options.into?.length ? options.into : undefined,
         resolve: (data) => {
           signal?.removeEventListener("abort", onAbort);
           resolve(data);
@@ -189,6 +217,7 @@ export class SessionLink implements PeerLink {
       };
       this.#waiters.push(waiter);
       signal?.addEventListener("abort", onAbort, { once: true });
+      this.#unpark?.();
     });
   }
 
@@ -203,6 +232,7 @@ export class SessionLink implements PeerLink {
     this.#queue = [];
     this.#queuedBytes = 0;
     this.#resume?.();
+    this.#unpark?.();
     if (!this.#ended) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       try {
@@ -253,11 +283,31 @@ export class SessionLink implements PeerLink {
           }
           return;
         }
+        if (this.#holds(frame)) await this.#park();
         await this.#handle(frame);
       }
     } catch (err) {
       this.#fail(err);
     }
+  }
+
+  /** Whether to hold this frame for a `receive()` to open it into (see the module doc). */
+  #holds(frame: Frame): boolean {
+    return frame.type === FrameType.DATA && frame.body.length >= POOLED_FRAGMENT_BYTES &&
+      this.#waiters.length === 0 && !this.#closing && this.#cipher.synchronous &&
+      (this.#assembler?.idle ?? false);
+  }
+
+  /** Resolves when a `receive()` comes, the link ends, or after {@link PARK_MS}. */
+  #park(): Promise<void> {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const timer = setTimeout(() => this.#unpark?.(), PARK_MS);
+    this.#unpark = () => {
+      clearTimeout(timer);
+      this.#unpark = null;
+      resolve();
+    };
+    return promise;
   }
 
   async #handle(frame: Frame): Promise<void> {
@@ -285,7 +335,7 @@ export class SessionLink implements PeerLink {
   }
 
   async #data(body: Uint8Array): Promise<void> {
-    if (this.#exclusiveFrames && this.#cipher.ordered) return await this.#streamData(body);
+    if (this.#assembler) return await this.#assembler.push(body);
     let opened: { sequence: bigint; plaintext: Uint8Array };
     try {
       opened = await this.#cipher.open(body);
@@ -312,67 +362,13 @@ export class SessionLink implements PeerLink {
     this.#deliver(message);
   }
 
-  /**
-   * A stream's DATA body (lent by the channel): opened straight into the message it belongs
-   * to. A message starts in a buffer of its first fragment's size, or of the last
-   * multi-fragment message's size when the fragment is a full one, so a run of equal messages
-   * is opened without any copy. A later fragment is opened at the end of the data so far; its
-   * flag byte lands on the last data byte, which is put back after.
-   */
-  async #streamData(body: Uint8Array): Promise<void> {
-    const size = body.length - SEQUENCE_BYTES - TAG_BYTES; // the flag and the chunk
-    if (size < 1) { // no room for a flag: let the cipher say what is wrong
-      const { plaintext } = await this.#cipher.open(body);
-      this.#checkFragment(plaintext[0], 0);
-    }
-    const at = this.#message ? this.#partialBytes : 0;
-    let message = this.#message;
-    if (!message) {
-      const full = size === this.#maxFragmentBytes + 1;
-      message = new Uint8Array(full ? Math.max(size, this.#messageHint) : size);
-    } else if (at + size > message.length) {
-      const grown = new Uint8Array(
-        Math.max(at + size, Math.min(2 * message.length, this.#maxMessageBytes + 1)),
-      );
-      grown.set(message.subarray(0, 1 + at));
-      message = grown;
-    }
-    this.#message = message;
-    const lastByte = message[at]!;
-    const { sequence } = await this.#cipher.open(body, { into: message.subarray(at) });
-    this.#nextSequence = sequence + 1n;
-    const flag = message[at];
-    if (at > 0) message[at] = lastByte;
-    this.#checkFragment(flag, size - 1);
-    this.#fragments++;
-    if (flag === 1) return;
-    const bytes = this.#partialBytes;
-    this.#messageHint = this.#fragments > 1 ? 1 + bytes : 0;
-    this.#message = null;
-    this.#fragments = 0;
-    this.#partialBytes = 0;
-    this.#deliver(
-      message.length === 1 + bytes ? message.subarray(1) : message.slice(1, 1 + bytes),
-    );
-  }
-
-  /** Checks a fragment's flag and counts its bytes against the message limit. */
+  /** Counts a datagram fragment's bytes and checks them and its flag. */
   #checkFragment(flag: number | undefined, chunkBytes: number): void {
-    if (flag !== 0 && flag !== 1) {
-      throw new PeerError(
-        "EFRAME",
-        `Cannot read a message from peer ${this.remote.userId}: bad fragment flag ${flag}; ` +
-          "the peer is not a compatible mailpeer peer",
-      );
-    }
     this.#partialBytes += chunkBytes;
-    if (this.#partialBytes > this.#maxMessageBytes) {
-      throw new PeerError(
-        "EFRAME",
-        `Cannot read a message from peer ${this.remote.userId}: it exceeds ` +
-          `${this.#maxMessageBytes} bytes; the peer must send smaller messages`,
-      );
-    }
+    checkFragment(flag, this.#partialBytes, {
+      maxBytes: this.#maxMessageBytes,
+      peer: this.remote.userId,
+    });
   }
 
   #deliver(message: Uint8Array): void {
@@ -398,8 +394,10 @@ export class SessionLink implements PeerLink {
   #end(error: unknown): void {
     this.#onDisconnectAck?.();
     this.#resume?.();
+    this.#unpark?.();
     if (this.#ended) return;
     this.#ended = true;
+    this.#assembler?.stop(); // a caller's buffer is never written once its receive() settled
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const w of waiters) error ? w.reject(error) : w.resolve(null);

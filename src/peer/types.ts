@@ -22,6 +22,37 @@ export interface PeerInfo {
   endpoint: Endpoint;
 }
 
+/** Options of {@link PeerLink.receive}. */
+export interface ReceiveOptions {
+  signal?: AbortSignal;
+  /**
+   * A buffer the caller reuses from one `receive()` to the next, so a bulk receiver does not
+   * get a new array per message. When the message fits, the link may decrypt it straight into
+   * `into` and return a view of `into` (a TCP session does when this call was already waiting,
+   * or came soon enough, as it does in a receive loop); otherwise, or on a link that ignores
+   * `into`, the message comes in a new array, as without the option. Either way the result is
+   * the whole message: never truncated, nothing is left behind. Use the returned array, never
+   * `into` itself: only the result says how long the message is, and `into` may hold other
+   * bytes. Until this call settles, `into` belongs to the link; do not pass a buffer whose
+   * earlier result you still read. Default: none (a new array per message).
+   *
+   * @example A bulk receiver that allocates nothing per message
+   * ```ts
+   * import type { PeerLink } from "./types.ts";
+   *
+   * export async function countBytes(link: PeerLink): Promise<number> {
+   *   const into = new Uint8Array(256 * 1024);
+   *   let total = 0;
+   *   for (let m = await link.receive({ into }); m; m = await link.receive({ into })) {
+   *     total += m.length; // use m before the next receive(): that one may overwrite it
+   *   }
+   *   return total;
+   * }
+   * ```
+   */
+  into?: Uint8Array;
+}
+
 /** An established, encrypted connection. Each `send()` arrives as one `receive()`. */
 export interface PeerLink {
   readonly local: Endpoint;
@@ -29,8 +60,11 @@ export interface PeerLink {
   readonly transport: TransportKind;
   /** Sends one message; rejects with `PeerError` `EPEER` once the link is closed. */
   send(data: Uint8Array): Promise<void>;
-  /** Next message; null when the peer disconnected (or this side closed the link). */
-  receive(options?: { signal?: AbortSignal }): Promise<Uint8Array | null>;
+  /**
+   * Next message; null when the peer disconnected (or this side closed the link). With
+   * `into` (see {@link ReceiveOptions}) the result may be a view of that buffer.
+   */
+  receive(options?: ReceiveOptions): Promise<Uint8Array | null>;
   /** DISCONNECT / ACK, idempotent */
   close(): Promise<void>;
 }

@@ -1,12 +1,14 @@
 /**
  * An in-memory {@link PeerLink} pair for application tests: what one side sends, the other
- * receives, in order, with an optional hook that alters or drops messages on the way.
+ * receives, in order, with an optional hook that alters or drops messages on the way. Like a
+ * TCP session, `receive({ into })` hands out a view of `into` when the message fits, so an
+ * application that kept such a view past its next receive would see it overwritten.
  *
  * @module
  */
 import { PeerError } from "../../src/errors.ts";
 import type { Endpoint, TransportKind } from "../../src/message/types.ts";
-import type { PeerInfo, PeerLink } from "../../src/peer/types.ts";
+import type { PeerInfo, PeerLink, ReceiveOptions } from "../../src/peer/types.ts";
 
 /** Changes a message in flight (return null to drop it); `index` counts from 0 per side. */
 export type Tamper = (message: Uint8Array, index: number) => Uint8Array | null;
@@ -98,8 +100,15 @@ class FakeLink implements PeerLink {
     return Promise.resolve();
   }
 
-  receive(options: { signal?: AbortSignal } = {}): Promise<Uint8Array | null> {
-    return this.inbox.take(options.signal);
+  receive(options: ReceiveOptions = {}): Promise<Uint8Array | null> {
+    const taking = this.inbox.take(options.signal);
+    const into = options.into;
+    if (!into) return taking;
+    return taking.then((message) => {
+      if (!message || message.length > into.length) return message;
+      into.set(message);
+      return into.subarray(0, message.length);
+    });
   }
 
   /** Injects a message as if the peer had sent it (bypasses tampering). */

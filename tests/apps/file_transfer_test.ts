@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { PeerError } from "../../src/errors.ts";
 import {
   CHUNK_TAG,
+  DEFAULT_CHUNK_BYTES,
   receiveFile,
   sanitizeFileName,
   sendFile,
@@ -122,6 +123,32 @@ Deno.test("a 100 MB file arrives intact over TCP on loopback", async () => {
       assert.equal(r.size, 100 * MiB);
       assert.equal(r.sha256, expected);
       assert.equal(await sha256Of(r.path), expected);
+    } finally {
+      await pair.close();
+    }
+  });
+});
+
+Deno.test("chunks smaller or larger than the receiver's buffer arrive intact over TCP", async () => {
+  await withDirs(async (from, to) => {
+    const source = join(from, "odd.bin");
+    const content = new Uint8Array(7 * MiB + 321);
+    for (let at = 0; at < content.length; at += 65536) {
+      crypto.getRandomValues(content.subarray(at, Math.min(content.length, at + 65536)));
+    }
+    await Deno.writeFile(source, content);
+    const expected = createHash("sha256").update(content).digest("hex");
+    const pair = await tcpPair();
+    try {
+      for (const chunkBytes of [1000, DEFAULT_CHUNK_BYTES, 3 * MiB + 1, DEFAULT_CHUNK_BYTES]) {
+        const [s, r] = await Promise.all([
+          sendFile(pair.a, source, { chunkBytes }),
+          receiveFile(pair.b, to, { overwrite: true }),
+        ]);
+        assert.equal(s.sha256, expected, `chunks of ${chunkBytes}`);
+        assert.equal(r.sha256, expected, `chunks of ${chunkBytes}`);
+        assert.equal(await sha256Of(r.path), expected, `chunks of ${chunkBytes}: the file`);
+      }
     } finally {
       await pair.close();
     }
