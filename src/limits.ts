@@ -64,6 +64,13 @@ export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
 export const DEFAULT_STANDBY_TIMEOUT_MS = 10 * 60 * 1000;
 /** How long a DISCONNECT waits for its ACK, in ms. */
 export const DISCONNECT_TIMEOUT_MS = 2_000;
+/**
+ * How long a large DATA frame that starts a message waits, unread, for a `receive()` to open
+ * it into (a receive loop's turn between two calls, a file write included, is far shorter);
+ * after that the link opens it into a new array and reads on, so PING and DISCONNECT behind it
+ * are answered at most this late.
+ */
+export const RECEIVE_PARK_MS = 25;
 /** Poll interval of a mail source that has no push notification, in ms (configurable). */
 export const DEFAULT_POLL_INTERVAL_MS = 1_000;
 /** How long a table lock may be waited for before giving up, in ms. */

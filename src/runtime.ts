@@ -72,6 +72,11 @@ export class ManualClock implements Clock {
     });
   }
 
+  /** How many sleeps are waiting (lets a test see that code under test went to sleep). */
+  get sleepers(): number {
+    return this.#timers.length;
+  }
+
   /** Moves time forward and wakes every sleeper whose time has come. */
   advance(ms: number): void {
     this.#now += ms;

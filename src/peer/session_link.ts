@@ -12,7 +12,7 @@
  * body, lent by the channel from its read buffer, straight into place: into the buffer of a
  * waiting `receive({ into })`, else into a new array that is the message. So that a receive
  * loop gets the first, a DATA frame of at least 16 KiB that starts a message while no
- * `receive()` waits is held, unread, for up to {@link PARK_MS} (a loop calls again well within
+ * `receive()` waits is held, unread, for up to {@link RECEIVE_PARK_MS} (a loop calls again well within
  * that); after that the link reads on and queues the message in its own array. Not with
  * WebCrypto, which decrypts on another thread: there the link reads ahead, so decryption
  * overlaps the caller's work.
@@ -20,7 +20,8 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { DISCONNECT_TIMEOUT_MS } from "../limits.ts";
+import { DISCONNECT_TIMEOUT_MS, RECEIVE_PARK_MS } from "../limits.ts";
+import { type Clock, systemClock } from "../runtime.ts";
 import { concatBytes } from "../message/base64.ts";
 import type { Endpoint, TransportKind } from "../message/types.ts";
 import { TAG_BYTES } from "./aes_gcm.ts";
@@ -45,13 +46,6 @@ const POOLED_FRAGMENT_BYTES = 16 * 1024;
 const POOL_BUFFER_BYTES = LENGTH_PREFIX_BYTES + FRAME_HEADER_BYTES + MAX_FRAME_BODY_BYTES;
 const POOL_BUFFERS = 4;
 const HIGH_WATER_BYTES = 4 * 1024 * 1024;
-/**
- * How long a large DATA frame that starts a message waits, unread, for a `receive()` to open
- * it into (a receive loop's turn between two calls, a file write included, is far shorter);
- * after that the link opens it into a new array and reads on, so PING and DISCONNECT behind it
- * are answered at most this late.
- */
-export const PARK_MS = 25;
 const MORE = Uint8Array.of(1);
 const LAST = Uint8Array.of(0);
 
@@ -73,6 +67,8 @@ export interface SessionLinkOptions {
   exclusiveFrames?: boolean;
   /** Largest fragment per DATA frame; default {@link MAX_FRAGMENT_BYTES} (lower it for UDP). */
   maxFragmentBytes?: number;
+  /** Times the hold of an unreceived DATA frame ({@link RECEIVE_PARK_MS}); default the system clock. */
+  clock?: Clock;
 }
 
 interface Waiter {
@@ -107,6 +103,7 @@ export class SessionLink implements PeerLink {
   #assembler: StreamAssembler | null = null;
   /** Set while a DATA frame is held for a `receive()`: lets it be opened now. */
   #unpark: (() => void) | null = null;
+  #clock: Clock;
   #nextSequence = 0n;
   #ended = false;
   #error: unknown = null;
@@ -124,6 +121,7 @@ export class SessionLink implements PeerLink {
     this.#channel = channel;
     this.#cipher = cipher;
     this.#disconnectTimeoutMs = options.disconnectTimeoutMs ?? DISCONNECT_TIMEOUT_MS;
+    this.#clock = options.clock ?? systemClock;
     this.#maxMessageBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
     this.#exclusiveFrames = options.exclusiveFrames ?? false;
     this.#maxFragmentBytes = Math.min(
@@ -298,12 +296,13 @@ export class SessionLink implements PeerLink {
       (this.#assembler?.idle ?? false);
   }
 
-  /** Resolves when a `receive()` comes, the link ends, or after {@link PARK_MS}. */
+  /** Resolves when a `receive()` comes, the link ends, or after {@link RECEIVE_PARK_MS}. */
   #park(): Promise<void> {
     const { promise, resolve } = Promise.withResolvers<void>();
-    const timer = setTimeout(() => this.#unpark?.(), PARK_MS);
+    const timer = new AbortController();
+    this.#clock.sleep(RECEIVE_PARK_MS, timer.signal).then(() => this.#unpark?.(), () => {});
     this.#unpark = () => {
-      clearTimeout(timer);
+      timer.abort();
       this.#unpark = null;
       resolve();
     };

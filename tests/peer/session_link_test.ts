@@ -15,7 +15,8 @@ import {
   SessionCipher,
   SessionLink,
 } from "../../src/peer/session_crypto.ts";
-import { PARK_MS } from "../../src/peer/session_link.ts";
+import { RECEIVE_PARK_MS } from "../../src/limits.ts";
+import { ManualClock } from "../../src/runtime.ts";
 import type { FrameChannel } from "../../src/peer/types.ts";
 
 /** One end of an in-memory stream: bodies are lent from one buffer, as TcpChannel does. */
@@ -81,7 +82,10 @@ const ENGINES: AesGcmEngine[] = opensslAvailable()
   ? ["openssl", "node", "webcrypto"]
   : ["node", "webcrypto"];
 
-async function streamLinks(engine: AesGcmEngine, options: { maxFragmentBytes?: number } = {}) {
+async function streamLinks(
+  engine: AesGcmEngine,
+  options: { maxFragmentBytes?: number; clock?: ManualClock } = {},
+) {
   const [a, b] = LendingChannel.pair();
   const secret = crypto.getRandomValues(new Uint8Array(32));
   const transcript = crypto.getRandomValues(new Uint8Array(32));
@@ -95,12 +99,14 @@ async function streamLinks(engine: AesGcmEngine, options: { maxFragmentBytes?: n
   const common = { transport: "tcp" as const, disconnectTimeoutMs: 20, exclusiveFrames: true };
   const la = new SessionLink(a, new SessionCipher(keysA, { aesGcm: engine }), {
     ...common,
-    ...options,
+    ...(options.maxFragmentBytes ? { maxFragmentBytes: options.maxFragmentBytes } : {}),
+    ...(options.clock ? { clock: options.clock } : {}),
     local: A_AT,
     remote: peer("bob", B_AT),
   });
   const lb = new SessionLink(b, new SessionCipher(keysB, { aesGcm: engine }), {
     ...common,
+    ...(options.clock ? { clock: options.clock } : {}),
     local: B_AT,
     remote: peer("alice", A_AT),
   });
@@ -124,7 +130,14 @@ function assertBytes(got: Uint8Array | null, want: Uint8Array, what = "message")
 }
 
 const isViewOf = (m: Uint8Array | null, into: Uint8Array) => m?.buffer === into.buffer;
-const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Lets the links' pumps run until `done()` holds (no wall-clock wait: event-loop turns only). */
+async function until(done: () => boolean, what: string): Promise<void> {
+  for (let turn = 0; turn < 1000; turn++) {
+    if (done()) return;
+    await new Promise((resolve) => setTimeout(resolve, 0));
+  }
+  assert.fail(`never happened: ${what}`);
+}
 
 function isEframe(err: unknown): boolean {
   assert.ok(err instanceof PeerError, String(err));
@@ -189,7 +202,10 @@ for (const engine of ENGINES) {
       const receiving = lb.receive({ into, signal: stop.signal });
       const message = randomBytes(3500); // four fragments
       await la.send(message);
-      await delay(10); // the first three are in `into` by now
+      await until(
+        () => into.subarray(2000, 2032).every((b, i) => b === message[2000 + i]),
+        "the first three fragments are in into",
+      );
       stop.abort(new Error("given up"));
       await assert.rejects(receiving, /given up/);
       into.fill(0xee);
@@ -228,13 +244,15 @@ for (const engine of ENGINES) {
 
 for (const engine of ENGINES.filter((e) => e !== "webcrypto")) {
   Deno.test(`a large message that arrives before receive() is called still lands in into (${engine})`, async () => {
-    const { la, lb, close } = await streamLinks(engine);
+    const clock = new ManualClock();
+    const { la, lb, close } = await streamLinks(engine, { clock });
     try {
       const into = new Uint8Array(F);
       for (const size of [F, 20_000, F]) {
         const message = randomBytes(size);
         await la.send(message);
-        await delay(1); // well within PARK_MS
+        // The link holds the frame for a receive (it waits on the clock, which never moves).
+        await until(() => clock.sleepers > 0, "the frame is held");
         const got = await lb.receive({ into });
         assertBytes(got, message);
         assert.ok(isViewOf(got, into), `${size} bytes: a view of into`);
@@ -244,21 +262,26 @@ for (const engine of ENGINES.filter((e) => e !== "webcrypto")) {
     }
   });
 
-  Deno.test(`a large message nobody receives holds up a PING only about PARK_MS (${engine})`, async () => {
-    const { a, b, la, lb, close } = await streamLinks(engine);
+  Deno.test(`a large message nobody receives holds up a PING until RECEIVE_PARK_MS has passed, no longer (${engine})`, async () => {
+    const clock = new ManualClock();
+    const { a, b, la, lb, close } = await streamLinks(engine, { clock });
     try {
-      const pong = new Promise<number>((resolve) => {
-        b.tap = (f) => {
-          if (f.type === FrameType.PONG) resolve(performance.now());
-          return f;
-        };
-      });
+      let ponged = false;
+      b.tap = (f) => {
+        if (f.type === FrameType.PONG) ponged = true;
+        return f;
+      };
       const message = randomBytes(F);
       await la.send(message);
-      const pinged = performance.now();
+      await until(() => clock.sleepers > 0, "the frame is held");
       await a.send({ type: FrameType.PING, body: Uint8Array.of(7) });
-      const after = (await pong) - pinged;
-      assert.ok(after < PARK_MS + 500, `answered after ${after} ms`);
+      for (let turn = 0; turn < 20; turn++) await new Promise((r) => setTimeout(r, 0));
+      assert.equal(ponged, false, "the PING waits behind the held frame");
+      clock.advance(RECEIVE_PARK_MS - 1);
+      for (let turn = 0; turn < 20; turn++) await new Promise((r) => setTimeout(r, 0));
+      assert.equal(ponged, false, "still within the hold");
+      clock.advance(1);
+      await until(() => ponged, "the PING is answered once the hold ends");
       assertBytes(await lb.receive({ into: new Uint8Array(F) }), message, "still delivered");
     } finally {
       await close();
