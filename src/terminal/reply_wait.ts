@@ -32,6 +32,11 @@ export interface ReplyWaitOptions {
   onEvent: EventSink;
   logger: Logger;
   signal?: AbortSignal;
+  /**
+   * A listing of the reply subject already under way (the terminal lists while its request
+   * is sent, to open its mailbox connection early); used instead of the first `list()`.
+   */
+  firstListing?: Promise<MailRef[]>;
 }
 
 /** The accepted reply and the host that signed it. */
@@ -53,8 +58,11 @@ export async function waitForReply(o: ReplyWaitOptions): Promise<ReceivedReply> 
   o.onEvent({ event: "waiting", for: "reply", sinceMs: started, untilMs: until });
   let lastReport = started;
   try {
+    let listing = o.firstListing;
     while (true) {
-      for (const ref of await o.source.list(o.match, { signal })) {
+      const refs = await (listing ?? o.source.list(o.match, { signal }));
+      listing = undefined;
+      for (const ref of refs) {
         const found = await tryReply(ref, o);
         if (found) {
           const ms = o.clock.now() - started;

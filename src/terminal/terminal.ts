@@ -114,8 +114,9 @@ export class Terminal {
       const warming = o.source.list(replyMatch, options.signal ? { signal: options.signal } : {})
         .catch(() => []);
       const { sessionId, replyPrivateKey } = await this.#sendRequest([endpoint]);
-      await warming;
       const reply = await waitForReply({
+        // By the time that listing is done the reply is often there already.
+        firstListing: warming,
         source: o.source,
         match: replyMatch,
         hosts: o.hosts,
