@@ -260,11 +260,15 @@ export class Host {
     const { source, limits, clock } = this.#o;
     const ctx = this.#context();
     const checked: (CheckedRequest | CheckedNotice)[] = [];
-    for (const first of listed) {
+    // On a mailbox shared by several host processes, take the mails first: whoever claims a
+    // mail processes it, the others skip it. The whole batch at once where the source can.
+    const shared = this.#o.sharedMailbox;
+    signal?.throwIfAborted();
+    const refs = shared && source.claimMany ? await source.claimMany(listed) : listed;
+    const claimEach = shared && !source.claimMany && source.claim !== undefined;
+    for (const first of refs) {
       signal?.throwIfAborted();
-      // On a mailbox shared by several host processes, take the mail first: whoever claims
-      // it processes it, the others skip it.
-      const ref = this.#o.sharedMailbox && source.claim ? await source.claim(first) : first;
+      const ref = claimEach ? await source.claim!(first) : first;
       if (!ref) continue;
       try {
         if (ref.size !== undefined && ref.size > limits.maxMailBytes) {

@@ -10,8 +10,10 @@
  * Round trips: {@link ImapSource.list} reads the bodies of small matching mails along with the
  * listing (`imap_prefetch.ts`), so {@link ImapSource.fetch} of a listed mail usually needs no
  * round trip; {@link ImapSource.deleteMany} removes a whole batch with one STORE and one
- * EXPUNGE. Claims for several host processes on one mailbox ({@link ImapSource.claim}) are a
- * CONDSTORE-locked `UID MOVE` into a processing folder (`imap_claim.ts`).
+ * EXPUNGE. Claims for several host processes on one mailbox ({@link ImapSource.claimMany})
+ * are a CONDSTORE-locked `UID MOVE` into a processing folder (`imap_claim.ts`): two or three
+ * round trips per batch (one or two conditional STOREs, one MOVE), and two more (NOOP, FETCH)
+ * on the processing folder's connection for the bodies.
  *
  * @module
  */
@@ -24,7 +26,7 @@ import {
 } from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { type Backoff, type Clock, exponentialBackoff, systemClock } from "../runtime.ts";
-import { CLAIMED, ImapClaims } from "./imap_claim.ts";
+import { CLAIMED, type ClaimedUid, ImapClaims } from "./imap_claim.ts";
 import type { ImapServerOptions } from "./imap_connect.ts";
 import { uidSet } from "./imap_errors.ts";
 import {
@@ -39,7 +41,7 @@ import { ImapSession } from "./imap_session.ts";
 import { type MailRef, type MailSource, matchesSubject, type SubjectMatch } from "./types.ts";
 
 export type { ImapServerOptions } from "./imap_connect.ts";
-export { parseImapDate } from "./imap_claim.ts";
+export { parseImapDate } from "./imap_condstore.ts";
 
 /** Options of {@link ImapSource}. */
 export interface ImapSourceOptions {
@@ -75,7 +77,9 @@ export interface ImapSourceOptions {
   /**
    * {@link ImapSource.list} also reads the body of each matching mail of at most this many
    * bytes (RFC822.SIZE), for {@link ImapSource.fetch} to return without a round trip; 0 turns
-   * this off. Default: `MAX_MAIL_BYTES` (64 KiB), the largest mail a host parses.
+   * this off. Default: `MAX_MAIL_BYTES` (64 KiB), the largest mail a host parses. (Claimed
+   * mails, see {@link ImapSource.claimMany}, are read up to `MAX_MAIL_BYTES` whatever this
+   * says: they are this process's to handle.)
    */
   prefetchBytes?: number;
   /**
@@ -116,6 +120,8 @@ export class ImapSource implements MailSource {
   readonly #cache: BodyCache;
   /** MODSEQ of each mail of the last listing (by {@link bodyKey}), for claims. */
   readonly #modseqs = new Map<string, bigint>();
+  /** The highest MODSEQ the last listing read (of any mail it fetched), for claims. */
+  #listedHighest: bigint | undefined;
   readonly #prefetchBytes: number;
   readonly #clock: Clock;
   /** The source that reads the processing folder (a second connection), made on first use. */
@@ -172,6 +178,7 @@ export class ImapSource implements MailSource {
       session.markListed();
       this.#cache.clear();
       this.#modseqs.clear();
+      this.#listedHighest = undefined;
       // server-side substring search narrows; the exact/prefix rule is checked below
       const found = await client.search({ subject: match.subject, deleted: false }, {
         uid: true,
@@ -186,6 +193,9 @@ export class ImapSource implements MailSource {
       );
       const listed: { uid: number; size?: number; ref: MailRef }[] = [];
       for (const msg of messages) {
+        if (msg.modseq !== undefined && msg.modseq > (this.#listedHighest ?? 0n)) {
+          this.#listedHighest = msg.modseq;
+        }
         if (msg.flags?.has("\\Deleted") || msg.flags?.has(CLAIMED)) continue;
         const subject = (msg.envelope?.subject ?? "").trim();
         if (!matchesSubject(subject, match)) continue;
@@ -295,30 +305,68 @@ export class ImapSource implements MailSource {
   }
 
   /**
-   * Takes a listed mail for this process (see `imap_claim.ts`): a CONDSTORE-conditional
-   * claim keyword, then `UID MOVE` into the processing folder. Resolves with a ref into that
-   * folder, or undefined when another process locked or moved the mail first, or it is gone.
-   * A body read with the listing goes along: the moved mail has the same bytes.
+   * Takes a listed mail for this process: {@link claimMany} of that one mail, i.e. a
+   * CONDSTORE-conditional claim keyword on the listing's MODSEQ (read back when that is the
+   * listing's highest, see `imap_claim.ts`), then `UID MOVE` into the processing folder.
+   * Resolves with a ref into that folder, or undefined when another process locked or moved
+   * the mail first, or it is gone.
    */
   async claim(ref: MailRef): Promise<MailRef | undefined> {
-    if (unclaimedRef(ref, this.#claims.processing) !== undefined) {
-      throw new TypeError(`Cannot claim mail ${ref.id}: it is already claimed`);
-    }
-    const session = this.#session;
-    const id = mailboxRefId(ref);
-    const key = bodyKey(this.#mailbox, id.validity, id.uid);
-    const moved = await session.run(`claim mail ${ref.id} in ${this.#mailbox} on`, (client) => {
-      if (this.#current(ref) === undefined) return Promise.resolve(undefined);
-      return this.#claims.lockAndMove(session, client, id.uid, this.#modseqs.get(key));
-    });
-    this.#modseqs.delete(key);
-    const body = this.#cache.take(key);
-    if (moved === undefined) return undefined;
+    const [claimed] = await this.claimMany([ref]);
+    return claimed;
+  }
+
+  /**
+   * Takes listed mails for this process (see `imap_claim.ts`) in a constant number of round
+   * trips however many: one or two conditional STOREs of the claim keywords on the listing's
+   * MODSEQs and one `UID MOVE` into the processing folder of those locked; one FETCH more when
+   * some changed since the listing (those still unclaimed are then locked one by one). A lone
+   * mail: STORE, a read-back when needed, MOVE. Of processes racing for the same mails, never
+   * two win one. The bodies go along: those read with the listing are kept, the others (of at
+   * most `MAX_MAIL_BYTES`, whatever `prefetchBytes` says) are read on the processing folder's
+   * connection in one `UID FETCH`, so {@link fetch} of a claimed mail usually needs no round
+   * trip. Resolves with refs into the processing folder of the mails won, in the order given;
+   * the others were taken by another process first, or are gone.
+   */
+  async claimMany(refs: MailRef[]): Promise<MailRef[]> {
     const folder = this.#claims.processing;
-    if (body !== undefined) {
-      this.#claimSource().#cache.put(bodyKey(folder, moved.validity, moved.uid), body);
+    for (const ref of refs) {
+      if (unclaimedRef(ref, folder) !== undefined) {
+        throw new TypeError(`Cannot claim mail ${ref.id}: it is already claimed`);
+      }
     }
-    return claimedRef(ref, folder, moved);
+    if (refs.length === 0) return [];
+    const session = this.#session;
+    const ids = refs.map(mailboxRefId);
+    const keyOf = (id: RefId) => bodyKey(this.#mailbox, id.validity, id.uid);
+    const what = refs.length === 1 ? `mail ${refs[0]!.id}` : `${refs.length} mails`;
+    const won = await session.run(`claim ${what} in ${this.#mailbox} on`, (client) => {
+      const uids = ids.filter((id) => id.validity === session.uidValidity).map((id) => id.uid);
+      if (uids.length === 0) return Promise.resolve(new Map<number, ClaimedUid>());
+      return this.#claims.lockAndMoveMany(session, client, uids, {
+        modseq: (uid) => this.#modseqs.get(bodyKey(this.#mailbox, session.uidValidity, uid)),
+        highest: this.#listedHighest,
+      });
+    });
+    const claimSource = this.#claimSource();
+    const claimed: MailRef[] = [];
+    const toRead: { uid: number; size?: number; validity: bigint }[] = [];
+    for (const [i, ref] of refs.entries()) {
+      const id = ids[i]!;
+      this.#modseqs.delete(keyOf(id));
+      const body = this.#cache.take(keyOf(id));
+      const moved = id.validity === session.uidValidity ? won.get(id.uid) : undefined;
+      if (moved === undefined) continue;
+      won.delete(id.uid); // (a ref given twice is claimed once)
+      claimed.push(claimedRef(ref, folder, moved));
+      if (body !== undefined) {
+        claimSource.#cache.put(bodyKey(folder, moved.validity, moved.uid), body);
+      } else {
+        toRead.push({ ...moved, size: ref.size });
+      }
+    }
+    await claimSource.#readClaimed(toRead);
+    return claimed;
   }
 
   /**
@@ -347,6 +395,31 @@ export class ImapSource implements MailSource {
     await this.#processingSource?.close();
     this.#cache.clear();
     await this.#session.close();
+  }
+
+  /**
+   * On the processing folder's source: reads the bodies of mails just claimed into it, in one
+   * `UID FETCH` after a NOOP (the MOVE came from the other connection). A failure only leaves
+   * them to {@link fetch}.
+   */
+  async #readClaimed(moved: { uid: number; size?: number; validity: bigint }[]): Promise<void> {
+    const validity = moved[0]?.validity;
+    const uids = choosePrefetch(moved.filter((m) => m.validity === validity), {
+      maxBytes: MAX_MAIL_BYTES,
+      budgetBytes: this.#cache.budgetBytes,
+    });
+    if (uids.length === 0) return;
+    const session = this.#session;
+    await session.run(`read claimed mail in ${this.#mailbox} on`, async (client) => {
+      await client.noop();
+      if (session.uidValidity !== validity) return; // the folder was recreated meanwhile
+      await prefetchBodies(client, uids, {
+        cache: this.#cache,
+        mailbox: this.#mailbox,
+        validity,
+        maxBytes: MAX_MAIL_BYTES,
+      });
+    }).catch((err) => session.debug("reading claimed mail failed; fetch reads it", err));
   }
 
   /** Removes `ids` (of this source's mailbox) with one STORE and one UID EXPUNGE. */

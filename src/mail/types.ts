@@ -92,6 +92,14 @@ export interface MailSource {
    */
   claim?(ref: MailRef): Promise<MailRef | undefined>;
   /**
+   * Optional: {@link claim} of several listed mails at once (IMAP: a constant number of round
+   * trips for the set), with the same guarantee: of processes racing for a mail, never two
+   * win it. Resolves with the new refs of the mails this process won, in any order; the
+   * others were taken by another process first or are gone. Callers fall back to
+   * {@link claim} of each mail when absent.
+   */
+  claimMany?(refs: MailRef[]): Promise<MailRef[]>;
+  /**
    * Optional: puts mails claimed longer than `olderThanMs` ago back where {@link list} sees
    * them (their claimer died before deleting them), so a crash never loses a request.
    * Resolves with how many were put back. Choose `olderThanMs` well above the time one mail

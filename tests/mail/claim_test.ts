@@ -8,7 +8,8 @@ import { join } from "node:path";
 import type { ImapFlow } from "imapflow";
 import type { Logger } from "../../src/log.ts";
 import { composeMail } from "../../src/mail/compose.ts";
-import { ImapSource } from "../../src/mail/imap_source.ts";
+import { uidSetTest } from "../../src/mail/imap_condstore.ts";
+import { ImapSource, type ImapSourceOptions } from "../../src/mail/imap_source.ts";
 import { deliverToMaildir, MaildirSource } from "../../src/mail/maildir.ts";
 import type { MailRef, MailSource, SubjectMatch } from "../../src/mail/types.ts";
 import { type Clock, systemClock } from "../../src/runtime.ts";
@@ -54,6 +55,12 @@ async function race(sources: MailSource[]): Promise<MailRef[][]> {
     }
     return mine;
   }));
+}
+
+/** Each source claims every listed mail with one claimMany (all in the same order). */
+async function raceMany(sources: MailSource[]): Promise<MailRef[][]> {
+  const listed = await Promise.all(sources.map((s) => s.list(REQUEST)));
+  return await Promise.all(sources.map((source, i) => source.claimMany!(listed[i]!)));
 }
 
 /** Asserts that `count` mails were claimed, each by exactly one source. */
@@ -124,6 +131,14 @@ Deno.test("maildir: a claim whose host died is put back once it is stale", async
   }
 });
 
+Deno.test("a UID set from the server is read as ranges, never expanded", () => {
+  const modified = uidSetTest("2,5:7,9:8,1:4294967295")!;
+  assert.deepEqual([1, 2, 3, 7, 8, 4294967295].map(modified), [true, true, true, true, true, true]);
+  const some = uidSetTest("2,5:7")!;
+  assert.deepEqual([1, 2, 4, 5, 7, 8].map(some), [false, true, false, true, true, false]);
+  for (const bad of ["", "1:", "a", "1,,2", "*", "1:*"]) assert.equal(uidSetTest(bad), undefined);
+});
+
 // ---- IMAP on the real stack -------------------------------------------------------------
 
 const MAILBOX = "mailpeer-claim";
@@ -131,7 +146,12 @@ const PROCESSING = "mailpeer-claim-processing";
 const QUARANTINE = "mailpeer-claim-quarantine";
 const FOLDERS = [MAILBOX, PROCESSING, QUARANTINE];
 
-function imapSource(claimer: string, clock?: Clock, logger?: Logger): ImapSource {
+function imapSource(
+  claimer: string,
+  clock?: Clock,
+  logger?: Logger,
+  options: ImapSourceOptions = {},
+): ImapSource {
   return new ImapSource(imapServer(), {
     mailbox: MAILBOX,
     processing: PROCESSING,
@@ -140,6 +160,7 @@ function imapSource(claimer: string, clock?: Clock, logger?: Logger): ImapSource
     backoff: () => 50,
     ...(clock ? { clock } : {}),
     ...(logger ? { logger } : {}),
+    ...options,
   });
 }
 
@@ -264,6 +285,149 @@ imapTest(
       for (const [subject, set] of flags) assert.deepEqual(set, [], `${subject} was marked`);
     } finally {
       await source.close();
+    }
+  },
+);
+
+/** Flags of every mail in `folder`, by UID. */
+async function flagsByUid(client: ImapFlow, folder: string): Promise<Map<number, string[]>> {
+  await client.mailboxOpen(folder);
+  const out = new Map<number, string[]>();
+  for (const msg of await client.fetchAll("1:*", { uid: true, flags: true })) {
+    out.set(msg.uid, [...(msg.flags ?? [])].filter((f) => f !== "\\Recent").sort());
+  }
+  return out;
+}
+
+for (const hosts of [2, 3]) {
+  imapTest(
+    `imap: ${hosts} hosts racing claimMany for 20 mails win each exactly once, ordinary mail untouched`,
+    async (client) => {
+      const sources = Array.from({ length: hosts }, (_, i) => imapSource(`R${i}`));
+      try {
+        for (let round = 0; round < 3; round++) {
+          for (let n = 0; n < 20; n++) await client.append(MAILBOX, await mail(n));
+          await client.append(MAILBOX, await mail(99, "Lunch on Friday?"));
+          const claimed = await raceMany(sources);
+          await assertEachOnce(sources, claimed, 20);
+          assert.equal(await count(client), 20, "every mail is in the processing folder once");
+          assert.deepEqual(await sources[0]!.list(REQUEST), [], "none left behind");
+          const ordinary = await flagsBySubject(client, MAILBOX);
+          assert.deepEqual([...ordinary], [["Lunch on Friday?", []]], "unread and unflagged");
+          await Promise.all(claimed.map((refs, i) => sources[i]!.deleteMany(refs)));
+          assert.equal(await count(client), 0);
+          await client.mailboxOpen(MAILBOX);
+          await client.messageDelete("1:*");
+        }
+      } finally {
+        await Promise.all(sources.map((s) => s.close()));
+      }
+    },
+  );
+}
+
+/** The IMAP commands in `log`, by their first two words. */
+function verbs(log: { commands: string[] }): string[] {
+  return log.commands.filter((c) => /^(UID|NOOP|FETCH)/.test(c))
+    .map((c) => c.split(" ").slice(0, 2).join(" ").replace(/^NOOP.*/, "NOOP"));
+}
+
+imapTest(
+  "imap: claimMany takes what is left of a batch in a few round trips and reads the bodies in one",
+  async (client) => {
+    for (let n = 0; n < 12; n++) await client.append(MAILBOX, await mail(n));
+    const log = commandLog();
+    // as a host on a shared mailbox: no bodies read with the listing
+    const source = imapSource("M", undefined, log, { prefetchBytes: 0 });
+    const rival = imapSource("N");
+    try {
+      const refs = await source.list(REQUEST);
+      assert.equal(refs.length, 12);
+      // another process takes two, and two are deleted, after the listing
+      assert.ok(await rival.claim((await rival.list(REQUEST))[0]!) !== undefined);
+      assert.ok(await rival.claim((await rival.list(REQUEST))[0]!) !== undefined);
+      await client.mailboxOpen(MAILBOX);
+      await client.messageDelete(refs.slice(2, 4).map((r) => r.id.split(":")[1]).join(","), {
+        uid: true,
+      });
+      log.commands.length = 0;
+      const gone = { id: `1:${refs[7]!.id.split(":")[1]}`, subject: REQUEST.subject };
+      // the last mail is the listing's newest: a batch without it is one STORE, one MOVE
+      const first = await source.claimMany([...refs.slice(0, 8), gone]);
+      assert.deepEqual(verbs(log), ["UID STORE", "UID MOVE", "NOOP", "UID FETCH"]);
+      log.commands.length = 0;
+      // with it: the older ones are locked first, then the newest (see imap_claim.ts)
+      const second = await source.claimMany(refs.slice(8));
+      assert.deepEqual(verbs(log), ["UID STORE", "UID STORE", "UID MOVE", "NOOP", "UID FETCH"]);
+      const claimed = [...first, ...second];
+      assert.deepEqual(
+        (await Promise.all(claimed.map((ref) => numberOf(source, ref)))).sort((a, b) => a - b),
+        [4, 5, 6, 7, 8, 9, 10, 11],
+      );
+      log.commands.length = 0;
+      assert.deepEqual(await source.claimMany(refs), [], "nothing left to win");
+      await source.deleteMany(claimed);
+      assert.equal(await count(client), 2, "the rival's two");
+    } finally {
+      await Promise.all([source.close(), rival.close()]);
+    }
+  },
+);
+
+imapTest(
+  "imap: a lone claim of the newest mail reads its lock back before moving it",
+  async (client) => {
+    for (let n = 0; n < 3; n++) await client.append(MAILBOX, await mail(n));
+    const log = commandLog();
+    const source = imapSource("L", undefined, log);
+    try {
+      const refs = await source.list(REQUEST);
+      log.commands.length = 0;
+      const older = await source.claim(refs[1]!);
+      assert.deepEqual(verbs(log), ["UID STORE", "UID MOVE"], "below the newest: no read-back");
+      log.commands.length = 0;
+      const newest = await source.claim(refs[2]!);
+      assert.deepEqual(verbs(log), ["UID STORE", "UID FETCH", "UID MOVE"]);
+      assert.deepEqual([await numberOf(source, older!), await numberOf(source, newest!)], [1, 2]);
+      await source.deleteMany([older!, newest!]);
+    } finally {
+      await source.close();
+    }
+  },
+);
+
+imapTest(
+  "imap: mails locked by a claimMany that failed before its MOVE are put back",
+  async (client) => {
+    for (let n = 0; n < 5; n++) await client.append(MAILBOX, await mail(n));
+    const crashed = imapSource("C");
+    const refs = await crashed.list(REQUEST);
+    await crashed.recoverClaims(60_000); // makes (and remembers) the processing folder
+    await client.mailboxDelete(PROCESSING); // so the MOVE after the lock fails
+    await assert.rejects(crashed.claimMany(refs));
+    await crashed.close(); // dies with the five mails locked in the mailbox
+    const locked = await flagsByUid(client, MAILBOX);
+    assert.equal(locked.size, 5);
+    for (const flags of locked.values()) {
+      assert.deepEqual(flags, ["$MailpeerClaim-C", "$MailpeerClaimed"]);
+    }
+
+    const live = imapSource("E");
+    const later = imapSource("F", ahead(3_600_000));
+    try {
+      assert.deepEqual(await live.list(REQUEST), [], "locked mail is not listed");
+      assert.deepEqual(await live.claimMany(refs), [], "nor claimed");
+      assert.equal(await later.recoverClaims(60_000), 0, "a lock first seen now stays");
+      assert.equal(await later.recoverClaims(0), 5, "a lock seen for long enough is released");
+      for (const flags of (await flagsByUid(client, MAILBOX)).values()) {
+        assert.deepEqual(flags, [], "unlocked and unread");
+      }
+      const claimed = await raceMany([live]);
+      await assertEachOnce([live], claimed, 5);
+      await live.deleteMany(claimed[0]!);
+      assert.equal(await count(client), 0);
+    } finally {
+      await Promise.all([live.close(), later.close()]);
     }
   },
 );
