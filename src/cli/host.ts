@@ -162,7 +162,7 @@ export function hostCommand() {
           await exclusive(async () => {
             if (opts.bootstrap) await sync.requestTables();
             await host.processPending();
-            await sync.processPending();
+            await sync.processPending({ listing: host.lastListing });
             if (opts.sync) await sync.pushSnapshots();
           }, HOST_RUN_LOCK_WAIT_MS)
             .catch((err) => {
@@ -184,8 +184,8 @@ export function hostCommand() {
             let lastPush = Date.now();
             await host.run({
               signal: stop.signal,
-              eachPass: async (signal) => {
-                await sync.processPending({ signal });
+              eachPass: async (signal, listing) => {
+                await sync.processPending({ signal, listing });
                 if (Date.now() - lastPush >= interval) {
                   lastPush = Date.now();
                   await sync.pushSnapshots();

@@ -133,6 +133,8 @@ export class Host {
     & Pick<HostOptions, "requireVerifiedSender" | "onStep" | "learnHosts">
     & { policy: TablePolicy; limits: HostLimits };
 
+  #lastListing: readonly MailRef[] = [];
+
   constructor(options: HostOptions) {
     this.#o = {
       subjectMatch: "exact",
@@ -175,6 +177,7 @@ export class Host {
       { subject: `[mailpeer] ${this.#o.network} `, mode: "prefix" },
       options,
     );
+    this.#lastListing = all;
     for (const kind of ["notice", "request"] as const) {
       const match = this.#match(kind);
       const refs = this.#rotated(all.filter((ref) => matchesSubject(ref.subject, match)));
@@ -192,6 +195,16 @@ export class Host {
   }
 
   /**
+   * Every mailpeer mail of this network that the last {@link Host.processPending} listed, sync
+   * mail included. Hand it to `SyncAgent.processPending({ listing })` rather than listing
+   * again: a second listing would count mail that arrived in between as seen, and the next
+   * wait would sleep on it.
+   */
+  get lastListing(): readonly MailRef[] {
+    return this.#lastListing;
+  }
+
+  /**
    * Several processes on one mailbox start at different places of the listing, so that they
    * claim different mails instead of racing for the same first ones.
    */
@@ -206,8 +219,11 @@ export class Host {
     options: {
       signal: AbortSignal;
       retryDelayMs?: number;
-      /** More work for each pass (e.g. table sync), run after the requests. */
-      eachPass?: (signal: AbortSignal) => Promise<void>;
+      /**
+       * More work for each pass (e.g. table sync), run after the requests, with the pass's
+       * listing (see {@link Host.lastListing}).
+       */
+      eachPass?: (signal: AbortSignal, listing: readonly MailRef[]) => Promise<void>;
     },
   ): Promise<void> {
     const { signal } = options;
@@ -224,7 +240,7 @@ export class Host {
           await this.#o.source.recoverClaims(CLAIM_RECOVERY_MS);
         }
         await this.processPending({ signal });
-        await options.eachPass?.(signal);
+        await options.eachPass?.(signal, this.#lastListing);
         failures = 0;
         await this.#o.source.waitForMail({ signal });
       } catch (err) {
