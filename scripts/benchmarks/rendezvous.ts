@@ -4,7 +4,7 @@
  * 1. raw: the stack's own request + reply round trip (warm SMTP pool, warm IMAP sessions,
  *    an echo host; NOOP poll or IDLE) — the floor;
  * 2. rendezvous: a fresh mailpeer Terminal (alice, no open mail connections) from start to a
- *    connected, encrypted TCP link with a standing-by bob, through an in-process Host;
+ *    connected, encrypted TCP link with a standing-by bob, through a Host running in a Worker (its own event loop);
  * 3. process start: `deno run main.ts --version`.
  *
  * Prints a table, then the JSON it also writes to `--json-out` (default
@@ -222,7 +222,7 @@ async function main(): Promise<void> {
     runs: RUNS,
     warmup: WARMUP,
     pollMs: POLL_MS,
-    host: "in-process Host (src/host/host.ts): ImapSource + pooled SmtpSender, MemoryStore",
+    host: "Host (src/host/host.ts) in a Worker: ImapSource + pooled SmtpSender, MemoryStore",
     terminal: "fresh Terminal per run: new SmtpSender + new ImapSource, TcpTransport",
     machine: { cpus: navigator.hardwareConcurrency, deno: Deno.version.deno, os: Deno.build.os },
     processStart: startup,

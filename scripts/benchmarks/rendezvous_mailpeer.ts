@@ -1,15 +1,14 @@
 /**
- * mailpeer rendezvous on the real stack: an in-process {@link Host} (warm, long-running), a
- * standing-by bob (a TCP listener accepting in a loop, registered once by one request), and
- * N runs of a fresh alice {@link Terminal} (new SMTP and IMAP connections each run) until it
- * is connected to bob. The mail seams are wrapped to time every phase.
+ * mailpeer rendezvous on the real stack: a {@link Host} (warm, long-running) in a Worker of its
+ * own (`rendezvous_host_worker.ts`), a standing-by bob (a TCP listener accepting in a loop,
+ * registered once by one request), and N runs of a fresh alice {@link Terminal} (new SMTP and
+ * IMAP connections each run) until it is connected to bob. The mail seams are wrapped to time
+ * every phase.
  *
  * @module
  */
 import type { MailpeerEvent } from "../../src/events.ts";
 import type { Logger } from "../../src/log.ts";
-import { Host } from "../../src/host/host.ts";
-import { MemoryStore } from "../../src/host/memory_store.ts";
 import { ImapSource } from "../../src/mail/imap_source.ts";
 import { SmtpSender } from "../../src/mail/smtp_sender.ts";
 import type {
@@ -25,6 +24,7 @@ import {
   generateHostKeys,
   generateIdentityKeys,
   hostCardOf,
+  type HostKeys,
   type IdentityKeys,
 } from "../../src/message/key_file.ts";
 import { generateX25519 } from "../../src/message/keys.ts";
@@ -32,6 +32,7 @@ import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
 import type { PeerLink } from "../../src/peer/types.ts";
 import { Terminal } from "../../src/terminal/terminal.ts";
+import type { FromHostWorker, ToHostWorker } from "./rendezvous_host_worker.ts";
 import { imapFor, now, sleep, smtpFor } from "./rendezvous_stack.ts";
 
 const ALICE = "alice@a.test";
@@ -77,6 +78,12 @@ class Recorder {
   /** Records `mark` once per run (the first time), at `at` (default: now). */
   mark(mark: Mark, at: number = now()): void {
     if (this.#marks && this.#marks[mark] === undefined) this.#marks[mark] = at - this.#t0;
+  }
+  /** Records a mark taken in another thread at absolute time `abs` (`timeOrigin + now()`). */
+  markAbsolute(mark: Mark, abs: number): void {
+    const at = abs - performance.timeOrigin;
+    // a late report of an earlier run's host is not this run's
+    if (at >= this.#t0) this.mark(mark, at);
   }
   onEvent = (e: MailpeerEvent): void => {
     const map: Partial<Record<MailpeerEvent["event"], Mark>> = {
@@ -125,7 +132,7 @@ class TimedSender implements MailSender {
 }
 
 /** A source that reports each list(): when it started, ended, and what it found. */
-class TimedSource implements MailSource {
+export class TimedSource implements MailSource {
   constructor(
     readonly inner: MailSource,
     readonly onList: (match: SubjectMatch, start: number, refs: MailRef[]) => void,
@@ -150,6 +157,72 @@ class TimedSource implements MailSource {
   }
   close(): Promise<void> {
     return this.inner.close();
+  }
+}
+
+/**
+ * The host in a Worker: its own isolate and event loop, so the fresh terminal's TLS handshakes
+ * and logins in this thread do not delay its wake-up (in real use it is another machine).
+ */
+class HostWorker {
+  readonly #worker = new Worker(new URL("./rendezvous_host_worker.ts", import.meta.url), {
+    type: "module",
+  });
+  readonly #waiting = new Map<string, (m: FromHostWorker) => void>();
+  #failed: Error | undefined;
+
+  constructor(readonly rec: Recorder) {
+    this.#worker.onmessage = (e: MessageEvent<FromHostWorker>) => {
+      const m = e.data;
+      if (m.type === "mark") rec.markAbsolute(m.mark, m.at);
+      else if (m.type === "trouble") rec.trouble(m.what);
+      const key = m.type === "registered" ? `registered:${m.userId}` : m.type;
+      this.#waiting.get(key)?.(m);
+      this.#waiting.delete(key);
+    };
+    this.#worker.onerror = (e: ErrorEvent) => {
+      e.preventDefault();
+      this.#failed = new Error(`host worker: ${e.message}`);
+      rec.trouble(this.#failed.message);
+      for (const done of this.#waiting.values()) done({ type: "stopped" });
+      this.#waiting.clear();
+    };
+  }
+
+  /** Sends `m` and waits for the answer `key` (at most `timeoutMs`). */
+  #ask(m: ToHostWorker, key: string, timeoutMs: number): Promise<void> {
+    if (this.#failed) return Promise.reject(this.#failed);
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#waiting.delete(key);
+        reject(new Error(`host worker: no ${key} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#waiting.set(key, () => {
+        clearTimeout(timer);
+        if (this.#failed) reject(this.#failed);
+        else resolve();
+      });
+      this.#worker.postMessage(m);
+    });
+  }
+
+  start(
+    o: { keys: HostKeys; network: string; idle: boolean; pollMs: number },
+    timeoutMs: number,
+  ): Promise<void> {
+    return this.#ask({ type: "start", ...o }, "ready", timeoutMs);
+  }
+  /** Resolves once the host's table holds a row of `userId`. */
+  registered(userId: string, timeoutMs: number): Promise<void> {
+    return this.#ask({ type: "waitFor", userId }, `registered:${userId}`, timeoutMs);
+  }
+  /** Stops the host (abort, close source and sender), then ends the worker. */
+  async stop(timeoutMs: number): Promise<void> {
+    try {
+      await this.#ask({ type: "stop" }, "stopped", timeoutMs);
+    } finally {
+      this.#worker.terminate();
+    }
   }
 }
 
@@ -209,39 +282,13 @@ export async function mailpeerRendezvous(o: RendezvousOptions): Promise<Rendezvo
     generateIdentityKeys("alice"),
   ]);
   const idle = o.mode === "idle";
-  const requestSubject = subjectFor(o.network, "request");
-  const store = new MemoryStore();
-  const hostSource = new TimedSource(
-    new ImapSource(imapFor(HOST), {
-      idle,
-      pollIntervalMs: o.pollMs,
-      configKey: "host.receive",
-      logger: rec.logger("host IMAP"),
-    }),
-    (_match, _start, refs) => {
-      // the host lists every kind at once (prefix); the request is among them once seen
-      if (refs.some((r) => r.subject.trim() === requestSubject)) rec.mark("hostSeen");
-    },
-  );
-  const hostSender = new SmtpSender(smtpFor(HOST));
   const TERMINAL_TLS = Deno.env.get("BENCH_TERMINAL_TLS13")
     ? {}
     : { tlsMaxVersion: "1.2" as const };
   const TERMINAL_IMAP_TLS = Deno.env.get("BENCH_TERMINAL_STARTTLS") ? "starttls" : "implicit";
-  const host = new Host({
-    logger: rec.logger("host"),
-    keys: hostKeys,
-    network: o.network,
-    source: hostSource,
-    sender: hostSender,
-    store,
-    // Everyone is on loopback here; and one sender (alice) asks many times in the hour.
-    allowPrivateAddresses: true,
-    limits: { requestsPerUserPerHour: 100_000, requestsPerSenderPerHour: 100_000 },
-    onEvent: rec.onEvent,
-  });
+  // the host (its marks and trouble come back as messages), warm and long-running
+  const host = new HostWorker(rec);
   const stop = new AbortController();
-  const hostRun = host.run({ signal: stop.signal });
 
   // bob: a listener accepting in a loop; each link is drained until alice closes it
   const tcp = new TcpTransport();
@@ -279,16 +326,18 @@ export async function mailpeerRendezvous(o: RendezvousOptions): Promise<Rendezvo
     disturbed: 0,
   };
   try {
+    await host.start(
+      { keys: hostKeys, network: o.network, idle, pollMs: o.pollMs },
+      o.timeoutMs,
+    );
     const t0 = now();
     await registerBob(
       { network: o.network, identity: bobId, card, port: bobListener.endpoint.port },
       bobSender,
     );
-    const until = now() + o.timeoutMs;
-    while (!(await store.read()).some((r) => r.userId === "bob")) {
-      if (now() > until) throw new Error(`bob was not registered within ${o.timeoutMs} ms`);
-      await sleep(10);
-    }
+    await host.registered("bob", o.timeoutMs).catch((err) => {
+      throw new Error(`bob was not registered within ${o.timeoutMs} ms`, { cause: err });
+    });
     result.bobRegisteredMs = Math.round(now() - t0);
 
     for (let i = 0; i < o.warmup + o.runs;) {
@@ -355,8 +404,8 @@ export async function mailpeerRendezvous(o: RendezvousOptions): Promise<Rendezvo
   } finally {
     stop.abort();
     await bobListener.close().catch(() => {});
-    await Promise.allSettled([hostRun, bobLoop]);
-    await Promise.allSettled([hostSource.close(), hostSender.close(), bobSender.close()]);
+    await Promise.allSettled([host.stop(o.timeoutMs), bobLoop]);
+    await bobSender.close().catch(() => {});
   }
   result.accepted = accepted;
   result.errors = rec.errors;
