@@ -82,7 +82,7 @@ const CONNECT_CODES = new Set([
 ]);
 
 /**
- * Sends mail through an SMTP server (pooled, at most two connections).
+ * Sends mail through an SMTP server (pooled, at most `SMTP_POOL_CONNECTIONS` connections, opened as needed).
  *
  * @example
  * ```ts
