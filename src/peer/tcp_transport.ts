@@ -11,6 +11,7 @@ import type { Clock, RandomSource } from "../runtime.ts";
 import { encodeFrame, type Frame, FrameReader } from "./frame.ts";
 import { initiateHandshake, respondHandshake } from "./handshake.ts";
 import { KeepaliveChannel } from "./keepalive_channel.ts";
+import { Handoff } from "./handoff.ts";
 import { SessionLink } from "./session_crypto.ts";
 import type {
   ConnectOptions,
@@ -288,19 +289,13 @@ interface Handshake {
   done?: Promise<void>;
 }
 
-interface AcceptWaiter {
-  resolve(link: PeerLink): void;
-  reject(err: unknown): void;
-}
-
 /** Accepts connections, runs each handshake on its own, hands out only valid links. */
 class TcpPeerListener implements PeerListener {
   readonly endpoint: Endpoint;
   #listener: Deno.TcpListener;
   #options: ListenOptions;
   #transport: TcpTransportOptions;
-  #ready: SessionLink[] = [];
-  #waiters: AcceptWaiter[] = [];
+  #accepted = new Handoff<SessionLink>();
   #handshakes = new Set<Handshake>();
   #failure: PeerError | null = null;
   #closed = false;
@@ -316,29 +311,10 @@ class TcpPeerListener implements PeerListener {
   }
 
   accept(options: { signal?: AbortSignal } = {}): Promise<PeerLink> {
-    const { signal } = options;
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    const link = this.#ready.shift();
-    if (link) return Promise.resolve(link);
-    if (this.#closed || this.#failure) return Promise.reject(this.#closedError());
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        this.#waiters = this.#waiters.filter((w) => w !== waiter);
-        reject(signal?.reason);
-      };
-      const waiter: AcceptWaiter = {
-        resolve: (l) => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve(l);
-        },
-        reject: (err) => {
-          signal?.removeEventListener("abort", onAbort);
-          reject(err);
-        },
-      };
-      this.#waiters.push(waiter);
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
+    return this.#accepted.take(
+      options.signal,
+      () => this.#closed || this.#failure ? this.#closedError() : undefined,
+    );
   }
 
   close(): Promise<void> {
@@ -359,12 +335,9 @@ class TcpPeerListener implements PeerListener {
     }
     await this.#loop;
     await Promise.all([...this.#handshakes].map((h) => h.done));
-    const unclaimed = this.#ready;
-    this.#ready = [];
+    const unclaimed = this.#accepted.drain();
     await Promise.all(unclaimed.map((l) => l.close()));
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) w.reject(this.#closedError());
+    this.#accepted.fail(this.#closedError());
   }
 
   #closedError(): PeerError {
@@ -389,9 +362,7 @@ class TcpPeerListener implements PeerListener {
             `${(err as Error).message}; listen again`,
           { cause: err },
         );
-        const waiters = this.#waiters;
-        this.#waiters = [];
-        for (const w of waiters) w.reject(this.#failure);
+        this.#accepted.fail(this.#failure);
         return;
       }
       if (this.#closed) {
@@ -437,7 +408,7 @@ class TcpPeerListener implements PeerListener {
           },
         );
         if (this.#closed) await link.close();
-        else this.#deliver(link);
+        else this.#accepted.put(link);
       } catch (err) {
         h.channel.close();
         if (!this.#closed) this.#transport.onDroppedConnection?.(err, remote);
@@ -446,11 +417,5 @@ class TcpPeerListener implements PeerListener {
         this.#handshakes.delete(h);
       }
     })();
-  }
-
-  #deliver(link: SessionLink): void {
-    const waiter = this.#waiters.shift();
-    if (waiter) waiter.resolve(link);
-    else this.#ready.push(link);
   }
 }

@@ -14,6 +14,7 @@ import type { Backoff, Clock, RandomSource } from "../runtime.ts";
 import { DatagramFrameChannel } from "./datagram_channel.ts";
 import { decodeDatagram, encodeDatagram, type Frame, FrameType } from "./frame.ts";
 import { respondHandshake } from "./handshake.ts";
+import { Handoff } from "./handoff.ts";
 import { SessionLink } from "./session_crypto.ts";
 import type { ListenOptions, PeerLink, PeerListener } from "./types.ts";
 
@@ -130,11 +131,6 @@ interface Peer {
   done?: Promise<void>;
 }
 
-interface AcceptWaiter {
-  resolve(link: PeerLink): void;
-  reject(err: unknown): void;
-}
-
 function keyOf(e: Endpoint): string {
   return `${e.address}|${e.port}`;
 }
@@ -151,8 +147,7 @@ export class UdpPeerListener implements PeerListener {
   #s: UdpSettings;
   #peers = new Map<string, Peer>();
   #tombstones = new Map<string, { record: DatagramFrameChannel["record"]; until: number }>();
-  #ready: SessionLink[] = [];
-  #waiters: AcceptWaiter[] = [];
+  #accepted = new Handoff<SessionLink>();
   #closed = false;
   #closing: Promise<void> | null = null;
   #loop: Promise<void>;
@@ -166,29 +161,10 @@ export class UdpPeerListener implements PeerListener {
   }
 
   accept(options: { signal?: AbortSignal } = {}): Promise<PeerLink> {
-    const { signal } = options;
-    if (signal?.aborted) return Promise.reject(signal.reason);
-    const link = this.#ready.shift();
-    if (link) return Promise.resolve(link);
-    if (this.#closed) return Promise.reject(this.#closedError());
-    return new Promise((resolve, reject) => {
-      const onAbort = () => {
-        this.#waiters = this.#waiters.filter((w) => w !== waiter);
-        reject(signal?.reason);
-      };
-      const waiter: AcceptWaiter = {
-        resolve: (l) => {
-          signal?.removeEventListener("abort", onAbort);
-          resolve(l);
-        },
-        reject: (err) => {
-          signal?.removeEventListener("abort", onAbort);
-          reject(err);
-        },
-      };
-      this.#waiters.push(waiter);
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
+    return this.#accepted.take(
+      options.signal,
+      () => this.#closed ? this.#closedError() : undefined,
+    );
   }
 
   /** Stops accepting; the socket stays open until every link accepted on it has closed. */
@@ -205,16 +181,13 @@ export class UdpPeerListener implements PeerListener {
       p.channel.close();
     }
     await Promise.all(handshakes.map((p) => p.done));
-    const unclaimed = this.#ready;
-    this.#ready = [];
+    const unclaimed = this.#accepted.drain();
     await Promise.all(unclaimed.map((l) => l.close()));
     if (this.#peers.size === 0) {
       this.#socket.close();
       await this.#loop;
     }
-    const waiters = this.#waiters;
-    this.#waiters = [];
-    for (const w of waiters) w.reject(this.#closedError());
+    this.#accepted.fail(this.#closedError());
   }
 
   #closedError(): PeerError {
@@ -322,7 +295,7 @@ export class UdpPeerListener implements PeerListener {
           maxFragmentBytes: s.maxFragmentBytes,
         });
         if (this.#closed) await link.close();
-        else this.#deliver(link);
+        else this.#accepted.put(link);
       } catch (err) {
         channel.close();
         if (!this.#closed) s.onDropped?.(err, from);
@@ -345,11 +318,5 @@ export class UdpPeerListener implements PeerListener {
       });
     }
     if (this.#closed && this.#peers.size === 0) this.#socket.close();
-  }
-
-  #deliver(link: SessionLink): void {
-    const waiter = this.#waiters.shift();
-    if (waiter) waiter.resolve(link);
-    else this.#ready.push(link);
   }
 }
