@@ -1,0 +1,241 @@
+/**
+ * The bodies of peer frames (see frame.ts for the framing): CONNECT, CONNECT_ACK, ACK, DATA and
+ * DISCONNECT, each an encode/decode pair. Anything malformed throws `PeerError` `EFRAME`.
+ *
+ * @module
+ */
+import { PeerError } from "../errors.ts";
+import { MAX_REASON_BYTES, MAX_USER_ID_BYTES } from "../limits.ts";
+import type { Endpoint } from "../message/types.ts";
+
+/** Bytes of the handshake nonces. */
+export const NONCE_BYTES = 16;
+/** Bytes of an Ed25519 signature. */
+export const SIGNATURE_BYTES = 64;
+const KEY_BYTES = 32;
+const MAX_ADDRESS_BYTES = 64;
+
+/** The one-line error of a malformed frame. */
+export function frameError(what: string): PeerError {
+  return new PeerError(
+    "EFRAME",
+    `Cannot decode a peer frame: ${what}; the peer is not a compatible mailpeer peer`,
+  );
+}
+
+/** Body of CONNECT (step 1: initiator → responder). */
+export interface ConnectBody {
+  /** The responder's endpoint as the initiator dialled it. */
+  destination: Endpoint;
+  /** The initiator's own endpoint. */
+  source: Endpoint;
+  userId: string;
+  /** Ed25519 identity public key (32 bytes). */
+  identityKey: Uint8Array;
+  /** Random nonce (16 bytes). */
+  nonce: Uint8Array;
+  /** Ephemeral X25519 public key (32 bytes). */
+  ephemeralKey: Uint8Array;
+}
+
+/** Body of CONNECT_ACK without its signature (what the transcript covers). */
+export interface ConnectAckFields {
+  userId: string;
+  /** Ed25519 identity public key (32 bytes). */
+  identityKey: Uint8Array;
+  /** Random nonce (16 bytes). */
+  nonce: Uint8Array;
+  /** Ephemeral X25519 public key (32 bytes). */
+  ephemeralKey: Uint8Array;
+}
+
+/** Body of CONNECT_ACK (step 2: responder → initiator). */
+export interface ConnectAckBody extends ConnectAckFields {
+  /** Responder's Ed25519 signature over the transcript (64 bytes). */
+  signature: Uint8Array;
+}
+
+/** Body of a DATA frame. */
+export interface DataBody {
+  sequence: bigint;
+  ciphertext: Uint8Array;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder("utf-8", { fatal: true });
+
+class Writer {
+  parts: Uint8Array[] = [];
+  bytes(b: Uint8Array, length: number, what: string): void {
+    if (b.length !== length) throw new RangeError(`${what} must have ${length} bytes`);
+    this.parts.push(b);
+  }
+  short(text: string, max: number, what: string): void {
+    const b = encoder.encode(text);
+    if (b.length === 0 || b.length > max) {
+      throw new RangeError(`${what} must have 1 to ${max} UTF-8 bytes`);
+    }
+    this.parts.push(Uint8Array.of(b.length), b);
+  }
+  endpoint(e: Endpoint): void {
+    if (!Number.isInteger(e.port) || e.port < 0 || e.port > 0xffff) {
+      throw new RangeError(`Port ${e.port} is not in 0..65535`);
+    }
+    this.parts.push(Uint8Array.of(e.transport === "udp" ? 1 : 0));
+    this.short(e.address, MAX_ADDRESS_BYTES, "An endpoint address");
+    this.parts.push(Uint8Array.of(e.port >> 8, e.port & 0xff));
+  }
+  done(): Uint8Array {
+    const out = new Uint8Array(this.parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of this.parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+}
+
+class Reader {
+  at = 0;
+  constructor(readonly b: Uint8Array, readonly what: string) {}
+  take(n: number): Uint8Array {
+    if (this.at + n > this.b.length) throw frameError(`${this.what} body is truncated`);
+    const out = this.b.slice(this.at, this.at + n);
+    this.at += n;
+    return out;
+  }
+  u8(): number {
+    return this.take(1)[0]!;
+  }
+  short(max: number, field: string): string {
+    const n = this.u8();
+    if (n === 0 || n > max) throw frameError(`${this.what} ${field} has ${n} bytes`);
+    try {
+      return decoder.decode(this.take(n));
+    } catch {
+      throw frameError(`${this.what} ${field} is not UTF-8`);
+    }
+  }
+  endpoint(): Endpoint {
+    const t = this.u8();
+    if (t > 1) throw frameError(`${this.what} endpoint has transport ${t}`);
+    const address = this.short(MAX_ADDRESS_BYTES, "address");
+    const p = this.take(2);
+    return { transport: t === 1 ? "udp" : "tcp", address, port: (p[0]! << 8) | p[1]! };
+  }
+  end(): void {
+    if (this.at !== this.b.length) throw frameError(`${this.what} body has trailing bytes`);
+  }
+}
+
+/** Encodes a CONNECT body. Throws `RangeError` on fields of the wrong size. */
+export function encodeConnect(body: ConnectBody): Uint8Array {
+  const w = new Writer();
+  w.endpoint(body.destination);
+  w.endpoint(body.source);
+  w.short(body.userId, MAX_USER_ID_BYTES, "A user id");
+  w.bytes(body.identityKey, KEY_BYTES, "An identity key");
+  w.bytes(body.nonce, NONCE_BYTES, "A nonce");
+  w.bytes(body.ephemeralKey, KEY_BYTES, "An ephemeral key");
+  return w.done();
+}
+
+/** Decodes a CONNECT body. */
+export function decodeConnect(bytes: Uint8Array): ConnectBody {
+  const r = new Reader(bytes, "CONNECT");
+  const body: ConnectBody = {
+    destination: r.endpoint(),
+    source: r.endpoint(),
+    userId: r.short(MAX_USER_ID_BYTES, "user id"),
+    identityKey: r.take(KEY_BYTES),
+    nonce: r.take(NONCE_BYTES),
+    ephemeralKey: r.take(KEY_BYTES),
+  };
+  r.end();
+  return body;
+}
+
+/** Encodes the CONNECT_ACK fields that precede the signature. */
+export function encodeConnectAckFields(fields: ConnectAckFields): Uint8Array {
+  const w = new Writer();
+  w.short(fields.userId, MAX_USER_ID_BYTES, "A user id");
+  w.bytes(fields.identityKey, KEY_BYTES, "An identity key");
+  w.bytes(fields.nonce, NONCE_BYTES, "A nonce");
+  w.bytes(fields.ephemeralKey, KEY_BYTES, "An ephemeral key");
+  return w.done();
+}
+
+/** Encodes a CONNECT_ACK body: the fields, then the signature. */
+export function encodeConnectAck(body: ConnectAckBody): Uint8Array {
+  const w = new Writer();
+  w.parts.push(encodeConnectAckFields(body));
+  w.bytes(body.signature, SIGNATURE_BYTES, "A signature");
+  return w.done();
+}
+
+/** Decodes a CONNECT_ACK body. */
+export function decodeConnectAck(bytes: Uint8Array): ConnectAckBody {
+  const r = new Reader(bytes, "CONNECT_ACK");
+  const body: ConnectAckBody = {
+    userId: r.short(MAX_USER_ID_BYTES, "user id"),
+    identityKey: r.take(KEY_BYTES),
+    nonce: r.take(NONCE_BYTES),
+    ephemeralKey: r.take(KEY_BYTES),
+    signature: r.take(SIGNATURE_BYTES),
+  };
+  r.end();
+  return body;
+}
+
+/** Encodes an ACK body (the initiator's signature). */
+export function encodeAck(signature: Uint8Array): Uint8Array {
+  const w = new Writer();
+  w.bytes(signature, SIGNATURE_BYTES, "A signature");
+  return w.done();
+}
+
+/** Decodes an ACK body into the initiator's signature. */
+export function decodeAck(bytes: Uint8Array): Uint8Array {
+  const r = new Reader(bytes, "ACK");
+  const signature = r.take(SIGNATURE_BYTES);
+  r.end();
+  return signature;
+}
+
+/** Encodes a DATA body. */
+export function encodeData(body: DataBody): Uint8Array {
+  if (body.sequence < 0n || body.sequence > 0xffff_ffff_ffff_ffffn) {
+    throw new RangeError(`Sequence ${body.sequence} is not a u64`);
+  }
+  const out = new Uint8Array(8 + body.ciphertext.length);
+  new DataView(out.buffer).setBigUint64(0, body.sequence);
+  out.set(body.ciphertext, 8);
+  return out;
+}
+
+/** Decodes a DATA body. */
+export function decodeData(bytes: Uint8Array): DataBody {
+  if (bytes.length < 8) throw frameError("DATA body is truncated");
+  const sequence = new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0);
+  return { sequence, ciphertext: bytes.slice(8) };
+}
+
+/** Encodes a DISCONNECT body: a short UTF-8 reason, possibly empty (truncated to the limit). */
+export function encodeDisconnect(reason = ""): Uint8Array {
+  const b = encoder.encode(reason);
+  if (b.length <= MAX_REASON_BYTES) return b;
+  let end = MAX_REASON_BYTES;
+  while (end > 0 && (b[end]! & 0xc0) === 0x80) end--; // do not cut a UTF-8 sequence
+  return b.slice(0, end);
+}
+
+/** Decodes a DISCONNECT body into its reason ("" when none). */
+export function decodeDisconnect(bytes: Uint8Array): string {
+  if (bytes.length > MAX_REASON_BYTES) throw frameError("DISCONNECT reason is too long");
+  try {
+    return decoder.decode(bytes);
+  } catch {
+    throw frameError("DISCONNECT reason is not UTF-8");
+  }
+}
