@@ -24,12 +24,9 @@ import { hostFromConfig } from "../../src/cli/host.ts";
 import { VERSION } from "../../src/version.ts";
 import { makeSite, PERMS, writeHostConfig } from "./host_site.ts";
 import { now, out, RawBox, requireStack, summarize, type Summary } from "./rendezvous_stack.ts";
+import { arg, num } from "./args.ts";
 
-function arg(name: string): string | undefined {
-  const at = Deno.args.indexOf(`--${name}`);
-  return at < 0 ? undefined : Deno.args[at + 1];
-}
-const RUNS = Math.max(5, Number(arg("runs") ?? 7));
+const RUNS = Math.max(5, num("runs", 7));
 const JSON_OUT = arg("json-out") ?? "bench-results/cron.json";
 const ROOT = new URL("../../", import.meta.url).pathname;
 const MAIN = join(ROOT, "main.ts");

@@ -44,21 +44,7 @@ import {
   writeHostConfig,
 } from "./host_site.ts";
 import { now, out, requireStack, sleep } from "./rendezvous_stack.ts";
-
-function arg(name: string): string | undefined {
-  const at = Deno.args.indexOf(`--${name}`);
-  if (at < 0) return undefined;
-  const value = Deno.args[at + 1];
-  if (value === undefined) throw new TypeError(`--${name} needs a value`);
-  return value;
-}
-function num(name: string, fallback: number): number {
-  const raw = arg(name);
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 0) throw new TypeError(`--${name} needs a count`);
-  return value;
-}
+import { arg, num } from "./args.ts";
 
 const N = Math.max(2, num("n", 250));
 const PROFILE_N = num("profile-n", 100);

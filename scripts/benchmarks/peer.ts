@@ -30,21 +30,14 @@ import {
   type TwoProcessSummary,
   twoProcessSummary,
 } from "./peer_two_process.ts";
+import { arg, num } from "./args.ts";
 
 const MiB = 1024 * 1024;
 
-function arg(name: string, fallback: number): number {
-  const at = Deno.args.indexOf(`--${name}`);
-  if (at < 0) return fallback;
-  const value = Number(Deno.args[at + 1]);
-  if (!Number.isFinite(value) || value <= 0) throw new TypeError(`--${name} needs a number`);
-  return value;
-}
-const outAt = Deno.args.indexOf("--out");
-const OUT = outAt >= 0 ? Deno.args[outAt + 1]! : "bench-results/peer.json";
-const TOTAL_MIB = arg("mib", 256);
-const RUNS = arg("runs", 3);
-const HANDSHAKES = arg("handshakes", 50);
+const OUT = arg("out") ?? "bench-results/peer.json";
+const TOTAL_MIB = num("mib", 256, 1);
+const RUNS = num("runs", 3, 1);
+const HANDSHAKES = num("handshakes", 50, 1);
 const TOTAL = TOTAL_MIB * MiB;
 
 const payload = new Uint8Array(MiB);

@@ -20,21 +20,7 @@ import { VERSION } from "../../src/version.ts";
 import { mailpeerRendezvous, type Mark, type Marks } from "./rendezvous_mailpeer.ts";
 import { rawRoundTrips, type RawRun } from "./rendezvous_raw.ts";
 import { now, out, requireStack, summarize, type Summary, sweep } from "./rendezvous_stack.ts";
-
-function arg(name: string): string | undefined {
-  const at = Deno.args.indexOf(`--${name}`);
-  if (at < 0) return undefined;
-  const value = Deno.args[at + 1];
-  if (value === undefined) throw new TypeError(`--${name} needs a value`);
-  return value;
-}
-function num(name: string, fallback: number): number {
-  const raw = arg(name);
-  if (raw === undefined) return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 0) throw new TypeError(`--${name} needs a count`);
-  return value;
-}
+import { arg, num } from "./args.ts";
 
 const RUNS = Math.max(1, num("runs", 20));
 const WARMUP = num("warmup", 1);

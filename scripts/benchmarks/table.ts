@@ -25,6 +25,7 @@ import { DEFAULT_TABLE_POLICY, expireRows, selectPeers, upsertRow } from "../../
 import type { PeerRow } from "../../src/host/types.ts";
 import { RATE_WINDOW_MS } from "../../src/limits.ts";
 import { VERSION } from "../../src/version.ts";
+import { arg, num } from "./args.ts";
 
 // (not from rendezvous_stack.ts: that one loads imapflow, which this bench does not need)
 const now = (): number => performance.now();
@@ -38,11 +39,7 @@ function percentile(xs: readonly number[], p: number): number {
   return sorted[Math.max(1, Math.ceil((p / 100) * sorted.length)) - 1]!;
 }
 
-function arg(name: string): string | undefined {
-  const at = Deno.args.indexOf(`--${name}`);
-  return at < 0 ? undefined : Deno.args[at + 1];
-}
-const ITERATIONS = Math.max(10, Number(arg("iterations") ?? 200));
+const ITERATIONS = Math.max(10, num("iterations", 200));
 const FILE_ITERATIONS = Math.max(10, Math.round(ITERATIONS / 4));
 const JSON_OUT = arg("json-out") ?? "bench-results/table.json";
 const ROWS = 1000;

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { MailError } from "../../src/errors.ts";
-import type { HostStep } from "../../src/host/host.ts";
+import { Host, type HostOptions, type HostStep } from "../../src/host/host.ts";
 import { applyRequests, type CheckedRequest } from "../../src/host/host_request.ts";
 import { DEFAULT_TABLE_POLICY } from "../../src/host/table.ts";
 import type { PeerRow, TableStore } from "../../src/host/types.ts";
@@ -28,6 +28,20 @@ function counting(store: TableStore): TableStore & { updates: number } {
     close: () => store.close(),
   };
   return counted;
+}
+
+/** A host over the world's mailbox and table, with some of its seams or options replaced. */
+function hostOn(w: World, options: Partial<HostOptions>): Host {
+  return new Host({
+    keys: w.hostKeys,
+    network: NETWORK,
+    source: w.hostSource,
+    sender: w.sender,
+    store: w.store,
+    clock: w.clock,
+    allowPrivateAddresses: true,
+    ...options,
+  });
 }
 
 async function players(w: World, n: number): Promise<Player[]> {
@@ -78,17 +92,7 @@ Deno.test("a mail server failing in the middle of a batch repeats no reply and l
     },
     close: () => Promise.resolve(),
   };
-  // The same world, but the host sends through the flaky sender.
-  const { Host } = await import("../../src/host/host.ts");
-  const host = new Host({
-    keys: w.hostKeys,
-    network: NETWORK,
-    source: w.hostSource,
-    sender: flaky,
-    store: w.store,
-    clock: w.clock,
-    allowPrivateAddresses: true,
-  });
+  const host = hostOn(w, { sender: flaky });
   try {
     const ps = await players(w, 5);
     const rs = [];
@@ -191,15 +195,8 @@ for (const many of [false, true]) {
     async () => {
       const w = await World.create();
       const { source, calls } = claimCounting(w.hostSource, many);
-      const { Host } = await import("../../src/host/host.ts");
-      const host = new Host({
-        keys: w.hostKeys,
-        network: NETWORK,
+      const host = hostOn(w, {
         source,
-        sender: w.sender,
-        store: w.store,
-        clock: w.clock,
-        allowPrivateAddresses: true,
         sharedMailbox: true,
         batchSize: 2,
       });
@@ -236,15 +233,8 @@ Deno.test("a mail another host process claimed first is left to it", async () =>
     taken ??= await rival.claim(refs[0]!); // the rival wins the first mail of the first batch
     return await claimMany(refs);
   };
-  const { Host } = await import("../../src/host/host.ts");
-  const host = new Host({
-    keys: w.hostKeys,
-    network: NETWORK,
+  const host = hostOn(w, {
     source,
-    sender: w.sender,
-    store: w.store,
-    clock: w.clock,
-    allowPrivateAddresses: true,
     sharedMailbox: true,
   });
   try {
