@@ -5,11 +5,14 @@
 #   mailstack.sh install                 install missing Debian packages (no daemons started)
 #   mailstack.sh start [STATE_DIR]       start a.test, b.test, host.test (idempotent)
 #   mailstack.sh stop [STATE_DIR]        stop every daemon of the stack (idempotent)
+#   mailstack.sh destroy [STATE_DIR]     stop, then remove the state dir
 #   mailstack.sh status [STATE_DIR]      show what runs
 #   mailstack.sh reset-mailboxes [DIR]   empty every user's mailbox
 #   mailstack.sh smoke [STATE_DIR]       send alice@a.test -> host@host.test, read by IMAP + POP3
 #
-# STATE_DIR defaults to $MAILSTACK_DIR, else <repo>/.mailstack. Needs root.
+# STATE_DIR defaults to $MAILSTACK_DIR, else <repo>/.mailstack, which is a symlink into /tmp when
+# the daemons' users cannot reach the clone (a mode-0700 parent) or its path is too long for
+# Unix sockets. Needs root.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -80,16 +83,79 @@ restore_policy() {
 # state directory layout
 # ---------------------------------------------------------------------------------------
 
-# set_state_dir [DIR]: STATE, an absolute path (sockets live below it: keep it short).
+# The daemons run as their own users (postfix, dovecot, dovenull, mailstack): every directory
+# above the state dir must let them pass (o+x). A clone inside a mode-0700 directory (root's home,
+# a `mktemp -d` folder) cannot hold the state, so the default then lives in /tmp and
+# <repo>/.mailstack is a symlink to it. Unix socket paths are limited to 107 bytes; the longest
+# is .../host.test/dovecot/run/..., so the real path is at most 60 characters.
+MAX_STATE_LEN=60
+
+# unreachable_ancestor PATH: prints the first existing directory at or above PATH that other
+# users cannot pass through; exit 1 when there is none.
+unreachable_ancestor() {
+  local p=$1 mode
+  while [[ -n $p && $p != / ]]; do
+    if [[ -d $p ]]; then
+      mode=$(stat -L -c '%a' "$p")
+      (( (8#$mode & 1) == 1 )) || { echo "$p"; return 0; }
+    fi
+    p=${p%/*}
+  done
+  return 1
+}
+
+# fallback_state_dir: /tmp/mailpeer-stack-<uid>-<hash of the repo path>, one per clone.
+fallback_state_dir() {
+  local hash
+  hash=$(printf '%s' "$REPO_DIR" | sha256sum | cut -c1-8)
+  echo "/tmp/mailpeer-stack-$(id -u)-$hash"
+}
+
+# make_private_dir DIR: create DIR (mode 755, ours) or accept it only when it already is a
+# directory we own, not a symlink: /tmp is writable by everyone.
+make_private_dir() {
+  local d=$1
+  if [[ -L $d || (-e $d && ! -d $d) ]]; then die "$d exists and is not a directory; remove it"; fi
+  [[ -d $d ]] || mkdir -m 755 "$d"
+  [[ $(stat -c '%u' "$d") == "$(id -u)" ]] || die "$d belongs to another user; remove it or set MAILSTACK_DIR"
+  chmod 755 "$d"
+}
+
+# set_state_dir [DIR]: STATE, the absolute real path of the state dir. An explicit DIR (or
+# $MAILSTACK_DIR) is used as given; the default is <repo>/.mailstack, or its /tmp fallback.
 set_state_dir() {
-  STATE=${1:-${MAILSTACK_DIR:-$REPO_DIR/.mailstack}}
-  [[ $STATE == /* ]] || STATE=$PWD/$STATE
-  STATE=${STATE%/}
-  [[ -d $STATE ]] || mkdir -p "$STATE"
-  # Unix socket paths are limited to 107 bytes; the longest is .../host.test/dovecot/run/...
-  (( ${#STATE} <= 60 )) || die "state dir path too long for unix sockets (max 60 chars): $STATE"
+  local explicit=${1:-${MAILSTACK_DIR:-}} link=$REPO_DIR/.mailstack bad
+  if [[ -n $explicit ]]; then
+    STATE=$explicit
+    [[ $STATE == /* ]] || STATE=$PWD/$STATE
+    STATE=${STATE%/}
+    [[ -d $STATE ]] || mkdir -p "$STATE"
+    STATE=$(readlink -f "$STATE")
+  elif [[ -L $link ]]; then
+    STATE=$(readlink "$link")
+    [[ $STATE == "$(fallback_state_dir)" ]] || die "$link points to $STATE, not to this clone's $(fallback_state_dir); remove the link"
+    make_private_dir "$STATE"
+  elif ((${#link} <= MAX_STATE_LEN)) && ! unreachable_ancestor "$REPO_DIR" >/dev/null; then
+    STATE=$link
+    [[ -d $STATE ]] || mkdir -p "$STATE"
+  else
+    [[ ! -e $link ]] || die "$link is a directory the daemons' users cannot reach; stop its stack (mailstack.sh stop $link) and remove it"
+    STATE=$(fallback_state_dir)
+    make_private_dir "$STATE"
+    ln -sfn "$STATE" "$link"
+  fi
+  (( ${#STATE} <= MAX_STATE_LEN )) ||
+    die "cannot use $STATE as the state dir: its path is longer than $MAX_STATE_LEN characters (Unix socket paths live below it); set MAILSTACK_DIR to a shorter path"
   CA_DIR=$STATE/ca
   CA_CERT=$CA_DIR/ca.crt
+}
+
+# require_reachable: the daemons' users can enter STATE (checked before a start).
+require_reachable() {
+  local bad
+  if bad=$(unreachable_ancestor "$(dirname "$STATE")"); then
+    die "cannot start the mail stack in $STATE: the daemons' users cannot enter $bad (mode $(stat -c '%a' "$bad")); set MAILSTACK_DIR to a path under /tmp, or unset it to use the default"
+  fi
 }
 
 # provider_paths DOMAIN: set the per-provider path variables.
@@ -136,6 +202,7 @@ cmd_start() {
   need_root
   require_installed
   set_state_dir "${1:-}"
+  require_reachable
   if healthy; then
     log "already running ($STATE)"
     return 0
@@ -161,6 +228,17 @@ cmd_stop() {
   set_state_dir "${1:-}"
   stop_all reap
   log "stopped ($STATE)"
+}
+
+# destroy: stop, then remove the state dir (and <repo>/.mailstack when it links there).
+cmd_destroy() {
+  need_root
+  set_state_dir "${1:-}"
+  stop_all reap
+  local link=$REPO_DIR/.mailstack
+  [[ -L $link && $(readlink "$link") == "$STATE" ]] && rm -f "$link"
+  rm -rf "$STATE"
+  log "stopped and removed ($STATE)"
 }
 
 cmd_status() {
@@ -213,7 +291,7 @@ cmd_smoke() {
 }
 
 usage() {
-  sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+  sed -n '2,15s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 main() {
@@ -223,6 +301,7 @@ main() {
     install) cmd_install ;;
     start) cmd_start "$@" ;;
     stop) cmd_stop "$@" ;;
+    destroy) cmd_destroy "$@" ;;
     status) cmd_status "$@" ;;
     reset-mailboxes) cmd_reset_mailboxes "$@" ;;
     smoke) cmd_smoke "$@" ;;
