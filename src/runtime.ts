@@ -51,6 +51,7 @@ export function exponentialBackoff(base = 100, max = 5_000): Backoff {
 export class ManualClock implements Clock {
   #now: number;
   #timers: { at: number; resolve: () => void }[] = [];
+  #watchers: { count: number; resolve: () => void }[] = [];
 
   constructor(start: number = Date.UTC(2026, 0, 1)) {
     this.#now = start;
@@ -65,6 +66,7 @@ export class ManualClock implements Clock {
     return new Promise((resolve, reject) => {
       const timer = { at: this.#now + ms, resolve };
       this.#timers.push(timer);
+      this.#wakeWatchers();
       signal?.addEventListener("abort", () => {
         this.#timers = this.#timers.filter((t) => t !== timer);
         reject(signal.reason);
@@ -75,6 +77,27 @@ export class ManualClock implements Clock {
   /** How many sleeps are waiting (lets a test see that code under test went to sleep). */
   get sleepers(): number {
     return this.#timers.length;
+  }
+
+  /**
+   * Resolves once at least `count` sleeps are waiting: the event of code under test going to
+   * sleep (awaiting it needs no wall time and no polling).
+   */
+  sleeping(count = 1): Promise<void> {
+    if (this.#timers.length >= count) return Promise.resolve();
+    return new Promise((resolve) => this.#watchers.push({ count, resolve }));
+  }
+
+  /** Milliseconds until the earliest waiting sleep is due, or undefined when none waits. */
+  get nextWakeIn(): number | undefined {
+    if (this.#timers.length === 0) return undefined;
+    return Math.min(...this.#timers.map((t) => t.at)) - this.#now;
+  }
+
+  #wakeWatchers(): void {
+    const ready = this.#watchers.filter((w) => this.#timers.length >= w.count);
+    this.#watchers = this.#watchers.filter((w) => this.#timers.length < w.count);
+    for (const w of ready) w.resolve();
   }
 
   /** Moves time forward and wakes every sleeper whose time has come. */

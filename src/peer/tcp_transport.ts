@@ -7,7 +7,7 @@
 import { PeerError } from "../errors.ts";
 import { DEFAULT_CONNECT_TIMEOUT_MS } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
-import type { Clock, RandomSource } from "../runtime.ts";
+import { type Clock, type RandomSource, systemClock } from "../runtime.ts";
 import { encodeFrame, type Frame, FrameReader } from "./frame.ts";
 import { initiateHandshake, respondHandshake } from "./handshake.ts";
 import { KeepaliveChannel } from "./keepalive_channel.ts";
@@ -34,7 +34,7 @@ export interface TcpTransportOptions {
   keepaliveMs?: number;
   /** Silence after which the peer counts as vanished; default `PEER_IDLE_TIMEOUT_MS`. */
   idleTimeoutMs?: number;
-  /** Timers for keepalive; default the system clock. */
+  /** Timers for the connect timeout and keepalive; default the system clock. */
   clock?: Clock;
 }
 
@@ -208,13 +208,14 @@ export class TcpTransport implements PeerTransport {
     const phase = new AbortController();
     const onAbort = () => phase.abort(options.signal?.reason);
     options.signal?.addEventListener("abort", onAbort, { once: true });
-    const timer = setTimeout(() =>
+    const timer = new AbortController();
+    (this.#options.clock ?? systemClock).sleep(timeoutMs, timer.signal).then(() =>
       phase.abort(
         new PeerError(
           "ETIMEOUT",
           `Cannot connect to peer at ${where}: no answer in ${timeoutMs} ms; try another peer`,
         ),
-      ), timeoutMs);
+      ), () => {});
     let channel: TcpChannel | undefined;
     try {
       const conn = await Deno.connect({
@@ -260,7 +261,7 @@ export class TcpTransport implements PeerTransport {
         { cause: err },
       );
     } finally {
-      clearTimeout(timer);
+      timer.abort();
       options.signal?.removeEventListener("abort", onAbort);
     }
   }

@@ -9,7 +9,7 @@ import { account, NO_STACK, STACK } from "../support/mailstack.ts";
 import { NO_REDIS, REDIS_URL } from "../support/redis.ts";
 import { mailRequests } from "../support/requests.ts";
 import { makeSite } from "../support/site.ts";
-import { deleteMessages, inReplyToOf } from "../support/stack_mail.ts";
+import { deleteMessages, inReplyToOf, untilMessages } from "../support/stack_mail.ts";
 
 /** A host configuration for `address`'s mailbox, using the site's shared host keys. */
 function hostConfig(network: string, address: string, extra: string, env: Record<string, string>) {
@@ -42,25 +42,33 @@ ${server("smtp")}
 `;
 }
 
-/** Waits until the processes together report `n` replies sent (bounded). */
-async function untilAnswered(processes: Running[], n: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  const count = () =>
-    processes.reduce((sum, p) => sum + p.events.filter((e) => e.event === "reply-sent").length, 0);
-  while (count() < n) {
-    if (Date.now() > deadline) throw new Error(`only ${count()} of ${n} requests answered in time`);
-    await new Promise((r) => setTimeout(r, 100)); // waiting for real processes to report
+/** Resolves once the processes together report `n` replies sent; rejects if one ends first. */
+async function untilAnswered(processes: Running[], n: number): Promise<void> {
+  const replied = (e: Record<string, unknown>) => e.event === "reply-sent";
+  let count = processes.reduce((sum, p) => sum + p.events.filter(replied).length, 0);
+  if (count >= n) return;
+  const stops: (() => void)[] = [];
+  try {
+    await new Promise<void>((resolve, reject) => {
+      for (const p of processes) {
+        stops.push(p.onEvent((e) => {
+          if (replied(e) && ++count >= n) resolve();
+        }));
+        p.status.then((s) =>
+          reject(new Error(`a host ended (code ${s.code}) at ${count} of ${n}: ${p.stderr}`))
+        );
+      }
+    });
+  } finally {
+    for (const stop of stops) stop();
   }
 }
 
 /** Every request has exactly one reply in alice's mailbox (by In-Reply-To). */
 async function assertAnsweredOnce(network: string, n: number): Promise<void> {
   const subject = `[mailpeer] ${network} reply`;
-  let replies: string[] = [];
-  for (let i = 0; i < 200 && replies.length < n; i++) {
-    replies = await inReplyToOf("alice@a.test", subject);
-    if (replies.length < n) await new Promise((r) => setTimeout(r, 100)); // relay delay
-  }
+  await untilMessages("alice@a.test", subject, n);
+  const replies = await inReplyToOf("alice@a.test", subject);
   assert.equal(replies.length, n, "one reply per request");
   assert.equal(new Set(replies).size, n, "no request answered twice");
   await deleteMessages("alice@a.test", subject);
@@ -108,7 +116,7 @@ Deno.test({
       const w2 = new Running(["host", "--config", "w2.toml", "--json"], opts);
       processes.push(rep, w1, w2);
       await mailRequests(site, 200);
-      await untilAnswered([w1, w2], 200, 180_000);
+      await untilAnswered([w1, w2], 200);
       const forwarded = rep.events.filter((e) => e.event === "forwarded");
       assert.equal(forwarded.length, 200);
       const byWorker = [w1, w2].map((w) => w.events.filter((e) => e.event === "reply-sent").length);
@@ -145,7 +153,7 @@ Deno.test({
         processes.push(new Running(["host", "--config", "shared.toml", "--json"], opts));
       }
       await mailRequests(site, 500);
-      await untilAnswered(processes, 500, 300_000);
+      await untilAnswered(processes, 500);
       const perProcess = processes.map((p) =>
         p.events.filter((e) => e.event === "reply-sent").length
       );

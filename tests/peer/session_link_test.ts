@@ -27,6 +27,8 @@ class LendingChannel implements FrameChannel {
   #inbox: Frame[] = [];
   #waiter: ((f: Frame | null) => void) | null = null;
   #lent = new Uint8Array(MAX_FRAME_BYTES);
+  #taken = 0;
+  #idleWatchers: { taken: number; resolve: () => void }[] = [];
   closed = false;
 
   static pair(): [LendingChannel, LendingChannel] {
@@ -61,9 +63,31 @@ class LendingChannel implements FrameChannel {
 
   receive(): Promise<Frame | null> {
     const next = this.#inbox.shift();
-    if (next) return Promise.resolve(this.#lend(next));
+    if (next) {
+      this.#taken++;
+      return Promise.resolve(this.#lend(next));
+    }
     if (this.closed || this.peer.closed) return Promise.resolve(null);
-    return new Promise((resolve) => this.#waiter = resolve);
+    const waiting = new Promise<Frame | null>((resolve) =>
+      this.#waiter = (f) => {
+        if (f) this.#taken++;
+        resolve(f);
+      }
+    );
+    const ready = this.#idleWatchers.filter((w) => this.#taken >= w.taken);
+    this.#idleWatchers = this.#idleWatchers.filter((w) => this.#taken < w.taken);
+    for (const w of ready) w.resolve();
+    return waiting;
+  }
+
+  /** Frames delivered to this end that its reader has not taken yet. */
+  get unread(): number {
+    return this.#inbox.length;
+  }
+
+  /** Resolves when the reader, having taken at least `taken` frames, waits for another. */
+  waiting(taken: number): Promise<void> {
+    return new Promise((resolve) => this.#idleWatchers.push({ taken, resolve }));
   }
 
   close(): void {
@@ -130,14 +154,6 @@ function assertBytes(got: Uint8Array | null, want: Uint8Array, what = "message")
 }
 
 const isViewOf = (m: Uint8Array | null, into: Uint8Array) => m?.buffer === into.buffer;
-/** Lets the links' pumps run until `done()` holds (no wall-clock wait: event-loop turns only). */
-async function until(done: () => boolean, what: string): Promise<void> {
-  for (let turn = 0; turn < 1000; turn++) {
-    if (done()) return;
-    await new Promise((resolve) => setTimeout(resolve, 0));
-  }
-  assert.fail(`never happened: ${what}`);
-}
 
 function isEframe(err: unknown): boolean {
   assert.ok(err instanceof PeerError, String(err));
@@ -188,7 +204,7 @@ for (const engine of ENGINES) {
   });
 
   Deno.test(`a receive({ into }) given up halfway through a message gives its buffer back and loses nothing (${engine})`, async () => {
-    const { a, la, lb, close } = await streamLinks(engine, { maxFragmentBytes: 1000 });
+    const { a, b, la, lb, close } = await streamLinks(engine, { maxFragmentBytes: 1000 });
     try {
       let data = 0;
       let held: Frame | null = null;
@@ -202,8 +218,9 @@ for (const engine of ENGINES) {
       const receiving = lb.receive({ into, signal: stop.signal });
       const message = randomBytes(3500); // four fragments
       await la.send(message);
-      await until(
-        () => into.subarray(2000, 2032).every((b, i) => b === message[2000 + i]),
+      await b.waiting(3); // the first three fragments are taken; the link waits for the fourth
+      assert.ok(
+        into.subarray(0, 3000).every((byte, i) => byte === message[i]),
         "the first three fragments are in into",
       );
       stop.abort(new Error("given up"));
@@ -252,7 +269,7 @@ for (const engine of ENGINES.filter((e) => e !== "webcrypto")) {
         const message = randomBytes(size);
         await la.send(message);
         // The link holds the frame for a receive (it waits on the clock, which never moves).
-        await until(() => clock.sleepers > 0, "the frame is held");
+        await clock.sleeping(); // the frame is held
         const got = await lb.receive({ into });
         assertBytes(got, message);
         assert.ok(isViewOf(got, into), `${size} bytes: a view of into`);
@@ -267,21 +284,27 @@ for (const engine of ENGINES.filter((e) => e !== "webcrypto")) {
     const { a, b, la, lb, close } = await streamLinks(engine, { clock });
     try {
       let ponged = false;
-      b.tap = (f) => {
-        if (f.type === FrameType.PONG) ponged = true;
-        return f;
-      };
+      const pong = new Promise<void>((resolve) =>
+        b.tap = (f) => {
+          if (f.type === FrameType.PONG) {
+            ponged = true;
+            resolve();
+          }
+          return f;
+        }
+      );
       const message = randomBytes(F);
       await la.send(message);
-      await until(() => clock.sleepers > 0, "the frame is held");
+      await clock.sleeping(); // the frame is held
+      assert.equal(clock.nextWakeIn, RECEIVE_PARK_MS);
       await a.send({ type: FrameType.PING, body: Uint8Array.of(7) });
-      for (let turn = 0; turn < 20; turn++) await new Promise((r) => setTimeout(r, 0));
-      assert.equal(ponged, false, "the PING waits behind the held frame");
+      assert.equal(b.unread, 1, "the PING waits, unread, behind the held frame");
       clock.advance(RECEIVE_PARK_MS - 1);
-      for (let turn = 0; turn < 20; turn++) await new Promise((r) => setTimeout(r, 0));
-      assert.equal(ponged, false, "still within the hold");
+      // The hold is the only way on, and it has not ended: the PING cannot have been read.
+      assert.equal(clock.nextWakeIn, 1, "still within the hold");
+      assert.equal(ponged, false);
       clock.advance(1);
-      await until(() => ponged, "the PING is answered once the hold ends");
+      await pong; // the PING is answered once the hold ends
       assertBytes(await lb.receive({ into: new Uint8Array(F) }), message, "still delivered");
     } finally {
       await close();

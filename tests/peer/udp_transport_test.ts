@@ -10,7 +10,7 @@ import {
   rejectsWithCode,
 } from "../conformance/peer_transport.ts";
 
-peerTransportConformance("UdpTransport", () => new UdpTransport());
+peerTransportConformance("UdpTransport", (options) => new UdpTransport(options));
 
 const LOCAL = { address: "127.0.0.1", port: 0 };
 const text = (s: string) => new TextEncoder().encode(s);

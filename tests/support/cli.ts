@@ -18,7 +18,8 @@ export interface RunOptions {
 
 function command(args: string[], options: RunOptions, piped: boolean): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...PERMS, MAIN, ...args],
+    // --cached-only: scripts/deno fetched every dependency up front; a download here is a bug.
+    args: ["run", "--no-prompt", "--cached-only", ...PERMS, MAIN, ...args],
     ...(options.cwd ? { cwd: options.cwd } : {}),
     stdin: piped ? "piped" : "null",
     stdout: "piped",
@@ -54,6 +55,7 @@ export class Running {
     resolve: (e: Record<string, unknown>) => void;
   }[] = [];
   readonly #reading: Promise<void>;
+  readonly #listeners = new Set<(e: Record<string, unknown>) => void>();
   stderr = "";
   readonly status: Promise<Deno.CommandStatus>;
 
@@ -74,6 +76,7 @@ export class Running {
         if (!line.startsWith("{")) continue;
         const e = JSON.parse(line) as Record<string, unknown>;
         this.events.push(e);
+        for (const listener of this.#listeners) listener(e);
         for (const w of [...this.#waiters]) {
           if (w.pred(e)) {
             this.#waiters.splice(this.#waiters.indexOf(w), 1);
@@ -88,6 +91,12 @@ export class Running {
     for await (const chunk of this.#child.stderr.pipeThrough(new TextDecoderStream())) {
       this.stderr += chunk;
     }
+  }
+
+  /** Calls `listener` with every event from now on; returns the function that stops it. */
+  onEvent(listener: (e: Record<string, unknown>) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 
   /** Resolves with the first event (past or future) that satisfies `pred`; rejects if the process ends first. */

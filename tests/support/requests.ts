@@ -8,7 +8,7 @@ import { generateIdentityKeys } from "../../src/message/key_file.ts";
 import { generateX25519 } from "../../src/message/keys.ts";
 import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
 import { account, STACK } from "./mailstack.ts";
-import { messagesOf } from "./stack_mail.ts";
+import { untilMessages } from "./stack_mail.ts";
 
 /** Mails `n` requests from alice@a.test (distinct user ids) to the site's host. */
 export async function mailRequests(
@@ -55,9 +55,5 @@ export async function mailRequests(
 
 /** Waits until the host mailbox holds `n` requests of the network (relay takes a moment). */
 export async function untilDelivered(network: string, n: number): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    if ((await messagesOf("host@host.test", `[mailpeer] ${network} request`)).length >= n) return;
-    await new Promise((r) => setTimeout(r, 50)); // polling a real server for a condition
-  }
-  throw new Error(`the ${n} requests did not reach host@host.test`);
+  await untilMessages("host@host.test", `[mailpeer] ${network} request`, n);
 }

@@ -95,6 +95,29 @@ export async function inReplyToOf(address: string, subject: string): Promise<str
   }
 }
 
+/**
+ * Resolves once `address`'s INBOX holds at least `n` messages whose subject contains `subject`.
+ * Between looks it waits in IDLE for the server to announce new mail (an EXISTS), so it takes no
+ * wall time of its own and needs no polling; a relay that never delivers hangs the test, which
+ * then names this wait.
+ */
+export async function untilMessages(address: string, subject: string, n: number): Promise<void> {
+  const client = await imapOf(address);
+  client.on("error", () => {});
+  try {
+    for (;;) {
+      // Listen before looking, so mail that arrives during the SEARCH is not missed.
+      const grew = new Promise<void>((resolve) => client.once("exists", () => resolve()));
+      const uids = await client.search({ subject }, { uid: true });
+      if ((uids || []).length >= n) return;
+      client.idle().catch(() => {}); // the next SEARCH ends the IDLE
+      await grew;
+    }
+  } finally {
+    await client.logout().catch(() => client.close());
+  }
+}
+
 /** Deletes every message in `address`'s INBOX whose subject contains `subject`. */
 export async function deleteMessages(address: string, subject: string): Promise<void> {
   const client = await imapOf(address);

@@ -22,7 +22,7 @@ async function localWorld() {
   const po = new MaildirPostOffice(join(dir, "po"));
   const hostKeys = await generateHostKeys("host@flow.test");
   const store = new MemoryStore();
-  const hostEvents: MailpeerEvent[] = [];
+  const hostEvents = new EventLog();
   const hostSource = new MaildirSource(await po.ensureMailbox(hostKeys.email), {
     pollIntervalMs: 50,
   });
@@ -33,7 +33,7 @@ async function localWorld() {
     sender: new MaildirSender(po),
     store,
     allowPrivateAddresses: true,
-    onEvent: (e) => hostEvents.push(e),
+    onEvent: hostEvents.tell,
   });
   const stop = new AbortController();
   const running = host.run({ signal: stop.signal });
@@ -42,7 +42,7 @@ async function localWorld() {
     userId: string,
     options: { policy?: PeerPolicy; standbyTimeoutMs?: number } = {},
   ) => {
-    const events: MailpeerEvent[] = [];
+    const events = new EventLog();
     const email = `${userId}@flow.test`;
     const source = new MaildirSource(await po.ensureMailbox(email), { pollIntervalMs: 50 });
     sources.push(source);
@@ -56,10 +56,11 @@ async function localWorld() {
       transport: new TcpTransport(),
       advertise: "127.0.0.1",
       replyTimeoutMs: 20_000,
-      connectTimeoutMs: 2_000,
+      // A dead peer here refuses at once; the timeout only bounds a bug.
+      connectTimeoutMs: 20_000,
       standbyTimeoutMs: options.standbyTimeoutMs ?? 20_000,
       ...(options.policy ? { policy: options.policy } : {}),
-      onEvent: (e) => events.push(e),
+      onEvent: events.tell,
     });
     return { t, events };
   };
@@ -72,18 +73,27 @@ async function localWorld() {
   return { terminal, store, hostEvents, close };
 }
 
-/** Resolves when `events` gets an event named `name`; fails the test after 20 s. */
-function until(events: MailpeerEvent[], name: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  return new Promise((resolve, reject) => {
-    const check = () => {
-      if (events.some((e) => e.event === name)) resolve();
-      else if (Date.now() > deadline) {
-        reject(new Error(`no ${name} event: ${JSON.stringify(events)}`));
-      } else setTimeout(check, 5);
-    };
-    check();
-  });
+/** The events a terminal or host told, in order, and a way to await the next of a kind. */
+class EventLog extends Array<MailpeerEvent> {
+  #waiters: { name: string; resolve: () => void }[] = [];
+
+  static override get [Symbol.species]() {
+    return Array;
+  }
+
+  /** Records an event and wakes those waiting for its kind (the `onEvent` of the code). */
+  readonly tell = (e: MailpeerEvent): void => {
+    this.push(e);
+    const woken = this.#waiters.filter((w) => w.name === e.event);
+    this.#waiters = this.#waiters.filter((w) => w.name !== e.event);
+    for (const w of woken) w.resolve();
+  };
+
+  /** Resolves when an event named `name` has been told (at once if it already was). */
+  until(name: MailpeerEvent["event"]): Promise<void> {
+    if (this.some((e) => e.event === name)) return Promise.resolve();
+    return new Promise((resolve) => this.#waiters.push({ name, resolve }));
+  }
 }
 
 /** A port on 127.0.0.1 where nobody listens. */
@@ -100,12 +110,12 @@ Deno.test("a dead first peer is reported by notice, flagged by user id, ranked l
     // bob stands by; then "ghost" asks with an address where nobody listens (newest row).
     const bob = await w.terminal("bob");
     const bobRun = bob.t.rendezvous();
-    await until(bob.events, "standby");
+    await bob.events.until("standby");
     // ghost skips bob (deny-list) and stands by too; then its row is pointed at a dead port.
     const ghost = await w.terminal("ghost", { policy: { deny: ["bob"] } });
     const stopGhost = new AbortController();
     const ghostRun = ghost.t.rendezvous({ signal: stopGhost.signal }).catch((err) => err);
-    await until(ghost.events, "standby");
+    await ghost.events.until("standby");
     // Mail dates have one-second resolution: make ghost's row strictly the newest.
     await w.store.update((rows) => ({
       rows: rows.map((r) =>
@@ -136,7 +146,7 @@ Deno.test("a dead first peer is reported by notice, flagged by user id, ranked l
     assert.ok(alice.events.some((e) => e.event === "notice-sent" && e.failed.includes("ghost")));
 
     // The host flags ghost's row by user id; a later reply ranks it last.
-    await until(w.hostEvents, "notice-received");
+    await w.hostEvents.until("notice-received");
     const rows = await w.store.read();
     assert.equal(rows.find((r) => r.userId === "ghost")?.failures, 1);
     assert.equal(rows.find((r) => r.userId === "bob")?.failures, 0);
@@ -170,7 +180,7 @@ Deno.test("a terminal on standby with an allow-list refuses a user not on it and
   try {
     const bob = await w.terminal("bob", { policy: { allow: ["carol"] } });
     const bobRun = bob.t.rendezvous();
-    await until(bob.events, "standby");
+    await bob.events.until("standby");
 
     const mallory = await w.terminal("mallory", { standbyTimeoutMs: 50 });
     await assert.rejects(
