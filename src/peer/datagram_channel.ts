@@ -10,8 +10,10 @@
  * - After the handshake, DISCONNECT is sealed with the session cipher (plaintext
  *   `[2][reason]`, a marker no DATA fragment uses) and re-sent until DISCONNECT_ACK arrives; one
  *   that does not open is dropped, so a spoofed datagram cannot end a link cleanly.
- * - DATA is best-effort: a lost datagram is lost (and with it the message it belonged to);
- *   duplicated or reordered DATA at or below the newest sequence passed on is dropped.
+ * - DATA is best-effort: a lost datagram is lost (and with it the message it belonged to).
+ *   The channel passes DATA on as it comes; the session cipher drops a duplicate, a late one
+ *   or a forgery, and only a DATA body that authenticates moves its replay watermark, so a
+ *   forged datagram with a huge sequence number changes nothing.
  * - PING every `keepaliveMs`; nothing heard for `idleTimeoutMs` → `receive()` rejects with
  *   `PeerError` `EPEER` "the peer vanished".
  *
@@ -32,7 +34,6 @@ const SEALED_DISCONNECT_MARKER = 2;
 const MAX_QUEUED_FRAMES = 1024;
 /** DATA that overtook the ACK, held until the ACK arrives. */
 const MAX_EARLY_DATA = 64;
-const SEQUENCE_BYTES = 8;
 
 /** What a {@link DatagramFrameChannel} needs. */
 export interface DatagramChannelOptions {
@@ -75,11 +76,6 @@ interface Received {
   bytes: Uint8Array;
 }
 
-function sequenceOf(body: Uint8Array): bigint | null {
-  if (body.length < SEQUENCE_BYTES) return null;
-  return new DataView(body.buffer, body.byteOffset, SEQUENCE_BYTES).getBigUint64(0);
-}
-
 function sameBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
   return a !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
 }
@@ -101,7 +97,6 @@ export class DatagramFrameChannel implements FrameChannel {
   #connectAckOut: Uint8Array | undefined;
   #ackOut: Uint8Array | undefined;
   #ackIn = false;
-  #newestData = -1n;
   #lastHeard: number;
   #failure: unknown = null;
   #closed = false;
@@ -182,12 +177,9 @@ export class DatagramFrameChannel implements FrameChannel {
   }
 
   #push(r: Received): void {
-    if (r.frame.type === FrameType.DATA) {
-      const sequence = sequenceOf(r.frame.body);
-      if (sequence !== null && sequence <= this.#newestData) return; // duplicate or late
-      if (this.#queue.length >= MAX_QUEUED_FRAMES) return; // reader far behind: datagram lost
-      if (sequence !== null) this.#newestData = sequence;
-    }
+    // Reader far behind: the datagram is lost. No sequence check here: the session cipher
+    // checks it once the body authenticates (a forgery must not move any watermark).
+    if (r.frame.type === FrameType.DATA && this.#queue.length >= MAX_QUEUED_FRAMES) return;
     const waiter = this.#waiter;
     if (waiter) {
       this.#clearWaiter();

@@ -11,8 +11,8 @@
  * - Data is best-effort, like any datagram: a lost DATA datagram is lost, and a message split
  *   over several datagrams is lost with any of them. Handshake frames and DISCONNECT are
  *   retransmitted; links send PING and end with `EPEER` "the peer vanished" after silence.
- * - Known limit: a blind-spoofed DATA datagram with the right addresses and ports fails to
- *   authenticate and ends the link with `EFRAME` (the session layer treats it as fatal).
+ * - A datagram forged with the right addresses and ports changes nothing: DATA that does not
+ *   authenticate is dropped without moving the replay watermark.
  *
  * Needs `--unstable-net` (deno.json `"unstable": ["net"]`).
  *
