@@ -3,21 +3,66 @@
  * peer expects (injected through a relay on the path) must not end, stall or keep alive a link.
  */
 import assert from "node:assert/strict";
+import { PeerError } from "../../src/errors.ts";
 import { encodeData, encodeDatagram, FrameType } from "../../src/peer/frame.ts";
 import type { PeerLink } from "../../src/peer/types.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
+import { ManualClock } from "../../src/runtime.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
-import { type Direction, UdpRelay } from "../support/udp_relay.ts";
+import { type Direction, UdpRelay, type UdpRelayOptions } from "../support/udp_relay.ts";
 
 const LOCAL = { address: "127.0.0.1", port: 0 };
 const text = (s: string) => new TextEncoder().encode(s);
 
-/** Alice connects to Bob's listener through a relay that lets a test inject datagrams. */
-async function relayedPair(udp: UdpTransport, options: Parameters<typeof UdpRelay.open>[1] = {}) {
-  const listener = await udp.listen(LOCAL, { identity: await makeIdentity("bob") });
+const typeOf = (datagram: Uint8Array) => datagram[1];
+
+/** A promise and the function that resolves it. */
+function signal<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
+  let resolve!: (value: T) => void;
+  const promise = new Promise<T>((r) => resolve = r);
+  return { promise, resolve };
+}
+
+/**
+ * Resolves once Alice has read every datagram injected to her before: the relay replays Bob's
+ * CONNECT_ACK, which she answers with her ACK, and datagrams from one source are read in order.
+ */
+class ReadBarrier {
+  connectAck: Uint8Array | undefined;
+  #acked: { resolve: () => void } | null = null;
+
+  /** Call from the relay's filter. */
+  see(direction: Direction, bytes: Uint8Array): void {
+    const type = typeOf(bytes);
+    if (direction === "toClient" && type === FrameType.CONNECT_ACK) {
+      this.connectAck ??= bytes.slice();
+    }
+    if (direction === "toListener" && type === FrameType.ACK) this.#acked?.resolve();
+  }
+
+  async pass(relay: UdpRelay): Promise<void> {
+    const acked = signal();
+    this.#acked = acked;
+    await relay.inject("toClient", this.connectAck!);
+    await acked.promise;
+    this.#acked = null;
+  }
+}
+
+/**
+ * Alice (on `client`) connects to Bob's listener (on `server`, default the same transport)
+ * through a relay that lets a test drop and inject datagrams.
+ */
+async function relayedPair(
+  client: UdpTransport,
+  options: UdpRelayOptions & { server?: UdpTransport } = {},
+) {
+  const listener = await (options.server ?? client).listen(LOCAL, {
+    identity: await makeIdentity("bob"),
+  });
   const relay = UdpRelay.open(listener.endpoint, options);
   const [alice, bob] = await Promise.all([
-    udp.connect(relay.endpoint, { identity: await makeIdentity("alice") }),
+    client.connect(relay.endpoint, { identity: await makeIdentity("alice") }),
     listener.accept(),
   ]);
   const close = async () => {
@@ -63,4 +108,85 @@ Deno.test("a forged DATA datagram with a huge sequence number does not stall the
 
 Deno.test("a forged DATA datagram with a huge sequence number does not stall the connecting side of a link", async () => {
   await forgedDataChangesNothing("client");
+});
+
+/** A PONG, PING or DISCONNECT_ACK as an attacker who holds no session key can write it. */
+const forged = (type: FrameType) => encodeDatagram({ type, body: new Uint8Array(0) });
+
+Deno.test("spoofed PONGs do not keep a link to a vanished UDP peer alive", async () => {
+  const clock = new ManualClock();
+  let vanished = false;
+  let pinged = signal();
+  const barrier = new ReadBarrier();
+  const { alice, relay, close } = await relayedPair(
+    new UdpTransport({ clock, keepaliveMs: 15_000, idleTimeoutMs: 45_000 }),
+    {
+      server: new UdpTransport({ disconnectTimeoutMs: 20 }),
+      filter: (direction, bytes) => {
+        barrier.see(direction, bytes);
+        if (direction === "toListener" && typeOf(bytes) === FrameType.PING) pinged.resolve();
+        return !vanished; // Bob is gone: nothing reaches him and nothing comes back
+      },
+    },
+  );
+  try {
+    vanished = true;
+    const outcome = alice.receive().then((v) => v, (err) => err);
+    for (let tick = 1; tick <= 2; tick++) {
+      clock.advance(15_000);
+      await pinged.promise; // Alice asks whether Bob is still there ...
+      pinged = signal();
+      await relay.inject("toClient", forged(FrameType.PONG)); // ... and the attacker answers
+      await barrier.pass(relay);
+    }
+    clock.advance(15_000); // 45 s without a word from Bob
+    const err = await Promise.race([
+      outcome,
+      pinged.promise.then(() => new Error("the link stayed up: Alice sent another PING")),
+    ]);
+    assert.ok(err instanceof PeerError, `expected EPEER "vanished", got ${err}`);
+    assert.equal(err.code, "EPEER");
+    assert.match(err.message, /vanished/);
+  } finally {
+    vanished = false;
+    await close();
+  }
+});
+
+Deno.test("a spoofed DISCONNECT_ACK does not end a UDP link before the peer got its DISCONNECT", async () => {
+  const clock = new ManualClock();
+  let dropped = false;
+  let disconnectsForwarded = 0;
+  const disconnectSeen = signal();
+  const barrier = new ReadBarrier();
+  const { alice, bob, relay, close } = await relayedPair(
+    new UdpTransport({ clock, backoff: () => 1_000, disconnectTimeoutMs: 600_000 }),
+    {
+      server: new UdpTransport({ disconnectTimeoutMs: 20 }), // cleanup only
+      filter: (direction, bytes) => {
+        barrier.see(direction, bytes);
+        if (direction === "toListener" && typeOf(bytes) === FrameType.DISCONNECT) {
+          disconnectSeen.resolve();
+          if (!dropped) return !(dropped = true); // the first DISCONNECT is lost
+          disconnectsForwarded++;
+        }
+        return true;
+      },
+    },
+  );
+  try {
+    const closing = alice.close();
+    await disconnectSeen.promise;
+    await relay.inject("toClient", forged(FrameType.DISCONNECT_ACK));
+    await barrier.pass(relay);
+    // Alice retransmits her DISCONNECT when her backoff timer fires, unless the forgery
+    // stopped her: then her close() has settled and there is no timer to wait for.
+    await Promise.race([clock.sleeping(2), closing]);
+    clock.advance(1_000);
+    await closing;
+    assert.ok(disconnectsForwarded >= 1, "Bob got a DISCONNECT before Alice's close() ended");
+    assert.equal(await bob.receive(), null, "Bob sees a clean disconnect");
+  } finally {
+    await close();
+  }
 });
