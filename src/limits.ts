@@ -7,7 +7,7 @@
  * @module
  */
 
-/** Version byte of the coded block and of peer frames. */
+/** Version byte of the coded block (peer frames carry `PEER_FRAME_VERSION`). */
 export const PROTOCOL_VERSION = 1;
 
 /** Largest raw mail the host fetches and parses (configurable). */
@@ -101,3 +101,14 @@ export const RATE_WINDOW_MS = 60 * 60 * 1000;
 export const DEFAULT_SYNC_INTERVAL_MS = 5 * 60 * 1000;
 /** A mail claimed longer ago than this by a host process that died is put back, in ms. */
 export const CLAIM_RECOVERY_MS = 10 * 60 * 1000;
+
+// ---- transports (issue 12) ----
+
+/**
+ * Version byte of peer frames, TCP and UDP. Version 2 (issue 12): on UDP, PING, PONG,
+ * DISCONNECT and DISCONNECT_ACK are sealed under the session keys. A frame of another version
+ * is `EFRAME`.
+ */
+export const PEER_FRAME_VERSION = 2;
+/** Control frames (datagrams) that may arrive out of order and still open: a replay window. */
+export const CONTROL_REPLAY_WINDOW = 64;

@@ -11,14 +11,16 @@
  * - CONNECT_ACK: user id, identity key (32), nonce (16), ephemeral key (32), signature (64).
  * - ACK: signature (64).
  * - DATA: `[u64 BE sequence][ciphertext]`.
- * - DISCONNECT: an optional UTF-8 reason; DISCONNECT_ACK, PING, PONG: opaque bytes.
+ * - DISCONNECT: an optional UTF-8 reason; DISCONNECT_ACK, PING, PONG: opaque bytes. On UDP,
+ *   once the session is up, these four are sealed like DATA (`SessionCipher.sealControl`):
+ *   `[u64 BE control sequence][ciphertext]`.
  *
  * An endpoint is `[u8 transport: 0 tcp, 1 udp][u8 length][address, ASCII][u16 BE port]`, a user
  * id `[u8 length][UTF-8]`.
  *
  * @module
  */
-import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from "../limits.ts";
+import { MAX_FRAME_BYTES, PEER_FRAME_VERSION } from "../limits.ts";
 import { frameError } from "./frame_bodies.ts";
 
 export * from "./frame_bodies.ts";
@@ -71,7 +73,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
   const length = FRAME_HEADER_BYTES + frame.body.length;
   const out = new Uint8Array(LENGTH_PREFIX_BYTES + length);
   new DataView(out.buffer).setUint32(0, length);
-  out[4] = PROTOCOL_VERSION;
+  out[4] = PEER_FRAME_VERSION;
   out[5] = frame.type;
   out.set(frame.body, 6);
   return out;
@@ -81,14 +83,14 @@ export function encodeFrame(frame: Frame): Uint8Array {
 export function encodeDatagram(frame: Frame): Uint8Array {
   header(frame.type, frame.body.length);
   const out = new Uint8Array(FRAME_HEADER_BYTES + frame.body.length);
-  out[0] = PROTOCOL_VERSION;
+  out[0] = PEER_FRAME_VERSION;
   out[1] = frame.type;
   out.set(frame.body, 2);
   return out;
 }
 
 function checkHeader(version: number, type: number): FrameType {
-  if (version !== PROTOCOL_VERSION) throw frameError(`unsupported version ${version}`);
+  if (version !== PEER_FRAME_VERSION) throw frameError(`unsupported version ${version}`);
   if (!TYPE_VALUES.has(type)) throw frameError(`unknown frame type ${type}`);
   return type as FrameType;
 }
@@ -230,5 +232,5 @@ export class FrameDecoder {
 }
 
 function checkVersion(version: number): void {
-  if (version !== PROTOCOL_VERSION) throw frameError(`unsupported version ${version}`);
+  if (version !== PEER_FRAME_VERSION) throw frameError(`unsupported version ${version}`);
 }

@@ -12,7 +12,7 @@ import { DEFAULT_CONNECT_TIMEOUT_MS } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
 import type { Backoff, Clock, RandomSource } from "../runtime.ts";
 import { DatagramFrameChannel } from "./datagram_channel.ts";
-import { decodeDatagram, encodeDatagram, type Frame, FrameType } from "./frame.ts";
+import { decodeDatagram, type Frame, FrameType } from "./frame.ts";
 import { respondHandshake } from "./handshake.ts";
 import { Handoff } from "./handoff.ts";
 import { SessionLink } from "./session_crypto.ts";
@@ -122,7 +122,6 @@ const MAX_PENDING_HANDSHAKES = 256;
 /** Peers a listener remembers after their link ended, and for how long (ms). */
 const MAX_TOMBSTONES = 1024;
 const TOMBSTONE_MS = 30_000;
-const DISCONNECT_ACK = encodeDatagram({ type: FrameType.DISCONNECT_ACK, body: new Uint8Array(0) });
 
 interface Peer {
   channel: DatagramFrameChannel;
@@ -243,7 +242,7 @@ export class UdpPeerListener implements PeerListener {
       }
       answer = record.refusal;
     } else if (frame.type === FrameType.DISCONNECT && sameBytes(record.disconnect, bytes)) {
-      answer = DISCONNECT_ACK;
+      answer = record.disconnectAck;
     }
     if (answer) this.#socket.send(answer, from).catch(() => {});
     return true;

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { PeerError } from "../../src/errors.ts";
-import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from "../../src/limits.ts";
+import { MAX_FRAME_BYTES, PEER_FRAME_VERSION } from "../../src/limits.ts";
 import type { Endpoint } from "../../src/message/types.ts";
 import {
   type ConnectBody,
@@ -52,7 +52,7 @@ Deno.test("every frame survives a round trip as a stream frame and as a datagram
 
 Deno.test("a stream frame is length-prefixed and carries the protocol version", () => {
   const wire = encodeFrame({ type: FrameType.PING, body: Uint8Array.of(9, 8) });
-  assert.deepEqual(wire, Uint8Array.of(0, 0, 0, 4, PROTOCOL_VERSION, FrameType.PING, 9, 8));
+  assert.deepEqual(wire, Uint8Array.of(0, 0, 0, 4, PEER_FRAME_VERSION, FrameType.PING, 9, 8));
 });
 
 Deno.test("the stream decoder yields the same frames however the bytes are split", () => {
@@ -134,7 +134,7 @@ Deno.test("the reader rejects a bad header as soon as it is in", () => {
   reader.filled(4);
   assert.throws(() => reader.next(), isFrameError);
   const other = new FrameReader();
-  other.space().set([0, 0, 1, 0, PROTOCOL_VERSION + 1]);
+  other.space().set([0, 0, 1, 0, PEER_FRAME_VERSION + 1]);
   other.filled(5);
   assert.throws(() => other.next(), isFrameError);
 });
@@ -149,13 +149,19 @@ Deno.test("garbage, wrong versions and unknown types are rejected with EFRAME", 
   const decoder = () => new FrameDecoder();
   assert.throws(() => decoder().push(new TextEncoder().encode("GET / HTTP/1.1\r\n")), isFrameError);
   assert.throws(() => decoder().push(Uint8Array.of(0, 0, 0, 2, 99, 1)), isFrameError);
-  assert.throws(() => decoder().push(Uint8Array.of(0, 0, 0, 2, PROTOCOL_VERSION, 0)), isFrameError);
-  assert.throws(() => decoder().push(Uint8Array.of(0, 0, 0, 1, PROTOCOL_VERSION)), isFrameError);
-  assert.throws(() => decodeDatagram(Uint8Array.of(PROTOCOL_VERSION)), isFrameError);
-  assert.throws(() => decodeDatagram(Uint8Array.of(2, FrameType.DATA)), isFrameError);
-  assert.throws(() => decodeFrame(Uint8Array.of(0, 0, 0, 3, PROTOCOL_VERSION, 1)), isFrameError);
   assert.throws(
-    () => decodeFrame(Uint8Array.of(0, 0, 0, 2, PROTOCOL_VERSION, 1, 7)),
+    () => decoder().push(Uint8Array.of(0, 0, 0, 2, PEER_FRAME_VERSION, 0)),
+    isFrameError,
+  );
+  assert.throws(() => decoder().push(Uint8Array.of(0, 0, 0, 1, PEER_FRAME_VERSION)), isFrameError);
+  assert.throws(() => decodeDatagram(Uint8Array.of(PEER_FRAME_VERSION)), isFrameError);
+  assert.throws(
+    () => decodeDatagram(Uint8Array.of(PEER_FRAME_VERSION + 1, FrameType.DATA)),
+    isFrameError,
+  );
+  assert.throws(() => decodeFrame(Uint8Array.of(0, 0, 0, 3, PEER_FRAME_VERSION, 1)), isFrameError);
+  assert.throws(
+    () => decodeFrame(Uint8Array.of(0, 0, 0, 2, PEER_FRAME_VERSION, 1, 7)),
     isFrameError,
   );
 });
