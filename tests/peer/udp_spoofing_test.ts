@@ -4,7 +4,15 @@
  */
 import assert from "node:assert/strict";
 import { PeerError } from "../../src/errors.ts";
-import { encodeData, encodeDatagram, FrameType } from "../../src/peer/frame.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS } from "../../src/limits.ts";
+import type { Endpoint } from "../../src/message/types.ts";
+import {
+  encodeConnect,
+  encodeData,
+  encodeDatagram,
+  FrameType,
+  NONCE_BYTES,
+} from "../../src/peer/frame.ts";
 import type { PeerLink } from "../../src/peer/types.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { ManualClock } from "../../src/runtime.ts";
@@ -188,5 +196,102 @@ Deno.test("a spoofed DISCONNECT_ACK does not end a UDP link before the peer got 
     assert.equal(await bob.receive(), null, "Bob sees a clean disconnect");
   } finally {
     await close();
+  }
+});
+
+/** A well-formed first CONNECT as an attacker writes it, claiming to come from `source`. */
+function spoofedConnect(destination: Endpoint, source: Endpoint): Uint8Array {
+  const random = (n: number) => crypto.getRandomValues(new Uint8Array(n));
+  return encodeDatagram({
+    type: FrameType.CONNECT,
+    body: encodeConnect({
+      destination,
+      source,
+      userId: "mallory",
+      identityKey: random(32),
+      nonce: random(NONCE_BYTES),
+      ephemeralKey: random(32),
+    }),
+  });
+}
+
+/** A raw socket standing for the host whose address the attacker puts on its CONNECTs. */
+function victimSocket(): { conn: Deno.DatagramConn; endpoint: Endpoint } {
+  const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (conn.addr as Deno.NetAddr).port;
+  return { conn, endpoint: { transport: "udp", address: "127.0.0.1", port } };
+}
+
+const addrOf = (e: Endpoint): Deno.NetAddr => ({
+  transport: "udp",
+  hostname: e.address,
+  port: e.port,
+});
+
+Deno.test("a spoofed CONNECT earns its victim one answer no larger than itself, and no handshake state", async () => {
+  const clock = new ManualClock();
+  const listener = await new UdpTransport({ clock }).listen(LOCAL, {
+    identity: await makeIdentity("bob"),
+  });
+  const victim = victimSocket();
+  try {
+    const connect = spoofedConnect(listener.endpoint, victim.endpoint);
+    await victim.conn.send(connect, addrOf(listener.endpoint));
+    const [answer] = await victim.conn.receive();
+    assert.ok(
+      answer.length <= connect.length,
+      `a ${answer.length}-byte answer to a ${connect.length}-byte CONNECT`,
+    );
+    assert.equal(clock.sleepers, 0, "the listener runs no timer (no handshake) for it");
+    // Whatever the listener had scheduled would leave before the answer to a second CONNECT.
+    clock.advance(DEFAULT_CONNECT_TIMEOUT_MS);
+    const probe = spoofedConnect(listener.endpoint, victim.endpoint);
+    await victim.conn.send(probe, addrOf(listener.endpoint));
+    const [next] = await victim.conn.receive();
+    assert.equal(next.length, answer.length, "the next datagram answers the second CONNECT");
+    assert.notDeepEqual(next, answer, "it is another answer, not a repeat of the first one");
+  } finally {
+    victim.conn.close();
+    await listener.close();
+  }
+});
+
+Deno.test("a flood of spoofed CONNECTs from 300 addresses does not keep a real peer from connecting", async () => {
+  const clock = new ManualClock(); // the attackers' handshakes, if any, never time out
+  const outcomes = new Map<number, () => void>();
+  let flooded = false;
+  const turnedAway = signal<unknown>();
+  const udp = new UdpTransport({
+    clock,
+    onDropped: (err, from) => {
+      if (flooded) turnedAway.resolve(err);
+      outcomes.get(from.port)?.();
+    },
+  });
+  const listener = await udp.listen(LOCAL, { identity: await makeIdentity("bob") });
+  const victims = Array.from({ length: 300 }, victimSocket);
+  try {
+    await Promise.all(victims.map(async ({ conn, endpoint }) => {
+      const dropped = new Promise<void>((resolve) => outcomes.set(endpoint.port, resolve));
+      await conn.send(spoofedConnect(listener.endpoint, endpoint), addrOf(listener.endpoint));
+      await Promise.race([conn.receive(), dropped]); // answered, or turned away
+    }));
+    flooded = true;
+    const connected = Promise.all([
+      new UdpTransport().connect(listener.endpoint, { identity: await makeIdentity("alice") }),
+      listener.accept(),
+    ]);
+    const result = await Promise.race([
+      connected,
+      turnedAway.promise.then((err) => new Error(`the real peer was turned away: ${err}`)),
+    ]);
+    assert.ok(Array.isArray(result), `${result}`);
+    const [a, b] = result;
+    await a.send(text("made it"));
+    assert.deepEqual(await b.receive(), text("made it"));
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    for (const { conn } of victims) conn.close();
+    await listener.close();
   }
 });
