@@ -106,9 +106,16 @@ export const CLAIM_RECOVERY_MS = 10 * 60 * 1000;
 
 /**
  * Version byte of peer frames, TCP and UDP. Version 2 (issue 12): on UDP, PING, PONG,
- * DISCONNECT and DISCONNECT_ACK are sealed under the session keys. A frame of another version
- * is `EFRAME`.
+ * DISCONNECT and DISCONNECT_ACK are sealed under the session keys, and a listener answers a
+ * first CONNECT with a COOKIE. A frame of another version is `EFRAME`.
  */
 export const PEER_FRAME_VERSION = 2;
 /** Control frames (datagrams) that may arrive out of order and still open: a replay window. */
 export const CONTROL_REPLAY_WINDOW = 64;
+/**
+ * Time slot of a UDP listener's CONNECT cookies, in ms: a cookie is accepted in the slot it was
+ * made in and the next one, so it lives 30 to 60 s.
+ */
+export const COOKIE_SLOT_MS = 30_000;
+/** COOKIE frames one UDP connect attempt follows at most (each makes it send CONNECT again). */
+export const MAX_COOKIE_ROUNDS = 4;

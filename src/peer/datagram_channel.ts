@@ -3,6 +3,9 @@
  * per datagram, and the retransmission that makes the handshake and DISCONNECT survive loss.
  *
  * - CONNECT is re-sent with the backoff until CONNECT_ACK (or a refusal DISCONNECT) arrives.
+ *   A COOKIE from the listener makes the initiator send CONNECT again with that cookie
+ *   appended (at most `MAX_COOKIE_ROUNDS` times per attempt, never twice the same cookie);
+ *   the handshake sees the CONNECT body alone.
  * - CONNECT_ACK is re-sent with the backoff until ACK arrives, and at once (same bytes) for
  *   every duplicate of the CONNECT it answers; no second handshake starts.
  * - ACK is the last handshake frame: the initiator re-sends it (same bytes) for every
@@ -28,9 +31,16 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
+import { MAX_COOKIE_ROUNDS } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
 import type { Backoff, Clock } from "../runtime.ts";
-import { encodeDatagram, type Frame, FrameType } from "./frame.ts";
+import {
+  decodeCookie,
+  encodeConnectWithCookie,
+  encodeDatagram,
+  type Frame,
+  FrameType,
+} from "./frame.ts";
 import type { SessionCipher } from "./session_crypto.ts";
 import type { FrameChannel } from "./types.ts";
 
@@ -113,6 +123,10 @@ export class DatagramFrameChannel implements FrameChannel {
   #ackOut: Uint8Array | undefined;
   #ackIn = false;
   #heldControl: Received[] = [];
+  /** The CONNECT body this initiator sent, and the cookies it followed. */
+  #connectBody: Uint8Array | undefined;
+  #cookie: Uint8Array | undefined;
+  #cookieRounds = 0;
   #controlChain: Promise<void> = Promise.resolve();
   #lastHeard: number;
   #failure: unknown = null;
@@ -150,11 +164,32 @@ export class DatagramFrameChannel implements FrameChannel {
       }
       return;
     }
+    if (frame.type === FrameType.COOKIE) return this.#followCookie(frame);
     const retx = this.#retransmission;
     if (retx?.answeredBy.includes(frame.type)) this.#stopRetransmitting();
     const received = { frame, bytes };
     if (this.#options.role === "initiator") this.#deliverToInitiator(received);
     else this.#deliverToResponder(received);
+  }
+
+  /** An initiator still waiting for CONNECT_ACK sends CONNECT again, with the cookie. */
+  #followCookie(frame: Frame): void {
+    const body = this.#connectBody;
+    if (this.#options.role !== "initiator" || !body || this.#connectAckIn !== undefined) return;
+    let cookie: Uint8Array;
+    try {
+      cookie = decodeCookie(frame.body);
+    } catch {
+      return; // not a cookie: dropped
+    }
+    if (sameBytes(this.#cookie, cookie) || this.#cookieRounds >= MAX_COOKIE_ROUNDS) return;
+    this.#cookie = cookie;
+    this.#cookieRounds++;
+    const connect = encodeDatagram({
+      type: FrameType.CONNECT,
+      body: encodeConnectWithCookie(body, cookie),
+    });
+    this.#reliably(connect, [FrameType.CONNECT_ACK, FrameType.DISCONNECT]).catch(() => {});
   }
 
   /** True once this side has sent (initiator) or received (responder) the ACK. */
@@ -272,6 +307,7 @@ export class DatagramFrameChannel implements FrameChannel {
     }
     switch (frame.type) {
       case FrameType.CONNECT:
+        this.#connectBody = frame.body.slice();
         return this.#reliably(encodeDatagram(frame), [FrameType.CONNECT_ACK, FrameType.DISCONNECT]);
       case FrameType.CONNECT_ACK:
         this.#connectAckOut = encodeDatagram(frame);

@@ -11,6 +11,8 @@
  * - CONNECT_ACK: user id, identity key (32), nonce (16), ephemeral key (32), signature (64).
  * - ACK: signature (64).
  * - DATA: `[u64 BE sequence][ciphertext]`.
+ * - COOKIE (UDP only): the listener's cookie (16 bytes), which the initiator appends to the
+ *   CONNECT body it sends again (`encodeConnectWithCookie`).
  * - DISCONNECT: an optional UTF-8 reason; DISCONNECT_ACK, PING, PONG: opaque bytes. On UDP,
  *   once the session is up, these four are sealed like DATA (`SessionCipher.sealControl`):
  *   `[u64 BE control sequence][ciphertext]`.
@@ -35,6 +37,7 @@ export const FrameType = {
   DISCONNECT_ACK: 6,
   PING: 7,
   PONG: 8,
+  COOKIE: 9,
 } as const;
 /** A frame type byte. */
 export type FrameType = typeof FrameType[keyof typeof FrameType];

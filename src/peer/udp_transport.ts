@@ -4,8 +4,9 @@
  * {@link SessionLink} with unordered DATA of at most `maxDatagramBytes` per datagram.
  *
  * - A listener (`udp_listener.ts`) has one socket and tells peers apart by their address and
- *   port; it answers late duplicates of a finished handshake or DISCONNECT without starting
- *   anything new.
+ *   port; it answers a first CONNECT with a stateless COOKIE and starts a handshake only for a
+ *   CONNECT that brings the cookie back; it answers late duplicates of a finished handshake or
+ *   DISCONNECT without starting anything new.
  * - `connect()` opens its own socket (port 0) and takes datagrams from the dialled endpoint
  *   only.
  * - Data is best-effort, like any datagram: a lost DATA datagram is lost, and a message split

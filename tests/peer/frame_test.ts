@@ -8,6 +8,8 @@ import {
   decodeAck,
   decodeConnect,
   decodeConnectAck,
+  decodeConnectWithCookie,
+  decodeCookie,
   decodeData,
   decodeDatagram,
   decodeDisconnect,
@@ -15,6 +17,8 @@ import {
   encodeAck,
   encodeConnect,
   encodeConnectAck,
+  encodeConnectWithCookie,
+  encodeCookie,
   encodeData,
   encodeDatagram,
   encodeDisconnect,
@@ -262,4 +266,29 @@ Deno.test("a long DISCONNECT reason is cut to the limit without breaking UTF-8",
   const body = encodeDisconnect(reason);
   assert.ok(body.length <= 256);
   assert.ok(reason.startsWith(decodeDisconnect(body)));
+});
+
+Deno.test("a UDP CONNECT carries the listener's cookie after its body, and a COOKIE only the cookie", () => {
+  const connect: ConnectBody = {
+    destination: { transport: "udp", address: "192.0.2.1", port: 4000 },
+    source: { transport: "udp", address: "2001:db8::1", port: 5000 },
+    userId: "alice",
+    identityKey: new Uint8Array(32).fill(1),
+    nonce: new Uint8Array(16).fill(2),
+    ephemeralKey: new Uint8Array(32).fill(3),
+  };
+  const body = encodeConnect(connect);
+  const cookie = new Uint8Array(16).fill(9);
+  assert.deepEqual(decodeConnectWithCookie(body), { connect, connectBytes: body, cookie: null });
+  assert.deepEqual(decodeConnectWithCookie(encodeConnectWithCookie(body, cookie)), {
+    connect,
+    connectBytes: body,
+    cookie,
+  });
+  assert.throws(() => decodeConnectWithCookie(Uint8Array.of(...body, 1, 2)), isFrameError);
+  assert.deepEqual(decodeCookie(encodeCookie(cookie)), cookie);
+  assert.throws(() => decodeCookie(cookie.subarray(1)), isFrameError);
+  assert.throws(() => encodeCookie(new Uint8Array(15)), RangeError);
+  const datagram = encodeDatagram({ type: FrameType.COOKIE, body: encodeCookie(cookie) });
+  assert.ok(datagram.length < encodeDatagram({ type: FrameType.CONNECT, body }).length);
 });
