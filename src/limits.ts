@@ -119,3 +119,14 @@ export const CONTROL_REPLAY_WINDOW = 64;
 export const COOKIE_SLOT_MS = 30_000;
 /** COOKIE frames one UDP connect attempt follows at most (each makes it send CONNECT again). */
 export const MAX_COOKIE_ROUNDS = 4;
+/**
+ * Largest frame a TCP peer accepts before the handshake is done (the largest CONNECT is under
+ * 300 bytes); a longer one is `EFRAME` at once. With {@link MAX_PENDING_TCP_HANDSHAKES}, it
+ * bounds what unauthenticated connections hold: 128 × 4 KiB = 512 KiB of read buffers.
+ */
+export const MAX_HANDSHAKE_FRAME_BYTES = 4 * 1024;
+/**
+ * Handshakes a TCP listener runs at once by default (configurable: `maxPendingHandshakes`); a
+ * connection past it is closed at once.
+ */
+export const MAX_PENDING_TCP_HANDSHAKES = 128;

@@ -292,3 +292,24 @@ Deno.test("a UDP CONNECT carries the listener's cookie after its body, and a COO
   const datagram = encodeDatagram({ type: FrameType.COOKIE, body: encodeCookie(cookie) });
   assert.ok(datagram.length < encodeDatagram({ type: FrameType.CONNECT, body }).length);
 });
+
+Deno.test("a reader limited for a handshake refuses a longer frame at its header, and takes it once allowed", () => {
+  const limited = () => new FrameReader({ capacity: 4 + 4096, maxFrameBytes: 4096 });
+  const reader = limited();
+  reader.space().set([0, 0, 0x10, 0x01]); // 4097 bytes announced
+  reader.filled(4);
+  assert.throws(() => reader.next(), isFrameError);
+  const big = encodeFrame({ type: FrameType.DATA, body: new Uint8Array(60_000).fill(3) });
+  const allowed = limited();
+  allowed.space().set(big.subarray(0, 1000));
+  allowed.filled(1000);
+  allowed.allow();
+  for (let at = 1000; at < big.length;) {
+    const space = allowed.space();
+    const n = Math.min(space.length, big.length - at);
+    space.set(big.subarray(at, at + n));
+    allowed.filled(n);
+    at += n;
+  }
+  assert.equal(allowed.next()?.body.length, 60_000);
+});

@@ -74,9 +74,11 @@ Deno.test("a connection announcing a 256 KiB handshake frame is dropped at once 
 Deno.test("past its cap of unfinished handshakes a TCP listener closes new connections at once, and a real peer gets in once the attackers go", async () => {
   const drops = new Drops();
   const cap = 8;
-  // Not an object literal, so that it compiles where the option is unknown.
-  const options = { clock: new ManualClock(), maxPendingHandshakes: cap };
-  const tcp = new TcpTransport({ ...options, onDroppedConnection: drops.report });
+  const tcp = new TcpTransport({
+    clock: new ManualClock(), // the attackers' handshakes never time out
+    maxPendingHandshakes: cap,
+    onDroppedConnection: drops.report,
+  });
   const listener = await tcp.listen(LOCAL, { identity: await makeIdentity("bob") });
   const connect = () => Deno.connect({ hostname: "127.0.0.1", port: listener.endpoint.port });
   const attackers: Deno.TcpConn[] = [];
