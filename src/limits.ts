@@ -112,6 +112,10 @@ export const CLAIM_RECOVERY_MS = 10 * 60 * 1000;
 export const PEER_FRAME_VERSION = 2;
 /** Control frames (datagrams) that may arrive out of order and still open: a replay window. */
 export const CONTROL_REPLAY_WINDOW = 64;
+/** Sealed control frames a UDP peer holds when they overtake the end of its handshake. */
+export const MAX_HELD_CONTROL_FRAMES = 8;
+/** Bytes of a UDP listener's CONNECT cookie (a truncated HMAC-SHA256). */
+export const COOKIE_BYTES = 16;
 /**
  * Time slot of a UDP listener's CONNECT cookies, in ms: a cookie is accepted in the slot it was
  * made in and the next one, so it lives 30 to 60 s.

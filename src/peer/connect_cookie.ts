@@ -13,10 +13,9 @@
  * @module
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { COOKIE_SLOT_MS } from "../limits.ts";
+import { COOKIE_BYTES, COOKIE_SLOT_MS } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
 import { type Clock, type RandomSource, systemRandom } from "../runtime.ts";
-import { COOKIE_BYTES } from "./frame.ts";
 
 const DOMAIN = new TextEncoder().encode("mailpeer v2 cookie");
 const SECRET_BYTES = 32;
@@ -68,6 +67,6 @@ export class ConnectCookies {
       .update(port)
       .update(nonce)
       .digest();
-    return new Uint8Array(mac.buffer, mac.byteOffset, COOKIE_BYTES);
+    return new Uint8Array(mac.subarray(0, COOKIE_BYTES)); // a copy, off any shared pool
   }
 }

@@ -31,7 +31,7 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { MAX_COOKIE_ROUNDS } from "../limits.ts";
+import { MAX_COOKIE_ROUNDS, MAX_HELD_CONTROL_FRAMES } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
 import type { Backoff, Clock } from "../runtime.ts";
 import {
@@ -51,8 +51,6 @@ const CONTROL_TYPES: ReadonlySet<FrameType> = new Set([
   FrameType.DISCONNECT,
   FrameType.DISCONNECT_ACK,
 ]);
-/** Control frames that overtook the end of the handshake, held until the keys exist. */
-const MAX_HELD_CONTROL = 8;
 /** Frames a channel holds for a reader that is behind; more DATA is dropped. */
 const MAX_QUEUED_FRAMES = 1024;
 /** DATA that overtook the ACK, held until the ACK arrives. */
@@ -159,7 +157,7 @@ export class DatagramFrameChannel implements FrameChannel {
     if (this.#closed || this.#failure) return;
     if (CONTROL_TYPES.has(frame.type) && this.#handshakeDone()) {
       if (this.#cipher) this.#control({ frame, bytes });
-      else if (this.#heldControl.length < MAX_HELD_CONTROL) {
+      else if (this.#heldControl.length < MAX_HELD_CONTROL_FRAMES) {
         this.#heldControl.push({ frame, bytes });
       }
       return;

@@ -5,15 +5,13 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { MAX_REASON_BYTES, MAX_USER_ID_BYTES } from "../limits.ts";
+import { COOKIE_BYTES, MAX_REASON_BYTES, MAX_USER_ID_BYTES } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
 
 /** Bytes of the handshake nonces. */
 export const NONCE_BYTES = 16;
 /** Bytes of an Ed25519 signature. */
 export const SIGNATURE_BYTES = 64;
-/** Bytes of a UDP listener's CONNECT cookie. */
-export const COOKIE_BYTES = 16;
 const KEY_BYTES = 32;
 const MAX_ADDRESS_BYTES = 64;
 
