@@ -7,7 +7,7 @@
  * @module
  */
 
-/** Version byte of the coded block and of peer frames. */
+/** Version byte of the coded block (peer frames carry `PEER_FRAME_VERSION`). */
 export const PROTOCOL_VERSION = 1;
 
 /** Largest raw mail the host fetches and parses (configurable). */
@@ -101,3 +101,36 @@ export const RATE_WINDOW_MS = 60 * 60 * 1000;
 export const DEFAULT_SYNC_INTERVAL_MS = 5 * 60 * 1000;
 /** A mail claimed longer ago than this by a host process that died is put back, in ms. */
 export const CLAIM_RECOVERY_MS = 10 * 60 * 1000;
+
+// ---- transports (issue 12) ----
+
+/**
+ * Version byte of peer frames, TCP and UDP. Version 2 (issue 12): on UDP, PING, PONG,
+ * DISCONNECT and DISCONNECT_ACK are sealed under the session keys, and a listener answers a
+ * first CONNECT with a COOKIE. A frame of another version is `EFRAME`.
+ */
+export const PEER_FRAME_VERSION = 2;
+/** Control frames (datagrams) that may arrive out of order and still open: a replay window. */
+export const CONTROL_REPLAY_WINDOW = 64;
+/** Sealed control frames a UDP peer holds when they overtake the end of its handshake. */
+export const MAX_HELD_CONTROL_FRAMES = 8;
+/** Bytes of a UDP listener's CONNECT cookie (a truncated HMAC-SHA256). */
+export const COOKIE_BYTES = 16;
+/**
+ * Time slot of a UDP listener's CONNECT cookies, in ms: a cookie is accepted in the slot it was
+ * made in and the next one, so it lives 30 to 60 s.
+ */
+export const COOKIE_SLOT_MS = 30_000;
+/** COOKIE frames one UDP connect attempt follows at most (each makes it send CONNECT again). */
+export const MAX_COOKIE_ROUNDS = 4;
+/**
+ * Largest frame a TCP peer accepts before the handshake is done (the largest CONNECT is under
+ * 300 bytes); a longer one is `EFRAME` at once. With {@link MAX_PENDING_TCP_HANDSHAKES}, it
+ * bounds what unauthenticated connections hold: 128 × 4 KiB = 512 KiB of read buffers.
+ */
+export const MAX_HANDSHAKE_FRAME_BYTES = 4 * 1024;
+/**
+ * Handshakes a TCP listener runs at once by default (configurable: `maxPendingHandshakes`); a
+ * connection past it is closed at once.
+ */
+export const MAX_PENDING_TCP_HANDSHAKES = 128;

@@ -3,36 +3,58 @@
  * per datagram, and the retransmission that makes the handshake and DISCONNECT survive loss.
  *
  * - CONNECT is re-sent with the backoff until CONNECT_ACK (or a refusal DISCONNECT) arrives.
+ *   A COOKIE from the listener makes the initiator send CONNECT again with that cookie
+ *   appended (at most `MAX_COOKIE_ROUNDS` times per attempt, never twice the same cookie);
+ *   the handshake sees the CONNECT body alone.
  * - CONNECT_ACK is re-sent with the backoff until ACK arrives, and at once (same bytes) for
  *   every duplicate of the CONNECT it answers; no second handshake starts.
  * - ACK is the last handshake frame: the initiator re-sends it (same bytes) for every
  *   duplicate CONNECT_ACK, which the responder keeps sending until it has the ACK.
- * - After the handshake, DISCONNECT is sealed with the session cipher (plaintext
- *   `[2][reason]`, a marker no DATA fragment uses) and re-sent until DISCONNECT_ACK arrives; one
- *   that does not open is dropped, so a spoofed datagram cannot end a link cleanly.
- * - DATA is best-effort: a lost datagram is lost (and with it the message it belonged to);
- *   duplicated or reordered DATA at or below the newest sequence passed on is dropped.
- * - PING every `keepaliveMs`; nothing heard for `idleTimeoutMs` → `receive()` rejects with
- *   `PeerError` `EPEER` "the peer vanished".
+ * - After the handshake, PING, PONG, DISCONNECT and DISCONNECT_ACK are sealed under the session
+ *   keys (`SessionCipher.sealControl`: their own sequence and replay window, their type in the
+ *   additional data) and opened here before they count: one that does not open, or repeats one
+ *   already opened, is dropped. So a spoofed datagram cannot end a link, stop a DISCONNECT's
+ *   retransmission or keep a link to a vanished peer alive. DISCONNECT is re-sent until an
+ *   authentic DISCONNECT_ACK arrives; a repeat of the DISCONNECT already opened gets the same
+ *   DISCONNECT_ACK again.
+ * - DATA is best-effort: a lost datagram is lost (and with it the message it belonged to).
+ *   The channel passes DATA on as it comes; the session cipher drops a duplicate, a late one
+ *   or a forgery, and only a DATA body that authenticates moves its replay watermark, so a
+ *   forged datagram with a huge sequence number changes nothing.
+ * - PING every `keepaliveMs`, answered here with PONG (the session never sees either);
+ *   no authentic control frame heard for `idleTimeoutMs` → `receive()` rejects with
+ *   `PeerError` `EPEER` "the peer vanished". DATA does not count: it is authenticated above
+ *   this channel, and a peer that is there answers PING whatever its application does.
  *
  * Every timer runs on the injected {@link Clock}, so tests drive them with a `ManualClock`.
  *
  * @module
  */
 import { PeerError } from "../errors.ts";
+import { MAX_COOKIE_ROUNDS, MAX_HELD_CONTROL_FRAMES } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
 import type { Backoff, Clock } from "../runtime.ts";
-import { encodeDatagram, type Frame, FrameType } from "./frame.ts";
+import {
+  decodeCookie,
+  encodeConnectWithCookie,
+  encodeDatagram,
+  type Frame,
+  FrameType,
+} from "./frame.ts";
 import type { SessionCipher } from "./session_crypto.ts";
 import type { FrameChannel } from "./types.ts";
 
-/** First plaintext byte of a sealed DISCONNECT (DATA fragments use 0 and 1). */
-const SEALED_DISCONNECT_MARKER = 2;
+/** Frames sealed under the session keys once the handshake is done. */
+const CONTROL_TYPES: ReadonlySet<FrameType> = new Set([
+  FrameType.PING,
+  FrameType.PONG,
+  FrameType.DISCONNECT,
+  FrameType.DISCONNECT_ACK,
+]);
 /** Frames a channel holds for a reader that is behind; more DATA is dropped. */
 const MAX_QUEUED_FRAMES = 1024;
 /** DATA that overtook the ACK, held until the ACK arrives. */
 const MAX_EARLY_DATA = 64;
-const SEQUENCE_BYTES = 8;
 
 /** What a {@link DatagramFrameChannel} needs. */
 export interface DatagramChannelOptions {
@@ -61,6 +83,8 @@ export interface ChannelRecord {
   refusal?: Uint8Array;
   /** The last authentic DISCONNECT datagram the peer sent. */
   disconnect?: Uint8Array;
+  /** The sealed DISCONNECT_ACK datagram that answered it. */
+  disconnectAck?: Uint8Array;
 }
 
 interface Retransmission {
@@ -73,11 +97,6 @@ interface Retransmission {
 interface Received {
   frame: Frame;
   bytes: Uint8Array;
-}
-
-function sequenceOf(body: Uint8Array): bigint | null {
-  if (body.length < SEQUENCE_BYTES) return null;
-  return new DataView(body.buffer, body.byteOffset, SEQUENCE_BYTES).getBigUint64(0);
 }
 
 function sameBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
@@ -101,7 +120,12 @@ export class DatagramFrameChannel implements FrameChannel {
   #connectAckOut: Uint8Array | undefined;
   #ackOut: Uint8Array | undefined;
   #ackIn = false;
-  #newestData = -1n;
+  #heldControl: Received[] = [];
+  /** The CONNECT body this initiator sent, and the cookies it followed. */
+  #connectBody: Uint8Array | undefined;
+  #cookie: Uint8Array | undefined;
+  #cookieRounds = 0;
+  #controlChain: Promise<void> = Promise.resolve();
   #lastHeard: number;
   #failure: unknown = null;
   #closed = false;
@@ -121,18 +145,86 @@ export class DatagramFrameChannel implements FrameChannel {
   establish(cipher: SessionCipher): void {
     this.#cipher = cipher;
     this.#lastHeard = this.#options.clock.now();
-    if (!this.#closed) this.#keepalive().catch(() => {});
+    if (this.#closed) return;
+    this.#keepalive().catch(() => {});
+    const held = this.#heldControl;
+    this.#heldControl = [];
+    for (const r of held) this.#control(r);
   }
 
   /** Hands the channel one datagram from its peer (already decoded by the transport). */
   deliver(frame: Frame, bytes: Uint8Array): void {
     if (this.#closed || this.#failure) return;
-    this.#lastHeard = this.#options.clock.now();
+    if (CONTROL_TYPES.has(frame.type) && this.#handshakeDone()) {
+      if (this.#cipher) this.#control({ frame, bytes });
+      else if (this.#heldControl.length < MAX_HELD_CONTROL_FRAMES) {
+        this.#heldControl.push({ frame, bytes });
+      }
+      return;
+    }
+    if (frame.type === FrameType.COOKIE) return this.#followCookie(frame);
     const retx = this.#retransmission;
     if (retx?.answeredBy.includes(frame.type)) this.#stopRetransmitting();
     const received = { frame, bytes };
     if (this.#options.role === "initiator") this.#deliverToInitiator(received);
     else this.#deliverToResponder(received);
+  }
+
+  /** An initiator still waiting for CONNECT_ACK sends CONNECT again, with the cookie. */
+  #followCookie(frame: Frame): void {
+    const body = this.#connectBody;
+    if (this.#options.role !== "initiator" || !body || this.#connectAckIn !== undefined) return;
+    let cookie: Uint8Array;
+    try {
+      cookie = decodeCookie(frame.body);
+    } catch {
+      return; // not a cookie: dropped
+    }
+    if (sameBytes(this.#cookie, cookie) || this.#cookieRounds >= MAX_COOKIE_ROUNDS) return;
+    this.#cookie = cookie;
+    this.#cookieRounds++;
+    const connect = encodeDatagram({
+      type: FrameType.CONNECT,
+      body: encodeConnectWithCookie(body, cookie),
+    });
+    this.#reliably(connect, [FrameType.CONNECT_ACK, FrameType.DISCONNECT]).catch(() => {});
+  }
+
+  /** True once this side has sent (initiator) or received (responder) the ACK. */
+  #handshakeDone(): boolean {
+    return this.#options.role === "initiator" ? this.#ackOut !== undefined : this.#ackIn;
+  }
+
+  /** Opens a sealed control frame, one at a time, and acts on it only if it is authentic. */
+  #control(r: Received): void {
+    const { type } = r.frame;
+    if (type === FrameType.DISCONNECT && sameBytes(this.#record.disconnect, r.bytes)) {
+      if (this.#record.disconnectAck) this.#raw(this.#record.disconnectAck); // ours was lost
+      return;
+    }
+    const run = this.#controlChain.then(() => this.#openControl(r));
+    this.#controlChain = run.catch(() => {});
+  }
+
+  async #openControl(r: Received): Promise<void> {
+    const { type } = r.frame;
+    const plaintext = await this.#cipher!.openControl(type, r.frame.body);
+    if (plaintext === null || this.#closed || this.#failure) return; // forged or replayed
+    this.#lastHeard = this.#options.clock.now();
+    switch (type) {
+      case FrameType.PING:
+        return this.send({ type: FrameType.PONG, body: plaintext }).catch(() => {});
+      case FrameType.PONG:
+        return;
+      case FrameType.DISCONNECT:
+        if (this.#record.disconnect !== undefined) return; // a second one: the first counts
+        this.#record.disconnect = r.bytes;
+        break;
+      case FrameType.DISCONNECT_ACK:
+        if (this.#retransmission?.answeredBy.includes(type)) this.#stopRetransmitting();
+        break;
+    }
+    this.#push({ frame: { type, body: plaintext }, bytes: r.bytes });
   }
 
   #deliverToInitiator(r: Received): void {
@@ -182,12 +274,9 @@ export class DatagramFrameChannel implements FrameChannel {
   }
 
   #push(r: Received): void {
-    if (r.frame.type === FrameType.DATA) {
-      const sequence = sequenceOf(r.frame.body);
-      if (sequence !== null && sequence <= this.#newestData) return; // duplicate or late
-      if (this.#queue.length >= MAX_QUEUED_FRAMES) return; // reader far behind: datagram lost
-      if (sequence !== null) this.#newestData = sequence;
-    }
+    // Reader far behind: the datagram is lost. No sequence check here: the session cipher
+    // checks it once the body authenticates (a forgery must not move any watermark).
+    if (r.frame.type === FrameType.DATA && this.#queue.length >= MAX_QUEUED_FRAMES) return;
     const waiter = this.#waiter;
     if (waiter) {
       this.#clearWaiter();
@@ -216,6 +305,7 @@ export class DatagramFrameChannel implements FrameChannel {
     }
     switch (frame.type) {
       case FrameType.CONNECT:
+        this.#connectBody = frame.body.slice();
         return this.#reliably(encodeDatagram(frame), [FrameType.CONNECT_ACK, FrameType.DISCONNECT]);
       case FrameType.CONNECT_ACK:
         this.#connectAckOut = encodeDatagram(frame);
@@ -228,18 +318,32 @@ export class DatagramFrameChannel implements FrameChannel {
           this.#record.refusal = encodeDatagram(frame);
           return this.#options.sendDatagram(this.#record.refusal);
         }
-        const plaintext = new Uint8Array(1 + frame.body.length);
-        plaintext[0] = SEALED_DISCONNECT_MARKER;
-        plaintext.set(frame.body, 1);
-        const body = await this.#cipher.seal(plaintext);
-        return this.#reliably(
-          encodeDatagram({ type: FrameType.DISCONNECT, body }),
-          [FrameType.DISCONNECT_ACK],
-        );
+        return this.#reliably(await this.#sealed(frame), [FrameType.DISCONNECT_ACK]);
       }
+      case FrameType.DISCONNECT_ACK: {
+        const bytes = await this.#sealed(frame);
+        this.#record.disconnectAck = bytes;
+        return this.#options.sendDatagram(bytes);
+      }
+      case FrameType.PING:
+      case FrameType.PONG:
+        return this.#options.sendDatagram(await this.#sealed(frame));
       default:
         return this.#options.sendDatagram(encodeDatagram(frame));
     }
+  }
+
+  /** A control frame sealed under the session keys (see the module doc). */
+  async #sealed(frame: Frame): Promise<Uint8Array> {
+    if (!this.#cipher) {
+      throw new PeerError(
+        "EPEER",
+        `Cannot send frame type ${frame.type} to peer at ${this.#where()}: the handshake is ` +
+          "not done; wait for it",
+      );
+    }
+    const body = await this.#cipher.sealControl(frame.type, frame.body);
+    return encodeDatagram({ type: frame.type, body });
   }
 
   /** Sends now, then again after each backoff delay until answered or closed. */
@@ -269,26 +373,10 @@ export class DatagramFrameChannel implements FrameChannel {
     this.#options.sendDatagram(bytes).catch(() => {});
   }
 
-  /** Next frame from the peer; null once closed. A sealed DISCONNECT comes back opened. */
+  /** Next frame from the peer; null once closed. Sealed control frames come back opened. */
   async receive(options: { signal?: AbortSignal } = {}): Promise<Frame | null> {
-    while (true) {
-      const r = await this.#next(options.signal);
-      if (r === null) return null;
-      if (r.frame.type !== FrameType.DISCONNECT || !this.#cipher) return r.frame;
-      const reason = await this.#openDisconnect(r.frame.body);
-      if (reason === null) continue; // not from the peer: dropped
-      this.#record.disconnect = r.bytes;
-      return { type: FrameType.DISCONNECT, body: reason };
-    }
-  }
-
-  async #openDisconnect(body: Uint8Array): Promise<Uint8Array | null> {
-    try {
-      const { plaintext } = await this.#cipher!.open(body);
-      return plaintext[0] === SEALED_DISCONNECT_MARKER ? plaintext.subarray(1) : null;
-    } catch {
-      return null;
-    }
+    const r = await this.#next(options.signal);
+    return r === null ? null : r.frame;
   }
 
   #next(signal: AbortSignal | undefined): Promise<Received | null> {
@@ -317,7 +405,7 @@ export class DatagramFrameChannel implements FrameChannel {
   async #keepalive(): Promise<void> {
     const { clock, keepaliveMs, idleTimeoutMs } = this.#options;
     const signal = this.#stop.signal;
-    const ping = encodeDatagram({ type: FrameType.PING, body: new Uint8Array(0) });
+    const ping: Frame = { type: FrameType.PING, body: new Uint8Array(0) };
     const tick = () => clock.sleep(keepaliveMs, signal).then(() => true, () => false);
     let next = tick();
     while (await next) {
@@ -334,7 +422,7 @@ export class DatagramFrameChannel implements FrameChannel {
         return;
       }
       next = tick(); // armed before the PING leaves, so a test clock sees it at once
-      this.#raw(ping);
+      this.send(ping).catch(() => {});
     }
   }
 
@@ -356,6 +444,7 @@ export class DatagramFrameChannel implements FrameChannel {
     this.#stop.abort();
     this.#queue = [];
     this.#early = [];
+    this.#heldControl = [];
     const waiter = this.#waiter;
     this.#clearWaiter();
     waiter?.(null);

@@ -11,14 +11,18 @@
  * - CONNECT_ACK: user id, identity key (32), nonce (16), ephemeral key (32), signature (64).
  * - ACK: signature (64).
  * - DATA: `[u64 BE sequence][ciphertext]`.
- * - DISCONNECT: an optional UTF-8 reason; DISCONNECT_ACK, PING, PONG: opaque bytes.
+ * - COOKIE (UDP only): the listener's cookie (16 bytes), which the initiator appends to the
+ *   CONNECT body it sends again (`encodeConnectWithCookie`).
+ * - DISCONNECT: an optional UTF-8 reason; DISCONNECT_ACK, PING, PONG: opaque bytes. On UDP,
+ *   once the session is up, these four are sealed like DATA (`SessionCipher.sealControl`):
+ *   `[u64 BE control sequence][ciphertext]`.
  *
  * An endpoint is `[u8 transport: 0 tcp, 1 udp][u8 length][address, ASCII][u16 BE port]`, a user
  * id `[u8 length][UTF-8]`.
  *
  * @module
  */
-import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from "../limits.ts";
+import { MAX_FRAME_BYTES, PEER_FRAME_VERSION } from "../limits.ts";
 import { frameError } from "./frame_bodies.ts";
 
 export * from "./frame_bodies.ts";
@@ -33,6 +37,7 @@ export const FrameType = {
   DISCONNECT_ACK: 6,
   PING: 7,
   PONG: 8,
+  COOKIE: 9,
 } as const;
 /** A frame type byte. */
 export type FrameType = typeof FrameType[keyof typeof FrameType];
@@ -71,7 +76,7 @@ export function encodeFrame(frame: Frame): Uint8Array {
   const length = FRAME_HEADER_BYTES + frame.body.length;
   const out = new Uint8Array(LENGTH_PREFIX_BYTES + length);
   new DataView(out.buffer).setUint32(0, length);
-  out[4] = PROTOCOL_VERSION;
+  out[4] = PEER_FRAME_VERSION;
   out[5] = frame.type;
   out.set(frame.body, 6);
   return out;
@@ -81,14 +86,14 @@ export function encodeFrame(frame: Frame): Uint8Array {
 export function encodeDatagram(frame: Frame): Uint8Array {
   header(frame.type, frame.body.length);
   const out = new Uint8Array(FRAME_HEADER_BYTES + frame.body.length);
-  out[0] = PROTOCOL_VERSION;
+  out[0] = PEER_FRAME_VERSION;
   out[1] = frame.type;
   out.set(frame.body, 2);
   return out;
 }
 
 function checkHeader(version: number, type: number): FrameType {
-  if (version !== PROTOCOL_VERSION) throw frameError(`unsupported version ${version}`);
+  if (version !== PEER_FRAME_VERSION) throw frameError(`unsupported version ${version}`);
   if (!TYPE_VALUES.has(type)) throw frameError(`unknown frame type ${type}`);
   return type as FrameType;
 }
@@ -122,21 +127,48 @@ const BULK_READ_BUFFER_BYTES = 4 * (LENGTH_PREFIX_BYTES + MAX_FRAME_BYTES);
 /** Reads smaller than this are avoided by moving the unread bytes to the start first. */
 const MIN_READ_BYTES = 16 * 1024;
 
+/** Options of {@link FrameReader}. */
+export interface FrameReaderOptions {
+  /** First size of the buffer; default 64 KiB. */
+  capacity?: number;
+  /** Longest frame accepted (a longer announced length is `EFRAME`); default `MAX_FRAME_BYTES`. */
+  maxFrameBytes?: number;
+}
+
 /**
  * Decodes a byte stream (TCP) in one reused buffer, with no copy: the transport reads into
  * {@link FrameReader.space}, reports how much with {@link FrameReader.filled}, and takes the
  * frames out with {@link FrameReader.next}. A frame's body is a view into the buffer, valid
  * until the next `space()` call (which may move or overwrite it). A bad header throws `EFRAME`
  * as soon as it is in, without waiting for an announced oversize body. The buffer starts at
- * 64 KiB and grows once to about 1 MiB (four largest frames) when a frame does not fit.
+ * 64 KiB and grows once to about 1 MiB (four largest frames) when a frame does not fit. A
+ * reader made with a small `maxFrameBytes` and `capacity` (a TCP handshake) never grows past
+ * them until {@link FrameReader.allow} raises them.
  */
 export class FrameReader {
   #buf: Uint8Array;
+  #max: number;
   #start = 0;
   #end = 0;
 
-  constructor(options: { capacity?: number } = {}) {
+  constructor(options: FrameReaderOptions = {}) {
     this.#buf = new Uint8Array(options.capacity ?? FIRST_READ_BUFFER_BYTES);
+    this.#max = Math.min(options.maxFrameBytes ?? MAX_FRAME_BYTES, MAX_FRAME_BYTES);
+  }
+
+  /**
+   * Raises the longest frame accepted and the buffer's size (keeping what it holds); the
+   * defaults are those of a new reader.
+   */
+  allow(options: FrameReaderOptions = {}): void {
+    this.#max = Math.min(options.maxFrameBytes ?? MAX_FRAME_BYTES, MAX_FRAME_BYTES);
+    const capacity = options.capacity ?? FIRST_READ_BUFFER_BYTES;
+    if (capacity <= this.#buf.length) return;
+    const next = new Uint8Array(capacity);
+    next.set(this.#buf.subarray(this.#start, this.#end));
+    this.#end -= this.#start;
+    this.#start = 0;
+    this.#buf = next;
   }
 
   /** Bytes received that do not yet form a whole frame (or were not taken out yet). */
@@ -191,9 +223,7 @@ export class FrameReader {
     const at = this.#start;
     const length = ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
     if (length < FRAME_HEADER_BYTES) throw frameError(`frame length ${length}`);
-    if (length > MAX_FRAME_BYTES) {
-      throw frameError(`frame of ${length} bytes exceeds ${MAX_FRAME_BYTES}`);
-    }
+    if (length > this.#max) throw frameError(`frame of ${length} bytes exceeds ${this.#max}`);
     return length;
   }
 }
@@ -230,5 +260,5 @@ export class FrameDecoder {
 }
 
 function checkVersion(version: number): void {
-  if (version !== PROTOCOL_VERSION) throw frameError(`unsupported version ${version}`);
+  if (version !== PEER_FRAME_VERSION) throw frameError(`unsupported version ${version}`);
 }

@@ -5,7 +5,7 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { MAX_REASON_BYTES, MAX_USER_ID_BYTES } from "../limits.ts";
+import { COOKIE_BYTES, MAX_REASON_BYTES, MAX_USER_ID_BYTES } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
 
 /** Bytes of the handshake nonces. */
@@ -141,10 +141,8 @@ export function encodeConnect(body: ConnectBody): Uint8Array {
   return w.done();
 }
 
-/** Decodes a CONNECT body. */
-export function decodeConnect(bytes: Uint8Array): ConnectBody {
-  const r = new Reader(bytes, "CONNECT");
-  const body: ConnectBody = {
+function readConnect(r: Reader): ConnectBody {
+  return {
     destination: r.endpoint(),
     source: r.endpoint(),
     userId: r.short(MAX_USER_ID_BYTES, "user id"),
@@ -152,8 +150,60 @@ export function decodeConnect(bytes: Uint8Array): ConnectBody {
     nonce: r.take(NONCE_BYTES),
     ephemeralKey: r.take(KEY_BYTES),
   };
+}
+
+/** Decodes a CONNECT body. */
+export function decodeConnect(bytes: Uint8Array): ConnectBody {
+  const r = new Reader(bytes, "CONNECT");
+  const body = readConnect(r);
   r.end();
   return body;
+}
+
+/** A UDP CONNECT body: the CONNECT body, then the listener's cookie when it has one. */
+export interface ConnectWithCookie {
+  connect: ConnectBody;
+  /** The CONNECT body alone (what the handshake transcript covers). */
+  connectBytes: Uint8Array;
+  /** {@link COOKIE_BYTES} bytes, or null on a first CONNECT. */
+  cookie: Uint8Array | null;
+}
+
+/** Encodes a UDP CONNECT body: `connectBytes` (an encoded CONNECT body), then the cookie. */
+export function encodeConnectWithCookie(connectBytes: Uint8Array, cookie: Uint8Array): Uint8Array {
+  const w = new Writer();
+  w.parts.push(connectBytes);
+  w.bytes(cookie, COOKIE_BYTES, "A cookie");
+  return w.done();
+}
+
+/** Decodes a UDP CONNECT body, with or without a cookie after the CONNECT fields. */
+export function decodeConnectWithCookie(bytes: Uint8Array): ConnectWithCookie {
+  const r = new Reader(bytes, "CONNECT");
+  const connect = readConnect(r);
+  const end = r.at;
+  const rest = bytes.length - end;
+  if (rest !== 0 && rest !== COOKIE_BYTES) throw frameError(`CONNECT cookie has ${rest} bytes`);
+  return {
+    connect,
+    connectBytes: bytes.subarray(0, end),
+    cookie: rest === 0 ? null : bytes.slice(end),
+  };
+}
+
+/** Encodes a COOKIE body: the cookie itself. */
+export function encodeCookie(cookie: Uint8Array): Uint8Array {
+  const w = new Writer();
+  w.bytes(cookie, COOKIE_BYTES, "A cookie");
+  return w.done();
+}
+
+/** Decodes a COOKIE body into the cookie. */
+export function decodeCookie(bytes: Uint8Array): Uint8Array {
+  const r = new Reader(bytes, "COOKIE");
+  const cookie = r.take(COOKIE_BYTES);
+  r.end();
+  return cookie;
 }
 
 /** Encodes the CONNECT_ACK fields that precede the signature. */

@@ -5,6 +5,9 @@
  *   handshake transcript hash, gives one AES-256-GCM key per direction.
  * - {@link SessionCipher}: seals and opens DATA bodies `[u64 BE sequence][ciphertext]`; the
  *   GCM nonce is the sequence number, the additional data is `[version][DATA][sequence]`.
+ *   Datagram control frames (PING, PONG, DISCONNECT, DISCONNECT_ACK) are sealed the same way
+ *   with a sequence of their own, the nonce `[0 0 0 1][u64 BE sequence]` (DATA's starts with
+ *   four zero bytes, so no nonce repeats) and their own type in the additional data.
  *   AES-GCM runs through OpenSSL when the process holds the `ffi` permission, else WebCrypto,
  *   or node:crypto when asked for (`aes_gcm.ts`); the bytes are the same either way.
  * - {@link SessionLink} (`session_link.ts`): a {@link PeerLink} over any {@link FrameChannel}.
@@ -12,7 +15,7 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { PROTOCOL_VERSION } from "../limits.ts";
+import { CONTROL_REPLAY_WINDOW, PEER_FRAME_VERSION } from "../limits.ts";
 import {
   type AesGcmEngine,
   type AesGcmImplementation,
@@ -98,16 +101,43 @@ class FrameParameters {
   #nonceView = new DataView(this.nonce.buffer);
   #aadView = new DataView(this.aad.buffer);
 
-  constructor() {
-    this.aad[0] = PROTOCOL_VERSION;
+  /** `domain` is the nonce's fourth byte: 0 for DATA, 1 for control frames. */
+  constructor(domain: 0 | 1 = 0) {
+    this.aad[0] = PEER_FRAME_VERSION;
     this.aad[1] = Type.DATA;
+    this.nonce[3] = domain;
   }
 
-  /** Sets both to `sequence`: the nonce `[4 zero bytes][u64 BE]`, the AAD `[version][DATA][u64 BE]`. */
-  set(sequence: bigint): this {
+  /** Sets both to `sequence`: the nonce `[0 0 0 domain][u64 BE]`, the AAD `[version][type][u64 BE]`. */
+  set(sequence: bigint, type: FrameType = Type.DATA): this {
+    this.aad[1] = type;
     this.#nonceView.setBigUint64(4, sequence);
     this.#aadView.setBigUint64(2, sequence);
     return this;
+  }
+}
+
+/** Which control sequences were opened: the highest and a window of bits below it. */
+class ReplayWindow {
+  #highest = -1n;
+  #seen = 0n;
+
+  /** True when `sequence` is neither opened yet nor too old to tell. */
+  fresh(sequence: bigint): boolean {
+    if (sequence > this.#highest) return true;
+    const age = this.#highest - sequence;
+    return age < BigInt(CONTROL_REPLAY_WINDOW) && (this.#seen >> age & 1n) === 0n;
+  }
+
+  /** Records `sequence` as opened (it must be fresh). */
+  mark(sequence: bigint): void {
+    const size = BigInt(CONTROL_REPLAY_WINDOW);
+    const mask = (1n << size) - 1n;
+    if (sequence > this.#highest) {
+      const shift = sequence - this.#highest;
+      this.#seen = shift >= size ? 1n : ((this.#seen << shift) | 1n) & mask;
+      this.#highest = sequence;
+    } else this.#seen |= 1n << (this.#highest - sequence);
   }
 }
 
@@ -130,6 +160,10 @@ export class SessionCipher {
   #nextReceive = 0n;
   #sendParameters = new FrameParameters();
   #receiveParameters = new FrameParameters();
+  #nextControlSend = 0n;
+  #controlSendParameters = new FrameParameters(1);
+  #controlReceiveParameters = new FrameParameters(1);
+  #controlReplay = new ReplayWindow();
 
   constructor(keys: SessionKeys, options: SessionCipherOptions = {}) {
     const implementation = { implementation: options.aesGcm };
@@ -190,7 +224,7 @@ export class SessionCipher {
       : new Uint8Array(encodedBytes);
     const view = new DataView(encoded.buffer, encoded.byteOffset, encoded.byteLength);
     view.setUint32(0, FRAME_HEADER_BYTES + bodyBytes);
-    encoded[LENGTH_PREFIX_BYTES] = PROTOCOL_VERSION;
+    encoded[LENGTH_PREFIX_BYTES] = PEER_FRAME_VERSION;
     encoded[LENGTH_PREFIX_BYTES + 1] = Type.DATA;
     view.setBigUint64(LENGTH_PREFIX_BYTES + FRAME_HEADER_BYTES, sequence);
     const frame = {
@@ -210,6 +244,44 @@ export class SessionCipher {
     } catch (err) {
       return Promise.reject(err);
     }
+  }
+
+  /**
+   * Seals the body of a datagram control frame of `type` (PING, PONG, DISCONNECT,
+   * DISCONNECT_ACK): `[u64 BE control sequence][ciphertext]`, the next control sequence taken
+   * when this is called.
+   */
+  async sealControl(type: FrameType, plaintext: Uint8Array): Promise<Uint8Array> {
+    if (this.#nextControlSend > MAX_SEQUENCE) {
+      throw new RangeError("The session used up its control sequence numbers");
+    }
+    const sequence = this.#nextControlSend++;
+    const body = new Uint8Array(SEQUENCE_BYTES + plaintext.length + TAG_BYTES);
+    new DataView(body.buffer).setBigUint64(0, sequence);
+    const { nonce, aad } = this.#controlSendParameters.set(sequence, type);
+    await this.#send.seal(nonce, aad, [plaintext], body.subarray(SEQUENCE_BYTES));
+    return body;
+  }
+
+  /**
+   * Opens a control frame body sealed by {@link SessionCipher.sealControl} for `type`; null
+   * when it does not authenticate, or repeats (or is older than the replay window behind) one
+   * already opened. Only an authentic body moves the window.
+   */
+  async openControl(type: FrameType, body: Uint8Array): Promise<Uint8Array | null> {
+    if (body.length < SEQUENCE_BYTES + TAG_BYTES) return null;
+    const sequence = new DataView(body.buffer, body.byteOffset, SEQUENCE_BYTES).getBigUint64(0);
+    if (!this.#controlReplay.fresh(sequence)) return null;
+    let plaintext: Uint8Array | null;
+    try {
+      const { nonce, aad } = this.#controlReceiveParameters.set(sequence, type);
+      plaintext = await this.#receive.open(nonce, aad, body.subarray(SEQUENCE_BYTES));
+    } catch {
+      return null;
+    }
+    if (plaintext === null || !this.#controlReplay.fresh(sequence)) return null;
+    this.#controlReplay.mark(sequence);
+    return plaintext;
   }
 
   /**

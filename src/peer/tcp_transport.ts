@@ -2,13 +2,23 @@
  * The TCP {@link PeerTransport} (DESIGN §6): length-prefixed frames over Deno.connect /
  * Deno.listen with TCP_NODELAY, the handshake of `handshake.ts`, then a {@link SessionLink}.
  *
+ * Before the handshake is done a connection accepts frames of at most
+ * `MAX_HANDSHAKE_FRAME_BYTES` into a buffer of that size (a longer announced frame is `EFRAME`
+ * at once), and a listener runs at most `maxPendingHandshakes` handshakes: a connection past
+ * that is closed at once. So unauthenticated connections hold at most about
+ * `maxPendingHandshakes × MAX_HANDSHAKE_FRAME_BYTES` of read buffers.
+ *
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { DEFAULT_CONNECT_TIMEOUT_MS } from "../limits.ts";
+import {
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  MAX_HANDSHAKE_FRAME_BYTES,
+  MAX_PENDING_TCP_HANDSHAKES,
+} from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
 import { type Clock, type RandomSource, systemClock } from "../runtime.ts";
-import { encodeFrame, type Frame, FrameReader } from "./frame.ts";
+import { encodeFrame, type Frame, FrameReader, LENGTH_PREFIX_BYTES } from "./frame.ts";
 import { initiateHandshake, respondHandshake } from "./handshake.ts";
 import { KeepaliveChannel } from "./keepalive_channel.ts";
 import { Handoff } from "./handoff.ts";
@@ -34,8 +44,13 @@ export interface TcpTransportOptions {
   keepaliveMs?: number;
   /** Silence after which the peer counts as vanished; default `PEER_IDLE_TIMEOUT_MS`. */
   idleTimeoutMs?: number;
-  /** Timers for the connect timeout and keepalive; default the system clock. */
+  /** Timers for the connect and handshake timeouts and keepalive; default the system clock. */
   clock?: Clock;
+  /**
+   * Handshakes a listener runs at once; a connection past it is closed at once (and reported
+   * to `onDroppedConnection`); default `MAX_PENDING_TCP_HANDSHAKES`.
+   */
+  maxPendingHandshakes?: number;
 }
 
 function keepalive(
@@ -72,13 +87,17 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
 
 /**
  * Frames over one TCP connection. Reads go straight into one reused buffer (`FrameReader`).
- * During the handshake each received body is a copy; after {@link TcpChannel.lendBodies} it
- * is a view into that buffer, valid until the next `receive()`, so a session reading bulk data
- * allocates nothing per frame and opens each body out of place.
+ * During the handshake frames are at most `MAX_HANDSHAKE_FRAME_BYTES` and each received body is
+ * a copy; after {@link TcpChannel.established} frames may be as long as `MAX_FRAME_BYTES` and a
+ * body is a view into the buffer, valid until the next `receive()`, so a session reading bulk
+ * data allocates nothing per frame and opens each body out of place.
  */
 class TcpChannel implements FrameChannel {
   #conn: Deno.TcpConn;
-  #reader = new FrameReader();
+  #reader = new FrameReader({
+    capacity: LENGTH_PREFIX_BYTES + MAX_HANDSHAKE_FRAME_BYTES,
+    maxFrameBytes: MAX_HANDSHAKE_FRAME_BYTES,
+  });
   #lend = false;
   #filling: Promise<void> | null = null;
   #writing: Promise<void> = Promise.resolve();
@@ -113,8 +132,12 @@ class TcpChannel implements FrameChannel {
     return run;
   }
 
-  /** From now on, a received body is only valid until the next `receive()` call. */
-  lendBodies(): void {
+  /**
+   * The handshake is done: frames up to `MAX_FRAME_BYTES` are accepted from now on, and a
+   * received body is only valid until the next `receive()` call.
+   */
+  established(): void {
+    this.#reader.allow();
     this.#lend = true;
   }
 
@@ -194,6 +217,10 @@ export class TcpTransport implements PeerTransport {
   #options: TcpTransportOptions;
 
   constructor(options: TcpTransportOptions = {}) {
+    const max = options.maxPendingHandshakes;
+    if (max !== undefined && !(Number.isInteger(max) && max > 0)) {
+      throw new RangeError(`maxPendingHandshakes ${max} must be a whole number ≥ 1`);
+    }
     this.#options = options;
   }
 
@@ -235,7 +262,7 @@ export class TcpTransport implements PeerTransport {
         random: this.#options.random,
         signal: phase.signal,
       });
-      channel.lendBodies(); // the session opens each DATA body before it reads the next frame
+      channel.established(); // the session opens each DATA body before it reads the next frame
       return new SessionLink(keepalive(channel, this.#options, result.peer.userId), result.cipher, {
         local,
         remote: { ...result.peer, endpoint: remote },
@@ -375,18 +402,36 @@ class TcpPeerListener implements PeerListener {
   }
 
   #handshake(conn: Deno.TcpConn): void {
-    conn.setNoDelay(true);
     const remote = endpointOf(conn.remoteAddr);
+    const max = this.#transport.maxPendingHandshakes ?? MAX_PENDING_TCP_HANDSHAKES;
+    if (this.#handshakes.size >= max) {
+      try {
+        conn.close();
+      } catch {
+        // already closed by the runtime
+      }
+      this.#transport.onDroppedConnection?.(
+        new PeerError(
+          "EPEER",
+          `Cannot accept peer at ${remote.address}:${remote.port}: ${max} handshakes are ` +
+            "already running; it may try again",
+        ),
+        remote,
+      );
+      return;
+    }
+    conn.setNoDelay(true);
     const timeoutMs = this.#options.handshakeTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const h: Handshake = { abort: new AbortController(), channel: new TcpChannel(conn) };
-    const timer = setTimeout(() =>
+    const timer = new AbortController();
+    (this.#transport.clock ?? systemClock).sleep(timeoutMs, timer.signal).then(() =>
       h.abort.abort(
         new PeerError(
           "ETIMEOUT",
           `Cannot accept peer at ${remote.address}:${remote.port}: no handshake in ` +
             `${timeoutMs} ms; nothing to do, the connection was dropped`,
         ),
-      ), timeoutMs);
+      ), () => {});
     this.#handshakes.add(h);
     h.done = (async () => {
       try {
@@ -396,7 +441,7 @@ class TcpPeerListener implements PeerListener {
           random: this.#transport.random,
           signal: h.abort.signal,
         });
-        h.channel.lendBodies();
+        h.channel.established();
         const link = new SessionLink(
           keepalive(h.channel, this.#transport, result.peer.userId),
           result.cipher,
@@ -414,7 +459,7 @@ class TcpPeerListener implements PeerListener {
         h.channel.close();
         if (!this.#closed) this.#transport.onDroppedConnection?.(err, remote);
       } finally {
-        clearTimeout(timer);
+        timer.abort();
         this.#handshakes.delete(h);
       }
     })();

@@ -1,7 +1,9 @@
 /**
  * The UDP socket wrapper and the standby listener of `UdpTransport`: one socket for every
  * peer, datagrams demultiplexed by source address and port, one {@link DatagramFrameChannel}
- * per peer. After a link or a refused handshake ends, the listener remembers the peer for
+ * per peer. A first CONNECT from a new address is answered, statelessly, with a COOKIE
+ * (`connect_cookie.ts`); only a CONNECT that carries a valid cookie back starts a handshake, so
+ * spoofed CONNECTs neither amplify nor take handshake slots. After a link or a refused handshake ends, the listener remembers the peer for
  * `TOMBSTONE_MS`: a late duplicate CONNECT gets the same refusal again (never a second
  * handshake) and a repeated DISCONNECT gets its DISCONNECT_ACK again.
  *
@@ -9,10 +11,19 @@
  */
 import { PeerError } from "../errors.ts";
 import { DEFAULT_CONNECT_TIMEOUT_MS } from "../limits.ts";
+import { ConnectCookies } from "./connect_cookie.ts";
 import type { Endpoint } from "../message/types.ts";
 import type { Backoff, Clock, RandomSource } from "../runtime.ts";
 import { DatagramFrameChannel } from "./datagram_channel.ts";
-import { decodeDatagram, encodeDatagram, type Frame, FrameType } from "./frame.ts";
+import {
+  type ConnectWithCookie,
+  decodeConnectWithCookie,
+  decodeDatagram,
+  encodeCookie,
+  encodeDatagram,
+  type Frame,
+  FrameType,
+} from "./frame.ts";
 import { respondHandshake } from "./handshake.ts";
 import { Handoff } from "./handoff.ts";
 import { SessionLink } from "./session_crypto.ts";
@@ -122,7 +133,6 @@ const MAX_PENDING_HANDSHAKES = 256;
 /** Peers a listener remembers after their link ended, and for how long (ms). */
 const MAX_TOMBSTONES = 1024;
 const TOMBSTONE_MS = 30_000;
-const DISCONNECT_ACK = encodeDatagram({ type: FrameType.DISCONNECT_ACK, body: new Uint8Array(0) });
 
 interface Peer {
   channel: DatagramFrameChannel;
@@ -148,6 +158,7 @@ export class UdpPeerListener implements PeerListener {
   #peers = new Map<string, Peer>();
   #tombstones = new Map<string, { record: DatagramFrameChannel["record"]; until: number }>();
   #accepted = new Handoff<SessionLink>();
+  #cookies: ConnectCookies;
   #closed = false;
   #closing: Promise<void> | null = null;
   #loop: Promise<void>;
@@ -156,6 +167,7 @@ export class UdpPeerListener implements PeerListener {
     this.#socket = socket;
     this.#options = options;
     this.#s = settings;
+    this.#cookies = new ConnectCookies({ clock: settings.clock, random: settings.random });
     this.endpoint = socket.endpoint;
     this.#loop = socket.run((bytes, from) => this.#datagram(bytes, from));
   }
@@ -211,6 +223,20 @@ export class UdpPeerListener implements PeerListener {
     if (peer) return peer.channel.deliver(frame, bytes);
     if (this.#answerLate(key, frame, bytes, from)) return;
     if (frame.type !== FrameType.CONNECT || this.#closed) return; // stray or late: dropped
+    let connect: ConnectWithCookie;
+    try {
+      connect = decodeConnectWithCookie(frame.body);
+    } catch (err) {
+      this.#s.onDropped?.(err, from);
+      return;
+    }
+    const { nonce } = connect.connect;
+    if (!connect.cookie || !this.#cookies.check(from, nonce, connect.cookie)) {
+      // Stateless: nothing is kept, and the answer is smaller than the CONNECT.
+      const body = encodeCookie(this.#cookies.issue(from, nonce));
+      this.#socket.send(encodeDatagram({ type: FrameType.COOKIE, body }), from).catch(() => {});
+      return;
+    }
     const pending = [...this.#peers.values()].filter((p) => p.handshake).length;
     if (pending >= MAX_PENDING_HANDSHAKES) {
       this.#s.onDropped?.(
@@ -223,7 +249,7 @@ export class UdpPeerListener implements PeerListener {
       );
       return;
     }
-    this.#handshake(key, from, frame, bytes);
+    this.#handshake(key, from, { type: FrameType.CONNECT, body: connect.connectBytes }, bytes);
   }
 
   /** Answers a repeated CONNECT or DISCONNECT from a peer whose link already ended. */
@@ -237,13 +263,11 @@ export class UdpPeerListener implements PeerListener {
     const { record } = tombstone;
     let answer: Uint8Array | undefined;
     if (frame.type === FrameType.CONNECT) {
-      if (!sameBytes(record.connect, bytes)) { // a new attempt from the same port
-        this.#tombstones.delete(key);
-        return false;
-      }
+      // A new attempt from the same port: its handshake replaces the tombstone.
+      if (!sameBytes(record.connect, bytes)) return false;
       answer = record.refusal;
     } else if (frame.type === FrameType.DISCONNECT && sameBytes(record.disconnect, bytes)) {
-      answer = DISCONNECT_ACK;
+      answer = record.disconnectAck;
     }
     if (answer) this.#socket.send(answer, from).catch(() => {});
     return true;

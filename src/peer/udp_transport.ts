@@ -4,15 +4,16 @@
  * {@link SessionLink} with unordered DATA of at most `maxDatagramBytes` per datagram.
  *
  * - A listener (`udp_listener.ts`) has one socket and tells peers apart by their address and
- *   port; it answers late duplicates of a finished handshake or DISCONNECT without starting
- *   anything new.
+ *   port; it answers a first CONNECT with a stateless COOKIE and starts a handshake only for a
+ *   CONNECT that brings the cookie back; it answers late duplicates of a finished handshake or
+ *   DISCONNECT without starting anything new.
  * - `connect()` opens its own socket (port 0) and takes datagrams from the dialled endpoint
  *   only.
  * - Data is best-effort, like any datagram: a lost DATA datagram is lost, and a message split
  *   over several datagrams is lost with any of them. Handshake frames and DISCONNECT are
  *   retransmitted; links send PING and end with `EPEER` "the peer vanished" after silence.
- * - Known limit: a blind-spoofed DATA datagram with the right addresses and ports fails to
- *   authenticate and ends the link with `EFRAME` (the session layer treats it as fatal).
+ * - A datagram forged with the right addresses and ports changes nothing: DATA that does not
+ *   authenticate is dropped without moving the replay watermark.
  *
  * Needs `--unstable-net` (deno.json `"unstable": ["net"]`).
  *

@@ -1,13 +1,15 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { PeerError } from "../../src/errors.ts";
-import { MAX_FRAME_BYTES, PROTOCOL_VERSION } from "../../src/limits.ts";
+import { MAX_FRAME_BYTES, PEER_FRAME_VERSION } from "../../src/limits.ts";
 import type { Endpoint } from "../../src/message/types.ts";
 import {
   type ConnectBody,
   decodeAck,
   decodeConnect,
   decodeConnectAck,
+  decodeConnectWithCookie,
+  decodeCookie,
   decodeData,
   decodeDatagram,
   decodeDisconnect,
@@ -15,6 +17,8 @@ import {
   encodeAck,
   encodeConnect,
   encodeConnectAck,
+  encodeConnectWithCookie,
+  encodeCookie,
   encodeData,
   encodeDatagram,
   encodeDisconnect,
@@ -52,7 +56,7 @@ Deno.test("every frame survives a round trip as a stream frame and as a datagram
 
 Deno.test("a stream frame is length-prefixed and carries the protocol version", () => {
   const wire = encodeFrame({ type: FrameType.PING, body: Uint8Array.of(9, 8) });
-  assert.deepEqual(wire, Uint8Array.of(0, 0, 0, 4, PROTOCOL_VERSION, FrameType.PING, 9, 8));
+  assert.deepEqual(wire, Uint8Array.of(0, 0, 0, 4, PEER_FRAME_VERSION, FrameType.PING, 9, 8));
 });
 
 Deno.test("the stream decoder yields the same frames however the bytes are split", () => {
@@ -134,7 +138,7 @@ Deno.test("the reader rejects a bad header as soon as it is in", () => {
   reader.filled(4);
   assert.throws(() => reader.next(), isFrameError);
   const other = new FrameReader();
-  other.space().set([0, 0, 1, 0, PROTOCOL_VERSION + 1]);
+  other.space().set([0, 0, 1, 0, PEER_FRAME_VERSION + 1]);
   other.filled(5);
   assert.throws(() => other.next(), isFrameError);
 });
@@ -149,13 +153,19 @@ Deno.test("garbage, wrong versions and unknown types are rejected with EFRAME", 
   const decoder = () => new FrameDecoder();
   assert.throws(() => decoder().push(new TextEncoder().encode("GET / HTTP/1.1\r\n")), isFrameError);
   assert.throws(() => decoder().push(Uint8Array.of(0, 0, 0, 2, 99, 1)), isFrameError);
-  assert.throws(() => decoder().push(Uint8Array.of(0, 0, 0, 2, PROTOCOL_VERSION, 0)), isFrameError);
-  assert.throws(() => decoder().push(Uint8Array.of(0, 0, 0, 1, PROTOCOL_VERSION)), isFrameError);
-  assert.throws(() => decodeDatagram(Uint8Array.of(PROTOCOL_VERSION)), isFrameError);
-  assert.throws(() => decodeDatagram(Uint8Array.of(2, FrameType.DATA)), isFrameError);
-  assert.throws(() => decodeFrame(Uint8Array.of(0, 0, 0, 3, PROTOCOL_VERSION, 1)), isFrameError);
   assert.throws(
-    () => decodeFrame(Uint8Array.of(0, 0, 0, 2, PROTOCOL_VERSION, 1, 7)),
+    () => decoder().push(Uint8Array.of(0, 0, 0, 2, PEER_FRAME_VERSION, 0)),
+    isFrameError,
+  );
+  assert.throws(() => decoder().push(Uint8Array.of(0, 0, 0, 1, PEER_FRAME_VERSION)), isFrameError);
+  assert.throws(() => decodeDatagram(Uint8Array.of(PEER_FRAME_VERSION)), isFrameError);
+  assert.throws(
+    () => decodeDatagram(Uint8Array.of(PEER_FRAME_VERSION + 1, FrameType.DATA)),
+    isFrameError,
+  );
+  assert.throws(() => decodeFrame(Uint8Array.of(0, 0, 0, 3, PEER_FRAME_VERSION, 1)), isFrameError);
+  assert.throws(
+    () => decodeFrame(Uint8Array.of(0, 0, 0, 2, PEER_FRAME_VERSION, 1, 7)),
     isFrameError,
   );
 });
@@ -256,4 +266,50 @@ Deno.test("a long DISCONNECT reason is cut to the limit without breaking UTF-8",
   const body = encodeDisconnect(reason);
   assert.ok(body.length <= 256);
   assert.ok(reason.startsWith(decodeDisconnect(body)));
+});
+
+Deno.test("a UDP CONNECT carries the listener's cookie after its body, and a COOKIE only the cookie", () => {
+  const connect: ConnectBody = {
+    destination: { transport: "udp", address: "192.0.2.1", port: 4000 },
+    source: { transport: "udp", address: "2001:db8::1", port: 5000 },
+    userId: "alice",
+    identityKey: new Uint8Array(32).fill(1),
+    nonce: new Uint8Array(16).fill(2),
+    ephemeralKey: new Uint8Array(32).fill(3),
+  };
+  const body = encodeConnect(connect);
+  const cookie = new Uint8Array(16).fill(9);
+  assert.deepEqual(decodeConnectWithCookie(body), { connect, connectBytes: body, cookie: null });
+  assert.deepEqual(decodeConnectWithCookie(encodeConnectWithCookie(body, cookie)), {
+    connect,
+    connectBytes: body,
+    cookie,
+  });
+  assert.throws(() => decodeConnectWithCookie(Uint8Array.of(...body, 1, 2)), isFrameError);
+  assert.deepEqual(decodeCookie(encodeCookie(cookie)), cookie);
+  assert.throws(() => decodeCookie(cookie.subarray(1)), isFrameError);
+  assert.throws(() => encodeCookie(new Uint8Array(15)), RangeError);
+  const datagram = encodeDatagram({ type: FrameType.COOKIE, body: encodeCookie(cookie) });
+  assert.ok(datagram.length < encodeDatagram({ type: FrameType.CONNECT, body }).length);
+});
+
+Deno.test("a reader limited for a handshake refuses a longer frame at its header, and takes it once allowed", () => {
+  const limited = () => new FrameReader({ capacity: 4 + 4096, maxFrameBytes: 4096 });
+  const reader = limited();
+  reader.space().set([0, 0, 0x10, 0x01]); // 4097 bytes announced
+  reader.filled(4);
+  assert.throws(() => reader.next(), isFrameError);
+  const big = encodeFrame({ type: FrameType.DATA, body: new Uint8Array(60_000).fill(3) });
+  const allowed = limited();
+  allowed.space().set(big.subarray(0, 1000));
+  allowed.filled(1000);
+  allowed.allow();
+  for (let at = 1000; at < big.length;) {
+    const space = allowed.space();
+    const n = Math.min(space.length, big.length - at);
+    space.set(big.subarray(at, at + n));
+    allowed.filled(n);
+    at += n;
+  }
+  assert.equal(allowed.next()?.body.length, 60_000);
 });

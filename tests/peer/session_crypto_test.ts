@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { PeerError } from "../../src/errors.ts";
 import { generateX25519, x25519 } from "../../src/message/keys.ts";
-import { decodeData, encodeData } from "../../src/peer/frame.ts";
+import { decodeData, encodeData, FrameType } from "../../src/peer/frame.ts";
+import { CONTROL_REPLAY_WINDOW } from "../../src/limits.ts";
 import { deriveSessionKeys, SessionCipher } from "../../src/peer/session_crypto.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
@@ -95,4 +96,34 @@ Deno.test("keys derived from another transcript cannot open the session's data",
 Deno.test("a side cannot open its own data (one key per direction)", async () => {
   const { alice } = await ciphers();
   await assert.rejects(alice.open(await alice.seal(text("echo"))), isFrameError);
+});
+
+Deno.test("a sealed control frame opens once, out of order too, and never as another type", async () => {
+  const { alice, bob } = await ciphers({ ordered: false });
+  const first = await alice.sealControl(FrameType.DISCONNECT, text("bye"));
+  const second = await alice.sealControl(FrameType.PING, new Uint8Array(0));
+  assert.deepEqual(await bob.openControl(FrameType.PING, second), new Uint8Array(0));
+  assert.equal(await bob.openControl(FrameType.PING, second), null, "a replay is dropped");
+  assert.equal(await bob.openControl(FrameType.DISCONNECT_ACK, first), null, "type is bound");
+  assert.deepEqual(await bob.openControl(FrameType.DISCONNECT, first), text("bye"), "late is ok");
+  assert.equal(await bob.openControl(FrameType.DISCONNECT, first), null);
+  const forged = first.slice();
+  forged[forged.length - 1]! ^= 1;
+  assert.equal(await alice.openControl(FrameType.DISCONNECT, forged), null);
+  // DATA and control frames have nonces of their own: both sequences start at 0.
+  assert.deepEqual((await bob.open(await alice.seal(text("data")))).plaintext, text("data"));
+});
+
+Deno.test("a control frame older than the replay window is dropped, a forged one moves nothing", async () => {
+  const { alice, bob } = await ciphers({ ordered: false });
+  const old = await alice.sealControl(FrameType.PONG, new Uint8Array(0));
+  const sealed = [];
+  for (let i = 0; i < CONTROL_REPLAY_WINDOW; i++) {
+    sealed.push(await alice.sealControl(FrameType.PONG, new Uint8Array(0)));
+  }
+  const forged = encodeData({ sequence: 0xffff_ffff_ffff_ffffn, ciphertext: new Uint8Array(16) });
+  assert.equal(await bob.openControl(FrameType.PONG, forged), null);
+  assert.ok(await bob.openControl(FrameType.PONG, sealed[0]!), "the forgery moved no window");
+  assert.ok(await bob.openControl(FrameType.PONG, sealed.at(-1)!));
+  assert.equal(await bob.openControl(FrameType.PONG, old), null, "too old to tell: dropped");
 });

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { PeerError } from "../../src/errors.ts";
-import { DEFAULT_CONNECT_TIMEOUT_MS } from "../../src/limits.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS, PEER_FRAME_VERSION } from "../../src/limits.ts";
 import { FrameType } from "../../src/peer/frame.ts";
 import { DEFAULT_MAX_DATAGRAM_BYTES, UdpTransport } from "../../src/peer/udp_transport.ts";
 import { ManualClock } from "../../src/runtime.ts";
@@ -135,8 +135,8 @@ Deno.test("garbage datagrams are dropped and the next peer still gets in", async
   try {
     const to = { transport: "udp" as const, hostname: "127.0.0.1", port: listener.endpoint.port };
     await raw.send(text("GET / HTTP/1.1\r\n\r\n"), to);
-    await raw.send(Uint8Array.of(1, 99), to); // unknown frame type
-    await raw.send(Uint8Array.of(1, FrameType.CONNECT, 0xff, 0xff), to); // broken CONNECT body
+    await raw.send(Uint8Array.of(PEER_FRAME_VERSION, 99), to); // unknown frame type
+    await raw.send(Uint8Array.of(PEER_FRAME_VERSION, FrameType.CONNECT, 0xff, 0xff), to); // broken CONNECT body
     await threeDropped.promise;
     assert.deepEqual(dropped.map((e) => (e as PeerError).code), ["EFRAME", "EFRAME", "EFRAME"]);
 
