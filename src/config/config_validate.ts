@@ -30,6 +30,7 @@ import type {
   ServerConfig,
   TerminalConfig,
 } from "./config_schema.ts";
+import { parsePeerRef } from "../message/key_fingerprint.ts";
 import { parseDuration } from "./duration.ts";
 import { secretRef } from "./secret.ts";
 
@@ -241,6 +242,23 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
   };
 }
 
+/** Allow- and deny-list entries name keys: `fingerprint` or `user@fingerprint`. */
+function peerRefs(r: Reader, t: Table, key: string): string[] {
+  const entries = r.strings(t, key);
+  for (const entry of entries) {
+    if (parsePeerRef(entry) === undefined) {
+      const user = entry.includes("@") ? entry.slice(0, entry.lastIndexOf("@")) : entry;
+      r.fail(
+        key,
+        `${JSON.stringify(entry)} names no key`,
+        `write "${user}@<fingerprint>" with the fingerprint that \`mailpeer keygen --user\` ` +
+          "or `mailpeer table` prints",
+      );
+    }
+  }
+  return entries;
+}
+
 function readTerminal(r: Reader, t: Table, postOffice: string | undefined): TerminalConfig {
   const email = r.string(t, "email");
   const listen = r.optionalString(t, "listen");
@@ -256,8 +274,8 @@ function readTerminal(r: Reader, t: Table, postOffice: string | undefined): Term
     connectTimeoutMs: r.duration(t, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_MS),
     standbyTimeoutMs: r.duration(t, "standby_timeout", DEFAULT_STANDBY_TIMEOUT_MS),
     pollIntervalMs: r.duration(t, "poll_interval", DEFAULT_TERMINAL_POLL_INTERVAL_MS),
-    allow: r.strings(t, "allow"),
-    deny: r.strings(t, "deny"),
+    allow: peerRefs(r, t, "allow"),
+    deny: peerRefs(r, t, "deny"),
     stunServers: r.strings(t, "stun_servers"),
     receive: readReceive(r.sub("receive"), r.table(t, "receive"), email, postOffice, false),
     send: readSend(r.sub("send"), r.table(t, "send"), email, postOffice),

@@ -125,7 +125,9 @@ Deno.test("a dead first peer is reported by notice, flagged by user id, ranked l
     const bobRun = bob.t.rendezvous();
     await bob.events.until("standby");
     // ghost skips bob (deny-list) and stands by too; then its row is pointed at a dead port.
-    const ghost = await w.terminal("ghost", { policy: { deny: ["bob"] } });
+    const ghost = await w.terminal("ghost", {
+      policy: { deny: [await fingerprint(bob.identity)] },
+    });
     const stopGhost = new AbortController();
     const ghostRun = ghost.t.rendezvous({ signal: stopGhost.signal }).catch((err) => err);
     await ghost.events.until("standby");
@@ -165,7 +167,7 @@ Deno.test("a dead first peer is reported by notice, flagged by user id, ranked l
     assert.equal(rows.find((r) => r.userId === "bob")?.failures, 0);
     // A later requester's reply lists ghost last (carol only looks: she denies everyone).
     const carol = await w.terminal("carol", {
-      policy: { deny: ["alice", "bob", "ghost"] },
+      policy: { deny: await Promise.all([alice, bob, ghost].map((t) => fingerprint(t.identity))) },
       standbyTimeoutMs: 10,
     });
     await assert.rejects(carol.t.rendezvous(), (err: { code?: string }) => err.code === "ETIMEOUT");
