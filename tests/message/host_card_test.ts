@@ -66,3 +66,25 @@ Deno.test("plausible addresses are told apart from implausible ones", () => {
     assert.notEqual(emailProblem(bad), undefined, JSON.stringify(bad));
   }
 });
+
+Deno.test("an address whose local part would split into several recipients is implausible", () => {
+  for (
+    const bad of [
+      "a,b@evil.test",
+      "a;b@e.t",
+      "<a>@e.t",
+      "a<b@e.t",
+      "a>b@e.t",
+      "a(b)@e.t",
+      "a[b]@e.t",
+      "a:b@e.t",
+      '"a"@e.t',
+      "a b@e.t",
+    ]
+  ) {
+    assert.match(emailProblem(bad) ?? "", /local part/, JSON.stringify(bad));
+  }
+  for (const ok of ["a.b+tag@e.t", "o'brien@e.t", "a_b-c=d@e.t"]) {
+    assert.equal(emailProblem(ok), undefined, ok);
+  }
+});
