@@ -163,7 +163,7 @@ Deno.test('a request whose From local part holds , ; < > ( ) [ ] : " or a space 
     const crafted = [
       "<a,b@evil.test>",
       "<a;b@evil.test>",
-      "<a(b)@evil.test>",
+      '<"a(b)"@evil.test>', // unquoted, (b) is a comment: the address is a@evil.test
       "<a:b@evil.test>",
       '<"a,b"@evil.test>',
       "<a[b]@evil.test>",
@@ -186,7 +186,11 @@ Deno.test('a request whose From local part holds , ; < > ( ) [ ] : " or a space 
       await Deno.writeTextFile(join(newDir, `${1000 + i}.crafted${i}.evil`), raw);
     }
     await w.host.processPending();
-    assert.equal(w.events.filter((e) => e.event === "reply-sent").length, 0, "nothing answered");
+    assert.equal(
+      w.events.filter((e) => e.event === "reply-sent").length,
+      0,
+      JSON.stringify(w.events),
+    );
     const quarantined = w.events.filter((e) => e.event === "quarantined");
     assert.equal(quarantined.length, crafted.length);
     assert.ok(quarantined.every((e) => e.event === "quarantined" && e.code === "EMAIL"));
