@@ -101,3 +101,12 @@ export const RATE_WINDOW_MS = 60 * 60 * 1000;
 export const DEFAULT_SYNC_INTERVAL_MS = 5 * 60 * 1000;
 /** A mail claimed longer ago than this by a host process that died is put back, in ms. */
 export const CLAIM_RECOVERY_MS = 10 * 60 * 1000;
+
+// ---- terminal and addresses (issue 12) ----
+/**
+ * Largest mail a terminal downloads while it waits for its reply. The listing gives each mail's
+ * size (IMAP RFC822.SIZE, POP3 LIST, the Maildir file size); a bigger mail under the reply
+ * subject is quarantined without being fetched. A reply carries one block of at most
+ * `MAX_BLOCK_BYTES` (about 22 KiB armored), so this leaves room for the headers relays add.
+ */
+export const MAX_TERMINAL_MAIL_BYTES = 64 * 1024;
