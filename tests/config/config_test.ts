@@ -112,3 +112,31 @@ Deno.test("an allow- or deny-list entry that names no key is refused with the fo
   );
   assert.deepEqual(c.terminal?.deny, ["f8oDTCq4mrP3Y3mJgf1m3AGiZoZeD2BDMD8Pg2kNcdk"]);
 });
+
+/** The warnings a configuration gave when it was read. */
+function warningsOf(config: unknown): string[] {
+  return (config as { warnings?: string[] }).warnings ?? [];
+}
+
+Deno.test('a mail server with tls = "none" and a password gives a warning, not an error', () => {
+  const base = `network = "x"\npost_office = "po"\n[host]\nemail = "h@x.test"\n`;
+  const plain = parseConfig(
+    base + `[host.receive]\nkind = "imap"\nhost = "m"\ntls = "none"\npassword_env = "P"\n`,
+    { base: "/etc/mailpeer" },
+  );
+  assert.equal(warningsOf(plain).length, 1);
+  assert.match(
+    warningsOf(plain)[0]!,
+    /^host\.receive: tls = "none" sends the password of h@x\.test in clear text; .*starttls/,
+  );
+  const safe = parseConfig(
+    base + `[host.receive]\nkind = "imap"\nhost = "m"\ntls = "starttls"\npassword_env = "P"\n`,
+    { base: "/etc/mailpeer" },
+  );
+  assert.deepEqual(warningsOf(safe), []);
+  const noPassword = parseConfig(
+    base + `[host.send]\nkind = "smtp"\nhost = "m"\ntls = "none"\n`,
+    { base: "/etc/mailpeer" },
+  );
+  assert.deepEqual(warningsOf(noPassword), []);
+});
