@@ -129,7 +129,7 @@ export function clientCommand() {
     )
     .option("--json", "print events as JSON lines")
     .action(async (opts) => {
-      const config = await loadConfigFor(opts.config);
+      const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
       const onEvent = cliSink({ json: opts.json ?? false });
       const stop = onSignals();
       const { link } = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });

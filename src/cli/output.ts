@@ -103,6 +103,8 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
           : `forwarded ${e.forwarded} mails, quarantined ${e.quarantined}`;
       case "error":
         return `error ${e.code}: ${e.message}`;
+      case "warning":
+        return `warning: ${e.message}`;
     }
   })();
   return text === undefined ? undefined : `${step}${who}${text}`;

@@ -17,7 +17,7 @@ export function tableCommand() {
     .description("show the host's control table, newest first")
     .option("--json", "print one JSON object per row")
     .action(async (opts) => {
-      const config = await loadConfigFor(opts.config);
+      const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
       if (!config.host) {
         throw new ConfigError(
           "ECONFIG",

@@ -37,7 +37,16 @@ import { secretRef } from "./secret.ts";
 type Table = Record<string, unknown>;
 
 class Reader {
-  constructor(readonly base: string, readonly prefix: string) {}
+  constructor(
+    readonly base: string,
+    readonly prefix: string,
+    /** Problems that do not stop the configuration, shared by every sub-reader. */
+    readonly warnings: string[] = [],
+  ) {}
+
+  warn(problem: string): void {
+    this.warnings.push(`${this.prefix.replace(/\.$/, "")}: ${problem}`);
+  }
 
   fail(key: string, problem: string, fix: string): never {
     throw new ConfigError("ECONFIG", `Cannot read ${this.prefix}${key}: ${problem}; ${fix}`);
@@ -118,7 +127,7 @@ class Reader {
   }
 
   sub(key: string): Reader {
-    return new Reader(this.base, `${this.prefix}${key}.`);
+    return new Reader(this.base, `${this.prefix}${key}.`, this.warnings);
   }
 }
 
@@ -144,6 +153,12 @@ function readServer(
   };
   const password = secretRef(t, r.prefix, r.base);
   if (password) server.password = password;
+  if (password && tls === "none") {
+    r.warn(
+      `tls = "none" sends the password of ${server.user} in clear text; ` +
+        `use tls = "starttls" or "implicit" unless the server is on this machine`,
+    );
+  }
   const ca = r.optionalString(t, "ca_file");
   if (ca !== undefined) server.caFile = r.path(t, "ca_file");
   const servername = r.optionalString(t, "servername");
@@ -320,5 +335,6 @@ export function configFromObject(
   if (doc["terminal"] !== undefined) {
     config.terminal = readTerminal(r.sub("terminal"), r.table(doc, "terminal"), postOffice);
   }
+  if (r.warnings.length > 0) config.warnings = r.warnings;
   return config;
 }
