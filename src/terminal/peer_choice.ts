@@ -29,7 +29,8 @@ function refs(list: readonly string[] | undefined, name: string): PeerRef[] {
     const ref = parsePeerRef(entry);
     if (!ref) {
       throw new TypeError(
-        `${name}-list entry ${JSON.stringify(entry)} names no key; use "user@<fingerprint>"`,
+        `Cannot use the ${name}-list entry ${JSON.stringify(entry)}: it names no key; ` +
+          'write "user@<fingerprint>" or "<fingerprint>"',
       );
     }
     return ref;
@@ -54,6 +55,11 @@ class Lists {
       r.fingerprint === fingerprint && (r.userId === undefined || r.userId === peer.userId)
     );
   }
+}
+
+/** Throws a `TypeError` when an entry of `policy` names no key (checked up front by a terminal). */
+export function checkPeerPolicy(policy: PeerPolicy): void {
+  new Lists(policy);
 }
 
 /** Orders the peers of a reply for connection attempts; never returns a deny-listed key. */

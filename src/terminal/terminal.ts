@@ -23,7 +23,7 @@ import { bodyForBlocks, subjectFor } from "../message/mail_text.ts";
 import type { Endpoint, PeerEntry, ReplyPayload } from "../message/types.ts";
 import type { PeerIdentity, PeerLink, PeerListener, PeerTransport } from "../peer/types.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom } from "../runtime.ts";
-import { acceptsPeer, choosePeers, type PeerPolicy } from "./peer_choice.ts";
+import { acceptsPeer, checkPeerPolicy, choosePeers, type PeerPolicy } from "./peer_choice.ts";
 import { waitForReply } from "./reply_wait.ts";
 
 /** Everything a terminal needs. */
@@ -69,6 +69,8 @@ export class Terminal {
     & Pick<TerminalOptions, "listen" | "policy">;
 
   constructor(options: TerminalOptions) {
+    // A list entry that names no key would refuse everyone at standby: say so now.
+    if (options.policy) checkPeerPolicy(options.policy);
     this.#o = {
       subjectMatch: "exact",
       replyTimeoutMs: DEFAULT_REPLY_TIMEOUT_MS,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { PeerEntry } from "../../src/message/types.ts";
 import { keyFingerprint } from "../../src/message/key_fingerprint.ts";
-import { acceptsPeer, choosePeers } from "../../src/terminal/peer_choice.ts";
+import { acceptsPeer, checkPeerPolicy, choosePeers } from "../../src/terminal/peer_choice.ts";
 
 /** A distinct identity key per user id (tests only look at lists, not signatures). */
 function keyOf(userId: string): Uint8Array {
@@ -79,4 +79,13 @@ Deno.test("standby accepts anyone but denied keys, or only listed keys when an a
 
 Deno.test("the key fingerprint is the base64url SHA-256 of the key, 43 characters", () => {
   assert.equal(keyFingerprint(new Uint8Array(32)), "Zmh6rfhivXdsj8GLjp-OIAiXFIVu4jOzkCpZHQ1fKSU");
+});
+
+Deno.test("a list entry that names no key is a programming error, not a silent refusal", () => {
+  assert.throws(
+    () => checkPeerPolicy({ allow: ["bob"] }),
+    /names no key; write "user@<fingerprint>"/,
+  );
+  assert.throws(() => choosePeers([], { deny: ["eve@short"] }), TypeError);
+  checkPeerPolicy({ allow: [`bob@${fp("bob")}`], deny: [fp("eve")] });
 });
