@@ -6,6 +6,7 @@
  * @module
  */
 import { Command, CommanderError } from "@commander-js/extra-typings";
+import { jsonLine, printable } from "./src/cli/terminal_text.ts";
 import { isMailpeerError } from "./src/errors.ts";
 import { VERSION } from "./src/version.ts";
 
@@ -61,13 +62,13 @@ async function main(args: string[]): Promise<number> {
     }
     if (isMailpeerError(err)) {
       const line = wantsJson(args)
-        ? JSON.stringify({
+        ? jsonLine({
           time: new Date().toISOString(),
           event: "error",
           code: err.code,
           message: err.message,
         }) + "\n"
-        : `mailpeer: ${err.message}\n`;
+        : `mailpeer: ${printable(err.message)}\n`; // may quote a peer (a refusal reason)
       (wantsJson(args) ? Deno.stdout : Deno.stderr).writeSync(new TextEncoder().encode(line));
       return 1;
     }

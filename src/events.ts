@@ -62,6 +62,7 @@ export type MailpeerEvent =
     | { event: "forwarded"; kind: "request" | "notice"; to: string; resentId: string }
     | { event: "representative-pass"; forwarded: number; quarantined: number }
     | { event: "error"; code: string; message: string }
+    | { event: "warning"; message: string }
   );
 
 /** Name of an event. */

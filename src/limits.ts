@@ -134,3 +134,12 @@ export const MAX_HANDSHAKE_FRAME_BYTES = 4 * 1024;
  * connection past it is closed at once.
  */
 export const MAX_PENDING_TCP_HANDSHAKES = 128;
+
+// ---- terminal and addresses (issue 12) ----
+/**
+ * Largest mail a terminal downloads while it waits for its reply. The listing gives each mail's
+ * size (IMAP RFC822.SIZE, POP3 LIST, the Maildir file size); a bigger mail under the reply
+ * subject is quarantined without being fetched. A reply carries one block of at most
+ * `MAX_BLOCK_BYTES` (about 22 KiB armored), so this leaves room for the headers relays add.
+ */
+export const MAX_TERMINAL_MAIL_BYTES = 64 * 1024;

@@ -22,6 +22,7 @@ import { StunAddress } from "../terminal/stun.ts";
 import { type Rendezvous, Terminal } from "../terminal/terminal.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import { cliSink } from "./output.ts";
+import { printable } from "./terminal_text.ts";
 import { loadIdentity, openSender, openSource, parseHostCards } from "./wire.ts";
 
 /** Runs the terminal flow of a configuration until a link is established. */
@@ -98,7 +99,10 @@ export async function chatOver(
   const peer = link.remote.userId;
   const show = (text: string) => {
     options.onEvent({ event: "message", from: peer, text });
-    if (!options.json) Deno.stdout.writeSync(new TextEncoder().encode(`${peer}> ${text}\n`));
+    if (!options.json) {
+      // The peer chooses the text: never let it drive the terminal.
+      Deno.stdout.writeSync(new TextEncoder().encode(printable(`${peer}> ${text}`) + "\n"));
+    }
   };
   if (options.message !== undefined) {
     await sendLine(link, options.message);
@@ -125,7 +129,7 @@ export function clientCommand() {
     )
     .option("--json", "print events as JSON lines")
     .action(async (opts) => {
-      const config = await loadConfigFor(opts.config);
+      const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
       const onEvent = cliSink({ json: opts.json ?? false });
       const stop = onSignals();
       const { link } = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });

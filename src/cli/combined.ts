@@ -21,7 +21,7 @@ export function combinedCommand() {
     )
     .option("--json", "print events as JSON lines")
     .action(async (opts) => {
-      const config = await loadConfigFor(opts.config);
+      const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
       const sink = cliSink({ json: opts.json ?? false });
       const stop = onSignals();
       const { host, close } = await hostFromConfig(config, { onEvent: withActor(sink, "host") });

@@ -5,6 +5,7 @@
  */
 import type { Command } from "@commander-js/extra-typings";
 import { type Config, loadConfig } from "../config/config.ts";
+import { cliSink } from "./output.ts";
 
 /** Adds `--config FILE` (default `$MAILPEER_CONFIG` or `mailpeer.toml`). */
 export function configOption<A extends unknown[], O extends Record<string, unknown>>(
@@ -13,9 +14,19 @@ export function configOption<A extends unknown[], O extends Record<string, unkno
   return cmd.option("-c, --config <file>", "configuration file (TOML; see docs/config.md)");
 }
 
-/** Loads the configuration named by --config, $MAILPEER_CONFIG or ./mailpeer.toml. */
-export function loadConfigFor(path: string | undefined): Promise<Config> {
-  return loadConfig(path ?? Deno.env.get("MAILPEER_CONFIG") ?? "mailpeer.toml");
+/**
+ * Loads the configuration named by --config, $MAILPEER_CONFIG or ./mailpeer.toml, and reports
+ * each of its warnings (a setting that works but weakens security) as a `warning` event: a
+ * JSON line with `json`, else a line on stderr.
+ */
+export async function loadConfigFor(
+  path: string | undefined,
+  options: { json?: boolean } = {},
+): Promise<Config> {
+  const config = await loadConfig(path ?? Deno.env.get("MAILPEER_CONFIG") ?? "mailpeer.toml");
+  const sink = cliSink({ json: options.json ?? false });
+  for (const message of config.warnings ?? []) sink({ event: "warning", message });
+  return config;
 }
 
 /** An AbortController aborted by SIGINT or SIGTERM. */

@@ -123,7 +123,7 @@ export function hostCommand() {
     .option("--sync", "with --once: push this host's table to the pool")
     .option("--json", "print events as JSON lines")
     .action(async (opts) => {
-      const config = await loadConfigFor(opts.config);
+      const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
       const onEvent = cliSink({ json: opts.json ?? false });
       const hc0 = config.host;
       if (

@@ -14,7 +14,8 @@ import {
   generateIdentityKeys,
   hostCardOf,
 } from "../message/key_file.ts";
-import { loadHostKeys } from "./wire.ts";
+import { formatPeerRef, keyFingerprint } from "../message/key_fingerprint.ts";
+import { loadHostKeys, loadIdentity } from "./wire.ts";
 
 async function writeSecretFile(path: string, text: string, force: boolean): Promise<void> {
   try {
@@ -44,6 +45,10 @@ export function keygenCommand() {
     .option("--host <email>", "create host keys for this mailbox address and print the host card")
     .option("--user <id>", "create a terminal identity for this user id")
     .option("--card <file>", "print the host card of an existing host key file")
+    .option(
+      "--fingerprint <file>",
+      "print user@fingerprint of an identity file (for terminal.allow and terminal.deny)",
+    )
     .option("-o, --out <file>", "where to write the key file")
     .option("--force", "replace an existing key file")
     .option("--json", "print the result as one JSON object")
@@ -57,10 +62,28 @@ export function keygenCommand() {
         await out(opts.json ? { event: "host-card", card } : card);
         return;
       }
+      if (opts.fingerprint) {
+        const keys = await loadIdentity(opts.fingerprint);
+        const peer = formatPeerRef(keys.userId, keys.ed25519.publicKey);
+        await out(
+          opts.json
+            ? {
+              event: "fingerprint",
+              userId: keys.userId,
+              fingerprint: keyFingerprint(keys.ed25519.publicKey),
+              peer,
+            }
+            : peer,
+        );
+        return;
+      }
       if (!!opts.host === !!opts.user) {
-        cmd.error("error: give exactly one of --host EMAIL, --user ID or --card FILE", {
-          exitCode: 2,
-        });
+        cmd.error(
+          "error: give exactly one of --host EMAIL, --user ID, --card or --fingerprint FILE",
+          {
+            exitCode: 2,
+          },
+        );
       }
       if (opts.host) {
         const keys = await generateHostKeys(opts.host);
@@ -76,10 +99,19 @@ export function keygenCommand() {
         const keys = await generateIdentityKeys(opts.user!);
         const path = opts.out ?? "identity.json";
         await writeSecretFile(path, encodeIdentityKeys(keys), opts.force ?? false);
+        const fingerprint = keyFingerprint(keys.ed25519.publicKey);
         await out(
           opts.json
-            ? { event: "keys-written", path, userId: opts.user }
-            : `wrote ${path} for user ${opts.user}`,
+            ? {
+              event: "keys-written",
+              path,
+              userId: opts.user,
+              fingerprint,
+              peer: formatPeerRef(keys.userId, keys.ed25519.publicKey),
+            }
+            : `wrote ${path} for user ${opts.user}\n` +
+              `for the allow-lists of your peers (terminal.allow):\n` +
+              formatPeerRef(keys.userId, keys.ed25519.publicKey),
         );
       }
     });

@@ -8,6 +8,7 @@
 import { formatDuration } from "../config/duration.ts";
 import { type EventSink, type MailpeerEvent, withStep } from "../events.ts";
 import type { Endpoint } from "../message/types.ts";
+import { jsonLine, printable } from "./terminal_text.ts";
 
 const encoder = new TextEncoder();
 
@@ -102,23 +103,28 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
           : `forwarded ${e.forwarded} mails, quarantined ${e.quarantined}`;
       case "error":
         return `error ${e.code}: ${e.message}`;
+      case "warning":
+        return `warning: ${e.message}`;
     }
   })();
   return text === undefined ? undefined : `${step}${who}${text}`;
 }
 
-/** The CLI's event sink: JSON lines on stdout, or narration on stderr. */
+/**
+ * The CLI's event sink: JSON lines on stdout, or narration on stderr. Events carry text from
+ * peers and mail (chat lines, user ids, reasons), so both go through terminal_text.ts.
+ */
 export function cliSink(options: { json: boolean; quiet?: boolean }): EventSink {
   return (raw) => {
     const event = withStep(raw);
     if (options.json) {
       Deno.stdout.writeSync(
-        encoder.encode(JSON.stringify({ time: new Date().toISOString(), ...event }) + "\n"),
+        encoder.encode(jsonLine({ time: new Date().toISOString(), ...event }) + "\n"),
       );
       return;
     }
     if (options.quiet) return;
     const line = narrate(event);
-    if (line !== undefined) Deno.stderr.writeSync(encoder.encode(line + "\n"));
+    if (line !== undefined) Deno.stderr.writeSync(encoder.encode(printable(line) + "\n"));
   };
 }

@@ -5,6 +5,9 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { ConfigError } from "../errors.ts";
+import type { PeerRow } from "../host/types.ts";
+import { fromBase64Url } from "../message/base64.ts";
+import { formatPeerRef } from "../message/key_fingerprint.ts";
 import { configOption, loadConfigFor } from "./common.ts";
 import { openStore } from "./wire.ts";
 
@@ -14,7 +17,7 @@ export function tableCommand() {
     .description("show the host's control table, newest first")
     .option("--json", "print one JSON object per row")
     .action(async (opts) => {
-      const config = await loadConfigFor(opts.config);
+      const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
       if (!config.host) {
         throw new ConfigError(
           "ECONFIG",
@@ -24,14 +27,18 @@ export function tableCommand() {
       const rows = (await (await openStore(config.host)).read()).sort((a, b) =>
         b.requestedAt - a.requestedAt
       );
-      const lines = opts.json ? rows.map((r) => JSON.stringify({ event: "row", ...r })) : [
-        `${rows.length} row${rows.length === 1 ? "" : "s"} in ${config.host.table}`,
-        ...rows.map((r) =>
-          `${new Date(r.requestedAt).toISOString()}  ${r.userId.padEnd(16)} ${
-            r.endpoints.map((e) => `${e.address}:${e.port}/${e.transport}`).join(",").padEnd(28)
-          } failures=${r.failures}  ${r.email}`
-        ),
-      ];
+      // user@fingerprint is what terminal.allow and terminal.deny take.
+      const peerOf = (r: PeerRow) => formatPeerRef(r.userId, fromBase64Url(r.identityKey));
+      const lines = opts.json
+        ? rows.map((r) => JSON.stringify({ event: "row", ...r, peer: peerOf(r) }))
+        : [
+          `${rows.length} row${rows.length === 1 ? "" : "s"} in ${config.host.table}`,
+          ...rows.map((r) =>
+            `${new Date(r.requestedAt).toISOString()}  ${peerOf(r)}  ${
+              r.endpoints.map((e) => `${e.address}:${e.port}/${e.transport}`).join(",").padEnd(28)
+            } failures=${r.failures}  ${r.email}`
+          ),
+        ];
       await Deno.stdout.write(new TextEncoder().encode(lines.join("\n") + "\n"));
     });
 }

@@ -59,7 +59,7 @@ export function sendCommand() {
     .argument("<file>", "the file to send")
     .option("--json", "print events as JSON lines")
     .action(async (file, opts) => {
-      const config = await loadConfigFor(opts.config);
+      const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
       requireTcp(config, "send");
       const onEvent = cliSink({ json: opts.json ?? false });
       const stop = onSignals();
@@ -93,7 +93,7 @@ export function receiveCommand() {
     .option("--overwrite", "replace an existing file of the same name")
     .option("--json", "print events as JSON lines")
     .action(async (dir, opts) => {
-      const config = await loadConfigFor(opts.config);
+      const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
       requireTcp(config, "receive");
       const onEvent = cliSink({ json: opts.json ?? false });
       const stop = onSignals();

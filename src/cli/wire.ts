@@ -6,11 +6,13 @@
 import type { HostConfig, ReceiveConfig, SendConfig, ServerConfig } from "../config/config.ts";
 import type { TableStore } from "../host/types.ts";
 import { resolveSecret } from "../config/secret.ts";
-import { ConfigError, MessageError } from "../errors.ts";
+import { ConfigError, isMailpeerError, MessageError } from "../errors.ts";
 import { IMAP_PROBE_TIMEOUT_MS } from "../limits.ts";
 import type { MailSender, MailSource } from "../mail/types.ts";
+import { concatBytes } from "../message/base64.ts";
 import { type HostCard, parseHostCard } from "../message/host_card.ts";
 import {
+  checkKeyFileMode,
   decodeHostKeys,
   decodeIdentityKeys,
   type HostKeys,
@@ -107,10 +109,20 @@ export async function openSource(
   }
 }
 
+/** Reads a private key file, refusing one that other users may read ({@link checkKeyFileMode}). */
 async function readKeyFile(path: string, what: string): Promise<string> {
   try {
-    return await Deno.readTextFile(path);
+    using file = await Deno.open(path, { read: true });
+    // The mode of the file opened, not of whatever the path names a moment later.
+    checkKeyFileMode(path, (await file.stat()).mode);
+    const chunks: Uint8Array[] = [];
+    const chunk = new Uint8Array(4096);
+    for (let n = await file.read(chunk); n !== null; n = await file.read(chunk)) {
+      chunks.push(chunk.slice(0, n));
+    }
+    return new TextDecoder().decode(concatBytes(...chunks));
   } catch (err) {
+    if (isMailpeerError(err)) throw err;
     throw new ConfigError(
       "ECONFIG",
       `Cannot read the ${what} ${path}: ${

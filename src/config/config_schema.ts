@@ -96,6 +96,11 @@ export interface TerminalConfig {
 export interface Config {
   /** The file it was read from, if any. */
   path?: string;
+  /**
+   * Settings that work but weaken security (e.g. a password over `tls = "none"`), one line each
+   * starting with the section; the CLI reports each as a `warning` event.
+   */
+  warnings?: string[];
   network: string;
   subjectMatch: "exact" | "prefix";
   postOffice?: string;

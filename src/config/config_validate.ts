@@ -30,13 +30,23 @@ import type {
   ServerConfig,
   TerminalConfig,
 } from "./config_schema.ts";
+import { parsePeerRef } from "../message/key_fingerprint.ts";
 import { parseDuration } from "./duration.ts";
 import { secretRef } from "./secret.ts";
 
 type Table = Record<string, unknown>;
 
 class Reader {
-  constructor(readonly base: string, readonly prefix: string) {}
+  constructor(
+    readonly base: string,
+    readonly prefix: string,
+    /** Problems that do not stop the configuration, shared by every sub-reader. */
+    readonly warnings: string[] = [],
+  ) {}
+
+  warn(problem: string): void {
+    this.warnings.push(`${this.prefix.replace(/\.$/, "")}: ${problem}`);
+  }
 
   fail(key: string, problem: string, fix: string): never {
     throw new ConfigError("ECONFIG", `Cannot read ${this.prefix}${key}: ${problem}; ${fix}`);
@@ -117,7 +127,7 @@ class Reader {
   }
 
   sub(key: string): Reader {
-    return new Reader(this.base, `${this.prefix}${key}.`);
+    return new Reader(this.base, `${this.prefix}${key}.`, this.warnings);
   }
 }
 
@@ -143,6 +153,12 @@ function readServer(
   };
   const password = secretRef(t, r.prefix, r.base);
   if (password) server.password = password;
+  if (password && tls === "none") {
+    r.warn(
+      `tls = "none" sends the password of ${server.user} in clear text; ` +
+        `use tls = "starttls" or "implicit" unless the server is on this machine`,
+    );
+  }
   const ca = r.optionalString(t, "ca_file");
   if (ca !== undefined) server.caFile = r.path(t, "ca_file");
   const servername = r.optionalString(t, "servername");
@@ -241,6 +257,23 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
   };
 }
 
+/** Allow- and deny-list entries name keys: `fingerprint` or `user@fingerprint`. */
+function peerRefs(r: Reader, t: Table, key: string): string[] {
+  const entries = r.strings(t, key);
+  for (const entry of entries) {
+    if (parsePeerRef(entry) === undefined) {
+      const user = entry.includes("@") ? entry.slice(0, entry.lastIndexOf("@")) : entry;
+      r.fail(
+        key,
+        `${JSON.stringify(entry)} names no key`,
+        `write "${user}@<fingerprint>" with the fingerprint that \`mailpeer keygen --user\` ` +
+          "or `mailpeer table` prints",
+      );
+    }
+  }
+  return entries;
+}
+
 function readTerminal(r: Reader, t: Table, postOffice: string | undefined): TerminalConfig {
   const email = r.string(t, "email");
   const listen = r.optionalString(t, "listen");
@@ -256,8 +289,8 @@ function readTerminal(r: Reader, t: Table, postOffice: string | undefined): Term
     connectTimeoutMs: r.duration(t, "connect_timeout", DEFAULT_CONNECT_TIMEOUT_MS),
     standbyTimeoutMs: r.duration(t, "standby_timeout", DEFAULT_STANDBY_TIMEOUT_MS),
     pollIntervalMs: r.duration(t, "poll_interval", DEFAULT_TERMINAL_POLL_INTERVAL_MS),
-    allow: r.strings(t, "allow"),
-    deny: r.strings(t, "deny"),
+    allow: peerRefs(r, t, "allow"),
+    deny: peerRefs(r, t, "deny"),
     stunServers: r.strings(t, "stun_servers"),
     receive: readReceive(r.sub("receive"), r.table(t, "receive"), email, postOffice, false),
     send: readSend(r.sub("send"), r.table(t, "send"), email, postOffice),
@@ -302,5 +335,6 @@ export function configFromObject(
   if (doc["terminal"] !== undefined) {
     config.terminal = readTerminal(r.sub("terminal"), r.table(doc, "terminal"), postOffice);
   }
+  if (r.warnings.length > 0) config.warnings = r.warnings;
   return config;
 }

@@ -2,7 +2,9 @@
  * {@link MailSender} over SMTP submission, through a pooled nodemailer transport.
  *
  * The mail is composed by {@link composeMail} (the same bytes the Maildir sender writes) and
- * handed to nodemailer as `raw` with an explicit envelope. Connections are pooled (a new TLS
+ * handed to nodemailer as `raw` with an explicit envelope, checked first to hold exactly the
+ * recipients meant: nodemailer parses envelope addresses as address lists, so `a,b@evil.test`
+ * (say, a crafted From being answered) would otherwise become two RCPT TO. Connections are pooled (a new TLS
  * connection costs ~50 ms under Deno) and get `TCP_NODELAY` through nodemailer's `getSocket`
  * hook (without it each pooled message stalls ~40 ms on Nagle + delayed ACK).
  *
@@ -10,9 +12,11 @@
  */
 import { Buffer } from "node:buffer";
 import net from "node:net";
+import addressparser from "nodemailer/lib/addressparser/index.js";
 import { MailError } from "../errors.ts";
 import { SMTP_POOL_CONNECTIONS } from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
+import { emailProblem } from "../message/host_card.ts";
 import { composeMail, domainOf } from "./compose.ts";
 import { resentRaw } from "./resend.ts";
 import type { MailSender, OutgoingMail } from "./types.ts";
@@ -117,11 +121,12 @@ export class SmtpSender implements MailSender {
     if (this.#closed) {
       throw new MailError("ESEND", `Cannot send mail via ${this.#where}: the sender is closed`);
     }
+    const envelope = this.#envelope("send mail", mail.from, mail.to);
     const { raw, messageId } = await composeMail(mail, {
       ...(this.#options.hostname ? { hostname: this.#options.hostname } : {}),
       ...(this.#options.now ? { now: this.#options.now } : {}),
     });
-    return await this.#submit(raw, { from: mail.from, to: mail.to, messageId, ...options });
+    return await this.#submit(raw, { envelope, messageId, ...options });
   }
 
   /**
@@ -137,6 +142,7 @@ export class SmtpSender implements MailSender {
     if (this.#closed) {
       throw new MailError("ESEND", `Cannot forward mail via ${this.#where}: the sender is closed`);
     }
+    const envelope = this.#envelope("forward mail", options.from, options.to);
     const host = this.#options.hostname ?? domainOf(options.from) ?? "localhost";
     const messageId = `<${crypto.randomUUID().replaceAll("-", "")}@${host}>`;
     const resent = resentRaw(raw, {
@@ -145,23 +151,56 @@ export class SmtpSender implements MailSender {
       date: new Date((this.#options.now ?? Date.now)()),
       messageId,
     });
-    return await this.#submit(resent, { ...options, messageId });
+    return await this.#submit(resent, {
+      envelope,
+      messageId,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  }
+
+  /**
+   * The SMTP envelope: one plain address per sender and recipient, each of which nodemailer
+   * reads back as exactly that one address; anything else is a `MailError` `ESEND`.
+   */
+  #envelope(what: string, from: string, to: string[]): { from: string; to: string[] } {
+    const plain = (address: string, role: string): string => {
+      const bare = bareAddress(address);
+      const parsed = addressparser(bare, { flatten: true });
+      const problem = emailProblem(bare) ??
+        (parsed.length === 1 && parsed[0]!.address === bare
+          ? undefined
+          : `reads as ${parsed.length} addresses`);
+      if (problem !== undefined) {
+        throw new MailError(
+          "ESEND",
+          `Cannot ${what} via ${this.#where}: the ${role} address ${
+            JSON.stringify(address)
+          } is not one plain address (${problem}); send only to plain local@domain addresses`,
+          { cause: problem },
+        );
+      }
+      return bare;
+    };
+    if (to.length === 0) {
+      throw new MailError(
+        "ESEND",
+        `Cannot ${what} via ${this.#where}: it has no recipient; name one`,
+      );
+    }
+    return { from: plain(from, "sender"), to: to.map((t) => plain(t, "recipient")) };
   }
 
   /** Submits raw bytes with the given envelope; the one path `send` and `forward` share. */
   async #submit(
     raw: Uint8Array,
-    o: { from: string; to: string[]; messageId: string; signal?: AbortSignal },
+    o: { envelope: { from: string; to: string[] }; messageId: string; signal?: AbortSignal },
   ): Promise<{ messageId: string }> {
     const transport = await this.#ensureTransport();
     o.signal?.throwIfAborted();
-    const to = o.to.map(bareAddress);
+    const to = o.envelope.to;
     let info: { accepted?: unknown[]; rejected?: unknown[] };
     try {
-      info = await transport.sendMail({
-        envelope: { from: bareAddress(o.from), to },
-        raw: toBuffer(raw),
-      });
+      info = await transport.sendMail({ envelope: o.envelope, raw: toBuffer(raw) });
     } catch (err) {
       throw this.#error(err, to);
     }

@@ -3,8 +3,8 @@
  *
  * `mailpeer1:<email>:<x25519 base64url>:<ed25519 base64url>`
  *
- * The two keys are split off the right, so an address whose local part contains `:` still
- * reads back unchanged.
+ * The two keys are split off the right. An address whose local part holds a character that an
+ * address parser reads as structure (`:` among them) is refused ({@link emailProblem}).
  *
  * @module
  */
@@ -26,6 +26,13 @@ export const HOST_CARD_PREFIX = "mailpeer1:";
 
 const MAX_EMAIL_LENGTH = 254;
 const DOMAIN_LABEL = /^[\p{L}\p{N}](?:[\p{L}\p{N}-]{0,61}[\p{L}\p{N}])?$/u;
+/**
+ * Characters an address parser reads as structure, not as part of a local part: a list
+ * separator (`,` `;`), an angle-bracket or group delimiter (`<` `>` `:`), a comment (`(` `)`),
+ * a domain literal (`[` `]`), a quote or escape (`"` `\\`), another `@` (white space anywhere is
+ * refused by the check after it). Quoted local parts are refused too: no mailpeer user needs one, and each parser unquotes them its own way.
+ */
+const LOCAL_PART_SPECIAL = /[,;<>()[\]:"\\@]/;
 const ADDRESS_LITERAL = /^\[[0-9A-Fa-f:.]+\]$|^\[IPv6:[0-9A-Fa-f:.]+\]$/;
 
 function hasControlOrSpace(text: string): boolean {
@@ -38,7 +45,9 @@ function hasControlOrSpace(text: string): boolean {
 
 /**
  * Says what is wrong with an e-mail address, or `undefined` when it is a plausible
- * `local@domain` address (one line, no spaces, a domain of dotted labels or an address literal).
+ * `local@domain` address (one line, no spaces, a domain of dotted labels or an address literal,
+ * a local part without `, ; < > ( ) [ ] : " \\ @` or spaces, so that no address parser can read
+ * it as several recipients). This is the one check for every address taken from mail.
  *
  * @example
  * ```ts
@@ -49,10 +58,15 @@ function hasControlOrSpace(text: string): boolean {
 export function emailProblem(email: string): string | undefined {
   if (email.length === 0) return "it is empty";
   if (email.length > MAX_EMAIL_LENGTH) return `it is longer than ${MAX_EMAIL_LENGTH} characters`;
+  const at = email.lastIndexOf("@");
+  const special = at > 0 ? LOCAL_PART_SPECIAL.exec(email.slice(0, at)) : null;
+  if (special) {
+    return `its local part holds ${JSON.stringify(special[0])}, which could make it several ` +
+      "recipients";
+  }
   if (!email.isWellFormed() || hasControlOrSpace(email)) {
     return "it contains spaces or control characters";
   }
-  const at = email.lastIndexOf("@");
   if (at < 0) return "it has no @";
   const local = email.slice(0, at);
   const domain = email.slice(at + 1);

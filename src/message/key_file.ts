@@ -47,6 +47,30 @@ function keyError(what: string, problem: string, cause?: unknown): MessageError 
 }
 
 /**
+ * Refuses a private key file that group or others may read or write (mode bits 0o077), as ssh
+ * refuses such an identity file. `mode` is the file's `stat` mode; `null` (a system without
+ * POSIX modes) passes.
+ *
+ * @example
+ * ```ts
+ * import { checkKeyFileMode } from "./key_file.ts";
+ * checkKeyFileMode("alice.identity.json", 0o100600); // fine
+ * // checkKeyFileMode("alice.identity.json", 0o100644) throws: ... chmod 600 alice.identity.json
+ * ```
+ * @throws {MessageError} `EKEY`: "Cannot use the key file FILE: its mode is 0644, …; run `chmod 600 FILE`".
+ */
+export function checkKeyFileMode(path: string, mode: number | null): void {
+  if (mode === null || (mode & 0o077) === 0) return;
+  const octal = (mode & 0o7777).toString(8).padStart(4, "0");
+  throw new MessageError(
+    "EKEY",
+    `Cannot use the key file ${path}: it has mode ${octal}, so other users of this machine can ` +
+      `read or replace its private keys; run chmod 600 ${path}`,
+    { cause: `mode ${octal}` },
+  );
+}
+
+/**
  * Generates fresh host keys for the mailbox `email`.
  *
  * @example

@@ -229,7 +229,8 @@ export async function respondHandshake(
       .catch(() => {});
     throw new PeerError(
       "EPEER",
-      `Cannot accept peer ${connect.userId}: refused by the accept hook; allow its user id to let it in`,
+      `Cannot accept peer ${connect.userId}: refused by the accept hook; ` +
+        "list its key (user@fingerprint) in terminal.allow to let it in",
       { cause: REFUSED_REASON },
     );
   }

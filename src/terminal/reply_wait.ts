@@ -1,14 +1,16 @@
 /**
  * Waiting for the host's reply: list matching mail, open each with the reply key, accept the
  * first one signed by a configured host for this session. Replies to older sessions are
- * deleted; forged or broken ones are quarantined. Progress is reported as `waiting` events.
+ * deleted; forged or broken ones are quarantined, and so is any mail over
+ * `MAX_TERMINAL_MAIL_BYTES`, by the size the listing gives, before it is downloaded. Progress is
+ * reported as `waiting` events.
  *
  * @module
  */
-import { isMailpeerError, MessageError, PeerError } from "../errors.ts";
+import { isMailpeerError, MailError, MessageError, PeerError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
 import { formatDuration } from "../config/duration.ts";
-import { WAITING_REPORT_MS } from "../limits.ts";
+import { MAX_TERMINAL_MAIL_BYTES, WAITING_REPORT_MS } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { parseMail } from "../mail/parse.ts";
 import type { MailRef, MailSource, SubjectMatch } from "../mail/types.ts";
@@ -114,6 +116,10 @@ async function tryReply(
   ref: MailRef,
   o: ReplyWaitOptions,
 ): Promise<{ reply: ReplyPayload; host: HostCard; consume: () => Promise<void> } | undefined> {
+  if (ref.size !== undefined && ref.size > MAX_TERMINAL_MAIL_BYTES) {
+    await refuse(ref, oversize(ref, ref.size), o);
+    return undefined;
+  }
   let raw: Uint8Array;
   try {
     raw = await o.source.fetch(ref);
@@ -121,6 +127,11 @@ async function tryReply(
     // The mail vanished (another reader took it): just look again.
     if (isMailpeerError(err)) return undefined;
     throw err;
+  }
+  if (raw.length > MAX_TERMINAL_MAIL_BYTES) {
+    // A source that could not tell the size up front.
+    await refuse(ref, oversize(ref, raw.length), o);
+    return undefined;
   }
   let lastError: unknown;
   let sentAt: number | undefined;
@@ -159,9 +170,23 @@ async function tryReply(
     }
     return undefined;
   }
-  const message = isMailpeerError(lastError) ? lastError.message : String(lastError);
+  await refuse(ref, lastError, o);
+  return undefined;
+}
+
+function oversize(ref: MailRef, size: number): MailError {
+  return new MailError(
+    "EMAIL",
+    `Cannot read mail ${ref.id} as a reply: it has ${size} bytes, over the limit of ` +
+      `${MAX_TERMINAL_MAIL_BYTES}; it is quarantined unread (a real reply is far smaller)`,
+  );
+}
+
+/** Logs, reports and quarantines a mail that is not a valid reply. */
+async function refuse(ref: MailRef, error: unknown, o: ReplyWaitOptions): Promise<void> {
+  const code = isMailpeerError(error) ? error.code : "EBLOCK";
+  const message = isMailpeerError(error) ? error.message : String(error);
   o.logger.log("warn", `refused a reply: ${message}`, { code });
   o.onEvent({ event: "error", code, message });
   await o.source.quarantine(ref, message);
-  return undefined;
 }

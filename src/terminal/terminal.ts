@@ -23,7 +23,7 @@ import { bodyForBlocks, subjectFor } from "../message/mail_text.ts";
 import type { Endpoint, PeerEntry, ReplyPayload } from "../message/types.ts";
 import type { PeerIdentity, PeerLink, PeerListener, PeerTransport } from "../peer/types.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom } from "../runtime.ts";
-import { acceptsUser, choosePeers, type PeerPolicy } from "./peer_choice.ts";
+import { acceptsPeer, checkPeerPolicy, choosePeers, type PeerPolicy } from "./peer_choice.ts";
 import { waitForReply } from "./reply_wait.ts";
 
 /** Everything a terminal needs. */
@@ -69,6 +69,8 @@ export class Terminal {
     & Pick<TerminalOptions, "listen" | "policy">;
 
   constructor(options: TerminalOptions) {
+    // A list entry that names no key would refuse everyone at standby: say so now.
+    if (options.policy) checkPeerPolicy(options.policy);
     this.#o = {
       subjectMatch: "exact",
       replyTimeoutMs: DEFAULT_REPLY_TIMEOUT_MS,
@@ -97,7 +99,7 @@ export class Terminal {
     const started = o.clock.now();
     const listener = await o.transport.listen(o.listen ?? { address: o.advertise, port: 0 }, {
       identity: this.#peerIdentity,
-      accept: (peer) => acceptsUser(peer.userId, o.policy),
+      accept: (peer) => acceptsPeer(peer, o.policy),
     });
     try {
       const endpoint: Endpoint = {
@@ -204,6 +206,16 @@ export class Terminal {
             timeoutMs: o.connectTimeoutMs,
             ...(signal ? { signal } : {}),
           });
+          if (link.remote.userId !== peer.userId) {
+            // The key is the listed one, but lists and notices go by the listed user id too.
+            await link.close().catch(() => {});
+            throw new PeerError(
+              "EIDENTITY",
+              `Cannot accept peer ${peer.userId}: it names itself ${
+                JSON.stringify(link.remote.userId)
+              } in its handshake; report it and try another peer`,
+            );
+          }
           o.onEvent({
             event: "connected",
             peer: peer.userId,

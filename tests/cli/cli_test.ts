@@ -55,10 +55,14 @@ Deno.test("keygen, host --once, client and table work together from configuratio
       again.stderr,
       /^mailpeer: Cannot write host.keys.json: the file exists; pass --force/,
     );
-    assert.equal(
-      (await mailpeer(["keygen", "--user", "bob", "-o", "bob.json"], { cwd: dir })).code,
-      0,
-    );
+    const bob = await mailpeer(["keygen", "--user", "bob", "-o", "bob.json"], { cwd: dir });
+    assert.equal(bob.code, 0, bob.stderr);
+    assert.equal((await Deno.stat(join(dir, "bob.json"))).mode! & 0o777, 0o600);
+    // What to put in a peer's terminal.allow: bob@ and the 43-character key fingerprint.
+    const bobRef = bob.stdout.trim().split("\n").at(-1)!;
+    assert.match(bobRef, /^bob@[A-Za-z0-9_-]{43}$/);
+    const shown = await mailpeer(["keygen", "--fingerprint", "bob.json"], { cwd: dir });
+    assert.equal(shown.stdout.trim(), bobRef);
 
     await Deno.writeTextFile(
       join(dir, "mailpeer.toml"),
@@ -101,6 +105,7 @@ poll_interval = "100ms"
     const rows = events(table.stdout);
     assert.equal(rows.length, 1);
     assert.equal(rows[0]?.userId, "bob");
+    assert.equal(rows[0]?.peer, bobRef, "the table shows what allow-lists take");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -18,7 +18,7 @@ email = "alice@lan.local"
 hosts = ["mailpeer1:host@lan.local:AAAA:BBBB"]
 address = "127.0.0.1"
 reply_timeout = "90s"
-allow = ["bob"]
+allow = ["bob@f8oDTCq4mrP3Y3mJgf1m3AGiZoZeD2BDMD8Pg2kNcdk"]
 `;
 
 function rejects(text: string, pattern: RegExp): void {
@@ -42,7 +42,7 @@ Deno.test("a full configuration is read with defaults and paths relative to its 
   assert.deepEqual(c.host?.send, { kind: "local", postOffice: "/etc/mailpeer/po" });
   assert.equal(c.terminal?.replyTimeoutMs, 90_000);
   assert.equal(c.terminal?.identity, "/etc/mailpeer/identity.json");
-  assert.deepEqual(c.terminal?.allow, ["bob"]);
+  assert.deepEqual(c.terminal?.allow, ["bob@f8oDTCq4mrP3Y3mJgf1m3AGiZoZeD2BDMD8Pg2kNcdk"]);
   assert.equal(c.terminal?.transport, "tcp");
 });
 
@@ -92,4 +92,51 @@ Deno.test("durations read as a person writes them", () => {
   assert.equal(parseDuration("12h", "k"), 43_200_000);
   assert.equal(parseDuration(30, "k"), 30_000);
   assert.throws(() => parseDuration("-1s", "k"), ConfigError);
+});
+
+Deno.test("an allow- or deny-list entry that names no key is refused with the form to write", () => {
+  const terminal = (list: string) =>
+    `network = "x"\npost_office = "po"\n[terminal]\nuser_id = "a"\nemail = "a@x"\n` +
+    `hosts = ["mailpeer1:h@x:AAAA:BBBB"]\n${list}`;
+  rejects(
+    terminal(`allow = ["bob"]`),
+    /^Cannot read terminal\.allow: "bob" names no key; write "bob@<fingerprint>" .*mailpeer keygen/,
+  );
+  rejects(
+    terminal(`deny = ["eve@short"]`),
+    /^Cannot read terminal\.deny: "eve@short" names no key; /,
+  );
+  const c = parseConfig(
+    terminal(`deny = ["f8oDTCq4mrP3Y3mJgf1m3AGiZoZeD2BDMD8Pg2kNcdk"]`),
+    { base: "/etc/mailpeer" },
+  );
+  assert.deepEqual(c.terminal?.deny, ["f8oDTCq4mrP3Y3mJgf1m3AGiZoZeD2BDMD8Pg2kNcdk"]);
+});
+
+/** The warnings a configuration gave when it was read. */
+function warningsOf(config: unknown): string[] {
+  return (config as { warnings?: string[] }).warnings ?? [];
+}
+
+Deno.test('a mail server with tls = "none" and a password gives a warning, not an error', () => {
+  const base = `network = "x"\npost_office = "po"\n[host]\nemail = "h@x.test"\n`;
+  const plain = parseConfig(
+    base + `[host.receive]\nkind = "imap"\nhost = "m"\ntls = "none"\npassword_env = "P"\n`,
+    { base: "/etc/mailpeer" },
+  );
+  assert.equal(warningsOf(plain).length, 1);
+  assert.match(
+    warningsOf(plain)[0]!,
+    /^host\.receive: tls = "none" sends the password of h@x\.test in clear text; .*starttls/,
+  );
+  const safe = parseConfig(
+    base + `[host.receive]\nkind = "imap"\nhost = "m"\ntls = "starttls"\npassword_env = "P"\n`,
+    { base: "/etc/mailpeer" },
+  );
+  assert.deepEqual(warningsOf(safe), []);
+  const noPassword = parseConfig(
+    base + `[host.send]\nkind = "smtp"\nhost = "m"\ntls = "none"\n`,
+    { base: "/etc/mailpeer" },
+  );
+  assert.deepEqual(warningsOf(noPassword), []);
 });

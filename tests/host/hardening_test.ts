@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import type { LogFields, LogLevel } from "../../src/log.ts";
-import { bodyFor } from "../../src/message/mail_text.ts";
+import { join } from "node:path";
+import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
 import { NETWORK, World } from "../support/world.ts";
 
 function captureLog() {
@@ -151,6 +152,49 @@ Deno.test("with sender verification required, only mail whose SPF or DKIM passed
       headers: { "Authentication-Results": "evil.example; spf=pass smtp.mailfrom=player.test" },
     });
     assert.equal((await w.host.processPending()).quarantined, 1);
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test('a request whose From local part holds , ; < > ( ) [ ] : " or a space is quarantined, never answered', async () => {
+  const w = await World.create();
+  try {
+    const crafted = [
+      "<a,b@evil.test>",
+      "<a;b@evil.test>",
+      '<"a(b)"@evil.test>', // unquoted, (b) is a comment: the address is a@evil.test
+      "<a:b@evil.test>",
+      '<"a,b"@evil.test>',
+      "<a[b]@evil.test>",
+    ];
+    const newDir = join(w.postOffice.maildirOf("host@host.test"), "new");
+    for (const [i, from] of crafted.entries()) {
+      const p = await w.player(`crafty${i}`, 4100 + i);
+      const { block } = await w.requestBlock(p);
+      const raw = [
+        `From: ${from}`,
+        "To: host@host.test",
+        `Subject: ${subjectFor(NETWORK, "request")}`,
+        `Date: ${new Date(w.clock.now()).toUTCString()}`,
+        `Message-ID: <crafted${i}@evil.test>`,
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8",
+        "",
+        bodyFor(NETWORK, "request", block),
+      ].join("\r\n");
+      await Deno.writeTextFile(join(newDir, `${1000 + i}.crafted${i}.evil`), raw);
+    }
+    await w.host.processPending();
+    assert.equal(
+      w.events.filter((e) => e.event === "reply-sent").length,
+      0,
+      JSON.stringify(w.events),
+    );
+    const quarantined = w.events.filter((e) => e.event === "quarantined");
+    assert.equal(quarantined.length, crafted.length);
+    assert.ok(quarantined.every((e) => e.event === "quarantined" && e.code === "EMAIL"));
+    assert.deepEqual(await w.store.read(), []);
   } finally {
     await w.close();
   }

@@ -20,9 +20,11 @@ Deno.test("a host card is one line: prefix, address and both keys", () => {
   assert.ok(!/\s/.test(text));
 });
 
-Deno.test("an address with ':' in its local part survives the card", () => {
+Deno.test("an address with ':' in its local part is refused, not split into another card", () => {
   const card = { email: "team:games@example.org", x25519: x, ed25519: ed };
-  assert.deepEqual(parseHostCard(formatHostCard(card)), card);
+  assert.throws(() => formatHostCard(card), /local part holds ":"/);
+  const text = `mailpeer1:team:games@example.org:${toBase64Url(x)}:${toBase64Url(ed)}`;
+  assert.throws(() => parseHostCard(text), /local part holds ":"/);
 });
 
 Deno.test("a card pasted with surrounding whitespace or a newline is accepted", () => {
@@ -64,5 +66,27 @@ Deno.test("plausible addresses are told apart from implausible ones", () => {
   }
   for (const bad of ["", "a@", "@b", "a@b..c", "a@-b.c", "a\n@b.c", "a@b.c\u2028"]) {
     assert.notEqual(emailProblem(bad), undefined, JSON.stringify(bad));
+  }
+});
+
+Deno.test("an address whose local part would split into several recipients is implausible", () => {
+  for (
+    const bad of [
+      "a,b@evil.test",
+      "a;b@e.t",
+      "<a>@e.t",
+      "a<b@e.t",
+      "a>b@e.t",
+      "a(b)@e.t",
+      "a[b]@e.t",
+      "a:b@e.t",
+      '"a"@e.t',
+    ]
+  ) {
+    assert.match(emailProblem(bad) ?? "", /local part/, JSON.stringify(bad));
+  }
+  assert.match(emailProblem("a b@e.t") ?? "", /spaces/);
+  for (const ok of ["a.b+tag@e.t", "o'brien@e.t", "a_b-c=d@e.t"]) {
+    assert.equal(emailProblem(ok), undefined, ok);
   }
 });

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { PeerError } from "../../src/errors.ts";
 import type { MailpeerEvent } from "../../src/events.ts";
 import { silentLogger } from "../../src/log.ts";
+import type { MailRef, MailSource } from "../../src/mail/types.ts";
 import { sealReply } from "../../src/message/block.ts";
 import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
 import { generateHostKeys } from "../../src/message/key_file.ts";
@@ -95,6 +97,82 @@ Deno.test("waiting for a reply that never comes ends with a clear ETIMEOUT", asy
       );
       return true;
     });
+  } finally {
+    await w.close();
+  }
+});
+
+/** The source, and every ref that was fetched (downloaded) from it. */
+function recordingFetches(source: MailSource): { source: MailSource; fetched: MailRef[] } {
+  const fetched: MailRef[] = [];
+  return {
+    fetched,
+    source: {
+      list: (match, options) => source.list(match, options),
+      fetch: (ref, options) => {
+        fetched.push(ref);
+        return source.fetch(ref, options);
+      },
+      delete: (ref) => source.delete(ref),
+      quarantine: (ref, reason) => source.quarantine(ref, reason),
+      waitForMail: (options) => source.waitForMail(options),
+      close: () => source.close(),
+    },
+  };
+}
+
+Deno.test("an oversize mail under the reply subject is quarantined unread and the real reply accepted", async () => {
+  const w = await World.create();
+  try {
+    const alice = await w.player("alice", 4000);
+    const r = await w.requestBlock(alice);
+    const mailbox = await w.sourceOf(alice.email);
+    // 1 MiB under the reply subject, delivered before the host's reply.
+    const huge = [
+      "From: host@host.test",
+      `To: ${alice.email}`,
+      `Subject: ${subjectFor(NETWORK, "reply")}`,
+      `Date: ${new Date(w.clock.now()).toUTCString()}`,
+      "Message-ID: <huge@evil.test>",
+      "",
+      ("x".repeat(998) + "\r\n").repeat(1050),
+    ].join("\r\n");
+    await Deno.writeTextFile(
+      join(w.postOffice.maildirOf(alice.email), "new", "1000.huge.evil"),
+      huge,
+    );
+    w.clock.advance(10);
+    await w.mailBlock(alice, r.block);
+    await w.host.processPending();
+
+    const events: MailpeerEvent[] = [];
+    const spy = recordingFetches(mailbox);
+    const got = await waitForReply({
+      source: spy.source,
+      match: { subject: subjectFor(NETWORK, "reply"), mode: "exact" },
+      hosts: [w.card],
+      sessionId: r.sessionId,
+      replyPrivateKey: r.replyPrivateKey,
+      notBefore: w.clock.now() - 60_000,
+      timeoutMs: 60_000,
+      clock: w.clock,
+      onEvent: (e) => events.push(e),
+      logger: silentLogger,
+    });
+    assert.deepEqual(got.reply.peers, []);
+    assert.ok(
+      spy.fetched.every((ref) => !ref.id.startsWith("1000.huge")),
+      "the oversize mail was never downloaded",
+    );
+    const refused = events.find((e) => e.event === "error");
+    assert.ok(
+      refused && refused.event === "error" && refused.code === "EMAIL" &&
+        /bytes/.test(refused.message),
+      JSON.stringify(refused),
+    );
+    const quarantined = await w.files(alice.email, ".Quarantine/cur");
+    assert.equal(quarantined.length, 1, "the oversize mail is quarantined");
+    assert.match(quarantined[0]!, /^1000\.huge/);
   } finally {
     await w.close();
   }

@@ -10,7 +10,13 @@ import { MemoryStore } from "../../src/host/memory_store.ts";
 import { MaildirPostOffice } from "../../src/mail/maildir_post_office.ts";
 import { MaildirSender } from "../../src/mail/maildir_sender.ts";
 import { MaildirSource } from "../../src/mail/maildir_source.ts";
-import { generateHostKeys, generateIdentityKeys, hostCardOf } from "../../src/message/key_file.ts";
+import {
+  generateHostKeys,
+  generateIdentityKeys,
+  hostCardOf,
+  type IdentityKeys,
+} from "../../src/message/key_file.ts";
+import { bytesEqual, toBase64Url } from "../../src/message/base64.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
 import { type Rendezvous, Terminal } from "../../src/terminal/terminal.ts";
 import type { PeerPolicy } from "../../src/terminal/peer_choice.ts";
@@ -40,14 +46,15 @@ async function localWorld() {
   const sources: MaildirSource[] = [];
   const terminal = async (
     userId: string,
-    options: { policy?: PeerPolicy; standbyTimeoutMs?: number } = {},
+    options: { policy?: PeerPolicy; standbyTimeoutMs?: number; identity?: IdentityKeys } = {},
   ) => {
     const events = new EventLog();
     const email = `${userId}@flow.test`;
     const source = new MaildirSource(await po.ensureMailbox(email), { pollIntervalMs: 50 });
     sources.push(source);
+    const identity = options.identity ?? await generateIdentityKeys(userId);
     const t = new Terminal({
-      identity: await generateIdentityKeys(userId),
+      identity,
       email,
       network: NETWORK,
       hosts: [hostCardOf(hostKeys)],
@@ -62,7 +69,7 @@ async function localWorld() {
       ...(options.policy ? { policy: options.policy } : {}),
       onEvent: events.tell,
     });
-    return { t, events };
+    return { t, events, identity };
   };
   const close = async () => {
     stop.abort();
@@ -96,6 +103,12 @@ class EventLog extends Array<MailpeerEvent> {
   }
 }
 
+/** The documented key fingerprint (docs/config.md): base64url of SHA-256 of the Ed25519 key. */
+async function fingerprint(keys: IdentityKeys): Promise<string> {
+  const digest = await crypto.subtle.digest("SHA-256", keys.ed25519.publicKey.slice());
+  return toBase64Url(new Uint8Array(digest));
+}
+
 /** A port on 127.0.0.1 where nobody listens. */
 function closedPort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -112,7 +125,9 @@ Deno.test("a dead first peer is reported by notice, flagged by user id, ranked l
     const bobRun = bob.t.rendezvous();
     await bob.events.until("standby");
     // ghost skips bob (deny-list) and stands by too; then its row is pointed at a dead port.
-    const ghost = await w.terminal("ghost", { policy: { deny: ["bob"] } });
+    const ghost = await w.terminal("ghost", {
+      policy: { deny: [await fingerprint(bob.identity)] },
+    });
     const stopGhost = new AbortController();
     const ghostRun = ghost.t.rendezvous({ signal: stopGhost.signal }).catch((err) => err);
     await ghost.events.until("standby");
@@ -152,7 +167,7 @@ Deno.test("a dead first peer is reported by notice, flagged by user id, ranked l
     assert.equal(rows.find((r) => r.userId === "bob")?.failures, 0);
     // A later requester's reply lists ghost last (carol only looks: she denies everyone).
     const carol = await w.terminal("carol", {
-      policy: { deny: ["alice", "bob", "ghost"] },
+      policy: { deny: await Promise.all([alice, bob, ghost].map((t) => fingerprint(t.identity))) },
       standbyTimeoutMs: 10,
     });
     await assert.rejects(carol.t.rendezvous(), (err: { code?: string }) => err.code === "ETIMEOUT");
@@ -177,9 +192,12 @@ Deno.test("a dead first peer is reported by notice, flagged by user id, ranked l
 
 Deno.test("a terminal on standby with an allow-list refuses a user not on it and accepts one who is", async () => {
   const w = await localWorld();
+  const stopBob = new AbortController();
   try {
-    const bob = await w.terminal("bob", { policy: { allow: ["carol"] } });
-    const bobRun = bob.t.rendezvous();
+    const carolKeys = await generateIdentityKeys("carol");
+    const bob = await w.terminal("bob", { policy: { allow: [await fingerprint(carolKeys)] } });
+    const bobRun = bob.t.rendezvous({ signal: stopBob.signal });
+    bobRun.catch(() => {}); // awaited below; a failing test must not leave it unhandled
     await bob.events.until("standby");
 
     const mallory = await w.terminal("mallory", { standbyTimeoutMs: 50 });
@@ -194,13 +212,120 @@ Deno.test("a terminal on standby with an allow-list refuses a user not on it and
     );
     assert.match(refused.message, /refused/);
 
-    const carol = await w.terminal("carol");
+    const carol = await w.terminal("carol", { identity: carolKeys, standbyTimeoutMs: 10 });
     const c = await carol.t.rendezvous();
     assert.equal(c.link.remote.userId, "bob");
     const b = await bobRun;
     assert.equal(b.link.remote.userId, "carol");
     await c.link.close();
     await b.link.close();
+  } finally {
+    stopBob.abort();
+    await w.close();
+  }
+});
+
+Deno.test("a terminal on standby refuses an impostor who claims an allow-listed user id with another key", async () => {
+  const w = await localWorld();
+  const stopBob = new AbortController();
+  try {
+    const carolKeys = await generateIdentityKeys("carol");
+    const allow = [`carol@${await fingerprint(carolKeys)}`];
+    const bob = await w.terminal("bob", { policy: { allow } });
+    const bobRun = bob.t.rendezvous({ signal: stopBob.signal });
+    bobRun.catch(() => {}); // awaited below; a failing test must not leave it unhandled
+    await bob.events.until("standby");
+
+    // mallory asks as "carol" (the host has no carol row yet, so it answers her).
+    const impostor = await w.terminal("carol", {
+      identity: await generateIdentityKeys("carol"),
+      standbyTimeoutMs: 50,
+    });
+    await assert.rejects(
+      impostor.t.rendezvous(),
+      (err: { code?: string }) => err.code === "ETIMEOUT",
+    );
+    const refused = impostor.events.find((e) => e.event === "connect-failed");
+    assert.ok(refused && refused.event === "connect-failed", JSON.stringify(impostor.events));
+    assert.match(refused.message, /refused/);
+
+    // The real carol (a fresh row replaces the impostor's only after it expires: clear it).
+    await w.store.update((rows) => ({
+      rows: rows.filter((r) => r.userId !== "carol"),
+      result: undefined,
+    }));
+    const carol = await w.terminal("carol", { identity: carolKeys, standbyTimeoutMs: 10 });
+    const c = await carol.t.rendezvous();
+    const b = await bobRun;
+    assert.equal(b.link.remote.userId, "carol");
+    assert.ok(bytesEqual(b.link.remote.identityKey, carolKeys.ed25519.publicKey));
+    await c.link.close();
+    await b.link.close();
+  } finally {
+    stopBob.abort();
+    await w.close();
+  }
+});
+
+Deno.test("a terminal never tries a peer whose key is deny-listed, whatever user id it claims", async () => {
+  const w = await localWorld();
+  try {
+    const bob = await w.terminal("bob", { standbyTimeoutMs: 20_000 });
+    const stopBob = new AbortController();
+    const bobRun = bob.t.rendezvous({ signal: stopBob.signal }).catch((err) => err);
+    await bob.events.until("standby");
+
+    const alice = await w.terminal("alice", {
+      policy: { deny: [await fingerprint(bob.identity)] },
+      standbyTimeoutMs: 10,
+    });
+    await assert.rejects(alice.t.rendezvous(), (err: { code?: string }) => err.code === "ETIMEOUT");
+    assert.ok(!alice.events.some((e) => e.event === "connecting"), "bob's key is never dialled");
+    stopBob.abort();
+    await bobRun;
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("a peer that proves the listed key but names another user id in its ACK is refused and reported", async () => {
+  const w = await localWorld();
+  try {
+    const bob = await w.terminal("bob", { standbyTimeoutMs: 20_000 });
+    const stopBob = new AbortController();
+    const bobRun = bob.t.rendezvous({ signal: stopBob.signal }).catch((err) => err);
+    await bob.events.until("standby");
+    // Bob's key, but its ACK says "eve": point bob's row at such a listener.
+    const liar = await new TcpTransport().listen({ address: "127.0.0.1", port: 0 }, {
+      identity: {
+        userId: "eve",
+        publicKey: bob.identity.ed25519.publicKey,
+        privateKey: bob.identity.ed25519.privateKey,
+      },
+    });
+    const accepting = liar.accept().then((l) => l.close(), () => {});
+    await w.store.update((rows) => ({
+      rows: rows.map((r) =>
+        r.userId === "bob"
+          ? { ...r, endpoints: [{ ...r.endpoints[0]!, port: liar.endpoint.port }] }
+          : r
+      ),
+      result: undefined,
+    }));
+
+    const alice = await w.terminal("alice", { standbyTimeoutMs: 10 });
+    await assert.rejects(alice.t.rendezvous(), (err: { code?: string }) => err.code === "ETIMEOUT");
+    const failed = alice.events.find((e) => e.event === "connect-failed");
+    assert.ok(
+      failed && failed.event === "connect-failed" && failed.peer === "bob" &&
+        failed.code === "EIDENTITY",
+      JSON.stringify(failed),
+    );
+    assert.ok(alice.events.some((e) => e.event === "notice-sent" && e.failed.includes("bob")));
+    await liar.close();
+    await accepting;
+    stopBob.abort();
+    await bobRun;
   } finally {
     await w.close();
   }
