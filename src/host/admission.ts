@@ -2,6 +2,9 @@
  * Whether the host answers a request, judged against the control table: replays and request
  * rates (DESIGN §5). Pure functions over rows.
  *
+ * - A request for a user id whose live row carries another identity key is refused: the user id
+ *   is bound to its key while the row lives (a key change waits for the row to expire, or for
+ *   the operator to remove it, docs/decisions.md).
  * - A request with the session id of the user's current row is a repeat (the host crashed
  *   before deleting it, or the mail was delivered twice): answered again, idempotently.
  * - A request with a session id the user sent before, or signed earlier than the user's current
@@ -26,6 +29,8 @@ export interface Candidate {
   userId: string;
   email: string;
   sessionId: string;
+  /** The request's Ed25519 identity public key, base64url. */
+  identityKey: string;
   /** Signed creation time of the request. */
   createdAt: number;
   /** When it is processed. */
@@ -35,7 +40,7 @@ export interface Candidate {
 /** The verdict: answer it (and whether it repeats the current request), or refuse and why. */
 export type Admission =
   | { ok: true; repeat: boolean }
-  | { ok: false; code: "EREPLAY" | "ERATE"; reason: string };
+  | { ok: false; code: "EOWNER" | "EREPLAY" | "ERATE"; reason: string };
 
 /** Largest number of history entries kept per row. */
 export const MAX_HISTORY = 64;
@@ -51,6 +56,14 @@ export const MAX_HISTORY = 64;
  */
 export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits): Admission {
   const own = rows.find((r) => r.network === c.network && r.userId === c.userId);
+  if (own && own.identityKey !== c.identityKey) {
+    return {
+      ok: false,
+      code: "EOWNER",
+      reason:
+        `request for user id ${c.userId} is signed by another identity key than the user's live row (takeover attempt, or a key change before the row expired)`,
+    };
+  }
   if (own && own.sessionId === c.sessionId) return { ok: true, repeat: true };
   if (own?.history?.some((h) => h.sessionId === c.sessionId)) {
     return {

@@ -56,7 +56,10 @@ export interface CheckedRequest {
   who: string;
   /** Session id, base64url. */
   sessionId: string;
-  /** The Date header, or the signed creation time when there is none. */
+  /**
+   * The Date header, or the signed creation time when there is none. It judges staleness only:
+   * the row is dated by the signed creation time.
+   */
   requestedAt: number;
   /** When the checks ran. */
   now: number;
@@ -161,9 +164,10 @@ export async function checkRequest(
     );
   }
   // The Date header is what the design names; the signed creation time cannot be forged,
-  // so a replayed old request with a fresh Date is stale all the same.
-  const requestedAt = mail.date?.getTime() ?? request.createdAt;
-  const oldest = Math.min(requestedAt, request.createdAt);
+  // so a replayed old request with a fresh Date is stale all the same. Requests are ordered by
+  // the signed time alone (rowOf), so a forged Date cannot lock the user out.
+  const dated = mail.date?.getTime() ?? request.createdAt;
+  const oldest = Math.min(dated, request.createdAt);
   if (oldest < now - ctx.expiryMs) {
     throw new Rejected(
       "ESTALE",
@@ -172,7 +176,7 @@ export async function checkRequest(
       who,
     );
   }
-  if (Math.max(requestedAt, request.createdAt) > now + MAX_CLOCK_SKEW_MS) {
+  if (Math.max(dated, request.createdAt) > now + MAX_CLOCK_SKEW_MS) {
     throw new Rejected("ESTALE", `request of ${who} is dated in the future`, "quarantine", who);
   }
   for (const endpoint of request.endpoints) {
@@ -207,7 +211,7 @@ export async function checkRequest(
     request,
     who,
     sessionId: toBase64Url(request.sessionId),
-    requestedAt,
+    requestedAt: dated,
     now,
   };
 }
@@ -265,6 +269,7 @@ export function applyRequests(
       userId: c.who,
       email: c.mail.from,
       sessionId: c.sessionId,
+      identityKey: toBase64Url(c.request.identityKey),
       createdAt: c.request.createdAt,
       now: c.now,
     }, o.rates);
@@ -290,7 +295,7 @@ export function applyRequests(
   return { rows: live, outcomes };
 }
 
-/** The table row a checked request makes. */
+/** The table row a checked request makes, dated by its signed creation time. */
 function rowOf(c: CheckedRequest): PeerRow {
   return {
     userId: c.request.userId,
@@ -299,7 +304,7 @@ function rowOf(c: CheckedRequest): PeerRow {
     endpoints: c.request.endpoints,
     email: c.mail.from,
     sessionId: c.sessionId,
-    requestedAt: c.requestedAt,
+    requestedAt: c.request.createdAt,
     failures: 0,
   };
 }

@@ -333,6 +333,8 @@ export class SyncAgent {
         network,
         policy,
         allowPrivateAddresses,
+        onRefused: (_row, code, reason) =>
+          logger.log("warn", `synced row not merged: ${reason}`, { code, from: known.card.email }),
       });
       return { rows: merged.rows, result: merged.changed };
     });

@@ -97,8 +97,9 @@ function oldestIndex(rows: readonly PeerRow[], except: number): number {
  * Stores the latest request of one user: one row per network + user id.
  *
  * A new request replaces the user's old row (its failure flag is cleared) unless the stored
- * row is newer or carries the same session id, in which case the table is returned as it is
- * (so processing the same request twice is idempotent). A new user in a full table overwrites
+ * row is newer, carries the same session id or another identity key, in which case the table
+ * is returned as it is (so processing the same request twice is idempotent, and a user id stays
+ * bound to its key: expire or remove the old row first). A new user in a full table overwrites
  * the oldest row. The result never holds more than `capacity` rows.
  *
  * @throws {RangeError} when `capacity` is not a positive integer.
@@ -118,7 +119,10 @@ export function upsertRow(
   let at = next.findIndex((r) => sameOwner(r, row));
   const existing = at === -1 ? undefined : next[at];
   if (existing !== undefined) {
-    if (existing.requestedAt > row.requestedAt || existing.sessionId === row.sessionId) {
+    if (
+      existing.identityKey !== row.identityKey || existing.requestedAt > row.requestedAt ||
+      existing.sessionId === row.sessionId
+    ) {
       return next;
     }
     next[at] = fresh;

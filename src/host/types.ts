@@ -16,7 +16,10 @@ export interface PeerRow {
   email: string;
   /** Session id of the latest request, base64url. */
   sessionId: string;
-  /** When the latest request was made (its Date header), ms since the epoch. */
+  /**
+   * When the latest request was made: its signed creation time (never the forgeable `Date:`),
+   * ms since the epoch.
+   */
   requestedAt: number;
   /** How many notices reported this user as unreachable since its latest request. */
   failures: number;
