@@ -101,3 +101,16 @@ export const RATE_WINDOW_MS = 60 * 60 * 1000;
 export const DEFAULT_SYNC_INTERVAL_MS = 5 * 60 * 1000;
 /** A mail claimed longer ago than this by a host process that died is put back, in ms. */
 export const CLAIM_RECOVERY_MS = 10 * 60 * 1000;
+
+// ---- host admission (issue 12) ----
+/** How long after its signed creation a notice is acted on, in ms (older: deleted unused). */
+export const NOTICE_MAX_AGE_MS = 60 * 60 * 1000;
+/** Notices one reporter may send per hour; more are quarantined. */
+export const NOTICES_PER_USER_PER_HOUR = 12;
+/** Most peers one notice may report as failed; a longer `failed` list is refused whole. */
+export const MAX_NOTICE_FAILED = 16;
+/**
+ * How many recent replies the host remembers per user (which peers each listed), so a notice
+ * can flag only peers listed to its reporter within `NOTICE_MAX_AGE_MS`.
+ */
+export const MAX_LISTED_REPLIES = 4;
