@@ -23,9 +23,9 @@ import {
 } from "../mail/types.ts";
 import { sealReply } from "../message/block.ts";
 import { bodyFor, type MailKind, subjectFor } from "../message/mail_text.ts";
-import { toBase64Url } from "../message/base64.ts";
 import { systemClock } from "../runtime.ts";
-import { DEFAULT_TABLE_POLICY, flagFailure, type TablePolicy } from "./table.ts";
+import { applyNotices } from "./notice_admission.ts";
+import { DEFAULT_TABLE_POLICY, type TablePolicy } from "./table.ts";
 import type { PeerRow } from "./types.ts";
 import {
   DEFAULT_HOST_LIMITS,
@@ -286,33 +286,20 @@ export class Host {
   /** Applies the notices' failure flags in one table update; resolves with what to delete. */
   async #applyNotices(notices: CheckedNotice[], result: HostPassResult): Promise<MailRef[]> {
     const { network, onEvent, store } = this.#o;
-    const known = await store.update((rows) => {
-      let next = rows;
-      const known = notices.map(({ notice, at }) => {
-        const reporter = next.find((r) => r.network === network && r.userId === notice.userId);
-        if (!reporter || reporter.identityKey !== toBase64Url(notice.identityKey)) return false;
-        for (const f of notice.failed) next = flagFailure(next, { userId: f.userId, network }, at);
-        return true;
-      });
-      return { rows: next, result: known };
+    const verdicts = await store.update((rows) => {
+      const { rows: next, verdicts } = applyNotices(rows, notices, { network });
+      return { rows: next, result: verdicts };
     });
     const done: MailRef[] = [];
     for (const [i, { ref, notice }] of notices.entries()) {
-      if (!known[i]) {
-        const err = new Rejected(
-          "ESIGNATURE",
-          `notice from ${notice.userId}, who has no row with that identity key`,
-          "quarantine",
-        );
+      const verdict = verdicts[i]!;
+      if (!verdict.ok) {
+        const err = new Rejected(verdict.code, verdict.reason, verdict.disposal, notice.userId);
         result[await this.#dispose(err, ref, "notice")]++;
         continue;
       }
       await this.#step("table-saved", "notice", ref);
-      onEvent({
-        event: "notice-received",
-        userId: notice.userId,
-        failed: notice.failed.map((f) => f.userId),
-      });
+      onEvent({ event: "notice-received", userId: notice.userId, failed: verdict.flagged });
       done.push(ref);
     }
     return done;

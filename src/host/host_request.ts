@@ -20,6 +20,7 @@ import type { HostKeys } from "../message/key_file.ts";
 import type { NoticePayload, PeerEntry, RequestPayload } from "../message/types.ts";
 import { endpointProblem } from "./address_policy.ts";
 import { admit, nextHistory, type RateLimits } from "./admission.ts";
+import { recordListed } from "./notice_admission.ts";
 import { expireRows, selectPeers, type TablePolicy, upsertRow } from "./table.ts";
 import { senderVerified } from "./auth_results.ts";
 import type { PeerRow } from "./types.ts";
@@ -278,6 +279,8 @@ export function applyRequests(
       live = upsertRow(live, {
         ...rowOf(c),
         history: nextHistory(old, { sessionId: c.sessionId, at: c.now }, o.policy.expiryMs),
+        ...(old?.listed ? { listed: old.listed } : {}),
+        ...(old?.notices ? { notices: old.notices } : {}),
       }, o.policy);
     }
     return verdict;
@@ -291,6 +294,16 @@ export function applyRequests(
       max: o.policy.peersPerReply,
     });
     return { peers, size: live.length };
+  });
+  // Remember what each reply lists, so the requester can flag only those peers.
+  requests.forEach((c, i) => {
+    const outcome = outcomes[i]!;
+    if ("refused" in outcome) return;
+    live = recordListed(live, {
+      network: o.network,
+      userId: c.who,
+      identityKey: toBase64Url(c.request.identityKey),
+    }, { sessionId: c.sessionId, at: c.now, peers: outcome.peers.map((p) => p.userId) });
   });
   return { rows: live, outcomes };
 }

@@ -312,7 +312,8 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  */
 function sameRow(row: PeerRow, origin: PeerRow): boolean {
   const fields = 8 + (origin.lastFailureAt === undefined ? 0 : 1) +
-    (origin.history === undefined ? 0 : 1);
+    (origin.history === undefined ? 0 : 1) + (origin.listed === undefined ? 0 : 1) +
+    (origin.notices === undefined ? 0 : 1);
   return Object.keys(row).length === fields &&
     row.userId === origin.userId && row.network === origin.network &&
     row.identityKey === origin.identityKey && row.email === origin.email &&
@@ -330,6 +331,21 @@ function sameRow(row: PeerRow, origin: PeerRow): boolean {
         row.history,
         origin.history,
         (h, o) => Object.keys(h).length === 2 && h.sessionId === o.sessionId && h.at === o.at,
+      )) &&
+    (row.listed === origin.listed ||
+      sameList(
+        row.listed,
+        origin.listed,
+        (l, o) =>
+          Object.keys(l).length === 3 && l.sessionId === o.sessionId && l.at === o.at &&
+          Array.isArray(l.peers) && l.peers.length === o.peers.length &&
+          l.peers.every((p, i) => p === o.peers[i]),
+      )) &&
+    (row.notices === origin.notices ||
+      sameList(
+        row.notices,
+        origin.notices,
+        (n, o) => Object.keys(n).length === 2 && n.id === o.id && n.at === o.at,
       ));
 }
 

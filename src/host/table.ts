@@ -63,6 +63,14 @@ export function cloneRow(row: PeerRow): PeerRow {
   if (row.history !== undefined) {
     copy.history = row.history.map((h) => ({ sessionId: h.sessionId, at: h.at }));
   }
+  if (row.listed !== undefined) {
+    copy.listed = row.listed.map((l) => ({
+      sessionId: l.sessionId,
+      at: l.at,
+      peers: [...l.peers],
+    }));
+  }
+  if (row.notices !== undefined) copy.notices = row.notices.map((n) => ({ id: n.id, at: n.at }));
   return copy;
 }
 
@@ -187,6 +195,8 @@ const ROW_KEYS = new Set([
   "failures",
   "lastFailureAt",
   "history",
+  "listed",
+  "notices",
 ]);
 const ENDPOINT_KEYS = new Set(["transport", "address", "port"]);
 
@@ -231,6 +241,25 @@ function rowProblem(value: unknown): string | undefined {
     for (const h of value.history) {
       if (!isRecord(h) || typeof h.sessionId !== "string" || !isTime(h.at)) {
         return `has an invalid "history" entry`;
+      }
+    }
+  }
+  if (value.listed !== undefined) {
+    if (!Array.isArray(value.listed)) return `has a "listed" that is not a list`;
+    for (const l of value.listed) {
+      if (
+        !isRecord(l) || typeof l.sessionId !== "string" || !isTime(l.at) ||
+        !Array.isArray(l.peers) || !l.peers.every((p) => typeof p === "string")
+      ) {
+        return `has an invalid "listed" entry`;
+      }
+    }
+  }
+  if (value.notices !== undefined) {
+    if (!Array.isArray(value.notices)) return `has a "notices" that is not a list`;
+    for (const n of value.notices) {
+      if (!isRecord(n) || typeof n.id !== "string" || !isTime(n.at)) {
+        return `has an invalid "notices" entry`;
       }
     }
   }

@@ -30,6 +30,13 @@ export interface PeerRow {
    * within the expiry age: the replay cache and the per-user rate count.
    */
   history?: { sessionId: string; at: number }[];
+  /**
+   * What the host's recent replies to this user listed (session id, when, the peers' user
+   * ids), newest last, at most `MAX_LISTED_REPLIES`: the peers this user may flag in a notice.
+   */
+  listed?: { sessionId: string; at: number; peers: string[] }[];
+  /** The notices this user sent recently (session id @ signed time, when): replay and rate. */
+  notices?: { id: string; at: number }[];
 }
 
 /** Stores the control table. Every implementation passes tests/conformance/table_store.ts. */

@@ -177,11 +177,12 @@ Deno.test("periodic push keeps a peer host current", async () => {
     // An hour later carol is at another port, and a notice flags dave's row on A.
     w.clock.advance(HOUR);
     const dave = await w.player("dave", 7200);
-    const daveRequest = await w.request(dave);
+    await w.request(dave);
     carol.endpoints = [{ transport: "tcp", address: "192.0.2.11", port: 7101 }];
-    await w.request(carol);
+    const carolRequest = await w.request(carol);
     await w.host.processPending();
-    await w.notice(carol, "dave", daveRequest.sessionId);
+    // carol's reply listed dave; her notice names the session of that reply.
+    await w.notice(carol, "dave", carolRequest.sessionId);
     await w.host.processPending();
     await a.agent.pushSnapshots();
     assert.equal((await b.agent.processPending()).rows, 2);
