@@ -114,3 +114,8 @@ export const MAX_NOTICE_FAILED = 16;
  * can flag only peers listed to its reporter within `NOTICE_MAX_AGE_MS`.
  */
 export const MAX_LISTED_REPLIES = 4;
+/**
+ * A repeat of a request (same user, same session) that this host process answered less than
+ * this long ago gets no second reply, in ms. Repeats count against the request rates always.
+ */
+export const REPEAT_REPLY_WINDOW_MS = 10 * 60 * 1000;
