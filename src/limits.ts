@@ -119,3 +119,5 @@ export const MAX_LISTED_REPLIES = 4;
  * this long ago gets no second reply, in ms. Repeats count against the request rates always.
  */
 export const REPEAT_REPLY_WINDOW_MS = 10 * 60 * 1000;
+/** How many answered requests a host process remembers, to send no second reply to a repeat. */
+export const MAX_REMEMBERED_REPLIES = 4096;

@@ -6,11 +6,13 @@
  *   is bound to its key while the row lives (a key change waits for the row to expire, or for
  *   the operator to remove it, docs/decisions.md).
  * - A request with the session id of the user's current row is a repeat (the host crashed
- *   before deleting it, or the mail was delivered twice): answered again, idempotently.
+ *   before deleting it, the mail was delivered twice, or someone re-mails it): it leaves the
+ *   row as it is but counts against the rates like any request (the host sends no second
+ *   reply within `REPEAT_REPLY_WINDOW_MS`, see host.ts).
  * - A request with a session id the user sent before, or signed earlier than the user's current
  *   row, is a replay: refused (it could otherwise roll the user back to an old address).
  * - More than `perUser` requests of one user id, or `perSender` requests from one e-mail
- *   address, within `windowMs`: refused.
+ *   address (the `From:` of each request, repeats included), within `windowMs`: refused.
  *
  * @module
  */
@@ -64,15 +66,15 @@ export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits
         `request for user id ${c.userId} is signed by another identity key than the user's live row (takeover attempt, or a key change before the row expired)`,
     };
   }
-  if (own && own.sessionId === c.sessionId) return { ok: true, repeat: true };
-  if (own?.history?.some((h) => h.sessionId === c.sessionId)) {
+  const repeat = own !== undefined && own.sessionId === c.sessionId;
+  if (!repeat && own?.history?.some((h) => h.sessionId === c.sessionId)) {
     return {
       ok: false,
       code: "EREPLAY",
       reason: `session ${c.sessionId} of ${c.userId} was already used (replay)`,
     };
   }
-  if (own && c.createdAt < own.requestedAt) {
+  if (!repeat && own && c.createdAt < own.requestedAt) {
     return {
       ok: false,
       code: "EREPLAY",
@@ -93,8 +95,11 @@ export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits
     };
   }
   const email = c.email.toLowerCase();
-  const senderCount = rows.filter((r) => r.email.toLowerCase() === email).reduce(
-    (n, r) => n + recent(r),
+  const senderCount = rows.reduce(
+    (n, r) =>
+      n +
+      (r.history ?? []).filter((h) => h.at > since && (h.from ?? r.email).toLowerCase() === email)
+        .length,
     0,
   );
   if (senderCount >= limits.perSender) {
@@ -106,17 +111,18 @@ export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits
       } min (limit ${limits.perSender})`,
     };
   }
-  return { ok: true, repeat: false };
+  return { ok: true, repeat };
 }
 
-/** The history a new row of this user carries: the old one within `keepMs`, plus this request. */
+/**
+ * The history a row of this user carries after a request: the old one within `keepMs`, plus
+ * this request (a repeat adds an entry too, so it counts against the rates).
+ */
 export function nextHistory(
   old: PeerRow | undefined,
-  entry: { sessionId: string; at: number },
+  entry: { sessionId: string; at: number; from: string },
   keepMs: number,
-): { sessionId: string; at: number }[] {
-  const kept = (old?.history ?? []).filter((h) =>
-    h.at > entry.at - keepMs && h.sessionId !== entry.sessionId
-  );
-  return [...kept, entry].slice(-MAX_HISTORY);
+): { sessionId: string; at: number; from?: string }[] {
+  const kept = (old?.history ?? []).filter((h) => h.at > entry.at - keepMs);
+  return [...kept, { ...entry, from: entry.from.toLowerCase() }].slice(-MAX_HISTORY);
 }

@@ -12,7 +12,9 @@ import {
   CLAIM_RECOVERY_MS,
   HOST_BATCH_SIZE,
   HOST_REPLY_CONCURRENCY,
+  MAX_REMEMBERED_REPLIES,
   RATE_WINDOW_MS,
+  REPEAT_REPLY_WINDOW_MS,
 } from "../limits.ts";
 import { silentLogger } from "../log.ts";
 import {
@@ -65,6 +67,13 @@ export class Host {
     & { policy: TablePolicy; limits: HostLimits };
 
   #lastListing: readonly MailRef[] = [];
+  /**
+   * When this process last replied to each request (user id + session id), oldest first, at
+   * most MAX_REMEMBERED_REPLIES: a repeat within REPEAT_REPLY_WINDOW_MS gets no second reply.
+   * Kept in memory on purpose: after a crash the memory is gone and a repeat is answered again,
+   * so a request whose reply the crash cut off is never lost.
+   */
+  readonly #replied = new Map<string, number>();
 
   constructor(options: HostOptions) {
     this.#o = {
@@ -327,15 +336,28 @@ export class Host {
       return { rows: next, result: outcomes };
     });
     const admitted: { c: CheckedRequest; peers: PeerRow[] }[] = [];
+    const now = clock.now();
+    const inBatch = new Set<string>();
     for (const [i, c] of requests.entries()) {
       const outcome = outcomes[i]!;
-      if ("refused" in outcome) {
-        const { code, reason } = outcome.refused;
+      const key = `${c.who}\0${c.sessionId}`;
+      const last = this.#replied.get(key);
+      const answered = inBatch.has(key) ||
+        ("repeat" in outcome && outcome.repeat && last !== undefined &&
+          now - last < REPEAT_REPLY_WINDOW_MS);
+      if ("refused" in outcome || answered) {
+        const { code, reason } = "refused" in outcome ? outcome.refused : {
+          code: "EREPLAY",
+          reason: `request of ${c.who} repeats session ${c.sessionId}, answered within the last ${
+            REPEAT_REPLY_WINDOW_MS / 60_000
+          } min; no second reply`,
+        };
         result[
           await this.#dispose(new Rejected(code, reason, "quarantine", c.who), c.ref, "request")
         ]++;
         continue;
       }
+      inBatch.add(key);
       await this.#step("table-saved", "request", c.ref);
       onEvent({ event: "table-updated", rows: outcome.size });
       admitted.push({ c, peers: outcome.peers });
@@ -351,6 +373,7 @@ export class Host {
         const { c, peers } = admitted[next++]!;
         try {
           await this.#reply(c, peers);
+          this.#remember(`${c.who}\0${c.sessionId}`);
           answered.push(c.ref);
         } catch (err) {
           try {
@@ -375,6 +398,16 @@ export class Host {
       );
     }
     return answered;
+  }
+
+  /** Records that a request was answered now, forgetting the oldest beyond the bound. */
+  #remember(key: string): void {
+    this.#replied.delete(key);
+    this.#replied.set(key, this.#o.clock.now());
+    for (const old of this.#replied.keys()) {
+      if (this.#replied.size <= MAX_REMEMBERED_REPLIES) break;
+      this.#replied.delete(old);
+    }
   }
 
   /** Seals and sends one reply. */

@@ -21,7 +21,7 @@ import type { NoticePayload, PeerEntry, RequestPayload } from "../message/types.
 import { endpointProblem } from "./address_policy.ts";
 import { admit, nextHistory, type RateLimits } from "./admission.ts";
 import { recordListed } from "./notice_admission.ts";
-import { expireRows, selectPeers, type TablePolicy, upsertRow } from "./table.ts";
+import { cloneRow, expireRows, selectPeers, type TablePolicy, upsertRow } from "./table.ts";
 import { senderVerified } from "./auth_results.ts";
 import type { PeerRow } from "./types.ts";
 
@@ -250,7 +250,7 @@ function replyAddressProblem(address: string): string | undefined {
 /** What the table says to one request: refused and why, or the peers to reply with. */
 export type RequestOutcome =
   | { refused: { code: string; reason: string } }
-  | { peers: PeerRow[]; size: number };
+  | { peers: PeerRow[]; size: number; repeat: boolean };
 
 /**
  * The host's table rule for a batch of checked requests, in order: expire old rows, admit each
@@ -274,11 +274,18 @@ export function applyRequests(
       createdAt: c.request.createdAt,
       now: c.now,
     }, o.rates);
-    if (verdict.ok && !verdict.repeat) {
-      const old = live.find((r) => r.network === o.network && r.userId === c.who);
+    if (!verdict.ok) return verdict;
+    const old = live.find((r) => r.network === o.network && r.userId === c.who);
+    const entry = { sessionId: c.sessionId, at: c.now, from: c.mail.from };
+    if (verdict.repeat) {
+      // The row stays as it is; the repeat counts against the rates.
+      live = live.map((r) =>
+        r === old ? { ...cloneRow(r), history: nextHistory(r, entry, o.policy.expiryMs) } : r
+      );
+    } else {
       live = upsertRow(live, {
         ...rowOf(c),
-        history: nextHistory(old, { sessionId: c.sessionId, at: c.now }, o.policy.expiryMs),
+        history: nextHistory(old, entry, o.policy.expiryMs),
         ...(old?.listed ? { listed: old.listed } : {}),
         ...(old?.notices ? { notices: old.notices } : {}),
       }, o.policy);
@@ -293,7 +300,7 @@ export function applyRequests(
       expiryMs: o.policy.expiryMs,
       max: o.policy.peersPerReply,
     });
-    return { peers, size: live.length };
+    return { peers, size: live.length, repeat: verdict.repeat };
   });
   // Remember what each reply lists, so the requester can flag only those peers.
   requests.forEach((c, i) => {

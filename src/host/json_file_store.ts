@@ -330,7 +330,9 @@ function sameRow(row: PeerRow, origin: PeerRow): boolean {
       sameList(
         row.history,
         origin.history,
-        (h, o) => Object.keys(h).length === 2 && h.sessionId === o.sessionId && h.at === o.at,
+        (h, o) =>
+          Object.keys(h).length === (o.from === undefined ? 2 : 3) &&
+          h.sessionId === o.sessionId && h.at === o.at && h.from === o.from,
       )) &&
     (row.listed === origin.listed ||
       sameList(

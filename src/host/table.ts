@@ -61,7 +61,11 @@ export function cloneRow(row: PeerRow): PeerRow {
   };
   if (row.lastFailureAt !== undefined) copy.lastFailureAt = row.lastFailureAt;
   if (row.history !== undefined) {
-    copy.history = row.history.map((h) => ({ sessionId: h.sessionId, at: h.at }));
+    copy.history = row.history.map((h) =>
+      h.from === undefined
+        ? { sessionId: h.sessionId, at: h.at }
+        : { sessionId: h.sessionId, at: h.at, from: h.from }
+    );
   }
   if (row.listed !== undefined) {
     copy.listed = row.listed.map((l) => ({
@@ -239,7 +243,10 @@ function rowProblem(value: unknown): string | undefined {
   if (value.history !== undefined) {
     if (!Array.isArray(value.history)) return `has a "history" that is not a list`;
     for (const h of value.history) {
-      if (!isRecord(h) || typeof h.sessionId !== "string" || !isTime(h.at)) {
+      if (
+        !isRecord(h) || typeof h.sessionId !== "string" || !isTime(h.at) ||
+        (h.from !== undefined && typeof h.from !== "string")
+      ) {
         return `has an invalid "history" entry`;
       }
     }

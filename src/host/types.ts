@@ -26,10 +26,11 @@ export interface PeerRow {
   /** When the latest notice about this user arrived, ms since the epoch. */
   lastFailureAt?: number;
   /**
-   * Recent requests of this user (session id, base64url, and when they arrived), oldest first,
-   * within the expiry age: the replay cache and the per-user rate count.
+   * Recent requests of this user (session id, base64url, when they arrived, and the sender
+   * address, lower case), oldest first, within the expiry age, repeats included: the replay
+   * cache and the per-user and per-sender rate counts.
    */
-  history?: { sessionId: string; at: number }[];
+  history?: { sessionId: string; at: number; from?: string }[];
   /**
    * What the host's recent replies to this user listed (session id, when, the peers' user
    * ids), newest last, at most `MAX_LISTED_REPLIES`: the peers this user may flag in a notice.
