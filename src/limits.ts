@@ -121,3 +121,10 @@ export const MAX_LISTED_REPLIES = 4;
 export const REPEAT_REPLY_WINDOW_MS = 10 * 60 * 1000;
 /** How many answered requests a host process remembers, to send no second reply to a repeat. */
 export const MAX_REMEMBERED_REPLIES = 4096;
+/** Requests one host answers per hour over all users and senders (configurable). */
+export const DEFAULT_REQUESTS_PER_HOUR = 3000;
+/**
+ * New user ids (rows) one network may gain per hour (configurable): a flood of invented users
+ * can overwrite at most this many of the oldest rows per hour.
+ */
+export const DEFAULT_NEW_ROWS_PER_HOUR = 250;
