@@ -13,6 +13,9 @@
  *   row, is a replay: refused (it could otherwise roll the user back to an old address).
  * - More than `perUser` requests of one user id, or `perSender` requests from one e-mail
  *   address (the `From:` of each request, repeats included), within `windowMs`: refused.
+ * - More than `perHost` requests over all users of the network, or, for a user id without a
+ *   live row, more than `newRows` rows made within `windowMs`: refused, so a flood of invented
+ *   users can neither get unbounded replies nor overwrite every real row.
  *
  * @module
  */
@@ -22,6 +25,10 @@ import type { PeerRow } from "./types.ts";
 export interface RateLimits {
   perUser: number;
   perSender: number;
+  /** Requests the host answers within the window over all users; default `Infinity`. */
+  perHost?: number;
+  /** Rows (user ids) the network may gain within the window; default `Infinity`. */
+  newRows?: number;
   windowMs: number;
 }
 
@@ -110,6 +117,34 @@ export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits
         Math.round(limits.windowMs / 60_000)
       } min (limit ${limits.perSender})`,
     };
+  }
+  const minutes = Math.round(limits.windowMs / 60_000);
+  const perHost = limits.perHost ?? Infinity;
+  if (perHost !== Infinity) {
+    const hostCount = rows.reduce(
+      (n, r) => r.network === c.network ? n + recent(r) : n,
+      0,
+    );
+    if (hostCount >= perHost) {
+      return {
+        ok: false,
+        code: "ERATE",
+        reason:
+          `this host answered ${hostCount} requests within ${minutes} min (limit ${perHost}, host.requests_per_hour)`,
+      };
+    }
+  }
+  const newRows = limits.newRows ?? Infinity;
+  if (!own && newRows !== Infinity) {
+    const made = rows.filter((r) => r.network === c.network && (r.since ?? -1) > since).length;
+    if (made >= newRows) {
+      return {
+        ok: false,
+        code: "ERATE",
+        reason:
+          `network ${c.network} got ${made} new users within ${minutes} min (limit ${newRows}, host.new_rows_per_hour)`,
+      };
+    }
   }
   return { ok: true, repeat };
 }

@@ -330,6 +330,8 @@ export class Host {
         rates: {
           perUser: limits.requestsPerUserPerHour,
           perSender: limits.requestsPerSenderPerHour,
+          perHost: limits.requestsPerHour,
+          newRows: limits.newRowsPerHour,
           windowMs: RATE_WINDOW_MS,
         },
       });

@@ -288,6 +288,7 @@ export function applyRequests(
         history: nextHistory(old, entry, o.policy.expiryMs),
         ...(old?.listed ? { listed: old.listed } : {}),
         ...(old?.notices ? { notices: old.notices } : {}),
+        since: old === undefined ? c.now : (old.since ?? 0),
       }, o.policy);
     }
     return verdict;

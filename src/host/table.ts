@@ -74,6 +74,7 @@ export function cloneRow(row: PeerRow): PeerRow {
       peers: [...l.peers],
     }));
   }
+  if (row.since !== undefined) copy.since = row.since;
   if (row.notices !== undefined) copy.notices = row.notices.map((n) => ({ id: n.id, at: n.at }));
   return copy;
 }
@@ -201,6 +202,7 @@ const ROW_KEYS = new Set([
   "history",
   "listed",
   "notices",
+  "since",
 ]);
 const ENDPOINT_KEYS = new Set(["transport", "address", "port"]);
 
@@ -251,6 +253,7 @@ function rowProblem(value: unknown): string | undefined {
       }
     }
   }
+  if (value.since !== undefined && !isTime(value.since)) return `has an invalid "since"`;
   if (value.listed !== undefined) {
     if (!Array.isArray(value.listed)) return `has a "listed" that is not a list`;
     for (const l of value.listed) {

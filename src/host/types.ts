@@ -36,6 +36,8 @@ export interface PeerRow {
    * ids), newest last, at most `MAX_LISTED_REPLIES`: the peers this user may flag in a notice.
    */
   listed?: { sessionId: string; at: number; peers: string[] }[];
+  /** When this user id's row was made (its first request under this key), ms since the epoch. */
+  since?: number;
   /** The notices this user sent recently (session id @ signed time, when): replay and rate. */
   notices?: { id: string; at: number }[];
 }
