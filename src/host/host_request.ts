@@ -14,9 +14,10 @@ import { type ParsedMail, parseMail } from "../mail/parse.ts";
 import type { MailRef } from "../mail/types.ts";
 import { dearmorAll } from "../message/armor.ts";
 import { fromBase64Url, toBase64Url } from "../message/base64.ts";
-import { blockKindOf, openNotice, openRequest } from "../message/block.ts";
+import { blockKindOf, openNotice } from "../message/block.ts";
 import { emailProblem } from "../message/host_card.ts";
 import type { HostKeys } from "../message/key_file.ts";
+import { openRequestWithProof, type RequestProof } from "../message/request_proof.ts";
 import type { NoticePayload, PeerEntry, RequestPayload } from "../message/types.ts";
 import { endpointProblem } from "./address_policy.ts";
 import { admit, nextHistory, type RateLimits } from "./admission.ts";
@@ -64,6 +65,8 @@ export interface CheckedRequest {
   requestedAt: number;
   /** When the checks ran. */
   now: number;
+  /** The terminal's signed request, kept with the row for other hosts to check. */
+  proof?: RequestProof;
 }
 
 /** A notice that opened, for this network. */
@@ -145,7 +148,11 @@ export async function checkRequest(
   now: number,
 ): Promise<CheckedRequest> {
   const { mail, blocks } = await parseBlocks(raw, ctx);
-  const request = await openOurs(blocks, "request", (b) => openRequest(b, ctx.keys));
+  const { payload: request, proof } = await openOurs(
+    blocks,
+    "request",
+    (b) => openRequestWithProof(b, ctx.keys),
+  );
   const who = request.userId;
   const fromProblem = emailProblem(mail.from) ?? replyAddressProblem(mail.from);
   if (fromProblem !== undefined) {
@@ -214,6 +221,7 @@ export async function checkRequest(
     sessionId: toBase64Url(request.sessionId),
     requestedAt: dated,
     now,
+    proof,
   };
 }
 
@@ -318,7 +326,7 @@ export function applyRequests(
 
 /** The table row a checked request makes, dated by its signed creation time. */
 function rowOf(c: CheckedRequest): PeerRow {
-  return {
+  const row: PeerRow = {
     userId: c.request.userId,
     network: c.request.network,
     identityKey: toBase64Url(c.request.identityKey),
@@ -328,6 +336,14 @@ function rowOf(c: CheckedRequest): PeerRow {
     requestedAt: c.request.createdAt,
     failures: 0,
   };
+  if (c.proof) {
+    row.proof = {
+      body: toBase64Url(c.proof.body),
+      signature: toBase64Url(c.proof.signature),
+      recipient: toBase64Url(c.proof.recipient),
+    };
+  }
+  return row;
 }
 
 /** The reply entry of a table row (no e-mail address). */

@@ -313,13 +313,19 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 function sameRow(row: PeerRow, origin: PeerRow): boolean {
   const fields = 8 + (origin.lastFailureAt === undefined ? 0 : 1) +
     (origin.history === undefined ? 0 : 1) + (origin.listed === undefined ? 0 : 1) +
-    (origin.notices === undefined ? 0 : 1) + (origin.since === undefined ? 0 : 1);
+    (origin.notices === undefined ? 0 : 1) + (origin.since === undefined ? 0 : 1) +
+    (origin.proof === undefined ? 0 : 1);
   return Object.keys(row).length === fields &&
     row.userId === origin.userId && row.network === origin.network &&
     row.identityKey === origin.identityKey && row.email === origin.email &&
     row.sessionId === origin.sessionId && row.requestedAt === origin.requestedAt &&
     row.failures === origin.failures && row.lastFailureAt === origin.lastFailureAt &&
     row.since === origin.since &&
+    (row.proof === origin.proof ||
+      (row.proof !== undefined && origin.proof !== undefined &&
+        Object.keys(row.proof).length === 3 && row.proof.body === origin.proof.body &&
+        row.proof.signature === origin.proof.signature &&
+        row.proof.recipient === origin.proof.recipient)) &&
     sameList(
       row.endpoints,
       origin.endpoints,

@@ -25,7 +25,8 @@ export interface MergeOptions {
 }
 
 /**
- * Merges rows from another host's snapshot into ours (pure; returns new rows).
+ * Merges rows from another host's snapshot into ours (pure; returns new rows). The caller
+ * passes only rows whose terminal signature it verified (`syncRowProblem`, request_proof.ts).
  *
  * Keyed by network + user id, like upsertRow:
  * - a user we do not have is added, with e-mail address `""` (only the host that received the
@@ -79,6 +80,13 @@ export function mergeSyncRows(
       failures: row.failures,
     };
     if (row.lastFailureAt !== undefined) fresh.lastFailureAt = row.lastFailureAt;
+    if (row.proof !== undefined) {
+      fresh.proof = {
+        body: toBase64Url(row.proof.body),
+        signature: toBase64Url(row.proof.signature),
+        recipient: toBase64Url(row.proof.recipient),
+      };
+    }
     if (existing?.history !== undefined) fresh.history = existing.history.map((h) => ({ ...h }));
     if (existing === undefined) {
       next.push(fresh);

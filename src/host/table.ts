@@ -75,6 +75,10 @@ export function cloneRow(row: PeerRow): PeerRow {
     }));
   }
   if (row.since !== undefined) copy.since = row.since;
+  if (row.proof !== undefined) {
+    const { body, signature, recipient } = row.proof;
+    copy.proof = { body, signature, recipient };
+  }
   if (row.notices !== undefined) copy.notices = row.notices.map((n) => ({ id: n.id, at: n.at }));
   return copy;
 }
@@ -203,6 +207,7 @@ const ROW_KEYS = new Set([
   "listed",
   "notices",
   "since",
+  "proof",
 ]);
 const ENDPOINT_KEYS = new Set(["transport", "address", "port"]);
 
@@ -254,6 +259,15 @@ function rowProblem(value: unknown): string | undefined {
     }
   }
   if (value.since !== undefined && !isTime(value.since)) return `has an invalid "since"`;
+  if (value.proof !== undefined) {
+    const proof = value.proof;
+    if (
+      !isRecord(proof) || Object.keys(proof).length !== 3 ||
+      !["body", "signature", "recipient"].every((k) => typeof proof[k] === "string")
+    ) {
+      return `has an invalid "proof"`;
+    }
+  }
   if (value.listed !== undefined) {
     if (!Array.isArray(value.listed)) return `has a "listed" that is not a list`;
     for (const l of value.listed) {

@@ -36,6 +36,12 @@ export interface PeerRow {
    * ids), newest last, at most `MAX_LISTED_REPLIES`: the peers this user may flag in a notice.
    */
   listed?: { sessionId: string; at: number; peers: string[] }[];
+  /**
+   * The terminal's signed request behind the row (base64url: request body, signature, the
+   * X25519 key of the host it was sealed to): travels in sync snapshots so other hosts can
+   * check it (request_proof.ts). Rows without one are not synced.
+   */
+  proof?: { body: string; signature: string; recipient: string };
   /** When this user id's row was made (its first request under this key), ms since the epoch. */
   since?: number;
   /** The notices this user sent recently (session id @ signed time, when): replay and rate. */

@@ -19,6 +19,8 @@ import {
 } from "../../src/message/key_file.ts";
 import { generateX25519, sign } from "../../src/message/keys.ts";
 import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
+import { syncRowProblem } from "../../src/message/request_proof.ts";
+import { decodeSyncPayload, encodeSyncPayload } from "../../src/message/sync_payload.ts";
 import type { Endpoint } from "../../src/message/types.ts";
 import { NETWORK, World } from "../support/world.ts";
 
@@ -143,6 +145,48 @@ Deno.test("a host trusted through accept_unknown_hosts cannot inject rows no ter
     assert.equal(table.has("ghost"), false, "a row no terminal signed is not merged");
     assert.equal(table.has("dave"), false, "a row whose endpoints the terminal did not sign");
     assert.deepEqual(table.get("carol")?.endpoints, there, "a signed row is merged");
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("a synced row's signed request reads back as written, and a malformed one is refused", async () => {
+  const w = await World.create();
+  try {
+    const evil = await generateHostKeys("evil@evil.test");
+    const carol = await w.player("carol", 4000);
+    const row = await wireRow(w, evil, {
+      identity: carol.identity,
+      endpoints: carol.endpoints,
+      signed: true,
+    });
+    const snapshot = (r: unknown) =>
+      utf8.encode(JSON.stringify({
+        network: NETWORK,
+        hostId: toBase64Url(evil.ed25519.publicKey),
+        createdAt: w.clock.now(),
+        kind: "snapshot",
+        rows: [r],
+        cards: [formatHostCard(hostCardOf(evil))],
+      }));
+    const read = decodeSyncPayload(snapshot(row));
+    assert.ok(read.kind === "snapshot");
+    assert.equal(await syncRowProblem(read.rows[0]!), undefined);
+    assert.deepEqual(decodeSyncPayload(encodeSyncPayload(read)), read);
+    const proof = row.proof as Record<string, string>;
+    for (
+      const bad of [
+        { ...proof, signature: proof.signature!.slice(4) },
+        { ...proof, extra: "x" },
+        { ...proof, body: "" },
+        "proof",
+      ]
+    ) {
+      assert.throws(
+        () => decodeSyncPayload(snapshot({ ...row, proof: bad })),
+        /^MessageError: Cannot read sync: rows\[0\]\.proof/,
+      );
+    }
   } finally {
     await w.close();
   }
