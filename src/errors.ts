@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   ESTALE: "A request is older than the expiry age, or dated in the future",
   EREPLAY: "A request repeats an earlier request of the same user",
   ERATE: "A sender or user is over its request rate",
+  EOWNER: "A request or synced row claims a user id whose live row has another identity key",
   EPOLICY: "A request breaks the host's policy (address class, sender verification)",
   // terminal and peer
   ETIMEOUT: "Nothing arrived in time",

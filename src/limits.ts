@@ -143,3 +143,30 @@ export const MAX_PENDING_TCP_HANDSHAKES = 128;
  * `MAX_BLOCK_BYTES` (about 22 KiB armored), so this leaves room for the headers relays add.
  */
 export const MAX_TERMINAL_MAIL_BYTES = 64 * 1024;
+
+// ---- host admission (issue 12) ----
+/** How long after its signed creation a notice is acted on, in ms (older: deleted unused). */
+export const NOTICE_MAX_AGE_MS = 60 * 60 * 1000;
+/** Notices one reporter may send per hour; more are quarantined. */
+export const NOTICES_PER_USER_PER_HOUR = 12;
+/** Most peers one notice may report as failed; a longer `failed` list is refused whole. */
+export const MAX_NOTICE_FAILED = 16;
+/**
+ * How many recent replies the host remembers per user (which peers each listed), so a notice
+ * can flag only peers listed to its reporter within `NOTICE_MAX_AGE_MS`.
+ */
+export const MAX_LISTED_REPLIES = 4;
+/**
+ * A repeat of a request (same user, same session) that this host process answered less than
+ * this long ago gets no second reply, in ms. Repeats count against the request rates always.
+ */
+export const REPEAT_REPLY_WINDOW_MS = 10 * 60 * 1000;
+/** How many answered requests a host process remembers, to send no second reply to a repeat. */
+export const MAX_REMEMBERED_REPLIES = 4096;
+/** Requests one host answers per hour over all users and senders (configurable). */
+export const DEFAULT_REQUESTS_PER_HOUR = 3000;
+/**
+ * New user ids (rows) one network may gain per hour (configurable): a flood of invented users
+ * can overwrite at most this many of the oldest rows per hour.
+ */
+export const DEFAULT_NEW_ROWS_PER_HOUR = 250;

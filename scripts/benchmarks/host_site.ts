@@ -101,6 +101,8 @@ table = "${name}-table.json"
 hosts_file = "${name}-hosts.json"
 allow_private_addresses = true
 requests_per_sender_per_hour = 1000000
+requests_per_hour = 10000000
+new_rows_per_hour = 1000000
 poll_interval = "${o.pollMs}ms"
 ${o.extra ?? ""}
 [host.receive]

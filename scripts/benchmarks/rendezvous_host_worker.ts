@@ -109,7 +109,12 @@ function start(o: Extract<ToHostWorker, { type: "start" }>): void {
     store,
     // Everyone is on loopback here; and one sender (alice) asks many times in the hour.
     allowPrivateAddresses: true,
-    limits: { requestsPerUserPerHour: 100_000, requestsPerSenderPerHour: 100_000 },
+    limits: {
+      requestsPerUserPerHour: 100_000,
+      requestsPerSenderPerHour: 100_000,
+      requestsPerHour: 10_000_000,
+      newRowsPerHour: 1_000_000,
+    },
     onEvent,
   });
   const stop = new AbortController();

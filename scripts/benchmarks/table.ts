@@ -88,11 +88,15 @@ function hostRule(rows: PeerRow[], i: number, at: number) {
   const userId = `player${(i + ROWS * 10) % (ROWS + 50)}`; // some new users: the table overflows
   const sessionId = b64(16);
   const live = expireRows(rows, at, policy);
+  // A user id keeps its identity key while its row lives (admission refuses another key).
+  const identityKey = live.find((r) => r.network === NETWORK && r.userId === userId)
+    ?.identityKey ?? b64(32);
   const verdict = admit(live, {
     network: NETWORK,
     userId,
     email: `${userId}@example.org`,
     sessionId,
+    identityKey,
     createdAt: at,
     now: at,
   }, { perUser: Infinity, perSender: Infinity, windowMs: RATE_WINDOW_MS });
@@ -101,13 +105,13 @@ function hostRule(rows: PeerRow[], i: number, at: number) {
   const next = upsertRow(live, {
     userId,
     network: NETWORK,
-    identityKey: b64(32),
+    identityKey,
     endpoints: [{ transport: "tcp", address: "192.0.2.9", port: 7000 }],
     email: `${userId}@example.org`,
     sessionId,
     requestedAt: at,
     failures: 0,
-    history: nextHistory(old, { sessionId, at }, policy.expiryMs),
+    history: nextHistory(old, { sessionId, at, from: `${userId}@example.org` }, policy.expiryMs),
   }, policy);
   const chosen = selectPeers(next, { network: NETWORK, userId }, {
     now: at,

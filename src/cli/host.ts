@@ -38,6 +38,8 @@ export function hostPolicyOf(config: Config, hc: HostConfig) {
       maxBlockBytes: hc.maxBlockBytes,
       requestsPerUserPerHour: hc.requestsPerUserPerHour,
       requestsPerSenderPerHour: hc.requestsPerSenderPerHour,
+      requestsPerHour: hc.requestsPerHour,
+      newRowsPerHour: hc.newRowsPerHour,
     },
     allowPrivateAddresses: hc.allowPrivateAddresses,
     ...(hc.requireVerifiedSender

@@ -47,6 +47,10 @@ export interface HostConfig {
   maxBlockBytes: number;
   requestsPerUserPerHour: number;
   requestsPerSenderPerHour: number;
+  /** Requests the host answers per hour over all users and senders. */
+  requestsPerHour: number;
+  /** New user ids (rows) the network may gain per hour. */
+  newRowsPerHour: number;
   allowPrivateAddresses: boolean;
   /** authserv-id whose SPF/DKIM verdict must pass (RFC 8601); unset: not required. */
   requireVerifiedSender?: string;

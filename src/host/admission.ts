@@ -2,12 +2,20 @@
  * Whether the host answers a request, judged against the control table: replays and request
  * rates (DESIGN §5). Pure functions over rows.
  *
+ * - A request for a user id whose live row carries another identity key is refused: the user id
+ *   is bound to its key while the row lives (a key change waits for the row to expire, or for
+ *   the operator to remove it, docs/decisions.md).
  * - A request with the session id of the user's current row is a repeat (the host crashed
- *   before deleting it, or the mail was delivered twice): answered again, idempotently.
+ *   before deleting it, the mail was delivered twice, or someone re-mails it): it leaves the
+ *   row as it is but counts against the rates like any request (the host sends no second
+ *   reply within `REPEAT_REPLY_WINDOW_MS`, see host.ts).
  * - A request with a session id the user sent before, or signed earlier than the user's current
  *   row, is a replay: refused (it could otherwise roll the user back to an old address).
  * - More than `perUser` requests of one user id, or `perSender` requests from one e-mail
- *   address, within `windowMs`: refused.
+ *   address (the `From:` of each request, repeats included), within `windowMs`: refused.
+ * - More than `perHost` requests over all users of the network, or, for a user id without a
+ *   live row, more than `newRows` rows made within `windowMs`: refused, so a flood of invented
+ *   users can neither get unbounded replies nor overwrite every real row.
  *
  * @module
  */
@@ -17,6 +25,10 @@ import type { PeerRow } from "./types.ts";
 export interface RateLimits {
   perUser: number;
   perSender: number;
+  /** Requests the host answers within the window over all users; default `Infinity`. */
+  perHost?: number;
+  /** Rows (user ids) the network may gain within the window; default `Infinity`. */
+  newRows?: number;
   windowMs: number;
 }
 
@@ -26,6 +38,8 @@ export interface Candidate {
   userId: string;
   email: string;
   sessionId: string;
+  /** The request's Ed25519 identity public key, base64url. */
+  identityKey: string;
   /** Signed creation time of the request. */
   createdAt: number;
   /** When it is processed. */
@@ -35,7 +49,7 @@ export interface Candidate {
 /** The verdict: answer it (and whether it repeats the current request), or refuse and why. */
 export type Admission =
   | { ok: true; repeat: boolean }
-  | { ok: false; code: "EREPLAY" | "ERATE"; reason: string };
+  | { ok: false; code: "EOWNER" | "EREPLAY" | "ERATE"; reason: string };
 
 /** Largest number of history entries kept per row. */
 export const MAX_HISTORY = 64;
@@ -51,15 +65,23 @@ export const MAX_HISTORY = 64;
  */
 export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits): Admission {
   const own = rows.find((r) => r.network === c.network && r.userId === c.userId);
-  if (own && own.sessionId === c.sessionId) return { ok: true, repeat: true };
-  if (own?.history?.some((h) => h.sessionId === c.sessionId)) {
+  if (own && own.identityKey !== c.identityKey) {
+    return {
+      ok: false,
+      code: "EOWNER",
+      reason:
+        `request for user id ${c.userId} is signed by another identity key than the user's live row (takeover attempt, or a key change before the row expired)`,
+    };
+  }
+  const repeat = own !== undefined && own.sessionId === c.sessionId;
+  if (!repeat && own?.history?.some((h) => h.sessionId === c.sessionId)) {
     return {
       ok: false,
       code: "EREPLAY",
       reason: `session ${c.sessionId} of ${c.userId} was already used (replay)`,
     };
   }
-  if (own && c.createdAt < own.requestedAt) {
+  if (!repeat && own && c.createdAt < own.requestedAt) {
     return {
       ok: false,
       code: "EREPLAY",
@@ -80,8 +102,11 @@ export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits
     };
   }
   const email = c.email.toLowerCase();
-  const senderCount = rows.filter((r) => r.email.toLowerCase() === email).reduce(
-    (n, r) => n + recent(r),
+  const senderCount = rows.reduce(
+    (n, r) =>
+      n +
+      (r.history ?? []).filter((h) => h.at > since && (h.from ?? r.email).toLowerCase() === email)
+        .length,
     0,
   );
   if (senderCount >= limits.perSender) {
@@ -93,17 +118,46 @@ export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits
       } min (limit ${limits.perSender})`,
     };
   }
-  return { ok: true, repeat: false };
+  const minutes = Math.round(limits.windowMs / 60_000);
+  const perHost = limits.perHost ?? Infinity;
+  if (perHost !== Infinity) {
+    const hostCount = rows.reduce(
+      (n, r) => r.network === c.network ? n + recent(r) : n,
+      0,
+    );
+    if (hostCount >= perHost) {
+      return {
+        ok: false,
+        code: "ERATE",
+        reason:
+          `this host answered ${hostCount} requests within ${minutes} min (limit ${perHost}, host.requests_per_hour)`,
+      };
+    }
+  }
+  const newRows = limits.newRows ?? Infinity;
+  if (!own && newRows !== Infinity) {
+    const made = rows.filter((r) => r.network === c.network && (r.since ?? -1) > since).length;
+    if (made >= newRows) {
+      return {
+        ok: false,
+        code: "ERATE",
+        reason:
+          `network ${c.network} got ${made} new users within ${minutes} min (limit ${newRows}, host.new_rows_per_hour)`,
+      };
+    }
+  }
+  return { ok: true, repeat };
 }
 
-/** The history a new row of this user carries: the old one within `keepMs`, plus this request. */
+/**
+ * The history a row of this user carries after a request: the old one within `keepMs`, plus
+ * this request (a repeat adds an entry too, so it counts against the rates).
+ */
 export function nextHistory(
   old: PeerRow | undefined,
-  entry: { sessionId: string; at: number },
+  entry: { sessionId: string; at: number; from: string },
   keepMs: number,
-): { sessionId: string; at: number }[] {
-  const kept = (old?.history ?? []).filter((h) =>
-    h.at > entry.at - keepMs && h.sessionId !== entry.sessionId
-  );
-  return [...kept, entry].slice(-MAX_HISTORY);
+): { sessionId: string; at: number; from?: string }[] {
+  const kept = (old?.history ?? []).filter((h) => h.at > entry.at - keepMs);
+  return [...kept, { ...entry, from: entry.from.toLowerCase() }].slice(-MAX_HISTORY);
 }

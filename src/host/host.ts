@@ -12,7 +12,9 @@ import {
   CLAIM_RECOVERY_MS,
   HOST_BATCH_SIZE,
   HOST_REPLY_CONCURRENCY,
+  MAX_REMEMBERED_REPLIES,
   RATE_WINDOW_MS,
+  REPEAT_REPLY_WINDOW_MS,
 } from "../limits.ts";
 import { silentLogger } from "../log.ts";
 import {
@@ -23,9 +25,9 @@ import {
 } from "../mail/types.ts";
 import { sealReply } from "../message/block.ts";
 import { bodyFor, type MailKind, subjectFor } from "../message/mail_text.ts";
-import { toBase64Url } from "../message/base64.ts";
 import { systemClock } from "../runtime.ts";
-import { DEFAULT_TABLE_POLICY, flagFailure, type TablePolicy } from "./table.ts";
+import { applyNotices } from "./notice_admission.ts";
+import { DEFAULT_TABLE_POLICY, type TablePolicy } from "./table.ts";
 import type { PeerRow } from "./types.ts";
 import {
   DEFAULT_HOST_LIMITS,
@@ -65,6 +67,13 @@ export class Host {
     & { policy: TablePolicy; limits: HostLimits };
 
   #lastListing: readonly MailRef[] = [];
+  /**
+   * When this process last replied to each request (user id + session id), oldest first, at
+   * most MAX_REMEMBERED_REPLIES: a repeat within REPEAT_REPLY_WINDOW_MS gets no second reply.
+   * Kept in memory on purpose: after a crash the memory is gone and a repeat is answered again,
+   * so a request whose reply the crash cut off is never lost.
+   */
+  readonly #replied = new Map<string, number>();
 
   constructor(options: HostOptions) {
     this.#o = {
@@ -286,33 +295,20 @@ export class Host {
   /** Applies the notices' failure flags in one table update; resolves with what to delete. */
   async #applyNotices(notices: CheckedNotice[], result: HostPassResult): Promise<MailRef[]> {
     const { network, onEvent, store } = this.#o;
-    const known = await store.update((rows) => {
-      let next = rows;
-      const known = notices.map(({ notice, at }) => {
-        const reporter = next.find((r) => r.network === network && r.userId === notice.userId);
-        if (!reporter || reporter.identityKey !== toBase64Url(notice.identityKey)) return false;
-        for (const f of notice.failed) next = flagFailure(next, { userId: f.userId, network }, at);
-        return true;
-      });
-      return { rows: next, result: known };
+    const verdicts = await store.update((rows) => {
+      const { rows: next, verdicts } = applyNotices(rows, notices, { network });
+      return { rows: next, result: verdicts };
     });
     const done: MailRef[] = [];
     for (const [i, { ref, notice }] of notices.entries()) {
-      if (!known[i]) {
-        const err = new Rejected(
-          "ESIGNATURE",
-          `notice from ${notice.userId}, who has no row with that identity key`,
-          "quarantine",
-        );
+      const verdict = verdicts[i]!;
+      if (!verdict.ok) {
+        const err = new Rejected(verdict.code, verdict.reason, verdict.disposal, notice.userId);
         result[await this.#dispose(err, ref, "notice")]++;
         continue;
       }
       await this.#step("table-saved", "notice", ref);
-      onEvent({
-        event: "notice-received",
-        userId: notice.userId,
-        failed: notice.failed.map((f) => f.userId),
-      });
+      onEvent({ event: "notice-received", userId: notice.userId, failed: verdict.flagged });
       done.push(ref);
     }
     return done;
@@ -334,21 +330,36 @@ export class Host {
         rates: {
           perUser: limits.requestsPerUserPerHour,
           perSender: limits.requestsPerSenderPerHour,
+          perHost: limits.requestsPerHour,
+          newRows: limits.newRowsPerHour,
           windowMs: RATE_WINDOW_MS,
         },
       });
       return { rows: next, result: outcomes };
     });
     const admitted: { c: CheckedRequest; peers: PeerRow[] }[] = [];
+    const now = clock.now();
+    const inBatch = new Set<string>();
     for (const [i, c] of requests.entries()) {
       const outcome = outcomes[i]!;
-      if ("refused" in outcome) {
-        const { code, reason } = outcome.refused;
+      const key = `${c.who}\0${c.sessionId}`;
+      const last = this.#replied.get(key);
+      const answered = inBatch.has(key) ||
+        ("repeat" in outcome && outcome.repeat && last !== undefined &&
+          now - last < REPEAT_REPLY_WINDOW_MS);
+      if ("refused" in outcome || answered) {
+        const { code, reason } = "refused" in outcome ? outcome.refused : {
+          code: "EREPLAY",
+          reason: `request of ${c.who} repeats session ${c.sessionId}, answered within the last ${
+            REPEAT_REPLY_WINDOW_MS / 60_000
+          } min; no second reply`,
+        };
         result[
           await this.#dispose(new Rejected(code, reason, "quarantine", c.who), c.ref, "request")
         ]++;
         continue;
       }
+      inBatch.add(key);
       await this.#step("table-saved", "request", c.ref);
       onEvent({ event: "table-updated", rows: outcome.size });
       admitted.push({ c, peers: outcome.peers });
@@ -364,6 +375,7 @@ export class Host {
         const { c, peers } = admitted[next++]!;
         try {
           await this.#reply(c, peers);
+          this.#remember(`${c.who}\0${c.sessionId}`);
           answered.push(c.ref);
         } catch (err) {
           try {
@@ -388,6 +400,16 @@ export class Host {
       );
     }
     return answered;
+  }
+
+  /** Records that a request was answered now, forgetting the oldest beyond the bound. */
+  #remember(key: string): void {
+    this.#replied.delete(key);
+    this.#replied.set(key, this.#o.clock.now());
+    for (const old of this.#replied.keys()) {
+      if (this.#replied.size <= MAX_REMEMBERED_REPLIES) break;
+      this.#replied.delete(old);
+    }
   }
 
   /** Seals and sends one reply. */

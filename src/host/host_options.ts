@@ -6,6 +6,8 @@
  */
 import type { EventSink } from "../events.ts";
 import {
+  DEFAULT_NEW_ROWS_PER_HOUR,
+  DEFAULT_REQUESTS_PER_HOUR,
   DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
   DEFAULT_REQUESTS_PER_USER_PER_HOUR,
   MAX_BLOCK_BYTES,
@@ -76,6 +78,10 @@ export interface HostLimits {
   maxBlockBytes: number;
   requestsPerUserPerHour: number;
   requestsPerSenderPerHour: number;
+  /** Requests answered per hour over all users and senders. */
+  requestsPerHour: number;
+  /** New user ids (rows) the network may gain per hour. */
+  newRowsPerHour: number;
 }
 
 /** The defaults of {@link HostLimits}. */
@@ -84,6 +90,8 @@ export const DEFAULT_HOST_LIMITS: Readonly<HostLimits> = Object.freeze({
   maxBlockBytes: MAX_BLOCK_BYTES,
   requestsPerUserPerHour: DEFAULT_REQUESTS_PER_USER_PER_HOUR,
   requestsPerSenderPerHour: DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
+  requestsPerHour: DEFAULT_REQUESTS_PER_HOUR,
+  newRowsPerHour: DEFAULT_NEW_ROWS_PER_HOUR,
 });
 
 /** A step of processing one mail, in order: the table is saved before the reply is sent, and

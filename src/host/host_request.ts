@@ -14,13 +14,15 @@ import { type ParsedMail, parseMail } from "../mail/parse.ts";
 import type { MailRef } from "../mail/types.ts";
 import { dearmorAll } from "../message/armor.ts";
 import { fromBase64Url, toBase64Url } from "../message/base64.ts";
-import { blockKindOf, openNotice, openRequest } from "../message/block.ts";
+import { blockKindOf, openNotice } from "../message/block.ts";
 import { emailProblem } from "../message/host_card.ts";
 import type { HostKeys } from "../message/key_file.ts";
+import { openRequestWithProof, type RequestProof } from "../message/request_proof.ts";
 import type { NoticePayload, PeerEntry, RequestPayload } from "../message/types.ts";
 import { endpointProblem } from "./address_policy.ts";
 import { admit, nextHistory, type RateLimits } from "./admission.ts";
-import { expireRows, selectPeers, type TablePolicy, upsertRow } from "./table.ts";
+import { recordListed } from "./notice_admission.ts";
+import { cloneRow, expireRows, selectPeers, type TablePolicy, upsertRow } from "./table.ts";
 import { senderVerified } from "./auth_results.ts";
 import type { PeerRow } from "./types.ts";
 
@@ -56,10 +58,15 @@ export interface CheckedRequest {
   who: string;
   /** Session id, base64url. */
   sessionId: string;
-  /** The Date header, or the signed creation time when there is none. */
+  /**
+   * The Date header, or the signed creation time when there is none. It judges staleness only:
+   * the row is dated by the signed creation time.
+   */
   requestedAt: number;
   /** When the checks ran. */
   now: number;
+  /** The terminal's signed request, kept with the row for other hosts to check. */
+  proof?: RequestProof;
 }
 
 /** A notice that opened, for this network. */
@@ -141,7 +148,11 @@ export async function checkRequest(
   now: number,
 ): Promise<CheckedRequest> {
   const { mail, blocks } = await parseBlocks(raw, ctx);
-  const request = await openOurs(blocks, "request", (b) => openRequest(b, ctx.keys));
+  const { payload: request, proof } = await openOurs(
+    blocks,
+    "request",
+    (b) => openRequestWithProof(b, ctx.keys),
+  );
   const who = request.userId;
   const fromProblem = emailProblem(mail.from) ?? replyAddressProblem(mail.from);
   if (fromProblem !== undefined) {
@@ -161,9 +172,10 @@ export async function checkRequest(
     );
   }
   // The Date header is what the design names; the signed creation time cannot be forged,
-  // so a replayed old request with a fresh Date is stale all the same.
-  const requestedAt = mail.date?.getTime() ?? request.createdAt;
-  const oldest = Math.min(requestedAt, request.createdAt);
+  // so a replayed old request with a fresh Date is stale all the same. Requests are ordered by
+  // the signed time alone (rowOf), so a forged Date cannot lock the user out.
+  const dated = mail.date?.getTime() ?? request.createdAt;
+  const oldest = Math.min(dated, request.createdAt);
   if (oldest < now - ctx.expiryMs) {
     throw new Rejected(
       "ESTALE",
@@ -172,7 +184,7 @@ export async function checkRequest(
       who,
     );
   }
-  if (Math.max(requestedAt, request.createdAt) > now + MAX_CLOCK_SKEW_MS) {
+  if (Math.max(dated, request.createdAt) > now + MAX_CLOCK_SKEW_MS) {
     throw new Rejected("ESTALE", `request of ${who} is dated in the future`, "quarantine", who);
   }
   for (const endpoint of request.endpoints) {
@@ -207,8 +219,9 @@ export async function checkRequest(
     request,
     who,
     sessionId: toBase64Url(request.sessionId),
-    requestedAt,
+    requestedAt: dated,
     now,
+    proof,
   };
 }
 
@@ -245,7 +258,7 @@ function replyAddressProblem(address: string): string | undefined {
 /** What the table says to one request: refused and why, or the peers to reply with. */
 export type RequestOutcome =
   | { refused: { code: string; reason: string } }
-  | { peers: PeerRow[]; size: number };
+  | { peers: PeerRow[]; size: number; repeat: boolean };
 
 /**
  * The host's table rule for a batch of checked requests, in order: expire old rows, admit each
@@ -265,14 +278,25 @@ export function applyRequests(
       userId: c.who,
       email: c.mail.from,
       sessionId: c.sessionId,
+      identityKey: toBase64Url(c.request.identityKey),
       createdAt: c.request.createdAt,
       now: c.now,
     }, o.rates);
-    if (verdict.ok && !verdict.repeat) {
-      const old = live.find((r) => r.network === o.network && r.userId === c.who);
+    if (!verdict.ok) return verdict;
+    const old = live.find((r) => r.network === o.network && r.userId === c.who);
+    const entry = { sessionId: c.sessionId, at: c.now, from: c.mail.from };
+    if (verdict.repeat) {
+      // The row stays as it is; the repeat counts against the rates.
+      live = live.map((r) =>
+        r === old ? { ...cloneRow(r), history: nextHistory(r, entry, o.policy.expiryMs) } : r
+      );
+    } else {
       live = upsertRow(live, {
         ...rowOf(c),
-        history: nextHistory(old, { sessionId: c.sessionId, at: c.now }, o.policy.expiryMs),
+        history: nextHistory(old, entry, o.policy.expiryMs),
+        ...(old?.listed ? { listed: old.listed } : {}),
+        ...(old?.notices ? { notices: old.notices } : {}),
+        since: old === undefined ? c.now : (old.since ?? 0),
       }, o.policy);
     }
     return verdict;
@@ -285,23 +309,41 @@ export function applyRequests(
       expiryMs: o.policy.expiryMs,
       max: o.policy.peersPerReply,
     });
-    return { peers, size: live.length };
+    return { peers, size: live.length, repeat: verdict.repeat };
+  });
+  // Remember what each reply lists, so the requester can flag only those peers.
+  requests.forEach((c, i) => {
+    const outcome = outcomes[i]!;
+    if ("refused" in outcome) return;
+    live = recordListed(live, {
+      network: o.network,
+      userId: c.who,
+      identityKey: toBase64Url(c.request.identityKey),
+    }, { sessionId: c.sessionId, at: c.now, peers: outcome.peers.map((p) => p.userId) });
   });
   return { rows: live, outcomes };
 }
 
-/** The table row a checked request makes. */
+/** The table row a checked request makes, dated by its signed creation time. */
 function rowOf(c: CheckedRequest): PeerRow {
-  return {
+  const row: PeerRow = {
     userId: c.request.userId,
     network: c.request.network,
     identityKey: toBase64Url(c.request.identityKey),
     endpoints: c.request.endpoints,
     email: c.mail.from,
     sessionId: c.sessionId,
-    requestedAt: c.requestedAt,
+    requestedAt: c.request.createdAt,
     failures: 0,
   };
+  if (c.proof) {
+    row.proof = {
+      body: toBase64Url(c.proof.body),
+      signature: toBase64Url(c.proof.signature),
+      recipient: toBase64Url(c.proof.recipient),
+    };
+  }
+  return row;
 }
 
 /** The reply entry of a table row (no e-mail address). */

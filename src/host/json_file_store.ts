@@ -312,12 +312,20 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
  */
 function sameRow(row: PeerRow, origin: PeerRow): boolean {
   const fields = 8 + (origin.lastFailureAt === undefined ? 0 : 1) +
-    (origin.history === undefined ? 0 : 1);
+    (origin.history === undefined ? 0 : 1) + (origin.listed === undefined ? 0 : 1) +
+    (origin.notices === undefined ? 0 : 1) + (origin.since === undefined ? 0 : 1) +
+    (origin.proof === undefined ? 0 : 1);
   return Object.keys(row).length === fields &&
     row.userId === origin.userId && row.network === origin.network &&
     row.identityKey === origin.identityKey && row.email === origin.email &&
     row.sessionId === origin.sessionId && row.requestedAt === origin.requestedAt &&
     row.failures === origin.failures && row.lastFailureAt === origin.lastFailureAt &&
+    row.since === origin.since &&
+    (row.proof === origin.proof ||
+      (row.proof !== undefined && origin.proof !== undefined &&
+        Object.keys(row.proof).length === 3 && row.proof.body === origin.proof.body &&
+        row.proof.signature === origin.proof.signature &&
+        row.proof.recipient === origin.proof.recipient)) &&
     sameList(
       row.endpoints,
       origin.endpoints,
@@ -329,7 +337,24 @@ function sameRow(row: PeerRow, origin: PeerRow): boolean {
       sameList(
         row.history,
         origin.history,
-        (h, o) => Object.keys(h).length === 2 && h.sessionId === o.sessionId && h.at === o.at,
+        (h, o) =>
+          Object.keys(h).length === (o.from === undefined ? 2 : 3) &&
+          h.sessionId === o.sessionId && h.at === o.at && h.from === o.from,
+      )) &&
+    (row.listed === origin.listed ||
+      sameList(
+        row.listed,
+        origin.listed,
+        (l, o) =>
+          Object.keys(l).length === 3 && l.sessionId === o.sessionId && l.at === o.at &&
+          Array.isArray(l.peers) && l.peers.length === o.peers.length &&
+          l.peers.every((p, i) => p === o.peers[i]),
+      )) &&
+    (row.notices === origin.notices ||
+      sameList(
+        row.notices,
+        origin.notices,
+        (n, o) => Object.keys(n).length === 2 && n.id === o.id && n.at === o.at,
       ));
 }
 

@@ -39,6 +39,7 @@ import {
 } from "../message/sync_payload.ts";
 import { type Clock, systemClock } from "../runtime.ts";
 import type { HostDirectory } from "./host_directory.ts";
+import { syncRowProblem } from "../message/request_proof.ts";
 import { mergeSyncRows } from "./sync_merge.ts";
 import { openSyncMail, syncMailOf, SyncRejected } from "./sync_mail.ts";
 import { liveSyncRows, paginateSnapshot } from "./sync_snapshot.ts";
@@ -326,13 +327,28 @@ export class SyncAgent {
         "quarantine",
       );
     }
+    // Only rows their terminal signed are merged: a trusted host cannot inject or alter rows.
+    const proven: SnapshotPayload["rows"] = [];
+    for (const row of payload.rows) {
+      const problem = await syncRowProblem(row);
+      if (problem === undefined) {
+        proven.push(row);
+        continue;
+      }
+      logger.log("warn", `synced row of ${row.userId} not merged: ${problem}`, {
+        code: "ESIGNATURE",
+        from: known.card.email,
+      });
+    }
     const now = clock.now();
     const changed = await store.update((rows) => {
-      const merged = mergeSyncRows(rows, payload.rows, {
+      const merged = mergeSyncRows(rows, proven, {
         now,
         network,
         policy,
         allowPrivateAddresses,
+        onRefused: (_row, code, reason) =>
+          logger.log("warn", `synced row not merged: ${reason}`, { code, from: known.card.email }),
       });
       return { rows: merged.rows, result: merged.changed };
     });
@@ -359,7 +375,10 @@ export class SyncAgent {
       network,
       policy,
       onSkip: (row) =>
-        logger.log("warn", `row of ${row.userId} not synced: its keys are not base64url`),
+        logger.log(
+          "warn",
+          `row of ${row.userId} not synced: it has no signed request, or its keys are not base64url`,
+        ),
     });
     const others = (await directory.list({ trustedOnly: true }))
       .map(formatHostCard)

@@ -20,14 +20,19 @@ export interface MergeOptions {
   policy: Pick<TablePolicy, "capacity" | "expiryMs">;
   /** Merge rows whose endpoints are loopback, private, link-local or reserved; default false. */
   allowPrivateAddresses?: boolean;
+  /** Told of each incoming row refused for a reason worth a log line (an `EOWNER` conflict). */
+  onRefused?: (row: SyncRow, code: "EOWNER", reason: string) => void;
 }
 
 /**
- * Merges rows from another host's snapshot into ours (pure; returns new rows).
+ * Merges rows from another host's snapshot into ours (pure; returns new rows). The caller
+ * passes only rows whose terminal signature it verified (`syncRowProblem`, request_proof.ts).
  *
  * Keyed by network + user id, like upsertRow:
  * - a user we do not have is added, with e-mail address `""` (only the host that received the
  *   request knows it);
+ * - a row of another identity key than our live row of that user id is refused (the user id is
+ *   bound to its key while the row lives, in synced tables too) and told to `onRefused`;
  * - the newer request (`requestedAt`) wins; on a tie the larger session id, so every host
  *   settles on the same row. A winning incoming row keeps our e-mail address and history;
  * - the same request (same session id) on both sides keeps the larger failure count, so a
@@ -55,10 +60,19 @@ export function mergeSyncRows(
     const sessionId = toBase64Url(row.sessionId);
     const at = next.findIndex((r) => r.network === row.network && r.userId === row.userId);
     const existing = at < 0 ? undefined : next[at];
+    const identityKey = toBase64Url(row.identityKey);
+    if (existing !== undefined && existing.identityKey !== identityKey) {
+      options.onRefused?.(
+        row,
+        "EOWNER",
+        `synced row of user id ${row.userId} carries another identity key than the live row`,
+      );
+      continue;
+    }
     const fresh: PeerRow = {
       userId: row.userId,
       network: row.network,
-      identityKey: toBase64Url(row.identityKey),
+      identityKey,
       endpoints: row.endpoints.map((e) => ({ ...e })),
       email: existing?.email ?? "",
       sessionId,
@@ -66,6 +80,13 @@ export function mergeSyncRows(
       failures: row.failures,
     };
     if (row.lastFailureAt !== undefined) fresh.lastFailureAt = row.lastFailureAt;
+    if (row.proof !== undefined) {
+      fresh.proof = {
+        body: toBase64Url(row.proof.body),
+        signature: toBase64Url(row.proof.signature),
+        recipient: toBase64Url(row.proof.recipient),
+      };
+    }
     if (existing?.history !== undefined) fresh.history = existing.history.map((h) => ({ ...h }));
     if (existing === undefined) {
       next.push(fresh);

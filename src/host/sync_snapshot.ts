@@ -22,9 +22,10 @@ const SNAPSHOT_OVERHEAD_BYTES = 8 * 1024;
 const utf8 = new TextEncoder();
 
 /**
- * A control-table row as it is synced: without e-mail address and request history.
+ * A control-table row as it is synced: without e-mail address and request history, with the
+ * terminal's signed request when the row has it.
  *
- * @throws {MessageError} `EBLOCK` when the row's identity key or session id is not base64url.
+ * @throws {MessageError} `EBLOCK` when the row's keys, session id or proof are not base64url.
  */
 export function syncRowOf(row: PeerRow): SyncRow {
   const out: SyncRow = {
@@ -41,6 +42,13 @@ export function syncRowOf(row: PeerRow): SyncRow {
     failures: row.failures,
   };
   if (row.lastFailureAt !== undefined) out.lastFailureAt = row.lastFailureAt;
+  if (row.proof !== undefined) {
+    out.proof = {
+      body: fromBase64Url(row.proof.body),
+      signature: fromBase64Url(row.proof.signature),
+      recipient: fromBase64Url(row.proof.recipient),
+    };
+  }
   return out;
 }
 
@@ -50,7 +58,10 @@ export interface LiveSyncRowsOptions {
   /** Only rows of this network are synced. */
   network: string;
   policy: Pick<TablePolicy, "expiryMs">;
-  /** Told of each row left out because its keys are not base64url. */
+  /**
+   * Told of each row left out: its keys are not base64url, or it has no signed request of its
+   * terminal (which a receiving host would refuse).
+   */
   onSkip?: (row: PeerRow) => void;
 }
 
@@ -62,6 +73,10 @@ export function liveSyncRows(rows: readonly PeerRow[], options: LiveSyncRowsOpti
     .sort((a, b) => b.requestedAt - a.requestedAt);
   const out: SyncRow[] = [];
   for (const row of live) {
+    if (row.proof === undefined) {
+      onSkip?.(row);
+      continue;
+    }
     try {
       out.push(syncRowOf(row));
     } catch {

@@ -61,8 +61,25 @@ export function cloneRow(row: PeerRow): PeerRow {
   };
   if (row.lastFailureAt !== undefined) copy.lastFailureAt = row.lastFailureAt;
   if (row.history !== undefined) {
-    copy.history = row.history.map((h) => ({ sessionId: h.sessionId, at: h.at }));
+    copy.history = row.history.map((h) =>
+      h.from === undefined
+        ? { sessionId: h.sessionId, at: h.at }
+        : { sessionId: h.sessionId, at: h.at, from: h.from }
+    );
   }
+  if (row.listed !== undefined) {
+    copy.listed = row.listed.map((l) => ({
+      sessionId: l.sessionId,
+      at: l.at,
+      peers: [...l.peers],
+    }));
+  }
+  if (row.since !== undefined) copy.since = row.since;
+  if (row.proof !== undefined) {
+    const { body, signature, recipient } = row.proof;
+    copy.proof = { body, signature, recipient };
+  }
+  if (row.notices !== undefined) copy.notices = row.notices.map((n) => ({ id: n.id, at: n.at }));
   return copy;
 }
 
@@ -97,8 +114,9 @@ function oldestIndex(rows: readonly PeerRow[], except: number): number {
  * Stores the latest request of one user: one row per network + user id.
  *
  * A new request replaces the user's old row (its failure flag is cleared) unless the stored
- * row is newer or carries the same session id, in which case the table is returned as it is
- * (so processing the same request twice is idempotent). A new user in a full table overwrites
+ * row is newer, carries the same session id or another identity key, in which case the table
+ * is returned as it is (so processing the same request twice is idempotent, and a user id stays
+ * bound to its key: expire or remove the old row first). A new user in a full table overwrites
  * the oldest row. The result never holds more than `capacity` rows.
  *
  * @throws {RangeError} when `capacity` is not a positive integer.
@@ -118,7 +136,10 @@ export function upsertRow(
   let at = next.findIndex((r) => sameOwner(r, row));
   const existing = at === -1 ? undefined : next[at];
   if (existing !== undefined) {
-    if (existing.requestedAt > row.requestedAt || existing.sessionId === row.sessionId) {
+    if (
+      existing.identityKey !== row.identityKey || existing.requestedAt > row.requestedAt ||
+      existing.sessionId === row.sessionId
+    ) {
       return next;
     }
     next[at] = fresh;
@@ -183,6 +204,10 @@ const ROW_KEYS = new Set([
   "failures",
   "lastFailureAt",
   "history",
+  "listed",
+  "notices",
+  "since",
+  "proof",
 ]);
 const ENDPOINT_KEYS = new Set(["transport", "address", "port"]);
 
@@ -225,8 +250,40 @@ function rowProblem(value: unknown): string | undefined {
   if (value.history !== undefined) {
     if (!Array.isArray(value.history)) return `has a "history" that is not a list`;
     for (const h of value.history) {
-      if (!isRecord(h) || typeof h.sessionId !== "string" || !isTime(h.at)) {
+      if (
+        !isRecord(h) || typeof h.sessionId !== "string" || !isTime(h.at) ||
+        (h.from !== undefined && typeof h.from !== "string")
+      ) {
         return `has an invalid "history" entry`;
+      }
+    }
+  }
+  if (value.since !== undefined && !isTime(value.since)) return `has an invalid "since"`;
+  if (value.proof !== undefined) {
+    const proof = value.proof;
+    if (
+      !isRecord(proof) || Object.keys(proof).length !== 3 ||
+      !["body", "signature", "recipient"].every((k) => typeof proof[k] === "string")
+    ) {
+      return `has an invalid "proof"`;
+    }
+  }
+  if (value.listed !== undefined) {
+    if (!Array.isArray(value.listed)) return `has a "listed" that is not a list`;
+    for (const l of value.listed) {
+      if (
+        !isRecord(l) || typeof l.sessionId !== "string" || !isTime(l.at) ||
+        !Array.isArray(l.peers) || !l.peers.every((p) => typeof p === "string")
+      ) {
+        return `has an invalid "listed" entry`;
+      }
+    }
+  }
+  if (value.notices !== undefined) {
+    if (!Array.isArray(value.notices)) return `has a "notices" that is not a list`;
+    for (const n of value.notices) {
+      if (!isRecord(n) || typeof n.id !== "string" || !isTime(n.at)) {
+        return `has an invalid "notices" entry`;
       }
     }
   }

@@ -16,17 +16,36 @@ export interface PeerRow {
   email: string;
   /** Session id of the latest request, base64url. */
   sessionId: string;
-  /** When the latest request was made (its Date header), ms since the epoch. */
+  /**
+   * When the latest request was made: its signed creation time (never the forgeable `Date:`),
+   * ms since the epoch.
+   */
   requestedAt: number;
   /** How many notices reported this user as unreachable since its latest request. */
   failures: number;
   /** When the latest notice about this user arrived, ms since the epoch. */
   lastFailureAt?: number;
   /**
-   * Recent requests of this user (session id, base64url, and when they arrived), oldest first,
-   * within the expiry age: the replay cache and the per-user rate count.
+   * Recent requests of this user (session id, base64url, when they arrived, and the sender
+   * address, lower case), oldest first, within the expiry age, repeats included: the replay
+   * cache and the per-user and per-sender rate counts.
    */
-  history?: { sessionId: string; at: number }[];
+  history?: { sessionId: string; at: number; from?: string }[];
+  /**
+   * What the host's recent replies to this user listed (session id, when, the peers' user
+   * ids), newest last, at most `MAX_LISTED_REPLIES`: the peers this user may flag in a notice.
+   */
+  listed?: { sessionId: string; at: number; peers: string[] }[];
+  /**
+   * The terminal's signed request behind the row (base64url: request body, signature, the
+   * X25519 key of the host it was sealed to): travels in sync snapshots so other hosts can
+   * check it (request_proof.ts). Rows without one are not synced.
+   */
+  proof?: { body: string; signature: string; recipient: string };
+  /** When this user id's row was made (its first request under this key), ms since the epoch. */
+  since?: number;
+  /** The notices this user sent recently (session id @ signed time, when): replay and rate. */
+  notices?: { id: string; at: number }[];
 }
 
 /** Stores the control table. Every implementation passes tests/conformance/table_store.ts. */

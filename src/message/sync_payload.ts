@@ -7,8 +7,13 @@
  * table-request = network, hostId, createdAt, kind "table-request", card (the sender's own)
  * snapshot      = network, hostId, createdAt, kind "snapshot", rows, cards (incl. the sender's)
  * row           = userId, network, identityKey, endpoints, sessionId, requestedAt, failures,
- *                 lastFailureAt?
+ *                 lastFailureAt?, proof?
+ * proof         = body (the terminal's request payload, base64url), signature (64 bytes),
+ *                 recipient (the X25519 key of the host it was sealed to, 32 bytes)
  * ```
+ *
+ * `proof` is the terminal's signed request (request_proof.ts): a receiving host merges only
+ * rows whose proof verifies and matches the row, so no host can inject or alter a row.
  *
  * A sync block never carries a terminal's e-mail address: a row has no such field, and
  * unknown fields are neither written nor read. Snapshots of a large table may exceed the 16 KiB
@@ -21,10 +26,11 @@
  * @module
  */
 import { MessageError } from "../errors.ts";
-import { MAX_ENDPOINTS, MAX_HOST_CARDS } from "../limits.ts";
+import { MAX_BLOCK_BYTES, MAX_ENDPOINTS, MAX_HOST_CARDS } from "../limits.ts";
 import { bytesEqual, fromBase64Url, toBase64Url } from "./base64.ts";
 import { isIPv4, isIPv6, networkIdProblem, userIdProblem } from "./field_rules.ts";
 import { formatHostCard, parseHostCard } from "./host_card.ts";
+import type { RequestProof } from "./request_proof.ts";
 import type { Endpoint } from "./types.ts";
 
 /** Largest sync block (proposed for limits.ts). A snapshot that would be larger is split. */
@@ -45,6 +51,8 @@ export interface SyncRow {
   requestedAt: number;
   failures: number;
   lastFailureAt?: number;
+  /** The terminal's signed request behind the row; rows without one are not merged. */
+  proof?: RequestProof;
 }
 
 interface SyncBase {
@@ -131,6 +139,34 @@ class Reader {
     return bytes;
   }
 
+  /** Base64url bytes of any length up to `max` (canonical encoding only). */
+  blob(obj: Obj, name: string, path: string, max: number): Uint8Array {
+    const value = this.text(obj, name, path, () => undefined);
+    let bytes: Uint8Array;
+    try {
+      bytes = fromBase64Url(value);
+    } catch (err) {
+      this.fail(`${path}${name} is not base64url`, err);
+    }
+    if (toBase64Url(bytes) !== value) this.fail(`${path}${name} is not canonical base64url`);
+    if (bytes.length < 1 || bytes.length > max) {
+      this.fail(`${path}${name} has ${bytes.length} bytes, not 1 to ${max}`);
+    }
+    return bytes;
+  }
+
+  proof(value: unknown, path: string): RequestProof {
+    const obj = this.obj(value, path);
+    const p = `${path}.`;
+    const extra = Object.keys(obj).find((k) => !["body", "signature", "recipient"].includes(k));
+    if (extra !== undefined) this.fail(`${p}${extra} is not a field of a proof`);
+    return {
+      body: this.blob(obj, "body", p, MAX_BLOCK_BYTES),
+      signature: this.bytes(obj, "signature", p, 64),
+      recipient: this.bytes(obj, "recipient", p, 32),
+    };
+  }
+
   count(obj: Obj, name: string, path: string): number {
     const value = this.get(obj, name, path);
     if (typeof value !== "number" || !Number.isSafeInteger(value) || value < 0) {
@@ -192,6 +228,9 @@ class Reader {
     if (Object.hasOwn(obj, "lastFailureAt") && obj.lastFailureAt !== null) {
       row.lastFailureAt = this.count(obj, "lastFailureAt", p);
     }
+    if (Object.hasOwn(obj, "proof") && obj.proof !== null) {
+      row.proof = this.proof(obj.proof, `${p}proof`);
+    }
     return row;
   }
 }
@@ -249,6 +288,16 @@ function rowToWire(row: SyncRow): unknown {
     failures: row.failures,
   };
   if (row.lastFailureAt !== undefined) wire.lastFailureAt = row.lastFailureAt;
+  if (row.proof !== undefined) {
+    const proof = row.proof;
+    wire.proof = isObj(proof)
+      ? {
+        body: b64(proof.body),
+        signature: b64(proof.signature),
+        recipient: b64(proof.recipient),
+      }
+      : proof;
+  }
   return wire;
 }
 

@@ -32,6 +32,8 @@ email = "${address}"
 keys = "host.keys.json"
 allow_private_addresses = true
 requests_per_sender_per_hour = 100000
+requests_per_hour = 10000000
+new_rows_per_hour = 1000000
 poll_interval = "50ms"
 ${extra}
 [host.receive]

@@ -8,9 +8,17 @@ import type { PeerRow, TableStore } from "../../src/host/types.ts";
 import { parseMail } from "../../src/mail/parse.ts";
 import type { MailSource } from "../../src/mail/types.ts";
 import { toBase64Url } from "../../src/message/base64.ts";
-import { sealSignedBlock } from "../../src/message/block.ts";
+import { sealSignedBlock, signedBlockData } from "../../src/message/block.ts";
+import { encodeRequest } from "../../src/message/codec.ts";
 import { formatHostCard } from "../../src/message/host_card.ts";
-import { generateHostKeys, hostCardOf, type HostKeys } from "../../src/message/key_file.ts";
+import {
+  generateHostKeys,
+  generateIdentityKeys,
+  hostCardOf,
+  type HostKeys,
+  type IdentityKeys,
+} from "../../src/message/key_file.ts";
+import { sign } from "../../src/message/keys.ts";
 import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
 import { encodeSyncPayload, type SyncRow } from "../../src/message/sync_payload.ts";
 import { dearmorSync, openSync } from "../../src/message/sync_seal.ts";
@@ -61,16 +69,54 @@ async function fivePlayers(w: World): Promise<void> {
   assert.equal(pass.answered, 5);
 }
 
-function pairRow(userId: string, requestedAt: number, extra: Partial<PeerRow> = {}): PeerRow {
+const identities = new Map<string, IdentityKeys>();
+
+/**
+ * A row as a host makes it from a terminal's request, signed by that terminal (one identity
+ * key per user id, so both hosts' rows of a user are the same user's).
+ */
+async function pairRow(
+  userId: string,
+  requestedAt: number,
+  extra: Partial<PeerRow> = {},
+): Promise<PeerRow> {
+  let identity = identities.get(userId);
+  if (identity === undefined) identities.set(userId, identity = await generateIdentityKeys(userId));
+  const sessionId = crypto.getRandomValues(new Uint8Array(16));
+  const endpoints: PeerRow["endpoints"] = [{
+    transport: "tcp",
+    address: "198.51.100.7",
+    port: 7000,
+  }];
+  const body = encodeRequest({
+    network: NETWORK,
+    userId,
+    identityKey: identity.ed25519.publicKey,
+    endpoints,
+    sessionId,
+    createdAt: requestedAt,
+    replyKey: new Uint8Array(32),
+    hostCards: [],
+  });
+  const recipient = new Uint8Array(32).fill(7);
+  const signature = await sign(
+    identity.ed25519.privateKey,
+    signedBlockData("request", recipient, body),
+  );
   return {
     userId,
     network: NETWORK,
-    identityKey: toBase64Url(new Uint8Array(32).fill(userId.length)),
-    endpoints: [{ transport: "tcp", address: "198.51.100.7", port: 7000 }],
+    identityKey: toBase64Url(identity.ed25519.publicKey),
+    endpoints,
     email: "",
-    sessionId: toBase64Url(crypto.getRandomValues(new Uint8Array(16))),
+    sessionId: toBase64Url(sessionId),
     requestedAt,
     failures: 0,
+    proof: {
+      body: toBase64Url(body),
+      signature: toBase64Url(signature),
+      recipient: toBase64Url(recipient),
+    },
     ...extra,
   };
 }
@@ -177,11 +223,12 @@ Deno.test("periodic push keeps a peer host current", async () => {
     // An hour later carol is at another port, and a notice flags dave's row on A.
     w.clock.advance(HOUR);
     const dave = await w.player("dave", 7200);
-    const daveRequest = await w.request(dave);
+    await w.request(dave);
     carol.endpoints = [{ transport: "tcp", address: "192.0.2.11", port: 7101 }];
-    await w.request(carol);
+    const carolRequest = await w.request(carol);
     await w.host.processPending();
-    await w.notice(carol, "dave", daveRequest.sessionId);
+    // carol's reply listed dave; her notice names the session of that reply.
+    await w.notice(carol, "dave", carolRequest.sessionId);
     await w.host.processPending();
     await a.agent.pushSnapshots();
     assert.equal((await b.agent.processPending()).rows, 2);
@@ -212,12 +259,12 @@ Deno.test("a newer row wins a merge, an older one does not", async () => {
   try {
     const now = w.clock.now();
     const aStore = new MemoryStore([
-      pairRow("older", now - 2 * HOUR, { email: "older@player.test" }),
-      pairRow("newer", now - HOUR, { email: "newer@player.test" }),
+      await pairRow("older", now - 2 * HOUR, { email: "older@player.test" }),
+      await pairRow("newer", now - HOUR, { email: "newer@player.test" }),
     ]);
     const bStore = new MemoryStore([
-      pairRow("older", now - HOUR, { email: "older@b.test" }),
-      pairRow("newer", now - 2 * HOUR, { email: "newer@b.test" }),
+      await pairRow("older", now - HOUR, { email: "older@b.test" }),
+      await pairRow("newer", now - 2 * HOUR, { email: "newer@b.test" }),
     ]);
     const a = await poolHost(w, "a2@host.test", { store: aStore });
     const b = await poolHost(w, "b@host.test", { store: bStore });
@@ -241,7 +288,7 @@ Deno.test("a snapshot from an unknown host is quarantined", async () => {
   try {
     const b = await poolHost(w, "b@host.test");
     const stranger = await poolHost(w, "stranger@evil.test", {
-      store: new MemoryStore([pairRow("ghost", w.clock.now())]),
+      store: new MemoryStore([await pairRow("ghost", w.clock.now())]),
     });
     await stranger.directory.add([hostCardOf(b.keys)], { trusted: true });
     await stranger.agent.pushSnapshots();
