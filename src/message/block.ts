@@ -249,8 +249,24 @@ export async function sealRequest(
  */
 export async function openRequest(block: Uint8Array, hostKeys: HostKeys): Promise<RequestPayload> {
   const { body, signature } = await openBlock(block, "request", hostKeys.x25519.privateKey);
+  return await verifyRequest(body, signature, hostKeys.x25519.publicKey);
+}
+
+/**
+ * Decodes an opened request body and checks the terminal's signature over it (as sealed to
+ * `recipient`, the host's X25519 public key): the one check behind {@link openRequest} and a
+ * synced row's proof (request_proof.ts).
+ *
+ * @throws {MessageError} `EPAYLOAD` for a bad body, `ESIGNATURE` when the identity key it
+ * carries did not sign it.
+ */
+export async function verifyRequest(
+  body: Uint8Array,
+  signature: Uint8Array,
+  recipient: Uint8Array,
+): Promise<RequestPayload> {
   const payload = decodeRequest(body);
-  const data = signedData("request", hostKeys.x25519.publicKey, body);
+  const data = signedData("request", recipient, body);
   if (!await verify(payload.identityKey, data, signature)) {
     throw new MessageError(
       "ESIGNATURE",

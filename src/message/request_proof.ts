@@ -10,10 +10,8 @@
  */
 import { MessageError } from "../errors.ts";
 import { bytesEqual } from "./base64.ts";
-import { openSignedBlock, signedBlockData } from "./block.ts";
-import { decodeRequest } from "./codec.ts";
+import { openSignedBlock, verifyRequest } from "./block.ts";
 import type { HostKeys } from "./key_file.ts";
-import { verify } from "./keys.ts";
 import type { SyncRow } from "./sync_payload.ts";
 import type { RequestPayload } from "./types.ts";
 
@@ -33,16 +31,8 @@ export interface RequestProof {
  * @throws {MessageError} `EPAYLOAD` (the body is no request) or `ESIGNATURE` (not signed by the
  * identity key it carries).
  */
-export async function verifyRequestProof(proof: RequestProof): Promise<RequestPayload> {
-  const payload = decodeRequest(proof.body);
-  const data = signedBlockData("request", proof.recipient, proof.body);
-  if (!await verify(payload.identityKey, data, proof.signature)) {
-    throw new MessageError(
-      "ESIGNATURE",
-      `Cannot accept request: it is not signed by the identity key it carries (user id "${payload.userId}"); the mail was forged, ignore it`,
-    );
-  }
-  return payload;
+export function verifyRequestProof(proof: RequestProof): Promise<RequestPayload> {
+  return verifyRequest(proof.body, proof.signature, proof.recipient);
 }
 
 /**
