@@ -32,7 +32,7 @@ import {
 import { DatagramFrameChannel } from "./datagram_channel.ts";
 import { decodeDatagram, FRAME_HEADER_BYTES } from "./frame.ts";
 import { initiateHandshake } from "./handshake.ts";
-import { SessionLink } from "./session_crypto.ts";
+import { ReliableLink } from "./reliable_link.ts";
 import type {
   ConnectOptions,
   ListenOptions,
@@ -175,12 +175,12 @@ export class UdpTransport implements PeerTransport {
         signal: phase.signal,
       });
       channel.establish(result.cipher);
-      return new SessionLink(channel, result.cipher, {
+      return new ReliableLink(channel, result.cipher, {
         local,
         remote: { ...result.peer, endpoint: remote },
-        transport: "udp",
         disconnectTimeoutMs: s.disconnectTimeoutMs,
         maxFragmentBytes: s.maxFragmentBytes,
+        clock: s.clock,
       });
     } catch (err) {
       if (channel) channel.close();
