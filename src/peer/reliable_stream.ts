@@ -384,7 +384,7 @@ export class ReliableReceiver {
   /** Where `seq` falls; nothing changes (call before the datagram is authenticated). */
   place(seq: number): SegmentPlace {
     if (seq < this.#next || this.#held.has(seq)) return "duplicate";
-    if (seq >= this.#next + Math.max(1, this.#windowSegments - this.#unread)) return "beyond";
+    if (seq >= this.#next + this.#windowSegments - this.#unread) return "beyond";
     return "new";
   }
 
