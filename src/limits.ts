@@ -187,8 +187,17 @@ export const STREAM_INITIAL_WINDOW_SEGMENTS = 10;
 export const STREAM_MAX_SACK_RANGES = 16;
 /** Retransmission timeout before any RTT sample, in ms (RFC 6298 §2.1). */
 export const STREAM_INITIAL_RTO_MS = 1_000;
-/** Floor of the retransmission timeout, in ms (RFC 6298 says 1 s; Linux uses 200 ms). */
-export const STREAM_MIN_RTO_MS = 100;
+/**
+ * Floor of the retransmission timeout, in ms. RFC 6298 says 1 s; Linux uses 200 ms; QUIC's
+ * probe timeout has none (1 ms granularity). Early expiries only probe (see below), so a
+ * low floor costs a datagram, not the window.
+ */
+export const STREAM_MIN_RTO_MS = 20;
+/**
+ * Retransmission timer expiries in a row, without any segment acked, after which a UDP link's
+ * sender declares persistent congestion (window to 2 segments); the ones before only probe.
+ */
+export const STREAM_PERSISTENT_TIMEOUTS = 3;
 /** Ceiling of the retransmission timeout after doubling, in ms. */
 export const STREAM_MAX_RTO_MS = 4_000;
 /**

@@ -10,11 +10,15 @@
  * - {@link ReliableSender}: keeps each sent segment until acked; the ack is cumulative (next
  *   expected segment) plus SACK ranges. Loss detection as QUIC (RFC 9002 §6.1): a segment is
  *   lost when a segment sent 3 transmissions later is acked, or when one sent later is acked
- *   and 9/8 of the RTT passed since it left. RTO per RFC 6298 (SRTT, RTTVAR, Karn: no sample
- *   from a retransmitted segment, doubled on expiry), with a floor of
- *   `STREAM_MIN_RTO_MS` instead of 1 s. Congestion control NewReno as RFC 9002 §7: slow start
- *   from 10 segments, one halving per loss episode (a loss of a segment sent before the
- *   episode began does not halve again), additive increase after, window of 2 after an RTO.
+ *   and 9/8 of the RTT passed since it left. Retransmission timer per RFC 6298 (SRTT, RTTVAR,
+ *   Karn: no sample from a retransmitted segment; doubled on expiry), plus the receiver's ack
+ *   delay, with a floor of `STREAM_MIN_RTO_MS` instead of 1 s, restarted by any newly acked
+ *   segment. Its first expiries are probes (as QUIC's PTO, RFC 9002 §6.2): the oldest unacked
+ *   segment goes again, past the window if need be, and the window stays; the
+ *   `STREAM_PERSISTENT_TIMEOUTS`-th in a row is persistent congestion: every unacked segment
+ *   counts as lost and the window drops to 2. Congestion control NewReno as RFC 9002 §7: slow
+ *   start from 10 segments, one halving per loss episode (a loss of a segment sent before the
+ *   episode began does not halve again), additive increase after.
  *   New segments go out only within the receiver's advertised window (flow control). An ack
  *   that acknowledges a segment never sent is ignored whole. No authentic ack for
  *   `stallTimeoutMs` while segments are outstanding: {@link ReliableSender.deadline} reports
@@ -26,11 +30,13 @@
  * @module
  */
 import {
+  STREAM_ACK_DELAY_MS,
   STREAM_INITIAL_RTO_MS,
   STREAM_INITIAL_WINDOW_SEGMENTS,
   STREAM_MAX_RTO_MS,
   STREAM_MAX_SACK_RANGES,
   STREAM_MIN_RTO_MS,
+  STREAM_PERSISTENT_TIMEOUTS,
   STREAM_STALL_TIMEOUT_MS,
 } from "../limits.ts";
 
@@ -73,6 +79,8 @@ export type AckOutcome = "ignored" | "accepted";
 const PACKET_THRESHOLD = 3;
 const TIME_THRESHOLD = 9 / 8;
 const MIN_WINDOW = 2;
+/** Window kept after a loss: CUBIC's β (RFC 9438 §4.6), gentler than NewReno's 1/2. */
+const LOSS_REDUCTION = 0.7;
 
 /** The sending half: see the module doc. */
 export class ReliableSender {
@@ -94,6 +102,10 @@ export class ReliableSender {
   #rttvar = 0;
   #rto = STREAM_INITIAL_RTO_MS;
   #rtoAt: number | null = null;
+  /** Timer expiries since the last newly acked segment. */
+  #timeouts = 0;
+  /** A probe may go past the congestion window. */
+  #probe = false;
   #lastAckAt: number;
   #stallTimeoutMs: number;
   /** Lost segments to resend first, lowest first. */
@@ -101,7 +113,7 @@ export class ReliableSender {
   /** Next never-sent segment. */
   #nextUnsent = 0;
   /** Counters for tests and benchmarks. */
-  readonly stats = { sent: 0, retransmitted: 0, rtoExpiries: 0, ignoredAcks: 0 };
+  readonly stats = { sent: 0, retransmitted: 0, probes: 0, rtoExpiries: 0, ignoredAcks: 0 };
 
   constructor(now: number, options: ReliableSenderOptions = {}) {
     this.#cwnd = options.initialWindow ?? STREAM_INITIAL_WINDOW_SEGMENTS;
@@ -158,7 +170,8 @@ export class ReliableSender {
    * is full (or nothing waits). Lost segments go first. Call once per datagram sent.
    */
   next(now: number): { seq: number; bytes: Uint8Array } | null {
-    if (this.#pipe >= Math.floor(this.#cwnd)) return null;
+    if (this.#pipe >= Math.floor(this.#cwnd) && !this.#probe) return null;
+    this.#probe = false;
     let segment: Segment | undefined;
     while (this.#retransmit.length > 0 && !segment) {
       const s = this.#segments.get(this.#retransmit.shift()!);
@@ -224,7 +237,8 @@ export class ReliableSender {
     }
     const sample = newest as Segment | null;
     if (sample && sample.transmissions === 1) this.#sampleRtt(now - sample.sentAt);
-    if (progressed) {
+    if (sample) this.#timeouts = 0;
+    if (progressed || sample) { // any newly acked segment restarts the timer (as SACK TCPs do)
       this.#rto = this.#baseRto();
       this.#rtoAt = this.drained || this.#pipe === 0 ? null : now + this.#rto;
     }
@@ -254,13 +268,25 @@ export class ReliableSender {
     }
     this.#detectLosses(now);
     if (this.#rtoAt !== null && now >= this.#rtoAt) {
-      this.stats.rtoExpiries++;
-      this.#ssthresh = Math.max(Math.floor(this.#cwnd / 2), MIN_WINDOW);
-      this.#cwnd = MIN_WINDOW;
-      this.#recoveryOrder = this.#order;
-      for (let seq = this.#una; seq < this.#nextUnsent; seq++) {
-        const s = this.#segments.get(seq)!;
-        if (!s.sacked && !s.lost) this.#markLost(s);
+      this.#timeouts++;
+      if (this.#timeouts >= STREAM_PERSISTENT_TIMEOUTS) { // persistent congestion: collapse
+        this.stats.rtoExpiries++;
+        this.#ssthresh = Math.max(Math.floor(this.#cwnd / 2), MIN_WINDOW);
+        this.#cwnd = MIN_WINDOW;
+        this.#recoveryOrder = this.#order;
+        for (let seq = this.#una; seq < this.#nextUnsent; seq++) {
+          const s = this.#segments.get(seq)!;
+          if (!s.sacked && !s.lost) this.#markLost(s);
+        }
+      } else { // a probe: the oldest unacked segment goes again, past the window if need be
+        this.stats.probes++;
+        for (let seq = this.#una; seq < this.#nextUnsent; seq++) {
+          const s = this.#segments.get(seq)!;
+          if (s.sacked) continue;
+          if (!s.lost) this.#markLost(s);
+          this.#probe = true;
+          break;
+        }
       }
       this.#rto = Math.min(this.#rto * 2, STREAM_MAX_RTO_MS);
       this.#rtoAt = this.#una < this.#nextUnsent ? now + this.#rto : null;
@@ -288,7 +314,7 @@ export class ReliableSender {
 
   #baseRto(): number {
     if (this.#srtt === null) return STREAM_INITIAL_RTO_MS;
-    const rto = this.#srtt + Math.max(1, 4 * this.#rttvar);
+    const rto = this.#srtt + Math.max(1, 4 * this.#rttvar) + STREAM_ACK_DELAY_MS;
     return Math.min(Math.max(rto, STREAM_MIN_RTO_MS), STREAM_MAX_RTO_MS);
   }
 
@@ -322,9 +348,9 @@ export class ReliableSender {
         this.#markLost(s);
       }
     }
-    if (episode) { // one halving per loss episode (RFC 9002 §7.3.2)
+    if (episode) { // one decrease per loss episode (RFC 9002 §7.3.2)
       this.#recoveryOrder = this.#order;
-      this.#ssthresh = Math.max(Math.floor(this.#cwnd / 2), MIN_WINDOW);
+      this.#ssthresh = Math.max(Math.floor(this.#cwnd * LOSS_REDUCTION), MIN_WINDOW);
       this.#cwnd = this.#ssthresh;
     }
     this.#retransmit.sort((a, b) => a - b);

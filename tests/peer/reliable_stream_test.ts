@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import {
+  STREAM_ACK_DELAY_MS,
   STREAM_INITIAL_RTO_MS,
   STREAM_INITIAL_WINDOW_SEGMENTS,
   STREAM_MAX_RTO_MS,
@@ -91,13 +92,14 @@ Deno.test("without loss nothing is sent twice and the window opens in slow start
   assert.ok(sender.cwnd > 100, `cwnd ${sender.cwnd} grew`);
 });
 
-Deno.test("a segment with three acked after it is sent again at once, and the window halves once", () => {
+Deno.test("a segment with three acked after it is sent again at once, and the window shrinks once", () => {
   const sender = new ReliableSender(0);
   queue(sender, 10);
   assert.deepEqual(sendAll(sender, 0), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   // segment 0 lost; 1..4 arrive
   assert.equal(sender.onAck({ cumulative: 0, window: 64, ranges: [[1, 5]] }, 10), "accepted");
-  const halved = (STREAM_INITIAL_WINDOW_SEGMENTS + 4) / 2; // slow start took the 4 acks first
+  // slow start took the 4 acks first; then β = 0.7 (RFC 9438)
+  const halved = Math.floor((STREAM_INITIAL_WINDOW_SEGMENTS + 4) * 0.7);
   assert.equal(sender.cwnd, halved);
   const again = sender.next(10);
   assert.equal(again?.seq, 0);
@@ -108,28 +110,36 @@ Deno.test("a segment with three acked after it is sent again at once, and the wi
   assert.ok(sender.drained);
 });
 
-Deno.test("the RTO follows RFC 6298 from RTT samples and doubles on expiry up to its ceiling", () => {
+Deno.test("the RTO follows RFC 6298 from RTT samples: first expiries probe, the third collapses the window", () => {
   const sender = new ReliableSender(0);
   assert.equal(sender.rto, STREAM_INITIAL_RTO_MS);
   queue(sender, 1);
   sendAll(sender, 0);
   sender.onAck({ cumulative: 1, window: 64, ranges: [] }, 200); // R = 200: SRTT 200, RTTVAR 100
-  assert.equal(sender.rto, 200 + 4 * 100);
-  queue(sender, 1);
-  sendAll(sender, 1000);
-  assert.equal(sender.deadline(), 1000 + 600);
-  assert.equal(sender.onTimer(1600), "ok");
-  assert.equal(sender.rto, 1200);
-  assert.equal(sender.next(1600)?.seq, 1, "the unacked segment goes again");
-  assert.equal(sender.cwnd, 2);
-  for (let t = 1600; sender.rto < STREAM_MAX_RTO_MS; t += sender.rto) {
-    sender.onTimer(t + sender.rto);
-  }
-  assert.equal(sender.rto, STREAM_MAX_RTO_MS);
-  // Karn: the ack of a retransmitted segment gives no sample
-  sender.onAck({ cumulative: 2, window: 64, ranges: [] }, 30_000);
-  assert.equal(sender.rto, 600);
-  assert.ok(STREAM_MIN_RTO_MS <= 600);
+  const rto = 200 + 4 * 100 + STREAM_ACK_DELAY_MS;
+  assert.equal(sender.rto, rto);
+  queue(sender, 30);
+  assert.equal(sendAll(sender, 1000).length, 11, "the window grew by the one acked segment");
+  assert.equal(sender.deadline(), 1000 + rto);
+  let now = 1000 + rto;
+  assert.equal(sender.onTimer(now), "ok");
+  assert.equal(sender.rto, 2 * rto);
+  assert.equal(sender.next(now)?.seq, 1, "a probe: the oldest unacked segment goes again");
+  assert.equal(sender.cwnd, 11, "a probe keeps the window");
+  assert.equal(sender.next(now), null);
+  now += 2 * rto;
+  sender.onTimer(now);
+  sendAll(sender, now);
+  now += 4 * rto > STREAM_MAX_RTO_MS ? STREAM_MAX_RTO_MS : 4 * rto;
+  sender.onTimer(now);
+  assert.equal(sender.cwnd, 2, "the third expiry in a row is persistent congestion");
+  assert.equal(sender.stats.rtoExpiries, 1);
+  for (let i = 0; i < 5; i++) sender.onTimer(now += STREAM_MAX_RTO_MS);
+  assert.equal(sender.rto, STREAM_MAX_RTO_MS, "doubling stops at the ceiling");
+  // Karn: the ack of a retransmitted segment gives no sample, but the timer starts afresh
+  sender.onAck({ cumulative: 2, window: 64, ranges: [] }, now + 1);
+  assert.equal(sender.rto, rto);
+  assert.ok(STREAM_MIN_RTO_MS <= rto);
 });
 
 Deno.test("an ack for data never sent is ignored and changes nothing", () => {
