@@ -209,3 +209,8 @@ export const STREAM_STALL_TIMEOUT_MS = 20_000;
 export const STREAM_ACK_DELAY_MS = 5;
 /** In-order segments a receiver takes before it acks at once (RFC 9000 §13.2.2: 2). */
 export const STREAM_ACK_EVERY_SEGMENTS = 2;
+/**
+ * Best-effort datagrams (`PeerLink.receiveDatagram`) a UDP link holds unread; when full, the
+ * oldest is dropped for the newest.
+ */
+export const STREAM_MAX_QUEUED_DATAGRAMS = 64;

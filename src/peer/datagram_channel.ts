@@ -19,7 +19,8 @@
  *   DISCONNECT_ACK again.
  * - DATA and STREAM_ACK (sealed like the control frames) are passed on as they come; the
  *   reliable stream above (`reliable_link.ts`) authenticates each before it moves any state
- *   and retransmits lost DATA. A reader far behind loses DATA and STREAM_ACK, never more.
+ *   and retransmits lost DATA. DATAGRAM (sealed too) is the link's best-effort lane. A reader
+ *   far behind loses DATA, STREAM_ACK and DATAGRAM, never more.
  * - PING every `keepaliveMs`, answered here with PONG (the session never sees either);
  *   no authentic control frame heard for `idleTimeoutMs` → `receive()` rejects with
  *   `PeerError` `EPEER` "the peer vanished". DATA does not count: it is authenticated above
@@ -50,6 +51,7 @@ const CONTROL_TYPES: ReadonlySet<FrameType> = new Set([
   FrameType.DISCONNECT,
   FrameType.DISCONNECT_ACK,
   FrameType.STREAM_ACK,
+  FrameType.DATAGRAM,
 ]);
 /** Frames a channel holds for a reader that is behind; more DATA is dropped. */
 const MAX_QUEUED_FRAMES = 1024;
@@ -276,7 +278,8 @@ export class DatagramFrameChannel implements FrameChannel {
   #push(r: Received): void {
     // Reader far behind: the datagram is lost. No sequence check here: the session cipher
     // checks it once the body authenticates (a forgery must not move any watermark).
-    const droppable = r.frame.type === FrameType.DATA || r.frame.type === FrameType.STREAM_ACK;
+    const droppable = r.frame.type === FrameType.DATA || r.frame.type === FrameType.STREAM_ACK ||
+      r.frame.type === FrameType.DATAGRAM;
     if (droppable && this.#queue.length >= MAX_QUEUED_FRAMES) return;
     const waiter = this.#waiter;
     if (waiter) {
@@ -329,6 +332,7 @@ export class DatagramFrameChannel implements FrameChannel {
       case FrameType.PING:
       case FrameType.PONG:
       case FrameType.STREAM_ACK:
+      case FrameType.DATAGRAM:
         return this.#options.sendDatagram(await this.#sealed(frame));
       default:
         return this.#options.sendDatagram(encodeDatagram(frame));

@@ -18,6 +18,8 @@
  *   `[u64 BE control sequence][ciphertext]`.
  * - STREAM_ACK (UDP only, version 3): sealed like those four; its plaintext acknowledges DATA
  *   segments of the reliable stream (`encodeStreamAck`).
+ * - DATAGRAM (UDP only, version 3): sealed likewise; its plaintext is one best-effort
+ *   application datagram (`PeerLink.sendDatagram`).
  *
  * An endpoint is `[u8 transport: 0 tcp, 1 udp][u8 length][address, ASCII][u16 BE port]`, a user
  * id `[u8 length][UTF-8]`.
@@ -41,6 +43,7 @@ export const FrameType = {
   PONG: 8,
   COOKIE: 9,
   STREAM_ACK: 10,
+  DATAGRAM: 11,
 } as const;
 /** A frame type byte. */
 export type FrameType = typeof FrameType[keyof typeof FrameType];

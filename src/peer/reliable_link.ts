@@ -17,6 +17,8 @@
  * - `send()` resolves once its segments are queued; it waits while `STREAM_SEND_BUFFER_SEGMENTS`
  *   are queued and not acked. `close()` waits until everything sent was acked (or the link
  *   failed), then DISCONNECT / DISCONNECT_ACK as on any link.
+ * - Beside the stream, a best-effort lane (`sendDatagram()` / `receiveDatagram()`): one
+ *   sealed DATAGRAM frame each, never retransmitted, outside the windows; for game state.
  * - No authentic ack for `stallTimeoutMs` while segments are outstanding: the link ends with
  *   `PeerError` `ETIMEOUT`.
  *
@@ -27,6 +29,7 @@ import {
   DISCONNECT_TIMEOUT_MS,
   STREAM_ACK_DELAY_MS,
   STREAM_ACK_EVERY_SEGMENTS,
+  STREAM_MAX_QUEUED_DATAGRAMS,
   STREAM_MAX_SACK_RANGES,
   STREAM_RECEIVE_WINDOW_SEGMENTS,
   STREAM_SEND_BUFFER_SEGMENTS,
@@ -87,6 +90,8 @@ export class ReliableLink implements PeerLink {
   #queue: Uint8Array[] = [];
   #queuedBytes = 0;
   #waiters: Waiter[] = [];
+  #datagrams: Uint8Array[] = [];
+  #datagramWaiters: Waiter[] = [];
   #partial: Uint8Array[] = [];
   #partialBytes = 0;
   #sendChain: Promise<void> = Promise.resolve();
@@ -101,6 +106,8 @@ export class ReliableLink implements PeerLink {
   #ended = false;
   #error: unknown = null;
   #closing = false;
+  /** `close()` was called: no more `send()`, what was sent drains first. */
+  #closeCalled = false;
   #closePromise: Promise<void> | null = null;
   #onDisconnectAck: (() => void) | null = null;
   #pumpDone: Promise<void>;
@@ -123,6 +130,54 @@ export class ReliableLink implements PeerLink {
     this.#pumpDone = this.#pump();
   }
 
+  /** Longest datagram of the best-effort lane: a DATA fragment plus its flag byte. */
+  get maxDatagramBytes(): number {
+    return this.#options.maxFragmentBytes + 1;
+  }
+
+  /**
+   * Sends one datagram on the best-effort lane (DATAGRAM, sealed like PING): never
+   * retransmitted, outside the stream's order, windows and congestion control.
+   */
+  sendDatagram(data: Uint8Array): Promise<void> {
+    if (this.#closing || this.#ended) return Promise.reject(this.#closedError());
+    if (data.length > this.maxDatagramBytes) {
+      return Promise.reject(
+        new RangeError(`Datagram of ${data.length} bytes exceeds ${this.maxDatagramBytes}`),
+      );
+    }
+    return this.#channel.send({ type: FrameType.DATAGRAM, body: data.slice() });
+  }
+
+  /** Next datagram of the best-effort lane; null once the link ended or closed. */
+  receiveDatagram(options: { signal?: AbortSignal } = {}): Promise<Uint8Array | null> {
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const next = this.#datagrams.shift();
+    if (next) return Promise.resolve(next);
+    if (this.#ended || this.#closing) {
+      return this.#error ? Promise.reject(this.#error) : Promise.resolve(null);
+    }
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        this.#datagramWaiters = this.#datagramWaiters.filter((w) => w !== waiter);
+        reject(signal?.reason);
+      };
+      const waiter: Waiter = {
+        resolve: (data) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(data);
+        },
+        reject: (err) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(err);
+        },
+      };
+      this.#datagramWaiters.push(waiter);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
   /** Counters of the sending half (segments sent, retransmitted, RTO expiries, ignored acks). */
   get stats(): Readonly<ReliableSender["stats"]> {
     return this.#sender.stats;
@@ -130,7 +185,7 @@ export class ReliableLink implements PeerLink {
 
   /** Queues one message on the stream; resolves once all its segments are queued. */
   send(data: Uint8Array): Promise<void> {
-    if (this.#closing || this.#ended) return Promise.reject(this.#closedError());
+    if (this.#closeCalled || this.#ended) return Promise.reject(this.#closedError());
     if (data.length > this.#maxMessageBytes) {
       return Promise.reject(
         new RangeError(`Message of ${data.length} bytes exceeds ${this.#maxMessageBytes}`),
@@ -197,6 +252,7 @@ export class ReliableLink implements PeerLink {
   }
 
   async #close(): Promise<void> {
+    this.#closeCalled = true;
     await this.#sendChain;
     while (!this.#ended && !this.#sender.drained) await this.#waitProgress();
     this.#closing = true;
@@ -337,6 +393,9 @@ export class ReliableLink implements PeerLink {
           case FrameType.STREAM_ACK:
             this.#ack(frame.body);
             break;
+          case FrameType.DATAGRAM: // opened by the channel: authentic and not a replay
+            this.#datagram(frame.body);
+            break;
           case FrameType.DISCONNECT:
             await this.#channel.send({ type: FrameType.DISCONNECT_ACK, body: new Uint8Array(0) })
               .catch(() => {});
@@ -354,6 +413,13 @@ export class ReliableLink implements PeerLink {
     } catch (err) {
       this.#fail(err);
     }
+  }
+
+  #datagram(data: Uint8Array): void {
+    const waiter = this.#datagramWaiters.shift();
+    if (waiter) return waiter.resolve(data);
+    if (this.#datagrams.length >= STREAM_MAX_QUEUED_DATAGRAMS) this.#datagrams.shift();
+    this.#datagrams.push(data);
   }
 
   /** An authenticated STREAM_ACK (the channel opened it). */
@@ -439,8 +505,9 @@ export class ReliableLink implements PeerLink {
     this.#timer?.stop.abort();
     this.#timer = null;
     this.#wake();
-    const waiters = this.#waiters;
+    const waiters = [...this.#waiters, ...this.#datagramWaiters];
     this.#waiters = [];
+    this.#datagramWaiters = [];
     for (const w of waiters) error ? w.reject(error) : w.resolve(null);
   }
 }
