@@ -45,6 +45,8 @@ import { MAX_MESSAGE_BYTES } from "./session_link.ts";
 import { checkFragment } from "./stream_assembler.ts";
 import type { FrameChannel, PeerInfo, PeerLink, ReceiveOptions } from "./types.ts";
 
+/** DATA datagrams handed to the channel before the first of them must have left. */
+const SENDS_IN_FLIGHT = 8;
 const MORE = Uint8Array.of(1);
 const LAST = Uint8Array.of(0);
 
@@ -299,6 +301,7 @@ export class ReliableLink implements PeerLink {
       return;
     }
     this.#flushing = true;
+    const inFlight: Promise<void>[] = [];
     (async () => {
       try {
         do {
@@ -309,8 +312,13 @@ export class ReliableLink implements PeerLink {
             s = this.#sender.next(this.#clock.now())
           ) {
             if (this.#ended) return;
-            await this.#channel.send({ type: FrameType.DATA, body: s.bytes });
+            // The channel sends in call order; a few in flight save an event-loop turn each.
+            const sending = this.#channel.send({ type: FrameType.DATA, body: s.bytes });
+            sending.catch(() => {}); // awaited below; this only marks it handled
+            inFlight.push(sending);
+            if (inFlight.length >= SENDS_IN_FLIGHT) await inFlight.shift();
           }
+          await Promise.all(inFlight.splice(0));
         } while (this.#flushAgain && !this.#ended);
       } catch (err) {
         this.#fail(err);
