@@ -90,7 +90,9 @@ export class ReliableLink implements PeerLink {
   #windowSegments: number;
   #sendBuffer: number;
   #queue: Uint8Array[] = [];
-  #queuedBytes = 0;
+  /** Segments each queued message took, in step with #queue; their sum counts as unread. */
+  #queueSegments: number[] = [];
+  #queuedSegments = 0;
   #waiters: Waiter[] = [];
   #datagrams: Uint8Array[] = [];
   #datagramWaiters: Waiter[] = [];
@@ -222,7 +224,7 @@ export class ReliableLink implements PeerLink {
     if (this.#closing) return Promise.resolve(null);
     const next = this.#queue.shift();
     if (next) {
-      this.#queuedBytes -= next.length;
+      this.#queuedSegments -= this.#queueSegments.shift()!;
       this.#updateUnread();
       return Promise.resolve(next);
     }
@@ -259,7 +261,8 @@ export class ReliableLink implements PeerLink {
     while (!this.#ended && !this.#sender.drained) await this.#waitProgress();
     this.#closing = true;
     this.#queue = [];
-    this.#queuedBytes = 0;
+    this.#queueSegments = [];
+    this.#queuedSegments = 0;
     if (!this.#ended) {
       const timer = new AbortController();
       try {
@@ -466,20 +469,25 @@ export class ReliableLink implements PeerLink {
     const chunk = plaintext.subarray(1);
     this.#partial.push(chunk);
     if (flag === 1) return;
-    const message = this.#partial.length === 1 ? chunk : concatBytes(...this.#partial);
+    const segments = this.#partial.length;
+    const message = segments === 1 ? chunk : concatBytes(...this.#partial);
     this.#partial = [];
     this.#partialBytes = 0;
     const waiter = this.#waiters.shift();
     if (waiter) waiter.resolve(message);
     else {
       this.#queue.push(message);
-      this.#queuedBytes += message.length;
+      this.#queueSegments.push(segments);
+      this.#queuedSegments += segments;
     }
   }
 
-  /** Counts unread messages against the receive window; reopens a window that had closed. */
+  /**
+   * Counts unread messages against the receive window, by the segments they came in (so many
+   * tiny messages cannot pile up unbounded); reopens a window that had closed.
+   */
   #updateUnread(announce = true): void {
-    this.#receiver.unread = Math.ceil(this.#queuedBytes / this.#options.maxFragmentBytes);
+    this.#receiver.unread = this.#queuedSegments;
     const quarter = this.#windowSegments / 4;
     if (announce && this.#advertised < quarter && this.#receiver.window >= 2 * quarter) {
       this.#sendAck();
