@@ -343,7 +343,7 @@ export class ReliableLink implements PeerLink {
     if (at === null) return;
     const stop = new AbortController();
     this.#timer = { at, stop };
-    this.#clock.sleep(Math.max(0, at - this.#clock.now()), stop.signal).then(
+    this.#clock.sleep(Math.max(0, Math.ceil(at - this.#clock.now())), stop.signal).then(
       () => {
         if (this.#timer?.stop !== stop) return;
         this.#timer = null;

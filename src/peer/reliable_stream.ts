@@ -263,7 +263,7 @@ export class ReliableSender {
 
   /** Runs the timers due at `now`; "stalled" when the peer stopped acking. */
   onTimer(now: number): "ok" | "stalled" {
-    if (this.#una < this.#nextUnsent && now - this.#lastAckAt >= this.#stallTimeoutMs) {
+    if (this.#una < this.#nextUnsent && this.#lastAckAt + this.#stallTimeoutMs <= now) {
       return "stalled";
     }
     this.#detectLosses(now);
@@ -342,7 +342,7 @@ export class ReliableSender {
       const s = this.#segments.get(seq)!;
       if (s.sacked || s.lost || s.order >= this.#highestAckedOrder) continue;
       if (
-        this.#highestAckedOrder - s.order >= PACKET_THRESHOLD || now - s.sentAt >= delay
+        this.#highestAckedOrder - s.order >= PACKET_THRESHOLD || s.sentAt + delay <= now
       ) {
         if (s.order > this.#recoveryOrder) episode = true;
         this.#markLost(s);

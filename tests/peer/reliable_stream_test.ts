@@ -44,7 +44,16 @@ function queue(sender: ReliableSender, n: number): void {
  * Runs a sender and a receiver over a simulated path with a one-way delay and seeded loss in
  * both directions, on simulated time; returns what the receiver delivered, in order.
  */
-function simulate(options: { segments: number; loss: number; seed: number; delayMs: number }) {
+function simulate(
+  options: {
+    segments: number;
+    loss: number;
+    seed: number;
+    delayMs: number;
+    jitterMs?: number;
+    duplicate?: number;
+  },
+) {
   const random = xorshift32(options.seed);
   let now = 0;
   const sender = new ReliableSender(now);
@@ -54,7 +63,12 @@ function simulate(options: { segments: number; loss: number; seed: number; delay
   // In flight: [arrival time, kind, payload]
   let wire: { at: number; data?: number; ack?: StreamAck }[] = [];
   const put = (item: { data?: number; ack?: StreamAck }) => {
-    if (random() >= options.loss) wire.push({ at: now + options.delayMs, ...item });
+    if (random() < options.loss) return;
+    const copies = random() < (options.duplicate ?? 0) ? 2 : 1;
+    for (let i = 0; i < copies; i++) {
+      const jitter = Math.floor(random() * (options.jitterMs ?? 0));
+      wire.push({ at: now + options.delayMs + jitter, ...item });
+    }
   };
   for (let steps = 0; delivered.length < options.segments; steps++) {
     assert.ok(steps < 1_000_000, "the simulation ends");
@@ -83,6 +97,18 @@ Deno.test("every segment arrives once and in order with 10 % of datagrams and ac
   const { delivered, sender } = simulate({ segments: 3000, loss: 0.1, seed: 42, delayMs: 10 });
   assert.deepEqual(delivered, Array.from({ length: 3000 }, (_, i) => i & 0xff));
   assert.ok(sender.stats.retransmitted > 100, "lost segments were sent again");
+});
+
+Deno.test("every segment arrives once and in order when datagrams are reordered and duplicated", () => {
+  const { delivered } = simulate({
+    segments: 3000,
+    loss: 0.05,
+    seed: 7,
+    delayMs: 10,
+    jitterMs: 15,
+    duplicate: 0.05,
+  });
+  assert.deepEqual(delivered, Array.from({ length: 3000 }, (_, i) => i & 0xff));
 });
 
 Deno.test("without loss nothing is sent twice and the window opens in slow start", () => {
