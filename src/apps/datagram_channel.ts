@@ -120,8 +120,14 @@ class LatestStateChannel implements DatagramChannel {
 
   constructor(link: PeerLink, options: DatagramChannelOptions) {
     this.#link = link;
+    const lane = link.maxDatagramBytes === undefined
+      ? Infinity
+      : link.maxDatagramBytes - HEADER_BYTES; // one datagram of the link's best-effort lane
     this.#maxStateBytes = options.maxStateBytes ??
-      (link.transport === "udp" ? DEFAULT_MAX_UDP_STATE_BYTES : DEFAULT_MAX_TCP_STATE_BYTES);
+      Math.min(
+        link.transport === "udp" ? DEFAULT_MAX_UDP_STATE_BYTES : DEFAULT_MAX_TCP_STATE_BYTES,
+        lane,
+      );
     this.#pumpDone = this.#pump();
   }
 
