@@ -107,9 +107,10 @@ export const CLAIM_RECOVERY_MS = 10 * 60 * 1000;
 /**
  * Version byte of peer frames, TCP and UDP. Version 2 (issue 12): on UDP, PING, PONG,
  * DISCONNECT and DISCONNECT_ACK are sealed under the session keys, and a listener answers a
- * first CONNECT with a COOKIE. A frame of another version is `EFRAME`.
+ * first CONNECT with a COOKIE. Version 3 (issue 13): UDP DATA is a reliable, ordered stream
+ * acknowledged by sealed STREAM_ACK frames. A frame of another version is `EFRAME`.
  */
-export const PEER_FRAME_VERSION = 2;
+export const PEER_FRAME_VERSION = 3;
 /** Control frames (datagrams) that may arrive out of order and still open: a replay window. */
 export const CONTROL_REPLAY_WINDOW = 64;
 /** Sealed control frames a UDP peer holds when they overtake the end of its handshake. */
@@ -170,3 +171,46 @@ export const DEFAULT_REQUESTS_PER_HOUR = 3000;
  * can overwrite at most this many of the oldest rows per hour.
  */
 export const DEFAULT_NEW_ROWS_PER_HOUR = 250;
+
+// ---- reliable UDP stream (issue 13) ----
+/**
+ * Segments a UDP link's receiver holds at most, out of order and unread together; the window
+ * it advertises is this less what it holds (about 1.1 MiB at 1,200-byte datagrams). A segment
+ * beyond it is dropped unread.
+ */
+export const STREAM_RECEIVE_WINDOW_SEGMENTS = 1024;
+/** Segments a UDP link's sender queues (sent or not) before `send()` waits: about 4.5 MiB. */
+export const STREAM_SEND_BUFFER_SEGMENTS = 4096;
+/** Congestion window of a new UDP link, in segments (RFC 9002 §7.2: 10 datagrams). */
+export const STREAM_INITIAL_WINDOW_SEGMENTS = 10;
+/** SACK ranges one stream ack carries at most (a longer list is `EFRAME`-dropped). */
+export const STREAM_MAX_SACK_RANGES = 16;
+/** Retransmission timeout before any RTT sample, in ms (RFC 6298 §2.1). */
+export const STREAM_INITIAL_RTO_MS = 1_000;
+/**
+ * Floor of the retransmission timeout, in ms. RFC 6298 says 1 s; Linux uses 200 ms; QUIC's
+ * probe timeout has none (1 ms granularity). Early expiries only probe (see below), so a
+ * low floor costs a datagram, not the window.
+ */
+export const STREAM_MIN_RTO_MS = 20;
+/**
+ * Retransmission timer expiries in a row, without any segment acked, after which a UDP link's
+ * sender declares persistent congestion (window to 2 segments); the ones before only probe.
+ */
+export const STREAM_PERSISTENT_TIMEOUTS = 3;
+/** Ceiling of the retransmission timeout after doubling, in ms. */
+export const STREAM_MAX_RTO_MS = 4_000;
+/**
+ * No authentic stream ack for this long while data is outstanding ends a UDP link with
+ * `PeerError` `ETIMEOUT`, in ms.
+ */
+export const STREAM_STALL_TIMEOUT_MS = 20_000;
+/** How long a receiver may hold back the ack of an in-order segment, in ms. */
+export const STREAM_ACK_DELAY_MS = 5;
+/** In-order segments a receiver takes before it acks at once (RFC 9000 §13.2.2: 2). */
+export const STREAM_ACK_EVERY_SEGMENTS = 2;
+/**
+ * Best-effort datagrams (`PeerLink.receiveDatagram`) a UDP link holds unread; when full, the
+ * oldest is dropped for the newest.
+ */
+export const STREAM_MAX_QUEUED_DATAGRAMS = 64;

@@ -4,8 +4,10 @@
  * Every datagram is `[u8 tag 3][u64 BE sequence][state]`; the sender numbers them 0, 1, 2, …
  * (64 bits: it never wraps in practice). The receiver keeps only the newest state: a datagram
  * at or below the newest sequence seen is stale and dropped, and a state not yet read when a
- * newer one arrives is replaced. Over UDP links delivery is best-effort; over TCP every
- * datagram arrives, but out-of-date ones are still skipped.
+ * newer one arrives is replaced. On a link with a best-effort lane (UDP:
+ * `PeerLink.sendDatagram`) the channel uses that lane, so a lost state is not sent again and the
+ * link's reliable stream stays free for chat or files; over TCP every datagram arrives on the
+ * stream, but out-of-date ones are still skipped.
  *
  * @module
  */
@@ -118,8 +120,14 @@ class LatestStateChannel implements DatagramChannel {
 
   constructor(link: PeerLink, options: DatagramChannelOptions) {
     this.#link = link;
+    const lane = link.maxDatagramBytes === undefined
+      ? Infinity
+      : link.maxDatagramBytes - HEADER_BYTES; // one datagram of the link's best-effort lane
     this.#maxStateBytes = options.maxStateBytes ??
-      (link.transport === "udp" ? DEFAULT_MAX_UDP_STATE_BYTES : DEFAULT_MAX_TCP_STATE_BYTES);
+      Math.min(
+        link.transport === "udp" ? DEFAULT_MAX_UDP_STATE_BYTES : DEFAULT_MAX_TCP_STATE_BYTES,
+        lane,
+      );
     this.#pumpDone = this.#pump();
   }
 
@@ -137,7 +145,7 @@ class LatestStateChannel implements DatagramChannel {
     }
     const message = encodeDatagram(this.#nextSequence++, state);
     this.#stats.sent++;
-    return this.#link.send(message);
+    return this.#link.sendDatagram ? this.#link.sendDatagram(message) : this.#link.send(message);
   }
 
   receive(options: { signal?: AbortSignal } = {}): Promise<Datagram | null> {
@@ -189,7 +197,9 @@ class LatestStateChannel implements DatagramChannel {
   async #pump(): Promise<void> {
     try {
       while (!this.#ended) {
-        const message = await this.#link.receive();
+        const message = this.#link.receiveDatagram
+          ? await this.#link.receiveDatagram()
+          : await this.#link.receive();
         if (message === null) break;
         this.#accept(decodeDatagram(message));
       }
@@ -227,7 +237,8 @@ class LatestStateChannel implements DatagramChannel {
 
 /**
  * Opens a latest-state datagram channel on `link`. The channel reads the link from now on:
- * do not call `link.receive()` yourself while it is open.
+ * its best-effort lane when it has one (UDP), else its stream; on a link without that lane do
+ * not call `link.receive()` yourself while the channel is open.
  *
  * @example
  * ```ts

@@ -7,24 +7,12 @@
 import { Command } from "@commander-js/extra-typings";
 import { receiveFile, sendFile, type TransferProgress } from "../apps/file_transfer.ts";
 import { renderProgress } from "../apps/progress.ts";
-import type { Config } from "../config/config.ts";
-import { ConfigError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
 import { rendezvousFromConfig } from "./client.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import { cliSink } from "./output.ts";
 
 const encoder = new TextEncoder();
-
-/** Files need a reliable stream: UDP data is best-effort (a lost datagram is lost). */
-function requireTcp(config: Config, what: string): void {
-  if (config.terminal?.transport === "udp") {
-    throw new ConfigError(
-      "ECONFIG",
-      `Cannot ${what} a file over UDP: datagram data is best-effort and a lost datagram would fail the transfer; set terminal.transport = "tcp" for file transfer`,
-    );
-  }
-}
 
 /** Progress reporting: a redrawn bar on stderr for a person, a few events for `--json`. */
 function progressReporter(name: string, json: boolean, onEvent: EventSink) {
@@ -60,7 +48,6 @@ export function sendCommand() {
     .option("--json", "print events as JSON lines")
     .action(async (file, opts) => {
       const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
-      requireTcp(config, "send");
       const onEvent = cliSink({ json: opts.json ?? false });
       const stop = onSignals();
       const { link } = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });
@@ -94,7 +81,6 @@ export function receiveCommand() {
     .option("--json", "print events as JSON lines")
     .action(async (dir, opts) => {
       const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
-      requireTcp(config, "receive");
       const onEvent = cliSink({ json: opts.json ?? false });
       const stop = onSignals();
       const { link } = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });

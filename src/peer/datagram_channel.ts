@@ -17,10 +17,10 @@
  *   retransmission or keep a link to a vanished peer alive. DISCONNECT is re-sent until an
  *   authentic DISCONNECT_ACK arrives; a repeat of the DISCONNECT already opened gets the same
  *   DISCONNECT_ACK again.
- * - DATA is best-effort: a lost datagram is lost (and with it the message it belonged to).
- *   The channel passes DATA on as it comes; the session cipher drops a duplicate, a late one
- *   or a forgery, and only a DATA body that authenticates moves its replay watermark, so a
- *   forged datagram with a huge sequence number changes nothing.
+ * - DATA and STREAM_ACK (sealed like the control frames) are passed on as they come; the
+ *   reliable stream above (`reliable_link.ts`) authenticates each before it moves any state
+ *   and retransmits lost DATA. DATAGRAM (sealed too) is the link's best-effort lane. A reader
+ *   far behind loses DATA, STREAM_ACK and DATAGRAM, never more.
  * - PING every `keepaliveMs`, answered here with PONG (the session never sees either);
  *   no authentic control frame heard for `idleTimeoutMs` → `receive()` rejects with
  *   `PeerError` `EPEER` "the peer vanished". DATA does not count: it is authenticated above
@@ -50,6 +50,8 @@ const CONTROL_TYPES: ReadonlySet<FrameType> = new Set([
   FrameType.PONG,
   FrameType.DISCONNECT,
   FrameType.DISCONNECT_ACK,
+  FrameType.STREAM_ACK,
+  FrameType.DATAGRAM,
 ]);
 /** Frames a channel holds for a reader that is behind; more DATA is dropped. */
 const MAX_QUEUED_FRAMES = 1024;
@@ -276,7 +278,9 @@ export class DatagramFrameChannel implements FrameChannel {
   #push(r: Received): void {
     // Reader far behind: the datagram is lost. No sequence check here: the session cipher
     // checks it once the body authenticates (a forgery must not move any watermark).
-    if (r.frame.type === FrameType.DATA && this.#queue.length >= MAX_QUEUED_FRAMES) return;
+    const droppable = r.frame.type === FrameType.DATA || r.frame.type === FrameType.STREAM_ACK ||
+      r.frame.type === FrameType.DATAGRAM;
+    if (droppable && this.#queue.length >= MAX_QUEUED_FRAMES) return;
     const waiter = this.#waiter;
     if (waiter) {
       this.#clearWaiter();
@@ -327,6 +331,8 @@ export class DatagramFrameChannel implements FrameChannel {
       }
       case FrameType.PING:
       case FrameType.PONG:
+      case FrameType.STREAM_ACK:
+      case FrameType.DATAGRAM:
         return this.#options.sendDatagram(await this.#sealed(frame));
       default:
         return this.#options.sendDatagram(encodeDatagram(frame));

@@ -16,6 +16,10 @@
  * - DISCONNECT: an optional UTF-8 reason; DISCONNECT_ACK, PING, PONG: opaque bytes. On UDP,
  *   once the session is up, these four are sealed like DATA (`SessionCipher.sealControl`):
  *   `[u64 BE control sequence][ciphertext]`.
+ * - STREAM_ACK (UDP only, version 3): sealed like those four; its plaintext acknowledges DATA
+ *   segments of the reliable stream (`encodeStreamAck`).
+ * - DATAGRAM (UDP only, version 3): sealed likewise; its plaintext is one best-effort
+ *   application datagram (`PeerLink.sendDatagram`).
  *
  * An endpoint is `[u8 transport: 0 tcp, 1 udp][u8 length][address, ASCII][u16 BE port]`, a user
  * id `[u8 length][UTF-8]`.
@@ -38,6 +42,8 @@ export const FrameType = {
   PING: 7,
   PONG: 8,
   COOKIE: 9,
+  STREAM_ACK: 10,
+  DATAGRAM: 11,
 } as const;
 /** A frame type byte. */
 export type FrameType = typeof FrameType[keyof typeof FrameType];

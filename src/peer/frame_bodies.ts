@@ -289,3 +289,63 @@ export function decodeDisconnect(bytes: Uint8Array): string {
     throw frameError("DISCONNECT reason is not UTF-8");
   }
 }
+
+/**
+ * Plaintext of a STREAM_ACK (UDP, sealed like the other control frames):
+ * `[u48 BE cumulative][u32 BE window][u8 count][count × (u48 BE start, u32 BE length)]`.
+ * Segment numbers fit 48 bits (2^48 datagrams is ~300 PB per link).
+ */
+export interface StreamAckBody {
+  cumulative: number;
+  window: number;
+  ranges: [number, number][];
+}
+
+const MAX_U48 = 2 ** 48 - 1;
+
+function setU48(view: DataView, at: number, value: number): void {
+  view.setUint16(at, Math.floor(value / 2 ** 32));
+  view.setUint32(at + 2, value >>> 0);
+}
+
+function getU48(view: DataView, at: number): number {
+  return view.getUint16(at) * 2 ** 32 + view.getUint32(at + 2);
+}
+
+/** Encodes a STREAM_ACK plaintext; at most `maxRanges` ranges. */
+export function encodeStreamAck(body: StreamAckBody, maxRanges: number): Uint8Array {
+  if (body.ranges.length > maxRanges || body.ranges.length > 255) {
+    throw new RangeError(`${body.ranges.length} SACK ranges exceed ${maxRanges}`);
+  }
+  const out = new Uint8Array(11 + 10 * body.ranges.length);
+  const view = new DataView(out.buffer);
+  const u48 = (at: number, v: number) => {
+    if (!Number.isInteger(v) || v < 0 || v > MAX_U48) throw new RangeError(`${v} is not a u48`);
+    setU48(view, at, v);
+  };
+  u48(0, body.cumulative);
+  view.setUint32(6, Math.min(body.window, 0xffff_ffff));
+  out[10] = body.ranges.length;
+  body.ranges.forEach(([start, end], i) => {
+    u48(11 + 10 * i, start);
+    view.setUint32(17 + 10 * i, end - start);
+  });
+  return out;
+}
+
+/** Decodes a STREAM_ACK plaintext; `EFRAME` when malformed or with more than `maxRanges`. */
+export function decodeStreamAck(bytes: Uint8Array, maxRanges: number): StreamAckBody {
+  if (bytes.length < 11) throw frameError("STREAM_ACK is truncated");
+  const count = bytes[10]!;
+  if (count > maxRanges) throw frameError(`STREAM_ACK carries ${count} SACK ranges`);
+  if (bytes.length !== 11 + 10 * count) throw frameError("STREAM_ACK has the wrong length");
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const ranges: [number, number][] = [];
+  for (let i = 0; i < count; i++) {
+    const start = getU48(view, 11 + 10 * i);
+    const length = view.getUint32(17 + 10 * i);
+    if (length === 0) throw frameError("STREAM_ACK has an empty SACK range");
+    ranges.push([start, start + length]);
+  }
+  return { cumulative: getU48(view, 0), window: view.getUint32(6), ranges };
+}

@@ -285,6 +285,23 @@ export class SessionCipher {
   }
 
   /**
+   * Opens a DATA body whatever its sequence, moving no state: the reliable UDP stream
+   * (`reliable_link.ts`) places the sequence in its own window first and deduplicates after.
+   * Null when the body is truncated or does not authenticate.
+   */
+  async openSegment(body: Uint8Array): Promise<{ sequence: bigint; plaintext: Uint8Array } | null> {
+    if (body.length < SEQUENCE_BYTES + TAG_BYTES) return null;
+    const sequence = new DataView(body.buffer, body.byteOffset, SEQUENCE_BYTES).getBigUint64(0);
+    try {
+      const { nonce, aad } = this.#receiveParameters.set(sequence);
+      const plaintext = await this.#receive.open(nonce, aad, body.subarray(SEQUENCE_BYTES));
+      return plaintext === null ? null : { sequence, plaintext };
+    } catch {
+      return null;
+    }
+  }
+
+  /**
    * Opens a DATA body; `PeerError` `EFRAME` when out of sequence, altered or forged. With
    * `inPlace` the plaintext may be written over the body (which the caller then gives up);
    * with `into` it goes into that buffer (at least the plaintext long, less `head`, where its

@@ -67,6 +67,16 @@ export interface PeerLink {
   receive(options?: ReceiveOptions): Promise<Uint8Array | null>;
   /** DISCONNECT / ACK, idempotent */
   close(): Promise<void>;
+  /**
+   * The best-effort lane, on links that have one (UDP): at most {@link maxDatagramBytes}, sent in
+   * one datagram, never retransmitted; it may be lost or overtake another, never arrive twice.
+   * Rejects with `PeerError` `EPEER` once the link is closed. Absent on TCP links.
+   */
+  sendDatagram?(data: Uint8Array): Promise<void>;
+  /** Next datagram of the best-effort lane; null once the link ended. */
+  receiveDatagram?(options?: { signal?: AbortSignal }): Promise<Uint8Array | null>;
+  /** Longest datagram {@link sendDatagram} takes. */
+  readonly maxDatagramBytes?: number;
 }
 
 /** A standby listener; `accept()` returns only links whose handshake succeeded. */

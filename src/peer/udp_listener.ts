@@ -26,7 +26,7 @@ import {
 } from "./frame.ts";
 import { respondHandshake } from "./handshake.ts";
 import { Handoff } from "./handoff.ts";
-import { SessionLink } from "./session_crypto.ts";
+import { ReliableLink } from "./reliable_link.ts";
 import type { ListenOptions, PeerLink, PeerListener } from "./types.ts";
 
 /** `UdpTransportOptions` with their defaults applied, shared by connect and listeners. */
@@ -157,7 +157,7 @@ export class UdpPeerListener implements PeerListener {
   #s: UdpSettings;
   #peers = new Map<string, Peer>();
   #tombstones = new Map<string, { record: DatagramFrameChannel["record"]; until: number }>();
-  #accepted = new Handoff<SessionLink>();
+  #accepted = new Handoff<ReliableLink>();
   #cookies: ConnectCookies;
   #closed = false;
   #closing: Promise<void> | null = null;
@@ -311,12 +311,12 @@ export class UdpPeerListener implements PeerListener {
         });
         channel.establish(result.cipher);
         peer.handshake = null;
-        const link = new SessionLink(channel, result.cipher, {
+        const link = new ReliableLink(channel, result.cipher, {
           local: this.endpoint,
           remote: { ...result.peer, endpoint: from },
-          transport: "udp",
           disconnectTimeoutMs: s.disconnectTimeoutMs,
           maxFragmentBytes: s.maxFragmentBytes,
+          clock: s.clock,
         });
         if (this.#closed) await link.close();
         else this.#accepted.put(link);

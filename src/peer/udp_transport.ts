@@ -1,7 +1,7 @@
 /**
  * The UDP {@link PeerTransport} (DESIGN §6): one frame per datagram over Deno.listenDatagram,
  * the handshake of `handshake.ts` made loss-proof by {@link DatagramFrameChannel}, then a
- * {@link SessionLink} with unordered DATA of at most `maxDatagramBytes` per datagram.
+ * {@link ReliableLink} whose DATA datagrams are at most `maxDatagramBytes` long.
  *
  * - A listener (`udp_listener.ts`) has one socket and tells peers apart by their address and
  *   port; it answers a first CONNECT with a stateless COOKIE and starts a handshake only for a
@@ -9,8 +9,8 @@
  *   DISCONNECT without starting anything new.
  * - `connect()` opens its own socket (port 0) and takes datagrams from the dialled endpoint
  *   only.
- * - Data is best-effort, like any datagram: a lost DATA datagram is lost, and a message split
- *   over several datagrams is lost with any of them. Handshake frames and DISCONNECT are
+ * - Data is a reliable, ordered stream ({@link ReliableLink}, issue 13): segments are acked
+ *   by sealed STREAM_ACK frames and sent again when lost. Handshake frames and DISCONNECT are
  *   retransmitted; links send PING and end with `EPEER` "the peer vanished" after silence.
  * - A datagram forged with the right addresses and ports changes nothing: DATA that does not
  *   authenticate is dropped without moving the replay watermark.
@@ -32,7 +32,7 @@ import {
 import { DatagramFrameChannel } from "./datagram_channel.ts";
 import { decodeDatagram, FRAME_HEADER_BYTES } from "./frame.ts";
 import { initiateHandshake } from "./handshake.ts";
-import { SessionLink } from "./session_crypto.ts";
+import { ReliableLink } from "./reliable_link.ts";
 import type {
   ConnectOptions,
   ListenOptions,
@@ -85,7 +85,7 @@ function bindAddressFor(remote: Endpoint): string {
  * ```ts
  * const udp = new UdpTransport();
  * const link = await udp.connect(peer.endpoint, { identity, expectedIdentityKey: peer.identityKey });
- * await link.send(new TextEncoder().encode("state 42")); // best-effort: may be lost
+ * await link.send(new TextEncoder().encode("state 42")); // reliable and ordered
  * await link.close();
  * ```
  */
@@ -175,12 +175,12 @@ export class UdpTransport implements PeerTransport {
         signal: phase.signal,
       });
       channel.establish(result.cipher);
-      return new SessionLink(channel, result.cipher, {
+      return new ReliableLink(channel, result.cipher, {
         local,
         remote: { ...result.peer, endpoint: remote },
-        transport: "udp",
         disconnectTimeoutMs: s.disconnectTimeoutMs,
         maxFragmentBytes: s.maxFragmentBytes,
+        clock: s.clock,
       });
     } catch (err) {
       if (channel) channel.close();

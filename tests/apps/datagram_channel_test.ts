@@ -4,11 +4,14 @@ import {
   encodeDatagram,
   openDatagramChannel,
 } from "../../src/apps/datagram_channel.ts";
+import { FrameType } from "../../src/peer/frame.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
+import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { makeIdentity, rejectsWithCode } from "../conformance/peer_transport.ts";
 import { fakeLinkPair } from "./fake_link.ts";
 
 const state = (n: number) => Uint8Array.of(n);
+const text = (s: string) => new TextEncoder().encode(s);
 
 Deno.test("a game state sent on one side is read on the other, numbered from 0", async () => {
   const { a, b } = fakeLinkPair({ transport: "udp" });
@@ -115,4 +118,36 @@ Deno.test("receive can be abandoned with a signal", async () => {
   stop.abort(new Error("frame deadline"));
   await assert.rejects(waiting, /frame deadline/);
   await bob.close();
+});
+
+Deno.test("over UDP game state takes the best-effort lane: a lost state is skipped, never resent, and chat on the same link still arrives", async () => {
+  let datagramsOut = 0;
+  const udp = new UdpTransport({
+    lossy: (direction, bytes) => {
+      if (direction !== "out" || bytes[1] !== FrameType.DATAGRAM) return false;
+      return ++datagramsOut === 2; // the second state is lost on the way
+    },
+  });
+  const listener = await udp.listen({ address: "127.0.0.1", port: 0 }, {
+    identity: await makeIdentity("bob"),
+  });
+  const [a, b] = await Promise.all([
+    udp.connect(listener.endpoint, { identity: await makeIdentity("alice") }),
+    listener.accept(),
+  ]);
+  const sender = openDatagramChannel(a);
+  const receiver = openDatagramChannel(b);
+  try {
+    await sender.send(text("state 0"));
+    assert.deepEqual(await receiver.receive(), { sequence: 0n, data: text("state 0") });
+    await sender.send(text("state 1")); // lost
+    await a.send(text("chat beside the game"));
+    assert.deepEqual(await b.receive(), text("chat beside the game"));
+    await sender.send(text("state 2"));
+    assert.deepEqual(await receiver.receive(), { sequence: 2n, data: text("state 2") });
+    assert.equal(datagramsOut, 3, "nothing was sent again");
+  } finally {
+    await Promise.all([sender.close(), receiver.close()]);
+    await listener.close();
+  }
 });

@@ -12,6 +12,7 @@ import {
 } from "../../src/apps/file_transfer.ts";
 import type { PeerLink } from "../../src/peer/types.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
+import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { makeIdentity, rejectsWithCode } from "../conformance/peer_transport.ts";
 import { fakeLinkPair } from "./fake_link.ts";
 
@@ -30,6 +31,54 @@ async function tcpPair(): Promise<{ a: PeerLink; b: PeerLink; close(): Promise<v
   return {
     a,
     b,
+    close: async () => {
+      await Promise.all([a.close(), b.close()]);
+      await listener.close();
+    },
+  };
+}
+
+/** A tiny seeded PRNG (xorshift32), so the loss pattern is the same every run. */
+function xorshift32(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    return x / 2 ** 32;
+  };
+}
+
+/**
+ * A connected UDP link pair on 127.0.0.1 whose sockets drop each outgoing datagram with
+ * probability `loss`, drawn from a seeded PRNG.
+ */
+async function udpPair(loss: number, seed = 0x5eed) {
+  const random = xorshift32(seed);
+  const counts = { seen: 0, dropped: 0 };
+  const udp = new UdpTransport({
+    backoff: () => 20,
+    lossy: (direction) => {
+      if (direction !== "out") return false;
+      counts.seen++;
+      const drop = random() < loss;
+      if (drop) counts.dropped++;
+      return drop;
+    },
+  });
+  const listener = await udp.listen({ address: "127.0.0.1", port: 0 }, {
+    identity: await makeIdentity("bob"),
+  });
+  const [a, b] = await Promise.all([
+    udp.connect(listener.endpoint, { identity: await makeIdentity("alice") }),
+    listener.accept(),
+  ]);
+  return {
+    a,
+    b,
+    counts,
     close: async () => {
       await Promise.all([a.close(), b.close()]);
       await listener.close();
@@ -123,6 +172,23 @@ Deno.test("a 100 MB file arrives intact over TCP on loopback", async () => {
       assert.equal(r.size, 100 * MiB);
       assert.equal(r.sha256, expected);
       assert.equal(await sha256Of(r.path), expected);
+    } finally {
+      await pair.close();
+    }
+  });
+});
+
+Deno.test("a 20 MB file arrives intact over UDP with 5 % of datagrams dropped", async () => {
+  await withDirs(async (from, to) => {
+    const source = join(from, "big.bin");
+    const expected = await writeTestFile(source, 20);
+    const pair = await udpPair(0.05);
+    try {
+      const [s, r] = await Promise.all([sendFile(pair.a, source), receiveFile(pair.b, to)]);
+      assert.equal(s.size, 20 * MiB);
+      assert.equal(r.sha256, expected);
+      assert.equal(await sha256Of(r.path), expected);
+      assert.ok(pair.counts.dropped > 500, `${pair.counts.dropped} datagrams were dropped`);
     } finally {
       await pair.close();
     }

@@ -14,6 +14,7 @@ import {
   decodeDatagram,
   decodeDisconnect,
   decodeFrame,
+  decodeStreamAck,
   encodeAck,
   encodeConnect,
   encodeConnectAck,
@@ -23,6 +24,7 @@ import {
   encodeDatagram,
   encodeDisconnect,
   encodeFrame,
+  encodeStreamAck,
   type Frame,
   FrameDecoder,
   FrameReader,
@@ -312,4 +314,22 @@ Deno.test("a reader limited for a handshake refuses a longer frame at its header
     at += n;
   }
   assert.equal(allowed.next()?.body.length, 60_000);
+});
+
+Deno.test("a STREAM_ACK round-trips, and a malformed one is EFRAME", () => {
+  const ack = { cumulative: 2 ** 40 + 5, window: 1024, ranges: [[2 ** 40 + 7, 2 ** 40 + 9]] } as {
+    cumulative: number;
+    window: number;
+    ranges: [number, number][];
+  };
+  const bytes = encodeStreamAck(ack, 16);
+  assert.equal(bytes.length, 11 + 10);
+  assert.deepEqual(decodeStreamAck(bytes, 16), ack);
+  assert.throws(() => decodeStreamAck(bytes.subarray(0, 10), 16), isFrameError);
+  assert.throws(() => decodeStreamAck(bytes.subarray(0, 20), 16), isFrameError);
+  assert.throws(() => decodeStreamAck(bytes, 0), isFrameError, "more ranges than allowed");
+  const empty = bytes.slice();
+  empty.set([0, 0, 0, 0], 17); // a range of length 0
+  assert.throws(() => decodeStreamAck(empty, 16), isFrameError);
+  assert.throws(() => encodeStreamAck({ ...ack, ranges: [[1, 2], [3, 4]] }, 1), RangeError);
 });
