@@ -5,6 +5,7 @@
  *   serve       reflector + rendezvous on 198.18.0.10/.11, ports 3490/3491 (run in mpl-srv)
  *   classify    mapping (EIM/ADM/APDM) and filtering (EIF/ADF/APDF) behaviour of the NAT in front
  *   punch       UDP hole punching with a peer through the rendezvous
+ *   stun        one STUN Binding request to coturn: the mapped address
  *   tcp-listen  accept one TCP connection and greet it (inbound checks of port mappings)
  *   tcp-connect connect, print the greeting; exit 0 when it came
  *
@@ -323,6 +324,53 @@ async function punch(opts: Map<string, string>): Promise<number> {
 }
 
 // ---------------------------------------------------------------------------------------
+// stun: one RFC 8489 Binding request to coturn, the XOR-MAPPED-ADDRESS it saw
+// ---------------------------------------------------------------------------------------
+
+const STUN_COOKIE = 0x2112a442;
+
+async function stun(opts: Map<string, string>): Promise<number> {
+  const server = parseHostPort(opts.get("server") ?? `${LAB.server}:3478`);
+  const conn = Deno.listenDatagram({ transport: "udp", hostname: "0.0.0.0", port: 0 });
+  const req = new Uint8Array(20);
+  const view = new DataView(req.buffer);
+  view.setUint16(0, 0x0001); // Binding request, no attributes
+  view.setUint32(4, STUN_COOKIE);
+  const tid = crypto.getRandomValues(new Uint8Array(12));
+  req.set(tid, 8);
+  let mapped: string | null = null;
+  for (let i = 0; i < TIMING.tries && !mapped; i++) {
+    await conn.send(req, server);
+    const got = await Promise.race([
+      conn.receive(new Uint8Array(MAX_DATAGRAM)).then(([d]) => d, () => null),
+      sleep(TIMING.resend).then(() => null),
+    ]);
+    if (got && got.length >= 20 && got[0] === 0x01 && got[1] === 0x01) {
+      if (got.subarray(8, 20).every((b, j) => b === tid[j])) mapped = xorMapped(got);
+    }
+  }
+  const local = (conn.addr as Addr).port;
+  conn.close();
+  out({ ok: mapped !== null, local_port: local, mapped });
+  return mapped ? 0 : 1;
+}
+
+/** The IPv4 XOR-MAPPED-ADDRESS (0x0020) of a STUN success response, as IP:PORT. */
+function xorMapped(msg: Uint8Array): string | null {
+  const view = new DataView(msg.buffer, msg.byteOffset, msg.byteLength);
+  for (let at = 20; at + 4 <= msg.length;) {
+    const type = view.getUint16(at), len = view.getUint16(at + 2);
+    if (type === 0x0020 && len >= 8 && msg[at + 5] === 0x01) {
+      const port = view.getUint16(at + 6) ^ (STUN_COOKIE >>> 16);
+      const ip = (view.getUint32(at + 8) ^ STUN_COOKIE) >>> 0;
+      return `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}:${port}`;
+    }
+    at += 4 + len + ((4 - (len % 4)) % 4);
+  }
+  return null;
+}
+
+// ---------------------------------------------------------------------------------------
 // tcp-listen / tcp-connect: inbound checks of UPnP / NAT-PMP / PCP mappings
 // ---------------------------------------------------------------------------------------
 
@@ -389,6 +437,9 @@ switch (mode) {
   case "punch":
     Deno.exit(await punch(opts));
     break;
+  case "stun":
+    Deno.exit(await stun(opts));
+    break;
   case "tcp-listen":
     Deno.exit(await tcpListen(opts));
     break;
@@ -397,6 +448,6 @@ switch (mode) {
     break;
   default:
     fail(
-      "usage: probe.ts serve|classify|punch|tcp-listen|tcp-connect [--options]; see docs/natlab.md",
+      "usage: probe.ts serve|classify|punch|stun|tcp-listen|tcp-connect [--options]; see docs/natlab.md",
     );
 }
