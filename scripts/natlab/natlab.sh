@@ -9,7 +9,8 @@
 #   natlab.sh setnat A B                reload both routers' rulesets in place, flush conntrack
 #   natlab.sh upnp start|stop           miniupnpd on router A (idempotent)
 #   natlab.sh status                    show the lab; exit 0 only when every part is healthy
-#   natlab.sh down                      remove everything the lab made (idempotent)
+#   natlab.sh down [--force]            remove everything the lab made (idempotent; --force
+#                                       also when another clone built it)
 #   natlab.sh leftovers                 print CLEAN, or what is left and exit 1
 #   natlab.sh rules TYPE                print a router's nftables ruleset for NAT type TYPE
 #
@@ -295,6 +296,18 @@ nat_of() { cat "$STATE/nat.$1" 2>/dev/null || echo "?"; }
 # ---------------------------------------------------------------------------------------
 
 ns_exists() { [[ -e /run/netns/$1 ]]; }
+
+# The namespaces have fixed names, so one lab runs per machine. The alias of br0 in mpl-pub
+# names the state dir of the clone that built it.
+lab_owner() { ns_exists "$NS_PUB" && ip netns exec "$NS_PUB" cat /sys/class/net/br0/ifalias 2>/dev/null; }
+
+# require_own_lab WHAT: die when the lab on this machine belongs to another clone.
+require_own_lab() {
+  local owner
+  owner=$(lab_owner) || return 0
+  [[ -z $owner || $owner == "$STATE" ]] && return 0
+  die "Cannot $1: the lab on this machine was built from $owner; take it down there (NATLAB_DIR=$owner $0 down) or with: $0 down --force"
+}
 lab_namespaces() { ip netns list 2>/dev/null | awk -v p="^$P" '$1 ~ p {print $1}'; }
 
 # new_ns NAME: a namespace with loopback up, IPv6 off (before any link exists) and forwarding
@@ -315,6 +328,7 @@ build_topology() {
 
   # The "internet": a bridge in mpl-pub, one port per router, the server and the root ns.
   ip -n "$NS_PUB" link add br0 type bridge
+  ip -n "$NS_PUB" link set br0 alias "$STATE"
   ip -n "$NS_PUB" link set br0 up
   for r in "${ROUTERS[@]}"; do
     ns=${R_NS[$r]}
@@ -648,6 +662,7 @@ cmd_up() {
   require_installed
   set_state_dir
   require_reachable
+  require_own_lab "build the NAT lab"
   local started=$EPOCHREALTIME
   if healthy; then
     [[ -n $nat_a ]] && { apply_nat rta "$nat_a"; apply_nat rtb "$nat_b"; }
@@ -679,6 +694,7 @@ cmd_setnat() {
   parse_nat_args "$1" "$2"
   need_root "change the NAT types"
   set_state_dir
+  require_own_lab "change the NAT types"
   local r
   for r in "${ROUTERS[@]}"; do ns_exists "${R_NS[$r]}" || die "Cannot change the NAT types: ${R_NS[$r]} does not exist; run: $0 up"; done
   apply_nat rta "$NAT_A"
@@ -690,6 +706,7 @@ cmd_setnat() {
 cmd_upnp() {
   need_root "control miniupnpd"
   set_state_dir
+  require_own_lab "control miniupnpd"
   case ${1:-} in
     start)
       ns_exists "${R_NS[$UPNP_ROUTER]}" || die "Cannot start miniupnpd: ${R_NS[$UPNP_ROUTER]} does not exist; run: $0 up"
@@ -732,6 +749,11 @@ teardown() {
 cmd_down() {
   need_root "take the NAT lab down"
   set_state_dir
+  case ${1:-} in
+    --force) ;;
+    "") require_own_lab "take the NAT lab down" ;;
+    *) die "Cannot parse '$1': down takes [--force]" ;;
+  esac
   local started=$EPOCHREALTIME
   teardown
   local ms=$(((${EPOCHREALTIME/./} - ${started/./}) / 1000))
@@ -756,6 +778,7 @@ lab_processes() {
 cmd_leftovers() {
   set_state_dir
   local left=() ns t
+  if t=$(lab_owner) && [[ -n $t && $t != "$STATE" ]]; then left+=("lab built from $t"); fi
   for ns in $(lab_namespaces); do left+=("netns $ns"); done
   ip link show "$ROOT_LINK" >/dev/null 2>&1 && left+=("link $ROOT_LINK")
   while read -r t; do [[ -n $t ]] && left+=("root-ns route $t"); done < <(ip -4 route show to root "$LAB_NET" 2>/dev/null)
@@ -819,7 +842,7 @@ cmd_rules() {
 }
 
 usage() {
-  sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+  sed -n '2,19s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 main() {
@@ -831,7 +854,7 @@ main() {
     setnat) cmd_setnat "$@" ;;
     upnp) cmd_upnp "$@" ;;
     status) cmd_status ;;
-    down) cmd_down ;;
+    down) cmd_down "$@" ;;
     leftovers) cmd_leftovers ;;
     rules) cmd_rules "$@" ;;
     -h | --help | help) usage ;;
