@@ -6,6 +6,7 @@
  *   classify    mapping (EIM/ADM/APDM) and filtering (EIF/ADF/APDF) behaviour of the NAT in front
  *   punch       UDP hole punching with a peer through the rendezvous
  *   stun        one STUN Binding request to coturn: the mapped address
+ *   pcp-map     one PCP MAP request (RFC 6887) to a router: the external address
  *   tcp-listen  accept one TCP connection and greet it (inbound checks of port mappings)
  *   tcp-connect connect, print the greeting; exit 0 when it came
  *
@@ -371,6 +372,78 @@ function xorMapped(msg: Uint8Array): string | null {
 }
 
 // ---------------------------------------------------------------------------------------
+// pcp-map: one RFC 6887 MAP request (Debian ships no PCP client)
+// ---------------------------------------------------------------------------------------
+
+const PCP_VERSION = 2;
+const PCP_OPCODE_MAP = 1;
+const PCP_PORT = 5351;
+const PROTOCOLS: Record<string, number> = { tcp: 6, udp: 17 };
+
+/** An IPv4 address as the 16-byte IPv4-mapped IPv6 address PCP carries. */
+function mappedV6(ip: string): Uint8Array {
+  const a = new Uint8Array(16);
+  a[10] = a[11] = 0xff;
+  ip.split(".").forEach((b, i) => a[12 + i] = Number(b));
+  return a;
+}
+
+async function pcpMap(opts: Map<string, string>): Promise<number> {
+  const gateway = opts.get("gateway");
+  const internal = num(opts, "internal", 0), external = num(opts, "external", 0);
+  const protocol = PROTOCOLS[opts.get("protocol") ?? "tcp"];
+  if (!gateway || !internal || !protocol) {
+    fail("Cannot map: --gateway IP and --internal PORT are required, --protocol is tcp or udp");
+  }
+  const lifetime = num(opts, "lifetime", 3600);
+  // The client address field must be the request's source address, or the server answers
+  // ADDRESS_MISMATCH: the first non-loopback IPv4 address unless --client says otherwise.
+  const client = opts.get("client") ??
+    Deno.networkInterfaces().find((i) => i.family === "IPv4" && !i.address.startsWith("127."))
+      ?.address;
+  if (!client) fail("Cannot map: no IPv4 address found; give --client IP", 1);
+  const req = new Uint8Array(60);
+  const view = new DataView(req.buffer);
+  req[0] = PCP_VERSION;
+  req[1] = PCP_OPCODE_MAP;
+  view.setUint32(4, lifetime);
+  req.set(mappedV6(client), 8);
+  const nonce = crypto.getRandomValues(new Uint8Array(12));
+  req.set(nonce, 24);
+  req[36] = protocol;
+  view.setUint16(40, internal);
+  view.setUint16(42, external);
+  req.set(mappedV6("0.0.0.0"), 44);
+  const conn = Deno.listenDatagram({ transport: "udp", hostname: client, port: 0 });
+  let answer: Uint8Array | null = null;
+  for (let i = 0; i < TIMING.tries && !answer; i++) {
+    await conn.send(req, { transport: "udp", hostname: gateway, port: PCP_PORT });
+    const got = await Promise.race([
+      conn.receive(new Uint8Array(MAX_DATAGRAM)).then(([d]) => d, () => null),
+      sleep(TIMING.resend * 2).then(() => null),
+    ]);
+    if (got && got.length >= 60 && got[1] === (0x80 | PCP_OPCODE_MAP)) {
+      if (got.subarray(24, 36).every((b, j) => b === nonce[j])) answer = got;
+    }
+  }
+  conn.close();
+  if (!answer) {
+    out({ ok: false, error: `no PCP answer from ${gateway}:${PCP_PORT}` });
+    return 1;
+  }
+  const a = new DataView(answer.buffer, answer.byteOffset, answer.byteLength);
+  const result = answer[3]!;
+  out({
+    ok: result === 0,
+    result, // 0 SUCCESS, 2 NOT_AUTHORIZED, 12 ADDRESS_MISMATCH, … (RFC 6887 §7.4)
+    lifetime: a.getUint32(4),
+    external: `${[...answer.subarray(56, 60)].join(".")}:${a.getUint16(42)}`,
+    nonce: [...nonce].map((b) => b.toString(16).padStart(2, "0")).join(""),
+  });
+  return result === 0 ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------------------
 // tcp-listen / tcp-connect: inbound checks of UPnP / NAT-PMP / PCP mappings
 // ---------------------------------------------------------------------------------------
 
@@ -440,6 +513,9 @@ switch (mode) {
   case "stun":
     Deno.exit(await stun(opts));
     break;
+  case "pcp-map":
+    Deno.exit(await pcpMap(opts));
+    break;
   case "tcp-listen":
     Deno.exit(await tcpListen(opts));
     break;
@@ -448,6 +524,6 @@ switch (mode) {
     break;
   default:
     fail(
-      "usage: probe.ts serve|classify|punch|stun|tcp-listen|tcp-connect [--options]; see docs/natlab.md",
+      "usage: probe.ts serve|classify|punch|stun|pcp-map|tcp-listen|tcp-connect [--options]; see docs/natlab.md",
     );
 }
