@@ -68,6 +68,11 @@ die() {
   printf 'natlab: error: %s\n' "$*" >&2
   exit 1
 }
+# usage_error MESSAGE: a wrong command line exits 2 (operational failures exit 1).
+usage_error() {
+  printf 'natlab: error: %s\n' "$*" >&2
+  exit 2
+}
 need_root() { [[ $(id -u) == 0 ]] || die "Cannot $1: must run as root (network namespaces, nftables); run it with sudo"; }
 
 # ---------------------------------------------------------------------------------------
@@ -637,7 +642,7 @@ healthy() {
 parse_nat_args() {
   NAT_A=$1 NAT_B=$2
   if ! is_nat_type "$NAT_A" || ! is_nat_type "$NAT_B"; then
-    die "Cannot use NAT types '$NAT_A' '$NAT_B': each must be one of ${NAT_TYPES[*]}"
+    usage_error "Cannot use NAT types '$NAT_A' '$NAT_B': each must be one of ${NAT_TYPES[*]}"
   fi
 }
 
@@ -646,7 +651,7 @@ cmd_up() {
   while (($#)); do
     case $1 in
       --nat)
-        (($# >= 3)) || die "Cannot parse --nat: it needs two NAT types (${NAT_TYPES[*]})"
+        (($# >= 3)) || usage_error "Cannot parse --nat: it needs two NAT types (${NAT_TYPES[*]})"
         parse_nat_args "$2" "$3"
         nat_a=$NAT_A nat_b=$NAT_B
         shift 3
@@ -655,7 +660,7 @@ cmd_up() {
         upnp=1
         shift
         ;;
-      *) die "Cannot parse '$1': up takes [--nat A B] [--upnp]" ;;
+      *) usage_error "Cannot parse '$1': up takes [--nat A B] [--upnp]" ;;
     esac
   done
   need_root "build the NAT lab"
@@ -690,7 +695,7 @@ cmd_up() {
 }
 
 cmd_setnat() {
-  (($# == 2)) || die "Cannot parse setnat: it takes two NAT types (${NAT_TYPES[*]})"
+  (($# == 2)) || usage_error "Cannot parse setnat: it takes two NAT types (${NAT_TYPES[*]})"
   parse_nat_args "$1" "$2"
   need_root "change the NAT types"
   set_state_dir
@@ -718,7 +723,7 @@ cmd_upnp() {
       stop_upnp
       log "miniupnpd stopped"
       ;;
-    *) die "Cannot parse upnp '${1:-}': use upnp start or upnp stop" ;;
+    *) usage_error "Cannot parse upnp '${1:-}': use upnp start or upnp stop" ;;
   esac
   [[ ! -e $PASS_FILE ]] || ! ns_exists "$NS_SRV" || write_json
 }
@@ -752,7 +757,7 @@ cmd_down() {
   case ${1:-} in
     --force) ;;
     "") require_own_lab "take the NAT lab down" ;;
-    *) die "Cannot parse '$1': down takes [--force]" ;;
+    *) usage_error "Cannot parse '$1': down takes [--force]" ;;
   esac
   local started=$EPOCHREALTIME
   teardown
@@ -837,7 +842,7 @@ cmd_status() {
 }
 
 cmd_rules() {
-  is_nat_type "${1:-}" || die "Cannot print rules for '${1:-}': TYPE must be one of ${NAT_TYPES[*]}"
+  is_nat_type "${1:-}" || usage_error "Cannot print rules for '${1:-}': TYPE must be one of ${NAT_TYPES[*]}"
   rules "$1"
 }
 

@@ -79,7 +79,7 @@ Deno.test("symmetric NAT picks a random port, full-cone and restricted learn a m
   assert.doesNotMatch(await rules("port-restricted"), /@fc/);
 });
 
-Deno.test("an unknown NAT type is refused with a one-line message", async () => {
+Deno.test("an unknown NAT type is a usage error with a one-line message", async () => {
   const out = await new Deno.Command("bash", { args: [NATLAB, "rules", "cone"], stderr: "piped" })
     .output();
   assert.equal(out.code, 1);
