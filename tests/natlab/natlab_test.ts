@@ -82,7 +82,7 @@ Deno.test("symmetric NAT picks a random port, full-cone and restricted learn a m
 Deno.test("an unknown NAT type is a usage error with a one-line message", async () => {
   const out = await new Deno.Command("bash", { args: [NATLAB, "rules", "cone"], stderr: "piped" })
     .output();
-  assert.equal(out.code, 1);
+  assert.equal(out.code, 2);
   assert.match(
     new TextDecoder().decode(out.stderr),
     /^natlab: error: Cannot print rules for 'cone'/,
