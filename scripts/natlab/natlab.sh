@@ -429,6 +429,8 @@ EOF
 # ---------------------------------------------------------------------------------------
 
 write_turn_conf() {
+  local mask
+  mask=$(umask)
   umask 077
   od -An -N12 -tx1 /dev/urandom | tr -d ' \n' >"$PASS_FILE"
   TURN_PASS=$(<"$PASS_FILE")
@@ -454,7 +456,7 @@ no-dtls
 no-multicast-peers
 no-software-attribute
 EOF
-  umask 022
+  umask "$mask"
 }
 
 start_coturn() {
