@@ -736,7 +736,8 @@ teardown() {
   local pids i
   stop_pidfile "$UPNP_PID" miniupnpd 6
   stop_pidfile "$TURN_PID" turnserver 5
-  [[ -s $STATE/reflector.pid ]] && stop_pidfile "$STATE/reflector.pid" "" 2
+  # Everything else in a namespace (probes, the selftest's reflector, shells) by namespace: a
+  # pid file of a process that may be long gone could name an unrelated process by now.
   mapfile -t pids < <(ns_pids)
   if ((${#pids[@]})); then
     kill -TERM "${pids[@]}" 2>/dev/null || true
