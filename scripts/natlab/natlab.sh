@@ -1,0 +1,875 @@
+#!/usr/bin/env bash
+# natlab.sh — a NAT lab of network namespaces for mailpeer's NAT traversal work: two LAN hosts
+# behind two routers whose NAT type is chosen per router (nftables), an "internet" bridge with a
+# STUN/TURN server (coturn with two addresses, RFC 5780), miniupnpd (UPnP IGD, NAT-PMP, PCP) on
+# router A on demand, and a root-namespace link for services of this machine. See docs/natlab.md.
+#
+#   natlab.sh install                   install missing Debian packages (no daemons started)
+#   natlab.sh up [--nat A B] [--upnp]   build the lab (idempotent; default port-restricted twice)
+#   natlab.sh setnat A B                reload both routers' rulesets in place, flush conntrack
+#   natlab.sh upnp start|stop           miniupnpd on router A (idempotent)
+#   natlab.sh status                    show the lab; exit 0 only when every part is healthy
+#   natlab.sh down [--force]            remove everything the lab made (idempotent; --force
+#                                       also when another clone built it)
+#   natlab.sh leftovers                 print CLEAN, or what is left and exit 1
+#   natlab.sh rules TYPE                print a router's nftables ruleset for NAT type TYPE
+#
+# NAT types: none full-cone restricted port-restricted symmetric. The state dir (configs, pids,
+# logs, leases, natlab.json) is $NATLAB_DIR, else <repo>/.natlab, which is a symlink into /tmp
+# when other users cannot reach the clone (a mode-0700 parent) or its path is too long.
+# Needs root, except `rules`.
+set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+# shellcheck source=../lib/apt_install.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/apt_install.sh"
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "$SCRIPT_DIR/../.." && pwd)"
+
+PACKAGES=(iproute2 nftables conntrack coturn miniupnpd-nftables miniupnpc natpmpc)
+NAT_TYPES=(none full-cone restricted port-restricted symmetric)
+DEFAULT_NAT=port-restricted
+
+# ---------------------------------------------------------------------------------------
+# topology: every name starts with mpl- (mailpeer lab), every address is in 198.18.0.0/15
+# ---------------------------------------------------------------------------------------
+P=mpl-
+NS_PUB=${P}pub NS_SRV=${P}srv
+ROUTERS=(rta rtb)
+declare -A R_NS=([rta]=${P}rta [rtb]=${P}rtb)
+declare -A R_WAN=([rta]=198.18.0.1 [rtb]=198.18.0.2)
+declare -A R_LAN=([rta]=198.19.1.1 [rtb]=198.19.2.1)
+declare -A R_NET=([rta]=198.19.1.0/24 [rtb]=198.19.2.0/24)
+declare -A R_HOST=([rta]=a [rtb]=b)
+declare -A H_NS=([a]=${P}a [b]=${P}b)
+declare -A H_IP=([a]=198.19.1.10 [b]=198.19.2.10)
+ALL_NS=("$NS_PUB" "$NS_SRV" "${R_NS[rta]}" "${R_NS[rtb]}" "${H_NS[a]}" "${H_NS[b]}")
+WAN_NET=198.18.0.0/24
+SRV_IP=198.18.0.10 SRV_IP2=198.18.0.11
+ROOT_LINK=${P}root ROOT_IP=198.18.0.254
+# One root-namespace address per provider of the mail stack (scripts/mailstack), for a later
+# stack that listens there too. Nothing listens on them yet.
+MAIL_DOMAINS=(a.test b.test host.test)
+declare -A MAIL_IP=([a.test]=198.18.0.251 [b.test]=198.18.0.252 [host.test]=198.18.0.253)
+LAB_NET=198.18.0.0/15
+
+STUN_PORT=3478 STUN_ALT_PORT=3479
+RELAY_MIN=49152 RELAY_MAX=49200
+TURN_REALM=natlab.test TURN_USER=mailpeer
+UPNP_ROUTER=rta UPNP_HTTP_PORT=5000 NATPMP_PORT=5351
+UPNP_TABLE=natlab_upnp
+START_TIMEOUT=${NATLAB_START_TIMEOUT:-10} # seconds, per daemon
+# Debian's python3 for the STUN readiness probe: a pyenv shim on PATH costs ~0.5 s per call.
+PYTHON=${NATLAB_PYTHON:-/usr/bin/python3}
+[[ -x $PYTHON ]] || PYTHON=python3
+
+log() { printf 'natlab: %s\n' "$*" >&2; }
+die() {
+  printf 'natlab: error: %s\n' "$*" >&2
+  exit 1
+}
+# usage_error MESSAGE: a wrong command line exits 2 (operational failures exit 1).
+usage_error() {
+  printf 'natlab: error: %s\n' "$*" >&2
+  exit 2
+}
+need_root() { [[ $(id -u) == 0 ]] || die "Cannot $1: must run as root (network namespaces, nftables); run it with sudo"; }
+
+# ---------------------------------------------------------------------------------------
+# install
+# ---------------------------------------------------------------------------------------
+
+cmd_install() {
+  need_root "install packages"
+  local p missing=()
+  for p in "${PACKAGES[@]}"; do deb_installed "$p" || missing+=("$p"); done
+  if ((${#missing[@]} == 0)); then
+    log "all packages installed"
+    return 0
+  fi
+  for p in "${missing[@]}"; do
+    [[ $(apt-cache policy "$p" 2>/dev/null) == *"Candidate: "[0-9]* ]] ||
+      die "Cannot install $p: apt has no candidate for it; run apt-get update or add the Debian main repository"
+  done
+  log "installing: ${missing[*]}"
+  # apt must not start Debian's own turnserver or miniupnpd on this machine's interfaces.
+  apt_install_quiet "${missing[@]}"
+  log "installed"
+}
+
+# Cheap check (no dpkg): the binaries the lab runs.
+require_installed() {
+  local f
+  for f in /usr/sbin/nft /usr/sbin/conntrack /usr/bin/turnserver "$@"; do
+    [[ -x $f ]] || die "Cannot build the NAT lab: $f is missing; run: $0 install"
+  done
+}
+
+# ---------------------------------------------------------------------------------------
+# state directory (same rules as scripts/mailstack/mailstack.sh)
+# ---------------------------------------------------------------------------------------
+
+# coturn and miniupnpd may drop privileges, so every directory above the state dir must let
+# other users pass (o+x). A clone inside a mode-0700 directory cannot hold the state: the
+# default then lives in /tmp and <repo>/.natlab is a symlink to it.
+MAX_STATE_LEN=60
+
+# unreachable_ancestor PATH: prints the first existing directory at or above PATH that other
+# users cannot pass through; exit 1 when there is none.
+unreachable_ancestor() {
+  local p=$1 mode
+  while [[ -n $p && $p != / ]]; do
+    if [[ -d $p ]]; then
+      mode=$(stat -L -c '%a' "$p")
+      (((8#$mode & 1) == 1)) || {
+        echo "$p"
+        return 0
+      }
+    fi
+    p=${p%/*}
+  done
+  return 1
+}
+
+# fallback_state_dir: /tmp/mailpeer-natlab-<uid>-<hash of the repo path>, one per clone.
+fallback_state_dir() {
+  local hash
+  hash=$(printf '%s' "$REPO_DIR" | sha256sum | cut -c1-8)
+  echo "/tmp/mailpeer-natlab-$(id -u)-$hash"
+}
+
+# make_private_dir DIR: create DIR (mode 755, ours) or accept it only when it already is a
+# directory we own, not a symlink: /tmp is writable by everyone.
+make_private_dir() {
+  local d=$1
+  if [[ -L $d || (-e $d && ! -d $d) ]]; then die "Cannot use $d as the state dir: it exists and is not a directory; remove it"; fi
+  [[ -d $d ]] || mkdir -m 755 "$d"
+  [[ $(stat -c '%u' "$d") == "$(id -u)" ]] || die "Cannot use $d as the state dir: it belongs to another user; remove it or set NATLAB_DIR"
+  chmod 755 "$d"
+}
+
+# set_state_dir: STATE, the absolute real path of the state dir.
+set_state_dir() {
+  local explicit=${NATLAB_DIR:-} link=$REPO_DIR/.natlab
+  if [[ -n $explicit ]]; then
+    STATE=$explicit
+    [[ $STATE == /* ]] || STATE=$PWD/$STATE
+    STATE=${STATE%/}
+    [[ -d $STATE ]] || mkdir -p "$STATE"
+    STATE=$(readlink -f "$STATE")
+  elif [[ -L $link ]]; then
+    STATE=$(readlink "$link")
+    [[ $STATE == "$(fallback_state_dir)" ]] || die "Cannot use $link: it points to $STATE, not to this clone's $(fallback_state_dir); remove the link"
+    make_private_dir "$STATE"
+  elif ((${#link} <= MAX_STATE_LEN)) && ! unreachable_ancestor "$REPO_DIR" >/dev/null; then
+    STATE=$link
+    [[ -d $STATE ]] || mkdir -p "$STATE"
+    # Keeps the state out of `git status` without touching the repo's .gitignore.
+    [[ -e $STATE/.gitignore ]] || echo '*' >"$STATE/.gitignore"
+  else
+    [[ ! -e $link ]] || die "Cannot use $link: other users cannot reach it; run $0 down, then remove it"
+    STATE=$(fallback_state_dir)
+    make_private_dir "$STATE"
+    ln -sfn "$STATE" "$link"
+  fi
+  ((${#STATE} <= MAX_STATE_LEN)) ||
+    die "Cannot use $STATE as the state dir: its path is longer than $MAX_STATE_LEN characters; set NATLAB_DIR to a shorter path"
+  JSON=$STATE/natlab.json
+  TURN_CONF=$STATE/turnserver.conf TURN_PID=$STATE/turnserver.pid TURN_LOG=$STATE/turnserver.log
+  UPNP_CONF=$STATE/miniupnpd.conf UPNP_PID=$STATE/miniupnpd.pid UPNP_LOG=$STATE/miniupnpd.log
+  UPNP_LEASES=$STATE/miniupnpd.leases
+  PASS_FILE=$STATE/turn.password
+}
+
+# require_reachable: daemons that drop privileges can enter STATE.
+require_reachable() {
+  local bad
+  if bad=$(unreachable_ancestor "$STATE"); then
+    die "Cannot build the NAT lab in $STATE: other users cannot enter $bad (mode $(stat -c '%a' "$bad")); set NATLAB_DIR to a path under /tmp, or unset it to use the default"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------
+# router rulesets
+# ---------------------------------------------------------------------------------------
+
+is_nat_type() {
+  local t
+  for t in "${NAT_TYPES[@]}"; do [[ $1 == "$t" ]] && return 0; done
+  return 1
+}
+
+# rules TYPE: the complete `table ip natlab` of a router (interfaces "lan" and "wan").
+# Chain names avoid the keywords `fwd` and `in`.
+rules() {
+  local type=$1 masq="masquerade" learn=0 contacted=0
+  case $type in
+    none) ;;
+    full-cone) learn=1 ;;
+    restricted) learn=1 contacted=1 ;;
+    port-restricted) ;;
+    symmetric) masq="masquerade fully-random" ;;
+    *) return 1 ;;
+  esac
+  echo "# NAT type $type"
+  echo "table ip natlab {"
+  if ((learn)); then
+    cat <<'EOF'
+	# mapped port -> internal ip . port, learned from outbound UDP after SNAT (full-cone, restricted)
+	map fc {
+		type inet_service : ipv4_addr . inet_service
+		flags dynamic,timeout
+		timeout 180s
+	}
+EOF
+  fi
+  if ((contacted)); then
+    cat <<'EOF'
+	# remote ip . mapped port: who the LAN host has sent to (restricted)
+	set contacted {
+		type ipv4_addr . inet_service
+		flags dynamic,timeout
+		timeout 180s
+	}
+EOF
+  fi
+  if [[ $type != none ]]; then
+    echo "	chain nat_prerouting {"
+    echo "		type nat hook prerouting priority dstnat; policy accept;"
+    if ((contacted)); then
+      echo '		iifname "wan" ip saddr . udp dport @contacted dnat ip to udp dport map @fc'
+    elif ((learn)); then
+      echo '		iifname "wan" meta l4proto udp dnat ip to udp dport map @fc'
+    fi
+    echo "	}"
+    echo "	chain nat_postrouting {"
+    echo "		type nat hook postrouting priority srcnat; policy accept;"
+    echo "		oifname \"wan\" $masq"
+    echo "	}"
+  fi
+  if ((learn)); then
+    # Priority 200 runs after SNAT (100) has written the reply tuple (the mapped port).
+    echo "	chain learn_postrouting {"
+    echo "		type filter hook postrouting priority 200; policy accept;"
+    echo '		oifname "wan" meta l4proto udp ct direction original update @fc { ct reply proto-dst : ct original ip saddr . ct original proto-src }'
+    if ((contacted)); then
+      echo '		oifname "wan" meta l4proto udp ct direction original update @contacted { ip daddr . ct reply proto-dst }'
+    fi
+    echo "	}"
+  fi
+  echo "	chain forward_filter {"
+  if [[ $type == none ]]; then
+    echo "		type filter hook forward priority filter; policy accept;"
+  else
+    echo "		type filter hook forward priority filter; policy drop;"
+    echo '		iifname "lan" oifname "wan" accept'
+    echo '		iifname "wan" ct state established,related accept'
+    # Port mappings by the full-cone map or by miniupnpd: every base chain must accept.
+    echo '		iifname "wan" ct status dnat accept'
+  fi
+  echo "	}"
+  # Input policy drop: a router that accepted unsolicited WAN UDP would confirm a conntrack
+  # entry peer -> router:PORT, and the LAN host's later packet to that peer would be SNATed to
+  # another port (port-restricted hole punching then fails).
+  cat <<EOF
+	chain input_filter {
+		type filter hook input priority filter; policy drop;
+		iifname "lo" accept
+		iifname "lan" accept
+		ct state established,related accept
+		icmp type echo-request accept
+		# coturn's RFC 5780 answers (other address, other port) to miniupnpd's STUN self-test
+		iifname "wan" ip saddr { $SRV_IP, $SRV_IP2 } udp sport { $STUN_PORT, $STUN_ALT_PORT } accept
+	}
+}
+EOF
+}
+
+# apply_nat ROUTER TYPE: replace the router's table atomically, flush its conntrack.
+apply_nat() {
+  local r=$1 type=$2 ns=${R_NS[$1]}
+  { echo "table ip natlab"; echo "delete table ip natlab"; rules "$type"; } |
+    ip netns exec "$ns" nft -f - || die "Cannot load the $type ruleset into $ns: nft refused it; see: $0 rules $type"
+  ip netns exec "$ns" conntrack -F >/dev/null 2>&1 || true
+  echo "$type" >"$STATE/nat.$r"
+}
+
+nat_of() { cat "$STATE/nat.$1" 2>/dev/null || echo "?"; }
+
+# ---------------------------------------------------------------------------------------
+# namespaces and links
+# ---------------------------------------------------------------------------------------
+
+ns_exists() { [[ -e /run/netns/$1 ]]; }
+
+# The namespaces have fixed names, so one lab runs per machine. The alias of br0 in mpl-pub
+# names the state dir of the clone that built it.
+lab_owner() { ns_exists "$NS_PUB" && ip netns exec "$NS_PUB" cat /sys/class/net/br0/ifalias 2>/dev/null; }
+
+# require_own_lab WHAT: die when the lab on this machine belongs to another clone.
+require_own_lab() {
+  local owner
+  owner=$(lab_owner) || return 0
+  [[ -z $owner || $owner == "$STATE" ]] && return 0
+  die "Cannot $1: the lab on this machine was built from $owner; take it down there (NATLAB_DIR=$owner $0 down) or with: $0 down --force"
+}
+lab_namespaces() { ip netns list 2>/dev/null | awk -v p="^$P" '$1 ~ p {print $1}'; }
+
+# new_ns NAME: a namespace with loopback up, IPv6 off (before any link exists) and forwarding
+# as asked.
+new_ns() {
+  ip netns add "$1"
+  ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
+    net.ipv4.ip_forward="${2:-0}"
+  ip -n "$1" link set lo up
+}
+
+build_topology() {
+  local r h ns d
+  new_ns "$NS_PUB"
+  new_ns "$NS_SRV"
+  for r in "${ROUTERS[@]}"; do new_ns "${R_NS[$r]}" 1; done
+  for h in a b; do new_ns "${H_NS[$h]}"; done
+
+  # The "internet": a bridge in mpl-pub, one port per router, the server and the root ns.
+  ip -n "$NS_PUB" link add br0 type bridge
+  ip -n "$NS_PUB" link set br0 alias "$STATE"
+  ip -n "$NS_PUB" link set br0 up
+  for r in "${ROUTERS[@]}"; do
+    ns=${R_NS[$r]}
+    ip -n "$NS_PUB" link add "$r" type veth peer name wan netns "$ns"
+    ip -n "$NS_PUB" link set "$r" master br0 up
+    ip -n "$ns" addr add "${R_WAN[$r]}/24" dev wan
+    ip -n "$ns" link set wan up
+    h=${R_HOST[$r]}
+    ip -n "$ns" link add lan type veth peer name eth0 netns "${H_NS[$h]}"
+    ip -n "$ns" addr add "${R_LAN[$r]}/24" dev lan
+    ip -n "$ns" link set lan up
+    ip -n "${H_NS[$h]}" addr add "${H_IP[$h]}/24" dev eth0
+    ip -n "${H_NS[$h]}" link set eth0 up
+    ip -n "${H_NS[$h]}" route add default via "${R_LAN[$r]}"
+  done
+  # Each router and the server know the other LAN: only NAT type none lets traffic use it.
+  ip -n "${R_NS[rta]}" route add "${R_NET[rtb]}" via "${R_WAN[rtb]}"
+  ip -n "${R_NS[rtb]}" route add "${R_NET[rta]}" via "${R_WAN[rta]}"
+
+  ip -n "$NS_PUB" link add srv type veth peer name eth0 netns "$NS_SRV"
+  ip -n "$NS_PUB" link set srv master br0 up
+  ip -n "$NS_SRV" addr add "$SRV_IP/24" dev eth0
+  ip -n "$NS_SRV" addr add "$SRV_IP2/24" dev eth0
+  ip -n "$NS_SRV" link set eth0 up
+  for r in "${ROUTERS[@]}"; do ip -n "$NS_SRV" route add "${R_NET[$r]}" via "${R_WAN[$r]}"; done
+
+  # The root namespace joins the bridge with lab addresses only; it never forwards.
+  ip link add "$ROOT_LINK" type veth peer name root netns "$NS_PUB"
+  sysctl -qw "net.ipv6.conf.$ROOT_LINK.disable_ipv6=1" 2>/dev/null || true
+  ip -n "$NS_PUB" link set root master br0 up
+  ip addr add "$ROOT_IP/24" dev "$ROOT_LINK"
+  for d in "${MAIL_DOMAINS[@]}"; do ip addr add "${MAIL_IP[$d]}/24" dev "$ROOT_LINK"; done
+  ip link set "$ROOT_LINK" up
+  for r in "${ROUTERS[@]}"; do ip route add "${R_NET[$r]}" via "${R_WAN[$r]}" dev "$ROOT_LINK"; done
+}
+
+# ---------------------------------------------------------------------------------------
+# processes
+# ---------------------------------------------------------------------------------------
+
+# pid_alive FILE [COMM]: the pid in FILE runs (not a zombie), and is COMM when given. Sets PID.
+pid_alive() {
+  PID=""
+  [[ -s $1 ]] || return 1
+  read -r PID <"$1" || [[ -n $PID ]] || return 1
+  [[ $PID =~ ^[0-9]+$ ]] || return 1
+  local stat
+  read -r stat 2>/dev/null <"/proc/$PID/stat" || return 1
+  [[ -z ${2:-} || $stat == *"($2)"* ]] || return 1
+  stat=${stat##*) }
+  [[ ${stat:0:1} != Z ]]
+}
+
+# stop_pidfile FILE COMM [SECONDS]: TERM the process, wait for it (KILL after SECONDS).
+stop_pidfile() {
+  local file=$1 comm=$2 max=$((${3:-5} * 20)) i
+  if pid_alive "$file" "$comm"; then
+    kill "$PID" 2>/dev/null || true
+    for ((i = 0; i < max; i++)); do
+      pid_alive "$file" "$comm" || break
+      sleep 0.05
+    done
+    if pid_alive "$file" "$comm"; then kill -KILL "$PID" 2>/dev/null || true; fi
+  fi
+  rm -f "$file"
+}
+
+# ns_pids: every process inside a lab namespace.
+ns_pids() {
+  local ns
+  for ns in $(lab_namespaces); do ip netns pids "$ns" 2>/dev/null || true; done
+}
+
+# stun_ok NS HOST PORT: a STUN server on HOST:PORT answers a Binding request seen from NS.
+stun_ok() {
+  ip netns exec "$1" "$PYTHON" - "$2" "$3" <<'EOF'
+import os, socket, struct, sys
+host, port = sys.argv[1], int(sys.argv[2])
+tid = os.urandom(12)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.3)
+try:
+    s.sendto(struct.pack("!HHI", 0x0001, 0, 0x2112A442) + tid, (host, port))
+    data = s.recv(2048)
+except OSError:
+    sys.exit(1)
+sys.exit(0 if len(data) >= 20 and data[0:2] == b"\x01\x01" and data[8:20] == tid else 1)
+EOF
+}
+
+# ---------------------------------------------------------------------------------------
+# coturn (STUN + TURN) in mpl-srv
+# ---------------------------------------------------------------------------------------
+
+write_turn_conf() {
+  local mask
+  mask=$(umask)
+  umask 077
+  od -An -N12 -tx1 /dev/urandom | tr -d ' \n' >"$PASS_FILE"
+  TURN_PASS=$(<"$PASS_FILE")
+  cat >"$TURN_CONF" <<EOF
+# Written by natlab.sh up; the password is new on every up.
+listening-ip=$SRV_IP
+listening-ip=$SRV_IP2
+listening-port=$STUN_PORT
+alt-listening-port=$STUN_ALT_PORT
+relay-ip=$SRV_IP
+min-port=$RELAY_MIN
+max-port=$RELAY_MAX
+lt-cred-mech
+user=$TURN_USER:$TURN_PASS
+realm=$TURN_REALM
+userdb=$STATE/turndb
+pidfile=$TURN_PID
+log-file=$TURN_LOG
+simple-log
+no-cli
+no-tls
+no-dtls
+no-multicast-peers
+no-software-attribute
+EOF
+  umask "$mask"
+}
+
+start_coturn() {
+  rm -f "$TURN_PID" "$STATE/turndb"
+  write_turn_conf
+  ip netns exec "$NS_SRV" setsid /usr/bin/turnserver -c "$TURN_CONF" </dev/null >"$STATE/turnserver.out" 2>&1 &
+  local deadline=$((SECONDS + START_TIMEOUT))
+  until stun_ok "$NS_SRV" "$SRV_IP" "$STUN_PORT" && stun_ok "$NS_SRV" "$SRV_IP2" "$STUN_ALT_PORT"; do
+    ((SECONDS < deadline)) || die "Cannot start coturn in $NS_SRV: no STUN answer on $SRV_IP:$STUN_PORT and $SRV_IP2:$STUN_ALT_PORT after ${START_TIMEOUT}s; see $TURN_LOG"
+  done
+}
+
+# ---------------------------------------------------------------------------------------
+# miniupnpd (UPnP IGD, NAT-PMP, PCP) on router A
+# ---------------------------------------------------------------------------------------
+
+upnp_url() { echo "http://${R_LAN[$UPNP_ROUTER]}:$UPNP_HTTP_PORT/rootDesc.xml"; }
+
+write_upnp_conf() {
+  local r=$UPNP_ROUTER
+  cat >"$UPNP_CONF" <<EOF
+# Written by natlab.sh upnp start.
+ext_ifname=wan
+listening_ip=lan
+http_port=$UPNP_HTTP_PORT
+enable_natpmp=yes
+enable_upnp=yes
+secure_mode=yes
+system_uptime=yes
+# 198.18.0.0/15 is "reserved" for miniupnpd 2.3.1, so ext_ip cannot be set: it learns the
+# external address by STUN (RFC 5780) from the lab's coturn.
+ext_perform_stun=yes
+ext_stun_host=$SRV_IP
+ext_stun_port=$STUN_PORT
+lease_file=$UPNP_LEASES
+uuid=$(cat /proc/sys/kernel/random/uuid)
+upnp_table_name=$UPNP_TABLE
+upnp_nat_table_name=$UPNP_TABLE
+upnp_forward_chain=miniupnpd
+upnp_nat_chain=prerouting_miniupnpd
+upnp_nat_postrouting_chain=postrouting_miniupnpd
+allow 1024-65535 ${R_NET[$r]} 1024-65535
+deny 0-65535 0.0.0.0/0 0-65535
+EOF
+}
+
+# miniupnpd creates no table or chain of its own (Debian's nft_init.sh is broken): base chains
+# that jump into the chains it fills.
+upnp_table() {
+  cat <<EOF
+table inet $UPNP_TABLE
+delete table inet $UPNP_TABLE
+table inet $UPNP_TABLE {
+	chain miniupnpd {
+	}
+	chain prerouting_miniupnpd {
+	}
+	chain postrouting_miniupnpd {
+	}
+	chain forward_upnp {
+		type filter hook forward priority filter; policy accept;
+		jump miniupnpd
+	}
+	chain prerouting_upnp {
+		type nat hook prerouting priority dstnat; policy accept;
+		jump prerouting_miniupnpd
+	}
+	chain postrouting_upnp {
+		type nat hook postrouting priority srcnat; policy accept;
+		jump postrouting_miniupnpd
+	}
+}
+EOF
+}
+
+# upnp_http_ok: miniupnpd serves its device description to the LAN host.
+upnp_http_ok() {
+  # shellcheck disable=SC2016  # expanded by the inner bash
+  ip netns exec "${H_NS[${R_HOST[$UPNP_ROUTER]}]}" bash -c '
+    exec 3<>"/dev/tcp/$1/$2" || exit 1
+    printf "GET /rootDesc.xml HTTP/1.0\r\nHost: %s\r\n\r\n" "$1" >&3
+    IFS= read -r -t 2 line <&3 && [[ $line == "HTTP/1."?" 200"* ]]' _ "${R_LAN[$UPNP_ROUTER]}" "$UPNP_HTTP_PORT" 2>/dev/null
+}
+
+upnp_running() { pid_alive "$UPNP_PID" miniupnpd; }
+
+start_upnp() {
+  require_installed /usr/sbin/miniupnpd
+  local ns=${R_NS[$UPNP_ROUTER]}
+  if upnp_running && upnp_http_ok; then
+    log "miniupnpd already running (pid $PID, $(upnp_url))"
+    return 0
+  fi
+  stop_upnp
+  pid_alive "$TURN_PID" turnserver || die "Cannot start miniupnpd: coturn is not running, and miniupnpd learns its external address from it; run: $0 up"
+  write_upnp_conf
+  upnp_table | ip netns exec "$ns" nft -f - || die "Cannot create table inet $UPNP_TABLE in $ns: nft refused it"
+  : >"$UPNP_LEASES"
+  ip netns exec "$ns" setsid /usr/sbin/miniupnpd -f "$UPNP_CONF" -d -P "$UPNP_PID" </dev/null >"$UPNP_LOG" 2>&1 &
+  local deadline=$((SECONDS + START_TIMEOUT))
+  until upnp_http_ok; do
+    if ((SECONDS >= deadline)) || ! kill -0 $! 2>/dev/null; then
+      stop_upnp
+      die "Cannot start miniupnpd in $ns: $(upnp_url) does not answer after ${START_TIMEOUT}s; see $UPNP_LOG"
+    fi
+    sleep 0.05
+  done
+  if grep -q "Port forwarding is now disabled" "$UPNP_LOG"; then
+    stop_upnp
+    die "Cannot start miniupnpd in $ns: its STUN self-test failed (port forwarding disabled); see $UPNP_LOG"
+  fi
+  log "miniupnpd running on $ns ($(upnp_url), NAT-PMP/PCP ${R_LAN[$UPNP_ROUTER]}:$NATPMP_PORT)"
+}
+
+# stop_upnp: miniupnpd needs about 2 s to exit on SIGTERM; a restart before then fails with
+# "already running", so wait for it. Its table (every mapping) goes with it.
+stop_upnp() {
+  stop_pidfile "$UPNP_PID" miniupnpd 6
+  local ns=${R_NS[$UPNP_ROUTER]}
+  if ns_exists "$ns"; then
+    ip netns exec "$ns" nft delete table inet "$UPNP_TABLE" 2>/dev/null || true
+  fi
+  rm -f "$UPNP_LEASES"
+}
+
+# ---------------------------------------------------------------------------------------
+# natlab.json
+# ---------------------------------------------------------------------------------------
+
+write_json() {
+  local pass upnp="null" d mail="" sep=""
+  pass=$(<"$PASS_FILE")
+  if upnp_running; then
+    upnp="{\"router\":\"$UPNP_ROUTER\",\"ns\":\"${R_NS[$UPNP_ROUTER]}\",\"url\":\"$(upnp_url)\",\"host\":\"${R_LAN[$UPNP_ROUTER]}\",\"http_port\":$UPNP_HTTP_PORT,\"natpmp_port\":$NATPMP_PORT,\"pcp_port\":$NATPMP_PORT,\"pid\":$PID}"
+  fi
+  for d in "${MAIL_DOMAINS[@]}"; do
+    mail+="$sep\"$d\":\"${MAIL_IP[$d]}\""
+    sep=,
+  done
+  (
+    umask 077
+    cat >"$JSON.tmp" <<EOF
+{
+  "state_dir": "$STATE",
+  "namespaces": {"pub": "$NS_PUB", "srv": "$NS_SRV", "rta": "${R_NS[rta]}", "rtb": "${R_NS[rtb]}", "a": "${H_NS[a]}", "b": "${H_NS[b]}"},
+  "hosts": {
+    "a": {"ns": "${H_NS[a]}", "ip": "${H_IP[a]}", "gateway": "${R_LAN[rta]}", "router": "rta"},
+    "b": {"ns": "${H_NS[b]}", "ip": "${H_IP[b]}", "gateway": "${R_LAN[rtb]}", "router": "rtb"}
+  },
+  "routers": {
+    "rta": {"ns": "${R_NS[rta]}", "wan": "${R_WAN[rta]}", "lan": "${R_LAN[rta]}", "lan_net": "${R_NET[rta]}", "nat": "$(nat_of rta)"},
+    "rtb": {"ns": "${R_NS[rtb]}", "wan": "${R_WAN[rtb]}", "lan": "${R_LAN[rtb]}", "lan_net": "${R_NET[rtb]}", "nat": "$(nat_of rtb)"}
+  },
+  "nat": {"a": "$(nat_of rta)", "b": "$(nat_of rtb)"},
+  "internet": {"ns": "$NS_PUB", "bridge": "br0", "net": "$WAN_NET"},
+  "server": {"ns": "$NS_SRV", "ips": ["$SRV_IP", "$SRV_IP2"]},
+  "root": {"link": "$ROOT_LINK", "ip": "$ROOT_IP", "mail": {$mail}},
+  "coturn": {"ns": "$NS_SRV", "host": "$SRV_IP", "alt_host": "$SRV_IP2", "port": $STUN_PORT, "alt_port": $STUN_ALT_PORT,
+    "realm": "$TURN_REALM", "user": "$TURN_USER", "password": "$pass", "relay_ip": "$SRV_IP", "relay_ports": [$RELAY_MIN, $RELAY_MAX]},
+  "upnp": $upnp
+}
+EOF
+    mv -f "$JSON.tmp" "$JSON"
+  )
+}
+
+# ---------------------------------------------------------------------------------------
+# commands
+# ---------------------------------------------------------------------------------------
+
+# healthy: every namespace, the root link, both routers' tables, coturn (and miniupnpd when it
+# was started) are there and answer.
+healthy() {
+  local ns r
+  for ns in "${ALL_NS[@]}"; do ns_exists "$ns" || return 1; done
+  ip link show "$ROOT_LINK" >/dev/null 2>&1 || return 1
+  for r in "${ROUTERS[@]}"; do
+    ip netns exec "${R_NS[$r]}" nft list table ip natlab >/dev/null 2>&1 || return 1
+  done
+  pid_alive "$TURN_PID" turnserver && stun_ok "$NS_SRV" "$SRV_IP" "$STUN_PORT" || return 1
+  if [[ -e $STATE/upnp.wanted ]]; then upnp_running && upnp_http_ok || return 1; fi
+  [[ -s $JSON ]]
+}
+
+parse_nat_args() {
+  NAT_A=$1 NAT_B=$2
+  if ! is_nat_type "$NAT_A" || ! is_nat_type "$NAT_B"; then
+    usage_error "Cannot use NAT types '$NAT_A' '$NAT_B': each must be one of ${NAT_TYPES[*]}"
+  fi
+}
+
+cmd_up() {
+  local nat_a="" nat_b="" upnp=0
+  while (($#)); do
+    case $1 in
+      --nat)
+        (($# >= 3)) || usage_error "Cannot parse --nat: it needs two NAT types (${NAT_TYPES[*]})"
+        parse_nat_args "$2" "$3"
+        nat_a=$NAT_A nat_b=$NAT_B
+        shift 3
+        ;;
+      --upnp)
+        upnp=1
+        shift
+        ;;
+      *) usage_error "Cannot parse '$1': up takes [--nat A B] [--upnp]" ;;
+    esac
+  done
+  need_root "build the NAT lab"
+  require_installed
+  set_state_dir
+  require_reachable
+  require_own_lab "build the NAT lab"
+  local started=$EPOCHREALTIME
+  if healthy; then
+    [[ -n $nat_a ]] && { apply_nat rta "$nat_a"; apply_nat rtb "$nat_b"; }
+    if ((upnp)); then
+      : >"$STATE/upnp.wanted"
+      start_upnp
+    fi
+    write_json
+    log "already up (NAT $(nat_of rta) / $(nat_of rtb); $JSON)"
+    return 0
+  fi
+  # Anything half-built is removed first: a clean build every time.
+  teardown
+  build_topology
+  apply_nat rta "${nat_a:-$DEFAULT_NAT}"
+  apply_nat rtb "${nat_b:-$DEFAULT_NAT}"
+  start_coturn
+  if ((upnp)); then
+    : >"$STATE/upnp.wanted"
+    start_upnp
+  fi
+  write_json
+  local ms=$(((${EPOCHREALTIME/./} - ${started/./}) / 1000))
+  log "up in ${ms} ms: NAT $(nat_of rta) / $(nat_of rtb), coturn $SRV_IP:$STUN_PORT ($JSON)"
+}
+
+cmd_setnat() {
+  (($# == 2)) || usage_error "Cannot parse setnat: it takes two NAT types (${NAT_TYPES[*]})"
+  parse_nat_args "$1" "$2"
+  need_root "change the NAT types"
+  set_state_dir
+  require_own_lab "change the NAT types"
+  local r
+  for r in "${ROUTERS[@]}"; do ns_exists "${R_NS[$r]}" || die "Cannot change the NAT types: ${R_NS[$r]} does not exist; run: $0 up"; done
+  apply_nat rta "$NAT_A"
+  apply_nat rtb "$NAT_B"
+  [[ ! -e $PASS_FILE ]] || write_json
+  log "NAT $NAT_A / $NAT_B"
+}
+
+cmd_upnp() {
+  need_root "control miniupnpd"
+  set_state_dir
+  require_own_lab "control miniupnpd"
+  case ${1:-} in
+    start)
+      ns_exists "${R_NS[$UPNP_ROUTER]}" || die "Cannot start miniupnpd: ${R_NS[$UPNP_ROUTER]} does not exist; run: $0 up"
+      : >"$STATE/upnp.wanted"
+      start_upnp
+      ;;
+    stop)
+      rm -f "$STATE/upnp.wanted"
+      stop_upnp
+      log "miniupnpd stopped"
+      ;;
+    *) usage_error "Cannot parse upnp '${1:-}': use upnp start or upnp stop" ;;
+  esac
+  [[ ! -e $PASS_FILE ]] || ! ns_exists "$NS_SRV" || write_json
+}
+
+# teardown: stop the daemons, every process in a lab namespace, the root link and the
+# namespaces (their nft tables, routes and links go with them).
+teardown() {
+  local pids i
+  stop_pidfile "$UPNP_PID" miniupnpd 6
+  stop_pidfile "$TURN_PID" turnserver 5
+  # Everything else in a namespace (probes, the selftest's reflector, shells) by namespace: a
+  # pid file of a process that may be long gone could name an unrelated process by now.
+  mapfile -t pids < <(ns_pids)
+  if ((${#pids[@]})); then
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for ((i = 0; i < 60; i++)); do
+      mapfile -t pids < <(ns_pids)
+      ((${#pids[@]})) || break
+      ((i == 40)) && kill -KILL "${pids[@]}" 2>/dev/null
+      sleep 0.05
+    done
+  fi
+  ip link del "$ROOT_LINK" 2>/dev/null || true
+  local ns
+  for ns in $(lab_namespaces); do ip netns del "$ns" 2>/dev/null || true; done
+  rm -f "$JSON" "$STATE"/nat.* "$STATE/upnp.wanted" "$UPNP_LEASES" "$PASS_FILE"
+}
+
+cmd_down() {
+  need_root "take the NAT lab down"
+  set_state_dir
+  case ${1:-} in
+    --force) ;;
+    "") require_own_lab "take the NAT lab down" ;;
+    *) usage_error "Cannot parse '$1': down takes [--force]" ;;
+  esac
+  local started=$EPOCHREALTIME
+  teardown
+  local ms=$(((${EPOCHREALTIME/./} - ${started/./}) / 1000))
+  log "down in ${ms} ms ($STATE)"
+}
+
+# lab_processes: daemons and probes of this lab that outlived their namespace.
+lab_processes() {
+  local path link pid cmd
+  while read -r path link; do
+    pid=${path#/proc/}
+    pid=${pid%%/*}
+    case $link in
+      /usr/bin/turnserver | /usr/sbin/miniupnpd | */deno)
+        cmd=$(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline") || continue
+        [[ $cmd == *"$STATE/"* || $cmd == *scripts/natlab/probe.ts* ]] && echo "$pid $cmd"
+        ;;
+    esac
+  done < <(find /proc/[0-9]*/exe -maxdepth 0 -printf '%p %l\n' 2>/dev/null)
+}
+
+cmd_leftovers() {
+  set_state_dir
+  local left=() ns t
+  if t=$(lab_owner) && [[ -n $t && $t != "$STATE" ]]; then left+=("lab built from $t"); fi
+  for ns in $(lab_namespaces); do left+=("netns $ns"); done
+  ip link show "$ROOT_LINK" >/dev/null 2>&1 && left+=("link $ROOT_LINK")
+  while read -r t; do [[ -n $t ]] && left+=("root-ns route $t"); done < <(ip -4 route show to root "$LAB_NET" 2>/dev/null)
+  while read -r t; do [[ -n $t ]] && left+=("root-ns address $t"); done < <(ip -4 -o addr show to "$LAB_NET" 2>/dev/null | awk '{print $2, $4}')
+  if command -v nft >/dev/null; then
+    while read -r t; do [[ $t == *natlab* ]] && left+=("root-ns nft $t"); done < <(nft list tables 2>/dev/null)
+  fi
+  while read -r t; do [[ -n $t ]] && left+=("process $t"); done < <(lab_processes)
+  if ((${#left[@]} == 0)); then
+    echo CLEAN
+    return 0
+  fi
+  printf '%s\n' "${left[@]}"
+  return 1
+}
+
+cmd_status() {
+  set_state_dir
+  local rc=0 ns r state
+  printf '%-22s %s\n' PART STATE
+  for ns in "${ALL_NS[@]}"; do
+    if ns_exists "$ns"; then state=ok; else state=missing rc=1; fi
+    printf '%-22s %s\n' "netns $ns" "$state"
+  done
+  if ip link show "$ROOT_LINK" >/dev/null 2>&1; then
+    state="ok $(ip -4 -o addr show dev "$ROOT_LINK" | awk '{printf "%s ", $4}')"
+  else
+    state=missing rc=1
+  fi
+  printf '%-22s %s\n' "link $ROOT_LINK" "$state"
+  for r in "${ROUTERS[@]}"; do
+    if ns_exists "${R_NS[$r]}" && ip netns exec "${R_NS[$r]}" nft list table ip natlab >/dev/null 2>&1; then
+      state="$(nat_of "$r") (wan ${R_WAN[$r]})"
+    else
+      state=missing rc=1
+    fi
+    printf '%-22s %s\n' "nat ${R_NS[$r]}" "$state"
+  done
+  if pid_alive "$TURN_PID" turnserver && ns_exists "$NS_SRV" && stun_ok "$NS_SRV" "$SRV_IP" "$STUN_PORT"; then
+    state="ok pid $PID, $SRV_IP:$STUN_PORT + $SRV_IP2:$STUN_ALT_PORT"
+  else
+    state="down" rc=1
+  fi
+  printf '%-22s %s\n' coturn "$state"
+  if upnp_running && upnp_http_ok; then
+    state="ok pid $PID, $(upnp_url)"
+  elif [[ -e $STATE/upnp.wanted ]]; then
+    state="down (started, not answering)" rc=1
+  else
+    state="off"
+  fi
+  printf '%-22s %s\n' miniupnpd "$state"
+  if [[ -s $JSON ]]; then state=$JSON; else state=missing rc=1; fi
+  printf '%-22s %s\n' natlab.json "$state"
+  return $rc
+}
+
+cmd_rules() {
+  is_nat_type "${1:-}" || usage_error "Cannot print rules for '${1:-}': TYPE must be one of ${NAT_TYPES[*]}"
+  rules "$1"
+}
+
+usage() {
+  sed -n '2,19s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+}
+
+main() {
+  local cmd=${1:-}
+  shift || true
+  case $cmd in
+    install) cmd_install ;;
+    up) cmd_up "$@" ;;
+    setnat) cmd_setnat "$@" ;;
+    upnp) cmd_upnp "$@" ;;
+    status) cmd_status ;;
+    down) cmd_down "$@" ;;
+    leftovers) cmd_leftovers ;;
+    rules) cmd_rules "$@" ;;
+    -h | --help | help) usage ;;
+    *)
+      usage >&2
+      exit 2
+      ;;
+  esac
+}
+main "$@"
