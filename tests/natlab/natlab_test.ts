@@ -25,6 +25,11 @@ function runningLab(): Lab | undefined {
   }
 }
 const LAB = runningLab();
+if (!LAB && Deno.env.get("MAILPEER_REQUIRE_NATLAB")) {
+  throw new Error(
+    "MAILPEER_REQUIRE_NATLAB is set but the NAT lab is not running: scripts/test starts it",
+  );
+}
 
 async function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string }> {
   const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
