@@ -272,3 +272,19 @@ Deno.test("mapper: aborting map() rejects with the reason and leaves nothing beh
     await gw!.close();
   }
 });
+
+Deno.test("mapper: a permanent UPnP lease is not renewed but still deleted on close", async () => {
+  const upnp = new FakeUpnpGateway({ onlyPermanent: true });
+  const clock = new ManualClock();
+  const mapper = new PortMapper({ upnpUrl: upnp.rootUrl, clock });
+  try {
+    const mapping = await mapper.map({ transport: "tcp", internalPort: 8080 });
+    assert.equal(mapping.protocol, "upnp");
+    assert.equal(mapping.lifetimeMs, 0);
+    assert.equal(clock.sleepers, 0, "no renewal is scheduled");
+    await mapper.close();
+    assert.equal(upnp.mappings.size, 0);
+  } finally {
+    await upnp.close();
+  }
+});
