@@ -159,3 +159,45 @@ export {
 } from "./src/apps/file_transfer.ts";
 export { type DatagramChannel, openDatagramChannel } from "./src/apps/datagram_channel.ts";
 export { renderProgress } from "./src/apps/progress.ts";
+
+/**
+ * Port mapping on the home router (DESIGN §7, issue 13): a {@link PortMapper} asks the gateway
+ * for a mapping with PCP (RFC 6887), NAT-PMP (RFC 6886) or UPnP IGD v1/v2, keeps the protocol
+ * that answers, renews the lease at half its lifetime and deletes the mapping on close. The
+ * mapping's external address is a candidate peers can connect to. The clients of each protocol
+ * implement {@link PortMappingClient}.
+ *
+ * @example Map the peer UDP port; without a known router it says what to configure
+ * ```ts
+ * import { PortMapper } from "./mod.ts";
+ *
+ * // In production: new PortMapper({ gateway: "192.168.1.1",
+ * //   upnpUrl: "http://192.168.1.1:5000/rootDesc.xml" })
+ * const mapper = new PortMapper({});
+ * try {
+ *   const mapping = await mapper.map({ transport: "udp", internalPort: 40123 });
+ *   console.log(mapping.external); // { address: "203.0.113.7", port: 40123 }
+ * } catch (err) {
+ *   console.log((err as { code: string }).code); // "EPORTMAP"
+ * } finally {
+ *   await mapper.close(); // deletes the mapping on the router
+ * }
+ * ```
+ */
+export {
+  PortMapper,
+  type PortMapperOptions,
+  type PortMapperRequest,
+  type PortMapping,
+} from "./src/terminal/port_mapping/port_mapper.ts";
+export type {
+  MappedPort,
+  MappingTransport,
+  PortMappingClient,
+  PortMappingProtocol,
+  PortMappingRequest,
+  SocketAddress,
+} from "./src/terminal/port_mapping/types.ts";
+export { NatPmpClient, type NatPmpClientOptions } from "./src/terminal/port_mapping/nat_pmp.ts";
+export { PcpClient, type PcpClientOptions } from "./src/terminal/port_mapping/pcp.ts";
+export { UpnpIgdClient, type UpnpIgdClientOptions } from "./src/terminal/port_mapping/upnp_igd.ts";

@@ -39,6 +39,7 @@ export const ERROR_CODES = {
   EFRAME: "A peer sent a malformed frame",
   EIDENTITY: "A peer proved an identity other than the one the host listed",
   EADDRESS: "No usable address could be found for this terminal",
+  EPORTMAP: "The router refused a port mapping or does not offer one (UPnP IGD, NAT-PMP, PCP)",
   EFILE: "A local file cannot be read or written",
   // configuration
   ECONFIG: "The configuration is missing, malformed or incomplete",

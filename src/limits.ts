@@ -214,3 +214,43 @@ export const STREAM_ACK_EVERY_SEGMENTS = 2;
  * oldest is dropped for the newest.
  */
 export const STREAM_MAX_QUEUED_DATAGRAMS = 64;
+
+// ---- port mapping (issue 13) ----
+/** UDP port of a gateway's NAT-PMP and PCP server (RFC 6886 §3, RFC 6887 §19.1). */
+export const PORT_MAPPING_SERVER_PORT = 5351;
+/** First NAT-PMP retransmission timeout, in ms; it doubles after every request (RFC 6886 §3.1). */
+export const NAT_PMP_INITIAL_RTO_MS = 250;
+/** NAT-PMP requests sent before giving up: 9 requests span 250 ms … 64 s (RFC 6886 §3.1). */
+export const NAT_PMP_MAX_REQUESTS = 9;
+/** PCP initial retransmission time IRT, in ms (RFC 6887 §8.1.1). */
+export const PCP_IRT_MS = 3_000;
+/** PCP maximum retransmission time MRT, in ms (RFC 6887 §8.1.1). */
+export const PCP_MRT_MS = 1_024_000;
+/**
+ * PCP requests sent before giving up. RFC 6887 §8.1.1 sets no count (MRC 0) for a client that
+ * needs the mapping; a terminal gathering candidates stops after these (3 s + 6 s + 12 s + 24 s).
+ */
+export const PCP_MAX_REQUESTS = 4;
+/** Largest PCP message (RFC 6887 §7); a longer datagram from the gateway is ignored. */
+export const PCP_MAX_MESSAGE_BYTES = 1_100;
+/** Mapping lifetime asked for, in seconds (routers may grant less). */
+export const PORT_MAPPING_LIFETIME_S = 7_200;
+/** Largest lifetime a router may grant that is believed, in seconds (UPnP IGD v2's 604800). */
+export const PORT_MAPPING_MAX_LIFETIME_S = 604_800;
+/**
+ * Shortest wait between two renewals, in ms: a router granting a tiny lifetime cannot make the
+ * terminal send requests in a loop. Renewal is due at half the lifetime (RFC 6886 §3.3).
+ */
+export const PORT_MAPPING_MIN_RENEW_MS = 5_000;
+/** Time one protocol gets to answer before the mapper tries the next, in ms. */
+export const PORT_MAPPING_PROTOCOL_TIMEOUT_MS = 4_000;
+/** Largest UPnP device description read from the gateway (miniupnpd's is under 4 KiB). */
+export const UPNP_MAX_DESCRIPTION_BYTES = 64 * 1024;
+/** Largest UPnP SOAP response read from the gateway. */
+export const UPNP_MAX_SOAP_BYTES = 16 * 1024;
+/** Deepest element nesting accepted in UPnP XML. */
+export const UPNP_MAX_XML_DEPTH = 32;
+/** Most elements accepted in one UPnP XML document. */
+export const UPNP_MAX_XML_ELEMENTS = 2_048;
+/** Time one UPnP HTTP request (description or SOAP action) may take, in ms. */
+export const UPNP_HTTP_TIMEOUT_MS = 5_000;

@@ -1,0 +1,118 @@
+/**
+ * Port mapping against a REAL miniupnpd (UPnP IGD, NAT-PMP and PCP) in the NAT lab
+ * (`scripts/natlab/natlab.sh up --upnp`). Runs only when the lab's `natlab.json` exists
+ * (`$NATLAB_DIR/natlab.json`, else `<repo>/.natlab/natlab.json`) and names a miniupnpd URL;
+ * otherwise the tests are ignored. docs/port-mapping.md says what the file must hold.
+ *
+ * For each protocol: the LAN host maps a TCP port with that protocol only, a server on the
+ * lab's "internet" connects to the external address and port, and the mapper's close deletes
+ * the mapping.
+ */
+import assert from "node:assert/strict";
+
+interface Lab {
+  upnpUrl: string;
+  gateway: string;
+  lan: string;
+  internet: string;
+}
+
+/** Every string in a JSON value, with its key path. */
+function* strings(value: unknown, path = ""): Generator<[string, string]> {
+  if (typeof value === "string") yield [path, value];
+  else if (Array.isArray(value)) {
+    for (const [i, v] of value.entries()) yield* strings(v, `${path}.${i}`);
+  } else if (value && typeof value === "object") {
+    for (const [k, v] of Object.entries(value)) yield* strings(v, `${path}.${k}`);
+  }
+}
+
+function loadLab(): Lab | undefined {
+  const dir = Deno.env.get("NATLAB_DIR") ?? new URL("../../../.natlab", import.meta.url).pathname;
+  let json: unknown;
+  try {
+    json = JSON.parse(Deno.readTextFileSync(`${dir}/natlab.json`));
+  } catch {
+    return undefined;
+  }
+  const all = [...strings(json)];
+  const url = all.find(([path, v]) => /upnp|miniupnpd/i.test(path) && /^http:\/\//.test(v))?.[1] ??
+    all.find(([, v]) => /^http:\/\/.+\/rootDesc\.xml$/.test(v))?.[1];
+  if (!url) return undefined;
+  const ns = (role: string, fallback: string) =>
+    all.find(([path, v]) => new RegExp(`namespaces?\\.${role}$`, "i").test(path) && v)?.[1] ??
+      fallback;
+  return {
+    upnpUrl: url,
+    gateway: new URL(url).hostname,
+    lan: ns("a", "nl-a"),
+    internet: ns("srv", "nl-srv"),
+  };
+}
+
+const LAB = loadLab();
+const PROBE = new URL("./miniupnpd_probe.ts", import.meta.url).pathname;
+
+/** Runs the probe in `netns`; yields its JSON lines as they come. */
+function probe(netns: string, args: string[]) {
+  const child = new Deno.Command("ip", {
+    args: ["netns", "exec", netns, Deno.execPath(), "run", "-A", "--no-prompt", PROBE, ...args],
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).values();
+  let buffer = "";
+  return {
+    child,
+    async next(): Promise<Record<string, unknown>> {
+      for (;;) {
+        const nl = buffer.indexOf("\n");
+        if (nl >= 0) {
+          const line = buffer.slice(0, nl);
+          buffer = buffer.slice(nl + 1);
+          return JSON.parse(line);
+        }
+        const { value, done } = await lines.next();
+        if (done) throw new Error(`the probe in ${netns} ended early`);
+        buffer += value;
+      }
+    },
+  };
+}
+
+const PORTS = { upnp: 18180, "nat-pmp": 18181, pcp: 18182 } as const;
+
+for (const protocol of ["upnp", "nat-pmp", "pcp"] as const) {
+  Deno.test({
+    name:
+      `miniupnpd: a ${protocol} mapping lets the internet reach the LAN host, and close deletes it`,
+    ignore: !LAB,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    async fn() {
+      const lab = LAB!;
+      const port = PORTS[protocol];
+      const lan = probe(lab.lan, ["map", protocol, lab.gateway, lab.upnpUrl, String(port)]);
+      try {
+        const first = await lan.next();
+        assert.ok(first.mapping, `no mapping: ${JSON.stringify(first)}`);
+        const mapping = first.mapping as {
+          protocol: string;
+          external: { address: string; port: number };
+        };
+        assert.equal(mapping.protocol, protocol);
+        const internet = probe(lab.internet, [
+          "connect",
+          mapping.external.address,
+          String(mapping.external.port),
+        ]);
+        assert.deepEqual(await internet.next(), { sent: true });
+        await internet.child.status;
+        assert.deepEqual(await lan.next(), { connected: "hello" });
+        assert.deepEqual(await lan.next(), { closed: true });
+      } finally {
+        await lan.child.status;
+      }
+    },
+  });
+}
