@@ -17,40 +17,36 @@ interface Lab {
   internet: string;
 }
 
-/** Every string in a JSON value, with its key path. */
-function* strings(value: unknown, path = ""): Generator<[string, string]> {
-  if (typeof value === "string") yield [path, value];
-  else if (Array.isArray(value)) {
-    for (const [i, v] of value.entries()) yield* strings(v, `${path}.${i}`);
-  } else if (value && typeof value === "object") {
-    for (const [k, v] of Object.entries(value)) yield* strings(v, `${path}.${k}`);
-  }
+/** The parts of the lab's natlab.json (scripts/natlab/natlab.sh, docs/natlab.md) used here. */
+interface LabFile {
+  hosts: { a: { ns: string } };
+  server: { ns: string };
+  upnp?: { url: string; host: string };
 }
 
 function loadLab(): Lab | undefined {
   const dir = Deno.env.get("NATLAB_DIR") ?? new URL("../../../.natlab", import.meta.url).pathname;
-  let json: unknown;
+  let json: LabFile;
   try {
     json = JSON.parse(Deno.readTextFileSync(`${dir}/natlab.json`));
   } catch {
     return undefined;
   }
-  const all = [...strings(json)];
-  const url = all.find(([path, v]) => /upnp|miniupnpd/i.test(path) && /^http:\/\//.test(v))?.[1] ??
-    all.find(([, v]) => /^http:\/\/.+\/rootDesc\.xml$/.test(v))?.[1];
-  if (!url) return undefined;
-  const ns = (role: string, fallback: string) =>
-    all.find(([path, v]) => new RegExp(`namespaces?\\.${role}$`, "i").test(path) && v)?.[1] ??
-      fallback;
+  if (!json.upnp) return undefined; // the lab runs without miniupnpd
   return {
-    upnpUrl: url,
-    gateway: new URL(url).hostname,
-    lan: ns("a", "nl-a"),
-    internet: ns("srv", "nl-srv"),
+    upnpUrl: json.upnp.url,
+    gateway: json.upnp.host,
+    lan: json.hosts.a.ns,
+    internet: json.server.ns,
   };
 }
 
 const LAB = loadLab();
+if (!LAB && Deno.env.get("MAILPEER_REQUIRE_NATLAB")) {
+  throw new Error(
+    "MAILPEER_REQUIRE_NATLAB is set but the NAT lab runs no miniupnpd: scripts/test starts it",
+  );
+}
 const PROBE = new URL("./miniupnpd_probe.ts", import.meta.url).pathname;
 
 /** Runs the probe in `netns`; yields its JSON lines as they come. */
