@@ -46,7 +46,12 @@ async function localWorld() {
   const sources: MaildirSource[] = [];
   const terminal = async (
     userId: string,
-    options: { policy?: PeerPolicy; standbyTimeoutMs?: number; identity?: IdentityKeys } = {},
+    options: {
+      policy?: PeerPolicy;
+      standbyTimeoutMs?: number;
+      identity?: IdentityKeys;
+      advertise?: string;
+    } = {},
   ) => {
     const events = new EventLog();
     const email = `${userId}@flow.test`;
@@ -61,7 +66,7 @@ async function localWorld() {
       sender: new MaildirSender(po),
       source,
       transport: new TcpTransport(),
-      advertise: "127.0.0.1",
+      advertise: options.advertise ?? "127.0.0.1",
       replyTimeoutMs: 20_000,
       // A dead peer here refuses at once; the timeout only bounds a bug.
       connectTimeoutMs: 20_000,
@@ -327,6 +332,30 @@ Deno.test("a peer that proves the listed key but names another user id in its AC
     stopBob.abort();
     await bobRun;
   } finally {
+    await w.close();
+  }
+});
+
+Deno.test("a terminal that announces a public address it does not hold listens on all interfaces and stands by", async () => {
+  const w = await localWorld();
+  const stop = new AbortController();
+  try {
+    // 198.18.0.1 is what a NAT lab's router holds, not this machine: binding it would fail.
+    const bob = await w.terminal("bob", { advertise: "198.18.0.1" });
+    const run = bob.t.rendezvous({ signal: stop.signal });
+    run.catch(() => {}); // aborted below
+    // A failed listen ends the run before standby: the test must see that failure.
+    await Promise.race([bob.events.until("standby"), run]);
+    const sent = bob.events.find((e) => e.event === "request-sent");
+    assert.ok(sent && sent.event === "request-sent", JSON.stringify(bob.events));
+    const listening = bob.events.find((e) => e.event === "listening");
+    assert.ok(listening && listening.event === "listening");
+    assert.equal(sent.endpoints[0]?.address, "198.18.0.1");
+    assert.equal(sent.endpoints[0]?.port, listening.endpoint.port);
+    stop.abort();
+    await assert.rejects(run);
+  } finally {
+    stop.abort();
     await w.close();
   }
 });
