@@ -19,7 +19,7 @@ import {
   InterfaceAddress,
 } from "../terminal/address.ts";
 import { StunAddress } from "../terminal/stun.ts";
-import { type Rendezvous, Terminal } from "../terminal/terminal.ts";
+import { defaultListenAddress, type Rendezvous, Terminal } from "../terminal/terminal.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import { cliSink } from "./output.ts";
 import { printable } from "./terminal_text.ts";
@@ -64,7 +64,7 @@ export async function rendezvousFromConfig(
       source,
       transport: tc.transport === "udp" ? new UdpTransport() : new TcpTransport(),
       advertise: found.address,
-      listen: { address: tc.listen ?? found.address, port: tc.port },
+      listen: { address: tc.listen ?? defaultListenAddress(found.address), port: tc.port },
       subjectMatch: config.subjectMatch,
       policy: { allow: tc.allow, deny: tc.deny },
       replyTimeoutMs: tc.replyTimeoutMs,

@@ -38,7 +38,11 @@ export interface TerminalOptions {
   transport: PeerTransport;
   /** The address advertised to peers. */
   advertise: string;
-  /** Where to listen for peers; default the advertised address, port 0 (any free port). */
+  /**
+   * Where to listen for peers; default all interfaces of the advertised address's family
+   * ({@link defaultListenAddress}), port 0 (any free port). The advertised address is only
+   * announced: behind a NAT or a port mapping it is not this machine's.
+   */
   listen?: { address: string; port: number };
   subjectMatch?: SubjectMatch["mode"];
   policy?: PeerPolicy;
@@ -49,6 +53,21 @@ export interface TerminalOptions {
   random?: RandomSource;
   onEvent?: EventSink;
   logger?: Logger;
+}
+
+/**
+ * Where a terminal listens when `listen` is not configured: every interface of the announced
+ * address's family (`::` for IPv6, else `0.0.0.0`). The announced address is never bound: a
+ * public address from the configuration or from STUN belongs to the router, not this machine.
+ *
+ * @example
+ * ```ts
+ * defaultListenAddress("198.18.0.1"); // "0.0.0.0"
+ * defaultListenAddress("2001:db8::1"); // "::"
+ * ```
+ */
+export function defaultListenAddress(advertised: string): string {
+  return advertised.includes(":") ? "::" : "0.0.0.0";
 }
 
 /** An established connection and how it came about. */
@@ -97,10 +116,13 @@ export class Terminal {
   async rendezvous(options: { signal?: AbortSignal } = {}): Promise<Rendezvous> {
     const o = this.#o;
     const started = o.clock.now();
-    const listener = await o.transport.listen(o.listen ?? { address: o.advertise, port: 0 }, {
-      identity: this.#peerIdentity,
-      accept: (peer) => acceptsPeer(peer, o.policy),
-    });
+    const listener = await o.transport.listen(
+      o.listen ?? { address: defaultListenAddress(o.advertise), port: 0 },
+      {
+        identity: this.#peerIdentity,
+        accept: (peer) => acceptsPeer(peer, o.policy),
+      },
+    );
     try {
       const endpoint: Endpoint = {
         transport: o.transport.kind,
