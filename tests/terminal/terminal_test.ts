@@ -18,7 +18,11 @@ import {
 } from "../../src/message/key_file.ts";
 import { bytesEqual, toBase64Url } from "../../src/message/base64.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
-import { type Rendezvous, Terminal } from "../../src/terminal/terminal.ts";
+import { type Rendezvous, Terminal, type TerminalOptions } from "../../src/terminal/terminal.ts";
+import type { PeerTransport } from "../../src/peer/types.ts";
+import { UdpTransport } from "../../src/peer/udp_transport.ts";
+import dgram from "node:dgram";
+import { decodeBindingRequest, encodeBindingResponse } from "../../src/terminal/stun.ts";
 import type { PeerPolicy } from "../../src/terminal/peer_choice.ts";
 
 const NETWORK = "flow";
@@ -51,6 +55,9 @@ async function localWorld() {
       standbyTimeoutMs?: number;
       identity?: IdentityKeys;
       advertise?: string;
+      transport?: PeerTransport;
+      /** More terminal options, as the code under test names them. */
+      extra?: Record<string, unknown>;
     } = {},
   ) => {
     const events = new EventLog();
@@ -65,7 +72,7 @@ async function localWorld() {
       hosts: [hostCardOf(hostKeys)],
       sender: new MaildirSender(po),
       source,
-      transport: new TcpTransport(),
+      transport: options.transport ?? new TcpTransport(),
       advertise: options.advertise ?? "127.0.0.1",
       replyTimeoutMs: 20_000,
       // A dead peer here refuses at once; the timeout only bounds a bug.
@@ -73,7 +80,8 @@ async function localWorld() {
       standbyTimeoutMs: options.standbyTimeoutMs ?? 20_000,
       ...(options.policy ? { policy: options.policy } : {}),
       onEvent: events.tell,
-    });
+      ...options.extra,
+    } as TerminalOptions);
     return { t, events, identity };
   };
   const close = async () => {
@@ -356,6 +364,68 @@ Deno.test("a terminal that announces a public address it does not hold listens o
     await assert.rejects(run);
   } finally {
     stop.abort();
+    await w.close();
+  }
+});
+
+/** A STUN server on 127.0.0.1 that maps every request to `mapped` (a NAT's public side). */
+async function natStun(mapped: { address: string; port: number }) {
+  const socket = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+  const sources: number[] = [];
+  socket.on("message", (packet: Uint8Array, from: dgram.RemoteInfo) => {
+    const tid = decodeBindingRequest(packet);
+    if (!tid) return;
+    sources.push(from.port);
+    const answer = encodeBindingResponse(tid, { family: "IPv4", ...mapped });
+    socket.send(answer, from.port, from.address);
+  });
+  return {
+    address: `127.0.0.1:${socket.address().port}`,
+    sources,
+    close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
+  };
+}
+
+Deno.test("a UDP terminal behind a NAT announces the STUN mapping of its listening socket, port included", async () => {
+  const w = await localWorld();
+  const stun = await natStun({ address: "203.0.113.5", port: 61_000 });
+  const stop = new AbortController();
+  try {
+    const bob = await w.terminal("bob", {
+      transport: new UdpTransport(),
+      extra: { advertise: undefined, stunServers: [stun.address] },
+    });
+    const run = bob.t.rendezvous({ signal: stop.signal });
+    run.catch(() => {}); // aborted below
+    await Promise.race([bob.events.until("standby"), run]);
+    const sent = bob.events.find((e) => e.event === "request-sent");
+    assert.ok(sent && sent.event === "request-sent", JSON.stringify(bob.events));
+    assert.deepStrictEqual(sent.endpoints, [
+      { transport: "udp", address: "203.0.113.5", port: 61_000 },
+    ]);
+    // STUN was asked from the socket peers reach: a handshake to that port finds bob.
+    assert.ok(stun.sources.length > 0);
+    const alice = await generateIdentityKeys("alice");
+    const link = await new UdpTransport().connect(
+      { transport: "udp", address: "127.0.0.1", port: stun.sources[0]! },
+      {
+        identity: {
+          userId: "alice",
+          publicKey: alice.ed25519.publicKey,
+          privateKey: alice.ed25519.privateKey,
+        },
+        timeoutMs: 10_000,
+      },
+    );
+    assert.equal(link.remote.userId, "bob");
+    const accepted = await run;
+    assert.equal(accepted.link.remote.userId, "alice");
+    await link.close();
+    await accepted.link.close();
+  } finally {
+    stop.abort();
+    await stun.close();
     await w.close();
   }
 });
