@@ -24,6 +24,7 @@ import type { Endpoint, PeerEntry, ReplyPayload } from "../message/types.ts";
 import type { PeerIdentity, PeerLink, PeerListener, PeerTransport } from "../peer/types.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom } from "../runtime.ts";
 import { acceptsPeer, checkPeerPolicy, choosePeers, type PeerPolicy } from "./peer_choice.ts";
+import { type ReflectOptions, reflectPort, type ReflexiveAddress } from "./reflexive.ts";
 import { waitForReply } from "./reply_wait.ts";
 
 /** Everything a terminal needs. */
@@ -36,8 +37,19 @@ export interface TerminalOptions {
   sender: MailSender;
   source: MailSource;
   transport: PeerTransport;
-  /** The address advertised to peers. */
-  advertise: string;
+  /**
+   * The address announced to peers (explicit, or a global interface address); with
+   * `stunServers`, may be left out: the STUN mapping is announced then.
+   */
+  advertise?: string;
+  /**
+   * STUN servers (`host:port`) asked for the reflexive address of the listening port (UDP: from
+   * that very port, so the mapping and its port are the ones peers reach; TCP: the address,
+   * with the listening port). Default none.
+   */
+  stunServers?: string[];
+  /** Timers, retransmissions and random ids of the STUN requests; defaults from stun.ts. */
+  stun?: Omit<ReflectOptions, "signal">;
   /**
    * Where to listen for peers; default all interfaces of the advertised address's family
    * ({@link defaultListenAddress}), port 0 (any free port). The advertised address is only
@@ -84,8 +96,8 @@ export interface Rendezvous {
 /** One terminal of a network. */
 export class Terminal {
   readonly #o:
-    & Required<Omit<TerminalOptions, "listen" | "policy">>
-    & Pick<TerminalOptions, "listen" | "policy">;
+    & Required<Omit<TerminalOptions, "listen" | "policy" | "advertise" | "stun">>
+    & Pick<TerminalOptions, "listen" | "policy" | "advertise" | "stun">;
 
   constructor(options: TerminalOptions) {
     // A list entry that names no key would refuse everyone at standby: say so now.
@@ -99,8 +111,14 @@ export class Terminal {
       random: systemRandom,
       onEvent: silentSink,
       logger: silentLogger,
+      stunServers: [],
       ...options,
     };
+    if (this.#o.advertise === undefined && this.#o.stunServers.length === 0) {
+      throw new TypeError(
+        "Cannot make a terminal: it has neither an address to announce nor STUN servers to ask",
+      );
+    }
   }
 
   get #peerIdentity(): PeerIdentity {
@@ -116,19 +134,40 @@ export class Terminal {
   async rendezvous(options: { signal?: AbortSignal } = {}): Promise<Rendezvous> {
     const o = this.#o;
     const started = o.clock.now();
-    const listener = await o.transport.listen(
-      o.listen ?? { address: defaultListenAddress(o.advertise), port: 0 },
-      {
-        identity: this.#peerIdentity,
-        accept: (peer) => acceptsPeer(peer, o.policy),
-      },
-    );
+    const family = o.advertise ?? "0.0.0.0";
+    let listenAt = o.listen ?? { address: defaultListenAddress(family), port: 0 };
+    const reflexive = await this.#reflect(listenAt, options.signal);
+    if (reflexive && o.transport.kind === "udp") {
+      listenAt = { ...listenAt, port: reflexive.localPort };
+    }
+    const listener = await o.transport.listen(listenAt, {
+      identity: this.#peerIdentity,
+      accept: (peer) => acceptsPeer(peer, o.policy),
+    });
     try {
-      const endpoint: Endpoint = {
-        transport: o.transport.kind,
-        address: o.advertise,
-        port: listener.endpoint.port,
-      };
+      const endpoints: Endpoint[] = [];
+      if (o.advertise !== undefined) {
+        endpoints.push({
+          transport: o.transport.kind,
+          address: o.advertise,
+          port: listener.endpoint.port,
+        });
+      }
+      if (reflexive) {
+        // UDP: the mapping of the listening port itself; TCP: the NAT's address, our port.
+        const port = o.transport.kind === "udp" ? reflexive.port : listener.endpoint.port;
+        const found = { transport: o.transport.kind, address: reflexive.address, port };
+        if (!endpoints.some((e) => e.address === found.address && e.port === found.port)) {
+          endpoints.push(found);
+        }
+      }
+      if (endpoints.length === 0) {
+        throw new PeerError(
+          "EADDRESS",
+          "Cannot find an address for peers to reach: no address is set and no STUN server answered; set terminal.address or check terminal.stun_servers",
+        );
+      }
+      const endpoint = endpoints[0]!;
       o.onEvent({ event: "listening", endpoint });
       // Open the mailbox connection while the request is being sent, not after.
       const replyMatch: SubjectMatch = {
@@ -137,7 +176,7 @@ export class Terminal {
       };
       const warming = o.source.list(replyMatch, options.signal ? { signal: options.signal } : {})
         .catch(() => []);
-      const { sessionId, replyPrivateKey } = await this.#sendRequest([endpoint]);
+      const { sessionId, replyPrivateKey } = await this.#sendRequest(endpoints);
       const reply = await waitForReply({
         // By the time that listing is done the reply is often there already.
         firstListing: warming,
@@ -171,6 +210,27 @@ export class Terminal {
       return { link: accepted, role: "acceptor", ms: o.clock.now() - started, reply: reply.reply };
     } finally {
       await listener.close().catch(() => {});
+    }
+  }
+
+  /** The STUN mapping of the port about to be listened on, or undefined (no STUN, no answer). */
+  async #reflect(
+    local: { address: string; port: number },
+    signal?: AbortSignal,
+  ): Promise<ReflexiveAddress | undefined> {
+    const o = this.#o;
+    if (o.stunServers.length === 0) return undefined;
+    try {
+      const found = await reflectPort(local, o.stunServers, {
+        ...o.stun,
+        ...(signal ? { signal } : {}),
+      });
+      o.onEvent({ event: "address-detected", address: found.address, source: "stun" });
+      return found;
+    } catch (err) {
+      if (!(err instanceof PeerError) || signal?.aborted) throw err;
+      o.logger.log("warn", err.message, { code: err.code });
+      return undefined;
     }
   }
 
