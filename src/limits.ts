@@ -170,3 +170,18 @@ export const DEFAULT_REQUESTS_PER_HOUR = 3000;
  * can overwrite at most this many of the oldest rows per hour.
  */
 export const DEFAULT_NEW_ROWS_PER_HOUR = 250;
+
+// ---- candidates and introductions (issue 13) ----
+
+/**
+ * Version of request and reply payloads that carry typed candidates (`"version": 2`). A payload
+ * without a `version` field is version 1 (endpoints only); any other version is `EPAYLOAD`.
+ */
+export const CANDIDATES_PAYLOAD_VERSION = 2;
+/**
+ * Most candidates one request (or one peer of a reply) carries. Equal to `MAX_ENDPOINTS`: the
+ * `endpoints` list of a version 2 payload is the candidates' projection, for older readers.
+ */
+export const MAX_CANDIDATES = 8;
+/** Highest candidate priority (ICE, RFC 8445 §5.1.2: a 32-bit value below 2^31). */
+export const MAX_CANDIDATE_PRIORITY = 2 ** 31 - 1;

@@ -331,6 +331,7 @@ function rowOf(c: CheckedRequest): PeerRow {
     network: c.request.network,
     identityKey: toBase64Url(c.request.identityKey),
     endpoints: c.request.endpoints,
+    ...(c.request.candidates ? { candidates: c.request.candidates } : {}),
     email: c.mail.from,
     sessionId: c.sessionId,
     requestedAt: c.request.createdAt,
@@ -352,6 +353,7 @@ export function entryOf(row: PeerRow): PeerEntry {
     userId: row.userId,
     identityKey: fromBase64Url(row.identityKey),
     endpoints: row.endpoints,
+    ...(row.candidates ? { candidates: row.candidates } : {}),
     lastSeen: row.requestedAt,
     failures: row.failures,
   };

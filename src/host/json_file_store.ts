@@ -314,7 +314,7 @@ function sameRow(row: PeerRow, origin: PeerRow): boolean {
   const fields = 8 + (origin.lastFailureAt === undefined ? 0 : 1) +
     (origin.history === undefined ? 0 : 1) + (origin.listed === undefined ? 0 : 1) +
     (origin.notices === undefined ? 0 : 1) + (origin.since === undefined ? 0 : 1) +
-    (origin.proof === undefined ? 0 : 1);
+    (origin.proof === undefined ? 0 : 1) + (origin.candidates === undefined ? 0 : 1);
   return Object.keys(row).length === fields &&
     row.userId === origin.userId && row.network === origin.network &&
     row.identityKey === origin.identityKey && row.email === origin.email &&
@@ -349,6 +349,15 @@ function sameRow(row: PeerRow, origin: PeerRow): boolean {
           Object.keys(l).length === 3 && l.sessionId === o.sessionId && l.at === o.at &&
           Array.isArray(l.peers) && l.peers.length === o.peers.length &&
           l.peers.every((p, i) => p === o.peers[i]),
+      )) &&
+    (row.candidates === origin.candidates ||
+      sameList(
+        row.candidates,
+        origin.candidates,
+        (c, o) =>
+          Object.keys(c).length === (o.mapping === undefined ? 5 : 6) &&
+          c.transport === o.transport && c.address === o.address && c.port === o.port &&
+          c.type === o.type && c.priority === o.priority && c.mapping === o.mapping,
       )) &&
     (row.notices === origin.notices ||
       sameList(

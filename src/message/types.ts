@@ -17,6 +17,27 @@ export interface Endpoint {
   port: number;
 }
 
+/** How a terminal learned a candidate address (DESIGN §7). */
+export type CandidateType =
+  /** An address of a local interface, or the configured address (LAN or global). */
+  | "host"
+  /** Server-reflexive: the NAT's public side of the listening port, as STUN saw it. */
+  | "srflx"
+  /** A port the router opened on request (UPnP IGD, NAT-PMP, PCP). */
+  | "mapped";
+
+/** How a NAT maps one local port: the same towards every destination (RFC 4787), or not. */
+export type NatMapping = "endpoint-independent" | "endpoint-dependent";
+
+/** An endpoint with how it was found and how much its owner prefers it (ICE-style). */
+export interface Candidate extends Endpoint {
+  type: CandidateType;
+  /** 1 to `MAX_CANDIDATE_PRIORITY`; higher is tried first (RFC 8445 §5.1.2). */
+  priority: number;
+  /** `srflx` only: the NAT's mapping behaviour, when two STUN answers told it. */
+  mapping?: NatMapping;
+}
+
 /** Kinds of coded block. The number is the kind byte on the wire. */
 export const BlockKind = {
   request: 1,
@@ -33,7 +54,13 @@ export interface RequestPayload {
   userId: string;
   /** The terminal's Ed25519 identity public key (32 bytes). */
   identityKey: Uint8Array;
+  /** Version 1 view: the candidates' transport, address and port, in the same order. */
   endpoints: Endpoint[];
+  /**
+   * Typed candidates (payload version 2); absent in a version 1 request, whose endpoints then
+   * count as `host` candidates (see `candidatesOf`).
+   */
+  candidates?: Candidate[];
   /** Random 128-bit session id (16 bytes). */
   sessionId: Uint8Array;
   /** Milliseconds since the epoch. */
@@ -49,7 +76,10 @@ export interface PeerEntry {
   userId: string;
   /** The peer's Ed25519 identity public key (32 bytes). */
   identityKey: Uint8Array;
+  /** Version 1 view of `candidates` (transport, address, port, same order). */
   endpoints: Endpoint[];
+  /** The peer's typed candidates, when its request carried them (reply version 2). */
+  candidates?: Candidate[];
   /** Milliseconds since the epoch of the peer's latest request. */
   lastSeen: number;
   /** How many notices reported this peer as unreachable. */

@@ -15,6 +15,7 @@
  */
 import dgram from "node:dgram";
 import { PeerError } from "../errors.ts";
+import type { NatMapping } from "../message/types.ts";
 import {
   dgramStunSocket,
   StunAddress,
@@ -22,9 +23,6 @@ import {
   type StunDetectedAddress,
   type StunSocket,
 } from "./stun.ts";
-
-/** How a NAT maps one local port: the same way towards every server, or not. */
-export type NatMapping = "endpoint-independent" | "endpoint-dependent";
 
 /** The reflexive address of a local UDP port. */
 export interface ReflexiveAddress {

@@ -20,10 +20,12 @@ import { formatHostCard, type HostCard } from "../message/host_card.ts";
 import type { IdentityKeys } from "../message/key_file.ts";
 import { generateX25519 } from "../message/keys.ts";
 import { bodyForBlocks, subjectFor } from "../message/mail_text.ts";
-import type { Endpoint, PeerEntry, ReplyPayload } from "../message/types.ts";
+import { byPriority, candidatesOf, endpointsOf } from "../message/candidate.ts";
+import type { Candidate, Endpoint, PeerEntry, ReplyPayload } from "../message/types.ts";
 import type { PeerIdentity, PeerLink, PeerListener, PeerTransport } from "../peer/types.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom } from "../runtime.ts";
 import { acceptsPeer, checkPeerPolicy, choosePeers, type PeerPolicy } from "./peer_choice.ts";
+import { type CandidateMapper, gatherCandidates } from "./gather_candidates.ts";
 import { type ReflectOptions, reflectPort, type ReflexiveAddress } from "./reflexive.ts";
 import { waitForReply } from "./reply_wait.ts";
 
@@ -50,6 +52,8 @@ export interface TerminalOptions {
   stunServers?: string[];
   /** Timers, retransmissions and random ids of the STUN requests; defaults from stun.ts. */
   stun?: Omit<ReflectOptions, "signal">;
+  /** Asks the router for a port mapping (a `mapped` candidate); default none. */
+  portMapper?: CandidateMapper;
   /**
    * Where to listen for peers; default all interfaces of the advertised address's family
    * ({@link defaultListenAddress}), port 0 (any free port). The advertised address is only
@@ -96,8 +100,8 @@ export interface Rendezvous {
 /** One terminal of a network. */
 export class Terminal {
   readonly #o:
-    & Required<Omit<TerminalOptions, "listen" | "policy" | "advertise" | "stun">>
-    & Pick<TerminalOptions, "listen" | "policy" | "advertise" | "stun">;
+    & Required<Omit<TerminalOptions, "listen" | "policy" | "advertise" | "stun" | "portMapper">>
+    & Pick<TerminalOptions, "listen" | "policy" | "advertise" | "stun" | "portMapper">;
 
   constructor(options: TerminalOptions) {
     // A list entry that names no key would refuse everyone at standby: say so now.
@@ -145,28 +149,22 @@ export class Terminal {
       accept: (peer) => acceptsPeer(peer, o.policy),
     });
     try {
-      const endpoints: Endpoint[] = [];
-      if (o.advertise !== undefined) {
-        endpoints.push({
-          transport: o.transport.kind,
-          address: o.advertise,
-          port: listener.endpoint.port,
-        });
-      }
-      if (reflexive) {
-        // UDP: the mapping of the listening port itself; TCP: the NAT's address, our port.
-        const port = o.transport.kind === "udp" ? reflexive.port : listener.endpoint.port;
-        const found = { transport: o.transport.kind, address: reflexive.address, port };
-        if (!endpoints.some((e) => e.address === found.address && e.port === found.port)) {
-          endpoints.push(found);
-        }
-      }
-      if (endpoints.length === 0) {
+      const candidates = await gatherCandidates({
+        transport: o.transport.kind,
+        listenPort: listener.endpoint.port,
+        ...(o.advertise !== undefined ? { advertise: o.advertise } : {}),
+        ...(reflexive ? { reflexive } : {}),
+        ...(o.portMapper ? { mapper: o.portMapper } : {}),
+        logger: o.logger,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      if (candidates.length === 0) {
         throw new PeerError(
           "EADDRESS",
           "Cannot find an address for peers to reach: no address is set and no STUN server answered; set terminal.address or check terminal.stun_servers",
         );
       }
+      const endpoints = endpointsOf(candidates);
       const endpoint = endpoints[0]!;
       o.onEvent({ event: "listening", endpoint });
       // Open the mailbox connection while the request is being sent, not after.
@@ -176,7 +174,7 @@ export class Terminal {
       };
       const warming = o.source.list(replyMatch, options.signal ? { signal: options.signal } : {})
         .catch(() => []);
-      const { sessionId, replyPrivateKey } = await this.#sendRequest(endpoints);
+      const { sessionId, replyPrivateKey } = await this.#sendRequest(candidates);
       const reply = await waitForReply({
         // By the time that listing is done the reply is often there already.
         firstListing: warming,
@@ -235,7 +233,7 @@ export class Terminal {
   }
 
   async #sendRequest(
-    endpoints: Endpoint[],
+    candidates: Candidate[],
   ): Promise<{ sessionId: Uint8Array; replyPrivateKey: Uint8Array }> {
     const o = this.#o;
     const sessionId = o.random(16);
@@ -249,7 +247,8 @@ export class Terminal {
           network: o.network,
           userId: o.identity.userId,
           identityKey: o.identity.ed25519.publicKey,
-          endpoints,
+          endpoints: endpointsOf(candidates),
+          candidates,
           sessionId,
           createdAt: o.clock.now(),
           replyKey: replyKeys.publicKey,
@@ -268,7 +267,8 @@ export class Terminal {
       event: "request-sent",
       to: o.hosts.map((h) => h.email),
       sessionId: toBase64Url(sessionId),
-      endpoints,
+      endpoints: endpointsOf(candidates),
+      candidates,
     });
     return { sessionId, replyPrivateKey: replyKeys.privateKey };
   }
@@ -276,7 +276,11 @@ export class Terminal {
   async #connectAny(reply: ReplyPayload, signal?: AbortSignal): Promise<PeerLink | undefined> {
     const o = this.#o;
     for (const peer of choosePeers(reply.peers, o.policy)) {
-      const endpoints = peer.endpoints.filter((e) => e.transport === o.transport.kind);
+      // The peer's candidates on our transport, best first (a version 1 peer's endpoints are
+      // its host candidates, in its order).
+      const endpoints = endpointsOf(
+        byPriority(candidatesOf(peer).filter((c) => c.transport === o.transport.kind)),
+      );
       let lastError: unknown;
       for (const endpoint of endpoints) {
         o.onEvent({ event: "connecting", peer: peer.userId, endpoint });

@@ -22,6 +22,7 @@ import { type Rendezvous, Terminal, type TerminalOptions } from "../../src/termi
 import type { PeerTransport } from "../../src/peer/types.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import dgram from "node:dgram";
+import { candidatePriority } from "../../src/message/candidate.ts";
 import { decodeBindingRequest, encodeBindingResponse } from "../../src/terminal/stun.ts";
 import type { PeerPolicy } from "../../src/terminal/peer_choice.ts";
 
@@ -145,13 +146,16 @@ Deno.test("a dead first peer is reported by notice, flagged by user id, ranked l
     const ghostRun = ghost.t.rendezvous({ signal: stopGhost.signal }).catch((err) => err);
     await ghost.events.until("standby");
     // Mail dates have one-second resolution: make ghost's row strictly the newest.
+    const dead = closedPort();
     await w.store.update((rows) => ({
       rows: rows.map((r) =>
         r.userId === "ghost"
           ? {
             ...r,
             requestedAt: r.requestedAt + 1000,
-            endpoints: [{ ...r.endpoints[0]!, port: closedPort() }],
+            endpoints: [{ ...r.endpoints[0]!, port: dead }],
+            // The candidates (version 2) are what terminals try: point them there too.
+            candidates: [{ ...r.candidates![0]!, port: dead }],
           }
           : r
       ),
@@ -320,7 +324,11 @@ Deno.test("a peer that proves the listed key but names another user id in its AC
     await w.store.update((rows) => ({
       rows: rows.map((r) =>
         r.userId === "bob"
-          ? { ...r, endpoints: [{ ...r.endpoints[0]!, port: liar.endpoint.port }] }
+          ? {
+            ...r,
+            endpoints: [{ ...r.endpoints[0]!, port: liar.endpoint.port }],
+            candidates: [{ ...r.candidates![0]!, port: liar.endpoint.port }],
+          }
           : r
       ),
       result: undefined,
@@ -404,6 +412,13 @@ Deno.test("a UDP terminal behind a NAT announces the STUN mapping of its listeni
     assert.deepStrictEqual(sent.endpoints, [
       { transport: "udp", address: "203.0.113.5", port: 61_000 },
     ]);
+    assert.deepStrictEqual(sent.candidates, [{
+      transport: "udp",
+      address: "203.0.113.5",
+      port: 61_000,
+      type: "srflx",
+      priority: candidatePriority("srflx"),
+    }]);
     // STUN was asked from the socket peers reach: a handshake to that port finds bob.
     assert.ok(stun.sources.length > 0);
     const alice = await generateIdentityKeys("alice");
