@@ -79,7 +79,17 @@ function optionalCandidates(
   return readCandidates(ctx, obj, path, endpoints);
 }
 
-function candidateToWire(c: Candidate): unknown {
+/** The optional introduction key of a version 2 request. */
+function introductionKeyOf(ctx: Ctx, obj: Obj, version: 1 | 2): { introductionKey?: Uint8Array } {
+  if (!Object.hasOwn(obj, "introductionKey")) return {};
+  if (version === 1) {
+    fail(ctx, `introductionKey needs payload version ${CANDIDATES_PAYLOAD_VERSION}`);
+  }
+  return { introductionKey: readBytes(ctx, obj, "introductionKey", "", 32) };
+}
+
+/** A candidate as written on the wire (fixed key order). */
+export function candidateToWire(c: Candidate): unknown {
   if (!isObj(c)) return c;
   const wire: Obj = {
     type: c.type,
@@ -123,6 +133,7 @@ function requestFromWire(ctx: Ctx, obj: Obj): RequestPayload {
     createdAt: readCount(ctx, obj, "createdAt", ""),
     replyKey: readBytes(ctx, obj, "replyKey", "", 32),
     hostCards: readHostCards(ctx, obj),
+    ...introductionKeyOf(ctx, obj, version),
   };
 }
 
@@ -164,6 +175,7 @@ export function encodeRequest(p: RequestPayload): Uint8Array {
     createdAt: p.createdAt,
     replyKey: b64(p.replyKey),
     hostCards: list(p.hostCards, (c) => c),
+    ...(p.introductionKey !== undefined ? { introductionKey: b64(p.introductionKey) } : {}),
   };
   return encodeChecked("request", wire, requestFromWire);
 }

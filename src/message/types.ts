@@ -44,6 +44,7 @@ export const BlockKind = {
   reply: 2,
   notice: 3,
   sync: 4,
+  introduction: 5,
 } as const;
 /** Name of a block kind. */
 export type BlockKindName = keyof typeof BlockKind;
@@ -69,6 +70,32 @@ export interface RequestPayload {
   replyKey: Uint8Array;
   /** Host cards (as strings) this request was sent to. */
   hostCards: string[];
+  /**
+   * Version 2: an X25519 public key (32 bytes) the host seals introductions to while this
+   * request's row lives; absent: the terminal wants none.
+   */
+  introductionKey?: Uint8Array;
+}
+
+/**
+ * What a host mails a listed terminal B when it lists B to requester A (DESIGN §7): A's user id,
+ * key and candidates, and when both ends punch. Sealed to B's introduction key, signed by the
+ * host's Ed25519 key. Never carries an e-mail address.
+ */
+export interface IntroductionPayload {
+  network: string;
+  /** The host's Ed25519 public key (32 bytes). */
+  hostId: Uint8Array;
+  /** The session id of B's own request (whose row the host listed): B's check it is current. */
+  sessionId: Uint8Array;
+  createdAt: number;
+  /** The requester A. */
+  peer: { userId: string; identityKey: Uint8Array; candidates: Candidate[] };
+  /** A's session id (16 bytes): names this rendezvous in both ends' logs. */
+  peerSessionId: Uint8Array;
+  /** When both ends start and stop sending to each other's candidates, ms since the epoch. */
+  punchStart: number;
+  punchEnd: number;
 }
 
 /** One peer in a reply. Never carries an e-mail address. */

@@ -192,6 +192,18 @@ export function readCandidates(
   path: string,
   endpoints: readonly Endpoint[],
 ): Candidate[] {
+  const candidates = readCandidateList(ctx, obj, path);
+  const same = endpoints.length === candidates.length &&
+    candidates.every((c, i) =>
+      c.transport === endpoints[i]!.transport && c.address === endpoints[i]!.address &&
+      c.port === endpoints[i]!.port
+    );
+  if (!same) fail(ctx, `${path}endpoints are not the candidates' addresses in the same order`);
+  return candidates;
+}
+
+/** The `candidates` list: at most `MAX_CANDIDATES`, no two with one transport, address, port. */
+export function readCandidateList(ctx: Ctx, obj: Obj, path: string): Candidate[] {
   const candidates = readArray(ctx, obj, "candidates", path, MAX_CANDIDATES)
     .map((c, i) => readCandidate(ctx, c, `${path}candidates[${i}]`));
   const seen = new Set<string>();
@@ -200,12 +212,6 @@ export function readCandidates(
     if (seen.has(key)) fail(ctx, `${path}candidates[${i}] repeats ${c.address} port ${c.port}`);
     seen.add(key);
   }
-  const same = endpoints.length === candidates.length &&
-    candidates.every((c, i) =>
-      c.transport === endpoints[i]!.transport && c.address === endpoints[i]!.address &&
-      c.port === endpoints[i]!.port
-    );
-  if (!same) fail(ctx, `${path}endpoints are not the candidates' addresses in the same order`);
   return candidates;
 }
 

@@ -231,3 +231,24 @@ Deno.test("random bytes and random JSON never crash the candidate reader", () =>
     }
   }));
 });
+
+Deno.test("a version 2 request may carry a 32-byte introduction key; a version 1 request may not", async () => {
+  const wire = wireRequest([HOST]);
+  wire.introductionKey = "A".repeat(43);
+  const read = decodeRequest(bytesOf(wire));
+  assert.equal(read.introductionKey?.length, 32);
+  assert.deepStrictEqual(decodeRequest(encodeRequest(read)), read);
+  await assertMessageError(
+    () => decodeRequest(bytesOf({ ...wire, introductionKey: "AAAA" })),
+    "EPAYLOAD",
+    /introductionKey has 3 bytes, not 32/,
+  );
+  const old = { ...wire };
+  delete old.version;
+  delete old.candidates;
+  await assertMessageError(
+    () => decodeRequest(bytesOf(old)),
+    "EPAYLOAD",
+    /introductionKey needs payload version 2/,
+  );
+});
