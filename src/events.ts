@@ -51,6 +51,14 @@ export type MailpeerEvent =
     | { event: "table-updated"; rows: number }
     | { event: "reply-sent"; to: string; userId: string; peers: number }
     | { event: "notice-received"; userId: string; failed: string[] }
+    | { event: "introduction-sent"; userId: string; peer: string }
+    | {
+      event: "introduction";
+      peer: string;
+      candidates: Candidate[];
+      punchStart: number;
+      punchEnd: number;
+    }
     | { event: "request-deleted"; userId: string; reason: string }
     | { event: "quarantined"; subject: string; code: string; reason: string }
     | { event: "host-pass"; answered: number; notices: number; quarantined: number; stale: number }

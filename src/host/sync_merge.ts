@@ -86,6 +86,9 @@ export function mergeSyncRows(
       // The candidates travel inside the terminal's signed request, verified by the caller.
       const signed = decodeRequest(row.proof.body);
       if (signed.candidates !== undefined) fresh.candidates = signed.candidates;
+      if (signed.introductionKey !== undefined) {
+        fresh.introductionKey = toBase64Url(signed.introductionKey);
+      }
       fresh.proof = {
         body: toBase64Url(row.proof.body),
         signature: toBase64Url(row.proof.signature),

@@ -87,6 +87,8 @@ export function cloneRow(row: PeerRow): PeerRow {
   }
   if (row.notices !== undefined) copy.notices = row.notices.map((n) => ({ id: n.id, at: n.at }));
   if (row.candidates !== undefined) copy.candidates = row.candidates.map(copyCandidate);
+  if (row.introductionKey !== undefined) copy.introductionKey = row.introductionKey;
+  if (row.introduced !== undefined) copy.introduced = [...row.introduced];
   return copy;
 }
 
@@ -229,6 +231,8 @@ const ROW_KEYS = new Set([
   "since",
   "proof",
   "candidates",
+  "introductionKey",
+  "introduced",
 ]);
 const CANDIDATE_KEYS = new Set([...ENDPOINT_KEYS_LIST, "type", "priority", "mapping"]);
 const ENDPOINT_KEYS = new Set(ENDPOINT_KEYS_LIST);
@@ -328,6 +332,15 @@ function rowProblem(value: unknown): string | undefined {
         return `has an invalid "notices" entry`;
       }
     }
+  }
+  if (value.introductionKey !== undefined && typeof value.introductionKey !== "string") {
+    return `has an invalid "introductionKey"`;
+  }
+  if (
+    value.introduced !== undefined &&
+    (!Array.isArray(value.introduced) || !value.introduced.every(isTime))
+  ) {
+    return `has an invalid "introduced"`;
   }
   if (value.candidates !== undefined) {
     if (!Array.isArray(value.candidates)) return `has a "candidates" that is not a list`;

@@ -17,6 +17,10 @@ export interface PeerRow {
    * version 1 request (its endpoints are its `host` candidates).
    */
   candidates?: Candidate[];
+  /** X25519 key (base64url) the request announced for introductions; absent: none wanted. */
+  introductionKey?: string;
+  /** When the host mailed this user introductions, within the last hour: the per-target limit. */
+  introduced?: number[];
   /** The requester's e-mail address. Kept on the host only, never sent to terminals. */
   email: string;
   /** Session id of the latest request, base64url. */

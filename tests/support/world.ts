@@ -33,6 +33,8 @@ export interface Player {
   endpoints: Endpoint[];
   /** Typed candidates (a version 2 request); `endpoints` must be their projection. */
   candidates?: Candidate[];
+  /** The X25519 key pair introductions are sealed to (a version 2 request only). */
+  introduction?: { publicKey: Uint8Array; privateKey: Uint8Array };
 }
 
 export class World {
@@ -104,6 +106,7 @@ export class World {
       identityKey: p.identity.ed25519.publicKey,
       endpoints: p.endpoints,
       ...(p.candidates ? { candidates: p.candidates } : {}),
+      ...(p.introduction ? { introductionKey: p.introduction.publicKey } : {}),
       sessionId,
       createdAt: options.createdAt ?? this.clock.now(),
       replyKey: reply.publicKey,
