@@ -21,13 +21,20 @@ import type { IdentityKeys } from "../message/key_file.ts";
 import { generateX25519 } from "../message/keys.ts";
 import { bodyForBlocks, subjectFor } from "../message/mail_text.ts";
 import { byPriority, candidatesOf, endpointsOf } from "../message/candidate.ts";
-import type { Candidate, Endpoint, PeerEntry, ReplyPayload } from "../message/types.ts";
+import type {
+  Candidate,
+  Endpoint,
+  IntroductionPayload,
+  PeerEntry,
+  ReplyPayload,
+} from "../message/types.ts";
 import type { PeerIdentity, PeerLink, PeerListener, PeerTransport } from "../peer/types.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom } from "../runtime.ts";
 import { acceptsPeer, checkPeerPolicy, choosePeers, type PeerPolicy } from "./peer_choice.ts";
 import { type CandidateMapper, gatherCandidates } from "./gather_candidates.ts";
 import { type ReflectOptions, reflectPort, type ReflexiveAddress } from "./reflexive.ts";
 import { waitForReply } from "./reply_wait.ts";
+import { watchIntroductions } from "./introduction_watch.ts";
 
 /** Everything a terminal needs. */
 export interface TerminalOptions {
@@ -54,6 +61,11 @@ export interface TerminalOptions {
   stun?: Omit<ReflectOptions, "signal">;
   /** Asks the router for a port mapping (a `mapped` candidate); default none. */
   portMapper?: CandidateMapper;
+  /**
+   * Told of every valid introduction on standby (the hook for punching, DESIGN §7), before the
+   * terminal tries the introduced peer's candidates itself (UDP). Default none.
+   */
+  onIntroduction?: (introduction: IntroductionPayload) => void | Promise<void>;
   /**
    * Where to listen for peers; default all interfaces of the advertised address's family
    * ({@link defaultListenAddress}), port 0 (any free port). The advertised address is only
@@ -100,8 +112,16 @@ export interface Rendezvous {
 /** One terminal of a network. */
 export class Terminal {
   readonly #o:
-    & Required<Omit<TerminalOptions, "listen" | "policy" | "advertise" | "stun" | "portMapper">>
-    & Pick<TerminalOptions, "listen" | "policy" | "advertise" | "stun" | "portMapper">;
+    & Required<
+      Omit<
+        TerminalOptions,
+        "listen" | "policy" | "advertise" | "stun" | "portMapper" | "onIntroduction"
+      >
+    >
+    & Pick<
+      TerminalOptions,
+      "listen" | "policy" | "advertise" | "stun" | "portMapper" | "onIntroduction"
+    >;
 
   constructor(options: TerminalOptions) {
     // A list entry that names no key would refuse everyone at standby: say so now.
@@ -174,7 +194,9 @@ export class Terminal {
       };
       const warming = o.source.list(replyMatch, options.signal ? { signal: options.signal } : {})
         .catch(() => []);
-      const { sessionId, replyPrivateKey } = await this.#sendRequest(candidates);
+      const { sessionId, replyPrivateKey, introductionPrivateKey } = await this.#sendRequest(
+        candidates,
+      );
       const reply = await waitForReply({
         // By the time that listing is done the reply is often there already.
         firstListing: warming,
@@ -197,15 +219,20 @@ export class Terminal {
         o.logger.log("warn", `could not delete the reply mail: ${err}`)
       );
       if (link) return { link, role: "initiator", ms: o.clock.now() - started, reply: reply.reply };
-      const accepted = await this.#standby(listener, endpoint, options.signal);
+      const standby = await this.#standby(
+        listener,
+        endpoint,
+        { sessionId, introductionPrivateKey },
+        options.signal,
+      );
       o.onEvent({
         event: "connected",
-        peer: accepted.remote.userId,
-        transport: accepted.transport,
+        peer: standby.link.remote.userId,
+        transport: standby.link.transport,
         ms: o.clock.now() - started,
-        role: "acceptor",
+        role: standby.role,
       });
-      return { link: accepted, role: "acceptor", ms: o.clock.now() - started, reply: reply.reply };
+      return { ...standby, ms: o.clock.now() - started, reply: reply.reply };
     } finally {
       await listener.close().catch(() => {});
     }
@@ -234,10 +261,14 @@ export class Terminal {
 
   async #sendRequest(
     candidates: Candidate[],
-  ): Promise<{ sessionId: Uint8Array; replyPrivateKey: Uint8Array }> {
+  ): Promise<
+    { sessionId: Uint8Array; replyPrivateKey: Uint8Array; introductionPrivateKey: Uint8Array }
+  > {
     const o = this.#o;
     const sessionId = o.random(16);
     const replyKeys = await generateX25519();
+    // Introductions are sealed to a key of this request's own: it lives as long as its row.
+    const introductionKeys = await generateX25519();
     const cards = o.hosts.map(formatHostCard);
     // One mail to every host, one block sealed to each host card: the first reply wins.
     const blocks: Uint8Array[] = [];
@@ -253,6 +284,7 @@ export class Terminal {
           createdAt: o.clock.now(),
           replyKey: replyKeys.publicKey,
           hostCards: cards,
+          introductionKey: introductionKeys.publicKey,
         }, { identity: o.identity, hostCard: card }),
       );
     }
@@ -270,7 +302,11 @@ export class Terminal {
       endpoints: endpointsOf(candidates),
       candidates,
     });
-    return { sessionId, replyPrivateKey: replyKeys.privateKey };
+    return {
+      sessionId,
+      replyPrivateKey: replyKeys.privateKey,
+      introductionPrivateKey: introductionKeys.privateKey,
+    };
   }
 
   async #connectAny(reply: ReplyPayload, signal?: AbortSignal): Promise<PeerLink | undefined> {
@@ -353,11 +389,17 @@ export class Terminal {
     o.onEvent({ event: "notice-sent", to: o.hosts.map((h) => h.email), failed: [peer.userId] });
   }
 
+  /**
+   * Stands by: accepts the first valid CONNECT, and meanwhile watches the mailbox for
+   * introductions; over UDP, an introduced peer is connected to directly (its candidates, best
+   * first), and whichever link comes first wins.
+   */
   async #standby(
     listener: PeerListener,
     endpoint: Endpoint,
+    request: { sessionId: Uint8Array; introductionPrivateKey: Uint8Array },
     signal?: AbortSignal,
-  ): Promise<PeerLink> {
+  ): Promise<{ link: PeerLink; role: "initiator" | "acceptor" }> {
     const o = this.#o;
     const until = o.clock.now() + o.standbyTimeoutMs;
     o.onEvent({ event: "standby", endpoint, untilMs: until });
@@ -366,10 +408,40 @@ export class Terminal {
       () => timer.abort(),
       () => {},
     );
-    const all = signal ? AbortSignal.any([signal, timer.signal]) : timer.signal;
+    const won = new AbortController();
+    const all = AbortSignal.any([...(signal ? [signal] : []), timer.signal, won.signal]);
+    let introduced: PeerLink | undefined;
+    let accepted: PeerLink | undefined;
+    const watching = watchIntroductions({
+      source: o.source,
+      match: { subject: subjectFor(o.network, "introduction"), mode: o.subjectMatch },
+      hosts: o.hosts,
+      network: o.network,
+      sessionId: request.sessionId,
+      introductionPrivateKey: request.introductionPrivateKey,
+      clock: o.clock,
+      onEvent: o.onEvent,
+      logger: o.logger,
+      signal: all,
+      onIntroduction: async (introduction) => {
+        o.onEvent({
+          event: "introduction",
+          peer: introduction.peer.userId,
+          candidates: introduction.peer.candidates,
+          punchStart: introduction.punchStart,
+          punchEnd: introduction.punchEnd,
+        });
+        await o.onIntroduction?.(introduction);
+        if (introduced || o.transport.kind !== "udp") return;
+        introduced = await this.#connectIntroduced(introduction, all);
+        if (introduced) won.abort();
+      },
+    });
     try {
-      return await listener.accept({ signal: all });
+      accepted = await listener.accept({ signal: all });
+      return { link: accepted, role: "acceptor" };
     } catch (err) {
+      if (introduced) return { link: introduced, role: "initiator" };
       if (signal?.aborted) throw err;
       if (timer.signal.aborted) {
         throw new PeerError(
@@ -382,8 +454,59 @@ export class Terminal {
       }
       throw err;
     } finally {
+      won.abort();
       timer.abort();
       await sleeping;
+      await watching;
+      // Both came: the accepted link is the one returned; the other is closed.
+      if (accepted && introduced) await introduced.close().catch(() => {});
     }
+  }
+
+  /**
+   * Connects to an introduced peer's candidates on our transport, best first, proving the key
+   * the host vouched for. The first link is returned; failures are `connect-failed` events.
+   */
+  async #connectIntroduced(
+    introduction: IntroductionPayload,
+    signal: AbortSignal,
+  ): Promise<PeerLink | undefined> {
+    const o = this.#o;
+    const peer = introduction.peer;
+    const candidates = byPriority(peer.candidates.filter((c) => c.transport === o.transport.kind));
+    for (const candidate of candidates) {
+      if (signal.aborted) return undefined;
+      const endpoint = {
+        transport: candidate.transport,
+        address: candidate.address,
+        port: candidate.port,
+      };
+      o.onEvent({ event: "connecting", peer: peer.userId, endpoint });
+      try {
+        const link = await o.transport.connect(endpoint, {
+          identity: this.#peerIdentity,
+          expectedIdentityKey: peer.identityKey,
+          timeoutMs: o.connectTimeoutMs,
+          signal,
+        });
+        if (link.remote.userId === peer.userId) return link;
+        await link.close().catch(() => {});
+        throw new PeerError(
+          "EIDENTITY",
+          `Cannot accept peer ${peer.userId}: it names itself ${
+            JSON.stringify(link.remote.userId)
+          } in its handshake; try another peer`,
+        );
+      } catch (err) {
+        if (!isMailpeerError(err) || signal.aborted) return undefined;
+        o.onEvent({
+          event: "connect-failed",
+          peer: peer.userId,
+          code: err.code,
+          message: err.message,
+        });
+      }
+    }
+    return undefined;
   }
 }

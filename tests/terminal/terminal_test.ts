@@ -23,6 +23,10 @@ import type { PeerTransport } from "../../src/peer/types.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import dgram from "node:dgram";
 import { candidatePriority } from "../../src/message/candidate.ts";
+import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
+import { sealIntroduction } from "../../src/message/introduction.ts";
+import { fromBase64Url } from "../../src/message/base64.ts";
+import { generateHostKeys as otherHostKeys } from "../../src/message/key_file.ts";
 import { decodeBindingRequest, encodeBindingResponse } from "../../src/terminal/stun.ts";
 import type { PeerPolicy } from "../../src/terminal/peer_choice.ts";
 
@@ -91,7 +95,17 @@ async function localWorld() {
     await Promise.all([hostSource.close(), ...sources.map((s) => s.close())]);
     await Deno.remove(dir, { recursive: true });
   };
-  return { terminal, store, hostEvents, close };
+  /** Mails `block` to `email` as the host would, under the subject of `kind`. */
+  const mailFromHost = async (email: string, kind: "introduction", block: Uint8Array) => {
+    await new MaildirSender(po).send({
+      from: hostKeys.email,
+      to: [email],
+      subject: subjectFor(NETWORK, kind),
+      text: bodyFor(NETWORK, kind, block),
+      date: new Date(),
+    });
+  };
+  return { terminal, store, hostEvents, close, hostKeys, mailFromHost };
 }
 
 /** The events a terminal or host told, in order, and a way to await the next of a kind. */
@@ -441,6 +455,77 @@ Deno.test("a UDP terminal behind a NAT announces the STUN mapping of its listeni
   } finally {
     stop.abort();
     await stun.close();
+    await w.close();
+  }
+});
+
+Deno.test("a UDP terminal on standby acts only on its host's introduction: it connects to the introduced peer, and a forged one is quarantined", async () => {
+  const w = await localWorld();
+  const stop = new AbortController();
+  const udp = new UdpTransport();
+  const carol = await generateIdentityKeys("carol");
+  const carolListener = await udp.listen({ address: "127.0.0.1", port: 0 }, {
+    identity: {
+      userId: "carol",
+      publicKey: carol.ed25519.publicKey,
+      privateKey: carol.ed25519.privateKey,
+    },
+  });
+  try {
+    const bob = await w.terminal("bob", { transport: udp });
+    const run = bob.t.rendezvous({ signal: stop.signal });
+    run.catch(() => {}); // awaited below
+    await Promise.race([bob.events.until("standby"), run]);
+    const row = (await w.store.read()).find((r) => r.userId === "bob")!;
+    assert.ok(row.introductionKey, "bob's request announced an introduction key");
+    const now = Date.now();
+    const payload = {
+      network: NETWORK,
+      hostId: w.hostKeys.ed25519.publicKey,
+      sessionId: fromBase64Url(row.sessionId),
+      createdAt: now,
+      peer: {
+        userId: "carol",
+        identityKey: carol.ed25519.publicKey,
+        candidates: [{
+          transport: "udp" as const,
+          address: "127.0.0.1",
+          port: carolListener.endpoint.port,
+          type: "host" as const,
+          priority: candidatePriority("host"),
+        }],
+      },
+      peerSessionId: new Uint8Array(16),
+      punchStart: now,
+      punchEnd: now + 60_000,
+    };
+    const introductionKey = fromBase64Url(row.introductionKey);
+    // First a forgery: signed by a key that is not bob's host, claiming the host's id.
+    const mallory = await otherHostKeys("host@flow.test");
+    const forged = await sealIntroduction({ ...payload, hostId: mallory.ed25519.publicKey }, {
+      hostKeys: mallory,
+      introductionKey,
+    });
+    await w.mailFromHost("bob@flow.test", "introduction", forged);
+    await Promise.race([bob.events.until("error"), run]);
+    const refused = bob.events.find((e) => e.event === "error");
+    assert.ok(refused && refused.event === "error" && refused.code === "ESIGNATURE");
+    assert.ok(!bob.events.some((e) => e.event === "introduction" || e.event === "connecting"));
+
+    // Then the host's own introduction: bob connects to carol.
+    const real = await sealIntroduction(payload, { hostKeys: w.hostKeys, introductionKey });
+    await w.mailFromHost("bob@flow.test", "introduction", real);
+    const [result, carolSide] = await Promise.all([run, carolListener.accept()]);
+    assert.equal(result.role, "initiator");
+    assert.equal(result.link.remote.userId, "carol");
+    assert.equal(carolSide.remote.userId, "bob");
+    const told = bob.events.find((e) => e.event === "introduction");
+    assert.ok(told && told.event === "introduction" && told.peer === "carol");
+    await result.link.close();
+    await carolSide.close();
+  } finally {
+    stop.abort();
+    await carolListener.close();
     await w.close();
   }
 });
