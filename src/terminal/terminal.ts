@@ -140,7 +140,7 @@ export class Terminal {
     };
     if (this.#o.advertise === undefined && this.#o.stunServers.length === 0) {
       throw new TypeError(
-        "Cannot make a terminal: it has neither an address to announce nor STUN servers to ask",
+        "Cannot make a terminal: it has neither an address to announce nor STUN servers to ask; set advertise or stunServers",
       );
     }
   }
@@ -158,16 +158,7 @@ export class Terminal {
   async rendezvous(options: { signal?: AbortSignal } = {}): Promise<Rendezvous> {
     const o = this.#o;
     const started = o.clock.now();
-    const family = o.advertise ?? "0.0.0.0";
-    let listenAt = o.listen ?? { address: defaultListenAddress(family), port: 0 };
-    const reflexive = await this.#reflect(listenAt, options.signal);
-    if (reflexive && o.transport.kind === "udp") {
-      listenAt = { ...listenAt, port: reflexive.localPort };
-    }
-    const listener = await o.transport.listen(listenAt, {
-      identity: this.#peerIdentity,
-      accept: (peer) => acceptsPeer(peer, o.policy),
-    });
+    const { listener, reflexive } = await this.#listen(options.signal);
     try {
       const candidates = await gatherCandidates({
         transport: o.transport.kind,
@@ -235,6 +226,36 @@ export class Terminal {
       return { ...standby, ms: o.clock.now() - started, reply: reply.reply };
     } finally {
       await listener.close().catch(() => {});
+    }
+  }
+
+  /**
+   * Opens the peer listener; with STUN, on the UDP port whose mapping STUN just saw. Another
+   * program may take a free port in the gap between the two binds: then both are tried again,
+   * twice at most.
+   */
+  async #listen(
+    signal?: AbortSignal,
+  ): Promise<{ listener: PeerListener; reflexive: ReflexiveAddress | undefined }> {
+    const o = this.#o;
+    const base = o.listen ?? { address: defaultListenAddress(o.advertise ?? "0.0.0.0"), port: 0 };
+    for (let attempt = 0;; attempt++) {
+      const reflexive = await this.#reflect(base, signal);
+      const reused = reflexive !== undefined && o.transport.kind === "udp";
+      const at = reused ? { ...base, port: reflexive.localPort } : base;
+      try {
+        const listener = await o.transport.listen(at, {
+          identity: this.#peerIdentity,
+          accept: (peer) => acceptsPeer(peer, o.policy),
+        });
+        return { listener, reflexive };
+      } catch (err) {
+        if (!(err instanceof PeerError) || !reused || base.port !== 0 || attempt >= 2) throw err;
+        o.logger.log(
+          "warn",
+          `the STUN port was taken before the listener bound it: ${err.message}`,
+        );
+      }
     }
   }
 
@@ -433,6 +454,12 @@ export class Terminal {
         });
         await o.onIntroduction?.(introduction);
         if (introduced || o.transport.kind !== "udp") return;
+        // The requester dials us first, as soon as it has its reply; we dial it only from the
+        // punch window on, when its own attempt has had its time. Two links to one peer made at
+        // once would each side keep another (the punching step settles that with a tie-break).
+        const wait = introduction.punchStart - o.clock.now();
+        if (wait > 0) await o.clock.sleep(wait, all).catch(() => {});
+        if (all.aborted || introduced) return;
         introduced = await this.#connectIntroduced(introduction, all);
         if (introduced) won.abort();
       },
