@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { candidatePriority, endpointsOf } from "../../src/message/candidate.ts";
 import { validateRows } from "../../src/host/table.ts";
+import { JsonFileStore } from "../../src/host/json_file_store.ts";
 import type { Candidate } from "../../src/message/types.ts";
 import { World } from "../support/world.ts";
 
@@ -90,5 +91,38 @@ Deno.test("a stored table with a malformed candidate is refused whole when loade
   for (const spoil of [{ priority: 0 }, { type: "relay" }, { extra: 1 }, { mapping: "cone" }]) {
     const bad = { ...row, candidates: [{ ...BOB_CANDIDATES[1]!, ...spoil }] };
     assert.throws(() => validateRows([bad]), /candidate 0/);
+  }
+});
+
+Deno.test("the JSON file table keeps candidates, the introduction key and introduction times across a restart", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mailpeer-candidates-" });
+  try {
+    const path = `${dir}/table.json`;
+    const row = {
+      userId: "bob",
+      network: "n",
+      identityKey: "k",
+      endpoints: endpointsOf(BOB_CANDIDATES),
+      candidates: BOB_CANDIDATES,
+      introductionKey: "intro-key",
+      introduced: [5, 6],
+      email: "bob@x.test",
+      sessionId: "s",
+      requestedAt: 1,
+      failures: 0,
+    };
+    const first = new JsonFileStore(path);
+    await first.update(() => ({ rows: [row], result: undefined }));
+    // An update that changes only the introduction times is written too.
+    await first.update((rows) => ({
+      rows: rows.map((r) => ({ ...r, introduced: [...(r.introduced ?? []), 7] })),
+      result: undefined,
+    }));
+    await first.close();
+    const second = new JsonFileStore(path);
+    assert.deepStrictEqual(await second.read(), [{ ...row, introduced: [5, 6, 7] }]);
+    await second.close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
