@@ -106,7 +106,11 @@ export * as limits from "./src/limits.ts";
 export { type Config, loadConfig, parseConfig } from "./src/config/config.ts";
 
 export type {
+  Candidate,
+  CandidateType,
   Endpoint,
+  IntroductionPayload,
+  NatMapping,
   PeerEntry,
   ReplyPayload,
   RequestPayload,

@@ -7,12 +7,14 @@
  *
  * @module
  */
-import type { Endpoint, TransportKind } from "./message/types.ts";
+import type { Candidate, Endpoint, TransportKind } from "./message/types.ts";
 
 /** A peer as events show it: never an e-mail address. */
 export interface EventPeer {
   userId: string;
   endpoints: Endpoint[];
+  /** The peer's typed candidates, when its request carried them. */
+  candidates?: Candidate[];
   lastSeen: number;
   failures: number;
 }
@@ -23,7 +25,13 @@ export type MailpeerEvent =
   & (
     | { event: "address-detected"; address: string; source: string }
     | { event: "listening"; endpoint: Endpoint }
-    | { event: "request-sent"; to: string[]; sessionId: string; endpoints: Endpoint[] }
+    | {
+      event: "request-sent";
+      to: string[];
+      sessionId: string;
+      endpoints: Endpoint[];
+      candidates: Candidate[];
+    }
     | { event: "waiting"; for: string; sinceMs: number; untilMs: number }
     | { event: "reply-received"; from: string; peers: EventPeer[]; ms: number }
     | { event: "connecting"; peer: string; endpoint: Endpoint }
@@ -43,6 +51,14 @@ export type MailpeerEvent =
     | { event: "table-updated"; rows: number }
     | { event: "reply-sent"; to: string; userId: string; peers: number }
     | { event: "notice-received"; userId: string; failed: string[] }
+    | { event: "introduction-sent"; userId: string; peer: string }
+    | {
+      event: "introduction";
+      peer: string;
+      candidates: Candidate[];
+      punchStart: number;
+      punchEnd: number;
+    }
     | { event: "request-deleted"; userId: string; reason: string }
     | { event: "quarantined"; subject: string; code: string; reason: string }
     | { event: "host-pass"; answered: number; notices: number; quarantined: number; stale: number }

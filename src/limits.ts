@@ -254,3 +254,28 @@ export const UPNP_MAX_XML_DEPTH = 32;
 export const UPNP_MAX_XML_ELEMENTS = 2_048;
 /** Time one UPnP HTTP request (description or SOAP action) may take, in ms. */
 export const UPNP_HTTP_TIMEOUT_MS = 5_000;
+
+// ---- candidates and introductions (issue 13) ----
+
+/**
+ * Version of request and reply payloads that carry typed candidates (`"version": 2`). A payload
+ * without a `version` field is version 1 (endpoints only); any other version is `EPAYLOAD`.
+ */
+export const CANDIDATES_PAYLOAD_VERSION = 2;
+/**
+ * Most candidates one request (or one peer of a reply) carries. Equal to `MAX_ENDPOINTS`: the
+ * `endpoints` list of a version 2 payload is the candidates' projection, for older readers.
+ */
+export const MAX_CANDIDATES = 8;
+/** Highest candidate priority (ICE, RFC 8445 §5.1.2: a 32-bit value below 2^31). */
+export const MAX_CANDIDATE_PRIORITY = 2 ** 31 - 1;
+/** Introductions the host mails one target (row) per hour at most; more are not sent. */
+export const INTRODUCTIONS_PER_TARGET_PER_HOUR = 6;
+/** Introductions one host mails per hour over all targets (they count as mail it sends). */
+export const INTRODUCTIONS_PER_HOUR = 3000;
+/** How long after the host sends an introduction the punch window opens, in ms. */
+export const PUNCH_WINDOW_DELAY_MS = 5_000;
+/** How long a punch window lasts, in ms; an introduction past its end is stale. */
+export const PUNCH_WINDOW_MS = 60_000;
+/** Longest punch window an introduction may state, in ms (a longer one is refused). */
+export const MAX_PUNCH_WINDOW_MS = 10 * 60 * 1000;

@@ -12,14 +12,8 @@ import type { EventSink } from "../events.ts";
 import { TcpTransport } from "../peer/tcp_transport.ts";
 import { UdpTransport } from "../peer/udp_transport.ts";
 import type { PeerLink } from "../peer/types.ts";
-import {
-  type AddressDetector,
-  detectAddress,
-  ExplicitAddress,
-  InterfaceAddress,
-} from "../terminal/address.ts";
-import { StunAddress } from "../terminal/stun.ts";
-import { type Rendezvous, Terminal } from "../terminal/terminal.ts";
+import { detectAddress, ExplicitAddress, InterfaceAddress } from "../terminal/address.ts";
+import { defaultListenAddress, type Rendezvous, Terminal } from "../terminal/terminal.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import { cliSink } from "./output.ts";
 import { printable } from "./terminal_text.ts";
@@ -41,14 +35,17 @@ export async function rendezvousFromConfig(
   }
   const identity = await loadIdentity(tc.identity);
   const hosts = parseHostCards(tc.hosts);
-  const detectors: AddressDetector[] = tc.address === "auto"
-    ? [
-      new InterfaceAddress(),
-      ...(tc.stunServers.length > 0 ? [new StunAddress(tc.stunServers)] : []),
-    ]
-    : [new ExplicitAddress(tc.address)];
-  const found = await detectAddress(detectors, options.signal ? { signal: options.signal } : {});
-  options.onEvent({ event: "address-detected", address: found.address, source: found.source });
+  // An explicit address is announced as it is. "auto": a global interface address, and the
+  // STUN mapping of the listening port, which the terminal asks for itself (from that port).
+  const stunServers = tc.address === "auto" ? tc.stunServers : [];
+  const found = tc.address !== "auto"
+    ? await new ExplicitAddress(tc.address).detect()
+    : stunServers.length > 0
+    ? await new InterfaceAddress().detect()
+    : await detectAddress([new InterfaceAddress()]);
+  if (found) {
+    options.onEvent({ event: "address-detected", address: found.address, source: found.source });
+  }
   const source = await openSource(tc.receive, {
     pollIntervalMs: tc.pollIntervalMs,
     configKey: "terminal.receive",
@@ -63,8 +60,12 @@ export async function rendezvousFromConfig(
       sender,
       source,
       transport: tc.transport === "udp" ? new UdpTransport() : new TcpTransport(),
-      advertise: found.address,
-      listen: { address: tc.listen ?? found.address, port: tc.port },
+      ...(found ? { advertise: found.address } : {}),
+      stunServers,
+      listen: {
+        address: tc.listen ?? defaultListenAddress(found?.address ?? "0.0.0.0"),
+        port: tc.port,
+      },
       subjectMatch: config.subjectMatch,
       policy: { allow: tc.allow, deny: tc.deny },
       replyTimeoutMs: tc.replyTimeoutMs,

@@ -59,6 +59,12 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
         return `mailed a notice about ${e.failed.join(", ")} to ${e.to.join(", ")}`;
       case "notice-received":
         return `flagged ${e.failed.join(", ")} as unreachable (reported by ${e.userId})`;
+      case "introduction-sent":
+        return `mailed ${e.userId} an introduction of ${e.peer}`;
+      case "introduction":
+        return `was introduced to ${e.peer}: ${e.candidates.length} candidate${
+          e.candidates.length === 1 ? "" : "s"
+        }, punching ${clock(e.punchStart)} to ${clock(e.punchEnd)}`;
       case "standby":
         return `no peer answered: stands by at ${ep(e.endpoint)} until ${clock(e.untilMs)}`;
       case "connected":

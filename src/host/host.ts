@@ -12,7 +12,11 @@ import {
   CLAIM_RECOVERY_MS,
   HOST_BATCH_SIZE,
   HOST_REPLY_CONCURRENCY,
+  INTRODUCTIONS_PER_HOUR,
+  INTRODUCTIONS_PER_TARGET_PER_HOUR,
   MAX_REMEMBERED_REPLIES,
+  PUNCH_WINDOW_DELAY_MS,
+  PUNCH_WINDOW_MS,
   RATE_WINDOW_MS,
   REPEAT_REPLY_WINDOW_MS,
 } from "../limits.ts";
@@ -23,9 +27,13 @@ import {
   type OutgoingMail,
   type SubjectMatch,
 } from "../mail/types.ts";
+import { fromBase64Url } from "../message/base64.ts";
 import { sealReply } from "../message/block.ts";
+import { candidatesOf } from "../message/candidate.ts";
+import { sealIntroduction } from "../message/introduction.ts";
 import { bodyFor, type MailKind, subjectFor } from "../message/mail_text.ts";
 import { systemClock } from "../runtime.ts";
+import { planIntroductions, type PlannedIntroduction } from "./introductions.ts";
 import { applyNotices } from "./notice_admission.ts";
 import { DEFAULT_TABLE_POLICY, type TablePolicy } from "./table.ts";
 import type { PeerRow } from "./types.ts";
@@ -322,8 +330,10 @@ export class Host {
    */
   async #answerRequests(requests: CheckedRequest[], result: HostPassResult): Promise<MailRef[]> {
     const { network, clock, policy, onEvent, store, limits } = this.#o;
-    const outcomes = await store.update<RequestOutcome[]>((rows) => {
-      const { rows: next, outcomes } = applyRequests(rows, requests, {
+    const { outcomes, plans } = await store.update<
+      { outcomes: RequestOutcome[]; plans: PlannedIntroduction[] }
+    >((rows) => {
+      const { rows: applied, outcomes } = applyRequests(rows, requests, {
         network,
         policy,
         now: clock.now(),
@@ -335,7 +345,25 @@ export class Host {
           windowMs: RATE_WINDOW_MS,
         },
       });
-      return { rows: next, result: outcomes };
+      // Each listed peer that asked for introductions is told of its requester (first answers
+      // only: a repeat was introduced the first time), recorded in the same table update.
+      const answeredNow = outcomes.flatMap((outcome, i) =>
+        "peers" in outcome && !outcome.repeat
+          ? [{
+            requestIndex: i,
+            requester: requests[i]!.who,
+            network,
+            peers: outcome.peers.map((p) => p.userId),
+          }]
+          : []
+      );
+      const { rows: next, plans } = planIntroductions(applied, answeredNow, {
+        now: clock.now(),
+        perTarget: INTRODUCTIONS_PER_TARGET_PER_HOUR,
+        perHour: INTRODUCTIONS_PER_HOUR,
+        windowMs: RATE_WINDOW_MS,
+      });
+      return { rows: next, result: { outcomes, plans } };
     });
     const admitted: { c: CheckedRequest; peers: PeerRow[] }[] = [];
     const now = clock.now();
@@ -393,6 +421,7 @@ export class Host {
       result.answered += answered.length;
       throw failure.err;
     }
+    await this.#introduce(plans, requests, answered);
     const cards = [...new Set(admitted.flatMap(({ c }) => c.request.hostCards))];
     if (cards.length > 0) {
       await this.#o.learnHosts?.(cards).catch((err) =>
@@ -400,6 +429,51 @@ export class Host {
       );
     }
     return answered;
+  }
+
+  /**
+   * Mails the planned introductions of the requests that were answered. Best effort: an
+   * introduction that cannot be sent is logged and dropped, never allowed to hold up a reply.
+   */
+  async #introduce(
+    plans: PlannedIntroduction[],
+    requests: CheckedRequest[],
+    answered: MailRef[],
+  ): Promise<void> {
+    const { keys, network, clock, onEvent, logger } = this.#o;
+    for (const { requestIndex, target } of plans) {
+      const c = requests[requestIndex]!;
+      if (!answered.includes(c.ref) || target.introductionKey === undefined) continue;
+      try {
+        const now = clock.now();
+        const punchStart = now + PUNCH_WINDOW_DELAY_MS;
+        const block = await sealIntroduction({
+          network,
+          hostId: keys.ed25519.publicKey,
+          sessionId: fromBase64Url(target.sessionId),
+          createdAt: now,
+          peer: {
+            userId: c.who,
+            identityKey: c.request.identityKey,
+            candidates: candidatesOf(c.request),
+          },
+          peerSessionId: c.request.sessionId,
+          punchStart,
+          punchEnd: punchStart + PUNCH_WINDOW_MS,
+        }, { hostKeys: keys, introductionKey: fromBase64Url(target.introductionKey) });
+        await this.#o.sender.send({
+          from: keys.email,
+          to: [target.email],
+          subject: subjectFor(network, "introduction"),
+          text: bodyFor(network, "introduction", block),
+          date: new Date(now),
+        });
+        onEvent({ event: "introduction-sent", userId: target.userId, peer: c.who });
+      } catch (err) {
+        if (!isMailpeerError(err) && !(err instanceof TypeError)) throw err;
+        logger.log("warn", `could not introduce ${c.who} to ${target.userId}: ${err.message}`);
+      }
+    }
   }
 
   /** Records that a request was answered now, forgetting the oldest beyond the bound. */

@@ -296,6 +296,7 @@ export function applyRequests(
         history: nextHistory(old, entry, o.policy.expiryMs),
         ...(old?.listed ? { listed: old.listed } : {}),
         ...(old?.notices ? { notices: old.notices } : {}),
+        ...(old?.introduced ? { introduced: old.introduced } : {}),
         since: old === undefined ? c.now : (old.since ?? 0),
       }, o.policy);
     }
@@ -331,6 +332,10 @@ function rowOf(c: CheckedRequest): PeerRow {
     network: c.request.network,
     identityKey: toBase64Url(c.request.identityKey),
     endpoints: c.request.endpoints,
+    ...(c.request.candidates ? { candidates: c.request.candidates } : {}),
+    ...(c.request.introductionKey
+      ? { introductionKey: toBase64Url(c.request.introductionKey) }
+      : {}),
     email: c.mail.from,
     sessionId: c.sessionId,
     requestedAt: c.request.createdAt,
@@ -352,6 +357,7 @@ export function entryOf(row: PeerRow): PeerEntry {
     userId: row.userId,
     identityKey: fromBase64Url(row.identityKey),
     endpoints: row.endpoints,
+    ...(row.candidates ? { candidates: row.candidates } : {}),
     lastSeen: row.requestedAt,
     failures: row.failures,
   };

@@ -314,7 +314,8 @@ function sameRow(row: PeerRow, origin: PeerRow): boolean {
   const fields = 8 + (origin.lastFailureAt === undefined ? 0 : 1) +
     (origin.history === undefined ? 0 : 1) + (origin.listed === undefined ? 0 : 1) +
     (origin.notices === undefined ? 0 : 1) + (origin.since === undefined ? 0 : 1) +
-    (origin.proof === undefined ? 0 : 1);
+    (origin.proof === undefined ? 0 : 1) + (origin.candidates === undefined ? 0 : 1) +
+    (origin.introductionKey === undefined ? 0 : 1) + (origin.introduced === undefined ? 0 : 1);
   return Object.keys(row).length === fields &&
     row.userId === origin.userId && row.network === origin.network &&
     row.identityKey === origin.identityKey && row.email === origin.email &&
@@ -350,6 +351,20 @@ function sameRow(row: PeerRow, origin: PeerRow): boolean {
           Array.isArray(l.peers) && l.peers.length === o.peers.length &&
           l.peers.every((p, i) => p === o.peers[i]),
       )) &&
+    (row.candidates === origin.candidates ||
+      sameList(
+        row.candidates,
+        origin.candidates,
+        (c, o) =>
+          Object.keys(c).length === (o.mapping === undefined ? 5 : 6) &&
+          c.transport === o.transport && c.address === o.address && c.port === o.port &&
+          c.type === o.type && c.priority === o.priority && c.mapping === o.mapping,
+      )) &&
+    row.introductionKey === origin.introductionKey &&
+    (row.introduced === origin.introduced ||
+      (Array.isArray(row.introduced) && origin.introduced !== undefined &&
+        row.introduced.length === origin.introduced.length &&
+        row.introduced.every((t, i) => t === origin.introduced![i]))) &&
     (row.notices === origin.notices ||
       sameList(
         row.notices,

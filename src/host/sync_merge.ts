@@ -7,6 +7,7 @@
  */
 import { MAX_CLOCK_SKEW_MS } from "../limits.ts";
 import { toBase64Url } from "../message/base64.ts";
+import { decodeRequest } from "../message/codec.ts";
 import type { SyncRow } from "../message/sync_payload.ts";
 import { endpointProblem } from "./address_policy.ts";
 import { expireRows, type TablePolicy } from "./table.ts";
@@ -35,6 +36,7 @@ export interface MergeOptions {
  *   bound to its key while the row lives, in synced tables too) and told to `onRefused`;
  * - the newer request (`requestedAt`) wins; on a tie the larger session id, so every host
  *   settles on the same row. A winning incoming row keeps our e-mail address and history;
+ * - a row's candidates are read from its signed request (the proof), never taken unsigned;
  * - the same request (same session id) on both sides keeps the larger failure count, so a
  *   notice sent to one host lowers that peer on every host.
  *
@@ -81,6 +83,12 @@ export function mergeSyncRows(
     };
     if (row.lastFailureAt !== undefined) fresh.lastFailureAt = row.lastFailureAt;
     if (row.proof !== undefined) {
+      // The candidates travel inside the terminal's signed request, verified by the caller.
+      const signed = decodeRequest(row.proof.body);
+      if (signed.candidates !== undefined) fresh.candidates = signed.candidates;
+      if (signed.introductionKey !== undefined) {
+        fresh.introductionKey = toBase64Url(signed.introductionKey);
+      }
       fresh.proof = {
         body: toBase64Url(row.proof.body),
         signature: toBase64Url(row.proof.signature),

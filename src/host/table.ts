@@ -9,7 +9,13 @@
  * @module
  */
 import { HostError } from "../errors.ts";
-import { DEFAULT_EXPIRY_MS, DEFAULT_PEERS_PER_REPLY, DEFAULT_TABLE_CAPACITY } from "../limits.ts";
+import {
+  DEFAULT_EXPIRY_MS,
+  DEFAULT_PEERS_PER_REPLY,
+  DEFAULT_TABLE_CAPACITY,
+  MAX_CANDIDATE_PRIORITY,
+} from "../limits.ts";
+import type { Candidate } from "../message/types.ts";
 import type { PeerRow } from "./types.ts";
 
 /** Size, age and selection limits of the control table. */
@@ -80,6 +86,21 @@ export function cloneRow(row: PeerRow): PeerRow {
     copy.proof = { body, signature, recipient };
   }
   if (row.notices !== undefined) copy.notices = row.notices.map((n) => ({ id: n.id, at: n.at }));
+  if (row.candidates !== undefined) copy.candidates = row.candidates.map(copyCandidate);
+  if (row.introductionKey !== undefined) copy.introductionKey = row.introductionKey;
+  if (row.introduced !== undefined) copy.introduced = [...row.introduced];
+  return copy;
+}
+
+function copyCandidate(c: Candidate): Candidate {
+  const copy: Candidate = {
+    transport: c.transport,
+    address: c.address,
+    port: c.port,
+    type: c.type,
+    priority: c.priority,
+  };
+  if (c.mapping !== undefined) copy.mapping = c.mapping;
   return copy;
 }
 
@@ -193,6 +214,7 @@ export function flagFailure(rows: readonly PeerRow[], target: RowOwner, at: numb
   );
 }
 
+const ENDPOINT_KEYS_LIST = ["transport", "address", "port"];
 const ROW_KEYS = new Set([
   "userId",
   "network",
@@ -208,8 +230,12 @@ const ROW_KEYS = new Set([
   "notices",
   "since",
   "proof",
+  "candidates",
+  "introductionKey",
+  "introduced",
 ]);
-const ENDPOINT_KEYS = new Set(["transport", "address", "port"]);
+const CANDIDATE_KEYS = new Set([...ENDPOINT_KEYS_LIST, "type", "priority", "mapping"]);
+const ENDPOINT_KEYS = new Set(ENDPOINT_KEYS_LIST);
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
@@ -230,6 +256,26 @@ function endpointProblem(value: unknown): string | undefined {
   const port = value.port;
   if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) {
     return `has port ${JSON.stringify(port)}, not an integer 1-65535`;
+  }
+  return undefined;
+}
+
+function candidateProblem(value: unknown): string | undefined {
+  if (!isRecord(value)) return "is not an object";
+  const extra = Object.keys(value).find((k) => !CANDIDATE_KEYS.has(k));
+  if (extra !== undefined) return `has an unknown field "${extra}"`;
+  const { type, priority, mapping, ...endpoint } = value;
+  const problem = endpointProblem(endpoint);
+  if (problem !== undefined) return problem;
+  if (type !== "host" && type !== "srflx" && type !== "mapped") return "has no valid type";
+  if (!isTime(priority) || priority < 1 || priority > MAX_CANDIDATE_PRIORITY) {
+    return "has no valid priority";
+  }
+  if (
+    mapping !== undefined && mapping !== "endpoint-independent" &&
+    mapping !== "endpoint-dependent"
+  ) {
+    return "has an invalid mapping";
   }
   return undefined;
 }
@@ -285,6 +331,22 @@ function rowProblem(value: unknown): string | undefined {
       if (!isRecord(n) || typeof n.id !== "string" || !isTime(n.at)) {
         return `has an invalid "notices" entry`;
       }
+    }
+  }
+  if (value.introductionKey !== undefined && typeof value.introductionKey !== "string") {
+    return `has an invalid "introductionKey"`;
+  }
+  if (
+    value.introduced !== undefined &&
+    (!Array.isArray(value.introduced) || !value.introduced.every(isTime))
+  ) {
+    return `has an invalid "introduced"`;
+  }
+  if (value.candidates !== undefined) {
+    if (!Array.isArray(value.candidates)) return `has a "candidates" that is not a list`;
+    for (const [i, c] of value.candidates.entries()) {
+      const problem = candidateProblem(c);
+      if (problem !== undefined) return `candidate ${i} ${problem}`;
     }
   }
   if (!Array.isArray(value.endpoints)) return `has no "endpoints" list`;

@@ -3,7 +3,7 @@
  *
  * @module
  */
-import type { Endpoint } from "../message/types.ts";
+import type { Candidate, Endpoint } from "../message/types.ts";
 
 /** One row of the control table: the latest request of one user id. */
 export interface PeerRow {
@@ -12,6 +12,15 @@ export interface PeerRow {
   /** Ed25519 identity public key, base64url. */
   identityKey: string;
   endpoints: Endpoint[];
+  /**
+   * The typed candidates the request carried (payload version 2), as signed; absent for a
+   * version 1 request (its endpoints are its `host` candidates).
+   */
+  candidates?: Candidate[];
+  /** X25519 key (base64url) the request announced for introductions; absent: none wanted. */
+  introductionKey?: string;
+  /** When the host mailed this user introductions, within the last hour: the per-target limit. */
+  introduced?: number[];
   /** The requester's e-mail address. Kept on the host only, never sent to terminals. */
   email: string;
   /** Session id of the latest request, base64url. */

@@ -12,41 +12,94 @@
  *
  * @module
  */
-import { MAX_REASON_BYTES } from "../limits.ts";
+import { CANDIDATES_PAYLOAD_VERSION, MAX_REASON_BYTES } from "../limits.ts";
 import { toBase64Url } from "./base64.ts";
 import { networkIdProblem, textProblem, userIdProblem } from "./field_rules.ts";
-import type { Endpoint, NoticePayload, PeerEntry, ReplyPayload, RequestPayload } from "./types.ts";
+import type {
+  Candidate,
+  Endpoint,
+  NoticePayload,
+  PeerEntry,
+  ReplyPayload,
+  RequestPayload,
+} from "./types.ts";
 import {
   asObj,
   type Ctx,
   encodeCtx,
+  fail,
   isObj,
   type Obj,
   parseJson,
   readArray,
   readBytes,
+  readCandidates,
   readCount,
   readCtx,
   readEndpoint,
   readEndpoints,
   readHostCards,
   readText,
+  readVersion,
 } from "./wire_reader.ts";
 
 export { isIPv4, isIPv6, networkIdProblem, userIdProblem } from "./field_rules.ts";
 
 const utf8 = new TextEncoder();
 
-function readPeer(ctx: Ctx, value: unknown, path: string): PeerEntry {
+function readPeer(ctx: Ctx, value: unknown, path: string, version: 1 | 2): PeerEntry {
   const obj = asObj(ctx, value, path);
   const p = `${path}.`;
+  const userId = readText(ctx, obj, "userId", p, userIdProblem);
+  const identityKey = readBytes(ctx, obj, "identityKey", p, 32);
+  const endpoints = readEndpoints(ctx, obj, p);
+  const candidates = optionalCandidates(ctx, obj, p, endpoints, version);
   return {
-    userId: readText(ctx, obj, "userId", p, userIdProblem),
-    identityKey: readBytes(ctx, obj, "identityKey", p, 32),
-    endpoints: readEndpoints(ctx, obj, p),
+    userId,
+    identityKey,
+    endpoints,
+    ...(candidates ? { candidates } : {}),
     lastSeen: readCount(ctx, obj, "lastSeen", p),
     failures: readCount(ctx, obj, "failures", p),
   };
+}
+
+/** The candidates of a version 2 object (optional in reply peers); none in version 1. */
+function optionalCandidates(
+  ctx: Ctx,
+  obj: Obj,
+  path: string,
+  endpoints: Endpoint[],
+  version: 1 | 2,
+): Candidate[] | undefined {
+  if (!Object.hasOwn(obj, "candidates")) return undefined;
+  if (version === 1) {
+    fail(ctx, `${path}candidates needs payload version ${CANDIDATES_PAYLOAD_VERSION}`);
+  }
+  return readCandidates(ctx, obj, path, endpoints);
+}
+
+/** The optional introduction key of a version 2 request. */
+function introductionKeyOf(ctx: Ctx, obj: Obj, version: 1 | 2): { introductionKey?: Uint8Array } {
+  if (!Object.hasOwn(obj, "introductionKey")) return {};
+  if (version === 1) {
+    fail(ctx, `introductionKey needs payload version ${CANDIDATES_PAYLOAD_VERSION}`);
+  }
+  return { introductionKey: readBytes(ctx, obj, "introductionKey", "", 32) };
+}
+
+/** A candidate as written on the wire (fixed key order). */
+export function candidateToWire(c: Candidate): unknown {
+  if (!isObj(c)) return c;
+  const wire: Obj = {
+    type: c.type,
+    transport: c.transport,
+    address: c.address,
+    port: c.port,
+    priority: c.priority,
+  };
+  if (c.mapping !== undefined) wire.mapping = c.mapping;
+  return wire;
 }
 
 function readFailure(ctx: Ctx, value: unknown, path: string): NoticePayload["failed"][number] {
@@ -63,15 +116,24 @@ function readFailure(ctx: Ctx, value: unknown, path: string): NoticePayload["fai
 // ---- request --------------------------------------------------------------------------------
 
 function requestFromWire(ctx: Ctx, obj: Obj): RequestPayload {
+  const version = readVersion(ctx, obj);
+  const network = readText(ctx, obj, "network", "", networkIdProblem);
+  const userId = readText(ctx, obj, "userId", "", userIdProblem);
+  const identityKey = readBytes(ctx, obj, "identityKey", "", 32);
+  const endpoints = readEndpoints(ctx, obj, "");
+  if (version === 2 && !Object.hasOwn(obj, "candidates")) fail(ctx, "candidates is missing");
+  const candidates = optionalCandidates(ctx, obj, "", endpoints, version);
   return {
-    network: readText(ctx, obj, "network", "", networkIdProblem),
-    userId: readText(ctx, obj, "userId", "", userIdProblem),
-    identityKey: readBytes(ctx, obj, "identityKey", "", 32),
-    endpoints: readEndpoints(ctx, obj, ""),
+    network,
+    userId,
+    identityKey,
+    endpoints,
+    ...(candidates ? { candidates } : {}),
     sessionId: readBytes(ctx, obj, "sessionId", "", 16),
     createdAt: readCount(ctx, obj, "createdAt", ""),
     replyKey: readBytes(ctx, obj, "replyKey", "", 32),
     hostCards: readHostCards(ctx, obj),
+    ...introductionKeyOf(ctx, obj, version),
   };
 }
 
@@ -103,14 +165,17 @@ function encodeChecked<T>(
  */
 export function encodeRequest(p: RequestPayload): Uint8Array {
   const wire: Obj = {
+    ...(p.candidates !== undefined ? { version: CANDIDATES_PAYLOAD_VERSION } : {}),
     network: p.network,
     userId: p.userId,
     identityKey: b64(p.identityKey),
     endpoints: list(p.endpoints, endpointToWire),
+    ...(p.candidates !== undefined ? { candidates: list(p.candidates, candidateToWire) } : {}),
     sessionId: b64(p.sessionId),
     createdAt: p.createdAt,
     replyKey: b64(p.replyKey),
     hostCards: list(p.hostCards, (c) => c),
+    ...(p.introductionKey !== undefined ? { introductionKey: b64(p.introductionKey) } : {}),
   };
   return encodeChecked("request", wire, requestFromWire);
 }
@@ -128,13 +193,14 @@ export function decodeRequest(bytes: Uint8Array): RequestPayload {
 // ---- reply ----------------------------------------------------------------------------------
 
 function replyFromWire(ctx: Ctx, obj: Obj): ReplyPayload {
+  const version = readVersion(ctx, obj);
   return {
     network: readText(ctx, obj, "network", "", networkIdProblem),
     sessionId: readBytes(ctx, obj, "sessionId", "", 16),
     hostId: readBytes(ctx, obj, "hostId", "", 32),
     createdAt: readCount(ctx, obj, "createdAt", ""),
     peers: readArray(ctx, obj, "peers", "", Infinity)
-      .map((peer, i) => readPeer(ctx, peer, `peers[${i}]`)),
+      .map((peer, i) => readPeer(ctx, peer, `peers[${i}]`, version)),
   };
 }
 
@@ -144,7 +210,10 @@ function replyFromWire(ctx: Ctx, obj: Obj): ReplyPayload {
  * @throws {MessageError} `EPAYLOAD` when a field breaks the rules decoding enforces.
  */
 export function encodeReply(p: ReplyPayload): Uint8Array {
+  const typed = Array.isArray(p.peers) &&
+    p.peers.some((peer) => isObj(peer) && peer.candidates !== undefined);
   const wire: Obj = {
+    ...(typed ? { version: CANDIDATES_PAYLOAD_VERSION } : {}),
     network: p.network,
     sessionId: b64(p.sessionId),
     hostId: b64(p.hostId),
@@ -155,6 +224,9 @@ export function encodeReply(p: ReplyPayload): Uint8Array {
           userId: peer.userId,
           identityKey: b64(peer.identityKey),
           endpoints: list(peer.endpoints, endpointToWire),
+          ...(peer.candidates !== undefined
+            ? { candidates: list(peer.candidates, candidateToWire) }
+            : {}),
           lastSeen: peer.lastSeen,
           failures: peer.failures,
         }

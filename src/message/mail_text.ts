@@ -8,9 +8,9 @@ import { armor } from "./armor.ts";
 import { networkIdProblem } from "./codec.ts";
 
 /** The kinds of mailpeer mail, each with its own subject. */
-export type MailKind = "request" | "reply" | "notice" | "sync";
+export type MailKind = "request" | "reply" | "notice" | "sync" | "introduction";
 
-const KINDS: readonly MailKind[] = ["request", "reply", "notice", "sync"];
+const KINDS: readonly MailKind[] = ["request", "reply", "notice", "sync", "introduction"];
 
 function check(network: string, kind: MailKind, doing: string): void {
   const problem = networkIdProblem(network);

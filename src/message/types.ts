@@ -17,12 +17,34 @@ export interface Endpoint {
   port: number;
 }
 
+/** How a terminal learned a candidate address (DESIGN §7). */
+export type CandidateType =
+  /** An address of a local interface, or the configured address (LAN or global). */
+  | "host"
+  /** Server-reflexive: the NAT's public side of the listening port, as STUN saw it. */
+  | "srflx"
+  /** A port the router opened on request (UPnP IGD, NAT-PMP, PCP). */
+  | "mapped";
+
+/** How a NAT maps one local port: the same towards every destination (RFC 4787), or not. */
+export type NatMapping = "endpoint-independent" | "endpoint-dependent";
+
+/** An endpoint with how it was found and how much its owner prefers it (ICE-style). */
+export interface Candidate extends Endpoint {
+  type: CandidateType;
+  /** 1 to `MAX_CANDIDATE_PRIORITY`; higher is tried first (RFC 8445 §5.1.2). */
+  priority: number;
+  /** `srflx` only: the NAT's mapping behaviour, when two STUN answers told it. */
+  mapping?: NatMapping;
+}
+
 /** Kinds of coded block. The number is the kind byte on the wire. */
 export const BlockKind = {
   request: 1,
   reply: 2,
   notice: 3,
   sync: 4,
+  introduction: 5,
 } as const;
 /** Name of a block kind. */
 export type BlockKindName = keyof typeof BlockKind;
@@ -33,7 +55,13 @@ export interface RequestPayload {
   userId: string;
   /** The terminal's Ed25519 identity public key (32 bytes). */
   identityKey: Uint8Array;
+  /** Version 1 view: the candidates' transport, address and port, in the same order. */
   endpoints: Endpoint[];
+  /**
+   * Typed candidates (payload version 2); absent in a version 1 request, whose endpoints then
+   * count as `host` candidates (see `candidatesOf`).
+   */
+  candidates?: Candidate[];
   /** Random 128-bit session id (16 bytes). */
   sessionId: Uint8Array;
   /** Milliseconds since the epoch. */
@@ -42,6 +70,32 @@ export interface RequestPayload {
   replyKey: Uint8Array;
   /** Host cards (as strings) this request was sent to. */
   hostCards: string[];
+  /**
+   * Version 2: an X25519 public key (32 bytes) the host seals introductions to while this
+   * request's row lives; absent: the terminal wants none.
+   */
+  introductionKey?: Uint8Array;
+}
+
+/**
+ * What a host mails a listed terminal B when it lists B to requester A (DESIGN §7): A's user id,
+ * key and candidates, and when both ends punch. Sealed to B's introduction key, signed by the
+ * host's Ed25519 key. Never carries an e-mail address.
+ */
+export interface IntroductionPayload {
+  network: string;
+  /** The host's Ed25519 public key (32 bytes). */
+  hostId: Uint8Array;
+  /** The session id of B's own request (whose row the host listed): B's check it is current. */
+  sessionId: Uint8Array;
+  createdAt: number;
+  /** The requester A. */
+  peer: { userId: string; identityKey: Uint8Array; candidates: Candidate[] };
+  /** A's session id (16 bytes): names this rendezvous in both ends' logs. */
+  peerSessionId: Uint8Array;
+  /** When both ends start and stop sending to each other's candidates, ms since the epoch. */
+  punchStart: number;
+  punchEnd: number;
 }
 
 /** One peer in a reply. Never carries an e-mail address. */
@@ -49,7 +103,10 @@ export interface PeerEntry {
   userId: string;
   /** The peer's Ed25519 identity public key (32 bytes). */
   identityKey: Uint8Array;
+  /** Version 1 view of `candidates` (transport, address, port, same order). */
   endpoints: Endpoint[];
+  /** The peer's typed candidates, when its request carried them (reply version 2). */
+  candidates?: Candidate[];
   /** Milliseconds since the epoch of the peer's latest request. */
   lastSeen: number;
   /** How many notices reported this peer as unreachable. */

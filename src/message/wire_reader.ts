@@ -6,11 +6,18 @@
  * @module
  */
 import { MessageError } from "../errors.ts";
-import { MAX_BLOCK_BYTES, MAX_ENDPOINTS, MAX_HOST_CARDS } from "../limits.ts";
+import {
+  CANDIDATES_PAYLOAD_VERSION,
+  MAX_BLOCK_BYTES,
+  MAX_CANDIDATE_PRIORITY,
+  MAX_CANDIDATES,
+  MAX_ENDPOINTS,
+  MAX_HOST_CARDS,
+} from "../limits.ts";
 import { fromBase64Url, toBase64Url } from "./base64.ts";
 import { isIPv4, isIPv6 } from "./field_rules.ts";
 import { formatHostCard, parseHostCard } from "./host_card.ts";
-import type { Endpoint } from "./types.ts";
+import type { Candidate, Endpoint } from "./types.ts";
 
 /** A JSON object on the wire. */
 export type Obj = Record<string, unknown>;
@@ -127,6 +134,85 @@ export function readEndpoint(ctx: Ctx, value: unknown, path: string): Endpoint {
 export function readEndpoints(ctx: Ctx, obj: Obj, path: string): Endpoint[] {
   return readArray(ctx, obj, "endpoints", path, MAX_ENDPOINTS)
     .map((e, i) => readEndpoint(ctx, e, `${path}endpoints[${i}]`));
+}
+
+/**
+ * The payload `version`: absent is 1, `CANDIDATES_PAYLOAD_VERSION` is 2; anything else is an
+ * error (a newer mailpeer's payload this one cannot read whole).
+ */
+export function readVersion(ctx: Ctx, obj: Obj): 1 | 2 {
+  if (!Object.hasOwn(obj, "version")) return 1;
+  if (obj.version !== CANDIDATES_PAYLOAD_VERSION) {
+    fail(
+      ctx,
+      `version ${
+        JSON.stringify(obj.version)
+      } is not one this mailpeer reads (1 or ${CANDIDATES_PAYLOAD_VERSION})`,
+    );
+  }
+  return 2;
+}
+
+/** One candidate: an endpoint with a known type, a priority and (srflx only) a NAT mapping. */
+export function readCandidate(ctx: Ctx, value: unknown, path: string): Candidate {
+  const endpoint = readEndpoint(ctx, value, path);
+  const obj = value as Obj;
+  const p = `${path}.`;
+  const type = readString(ctx, obj, "type", p);
+  if (type !== "host" && type !== "srflx" && type !== "mapped") {
+    fail(ctx, `${p}type is not host, srflx or mapped`);
+  }
+  const priority = get(ctx, obj, "priority", p);
+  if (
+    typeof priority !== "number" || !Number.isInteger(priority) || priority < 1 ||
+    priority > MAX_CANDIDATE_PRIORITY
+  ) {
+    fail(ctx, `${p}priority is not a whole number from 1 to ${MAX_CANDIDATE_PRIORITY}`);
+  }
+  const candidate: Candidate = { ...endpoint, type, priority };
+  if (Object.hasOwn(obj, "mapping")) {
+    if (type !== "srflx") fail(ctx, `${p}mapping is given for a ${type} candidate`);
+    const mapping = obj.mapping;
+    if (mapping !== "endpoint-independent" && mapping !== "endpoint-dependent") {
+      fail(ctx, `${p}mapping is not endpoint-independent or endpoint-dependent`);
+    }
+    candidate.mapping = mapping;
+  }
+  return candidate;
+}
+
+/**
+ * The `candidates` list of a version 2 object: at most `MAX_CANDIDATES`, no two with the same
+ * transport, address and port, and `endpoints` exactly their projection (same order), so a
+ * version 1 reader sees the same addresses.
+ */
+export function readCandidates(
+  ctx: Ctx,
+  obj: Obj,
+  path: string,
+  endpoints: readonly Endpoint[],
+): Candidate[] {
+  const candidates = readCandidateList(ctx, obj, path);
+  const same = endpoints.length === candidates.length &&
+    candidates.every((c, i) =>
+      c.transport === endpoints[i]!.transport && c.address === endpoints[i]!.address &&
+      c.port === endpoints[i]!.port
+    );
+  if (!same) fail(ctx, `${path}endpoints are not the candidates' addresses in the same order`);
+  return candidates;
+}
+
+/** The `candidates` list: at most `MAX_CANDIDATES`, no two with one transport, address, port. */
+export function readCandidateList(ctx: Ctx, obj: Obj, path: string): Candidate[] {
+  const candidates = readArray(ctx, obj, "candidates", path, MAX_CANDIDATES)
+    .map((c, i) => readCandidate(ctx, c, `${path}candidates[${i}]`));
+  const seen = new Set<string>();
+  for (const [i, c] of candidates.entries()) {
+    const key = `${c.transport} ${c.address} ${c.port}`;
+    if (seen.has(key)) fail(ctx, `${path}candidates[${i}] repeats ${c.address} port ${c.port}`);
+    seen.add(key);
+  }
+  return candidates;
 }
 
 /** The `hostCards` list: at most `MAX_HOST_CARDS` host cards in canonical form. */

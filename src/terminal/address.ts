@@ -5,6 +5,7 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
+import { isGlobalAddress } from "../net/address_class.ts";
 
 /** A detected address and how it was found. */
 export interface DetectedAddress {
@@ -26,19 +27,11 @@ export class ExplicitAddress implements AddressDetector {
   }
 }
 
-/** True for an IPv4 or IPv6 address that is routable on the internet. */
-export function isGlobalAddress(address: string): boolean {
-  const v4 = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(address);
-  if (v4) {
-    const [a, b] = [Number(v4[1]), Number(v4[2])];
-    return !(a === 0 || a === 10 || a === 127 || a >= 224 || (a === 100 && b >= 64 && b < 128) ||
-      (a === 169 && b === 254) || (a === 172 && b >= 16 && b < 32) || (a === 192 && b === 168));
-  }
-  const lower = address.toLowerCase();
-  return lower.includes(":") && /^[23]/.test(lower) && !lower.startsWith("2001:db8");
-}
-
-/** The first global address of a local network interface (IPv4 preferred). */
+/**
+ * The first global address of a local network interface (IPv4 preferred), judged by the
+ * classification the host applies too (src/net/address_class.ts): benchmarking, documentation
+ * and other special-purpose ranges are never global, so a terminal behind a NAT asks STUN.
+ */
 export class InterfaceAddress implements AddressDetector {
   constructor(
     readonly interfaces: () => Deno.NetworkInterfaceInfo[] = () => Deno.networkInterfaces(),

@@ -75,6 +75,7 @@ export async function waitForReply(o: ReplyWaitOptions): Promise<ReceivedReply> 
             peers: found.reply.peers.map((p) => ({
               userId: p.userId,
               endpoints: p.endpoints,
+              ...(p.candidates ? { candidates: p.candidates } : {}),
               lastSeen: p.lastSeen,
               failures: p.failures,
             })),

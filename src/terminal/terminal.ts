@@ -20,11 +20,21 @@ import { formatHostCard, type HostCard } from "../message/host_card.ts";
 import type { IdentityKeys } from "../message/key_file.ts";
 import { generateX25519 } from "../message/keys.ts";
 import { bodyForBlocks, subjectFor } from "../message/mail_text.ts";
-import type { Endpoint, PeerEntry, ReplyPayload } from "../message/types.ts";
+import { byPriority, candidatesOf, endpointsOf } from "../message/candidate.ts";
+import type {
+  Candidate,
+  Endpoint,
+  IntroductionPayload,
+  PeerEntry,
+  ReplyPayload,
+} from "../message/types.ts";
 import type { PeerIdentity, PeerLink, PeerListener, PeerTransport } from "../peer/types.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom } from "../runtime.ts";
 import { acceptsPeer, checkPeerPolicy, choosePeers, type PeerPolicy } from "./peer_choice.ts";
+import { type CandidateMapper, gatherCandidates } from "./gather_candidates.ts";
+import { type ReflectOptions, reflectPort, type ReflexiveAddress } from "./reflexive.ts";
 import { waitForReply } from "./reply_wait.ts";
+import { watchIntroductions } from "./introduction_watch.ts";
 
 /** Everything a terminal needs. */
 export interface TerminalOptions {
@@ -36,9 +46,31 @@ export interface TerminalOptions {
   sender: MailSender;
   source: MailSource;
   transport: PeerTransport;
-  /** The address advertised to peers. */
-  advertise: string;
-  /** Where to listen for peers; default the advertised address, port 0 (any free port). */
+  /**
+   * The address announced to peers (explicit, or a global interface address); with
+   * `stunServers`, may be left out: the STUN mapping is announced then.
+   */
+  advertise?: string;
+  /**
+   * STUN servers (`host:port`) asked for the reflexive address of the listening port (UDP: from
+   * that very port, so the mapping and its port are the ones peers reach; TCP: the address,
+   * with the listening port). Default none.
+   */
+  stunServers?: string[];
+  /** Timers, retransmissions and random ids of the STUN requests; defaults from stun.ts. */
+  stun?: Omit<ReflectOptions, "signal">;
+  /** Asks the router for a port mapping (a `mapped` candidate); default none. */
+  portMapper?: CandidateMapper;
+  /**
+   * Told of every valid introduction on standby (the hook for punching, DESIGN §7), before the
+   * terminal tries the introduced peer's candidates itself (UDP). Default none.
+   */
+  onIntroduction?: (introduction: IntroductionPayload) => void | Promise<void>;
+  /**
+   * Where to listen for peers; default all interfaces of the advertised address's family
+   * ({@link defaultListenAddress}), port 0 (any free port). The advertised address is only
+   * announced: behind a NAT or a port mapping it is not this machine's.
+   */
   listen?: { address: string; port: number };
   subjectMatch?: SubjectMatch["mode"];
   policy?: PeerPolicy;
@@ -49,6 +81,21 @@ export interface TerminalOptions {
   random?: RandomSource;
   onEvent?: EventSink;
   logger?: Logger;
+}
+
+/**
+ * Where a terminal listens when `listen` is not configured: every interface of the announced
+ * address's family (`::` for IPv6, else `0.0.0.0`). The announced address is never bound: a
+ * public address from the configuration or from STUN belongs to the router, not this machine.
+ *
+ * @example
+ * ```ts
+ * defaultListenAddress("198.18.0.1"); // "0.0.0.0"
+ * defaultListenAddress("2001:db8::1"); // "::"
+ * ```
+ */
+export function defaultListenAddress(advertised: string): string {
+  return advertised.includes(":") ? "::" : "0.0.0.0";
 }
 
 /** An established connection and how it came about. */
@@ -65,8 +112,16 @@ export interface Rendezvous {
 /** One terminal of a network. */
 export class Terminal {
   readonly #o:
-    & Required<Omit<TerminalOptions, "listen" | "policy">>
-    & Pick<TerminalOptions, "listen" | "policy">;
+    & Required<
+      Omit<
+        TerminalOptions,
+        "listen" | "policy" | "advertise" | "stun" | "portMapper" | "onIntroduction"
+      >
+    >
+    & Pick<
+      TerminalOptions,
+      "listen" | "policy" | "advertise" | "stun" | "portMapper" | "onIntroduction"
+    >;
 
   constructor(options: TerminalOptions) {
     // A list entry that names no key would refuse everyone at standby: say so now.
@@ -80,8 +135,14 @@ export class Terminal {
       random: systemRandom,
       onEvent: silentSink,
       logger: silentLogger,
+      stunServers: [],
       ...options,
     };
+    if (this.#o.advertise === undefined && this.#o.stunServers.length === 0) {
+      throw new TypeError(
+        "Cannot make a terminal: it has neither an address to announce nor STUN servers to ask; set advertise or stunServers",
+      );
+    }
   }
 
   get #peerIdentity(): PeerIdentity {
@@ -97,16 +158,25 @@ export class Terminal {
   async rendezvous(options: { signal?: AbortSignal } = {}): Promise<Rendezvous> {
     const o = this.#o;
     const started = o.clock.now();
-    const listener = await o.transport.listen(o.listen ?? { address: o.advertise, port: 0 }, {
-      identity: this.#peerIdentity,
-      accept: (peer) => acceptsPeer(peer, o.policy),
-    });
+    const { listener, reflexive } = await this.#listen(options.signal);
     try {
-      const endpoint: Endpoint = {
+      const candidates = await gatherCandidates({
         transport: o.transport.kind,
-        address: o.advertise,
-        port: listener.endpoint.port,
-      };
+        listenPort: listener.endpoint.port,
+        ...(o.advertise !== undefined ? { advertise: o.advertise } : {}),
+        ...(reflexive ? { reflexive } : {}),
+        ...(o.portMapper ? { mapper: o.portMapper } : {}),
+        logger: o.logger,
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      if (candidates.length === 0) {
+        throw new PeerError(
+          "EADDRESS",
+          "Cannot find an address for peers to reach: no address is set and no STUN server answered; set terminal.address or check terminal.stun_servers",
+        );
+      }
+      const endpoints = endpointsOf(candidates);
+      const endpoint = endpoints[0]!;
       o.onEvent({ event: "listening", endpoint });
       // Open the mailbox connection while the request is being sent, not after.
       const replyMatch: SubjectMatch = {
@@ -115,7 +185,9 @@ export class Terminal {
       };
       const warming = o.source.list(replyMatch, options.signal ? { signal: options.signal } : {})
         .catch(() => []);
-      const { sessionId, replyPrivateKey } = await this.#sendRequest([endpoint]);
+      const { sessionId, replyPrivateKey, introductionPrivateKey } = await this.#sendRequest(
+        candidates,
+      );
       const reply = await waitForReply({
         // By the time that listing is done the reply is often there already.
         firstListing: warming,
@@ -138,26 +210,86 @@ export class Terminal {
         o.logger.log("warn", `could not delete the reply mail: ${err}`)
       );
       if (link) return { link, role: "initiator", ms: o.clock.now() - started, reply: reply.reply };
-      const accepted = await this.#standby(listener, endpoint, options.signal);
+      const standby = await this.#standby(
+        listener,
+        endpoint,
+        { sessionId, introductionPrivateKey },
+        options.signal,
+      );
       o.onEvent({
         event: "connected",
-        peer: accepted.remote.userId,
-        transport: accepted.transport,
+        peer: standby.link.remote.userId,
+        transport: standby.link.transport,
         ms: o.clock.now() - started,
-        role: "acceptor",
+        role: standby.role,
       });
-      return { link: accepted, role: "acceptor", ms: o.clock.now() - started, reply: reply.reply };
+      return { ...standby, ms: o.clock.now() - started, reply: reply.reply };
     } finally {
       await listener.close().catch(() => {});
     }
   }
 
+  /**
+   * Opens the peer listener; with STUN, on the UDP port whose mapping STUN just saw. Another
+   * program may take a free port in the gap between the two binds: then both are tried again,
+   * twice at most.
+   */
+  async #listen(
+    signal?: AbortSignal,
+  ): Promise<{ listener: PeerListener; reflexive: ReflexiveAddress | undefined }> {
+    const o = this.#o;
+    const base = o.listen ?? { address: defaultListenAddress(o.advertise ?? "0.0.0.0"), port: 0 };
+    for (let attempt = 0;; attempt++) {
+      const reflexive = await this.#reflect(base, signal);
+      const reused = reflexive !== undefined && o.transport.kind === "udp";
+      const at = reused ? { ...base, port: reflexive.localPort } : base;
+      try {
+        const listener = await o.transport.listen(at, {
+          identity: this.#peerIdentity,
+          accept: (peer) => acceptsPeer(peer, o.policy),
+        });
+        return { listener, reflexive };
+      } catch (err) {
+        if (!(err instanceof PeerError) || !reused || base.port !== 0 || attempt >= 2) throw err;
+        o.logger.log(
+          "warn",
+          `the STUN port was taken before the listener bound it: ${err.message}`,
+        );
+      }
+    }
+  }
+
+  /** The STUN mapping of the port about to be listened on, or undefined (no STUN, no answer). */
+  async #reflect(
+    local: { address: string; port: number },
+    signal?: AbortSignal,
+  ): Promise<ReflexiveAddress | undefined> {
+    const o = this.#o;
+    if (o.stunServers.length === 0) return undefined;
+    try {
+      const found = await reflectPort(local, o.stunServers, {
+        ...o.stun,
+        ...(signal ? { signal } : {}),
+      });
+      o.onEvent({ event: "address-detected", address: found.address, source: "stun" });
+      return found;
+    } catch (err) {
+      if (!(err instanceof PeerError) || signal?.aborted) throw err;
+      o.logger.log("warn", err.message, { code: err.code });
+      return undefined;
+    }
+  }
+
   async #sendRequest(
-    endpoints: Endpoint[],
-  ): Promise<{ sessionId: Uint8Array; replyPrivateKey: Uint8Array }> {
+    candidates: Candidate[],
+  ): Promise<
+    { sessionId: Uint8Array; replyPrivateKey: Uint8Array; introductionPrivateKey: Uint8Array }
+  > {
     const o = this.#o;
     const sessionId = o.random(16);
     const replyKeys = await generateX25519();
+    // Introductions are sealed to a key of this request's own: it lives as long as its row.
+    const introductionKeys = await generateX25519();
     const cards = o.hosts.map(formatHostCard);
     // One mail to every host, one block sealed to each host card: the first reply wins.
     const blocks: Uint8Array[] = [];
@@ -167,11 +299,13 @@ export class Terminal {
           network: o.network,
           userId: o.identity.userId,
           identityKey: o.identity.ed25519.publicKey,
-          endpoints,
+          endpoints: endpointsOf(candidates),
+          candidates,
           sessionId,
           createdAt: o.clock.now(),
           replyKey: replyKeys.publicKey,
           hostCards: cards,
+          introductionKey: introductionKeys.publicKey,
         }, { identity: o.identity, hostCard: card }),
       );
     }
@@ -186,15 +320,24 @@ export class Terminal {
       event: "request-sent",
       to: o.hosts.map((h) => h.email),
       sessionId: toBase64Url(sessionId),
-      endpoints,
+      endpoints: endpointsOf(candidates),
+      candidates,
     });
-    return { sessionId, replyPrivateKey: replyKeys.privateKey };
+    return {
+      sessionId,
+      replyPrivateKey: replyKeys.privateKey,
+      introductionPrivateKey: introductionKeys.privateKey,
+    };
   }
 
   async #connectAny(reply: ReplyPayload, signal?: AbortSignal): Promise<PeerLink | undefined> {
     const o = this.#o;
     for (const peer of choosePeers(reply.peers, o.policy)) {
-      const endpoints = peer.endpoints.filter((e) => e.transport === o.transport.kind);
+      // The peer's candidates on our transport, best first (a version 1 peer's endpoints are
+      // its host candidates, in its order).
+      const endpoints = endpointsOf(
+        byPriority(candidatesOf(peer).filter((c) => c.transport === o.transport.kind)),
+      );
       let lastError: unknown;
       for (const endpoint of endpoints) {
         o.onEvent({ event: "connecting", peer: peer.userId, endpoint });
@@ -267,11 +410,17 @@ export class Terminal {
     o.onEvent({ event: "notice-sent", to: o.hosts.map((h) => h.email), failed: [peer.userId] });
   }
 
+  /**
+   * Stands by: accepts the first valid CONNECT, and meanwhile watches the mailbox for
+   * introductions; over UDP, an introduced peer is connected to directly (its candidates, best
+   * first), and whichever link comes first wins.
+   */
   async #standby(
     listener: PeerListener,
     endpoint: Endpoint,
+    request: { sessionId: Uint8Array; introductionPrivateKey: Uint8Array },
     signal?: AbortSignal,
-  ): Promise<PeerLink> {
+  ): Promise<{ link: PeerLink; role: "initiator" | "acceptor" }> {
     const o = this.#o;
     const until = o.clock.now() + o.standbyTimeoutMs;
     o.onEvent({ event: "standby", endpoint, untilMs: until });
@@ -280,10 +429,46 @@ export class Terminal {
       () => timer.abort(),
       () => {},
     );
-    const all = signal ? AbortSignal.any([signal, timer.signal]) : timer.signal;
+    const won = new AbortController();
+    const all = AbortSignal.any([...(signal ? [signal] : []), timer.signal, won.signal]);
+    let introduced: PeerLink | undefined;
+    let accepted: PeerLink | undefined;
+    const watching = watchIntroductions({
+      source: o.source,
+      match: { subject: subjectFor(o.network, "introduction"), mode: o.subjectMatch },
+      hosts: o.hosts,
+      network: o.network,
+      sessionId: request.sessionId,
+      introductionPrivateKey: request.introductionPrivateKey,
+      clock: o.clock,
+      onEvent: o.onEvent,
+      logger: o.logger,
+      signal: all,
+      onIntroduction: async (introduction) => {
+        o.onEvent({
+          event: "introduction",
+          peer: introduction.peer.userId,
+          candidates: introduction.peer.candidates,
+          punchStart: introduction.punchStart,
+          punchEnd: introduction.punchEnd,
+        });
+        await o.onIntroduction?.(introduction);
+        if (introduced || o.transport.kind !== "udp") return;
+        // The requester dials us first, as soon as it has its reply; we dial it only from the
+        // punch window on, when its own attempt has had its time. Two links to one peer made at
+        // once would each side keep another (the punching step settles that with a tie-break).
+        const wait = introduction.punchStart - o.clock.now();
+        if (wait > 0) await o.clock.sleep(wait, all).catch(() => {});
+        if (all.aborted || introduced) return;
+        introduced = await this.#connectIntroduced(introduction, all);
+        if (introduced) won.abort();
+      },
+    });
     try {
-      return await listener.accept({ signal: all });
+      accepted = await listener.accept({ signal: all });
+      return { link: accepted, role: "acceptor" };
     } catch (err) {
+      if (introduced) return { link: introduced, role: "initiator" };
       if (signal?.aborted) throw err;
       if (timer.signal.aborted) {
         throw new PeerError(
@@ -296,8 +481,59 @@ export class Terminal {
       }
       throw err;
     } finally {
+      won.abort();
       timer.abort();
       await sleeping;
+      await watching;
+      // Both came: the accepted link is the one returned; the other is closed.
+      if (accepted && introduced) await introduced.close().catch(() => {});
     }
+  }
+
+  /**
+   * Connects to an introduced peer's candidates on our transport, best first, proving the key
+   * the host vouched for. The first link is returned; failures are `connect-failed` events.
+   */
+  async #connectIntroduced(
+    introduction: IntroductionPayload,
+    signal: AbortSignal,
+  ): Promise<PeerLink | undefined> {
+    const o = this.#o;
+    const peer = introduction.peer;
+    const candidates = byPriority(peer.candidates.filter((c) => c.transport === o.transport.kind));
+    for (const candidate of candidates) {
+      if (signal.aborted) return undefined;
+      const endpoint = {
+        transport: candidate.transport,
+        address: candidate.address,
+        port: candidate.port,
+      };
+      o.onEvent({ event: "connecting", peer: peer.userId, endpoint });
+      try {
+        const link = await o.transport.connect(endpoint, {
+          identity: this.#peerIdentity,
+          expectedIdentityKey: peer.identityKey,
+          timeoutMs: o.connectTimeoutMs,
+          signal,
+        });
+        if (link.remote.userId === peer.userId) return link;
+        await link.close().catch(() => {});
+        throw new PeerError(
+          "EIDENTITY",
+          `Cannot accept peer ${peer.userId}: it names itself ${
+            JSON.stringify(link.remote.userId)
+          } in its handshake; try another peer`,
+        );
+      } catch (err) {
+        if (!isMailpeerError(err) || signal.aborted) return undefined;
+        o.onEvent({
+          event: "connect-failed",
+          peer: peer.userId,
+          code: err.code,
+          message: err.message,
+        });
+      }
+    }
+    return undefined;
   }
 }

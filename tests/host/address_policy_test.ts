@@ -1,11 +1,8 @@
 import assert from "node:assert/strict";
 import { isIP } from "node:net";
 import fc from "fast-check";
-import {
-  type AddressClass,
-  classifyAddress,
-  endpointProblem,
-} from "../../src/host/address_policy.ts";
+import { endpointProblem } from "../../src/host/address_policy.ts";
+import { type AddressClass, classifyAddress } from "../../src/net/address_class.ts";
 
 const EXAMPLES: Record<AddressClass, string[]> = {
   global: [

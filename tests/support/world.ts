@@ -21,7 +21,7 @@ import {
 } from "../../src/message/key_file.ts";
 import { generateX25519 } from "../../src/message/keys.ts";
 import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
-import type { Endpoint, ReplyPayload } from "../../src/message/types.ts";
+import type { Candidate, Endpoint, ReplyPayload } from "../../src/message/types.ts";
 import type { MailpeerEvent } from "../../src/events.ts";
 import { ManualClock } from "../../src/runtime.ts";
 
@@ -31,6 +31,10 @@ export interface Player {
   identity: IdentityKeys;
   email: string;
   endpoints: Endpoint[];
+  /** Typed candidates (a version 2 request); `endpoints` must be their projection. */
+  candidates?: Candidate[];
+  /** The X25519 key pair introductions are sealed to (a version 2 request only). */
+  introduction?: { publicKey: Uint8Array; privateKey: Uint8Array };
 }
 
 export class World {
@@ -101,6 +105,8 @@ export class World {
       userId: p.identity.userId,
       identityKey: p.identity.ed25519.publicKey,
       endpoints: p.endpoints,
+      ...(p.candidates ? { candidates: p.candidates } : {}),
+      ...(p.introduction ? { introductionKey: p.introduction.publicKey } : {}),
       sessionId,
       createdAt: options.createdAt ?? this.clock.now(),
       replyKey: reply.publicKey,

@@ -384,7 +384,7 @@ Deno.test("the explicit address beats an interface address, which beats STUN", a
     cidr: `${address}/24`,
     mac: "00:00:00:00:00:00",
   });
-  const globalNic = new InterfaceAddress(() => [iface("192.168.1.5"), iface("198.51.100.20")]);
+  const globalNic = new InterfaceAddress(() => [iface("192.168.1.5"), iface("93.184.216.34")]);
   const privateNic = new InterfaceAddress(() => [iface("192.168.1.5")]);
   const stun = new StunAddress([server.address], { clock: new StepClock() });
   try {

@@ -18,7 +18,16 @@ import {
 } from "../../src/message/key_file.ts";
 import { bytesEqual, toBase64Url } from "../../src/message/base64.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
-import { type Rendezvous, Terminal } from "../../src/terminal/terminal.ts";
+import { type Rendezvous, Terminal, type TerminalOptions } from "../../src/terminal/terminal.ts";
+import type { PeerTransport } from "../../src/peer/types.ts";
+import { UdpTransport } from "../../src/peer/udp_transport.ts";
+import dgram from "node:dgram";
+import { candidatePriority } from "../../src/message/candidate.ts";
+import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
+import { sealIntroduction } from "../../src/message/introduction.ts";
+import { fromBase64Url } from "../../src/message/base64.ts";
+import { generateHostKeys as otherHostKeys } from "../../src/message/key_file.ts";
+import { decodeBindingRequest, encodeBindingResponse } from "../../src/terminal/stun.ts";
 import type { PeerPolicy } from "../../src/terminal/peer_choice.ts";
 
 const NETWORK = "flow";
@@ -46,7 +55,15 @@ async function localWorld() {
   const sources: MaildirSource[] = [];
   const terminal = async (
     userId: string,
-    options: { policy?: PeerPolicy; standbyTimeoutMs?: number; identity?: IdentityKeys } = {},
+    options: {
+      policy?: PeerPolicy;
+      standbyTimeoutMs?: number;
+      identity?: IdentityKeys;
+      advertise?: string;
+      transport?: PeerTransport;
+      /** More terminal options, as the code under test names them. */
+      extra?: Record<string, unknown>;
+    } = {},
   ) => {
     const events = new EventLog();
     const email = `${userId}@flow.test`;
@@ -60,15 +77,16 @@ async function localWorld() {
       hosts: [hostCardOf(hostKeys)],
       sender: new MaildirSender(po),
       source,
-      transport: new TcpTransport(),
-      advertise: "127.0.0.1",
+      transport: options.transport ?? new TcpTransport(),
+      advertise: options.advertise ?? "127.0.0.1",
       replyTimeoutMs: 20_000,
       // A dead peer here refuses at once; the timeout only bounds a bug.
       connectTimeoutMs: 20_000,
       standbyTimeoutMs: options.standbyTimeoutMs ?? 20_000,
       ...(options.policy ? { policy: options.policy } : {}),
       onEvent: events.tell,
-    });
+      ...options.extra,
+    } as TerminalOptions);
     return { t, events, identity };
   };
   const close = async () => {
@@ -77,7 +95,17 @@ async function localWorld() {
     await Promise.all([hostSource.close(), ...sources.map((s) => s.close())]);
     await Deno.remove(dir, { recursive: true });
   };
-  return { terminal, store, hostEvents, close };
+  /** Mails `block` to `email` as the host would, under the subject of `kind`. */
+  const mailFromHost = async (email: string, kind: "introduction", block: Uint8Array) => {
+    await new MaildirSender(po).send({
+      from: hostKeys.email,
+      to: [email],
+      subject: subjectFor(NETWORK, kind),
+      text: bodyFor(NETWORK, kind, block),
+      date: new Date(),
+    });
+  };
+  return { terminal, store, hostEvents, close, hostKeys, mailFromHost };
 }
 
 /** The events a terminal or host told, in order, and a way to await the next of a kind. */
@@ -132,13 +160,16 @@ Deno.test("a dead first peer is reported by notice, flagged by user id, ranked l
     const ghostRun = ghost.t.rendezvous({ signal: stopGhost.signal }).catch((err) => err);
     await ghost.events.until("standby");
     // Mail dates have one-second resolution: make ghost's row strictly the newest.
+    const dead = closedPort();
     await w.store.update((rows) => ({
       rows: rows.map((r) =>
         r.userId === "ghost"
           ? {
             ...r,
             requestedAt: r.requestedAt + 1000,
-            endpoints: [{ ...r.endpoints[0]!, port: closedPort() }],
+            endpoints: [{ ...r.endpoints[0]!, port: dead }],
+            // The candidates (version 2) are what terminals try: point them there too.
+            candidates: [{ ...r.candidates![0]!, port: dead }],
           }
           : r
       ),
@@ -307,7 +338,11 @@ Deno.test("a peer that proves the listed key but names another user id in its AC
     await w.store.update((rows) => ({
       rows: rows.map((r) =>
         r.userId === "bob"
-          ? { ...r, endpoints: [{ ...r.endpoints[0]!, port: liar.endpoint.port }] }
+          ? {
+            ...r,
+            endpoints: [{ ...r.endpoints[0]!, port: liar.endpoint.port }],
+            candidates: [{ ...r.candidates![0]!, port: liar.endpoint.port }],
+          }
           : r
       ),
       result: undefined,
@@ -327,6 +362,170 @@ Deno.test("a peer that proves the listed key but names another user id in its AC
     stopBob.abort();
     await bobRun;
   } finally {
+    await w.close();
+  }
+});
+
+Deno.test("a terminal that announces a public address it does not hold listens on all interfaces and stands by", async () => {
+  const w = await localWorld();
+  const stop = new AbortController();
+  try {
+    // 198.18.0.1 is what a NAT lab's router holds, not this machine: binding it would fail.
+    const bob = await w.terminal("bob", { advertise: "198.18.0.1" });
+    const run = bob.t.rendezvous({ signal: stop.signal });
+    run.catch(() => {}); // aborted below
+    // A failed listen ends the run before standby: the test must see that failure.
+    await Promise.race([bob.events.until("standby"), run]);
+    const sent = bob.events.find((e) => e.event === "request-sent");
+    assert.ok(sent && sent.event === "request-sent", JSON.stringify(bob.events));
+    const listening = bob.events.find((e) => e.event === "listening");
+    assert.ok(listening && listening.event === "listening");
+    assert.equal(sent.endpoints[0]?.address, "198.18.0.1");
+    assert.equal(sent.endpoints[0]?.port, listening.endpoint.port);
+    stop.abort();
+    await assert.rejects(run);
+  } finally {
+    stop.abort();
+    await w.close();
+  }
+});
+
+/** A STUN server on 127.0.0.1 that maps every request to `mapped` (a NAT's public side). */
+async function natStun(mapped: { address: string; port: number }) {
+  const socket = dgram.createSocket("udp4");
+  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+  const sources: number[] = [];
+  socket.on("message", (packet: Uint8Array, from: dgram.RemoteInfo) => {
+    const tid = decodeBindingRequest(packet);
+    if (!tid) return;
+    sources.push(from.port);
+    const answer = encodeBindingResponse(tid, { family: "IPv4", ...mapped });
+    socket.send(answer, from.port, from.address);
+  });
+  return {
+    address: `127.0.0.1:${socket.address().port}`,
+    sources,
+    close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
+  };
+}
+
+Deno.test("a UDP terminal behind a NAT announces the STUN mapping of its listening socket, port included", async () => {
+  const w = await localWorld();
+  const stun = await natStun({ address: "203.0.113.5", port: 61_000 });
+  const stop = new AbortController();
+  try {
+    const bob = await w.terminal("bob", {
+      transport: new UdpTransport(),
+      extra: { advertise: undefined, stunServers: [stun.address] },
+    });
+    const run = bob.t.rendezvous({ signal: stop.signal });
+    run.catch(() => {}); // aborted below
+    await Promise.race([bob.events.until("standby"), run]);
+    const sent = bob.events.find((e) => e.event === "request-sent");
+    assert.ok(sent && sent.event === "request-sent", JSON.stringify(bob.events));
+    assert.deepStrictEqual(sent.endpoints, [
+      { transport: "udp", address: "203.0.113.5", port: 61_000 },
+    ]);
+    assert.deepStrictEqual(sent.candidates, [{
+      transport: "udp",
+      address: "203.0.113.5",
+      port: 61_000,
+      type: "srflx",
+      priority: candidatePriority("srflx"),
+    }]);
+    // STUN was asked from the socket peers reach: a handshake to that port finds bob.
+    assert.ok(stun.sources.length > 0);
+    const alice = await generateIdentityKeys("alice");
+    const link = await new UdpTransport().connect(
+      { transport: "udp", address: "127.0.0.1", port: stun.sources[0]! },
+      {
+        identity: {
+          userId: "alice",
+          publicKey: alice.ed25519.publicKey,
+          privateKey: alice.ed25519.privateKey,
+        },
+        timeoutMs: 10_000,
+      },
+    );
+    assert.equal(link.remote.userId, "bob");
+    const accepted = await run;
+    assert.equal(accepted.link.remote.userId, "alice");
+    await link.close();
+    await accepted.link.close();
+  } finally {
+    stop.abort();
+    await stun.close();
+    await w.close();
+  }
+});
+
+Deno.test("a UDP terminal on standby acts only on its host's introduction: it connects to the introduced peer, and a forged one is quarantined", async () => {
+  const w = await localWorld();
+  const stop = new AbortController();
+  const udp = new UdpTransport();
+  const carol = await generateIdentityKeys("carol");
+  const carolListener = await udp.listen({ address: "127.0.0.1", port: 0 }, {
+    identity: {
+      userId: "carol",
+      publicKey: carol.ed25519.publicKey,
+      privateKey: carol.ed25519.privateKey,
+    },
+  });
+  try {
+    const bob = await w.terminal("bob", { transport: udp });
+    const run = bob.t.rendezvous({ signal: stop.signal });
+    run.catch(() => {}); // awaited below
+    await Promise.race([bob.events.until("standby"), run]);
+    const row = (await w.store.read()).find((r) => r.userId === "bob")!;
+    assert.ok(row.introductionKey, "bob's request announced an introduction key");
+    const now = Date.now();
+    const payload = {
+      network: NETWORK,
+      hostId: w.hostKeys.ed25519.publicKey,
+      sessionId: fromBase64Url(row.sessionId),
+      createdAt: now,
+      peer: {
+        userId: "carol",
+        identityKey: carol.ed25519.publicKey,
+        candidates: [{
+          transport: "udp" as const,
+          address: "127.0.0.1",
+          port: carolListener.endpoint.port,
+          type: "host" as const,
+          priority: candidatePriority("host"),
+        }],
+      },
+      peerSessionId: new Uint8Array(16),
+      punchStart: now,
+      punchEnd: now + 60_000,
+    };
+    const introductionKey = fromBase64Url(row.introductionKey);
+    // First a forgery: signed by a key that is not bob's host, claiming the host's id.
+    const mallory = await otherHostKeys("host@flow.test");
+    const forged = await sealIntroduction({ ...payload, hostId: mallory.ed25519.publicKey }, {
+      hostKeys: mallory,
+      introductionKey,
+    });
+    await w.mailFromHost("bob@flow.test", "introduction", forged);
+    await Promise.race([bob.events.until("error"), run]);
+    const refused = bob.events.find((e) => e.event === "error");
+    assert.ok(refused && refused.event === "error" && refused.code === "ESIGNATURE");
+    assert.ok(!bob.events.some((e) => e.event === "introduction" || e.event === "connecting"));
+
+    // Then the host's own introduction: bob connects to carol.
+    const real = await sealIntroduction(payload, { hostKeys: w.hostKeys, introductionKey });
+    await w.mailFromHost("bob@flow.test", "introduction", real);
+    const [result, carolSide] = await Promise.all([run, carolListener.accept()]);
+    assert.equal(result.role, "initiator");
+    assert.equal(result.link.remote.userId, "carol");
+    assert.equal(carolSide.remote.userId, "bob");
+    const told = bob.events.find((e) => e.event === "introduction");
+    assert.ok(told && told.event === "introduction" && told.peer === "carol");
+    await result.link.close();
+    await carolSide.close();
+  } finally {
+    stop.abort();
+    await carolListener.close();
     await w.close();
   }
 });
