@@ -37,7 +37,6 @@ import type {
   ConnectOptions,
   ListenOptions,
   PeerLink,
-  PeerListener,
   PeerTransport,
 } from "./types.ts";
 import { UdpPeerListener, type UdpSettings, UdpSocket } from "./udp_listener.ts";
@@ -198,11 +197,14 @@ export class UdpTransport implements PeerTransport {
     }
   }
 
-  /** Listens on `local` (port 0 picks a free port) for peers (standby). */
+  /**
+   * Listens on `local` (port 0 picks a free port) for peers (standby). The listener can also
+   * punch a hole to an expected peer from its socket (`UdpPeerListener.punch`, `udp_punch.ts`).
+   */
   listen(
     local: { address: string; port: number },
     options: ListenOptions,
-  ): Promise<PeerListener> {
+  ): Promise<UdpPeerListener> {
     try {
       const socket = UdpSocket.open(local, this.#settings.lossy);
       return Promise.resolve(new UdpPeerListener(socket, options, this.#settings));
