@@ -33,12 +33,7 @@ import { DatagramFrameChannel } from "./datagram_channel.ts";
 import { decodeDatagram, FRAME_HEADER_BYTES } from "./frame.ts";
 import { initiateHandshake } from "./handshake.ts";
 import { ReliableLink } from "./reliable_link.ts";
-import type {
-  ConnectOptions,
-  ListenOptions,
-  PeerLink,
-  PeerTransport,
-} from "./types.ts";
+import type { ConnectOptions, ListenOptions, PeerLink, PeerTransport } from "./types.ts";
 import { UdpPeerListener, type UdpSettings, UdpSocket } from "./udp_listener.ts";
 
 /** Default largest datagram: fits a 1280-byte IPv6 path with room for IP and UDP headers. */
