@@ -712,7 +712,8 @@ cmd_setnat() {
 }
 
 # loss PERCENT: router A drops that share of forwarded UDP, both directions, in a table of its
-# own (`table ip natlab_loss`), so `setnat` keeps it; 0 removes the table.
+# own (`table ip natlab_loss`, with a counter of what it dropped), so `setnat` keeps it; 0
+# removes the table.
 cmd_loss() {
   (($# == 1)) && [[ $1 =~ ^[0-9]+$ ]] && (($1 <= 100)) ||
     usage_error "Cannot parse loss: it takes one whole percentage, 0 to 100"
@@ -727,7 +728,7 @@ cmd_loss() {
 table ip natlab_loss {
 	chain loss_forward {
 		type filter hook forward priority filter - 10; policy accept;
-		meta l4proto udp numgen random mod 100 < $percent drop
+		meta l4proto udp numgen random mod 100 < $percent counter drop
 	}
 }
 EOF

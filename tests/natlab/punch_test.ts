@@ -11,6 +11,7 @@ const NATLAB = `${REPO}scripts/natlab/natlab.sh`;
 const PEER = `${REPO}tests/natlab/punch_peer.ts`;
 
 interface Lab {
+  namespaces: { rta: string };
   hosts: Record<"a" | "b", { ns: string; ip: string }>;
   coturn: { host: string; port: number };
 }
@@ -201,6 +202,15 @@ Deno.test({
       assert.ok(a.connected && b.connected, JSON.stringify({ a, b }));
       assert.equal(a.path, "punched");
       const [sent, received] = files;
+      const rules = await new Deno.Command("ip", {
+        args: ["netns", "exec", LAB!.namespaces.rta, "nft", "list", "table", "ip", "natlab_loss"],
+        stdout: "piped",
+      }).output();
+      const dropped = Number(
+        /counter packets (\d+)/.exec(new TextDecoder().decode(rules.stdout))?.[1],
+      );
+      report(`router A dropped ${dropped} datagrams`);
+      assert.ok(dropped > 1000, `the lab dropped ${dropped} datagrams`);
       report(
         `20 MiB with 5 % loss: sent ${JSON.stringify(sent)} received ${JSON.stringify(received)}`,
       );
