@@ -14,7 +14,7 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { toBase64 } from "../message/base64.ts";
+import { bytesEqual, toBase64 } from "../message/base64.ts";
 import { DEFAULT_CONNECT_TIMEOUT_MS, PUNCH_MAX_CONCURRENT } from "../limits.ts";
 import { ConnectCookies } from "./connect_cookie.ts";
 import type { Endpoint } from "../message/types.ts";
@@ -207,7 +207,8 @@ export class UdpPeerListener implements PeerListener {
    * already punching to that key; `RangeError` / `TypeError` for bad options. Once it settles,
    * no attempt or probe of this punch sends anything more. The roles, the
    * pacing and the bounds are in `udp_punch.ts`. A link with another peer still goes to
-   * `accept()`.
+   * `accept()`; a link with this peer that is waiting for `accept()` when the punch starts (its
+   * handshake came first) is the punch's result at once.
    *
    * @example
    * ```ts
@@ -247,7 +248,12 @@ export class UdpPeerListener implements PeerListener {
     }
     this.#punches.set(id, punch);
     try {
-      return await punch.run();
+      const result = punch.run();
+      // The peer's handshake may have come before this punch (its introduction came first):
+      // the link waiting for accept() is the punch's.
+      const early = this.#accepted.claim((l) => bytesEqual(l.remote.identityKey, options.peerKey));
+      if (early && !punch.offer(early)) this.#accepted.put(early);
+      return await result;
     } finally {
       this.#punches.delete(id);
       await punch.stopped(); // settled means nothing of this punch sends any more

@@ -215,11 +215,12 @@ export class UdpPunch {
   }
 
   /**
-   * A responder handshake with this punch's peer completed (controlled side): the punch wins
-   * with it. False when the punch has already ended (the caller keeps the link).
+   * A responder handshake with this punch's peer completed on the listener (the controlled
+   * side's normal way to win; on either side, a link with the peer that came before the punch
+   * started): the punch wins with it. False when the punch has ended or the key is another.
    */
   offer(link: PeerLink): boolean {
-    if (this.done || this.role !== "controlled") return false;
+    if (this.done) return false;
     if (!bytesEqual(link.remote.identityKey, this.peerKey)) return false;
     this.#win(link);
     return true;

@@ -18,6 +18,11 @@ import type { PeerIdentity } from "../../src/peer/types.ts";
 import { type PunchEvent, punchRole } from "../../src/peer/udp_punch.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { ManualClock } from "../../src/runtime.ts";
+import {
+  decodeBindingRequest,
+  encodeBindingResponse,
+  StunAddress,
+} from "../../src/terminal/stun.ts";
 import { makeIdentity, rejectsWithCode } from "../conformance/peer_transport.ts";
 
 const LOCAL = { address: "127.0.0.1", port: 0 };
@@ -119,6 +124,62 @@ Deno.test("two listeners punching to each other get one link, past a silent deco
     silent.close();
     silentToo.close();
     await Promise.all([a.close(), b.close(), impostor.close()]);
+  }
+});
+
+Deno.test("a peer whose handshake arrived before its punch started gets that link from punch()", async () => {
+  const udp = new UdpTransport({ clock: new ManualClock() });
+  const { low, high } = await pair();
+  const a = await udp.listen(LOCAL, { identity: low });
+  const b = await udp.listen(LOCAL, { identity: high });
+  try {
+    // B has not had the host's introduction yet: A's CONNECTs meet a plain standby listener.
+    const won = await a.punch({ peerKey: high.publicKey, candidates: [b.endpoint] });
+    const late = await b.punch({ peerKey: low.publicKey, candidates: [a.endpoint] });
+    assert.equal(late.role, "controlled");
+    assert.deepEqual(late.link.remote.identityKey, low.publicKey);
+    await won.link.send(text("you were quick"));
+    assert.deepEqual(await late.link.receive(), text("you were quick"));
+    await late.link.close();
+    await won.link.close();
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+Deno.test("STUN over the listener's own socket reports the port peers will see, and the listener still works", async () => {
+  const udp = new UdpTransport();
+  const { low, high } = await pair();
+  const a = await udp.listen(LOCAL, { identity: low });
+  const server = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const seen: number[] = [];
+  const serving = (async () => {
+    for await (const [packet, from] of server) {
+      const tid = decodeBindingRequest(packet);
+      const { port } = from as Deno.NetAddr;
+      if (!tid) continue;
+      seen.push(port);
+      await server.send(
+        encodeBindingResponse(tid, { family: "IPv4", address: "198.51.100.7", port: 4242 }),
+        from,
+      );
+    }
+  })().catch(() => {});
+  try {
+    const where = `127.0.0.1:${(server.addr as Deno.NetAddr).port}`;
+    const found = await new StunAddress([where], { socket: a.stunSocket() }).query();
+    assert.deepEqual([found.address, found.port], ["198.51.100.7", 4242]);
+    assert.deepEqual(seen, [a.endpoint.port], "the request left from the listener's socket");
+    const link = await udp.connect(a.endpoint, { identity: high });
+    const accepted = await a.accept();
+    await link.send(text("after STUN"));
+    assert.deepEqual(await accepted.receive(), text("after STUN"));
+    await link.close();
+    await accepted.close();
+  } finally {
+    server.close();
+    await serving;
+    await a.close();
   }
 });
 
