@@ -108,6 +108,11 @@ class Peer {
   }
 }
 
+interface Hello {
+  key: string;
+  candidates: { address: string; port: number; kind: string }[];
+}
+
 interface Outcome {
   connected: boolean;
   path?: string;
@@ -123,16 +128,16 @@ async function punchPair(
   extra: { a: string[]; b: string[] },
   killAfterMs: number,
   after?: (a: Peer, b: Peer) => Promise<void>,
-): Promise<{ a: Outcome; b: Outcome }> {
+): Promise<{ a: Outcome; b: Outcome; hello: { a: Hello; b: Hello } }> {
   const lab = LAB!;
   const a = new Peer(lab.hosts.a.ns, "alice", extra.a, killAfterMs);
   const b = new Peer(lab.hosts.b.ns, "bob", extra.b, killAfterMs);
   try {
-    const [helloA, helloB] = await Promise.all([a.line(), b.line()]);
+    const [helloA, helloB] = await Promise.all([a.line<Hello>(), b.line<Hello>()]);
     await Promise.all([a.write(helloB), b.write(helloA)]);
     const [outA, outB] = await Promise.all([a.line<Outcome>(), b.line<Outcome>()]);
     if (after && outA.connected && outB.connected) await after(a, b);
-    return { a: outA, b: outB };
+    return { a: outA, b: outB, hello: { a: helloA, b: helloB } };
   } finally {
     const codes = await Promise.all([a.end(), b.end()]);
     assert.deepEqual(codes, [0, 0], "both peers exit by themselves");
@@ -155,9 +160,13 @@ Deno.test({
       for (const natB of TYPES) {
         await natlab("setnat", natA, natB);
         const chats: unknown[] = [];
-        const { a, b } = await punchPair({ a: ["--chat"], b: ["--chat"] }, 30_000, async (a, b) => {
-          chats.push(await a.line(), await b.line());
-        });
+        const { a, b, hello } = await punchPair(
+          { a: ["--chat"], b: ["--chat"] },
+          30_000,
+          async (a, b) => {
+            chats.push(await a.line(), await b.line());
+          },
+        );
         const pair = `${natA}/${natB}`;
         if (UNPUNCHABLE.has(pair)) {
           // A clear PeerError at the end of the window, on both sides: never a hang.
@@ -171,6 +180,22 @@ Deno.test({
           if (!a.connected || !b.connected) failures.push(`${pair}: ${JSON.stringify({ a, b })}`);
           else {
             assert.deepEqual(chats, [{ chat: "hello from bob" }, { chat: "hello from alice" }]);
+            // Behind a symmetric NAT a peer is seen on a port it never announced: the other
+            // side answered the source it saw.
+            for (
+              const [nat, seer, announced] of [[natA, b, hello.a], [natB, a, hello.b]] as const
+            ) {
+              if (nat !== "symmetric") continue;
+              const seen = seer.remote!;
+              assert.ok(
+                !announced.candidates.some((c) =>
+                  c.address === seen.address && c.port === seen.port
+                ),
+                `${pair}: ${JSON.stringify(seen)} is not among ${
+                  JSON.stringify(announced.candidates)
+                }`,
+              );
+            }
             cells.push(`OK ${Math.max(a.ms, b.ms)} ms`);
           }
         }
