@@ -715,8 +715,9 @@ cmd_setnat() {
 # own (`table ip natlab_loss`, with a counter of what it dropped), so `setnat` keeps it; 0
 # removes the table.
 cmd_loss() {
-  (($# == 1)) && [[ $1 =~ ^[0-9]+$ ]] && (($1 <= 100)) ||
+  if (($# != 1)) || ! [[ $1 =~ ^[0-9]+$ ]] || (($1 > 100)); then
     usage_error "Cannot parse loss: it takes one whole percentage, 0 to 100"
+  fi
   local percent=$1 ns=${R_NS[rta]}
   need_root "change the lab's packet loss"
   set_state_dir
