@@ -279,3 +279,20 @@ export const PUNCH_WINDOW_DELAY_MS = 5_000;
 export const PUNCH_WINDOW_MS = 60_000;
 /** Longest punch window an introduction may state, in ms (a longer one is refused). */
 export const MAX_PUNCH_WINDOW_MS = 10 * 60 * 1000;
+
+// ---- hole punching (issue 13) ----
+/** Most candidate endpoints one punch sends to; more is a `RangeError` (no scanning). */
+export const PUNCH_MAX_CANDIDATES = 8;
+/**
+ * Most peer-reflexive endpoints (sources seen on the peer's probes, e.g. a symmetric NAT's new
+ * port) one punch adds to its candidates; later ones are ignored.
+ */
+export const PUNCH_MAX_PEER_REFLEXIVE = 4;
+/** Delay between the first datagrams to two successive candidates, in ms (ICE's Ta). */
+export const PUNCH_STAGGER_MS = 50;
+/** How long a punch tries when the caller gives no window, in ms. */
+export const PUNCH_DEFAULT_WINDOW_MS = 10_000;
+/** Longest punch window accepted, in ms; a longer one is a `RangeError`. */
+export const PUNCH_MAX_WINDOW_MS = 60_000;
+/** Punches one listener runs at once (one per peer key); more are refused with `EPEER`. */
+export const PUNCH_MAX_CONCURRENT = 16;

@@ -7,6 +7,7 @@
 #   natlab.sh install                   install missing Debian packages (no daemons started)
 #   natlab.sh up [--nat A B] [--upnp]   build the lab (idempotent; default port-restricted twice)
 #   natlab.sh setnat A B                reload both routers' rulesets in place, flush conntrack
+#   natlab.sh loss PERCENT              router A drops PERCENT % of the UDP it forwards (0 = none)
 #   natlab.sh upnp start|stop           miniupnpd on router A (idempotent)
 #   natlab.sh status                    show the lab; exit 0 only when every part is healthy
 #   natlab.sh down [--force]            remove everything the lab made (idempotent; --force
@@ -710,6 +711,33 @@ cmd_setnat() {
   log "NAT $NAT_A / $NAT_B"
 }
 
+# loss PERCENT: router A drops that share of forwarded UDP, both directions, in a table of its
+# own (`table ip natlab_loss`, with a counter of what it dropped), so `setnat` keeps it; 0
+# removes the table.
+cmd_loss() {
+  if (($# != 1)) || ! [[ $1 =~ ^[0-9]+$ ]] || (($1 > 100)); then
+    usage_error "Cannot parse loss: it takes one whole percentage, 0 to 100"
+  fi
+  local percent=$1 ns=${R_NS[rta]}
+  need_root "change the lab's packet loss"
+  set_state_dir
+  require_own_lab "change the lab's packet loss"
+  ns_exists "$ns" || die "Cannot change the lab's packet loss: $ns does not exist; run: $0 up"
+  ip netns exec "$ns" nft delete table ip natlab_loss 2>/dev/null || true
+  if ((percent > 0)); then
+    ip netns exec "$ns" nft -f - <<EOF || die "Cannot load the loss rule into $ns: nft refused it"
+table ip natlab_loss {
+	chain loss_forward {
+		type filter hook forward priority filter - 10; policy accept;
+		meta l4proto udp numgen random mod 100 < $percent counter drop
+	}
+}
+EOF
+  fi
+  echo "$percent" >"$STATE/loss.rta"
+  log "router A drops $percent % of forwarded UDP"
+}
+
 cmd_upnp() {
   need_root "control miniupnpd"
   set_state_dir
@@ -860,6 +888,7 @@ main() {
     install) cmd_install ;;
     up) cmd_up "$@" ;;
     setnat) cmd_setnat "$@" ;;
+    loss) cmd_loss "$@" ;;
     upnp) cmd_upnp "$@" ;;
     status) cmd_status ;;
     down) cmd_down "$@" ;;

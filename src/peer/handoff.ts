@@ -59,6 +59,12 @@ export class Handoff<T> {
     for (const w of waiters) w.reject(err);
   }
 
+  /** Removes and returns the first ready item that `match` accepts, if any. */
+  claim(match: (item: T) => boolean): T | undefined {
+    const i = this.#ready.findIndex(match);
+    return i < 0 ? undefined : this.#ready.splice(i, 1)[0];
+  }
+
   /** Removes and returns the items nobody took. */
   drain(): T[] {
     const items = this.#ready;

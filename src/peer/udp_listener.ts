@@ -7,10 +7,15 @@
  * `TOMBSTONE_MS`: a late duplicate CONNECT gets the same refusal again (never a second
  * handshake) and a repeated DISCONNECT gets its DISCONNECT_ACK again.
  *
+ * The listener's socket also *initiates*: {@link UdpPeerListener.punch} punches a hole to one
+ * expected peer from it (`udp_punch.ts`), and {@link UdpPeerListener.stunSocket} lets STUN learn
+ * the mapping of this very socket (STUN answers are handed over, never decoded as frames).
+ *
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { DEFAULT_CONNECT_TIMEOUT_MS } from "../limits.ts";
+import { bytesEqual, toBase64 } from "../message/base64.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS, PUNCH_MAX_CONCURRENT } from "../limits.ts";
 import { ConnectCookies } from "./connect_cookie.ts";
 import type { Endpoint } from "../message/types.ts";
 import type { Backoff, Clock, RandomSource } from "../runtime.ts";
@@ -24,10 +29,11 @@ import {
   type Frame,
   FrameType,
 } from "./frame.ts";
-import { respondHandshake } from "./handshake.ts";
+import { initiateHandshake, respondHandshake } from "./handshake.ts";
 import { Handoff } from "./handoff.ts";
 import { ReliableLink } from "./reliable_link.ts";
 import type { ListenOptions, PeerLink, PeerListener } from "./types.ts";
+import { type PunchOptions, type PunchResult, UdpPunch } from "./udp_punch.ts";
 
 /** `UdpTransportOptions` with their defaults applied, shared by connect and listeners. */
 export interface UdpSettings {
@@ -141,6 +147,19 @@ interface Peer {
   done?: Promise<void>;
 }
 
+/** A STUN message: first two bits zero, magic cookie 0x2112A442 at byte 4 (RFC 8489 §5). */
+function isStun(b: Uint8Array): boolean {
+  return b.length >= 20 && b[0]! < 2 && b[4] === 0x21 && b[5] === 0x12 && b[6] === 0xa4 &&
+    b[7] === 0x42;
+}
+
+/** The socket as STUN needs it (structurally `StunSocket` of `src/terminal/stun.ts`). */
+export interface ListenerStunSocket {
+  readonly localPort: number;
+  send(bytes: Uint8Array, host: string, port: number): Promise<void>;
+  subscribe(listener: (bytes: Uint8Array) => void): () => void;
+}
+
 function keyOf(e: Endpoint): string {
   return `${e.address}|${e.port}`;
 }
@@ -162,6 +181,8 @@ export class UdpPeerListener implements PeerListener {
   #closed = false;
   #closing: Promise<void> | null = null;
   #loop: Promise<void>;
+  #punches = new Map<string, UdpPunch>();
+  #stun = new Set<(bytes: Uint8Array) => void>();
 
   constructor(socket: UdpSocket, options: ListenOptions, settings: UdpSettings) {
     this.#socket = socket;
@@ -177,6 +198,140 @@ export class UdpPeerListener implements PeerListener {
       options.signal,
       () => this.#closed ? this.#closedError() : undefined,
     );
+  }
+
+  /**
+   * Punches a hole to one expected peer from this listener's socket (DESIGN §7); the peer
+   * punches back at the same time. Resolves with the first link that proves `peerKey`;
+   * `PeerError` `ETIMEOUT` when the window ends first, `EPEER` when the listener is closed or
+   * already punching to that key; `RangeError` / `TypeError` for bad options. Once it settles,
+   * no attempt or probe of this punch sends anything more. The roles, the
+   * pacing and the bounds are in `udp_punch.ts`. A link with another peer still goes to
+   * `accept()`; a link with this peer that is waiting for `accept()` when the punch starts (its
+   * handshake came first) is the punch's result at once.
+   *
+   * @example
+   * ```ts
+   * const listener = await new UdpTransport().listen({ address: "0.0.0.0", port: 0 }, { identity });
+   * const { link, path } = await listener.punch({ peerKey, candidates, windowMs: 10_000 });
+   * ```
+   */
+  async punch(options: PunchOptions): Promise<PunchResult> {
+    options.signal?.throwIfAborted();
+    const s = this.#s;
+    const punch = new UdpPunch({
+      identity: this.#options.identity,
+      local: this.endpoint,
+      clock: s.clock,
+      backoff: s.backoff,
+      random: s.random,
+      initiate: (remote, expectedKey, signal) =>
+        this.#initiate(remote, expectedKey, options, signal),
+      send: (bytes, to) => this.#socket.send(bytes, to),
+    }, options);
+    const id = toBase64(options.peerKey);
+    const what = `Cannot punch a hole to peer ${id.slice(0, 12)}…`;
+    if (this.#closed) {
+      throw new PeerError("EPEER", `${what}: the listener is closed; listen again`);
+    }
+    if (this.#punches.has(id)) {
+      throw new PeerError(
+        "EPEER",
+        `${what}: a punch to this peer is already running; wait for it`,
+      );
+    }
+    if (this.#punches.size >= PUNCH_MAX_CONCURRENT) {
+      throw new PeerError(
+        "EPEER",
+        `${what}: ${PUNCH_MAX_CONCURRENT} punches are already running; wait for one to end`,
+      );
+    }
+    this.#punches.set(id, punch);
+    try {
+      const result = punch.run();
+      // The peer's handshake may have come before this punch (its introduction came first):
+      // the link waiting for accept() is the punch's.
+      const early = this.#accepted.claim((l) => bytesEqual(l.remote.identityKey, options.peerKey));
+      if (early && !punch.offer(early)) this.#accepted.put(early);
+      return await result;
+    } finally {
+      this.#punches.delete(id);
+      await punch.stopped(); // settled means nothing of this punch sends any more
+    }
+  }
+
+  /** This socket for `StunAddress` (option `socket`), so it learns the mapping peers use. */
+  stunSocket(): ListenerStunSocket {
+    const socket = this.#socket;
+    const subscribers = this.#stun;
+    return {
+      localPort: this.endpoint.port,
+      send: (bytes, host, port) => socket.send(bytes, { transport: "udp", address: host, port }),
+      subscribe(listener) {
+        subscribers.add(listener);
+        return () => subscribers.delete(listener);
+      },
+    };
+  }
+
+  /** The initiator handshake of a punch, from this socket (its datagrams come in by source). */
+  async #initiate(
+    remote: Endpoint,
+    expectedKey: Uint8Array,
+    options: PunchOptions,
+    signal: AbortSignal,
+  ): Promise<PeerLink> {
+    const s = this.#s;
+    const key = keyOf(remote);
+    if (this.#closed || this.#peers.has(key)) {
+      throw new PeerError(
+        "EPEER",
+        `Cannot punch to ${remote.address}:${remote.port}: ` +
+          (this.#closed ? "the listener is closed; listen again" : "a link to it is already up"),
+      );
+    }
+    const channel = new DatagramFrameChannel({
+      role: "initiator",
+      remote,
+      sendDatagram: (b) => this.#socket.send(b, remote),
+      clock: s.clock,
+      backoff: s.backoff,
+      keepaliveMs: s.keepaliveMs,
+      idleTimeoutMs: s.idleTimeoutMs,
+      onClose: (c) => this.#released(key, c),
+    });
+    const peer: Peer = { channel, handshake: new AbortController() };
+    this.#peers.set(key, peer);
+    this.#tombstones.delete(key);
+    const abort = AbortSignal.any([signal, peer.handshake!.signal]);
+    let done!: () => void;
+    peer.done = new Promise((resolve) => done = resolve);
+    try {
+      const local = options.localEndpoint ?? this.endpoint;
+      const result = await initiateHandshake(channel, {
+        identity: this.#options.identity,
+        local,
+        remote,
+        expectedIdentityKey: expectedKey,
+        random: s.random,
+        ordered: false,
+        signal: abort,
+      });
+      channel.establish(result.cipher);
+      peer.handshake = null;
+      return new ReliableLink(channel, result.cipher, {
+        local: this.endpoint,
+        remote: { ...result.peer, endpoint: remote },
+        disconnectTimeoutMs: s.disconnectTimeoutMs,
+        maxFragmentBytes: s.maxFragmentBytes,
+        clock: s.clock,
+      });
+    } catch (err) {
+      channel.close();
+      throw err;
+    } finally {
+      done();
+    }
   }
 
   /** Stops accepting; the socket stays open until every link accepted on it has closed. */
@@ -211,6 +366,10 @@ export class UdpPeerListener implements PeerListener {
   }
 
   #datagram(bytes: Uint8Array, from: Endpoint): void {
+    if (this.#stun.size > 0 && isStun(bytes)) {
+      for (const listener of this.#stun) listener(bytes);
+      return;
+    }
     let frame: Frame;
     try {
       frame = decodeDatagram(bytes);
@@ -231,6 +390,12 @@ export class UdpPeerListener implements PeerListener {
       return;
     }
     const { nonce } = connect.connect;
+    const punch = this.#punches.get(toBase64(connect.connect.identityKey));
+    if (punch?.role === "controlling" && !connect.cookie) {
+      // The peer's probe: learn where it comes from, answer with our own CONNECT (not COOKIE).
+      punch.learn(from);
+      return;
+    }
     if (!connect.cookie || !this.#cookies.check(from, nonce, connect.cookie)) {
       // Stateless: nothing is kept, and the answer is smaller than the CONNECT.
       const body = encodeCookie(this.#cookies.issue(from, nonce));
@@ -304,7 +469,11 @@ export class UdpPeerListener implements PeerListener {
       try {
         const result = await respondHandshake(channel, {
           identity: this.#options.identity,
-          accept: this.#options.accept,
+          // The peer a punch expects is let in: the caller asked for it by key. Its ACK
+          // signature proves the key before the punch takes the link.
+          accept: (p) =>
+            this.#punches.get(toBase64(p.identityKey))?.role === "controlled" ||
+            (this.#options.accept ? this.#options.accept(p) : true),
           random: s.random,
           ordered: false,
           signal: abort.signal,
@@ -319,7 +488,9 @@ export class UdpPeerListener implements PeerListener {
           clock: s.clock,
         });
         if (this.#closed) await link.close();
-        else this.#accepted.put(link);
+        else if (!this.#punches.get(toBase64(result.peer.identityKey))?.offer(link)) {
+          this.#accepted.put(link);
+        }
       } catch (err) {
         channel.close();
         if (!this.#closed) s.onDropped?.(err, from);

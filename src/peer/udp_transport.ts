@@ -33,13 +33,7 @@ import { DatagramFrameChannel } from "./datagram_channel.ts";
 import { decodeDatagram, FRAME_HEADER_BYTES } from "./frame.ts";
 import { initiateHandshake } from "./handshake.ts";
 import { ReliableLink } from "./reliable_link.ts";
-import type {
-  ConnectOptions,
-  ListenOptions,
-  PeerLink,
-  PeerListener,
-  PeerTransport,
-} from "./types.ts";
+import type { ConnectOptions, ListenOptions, PeerLink, PeerTransport } from "./types.ts";
 import { UdpPeerListener, type UdpSettings, UdpSocket } from "./udp_listener.ts";
 
 /** Default largest datagram: fits a 1280-byte IPv6 path with room for IP and UDP headers. */
@@ -198,11 +192,14 @@ export class UdpTransport implements PeerTransport {
     }
   }
 
-  /** Listens on `local` (port 0 picks a free port) for peers (standby). */
+  /**
+   * Listens on `local` (port 0 picks a free port) for peers (standby). The listener can also
+   * punch a hole to an expected peer from its socket (`UdpPeerListener.punch`, `udp_punch.ts`).
+   */
   listen(
     local: { address: string; port: number },
     options: ListenOptions,
-  ): Promise<PeerListener> {
+  ): Promise<UdpPeerListener> {
     try {
       const socket = UdpSocket.open(local, this.#settings.lossy);
       return Promise.resolve(new UdpPeerListener(socket, options, this.#settings));

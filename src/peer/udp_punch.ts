@@ -1,0 +1,302 @@
+/**
+ * UDP hole punching (DESIGN §7): one {@link UdpPunch} races the candidate endpoints of one
+ * expected peer from the socket of a UDP listener, the socket whose NAT mapping was announced.
+ * `UdpPeerListener.punch()` runs it; both peers punch to each other at the same time.
+ *
+ * **Who initiates.** Both sides know both identity keys (their own, and the peer's from the
+ * host's reply or introduction), so the roles need no negotiation: the side whose Ed25519
+ * identity key is bytewise smaller is *controlling* and runs the handshake as initiator; the
+ * other is *controlled* and answers as responder. Exactly one handshake, so exactly one link.
+ * - Controlling: CONNECT to every candidate (candidate i starts `i × PUNCH_STAGGER_MS` after
+ *   the first, ICE-like), each re-sent with the transport's backoff and following the
+ *   listener's COOKIE round, until one completes CONNECT / CONNECT_ACK / ACK with the expected
+ *   key; the others stop. A CONNECT_ACK with another key fails that candidate only
+ *   (`EIDENTITY`, told through `onEvent`). A probe from the peer (below) arriving from an
+ *   address that is not a candidate, e.g. a symmetric NAT's new port, adds that source as a
+ *   *peer-reflexive* candidate (at most `PUNCH_MAX_PEER_REFLEXIVE`): the answer goes to the
+ *   source actually seen.
+ * - Controlled: sends *probes* to every candidate with the same staggers and backoff, so its
+ *   own NAT opens towards the peer. A probe is an ordinary CONNECT datagram (without cookie)
+ *   carrying this side's identity key; the controlling listener takes it as a probe and never
+ *   answers it, while the controlling side's CONNECTs reach this listener, which answers them
+ *   (COOKIE, CONNECT_ACK) at the source it saw. The responder handshake that proves the
+ *   expected key ends the punch; one with any other key stays an ordinary standby link.
+ *
+ * **Bounds** (no amplifier, no scanner): at most `PUNCH_MAX_CANDIDATES` caller-given UDP
+ * candidates plus `PUNCH_MAX_PEER_REFLEXIVE` learned ones, a window of at most
+ * `PUNCH_MAX_WINDOW_MS`, one datagram per candidate per backoff step (≥ 100 ms by default),
+ * nothing sent after the window or the first success; a listener runs at most
+ * `PUNCH_MAX_CONCURRENT` punches. Spoofed CONNECTs still get only the stateless COOKIE.
+ *
+ * @module
+ */
+import { PeerError } from "../errors.ts";
+import { bytesEqual, toBase64 } from "../message/base64.ts";
+import { generateX25519 } from "../message/keys.ts";
+import type { Endpoint } from "../message/types.ts";
+import {
+  PUNCH_DEFAULT_WINDOW_MS,
+  PUNCH_MAX_CANDIDATES,
+  PUNCH_MAX_PEER_REFLEXIVE,
+  PUNCH_MAX_WINDOW_MS,
+  PUNCH_STAGGER_MS,
+} from "../limits.ts";
+import { type Backoff, type Clock, type RandomSource, systemRandom } from "../runtime.ts";
+import { encodeConnect, encodeDatagram, FrameType, NONCE_BYTES } from "./frame.ts";
+import type { PeerIdentity, PeerLink } from "./types.ts";
+
+/** A candidate endpoint of the peer; `kind` says how it was found (default `srflx`). */
+export interface PunchCandidate extends Endpoint {
+  /**
+   * `host`: an address of the peer's own interface (LAN or global, no NAT in between);
+   * `srflx`: its mapping as STUN saw it; `mapped`: a router port mapping (UPnP, NAT-PMP, PCP).
+   */
+  kind?: "host" | "srflx" | "mapped";
+}
+
+/** Options of `UdpPeerListener.punch()`. */
+export interface PunchOptions {
+  /** The peer's Ed25519 identity key (from the host's reply or introduction). */
+  peerKey: Uint8Array;
+  /** Where the peer may be reached: 1 to `PUNCH_MAX_CANDIDATES` UDP endpoints. */
+  candidates: readonly PunchCandidate[];
+  /** How long to try, in ms; default `PUNCH_DEFAULT_WINDOW_MS`, at most `PUNCH_MAX_WINDOW_MS`. */
+  windowMs?: number;
+  /** This side's endpoint as the peer should see it; default the listener's socket address. */
+  localEndpoint?: Endpoint;
+  /** Told about each attempt, learned source and failed candidate (for logs); default none. */
+  onEvent?: (event: PunchEvent) => void;
+  signal?: AbortSignal;
+}
+
+/** What a punch does, as it does it. */
+export type PunchEvent =
+  | { type: "attempt"; remote: Endpoint; role: PunchRole }
+  | { type: "learned"; remote: Endpoint }
+  | { type: "failed"; remote: Endpoint; error: unknown };
+
+/** Which side of the handshake a punch runs; see the module doc. */
+export type PunchRole = "controlling" | "controlled";
+
+/** A punch that succeeded. */
+export interface PunchResult {
+  /** The session, already established and encrypted end to end. */
+  link: PeerLink;
+  /** `host` when the winning endpoint is a `host` candidate, else `punched`. */
+  path: "host" | "punched";
+  role: PunchRole;
+  /** This side of the winning pair: the listener's socket. */
+  local: Endpoint;
+  /** The other side of the winning pair, as actually seen (may be no candidate at all). */
+  remote: Endpoint;
+}
+
+/** What a punch needs from the listener that owns the socket. */
+export interface PunchHost {
+  readonly identity: PeerIdentity;
+  readonly local: Endpoint;
+  readonly clock: Clock;
+  readonly backoff: Backoff;
+  readonly random?: RandomSource;
+  /** Runs the initiator handshake to `remote` from the listener's socket. */
+  initiate(remote: Endpoint, expectedKey: Uint8Array, signal: AbortSignal): Promise<PeerLink>;
+  /** Sends one datagram from the listener's socket. */
+  send(bytes: Uint8Array, to: Endpoint): Promise<void>;
+}
+
+/** `controlling` when `own` is bytewise smaller than `peer`; equal keys are a `RangeError`. */
+export function punchRole(own: Uint8Array, peer: Uint8Array): PunchRole {
+  const n = Math.min(own.length, peer.length);
+  for (let i = 0; i < n; i++) {
+    if (own[i] !== peer[i]) return own[i]! < peer[i]! ? "controlling" : "controlled";
+  }
+  if (own.length === peer.length) {
+    throw new RangeError("Cannot punch to a peer with this terminal's own identity key");
+  }
+  return own.length < peer.length ? "controlling" : "controlled";
+}
+
+function keyOf(e: Endpoint): string {
+  return `${e.address}|${e.port}`;
+}
+
+function checkOptions(options: PunchOptions): number {
+  const { candidates } = options;
+  if (candidates.length === 0 || candidates.length > PUNCH_MAX_CANDIDATES) {
+    throw new RangeError(
+      `Cannot punch with ${candidates.length} candidates: give 1 to ${PUNCH_MAX_CANDIDATES}`,
+    );
+  }
+  for (const c of candidates) {
+    if (c.transport !== "udp") {
+      throw new TypeError(`Cannot punch to a ${c.transport} candidate: only udp is punched`);
+    }
+  }
+  const windowMs = options.windowMs ?? PUNCH_DEFAULT_WINDOW_MS;
+  if (!(windowMs > 0 && windowMs <= PUNCH_MAX_WINDOW_MS)) {
+    throw new RangeError(
+      `Cannot punch for ${windowMs} ms: the window must be 1 to ${PUNCH_MAX_WINDOW_MS} ms`,
+    );
+  }
+  return windowMs;
+}
+
+/** One punch to one peer; see the module doc. Made and driven by `UdpPeerListener`. */
+export class UdpPunch {
+  readonly role: PunchRole;
+  readonly peerKey: Uint8Array;
+  #host: PunchHost;
+  #options: PunchOptions;
+  #windowMs: number;
+  #tried = new Set<string>();
+  #learned = 0;
+  #running: Promise<unknown>[] = [];
+  #done = new AbortController();
+  #settle: ((r: PunchResult) => void) | null = null;
+  #fail: ((err: unknown) => void) | null = null;
+  #result: Promise<PunchResult>;
+
+  /** Checks the options (`RangeError`, `TypeError`); `run()` starts the punch. */
+  constructor(host: PunchHost, options: PunchOptions) {
+    this.#windowMs = checkOptions(options);
+    this.#host = host;
+    this.#options = options;
+    this.peerKey = options.peerKey;
+    this.role = punchRole(host.identity.publicKey, options.peerKey);
+    this.#result = new Promise((resolve, reject) => {
+      this.#settle = resolve;
+      this.#fail = reject;
+    });
+  }
+
+  /** True once the punch has ended (won, timed out, aborted). */
+  get done(): boolean {
+    return this.#done.signal.aborted;
+  }
+
+  /** Starts the attempts (or probes) and the window; settles once. */
+  run(): Promise<PunchResult> {
+    const { signal } = this.#options;
+    const where = `peer ${toBase64(this.peerKey).slice(0, 12)}…`;
+    if (signal?.aborted) this.#end(signal.reason);
+    const onAbort = () => this.#end(signal?.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    this.#done.signal.addEventListener("abort", () => {
+      signal?.removeEventListener("abort", onAbort);
+    }, { once: true });
+    const clock = this.#host.clock;
+    clock.sleep(this.#windowMs, this.#done.signal).then(() =>
+      this.#end(
+        new PeerError(
+          "ETIMEOUT",
+          `Cannot punch a hole to ${where}: none of ${this.#tried.size} candidate endpoints ` +
+            `completed the handshake in ${this.#windowMs} ms; use a relay or try another peer`,
+        ),
+      ), () => {});
+    this.#options.candidates.forEach((c, i) => {
+      const remote: Endpoint = { transport: "udp", address: c.address, port: c.port };
+      this.#tried.add(keyOf(remote));
+      this.#after(i * PUNCH_STAGGER_MS, () => this.#start(remote));
+    });
+    return this.#result;
+  }
+
+  /**
+   * A probe of this punch's peer came from `from` (controlling side): a source not yet tried
+   * becomes a peer-reflexive candidate, within the bound.
+   */
+  learn(from: Endpoint): void {
+    if (this.done || this.role !== "controlling" || this.#tried.has(keyOf(from))) return;
+    if (this.#learned >= PUNCH_MAX_PEER_REFLEXIVE) return;
+    this.#learned++;
+    this.#tried.add(keyOf(from));
+    this.#options.onEvent?.({ type: "learned", remote: from });
+    this.#start(from);
+  }
+
+  /**
+   * A responder handshake with this punch's peer completed on the listener (the controlled
+   * side's normal way to win; on either side, a link with the peer that came before the punch
+   * started): the punch wins with it. False when the punch has ended or the key is another.
+   */
+  offer(link: PeerLink): boolean {
+    if (this.done) return false;
+    if (!bytesEqual(link.remote.identityKey, this.peerKey)) return false;
+    this.#win(link);
+    return true;
+  }
+
+  /** Resolves once every attempt and probe of this punch has stopped sending. */
+  async stopped(): Promise<void> {
+    while (true) {
+      const n = this.#running.length;
+      await Promise.allSettled(this.#running);
+      if (this.#running.length === n) return;
+    }
+  }
+
+  #after(ms: number, fn: () => void): void {
+    if (ms === 0) return fn();
+    this.#host.clock.sleep(ms, this.#done.signal).then(fn, () => {});
+  }
+
+  #start(remote: Endpoint): void {
+    if (this.done) return;
+    this.#options.onEvent?.({ type: "attempt", remote, role: this.role });
+    if (this.role === "controlled") {
+      this.#running.push(this.#probe(remote).catch(() => {}));
+      return;
+    }
+    const attempt = this.#host.initiate(remote, this.peerKey, this.#done.signal).then(
+      (link) => this.done ? link.close().catch(() => {}) : this.#win(link),
+      (error) => {
+        if (!this.done) this.#options.onEvent?.({ type: "failed", remote, error });
+      },
+    );
+    this.#running.push(attempt);
+  }
+
+  /** Controlled side: CONNECT datagrams without cookie, re-sent with backoff. */
+  async #probe(remote: Endpoint): Promise<void> {
+    const { identity, local, clock, backoff } = this.#host;
+    const nonce = (this.#host.random ?? systemRandom)(NONCE_BYTES);
+    const body = encodeConnect({
+      destination: remote,
+      source: this.#options.localEndpoint ?? local,
+      userId: identity.userId,
+      identityKey: identity.publicKey,
+      nonce,
+      ephemeralKey: (await generateX25519()).publicKey,
+    });
+    const bytes = encodeDatagram({ type: FrameType.CONNECT, body });
+    const signal = this.#done.signal;
+    for (let attempt = 0; !signal.aborted; attempt++) {
+      await this.#host.send(bytes, remote).catch(() => {});
+      await clock.sleep(backoff(attempt), signal);
+    }
+  }
+
+  #win(link: PeerLink): void {
+    const remote = link.remote.endpoint;
+    const host = this.#options.candidates.some((c) =>
+      c.kind === "host" && c.address === remote.address && c.port === remote.port
+    );
+    const settle = this.#settle;
+    this.#end(null);
+    settle?.({
+      link,
+      path: host ? "host" : "punched",
+      role: this.role,
+      local: link.local,
+      remote,
+    });
+  }
+
+  #end(err: unknown): void {
+    if (this.done) return;
+    const fail = this.#fail;
+    this.#settle = this.#fail = null;
+    this.#done.abort();
+    if (err !== null) fail?.(err);
+  }
+}
