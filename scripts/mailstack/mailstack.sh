@@ -25,8 +25,9 @@ declare -A IP=([a.test]=127.0.0.11 [b.test]=127.0.0.12 [host.test]=127.0.0.13)
 # Lab addresses (docs/natlab.md): the NAT lab puts them on its root-namespace veth LAB_LINK.
 # A provider also listens on its lab address when that link carries it at start, so terminals
 # inside the lab's namespaces (whose 127.0.0.x is their own loopback) reach it.
+# MAILSTACK_LAB_LINK=none: ignore the lab (loopback only).
 declare -A LAB_IP=([a.test]=198.18.0.251 [b.test]=198.18.0.252 [host.test]=198.18.0.253)
-LAB_LINK=mpl-root
+LAB_LINK=${MAILSTACK_LAB_LINK:-mpl-root}
 declare -A USERS=([a.test]="alice alice2" [b.test]="bob bob2" [host.test]="host host2")
 # Ports, identical on every provider.
 declare -A PORT=([smtp]=25 [submission]=587 [smtps]=465 [imap]=143 [imaps]=993 [pop3]=110 [pop3s]=995)

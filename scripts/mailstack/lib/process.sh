@@ -83,7 +83,7 @@ provider_up() {
 declare -A LAB_ON=()
 lab_present() {
   LAB_ON=()
-  [[ -e /sys/class/net/$LAB_LINK ]] || return 0 # no lab: no fork
+  [[ $LAB_LINK != none && -e /sys/class/net/$LAB_LINK ]] || return 0 # no lab: no fork
   local addrs d
   addrs=$(ip -4 -o addr show dev "$LAB_LINK" 2>/dev/null) || return 0
   for d in "${DOMAINS[@]}"; do
