@@ -55,6 +55,8 @@ function client(ns: string, args: string[], signal: AbortSignal) {
   }).spawn();
   const chunks = child.stdout.pipeThrough(new TextDecoderStream())[Symbol.asyncIterator]();
   let buffered = "";
+  let exited = false;
+  const status = child.status.finally(() => exited = true);
   return {
     /** The next JSON line; fails with the client's error or when it ended without one. */
     async next(): Promise<Record<string, unknown>> {
@@ -69,7 +71,13 @@ function client(ns: string, args: string[], signal: AbortSignal) {
       assert.equal(line.error, undefined, `the client in ${ns} failed: ${line.error}`);
       return line;
     },
-    status: child.status,
+    status,
+    /** Ends the client if it still runs (a failed test must not leave it waiting). */
+    async stop(): Promise<void> {
+      if (!exited) child.kill();
+      await chunks.return?.();
+      await status;
+    },
   };
 }
 
@@ -92,19 +100,25 @@ Deno.test({
       ["receive", STACK_FILE, "host@host.test", subject],
       guard,
     );
-    assert.deepEqual(await reader.next(), { listening: true });
-
-    // ...while alice@a.test submits from behind router A (587 + STARTTLS + AUTH on 198.18.0.251).
-    const sender = client(
-      lab.hosts.a.ns,
-      ["send", STACK_FILE, "alice@a.test", "host@host.test", subject],
-      guard,
-    );
-    const sent = await sender.next();
-    assert.equal((await sender.status).code, 0);
-
-    const { raw } = await reader.next() as { raw: string };
-    assert.equal((await reader.status).code, 0);
+    let sender: ReturnType<typeof client> | undefined;
+    let raw: string;
+    let sent: Record<string, unknown>;
+    try {
+      assert.deepEqual(await reader.next(), { listening: true });
+      // ...while alice@a.test submits from behind router A (587 + STARTTLS + AUTH on .251).
+      sender = client(
+        lab.hosts.a.ns,
+        ["send", STACK_FILE, "alice@a.test", "host@host.test", subject],
+        guard,
+      );
+      sent = await sender.next();
+      assert.equal((await sender.status).code, 0);
+      raw = (await reader.next() as { raw: string }).raw;
+      assert.equal((await reader.status).code, 0);
+    } finally {
+      await sender?.stop();
+      await reader.stop();
+    }
     assert.match(raw, new RegExp(`^Message-ID: ${escape(String(sent.messageId))}`, "mi"));
     assert.match(raw, new RegExp(`^Subject: ${escape(subject)}`, "m"));
     // a.test took it from router A's WAN address (through the NAT), over TLS with a login
@@ -132,9 +146,13 @@ Deno.test({
     const guard = AbortSignal.timeout(120_000);
     const ask = async (from: string, to: string) => {
       const probe = client(lab.hosts.a.ns, ["rcpt", STACK_FILE, "a.test", from, to], guard);
-      const { rcpt } = await probe.next() as { rcpt: string };
-      assert.equal((await probe.status).code, 0);
-      return rcpt;
+      try {
+        const { rcpt } = await probe.next() as { rcpt: string };
+        assert.equal((await probe.status).code, 0);
+        return rcpt;
+      } finally {
+        await probe.stop();
+      }
     };
     // Port 25 on the lab address is a provider's inbound MX, as on loopback...
     assert.match(await ask("bob@b.test", "alice@a.test"), /^250 /);
