@@ -22,6 +22,12 @@ TEMPLATE_DIR="$SCRIPT_DIR/templates"
 # Providers: domain, address, users (login name = full address).
 DOMAINS=(a.test b.test host.test)
 declare -A IP=([a.test]=127.0.0.11 [b.test]=127.0.0.12 [host.test]=127.0.0.13)
+# Lab addresses (docs/natlab.md): the NAT lab puts them on its root-namespace veth LAB_LINK.
+# A provider also listens on its lab address when that link carries it at start, so terminals
+# inside the lab's namespaces (whose 127.0.0.x is their own loopback) reach it.
+# MAILSTACK_LAB_LINK=none: ignore the lab (loopback only).
+declare -A LAB_IP=([a.test]=198.18.0.251 [b.test]=198.18.0.252 [host.test]=198.18.0.253)
+LAB_LINK=${MAILSTACK_LAB_LINK:-mpl-root}
 declare -A USERS=([a.test]="alice alice2" [b.test]="bob bob2" [host.test]="host host2")
 # Ports, identical on every provider.
 declare -A PORT=([smtp]=25 [submission]=587 [smtps]=465 [imap]=143 [imaps]=993 [pop3]=110 [pop3s]=995)
@@ -209,6 +215,7 @@ cmd_start() {
   fi
   # Anything half-running is stopped first: a clean start every time.
   stop_all
+  lab_present # the NAT lab's addresses to listen on too (healthy set it; set it again after stop)
   ensure_mail_user
   gen_ca
   gen_passwords
@@ -220,7 +227,11 @@ cmd_start() {
     stop_all
     die "cannot start the mail stack; see the logs above and in $STATE/*/log/"
   fi
-  log "running: a.test 127.0.0.11, b.test 127.0.0.12, host.test 127.0.0.13 ($STATE/stack.json)"
+  local where=""
+  for d in "${DOMAINS[@]}"; do
+    where+="${where:+, }$d ${IP[$d]}${LAB_ON[$d]:+ + ${LAB_ON[$d]}}"
+  done
+  log "running: $where ($STATE/stack.json)"
 }
 
 cmd_stop() {
@@ -243,15 +254,24 @@ cmd_destroy() {
 
 cmd_status() {
   set_state_dir "${1:-}"
-  local d pf dc ready rc=0
-  printf '%-10s %-11s %-16s %-16s %s\n' DOMAIN IP POSTFIX DOVECOT LISTENERS
+  local d pf dc ready lab rc=0
+  lab_present
+  lab_recorded
+  printf '%-10s %-11s %-16s %-16s %-10s %s\n' DOMAIN IP POSTFIX DOVECOT LISTENERS LAB
   for d in "${DOMAINS[@]}"; do
     provider_paths "$d"
-    pf=stopped dc=stopped ready=down
+    pf=stopped dc=stopped ready=down lab=-
     pid_alive "$PF_PIDFILE" && pf="pid $PID"
     pid_alive "$DC_PIDFILE" && dc="pid $PID"
     provider_ready "$d" && ready=ok || rc=1
-    printf '%-10s %-11s %-16s %-16s %s\n' "$d" "${IP[$d]}" "$pf" "$dc" "$ready"
+    if [[ -n ${LAB_ON[$d]:-} && -z ${LAB_REC[$d]:-} ]]; then
+      lab="${LAB_ON[$d]} not bound (lab up after start: run start)" rc=1
+    elif [[ -z ${LAB_ON[$d]:-} && -n ${LAB_REC[$d]:-} ]]; then
+      lab="${LAB_REC[$d]} gone (lab down: run start)" rc=1
+    elif [[ -n ${LAB_ON[$d]:-} ]]; then
+      if provider_ready "$d" "${LAB_ON[$d]}"; then lab="${LAB_ON[$d]} ok"; else lab="${LAB_ON[$d]} down" rc=1; fi
+    fi
+    printf '%-10s %-11s %-16s %-16s %-10s %s\n' "$d" "${IP[$d]}" "$pf" "$dc" "$ready" "$lab"
   done
   printf 'processes: %s\n' "$(stack_pids | wc -l)"
   return $rc

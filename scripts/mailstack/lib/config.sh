@@ -29,28 +29,35 @@ gen_ca() {
   chmod 644 "$CA_CERT"
 }
 
-# Server certificate: SAN DNS:<domain>, DNS:mail.<domain>, IP:<address>. Reused while it is
-# newer than the CA (valid 825 days).
+# Server certificate: SAN DNS:<domain>, DNS:mail.<domain>, IP:<address>, IP:<lab address> (the
+# lab address always, so a certificate stays valid whether or not the NAT lab is up). Reused while
+# it is newer than the CA and has these SANs (tls/server.san records them; valid 825 days).
 gen_server_cert() {
-  local d=$1 ip=${IP[$1]}
-  [[ -s $TLS_CERT && -s $TLS_KEY && $TLS_CERT -nt $CA_CERT ]] && return 0
+  local d=$1 san="subjectAltName=DNS:$1,DNS:mail.$1,IP:${IP[$1]},IP:${LAB_IP[$1]}" old=""
+  [[ -s $P_DIR/tls/server.san ]] && read -r old <"$P_DIR/tls/server.san"
+  [[ -s $TLS_CERT && -s $TLS_KEY && $TLS_CERT -nt $CA_CERT && $old == "$san" ]] && return 0
   mkdir -p "$P_DIR/tls"
   openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
     -keyout "$TLS_KEY" -out "$P_DIR/tls/server.csr" -subj "/CN=mail.$d" 2>/dev/null
   openssl x509 -req -in "$P_DIR/tls/server.csr" -CA "$CA_CERT" -CAkey "$CA_DIR/ca.key" \
     -CAcreateserial -CAserial "$CA_DIR/ca.srl" -days 825 -sha256 -out "$TLS_CERT" \
     -extfile <(printf '%s\n' \
-      "subjectAltName=DNS:$d,DNS:mail.$d,IP:$ip" \
+      "$san" \
       "basicConstraints=critical,CA:FALSE" \
       "keyUsage=critical,digitalSignature,keyEncipherment" \
       "extendedKeyUsage=serverAuth") 2>/dev/null
   rm -f "$P_DIR/tls/server.csr"
   chmod 600 "$TLS_KEY"
+  echo "$san" >"$P_DIR/tls/server.san"
 }
 
-# render TEMPLATE OUT: fill @NAME@ placeholders from the current provider's variables.
+# render TEMPLATE OUT: fill @NAME@ placeholders from the current provider's variables
+# (LISTEN_IP: the address a master-inet.cf fragment is rendered for).
 render() {
+  local listen=${IP[$DOMAIN]}
+  [[ -z ${LAB_ON[$DOMAIN]:-} ]] || listen+=", ${LAB_ON[$DOMAIN]}"
   sed -e "s|@DOMAIN@|$DOMAIN|g" -e "s|@IP@|${IP[$DOMAIN]}|g" \
+    -e "s|@LISTEN@|$listen|g" -e "s|@LISTEN_IP@|${LISTEN_IP:-}|g" \
     -e "s|@STATE_DIR@|$STATE|g" -e "s|@PF_CONF@|$PF_CONF|g" \
     -e "s|@PF_QUEUE@|$PF_QUEUE|g" -e "s|@PF_DATA@|$PF_DATA|g" \
     -e "s|@DOVECOT_RUN@|$DOVECOT_RUN|g" -e "s|@DOVECOT_STATE@|$DOVECOT_STATE|g" \
@@ -75,7 +82,17 @@ configure_provider() {
 
   # Postfix
   render main.cf "$PF_CONF/main.cf"
-  render master.cf "$PF_CONF/master.cf"
+  # master.cf: the inet listeners once per address (loopback, and the lab address when bound).
+  local addr
+  : >"$PF_CONF/master-inet.cf"
+  for addr in "${IP[$DOMAIN]}" ${LAB_ON[$DOMAIN]:-}; do
+    LISTEN_IP=$addr render master-inet.cf "$PF_CONF/master-inet.part"
+    cat "$PF_CONF/master-inet.part" >>"$PF_CONF/master-inet.cf"
+  done
+  render master.cf "$PF_CONF/master.cf.tmp"
+  sed -e "/^@INET_LISTENERS@\$/{r $PF_CONF/master-inet.cf" -e 'd' -e '}' "$PF_CONF/master.cf.tmp" \
+    >"$PF_CONF/master.cf"
+  rm -f "$PF_CONF/master-inet.cf" "$PF_CONF/master-inet.part" "$PF_CONF/master.cf.tmp"
   local other u
   : >"$PF_CONF/transport"
   for other in "${DOMAINS[@]}"; do
@@ -126,8 +143,9 @@ write_descriptions() {
         provider_paths "$d"
         ((first_p)) || printf ','
         first_p=0
-        printf '\n    {\n      "domain": "%s",\n      "ip": "%s",\n      "hostname": "mail.%s",\n' \
-          "$d" "${IP[$d]}" "$d"
+        printf '\n    {\n      "domain": "%s",\n      "ip": "%s",\n' "$d" "${IP[$d]}"
+        [[ -z ${LAB_ON[$d]:-} ]] || printf '      "labIp": "%s",\n' "${LAB_ON[$d]}"
+        printf '      "hostname": "mail.%s",\n' "$d"
         printf '      "ports": {"smtp": %s, "submission": %s, "smtps": %s, "imap": %s, "imaps": %s, "pop3": %s, "pop3s": %s},\n' \
           "${PORT[smtp]}" "${PORT[submission]}" "${PORT[smtps]}" "${PORT[imap]}" \
           "${PORT[imaps]}" "${PORT[pop3]}" "${PORT[pop3s]}"

@@ -59,9 +59,10 @@ accepts() {
   exec {fd}>&-
 }
 
-# provider_ready DOMAIN: every listener of the provider answers.
+# provider_ready DOMAIN [IP]: every listener of the provider answers on IP (default: its
+# loopback address).
 provider_ready() {
-  local ip=${IP[$1]}
+  local ip=${2:-${IP[$1]}}
   {
     greeting "$ip" "${PORT[smtp]}" 220 && greeting "$ip" "${PORT[submission]}" 220 &&
       accepts "$ip" "${PORT[smtps]}" && greeting "$ip" "${PORT[imap]}" '* OK' &&
@@ -70,14 +71,55 @@ provider_ready() {
   } 2>/dev/null
 }
 
-# healthy: every daemon's pid runs, every listener answers, descriptions exist.
+# provider_up DOMAIN: the provider answers on its loopback address and, when LAB_ON names one,
+# on its lab address.
+provider_up() {
+  provider_ready "$1" || return 1
+  [[ -z ${LAB_ON[$1]:-} ]] || provider_ready "$1" "${LAB_ON[$1]}"
+}
+
+# lab_present: LAB_ON[domain] = the provider's lab address, for each one that LAB_LINK (the
+# NAT lab's root-namespace veth) carries now; empty when the lab is down.
+declare -A LAB_ON=()
+lab_present() {
+  LAB_ON=()
+  [[ $LAB_LINK != none && -e /sys/class/net/$LAB_LINK ]] || return 0 # no lab: no fork
+  local addrs d
+  addrs=$(ip -4 -o addr show dev "$LAB_LINK" 2>/dev/null) || return 0
+  for d in "${DOMAINS[@]}"; do
+    [[ $addrs == *" inet ${LAB_IP[$d]}/"* ]] && LAB_ON[$d]=${LAB_IP[$d]}
+  done
+  return 0
+}
+
+# lab_recorded: LAB_REC[domain] = the lab address stack.json says the provider listens on.
+declare -A LAB_REC=()
+lab_recorded() {
+  LAB_REC=()
+  [[ -s $STATE/stack.json ]] || return 0
+  local line d="" re_domain='"domain": "([^"]+)"' re_lab='"labIp": "([^"]+)"'
+  while IFS= read -r line; do
+    if [[ $line =~ $re_domain ]]; then
+      d=${BASH_REMATCH[1]}
+    elif [[ -n $d && $line =~ $re_lab ]]; then
+      LAB_REC[$d]=${BASH_REMATCH[1]}
+    fi
+  done <"$STATE/stack.json"
+}
+
+# healthy: every daemon's pid runs, every listener answers, descriptions exist, and the stack
+# listens on exactly the lab addresses that are up now (the lab came up after the stack, or went
+# down under it: not healthy, so `start` restarts it with the right listeners).
 healthy() {
   local d
   [[ -s $STATE/stack.json && -s $STATE/passwords.env ]] || return 1
+  lab_present
+  lab_recorded
   for d in "${DOMAINS[@]}"; do
     provider_paths "$d"
     pid_alive "$PF_PIDFILE" && pid_alive "$DC_PIDFILE" || return 1
-    provider_ready "$d" || return 1
+    [[ ${LAB_ON[$d]:-} == "${LAB_REC[$d]:-}" ]] || return 1
+    provider_up "$d" || return 1
   done
 }
 
@@ -129,13 +171,14 @@ launch_failed() {
   return 1
 }
 
-# wait_ready: poll every provider until all greet, or fail after START_TIMEOUT seconds.
+# wait_ready: poll every provider (on every address in LAB_ON too) until all greet, or fail
+# after START_TIMEOUT seconds.
 wait_ready() {
   local deadline=$((SECONDS + START_TIMEOUT)) d pending failed
   while :; do
     pending=() failed=()
     for d in "${DOMAINS[@]}"; do
-      provider_ready "$d" && continue
+      provider_up "$d" && continue
       pending+=("$d")
       launch_failed "$d" && failed+=("$d")
     done
