@@ -15,6 +15,8 @@ export interface StackUser {
 export interface StackProvider {
   domain: string;
   ip: string;
+  /** The provider's NAT-lab address, present while the stack listens there (docs/mailstack.md). */
+  labIp?: string;
   hostname: string;
   ports: {
     smtp: number;
