@@ -12,6 +12,8 @@
 #   natlab.sh status                    show the lab; exit 0 only when every part is healthy
 #   natlab.sh down [--force]            remove everything the lab made (idempotent; --force
 #                                       also when another clone built it)
+#   natlab.sh destroy                   down, then remove the state dir (and <repo>/.natlab when
+#                                       it links there)
 #   natlab.sh leftovers                 print CLEAN, or what is left and exit 1
 #   natlab.sh rules TYPE                print a router's nftables ruleset for NAT type TYPE
 #
@@ -782,6 +784,16 @@ teardown() {
   rm -f "$JSON" "$STATE"/nat.* "$STATE/upnp.wanted" "$UPNP_LEASES" "$PASS_FILE"
 }
 
+# destroy: take this clone's lab down, then remove its state dir (and the <repo>/.natlab link
+# into /tmp), so a test run leaves nothing behind.
+cmd_destroy() {
+  cmd_down
+  local link=$REPO_DIR/.natlab
+  [[ -L $link && $(readlink "$link") == "$STATE" ]] && rm -f "$link"
+  rm -rf "$STATE"
+  log "removed ($STATE)"
+}
+
 cmd_down() {
   need_root "take the NAT lab down"
   set_state_dir
@@ -878,7 +890,7 @@ cmd_rules() {
 }
 
 usage() {
-  sed -n '2,19s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+  sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 main() {
@@ -892,6 +904,7 @@ main() {
     upnp) cmd_upnp "$@" ;;
     status) cmd_status ;;
     down) cmd_down "$@" ;;
+    destroy) cmd_destroy ;;
     leftovers) cmd_leftovers ;;
     rules) cmd_rules "$@" ;;
     -h | --help | help) usage ;;
