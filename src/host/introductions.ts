@@ -1,5 +1,5 @@
 /**
- * Which introductions a host mails (DESIGN §7, issue 13): when a reply lists peer B to requester
+ * Which introductions a host mails (docs/design.md §7, issue 13): when a reply lists peer B to requester
  * A, B is told of A, provided B's request announced an introduction key, B is not A, the host
  * knows B's mail address (a row learned by sync does not carry it), and neither B's limit
  * (`INTRODUCTIONS_PER_TARGET_PER_HOUR`) nor the host's (`INTRODUCTIONS_PER_HOUR`) is reached.

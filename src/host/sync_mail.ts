@@ -1,5 +1,5 @@
 /**
- * One sync mail (DESIGN §2 "sync"): {@link syncMailOf} seals a payload into the mail to send;
+ * One sync mail (docs/design.md §2 "sync"): {@link syncMailOf} seals a payload into the mail to send;
  * {@link openSyncMail} parses a received one, opens its sync block and checks network and
  * date. Whatever is not to be acted on is a {@link SyncRejected} that says whether the mail goes
  * to quarantine or is deleted.

@@ -1,5 +1,5 @@
 /**
- * The merge of another host's snapshot rows into this host's control table (DESIGN §2
+ * The merge of another host's snapshot rows into this host's control table (docs/design.md §2
  * "sync"), as a pure function: {@link mergeSyncRows}. The sync agent runs it inside one table
  * update.
  *

@@ -1,5 +1,5 @@
 /**
- * What a host's snapshot carries (DESIGN §2 "sync"), as pure functions: a control-table row
+ * What a host's snapshot carries (docs/design.md §2 "sync"), as pure functions: a control-table row
  * as it is synced ({@link syncRowOf}), the rows of a table that are synced
  * ({@link liveSyncRows}) and their split into snapshots that each fit a sync block
  * ({@link paginateSnapshot}).

@@ -1,5 +1,5 @@
 /**
- * Candidates (DESIGN §7): what a terminal offers its peers, ICE-style. Priorities follow
+ * Candidates (docs/design.md §7): what a terminal offers its peers, ICE-style. Priorities follow
  * RFC 8445 §5.1.2 with one component: `2^24 × type preference + 2^8 × local preference + 255`,
  * type preference `host` 126, `mapped` 110, `srflx` 100 (a router mapping is as direct as a
  * STUN mapping and does not depend on the NAT's mapping behaviour). Pure functions.

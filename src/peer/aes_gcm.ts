@@ -1,5 +1,5 @@
 /**
- * AES-256-GCM for the session (DESIGN §6): three implementations that produce the same bytes.
+ * AES-256-GCM for the session (docs/design.md §6): three implementations that produce the same bytes.
  * Figures are MB/s per CPU-second on 64 KiB – 1 MiB frames (docs/apps.md, benchmark).
  *
  * - `openssl`: the system's OpenSSL 3 libcrypto through Deno FFI, synchronous, with AES-NI and

@@ -1,5 +1,5 @@
 /**
- * The peer handshake (DESIGN §6), transport-independent: it only sends and receives frames on a
+ * The peer handshake (docs/design.md §6), transport-independent: it only sends and receives frames on a
  * {@link FrameChannel}.
  *
  * 1. A → B CONNECT {destination, source, user id, identity key, nonce A, ephemeral key A}

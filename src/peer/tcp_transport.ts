@@ -1,5 +1,5 @@
 /**
- * The TCP {@link PeerTransport} (DESIGN §6): length-prefixed frames over Deno.connect /
+ * The TCP {@link PeerTransport} (docs/design.md §6): length-prefixed frames over Deno.connect /
  * Deno.listen with TCP_NODELAY, the handshake of `handshake.ts`, then a {@link SessionLink}.
  *
  * Before the handshake is done a connection accepts frames of at most

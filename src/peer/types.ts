@@ -1,5 +1,5 @@
 /**
- * The `PeerTransport` seam (DESIGN §6, §8): how a terminal connects to a peer and how it waits
+ * The `PeerTransport` seam (docs/design.md §6, §8): how a terminal connects to a peer and how it waits
  * for peers on standby. TCP and UDP implement it and pass one conformance suite.
  *
  * @module

@@ -201,7 +201,7 @@ export class UdpPeerListener implements PeerListener {
   }
 
   /**
-   * Punches a hole to one expected peer from this listener's socket (DESIGN §7); the peer
+   * Punches a hole to one expected peer from this listener's socket (docs/design.md §7); the peer
    * punches back at the same time. Resolves with the first link that proves `peerKey`;
    * `PeerError` `ETIMEOUT` when the window ends first, `EPEER` when the listener is closed or
    * already punching to that key; `RangeError` / `TypeError` for bad options. Once it settles,

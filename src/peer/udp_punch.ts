@@ -1,5 +1,5 @@
 /**
- * UDP hole punching (DESIGN §7): one {@link UdpPunch} races the candidate endpoints of one
+ * UDP hole punching (docs/design.md §7): one {@link UdpPunch} races the candidate endpoints of one
  * expected peer from the socket of a UDP listener, the socket whose NAT mapping was announced.
  * `UdpPeerListener.punch()` runs it; both peers punch to each other at the same time.
  *

@@ -1,5 +1,5 @@
 /**
- * The UDP {@link PeerTransport} (DESIGN §6): one frame per datagram over Deno.listenDatagram,
+ * The UDP {@link PeerTransport} (docs/design.md §6): one frame per datagram over Deno.listenDatagram,
  * the handshake of `handshake.ts` made loss-proof by {@link DatagramFrameChannel}, then a
  * {@link ReliableLink} whose DATA datagrams are at most `maxDatagramBytes` long.
  *

@@ -1,5 +1,5 @@
 /**
- * Address detection (DESIGN §7): explicit address > global address of a local interface >
+ * Address detection (docs/design.md §7): explicit address > global address of a local interface >
  * (later) STUN reflexive address > port mapping. Each detector is an {@link AddressDetector}.
  *
  * @module

@@ -1,5 +1,5 @@
 /**
- * Gathering a terminal's candidates (DESIGN §7): the announced address (`host`), the STUN
+ * Gathering a terminal's candidates (docs/design.md §7): the announced address (`host`), the STUN
  * mapping of the listening port (`srflx`, with the NAT's mapping behaviour when known) and a
  * router mapping (`mapped`, through the {@link CandidateMapper} seam that the port mapping
  * clients of src/terminal/port_mapping/ fill), each with an ICE priority. Duplicates (a STUN

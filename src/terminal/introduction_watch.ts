@@ -1,5 +1,5 @@
 /**
- * A terminal on standby watches its mailbox for introductions (DESIGN §7, issue 13), from the
+ * A terminal on standby watches its mailbox for introductions (docs/design.md §7, issue 13), from the
  * same source as its replies (IMAP IDLE, polling, a Maildir watch). Each mail under the
  * introduction subject is size-checked before it is fetched, opened and checked whole
  * (`openIntroduction`: our introduction key, one of our hosts' signature, our network, our

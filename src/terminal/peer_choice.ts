@@ -1,5 +1,5 @@
 /**
- * Which peer to try first (DESIGN §6): allow-listed keys first, deny-listed keys never, peers
+ * Which peer to try first (docs/design.md §6): allow-listed keys first, deny-listed keys never, peers
  * without failures before flagged ones, then the most recently seen.
  *
  * List entries name keys (`fingerprint` or `user@fingerprint`, see key_fingerprint.ts): a user

@@ -1,5 +1,5 @@
 /**
- * The server-reflexive address (DESIGN §7) of the very UDP port the peer listener uses: the
+ * The server-reflexive address (docs/design.md §7) of the very UDP port the peer listener uses: the
  * address and port a NAT maps that port to, as STUN servers see it, and whether the NAT maps
  * it the same way towards every server (endpoint-independent mapping, RFC 4787) when two or
  * more servers answer.

@@ -1,5 +1,5 @@
 /**
- * STUN Binding client for address detection (DESIGN §7): the terminal asks a STUN server
+ * STUN Binding client for address detection (docs/design.md §7): the terminal asks a STUN server
  * which address and port its UDP packets come from — behind a NAT, the router's global
  * address. {@link StunAddress} is the {@link AddressDetector}; the pure codec lives in
  * `stun_message.ts` and is re-exported here.

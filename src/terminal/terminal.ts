@@ -62,7 +62,7 @@ export interface TerminalOptions {
   /** Asks the router for a port mapping (a `mapped` candidate); default none. */
   portMapper?: CandidateMapper;
   /**
-   * Told of every valid introduction on standby (the hook for punching, DESIGN §7), before the
+   * Told of every valid introduction on standby (the hook for punching, docs/design.md §7), before the
    * terminal tries the introduced peer's candidates itself (UDP). Default none.
    */
   onIntroduction?: (introduction: IntroductionPayload) => void | Promise<void>;

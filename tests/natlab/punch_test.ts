@@ -149,7 +149,7 @@ function report(text: string): void {
 }
 
 Deno.test({
-  name: "peers punch through every pair of NAT types the lab facts say can be punched, and chat",
+  name: "peers punch through every pair of NAT types the NAT lab says can be punched, and chat",
   ignore: !LAB,
   sanitizeResources: false,
   async fn() {
