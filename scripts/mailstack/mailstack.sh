@@ -89,69 +89,12 @@ restore_policy() {
 # state directory layout
 # ---------------------------------------------------------------------------------------
 
-# The daemons run as their own users (postfix, dovecot, dovenull, mailstack): every directory
-# above the state dir must let them pass (o+x). A clone inside a mode-0700 directory (root's home,
-# a `mktemp -d` folder) cannot hold the state, so the default then lives in /tmp and
-# <repo>/.mailstack is a symlink to it. Unix socket paths are limited to 107 bytes; the longest
-# is .../host.test/dovecot/run/..., so the real path is at most 60 characters.
-MAX_STATE_LEN=60
-
-# unreachable_ancestor PATH: prints the first existing directory at or above PATH that other
-# users cannot pass through; exit 1 when there is none.
-unreachable_ancestor() {
-  local p=$1 mode
-  while [[ -n $p && $p != / ]]; do
-    if [[ -d $p ]]; then
-      mode=$(stat -L -c '%a' "$p")
-      (( (8#$mode & 1) == 1 )) || { echo "$p"; return 0; }
-    fi
-    p=${p%/*}
-  done
-  return 1
-}
-
-# fallback_state_dir: /tmp/mailpeer-stack-<uid>-<hash of the repo path>, one per clone.
-fallback_state_dir() {
-  local hash
-  hash=$(printf '%s' "$REPO_DIR" | sha256sum | cut -c1-8)
-  echo "/tmp/mailpeer-stack-$(id -u)-$hash"
-}
-
-# make_private_dir DIR: create DIR (mode 755, ours) or accept it only when it already is a
-# directory we own, not a symlink: /tmp is writable by everyone.
-make_private_dir() {
-  local d=$1
-  if [[ -L $d || (-e $d && ! -d $d) ]]; then die "$d exists and is not a directory; remove it"; fi
-  [[ -d $d ]] || mkdir -m 755 "$d"
-  [[ $(stat -c '%u' "$d") == "$(id -u)" ]] || die "$d belongs to another user; remove it or set MAILSTACK_DIR"
-  chmod 755 "$d"
-}
-
-# set_state_dir [DIR]: STATE, the absolute real path of the state dir. An explicit DIR (or
-# $MAILSTACK_DIR) is used as given; the default is <repo>/.mailstack, or its /tmp fallback.
+# set_state_dir [DIR]: STATE, the absolute real path of the state dir
+# (scripts/lib/state_dir.sh: the daemons run as postfix, dovecot, dovenull and mailstack). An
+# explicit DIR (or $MAILSTACK_DIR) is used as given; the default is <repo>/.mailstack, or its
+# /tmp fallback.
 set_state_dir() {
-  local explicit=${1:-${MAILSTACK_DIR:-}} link=$REPO_DIR/.mailstack bad
-  if [[ -n $explicit ]]; then
-    STATE=$explicit
-    [[ $STATE == /* ]] || STATE=$PWD/$STATE
-    STATE=${STATE%/}
-    [[ -d $STATE ]] || mkdir -p "$STATE"
-    STATE=$(readlink -f "$STATE")
-  elif [[ -L $link ]]; then
-    STATE=$(readlink "$link")
-    [[ $STATE == "$(fallback_state_dir)" ]] || die "$link points to $STATE, not to this clone's $(fallback_state_dir); remove the link"
-    make_private_dir "$STATE"
-  elif ((${#link} <= MAX_STATE_LEN)) && ! unreachable_ancestor "$REPO_DIR" >/dev/null; then
-    STATE=$link
-    [[ -d $STATE ]] || mkdir -p "$STATE"
-  else
-    [[ ! -e $link ]] || die "$link is a directory the daemons' users cannot reach; stop its stack (mailstack.sh stop $link) and remove it"
-    STATE=$(fallback_state_dir)
-    make_private_dir "$STATE"
-    ln -sfn "$STATE" "$link"
-  fi
-  (( ${#STATE} <= MAX_STATE_LEN )) ||
-    die "cannot use $STATE as the state dir: its path is longer than $MAX_STATE_LEN characters (Unix socket paths live below it); set MAILSTACK_DIR to a shorter path"
+  resolve_state_dir mailstack mailpeer-stack "${1:-${MAILSTACK_DIR:-}}" MAILSTACK_DIR
   CA_DIR=$STATE/ca
   CA_CERT=$CA_DIR/ca.crt
 }
@@ -186,6 +129,8 @@ provider_paths() {
 # env_name USER DOMAIN: ENV_NAME=MAILSTACK_PASS_ALICE_A_TEST (no subshell: forks are slow here)
 env_name() { ENV_NAME="MAILSTACK_PASS_${1}_${2}"; ENV_NAME=${ENV_NAME^^}; ENV_NAME=${ENV_NAME//[^A-Z0-9_]/_}; }
 
+# shellcheck source=../lib/state_dir.sh
+source "$SCRIPT_DIR/../lib/state_dir.sh"
 # shellcheck source=lib/config.sh
 source "$SCRIPT_DIR/lib/config.sh"
 # shellcheck source=lib/process.sh
@@ -246,9 +191,7 @@ cmd_destroy() {
   need_root
   set_state_dir "${1:-}"
   stop_all reap
-  local link=$REPO_DIR/.mailstack
-  [[ -L $link && $(readlink "$link") == "$STATE" ]] && rm -f "$link"
-  rm -rf "$STATE"
+  remove_state_dir mailstack
   log "stopped and removed ($STATE)"
 }
 

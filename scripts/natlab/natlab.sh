@@ -25,6 +25,8 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=../lib/apt_install.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../lib/apt_install.sh"
+# shellcheck source=../lib/state_dir.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/state_dir.sh"
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$SCRIPT_DIR/../.." && pwd)"
@@ -109,74 +111,12 @@ require_installed() {
 }
 
 # ---------------------------------------------------------------------------------------
-# state directory (same rules as scripts/mailstack/mailstack.sh)
+# state directory (scripts/lib/state_dir.sh: coturn and miniupnpd may drop privileges)
 # ---------------------------------------------------------------------------------------
-
-# coturn and miniupnpd may drop privileges, so every directory above the state dir must let
-# other users pass (o+x). A clone inside a mode-0700 directory cannot hold the state: the
-# default then lives in /tmp and <repo>/.natlab is a symlink to it.
-MAX_STATE_LEN=60
-
-# unreachable_ancestor PATH: prints the first existing directory at or above PATH that other
-# users cannot pass through; exit 1 when there is none.
-unreachable_ancestor() {
-  local p=$1 mode
-  while [[ -n $p && $p != / ]]; do
-    if [[ -d $p ]]; then
-      mode=$(stat -L -c '%a' "$p")
-      (((8#$mode & 1) == 1)) || {
-        echo "$p"
-        return 0
-      }
-    fi
-    p=${p%/*}
-  done
-  return 1
-}
-
-# fallback_state_dir: /tmp/mailpeer-natlab-<uid>-<hash of the repo path>, one per clone.
-fallback_state_dir() {
-  local hash
-  hash=$(printf '%s' "$REPO_DIR" | sha256sum | cut -c1-8)
-  echo "/tmp/mailpeer-natlab-$(id -u)-$hash"
-}
-
-# make_private_dir DIR: create DIR (mode 755, ours) or accept it only when it already is a
-# directory we own, not a symlink: /tmp is writable by everyone.
-make_private_dir() {
-  local d=$1
-  if [[ -L $d || (-e $d && ! -d $d) ]]; then die "Cannot use $d as the state dir: it exists and is not a directory; remove it"; fi
-  [[ -d $d ]] || mkdir -m 755 "$d"
-  [[ $(stat -c '%u' "$d") == "$(id -u)" ]] || die "Cannot use $d as the state dir: it belongs to another user; remove it or set NATLAB_DIR"
-  chmod 755 "$d"
-}
 
 # set_state_dir: STATE, the absolute real path of the state dir.
 set_state_dir() {
-  local explicit=${NATLAB_DIR:-} link=$REPO_DIR/.natlab
-  if [[ -n $explicit ]]; then
-    STATE=$explicit
-    [[ $STATE == /* ]] || STATE=$PWD/$STATE
-    STATE=${STATE%/}
-    [[ -d $STATE ]] || mkdir -p "$STATE"
-    STATE=$(readlink -f "$STATE")
-  elif [[ -L $link ]]; then
-    STATE=$(readlink "$link")
-    [[ $STATE == "$(fallback_state_dir)" ]] || die "Cannot use $link: it points to $STATE, not to this clone's $(fallback_state_dir); remove the link"
-    make_private_dir "$STATE"
-  elif ((${#link} <= MAX_STATE_LEN)) && ! unreachable_ancestor "$REPO_DIR" >/dev/null; then
-    STATE=$link
-    [[ -d $STATE ]] || mkdir -p "$STATE"
-    # Keeps the state out of `git status` without touching the repo's .gitignore.
-    [[ -e $STATE/.gitignore ]] || echo '*' >"$STATE/.gitignore"
-  else
-    [[ ! -e $link ]] || die "Cannot use $link: other users cannot reach it; run $0 down, then remove it"
-    STATE=$(fallback_state_dir)
-    make_private_dir "$STATE"
-    ln -sfn "$STATE" "$link"
-  fi
-  ((${#STATE} <= MAX_STATE_LEN)) ||
-    die "Cannot use $STATE as the state dir: its path is longer than $MAX_STATE_LEN characters; set NATLAB_DIR to a shorter path"
+  resolve_state_dir natlab mailpeer-natlab "${NATLAB_DIR:-}" NATLAB_DIR
   JSON=$STATE/natlab.json
   TURN_CONF=$STATE/turnserver.conf TURN_PID=$STATE/turnserver.pid TURN_LOG=$STATE/turnserver.log
   UPNP_CONF=$STATE/miniupnpd.conf UPNP_PID=$STATE/miniupnpd.pid UPNP_LOG=$STATE/miniupnpd.log
@@ -788,9 +728,7 @@ teardown() {
 # into /tmp), so a test run leaves nothing behind.
 cmd_destroy() {
   cmd_down
-  local link=$REPO_DIR/.natlab
-  [[ -L $link && $(readlink "$link") == "$STATE" ]] && rm -f "$link"
-  rm -rf "$STATE"
+  remove_state_dir natlab
   log "removed ($STATE)"
 }
 
