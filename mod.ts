@@ -103,7 +103,8 @@ export {
 } from "./src/runtime.ts";
 export * as limits from "./src/limits.ts";
 
-export { type Config, loadConfig, parseConfig } from "./src/config/config.ts";
+export { type Config } from "./src/config/config_schema.ts";
+export { loadConfig, parseConfig } from "./src/config/config.ts";
 
 export type {
   Candidate,
@@ -144,7 +145,8 @@ export { ImapSource } from "./src/mail/imap_source.ts";
 export { type Pop3ServerOptions, Pop3Source } from "./src/mail/pop3_source.ts";
 
 export type { PeerRow, TableStore } from "./src/host/types.ts";
-export { Host, type HostOptions, type HostPassResult } from "./src/host/host.ts";
+export { Host } from "./src/host/host.ts";
+export { type HostOptions, type HostPassResult } from "./src/host/host_options.ts";
 export { JsonFileStore } from "./src/host/json_file_store.ts";
 export { MemoryStore } from "./src/host/memory_store.ts";
 

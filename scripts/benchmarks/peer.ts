@@ -16,8 +16,8 @@
  * @module
  */
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
-import { MAX_FRAGMENT_BYTES } from "../../src/peer/session_crypto.ts";
-import { SessionLink } from "../../src/peer/session_crypto.ts";
+import { MAX_FRAGMENT_BYTES } from "../../src/peer/session_link.ts";
+import { SessionLink } from "../../src/peer/session_link.ts";
 import { encodeFrame, type Frame, FrameDecoder, FrameType } from "../../src/peer/frame.ts";
 import { opensslAvailable } from "../../src/peer/aes_gcm.ts";
 import { generateEd25519 } from "../../src/message/keys.ts";

@@ -23,7 +23,7 @@
  */
 import process from "node:process";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
-import { MAX_FRAGMENT_BYTES } from "../../src/peer/session_crypto.ts";
+import { MAX_FRAGMENT_BYTES } from "../../src/peer/session_link.ts";
 import { opensslAvailable } from "../../src/peer/aes_gcm.ts";
 import { generateEd25519 } from "../../src/message/keys.ts";
 import type { PeerIdentity, PeerLink } from "../../src/peer/types.ts";

@@ -26,13 +26,6 @@ import {
   sanitizeFileName,
 } from "./file_transfer_control.ts";
 
-export {
-  CHUNK_TAG,
-  CONTROL_TAG,
-  DEFAULT_CHUNK_BYTES,
-  sanitizeFileName,
-} from "./file_transfer_control.ts";
-
 /** Largest file `receiveFile` accepts unless told otherwise (4 GiB). */
 export const DEFAULT_MAX_FILE_BYTES = 4 * 1024 ** 3;
 

@@ -6,7 +6,7 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { MAX_FRAGMENT_BYTES } from "../peer/session_crypto.ts";
+import { MAX_FRAGMENT_BYTES } from "../peer/session_link.ts";
 import type { PeerLink } from "../peer/types.ts";
 
 /** Tag byte of a JSON control message. */

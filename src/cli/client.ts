@@ -6,7 +6,7 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { receiveLine, runChat, sendLine } from "../apps/chat.ts";
-import type { Config } from "../config/config.ts";
+import type { Config } from "../config/config_schema.ts";
 import { ConfigError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
 import { TcpTransport } from "../peer/tcp_transport.ts";

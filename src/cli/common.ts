@@ -4,7 +4,8 @@
  * @module
  */
 import type { Command } from "@commander-js/extra-typings";
-import { type Config, loadConfig } from "../config/config.ts";
+import type { Config } from "../config/config_schema.ts";
+import { loadConfig } from "../config/config.ts";
 import { cliSink } from "./output.ts";
 
 /** Adds `--config FILE` (default `$MAILPEER_CONFIG` or `mailpeer.toml`). */

@@ -12,7 +12,7 @@ import { receiveLine, sendLine } from "../apps/chat.ts";
 import { type EventSink, withActor } from "../events.ts";
 import { Host } from "../host/host.ts";
 import { JsonFileStore } from "../host/json_file_store.ts";
-import { MaildirPostOffice } from "../mail/maildir.ts";
+import { MaildirPostOffice } from "../mail/maildir_post_office.ts";
 import { MaildirSender } from "../mail/maildir_sender.ts";
 import { MaildirSource } from "../mail/maildir_source.ts";
 import { generateHostKeys, generateIdentityKeys, hostCardOf } from "../message/key_file.ts";

@@ -5,13 +5,14 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import type { Config, HostConfig } from "../config/config.ts";
+import type { Config, HostConfig } from "../config/config_schema.ts";
 import { parseDuration } from "../config/duration.ts";
 import { ConfigError, HostError } from "../errors.ts";
 import { withFileLock } from "../host/file_lock.ts";
 import { HOST_RUN_LOCK_WAIT_MS } from "../limits.ts";
 import type { EventSink } from "../events.ts";
-import { Host, type HostOptions } from "../host/host.ts";
+import { Host } from "../host/host.ts";
+import type { HostOptions } from "../host/host_options.ts";
 import { cliSink } from "./output.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import {

@@ -3,7 +3,12 @@
  *
  * @module
  */
-import type { HostConfig, ReceiveConfig, SendConfig, ServerConfig } from "../config/config.ts";
+import type {
+  HostConfig,
+  ReceiveConfig,
+  SendConfig,
+  ServerConfig,
+} from "../config/config_schema.ts";
 import type { TableStore } from "../host/types.ts";
 import { resolveSecret } from "../config/secret.ts";
 import { ConfigError, isMailpeerError, MessageError } from "../errors.ts";

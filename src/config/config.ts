@@ -13,16 +13,6 @@ import { ConfigError } from "../errors.ts";
 import type { Config } from "./config_schema.ts";
 import { configFromObject } from "./config_validate.ts";
 
-export type {
-  Config,
-  HostConfig,
-  ReceiveConfig,
-  SendConfig,
-  ServerConfig,
-  TerminalConfig,
-} from "./config_schema.ts";
-export { configFromObject } from "./config_validate.ts";
-
 /** Parses TOML text into a validated configuration. */
 export function parseConfig(text: string, options: { base?: string; path?: string } = {}): Config {
   let doc: Record<string, unknown>;

@@ -57,14 +57,6 @@ import {
   type RequestOutcome,
 } from "./host_request.ts";
 
-export {
-  DEFAULT_HOST_LIMITS,
-  type HostLimits,
-  type HostOptions,
-  type HostPassResult,
-  type HostStep,
-} from "./host_options.ts";
-
 /** Processes the requests and notices in one host mailbox. */
 export class Host {
   readonly #o:

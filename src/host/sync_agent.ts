@@ -46,9 +46,6 @@ import { liveSyncRows, paginateSnapshot } from "./sync_snapshot.ts";
 import { DEFAULT_TABLE_POLICY, type TablePolicy } from "./table.ts";
 import type { TableStore } from "./types.ts";
 
-export { type MergeOptions, mergeSyncRows } from "./sync_merge.ts";
-export { syncRowOf } from "./sync_snapshot.ts";
-
 /** Largest raw sync mail fetched: a full sync block, armored, plus headers (proposed limit). */
 export const MAX_SYNC_MAIL_BYTES = Math.ceil(MAX_SYNC_BLOCK_BYTES / 3 * 4 * 66 / 64) + 16_384;
 /** Default least time between two snapshots answering table requests of one host, in ms. */

@@ -41,10 +41,6 @@ import { ImapSession } from "./imap_session.ts";
 import type { ImapSourceOptions } from "./imap_source_options.ts";
 import { type MailRef, type MailSource, matchesSubject, type SubjectMatch } from "./types.ts";
 
-export type { ImapServerOptions } from "./imap_connect.ts";
-export type { ImapSourceOptions } from "./imap_source_options.ts";
-export { parseImapDate } from "./imap_condstore.ts";
-
 const DEFAULT_WAKE_AFTER_MS = 60_000;
 const DEFAULT_CONNECT_ATTEMPTS = 6;
 

@@ -21,8 +21,6 @@ import {
   type Stream,
 } from "./pop3_stream.ts";
 
-export type { Pop3ConnectOptions } from "./pop3_stream.ts";
-
 /** Longest status line or listing line accepted (RFC 1939 allows 512 octets). */
 const MAX_LINE_BYTES = 8192;
 /** Default time one connect or one command may take, in ms. */

@@ -17,12 +17,8 @@ import { DEFAULT_POLL_INTERVAL_MS, MAX_MAIL_BYTES } from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { type Clock, systemClock } from "../runtime.ts";
 import { readSubject } from "./parse.ts";
-import {
-  isConnectionDrop,
-  isOversized,
-  Pop3Client,
-  type Pop3ConnectOptions,
-} from "./pop3_client.ts";
+import { isConnectionDrop, isOversized, Pop3Client } from "./pop3_client.ts";
+import type { Pop3ConnectOptions } from "./pop3_stream.ts";
 import { type MailRef, type MailSource, matchesSubject, type SubjectMatch } from "./types.ts";
 
 /** How to reach and log in to a POP3 server. */

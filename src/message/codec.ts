@@ -43,8 +43,6 @@ import {
   readVersion,
 } from "./wire_reader.ts";
 
-export { isIPv4, isIPv6, networkIdProblem, userIdProblem } from "./field_rules.ts";
-
 const utf8 = new TextEncoder();
 
 function readPeer(ctx: Ctx, value: unknown, path: string, version: 1 | 2): PeerEntry {

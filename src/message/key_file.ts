@@ -14,7 +14,7 @@
  */
 import { MessageError } from "../errors.ts";
 import { fromBase64Url, toBase64Url } from "./base64.ts";
-import { userIdProblem } from "./codec.ts";
+import { userIdProblem } from "./field_rules.ts";
 import { emailProblem, type HostCard } from "./host_card.ts";
 import { generateEd25519, generateX25519, publicKeyOf, type RawKeyPair } from "./keys.ts";
 

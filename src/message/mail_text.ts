@@ -5,7 +5,7 @@
  * @module
  */
 import { armor } from "./armor.ts";
-import { networkIdProblem } from "./codec.ts";
+import { networkIdProblem } from "./field_rules.ts";
 
 /** The kinds of mailpeer mail, each with its own subject. */
 export type MailKind = "request" | "reply" | "notice" | "sync" | "introduction";

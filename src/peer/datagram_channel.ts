@@ -34,13 +34,8 @@ import { PeerError } from "../errors.ts";
 import { MAX_COOKIE_ROUNDS, MAX_HELD_CONTROL_FRAMES } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
 import type { Backoff, Clock } from "../runtime.ts";
-import {
-  decodeCookie,
-  encodeConnectWithCookie,
-  encodeDatagram,
-  type Frame,
-  FrameType,
-} from "./frame.ts";
+import { decodeCookie, encodeConnectWithCookie } from "./frame_bodies.ts";
+import { encodeDatagram, type Frame, FrameType } from "./frame.ts";
 import type { SessionCipher } from "./session_crypto.ts";
 import type { FrameChannel } from "./types.ts";
 

@@ -29,8 +29,6 @@
 import { MAX_FRAME_BYTES, PEER_FRAME_VERSION } from "../limits.ts";
 import { frameError } from "./frame_bodies.ts";
 
-export * from "./frame_bodies.ts";
-
 /** Frame types; the number is the type byte on the wire. */
 export const FrameType = {
   CONNECT: 1,

@@ -34,10 +34,9 @@ import {
   encodeConnectAck,
   encodeConnectAckFields,
   encodeDisconnect,
-  type Frame,
-  FrameType,
   NONCE_BYTES,
-} from "./frame.ts";
+} from "./frame_bodies.ts";
+import { type Frame, FrameType } from "./frame.ts";
 import { deriveSessionKeys, SessionCipher } from "./session_crypto.ts";
 import type { FrameChannel, PeerIdentity } from "./types.ts";
 

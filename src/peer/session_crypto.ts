@@ -32,13 +32,6 @@ import {
   MAX_FRAME_BODY_BYTES,
 } from "./frame.ts";
 
-export {
-  MAX_FRAGMENT_BYTES,
-  MAX_MESSAGE_BYTES,
-  SessionLink,
-  type SessionLinkOptions,
-} from "./session_link.ts";
-
 const SEQUENCE_BYTES = 8;
 const SESSION_INFO = new TextEncoder().encode("mailpeer v1 session keys");
 const DATA_PREFIX_BYTES = LENGTH_PREFIX_BYTES + FRAME_HEADER_BYTES + SEQUENCE_BYTES;

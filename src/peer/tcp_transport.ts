@@ -22,7 +22,7 @@ import { encodeFrame, type Frame, FrameReader, LENGTH_PREFIX_BYTES } from "./fra
 import { initiateHandshake, respondHandshake } from "./handshake.ts";
 import { KeepaliveChannel } from "./keepalive_channel.ts";
 import { Handoff } from "./handoff.ts";
-import { SessionLink } from "./session_crypto.ts";
+import { SessionLink } from "./session_link.ts";
 import type {
   ConnectOptions,
   FrameChannel,

@@ -20,15 +20,8 @@ import { ConnectCookies } from "./connect_cookie.ts";
 import type { Endpoint } from "../message/types.ts";
 import type { Backoff, Clock, RandomSource } from "../runtime.ts";
 import { DatagramFrameChannel } from "./datagram_channel.ts";
-import {
-  type ConnectWithCookie,
-  decodeConnectWithCookie,
-  decodeDatagram,
-  encodeCookie,
-  encodeDatagram,
-  type Frame,
-  FrameType,
-} from "./frame.ts";
+import { type ConnectWithCookie, decodeConnectWithCookie, encodeCookie } from "./frame_bodies.ts";
+import { decodeDatagram, encodeDatagram, type Frame, FrameType } from "./frame.ts";
 import { initiateHandshake, respondHandshake } from "./handshake.ts";
 import { Handoff } from "./handoff.ts";
 import { ReliableLink } from "./reliable_link.ts";

@@ -42,7 +42,8 @@ import {
   PUNCH_STAGGER_MS,
 } from "../limits.ts";
 import { type Backoff, type Clock, type RandomSource, systemRandom } from "../runtime.ts";
-import { encodeConnect, encodeDatagram, FrameType, NONCE_BYTES } from "./frame.ts";
+import { encodeConnect, NONCE_BYTES } from "./frame_bodies.ts";
+import { encodeDatagram, FrameType } from "./frame.ts";
 import type { PeerIdentity, PeerLink } from "./types.ts";
 
 /** A candidate endpoint of the peer; `kind` says how it was found (default `srflx`). */

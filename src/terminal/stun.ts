@@ -25,8 +25,6 @@ import {
   type StunMappedAddress,
 } from "./stun_message.ts";
 
-export * from "./stun_message.ts";
-
 /** Initial retransmission timeout, in ms (RFC 8489 §6.2.1 recommends 500). */
 export const STUN_DEFAULT_RTO_MS = 500;
 /** Binding requests sent to one server before giving up (RFC 8489's Rc is 7; a terminal waits less). */

@@ -5,11 +5,9 @@ import { PeerError } from "../../src/errors.ts";
 import {
   CHUNK_TAG,
   DEFAULT_CHUNK_BYTES,
-  receiveFile,
   sanitizeFileName,
-  sendFile,
-  type TransferProgress,
-} from "../../src/apps/file_transfer.ts";
+} from "../../src/apps/file_transfer_control.ts";
+import { receiveFile, sendFile, type TransferProgress } from "../../src/apps/file_transfer.ts";
 import type { PeerLink } from "../../src/peer/types.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { MaildirPostOffice } from "../../src/mail/maildir.ts";
+import { MaildirPostOffice } from "../../src/mail/maildir_post_office.ts";
 import { MaildirSender } from "../../src/mail/maildir_sender.ts";
 import { MaildirSource } from "../../src/mail/maildir_source.ts";
 import { parseMail } from "../../src/mail/parse.ts";

@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { MailError } from "../../src/errors.ts";
-import { Host, type HostOptions, type HostStep } from "../../src/host/host.ts";
+import { Host } from "../../src/host/host.ts";
+import type { HostOptions, HostStep } from "../../src/host/host_options.ts";
 import { applyRequests, type CheckedRequest } from "../../src/host/host_request.ts";
 import { DEFAULT_TABLE_POLICY } from "../../src/host/table.ts";
 import type { PeerRow, TableStore } from "../../src/host/types.ts";

@@ -5,7 +5,8 @@
  * request, and send no other reply.
  */
 import assert from "node:assert/strict";
-import { Host, type HostPassResult } from "../../src/host/host.ts";
+import { Host } from "../../src/host/host.ts";
+import type { HostPassResult } from "../../src/host/host_options.ts";
 import { MemoryStore } from "../../src/host/memory_store.ts";
 import type { MailpeerEvent } from "../../src/events.ts";
 import { MessageError } from "../../src/errors.ts";

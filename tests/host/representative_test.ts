@@ -6,7 +6,9 @@
 import assert from "node:assert/strict";
 import { Representative, type RepresentativeEvent } from "../../src/host/representative.ts";
 import { headerValues } from "../../src/mail/header_values.ts";
-import { MaildirPostOffice, MaildirSender, MaildirSource } from "../../src/mail/maildir.ts";
+import { MaildirPostOffice } from "../../src/mail/maildir_post_office.ts";
+import { MaildirSender } from "../../src/mail/maildir_sender.ts";
+import { MaildirSource } from "../../src/mail/maildir_source.ts";
 import type { MailSender } from "../../src/mail/types.ts";
 import { subjectFor } from "../../src/message/mail_text.ts";
 

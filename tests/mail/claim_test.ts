@@ -9,8 +9,10 @@ import type { ImapFlow } from "imapflow";
 import type { Logger } from "../../src/log.ts";
 import { composeMail } from "../../src/mail/compose.ts";
 import { uidSetTest } from "../../src/mail/imap_condstore.ts";
-import { ImapSource, type ImapSourceOptions } from "../../src/mail/imap_source.ts";
-import { deliverToMaildir, MaildirSource } from "../../src/mail/maildir.ts";
+import { ImapSource } from "../../src/mail/imap_source.ts";
+import type { ImapSourceOptions } from "../../src/mail/imap_source_options.ts";
+import { deliverToMaildir } from "../../src/mail/maildir_sender.ts";
+import { MaildirSource } from "../../src/mail/maildir_source.ts";
 import type { MailRef, MailSource, SubjectMatch } from "../../src/mail/types.ts";
 import { type Clock, ManualClock } from "../../src/runtime.ts";
 import {

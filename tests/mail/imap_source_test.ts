@@ -11,11 +11,9 @@ import type { ImapFlow } from "imapflow";
 import nodemailer from "nodemailer";
 import { MailError } from "../../src/errors.ts";
 import { composeMail } from "../../src/mail/compose.ts";
-import {
-  type ImapServerOptions,
-  ImapSource,
-  type ImapSourceOptions,
-} from "../../src/mail/imap_source.ts";
+import type { ImapServerOptions } from "../../src/mail/imap_connect.ts";
+import { ImapSource } from "../../src/mail/imap_source.ts";
+import type { ImapSourceOptions } from "../../src/mail/imap_source_options.ts";
 import { BodyCache, bodyKey, choosePrefetch } from "../../src/mail/imap_prefetch.ts";
 import type { SubjectMatch } from "../../src/mail/types.ts";
 import { mailSourceConformance } from "../conformance/mail_source.ts";

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { MessageError } from "../../src/errors.ts";
 import type { ErrorCode } from "../../src/errors.ts";
-import { userIdProblem } from "../../src/message/codec.ts";
+import { userIdProblem } from "../../src/message/field_rules.ts";
 import { formatHostCard } from "../../src/message/host_card.ts";
 import type {
   Endpoint,

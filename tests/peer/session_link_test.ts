@@ -9,12 +9,8 @@ import { MAX_FRAME_BYTES } from "../../src/limits.ts";
 import type { Endpoint } from "../../src/message/types.ts";
 import { type AesGcmEngine, opensslAvailable } from "../../src/peer/aes_gcm.ts";
 import { type Frame, FrameType } from "../../src/peer/frame.ts";
-import {
-  deriveSessionKeys,
-  MAX_FRAGMENT_BYTES,
-  SessionCipher,
-  SessionLink,
-} from "../../src/peer/session_crypto.ts";
+import { deriveSessionKeys, SessionCipher } from "../../src/peer/session_crypto.ts";
+import { MAX_FRAGMENT_BYTES, SessionLink } from "../../src/peer/session_link.ts";
 import { RECEIVE_PARK_MS } from "../../src/limits.ts";
 import { ManualClock } from "../../src/runtime.ts";
 import type { FrameChannel } from "../../src/peer/types.ts";

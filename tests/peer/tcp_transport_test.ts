@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { PeerError } from "../../src/errors.ts";
 import { opensslAvailable } from "../../src/peer/aes_gcm.ts";
-import { MAX_FRAGMENT_BYTES } from "../../src/peer/session_crypto.ts";
+import { MAX_FRAGMENT_BYTES } from "../../src/peer/session_link.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
 import { ManualClock } from "../../src/runtime.ts";
 import {

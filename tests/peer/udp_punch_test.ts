@@ -13,16 +13,14 @@ import {
   PUNCH_STAGGER_MS,
 } from "../../src/limits.ts";
 import type { Endpoint } from "../../src/message/types.ts";
-import { encodeConnect, encodeDatagram, FrameType, NONCE_BYTES } from "../../src/peer/frame.ts";
+import { encodeConnect, NONCE_BYTES } from "../../src/peer/frame_bodies.ts";
+import { encodeDatagram, FrameType } from "../../src/peer/frame.ts";
 import type { PeerIdentity } from "../../src/peer/types.ts";
 import { type PunchEvent, punchRole } from "../../src/peer/udp_punch.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { ManualClock } from "../../src/runtime.ts";
-import {
-  decodeBindingRequest,
-  encodeBindingResponse,
-  StunAddress,
-} from "../../src/terminal/stun.ts";
+import { decodeBindingRequest, encodeBindingResponse } from "../../src/terminal/stun_message.ts";
+import { StunAddress } from "../../src/terminal/stun.ts";
 import { makeIdentity, rejectsWithCode } from "../conformance/peer_transport.ts";
 
 const LOCAL = { address: "127.0.0.1", port: 0 };

@@ -23,7 +23,8 @@
  * rewrites `<table>` forever with `<rows>` rows (a different table each time) and prints one
  * line per write; the test kills it from outside at an arbitrary moment.
  */
-import { Host, type HostStep } from "../../src/host/host.ts";
+import { Host } from "../../src/host/host.ts";
+import type { HostStep } from "../../src/host/host_options.ts";
 import { JsonFileStore } from "../../src/host/json_file_store.ts";
 import type { PeerRow } from "../../src/host/types.ts";
 import { MaildirPostOffice } from "../../src/mail/maildir_post_office.ts";

@@ -31,7 +31,7 @@ import { MemoryStore } from "../../src/host/memory_store.ts";
 import { dearmor } from "../../src/message/armor.ts";
 import { bytesEqual } from "../../src/message/base64.ts";
 import { openReply } from "../../src/message/block.ts";
-import { isIPv4, isIPv6, userIdProblem } from "../../src/message/codec.ts";
+import { isIPv4, isIPv6, userIdProblem } from "../../src/message/field_rules.ts";
 import { generateIdentityKeys } from "../../src/message/key_file.ts";
 import { bodyFor } from "../../src/message/mail_text.ts";
 import type { Endpoint } from "../../src/message/types.ts";

@@ -3,9 +3,10 @@
  * helpers to mail requests and notices as a terminal would, and to read replies back.
  */
 import { join } from "node:path";
-import { Host, type HostOptions } from "../../src/host/host.ts";
+import { Host } from "../../src/host/host.ts";
+import type { HostOptions } from "../../src/host/host_options.ts";
 import { MemoryStore } from "../../src/host/memory_store.ts";
-import { MaildirPostOffice } from "../../src/mail/maildir.ts";
+import { MaildirPostOffice } from "../../src/mail/maildir_post_office.ts";
 import { MaildirSender } from "../../src/mail/maildir_sender.ts";
 import { MaildirSource } from "../../src/mail/maildir_source.ts";
 import { parseMail } from "../../src/mail/parse.ts";

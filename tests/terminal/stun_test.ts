@@ -11,10 +11,9 @@ import {
   encodeBindingRequest,
   encodeBindingResponse,
   isStunMessage,
-  parseStunServer,
-  StunAddress,
   type StunMappedAddress,
-} from "../../src/terminal/stun.ts";
+} from "../../src/terminal/stun_message.ts";
+import { parseStunServer, StunAddress } from "../../src/terminal/stun.ts";
 
 // ---------------------------------------------------------------------------------------
 // helpers
