@@ -8,6 +8,7 @@
  * @module
  */
 import type { Candidate, Endpoint, TransportKind } from "./message/types.ts";
+import type { PathKind } from "./peer/udp_punch.ts";
 
 /** A peer as events show it: never an e-mail address. */
 export interface EventPeer {
@@ -41,6 +42,14 @@ export type MailpeerEvent =
       transport: TransportKind;
       ms: number;
       role: "initiator" | "acceptor";
+      /** The peer's side of the winning pair, as this terminal sees it. */
+      remote?: Endpoint;
+      /**
+       * How the session's packets travel (docs/nat.md "Path kinds"); absent on a terminal that
+       * accepted a peer it was not introduced to (it cannot tell which of its candidates the
+       * peer dialled).
+       */
+      path?: PathKind;
     }
     | { event: "connect-failed"; peer: string; code: string; message: string }
     | { event: "notice-sent"; to: string[]; failed: string[] }

@@ -294,5 +294,10 @@ export const PUNCH_STAGGER_MS = 50;
 export const PUNCH_DEFAULT_WINDOW_MS = 10_000;
 /** Longest punch window accepted, in ms; a longer one is a `RangeError`. */
 export const PUNCH_MAX_WINDOW_MS = 60_000;
+/**
+ * How long a terminal punches towards one peer of its reply (`terminal.punch_window`), in ms:
+ * long enough for the host's introduction mail to reach that peer and for it to punch back.
+ */
+export const DEFAULT_TERMINAL_PUNCH_WINDOW_MS = 15_000;
 /** Punches one listener runs at once (one per peer key); more are refused with `EPEER`. */
 export const PUNCH_MAX_CONCURRENT = 16;

@@ -6,6 +6,8 @@
  */
 import type { Endpoint, TransportKind } from "../message/types.ts";
 import type { Frame } from "./frame.ts";
+import type { ListenerStunSocket } from "./udp_listener.ts";
+import type { PunchOptions, PunchResult } from "./udp_punch.ts";
 
 /** This terminal's identity: its user id and Ed25519 key pair (raw 32-byte keys). */
 export interface PeerIdentity {
@@ -84,6 +86,15 @@ export interface PeerListener {
   readonly endpoint: Endpoint;
   accept(options?: { signal?: AbortSignal }): Promise<PeerLink>;
   close(): Promise<void>;
+  /**
+   * UDP: punches a hole to one expected peer from the listener's socket (`udp_punch.ts`,
+   * docs/nat.md). Absent on transports that cannot punch.
+   */
+  punch?(options: PunchOptions): Promise<PunchResult>;
+  /** UDP: answer every CONNECT (`all`) or only those of peers being punched to (`punched`). */
+  admit?(mode: "all" | "punched"): void;
+  /** UDP: the listener's own socket for STUN, so STUN learns the mapping peers will use. */
+  stunSocket?(): ListenerStunSocket;
 }
 
 /** Options of {@link PeerTransport.connect}. */

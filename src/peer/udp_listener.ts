@@ -175,6 +175,7 @@ export class UdpPeerListener implements PeerListener {
   #closing: Promise<void> | null = null;
   #loop: Promise<void>;
   #punches = new Map<string, UdpPunch>();
+  #admit: "all" | "punched" = "all";
   #stun = new Set<(bytes: Uint8Array) => void>();
 
   constructor(socket: UdpSocket, options: ListenOptions, settings: UdpSettings) {
@@ -251,6 +252,18 @@ export class UdpPeerListener implements PeerListener {
       this.#punches.delete(id);
       await punch.stopped(); // settled means nothing of this punch sends any more
     }
+  }
+
+  /**
+   * Whom this listener answers. `all` (the default, standby): every CONNECT gets its COOKIE and
+   * handshake. `punched`: only CONNECTs claiming the identity key of a peer this listener is
+   * punching to; any other is ignored without an answer, so its sender keeps retransmitting and
+   * is answered once the listener stands by (`all`) again. A terminal sets `punched` while it
+   * tries the peers of its reply one by one, so a peer it is not trying yet cannot end up with a
+   * link this terminal will never use (docs/nat.md "The terminal punches").
+   */
+  admit(mode: "all" | "punched"): void {
+    this.#admit = mode;
   }
 
   /** This socket for `StunAddress` (option `socket`), so it learns the mapping peers use. */
@@ -384,6 +397,7 @@ export class UdpPeerListener implements PeerListener {
     }
     const { nonce } = connect.connect;
     const punch = this.#punches.get(toBase64(connect.connect.identityKey));
+    if (!punch && this.#admit === "punched") return; // answered once we stand by again
     if (punch?.role === "controlling" && !connect.cookie) {
       // The peer's probe: learn where it comes from, answer with our own CONNECT (not COOKIE).
       punch.learn(from);

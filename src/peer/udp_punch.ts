@@ -76,6 +76,22 @@ export type PunchEvent =
   | { type: "learned"; remote: Endpoint }
   | { type: "failed"; remote: Endpoint; error: unknown };
 
+/** How the packets of a session travel; see docs/nat.md "Path kinds". */
+export type PathKind = "host" | "mapped" | "punched";
+
+/**
+ * The path kind of reaching `remote` given the peer's candidates: `host` / `mapped` when it is a
+ * candidate of that kind, else `punched`.
+ */
+export function pathKindOf(
+  remote: Endpoint,
+  candidates: readonly PunchCandidate[],
+): PathKind {
+  const kind = candidates.find((c) => c.address === remote.address && c.port === remote.port)
+    ?.kind;
+  return kind === "host" || kind === "mapped" ? kind : "punched";
+}
+
 /** Which side of the handshake a punch runs; see the module doc. */
 export type PunchRole = "controlling" | "controlled";
 
@@ -83,8 +99,12 @@ export type PunchRole = "controlling" | "controlled";
 export interface PunchResult {
   /** The session, already established and encrypted end to end. */
   link: PeerLink;
-  /** `host` when the winning endpoint is a `host` candidate, else `punched`. */
-  path: "host" | "punched";
+  /**
+   * The kind of the winning pair (docs/nat.md "Path kinds"): `host` or `mapped` when the
+   * remote is one of the peer's candidates of that kind, else `punched` (its NAT's mapping,
+   * announced by STUN or seen as a peer-reflexive source).
+   */
+  path: PathKind;
   role: PunchRole;
   /** This side of the winning pair: the listener's socket. */
   local: Endpoint;
@@ -279,14 +299,11 @@ export class UdpPunch {
 
   #win(link: PeerLink): void {
     const remote = link.remote.endpoint;
-    const host = this.#options.candidates.some((c) =>
-      c.kind === "host" && c.address === remote.address && c.port === remote.port
-    );
     const settle = this.#settle;
     this.#end(null);
     settle?.({
       link,
-      path: host ? "host" : "punched",
+      path: pathKindOf(remote, this.#options.candidates),
       role: this.role,
       local: link.local,
       remote,

@@ -10,11 +10,13 @@ import {
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_REPLY_TIMEOUT_MS,
   DEFAULT_STANDBY_TIMEOUT_MS,
+  DEFAULT_TERMINAL_PUNCH_WINDOW_MS,
   MAX_CLOCK_SKEW_MS,
+  PUNCH_MAX_CANDIDATES,
+  PUNCH_MAX_WINDOW_MS,
 } from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import type { MailSender, MailSource, SubjectMatch } from "../mail/types.ts";
-import { toBase64Url } from "../message/base64.ts";
 import { sealNotice, sealRequest } from "../message/block.ts";
 import { formatHostCard, type HostCard } from "../message/host_card.ts";
 import type { IdentityKeys } from "../message/key_file.ts";
@@ -29,10 +31,17 @@ import type {
   ReplyPayload,
 } from "../message/types.ts";
 import type { PeerIdentity, PeerLink, PeerListener, PeerTransport } from "../peer/types.ts";
+import { type PathKind, pathKindOf, type PunchCandidate } from "../peer/udp_punch.ts";
+import { bytesEqual, toBase64Url } from "../message/base64.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom } from "../runtime.ts";
 import { acceptsPeer, checkPeerPolicy, choosePeers, type PeerPolicy } from "./peer_choice.ts";
 import { type CandidateMapper, gatherCandidates } from "./gather_candidates.ts";
-import { type ReflectOptions, reflectPort, type ReflexiveAddress } from "./reflexive.ts";
+import {
+  reflectFrom,
+  type ReflectOptions,
+  reflectPort,
+  type ReflexiveAddress,
+} from "./reflexive.ts";
 import { waitForReply } from "./reply_wait.ts";
 import { watchIntroductions } from "./introduction_watch.ts";
 
@@ -76,6 +85,8 @@ export interface TerminalOptions {
   policy?: PeerPolicy;
   replyTimeoutMs?: number;
   connectTimeoutMs?: number;
+  /** How long to punch towards one peer after the reply, ms. */
+  punchWindowMs?: number;
   standbyTimeoutMs?: number;
   clock?: Clock;
   random?: RandomSource;
@@ -105,6 +116,8 @@ export interface Rendezvous {
   role: "initiator" | "acceptor";
   /** Milliseconds from the start of {@link Terminal.rendezvous} to the established link. */
   ms: number;
+  /** How the session's packets travel; absent when it cannot be told (see the `connected` event). */
+  path?: PathKind;
   /** The reply the host sent. */
   reply: ReplyPayload;
 }
@@ -130,6 +143,7 @@ export class Terminal {
       subjectMatch: "exact",
       replyTimeoutMs: DEFAULT_REPLY_TIMEOUT_MS,
       connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
+      punchWindowMs: DEFAULT_TERMINAL_PUNCH_WINDOW_MS,
       standbyTimeoutMs: DEFAULT_STANDBY_TIMEOUT_MS,
       clock: systemClock,
       random: systemRandom,
@@ -203,13 +217,21 @@ export class Terminal {
         logger: o.logger,
         ...(options.signal ? { signal: options.signal } : {}),
       });
-      const link = await this.#connectAny(reply.reply, options.signal);
+      const found = await this.#connectAny(reply.reply, listener, options.signal);
       // The reply is deleted in the background: the link is ready now, and the mail source
       // finishes the delete before it closes (an IMAP source waits for its commands).
       reply.consume().catch((err) =>
         o.logger.log("warn", `could not delete the reply mail: ${err}`)
       );
-      if (link) return { link, role: "initiator", ms: o.clock.now() - started, reply: reply.reply };
+      if (found) {
+        return {
+          link: found.link,
+          role: "initiator",
+          ms: o.clock.now() - started,
+          reply: reply.reply,
+          ...(found.path ? { path: found.path } : {}),
+        };
+      }
       const standby = await this.#standby(
         listener,
         endpoint,
@@ -221,56 +243,57 @@ export class Terminal {
         peer: standby.link.remote.userId,
         transport: standby.link.transport,
         ms: o.clock.now() - started,
-        role: standby.role,
+        role: "acceptor",
+        remote: standby.link.remote.endpoint,
+        ...(standby.path ? { path: standby.path } : {}),
       });
-      return { ...standby, ms: o.clock.now() - started, reply: reply.reply };
+      return {
+        link: standby.link,
+        role: "acceptor",
+        ms: o.clock.now() - started,
+        reply: reply.reply,
+        ...(standby.path ? { path: standby.path } : {}),
+      };
     } finally {
       await listener.close().catch(() => {});
     }
   }
 
   /**
-   * Opens the peer listener; with STUN, on the UDP port whose mapping STUN just saw. Another
-   * program may take a free port in the gap between the two binds: then both are tried again,
-   * twice at most.
+   * Opens the peer listener and learns its STUN mapping. UDP: STUN runs over the listener's own
+   * socket, so the mapping found is the one peers reach. TCP: the address from a UDP port of
+   * the same interface, announced with the TCP listening port.
    */
   async #listen(
     signal?: AbortSignal,
   ): Promise<{ listener: PeerListener; reflexive: ReflexiveAddress | undefined }> {
     const o = this.#o;
-    const base = o.listen ?? { address: defaultListenAddress(o.advertise ?? "0.0.0.0"), port: 0 };
-    for (let attempt = 0;; attempt++) {
-      const reflexive = await this.#reflect(base, signal);
-      const reused = reflexive !== undefined && o.transport.kind === "udp";
-      const at = reused ? { ...base, port: reflexive.localPort } : base;
-      try {
-        const listener = await o.transport.listen(at, {
-          identity: this.#peerIdentity,
-          accept: (peer) => acceptsPeer(peer, o.policy),
-        });
-        return { listener, reflexive };
-      } catch (err) {
-        if (!(err instanceof PeerError) || !reused || base.port !== 0 || attempt >= 2) throw err;
-        o.logger.log(
-          "warn",
-          `the STUN port was taken before the listener bound it: ${err.message}`,
-        );
-      }
+    const at = o.listen ?? { address: defaultListenAddress(o.advertise ?? "0.0.0.0"), port: 0 };
+    const listener = await o.transport.listen(at, {
+      identity: this.#peerIdentity,
+      accept: (peer) => acceptsPeer(peer, o.policy),
+    });
+    try {
+      return { listener, reflexive: await this.#reflect(listener, at, signal) };
+    } catch (err) {
+      await listener.close().catch(() => {});
+      throw err;
     }
   }
 
-  /** The STUN mapping of the port about to be listened on, or undefined (no STUN, no answer). */
+  /** The STUN mapping peers will reach, or undefined (no STUN, no answer). */
   async #reflect(
-    local: { address: string; port: number },
+    listener: PeerListener,
+    at: { address: string; port: number },
     signal?: AbortSignal,
   ): Promise<ReflexiveAddress | undefined> {
     const o = this.#o;
     if (o.stunServers.length === 0) return undefined;
+    const options = { ...o.stun, ...(signal ? { signal } : {}) };
     try {
-      const found = await reflectPort(local, o.stunServers, {
-        ...o.stun,
-        ...(signal ? { signal } : {}),
-      });
+      const found = listener.stunSocket
+        ? await reflectFrom(listener.stunSocket(), o.stunServers, options)
+        : await reflectPort({ address: at.address, port: 0 }, o.stunServers, options);
       o.onEvent({ event: "address-detected", address: found.address, source: "stun" });
       return found;
     } catch (err) {
@@ -330,57 +353,146 @@ export class Terminal {
     };
   }
 
-  async #connectAny(reply: ReplyPayload, signal?: AbortSignal): Promise<PeerLink | undefined> {
+  /**
+   * Tries the reply's peers one by one (docs/nat.md "The terminal punches"). Over UDP, a peer
+   * that announced typed candidates punches back once the host's introduction reaches it, so it
+   * is punched to from the listener's socket for `punchWindowMs`; meanwhile the listener answers
+   * no one else. Other peers (TCP, a version 1 peer) are dialled candidate after candidate.
+   * Every peer that fails gets a notice.
+   */
+  async #connectAny(
+    reply: ReplyPayload,
+    listener: PeerListener,
+    signal?: AbortSignal,
+  ): Promise<Connected | undefined> {
     const o = this.#o;
-    for (const peer of choosePeers(reply.peers, o.policy)) {
-      // The peer's candidates on our transport, best first (a version 1 peer's endpoints are
-      // its host candidates, in its order).
-      const endpoints = endpointsOf(
-        byPriority(candidatesOf(peer).filter((c) => c.transport === o.transport.kind)),
-      );
-      let lastError: unknown;
-      for (const endpoint of endpoints) {
-        o.onEvent({ event: "connecting", peer: peer.userId, endpoint });
+    listener.admit?.("punched");
+    try {
+      for (const peer of choosePeers(reply.peers, o.policy)) {
+        // The peer's candidates on our transport, best first (a version 1 peer's endpoints are
+        // its host candidates, in its order).
+        const candidates = byPriority(
+          candidatesOf(peer).filter((c) => c.transport === o.transport.kind),
+        );
+        let lastError: unknown;
         const t0 = o.clock.now();
-        try {
-          const link = await o.transport.connect(endpoint, {
-            identity: this.#peerIdentity,
-            expectedIdentityKey: peer.identityKey,
-            timeoutMs: o.connectTimeoutMs,
-            ...(signal ? { signal } : {}),
-          });
-          if (link.remote.userId !== peer.userId) {
-            // The key is the listed one, but lists and notices go by the listed user id too.
-            await link.close().catch(() => {});
-            throw new PeerError(
-              "EIDENTITY",
-              `Cannot accept peer ${peer.userId}: it names itself ${
-                JSON.stringify(link.remote.userId)
-              } in its handshake; report it and try another peer`,
-            );
+        if (listener.punch && peer.candidates !== undefined && candidates.length > 0) {
+          try {
+            const found = await this.#punch(listener, peer, candidates, o.punchWindowMs, signal);
+            this.#connected(peer.userId, found, "initiator", o.clock.now() - t0);
+            return found;
+          } catch (err) {
+            if (!isMailpeerError(err) || signal?.aborted) throw err;
+            lastError = err;
+            this.#failed(peer.userId, err);
           }
-          o.onEvent({
-            event: "connected",
-            peer: peer.userId,
-            transport: link.transport,
-            ms: o.clock.now() - t0,
-            role: "initiator",
-          });
-          return link;
-        } catch (err) {
-          if (!isMailpeerError(err) || signal?.aborted) throw err;
-          lastError = err;
-          o.onEvent({
-            event: "connect-failed",
-            peer: peer.userId,
-            code: err.code,
-            message: err.message,
-          });
+        } else {
+          for (const candidate of candidates) {
+            try {
+              const found = await this.#dial(peer, candidate, signal);
+              this.#connected(peer.userId, found, "initiator", o.clock.now() - t0);
+              return found;
+            } catch (err) {
+              if (!isMailpeerError(err) || signal?.aborted) throw err;
+              lastError = err;
+              this.#failed(peer.userId, err);
+            }
+          }
         }
+        await this.#sendNotice(reply, peer, lastError);
       }
-      await this.#sendNotice(reply, peer, lastError);
+      return undefined;
+    } finally {
+      listener.admit?.("all");
     }
-    return undefined;
+  }
+
+  /** Dials one candidate from a socket of its own, proving the key the host listed. */
+  async #dial(
+    peer: { userId: string; identityKey: Uint8Array },
+    candidate: Candidate,
+    signal?: AbortSignal,
+  ): Promise<Connected> {
+    const o = this.#o;
+    const endpoint = {
+      transport: candidate.transport,
+      address: candidate.address,
+      port: candidate.port,
+    };
+    o.onEvent({ event: "connecting", peer: peer.userId, endpoint });
+    const link = await o.transport.connect(endpoint, {
+      identity: this.#peerIdentity,
+      expectedIdentityKey: peer.identityKey,
+      timeoutMs: o.connectTimeoutMs,
+      ...(signal ? { signal } : {}),
+    });
+    this.#checkUserId(link, peer.userId);
+    return { link, path: candidate.type === "srflx" ? "punched" : candidate.type };
+  }
+
+  /**
+   * Punches to a peer's candidates from the listener's socket (`UdpPeerListener.punch`): the
+   * first pair that completes the handshake with the key the host vouched for wins.
+   */
+  async #punch(
+    listener: PeerListener,
+    peer: { userId: string; identityKey: Uint8Array },
+    candidates: readonly Candidate[],
+    windowMs: number,
+    signal?: AbortSignal,
+  ): Promise<Connected> {
+    const o = this.#o;
+    if (bytesEqual(peer.identityKey, o.identity.ed25519.publicKey)) {
+      throw new PeerError(
+        "EIDENTITY",
+        `Cannot connect to peer ${peer.userId}: it was listed with this terminal's own identity key; report it and try another peer`,
+      );
+    }
+    const result = await listener.punch!({
+      peerKey: peer.identityKey,
+      candidates: punchCandidates(candidates),
+      windowMs,
+      onEvent: (e) => {
+        if (e.type === "attempt") {
+          o.onEvent({ event: "connecting", peer: peer.userId, endpoint: e.remote });
+        } else if (e.type === "learned") {
+          o.logger.log("debug", `${peer.userId} answers from ${e.remote.address}:${e.remote.port}`);
+        } else {
+          o.logger.log("debug", `no answer from ${e.remote.address}:${e.remote.port}: ${e.error}`);
+        }
+      },
+      ...(signal ? { signal } : {}),
+    });
+    this.#checkUserId(result.link, peer.userId);
+    return { link: result.link, path: result.path };
+  }
+
+  /** Lists and notices go by the listed user id too: a link naming another one is closed. */
+  #checkUserId(link: PeerLink, userId: string): void {
+    if (link.remote.userId === userId) return;
+    link.close().catch(() => {});
+    throw new PeerError(
+      "EIDENTITY",
+      `Cannot accept peer ${userId}: it names itself ${
+        JSON.stringify(link.remote.userId)
+      } in its handshake; report it and try another peer`,
+    );
+  }
+
+  #connected(peer: string, found: Connected, role: "initiator" | "acceptor", ms: number): void {
+    this.#o.onEvent({
+      event: "connected",
+      peer,
+      transport: found.link.transport,
+      ms,
+      role,
+      remote: found.link.remote.endpoint,
+      ...(found.path ? { path: found.path } : {}),
+    });
+  }
+
+  #failed(peer: string, err: { code: string; message: string }): void {
+    this.#o.onEvent({ event: "connect-failed", peer, code: err.code, message: err.message });
   }
 
   async #sendNotice(reply: ReplyPayload, peer: PeerEntry, error: unknown): Promise<void> {
@@ -412,15 +524,16 @@ export class Terminal {
 
   /**
    * Stands by: accepts the first valid CONNECT, and meanwhile watches the mailbox for
-   * introductions; over UDP, an introduced peer is connected to directly (its candidates, best
-   * first), and whichever link comes first wins.
+   * introductions; over UDP, each introduced peer is punched to at once, for the introduction's
+   * window (docs/nat.md "The terminal punches"). Whichever link comes first wins; the others
+   * are closed.
    */
   async #standby(
     listener: PeerListener,
     endpoint: Endpoint,
     request: { sessionId: Uint8Array; introductionPrivateKey: Uint8Array },
     signal?: AbortSignal,
-  ): Promise<{ link: PeerLink; role: "initiator" | "acceptor" }> {
+  ): Promise<Connected> {
     const o = this.#o;
     const until = o.clock.now() + o.standbyTimeoutMs;
     o.onEvent({ event: "standby", endpoint, untilMs: until });
@@ -431,8 +544,19 @@ export class Terminal {
     );
     const won = new AbortController();
     const all = AbortSignal.any([...(signal ? [signal] : []), timer.signal, won.signal]);
-    let introduced: PeerLink | undefined;
-    let accepted: PeerLink | undefined;
+    let winner: Connected | undefined;
+    const extra: PeerLink[] = [];
+    const take = (found: Connected) => {
+      if (winner) {
+        extra.push(found.link);
+        return;
+      }
+      winner = found;
+      won.abort();
+    };
+    // An introduced peer may reach the listener before its punch does: its path is still known.
+    const introduced = new Map<string, PunchCandidate[]>();
+    const punches: Promise<void>[] = [];
     const watching = watchIntroductions({
       source: o.source,
       match: { subject: subjectFor(o.network, "introduction"), mode: o.subjectMatch },
@@ -445,30 +569,39 @@ export class Terminal {
       logger: o.logger,
       signal: all,
       onIntroduction: async (introduction) => {
+        const peer = introduction.peer;
         o.onEvent({
           event: "introduction",
-          peer: introduction.peer.userId,
-          candidates: introduction.peer.candidates,
+          peer: peer.userId,
+          candidates: peer.candidates,
           punchStart: introduction.punchStart,
           punchEnd: introduction.punchEnd,
         });
         await o.onIntroduction?.(introduction);
-        if (introduced || o.transport.kind !== "udp") return;
-        // The requester dials us first, as soon as it has its reply; we dial it only from the
-        // punch window on, when its own attempt has had its time. Two links to one peer made at
-        // once would each side keep another (the punching step settles that with a tie-break).
-        const wait = introduction.punchStart - o.clock.now();
-        if (wait > 0) await o.clock.sleep(wait, all).catch(() => {});
-        if (all.aborted || introduced) return;
-        introduced = await this.#connectIntroduced(introduction, all);
-        if (introduced) won.abort();
+        const candidates = byPriority(peer.candidates.filter((c) => c.transport === "udp"));
+        const windowMs = Math.min(introduction.punchEnd - o.clock.now(), PUNCH_MAX_WINDOW_MS);
+        if (!listener.punch || candidates.length === 0 || windowMs < 1 || all.aborted) return;
+        if (!acceptsPeer(peer, o.policy)) return;
+        introduced.set(toBase64Url(peer.identityKey), punchCandidates(candidates));
+        // Not awaited: the next introduction is punched at the same time.
+        const t0 = o.clock.now();
+        punches.push(
+          this.#punch(listener, peer, candidates, windowMs, all).then((found) => {
+            this.#o.logger.log("debug", `punched to ${peer.userId} in ${o.clock.now() - t0} ms`);
+            take(found);
+          }, (err) => {
+            if (!all.aborted && isMailpeerError(err)) this.#failed(peer.userId, err);
+          }),
+        );
       },
     });
     try {
-      accepted = await listener.accept({ signal: all });
-      return { link: accepted, role: "acceptor" };
+      const link = await listener.accept({ signal: all });
+      const known = introduced.get(toBase64Url(link.remote.identityKey));
+      take({ link, ...(known ? { path: pathKindOf(link.remote.endpoint, known) } : {}) });
+      return winner!;
     } catch (err) {
-      if (introduced) return { link: introduced, role: "initiator" };
+      if (winner) return winner;
       if (signal?.aborted) throw err;
       if (timer.signal.aborted) {
         throw new PeerError(
@@ -485,55 +618,25 @@ export class Terminal {
       timer.abort();
       await sleeping;
       await watching;
-      // Both came: the accepted link is the one returned; the other is closed.
-      if (accepted && introduced) await introduced.close().catch(() => {});
+      await Promise.all(punches);
+      // Both came: the first is the one returned; the others are closed.
+      await Promise.all(extra.map((l) => l.close().catch(() => {})));
     }
   }
+}
 
-  /**
-   * Connects to an introduced peer's candidates on our transport, best first, proving the key
-   * the host vouched for. The first link is returned; failures are `connect-failed` events.
-   */
-  async #connectIntroduced(
-    introduction: IntroductionPayload,
-    signal: AbortSignal,
-  ): Promise<PeerLink | undefined> {
-    const o = this.#o;
-    const peer = introduction.peer;
-    const candidates = byPriority(peer.candidates.filter((c) => c.transport === o.transport.kind));
-    for (const candidate of candidates) {
-      if (signal.aborted) return undefined;
-      const endpoint = {
-        transport: candidate.transport,
-        address: candidate.address,
-        port: candidate.port,
-      };
-      o.onEvent({ event: "connecting", peer: peer.userId, endpoint });
-      try {
-        const link = await o.transport.connect(endpoint, {
-          identity: this.#peerIdentity,
-          expectedIdentityKey: peer.identityKey,
-          timeoutMs: o.connectTimeoutMs,
-          signal,
-        });
-        if (link.remote.userId === peer.userId) return link;
-        await link.close().catch(() => {});
-        throw new PeerError(
-          "EIDENTITY",
-          `Cannot accept peer ${peer.userId}: it names itself ${
-            JSON.stringify(link.remote.userId)
-          } in its handshake; try another peer`,
-        );
-      } catch (err) {
-        if (!isMailpeerError(err) || signal.aborted) return undefined;
-        o.onEvent({
-          event: "connect-failed",
-          peer: peer.userId,
-          code: err.code,
-          message: err.message,
-        });
-      }
-    }
-    return undefined;
-  }
+/** The best `PUNCH_MAX_CANDIDATES` of a peer's candidates, as a punch takes them. */
+function punchCandidates(candidates: readonly Candidate[]): PunchCandidate[] {
+  return candidates.slice(0, PUNCH_MAX_CANDIDATES).map((c) => ({
+    transport: c.transport,
+    address: c.address,
+    port: c.port,
+    kind: c.type,
+  }));
+}
+
+/** A link this terminal holds, and how its packets travel when that is known. */
+interface Connected {
+  link: PeerLink;
+  path?: PathKind;
 }

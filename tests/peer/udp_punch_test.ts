@@ -329,3 +329,64 @@ Deno.test("forged probes with the peer's key make a punch try at most a few lear
     await a.close();
   }
 });
+
+Deno.test("a listener trying one peer answers only that peer, and the others once it stands by again", async () => {
+  const clock = new ManualClock();
+  let cookies = 0;
+  const udp = new UdpTransport({
+    clock,
+    lossy: (direction, bytes) => {
+      if (direction === "out" && bytes[1] === FrameType.COOKIE) cookies++;
+      return false;
+    },
+  });
+  const { low, high } = await pair();
+  // The listener holds the larger key: it answers the peer it punches to with a COOKIE.
+  const a = await udp.listen(LOCAL, { identity: high });
+  const other = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const peer = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const silent = decoy();
+  const stop = new AbortController();
+  const to = { transport: "udp" as const, hostname: "127.0.0.1", port: a.endpoint.port };
+  const connect = (key: Uint8Array) =>
+    encodeDatagram({
+      type: FrameType.CONNECT,
+      body: encodeConnect({
+        destination: a.endpoint,
+        source: silent.endpoint,
+        userId: "someone",
+        identityKey: key,
+        nonce: new Uint8Array(NONCE_BYTES),
+        ephemeralKey: new Uint8Array(32),
+      }),
+    });
+  try {
+    a.admit("punched");
+    const punch = a.punch({
+      peerKey: low.publicKey,
+      candidates: [silent.endpoint],
+      signal: stop.signal,
+    });
+    punch.catch(() => {}); // aborted below
+    // Datagrams to one socket are read in order: once the peer's COOKIE is back, the
+    // stranger's CONNECT, sent first, has been seen and dropped without an answer.
+    await other.send(connect((await makeIdentity("stranger")).publicKey), to);
+    await peer.send(connect(low.publicKey), to);
+    const [cookie] = await peer.receive();
+    assert.equal(cookie[1], FrameType.COOKIE, "the peer being punched to is answered");
+    assert.equal(cookies, 1, "nobody else got anything");
+
+    // Standing by again: the stranger's retransmission is answered like anyone's.
+    a.admit("all");
+    await other.send(connect((await makeIdentity("stranger")).publicKey), to);
+    const [answer] = await other.receive();
+    assert.equal(answer[1], FrameType.COOKIE);
+    stop.abort(new Error("done"));
+    await assert.rejects(punch, /done/);
+  } finally {
+    other.close();
+    peer.close();
+    silent.close();
+    await a.close();
+  }
+});

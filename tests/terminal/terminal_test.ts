@@ -512,17 +512,30 @@ Deno.test("a UDP terminal on standby acts only on its host's introduction: it co
     assert.ok(refused && refused.event === "error" && refused.code === "ESIGNATURE");
     assert.ok(!bob.events.some((e) => e.event === "introduction" || e.event === "connecting"));
 
-    // Then the host's own introduction: bob connects to carol.
+    // Then the host's own introduction: bob punches to carol while carol punches to bob (the
+    // requester's side, from its reply), whichever of them holds the smaller key controlling.
     const real = await sealIntroduction(payload, { hostKeys: w.hostKeys, introductionKey });
     await w.mailFromHost("bob@flow.test", "introduction", real);
-    const [result, carolSide] = await Promise.all([run, carolListener.accept()]);
-    assert.equal(result.role, "initiator");
+    const bobAt = bob.events.find((e) => e.event === "listening");
+    assert.ok(bobAt && bobAt.event === "listening");
+    const [result, carolSide] = await Promise.all([
+      run,
+      carolListener.punch({
+        peerKey: bob.identity.ed25519.publicKey,
+        candidates: [{ ...bobAt.endpoint, kind: "host" }],
+        windowMs: 10_000,
+      }),
+    ]);
+    assert.equal(result.role, "acceptor");
+    assert.equal(result.path, "host");
     assert.equal(result.link.remote.userId, "carol");
-    assert.equal(carolSide.remote.userId, "bob");
+    assert.equal(carolSide.link.remote.userId, "bob");
+    const connected = bob.events.find((e) => e.event === "connected");
+    assert.ok(connected && connected.event === "connected" && connected.path === "host");
     const told = bob.events.find((e) => e.event === "introduction");
     assert.ok(told && told.event === "introduction" && told.peer === "carol");
     await result.link.close();
-    await carolSide.close();
+    await carolSide.link.close();
   } finally {
     stop.abort();
     await carolListener.close();
