@@ -12,14 +12,18 @@ const PERMS = [
 
 export interface RunOptions {
   cwd?: string;
+  /** Run inside this network namespace (`ip netns exec`, as root): a NAT lab terminal. */
+  netns?: string;
   stdin?: string;
   env?: Record<string, string>;
 }
 
 function command(args: string[], options: RunOptions, piped: boolean): Deno.Command {
-  return new Deno.Command(Deno.execPath(), {
-    // --cached-only: scripts/deno fetched every dependency up front; a download here is a bug.
-    args: ["run", "--no-prompt", "--cached-only", ...PERMS, MAIN, ...args],
+  // --cached-only: scripts/deno fetched every dependency up front; a download here is a bug.
+  const run = ["run", "--no-prompt", "--cached-only", ...PERMS, MAIN, ...args];
+  const netns = options.netns ? ["netns", "exec", options.netns, Deno.execPath()] : [];
+  return new Deno.Command(options.netns ? "ip" : Deno.execPath(), {
+    args: [...netns, ...run],
     ...(options.cwd ? { cwd: options.cwd } : {}),
     stdin: piped ? "piped" : "null",
     stdout: "piped",

@@ -10,8 +10,21 @@ import { account, STACK } from "./mailstack.ts";
 /** How the host reads its mailbox. */
 export type Receive = "imap" | "pop3";
 
+/** What a site's configurations say beyond the defaults. */
+export interface SiteOptions {
+  receive: Receive;
+  network?: string;
+  /**
+   * The terminals' `[terminal]` lines after `hosts` (default: a fixed 127.0.0.1 address and 60 s
+   * timeouts), e.g. `address = "auto"` with the NAT lab's STUN servers.
+   */
+  terminal?: string;
+  /** The terminals reach their providers on the stack's NAT-lab addresses (docs/mailstack.md). */
+  labMail?: boolean;
+}
+
 /** A temporary directory with keys and one configuration per role, talking to the real stack. */
-export async function makeSite(options: { receive: Receive; network?: string }) {
+export async function makeSite(options: SiteOptions) {
   const dir = await Deno.makeTempDir({ prefix: "mailpeer-e2e-" });
   const network = options.network ?? `e2e-${crypto.randomUUID().slice(0, 8)}`;
   const env: Record<string, string> = {};
@@ -26,8 +39,11 @@ export async function makeSite(options: { receive: Receive; network?: string }) 
   assert.equal(host.code, 0, host.stderr);
   const card = events(host.stdout)[0]?.card as string;
 
-  const server = (address: string, kind: "imap" | "pop3" | "smtp") => {
+  const server = (address: string, kind: "imap" | "pop3" | "smtp", lab = false) => {
     const { provider, user } = account(address);
+    if (lab && provider.labIp === undefined) {
+      throw new Error(`${provider.domain} does not listen in the NAT lab: start the lab first`);
+    }
     const envName = `MP_PASS_${address.replace(/[^a-z0-9]/gi, "_").toUpperCase()}`;
     env[envName] = user.password;
     const port = kind === "imap"
@@ -37,7 +53,7 @@ export async function makeSite(options: { receive: Receive; network?: string }) 
       : provider.ports.submission;
     return [
       `kind = "${kind}"`,
-      `host = "${provider.ip}"`,
+      `host = "${lab ? provider.labIp : provider.ip}"`,
       `port = ${port}`,
       `tls = "starttls"`,
       `user = "${user.user}"`,
@@ -72,13 +88,11 @@ user_id = "${user}"
 email = "${address}"
 identity = "${user}.json"
 hosts = ["${card}"]
-address = "127.0.0.1"
-reply_timeout = "60s"
-standby_timeout = "60s"
+${options.terminal ?? 'address = "127.0.0.1"\nreply_timeout = "60s"\nstandby_timeout = "60s"'}
 [terminal.receive]
-${server(address, "imap")}
+${server(address, "imap", options.labMail)}
 [terminal.send]
-${server(address, "smtp")}
+${server(address, "smtp", options.labMail)}
 `,
     );
   }
