@@ -578,7 +578,9 @@ export class Terminal {
           punchEnd: introduction.punchEnd,
         });
         await o.onIntroduction?.(introduction);
-        const candidates = byPriority(peer.candidates.filter((c) => c.transport === "udp"));
+        const candidates = byPriority(
+          peer.candidates.filter((c) => c.transport === o.transport.kind),
+        );
         const windowMs = Math.min(introduction.punchEnd - o.clock.now(), PUNCH_MAX_WINDOW_MS);
         if (!listener.punch || candidates.length === 0 || windowMs < 1 || all.aborted) return;
         if (!acceptsPeer(peer, o.policy)) return;
