@@ -273,8 +273,11 @@ export const MAX_CANDIDATE_PRIORITY = 2 ** 31 - 1;
 export const INTRODUCTIONS_PER_TARGET_PER_HOUR = 6;
 /** Introductions one host mails per hour over all targets (they count as mail it sends). */
 export const INTRODUCTIONS_PER_HOUR = 3000;
-/** How long after the host sends an introduction the punch window opens, in ms. */
-export const PUNCH_WINDOW_DELAY_MS = 5_000;
+/**
+ * How long after the host sends an introduction the punch window opens, in ms: at once, since the
+ * introduced terminal punches as soon as the mail arrives (docs/nat.md "The terminal punches").
+ */
+export const PUNCH_WINDOW_DELAY_MS = 0;
 /** How long a punch window lasts, in ms; an introduction past its end is stale. */
 export const PUNCH_WINDOW_MS = 60_000;
 /** Longest punch window an introduction may state, in ms (a longer one is refused). */
