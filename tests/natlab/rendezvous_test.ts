@@ -58,8 +58,28 @@ async function natlab(...args: string[]): Promise<void> {
 type Event = Record<string, unknown>;
 const of = (events: Event[], name: string) => events.filter((e) => e.event === name);
 
+/** What one pair runs: bob's and alice's CLI arguments after the subcommand's config. */
+interface Roles {
+  bob: string[];
+  alice: string[];
+  /** Runs in the site's directory before the clients start (e.g. writes the file to send). */
+  prepare?: (dir: string) => Promise<void>;
+  /** Checks the outcome of a pair that connects, with the site's directory. */
+  check?: (dir: string, alice: Running, bob: Running) => Promise<void>;
+}
+
+const CHAT: Roles = {
+  bob: ["client", "--config", "bob.toml", "--json", "-m", "hello from bob"],
+  alice: ["client", "--config", "alice.toml", "--json", "-m", "hello from alice"],
+  check: (_dir, alice, bob) => {
+    assert.ok(of(alice.events, "message").some((e) => e.text === "hello from bob"));
+    assert.ok(of(bob.events, "message").some((e) => e.text === "hello from alice"));
+    return Promise.resolve();
+  },
+};
+
 /** One pair: bob stands by behind B, alice asks behind A. */
-async function rendezvous(a: string, b: string): Promise<void> {
+async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<void> {
   const lab = LAB!;
   const punchable = !UNPUNCHABLE.has(`${a}/${b}`);
   const stun =
@@ -85,31 +105,35 @@ async function rendezvous(a: string, b: string): Promise<void> {
     ),
   );
   const opts = { cwd: site.dir, env: site.env };
+  await roles.prepare?.(site.dir);
   const host = new Running(["host", "--config", "host.toml", "--json"], opts);
   // A safety net only (a hung terminal must fail the test, not hang the suite); nothing is timed.
   const guard = setTimeout(() => {
     bob.stop();
     alice?.stop();
   }, 120_000);
-  const bob = new Running(
-    ["client", "--config", "bob.toml", "--json", "-m", "hello from bob"],
-    { ...opts, netns: lab.hosts.b.ns },
-  );
+  const bob = new Running(roles.bob, { ...opts, netns: lab.hosts.b.ns });
   let alice: Running | undefined;
   try {
     await bob.waitFor((e) => e.event === "standby");
-    alice = new Running(
-      ["client", "--config", "alice.toml", "--json", "-m", "hello from alice"],
-      { ...opts, netns: lab.hosts.a.ns },
-    );
+    alice = new Running(roles.alice, { ...opts, netns: lab.hosts.a.ns });
     const [aliceEnd, bobEnd] = await Promise.all([alice.status, bob.status]);
     const pair = `${a} × ${b}`;
     const said = (who: Running) => `${pair}: ${JSON.stringify(who.events)} ${who.stderr}`;
     // Both announced the mapping STUN saw from their listener socket (the LAN is not global).
     for (const [who, wan] of [[alice, lab.routers.rta.wan], [bob, lab.routers.rtb.wan]] as const) {
-      const sent = of(who.events, "request-sent")[0] as { candidates: { type: string }[] };
+      const sent = of(who.events, "request-sent")[0] as {
+        candidates: { type: string; mapping?: string }[];
+      };
       assert.ok(sent, said(who));
-      assert.ok(sent.candidates.some((c) => c.type === "srflx"), said(who));
+      // Two coturn addresses answered from the same socket: the NAT's mapping behaviour.
+      const nat: string = who === alice ? a : b;
+      const srflx = sent.candidates.find((c) => c.type === "srflx");
+      assert.equal(
+        srflx?.mapping,
+        nat === "symmetric" ? "endpoint-dependent" : "endpoint-independent",
+        said(who),
+      );
       const seen = a === "none" && who === alice || b === "none" && who === bob;
       if (!seen) {
         assert.ok(of(who.events, "address-detected").some((e) => e.address === wan), said(who));
@@ -134,8 +158,7 @@ async function rendezvous(a: string, b: string): Promise<void> {
       // Bob knows the path when alice's handshake came after her introduction (else it cannot
       // tell which of its candidates she dialled, and says nothing).
       assert.ok([undefined, "punched"].includes(bobConnected.path as string), said(bob));
-      assert.ok(of(alice.events, "message").some((e) => e.text === "hello from bob"), said(alice));
-      assert.ok(of(bob.events, "message").some((e) => e.text === "hello from alice"), said(bob));
+      await roles.check?.(site.dir, alice, bob);
     } else {
       // Alice's punch to bob ends with the window: a notice to the host, then standby, then a
       // clear error; bob's standby ends the same way. Never a hang.
@@ -184,3 +207,42 @@ for (const a of TYPES) {
     });
   }
 }
+
+Deno.test({
+  name: "behind two port-restricted NATs dropping 5 % of datagrams, a 20 MiB file crosses from " +
+    "send to receive through the host, SHA-256 equal",
+  ignore: MISSING !== undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const content = new Uint8Array(20 * 1024 * 1024);
+    for (let at = 0; at < content.length; at += 65536) {
+      crypto.getRandomValues(content.subarray(at, at + 65536));
+    }
+    const sha = async (bytes: Uint8Array<ArrayBuffer>) =>
+      Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)))
+        .map((x) => x.toString(16).padStart(2, "0")).join("");
+    await natlab("setnat", "port-restricted", "port-restricted");
+    await natlab("loss", "5");
+    try {
+      await rendezvous("port-restricted", "port-restricted", {
+        bob: ["receive", "inbox", "--config", "bob.toml", "--json"],
+        alice: ["send", "big.bin", "--config", "alice.toml", "--json"],
+        prepare: async (dir) => {
+          await Deno.writeFile(`${dir}/big.bin`, content);
+          await Deno.mkdir(`${dir}/inbox`);
+        },
+        check: async (dir, alice, bob) => {
+          const sent = of(alice.events, "file-transferred")[0];
+          const got = of(bob.events, "file-transferred")[0];
+          assert.equal(sent?.size, content.length);
+          assert.equal(got?.sha256, await sha(content));
+          assert.equal(sent?.sha256, got?.sha256);
+          assert.equal(await sha(await Deno.readFile(`${dir}/inbox/big.bin`)), got?.sha256);
+        },
+      });
+    } finally {
+      await natlab("loss", "0");
+    }
+  },
+});
