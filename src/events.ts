@@ -44,11 +44,7 @@ export type MailpeerEvent =
       role: "initiator" | "acceptor";
       /** The peer's side of the winning pair, as this terminal sees it. */
       remote?: Endpoint;
-      /**
-       * How the session's packets travel (docs/nat.md "Path kinds"); absent on a terminal that
-       * accepted a peer it was not introduced to (it cannot tell which of its candidates the
-       * peer dialled).
-       */
+      /** How the session's packets travel (docs/nat.md "Path kinds"). */
       path?: PathKind;
     }
     | { event: "connect-failed"; peer: string; code: string; message: string }

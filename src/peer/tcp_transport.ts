@@ -447,7 +447,7 @@ class TcpPeerListener implements PeerListener {
           result.cipher,
           {
             local: endpointOf(conn.localAddr),
-            remote: { ...result.peer, endpoint: remote },
+            remote: { ...result.peer, endpoint: remote, dialled: result.connect.destination },
             transport: "tcp",
             disconnectTimeoutMs: this.#transport.disconnectTimeoutMs,
             exclusiveFrames: true,

@@ -22,6 +22,11 @@ export interface PeerInfo {
   userId: string;
   identityKey: Uint8Array;
   endpoint: Endpoint;
+  /**
+   * Responder side only: the endpoint the peer says it dialled (its CONNECT's destination, signed
+   * into the handshake transcript): which of this side's candidates it reached.
+   */
+  dialled?: Endpoint;
 }
 
 /** Options of {@link PeerLink.receive}. */

@@ -489,7 +489,7 @@ export class UdpPeerListener implements PeerListener {
         peer.handshake = null;
         const link = new ReliableLink(channel, result.cipher, {
           local: this.endpoint,
-          remote: { ...result.peer, endpoint: from },
+          remote: { ...result.peer, endpoint: from, dialled: result.connect.destination },
           disconnectTimeoutMs: s.disconnectTimeoutMs,
           maxFragmentBytes: s.maxFragmentBytes,
           clock: s.clock,

@@ -31,7 +31,7 @@ import type {
   ReplyPayload,
 } from "../message/types.ts";
 import type { PeerIdentity, PeerLink, PeerListener, PeerTransport } from "../peer/types.ts";
-import { type PathKind, pathKindOf, type PunchCandidate } from "../peer/udp_punch.ts";
+import type { PathKind, PunchCandidate } from "../peer/udp_punch.ts";
 import { bytesEqual, toBase64Url } from "../message/base64.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom } from "../runtime.ts";
 import { acceptsPeer, checkPeerPolicy, choosePeers, type PeerPolicy } from "./peer_choice.ts";
@@ -116,14 +116,16 @@ export interface Rendezvous {
   role: "initiator" | "acceptor";
   /** Milliseconds from the start of {@link Terminal.rendezvous} to the established link. */
   ms: number;
-  /** How the session's packets travel; absent when it cannot be told (see the `connected` event). */
-  path?: PathKind;
+  /** How the session's packets travel (docs/nat.md "Path kinds"). */
+  path: PathKind;
   /** The reply the host sent. */
   reply: ReplyPayload;
 }
 
 /** One terminal of a network. */
 export class Terminal {
+  /** This rendezvous's own candidates: what a peer that handshakes as initiator dialled. */
+  #own: readonly Candidate[] = [];
   readonly #o:
     & Required<
       Omit<
@@ -191,6 +193,7 @@ export class Terminal {
       }
       const endpoints = endpointsOf(candidates);
       const endpoint = endpoints[0]!;
+      this.#own = candidates;
       o.onEvent({ event: "listening", endpoint });
       // Open the mailbox connection while the request is being sent, not after.
       const replyMatch: SubjectMatch = {
@@ -229,7 +232,7 @@ export class Terminal {
           role: "initiator",
           ms: o.clock.now() - started,
           reply: reply.reply,
-          ...(found.path ? { path: found.path } : {}),
+          path: found.path,
         };
       }
       const standby = await this.#standby(
@@ -245,14 +248,14 @@ export class Terminal {
         ms: o.clock.now() - started,
         role: "acceptor",
         remote: standby.link.remote.endpoint,
-        ...(standby.path ? { path: standby.path } : {}),
+        path: standby.path,
       });
       return {
         link: standby.link,
         role: "acceptor",
         ms: o.clock.now() - started,
         reply: reply.reply,
-        ...(standby.path ? { path: standby.path } : {}),
+        path: standby.path,
       };
     } finally {
       await listener.close().catch(() => {});
@@ -464,7 +467,7 @@ export class Terminal {
       ...(signal ? { signal } : {}),
     });
     this.#checkUserId(result.link, peer.userId);
-    return { link: result.link, path: result.path };
+    return { link: result.link, path: this.#pathOf(result.link) ?? result.path };
   }
 
   /** Lists and notices go by the listed user id too: a link naming another one is closed. */
@@ -487,8 +490,20 @@ export class Terminal {
       ms,
       role,
       remote: found.link.remote.endpoint,
-      ...(found.path ? { path: found.path } : {}),
+      path: found.path,
     });
+  }
+
+  /**
+   * The path kind of a link this side answered as responder (docs/nat.md "Path kinds"): the kind
+   * of this terminal's candidate the peer dialled, as its handshake says; both ends name the
+   * same candidate. Undefined on the initiator's side, which knows the candidate it dialled.
+   */
+  #pathOf(link: PeerLink): PathKind | undefined {
+    const dialled = link.remote.dialled;
+    if (!dialled) return undefined;
+    const own = this.#own.find((c) => c.address === dialled.address && c.port === dialled.port);
+    return own?.type === "host" || own?.type === "mapped" ? own.type : "punched";
   }
 
   #failed(peer: string, err: { code: string; message: string }): void {
@@ -554,8 +569,6 @@ export class Terminal {
       winner = found;
       won.abort();
     };
-    // An introduced peer may reach the listener before its punch does: its path is still known.
-    const introduced = new Map<string, PunchCandidate[]>();
     const punches: Promise<void>[] = [];
     const watching = watchIntroductions({
       source: o.source,
@@ -584,7 +597,6 @@ export class Terminal {
         const windowMs = Math.min(introduction.punchEnd - o.clock.now(), PUNCH_MAX_WINDOW_MS);
         if (!listener.punch || candidates.length === 0 || windowMs < 1 || all.aborted) return;
         if (!acceptsPeer(peer, o.policy)) return;
-        introduced.set(toBase64Url(peer.identityKey), punchCandidates(candidates));
         // Not awaited: the next introduction is punched at the same time.
         const t0 = o.clock.now();
         punches.push(
@@ -599,8 +611,7 @@ export class Terminal {
     });
     try {
       const link = await listener.accept({ signal: all });
-      const known = introduced.get(toBase64Url(link.remote.identityKey));
-      take({ link, ...(known ? { path: pathKindOf(link.remote.endpoint, known) } : {}) });
+      take({ link, path: this.#pathOf(link) ?? "punched" });
       return winner!;
     } catch (err) {
       if (winner) return winner;
@@ -637,8 +648,8 @@ function punchCandidates(candidates: readonly Candidate[]): PunchCandidate[] {
   }));
 }
 
-/** A link this terminal holds, and how its packets travel when that is known. */
+/** A link this terminal holds, and how its packets travel. */
 interface Connected {
   link: PeerLink;
-  path?: PathKind;
+  path: PathKind;
 }
