@@ -294,5 +294,13 @@ export const PUNCH_STAGGER_MS = 50;
 export const PUNCH_DEFAULT_WINDOW_MS = 10_000;
 /** Longest punch window accepted, in ms; a longer one is a `RangeError`. */
 export const PUNCH_MAX_WINDOW_MS = 60_000;
+/**
+ * `terminal.punch_window` default, in ms: how long a terminal punches towards one peer after the
+ * reply. It must cover the introduction mail reaching the peer (allowed up to
+ * {@link PUNCH_MAX_WINDOW_MS}).
+ */
+export const DEFAULT_TERMINAL_PUNCH_WINDOW_MS = 15_000;
+/** Shortest `terminal.punch_window` accepted, in ms. */
+export const MIN_TERMINAL_PUNCH_WINDOW_MS = 1_000;
 /** Punches one listener runs at once (one per peer key); more are refused with `EPEER`. */
 export const PUNCH_MAX_CONCURRENT = 16;
