@@ -6,24 +6,62 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { receiveLine, runChat, sendLine } from "../apps/chat.ts";
-import type { Config } from "../config/config_schema.ts";
+import type { Config, PortMappingConfig } from "../config/config_schema.ts";
 import { ConfigError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
 import { TcpTransport } from "../peer/tcp_transport.ts";
 import { UdpTransport } from "../peer/udp_transport.ts";
 import type { PeerLink } from "../peer/types.ts";
 import { detectAddress, ExplicitAddress, InterfaceAddress } from "../terminal/address.ts";
+import {
+  SessionPortMapper,
+  type SessionPortMapperOptions,
+} from "../terminal/port_mapping/session_port_mapper.ts";
 import { defaultListenAddress, type Rendezvous, Terminal } from "../terminal/terminal.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import { cliSink } from "./output.ts";
 import { printable } from "./terminal_text.ts";
 import { loadIdentity, openSender, openSource, parseHostCards } from "./wire.ts";
 
-/** Runs the terminal flow of a configuration until a link is established. */
+/**
+ * The router mapping of one session from `terminal.port_mapping` (docs/port-mapping.md), or
+ * undefined when it is "off". A lease lost during the session is a `warning` event.
+ */
+export function portMapperFromConfig(
+  config: PortMappingConfig,
+  options:
+    & { onEvent: EventSink }
+    & Omit<SessionPortMapperOptions, "gateway" | "upnpUrl" | "protocols" | "onLost">,
+): SessionPortMapper | undefined {
+  if (config === "off") return undefined;
+  const { onEvent, ...rest } = options;
+  return new SessionPortMapper({
+    ...rest,
+    ...(config.gateway !== undefined ? { gateway: config.gateway } : {}),
+    ...(config.upnpUrl !== undefined ? { upnpUrl: config.upnpUrl } : {}),
+    protocols: config.protocols,
+    onLost: (error) => onEvent({ event: "warning", message: error.message }),
+  });
+}
+
+/** A link from {@link rendezvousFromConfig}, and what its session holds besides the link. */
+export interface ConfigRendezvous extends Rendezvous {
+  /**
+   * Ends the session's other resources: deletes the router mapping (`terminal.port_mapping`),
+   * which peers may reach the link through while it lasts. Call it when the chat or transfer
+   * ends, on every way out. Idempotent; never rejects.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * Runs the terminal flow of a configuration until a link is established. The caller closes the
+ * result when the session ends; on failure everything is closed already.
+ */
 export async function rendezvousFromConfig(
   config: Config,
   options: { onEvent: EventSink; signal?: AbortSignal },
-): Promise<Rendezvous> {
+): Promise<ConfigRendezvous> {
   const tc = config.terminal;
   if (!tc) {
     throw new ConfigError(
@@ -51,7 +89,11 @@ export async function rendezvousFromConfig(
     configKey: "terminal.receive",
   });
   const sender = await openSender(tc.send);
+  const portMapper = portMapperFromConfig(tc.portMapping, { onEvent: options.onEvent });
+  const close = () => portMapper?.close().catch(() => {}) ?? Promise.resolve();
   try {
+    // Find the router while the terminal listens and asks STUN.
+    void portMapper?.prepare();
     const terminal = new Terminal({
       identity,
       email: tc.email,
@@ -71,9 +113,15 @@ export async function rendezvousFromConfig(
       replyTimeoutMs: tc.replyTimeoutMs,
       connectTimeoutMs: tc.connectTimeoutMs,
       standbyTimeoutMs: tc.standbyTimeoutMs,
+      punchWindowMs: tc.punchWindowMs,
+      ...(portMapper ? { portMapper } : {}),
       onEvent: options.onEvent,
     });
-    return await terminal.rendezvous(options.signal ? { signal: options.signal } : {});
+    const rendezvous = await terminal.rendezvous(options.signal ? { signal: options.signal } : {});
+    return { ...rendezvous, close };
+  } catch (err) {
+    await close();
+    throw err;
   } finally {
     await Promise.allSettled([source.close(), sender.close()]);
   }
@@ -133,12 +181,16 @@ export function clientCommand() {
       const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
       const onEvent = cliSink({ json: opts.json ?? false });
       const stop = onSignals();
-      const { link } = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });
-      await chatOver(link, {
-        onEvent,
-        json: opts.json ?? false,
-        signal: stop.signal,
-        ...(opts.message !== undefined ? { message: opts.message } : {}),
-      });
+      const session = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });
+      try {
+        await chatOver(session.link, {
+          onEvent,
+          json: opts.json ?? false,
+          signal: stop.signal,
+          ...(opts.message !== undefined ? { message: opts.message } : {}),
+        });
+      } finally {
+        await session.close();
+      }
     });
 }

@@ -28,13 +28,17 @@ export function combinedCommand() {
       const hostRunning = host.run({ signal: stop.signal });
       try {
         const onEvent = withActor(sink, "terminal");
-        const { link } = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });
-        await chatOver(link, {
-          onEvent,
-          json: opts.json ?? false,
-          signal: stop.signal,
-          ...(opts.message !== undefined ? { message: opts.message } : {}),
-        });
+        const session = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });
+        try {
+          await chatOver(session.link, {
+            onEvent,
+            json: opts.json ?? false,
+            signal: stop.signal,
+            ...(opts.message !== undefined ? { message: opts.message } : {}),
+          });
+        } finally {
+          await session.close();
+        }
       } finally {
         stop.abort();
         await hostRunning.catch(() => {});

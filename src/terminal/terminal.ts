@@ -77,6 +77,8 @@ export interface TerminalOptions {
   replyTimeoutMs?: number;
   connectTimeoutMs?: number;
   standbyTimeoutMs?: number;
+  /** How long to punch towards one peer after the reply, ms. */
+  punchWindowMs?: number;
   clock?: Clock;
   random?: RandomSource;
   onEvent?: EventSink;
@@ -115,12 +117,18 @@ export class Terminal {
     & Required<
       Omit<
         TerminalOptions,
-        "listen" | "policy" | "advertise" | "stun" | "portMapper" | "onIntroduction"
+        | "listen"
+        | "policy"
+        | "advertise"
+        | "stun"
+        | "portMapper"
+        | "onIntroduction"
+        | "punchWindowMs"
       >
     >
     & Pick<
       TerminalOptions,
-      "listen" | "policy" | "advertise" | "stun" | "portMapper" | "onIntroduction"
+      "listen" | "policy" | "advertise" | "stun" | "portMapper" | "onIntroduction" | "punchWindowMs"
     >;
 
   constructor(options: TerminalOptions) {
