@@ -168,6 +168,23 @@ export async function chatOver(
   options.onEvent({ event: "disconnected", peer });
 }
 
+/**
+ * The `client` flow: rendezvous from the configuration, chat over the link, then end the
+ * session (its router mapping too), also when the chat fails or a signal stops it.
+ */
+export async function chatFromConfig(
+  config: Config,
+  options: { onEvent: EventSink; message?: string; json: boolean; signal?: AbortSignal },
+): Promise<void> {
+  const { onEvent, signal } = options;
+  const session = await rendezvousFromConfig(config, { onEvent, ...(signal ? { signal } : {}) });
+  try {
+    await chatOver(session.link, options);
+  } finally {
+    await session.close();
+  }
+}
+
 /** The `client` subcommand. */
 export function clientCommand() {
   return configOption(new Command("client"))
@@ -181,16 +198,11 @@ export function clientCommand() {
       const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
       const onEvent = cliSink({ json: opts.json ?? false });
       const stop = onSignals();
-      const session = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });
-      try {
-        await chatOver(session.link, {
-          onEvent,
-          json: opts.json ?? false,
-          signal: stop.signal,
-          ...(opts.message !== undefined ? { message: opts.message } : {}),
-        });
-      } finally {
-        await session.close();
-      }
+      await chatFromConfig(config, {
+        onEvent,
+        json: opts.json ?? false,
+        signal: stop.signal,
+        ...(opts.message !== undefined ? { message: opts.message } : {}),
+      });
     });
 }

@@ -6,7 +6,7 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { withActor } from "../events.ts";
-import { chatOver, rendezvousFromConfig } from "./client.ts";
+import { chatFromConfig } from "./client.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import { hostFromConfig } from "./host.ts";
 import { cliSink } from "./output.ts";
@@ -28,17 +28,12 @@ export function combinedCommand() {
       const hostRunning = host.run({ signal: stop.signal });
       try {
         const onEvent = withActor(sink, "terminal");
-        const session = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });
-        try {
-          await chatOver(session.link, {
-            onEvent,
-            json: opts.json ?? false,
-            signal: stop.signal,
-            ...(opts.message !== undefined ? { message: opts.message } : {}),
-          });
-        } finally {
-          await session.close();
-        }
+        await chatFromConfig(config, {
+          onEvent,
+          json: opts.json ?? false,
+          signal: stop.signal,
+          ...(opts.message !== undefined ? { message: opts.message } : {}),
+        });
       } finally {
         stop.abort();
         await hostRunning.catch(() => {});

@@ -7,8 +7,8 @@
  *       {"candidates": [...], "mapping": {...}}, waits for one inbound connection (prints
  *       {"connected": "<text>"}), closes the session's mapper (the mapping is deleted) and
  *       prints {"closed": true}.
- *   connect HOST PORT [TIMEOUT_MS]    (on the lab's "internet" server) connects and sends "hello",
- *       or prints {"error": ...} when it cannot within TIMEOUT_MS (default 5000).
+ *
+ * The internet side is tests/terminal/port_mapping/miniupnpd_probe.ts `connect`.
  */
 import { portMapperFromConfig } from "../../src/cli/client.ts";
 import { gatherCandidates } from "../../src/terminal/gather_candidates.ts";
@@ -20,13 +20,23 @@ const out = (value: unknown) =>
 if (mode === "gather") {
   const port = Number(args[0]);
   const listener = Deno.listen({ hostname: "0.0.0.0", port });
+  // Why there is no mapping, if there is none: on stderr, which the test shows.
+  const logger = {
+    log: (level: string, message: string) =>
+      Deno.stderr.writeSync(new TextEncoder().encode(`${level}: ${message}\n`)),
+  };
   const mapper = portMapperFromConfig(
     { protocols: ["pcp", "nat-pmp", "upnp"] }, // what "auto" reads as
-    { onEvent: (event) => out({ event }) },
+    { onEvent: (event) => out({ event }), logger },
   )!;
   try {
     void mapper.prepare();
-    const candidates = await gatherCandidates({ transport: "tcp", listenPort: port, mapper });
+    const candidates = await gatherCandidates({
+      transport: "tcp",
+      listenPort: port,
+      mapper,
+      logger,
+    });
     out({ candidates, mapping: mapper.mapping ?? null });
     const conn = await listener.accept();
     const buf = new Uint8Array(64);
@@ -40,26 +50,9 @@ if (mode === "gather") {
     await mapper.close();
     out({ closed: true });
   }
-} else if (mode === "connect") {
-  const [hostname, port, timeoutMs = "5000"] = args as [string, string, string?];
-  // Without a mapping router A drops the SYN: give up after the timeout instead of TCP's minutes.
-  const timer = setTimeout(() => {
-    out({ error: `no connection within ${timeoutMs} ms` });
-    Deno.exit(0);
-  }, Number(timeoutMs));
-  try {
-    const conn = await Deno.connect({ hostname, port: Number(port) });
-    clearTimeout(timer);
-    await conn.write(new TextEncoder().encode("hello"));
-    conn.close();
-    out({ sent: true });
-  } catch (err) {
-    clearTimeout(timer);
-    out({ error: err instanceof Error ? err.message : String(err) });
-  }
 } else {
   Deno.stderr.writeSync(
-    new TextEncoder().encode("usage: mapped_candidate_probe.ts gather|connect\n"),
+    new TextEncoder().encode("usage: mapped_candidate_probe.ts gather PORT\n"),
   );
   Deno.exit(2);
 }

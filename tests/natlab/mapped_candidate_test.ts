@@ -12,10 +12,12 @@
 // Ignored without a running lab. When the lab runs without miniupnpd this test starts it and
 // stops it again at the end.
 import assert from "node:assert/strict";
+import { netnsProbe } from "../support/netns_probe.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 const NATLAB = `${REPO}scripts/natlab/natlab.sh`;
 const PROBE = `${REPO}tests/natlab/mapped_candidate_probe.ts`;
+const CONNECT_PROBE = `${REPO}tests/terminal/port_mapping/miniupnpd_probe.ts`;
 const PORT = 18190;
 
 /** The parts of natlab.json (docs/natlab.md) used here. */
@@ -51,35 +53,36 @@ async function natlab(...args: string[]): Promise<void> {
   assert.equal(out.code, 0, `natlab.sh ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
 }
 
-/** Runs the probe in `netns`; yields its JSON lines as they come. */
-function probe(netns: string, args: string[], killAfterMs: number) {
-  const child = new Deno.Command("ip", {
-    args: ["netns", "exec", netns, Deno.execPath(), "run", "-A", "--quiet", PROBE, ...args],
-    cwd: REPO,
-    stdout: "piped",
-    stderr: "inherit",
-    signal: AbortSignal.timeout(killAfterMs), // a safety net only: the probe ends by itself
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).values();
-  let buffer = "";
+/** The gathering terminal in `netns`: its JSON lines, warning events skipped. */
+function terminalProbe(netns: string) {
+  const probe = netnsProbe(netns, PROBE, ["gather", String(PORT)], { killAfterMs: 60_000 });
   return {
-    child,
+    child: probe.child,
     async next(): Promise<Record<string, unknown>> {
       for (;;) {
-        const nl = buffer.indexOf("\n");
-        if (nl >= 0) {
-          const line = buffer.slice(0, nl);
-          buffer = buffer.slice(nl + 1);
-          const value = JSON.parse(line) as Record<string, unknown>;
-          if ("event" in value) continue; // a warning event: shown by the assertion that fails
-          return value;
-        }
-        const { value, done } = await lines.next();
-        if (done) throw new Error(`the probe in ${netns} ended early`);
-        buffer += value;
+        const line = await probe.next();
+        if (!("event" in line)) return line; // a warning: the assertion that fails shows it
       }
     },
   };
+}
+
+/** Connects from the lab's internet to `address:port` and sends "hello" (or reports why not). */
+async function connectFromInternet(
+  lab: Lab,
+  address: string,
+  port: number,
+  timeoutMs: number,
+): Promise<Record<string, unknown>> {
+  const probe = netnsProbe(lab.server.ns, CONNECT_PROBE, [
+    "connect",
+    address,
+    String(port),
+    String(timeoutMs),
+  ], { killAfterMs: timeoutMs + 20_000 });
+  const line = await probe.next();
+  await probe.child.status;
+  return line;
 }
 
 Deno.test({
@@ -95,7 +98,7 @@ Deno.test({
     assert.ok(lab.upnp, "natlab.sh upnp start left miniupnpd running");
     try {
       let external: { address: string; port: number } | undefined;
-      const terminal = probe(lab.hosts.a.ns, ["gather", String(PORT)], 60_000);
+      const terminal = terminalProbe(lab.hosts.a.ns);
       try {
         const gathered = await terminal.next();
         assert.ok(gathered.candidates, `no candidates: ${JSON.stringify(gathered)}`);
@@ -116,26 +119,17 @@ Deno.test({
         assert.deepEqual(mapping.internal, { address: lab.hosts.a.ip, port: PORT });
         external = { address: mapped.address, port: mapped.port };
 
-        const internet = probe(
-          lab.server.ns,
-          ["connect", mapped.address, String(mapped.port)],
-          30_000,
+        assert.deepEqual(
+          await connectFromInternet(lab, mapped.address, mapped.port, 5_000),
+          { sent: true },
         );
-        assert.deepEqual(await internet.next(), { sent: true });
-        await internet.child.status;
         assert.deepEqual(await terminal.next(), { connected: "hello" });
         assert.deepEqual(await terminal.next(), { closed: true });
       } finally {
         await terminal.child.status;
       }
       // Deleted: the internet cannot reach host A through that port any more.
-      const after = probe(
-        lab.server.ns,
-        ["connect", external!.address, String(external!.port), "3000"],
-        30_000,
-      );
-      const again = await after.next();
-      await after.child.status;
+      const again = await connectFromInternet(lab, external!.address, external!.port, 3_000);
       assert.ok("error" in again, `still mapped after close: ${JSON.stringify(again)}`);
     } finally {
       if (startedUpnp) await natlab("upnp", "stop");
