@@ -114,3 +114,64 @@ Deno.test('port_mapping = "off" (the default) never talks to the router', async 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** A fake router whose external address is 127.0.0.2, so no test traffic leaves the loopback. */
+function loopbackRouter(): FakeUpnpGateway {
+  return new FakeUpnpGateway({
+    intercept: (request) => {
+      const action = request.headers.get("soapaction") ?? "";
+      if (!action.endsWith('#GetExternalIPAddress"')) return undefined;
+      const service = action.slice(1, action.indexOf("#"));
+      return new Response(
+        `<?xml version="1.0"?>
+<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" s:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/"><s:Body><u:GetExternalIPAddressResponse xmlns:u="${service}"><NewExternalIPAddress>127.0.0.2</NewExternalIPAddress></u:GetExternalIPAddressResponse></s:Body></s:Envelope>`,
+        { headers: { "content-type": 'text/xml; charset="utf-8"' } },
+      );
+    },
+  });
+}
+
+Deno.test("the receiver's router mapping lasts through the transfer and is deleted when it is done", async () => {
+  const router = loopbackRouter();
+  const dir = await setup(`{ upnp_url = "${router.rootUrl}", protocols = ["upnp"] }`, "30s");
+  try {
+    // alice: the same site, without port mapping.
+    const keygen = await mailpeer(["keygen", "--user", "alice", "-o", "alice.json"], { cwd: dir });
+    assert.equal(keygen.code, 0, keygen.stderr);
+    const bobConfig = await Deno.readTextFile(join(dir, "mailpeer.toml"));
+    await Deno.writeTextFile(
+      join(dir, "alice.toml"),
+      bobConfig.replace('user_id = "bob"', 'user_id = "alice"')
+        .replace('email = "bob@lan.test"', 'email = "alice@lan.test"')
+        .replace('identity = "bob.json"', 'identity = "alice.json"')
+        .replace(/port_mapping = .*\n/, ""),
+    );
+    await Deno.writeTextFile(join(dir, "hello.txt"), "hello through the router\n");
+    await Deno.mkdir(join(dir, "inbox"));
+    const host = new Running(["host", "--json"], { cwd: dir });
+    try {
+      const bob = new Running(["receive", "inbox", "--json"], { cwd: dir });
+      await bob.waitFor((e) => e.event === "standby");
+      assert.equal(router.mappings.size, 1, "mapped while bob stands by");
+      const alice = await mailpeer(["send", "hello.txt", "--config", "alice.toml", "--json"], {
+        cwd: dir,
+      });
+      assert.equal(alice.code, 0, alice.stderr + alice.stdout);
+      assert.equal((await bob.status).code, 0, bob.stderr);
+      assert.equal(
+        await Deno.readTextFile(join(dir, "inbox", "hello.txt")),
+        "hello through the router\n",
+      );
+      assert.equal(router.mappings.size, 0, "deleted once the transfer ended");
+      assert.deepEqual(
+        router.calls.map((call) => call.action).filter((a) => a !== "GetExternalIPAddress"),
+        ["AddAnyPortMapping", "DeletePortMapping"],
+      );
+    } finally {
+      await host.stop();
+    }
+  } finally {
+    await router.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
