@@ -25,22 +25,28 @@ import { loadIdentity, openSender, openSource, parseHostCards } from "./wire.ts"
 
 /**
  * The router mapping of one session from `terminal.port_mapping` (docs/port-mapping.md), or
- * undefined when it is "off". A lease lost during the session is a `warning` event.
+ * undefined when it is "off". What the mapper logs as `warn` (no mapping granted, a failed
+ * renewal, a lost lease, a refused SSDP answer) is a `warning` event: the user asked for the
+ * mapping and should hear when it does not work.
  */
 export function portMapperFromConfig(
   config: PortMappingConfig,
   options:
     & { onEvent: EventSink }
-    & Omit<SessionPortMapperOptions, "gateway" | "upnpUrl" | "protocols" | "onLost">,
+    & Omit<SessionPortMapperOptions, "gateway" | "upnpUrl" | "protocols">,
 ): SessionPortMapper | undefined {
   if (config === "off") return undefined;
   const { onEvent, ...rest } = options;
   return new SessionPortMapper({
+    logger: {
+      log: (level, message) => {
+        if (level === "warn" || level === "error") onEvent({ event: "warning", message });
+      },
+    },
     ...rest,
     ...(config.gateway !== undefined ? { gateway: config.gateway } : {}),
     ...(config.upnpUrl !== undefined ? { upnpUrl: config.upnpUrl } : {}),
     protocols: config.protocols,
-    onLost: (error) => onEvent({ event: "warning", message: error.message }),
   });
 }
 

@@ -101,6 +101,29 @@ Deno.test("a client stopped by a signal on standby deletes its router mapping", 
   }
 });
 
+Deno.test("a router that maps nothing is a warning event and the client goes on without it", async () => {
+  // Nothing listens on port 1 of the loopback: the "router" refuses every connection.
+  const dir = await setup(
+    `{ upnp_url = "http://127.0.0.1:1/rootDesc.xml", protocols = ["upnp"] }`,
+    "1s",
+  );
+  try {
+    const client = mailpeer(["client", "--json", "-m", "hi"], { cwd: dir });
+    await hostAnswersOnce(dir);
+    const c = await client;
+    const evs = events(c.stdout);
+    const warning = evs.find((e) => e.event === "warning");
+    assert.match(
+      String(warning?.message),
+      /^Cannot map TCP port \d+ on the router: UPnP IGD: .*; enable PCP, NAT-PMP or UPnP on the router, or forward the port by hand$/,
+    );
+    assert.ok(evs.some((e) => e.event === "standby"), "it went on to stand by");
+    assert.equal(evs.at(-1)?.code, "ETIMEOUT");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test('port_mapping = "off" (the default) never talks to the router', async () => {
   const router = new FakeUpnpGateway();
   const dir = await setup(`"off"`, "1s");

@@ -3,12 +3,12 @@
  * {@link CandidateMapper} the terminal's candidate gathering asks, on top of {@link PortMapper}.
  * It finds what the configuration leaves out (the default route's gateway, the UPnP URL by SSDP;
  * gateway_discovery.ts), maps the listening port for the lease the terminal asks for, keeps it
- * renewed while the session lasts, reports a lost lease as a warning, and deletes the mapping
- * when the session's owner closes it.
+ * renewed while the session lasts, logs a refusal or a lost lease as a warning, and deletes the
+ * mapping when the session's owner closes it.
  *
  * @module
  */
-import type { PeerError } from "../../errors.ts";
+import { PeerError } from "../../errors.ts";
 import { type Logger, silentLogger } from "../../log.ts";
 import type { CandidateMapper, CandidateMappingRequest } from "../gather_candidates.ts";
 import { defaultGateway, discoverUpnpUrl } from "./gateway_discovery.ts";
@@ -146,10 +146,17 @@ export class SessionPortMapper implements CandidateMapper {
         o.onLost?.(error);
       },
     });
-    return await this.#mapper.map(
-      { transport: request.transport, internalPort: request.internalPort },
-      options.signal ? { signal: options.signal } : {},
-    );
+    try {
+      return await this.#mapper.map(
+        { transport: request.transport, internalPort: request.internalPort },
+        options.signal ? { signal: options.signal } : {},
+      );
+    } catch (err) {
+      if (err instanceof PeerError && !this.#stop.signal.aborted && !options.signal?.aborted) {
+        this.#logger.log("warn", err.message, { code: err.code });
+      }
+      throw err;
+    }
   }
 
   /**

@@ -114,7 +114,12 @@ Deno.test("a router that maps nothing leaves the terminal with its other candida
     () => new PeerError("EPORTMAP", "Cannot map: the gateway answered NOT_AUTHORIZED; enable PCP"),
   );
   const log = recorder();
-  const mapper = new SessionPortMapper({ clients: [client], ...noDiscovery });
+  const mapperLog = recorder();
+  const mapper = new SessionPortMapper({
+    clients: [client],
+    logger: mapperLog.logger,
+    ...noDiscovery,
+  });
   try {
     const candidates = await gatherCandidates({
       transport: "tcp",
@@ -125,6 +130,12 @@ Deno.test("a router that maps nothing leaves the terminal with its other candida
     });
     assert.deepEqual(candidates.map((c) => c.type), ["host"]);
     assert.ok(log.records.some((r) => r.message.startsWith("no router mapping: ")));
+    // The user asked for a mapping: the refusal is a warning, with what to do.
+    assert.deepEqual(mapperLog.records.filter((r) => r.level === "warn"), [{
+      level: "warn",
+      message:
+        "Cannot map TCP port 4000 on the router: PCP: the gateway answered NOT_AUTHORIZED; enable PCP, NAT-PMP or UPnP on the router, or forward the port by hand",
+    }]);
   } finally {
     await mapper.close();
   }
