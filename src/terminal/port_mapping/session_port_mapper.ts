@@ -55,6 +55,7 @@ export class SessionPortMapper implements CandidateMapper {
   readonly #stop = new AbortController();
   #found: Promise<{ gateway?: string; upnpUrl?: string }> | undefined;
   #mapper: PortMapper | undefined;
+  #asked = false;
   #closed: Promise<void> | undefined;
 
   constructor(options: SessionPortMapperOptions = {}) {
@@ -130,7 +131,8 @@ export class SessionPortMapper implements CandidateMapper {
     request: CandidateMappingRequest,
     options: { signal?: AbortSignal } = {},
   ): Promise<{ external: { address: string; port: number } }> {
-    if (this.#mapper) throw new Error("SessionPortMapper.map was already called");
+    if (this.#asked) throw new Error("SessionPortMapper.map was already called; make another");
+    this.#asked = true;
     const { gateway, upnpUrl } = await this.#discover();
     this.#stop.signal.throwIfAborted();
     const o = this.#options;

@@ -254,3 +254,19 @@ Deno.test("a mapper closed while it searches gives no mapping and leaves nothing
   await closed;
   assert.equal(client.maps.length, 0, "no request reached the router");
 });
+
+Deno.test("one session maps one port: a second map() is a bug, even while the first searches", async () => {
+  const client = new FakeClient("pcp", granted);
+  const mapper = new SessionPortMapper({ clients: [client], ...noDiscovery });
+  try {
+    const first = mapper.map({ transport: "udp", internalPort: 4000, lifetimeS: 3600 });
+    await assert.rejects(
+      mapper.map({ transport: "udp", internalPort: 4001, lifetimeS: 3600 }),
+      /already called/,
+    );
+    await first;
+    assert.deepEqual(client.maps.map((m) => m.internalPort), [4000]);
+  } finally {
+    await mapper.close();
+  }
+});
