@@ -237,6 +237,8 @@ export async function discoverUpnpUrl(
     ),
   );
   const sockets = opened.flatMap((o) => o.status === "fulfilled" ? [o.value] : []);
+  // Each refusal is said once: a LAN host repeating its answer cannot flood the log.
+  const refusals = new Set<string>();
   const search = (i: number): Promise<string> => {
     const { target, st } = searches[i]!;
     const o = opened[i]!;
@@ -245,7 +247,10 @@ export async function discoverUpnpUrl(
     return o.value.exchange(request, (bytes) => {
       const answer = parseSsdpAnswer(new TextDecoder().decode(bytes), st, gateway);
       if (answer && "refused" in answer) {
-        logger.log("warn", `SSDP answer refused: ${answer.refused}`, { gateway });
+        if (!refusals.has(answer.refused)) {
+          refusals.add(answer.refused);
+          logger.log("warn", `SSDP answer refused: ${answer.refused}`, { gateway });
+        }
         return undefined;
       }
       return answer?.location;

@@ -260,6 +260,11 @@ Deno.test("SSDP: only a LOCATION off the gateway means no UPnP URL after the sea
     clock.advance(1500);
     assert.equal(await result, undefined);
     assert.ok(log.records.some((r) => r.message.startsWith("no UPnP URL: no Internet Gateway")));
+    assert.equal(
+      log.records.filter((r) => r.level === "warn").length,
+      1,
+      "4 refused answers, one warning",
+    );
   } finally {
     await responder.close();
   }
