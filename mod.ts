@@ -207,3 +207,45 @@ export type {
 export { NatPmpClient, type NatPmpClientOptions } from "./src/terminal/port_mapping/nat_pmp.ts";
 export { PcpClient, type PcpClientOptions } from "./src/terminal/port_mapping/pcp.ts";
 export { UpnpIgdClient, type UpnpIgdClientOptions } from "./src/terminal/port_mapping/upnp_igd.ts";
+
+/**
+ * A terminal session's router mapping (`terminal.port_mapping`, docs/port-mapping.md): a
+ * {@link SessionPortMapper} is the `portMapper` a `Terminal` takes. It finds what is not
+ * configured (the default gateway with {@link defaultGateway}, the UPnP URL at that gateway with
+ * {@link discoverUpnpUrl}, which refuses a LOCATION on another host), maps the listening port for
+ * the session and deletes the mapping on close.
+ *
+ * @example Read the default gateway as Linux's /proc/net/route prints it
+ * ```ts
+ * import { parseDefaultGateway } from "./mod.ts";
+ *
+ * const routes = "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\n" +
+ *   "eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\n";
+ * console.log(parseDefaultGateway(routes, { littleEndian: true })); // "192.168.1.1"
+ * ```
+ *
+ * @example Without a router to ask, the session has no mapping and is told why
+ * ```ts
+ * import { SessionPortMapper } from "./mod.ts";
+ *
+ * const mapper = new SessionPortMapper({ findGateway: () => Promise.resolve(undefined) });
+ * try {
+ *   await mapper.map({ transport: "udp", internalPort: 40123, lifetimeS: 3600 });
+ * } catch (err) {
+ *   console.log((err as { code: string }).code); // "EPORTMAP"
+ * } finally {
+ *   await mapper.close(); // deletes the mapping, if any, when the session ends
+ * }
+ * ```
+ */
+export {
+  SessionPortMapper,
+  type SessionPortMapperOptions,
+} from "./src/terminal/port_mapping/session_port_mapper.ts";
+export {
+  defaultGateway,
+  type DefaultGatewayOptions,
+  discoverUpnpUrl,
+  parseDefaultGateway,
+  type SsdpSearchOptions,
+} from "./src/terminal/port_mapping/gateway_discovery.ts";

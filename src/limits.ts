@@ -254,6 +254,21 @@ export const UPNP_MAX_XML_DEPTH = 32;
 export const UPNP_MAX_XML_ELEMENTS = 2_048;
 /** Time one UPnP HTTP request (description or SOAP action) may take, in ms. */
 export const UPNP_HTTP_TIMEOUT_MS = 5_000;
+/** UDP port SSDP searches go to (UPnP Device Architecture 1.1 §1.3.2). */
+export const SSDP_PORT = 1900;
+/** SSDP's multicast group (UPnP Device Architecture 1.1 §1.1.2). */
+export const SSDP_MULTICAST_ADDRESS = "239.255.255.250";
+/** MX of a multicast search: devices answer within this many seconds (1 to 5, UDA 1.1). */
+export const SSDP_MX_S = 1;
+/** Search requests sent to each target (UDP may lose one; UDA 1.1 suggests more than one). */
+export const SSDP_SEARCH_REQUESTS = 2;
+/**
+ * Wait after each search request, in ms: the MX delay and a round trip. With
+ * {@link SSDP_SEARCH_REQUESTS} the search ends after 3 s without a usable answer.
+ */
+export const SSDP_SEARCH_WAIT_MS = 1_500;
+/** Largest SSDP answer read (a router's is ~300 bytes); longer datagrams are dropped unread. */
+export const SSDP_MAX_ANSWER_BYTES = 2_048;
 
 // ---- candidates and introductions (issue 13) ----
 
@@ -298,9 +313,12 @@ export const PUNCH_DEFAULT_WINDOW_MS = 10_000;
 /** Longest punch window accepted, in ms; a longer one is a `RangeError`. */
 export const PUNCH_MAX_WINDOW_MS = 60_000;
 /**
- * How long a terminal punches towards one peer of its reply (`terminal.punch_window`), in ms:
- * long enough for the host's introduction mail to reach that peer and for it to punch back.
+ * `terminal.punch_window` default, in ms: how long a terminal punches towards one peer after the
+ * reply. It must cover the introduction mail reaching the peer (allowed up to
+ * {@link PUNCH_MAX_WINDOW_MS}).
  */
 export const DEFAULT_TERMINAL_PUNCH_WINDOW_MS = 15_000;
+/** Shortest `terminal.punch_window` accepted, in ms. */
+export const MIN_TERMINAL_PUNCH_WINDOW_MS = 1_000;
 /** Punches one listener runs at once (one per peer key); more are refused with `EPEER`. */
 export const PUNCH_MAX_CONCURRENT = 16;

@@ -6,24 +6,68 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { receiveLine, runChat, sendLine } from "../apps/chat.ts";
-import type { Config } from "../config/config_schema.ts";
+import type { Config, PortMappingConfig } from "../config/config_schema.ts";
 import { ConfigError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
 import { TcpTransport } from "../peer/tcp_transport.ts";
 import { UdpTransport } from "../peer/udp_transport.ts";
 import type { PeerLink } from "../peer/types.ts";
 import { detectAddress, ExplicitAddress, InterfaceAddress } from "../terminal/address.ts";
+import {
+  SessionPortMapper,
+  type SessionPortMapperOptions,
+} from "../terminal/port_mapping/session_port_mapper.ts";
 import { defaultListenAddress, type Rendezvous, Terminal } from "../terminal/terminal.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import { cliSink } from "./output.ts";
 import { printable } from "./terminal_text.ts";
 import { loadIdentity, openSender, openSource, parseHostCards } from "./wire.ts";
 
-/** Runs the terminal flow of a configuration until a link is established. */
+/**
+ * The router mapping of one session from `terminal.port_mapping` (docs/port-mapping.md), or
+ * undefined when it is "off". What the mapper logs as `warn` (no mapping granted, a failed
+ * renewal, a lost lease, a refused SSDP answer) is a `warning` event: the user asked for the
+ * mapping and should hear when it does not work.
+ */
+export function portMapperFromConfig(
+  config: PortMappingConfig,
+  options:
+    & { onEvent: EventSink }
+    & Omit<SessionPortMapperOptions, "gateway" | "upnpUrl" | "protocols">,
+): SessionPortMapper | undefined {
+  if (config === "off") return undefined;
+  const { onEvent, ...rest } = options;
+  return new SessionPortMapper({
+    logger: {
+      log: (level, message) => {
+        if (level === "warn" || level === "error") onEvent({ event: "warning", message });
+      },
+    },
+    ...rest,
+    ...(config.gateway !== undefined ? { gateway: config.gateway } : {}),
+    ...(config.upnpUrl !== undefined ? { upnpUrl: config.upnpUrl } : {}),
+    protocols: config.protocols,
+  });
+}
+
+/** A link from {@link rendezvousFromConfig}, and what its session holds besides the link. */
+export interface ConfigRendezvous extends Rendezvous {
+  /**
+   * Ends the session's other resources: deletes the router mapping (`terminal.port_mapping`),
+   * which peers may reach the link through while it lasts. Call it when the chat or transfer
+   * ends, on every way out. Idempotent; never rejects.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * Runs the terminal flow of a configuration until a link is established. The caller closes the
+ * result when the session ends; on failure everything is closed already.
+ */
 export async function rendezvousFromConfig(
   config: Config,
   options: { onEvent: EventSink; signal?: AbortSignal },
-): Promise<Rendezvous> {
+): Promise<ConfigRendezvous> {
   const tc = config.terminal;
   if (!tc) {
     throw new ConfigError(
@@ -51,7 +95,11 @@ export async function rendezvousFromConfig(
     configKey: "terminal.receive",
   });
   const sender = await openSender(tc.send);
+  const portMapper = portMapperFromConfig(tc.portMapping, { onEvent: options.onEvent });
+  const close = () => portMapper?.close().catch(() => {}) ?? Promise.resolve();
   try {
+    // Find the router while the terminal listens and asks STUN.
+    void portMapper?.prepare();
     const terminal = new Terminal({
       identity,
       email: tc.email,
@@ -71,9 +119,15 @@ export async function rendezvousFromConfig(
       replyTimeoutMs: tc.replyTimeoutMs,
       connectTimeoutMs: tc.connectTimeoutMs,
       standbyTimeoutMs: tc.standbyTimeoutMs,
+      punchWindowMs: tc.punchWindowMs,
+      ...(portMapper ? { portMapper } : {}),
       onEvent: options.onEvent,
     });
-    return await terminal.rendezvous(options.signal ? { signal: options.signal } : {});
+    const rendezvous = await terminal.rendezvous(options.signal ? { signal: options.signal } : {});
+    return { ...rendezvous, close };
+  } catch (err) {
+    await close();
+    throw err;
   } finally {
     await Promise.allSettled([source.close(), sender.close()]);
   }
@@ -120,6 +174,23 @@ export async function chatOver(
   options.onEvent({ event: "disconnected", peer });
 }
 
+/**
+ * The `client` flow: rendezvous from the configuration, chat over the link, then end the
+ * session (its router mapping too), also when the chat fails or a signal stops it.
+ */
+export async function chatFromConfig(
+  config: Config,
+  options: { onEvent: EventSink; message?: string; json: boolean; signal?: AbortSignal },
+): Promise<void> {
+  const { onEvent, signal } = options;
+  const session = await rendezvousFromConfig(config, { onEvent, ...(signal ? { signal } : {}) });
+  try {
+    await chatOver(session.link, options);
+  } finally {
+    await session.close();
+  }
+}
+
 /** The `client` subcommand. */
 export function clientCommand() {
   return configOption(new Command("client"))
@@ -133,8 +204,7 @@ export function clientCommand() {
       const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
       const onEvent = cliSink({ json: opts.json ?? false });
       const stop = onSignals();
-      const { link } = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });
-      await chatOver(link, {
+      await chatFromConfig(config, {
         onEvent,
         json: opts.json ?? false,
         signal: stop.signal,

@@ -6,7 +6,7 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { withActor } from "../events.ts";
-import { chatOver, rendezvousFromConfig } from "./client.ts";
+import { chatFromConfig } from "./client.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import { hostFromConfig } from "./host.ts";
 import { cliSink } from "./output.ts";
@@ -28,8 +28,7 @@ export function combinedCommand() {
       const hostRunning = host.run({ signal: stop.signal });
       try {
         const onEvent = withActor(sink, "terminal");
-        const { link } = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });
-        await chatOver(link, {
+        await chatFromConfig(config, {
           onEvent,
           json: opts.json ?? false,
           signal: stop.signal,

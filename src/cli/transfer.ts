@@ -50,7 +50,8 @@ export function sendCommand() {
       const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
       const onEvent = cliSink({ json: opts.json ?? false });
       const stop = onSignals();
-      const { link } = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });
+      const session = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });
+      const { link } = session;
       const progress = progressReporter(file, opts.json ?? false, onEvent);
       try {
         const sent = await sendFile(link, file, {
@@ -66,7 +67,7 @@ export function sendCommand() {
           sha256: sent.sha256,
         });
       } finally {
-        await link.close();
+        await link.close().finally(() => session.close());
         onEvent({ event: "disconnected", peer: link.remote.userId });
       }
     });
@@ -83,7 +84,8 @@ export function receiveCommand() {
       const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
       const onEvent = cliSink({ json: opts.json ?? false });
       const stop = onSignals();
-      const { link } = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });
+      const session = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });
+      const { link } = session;
       let progress: ReturnType<typeof progressReporter> | undefined;
       try {
         const got = await receiveFile(link, dir, {
@@ -103,7 +105,7 @@ export function receiveCommand() {
           sha256: got.sha256,
         });
       } finally {
-        await link.close();
+        await link.close().finally(() => session.close());
         onEvent({ event: "disconnected", peer: link.remote.userId });
       }
     });

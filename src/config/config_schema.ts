@@ -5,6 +5,7 @@
  * @module
  */
 import type { TransportKind } from "../message/types.ts";
+import type { PortMappingProtocol } from "../terminal/port_mapping/types.ts";
 import type { SecretRef } from "./secret.ts";
 
 /** A mail server connection. */
@@ -72,6 +73,20 @@ export interface HostConfig {
   send: SendConfig;
 }
 
+/**
+ * Whether and how a terminal asks its router for a port mapping (docs/port-mapping.md): `off`
+ * (the default: opening a port on the user's router is opt-in), or the protocols to try, with the
+ * gateway and UPnP URL when configured (else found: the default route's gateway, SSDP).
+ */
+export type PortMappingConfig = "off" | {
+  /** The router's IPv4 address for PCP and NAT-PMP (and SSDP); unset: the default gateway. */
+  gateway?: string;
+  /** The router's UPnP description URL; unset: asked for by SSDP at the gateway. */
+  upnpUrl?: string;
+  /** Protocols to try, in order. */
+  protocols: PortMappingProtocol[];
+};
+
 /** The terminal role. */
 export interface TerminalConfig {
   userId: string;
@@ -92,6 +107,10 @@ export interface TerminalConfig {
   deny: string[];
   /** STUN servers (`host:port`) asked for the reflexive address when no global one is found. */
   stunServers: string[];
+  /** Router port mapping for a `mapped` candidate; `off` by default. */
+  portMapping: PortMappingConfig;
+  /** How long to punch towards one peer after the reply, ms (covers the introduction's trip). */
+  punchWindowMs: number;
   receive: ReceiveConfig;
   send: SendConfig;
 }

@@ -21,18 +21,24 @@ import {
   DEFAULT_SYNC_INTERVAL_MS,
   DEFAULT_TABLE_CAPACITY,
   DEFAULT_TERMINAL_POLL_INTERVAL_MS,
+  DEFAULT_TERMINAL_PUNCH_WINDOW_MS,
   MAX_BLOCK_BYTES,
   MAX_MAIL_BYTES,
+  MIN_TERMINAL_PUNCH_WINDOW_MS,
+  PUNCH_MAX_WINDOW_MS,
 } from "../limits.ts";
 import type {
   Config,
   HostConfig,
+  PortMappingConfig,
   ReceiveConfig,
   SendConfig,
   ServerConfig,
   TerminalConfig,
 } from "./config_schema.ts";
+import { isIPv4 } from "../message/field_rules.ts";
 import { parsePeerRef } from "../message/key_fingerprint.ts";
+import type { PortMappingProtocol } from "../terminal/port_mapping/types.ts";
 import { parseDuration } from "./duration.ts";
 import { secretRef } from "./secret.ts";
 
@@ -98,6 +104,19 @@ class Reader {
 
   duration(t: Table, key: string, fallbackMs: number): number {
     return t[key] === undefined ? fallbackMs : parseDuration(t[key], this.prefix + key);
+  }
+
+  /** A duration from `minMs` to `maxMs`, e.g. a window that must cover a mail's trip. */
+  durationWithin(t: Table, key: string, fallbackMs: number, minMs: number, maxMs: number): number {
+    const ms = this.duration(t, key, fallbackMs);
+    if (ms < minMs || ms > maxMs) {
+      this.fail(
+        key,
+        `${JSON.stringify(t[key])} is not from ${minMs / 1000}s to ${maxMs / 1000}s`,
+        "fix the value",
+      );
+    }
+    return ms;
   }
 
   oneOf<T extends string>(t: Table, key: string, choices: readonly T[], fallback: T): T {
@@ -278,6 +297,79 @@ function peerRefs(r: Reader, t: Table, key: string): string[] {
   return entries;
 }
 
+const PORT_MAPPING_PROTOCOLS: readonly PortMappingProtocol[] = ["pcp", "nat-pmp", "upnp"];
+
+/**
+ * `terminal.port_mapping`: "off" (default), "auto", or a table whose fields (all optional) name
+ * the gateway, the UPnP URL and the protocols; what is left out is found as with "auto".
+ */
+function readPortMapping(r: Reader, t: Table): PortMappingConfig {
+  const v = t["port_mapping"] ?? "off";
+  if (v === "off") return "off";
+  if (v === "auto") return { protocols: [...PORT_MAPPING_PROTOCOLS] };
+  if (typeof v !== "object" || v === null || Array.isArray(v) || v instanceof Date) {
+    r.fail(
+      "port_mapping",
+      `${JSON.stringify(v)} is not "off", "auto" or a table`,
+      'write "off", "auto" or { gateway = "192.168.1.1" } (see docs/port-mapping.md)',
+    );
+  }
+  const table = v as Table;
+  const s = r.sub("port_mapping");
+  for (const key of Object.keys(table)) {
+    if (!["gateway", "upnp_url", "protocols"].includes(key)) {
+      s.fail(key, "it is not a known setting", "use gateway, upnp_url or protocols");
+    }
+  }
+  const config: Exclude<PortMappingConfig, "off"> = { protocols: [...PORT_MAPPING_PROTOCOLS] };
+  const gateway = s.optionalString(table, "gateway");
+  if (gateway !== undefined) {
+    if (!isIPv4(gateway)) {
+      s.fail(
+        "gateway",
+        `${JSON.stringify(gateway)} is not an IPv4 address`,
+        `write the router's LAN address, e.g. "192.168.1.1", or leave it out to use the default route's gateway`,
+      );
+    }
+    config.gateway = gateway;
+  }
+  const upnpUrl = s.optionalString(table, "upnp_url");
+  if (upnpUrl !== undefined) {
+    if (!URL.canParse(upnpUrl) || new URL(upnpUrl).protocol !== "http:") {
+      s.fail(
+        "upnp_url",
+        `${JSON.stringify(upnpUrl)} is not an http:// URL`,
+        `write the router's UPnP description URL, e.g. "http://192.168.1.1:5000/rootDesc.xml", or leave it out to find it by SSDP`,
+      );
+    }
+    config.upnpUrl = upnpUrl;
+  }
+  if (table["protocols"] !== undefined) {
+    const protocols = s.strings(table, "protocols");
+    if (protocols.length === 0) {
+      s.fail(
+        "protocols",
+        "no protocol is listed",
+        'list some of "pcp", "nat-pmp", "upnp", or set port_mapping = "off"',
+      );
+    }
+    protocols.forEach((p, i) => {
+      if (!PORT_MAPPING_PROTOCOLS.includes(p as PortMappingProtocol)) {
+        s.fail(
+          "protocols",
+          `${JSON.stringify(p)} is not one of ${PORT_MAPPING_PROTOCOLS.join(", ")}`,
+          "pick among them",
+        );
+      }
+      if (protocols.indexOf(p) !== i) {
+        s.fail("protocols", `${JSON.stringify(p)} is listed twice`, "list each protocol once");
+      }
+    });
+    config.protocols = protocols as PortMappingProtocol[];
+  }
+  return config;
+}
+
 function readTerminal(r: Reader, t: Table, postOffice: string | undefined): TerminalConfig {
   const email = r.string(t, "email");
   const listen = r.optionalString(t, "listen");
@@ -296,6 +388,14 @@ function readTerminal(r: Reader, t: Table, postOffice: string | undefined): Term
     allow: peerRefs(r, t, "allow"),
     deny: peerRefs(r, t, "deny"),
     stunServers: r.strings(t, "stun_servers"),
+    portMapping: readPortMapping(r, t),
+    punchWindowMs: r.durationWithin(
+      t,
+      "punch_window",
+      DEFAULT_TERMINAL_PUNCH_WINDOW_MS,
+      MIN_TERMINAL_PUNCH_WINDOW_MS,
+      PUNCH_MAX_WINDOW_MS,
+    ),
     receive: readReceive(r.sub("receive"), r.table(t, "receive"), email, postOffice, false),
     send: readSend(r.sub("send"), r.table(t, "send"), email, postOffice),
   };

@@ -1,5 +1,5 @@
 /**
- * The UDP socket NAT-PMP and PCP speak over: requests to the gateway's port, retransmitted on
+ * The UDP socket NAT-PMP, PCP and the SSDP search speak over: requests to the gateway's port, retransmitted on
  * an injected schedule, and answers accepted only from the gateway's address and port, only up
  * to {@link PCP_MAX_MESSAGE_BYTES}, and only when the protocol's parser matches them to the
  * request. Everything else that arrives (anyone may send datagrams) is dropped unread.
@@ -18,6 +18,14 @@ export interface GatewaySocketOptions {
    * the gateway (see {@link localAddressFor}).
    */
   localAddress?: string;
+  /**
+   * Where answers must come from; default the address and port requests go to. Without `port`,
+   * any port of that address: SSDP answers a search from another port than 1900, and answers a
+   * multicast search from the device's own address.
+   */
+  answersFrom?: { address: string; port?: number };
+  /** Longest datagram read; longer ones are dropped. Default {@link PCP_MAX_MESSAGE_BYTES}. */
+  maxAnswerBytes?: number;
 }
 
 /** Options of one {@link GatewaySocket.exchange}. */
@@ -84,13 +92,21 @@ export class GatewaySocket {
   readonly #port: number;
   readonly #listeners = new Set<(bytes: Uint8Array) => void>();
 
-  private constructor(socket: dgram.Socket, gateway: string, port: number) {
+  private constructor(
+    socket: dgram.Socket,
+    gateway: string,
+    port: number,
+    options: GatewaySocketOptions,
+  ) {
     this.#socket = socket;
     this.#gateway = gateway;
     this.#port = port;
-    socket.on("message", (bytes: Uint8Array, from: dgram.RemoteInfo) => {
-      if (from.address !== gateway || from.port !== port) return;
-      if (bytes.length > PCP_MAX_MESSAGE_BYTES) return;
+    const from = options.answersFrom ?? { address: gateway, port };
+    const maxBytes = options.maxAnswerBytes ?? PCP_MAX_MESSAGE_BYTES;
+    socket.on("message", (bytes: Uint8Array, sender: dgram.RemoteInfo) => {
+      if (sender.address !== from.address) return;
+      if (from.port !== undefined && sender.port !== from.port) return;
+      if (bytes.length > maxBytes) return;
       for (const listener of this.#listeners) listener(bytes);
     });
     socket.on("error", () => {});
@@ -129,7 +145,7 @@ export class GatewaySocket {
         resolve();
       });
     });
-    return new GatewaySocket(socket, gateway, port);
+    return new GatewaySocket(socket, gateway, port, options);
   }
 
   /** The local address requests leave from. */

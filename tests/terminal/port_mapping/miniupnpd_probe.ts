@@ -5,7 +5,9 @@
  *       PROTOCOL only, prints the mapping as one JSON line, waits for one inbound connection
  *       (prints {"connected": "<text received>"}), closes the mapper (deletes the mapping) and
  *       prints {"closed": true}.
- *   connect HOST PORT                    (on the "internet" server) connects, sends "hello".
+ *   connect HOST PORT [TIMEOUT_MS]       (on the "internet" server) connects, sends "hello";
+ *       prints {"error": ...} when it cannot connect within TIMEOUT_MS (default 5000: a router
+ *       without the mapping drops the SYN, and TCP would retry for minutes).
  */
 import { PortMapper } from "../../../src/terminal/port_mapping/port_mapper.ts";
 import type { PortMappingProtocol } from "../../../src/terminal/port_mapping/types.ts";
@@ -39,7 +41,11 @@ if (mode === "map") {
     out({ closed: true });
   }
 } else if (mode === "connect") {
-  const [hostname, port] = args as [string, string];
+  const [hostname, port, timeoutMs = "5000"] = args as [string, string, string?];
+  const timer = setTimeout(() => {
+    out({ error: `no connection within ${timeoutMs} ms` });
+    Deno.exit(0);
+  }, Number(timeoutMs));
   try {
     const conn = await Deno.connect({ hostname, port: Number(port) });
     await conn.write(new TextEncoder().encode("hello"));
@@ -47,6 +53,8 @@ if (mode === "map") {
     out({ sent: true });
   } catch (err) {
     out({ error: err instanceof Error ? err.message : String(err) });
+  } finally {
+    clearTimeout(timer);
   }
 } else {
   Deno.stderr.writeSync(new TextEncoder().encode("usage: miniupnpd_probe.ts map|connect ...\n"));

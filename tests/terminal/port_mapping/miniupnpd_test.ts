@@ -9,6 +9,7 @@
  * the mapping.
  */
 import assert from "node:assert/strict";
+import { netnsProbe } from "../../support/netns_probe.ts";
 
 interface Lab {
   upnpUrl: string;
@@ -51,29 +52,7 @@ const PROBE = new URL("./miniupnpd_probe.ts", import.meta.url).pathname;
 
 /** Runs the probe in `netns`; yields its JSON lines as they come. */
 function probe(netns: string, args: string[]) {
-  const child = new Deno.Command("ip", {
-    args: ["netns", "exec", netns, Deno.execPath(), "run", "-A", "--no-prompt", PROBE, ...args],
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const lines = child.stdout.pipeThrough(new TextDecoderStream()).values();
-  let buffer = "";
-  return {
-    child,
-    async next(): Promise<Record<string, unknown>> {
-      for (;;) {
-        const nl = buffer.indexOf("\n");
-        if (nl >= 0) {
-          const line = buffer.slice(0, nl);
-          buffer = buffer.slice(nl + 1);
-          return JSON.parse(line);
-        }
-        const { value, done } = await lines.next();
-        if (done) throw new Error(`the probe in ${netns} ended early`);
-        buffer += value;
-      }
-    },
-  };
+  return netnsProbe(netns, PROBE, args);
 }
 
 const PORTS = { upnp: 18180, "nat-pmp": 18181, pcp: 18182 } as const;
