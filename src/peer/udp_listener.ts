@@ -400,7 +400,7 @@ export class UdpPeerListener implements PeerListener {
     if (!punch && this.#admit === "punched") return; // answered once we stand by again
     if (punch?.role === "controlling" && !connect.cookie) {
       // The peer's probe: learn where it comes from, answer with our own CONNECT (not COOKIE).
-      punch.learn(from);
+      punch.learn(from, connect.connect.destination);
       return;
     }
     if (!connect.cookie || !this.#cookies.check(from, nonce, connect.cookie)) {

@@ -110,6 +110,11 @@ export interface PunchResult {
   local: Endpoint;
   /** The other side of the winning pair, as actually seen (may be no candidate at all). */
   remote: Endpoint;
+  /**
+   * Controlling side, when `remote` was learned from the peer's probe: the address of ours that
+   * probe was sent to (which of this side's candidates the peer reaches).
+   */
+  reached?: Endpoint;
 }
 
 /** What a punch needs from the listener that owns the socket. */
@@ -171,6 +176,8 @@ export class UdpPunch {
   #windowMs: number;
   #tried = new Set<string>();
   #learned = 0;
+  /** Learned source → the address of ours its probe was sent to. */
+  #reached = new Map<string, Endpoint>();
   #running: Promise<unknown>[] = [];
   #done = new AbortController();
   #settle: ((r: PunchResult) => void) | null = null;
@@ -223,13 +230,14 @@ export class UdpPunch {
   }
 
   /**
-   * A probe of this punch's peer came from `from` (controlling side): a source not yet tried
-   * becomes a peer-reflexive candidate, within the bound.
+   * A probe of this punch's peer came from `from` (controlling side), addressed to `reached`: a
+   * source not yet tried becomes a peer-reflexive candidate, within the bound.
    */
-  learn(from: Endpoint): void {
+  learn(from: Endpoint, reached?: Endpoint): void {
     if (this.done || this.role !== "controlling" || this.#tried.has(keyOf(from))) return;
     if (this.#learned >= PUNCH_MAX_PEER_REFLEXIVE) return;
     this.#learned++;
+    if (reached) this.#reached.set(keyOf(from), reached);
     this.#tried.add(keyOf(from));
     this.#options.onEvent?.({ type: "learned", remote: from });
     this.#start(from);
@@ -299,6 +307,7 @@ export class UdpPunch {
 
   #win(link: PeerLink): void {
     const remote = link.remote.endpoint;
+    const reached = this.#reached.get(keyOf(remote));
     const settle = this.#settle;
     this.#end(null);
     settle?.({
@@ -307,6 +316,7 @@ export class UdpPunch {
       role: this.role,
       local: link.local,
       remote,
+      ...(reached ? { reached } : {}),
     });
   }
 

@@ -467,7 +467,7 @@ export class Terminal {
       ...(signal ? { signal } : {}),
     });
     this.#checkUserId(result.link, peer.userId);
-    return { link: result.link, path: this.#pathOf(result.link) ?? result.path };
+    return { link: result.link, path: this.#pathOf(result.link, candidates, result.reached) };
   }
 
   /** Lists and notices go by the listed user id too: a link naming another one is closed. */
@@ -495,15 +495,26 @@ export class Terminal {
   }
 
   /**
-   * The path kind of a link this side answered as responder (docs/nat.md "Path kinds"): the kind
-   * of this terminal's candidate the peer dialled, as its handshake says; both ends name the
-   * same candidate. Undefined on the initiator's side, which knows the candidate it dialled.
+   * How a link's packets travel (docs/nat.md "Path kinds"), judged alike on both ends: the kind of
+   * the candidate the handshake's initiator dialled, except `mapped` whenever the other end of
+   * the pair is a router mapping. The initiator knows what it dialled (`link.remote.endpoint`);
+   * the responder reads it from the signed CONNECT (`link.remote.dialled`). `reached` is the
+   * address of ours that the peer's probe was sent to, when the punch learned the peer from one.
    */
-  #pathOf(link: PeerLink): PathKind | undefined {
+  #pathOf(
+    link: PeerLink,
+    peerCandidates: readonly Candidate[],
+    reached?: Endpoint,
+  ): PathKind {
+    const kindIn = (list: readonly Candidate[], at: Endpoint | undefined): PathKind => {
+      const type = at && list.find((c) => c.address === at.address && c.port === at.port)?.type;
+      return type === "host" || type === "mapped" ? type : "punched";
+    };
     const dialled = link.remote.dialled;
-    if (!dialled) return undefined;
-    const own = this.#own.find((c) => c.address === dialled.address && c.port === dialled.port);
-    return own?.type === "host" || own?.type === "mapped" ? own.type : "punched";
+    const [initiatorDialled, otherEnd] = dialled
+      ? [kindIn(this.#own, dialled), kindIn(peerCandidates, link.remote.endpoint)]
+      : [kindIn(peerCandidates, link.remote.endpoint), kindIn(this.#own, reached)];
+    return otherEnd === "mapped" ? "mapped" : initiatorDialled;
   }
 
   #failed(peer: string, err: { code: string; message: string }): void {
@@ -570,6 +581,8 @@ export class Terminal {
       won.abort();
     };
     const punches: Promise<void>[] = [];
+    // The candidates of each introduced peer, for the path of a link it makes before its punch.
+    const introduced = new Map<string, Candidate[]>();
     const watching = watchIntroductions({
       source: o.source,
       match: { subject: subjectFor(o.network, "introduction"), mode: o.subjectMatch },
@@ -594,6 +607,7 @@ export class Terminal {
         const candidates = byPriority(
           peer.candidates.filter((c) => c.transport === o.transport.kind),
         );
+        introduced.set(toBase64Url(peer.identityKey), candidates);
         const windowMs = Math.min(introduction.punchEnd - o.clock.now(), PUNCH_MAX_WINDOW_MS);
         if (!listener.punch || candidates.length === 0 || windowMs < 1 || all.aborted) return;
         if (!acceptsPeer(peer, o.policy)) return;
@@ -611,7 +625,8 @@ export class Terminal {
     });
     try {
       const link = await listener.accept({ signal: all });
-      take({ link, path: this.#pathOf(link) ?? "punched" });
+      const known = introduced.get(toBase64Url(link.remote.identityKey)) ?? [];
+      take({ link, path: this.#pathOf(link, known) });
       return winner!;
     } catch (err) {
       if (winner) return winner;

@@ -64,6 +64,12 @@ interface Roles {
   alice: string[];
   /** Runs in the site's directory before the clients start (e.g. writes the file to send). */
   prepare?: (dir: string) => Promise<void>;
+  /** More `[terminal]` lines for alice (e.g. `port_mapping = "auto"`). */
+  aliceToml?: string;
+  /** Whether the pair connects; default: the punching matrix says so. */
+  connects?: boolean;
+  /** The path kind both ends report; default `punched`. */
+  path?: string;
   /** Checks the outcome of a pair that connects, with the site's directory. */
   check?: (dir: string, alice: Running, bob: Running) => Promise<void>;
 }
@@ -81,11 +87,11 @@ const CHAT: Roles = {
 /** One pair: bob stands by behind B, alice asks behind A. */
 async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<void> {
   const lab = LAB!;
-  const punchable = !UNPUNCHABLE.has(`${a}/${b}`);
+  const punchable = roles.connects ?? !UNPUNCHABLE.has(`${a}/${b}`);
   const stun =
     `stun_servers = ["${lab.coturn.host}:${lab.coturn.port}", "${lab.coturn.alt_host}:${lab.coturn.alt_port}"]`;
-  // Bob stands by long enough for alice's mail round trip and her punch window; alice, whose
-  // punch can only fail in the unpunchable pairs, stands by only briefly after it.
+  // Bob stands by long enough for alice's mail round trip and her punch window (5 s); alice,
+  // whose punch can only fail in the unpunchable pairs, stands by only briefly after it.
   const site = await makeSite({
     receive: "imap",
     labMail: true,
@@ -94,15 +100,15 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
       stun,
       `transport = "udp"`,
       `reply_timeout = "60s"`,
-      `standby_timeout = "${punchable ? 60 : 30}s"`,
+      `punch_window = "5s"`,
+      `standby_timeout = "${punchable ? 60 : 15}s"`,
     ].join("\n"),
   });
   await Deno.writeTextFile(
     `${site.dir}/alice.toml`,
-    (await Deno.readTextFile(`${site.dir}/alice.toml`)).replace(
-      /standby_timeout = "\d+s"/,
-      `standby_timeout = "${punchable ? 60 : 2}s"`,
-    ),
+    (await Deno.readTextFile(`${site.dir}/alice.toml`))
+      .replace(/standby_timeout = "\d+s"/, `standby_timeout = "${punchable ? 60 : 2}s"`)
+      .replace("[terminal.receive]", `${roles.aliceToml ?? ""}\n[terminal.receive]`),
   );
   const opts = { cwd: site.dir, env: site.env };
   await roles.prepare?.(site.dir);
@@ -129,11 +135,20 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
       // Two coturn addresses answered from the same socket: the NAT's mapping behaviour.
       const nat: string = who === alice ? a : b;
       const srflx = sent.candidates.find((c) => c.type === "srflx");
-      assert.equal(
-        srflx?.mapping,
-        nat === "symmetric" ? "endpoint-dependent" : "endpoint-independent",
-        said(who),
-      );
+      const mapped = sent.candidates.find((c) => c.type === "mapped") as
+        | { address: string }
+        | undefined;
+      if (mapped) {
+        // The router's mapping, on its WAN address; a STUN mapping equal to it is not repeated.
+        assert.equal(mapped.address, wan, said(who));
+      } else {
+        assert.equal(
+          srflx?.mapping,
+          nat === "symmetric" ? "endpoint-dependent" : "endpoint-independent",
+          said(who),
+        );
+      }
+      assert.equal(mapped !== undefined, who === alice && roles.aliceToml !== undefined);
       const seen = a === "none" && who === alice || b === "none" && who === bob;
       if (!seen) {
         assert.ok(of(who.events, "address-detected").some((e) => e.address === wan), said(who));
@@ -151,11 +166,11 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
       assert.equal(connected.peer, "bob");
       assert.equal(connected.role, "initiator");
       assert.equal(connected.transport, "udp");
-      assert.equal(connected.path, "punched", said(alice));
+      assert.equal(connected.path, roles.path ?? "punched", said(alice));
       const bobConnected = of(bob.events, "connected")[0];
       assert.ok(bobConnected && bobConnected.peer === "alice", said(bob));
       // Both name the same candidate: the one the handshake's initiator dialled.
-      assert.equal(bobConnected.path, "punched", said(bob));
+      assert.equal(bobConnected.path, roles.path ?? "punched", said(bob));
       await roles.check?.(site.dir, alice, bob);
     } else {
       // Alice's punch to bob ends with the window: a notice to the host, then standby, then a
@@ -241,6 +256,28 @@ Deno.test({
       });
     } finally {
       await natlab("loss", "0");
+    }
+  },
+});
+
+Deno.test({
+  name: "behind NATs port-restricted × symmetric, with miniupnpd on router A and " +
+    'port_mapping = "auto", the terminals connect through the mapping',
+  ignore: MISSING !== undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await natlab("upnp", "start");
+    await natlab("setnat", "port-restricted", "symmetric");
+    try {
+      await rendezvous("port-restricted", "symmetric", {
+        ...CHAT,
+        aliceToml: 'port_mapping = "auto"',
+        connects: true,
+        path: "mapped",
+      });
+    } finally {
+      await natlab("setnat", "port-restricted", "port-restricted");
     }
   },
 });

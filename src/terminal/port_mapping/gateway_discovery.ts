@@ -1,6 +1,7 @@
 /**
  * Finding the home router for `terminal.port_mapping = "auto"` (docs/port-mapping.md): the
- * default IPv4 gateway from the kernel's routing table (`/proc/net/route`, Linux), and the
+ * default IPv4 gateway from the kernel's routing table (`/proc/net/route`, Linux; else guessed from
+ * the interfaces, since Deno reads /proc only with `--allow-all`), and the
  * router's UPnP description URL by an SSDP search (UPnP Device Architecture 1.1 §1.3.2) sent to
  * that gateway by unicast and to the multicast group. Answers are untrusted: they are read only
  * from the gateway's address and up to {@link SSDP_MAX_ANSWER_BYTES}, and a LOCATION whose host
@@ -18,6 +19,7 @@ import {
   SSDP_SEARCH_WAIT_MS,
 } from "../../limits.ts";
 import { type Logger, silentLogger } from "../../log.ts";
+import { classifyAddress } from "../../net/address_class.ts";
 import type { Clock } from "../../runtime.ts";
 import { GatewaySocket, ipv4ToNumber, localAddressFor, NoAnswer } from "./gateway_socket.ts";
 import type { SocketAddress } from "./types.ts";
@@ -83,51 +85,95 @@ export function parseDefaultGateway(
   return best?.address;
 }
 
+/** An interface address as `Deno.networkInterfaces()` lists it. */
+export interface InterfaceAddress {
+  name: string;
+  family: "IPv4" | "IPv6";
+  address: string;
+  netmask: string;
+}
+
+/**
+ * The usual router address of this machine's LAN, for when the routing table cannot be read:
+ * the first host of the subnet of the first IPv4 interface that is neither loopback, link-local
+ * nor global (a LAN behind a router), e.g. 192.168.1.1 for 192.168.1.23/24. A guess: a wrong one
+ * only makes PCP and NAT-PMP wait for their timeout, and SSDP answers are still taken only from
+ * it. Undefined when no interface qualifies or its subnet has no room for a router (/31, /32).
+ *
+ * @example
+ * ```ts
+ * guessGateway([{ name: "eth0", family: "IPv4", address: "192.168.1.23", netmask: "255.255.255.0" }]);
+ * // "192.168.1.1"
+ * ```
+ */
+export function guessGateway(interfaces: readonly InterfaceAddress[]): string | undefined {
+  for (const i of interfaces) {
+    if (i.family !== "IPv4") continue;
+    const cls = classifyAddress(i.address);
+    if (cls !== "private" && cls !== "reserved") continue;
+    const address = ipv4ToNumber(i.address);
+    const mask = ipv4ToNumber(i.netmask);
+    if (address === undefined || mask === undefined || ((~mask) >>> 0) < 3) continue;
+    const first = (((address & mask) >>> 0) + 1) >>> 0;
+    if (first === address) continue; // this machine is the router
+    return [first >>> 24, (first >>> 16) & 0xff, (first >>> 8) & 0xff, first & 0xff].join(".");
+  }
+  return undefined;
+}
+
 /** Options of {@link defaultGateway}. */
 export interface DefaultGatewayOptions {
   /** Reads the routing table; default `/proc/net/route` (Linux only). */
   readRoutes?: () => Promise<string>;
+  /** Lists the interfaces for {@link guessGateway}; default `Deno.networkInterfaces()`. */
+  interfaces?: () => readonly InterfaceAddress[];
   /** Default `Deno.build.os`: other systems than Linux have no /proc/net/route. */
   os?: string;
-  /** Default: silent. Says why no gateway was found. */
+  /** Default: silent. Says why no gateway was found, or that it was guessed. */
   logger?: Logger;
 }
 
 /**
- * The default IPv4 gateway of this machine, or undefined (logged) when it cannot be known: no
- * default route, another OS than Linux, or the routing table cannot be read. Never rejects.
+ * The default IPv4 gateway of this machine: from the routing table when it can be read, else
+ * guessed from the interfaces ({@link guessGateway}). Deno lets a program read `/proc` only with
+ * `--allow-all`, which mailpeer does not ask for, so the guess is the usual way. Undefined
+ * (logged) when neither works. Never rejects.
  */
 export async function defaultGateway(
   options: DefaultGatewayOptions = {},
 ): Promise<string | undefined> {
   const logger = options.logger ?? silentLogger;
   const os = options.os ?? Deno.build.os;
+  let why: string;
   if (!options.readRoutes && os !== "linux") {
-    logger.log(
-      "info",
-      `no default gateway: it is read from /proc/net/route, which ${os} does not have; set terminal.port_mapping.gateway`,
-    );
-    return undefined;
-  }
-  let text: string;
-  try {
-    text = await (options.readRoutes ?? (() => Deno.readTextFile("/proc/net/route")))();
-  } catch (err) {
-    logger.log(
-      "info",
-      `no default gateway: cannot read the routing table (${
-        err instanceof Error ? err.message : String(err)
-      }); set terminal.port_mapping.gateway`,
-    );
-    return undefined;
-  }
-  const gateway = parseDefaultGateway(text);
-  if (gateway === undefined) {
-    logger.log("info", "no default gateway: the routing table has no IPv4 default route");
+    why = `it is read from /proc/net/route, which ${os} does not have`;
   } else {
-    logger.log("debug", "default gateway found", { gateway });
+    try {
+      const text = await (options.readRoutes ?? (() => Deno.readTextFile("/proc/net/route")))();
+      const gateway = parseDefaultGateway(text);
+      if (gateway === undefined) {
+        logger.log("info", "no default gateway: the routing table has no IPv4 default route");
+      } else {
+        logger.log("debug", "default gateway found", { gateway });
+      }
+      return gateway;
+    } catch (err) {
+      why = `cannot read the routing table (${err instanceof Error ? err.message : String(err)})`;
+    }
   }
-  return gateway;
+  let interfaces: readonly InterfaceAddress[] = [];
+  try {
+    interfaces = (options.interfaces ?? (() => Deno.networkInterfaces()))();
+  } catch (err) {
+    why += `, nor list the interfaces (${err instanceof Error ? err.message : String(err)})`;
+  }
+  const guessed = guessGateway(interfaces);
+  if (guessed === undefined) {
+    logger.log("info", `no default gateway: ${why}; set terminal.port_mapping.gateway`);
+  } else {
+    logger.log("info", `guessed the gateway ${guessed} from the interfaces: ${why}`);
+  }
+  return guessed;
 }
 
 /** The text of an SSDP M-SEARCH for `st` sent to `target` (UDA 1.1 §1.3.2). */

@@ -6,6 +6,7 @@ import { ManualClock } from "../../../src/runtime.ts";
 import {
   defaultGateway,
   discoverUpnpUrl,
+  guessGateway,
   IGD_SEARCH_TARGETS,
   parseDefaultGateway,
   parseSsdpAnswer,
@@ -69,17 +70,21 @@ function recorder() {
   };
 }
 
-Deno.test("a missing routing table or another OS means no gateway, said in the log, no crash", async () => {
+Deno.test("a missing routing table or another OS, and no LAN interface, means no gateway, said in the log, no crash", async () => {
   const log = recorder();
   assert.equal(
     await defaultGateway({
       readRoutes: () => Promise.reject(new Deno.errors.NotFound("No such file")),
+      interfaces: () => [],
       logger: log.logger,
     }),
     undefined,
   );
   assert.match(log.records[0]!.message, /^no default gateway: cannot read the routing table/);
-  assert.equal(await defaultGateway({ os: "darwin", logger: log.logger }), undefined);
+  assert.equal(
+    await defaultGateway({ os: "darwin", interfaces: () => [], logger: log.logger }),
+    undefined,
+  );
   assert.match(
     log.records[1]!.message,
     /darwin does not have; set terminal\.port_mapping\.gateway/,
@@ -91,6 +96,50 @@ Deno.test("a missing routing table or another OS means no gateway, said in the l
     }),
     parseDefaultGateway(HEADER + "eth0\t00000000\t0101A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"),
   );
+});
+
+const LAN = (address: string, netmask = "255.255.255.0") => ({
+  name: "eth0",
+  family: "IPv4" as const,
+  address,
+  netmask,
+});
+
+Deno.test("a routing table Deno may not read (it needs --allow-all for /proc) gives a guess from the LAN interface", async () => {
+  const log = recorder();
+  const gateway = await defaultGateway({
+    readRoutes: () =>
+      Promise.reject(new Deno.errors.NotCapable('Requires all access to "/proc/net/route"')),
+    interfaces: () => [LAN("192.168.178.23")],
+    logger: log.logger,
+  });
+  assert.equal(gateway, "192.168.178.1");
+  assert.match(
+    log.records[0]!.message,
+    /^guessed the gateway 192\.168\.178\.1 from the interfaces/,
+  );
+  // The lab's LAN: 198.19.1.10/24 behind router A at 198.19.1.1.
+  assert.equal(
+    await defaultGateway({ os: "darwin", interfaces: () => [LAN("198.19.1.10")] }),
+    "198.19.1.1",
+  );
+});
+
+Deno.test("the gateway is guessed only on a LAN: never from loopback, link-local, global or IPv6 addresses, or a subnet without room", () => {
+  assert.equal(
+    guessGateway([
+      { name: "lo", family: "IPv4", address: "127.0.0.1", netmask: "255.0.0.0" },
+      LAN("169.254.3.4", "255.255.0.0"),
+      LAN("203.0.114.9"),
+      { name: "eth0", family: "IPv6", address: "fd00::5", netmask: "ffff:ffff:ffff:ffff::" },
+      LAN("10.1.2.3", "255.255.255.254"),
+    ]),
+    undefined,
+  );
+  assert.equal(guessGateway([LAN("10.1.2.3", "255.0.0.0")]), "10.0.0.1");
+  assert.equal(guessGateway([LAN("100.64.7.9", "255.255.255.0")]), "100.64.7.1");
+  // This machine is the first host: it is the router itself, nothing to ask.
+  assert.equal(guessGateway([LAN("192.168.1.1")]), undefined);
 });
 
 // ---- SSDP ----
