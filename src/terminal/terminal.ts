@@ -226,37 +226,21 @@ export class Terminal {
       reply.consume().catch((err) =>
         o.logger.log("warn", `could not delete the reply mail: ${err}`)
       );
-      if (found) {
-        return {
-          link: found.link,
-          role: "initiator",
-          ms: o.clock.now() - started,
-          reply: reply.reply,
-          path: found.path,
-        };
-      }
+      const done = (c: Connected, role: Rendezvous["role"]): Rendezvous => ({
+        ...c,
+        role,
+        ms: o.clock.now() - started,
+        reply: reply.reply,
+      });
+      if (found) return done(found, "initiator");
       const standby = await this.#standby(
         listener,
         endpoint,
         { sessionId, introductionPrivateKey },
         options.signal,
       );
-      o.onEvent({
-        event: "connected",
-        peer: standby.link.remote.userId,
-        transport: standby.link.transport,
-        ms: o.clock.now() - started,
-        role: "acceptor",
-        remote: standby.link.remote.endpoint,
-        path: standby.path,
-      });
-      return {
-        link: standby.link,
-        role: "acceptor",
-        ms: o.clock.now() - started,
-        reply: reply.reply,
-        path: standby.path,
-      };
+      this.#connected(standby.link.remote.userId, standby, "acceptor", o.clock.now() - started);
+      return done(standby, "acceptor");
     } finally {
       await listener.close().catch(() => {});
     }
