@@ -50,7 +50,7 @@ type NatType = typeof TYPES[number];
 const DEFAULT_NAT: NatType = "port-restricted";
 const LOSSES = [0, 5];
 /** Bob stands by this long: alice's start, her mail round trip and her whole punch window. */
-const BOB_STANDBY_S = 25;
+const BOB_STANDBY_S = 20;
 /** Alice stands by only after a failed punch: briefly. */
 const ALICE_STANDBY_S = 1;
 /** A safety net only: a hung terminal is stopped after this long (nothing is timed by it). */
@@ -615,7 +615,7 @@ function pairsTable(pairs: PairSummary[]): string {
       p.path,
       ms(p.requestSent),
       ms(p.replyReceived),
-      ms(p.connected),
+      p.connected === undefined && p.failed !== undefined ? `gave up ${p.failed}` : ms(p.connected),
       ms(p.connectedMs),
       ms(p.bobConnected),
       p.chat,
@@ -629,14 +629,14 @@ function streamTable(streams: StreamSummary[]): string {
   return table(
     [
       "router A drops",
-      "raw UDP datagrams MiB/s (delivered)",
+      "raw UDP datagrams MiB/s (delivered of sent)",
       "mailpeer stream MiB/s (delivered, resent)",
       "ratio",
       "punch ms",
     ],
     streams.map((s) => [
       `${s.loss} %${s.routerDropped === undefined ? "" : ` (${s.routerDropped} dropped)`}`,
-      `${s.rawMiBs} (${round(s.rawDelivered * 100, 1)} %)`,
+      `${s.rawMiBs} (${round(s.rawDelivered * 100, 1)} % of ${s.rawSendMiBs} sent)`,
       s.streamMiBs === undefined
         ? "no link"
         : `${s.streamMiBs} (${round(s.streamDelivered * 100, 1)} %, ${s.retransmitted ?? "?"})`,
