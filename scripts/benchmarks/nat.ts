@@ -635,7 +635,9 @@ function streamTable(streams: StreamSummary[]): string {
       "punch ms",
     ],
     streams.map((s) => [
-      `${s.loss} %${s.routerDropped === undefined ? "" : ` (${s.routerDropped} dropped)`}`,
+      `${s.loss} %${
+        s.routerDropped === undefined ? "" : ` (${s.routerDropped} dropped in ${RUNS} runs)`
+      }`,
       `${s.rawMiBs} (${round(s.rawDelivered * 100, 1)} % of ${s.rawSendMiBs} sent)`,
       s.streamMiBs === undefined
         ? "no link"
