@@ -419,8 +419,8 @@ class Peer {
 }
 
 interface StreamRun {
-  rawMiBs: number;
-  rawSendMiBs: number;
+  rawMiBs?: number;
+  rawSendMiBs?: number;
   rawDelivered: number;
   streamMiBs?: number;
   streamDelivered: number;
@@ -460,15 +460,17 @@ async function streamRun(lab: Lab): Promise<StreamRun & { aes: string; detail: J
     const [punchS, punchR] = (await Promise.all([sender.line(), receiver.line()])).map((l) =>
       l.punch as J
     );
-    const received = rawS!.received as { bytes: number; lastAt: number };
     const total = MIB * MiB;
-    const run: StreamRun = {
-      rawMiBs: received.bytes / MiB / ((received.lastAt - Number(rawS!.startedAt)) / 1000),
-      rawSendMiBs: Number(rawS!.sentBytes) / MiB /
-        ((Number(rawS!.sentAt) - Number(rawS!.startedAt)) / 1000),
-      rawDelivered: received.bytes / Number(rawS!.sentBytes),
-      streamDelivered: 0,
-    };
+    const run: StreamRun = { rawDelivered: 0, streamDelivered: 0 };
+    const received = rawS!.received as { bytes: number; lastAt: number } | undefined;
+    if (received) {
+      run.rawMiBs = received.bytes / MiB / ((received.lastAt - Number(rawS!.startedAt)) / 1000);
+      run.rawSendMiBs = Number(rawS!.sentBytes) / MiB /
+        ((Number(rawS!.sentAt) - Number(rawS!.startedAt)) / 1000);
+      run.rawDelivered = received.bytes / Number(rawS!.sentBytes);
+    } else {
+      run.error = `raw UDP: ${rawS!.error ?? "?"} / ${rawR!.error ?? "?"}`;
+    }
     const detail: J = { raw: { sender: rawS, receiver: rawR }, punch: { a: punchS, b: punchR } };
     if (punchS!.connected && punchR!.connected) {
       const [streamS, streamR] = (await Promise.all([sender.line(), receiver.line()])).map((l) =>
@@ -484,7 +486,9 @@ async function streamRun(lab: Lab): Promise<StreamRun & { aes: string; detail: J
       run.punchMs = Math.max(Number(punchS!.ms), Number(punchR!.ms));
       run.path = String(punchS!.path);
     } else {
-      run.error = `punch failed: ${JSON.stringify({ a: punchS, b: punchR })}`;
+      run.error = `${run.error ? `${run.error}; ` : ""}punch failed: ${
+        JSON.stringify({ a: punchS, b: punchR })
+      }`;
     }
     return { ...run, aes: String(hs.aes), detail };
   } finally {
@@ -498,8 +502,8 @@ interface StreamSummary {
   routerDropped?: number;
   aes: string;
   runs: (StreamRun & { detail: J })[];
-  rawMiBs: number;
-  rawSendMiBs: number;
+  rawMiBs?: number;
+  rawSendMiBs?: number;
   rawDelivered: number;
   streamMiBs?: number;
   streamDelivered: number;
@@ -539,9 +543,9 @@ async function streamPart(lab: Lab): Promise<StreamSummary[]> {
       });
       runs.push(got);
       out(
-        `stream, ${loss} % loss, run ${r + 1}: raw ${round(got.rawMiBs, 1)} MiB/s (${
-          round(got.rawDelivered * 100, 1)
-        } % delivered), stream ${
+        `stream, ${loss} % loss, run ${r + 1}: raw ${
+          got.rawMiBs === undefined ? got.error : round(got.rawMiBs, 1)
+        } MiB/s (${round(got.rawDelivered * 100, 1)} % delivered), stream ${
           got.streamMiBs === undefined ? got.error : `${round(got.streamMiBs, 1)} MiB/s`
         }\n`,
       );
@@ -554,8 +558,6 @@ async function streamPart(lab: Lab): Promise<StreamSummary[]> {
       loss,
       aes: runs[0]!.aes,
       runs,
-      rawMiBs: med((r) => r.rawMiBs)!,
-      rawSendMiBs: med((r) => r.rawSendMiBs)!,
       rawDelivered: med((r) => r.rawDelivered, 4)!,
       streamDelivered: med((r) => r.streamDelivered, 4) ?? 0,
       path: outcomes(runs.map((r) => r.path ?? "—")),
@@ -563,11 +565,13 @@ async function streamPart(lab: Lab): Promise<StreamSummary[]> {
     const put = (key: keyof StreamSummary, value: number | undefined) => {
       if (value !== undefined) (summary as unknown as Record<string, unknown>)[key] = value;
     };
+    put("rawMiBs", med((r) => r.rawMiBs));
+    put("rawSendMiBs", med((r) => r.rawSendMiBs));
     put("streamMiBs", med((r) => r.streamMiBs));
     put("retransmitted", med((r) => r.retransmitted, 0));
     put("punchMs", med((r) => r.punchMs, 0));
     put("routerDropped", dropped);
-    if (summary.streamMiBs !== undefined) {
+    if (summary.streamMiBs !== undefined && summary.rawMiBs !== undefined) {
       summary.ratio = round(summary.streamMiBs / summary.rawMiBs, 2);
     }
     summaries.push(summary);
@@ -636,9 +640,13 @@ function streamTable(streams: StreamSummary[]): string {
     ],
     streams.map((s) => [
       `${s.loss} %${
-        s.routerDropped === undefined ? "" : ` (${s.routerDropped} dropped in ${RUNS} runs)`
+        s.routerDropped === undefined
+          ? ""
+          : ` (${s.routerDropped} dropped in ${RUNS} run${RUNS === 1 ? "" : "s"})`
       }`,
-      `${s.rawMiBs} (${round(s.rawDelivered * 100, 1)} % of ${s.rawSendMiBs} sent)`,
+      s.rawMiBs === undefined
+        ? "failed"
+        : `${s.rawMiBs} (${round(s.rawDelivered * 100, 1)} % of ${s.rawSendMiBs} sent)`,
       s.streamMiBs === undefined
         ? "no link"
         : `${s.streamMiBs} (${round(s.streamDelivered * 100, 1)} %, ${s.retransmitted ?? "?"})`,
@@ -653,8 +661,10 @@ async function main(): Promise<void> {
   const lab = await requireLabAndStack();
   const started = new Date().toISOString();
   out(
-    `NAT bench ${TAG}: parts ${PARTS.join(",")}, ${PAIRS.length} pairs, runs ${RUNS}, ` +
-      `${MIB} MiB${LOCK ? `, lab lock ${LOCK}` : ""}\n`,
+    `NAT bench ${TAG}: runs ${RUNS}` +
+      (PARTS.includes("pairs") ? `, ${PAIRS.length} pairs` : "") +
+      (PARTS.includes("stream") ? `, stream ${MIB} MiB` : "") +
+      `${LOCK ? `, lab lock ${LOCK}` : ""}\n`,
   );
   let pairs: PairSummary[] = [];
   let streams: StreamSummary[] = [];

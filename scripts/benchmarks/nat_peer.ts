@@ -49,6 +49,8 @@ const HOLE = 1, DATA = 2, END = 3, REPORT = 4;
 const RESEND_MS = 50;
 /** The sender gives up on the receiver's report after this long, ms. */
 const REPORT_TIMEOUT_MS = 5_000;
+/** Either end gives up on raw UDP when no hole opened (or no data came) in this long, ms. */
+const HOLE_TIMEOUT_MS = 15_000;
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -142,6 +144,19 @@ interface RawReport {
   lastAt: number;
 }
 
+/** Rejects with `what` after `ms` unless `promise` settles first. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} in ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, limit]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Raw UDP through the NATs: open the hole, then blast (sender) or count (receiver). */
 async function raw(socket: RawSocket, peer: Addr[]): Promise<Record<string, unknown>> {
   const heard = Promise.withResolvers<Addr>(); // any datagram of the other end: the hole is open
@@ -176,12 +191,19 @@ async function raw(socket: RawSocket, peer: Addr[]): Promise<Record<string, unkn
   });
   if (ROLE === "receive") {
     // Holes go on until data comes: the sender starts when one of them reached it.
-    await data.promise;
-    stopHole();
+    try {
+      await within(data.promise, HOLE_TIMEOUT_MS, "no raw datagram of data came");
+    } finally {
+      stopHole();
+    }
     return { role: "receiver", ...await reported.promise };
   }
-  const to = await heard.promise;
-  stopHole();
+  let to: Addr;
+  try {
+    to = await within(heard.promise, HOLE_TIMEOUT_MS, "no raw datagram came through the NATs");
+  } finally {
+    stopHole();
+  }
   const datagram = new Uint8Array(DEFAULT_MAX_DATAGRAM_BYTES);
   crypto.getRandomValues(datagram);
   datagram[0] = DATA;
@@ -193,12 +215,12 @@ async function raw(socket: RawSocket, peer: Addr[]): Promise<Record<string, unkn
   const sentAt = wall();
   const end = Uint8Array.of(END);
   const stopEnd = every(RESEND_MS, () => socket.send(end, to.address, to.port));
-  const giveUp = setTimeout(
-    () => reported.reject(new Error(`no report from the receiver in ${REPORT_TIMEOUT_MS} ms`)),
-    REPORT_TIMEOUT_MS,
-  );
   try {
-    const report = await reported.promise;
+    const report = await within(
+      reported.promise,
+      REPORT_TIMEOUT_MS,
+      "the receiver did not report what it counted",
+    );
     return {
       role: "sender",
       sentBytes: sent,
@@ -209,7 +231,6 @@ async function raw(socket: RawSocket, peer: Addr[]): Promise<Record<string, unkn
       received: report,
     };
   } finally {
-    clearTimeout(giveUp);
     stopEnd();
   }
 }
@@ -319,7 +340,9 @@ try {
     candidates: PunchCandidate[];
     raw: Addr[];
   };
-  say({ raw: await raw(socket, peer.raw) });
+  say({
+    raw: await raw(socket, peer.raw).catch((err) => ({ error: (err as Error).message })),
+  });
   await stream(listener, peer);
 } finally {
   socket.close();
