@@ -142,6 +142,14 @@ async function natlab(...args: string[]): Promise<void> {
   if (r.code !== 0) throw new Error(`natlab.sh ${args.join(" ")} failed: ${r.text}`);
 }
 
+/** True while this bench has the lab (and may have changed its NAT types or loss). */
+let holding = false;
+
+async function resetLab(): Promise<void> {
+  await natlab("setnat", DEFAULT_NAT, DEFAULT_NAT);
+  await natlab("loss", "0");
+}
+
 /**
  * Runs `fn` with the lab to itself (FILE's flock with `--lock FILE`), and puts the lab back to
  * port-restricted twice and no loss before letting go.
@@ -150,15 +158,24 @@ async function withLab<T>(fn: () => Promise<T>): Promise<T> {
   const file = LOCK ? await Deno.open(LOCK, { create: true, write: true }) : undefined;
   try {
     await file?.lock(true);
+    holding = true;
     try {
       return await fn();
     } finally {
-      await natlab("setnat", DEFAULT_NAT, DEFAULT_NAT);
-      await natlab("loss", "0");
+      await resetLab();
+      holding = false;
     }
   } finally {
     file?.close(); // releases the flock
   }
+}
+
+// Ctrl-C or a kill: the terminals (same process group) end with us; the lab is put back first,
+// but only while this bench has it (with --lock, someone else may have it now).
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => {
+    (holding ? resetLab() : Promise.resolve()).finally(() => Deno.exit(130));
+  });
 }
 
 // ---- part 1: real terminals through the host, per pair of NAT types ------------------------
