@@ -24,8 +24,8 @@
  *
  * Every change to the lab is undone before the bench lets go of it: port-restricted twice, no
  * loss. With `--lock FILE` it holds FILE's flock only while one pair or one stream run uses the
- * lab (a lab shared by several people, who take the same lock). Prints a table, then the JSON it
- * also writes to `--out`.
+ * lab (a lab shared by several people, who take the same lock). Prints a line per run and the
+ * tables, and writes the JSON (every run, with both terminals' event timelines) to `--out`.
  *
  * Usage: scripts/bench-nat [--runs 1] [--pairs none/none,symmetric/none,…] [--parts pairs,stream]
  *        [--mib 32] [--out bench-results/nat.json] [--lock /tmp/mailpeer-natlab.lock]
