@@ -361,29 +361,22 @@ export class Terminal {
         const candidates = byPriority(
           candidatesOf(peer).filter((c) => c.transport === o.transport.kind),
         );
+        // A punch covers every candidate at once; a plain dial takes them one after another.
+        const attempts: (() => Promise<Connected>)[] =
+          listener.punch && peer.candidates !== undefined && candidates.length > 0
+            ? [() => this.#punch(listener, peer, candidates, o.punchWindowMs, signal)]
+            : candidates.map((candidate) => () => this.#dial(peer, candidate, signal));
         let lastError: unknown;
         const t0 = o.clock.now();
-        if (listener.punch && peer.candidates !== undefined && candidates.length > 0) {
+        for (const attempt of attempts) {
           try {
-            const found = await this.#punch(listener, peer, candidates, o.punchWindowMs, signal);
+            const found = await attempt();
             this.#connected(peer.userId, found, "initiator", o.clock.now() - t0);
             return found;
           } catch (err) {
             if (!isMailpeerError(err) || signal?.aborted) throw err;
             lastError = err;
             this.#failed(peer.userId, err);
-          }
-        } else {
-          for (const candidate of candidates) {
-            try {
-              const found = await this.#dial(peer, candidate, signal);
-              this.#connected(peer.userId, found, "initiator", o.clock.now() - t0);
-              return found;
-            } catch (err) {
-              if (!isMailpeerError(err) || signal?.aborted) throw err;
-              lastError = err;
-              this.#failed(peer.userId, err);
-            }
           }
         }
         await this.#sendNotice(reply, peer, lastError);

@@ -4,6 +4,7 @@
 // failing when MAILPEER_REQUIRE_NATLAB is set (scripts/test sets it and starts both, lab first).
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { labFor } from "../support/natlab.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 const CLIENT = new URL("./lab_mail_client.ts", import.meta.url).pathname;
@@ -11,35 +12,9 @@ const CLIENT = new URL("./lab_mail_client.ts", import.meta.url).pathname;
 interface Lab {
   hosts: Record<"a" | "b", { ns: string; ip: string; router: "rta" | "rtb" }>;
   routers: Record<"rta" | "rtb", { wan: string; nat: string }>;
-  root: { mail: Record<string, string> };
 }
-interface StackJson {
-  providers: { domain: string; labIp?: string }[];
-}
-
-function readJson<T>(path: string): T | undefined {
-  try {
-    return JSON.parse(Deno.readTextFileSync(path)) as T;
-  } catch {
-    return undefined;
-  }
-}
-
-const LAB = readJson<Lab>(join(Deno.env.get("NATLAB_DIR") ?? `${REPO}.natlab`, "natlab.json"));
+const { lab: LAB, missing: MISSING } = labFor<Lab>({ mail: true });
 const STACK_FILE = join(Deno.env.get("MAILSTACK_DIR") ?? `${REPO}.mailstack`, "stack.json");
-const STACK = readJson<StackJson>(STACK_FILE);
-/** Why the test cannot run here, or undefined when the lab and the lab listeners are there. */
-const MISSING = !LAB
-  ? "the NAT lab is not running"
-  : !STACK
-  ? "the mail stack is not running"
-  : STACK.providers.some((p) => p.labIp !== LAB.root.mail[p.domain])
-  ? "the mail stack does not listen on the lab addresses (start it after the lab, or run " +
-    "mailstack.sh start again)"
-  : undefined;
-if (MISSING && Deno.env.get("MAILPEER_REQUIRE_NATLAB")) {
-  throw new Error(`MAILPEER_REQUIRE_NATLAB is set but ${MISSING}: scripts/test starts both`);
-}
 
 /** lab_mail_client.ts inside namespace `ns`, its stdout as JSON lines. */
 function client(ns: string, args: string[], signal: AbortSignal) {

@@ -12,10 +12,10 @@
 // Ignored without a running lab. When the lab runs without miniupnpd this test starts it and
 // stops it again at the end.
 import assert from "node:assert/strict";
+import { labFor, natlab } from "../support/natlab.ts";
 import { netnsProbe } from "../support/netns_probe.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
-const NATLAB = `${REPO}scripts/natlab/natlab.sh`;
 const PROBE = `${REPO}tests/natlab/mapped_candidate_probe.ts`;
 const CONNECT_PROBE = `${REPO}tests/terminal/port_mapping/miniupnpd_probe.ts`;
 const PORT = 18190;
@@ -28,30 +28,7 @@ interface Lab {
   upnp: { url: string; host: string } | null;
 }
 
-function labFile(): string {
-  return `${Deno.env.get("NATLAB_DIR") ?? `${REPO}.natlab`}/natlab.json`;
-}
-
-/** natlab.json of a running lab, if this user may read it. */
-function runningLab(): Lab | undefined {
-  try {
-    return JSON.parse(Deno.readTextFileSync(labFile()));
-  } catch {
-    return undefined;
-  }
-}
-const LAB = runningLab();
-if (!LAB && Deno.env.get("MAILPEER_REQUIRE_NATLAB")) {
-  throw new Error(
-    "MAILPEER_REQUIRE_NATLAB is set but the NAT lab is not running: scripts/test starts it",
-  );
-}
-
-async function natlab(...args: string[]): Promise<void> {
-  const out = await new Deno.Command("bash", { args: [NATLAB, ...args], stderr: "piped" })
-    .output();
-  assert.equal(out.code, 0, `natlab.sh ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-}
+const { lab: LAB } = labFor<Lab>();
 
 /** The gathering terminal in `netns`: its JSON lines, warning events skipped. */
 function terminalProbe(netns: string) {
@@ -94,7 +71,7 @@ Deno.test({
   async fn() {
     const startedUpnp = !LAB!.upnp;
     if (startedUpnp) await natlab("upnp", "start");
-    const lab = runningLab()!;
+    const lab = labFor<Lab>().lab!; // read again: upnp start changed it
     assert.ok(lab.upnp, "natlab.sh upnp start left miniupnpd running");
     try {
       let external: { address: string; port: number } | undefined;

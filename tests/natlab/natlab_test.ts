@@ -4,9 +4,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { StunAddress } from "../../src/terminal/stun.ts";
-
-const REPO = new URL("../../", import.meta.url).pathname;
-const NATLAB = `${REPO}scripts/natlab/natlab.sh`;
+import { labFor, NATLAB_SH } from "../support/natlab.ts";
 
 interface Lab {
   hosts: Record<"a" | "b", { ns: string; ip: string; router: "rta" | "rtb" }>;
@@ -15,21 +13,7 @@ interface Lab {
   coturn: { host: string; alt_host: string; port: number; alt_port: number; user: string };
 }
 
-/** natlab.json of a running lab ($NATLAB_DIR, else <repo>/.natlab), if this user may read it. */
-function runningLab(): Lab | undefined {
-  const dir = Deno.env.get("NATLAB_DIR") ?? `${REPO}.natlab`;
-  try {
-    return JSON.parse(Deno.readTextFileSync(`${dir}/natlab.json`));
-  } catch {
-    return undefined;
-  }
-}
-const LAB = runningLab();
-if (!LAB && Deno.env.get("MAILPEER_REQUIRE_NATLAB")) {
-  throw new Error(
-    "MAILPEER_REQUIRE_NATLAB is set but the NAT lab is not running: scripts/test starts it",
-  );
-}
+const { lab: LAB } = labFor<Lab>();
 
 async function run(cmd: string, args: string[]): Promise<{ code: number; stdout: string }> {
   const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
@@ -55,7 +39,7 @@ const TYPES = ["none", "full-cone", "restricted", "port-restricted", "symmetric"
 
 Deno.test("every router ruleset drops unsolicited traffic to the router itself", async () => {
   for (const type of TYPES) {
-    const { code, stdout } = await run("bash", [NATLAB, "rules", type]);
+    const { code, stdout } = await run("bash", [NATLAB_SH, "rules", type]);
     assert.equal(code, 0, type);
     assert.match(
       stdout,
@@ -66,7 +50,7 @@ Deno.test("every router ruleset drops unsolicited traffic to the router itself",
 
 Deno.test("only NAT type none forwards unsolicited inbound traffic", async () => {
   for (const type of TYPES) {
-    const { stdout } = await run("bash", [NATLAB, "rules", type]);
+    const { stdout } = await run("bash", [NATLAB_SH, "rules", type]);
     const forward =
       /chain forward_filter \{\s*type filter hook forward priority filter; policy (\w+);/
         .exec(stdout)?.[1];
@@ -76,7 +60,7 @@ Deno.test("only NAT type none forwards unsolicited inbound traffic", async () =>
 });
 
 Deno.test("symmetric NAT picks a random port, full-cone and restricted learn a mapping", async () => {
-  const rules = async (type: string) => (await run("bash", [NATLAB, "rules", type])).stdout;
+  const rules = async (type: string) => (await run("bash", [NATLAB_SH, "rules", type])).stdout;
   assert.match(await rules("symmetric"), /masquerade fully-random/);
   assert.match(await rules("full-cone"), /dnat ip to udp dport map @fc/);
   assert.doesNotMatch(await rules("full-cone"), /@contacted/);
@@ -85,7 +69,10 @@ Deno.test("symmetric NAT picks a random port, full-cone and restricted learn a m
 });
 
 Deno.test("an unknown NAT type is a usage error with a one-line message", async () => {
-  const out = await new Deno.Command("bash", { args: [NATLAB, "rules", "cone"], stderr: "piped" })
+  const out = await new Deno.Command("bash", {
+    args: [NATLAB_SH, "rules", "cone"],
+    stderr: "piped",
+  })
     .output();
   assert.equal(out.code, 2);
   assert.match(

@@ -8,38 +8,15 @@
 // changes the NAT types and puts back port-restricted / port-restricted at the end.
 import assert from "node:assert/strict";
 import { Running } from "../support/cli.ts";
-import { STACK } from "../support/mailstack.ts";
+import { labFor, natlab } from "../support/natlab.ts";
 import { makeSite } from "../support/site.ts";
-
-const REPO = new URL("../../", import.meta.url).pathname;
-const NATLAB = `${REPO}scripts/natlab/natlab.sh`;
 
 interface Lab {
   hosts: Record<"a" | "b", { ns: string; ip: string }>;
   routers: Record<"rta" | "rtb", { wan: string }>;
-  root: { mail: Record<string, string> };
   coturn: { host: string; port: number; alt_host: string; alt_port: number };
 }
-
-function runningLab(): Lab | undefined {
-  const dir = Deno.env.get("NATLAB_DIR") ?? `${REPO}.natlab`;
-  try {
-    return JSON.parse(Deno.readTextFileSync(`${dir}/natlab.json`));
-  } catch {
-    return undefined;
-  }
-}
-const LAB = runningLab();
-const MISSING = !LAB
-  ? "the NAT lab is not running"
-  : !STACK
-  ? "the mail stack is not running"
-  : STACK.providers.some((p) => p.labIp !== LAB.root.mail[p.domain])
-  ? "the mail stack does not listen on the lab addresses (start it after the lab)"
-  : undefined;
-if (MISSING && Deno.env.get("MAILPEER_REQUIRE_NATLAB")) {
-  throw new Error(`MAILPEER_REQUIRE_NATLAB is set but ${MISSING}: scripts/test starts both`);
-}
+const { lab: LAB, missing: MISSING } = labFor<Lab>({ mail: true });
 
 const TYPES = ["none", "full-cone", "restricted", "port-restricted", "symmetric"] as const;
 /** The lab facts (docs/natlab.md): only these pairs cannot be punched. */
@@ -48,12 +25,6 @@ const UNPUNCHABLE = new Set([
   "symmetric/port-restricted",
   "symmetric/symmetric",
 ]);
-
-async function natlab(...args: string[]): Promise<void> {
-  const out = await new Deno.Command("bash", { args: [NATLAB, ...args], stderr: "piped" })
-    .output();
-  assert.equal(out.code, 0, `natlab.sh ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-}
 
 type Event = Record<string, unknown>;
 const of = (events: Event[], name: string) => events.filter((e) => e.event === name);
