@@ -67,10 +67,14 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
         }, punching ${clock(e.punchStart)} to ${clock(e.punchEnd)}`;
       case "standby":
         return `no peer answered: stands by at ${ep(e.endpoint)} until ${clock(e.untilMs)}`;
-      case "connected":
-        return `connected to ${e.peer} over ${e.transport.toUpperCase()} (CONNECT, CONNECT+ACK, ACK) in ${
+      case "connected": {
+        const how = e.path === undefined
+          ? ""
+          : `, ${e.path} path${e.remote ? ` to ${e.remote.address}:${e.remote.port}` : ""}`;
+        return `connected to ${e.peer} over ${e.transport.toUpperCase()}${how} (CONNECT, CONNECT+ACK, ACK) in ${
           formatDuration(e.ms)
         }`;
+      }
       case "message":
         return `${e.from} says: ${e.text}`;
       case "disconnected":

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { chatOver } from "../../src/cli/client.ts";
-import { cliSink } from "../../src/cli/output.ts";
+import { cliSink, narrate } from "../../src/cli/output.ts";
 import { fakeLinkPair } from "../apps/fake_link.ts";
 
 const EVIL = "hi\x1b]0;owned\x07\x1b[2J\x1b[31mred\rfake\x00\x08\x7f\u009b31m\u202eevil\u2066x" +
@@ -63,4 +63,17 @@ Deno.test("with --json the chat text stays a JSON string with the exact text, an
     e.event === "message"
   );
   assert.equal(message?.text, EVIL);
+});
+
+Deno.test("the connected line says how the peers met: the path kind and the peer's end", () => {
+  const line = narrate({
+    event: "connected",
+    peer: "bob",
+    transport: "udp",
+    ms: 412,
+    role: "initiator",
+    remote: { transport: "udp", address: "198.18.0.2", port: 40123 },
+    path: "punched",
+  });
+  assert.match(line ?? "", /^connected to bob over UDP, punched path to 198\.18\.0\.2:40123 /);
 });
