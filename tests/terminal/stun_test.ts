@@ -12,7 +12,7 @@ import {
   encodeBindingResponse,
   isStunMessage,
   type StunMappedAddress,
-} from "../../src/terminal/stun_message.ts";
+} from "../../src/net/stun_message.ts";
 import { parseStunServer, StunAddress } from "../../src/terminal/stun.ts";
 
 // ---------------------------------------------------------------------------------------
