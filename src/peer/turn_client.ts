@@ -1,0 +1,882 @@
+/**
+ * A TURN allocation (RFC 8656) seen from the client: a relayed transport address on a TURN
+ * server through which peers that cannot be reached directly exchange datagrams with this
+ * terminal. {@link TurnClient.allocate} authenticates with long-term credentials (401 → REALM
+ * and NONCE → MESSAGE-INTEGRITY, 438 Stale Nonce followed), {@link TurnClient.permit} installs
+ * a permission per peer address, {@link TurnClient.bindChannel} binds a channel for the bulk
+ * path (ChannelData, 4 bytes of overhead), and {@link TurnClient.send} falls back to Send
+ * indications before a channel is bound. Allocation, permissions and channels are refreshed
+ * on the injected clock; {@link TurnClient.close} releases the allocation (Refresh, LIFETIME 0).
+ *
+ * It runs over a socket given to it ({@link TurnSocket}: the shape of the peer listener's
+ * `stunSocket()`), so one UDP socket can carry the punch and the relay. It sees only what it
+ * relays: the session above it seals every frame end to end.
+ *
+ * Attacker's view: every answer must come from the server (when the socket says where from),
+ * match a transaction id this client sent and, for success responses, carry a
+ * MESSAGE-INTEGRITY made with the long-term key; anything else is dropped. An unauthenticated
+ * error can fail a transaction but never redirect it: credentials go only to the configured
+ * server (300 Try Alternate is not followed) and a realm other than the configured one is
+ * refused. Permissions and channels are capped (`TURN_MAX_PERMISSIONS`, `TURN_MAX_CHANNELS`).
+ *
+ * @module
+ */
+import { PeerError } from "../errors.ts";
+import {
+  TURN_ALLOCATION_MARGIN_MS,
+  TURN_CHANNEL_REFRESH_MS,
+  TURN_DEFAULT_LIFETIME_S,
+  TURN_MAX_CHANNELS,
+  TURN_MAX_DATA_BYTES,
+  TURN_MAX_MESSAGE_BYTES,
+  TURN_MAX_NONCE_RETRIES,
+  TURN_MAX_PERMISSIONS,
+  TURN_PERMISSION_REFRESH_MS,
+  TURN_REFRESH_TICK_MS,
+  TURN_REQUESTS,
+} from "../limits.ts";
+import { type Logger, silentLogger } from "../log.ts";
+import type { Endpoint } from "../message/types.ts";
+import {
+  checkStunIntegrity,
+  decodeChannelData,
+  decodeErrorCode,
+  decodeStunMessage,
+  decodeText,
+  decodeUint32,
+  decodeXorAddress,
+  encodeChannelData,
+  encodeChannelNumber,
+  encodeRequestedTransport,
+  encodeStunMessage,
+  encodeText,
+  encodeUint32,
+  encodeXorAddress,
+  longTermKey,
+  STUN_DEFAULT_PORT,
+  STUN_MAX_USERNAME_BYTES,
+  StunAttr,
+  type StunAttribute,
+  StunClass,
+  type StunMappedAddress,
+  type StunMessage,
+  StunMethod,
+  TURN_CHANNEL_MIN,
+} from "../net/stun_message.ts";
+import {
+  type Backoff,
+  type Clock,
+  type RandomSource,
+  systemClock,
+  systemRandom,
+} from "../runtime.ts";
+
+/**
+ * The UDP socket a {@link TurnClient} talks to its server over: the peer listener's
+ * `stunSocket()` or any other. The owner keeps reading it and hands the client the datagrams
+ * that may be STUN or ChannelData; with `from`, the client drops those not from its server.
+ */
+export interface TurnSocket {
+  /** Sends one datagram; rejects when it cannot. */
+  send(bytes: Uint8Array, host: string, port: number): Promise<void>;
+  /** Calls `listener` with every datagram received until the returned function is called. */
+  subscribe(
+    listener: (bytes: Uint8Array, from?: { address: string; port: number }) => void,
+  ): () => void;
+}
+
+/** A TURN server and the long-term credentials for it. */
+export interface TurnServer {
+  /** `turn:host[:port]` (RFC 7065; UDP only), `host:port` or `[ipv6]:port`. */
+  url: string;
+  user: string;
+  password: string;
+  /** The realm the server must name; default: whatever its first 401 names. */
+  realm?: string;
+}
+
+/** Options of {@link TurnClient.allocate}. */
+export interface TurnClientOptions {
+  /** The socket to talk to the server over (never closed by the client). */
+  socket: TurnSocket;
+  /** Allocation lifetime to ask for, in seconds; default {@link TURN_DEFAULT_LIFETIME_S}. */
+  lifetimeSeconds?: number;
+  /** Requests per transaction; default {@link TURN_REQUESTS}. */
+  requests?: number;
+  /** Wait after request number `attempt` (0-based); default RTO 500 ms doubling each time. */
+  backoff?: Backoff;
+  /** Timers and refresh schedule; default `systemClock`. */
+  clock?: Clock;
+  /** Transaction ids; default `systemRandom`. */
+  random?: RandomSource;
+  /** Default: silent. */
+  logger?: Logger;
+  /** Called once when the allocation is lost (a refresh failed); the client is then closed. */
+  onLost?: (err: PeerError) => void;
+  /** Called after each refresh round (every {@link TURN_REFRESH_TICK_MS}): what it refreshed. */
+  onMaintained?: (report: TurnMaintenance) => void;
+  /** Cancels the allocation while it is being made. */
+  signal?: AbortSignal;
+}
+
+/** What one refresh round did. */
+export interface TurnMaintenance {
+  allocation: boolean;
+  permissions: number;
+  channels: number;
+}
+
+/** One peer's datagrams through the relay: plugs under a datagram frame channel. */
+export interface TurnPeerDatagrams {
+  readonly peer: Endpoint;
+  /** Sends one datagram to the peer through the relay. */
+  send(bytes: Uint8Array): Promise<void>;
+  /** Calls `listener` with every datagram the peer sends through the relay. */
+  subscribe(listener: (bytes: Uint8Array) => void): () => void;
+}
+
+/** Parses `turn:host[:port][?transport=udp]`, `host[:port]` or `[ipv6]:port` (RFC 7065). */
+export function parseTurnUrl(text: string): { host: string; port: number } {
+  const bad = (why: string) =>
+    new TypeError(`Not a TURN server URL ${JSON.stringify(text)}: ${why}`);
+  let s = text.trim();
+  if (/^turns:/i.test(s)) throw bad("turns: (TLS) is not supported; use turn:");
+  s = s.replace(/^turn:/i, "");
+  const q = s.indexOf("?");
+  if (q >= 0) {
+    if (!/^transport=udp$/i.test(s.slice(q + 1))) throw bad("only ?transport=udp is supported");
+    s = s.slice(0, q);
+  }
+  const m = /^\[([0-9a-f:.]+)\](?::(\d+))?$/i.exec(s) ?? /^([^:\s/[\]]+)(?::(\d+))?$/.exec(s);
+  const port = m?.[2] ? Number(m[2]) : STUN_DEFAULT_PORT;
+  if (!m || !m[1] || port < 1 || port > 0xffff) throw bad('expected "turn:host:port"');
+  return { host: m[1], port };
+}
+
+interface Pending {
+  resolve: (answer: { message: StunMessage; packet: Uint8Array }) => void;
+}
+
+interface Permission {
+  refreshedAt: number;
+}
+
+interface Channel {
+  number: number;
+  peer: Endpoint;
+  refreshedAt: number;
+}
+
+/** Why a transaction failed, before it becomes a one-line PeerError. */
+class TurnFailure extends Error {
+  constructor(readonly code: number | undefined, message: string) {
+    super(message);
+  }
+}
+
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+const keyOf = (e: { address: string; port: number }) => `${e.address}|${e.port}`;
+const familyOf = (address: string): "IPv4" | "IPv6" => (address.includes(":") ? "IPv6" : "IPv4");
+const toEndpoint = (a: StunMappedAddress): Endpoint => ({
+  transport: "udp",
+  address: a.address,
+  port: a.port,
+});
+
+/**
+ * A TURN allocation on one server, over a socket given to it.
+ *
+ * @example
+ * ```ts ignore
+ * const turn = await TurnClient.allocate(
+ *   { url: "turn:127.0.0.1:3478", user: "mailpeer", password: "secret" },
+ *   { socket: listener.stunSocket() },
+ * );
+ * await turn.bindChannel(peer); // permission + channel: the bulk path
+ * const off = turn.onData((from, bytes) => console.log(from, bytes.length));
+ * await turn.send(peer, bytes);
+ * await turn.close(); // releases the allocation
+ * ```
+ */
+export class TurnClient {
+  /** The relayed transport address peers send to. */
+  readonly relayed: Endpoint;
+  /** This socket's address as the server sees it (server-reflexive). */
+  readonly mapped: Endpoint;
+  /** The server, as configured. */
+  readonly server: { host: string; port: number };
+  readonly #where: string;
+  readonly #socket: TurnSocket;
+  readonly #options: TurnClientOptions;
+  readonly #clock: Clock;
+  readonly #user: string;
+  readonly #realm: string;
+  readonly #key: Uint8Array;
+  #nonce: Uint8Array;
+  #expiresAt: number;
+  #lifetimeMs: number;
+  readonly #pending: Map<string, Pending>;
+  readonly #permissions = new Map<string, Permission>();
+  readonly #channels = new Map<string, Channel>();
+  readonly #byNumber = new Map<number, Channel>();
+  readonly #listeners = new Set<(peer: Endpoint, bytes: Uint8Array) => void>();
+  #unsubscribe: () => void;
+  readonly #stop = new AbortController();
+  #loop: Promise<void> = Promise.resolve();
+  #closing: Promise<void> | undefined;
+
+  private constructor(
+    init: {
+      server: { host: string; port: number };
+      socket: TurnSocket;
+      options: TurnClientOptions;
+      user: string;
+      realm: string;
+      key: Uint8Array;
+      nonce: Uint8Array;
+      pending: Map<string, Pending>;
+      unsubscribe: () => void;
+      relayed: Endpoint;
+      mapped: Endpoint;
+      lifetimeMs: number;
+    },
+  ) {
+    this.server = init.server;
+    this.#where = `${init.server.host}:${init.server.port}`;
+    this.#socket = init.socket;
+    this.#options = init.options;
+    this.#clock = init.options.clock ?? systemClock;
+    this.#user = init.user;
+    this.#realm = init.realm;
+    this.#key = init.key;
+    this.#nonce = init.nonce;
+    this.#pending = init.pending;
+    this.#unsubscribe = init.unsubscribe;
+    this.relayed = init.relayed;
+    this.mapped = init.mapped;
+    this.#lifetimeMs = init.lifetimeMs;
+    this.#expiresAt = this.#clock.now() + init.lifetimeMs;
+  }
+
+  /**
+   * Allocates a relayed address on `server` (RFC 8656 §7). Throws `PeerError` `ERELAY` when
+   * the server refuses (wrong credentials, quota, an allocation already held on this socket),
+   * `ETIMEOUT` when it does not answer; `TypeError` for a malformed URL.
+   */
+  static async allocate(server: TurnServer, options: TurnClientOptions): Promise<TurnClient> {
+    const at = parseTurnUrl(server.url);
+    const where = `${at.host}:${at.port}`;
+    const what = `Cannot allocate a TURN relay on ${where}`;
+    if (new TextEncoder().encode(server.user).length > STUN_MAX_USERNAME_BYTES) {
+      throw new TypeError(`${what}: the user name is longer than ${STUN_MAX_USERNAME_BYTES} bytes`);
+    }
+    const pending = new Map<string, Pending>();
+    const unsubscribe = options.socket.subscribe((bytes, from) => {
+      if (from && (from.port !== at.port || from.address !== at.host)) return;
+      if (bytes.length < 20 || bytes[0]! >= 0x40) return; // ChannelData: no client yet
+      dispatchResponse(pending, bytes);
+    });
+    const lifetime = options.lifetimeSeconds ?? TURN_DEFAULT_LIFETIME_S;
+    const attrs: StunAttribute[] = [
+      [StunAttr.REQUESTED_TRANSPORT, encodeRequestedTransport()],
+      [StunAttr.LIFETIME, encodeUint32(lifetime)],
+    ];
+    const exchange = (packet: Uint8Array, tid: Uint8Array, key?: Uint8Array) =>
+      transact(
+        options.socket,
+        at,
+        pending,
+        packet,
+        tid,
+        { ...options, signal: options.signal ?? new AbortController().signal },
+        // With credentials sent, a success response without their MESSAGE-INTEGRITY is not
+        // the server's: dropped, the wait goes on.
+        (m, p) => !key || m.class !== StunClass.success || checkStunIntegrity(p, m, key),
+      );
+    try {
+      // 1. Without credentials: the server answers 401 with its REALM and a NONCE.
+      let tid = (options.random ?? systemRandom)(12);
+      let answer = await exchange(
+        encodeStunMessage(StunMethod.allocate, StunClass.request, {
+          transactionId: tid,
+          attributes: attrs,
+        }),
+        tid,
+      );
+      if (answer.message.class === StunClass.success) {
+        throw new TurnFailure(
+          undefined,
+          "the server allocated without asking for credentials, so its answers cannot be " +
+            "authenticated; configure a TURN server with long-term credentials",
+        );
+      }
+      let challenge = readChallenge(answer.message);
+      if (!challenge) throw errorFailure(answer.message, "allocate");
+      if (server.realm !== undefined && challenge.realm !== server.realm) {
+        throw new TurnFailure(
+          401,
+          `the server names realm ${JSON.stringify(challenge.realm)}, not the configured ${
+            JSON.stringify(server.realm)
+          }; check terminal.turn_servers' realm and url`,
+        );
+      }
+      const realm = challenge.realm;
+      const key = longTermKey(server.user, realm, server.password);
+      // 2. With credentials; a 438 Stale Nonce brings a new nonce to retry with.
+      for (let retry = 0;; retry++) {
+        tid = (options.random ?? systemRandom)(12);
+        const credentials: StunAttribute[] = [
+          [StunAttr.USERNAME, encodeText(server.user, STUN_MAX_USERNAME_BYTES)],
+          [StunAttr.REALM, encodeText(realm)],
+          [StunAttr.NONCE, challenge.nonce],
+        ];
+        answer = await exchange(
+          encodeStunMessage(StunMethod.allocate, StunClass.request, {
+            transactionId: tid,
+            attributes: [...attrs, ...credentials],
+            integrityKey: key,
+          }),
+          tid,
+          key,
+        );
+        const { message, packet } = answer;
+        if (message.class === StunClass.success) {
+          if (!checkStunIntegrity(packet, message, key)) {
+            throw new TurnFailure(undefined, "the success response fails MESSAGE-INTEGRITY");
+          }
+          const relayed = address(message, StunAttr.XOR_RELAYED_ADDRESS);
+          const mapped = address(message, StunAttr.XOR_MAPPED_ADDRESS);
+          const granted = decodeUint32(
+            message.attributes.find(([t]) => t === StunAttr.LIFETIME)?.[1] ?? new Uint8Array(),
+          );
+          if (!relayed || !mapped || granted === undefined || granted === 0) {
+            throw new TurnFailure(
+              undefined,
+              "the success response lacks XOR-RELAYED-ADDRESS, XOR-MAPPED-ADDRESS or LIFETIME",
+            );
+          }
+          const client = new TurnClient({
+            server: at,
+            socket: options.socket,
+            options,
+            user: server.user,
+            realm,
+            key,
+            nonce: challenge.nonce,
+            pending,
+            unsubscribe,
+            relayed: toEndpoint(relayed),
+            mapped: toEndpoint(mapped),
+            lifetimeMs: granted * 1000,
+          });
+          client.#start();
+          return client;
+        }
+        const stale = errorCode(message) === 438 ? readChallenge(message) : undefined;
+        if (!stale || stale.realm !== realm || retry >= TURN_MAX_NONCE_RETRIES) {
+          throw errorFailure(message, "allocate");
+        }
+        challenge = stale;
+      }
+    } catch (err) {
+      unsubscribe();
+      throw toPeerError(err, what, options.signal);
+    }
+  }
+
+  /** When the allocation ends unless refreshed (ms since the epoch, on the client's clock). */
+  get expiresAt(): number {
+    return this.#expiresAt;
+  }
+
+  /** Peer addresses with a permission. */
+  get permissions(): string[] {
+    return [...this.#permissions.keys()];
+  }
+
+  /** Whether the client is closed (released or lost). */
+  get closed(): boolean {
+    return this.#stop.signal.aborted;
+  }
+
+  /**
+   * Lets `peer`'s address send to the relayed address (CreatePermission, RFC 8656 §9; the
+   * port does not matter). Refreshed every {@link TURN_PERMISSION_REFRESH_MS} until close.
+   * `ERELAY` past {@link TURN_MAX_PERMISSIONS} peer addresses or when the server refuses.
+   */
+  async permit(peer: Endpoint | string): Promise<void> {
+    const ip = typeof peer === "string" ? peer : peer.address;
+    const what = `Cannot permit ${ip} on the TURN relay ${this.#where}`;
+    this.#checkOpen(what);
+    if (!this.#permissions.has(ip) && this.#permissions.size >= TURN_MAX_PERMISSIONS) {
+      throw new PeerError(
+        "ERELAY",
+        `${what}: the allocation already permits ${TURN_MAX_PERMISSIONS} peer addresses; ` +
+          "close relayed sessions that ended",
+      );
+    }
+    await this.#request(StunMethod.createPermission, [], what, { xorPeer: ip });
+    this.#permissions.set(ip, { refreshedAt: this.#clock.now() });
+  }
+
+  /**
+   * Binds a channel to `peer` (ChannelBind, RFC 8656 §11), which also permits its address;
+   * from then on {@link send} uses ChannelData. Returns the channel number; binding a bound
+   * peer again refreshes it. `ERELAY` past {@link TURN_MAX_CHANNELS} channels or when refused.
+   */
+  async bindChannel(peer: Endpoint): Promise<number> {
+    const what = `Cannot bind a TURN channel to ${peer.address}:${peer.port} on ${this.#where}`;
+    this.#checkOpen(what);
+    const known = this.#channels.get(keyOf(peer));
+    if (!known && this.#channels.size >= TURN_MAX_CHANNELS) {
+      throw new PeerError(
+        "ERELAY",
+        `${what}: the allocation already binds ${TURN_MAX_CHANNELS} channels; ` +
+          "send to this peer without a channel (Send indications)",
+      );
+    }
+    if (
+      !known && !this.#permissions.has(peer.address) &&
+      this.#permissions.size >= TURN_MAX_PERMISSIONS
+    ) {
+      throw new PeerError(
+        "ERELAY",
+        `${what}: the allocation already permits ${TURN_MAX_PERMISSIONS} peer addresses; ` +
+          "close relayed sessions that ended",
+      );
+    }
+    const number = known?.number ?? this.#freeChannel();
+    await this.#request(
+      StunMethod.channelBind,
+      [[StunAttr.CHANNEL_NUMBER, encodeChannelNumber(number)]],
+      what,
+      { xorPeer: peer.address, xorPeerPort: peer.port },
+    );
+    const now = this.#clock.now();
+    const channel = known ?? { number, peer: { ...peer, transport: "udp" }, refreshedAt: now };
+    channel.refreshedAt = now;
+    this.#channels.set(keyOf(peer), channel);
+    this.#byNumber.set(number, channel);
+    this.#permissions.set(peer.address, { refreshedAt: now });
+    return number;
+  }
+
+  /**
+   * Sends one datagram to `peer` through the relay: ChannelData when a channel is bound, else
+   * a Send indication (unacknowledged, as UDP is). `ERELAY` when the peer has no permission;
+   * `RangeError` past {@link TURN_MAX_DATA_BYTES}.
+   */
+  async send(peer: Endpoint, bytes: Uint8Array): Promise<void> {
+    const what =
+      `Cannot send to ${peer.address}:${peer.port} through the TURN relay ${this.#where}`;
+    this.#checkOpen(what);
+    if (bytes.length > TURN_MAX_DATA_BYTES) {
+      throw new RangeError(`${what}: ${bytes.length} bytes is over ${TURN_MAX_DATA_BYTES}`);
+    }
+    const channel = this.#channels.get(keyOf(peer));
+    if (channel) {
+      return await this.#socket.send(
+        encodeChannelData(channel.number, bytes),
+        this.server.host,
+        this.server.port,
+      );
+    }
+    if (!this.#permissions.has(peer.address)) {
+      throw new PeerError(
+        "ERELAY",
+        `${what}: the relay has no permission for ${peer.address}; call permit() or bindChannel() first`,
+      );
+    }
+    const tid = (this.#options.random ?? systemRandom)(12);
+    const packet = encodeStunMessage(StunMethod.send, StunClass.indication, {
+      transactionId: tid,
+      attributes: [
+        [StunAttr.XOR_PEER_ADDRESS, encodeXorAddress(mappedOf(peer), tid)],
+        [StunAttr.DATA, bytes],
+      ],
+    });
+    await this.#socket.send(packet, this.server.host, this.server.port);
+  }
+
+  /** Calls `listener` with every datagram a permitted peer sends through the relay. */
+  onData(listener: (peer: Endpoint, bytes: Uint8Array) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** `peer`'s datagrams through the relay, as a channel of their own. */
+  datagrams(peer: Endpoint): TurnPeerDatagrams {
+    const want = keyOf(peer);
+    return {
+      peer,
+      send: (bytes) => this.send(peer, bytes),
+      subscribe: (listener) =>
+        this.onData((from, bytes) => keyOf(from) === want && listener(bytes)),
+    };
+  }
+
+  /**
+   * Releases the allocation (Refresh with LIFETIME 0, RFC 8656 §7.2: its permissions and
+   * channels go with it) and stops refreshing. Idempotent; a server that does not answer
+   * lets the allocation expire on its own.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#release();
+    return this.#closing;
+  }
+
+  async #release(): Promise<void> {
+    const wasOpen = !this.#stop.signal.aborted;
+    this.#stop.abort();
+    await this.#loop;
+    try {
+      if (wasOpen) {
+        await this.#request(
+          StunMethod.refresh,
+          [[StunAttr.LIFETIME, encodeUint32(0)]],
+          `Cannot release the TURN relay on ${this.#where}`,
+          { requests: 2, ignoreClosed: true },
+        );
+      }
+    } catch (err) {
+      // 437: already gone; no answer: it expires on its own.
+      const why = err instanceof Error ? err.message : String(err);
+      (this.#options.logger ?? silentLogger).log("debug", why);
+    } finally {
+      this.#unsubscribe();
+      this.#listeners.clear();
+    }
+  }
+
+  #checkOpen(what: string): void {
+    if (this.#stop.signal.aborted) {
+      throw new PeerError(
+        "ERELAY",
+        `${what}: the allocation is closed or lost; allocate again`,
+      );
+    }
+  }
+
+  #freeChannel(): number {
+    for (let n = TURN_CHANNEL_MIN; n < TURN_CHANNEL_MIN + TURN_MAX_CHANNELS; n++) {
+      if (!this.#byNumber.has(n)) return n;
+    }
+    throw new Error("no free channel number below TURN_MAX_CHANNELS"); // bounded by the caller
+  }
+
+  /** Starts reading relayed data and refreshing. */
+  #start(): void {
+    this.#unsubscribe();
+    this.#unsubscribe = this.#socket.subscribe((bytes, from) => {
+      if (from && (from.port !== this.server.port || from.address !== this.server.host)) return;
+      this.#datagram(bytes);
+    });
+    this.#loop = this.#maintain();
+  }
+
+  #datagram(bytes: Uint8Array): void {
+    if (bytes.length >= 4 && bytes[0]! >= 0x40 && bytes[0]! < 0x80) {
+      const data = decodeChannelData(bytes);
+      const channel = data && this.#byNumber.get(data.channel);
+      if (channel) this.#deliver(channel.peer, data.data);
+      return;
+    }
+    if (dispatchResponse(this.#pending, bytes)) return;
+    const message = decodeStunMessage(bytes, { maxBytes: TURN_MAX_MESSAGE_BYTES });
+    if (message?.method !== StunMethod.data || message.class !== StunClass.indication) return;
+    const peer = address(message, StunAttr.XOR_PEER_ADDRESS);
+    const data = message.attributes.find(([t]) => t === StunAttr.DATA)?.[1];
+    // The server relays only from permitted addresses; a Data indication naming another one
+    // did not come from it.
+    if (!peer || !data || !this.#permissions.has(peer.address)) return;
+    if (data.length > TURN_MAX_DATA_BYTES) return;
+    this.#deliver(toEndpoint(peer), data);
+  }
+
+  #deliver(peer: Endpoint, bytes: Uint8Array): void {
+    for (const listener of this.#listeners) listener(peer, bytes);
+  }
+
+  /** Every tick: refresh the allocation, permissions and channels that are due. */
+  async #maintain(): Promise<void> {
+    const signal = this.#stop.signal;
+    while (!signal.aborted) {
+      const tick = Math.min(TURN_REFRESH_TICK_MS, Math.max(1_000, this.#lifetimeMs / 4));
+      try {
+        await this.#clock.sleep(tick, signal);
+      } catch {
+        return;
+      }
+      const report: TurnMaintenance = { allocation: false, permissions: 0, channels: 0 };
+      const now = this.#clock.now();
+      const margin = Math.min(TURN_ALLOCATION_MARGIN_MS, this.#lifetimeMs / 2);
+      try {
+        if (this.#expiresAt - now <= margin) {
+          await this.#refresh();
+          report.allocation = true;
+        }
+      } catch (err) {
+        if (signal.aborted) return;
+        this.#lose(err);
+        return;
+      }
+      for (const [ip, permission] of this.#permissions) {
+        if (now - permission.refreshedAt < TURN_PERMISSION_REFRESH_MS) continue;
+        if (await this.#tryRefresh(() => this.permit(ip))) report.permissions++;
+      }
+      for (const channel of this.#channels.values()) {
+        if (now - channel.refreshedAt < TURN_CHANNEL_REFRESH_MS) continue;
+        if (await this.#tryRefresh(() => this.bindChannel(channel.peer))) report.channels++;
+      }
+      if (signal.aborted) return;
+      this.#options.onMaintained?.(report);
+    }
+  }
+
+  async #tryRefresh(run: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await run();
+      return true;
+    } catch (err) {
+      if (this.#stop.signal.aborted) return false;
+      const why = err instanceof Error ? err.message : String(err);
+      (this.#options.logger ?? silentLogger).log("warn", why);
+      return false;
+    }
+  }
+
+  async #refresh(): Promise<void> {
+    const seconds = Math.round(this.#lifetimeMs / 1000);
+    const answer = await this.#request(
+      StunMethod.refresh,
+      [[StunAttr.LIFETIME, encodeUint32(seconds)]],
+      `Cannot refresh the TURN relay on ${this.#where}`,
+    );
+    const granted = decodeUint32(
+      answer.attributes.find(([t]) => t === StunAttr.LIFETIME)?.[1] ?? new Uint8Array(),
+    ) ?? seconds;
+    this.#lifetimeMs = granted * 1000;
+    this.#expiresAt = this.#clock.now() + this.#lifetimeMs;
+  }
+
+  #lose(err: unknown): void {
+    const lost = err instanceof PeerError
+      ? err
+      : new PeerError("ERELAY", `The TURN relay on ${this.#where} was lost`, { cause: err });
+    (this.#options.logger ?? silentLogger).log("warn", lost.message, { code: lost.code });
+    this.#stop.abort();
+    this.#closing ??= Promise.resolve().then(() => {
+      this.#unsubscribe();
+      this.#listeners.clear();
+    });
+    this.#options.onLost?.(lost);
+  }
+
+  /**
+   * One authenticated request: retransmitted per RFC 8489, a 438 Stale Nonce retried with the
+   * new nonce, the success response's MESSAGE-INTEGRITY checked.
+   */
+  async #request(
+    method: number,
+    attributes: StunAttribute[],
+    what: string,
+    opts: { xorPeer?: string; xorPeerPort?: number; requests?: number; ignoreClosed?: boolean } =
+      {},
+  ): Promise<StunMessage> {
+    const signal = opts.ignoreClosed ? new AbortController().signal : this.#stop.signal;
+    try {
+      for (let retry = 0;; retry++) {
+        const tid = (this.#options.random ?? systemRandom)(12);
+        const attrs = [...attributes];
+        if (opts.xorPeer !== undefined) {
+          const peer = { address: opts.xorPeer, port: opts.xorPeerPort ?? 0 };
+          attrs.unshift([StunAttr.XOR_PEER_ADDRESS, encodeXorAddress(mappedOf(peer), tid)]);
+        }
+        attrs.push(
+          [StunAttr.USERNAME, encodeText(this.#user, STUN_MAX_USERNAME_BYTES)],
+          [StunAttr.REALM, encodeText(this.#realm)],
+          [StunAttr.NONCE, this.#nonce],
+        );
+        const packet = encodeStunMessage(method, StunClass.request, {
+          transactionId: tid,
+          attributes: attrs,
+          integrityKey: this.#key,
+        });
+        const { message } = await transact(
+          this.#socket,
+          this.server,
+          this.#pending,
+          packet,
+          tid,
+          { ...this.#options, requests: opts.requests ?? this.#options.requests, signal },
+          (m, p) => m.class !== StunClass.success || checkStunIntegrity(p, m, this.#key),
+        );
+        if (message.class === StunClass.success) return message;
+        const stale = errorCode(message) === 438 ? readChallenge(message) : undefined;
+        if (!stale || stale.realm !== this.#realm || retry >= TURN_MAX_NONCE_RETRIES) {
+          throw errorFailure(message, method === StunMethod.allocate ? "allocate" : "other");
+        }
+        this.#nonce = stale.nonce;
+      }
+    } catch (err) {
+      throw toPeerError(err, what, signal);
+    }
+  }
+}
+
+/** Hands a response to the transaction waiting for it; true when one was. */
+function dispatchResponse(pending: Map<string, Pending>, bytes: Uint8Array): boolean {
+  if (pending.size === 0 || bytes.length < 20) return false;
+  const waiting = pending.get(hex(bytes.subarray(8, 20)));
+  if (!waiting) return false;
+  const message = decodeStunMessage(bytes, { maxBytes: TURN_MAX_MESSAGE_BYTES });
+  if (!message || (message.class !== StunClass.success && message.class !== StunClass.error)) {
+    return false;
+  }
+  waiting.resolve({ message, packet: bytes });
+  return true;
+}
+
+/**
+ * One transaction (RFC 8489 §6.2.1): send, retransmit on the backoff, resolve with the first
+ * response to `tid` that `accept` takes (a success response failing MESSAGE-INTEGRITY is
+ * dropped as spoofed and the wait goes on).
+ */
+async function transact(
+  socket: TurnSocket,
+  server: { host: string; port: number },
+  pending: Map<string, Pending>,
+  packet: Uint8Array,
+  tid: Uint8Array,
+  options: {
+    requests?: number | undefined;
+    backoff?: Backoff | undefined;
+    clock?: Clock | undefined;
+    signal: AbortSignal;
+  },
+  accept: (message: StunMessage, packet: Uint8Array) => boolean = () => true,
+): Promise<{ message: StunMessage; packet: Uint8Array }> {
+  const requests = options.requests ?? TURN_REQUESTS;
+  const backoff = options.backoff ?? ((n: number) => 500 * 2 ** n);
+  const clock = options.clock ?? systemClock;
+  const id = hex(tid);
+  let resolveAnswer!: (a: { message: StunMessage; packet: Uint8Array }) => void;
+  const answer = new Promise<{ message: StunMessage; packet: Uint8Array }>((resolve) => {
+    resolveAnswer = resolve;
+  });
+  pending.set(id, {
+    resolve: (a) => {
+      if (accept(a.message, a.packet)) resolveAnswer(a);
+    },
+  });
+  try {
+    for (let attempt = 0; attempt < requests; attempt++) {
+      options.signal.throwIfAborted();
+      await socket.send(packet, server.host, server.port).catch((err) => {
+        const why = err instanceof Error ? err.message : String(err);
+        throw new TurnFailure(undefined, `cannot send to the server (${why})`);
+      });
+      const tick = new AbortController();
+      const slept = clock.sleep(backoff(attempt), AbortSignal.any([options.signal, tick.signal]))
+        .then(() => undefined, () => undefined);
+      const got = await Promise.race([answer, slept]);
+      tick.abort();
+      if (got) return got;
+    }
+    options.signal.throwIfAborted();
+    throw new TurnFailure(
+      undefined,
+      `the server did not answer ${requests} requests; check terminal.turn_servers' url and that the server runs`,
+    );
+  } finally {
+    pending.delete(id);
+  }
+}
+
+function errorCode(message: StunMessage): number | undefined {
+  const value = message.attributes.find(([t]) => t === StunAttr.ERROR_CODE)?.[1];
+  return value && decodeErrorCode(value)?.code;
+}
+
+/** REALM and NONCE of a 401 or 438 answer, when both are there and well-formed. */
+function readChallenge(message: StunMessage): { realm: string; nonce: Uint8Array } | undefined {
+  const code = errorCode(message);
+  if (message.class !== StunClass.error || (code !== 401 && code !== 438)) return undefined;
+  const realmValue = message.attributes.find(([t]) => t === StunAttr.REALM)?.[1];
+  const nonce = message.attributes.find(([t]) => t === StunAttr.NONCE)?.[1];
+  const realm = realmValue && decodeText(realmValue);
+  if (realm === undefined || !nonce || nonce.length === 0 || decodeText(nonce) === undefined) {
+    return undefined;
+  }
+  return { realm, nonce: new Uint8Array(nonce) };
+}
+
+function address(message: StunMessage, type: number): StunMappedAddress | undefined {
+  const value = message.attributes.find(([t]) => t === type)?.[1];
+  return value && decodeXorAddress(value, message.transactionId);
+}
+
+function mappedOf(peer: { address: string; port: number }): StunMappedAddress {
+  return { family: familyOf(peer.address), address: peer.address, port: peer.port };
+}
+
+/** An error response as "what is wrong; what to do". */
+function errorFailure(message: StunMessage, kind: "allocate" | "other"): TurnFailure {
+  const value = message.attributes.find(([t]) => t === StunAttr.ERROR_CODE)?.[1];
+  const error = value && decodeErrorCode(value);
+  if (!error) {
+    return new TurnFailure(undefined, "the server answered an error without a valid code");
+  }
+  const said = `(${error.code} ${error.reason.replace(/[^\x20-\x7e]/g, "?").slice(0, 80)})`
+    .replace(" )", ")");
+  switch (error.code) {
+    case 401:
+    case 441:
+      return new TurnFailure(
+        error.code,
+        `the server refused the credentials ${said}; check terminal.turn_servers' user and password`,
+      );
+    case 437:
+      return new TurnFailure(
+        error.code,
+        kind === "allocate"
+          ? `the server already holds an allocation for this socket ${said}; release it or use another socket`
+          : `the server holds no allocation for this socket ${said}; allocate again`,
+      );
+    case 300:
+      return new TurnFailure(
+        error.code,
+        `the server redirects to another one ${said}, which mailpeer does not follow; configure that server in terminal.turn_servers`,
+      );
+    case 403:
+      return new TurnFailure(
+        error.code,
+        `the server refuses to relay to that peer ${said}; the peer's address may be one it does not relay to`,
+      );
+    case 442:
+      return new TurnFailure(
+        error.code,
+        `the server does not relay UDP ${said}; use another TURN server`,
+      );
+    case 486:
+    case 508:
+      return new TurnFailure(
+        error.code,
+        `the server has no room for another allocation ${said}; close other sessions or use another TURN server`,
+      );
+    default:
+      return new TurnFailure(error.code, `the server answered error ${said}; try again later`);
+  }
+}
+
+function toPeerError(err: unknown, what: string, signal?: AbortSignal): unknown {
+  if (signal?.aborted && !(err instanceof TurnFailure)) return signal.reason;
+  if (err instanceof PeerError) return err;
+  if (err instanceof TurnFailure) {
+    const timedOut = err.code === undefined && err.message.includes("did not answer");
+    return new PeerError(timedOut ? "ETIMEOUT" : "ERELAY", `${what}: ${err.message}`, {
+      cause: err,
+    });
+  }
+  return err;
+}
