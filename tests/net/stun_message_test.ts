@@ -31,15 +31,7 @@ import {
   StunMethod,
   stunType,
 } from "../../src/net/stun_message.ts";
-
-const FIXTURES = new URL("../fixtures/stun/", import.meta.url);
-
-/** A packet from a fixture: hex bytes, `#` comment lines. */
-function fixture(name: string): Uint8Array {
-  const text = Deno.readTextFileSync(new URL(name, FIXTURES));
-  const hex = text.split("\n").filter((l) => !l.startsWith("#")).join("").replace(/\s/g, "");
-  return Uint8Array.from(hex.match(/../g)!, (h) => parseInt(h, 16));
-}
+import { stunFixture as fixture } from "../support/coturn.ts";
 
 const TID = Uint8Array.from({ length: 12 }, (_, i) => i + 1);
 const KEY = longTermKey("mailpeer", "mailpeer.test", "secret");

@@ -28,47 +28,13 @@ import { parseTurnUrl, TurnClient, type TurnMaintenance } from "../../src/peer/t
 import type { TurnSocket } from "../../src/peer/turn_client.ts";
 import { UdpSocket } from "../../src/peer/udp_listener.ts";
 import { ManualClock } from "../../src/runtime.ts";
+import { type LoopbackTurn, REAL_TURN } from "../support/coturn.ts";
 
 // ---------------------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------------------
 
-interface RealTurn {
-  url: string;
-  host: string;
-  port: number;
-  realm: string;
-  user: string;
-  password: string;
-  relayPorts: [number, number];
-}
-
-/** The loopback coturn with TURN (scripts/coturn/coturn.sh start), if one runs. */
-function realTurn(): RealTurn | undefined {
-  try {
-    const dir = Deno.env.get("COTURN_DIR") ?? new URL("../../.coturn", import.meta.url).pathname;
-    const json = JSON.parse(Deno.readTextFileSync(`${dir}/stun.json`));
-    if (!json.turn) return undefined;
-    const password = Deno.readTextFileSync(json.turn.password_file).trim();
-    return {
-      url: `turn:${json.host}:${json.port}`,
-      host: json.host,
-      port: json.port,
-      realm: json.turn.realm,
-      user: json.turn.user,
-      password,
-      relayPorts: json.turn.relay_ports,
-    };
-  } catch {
-    return undefined;
-  }
-}
-const TURN = realTurn();
-if (!TURN && Deno.env.get("MAILPEER_REQUIRE_STACK")) {
-  throw new Error(
-    "MAILPEER_REQUIRE_STACK is set but no TURN server runs: scripts/test starts coturn",
-  );
-}
+const TURN = REAL_TURN;
 
 /** A loopback UDP socket as a TurnSocket that records the STUN methods and ChannelData sent. */
 function openSocket(address = "127.0.0.1") {
@@ -125,13 +91,14 @@ function nextData(client: TurnClient): Promise<{ peer: Endpoint; bytes: Uint8Arr
   });
 }
 
+/** The error `promise` rejects with (asserting that it does). */
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (err) {
-    return err;
-  }
-  throw new Error("expected a rejection");
+  let caught: unknown;
+  await assert.rejects(promise, (err) => {
+    caught = err;
+    return true;
+  });
+  return caught;
 }
 
 /** Allocates on `socket`, retrying on 437 for up to 5 s (coturn closes a released session late). */
@@ -149,7 +116,7 @@ async function allocateWhenFree(socket: TurnSocket): Promise<TurnClient> {
   }
 }
 
-function server(t: RealTurn, password = t.password) {
+function server(t: LoopbackTurn, password = t.password) {
   return { url: t.url, user: t.user, password };
 }
 
