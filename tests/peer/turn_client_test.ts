@@ -27,6 +27,8 @@ import {
 import { parseTurnUrl, TurnClient, type TurnMaintenance } from "../../src/peer/turn_client.ts";
 import type { TurnSocket } from "../../src/peer/turn_client.ts";
 import { UdpSocket } from "../../src/peer/udp_listener.ts";
+import { UdpTransport } from "../../src/peer/udp_transport.ts";
+import { makeIdentity } from "../conformance/peer_transport.ts";
 import { ManualClock } from "../../src/runtime.ts";
 import { type LoopbackTurn, REAL_TURN } from "../support/coturn.ts";
 
@@ -325,6 +327,38 @@ Deno.test({
       await b.close();
       await sa.close();
       await sb.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "a relay runs over the peer listener's own socket, beside its peers",
+  ignore: !TURN,
+  async fn() {
+    const listener = await new UdpTransport().listen({ address: "127.0.0.1", port: 0 }, {
+      identity: await makeIdentity("relay-user"),
+    });
+    const peer = openSocket("127.0.0.3");
+    const turn = await TurnClient.allocate(server(TURN!), { socket: listener.stunSocket() });
+    try {
+      assert.deepEqual(turn.mapped, listener.endpoint); // the punch's socket, seen by coturn
+      await turn.permit(peer.endpoint);
+      // Data indications in, Send indications out.
+      let got = nextData(turn);
+      await peer.sendTo(text("to the listener's relay"), turn.relayed);
+      assert.equal(textOf((await got).bytes), "to the listener's relay");
+      // ChannelData both ways: the listener hands it over instead of reading it as a frame.
+      await turn.bindChannel(peer.endpoint);
+      const answer = peer.next();
+      await turn.send(peer.endpoint, text("bulk"));
+      assert.equal(textOf((await answer).bytes), "bulk");
+      got = nextData(turn);
+      await peer.sendTo(text("bulk back"), turn.relayed);
+      assert.equal(textOf((await got).bytes), "bulk back");
+    } finally {
+      await turn.close();
+      await listener.close();
+      await peer.close();
     }
   },
 });
