@@ -57,6 +57,7 @@ import {
   STUN_MAX_USERNAME_BYTES,
   StunAttr,
   type StunAttribute,
+  stunAttribute,
   StunClass,
   type StunMappedAddress,
   type StunMessage,
@@ -165,6 +166,10 @@ interface Channel {
   number: number;
   peer: Endpoint;
   refreshedAt: number;
+  /** False until the server confirmed the first ChannelBind. */
+  bound: boolean;
+  /** True while its first ChannelBind holds a permission slot for the peer's address. */
+  permitting: boolean;
 }
 
 /** Why a transaction failed, before it becomes a one-line PeerError. */
@@ -209,14 +214,12 @@ export class TurnClient {
   readonly #socket: TurnSocket;
   readonly #options: TurnClientOptions;
   readonly #clock: Clock;
-  readonly #user: string;
-  readonly #realm: string;
-  readonly #key: Uint8Array;
-  #nonce: Uint8Array;
+  readonly #tx: TurnTransactions;
   #expiresAt: number;
   #lifetimeMs: number;
-  readonly #pending: Map<string, Pending>;
   readonly #permissions = new Map<string, Permission>();
+  /** Addresses whose first CreatePermission is under way (counted against the cap). */
+  readonly #permitting = new Set<string>();
   readonly #channels = new Map<string, Channel>();
   readonly #byNumber = new Map<number, Channel>();
   readonly #listeners = new Set<(peer: Endpoint, bytes: Uint8Array) => void>();
@@ -228,13 +231,8 @@ export class TurnClient {
   private constructor(
     init: {
       server: { host: string; port: number };
-      socket: TurnSocket;
       options: TurnClientOptions;
-      user: string;
-      realm: string;
-      key: Uint8Array;
-      nonce: Uint8Array;
-      pending: Map<string, Pending>;
+      tx: TurnTransactions;
       unsubscribe: () => void;
       relayed: Endpoint;
       mapped: Endpoint;
@@ -243,14 +241,10 @@ export class TurnClient {
   ) {
     this.server = init.server;
     this.#where = `${init.server.host}:${init.server.port}`;
-    this.#socket = init.socket;
+    this.#socket = init.options.socket;
     this.#options = init.options;
     this.#clock = init.options.clock ?? systemClock;
-    this.#user = init.user;
-    this.#realm = init.realm;
-    this.#key = init.key;
-    this.#nonce = init.nonce;
-    this.#pending = init.pending;
+    this.#tx = init.tx;
     this.#unsubscribe = init.unsubscribe;
     this.relayed = init.relayed;
     this.mapped = init.mapped;
@@ -281,37 +275,30 @@ export class TurnClient {
       [StunAttr.REQUESTED_TRANSPORT, encodeRequestedTransport()],
       [StunAttr.LIFETIME, encodeUint32(lifetime)],
     ];
-    const exchange = (packet: Uint8Array, tid: Uint8Array, key?: Uint8Array) =>
-      transact(
+    const signal = options.signal ?? new AbortController().signal;
+    try {
+      // 1. Without credentials: the server answers 401 with its REALM and a NONCE.
+      const tid = (options.random ?? systemRandom)(12);
+      const first = await transact(
         options.socket,
         at,
         pending,
-        packet,
-        tid,
-        { ...options, signal: options.signal ?? new AbortController().signal },
-        // With credentials sent, a success response without their MESSAGE-INTEGRITY is not
-        // the server's: dropped, the wait goes on.
-        (m, p) => !key || m.class !== StunClass.success || checkStunIntegrity(p, m, key),
-      );
-    try {
-      // 1. Without credentials: the server answers 401 with its REALM and a NONCE.
-      let tid = (options.random ?? systemRandom)(12);
-      let answer = await exchange(
         encodeStunMessage(StunMethod.allocate, StunClass.request, {
           transactionId: tid,
           attributes: attrs,
         }),
         tid,
+        { ...options, signal },
       );
-      if (answer.message.class === StunClass.success) {
+      if (first.message.class === StunClass.success) {
         throw new TurnFailure(
           undefined,
           "the server allocated without asking for credentials, so its answers cannot be " +
             "authenticated; configure a TURN server with long-term credentials",
         );
       }
-      let challenge = readChallenge(answer.message);
-      if (!challenge) throw errorFailure(answer.message, "allocate");
+      const challenge = readChallenge(first.message);
+      if (!challenge) throw errorFailure(first.message, "allocate");
       if (server.realm !== undefined && challenge.realm !== server.realm) {
         throw new TurnFailure(
           401,
@@ -320,64 +307,38 @@ export class TurnClient {
           }; check terminal.turn_servers' realm and url`,
         );
       }
-      const realm = challenge.realm;
-      const key = longTermKey(server.user, realm, server.password);
-      // 2. With credentials; a 438 Stale Nonce brings a new nonce to retry with.
-      for (let retry = 0;; retry++) {
-        tid = (options.random ?? systemRandom)(12);
-        const credentials: StunAttribute[] = [
-          [StunAttr.USERNAME, encodeText(server.user, STUN_MAX_USERNAME_BYTES)],
-          [StunAttr.REALM, encodeText(realm)],
-          [StunAttr.NONCE, challenge.nonce],
-        ];
-        answer = await exchange(
-          encodeStunMessage(StunMethod.allocate, StunClass.request, {
-            transactionId: tid,
-            attributes: [...attrs, ...credentials],
-            integrityKey: key,
-          }),
-          tid,
-          key,
+      // 2. With credentials (a 438 Stale Nonce is followed there).
+      const tx = new TurnTransactions({
+        socket: options.socket,
+        server: at,
+        pending,
+        options,
+        user: server.user,
+        realm: challenge.realm,
+        key: longTermKey(server.user, challenge.realm, server.password),
+        nonce: challenge.nonce,
+      });
+      const message = await tx.request(StunMethod.allocate, attrs, { signal });
+      const relayed = address(message, StunAttr.XOR_RELAYED_ADDRESS);
+      const mapped = address(message, StunAttr.XOR_MAPPED_ADDRESS);
+      const granted = decodeUint32(stunAttribute(message, StunAttr.LIFETIME) ?? new Uint8Array());
+      if (!relayed || !mapped || granted === undefined || granted === 0) {
+        throw new TurnFailure(
+          undefined,
+          "the success response lacks XOR-RELAYED-ADDRESS, XOR-MAPPED-ADDRESS or LIFETIME",
         );
-        const { message, packet } = answer;
-        if (message.class === StunClass.success) {
-          if (!checkStunIntegrity(packet, message, key)) {
-            throw new TurnFailure(undefined, "the success response fails MESSAGE-INTEGRITY");
-          }
-          const relayed = address(message, StunAttr.XOR_RELAYED_ADDRESS);
-          const mapped = address(message, StunAttr.XOR_MAPPED_ADDRESS);
-          const granted = decodeUint32(
-            message.attributes.find(([t]) => t === StunAttr.LIFETIME)?.[1] ?? new Uint8Array(),
-          );
-          if (!relayed || !mapped || granted === undefined || granted === 0) {
-            throw new TurnFailure(
-              undefined,
-              "the success response lacks XOR-RELAYED-ADDRESS, XOR-MAPPED-ADDRESS or LIFETIME",
-            );
-          }
-          const client = new TurnClient({
-            server: at,
-            socket: options.socket,
-            options,
-            user: server.user,
-            realm,
-            key,
-            nonce: challenge.nonce,
-            pending,
-            unsubscribe,
-            relayed: toEndpoint(relayed),
-            mapped: toEndpoint(mapped),
-            lifetimeMs: granted * 1000,
-          });
-          client.#start();
-          return client;
-        }
-        const stale = errorCode(message) === 438 ? readChallenge(message) : undefined;
-        if (!stale || stale.realm !== realm || retry >= TURN_MAX_NONCE_RETRIES) {
-          throw errorFailure(message, "allocate");
-        }
-        challenge = stale;
       }
+      const client = new TurnClient({
+        server: at,
+        options,
+        tx,
+        unsubscribe,
+        relayed: toEndpoint(relayed),
+        mapped: toEndpoint(mapped),
+        lifetimeMs: granted * 1000,
+      });
+      client.#start();
+      return client;
     } catch (err) {
       unsubscribe();
       throw toPeerError(err, what, options.signal);
@@ -408,15 +369,28 @@ export class TurnClient {
     const ip = typeof peer === "string" ? peer : peer.address;
     const what = `Cannot permit ${ip} on the TURN relay ${this.#where}`;
     this.#checkOpen(what);
-    if (!this.#permissions.has(ip) && this.#permissions.size >= TURN_MAX_PERMISSIONS) {
+    const fresh = !this.#permissions.has(ip) && !this.#permitting.has(ip);
+    if (fresh) this.#reservePermission(what, ip);
+    try {
+      await this.#request(StunMethod.createPermission, [], what, {
+        xorPeer: { address: ip, port: 0 },
+      });
+      this.#permissions.set(ip, { refreshedAt: this.#clock.now() });
+    } finally {
+      if (fresh) this.#permitting.delete(ip);
+    }
+  }
+
+  /** Counts a new peer address against {@link TURN_MAX_PERMISSIONS}, or throws `ERELAY`. */
+  #reservePermission(what: string, ip: string): void {
+    if (this.#permissions.size + this.#permitting.size >= TURN_MAX_PERMISSIONS) {
       throw new PeerError(
         "ERELAY",
         `${what}: the allocation already permits ${TURN_MAX_PERMISSIONS} peer addresses; ` +
           "close relayed sessions that ended",
       );
     }
-    await this.#request(StunMethod.createPermission, [], what, { xorPeer: ip });
-    this.#permissions.set(ip, { refreshedAt: this.#clock.now() });
+    this.#permitting.add(ip);
   }
 
   /**
@@ -427,38 +401,52 @@ export class TurnClient {
   async bindChannel(peer: Endpoint): Promise<number> {
     const what = `Cannot bind a TURN channel to ${peer.address}:${peer.port} on ${this.#where}`;
     this.#checkOpen(what);
-    const known = this.#channels.get(keyOf(peer));
-    if (!known && this.#channels.size >= TURN_MAX_CHANNELS) {
-      throw new PeerError(
-        "ERELAY",
-        `${what}: the allocation already binds ${TURN_MAX_CHANNELS} channels; ` +
-          "send to this peer without a channel (Send indications)",
-      );
+    let channel = this.#channels.get(keyOf(peer));
+    const fresh = !channel;
+    if (!channel) {
+      if (this.#channels.size >= TURN_MAX_CHANNELS) {
+        throw new PeerError(
+          "ERELAY",
+          `${what}: the allocation already binds ${TURN_MAX_CHANNELS} channels; ` +
+            "send to this peer without a channel (Send indications)",
+        );
+      }
+      const permitting = !this.#permissions.has(peer.address) &&
+        !this.#permitting.has(peer.address);
+      if (permitting) this.#reservePermission(what, peer.address);
+      // The number is taken now, so that two binds at once never ask for the same one.
+      channel = {
+        number: this.#freeChannel(),
+        peer: { ...peer, transport: "udp" },
+        refreshedAt: this.#clock.now(),
+        bound: false,
+        permitting,
+      };
+      this.#channels.set(keyOf(peer), channel);
+      this.#byNumber.set(channel.number, channel);
     }
-    if (
-      !known && !this.#permissions.has(peer.address) &&
-      this.#permissions.size >= TURN_MAX_PERMISSIONS
-    ) {
-      throw new PeerError(
-        "ERELAY",
-        `${what}: the allocation already permits ${TURN_MAX_PERMISSIONS} peer addresses; ` +
-          "close relayed sessions that ended",
+    try {
+      await this.#request(
+        StunMethod.channelBind,
+        [[StunAttr.CHANNEL_NUMBER, encodeChannelNumber(channel.number)]],
+        what,
+        { xorPeer: peer },
       );
+    } catch (err) {
+      if (fresh) {
+        this.#channels.delete(keyOf(peer));
+        this.#byNumber.delete(channel.number);
+      }
+      throw err;
+    } finally {
+      if (channel.permitting) this.#permitting.delete(peer.address);
+      channel.permitting = false;
     }
-    const number = known?.number ?? this.#freeChannel();
-    await this.#request(
-      StunMethod.channelBind,
-      [[StunAttr.CHANNEL_NUMBER, encodeChannelNumber(number)]],
-      what,
-      { xorPeer: peer.address, xorPeerPort: peer.port },
-    );
     const now = this.#clock.now();
-    const channel = known ?? { number, peer: { ...peer, transport: "udp" }, refreshedAt: now };
     channel.refreshedAt = now;
-    this.#channels.set(keyOf(peer), channel);
-    this.#byNumber.set(number, channel);
+    channel.bound = true;
     this.#permissions.set(peer.address, { refreshedAt: now });
-    return number;
+    return channel.number;
   }
 
   /**
@@ -474,7 +462,7 @@ export class TurnClient {
       throw new RangeError(`${what}: ${bytes.length} bytes is over ${TURN_MAX_DATA_BYTES}`);
     }
     const channel = this.#channels.get(keyOf(peer));
-    if (channel) {
+    if (channel?.bound) {
       return await this.#socket.send(
         encodeChannelData(channel.number, bytes),
         this.server.host,
@@ -535,7 +523,7 @@ export class TurnClient {
           StunMethod.refresh,
           [[StunAttr.LIFETIME, encodeUint32(0)]],
           `Cannot release the TURN relay on ${this.#where}`,
-          { requests: 2, ignoreClosed: true },
+          { requests: 2, release: true },
         );
       }
     } catch (err) {
@@ -578,14 +566,14 @@ export class TurnClient {
     if (bytes.length >= 4 && bytes[0]! >= 0x40 && bytes[0]! < 0x80) {
       const data = decodeChannelData(bytes);
       const channel = data && this.#byNumber.get(data.channel);
-      if (channel) this.#deliver(channel.peer, data.data);
+      if (data && channel?.bound) this.#deliver(channel.peer, data.data);
       return;
     }
-    if (dispatchResponse(this.#pending, bytes)) return;
+    if (dispatchResponse(this.#tx.pending, bytes)) return;
     const message = decodeStunMessage(bytes, { maxBytes: TURN_MAX_MESSAGE_BYTES });
     if (message?.method !== StunMethod.data || message.class !== StunClass.indication) return;
     const peer = address(message, StunAttr.XOR_PEER_ADDRESS);
-    const data = message.attributes.find(([t]) => t === StunAttr.DATA)?.[1];
+    const data = stunAttribute(message, StunAttr.DATA);
     // The server relays only from permitted addresses; a Data indication naming another one
     // did not come from it.
     if (!peer || !data || !this.#permissions.has(peer.address)) return;
@@ -625,7 +613,7 @@ export class TurnClient {
         if (await this.#tryRefresh(() => this.permit(ip))) report.permissions++;
       }
       for (const channel of this.#channels.values()) {
-        if (now - channel.refreshedAt < TURN_CHANNEL_REFRESH_MS) continue;
+        if (!channel.bound || now - channel.refreshedAt < TURN_CHANNEL_REFRESH_MS) continue;
         if (await this.#tryRefresh(() => this.bindChannel(channel.peer))) report.channels++;
       }
       if (signal.aborted) return;
@@ -652,9 +640,8 @@ export class TurnClient {
       [[StunAttr.LIFETIME, encodeUint32(seconds)]],
       `Cannot refresh the TURN relay on ${this.#where}`,
     );
-    const granted = decodeUint32(
-      answer.attributes.find(([t]) => t === StunAttr.LIFETIME)?.[1] ?? new Uint8Array(),
-    ) ?? seconds;
+    const granted = decodeUint32(stunAttribute(answer, StunAttr.LIFETIME) ?? new Uint8Array()) ??
+      seconds;
     this.#lifetimeMs = granted * 1000;
     this.#expiresAt = this.#clock.now() + this.#lifetimeMs;
   }
@@ -672,54 +659,108 @@ export class TurnClient {
     this.#options.onLost?.(lost);
   }
 
-  /**
-   * One authenticated request: retransmitted per RFC 8489, a 438 Stale Nonce retried with the
-   * new nonce, the success response's MESSAGE-INTEGRITY checked.
-   */
+  /** One authenticated request ({@link TurnTransactions.request}) as a one-line PeerError. */
   async #request(
     method: number,
     attributes: StunAttribute[],
     what: string,
-    opts: { xorPeer?: string; xorPeerPort?: number; requests?: number; ignoreClosed?: boolean } =
+    opts: { xorPeer?: { address: string; port: number }; requests?: number; release?: boolean } =
       {},
   ): Promise<StunMessage> {
-    const signal = opts.ignoreClosed ? new AbortController().signal : this.#stop.signal;
+    // The release runs after the rounds stopped; everything else ends with them.
+    const signal = opts.release ? new AbortController().signal : this.#stop.signal;
     try {
-      for (let retry = 0;; retry++) {
-        const tid = (this.#options.random ?? systemRandom)(12);
-        const attrs = [...attributes];
-        if (opts.xorPeer !== undefined) {
-          const peer = { address: opts.xorPeer, port: opts.xorPeerPort ?? 0 };
-          attrs.unshift([StunAttr.XOR_PEER_ADDRESS, encodeXorAddress(mappedOf(peer), tid)]);
-        }
-        attrs.push(
-          [StunAttr.USERNAME, encodeText(this.#user, STUN_MAX_USERNAME_BYTES)],
-          [StunAttr.REALM, encodeText(this.#realm)],
-          [StunAttr.NONCE, this.#nonce],
-        );
-        const packet = encodeStunMessage(method, StunClass.request, {
-          transactionId: tid,
-          attributes: attrs,
-          integrityKey: this.#key,
-        });
-        const { message } = await transact(
-          this.#socket,
-          this.server,
-          this.#pending,
-          packet,
-          tid,
-          { ...this.#options, requests: opts.requests ?? this.#options.requests, signal },
-          (m, p) => m.class !== StunClass.success || checkStunIntegrity(p, m, this.#key),
-        );
-        if (message.class === StunClass.success) return message;
-        const stale = errorCode(message) === 438 ? readChallenge(message) : undefined;
-        if (!stale || stale.realm !== this.#realm || retry >= TURN_MAX_NONCE_RETRIES) {
-          throw errorFailure(message, method === StunMethod.allocate ? "allocate" : "other");
-        }
-        this.#nonce = stale.nonce;
-      }
+      return await this.#tx.request(method, attributes, { ...opts, signal });
     } catch (err) {
-      throw toPeerError(err, what, signal);
+      if (signal.aborted) {
+        throw new PeerError("ERELAY", `${what}: the allocation was closed or lost meanwhile`, {
+          cause: err,
+        });
+      }
+      throw toPeerError(err, what);
+    }
+  }
+}
+
+/**
+ * The authenticated transactions of one allocation: the long-term credentials, the current
+ * nonce and the open transactions (whose responses the socket's subscriber hands over).
+ */
+class TurnTransactions {
+  readonly pending: Map<string, Pending>;
+  readonly #c: {
+    socket: TurnSocket;
+    server: { host: string; port: number };
+    options: TurnClientOptions;
+    user: Uint8Array;
+    realm: Uint8Array;
+    key: Uint8Array;
+  };
+  #realm: string;
+  #nonce: Uint8Array;
+
+  constructor(init: {
+    socket: TurnSocket;
+    server: { host: string; port: number };
+    pending: Map<string, Pending>;
+    options: TurnClientOptions;
+    user: string;
+    realm: string;
+    key: Uint8Array;
+    nonce: Uint8Array;
+  }) {
+    this.pending = init.pending;
+    this.#c = {
+      socket: init.socket,
+      server: init.server,
+      options: init.options,
+      user: encodeText(init.user, STUN_MAX_USERNAME_BYTES),
+      realm: encodeText(init.realm),
+      key: init.key,
+    };
+    this.#realm = init.realm;
+    this.#nonce = init.nonce;
+  }
+
+  /**
+   * One request with USERNAME, REALM, NONCE and MESSAGE-INTEGRITY: retransmitted per RFC 8489,
+   * a 438 Stale Nonce retried with the new nonce, a success response accepted only with a valid
+   * MESSAGE-INTEGRITY. Returns the success response; throws `TurnFailure` or the signal's reason.
+   */
+  async request(
+    method: number,
+    attributes: readonly StunAttribute[],
+    opts: { xorPeer?: { address: string; port: number }; requests?: number; signal: AbortSignal },
+  ): Promise<StunMessage> {
+    const { socket, server, options, user, realm, key } = this.#c;
+    for (let retry = 0;; retry++) {
+      const tid = (options.random ?? systemRandom)(12);
+      const attrs: StunAttribute[] = [...attributes];
+      if (opts.xorPeer) {
+        attrs.unshift([StunAttr.XOR_PEER_ADDRESS, encodeXorAddress(mappedOf(opts.xorPeer), tid)]);
+      }
+      attrs.push([StunAttr.USERNAME, user], [StunAttr.REALM, realm], [StunAttr.NONCE, this.#nonce]);
+      const packet = encodeStunMessage(method, StunClass.request, {
+        transactionId: tid,
+        attributes: attrs,
+        integrityKey: key,
+      });
+      const { message } = await transact(
+        socket,
+        server,
+        this.pending,
+        packet,
+        tid,
+        { ...options, requests: opts.requests ?? options.requests, signal: opts.signal },
+        // A success without this key's MESSAGE-INTEGRITY is not the server's: dropped.
+        (m, p) => m.class !== StunClass.success || checkStunIntegrity(p, m, key),
+      );
+      if (message.class === StunClass.success) return message;
+      const stale = errorCode(message) === 438 ? readChallenge(message) : undefined;
+      if (!stale || stale.realm !== this.#realm || retry >= TURN_MAX_NONCE_RETRIES) {
+        throw errorFailure(message, method === StunMethod.allocate ? "allocate" : "other");
+      }
+      this.#nonce = stale.nonce;
     }
   }
 }
@@ -794,7 +835,7 @@ async function transact(
 }
 
 function errorCode(message: StunMessage): number | undefined {
-  const value = message.attributes.find(([t]) => t === StunAttr.ERROR_CODE)?.[1];
+  const value = stunAttribute(message, StunAttr.ERROR_CODE);
   return value && decodeErrorCode(value)?.code;
 }
 
@@ -802,8 +843,8 @@ function errorCode(message: StunMessage): number | undefined {
 function readChallenge(message: StunMessage): { realm: string; nonce: Uint8Array } | undefined {
   const code = errorCode(message);
   if (message.class !== StunClass.error || (code !== 401 && code !== 438)) return undefined;
-  const realmValue = message.attributes.find(([t]) => t === StunAttr.REALM)?.[1];
-  const nonce = message.attributes.find(([t]) => t === StunAttr.NONCE)?.[1];
+  const realmValue = stunAttribute(message, StunAttr.REALM);
+  const nonce = stunAttribute(message, StunAttr.NONCE);
   const realm = realmValue && decodeText(realmValue);
   if (realm === undefined || !nonce || nonce.length === 0 || decodeText(nonce) === undefined) {
     return undefined;
@@ -812,7 +853,7 @@ function readChallenge(message: StunMessage): { realm: string; nonce: Uint8Array
 }
 
 function address(message: StunMessage, type: number): StunMappedAddress | undefined {
-  const value = message.attributes.find(([t]) => t === type)?.[1];
+  const value = stunAttribute(message, type);
   return value && decodeXorAddress(value, message.transactionId);
 }
 
@@ -822,7 +863,7 @@ function mappedOf(peer: { address: string; port: number }): StunMappedAddress {
 
 /** An error response as "what is wrong; what to do". */
 function errorFailure(message: StunMessage, kind: "allocate" | "other"): TurnFailure {
-  const value = message.attributes.find(([t]) => t === StunAttr.ERROR_CODE)?.[1];
+  const value = stunAttribute(message, StunAttr.ERROR_CODE);
   const error = value && decodeErrorCode(value);
   if (!error) {
     return new TurnFailure(undefined, "the server answered an error without a valid code");

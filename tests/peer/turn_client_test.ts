@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import { PeerError } from "../../src/errors.ts";
 import {
   TURN_CHANNEL_REFRESH_MS,
+  TURN_MAX_CHANNELS,
+  TURN_MAX_PERMISSIONS,
   TURN_PERMISSION_REFRESH_MS,
   TURN_REFRESH_TICK_MS,
 } from "../../src/limits.ts";
@@ -21,6 +23,7 @@ import {
   encodeXorAddress,
   longTermKey,
   StunAttr,
+  stunAttribute,
   StunClass,
   StunMethod,
 } from "../../src/net/stun_message.ts";
@@ -363,6 +366,51 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name: "permissions and channels are capped, even when asked for all at once",
+  ignore: !TURN,
+  async fn() {
+    const s = openSocket();
+    const client = await TurnClient.allocate(server(TURN!), { socket: s.turn });
+    try {
+      const extra = 6;
+      // Distinct loopback addresses: a permission is per address.
+      const permits = await Promise.allSettled(
+        Array.from(
+          { length: TURN_MAX_PERMISSIONS + extra },
+          (_, i) => client.permit(`127.0.${1 + (i >> 8)}.${i & 0xff}`),
+        ),
+      );
+      const refused = permits.filter((r) => r.status === "rejected");
+      assert.equal(refused.length, extra);
+      for (const r of refused) {
+        const err = (r as PromiseRejectedResult).reason;
+        assert.ok(err instanceof PeerError && err.code === "ERELAY");
+        assert.match(err.message, /already permits 64 peer addresses; close relayed sessions/);
+      }
+      assert.equal(client.permissions.length, TURN_MAX_PERMISSIONS);
+      // Channels to ports of permitted addresses, all at once: distinct numbers, then the cap.
+      const binds = await Promise.allSettled(
+        Array.from(
+          { length: TURN_MAX_CHANNELS + extra },
+          (_, i) => client.bindChannel({ transport: "udp", address: "127.0.1.0", port: 20000 + i }),
+        ),
+      );
+      const numbers = binds.flatMap((r) => (r.status === "fulfilled" ? [r.value] : []));
+      assert.equal(numbers.length, TURN_MAX_CHANNELS);
+      assert.equal(new Set(numbers).size, TURN_MAX_CHANNELS);
+      assert.ok(numbers.every((n) => n >= 0x4000 && n <= 0x4fff));
+      assert.match(
+        String((binds.find((r) => r.status === "rejected") as PromiseRejectedResult).reason),
+        /already binds 64 channels; send to this peer without a channel/,
+      );
+    } finally {
+      await client.close();
+      await s.close();
+    }
+  },
+});
+
 // ---------------------------------------------------------------------------------------
 // fake servers: what coturn will not do on request
 // ---------------------------------------------------------------------------------------
@@ -476,4 +524,56 @@ Deno.test("TURN URLs: turn:host:port, the default port, UDP only", () => {
   assert.throws(() => parseTurnUrl("turns:relay.example"), /TLS\) is not supported/);
   assert.throws(() => parseTurnUrl("turn:relay.example?transport=tcp"), /only \?transport=udp/);
   assert.throws(() => parseTurnUrl("turn:relay.example:99999"), TypeError);
+});
+
+Deno.test("an allocation the server no longer holds is reported lost, in one line", async () => {
+  const fake = fakeServer((m) => {
+    const nonce = stunAttribute(m, StunAttr.NONCE);
+    if (!nonce) return [challenge(m.transactionId, 401, "n")];
+    if (m.method === StunMethod.allocate) return [allocated(m.transactionId, key)];
+    return [
+      encodeStunMessage(m.method, StunClass.error, {
+        transactionId: m.transactionId,
+        attributes: [[StunAttr.ERROR_CODE, encodeErrorCode(437, "Allocation Mismatch")]],
+      }),
+    ];
+  });
+  const s = openSocket();
+  const clock = new ManualClock(Date.now());
+  try {
+    let lost: PeerError | undefined;
+    let roundDone: (() => void) | undefined;
+    const client = await TurnClient.allocate(
+      { url: fake.url, user: "u", password: "p" },
+      {
+        socket: s.turn,
+        clock,
+        onMaintained: () => roundDone?.(),
+        onLost: (err) => {
+          lost = err;
+          roundDone?.();
+        },
+      },
+    );
+    // Rounds of a minute until the refresh at 480 s gets 437.
+    while (!client.closed) {
+      await clock.sleeping(1);
+      const round = new Promise<void>((resolve) => (roundDone = resolve));
+      clock.advance(TURN_REFRESH_TICK_MS);
+      await round;
+    }
+    assert.ok(client.closed);
+    assert.ok(lost && lost.code === "ERELAY");
+    assert.equal(
+      lost.message,
+      `Cannot refresh the TURN relay on 127.0.0.1:${fake.endpoint.port}: the server holds no ` +
+        "allocation for this socket (437 Allocation Mismatch); allocate again",
+    );
+    const late = await rejection(client.permit("127.0.0.9"));
+    assert.match((late as Error).message, /closed or lost; allocate again/);
+    await client.close();
+  } finally {
+    await s.close();
+    await fake.close();
+  }
 });
