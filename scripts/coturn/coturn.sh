@@ -5,7 +5,7 @@
 #   coturn.sh install              install the coturn package when missing (daemon not started)
 #   coturn.sh start [STATE_DIR]    start turnserver: STUN, and TURN with a new password (idempotent)
 #   coturn.sh stop [STATE_DIR]     stop it (idempotent)
-#   coturn.sh status [STATE_DIR]   exit 0 when it answers a Binding request
+#   coturn.sh status [STATE_DIR]   exit 0 when it answers a Binding request and has TURN
 #
 # STATE_DIR defaults to $COTURN_DIR, else <repo>/.coturn. The UDP port is $COTURN_PORT, else
 # 3478. When ready, <STATE_DIR>/stun.json holds {"host":"127.0.0.1","port":N,"turn":{"realm":
@@ -203,12 +203,16 @@ cmd_status() {
   if [[ -z ${COTURN_PORT:-} && -s $JSON && $(<"$JSON") =~ \"port\":([0-9]+) ]]; then
     PORT=${BASH_REMATCH[1]}
   fi
-  if pid_alive && probe "$HOST" "$PORT"; then
-    log "running (pid $PID, $HOST:$PORT)"
-  else
+  if ! pid_alive || ! probe "$HOST" "$PORT"; then
     log "not running"
     return 1
   fi
+  # A server an older coturn.sh started is STUN only: the TURN tests need it restarted.
+  if [[ ! -s $PASS_FILE || ! -s $CONF ]]; then
+    log "running without TURN (pid $PID, $HOST:$PORT); run: $0 start"
+    return 1
+  fi
+  log "running (pid $PID, $HOST:$PORT, STUN and TURN)"
 }
 
 case ${1:-} in
