@@ -64,6 +64,7 @@ import {
   StunMethod,
   TURN_CHANNEL_MIN,
 } from "../net/stun_message.ts";
+import { UdpSocket } from "./udp_listener.ts";
 import {
   type Backoff,
   type Clock,
@@ -134,6 +135,44 @@ export interface TurnPeerDatagrams {
   send(bytes: Uint8Array): Promise<void>;
   /** Calls `listener` with every datagram the peer sends through the relay. */
   subscribe(listener: (bytes: Uint8Array) => void): () => void;
+}
+
+/** A {@link TurnSocket} on a UDP socket of its own, for a relay not kept on a listener's socket. */
+export interface OwnTurnSocket extends TurnSocket {
+  /** The local address and port. */
+  readonly endpoint: Endpoint;
+  /** Closes the socket (after the client's close, which releases the allocation). */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens a UDP socket as a {@link TurnSocket}; default local address `0.0.0.0` (`::` for an IPv6
+ * `towards` address), any port. `PeerError` `EPEER` when it cannot be bound.
+ */
+export function openTurnSocket(
+  options: { address?: string; port?: number; towards?: string } = {},
+): OwnTurnSocket {
+  const v6 = options.towards?.includes(":") ?? false;
+  const socket = UdpSocket.open(
+    { address: options.address ?? (v6 ? "::" : "0.0.0.0"), port: options.port ?? 0 },
+    undefined,
+  );
+  const listeners = new Set<(bytes: Uint8Array, from: Endpoint) => void>();
+  const loop = socket.run((bytes, from) => {
+    for (const listener of listeners) listener(bytes, from);
+  });
+  return {
+    endpoint: socket.endpoint,
+    send: (bytes, host, port) => socket.send(bytes, { transport: "udp", address: host, port }),
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    async close() {
+      socket.close();
+      await loop;
+    },
+  };
 }
 
 /** Parses `turn:host[:port][?transport=udp]`, `host[:port]` or `[ipv6]:port` (RFC 7065). */

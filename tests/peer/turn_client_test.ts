@@ -27,9 +27,13 @@ import {
   StunClass,
   StunMethod,
 } from "../../src/net/stun_message.ts";
-import { parseTurnUrl, TurnClient, type TurnMaintenance } from "../../src/peer/turn_client.ts";
+import {
+  openTurnSocket,
+  parseTurnUrl,
+  TurnClient,
+  type TurnMaintenance,
+} from "../../src/peer/turn_client.ts";
 import type { TurnSocket } from "../../src/peer/turn_client.ts";
-import { UdpSocket } from "../../src/peer/udp_listener.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
 import { ManualClock } from "../../src/runtime.ts";
@@ -43,22 +47,15 @@ const TURN = REAL_TURN;
 
 /** A loopback UDP socket as a TurnSocket that records the STUN methods and ChannelData sent. */
 function openSocket(address = "127.0.0.1") {
-  const socket = UdpSocket.open({ address, port: 0 }, undefined);
-  const listeners = new Set<(bytes: Uint8Array, from: Endpoint) => void>();
+  const socket = openTurnSocket({ address });
   const sent: string[] = [];
-  const loop = socket.run((bytes, from) => {
-    for (const listener of listeners) listener(bytes, from);
-  });
   const turn: TurnSocket = {
-    async send(bytes, host, port) {
+    send(bytes, host, port) {
       const m = decodeStunMessage(bytes, { maxBytes: 65_535 });
       sent.push(m ? `${m.method}/${m.class}` : bytes[0]! >= 0x40 ? "channel-data" : "other");
-      await socket.send(bytes, { transport: "udp", address: host, port });
+      return socket.send(bytes, host, port);
     },
-    subscribe(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
+    subscribe: (listener) => socket.subscribe(listener),
   };
   return {
     turn,
@@ -69,17 +66,13 @@ function openSocket(address = "127.0.0.1") {
     /** Resolves with the next datagram received from anyone. */
     next: () =>
       new Promise<{ bytes: Uint8Array; from: Endpoint }>((resolve) => {
-        const l = (bytes: Uint8Array, from: Endpoint) => {
-          listeners.delete(l);
-          resolve({ bytes, from });
-        };
-        listeners.add(l);
+        const off = socket.subscribe((bytes, from) => {
+          off();
+          resolve({ bytes, from: from as Endpoint });
+        });
       }),
-    sendTo: (bytes: Uint8Array, to: Endpoint) => socket.send(bytes, to),
-    async close() {
-      socket.close();
-      await loop;
-    },
+    sendTo: (bytes: Uint8Array, to: Endpoint) => socket.send(bytes, to.address, to.port),
+    close: () => socket.close(),
   };
 }
 
