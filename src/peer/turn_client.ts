@@ -620,8 +620,19 @@ export class TurnClient {
     this.#deliver(toEndpoint(peer), data);
   }
 
+  /** Hands a datagram to every listener; one that throws neither stops the others nor the socket. */
   #deliver(peer: Endpoint, bytes: Uint8Array): void {
-    for (const listener of this.#listeners) listener(peer, bytes);
+    for (const listener of this.#listeners) {
+      try {
+        listener(peer, bytes);
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        (this.#options.logger ?? silentLogger).log(
+          "warn",
+          `A TURN data listener threw: ${why}`,
+        );
+      }
+    }
   }
 
   /** Every tick: refresh the allocation, permissions and channels that are due. */

@@ -220,6 +220,9 @@ Deno.test({
     const client = await TurnClient.allocate(server(TURN!), { socket: s.turn });
     try {
       await client.permit(friend.endpoint); // 127.0.0.1 only: permissions are per address
+      client.onData(() => {
+        throw new Error("a listener that throws stops nothing");
+      });
       const got = nextData(client);
       await stranger.sendTo(text("let me in"), client.relayed);
       await stranger.sendTo(text("let me in"), client.relayed);
