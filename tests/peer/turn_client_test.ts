@@ -36,7 +36,11 @@ import {
 import type { TurnSocket } from "../../src/peer/turn_client.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock, systemClock } from "../../src/runtime.ts";
+import { DatagramFrameChannel } from "../../src/peer/datagram_channel.ts";
+import { decodeDatagram } from "../../src/peer/frame.ts";
+import { respondHandshake } from "../../src/peer/handshake.ts";
+import { ReliableLink } from "../../src/peer/reliable_link.ts";
 import { type LoopbackTurn, REAL_TURN } from "../support/coturn.ts";
 
 // ---------------------------------------------------------------------------------------
@@ -403,6 +407,76 @@ Deno.test({
     } finally {
       await client.close();
       await s.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "a sealed peer session runs through the relay: the relay carries only ciphertext",
+  ignore: !TURN,
+  async fn() {
+    // A holds the allocation and answers as a responder over it; B dials A's relayed address
+    // with the ordinary UDP transport. What A's socket gets from coturn is what crossed the relay.
+    const sa = openSocket();
+    const crossed: Uint8Array[] = [];
+    sa.turn.subscribe((bytes) => crossed.push(new Uint8Array(bytes)));
+    const turn = await TurnClient.allocate(server(TURN!), { socket: sa.turn });
+    const alice = await makeIdentity("alice");
+    const bob = await makeIdentity("bob");
+    const secret = text("the plaintext the relay must never see ".repeat(8));
+    try {
+      await turn.permit("127.0.0.1");
+      const first = nextData(turn);
+      const dialling = new UdpTransport().connect(turn.relayed, {
+        identity: bob,
+        expectedIdentityKey: alice.publicKey,
+        timeoutMs: 5_000,
+      });
+      const { peer } = await first;
+      await turn.bindChannel(peer); // the bulk path for the rest of the session
+      const channel = new DatagramFrameChannel({
+        role: "responder",
+        remote: peer,
+        sendDatagram: (bytes) => turn.send(peer, bytes),
+        clock: systemClock,
+        backoff: () => 100,
+        keepaliveMs: 15_000,
+        idleTimeoutMs: 45_000,
+      });
+      turn.datagrams(peer).subscribe((bytes) => {
+        try {
+          channel.deliver(decodeDatagram(bytes), bytes);
+        } catch {
+          // not a frame
+        }
+      });
+      // B's first CONNECT arrived before the channel: B sends it again on its backoff.
+      const result = await respondHandshake(channel, { identity: alice, ordered: false });
+      channel.establish(result.cipher);
+      const linkA = new ReliableLink(channel, result.cipher, {
+        local: turn.relayed,
+        remote: { ...result.peer, endpoint: peer },
+        maxFragmentBytes: 1_000,
+        clock: systemClock,
+      });
+      const linkB = await dialling;
+      assert.equal(result.peer.userId, "bob");
+      await linkB.send(secret);
+      assert.deepEqual(await linkA.receive(), secret);
+      await linkA.send(text("and the answer"));
+      assert.equal(textOf((await linkB.receive())!), "and the answer");
+      // Every datagram that crossed the relay is STUN or ChannelData around sealed frames.
+      const needle = secret.subarray(0, 16);
+      const seen = crossed.some((d) =>
+        d.some((_, i) => i + needle.length <= d.length && needle.every((b, j) => d[i + j] === b))
+      );
+      assert.equal(seen, false);
+      assert.ok(crossed.some((d) => d[0]! >= 0x40 && d[0]! <= 0x4f)); // ChannelData did cross
+      await linkB.close();
+      await linkA.close();
+    } finally {
+      await turn.close();
+      await sa.close();
     }
   },
 });
