@@ -36,11 +36,8 @@ import {
 import type { TurnSocket } from "../../src/peer/turn_client.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
-import { ManualClock, systemClock } from "../../src/runtime.ts";
-import { DatagramFrameChannel } from "../../src/peer/datagram_channel.ts";
-import { decodeDatagram } from "../../src/peer/frame.ts";
-import { respondHandshake } from "../../src/peer/handshake.ts";
-import { ReliableLink } from "../../src/peer/reliable_link.ts";
+import { ManualClock } from "../../src/runtime.ts";
+import { answerOverRelay, firstPeer } from "../support/relay_responder.ts";
 import { type LoopbackTurn, REAL_TURN } from "../support/coturn.ts";
 
 // ---------------------------------------------------------------------------------------
@@ -426,41 +423,15 @@ Deno.test({
     const secret = text("the plaintext the relay must never see ".repeat(8));
     try {
       await turn.permit("127.0.0.1");
-      const first = nextData(turn);
+      const first = firstPeer(turn);
       const dialling = new UdpTransport().connect(turn.relayed, {
         identity: bob,
         expectedIdentityKey: alice.publicKey,
         timeoutMs: 5_000,
       });
-      const { peer } = await first;
-      await turn.bindChannel(peer); // the bulk path for the rest of the session
-      const channel = new DatagramFrameChannel({
-        role: "responder",
-        remote: peer,
-        sendDatagram: (bytes) => turn.send(peer, bytes),
-        clock: systemClock,
-        backoff: () => 100,
-        keepaliveMs: 15_000,
-        idleTimeoutMs: 45_000,
-      });
-      turn.datagrams(peer).subscribe((bytes) => {
-        try {
-          channel.deliver(decodeDatagram(bytes), bytes);
-        } catch {
-          // not a frame
-        }
-      });
-      // B's first CONNECT arrived before the channel: B sends it again on its backoff.
-      const result = await respondHandshake(channel, { identity: alice, ordered: false });
-      channel.establish(result.cipher);
-      const linkA = new ReliableLink(channel, result.cipher, {
-        local: turn.relayed,
-        remote: { ...result.peer, endpoint: peer },
-        maxFragmentBytes: 1_000,
-        clock: systemClock,
-      });
+      const linkA = await answerOverRelay(turn, await first, alice);
       const linkB = await dialling;
-      assert.equal(result.peer.userId, "bob");
+      assert.equal(linkA.remote.userId, "bob");
       await linkB.send(secret);
       assert.deepEqual(await linkA.receive(), secret);
       await linkA.send(text("and the answer"));
