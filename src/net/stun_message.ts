@@ -168,9 +168,8 @@ export function decodeBindingResponse(
       response.mapped ??= decodeAddress(value, msg.transactionId);
     } else if (type === ATTR_MAPPED_ADDRESS) {
       legacy ??= decodeAddress(value);
-    } else if (type === ATTR_ERROR_CODE && value.length >= 4) {
-      const code = (value[2]! & 0x7) * 100 + value[3]!;
-      response.error = { code, reason: new TextDecoder().decode(value.subarray(4)) };
+    } else if (type === ATTR_ERROR_CODE) {
+      response.error ??= decodeErrorCode(value);
     }
   }
   response.mapped ??= legacy;
@@ -333,7 +332,7 @@ export function encodeErrorCode(code: number, reason: string): Uint8Array {
   if (!Number.isInteger(code) || code < 300 || code > 699) {
     throw new RangeError(`Not a STUN error code: ${code}`);
   }
-  const text = encodeText(reason, 763);
+  const text = encodeText(reason, STUN_MAX_TEXT_BYTES);
   const out = new Uint8Array(4 + text.length);
   out[2] = Math.floor(code / 100);
   out[3] = code % 100;
@@ -345,7 +344,9 @@ export function encodeErrorCode(code: number, reason: string): Uint8Array {
 export function decodeErrorCode(
   value: Uint8Array,
 ): { code: number; reason: string } | undefined {
-  if (value.length < 4 || value.length > 4 + 763 || value[3]! > 99) return undefined;
+  if (value.length < 4 || value.length > 4 + STUN_MAX_TEXT_BYTES || value[3]! > 99) {
+    return undefined;
+  }
   const code = (value[2]! & 0x7) * 100 + value[3]!;
   if (code < 300 || code > 699) return undefined;
   return { code, reason: new TextDecoder().decode(value.subarray(4)) };

@@ -604,8 +604,9 @@ export class TurnClient {
   #datagram(bytes: Uint8Array): void {
     if (bytes.length >= 4 && bytes[0]! >= 0x40 && bytes[0]! < 0x80) {
       const data = decodeChannelData(bytes);
+      // A channel being bound counts: the server may use it before its answer is read here.
       const channel = data && this.#byNumber.get(data.channel);
-      if (data && channel?.bound) this.#deliver(channel.peer, data.data);
+      if (data && channel) this.#deliver(channel.peer, data.data);
       return;
     }
     if (dispatchResponse(this.#tx.pending, bytes)) return;
@@ -613,9 +614,10 @@ export class TurnClient {
     if (message?.method !== StunMethod.data || message.class !== StunClass.indication) return;
     const peer = address(message, StunAttr.XOR_PEER_ADDRESS);
     const data = stunAttribute(message, StunAttr.DATA);
-    // The server relays only from permitted addresses; a Data indication naming another one
-    // did not come from it.
-    if (!peer || !data || !this.#permissions.has(peer.address)) return;
+    // The server relays only from permitted addresses (or ones being permitted); a Data
+    // indication naming another one did not come from it.
+    if (!peer || !data) return;
+    if (!this.#permissions.has(peer.address) && !this.#permitting.has(peer.address)) return;
     if (data.length > TURN_MAX_DATA_BYTES) return;
     this.#deliver(toEndpoint(peer), data);
   }
@@ -655,8 +657,14 @@ export class TurnClient {
         }
       } catch (err) {
         if (signal.aborted) return;
-        this.#lose(err);
-        return;
+        // No answer while there is time for another round: try again then. A refusal, or no
+        // answer at the last round, is the allocation lost.
+        const silent = err instanceof PeerError && err.code === "ETIMEOUT";
+        if (!silent || this.#expiresAt - this.#clock.now() <= tick) {
+          this.#lose(err);
+          return;
+        }
+        (this.#options.logger ?? silentLogger).log("warn", (err as Error).message);
       }
       for (const [ip, permission] of this.#permissions) {
         if (now - permission.refreshedAt < TURN_PERMISSION_REFRESH_MS) continue;
@@ -692,6 +700,13 @@ export class TurnClient {
     );
     const granted = decodeUint32(stunAttribute(answer, StunAttr.LIFETIME) ?? new Uint8Array()) ??
       seconds;
+    if (granted === 0) {
+      throw new PeerError(
+        "ERELAY",
+        `Cannot refresh the TURN relay on ${this.#where}: the server ended the allocation ` +
+          "(LIFETIME 0); allocate again",
+      );
+    }
     this.#lifetimeMs = granted * 1000;
     this.#expiresAt = this.#clock.now() + this.#lifetimeMs;
   }

@@ -618,3 +618,65 @@ Deno.test("an allocation the server no longer holds is reported lost, in one lin
     await fake.close();
   }
 });
+
+Deno.test("a refresh that goes unanswered is tried again next round while time is left", async () => {
+  const refreshes: string[] = [];
+  let dropped: (() => void) | undefined;
+  const fake = fakeServer((m) => {
+    if (!stunAttribute(m, StunAttr.NONCE)) return [challenge(m.transactionId, 401, "n")];
+    if (m.method === StunMethod.allocate) return [allocated(m.transactionId, key)];
+    refreshes.push(textOf(m.transactionId));
+    if (refreshes.length === 1) {
+      dropped?.(); // the first Refresh gets no answer at all
+      return [];
+    }
+    return [
+      encodeStunMessage(StunMethod.refresh, StunClass.success, {
+        transactionId: m.transactionId,
+        attributes: [[StunAttr.LIFETIME, encodeUint32(600)]],
+        integrityKey: key,
+      }),
+    ];
+  });
+  const s = openSocket();
+  const clock = new ManualClock(Date.now());
+  const reports: TurnMaintenance[] = [];
+  let roundDone: (() => void) | undefined;
+  let lost: PeerError | undefined;
+  try {
+    const client = await TurnClient.allocate(
+      { url: fake.url, user: "u", password: "p" },
+      {
+        socket: s.turn,
+        clock,
+        requests: 1,
+        backoff: () => 10,
+        onMaintained: (r) => {
+          reports.push(r);
+          roundDone?.();
+        },
+        onLost: (err) => (lost = err),
+      },
+    );
+    // Round 8 (480 s) refreshes into silence; round 9 (540 s) refreshes again and succeeds.
+    for (let t = 0; t < 9; t++) {
+      await clock.sleeping(1);
+      const round = new Promise<void>((resolve) => (roundDone = resolve));
+      const silence = new Promise<void>((resolve) => (dropped = resolve));
+      clock.advance(TURN_REFRESH_TICK_MS);
+      if (await Promise.race([round.then(() => false), silence.then(() => true)])) {
+        await clock.sleeping(1); // the one request's wait
+        clock.advance(10);
+        await round;
+      }
+    }
+    assert.equal(lost, undefined);
+    assert.ok(!client.closed);
+    assert.equal(refreshes.length, 2);
+    assert.deepEqual(reports.map((r) => r.allocation), [...Array(8).fill(false), true]);
+    await client.close();
+  } finally {
+    await s.close();
+    await fake.close();
+  }
+});
