@@ -21,6 +21,8 @@
  *
  * @module
  */
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
 import { PeerError } from "../errors.ts";
 import {
   TURN_ALLOCATION_MARGIN_MS,
@@ -247,7 +249,7 @@ export class TurnClient {
   readonly relayed: Endpoint;
   /** This socket's address as the server sees it (server-reflexive). */
   readonly mapped: Endpoint;
-  /** The server, as configured. */
+  /** The server's address (a configured name resolved) and port. */
   readonly server: { host: string; port: number };
   readonly #where: string;
   readonly #socket: TurnSocket;
@@ -270,6 +272,7 @@ export class TurnClient {
   private constructor(
     init: {
       server: { host: string; port: number };
+      where: string;
       options: TurnClientOptions;
       tx: TurnTransactions;
       unsubscribe: () => void;
@@ -279,7 +282,7 @@ export class TurnClient {
     },
   ) {
     this.server = init.server;
-    this.#where = `${init.server.host}:${init.server.port}`;
+    this.#where = init.where;
     this.#socket = init.options.socket;
     this.#options = init.options;
     this.#clock = init.options.clock ?? systemClock;
@@ -297,12 +300,14 @@ export class TurnClient {
    * `ETIMEOUT` when it does not answer; `TypeError` for a malformed URL.
    */
   static async allocate(server: TurnServer, options: TurnClientOptions): Promise<TurnClient> {
-    const at = parseTurnUrl(server.url);
-    const where = `${at.host}:${at.port}`;
+    const named = parseTurnUrl(server.url);
+    const where = `${named.host}:${named.port}`;
     const what = `Cannot allocate a TURN relay on ${where}`;
     if (new TextEncoder().encode(server.user).length > STUN_MAX_USERNAME_BYTES) {
       throw new TypeError(`${what}: the user name is longer than ${STUN_MAX_USERNAME_BYTES} bytes`);
     }
+    // Answers are matched by source address: a name is resolved once, to the address used.
+    const at = { host: await resolveHost(named.host, what), port: named.port };
     const pending = new Map<string, Pending>();
     const unsubscribe = options.socket.subscribe((bytes, from) => {
       if (from && (from.port !== at.port || from.address !== at.host)) return;
@@ -369,6 +374,7 @@ export class TurnClient {
       }
       const client = new TurnClient({
         server: at,
+        where,
         options,
         tx,
         unsubscribe,
@@ -827,6 +833,24 @@ class TurnTransactions {
       }
       this.#nonce = stale.nonce;
     }
+  }
+}
+
+/** An IP literal as it is; a name resolved (IPv4 preferred), or `ERELAY` naming it. */
+async function resolveHost(host: string, what: string): Promise<string> {
+  if (isIP(host)) return host;
+  try {
+    const all = await lookup(host, { all: true });
+    const pick = all.find((a) => a.family === 4) ?? all[0];
+    if (pick) return pick.address;
+    throw new Error("no address");
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new PeerError(
+      "ERELAY",
+      `${what}: ${host} does not resolve (${why}); check terminal.turn_servers' url`,
+      { cause: err },
+    );
   }
 }
 

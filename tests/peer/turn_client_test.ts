@@ -265,6 +265,15 @@ Deno.test({
         `Cannot allocate a TURN relay on ${TURN!.host}:${TURN!.port}: the server refused the ` +
           "credentials (401 Unauthorized); check terminal.turn_servers' user and password",
       );
+      // A name is resolved once; the answers come from its address.
+      const s2 = openSocket(); // a released allocation holds its socket's 5-tuple a while
+      const named = await TurnClient.allocate(
+        { ...server(TURN!), url: `turn:localhost:${TURN!.port}` },
+        { socket: s2.turn },
+      );
+      assert.deepEqual(named.server, { host: "127.0.0.1", port: TURN!.port });
+      await named.close();
+      await s2.close();
       const realm = await rejection(
         TurnClient.allocate({ ...server(TURN!), realm: "other.test" }, { socket: s.turn }),
       );
