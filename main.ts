@@ -27,6 +27,9 @@ const SUBCOMMANDS: Record<string, () => Promise<Command[]>> = {
   receive: async () => [
     (await import("./src/cli/transfer.ts")).receiveCommand() as unknown as Command,
   ],
+  "turn-check": async () => [
+    (await import("./src/cli/turn_check.ts")).turnCheckCommand() as unknown as Command,
+  ],
 };
 
 async function program(args: string[]): Promise<Command> {

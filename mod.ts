@@ -154,6 +154,40 @@ export type { PeerLink, PeerListener, PeerTransport, ReceiveOptions } from "./sr
 export { TcpTransport } from "./src/peer/tcp_transport.ts";
 export { UdpTransport, type UdpTransportOptions } from "./src/peer/udp_transport.ts";
 
+/**
+ * The TURN relay client (RFC 8656, docs/relay.md): a {@link TurnClient} allocates a relayed
+ * address on a TURN server with long-term credentials, permits peers, binds channels for the
+ * bulk path, refreshes all of it on its clock and releases it on close. It runs over any
+ * {@link TurnSocket}, e.g. a UDP listener's `stunSocket()`, so the relay leaves from the same
+ * port as the punch.
+ *
+ * @example Over a socket that never hears back, the allocation times out in one line
+ * ```ts
+ * import { parseTurnUrl, TurnClient } from "./mod.ts";
+ *
+ * console.log(parseTurnUrl("turn:turn.example.org")); // { host: "turn.example.org", port: 3478 }
+ * const socket = { send: () => Promise.resolve(), subscribe: () => () => {} };
+ * try {
+ *   const turn = await TurnClient.allocate(
+ *     { url: "turn:127.0.0.1:3478", user: "alice", password: "secret" },
+ *     { socket, requests: 1, backoff: () => 10 },
+ *   );
+ *   await turn.close(); // releases the allocation
+ * } catch (err) {
+ *   console.log((err as { code: string }).code); // "ETIMEOUT"
+ * }
+ * ```
+ */
+export {
+  parseTurnUrl,
+  TurnClient,
+  type TurnClientOptions,
+  type TurnMaintenance,
+  type TurnPeerDatagrams,
+  type TurnServer,
+  type TurnSocket,
+} from "./src/peer/turn_client.ts";
+
 export { type Rendezvous, Terminal, type TerminalOptions } from "./src/terminal/terminal.ts";
 export { choosePeers, type PeerPolicy } from "./src/terminal/peer_choice.ts";
 export { receiveLine, runChat, sendLine } from "./src/apps/chat.ts";

@@ -40,6 +40,7 @@ export const ERROR_CODES = {
   EIDENTITY: "A peer proved an identity other than the one the host listed",
   EADDRESS: "No usable address could be found for this terminal",
   EPORTMAP: "The router refused a port mapping or does not offer one (UPnP IGD, NAT-PMP, PCP)",
+  ERELAY: "A TURN server refused or lost a relay allocation, permission or channel",
   EFILE: "A local file cannot be read or written",
   // configuration
   ECONFIG: "The configuration is missing, malformed or incomplete",

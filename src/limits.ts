@@ -322,3 +322,32 @@ export const DEFAULT_TERMINAL_PUNCH_WINDOW_MS = 15_000;
 export const MIN_TERMINAL_PUNCH_WINDOW_MS = 1_000;
 /** Punches one listener runs at once (one per peer key); more are refused with `EPEER`. */
 export const PUNCH_MAX_CONCURRENT = 16;
+
+// ---- TURN relay client (issue 14) ----
+/** Allocation lifetime asked of a TURN server, in seconds (RFC 8656 §3.2's default). */
+export const TURN_DEFAULT_LIFETIME_S = 600;
+/** How often a TURN client looks for allocations, permissions and channels to refresh, in ms. */
+export const TURN_REFRESH_TICK_MS = 60_000;
+/**
+ * An allocation is refreshed once less than this is left of its lifetime (or half of it, when
+ * the server granted a short one), in ms; with the tick above, at least a minute before it ends.
+ */
+export const TURN_ALLOCATION_MARGIN_MS = 120_000;
+/** A permission (5 min, RFC 8656 §9) is refreshed once it is this old, in ms: by 4 min at most. */
+export const TURN_PERMISSION_REFRESH_MS = 180_000;
+/** A channel binding (10 min, RFC 8656 §12) is refreshed once it is this old, in ms: by 8 min. */
+export const TURN_CHANNEL_REFRESH_MS = 420_000;
+/** Peer addresses (permissions) one TURN allocation holds; more is `ERELAY`. */
+export const TURN_MAX_PERMISSIONS = 64;
+/** Channels one TURN allocation binds; more is `ERELAY` (the peer keeps Send indications). */
+export const TURN_MAX_CHANNELS = 64;
+/** Requests of one TURN transaction before it gives up (RTO 500 ms, doubling: 15.5 s). */
+export const TURN_REQUESTS = 5;
+/** Times one TURN transaction follows a 438 Stale Nonce with the new nonce. */
+export const TURN_MAX_NONCE_RETRIES = 2;
+/** Largest datagram relayed to or from a peer, in bytes; larger ones are refused or dropped. */
+export const TURN_MAX_DATA_BYTES = 65_000;
+/** Most `terminal.turn_servers`; more is a configuration error. */
+export const MAX_TURN_SERVERS = 4;
+/** Largest TURN message (a Data indication carries a peer's datagram), in bytes. */
+export const TURN_MAX_MESSAGE_BYTES = 65_535;

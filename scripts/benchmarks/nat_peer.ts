@@ -31,7 +31,7 @@ import type { ReliableLink } from "../../src/peer/reliable_link.ts";
 import type { PunchCandidate } from "../../src/peer/udp_punch.ts";
 import { DEFAULT_MAX_DATAGRAM_BYTES, UdpTransport } from "../../src/peer/udp_transport.ts";
 import { StunAddress, type StunSocket } from "../../src/terminal/stun.ts";
-import { isStunMessage } from "../../src/terminal/stun_message.ts";
+import { isStunMessage } from "../../src/net/stun_message.ts";
 import { arg, num } from "./args.ts";
 
 const MiB = 1024 * 1024;

@@ -26,6 +26,19 @@ export interface ServerConfig {
   tlsMaxVersion?: "1.2" | "1.3";
 }
 
+/** A TURN server for the relay fallback (RFC 8656, long-term credentials, UDP). */
+export interface TurnServerConfig {
+  /** As written: `turn:host[:port]`. */
+  url: string;
+  host: string;
+  port: number;
+  user: string;
+  /** Where the password comes from (`password_env` or `password_file`). */
+  password: SecretRef;
+  /** The realm the server must name; default: whatever it names. */
+  realm?: string;
+}
+
 /** How a role reads its mailbox. */
 export type ReceiveConfig =
   | { kind: "local"; maildir: string }
@@ -107,6 +120,8 @@ export interface TerminalConfig {
   deny: string[];
   /** STUN servers (`host:port`) asked for the reflexive address when no global one is found. */
   stunServers: string[];
+  /** TURN servers for the relay fallback (parsed and checked; not yet used by the terminal). */
+  turnServers: TurnServerConfig[];
   /** Router port mapping for a `mapped` candidate; `off` by default. */
   portMapping: PortMappingConfig;
   /** How long to punch towards one peer after the reply, ms (covers the introduction's trip). */

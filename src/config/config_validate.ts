@@ -35,7 +35,10 @@ import type {
   SendConfig,
   ServerConfig,
   TerminalConfig,
+  TurnServerConfig,
 } from "./config_schema.ts";
+import { MAX_TURN_SERVERS } from "../limits.ts";
+import { parseTurnUrl } from "../peer/turn_client.ts";
 import { isIPv4 } from "../message/field_rules.ts";
 import { parsePeerRef } from "../message/key_fingerprint.ts";
 import type { PortMappingProtocol } from "../terminal/port_mapping/types.ts";
@@ -370,6 +373,66 @@ function readPortMapping(r: Reader, t: Table): PortMappingConfig {
   return config;
 }
 
+// "password" is known only to be refused with the way to do it (secretRef).
+const TURN_SERVER_KEYS = new Set([
+  "url",
+  "user",
+  "realm",
+  "password",
+  "password_env",
+  "password_file",
+]);
+
+/** `[[terminal.turn_servers]]`: url, user, realm and the password's env variable or file. */
+function readTurnServers(r: Reader, t: Table): TurnServerConfig[] {
+  const list = t["turn_servers"];
+  if (list === undefined) return [];
+  if (
+    !Array.isArray(list) ||
+    list.some((e) => typeof e !== "object" || e === null || Array.isArray(e))
+  ) {
+    r.fail(
+      "turn_servers",
+      "it is not a list of tables",
+      'write [[terminal.turn_servers]] sections or turn_servers = [{ url = "turn:host:3478", user = "…", password_env = "…" }]',
+    );
+  }
+  if (list.length > MAX_TURN_SERVERS) {
+    r.fail("turn_servers", `${list.length} servers are listed`, `list at most ${MAX_TURN_SERVERS}`);
+  }
+  return list.map((entry: Table, i: number) => {
+    const s = r.sub(`turn_servers[${i}]`);
+    for (const key of Object.keys(entry)) {
+      if (!TURN_SERVER_KEYS.has(key)) {
+        s.fail(
+          key,
+          "it is not a known setting",
+          "remove it or check its spelling in docs/config.md",
+        );
+      }
+    }
+    const url = s.string(entry, "url");
+    let at: { host: string; port: number };
+    try {
+      at = parseTurnUrl(url);
+    } catch (err) {
+      return s.fail("url", (err as Error).message, 'write "turn:host:port" (UDP)');
+    }
+    const password = secretRef(entry, s.prefix, s.base);
+    if (!password) {
+      return s.fail(
+        "password_env",
+        "a TURN server needs a password",
+        "set password_env (an environment variable) or password_file",
+      );
+    }
+    const server: TurnServerConfig = { url, ...at, user: s.string(entry, "user"), password };
+    const realm = s.optionalString(entry, "realm");
+    if (realm !== undefined) server.realm = realm;
+    return server;
+  });
+}
+
 function readTerminal(r: Reader, t: Table, postOffice: string | undefined): TerminalConfig {
   const email = r.string(t, "email");
   const listen = r.optionalString(t, "listen");
@@ -388,6 +451,7 @@ function readTerminal(r: Reader, t: Table, postOffice: string | undefined): Term
     allow: peerRefs(r, t, "allow"),
     deny: peerRefs(r, t, "deny"),
     stunServers: r.strings(t, "stun_servers"),
+    turnServers: readTurnServers(r, t),
     portMapping: readPortMapping(r, t),
     punchWindowMs: r.durationWithin(
       t,

@@ -9,7 +9,8 @@
  *
  * The listener's socket also *initiates*: {@link UdpPeerListener.punch} punches a hole to one
  * expected peer from it (`udp_punch.ts`), and {@link UdpPeerListener.stunSocket} lets STUN learn
- * the mapping of this very socket (STUN answers are handed over, never decoded as frames).
+ * the mapping of this very socket and a TURN client (`turn_client.ts`) keep a relay on it: STUN
+ * messages and TURN ChannelData are handed over with their source, never decoded as frames.
  *
  * @module
  */
@@ -146,11 +147,23 @@ function isStun(b: Uint8Array): boolean {
     b[7] === 0x42;
 }
 
-/** The socket as STUN needs it (structurally `StunSocket` of `src/terminal/stun.ts`). */
+/**
+ * TURN ChannelData (RFC 8656 §12.4): the first byte is 0x40–0x4F (RFC 7983), which no peer
+ * frame starts with (a datagram starts with the frame version).
+ */
+function isChannelData(b: Uint8Array): boolean {
+  return b.length >= 4 && b[0]! >= 0x40 && b[0]! <= 0x4f;
+}
+
+/**
+ * The socket as STUN and TURN need it (structurally `StunSocket` of `src/terminal/stun.ts` and
+ * `TurnSocket` of `turn_client.ts`): subscribers get STUN messages and ChannelData, with their
+ * source.
+ */
 export interface ListenerStunSocket {
   readonly localPort: number;
   send(bytes: Uint8Array, host: string, port: number): Promise<void>;
-  subscribe(listener: (bytes: Uint8Array) => void): () => void;
+  subscribe(listener: (bytes: Uint8Array, from: Endpoint) => void): () => void;
 }
 
 function keyOf(e: Endpoint): string {
@@ -176,7 +189,7 @@ export class UdpPeerListener implements PeerListener {
   #loop: Promise<void>;
   #punches = new Map<string, UdpPunch>();
   #admit: "all" | "punched" = "all";
-  #stun = new Set<(bytes: Uint8Array) => void>();
+  #stun = new Set<(bytes: Uint8Array, from: Endpoint) => void>();
 
   constructor(socket: UdpSocket, options: ListenOptions, settings: UdpSettings) {
     this.#socket = socket;
@@ -266,7 +279,10 @@ export class UdpPeerListener implements PeerListener {
     this.#admit = mode;
   }
 
-  /** This socket for `StunAddress` (option `socket`), so it learns the mapping peers use. */
+  /**
+   * This socket for `StunAddress` (option `socket`), so it learns the mapping peers use, and for
+   * `TurnClient` (option `socket`), so the relay starts from the same socket as the punch.
+   */
   stunSocket(): ListenerStunSocket {
     const socket = this.#socket;
     const subscribers = this.#stun;
@@ -372,8 +388,8 @@ export class UdpPeerListener implements PeerListener {
   }
 
   #datagram(bytes: Uint8Array, from: Endpoint): void {
-    if (this.#stun.size > 0 && isStun(bytes)) {
-      for (const listener of this.#stun) listener(bytes);
+    if (this.#stun.size > 0 && (isStun(bytes) || isChannelData(bytes))) {
+      for (const listener of this.#stun) listener(bytes, from);
       return;
     }
     let frame: Frame;

@@ -2,7 +2,7 @@
  * STUN Binding client for address detection (docs/design.md §7): the terminal asks a STUN server
  * which address and port its UDP packets come from — behind a NAT, the router's global
  * address. {@link StunAddress} is the {@link AddressDetector}; the pure codec lives in
- * `stun_message.ts` and is re-exported here.
+ * `src/net/stun_message.ts`.
  *
  * @module
  */
@@ -23,7 +23,7 @@ import {
   STUN_DEFAULT_PORT,
   type StunBindingResponse,
   type StunMappedAddress,
-} from "./stun_message.ts";
+} from "../net/stun_message.ts";
 
 /** Initial retransmission timeout, in ms (RFC 8489 §6.2.1 recommends 500). */
 export const STUN_DEFAULT_RTO_MS = 500;

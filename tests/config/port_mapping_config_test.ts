@@ -1,28 +1,5 @@
 import assert from "node:assert/strict";
-import { parseConfig } from "../../src/config/config.ts";
-import { ConfigError } from "../../src/errors.ts";
-
-const TERMINAL = `network = "x"
-post_office = "po"
-[terminal]
-user_id = "alice"
-email = "alice@lan.local"
-hosts = ["mailpeer1:host@lan.local:AAAA:BBBB"]
-`;
-
-function terminal(extra: string) {
-  return parseConfig(TERMINAL + extra, { base: "/etc/mailpeer" }).terminal!;
-}
-
-function rejects(extra: string, pattern: RegExp): void {
-  assert.throws(() => parseConfig(TERMINAL + extra, { base: "/etc/mailpeer" }), (err: unknown) => {
-    assert.ok(err instanceof ConfigError, String(err));
-    assert.equal(err.code, "ECONFIG");
-    assert.match(err.message, pattern);
-    assert.ok(!err.message.includes("\n"), "one line");
-    return true;
-  });
-}
+import { rejects, terminal } from "./terminal_config.ts";
 
 Deno.test("port mapping is off unless the user turns it on: the router is left alone", () => {
   assert.equal(terminal("").portMapping, "off");

@@ -19,7 +19,7 @@ import type { PeerIdentity } from "../../src/peer/types.ts";
 import { type PunchEvent, punchRole } from "../../src/peer/udp_punch.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { ManualClock } from "../../src/runtime.ts";
-import { decodeBindingRequest, encodeBindingResponse } from "../../src/terminal/stun_message.ts";
+import { decodeBindingRequest, encodeBindingResponse } from "../../src/net/stun_message.ts";
 import { StunAddress } from "../../src/terminal/stun.ts";
 import { makeIdentity, rejectsWithCode } from "../conformance/peer_transport.ts";
 

@@ -8,7 +8,7 @@ import { PeerError } from "../../src/errors.ts";
 import { candidatePriority } from "../../src/message/candidate.ts";
 import { gatherCandidates } from "../../src/terminal/gather_candidates.ts";
 import { reflectPort } from "../../src/terminal/reflexive.ts";
-import { decodeBindingRequest, encodeBindingResponse } from "../../src/terminal/stun_message.ts";
+import { decodeBindingRequest, encodeBindingResponse } from "../../src/net/stun_message.ts";
 
 /** A STUN server on 127.0.0.1 answering with `map(source port)` as the mapped port. */
 async function server(map: (port: number) => number) {

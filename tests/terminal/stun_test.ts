@@ -12,21 +12,13 @@ import {
   encodeBindingResponse,
   isStunMessage,
   type StunMappedAddress,
-} from "../../src/terminal/stun_message.ts";
+} from "../../src/net/stun_message.ts";
 import { parseStunServer, StunAddress } from "../../src/terminal/stun.ts";
+import { REAL_STUN, stunFixture as fixture } from "../support/coturn.ts";
 
 // ---------------------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------------------
-
-const FIXTURES = new URL("../fixtures/stun/", import.meta.url);
-
-/** A packet from a fixture: hex bytes, `#` comment lines. */
-function fixture(name: string): Uint8Array {
-  const text = Deno.readTextFileSync(new URL(name, FIXTURES));
-  const hex = text.split("\n").filter((l) => !l.startsWith("#")).join("").replace(/\s/g, "");
-  return Uint8Array.from(hex.match(/../g)!, (h) => parseInt(h, 16));
-}
 
 /** The error `promise` rejects with. */
 async function rejection(promise: Promise<unknown>): Promise<unknown> {
@@ -39,25 +31,6 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 }
 
 const RFC5769_TID = fixture("rfc5769_response_ipv4.hex").slice(8, 20);
-
-/** The configured real STUN server (scripts/coturn/coturn.sh start), if any. */
-function realServer(): string | undefined {
-  const env = Deno.env.get("MAILPEER_STUN");
-  if (env) return env;
-  try {
-    const dir = Deno.env.get("COTURN_DIR") ?? new URL("../../.coturn", import.meta.url).pathname;
-    const json = JSON.parse(Deno.readTextFileSync(`${dir}/stun.json`));
-    return `${json.host}:${json.port}`;
-  } catch {
-    return undefined;
-  }
-}
-const REAL_STUN = realServer();
-if (!REAL_STUN && Deno.env.get("MAILPEER_REQUIRE_STACK")) {
-  throw new Error(
-    "MAILPEER_REQUIRE_STACK is set but no STUN server runs: scripts/test starts coturn",
-  );
-}
 
 type Reply = (request: Uint8Array, tid: Uint8Array, from: dgram.RemoteInfo) => Uint8Array[];
 

@@ -27,7 +27,7 @@ import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
 import { sealIntroduction } from "../../src/message/introduction.ts";
 import { fromBase64Url } from "../../src/message/base64.ts";
 import { generateHostKeys as otherHostKeys } from "../../src/message/key_file.ts";
-import { decodeBindingRequest, encodeBindingResponse } from "../../src/terminal/stun_message.ts";
+import { decodeBindingRequest, encodeBindingResponse } from "../../src/net/stun_message.ts";
 import type { PeerPolicy } from "../../src/terminal/peer_choice.ts";
 
 const NETWORK = "flow";
