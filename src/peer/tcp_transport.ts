@@ -1,6 +1,8 @@
 /**
  * The TCP {@link PeerTransport} (docs/design.md §6): length-prefixed frames over Deno.connect /
  * Deno.listen with TCP_NODELAY, the handshake of `handshake.ts`, then a {@link SessionLink}.
+ * A listener also punches (TCP simultaneous open, `tcp_punch.ts`): it dials from its own port
+ * with `node:net`, whose socket the same frame channel reads through `NodeSocketConn`.
  *
  * Before the handshake is done a connection accepts frames of at most
  * `MAX_HANDSHAKE_FRAME_BYTES` into a buffer of that size (a longer announced frame is `EFRAME`
@@ -11,17 +13,30 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
+import { connect, type Socket } from "node:net";
+import { bytesEqual, toBase64 } from "../message/base64.ts";
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
   MAX_HANDSHAKE_FRAME_BYTES,
   MAX_PENDING_TCP_HANDSHAKES,
+  PUNCH_MAX_CONCURRENT,
+  PUNCH_TCP_QUIET_MS,
 } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
-import { type Clock, type RandomSource, systemClock } from "../runtime.ts";
+import {
+  type Backoff,
+  type Clock,
+  exponentialBackoff,
+  type RandomSource,
+  systemClock,
+} from "../runtime.ts";
 import { encodeFrame, type Frame, FrameReader, LENGTH_PREFIX_BYTES } from "./frame.ts";
-import { initiateHandshake, respondHandshake } from "./handshake.ts";
+import { type HandshakeResult, initiateHandshake, respondHandshake } from "./handshake.ts";
 import { KeepaliveChannel } from "./keepalive_channel.ts";
 import { Handoff } from "./handoff.ts";
+import { type ByteConn, NodeSocketConn } from "./node_socket_conn.ts";
+import { TcpPunch } from "./tcp_punch.ts";
+import type { PunchOptions, PunchResult } from "./udp_punch.ts";
 import { SessionLink } from "./session_link.ts";
 import type {
   ConnectOptions,
@@ -47,6 +62,11 @@ export interface TcpTransportOptions {
   /** Timers for the connect and handshake timeouts and keepalive; default the system clock. */
   clock?: Clock;
   /**
+   * How long a punch gives its n-th connect to a candidate before it dials again (0-based);
+   * default 100 ms doubling to 1 s, as the UDP transport's.
+   */
+  backoff?: Backoff;
+  /**
    * Handshakes a listener runs at once; a connection past it is closed at once (and reported
    * to `onDroppedConnection`); default `MAX_PENDING_TCP_HANDSHAKES`.
    */
@@ -63,6 +83,27 @@ function keepalive(
     ...(options.keepaliveMs !== undefined ? { keepaliveMs: options.keepaliveMs } : {}),
     ...(options.idleTimeoutMs !== undefined ? { idleTimeoutMs: options.idleTimeoutMs } : {}),
     ...(options.clock ? { clock: options.clock } : {}),
+  });
+}
+
+/**
+ * The established link on a channel whose handshake is done: the session opens each DATA body
+ * before it reads the next frame, so bodies may be views into the channel's buffer.
+ */
+function sessionOf(
+  channel: TcpChannel,
+  result: HandshakeResult,
+  local: Endpoint,
+  remote: Endpoint,
+  options: TcpTransportOptions,
+): SessionLink {
+  channel.established();
+  return new SessionLink(keepalive(channel, options, result.peer.userId), result.cipher, {
+    local,
+    remote: { ...result.peer, endpoint: remote },
+    transport: "tcp",
+    disconnectTimeoutMs: options.disconnectTimeoutMs,
+    exclusiveFrames: true,
   });
 }
 
@@ -93,7 +134,7 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
  * data allocates nothing per frame and opens each body out of place.
  */
 class TcpChannel implements FrameChannel {
-  #conn: Deno.TcpConn;
+  #conn: ByteConn;
   #reader = new FrameReader({
     capacity: LENGTH_PREFIX_BYTES + MAX_HANDSHAKE_FRAME_BYTES,
     maxFrameBytes: MAX_HANDSHAKE_FRAME_BYTES,
@@ -104,9 +145,15 @@ class TcpChannel implements FrameChannel {
   #failure: unknown = null;
   #eof = false;
   #closed = false;
+  #received = false;
 
-  constructor(conn: Deno.TcpConn) {
+  constructor(conn: ByteConn) {
     this.#conn = conn;
+  }
+
+  /** True once any byte came from the peer. */
+  get received(): boolean {
+    return this.#received;
   }
 
   send(frame: Frame): Promise<void> {
@@ -187,7 +234,10 @@ class TcpChannel implements FrameChannel {
       return;
     }
     if (n === null) this.#eof = true;
-    else this.#reader.filled(n);
+    else {
+      if (n > 0) this.#received = true;
+      this.#reader.filled(n);
+    }
   }
 
   close(): void {
@@ -195,6 +245,17 @@ class TcpChannel implements FrameChannel {
     this.#closed = true;
     try {
       this.#conn.close();
+    } catch {
+      // already closed by the runtime
+    }
+  }
+
+  /** Closes with a RST where the connection can (`ByteConn.reset`): no TIME_WAIT is left. */
+  reset(): void {
+    if (this.#closed || !this.#conn.reset) return this.close();
+    this.#closed = true;
+    try {
+      this.#conn.reset();
     } catch {
       // already closed by the runtime
     }
@@ -262,14 +323,7 @@ export class TcpTransport implements PeerTransport {
         random: this.#options.random,
         signal: phase.signal,
       });
-      channel.established(); // the session opens each DATA body before it reads the next frame
-      return new SessionLink(keepalive(channel, this.#options, result.peer.userId), result.cipher, {
-        local,
-        remote: { ...result.peer, endpoint: remote },
-        transport: "tcp",
-        disconnectTimeoutMs: this.#options.disconnectTimeoutMs,
-        exclusiveFrames: true,
-      });
+      return sessionOf(channel, result, local, remote, this.#options);
     } catch (err) {
       channel?.close();
       if (phase.signal.aborted) throw phase.signal.reason;
@@ -297,7 +351,7 @@ export class TcpTransport implements PeerTransport {
   listen(local: { address: string; port: number }, options: ListenOptions): Promise<PeerListener> {
     try {
       const listener = Deno.listen({ hostname: local.address, port: local.port, transport: "tcp" });
-      return Promise.resolve(new TcpPeerListener(listener, options, this.#options));
+      return Promise.resolve(new TcpPeerListener(listener, local.address, options, this.#options));
     } catch (err) {
       return Promise.reject(
         new PeerError(
@@ -313,14 +367,30 @@ export class TcpTransport implements PeerTransport {
 
 interface Handshake {
   abort: AbortController;
+  /** Aborted when a controlling punch takes this connection over (it sent nothing yet). */
+  takeover: AbortController;
   channel: TcpChannel;
+  remote: Endpoint;
+  /** The punch whose handshake runs on this connection instead of the responder's. */
+  punch?: TcpPunch;
+  /** Ends the quiet watches of this connection (`#watchQuiet`). */
+  watching: AbortController;
   done?: Promise<void>;
 }
 
-/** Accepts connections, runs each handshake on its own, hands out only valid links. */
+/** Resolves on the next macrotask: `net.connect` has bound its port and sent its SYN by then. */
+function nextTask(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+/**
+ * Accepts connections, runs each handshake on its own, hands out only valid links; punches
+ * (TCP simultaneous open, `tcp_punch.ts`) from its own port.
+ */
 class TcpPeerListener implements PeerListener {
   readonly endpoint: Endpoint;
   #listener: Deno.TcpListener;
+  #hostname: string;
   #options: ListenOptions;
   #transport: TcpTransportOptions;
   #accepted = new Handoff<SessionLink>();
@@ -329,9 +399,29 @@ class TcpPeerListener implements PeerListener {
   #closed = false;
   #loop: Promise<void>;
   #closing: Promise<void> | null = null;
+  #punches = new Map<string, TcpPunch>();
+  #admit: "all" | "punched" = "all";
+  /** Connects that take the port from the listener, one after the other. */
+  #aside: Promise<void> = Promise.resolve();
+  /**
+   * While a punch's connect binds the port: `halted` resolves once the accept loop let go of
+   * the closed listener (a pending accept holds its socket open), `resumed` once it listens again.
+   */
+  #paused: {
+    halted: Promise<void>;
+    halt: () => void;
+    resumed: Promise<void>;
+    resume: () => void;
+  } | null = null;
 
-  constructor(listener: Deno.TcpListener, options: ListenOptions, transport: TcpTransportOptions) {
+  constructor(
+    listener: Deno.TcpListener,
+    hostname: string,
+    options: ListenOptions,
+    transport: TcpTransportOptions,
+  ) {
     this.#listener = listener;
+    this.#hostname = hostname;
     this.#options = options;
     this.#transport = transport;
     this.endpoint = endpointOf(listener.addr);
@@ -343,6 +433,77 @@ class TcpPeerListener implements PeerListener {
       options.signal,
       () => this.#closed || this.#failure ? this.#closedError() : undefined,
     );
+  }
+
+  /**
+   * TCP simultaneous open to one expected peer from this listener's port (docs/nat.md "TCP
+   * simultaneous open"); the peer punches back at the same time. Resolves with the first link
+   * that proves `peerKey`; `PeerError` `ETIMEOUT` when the window ends first, `EPEER` when the
+   * listener is closed or already punching to that key; `RangeError` / `TypeError` for bad
+   * options (TCP candidates only). The listener keeps accepting meanwhile: it stops listening
+   * only while a connect binds its port, a moment per attempt. Once it settles, nothing of this
+   * punch dials any more. The roles, the pacing and the bounds are in `tcp_punch.ts`.
+   *
+   * @example
+   * ```ts
+   * const listener = await new TcpTransport().listen({ address: "0.0.0.0", port: 0 }, { identity });
+   * const { link, path } = await listener.punch!({ peerKey, candidates, windowMs: 10_000 });
+   * ```
+   */
+  async punch(options: PunchOptions): Promise<PunchResult> {
+    options.signal?.throwIfAborted();
+    const punch: TcpPunch = new TcpPunch({
+      ownKey: this.#options.identity.publicKey,
+      clock: this.#transport.clock ?? systemClock,
+      backoff: this.#transport.backoff ?? exponentialBackoff(100, 1000),
+      dial: (remote, connectMs, signal) => this.#dial(punch, remote, connectMs, signal),
+    }, options);
+    const id = toBase64(options.peerKey);
+    const what = `Cannot open a TCP connection to peer ${id.slice(0, 12)}…`;
+    if (this.#closed || this.#failure) {
+      throw new PeerError("EPEER", `${what}: the listener is closed; listen again`);
+    }
+    if (this.#punches.has(id)) {
+      throw new PeerError("EPEER", `${what}: a punch to this peer is already running; wait for it`);
+    }
+    if (this.#punches.size >= PUNCH_MAX_CONCURRENT) {
+      throw new PeerError(
+        "EPEER",
+        `${what}: ${PUNCH_MAX_CONCURRENT} punches are already running; wait for one to end`,
+      );
+    }
+    this.#punches.set(id, punch);
+    try {
+      const result = punch.run();
+      // The peer's handshake may have come before this punch: the link waiting for accept()
+      // is the punch's.
+      const early = this.#accepted.claim((l) => bytesEqual(l.remote.identityKey, options.peerKey));
+      if (early && !punch.offer(early)) this.#accepted.put(early);
+      // The peer's connect may have reached this listener before the punch, waiting for the
+      // CONNECT that only a controlling side sends: this side sends it now.
+      if (punch.role === "controlling") {
+        for (const h of this.#handshakes) {
+          if (h.punch || h.channel.received) continue;
+          if (punch.isCandidate(h.remote)) this.#takeOver(h, punch);
+          else if (punch.isNear(h.remote)) this.#watchQuiet(h, punch);
+        }
+      }
+      return await result;
+    } finally {
+      this.#punches.delete(id);
+      await punch.stopped(); // settled means nothing of this punch dials any more
+    }
+  }
+
+  /**
+   * Whom this listener lets in. `all` (the default, standby): every peer the `accept` hook
+   * allows. `punched`: only peers this listener is punching to; another's connection is closed
+   * without an answer (not refused), so a punching peer dials again and is let in once the
+   * listener stands by again. A terminal sets `punched` while it tries the peers of its reply
+   * one by one.
+   */
+  admit(mode: "all" | "punched"): void {
+    this.#admit = mode;
   }
 
   close(): Promise<void> {
@@ -357,11 +518,15 @@ class TcpPeerListener implements PeerListener {
     } catch {
       // already closed
     }
+    this.#paused?.halt();
+    this.#paused?.resume();
+    for (const punch of this.#punches.values()) punch.cancel(this.#closedError());
     for (const h of this.#handshakes) {
       h.abort.abort();
       h.channel.close();
     }
     await this.#loop;
+    await Promise.all([...this.#punches.values()].map((p) => p.stopped()));
     await Promise.all([...this.#handshakes].map((h) => h.done));
     const unclaimed = this.#accepted.drain();
     await Promise.all(unclaimed.map((l) => l.close()));
@@ -378,13 +543,22 @@ class TcpPeerListener implements PeerListener {
 
   async #acceptLoop(): Promise<void> {
     while (!this.#closed) {
+      const listener = this.#listener;
       let conn: Deno.TcpConn;
       try {
-        conn = await this.#listener.accept();
+        conn = await listener.accept();
       } catch (err) {
         if (this.#closed) return;
+        if (this.#paused) {
+          // A punch's connect is binding the port.
+          const paused = this.#paused;
+          paused.halt();
+          await paused.resumed;
+          continue;
+        }
+        if (listener !== this.#listener) continue;
         if (err instanceof Deno.errors.ConnectionAborted) continue;
-        this.#failure = new PeerError(
+        this.#failure ??= new PeerError(
           "EPEER",
           `Cannot accept a peer on ${this.endpoint.address}:${this.endpoint.port}: ` +
             `${(err as Error).message}; listen again`,
@@ -399,6 +573,228 @@ class TcpPeerListener implements PeerListener {
       }
       this.#handshake(conn);
     }
+  }
+
+  /**
+   * Starts a connect from this listener's port: a listening socket holds the port against any
+   * bind, so the listener steps aside until `net.connect` has bound it (both are SO_REUSEADDR,
+   * so the listener may then take the port again beside the connecting socket); one connect at
+   * a time. Resolves with the socket and its connect outcome.
+   */
+  #connectFrom(remote: Endpoint): Promise<{ socket: Socket; connected: Promise<void> }> {
+    const turn = this.#aside.then(async () => {
+      if (this.#closed || this.#failure) throw this.#closedError();
+      let halt!: () => void, resume!: () => void;
+      const halted = new Promise<void>((r) => halt = r);
+      const resumed = new Promise<void>((r) => resume = r);
+      this.#paused = { halted, halt, resumed, resume };
+      try {
+        this.#listener.close();
+      } catch {
+        // already closed
+      }
+      try {
+        await halted;
+        const socket = connect({
+          host: remote.address,
+          port: remote.port,
+          localAddress: this.#hostname,
+          localPort: this.endpoint.port,
+        });
+        socket.on("error", () => {}); // told through `connected` and the channel
+        const connected = new Promise<void>((ok, fail) => {
+          socket.once("connect", ok);
+          socket.once("error", fail);
+        });
+        connected.catch(() => {});
+        await nextTask();
+        return { socket, connected };
+      } finally {
+        this.#listenAgain();
+        this.#paused = null;
+        resume();
+      }
+    });
+    this.#aside = turn.then(() => {}, () => {});
+    return turn;
+  }
+
+  #listenAgain(): void {
+    if (this.#closed) return;
+    const { port } = this.endpoint;
+    try {
+      this.#listener = Deno.listen({ hostname: this.#hostname, port, transport: "tcp" });
+    } catch (err) {
+      this.#failure ??= new PeerError(
+        "EPEER",
+        `Cannot listen on ${this.#hostname}:${port} again after a punch's connect: ` +
+          `${(err as Error).message}; listen again`,
+        { cause: err },
+      );
+      this.#accepted.fail(this.#failure);
+      for (const punch of this.#punches.values()) punch.cancel(this.#failure);
+    }
+  }
+
+  /** One connect of a punch from this port, then the punch's handshake on it. */
+  async #dial(
+    punch: TcpPunch,
+    remote: Endpoint,
+    connectMs: number,
+    signal: AbortSignal,
+  ): Promise<PeerLink> {
+    signal.throwIfAborted();
+    const { socket, connected } = await this.#connectFrom(remote);
+    const timer = new AbortController();
+    const giveUp = new Promise<never>((_, reject) => {
+      if (signal.aborted) return reject(signal.reason); // ended while the port was taken
+      const onAbort = () => reject(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      timer.signal.addEventListener("abort", () => signal.removeEventListener("abort", onAbort));
+      (this.#transport.clock ?? systemClock).sleep(connectMs, timer.signal).then(
+        () => reject(new Error(`no answer in ${connectMs} ms`)),
+        () => {},
+      );
+    });
+    giveUp.catch(() => {});
+    try {
+      await Promise.race([connected, giveUp]);
+    } catch (err) {
+      socket.resetAndDestroy();
+      throw err;
+    } finally {
+      timer.abort();
+    }
+    socket.setNoDelay(true);
+    const channel = new TcpChannel(new NodeSocketConn(socket));
+    const local: Endpoint = {
+      transport: "tcp",
+      address: socket.localAddress ?? this.endpoint.address,
+      port: socket.localPort ?? this.endpoint.port,
+    };
+    return await this.#punchHandshake(punch, channel, local, remote, signal);
+  }
+
+  /**
+   * The punch's handshake on one of its connections: initiator on the controlling side,
+   * responder on the other; the peer must prove the punch's key (`EIDENTITY`).
+   */
+  async #punchHandshake(
+    punch: TcpPunch,
+    channel: TcpChannel,
+    local: Endpoint,
+    remote: Endpoint,
+    signal: AbortSignal,
+    accepted = false,
+  ): Promise<PeerLink> {
+    const where = `${remote.address}:${remote.port}`;
+    const timeoutMs = this.#options.handshakeTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const timer = new AbortController();
+    const phase = new AbortController();
+    (this.#transport.clock ?? systemClock).sleep(timeoutMs, timer.signal).then(() =>
+      phase.abort(
+        new PeerError(
+          "ETIMEOUT",
+          `Cannot complete the handshake with ${where}: nothing came in ${timeoutMs} ms; ` +
+            "nothing to do, the punch dials again",
+        ),
+      ), () => {});
+    const abort = AbortSignal.any([signal, punch.signal, phase.signal]);
+    let other: { userId: string; identityKey: Uint8Array } | null = null;
+    try {
+      const identity = this.#options.identity;
+      const result = punch.role === "controlling"
+        ? await initiateHandshake(channel, {
+          identity,
+          local: punch.options.localEndpoint ?? this.endpoint,
+          remote,
+          expectedIdentityKey: punch.peerKey,
+          random: this.#transport.random,
+          signal: abort,
+        })
+        : await this.#respondOrDial(punch, channel, remote, abort, (p) => {
+          if (bytesEqual(p.identityKey, punch.peerKey)) return true;
+          other = p;
+          return false;
+        }, accepted);
+      return sessionOf(channel, result, local, remote, this.#transport);
+    } catch (err) {
+      // A RST: the punch may dial this candidate from this port again at once.
+      channel.reset();
+      if (abort.aborted) throw abort.reason;
+      const claimed = other as { userId: string; identityKey: Uint8Array } | null;
+      if (claimed) {
+        throw new PeerError(
+          "EIDENTITY",
+          `Cannot accept peer ${claimed.userId} at ${where}: it has identity key ` +
+            `${toBase64(claimed.identityKey)}, not the one this punch expects; ` +
+            "report it and try another peer",
+          { cause: err },
+        );
+      }
+      throw err;
+    } finally {
+      timer.abort();
+    }
+  }
+
+  /**
+   * The controlled side's handshake on a punch's connection: responder; but on a connection it
+   * dialled (not `accepted`) that stays silent for `PUNCH_TCP_QUIET_MS`, it sends CONNECT
+   * itself, since the connect reached a listener that is not punching (`tcp_punch.ts`).
+   */
+  async #respondOrDial(
+    punch: TcpPunch,
+    channel: TcpChannel,
+    remote: Endpoint,
+    signal: AbortSignal,
+    accept: (peer: { userId: string; identityKey: Uint8Array }) => boolean,
+    accepted: boolean,
+  ): Promise<HandshakeResult> {
+    const random = this.#transport.random;
+    const identity = this.#options.identity;
+    if (accepted) return await respondHandshake(channel, { identity, accept, random, signal });
+    const quiet = new AbortController();
+    const watching = new AbortController();
+    (this.#transport.clock ?? systemClock).sleep(PUNCH_TCP_QUIET_MS, watching.signal).then(
+      () => channel.received || quiet.abort(),
+      () => {},
+    );
+    try {
+      return await respondHandshake(channel, {
+        identity,
+        accept,
+        random,
+        signal: AbortSignal.any([signal, quiet.signal]),
+      });
+    } catch (err) {
+      if (signal.aborted || !quiet.signal.aborted) throw err;
+    } finally {
+      watching.abort();
+    }
+    return await initiateHandshake(channel, {
+      identity,
+      local: punch.options.localEndpoint ?? this.endpoint,
+      remote,
+      expectedIdentityKey: punch.peerKey,
+      random,
+      signal,
+    });
+  }
+
+  /** The `accept` hook of the responder on an accepted connection, with `admit` applied. */
+  #admits(peer: { userId: string; identityKey: Uint8Array }, channel: TcpChannel): boolean {
+    const punch = this.#punches.get(toBase64(peer.identityKey));
+    // The peer a controlled punch expects is let in: the caller asked for it by key, and its
+    // ACK signature proves the key before the punch takes the link.
+    if (punch?.role === "controlled") return true;
+    if (this.#admit === "punched" && !punch) {
+      // Not refused: closed without an answer, so a punching peer dials again and is let in
+      // once this listener stands by again.
+      channel.close();
+      return false;
+    }
+    return this.#options.accept ? this.#options.accept(peer) : true;
   }
 
   #handshake(conn: Deno.TcpConn): void {
@@ -422,7 +818,23 @@ class TcpPeerListener implements PeerListener {
     }
     conn.setNoDelay(true);
     const timeoutMs = this.#options.handshakeTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-    const h: Handshake = { abort: new AbortController(), channel: new TcpChannel(conn) };
+    const h: Handshake = {
+      abort: new AbortController(),
+      takeover: new AbortController(),
+      watching: new AbortController(),
+      channel: new TcpChannel(conn),
+      remote,
+    };
+    // A connection from a candidate of a controlling punch is that punch's; one from the
+    // address of a candidate is, once it has been quiet a while.
+    for (const punch of this.#punches.values()) {
+      if (punch.role !== "controlling") continue;
+      if (punch.isCandidate(remote) && punch.claims(remote)) {
+        h.punch = punch;
+        break;
+      }
+      if (punch.isNear(remote)) this.#watchQuiet(h, punch);
+    }
     const timer = new AbortController();
     (this.#transport.clock ?? systemClock).sleep(timeoutMs, timer.signal).then(() =>
       h.abort.abort(
@@ -433,35 +845,64 @@ class TcpPeerListener implements PeerListener {
         ),
       ), () => {});
     this.#handshakes.add(h);
+    const local = endpointOf(conn.localAddr);
     h.done = (async () => {
       try {
-        const result = await respondHandshake(h.channel, {
-          identity: this.#options.identity,
-          accept: this.#options.accept,
-          random: this.#transport.random,
-          signal: h.abort.signal,
-        });
-        h.channel.established();
-        const link = new SessionLink(
-          keepalive(h.channel, this.#transport, result.peer.userId),
-          result.cipher,
-          {
-            local: endpointOf(conn.localAddr),
-            remote: { ...result.peer, endpoint: remote },
-            transport: "tcp",
-            disconnectTimeoutMs: this.#transport.disconnectTimeoutMs,
-            exclusiveFrames: true,
-          },
-        );
+        let result: HandshakeResult | null = null;
+        if (!h.punch) {
+          try {
+            result = await respondHandshake(h.channel, {
+              identity: this.#options.identity,
+              accept: (p) => this.#admits(p, h.channel),
+              random: this.#transport.random,
+              signal: AbortSignal.any([h.abort.signal, h.takeover.signal]),
+            });
+          } catch (err) {
+            if (!h.punch || h.abort.signal.aborted) throw err;
+          }
+        }
+        if (!result) {
+          // A punch's connection: its handshake role, its key.
+          const punch = h.punch!;
+          const link = await this.#punchHandshake(
+            punch,
+            h.channel,
+            local,
+            remote,
+            h.abort.signal,
+            true,
+          );
+          if (this.#closed || !punch.offer(link)) await link.close();
+          return;
+        }
+        const link = sessionOf(h.channel, result, local, remote, this.#transport);
         if (this.#closed) await link.close();
-        else this.#accepted.put(link);
+        else if (!this.#punches.get(toBase64(result.peer.identityKey))?.offer(link)) {
+          this.#accepted.put(link);
+        }
       } catch (err) {
         h.channel.close();
         if (!this.#closed) this.#transport.onDroppedConnection?.(err, remote);
       } finally {
         timer.abort();
+        h.watching.abort();
         this.#handshakes.delete(h);
       }
     })();
+  }
+
+  /** A controlling punch runs its handshake on `h` instead of the responder. */
+  #takeOver(h: Handshake, punch: TcpPunch): void {
+    if (h.punch || h.channel.received || !punch.claims(h.remote)) return;
+    h.punch = punch;
+    h.takeover.abort();
+  }
+
+  /** `h`, from a candidate's address on another port, is `punch`'s if quiet for a while. */
+  #watchQuiet(h: Handshake, punch: TcpPunch): void {
+    (this.#transport.clock ?? systemClock).sleep(PUNCH_TCP_QUIET_MS, h.watching.signal).then(
+      () => this.#takeOver(h, punch),
+      () => {},
+    );
   }
 }

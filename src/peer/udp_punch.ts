@@ -55,11 +55,11 @@ export interface PunchCandidate extends Endpoint {
   kind?: "host" | "srflx" | "mapped";
 }
 
-/** Options of `UdpPeerListener.punch()`. */
+/** Options of `PeerListener.punch()` (UDP: `UdpPeerListener`, TCP: `tcp_punch.ts`). */
 export interface PunchOptions {
   /** The peer's Ed25519 identity key (from the host's reply or introduction). */
   peerKey: Uint8Array;
-  /** Where the peer may be reached: 1 to `PUNCH_MAX_CANDIDATES` UDP endpoints. */
+  /** Where the peer may be reached: 1 to `PUNCH_MAX_CANDIDATES` endpoints of the listener's transport. */
   candidates: readonly PunchCandidate[];
   /** How long to try, in ms; default `PUNCH_DEFAULT_WINDOW_MS`, at most `PUNCH_MAX_WINDOW_MS`. */
   windowMs?: number;
@@ -141,7 +141,11 @@ function keyOf(e: Endpoint): string {
   return `${e.address}|${e.port}`;
 }
 
-function checkOptions(options: PunchOptions): number {
+/**
+ * Checks a punch's options for a punch over `transport` (`RangeError`, `TypeError`); the window
+ * in ms. Shared by the UDP and the TCP punch (`tcp_punch.ts`).
+ */
+export function checkPunchOptions(options: PunchOptions, transport: "udp" | "tcp"): number {
   const { candidates } = options;
   if (candidates.length === 0 || candidates.length > PUNCH_MAX_CANDIDATES) {
     throw new RangeError(
@@ -149,8 +153,11 @@ function checkOptions(options: PunchOptions): number {
     );
   }
   for (const c of candidates) {
-    if (c.transport !== "udp") {
-      throw new TypeError(`Cannot punch to a ${c.transport} candidate: only udp is punched`);
+    if (c.transport !== transport) {
+      throw new TypeError(
+        `Cannot punch to a ${c.transport} candidate from a ${transport} listener: give ` +
+          `${transport} candidates only`,
+      );
     }
   }
   const windowMs = options.windowMs ?? PUNCH_DEFAULT_WINDOW_MS;
@@ -179,7 +186,7 @@ export class UdpPunch {
 
   /** Checks the options (`RangeError`, `TypeError`); `run()` starts the punch. */
   constructor(host: PunchHost, options: PunchOptions) {
-    this.#windowMs = checkOptions(options);
+    this.#windowMs = checkPunchOptions(options, "udp");
     this.#host = host;
     this.#options = options;
     this.peerKey = options.peerKey;
