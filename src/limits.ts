@@ -300,12 +300,10 @@ export const PUNCH_MAX_WINDOW_MS = 60_000;
  */
 export const DEFAULT_TERMINAL_PUNCH_WINDOW_MS = 15_000;
 /**
- * TCP punch: how long a punch's connection may stay silent, in ms, before a side that waits for
- * CONNECT sends it itself. The controlled side's connect may have reached a listener that is not
- * punching (it answers any CONNECT); the controlling side's listener may have accepted the peer
- * from a port that is no candidate (a symmetric NAT's new port). A plain dialler sends its
- * CONNECT at once, and so does a controlling peer: more than a round trip of silence means nobody
- * will.
+ * TCP punch: how long a controlled side's connection may stay silent, in ms, before it sends
+ * CONNECT itself: its connect reached a listener that is not punching for it, which answers any
+ * CONNECT. A controlling peer sends its CONNECT at once, so more than a round trip of silence
+ * means nobody will.
  */
 export const PUNCH_TCP_QUIET_MS = 500;
 /** Punches one listener runs at once (one per peer key); more are refused with `EPEER`. */

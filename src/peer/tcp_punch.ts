@@ -15,29 +15,29 @@
  * either way the peer must prove `peerKey` (`EIDENTITY` otherwise, that connection only).
  * A connection the listener accepts from one of the candidates is the punch's too: the
  * listener runs the same role on it (`TcpPunch.claims()`), also for one it accepted before the
- * punch started and that has sent nothing yet. A connection from a candidate's address on
- * another port (a symmetric NAT's new port) is the punch's once it has stayed silent for
- * `PUNCH_TCP_QUIET_MS`: a plain dialler from that address sends its CONNECT at once.
+ * punch started and that has sent nothing yet.
  *
  * A controlled side whose connection stays silent for `PUNCH_TCP_QUIET_MS` sends CONNECT itself:
- * its connect reached a listener that is not punching (the peer stands by, or runs a version
- * without the TCP punch), which answers a CONNECT like any dialler's. So a refusal (the peer's
- * allow-list) comes back at once, and a candidate that answers for good (another key, a
- * refusal) is not dialled again; when every candidate has, the punch ends with that answer.
+ * its connect reached a listener that is not punching for it (the peer stands by, was not
+ * introduced yet, runs a version without the TCP punch, or saw the connection come from a port
+ * that is no candidate: a symmetric NAT's new port), which answers a CONNECT like any
+ * dialler's and hands the link to its punch by key. So a refusal (the peer's allow-list) comes
+ * back at once, and a candidate that answers for good (another key, a refusal) is not dialled
+ * again; when every candidate has, the punch ends with that answer.
  *
  * **Pacing and bounds** (no scanner): at most `PUNCH_MAX_CANDIDATES` TCP candidates, tried at
  * once from the one local port (candidate i starts `i × PUNCH_STAGGER_MS` after the first);
  * each attempt is one connect, given `backoff(n)` ms (then dropped and made again) or, refused
  * at once, retried after that time; the window is at most `PUNCH_MAX_WINDOW_MS`; nothing is
- * dialled after the window or the first link. The same source address as a candidate on
- * another port (a symmetric NAT's new port) is claimed at most `PUNCH_MAX_PEER_REFLEXIVE` times.
+ * dialled after the window or the first link. Only the candidates are dialled: a symmetric
+ * NAT's new port is never learned, it only ever comes in (to a listener, see above).
  *
  * @module
  */
 import { PeerError } from "../errors.ts";
 import { bytesEqual, toBase64 } from "../message/base64.ts";
 import type { Endpoint } from "../message/types.ts";
-import { PUNCH_MAX_PEER_REFLEXIVE, PUNCH_STAGGER_MS } from "../limits.ts";
+import { PUNCH_STAGGER_MS } from "../limits.ts";
 import type { Backoff, Clock } from "../runtime.ts";
 import { REFUSED_REASON } from "./handshake.ts";
 import type { PeerLink } from "./types.ts";
@@ -85,8 +85,6 @@ export class TcpPunch {
   #options: PunchOptions;
   #windowMs: number;
   #candidates = new Set<string>();
-  #addresses = new Set<string>();
-  #learned = new Set<string>();
   #running: Promise<unknown>[] = [];
   /** Candidates that answered for good (another key, a refusal). */
   #finished = 0;
@@ -105,7 +103,6 @@ export class TcpPunch {
     this.role = punchRole(host.ownKey, options.peerKey);
     for (const c of options.candidates) {
       this.#candidates.add(keyOf(c));
-      this.#addresses.add(c.address);
     }
     this.#result = new Promise((resolve, reject) => {
       this.#settle = resolve;
@@ -154,31 +151,12 @@ export class TcpPunch {
     return this.#result;
   }
 
-  /** Whether `remote` is one of this punch's candidates (while it runs). */
-  isCandidate(remote: Endpoint): boolean {
-    return !this.done && this.#candidates.has(keyOf(remote));
-  }
-
-  /** Whether `remote` is on the address of one of this punch's candidates (while it runs). */
-  isNear(remote: Endpoint): boolean {
-    return !this.done && this.#addresses.has(remote.address);
-  }
-
   /**
    * Whether a connection the listener accepted from `remote` belongs to this punch: one of its
-   * candidates, or (after `PUNCH_TCP_QUIET_MS` of silence, the listener's rule) the address of
-   * one on another port, a symmetric NAT's new port: at most `PUNCH_MAX_PEER_REFLEXIVE` such,
-   * each told as `learned`. The listener then runs this punch's role on it.
+   * candidates, while the punch runs. The listener then runs this punch's role on it.
    */
   claims(remote: Endpoint): boolean {
-    if (this.done) return false;
-    const key = keyOf(remote);
-    if (this.#candidates.has(key) || this.#learned.has(key)) return true;
-    if (!this.#addresses.has(remote.address)) return false;
-    if (this.#learned.size >= PUNCH_MAX_PEER_REFLEXIVE) return false;
-    this.#learned.add(key);
-    this.#options.onEvent?.({ type: "learned", remote });
-    return true;
+    return !this.done && this.#candidates.has(keyOf(remote));
   }
 
   /**

@@ -373,8 +373,6 @@ interface Handshake {
   remote: Endpoint;
   /** The punch whose handshake runs on this connection instead of the responder's. */
   punch?: TcpPunch;
-  /** Ends the quiet watches of this connection (`#watchQuiet`). */
-  watching: AbortController;
   done?: Promise<void>;
 }
 
@@ -484,8 +482,7 @@ class TcpPeerListener implements PeerListener {
       if (punch.role === "controlling") {
         for (const h of this.#handshakes) {
           if (h.punch || h.channel.received) continue;
-          if (punch.isCandidate(h.remote)) this.#takeOver(h, punch);
-          else if (punch.isNear(h.remote)) this.#watchQuiet(h, punch);
+          this.#takeOver(h, punch);
         }
       }
       return await result;
@@ -821,19 +818,15 @@ class TcpPeerListener implements PeerListener {
     const h: Handshake = {
       abort: new AbortController(),
       takeover: new AbortController(),
-      watching: new AbortController(),
       channel: new TcpChannel(conn),
       remote,
     };
-    // A connection from a candidate of a controlling punch is that punch's; one from the
-    // address of a candidate is, once it has been quiet a while.
+    // A connection from a candidate of a controlling punch is that punch's.
     for (const punch of this.#punches.values()) {
-      if (punch.role !== "controlling") continue;
-      if (punch.isCandidate(remote) && punch.claims(remote)) {
+      if (punch.role === "controlling" && punch.claims(remote)) {
         h.punch = punch;
         break;
       }
-      if (punch.isNear(remote)) this.#watchQuiet(h, punch);
     }
     const timer = new AbortController();
     (this.#transport.clock ?? systemClock).sleep(timeoutMs, timer.signal).then(() =>
@@ -885,7 +878,6 @@ class TcpPeerListener implements PeerListener {
         if (!this.#closed) this.#transport.onDroppedConnection?.(err, remote);
       } finally {
         timer.abort();
-        h.watching.abort();
         this.#handshakes.delete(h);
       }
     })();
@@ -896,13 +888,5 @@ class TcpPeerListener implements PeerListener {
     if (h.punch || h.channel.received || !punch.claims(h.remote)) return;
     h.punch = punch;
     h.takeover.abort();
-  }
-
-  /** `h`, from a candidate's address on another port, is `punch`'s if quiet for a while. */
-  #watchQuiet(h: Handshake, punch: TcpPunch): void {
-    (this.#transport.clock ?? systemClock).sleep(PUNCH_TCP_QUIET_MS, h.watching.signal).then(
-      () => this.#takeOver(h, punch),
-      () => {},
-    );
   }
 }
