@@ -166,7 +166,7 @@ export class TcpPunch {
   offer(link: PeerLink): boolean {
     if (this.done) return false;
     if (!bytesEqual(link.remote.identityKey, this.peerKey)) return false;
-    this.#win(link);
+    this.#win(link, "listener");
     return true;
   }
 
@@ -193,7 +193,7 @@ export class TcpPunch {
         try {
           const link = await this.#host.dial(remote, stepMs, signal);
           if (this.done) await link.close().catch(() => {});
-          else this.#win(link);
+          else this.#win(link, "connect");
           return;
         } catch (error) {
           if (signal.aborted) return;
@@ -218,7 +218,7 @@ export class TcpPunch {
     }
   }
 
-  #win(link: PeerLink): void {
+  #win(link: PeerLink, via: "connect" | "listener"): void {
     const remote = link.remote.endpoint;
     const settle = this.#settle;
     this.#end(null);
@@ -228,6 +228,7 @@ export class TcpPunch {
       role: this.role,
       local: link.local,
       remote,
+      via,
     });
   }
 

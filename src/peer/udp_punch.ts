@@ -110,6 +110,12 @@ export interface PunchResult {
   local: Endpoint;
   /** The other side of the winning pair, as actually seen (may be no candidate at all). */
   remote: Endpoint;
+  /**
+   * TCP only: how the connection came about. `connect`: this side's connect from the listener's
+   * port completed (a simultaneous open when the peer's did too); `listener`: the listener
+   * accepted the peer's connect.
+   */
+  via?: "connect" | "listener";
 }
 
 /** What a punch needs from the listener that owns the socket. */

@@ -119,6 +119,7 @@ export interface Outcome {
   ms: number;
   local?: { address: string; port: number };
   remote?: { address: string; port: number };
+  via?: "connect" | "listener";
 }
 
 /** Starts both peers, swaps their candidates, returns both outcomes (and runs `after`). */

@@ -7,7 +7,7 @@
  *    it listens on TCP, and the `srflx` candidate is the STUN address with the listener's port,
  *    as a TCP terminal announces it (a port-preserving NAT keeps it);
  * 2. reads the other peer's line from stdin and punches to it (window `--window` ms);
- * 3. writes `{"connected": true, "path", "role", "ms", "local", "remote"}` or
+ * 3. writes `{"connected": true, "path", "role", "ms", "local", "remote"}` (TCP: and `"via"`) or
  *    `{"connected": false, "code", "message", "ms"}` (and exits 0 either way);
  * 4. when connected: `--chat` sends one line and writes `{"chat": <what came back>}`;
  *    `--send MB` sends MB mebibytes of random bytes, `--receive MB` takes them; both write
@@ -95,6 +95,7 @@ try {
     ms: Math.round(performance.now() - started),
     local: result.local,
     remote: result.remote,
+    ...(result.via ? { via: result.via } : {}),
   });
   const link = result.link;
   if (Deno.args.includes("--chat")) {

@@ -80,7 +80,10 @@ Deno.test({
                 }`,
               );
             }
-            cells.push(`OK ${ms} ms`);
+            // Both connects completed: a simultaneous open (S/O); else one side's listener took
+            // the other's connect (L).
+            const how = a.via === "connect" && b.via === "connect" ? "S/O" : "L";
+            cells.push(`OK ${how} ${ms} ms`);
           }
           report(`${pair}: A ${JSON.stringify(a)} B ${JSON.stringify(b)}`);
         }

@@ -82,6 +82,8 @@ Deno.test("two TCP listeners punching to each other get exactly one link and cha
     ]);
     assert.equal(ra.role, "controlling");
     assert.equal(rb.role, "controlled");
+    // Loopback answers a SYN at once: one side's listener took the other's connect.
+    assert.deepEqual([ra.via, rb.via].sort(), ["connect", "listener"]);
     assert.deepEqual(ra.link.remote.identityKey, high!.publicKey);
     assert.deepEqual(rb.link.remote.identityKey, low!.publicKey);
     assert.equal(ra.link.transport, "tcp");
