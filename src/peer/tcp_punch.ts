@@ -35,7 +35,7 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { bytesEqual, toBase64 } from "../message/base64.ts";
+import { toBase64 } from "../message/base64.ts";
 import type { Endpoint } from "../message/types.ts";
 import { PUNCH_STAGGER_MS } from "../limits.ts";
 import type { Backoff, Clock } from "../runtime.ts";
@@ -43,8 +43,8 @@ import { REFUSED_REASON } from "./handshake.ts";
 import type { PeerLink } from "./types.ts";
 import {
   checkPunchOptions,
-  pathKindOf,
   type PunchOptions,
+  PunchOutcome,
   type PunchResult,
   type PunchRole,
   punchRole,
@@ -88,11 +88,7 @@ export class TcpPunch {
   #running: Promise<unknown>[] = [];
   /** Candidates that answered for good (another key, a refusal). */
   #finished = 0;
-  #finalError: unknown = null;
-  #done = new AbortController();
-  #settle: ((r: PunchResult) => void) | null = null;
-  #fail: ((err: unknown) => void) | null = null;
-  #result: Promise<PunchResult>;
+  #outcome: PunchOutcome;
 
   /** Checks the options (`RangeError`, `TypeError`); `run()` starts the punch. */
   constructor(host: TcpPunchHost, options: PunchOptions) {
@@ -104,20 +100,17 @@ export class TcpPunch {
     for (const c of options.candidates) {
       this.#candidates.add(keyOf(c));
     }
-    this.#result = new Promise((resolve, reject) => {
-      this.#settle = resolve;
-      this.#fail = reject;
-    });
+    this.#outcome = new PunchOutcome(options.peerKey, this.role, options.candidates);
   }
 
   /** True once the punch has ended (won, timed out, aborted). */
   get done(): boolean {
-    return this.#done.signal.aborted;
+    return this.#outcome.done;
   }
 
   /** Aborted once the punch has ended: handshakes run for it stop. */
   get signal(): AbortSignal {
-    return this.#done.signal;
+    return this.#outcome.signal;
   }
 
   /** The caller's options (for `localEndpoint` and `onEvent`). */
@@ -127,28 +120,19 @@ export class TcpPunch {
 
   /** Starts the attempts and the window; settles once. */
   run(): Promise<PunchResult> {
-    const { signal } = this.#options;
     const where = `peer ${toBase64(this.peerKey).slice(0, 12)}…`;
-    if (signal?.aborted) this.#end(signal.reason);
-    const onAbort = () => this.#end(signal?.reason);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    this.#done.signal.addEventListener("abort", () => {
-      signal?.removeEventListener("abort", onAbort);
-    }, { once: true });
-    this.#host.clock.sleep(this.#windowMs, this.#done.signal).then(() =>
-      this.#end(
-        new PeerError(
-          "ETIMEOUT",
-          `Cannot open a TCP connection to ${where}: none of ${this.#candidates.size} ` +
-            `candidate endpoints completed the handshake in ${this.#windowMs} ms; ` +
-            "use a relay or try another peer",
-        ),
-      ), () => {});
+    this.#outcome.start(this.#host.clock, this.#windowMs, this.#options.signal, () =>
+      new PeerError(
+        "ETIMEOUT",
+        `Cannot open a TCP connection to ${where}: none of ${this.#candidates.size} ` +
+          `candidate endpoints completed the handshake in ${this.#windowMs} ms; ` +
+          "use a relay or try another peer",
+      ));
     this.#options.candidates.forEach((c, i) => {
       const remote: Endpoint = { transport: "tcp", address: c.address, port: c.port };
       this.#running.push(this.#attempts(remote, i * PUNCH_STAGGER_MS));
     });
-    return this.#result;
+    return this.#outcome.result;
   }
 
   /**
@@ -164,15 +148,12 @@ export class TcpPunch {
    * it. False when the punch has ended or the key is another.
    */
   offer(link: PeerLink): boolean {
-    if (this.done) return false;
-    if (!bytesEqual(link.remote.identityKey, this.peerKey)) return false;
-    this.#win(link, "listener");
-    return true;
+    return this.#outcome.offer(link, "listener");
   }
 
   /** Ends the punch with `err` (the listener closed). */
   cancel(err: unknown): void {
-    this.#end(err);
+    this.#outcome.end(err);
   }
 
   /** Resolves once every attempt of this punch has stopped dialling. */
@@ -183,7 +164,7 @@ export class TcpPunch {
   /** Connects to one candidate again and again, paced by the backoff, until the punch ends. */
   async #attempts(remote: Endpoint, delayMs: number): Promise<void> {
     const { clock, backoff } = this.#host;
-    const signal = this.#done.signal;
+    const signal = this.#outcome.signal;
     try {
       if (delayMs > 0) await clock.sleep(delayMs, signal);
       this.#options.onEvent?.({ type: "attempt", remote, role: this.role });
@@ -193,15 +174,14 @@ export class TcpPunch {
         try {
           const link = await this.#host.dial(remote, stepMs, signal);
           if (this.done) await link.close().catch(() => {});
-          else this.#win(link, "connect");
+          else this.#outcome.win(link, "connect");
           return;
         } catch (error) {
           if (signal.aborted) return;
           if (isFinal(error)) {
             // Another key answers there, or the peer refused: that candidate is done.
             this.#options.onEvent?.({ type: "failed", remote, error });
-            this.#finalError = error;
-            if (++this.#finished === this.#candidates.size) this.#end(error);
+            if (++this.#finished === this.#candidates.size) this.#outcome.end(error);
             return;
           }
           // A connect that failed (refused, no answer yet) is retried without a word; a
@@ -216,27 +196,5 @@ export class TcpPunch {
     } catch {
       // the punch ended while waiting
     }
-  }
-
-  #win(link: PeerLink, via: "connect" | "listener"): void {
-    const remote = link.remote.endpoint;
-    const settle = this.#settle;
-    this.#end(null);
-    settle?.({
-      link,
-      path: pathKindOf(remote, this.#options.candidates),
-      role: this.role,
-      local: link.local,
-      remote,
-      via,
-    });
-  }
-
-  #end(err: unknown): void {
-    if (this.done) return;
-    const fail = this.#fail;
-    this.#settle = this.#fail = null;
-    this.#done.abort();
-    if (err !== null) fail?.(err);
   }
 }

@@ -19,7 +19,6 @@ import {
   DEFAULT_CONNECT_TIMEOUT_MS,
   MAX_HANDSHAKE_FRAME_BYTES,
   MAX_PENDING_TCP_HANDSHAKES,
-  PUNCH_MAX_CONCURRENT,
   PUNCH_TCP_QUIET_MS,
 } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
@@ -36,7 +35,7 @@ import { KeepaliveChannel } from "./keepalive_channel.ts";
 import { Handoff } from "./handoff.ts";
 import { type ByteConn, NodeSocketConn } from "./node_socket_conn.ts";
 import { TcpPunch } from "./tcp_punch.ts";
-import type { PunchOptions, PunchResult } from "./udp_punch.ts";
+import { addPunch, type PunchOptions, type PunchResult } from "./udp_punch.ts";
 import { SessionLink } from "./session_link.ts";
 import type {
   ConnectOptions,
@@ -456,21 +455,10 @@ class TcpPeerListener implements PeerListener {
       backoff: this.#transport.backoff ?? exponentialBackoff(100, 1000),
       dial: (remote, connectMs, signal) => this.#dial(punch, remote, connectMs, signal),
     }, options);
-    const id = toBase64(options.peerKey);
-    const what = `Cannot open a TCP connection to peer ${id.slice(0, 12)}…`;
-    if (this.#closed || this.#failure) {
-      throw new PeerError("EPEER", `${what}: the listener is closed; listen again`);
-    }
-    if (this.#punches.has(id)) {
-      throw new PeerError("EPEER", `${what}: a punch to this peer is already running; wait for it`);
-    }
-    if (this.#punches.size >= PUNCH_MAX_CONCURRENT) {
-      throw new PeerError(
-        "EPEER",
-        `${what}: ${PUNCH_MAX_CONCURRENT} punches are already running; wait for one to end`,
-      );
-    }
-    this.#punches.set(id, punch);
+    const id = addPunch(this.#punches, options.peerKey, punch, {
+      closed: this.#closed || this.#failure !== null,
+      what: "Cannot open a TCP connection to peer",
+    });
     try {
       const result = punch.run();
       // The peer's handshake may have come before this punch: the link waiting for accept()

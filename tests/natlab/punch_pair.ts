@@ -143,6 +143,27 @@ export async function punchPair(
   }
 }
 
+/**
+ * Behind a symmetric NAT a peer is seen on a port it never announced (its NAT's new port): for
+ * each side of `pair` whose NAT is symmetric, asserts that the other side's remote is none of its
+ * candidates.
+ */
+export function assertSymmetricSeenElsewhere(
+  pair: string,
+  nats: readonly [string, string],
+  out: { a: Outcome; b: Outcome; hello: { a: Hello; b: Hello } },
+): void {
+  const sides = [[nats[0], out.b, out.hello.a], [nats[1], out.a, out.hello.b]] as const;
+  for (const [nat, seer, announced] of sides) {
+    if (nat !== "symmetric") continue;
+    const seen = seer.remote!;
+    assert.ok(
+      !announced.candidates.some((c) => c.address === seen.address && c.port === seen.port),
+      `${pair}: ${JSON.stringify(seen)} is not among ${JSON.stringify(announced.candidates)}`,
+    );
+  }
+}
+
 /** Writes a line of the test's report to stderr. */
 export function report(text: string): void {
   Deno.stderr.writeSync(new TextEncoder().encode(text + "\n"));

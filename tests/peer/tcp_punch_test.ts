@@ -14,7 +14,8 @@ import { PUNCH_MAX_CANDIDATES, PUNCH_MAX_WINDOW_MS, PUNCH_TCP_QUIET_MS } from ".
 import type { Endpoint } from "../../src/message/types.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
 import type { PeerIdentity } from "../../src/peer/types.ts";
-import { type PunchEvent, punchRole } from "../../src/peer/udp_punch.ts";
+import { punchRole } from "../../src/peer/udp_punch.ts";
+import { Events } from "../support/punch_events.ts";
 import { ManualClock } from "../../src/runtime.ts";
 import { makeIdentity, rejectsWithCode } from "../conformance/peer_transport.ts";
 
@@ -27,23 +28,6 @@ const tcp = (e: Endpoint): Endpoint => ({ transport: "tcp", address: e.address, 
 async function ordered(...names: string[]): Promise<PeerIdentity[]> {
   const ids = await Promise.all(names.map((n) => makeIdentity(n)));
   return ids.sort((x, y) => punchRole(x.publicKey, y.publicKey) === "controlling" ? -1 : 1);
-}
-
-/** Collects punch events and lets a test await one. */
-class Events {
-  list: PunchEvent[] = [];
-  #waiters: { test: (e: PunchEvent) => boolean; resolve: (e: PunchEvent) => void }[] = [];
-  on = (e: PunchEvent) => {
-    this.list.push(e);
-    const ready = this.#waiters.filter((w) => w.test(e));
-    this.#waiters = this.#waiters.filter((w) => !w.test(e));
-    for (const w of ready) w.resolve(e);
-  };
-  next(test: (e: PunchEvent) => boolean): Promise<PunchEvent> {
-    const seen = this.list.find(test);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve) => this.#waiters.push({ test, resolve }));
-  }
 }
 
 /**
