@@ -48,6 +48,16 @@ const UNPUNCHABLE = new Set([
   "symmetric/port-restricted",
   "symmetric/symmetric",
 ]);
+/**
+ * Over TCP (docs/nat.md "TCP simultaneous open"): symmetric against any filtering NAT cannot
+ * open (every type but `none` filters TCP by address and port in the lab).
+ */
+const UNOPENABLE = new Set(
+  ["full-cone", "restricted", "port-restricted", "symmetric"].flatMap((t) => [
+    `${t}/symmetric`,
+    `symmetric/${t}`,
+  ]),
+);
 
 async function natlab(...args: string[]): Promise<void> {
   const out = await new Deno.Command("bash", { args: [NATLAB, ...args], stderr: "piped" })
@@ -59,9 +69,9 @@ type Event = Record<string, unknown>;
 const of = (events: Event[], name: string) => events.filter((e) => e.event === name);
 
 /** One pair: bob stands by behind B, alice asks behind A. */
-async function rendezvous(a: string, b: string): Promise<void> {
+async function rendezvous(a: string, b: string, transport = "udp"): Promise<void> {
   const lab = LAB!;
-  const punchable = !UNPUNCHABLE.has(`${a}/${b}`);
+  const punchable = !(transport === "tcp" ? UNOPENABLE : UNPUNCHABLE).has(`${a}/${b}`);
   const stun =
     `stun_servers = ["${lab.coturn.host}:${lab.coturn.port}", "${lab.coturn.alt_host}:${lab.coturn.alt_port}"]`;
   // Bob stands by long enough for alice's mail round trip and her punch window; alice, whose
@@ -72,7 +82,7 @@ async function rendezvous(a: string, b: string): Promise<void> {
     terminal: [
       `address = "auto"`,
       stun,
-      `transport = "udp"`,
+      `transport = "${transport}"`,
       `reply_timeout = "60s"`,
       `standby_timeout = "${punchable ? 60 : 30}s"`,
     ].join("\n"),
@@ -127,7 +137,7 @@ async function rendezvous(a: string, b: string): Promise<void> {
       assert.ok(connected, said(alice));
       assert.equal(connected.peer, "bob");
       assert.equal(connected.role, "initiator");
-      assert.equal(connected.transport, "udp");
+      assert.equal(connected.transport, transport);
       assert.equal(connected.path, "punched", said(alice));
       const bobConnected = of(bob.events, "connected")[0];
       assert.ok(bobConnected && bobConnected.peer === "alice", said(bob));
@@ -183,4 +193,31 @@ for (const a of TYPES) {
       },
     });
   }
+}
+
+// Over TCP the same terminals punch from their listeners' ports (docs/nat.md "TCP simultaneous
+// open"): a pair that opens by simultaneous open, one that opens through the listener of the side
+// without NAT, and one that cannot open.
+for (
+  const [a, b] of [["port-restricted", "port-restricted"], ["none", "symmetric"], [
+    "port-restricted",
+    "symmetric",
+  ]] as const
+) {
+  Deno.test({
+    name: `over TCP behind NATs ${a} × ${b}: two CLI terminals meet through the host and ${
+      UNOPENABLE.has(`${a}/${b}`) ? "end clearly where no connection can open" : "chat"
+    }`,
+    ignore: MISSING !== undefined,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    async fn() {
+      await natlab("setnat", a, b);
+      try {
+        await rendezvous(a, b, "tcp");
+      } finally {
+        await natlab("setnat", "port-restricted", "port-restricted");
+      }
+    },
+  });
 }
