@@ -566,9 +566,13 @@ class TcpPeerListener implements PeerListener {
    * so the listener may then take the port again beside the connecting socket); one connect at
    * a time. Resolves with the socket and its connect outcome.
    */
-  #connectFrom(remote: Endpoint): Promise<{ socket: Socket; connected: Promise<void> }> {
+  #connectFrom(
+    remote: Endpoint,
+    signal: AbortSignal,
+  ): Promise<{ socket: Socket; connected: Promise<void> }> {
     const turn = this.#aside.then(async () => {
       if (this.#closed || this.#failure) throw this.#closedError();
+      signal.throwIfAborted(); // the punch ended while this connect waited for its turn
       let halt!: () => void, resume!: () => void;
       const halted = new Promise<void>((r) => halt = r);
       const resumed = new Promise<void>((r) => resume = r);
@@ -629,7 +633,7 @@ class TcpPeerListener implements PeerListener {
     signal: AbortSignal,
   ): Promise<PeerLink> {
     signal.throwIfAborted();
-    const { socket, connected } = await this.#connectFrom(remote);
+    const { socket, connected } = await this.#connectFrom(remote, signal);
     const timer = new AbortController();
     const giveUp = new Promise<never>((_, reject) => {
       if (signal.aborted) return reject(signal.reason); // ended while the port was taken

@@ -92,6 +92,51 @@ Deno.test("two TCP listeners punching to each other get exactly one link and cha
   }
 });
 
+Deno.test("a punched TCP link carries 8 MiB both ways at once, intact and in order", async () => {
+  const transport = new TcpTransport({ backoff: () => 5 });
+  const [low, high] = await ordered("xavier", "yvonne");
+  const a = await transport.listen(LOCAL, { identity: low! });
+  const b = await transport.listen(LOCAL, { identity: high! });
+  try {
+    const [ra, rb] = await Promise.all([
+      a.punch!({ peerKey: high!.publicKey, candidates: [tcp(b.endpoint)], windowMs: 20_000 }),
+      b.punch!({ peerKey: low!.publicKey, candidates: [tcp(a.endpoint)], windowMs: 20_000 }),
+    ]);
+    const total = 8 * 1024 * 1024;
+    const chunk = 64 * 1024;
+    const pattern = (i: number) => new Uint8Array(chunk).fill(i % 251);
+    const send = async (link: typeof ra.link) => {
+      for (let i = 0; i * chunk < total; i++) await link.send(pattern(i));
+    };
+    const receive = async (link: typeof ra.link) => {
+      const into = new Uint8Array(256 * 1024);
+      let got = 0;
+      for (let i = 0; got < total; i++) {
+        const m = await link.receive({ into });
+        assert.ok(m, "the link ended early");
+        assert.equal(m.length, chunk);
+        assert.ok(m.every((x) => x === i % 251), `message ${i} arrived altered`);
+        got += m.length;
+      }
+      return got;
+    };
+    // Both directions at once, on the dialled side through the node:net socket.
+    const [, , toB, toA] = await Promise.all([
+      send(ra.link),
+      send(rb.link),
+      receive(rb.link),
+      receive(ra.link),
+    ]);
+    assert.equal(toB, total);
+    assert.equal(toA, total);
+    await ra.link.close();
+    await rb.link.close();
+  } finally {
+    await a.close();
+    await b.close();
+  }
+});
+
 Deno.test("a controlled side's connect that reached the controlling listener first is taken over by its punch", async () => {
   const transport = new TcpTransport({ backoff: () => 5 });
   const [low, high] = await ordered("xavier", "yvonne");
