@@ -320,6 +320,13 @@ export const PUNCH_MAX_WINDOW_MS = 60_000;
 export const DEFAULT_TERMINAL_PUNCH_WINDOW_MS = 15_000;
 /** Shortest `terminal.punch_window` accepted, in ms. */
 export const MIN_TERMINAL_PUNCH_WINDOW_MS = 1_000;
+/**
+ * TCP punch: how long a controlled side's connection may stay silent, in ms, before it sends
+ * CONNECT itself: its connect reached a listener that is not punching for it, which answers any
+ * CONNECT. A controlling peer sends its CONNECT at once, so more than a round trip of silence
+ * means nobody will.
+ */
+export const PUNCH_TCP_QUIET_MS = 500;
 /** Punches one listener runs at once (one per peer key); more are refused with `EPEER`. */
 export const PUNCH_MAX_CONCURRENT = 16;
 

@@ -92,11 +92,12 @@ export interface PeerListener {
   accept(options?: { signal?: AbortSignal }): Promise<PeerLink>;
   close(): Promise<void>;
   /**
-   * UDP: punches a hole to one expected peer from the listener's socket (`udp_punch.ts`,
-   * docs/nat.md). Absent on transports that cannot punch.
+   * Punches to one expected peer: UDP from the listener's socket (`udp_punch.ts`), TCP by
+   * simultaneous open from the listener's port (`tcp_punch.ts`); docs/nat.md. Absent on
+   * transports that cannot punch.
    */
   punch?(options: PunchOptions): Promise<PunchResult>;
-  /** UDP: answer every CONNECT (`all`) or only those of peers being punched to (`punched`). */
+  /** Answer every CONNECT (`all`) or only those of peers being punched to (`punched`). */
   admit?(mode: "all" | "punched"): void;
   /** UDP: the listener's own socket for STUN, so STUN learns the mapping peers will use. */
   stunSocket?(): ListenerStunSocket;

@@ -16,7 +16,7 @@
  */
 import { PeerError } from "../errors.ts";
 import { bytesEqual, toBase64 } from "../message/base64.ts";
-import { DEFAULT_CONNECT_TIMEOUT_MS, PUNCH_MAX_CONCURRENT } from "../limits.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS } from "../limits.ts";
 import { ConnectCookies } from "./connect_cookie.ts";
 import type { Endpoint } from "../message/types.ts";
 import type { Backoff, Clock, RandomSource } from "../runtime.ts";
@@ -27,7 +27,7 @@ import { initiateHandshake, respondHandshake } from "./handshake.ts";
 import { Handoff } from "./handoff.ts";
 import { ReliableLink } from "./reliable_link.ts";
 import type { ListenOptions, PeerLink, PeerListener } from "./types.ts";
-import { type PunchOptions, type PunchResult, UdpPunch } from "./udp_punch.ts";
+import { addPunch, type PunchOptions, type PunchResult, UdpPunch } from "./udp_punch.ts";
 
 /** `UdpTransportOptions` with their defaults applied, shared by connect and listeners. */
 export interface UdpSettings {
@@ -236,24 +236,10 @@ export class UdpPeerListener implements PeerListener {
         this.#initiate(remote, expectedKey, options, signal),
       send: (bytes, to) => this.#socket.send(bytes, to),
     }, options);
-    const id = toBase64(options.peerKey);
-    const what = `Cannot punch a hole to peer ${id.slice(0, 12)}…`;
-    if (this.#closed) {
-      throw new PeerError("EPEER", `${what}: the listener is closed; listen again`);
-    }
-    if (this.#punches.has(id)) {
-      throw new PeerError(
-        "EPEER",
-        `${what}: a punch to this peer is already running; wait for it`,
-      );
-    }
-    if (this.#punches.size >= PUNCH_MAX_CONCURRENT) {
-      throw new PeerError(
-        "EPEER",
-        `${what}: ${PUNCH_MAX_CONCURRENT} punches are already running; wait for one to end`,
-      );
-    }
-    this.#punches.set(id, punch);
+    const id = addPunch(this.#punches, options.peerKey, punch, {
+      closed: this.#closed,
+      what: "Cannot punch a hole to peer",
+    });
     try {
       const result = punch.run();
       // The peer's handshake may have come before this punch (its introduction came first):

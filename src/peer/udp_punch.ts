@@ -37,6 +37,7 @@ import type { Endpoint } from "../message/types.ts";
 import {
   PUNCH_DEFAULT_WINDOW_MS,
   PUNCH_MAX_CANDIDATES,
+  PUNCH_MAX_CONCURRENT,
   PUNCH_MAX_PEER_REFLEXIVE,
   PUNCH_MAX_WINDOW_MS,
   PUNCH_STAGGER_MS,
@@ -55,11 +56,11 @@ export interface PunchCandidate extends Endpoint {
   kind?: "host" | "srflx" | "mapped";
 }
 
-/** Options of `UdpPeerListener.punch()`. */
+/** Options of `PeerListener.punch()` (UDP: `UdpPeerListener`, TCP: `tcp_punch.ts`). */
 export interface PunchOptions {
   /** The peer's Ed25519 identity key (from the host's reply or introduction). */
   peerKey: Uint8Array;
-  /** Where the peer may be reached: 1 to `PUNCH_MAX_CANDIDATES` UDP endpoints. */
+  /** Where the peer may be reached: 1 to `PUNCH_MAX_CANDIDATES` endpoints of the listener's transport. */
   candidates: readonly PunchCandidate[];
   /** How long to try, in ms; default `PUNCH_DEFAULT_WINDOW_MS`, at most `PUNCH_MAX_WINDOW_MS`. */
   windowMs?: number;
@@ -115,6 +116,12 @@ export interface PunchResult {
    * probe was sent to (which of this side's candidates the peer reaches).
    */
   reached?: Endpoint;
+  /**
+   * TCP only: how the connection came about. `connect`: this side's connect from the listener's
+   * port completed (a simultaneous open when the peer's did too); `listener`: the listener
+   * accepted the peer's connect.
+   */
+  via?: "connect" | "listener";
 }
 
 /** What a punch needs from the listener that owns the socket. */
@@ -146,7 +153,11 @@ function keyOf(e: Endpoint): string {
   return `${e.address}|${e.port}`;
 }
 
-function checkOptions(options: PunchOptions): number {
+/**
+ * Checks a punch's options for a punch over `transport` (`RangeError`, `TypeError`); the window
+ * in ms. Shared by the UDP and the TCP punch (`tcp_punch.ts`).
+ */
+export function checkPunchOptions(options: PunchOptions, transport: "udp" | "tcp"): number {
   const { candidates } = options;
   if (candidates.length === 0 || candidates.length > PUNCH_MAX_CANDIDATES) {
     throw new RangeError(
@@ -154,8 +165,11 @@ function checkOptions(options: PunchOptions): number {
     );
   }
   for (const c of candidates) {
-    if (c.transport !== "udp") {
-      throw new TypeError(`Cannot punch to a ${c.transport} candidate: only udp is punched`);
+    if (c.transport !== transport) {
+      throw new TypeError(
+        `Cannot punch to a ${c.transport} candidate from a ${transport} listener: give ` +
+          `${transport} candidates only`,
+      );
     }
   }
   const windowMs = options.windowMs ?? PUNCH_DEFAULT_WINDOW_MS;
@@ -165,6 +179,114 @@ function checkOptions(options: PunchOptions): number {
     );
   }
   return windowMs;
+}
+
+/**
+ * Registers `punch` under its peer's key in a listener's running punches; `PeerError` `EPEER`
+ * when the listener is `closed`, already punching to that key, or runs `PUNCH_MAX_CONCURRENT`.
+ * `what` starts the messages ("Cannot punch a hole to peer …"). Returns the key it is under.
+ */
+export function addPunch<P>(
+  punches: Map<string, P>,
+  peerKey: Uint8Array,
+  punch: P,
+  options: { closed: boolean; what: string },
+): string {
+  const id = toBase64(peerKey);
+  const what = `${options.what} ${id.slice(0, 12)}…`;
+  if (options.closed) {
+    throw new PeerError("EPEER", `${what}: the listener is closed; listen again`);
+  }
+  if (punches.has(id)) {
+    throw new PeerError("EPEER", `${what}: a punch to this peer is already running; wait for it`);
+  }
+  if (punches.size >= PUNCH_MAX_CONCURRENT) {
+    throw new PeerError(
+      "EPEER",
+      `${what}: ${PUNCH_MAX_CONCURRENT} punches are already running; wait for one to end`,
+    );
+  }
+  punches.set(id, punch);
+  return id;
+}
+
+/**
+ * How one punch ends, shared by the UDP and the TCP punch (`tcp_punch.ts`): once, with a link
+ * that proved the peer's key, the caller's abort, or the window's end; `signal` stops whatever
+ * the punch still runs.
+ */
+export class PunchOutcome {
+  /** Settles once: the winning pair, or why there is none. */
+  readonly result: Promise<PunchResult>;
+  #peerKey: Uint8Array;
+  #role: PunchRole;
+  #candidates: readonly PunchCandidate[];
+  #done = new AbortController();
+  #settle: ((r: PunchResult) => void) | null = null;
+  #fail: ((err: unknown) => void) | null = null;
+
+  constructor(peerKey: Uint8Array, role: PunchRole, candidates: readonly PunchCandidate[]) {
+    this.#peerKey = peerKey;
+    this.#role = role;
+    this.#candidates = candidates;
+    this.result = new Promise((resolve, reject) => {
+      this.#settle = resolve;
+      this.#fail = reject;
+    });
+  }
+
+  /** True once the punch has ended (won, timed out, aborted). */
+  get done(): boolean {
+    return this.#done.signal.aborted;
+  }
+
+  /** Aborted once the punch has ended. */
+  get signal(): AbortSignal {
+    return this.#done.signal;
+  }
+
+  /** Ends the punch when `signal` aborts, and with `timeout()` once `windowMs` has passed. */
+  start(clock: Clock, windowMs: number, signal: AbortSignal | undefined, timeout: () => unknown) {
+    if (signal?.aborted) this.end(signal.reason);
+    const onAbort = () => this.end(signal?.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    this.#done.signal.addEventListener("abort", () => {
+      signal?.removeEventListener("abort", onAbort);
+    }, { once: true });
+    clock.sleep(windowMs, this.#done.signal).then(() => this.end(timeout()), () => {});
+  }
+
+  /** Wins with `link` if it proved the peer's key; false when the punch ended or it did not. */
+  offer(link: PeerLink, via?: PunchResult["via"]): boolean {
+    if (this.done || !bytesEqual(link.remote.identityKey, this.#peerKey)) return false;
+    this.win(link, via);
+    return true;
+  }
+
+  /** Wins with `link` (its key is proved); `reached` as in {@link PunchResult}. */
+  win(link: PeerLink, via?: PunchResult["via"], reached?: Endpoint): void {
+    const remote = link.remote.endpoint;
+    const settle = this.#settle;
+    this.end(null);
+    settle?.({
+      link,
+      path: pathKindOf(remote, this.#candidates),
+      role: this.#role,
+      local: link.local,
+      remote,
+      ...(via ? { via } : {}),
+      ...(reached ? { reached } : {}),
+    });
+  }
+
+  /** Ends the punch with `err`; null when it was won. Later calls do nothing. */
+  end(err: unknown): void {
+    if (this.done) return;
+    const fail = this.#fail;
+    this.#settle = this.#fail = null;
+    this.#done.abort();
+    if (err !== null) fail?.(err);
+  }
 }
 
 /** One punch to one peer; see the module doc. Made and driven by `UdpPeerListener`. */
@@ -179,54 +301,38 @@ export class UdpPunch {
   /** Learned source → the address of ours its probe was sent to. */
   #reached = new Map<string, Endpoint>();
   #running: Promise<unknown>[] = [];
-  #done = new AbortController();
-  #settle: ((r: PunchResult) => void) | null = null;
-  #fail: ((err: unknown) => void) | null = null;
-  #result: Promise<PunchResult>;
+  #outcome: PunchOutcome;
 
   /** Checks the options (`RangeError`, `TypeError`); `run()` starts the punch. */
   constructor(host: PunchHost, options: PunchOptions) {
-    this.#windowMs = checkOptions(options);
+    this.#windowMs = checkPunchOptions(options, "udp");
     this.#host = host;
     this.#options = options;
     this.peerKey = options.peerKey;
     this.role = punchRole(host.identity.publicKey, options.peerKey);
-    this.#result = new Promise((resolve, reject) => {
-      this.#settle = resolve;
-      this.#fail = reject;
-    });
+    this.#outcome = new PunchOutcome(options.peerKey, this.role, options.candidates);
   }
 
   /** True once the punch has ended (won, timed out, aborted). */
   get done(): boolean {
-    return this.#done.signal.aborted;
+    return this.#outcome.done;
   }
 
   /** Starts the attempts (or probes) and the window; settles once. */
   run(): Promise<PunchResult> {
-    const { signal } = this.#options;
     const where = `peer ${toBase64(this.peerKey).slice(0, 12)}…`;
-    if (signal?.aborted) this.#end(signal.reason);
-    const onAbort = () => this.#end(signal?.reason);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    this.#done.signal.addEventListener("abort", () => {
-      signal?.removeEventListener("abort", onAbort);
-    }, { once: true });
-    const clock = this.#host.clock;
-    clock.sleep(this.#windowMs, this.#done.signal).then(() =>
-      this.#end(
-        new PeerError(
-          "ETIMEOUT",
-          `Cannot punch a hole to ${where}: none of ${this.#tried.size} candidate endpoints ` +
-            `completed the handshake in ${this.#windowMs} ms; use a relay or try another peer`,
-        ),
-      ), () => {});
+    this.#outcome.start(this.#host.clock, this.#windowMs, this.#options.signal, () =>
+      new PeerError(
+        "ETIMEOUT",
+        `Cannot punch a hole to ${where}: none of ${this.#tried.size} candidate endpoints ` +
+          `completed the handshake in ${this.#windowMs} ms; use a relay or try another peer`,
+      ));
     this.#options.candidates.forEach((c, i) => {
       const remote: Endpoint = { transport: "udp", address: c.address, port: c.port };
       this.#tried.add(keyOf(remote));
       this.#after(i * PUNCH_STAGGER_MS, () => this.#start(remote));
     });
-    return this.#result;
+    return this.#outcome.result;
   }
 
   /**
@@ -249,10 +355,7 @@ export class UdpPunch {
    * started): the punch wins with it. False when the punch has ended or the key is another.
    */
   offer(link: PeerLink): boolean {
-    if (this.done) return false;
-    if (!bytesEqual(link.remote.identityKey, this.peerKey)) return false;
-    this.#win(link);
-    return true;
+    return this.#outcome.offer(link);
   }
 
   /** Resolves once every attempt and probe of this punch has stopped sending. */
@@ -266,7 +369,7 @@ export class UdpPunch {
 
   #after(ms: number, fn: () => void): void {
     if (ms === 0) return fn();
-    this.#host.clock.sleep(ms, this.#done.signal).then(fn, () => {});
+    this.#host.clock.sleep(ms, this.#outcome.signal).then(fn, () => {});
   }
 
   #start(remote: Endpoint): void {
@@ -276,8 +379,11 @@ export class UdpPunch {
       this.#running.push(this.#probe(remote).catch(() => {}));
       return;
     }
-    const attempt = this.#host.initiate(remote, this.peerKey, this.#done.signal).then(
-      (link) => this.done ? link.close().catch(() => {}) : this.#win(link),
+    const attempt = this.#host.initiate(remote, this.peerKey, this.#outcome.signal).then(
+      (link) =>
+        this.done
+          ? link.close().catch(() => {})
+          : this.#outcome.win(link, undefined, this.#reached.get(keyOf(link.remote.endpoint))),
       (error) => {
         if (!this.done) this.#options.onEvent?.({ type: "failed", remote, error });
       },
@@ -298,33 +404,10 @@ export class UdpPunch {
       ephemeralKey: (await generateX25519()).publicKey,
     });
     const bytes = encodeDatagram({ type: FrameType.CONNECT, body });
-    const signal = this.#done.signal;
+    const signal = this.#outcome.signal;
     for (let attempt = 0; !signal.aborted; attempt++) {
       await this.#host.send(bytes, remote).catch(() => {});
       await clock.sleep(backoff(attempt), signal);
     }
-  }
-
-  #win(link: PeerLink): void {
-    const remote = link.remote.endpoint;
-    const reached = this.#reached.get(keyOf(remote));
-    const settle = this.#settle;
-    this.#end(null);
-    settle?.({
-      link,
-      path: pathKindOf(remote, this.#options.candidates),
-      role: this.role,
-      local: link.local,
-      remote,
-      ...(reached ? { reached } : {}),
-    });
-  }
-
-  #end(err: unknown): void {
-    if (this.done) return;
-    const fail = this.#fail;
-    this.#settle = this.#fail = null;
-    this.#done.abort();
-    if (err !== null) fail?.(err);
   }
 }

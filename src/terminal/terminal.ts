@@ -72,7 +72,7 @@ export interface TerminalOptions {
   portMapper?: CandidateMapper;
   /**
    * Told of every valid introduction on standby (the hook for punching, docs/design.md §7), before the
-   * terminal tries the introduced peer's candidates itself (UDP). Default none.
+   * terminal punches to the introduced peer's candidates itself. Default none.
    */
   onIntroduction?: (introduction: IntroductionPayload) => void | Promise<void>;
   /**
@@ -341,11 +341,11 @@ export class Terminal {
   }
 
   /**
-   * Tries the reply's peers one by one (docs/nat.md "The terminal punches"). Over UDP, a peer
-   * that announced typed candidates punches back once the host's introduction reaches it, so it
-   * is punched to from the listener's socket for `punchWindowMs`; meanwhile the listener answers
-   * no one else. Other peers (TCP, a version 1 peer) are dialled candidate after candidate.
-   * Every peer that fails gets a notice.
+   * Tries the reply's peers one by one (docs/nat.md "The terminal punches"). A peer that
+   * announced typed candidates punches back once the host's introduction reaches it, so it is
+   * punched to from the listener's socket (UDP) or port (TCP, docs/nat.md "TCP simultaneous
+   * open") for `punchWindowMs`; meanwhile the listener answers no one else. Other peers (a
+   * version 1 peer) are dialled candidate after candidate. Every peer that fails gets a notice.
    */
   async #connectAny(
     reply: ReplyPayload,
@@ -527,9 +527,9 @@ export class Terminal {
 
   /**
    * Stands by: accepts the first valid CONNECT, and meanwhile watches the mailbox for
-   * introductions; over UDP, each introduced peer is punched to at once, for the introduction's
-   * window (docs/nat.md "The terminal punches"). Whichever link comes first wins; the others
-   * are closed.
+   * introductions; each introduced peer is punched to at once (UDP and TCP), for the
+   * introduction's window (docs/nat.md "The terminal punches"). Whichever link comes first wins;
+   * the others are closed.
    */
   async #standby(
     listener: PeerListener,

@@ -3,20 +3,25 @@
  * tests/natlab/punch_peer.ts …`). It talks JSON lines with the test:
  *
  * 1. listens on 0.0.0.0:0, learns its mapping from STUN over the listener's own socket, writes
- *    `{"key", "candidates"}` (a `host` candidate and the `srflx` one);
+ *    `{"key", "candidates"}` (a `host` candidate and the `srflx` one); with `--transport tcp`
+ *    it listens on TCP, and the `srflx` candidate is the STUN address with the listener's port,
+ *    as a TCP terminal announces it (a port-preserving NAT keeps it);
  * 2. reads the other peer's line from stdin and punches to it (window `--window` ms);
- * 3. writes `{"connected": true, "path", "role", "ms", "local", "remote"}` or
+ * 3. writes `{"connected": true, "path", "role", "ms", "local", "remote"}` (TCP: and `"via"`) or
  *    `{"connected": false, "code", "message", "ms"}` (and exits 0 either way);
  * 4. when connected: `--chat` sends one line and writes `{"chat": <what came back>}`;
  *    `--send MB` sends MB mebibytes of random bytes, `--receive MB` takes them; both write
  *    `{"sha256", "bytes", "ms"}`.
  *
- * Arguments: `--stun HOST:PORT --name NAME [--window MS] [--chat] [--send MB | --receive MB]`.
+ * Arguments: `--stun HOST:PORT --name NAME [--transport udp|tcp] [--window MS] [--chat]
+ * [--send MB | --receive MB]`.
  */
 import { createHash } from "node:crypto";
 import { PeerError } from "../../src/errors.ts";
 import { fromBase64, toBase64 } from "../../src/message/base64.ts";
 import { generateEd25519 } from "../../src/message/keys.ts";
+import { TcpTransport } from "../../src/peer/tcp_transport.ts";
+import type { PeerListener } from "../../src/peer/types.ts";
 import type { PunchCandidate } from "../../src/peer/udp_punch.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { StunAddress } from "../../src/terminal/stun.ts";
@@ -54,14 +59,23 @@ function hostAddress(): string {
 const name = arg("name") ?? "peer";
 const keys = await generateEd25519();
 const identity = { userId: name, publicKey: keys.publicKey, privateKey: keys.privateKey };
-const udp = new UdpTransport();
-const listener = await udp.listen({ address: "0.0.0.0", port: 0 }, { identity });
-const found = await new StunAddress([arg("stun")!], { socket: listener.stunSocket() }).query();
+const transport = arg("transport") === "tcp" ? "tcp" : "udp";
+const any = { address: "0.0.0.0", port: 0 };
+let listener: PeerListener;
+let srflx: { address: string; port: number };
+if (transport === "tcp") {
+  listener = await new TcpTransport().listen(any, { identity });
+  const found = await new StunAddress([arg("stun")!]).query();
+  srflx = { address: found.address, port: listener.endpoint.port };
+} else {
+  listener = await new UdpTransport().listen(any, { identity });
+  srflx = await new StunAddress([arg("stun")!], { socket: listener.stunSocket!() }).query();
+}
 const candidates: PunchCandidate[] = [
-  { transport: "udp", address: hostAddress(), port: listener.endpoint.port, kind: "host" },
+  { transport, address: hostAddress(), port: listener.endpoint.port, kind: "host" },
 ];
-if (found.address !== candidates[0]!.address || found.port !== candidates[0]!.port) {
-  candidates.push({ transport: "udp", address: found.address, port: found.port, kind: "srflx" });
+if (srflx.address !== candidates[0]!.address || srflx.port !== candidates[0]!.port) {
+  candidates.push({ transport, address: srflx.address, port: srflx.port, kind: "srflx" });
 }
 say({ key: toBase64(keys.publicKey), candidates });
 
@@ -69,7 +83,7 @@ const peer = JSON.parse(await readLine()) as { key: string; candidates: PunchCan
 const started = performance.now();
 const windowMs = Number(arg("window") ?? 4000);
 try {
-  const result = await listener.punch({
+  const result = await listener.punch!({
     peerKey: fromBase64(peer.key),
     candidates: peer.candidates,
     windowMs,
@@ -81,6 +95,7 @@ try {
     ms: Math.round(performance.now() - started),
     local: result.local,
     remote: result.remote,
+    ...(result.via ? { via: result.via } : {}),
   });
   const link = result.link;
   if (Deno.args.includes("--chat")) {

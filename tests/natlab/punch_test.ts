@@ -5,34 +5,15 @@
 // dropped by router A. Ignored without a running lab; this file changes the NAT types and the
 // loss, and puts back port-restricted / port-restricted and no loss at the end.
 import assert from "node:assert/strict";
+import {
+  assertSymmetricSeenElsewhere,
+  LAB,
+  natlab,
+  punchPair,
+  report,
+  TYPES,
+} from "./punch_pair.ts";
 
-const REPO = new URL("../../", import.meta.url).pathname;
-const NATLAB = `${REPO}scripts/natlab/natlab.sh`;
-const PEER = `${REPO}tests/natlab/punch_peer.ts`;
-
-interface Lab {
-  namespaces: { rta: string };
-  hosts: Record<"a" | "b", { ns: string; ip: string }>;
-  coturn: { host: string; port: number };
-}
-
-/** natlab.json of a running lab ($NATLAB_DIR, else <repo>/.natlab), if this user may read it. */
-function runningLab(): Lab | undefined {
-  const dir = Deno.env.get("NATLAB_DIR") ?? `${REPO}.natlab`;
-  try {
-    return JSON.parse(Deno.readTextFileSync(`${dir}/natlab.json`));
-  } catch {
-    return undefined;
-  }
-}
-const LAB = runningLab();
-if (!LAB && Deno.env.get("MAILPEER_REQUIRE_NATLAB")) {
-  throw new Error(
-    "MAILPEER_REQUIRE_NATLAB is set but the NAT lab is not running: scripts/test starts it",
-  );
-}
-
-const TYPES = ["none", "full-cone", "restricted", "port-restricted", "symmetric"] as const;
 /** The lab facts (docs/natlab.md): only these pairs cannot be punched. */
 const UNPUNCHABLE = new Set([
   "port-restricted/symmetric",
@@ -40,113 +21,7 @@ const UNPUNCHABLE = new Set([
   "symmetric/symmetric",
 ]);
 const WINDOW_MS = 4_000;
-
-async function natlab(...args: string[]): Promise<void> {
-  const out = await new Deno.Command("bash", { args: [NATLAB, ...args], stderr: "piped" })
-    .output();
-  assert.equal(out.code, 0, `natlab.sh ${args.join(" ")}: ${new TextDecoder().decode(out.stderr)}`);
-}
-
-/** One punch_peer.ts in a lab namespace, spoken to in JSON lines. */
-class Peer {
-  #child: Deno.ChildProcess;
-  #reader: ReadableStreamDefaultReader<string>;
-  #buffer = "";
-  #stdin: WritableStreamDefaultWriter<Uint8Array>;
-
-  constructor(ns: string, name: string, extra: string[], killAfterMs: number) {
-    const lab = LAB!;
-    this.#child = new Deno.Command("ip", {
-      args: [
-        "netns",
-        "exec",
-        ns,
-        Deno.execPath(),
-        "run",
-        "-A",
-        "--quiet",
-        PEER,
-        "--stun",
-        `${lab.coturn.host}:${lab.coturn.port}`,
-        "--name",
-        name,
-        "--window",
-        String(WINDOW_MS),
-        ...extra,
-      ],
-      cwd: REPO,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-      signal: AbortSignal.timeout(killAfterMs), // a safety net only: the peer ends by itself
-    }).spawn();
-    this.#reader = this.#child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    this.#stdin = this.#child.stdin.getWriter();
-  }
-
-  async line<T = Record<string, unknown>>(): Promise<T> {
-    while (!this.#buffer.includes("\n")) {
-      const { value, done } = await this.#reader.read();
-      if (done) throw new Error(`peer ended early; got ${JSON.stringify(this.#buffer)}`);
-      this.#buffer += value;
-    }
-    const i = this.#buffer.indexOf("\n");
-    const line = this.#buffer.slice(0, i);
-    this.#buffer = this.#buffer.slice(i + 1);
-    return JSON.parse(line) as T;
-  }
-
-  async write(line: unknown): Promise<void> {
-    await this.#stdin.write(new TextEncoder().encode(JSON.stringify(line) + "\n"));
-    await this.#stdin.close();
-  }
-
-  async end(): Promise<number> {
-    this.#reader.releaseLock();
-    await this.#child.stdout.cancel().catch(() => {});
-    return (await this.#child.status).code;
-  }
-}
-
-interface Hello {
-  key: string;
-  candidates: { address: string; port: number; kind: string }[];
-}
-
-interface Outcome {
-  connected: boolean;
-  path?: string;
-  role?: string;
-  code?: string;
-  message?: string;
-  ms: number;
-  remote?: { address: string; port: number };
-}
-
-/** Starts both peers, swaps their candidates, returns both outcomes (and runs `after`). */
-async function punchPair(
-  extra: { a: string[]; b: string[] },
-  killAfterMs: number,
-  after?: (a: Peer, b: Peer) => Promise<void>,
-): Promise<{ a: Outcome; b: Outcome; hello: { a: Hello; b: Hello } }> {
-  const lab = LAB!;
-  const a = new Peer(lab.hosts.a.ns, "alice", extra.a, killAfterMs);
-  const b = new Peer(lab.hosts.b.ns, "bob", extra.b, killAfterMs);
-  try {
-    const [helloA, helloB] = await Promise.all([a.line<Hello>(), b.line<Hello>()]);
-    await Promise.all([a.write(helloB), b.write(helloA)]);
-    const [outA, outB] = await Promise.all([a.line<Outcome>(), b.line<Outcome>()]);
-    if (after && outA.connected && outB.connected) await after(a, b);
-    return { a: outA, b: outB, hello: { a: helloA, b: helloB } };
-  } finally {
-    const codes = await Promise.all([a.end(), b.end()]);
-    assert.deepEqual(codes, [0, 0], "both peers exit by themselves");
-  }
-}
-
-function report(text: string): void {
-  Deno.stderr.writeSync(new TextEncoder().encode(text + "\n"));
-}
+const WINDOW = ["--window", String(WINDOW_MS)];
 
 Deno.test({
   name: "peers punch through every pair of NAT types the NAT lab says can be punched, and chat",
@@ -161,7 +36,7 @@ Deno.test({
         await natlab("setnat", natA, natB);
         const chats: unknown[] = [];
         const { a, b, hello } = await punchPair(
-          { a: ["--chat"], b: ["--chat"] },
+          { a: [...WINDOW, "--chat"], b: [...WINDOW, "--chat"] },
           30_000,
           async (a, b) => {
             chats.push(await a.line(), await b.line());
@@ -180,22 +55,8 @@ Deno.test({
           if (!a.connected || !b.connected) failures.push(`${pair}: ${JSON.stringify({ a, b })}`);
           else {
             assert.deepEqual(chats, [{ chat: "hello from bob" }, { chat: "hello from alice" }]);
-            // Behind a symmetric NAT a peer is seen on a port it never announced: the other
-            // side answered the source it saw.
-            for (
-              const [nat, seer, announced] of [[natA, b, hello.a], [natB, a, hello.b]] as const
-            ) {
-              if (nat !== "symmetric") continue;
-              const seen = seer.remote!;
-              assert.ok(
-                !announced.candidates.some((c) =>
-                  c.address === seen.address && c.port === seen.port
-                ),
-                `${pair}: ${JSON.stringify(seen)} is not among ${
-                  JSON.stringify(announced.candidates)
-                }`,
-              );
-            }
+            // The other side answered the source it saw.
+            assertSymmetricSeenElsewhere(pair, [natA, natB], { a, b, hello });
             cells.push(`OK ${Math.max(a.ms, b.ms)} ms`);
           }
         }
@@ -218,7 +79,7 @@ Deno.test({
     try {
       const files: Record<string, unknown>[] = [];
       const { a, b } = await punchPair(
-        { a: ["--send", "20"], b: ["--receive", "20"] },
+        { a: [...WINDOW, "--send", "20"], b: [...WINDOW, "--receive", "20"] },
         300_000,
         async (a, b) => {
           files.push(...await Promise.all([a.line(), b.line()]));

@@ -25,6 +25,16 @@ const UNPUNCHABLE = new Set([
   "symmetric/port-restricted",
   "symmetric/symmetric",
 ]);
+/**
+ * Over TCP (docs/nat.md "TCP simultaneous open"): symmetric against any filtering NAT cannot
+ * open (every type but `none` filters TCP by address and port in the lab).
+ */
+const UNOPENABLE = new Set(
+  ["full-cone", "restricted", "port-restricted", "symmetric"].flatMap((t) => [
+    `${t}/symmetric`,
+    `symmetric/${t}`,
+  ]),
+);
 
 type Event = Record<string, unknown>;
 const of = (events: Event[], name: string) => events.filter((e) => e.event === name);
@@ -37,7 +47,9 @@ interface Roles {
   prepare?: (dir: string) => Promise<void>;
   /** More `[terminal]` lines for alice (e.g. `port_mapping = "auto"`). */
   aliceToml?: string;
-  /** Whether the pair connects; default: the punching matrix says so. */
+  /** The peer transport; default `udp`. */
+  transport?: "udp" | "tcp";
+  /** Whether the pair connects; default: the punching matrix (UDP or TCP) says so. */
   connects?: boolean;
   /** The path kind both ends report; default `punched`. */
   path?: string;
@@ -58,7 +70,9 @@ const CHAT: Roles = {
 /** One pair: bob stands by behind B, alice asks behind A. */
 async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<void> {
   const lab = LAB!;
-  const punchable = roles.connects ?? !UNPUNCHABLE.has(`${a}/${b}`);
+  const transport = roles.transport ?? "udp";
+  const punchable = roles.connects ??
+    !(transport === "tcp" ? UNOPENABLE : UNPUNCHABLE).has(`${a}/${b}`);
   const stun =
     `stun_servers = ["${lab.coturn.host}:${lab.coturn.port}", "${lab.coturn.alt_host}:${lab.coturn.alt_port}"]`;
   // Bob stands by long enough for alice's mail round trip and her punch window (5 s); alice,
@@ -69,7 +83,7 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
     terminal: [
       `address = "auto"`,
       stun,
-      `transport = "udp"`,
+      `transport = "${transport}"`,
       `reply_timeout = "60s"`,
       `punch_window = "5s"`,
       `standby_timeout = "${punchable ? 60 : 15}s"`,
@@ -136,7 +150,7 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
       assert.ok(connected, said(alice));
       assert.equal(connected.peer, "bob");
       assert.equal(connected.role, "initiator");
-      assert.equal(connected.transport, "udp");
+      assert.equal(connected.transport, transport);
       assert.equal(connected.path, roles.path ?? "punched", said(alice));
       const bobConnected = of(bob.events, "connected")[0];
       assert.ok(bobConnected && bobConnected.peer === "alice", said(bob));
@@ -252,3 +266,30 @@ Deno.test({
     }
   },
 });
+
+// Over TCP the same terminals punch from their listeners' ports (docs/nat.md "TCP simultaneous
+// open"): a pair that opens by simultaneous open, one that opens through the listener of the side
+// without NAT, and one that cannot open.
+for (
+  const [a, b] of [["port-restricted", "port-restricted"], ["none", "symmetric"], [
+    "port-restricted",
+    "symmetric",
+  ]] as const
+) {
+  Deno.test({
+    name: `over TCP behind NATs ${a} × ${b}: two CLI terminals meet through the host and ${
+      UNOPENABLE.has(`${a}/${b}`) ? "end clearly where no connection can open" : "chat"
+    }`,
+    ignore: MISSING !== undefined,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    async fn() {
+      await natlab("setnat", a, b);
+      try {
+        await rendezvous(a, b, { ...CHAT, transport: "tcp" });
+      } finally {
+        await natlab("setnat", "port-restricted", "port-restricted");
+      }
+    },
+  });
+}

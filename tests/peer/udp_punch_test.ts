@@ -16,7 +16,8 @@ import type { Endpoint } from "../../src/message/types.ts";
 import { encodeConnect, NONCE_BYTES } from "../../src/peer/frame_bodies.ts";
 import { encodeDatagram, FrameType } from "../../src/peer/frame.ts";
 import type { PeerIdentity } from "../../src/peer/types.ts";
-import { type PunchEvent, punchRole } from "../../src/peer/udp_punch.ts";
+import { punchRole } from "../../src/peer/udp_punch.ts";
+import { Events } from "../support/punch_events.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { ManualClock } from "../../src/runtime.ts";
 import { decodeBindingRequest, encodeBindingResponse } from "../../src/net/stun_message.ts";
@@ -52,23 +53,6 @@ function decoy(): { endpoint: Endpoint; seen: Uint8Array[]; close: () => void } 
     seen,
     close: () => conn.close(),
   };
-}
-
-/** Collects punch events and lets a test await one. */
-class Events {
-  list: PunchEvent[] = [];
-  #waiters: { test: (e: PunchEvent) => boolean; resolve: (e: PunchEvent) => void }[] = [];
-  on = (e: PunchEvent) => {
-    this.list.push(e);
-    const ready = this.#waiters.filter((w) => w.test(e));
-    this.#waiters = this.#waiters.filter((w) => !w.test(e));
-    for (const w of ready) w.resolve(e);
-  };
-  next(test: (e: PunchEvent) => boolean): Promise<PunchEvent> {
-    const seen = this.list.find(test);
-    if (seen) return Promise.resolve(seen);
-    return new Promise((resolve) => this.#waiters.push({ test, resolve }));
-  }
 }
 
 const same = (a: Endpoint, b: Endpoint) => a.address === b.address && a.port === b.port;

@@ -176,7 +176,12 @@ Deno.test("a dead first peer is reported by notice, flagged by user id, ranked l
       result: undefined,
     }));
 
-    const alice = await w.terminal("alice");
+    // ghost is gone: it neither answers at its address nor punches back on its introduction.
+    stopGhost.abort();
+    await ghostRun;
+    // Over TCP the terminal punches (docs/nat.md "TCP simultaneous open"): a port that answers
+    // with RST is dialled again until the window ends, since an unopened NAT may answer so too.
+    const alice = await w.terminal("alice", { extra: { punchWindowMs: 300 } });
     const result: Rendezvous = await alice.t.rendezvous();
     assert.equal(result.role, "initiator");
     assert.equal(result.link.remote.userId, "bob");
@@ -187,7 +192,8 @@ Deno.test("a dead first peer is reported by notice, flagged by user id, ranked l
     const failed = alice.events.find((e) => e.event === "connect-failed");
     assert.ok(
       failed && failed.event === "connect-failed" && failed.peer === "ghost" &&
-        failed.code === "EPEER",
+        failed.code === "ETIMEOUT",
+      JSON.stringify(failed),
     );
     assert.ok(alice.events.some((e) => e.event === "notice-sent" && e.failed.includes("ghost")));
 
@@ -214,8 +220,6 @@ Deno.test("a dead first peer is reported by notice, flagged by user id, ranked l
     await result.link.close();
     assert.equal(await bobSide.link.receive(), null);
     await bobSide.link.close();
-    stopGhost.abort();
-    await ghostRun;
   } finally {
     await w.close();
   }
@@ -243,7 +247,13 @@ Deno.test("a terminal on standby with an allow-list refuses a user not on it and
     );
     assert.match(refused.message, /refused/);
 
-    const carol = await w.terminal("carol", { identity: carolKeys, standbyTimeoutMs: 10 });
+    // carol's reply lists mallory first, who no longer listens: over TCP it is punched to (a
+    // RST may come from a NAT not yet opened) until the window ends, then bob is reached.
+    const carol = await w.terminal("carol", {
+      identity: carolKeys,
+      standbyTimeoutMs: 10,
+      extra: { punchWindowMs: 2_000 },
+    });
     const c = await carol.t.rendezvous();
     assert.equal(c.link.remote.userId, "bob");
     const b = await bobRun;
@@ -347,6 +357,9 @@ Deno.test("a peer that proves the listed key but names another user id in its AC
       ),
       result: undefined,
     }));
+    // The real bob is gone: it does not punch back (over TCP it would, and be reached).
+    stopBob.abort();
+    await bobRun;
 
     const alice = await w.terminal("alice", { standbyTimeoutMs: 10 });
     await assert.rejects(alice.t.rendezvous(), (err: { code?: string }) => err.code === "ETIMEOUT");
@@ -359,8 +372,6 @@ Deno.test("a peer that proves the listed key but names another user id in its AC
     assert.ok(alice.events.some((e) => e.event === "notice-sent" && e.failed.includes("bob")));
     await liar.close();
     await accepting;
-    stopBob.abort();
-    await bobRun;
   } finally {
     await w.close();
   }
