@@ -155,21 +155,21 @@ export function readVersion(ctx: Ctx, obj: Obj): 1 | 2 {
 }
 
 /**
- * One candidate of the `candidates` list (`host`, `srflx` or `mapped`) or, with `relay` set, of
- * the `relayCandidates` list (`relay` over UDP): an endpoint, a priority and (srflx only) a NAT
- * mapping.
+ * One candidate of the `candidates` list (`host`, `srflx` or `mapped`) or of the
+ * `relayCandidates` list (`relay` over UDP), as `list` says: an endpoint, a priority and (srflx
+ * only) a NAT mapping.
  */
 export function readCandidate(
   ctx: Ctx,
   value: unknown,
   path: string,
-  relay = false,
+  list: "candidates" | "relayCandidates" = "candidates",
 ): Candidate {
   const endpoint = readEndpoint(ctx, value, path);
   const obj = value as Obj;
   const p = `${path}.`;
   const type = readString(ctx, obj, "type", p);
-  if (relay) {
+  if (list === "relayCandidates") {
     if (type !== "relay") fail(ctx, `${p}type is not relay`);
     if (endpoint.transport !== "udp") fail(ctx, `${p}transport of a relay candidate is not udp`);
   } else if (type !== "host" && type !== "srflx" && type !== "mapped") {
@@ -233,7 +233,7 @@ export function readCandidateList(ctx: Ctx, obj: Obj, path: string): Candidate[]
     .map((c, i) => readCandidate(ctx, c, `${path}candidates[${i}]`));
   const relayed = Object.hasOwn(obj, "relayCandidates")
     ? readArray(ctx, obj, "relayCandidates", path, MAX_RELAY_CANDIDATES)
-      .map((c, i) => readCandidate(ctx, c, `${path}relayCandidates[${i}]`, true))
+      .map((c, i) => readCandidate(ctx, c, `${path}relayCandidates[${i}]`, "relayCandidates"))
     : [];
   const candidates = [...direct, ...relayed];
   if (candidates.length > MAX_CANDIDATES) {

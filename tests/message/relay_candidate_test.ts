@@ -280,3 +280,18 @@ Deno.test("hostile relay candidates are refused with EPAYLOAD naming the field",
     /^Cannot encode request: relayCandidates has 3 entries/,
   );
 });
+
+Deno.test("random JSON in relayCandidates never crashes the reader: it reads or is EPAYLOAD", () => {
+  fc.assert(fc.property(fc.jsonValue(), fc.jsonValue(), (list, entry) => {
+    for (const relayCandidates of [list, [entry], [RELAY, entry]]) {
+      const wire = json(encodeRequest(request([HOST, SRFLX])));
+      wire.relayCandidates = relayCandidates;
+      try {
+        const read = decodeRequest(bytesOf(wire));
+        assert.ok(read.candidates!.every((c, i) => i < 2 || c.type === "relay"));
+      } catch (err) {
+        assert.equal((err as { code?: string }).code, "EPAYLOAD");
+      }
+    }
+  }));
+});
