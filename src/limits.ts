@@ -278,10 +278,16 @@ export const SSDP_MAX_ANSWER_BYTES = 2_048;
  */
 export const CANDIDATES_PAYLOAD_VERSION = 2;
 /**
- * Most candidates one request (or one peer of a reply) carries. Equal to `MAX_ENDPOINTS`: the
- * `endpoints` list of a version 2 payload is the candidates' projection, for older readers.
+ * Most candidates one request (or one peer of a reply) carries, relayed ones included. Equal to
+ * `MAX_ENDPOINTS`: the `endpoints` list of a version 2 payload is the projection of the
+ * candidates other than `relay`, for older readers.
  */
 export const MAX_CANDIDATES = 8;
+/**
+ * Most `relay` candidates one request (or one peer of a reply or introduction) carries, counted
+ * within `MAX_CANDIDATES`: a terminal allocates on one TURN server (two, should IPv6 relays come).
+ */
+export const MAX_RELAY_CANDIDATES = 2;
 /** Highest candidate priority (ICE, RFC 8445 §5.1.2: a 32-bit value below 2^31). */
 export const MAX_CANDIDATE_PRIORITY = 2 ** 31 - 1;
 /** Introductions the host mails one target (row) per hour at most; more are not sent. */

@@ -15,6 +15,7 @@ import type { MailRef } from "../mail/types.ts";
 import { dearmorAll } from "../message/armor.ts";
 import { fromBase64Url, toBase64Url } from "../message/base64.ts";
 import { blockKindOf, openNotice } from "../message/block.ts";
+import { candidatesOf } from "../message/candidate.ts";
 import { emailProblem } from "../message/host_card.ts";
 import type { HostKeys } from "../message/key_file.ts";
 import { openRequestWithProof, type RequestProof } from "../message/request_proof.ts";
@@ -187,8 +188,9 @@ export async function checkRequest(
   if (Math.max(dated, request.createdAt) > now + MAX_CLOCK_SKEW_MS) {
     throw new Rejected("ESTALE", `request of ${who} is dated in the future`, "quarantine", who);
   }
-  for (const endpoint of request.endpoints) {
-    const problem = endpointProblem(endpoint, { allowPrivate: ctx.allowPrivateAddresses });
+  // Every candidate, relayed ones too (the endpoints are the others' projection).
+  for (const candidate of candidatesOf(request)) {
+    const problem = endpointProblem(candidate, { allowPrivate: ctx.allowPrivateAddresses });
     if (problem !== undefined) {
       throw new Rejected(
         "EPOLICY",

@@ -41,8 +41,8 @@ export interface MergeOptions {
  *   notice sent to one host lowers that peer on every host.
  *
  * Rows of other networks, expired rows, rows dated more than the clock skew in the future and
- * rows with endpoints this host's address policy refuses are skipped. Our expired rows are
- * dropped, and when over capacity the oldest rows go first.
+ * rows with endpoints or signed candidates (relayed ones too) this host's address policy refuses
+ * are skipped. Our expired rows are dropped, and when over capacity the oldest rows go first.
  */
 export function mergeSyncRows(
   rows: readonly PeerRow[],
@@ -58,7 +58,10 @@ export function mergeSyncRows(
     if (row.requestedAt < now - policy.expiryMs || row.requestedAt > now + MAX_CLOCK_SKEW_MS) {
       continue;
     }
-    if (row.endpoints.some((e) => endpointProblem(e, { allowPrivate }) !== undefined)) continue;
+    // The candidates travel inside the terminal's signed request, verified by the caller.
+    const signed = row.proof === undefined ? undefined : decodeRequest(row.proof.body);
+    const addresses = [...row.endpoints, ...(signed?.candidates ?? [])];
+    if (addresses.some((e) => endpointProblem(e, { allowPrivate }) !== undefined)) continue;
     const sessionId = toBase64Url(row.sessionId);
     const at = next.findIndex((r) => r.network === row.network && r.userId === row.userId);
     const existing = at < 0 ? undefined : next[at];
@@ -82,9 +85,7 @@ export function mergeSyncRows(
       failures: row.failures,
     };
     if (row.lastFailureAt !== undefined) fresh.lastFailureAt = row.lastFailureAt;
-    if (row.proof !== undefined) {
-      // The candidates travel inside the terminal's signed request, verified by the caller.
-      const signed = decodeRequest(row.proof.body);
+    if (row.proof !== undefined && signed !== undefined) {
       if (signed.candidates !== undefined) fresh.candidates = signed.candidates;
       if (signed.introductionKey !== undefined) {
         fresh.introductionKey = toBase64Url(signed.introductionKey);

@@ -267,7 +267,9 @@ function candidateProblem(value: unknown): string | undefined {
   const { type, priority, mapping, ...endpoint } = value;
   const problem = endpointProblem(endpoint);
   if (problem !== undefined) return problem;
-  if (type !== "host" && type !== "srflx" && type !== "mapped") return "has no valid type";
+  if (type !== "host" && type !== "srflx" && type !== "mapped" && type !== "relay") {
+    return "has no valid type";
+  }
   if (!isTime(priority) || priority < 1 || priority > MAX_CANDIDATE_PRIORITY) {
     return "has no valid priority";
   }

@@ -2,17 +2,24 @@
  * Candidates (docs/design.md §7): what a terminal offers its peers, ICE-style. Priorities follow
  * RFC 8445 §5.1.2 with one component: `2^24 × type preference + 2^8 × local preference + 255`,
  * type preference `host` 126, `mapped` 110, `srflx` 100 (a router mapping is as direct as a
- * STUN mapping and does not depend on the NAT's mapping behaviour). Pure functions.
+ * STUN mapping and does not depend on the NAT's mapping behaviour), `relay` 0 (RFC 8445's
+ * recommendation: a relayed path is the last resort). Pure functions.
  *
- * A version 2 payload carries both `candidates` and `endpoints`, the candidates' projection
- * (transport, address, port, same order), so that readers of version 1 still find the
- * addresses; a version 1 payload has endpoints only, read as `host` candidates.
+ * A version 2 payload carries both `candidates` and `endpoints`, the projection of the direct
+ * candidates (transport, address, port, same order), so that readers of version 1 still find the
+ * addresses; a version 1 payload has endpoints only, read as `host` candidates. `relay`
+ * candidates travel in a list of their own (`relayCandidates`) and are in no `endpoints`.
  *
  * @module
  */
 import type { Candidate, CandidateType, Endpoint } from "./types.ts";
 
-const TYPE_PREFERENCE: Record<CandidateType, number> = { host: 126, mapped: 110, srflx: 100 };
+const TYPE_PREFERENCE: Record<CandidateType, number> = {
+  host: 126,
+  mapped: 110,
+  srflx: 100,
+  relay: 0,
+};
 
 /**
  * The priority of a candidate of `type`; `localPreference` (0–65535, default 65535) orders
@@ -22,6 +29,7 @@ const TYPE_PREFERENCE: Record<CandidateType, number> = { host: 126, mapped: 110,
  * ```ts
  * candidatePriority("host"); // 2130706431
  * candidatePriority("srflx") < candidatePriority("host"); // true
+ * candidatePriority("relay"); // 16777215, below every other type
  * ```
  * @throws {RangeError} when `localPreference` is not a whole number from 0 to 65535.
  */
@@ -32,9 +40,13 @@ export function candidatePriority(type: CandidateType, localPreference = 65535):
   return TYPE_PREFERENCE[type] * 2 ** 24 + localPreference * 2 ** 8 + 255;
 }
 
-/** The version 1 view of `candidates`: transport, address and port, in the same order. */
+/**
+ * The version 1 view of `candidates`: transport, address and port of those other than `relay`,
+ * in the same order (a relayed address is reached through the relay, not dialled like these).
+ */
 export function endpointsOf(candidates: readonly Candidate[]): Endpoint[] {
-  return candidates.map((c) => ({ transport: c.transport, address: c.address, port: c.port }));
+  return candidates.filter((c) => c.type !== "relay")
+    .map((c) => ({ transport: c.transport, address: c.address, port: c.port }));
 }
 
 /**

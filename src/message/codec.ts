@@ -70,7 +70,10 @@ function optionalCandidates(
   endpoints: Endpoint[],
   version: 1 | 2,
 ): Candidate[] | undefined {
-  if (!Object.hasOwn(obj, "candidates")) return undefined;
+  if (!Object.hasOwn(obj, "candidates")) {
+    if (Object.hasOwn(obj, "relayCandidates")) fail(ctx, `${path}relayCandidates needs candidates`);
+    return undefined;
+  }
   if (version === 1) {
     fail(ctx, `${path}candidates needs payload version ${CANDIDATES_PAYLOAD_VERSION}`);
   }
@@ -84,6 +87,21 @@ function introductionKeyOf(ctx: Ctx, obj: Obj, version: 1 | 2): { introductionKe
     fail(ctx, `introductionKey needs payload version ${CANDIDATES_PAYLOAD_VERSION}`);
   }
   return { introductionKey: readBytes(ctx, obj, "introductionKey", "", 32) };
+}
+
+/**
+ * The wire fields of a candidate list: `candidates` (all but `relay`, in order) and, when there
+ * are any, `relayCandidates` (the `relay` ones, in order), where a reader of an earlier version 2
+ * does not look (docs/protocol.md "Relayed candidates").
+ */
+export function candidatesToWire(candidates: readonly Candidate[] | undefined): Obj {
+  if (!Array.isArray(candidates)) return { candidates };
+  const isRelay = (c: Candidate) => isObj(c) && c.type === "relay";
+  const relayed = candidates.filter(isRelay);
+  return {
+    candidates: candidates.filter((c) => !isRelay(c)).map(candidateToWire),
+    ...(relayed.length > 0 ? { relayCandidates: relayed.map(candidateToWire) } : {}),
+  };
 }
 
 /** A candidate as written on the wire (fixed key order). */
@@ -168,7 +186,7 @@ export function encodeRequest(p: RequestPayload): Uint8Array {
     userId: p.userId,
     identityKey: b64(p.identityKey),
     endpoints: list(p.endpoints, endpointToWire),
-    ...(p.candidates !== undefined ? { candidates: list(p.candidates, candidateToWire) } : {}),
+    ...(p.candidates !== undefined ? candidatesToWire(p.candidates) : {}),
     sessionId: b64(p.sessionId),
     createdAt: p.createdAt,
     replyKey: b64(p.replyKey),
@@ -222,9 +240,7 @@ export function encodeReply(p: ReplyPayload): Uint8Array {
           userId: peer.userId,
           identityKey: b64(peer.identityKey),
           endpoints: list(peer.endpoints, endpointToWire),
-          ...(peer.candidates !== undefined
-            ? { candidates: list(peer.candidates, candidateToWire) }
-            : {}),
+          ...(peer.candidates !== undefined ? candidatesToWire(peer.candidates) : {}),
           lastSeen: peer.lastSeen,
           failures: peer.failures,
         }

@@ -7,7 +7,7 @@
  *
  * ```json
  * { "network": "demo", "hostId": "…", "sessionId": "…(B's request)", "createdAt": 1,
- *   "peer": { "userId": "alice", "identityKey": "…", "candidates": [ … ] },
+ *   "peer": { "userId": "alice", "identityKey": "…", "candidates": [ … ], "relayCandidates": [ … ] },
  *   "peerSessionId": "…(A's request)", "punchStart": 2, "punchEnd": 3 }
  * ```
  *
@@ -17,7 +17,7 @@ import { MessageError } from "../errors.ts";
 import { MAX_PUNCH_WINDOW_MS } from "../limits.ts";
 import { bytesEqual, toBase64Url } from "./base64.ts";
 import { openSignedBlock, sealSignedBlock, signedBlockData } from "./block.ts";
-import { candidateToWire } from "./codec.ts";
+import { candidatesToWire } from "./codec.ts";
 import { networkIdProblem, userIdProblem } from "./field_rules.ts";
 import type { HostCard } from "./host_card.ts";
 import type { HostKeys } from "./key_file.ts";
@@ -79,9 +79,7 @@ export function encodeIntroduction(p: IntroductionPayload): Uint8Array {
     ? {
       userId: p.peer.userId,
       identityKey: b64(p.peer.identityKey),
-      candidates: Array.isArray(p.peer.candidates)
-        ? p.peer.candidates.map(candidateToWire)
-        : p.peer.candidates,
+      ...candidatesToWire(p.peer.candidates),
     }
     : p.peer;
   const wire: Obj = {

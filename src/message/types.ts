@@ -24,7 +24,14 @@ export type CandidateType =
   /** Server-reflexive: the NAT's public side of the listening port, as STUN saw it. */
   | "srflx"
   /** A port the router opened on request (UPnP IGD, NAT-PMP, PCP). */
-  | "mapped";
+  | "mapped"
+  /**
+   * Relayed (ICE's "relayed"): an address a TURN server allocated for the terminal (RFC 8656);
+   * what is sent to it reaches the terminal through the relay. UDP only. On the wire it travels
+   * in `relayCandidates`, apart from the others, so that readers of earlier versions skip it
+   * (docs/protocol.md "Relayed candidates").
+   */
+  | "relay";
 
 /** How a NAT maps one local port: the same towards every destination (RFC 4787), or not. */
 export type NatMapping = "endpoint-independent" | "endpoint-dependent";

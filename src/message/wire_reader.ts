@@ -13,6 +13,7 @@ import {
   MAX_CANDIDATES,
   MAX_ENDPOINTS,
   MAX_HOST_CARDS,
+  MAX_RELAY_CANDIDATES,
 } from "../limits.ts";
 import { fromBase64Url, toBase64Url } from "./base64.ts";
 import { isIPv4, isIPv6 } from "./field_rules.ts";
@@ -153,14 +154,31 @@ export function readVersion(ctx: Ctx, obj: Obj): 1 | 2 {
   return 2;
 }
 
-/** One candidate: an endpoint with a known type, a priority and (srflx only) a NAT mapping. */
-export function readCandidate(ctx: Ctx, value: unknown, path: string): Candidate {
+/**
+ * One candidate of the `candidates` list (`host`, `srflx` or `mapped`) or of the
+ * `relayCandidates` list (`relay` over UDP), as `list` says: an endpoint, a priority and (srflx
+ * only) a NAT mapping.
+ */
+export function readCandidate(
+  ctx: Ctx,
+  value: unknown,
+  path: string,
+  list: "candidates" | "relayCandidates" = "candidates",
+): Candidate {
   const endpoint = readEndpoint(ctx, value, path);
   const obj = value as Obj;
   const p = `${path}.`;
   const type = readString(ctx, obj, "type", p);
-  if (type !== "host" && type !== "srflx" && type !== "mapped") {
-    fail(ctx, `${p}type is not host, srflx or mapped`);
+  if (list === "relayCandidates") {
+    if (type !== "relay") fail(ctx, `${p}type is not relay`);
+    if (endpoint.transport !== "udp") fail(ctx, `${p}transport of a relay candidate is not udp`);
+  } else if (type !== "host" && type !== "srflx" && type !== "mapped") {
+    fail(
+      ctx,
+      type === "relay"
+        ? `${p}type is relay, which belongs in relayCandidates`
+        : `${p}type is not host, srflx or mapped`,
+    );
   }
   const priority = get(ctx, obj, "priority", p);
   if (
@@ -182,9 +200,9 @@ export function readCandidate(ctx: Ctx, value: unknown, path: string): Candidate
 }
 
 /**
- * The `candidates` list of a version 2 object: at most `MAX_CANDIDATES`, no two with the same
- * transport, address and port, and `endpoints` exactly their projection (same order), so a
- * version 1 reader sees the same addresses.
+ * The candidates of a version 2 object (`candidates`, then `relayCandidates`), checked as by
+ * {@link readCandidateList}, and `endpoints` exactly the projection of `candidates` (same
+ * order), so a version 1 reader sees the same direct addresses.
  */
 export function readCandidates(
   ctx: Ctx,
@@ -193,8 +211,9 @@ export function readCandidates(
   endpoints: readonly Endpoint[],
 ): Candidate[] {
   const candidates = readCandidateList(ctx, obj, path);
-  const same = endpoints.length === candidates.length &&
-    candidates.every((c, i) =>
+  const direct = candidates.filter((c) => c.type !== "relay");
+  const same = endpoints.length === direct.length &&
+    direct.every((c, i) =>
       c.transport === endpoints[i]!.transport && c.address === endpoints[i]!.address &&
       c.port === endpoints[i]!.port
     );
@@ -202,14 +221,32 @@ export function readCandidates(
   return candidates;
 }
 
-/** The `candidates` list: at most `MAX_CANDIDATES`, no two with one transport, address, port. */
+/**
+ * The `candidates` list and the optional `relayCandidates` list, one after the other: at most
+ * `MAX_RELAY_CANDIDATES` relayed ones, at most `MAX_CANDIDATES` in all, no two with one
+ * transport, address and port. Relayed candidates travel apart so that a reader of an earlier
+ * version 2, which knows no `relay` type and ignores unknown fields, skips them and reads the
+ * rest (docs/protocol.md "Relayed candidates").
+ */
 export function readCandidateList(ctx: Ctx, obj: Obj, path: string): Candidate[] {
-  const candidates = readArray(ctx, obj, "candidates", path, MAX_CANDIDATES)
+  const direct = readArray(ctx, obj, "candidates", path, MAX_CANDIDATES)
     .map((c, i) => readCandidate(ctx, c, `${path}candidates[${i}]`));
+  const relayed = Object.hasOwn(obj, "relayCandidates")
+    ? readArray(ctx, obj, "relayCandidates", path, MAX_RELAY_CANDIDATES)
+      .map((c, i) => readCandidate(ctx, c, `${path}relayCandidates[${i}]`, "relayCandidates"))
+    : [];
+  const candidates = [...direct, ...relayed];
+  if (candidates.length > MAX_CANDIDATES) {
+    fail(
+      ctx,
+      `${path}candidates and relayCandidates have ${candidates.length} entries, more than ${MAX_CANDIDATES}`,
+    );
+  }
   const seen = new Set<string>();
   for (const [i, c] of candidates.entries()) {
     const key = `${c.transport} ${c.address} ${c.port}`;
-    if (seen.has(key)) fail(ctx, `${path}candidates[${i}] repeats ${c.address} port ${c.port}`);
+    const at = i < direct.length ? `candidates[${i}]` : `relayCandidates[${i - direct.length}]`;
+    if (seen.has(key)) fail(ctx, `${path}${at} repeats ${c.address} port ${c.port}`);
     seen.add(key);
   }
   return candidates;

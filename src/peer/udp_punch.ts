@@ -51,10 +51,14 @@ import type { PeerIdentity, PeerLink } from "./types.ts";
 export interface PunchCandidate extends Endpoint {
   /**
    * `host`: an address of the peer's own interface (LAN or global, no NAT in between);
-   * `srflx`: its mapping as STUN saw it; `mapped`: a router port mapping (UPnP, NAT-PMP, PCP).
+   * `srflx`: its mapping as STUN saw it; `mapped`: a router port mapping (UPnP, NAT-PMP, PCP);
+   * `relay`: an address a TURN server allocated for the peer (what reaches it is relayed).
    */
-  kind?: "host" | "srflx" | "mapped";
+  kind?: CandidateKind;
 }
+
+/** How a candidate was found: the candidate types of the wire format (src/message/types.ts). */
+export type CandidateKind = "host" | "srflx" | "mapped" | "relay";
 
 /** Options of `PeerListener.punch()` (UDP: `UdpPeerListener`, TCP: `tcp_punch.ts`). */
 export interface PunchOptions {
@@ -78,19 +82,29 @@ export type PunchEvent =
   | { type: "failed"; remote: Endpoint; error: unknown };
 
 /** How the packets of a session travel; see docs/nat.md "Path kinds". */
-export type PathKind = "host" | "mapped" | "punched";
+export type PathKind = "host" | "mapped" | "punched" | "relayed";
 
 /**
- * The path kind of reaching `remote` given the peer's candidates: `host` / `mapped` when it is a
- * candidate of that kind, else `punched`.
+ * The path kind of a pair whose end is a candidate of `kind`: `host` and `mapped` as they are,
+ * `relayed` for a `relay` candidate, `punched` for a NAT's mapping (`srflx`, or no candidate at
+ * all: a peer-reflexive source).
+ */
+export function pathKindOfKind(kind: CandidateKind | undefined): PathKind {
+  if (kind === "relay") return "relayed";
+  return kind === "host" || kind === "mapped" ? kind : "punched";
+}
+
+/**
+ * The path kind of reaching `remote` given the peer's candidates: `host` / `mapped` / `relayed`
+ * when it is a candidate of that kind (`relay` for `relayed`), else `punched`.
  */
 export function pathKindOf(
   remote: Endpoint,
   candidates: readonly PunchCandidate[],
 ): PathKind {
-  const kind = candidates.find((c) => c.address === remote.address && c.port === remote.port)
-    ?.kind;
-  return kind === "host" || kind === "mapped" ? kind : "punched";
+  return pathKindOfKind(
+    candidates.find((c) => c.address === remote.address && c.port === remote.port)?.kind,
+  );
 }
 
 /** Which side of the handshake a punch runs; see the module doc. */
@@ -101,8 +115,8 @@ export interface PunchResult {
   /** The session, already established and encrypted end to end. */
   link: PeerLink;
   /**
-   * The kind of the winning pair (docs/nat.md "Path kinds"): `host` or `mapped` when the
-   * remote is one of the peer's candidates of that kind, else `punched` (its NAT's mapping,
+   * The kind of the winning pair (docs/nat.md "Path kinds"): `host`, `mapped` or `relayed` when
+   * the remote is one of the peer's candidates of that kind, else `punched` (its NAT's mapping,
    * announced by STUN or seen as a peer-reflexive source).
    */
   path: PathKind;

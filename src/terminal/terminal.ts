@@ -31,7 +31,7 @@ import type {
   ReplyPayload,
 } from "../message/types.ts";
 import type { PeerIdentity, PeerLink, PeerListener, PeerTransport } from "../peer/types.ts";
-import type { PathKind, PunchCandidate } from "../peer/udp_punch.ts";
+import { type PathKind, pathKindOfKind, type PunchCandidate } from "../peer/udp_punch.ts";
 import { bytesEqual, toBase64Url } from "../message/base64.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom } from "../runtime.ts";
 import { acceptsPeer, checkPeerPolicy, choosePeers, type PeerPolicy } from "./peer_choice.ts";
@@ -407,7 +407,7 @@ export class Terminal {
       ...(signal ? { signal } : {}),
     });
     this.#checkUserId(link, peer.userId);
-    return { link, path: candidate.type === "srflx" ? "punched" : candidate.type };
+    return { link, path: pathKindOfKind(candidate.type) };
   }
 
   /**
@@ -472,9 +472,10 @@ export class Terminal {
   }
 
   /**
-   * How a link's packets travel (docs/nat.md "Path kinds"), judged alike on both ends: the kind of
-   * the candidate the handshake's initiator dialled, except `mapped` whenever the other end of
-   * the pair is a router mapping. The initiator knows what it dialled (`link.remote.endpoint`);
+   * How a link's packets travel (docs/nat.md "Path kinds"), judged alike on both ends: `relayed`
+   * whenever either end of the pair is a TURN relay candidate, else `mapped` whenever the other end
+   * of the pair is a router mapping, else the kind of the candidate the handshake's initiator
+   * dialled. The initiator knows what it dialled (`link.remote.endpoint`);
    * the responder reads it from the signed CONNECT (`link.remote.dialled`). `reached` is the
    * address of ours that the peer's probe was sent to, when the punch learned the peer from one.
    */
@@ -483,14 +484,13 @@ export class Terminal {
     peerCandidates: readonly Candidate[],
     reached?: Endpoint,
   ): PathKind {
-    const kindIn = (list: readonly Candidate[], at: Endpoint | undefined): PathKind => {
-      const type = at && list.find((c) => c.address === at.address && c.port === at.port)?.type;
-      return type === "host" || type === "mapped" ? type : "punched";
-    };
+    const kindIn = (list: readonly Candidate[], at: Endpoint | undefined): PathKind =>
+      pathKindOfKind(at && list.find((c) => c.address === at.address && c.port === at.port)?.type);
     const dialled = link.remote.dialled;
     const [initiatorDialled, otherEnd] = dialled
       ? [kindIn(this.#own, dialled), kindIn(peerCandidates, link.remote.endpoint)]
       : [kindIn(peerCandidates, link.remote.endpoint), kindIn(this.#own, reached)];
+    if (initiatorDialled === "relayed" || otherEnd === "relayed") return "relayed";
     return otherEnd === "mapped" ? "mapped" : initiatorDialled;
   }
 

@@ -88,7 +88,7 @@ Deno.test("a stored table with a malformed candidate is refused whole when loade
     failures: 0,
   };
   assert.equal(validateRows([row]).length, 1);
-  for (const spoil of [{ priority: 0 }, { type: "relay" }, { extra: 1 }, { mapping: "cone" }]) {
+  for (const spoil of [{ priority: 0 }, { type: "prflx" }, { extra: 1 }, { mapping: "cone" }]) {
     const bad = { ...row, candidates: [{ ...BOB_CANDIDATES[1]!, ...spoil }] };
     assert.throws(() => validateRows([bad]), /candidate 0/);
   }

@@ -17,8 +17,14 @@ import {
   endpointsOf,
 } from "../../src/message/candidate.ts";
 import { decodeReply, decodeRequest, encodeReply, encodeRequest } from "../../src/message/codec.ts";
-import type { Candidate, RequestPayload } from "../../src/message/types.ts";
-import { assertMessageError, endpointArb, replyArb, requestArb } from "./helpers.ts";
+import type { Candidate } from "../../src/message/types.ts";
+import {
+  assertMessageError,
+  candidateRequest,
+  endpointArb,
+  replyArb,
+  requestArb,
+} from "./helpers.ts";
 
 const candidateArb: fc.Arbitrary<Candidate> = fc.tuple(
   endpointArb,
@@ -43,18 +49,7 @@ const bytesOf = (value: unknown) => utf8.encode(JSON.stringify(value));
 
 /** A valid version 2 request on the wire, as a plain object an attacker can edit. */
 function wireRequest(candidates: Candidate[]): Record<string, unknown> {
-  const payload: RequestPayload = {
-    network: "net",
-    userId: "alice",
-    identityKey: new Uint8Array(32),
-    endpoints: endpointsOf(candidates),
-    candidates,
-    sessionId: new Uint8Array(16),
-    createdAt: 1,
-    replyKey: new Uint8Array(32),
-    hostCards: [],
-  };
-  return json(encodeRequest(payload));
+  return json(encodeRequest(candidateRequest(candidates)));
 }
 
 const SRFLX: Candidate = {
@@ -158,8 +153,13 @@ Deno.test("a hostile request's candidates are refused with EPAYLOAD naming the f
     ],
     [
       "an unknown type",
-      (w) => (cand(w, 0).type = "relay"),
+      (w) => (cand(w, 0).type = "prflx"),
       /candidates\[0\]\.type is not host, srflx or mapped/,
+    ],
+    [
+      "a relay candidate among the others, where an earlier reader would choke on it",
+      (w) => (cand(w, 0).type = "relay"),
+      /candidates\[0\]\.type is relay, which belongs in relayCandidates/,
     ],
     ["priority 0", (w) => (cand(w, 0).priority = 0), /priority is not a whole number from 1/],
     ["priority 2^31", (w) => (cand(w, 0).priority = 2 ** 31), /priority is not a whole number/],

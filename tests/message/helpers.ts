@@ -7,7 +7,9 @@ import { MessageError } from "../../src/errors.ts";
 import type { ErrorCode } from "../../src/errors.ts";
 import { userIdProblem } from "../../src/message/field_rules.ts";
 import { formatHostCard } from "../../src/message/host_card.ts";
+import { endpointsOf } from "../../src/message/candidate.ts";
 import type {
+  Candidate,
   Endpoint,
   NoticePayload,
   PeerEntry,
@@ -104,4 +106,19 @@ export async function assertMessageError(
   assert.match(caught.message, /^Cannot [^:]+: .+; .+/);
   if (message) assert.match(caught.message, message);
   return caught;
+}
+
+/** A version 2 request of alice with `candidates`, its endpoints their projection. */
+export function candidateRequest(candidates: Candidate[]): RequestPayload {
+  return {
+    network: "net",
+    userId: "alice",
+    identityKey: new Uint8Array(32),
+    endpoints: endpointsOf(candidates),
+    candidates,
+    sessionId: new Uint8Array(16),
+    createdAt: 1,
+    replyKey: new Uint8Array(32),
+    hostCards: [],
+  };
 }

@@ -16,7 +16,7 @@ import type { Endpoint } from "../../src/message/types.ts";
 import { encodeConnect, NONCE_BYTES } from "../../src/peer/frame_bodies.ts";
 import { encodeDatagram, FrameType } from "../../src/peer/frame.ts";
 import type { PeerIdentity } from "../../src/peer/types.ts";
-import { punchRole } from "../../src/peer/udp_punch.ts";
+import { pathKindOf, pathKindOfKind, punchRole } from "../../src/peer/udp_punch.ts";
 import { Events } from "../support/punch_events.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { ManualClock } from "../../src/runtime.ts";
@@ -373,4 +373,24 @@ Deno.test("a listener trying one peer answers only that peer, and the others onc
     silent.close();
     await a.close();
   }
+});
+
+Deno.test("a pair whose remote is the peer's TURN relay candidate is a relayed path", () => {
+  const at = (port: number, kind?: "host" | "srflx" | "mapped" | "relay") => ({
+    transport: "udp" as const,
+    address: "203.0.113.9",
+    port,
+    ...(kind ? { kind } : {}),
+  });
+  const candidates = [at(1, "host"), at(2, "srflx"), at(3, "mapped"), at(4, "relay"), at(5)];
+  assert.deepEqual([1, 2, 3, 4, 5, 6].map((port) => pathKindOf(at(port), candidates)), [
+    "host",
+    "punched",
+    "mapped",
+    "relayed",
+    "punched", // no kind: a STUN mapping by default
+    "punched", // no candidate at all: a peer-reflexive source
+  ]);
+  assert.equal(pathKindOfKind("relay"), "relayed");
+  assert.equal(pathKindOfKind(undefined), "punched");
 });

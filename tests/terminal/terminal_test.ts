@@ -470,7 +470,25 @@ Deno.test("a UDP terminal behind a NAT announces the STUN mapping of its listeni
   }
 });
 
-Deno.test("a UDP terminal on standby acts only on its host's introduction: it connects to the introduced peer, and a forged one is quarantined", async () => {
+/**
+ * Bob stands by over UDP; the host's introduction of carol (a UDP listener of the test) names
+ * carol's listener as a candidate of `type`; bob and carol punch to each other. `beforeReal` runs
+ * before the real introduction is mailed (with what a forger would need).
+ */
+async function introducedPunch(
+  type: "host" | "relay",
+  check: (r: {
+    result: Rendezvous;
+    bob: { events: EventLog };
+  }) => void,
+  beforeReal?: (
+    w: Awaited<ReturnType<typeof localWorld>>,
+    bob: { events: EventLog },
+    run: Promise<Rendezvous>,
+    payload: Parameters<typeof sealIntroduction>[0],
+    introductionKey: Uint8Array,
+  ) => Promise<void>,
+): Promise<void> {
   const w = await localWorld();
   const stop = new AbortController();
   const udp = new UdpTransport();
@@ -502,8 +520,8 @@ Deno.test("a UDP terminal on standby acts only on its host's introduction: it co
           transport: "udp" as const,
           address: "127.0.0.1",
           port: carolListener.endpoint.port,
-          type: "host" as const,
-          priority: candidatePriority("host"),
+          type,
+          priority: candidatePriority(type),
         }],
       },
       peerSessionId: new Uint8Array(16),
@@ -511,6 +529,46 @@ Deno.test("a UDP terminal on standby acts only on its host's introduction: it co
       punchEnd: now + 60_000,
     };
     const introductionKey = fromBase64Url(row.introductionKey);
+    await beforeReal?.(w, bob, run, payload, introductionKey);
+
+    // The host's own introduction: bob punches to carol while carol punches to bob (the
+    // requester's side, from its reply), whichever of them holds the smaller key controlling.
+    const real = await sealIntroduction(payload, { hostKeys: w.hostKeys, introductionKey });
+    await w.mailFromHost("bob@flow.test", "introduction", real);
+    // Carol starts once bob has read the introduction: a link bob accepted before that could
+    // not be judged by carol's candidates (docs/nat.md "Path kinds").
+    await Promise.race([bob.events.until("connecting"), run]);
+    const bobAt = bob.events.find((e) => e.event === "listening");
+    assert.ok(bobAt && bobAt.event === "listening");
+    const [result, carolSide] = await Promise.all([
+      run,
+      carolListener.punch({
+        peerKey: bob.identity.ed25519.publicKey,
+        candidates: [{ ...bobAt.endpoint, kind: "host" }],
+        windowMs: 10_000,
+      }),
+    ]);
+    assert.equal(result.link.remote.userId, "carol");
+    assert.equal(carolSide.link.remote.userId, "bob");
+    const told = bob.events.find((e) => e.event === "introduction");
+    assert.ok(told && told.event === "introduction" && told.peer === "carol");
+    check({ result, bob });
+    await result.link.close();
+    await carolSide.link.close();
+  } finally {
+    stop.abort();
+    await carolListener.close();
+    await w.close();
+  }
+}
+
+Deno.test("a UDP terminal on standby acts only on its host's introduction: it connects to the introduced peer, and a forged one is quarantined", async () => {
+  await introducedPunch("host", ({ result, bob }) => {
+    assert.equal(result.role, "acceptor");
+    assert.equal(result.path, "host");
+    const connected = bob.events.find((e) => e.event === "connected");
+    assert.ok(connected && connected.event === "connected" && connected.path === "host");
+  }, async (w, bob, run, payload, introductionKey) => {
     // First a forgery: signed by a key that is not bob's host, claiming the host's id.
     const mallory = await otherHostKeys("host@flow.test");
     const forged = await sealIntroduction({ ...payload, hostId: mallory.ed25519.publicKey }, {
@@ -522,34 +580,15 @@ Deno.test("a UDP terminal on standby acts only on its host's introduction: it co
     const refused = bob.events.find((e) => e.event === "error");
     assert.ok(refused && refused.event === "error" && refused.code === "ESIGNATURE");
     assert.ok(!bob.events.some((e) => e.event === "introduction" || e.event === "connecting"));
+  });
+});
 
-    // Then the host's own introduction: bob punches to carol while carol punches to bob (the
-    // requester's side, from its reply), whichever of them holds the smaller key controlling.
-    const real = await sealIntroduction(payload, { hostKeys: w.hostKeys, introductionKey });
-    await w.mailFromHost("bob@flow.test", "introduction", real);
-    const bobAt = bob.events.find((e) => e.event === "listening");
-    assert.ok(bobAt && bobAt.event === "listening");
-    const [result, carolSide] = await Promise.all([
-      run,
-      carolListener.punch({
-        peerKey: bob.identity.ed25519.publicKey,
-        candidates: [{ ...bobAt.endpoint, kind: "host" }],
-        windowMs: 10_000,
-      }),
-    ]);
-    assert.equal(result.role, "acceptor");
-    assert.equal(result.path, "host");
-    assert.equal(result.link.remote.userId, "carol");
-    assert.equal(carolSide.link.remote.userId, "bob");
+Deno.test("a terminal that reaches an introduced peer at its TURN relay candidate reports the path as relayed", async () => {
+  // Carol's listener stands in for her relayed address: what reaches it reaches carol. Whoever
+  // of the two is controlling, one end of the winning pair is carol's relay candidate.
+  await introducedPunch("relay", ({ result, bob }) => {
+    assert.equal(result.path, "relayed");
     const connected = bob.events.find((e) => e.event === "connected");
-    assert.ok(connected && connected.event === "connected" && connected.path === "host");
-    const told = bob.events.find((e) => e.event === "introduction");
-    assert.ok(told && told.event === "introduction" && told.peer === "carol");
-    await result.link.close();
-    await carolSide.link.close();
-  } finally {
-    stop.abort();
-    await carolListener.close();
-    await w.close();
-  }
+    assert.ok(connected && connected.event === "connected" && connected.path === "relayed");
+  });
 });
