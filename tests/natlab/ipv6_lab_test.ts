@@ -223,3 +223,24 @@ Deno.test({
     assert.deepEqual(chats, [{ chat: "hello from bob" }, { chat: "hello from alice" }]);
   },
 });
+
+Deno.test({
+  name:
+    "a TCP punch over IPv6 (simultaneous open) links mpl-a and mpl-b through two stateful firewalls, and they chat",
+  ignore: !LAB,
+  sanitizeResources: false,
+  async fn() {
+    const lab = LAB!;
+    await natlab("setfw6", "stateful", "stateful");
+    const chats: unknown[] = [];
+    const args = ["--family", "6", "--transport", "tcp", "--window", "4000", "--chat"];
+    const { a, b } = await punchPair({ a: args, b: args }, 30_000, async (a, b) => {
+      chats.push(await a.line(), await b.line());
+    });
+    report(JSON.stringify({ a, b }));
+    assert.ok(a.connected && b.connected, JSON.stringify({ a, b }));
+    assert.equal(a.remote!.address, lab.hosts.b.ip6);
+    assert.equal(b.remote!.address, lab.hosts.a.ip6);
+    assert.deepEqual(chats, [{ chat: "hello from bob" }, { chat: "hello from alice" }]);
+  },
+});

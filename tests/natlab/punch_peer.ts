@@ -5,9 +5,9 @@
  * 1. listens on 0.0.0.0:0, learns its mapping from STUN over the listener's own socket, writes
  *    `{"key", "candidates"}` (a `host` candidate and the `srflx` one); with `--transport tcp`
  *    it listens on TCP, and the `srflx` candidate is the STUN address with the listener's port,
- *    as a TCP terminal announces it (a port-preserving NAT keeps it); with `--family 6` (UDP)
- *    it listens on [::]:0 and announces only its IPv6 `host` candidate: the lab routes IPv6
- *    without NAT66, so a STUN mapping would be the same address;
+ *    as a TCP terminal announces it (a port-preserving NAT keeps it); with `--family 6` it
+ *    listens on [::]:0 (UDP or TCP) and announces only its IPv6 `host` candidate: the lab routes
+ *    IPv6 without NAT66, so a STUN mapping would be the same address;
  * 2. reads the other peer's line from stdin and punches to it (window `--window` ms);
  * 3. writes `{"connected": true, "path", "role", "ms", "local", "remote"}` (TCP: and `"via"`) or
  *    `{"connected": false, "code", "message", "ms"}` (and exits 0 either way);
@@ -72,7 +72,8 @@ const any = { address: v6 ? "::" : "0.0.0.0", port: 0 };
 let listener: PeerListener;
 let srflx: { address: string; port: number } | undefined;
 if (v6) {
-  listener = await new UdpTransport().listen(any, { identity });
+  const t = transport === "tcp" ? new TcpTransport() : new UdpTransport();
+  listener = await t.listen(any, { identity });
 } else if (transport === "tcp") {
   listener = await new TcpTransport().listen(any, { identity });
   const found = await new StunAddress([arg("stun")!]).query();
