@@ -751,7 +751,7 @@ cmd_up() {
       start_upnp
     fi
     write_json
-    log "already up (NAT $(nat_of rta) / $(nat_of rtb); $JSON)"
+    log "already up (NAT $(nat_of rta) / $(nat_of rtb), IPv6 firewall $(fw6_of rta) / $(fw6_of rtb); $JSON)"
     return 0
   fi
   # Anything half-built is removed first: a clean build every time.
