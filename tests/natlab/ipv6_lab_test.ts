@@ -119,6 +119,32 @@ Deno.test({
 
 Deno.test({
   name:
+    "in mpl-a the terminal finds no global interface address: the lab's IPv4 and IPv6 are both reserved, so it asks STUN",
+  ignore: !LAB,
+  async fn() {
+    const lab = LAB!;
+    const module = new URL("../../src/terminal/address.ts", import.meta.url).href;
+    const code = `import { InterfaceAddress } from "${module}";
+const all = Deno.networkInterfaces().map((i) => i.address);
+console.log(JSON.stringify({ all, found: (await new InterfaceAddress().detect()) ?? null }));`;
+    const { code: exit, stdout } = await run("ip", [
+      "netns",
+      "exec",
+      lab.hosts.a.ns,
+      Deno.execPath(),
+      "eval",
+      "--no-prompt",
+      code,
+    ]);
+    assert.equal(exit, 0, stdout);
+    const got = JSON.parse(stdout) as { all: string[]; found: unknown };
+    assert.ok(got.all.includes(lab.hosts.a.ip6), stdout);
+    assert.equal(got.found, null);
+  },
+});
+
+Deno.test({
+  name:
     "STUN over IPv6 shows mpl-a its own address and port (no NAT66); mailpeer's StunAddress reaches coturn over IPv6",
   ignore: !LAB,
   async fn() {
