@@ -5,8 +5,11 @@
 # router A on demand, and a root-namespace link for services of this machine. See docs/natlab.md.
 #
 #   natlab.sh install                   install missing Debian packages (no daemons started)
-#   natlab.sh up [--nat A B] [--upnp]   build the lab (idempotent; default port-restricted twice)
+#   natlab.sh up [--nat A B] [--fw6 A B] [--upnp]
+#                                       build the lab (idempotent; default port-restricted twice,
+#                                       IPv6 firewalls stateful twice)
 #   natlab.sh setnat A B                reload both routers' rulesets in place, flush conntrack
+#   natlab.sh setfw6 A B                both routers' IPv6 firewalls: open or stateful
 #   natlab.sh loss PERCENT              router A drops PERCENT % of the UDP it forwards (0 = none)
 #   natlab.sh upnp start|stop           miniupnpd on router A (idempotent)
 #   natlab.sh status                    show the lab; exit 0 only when every part is healthy
@@ -16,11 +19,14 @@
 #                                       it links there)
 #   natlab.sh leftovers                 print CLEAN, or what is left and exit 1
 #   natlab.sh rules TYPE                print a router's nftables ruleset for NAT type TYPE
+#   natlab.sh rules6 FW                 print a router's IPv6 ruleset for firewall FW
 #
-# NAT types: none full-cone restricted port-restricted symmetric. The state dir (configs, pids,
-# logs, leases, natlab.json) is $NATLAB_DIR, else <repo>/.natlab, which is a symlink into /tmp
-# when other users cannot reach the clone (a mode-0700 parent) or its path is too long.
-# Needs root, except `rules`.
+# NAT types: none full-cone restricted port-restricted symmetric. IPv6 (2001:db8:4d50::/48) is
+# routed without NAT66; each router's IPv6 firewall is `stateful` (default: inbound only
+# established/related, RFC 6092) or `open`. The state dir (configs, pids, logs, leases,
+# natlab.json) is $NATLAB_DIR, else <repo>/.natlab, which is a symlink into /tmp when other
+# users cannot reach the clone (a mode-0700 parent) or its path is too long.
+# Needs root, except `rules` and `rules6`.
 set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=../lib/apt_install.sh
@@ -34,6 +40,8 @@ REPO_DIR="$(cd "$SCRIPT_DIR/../.." && pwd)"
 PACKAGES=(iproute2 nftables conntrack coturn miniupnpd-nftables miniupnpc natpmpc)
 NAT_TYPES=(none full-cone restricted port-restricted symmetric)
 DEFAULT_NAT=port-restricted
+FW6_TYPES=(open stateful)
+DEFAULT_FW6=stateful
 
 # ---------------------------------------------------------------------------------------
 # topology: every name starts with mpl- (mailpeer lab), every address is in 198.18.0.0/15
@@ -46,6 +54,7 @@ declare -A R_WAN=([rta]=198.18.0.1 [rtb]=198.18.0.2)
 declare -A R_LAN=([rta]=198.19.1.1 [rtb]=198.19.2.1)
 declare -A R_NET=([rta]=198.19.1.0/24 [rtb]=198.19.2.0/24)
 declare -A R_HOST=([rta]=a [rtb]=b)
+declare -A H_ROUTER=([a]=rta [b]=rtb)
 declare -A H_NS=([a]=${P}a [b]=${P}b)
 declare -A H_IP=([a]=198.19.1.10 [b]=198.19.2.10)
 ALL_NS=("$NS_PUB" "$NS_SRV" "${R_NS[rta]}" "${R_NS[rtb]}" "${H_NS[a]}" "${H_NS[b]}")
@@ -57,6 +66,18 @@ ROOT_LINK=${P}root ROOT_IP=198.18.0.254
 MAIL_DOMAINS=(a.test b.test host.test)
 declare -A MAIL_IP=([a.test]=198.18.0.251 [b.test]=198.18.0.252 [host.test]=198.18.0.253)
 LAB_NET=198.18.0.0/15
+
+# IPv6: one /48 of the documentation prefix (RFC 3849; "MP" = 0x4d50), which address_class.ts
+# calls `reserved`, as it calls 198.18.0.0/15: never global, so nothing of the lab looks like
+# the real internet. The "internet" is its /64 :0, each LAN a routed /64 (:1, :2), no NAT66.
+LAB_NET6=2001:db8:4d50::/48
+WAN_NET6=2001:db8:4d50::/64
+declare -A R_WAN6=([rta]=2001:db8:4d50::1 [rtb]=2001:db8:4d50::2)
+declare -A R_LAN6=([rta]=2001:db8:4d50:1::1 [rtb]=2001:db8:4d50:2::1)
+declare -A R_NET6=([rta]=2001:db8:4d50:1::/64 [rtb]=2001:db8:4d50:2::/64)
+declare -A H_IP6=([a]=2001:db8:4d50:1::10 [b]=2001:db8:4d50:2::10)
+SRV_IP6=2001:db8:4d50::10 SRV_IP6_2=2001:db8:4d50::11
+ROOT_IP6=2001:db8:4d50::254
 
 STUN_PORT=3478 STUN_ALT_PORT=3479
 RELAY_MIN=49152 RELAY_MAX=49200
@@ -239,6 +260,56 @@ apply_nat() {
 
 nat_of() { cat "$STATE/nat.$1" 2>/dev/null || echo "?"; }
 
+is_fw6_type() { [[ $1 == open || $1 == stateful ]]; }
+
+# rules6 TYPE: the complete `table ip6 natlab6` of a router. IPv6 is routed, never translated:
+# `stateful` is a home router's firewall after RFC 6092 (outbound opens a conntrack entry,
+# inbound passes only as established/related of one: address- and port-dependent filtering),
+# `open` forwards everything. The router's own input is the same in both: neighbor discovery,
+# the LAN, established/related and echo requests; everything else from the WAN is dropped (as
+# for IPv4, a router that accepted unsolicited WAN traffic would confirm conntrack entries).
+rules6() {
+  local type=$1 policy
+  case $type in
+    open) policy=accept ;;
+    stateful) policy=drop ;;
+    *) return 1 ;;
+  esac
+  echo "# IPv6 firewall $type"
+  echo "table ip6 natlab6 {"
+  echo "	chain forward6_filter {"
+  echo "		type filter hook forward priority filter; policy $policy;"
+  if [[ $type == stateful ]]; then
+    echo '		iifname "lan" oifname "wan" accept'
+    # ICMPv6 errors (packet too big, unreachable) about a flow are "related" to it.
+    echo '		iifname "wan" ct state established,related accept'
+  fi
+  echo "	}"
+  cat <<'EOF'
+	chain input6_filter {
+		type filter hook input priority filter; policy drop;
+		iifname "lo" accept
+		icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit } accept
+		iifname "lan" accept
+		ct state established,related accept
+		icmpv6 type echo-request accept
+	}
+}
+EOF
+}
+
+# apply_fw6 ROUTER TYPE: replace the router's IPv6 table atomically, flush its IPv6 conntrack
+# entries only (an IPv4 flow under test keeps its state).
+apply_fw6() {
+  local r=$1 type=$2 ns=${R_NS[$1]}
+  { echo "table ip6 natlab6"; echo "delete table ip6 natlab6"; rules6 "$type"; } |
+    ip netns exec "$ns" nft -f - || die "Cannot load the $type IPv6 ruleset into $ns: nft refused it; see: $0 rules6 $type"
+  ip netns exec "$ns" conntrack -D -f ipv6 >/dev/null 2>&1 || true
+  echo "$type" >"$STATE/fw6.$r"
+}
+
+fw6_of() { cat "$STATE/fw6.$1" 2>/dev/null || echo "?"; }
+
 # ---------------------------------------------------------------------------------------
 # namespaces and links
 # ---------------------------------------------------------------------------------------
@@ -258,24 +329,39 @@ require_own_lab() {
 }
 lab_namespaces() { ip netns list 2>/dev/null | awk -v p="^$P" '$1 ~ p {print $1}'; }
 
-# new_ns NAME: a namespace with loopback up, IPv6 off (before any link exists) and forwarding
-# as asked.
+# new_ns NAME [FORWARD] [IPV6]: a namespace with loopback up and forwarding (IPv4 and IPv6) as
+# asked. IPv6 is on unless IPV6 is 0, set before any link exists so every link inherits it: no
+# router advertisements taken, no SLAAC, no duplicate address detection (addresses are usable
+# at once; the lab assigns each address once), so the only IPv6 addresses are the lab's own and
+# link-local ones.
 new_ns() {
+  local fwd=${2:-0} v6=${3:-1} c
   ip netns add "$1"
-  ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 \
-    net.ipv4.ip_forward="${2:-0}"
+  ip netns exec "$1" sysctl -qw net.ipv4.ip_forward="$fwd"
+  if ((v6)); then
+    for c in all default; do
+      ip netns exec "$1" sysctl -qw "net.ipv6.conf.$c.disable_ipv6=0" "net.ipv6.conf.$c.accept_ra=0" \
+        "net.ipv6.conf.$c.autoconf=0" "net.ipv6.conf.$c.accept_dad=0" "net.ipv6.conf.$c.forwarding=$fwd" \
+        "net.ipv6.conf.$c.router_solicitations=0"
+    done
+  else
+    ip netns exec "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+  fi
   ip -n "$1" link set lo up
 }
 
 build_topology() {
   local r h ns d
-  new_ns "$NS_PUB"
+  # mpl-pub only bridges (layer 2): it needs no IPv6 of its own.
+  new_ns "$NS_PUB" 0 0
   new_ns "$NS_SRV"
   for r in "${ROUTERS[@]}"; do new_ns "${R_NS[$r]}" 1; done
   for h in a b; do new_ns "${H_NS[$h]}"; done
 
   # The "internet": a bridge in mpl-pub, one port per router, the server and the root ns.
-  ip -n "$NS_PUB" link add br0 type bridge
+  # Without a multicast querier in the lab, MLD snooping could starve neighbor discovery: the
+  # bridge floods all multicast.
+  ip -n "$NS_PUB" link add br0 type bridge mcast_snooping 0
   ip -n "$NS_PUB" link set br0 alias "$STATE"
   ip -n "$NS_PUB" link set br0 up
   for r in "${ROUTERS[@]}"; do
@@ -283,34 +369,54 @@ build_topology() {
     ip -n "$NS_PUB" link add "$r" type veth peer name wan netns "$ns"
     ip -n "$NS_PUB" link set "$r" master br0 up
     ip -n "$ns" addr add "${R_WAN[$r]}/24" dev wan
+    ip -n "$ns" addr add "${R_WAN6[$r]}/64" dev wan nodad
     ip -n "$ns" link set wan up
     h=${R_HOST[$r]}
     ip -n "$ns" link add lan type veth peer name eth0 netns "${H_NS[$h]}"
     ip -n "$ns" addr add "${R_LAN[$r]}/24" dev lan
+    ip -n "$ns" addr add "${R_LAN6[$r]}/64" dev lan nodad
     ip -n "$ns" link set lan up
     ip -n "${H_NS[$h]}" addr add "${H_IP[$h]}/24" dev eth0
+    ip -n "${H_NS[$h]}" addr add "${H_IP6[$h]}/64" dev eth0 nodad
     ip -n "${H_NS[$h]}" link set eth0 up
     ip -n "${H_NS[$h]}" route add default via "${R_LAN[$r]}"
+    ip -n "${H_NS[$h]}" -6 route add default via "${R_LAN6[$r]}" dev eth0
   done
-  # Each router and the server know the other LAN: only NAT type none lets traffic use it.
+  # Each router and the server know the other LAN: only NAT type none lets IPv4 use it; IPv6
+  # always does (no NAT66), as far as the firewalls let it.
   ip -n "${R_NS[rta]}" route add "${R_NET[rtb]}" via "${R_WAN[rtb]}"
   ip -n "${R_NS[rtb]}" route add "${R_NET[rta]}" via "${R_WAN[rta]}"
+  ip -n "${R_NS[rta]}" -6 route add "${R_NET6[rtb]}" via "${R_WAN6[rtb]}" dev wan
+  ip -n "${R_NS[rtb]}" -6 route add "${R_NET6[rta]}" via "${R_WAN6[rta]}" dev wan
 
   ip -n "$NS_PUB" link add srv type veth peer name eth0 netns "$NS_SRV"
   ip -n "$NS_PUB" link set srv master br0 up
   ip -n "$NS_SRV" addr add "$SRV_IP/24" dev eth0
   ip -n "$NS_SRV" addr add "$SRV_IP2/24" dev eth0
+  ip -n "$NS_SRV" addr add "$SRV_IP6/64" dev eth0 nodad
+  ip -n "$NS_SRV" addr add "$SRV_IP6_2/64" dev eth0 nodad
   ip -n "$NS_SRV" link set eth0 up
-  for r in "${ROUTERS[@]}"; do ip -n "$NS_SRV" route add "${R_NET[$r]}" via "${R_WAN[$r]}"; done
+  for r in "${ROUTERS[@]}"; do
+    ip -n "$NS_SRV" route add "${R_NET[$r]}" via "${R_WAN[$r]}"
+    ip -n "$NS_SRV" -6 route add "${R_NET6[$r]}" via "${R_WAN6[$r]}" dev eth0
+  done
 
-  # The root namespace joins the bridge with lab addresses only; it never forwards.
+  # The root namespace joins the bridge with lab addresses only; it never forwards. Its link
+  # takes no router advertisement, does no SLAAC or DAD, and sends no router solicitation
+  # (set while the link is still down).
   ip link add "$ROOT_LINK" type veth peer name root netns "$NS_PUB"
-  sysctl -qw "net.ipv6.conf.$ROOT_LINK.disable_ipv6=1" 2>/dev/null || true
+  sysctl -qw "net.ipv6.conf.$ROOT_LINK.accept_ra=0" "net.ipv6.conf.$ROOT_LINK.autoconf=0" \
+    "net.ipv6.conf.$ROOT_LINK.accept_dad=0" "net.ipv6.conf.$ROOT_LINK.router_solicitations=0" \
+    "net.ipv6.conf.$ROOT_LINK.disable_ipv6=0"
   ip -n "$NS_PUB" link set root master br0 up
   ip addr add "$ROOT_IP/24" dev "$ROOT_LINK"
   for d in "${MAIL_DOMAINS[@]}"; do ip addr add "${MAIL_IP[$d]}/24" dev "$ROOT_LINK"; done
+  ip addr add "$ROOT_IP6/64" dev "$ROOT_LINK" nodad
   ip link set "$ROOT_LINK" up
-  for r in "${ROUTERS[@]}"; do ip route add "${R_NET[$r]}" via "${R_WAN[$r]}" dev "$ROOT_LINK"; done
+  for r in "${ROUTERS[@]}"; do
+    ip route add "${R_NET[$r]}" via "${R_WAN[$r]}" dev "$ROOT_LINK"
+    ip -6 route add "${R_NET6[$r]}" via "${R_WAN6[$r]}" dev "$ROOT_LINK"
+  done
 }
 
 # ---------------------------------------------------------------------------------------
@@ -356,7 +462,7 @@ stun_ok() {
 import os, socket, struct, sys
 host, port = sys.argv[1], int(sys.argv[2])
 tid = os.urandom(12)
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(0.3)
 try:
     s.sendto(struct.pack("!HHI", 0x0001, 0, 0x2112A442) + tid, (host, port))
@@ -381,9 +487,12 @@ write_turn_conf() {
 # Written by natlab.sh up; the password is new on every up.
 listening-ip=$SRV_IP
 listening-ip=$SRV_IP2
+listening-ip=$SRV_IP6
+listening-ip=$SRV_IP6_2
 listening-port=$STUN_PORT
 alt-listening-port=$STUN_ALT_PORT
 relay-ip=$SRV_IP
+relay-ip=$SRV_IP6
 min-port=$RELAY_MIN
 max-port=$RELAY_MAX
 lt-cred-mech
@@ -407,8 +516,9 @@ start_coturn() {
   write_turn_conf
   ip netns exec "$NS_SRV" setsid /usr/bin/turnserver -c "$TURN_CONF" </dev/null >"$STATE/turnserver.out" 2>&1 &
   local deadline=$((SECONDS + START_TIMEOUT))
-  until stun_ok "$NS_SRV" "$SRV_IP" "$STUN_PORT" && stun_ok "$NS_SRV" "$SRV_IP2" "$STUN_ALT_PORT"; do
-    ((SECONDS < deadline)) || die "Cannot start coturn in $NS_SRV: no STUN answer on $SRV_IP:$STUN_PORT and $SRV_IP2:$STUN_ALT_PORT after ${START_TIMEOUT}s; see $TURN_LOG"
+  until stun_ok "$NS_SRV" "$SRV_IP" "$STUN_PORT" && stun_ok "$NS_SRV" "$SRV_IP2" "$STUN_ALT_PORT" &&
+    stun_ok "$NS_SRV" "$SRV_IP6" "$STUN_PORT"; do
+    ((SECONDS < deadline)) || die "Cannot start coturn in $NS_SRV: no STUN answer on $SRV_IP:$STUN_PORT, $SRV_IP2:$STUN_ALT_PORT and [$SRV_IP6]:$STUN_PORT after ${START_TIMEOUT}s; see $TURN_LOG"
   done
 }
 
@@ -546,19 +656,23 @@ write_json() {
   "state_dir": "$STATE",
   "namespaces": {"pub": "$NS_PUB", "srv": "$NS_SRV", "rta": "${R_NS[rta]}", "rtb": "${R_NS[rtb]}", "a": "${H_NS[a]}", "b": "${H_NS[b]}"},
   "hosts": {
-    "a": {"ns": "${H_NS[a]}", "ip": "${H_IP[a]}", "gateway": "${R_LAN[rta]}", "router": "rta"},
-    "b": {"ns": "${H_NS[b]}", "ip": "${H_IP[b]}", "gateway": "${R_LAN[rtb]}", "router": "rtb"}
+    "a": {"ns": "${H_NS[a]}", "ip": "${H_IP[a]}", "gateway": "${R_LAN[rta]}", "router": "rta", "ip6": "${H_IP6[a]}", "gateway6": "${R_LAN6[rta]}"},
+    "b": {"ns": "${H_NS[b]}", "ip": "${H_IP[b]}", "gateway": "${R_LAN[rtb]}", "router": "rtb", "ip6": "${H_IP6[b]}", "gateway6": "${R_LAN6[rtb]}"}
   },
   "routers": {
-    "rta": {"ns": "${R_NS[rta]}", "wan": "${R_WAN[rta]}", "lan": "${R_LAN[rta]}", "lan_net": "${R_NET[rta]}", "nat": "$(nat_of rta)"},
-    "rtb": {"ns": "${R_NS[rtb]}", "wan": "${R_WAN[rtb]}", "lan": "${R_LAN[rtb]}", "lan_net": "${R_NET[rtb]}", "nat": "$(nat_of rtb)"}
+    "rta": {"ns": "${R_NS[rta]}", "wan": "${R_WAN[rta]}", "lan": "${R_LAN[rta]}", "lan_net": "${R_NET[rta]}", "nat": "$(nat_of rta)",
+      "wan6": "${R_WAN6[rta]}", "lan6": "${R_LAN6[rta]}", "lan_net6": "${R_NET6[rta]}", "fw6": "$(fw6_of rta)"},
+    "rtb": {"ns": "${R_NS[rtb]}", "wan": "${R_WAN[rtb]}", "lan": "${R_LAN[rtb]}", "lan_net": "${R_NET[rtb]}", "nat": "$(nat_of rtb)",
+      "wan6": "${R_WAN6[rtb]}", "lan6": "${R_LAN6[rtb]}", "lan_net6": "${R_NET6[rtb]}", "fw6": "$(fw6_of rtb)"}
   },
   "nat": {"a": "$(nat_of rta)", "b": "$(nat_of rtb)"},
-  "internet": {"ns": "$NS_PUB", "bridge": "br0", "net": "$WAN_NET"},
-  "server": {"ns": "$NS_SRV", "ips": ["$SRV_IP", "$SRV_IP2"]},
-  "root": {"link": "$ROOT_LINK", "ip": "$ROOT_IP", "mail": {$mail}},
+  "fw6": {"a": "$(fw6_of rta)", "b": "$(fw6_of rtb)"},
+  "internet": {"ns": "$NS_PUB", "bridge": "br0", "net": "$WAN_NET", "net6": "$WAN_NET6", "lab_net6": "$LAB_NET6"},
+  "server": {"ns": "$NS_SRV", "ips": ["$SRV_IP", "$SRV_IP2"], "ips6": ["$SRV_IP6", "$SRV_IP6_2"]},
+  "root": {"link": "$ROOT_LINK", "ip": "$ROOT_IP", "ip6": "$ROOT_IP6", "mail": {$mail}},
   "coturn": {"ns": "$NS_SRV", "host": "$SRV_IP", "alt_host": "$SRV_IP2", "port": $STUN_PORT, "alt_port": $STUN_ALT_PORT,
-    "realm": "$TURN_REALM", "user": "$TURN_USER", "password": "$pass", "relay_ip": "$SRV_IP", "relay_ports": [$RELAY_MIN, $RELAY_MAX]},
+    "host6": "$SRV_IP6", "alt_host6": "$SRV_IP6_2",
+    "realm": "$TURN_REALM", "user": "$TURN_USER", "password": "$pass", "relay_ip": "$SRV_IP", "relay_ip6": "$SRV_IP6", "relay_ports": [$RELAY_MIN, $RELAY_MAX]},
   "upnp": $upnp
 }
 EOF
@@ -578,8 +692,10 @@ healthy() {
   ip link show "$ROOT_LINK" >/dev/null 2>&1 || return 1
   for r in "${ROUTERS[@]}"; do
     ip netns exec "${R_NS[$r]}" nft list table ip natlab >/dev/null 2>&1 || return 1
+    ip netns exec "${R_NS[$r]}" nft list table ip6 natlab6 >/dev/null 2>&1 || return 1
   done
-  pid_alive "$TURN_PID" turnserver && stun_ok "$NS_SRV" "$SRV_IP" "$STUN_PORT" || return 1
+  pid_alive "$TURN_PID" turnserver && stun_ok "$NS_SRV" "$SRV_IP" "$STUN_PORT" &&
+    stun_ok "$NS_SRV" "$SRV_IP6" "$STUN_PORT" || return 1
   if [[ -e $STATE/upnp.wanted ]]; then upnp_running && upnp_http_ok || return 1; fi
   [[ -s $JSON ]]
 }
@@ -591,8 +707,15 @@ parse_nat_args() {
   fi
 }
 
+parse_fw6_args() {
+  FW6_A=$1 FW6_B=$2
+  if ! is_fw6_type "$FW6_A" || ! is_fw6_type "$FW6_B"; then
+    usage_error "Cannot use IPv6 firewalls '$FW6_A' '$FW6_B': each must be one of ${FW6_TYPES[*]}"
+  fi
+}
+
 cmd_up() {
-  local nat_a="" nat_b="" upnp=0
+  local nat_a="" nat_b="" fw6_a="" fw6_b="" upnp=0
   while (($#)); do
     case $1 in
       --nat)
@@ -601,11 +724,17 @@ cmd_up() {
         nat_a=$NAT_A nat_b=$NAT_B
         shift 3
         ;;
+      --fw6)
+        (($# >= 3)) || usage_error "Cannot parse --fw6: it needs two IPv6 firewalls (${FW6_TYPES[*]})"
+        parse_fw6_args "$2" "$3"
+        fw6_a=$FW6_A fw6_b=$FW6_B
+        shift 3
+        ;;
       --upnp)
         upnp=1
         shift
         ;;
-      *) usage_error "Cannot parse '$1': up takes [--nat A B] [--upnp]" ;;
+      *) usage_error "Cannot parse '$1': up takes [--nat A B] [--fw6 A B] [--upnp]" ;;
     esac
   done
   need_root "build the NAT lab"
@@ -616,12 +745,13 @@ cmd_up() {
   local started=$EPOCHREALTIME
   if healthy; then
     [[ -n $nat_a ]] && { apply_nat rta "$nat_a"; apply_nat rtb "$nat_b"; }
+    [[ -n $fw6_a ]] && { apply_fw6 rta "$fw6_a"; apply_fw6 rtb "$fw6_b"; }
     if ((upnp)); then
       : >"$STATE/upnp.wanted"
       start_upnp
     fi
     write_json
-    log "already up (NAT $(nat_of rta) / $(nat_of rtb); $JSON)"
+    log "already up (NAT $(nat_of rta) / $(nat_of rtb), IPv6 firewall $(fw6_of rta) / $(fw6_of rtb); $JSON)"
     return 0
   fi
   # Anything half-built is removed first: a clean build every time.
@@ -629,6 +759,8 @@ cmd_up() {
   build_topology
   apply_nat rta "${nat_a:-$DEFAULT_NAT}"
   apply_nat rtb "${nat_b:-$DEFAULT_NAT}"
+  apply_fw6 rta "${fw6_a:-$DEFAULT_FW6}"
+  apply_fw6 rtb "${fw6_b:-$DEFAULT_FW6}"
   start_coturn
   if ((upnp)); then
     : >"$STATE/upnp.wanted"
@@ -636,7 +768,7 @@ cmd_up() {
   fi
   write_json
   local ms=$(((${EPOCHREALTIME/./} - ${started/./}) / 1000))
-  log "up in ${ms} ms: NAT $(nat_of rta) / $(nat_of rtb), coturn $SRV_IP:$STUN_PORT ($JSON)"
+  log "up in ${ms} ms: NAT $(nat_of rta) / $(nat_of rtb), IPv6 firewall $(fw6_of rta) / $(fw6_of rtb), coturn $SRV_IP:$STUN_PORT + [$SRV_IP6]:$STUN_PORT ($JSON)"
 }
 
 cmd_setnat() {
@@ -651,6 +783,20 @@ cmd_setnat() {
   apply_nat rtb "$NAT_B"
   [[ ! -e $PASS_FILE ]] || write_json
   log "NAT $NAT_A / $NAT_B"
+}
+
+cmd_setfw6() {
+  (($# == 2)) || usage_error "Cannot parse setfw6: it takes two IPv6 firewalls (${FW6_TYPES[*]})"
+  parse_fw6_args "$1" "$2"
+  need_root "change the IPv6 firewalls"
+  set_state_dir
+  require_own_lab "change the IPv6 firewalls"
+  local r
+  for r in "${ROUTERS[@]}"; do ns_exists "${R_NS[$r]}" || die "Cannot change the IPv6 firewalls: ${R_NS[$r]} does not exist; run: $0 up"; done
+  apply_fw6 rta "$FW6_A"
+  apply_fw6 rtb "$FW6_B"
+  [[ ! -e $PASS_FILE ]] || write_json
+  log "IPv6 firewall $FW6_A / $FW6_B"
 }
 
 # loss PERCENT: router A drops that share of forwarded UDP, both directions, in a table of its
@@ -721,7 +867,7 @@ teardown() {
   ip link del "$ROOT_LINK" 2>/dev/null || true
   local ns
   for ns in $(lab_namespaces); do ip netns del "$ns" 2>/dev/null || true; done
-  rm -f "$JSON" "$STATE"/nat.* "$STATE/upnp.wanted" "$UPNP_LEASES" "$PASS_FILE"
+  rm -f "$JSON" "$STATE"/nat.* "$STATE"/fw6.* "$STATE/upnp.wanted" "$UPNP_LEASES" "$PASS_FILE"
 }
 
 # destroy: take this clone's lab down, then remove its state dir (and the <repo>/.natlab link
@@ -769,6 +915,8 @@ cmd_leftovers() {
   ip link show "$ROOT_LINK" >/dev/null 2>&1 && left+=("link $ROOT_LINK")
   while read -r t; do [[ -n $t ]] && left+=("root-ns route $t"); done < <(ip -4 route show to root "$LAB_NET" 2>/dev/null)
   while read -r t; do [[ -n $t ]] && left+=("root-ns address $t"); done < <(ip -4 -o addr show to "$LAB_NET" 2>/dev/null | awk '{print $2, $4}')
+  while read -r t; do [[ -n $t ]] && left+=("root-ns route $t"); done < <(ip -6 route show to root "$LAB_NET6" 2>/dev/null)
+  while read -r t; do [[ -n $t ]] && left+=("root-ns address $t"); done < <(ip -6 -o addr show to "$LAB_NET6" 2>/dev/null | awk '{print $2, $4}')
   if command -v nft >/dev/null; then
     while read -r t; do [[ $t == *natlab* ]] && left+=("root-ns nft $t"); done < <(nft list tables 2>/dev/null)
   fi
@@ -783,14 +931,14 @@ cmd_leftovers() {
 
 cmd_status() {
   set_state_dir
-  local rc=0 ns r state
+  local rc=0 ns r h state
   printf '%-22s %s\n' PART STATE
   for ns in "${ALL_NS[@]}"; do
     if ns_exists "$ns"; then state=ok; else state=missing rc=1; fi
     printf '%-22s %s\n' "netns $ns" "$state"
   done
   if ip link show "$ROOT_LINK" >/dev/null 2>&1; then
-    state="ok $(ip -4 -o addr show dev "$ROOT_LINK" | awk '{printf "%s ", $4}')"
+    state="ok $(ip -o addr show dev "$ROOT_LINK" scope global | awk '{printf "%s ", $4}')"
   else
     state=missing rc=1
   fi
@@ -802,9 +950,24 @@ cmd_status() {
       state=missing rc=1
     fi
     printf '%-22s %s\n' "nat ${R_NS[$r]}" "$state"
+    if ns_exists "${R_NS[$r]}" && ip netns exec "${R_NS[$r]}" nft list table ip6 natlab6 >/dev/null 2>&1; then
+      state="$(fw6_of "$r") (wan ${R_WAN6[$r]}, lan ${R_NET6[$r]})"
+    else
+      state=missing rc=1
+    fi
+    printf '%-22s %s\n' "ipv6 ${R_NS[$r]}" "$state"
   done
-  if pid_alive "$TURN_PID" turnserver && ns_exists "$NS_SRV" && stun_ok "$NS_SRV" "$SRV_IP" "$STUN_PORT"; then
-    state="ok pid $PID, $SRV_IP:$STUN_PORT + $SRV_IP2:$STUN_ALT_PORT"
+  for h in a b; do
+    if ns_exists "${H_NS[$h]}" && ip -n "${H_NS[$h]}" -6 -o addr show dev eth0 to "${H_IP6[$h]}/128" | grep -q .; then
+      state="ok ${H_IP6[$h]} via ${R_LAN6[${H_ROUTER[$h]}]}"
+    else
+      state=missing rc=1
+    fi
+    printf '%-22s %s\n' "ipv6 ${H_NS[$h]}" "$state"
+  done
+  if pid_alive "$TURN_PID" turnserver && ns_exists "$NS_SRV" && stun_ok "$NS_SRV" "$SRV_IP" "$STUN_PORT" &&
+    stun_ok "$NS_SRV" "$SRV_IP6" "$STUN_PORT"; then
+    state="ok pid $PID, $SRV_IP:$STUN_PORT + $SRV_IP2:$STUN_ALT_PORT + [$SRV_IP6]:$STUN_PORT"
   else
     state="down" rc=1
   fi
@@ -827,8 +990,13 @@ cmd_rules() {
   rules "$1"
 }
 
+cmd_rules6() {
+  is_fw6_type "${1:-}" || usage_error "Cannot print IPv6 rules for '${1:-}': FW must be one of ${FW6_TYPES[*]}"
+  rules6 "$1"
+}
+
 usage() {
-  sed -n '2,21s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+  sed -n '2,28s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 main() {
@@ -838,6 +1006,7 @@ main() {
     install) cmd_install ;;
     up) cmd_up "$@" ;;
     setnat) cmd_setnat "$@" ;;
+    setfw6) cmd_setfw6 "$@" ;;
     loss) cmd_loss "$@" ;;
     upnp) cmd_upnp "$@" ;;
     status) cmd_status ;;
@@ -845,6 +1014,7 @@ main() {
     destroy) cmd_destroy ;;
     leftovers) cmd_leftovers ;;
     rules) cmd_rules "$@" ;;
+    rules6) cmd_rules6 "$@" ;;
     -h | --help | help) usage ;;
     *)
       usage >&2

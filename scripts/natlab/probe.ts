@@ -9,6 +9,11 @@
  *   pcp-map     one PCP MAP request (RFC 6887) to a router: the external address
  *   tcp-listen  accept one TCP connection and greet it (inbound checks of port mappings)
  *   tcp-connect connect, print the greeting; exit 0 when it came
+ *   udp-listen  wait for one UDP datagram (inbound checks of a firewall); exit 0 when it came
+ *   udp-send    send a few UDP datagrams from an optional fixed port
+ *   udp-punch   hole punching with a peer whose address is known (IPv6: no NAT, no rendezvous)
+ *
+ * Addresses are IP:PORT, IPv6 in brackets ([2001:db8:4d50::10]:3478).
  *
  * Wire format: one JSON object per datagram. Each mode prints one JSON line; exit 0 = success,
  * 1 = the check failed, 2 = usage.
@@ -53,16 +58,24 @@ function fail(message: string, code = 2): never {
   Deno.exit(code);
 }
 
-const key = (a: { hostname: string; port: number }): string => `${a.hostname}:${a.port}`;
+/** IP:PORT, or [IPv6]:PORT. */
+const key = (a: { hostname: string; port: number }): string =>
+  a.hostname.includes(":") ? `[${a.hostname}]:${a.port}` : `${a.hostname}:${a.port}`;
 
+/** Parses IP:PORT or [IPv6]:PORT. */
 function parseHostPort(s: string): Addr {
   const i = s.lastIndexOf(":");
   const port = Number(s.slice(i + 1));
-  if (i <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) {
-    fail(`Cannot parse '${s}': expected IP:PORT`);
+  let host = s.slice(0, i);
+  if (host.startsWith("[") && host.endsWith("]")) host = host.slice(1, -1);
+  if (i <= 0 || !host || !Number.isInteger(port) || port <= 0 || port > 65535) {
+    fail(`Cannot parse '${s}': expected IP:PORT or [IPv6]:PORT`);
   }
-  return { transport: "udp", hostname: s.slice(0, i), port };
+  return { transport: "udp", hostname: host, port };
 }
+
+/** The wildcard address of the family of `ip`. */
+const anyFor = (ip: string): string => (ip.includes(":") ? "::" : "0.0.0.0");
 
 /** --name value options after the mode; a bare word is kept as a positional. */
 function parseArgs(args: string[]): { opts: Map<string, string>; rest: string[] } {
@@ -332,7 +345,11 @@ const STUN_COOKIE = 0x2112a442;
 
 async function stun(opts: Map<string, string>): Promise<number> {
   const server = parseHostPort(opts.get("server") ?? `${LAB.server}:3478`);
-  const conn = Deno.listenDatagram({ transport: "udp", hostname: "0.0.0.0", port: 0 });
+  const conn = Deno.listenDatagram({
+    transport: "udp",
+    hostname: anyFor(server.hostname),
+    port: 0,
+  });
   const req = new Uint8Array(20);
   const view = new DataView(req.buffer);
   view.setUint16(0, 0x0001); // Binding request, no attributes
@@ -356,7 +373,7 @@ async function stun(opts: Map<string, string>): Promise<number> {
   return mapped ? 0 : 1;
 }
 
-/** The IPv4 XOR-MAPPED-ADDRESS (0x0020) of a STUN success response, as IP:PORT. */
+/** The XOR-MAPPED-ADDRESS (0x0020) of a STUN success response, as IP:PORT or [IPv6]:PORT. */
 function xorMapped(msg: Uint8Array): string | null {
   const view = new DataView(msg.buffer, msg.byteOffset, msg.byteLength);
   for (let at = 20; at + 4 <= msg.length;) {
@@ -366,9 +383,33 @@ function xorMapped(msg: Uint8Array): string | null {
       const ip = (view.getUint32(at + 8) ^ STUN_COOKIE) >>> 0;
       return `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}:${port}`;
     }
+    if (type === 0x0020 && len >= 20 && msg[at + 5] === 0x02) {
+      const port = view.getUint16(at + 6) ^ (STUN_COOKIE >>> 16);
+      // XORed with the magic cookie and the transaction id (RFC 8489 §14.2).
+      const groups: string[] = [];
+      for (let g = 0; g < 8; g++) {
+        const x = (msg[at + 8 + 2 * g]! ^ msg[4 + 2 * g]!) * 256 +
+          (msg[at + 9 + 2 * g]! ^ msg[5 + 2 * g]!);
+        groups.push(x.toString(16));
+      }
+      return key({ hostname: compressV6(groups), port });
+    }
     at += 4 + len + ((4 - (len % 4)) % 4);
   }
   return null;
+}
+
+/** Eight hex groups as the RFC 5952 text form (longest run of two or more zero groups as ::). */
+function compressV6(groups: string[]): string {
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8;) {
+    let j = i;
+    while (j < 8 && groups[j] === "0") j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j === i ? i + 1 : j;
+  }
+  if (best < 0) return groups.join(":");
+  return `${groups.slice(0, best).join(":")}::${groups.slice(best + bestLen).join(":")}`;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -497,6 +538,100 @@ async function tcpConnect(target: string | undefined, opts: Map<string, string>)
 }
 
 // ---------------------------------------------------------------------------------------
+// udp-listen / udp-send / udp-punch: a firewall's inbound filtering and a direct punch (IPv6)
+// ---------------------------------------------------------------------------------------
+
+/**
+ * `udp-listen --port P [--bind IP] [--first IP:PORT] [--timeout MS]`: prints
+ * `{"t":"listening"}`, sends one datagram to `--first` (to open a firewall's state for it),
+ * then waits for a datagram from anyone else.
+ */
+async function udpListen(opts: Map<string, string>): Promise<number> {
+  const first = opts.get("first");
+  const to = first ? parseHostPort(first) : undefined;
+  const bind = opts.get("bind") ?? (to ? anyFor(to.hostname) : "::");
+  const timeout = num(opts, "timeout", 1500);
+  const sock = new Socket(bind, num(opts, "port", 0));
+  let from: string | null = null;
+  sock.onMessage = (m, addr) => {
+    if (m.t === "probe") from ??= key(addr);
+  };
+  out({ t: "listening", port: sock.local.port });
+  if (to) sock.send({ t: "first" }, to);
+  const deadline = performance.now() + timeout;
+  while (!from && performance.now() < deadline) await sleep(10);
+  sock.close();
+  out({ ok: from !== null, from });
+  return from ? 0 : 1;
+}
+
+/**
+ * `udp-send --to IP:PORT [--bind IP] [--port P] [--count N]`: N probe datagrams, 50 ms apart.
+ * Bind the source address where a host has several (mpl-srv): the kernel picks one otherwise.
+ */
+async function udpSend(opts: Map<string, string>): Promise<number> {
+  const target = opts.get("to");
+  if (!target) fail("Cannot send: give --to IP:PORT");
+  const to = parseHostPort(target);
+  const sock = new Socket(opts.get("bind") ?? anyFor(to.hostname), num(opts, "port", 0));
+  const count = num(opts, "count", 5);
+  for (let i = 0; i < count; i++) {
+    sock.send({ t: "probe", i }, to);
+    await sleep(TIMING.punch);
+  }
+  const port = sock.local.port;
+  sock.close();
+  out({ ok: true, sent: count, from_port: port });
+  return 0;
+}
+
+/**
+ * `udp-punch --name N --peer IP:PORT --port P [--duration MS]`: both sides at once, each from
+ * its fixed port to the other's (known without a rendezvous: IPv6 has no NAT). PUNCH every
+ * 50 ms, every PUNCH answered with an ACK to its source; OK when both arrived.
+ */
+async function udpPunch(opts: Map<string, string>): Promise<number> {
+  const name = opts.get("name"), target = opts.get("peer");
+  if (!name || !target) fail("Cannot punch: --name and --peer IP:PORT are required");
+  const peer = parseHostPort(target);
+  const punchFor = num(opts, "duration", TIMING.punchFor);
+  const sock = new Socket(anyFor(peer.hostname), num(opts, "port", 0));
+  let gotPunch = false, gotAck = false, seen: string | null = null, sent = 0;
+  sock.onMessage = (m, from) => {
+    if (m.t === "punch") {
+      gotPunch = true;
+      seen ??= key(from);
+      sock.send({ t: "ack", name }, from);
+    } else if (m.t === "ack") gotAck = true;
+  };
+  const started = performance.now();
+  let doneAt: number | null = null;
+  while (performance.now() - started < punchFor) {
+    sock.send({ t: "punch", name }, peer);
+    sent++;
+    if (gotPunch && gotAck) {
+      doneAt ??= performance.now();
+      if (performance.now() - doneAt >= TIMING.linger) break;
+    }
+    await sleep(TIMING.punch);
+  }
+  sock.close();
+  const ok = gotPunch && gotAck;
+  out({
+    ok,
+    name,
+    local_port: sock.local.port,
+    peer: key(peer),
+    peer_seen: seen,
+    got_punch: gotPunch,
+    got_ack: gotAck,
+    sent,
+    ms: doneAt === null ? null : Math.round(doneAt - started),
+  });
+  return ok ? 0 : 1;
+}
+
+// ---------------------------------------------------------------------------------------
 
 const [mode, ...args] = Deno.args;
 const { opts, rest } = parseArgs(args);
@@ -522,8 +657,17 @@ switch (mode) {
   case "tcp-connect":
     Deno.exit(await tcpConnect(rest[0], opts));
     break;
+  case "udp-listen":
+    Deno.exit(await udpListen(opts));
+    break;
+  case "udp-send":
+    Deno.exit(await udpSend(opts));
+    break;
+  case "udp-punch":
+    Deno.exit(await udpPunch(opts));
+    break;
   default:
     fail(
-      "usage: probe.ts serve|classify|punch|stun|pcp-map|tcp-listen|tcp-connect [--options]; see docs/natlab.md",
+      "usage: probe.ts serve|classify|punch|stun|pcp-map|tcp-listen|tcp-connect|udp-listen|udp-send|udp-punch [--options]; see docs/natlab.md",
     );
 }

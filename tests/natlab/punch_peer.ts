@@ -5,7 +5,9 @@
  * 1. listens on 0.0.0.0:0, learns its mapping from STUN over the listener's own socket, writes
  *    `{"key", "candidates"}` (a `host` candidate and the `srflx` one); with `--transport tcp`
  *    it listens on TCP, and the `srflx` candidate is the STUN address with the listener's port,
- *    as a TCP terminal announces it (a port-preserving NAT keeps it);
+ *    as a TCP terminal announces it (a port-preserving NAT keeps it); with `--family 6` it
+ *    listens on [::]:0 (UDP or TCP) and announces only its IPv6 `host` candidate: the lab routes
+ *    IPv6 without NAT66, so a STUN mapping would be the same address;
  * 2. reads the other peer's line from stdin and punches to it (window `--window` ms);
  * 3. writes `{"connected": true, "path", "role", "ms", "local", "remote"}` (TCP: and `"via"`) or
  *    `{"connected": false, "code", "message", "ms"}` (and exits 0 either way);
@@ -13,8 +15,8 @@
  *    `--send MB` sends MB mebibytes of random bytes, `--receive MB` takes them; both write
  *    `{"sha256", "bytes", "ms"}`.
  *
- * Arguments: `--stun HOST:PORT --name NAME [--transport udp|tcp] [--window MS] [--chat]
- * [--send MB | --receive MB]`.
+ * Arguments: `--stun HOST:PORT --name NAME [--transport udp|tcp] [--family 4|6] [--window MS]
+ * [--chat] [--send MB | --receive MB]`.
  */
 import { createHash } from "node:crypto";
 import { PeerError } from "../../src/errors.ts";
@@ -48,22 +50,31 @@ async function readLine(): Promise<string> {
   return text.split("\n")[0]!;
 }
 
-/** The first non-loopback IPv4 address of this namespace: the `host` candidate. */
-function hostAddress(): string {
+/**
+ * The `host` candidate: the first non-loopback IPv4 address of this namespace, or with IPv6 the
+ * first address that is neither loopback nor link-local (the lab's 2001:db8:4d50::/48).
+ */
+function hostAddress(family: "IPv4" | "IPv6"): string {
   const found = Deno.networkInterfaces().find((i) =>
-    i.family === "IPv4" && !i.address.startsWith("127.")
+    i.family === family &&
+    (family === "IPv4" ? !i.address.startsWith("127.") : i.address !== "::1" &&
+      !/^fe[89ab]/i.test(i.address))
   );
-  return found?.address ?? "127.0.0.1";
+  return found?.address ?? (family === "IPv4" ? "127.0.0.1" : "::1");
 }
 
 const name = arg("name") ?? "peer";
 const keys = await generateEd25519();
 const identity = { userId: name, publicKey: keys.publicKey, privateKey: keys.privateKey };
 const transport = arg("transport") === "tcp" ? "tcp" : "udp";
-const any = { address: "0.0.0.0", port: 0 };
+const v6 = arg("family") === "6";
+const any = { address: v6 ? "::" : "0.0.0.0", port: 0 };
 let listener: PeerListener;
-let srflx: { address: string; port: number };
-if (transport === "tcp") {
+let srflx: { address: string; port: number } | undefined;
+if (v6) {
+  const t = transport === "tcp" ? new TcpTransport() : new UdpTransport();
+  listener = await t.listen(any, { identity });
+} else if (transport === "tcp") {
   listener = await new TcpTransport().listen(any, { identity });
   const found = await new StunAddress([arg("stun")!]).query();
   srflx = { address: found.address, port: listener.endpoint.port };
@@ -72,9 +83,14 @@ if (transport === "tcp") {
   srflx = await new StunAddress([arg("stun")!], { socket: listener.stunSocket!() }).query();
 }
 const candidates: PunchCandidate[] = [
-  { transport, address: hostAddress(), port: listener.endpoint.port, kind: "host" },
+  {
+    transport,
+    address: hostAddress(v6 ? "IPv6" : "IPv4"),
+    port: listener.endpoint.port,
+    kind: "host",
+  },
 ];
-if (srflx.address !== candidates[0]!.address || srflx.port !== candidates[0]!.port) {
+if (srflx && (srflx.address !== candidates[0]!.address || srflx.port !== candidates[0]!.port)) {
   candidates.push({ transport, address: srflx.address, port: srflx.port, kind: "srflx" });
 }
 say({ key: toBase64(keys.publicKey), candidates });
