@@ -79,7 +79,9 @@ export interface PunchOptions {
 export type PunchEvent =
   | { type: "attempt"; remote: Endpoint; role: PunchRole }
   | { type: "learned"; remote: Endpoint }
-  | { type: "failed"; remote: Endpoint; error: unknown };
+  | { type: "failed"; remote: Endpoint; error: unknown }
+  /** The listener's relay refused to permit one of the peer's addresses (docs/relay.md). */
+  | { type: "permit-failed"; address: string; error: unknown };
 
 /** How the packets of a session travel; see docs/nat.md "Path kinds". */
 export type PathKind = "host" | "mapped" | "punched" | "relayed";
@@ -145,8 +147,16 @@ export interface PunchHost {
   readonly clock: Clock;
   readonly backoff: Backoff;
   readonly random?: RandomSource;
-  /** Runs the initiator handshake to `remote` from the listener's socket. */
-  initiate(remote: Endpoint, expectedKey: Uint8Array, signal: AbortSignal): Promise<PeerLink>;
+  /**
+   * Runs the initiator handshake to `remote` from the listener's socket; `relay`: through the
+   * listener's relay (a peer whose probe came that way).
+   */
+  initiate(
+    remote: Endpoint,
+    expectedKey: Uint8Array,
+    signal: AbortSignal,
+    route?: "direct" | "relay",
+  ): Promise<PeerLink>;
   /** Sends one datagram from the listener's socket. */
   send(bytes: Uint8Array, to: Endpoint): Promise<void>;
 }
@@ -163,8 +173,8 @@ export function punchRole(own: Uint8Array, peer: Uint8Array): PunchRole {
   return own.length < peer.length ? "controlling" : "controlled";
 }
 
-function keyOf(e: Endpoint): string {
-  return `${e.address}|${e.port}`;
+function keyOf(e: Endpoint, route: "direct" | "relay" = "direct"): string {
+  return route === "relay" ? `relay|${e.address}|${e.port}` : `${e.address}|${e.port}`;
 }
 
 /**
@@ -351,16 +361,19 @@ export class UdpPunch {
 
   /**
    * A probe of this punch's peer came from `from` (controlling side), addressed to `reached`: a
-   * source not yet tried becomes a peer-reflexive candidate, within the bound.
+   * source not yet tried becomes a peer-reflexive candidate, within the bound. `relay`: the probe
+   * came through the listener's relay, so the CONNECT goes back through it (a pair of its own,
+   * apart from `from` reached directly).
    */
-  learn(from: Endpoint, reached?: Endpoint): void {
-    if (this.done || this.role !== "controlling" || this.#tried.has(keyOf(from))) return;
+  learn(from: Endpoint, reached?: Endpoint, route: "direct" | "relay" = "direct"): void {
+    const key = keyOf(from, route);
+    if (this.done || this.role !== "controlling" || this.#tried.has(key)) return;
     if (this.#learned >= PUNCH_MAX_PEER_REFLEXIVE) return;
     this.#learned++;
-    if (reached) this.#reached.set(keyOf(from), reached);
-    this.#tried.add(keyOf(from));
+    if (reached) this.#reached.set(key, reached);
+    this.#tried.add(key);
     this.#options.onEvent?.({ type: "learned", remote: from });
-    this.#start(from);
+    this.#start(from, route);
   }
 
   /**
@@ -386,18 +399,18 @@ export class UdpPunch {
     this.#host.clock.sleep(ms, this.#outcome.signal).then(fn, () => {});
   }
 
-  #start(remote: Endpoint): void {
+  #start(remote: Endpoint, route: "direct" | "relay" = "direct"): void {
     if (this.done) return;
     this.#options.onEvent?.({ type: "attempt", remote, role: this.role });
     if (this.role === "controlled") {
       this.#running.push(this.#probe(remote).catch(() => {}));
       return;
     }
-    const attempt = this.#host.initiate(remote, this.peerKey, this.#outcome.signal).then(
+    const attempt = this.#host.initiate(remote, this.peerKey, this.#outcome.signal, route).then(
       (link) =>
         this.done
           ? link.close().catch(() => {})
-          : this.#outcome.win(link, undefined, this.#reached.get(keyOf(link.remote.endpoint))),
+          : this.#outcome.win(link, undefined, this.#reached.get(keyOf(remote, route))),
       (error) => {
         if (!this.done) this.#options.onEvent?.({ type: "failed", remote, error });
       },

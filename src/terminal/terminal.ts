@@ -435,6 +435,8 @@ export class Terminal {
       onEvent: (e) => {
         if (e.type === "attempt") {
           o.onEvent({ event: "connecting", peer: peer.userId, endpoint: e.remote });
+        } else if (e.type === "permit-failed") {
+          o.logger.log("warn", `relay permission for ${e.address}: ${e.error}`);
         } else if (e.type === "learned") {
           o.logger.log("debug", `${peer.userId} answers from ${e.remote.address}:${e.remote.port}`);
         } else {
