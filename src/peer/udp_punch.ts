@@ -8,9 +8,9 @@
  * identity key is bytewise smaller is *controlling* and runs the handshake as initiator; the
  * other is *controlled* and answers as responder. Exactly one handshake, so exactly one link.
  * - Controlling: CONNECT to every candidate (candidate i starts `i × PUNCH_STAGGER_MS` after
- *   the first, ICE-like), each re-sent with the transport's backoff and following the
- *   listener's COOKIE round, until one completes CONNECT / CONNECT_ACK / ACK with the expected
- *   key; the others stop. A CONNECT_ACK with another key fails that candidate only
+ *   the first, ICE-like; a `relay` candidate not before `PUNCH_RELAY_DELAY_MS`), each re-sent
+ *   with the transport's backoff and following the listener's COOKIE round, until one
+ *   completes CONNECT / CONNECT_ACK / ACK with the expected key; the others stop. A CONNECT_ACK with another key fails that candidate only
  *   (`EIDENTITY`, told through `onEvent`). A probe from the peer (below) arriving from an
  *   address that is not a candidate, e.g. a symmetric NAT's new port, adds that source as a
  *   *peer-reflexive* candidate (at most `PUNCH_MAX_PEER_REFLEXIVE`): the answer goes to the
@@ -40,6 +40,7 @@ import {
   PUNCH_MAX_CONCURRENT,
   PUNCH_MAX_PEER_REFLEXIVE,
   PUNCH_MAX_WINDOW_MS,
+  PUNCH_RELAY_DELAY_MS,
   PUNCH_STAGGER_MS,
 } from "../limits.ts";
 import { type Backoff, type Clock, type RandomSource, systemRandom } from "../runtime.ts";
@@ -354,7 +355,11 @@ export class UdpPunch {
     this.#options.candidates.forEach((c, i) => {
       const remote: Endpoint = { transport: "udp", address: c.address, port: c.port };
       this.#tried.add(keyOf(remote));
-      this.#after(i * PUNCH_STAGGER_MS, () => this.#start(remote));
+      // A relay costs the TURN server's bandwidth and a detour: direct candidates first.
+      const at = c.kind === "relay"
+        ? Math.max(i * PUNCH_STAGGER_MS, PUNCH_RELAY_DELAY_MS)
+        : i * PUNCH_STAGGER_MS;
+      this.#after(at, () => this.#start(remote));
     });
     return this.#outcome.result;
   }
