@@ -349,7 +349,15 @@ export class UdpPeerListener implements PeerListener {
   #sendVia(route: Route, bytes: Uint8Array, to: Endpoint): Promise<void> {
     if (route === "direct") return this.#socket.send(bytes, to);
     const relay = this.#relay;
-    if (!relay) return Promise.reject(new PeerError("EPEER", "Cannot send through a relay: none"));
+    if (!relay) {
+      return Promise.reject(
+        new PeerError(
+          "EPEER",
+          `Cannot send to peer at ${to.address}:${to.port} through a relay: the listener has ` +
+            "none; attach one with attachRelay()",
+        ),
+      );
+    }
     return relay.send(to, bytes);
   }
 
