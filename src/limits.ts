@@ -314,6 +314,12 @@ export const PUNCH_MAX_CANDIDATES = 8;
 export const PUNCH_MAX_PEER_REFLEXIVE = 4;
 /** Delay between the first datagrams to two successive candidates, in ms (ICE's Ta). */
 export const PUNCH_STAGGER_MS = 50;
+/**
+ * A peer's `relay` candidates start no earlier than this after the first candidate, in ms: the
+ * direct ones get a head start (a punch through NATs takes 70–220 ms in the lab), so the first
+ * handshake, which wins, is the relayed one mostly when no direct path answers.
+ */
+export const PUNCH_RELAY_DELAY_MS = 500;
 /** How long a punch tries when the caller gives no window, in ms. */
 export const PUNCH_DEFAULT_WINDOW_MS = 10_000;
 /** Longest punch window accepted, in ms; a longer one is a `RangeError`. */

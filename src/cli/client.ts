@@ -6,10 +6,12 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { receiveLine, runChat, sendLine } from "../apps/chat.ts";
-import type { Config, PortMappingConfig } from "../config/config_schema.ts";
+import type { Config, PortMappingConfig, TurnServerConfig } from "../config/config_schema.ts";
+import { resolveSecret } from "../config/secret.ts";
 import { ConfigError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
 import { TcpTransport } from "../peer/tcp_transport.ts";
+import type { TurnServer } from "../peer/turn_client.ts";
 import { UdpTransport } from "../peer/udp_transport.ts";
 import type { PeerLink } from "../peer/types.ts";
 import { detectAddress, ExplicitAddress, InterfaceAddress } from "../terminal/address.ts";
@@ -60,6 +62,22 @@ export interface ConfigRendezvous extends Rendezvous {
   close(): Promise<void>;
 }
 
+/** `terminal.turn_servers` with their passwords read (`password_env` / `password_file`). */
+export async function turnServersFromConfig(
+  servers: readonly TurnServerConfig[],
+): Promise<TurnServer[]> {
+  const out: TurnServer[] = [];
+  for (const server of servers) {
+    out.push({
+      url: server.url,
+      user: server.user,
+      password: await resolveSecret(server.password, `TURN password of ${server.url}`),
+      ...(server.realm ? { realm: server.realm } : {}),
+    });
+  }
+  return out;
+}
+
 /**
  * Runs the terminal flow of a configuration until a link is established. The caller closes the
  * result when the session ends; on failure everything is closed already.
@@ -95,6 +113,14 @@ export async function rendezvousFromConfig(
     configKey: "terminal.receive",
   });
   const sender = await openSender(tc.send);
+  // TURN passwords are read when the session starts, like the mail passwords.
+  const turnServers = tc.transport === "udp" ? await turnServersFromConfig(tc.turnServers) : [];
+  if (tc.transport !== "udp" && tc.turnServers.length > 0) {
+    options.onEvent({
+      event: "warning",
+      message: "terminal.turn_servers is not used over TCP: a TURN relay carries UDP only",
+    });
+  }
   const portMapper = portMapperFromConfig(tc.portMapping, { onEvent: options.onEvent });
   const close = () => portMapper?.close().catch(() => {}) ?? Promise.resolve();
   try {
@@ -121,10 +147,16 @@ export async function rendezvousFromConfig(
       standbyTimeoutMs: tc.standbyTimeoutMs,
       punchWindowMs: tc.punchWindowMs,
       ...(portMapper ? { portMapper } : {}),
+      turnServers,
       onEvent: options.onEvent,
     });
     const rendezvous = await terminal.rendezvous(options.signal ? { signal: options.signal } : {});
-    return { ...rendezvous, close };
+    // The relay is released once the link has closed (by the listener); close waits for that.
+    const { relay } = rendezvous;
+    const closeAll = async () => {
+      await Promise.all([close(), relay?.close().catch(() => {})]);
+    };
+    return { ...rendezvous, close: closeAll };
   } catch (err) {
     await close();
     throw err;

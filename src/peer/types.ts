@@ -6,7 +6,7 @@
  */
 import type { Endpoint, TransportKind } from "../message/types.ts";
 import type { Frame } from "./frame.ts";
-import type { ListenerStunSocket } from "./udp_listener.ts";
+import type { ListenerRelay, ListenerStunSocket } from "./udp_listener.ts";
 import type { PunchOptions, PunchResult } from "./udp_punch.ts";
 
 /** This terminal's identity: its user id and Ed25519 key pair (raw 32-byte keys). */
@@ -101,6 +101,11 @@ export interface PeerListener {
   admit?(mode: "all" | "punched"): void;
   /** UDP: the listener's own socket for STUN, so STUN learns the mapping peers will use. */
   stunSocket?(): ListenerStunSocket;
+  /**
+   * UDP: speak through a TURN relay allocated on {@link stunSocket} (docs/relay.md); the
+   * listener releases it when its socket closes.
+   */
+  attachRelay?(relay: ListenerRelay): void;
 }
 
 /** Options of {@link PeerTransport.connect}. */

@@ -12,6 +12,13 @@
  * the mapping of this very socket and a TURN client (`turn_client.ts`) keep a relay on it: STUN
  * messages and TURN ChannelData are handed over with their source, never decoded as frames.
  *
+ * A listener can also speak through that relay ({@link UdpPeerListener.attachRelay}): what the
+ * relay delivers from peer P enters the demultiplexer as if it came from P's address (the
+ * address the TURN server saw), under a key of its own ("the relay route"), so the same cookie,
+ * handshake and link rules apply, and everything to that peer goes back through the relay
+ * (ChannelData once a channel is bound). P needs nothing TURN-aware: it sends to the relayed
+ * address like to any candidate. Permissions: each punch permits its candidates' addresses.
+ *
  * @module
  */
 import { PeerError } from "../errors.ts";
@@ -134,6 +141,30 @@ const MAX_PENDING_HANDSHAKES = 256;
 const MAX_TOMBSTONES = 1024;
 const TOMBSTONE_MS = 30_000;
 
+/** How a peer's datagrams reach this listener: straight to the socket, or through its relay. */
+export type Route = "direct" | "relay";
+
+/**
+ * The relay a listener speaks through: structurally a `TurnClient` (`turn_client.ts`) allocated
+ * on this listener's own `stunSocket()`.
+ */
+export interface ListenerRelay {
+  /** The relayed address peers send to. */
+  readonly relayed: Endpoint;
+  /** Whether the allocation is released or lost. */
+  readonly closed: boolean;
+  /** Lets `peer`'s address send through the relay. */
+  permit(peer: Endpoint | string): Promise<void>;
+  /** Binds a channel to `peer` (ChannelData from then on). */
+  bindChannel(peer: Endpoint): Promise<number>;
+  /** Sends one datagram to `peer` through the relay. */
+  send(peer: Endpoint, bytes: Uint8Array): Promise<void>;
+  /** Calls `listener` with every datagram a permitted peer sends through the relay. */
+  onData(listener: (peer: Endpoint, bytes: Uint8Array) => void): () => void;
+  /** Releases the allocation; idempotent. */
+  close(): Promise<void>;
+}
+
 interface Peer {
   channel: DatagramFrameChannel;
   /** Set while the handshake runs. */
@@ -166,8 +197,13 @@ export interface ListenerStunSocket {
   subscribe(listener: (bytes: Uint8Array, from: Endpoint) => void): () => void;
 }
 
-function keyOf(e: Endpoint): string {
-  return `${e.address}|${e.port}`;
+/** The demultiplexer's key: the source address and port, and the route they came by. */
+function keyOf(e: Endpoint, route: Route = "direct"): string {
+  return route === "relay" ? `relay|${e.address}|${e.port}` : `${e.address}|${e.port}`;
+}
+
+function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
+  return a.address === b.address && a.port === b.port;
 }
 
 function sameBytes(a: Uint8Array | undefined, b: Uint8Array): boolean {
@@ -190,6 +226,8 @@ export class UdpPeerListener implements PeerListener {
   #punches = new Map<string, UdpPunch>();
   #admit: "all" | "punched" = "all";
   #stun = new Set<(bytes: Uint8Array, from: Endpoint) => void>();
+  #relay: ListenerRelay | null = null;
+  #relayOff: (() => void) | null = null;
 
   constructor(socket: UdpSocket, options: ListenOptions, settings: UdpSettings) {
     this.#socket = socket;
@@ -232,8 +270,8 @@ export class UdpPeerListener implements PeerListener {
       clock: s.clock,
       backoff: s.backoff,
       random: s.random,
-      initiate: (remote, expectedKey, signal) =>
-        this.#initiate(remote, expectedKey, options, signal),
+      initiate: (remote, expectedKey, signal, route) =>
+        this.#initiate(remote, expectedKey, options, signal, route),
       send: (bytes, to) => this.#socket.send(bytes, to),
     }, options);
     const id = addPunch(this.#punches, options.peerKey, punch, {
@@ -241,16 +279,98 @@ export class UdpPeerListener implements PeerListener {
       what: "Cannot punch a hole to peer",
     });
     try {
+      this.#permitCandidates(options);
       const result = punch.run();
       // The peer's handshake may have come before this punch (its introduction came first):
       // the link waiting for accept() is the punch's.
       const early = this.#accepted.claim((l) => bytesEqual(l.remote.identityKey, options.peerKey));
       if (early && !punch.offer(early)) this.#accepted.put(early);
-      return await result;
+      const won = await result;
+      // Through our own relay: every packet goes through the TURN server (docs/nat.md).
+      const relayed = this.#relay?.relayed;
+      return relayed && sameEndpoint(won.local, relayed) ? { ...won, path: "relayed" } : won;
     } finally {
       this.#punches.delete(id);
       await punch.stopped(); // settled means nothing of this punch sends any more
     }
+  }
+
+  /**
+   * With a relay attached, permits the address of every candidate of the punch's peer, so that
+   * what the peer sends to the relayed address (its probes, its CONNECTs) is relayed to us: a
+   * permission is per IP address (RFC 8656 §9), so one per distinct address, and the relay
+   * caps them (`TURN_MAX_PERMISSIONS`). Not awaited: the punch's retransmissions cover the
+   * round trip; a refusal is told through `onEvent` and the punch goes on without that address.
+   */
+  #permitCandidates(options: PunchOptions): void {
+    const relay = this.#relay;
+    if (!relay || relay.closed) return;
+    const addresses = new Set(options.candidates.map((c) => c.address));
+    for (const address of addresses) {
+      relay.permit(address).catch((error) => {
+        options.onEvent?.({ type: "permit-failed", address, error });
+      });
+    }
+  }
+
+  /**
+   * Speaks through `relay`, a TURN allocation on this listener's own socket (`stunSocket()`):
+   * what it delivers from a peer enters the demultiplexer as that peer's datagrams on the relay
+   * route (cookie, handshake and link as for any peer), and frames to a peer whose datagrams
+   * came that way go back through `relay.send` (ChannelData once the channel this listener binds
+   * for it is up). From now on every punch permits its candidates' addresses on the relay. The
+   * listener owns the relay: it releases it before its socket closes (after the last link).
+   * `EPEER` when the listener is closed or has a relay already.
+   *
+   * @example
+   * ```ts ignore
+   * const turn = await TurnClient.allocate(server, { socket: listener.stunSocket() });
+   * listener.attachRelay(turn); // announce turn.relayed as a relay candidate
+   * ```
+   */
+  attachRelay(relay: ListenerRelay): void {
+    if (this.#closed || this.#relay) {
+      throw new PeerError(
+        "EPEER",
+        `Cannot attach a relay to the listener on ${this.endpoint.address}:${this.endpoint.port}: ` +
+          (this.#closed ? "the listener is closed; listen again" : "it has one already"),
+      );
+    }
+    this.#relay = relay;
+    this.#relayOff = relay.onData((peer, bytes) => this.#datagram(bytes, peer, "relay"));
+  }
+
+  /** The relay attached with {@link attachRelay}, if any. */
+  get relay(): ListenerRelay | undefined {
+    return this.#relay ?? undefined;
+  }
+
+  /** Sends one datagram to `to` by `route`. */
+  #sendVia(route: Route, bytes: Uint8Array, to: Endpoint): Promise<void> {
+    if (route === "direct") return this.#socket.send(bytes, to);
+    const relay = this.#relay;
+    if (!relay) {
+      return Promise.reject(
+        new PeerError(
+          "EPEER",
+          `Cannot send to peer at ${to.address}:${to.port} through a relay: the listener has ` +
+            "none; attach one with attachRelay()",
+        ),
+      );
+    }
+    return relay.send(to, bytes);
+  }
+
+  /** A channel to a peer on the relay route gets a TURN channel (ChannelData: 4 bytes, not 36). */
+  #bindRelayChannel(remote: Endpoint): void {
+    this.#relay?.bindChannel(remote).catch((err) => this.#s.onDropped?.(err, remote));
+  }
+
+  /** Releases the relay (best effort), then closes the socket. */
+  async #closeSocket(): Promise<void> {
+    this.#relayOff?.();
+    await this.#relay?.close().catch(() => {});
+    this.#socket.close();
   }
 
   /**
@@ -288,9 +408,10 @@ export class UdpPeerListener implements PeerListener {
     expectedKey: Uint8Array,
     options: PunchOptions,
     signal: AbortSignal,
+    route: Route = "direct",
   ): Promise<PeerLink> {
     const s = this.#s;
-    const key = keyOf(remote);
+    const key = keyOf(remote, route);
     if (this.#closed || this.#peers.has(key)) {
       throw new PeerError(
         "EPEER",
@@ -298,10 +419,11 @@ export class UdpPeerListener implements PeerListener {
           (this.#closed ? "the listener is closed; listen again" : "a link to it is already up"),
       );
     }
+    if (route === "relay") this.#bindRelayChannel(remote);
     const channel = new DatagramFrameChannel({
       role: "initiator",
       remote,
-      sendDatagram: (b) => this.#socket.send(b, remote),
+      sendDatagram: (b) => this.#sendVia(route, b, remote),
       clock: s.clock,
       backoff: s.backoff,
       keepaliveMs: s.keepaliveMs,
@@ -315,7 +437,8 @@ export class UdpPeerListener implements PeerListener {
     let done!: () => void;
     peer.done = new Promise((resolve) => done = resolve);
     try {
-      const local = options.localEndpoint ?? this.endpoint;
+      const relayed = route === "relay" ? this.#relay?.relayed : undefined;
+      const local = relayed ?? options.localEndpoint ?? this.endpoint;
       const result = await initiateHandshake(channel, {
         identity: this.#options.identity,
         local,
@@ -328,7 +451,7 @@ export class UdpPeerListener implements PeerListener {
       channel.establish(result.cipher);
       peer.handshake = null;
       return new ReliableLink(channel, result.cipher, {
-        local: this.endpoint,
+        local: relayed ?? this.endpoint,
         remote: { ...result.peer, endpoint: remote },
         disconnectTimeoutMs: s.disconnectTimeoutMs,
         maxFragmentBytes: s.maxFragmentBytes,
@@ -359,7 +482,7 @@ export class UdpPeerListener implements PeerListener {
     const unclaimed = this.#accepted.drain();
     await Promise.all(unclaimed.map((l) => l.close()));
     if (this.#peers.size === 0) {
-      this.#socket.close();
+      await this.#closeSocket();
       await this.#loop;
     }
     this.#accepted.fail(this.#closedError());
@@ -373,8 +496,8 @@ export class UdpPeerListener implements PeerListener {
     );
   }
 
-  #datagram(bytes: Uint8Array, from: Endpoint): void {
-    if (this.#stun.size > 0 && (isStun(bytes) || isChannelData(bytes))) {
+  #datagram(bytes: Uint8Array, from: Endpoint, route: Route = "direct"): void {
+    if (route === "direct" && this.#stun.size > 0 && (isStun(bytes) || isChannelData(bytes))) {
       for (const listener of this.#stun) listener(bytes, from);
       return;
     }
@@ -385,10 +508,10 @@ export class UdpPeerListener implements PeerListener {
       this.#s.onDropped?.(err, from);
       return;
     }
-    const key = keyOf(from);
+    const key = keyOf(from, route);
     const peer = this.#peers.get(key);
     if (peer) return peer.channel.deliver(frame, bytes);
-    if (this.#answerLate(key, frame, bytes, from)) return;
+    if (this.#answerLate(key, frame, bytes, from, route)) return;
     if (frame.type !== FrameType.CONNECT || this.#closed) return; // stray or late: dropped
     let connect: ConnectWithCookie;
     try {
@@ -402,13 +525,13 @@ export class UdpPeerListener implements PeerListener {
     if (!punch && this.#admit === "punched") return; // answered once we stand by again
     if (punch?.role === "controlling" && !connect.cookie) {
       // The peer's probe: learn where it comes from, answer with our own CONNECT (not COOKIE).
-      punch.learn(from, connect.connect.destination);
+      punch.learn(from, connect.connect.destination, route);
       return;
     }
     if (!connect.cookie || !this.#cookies.check(from, nonce, connect.cookie)) {
       // Stateless: nothing is kept, and the answer is smaller than the CONNECT.
       const body = encodeCookie(this.#cookies.issue(from, nonce));
-      this.#socket.send(encodeDatagram({ type: FrameType.COOKIE, body }), from).catch(() => {});
+      this.#sendVia(route, encodeDatagram({ type: FrameType.COOKIE, body }), from).catch(() => {});
       return;
     }
     const pending = [...this.#peers.values()].filter((p) => p.handshake).length;
@@ -423,11 +546,18 @@ export class UdpPeerListener implements PeerListener {
       );
       return;
     }
-    this.#handshake(key, from, { type: FrameType.CONNECT, body: connect.connectBytes }, bytes);
+    const connectFrame = { type: FrameType.CONNECT, body: connect.connectBytes };
+    this.#handshake(key, from, connectFrame, bytes, route);
   }
 
   /** Answers a repeated CONNECT or DISCONNECT from a peer whose link already ended. */
-  #answerLate(key: string, frame: Frame, bytes: Uint8Array, from: Endpoint): boolean {
+  #answerLate(
+    key: string,
+    frame: Frame,
+    bytes: Uint8Array,
+    from: Endpoint,
+    route: Route,
+  ): boolean {
     const tombstone = this.#tombstones.get(key);
     if (!tombstone) return false;
     if (tombstone.until <= this.#s.clock.now()) {
@@ -443,16 +573,18 @@ export class UdpPeerListener implements PeerListener {
     } else if (frame.type === FrameType.DISCONNECT && sameBytes(record.disconnect, bytes)) {
       answer = record.disconnectAck;
     }
-    if (answer) this.#socket.send(answer, from).catch(() => {});
+    if (answer) this.#sendVia(route, answer, from).catch(() => {});
     return true;
   }
 
-  #handshake(key: string, from: Endpoint, frame: Frame, bytes: Uint8Array): void {
+  #handshake(key: string, from: Endpoint, frame: Frame, bytes: Uint8Array, route: Route): void {
     const s = this.#s;
+    if (route === "relay") this.#bindRelayChannel(from);
+    const relayed = route === "relay" ? this.#relay?.relayed : undefined;
     const channel = new DatagramFrameChannel({
       role: "responder",
       remote: from,
-      sendDatagram: (b) => this.#socket.send(b, from),
+      sendDatagram: (b) => this.#sendVia(route, b, from),
       clock: s.clock,
       backoff: s.backoff,
       keepaliveMs: s.keepaliveMs,
@@ -490,7 +622,7 @@ export class UdpPeerListener implements PeerListener {
         channel.establish(result.cipher);
         peer.handshake = null;
         const link = new ReliableLink(channel, result.cipher, {
-          local: this.endpoint,
+          local: relayed ?? this.endpoint,
           remote: { ...result.peer, endpoint: from, dialled: result.connect.destination },
           disconnectTimeoutMs: s.disconnectTimeoutMs,
           maxFragmentBytes: s.maxFragmentBytes,
@@ -521,6 +653,6 @@ export class UdpPeerListener implements PeerListener {
         until: this.#s.clock.now() + TOMBSTONE_MS,
       });
     }
-    if (this.#closed && this.#peers.size === 0) this.#socket.close();
+    if (this.#closed && this.#peers.size === 0) void this.#closeSocket();
   }
 }

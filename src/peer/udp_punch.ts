@@ -8,9 +8,9 @@
  * identity key is bytewise smaller is *controlling* and runs the handshake as initiator; the
  * other is *controlled* and answers as responder. Exactly one handshake, so exactly one link.
  * - Controlling: CONNECT to every candidate (candidate i starts `i × PUNCH_STAGGER_MS` after
- *   the first, ICE-like), each re-sent with the transport's backoff and following the
- *   listener's COOKIE round, until one completes CONNECT / CONNECT_ACK / ACK with the expected
- *   key; the others stop. A CONNECT_ACK with another key fails that candidate only
+ *   the first, ICE-like; a `relay` candidate not before `PUNCH_RELAY_DELAY_MS`), each re-sent
+ *   with the transport's backoff and following the listener's COOKIE round, until one
+ *   completes CONNECT / CONNECT_ACK / ACK with the expected key; the others stop. A CONNECT_ACK with another key fails that candidate only
  *   (`EIDENTITY`, told through `onEvent`). A probe from the peer (below) arriving from an
  *   address that is not a candidate, e.g. a symmetric NAT's new port, adds that source as a
  *   *peer-reflexive* candidate (at most `PUNCH_MAX_PEER_REFLEXIVE`): the answer goes to the
@@ -40,6 +40,7 @@ import {
   PUNCH_MAX_CONCURRENT,
   PUNCH_MAX_PEER_REFLEXIVE,
   PUNCH_MAX_WINDOW_MS,
+  PUNCH_RELAY_DELAY_MS,
   PUNCH_STAGGER_MS,
 } from "../limits.ts";
 import { type Backoff, type Clock, type RandomSource, systemRandom } from "../runtime.ts";
@@ -79,7 +80,9 @@ export interface PunchOptions {
 export type PunchEvent =
   | { type: "attempt"; remote: Endpoint; role: PunchRole }
   | { type: "learned"; remote: Endpoint }
-  | { type: "failed"; remote: Endpoint; error: unknown };
+  | { type: "failed"; remote: Endpoint; error: unknown }
+  /** The listener's relay refused to permit one of the peer's addresses (docs/relay.md). */
+  | { type: "permit-failed"; address: string; error: unknown };
 
 /** How the packets of a session travel; see docs/nat.md "Path kinds". */
 export type PathKind = "host" | "mapped" | "punched" | "relayed";
@@ -145,8 +148,16 @@ export interface PunchHost {
   readonly clock: Clock;
   readonly backoff: Backoff;
   readonly random?: RandomSource;
-  /** Runs the initiator handshake to `remote` from the listener's socket. */
-  initiate(remote: Endpoint, expectedKey: Uint8Array, signal: AbortSignal): Promise<PeerLink>;
+  /**
+   * Runs the initiator handshake to `remote` from the listener's socket; `relay`: through the
+   * listener's relay (a peer whose probe came that way).
+   */
+  initiate(
+    remote: Endpoint,
+    expectedKey: Uint8Array,
+    signal: AbortSignal,
+    route?: "direct" | "relay",
+  ): Promise<PeerLink>;
   /** Sends one datagram from the listener's socket. */
   send(bytes: Uint8Array, to: Endpoint): Promise<void>;
 }
@@ -163,8 +174,8 @@ export function punchRole(own: Uint8Array, peer: Uint8Array): PunchRole {
   return own.length < peer.length ? "controlling" : "controlled";
 }
 
-function keyOf(e: Endpoint): string {
-  return `${e.address}|${e.port}`;
+function keyOf(e: Endpoint, route: "direct" | "relay" = "direct"): string {
+  return route === "relay" ? `relay|${e.address}|${e.port}` : `${e.address}|${e.port}`;
 }
 
 /**
@@ -344,23 +355,30 @@ export class UdpPunch {
     this.#options.candidates.forEach((c, i) => {
       const remote: Endpoint = { transport: "udp", address: c.address, port: c.port };
       this.#tried.add(keyOf(remote));
-      this.#after(i * PUNCH_STAGGER_MS, () => this.#start(remote));
+      // A relay costs the TURN server's bandwidth and a detour: direct candidates first.
+      const at = c.kind === "relay"
+        ? Math.max(i * PUNCH_STAGGER_MS, PUNCH_RELAY_DELAY_MS)
+        : i * PUNCH_STAGGER_MS;
+      this.#after(at, () => this.#start(remote));
     });
     return this.#outcome.result;
   }
 
   /**
    * A probe of this punch's peer came from `from` (controlling side), addressed to `reached`: a
-   * source not yet tried becomes a peer-reflexive candidate, within the bound.
+   * source not yet tried becomes a peer-reflexive candidate, within the bound. `relay`: the probe
+   * came through the listener's relay, so the CONNECT goes back through it (a pair of its own,
+   * apart from `from` reached directly).
    */
-  learn(from: Endpoint, reached?: Endpoint): void {
-    if (this.done || this.role !== "controlling" || this.#tried.has(keyOf(from))) return;
+  learn(from: Endpoint, reached?: Endpoint, route: "direct" | "relay" = "direct"): void {
+    const key = keyOf(from, route);
+    if (this.done || this.role !== "controlling" || this.#tried.has(key)) return;
     if (this.#learned >= PUNCH_MAX_PEER_REFLEXIVE) return;
     this.#learned++;
-    if (reached) this.#reached.set(keyOf(from), reached);
-    this.#tried.add(keyOf(from));
+    if (reached) this.#reached.set(key, reached);
+    this.#tried.add(key);
     this.#options.onEvent?.({ type: "learned", remote: from });
-    this.#start(from);
+    this.#start(from, route);
   }
 
   /**
@@ -386,18 +404,18 @@ export class UdpPunch {
     this.#host.clock.sleep(ms, this.#outcome.signal).then(fn, () => {});
   }
 
-  #start(remote: Endpoint): void {
+  #start(remote: Endpoint, route: "direct" | "relay" = "direct"): void {
     if (this.done) return;
     this.#options.onEvent?.({ type: "attempt", remote, role: this.role });
     if (this.role === "controlled") {
       this.#running.push(this.#probe(remote).catch(() => {}));
       return;
     }
-    const attempt = this.#host.initiate(remote, this.peerKey, this.#outcome.signal).then(
+    const attempt = this.#host.initiate(remote, this.peerKey, this.#outcome.signal, route).then(
       (link) =>
         this.done
           ? link.close().catch(() => {})
-          : this.#outcome.win(link, undefined, this.#reached.get(keyOf(link.remote.endpoint))),
+          : this.#outcome.win(link, undefined, this.#reached.get(keyOf(remote, route))),
       (error) => {
         if (!this.done) this.#options.onEvent?.({ type: "failed", remote, error });
       },

@@ -1,9 +1,10 @@
 /**
  * Gathering a terminal's candidates (docs/design.md §7): the announced address (`host`), the STUN
- * mapping of the listening port (`srflx`, with the NAT's mapping behaviour when known) and a
- * router mapping (`mapped`, through the {@link CandidateMapper} seam that the port mapping
- * clients of src/terminal/port_mapping/ fill), each with an ICE priority. Duplicates (a STUN
- * mapping equal to the announced address) are dropped; at most `MAX_CANDIDATES`.
+ * mapping of the listening port (`srflx`, with the NAT's mapping behaviour when known), a router
+ * mapping (`mapped`, through the {@link CandidateMapper} seam that the port mapping clients of
+ * src/terminal/port_mapping/ fill) and a TURN relay's address (`relay`, last), each with an ICE
+ * priority. Duplicates (a STUN mapping equal to the announced address) are dropped; at most
+ * `MAX_CANDIDATES`.
  *
  * @module
  */
@@ -46,6 +47,11 @@ export interface GatherInput {
   advertise?: string;
   /** The STUN mapping of the listening port, if STUN answered. */
   reflexive?: ReflexiveAddress;
+  /**
+   * The relayed address of a TURN allocation on the listening socket, if one was made: a
+   * `relay` candidate, after the others (UDP only).
+   */
+  relayed?: { address: string; port: number };
   /** The router mapping seam; default none. */
   mapper?: CandidateMapper;
   logger?: Logger;
@@ -107,6 +113,15 @@ export async function gatherCandidates(input: GatherInput): Promise<Candidate[]>
       type: "srflx",
       priority: candidatePriority("srflx"),
       ...(r.mapping ? { mapping: r.mapping } : {}),
+    });
+  }
+  if (input.relayed && transport === "udp") {
+    add({
+      transport,
+      address: input.relayed.address,
+      port: input.relayed.port,
+      type: "relay",
+      priority: candidatePriority("relay"),
     });
   }
   return found;

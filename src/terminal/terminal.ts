@@ -32,6 +32,7 @@ import type {
 } from "../message/types.ts";
 import type { PeerIdentity, PeerLink, PeerListener, PeerTransport } from "../peer/types.ts";
 import { type PathKind, pathKindOfKind, type PunchCandidate } from "../peer/udp_punch.ts";
+import { TurnClient, type TurnClientOptions, type TurnServer } from "../peer/turn_client.ts";
 import { bytesEqual, toBase64Url } from "../message/base64.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom } from "../runtime.ts";
 import { acceptsPeer, checkPeerPolicy, choosePeers, type PeerPolicy } from "./peer_choice.ts";
@@ -68,6 +69,19 @@ export interface TerminalOptions {
   stunServers?: string[];
   /** Timers, retransmissions and random ids of the STUN requests; defaults from stun.ts. */
   stun?: Omit<ReflectOptions, "signal">;
+  /**
+   * TURN servers (passwords resolved), UDP only: after STUN the terminal allocates a relay on
+   * its listener's socket from the first that answers and announces the relayed address as a
+   * `relay` candidate; the relay is released when the session ends (the listener releases it
+   * when its last link closes; {@link Rendezvous.relay}). A server that fails is a `warning`
+   * event and the next is tried. Default none.
+   */
+  turnServers?: TurnServer[];
+  /** Timers and retransmissions of the TURN client; defaults from turn_client.ts. */
+  turn?: Pick<
+    TurnClientOptions,
+    "clock" | "random" | "backoff" | "requests" | "lifetimeSeconds" | "logger"
+  >;
   /** Asks the router for a port mapping (a `mapped` candidate); default none. */
   portMapper?: CandidateMapper;
   /**
@@ -120,6 +134,11 @@ export interface Rendezvous {
   path: PathKind;
   /** The reply the host sent. */
   reply: ReplyPayload;
+  /**
+   * The TURN relay this terminal announced, if any. The listener releases it once the session's
+   * link has closed; `close()` (idempotent) waits for that release, or makes it.
+   */
+  relay?: { readonly relayed: Endpoint; close(): Promise<void> };
 }
 
 /** One terminal of a network. */
@@ -130,12 +149,12 @@ export class Terminal {
     & Required<
       Omit<
         TerminalOptions,
-        "listen" | "policy" | "advertise" | "stun" | "portMapper" | "onIntroduction"
+        "listen" | "policy" | "advertise" | "stun" | "portMapper" | "onIntroduction" | "turn"
       >
     >
     & Pick<
       TerminalOptions,
-      "listen" | "policy" | "advertise" | "stun" | "portMapper" | "onIntroduction"
+      "listen" | "policy" | "advertise" | "stun" | "portMapper" | "onIntroduction" | "turn"
     >;
 
   constructor(options: TerminalOptions) {
@@ -152,6 +171,7 @@ export class Terminal {
       onEvent: silentSink,
       logger: silentLogger,
       stunServers: [],
+      turnServers: [],
       ...options,
     };
     if (this.#o.advertise === undefined && this.#o.stunServers.length === 0) {
@@ -176,9 +196,11 @@ export class Terminal {
     const started = o.clock.now();
     const { listener, reflexive } = await this.#listen(options.signal);
     try {
+      const relay = await this.#allocateRelay(listener, options.signal);
       const candidates = await gatherCandidates({
         transport: o.transport.kind,
         listenPort: listener.endpoint.port,
+        ...(relay ? { relayed: relay.relayed } : {}),
         ...(o.advertise !== undefined ? { advertise: o.advertise } : {}),
         ...(reflexive ? { reflexive } : {}),
         ...(o.portMapper ? { mapper: o.portMapper } : {}),
@@ -231,6 +253,7 @@ export class Terminal {
         role,
         ms: o.clock.now() - started,
         reply: reply.reply,
+        ...(relay ? { relay } : {}),
       });
       if (found) return done(found, "initiator");
       const standby = await this.#standby(
@@ -266,6 +289,40 @@ export class Terminal {
       await listener.close().catch(() => {});
       throw err;
     }
+  }
+
+  /**
+   * A TURN relay on the listener's socket, after STUN (the first of `turnServers` that
+   * allocates), attached to the listener: it speaks through it and releases it when its socket
+   * closes. Undefined without servers, on TCP, or when none allocates (each failure a `warning`).
+   */
+  async #allocateRelay(
+    listener: PeerListener,
+    signal?: AbortSignal,
+  ): Promise<TurnClient | undefined> {
+    const o = this.#o;
+    if (!listener.stunSocket || !listener.attachRelay) return undefined;
+    for (const server of o.turnServers) {
+      try {
+        const turn = await TurnClient.allocate(server, {
+          ...o.turn,
+          socket: listener.stunSocket(),
+          logger: o.turn?.logger ?? o.logger,
+          onLost: (err) => o.onEvent({ event: "warning", message: err.message }),
+          ...(signal ? { signal } : {}),
+        });
+        listener.attachRelay(turn);
+        o.logger.log(
+          "debug",
+          `relay on ${server.url}: ${turn.relayed.address}:${turn.relayed.port}`,
+        );
+        return turn;
+      } catch (err) {
+        if (!(err instanceof PeerError) || signal?.aborted) throw err;
+        o.onEvent({ event: "warning", message: err.message });
+      }
+    }
+    return undefined;
   }
 
   /** The STUN mapping peers will reach, or undefined (no STUN, no answer). */
@@ -435,6 +492,8 @@ export class Terminal {
       onEvent: (e) => {
         if (e.type === "attempt") {
           o.onEvent({ event: "connecting", peer: peer.userId, endpoint: e.remote });
+        } else if (e.type === "permit-failed") {
+          o.logger.log("warn", `relay permission for ${e.address}: ${e.error}`);
         } else if (e.type === "learned") {
           o.logger.log("debug", `${peer.userId} answers from ${e.remote.address}:${e.remote.port}`);
         } else {

@@ -10,6 +10,7 @@ import {
   PUNCH_MAX_CANDIDATES,
   PUNCH_MAX_PEER_REFLEXIVE,
   PUNCH_MAX_WINDOW_MS,
+  PUNCH_RELAY_DELAY_MS,
   PUNCH_STAGGER_MS,
 } from "../../src/limits.ts";
 import type { Endpoint } from "../../src/message/types.ts";
@@ -393,4 +394,41 @@ Deno.test("a pair whose remote is the peer's TURN relay candidate is a relayed p
   ]);
   assert.equal(pathKindOfKind("relay"), "relayed");
   assert.equal(pathKindOfKind(undefined), "punched");
+});
+
+Deno.test("a peer's relay candidate is tried only once direct candidates had PUNCH_RELAY_DELAY_MS to answer", async () => {
+  const clock = new ManualClock();
+  const { low, high } = await pair();
+  const a = await new UdpTransport({ clock }).listen(LOCAL, { identity: low });
+  const host = decoy();
+  const relay = decoy();
+  const events = new Events();
+  const stop = new AbortController();
+  try {
+    const punching = a.punch({
+      peerKey: high.publicKey,
+      // Best first, as the terminal orders them: the relay (lowest priority) last.
+      candidates: [{ ...host.endpoint, kind: "host" }, { ...relay.endpoint, kind: "relay" }],
+      windowMs: 10_000,
+      onEvent: events.on,
+      signal: stop.signal,
+    });
+    punching.catch(() => {}); // aborted below
+    const attempts = () => events.list.filter((e) => e.type === "attempt").map((e) => e.remote);
+    const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+    await tick();
+    assert.equal(attempts().length, 1);
+    clock.advance(PUNCH_STAGGER_MS); // its turn by the stagger alone: not yet
+    await tick();
+    assert.equal(attempts().length, 1);
+    clock.advance(PUNCH_RELAY_DELAY_MS - PUNCH_STAGGER_MS);
+    await events.next((e) => e.type === "attempt" && same(e.remote, relay.endpoint));
+    assert.deepEqual(attempts().map((e) => e.port), [host.endpoint.port, relay.endpoint.port]);
+    stop.abort(new Error("enough"));
+    await assert.rejects(punching, /enough/);
+  } finally {
+    host.close();
+    relay.close();
+    await a.close();
+  }
 });

@@ -116,3 +116,29 @@ Deno.test("a terminal's candidates: its address, the router's mapping, then STUN
   });
   assert.deepStrictEqual(tcp.map((c) => c.type), ["host"]);
 });
+
+Deno.test("a relay's address is gathered as a relay candidate after the direct ones, UDP only", async () => {
+  const relayed = { address: "198.51.100.40", port: 51_017 };
+  const reflexive = {
+    address: "203.0.113.5",
+    port: 7001,
+    localPort: 7000,
+    server: "stun.test:3478",
+  };
+  const udp = await gatherCandidates({
+    transport: "udp",
+    listenPort: 7000,
+    advertise: "192.168.1.20",
+    reflexive,
+    relayed,
+  });
+  assert.deepStrictEqual(udp.map((c) => c.type), ["host", "srflx", "relay"]);
+  assert.deepStrictEqual(udp.at(-1), {
+    transport: "udp",
+    ...relayed,
+    type: "relay",
+    priority: candidatePriority("relay"),
+  });
+  const tcp = await gatherCandidates({ transport: "tcp", listenPort: 7000, reflexive, relayed });
+  assert.deepStrictEqual(tcp.map((c) => c.type), ["srflx"]);
+});

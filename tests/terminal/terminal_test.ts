@@ -29,6 +29,7 @@ import { fromBase64Url } from "../../src/message/base64.ts";
 import { generateHostKeys as otherHostKeys } from "../../src/message/key_file.ts";
 import { decodeBindingRequest, encodeBindingResponse } from "../../src/net/stun_message.ts";
 import type { PeerPolicy } from "../../src/terminal/peer_choice.ts";
+import { REAL_TURN } from "../support/coturn.ts";
 
 const NETWORK = "flow";
 
@@ -591,4 +592,121 @@ Deno.test("a terminal that reaches an introduced peer at its TURN relay candidat
     const connected = bob.events.find((e) => e.event === "connected");
     assert.ok(connected && connected.event === "connected" && connected.path === "relayed");
   });
+});
+
+/** A UDP port on 127.0.0.1 that reads and never answers: a candidate behind a closed NAT. */
+function silentUdpPort(): { port: number; close: () => void } {
+  const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  (async () => {
+    try {
+      for await (const _ of conn) { /* never answered */ }
+    } catch {
+      // closed
+    }
+  })();
+  return { port: (conn.addr as Deno.NetAddr).port, close: () => conn.close() };
+}
+
+Deno.test({
+  name:
+    "a UDP terminal with a TURN server announces its relay, and a peer it cannot reach directly gets through it",
+  ignore: !REAL_TURN,
+  async fn() {
+    const turn = REAL_TURN!;
+    const w = await localWorld();
+    const stop = new AbortController();
+    const udp = new UdpTransport();
+    const carol = await generateIdentityKeys("carol");
+    const carolListener = await udp.listen({ address: "127.0.0.1", port: 0 }, {
+      identity: {
+        userId: "carol",
+        publicKey: carol.ed25519.publicKey,
+        privateKey: carol.ed25519.privateKey,
+      },
+    });
+    const closedNat = silentUdpPort();
+    try {
+      const bob = await w.terminal("bob", {
+        transport: udp,
+        extra: { turnServers: [{ url: turn.url, user: turn.user, password: turn.password }] },
+      });
+      const run = bob.t.rendezvous({ signal: stop.signal });
+      run.catch(() => {}); // awaited below
+      await Promise.race([bob.events.until("standby"), run]);
+      // The relay candidate comes last, with the lowest priority, and reaches the host's table.
+      const sent = bob.events.find((e) => e.event === "request-sent");
+      assert.ok(sent && sent.event === "request-sent");
+      const relayCandidate = sent.candidates.at(-1)!;
+      assert.equal(relayCandidate.type, "relay");
+      assert.equal(relayCandidate.priority, candidatePriority("relay"));
+      assert.ok(
+        relayCandidate.port >= turn.relayPorts[0] && relayCandidate.port <= turn.relayPorts[1],
+      );
+      assert.equal(sent.endpoints.length, sent.candidates.length - 1); // never an endpoint
+      const row = (await w.store.read()).find((r) => r.userId === "bob")!;
+      assert.ok(row.candidates?.some((c) => c.type === "relay" && c.port === relayCandidate.port));
+      // The host introduces carol at an address that never answers: bob's punch there fails,
+      // but it permits that address on bob's relay, and carol punches to the relay.
+      const now = Date.now();
+      const payload = {
+        network: NETWORK,
+        hostId: w.hostKeys.ed25519.publicKey,
+        sessionId: fromBase64Url(row.sessionId),
+        createdAt: now,
+        peer: {
+          userId: "carol",
+          identityKey: carol.ed25519.publicKey,
+          candidates: [{
+            transport: "udp" as const,
+            address: "127.0.0.1",
+            port: closedNat.port,
+            type: "srflx" as const,
+            priority: candidatePriority("srflx"),
+          }],
+        },
+        peerSessionId: new Uint8Array(16),
+        punchStart: now,
+        punchEnd: now + 60_000,
+      };
+      const introduction = await sealIntroduction(payload, {
+        hostKeys: w.hostKeys,
+        introductionKey: fromBase64Url(row.introductionKey!),
+      });
+      await w.mailFromHost("bob@flow.test", "introduction", introduction);
+      await Promise.race([bob.events.until("connecting"), run]);
+      const [result, carolSide] = await Promise.all([
+        run,
+        carolListener.punch({
+          peerKey: bob.identity.ed25519.publicKey,
+          candidates: [{ ...relayCandidate, kind: "relay" }],
+          windowMs: 10_000,
+        }),
+      ]);
+      assert.equal(result.link.remote.userId, "carol");
+      assert.equal(result.path, "relayed");
+      assert.equal(carolSide.path, "relayed");
+      const connected = bob.events.find((e) => e.event === "connected");
+      assert.ok(connected && connected.event === "connected" && connected.path === "relayed");
+      assert.deepEqual(result.relay?.relayed, {
+        transport: "udp",
+        address: relayCandidate.address,
+        port: relayCandidate.port,
+      });
+      await carolSide.link.send(new TextEncoder().encode("through the relay"));
+      assert.equal(
+        new TextDecoder().decode((await result.link.receive())!),
+        "through the relay",
+      );
+      await result.link.close();
+      await carolSide.link.close();
+      // The session ended: the listener released the relay (close waits for that release).
+      await result.relay!.close();
+      assert.equal((result.relay as { closed?: boolean }).closed, true);
+    } finally {
+      stop.abort();
+      closedNat.close();
+      await carolListener.close();
+      await w.close();
+    }
+  },
 });
