@@ -346,6 +346,26 @@ export class UdpPeerListener implements PeerListener {
   }
 
   /** Sends one datagram to `to` by `route`. */
+  /** The frame channel of one peer (`key` in the demultiplexer), sending by `route`. */
+  #channel(
+    role: "initiator" | "responder",
+    remote: Endpoint,
+    key: string,
+    route: Route,
+  ): DatagramFrameChannel {
+    const s = this.#s;
+    return new DatagramFrameChannel({
+      role,
+      remote,
+      sendDatagram: (b) => this.#sendVia(route, b, remote),
+      clock: s.clock,
+      backoff: s.backoff,
+      keepaliveMs: s.keepaliveMs,
+      idleTimeoutMs: s.idleTimeoutMs,
+      onClose: (c) => this.#released(key, c),
+    });
+  }
+
   #sendVia(route: Route, bytes: Uint8Array, to: Endpoint): Promise<void> {
     if (route === "direct") return this.#socket.send(bytes, to);
     const relay = this.#relay;
@@ -420,16 +440,7 @@ export class UdpPeerListener implements PeerListener {
       );
     }
     if (route === "relay") this.#bindRelayChannel(remote);
-    const channel = new DatagramFrameChannel({
-      role: "initiator",
-      remote,
-      sendDatagram: (b) => this.#sendVia(route, b, remote),
-      clock: s.clock,
-      backoff: s.backoff,
-      keepaliveMs: s.keepaliveMs,
-      idleTimeoutMs: s.idleTimeoutMs,
-      onClose: (c) => this.#released(key, c),
-    });
+    const channel = this.#channel("initiator", remote, key, route);
     const peer: Peer = { channel, handshake: new AbortController() };
     this.#peers.set(key, peer);
     this.#tombstones.delete(key);
@@ -581,16 +592,7 @@ export class UdpPeerListener implements PeerListener {
     const s = this.#s;
     if (route === "relay") this.#bindRelayChannel(from);
     const relayed = route === "relay" ? this.#relay?.relayed : undefined;
-    const channel = new DatagramFrameChannel({
-      role: "responder",
-      remote: from,
-      sendDatagram: (b) => this.#sendVia(route, b, from),
-      clock: s.clock,
-      backoff: s.backoff,
-      keepaliveMs: s.keepaliveMs,
-      idleTimeoutMs: s.idleTimeoutMs,
-      onClose: (c) => this.#released(key, c),
-    });
+    const channel = this.#channel("responder", from, key, route);
     const peer: Peer = { channel, handshake: new AbortController() };
     const abort = peer.handshake!;
     this.#peers.set(key, peer);
