@@ -370,3 +370,21 @@ export const TURN_MAX_DATA_BYTES = 65_000;
 export const MAX_TURN_SERVERS = 4;
 /** Largest TURN message (a Data indication carries a peer's datagram), in bytes. */
 export const TURN_MAX_MESSAGE_BYTES = 65_535;
+
+// ---- moving a session to a better path (issue 14) ----
+/**
+ * How long a probe of a link's paths runs when the caller gives no window, and how long a path
+ * the peer's challenge opened is challenged back, in ms.
+ */
+export const PATH_LEARNED_WINDOW_MS = 10_000;
+/** Paths one link takes datagrams from (the first included); more are not admitted. */
+export const PATH_MAX_PATHS = 8;
+/** Outstanding PATH_CHALLENGE tokens one link remembers; the oldest is forgotten first. */
+export const PATH_MAX_TOKENS = 256;
+/**
+ * `terminal.upgrade_interval` default, in ms: how often a terminal on a relayed session looks for
+ * a direct path again (re-learns its mapping, tells the peer, probes).
+ */
+export const DEFAULT_UPGRADE_INTERVAL_MS = 30_000;
+/** Shortest `terminal.upgrade_interval` accepted, in ms. */
+export const MIN_UPGRADE_INTERVAL_MS = 1_000;
