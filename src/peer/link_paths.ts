@@ -107,13 +107,21 @@ export interface PathControl {
    * Challenges `candidates` (the peer's addresses, straight from the socket) for `windowMs`
    * (default {@link PATH_LEARNED_WINDOW_MS}): resolves with the move once the link moved to a
    * better path (by this probe, a path the peer's own challenge opened, or any other), null when
-   * the window ended without one or the link already runs on a direct path. `RangeError` for bad
+   * the window ended without one or the link is not {@link relayed}. `RangeError` for bad
    * options; the signal's reason when aborted.
    */
   probe(
     candidates: readonly PathCandidate[],
     options?: { windowMs?: number; signal?: AbortSignal },
   ): Promise<PathMove | null>;
+  /**
+   * Says that frames to and from `remote` cross the peer's TURN relay (it is one of the peer's
+   * `relay` candidates): a path to it is relayed though this side sends there straight, so a
+   * direct path is better. A path by this side's own relay is relayed anyway.
+   */
+  markRelayed(remote: Endpoint): void;
+  /** Whether the active path crosses a relay (this side's or the peer's). */
+  readonly relayed: boolean;
   /** Tells the peer this side's current candidates (PATH_CANDIDATES on the active path). */
   announce(candidates: readonly PathCandidate[]): Promise<void>;
   /** Calls `listener` each time the link moves; returns the unsubscribe function. */
@@ -141,8 +149,6 @@ interface Round {
   resolve: (move: PathMove | null) => void;
 }
 
-const RANK: Record<Route, number> = { relay: 0, direct: 1 };
-
 /** The paths of one link; see the module doc. Made by `UdpPeerListener` per established link. */
 export class LinkPaths implements PathControl {
   #carrier: PathCarrier;
@@ -156,6 +162,8 @@ export class LinkPaths implements PathControl {
   #moves = new Set<(move: PathMove) => void>();
   #offers = new Set<(candidates: PathCandidate[]) => void>();
   #closed = new AbortController();
+  /** The peer's relayed addresses (`markRelayed`), as path keys of the direct route. */
+  #peerRelays = new Set<string>();
 
   constructor(carrier: PathCarrier, initial: LinkPath) {
     this.#carrier = carrier;
@@ -165,6 +173,20 @@ export class LinkPaths implements PathControl {
 
   get active(): LinkPath {
     return this.#active;
+  }
+
+  get relayed(): boolean {
+    return this.#rank(this.#active) === 0;
+  }
+
+  markRelayed(remote: Endpoint): void {
+    if (this.#peerRelays.size >= PATH_MAX_PATHS) return;
+    this.#peerRelays.add(pathKey({ route: "direct", remote }));
+  }
+
+  /** 0 for a relayed path, 1 for a direct one: a path moves the link only to a higher rank. */
+  #rank(path: LinkPath): number {
+    return path.route === "relay" || this.#peerRelays.has(pathKey(path)) ? 0 : 1;
   }
 
   probe(
@@ -190,7 +212,7 @@ export class LinkPaths implements PathControl {
       );
     }
     options.signal?.throwIfAborted();
-    if (this.#closed.signal.aborted || this.#active.route === "direct") {
+    if (this.#closed.signal.aborted || !this.relayed) {
       return Promise.resolve(null);
     }
     return new Promise((resolve, reject) => {
@@ -263,7 +285,7 @@ export class LinkPaths implements PathControl {
     const { token } = decodePathProbe(plaintext);
     const answer = encodePathProbe({ token, endpoint: via.remote });
     this.#carrier.send(FrameType.PATH_RESPONSE, answer, via).catch(() => {});
-    if (!this.#admit(via) || RANK[via.route] <= RANK[this.#active.route]) return;
+    if (!this.#admit(via) || this.#rank(via) <= this.#rank(this.#active)) return;
     // The peer reaches us this way: challenge it back, so our side validates it too.
     const key = pathKey(via);
     if (this.#challenging.has(key)) return;
@@ -279,7 +301,7 @@ export class LinkPaths implements PathControl {
     if (!sentOn || pathKey(sentOn) !== pathKey(via)) return; // not ours, or by another path
     this.#tokens.delete(id);
     this.#admit(via);
-    if (RANK[via.route] <= RANK[this.#active.route]) return;
+    if (this.#rank(via) <= this.#rank(this.#active)) return;
     const move: PathMove = { from: this.#active, to: via, observed: endpoint };
     this.#active = via;
     this.#carrier.use(via);

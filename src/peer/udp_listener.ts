@@ -302,6 +302,8 @@ export class UdpPeerListener implements PeerListener {
       const early = this.#accepted.claim((l) => bytesEqual(l.remote.identityKey, options.peerKey));
       if (early && !punch.offer(early)) this.#accepted.put(early);
       const won = await result;
+      // A path to one of the peer's relay candidates is relayed: a direct one may replace it.
+      for (const c of options.candidates) if (c.kind === "relay") won.link.paths?.markRelayed(c);
       // Through our own relay: every packet goes through the TURN server (docs/nat.md).
       const relayed = this.#relay?.relayed;
       return relayed && sameEndpoint(won.local, relayed) ? { ...won, path: "relayed" } : won;
