@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import type { Endpoint } from "../../src/message/types.ts";
+import { FrameType } from "../../src/peer/frame.ts";
 import type { PathMove } from "../../src/peer/link_paths.ts";
 import { TurnClient } from "../../src/peer/turn_client.ts";
 import type { PeerLink } from "../../src/peer/types.ts";
@@ -175,4 +176,79 @@ Deno.test({
       closedNat.close();
     }
   },
+});
+
+/** A UDP socket the test reads from: an attacker's, or a silent peer's. */
+function socket() {
+  const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+  const port = (conn.addr as Deno.NetAddr).port;
+  return {
+    conn,
+    endpoint: { transport: "udp", address: "127.0.0.1", port } as Endpoint,
+    send: (bytes: Uint8Array, to: Endpoint) =>
+      conn.send(bytes, { transport: "udp", hostname: to.address, port: to.port }),
+  };
+}
+
+Deno.test("a forged or replayed path frame from another address is never answered", async () => {
+  const x = await makeIdentity("a");
+  const y = await makeIdentity("b");
+  // What reaches A's socket, as an on-path observer would see it.
+  let sawChallenge!: (bytes: Uint8Array) => void;
+  const challengeAtA = new Promise<Uint8Array>((resolve) => sawChallenge = resolve);
+  const a = await new UdpTransport({
+    lossy: (direction, bytes) => {
+      if (direction === "in" && bytes[1] === FrameType.PATH_CHALLENGE) sawChallenge(bytes.slice());
+      return false;
+    },
+  }).listen(LOCAL, { identity: x });
+  const b = await new UdpTransport().listen(LOCAL, { identity: y });
+  const mallory = socket();
+  try {
+    const [ra, rb] = await Promise.all([
+      a.punch({ peerKey: y.publicKey, candidates: [{ ...b.endpoint, kind: "host" }] }),
+      b.punch({ peerKey: x.publicKey, candidates: [{ ...a.endpoint, kind: "host" }] }),
+    ]);
+    // B takes its path to A for a relayed one, so it probes: A's address and one of Mallory's.
+    rb.link.paths!.markRelayed(a.endpoint);
+    const stop = new AbortController();
+    const probing = rb.link.paths!.probe([mallory.endpoint, a.endpoint], { signal: stop.signal });
+    const [toMallory] = await mallory.conn.receive(); // she learns the path id from it
+    const toA = await challengeAtA; // and an on-path observer sees the one A got
+    stop.abort(new Error("enough"));
+    await probing.catch(() => {});
+    assert.equal(toMallory[1], FrameType.PATH_CHALLENGE);
+
+    // A forged challenge with the right path id but no session key, and A's own challenge
+    // replayed from Mallory's address.
+    const forged = new Uint8Array(2 + 8 + 8 + 40);
+    forged.set(toMallory.subarray(0, 10));
+    crypto.getRandomValues(forged.subarray(10));
+    await mallory.send(forged, a.endpoint);
+    await mallory.send(toA, a.endpoint);
+    // B's next path frame comes after both: once A hands it on, A has dealt with them.
+    const announced = new Promise((resolve) => ra.link.paths!.onCandidates(resolve));
+    await rb.link.paths!.announce([{ ...b.endpoint, kind: "host" }]);
+    assert.deepEqual(await announced, [{ ...b.endpoint, kind: "host" }]);
+
+    // Nothing from A ever reached Mallory: a datagram from A's port would come before the one
+    // she sends herself now.
+    await mallory.send(new Uint8Array([0xff]), mallory.endpoint);
+    for (;;) {
+      const [bytes, from] = await mallory.conn.receive();
+      const port = (from as Deno.NetAddr).port;
+      assert.notEqual(port, a.endpoint.port, "A answered Mallory");
+      if (port === mallory.endpoint.port && bytes.length === 1) break;
+    }
+    assert.equal(ra.link.paths!.active.remote.port, b.endpoint.port); // A never moved
+    const hello = new TextEncoder().encode("hello");
+    const [, got] = await Promise.all([ra.link.send(hello), rb.link.receive()]);
+    assert.deepEqual(got, hello);
+    await ra.link.close();
+    await rb.link.close();
+  } finally {
+    await a.close();
+    await b.close();
+    mallory.conn.close();
+  }
 });
