@@ -388,3 +388,5 @@ export const PATH_MAX_TOKENS = 256;
 export const DEFAULT_UPGRADE_INTERVAL_MS = 30_000;
 /** Shortest `terminal.upgrade_interval` accepted, in ms. */
 export const MIN_UPGRADE_INTERVAL_MS = 1_000;
+/** Longest `terminal.upgrade_interval` accepted, in ms. */
+export const MAX_UPGRADE_INTERVAL_MS = 60 * 60 * 1000;

@@ -146,6 +146,7 @@ export async function rendezvousFromConfig(
       connectTimeoutMs: tc.connectTimeoutMs,
       standbyTimeoutMs: tc.standbyTimeoutMs,
       punchWindowMs: tc.punchWindowMs,
+      upgradeIntervalMs: tc.upgradeIntervalMs,
       ...(portMapper ? { portMapper } : {}),
       turnServers,
       onEvent: options.onEvent,

@@ -122,6 +122,10 @@ export interface PathControl {
   markRelayed(remote: Endpoint): void;
   /** Whether the active path crosses a relay (this side's or the peer's). */
   readonly relayed: boolean;
+  /** True once the link has ended: probes resolve null at once. */
+  readonly closed: boolean;
+  /** Aborted once the link has ended. */
+  readonly ended: AbortSignal;
   /** Tells the peer this side's current candidates (PATH_CANDIDATES on the active path). */
   announce(candidates: readonly PathCandidate[]): Promise<void>;
   /** Calls `listener` each time the link moves; returns the unsubscribe function. */
@@ -173,6 +177,14 @@ export class LinkPaths implements PathControl {
 
   get active(): LinkPath {
     return this.#active;
+  }
+
+  get closed(): boolean {
+    return this.#closed.signal.aborted;
+  }
+
+  get ended(): AbortSignal {
+    return this.#closed.signal;
   }
 
   get relayed(): boolean {
