@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { loggerFromEnv } from "../log.ts";
 import { Command } from "@commander-js/extra-typings";
 import { receiveLine, runChat, sendLine } from "../apps/chat.ts";
 import type { Config, PortMappingConfig, TurnServerConfig } from "../config/config_schema.ts";
@@ -150,6 +151,7 @@ export async function rendezvousFromConfig(
       ...(portMapper ? { portMapper } : {}),
       turnServers,
       onEvent: options.onEvent,
+      logger: loggerFromEnv(),
     });
     const rendezvous = await terminal.rendezvous(options.signal ? { signal: options.signal } : {});
     // The relay is released once the link has closed (by the listener); close waits for that.

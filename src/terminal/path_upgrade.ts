@@ -37,8 +37,11 @@ export interface UpgradeOptions {
   peerCandidates: readonly Candidate[];
   /** This side's candidates as announced in the request. */
   ownCandidates: readonly Candidate[];
-  /** This side's current mapping (STUN over the listener's socket), if it can be learned. */
-  learnMapping: (signal: AbortSignal) => Promise<Endpoint | undefined>;
+  /**
+   * This side's current mappings (STUN over the listener's socket, one per server: a flow kept
+   * alive, like the TURN allocation's, may keep an old mapping that a fresh one no longer has).
+   */
+  learnMappings: (signal: AbortSignal) => Promise<Endpoint[]>;
   intervalMs: number;
   clock: Clock;
   onEvent: EventSink;
@@ -151,12 +154,13 @@ export function keepUpgrading(o: UpgradeOptions): void {
   (async () => {
     while (!signal.aborted && paths.relayed && !paths.closed) {
       const started = o.clock.now();
-      const mapping = await o.learnMapping(signal).catch(() => undefined);
-      const mine = mapping
-        ? merge([{ ...mapping, transport: "udp", kind: "srflx" }], own)
-        : own.slice(0, PUNCH_MAX_CANDIDATES);
+      const mappings = await o.learnMappings(signal).catch(() => []);
+      const fresh = mappings.map((m): PathCandidate => ({ ...m, transport: "udp", kind: "srflx" }));
+      const mine = merge(fresh, own);
       if (signal.aborted || paths.closed) break;
       if (mine.length > 0) await paths.announce(mine).catch(() => {});
+      const list = (cs: readonly Endpoint[]) => cs.map((c) => `${c.address}:${c.port}`).join(" ");
+      o.logger.log("debug", `told ${peer} of ${list(mine)}; probing ${list(theirs)}`);
       if (theirs.length > 0) await paths.probe(theirs, { windowMs: window, signal });
       const rest = o.intervalMs - (o.clock.now() - started);
       if (rest > 0 && paths.relayed) {

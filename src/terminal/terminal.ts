@@ -349,10 +349,16 @@ export class Terminal {
       path: found.path,
       peerCandidates: found.peerCandidates ?? [],
       ownCandidates: this.#own,
-      learnMapping: async (signal) => {
-        if (!stunSocket || o.stunServers.length === 0) return undefined;
-        const r = await reflectFrom(stunSocket, o.stunServers, { ...o.stun, signal });
-        return { transport: "udp", address: r.address, port: r.port };
+      learnMappings: async (signal) => {
+        if (!stunSocket) return [];
+        const found: Endpoint[] = [];
+        for (const server of o.stunServers) {
+          const r = await reflectFrom(stunSocket, [server], { ...o.stun, signal }).catch(
+            () => undefined,
+          );
+          if (r) found.push({ transport: "udp", address: r.address, port: r.port });
+        }
+        return found;
       },
       intervalMs: o.upgradeIntervalMs,
       clock: o.clock,
