@@ -32,6 +32,11 @@ import {
   PATH_LEARNED_WINDOW_MS,
   PATH_MAX_PATHS,
   PATH_MAX_TOKENS,
+  PATH_SPRAY_ADDRESSES,
+  PATH_SPRAY_PACE_MS,
+  PATH_SPRAY_PROBES,
+  PATH_SPRAY_SOCKETS,
+  PATH_SPRAY_WINDOW_MS,
   PUNCH_MAX_CANDIDATES,
   PUNCH_MAX_WINDOW_MS,
   PUNCH_STAGGER_MS,
@@ -55,6 +60,11 @@ export interface LinkPath {
   readonly route: Route;
   /** The peer's address on this route (on `relay`: as the TURN server sees it). */
   readonly remote: Endpoint;
+  /**
+   * Direct route only: the local port of one of the listener's auxiliary sockets (a spray,
+   * {@link LinkPaths.spray}) this path leaves from; absent: the listener's own socket.
+   */
+  readonly via?: number;
 }
 
 /** A candidate address of the peer that a path may go to (`host`, `srflx` or `mapped`). */
@@ -83,7 +93,10 @@ export function isPathFrame(type: number): type is PathFrameType {
 /** The key of a path in a listener's demultiplexer: the peer's address and the route. */
 export function pathKey(path: LinkPath): string {
   const e = path.remote;
-  return path.route === "relay" ? `relay|${e.address}|${e.port}` : `${e.address}|${e.port}`;
+  if (path.route === "relay") return `relay|${e.address}|${e.port}`;
+  return path.via === undefined
+    ? `${e.address}|${e.port}`
+    : `aux${path.via}|${e.address}|${e.port}`;
 }
 
 /**
@@ -126,12 +139,38 @@ export interface PathControl {
   readonly closed: boolean;
   /** Aborted once the link has ended. */
   readonly ended: AbortSignal;
+  /**
+   * The birthday spray, for a pair where one NAT maps per destination (docs/nat.md "One hard
+   * NAT"): opens `sockets` auxiliary sockets that challenge the peer's mappings in `aim` with the
+   * backoff, so that a NAT mapping per destination opens as many ports towards the peer; and
+   * challenges `probes` random ports (1024–65535) of the addresses in `scan` once each,
+   * `PATH_SPRAY_PACE_MS` apart, so that a NAT mapping once opens its filter towards as many of
+   * the other NAT's ports. Whichever end has the hard NAT, one half meets the other's. Resolves
+   * like {@link probe}; the sockets that did not win close when the window ends. `RangeError`
+   * beyond the bounds (`PATH_SPRAY_SOCKETS`, `PATH_SPRAY_PROBES`, `PATH_SPRAY_ADDRESSES`).
+   */
+  spray(options: SprayOptions): Promise<PathMove | null>;
   /** Tells the peer this side's current candidates (PATH_CANDIDATES on the active path). */
   announce(candidates: readonly PathCandidate[]): Promise<void>;
   /** Calls `listener` each time the link moves; returns the unsubscribe function. */
   onMove(listener: (move: PathMove) => void): () => void;
   /** Calls `listener` with the candidates the peer announces; returns the unsubscribe function. */
   onCandidates(listener: (candidates: PathCandidate[]) => void): () => void;
+}
+
+/** Options of {@link PathControl.spray}. */
+export interface SprayOptions {
+  /** The peer's mappings the auxiliary sockets challenge (1 to `PUNCH_MAX_CANDIDATES`). */
+  aim: readonly PathCandidate[];
+  /** The peer's NAT addresses whose random ports are challenged (at most `PATH_SPRAY_ADDRESSES`). */
+  scan: readonly string[];
+  /** Auxiliary sockets; default and most `PATH_SPRAY_SOCKETS`. */
+  sockets?: number;
+  /** Random ports challenged in all; default and most `PATH_SPRAY_PROBES`. */
+  probes?: number;
+  /** Default `PATH_SPRAY_WINDOW_MS`, at most `PUNCH_MAX_WINDOW_MS`. */
+  windowMs?: number;
+  signal?: AbortSignal;
 }
 
 /** What {@link LinkPaths} needs from the listener that owns the link's channel. */
@@ -145,6 +184,14 @@ export interface PathCarrier {
   admit(path: LinkPath): boolean;
   /** Frames to the peer take `path` from now on. */
   use(path: LinkPath): void;
+  /**
+   * Opens up to `count` auxiliary sockets for a spray (their datagrams come back through
+   * `received` with `via` set); returns their local ports, fewer when the listener's bound is
+   * reached. Absent where a listener cannot.
+   */
+  openSockets?(count: number): number[];
+  /** Closes auxiliary sockets this link opened. */
+  closeSockets?(ports: readonly number[]): void;
 }
 
 /** One running probe (or the probing of learned paths): its window and its outcome. */
@@ -168,6 +215,7 @@ export class LinkPaths implements PathControl {
   #closed = new AbortController();
   /** The peer's relayed addresses (`markRelayed`), as path keys of the direct route. */
   #peerRelays = new Set<string>();
+  #spraying = false;
 
   constructor(carrier: PathCarrier, initial: LinkPath) {
     this.#carrier = carrier;
@@ -229,20 +277,7 @@ export class LinkPaths implements PathControl {
     }
     return new Promise((resolve, reject) => {
       const round = this.#round(windowMs, resolve);
-      const signal = options.signal;
-      if (signal) {
-        const onAbort = () => {
-          round.resolve = () => {};
-          this.#end(round, null);
-          reject(signal.reason);
-        };
-        signal.addEventListener("abort", onAbort, { once: true });
-        round.stop.signal.addEventListener(
-          "abort",
-          () => signal.removeEventListener("abort", onAbort),
-          { once: true },
-        );
-      }
+      this.#abortWith(round, options.signal, reject);
       candidates.forEach((c, i) => {
         const path: LinkPath = {
           route: "direct",
@@ -251,6 +286,95 @@ export class LinkPaths implements PathControl {
         this.#after(i * PUNCH_STAGGER_MS, round.stop.signal, () => this.#challenge(path, round));
       });
     });
+  }
+
+  spray(options: SprayOptions): Promise<PathMove | null> {
+    const sockets = options.sockets ?? PATH_SPRAY_SOCKETS;
+    const probes = options.probes ?? PATH_SPRAY_PROBES;
+    const windowMs = options.windowMs ?? PATH_SPRAY_WINDOW_MS;
+    const { aim, scan } = options;
+    if (aim.length < 1 || aim.length > PUNCH_MAX_CANDIDATES) {
+      throw new RangeError(
+        `Cannot spray at ${aim.length} mappings: give 1 to ${PUNCH_MAX_CANDIDATES}`,
+      );
+    }
+    if (scan.length > PATH_SPRAY_ADDRESSES) {
+      throw new RangeError(
+        `Cannot scan ${scan.length} addresses: give at most ${PATH_SPRAY_ADDRESSES}`,
+      );
+    }
+    if (!(Number.isInteger(sockets) && sockets >= 0 && sockets <= PATH_SPRAY_SOCKETS)) {
+      throw new RangeError(`Cannot spray from ${sockets} sockets: give 0 to ${PATH_SPRAY_SOCKETS}`);
+    }
+    if (!(Number.isInteger(probes) && probes >= 0 && probes <= PATH_SPRAY_PROBES)) {
+      throw new RangeError(`Cannot spray ${probes} probes: give 0 to ${PATH_SPRAY_PROBES}`);
+    }
+    if (!(windowMs > 0 && windowMs <= PUNCH_MAX_WINDOW_MS)) {
+      throw new RangeError(
+        `Cannot spray for ${windowMs} ms: the window must be 1 to ${PUNCH_MAX_WINDOW_MS} ms`,
+      );
+    }
+    options.signal?.throwIfAborted();
+    if (this.#closed.signal.aborted || !this.relayed || this.#spraying) {
+      return Promise.resolve(null);
+    }
+    this.#spraying = true;
+    return new Promise((resolve, reject) => {
+      const round = this.#round(windowMs, resolve);
+      this.#abortWith(round, options.signal, reject);
+      const ports = this.#carrier.openSockets?.(sockets) ?? [];
+      round.stop.signal.addEventListener("abort", () => {
+        this.#spraying = false;
+        const keep = this.#active.via;
+        this.#carrier.closeSockets?.(ports.filter((p) => p !== keep));
+      }, { once: true });
+      // Half one: each auxiliary socket opens a mapping of its own towards one of the peer's.
+      ports.forEach((via, i) => {
+        const c = aim[i % aim.length]!;
+        const path: LinkPath = {
+          route: "direct",
+          remote: { transport: "udp", address: c.address, port: c.port },
+          via,
+        };
+        this.#after(i, round.stop.signal, () => this.#challenge(path, round));
+      });
+      // Half two: random ports of the peer's NAT, once each, paced.
+      if (scan.length === 0 || probes === 0) return;
+      (async () => {
+        const random = this.#carrier.random ?? systemRandom;
+        for (let j = 0; j < probes && !round.stop.signal.aborted; j++) {
+          const r = random(2);
+          const port = 1024 + ((r[0]! << 8 | r[1]!) % (65536 - 1024));
+          const remote: Endpoint = { transport: "udp", address: scan[j % scan.length]!, port };
+          this.#challengeOnce({ route: "direct", remote });
+          await this.#carrier.clock.sleep(PATH_SPRAY_PACE_MS, round.stop.signal);
+        }
+      })().catch(() => {});
+    });
+  }
+
+  /** Ends `round` and rejects with the signal's reason when `signal` aborts. */
+  #abortWith(round: Round, signal: AbortSignal | undefined, reject: (e: unknown) => void): void {
+    if (!signal) return;
+    const onAbort = () => {
+      round.resolve = () => {};
+      this.#end(round, null);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    round.stop.signal.addEventListener(
+      "abort",
+      () => signal.removeEventListener("abort", onAbort),
+      { once: true },
+    );
+  }
+
+  /** One challenge to `path`, not repeated. */
+  #challengeOnce(path: LinkPath): void {
+    const token = (this.#carrier.random ?? systemRandom)(PATH_TOKEN_BYTES);
+    this.#remember(token, path);
+    const plaintext = encodePathProbe({ token, endpoint: path.remote });
+    this.#carrier.send(FrameType.PATH_CHALLENGE, plaintext, path).catch(() => {});
   }
 
   async announce(candidates: readonly PathCandidate[]): Promise<void> {
@@ -300,7 +424,11 @@ export class LinkPaths implements PathControl {
     if (!this.#admit(via) || this.#rank(via) <= this.#rank(this.#active)) return;
     // The peer reaches us this way: challenge it back, so our side validates it too.
     const key = pathKey(via);
-    if (this.#challenging.has(key)) return;
+    if (this.#challenging.has(key)) {
+      // Challenged already, maybe far into its backoff: the peer is there now, ask at once.
+      this.#challengeOnce(via);
+      return;
+    }
     const rounds = [...this.#rounds];
     if (rounds.length === 0) rounds.push(this.#round(PATH_LEARNED_WINDOW_MS, () => {}));
     for (const round of rounds) this.#challenge(via, round);

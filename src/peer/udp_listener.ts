@@ -23,7 +23,7 @@
  */
 import { PeerError } from "../errors.ts";
 import { bytesEqual, toBase64 } from "../message/base64.ts";
-import { DEFAULT_CONNECT_TIMEOUT_MS } from "../limits.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS, LISTENER_MAX_AUX_SOCKETS } from "../limits.ts";
 import { ConnectCookies } from "./connect_cookie.ts";
 import type { Endpoint } from "../message/types.ts";
 import type { Backoff, Clock, RandomSource } from "../runtime.ts";
@@ -184,6 +184,8 @@ interface Peer {
   /** Once the link is up: its paths, and the path id that finds it from an unknown address. */
   paths?: LinkPaths;
   pathId?: string;
+  /** Local ports of the auxiliary sockets this link's sprays opened and still hold. */
+  aux: Set<number>;
 }
 
 /** A STUN message: first two bits zero, magic cookie 0x2112A442 at byte 4 (RFC 8489 §5). */
@@ -244,6 +246,8 @@ export class UdpPeerListener implements PeerListener {
   #relayOff: (() => void) | null = null;
   /** Established links by path id (base64), for PATH_* frames from addresses not known yet. */
   #byPathId = new Map<string, Peer>();
+  /** Auxiliary sockets of sprays (`link_paths.ts`), by local port. */
+  #aux = new Map<number, UdpSocket>();
 
   constructor(socket: UdpSocket, options: ListenOptions, settings: UdpSettings) {
     this.#socket = socket;
@@ -286,8 +290,8 @@ export class UdpPeerListener implements PeerListener {
       clock: s.clock,
       backoff: s.backoff,
       random: s.random,
-      initiate: (remote, expectedKey, signal, route) =>
-        this.#initiate(remote, expectedKey, options, signal, route),
+      initiate: (remote, expectedKey, signal, route, claim) =>
+        this.#initiate(remote, expectedKey, options, signal, route, claim),
       send: (bytes, to) => this.#socket.send(bytes, to),
     }, options);
     const id = addPunch(this.#punches, options.peerKey, punch, {
@@ -370,13 +374,14 @@ export class UdpPeerListener implements PeerListener {
       handshake: new AbortController(),
       path: { route, remote },
       keys: new Set([key]),
+      aux: new Set<number>(),
     } as Peer;
     peer.channel = new DatagramFrameChannel({
       role,
       remote,
       sendDatagram: (b, path) => {
         const p = path ?? peer.path;
-        return this.#sendVia(p.route, b, p.remote);
+        return this.#sendVia(p.route, b, p.remote, p.via);
       },
       onPathFrame: (type, plaintext, via) => peer.paths?.received(type, plaintext, via),
       clock: s.clock,
@@ -406,6 +411,15 @@ export class UdpPeerListener implements PeerListener {
       send: (type, plaintext, path) => peer.channel.sendPath(type, plaintext, path),
       admit: (path) => this.#admitPath(peer, path),
       use: (path) => peer.path = path,
+      openSockets: (count) => {
+        const ports = this.#openAux(count);
+        for (const p of ports) peer.aux.add(p);
+        return ports;
+      },
+      closeSockets: (ports) => {
+        for (const p of ports) peer.aux.delete(p);
+        this.#closeAux(ports);
+      },
     }, peer.path);
     const id = toBase64(pathId);
     if (!this.#byPathId.has(id)) {
@@ -426,7 +440,47 @@ export class UdpPeerListener implements PeerListener {
     return true;
   }
 
-  #sendVia(route: Route, bytes: Uint8Array, to: Endpoint): Promise<void> {
+  /**
+   * Opens up to `count` auxiliary sockets on the listener's address (a spray's), whose
+   * datagrams enter the demultiplexer with their port as `via`; fewer once
+   * `LISTENER_MAX_AUX_SOCKETS` are open or the system refuses. Their local ports.
+   */
+  #openAux(count: number): number[] {
+    const ports: number[] = [];
+    if (this.#closed && this.#peers.size === 0) return ports;
+    while (ports.length < count && this.#aux.size < LISTENER_MAX_AUX_SOCKETS) {
+      let socket: UdpSocket;
+      try {
+        socket = UdpSocket.open({ address: this.endpoint.address, port: 0 }, this.#s.lossy);
+      } catch {
+        break; // out of ports or descriptors: spray with what there is
+      }
+      const port = socket.endpoint.port;
+      this.#aux.set(port, socket);
+      socket.run((bytes, from) => this.#datagram(bytes, from, "direct", port)).catch(() => {});
+      ports.push(port);
+    }
+    return ports;
+  }
+
+  #closeAux(ports: Iterable<number>): void {
+    for (const port of [...ports]) {
+      this.#aux.get(port)?.close();
+      this.#aux.delete(port);
+    }
+  }
+
+  #sendVia(route: Route, bytes: Uint8Array, to: Endpoint, via?: number): Promise<void> {
+    if (via !== undefined) {
+      const aux = this.#aux.get(via);
+      if (aux) return aux.send(bytes, to);
+      return Promise.reject(
+        new PeerError(
+          "EPEER",
+          `Cannot send to peer at ${to.address}:${to.port}: socket ${via} is closed`,
+        ),
+      );
+    }
     if (route === "direct") return this.#socket.send(bytes, to);
     const relay = this.#relay;
     if (!relay) {
@@ -448,6 +502,7 @@ export class UdpPeerListener implements PeerListener {
 
   /** Releases the relay (best effort), then closes the socket. */
   async #closeSocket(): Promise<void> {
+    this.#closeAux(this.#aux.keys());
     this.#relayOff?.();
     await this.#relay?.close().catch(() => {});
     this.#socket.close();
@@ -489,6 +544,7 @@ export class UdpPeerListener implements PeerListener {
     options: PunchOptions,
     signal: AbortSignal,
     route: Route = "direct",
+    claim?: () => boolean,
   ): Promise<PeerLink> {
     const s = this.#s;
     const key = keyOf(remote, route);
@@ -516,6 +572,7 @@ export class UdpPeerListener implements PeerListener {
         random: s.random,
         ordered: false,
         signal: abort,
+        ...(claim ? { claim } : {}),
       });
       const paths = await this.#established(peer, result.cipher, result.transcriptHash);
       return new ReliableLink(channel, result.cipher, {
@@ -565,8 +622,11 @@ export class UdpPeerListener implements PeerListener {
     );
   }
 
-  #datagram(bytes: Uint8Array, from: Endpoint, route: Route = "direct"): void {
-    if (route === "direct" && this.#stun.size > 0 && (isStun(bytes) || isChannelData(bytes))) {
+  #datagram(bytes: Uint8Array, from: Endpoint, route: Route = "direct", via?: number): void {
+    if (
+      route === "direct" && via === undefined && this.#stun.size > 0 &&
+      (isStun(bytes) || isChannelData(bytes))
+    ) {
       for (const listener of this.#stun) listener(bytes, from);
       return;
     }
@@ -577,18 +637,23 @@ export class UdpPeerListener implements PeerListener {
       this.#s.onDropped?.(err, from);
       return;
     }
-    const key = keyOf(from, route);
+    const key = pathKey({ route, remote: from, ...(via !== undefined ? { via } : {}) });
     const peer = this.#peers.get(key);
     if (isPathFrame(frame.type)) {
       // A path frame finds its link by path id, from wherever it comes (link_paths.ts).
       const id = toBase64(frame.body.subarray(0, PATH_ID_BYTES));
       const owner = frame.body.length > PATH_ID_BYTES ? this.#byPathId.get(id) : undefined;
       if (owner && (!peer || peer === owner)) {
-        owner.channel.deliver(frame, bytes, { route, remote: from });
+        owner.channel.deliver(frame, bytes, {
+          route,
+          remote: from,
+          ...(via !== undefined ? { via } : {}),
+        });
       }
       return;
     }
     if (peer) return peer.channel.deliver(frame, bytes);
+    if (via !== undefined) return; // an auxiliary socket carries admitted paths only
     if (this.#answerLate(key, frame, bytes, from, route)) return;
     if (frame.type !== FrameType.CONNECT || this.#closed) return; // stray or late: dropped
     let connect: ConnectWithCookie;
@@ -716,6 +781,8 @@ export class UdpPeerListener implements PeerListener {
         this.#byPathId.delete(peer.pathId);
       }
       peer.paths?.close();
+      this.#closeAux(peer.aux);
+      peer.aux.clear();
     }
     if (channel.record.connect) {
       if (this.#tombstones.size >= MAX_TOMBSTONES) {

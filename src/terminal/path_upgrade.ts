@@ -18,7 +18,7 @@
  * @module
  */
 import type { EventSink } from "../events.ts";
-import { PATH_LEARNED_WINDOW_MS, PUNCH_MAX_CANDIDATES } from "../limits.ts";
+import { PATH_LEARNED_WINDOW_MS, PATH_SPRAY_ADDRESSES, PUNCH_MAX_CANDIDATES } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import type { Candidate, Endpoint } from "../message/types.ts";
 import type { PathCandidate, PathControl, PathMove } from "../peer/link_paths.ts";
@@ -59,6 +59,10 @@ function directOf(candidates: readonly Candidate[]): PathCandidate[] {
       port: c.port,
       kind: c.type === "host" || c.type === "mapped" ? c.type : "srflx",
     }));
+}
+
+function list(cs: readonly Endpoint[]): string {
+  return cs.map((c) => `${c.address}:${c.port}`).join(" ");
 }
 
 function same(a: Endpoint, b: Endpoint): boolean {
@@ -133,12 +137,30 @@ export function keepUpgrading(o: UpgradeOptions): void {
   const stop = new AbortController();
   const signal = AbortSignal.any([stop.signal, ...(o.signal ? [o.signal] : [])]);
   const window = Math.min(o.intervalMs, PATH_LEARNED_WINDOW_MS);
+  // The birthday spray (docs/nat.md "One hard NAT"): once per new set of mappings on either
+  // side, when probing alone found nothing.
+  let mine: PathCandidate[] = [];
+  let sprayedFor = "";
+  let spraying: Promise<unknown> | null = null;
+  const spray = () => {
+    // The newest two mappings the peer has (a NAT that changed keeps old flows mapped too).
+    const aim = theirs.filter((c) => c.kind !== "host").slice(0, 2);
+    const scan = [...new Set(aim.map((c) => c.address))].slice(0, PATH_SPRAY_ADDRESSES);
+    const key = JSON.stringify([mine, aim]);
+    if (aim.length === 0 || key === sprayedFor || spraying || signal.aborted || !paths.relayed) {
+      return spraying;
+    }
+    sprayedFor = key;
+    o.logger.log("debug", `spraying towards ${list(aim)}`);
+    spraying = paths.spray({ aim, scan, signal }).catch(() => null).finally(() => spraying = null);
+    return spraying;
+  };
   const offCandidates = paths.onCandidates((announced) => {
     const usable = announced.filter(acceptable);
     theirs = merge(usable, theirs);
     if (usable.length === 0 || signal.aborted) return;
-    o.logger.log("debug", `${peer} announced ${usable.length} direct candidates; probing`);
-    paths.probe(usable, { windowMs: window, signal }).catch(() => {});
+    o.logger.log("debug", `${peer} announced ${list(usable)}; probing`);
+    paths.probe(usable, { windowMs: window, signal }).then((moved) => moved ?? spray(), () => {});
   });
   const offMove = paths.onMove((move) => {
     stop.abort();
@@ -156,12 +178,14 @@ export function keepUpgrading(o: UpgradeOptions): void {
       const started = o.clock.now();
       const mappings = await o.learnMappings(signal).catch(() => []);
       const fresh = mappings.map((m): PathCandidate => ({ ...m, transport: "udp", kind: "srflx" }));
-      const mine = merge(fresh, own);
+      mine = merge(fresh, own);
       if (signal.aborted || paths.closed) break;
       if (mine.length > 0) await paths.announce(mine).catch(() => {});
-      const list = (cs: readonly Endpoint[]) => cs.map((c) => `${c.address}:${c.port}`).join(" ");
       o.logger.log("debug", `told ${peer} of ${list(mine)}; probing ${list(theirs)}`);
-      if (theirs.length > 0) await paths.probe(theirs, { windowMs: window, signal });
+      if (theirs.length > 0) {
+        const moved = await paths.probe(theirs, { windowMs: window, signal });
+        if (!moved) await spray();
+      }
       const rest = o.intervalMs - (o.clock.now() - started);
       if (rest > 0 && paths.relayed) {
         await o.clock.sleep(rest, AbortSignal.any([signal, paths.ended])).catch(() => {});
