@@ -138,22 +138,26 @@ export function keepUpgrading(o: UpgradeOptions): void {
   const signal = AbortSignal.any([stop.signal, ...(o.signal ? [o.signal] : [])]);
   const window = Math.min(o.intervalMs, PATH_LEARNED_WINDOW_MS);
   // The birthday spray (docs/nat.md "One hard NAT"): once per new set of mappings on either
-  // side, when probing alone found nothing.
+  // side, when probing alone found nothing; a newer set replaces a spray still running.
   let mine: PathCandidate[] = [];
   let sprayedFor = "";
-  let spraying: Promise<unknown> | null = null;
+  let spraying: AbortController | null = null;
   const spray = () => {
     // The newest two mappings the peer has (a NAT that changed keeps old flows mapped too).
     const aim = theirs.filter((c) => c.kind !== "host").slice(0, 2);
     const scan = [...new Set(aim.map((c) => c.address))].slice(0, PATH_SPRAY_ADDRESSES);
     const key = JSON.stringify([mine, aim]);
-    if (aim.length === 0 || key === sprayedFor || spraying || signal.aborted || !paths.relayed) {
-      return spraying;
-    }
+    if (aim.length === 0 || key === sprayedFor || signal.aborted || !paths.relayed) return;
+    spraying?.abort();
     sprayedFor = key;
+    const current = new AbortController();
+    spraying = current;
     o.logger.log("debug", `spraying towards ${list(aim)}`);
-    spraying = paths.spray({ aim, scan, signal }).catch(() => null).finally(() => spraying = null);
-    return spraying;
+    paths.spray({ aim, scan, signal: AbortSignal.any([signal, current.signal]) })
+      .catch(() => null)
+      .finally(() => {
+        if (spraying === current) spraying = null;
+      });
   };
   const offCandidates = paths.onCandidates((announced) => {
     const usable = announced.filter(acceptable);
@@ -184,7 +188,7 @@ export function keepUpgrading(o: UpgradeOptions): void {
       o.logger.log("debug", `told ${peer} of ${list(mine)}; probing ${list(theirs)}`);
       if (theirs.length > 0) {
         const moved = await paths.probe(theirs, { windowMs: window, signal });
-        if (!moved) await spray();
+        if (!moved) spray(); // in the background: the rounds go on meanwhile
       }
       const rest = o.intervalMs - (o.clock.now() - started);
       if (rest > 0 && paths.relayed) {
