@@ -199,3 +199,122 @@ Deno.test("an aborted probe rejects with the reason and stops challenging", asyn
   t.clock.advance(1_000);
   assert.equal(t.sent.length, n);
 });
+
+/** A carrier that also opens auxiliary sockets (numbered from 40000) and records closes. */
+function sprayable() {
+  const t = setup();
+  const opened: number[] = [];
+  const closed: number[] = [];
+  let next = 40_000;
+  // The carrier is private to LinkPaths: give it the socket hooks the listener has.
+  const paths = new LinkPaths({
+    clock: t.clock,
+    backoff: () => 100,
+    random: (n) => crypto.getRandomValues(new Uint8Array(n)),
+    send: (type, plaintext, path) => {
+      t.sent.push({ type, plaintext, path });
+      return Promise.resolve();
+    },
+    admit: (path) => (t.admitted.push(path), true),
+    use: (path) => void t.used.push(path),
+    openSockets: (count) => {
+      const ports = Array.from({ length: count }, () => next++);
+      opened.push(...ports);
+      return ports;
+    },
+    closeSockets: (ports) => void closed.push(...ports),
+  }, RELAY);
+  return { ...t, paths, opened, closed };
+}
+
+Deno.test("a spray opens its sockets towards the peer's mappings and scans only the peer's NAT address", async () => {
+  const t = sprayable();
+  const aim = [{ ...DIRECT.remote, kind: "srflx" as const }, {
+    ...OTHER.remote,
+    kind: "srflx" as const,
+  }];
+  const spraying = t.paths.spray({
+    aim,
+    scan: ["203.0.113.5"],
+    sockets: 4,
+    probes: 10,
+    windowMs: 1_000,
+  });
+  assert.deepEqual(t.opened, [40_000, 40_001, 40_002, 40_003]);
+  // Sockets i aim at mapping i mod 2 (staggered by 1 ms); 10 random probes, 2 ms apart.
+  for (let ms = 0; ms < 40; ms++) {
+    await t.clock.sleeping(1);
+    t.clock.advance(1);
+  }
+  const fromAux = t.sent.filter((s) => s.path.via !== undefined);
+  assert.deepEqual(
+    fromAux.map((s) => [s.path.via, s.path.remote.port]).slice(0, 4),
+    [[40_000, 4000], [40_001, 5000], [40_002, 4000], [40_003, 5000]],
+  );
+  const scans = t.sent.filter((s) => s.path.via === undefined);
+  assert.equal(scans.length, 10);
+  for (const s of scans) {
+    assert.equal(s.type, FrameType.PATH_CHALLENGE);
+    assert.equal(s.path.remote.address, "203.0.113.5");
+    assert.ok(s.path.remote.port >= 1024 && s.path.remote.port <= 65535);
+  }
+  // One random probe hits: the peer answers it by the path it was sent on, and the link moves.
+  const hit = scans[3]!;
+  const { token } = decodePathProbe(hit.plaintext);
+  t.paths.received(
+    FrameType.PATH_RESPONSE,
+    encodePathProbe({ token, endpoint: OTHER.remote }),
+    hit.path,
+  );
+  const move = await spraying;
+  assert.deepEqual(move?.to, hit.path);
+  assert.deepEqual(t.closed.sort(), [40_000, 40_001, 40_002, 40_003]); // none carries the session
+});
+
+Deno.test("the auxiliary socket whose path won a spray stays open; the others close", async () => {
+  const t = sprayable();
+  const aim = [{ ...DIRECT.remote, kind: "srflx" as const }];
+  const spraying = t.paths.spray({ aim, scan: [], sockets: 3, probes: 0, windowMs: 1_000 });
+  for (let ms = 0; ms < 3; ms++) {
+    await t.clock.sleeping(1);
+    t.clock.advance(1);
+  }
+  // The peer's probe reached socket 40001 (its NAT opened towards that socket's mapping): the
+  // challenge is answered from that socket and that path challenged back; its answer moves us.
+  const via: LinkPath = { ...DIRECT, via: 40_001 };
+  const token = crypto.getRandomValues(new Uint8Array(8));
+  t.paths.received(
+    FrameType.PATH_CHALLENGE,
+    encodePathProbe({ token, endpoint: DIRECT.remote }),
+    via,
+  );
+  const answer = t.sent.find((s) => s.type === FrameType.PATH_RESPONSE)!;
+  assert.deepEqual(answer.path, via);
+  const back = t.sent.filter((s) => s.type === FrameType.PATH_CHALLENGE && s.path.via === 40_001)
+    .at(-1)!;
+  const echoed = decodePathProbe(back.plaintext).token;
+  t.paths.received(
+    FrameType.PATH_RESPONSE,
+    encodePathProbe({ token: echoed, endpoint: DIRECT.remote }),
+    via,
+  );
+  assert.deepEqual((await spraying)?.to, via);
+  assert.deepEqual(t.used, [via]);
+  assert.deepEqual(t.closed.sort(), [40_000, 40_002]);
+});
+
+Deno.test("a spray is bounded and runs one at a time", async () => {
+  const t = sprayable();
+  const aim = [{ ...DIRECT.remote, kind: "srflx" as const }];
+  assert.throws(() => t.paths.spray({ aim, scan: [], sockets: 257 }), /0 to 256/);
+  assert.throws(() => t.paths.spray({ aim, scan: [], probes: 2049 }), /0 to 2048/);
+  assert.throws(() => t.paths.spray({ aim, scan: ["a", "b", "c"] }), /at most 2/);
+  assert.throws(() => t.paths.spray({ aim: [], scan: [] }), /1 to 8/);
+  const first = t.paths.spray({ aim, scan: [], sockets: 1, probes: 0, windowMs: 100 });
+  assert.equal(await t.paths.spray({ aim, scan: [], sockets: 1, probes: 0 }), null); // busy
+  assert.equal(t.opened.length, 1);
+  await t.clock.sleeping(1);
+  t.clock.advance(100);
+  assert.equal(await first, null);
+  assert.deepEqual(t.closed, [40_000]);
+});
