@@ -370,3 +370,39 @@ export const TURN_MAX_DATA_BYTES = 65_000;
 export const MAX_TURN_SERVERS = 4;
 /** Largest TURN message (a Data indication carries a peer's datagram), in bytes. */
 export const TURN_MAX_MESSAGE_BYTES = 65_535;
+
+// ---- moving a session to a better path (issue 14) ----
+/**
+ * How long a probe of a link's paths runs when the caller gives no window, and how long a path
+ * the peer's challenge opened is challenged back, in ms.
+ */
+export const PATH_LEARNED_WINDOW_MS = 10_000;
+/** Paths one link takes datagrams from (the first included); more are not admitted. */
+export const PATH_MAX_PATHS = 8;
+/** Outstanding PATH_CHALLENGE tokens one link remembers; the oldest is forgotten first. */
+export const PATH_MAX_TOKENS = 4096;
+/**
+ * Auxiliary sockets one spray opens (docs/nat.md "One hard NAT"): with 256 mappings open on the
+ * hard NAT, 2048 random probes from the other side hit one with probability 1 − (1 − 256/64512)^2048
+ * ≈ 99.97 %.
+ */
+export const PATH_SPRAY_SOCKETS = 256;
+/** Random ports one spray challenges in all. */
+export const PATH_SPRAY_PROBES = 2048;
+/** Addresses of the peer one spray scans (its NAT's addresses). */
+export const PATH_SPRAY_ADDRESSES = 2;
+/** Delay between two random probes of a spray, in ms (500 a second: 2048 take about 4 s). */
+export const PATH_SPRAY_PACE_MS = 2;
+/** How long a spray runs when the caller gives no window, in ms. */
+export const PATH_SPRAY_WINDOW_MS = 10_000;
+/** Auxiliary sockets one listener holds at once (a spray's, and the winners of earlier ones). */
+export const LISTENER_MAX_AUX_SOCKETS = 512;
+/**
+ * `terminal.upgrade_interval` default, in ms: how often a terminal on a relayed session looks for
+ * a direct path again (re-learns its mapping, tells the peer, probes).
+ */
+export const DEFAULT_UPGRADE_INTERVAL_MS = 30_000;
+/** Shortest `terminal.upgrade_interval` accepted, in ms. */
+export const MIN_UPGRADE_INTERVAL_MS = 1_000;
+/** Longest `terminal.upgrade_interval` accepted, in ms. */
+export const MAX_UPGRADE_INTERVAL_MS = 60 * 60 * 1000;

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { loggerFromEnv } from "../log.ts";
 import { Command } from "@commander-js/extra-typings";
 import { receiveLine, runChat, sendLine } from "../apps/chat.ts";
 import type { Config, PortMappingConfig, TurnServerConfig } from "../config/config_schema.ts";
@@ -146,9 +147,11 @@ export async function rendezvousFromConfig(
       connectTimeoutMs: tc.connectTimeoutMs,
       standbyTimeoutMs: tc.standbyTimeoutMs,
       punchWindowMs: tc.punchWindowMs,
+      upgradeIntervalMs: tc.upgradeIntervalMs,
       ...(portMapper ? { portMapper } : {}),
       turnServers,
       onEvent: options.onEvent,
+      logger: loggerFromEnv(),
     });
     const rendezvous = await terminal.rendezvous(options.signal ? { signal: options.signal } : {});
     // The relay is released once the link has closed (by the listener); close waits for that.

@@ -74,6 +74,12 @@ export interface InitiateOptions {
   ordered?: boolean;
   /** Aborts the wait for the peer; the rejection is the signal's reason. */
   signal?: AbortSignal;
+  /**
+   * Asked once the CONNECT_ACK proved the peer, before the ACK that completes the handshake on
+   * the peer's side: false ends this handshake with `EPEER` and no ACK, so the peer never
+   * completes it (a punch racing several pairs completes exactly one, `udp_punch.ts`).
+   */
+  claim?: () => boolean;
 }
 
 /** Options of {@link respondHandshake}. */
@@ -198,6 +204,13 @@ export async function initiateHandshake(
     role: "initiator",
     ordered: options.ordered,
   });
+  if (options.claim && !options.claim()) {
+    throw new PeerError(
+      "EPEER",
+      `Cannot complete the handshake with peer at ${options.remote.address}:` +
+        `${options.remote.port}: another pair to this peer completed first; nothing to do`,
+    );
+  }
   await channel.send({ type: FrameType.ACK, body: encodeAck(signature) });
   return {
     peer: { userId: ack.userId, identityKey: ack.identityKey },

@@ -157,6 +157,7 @@ export interface PunchHost {
     expectedKey: Uint8Array,
     signal: AbortSignal,
     route?: "direct" | "relay",
+    claim?: () => boolean,
   ): Promise<PeerLink>;
   /** Sends one datagram from the listener's socket. */
   send(bytes: Uint8Array, to: Endpoint): Promise<void>;
@@ -327,6 +328,8 @@ export class UdpPunch {
   #reached = new Map<string, Endpoint>();
   #running: Promise<unknown>[] = [];
   #outcome: PunchOutcome;
+  /** An attempt got past the peer's CONNECT_ACK and sends the ACK: no other one may. */
+  #claimed = false;
 
   /** Checks the options (`RangeError`, `TypeError`); `run()` starts the punch. */
   constructor(host: PunchHost, options: PunchOptions) {
@@ -411,15 +414,25 @@ export class UdpPunch {
       this.#running.push(this.#probe(remote).catch(() => {}));
       return;
     }
-    const attempt = this.#host.initiate(remote, this.peerKey, this.#outcome.signal, route).then(
-      (link) =>
-        this.done
-          ? link.close().catch(() => {})
-          : this.#outcome.win(link, undefined, this.#reached.get(keyOf(remote, route))),
-      (error) => {
-        if (!this.done) this.#options.onEvent?.({ type: "failed", remote, error });
-      },
-    );
+    // Several pairs may get their CONNECT_ACK within a millisecond (two through the same
+    // relay): only the first to claim sends its ACK, so the peer completes the same one.
+    let mine = false;
+    const claim = () => {
+      if (this.done || this.#claimed) return false;
+      this.#claimed = mine = true;
+      return true;
+    };
+    const attempt = this.#host.initiate(remote, this.peerKey, this.#outcome.signal, route, claim)
+      .then(
+        (link) =>
+          this.done
+            ? link.close().catch(() => {})
+            : this.#outcome.win(link, undefined, this.#reached.get(keyOf(remote, route))),
+        (error) => {
+          if (mine) this.#claimed = false; // its ACK never left: another may still win
+          if (!this.done) this.#options.onEvent?.({ type: "failed", remote, error });
+        },
+      );
     this.#running.push(attempt);
   }
 

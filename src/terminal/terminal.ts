@@ -11,6 +11,7 @@ import {
   DEFAULT_REPLY_TIMEOUT_MS,
   DEFAULT_STANDBY_TIMEOUT_MS,
   DEFAULT_TERMINAL_PUNCH_WINDOW_MS,
+  DEFAULT_UPGRADE_INTERVAL_MS,
   MAX_CLOCK_SKEW_MS,
   PUNCH_MAX_CANDIDATES,
   PUNCH_MAX_WINDOW_MS,
@@ -45,6 +46,7 @@ import {
 } from "./reflexive.ts";
 import { waitForReply } from "./reply_wait.ts";
 import { watchIntroductions } from "./introduction_watch.ts";
+import { keepUpgrading } from "./path_upgrade.ts";
 
 /** Everything a terminal needs. */
 export interface TerminalOptions {
@@ -101,6 +103,11 @@ export interface TerminalOptions {
   connectTimeoutMs?: number;
   /** How long to punch towards one peer after the reply, ms. */
   punchWindowMs?: number;
+  /**
+   * How often a relayed session looks for a direct path again, ms (docs/nat.md "Moving a session
+   * to a direct path"); default `DEFAULT_UPGRADE_INTERVAL_MS`.
+   */
+  upgradeIntervalMs?: number;
   standbyTimeoutMs?: number;
   clock?: Clock;
   random?: RandomSource;
@@ -165,6 +172,7 @@ export class Terminal {
       replyTimeoutMs: DEFAULT_REPLY_TIMEOUT_MS,
       connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
       punchWindowMs: DEFAULT_TERMINAL_PUNCH_WINDOW_MS,
+      upgradeIntervalMs: DEFAULT_UPGRADE_INTERVAL_MS,
       standbyTimeoutMs: DEFAULT_STANDBY_TIMEOUT_MS,
       clock: systemClock,
       random: systemRandom,
@@ -255,7 +263,10 @@ export class Terminal {
         reply: reply.reply,
         ...(relay ? { relay } : {}),
       });
-      if (found) return done(found, "initiator");
+      if (found) {
+        this.#keepUpgrading(found, listener, options.signal);
+        return done(found, "initiator");
+      }
       const standby = await this.#standby(
         listener,
         endpoint,
@@ -263,6 +274,7 @@ export class Terminal {
         options.signal,
       );
       this.#connected(standby.link.remote.userId, standby, "acceptor", o.clock.now() - started);
+      this.#keepUpgrading(standby, listener, options.signal);
       return done(standby, "acceptor");
     } finally {
       await listener.close().catch(() => {});
@@ -323,6 +335,37 @@ export class Terminal {
       }
     }
     return undefined;
+  }
+
+  /**
+   * A relayed session keeps looking for a direct path while it runs (`path_upgrade.ts`),
+   * learning this side's mapping again over the listener's socket each round.
+   */
+  #keepUpgrading(found: Connected, listener: PeerListener, signal?: AbortSignal): void {
+    const o = this.#o;
+    const stunSocket = listener.stunSocket?.();
+    keepUpgrading({
+      link: found.link,
+      path: found.path,
+      peerCandidates: found.peerCandidates ?? [],
+      ownCandidates: this.#own,
+      learnMappings: async (signal) => {
+        if (!stunSocket) return [];
+        const found: Endpoint[] = [];
+        for (const server of o.stunServers) {
+          const r = await reflectFrom(stunSocket, [server], { ...o.stun, signal }).catch(
+            () => undefined,
+          );
+          if (r) found.push({ transport: "udp", address: r.address, port: r.port });
+        }
+        return found;
+      },
+      intervalMs: o.upgradeIntervalMs,
+      clock: o.clock,
+      onEvent: o.onEvent,
+      logger: o.logger,
+      ...(signal ? { signal } : {}),
+    });
   }
 
   /** The STUN mapping peers will reach, or undefined (no STUN, no answer). */
@@ -503,7 +546,11 @@ export class Terminal {
       ...(signal ? { signal } : {}),
     });
     this.#checkUserId(result.link, peer.userId);
-    return { link: result.link, path: this.#pathOf(result.link, candidates, result.reached) };
+    return {
+      link: result.link,
+      path: this.#pathOf(result.link, candidates, result.reached),
+      peerCandidates: candidates,
+    };
   }
 
   /** Lists and notices go by the listed user id too: a link naming another one is closed. */
@@ -662,7 +709,7 @@ export class Terminal {
     try {
       const link = await listener.accept({ signal: all });
       const known = introduced.get(toBase64Url(link.remote.identityKey)) ?? [];
-      take({ link, path: this.#pathOf(link, known) });
+      take({ link, path: this.#pathOf(link, known), peerCandidates: known });
       return winner!;
     } catch (err) {
       if (winner) return winner;
@@ -703,4 +750,6 @@ function punchCandidates(candidates: readonly Candidate[]): PunchCandidate[] {
 interface Connected {
   link: PeerLink;
   path: PathKind;
+  /** The peer's candidates, as the host gave them (for a later move to a direct path). */
+  peerCandidates?: readonly Candidate[];
 }

@@ -196,6 +196,30 @@ Deno.test("a peer that hangs up during the handshake gives EPEER", async () => {
   await assert.rejects(responding, code("EPEER"));
 });
 
+Deno.test("an initiator whose claim is refused sends no ACK, so the responder never completes", async () => {
+  const [a, b] = MemoryChannel.pair();
+  const stop = new AbortController();
+  const responding = respondHandshake(b, {
+    identity: await makeIdentity("bob"),
+    signal: stop.signal,
+  });
+  let asked = 0;
+  await assert.rejects(
+    initiateHandshake(a, {
+      identity: await makeIdentity("alice"),
+      local: A_AT,
+      remote: B_AT,
+      claim: () => (asked++, false), // another pair to bob completed first
+    }),
+    (err: unknown) =>
+      err instanceof PeerError && err.code === "EPEER" && /completed first/.test(err.message),
+  );
+  assert.equal(asked, 1);
+  assert.deepEqual(a.sent.map((f) => f.type), [FrameType.CONNECT]); // no ACK left
+  stop.abort(new Error("handshake timeout"));
+  await assert.rejects(responding, /handshake timeout/);
+});
+
 Deno.test("a silent peer is given up on when the signal aborts", async () => {
   const [, b] = MemoryChannel.pair();
   const stop = new AbortController();

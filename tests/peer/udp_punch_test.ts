@@ -17,7 +17,7 @@ import type { Endpoint } from "../../src/message/types.ts";
 import { encodeConnect, NONCE_BYTES } from "../../src/peer/frame_bodies.ts";
 import { encodeDatagram, FrameType } from "../../src/peer/frame.ts";
 import type { PeerIdentity } from "../../src/peer/types.ts";
-import { pathKindOf, pathKindOfKind, punchRole } from "../../src/peer/udp_punch.ts";
+import { pathKindOf, pathKindOfKind, punchRole, UdpPunch } from "../../src/peer/udp_punch.ts";
 import { Events } from "../support/punch_events.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { ManualClock } from "../../src/runtime.ts";
@@ -431,4 +431,59 @@ Deno.test("a peer's relay candidate is tried only once direct candidates had PUN
     relay.close();
     await a.close();
   }
+});
+
+Deno.test("two pairs whose CONNECT_ACKs come together: only the first claims its ACK, and wins", async () => {
+  const { low, high } = await pair();
+  const clock = new ManualClock();
+  const claims: boolean[] = [];
+  const acked: ((claim: () => boolean) => void)[] = [];
+  let bothStarted!: () => void;
+  const started = new Promise<void>((resolve) => bothStarted = resolve);
+  const link = (port: number) => ({
+    local: { transport: "udp" as const, address: "127.0.0.1", port: 1 },
+    remote: {
+      userId: high.userId,
+      identityKey: high.publicKey,
+      endpoint: { transport: "udp" as const, address: "127.0.0.1", port },
+    },
+    transport: "udp" as const,
+    send: () => Promise.resolve(),
+    receive: () => Promise.resolve(null),
+    close: () => Promise.resolve(),
+  });
+  const punch = new UdpPunch({
+    identity: low,
+    local: { transport: "udp", address: "127.0.0.1", port: 1 },
+    clock,
+    backoff: () => 100,
+    // Each attempt waits for the test, which plays both CONNECT_ACKs arriving at once.
+    initiate: (remote, _key, _signal, _route, claim) =>
+      new Promise((resolve, reject) => {
+        acked.push(() => {
+          const ok = claim!();
+          claims.push(ok);
+          if (ok) resolve(link(remote.port));
+          else reject(new PeerError("EPEER", "another pair completed first"));
+        });
+        if (acked.length === 2) bothStarted();
+      }),
+    send: () => Promise.resolve(),
+  }, {
+    peerKey: high.publicKey,
+    candidates: [
+      { transport: "udp", address: "127.0.0.1", port: 2001 },
+      { transport: "udp", address: "127.0.0.1", port: 2002 },
+    ],
+    windowMs: 1_000,
+  });
+  const result = punch.run();
+  await clock.sleeping(2); // the window and the second candidate's stagger
+  clock.advance(50);
+  await started;
+  acked[1]!(() => true); // the second pair's CONNECT_ACK is checked first …
+  acked[0]!(() => true); // … and the first one's right after
+  assert.deepEqual(claims, [true, false]);
+  assert.equal((await result).remote.port, 2002);
+  await punch.stopped();
 });
