@@ -9,6 +9,9 @@
 // - A dual-stack pair: each listens on `::` and asks STUN over IPv4 (two servers) and IPv6, so it
 //   announces its IPv4 NAT mapping and its IPv6 address; both punch IPv6 first with IPv4 one
 //   stagger behind, and they meet over IPv6.
+// - A dual-stack terminal and an IPv4-only one: the IPv4-only side leaves the IPv6 candidate
+//   out, the dual-stack side's `::` socket punches through both NATs over IPv4, and both see
+//   each other's plain IPv4 mapping (never `::ffff:…`).
 // Ignored without the lab and a stack listening on its lab addresses; the file sets the IPv6
 // firewalls stateful / stateful and the NATs port-restricted / port-restricted (the lab's
 // defaults) and leaves them so.
@@ -192,5 +195,43 @@ Deno.test({
       assert.equal(first?.address, peerIp, JSON.stringify(who.events));
     }
     assertMetOverIPv6(alice, bob, [aliceEnd.code, bobEnd.code]);
+  },
+});
+
+Deno.test({
+  name: "a dual-stack terminal and an IPv4-only one behind port-restricted NATs meet over IPv4",
+  ignore: MISSING !== undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    const lab = LAB!;
+    await defaults();
+    const c = lab.coturn;
+    const v4 = `"${c.host}:${c.port}", "${c.alt_host}:${c.alt_port}"`;
+    // Bob dual-stack (`::`), alice IPv4 only (`0.0.0.0`: no IPv6 STUN server, no global IPv6).
+    const { alice, bob, aliceEnd, bobEnd } = await meet((who) => [
+      who === "b" ? `stun_servers = [${v4}, "[${c.host6}]:${c.port}"]` : `stun_servers = [${v4}]`,
+    ]);
+    report("dual-stack bob, IPv4-only alice", alice, bob);
+    const said = (who: Running) => `${JSON.stringify(who.events)} ${who.stderr}`;
+    assert.deepStrictEqual([aliceEnd.code, bobEnd.code], [0, 0], said(alice) + said(bob));
+    const sent = of(bob.events, "request-sent")[0] as unknown as Announced | undefined;
+    assert.ok(sent?.candidates.some((x) => x.address === lab.hosts.b.ip6), said(bob));
+    // Alice cannot reach IPv6 from 0.0.0.0: she never tries bob's IPv6 address.
+    assert.ok(of(alice.events, "connecting").every((e) => !isV6((e.endpoint as Event).address)));
+    for (
+      const [who, peer, wan] of [[alice, "bob", lab.routers.rtb.wan], [
+        bob,
+        "alice",
+        lab.routers.rta.wan,
+      ]] as const
+    ) {
+      const connected = of(who.events, "connected")[0];
+      assert.ok(connected && connected.peer === peer, said(who));
+      assert.equal(connected.path, "punched", said(who));
+      assert.equal((connected.remote as { address: string }).address, wan, said(who));
+    }
+    assert.ok(of(alice.events, "message").some((e) => e.text === "hello from bob"), said(alice));
+    assert.ok(of(bob.events, "message").some((e) => e.text === "hello from alice"), said(bob));
   },
 });
