@@ -1,8 +1,8 @@
 /**
  * A UDP listener on `::` (dual-stack, issue 14, docs/nat.md "IPv6") on loopback: IPv4 peers are
  * seen, keyed and answered as plain IPv4 addresses, so punching and standby work as on
- * 0.0.0.0; and a pair that reaches each other over both families, punching IPv6 first, meets
- * over IPv6.
+ * 0.0.0.0; a pair that reaches each other over both families, punching IPv6 first, meets
+ * over IPv6; and where IPv6 stays silent, IPv4 one stagger behind carries the link.
  */
 import assert from "node:assert/strict";
 import { candidatePriority } from "../../src/message/candidate.ts";
@@ -11,6 +11,7 @@ import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { unmapIPv4 } from "../../src/peer/udp_listener.ts";
 import { punchRole } from "../../src/peer/udp_punch.ts";
 import { ManualClock } from "../../src/runtime.ts";
+import { PUNCH_STAGGER_MS } from "../../src/limits.ts";
 import { punchOrder, socketFamilies } from "../../src/terminal/happy_eyeballs.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
 
@@ -106,6 +107,56 @@ Deno.test("a dual-stack pair punching in Happy Eyeballs order meets over IPv6", 
     await ra.link.close();
     await rb.link.close();
   } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+Deno.test("when the peer's IPv6 address stays silent, its IPv4 candidate one stagger later carries the link", async () => {
+  const clock = new ManualClock();
+  const udp = new UdpTransport({ clock });
+  const { low, high } = await pair();
+  const a = await udp.listen(DUAL, { identity: low });
+  const b = await udp.listen(DUAL, { identity: high });
+  // Where b's IPv6 address would be: a socket that reads and never answers (a dead IPv6 path).
+  const silent = Deno.listenDatagram({ transport: "udp", hostname: "::1", port: 0 });
+  const reading = (async () => {
+    try {
+      for await (const _ of silent) { /* dropped */ }
+    } catch { /* closed */ }
+  })();
+  const host = (address: string, port: number): Candidate => ({
+    transport: "udp",
+    address,
+    port,
+    type: "host",
+    priority: candidatePriority("host"),
+  });
+  const families = socketFamilies("::");
+  const asPunch = (list: Candidate[]) =>
+    punchOrder(list, { families }).map((c) => ({ ...c, kind: c.type }));
+  const attempts: string[] = [];
+  try {
+    const silentPort = (silent.addr as Deno.NetAddr).port;
+    const punchA = a.punch({
+      peerKey: high.publicKey,
+      candidates: asPunch([host("127.0.0.1", b.endpoint.port), host("::1", silentPort)]),
+      onEvent: (e) => e.type === "attempt" && attempts.push(e.remote.address),
+    });
+    const punchB = b.punch({
+      peerKey: low.publicKey,
+      candidates: asPunch([host("127.0.0.1", a.endpoint.port)]),
+    });
+    assert.deepStrictEqual(attempts, ["::1"], "IPv6 goes first, alone");
+    clock.advance(PUNCH_STAGGER_MS);
+    const [ra, rb] = await Promise.all([punchA, punchB]);
+    assert.deepStrictEqual(attempts, ["::1", "127.0.0.1"]);
+    assert.equal(ra.remote.address, "127.0.0.1");
+    assert.equal(rb.remote.address, "127.0.0.1");
+    await ra.link.close();
+    await rb.link.close();
+  } finally {
+    silent.close();
+    await reading;
     await Promise.all([a.close(), b.close()]);
   }
 });
