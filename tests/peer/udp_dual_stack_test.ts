@@ -2,7 +2,8 @@
  * A UDP listener on `::` (dual-stack, issue 14, docs/nat.md "IPv6") on loopback: IPv4 peers are
  * seen, keyed and answered as plain IPv4 addresses, so punching and standby work as on
  * 0.0.0.0; a pair that reaches each other over both families, punching IPv6 first, meets
- * over IPv6; and where IPv6 stays silent, IPv4 one stagger behind carries the link.
+ * over IPv6; where IPv6 stays silent, IPv4 one stagger behind carries the link; and a TURN
+ * relay on an IPv4 server works from the `::` socket (with a loopback coturn).
  */
 import assert from "node:assert/strict";
 import { candidatePriority } from "../../src/message/candidate.ts";
@@ -13,7 +14,9 @@ import { punchRole } from "../../src/peer/udp_punch.ts";
 import { ManualClock } from "../../src/runtime.ts";
 import { PUNCH_STAGGER_MS } from "../../src/limits.ts";
 import { punchOrder, socketFamilies } from "../../src/terminal/happy_eyeballs.ts";
+import { TurnClient } from "../../src/peer/turn_client.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
+import { REAL_TURN } from "../support/coturn.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 const DUAL = { address: "::", port: 0 };
@@ -159,4 +162,43 @@ Deno.test("when the peer's IPv6 address stays silent, its IPv4 candidate one sta
     await reading;
     await Promise.all([a.close(), b.close()]);
   }
+});
+
+Deno.test({
+  name: "a TURN relay on an IPv4 server runs over a :: listener's socket as over 0.0.0.0",
+  ignore: !REAL_TURN,
+  async fn() {
+    const t = REAL_TURN!;
+    const listener = await new UdpTransport().listen(DUAL, {
+      identity: await makeIdentity("relay-user"),
+    });
+    const peer = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
+    const turn = await TurnClient.allocate(
+      { url: t.url, user: t.user, password: t.password },
+      { socket: listener.stunSocket() },
+    );
+    try {
+      // coturn saw the listener's port from 127.0.0.1: the answers came back as plain IPv4.
+      assert.equal(turn.mapped.address, "127.0.0.1");
+      assert.equal(turn.mapped.port, listener.endpoint.port);
+      const from = peer.addr as Deno.NetAddr;
+      await turn.permit({ transport: "udp", address: "127.0.0.1", port: from.port });
+      const got = new Promise<Uint8Array>((resolve) => {
+        const off = turn.onData((_, bytes) => {
+          off();
+          resolve(bytes);
+        });
+      });
+      await peer.send(text("through the relay"), {
+        transport: "udp",
+        hostname: turn.relayed.address,
+        port: turn.relayed.port,
+      });
+      assert.equal(new TextDecoder().decode(await got), "through the relay");
+    } finally {
+      await turn.close();
+      await listener.close();
+      peer.close();
+    }
+  },
 });
