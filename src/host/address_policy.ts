@@ -59,8 +59,8 @@ const ALWAYS_REFUSED: ReadonlySet<AddressClass> = new Set([
  *
  * `global` addresses are always fine; `loopback`, `private`, `link-local` and `reserved` ones
  * only with `allowPrivate`; `multicast`, `unspecified`, `broadcast` and IPv6 link-local never;
- * a port outside
- * 1–65535 never. A malformed address is a problem too (this function never throws).
+ * a port outside 1–65535 never. A malformed address is a problem too (this function never
+ * throws).
  *
  * @example Refuse a loopback endpoint on an internet host
  * ```ts

@@ -65,6 +65,8 @@ export async function detectAddress(
  * its IPv4 ones (docs/nat.md "IPv6"). Link-local, unique local (fc00::/7), documentation and
  * other non-global addresses are left out, by the classification the host applies too
  * (src/net/address_class.ts); a terminal that should announce one sets `terminal.address`.
+ * `boundTo` (default `::`) is the listener's address: a socket bound to one IPv6 address
+ * receives on that one only, so no other is announced.
  *
  * @example
  * ```ts ignore
@@ -73,11 +75,14 @@ export async function detectAddress(
  */
 export function globalIPv6Addresses(
   interfaces: readonly Pick<Deno.NetworkInterfaceInfo, "family" | "address">[],
+  boundTo = "::",
 ): string[] {
+  const bound = canonicalAddress(boundTo);
   const found = new Set<string>();
   for (const i of interfaces) {
     if (i.family !== "IPv6" || !isGlobalAddress(i.address)) continue;
-    found.add(canonicalAddress(i.address));
+    const address = canonicalAddress(i.address);
+    if (bound === "::" || bound === address) found.add(address);
   }
   return [...found].slice(0, MAX_IPV6_HOST_CANDIDATES);
 }

@@ -224,7 +224,7 @@ export class Terminal {
         ...(o.advertise !== undefined ? { advertise: o.advertise } : {}),
         ...(reflexive.IPv4 ? { reflexive: reflexive.IPv4 } : {}),
         ...(reflexive.IPv6 ? { reflexiveV6: reflexive.IPv6 } : {}),
-        hostAddresses: globalIPv6Addresses(interfaces),
+        hostAddresses: globalIPv6Addresses(interfaces, listener.endpoint.address),
         localAddresses: interfaces.map((i) => i.address),
         ...(o.portMapper ? { mapper: o.portMapper } : {}),
         logger: o.logger,

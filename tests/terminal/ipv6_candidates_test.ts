@@ -35,6 +35,14 @@ Deno.test("only global IPv6 interface addresses are announced, each once, at mos
     ["2a01:4f8::10", "2606:4700::1"].slice(0, MAX_IPV6_HOST_CANDIDATES),
   );
   assert.deepStrictEqual(globalIPv6Addresses([iface("fd00::2"), iface("fe80::1")]), []);
+  // A listener bound to one IPv6 address receives on that one only.
+  const two = [iface("2a01:4f8::10"), iface("2606:4700::1")];
+  assert.deepStrictEqual(globalIPv6Addresses(two, "2606:4700:0::1"), ["2606:4700::1"]);
+  assert.deepStrictEqual(globalIPv6Addresses(two, "0:0:0:0:0:0:0:0"), [
+    "2a01:4f8::10",
+    "2606:4700::1",
+  ]);
+  assert.deepStrictEqual(globalIPv6Addresses(two, "2001:db8::1"), []);
 });
 
 Deno.test("IPv6 addresses are written one way, the way sockets report them", () => {
