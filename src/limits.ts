@@ -288,6 +288,11 @@ export const MAX_CANDIDATES = 8;
  * within `MAX_CANDIDATES`: a terminal allocates on one TURN server (two, should IPv6 relays come).
  */
 export const MAX_RELAY_CANDIDATES = 2;
+/**
+ * Most global IPv6 interface addresses a terminal announces as `host` candidates (a host may
+ * carry several, e.g. temporary privacy addresses), within `MAX_CANDIDATES`: docs/nat.md "IPv6".
+ */
+export const MAX_IPV6_HOST_CANDIDATES = 2;
 /** Highest candidate priority (ICE, RFC 8445 §5.1.2: a 32-bit value below 2^31). */
 export const MAX_CANDIDATE_PRIORITY = 2 ** 31 - 1;
 /** Introductions the host mails one target (row) per hour at most; more are not sent. */

@@ -65,7 +65,22 @@ type Lossy = UdpSettings["lossy"];
 /** Consecutive receive errors after which a socket is treated as broken. */
 const MAX_RECEIVE_ERRORS = 100;
 
-/** One UDP socket with the loss hook applied in both directions. */
+/**
+ * An IPv4-mapped IPv6 address (`::ffff:198.18.0.1`, how a dual-stack socket bound to `::` sees
+ * an IPv4 source on Linux) as the IPv4 address it is; any other address as given. So a
+ * listener on `::` keys, cookies and compares IPv4 peers exactly as one on `0.0.0.0` does
+ * (docs/nat.md "IPv6").
+ */
+export function unmapIPv4(address: string): string {
+  const m = /^::ffff:(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})$/i.exec(address);
+  return m ? m[1]! : address;
+}
+
+/**
+ * One UDP socket with the loss hook applied in both directions. Bound to `::`, it is
+ * dual-stack on Linux (`net.ipv6.bindv6only = 0`): IPv4 sources come in as plain IPv4
+ * ({@link unmapIPv4}), and sending to an IPv4 address works as it is.
+ */
 export class UdpSocket {
   readonly endpoint: Endpoint;
   #conn: Deno.DatagramConn;
@@ -127,7 +142,8 @@ export class UdpSocket {
         continue;
       }
       if (this.#lossy?.("in", bytes)) continue;
-      onDatagram(bytes, { transport: "udp", address: addr.hostname, port: addr.port });
+      const address = unmapIPv4(addr.hostname);
+      onDatagram(bytes, { transport: "udp", address, port: addr.port });
     }
   }
 

@@ -23,7 +23,7 @@ import { formatHostCard, type HostCard } from "../message/host_card.ts";
 import type { IdentityKeys } from "../message/key_file.ts";
 import { generateX25519 } from "../message/keys.ts";
 import { bodyForBlocks, subjectFor } from "../message/mail_text.ts";
-import { byPriority, candidatesOf, endpointsOf } from "../message/candidate.ts";
+import { candidatesOf, endpointsOf } from "../message/candidate.ts";
 import type {
   Candidate,
   Endpoint,
@@ -38,11 +38,14 @@ import { bytesEqual, toBase64Url } from "../message/base64.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom } from "../runtime.ts";
 import { acceptsPeer, checkPeerPolicy, choosePeers, type PeerPolicy } from "./peer_choice.ts";
 import { type CandidateMapper, gatherCandidates } from "./gather_candidates.ts";
+import { globalIPv6Addresses, networkInterfaces } from "./address.ts";
+import { punchOrder, socketFamilies } from "./happy_eyeballs.ts";
 import {
+  type FamilyMappings,
+  reflectFamilies,
   reflectFrom,
   type ReflectOptions,
   reflectPort,
-  type ReflexiveAddress,
 } from "./reflexive.ts";
 import { waitForReply } from "./reply_wait.ts";
 import { watchIntroductions } from "./introduction_watch.ts";
@@ -87,6 +90,12 @@ export interface TerminalOptions {
   /** Asks the router for a port mapping (a `mapped` candidate); default none. */
   portMapper?: CandidateMapper;
   /**
+   * The local interfaces, read when the listener can send IPv6: their global IPv6 addresses are
+   * `host` candidates (docs/nat.md "IPv6"); default `Deno.networkInterfaces()` (none when not
+   * permitted).
+   */
+  interfaces?: () => Deno.NetworkInterfaceInfo[];
+  /**
    * Told of every valid introduction on standby (the hook for punching, docs/design.md §7), before the
    * terminal punches to the introduced peer's candidates itself. Default none.
    */
@@ -117,17 +126,24 @@ export interface TerminalOptions {
 
 /**
  * Where a terminal listens when `listen` is not configured: every interface of the announced
- * address's family (`::` for IPv6, else `0.0.0.0`). The announced address is never bound: a
- * public address from the configuration or from STUN belongs to the router, not this machine.
+ * address's family (`::` for IPv6, else `0.0.0.0`), and `::` (dual-stack, docs/nat.md "IPv6")
+ * as well when a STUN server is an IPv6 literal or `ipv6` says this machine has a global IPv6
+ * address. The announced address is never bound: a public address from the configuration or
+ * from STUN belongs to the router, not this machine.
  *
  * @example
  * ```ts
  * defaultListenAddress("198.18.0.1"); // "0.0.0.0"
  * defaultListenAddress("2001:db8::1"); // "::"
+ * defaultListenAddress("0.0.0.0", { stunServers: ["[2001:db8:4d50::10]:3478"] }); // "::"
  * ```
  */
-export function defaultListenAddress(advertised: string): string {
-  return advertised.includes(":") ? "::" : "0.0.0.0";
+export function defaultListenAddress(
+  advertised: string,
+  options: { stunServers?: readonly string[]; ipv6?: boolean } = {},
+): string {
+  const v6Stun = (options.stunServers ?? []).some((s) => s.startsWith("["));
+  return advertised.includes(":") || v6Stun || options.ipv6 ? "::" : "0.0.0.0";
 }
 
 /** An established connection and how it came about. */
@@ -180,6 +196,7 @@ export class Terminal {
       logger: silentLogger,
       stunServers: [],
       turnServers: [],
+      interfaces: networkInterfaces,
       ...options,
     };
     if (this.#o.advertise === undefined && this.#o.stunServers.length === 0) {
@@ -205,12 +222,19 @@ export class Terminal {
     const { listener, reflexive } = await this.#listen(options.signal);
     try {
       const relay = await this.#allocateRelay(listener, options.signal);
+      // A listener that sends IPv6 announces its global IPv6 addresses too (docs/nat.md "IPv6").
+      const interfaces = socketFamilies(listener.endpoint.address).has("IPv6")
+        ? o.interfaces()
+        : [];
       const candidates = await gatherCandidates({
         transport: o.transport.kind,
         listenPort: listener.endpoint.port,
         ...(relay ? { relayed: relay.relayed } : {}),
         ...(o.advertise !== undefined ? { advertise: o.advertise } : {}),
-        ...(reflexive ? { reflexive } : {}),
+        ...(reflexive.IPv4 ? { reflexive: reflexive.IPv4 } : {}),
+        ...(reflexive.IPv6 ? { reflexiveV6: reflexive.IPv6 } : {}),
+        hostAddresses: globalIPv6Addresses(interfaces, listener.endpoint.address),
+        localAddresses: interfaces.map((i) => i.address),
         ...(o.portMapper ? { mapper: o.portMapper } : {}),
         logger: o.logger,
         ...(options.signal ? { signal: options.signal } : {}),
@@ -288,9 +312,14 @@ export class Terminal {
    */
   async #listen(
     signal?: AbortSignal,
-  ): Promise<{ listener: PeerListener; reflexive: ReflexiveAddress | undefined }> {
+  ): Promise<{ listener: PeerListener; reflexive: FamilyMappings }> {
     const o = this.#o;
-    const at = o.listen ?? { address: defaultListenAddress(o.advertise ?? "0.0.0.0"), port: 0 };
+    const at = o.listen ?? {
+      address: defaultListenAddress(o.advertise ?? "0.0.0.0", {
+        ...(o.transport.kind === "udp" ? { stunServers: o.stunServers } : {}),
+      }),
+      port: 0,
+    };
     const listener = await o.transport.listen(at, {
       identity: this.#peerIdentity,
       accept: (peer) => acceptsPeer(peer, o.policy),
@@ -368,25 +397,32 @@ export class Terminal {
     });
   }
 
-  /** The STUN mapping peers will reach, or undefined (no STUN, no answer). */
+  /**
+   * The STUN mappings peers will reach, one per address family the listener's socket sends
+   * (docs/nat.md "IPv6"); none without STUN or an answer.
+   */
   async #reflect(
     listener: PeerListener,
     at: { address: string; port: number },
     signal?: AbortSignal,
-  ): Promise<ReflexiveAddress | undefined> {
+  ): Promise<FamilyMappings> {
     const o = this.#o;
-    if (o.stunServers.length === 0) return undefined;
+    if (o.stunServers.length === 0) return {};
     const options = { ...o.stun, ...(signal ? { signal } : {}) };
     try {
-      const found = listener.stunSocket
-        ? await reflectFrom(listener.stunSocket(), o.stunServers, options)
-        : await reflectPort({ address: at.address, port: 0 }, o.stunServers, options);
-      o.onEvent({ event: "address-detected", address: found.address, source: "stun" });
+      const families = socketFamilies(listener.endpoint.address);
+      const found: FamilyMappings = listener.stunSocket
+        ? await reflectFamilies(listener.stunSocket(), o.stunServers, families, options)
+        : { IPv4: await reflectPort({ address: at.address, port: 0 }, o.stunServers, options) };
+      for (const mapping of [found.IPv4, found.IPv6]) {
+        if (!mapping) continue;
+        o.onEvent({ event: "address-detected", address: mapping.address, source: "stun" });
+      }
       return found;
     } catch (err) {
       if (!(err instanceof PeerError) || signal?.aborted) throw err;
       o.logger.log("warn", err.message, { code: err.code });
-      return undefined;
+      return {};
     }
   }
 
@@ -456,10 +492,11 @@ export class Terminal {
     listener.admit?.("punched");
     try {
       for (const peer of choosePeers(reply.peers, o.policy)) {
-        // The peer's candidates on our transport, best first (a version 1 peer's endpoints are
-        // its host candidates, in its order).
-        const candidates = byPriority(
+        // The peer's candidates on our transport, best first, IPv6 and IPv4 interleaved
+        // (happy_eyeballs.ts; a version 1 peer's endpoints are its host candidates, in order).
+        const candidates = punchOrder(
           candidatesOf(peer).filter((c) => c.transport === o.transport.kind),
+          { families: socketFamilies(listener.endpoint.address) },
         );
         // A punch covers every candidate at once; a plain dial takes them one after another.
         const attempts: (() => Promise<Connected>)[] =
@@ -687,8 +724,9 @@ export class Terminal {
           punchEnd: introduction.punchEnd,
         });
         await o.onIntroduction?.(introduction);
-        const candidates = byPriority(
+        const candidates = punchOrder(
           peer.candidates.filter((c) => c.transport === o.transport.kind),
+          { families: socketFamilies(listener.endpoint.address) },
         );
         introduced.set(toBase64Url(peer.identityKey), candidates);
         const windowMs = Math.min(introduction.punchEnd - o.clock.now(), PUNCH_MAX_WINDOW_MS);
