@@ -127,6 +127,27 @@ function deadFirst(h: Hello): PunchCandidate[] {
   ];
 }
 
+/**
+ * `mapped` then `srflx`, as the terminal gathers them: one candidate when the router keeps the
+ * port (the mapping is the NAT's own mapping of the socket).
+ */
+function mappedFirst(h: Hello): PunchCandidate[] {
+  const mapped = h.mapped ? [udp(h.mapped, "mapped")] : [];
+  const same = h.mapped?.address === h.srflx.address && h.mapped.port === h.srflx.port;
+  return same ? mapped : [...mapped, udp(h.srflx, "srflx")];
+}
+
+/**
+ * The kind of the pair from both ends' `PunchResult.path` (docs/nat.md "Path kinds"): `relayed`
+ * when either end is, else `mapped` when either end is, else what both say. `listener.punch()`
+ * judges by the remote only, so the end behind the router mapping sees the peer's new port
+ * (`punched`) and the peer sees the mapping (`mapped`); the terminal tells both `mapped`.
+ */
+function pairPath(a: string, b: string): string {
+  for (const kind of ["relayed", "mapped"]) if (a === kind || b === kind) return kind;
+  return a === b ? a : `${a} / ${b}`;
+}
+
 function scenarios(seriesMs: number): Scenario[] {
   const host = (h: Hello) => [udp({ address: h.host, port: h.port }, "host")];
   const srflx = (h: Hello) => [udp(h.srflx, "srflx")];
@@ -149,10 +170,7 @@ function scenarios(seriesMs: number): Scenario[] {
       name: "mapped",
       nat: ["port-restricted", "symmetric"],
       a: { map: true },
-      candidates: (a, b) => ({
-        forA: srflx(b),
-        forB: [...(a.mapped ? [udp(a.mapped, "mapped")] : []), ...srflx(a)],
-      }),
+      candidates: (a, b) => ({ forA: srflx(b), forB: mappedFirst(a) }),
       staggerMs: PUNCH_STAGGER_MS,
     },
     {
@@ -190,8 +208,10 @@ function scenarios(seriesMs: number): Scenario[] {
 /** One run of one scenario. */
 export interface PathRun {
   connected: boolean;
-  /** Path kind on A's and B's end. */
+  /** The pair's path kind ({@link pairPath}). */
   path?: string;
+  /** `PunchResult.path` on A's end / B's end. */
+  ends?: string;
   role?: string;
   /** Both ends hold the other's first message, ms from the common start. */
   ttfbMs?: number;
@@ -297,7 +317,8 @@ async function runOnce(lab: PathsLab, s: Scenario, o: PathsOptions): Promise<Pat
       return run;
     }
     run.connected = true;
-    run.path = pa!.path === pb!.path ? String(pa!.path) : `${pa!.path} / ${pb!.path}`;
+    run.path = pairPath(String(pa!.path), String(pb!.path));
+    run.ends = `${pa!.path} / ${pb!.path}`;
     run.role = `a ${pa!.role}`;
     run.remote = pa!.remote as Endpoint;
     run.punchMs = Math.max(Number(pa!.ms), Number(pb!.ms));
@@ -346,6 +367,7 @@ export interface PathSummary {
   skipped?: string;
   connected: string;
   path: string;
+  ends: string;
   ttfbMedianMs?: number;
   ttfbP90Ms?: number;
   punchMedianMs?: number;
@@ -376,6 +398,7 @@ function summarize(s: Scenario, nat: string, runs: PathRun[]): PathSummary {
     staggerMs: s.staggerMs,
     connected: counts(runs.map((r) => r.connected ? "connected" : r.error ?? "failed")),
     path: counts(runs.map((r) => r.path ?? "—")),
+    ends: counts(runs.map((r) => r.ends ?? "—")),
     runs,
   };
   const put = (key: keyof PathSummary, value: number | undefined) => {
@@ -469,7 +492,8 @@ export function pathsTables(summaries: PathSummary[], runs: number, mib: number)
         "path",
         "NAT A × B",
         "connected",
-        "path seen",
+        "pair's path",
+        "punch() path A / B",
         "first byte median",
         "p90",
         "punch median",
@@ -477,11 +501,12 @@ export function pathsTables(summaries: PathSummary[], runs: number, mib: number)
         "RTT over the link",
       ],
       kinds.map((s) =>
-        s.skipped ? [s.name, s.nat, `skipped: ${s.skipped}`, "—", "—", "—", "—", "—", "—"] : [
+        s.skipped ? [s.name, s.nat, `skipped: ${s.skipped}`, "—", "—", "—", "—", "—", "—", "—"] : [
           s.name,
           s.nat,
           s.connected,
           s.path,
+          s.ends,
           ms(s.ttfbMedianMs),
           ms(s.ttfbP90Ms),
           ms(s.punchMedianMs),
@@ -489,7 +514,7 @@ export function pathsTables(summaries: PathSummary[], runs: number, mib: number)
           s.rttMedianMs === undefined ? "—" : `${s.rttMedianMs} ms`,
         ]
       ),
-      new Set([4, 5, 6, 7, 8]),
+      new Set([5, 6, 7, 8, 9]),
     );
   const race = by("race"), series = by("series");
   text += `\nRacing against trying candidates in series (${DEAD} dead candidates, then the live ` +
