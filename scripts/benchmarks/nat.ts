@@ -31,7 +31,8 @@
  * tables, and writes the JSON (every run, with both terminals' event timelines) to `--out`.
  *
  * Usage: scripts/bench-nat [--runs 1] [--pairs none/none,symmetric/none,…]
- *        [--parts pairs,stream,paths] [--mib 32] [--series-ms 1000] [--out bench-results/nat.json]
+ *        [--parts pairs,stream,paths] [--paths host,punched,…] [--mib 32] [--series-ms 1000]
+ *        [--out bench-results/nat.json]
  *        [--lock /tmp/mailpeer-natlab.lock]
  * The mail stack is needed only for the pairs part.
  *
@@ -45,6 +46,7 @@ import { loadStack } from "../../tests/support/mailstack.ts";
 import { makeSite } from "../../tests/support/site.ts";
 import { arg, num } from "./args.ts";
 import {
+  PATH_SCENARIOS,
   type PathsLab,
   pathsPart,
   pathsSettings,
@@ -77,6 +79,12 @@ const MIB = num("mib", 32, 1);
 const OUT = arg("out") ?? "bench-results/nat.json";
 const LOCK = arg("lock");
 const SERIES_MS = num("series-ms", 1_000, 50);
+const PATHS = arg("paths")?.split(",").map((p) => {
+  if (!(PATH_SCENARIOS as readonly string[]).includes(p)) {
+    throw new TypeError(`--paths takes some of ${PATH_SCENARIOS.join(", ")}, not ${p}`);
+  }
+  return p;
+});
 const PARTS = (arg("parts") ?? "pairs,stream,paths").split(",").map((p) => {
   if (p !== "pairs" && p !== "stream" && p !== "paths") {
     throw new TypeError("--parts takes pairs, stream and/or paths");
@@ -652,6 +660,7 @@ async function main(): Promise<void> {
         runs: RUNS,
         mib: MIB,
         seriesMs: SERIES_MS,
+        ...(PATHS ? { only: PATHS } : {}),
         withLab,
         natlab,
         out,

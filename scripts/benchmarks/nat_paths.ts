@@ -56,6 +56,7 @@ type NatType = "none" | "full-cone" | "restricted" | "port-restricted" | "symmet
 export interface PathsLab {
   hosts: Record<"a" | "b", { ns: string; gateway: string }>;
   coturn: {
+    ns: string;
     host: string;
     port: number;
     realm: string;
@@ -71,6 +72,8 @@ export interface PathsOptions {
   runs: number;
   mib: number;
   seriesMs: number;
+  /** Only these scenarios (`PATH_SCENARIOS`); default all. */
+  only?: readonly string[];
   /** Runs `fn` with the lab to itself, and puts it back afterwards. */
   withLab: <T>(fn: () => Promise<T>) => Promise<T>;
   /** `natlab.sh ARGS…`. */
@@ -147,6 +150,17 @@ function pairPath(a: string, b: string): string {
   for (const kind of ["relayed", "mapped"]) if (a === kind || b === kind) return kind;
   return a === b ? a : `${a} / ${b}`;
 }
+
+/** The scenarios' names, in the order they run (race and series alternate, last). */
+export const PATH_SCENARIOS = [
+  "host",
+  "punched",
+  "mapped",
+  "relayed",
+  "relay-throughput",
+  "race",
+  "series",
+] as const;
 
 function scenarios(seriesMs: number): Scenario[] {
   const host = (h: Hello) => [udp({ address: h.host, port: h.port }, "host")];
@@ -226,8 +240,31 @@ export interface PathRun {
   streamMiBs?: number;
   streamDelivered?: number;
   retransmitted?: number;
+  /** Stream MiB/s ÷ raw MiB/s of this run. */
+  ratio?: number;
+  /** Datagrams dropped for a full receive buffer at A and at the TURN server, per phase. */
+  rawDrops?: { a: number; relay: number };
+  streamDrops?: { a: number; relay: number };
   error?: string;
   detail: J;
+}
+
+/** UDP datagrams dropped for a full receive buffer so far, in A's and the TURN server's netns. */
+async function udpDrops(lab: PathsLab): Promise<{ a: number; relay: number }> {
+  const read = async (ns: string) => {
+    const out = await new Deno.Command("ip", {
+      args: ["netns", "exec", ns, "cat", "/proc/net/snmp"],
+      stdout: "piped",
+    }).output();
+    const lines = new TextDecoder().decode(out.stdout).split("\n").filter((l) =>
+      l.startsWith("Udp:")
+    );
+    const names = lines[0]?.split(/\s+/) ?? [];
+    const values = lines[1]?.split(/\s+/) ?? [];
+    return Number(values[names.indexOf("RcvbufErrors")] ?? NaN);
+  };
+  const [a, relay] = await Promise.all([read(lab.hosts.a.ns), read(lab.coturn.ns)]);
+  return { a, relay };
 }
 
 const wall = () => performance.timeOrigin + performance.now();
@@ -291,6 +328,9 @@ async function runOnce(lab: PathsLab, s: Scenario, o: PathsOptions): Promise<Pat
       }),
     ]);
     const run: PathRun = { connected: false, detail };
+    // Where the relay's datagrams are dropped: receive buffers full at A (its socket) or at the
+    // TURN server (the relay's sockets), per phase (/proc/net/snmp of each namespace).
+    const drops = s.throughput ? [await udpDrops(lab)] : [];
     if (s.throughput) {
       const [rawA, rawB] = (await Promise.all([a.line(), b.line()])).map((l) => l.raw as J);
       detail.raw = { a: rawA, b: rawB };
@@ -305,6 +345,7 @@ async function runOnce(lab: PathsLab, s: Scenario, o: PathsOptions): Promise<Pat
         run.error = `raw UDP through the relay: ${rawA!.error ?? "?"} / ${rawB!.error ?? "?"}`;
       }
     }
+    if (s.throughput) drops.push(await udpDrops(lab));
     await Promise.all([a.line(), b.line()]); // ready
     const at = wall() + START_AFTER_MS;
     await Promise.all([a.write({ start: { at } }), b.write({ start: { at } })]);
@@ -336,6 +377,14 @@ async function runOnce(lab: PathsLab, s: Scenario, o: PathsOptions): Promise<Pat
       run.streamDelivered = bytes / (o.mib * MiB);
       const stats = sender.stats as { retransmitted?: number } | undefined;
       if (stats?.retransmitted !== undefined) run.retransmitted = stats.retransmitted;
+      if (run.rawMiBs) run.ratio = run.streamMiBs / run.rawMiBs;
+      drops.push(await udpDrops(lab));
+      const delta = (i: number) => ({
+        a: drops[i + 1]!.a - drops[i]!.a,
+        relay: drops[i + 1]!.relay - drops[i]!.relay,
+      });
+      run.rawDrops = delta(0);
+      run.streamDrops = delta(1);
     }
     await Promise.all([a.line(), b.line()]); // done
     return run;
@@ -378,6 +427,11 @@ export interface PathSummary {
   streamMiBs?: number;
   streamDelivered?: number;
   retransmitted?: number;
+  /** Median of the runs' stream ÷ raw ratios. */
+  ratio?: number;
+  /** Medians over the runs. */
+  rawDrops?: { a: number; relay: number };
+  streamDrops?: { a: number; relay: number };
   runs: PathRun[];
 }
 
@@ -414,12 +468,20 @@ function summarize(s: Scenario, nat: string, runs: PathRun[]): PathSummary {
   put("streamMiBs", stat((r) => r.streamMiBs, 50, 1));
   put("streamDelivered", stat((r) => r.streamDelivered, 50, 4));
   put("retransmitted", stat((r) => r.retransmitted, 50));
+  put("ratio", stat((r) => r.ratio, 50, 2));
+  const dropsOf = (f: (r: PathRun) => { a: number; relay: number } | undefined) => {
+    const a = stat((r) => f(r)?.a, 50), relay = stat((r) => f(r)?.relay, 50);
+    return a === undefined || relay === undefined ? undefined : { a, relay };
+  };
+  const rawDrops = dropsOf((r) => r.rawDrops), streamDrops = dropsOf((r) => r.streamDrops);
+  if (rawDrops) summary.rawDrops = rawDrops;
+  if (streamDrops) summary.streamDrops = streamDrops;
   return summary;
 }
 
 /** Runs every scenario `runs` times (race and series alternating); the summaries. */
 export async function pathsPart(lab: PathsLab, o: PathsOptions): Promise<PathSummary[]> {
-  const all = scenarios(o.seriesMs);
+  const all = scenarios(o.seriesMs).filter((s) => !o.only || o.only.includes(s.name));
   const runs = new Map<string, PathRun[]>(all.map((s) => [s.name, []]));
   const skipped = new Map<string, string>();
   if (!lab.upnp) {
@@ -450,11 +512,8 @@ export async function pathsPart(lab: PathsLab, o: PathsOptions): Promise<PathSum
       skipped.set("mapped", failed[0]!.error!);
     }
   }
-  const race = all.find((s) => s.name === "race")!, series = all.find((s) => s.name === "series")!;
-  for (let r = 0; r < o.runs; r++) {
-    await one(race, r);
-    await one(series, r);
-  }
+  const alternating = all.filter((s) => s.name === "race" || s.name === "series");
+  for (let r = 0; r < o.runs; r++) for (const s of alternating) await one(s, r);
   return all.map((s) => {
     const summary = summarize(s, s.nat.join(" × "), runs.get(s.name)!);
     const why = skipped.get(s.name);
@@ -483,87 +542,111 @@ const times = (x: number | undefined, base: number | undefined) =>
 
 /** The three tables of the paths part, each figure beside its baseline of the same run. */
 export function pathsTables(summaries: PathSummary[], runs: number, mib: number): string {
-  const by = (name: string) => summaries.find((s) => s.name === name)!;
+  const by = (name: string) => summaries.find((s) => s.name === name);
   const host = by("host");
-  const kinds = ["host", "punched", "mapped", "relayed"].map(by);
-  let text = `\nTime to first byte per path kind (ms from both ends' punch start to both holding ` +
-    `the other's first message; ${runs} runs; baseline: host):\n` + table(
-      [
-        "path",
-        "NAT A × B",
-        "connected",
-        "pair's path",
-        "punch() path A / B",
-        "first byte median",
-        "p90",
-        "punch median",
-        "vs host",
-        "RTT over the link",
-      ],
-      kinds.map((s) =>
-        s.skipped ? [s.name, s.nat, `skipped: ${s.skipped}`, "—", "—", "—", "—", "—", "—", "—"] : [
+  const kinds = ["host", "punched", "mapped", "relayed"].map(by).filter((s) => s !== undefined);
+  let text = "";
+  if (kinds.length > 0) {
+    text += `\nTime to first byte per path kind (ms from both ends' punch start to both holding ` +
+      `the other's first message; ${runs} runs; baseline: host):\n` + table(
+        [
+          "path",
+          "NAT A × B",
+          "connected",
+          "pair's path",
+          "punch() path A / B",
+          "first byte median",
+          "p90",
+          "punch median",
+          "vs host",
+          "RTT over the link",
+        ],
+        kinds.map((s) =>
+          s.skipped
+            ? [s.name, s.nat, `skipped: ${s.skipped}`, "—", "—", "—", "—", "—", "—", "—"]
+            : [
+              s.name,
+              s.nat,
+              s.connected,
+              s.path,
+              s.ends,
+              ms(s.ttfbMedianMs),
+              ms(s.ttfbP90Ms),
+              ms(s.punchMedianMs),
+              s === host ? "baseline" : times(s.ttfbMedianMs, host?.ttfbMedianMs),
+              s.rttMedianMs === undefined ? "—" : `${s.rttMedianMs} ms`,
+            ]
+        ),
+        new Set([5, 6, 7, 8, 9]),
+      );
+  }
+  const race = by("race"), series = by("series");
+  if (race && series) {
+    text +=
+      `\nRacing against trying candidates in series (${DEAD} dead candidates, then the live ` +
+      `srflx; port-restricted × port-restricted; ${runs} runs each, alternating; baseline: race):\n` +
+      table(
+        [
+          "mode",
+          "stagger ms",
+          "live candidate starts at ms",
+          "connected",
+          "first byte median",
+          "p90",
+          "vs race",
+        ],
+        [race, series].map((s) => [
           s.name,
-          s.nat,
+          String(s.staggerMs),
+          String(DEAD * s.staggerMs),
           s.connected,
-          s.path,
-          s.ends,
           ms(s.ttfbMedianMs),
           ms(s.ttfbP90Ms),
-          ms(s.punchMedianMs),
-          s === host ? "baseline" : times(s.ttfbMedianMs, host.ttfbMedianMs),
-          s.rttMedianMs === undefined ? "—" : `${s.rttMedianMs} ms`,
-        ]
-      ),
-      new Set([5, 6, 7, 8, 9]),
-    );
-  const race = by("race"), series = by("series");
-  text += `\nRacing against trying candidates in series (${DEAD} dead candidates, then the live ` +
-    `srflx; port-restricted × port-restricted; ${runs} runs each, alternating; baseline: race):\n` +
-    table(
-      [
-        "mode",
-        "stagger ms",
-        "live candidate starts at ms",
-        "connected",
-        "first byte median",
-        "p90",
-        "vs race",
-      ],
-      [race, series].map((s) => [
-        s.name,
-        String(s.staggerMs),
-        String(DEAD * s.staggerMs),
-        s.connected,
-        ms(s.ttfbMedianMs),
-        ms(s.ttfbP90Ms),
-        s === race ? "baseline" : times(s.ttfbMedianMs, race.ttfbMedianMs),
-      ]),
-      new Set([1, 2, 4, 5, 6]),
-    );
+          s === race ? "baseline" : times(s.ttfbMedianMs, race.ttfbMedianMs),
+        ]),
+        new Set([1, 2, 4, 5, 6]),
+      );
+  }
   const t = by("relay-throughput");
-  const pct = (x: number | undefined) => x === undefined ? "?" : `${(x * 100).toFixed(1)} %`;
+  if (!t) return text;
+  const pct = (x: number | undefined) => x === undefined ? "—" : `${(x * 100).toFixed(1)} %`;
+  const drops = (d: { a: number; relay: number } | undefined) =>
+    d === undefined ? "—" : `${d.a} / ${d.relay}`;
+  const mibs = (x: number | undefined) => x === undefined ? "failed" : String(x);
   text += `\nRelayed throughput beside raw UDP through the same TURN allocation (symmetric × ` +
-    `symmetric, ${mib} MiB from B to A's relayed address; medians of ${runs}; baseline: raw UDP):\n` +
+    `symmetric, ${mib} MiB from B to A's relayed address, ${t.connected}, path ${t.path}; ` +
+    `medians of ${runs}; baseline: raw UDP, same runs):\n` +
     table(
       [
-        "raw UDP through the relay MiB/s (delivered of sent)",
-        "mailpeer stream over the relayed path MiB/s (delivered, resent)",
-        "ratio",
-        "path",
+        "what",
+        "MiB/s arriving",
+        "delivered",
+        "sent MiB/s",
+        "resent",
+        "buffer drops at A / at coturn",
+        "vs raw (median of runs)",
       ],
-      [[
-        t.rawMiBs === undefined
-          ? "failed"
-          : `${t.rawMiBs} (${pct(t.rawDelivered)} of ${t.rawSendMiBs} sent)`,
-        t.streamMiBs === undefined
-          ? "no link"
-          : `${t.streamMiBs} (${pct(t.streamDelivered)}, ${t.retransmitted ?? "?"})`,
-        t.streamMiBs === undefined || t.rawMiBs === undefined
-          ? "—"
-          : (t.streamMiBs / t.rawMiBs).toFixed(2),
-        t.path,
-      ]],
-      new Set([2]),
+      [
+        [
+          "raw UDP datagrams through the relay",
+          mibs(t.rawMiBs),
+          pct(t.rawDelivered),
+          mibs(t.rawSendMiBs),
+          "none",
+          drops(t.rawDrops),
+          "baseline",
+        ],
+        [
+          "mailpeer stream over the relayed path",
+          mibs(t.streamMiBs),
+          pct(t.streamDelivered),
+          "—",
+          t.retransmitted === undefined ? "?" : String(t.retransmitted),
+          drops(t.streamDrops),
+          t.ratio === undefined ? "—" : `${t.ratio.toFixed(2)}×`,
+        ],
+      ],
+      new Set([1, 3, 4, 6]),
     );
   return text;
 }
