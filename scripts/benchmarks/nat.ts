@@ -45,6 +45,7 @@ import { Running } from "../../tests/support/cli.ts";
 import { loadStack } from "../../tests/support/mailstack.ts";
 import { makeSite } from "../../tests/support/site.ts";
 import { arg, num } from "./args.ts";
+import { markdownTable as table } from "./markdown_table.ts";
 import {
   PATH_SCENARIOS,
   type PathsLab,
@@ -562,19 +563,6 @@ async function streamPart(lab: Lab): Promise<StreamSummary[]> {
 }
 
 // ---- output ---------------------------------------------------------------------------------
-
-/** A Markdown table, columns padded; `right` names the right-aligned columns. */
-function table(head: string[], rows: string[][], right: Set<number>): string {
-  const widths = head.map((h, i) => Math.max(h.length, 3, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    `| ${
-      cells.map((c, i) => right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)).join(" | ")
-    } |`;
-  const rule = `| ${
-    widths.map((w, i) => right.has(i) ? "-".repeat(w - 1) + ":" : "-".repeat(w)).join(" | ")
-  } |`;
-  return [line(head), rule, ...rows.map(line)].join("\n") + "\n";
-}
 
 const ms = (x: number | undefined) => x === undefined ? "—" : String(x);
 const s1 = (x: number | undefined) => x === undefined ? "—" : (x / 1000).toFixed(1);

@@ -37,6 +37,7 @@ import type { PunchCandidate } from "../../src/peer/udp_punch.ts";
 import { PUNCH_RELAY_DELAY_MS, PUNCH_STAGGER_MS } from "../../src/limits.ts";
 import type { Endpoint } from "../../src/message/types.ts";
 import { NetnsProcess } from "./netns_process.ts";
+import { markdownTable as table } from "./markdown_table.ts";
 
 const PEER = new URL("./nat_paths_peer.ts", import.meta.url).pathname;
 const MiB = 1024 * 1024;
@@ -524,19 +525,6 @@ export async function pathsPart(lab: PathsLab, o: PathsOptions): Promise<PathSum
 }
 
 // ---- output ---------------------------------------------------------------------------------
-
-/** A Markdown table, columns padded; `right` names the right-aligned columns. */
-function table(head: string[], rows: string[][], right: Set<number>): string {
-  const widths = head.map((h, i) => Math.max(h.length, 3, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    `| ${
-      cells.map((c, i) => right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)).join(" | ")
-    } |`;
-  const rule = `| ${
-    widths.map((w, i) => right.has(i) ? "-".repeat(w - 1) + ":" : "-".repeat(w)).join(" | ")
-  } |`;
-  return [line(head), rule, ...rows.map(line)].join("\n") + "\n";
-}
 
 const ms = (x: number | undefined) => x === undefined ? "—" : String(x);
 const times = (x: number | undefined, base: number | undefined) =>
