@@ -320,6 +320,11 @@ export const PUNCH_MAX_PEER_REFLEXIVE = 4;
 /** Delay between the first datagrams to two successive candidates, in ms (ICE's Ta). */
 export const PUNCH_STAGGER_MS = 50;
 /**
+ * Longest stagger a caller may ask for (`PunchOptions.staggerMs`), in ms: with
+ * {@link PUNCH_MAX_CANDIDATES} candidates the last one still starts within the longest window.
+ */
+export const PUNCH_MAX_STAGGER_MS = 7_500;
+/**
  * A peer's `relay` candidates start no earlier than this after the first candidate, in ms: the
  * direct ones get a head start (a punch through NATs takes 70–220 ms in the lab), so the first
  * handshake, which wins, is the relayed one mostly when no direct path answers.

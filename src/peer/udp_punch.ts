@@ -8,7 +8,7 @@
  * identity key is bytewise smaller is *controlling* and runs the handshake as initiator; the
  * other is *controlled* and answers as responder. Exactly one handshake, so exactly one link.
  * - Controlling: CONNECT to every candidate (candidate i starts `i × PUNCH_STAGGER_MS` after
- *   the first, ICE-like; a `relay` candidate not before `PUNCH_RELAY_DELAY_MS`), each re-sent
+ *   the first, ICE-like, or `i × staggerMs` when the caller asks for a slower pace; a `relay` candidate not before `PUNCH_RELAY_DELAY_MS`), each re-sent
  *   with the transport's backoff and following the listener's COOKIE round, until one
  *   completes CONNECT / CONNECT_ACK / ACK with the expected key; the others stop. A CONNECT_ACK with another key fails that candidate only
  *   (`EIDENTITY`, told through `onEvent`). A probe from the peer (below) arriving from an
@@ -39,6 +39,7 @@ import {
   PUNCH_MAX_CANDIDATES,
   PUNCH_MAX_CONCURRENT,
   PUNCH_MAX_PEER_REFLEXIVE,
+  PUNCH_MAX_STAGGER_MS,
   PUNCH_MAX_WINDOW_MS,
   PUNCH_RELAY_DELAY_MS,
   PUNCH_STAGGER_MS,
@@ -69,6 +70,14 @@ export interface PunchOptions {
   candidates: readonly PunchCandidate[];
   /** How long to try, in ms; default `PUNCH_DEFAULT_WINDOW_MS`, at most `PUNCH_MAX_WINDOW_MS`. */
   windowMs?: number;
+  /**
+   * UDP only: ms between the starts of two successive candidates; default `PUNCH_STAGGER_MS`
+   * (a race), at least that and at most `PUNCH_MAX_STAGGER_MS`. A stagger as long as a
+   * per-candidate timeout tries the candidates one after another (what `scripts/bench-nat`
+   * compares the race with); earlier candidates keep trying meanwhile. The TCP punch keeps
+   * `PUNCH_STAGGER_MS`.
+   */
+  staggerMs?: number;
   /** This side's endpoint as the peer should see it; default the listener's socket address. */
   localEndpoint?: Endpoint;
   /** Told about each attempt, learned source and failed candidate (for logs); default none. */
@@ -207,6 +216,18 @@ export function checkPunchOptions(options: PunchOptions, transport: "udp" | "tcp
   return windowMs;
 }
 
+/** A UDP punch's stagger (`PunchOptions.staggerMs`, default `PUNCH_STAGGER_MS`); `RangeError`. */
+export function punchStaggerMs(options: PunchOptions): number {
+  const staggerMs = options.staggerMs ?? PUNCH_STAGGER_MS;
+  if (!(staggerMs >= PUNCH_STAGGER_MS && staggerMs <= PUNCH_MAX_STAGGER_MS)) {
+    throw new RangeError(
+      `Cannot punch with a stagger of ${staggerMs} ms: give ${PUNCH_STAGGER_MS} to ` +
+        `${PUNCH_MAX_STAGGER_MS} ms`,
+    );
+  }
+  return staggerMs;
+}
+
 /**
  * Registers `punch` under its peer's key in a listener's running punches; `PeerError` `EPEER`
  * when the listener is `closed`, already punching to that key, or runs `PUNCH_MAX_CONCURRENT`.
@@ -322,6 +343,7 @@ export class UdpPunch {
   #host: PunchHost;
   #options: PunchOptions;
   #windowMs: number;
+  #staggerMs: number;
   #tried = new Set<string>();
   #learned = 0;
   /** Learned source → the address of ours its probe was sent to. */
@@ -334,6 +356,7 @@ export class UdpPunch {
   /** Checks the options (`RangeError`, `TypeError`); `run()` starts the punch. */
   constructor(host: PunchHost, options: PunchOptions) {
     this.#windowMs = checkPunchOptions(options, "udp");
+    this.#staggerMs = punchStaggerMs(options);
     this.#host = host;
     this.#options = options;
     this.peerKey = options.peerKey;
@@ -360,8 +383,8 @@ export class UdpPunch {
       this.#tried.add(keyOf(remote));
       // A relay costs the TURN server's bandwidth and a detour: direct candidates first.
       const at = c.kind === "relay"
-        ? Math.max(i * PUNCH_STAGGER_MS, PUNCH_RELAY_DELAY_MS)
-        : i * PUNCH_STAGGER_MS;
+        ? Math.max(i * this.#staggerMs, PUNCH_RELAY_DELAY_MS)
+        : i * this.#staggerMs;
       this.#after(at, () => this.#start(remote));
     });
     return this.#outcome.result;

@@ -9,6 +9,7 @@ import { PeerError } from "../../src/errors.ts";
 import {
   PUNCH_MAX_CANDIDATES,
   PUNCH_MAX_PEER_REFLEXIVE,
+  PUNCH_MAX_STAGGER_MS,
   PUNCH_MAX_WINDOW_MS,
   PUNCH_RELAY_DELAY_MS,
   PUNCH_STAGGER_MS,
@@ -486,4 +487,45 @@ Deno.test("two pairs whose CONNECT_ACKs come together: only the first claims its
   assert.deepEqual(claims, [true, false]);
   assert.equal((await result).remote.port, 2002);
   await punch.stopped();
+});
+
+Deno.test("staggerMs tries the candidates one after another, and a stagger out of range is refused", async () => {
+  const clock = new ManualClock();
+  const { low, high } = await pair();
+  const a = await new UdpTransport({ clock }).listen(LOCAL, { identity: low });
+  const first = decoy();
+  const second = decoy();
+  const events = new Events();
+  const stop = new AbortController();
+  try {
+    for (const staggerMs of [0, PUNCH_STAGGER_MS - 1, PUNCH_MAX_STAGGER_MS + 1, NaN]) {
+      await assert.rejects(
+        a.punch({ peerKey: high.publicKey, candidates: [first.endpoint], staggerMs }),
+        RangeError,
+      );
+    }
+    const punching = a.punch({
+      peerKey: high.publicKey,
+      candidates: [first.endpoint, second.endpoint],
+      staggerMs: 1_000,
+      onEvent: events.on,
+      signal: stop.signal,
+    });
+    punching.catch(() => {}); // aborted below
+    const attempts = () => events.list.filter((e) => e.type === "attempt").length;
+    const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+    await tick();
+    assert.equal(attempts(), 1);
+    clock.advance(999); // the default stagger would have started the second long ago
+    await tick();
+    assert.equal(attempts(), 1);
+    clock.advance(1);
+    await events.next((e) => e.type === "attempt" && same(e.remote, second.endpoint));
+    stop.abort(new Error("enough"));
+    await assert.rejects(punching, /enough/);
+  } finally {
+    first.close();
+    second.close();
+    await a.close();
+  }
 });
