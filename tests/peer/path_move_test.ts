@@ -14,23 +14,10 @@ import type { PeerLink } from "../../src/peer/types.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
 import { REAL_TURN } from "../support/coturn.ts";
+import { silentPort } from "../support/silent_udp.ts";
 
 const TURN = REAL_TURN;
 const LOCAL = { address: "127.0.0.1", port: 0 };
-
-/** A loopback port that reads and never answers: a peer behind a closed NAT. */
-function silentPort(): { endpoint: Endpoint; close: () => void } {
-  const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  (async () => {
-    try {
-      for await (const _ of conn) { /* never answered */ }
-    } catch {
-      // closed
-    }
-  })();
-  const port = (conn.addr as Deno.NetAddr).port;
-  return { endpoint: { transport: "udp", address: "127.0.0.1", port }, close: () => conn.close() };
-}
 
 function randomBytes(n: number): Uint8Array {
   const out = new Uint8Array(n);
@@ -59,33 +46,53 @@ function nextMove(link: PeerLink): Promise<PathMove> {
   });
 }
 
+/**
+ * Listener A speaks through its relay on the loopback coturn; B reaches it only there (A's
+ * direct candidate for B is a closed NAT). `crossed()` counts what coturn sent to A's socket.
+ */
+async function relayedPair() {
+  const x = await makeIdentity("owner");
+  const y = await makeIdentity("peer");
+  const udp = new UdpTransport();
+  const a = await udp.listen(LOCAL, { identity: x });
+  const b = await udp.listen(LOCAL, { identity: y });
+  const closedNat = silentPort();
+  let crossed = 0;
+  const tap = a.stunSocket().subscribe(() => crossed++);
+  const turn = await TurnClient.allocate(
+    { url: TURN!.url, user: TURN!.user, password: TURN!.password },
+    { socket: a.stunSocket() },
+  );
+  a.attachRelay(turn);
+  const [ra, rb] = await Promise.all([
+    a.punch({ peerKey: y.publicKey, candidates: [{ ...closedNat.endpoint, kind: "srflx" }] }),
+    b.punch({ peerKey: x.publicKey, candidates: [{ ...turn.relayed, kind: "relay" }] }),
+  ]);
+  return {
+    a,
+    b,
+    ra,
+    rb,
+    turn,
+    closedNat,
+    crossed: () => crossed,
+    async close() {
+      await ra.link.close();
+      await rb.link.close();
+      tap();
+      await a.close();
+      await b.close();
+      closedNat.close();
+    },
+  };
+}
+
 Deno.test({
   name: "a relayed session moves to a direct path mid-stream without losing a byte",
   ignore: !TURN,
   async fn() {
-    const x = await makeIdentity("owner");
-    const y = await makeIdentity("peer");
-    const udp = new UdpTransport();
-    const a = await udp.listen(LOCAL, { identity: x });
-    const b = await udp.listen(LOCAL, { identity: y });
-    const closedNat = silentPort();
-    // What crossed the relay towards A: the datagrams coturn sent to A's socket.
-    let crossed = 0;
-    const tap = a.stunSocket().subscribe(() => crossed++);
-    const turn = await TurnClient.allocate(
-      { url: TURN!.url, user: TURN!.user, password: TURN!.password },
-      { socket: a.stunSocket() },
-    );
-    a.attachRelay(turn);
+    const { a, b, ra, rb, turn, crossed, close } = await relayedPair();
     try {
-      const [ra, rb] = await Promise.all([
-        a.punch({
-          peerKey: y.publicKey,
-          candidates: [{ ...closedNat.endpoint, kind: "srflx" }],
-          windowMs: 10_000,
-        }),
-        b.punch({ peerKey: x.publicKey, candidates: [{ ...turn.relayed, kind: "relay" }] }),
-      ]);
       assert.equal(ra.path, "relayed");
       assert.equal(rb.path, "relayed");
       assert.equal(ra.link.paths?.relayed, true); // through A's own relay
@@ -121,22 +128,17 @@ Deno.test({
       assert.equal(rb.link.paths!.relayed, false);
 
       // From now on the session skips the relay: 256 KiB each way, at most a straggler relayed.
-      const before = crossed;
+      const before = crossed();
       const more = randomBytes(256 * 1024);
       const [, there] = await Promise.all([ra.link.send(more), rb.link.receive()]);
       const [, back] = await Promise.all([rb.link.send(more), ra.link.receive()]);
       assert.deepEqual(there, more);
       assert.deepEqual(back, more);
-      assert.ok(crossed - before < 10, `${crossed - before} datagrams still crossed the relay`);
+      assert.ok(crossed() - before < 10, `${crossed() - before} datagrams still crossed the relay`);
       // Moved already: another probe has nothing to do.
       assert.equal(await ra.link.paths!.probe([b.endpoint]), null);
-      await ra.link.close();
-      await rb.link.close();
     } finally {
-      tap();
-      await a.close();
-      await b.close();
-      closedNat.close();
+      await close();
     }
   },
 });
@@ -145,22 +147,8 @@ Deno.test({
   name: "a probe to an address that never answers leaves the session on its relay, working",
   ignore: !TURN,
   async fn() {
-    const x = await makeIdentity("owner");
-    const y = await makeIdentity("peer");
-    const udp = new UdpTransport();
-    const a = await udp.listen(LOCAL, { identity: x });
-    const b = await udp.listen(LOCAL, { identity: y });
-    const closedNat = silentPort();
-    const turn = await TurnClient.allocate(
-      { url: TURN!.url, user: TURN!.user, password: TURN!.password },
-      { socket: a.stunSocket() },
-    );
-    a.attachRelay(turn);
+    const { ra, rb, closedNat, close } = await relayedPair();
     try {
-      const [ra, rb] = await Promise.all([
-        a.punch({ peerKey: y.publicKey, candidates: [{ ...closedNat.endpoint, kind: "srflx" }] }),
-        b.punch({ peerKey: x.publicKey, candidates: [{ ...turn.relayed, kind: "relay" }] }),
-      ]);
       // Only A probes, and only the dead address: the window ends, nothing moved.
       assert.equal(await ra.link.paths!.probe([closedNat.endpoint], { windowMs: 300 }), null);
       assert.equal(ra.link.paths!.relayed, true);
@@ -168,12 +156,8 @@ Deno.test({
       const hello = new TextEncoder().encode("still here");
       const [, got] = await Promise.all([ra.link.send(hello), rb.link.receive()]);
       assert.deepEqual(got, hello);
-      await ra.link.close();
-      await rb.link.close();
     } finally {
-      await a.close();
-      await b.close();
-      closedNat.close();
+      await close();
     }
   },
 });

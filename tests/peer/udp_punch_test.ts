@@ -20,6 +20,7 @@ import { encodeDatagram, FrameType } from "../../src/peer/frame.ts";
 import type { PeerIdentity } from "../../src/peer/types.ts";
 import { pathKindOf, pathKindOfKind, punchRole, UdpPunch } from "../../src/peer/udp_punch.ts";
 import { Events } from "../support/punch_events.ts";
+import { silentPort } from "../support/silent_udp.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { ManualClock } from "../../src/runtime.ts";
 import { decodeBindingRequest, encodeBindingResponse } from "../../src/net/stun_message.ts";
@@ -38,25 +39,6 @@ async function pair(): Promise<{ low: PeerIdentity; high: PeerIdentity }> {
     : { low: y, high: x };
 }
 
-/** A UDP socket that reads and never answers: a candidate behind a closed NAT. */
-function decoy(): { endpoint: Endpoint; seen: Uint8Array[]; close: () => void } {
-  const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  const seen: Uint8Array[] = [];
-  (async () => {
-    try {
-      for await (const [bytes] of conn) seen.push(bytes);
-    } catch {
-      // closed
-    }
-  })();
-  const port = (conn.addr as Deno.NetAddr).port;
-  return {
-    endpoint: { transport: "udp", address: "127.0.0.1", port },
-    seen,
-    close: () => conn.close(),
-  };
-}
-
 const same = (a: Endpoint, b: Endpoint) => a.address === b.address && a.port === b.port;
 
 Deno.test("two listeners punching to each other get one link, past a silent decoy and a wrong key", async () => {
@@ -67,8 +49,8 @@ Deno.test("two listeners punching to each other get one link, past a silent deco
   const a = await udp.listen(LOCAL, { identity: low });
   const b = await udp.listen(LOCAL, { identity: high });
   const impostor = await udp.listen(LOCAL, { identity: stranger });
-  const silent = decoy();
-  const silentToo = decoy();
+  const silent = silentPort();
+  const silentToo = silentPort();
   const events = new Events();
   try {
     const punchA = a.punch({
@@ -173,7 +155,7 @@ Deno.test("a punch that no candidate answers ends with ETIMEOUT at the window an
   const udp = new UdpTransport({ clock, lossy: (d) => (d === "out" && sent++, false) });
   const { low, high } = await pair();
   const a = await udp.listen(LOCAL, { identity: low });
-  const silent = [decoy(), decoy()];
+  const silent = [silentPort(), silentPort()];
   try {
     const windowMs = 2_000;
     const punch = a.punch({
@@ -237,7 +219,7 @@ Deno.test("a third party connecting to a punching listener gets no punch link, o
   const { low, high } = await pair();
   const stranger = await makeIdentity("mallory");
   const b = await udp.listen(LOCAL, { identity: high });
-  const silent = decoy();
+  const silent = silentPort();
   try {
     const stop = new AbortController();
     const punch = b.punch({
@@ -266,7 +248,7 @@ Deno.test("forged probes with the peer's key make a punch try at most a few lear
   const udp = new UdpTransport({ clock });
   const { low, high } = await pair();
   const a = await udp.listen(LOCAL, { identity: low });
-  const forgers = Array.from({ length: PUNCH_MAX_PEER_REFLEXIVE + 6 }, () => decoy());
+  const forgers = Array.from({ length: PUNCH_MAX_PEER_REFLEXIVE + 6 }, () => silentPort());
   const barrier = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   const events = new Events();
   const stop = new AbortController();
@@ -331,7 +313,7 @@ Deno.test("a listener trying one peer answers only that peer, and the others onc
   const a = await udp.listen(LOCAL, { identity: high });
   const other = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   const peer = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  const silent = decoy();
+  const silent = silentPort();
   const stop = new AbortController();
   const to = { transport: "udp" as const, hostname: "127.0.0.1", port: a.endpoint.port };
   const connect = (key: Uint8Array) =>
@@ -401,8 +383,8 @@ Deno.test("a peer's relay candidate is tried only once direct candidates had PUN
   const clock = new ManualClock();
   const { low, high } = await pair();
   const a = await new UdpTransport({ clock }).listen(LOCAL, { identity: low });
-  const host = decoy();
-  const relay = decoy();
+  const host = silentPort();
+  const relay = silentPort();
   const events = new Events();
   const stop = new AbortController();
   try {
@@ -493,8 +475,8 @@ Deno.test("staggerMs tries the candidates one after another, and a stagger out o
   const clock = new ManualClock();
   const { low, high } = await pair();
   const a = await new UdpTransport({ clock }).listen(LOCAL, { identity: low });
-  const first = decoy();
-  const second = decoy();
+  const first = silentPort();
+  const second = silentPort();
   const events = new Events();
   const stop = new AbortController();
   try {
