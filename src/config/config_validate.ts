@@ -46,9 +46,17 @@ import { isIPv4 } from "../message/field_rules.ts";
 import { parsePeerRef } from "../message/key_fingerprint.ts";
 import type { PortMappingProtocol } from "../terminal/port_mapping/types.ts";
 import { parseDuration } from "./duration.ts";
+import { nearestKey } from "./nearest_key.ts";
 import { secretRef } from "./secret.ts";
 
 type Table = Record<string, unknown>;
+
+/** Keys that belong to another kind or section, and what to say when one is found here. */
+interface Elsewhere {
+  keys: readonly string[];
+  problem: string;
+  fix: string;
+}
 
 class Reader {
   constructor(
@@ -56,14 +64,44 @@ class Reader {
     readonly prefix: string,
     /** Problems that do not stop the configuration, shared by every sub-reader. */
     readonly warnings: string[] = [],
+    /** The file being read, named in every problem when known. */
+    readonly file?: string,
   ) {}
 
   warn(problem: string): void {
     this.warnings.push(`${this.prefix.replace(/\.$/, "")}: ${problem}`);
   }
 
+  /** The key's path, and the file when known: `host.expiry in /etc/mailpeer.toml`. */
+  where(key: string): string {
+    return `${this.prefix}${key}${this.file === undefined ? "" : ` in ${this.file}`}`;
+  }
+
   fail(key: string, problem: string, fix: string): never {
-    throw new ConfigError("ECONFIG", `Cannot read ${this.prefix}${key}: ${problem}; ${fix}`);
+    throw new ConfigError("ECONFIG", `Cannot read ${this.where(key)}: ${problem}; ${fix}`);
+  }
+
+  /**
+   * Refuses a key of `t` that is not in `keys`: a key that belongs elsewhere (another `kind`
+   * of this section, the other role) is named as such, any other gets the nearest known key
+   * ("did you mean …?").
+   */
+  known(t: Table, keys: readonly string[], elsewhere: readonly Elsewhere[] = []): void {
+    for (const key of Object.keys(t)) {
+      if (keys.includes(key)) continue;
+      const there = elsewhere.find((e) => e.keys.includes(key));
+      if (there) this.fail(key, there.problem, there.fix);
+      const near = nearestKey(key, keys);
+      this.fail(
+        key,
+        "it is not a known setting",
+        near !== undefined
+          ? `did you mean ${near}? (see docs/config.md)`
+          : keys.length <= 4
+          ? `use ${keys.join(", ")} (see docs/config.md)`
+          : "remove it or check its spelling in docs/config.md",
+      );
+    }
   }
 
   string(t: Table, key: string, fallback?: string): string {
@@ -109,7 +147,7 @@ class Reader {
   }
 
   duration(t: Table, key: string, fallbackMs: number): number {
-    return t[key] === undefined ? fallbackMs : parseDuration(t[key], this.prefix + key);
+    return t[key] === undefined ? fallbackMs : parseDuration(t[key], this.where(key));
   }
 
   /** A duration from `minMs` to `maxMs`, e.g. a window that must cover a mail's trip. */
@@ -154,7 +192,7 @@ class Reader {
   }
 
   sub(key: string): Reader {
-    return new Reader(this.base, `${this.prefix}${key}.`, this.warnings);
+    return new Reader(this.base, `${this.prefix}${key}.`, this.warnings, this.file);
   }
 }
 
@@ -163,6 +201,98 @@ const DEFAULT_PORTS = {
   pop3: { starttls: 110, implicit: 995, none: 110 },
   smtp: { starttls: 587, implicit: 465, none: 25 },
 } as const;
+
+// The keys of each section (docs/config.md). "password" is known only to be refused with the
+// way to do it (secretRef).
+const SERVER_KEYS = [
+  "kind",
+  "host",
+  "port",
+  "tls",
+  "user",
+  "password",
+  "password_env",
+  "password_file",
+  "ca_file",
+  "servername",
+  "insecure",
+  "tls_max_version",
+] as const;
+const RECEIVE_KEYS = {
+  local: ["kind", "maildir"],
+  imap: [...SERVER_KEYS, "mailbox", "quarantine", "idle"],
+  pop3: SERVER_KEYS,
+} as const;
+const SEND_KEYS = { local: ["kind", "post_office"], smtp: SERVER_KEYS } as const;
+const STORE_KEYS = { file: ["kind"], redis: ["kind", "url", "key"] } as const;
+const HOST_KEYS = [
+  "email",
+  "keys",
+  "table",
+  "peers_per_reply",
+  "table_capacity",
+  "expiry",
+  "poll_interval",
+  "max_mail_bytes",
+  "max_block_bytes",
+  "requests_per_user_per_hour",
+  "requests_per_sender_per_hour",
+  "requests_per_hour",
+  "new_rows_per_hour",
+  "allow_private_addresses",
+  "require_verified_sender",
+  "store",
+  "shared_mailbox",
+  "forward_to",
+  "pool",
+  "accept_unknown_hosts",
+  "sync_interval",
+  "hosts_file",
+  "receive",
+  "send",
+] as const;
+const TERMINAL_KEYS = [
+  "user_id",
+  "email",
+  "identity",
+  "hosts",
+  "address",
+  "listen",
+  "port",
+  "transport",
+  "reply_timeout",
+  "connect_timeout",
+  "standby_timeout",
+  "poll_interval",
+  "allow",
+  "deny",
+  "stun_servers",
+  "turn_servers",
+  "port_mapping",
+  "punch_window",
+  "upgrade_interval",
+  "receive",
+  "send",
+] as const;
+const TOP_KEYS = ["network", "subject_match", "post_office", "host", "terminal"] as const;
+
+/** The keys of `kinds` other than `kind`, refused as not used with `kind`. */
+function otherKinds(kinds: Record<string, readonly string[]>, kind: string): Elsewhere[] {
+  return [{
+    keys: Object.values(kinds).flat(),
+    problem: `it is not used with kind = ${JSON.stringify(kind)}`,
+    fix: "remove it, or set the kind that takes it (see docs/config.md)",
+  }];
+}
+
+/** Keys of the other role's section, refused as belonging there. */
+function otherRole(role: "host" | "terminal"): Elsewhere[] {
+  return [{
+    keys: role === "host" ? HOST_KEYS : TERMINAL_KEYS,
+    problem: `it is a [${role}] setting`,
+    fix: `move it to the [${role}] section`,
+  }];
+}
 
 function readServer(
   r: Reader,
@@ -204,6 +334,7 @@ function readReceive(
   idleDefault = true,
 ): ReceiveConfig {
   const kind = r.oneOf(t, "kind", ["local", "imap", "pop3"] as const, "local");
+  r.known(t, RECEIVE_KEYS[kind], otherKinds(RECEIVE_KEYS, kind));
   if (kind === "local") {
     if (t["maildir"] === undefined && postOffice === undefined) {
       r.fail("maildir", "it is missing and no top-level post_office is set", "set one of them");
@@ -226,6 +357,7 @@ function readReceive(
 
 function readSend(r: Reader, t: Table, email: string, postOffice: string | undefined): SendConfig {
   const kind = r.oneOf(t, "kind", ["local", "smtp"] as const, "local");
+  r.known(t, SEND_KEYS[kind], otherKinds(SEND_KEYS, kind));
   if (kind === "local") {
     const po = t["post_office"] === undefined ? postOffice : r.path(t, "post_office");
     if (po === undefined) {
@@ -238,11 +370,13 @@ function readSend(r: Reader, t: Table, email: string, postOffice: string | undef
 
 function readStore(r: Reader, t: Table): HostConfig["store"] {
   const kind = r.oneOf(t, "kind", ["file", "redis"] as const, "file");
+  r.known(t, STORE_KEYS[kind], otherKinds(STORE_KEYS, kind));
   if (kind === "file") return { kind };
   return { kind, url: r.string(t, "url"), key: r.string(t, "key", "mailpeer:table") };
 }
 
 function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConfig {
+  r.known(t, HOST_KEYS, otherRole("terminal"));
   const email = r.string(t, "email");
   return {
     email,
@@ -322,11 +456,7 @@ function readPortMapping(r: Reader, t: Table): PortMappingConfig {
   }
   const table = v as Table;
   const s = r.sub("port_mapping");
-  for (const key of Object.keys(table)) {
-    if (!["gateway", "upnp_url", "protocols"].includes(key)) {
-      s.fail(key, "it is not a known setting", "use gateway, upnp_url or protocols");
-    }
-  }
+  s.known(table, ["gateway", "upnp_url", "protocols"]);
   const config: Exclude<PortMappingConfig, "off"> = { protocols: [...PORT_MAPPING_PROTOCOLS] };
   const gateway = s.optionalString(table, "gateway");
   if (gateway !== undefined) {
@@ -376,15 +506,14 @@ function readPortMapping(r: Reader, t: Table): PortMappingConfig {
   return config;
 }
 
-// "password" is known only to be refused with the way to do it (secretRef).
-const TURN_SERVER_KEYS = new Set([
+const TURN_SERVER_KEYS = [
   "url",
   "user",
   "realm",
   "password",
   "password_env",
   "password_file",
-]);
+] as const;
 
 /** `[[terminal.turn_servers]]`: url, user, realm and the password's env variable or file. */
 function readTurnServers(r: Reader, t: Table): TurnServerConfig[] {
@@ -405,15 +534,7 @@ function readTurnServers(r: Reader, t: Table): TurnServerConfig[] {
   }
   return list.map((entry: Table, i: number) => {
     const s = r.sub(`turn_servers[${i}]`);
-    for (const key of Object.keys(entry)) {
-      if (!TURN_SERVER_KEYS.has(key)) {
-        s.fail(
-          key,
-          "it is not a known setting",
-          "remove it or check its spelling in docs/config.md",
-        );
-      }
-    }
+    s.known(entry, TURN_SERVER_KEYS);
     const url = s.string(entry, "url");
     let at: { host: string; port: number };
     try {
@@ -437,6 +558,7 @@ function readTurnServers(r: Reader, t: Table): TurnServerConfig[] {
 }
 
 function readTerminal(r: Reader, t: Table, postOffice: string | undefined): TerminalConfig {
+  r.known(t, TERMINAL_KEYS, otherRole("host"));
   const email = r.string(t, "email");
   const listen = r.optionalString(t, "listen");
   const config: TerminalConfig = {
@@ -485,7 +607,8 @@ export function configFromObject(
   doc: Table,
   options: { base?: string; path?: string } = {},
 ): Config {
-  const r = new Reader(options.base ?? Deno.cwd(), "");
+  const r = new Reader(options.base ?? Deno.cwd(), "", [], options.path);
+  r.known(doc, TOP_KEYS);
   const network = r.string(doc, "network");
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(network)) {
     r.fail(
@@ -495,12 +618,6 @@ export function configFromObject(
     );
   }
   const postOffice = doc["post_office"] === undefined ? undefined : r.path(doc, "post_office");
-  const known = new Set(["network", "subject_match", "post_office", "host", "terminal"]);
-  for (const key of Object.keys(doc)) {
-    if (!known.has(key)) {
-      r.fail(key, "it is not a known setting", "remove it or check its spelling in docs/config.md");
-    }
-  }
   const config: Config = {
     network,
     subjectMatch: r.oneOf(doc, "subject_match", ["exact", "prefix"] as const, "exact"),
