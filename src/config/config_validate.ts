@@ -43,6 +43,7 @@ import type {
 import { MAX_TURN_SERVERS } from "../limits.ts";
 import { parseTurnUrl } from "../peer/turn_client.ts";
 import { isIPv4 } from "../message/field_rules.ts";
+import { classifyAddress } from "../net/address_class.ts";
 import { parsePeerRef } from "../message/key_fingerprint.ts";
 import type { PortMappingProtocol } from "../terminal/port_mapping/types.ts";
 import { parseDuration } from "./duration.ts";
@@ -596,6 +597,20 @@ function readTerminal(r: Reader, t: Table, postOffice: string | undefined): Term
     send: readSend(r.sub("send"), r.table(t, "send"), email, postOffice),
   };
   if (listen !== undefined) config.listen = listen;
+  for (const [key, value] of [["address", config.address], ["listen", listen]] as const) {
+    if (value === undefined || (key === "address" && value === "auto")) continue;
+    try {
+      classifyAddress(value);
+    } catch {
+      r.fail(
+        key,
+        `${JSON.stringify(value)} is not an IP address`,
+        key === "address"
+          ? 'write an IP literal such as "203.0.113.7", or "auto" to detect it'
+          : 'write an IP literal such as "0.0.0.0", or leave it out',
+      );
+    }
+  }
   if (config.hosts.length === 0) {
     r.fail("hosts", "no host card is listed", "add the card that `mailpeer keygen --host` printed");
   }
