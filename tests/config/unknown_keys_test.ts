@@ -143,3 +143,14 @@ Deno.test("every key of the full example in docs/config.md is accepted, commente
   );
   assert.equal(server.host?.receive.kind, "imap");
 });
+
+Deno.test("terminal.address and terminal.listen must be IP literals (or address = auto)", () => {
+  assert.match(
+    refused(withLine("[terminal]", 'address = "myhost.lan"')),
+    /^Cannot read terminal\.address in \S+: "myhost\.lan" is not an IP address; write an IP literal .*"auto"/,
+  );
+  assert.match(
+    refused(withLine("[terminal]", 'listen = "eth0"')),
+    /^Cannot read terminal\.listen in \S+: "eth0" is not an IP address; /,
+  );
+});

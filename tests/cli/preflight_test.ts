@@ -1,0 +1,62 @@
+/**
+ * What a terminal can check before it mails its request: an announced address that a host
+ * with the default `allow_private_addresses = false` refuses is said at once, instead of the
+ * terminal waiting the whole reply_timeout for a reply that never comes.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { events, mailpeer, Running } from "../support/cli.ts";
+
+async function terminalSite(lines: string) {
+  const dir = await Deno.makeTempDir({ prefix: "mailpeer-preflight-" });
+  const host = await mailpeer([
+    "keygen",
+    "--host",
+    "host@lan.test",
+    "-o",
+    "host.keys.json",
+    "--json",
+  ], {
+    cwd: dir,
+  });
+  assert.equal(host.code, 0, host.stderr);
+  const card = events(host.stdout)[0]?.card as string;
+  const alice = await mailpeer(["keygen", "--user", "alice", "-o", "alice.json"], { cwd: dir });
+  assert.equal(alice.code, 0, alice.stderr);
+  await Deno.writeTextFile(
+    join(dir, "alice.toml"),
+    `network = "pf"\npost_office = "po"\n[terminal]\nuser_id = "alice"\nemail = "alice@lan.test"\n` +
+      `identity = "alice.json"\nhosts = ["${card}"]\nreply_timeout = "1h"\n${lines}\n`,
+  );
+  return dir;
+}
+
+/** The events of a client announcing `address` up to its request. */
+async function untilRequest(address: string) {
+  const dir = await terminalSite(`address = "${address}"`);
+  try {
+    const client = new Running(["client", "--json", "--config", "alice.toml"], { cwd: dir });
+    try {
+      await client.waitFor((e) => e.event === "request-sent");
+      return client.events;
+    } finally {
+      await client.stop();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test("a terminal announcing only a private address is warned before it mails, naming allow_private_addresses", async () => {
+  const seen = await untilRequest("192.168.1.20");
+  const order = seen.map((e) => e.event);
+  const warnings = seen.filter((e) => e.event === "warning");
+  assert.equal(warnings.length, 1);
+  assert.match(
+    String(warnings[0]!.message),
+    /^terminal\.address 192\.168\.1\.20 is a private address, .*allow_private_addresses = true/,
+  );
+  assert.ok(order.indexOf("warning") < order.indexOf("request-sent"), order.join(","));
+  const global = await untilRequest("93.184.216.34");
+  assert.deepEqual(global.filter((e) => e.event === "warning"), [], "a global address is fine");
+});
