@@ -14,7 +14,7 @@ const card = {
 };
 const ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.@:";
 
-Deno.test("a copied host card with any one character changed or lost is refused", () => {
+Deno.test("a copied host card with any one character changed, added or lost is refused", () => {
   const checked = formatCheckedHostCard(card);
   assert.deepEqual(parseHostCard(checked), card, "the checked card reads back");
   let tried = 0;
@@ -22,6 +22,7 @@ Deno.test("a copied host card with any one character changed or lost is refused"
     const variants = [checked.slice(0, i) + checked.slice(i + 1)];
     for (const c of ALPHABET) {
       if (c !== checked[i]) variants.push(checked.slice(0, i) + c + checked.slice(i + 1));
+      variants.push(checked.slice(0, i) + c + checked.slice(i)); // added
     }
     for (const typo of variants) {
       tried++;
