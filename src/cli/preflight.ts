@@ -12,7 +12,6 @@ import type { Config, ReceiveConfig, SendConfig } from "../config/config_schema.
 import { resolveSecret } from "../config/secret.ts";
 import { ConfigError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
-import { emailProblem } from "../message/host_card.ts";
 import { classifyAddress } from "../net/address_class.ts";
 import { loadHostKeys, loadIdentity, parseHostCards } from "./wire.ts";
 
@@ -48,22 +47,22 @@ async function checkHost(config: Config): Promise<void> {
   await loadHostKeys(hc.keys);
   await checkMailSecrets(hc.receive, hc.send);
   parseHostCards(hc.pool, "host.pool");
-  hc.forwardTo.forEach((address, i) => {
-    const problem = emailProblem(address);
-    if (problem !== undefined) {
-      throw new ConfigError(
-        "ECONFIG",
-        `Cannot read host.forward_to[${i}]: ${JSON.stringify(address)} is not an e-mail address ` +
-          `(${problem}); write the worker mailbox's address`,
-      );
-    }
-  });
 }
 
 async function checkTerminal(config: Config, onEvent: EventSink): Promise<void> {
   const tc = config.terminal;
   if (!tc) throw missingSection(config, "terminal");
-  await loadIdentity(tc.identity);
+  const identity = await loadIdentity(tc.identity);
+  // Peers see the identity's user id, whatever user_id says: a copied configuration or
+  // identity file would otherwise make the terminal someone else without a word.
+  if (identity.userId !== tc.userId) {
+    throw new ConfigError(
+      "ECONFIG",
+      `Cannot start a terminal: terminal.user_id is ${JSON.stringify(tc.userId)} but ` +
+        `${tc.identity} is the identity of ${JSON.stringify(identity.userId)}; set user_id to ` +
+        `that, or make an identity for ${JSON.stringify(tc.userId)} with mailpeer keygen --user`,
+    );
+  }
   parseHostCards(tc.hosts);
   await checkMailSecrets(tc.receive, tc.send);
   if (tc.transport === "udp") {

@@ -42,7 +42,8 @@ import type {
 } from "./config_schema.ts";
 import { MAX_TURN_SERVERS } from "../limits.ts";
 import { parseTurnUrl } from "../peer/turn_client.ts";
-import { isIPv4 } from "../message/field_rules.ts";
+import { isIPv4, userIdProblem } from "../message/field_rules.ts";
+import { emailProblem } from "../message/host_card.ts";
 import { classifyAddress } from "../net/address_class.ts";
 import { parsePeerRef } from "../message/key_fingerprint.ts";
 import type { PortMappingProtocol } from "../terminal/port_mapping/types.ts";
@@ -190,6 +191,16 @@ class Reader {
       this.fail(key, "it must be a table", `write it as a [${this.prefix}${key}] section`);
     }
     return v as Table;
+  }
+
+  /** An e-mail address (`local@domain`, one recipient). */
+  email(t: Table, key: string): string {
+    const address = this.string(t, key);
+    const problem = emailProblem(address);
+    if (problem !== undefined) {
+      this.fail(key, `${JSON.stringify(address)} is not an e-mail address (${problem})`, "fix it");
+    }
+    return address;
   }
 
   sub(key: string): Reader {
@@ -378,7 +389,7 @@ function readStore(r: Reader, t: Table): HostConfig["store"] {
 
 function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConfig {
   r.known(t, HOST_KEYS, otherRole("terminal"));
-  const email = r.string(t, "email");
+  const email = r.email(t, "email");
   return {
     email,
     keys: r.path(t, "keys", "host.keys.json"),
@@ -408,7 +419,7 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
     allowPrivateAddresses: r.bool(t, "allow_private_addresses", false),
     store: readStore(r.sub("store"), r.table(t, "store")),
     sharedMailbox: r.bool(t, "shared_mailbox", false),
-    forwardTo: r.strings(t, "forward_to"),
+    forwardTo: emails(r, t, "forward_to"),
     pool: r.strings(t, "pool"),
     acceptUnknownHosts: r.bool(t, "accept_unknown_hosts", false),
     syncIntervalMs: r.duration(t, "sync_interval", DEFAULT_SYNC_INTERVAL_MS),
@@ -419,6 +430,13 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
     receive: readReceive(r.sub("receive"), r.table(t, "receive"), email, postOffice),
     send: readSend(r.sub("send"), r.table(t, "send"), email, postOffice),
   };
+}
+
+/** A list of e-mail addresses, the bad one named by its index. */
+function emails(r: Reader, t: Table, key: string): string[] {
+  const list = r.strings(t, key);
+  list.forEach((address, i) => r.email({ [`${key}[${i}]`]: address }, `${key}[${i}]`));
+  return list;
 }
 
 /** Allow- and deny-list entries name keys: `fingerprint` or `user@fingerprint`. */
@@ -558,12 +576,20 @@ function readTurnServers(r: Reader, t: Table): TurnServerConfig[] {
   });
 }
 
+/** `terminal.user_id`: what peers see, 1 to 64 bytes without control characters. */
+function userIdOf(r: Reader, t: Table): string {
+  const userId = r.string(t, "user_id");
+  const problem = userIdProblem(userId);
+  if (problem !== undefined) r.fail("user_id", `the user id ${problem}`, "choose another user id");
+  return userId;
+}
+
 function readTerminal(r: Reader, t: Table, postOffice: string | undefined): TerminalConfig {
   r.known(t, TERMINAL_KEYS, otherRole("host"));
-  const email = r.string(t, "email");
+  const email = r.email(t, "email");
   const listen = r.optionalString(t, "listen");
   const config: TerminalConfig = {
-    userId: r.string(t, "user_id"),
+    userId: userIdOf(r, t),
     email,
     identity: r.path(t, "identity", "identity.json"),
     hosts: r.strings(t, "hosts"),

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { events, mailpeer, Running } from "../support/cli.ts";
 
-async function terminalSite(lines: string) {
+async function terminalSite(lines: string, identityOf = "alice") {
   const dir = await Deno.makeTempDir({ prefix: "mailpeer-preflight-" });
   const host = await mailpeer([
     "keygen",
@@ -21,7 +21,9 @@ async function terminalSite(lines: string) {
   });
   assert.equal(host.code, 0, host.stderr);
   const card = events(host.stdout)[0]?.card as string;
-  const alice = await mailpeer(["keygen", "--user", "alice", "-o", "alice.json"], { cwd: dir });
+  const alice = await mailpeer(["keygen", "--user", identityOf, "-o", "alice.json"], {
+    cwd: dir,
+  });
   assert.equal(alice.code, 0, alice.stderr);
   await Deno.writeTextFile(
     join(dir, "alice.toml"),
@@ -59,4 +61,24 @@ Deno.test("a terminal announcing only a private address is warned before it mail
   assert.ok(order.indexOf("warning") < order.indexOf("request-sent"), order.join(","));
   const global = await untilRequest("93.184.216.34");
   assert.deepEqual(global.filter((e) => e.event === "warning"), [], "a global address is fine");
+});
+
+Deno.test("a terminal whose identity file is another user's stops before it mails, naming both", async () => {
+  const dir = await terminalSite('address = "93.184.216.34"', "bob");
+  try {
+    const client = new Running(["client", "--json", "--config", "alice.toml"], { cwd: dir });
+    const first = await Promise.race([
+      client.status.then(() => "exited"),
+      client.waitFor((e) => e.event === "request-sent").then(() => "mailed", () => "exited"),
+    ]);
+    if (first === "mailed") await client.stop();
+    assert.equal(first, "exited", "it stopped before mailing a request");
+    assert.equal((await client.status).code, 1);
+    assert.match(
+      String(client.events.find((e) => e.event === "error")?.message),
+      /^Cannot start a terminal: terminal\.user_id is "alice" but \S+alice\.json is the identity of "bob"; set user_id to that, or make an identity for "alice" with mailpeer keygen --user$/,
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
