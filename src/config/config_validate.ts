@@ -94,12 +94,24 @@ class Reader {
       const there = elsewhere.find((e) => e.keys.includes(key));
       if (there) this.fail(key, there.problem, there.fix);
       const near = nearestKey(key, keys);
+      if (near !== undefined) {
+        this.fail(key, "it is not a known setting", `did you mean ${near}? (see docs/config.md)`);
+      }
+      // A typo of a key that belongs elsewhere: say both.
+      for (const e of elsewhere) {
+        const there = nearestKey(key, e.keys);
+        if (there !== undefined) {
+          this.fail(
+            key,
+            "it is not a known setting",
+            `did you mean ${there}? ${there} ${e.problem.replace(/^it /, "")}; ${e.fix}`,
+          );
+        }
+      }
       this.fail(
         key,
         "it is not a known setting",
-        near !== undefined
-          ? `did you mean ${near}? (see docs/config.md)`
-          : keys.length <= 4
+        keys.length <= 4
           ? `use ${keys.join(", ")} (see docs/config.md)`
           : "remove it or check its spelling in docs/config.md",
       );
@@ -297,12 +309,19 @@ function otherKinds(kinds: Record<string, readonly string[]>, kind: string): Els
   }];
 }
 
-/** Keys of the other role's section, refused as belonging there. */
+/**
+ * Keys of the other role's section, refused as belonging there, and top-level keys written
+ * below a section header (which TOML puts into that section).
+ */
 function otherRole(role: "host" | "terminal"): Elsewhere[] {
   return [{
     keys: role === "host" ? HOST_KEYS : TERMINAL_KEYS,
     problem: `it is a [${role}] setting`,
     fix: `move it to the [${role}] section`,
+  }, {
+    keys: ["network", "subject_match", "post_office"],
+    problem: "it is a top-level setting, and TOML puts every line below a [section] header into it",
+    fix: "move it above the first [section]",
   }];
 }
 

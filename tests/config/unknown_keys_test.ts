@@ -109,6 +109,24 @@ Deno.test("a key of another kind or of the other role is named as such", () => {
   );
 });
 
+Deno.test("a top-level key written below a section header is told to move up", () => {
+  assert.match(
+    refused(withLine("[terminal]", 'post_office = "po"')),
+    /^Cannot read terminal\.post_office in \S+: it is a top-level setting, and TOML puts every line below a \[section\] header into it; move it above the first \[section\]$/,
+  );
+});
+
+Deno.test("a typo of a key of another kind or role names that key and where it belongs", () => {
+  assert.match(
+    refused(withLine("[host.receive]", "idel = true")),
+    /^Cannot read host\.receive\.idel in \S+: it is not a known setting; did you mean idle\? idle is not used with kind = "local"; /,
+  );
+  assert.match(
+    refused(withLine("[terminal]", "alow_private_addresses = true")),
+    /^Cannot read terminal\.alow_private_addresses in \S+: it is not a known setting; did you mean allow_private_addresses\? allow_private_addresses is a \[host\] setting; move it to the \[host\] section$/,
+  );
+});
+
 Deno.test("a typo is reported before the missing key it hides", () => {
   assert.match(
     refused(BASE.replace('email = "host@lan.local"', 'emial = "host@lan.local"')),
