@@ -76,7 +76,12 @@ class Reader {
 
   /** The key's path, and the file when known: `host.expiry in /etc/mailpeer.toml`. */
   where(key: string): string {
-    return `${this.prefix}${key}${this.file === undefined ? "" : ` in ${this.file}`}`;
+    // A key is the file's text: quoted (and cut short) unless it is a plain TOML bare key, so
+    // that no key can break the one line or drive the terminal.
+    const shown = /^[A-Za-z0-9_-]{1,64}(?:\[\d+\])?$/.test(key)
+      ? key
+      : JSON.stringify(key.length > 64 ? `${key.slice(0, 64)}…` : key);
+    return `${this.prefix}${shown}${this.file === undefined ? "" : ` in ${this.file}`}`;
   }
 
   fail(key: string, problem: string, fix: string): never {

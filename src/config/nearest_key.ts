@@ -45,6 +45,9 @@ export function nearestKey(written: string, known: readonly string[]): string | 
   const w = norm(written);
   let best: { key: string; distance: number } | undefined;
   for (const key of known) {
+    // The distance is at least the difference in length: a long key is no typo of a short one
+    // (and a hostile key of a megabyte costs nothing).
+    if (Math.abs(w.length - key.length) > 3) continue;
     const distance = editDistance(w, norm(key));
     if (best === undefined || distance < best.distance) best = { key, distance };
   }
