@@ -63,21 +63,46 @@ Deno.test("a terminal announcing only a private address is warned before it mail
   assert.deepEqual(global.filter((e) => e.event === "warning"), [], "a global address is fine");
 });
 
-Deno.test("a terminal whose identity file is another user's stops before it mails, naming both", async () => {
+Deno.test("client, send and receive whose identity file is another user's stop before they mail, naming both", async () => {
   const dir = await terminalSite('address = "93.184.216.34"', "bob");
   try {
-    const client = new Running(["client", "--json", "--config", "alice.toml"], { cwd: dir });
-    const first = await Promise.race([
-      client.status.then(() => "exited"),
-      client.waitFor((e) => e.event === "request-sent").then(() => "mailed", () => "exited"),
-    ]);
-    if (first === "mailed") await client.stop();
-    assert.equal(first, "exited", "it stopped before mailing a request");
-    assert.equal((await client.status).code, 1);
-    assert.match(
-      String(client.events.find((e) => e.event === "error")?.message),
-      /^Cannot start a terminal: terminal\.user_id is "alice" but \S+alice\.json is the identity of "bob"; set user_id to that, or make an identity for "alice" with mailpeer keygen --user$/,
+    await Deno.writeTextFile(join(dir, "file.txt"), "hello");
+    for (const args of [["client"], ["send", "file.txt"], ["receive", "."]]) {
+      const client = new Running([...args, "--json", "--config", "alice.toml"], { cwd: dir });
+      const first = await Promise.race([
+        client.status.then(() => "exited"),
+        client.waitFor((e) => e.event === "request-sent").then(() => "mailed", () => "exited"),
+      ]);
+      if (first === "mailed") await client.stop();
+      assert.equal(first, "exited", `${args[0]} stopped before mailing a request`);
+      assert.equal((await client.status).code, 1);
+      assert.match(
+        String(client.events.find((e) => e.event === "error")?.message),
+        /^Cannot start a terminal: terminal\.user_id is "alice" but \S+alice\.json is the identity of "bob"; set user_id to that, or make an identity for "alice" with mailpeer keygen --user$/,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("combined with a broken terminal half stops before its host starts", async () => {
+  const dir = await terminalSite('address = "93.184.216.34"', "bob");
+  try {
+    const config = await Deno.readTextFile(join(dir, "alice.toml"));
+    const card = /hosts = \["([^"]+)"\]/.exec(config)![1]!;
+    // A host with a pool writes its hosts file as soon as it starts.
+    await Deno.writeTextFile(
+      join(dir, "combined.toml"),
+      config.replace(
+        "[terminal]",
+        `[host]\nemail = "host@lan.test"\npool = ["${card}"]\n[terminal]`,
+      ),
     );
+    const r = await mailpeer(["combined", "--config", "combined.toml"], { cwd: dir });
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^mailpeer: Cannot start a terminal: terminal\.user_id is "alice" /);
+    await assert.rejects(Deno.stat(join(dir, "hosts.json")), Deno.errors.NotFound);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
