@@ -13,6 +13,7 @@ import { resolveSecret } from "../config/secret.ts";
 import { ConfigError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
 import { classifyAddress } from "../net/address_class.ts";
+import { parseStunServer } from "../terminal/stun.ts";
 import { loadHostKeys, loadIdentity, parseHostCards } from "./wire.ts";
 
 /** Which roles a subcommand runs. */
@@ -64,6 +65,17 @@ async function checkTerminal(config: Config, onEvent: EventSink): Promise<void> 
     );
   }
   parseHostCards(tc.hosts);
+  tc.stunServers.forEach((server, i) => {
+    try {
+      parseStunServer(server);
+    } catch {
+      throw new ConfigError(
+        "ECONFIG",
+        `Cannot read terminal.stun_servers[${i}]: ${JSON.stringify(server)} is not a STUN ` +
+          'server; write "host:port", e.g. "stun.example.org:3478" or "[2001:db8::10]:3478"',
+      );
+    }
+  });
   await checkMailSecrets(tc.receive, tc.send);
   if (tc.transport === "udp") {
     for (const server of tc.turnServers) {

@@ -408,7 +408,15 @@ function readStore(r: Reader, t: Table): HostConfig["store"] {
   const kind = r.oneOf(t, "kind", ["file", "redis"] as const, "file");
   r.known(t, STORE_KEYS[kind], otherKinds(STORE_KEYS, kind));
   if (kind === "file") return { kind };
-  return { kind, url: r.string(t, "url"), key: r.string(t, "key", "mailpeer:table") };
+  const url = r.string(t, "url");
+  if (!URL.canParse(url) || !["redis:", "rediss:"].includes(new URL(url).protocol)) {
+    r.fail(
+      "url",
+      `${JSON.stringify(url)} is not a redis:// or rediss:// URL`,
+      'write e.g. "redis://127.0.0.1:6379"',
+    );
+  }
+  return { kind, url, key: r.string(t, "key", "mailpeer:table") };
 }
 
 function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConfig {

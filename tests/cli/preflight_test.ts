@@ -107,3 +107,19 @@ Deno.test("combined with a broken terminal half stops before its host starts", a
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a malformed STUN server is one line before anything is mailed, not a stack trace", async () => {
+  const dir = await terminalSite('address = "auto"\nstun_servers = ["stun.example.org:99999"]');
+  try {
+    const r = await mailpeer(["client", "--config", "alice.toml"], { cwd: dir });
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(
+      r.stderr,
+      'mailpeer: Cannot read terminal.stun_servers[0]: "stun.example.org:99999" is not a STUN ' +
+        'server; write "host:port", e.g. "stun.example.org:3478" or "[2001:db8::10]:3478"\n',
+    );
+    await assert.rejects(Deno.stat(join(dir, "po", "host@lan.test")), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

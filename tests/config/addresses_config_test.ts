@@ -36,3 +36,10 @@ Deno.test("a host or terminal e-mail address that is no single address is refuse
     /^Cannot read terminal\.user_id: the user id contains control characters/,
   );
 });
+
+Deno.test("a Redis store URL that is no redis:// URL is refused when read", () => {
+  refused(
+    `${HOST}email = "host@lan.local"\n[host.store]\nkind = "redis"\nurl = "127.0.0.1:6379"`,
+    /^Cannot read host\.store\.url: "127\.0\.0\.1:6379" is not a redis:\/\/ or rediss:\/\/ URL; write e\.g\. "redis:\/\/127\.0\.0\.1:6379"$/,
+  );
+});
