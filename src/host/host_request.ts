@@ -311,6 +311,7 @@ export function applyRequests(
       now: c.now,
       expiryMs: o.policy.expiryMs,
       max: o.policy.peersPerReply,
+      transports: [...new Set(candidatesOf(c.request).map((x) => x.transport))],
     });
     return { peers, size: live.length, repeat: verdict.repeat };
   });
