@@ -16,7 +16,7 @@ import {
   MAX_CANDIDATE_PRIORITY,
 } from "../limits.ts";
 import { candidatesOf } from "../message/candidate.ts";
-import type { Candidate, TransportKind } from "../message/types.ts";
+import type { Candidate, Endpoint, TransportKind } from "../message/types.ts";
 import type { PeerRow } from "./types.ts";
 
 /** Size, age and selection limits of the control table. */
@@ -198,10 +198,7 @@ export function selectPeers(
   const { now, expiryMs, max, transports } = options;
   if (!(max > 0)) return [];
   const unreachable = (row: PeerRow): number =>
-    transports === undefined ||
-      candidatesOf(row).some((c) => transports.includes(c.transport))
-      ? 0
-      : 1;
+    transports === undefined || reachableOn(row, transports) ? 0 : 1;
   return rows
     .filter((row) =>
       row.network === requester.network && row.userId !== requester.userId &&
@@ -213,6 +210,24 @@ export function selectPeers(
       (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0)
     )
     .slice(0, max);
+}
+
+/**
+ * Whether a row (or request) has a candidate on one of `transports`: a terminal dials and punches
+ * only on its own transport (docs/decisions.md "Peers on another transport").
+ */
+export function reachableOn(
+  p: { endpoints: readonly Endpoint[]; candidates?: readonly Candidate[] },
+  transports: readonly TransportKind[],
+): boolean {
+  return candidatesOf(p).some((c) => transports.includes(c.transport));
+}
+
+/** The transports a row or request has candidates on. */
+export function transportsOf(
+  p: { endpoints: readonly Endpoint[]; candidates?: readonly Candidate[] },
+): TransportKind[] {
+  return [...new Set(candidatesOf(p).map((c) => c.transport))];
 }
 
 /**
