@@ -65,6 +65,14 @@ Deno.test("after scripts/install, `mailpeer` runs by name from any directory and
     const own = await direct(["client", "--help"]);
     assert.equal(own.code, 0);
     assert.deepEqual(help, own);
+
+    // Exit codes and messages come through unchanged: 2 for a usage error, 1 for a failure.
+    const usage = await run("mailpeer", ["frobnicate"], user);
+    assert.equal(usage.code, 2);
+    assert.deepEqual(usage, await direct(["frobnicate"]));
+    const missing = await run("mailpeer", ["client", "--config", "nothere.toml"], user);
+    assert.equal(missing.code, 1);
+    assert.deepEqual(missing, await direct(["client", "--config", "nothere.toml"]));
   } finally {
     await Deno.remove(home, { recursive: true });
     await Deno.remove(elsewhere, { recursive: true });
