@@ -27,7 +27,14 @@ import {
   type SessionPortMapperOptions,
 } from "../terminal/port_mapping/session_port_mapper.ts";
 import { defaultListenAddress, type Rendezvous, Terminal } from "../terminal/terminal.ts";
-import { configOption, loadConfigFor, onSignals } from "./common.ts";
+import {
+  configOption,
+  loadConfigFor,
+  onSignals,
+  transportOption,
+  untilStopped,
+  withTransport,
+} from "./common.ts";
 import { cliSink } from "./output.ts";
 import { printable } from "./terminal_text.ts";
 import { loadIdentity, openSender, openSource, parseHostCards } from "./wire.ts";
@@ -237,24 +244,34 @@ export async function chatFromConfig(
   }
 }
 
+/** What `client` and `combined` add to their help: how a chat ends (docs/cli.md "Chat"). */
+export const CHAT_HELP = `
+Chat: type a line and Enter to send it; the peer's lines appear as "peer> text".
+Ctrl-D (end of input) ends the chat and disconnects; Ctrl-C stops at any time (exit 130).`;
+
 /** The `client` subcommand. */
 export function clientCommand() {
-  return configOption(new Command("client"))
+  return transportOption(configOption(new Command("client")))
     .description("find a peer through the host mailbox, connect, and chat")
     .option(
       "-m, --message <text>",
       "send this line, print the answer, and disconnect (default: chat from stdin)",
     )
     .option("--json", "print events as JSON lines")
+    .addHelpText("after", CHAT_HELP)
     .action(async (opts) => {
-      const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
+      const config = withTransport(
+        await loadConfigFor(opts.config, { json: opts.json ?? false }),
+        opts.transport,
+      );
       const onEvent = cliSink({ json: opts.json ?? false });
       const stop = onSignals();
-      await chatFromConfig(config, {
-        onEvent,
-        json: opts.json ?? false,
-        signal: stop.signal,
-        ...(opts.message !== undefined ? { message: opts.message } : {}),
-      });
+      await untilStopped(stop.signal, () =>
+        chatFromConfig(config, {
+          onEvent,
+          json: opts.json ?? false,
+          signal: stop.signal,
+          ...(opts.message !== undefined ? { message: opts.message } : {}),
+        }));
     });
 }

@@ -132,7 +132,8 @@ export function demoCommand() {
     )
     .action(async (opts) => {
       const dir = await Deno.makeTempDir({ prefix: "mailpeer-demo-" });
-      const sink = cliSink({ json: opts.json ?? false });
+      // The demo shows the patent's FIG. 4 steps (S10 … S38) in its narration too.
+      const sink = cliSink({ json: opts.json ?? false, steps: true });
       try {
         const result = await runDemo(dir, { onEvent: sink, transport: opts.transport });
         if (!opts.json) {

@@ -79,7 +79,7 @@ export function keygenCommand() {
       }
       if (!!opts.host === !!opts.user) {
         cmd.error(
-          "error: give exactly one of --host EMAIL, --user ID, --card or --fingerprint FILE",
+          "error: give exactly one of --host EMAIL, --user ID, --card FILE or --fingerprint FILE",
           {
             exitCode: 2,
           },
