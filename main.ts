@@ -74,7 +74,7 @@ function subcommandHelp(cmd: Command): string {
  */
 function usageLine(cmd: Command, message: string): string {
   const name = cmd.parent ? `mailpeer ${cmd.name()}` : "mailpeer";
-  const what = message.trim().replace(/^error: /, "").replace(/\.$/, "");
+  const what = message.trim().replace(/^error: /, "").replace(/\s*\n\s*/g, " ").replace(/\.$/, "");
   return `${name}: ${what}; see \`${name} --help\`\n`;
 }
 
