@@ -60,9 +60,9 @@ export function narrate(
         // The first report comes as the wait starts; later ones every few seconds.
         return now - e.sinceMs < 1000
           ? `waits for the host's ${e.for} mail (up to ${span(e.untilMs - e.sinceMs)})`
-          : `still waits for the host's ${e.for} mail: ${span(now - e.sinceMs)} so far, up to ${
-            span(Math.max(0, e.untilMs - now))
-          } more`;
+          : `still waits for the host's ${e.for} mail: ${span(now - e.sinceMs)} so far, ${
+            e.untilMs - now < 1000 ? "less than a second" : span(e.untilMs - now)
+          } left`;
       case "request-received":
         return `opened a valid request from ${e.userId}`;
       case "table-updated":
