@@ -109,7 +109,7 @@ export async function rendezvousFromConfig(
       } has no [terminal] section; add one (see docs/config.md)`,
     );
   }
-  const identity = await loadIdentity(tc.identity);
+  const identity = await loadIdentity(tc.identity, { userId: tc.userId });
   const hosts = parseHostCards(tc.hosts);
   // An explicit address is announced as it is. "auto": a global interface address, and the
   // STUN mapping of the listening port, which the terminal asks for itself (from that port).

@@ -114,8 +114,11 @@ export async function openSource(
   }
 }
 
-/** Reads a private key file, refusing one that other users may read ({@link checkKeyFileMode}). */
-async function readKeyFile(path: string, what: string): Promise<string> {
+/**
+ * Reads a private key file, refusing one that other users may read ({@link checkKeyFileMode}).
+ * `create` is the keygen command that makes it, named when the file is missing.
+ */
+async function readKeyFile(path: string, what: string, create: string): Promise<string> {
   try {
     using file = await Deno.open(path, { read: true });
     // The mode of the file opened, not of whatever the path names a moment later.
@@ -128,26 +131,33 @@ async function readKeyFile(path: string, what: string): Promise<string> {
     return new TextDecoder().decode(concatBytes(...chunks));
   } catch (err) {
     if (isMailpeerError(err)) throw err;
+    const problem = err instanceof Deno.errors.NotFound
+      ? "it does not exist"
+      : (err as Error).message;
     throw new ConfigError(
       "ECONFIG",
-      `Cannot read the ${what} ${path}: ${
-        (err as Error).message
-      }; create it with \`mailpeer keygen\``,
-      {
-        cause: err,
-      },
+      `Cannot read the ${what} ${path}: ${problem}; create it with \`${create} -o ${path}\``,
+      { cause: err },
     );
   }
 }
 
-/** Loads the host's key file. */
-export async function loadHostKeys(path: string): Promise<HostKeys> {
-  return await decodeHostKeys(await readKeyFile(path, "host key file"));
+/** Loads the host's key file; `email` (the host's address) completes the keygen hint. */
+export async function loadHostKeys(
+  path: string,
+  options: { email?: string } = {},
+): Promise<HostKeys> {
+  const create = `mailpeer keygen --host ${options.email ?? "EMAIL"}`;
+  return await decodeHostKeys(await readKeyFile(path, "host key file", create));
 }
 
-/** Loads a terminal's identity key file. */
-export async function loadIdentity(path: string): Promise<IdentityKeys> {
-  return await decodeIdentityKeys(await readKeyFile(path, "identity key file"));
+/** Loads a terminal's identity key file; `userId` completes the keygen hint. */
+export async function loadIdentity(
+  path: string,
+  options: { userId?: string } = {},
+): Promise<IdentityKeys> {
+  const create = `mailpeer keygen --user ${options.userId ?? "ID"}`;
+  return await decodeIdentityKeys(await readKeyFile(path, "identity key file", create));
 }
 
 /** Parses the host cards of a terminal configuration, naming the bad one. */
