@@ -58,12 +58,12 @@ export function keygenCommand() {
           new TextEncoder().encode(typeof s === "string" ? s + "\n" : JSON.stringify(s) + "\n"),
         );
       if (opts.card) {
-        const card = formatHostCard(hostCardOf(await loadHostKeys(opts.card)));
+        const card = formatHostCard(hostCardOf(await loadHostKeys(opts.card, { existing: true })));
         await out(opts.json ? { event: "host-card", card } : card);
         return;
       }
       if (opts.fingerprint) {
-        const keys = await loadIdentity(opts.fingerprint);
+        const keys = await loadIdentity(opts.fingerprint, { existing: true });
         const peer = formatPeerRef(keys.userId, keys.ed25519.publicKey);
         await out(
           opts.json

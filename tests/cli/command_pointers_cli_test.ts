@@ -22,6 +22,13 @@ Deno.test("a damaged host card points to `mailpeer keygen --card`, which prints 
     const shown = await mailpeer(pointer!.split(" ").slice(1), { cwd: dir });
     assert.equal(shown.code, 0, shown.stderr);
     assert.equal(shown.stdout.trim(), card);
+    // A wrong path there is a wrong path: never advice to make new host keys (new cards).
+    const typo = await mailpeer(["keygen", "--card", "hots.keys.json"], { cwd: dir });
+    assert.equal(typo.code, 1);
+    assert.equal(
+      typo.stderr,
+      "mailpeer: Cannot read the host key file hots.keys.json: it does not exist; check the path\n",
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

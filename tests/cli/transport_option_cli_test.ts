@@ -20,7 +20,7 @@ Deno.test("--transport udp makes a TCP-configured client, sender or receiver lis
         cwd: dir,
       });
       const listening = await run.waitFor((e) => e.event === "listening");
-      assert.equal((listening.endpoint as { transport: string }).transport, "udp", args[0]);
+      assert.equal((listening.endpoint as { transport: string }).transport, "udp", args[0]!);
       assert.equal((await run.stop("SIGINT")).code, 130, run.stderr);
     }
     const tcp = new Running(["client", "--config", "bob.toml", "--json"], { cwd: dir });
