@@ -218,6 +218,12 @@ export async function chatOver(
     if (line !== null) show(line);
     await link.close();
   } else {
+    if (!options.json) {
+      // A person who just saw "connected" needs to know the chat has begun (docs/cli.md "Chat").
+      Deno.stderr.writeSync(new TextEncoder().encode(printable(
+        `chat with ${peer}: type a line and Enter to send it; Ctrl-D ends the chat\n`,
+      )));
+    }
     await runChat(link, {
       input: stdinLines(),
       onLine: show,
