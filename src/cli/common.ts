@@ -7,6 +7,7 @@
 import { type Command, Option } from "@commander-js/extra-typings";
 import type { Config } from "../config/config_schema.ts";
 import { loadConfig } from "../config/config.ts";
+import { ConfigError } from "../errors.ts";
 import type { TransportKind } from "../message/types.ts";
 import { cliSink } from "./output.ts";
 
@@ -39,10 +40,41 @@ export function withTransport(config: Config, transport: TransportKind | undefin
   return { ...config, terminal: { ...config.terminal, transport } };
 }
 
-/** The configuration path a run uses: --config, else $MAILPEER_CONFIG (when set), else ./mailpeer.toml. */
-export function configPath(option: string | undefined): string {
+/**
+ * The configuration path a run uses, and where it came from: --config, else $MAILPEER_CONFIG
+ * (when set and not empty), else ./mailpeer.toml.
+ */
+export function configPath(
+  option: string | undefined,
+): { path: string; from: "--config" | "$MAILPEER_CONFIG" | "default" } {
+  if (option !== undefined) return { path: option, from: "--config" };
   const fromEnv = Deno.env.get("MAILPEER_CONFIG");
-  return option ?? (fromEnv ? fromEnv : "mailpeer.toml");
+  if (fromEnv) return { path: fromEnv, from: "$MAILPEER_CONFIG" };
+  return { path: "mailpeer.toml", from: "default" };
+}
+
+/**
+ * A configuration file that is not there, said with where the name came from: a first run
+ * without --config should learn about --config and $MAILPEER_CONFIG, not "check the --config
+ * path" of an option it never gave.
+ */
+async function checkConfigExists(found: ReturnType<typeof configPath>): Promise<void> {
+  try {
+    await Deno.stat(found.path);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) return; // loadConfig names other problems
+    const why = found.from === "--config"
+      ? "check the --config path"
+      : found.from === "$MAILPEER_CONFIG"
+      ? "it is named by $MAILPEER_CONFIG; fix or unset that variable"
+      : "no --config was given and $MAILPEER_CONFIG is not set; pass --config FILE, or write " +
+        "./mailpeer.toml (docs/config.md)";
+    throw new ConfigError(
+      "ECONFIG",
+      `Cannot read the configuration ${found.path}: it does not exist; ${why}`,
+      { cause: err },
+    );
+  }
 }
 
 /**
@@ -54,7 +86,9 @@ export async function loadConfigFor(
   path: string | undefined,
   options: { json?: boolean } = {},
 ): Promise<Config> {
-  const config = await loadConfig(configPath(path));
+  const found = configPath(path);
+  await checkConfigExists(found);
+  const config = await loadConfig(found.path);
   const sink = cliSink({ json: options.json ?? false });
   for (const message of config.warnings ?? []) sink({ event: "warning", message });
   return config;
