@@ -53,6 +53,11 @@ export type MailpeerEvent =
      */
     | { event: "path-changed"; peer: string; from: PathKind; path: PathKind; remote: Endpoint }
     | { event: "connect-failed"; peer: string; code: string; message: string }
+    /**
+     * A listed peer was not tried: it has no candidate on this terminal's transport
+     * (`transports` are the ones it announced). No notice follows: it did not fail.
+     */
+    | { event: "peer-skipped"; peer: string; transports: TransportKind[]; reason: string }
     | { event: "notice-sent"; to: string[]; failed: string[] }
     | { event: "standby"; endpoint: Endpoint; untilMs: number }
     | { event: "message"; from: string; text: string }

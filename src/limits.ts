@@ -392,21 +392,40 @@ export const PATH_MAX_PATHS = 8;
 /** Outstanding PATH_CHALLENGE tokens one link remembers; the oldest is forgotten first. */
 export const PATH_MAX_TOKENS = 4096;
 /**
- * Auxiliary sockets one spray opens (docs/nat.md "One hard NAT"): with 256 mappings open on the
- * hard NAT, 2048 random probes from the other side hit one with probability 1 − (1 − 256/64512)^2048
- * ≈ 99.97 %.
+ * Auxiliary sockets a spray opens per mapping of the peer it aims at (docs/nat.md "One hard
+ * NAT"): with 256 mappings open on the hard NAT towards the right one, 2048 random probes from
+ * the other side hit one with probability 1 − (1 − 256/64512)^2048 ≈ 99.97 %.
  */
-export const PATH_SPRAY_SOCKETS = 256;
+export const PATH_SPRAY_SOCKETS_PER_MAPPING = 256;
+/** Auxiliary sockets one spray opens at most (two mappings aimed at). */
+export const PATH_SPRAY_SOCKETS = 512;
 /** Random ports one spray challenges in all. */
 export const PATH_SPRAY_PROBES = 2048;
 /** Addresses of the peer one spray scans (its NAT's addresses). */
 export const PATH_SPRAY_ADDRESSES = 2;
-/** Delay between two random probes of a spray, in ms (500 a second: 2048 take about 4 s). */
-export const PATH_SPRAY_PACE_MS = 2;
+/**
+ * A spray's random probes leave `PATH_SPRAY_BURST` at a time every `PATH_SPRAY_PACE_MS`: 500 a
+ * second, 2048 in about 4 s, without depending on millisecond timers.
+ */
+export const PATH_SPRAY_PACE_MS = 8;
+/** Random probes per tick of a spray. */
+export const PATH_SPRAY_BURST = 4;
 /** How long a spray runs when the caller gives no window, in ms. */
 export const PATH_SPRAY_WINDOW_MS = 10_000;
+/** How often a link that moved to a direct path checks that it still hears the peer, in ms. */
+export const PATH_WATCH_MS = 1_000;
+/**
+ * Silence on a direct path a link moved to after which it challenges that path, in ms (a live
+ * peer answers at once; a quiet chat costs one small challenge every few seconds).
+ */
+export const PATH_QUIET_MS = 3_000;
+/**
+ * Silence after which a link falls back to the relayed path it left, in ms: well below the
+ * reliable stream's stall timeout and the keepalive's idle timeout, so the session survives.
+ */
+export const PATH_DEAD_MS = 6_000;
 /** Auxiliary sockets one listener holds at once (a spray's, and the winners of earlier ones). */
-export const LISTENER_MAX_AUX_SOCKETS = 512;
+export const LISTENER_MAX_AUX_SOCKETS = 1024;
 /**
  * `terminal.upgrade_interval` default, in ms: how often a terminal on a relayed session looks for
  * a direct path again (re-learns its mapping, tells the peer, probes).

@@ -110,6 +110,8 @@ export function narrate(
           : "";
         return `${e.peer} connected ${over}${since}`;
       }
+      case "peer-skipped":
+        return `did not try ${e.peer}: ${e.reason}`;
       case "path-changed":
         return `moved the session with ${e.peer} from the ${e.from} path to a ${e.path} path to ${
           ep(e.remote)

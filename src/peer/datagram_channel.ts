@@ -141,6 +141,11 @@ export class DatagramFrameChannel implements FrameChannel {
     this.#lastHeard = options.clock.now();
   }
 
+  /** When the last authentic control or path frame came from the peer (by the injected clock). */
+  get lastHeard(): number {
+    return this.#lastHeard;
+  }
+
   /** What a listener keeps after close to answer duplicates; see {@link ChannelRecord}. */
   get record(): ChannelRecord {
     return this.#record;

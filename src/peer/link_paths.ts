@@ -29,14 +29,18 @@
 import { toBase64 } from "../message/base64.ts";
 import type { Endpoint } from "../message/types.ts";
 import {
+  PATH_DEAD_MS,
   PATH_LEARNED_WINDOW_MS,
   PATH_MAX_PATHS,
   PATH_MAX_TOKENS,
+  PATH_QUIET_MS,
   PATH_SPRAY_ADDRESSES,
+  PATH_SPRAY_BURST,
   PATH_SPRAY_PACE_MS,
   PATH_SPRAY_PROBES,
   PATH_SPRAY_SOCKETS,
   PATH_SPRAY_WINDOW_MS,
+  PATH_WATCH_MS,
   PUNCH_MAX_CANDIDATES,
   PUNCH_MAX_WINDOW_MS,
   PUNCH_STAGGER_MS,
@@ -144,7 +148,7 @@ export interface PathControl {
    * NAT"): opens `sockets` auxiliary sockets that challenge the peer's mappings in `aim` with the
    * backoff, so that a NAT mapping per destination opens as many ports towards the peer; and
    * challenges `probes` random ports (1024–65535) of the addresses in `scan` once each,
-   * `PATH_SPRAY_PACE_MS` apart, so that a NAT mapping once opens its filter towards as many of
+   * `PATH_SPRAY_BURST` every `PATH_SPRAY_PACE_MS`, so that a NAT mapping once opens its filter towards as many of
    * the other NAT's ports. Whichever end has the hard NAT, one half meets the other's. Resolves
    * like {@link probe}; the sockets that did not win close when the window ends. `RangeError`
    * beyond the bounds (`PATH_SPRAY_SOCKETS`, `PATH_SPRAY_PROBES`, `PATH_SPRAY_ADDRESSES`).
@@ -192,6 +196,11 @@ export interface PathCarrier {
   openSockets?(count: number): number[];
   /** Closes auxiliary sockets this link opened. */
   closeSockets?(ports: readonly number[]): void;
+  /**
+   * When the last authentic frame came from the peer, by `clock` (the channel's keepalive
+   * bookkeeping): a moved link watches it to fall back when its new path dies.
+   */
+  heardAt?(): number;
 }
 
 /** One running probe (or the probing of learned paths): its window and its outcome. */
@@ -216,6 +225,9 @@ export class LinkPaths implements PathControl {
   /** The peer's relayed addresses (`markRelayed`), as path keys of the direct route. */
   #peerRelays = new Set<string>();
   #spraying = false;
+  /** The relayed path the link left for a direct one: where it goes back if that one dies. */
+  #fallback: LinkPath | null = null;
+  #watching: AbortController | null = null;
 
   constructor(carrier: PathCarrier, initial: LinkPath) {
     this.#carrier = carrier;
@@ -342,11 +354,13 @@ export class LinkPaths implements PathControl {
       if (scan.length === 0 || probes === 0) return;
       (async () => {
         const random = this.#carrier.random ?? systemRandom;
-        for (let j = 0; j < probes && !round.stop.signal.aborted; j++) {
-          const r = random(2);
-          const port = 1024 + ((r[0]! << 8 | r[1]!) % (65536 - 1024));
-          const remote: Endpoint = { transport: "udp", address: scan[j % scan.length]!, port };
-          this.#challengeOnce({ route: "direct", remote });
+        for (let j = 0; j < probes && !round.stop.signal.aborted;) {
+          for (const end = Math.min(probes, j + PATH_SPRAY_BURST); j < end; j++) {
+            const r = random(2);
+            const port = 1024 + ((r[0]! << 8 | r[1]!) % (65536 - 1024));
+            const remote: Endpoint = { transport: "udp", address: scan[j % scan.length]!, port };
+            this.#challengeOnce({ route: "direct", remote });
+          }
           await this.#carrier.clock.sleep(PATH_SPRAY_PACE_MS, round.stop.signal);
         }
       })().catch(() => {});
@@ -413,6 +427,7 @@ export class LinkPaths implements PathControl {
   close(): void {
     if (this.#closed.signal.aborted) return;
     this.#closed.abort();
+    this.#watching?.abort();
     for (const round of [...this.#rounds]) this.#end(round, null);
   }
 
@@ -421,6 +436,9 @@ export class LinkPaths implements PathControl {
     const { token } = decodePathProbe(plaintext);
     const answer = encodePathProbe({ token, endpoint: via.remote });
     this.#carrier.send(FrameType.PATH_RESPONSE, answer, via).catch(() => {});
+    // The peer speaks by the relay we left: our direct path no longer reaches it.
+    const back = this.#fallback;
+    if (back && pathKey(via) === pathKey(back) && !this.relayed) return this.#fallBack();
     if (!this.#admit(via) || this.#rank(via) <= this.#rank(this.#active)) return;
     // The peer reaches us this way: challenge it back, so our side validates it too.
     const key = pathKey(via);
@@ -442,11 +460,55 @@ export class LinkPaths implements PathControl {
     this.#tokens.delete(id);
     this.#admit(via);
     if (this.#rank(via) <= this.#rank(this.#active)) return;
-    const move: PathMove = { from: this.#active, to: via, observed: endpoint };
-    this.#active = via;
-    this.#carrier.use(via);
+    this.#move({ from: this.#active, to: via, observed: endpoint });
+  }
+
+  #move(move: PathMove): void {
+    this.#active = move.to;
+    this.#carrier.use(move.to);
+    if (this.#rank(move.to) > this.#rank(move.from)) {
+      this.#fallback = move.from;
+      this.#watch();
+    } else {
+      this.#watching?.abort();
+      this.#watching = null;
+    }
     for (const round of [...this.#rounds]) this.#end(round, move);
     for (const listener of this.#moves) listener(move);
+  }
+
+  /**
+   * Back to the relayed path the link left, when the direct one went silent (below) or the peer
+   * came back that way. The peer hears it: a challenge goes out by the relay at once.
+   */
+  #fallBack(): void {
+    const back = this.#fallback;
+    if (!back || this.#closed.signal.aborted || !this.#rank(this.#active)) return;
+    this.#move({ from: this.#active, to: back, observed: back.remote });
+    this.#challengeOnce(back);
+  }
+
+  /**
+   * While the link runs on a direct path it moved to, checks every `PATH_WATCH_MS` when the
+   * peer was last heard: after `PATH_QUIET_MS` of silence it challenges the path (a live peer
+   * answers at once), after `PATH_DEAD_MS` it falls back to the relay. Needs `heardAt`.
+   */
+  #watch(): void {
+    const heardAt = this.#carrier.heardAt;
+    if (!heardAt) return;
+    this.#watching?.abort();
+    const stop = new AbortController();
+    this.#watching = stop;
+    const signal = AbortSignal.any([stop.signal, this.#closed.signal]);
+    const { clock } = this.#carrier;
+    (async () => {
+      while (!signal.aborted) {
+        await clock.sleep(PATH_WATCH_MS, signal);
+        const silent = clock.now() - heardAt();
+        if (silent >= PATH_DEAD_MS) return this.#fallBack();
+        if (silent >= PATH_QUIET_MS) this.#challengeOnce(this.#active);
+      }
+    })().catch(() => {});
   }
 
   #admit(path: LinkPath): boolean {

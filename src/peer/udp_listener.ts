@@ -427,6 +427,7 @@ export class UdpPeerListener implements PeerListener {
       send: (type, plaintext, path) => peer.channel.sendPath(type, plaintext, path),
       admit: (path) => this.#admitPath(peer, path),
       use: (path) => peer.path = path,
+      heardAt: () => peer.channel.lastHeard,
       openSockets: (count) => {
         const ports = this.#openAux(count);
         for (const p of ports) peer.aux.add(p);

@@ -18,7 +18,12 @@
  * @module
  */
 import type { EventSink } from "../events.ts";
-import { PATH_LEARNED_WINDOW_MS, PATH_SPRAY_ADDRESSES, PUNCH_MAX_CANDIDATES } from "../limits.ts";
+import {
+  PATH_LEARNED_WINDOW_MS,
+  PATH_SPRAY_ADDRESSES,
+  PATH_SPRAY_SOCKETS_PER_MAPPING,
+  PUNCH_MAX_CANDIDATES,
+} from "../limits.ts";
 import type { Logger } from "../log.ts";
 import type { Candidate, Endpoint } from "../message/types.ts";
 import type { PathCandidate, PathControl, PathMove } from "../peer/link_paths.ts";
@@ -134,8 +139,7 @@ export function keepUpgrading(o: UpgradeOptions): void {
   const peer = o.link.remote.userId;
   let theirs = directOf(o.peerCandidates).slice(0, PUNCH_MAX_CANDIDATES);
   const acceptable = vouchedClasses(o.peerCandidates);
-  const stop = new AbortController();
-  const signal = AbortSignal.any([stop.signal, ...(o.signal ? [o.signal] : [])]);
+  const signal = AbortSignal.any([paths.ended, ...(o.signal ? [o.signal] : [])]);
   const window = Math.min(o.intervalMs, PATH_LEARNED_WINDOW_MS);
   // The birthday spray (docs/nat.md "One hard NAT"): once per new set of mappings on either
   // side, when probing alone found nothing; a newer set replaces a spray still running.
@@ -153,7 +157,8 @@ export function keepUpgrading(o: UpgradeOptions): void {
     const current = new AbortController();
     spraying = current;
     o.logger.log("debug", `spraying towards ${list(aim)}`);
-    paths.spray({ aim, scan, signal: AbortSignal.any([signal, current.signal]) })
+    const sockets = PATH_SPRAY_SOCKETS_PER_MAPPING * aim.length;
+    paths.spray({ aim, scan, sockets, signal: AbortSignal.any([signal, current.signal]) })
       .catch(() => null)
       .finally(() => {
         if (spraying === current) spraying = null;
@@ -166,19 +171,29 @@ export function keepUpgrading(o: UpgradeOptions): void {
     o.logger.log("debug", `${peer} announced ${list(usable)}; probing`);
     paths.probe(usable, { windowMs: window, signal }).then((moved) => moved ?? spray(), () => {});
   });
+  // Each move, up to a direct path or back down to the relay when that one died, is an event;
+  // the rounds pause while the session runs direct and go on once it is relayed again.
+  let kind = o.path;
+  let moved!: () => void;
+  let nextMove = new Promise<void>((resolve) => moved = resolve);
   const offMove = paths.onMove((move) => {
-    stop.abort();
-    o.onEvent({
-      event: "path-changed",
-      peer,
-      from: o.path,
-      path: movedPathKind(move, theirs, o.ownCandidates),
-      remote: move.to.remote,
-    });
+    const to = paths.relayed ? "relayed" : movedPathKind(move, theirs, o.ownCandidates);
+    o.onEvent({ event: "path-changed", peer, from: kind, path: to, remote: move.to.remote });
+    kind = to;
+    moved();
+    nextMove = new Promise<void>((resolve) => moved = resolve);
+  });
+  const ended = new Promise<void>((resolve) => {
+    if (signal.aborted) resolve();
+    signal.addEventListener("abort", () => resolve(), { once: true });
   });
   const own = directOf(o.ownCandidates);
   (async () => {
-    while (!signal.aborted && paths.relayed && !paths.closed) {
+    while (!signal.aborted && !paths.closed) {
+      if (!paths.relayed) {
+        await Promise.race([nextMove, ended]);
+        continue;
+      }
       const started = o.clock.now();
       const mappings = await o.learnMappings(signal).catch(() => []);
       const fresh = mappings.map((m): PathCandidate => ({ ...m, transport: "udp", kind: "srflx" }));

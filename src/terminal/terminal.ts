@@ -481,7 +481,9 @@ export class Terminal {
    * announced typed candidates punches back once the host's introduction reaches it, so it is
    * punched to from the listener's socket (UDP) or port (TCP, docs/nat.md "TCP simultaneous
    * open") for `punchWindowMs`; meanwhile the listener answers no one else. Other peers (a
-   * version 1 peer) are dialled candidate after candidate. Every peer that fails gets a notice.
+   * version 1 peer) are dialled candidate after candidate. Every peer that fails gets a notice;
+   * a peer with no candidate on this terminal's transport is skipped with a `peer-skipped` event
+   * and no notice (docs/decisions.md "Peers on another transport").
    */
   async #connectAny(
     reply: ReplyPayload,
@@ -494,13 +496,20 @@ export class Terminal {
       for (const peer of choosePeers(reply.peers, o.policy)) {
         // The peer's candidates on our transport, best first, IPv6 and IPv4 interleaved
         // (happy_eyeballs.ts; a version 1 peer's endpoints are its host candidates, in order).
+        const all = candidatesOf(peer);
         const candidates = punchOrder(
-          candidatesOf(peer).filter((c) => c.transport === o.transport.kind),
+          all.filter((c) => c.transport === o.transport.kind),
           { families: socketFamilies(listener.endpoint.address) },
         );
+        // A peer this transport cannot reach is skipped, never reported: it was not tried
+        // (docs/decisions.md "Peers on another transport").
+        if (candidates.length === 0) {
+          this.#skipped(peer.userId, all);
+          continue;
+        }
         // A punch covers every candidate at once; a plain dial takes them one after another.
         const attempts: (() => Promise<Connected>)[] =
-          listener.punch && peer.candidates !== undefined && candidates.length > 0
+          listener.punch && peer.candidates !== undefined
             ? [() => this.#punch(listener, peer, candidates, o.punchWindowMs, signal)]
             : candidates.map((candidate) => () => this.#dial(peer, candidate, signal));
         let lastError: unknown;
@@ -635,6 +644,22 @@ export class Terminal {
       : [kindIn(peerCandidates, link.remote.endpoint), kindIn(this.#own, reached)];
     if (initiatorDialled === "relayed" || otherEnd === "relayed") return "relayed";
     return otherEnd === "mapped" ? "mapped" : initiatorDialled;
+  }
+
+  /** Says why a listed peer is not tried: none of its candidates is on this transport. */
+  #skipped(peer: string, candidates: readonly Candidate[]): void {
+    const mine = this.#o.transport.kind;
+    const theirs = [...new Set(candidates.map((c) => c.transport))];
+    this.#o.onEvent({
+      event: "peer-skipped",
+      peer,
+      transports: theirs,
+      reason: theirs.length === 0
+        ? "it announced no address"
+        : `it listens on ${
+          theirs.map((t) => t.toUpperCase()).join(" and ")
+        } only and this terminal uses ${mine.toUpperCase()}; both ends need the same terminal.transport`,
+    });
   }
 
   #failed(peer: string, err: { code: string; message: string }): void {

@@ -31,8 +31,12 @@ const sha = async (bytes: Uint8Array<ArrayBuffer>) =>
   Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)))
     .map((x) => x.toString(16).padStart(2, "0")).join("");
 
-/** Symmetric × symmetric, relayed; router B switches to `to` once both ends are connected. */
-async function upgrade(to: string, size: number): Promise<void> {
+/**
+ * Symmetric × symmetric, relayed; router B switches to `to` once both ends are connected. With
+ * `thenBack`, router B turns symmetric again once both moved: the direct path dies, and both
+ * ends fall back to the relay.
+ */
+async function upgrade(to: string, size: number, thenBack = false): Promise<void> {
   const lab = LAB!;
   const content = new Uint8Array(size);
   for (let at = 0; at < content.length; at += 65536) {
@@ -85,22 +89,33 @@ async function upgrade(to: string, size: number): Promise<void> {
     assert.deepEqual(connected.map((e) => e.path), ["relayed", "relayed"], said(alice));
     // The NAT of router B changes under the running session.
     await natlab("switch", "rtb", to);
+    if (thenBack) {
+      await Promise.all([
+        alice.waitFor((e) => e.event === "path-changed"),
+        bob.waitFor((e) => e.event === "path-changed"),
+      ]);
+      await natlab("switch", "rtb", "symmetric");
+    }
     const [aliceEnd, bobEnd] = await Promise.all([alice.status, bob.status]);
     assert.equal(aliceEnd.code, 0, said(alice));
     assert.equal(bobEnd.code, 0, said(bob));
     for (const who of [alice, bob] as const) {
       const moved = of(who.events, "path-changed");
-      assert.equal(moved.length, 1, said(who));
+      assert.equal(moved.length, thenBack ? 2 : 1, said(who));
+      if (thenBack) {
+        assert.equal(moved[1]!.from, "punched", said(who));
+        assert.equal(moved[1]!.path, "relayed", said(who));
+      }
       assert.equal(moved[0]!.from, "relayed");
       assert.equal(moved[0]!.path, "punched", said(who));
       // The peer's side of the new path is its router's WAN address, not the relay.
       const wan: string = who === alice ? lab.routers.rtb.wan : lab.routers.rta.wan;
       assert.equal((moved[0]!.remote as { address: string }).address, wan, said(who));
     }
-    // The move came while the file was crossing, and not a byte was lost.
+    // The moves came while the file was crossing, and not a byte was lost.
     const events = alice.events.map((e) => e.event);
     assert.ok(
-      events.indexOf("path-changed") < events.indexOf("file-transferred"),
+      events.lastIndexOf("path-changed") < events.indexOf("file-transferred"),
       `alice moved after the transfer: ${events.join(", ")}`,
     );
     const sent = of(alice.events, "file-transferred")[0];
@@ -139,3 +154,20 @@ for (
     },
   });
 }
+
+Deno.test({
+  name:
+    "behind two symmetric NATs a transfer that moved to a direct path falls back to the relay " +
+    "when router B turns symmetric again, and the file arrives whole",
+  ignore: MISSING !== undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await natlab("setnat", "symmetric", "symmetric");
+    try {
+      await upgrade("restricted", 64 * 1024 * 1024, true);
+    } finally {
+      await natlab("setnat", "port-restricted", "port-restricted");
+    }
+  },
+});

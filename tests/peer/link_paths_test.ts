@@ -241,7 +241,7 @@ Deno.test("a spray opens its sockets towards the peer's mappings and scans only 
     windowMs: 1_000,
   });
   assert.deepEqual(t.opened, [40_000, 40_001, 40_002, 40_003]);
-  // Sockets i aim at mapping i mod 2 (staggered by 1 ms); 10 random probes, 2 ms apart.
+  // Sockets i aim at mapping i mod 2 (staggered by 1 ms); 10 random probes, 4 every 8 ms.
   for (let ms = 0; ms < 40; ms++) {
     await t.clock.sleeping(1);
     t.clock.advance(1);
@@ -306,7 +306,7 @@ Deno.test("the auxiliary socket whose path won a spray stays open; the others cl
 Deno.test("a spray is bounded and runs one at a time", async () => {
   const t = sprayable();
   const aim = [{ ...DIRECT.remote, kind: "srflx" as const }];
-  assert.throws(() => t.paths.spray({ aim, scan: [], sockets: 257 }), /0 to 256/);
+  assert.throws(() => t.paths.spray({ aim, scan: [], sockets: 513 }), /0 to 512/);
   assert.throws(() => t.paths.spray({ aim, scan: [], probes: 2049 }), /0 to 2048/);
   assert.throws(() => t.paths.spray({ aim, scan: ["a", "b", "c"] }), /at most 2/);
   assert.throws(() => t.paths.spray({ aim: [], scan: [] }), /1 to 8/);
@@ -317,4 +317,76 @@ Deno.test("a spray is bounded and runs one at a time", async () => {
   t.clock.advance(100);
   assert.equal(await first, null);
   assert.deepEqual(t.closed, [40_000]);
+});
+
+/** A link moved from RELAY to DIRECT, with a `heard` time the test sets. */
+async function moved() {
+  const clock = new ManualClock();
+  const sent: { type: PathFrameType; plaintext: Uint8Array; path: LinkPath }[] = [];
+  const used: LinkPath[] = [];
+  const state = { heard: clock.now() };
+  const paths = new LinkPaths({
+    clock,
+    backoff: () => 100,
+    send: (type, plaintext, path) => (sent.push({ type, plaintext, path }), Promise.resolve()),
+    admit: () => true,
+    use: (path) => void used.push(path),
+    heardAt: () => state.heard,
+  }, RELAY);
+  const moves: PathMove[] = [];
+  paths.onMove((m) => moves.push(m));
+  const probing = paths.probe([DIRECT.remote], { windowMs: 5_000 });
+  const { token } = decodePathProbe(sent[0]!.plaintext);
+  paths.received(
+    FrameType.PATH_RESPONSE,
+    encodePathProbe({ token, endpoint: OTHER.remote }),
+    DIRECT,
+  );
+  await probing;
+  sent.length = 0;
+  return { clock, sent, used, state, paths, moves };
+}
+
+Deno.test("a moved link that stops hearing its peer challenges the path, then falls back to the relay", async () => {
+  const t = await moved();
+  // Heard a second ago each time the watch looks: nothing happens.
+  for (let s = 0; s < 5; s++) {
+    await t.clock.sleeping(1);
+    t.clock.advance(1_000);
+    t.state.heard = t.clock.now();
+  }
+  assert.equal(t.sent.length, 0);
+  // Silence: after 3 s a challenge by the direct path, after 6 s back to the relay.
+  for (let s = 0; s < 3; s++) {
+    await t.clock.sleeping(1);
+    t.clock.advance(1_000);
+  }
+  await t.clock.sleeping(1); // the watch looked, and sleeps again
+  assert.deepEqual(t.sent.map((x) => [x.type, x.path]), [[FrameType.PATH_CHALLENGE, DIRECT]]);
+  const back = new Promise((resolve) => t.paths.onMove(resolve));
+  for (let s = 0; s < 3; s++) {
+    await t.clock.sleeping(1);
+    t.clock.advance(1_000);
+  }
+  await back;
+  assert.deepEqual(t.moves.at(-1), { from: DIRECT, to: RELAY, observed: RELAY.remote });
+  assert.deepEqual(t.used, [DIRECT, RELAY]);
+  assert.equal(t.paths.relayed, true);
+  // The peer learns it: a challenge by the relay.
+  assert.deepEqual(t.sent.at(-1)?.path, RELAY);
+  assert.equal(t.sent.at(-1)?.type, FrameType.PATH_CHALLENGE);
+});
+
+Deno.test("a moved link falls back at once when the peer's challenge comes by the relay it left", async () => {
+  const t = await moved();
+  const token = crypto.getRandomValues(new Uint8Array(8));
+  t.paths.received(
+    FrameType.PATH_CHALLENGE,
+    encodePathProbe({ token, endpoint: RELAY.remote }),
+    RELAY,
+  );
+  assert.equal(t.paths.relayed, true);
+  assert.deepEqual(t.moves.at(-1)?.to, RELAY);
+  assert.equal(t.sent[0]!.type, FrameType.PATH_RESPONSE); // answered first, by the relay
+  assert.deepEqual(t.sent[0]!.path, RELAY);
 });

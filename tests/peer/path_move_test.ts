@@ -11,7 +11,8 @@ import { FrameType } from "../../src/peer/frame.ts";
 import type { PathMove } from "../../src/peer/link_paths.ts";
 import { TurnClient } from "../../src/peer/turn_client.ts";
 import type { PeerLink } from "../../src/peer/types.ts";
-import { UdpTransport } from "../../src/peer/udp_transport.ts";
+import { UdpTransport, type UdpTransportOptions } from "../../src/peer/udp_transport.ts";
+import { PEER_FRAME_VERSION } from "../../src/limits.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
 import { REAL_TURN } from "../support/coturn.ts";
 import { silentPort } from "../support/silent_udp.ts";
@@ -50,11 +51,11 @@ function nextMove(link: PeerLink): Promise<PathMove> {
  * Listener A speaks through its relay on the loopback coturn; B reaches it only there (A's
  * direct candidate for B is a closed NAT). `crossed()` counts what coturn sent to A's socket.
  */
-async function relayedPair() {
+async function relayedPair(options: { lossyA?: UdpTransportOptions["lossy"] } = {}) {
   const x = await makeIdentity("owner");
   const y = await makeIdentity("peer");
   const udp = new UdpTransport();
-  const a = await udp.listen(LOCAL, { identity: x });
+  const a = await new UdpTransport({ lossy: options.lossyA }).listen(LOCAL, { identity: x });
   const b = await udp.listen(LOCAL, { identity: y });
   const closedNat = silentPort();
   let crossed = 0;
@@ -156,6 +157,49 @@ Deno.test({
       const hello = new TextEncoder().encode("still here");
       const [, got] = await Promise.all([ra.link.send(hello), rb.link.receive()]);
       assert.deepEqual(got, hello);
+    } finally {
+      await close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "when the direct path dies, both ends fall back to the relay they left and the stream goes on",
+  ignore: !TURN,
+  async fn() {
+    // A's socket drops every peer frame sent or received straight (a relay's datagrams are
+    // STUN or ChannelData, never a bare frame) once `dead` is set: the direct path dies.
+    let dead = false;
+    const lossyA = (_: "in" | "out", bytes: Uint8Array) => dead && bytes[0] === PEER_FRAME_VERSION;
+    const { a, b, ra, rb, turn, close } = await relayedPair({ lossyA });
+    try {
+      const up = Promise.all([nextMove(ra.link), nextMove(rb.link)]);
+      await Promise.all([
+        ra.link.paths!.probe([b.endpoint], { windowMs: 10_000 }),
+        rb.link.paths!.probe([a.endpoint], { windowMs: 10_000 }),
+      ]);
+      await up;
+      assert.equal(ra.link.paths!.relayed, false);
+
+      const messages = Array.from({ length: 32 }, () => randomBytes(64 * 1024));
+      const receiving = receiveAll(rb.link, messages.length);
+      const down = Promise.all([nextMove(ra.link), nextMove(rb.link)]);
+      const sending = (async () => {
+        for (const [i, m] of messages.entries()) {
+          if (i === 8) dead = true; // mid-stream
+          await ra.link.send(m);
+        }
+      })();
+      const [ma, mb] = await down;
+      // A went back to its relay; B back to A's relayed address (A's challenge came that way).
+      assert.deepEqual([ma.from.route, ma.to.route], ["direct", "relay"]);
+      assert.deepEqual(mb.to, { route: "direct", remote: turn.relayed });
+      assert.equal(ra.link.paths!.relayed, true);
+      assert.equal(rb.link.paths!.relayed, true);
+      await sending;
+      const got = await receiving;
+      got.forEach((m, i) => assert.deepEqual(m, messages[i], `message ${i} differs`));
     } finally {
       await close();
     }
