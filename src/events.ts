@@ -105,6 +105,16 @@ export type MailpeerEvent =
     | { event: "host-learned"; email: string; trusted: boolean }
     | { event: "forwarded"; kind: "request" | "notice"; to: string; resentId: string }
     | { event: "representative-pass"; forwarded: number; quarantined: number }
+    /**
+     * `combined`: the chat ended and the host part goes on answering until a signal stops it
+     * (docs/cli.md "combined").
+     */
+    | { event: "host-serving" }
+    /**
+     * The CLI's last event when Ctrl-C (SIGINT) or SIGTERM stopped the run (docs/cli.md
+     * "Stopping").
+     */
+    | { event: "stopped"; reason: "signal"; signal: "SIGINT" | "SIGTERM" }
     | { event: "error"; code: string; message: string }
     | { event: "warning"; message: string }
   );

@@ -27,7 +27,14 @@ import {
   type SessionPortMapperOptions,
 } from "../terminal/port_mapping/session_port_mapper.ts";
 import { defaultListenAddress, type Rendezvous, Terminal } from "../terminal/terminal.ts";
-import { configOption, loadConfigFor, onSignals } from "./common.ts";
+import {
+  configOption,
+  loadConfigFor,
+  onSignals,
+  transportOption,
+  untilStopped,
+  withTransport,
+} from "./common.ts";
 import { cliSink } from "./output.ts";
 import { preflight } from "./preflight.ts";
 import { printable } from "./terminal_text.ts";
@@ -105,7 +112,7 @@ export async function rendezvousFromConfig(
   }
   // Keys, passwords and cards before any mailbox (docs/config.md "Pre-flight").
   await preflight(config, { terminal: true }, { onEvent: options.onEvent });
-  const identity = await loadIdentity(tc.identity);
+  const identity = await loadIdentity(tc.identity, { userId: tc.userId });
   const hosts = parseHostCards(tc.hosts);
   // An explicit address is announced as it is. "auto": a global interface address, and the
   // STUN mapping of the listening port, which the terminal asks for itself (from that port).
@@ -214,6 +221,12 @@ export async function chatOver(
     if (line !== null) show(line);
     await link.close();
   } else {
+    if (!options.json) {
+      // A person who just saw "connected" needs to know the chat has begun (docs/cli.md "Chat").
+      Deno.stderr.writeSync(new TextEncoder().encode(printable(
+        `chat with ${peer}: type a line and Enter to send it; Ctrl-D ends the chat\n`,
+      )));
+    }
     await runChat(link, {
       input: stdinLines(),
       onLine: show,
@@ -240,24 +253,34 @@ export async function chatFromConfig(
   }
 }
 
+/** What `client` and `combined` add to their help: how a chat ends (docs/cli.md "Chat"). */
+export const CHAT_HELP = `
+Chat: type a line and Enter to send it; the peer's lines appear as "peer> text".
+Ctrl-D (end of input) ends the chat and disconnects; Ctrl-C stops at any time (exit 130).`;
+
 /** The `client` subcommand. */
 export function clientCommand() {
-  return configOption(new Command("client"))
+  return transportOption(configOption(new Command("client")))
     .description("find a peer through the host mailbox, connect, and chat")
     .option(
       "-m, --message <text>",
       "send this line, print the answer, and disconnect (default: chat from stdin)",
     )
     .option("--json", "print events as JSON lines")
+    .addHelpText("after", CHAT_HELP)
     .action(async (opts) => {
-      const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
+      const config = withTransport(
+        await loadConfigFor(opts.config, { json: opts.json ?? false }),
+        opts.transport,
+      );
       const onEvent = cliSink({ json: opts.json ?? false });
       const stop = onSignals();
-      await chatFromConfig(config, {
-        onEvent,
-        json: opts.json ?? false,
-        signal: stop.signal,
-        ...(opts.message !== undefined ? { message: opts.message } : {}),
-      });
+      await untilStopped(stop.signal, () =>
+        chatFromConfig(config, {
+          onEvent,
+          json: opts.json ?? false,
+          signal: stop.signal,
+          ...(opts.message !== undefined ? { message: opts.message } : {}),
+        }));
     });
 }

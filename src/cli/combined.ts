@@ -1,47 +1,81 @@
 /**
  * `mailpeer combined`: one process that is both the host and a terminal (a player who also
- * hosts), from a configuration with both [host] and [terminal].
+ * hosts), from a configuration with both [host] and [terminal]. The host part goes on serving
+ * other terminals after the chat ends, until Ctrl-C; `--exit-after-chat` ends both with the
+ * chat (docs/cli.md "combined").
  *
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
+import { isMailpeerError } from "../errors.ts";
 import { silentSink, withActor } from "../events.ts";
-import { chatFromConfig } from "./client.ts";
-import { configOption, loadConfigFor, onSignals } from "./common.ts";
+import { CHAT_HELP, chatFromConfig } from "./client.ts";
+import {
+  configOption,
+  loadConfigFor,
+  onSignals,
+  StoppedError,
+  transportOption,
+  untilStopped,
+  withTransport,
+} from "./common.ts";
 import { announceReady, hostFromConfig } from "./host.ts";
 import { preflight } from "./preflight.ts";
 import { cliSink } from "./output.ts";
 
+const COMBINED_HELP = `
+The host part answers other terminals from the start and goes on after the chat ends, until
+Ctrl-C or SIGTERM (exit 0 then). A chat that fails (no peer before terminal.standby_timeout,
+say) is reported and the host goes on too. With --exit-after-chat the process ends with the
+chat instead: exit 0 when the chat ended, 1 when it failed, as \`client\` does.`;
+
 /** The `combined` subcommand. */
 export function combinedCommand() {
-  return configOption(new Command("combined"))
-    .description("run the host and a terminal in one process")
+  return transportOption(configOption(new Command("combined")))
+    .description("run the host and a terminal in one process; the host serves until Ctrl-C")
     .option(
       "-m, --message <text>",
       "send this line, print the answer, and disconnect (default: chat from stdin)",
     )
+    .option("--exit-after-chat", "stop the host too when the chat ends (default: serve on)")
     .option("--json", "print events as JSON lines")
+    .addHelpText("after", CHAT_HELP + "\n" + COMBINED_HELP)
     .action(async (opts) => {
-      const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
-      const sink = cliSink({ json: opts.json ?? false });
+      const json = opts.json ?? false;
+      const config = withTransport(await loadConfigFor(opts.config, { json }), opts.transport);
+      const sink = cliSink({ json });
       // Both roles are checked before either touches a mailbox (docs/config.md "Pre-flight");
       // the terminal's warnings come again, once, from its own pre-flight in chatFromConfig.
       await preflight(config, { host: true, terminal: true }, { onEvent: silentSink });
+      const hostSink = withActor(sink, "host");
+      const terminalSink = withActor(sink, "terminal");
       const stop = onSignals();
-      const hostEvents = withActor(sink, "host");
-      const { host, close } = await hostFromConfig(config, { onEvent: hostEvents });
+      const { host, close } = await hostFromConfig(config, { onEvent: hostSink });
       const hostRunning = host.run({
         signal: stop.signal,
-        eachPass: announceReady(config.host!, { onEvent: hostEvents }),
+        eachPass: announceReady(config.host!, { onEvent: hostSink }),
       });
+      hostRunning.catch(() => {}); // awaited below; a failure ends the run with its error
       try {
-        const onEvent = withActor(sink, "terminal");
-        await chatFromConfig(config, {
-          onEvent,
-          json: opts.json ?? false,
-          signal: stop.signal,
-          ...(opts.message !== undefined ? { message: opts.message } : {}),
-        });
+        try {
+          await untilStopped(stop.signal, () =>
+            chatFromConfig(config, {
+              onEvent: terminalSink,
+              json,
+              signal: stop.signal,
+              ...(opts.message !== undefined ? { message: opts.message } : {}),
+            }));
+        } catch (err) {
+          // The terminal failed; unless asked to end with the chat, the host serves on.
+          if (err instanceof StoppedError || opts.exitAfterChat || !isMailpeerError(err)) {
+            throw err;
+          }
+          terminalSink({ event: "error", code: err.code, message: err.message });
+        }
+        if (!opts.exitAfterChat) {
+          hostSink({ event: "host-serving" });
+          await hostRunning; // until a signal stops it
+        }
       } finally {
         stop.abort();
         await hostRunning.catch(() => {});

@@ -20,6 +20,7 @@ import { TcpTransport } from "../peer/tcp_transport.ts";
 import { UdpTransport } from "../peer/udp_transport.ts";
 import type { TransportKind } from "../message/types.ts";
 import { Terminal } from "../terminal/terminal.ts";
+import { onSignals, untilStopped } from "./common.ts";
 import { cliSink } from "./output.ts";
 
 /** What the demo proved. */
@@ -31,11 +32,22 @@ export interface DemoResult {
   exchanged: string[];
 }
 
-/** Runs the demo scenario; `dir` is an empty directory for the post office and the table. */
+/**
+ * Runs the demo scenario; `dir` is an empty directory for the post office and the table.
+ * `signal` (Ctrl-C) stops it at any point, with every socket and mailbox closed, so the caller
+ * can remove `dir`.
+ */
 export async function runDemo(
   dir: string,
-  options: { onEvent: EventSink; network?: string; transport?: TransportKind },
+  options: {
+    onEvent: EventSink;
+    network?: string;
+    transport?: TransportKind;
+    signal?: AbortSignal;
+  },
 ): Promise<DemoResult> {
+  const { signal } = options;
+  signal?.throwIfAborted();
   const network = options.network ?? "demo";
   const postOffice = new MaildirPostOffice(join(dir, "post-office"));
   const hostKeys = await generateHostKeys("host@mailpeer.local");
@@ -53,7 +65,9 @@ export async function runDemo(
     onEvent: withActor(options.onEvent, "host"),
   });
   const stopHost = new AbortController();
-  const hostRunning = host.run({ signal: stopHost.signal });
+  const hostRunning = host.run({
+    signal: signal ? AbortSignal.any([signal, stopHost.signal]) : stopHost.signal,
+  });
 
   const transport = options.transport === "udp" ? new UdpTransport() : new TcpTransport();
   const standby = Promise.withResolvers<void>();
@@ -80,39 +94,46 @@ export async function runDemo(
       },
     });
     try {
-      return { sink, result: await t.rendezvous() };
+      return { sink, result: await t.rendezvous(signal ? { signal } : {}) };
     } finally {
       await source.close();
     }
   };
 
+  const lineOptions = signal ? { signal } : {};
+  let first: Awaited<ReturnType<typeof terminal>> | undefined;
+  let second: ReturnType<typeof terminal> | undefined;
   try {
-    const second = terminal(2, () => standby.resolve());
+    second = terminal(2, () => standby.resolve());
+    second.catch(() => {}); // awaited below, or settled in finally on an early end
     // Terminal 1 starts once terminal 2 stands by (or failed before that).
     await Promise.race([standby.promise, second.then(() => {}, () => {})]);
-    const first = await terminal(1);
+    first = await terminal(1);
     const { result: r2, sink: sink2 } = await second;
     const r1 = first.result;
     const exchanged: string[] = [];
     await sendLine(r1.link, "hello from player1");
-    const got2 = await receiveLine(r2.link);
+    const got2 = await receiveLine(r2.link, lineOptions);
     if (got2 !== null) {
       exchanged.push(got2);
       sink2({ event: "message", from: r2.link.remote.userId, text: got2 });
     }
     await sendLine(r2.link, "hello back from player2");
-    const got1 = await receiveLine(r1.link);
+    const got1 = await receiveLine(r1.link, lineOptions);
     if (got1 !== null) {
       exchanged.push(got1);
       first.sink({ event: "message", from: r1.link.remote.userId, text: got1 });
     }
     await r1.link.close();
     first.sink({ event: "disconnected", peer: r1.link.remote.userId });
-    const end = await receiveLine(r2.link);
+    const end = await receiveLine(r2.link, lineOptions);
     if (end === null) sink2({ event: "disconnected", peer: r2.link.remote.userId });
     await r2.link.close();
     return { connected: true, transport: r1.link.transport, ms: r1.ms, exchanged };
   } finally {
+    // After an early end (Ctrl-C, a failure) close whatever had connected; closing twice is fine.
+    await first?.result.link.close().catch(() => {});
+    await second?.then((r) => r.result.link.close(), () => {}).catch(() => {});
     stopHost.abort();
     await hostRunning.catch(() => {});
     await hostSource.close();
@@ -132,9 +153,14 @@ export function demoCommand() {
     )
     .action(async (opts) => {
       const dir = await Deno.makeTempDir({ prefix: "mailpeer-demo-" });
-      const sink = cliSink({ json: opts.json ?? false });
+      // The demo shows the patent's FIG. 4 steps (S10 … S38) in its narration too.
+      const sink = cliSink({ json: opts.json ?? false, steps: true });
+      const stop = onSignals();
       try {
-        const result = await runDemo(dir, { onEvent: sink, transport: opts.transport });
+        const result = await untilStopped(
+          stop.signal,
+          () => runDemo(dir, { onEvent: sink, transport: opts.transport, signal: stop.signal }),
+        );
         if (!opts.json) {
           const line =
             `demo: terminals connected over ${result.transport.toUpperCase()} in ${result.ms} ms ` +

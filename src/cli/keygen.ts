@@ -58,7 +58,7 @@ export function keygenCommand() {
           new TextEncoder().encode(typeof s === "string" ? s + "\n" : JSON.stringify(s) + "\n"),
         );
       if (opts.card) {
-        const hostCard = hostCardOf(await loadHostKeys(opts.card));
+        const hostCard = hostCardOf(await loadHostKeys(opts.card, { existing: true }));
         // People get the card with its check against typos; JSON also the canonical form mail
         // carries (docs/config.md "Keys").
         const checked = formatCheckedHostCard(hostCard);
@@ -68,7 +68,7 @@ export function keygenCommand() {
         return;
       }
       if (opts.fingerprint) {
-        const keys = await loadIdentity(opts.fingerprint);
+        const keys = await loadIdentity(opts.fingerprint, { existing: true });
         const peer = formatPeerRef(keys.userId, keys.ed25519.publicKey);
         await out(
           opts.json
@@ -84,7 +84,7 @@ export function keygenCommand() {
       }
       if (!!opts.host === !!opts.user) {
         cmd.error(
-          "error: give exactly one of --host EMAIL, --user ID, --card or --fingerprint FILE",
+          "error: give exactly one of --host EMAIL, --user ID, --card FILE or --fingerprint FILE",
           {
             exitCode: 2,
           },

@@ -1,7 +1,8 @@
 /**
  * What the CLI prints: with `--json` one JSON object per line on stdout (an event stream);
  * otherwise one narrated line per event for a person, on stderr for progress and stdout for
- * chat text.
+ * chat text. The FIG. 4 step codes (S10 … S38) are in every JSON event and in the demo's
+ * narration, not in other narration (docs/cli.md "Output").
  *
  * @module
  */
@@ -17,12 +18,32 @@ function ep(e: Endpoint): string {
   return `${host}:${e.port}/${e.transport}`;
 }
 
-function clock(ms: number): string {
-  return new Date(ms).toISOString().slice(11, 19);
+/** A duration for a person: whole seconds ("45s", "2m05s"), or "under a second". */
+function span(ms: number): string {
+  if (ms < 1000) return "under a second";
+  const total = Math.round(ms / 1000);
+  if (total < 60) return `${total}s`;
+  return `${Math.floor(total / 60)}m${String(total % 60).padStart(2, "0")}s`;
 }
 
-/** One line for a person, or undefined for events not worth a line. */
-export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined {
+/**
+ * What narration remembers between events, for an acceptor's `connected` line: when standby
+ * began and when the peer's introduction came (ms, the narrator's clock).
+ */
+export interface NarrationContext {
+  standbySinceMs?: number;
+  introductions?: Map<string, number>;
+}
+
+/**
+ * One line for a person, or undefined for events not worth a line. `now` is the narrator's
+ * clock (ms), against which `context`'s times and the events' deadlines are read.
+ */
+export function narrate(
+  e: MailpeerEvent,
+  now = Date.now(),
+  context: NarrationContext = {},
+): string | undefined {
   const who = e.actor ? `${e.actor}: ` : "";
   const step = e.step ? `${e.step} ` : "";
   const text = (() => {
@@ -36,9 +57,12 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
           e.sessionId.slice(0, 8)
         }…)`;
       case "waiting":
-        return `waits for the ${e.for} mail, ${formatDuration(now - e.sinceMs)} so far, until ${
-          clock(e.untilMs)
-        }`;
+        // The first report comes as the wait starts; later ones every few seconds.
+        return now - e.sinceMs < 1000
+          ? `waits for the host's ${e.for} mail (up to ${span(e.untilMs - e.sinceMs)})`
+          : `still waits for the host's ${e.for} mail: ${span(now - e.sinceMs)} so far, ${
+            e.untilMs - now < 1000 ? "less than a second" : span(e.untilMs - now)
+          } left`;
       case "request-received":
         return `opened a valid request from ${e.userId}`;
       case "table-updated":
@@ -62,18 +86,29 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
       case "introduction-sent":
         return `mailed ${e.userId} an introduction of ${e.peer}`;
       case "introduction":
-        return `was introduced to ${e.peer}: ${e.candidates.length} candidate${
+        return `was introduced to ${e.peer} by the host: ${e.candidates.length} candidate${
           e.candidates.length === 1 ? "" : "s"
-        }, punching ${clock(e.punchStart)} to ${clock(e.punchEnd)}`;
+        }, punching for ${span(e.punchEnd - e.punchStart)}`;
       case "standby":
-        return `no peer answered: stands by at ${ep(e.endpoint)} until ${clock(e.untilMs)}`;
+        return `stands by: waits up to ${
+          span(Math.max(0, e.untilMs - now))
+        } for a peer to connect to ${ep(e.endpoint)}`;
       case "connected": {
         const how = e.path === undefined
           ? ""
           : `, ${e.path} path${e.remote ? ` to ${e.remote.address}:${e.remote.port}` : ""}`;
-        return `connected to ${e.peer} over ${e.transport.toUpperCase()}${how} (CONNECT, CONNECT+ACK, ACK) in ${
-          formatDuration(e.ms)
-        }`;
+        const over = `over ${e.transport.toUpperCase()}${how} (CONNECT, CONNECT+ACK, ACK)`;
+        if (e.role === "initiator") {
+          return `connected to ${e.peer} ${over}, ${formatDuration(e.ms)} after the start`;
+        }
+        // An acceptor's `ms` counts its whole standby: say what the wait was after instead.
+        const introduced = context.introductions?.get(e.peer);
+        const since = introduced !== undefined
+          ? `, ${formatDuration(now - introduced)} after the host introduced ${e.peer}`
+          : context.standbySinceMs !== undefined
+          ? `, ${formatDuration(now - context.standbySinceMs)} into standby`
+          : "";
+        return `${e.peer} connected ${over}${since}`;
       }
       case "peer-skipped":
         return `did not try ${e.peer}: ${e.reason}`;
@@ -129,6 +164,10 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
         return e.forwarded + e.quarantined === 0
           ? undefined
           : `forwarded ${e.forwarded} mails, quarantined ${e.quarantined}`;
+      case "host-serving":
+        return "the chat ended; the host goes on answering requests until Ctrl-C";
+      case "stopped":
+        return `stopped by ${e.signal === "SIGINT" ? "Ctrl-C" : e.signal}`;
       case "error":
         return `error ${e.code}: ${e.message}`;
       case "warning":
@@ -140,19 +179,26 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
 
 /**
  * The CLI's event sink: JSON lines on stdout, or narration on stderr. Events carry text from
- * peers and mail (chat lines, user ids, reasons), so both go through terminal_text.ts.
+ * peers and mail (chat lines, user ids, reasons), so both go through terminal_text.ts. JSON
+ * events always carry their FIG. 4 `step`; narration shows it only with `steps` (the demo).
  */
-export function cliSink(options: { json: boolean; quiet?: boolean }): EventSink {
+export function cliSink(
+  options: { json: boolean; quiet?: boolean; steps?: boolean; now?: () => number },
+): EventSink {
+  const now = options.now ?? Date.now;
+  const context: NarrationContext = { introductions: new Map() };
   return (raw) => {
-    const event = withStep(raw);
     if (options.json) {
       Deno.stdout.writeSync(
-        encoder.encode(jsonLine({ time: new Date().toISOString(), ...event }) + "\n"),
+        encoder.encode(jsonLine({ time: new Date().toISOString(), ...withStep(raw) }) + "\n"),
       );
       return;
     }
+    const at = now();
+    if (raw.event === "standby") context.standbySinceMs = at;
+    if (raw.event === "introduction") context.introductions!.set(raw.peer, at);
     if (options.quiet) return;
-    const line = narrate(event);
+    const line = narrate(options.steps ? withStep(raw) : raw, at, context);
     if (line !== undefined) Deno.stderr.writeSync(encoder.encode(printable(line) + "\n"));
   };
 }

@@ -114,8 +114,12 @@ export async function openSource(
   }
 }
 
-/** Reads a private key file, refusing one that other users may read ({@link checkKeyFileMode}). */
-async function readKeyFile(path: string, what: string): Promise<string> {
+/**
+ * Reads a private key file, refusing one that other users may read ({@link checkKeyFileMode}).
+ * `todo` is what to do when it cannot be read: the keygen command that makes it, or "check the
+ * path" where the user named an existing file.
+ */
+async function readKeyFile(path: string, what: string, todo: string): Promise<string> {
   try {
     using file = await Deno.open(path, { read: true });
     // The mode of the file opened, not of whatever the path names a moment later.
@@ -128,26 +132,43 @@ async function readKeyFile(path: string, what: string): Promise<string> {
     return new TextDecoder().decode(concatBytes(...chunks));
   } catch (err) {
     if (isMailpeerError(err)) throw err;
-    throw new ConfigError(
-      "ECONFIG",
-      `Cannot read the ${what} ${path}: ${
-        (err as Error).message
-      }; create it with \`mailpeer keygen\``,
-      {
-        cause: err,
-      },
-    );
+    const problem = err instanceof Deno.errors.NotFound
+      ? "it does not exist"
+      : (err as Error).message;
+    throw new ConfigError("ECONFIG", `Cannot read the ${what} ${path}: ${problem}; ${todo}`, {
+      cause: err,
+    });
   }
 }
 
-/** Loads the host's key file. */
-export async function loadHostKeys(path: string): Promise<HostKeys> {
-  return await decodeHostKeys(await readKeyFile(path, "host key file"));
+/**
+ * Options of the key file loaders: `existing` when the user named a file that should exist
+ * (`keygen --card`), so a missing one is a wrong path, not a key to create.
+ */
+interface KeyFileOptions {
+  existing?: boolean;
 }
 
-/** Loads a terminal's identity key file. */
-export async function loadIdentity(path: string): Promise<IdentityKeys> {
-  return await decodeIdentityKeys(await readKeyFile(path, "identity key file"));
+/** Loads the host's key file; `email` (the host's address) completes the keygen hint. */
+export async function loadHostKeys(
+  path: string,
+  options: KeyFileOptions & { email?: string } = {},
+): Promise<HostKeys> {
+  const todo = options.existing
+    ? "check the path"
+    : `create it with \`mailpeer keygen --host ${options.email ?? "EMAIL"} -o ${path}\``;
+  return await decodeHostKeys(await readKeyFile(path, "host key file", todo));
+}
+
+/** Loads a terminal's identity key file; `userId` completes the keygen hint. */
+export async function loadIdentity(
+  path: string,
+  options: KeyFileOptions & { userId?: string } = {},
+): Promise<IdentityKeys> {
+  const todo = options.existing
+    ? "check the path"
+    : `create it with \`mailpeer keygen --user ${options.userId ?? "ID"} -o ${path}\``;
+  return await decodeIdentityKeys(await readKeyFile(path, "identity key file", todo));
 }
 
 /** Parses the host cards of a terminal configuration, naming the bad one. */

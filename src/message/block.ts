@@ -80,15 +80,25 @@ export function blockKindOf(
       "ignore this mail",
     );
   }
+  // Only a version byte near ours is another mailpeer version; any other byte is damage or
+  // forgery, and saying "version" would send the user after the wrong problem.
   if (block[0] !== PROTOCOL_VERSION) {
-    throw blockError(
-      `it is of protocol version ${block[0]}, this mailpeer reads version ${PROTOCOL_VERSION}`,
-      "run the same mailpeer version on both sides",
-    );
+    throw block[0]! >= 1 && block[0]! <= PROTOCOL_VERSION + 2
+      ? blockError(
+        `it is of protocol version ${block[0]}, this mailpeer reads version ${PROTOCOL_VERSION}`,
+        "run the same mailpeer version on both sides",
+      )
+      : blockError(
+        `its version byte ${block[0]} is no mailpeer version`,
+        "the mail was damaged or forged; ignore it",
+      );
   }
   const kind = (Object.keys(BlockKind) as BlockKindName[]).find((k) => BlockKind[k] === block[1]);
   if (kind === undefined) {
-    throw blockError(`its kind byte ${block[1]} is unknown`, "run the same mailpeer version");
+    throw blockError(
+      `its kind byte ${block[1]} is unknown`,
+      "a newer mailpeer may have written it (run the same version on both sides), or it was damaged",
+    );
   }
   return kind;
 }

@@ -149,7 +149,8 @@ export function formatCheckedHostCard(card: HostCard): string {
 function cardError(what: string, cause?: unknown): MessageError {
   return new MessageError(
     "ECARD",
-    `Cannot read host card: ${what}; copy the whole card again from the host (\`mailpeer keygen --card\` prints it)`,
+    `Cannot read host card: ${what}; copy the whole card again from the host ` +
+      "(`mailpeer keygen --card host.keys.json` prints it)",
     cause === undefined ? {} : { cause },
   );
 }

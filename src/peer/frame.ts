@@ -31,8 +31,36 @@
  *
  * @module
  */
+import { PeerError } from "../errors.ts";
 import { MAX_FRAME_BYTES, PEER_FRAME_VERSION } from "../limits.ts";
 import { frameError } from "./frame_bodies.ts";
+
+/**
+ * Bytes that are no mailpeer frame at all (an absurd length, a version byte mailpeer never
+ * used): another service answered, or the bytes were damaged. Never blamed on a version.
+ */
+function notMailpeer(what: string): PeerError {
+  return new PeerError(
+    "EFRAME",
+    `Cannot decode a peer frame: ${what}; the other end does not speak mailpeer ` +
+      "(another program at that address, or damaged data)",
+  );
+}
+
+/**
+ * A version byte other than ours. Only 1 up to two past ours is another mailpeer version (docs/
+ * cli.md "Honest errors"): anything else is {@link notMailpeer}.
+ */
+function versionError(version: number): PeerError {
+  if (version < 1 || version > PEER_FRAME_VERSION + 2) {
+    return notMailpeer(`its version byte is ${version}, no mailpeer version`);
+  }
+  return new PeerError(
+    "EFRAME",
+    `Cannot decode a peer frame: the peer speaks frame version ${version}, this mailpeer ` +
+      `version ${PEER_FRAME_VERSION}; run the same mailpeer version on both ends`,
+  );
+}
 
 /** Frame types; the number is the type byte on the wire. */
 export const FrameType = {
@@ -105,8 +133,8 @@ export function encodeDatagram(frame: Frame): Uint8Array {
 }
 
 function checkHeader(version: number, type: number): FrameType {
-  if (version !== PEER_FRAME_VERSION) throw frameError(`unsupported version ${version}`);
-  if (!TYPE_VALUES.has(type)) throw frameError(`unknown frame type ${type}`);
+  if (version !== PEER_FRAME_VERSION) throw versionError(version);
+  if (!TYPE_VALUES.has(type)) throw notMailpeer(`its type byte ${type} is no frame type`);
   return type as FrameType;
 }
 
@@ -234,8 +262,10 @@ export class FrameReader {
     const b = this.#buf;
     const at = this.#start;
     const length = ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0;
-    if (length < FRAME_HEADER_BYTES) throw frameError(`frame length ${length}`);
-    if (length > this.#max) throw frameError(`frame of ${length} bytes exceeds ${this.#max}`);
+    if (length < FRAME_HEADER_BYTES) throw notMailpeer(`it announces a frame of ${length} bytes`);
+    if (length > this.#max) {
+      throw notMailpeer(`it announces a frame of ${length} bytes, more than ${this.#max}`);
+    }
     return length;
   }
 }
@@ -272,5 +302,5 @@ export class FrameDecoder {
 }
 
 function checkVersion(version: number): void {
-  if (version !== PEER_FRAME_VERSION) throw frameError(`unsupported version ${version}`);
+  if (version !== PEER_FRAME_VERSION) throw versionError(version);
 }

@@ -111,11 +111,19 @@ poll_interval = "100ms"
   }
 });
 
-Deno.test("usage errors exit 2 with help; a bad configuration exits 1 with one line", async () => {
+Deno.test("usage errors exit 2 with one line and a pointer to --help; a bad configuration exits 1 with one line", async () => {
   const usage = await mailpeer(["host", "--no-such-flag"]);
   assert.equal(usage.code, 2);
-  assert.match(usage.stderr, /unknown option '--no-such-flag'/);
-  assert.match(usage.stderr, /Usage: mailpeer host/);
+  assert.equal(
+    usage.stderr,
+    "mailpeer host: unknown option '--no-such-flag'; see `mailpeer host --help`\n",
+  );
+  const command = await mailpeer(["hots"]);
+  assert.equal(command.code, 2);
+  assert.match(command.stderr, /^mailpeer: unknown command 'hots'.*; see `mailpeer --help`\n$/);
+  const choice = await mailpeer(["client", "--transport", "quic"]);
+  assert.equal(choice.code, 2);
+  assert.match(choice.stderr, /^mailpeer client: .*'quic' is invalid.*tcp, udp.*--help`\n$/);
 
   const dir = await Deno.makeTempDir();
   try {

@@ -47,9 +47,12 @@ Deno.test({
         assert.equal(evs.find((e) => e.event === "connected")?.peer, "bob");
         assert.ok(evs.some((e) => e.event === "message" && e.text === "welcome"));
 
-        const status = await combined.status;
-        assert.equal(status.code, 0, combined.stderr);
+        // The chat is over; the host part serves on until Ctrl-C, a normal end (exit 0).
+        await combined.waitFor((e) => e.event === "host-serving" && e.actor === "host");
         assert.ok(combined.events.some((e) => e.event === "message" && e.text === "hi bob"));
+        const status = await combined.stop("SIGINT");
+        assert.equal(status.code, 0, combined.stderr);
+        assert.equal(combined.events.at(-1)?.event, "stopped");
       } finally {
         await combined.stop();
       }

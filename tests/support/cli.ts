@@ -119,10 +119,10 @@ export class Running {
     });
   }
 
-  /** Asks the process to stop (SIGTERM) and waits for it. */
-  async stop(): Promise<Deno.CommandStatus> {
+  /** Asks the process to stop (SIGTERM, or `signal`: SIGINT is Ctrl-C) and waits for it. */
+  async stop(signal: Deno.Signal = "SIGTERM"): Promise<Deno.CommandStatus> {
     try {
-      this.#child.kill("SIGTERM");
+      this.#child.kill(signal);
     } catch {
       // Already ended.
     }
