@@ -98,7 +98,7 @@ export async function hostFromConfig(
       } has no [host] section; add one (see docs/config.md)`,
     );
   }
-  const keys = await loadHostKeys(hc.keys);
+  const keys = await loadHostKeys(hc.keys, { email: hc.email });
   const source = await openSource(hc.receive, {
     configKey: "host.receive",
     pollIntervalMs: options.pollIntervalMs ?? hc.pollIntervalMs,

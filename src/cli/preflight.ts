@@ -45,7 +45,7 @@ async function checkMailSecrets(receive: ReceiveConfig, send: SendConfig): Promi
 async function checkHost(config: Config): Promise<void> {
   const hc = config.host;
   if (!hc) throw missingSection(config, "host");
-  await loadHostKeys(hc.keys);
+  await loadHostKeys(hc.keys, { email: hc.email });
   await checkMailSecrets(hc.receive, hc.send);
   parseHostCards(hc.pool, "host.pool");
 }
@@ -53,7 +53,7 @@ async function checkHost(config: Config): Promise<void> {
 async function checkTerminal(config: Config, onEvent: EventSink): Promise<void> {
   const tc = config.terminal;
   if (!tc) throw missingSection(config, "terminal");
-  const identity = await loadIdentity(tc.identity);
+  const identity = await loadIdentity(tc.identity, { userId: tc.userId });
   // Peers see the identity's user id, whatever user_id says: a copied configuration or
   // identity file would otherwise make the terminal someone else without a word.
   if (identity.userId !== tc.userId) {

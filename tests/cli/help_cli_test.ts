@@ -9,7 +9,7 @@ Deno.test("mailpeer --help shows the configuration lookup, examples and exit cod
   const r = await mailpeer(["--help"]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /--config FILE, else \$MAILPEER_CONFIG, else \.\/mailpeer\.toml/);
-  assert.match(r.stdout, /Examples:\n  mailpeer keygen --host /);
+  assert.match(r.stdout, /Examples:\n {2}mailpeer keygen --host /);
   for (const code of ["0", "1", "2", "130", "143"]) {
     assert.match(r.stdout, new RegExp(`\\n  ${code} +\\S`), `exit code ${code}`);
   }

@@ -24,7 +24,7 @@ Deno.test({
       assert.equal(r.code, 1, r.stderr);
       assert.match(
         r.stderr,
-        /^mailpeer: Cannot read the host key file \S+host\.keys\.json: .*; create it with `mailpeer keygen`\n$/,
+        /^mailpeer: Cannot read the host key file (\S+host\.keys\.json): .*; create it with `mailpeer keygen --host host@host\.test -o \1`\n$/,
       );
     } finally {
       await site.cleanup();
