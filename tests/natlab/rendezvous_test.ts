@@ -14,7 +14,16 @@ import { makeSite } from "../support/site.ts";
 interface Lab {
   hosts: Record<"a" | "b", { ns: string; ip: string }>;
   routers: Record<"rta" | "rtb", { wan: string }>;
-  coturn: { host: string; port: number; alt_host: string; alt_port: number };
+  coturn: {
+    host: string;
+    port: number;
+    alt_host: string;
+    alt_port: number;
+    realm: string;
+    user: string;
+    relay_ip: string;
+  };
+  state_dir: string;
 }
 const { lab: LAB, missing: MISSING } = labFor<Lab>({ mail: true });
 
@@ -49,9 +58,14 @@ interface Roles {
   aliceToml?: string;
   /** The peer transport; default `udp`. */
   transport?: "udp" | "tcp";
-  /** Whether the pair connects; default: the punching matrix (UDP or TCP) says so. */
+  /** Whether both terminals have the lab's coturn in `turn_servers`; default true. */
+  relay?: boolean;
+  /**
+   * Whether the pair connects; default: over UDP with the relay always, else the punching
+   * matrix (UDP or TCP) says so.
+   */
   connects?: boolean;
-  /** The path kind both ends report; default `punched`. */
+  /** The path kind both ends report; default `relayed` where no hole can be punched, else `punched`. */
   path?: string;
   /** Checks the outcome of a pair that connects, with the site's directory. */
   check?: (dir: string, alice: Running, bob: Running) => Promise<void>;
@@ -71,10 +85,15 @@ const CHAT: Roles = {
 async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<void> {
   const lab = LAB!;
   const transport = roles.transport ?? "udp";
-  const punchable = roles.connects ??
-    !(transport === "tcp" ? UNOPENABLE : UNPUNCHABLE).has(`${a}/${b}`);
+  const relay = roles.relay ?? true;
+  const holeless = (transport === "tcp" ? UNOPENABLE : UNPUNCHABLE).has(`${a}/${b}`);
+  const punchable = roles.connects ?? (!holeless || transport === "udp" && relay);
+  const path = roles.path ?? (holeless ? "relayed" : "punched");
   const stun =
     `stun_servers = ["${lab.coturn.host}:${lab.coturn.port}", "${lab.coturn.alt_host}:${lab.coturn.alt_port}"]`;
+  // The lab's coturn relays too; its password stays in the lab's state dir (natlab.sh writes it
+  // there, mode 0600), never in a configuration.
+  const turn = `turn_servers = [{ url = "turn:${lab.coturn.host}:${lab.coturn.port}", user = "${lab.coturn.user}", realm = "${lab.coturn.realm}", password_file = "${lab.state_dir}/turn.password" }]`;
   // Bob stands by long enough for alice's mail round trip and her punch window (5 s); alice,
   // whose punch can only fail in the unpunchable pairs, stands by only briefly after it.
   const site = await makeSite({
@@ -83,6 +102,7 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
     terminal: [
       `address = "auto"`,
       stun,
+      ...(relay ? [turn] : []),
       `transport = "${transport}"`,
       `reply_timeout = "60s"`,
       `punch_window = "5s"`,
@@ -151,11 +171,11 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
       assert.equal(connected.peer, "bob");
       assert.equal(connected.role, "initiator");
       assert.equal(connected.transport, transport);
-      assert.equal(connected.path, roles.path ?? "punched", said(alice));
+      assert.equal(connected.path, path, said(alice));
       const bobConnected = of(bob.events, "connected")[0];
       assert.ok(bobConnected && bobConnected.peer === "alice", said(bob));
       // Both name the same candidate: the one the handshake's initiator dialled.
-      assert.equal(bobConnected.path, roles.path ?? "punched", said(bob));
+      assert.equal(bobConnected.path, path, said(bob));
       await roles.check?.(site.dir, alice, bob);
     } else {
       // Alice's punch to bob ends with the window: a notice to the host, then standby, then a
@@ -186,8 +206,10 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
 for (const a of TYPES) {
   for (const b of TYPES) {
     Deno.test({
-      name: `behind NATs ${a} × ${b}: two CLI terminals meet through the host and ${
-        UNPUNCHABLE.has(`${a}/${b}`) ? "end clearly where no hole can be punched" : "chat"
+      name: `behind NATs ${a} × ${b}: two CLI terminals meet through the host and chat ${
+        UNPUNCHABLE.has(`${a}/${b}`)
+          ? "through the TURN relay, where no hole can be punched"
+          : "over a punched hole, not the relay"
       }`,
       ignore: MISSING !== undefined,
       sanitizeResources: false,
