@@ -15,6 +15,7 @@ interface Lab {
   hosts: Record<"a" | "b", { ns: string; ip: string }>;
   routers: Record<"rta" | "rtb", { wan: string }>;
   coturn: {
+    ns: string;
     host: string;
     port: number;
     alt_host: string;
@@ -46,6 +47,33 @@ const UNOPENABLE = new Set(
 );
 
 type Event = Record<string, unknown>;
+type Endpoint = { address: string; port: number };
+
+/**
+ * Resolves once coturn holds none of `relays`' ports on its relay address (`ss` in its
+ * namespace, every 100 ms); fails after 20 s, far less than an allocation's 600 s lifetime.
+ */
+async function relayPortsClosed(lab: Lab, relays: Endpoint[]): Promise<void> {
+  const ports = new Set(relays.map((r) => r.port));
+  for (let polls = 0;; polls++) {
+    const out = await new Deno.Command("ip", {
+      args: ["netns", "exec", lab.coturn.ns, "ss", "-Huan", "src", lab.coturn.relay_ip],
+      stdout: "piped",
+    }).output();
+    assert.equal(out.code, 0, "ss in the coturn namespace failed");
+    const held = new TextDecoder().decode(out.stdout).trim().split("\n").filter(Boolean)
+      .map((l) => Number(l.split(/\s+/)[3]!.split(":").at(-1)))
+      .filter((port) => ports.has(port));
+    if (held.length === 0) return;
+    assert.ok(polls < 200, `coturn still holds the relayed ports ${held} after 20 s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** Writes a line of the test's measurements to stderr. */
+function report(text: string): void {
+  Deno.stderr.writeSync(new TextEncoder().encode(text + "\n"));
+}
 const of = (events: Event[], name: string) => events.filter((e) => e.event === name);
 
 /** What one pair runs: bob's and alice's CLI arguments after the subcommand's config. */
@@ -93,7 +121,8 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
     `stun_servers = ["${lab.coturn.host}:${lab.coturn.port}", "${lab.coturn.alt_host}:${lab.coturn.alt_port}"]`;
   // The lab's coturn relays too; its password stays in the lab's state dir (natlab.sh writes it
   // there, mode 0600), never in a configuration.
-  const turn = `turn_servers = [{ url = "turn:${lab.coturn.host}:${lab.coturn.port}", user = "${lab.coturn.user}", realm = "${lab.coturn.realm}", password_file = "${lab.state_dir}/turn.password" }]`;
+  const turn =
+    `turn_servers = [{ url = "turn:${lab.coturn.host}:${lab.coturn.port}", user = "${lab.coturn.user}", realm = "${lab.coturn.realm}", password_file = "${lab.state_dir}/turn.password" }]`;
   // Bob stands by long enough for alice's mail round trip and her punch window (5 s); alice,
   // whose punch can only fail in the unpunchable pairs, stands by only briefly after it.
   const site = await makeSite({
@@ -131,10 +160,11 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
     const [aliceEnd, bobEnd] = await Promise.all([alice.status, bob.status]);
     const pair = `${a} × ${b}`;
     const said = (who: Running) => `${pair}: ${JSON.stringify(who.events)} ${who.stderr}`;
+    const announcedRelays: Endpoint[] = [];
     // Both announced the mapping STUN saw from their listener socket (the LAN is not global).
     for (const [who, wan] of [[alice, lab.routers.rta.wan], [bob, lab.routers.rtb.wan]] as const) {
       const sent = of(who.events, "request-sent")[0] as {
-        candidates: { type: string; mapping?: string }[];
+        candidates: (Endpoint & { type: string; mapping?: string })[];
       };
       assert.ok(sent, said(who));
       // Two coturn addresses answered from the same socket: the NAT's mapping behaviour.
@@ -154,6 +184,14 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
         );
       }
       assert.equal(mapped !== undefined, who === alice && roles.aliceToml !== undefined);
+      // With turn_servers, a relay on the lab's coturn, announced last (docs/relay.md).
+      const relays = sent.candidates.filter((c) => c.type === "relay");
+      if (relay && transport === "udp") {
+        assert.equal(relays.length, 1, said(who));
+        assert.equal(sent.candidates.at(-1)?.type, "relay", said(who));
+        assert.equal(relays[0]!.address, lab.coturn.relay_ip, said(who));
+      } else assert.equal(relays.length, 0, said(who));
+      announcedRelays.push(...relays);
       const seen = a === "none" && who === alice || b === "none" && who === bob;
       if (!seen) {
         assert.ok(of(who.events, "address-detected").some((e) => e.address === wan), said(who));
@@ -176,6 +214,14 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
       assert.ok(bobConnected && bobConnected.peer === "alice", said(bob));
       // Both name the same candidate: the one the handshake's initiator dialled.
       assert.equal(bobConnected.path, path, said(bob));
+      const remotes = [connected, bobConnected].map((e) => (e.remote as Endpoint).address);
+      // Relayed: one end sent to the other's relayed address. Otherwise the relay carried nothing.
+      assert.equal(remotes.includes(lab.coturn.relay_ip), path === "relayed", said(alice));
+      report(
+        `${pair}: ${path}, alice punched in ${connected.ms} ms, bob connected ${
+          Date.parse(String(bobConnected.time)) - Date.parse(String(connected.time))
+        } ms after her`,
+      );
       await roles.check?.(site.dir, alice, bob);
     } else {
       // Alice's punch to bob ends with the window: a notice to the host, then standby, then a
@@ -194,6 +240,12 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
         assert.match(String(error.message), /nobody connected during the standby time/);
       }
     }
+    // Both clients released their allocation before they exited: coturn closed the relayed
+    // ports (an allocation left behind would hold its port for its 600 s lifetime).
+    // Both clients released their allocation before they exited (docs/relay.md "Release").
+    // coturn closes a released allocation's relayed port at its next timer tick, about a second
+    // later; one left behind would hold its port for its whole 600 s lifetime.
+    if (path === "relayed") await relayPortsClosed(lab, announcedRelays);
   } finally {
     clearTimeout(guard);
     await alice?.stop();
