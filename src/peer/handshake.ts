@@ -74,6 +74,12 @@ export interface InitiateOptions {
   ordered?: boolean;
   /** Aborts the wait for the peer; the rejection is the signal's reason. */
   signal?: AbortSignal;
+  /**
+   * Asked once the CONNECT_ACK proved the peer, right before the ACK that completes the
+   * handshake on both ends: false gives up without it (`EPEER`). A punch racing several
+   * candidate pairs lets exactly one complete (docs/nat.md "Who initiates").
+   */
+  beforeAck?: () => boolean;
 }
 
 /** Options of {@link respondHandshake}. */
@@ -198,6 +204,13 @@ export async function initiateHandshake(
     role: "initiator",
     ordered: options.ordered,
   });
+  if (options.beforeAck && !options.beforeAck()) {
+    throw new PeerError(
+      "EPEER",
+      `Cannot connect to peer at ${options.remote.address}:${options.remote.port}: another ` +
+        "candidate pair completed the handshake first; use that link",
+    );
+  }
   await channel.send({ type: FrameType.ACK, body: encodeAck(signature) });
   return {
     peer: { userId: ack.userId, identityKey: ack.identityKey },

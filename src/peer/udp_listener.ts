@@ -270,8 +270,8 @@ export class UdpPeerListener implements PeerListener {
       clock: s.clock,
       backoff: s.backoff,
       random: s.random,
-      initiate: (remote, expectedKey, signal, route) =>
-        this.#initiate(remote, expectedKey, options, signal, route),
+      initiate: (remote, expectedKey, signal, route, beforeAck) =>
+        this.#initiate(remote, expectedKey, options, signal, route, beforeAck),
       send: (bytes, to) => this.#socket.send(bytes, to),
     }, options);
     const id = addPunch(this.#punches, options.peerKey, punch, {
@@ -429,6 +429,7 @@ export class UdpPeerListener implements PeerListener {
     options: PunchOptions,
     signal: AbortSignal,
     route: Route = "direct",
+    beforeAck?: () => boolean,
   ): Promise<PeerLink> {
     const s = this.#s;
     const key = keyOf(remote, route);
@@ -458,6 +459,7 @@ export class UdpPeerListener implements PeerListener {
         random: s.random,
         ordered: false,
         signal: abort,
+        ...(beforeAck ? { beforeAck } : {}),
       });
       channel.establish(result.cipher);
       peer.handshake = null;

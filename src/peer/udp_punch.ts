@@ -150,13 +150,14 @@ export interface PunchHost {
   readonly random?: RandomSource;
   /**
    * Runs the initiator handshake to `remote` from the listener's socket; `relay`: through the
-   * listener's relay (a peer whose probe came that way).
+   * listener's relay (a peer whose probe came that way). `beforeAck` as in `InitiateOptions`.
    */
   initiate(
     remote: Endpoint,
     expectedKey: Uint8Array,
     signal: AbortSignal,
     route?: "direct" | "relay",
+    beforeAck?: () => boolean,
   ): Promise<PeerLink>;
   /** Sends one datagram from the listener's socket. */
   send(bytes: Uint8Array, to: Endpoint): Promise<void>;
@@ -327,6 +328,8 @@ export class UdpPunch {
   #reached = new Map<string, Endpoint>();
   #running: Promise<unknown>[] = [];
   #outcome: PunchOutcome;
+  /** Whether an attempt is sending the ACK that completes the handshake: no other may. */
+  #claimed = false;
 
   /** Checks the options (`RangeError`, `TypeError`); `run()` starts the punch. */
   constructor(host: PunchHost, options: PunchOptions) {
@@ -411,15 +414,22 @@ export class UdpPunch {
       this.#running.push(this.#probe(remote).catch(() => {}));
       return;
     }
-    const attempt = this.#host.initiate(remote, this.peerKey, this.#outcome.signal, route).then(
-      (link) =>
-        this.done
-          ? link.close().catch(() => {})
-          : this.#outcome.win(link, undefined, this.#reached.get(keyOf(remote, route))),
-      (error) => {
-        if (!this.done) this.#options.onEvent?.({ type: "failed", remote, error });
-      },
-    );
+    // Two pairs can reach CONNECT_ACK together (e.g. the peer's relayed address and our relay
+    // towards the peer, both tried at PUNCH_RELAY_DELAY_MS): the controlled side takes the
+    // first handshake that completes, so only the first pair to get here sends its ACK.
+    let claimed = false;
+    const claim = () => !this.done && !this.#claimed && (this.#claimed = claimed = true);
+    const attempt = this.#host.initiate(remote, this.peerKey, this.#outcome.signal, route, claim)
+      .then(
+        (link) =>
+          this.done
+            ? link.close().catch(() => {})
+            : this.#outcome.win(link, undefined, this.#reached.get(keyOf(remote, route))),
+        (error) => {
+          if (claimed) this.#claimed = false; // its ACK never went out: another pair may
+          if (!this.done) this.#options.onEvent?.({ type: "failed", remote, error });
+        },
+      );
     this.#running.push(attempt);
   }
 

@@ -83,6 +83,7 @@ async function handshake(
     accept?: (p: { userId: string }) => boolean;
     tapA?: (f: Frame) => Frame | null;
     tapB?: (f: Frame) => Frame | null;
+    beforeAck?: () => boolean;
   } = {},
 ) {
   const alice = options.alice ?? await makeIdentity("alice");
@@ -97,6 +98,7 @@ async function handshake(
       remote: B_AT,
       expectedIdentityKey: options.expected ?? bob.publicKey,
       random: (n) => new Uint8Array(n).fill(0xaa),
+      ...(options.beforeAck ? { beforeAck: options.beforeAck } : {}),
     }).finally(() => a.close()),
     respondHandshake(b, { identity: bob, accept: options.accept }).finally(() => b.close()),
   ]);
@@ -180,6 +182,13 @@ Deno.test("a refusing accept hook ends the initiator's attempt with EPEER refuse
   ]]);
   code("EPEER", /refused/)(reason(initiator));
   code("EPEER", /refused/)(reason(responder));
+});
+
+Deno.test("an initiator told before its ACK that another pair won sends no ACK, so the peer completes nothing", async () => {
+  const { initiator, responder, a } = await handshake({ beforeAck: () => false });
+  code("EPEER", /another candidate pair completed the handshake first/)(reason(initiator));
+  assert.deepEqual(a.sent.map((f) => f.type), [FrameType.CONNECT], "no ACK is sent");
+  code("EPEER")(reason(responder));
 });
 
 Deno.test("a frame out of place during the handshake is rejected with EFRAME", async () => {

@@ -16,8 +16,14 @@ import {
 import type { Endpoint } from "../../src/message/types.ts";
 import { encodeConnect, NONCE_BYTES } from "../../src/peer/frame_bodies.ts";
 import { encodeDatagram, FrameType } from "../../src/peer/frame.ts";
-import type { PeerIdentity } from "../../src/peer/types.ts";
-import { pathKindOf, pathKindOfKind, punchRole } from "../../src/peer/udp_punch.ts";
+import type { PeerIdentity, PeerLink } from "../../src/peer/types.ts";
+import {
+  pathKindOf,
+  pathKindOfKind,
+  type PunchHost,
+  punchRole,
+  UdpPunch,
+} from "../../src/peer/udp_punch.ts";
 import { Events } from "../support/punch_events.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { ManualClock } from "../../src/runtime.ts";
@@ -431,4 +437,57 @@ Deno.test("a peer's relay candidate is tried only once direct candidates had PUN
     relay.close();
     await a.close();
   }
+});
+
+Deno.test("of two candidate pairs that reach CONNECT_ACK together, only one sends the completing ACK", async () => {
+  // Both ends must take the same link: the controlled side takes the first handshake that
+  // completes, so the controlling side lets exactly one pair complete (docs/nat.md).
+  const clock = new ManualClock();
+  const { low, high } = await pair();
+  const attempts: {
+    remote: Endpoint;
+    beforeAck: () => boolean;
+    complete: (link: PeerLink) => void;
+    fail: (err: unknown) => void;
+  }[] = [];
+  const host: PunchHost = {
+    identity: low,
+    local: { transport: "udp", address: "127.0.0.1", port: 40_000 },
+    clock,
+    backoff: () => 100,
+    initiate: (remote, _key, _signal, _route, beforeAck) =>
+      new Promise((complete, fail) =>
+        attempts.push({ remote, beforeAck: beforeAck!, complete, fail })
+      ),
+    send: () => Promise.resolve(),
+  };
+  const first: Endpoint = { transport: "udp", address: "192.0.2.1", port: 1 };
+  const second: Endpoint = { transport: "udp", address: "192.0.2.2", port: 2 };
+  const events = new Events();
+  const punch = new UdpPunch(host, {
+    peerKey: high.publicKey,
+    candidates: [first, second],
+    onEvent: events.on,
+  });
+  const result = punch.run();
+  clock.advance(PUNCH_STAGGER_MS);
+  await events.next((e) => e.type === "attempt" && same(e.remote, second));
+  assert.deepEqual(attempts.map((a) => a.remote), [first, second]);
+  // Both proved the peer; the second asks first and sends its ACK, the first must not.
+  assert.equal(attempts[1]!.beforeAck(), true);
+  assert.equal(attempts[0]!.beforeAck(), false);
+  // That ACK could not be sent after all: the other pair may complete instead.
+  attempts[1]!.fail(new PeerError("EPEER", "Cannot send: the socket is closed; test"));
+  await events.next((e) => e.type === "failed" && same(e.remote, second));
+  assert.equal(attempts[0]!.beforeAck(), true);
+  const link = {
+    local: host.local,
+    remote: { userId: high.userId, identityKey: high.publicKey, endpoint: first },
+    close: () => Promise.resolve(),
+  } as unknown as PeerLink;
+  attempts[0]!.complete(link);
+  const won = await result;
+  assert.equal(won.link, link);
+  assert.deepEqual(won.remote, first);
+  await punch.stopped();
 });
