@@ -1,11 +1,13 @@
-// The whole flow behind NATs (issue 13, docs/nat.md "Measured: real terminals"): for each of the
-// 25 pairs of NAT types, a host in the root namespace reads host@host.test, bob's CLI terminal
-// stands by behind router B, alice's asks behind router A, and both talk to the real mail stack
-// through the lab's public side. Both learn their mapping from the lab's coturn over their
-// listener socket; the host's reply and introduction let them punch. Where the lab facts allow a
-// hole (22 pairs) they connect and chat both ways; in the other 3 both end with a clear error
-// (never a hang). Ignored without the lab and a stack listening on its lab addresses; this file
-// changes the NAT types and puts back port-restricted / port-restricted at the end.
+// The whole flow behind NATs (issues 13 and 14, docs/nat.md "Measured: real terminals in the
+// lab"): for each of the 25 pairs of NAT types, a host in the root namespace reads
+// host@host.test, bob's CLI terminal stands by behind router B, alice's asks behind router A, and
+// both talk to the real mail stack through the lab's public side. Both learn their mapping from
+// the lab's coturn over their listener socket and allocate a relay on it; the host's reply and
+// introduction let them punch. Where the lab facts allow a hole (22 pairs) they connect over it
+// and chat both ways; the other 3 connect through the relay (docs/relay.md) and chat, and
+// release their allocations when they exit. Without a relay those end with a clear error (never
+// a hang). Ignored without the lab and a stack listening on its lab addresses; this file changes
+// the NAT types and puts back port-restricted / port-restricted at the end.
 import assert from "node:assert/strict";
 import { Running } from "../support/cli.ts";
 import { labFor, natlab } from "../support/natlab.ts";
@@ -115,7 +117,7 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
   const transport = roles.transport ?? "udp";
   const relay = roles.relay ?? true;
   const holeless = (transport === "tcp" ? UNOPENABLE : UNPUNCHABLE).has(`${a}/${b}`);
-  const punchable = roles.connects ?? (!holeless || transport === "udp" && relay);
+  const connects = roles.connects ?? (!holeless || transport === "udp" && relay);
   const path = roles.path ?? (holeless ? "relayed" : "punched");
   const stun =
     `stun_servers = ["${lab.coturn.host}:${lab.coturn.port}", "${lab.coturn.alt_host}:${lab.coturn.alt_port}"]`;
@@ -124,7 +126,7 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
   const turn =
     `turn_servers = [{ url = "turn:${lab.coturn.host}:${lab.coturn.port}", user = "${lab.coturn.user}", realm = "${lab.coturn.realm}", password_file = "${lab.state_dir}/turn.password" }]`;
   // Bob stands by long enough for alice's mail round trip and her punch window (5 s); alice,
-  // whose punch can only fail in the unpunchable pairs, stands by only briefly after it.
+  // whose punch can only fail where no path joins them, stands by only briefly after it.
   const site = await makeSite({
     receive: "imap",
     labMail: true,
@@ -135,13 +137,13 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
       `transport = "${transport}"`,
       `reply_timeout = "60s"`,
       `punch_window = "5s"`,
-      `standby_timeout = "${punchable ? 60 : 15}s"`,
+      `standby_timeout = "${connects ? 60 : 15}s"`,
     ].join("\n"),
   });
   await Deno.writeTextFile(
     `${site.dir}/alice.toml`,
     (await Deno.readTextFile(`${site.dir}/alice.toml`))
-      .replace(/standby_timeout = "\d+s"/, `standby_timeout = "${punchable ? 60 : 2}s"`)
+      .replace(/standby_timeout = "\d+s"/, `standby_timeout = "${connects ? 60 : 2}s"`)
       .replace("[terminal.receive]", `${roles.aliceToml ?? ""}\n[terminal.receive]`),
   );
   const opts = { cwd: site.dir, env: site.env };
@@ -159,7 +161,11 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
     alice = new Running(roles.alice, { ...opts, netns: lab.hosts.a.ns });
     const [aliceEnd, bobEnd] = await Promise.all([alice.status, bob.status]);
     const pair = `${a} × ${b}`;
-    const said = (who: Running) => `${pair}: ${JSON.stringify(who.events)} ${who.stderr}`;
+    // A failure shows both ends: this one's events and stderr first, then the other's.
+    const ends = { alice, bob };
+    const said = (who: Running) =>
+      `${pair}: ` + Object.entries(ends).sort(([, r]) => r === who ? -1 : 1)
+        .map(([name, r]) => `${name}: ${JSON.stringify(r.events)} ${r.stderr}`).join("\n");
     const announcedRelays: Endpoint[] = [];
     // Both announced the mapping STUN saw from their listener socket (the LAN is not global).
     for (const [who, wan] of [[alice, lab.routers.rta.wan], [bob, lab.routers.rtb.wan]] as const) {
@@ -201,7 +207,7 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
     // full cone) may have connected before that mail came.
     const introduced = of(bob.events, "introduction").some((e) => e.peer === "alice");
     assert.ok(introduced || ["none", "full-cone"].includes(b), said(bob));
-    if (punchable) {
+    if (connects) {
       assert.equal(aliceEnd.code, 0, said(alice));
       assert.equal(bobEnd.code, 0, said(bob));
       const connected = of(alice.events, "connected")[0];
@@ -279,6 +285,22 @@ for (const a of TYPES) {
     });
   }
 }
+
+Deno.test({
+  name: "behind NATs symmetric × symmetric without a TURN server, two CLI terminals end clearly " +
+    "where no hole can be punched",
+  ignore: MISSING !== undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await natlab("setnat", "symmetric", "symmetric");
+    try {
+      await rendezvous("symmetric", "symmetric", { ...CHAT, relay: false });
+    } finally {
+      await natlab("setnat", "port-restricted", "port-restricted");
+    }
+  },
+});
 
 /** 20 MiB of random bytes, and `mailpeer send big.bin` to `mailpeer receive inbox` checking it. */
 function bigFile(): Roles {
