@@ -86,6 +86,8 @@ interface Roles {
   prepare?: (dir: string) => Promise<void>;
   /** More `[terminal]` lines for alice (e.g. `port_mapping = "auto"`). */
   aliceToml?: string;
+  /** More `[terminal]` lines for bob (e.g. a slow `poll_interval`). */
+  bobToml?: string;
   /** The peer transport; default `udp`. */
   transport?: "udp" | "tcp";
   /** Whether both terminals have the lab's coturn in `turn_servers`; default true. */
@@ -146,6 +148,13 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
       .replace(/standby_timeout = "\d+s"/, `standby_timeout = "${connects ? 60 : 2}s"`)
       .replace("[terminal.receive]", `${roles.aliceToml ?? ""}\n[terminal.receive]`),
   );
+  if (roles.bobToml) {
+    await Deno.writeTextFile(
+      `${site.dir}/bob.toml`,
+      (await Deno.readTextFile(`${site.dir}/bob.toml`))
+        .replace("[terminal.receive]", `${roles.bobToml}\n[terminal.receive]`),
+    );
+  }
   const opts = { cwd: site.dir, env: site.env };
   await roles.prepare?.(site.dir);
   const host = new Running(["host", "--config", "host.toml", "--json"], opts);
@@ -223,10 +232,14 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
       const remotes = [connected, bobConnected].map((e) => (e.remote as Endpoint).address);
       // Relayed: one end sent to the other's relayed address. Otherwise the relay carried nothing.
       assert.equal(remotes.includes(lab.coturn.relay_ip), path === "relayed", said(alice));
+      const at = (who: Running, event: string) =>
+        Date.parse(String(of(who.events, event)[0]?.time));
       report(
         `${pair}: ${path}, alice punched in ${connected.ms} ms, bob connected ${
-          Date.parse(String(bobConnected.time)) - Date.parse(String(connected.time))
-        } ms after her`,
+          at(bob, "connected") - at(alice, "connected")
+        } ms after her; his introduction came ${
+          at(bob, "introduction") - at(alice, "reply-received")
+        } ms after her reply`,
       );
       await roles.check?.(site.dir, alice, bob);
     } else {
@@ -299,6 +312,25 @@ Deno.test({
     } finally {
       await natlab("setnat", "port-restricted", "port-restricted");
     }
+  },
+});
+
+Deno.test({
+  name:
+    "behind NATs port-restricted × port-restricted, when bob reads his introduction up to 1.5 s " +
+    "after alice has her reply, the terminals still punch rather than go through the relay",
+  ignore: MISSING !== undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    // Slow mail: bob looks for mail every 1.5 s, so his punch starts late, long after alice's
+    // relay attempts began (PUNCH_RELAY_DELAY_MS). The direct path must still win
+    // (docs/decisions.md "Relayed pairs in the NAT lab").
+    await natlab("setnat", "port-restricted", "port-restricted");
+    await rendezvous("port-restricted", "port-restricted", {
+      ...CHAT,
+      bobToml: 'poll_interval = "1500ms"',
+    });
   },
 });
 
