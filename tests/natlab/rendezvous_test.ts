@@ -237,9 +237,13 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
       report(
         `${pair}: ${path}, alice punched in ${connected.ms} ms, bob connected ${
           at(bob, "connected") - at(alice, "connected")
-        } ms after her; his introduction came ${
-          at(bob, "introduction") - at(alice, "reply-received")
-        } ms after her reply`,
+        } ms after her; ${
+          of(bob.events, "introduction").length === 0
+            ? "before his introduction"
+            : `his introduction came ${
+              at(bob, "introduction") - at(alice, "reply-received")
+            } ms after her reply`
+        }`,
       );
       await roles.check?.(site.dir, alice, bob);
     } else {
