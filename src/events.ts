@@ -47,7 +47,17 @@ export type MailpeerEvent =
       /** How the session's packets travel (docs/nat.md "Path kinds"). */
       path?: PathKind;
     }
+    /**
+     * A relayed session moved to a direct path while it ran (docs/nat.md "Moving a session to a
+     * direct path"): `path` is the new path's kind, `remote` the peer's side of it.
+     */
+    | { event: "path-changed"; peer: string; from: PathKind; path: PathKind; remote: Endpoint }
     | { event: "connect-failed"; peer: string; code: string; message: string }
+    /**
+     * A listed peer was not tried: it has no candidate on this terminal's transport
+     * (`transports` are the ones it announced). No notice follows: it did not fail.
+     */
+    | { event: "peer-skipped"; peer: string; transports: TransportKind[]; reason: string }
     | { event: "notice-sent"; to: string[]; failed: string[] }
     | { event: "standby"; endpoint: Endpoint; untilMs: number }
     | { event: "message"; from: string; text: string }

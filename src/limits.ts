@@ -288,6 +288,11 @@ export const MAX_CANDIDATES = 8;
  * within `MAX_CANDIDATES`: a terminal allocates on one TURN server (two, should IPv6 relays come).
  */
 export const MAX_RELAY_CANDIDATES = 2;
+/**
+ * Most global IPv6 interface addresses a terminal announces as `host` candidates (a host may
+ * carry several, e.g. temporary privacy addresses), within `MAX_CANDIDATES`: docs/nat.md "IPv6".
+ */
+export const MAX_IPV6_HOST_CANDIDATES = 2;
 /** Highest candidate priority (ICE, RFC 8445 §5.1.2: a 32-bit value below 2^31). */
 export const MAX_CANDIDATE_PRIORITY = 2 ** 31 - 1;
 /** Introductions the host mails one target (row) per hour at most; more are not sent. */
@@ -314,6 +319,11 @@ export const PUNCH_MAX_CANDIDATES = 8;
 export const PUNCH_MAX_PEER_REFLEXIVE = 4;
 /** Delay between the first datagrams to two successive candidates, in ms (ICE's Ta). */
 export const PUNCH_STAGGER_MS = 50;
+/**
+ * Longest stagger a caller may ask for (`PunchOptions.staggerMs`), in ms: with
+ * {@link PUNCH_MAX_CANDIDATES} candidates the last one still starts within the longest window.
+ */
+export const PUNCH_MAX_STAGGER_MS = 7_500;
 /**
  * A peer's `relay` candidates start no earlier than this after the first candidate, in ms: the
  * direct ones get a head start (a punch through NATs takes 70–220 ms in the lab), so the first
@@ -370,3 +380,58 @@ export const TURN_MAX_DATA_BYTES = 65_000;
 export const MAX_TURN_SERVERS = 4;
 /** Largest TURN message (a Data indication carries a peer's datagram), in bytes. */
 export const TURN_MAX_MESSAGE_BYTES = 65_535;
+
+// ---- moving a session to a better path (issue 14) ----
+/**
+ * How long a probe of a link's paths runs when the caller gives no window, and how long a path
+ * the peer's challenge opened is challenged back, in ms.
+ */
+export const PATH_LEARNED_WINDOW_MS = 10_000;
+/** Paths one link takes datagrams from (the first included); more are not admitted. */
+export const PATH_MAX_PATHS = 8;
+/** Outstanding PATH_CHALLENGE tokens one link remembers; the oldest is forgotten first. */
+export const PATH_MAX_TOKENS = 4096;
+/**
+ * Auxiliary sockets a spray opens per mapping of the peer it aims at (docs/nat.md "One hard
+ * NAT"): with 256 mappings open on the hard NAT towards the right one, 2048 random probes from
+ * the other side hit one with probability 1 − (1 − 256/64512)^2048 ≈ 99.97 %.
+ */
+export const PATH_SPRAY_SOCKETS_PER_MAPPING = 256;
+/** Auxiliary sockets one spray opens at most (two mappings aimed at). */
+export const PATH_SPRAY_SOCKETS = 512;
+/** Random ports one spray challenges in all. */
+export const PATH_SPRAY_PROBES = 2048;
+/** Addresses of the peer one spray scans (its NAT's addresses). */
+export const PATH_SPRAY_ADDRESSES = 2;
+/**
+ * A spray's random probes leave `PATH_SPRAY_BURST` at a time every `PATH_SPRAY_PACE_MS`: 500 a
+ * second, 2048 in about 4 s, without depending on millisecond timers.
+ */
+export const PATH_SPRAY_PACE_MS = 8;
+/** Random probes per tick of a spray. */
+export const PATH_SPRAY_BURST = 4;
+/** How long a spray runs when the caller gives no window, in ms. */
+export const PATH_SPRAY_WINDOW_MS = 10_000;
+/** How often a link that moved to a direct path checks that it still hears the peer, in ms. */
+export const PATH_WATCH_MS = 1_000;
+/**
+ * Silence on a direct path a link moved to after which it challenges that path, in ms (a live
+ * peer answers at once; a quiet chat costs one small challenge every few seconds).
+ */
+export const PATH_QUIET_MS = 3_000;
+/**
+ * Silence after which a link falls back to the relayed path it left, in ms: well below the
+ * reliable stream's stall timeout and the keepalive's idle timeout, so the session survives.
+ */
+export const PATH_DEAD_MS = 6_000;
+/** Auxiliary sockets one listener holds at once (a spray's, and the winners of earlier ones). */
+export const LISTENER_MAX_AUX_SOCKETS = 1024;
+/**
+ * `terminal.upgrade_interval` default, in ms: how often a terminal on a relayed session looks for
+ * a direct path again (re-learns its mapping, tells the peer, probes).
+ */
+export const DEFAULT_UPGRADE_INTERVAL_MS = 30_000;
+/** Shortest `terminal.upgrade_interval` accepted, in ms. */
+export const MIN_UPGRADE_INTERVAL_MS = 1_000;
+/** Longest `terminal.upgrade_interval` accepted, in ms. */
+export const MAX_UPGRADE_INTERVAL_MS = 60 * 60 * 1000;

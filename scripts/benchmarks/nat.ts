@@ -21,14 +21,20 @@
  *    their own (the baseline: what arrives per second, nothing sent again), then `--mib` MiB over
  *    the mailpeer reliable stream of a link punched from their listeners' sockets, in the same
  *    run. Medians over `--runs`.
+ * 3. **Paths** (`nat_paths.ts`): time to first byte per path kind (host, punched, mapped,
+ *    relayed), the relayed stream beside raw UDP through the same TURN allocation, and racing
+ *    the candidates against trying them in series (`--series-ms` per candidate); no mail.
  *
  * Every change to the lab is undone before the bench lets go of it: port-restricted twice, no
  * loss. With `--lock FILE` it holds FILE's flock only while one pair or one stream run uses the
  * lab (a lab shared by several people, who take the same lock). Prints a line per run and the
  * tables, and writes the JSON (every run, with both terminals' event timelines) to `--out`.
  *
- * Usage: scripts/bench-nat [--runs 1] [--pairs none/none,symmetric/none,…] [--parts pairs,stream]
- *        [--mib 32] [--out bench-results/nat.json] [--lock /tmp/mailpeer-natlab.lock]
+ * Usage: scripts/bench-nat [--runs 1] [--pairs none/none,symmetric/none,…]
+ *        [--parts pairs,stream,paths] [--paths host,punched,…] [--mib 32] [--series-ms 1000]
+ *        [--out bench-results/nat.json]
+ *        [--lock /tmp/mailpeer-natlab.lock]
+ * The mail stack is needed only for the pairs part.
  *
  * @module
  */
@@ -39,6 +45,16 @@ import { Running } from "../../tests/support/cli.ts";
 import { loadStack } from "../../tests/support/mailstack.ts";
 import { makeSite } from "../../tests/support/site.ts";
 import { arg, num } from "./args.ts";
+import { markdownTable as table } from "./markdown_table.ts";
+import {
+  PATH_SCENARIOS,
+  type PathsLab,
+  pathsPart,
+  pathsSettings,
+  pathsTables,
+  type PathSummary,
+} from "./nat_paths.ts";
+import { NetnsProcess } from "./netns_process.ts";
 import { out, sweep } from "./rendezvous_stack.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
@@ -63,8 +79,17 @@ const RUNS = num("runs", 1, 1);
 const MIB = num("mib", 32, 1);
 const OUT = arg("out") ?? "bench-results/nat.json";
 const LOCK = arg("lock");
-const PARTS = (arg("parts") ?? "pairs,stream").split(",").map((p) => {
-  if (p !== "pairs" && p !== "stream") throw new TypeError("--parts takes pairs and/or stream");
+const SERIES_MS = num("series-ms", 1_000, 50);
+const PATHS = arg("paths")?.split(",").map((p) => {
+  if (!(PATH_SCENARIOS as readonly string[]).includes(p)) {
+    throw new TypeError(`--paths takes some of ${PATH_SCENARIOS.join(", ")}, not ${p}`);
+  }
+  return p;
+});
+const PARTS = (arg("parts") ?? "pairs,stream,paths").split(",").map((p) => {
+  if (p !== "pairs" && p !== "stream" && p !== "paths") {
+    throw new TypeError("--parts takes pairs, stream and/or paths");
+  }
   return p;
 });
 const PAIRS: [NatType, NatType][] = (() => {
@@ -85,11 +110,10 @@ const PAIRS: [NatType, NatType][] = (() => {
 })();
 const TAG = `benchnat-${crypto.randomUUID().slice(0, 8)}`;
 
-interface Lab {
+interface Lab extends PathsLab {
   namespaces: { rta: string };
-  hosts: Record<"a" | "b", { ns: string }>;
   root: { mail: Record<string, string> };
-  coturn: { host: string; port: number; alt_host: string; alt_port: number };
+  coturn: PathsLab["coturn"] & { alt_host: string; alt_port: number };
 }
 
 const decoder = new TextDecoder();
@@ -106,7 +130,7 @@ async function run(cmd: string, args: string[]): Promise<{ code: number; text: s
   return { code: r.code, text: decoder.decode(r.stdout) + decoder.decode(r.stderr) };
 }
 
-/** The lab and the stack, or one line saying what is missing (and exit 1). */
+/** The lab and (for the pairs part) the stack, or one line saying what is missing (and exit 1). */
 async function requireLabAndStack(): Promise<Lab> {
   const missing = (what: string): never => {
     Deno.stderr.writeSync(new TextEncoder().encode(
@@ -125,6 +149,7 @@ async function requireLabAndStack(): Promise<Lab> {
   if (!lab || (await run("bash", [NATLAB, "status"])).code !== 0) {
     return missing("the NAT lab is not running");
   }
+  if (!PARTS.includes("pairs")) return lab;
   const stack = loadStack();
   if (!stack || (await run("bash", [MAILSTACK, "status"])).code !== 0) {
     return missing("the mail stack is not running");
@@ -374,67 +399,6 @@ async function pairsPart(lab: Lab): Promise<PairSummary[]> {
 
 // ---- part 2: the stream over a punched path beside raw UDP ------------------------------------
 
-/** One nat_peer.ts in a lab namespace, spoken to in JSON lines. */
-class Peer {
-  readonly #child: Deno.ChildProcess;
-  readonly #reader: ReadableStreamDefaultReader<string>;
-  readonly #stdin: WritableStreamDefaultWriter<Uint8Array>;
-  #buffer = "";
-
-  constructor(ns: string, args: string[]) {
-    this.#child = new Deno.Command("ip", {
-      args: [
-        "netns",
-        "exec",
-        ns,
-        Deno.execPath(),
-        "run",
-        "--no-prompt",
-        "--cached-only",
-        "--quiet",
-        "--allow-read",
-        "--allow-env",
-        "--allow-net",
-        "--allow-ffi",
-        "--allow-sys=hostname,networkInterfaces",
-        "--unstable-net",
-        PEER,
-        ...args,
-      ],
-      cwd: REPO,
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "inherit",
-      signal: AbortSignal.timeout(STREAM_KILL_MS), // a safety net only: the peer ends by itself
-    }).spawn();
-    this.#reader = this.#child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    this.#stdin = this.#child.stdin.getWriter();
-  }
-
-  async line<T = Record<string, unknown>>(): Promise<T> {
-    while (!this.#buffer.includes("\n")) {
-      const { value, done } = await this.#reader.read();
-      if (done) throw new Error(`nat_peer.ts ended early; got ${JSON.stringify(this.#buffer)}`);
-      this.#buffer += value;
-    }
-    const i = this.#buffer.indexOf("\n");
-    const line = this.#buffer.slice(0, i);
-    this.#buffer = this.#buffer.slice(i + 1);
-    return JSON.parse(line) as T;
-  }
-
-  async write(line: unknown): Promise<void> {
-    await this.#stdin.write(new TextEncoder().encode(JSON.stringify(line) + "\n"));
-    await this.#stdin.close();
-  }
-
-  async end(): Promise<number> {
-    this.#reader.releaseLock();
-    await this.#child.stdout.cancel().catch(() => {});
-    return (await this.#child.status).code;
-  }
-}
-
 interface StreamRun {
   rawMiBs?: number;
   rawSendMiBs?: number;
@@ -452,7 +416,9 @@ type J = Record<string, unknown>;
 async function streamRun(lab: Lab): Promise<StreamRun & { aes: string; detail: J }> {
   const common = ["--stun", `${lab.coturn.host}:${lab.coturn.port}`, "--mib", String(MIB)];
   const window = ["--window", String(STREAM_WINDOW_MS)];
-  const sender = new Peer(lab.hosts.a.ns, [
+  const peer = (ns: string, args: string[]) =>
+    new NetnsProcess(ns, PEER, args, { killAfterMs: STREAM_KILL_MS });
+  const sender = peer(lab.hosts.a.ns, [
     ...common,
     ...window,
     "--name",
@@ -460,7 +426,7 @@ async function streamRun(lab: Lab): Promise<StreamRun & { aes: string; detail: J
     "--role",
     "send",
   ]);
-  const receiver = new Peer(lab.hosts.b.ns, [
+  const receiver = peer(lab.hosts.b.ns, [
     ...common,
     ...window,
     "--name",
@@ -598,19 +564,6 @@ async function streamPart(lab: Lab): Promise<StreamSummary[]> {
 
 // ---- output ---------------------------------------------------------------------------------
 
-/** A Markdown table, columns padded; `right` names the right-aligned columns. */
-function table(head: string[], rows: string[][], right: Set<number>): string {
-  const widths = head.map((h, i) => Math.max(h.length, 3, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) =>
-    `| ${
-      cells.map((c, i) => right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)).join(" | ")
-    } |`;
-  const rule = `| ${
-    widths.map((w, i) => right.has(i) ? "-".repeat(w - 1) + ":" : "-".repeat(w)).join(" | ")
-  } |`;
-  return [line(head), rule, ...rows.map(line)].join("\n") + "\n";
-}
-
 const ms = (x: number | undefined) => x === undefined ? "—" : String(x);
 const s1 = (x: number | undefined) => x === undefined ? "—" : (x / 1000).toFixed(1);
 
@@ -681,13 +634,26 @@ async function main(): Promise<void> {
     `NAT bench ${TAG}: runs ${RUNS}` +
       (PARTS.includes("pairs") ? `, ${PAIRS.length} pairs` : "") +
       (PARTS.includes("stream") ? `, stream ${MIB} MiB` : "") +
+      (PARTS.includes("paths") ? `, paths (series ${SERIES_MS} ms per candidate)` : "") +
       `${LOCK ? `, lab lock ${LOCK}` : ""}\n`,
   );
   let pairs: PairSummary[] = [];
   let streams: StreamSummary[] = [];
+  let paths: PathSummary[] = [];
   try {
     if (PARTS.includes("pairs")) pairs = await pairsPart(lab);
     if (PARTS.includes("stream")) streams = await streamPart(lab);
+    if (PARTS.includes("paths")) {
+      paths = await pathsPart(lab, {
+        runs: RUNS,
+        mib: MIB,
+        seriesMs: SERIES_MS,
+        ...(PATHS ? { only: PATHS } : {}),
+        withLab,
+        natlab,
+        out,
+      });
+    }
   } finally {
     if (PARTS.includes("pairs")) {
       // the host deleted the requests and the terminals their replies; the rest goes here
@@ -724,6 +690,9 @@ async function main(): Promise<void> {
     },
     pairs: pairs.map(({ runs, ...rest }) => ({ ...rest, runs })),
     stream: streams,
+    ...(paths.length > 0
+      ? { pathsSettings: pathsSettings({ seriesMs: SERIES_MS, mib: MIB }), paths }
+      : {}),
   };
   const json = JSON.stringify(result, null, 2) + "\n";
   await Deno.mkdir(dirname(OUT), { recursive: true });
@@ -738,6 +707,7 @@ async function main(): Promise<void> {
     text += `\nStream over a punched port-restricted × port-restricted path, ${MIB} MiB ` +
       `(AES-GCM: ${streams[0]!.aes}; medians of ${RUNS}):\n` + streamTable(streams);
   }
+  if (paths.length > 0) text += pathsTables(paths, RUNS, MIB);
   out(`${text}\nJSON: ${OUT}\n`);
 }
 

@@ -9,6 +9,9 @@
 #                                       build the lab (idempotent; default port-restricted twice,
 #                                       IPv6 firewalls stateful twice)
 #   natlab.sh setnat A B                reload both routers' rulesets in place, flush conntrack
+#   natlab.sh switch ROUTER TYPE        one router (rta or rtb) to NAT type TYPE mid-session:
+#                                       forgets every flow but those to coturn's first address
+#                                       (STUN/TURN and relayed ports): a relayed session lives on
 #   natlab.sh setfw6 A B                both routers' IPv6 firewalls: open or stateful
 #   natlab.sh loss PERCENT              router A drops PERCENT % of the UDP it forwards (0 = none)
 #   natlab.sh upnp start|stop           miniupnpd on router A (idempotent)
@@ -800,6 +803,34 @@ cmd_setnat() {
   log "NAT $NAT_A / $NAT_B"
 }
 
+cmd_switch() {
+  (($# == 2)) || usage_error "Cannot parse switch: it takes a router (rta or rtb) and a NAT type (${NAT_TYPES[*]})"
+  local r=$1 type=$2
+  [[ $r == rta || $r == rtb ]] || usage_error "Cannot switch router $r: name rta or rtb"
+  is_nat_type "$type" || usage_error "Cannot switch $r to NAT type $type: use one of ${NAT_TYPES[*]}"
+  need_root "switch a router's NAT type"
+  set_state_dir
+  require_own_lab "switch a router's NAT type"
+  local ns=${R_NS[$r]}
+  ns_exists "$ns" || die "Cannot switch $r: $ns does not exist; run: $0 up"
+  { echo "table ip natlab"; echo "delete table ip natlab"; rules "$type"; } |
+    ip netns exec "$ns" nft -f - || die "Cannot load the $type ruleset into $ns: nft refused it; see: $0 rules $type"
+  # Every flow but those to coturn's first address (its STUN/TURN port and the relayed addresses
+  # of allocations) starts over under the new rules: a relayed session keeps its mappings, as a
+  # router keeps an established flow's, while STUN at the second address sees the new behaviour.
+  local line kept=0 dropped=0
+  while read -r line; do
+    local -a args=()
+    [[ $line =~ src=([0-9.]+)\ dst=([0-9.]+)\ sport=([0-9]+)\ dport=([0-9]+) ]] || continue
+    [[ ${BASH_REMATCH[2]} == "$SRV_IP" ]] && { kept=$((kept + 1)); continue; }
+    args=(-s "${BASH_REMATCH[1]}" -d "${BASH_REMATCH[2]}" --sport "${BASH_REMATCH[3]}" --dport "${BASH_REMATCH[4]}")
+    ip netns exec "$ns" conntrack -D -p udp "${args[@]}" >/dev/null 2>&1 && dropped=$((dropped + 1))
+  done < <(ip netns exec "$ns" conntrack -L -p udp 2>/dev/null)
+  echo "$type" >"$STATE/nat.$r"
+  [[ ! -e $PASS_FILE ]] || write_json
+  log "$r switched to $type: kept $kept flows to $SRV_IP, forgot $dropped others"
+}
+
 cmd_setfw6() {
   (($# == 2)) || usage_error "Cannot parse setfw6: it takes two IPv6 firewalls (${FW6_TYPES[*]})"
   parse_fw6_args "$1" "$2"
@@ -1021,6 +1052,7 @@ main() {
     install) cmd_install ;;
     up) cmd_up "$@" ;;
     setnat) cmd_setnat "$@" ;;
+    switch) cmd_switch "$@" ;;
     setfw6) cmd_setfw6 "$@" ;;
     loss) cmd_loss "$@" ;;
     upnp) cmd_upnp "$@" ;;

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { loggerFromEnv } from "../log.ts";
 import { Command } from "@commander-js/extra-typings";
 import { receiveLine, runChat, sendLine } from "../apps/chat.ts";
 import type { Config, PortMappingConfig, TurnServerConfig } from "../config/config_schema.ts";
@@ -14,7 +15,13 @@ import { TcpTransport } from "../peer/tcp_transport.ts";
 import type { TurnServer } from "../peer/turn_client.ts";
 import { UdpTransport } from "../peer/udp_transport.ts";
 import type { PeerLink } from "../peer/types.ts";
-import { detectAddress, ExplicitAddress, InterfaceAddress } from "../terminal/address.ts";
+import {
+  detectAddress,
+  ExplicitAddress,
+  globalIPv6Addresses,
+  InterfaceAddress,
+  networkInterfaces,
+} from "../terminal/address.ts";
 import {
   SessionPortMapper,
   type SessionPortMapperOptions,
@@ -137,7 +144,12 @@ export async function rendezvousFromConfig(
       ...(found ? { advertise: found.address } : {}),
       stunServers,
       listen: {
-        address: tc.listen ?? defaultListenAddress(found?.address ?? "0.0.0.0"),
+        // UDP listens dual-stack (`::`) when this machine has a global IPv6 address or an IPv6 STUN
+        // server is configured (docs/nat.md "IPv6").
+        address: tc.listen ?? defaultListenAddress(found?.address ?? "0.0.0.0", {
+          ...(tc.transport === "udp" ? { stunServers } : {}),
+          ipv6: tc.transport === "udp" && globalIPv6Addresses(networkInterfaces()).length > 0,
+        }),
         port: tc.port,
       },
       subjectMatch: config.subjectMatch,
@@ -146,9 +158,11 @@ export async function rendezvousFromConfig(
       connectTimeoutMs: tc.connectTimeoutMs,
       standbyTimeoutMs: tc.standbyTimeoutMs,
       punchWindowMs: tc.punchWindowMs,
+      upgradeIntervalMs: tc.upgradeIntervalMs,
       ...(portMapper ? { portMapper } : {}),
       turnServers,
       onEvent: options.onEvent,
+      logger: loggerFromEnv(),
     });
     const rendezvous = await terminal.rendezvous(options.signal ? { signal: options.signal } : {});
     // The relay is released once the link has closed (by the listener); close waits for that.

@@ -75,6 +75,12 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
           formatDuration(e.ms)
         }`;
       }
+      case "peer-skipped":
+        return `did not try ${e.peer}: ${e.reason}`;
+      case "path-changed":
+        return `moved the session with ${e.peer} from the ${e.from} path to a ${e.path} path to ${
+          ep(e.remote)
+        }`;
       case "message":
         return `${e.from} says: ${e.text}`;
       case "disconnected":

@@ -120,12 +120,14 @@ export interface TerminalConfig {
   deny: string[];
   /** STUN servers (`host:port`) asked for the reflexive address when no global one is found. */
   stunServers: string[];
-  /** TURN servers for the relay fallback (parsed and checked; not yet used by the terminal). */
+  /** TURN servers for the relay fallback (UDP: a `relay` candidate, docs/relay.md). */
   turnServers: TurnServerConfig[];
   /** Router port mapping for a `mapped` candidate; `off` by default. */
   portMapping: PortMappingConfig;
   /** How long to punch towards one peer after the reply, ms (covers the introduction's trip). */
   punchWindowMs: number;
+  /** How often a relayed session looks for a direct path again, ms (docs/nat.md). */
+  upgradeIntervalMs: number;
   receive: ReceiveConfig;
   send: SendConfig;
 }

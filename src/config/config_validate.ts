@@ -22,9 +22,12 @@ import {
   DEFAULT_TABLE_CAPACITY,
   DEFAULT_TERMINAL_POLL_INTERVAL_MS,
   DEFAULT_TERMINAL_PUNCH_WINDOW_MS,
+  DEFAULT_UPGRADE_INTERVAL_MS,
   MAX_BLOCK_BYTES,
   MAX_MAIL_BYTES,
+  MAX_UPGRADE_INTERVAL_MS,
   MIN_TERMINAL_PUNCH_WINDOW_MS,
+  MIN_UPGRADE_INTERVAL_MS,
   PUNCH_MAX_WINDOW_MS,
 } from "../limits.ts";
 import type {
@@ -459,6 +462,13 @@ function readTerminal(r: Reader, t: Table, postOffice: string | undefined): Term
       DEFAULT_TERMINAL_PUNCH_WINDOW_MS,
       MIN_TERMINAL_PUNCH_WINDOW_MS,
       PUNCH_MAX_WINDOW_MS,
+    ),
+    upgradeIntervalMs: r.durationWithin(
+      t,
+      "upgrade_interval",
+      DEFAULT_UPGRADE_INTERVAL_MS,
+      MIN_UPGRADE_INTERVAL_MS,
+      MAX_UPGRADE_INTERVAL_MS,
     ),
     receive: readReceive(r.sub("receive"), r.table(t, "receive"), email, postOffice, false),
     send: readSend(r.sub("send"), r.table(t, "send"), email, postOffice),

@@ -11,13 +11,17 @@
  * | `global`                                           | always                       |
  * | `loopback`, `private`, `link-local`, `reserved`    | only with `allowPrivate`     |
  * | `multicast`, `unspecified`, `broadcast`            | never                        |
+ * | IPv6 `link-local` (fe80::/10)                      | never                        |
  *
  * Port 0 (or anything but an integer 1–65535) is never accepted. Documentation and
- * benchmarking ranges are `reserved`, so tests that use them need `allowPrivate`.
+ * benchmarking ranges are `reserved`, so tests that use them need `allowPrivate`: the NAT lab's
+ * 198.18.0.0/15 and 2001:db8:4d50::/48 alike. An IPv6 link-local address is refused even then:
+ * the wire format carries no zone (`%eth0`), and without one no peer can dial it, so it could
+ * only point other terminals at their own link (docs/nat.md "IPv6").
  *
  * @module
  */
-import { type AddressClass, classifyAddress } from "../net/address_class.ts";
+import { type AddressClass, canonicalAddress, classifyAddress } from "../net/address_class.ts";
 
 /** Describes an endpoint well enough for {@linkcode endpointProblem}. */
 export interface EndpointLike {
@@ -34,9 +38,14 @@ export interface EndpointPolicyOptions {
   /**
    * Accept loopback, private (incl. CGNAT and ULA), link-local and reserved (incl. the
    * documentation ranges) addresses, e.g. for a LAN party or tests. Multicast, unspecified
-   * and broadcast addresses and port 0 are refused even then.
+   * and broadcast addresses, IPv6 link-local ones and port 0 are refused even then.
    */
   allowPrivate: boolean;
+}
+
+/** `::ffff:a.b.c.d` in any textual form: an IPv4 address, judged as one. */
+function isMappedV4(address: string): boolean {
+  return /^::ffff:\d+\.\d+\.\d+\.\d+$/.test(canonicalAddress(address));
 }
 
 const ALWAYS_REFUSED: ReadonlySet<AddressClass> = new Set([
@@ -49,8 +58,9 @@ const ALWAYS_REFUSED: ReadonlySet<AddressClass> = new Set([
  * Says why a host must not hand out an endpoint, or `undefined` when it may.
  *
  * `global` addresses are always fine; `loopback`, `private`, `link-local` and `reserved` ones
- * only with `allowPrivate`; `multicast`, `unspecified` and `broadcast` never; a port outside
- * 1–65535 never. A malformed address is a problem too (this function never throws).
+ * only with `allowPrivate`; `multicast`, `unspecified`, `broadcast` and IPv6 link-local never;
+ * a port outside 1–65535 never. A malformed address is a problem too (this function never
+ * throws).
  *
  * @example Refuse a loopback endpoint on an internet host
  * ```ts
@@ -82,6 +92,9 @@ export function endpointProblem(
     return `${JSON.stringify(String(address).slice(0, 60))} is not an IPv4 or IPv6 literal`;
   }
   if (cls === "global") return undefined;
+  if (cls === "link-local" && address.includes(":") && !isMappedV4(address)) {
+    return `${address} is a link-local IPv6 address, which no peer can dial without its zone`;
+  }
   if (!ALWAYS_REFUSED.has(cls) && options.allowPrivate) return undefined;
   const article = cls === "unspecified" ? "an" : "a";
   return `${address} is ${article} ${cls} address`;

@@ -35,7 +35,7 @@ import { bodyFor, type MailKind, subjectFor } from "../message/mail_text.ts";
 import { systemClock } from "../runtime.ts";
 import { planIntroductions, type PlannedIntroduction } from "./introductions.ts";
 import { applyNotices } from "./notice_admission.ts";
-import { DEFAULT_TABLE_POLICY, type TablePolicy } from "./table.ts";
+import { DEFAULT_TABLE_POLICY, reachableOn, type TablePolicy, transportsOf } from "./table.ts";
 import type { PeerRow } from "./types.ts";
 import {
   DEFAULT_HOST_LIMITS,
@@ -338,17 +338,19 @@ export class Host {
         },
       });
       // Each listed peer that asked for introductions is told of its requester (first answers
-      // only: a repeat was introduced the first time), recorded in the same table update.
-      const answeredNow = outcomes.flatMap((outcome, i) =>
-        "peers" in outcome && !outcome.repeat
-          ? [{
-            requestIndex: i,
-            requester: requests[i]!.who,
-            network,
-            peers: outcome.peers.map((p) => p.userId),
-          }]
-          : []
-      );
+      // only: a repeat was introduced the first time), recorded in the same table update; a
+      // peer on another transport is not (it could not punch back, docs/decisions.md "Peers on
+      // another transport").
+      const answeredNow = outcomes.flatMap((outcome, i) => {
+        if (!("peers" in outcome) || outcome.repeat) return [];
+        const transports = transportsOf(requests[i]!.request);
+        return [{
+          requestIndex: i,
+          requester: requests[i]!.who,
+          network,
+          peers: outcome.peers.filter((p) => reachableOn(p, transports)).map((p) => p.userId),
+        }];
+      });
       const { rows: next, plans } = planIntroductions(applied, answeredNow, {
         now: clock.now(),
         perTarget: INTRODUCTIONS_PER_TARGET_PER_HOUR,

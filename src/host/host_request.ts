@@ -23,7 +23,14 @@ import type { NoticePayload, PeerEntry, RequestPayload } from "../message/types.
 import { endpointProblem } from "./address_policy.ts";
 import { admit, nextHistory, type RateLimits } from "./admission.ts";
 import { recordListed } from "./notice_admission.ts";
-import { cloneRow, expireRows, selectPeers, type TablePolicy, upsertRow } from "./table.ts";
+import {
+  cloneRow,
+  expireRows,
+  selectPeers,
+  type TablePolicy,
+  transportsOf,
+  upsertRow,
+} from "./table.ts";
 import { senderVerified } from "./auth_results.ts";
 import type { PeerRow } from "./types.ts";
 
@@ -311,6 +318,7 @@ export function applyRequests(
       now: c.now,
       expiryMs: o.policy.expiryMs,
       max: o.policy.peersPerReply,
+      transports: transportsOf(c.request),
     });
     return { peers, size: live.length, repeat: verdict.repeat };
   });

@@ -15,7 +15,8 @@ import {
   DEFAULT_TABLE_CAPACITY,
   MAX_CANDIDATE_PRIORITY,
 } from "../limits.ts";
-import type { Candidate } from "../message/types.ts";
+import { candidatesOf } from "../message/candidate.ts";
+import type { Candidate, Endpoint, TransportKind } from "../message/types.ts";
 import type { PeerRow } from "./types.ts";
 
 /** Size, age and selection limits of the control table. */
@@ -179,26 +180,54 @@ export function upsertRow(
 
 /**
  * Picks the peers to send to `requester`: live rows of the same network, never the requester
- * itself, rows without failures first, then fewer failures first, then the most recent request
- * first; at most `max` rows.
+ * itself; rows the requester can reach on one of its `transports` first (when given: a terminal
+ * tries only peers on its own transport, docs/decisions.md "Peers on another transport"), then
+ * rows without failures, then fewer failures, then the most recent request first; at most `max`
+ * rows.
  */
 export function selectPeers(
   rows: readonly PeerRow[],
   requester: RowOwner,
-  options: { now: number; expiryMs: number; max: number },
+  options: {
+    now: number;
+    expiryMs: number;
+    max: number;
+    transports?: readonly TransportKind[];
+  },
 ): PeerRow[] {
-  const { now, expiryMs, max } = options;
+  const { now, expiryMs, max, transports } = options;
   if (!(max > 0)) return [];
+  const unreachable = (row: PeerRow): number =>
+    transports === undefined || reachableOn(row, transports) ? 0 : 1;
   return rows
     .filter((row) =>
       row.network === requester.network && row.userId !== requester.userId &&
       isLive(row, now, expiryMs)
     )
     .sort((a, b) =>
-      a.failures - b.failures || b.requestedAt - a.requestedAt ||
+      unreachable(a) - unreachable(b) || a.failures - b.failures ||
+      b.requestedAt - a.requestedAt ||
       (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0)
     )
     .slice(0, max);
+}
+
+/**
+ * Whether a row (or request) has a candidate on one of `transports`: a terminal dials and punches
+ * only on its own transport (docs/decisions.md "Peers on another transport").
+ */
+export function reachableOn(
+  p: { endpoints: readonly Endpoint[]; candidates?: readonly Candidate[] },
+  transports: readonly TransportKind[],
+): boolean {
+  return candidatesOf(p).some((c) => transports.includes(c.transport));
+}
+
+/** The transports a row or request has candidates on. */
+export function transportsOf(
+  p: { endpoints: readonly Endpoint[]; candidates?: readonly Candidate[] },
+): TransportKind[] {
+  return [...new Set(candidatesOf(p).map((c) => c.transport))];
 }
 
 /**

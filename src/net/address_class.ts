@@ -229,3 +229,39 @@ export function isGlobalAddress(ip: string): boolean {
     return false;
   }
 }
+
+/**
+ * An IP literal in one textual form, so that addresses compare as strings: IPv4 as given,
+ * IPv6 in RFC 5952 form (lower case, no leading zeros, the longest run of two or more zero
+ * groups as `::`, an IPv4-mapped address with its dotted tail), the form the socket API reports
+ * sources in. Text that is no IP literal, or carries a `%zone`, comes back unchanged.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { canonicalAddress } from "./address_class.ts";
+ *
+ * assert.equal(canonicalAddress("2001:0DB8:0:0:0:0:0:10"), "2001:db8::10");
+ * assert.equal(canonicalAddress("::FFFF:C612:1"), "::ffff:198.18.0.1");
+ * assert.equal(canonicalAddress("198.18.0.1"), "198.18.0.1");
+ * ```
+ */
+export function canonicalAddress(ip: string): string {
+  if (parseV4(ip) !== undefined || ip.includes("%")) return ip;
+  const groups = parseV6(ip);
+  if (groups === undefined) return ip;
+  if (groups.slice(0, 6).join(",") === "0,0,0,0,0,65535") {
+    const v4 = [groups[6]! >> 8, groups[6]! & 255, groups[7]! >> 8, groups[7]! & 255];
+    return `::ffff:${v4.join(".")}`;
+  }
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8;) {
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) [best, bestLen] = [i, j - i];
+    i = j > i ? j : i + 1;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (best < 0) return hex.join(":");
+  return `${hex.slice(0, best).join(":")}::${hex.slice(best + bestLen).join(":")}`;
+}

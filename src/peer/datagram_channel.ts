@@ -40,6 +40,8 @@ import { decodeCookie, encodeConnectWithCookie } from "./frame_bodies.ts";
 import { encodeDatagram, type Frame, FrameType } from "./frame.ts";
 import type { SessionCipher } from "./session_crypto.ts";
 import type { FrameChannel } from "./types.ts";
+import { isPathFrame, type LinkPath, type PathFrameType } from "./link_paths.ts";
+import { PATH_ID_BYTES } from "./frame_bodies.ts";
 
 /** Frames sealed under the session keys once the handshake is done. */
 const CONTROL_TYPES: ReadonlySet<FrameType> = new Set([
@@ -61,8 +63,13 @@ export interface DatagramChannelOptions {
   role: "initiator" | "responder";
   /** The peer, for messages. */
   remote: Endpoint;
-  /** Sends one datagram to the peer (the transport applies its loss hook). */
-  sendDatagram: (bytes: Uint8Array) => Promise<void>;
+  /**
+   * Sends one datagram to the peer (the transport applies its loss hook): by the link's active
+   * path, or by `path` (a PATH_* frame probing another one, `link_paths.ts`).
+   */
+  sendDatagram: (bytes: Uint8Array, path?: LinkPath) => Promise<void>;
+  /** Called with each authentic PATH_* plaintext and the path it came by; default: dropped. */
+  onPathFrame?: (type: PathFrameType, plaintext: Uint8Array, via: LinkPath) => void;
   clock: Clock;
   /** Delay before retransmission number n of a handshake frame or DISCONNECT. */
   backoff: Backoff;
@@ -128,6 +135,7 @@ export class DatagramFrameChannel implements FrameChannel {
   #triggeredAt = -Infinity;
   #controlChain: Promise<void> = Promise.resolve();
   #lastHeard: number;
+  #pathId: Uint8Array | undefined;
   #failure: unknown = null;
   #closed = false;
 
@@ -137,14 +145,23 @@ export class DatagramFrameChannel implements FrameChannel {
     this.#lastHeard = options.clock.now();
   }
 
+  /** When the last authentic control or path frame came from the peer (by the injected clock). */
+  get lastHeard(): number {
+    return this.#lastHeard;
+  }
+
   /** What a listener keeps after close to answer duplicates; see {@link ChannelRecord}. */
   get record(): ChannelRecord {
     return this.#record;
   }
 
-  /** Called by the transport once the handshake succeeded: seals DISCONNECT, starts PING. */
-  establish(cipher: SessionCipher): void {
+  /**
+   * Called by the transport once the handshake succeeded: seals DISCONNECT, starts PING.
+   * `pathId`: the link's path id (`link_paths.ts`), for the PATH_* frames it sends.
+   */
+  establish(cipher: SessionCipher, pathId?: Uint8Array): void {
     this.#cipher = cipher;
+    this.#pathId = pathId;
     this.#lastHeard = this.#options.clock.now();
     if (this.#closed) return;
     this.#keepalive().catch(() => {});
@@ -153,9 +170,20 @@ export class DatagramFrameChannel implements FrameChannel {
     for (const r of held) this.#control(r);
   }
 
-  /** Hands the channel one datagram from its peer (already decoded by the transport). */
-  deliver(frame: Frame, bytes: Uint8Array): void {
+  /**
+   * Hands the channel one datagram from its peer (already decoded by the transport); `via`: the
+   * path it came by, which a PATH_* frame needs (without it, one is dropped).
+   */
+  deliver(frame: Frame, bytes: Uint8Array, via?: LinkPath): void {
     if (this.#closed || this.#failure) return;
+    if (isPathFrame(frame.type)) {
+      if (!via || !this.#cipher || !this.#handshakeDone()) return;
+      const run = this.#controlChain.then(() =>
+        this.#openPath(frame.type as PathFrameType, frame.body, via)
+      );
+      this.#controlChain = run.catch(() => {});
+      return;
+    }
     if (CONTROL_TYPES.has(frame.type) && this.#handshakeDone()) {
       if (this.#cipher) this.#control({ frame, bytes });
       else if (this.#heldControl.length < MAX_HELD_CONTROL_FRAMES) {
@@ -226,6 +254,34 @@ export class DatagramFrameChannel implements FrameChannel {
         break;
     }
     this.#push({ frame: { type, body: plaintext }, bytes: r.bytes });
+  }
+
+  /** Opens a PATH_* body (`[path id][sealed]`) and hands it on if authentic. */
+  async #openPath(type: PathFrameType, body: Uint8Array, via: LinkPath): Promise<void> {
+    if (body.length <= PATH_ID_BYTES) return;
+    const plaintext = await this.#cipher!.openPath(type, body.subarray(PATH_ID_BYTES));
+    if (plaintext === null || this.#closed || this.#failure) return; // forged or replayed
+    this.#lastHeard = this.#options.clock.now();
+    this.#options.onPathFrame?.(type, plaintext, via);
+  }
+
+  /**
+   * Sends a PATH_* frame by `path`: `[path id][plaintext sealed on the path lane]`. `EPEER`
+   * before the handshake is done or without a path id.
+   */
+  async sendPath(type: PathFrameType, plaintext: Uint8Array, path: LinkPath): Promise<void> {
+    const id = this.#pathId;
+    if (!this.#cipher || !id || this.#closed) {
+      throw new PeerError(
+        "EPEER",
+        `Cannot probe a path to peer at ${this.#where()}: the link is not up; wait for it`,
+      );
+    }
+    const sealed = await this.#cipher.sealPath(type, plaintext);
+    const body = new Uint8Array(id.length + sealed.length);
+    body.set(id);
+    body.set(sealed, id.length);
+    await this.#options.sendDatagram(encodeDatagram({ type, body }), path);
   }
 
   #deliverToInitiator(r: Received): void {

@@ -20,6 +20,11 @@
  *   segments of the reliable stream (`encodeStreamAck`).
  * - DATAGRAM (UDP only, version 3): sealed likewise; its plaintext is one best-effort
  *   application datagram (`PeerLink.sendDatagram`).
+ * - PATH_CHALLENGE, PATH_RESPONSE, PATH_CANDIDATES (UDP only): `[path id (8)][sealed body]`, the
+ *   body sealed like the control frames; the path id in clear lets a listener find the link
+ *   when the datagram comes from an address it does not know yet (`link_paths.ts`, docs/nat.md
+ *   "Moving a session to a direct path"). Plaintexts: `encodePathChallenge`,
+ *   `encodePathResponse`, `encodePathCandidates`.
  *
  * An endpoint is `[u8 transport: 0 tcp, 1 udp][u8 length][address, ASCII][u16 BE port]`, a user
  * id `[u8 length][UTF-8]`.
@@ -42,6 +47,9 @@ export const FrameType = {
   COOKIE: 9,
   STREAM_ACK: 10,
   DATAGRAM: 11,
+  PATH_CHALLENGE: 12,
+  PATH_RESPONSE: 13,
+  PATH_CANDIDATES: 14,
 } as const;
 /** A frame type byte. */
 export type FrameType = typeof FrameType[keyof typeof FrameType];

@@ -349,3 +349,78 @@ export function decodeStreamAck(bytes: Uint8Array, maxRanges: number): StreamAck
   }
   return { cumulative: getU48(view, 0), window: view.getUint32(6), ranges };
 }
+
+// ---- path frames (link_paths.ts) ------------------------------------------------------------
+
+/** Bytes of a path id, the clear prefix of every PATH_* frame body. */
+export const PATH_ID_BYTES = 8;
+/** Bytes of a PATH_CHALLENGE token. */
+export const PATH_TOKEN_BYTES = 8;
+
+/**
+ * Plaintext of a PATH_CHALLENGE: a fresh token and the endpoint it was sent to (which of the
+ * receiver's addresses it reached); of a PATH_RESPONSE: the token echoed and the source the
+ * challenge came from (how the responder sees the challenger: a reflexive address).
+ */
+export interface PathProbeBody {
+  token: Uint8Array;
+  endpoint: Endpoint;
+}
+
+/** Encodes a PATH_CHALLENGE or PATH_RESPONSE plaintext: `[token (8)][endpoint]`. */
+export function encodePathProbe(body: PathProbeBody): Uint8Array {
+  const w = new Writer();
+  w.bytes(body.token, PATH_TOKEN_BYTES, "A path token");
+  w.endpoint(body.endpoint);
+  return w.done();
+}
+
+/** Decodes a PATH_CHALLENGE or PATH_RESPONSE plaintext; `EFRAME` when malformed. */
+export function decodePathProbe(bytes: Uint8Array): PathProbeBody {
+  const r = new Reader(bytes, "PATH probe");
+  const token = r.take(PATH_TOKEN_BYTES);
+  const endpoint = r.endpoint();
+  r.end();
+  return { token, endpoint };
+}
+
+/**
+ * Encodes a PATH_CANDIDATES plaintext, the sender's current UDP candidates:
+ * `[u8 count][count × ([u8 kind][endpoint])]`, kind 0 host, 1 srflx, 2 mapped (a relay is not
+ * offered: the session already has one). At most `max` candidates (`RangeError`).
+ */
+export function encodePathCandidates(
+  candidates: readonly (Endpoint & { kind?: "host" | "srflx" | "mapped" })[],
+  max: number,
+): Uint8Array {
+  if (candidates.length > max || candidates.length > 255) {
+    throw new RangeError(`${candidates.length} path candidates exceed ${max}`);
+  }
+  const w = new Writer();
+  w.parts.push(Uint8Array.of(candidates.length));
+  for (const c of candidates) {
+    w.parts.push(Uint8Array.of(c.kind === "host" ? 0 : c.kind === "mapped" ? 2 : 1));
+    w.endpoint(c);
+  }
+  return w.done();
+}
+
+/** Decodes a PATH_CANDIDATES plaintext; `EFRAME` when malformed or with more than `max`. */
+export function decodePathCandidates(
+  bytes: Uint8Array,
+  max: number,
+): (Endpoint & { kind: "host" | "srflx" | "mapped" })[] {
+  const r = new Reader(bytes, "PATH_CANDIDATES");
+  const count = r.u8();
+  if (count > max) throw frameError(`PATH_CANDIDATES carries ${count} candidates`);
+  const out: (Endpoint & { kind: "host" | "srflx" | "mapped" })[] = [];
+  for (let i = 0; i < count; i++) {
+    const k = r.u8();
+    if (k > 2) throw frameError(`PATH_CANDIDATES candidate has kind ${k}`);
+    const e = r.endpoint();
+    if (e.transport !== "udp") throw frameError("PATH_CANDIDATES candidate is not udp");
+    out.push({ ...e, kind: k === 0 ? "host" : k === 2 ? "mapped" : "srflx" });
+  }
+  r.end();
+  return out;
+}

@@ -75,11 +75,11 @@ export interface InitiateOptions {
   /** Aborts the wait for the peer; the rejection is the signal's reason. */
   signal?: AbortSignal;
   /**
-   * Asked once the CONNECT_ACK proved the peer, right before the ACK that completes the
-   * handshake on both ends: false gives up without it (`EPEER`). A punch racing several
-   * candidate pairs lets exactly one complete (docs/nat.md "Who initiates").
+   * Asked once the CONNECT_ACK proved the peer, before the ACK that completes the handshake on
+   * the peer's side: false ends this handshake with `EPEER` and no ACK, so the peer never
+   * completes it (a punch racing several pairs completes exactly one, `udp_punch.ts`).
    */
-  beforeAck?: () => boolean;
+  claim?: () => boolean;
 }
 
 /** Options of {@link respondHandshake}. */
@@ -204,11 +204,11 @@ export async function initiateHandshake(
     role: "initiator",
     ordered: options.ordered,
   });
-  if (options.beforeAck && !options.beforeAck()) {
+  if (options.claim && !options.claim()) {
     throw new PeerError(
       "EPEER",
-      `Cannot connect to peer at ${options.remote.address}:${options.remote.port}: another ` +
-        "candidate pair completed the handshake first; use that link",
+      `Cannot complete the handshake with peer at ${options.remote.address}:` +
+        `${options.remote.port}: another pair to this peer completed first; nothing to do`,
     );
   }
   await channel.send({ type: FrameType.ACK, body: encodeAck(signature) });

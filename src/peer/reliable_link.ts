@@ -44,6 +44,7 @@ import { ReliableReceiver, ReliableSender } from "./reliable_stream.ts";
 import type { SessionCipher } from "./session_crypto.ts";
 import { MAX_MESSAGE_BYTES } from "./session_link.ts";
 import { checkFragment } from "./stream_assembler.ts";
+import type { PathControl } from "./link_paths.ts";
 import type { FrameChannel, PeerInfo, PeerLink, ReceiveOptions } from "./types.ts";
 
 /** DATA datagrams handed to the channel before the first of them must have left. */
@@ -55,6 +56,8 @@ const LAST = Uint8Array.of(0);
 export interface ReliableLinkOptions {
   local: Endpoint;
   remote: PeerInfo;
+  /** The link's paths, when its listener can move it (`link_paths.ts`). */
+  paths?: PathControl;
   /** Largest message fragment per DATA datagram. */
   maxFragmentBytes: number;
   /** How long `close()` waits for DISCONNECT_ACK; default `DISCONNECT_TIMEOUT_MS`. */
@@ -81,6 +84,8 @@ export class ReliableLink implements PeerLink {
   readonly local: Endpoint;
   readonly remote: PeerInfo;
   readonly transport: TransportKind = "udp";
+  /** See `PeerLink.paths`: set when the listener can move this link. */
+  readonly paths?: PathControl;
   #channel: FrameChannel;
   #cipher: SessionCipher;
   #clock: Clock;
@@ -120,6 +125,7 @@ export class ReliableLink implements PeerLink {
   constructor(channel: FrameChannel, cipher: SessionCipher, options: ReliableLinkOptions) {
     this.local = options.local;
     this.remote = options.remote;
+    if (options.paths) this.paths = options.paths;
     this.#channel = channel;
     this.#cipher = cipher;
     this.#options = options;

@@ -7,7 +7,9 @@
  *   GCM nonce is the sequence number, the additional data is `[version][DATA][sequence]`.
  *   Datagram control frames (PING, PONG, DISCONNECT, DISCONNECT_ACK) are sealed the same way
  *   with a sequence of their own, the nonce `[0 0 0 1][u64 BE sequence]` (DATA's starts with
- *   four zero bytes, so no nonce repeats) and their own type in the additional data.
+ *   four zero bytes, so no nonce repeats) and their own type in the additional data. PATH_*
+ *   frames likewise, with a sequence and replay window of their own and the nonce
+ *   `[0 0 0 2][u64 BE sequence]` (`sealPath`).
  *   AES-GCM runs through OpenSSL when the process holds the `ffi` permission, else WebCrypto,
  *   or node:crypto when asked for (`aes_gcm.ts`); the bytes are the same either way.
  * - {@link SessionLink} (`session_link.ts`): a {@link PeerLink} over any {@link FrameChannel}.
@@ -94,8 +96,8 @@ class FrameParameters {
   #nonceView = new DataView(this.nonce.buffer);
   #aadView = new DataView(this.aad.buffer);
 
-  /** `domain` is the nonce's fourth byte: 0 for DATA, 1 for control frames. */
-  constructor(domain: 0 | 1 = 0) {
+  /** `domain` is the nonce's fourth byte: 0 for DATA, 1 for control frames, 2 for path frames. */
+  constructor(domain: 0 | 1 | 2 = 0) {
     this.aad[0] = PEER_FRAME_VERSION;
     this.aad[1] = Type.DATA;
     this.nonce[3] = domain;
@@ -134,6 +136,14 @@ class ReplayWindow {
   }
 }
 
+/** One sequence of sealed datagram frames besides DATA: its counter, nonces and replay window. */
+interface ControlLane {
+  next: bigint;
+  send: FrameParameters;
+  receive: FrameParameters;
+  replay: ReplayWindow;
+}
+
 function frameError(message: string, cause?: unknown): PeerError {
   return new PeerError("EFRAME", message, cause === undefined ? undefined : { cause });
 }
@@ -153,10 +163,18 @@ export class SessionCipher {
   #nextReceive = 0n;
   #sendParameters = new FrameParameters();
   #receiveParameters = new FrameParameters();
-  #nextControlSend = 0n;
-  #controlSendParameters = new FrameParameters(1);
-  #controlReceiveParameters = new FrameParameters(1);
-  #controlReplay = new ReplayWindow();
+  #control: ControlLane = {
+    next: 0n,
+    send: new FrameParameters(1),
+    receive: new FrameParameters(1),
+    replay: new ReplayWindow(),
+  };
+  #path: ControlLane = {
+    next: 0n,
+    send: new FrameParameters(2),
+    receive: new FrameParameters(2),
+    replay: new ReplayWindow(),
+  };
 
   constructor(keys: SessionKeys, options: SessionCipherOptions = {}) {
     const implementation = { implementation: options.aesGcm };
@@ -241,19 +259,11 @@ export class SessionCipher {
 
   /**
    * Seals the body of a datagram control frame of `type` (PING, PONG, DISCONNECT,
-   * DISCONNECT_ACK): `[u64 BE control sequence][ciphertext]`, the next control sequence taken
-   * when this is called.
+   * DISCONNECT_ACK, STREAM_ACK, DATAGRAM): `[u64 BE control sequence][ciphertext]`, the next
+   * control sequence taken when this is called.
    */
-  async sealControl(type: FrameType, plaintext: Uint8Array): Promise<Uint8Array> {
-    if (this.#nextControlSend > MAX_SEQUENCE) {
-      throw new RangeError("The session used up its control sequence numbers");
-    }
-    const sequence = this.#nextControlSend++;
-    const body = new Uint8Array(SEQUENCE_BYTES + plaintext.length + TAG_BYTES);
-    new DataView(body.buffer).setBigUint64(0, sequence);
-    const { nonce, aad } = this.#controlSendParameters.set(sequence, type);
-    await this.#send.seal(nonce, aad, [plaintext], body.subarray(SEQUENCE_BYTES));
-    return body;
+  sealControl(type: FrameType, plaintext: Uint8Array): Promise<Uint8Array> {
+    return this.#sealLane(this.#control, type, plaintext);
   }
 
   /**
@@ -261,19 +271,53 @@ export class SessionCipher {
    * when it does not authenticate, or repeats (or is older than the replay window behind) one
    * already opened. Only an authentic body moves the window.
    */
-  async openControl(type: FrameType, body: Uint8Array): Promise<Uint8Array | null> {
+  openControl(type: FrameType, body: Uint8Array): Promise<Uint8Array | null> {
+    return this.#openLane(this.#control, type, body);
+  }
+
+  /**
+   * Seals a PATH_* frame body like {@link sealControl}, but with a sequence, nonce domain (2) and
+   * replay window of its own: path frames travel by other paths than the control frames, so
+   * they must not fall behind the control frames' window (`link_paths.ts`).
+   */
+  sealPath(type: FrameType, plaintext: Uint8Array): Promise<Uint8Array> {
+    return this.#sealLane(this.#path, type, plaintext);
+  }
+
+  /** Opens a body sealed by {@link sealPath}; null as {@link openControl}. */
+  openPath(type: FrameType, body: Uint8Array): Promise<Uint8Array | null> {
+    return this.#openLane(this.#path, type, body);
+  }
+
+  async #sealLane(lane: ControlLane, type: FrameType, plaintext: Uint8Array): Promise<Uint8Array> {
+    if (lane.next > MAX_SEQUENCE) {
+      throw new RangeError("The session used up its control sequence numbers");
+    }
+    const sequence = lane.next++;
+    const body = new Uint8Array(SEQUENCE_BYTES + plaintext.length + TAG_BYTES);
+    new DataView(body.buffer).setBigUint64(0, sequence);
+    const { nonce, aad } = lane.send.set(sequence, type);
+    await this.#send.seal(nonce, aad, [plaintext], body.subarray(SEQUENCE_BYTES));
+    return body;
+  }
+
+  async #openLane(
+    lane: ControlLane,
+    type: FrameType,
+    body: Uint8Array,
+  ): Promise<Uint8Array | null> {
     if (body.length < SEQUENCE_BYTES + TAG_BYTES) return null;
     const sequence = new DataView(body.buffer, body.byteOffset, SEQUENCE_BYTES).getBigUint64(0);
-    if (!this.#controlReplay.fresh(sequence)) return null;
+    if (!lane.replay.fresh(sequence)) return null;
     let plaintext: Uint8Array | null;
     try {
-      const { nonce, aad } = this.#controlReceiveParameters.set(sequence, type);
+      const { nonce, aad } = lane.receive.set(sequence, type);
       plaintext = await this.#receive.open(nonce, aad, body.subarray(SEQUENCE_BYTES));
     } catch {
       return null;
     }
-    if (plaintext === null || !this.#controlReplay.fresh(sequence)) return null;
-    this.#controlReplay.mark(sequence);
+    if (plaintext === null || !lane.replay.fresh(sequence)) return null;
+    lane.replay.mark(sequence);
     return plaintext;
   }
 

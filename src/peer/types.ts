@@ -8,6 +8,7 @@ import type { Endpoint, TransportKind } from "../message/types.ts";
 import type { Frame } from "./frame.ts";
 import type { ListenerRelay, ListenerStunSocket } from "./udp_listener.ts";
 import type { PunchOptions, PunchResult } from "./udp_punch.ts";
+import type { PathControl } from "./link_paths.ts";
 
 /** This terminal's identity: its user id and Ed25519 key pair (raw 32-byte keys). */
 export interface PeerIdentity {
@@ -84,6 +85,11 @@ export interface PeerLink {
   receiveDatagram?(options?: { signal?: AbortSignal }): Promise<Uint8Array | null>;
   /** Longest datagram {@link sendDatagram} takes. */
   readonly maxDatagramBytes?: number;
+  /**
+   * UDP links of a listener: the paths the link may move between (docs/nat.md "Moving a session
+   * to a direct path"). Absent where a link cannot move.
+   */
+  readonly paths?: PathControl;
 }
 
 /** A standby listener; `accept()` returns only links whose handshake succeeded. */

@@ -23,7 +23,7 @@
  */
 import { PeerError } from "../errors.ts";
 import { bytesEqual, toBase64 } from "../message/base64.ts";
-import { DEFAULT_CONNECT_TIMEOUT_MS } from "../limits.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS, LISTENER_MAX_AUX_SOCKETS } from "../limits.ts";
 import { ConnectCookies } from "./connect_cookie.ts";
 import type { Endpoint } from "../message/types.ts";
 import type { Backoff, Clock, RandomSource } from "../runtime.ts";
@@ -33,8 +33,18 @@ import { decodeDatagram, encodeDatagram, type Frame, FrameType } from "./frame.t
 import { initiateHandshake, respondHandshake } from "./handshake.ts";
 import { Handoff } from "./handoff.ts";
 import { ReliableLink } from "./reliable_link.ts";
+import type { SessionCipher } from "./session_crypto.ts";
 import type { ListenOptions, PeerLink, PeerListener } from "./types.ts";
 import { addPunch, type PunchOptions, type PunchResult, UdpPunch } from "./udp_punch.ts";
+import {
+  isPathFrame,
+  type LinkPath,
+  LinkPaths,
+  pathIdOf,
+  pathKey,
+  type Route,
+} from "./link_paths.ts";
+import { PATH_ID_BYTES } from "./frame_bodies.ts";
 
 /** `UdpTransportOptions` with their defaults applied, shared by connect and listeners. */
 export interface UdpSettings {
@@ -55,7 +65,22 @@ type Lossy = UdpSettings["lossy"];
 /** Consecutive receive errors after which a socket is treated as broken. */
 const MAX_RECEIVE_ERRORS = 100;
 
-/** One UDP socket with the loss hook applied in both directions. */
+/**
+ * An IPv4-mapped IPv6 address (`::ffff:198.18.0.1`, how a dual-stack socket bound to `::` sees
+ * an IPv4 source on Linux) as the IPv4 address it is; any other address as given. So a
+ * listener on `::` keys, cookies and compares IPv4 peers exactly as one on `0.0.0.0` does
+ * (docs/nat.md "IPv6").
+ */
+export function unmapIPv4(address: string): string {
+  const m = /^::ffff:(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})$/i.exec(address);
+  return m ? m[1]! : address;
+}
+
+/**
+ * One UDP socket with the loss hook applied in both directions. Bound to `::`, it is
+ * dual-stack on Linux (`net.ipv6.bindv6only = 0`): IPv4 sources come in as plain IPv4
+ * ({@link unmapIPv4}), and sending to an IPv4 address works as it is.
+ */
 export class UdpSocket {
   readonly endpoint: Endpoint;
   #conn: Deno.DatagramConn;
@@ -117,7 +142,8 @@ export class UdpSocket {
         continue;
       }
       if (this.#lossy?.("in", bytes)) continue;
-      onDatagram(bytes, { transport: "udp", address: addr.hostname, port: addr.port });
+      const address = unmapIPv4(addr.hostname);
+      onDatagram(bytes, { transport: "udp", address, port: addr.port });
     }
   }
 
@@ -140,9 +166,6 @@ const MAX_PENDING_HANDSHAKES = 256;
 /** Peers a listener remembers after their link ended, and for how long (ms). */
 const MAX_TOMBSTONES = 1024;
 const TOMBSTONE_MS = 30_000;
-
-/** How a peer's datagrams reach this listener: straight to the socket, or through its relay. */
-export type Route = "direct" | "relay";
 
 /**
  * The relay a listener speaks through: structurally a `TurnClient` (`turn_client.ts`) allocated
@@ -170,6 +193,15 @@ interface Peer {
   /** Set while the handshake runs. */
   handshake: AbortController | null;
   done?: Promise<void>;
+  /** The path frames to this peer take (it changes when the link moves, `link_paths.ts`). */
+  path: LinkPath;
+  /** The demultiplexer keys of this peer: the first path's, then each path admitted. */
+  keys: Set<string>;
+  /** Once the link is up: its paths, and the path id that finds it from an unknown address. */
+  paths?: LinkPaths;
+  pathId?: string;
+  /** Local ports of the auxiliary sockets this link's sprays opened and still hold. */
+  aux: Set<number>;
 }
 
 /** A STUN message: first two bits zero, magic cookie 0x2112A442 at byte 4 (RFC 8489 §5). */
@@ -199,7 +231,7 @@ export interface ListenerStunSocket {
 
 /** The demultiplexer's key: the source address and port, and the route they came by. */
 function keyOf(e: Endpoint, route: Route = "direct"): string {
-  return route === "relay" ? `relay|${e.address}|${e.port}` : `${e.address}|${e.port}`;
+  return pathKey({ route, remote: e });
 }
 
 function sameEndpoint(a: Endpoint, b: Endpoint): boolean {
@@ -228,6 +260,10 @@ export class UdpPeerListener implements PeerListener {
   #stun = new Set<(bytes: Uint8Array, from: Endpoint) => void>();
   #relay: ListenerRelay | null = null;
   #relayOff: (() => void) | null = null;
+  /** Established links by path id (base64), for PATH_* frames from addresses not known yet. */
+  #byPathId = new Map<string, Peer>();
+  /** Auxiliary sockets of sprays (`link_paths.ts`), by local port. */
+  #aux = new Map<number, UdpSocket>();
 
   constructor(socket: UdpSocket, options: ListenOptions, settings: UdpSettings) {
     this.#socket = socket;
@@ -270,8 +306,8 @@ export class UdpPeerListener implements PeerListener {
       clock: s.clock,
       backoff: s.backoff,
       random: s.random,
-      initiate: (remote, expectedKey, signal, route, beforeAck) =>
-        this.#initiate(remote, expectedKey, options, signal, route, beforeAck),
+      initiate: (remote, expectedKey, signal, route, claim) =>
+        this.#initiate(remote, expectedKey, options, signal, route, claim),
       send: (bytes, to) => this.#socket.send(bytes, to),
     }, options);
     const id = addPunch(this.#punches, options.peerKey, punch, {
@@ -286,6 +322,8 @@ export class UdpPeerListener implements PeerListener {
       const early = this.#accepted.claim((l) => bytesEqual(l.remote.identityKey, options.peerKey));
       if (early && !punch.offer(early)) this.#accepted.put(early);
       const won = await result;
+      // A path to one of the peer's relay candidates is relayed: a direct one may replace it.
+      for (const c of options.candidates) if (c.kind === "relay") won.link.paths?.markRelayed(c);
       // Through our own relay: every packet goes through the TURN server (docs/nat.md).
       const relayed = this.#relay?.relayed;
       return relayed && sameEndpoint(won.local, relayed) ? { ...won, path: "relayed" } : won;
@@ -345,28 +383,121 @@ export class UdpPeerListener implements PeerListener {
     return this.#relay ?? undefined;
   }
 
-  /** Sends one datagram to `to` by `route`. */
-  /** The frame channel of one peer (`key` in the demultiplexer), sending by `route`. */
-  #channel(
-    role: "initiator" | "responder",
-    remote: Endpoint,
-    key: string,
-    route: Route,
-  ): DatagramFrameChannel {
+  /** A peer in the demultiplexer under `key`, with its frame channel sending by its path. */
+  #peer(role: "initiator" | "responder", remote: Endpoint, key: string, route: Route): Peer {
     const s = this.#s;
-    return new DatagramFrameChannel({
+    const peer = {
+      handshake: new AbortController(),
+      path: { route, remote },
+      keys: new Set([key]),
+      aux: new Set<number>(),
+    } as Peer;
+    peer.channel = new DatagramFrameChannel({
       role,
       remote,
-      sendDatagram: (b) => this.#sendVia(route, b, remote),
+      sendDatagram: (b, path) => {
+        const p = path ?? peer.path;
+        return this.#sendVia(p.route, b, p.remote, p.via);
+      },
+      onPathFrame: (type, plaintext, via) => peer.paths?.received(type, plaintext, via),
       clock: s.clock,
       backoff: s.backoff,
       keepaliveMs: s.keepaliveMs,
       idleTimeoutMs: s.idleTimeoutMs,
       onClose: (c) => this.#released(key, c),
     });
+    this.#peers.set(key, peer);
+    this.#tombstones.delete(key);
+    return peer;
   }
 
-  #sendVia(route: Route, bytes: Uint8Array, to: Endpoint): Promise<void> {
+  /**
+   * The handshake with `peer` succeeded: its channel seals from now on, and its paths
+   * (`link_paths.ts`) may move it; the path id finds it from addresses not known yet.
+   */
+  async #established(peer: Peer, cipher: SessionCipher, transcriptHash: Uint8Array) {
+    const s = this.#s;
+    const pathId = await pathIdOf(transcriptHash);
+    peer.channel.establish(cipher, pathId);
+    peer.handshake = null;
+    peer.paths = new LinkPaths({
+      clock: s.clock,
+      backoff: s.backoff,
+      random: s.random,
+      send: (type, plaintext, path) => peer.channel.sendPath(type, plaintext, path),
+      admit: (path) => this.#admitPath(peer, path),
+      use: (path) => peer.path = path,
+      heardAt: () => peer.channel.lastHeard,
+      openSockets: (count) => {
+        const ports = this.#openAux(count);
+        for (const p of ports) peer.aux.add(p);
+        return ports;
+      },
+      closeSockets: (ports) => {
+        for (const p of ports) peer.aux.delete(p);
+        this.#closeAux(ports);
+      },
+    }, peer.path);
+    const id = toBase64(pathId);
+    if (!this.#byPathId.has(id)) {
+      peer.pathId = id;
+      this.#byPathId.set(id, peer);
+    }
+    return peer.paths;
+  }
+
+  /** Datagrams from `path` reach `peer` from now on, unless its key is another peer's. */
+  #admitPath(peer: Peer, path: LinkPath): boolean {
+    const key = pathKey(path);
+    const holder = this.#peers.get(key);
+    if (holder) return holder === peer;
+    peer.keys.add(key);
+    this.#peers.set(key, peer);
+    this.#tombstones.delete(key);
+    return true;
+  }
+
+  /**
+   * Opens up to `count` auxiliary sockets on the listener's address (a spray's), whose
+   * datagrams enter the demultiplexer with their port as `via`; fewer once
+   * `LISTENER_MAX_AUX_SOCKETS` are open or the system refuses. Their local ports.
+   */
+  #openAux(count: number): number[] {
+    const ports: number[] = [];
+    if (this.#closed && this.#peers.size === 0) return ports;
+    while (ports.length < count && this.#aux.size < LISTENER_MAX_AUX_SOCKETS) {
+      let socket: UdpSocket;
+      try {
+        socket = UdpSocket.open({ address: this.endpoint.address, port: 0 }, this.#s.lossy);
+      } catch {
+        break; // out of ports or descriptors: spray with what there is
+      }
+      const port = socket.endpoint.port;
+      this.#aux.set(port, socket);
+      socket.run((bytes, from) => this.#datagram(bytes, from, "direct", port)).catch(() => {});
+      ports.push(port);
+    }
+    return ports;
+  }
+
+  #closeAux(ports: Iterable<number>): void {
+    for (const port of [...ports]) {
+      this.#aux.get(port)?.close();
+      this.#aux.delete(port);
+    }
+  }
+
+  #sendVia(route: Route, bytes: Uint8Array, to: Endpoint, via?: number): Promise<void> {
+    if (via !== undefined) {
+      const aux = this.#aux.get(via);
+      if (aux) return aux.send(bytes, to);
+      return Promise.reject(
+        new PeerError(
+          "EPEER",
+          `Cannot send to peer at ${to.address}:${to.port}: socket ${via} is closed`,
+        ),
+      );
+    }
     if (route === "direct") return this.#socket.send(bytes, to);
     const relay = this.#relay;
     if (!relay) {
@@ -388,6 +519,7 @@ export class UdpPeerListener implements PeerListener {
 
   /** Releases the relay (best effort), then closes the socket. */
   async #closeSocket(): Promise<void> {
+    this.#closeAux(this.#aux.keys());
     this.#relayOff?.();
     await this.#relay?.close().catch(() => {});
     this.#socket.close();
@@ -429,7 +561,7 @@ export class UdpPeerListener implements PeerListener {
     options: PunchOptions,
     signal: AbortSignal,
     route: Route = "direct",
-    beforeAck?: () => boolean,
+    claim?: () => boolean,
   ): Promise<PeerLink> {
     const s = this.#s;
     const key = keyOf(remote, route);
@@ -441,10 +573,8 @@ export class UdpPeerListener implements PeerListener {
       );
     }
     if (route === "relay") this.#bindRelayChannel(remote);
-    const channel = this.#channel("initiator", remote, key, route);
-    const peer: Peer = { channel, handshake: new AbortController() };
-    this.#peers.set(key, peer);
-    this.#tombstones.delete(key);
+    const peer = this.#peer("initiator", remote, key, route);
+    const channel = peer.channel;
     const abort = AbortSignal.any([signal, peer.handshake!.signal]);
     let done!: () => void;
     peer.done = new Promise((resolve) => done = resolve);
@@ -459,13 +589,13 @@ export class UdpPeerListener implements PeerListener {
         random: s.random,
         ordered: false,
         signal: abort,
-        ...(beforeAck ? { beforeAck } : {}),
+        ...(claim ? { claim } : {}),
       });
-      channel.establish(result.cipher);
-      peer.handshake = null;
+      const paths = await this.#established(peer, result.cipher, result.transcriptHash);
       return new ReliableLink(channel, result.cipher, {
         local: relayed ?? this.endpoint,
         remote: { ...result.peer, endpoint: remote },
+        paths,
         disconnectTimeoutMs: s.disconnectTimeoutMs,
         maxFragmentBytes: s.maxFragmentBytes,
         clock: s.clock,
@@ -509,8 +639,11 @@ export class UdpPeerListener implements PeerListener {
     );
   }
 
-  #datagram(bytes: Uint8Array, from: Endpoint, route: Route = "direct"): void {
-    if (route === "direct" && this.#stun.size > 0 && (isStun(bytes) || isChannelData(bytes))) {
+  #datagram(bytes: Uint8Array, from: Endpoint, route: Route = "direct", via?: number): void {
+    if (
+      route === "direct" && via === undefined && this.#stun.size > 0 &&
+      (isStun(bytes) || isChannelData(bytes))
+    ) {
       for (const listener of this.#stun) listener(bytes, from);
       return;
     }
@@ -521,9 +654,23 @@ export class UdpPeerListener implements PeerListener {
       this.#s.onDropped?.(err, from);
       return;
     }
-    const key = keyOf(from, route);
+    const key = pathKey({ route, remote: from, ...(via !== undefined ? { via } : {}) });
     const peer = this.#peers.get(key);
+    if (isPathFrame(frame.type)) {
+      // A path frame finds its link by path id, from wherever it comes (link_paths.ts).
+      const id = toBase64(frame.body.subarray(0, PATH_ID_BYTES));
+      const owner = frame.body.length > PATH_ID_BYTES ? this.#byPathId.get(id) : undefined;
+      if (owner && (!peer || peer === owner)) {
+        owner.channel.deliver(frame, bytes, {
+          route,
+          remote: from,
+          ...(via !== undefined ? { via } : {}),
+        });
+      }
+      return;
+    }
     if (peer) return peer.channel.deliver(frame, bytes);
+    if (via !== undefined) return; // an auxiliary socket carries admitted paths only
     if (this.#answerLate(key, frame, bytes, from, route)) return;
     if (frame.type !== FrameType.CONNECT || this.#closed) return; // stray or late: dropped
     let connect: ConnectWithCookie;
@@ -594,11 +741,9 @@ export class UdpPeerListener implements PeerListener {
     const s = this.#s;
     if (route === "relay") this.#bindRelayChannel(from);
     const relayed = route === "relay" ? this.#relay?.relayed : undefined;
-    const channel = this.#channel("responder", from, key, route);
-    const peer: Peer = { channel, handshake: new AbortController() };
+    const peer = this.#peer("responder", from, key, route);
+    const channel = peer.channel;
     const abort = peer.handshake!;
-    this.#peers.set(key, peer);
-    this.#tombstones.delete(key);
     channel.deliver(frame, bytes);
     const timeoutMs = this.#options.handshakeTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     const timer = new AbortController();
@@ -623,11 +768,11 @@ export class UdpPeerListener implements PeerListener {
           ordered: false,
           signal: abort.signal,
         });
-        channel.establish(result.cipher);
-        peer.handshake = null;
+        const paths = await this.#established(peer, result.cipher, result.transcriptHash);
         const link = new ReliableLink(channel, result.cipher, {
           local: relayed ?? this.endpoint,
           remote: { ...result.peer, endpoint: from, dialled: result.connect.destination },
+          paths,
           disconnectTimeoutMs: s.disconnectTimeoutMs,
           maxFragmentBytes: s.maxFragmentBytes,
           clock: s.clock,
@@ -646,7 +791,16 @@ export class UdpPeerListener implements PeerListener {
   }
 
   #released(key: string, channel: DatagramFrameChannel): void {
-    if (this.#peers.get(key)?.channel === channel) this.#peers.delete(key);
+    const peer = this.#peers.get(key);
+    if (peer?.channel === channel) {
+      for (const k of peer.keys) if (this.#peers.get(k) === peer) this.#peers.delete(k);
+      if (peer.pathId && this.#byPathId.get(peer.pathId) === peer) {
+        this.#byPathId.delete(peer.pathId);
+      }
+      peer.paths?.close();
+      this.#closeAux(peer.aux);
+      peer.aux.clear();
+    }
     if (channel.record.connect) {
       if (this.#tombstones.size >= MAX_TOMBSTONES) {
         const oldest = this.#tombstones.keys().next().value;

@@ -8,7 +8,7 @@
  * identity key is bytewise smaller is *controlling* and runs the handshake as initiator; the
  * other is *controlled* and answers as responder. Exactly one handshake, so exactly one link.
  * - Controlling: CONNECT to every candidate (candidate i starts `i × PUNCH_STAGGER_MS` after
- *   the first, ICE-like; a `relay` candidate not before `PUNCH_RELAY_DELAY_MS`), each re-sent
+ *   the first, ICE-like, or `i × staggerMs` when the caller asks for a slower pace; a `relay` candidate not before `PUNCH_RELAY_DELAY_MS`), each re-sent
  *   with the transport's backoff and following the listener's COOKIE round, until one
  *   completes CONNECT / CONNECT_ACK / ACK with the expected key; the others stop. A CONNECT_ACK with another key fails that candidate only
  *   (`EIDENTITY`, told through `onEvent`). A probe from the peer (below) arriving from an
@@ -39,6 +39,7 @@ import {
   PUNCH_MAX_CANDIDATES,
   PUNCH_MAX_CONCURRENT,
   PUNCH_MAX_PEER_REFLEXIVE,
+  PUNCH_MAX_STAGGER_MS,
   PUNCH_MAX_WINDOW_MS,
   PUNCH_RELAY_DELAY_MS,
   PUNCH_STAGGER_MS,
@@ -69,6 +70,14 @@ export interface PunchOptions {
   candidates: readonly PunchCandidate[];
   /** How long to try, in ms; default `PUNCH_DEFAULT_WINDOW_MS`, at most `PUNCH_MAX_WINDOW_MS`. */
   windowMs?: number;
+  /**
+   * UDP only: ms between the starts of two successive candidates; default `PUNCH_STAGGER_MS`
+   * (a race), at least that and at most `PUNCH_MAX_STAGGER_MS`. A stagger as long as a
+   * per-candidate timeout tries the candidates one after another (what `scripts/bench-nat`
+   * compares the race with); earlier candidates keep trying meanwhile. The TCP punch keeps
+   * `PUNCH_STAGGER_MS`.
+   */
+  staggerMs?: number;
   /** This side's endpoint as the peer should see it; default the listener's socket address. */
   localEndpoint?: Endpoint;
   /** Told about each attempt, learned source and failed candidate (for logs); default none. */
@@ -150,14 +159,14 @@ export interface PunchHost {
   readonly random?: RandomSource;
   /**
    * Runs the initiator handshake to `remote` from the listener's socket; `relay`: through the
-   * listener's relay (a peer whose probe came that way). `beforeAck` as in `InitiateOptions`.
+   * listener's relay (a peer whose probe came that way).
    */
   initiate(
     remote: Endpoint,
     expectedKey: Uint8Array,
     signal: AbortSignal,
     route?: "direct" | "relay",
-    beforeAck?: () => boolean,
+    claim?: () => boolean,
   ): Promise<PeerLink>;
   /** Sends one datagram from the listener's socket. */
   send(bytes: Uint8Array, to: Endpoint): Promise<void>;
@@ -205,6 +214,18 @@ export function checkPunchOptions(options: PunchOptions, transport: "udp" | "tcp
     );
   }
   return windowMs;
+}
+
+/** A UDP punch's stagger (`PunchOptions.staggerMs`, default `PUNCH_STAGGER_MS`); `RangeError`. */
+export function punchStaggerMs(options: PunchOptions): number {
+  const staggerMs = options.staggerMs ?? PUNCH_STAGGER_MS;
+  if (!(staggerMs >= PUNCH_STAGGER_MS && staggerMs <= PUNCH_MAX_STAGGER_MS)) {
+    throw new RangeError(
+      `Cannot punch with a stagger of ${staggerMs} ms: give ${PUNCH_STAGGER_MS} to ` +
+        `${PUNCH_MAX_STAGGER_MS} ms`,
+    );
+  }
+  return staggerMs;
 }
 
 /**
@@ -322,18 +343,20 @@ export class UdpPunch {
   #host: PunchHost;
   #options: PunchOptions;
   #windowMs: number;
+  #staggerMs: number;
   #tried = new Set<string>();
   #learned = 0;
   /** Learned source → the address of ours its probe was sent to. */
   #reached = new Map<string, Endpoint>();
   #running: Promise<unknown>[] = [];
   #outcome: PunchOutcome;
-  /** Whether an attempt is sending the ACK that completes the handshake: no other may. */
+  /** An attempt got past the peer's CONNECT_ACK and sends the ACK: no other one may. */
   #claimed = false;
 
   /** Checks the options (`RangeError`, `TypeError`); `run()` starts the punch. */
   constructor(host: PunchHost, options: PunchOptions) {
     this.#windowMs = checkPunchOptions(options, "udp");
+    this.#staggerMs = punchStaggerMs(options);
     this.#host = host;
     this.#options = options;
     this.peerKey = options.peerKey;
@@ -360,8 +383,8 @@ export class UdpPunch {
       this.#tried.add(keyOf(remote));
       // A relay costs the TURN server's bandwidth and a detour: direct candidates first.
       const at = c.kind === "relay"
-        ? Math.max(i * PUNCH_STAGGER_MS, PUNCH_RELAY_DELAY_MS)
-        : i * PUNCH_STAGGER_MS;
+        ? Math.max(i * this.#staggerMs, PUNCH_RELAY_DELAY_MS)
+        : i * this.#staggerMs;
       this.#after(at, () => this.#start(remote));
     });
     return this.#outcome.result;
@@ -414,11 +437,14 @@ export class UdpPunch {
       this.#running.push(this.#probe(remote).catch(() => {}));
       return;
     }
-    // Two pairs can reach CONNECT_ACK together (e.g. the peer's relayed address and our relay
-    // towards the peer, both tried at PUNCH_RELAY_DELAY_MS): the controlled side takes the
-    // first handshake that completes, so only the first pair to get here sends its ACK.
-    let claimed = false;
-    const claim = () => !this.done && !this.#claimed && (this.#claimed = claimed = true);
+    // Several pairs may get their CONNECT_ACK within a millisecond (two through the same
+    // relay): only the first to claim sends its ACK, so the peer completes the same one.
+    let mine = false;
+    const claim = () => {
+      if (this.done || this.#claimed) return false;
+      this.#claimed = mine = true;
+      return true;
+    };
     const attempt = this.#host.initiate(remote, this.peerKey, this.#outcome.signal, route, claim)
       .then(
         (link) =>
@@ -426,7 +452,7 @@ export class UdpPunch {
             ? link.close().catch(() => {})
             : this.#outcome.win(link, undefined, this.#reached.get(keyOf(remote, route))),
         (error) => {
-          if (claimed) this.#claimed = false; // its ACK never went out: another pair may
+          if (mine) this.#claimed = false; // its ACK never left: another may still win
           if (!this.done) this.#options.onEvent?.({ type: "failed", remote, error });
         },
       );

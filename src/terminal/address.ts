@@ -5,7 +5,8 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { isGlobalAddress } from "../net/address_class.ts";
+import { MAX_IPV6_HOST_CANDIDATES } from "../limits.ts";
+import { canonicalAddress, isGlobalAddress } from "../net/address_class.ts";
 
 /** A detected address and how it was found. */
 export interface DetectedAddress {
@@ -56,4 +57,41 @@ export async function detectAddress(
     "EADDRESS",
     "Cannot find an address for peers to reach: no explicit address is set, no interface has a global address and no STUN server answered; set terminal.address or terminal.stun_servers in the configuration",
   );
+}
+
+/**
+ * The global IPv6 addresses of the local interfaces, each once, in interface order, at most
+ * `MAX_IPV6_HOST_CANDIDATES`: what a dual-stack terminal announces as `host` candidates besides
+ * its IPv4 ones (docs/nat.md "IPv6"). Link-local, unique local (fc00::/7), documentation and
+ * other non-global addresses are left out, by the classification the host applies too
+ * (src/net/address_class.ts); a terminal that should announce one sets `terminal.address`.
+ * `boundTo` (default `::`) is the listener's address: a socket bound to one IPv6 address
+ * receives on that one only, so no other is announced.
+ *
+ * @example
+ * ```ts ignore
+ * globalIPv6Addresses(Deno.networkInterfaces()); // ["2a01:4f8:1:2::10"]
+ * ```
+ */
+export function globalIPv6Addresses(
+  interfaces: readonly Pick<Deno.NetworkInterfaceInfo, "family" | "address">[],
+  boundTo = "::",
+): string[] {
+  const bound = canonicalAddress(boundTo);
+  const found = new Set<string>();
+  for (const i of interfaces) {
+    if (i.family !== "IPv6" || !isGlobalAddress(i.address)) continue;
+    const address = canonicalAddress(i.address);
+    if (bound === "::" || bound === address) found.add(address);
+  }
+  return [...found].slice(0, MAX_IPV6_HOST_CANDIDATES);
+}
+
+/** `Deno.networkInterfaces()`, or none when that is not permitted or fails. */
+export function networkInterfaces(): Deno.NetworkInterfaceInfo[] {
+  try {
+    return Deno.networkInterfaces();
+  } catch {
+    return [];
+  }
 }

@@ -4,7 +4,9 @@
  * mapping (`mapped`, through the {@link CandidateMapper} seam that the port mapping clients of
  * src/terminal/port_mapping/ fill) and a TURN relay's address (`relay`, last), each with an ICE
  * priority. Duplicates (a STUN mapping equal to the announced address) are dropped; at most
- * `MAX_CANDIDATES`.
+ * `MAX_CANDIDATES`. A dual-stack terminal adds its global IPv6 interface addresses as `host`
+ * candidates and the IPv6 STUN mapping, which is a `host` candidate too when it is one of the
+ * machine's own addresses at the listening port: no NAT66 in between (docs/nat.md "IPv6").
  *
  * @module
  */
@@ -12,6 +14,7 @@ import { PeerError } from "../errors.ts";
 import { MAX_CANDIDATES } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { candidatePriority } from "../message/candidate.ts";
+import { canonicalAddress } from "../net/address_class.ts";
 import type { Candidate, TransportKind } from "../message/types.ts";
 import type { ReflexiveAddress } from "./reflexive.ts";
 
@@ -48,6 +51,18 @@ export interface GatherInput {
   /** The STUN mapping of the listening port, if STUN answered. */
   reflexive?: ReflexiveAddress;
   /**
+   * More addresses of this machine announced as `host` candidates after `advertise`: the global
+   * IPv6 interface addresses of a dual-stack terminal (`globalIPv6Addresses`, address.ts).
+   */
+  hostAddresses?: readonly string[];
+  /** The IPv6 STUN mapping of the listening port (a dual-stack socket's second family). */
+  reflexiveV6?: ReflexiveAddress;
+  /**
+   * Every address of the local interfaces: an IPv6 STUN mapping that is one of them, at the
+   * listening port, is announced as `host` (nothing rewrote it). Default none.
+   */
+  localAddresses?: readonly string[];
+  /**
    * The relayed address of a TURN allocation on the listening socket, if one was made: a
    * `relay` candidate, after the others (UDP only).
    */
@@ -69,7 +84,8 @@ export interface GatherInput {
 export async function gatherCandidates(input: GatherInput): Promise<Candidate[]> {
   const { transport, listenPort } = input;
   const found: Candidate[] = [];
-  const add = (c: Candidate) => {
+  const add = (candidate: Candidate) => {
+    const c = { ...candidate, address: canonicalAddress(candidate.address) };
     const same = found.some((f) =>
       f.transport === c.transport && f.address === c.address && f.port === c.port
     );
@@ -79,6 +95,15 @@ export async function gatherCandidates(input: GatherInput): Promise<Candidate[]>
     add({
       transport,
       address: input.advertise,
+      port: listenPort,
+      type: "host",
+      priority: candidatePriority("host"),
+    });
+  }
+  for (const address of input.hostAddresses ?? []) {
+    add({
+      transport,
+      address,
       port: listenPort,
       type: "host",
       priority: candidatePriority("host"),
@@ -113,6 +138,23 @@ export async function gatherCandidates(input: GatherInput): Promise<Candidate[]>
       type: "srflx",
       priority: candidatePriority("srflx"),
       ...(r.mapping ? { mapping: r.mapping } : {}),
+    });
+  }
+  const r6 = input.reflexiveV6;
+  if (r6) {
+    const port = transport === "udp" ? r6.port : listenPort;
+    const own = port === listenPort &&
+      (input.localAddresses ?? []).some((a) =>
+        canonicalAddress(a) === canonicalAddress(r6.address)
+      );
+    const type = own ? "host" : "srflx";
+    add({
+      transport,
+      address: r6.address,
+      port,
+      type,
+      priority: candidatePriority(type),
+      ...(!own && r6.mapping ? { mapping: r6.mapping } : {}),
     });
   }
   if (input.relayed && transport === "udp") {

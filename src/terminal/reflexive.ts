@@ -18,6 +18,7 @@ import { PeerError } from "../errors.ts";
 import type { NatMapping } from "../message/types.ts";
 import {
   dgramStunSocket,
+  parseStunServer,
   StunAddress,
   type StunAddressOptions,
   type StunDetectedAddress,
@@ -118,4 +119,58 @@ export async function reflectPort(
   } finally {
     await new Promise<void>((resolve) => socket.close(() => resolve()));
   }
+}
+
+/** The STUN mapping of one socket per address family; either may be missing. */
+export interface FamilyMappings {
+  IPv4?: ReflexiveAddress;
+  IPv6?: ReflexiveAddress;
+}
+
+/**
+ * {@link reflectFrom} once per address family of a dual-stack socket (docs/nat.md "IPv6"): the
+ * servers named by an IPv6 literal (`[2001:db8::10]:3478`) give the IPv6 mapping, the others
+ * the IPv4 one, each with its own mapping behaviour (an IPv4 and an IPv6 answer never compare).
+ * A family not in `families` (what the socket can send to) is not asked. A server named by a
+ * host name counts as IPv4; whatever family its answer has, that is where it is filed.
+ *
+ * @throws {PeerError} like {@link reflectFrom} when no server of any family answered.
+ */
+export async function reflectFamilies(
+  socket: StunSocket,
+  servers: readonly string[],
+  families: ReadonlySet<"IPv4" | "IPv6">,
+  options: ReflectOptions = {},
+): Promise<FamilyMappings> {
+  const isV6 = (s: string) => {
+    try {
+      return parseStunServer(s).host.includes(":");
+    } catch {
+      return false;
+    }
+  };
+  const groups = (["IPv4", "IPv6"] as const)
+    .filter((f) => families.has(f))
+    .map((f) => servers.filter((s) => isV6(s) === (f === "IPv6")))
+    .filter((g) => g.length > 0);
+  if (groups.length === 0) {
+    throw new PeerError(
+      "EADDRESS",
+      `Cannot learn the address peers see from STUN: no server of terminal.stun_servers is of an address family the listening socket reaches (${
+        [...families].join(", ")
+      }); add such a server or change terminal.listen`,
+    );
+  }
+  const answers = await Promise.allSettled(groups.map((g) => reflectFrom(socket, g, options)));
+  options.signal?.throwIfAborted();
+  const found: FamilyMappings = {};
+  for (const a of answers) {
+    if (a.status !== "fulfilled") continue;
+    const family = a.value.address.includes(":") ? "IPv6" : "IPv4";
+    found[family] ??= a.value;
+  }
+  if (found.IPv4 === undefined && found.IPv6 === undefined) {
+    throw (answers[0] as PromiseRejectedResult).reason;
+  }
+  return found;
 }

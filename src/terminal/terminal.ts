@@ -11,6 +11,7 @@ import {
   DEFAULT_REPLY_TIMEOUT_MS,
   DEFAULT_STANDBY_TIMEOUT_MS,
   DEFAULT_TERMINAL_PUNCH_WINDOW_MS,
+  DEFAULT_UPGRADE_INTERVAL_MS,
   MAX_CLOCK_SKEW_MS,
   PUNCH_MAX_CANDIDATES,
   PUNCH_MAX_WINDOW_MS,
@@ -22,7 +23,7 @@ import { formatHostCard, type HostCard } from "../message/host_card.ts";
 import type { IdentityKeys } from "../message/key_file.ts";
 import { generateX25519 } from "../message/keys.ts";
 import { bodyForBlocks, subjectFor } from "../message/mail_text.ts";
-import { byPriority, candidatesOf, endpointsOf } from "../message/candidate.ts";
+import { candidatesOf, endpointsOf } from "../message/candidate.ts";
 import type {
   Candidate,
   Endpoint,
@@ -37,14 +38,18 @@ import { bytesEqual, toBase64Url } from "../message/base64.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom } from "../runtime.ts";
 import { acceptsPeer, checkPeerPolicy, choosePeers, type PeerPolicy } from "./peer_choice.ts";
 import { type CandidateMapper, gatherCandidates } from "./gather_candidates.ts";
+import { globalIPv6Addresses, networkInterfaces } from "./address.ts";
+import { punchOrder, socketFamilies } from "./happy_eyeballs.ts";
 import {
+  type FamilyMappings,
+  reflectFamilies,
   reflectFrom,
   type ReflectOptions,
   reflectPort,
-  type ReflexiveAddress,
 } from "./reflexive.ts";
 import { waitForReply } from "./reply_wait.ts";
 import { watchIntroductions } from "./introduction_watch.ts";
+import { keepUpgrading } from "./path_upgrade.ts";
 
 /** Everything a terminal needs. */
 export interface TerminalOptions {
@@ -85,6 +90,12 @@ export interface TerminalOptions {
   /** Asks the router for a port mapping (a `mapped` candidate); default none. */
   portMapper?: CandidateMapper;
   /**
+   * The local interfaces, read when the listener can send IPv6: their global IPv6 addresses are
+   * `host` candidates (docs/nat.md "IPv6"); default `Deno.networkInterfaces()` (none when not
+   * permitted).
+   */
+  interfaces?: () => Deno.NetworkInterfaceInfo[];
+  /**
    * Told of every valid introduction on standby (the hook for punching, docs/design.md §7), before the
    * terminal punches to the introduced peer's candidates itself. Default none.
    */
@@ -101,6 +112,11 @@ export interface TerminalOptions {
   connectTimeoutMs?: number;
   /** How long to punch towards one peer after the reply, ms. */
   punchWindowMs?: number;
+  /**
+   * How often a relayed session looks for a direct path again, ms (docs/nat.md "Moving a session
+   * to a direct path"); default `DEFAULT_UPGRADE_INTERVAL_MS`.
+   */
+  upgradeIntervalMs?: number;
   standbyTimeoutMs?: number;
   clock?: Clock;
   random?: RandomSource;
@@ -110,17 +126,24 @@ export interface TerminalOptions {
 
 /**
  * Where a terminal listens when `listen` is not configured: every interface of the announced
- * address's family (`::` for IPv6, else `0.0.0.0`). The announced address is never bound: a
- * public address from the configuration or from STUN belongs to the router, not this machine.
+ * address's family (`::` for IPv6, else `0.0.0.0`), and `::` (dual-stack, docs/nat.md "IPv6")
+ * as well when a STUN server is an IPv6 literal or `ipv6` says this machine has a global IPv6
+ * address. The announced address is never bound: a public address from the configuration or
+ * from STUN belongs to the router, not this machine.
  *
  * @example
  * ```ts
  * defaultListenAddress("198.18.0.1"); // "0.0.0.0"
  * defaultListenAddress("2001:db8::1"); // "::"
+ * defaultListenAddress("0.0.0.0", { stunServers: ["[2001:db8:4d50::10]:3478"] }); // "::"
  * ```
  */
-export function defaultListenAddress(advertised: string): string {
-  return advertised.includes(":") ? "::" : "0.0.0.0";
+export function defaultListenAddress(
+  advertised: string,
+  options: { stunServers?: readonly string[]; ipv6?: boolean } = {},
+): string {
+  const v6Stun = (options.stunServers ?? []).some((s) => s.startsWith("["));
+  return advertised.includes(":") || v6Stun || options.ipv6 ? "::" : "0.0.0.0";
 }
 
 /** An established connection and how it came about. */
@@ -165,6 +188,7 @@ export class Terminal {
       replyTimeoutMs: DEFAULT_REPLY_TIMEOUT_MS,
       connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
       punchWindowMs: DEFAULT_TERMINAL_PUNCH_WINDOW_MS,
+      upgradeIntervalMs: DEFAULT_UPGRADE_INTERVAL_MS,
       standbyTimeoutMs: DEFAULT_STANDBY_TIMEOUT_MS,
       clock: systemClock,
       random: systemRandom,
@@ -172,6 +196,7 @@ export class Terminal {
       logger: silentLogger,
       stunServers: [],
       turnServers: [],
+      interfaces: networkInterfaces,
       ...options,
     };
     if (this.#o.advertise === undefined && this.#o.stunServers.length === 0) {
@@ -197,12 +222,19 @@ export class Terminal {
     const { listener, reflexive } = await this.#listen(options.signal);
     try {
       const relay = await this.#allocateRelay(listener, options.signal);
+      // A listener that sends IPv6 announces its global IPv6 addresses too (docs/nat.md "IPv6").
+      const interfaces = socketFamilies(listener.endpoint.address).has("IPv6")
+        ? o.interfaces()
+        : [];
       const candidates = await gatherCandidates({
         transport: o.transport.kind,
         listenPort: listener.endpoint.port,
         ...(relay ? { relayed: relay.relayed } : {}),
         ...(o.advertise !== undefined ? { advertise: o.advertise } : {}),
-        ...(reflexive ? { reflexive } : {}),
+        ...(reflexive.IPv4 ? { reflexive: reflexive.IPv4 } : {}),
+        ...(reflexive.IPv6 ? { reflexiveV6: reflexive.IPv6 } : {}),
+        hostAddresses: globalIPv6Addresses(interfaces, listener.endpoint.address),
+        localAddresses: interfaces.map((i) => i.address),
         ...(o.portMapper ? { mapper: o.portMapper } : {}),
         logger: o.logger,
         ...(options.signal ? { signal: options.signal } : {}),
@@ -255,7 +287,10 @@ export class Terminal {
         reply: reply.reply,
         ...(relay ? { relay } : {}),
       });
-      if (found) return done(found, "initiator");
+      if (found) {
+        this.#keepUpgrading(found, listener, options.signal);
+        return done(found, "initiator");
+      }
       const standby = await this.#standby(
         listener,
         endpoint,
@@ -263,6 +298,7 @@ export class Terminal {
         options.signal,
       );
       this.#connected(standby.link.remote.userId, standby, "acceptor", o.clock.now() - started);
+      this.#keepUpgrading(standby, listener, options.signal);
       return done(standby, "acceptor");
     } finally {
       await listener.close().catch(() => {});
@@ -276,9 +312,14 @@ export class Terminal {
    */
   async #listen(
     signal?: AbortSignal,
-  ): Promise<{ listener: PeerListener; reflexive: ReflexiveAddress | undefined }> {
+  ): Promise<{ listener: PeerListener; reflexive: FamilyMappings }> {
     const o = this.#o;
-    const at = o.listen ?? { address: defaultListenAddress(o.advertise ?? "0.0.0.0"), port: 0 };
+    const at = o.listen ?? {
+      address: defaultListenAddress(o.advertise ?? "0.0.0.0", {
+        ...(o.transport.kind === "udp" ? { stunServers: o.stunServers } : {}),
+      }),
+      port: 0,
+    };
     const listener = await o.transport.listen(at, {
       identity: this.#peerIdentity,
       accept: (peer) => acceptsPeer(peer, o.policy),
@@ -325,25 +366,63 @@ export class Terminal {
     return undefined;
   }
 
-  /** The STUN mapping peers will reach, or undefined (no STUN, no answer). */
+  /**
+   * A relayed session keeps looking for a direct path while it runs (`path_upgrade.ts`),
+   * learning this side's mapping again over the listener's socket each round.
+   */
+  #keepUpgrading(found: Connected, listener: PeerListener, signal?: AbortSignal): void {
+    const o = this.#o;
+    const stunSocket = listener.stunSocket?.();
+    keepUpgrading({
+      link: found.link,
+      path: found.path,
+      peerCandidates: found.peerCandidates ?? [],
+      ownCandidates: this.#own,
+      learnMappings: async (signal) => {
+        if (!stunSocket) return [];
+        const found: Endpoint[] = [];
+        for (const server of o.stunServers) {
+          const r = await reflectFrom(stunSocket, [server], { ...o.stun, signal }).catch(
+            () => undefined,
+          );
+          if (r) found.push({ transport: "udp", address: r.address, port: r.port });
+        }
+        return found;
+      },
+      intervalMs: o.upgradeIntervalMs,
+      clock: o.clock,
+      onEvent: o.onEvent,
+      logger: o.logger,
+      ...(signal ? { signal } : {}),
+    });
+  }
+
+  /**
+   * The STUN mappings peers will reach, one per address family the listener's socket sends
+   * (docs/nat.md "IPv6"); none without STUN or an answer.
+   */
   async #reflect(
     listener: PeerListener,
     at: { address: string; port: number },
     signal?: AbortSignal,
-  ): Promise<ReflexiveAddress | undefined> {
+  ): Promise<FamilyMappings> {
     const o = this.#o;
-    if (o.stunServers.length === 0) return undefined;
+    if (o.stunServers.length === 0) return {};
     const options = { ...o.stun, ...(signal ? { signal } : {}) };
     try {
-      const found = listener.stunSocket
-        ? await reflectFrom(listener.stunSocket(), o.stunServers, options)
-        : await reflectPort({ address: at.address, port: 0 }, o.stunServers, options);
-      o.onEvent({ event: "address-detected", address: found.address, source: "stun" });
+      const families = socketFamilies(listener.endpoint.address);
+      const found: FamilyMappings = listener.stunSocket
+        ? await reflectFamilies(listener.stunSocket(), o.stunServers, families, options)
+        : { IPv4: await reflectPort({ address: at.address, port: 0 }, o.stunServers, options) };
+      for (const mapping of [found.IPv4, found.IPv6]) {
+        if (!mapping) continue;
+        o.onEvent({ event: "address-detected", address: mapping.address, source: "stun" });
+      }
       return found;
     } catch (err) {
       if (!(err instanceof PeerError) || signal?.aborted) throw err;
       o.logger.log("warn", err.message, { code: err.code });
-      return undefined;
+      return {};
     }
   }
 
@@ -402,7 +481,9 @@ export class Terminal {
    * announced typed candidates punches back once the host's introduction reaches it, so it is
    * punched to from the listener's socket (UDP) or port (TCP, docs/nat.md "TCP simultaneous
    * open") for `punchWindowMs`; meanwhile the listener answers no one else. Other peers (a
-   * version 1 peer) are dialled candidate after candidate. Every peer that fails gets a notice.
+   * version 1 peer) are dialled candidate after candidate. Every peer that fails gets a notice;
+   * a peer with no candidate on this terminal's transport is skipped with a `peer-skipped` event
+   * and no notice (docs/decisions.md "Peers on another transport").
    */
   async #connectAny(
     reply: ReplyPayload,
@@ -413,14 +494,22 @@ export class Terminal {
     listener.admit?.("punched");
     try {
       for (const peer of choosePeers(reply.peers, o.policy)) {
-        // The peer's candidates on our transport, best first (a version 1 peer's endpoints are
-        // its host candidates, in its order).
-        const candidates = byPriority(
-          candidatesOf(peer).filter((c) => c.transport === o.transport.kind),
+        // The peer's candidates on our transport, best first, IPv6 and IPv4 interleaved
+        // (happy_eyeballs.ts; a version 1 peer's endpoints are its host candidates, in order).
+        const all = candidatesOf(peer);
+        const candidates = punchOrder(
+          all.filter((c) => c.transport === o.transport.kind),
+          { families: socketFamilies(listener.endpoint.address) },
         );
+        // A peer this transport cannot reach is skipped, never reported: it was not tried
+        // (docs/decisions.md "Peers on another transport").
+        if (candidates.length === 0) {
+          this.#skipped(peer.userId, all);
+          continue;
+        }
         // A punch covers every candidate at once; a plain dial takes them one after another.
         const attempts: (() => Promise<Connected>)[] =
-          listener.punch && peer.candidates !== undefined && candidates.length > 0
+          listener.punch && peer.candidates !== undefined
             ? [() => this.#punch(listener, peer, candidates, o.punchWindowMs, signal)]
             : candidates.map((candidate) => () => this.#dial(peer, candidate, signal));
         let lastError: unknown;
@@ -503,7 +592,11 @@ export class Terminal {
       ...(signal ? { signal } : {}),
     });
     this.#checkUserId(result.link, peer.userId);
-    return { link: result.link, path: this.#pathOf(result.link, candidates, result.reached) };
+    return {
+      link: result.link,
+      path: this.#pathOf(result.link, candidates, result.reached),
+      peerCandidates: candidates,
+    };
   }
 
   /** Lists and notices go by the listed user id too: a link naming another one is closed. */
@@ -551,6 +644,22 @@ export class Terminal {
       : [kindIn(peerCandidates, link.remote.endpoint), kindIn(this.#own, reached)];
     if (initiatorDialled === "relayed" || otherEnd === "relayed") return "relayed";
     return otherEnd === "mapped" ? "mapped" : initiatorDialled;
+  }
+
+  /** Says why a listed peer is not tried: none of its candidates is on this transport. */
+  #skipped(peer: string, candidates: readonly Candidate[]): void {
+    const mine = this.#o.transport.kind;
+    const theirs = [...new Set(candidates.map((c) => c.transport))];
+    this.#o.onEvent({
+      event: "peer-skipped",
+      peer,
+      transports: theirs,
+      reason: theirs.length === 0
+        ? "it announced no address"
+        : `it listens on ${
+          theirs.map((t) => t.toUpperCase()).join(" and ")
+        } only and this terminal uses ${mine.toUpperCase()}; both ends need the same terminal.transport`,
+    });
   }
 
   #failed(peer: string, err: { code: string; message: string }): void {
@@ -640,8 +749,9 @@ export class Terminal {
           punchEnd: introduction.punchEnd,
         });
         await o.onIntroduction?.(introduction);
-        const candidates = byPriority(
+        const candidates = punchOrder(
           peer.candidates.filter((c) => c.transport === o.transport.kind),
+          { families: socketFamilies(listener.endpoint.address) },
         );
         introduced.set(toBase64Url(peer.identityKey), candidates);
         const windowMs = Math.min(introduction.punchEnd - o.clock.now(), PUNCH_MAX_WINDOW_MS);
@@ -662,7 +772,7 @@ export class Terminal {
     try {
       const link = await listener.accept({ signal: all });
       const known = introduced.get(toBase64Url(link.remote.identityKey)) ?? [];
-      take({ link, path: this.#pathOf(link, known) });
+      take({ link, path: this.#pathOf(link, known), peerCandidates: known });
       return winner!;
     } catch (err) {
       if (winner) return winner;
@@ -703,4 +813,6 @@ function punchCandidates(candidates: readonly Candidate[]): PunchCandidate[] {
 interface Connected {
   link: PeerLink;
   path: PathKind;
+  /** The peer's candidates, as the host gave them (for a later move to a direct path). */
+  peerCandidates?: readonly Candidate[];
 }

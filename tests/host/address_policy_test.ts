@@ -203,16 +203,45 @@ Deno.test("an internet host accepts only global endpoints", () => {
   }
 });
 
-Deno.test("a LAN host also accepts loopback, private, link-local and test endpoints", () => {
+Deno.test("a LAN host also accepts loopback, private, IPv4 link-local and test endpoints", () => {
   const allowed = new Set(["global", "loopback", "private", "link-local", "reserved"]);
   for (const [cls, addresses] of Object.entries(EXAMPLES)) {
     for (const address of addresses) {
       const problem = endpointProblem(at(address), lan);
-      assert.equal(problem === undefined, allowed.has(cls), `${address}: ${problem}`);
+      const v6LinkLocal = cls === "link-local" && !/^(::ffff:)?[\d.]+$/i.test(address);
+      assert.equal(
+        problem === undefined,
+        allowed.has(cls) && !v6LinkLocal,
+        `${address}: ${problem}`,
+      );
     }
   }
   assert.equal(endpointProblem(at("192.0.2.10"), lan), undefined);
-  assert.equal(endpointProblem(at("2001:db8::10"), lan), undefined);
+  // The NAT lab's public sides, IPv4 and IPv6 (docs/natlab.md), are documentation space.
+  assert.equal(endpointProblem(at("198.18.0.1"), lan), undefined);
+  assert.equal(endpointProblem(at("2001:db8:4d50:1::10"), lan), undefined);
+  assert.match(endpointProblem(at("2001:db8:4d50:1::10"), internet) ?? "", /reserved/);
+});
+
+Deno.test("an IPv6 link-local endpoint is refused even on a LAN host: no peer can dial it without its zone", () => {
+  for (const address of ["fe80::1", "FE80::1%eth0", "febf::1", "fe80::0.0.0.0"]) {
+    assert.equal(
+      endpointProblem(at(address), lan),
+      `${address} is a link-local IPv6 address, which no peer can dial without its zone`,
+    );
+  }
+  // An IPv4-mapped link-local address is the IPv4 address it carries: as 169.254/16.
+  assert.equal(endpointProblem(at("::ffff:169.254.1.1"), lan), undefined);
+  assert.equal(endpointProblem(at("169.254.1.1"), lan), undefined);
+});
+
+Deno.test("global IPv6 endpoints are accepted; multicast, unspecified and mapped loopback never", () => {
+  assert.equal(endpointProblem(at("2a00:1450:4001:82b::200e"), internet), undefined);
+  assert.equal(endpointProblem(at("2606:4700:4700::1111"), internet), undefined);
+  for (const address of ["ff02::1", "ff0e::fb", "::", "::ffff:224.0.0.251"]) {
+    assert.ok(endpointProblem(at(address), lan), address);
+  }
+  assert.match(endpointProblem(at("::ffff:127.0.0.1"), internet) ?? "", /loopback/);
 });
 
 Deno.test("the refusal says which address and what kind it is", () => {

@@ -83,7 +83,6 @@ async function handshake(
     accept?: (p: { userId: string }) => boolean;
     tapA?: (f: Frame) => Frame | null;
     tapB?: (f: Frame) => Frame | null;
-    beforeAck?: () => boolean;
   } = {},
 ) {
   const alice = options.alice ?? await makeIdentity("alice");
@@ -98,7 +97,6 @@ async function handshake(
       remote: B_AT,
       expectedIdentityKey: options.expected ?? bob.publicKey,
       random: (n) => new Uint8Array(n).fill(0xaa),
-      ...(options.beforeAck ? { beforeAck: options.beforeAck } : {}),
     }).finally(() => a.close()),
     respondHandshake(b, { identity: bob, accept: options.accept }).finally(() => b.close()),
   ]);
@@ -184,13 +182,6 @@ Deno.test("a refusing accept hook ends the initiator's attempt with EPEER refuse
   code("EPEER", /refused/)(reason(responder));
 });
 
-Deno.test("an initiator told before its ACK that another pair won sends no ACK, so the peer completes nothing", async () => {
-  const { initiator, responder, a } = await handshake({ beforeAck: () => false });
-  code("EPEER", /another candidate pair completed the handshake first/)(reason(initiator));
-  assert.deepEqual(a.sent.map((f) => f.type), [FrameType.CONNECT], "no ACK is sent");
-  code("EPEER")(reason(responder));
-});
-
 Deno.test("a frame out of place during the handshake is rejected with EFRAME", async () => {
   const [a, b] = MemoryChannel.pair();
   const responding = respondHandshake(b, { identity: await makeIdentity("bob") });
@@ -203,6 +194,30 @@ Deno.test("a peer that hangs up during the handshake gives EPEER", async () => {
   const responding = respondHandshake(b, { identity: await makeIdentity("bob") });
   a.close();
   await assert.rejects(responding, code("EPEER"));
+});
+
+Deno.test("an initiator whose claim is refused sends no ACK, so the responder never completes", async () => {
+  const [a, b] = MemoryChannel.pair();
+  const stop = new AbortController();
+  const responding = respondHandshake(b, {
+    identity: await makeIdentity("bob"),
+    signal: stop.signal,
+  });
+  let asked = 0;
+  await assert.rejects(
+    initiateHandshake(a, {
+      identity: await makeIdentity("alice"),
+      local: A_AT,
+      remote: B_AT,
+      claim: () => (asked++, false), // another pair to bob completed first
+    }),
+    (err: unknown) =>
+      err instanceof PeerError && err.code === "EPEER" && /completed first/.test(err.message),
+  );
+  assert.equal(asked, 1);
+  assert.deepEqual(a.sent.map((f) => f.type), [FrameType.CONNECT]); // no ACK left
+  stop.abort(new Error("handshake timeout"));
+  await assert.rejects(responding, /handshake timeout/);
 });
 
 Deno.test("a silent peer is given up on when the signal aborts", async () => {

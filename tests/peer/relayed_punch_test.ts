@@ -20,23 +20,10 @@ import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
 import { REAL_TURN } from "../support/coturn.ts";
 import { Events } from "../support/punch_events.ts";
+import { silentPort } from "../support/silent_udp.ts";
 
 const TURN = REAL_TURN;
 const LOCAL = { address: "127.0.0.1", port: 0 };
-
-/** A loopback port that reads and never answers: the owner's view of a peer behind a closed NAT. */
-function silentPort(): { endpoint: Endpoint; close: () => void } {
-  const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  (async () => {
-    try {
-      for await (const _ of conn) { /* never answered */ }
-    } catch {
-      // closed
-    }
-  })();
-  const port = (conn.addr as Deno.NetAddr).port;
-  return { endpoint: { transport: "udp", address: "127.0.0.1", port }, close: () => conn.close() };
-}
 
 function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
   outer: for (let i = 0; i + needle.length <= haystack.length; i++) {

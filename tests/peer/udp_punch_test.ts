@@ -9,6 +9,7 @@ import { PeerError } from "../../src/errors.ts";
 import {
   PUNCH_MAX_CANDIDATES,
   PUNCH_MAX_PEER_REFLEXIVE,
+  PUNCH_MAX_STAGGER_MS,
   PUNCH_MAX_WINDOW_MS,
   PUNCH_RELAY_DELAY_MS,
   PUNCH_STAGGER_MS,
@@ -16,15 +17,10 @@ import {
 import type { Endpoint } from "../../src/message/types.ts";
 import { encodeConnect, NONCE_BYTES } from "../../src/peer/frame_bodies.ts";
 import { encodeDatagram, FrameType } from "../../src/peer/frame.ts";
-import type { PeerIdentity, PeerLink } from "../../src/peer/types.ts";
-import {
-  pathKindOf,
-  pathKindOfKind,
-  type PunchHost,
-  punchRole,
-  UdpPunch,
-} from "../../src/peer/udp_punch.ts";
+import type { PeerIdentity } from "../../src/peer/types.ts";
+import { pathKindOf, pathKindOfKind, punchRole, UdpPunch } from "../../src/peer/udp_punch.ts";
 import { Events } from "../support/punch_events.ts";
+import { silentPort } from "../support/silent_udp.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { ManualClock } from "../../src/runtime.ts";
 import { decodeBindingRequest, encodeBindingResponse } from "../../src/net/stun_message.ts";
@@ -43,25 +39,6 @@ async function pair(): Promise<{ low: PeerIdentity; high: PeerIdentity }> {
     : { low: y, high: x };
 }
 
-/** A UDP socket that reads and never answers: a candidate behind a closed NAT. */
-function decoy(): { endpoint: Endpoint; seen: Uint8Array[]; close: () => void } {
-  const conn = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  const seen: Uint8Array[] = [];
-  (async () => {
-    try {
-      for await (const [bytes] of conn) seen.push(bytes);
-    } catch {
-      // closed
-    }
-  })();
-  const port = (conn.addr as Deno.NetAddr).port;
-  return {
-    endpoint: { transport: "udp", address: "127.0.0.1", port },
-    seen,
-    close: () => conn.close(),
-  };
-}
-
 const same = (a: Endpoint, b: Endpoint) => a.address === b.address && a.port === b.port;
 
 Deno.test("two listeners punching to each other get one link, past a silent decoy and a wrong key", async () => {
@@ -72,8 +49,8 @@ Deno.test("two listeners punching to each other get one link, past a silent deco
   const a = await udp.listen(LOCAL, { identity: low });
   const b = await udp.listen(LOCAL, { identity: high });
   const impostor = await udp.listen(LOCAL, { identity: stranger });
-  const silent = decoy();
-  const silentToo = decoy();
+  const silent = silentPort();
+  const silentToo = silentPort();
   const events = new Events();
   try {
     const punchA = a.punch({
@@ -178,7 +155,7 @@ Deno.test("a punch that no candidate answers ends with ETIMEOUT at the window an
   const udp = new UdpTransport({ clock, lossy: (d) => (d === "out" && sent++, false) });
   const { low, high } = await pair();
   const a = await udp.listen(LOCAL, { identity: low });
-  const silent = [decoy(), decoy()];
+  const silent = [silentPort(), silentPort()];
   try {
     const windowMs = 2_000;
     const punch = a.punch({
@@ -242,7 +219,7 @@ Deno.test("a third party connecting to a punching listener gets no punch link, o
   const { low, high } = await pair();
   const stranger = await makeIdentity("mallory");
   const b = await udp.listen(LOCAL, { identity: high });
-  const silent = decoy();
+  const silent = silentPort();
   try {
     const stop = new AbortController();
     const punch = b.punch({
@@ -271,7 +248,7 @@ Deno.test("forged probes with the peer's key make a punch try at most a few lear
   const udp = new UdpTransport({ clock });
   const { low, high } = await pair();
   const a = await udp.listen(LOCAL, { identity: low });
-  const forgers = Array.from({ length: PUNCH_MAX_PEER_REFLEXIVE + 6 }, () => decoy());
+  const forgers = Array.from({ length: PUNCH_MAX_PEER_REFLEXIVE + 6 }, () => silentPort());
   const barrier = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   const events = new Events();
   const stop = new AbortController();
@@ -336,7 +313,7 @@ Deno.test("a listener trying one peer answers only that peer, and the others onc
   const a = await udp.listen(LOCAL, { identity: high });
   const other = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
   const peer = Deno.listenDatagram({ transport: "udp", hostname: "127.0.0.1", port: 0 });
-  const silent = decoy();
+  const silent = silentPort();
   const stop = new AbortController();
   const to = { transport: "udp" as const, hostname: "127.0.0.1", port: a.endpoint.port };
   const connect = (key: Uint8Array) =>
@@ -406,8 +383,8 @@ Deno.test("a peer's relay candidate is tried only once direct candidates had PUN
   const clock = new ManualClock();
   const { low, high } = await pair();
   const a = await new UdpTransport({ clock }).listen(LOCAL, { identity: low });
-  const host = decoy();
-  const relay = decoy();
+  const host = silentPort();
+  const relay = silentPort();
   const events = new Events();
   const stop = new AbortController();
   try {
@@ -439,55 +416,98 @@ Deno.test("a peer's relay candidate is tried only once direct candidates had PUN
   }
 });
 
-Deno.test("of two candidate pairs that reach CONNECT_ACK together, only one sends the completing ACK", async () => {
-  // Both ends must take the same link: the controlled side takes the first handshake that
-  // completes, so the controlling side lets exactly one pair complete (docs/nat.md).
-  const clock = new ManualClock();
+Deno.test("two pairs whose CONNECT_ACKs come together: only the first claims its ACK, and wins", async () => {
   const { low, high } = await pair();
-  const attempts: {
-    remote: Endpoint;
-    beforeAck: () => boolean;
-    complete: (link: PeerLink) => void;
-    fail: (err: unknown) => void;
-  }[] = [];
-  const host: PunchHost = {
+  const clock = new ManualClock();
+  const claims: boolean[] = [];
+  const acked: ((claim: () => boolean) => void)[] = [];
+  let bothStarted!: () => void;
+  const started = new Promise<void>((resolve) => bothStarted = resolve);
+  const link = (port: number) => ({
+    local: { transport: "udp" as const, address: "127.0.0.1", port: 1 },
+    remote: {
+      userId: high.userId,
+      identityKey: high.publicKey,
+      endpoint: { transport: "udp" as const, address: "127.0.0.1", port },
+    },
+    transport: "udp" as const,
+    send: () => Promise.resolve(),
+    receive: () => Promise.resolve(null),
+    close: () => Promise.resolve(),
+  });
+  const punch = new UdpPunch({
     identity: low,
-    local: { transport: "udp", address: "127.0.0.1", port: 40_000 },
+    local: { transport: "udp", address: "127.0.0.1", port: 1 },
     clock,
     backoff: () => 100,
-    initiate: (remote, _key, _signal, _route, beforeAck) =>
-      new Promise((complete, fail) =>
-        attempts.push({ remote, beforeAck: beforeAck!, complete, fail })
-      ),
+    // Each attempt waits for the test, which plays both CONNECT_ACKs arriving at once.
+    initiate: (remote, _key, _signal, _route, claim) =>
+      new Promise((resolve, reject) => {
+        acked.push(() => {
+          const ok = claim!();
+          claims.push(ok);
+          if (ok) resolve(link(remote.port));
+          else reject(new PeerError("EPEER", "another pair completed first"));
+        });
+        if (acked.length === 2) bothStarted();
+      }),
     send: () => Promise.resolve(),
-  };
-  const first: Endpoint = { transport: "udp", address: "192.0.2.1", port: 1 };
-  const second: Endpoint = { transport: "udp", address: "192.0.2.2", port: 2 };
-  const events = new Events();
-  const punch = new UdpPunch(host, {
+  }, {
     peerKey: high.publicKey,
-    candidates: [first, second],
-    onEvent: events.on,
+    candidates: [
+      { transport: "udp", address: "127.0.0.1", port: 2001 },
+      { transport: "udp", address: "127.0.0.1", port: 2002 },
+    ],
+    windowMs: 1_000,
   });
   const result = punch.run();
-  clock.advance(PUNCH_STAGGER_MS);
-  await events.next((e) => e.type === "attempt" && same(e.remote, second));
-  assert.deepEqual(attempts.map((a) => a.remote), [first, second]);
-  // Both proved the peer; the second asks first and sends its ACK, the first must not.
-  assert.equal(attempts[1]!.beforeAck(), true);
-  assert.equal(attempts[0]!.beforeAck(), false);
-  // That ACK could not be sent after all: the other pair may complete instead.
-  attempts[1]!.fail(new PeerError("EPEER", "Cannot send: the socket is closed; test"));
-  await events.next((e) => e.type === "failed" && same(e.remote, second));
-  assert.equal(attempts[0]!.beforeAck(), true);
-  const link = {
-    local: host.local,
-    remote: { userId: high.userId, identityKey: high.publicKey, endpoint: first },
-    close: () => Promise.resolve(),
-  } as unknown as PeerLink;
-  attempts[0]!.complete(link);
-  const won = await result;
-  assert.equal(won.link, link);
-  assert.deepEqual(won.remote, first);
+  await clock.sleeping(2); // the window and the second candidate's stagger
+  clock.advance(50);
+  await started;
+  acked[1]!(() => true); // the second pair's CONNECT_ACK is checked first …
+  acked[0]!(() => true); // … and the first one's right after
+  assert.deepEqual(claims, [true, false]);
+  assert.equal((await result).remote.port, 2002);
   await punch.stopped();
+});
+
+Deno.test("staggerMs tries the candidates one after another, and a stagger out of range is refused", async () => {
+  const clock = new ManualClock();
+  const { low, high } = await pair();
+  const a = await new UdpTransport({ clock }).listen(LOCAL, { identity: low });
+  const first = silentPort();
+  const second = silentPort();
+  const events = new Events();
+  const stop = new AbortController();
+  try {
+    for (const staggerMs of [0, PUNCH_STAGGER_MS - 1, PUNCH_MAX_STAGGER_MS + 1, NaN]) {
+      await assert.rejects(
+        a.punch({ peerKey: high.publicKey, candidates: [first.endpoint], staggerMs }),
+        RangeError,
+      );
+    }
+    const punching = a.punch({
+      peerKey: high.publicKey,
+      candidates: [first.endpoint, second.endpoint],
+      staggerMs: 1_000,
+      onEvent: events.on,
+      signal: stop.signal,
+    });
+    punching.catch(() => {}); // aborted below
+    const attempts = () => events.list.filter((e) => e.type === "attempt").length;
+    const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+    await tick();
+    assert.equal(attempts(), 1);
+    clock.advance(999); // the default stagger would have started the second long ago
+    await tick();
+    assert.equal(attempts(), 1);
+    clock.advance(1);
+    await events.next((e) => e.type === "attempt" && same(e.remote, second.endpoint));
+    stop.abort(new Error("enough"));
+    await assert.rejects(punching, /enough/);
+  } finally {
+    first.close();
+    second.close();
+    await a.close();
+  }
 });

@@ -471,6 +471,59 @@ Deno.test("a UDP terminal behind a NAT announces the STUN mapping of its listeni
   }
 });
 
+Deno.test("a dual-stack UDP terminal announces its global IPv6 address beside its IPv4 STUN mapping and takes IPv4 peers on the same socket", async () => {
+  const w = await localWorld();
+  const stun = await natStun({ address: "203.0.113.5", port: 61_000 });
+  const stop = new AbortController();
+  const interfaces = () =>
+    [
+      { family: "IPv4", address: "192.168.1.20" },
+      { family: "IPv6", address: "fe80::1" },
+      { family: "IPv6", address: "2A01:4F8:0:0::10" },
+    ] as Deno.NetworkInterfaceInfo[];
+  try {
+    const bob = await w.terminal("bob", {
+      transport: new UdpTransport(),
+      extra: {
+        advertise: undefined,
+        stunServers: [stun.address],
+        listen: { address: "::", port: 0 },
+        interfaces,
+      },
+    });
+    const run = bob.t.rendezvous({ signal: stop.signal });
+    run.catch(() => {}); // aborted below
+    await Promise.race([bob.events.until("standby"), run]);
+    const sent = bob.events.find((e) => e.event === "request-sent");
+    assert.ok(sent && sent.event === "request-sent", JSON.stringify(bob.events));
+    const port = stun.sources[0]!;
+    assert.deepStrictEqual(sent.candidates.map((c) => [c.type, c.address, c.port]), [
+      ["host", "2a01:4f8::10", port],
+      ["srflx", "203.0.113.5", 61_000],
+    ]);
+    const alice = await generateIdentityKeys("alice");
+    const identity = {
+      userId: "alice",
+      publicKey: alice.ed25519.publicKey,
+      privateKey: alice.ed25519.privateKey,
+    };
+    // The one socket on :: answers an IPv4 peer and sees it as plain IPv4, not ::ffff:….
+    const v4 = await new UdpTransport().connect(
+      { transport: "udp", address: "127.0.0.1", port },
+      { identity, timeoutMs: 10_000 },
+    );
+    assert.equal(v4.remote.userId, "bob");
+    const accepted = await run;
+    assert.equal(accepted.link.remote.endpoint.address, "127.0.0.1");
+    await v4.close();
+    await accepted.link.close();
+  } finally {
+    stop.abort();
+    await stun.close();
+    await w.close();
+  }
+});
+
 /**
  * Bob stands by over UDP; the host's introduction of carol (a UDP listener of the test) names
  * carol's listener as a candidate of `type`; bob and carol punch to each other. `beforeReal` runs

@@ -1,0 +1,173 @@
+// A relayed session moves to a direct path mid-transfer (issue 14, docs/nat.md "Moving a session
+// to a direct path"): behind two symmetric NATs no hole can be punched, so alice's and bob's CLI
+// terminals meet through the lab's TURN relay. While alice's file crosses, the lab switches
+// router B to another NAT type, keeping only the flows to the relay. Each terminal's next round
+// re-learns its mapping, tells the peer over the session, and probes: both move to the direct
+// path, and the file arrives whole. Ignored without the lab and a stack on its lab addresses;
+// this file puts back port-restricted / port-restricted at the end.
+import assert from "node:assert/strict";
+import { Running } from "../support/cli.ts";
+import { labFor, natlab } from "../support/natlab.ts";
+import { makeSite } from "../support/site.ts";
+
+interface Lab {
+  hosts: Record<"a" | "b", { ns: string; ip: string }>;
+  routers: Record<"rta" | "rtb", { wan: string }>;
+  coturn: {
+    host: string;
+    port: number;
+    alt_host: string;
+    alt_port: number;
+    user: string;
+    password: string;
+  };
+}
+const { lab: LAB, missing: MISSING } = labFor<Lab>({ mail: true });
+
+type Event = Record<string, unknown>;
+const of = (events: Event[], name: string) => events.filter((e) => e.event === name);
+
+const sha = async (bytes: Uint8Array<ArrayBuffer>) =>
+  Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)))
+    .map((x) => x.toString(16).padStart(2, "0")).join("");
+
+/**
+ * Symmetric × symmetric, relayed; router B switches to `to` once both ends are connected. With
+ * `thenBack`, router B turns symmetric again once both moved: the direct path dies, and both
+ * ends fall back to the relay.
+ */
+async function upgrade(to: string, size: number, thenBack = false): Promise<void> {
+  const lab = LAB!;
+  const content = new Uint8Array(size);
+  for (let at = 0; at < content.length; at += 65536) {
+    crypto.getRandomValues(content.subarray(at, at + 65536));
+  }
+  const { coturn } = lab;
+  const site = await makeSite({
+    receive: "imap",
+    labMail: true,
+    terminal: [
+      `address = "auto"`,
+      `transport = "udp"`,
+      `stun_servers = ["${coturn.host}:${coturn.port}", "${coturn.alt_host}:${coturn.alt_port}"]`,
+      `turn_servers = [{ url = "turn:${coturn.host}:${coturn.port}", user = "${coturn.user}", ` +
+      `password_env = "MP_TURN_PASSWORD" }]`,
+      `reply_timeout = "60s"`,
+      `punch_window = "5s"`,
+      `standby_timeout = "60s"`,
+      `upgrade_interval = "1s"`,
+    ].join("\n"),
+  });
+  const env = { ...site.env, MP_TURN_PASSWORD: coturn.password, MAILPEER_LOG: "debug" };
+  const opts = { cwd: site.dir, env };
+  await Deno.writeFile(`${site.dir}/big.bin`, content);
+  await Deno.mkdir(`${site.dir}/inbox`);
+  const host = new Running(["host", "--config", "host.toml", "--json"], opts);
+  // A safety net only (a hung terminal must fail the test, not hang the suite); nothing is timed.
+  const guard = setTimeout(() => {
+    bob.stop();
+    alice?.stop();
+  }, 120_000);
+  const bob = new Running(["receive", "inbox", "--config", "bob.toml", "--json"], {
+    ...opts,
+    netns: lab.hosts.b.ns,
+  });
+  let alice: Running | undefined;
+  try {
+    await bob.waitFor((e) => e.event === "standby");
+    alice = new Running(["send", "big.bin", "--config", "alice.toml", "--json"], {
+      ...opts,
+      netns: lab.hosts.a.ns,
+    });
+    const said = (who: Running) => `${JSON.stringify(who.events)} ${who.stderr}`;
+    const connected = await Promise.all([
+      alice.waitFor((e) => e.event === "connected"),
+      bob.waitFor((e) => e.event === "connected"),
+    ]).catch((err) => {
+      throw new Error(`${err.message}\nalice: ${said(alice!)}\nbob: ${said(bob)}`);
+    });
+    assert.deepEqual(connected.map((e) => e.path), ["relayed", "relayed"], said(alice));
+    // The NAT of router B changes under the running session.
+    await natlab("switch", "rtb", to);
+    if (thenBack) {
+      await Promise.all([
+        alice.waitFor((e) => e.event === "path-changed"),
+        bob.waitFor((e) => e.event === "path-changed"),
+      ]);
+      await natlab("switch", "rtb", "symmetric");
+    }
+    const [aliceEnd, bobEnd] = await Promise.all([alice.status, bob.status]);
+    assert.equal(aliceEnd.code, 0, said(alice));
+    assert.equal(bobEnd.code, 0, said(bob));
+    for (const who of [alice, bob] as const) {
+      const moved = of(who.events, "path-changed");
+      assert.equal(moved.length, thenBack ? 2 : 1, said(who));
+      if (thenBack) {
+        assert.equal(moved[1]!.from, "punched", said(who));
+        assert.equal(moved[1]!.path, "relayed", said(who));
+      }
+      assert.equal(moved[0]!.from, "relayed");
+      assert.equal(moved[0]!.path, "punched", said(who));
+      // The peer's side of the new path is its router's WAN address, not the relay.
+      const wan: string = who === alice ? lab.routers.rtb.wan : lab.routers.rta.wan;
+      assert.equal((moved[0]!.remote as { address: string }).address, wan, said(who));
+    }
+    // The moves came while the file was crossing, and not a byte was lost.
+    const events = alice.events.map((e) => e.event);
+    assert.ok(
+      events.lastIndexOf("path-changed") < events.indexOf("file-transferred"),
+      `alice moved after the transfer: ${events.join(", ")}`,
+    );
+    const sent = of(alice.events, "file-transferred")[0];
+    const got = of(bob.events, "file-transferred")[0];
+    assert.equal(sent?.size, content.length);
+    assert.equal(got?.sha256, await sha(content));
+    assert.equal(await sha(await Deno.readFile(`${site.dir}/inbox/big.bin`)), got?.sha256);
+  } finally {
+    clearTimeout(guard);
+    await alice?.stop();
+    await bob.stop();
+    await host.stop();
+    await site.cleanup();
+  }
+}
+
+for (
+  const [to, how] of [
+    ["restricted", "address-restricted"],
+    ["port-restricted", "port-restricted (the birthday spray)"],
+  ] as const
+) {
+  Deno.test({
+    name: "behind two symmetric NATs a relayed transfer moves to a direct path when router B " +
+      `becomes ${how} mid-transfer, and the file arrives whole`,
+    ignore: MISSING !== undefined,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    async fn() {
+      await natlab("setnat", "symmetric", "symmetric");
+      try {
+        await upgrade(to, 64 * 1024 * 1024);
+      } finally {
+        await natlab("setnat", "port-restricted", "port-restricted");
+      }
+    },
+  });
+}
+
+Deno.test({
+  name:
+    "behind two symmetric NATs a transfer that moved to a direct path falls back to the relay " +
+    "when router B turns symmetric again, and the file arrives whole",
+  ignore: MISSING !== undefined,
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await natlab("setnat", "symmetric", "symmetric");
+    try {
+      await upgrade("restricted", 64 * 1024 * 1024, true);
+    } finally {
+      await natlab("setnat", "port-restricted", "port-restricted");
+    }
+  },
+});
