@@ -86,6 +86,19 @@ export type MailpeerEvent =
       sha256: string;
     }
     | { event: "host-busy"; message: string }
+    /**
+     * A long-running host read its mailbox once (so it logged in) and now waits for mail:
+     * `wait` says how (IMAP IDLE push, a Maildir watch, or polling every `pollIntervalMs`).
+     */
+    | {
+      event: "host-ready";
+      email: string;
+      /** `imap`, `pop3` or `local`, and the server (`host:port`) or Maildir it reads. */
+      receive: "imap" | "pop3" | "local";
+      mailbox: string;
+      wait: "idle" | "watch" | "poll";
+      pollIntervalMs: number;
+    }
     | { event: "sync-sent"; to: string; kind: "table-request" | "snapshot"; rows: number }
     | { event: "sync-merged"; from: string; rows: number; changed: number }
     | { event: "sync-answered"; to: string; snapshots: number }

@@ -29,6 +29,7 @@ import {
 import { defaultListenAddress, type Rendezvous, Terminal } from "../terminal/terminal.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import { cliSink } from "./output.ts";
+import { preflight } from "./preflight.ts";
 import { printable } from "./terminal_text.ts";
 import { loadIdentity, openSender, openSource, parseHostCards } from "./wire.ts";
 
@@ -102,6 +103,8 @@ export async function rendezvousFromConfig(
       } has no [terminal] section; add one (see docs/config.md)`,
     );
   }
+  // Keys, passwords and cards before any mailbox (docs/config.md "Pre-flight").
+  await preflight(config, { terminal: true }, { onEvent: options.onEvent });
   const identity = await loadIdentity(tc.identity);
   const hosts = parseHostCards(tc.hosts);
   // An explicit address is announced as it is. "auto": a global interface address, and the

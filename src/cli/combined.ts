@@ -5,10 +5,11 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { withActor } from "../events.ts";
+import { silentSink, withActor } from "../events.ts";
 import { chatFromConfig } from "./client.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
-import { hostFromConfig } from "./host.ts";
+import { announceReady, hostFromConfig } from "./host.ts";
+import { preflight } from "./preflight.ts";
 import { cliSink } from "./output.ts";
 
 /** The `combined` subcommand. */
@@ -23,9 +24,16 @@ export function combinedCommand() {
     .action(async (opts) => {
       const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
       const sink = cliSink({ json: opts.json ?? false });
+      // Both roles are checked before either touches a mailbox (docs/config.md "Pre-flight");
+      // the terminal's warnings come again, once, from its own pre-flight in chatFromConfig.
+      await preflight(config, { host: true, terminal: true }, { onEvent: silentSink });
       const stop = onSignals();
-      const { host, close } = await hostFromConfig(config, { onEvent: withActor(sink, "host") });
-      const hostRunning = host.run({ signal: stop.signal });
+      const hostEvents = withActor(sink, "host");
+      const { host, close } = await hostFromConfig(config, { onEvent: hostEvents });
+      const hostRunning = host.run({
+        signal: stop.signal,
+        eachPass: announceReady(config.host!, { onEvent: hostEvents }),
+      });
       try {
         const onEvent = withActor(sink, "terminal");
         await chatFromConfig(config, {

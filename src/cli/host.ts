@@ -27,6 +27,40 @@ import { JsonFileHostDirectory } from "../host/host_directory.ts";
 import { SyncAgent } from "../host/sync_agent.ts";
 import { Representative } from "../host/representative.ts";
 import { hostCardOf } from "../message/key_file.ts";
+import type { MailRef } from "../mail/types.ts";
+import { preflight } from "./preflight.ts";
+
+type EachPass = (signal: AbortSignal, listing: readonly MailRef[]) => Promise<void>;
+
+/**
+ * Wraps a host's `eachPass` so that after its first pass (the mailbox was read, so the host
+ * logged in) it says once how it waits for mail: a `host-ready` event, which the CLI narrates
+ * as one line. Without it a new host prints nothing until the first mail arrives.
+ */
+export function announceReady(
+  hc: HostConfig,
+  options: { onEvent: EventSink; pollIntervalMs?: number },
+  inner?: EachPass,
+): EachPass {
+  let announced = false;
+  return async (signal, listing) => {
+    if (!announced) {
+      announced = true;
+      const r = hc.receive;
+      options.onEvent({
+        event: "host-ready",
+        email: hc.email,
+        receive: r.kind,
+        mailbox: r.kind === "local"
+          ? r.maildir
+          : `${r.host}:${r.port} as ${r.user}${r.kind === "imap" ? ` (${r.mailbox})` : ""}`,
+        wait: r.kind === "local" ? "watch" : r.kind === "imap" && r.idle ? "idle" : "poll",
+        pollIntervalMs: options.pollIntervalMs ?? hc.pollIntervalMs,
+      });
+    }
+    await inner?.(signal, listing);
+  };
+}
 
 /** What the configuration says about how a host answers (everything but its seams). */
 export function hostPolicyOf(config: Config, hc: HostConfig) {
@@ -128,6 +162,9 @@ export function hostCommand() {
     .action(async (opts) => {
       const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
       const onEvent = cliSink({ json: opts.json ?? false });
+      // Keys, passwords and cards are checked before the mailbox is touched: a cron run on an
+      // empty mailbox must fail too when the key file is missing (docs/config.md "Pre-flight").
+      await preflight(config, { host: true }, { onEvent });
       const hc0 = config.host;
       if (
         opts.once && !opts.bootstrap && !opts.sync && hc0 && !hc0.sharedMailbox &&
@@ -187,13 +224,16 @@ export function hostCommand() {
             let lastPush = Date.now();
             await host.run({
               signal: stop.signal,
-              eachPass: async (signal, listing) => {
+              eachPass: announceReady(hc, {
+                onEvent,
+                ...(pollIntervalMs ? { pollIntervalMs } : {}),
+              }, async (signal, listing) => {
                 await sync.processPending({ signal, listing });
                 if (Date.now() - lastPush >= interval) {
                   lastPush = Date.now();
                   await sync.pushSnapshots();
                 }
-              },
+              }),
             });
           }, 0);
         }

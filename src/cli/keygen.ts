@@ -6,7 +6,7 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { ConfigError } from "../errors.ts";
-import { formatHostCard } from "../message/host_card.ts";
+import { formatCheckedHostCard, formatHostCard } from "../message/host_card.ts";
 import {
   encodeHostKeys,
   encodeIdentityKeys,
@@ -58,8 +58,13 @@ export function keygenCommand() {
           new TextEncoder().encode(typeof s === "string" ? s + "\n" : JSON.stringify(s) + "\n"),
         );
       if (opts.card) {
-        const card = formatHostCard(hostCardOf(await loadHostKeys(opts.card)));
-        await out(opts.json ? { event: "host-card", card } : card);
+        const hostCard = hostCardOf(await loadHostKeys(opts.card));
+        // People get the card with its check against typos; JSON also the canonical form mail
+        // carries (docs/config.md "Keys").
+        const checked = formatCheckedHostCard(hostCard);
+        await out(
+          opts.json ? { event: "host-card", card: formatHostCard(hostCard), checked } : checked,
+        );
         return;
       }
       if (opts.fingerprint) {
@@ -90,10 +95,11 @@ export function keygenCommand() {
         const path = opts.out ?? "host.keys.json";
         await writeSecretFile(path, encodeHostKeys(keys), opts.force ?? false);
         const card = formatHostCard(hostCardOf(keys));
+        const checked = formatCheckedHostCard(hostCardOf(keys));
         await out(
           opts.json
-            ? { event: "keys-written", path, card }
-            : `wrote ${path}\nhost card (give it to your terminals):\n${card}`,
+            ? { event: "keys-written", path, card, checked }
+            : `wrote ${path}\nhost card (give it to your terminals):\n${checked}`,
         );
       } else {
         const keys = await generateIdentityKeys(opts.user!);

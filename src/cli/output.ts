@@ -101,6 +101,18 @@ export function narrate(e: MailpeerEvent, now = Date.now()): string | undefined 
         }… verified`;
       case "host-busy":
         return e.message;
+      case "host-ready": {
+        const every = formatDuration(e.pollIntervalMs);
+        const how = e.wait === "idle"
+          ? `waits for mail by IMAP IDLE (or polls every ${every} if the server lacks IDLE)`
+          : e.wait === "watch"
+          ? `watches it for new mail and looks every ${every}`
+          : `polls it for new mail every ${every}`;
+        const read = e.receive === "local"
+          ? `read the Maildir ${e.mailbox}`
+          : `logged in to ${e.receive.toUpperCase()} ${e.mailbox}`;
+        return `${read} for ${e.email}; ${how} (Ctrl-C stops)`;
+      }
       case "sync-sent":
         return e.kind === "snapshot"
           ? `mailed a table snapshot of ${e.rows} rows to ${e.to}`

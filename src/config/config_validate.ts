@@ -42,13 +42,23 @@ import type {
 } from "./config_schema.ts";
 import { MAX_TURN_SERVERS } from "../limits.ts";
 import { parseTurnUrl } from "../peer/turn_client.ts";
-import { isIPv4 } from "../message/field_rules.ts";
+import { isIPv4, userIdProblem } from "../message/field_rules.ts";
+import { emailProblem } from "../message/host_card.ts";
+import { classifyAddress } from "../net/address_class.ts";
 import { parsePeerRef } from "../message/key_fingerprint.ts";
 import type { PortMappingProtocol } from "../terminal/port_mapping/types.ts";
 import { parseDuration } from "./duration.ts";
+import { nearestKey } from "./nearest_key.ts";
 import { secretRef } from "./secret.ts";
 
 type Table = Record<string, unknown>;
+
+/** Keys that belong to another kind or section, and what to say when one is found here. */
+interface Elsewhere {
+  keys: readonly string[];
+  problem: string;
+  fix: string;
+}
 
 class Reader {
   constructor(
@@ -56,14 +66,61 @@ class Reader {
     readonly prefix: string,
     /** Problems that do not stop the configuration, shared by every sub-reader. */
     readonly warnings: string[] = [],
+    /** The file being read, named in every problem when known. */
+    readonly file?: string,
   ) {}
 
   warn(problem: string): void {
     this.warnings.push(`${this.prefix.replace(/\.$/, "")}: ${problem}`);
   }
 
+  /** The key's path, and the file when known: `host.expiry in /etc/mailpeer.toml`. */
+  where(key: string): string {
+    // A key is the file's text: quoted (and cut short) unless it is a plain TOML bare key, so
+    // that no key can break the one line or drive the terminal.
+    const shown = /^[A-Za-z0-9_-]{1,64}(?:\[\d+\])?$/.test(key)
+      ? key
+      : JSON.stringify(key.length > 64 ? `${key.slice(0, 64)}…` : key);
+    return `${this.prefix}${shown}${this.file === undefined ? "" : ` in ${this.file}`}`;
+  }
+
   fail(key: string, problem: string, fix: string): never {
-    throw new ConfigError("ECONFIG", `Cannot read ${this.prefix}${key}: ${problem}; ${fix}`);
+    throw new ConfigError("ECONFIG", `Cannot read ${this.where(key)}: ${problem}; ${fix}`);
+  }
+
+  /**
+   * Refuses a key of `t` that is not in `keys`: a key that belongs elsewhere (another `kind`
+   * of this section, the other role) is named as such, any other gets the nearest known key
+   * ("did you mean …?").
+   */
+  known(t: Table, keys: readonly string[], elsewhere: readonly Elsewhere[] = []): void {
+    for (const key of Object.keys(t)) {
+      if (keys.includes(key)) continue;
+      const there = elsewhere.find((e) => e.keys.includes(key));
+      if (there) this.fail(key, there.problem, there.fix);
+      const near = nearestKey(key, keys);
+      if (near !== undefined) {
+        this.fail(key, "it is not a known setting", `did you mean ${near}? (see docs/config.md)`);
+      }
+      // A typo of a key that belongs elsewhere: say both.
+      for (const e of elsewhere) {
+        const there = nearestKey(key, e.keys);
+        if (there !== undefined) {
+          this.fail(
+            key,
+            "it is not a known setting",
+            `did you mean ${there}? ${there} ${e.problem.replace(/^it /, "")}; ${e.fix}`,
+          );
+        }
+      }
+      this.fail(
+        key,
+        "it is not a known setting",
+        keys.length <= 4
+          ? `use ${keys.join(", ")} (see docs/config.md)`
+          : "remove it or check its spelling in docs/config.md",
+      );
+    }
   }
 
   string(t: Table, key: string, fallback?: string): string {
@@ -109,7 +166,7 @@ class Reader {
   }
 
   duration(t: Table, key: string, fallbackMs: number): number {
-    return t[key] === undefined ? fallbackMs : parseDuration(t[key], this.prefix + key);
+    return t[key] === undefined ? fallbackMs : parseDuration(t[key], this.where(key));
   }
 
   /** A duration from `minMs` to `maxMs`, e.g. a window that must cover a mail's trip. */
@@ -153,8 +210,18 @@ class Reader {
     return v as Table;
   }
 
+  /** An e-mail address (`local@domain`, one recipient). */
+  email(t: Table, key: string): string {
+    const address = this.string(t, key);
+    const problem = emailProblem(address);
+    if (problem !== undefined) {
+      this.fail(key, `${JSON.stringify(address)} is not an e-mail address (${problem})`, "fix it");
+    }
+    return address;
+  }
+
   sub(key: string): Reader {
-    return new Reader(this.base, `${this.prefix}${key}.`, this.warnings);
+    return new Reader(this.base, `${this.prefix}${key}.`, this.warnings, this.file);
   }
 }
 
@@ -163,6 +230,105 @@ const DEFAULT_PORTS = {
   pop3: { starttls: 110, implicit: 995, none: 110 },
   smtp: { starttls: 587, implicit: 465, none: 25 },
 } as const;
+
+// The keys of each section (docs/config.md). "password" is known only to be refused with the
+// way to do it (secretRef).
+const SERVER_KEYS = [
+  "kind",
+  "host",
+  "port",
+  "tls",
+  "user",
+  "password",
+  "password_env",
+  "password_file",
+  "ca_file",
+  "servername",
+  "insecure",
+  "tls_max_version",
+] as const;
+const RECEIVE_KEYS = {
+  local: ["kind", "maildir"],
+  imap: [...SERVER_KEYS, "mailbox", "quarantine", "idle"],
+  pop3: SERVER_KEYS,
+} as const;
+const SEND_KEYS = { local: ["kind", "post_office"], smtp: SERVER_KEYS } as const;
+const STORE_KEYS = { file: ["kind"], redis: ["kind", "url", "key"] } as const;
+const HOST_KEYS = [
+  "email",
+  "keys",
+  "table",
+  "peers_per_reply",
+  "table_capacity",
+  "expiry",
+  "poll_interval",
+  "max_mail_bytes",
+  "max_block_bytes",
+  "requests_per_user_per_hour",
+  "requests_per_sender_per_hour",
+  "requests_per_hour",
+  "new_rows_per_hour",
+  "allow_private_addresses",
+  "require_verified_sender",
+  "store",
+  "shared_mailbox",
+  "forward_to",
+  "pool",
+  "accept_unknown_hosts",
+  "sync_interval",
+  "hosts_file",
+  "receive",
+  "send",
+] as const;
+const TERMINAL_KEYS = [
+  "user_id",
+  "email",
+  "identity",
+  "hosts",
+  "address",
+  "listen",
+  "port",
+  "transport",
+  "reply_timeout",
+  "connect_timeout",
+  "standby_timeout",
+  "poll_interval",
+  "allow",
+  "deny",
+  "stun_servers",
+  "turn_servers",
+  "port_mapping",
+  "punch_window",
+  "upgrade_interval",
+  "receive",
+  "send",
+] as const;
+const TOP_KEYS = ["network", "subject_match", "post_office", "host", "terminal"] as const;
+
+/** The keys of `kinds` other than `kind`, refused as not used with `kind`. */
+function otherKinds(kinds: Record<string, readonly string[]>, kind: string): Elsewhere[] {
+  return [{
+    keys: Object.values(kinds).flat(),
+    problem: `it is not used with kind = ${JSON.stringify(kind)}`,
+    fix: "remove it, or set the kind that takes it (see docs/config.md)",
+  }];
+}
+
+/**
+ * Keys of the other role's section, refused as belonging there, and top-level keys written
+ * below a section header (which TOML puts into that section).
+ */
+function otherRole(role: "host" | "terminal"): Elsewhere[] {
+  return [{
+    keys: role === "host" ? HOST_KEYS : TERMINAL_KEYS,
+    problem: `it is a [${role}] setting`,
+    fix: `move it to the [${role}] section`,
+  }, {
+    keys: ["network", "subject_match", "post_office"],
+    problem: "it is a top-level setting, and TOML puts every line below a [section] header into it",
+    fix: "move it above the first [section]",
+  }];
+}
 
 function readServer(
   r: Reader,
@@ -204,6 +370,7 @@ function readReceive(
   idleDefault = true,
 ): ReceiveConfig {
   const kind = r.oneOf(t, "kind", ["local", "imap", "pop3"] as const, "local");
+  r.known(t, RECEIVE_KEYS[kind], otherKinds(RECEIVE_KEYS, kind));
   if (kind === "local") {
     if (t["maildir"] === undefined && postOffice === undefined) {
       r.fail("maildir", "it is missing and no top-level post_office is set", "set one of them");
@@ -226,6 +393,7 @@ function readReceive(
 
 function readSend(r: Reader, t: Table, email: string, postOffice: string | undefined): SendConfig {
   const kind = r.oneOf(t, "kind", ["local", "smtp"] as const, "local");
+  r.known(t, SEND_KEYS[kind], otherKinds(SEND_KEYS, kind));
   if (kind === "local") {
     const po = t["post_office"] === undefined ? postOffice : r.path(t, "post_office");
     if (po === undefined) {
@@ -238,12 +406,22 @@ function readSend(r: Reader, t: Table, email: string, postOffice: string | undef
 
 function readStore(r: Reader, t: Table): HostConfig["store"] {
   const kind = r.oneOf(t, "kind", ["file", "redis"] as const, "file");
+  r.known(t, STORE_KEYS[kind], otherKinds(STORE_KEYS, kind));
   if (kind === "file") return { kind };
-  return { kind, url: r.string(t, "url"), key: r.string(t, "key", "mailpeer:table") };
+  const url = r.string(t, "url");
+  if (!URL.canParse(url) || !["redis:", "rediss:"].includes(new URL(url).protocol)) {
+    r.fail(
+      "url",
+      `${JSON.stringify(url)} is not a redis:// or rediss:// URL`,
+      'write e.g. "redis://127.0.0.1:6379"',
+    );
+  }
+  return { kind, url, key: r.string(t, "key", "mailpeer:table") };
 }
 
 function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConfig {
-  const email = r.string(t, "email");
+  r.known(t, HOST_KEYS, otherRole("terminal"));
+  const email = r.email(t, "email");
   return {
     email,
     keys: r.path(t, "keys", "host.keys.json"),
@@ -273,7 +451,7 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
     allowPrivateAddresses: r.bool(t, "allow_private_addresses", false),
     store: readStore(r.sub("store"), r.table(t, "store")),
     sharedMailbox: r.bool(t, "shared_mailbox", false),
-    forwardTo: r.strings(t, "forward_to"),
+    forwardTo: emails(r, t, "forward_to"),
     pool: r.strings(t, "pool"),
     acceptUnknownHosts: r.bool(t, "accept_unknown_hosts", false),
     syncIntervalMs: r.duration(t, "sync_interval", DEFAULT_SYNC_INTERVAL_MS),
@@ -284,6 +462,13 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
     receive: readReceive(r.sub("receive"), r.table(t, "receive"), email, postOffice),
     send: readSend(r.sub("send"), r.table(t, "send"), email, postOffice),
   };
+}
+
+/** A list of e-mail addresses, the bad one named by its index. */
+function emails(r: Reader, t: Table, key: string): string[] {
+  const list = r.strings(t, key);
+  list.forEach((address, i) => r.email({ [`${key}[${i}]`]: address }, `${key}[${i}]`));
+  return list;
 }
 
 /** Allow- and deny-list entries name keys: `fingerprint` or `user@fingerprint`. */
@@ -322,11 +507,7 @@ function readPortMapping(r: Reader, t: Table): PortMappingConfig {
   }
   const table = v as Table;
   const s = r.sub("port_mapping");
-  for (const key of Object.keys(table)) {
-    if (!["gateway", "upnp_url", "protocols"].includes(key)) {
-      s.fail(key, "it is not a known setting", "use gateway, upnp_url or protocols");
-    }
-  }
+  s.known(table, ["gateway", "upnp_url", "protocols"]);
   const config: Exclude<PortMappingConfig, "off"> = { protocols: [...PORT_MAPPING_PROTOCOLS] };
   const gateway = s.optionalString(table, "gateway");
   if (gateway !== undefined) {
@@ -376,15 +557,14 @@ function readPortMapping(r: Reader, t: Table): PortMappingConfig {
   return config;
 }
 
-// "password" is known only to be refused with the way to do it (secretRef).
-const TURN_SERVER_KEYS = new Set([
+const TURN_SERVER_KEYS = [
   "url",
   "user",
   "realm",
   "password",
   "password_env",
   "password_file",
-]);
+] as const;
 
 /** `[[terminal.turn_servers]]`: url, user, realm and the password's env variable or file. */
 function readTurnServers(r: Reader, t: Table): TurnServerConfig[] {
@@ -405,15 +585,7 @@ function readTurnServers(r: Reader, t: Table): TurnServerConfig[] {
   }
   return list.map((entry: Table, i: number) => {
     const s = r.sub(`turn_servers[${i}]`);
-    for (const key of Object.keys(entry)) {
-      if (!TURN_SERVER_KEYS.has(key)) {
-        s.fail(
-          key,
-          "it is not a known setting",
-          "remove it or check its spelling in docs/config.md",
-        );
-      }
-    }
+    s.known(entry, TURN_SERVER_KEYS);
     const url = s.string(entry, "url");
     let at: { host: string; port: number };
     try {
@@ -436,11 +608,20 @@ function readTurnServers(r: Reader, t: Table): TurnServerConfig[] {
   });
 }
 
+/** `terminal.user_id`: what peers see, 1 to 64 bytes without control characters. */
+function userIdOf(r: Reader, t: Table): string {
+  const userId = r.string(t, "user_id");
+  const problem = userIdProblem(userId);
+  if (problem !== undefined) r.fail("user_id", `the user id ${problem}`, "choose another user id");
+  return userId;
+}
+
 function readTerminal(r: Reader, t: Table, postOffice: string | undefined): TerminalConfig {
-  const email = r.string(t, "email");
+  r.known(t, TERMINAL_KEYS, otherRole("host"));
+  const email = r.email(t, "email");
   const listen = r.optionalString(t, "listen");
   const config: TerminalConfig = {
-    userId: r.string(t, "user_id"),
+    userId: userIdOf(r, t),
     email,
     identity: r.path(t, "identity", "identity.json"),
     hosts: r.strings(t, "hosts"),
@@ -474,6 +655,20 @@ function readTerminal(r: Reader, t: Table, postOffice: string | undefined): Term
     send: readSend(r.sub("send"), r.table(t, "send"), email, postOffice),
   };
   if (listen !== undefined) config.listen = listen;
+  for (const [key, value] of [["address", config.address], ["listen", listen]] as const) {
+    if (value === undefined || (key === "address" && value === "auto")) continue;
+    try {
+      classifyAddress(value);
+    } catch {
+      r.fail(
+        key,
+        `${JSON.stringify(value)} is not an IP address`,
+        key === "address"
+          ? 'write an IP literal such as "203.0.113.7", or "auto" to detect it'
+          : 'write an IP literal such as "0.0.0.0", or leave it out',
+      );
+    }
+  }
   if (config.hosts.length === 0) {
     r.fail("hosts", "no host card is listed", "add the card that `mailpeer keygen --host` printed");
   }
@@ -485,7 +680,8 @@ export function configFromObject(
   doc: Table,
   options: { base?: string; path?: string } = {},
 ): Config {
-  const r = new Reader(options.base ?? Deno.cwd(), "");
+  const r = new Reader(options.base ?? Deno.cwd(), "", [], options.path);
+  r.known(doc, TOP_KEYS);
   const network = r.string(doc, "network");
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(network)) {
     r.fail(
@@ -495,12 +691,6 @@ export function configFromObject(
     );
   }
   const postOffice = doc["post_office"] === undefined ? undefined : r.path(doc, "post_office");
-  const known = new Set(["network", "subject_match", "post_office", "host", "terminal"]);
-  for (const key of Object.keys(doc)) {
-    if (!known.has(key)) {
-      r.fail(key, "it is not a known setting", "remove it or check its spelling in docs/config.md");
-    }
-  }
   const config: Config = {
     network,
     subjectMatch: r.oneOf(doc, "subject_match", ["exact", "prefix"] as const, "exact"),

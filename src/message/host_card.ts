@@ -1,13 +1,21 @@
 /**
  * Host cards: a host's e-mail address and public keys in one copy-pasteable line.
  *
- * `mailpeer1:<email>:<x25519 base64url>:<ed25519 base64url>`
+ * `mailpeer1:<email>:<x25519 base64url>:<ed25519 base64url>[:<check>]`
  *
  * The two keys are split off the right. An address whose local part holds a character that an
  * address parser reads as structure (`:` among them) is refused ({@link emailProblem}).
  *
+ * The card people copy (what `mailpeer keygen` prints) ends with a check: the first
+ * {@link HOST_CARD_CHECK_LENGTH} base64url characters of the SHA-256 of the card before it. A
+ * card with one character changed or lost is then refused when the configuration is read,
+ * instead of sealing requests to a key nobody holds (docs/decisions.md, issue 15). Cards
+ * without the check are read as before, and cards in mail (requests, table snapshots, the
+ * hosts file) never carry it: their canonical form is {@link formatHostCard}'s.
+ *
  * @module
  */
+import { createHash } from "node:crypto";
 import { MessageError } from "../errors.ts";
 import { fromBase64Url, toBase64Url } from "./base64.ts";
 
@@ -23,6 +31,15 @@ export interface HostCard {
 
 /** The prefix every host card starts with. */
 export const HOST_CARD_PREFIX = "mailpeer1:";
+
+/** Characters of the check a copied card ends with (36 bits of SHA-256). */
+export const HOST_CARD_CHECK_LENGTH = 6;
+
+/** The check of a card's canonical text (without the check). */
+function checkOf(canonical: string): string {
+  const digest = new Uint8Array(createHash("sha256").update(canonical).digest());
+  return toBase64Url(digest).slice(0, HOST_CARD_CHECK_LENGTH);
+}
 
 const MAX_EMAIL_LENGTH = 254;
 const DOMAIN_LABEL = /^[\p{L}\p{N}](?:[\p{L}\p{N}-]{0,61}[\p{L}\p{N}])?$/u;
@@ -90,11 +107,15 @@ function checkCard(card: HostCard): void {
 }
 
 /**
- * Formats a host card as one line.
+ * Formats a host card as one line, in the canonical form that mail carries (requests, table
+ * snapshots, the hosts file).
  *
  * @example
  * ```ts
- * formatHostCard(card); // "mailpeer1:host@example.org:3q2-7w...:Zm9v..."
+ * import { formatHostCard } from "./host_card.ts";
+ *
+ * const card = { email: "host@example.org", x25519: new Uint8Array(32), ed25519: new Uint8Array(32) };
+ * formatHostCard(card); // "mailpeer1:host@example.org:AAAA…:AAAA…"
  * ```
  * @throws {TypeError} when the address is implausible or a key is not 32 bytes.
  */
@@ -105,10 +126,30 @@ export function formatHostCard(card: HostCard): string {
   }`;
 }
 
+/**
+ * Formats a host card as people copy it into configurations: the canonical form and its
+ * check against typos.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatCheckedHostCard, parseHostCard } from "./host_card.ts";
+ *
+ * const card = { email: "host@example.org", x25519: new Uint8Array(32), ed25519: new Uint8Array(32) };
+ * const text = formatCheckedHostCard(card); // "mailpeer1:host@example.org:AAAA…:AAAA…:" + 6 chars
+ * assert.deepEqual(parseHostCard(text), card);
+ * ```
+ * @throws {TypeError} when the address is implausible or a key is not 32 bytes.
+ */
+export function formatCheckedHostCard(card: HostCard): string {
+  const canonical = formatHostCard(card);
+  return `${canonical}:${checkOf(canonical)}`;
+}
+
 function cardError(what: string, cause?: unknown): MessageError {
   return new MessageError(
     "ECARD",
-    `Cannot read host card: ${what}; copy the whole card again from the host (\`mailpeer card\`)`,
+    `Cannot read host card: ${what}; copy the whole card again from the host (\`mailpeer keygen --card\` prints it)`,
     cause === undefined ? {} : { cause },
   );
 }
@@ -127,7 +168,8 @@ function readKey(text: string, name: string): Uint8Array {
 }
 
 /**
- * Reads a host card (surrounding whitespace ignored).
+ * Reads a host card (surrounding whitespace ignored), with or without its check; a check that
+ * does not match the card is refused.
  *
  * @example
  * ```ts
@@ -137,7 +179,10 @@ function readKey(text: string, name: string): Uint8Array {
  * @throws {MessageError} `ECARD` naming what is wrong.
  */
 export function parseHostCard(text: string): HostCard {
-  const line = text.trim();
+  const trimmed = text.trim();
+  const lastField = trimmed.slice(trimmed.lastIndexOf(":") + 1);
+  const checked = lastField.length === HOST_CARD_CHECK_LENGTH;
+  const line = checked ? trimmed.slice(0, -HOST_CARD_CHECK_LENGTH - 1) : trimmed;
   if (!line.startsWith(HOST_CARD_PREFIX)) {
     throw cardError(`it does not start with "${HOST_CARD_PREFIX}"`);
   }
@@ -150,5 +195,11 @@ export function parseHostCard(text: string): HostCard {
   if (problem !== undefined) throw cardError(`the e-mail address ${problem}`);
   const x25519 = readKey(rest.slice(midColon + 1, lastColon), "X25519");
   const ed25519 = readKey(rest.slice(lastColon + 1), "Ed25519");
+  if (checked && checkOf(line) !== lastField) {
+    throw cardError(
+      "its check does not match the rest of the card, so a character was changed or lost " +
+        "on the way",
+    );
+  }
   return { email, x25519, ed25519 };
 }

@@ -124,7 +124,9 @@ Deno.test("usage errors exit 2 with help; a bad configuration exits 1 with one l
     assert.equal(bad.code, 1);
     assert.equal(
       bad.stderr,
-      "mailpeer: Cannot read netwrk: it is not a known setting; remove it or check its spelling in docs/config.md\n",
+      `mailpeer: Cannot read netwrk in ${
+        join(dir, "bad.toml")
+      }: it is not a known setting; did you mean network? (see docs/config.md)\n`,
     );
     const missing = await mailpeer(["host", "--json", "--config", "nope.toml"], { cwd: dir });
     assert.equal(missing.code, 1);

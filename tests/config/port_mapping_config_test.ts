@@ -73,7 +73,7 @@ Deno.test("a bad port_mapping names the key, what is wrong and what to write, in
   );
   rejects(
     `port_mapping = { gatway = "192.168.1.1" }\n`,
-    /^Cannot read terminal\.port_mapping\.gatway: it is not a known setting; use gateway, upnp_url or protocols$/,
+    /^Cannot read terminal\.port_mapping\.gatway: it is not a known setting; did you mean gateway\? \(see docs\/config\.md\)$/,
   );
 });
 
