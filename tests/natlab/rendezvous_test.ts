@@ -263,12 +263,10 @@ async function rendezvous(a: string, b: string, roles: Roles = CHAT): Promise<vo
         assert.match(String(error.message), /nobody connected during the standby time/);
       }
     }
-    // Both clients released their allocation before they exited: coturn closed the relayed
-    // ports (an allocation left behind would hold its port for its 600 s lifetime).
     // Both clients released their allocation before they exited (docs/relay.md "Release").
     // coturn closes a released allocation's relayed port at its next timer tick, about a second
     // later; one left behind would hold its port for its whole 600 s lifetime.
-    if (path === "relayed") await relayPortsClosed(lab, announcedRelays);
+    if (connects && path === "relayed") await relayPortsClosed(lab, announcedRelays);
   } finally {
     clearTimeout(guard);
     await alice?.stop();
