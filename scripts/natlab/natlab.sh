@@ -480,6 +480,19 @@ EOF
 # coturn (STUN + TURN) in mpl-srv
 # ---------------------------------------------------------------------------------------
 
+# without_inherited_fds CMD…: execs CMD with only stdin, stdout and stderr of this shell's
+# descriptors. A daemon must not keep what its caller held open: `flock LOCK natlab.sh up`
+# passes the lock's descriptor down, and a turnserver or miniupnpd that kept it would hold the
+# lab's lock for as long as it runs.
+without_inherited_fds() {
+  local fd
+  for fd in /proc/"$BASHPID"/fd/*; do
+    fd=${fd##*/}
+    ((fd > 2)) && eval "exec $fd>&-"
+  done
+  exec "$@"
+}
+
 write_turn_conf() {
   local mask
   mask=$(umask)
@@ -517,7 +530,8 @@ EOF
 start_coturn() {
   rm -f "$TURN_PID" "$STATE/turndb"
   write_turn_conf
-  ip netns exec "$NS_SRV" setsid /usr/bin/turnserver -c "$TURN_CONF" </dev/null >"$STATE/turnserver.out" 2>&1 &
+  without_inherited_fds ip netns exec "$NS_SRV" setsid /usr/bin/turnserver -c "$TURN_CONF" \
+    </dev/null >"$STATE/turnserver.out" 2>&1 &
   local deadline=$((SECONDS + START_TIMEOUT))
   until stun_ok "$NS_SRV" "$SRV_IP" "$STUN_PORT" && stun_ok "$NS_SRV" "$SRV_IP2" "$STUN_ALT_PORT" &&
     stun_ok "$NS_SRV" "$SRV_IP6" "$STUN_PORT"; do
@@ -611,7 +625,8 @@ start_upnp() {
   write_upnp_conf
   upnp_table | ip netns exec "$ns" nft -f - || die "Cannot create table inet $UPNP_TABLE in $ns: nft refused it"
   : >"$UPNP_LEASES"
-  ip netns exec "$ns" setsid /usr/sbin/miniupnpd -f "$UPNP_CONF" -d -P "$UPNP_PID" </dev/null >"$UPNP_LOG" 2>&1 &
+  without_inherited_fds ip netns exec "$ns" setsid /usr/sbin/miniupnpd -f "$UPNP_CONF" -d \
+    -P "$UPNP_PID" </dev/null >"$UPNP_LOG" 2>&1 &
   local deadline=$((SECONDS + START_TIMEOUT))
   until upnp_http_ok; do
     if ((SECONDS >= deadline)) || ! kill -0 $! 2>/dev/null; then

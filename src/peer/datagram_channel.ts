@@ -5,7 +5,9 @@
  * - CONNECT is re-sent with the backoff until CONNECT_ACK (or a refusal DISCONNECT) arrives.
  *   A COOKIE from the listener makes the initiator send CONNECT again with that cookie
  *   appended (at most `MAX_COOKIE_ROUNDS` times per attempt, never twice the same cookie);
- *   the handshake sees the CONNECT body alone.
+ *   the handshake sees the CONNECT body alone. The peer's own CONNECT reaching an initiator
+ *   (a punch's probe: the peer's NAT is open now) sends the pending CONNECT again at once,
+ *   at most once per first backoff step (docs/nat.md "Who initiates").
  * - CONNECT_ACK is re-sent with the backoff until ACK arrives, and at once (same bytes) for
  *   every duplicate of the CONNECT it answers; no second handshake starts.
  * - ACK is the last handshake frame: the initiator re-sends it (same bytes) for every
@@ -129,6 +131,8 @@ export class DatagramFrameChannel implements FrameChannel {
   #connectBody: Uint8Array | undefined;
   #cookie: Uint8Array | undefined;
   #cookieRounds = 0;
+  /** When a probe last made this initiator send its pending CONNECT early. */
+  #triggeredAt = -Infinity;
   #controlChain: Promise<void> = Promise.resolve();
   #lastHeard: number;
   #pathId: Uint8Array | undefined;
@@ -283,6 +287,7 @@ export class DatagramFrameChannel implements FrameChannel {
   #deliverToInitiator(r: Received): void {
     const { type } = r.frame;
     if (this.#connectAckIn === undefined) { // waiting for the answer to CONNECT
+      if (type === FrameType.CONNECT) return this.#resendEarly(); // the peer's probe
       if (type === FrameType.CONNECT_ACK) this.#connectAckIn = r.bytes;
       if (type === FrameType.CONNECT_ACK || type === FrameType.DISCONNECT) this.#push(r);
       return;
@@ -293,6 +298,20 @@ export class DatagramFrameChannel implements FrameChannel {
     }
     if (type === FrameType.CONNECT || type === FrameType.ACK) return;
     this.#push(r);
+  }
+
+  /**
+   * The peer probes us (docs/nat.md, ICE's triggered check): what it sends now passes its NAT's
+   * way back, so the pending CONNECT goes again now rather than at its next backoff step, which
+   * can be a second away. At most once per first backoff step, so that forged probes cannot
+   * make this side send faster than its own retransmission does.
+   */
+  #resendEarly(): void {
+    const retx = this.#retransmission;
+    const now = this.#options.clock.now();
+    if (!retx || now - this.#triggeredAt < this.#options.backoff(0)) return;
+    this.#triggeredAt = now;
+    this.#raw(retx.bytes);
   }
 
   #deliverToResponder(r: Received): void {

@@ -14,6 +14,8 @@ import { TurnClient } from "../../src/peer/turn_client.ts";
 import type { PeerIdentity } from "../../src/peer/types.ts";
 import type { ListenerRelay } from "../../src/peer/udp_listener.ts";
 import { punchRole } from "../../src/peer/udp_punch.ts";
+import { PUNCH_RELAY_DELAY_MS } from "../../src/limits.ts";
+import { ManualClock } from "../../src/runtime.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
 import { REAL_TURN } from "../support/coturn.ts";
@@ -111,6 +113,67 @@ Deno.test({
   name: "a plain peer reaches a listener through its relay when the peer controls the punch",
   ignore: !TURN,
   fn: () => relayedPunch(false),
+});
+
+Deno.test({
+  name: "two listeners with relays, punching to each other's relayed address at the same moment, " +
+    "end up on one and the same link",
+  ignore: !TURN,
+  async fn() {
+    // As behind two symmetric NATs: no direct candidate answers, and two pairs work at once,
+    // A to B's relayed address and A's relay to B (learned from B's probe to A's relay).
+    const x = await makeIdentity("xavier");
+    const y = await makeIdentity("yvonne");
+    const [low, high] = punchRole(x.publicKey, y.publicKey) === "controlling" ? [x, y] : [y, x];
+    const clock = new ManualClock();
+    const udp = new UdpTransport({ clock });
+    const a = await udp.listen(LOCAL, { identity: low });
+    const b = await udp.listen(LOCAL, { identity: high });
+    const closedA = silentPort();
+    const closedB = silentPort();
+    const server = { url: TURN!.url, user: TURN!.user, password: TURN!.password };
+    const turnA = await TurnClient.allocate(server, { socket: a.stunSocket() });
+    const turnB = await TurnClient.allocate(server, { socket: b.stunSocket() });
+    a.attachRelay(turnA);
+    b.attachRelay(turnB);
+    // Permitted up front, so that the first datagram through either relay gets through.
+    await Promise.all([turnA.permit("127.0.0.1"), turnB.permit("127.0.0.1")]);
+    try {
+      const punches = Promise.all([
+        a.punch({
+          peerKey: high.publicKey,
+          candidates: [{ ...closedB.endpoint, kind: "srflx" }, { ...turnB.relayed, kind: "relay" }],
+        }),
+        b.punch({
+          peerKey: low.publicKey,
+          candidates: [{ ...closedA.endpoint, kind: "srflx" }, { ...turnA.relayed, kind: "relay" }],
+        }),
+      ]);
+      // Both relay candidates start now: A's CONNECT to B's relayed address, B's probe to A's.
+      clock.advance(PUNCH_RELAY_DELAY_MS);
+      const [ra, rb] = await punches;
+      assert.equal(ra.path, "relayed");
+      assert.equal(rb.path, "relayed");
+      // One pair at both ends: either A's relay to B, or A to B's relayed address.
+      const same = (p: Endpoint, q: Endpoint) => p.address === q.address && p.port === q.port;
+      assert.ok(
+        same(ra.local, turnA.relayed) && same(rb.remote, turnA.relayed) ||
+          same(ra.remote, turnB.relayed) && same(rb.local, turnB.relayed),
+        `A: ${JSON.stringify([ra.local, ra.remote])} B: ${JSON.stringify([rb.local, rb.remote])}`,
+      );
+      await ra.link.send(new TextEncoder().encode("from A"));
+      assert.equal(new TextDecoder().decode((await rb.link.receive())!), "from A");
+      await rb.link.send(new TextEncoder().encode("from B"));
+      assert.equal(new TextDecoder().decode((await ra.link.receive())!), "from B");
+      await ra.link.close();
+      await rb.link.close();
+    } finally {
+      await a.close();
+      await b.close();
+      closedA.close();
+      closedB.close();
+    }
+  },
 });
 
 /** A relay in memory: records what is asked of it and lets the test deliver datagrams. */
