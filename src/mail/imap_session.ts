@@ -1,7 +1,9 @@
 /**
  * One kept-open imapflow connection of an `ImapSource` with its mailbox selected:
  * connection on first use, reconnection with backoff when it drops, and waiting for new mail
- * (IMAP IDLE or NOOP polling).
+ * (IMAP IDLE or NOOP polling). A first connection that fails is not retried: settings that
+ * never worked (a wrong port, an unknown name, a server that refuses) are reported at once,
+ * and only a server that has worked before and went away (a restart) is waited for.
  *
  * @module
  */
@@ -63,6 +65,8 @@ export class ImapSession {
   /** Aborted by close(): ends the backoff of a command that is waiting to reconnect. */
   readonly #closing = new AbortController();
   #closed = false;
+  /** True once a connection was made: only then is a failed connection retried. */
+  #everConnected = false;
 
   constructor(server: ImapServerOptions, options: ImapSessionOptions) {
     this.#server = server;
@@ -124,7 +128,7 @@ export class ImapSession {
             ? connectionError(err, this.ctx)
             : commandError(err, action, this.ctx);
         }
-        if (attempt + 1 >= this.#o.attempts || this.#closed) {
+        if (attempt + 1 >= this.#o.attempts || this.#closed || !this.#everConnected) {
           throw connectionError(asConnectionLoss(err), this.ctx);
         }
         this.#drop(client);
@@ -303,6 +307,7 @@ export class ImapSession {
     }
     this.#uidValidity = uidValidity;
     this.#client = client;
+    this.#everConnected = true;
     return client;
   }
 

@@ -35,6 +35,11 @@ export interface Pop3ServerOptions {
   insecure?: boolean;
   /** Name the certificate must carry, when `host` is an IP literal. Default: `host`. */
   servername?: string;
+  /**
+   * Time limit for connecting, the TLS handshake and the greeting together, in ms. Default:
+   * `DEFAULT_MAIL_CONNECT_TIMEOUT_MS` (10 s).
+   */
+  connectTimeoutMs?: number;
 }
 
 /** Options of {@link Pop3Source}. */
@@ -47,8 +52,10 @@ export interface Pop3SourceOptions {
   logger?: Logger;
   /** Largest mail `fetch` downloads, in bytes. Default: `MAX_MAIL_BYTES` (64 KiB). */
   maxMailBytes?: number;
-  /** Time limit for connecting and for each command, in ms. Default: 30 000. */
+  /** Time limit for each command, in ms. Default: 30 000. */
   timeoutMs?: number;
+  /** Configuration section named in error messages, e.g. `host.receive`. Default: `receive`. */
+  configKey?: string;
 }
 
 /** An open session and its view of the maildrop. */
@@ -92,6 +99,7 @@ export class Pop3Source implements MailSource {
   readonly #logger: Logger;
   readonly #maxMailBytes: number;
   readonly #timeoutMs: number | undefined;
+  readonly #configKey: string;
   #caCerts: Promise<string[] | undefined> | undefined;
   #session: Session | undefined;
   /** Subject by UIDL (`null`: unreadable, never matches). A UIDL never changes its mail. */
@@ -108,6 +116,7 @@ export class Pop3Source implements MailSource {
     this.#logger = options.logger ?? silentLogger;
     this.#maxMailBytes = options.maxMailBytes ?? MAX_MAIL_BYTES;
     this.#timeoutMs = options.timeoutMs;
+    this.#configKey = options.configKey ?? "receive";
   }
 
   /** Lists matching mail in arrival order (message number), in a new session. */
@@ -280,6 +289,8 @@ export class Pop3Source implements MailSource {
       ...(this.#server.servername ? { servername: this.#server.servername } : {}),
       ...(this.#server.insecure ? { insecure: true } : {}),
       ...(this.#timeoutMs ? { timeoutMs: this.#timeoutMs } : {}),
+      ...(this.#server.connectTimeoutMs ? { connectTimeoutMs: this.#server.connectTimeoutMs } : {}),
+      configKey: this.#configKey,
     };
     const caCerts = await this.#loadCa();
     if (caCerts) options.caCerts = caCerts;

@@ -1,0 +1,228 @@
+/**
+ * How long a person waits to learn that their mail settings are wrong (issue 15), for IMAP,
+ * POP3 and SMTP, beside a good login measured in the same run: each case of
+ * `mail_failures_cases.ts` is opened through the CLI's own wiring (`openSource` /
+ * `openSender`, so the defaults and retries are the ones a user gets), and the first error's
+ * code, message and time are recorded. A server that answers should refuse within ~2 s; one
+ * that does not within the configured connect timeout.
+ *
+ * Prints a Markdown table and writes JSON (`--json FILE`, default
+ * bench-results/mail-failures.json). Needs the mail stack (scripts/mailstack/mailstack.sh).
+ *
+ * Usage: scripts/bench-mail-failures [--runs 3] [--protocols imap,pop3,smtp]
+ *        [--connect-timeout-ms 10000] [--json FILE]
+ *
+ * @module
+ */
+import { dirname } from "node:path";
+import type { ServerConfig } from "../../src/config/config_schema.ts";
+import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS } from "../../src/limits.ts";
+import { openSender, openSource } from "../../src/cli/wire.ts";
+import { account, STACK } from "../../tests/support/mailstack.ts";
+import { arg, num } from "./args.ts";
+import {
+  type CaseEnv,
+  CASES,
+  closedPort,
+  type Ports,
+  type Protocol,
+  sectionFor,
+  silentListener,
+  unreachableAddress,
+} from "./mail_failures_cases.ts";
+import { markdownTable } from "./markdown_table.ts";
+
+if (!STACK) throw new Error("No mail stack: run scripts/mailstack/mailstack.sh start (as root)");
+
+const runs = num("runs", 3, 1);
+const protocols = (arg("protocols") ?? "imap,pop3,smtp").split(",") as Protocol[];
+const connectTimeoutMs = num("connect-timeout-ms", DEFAULT_MAIL_CONNECT_TIMEOUT_MS, 100);
+const jsonPath = arg("json") ?? "bench-results/mail-failures.json";
+/** A case still running after this is recorded as hanging (the measurement stops there). */
+const GUARD_MS = 180_000;
+const ADDRESS = "alice2@a.test";
+const SECTIONS: Record<Protocol, string> = {
+  imap: "terminal.receive",
+  pop3: "terminal.receive",
+  smtp: "terminal.send",
+};
+
+const { provider, user } = account(ADDRESS);
+Deno.env.set("MAILPEER_BENCH_PASSWORD", user.password);
+Deno.env.set("MAILPEER_BENCH_WRONG_PASSWORD", `${user.password}-wrong`);
+const PORTS: Record<Protocol, Ports> = {
+  imap: { starttls: provider.ports.imap, implicit: provider.ports.imaps },
+  pop3: { starttls: provider.ports.pop3, implicit: provider.ports.pop3s },
+  smtp: { starttls: provider.ports.submission, implicit: provider.ports.smtps },
+};
+
+interface Outcome {
+  ms: number;
+  code: string;
+  message: string;
+}
+
+/** One operation through the CLI's wiring: list the mailbox, or submit one mail. */
+async function attempt(protocol: Protocol, server: ServerConfig): Promise<Outcome> {
+  const section = sectionFor(protocol, server);
+  const t0 = performance.now();
+  let guard: ReturnType<typeof setTimeout> | undefined;
+  const hang = new Promise<never>((_, reject) => {
+    guard = setTimeout(() => reject(new Error(`still running after ${GUARD_MS} ms`)), GUARD_MS);
+  });
+  let close = async () => {};
+  try {
+    const work = (async () => {
+      if (protocol === "smtp") {
+        const sender = await openSender(section as Parameters<typeof openSender>[0]);
+        close = () => sender.close();
+        // an unknown user of the sender's own provider: refused at RCPT, nothing is delivered
+        await sender.send({
+          from: ADDRESS,
+          to: [`nobody-${crypto.randomUUID().slice(0, 8)}@${provider.domain}`],
+          subject: "[mailpeer] bench-mail-failures",
+          text: "never delivered\r\n",
+        });
+      } else {
+        const source = await openSource(section as Parameters<typeof openSource>[0], {
+          pollIntervalMs: 50,
+          configKey: SECTIONS[protocol],
+        });
+        close = () => source.close();
+        await source.list({ subject: "[mailpeer] bench-mail-failures request", mode: "exact" });
+      }
+    })();
+    await Promise.race([work, hang]);
+    return { ms: performance.now() - t0, code: "ok", message: "" };
+  } catch (err) {
+    const ms = performance.now() - t0;
+    const code = String((err as { code?: unknown }).code ?? "hang");
+    return { ms, code, message: err instanceof Error ? err.message : String(err) };
+  } finally {
+    clearTimeout(guard);
+    await close().catch(() => {});
+  }
+}
+
+const silent = silentListener();
+const env: CaseEnv = {
+  closedPort: closedPort(),
+  silentPort: silent.port,
+  ...(await unreachableAddress().then((a) => (a ? { unreachable: a } : {}))),
+};
+
+interface Row {
+  protocol: Protocol;
+  case: string;
+  what: string;
+  answers: boolean;
+  server: string;
+  runs: number[];
+  medianMs: number;
+  code: string;
+  message: string;
+  met: boolean;
+}
+
+const encoder = new TextEncoder();
+/** Progress, on stderr. */
+const note = (line: string) => Deno.stderr.writeSync(encoder.encode(line + "\n"));
+/** The report, on stdout. */
+const out: string[] = [];
+const print = (line: string) => out.push(line);
+
+const rows: Row[] = [];
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+for (const protocol of protocols) {
+  const ports = PORTS[protocol];
+  const good: ServerConfig = {
+    host: provider.ip,
+    port: ports.starttls,
+    tls: "starttls",
+    user: ADDRESS,
+    password: { env: "MAILPEER_BENCH_PASSWORD" },
+    caFile: STACK.caFile,
+    servername: provider.hostname,
+    insecure: false,
+    connectTimeoutMs,
+    section: SECTIONS[protocol],
+  };
+  // loads the protocol's library (imapflow, nodemailer) and warms the server: not measured
+  await attempt(protocol, good);
+  for (const c of CASES) {
+    const change = c.change(good, ports, env);
+    if (change === undefined) {
+      note(`${protocol} ${c.name}: skipped (needs the NAT lab's bridge)`);
+      continue;
+    }
+    const server = { ...good, ...change };
+    const times: number[] = [];
+    let last: Outcome | undefined;
+    for (let i = 0; i < runs; i++) {
+      last = await attempt(protocol, server);
+      times.push(last.ms);
+      note(`${protocol} ${c.name}: ${last.ms.toFixed(0)} ms ${last.code}`);
+      if (last.code === "hang") break;
+    }
+    const medianMs = median(times);
+    const limit = c.answers ? 2_000 : connectTimeoutMs + 500;
+    rows.push({
+      protocol,
+      case: c.name,
+      what: c.what,
+      answers: c.answers,
+      server: `${server.host}:${server.port} tls=${server.tls}`,
+      runs: times.map((t) => Math.round(t)),
+      medianMs: Math.round(medianMs),
+      code: last!.code,
+      message: last!.message,
+      met: c.name === "good login"
+        ? last!.code === "ok" || last!.code === "ESEND"
+        : medianMs <= limit,
+    });
+  }
+}
+silent.close();
+
+const baseline = new Map(rows.filter((r) => r.case === "good login").map((r) => [r.protocol, r]));
+const table = markdownTable(
+  ["protocol", "case", "server", "median", "× good login", "error", "target", "met?"],
+  rows.map((r) => {
+    const base = baseline.get(r.protocol)?.medianMs ?? NaN;
+    return [
+      r.protocol,
+      r.case,
+      r.server,
+      `${r.medianMs} ms`,
+      r.case === "good login" ? "1.00" : (r.medianMs / base).toFixed(2),
+      r.code,
+      r.case === "good login" ? "baseline" : r.answers ? "≤ 2 s" : `≤ ${connectTimeoutMs / 1000} s`,
+      r.met ? "yes" : "**no**",
+    ];
+  }),
+  new Set([3, 4]),
+);
+const report = {
+  bench: "mail-failures",
+  date: new Date().toISOString(),
+  deno: Deno.version.deno,
+  runs,
+  connectTimeoutMs,
+  loadavg: Deno.loadavg(),
+  rows,
+};
+await Deno.mkdir(dirname(jsonPath), { recursive: true });
+await Deno.writeTextFile(jsonPath, JSON.stringify(report, null, 2) + "\n");
+print(
+  `Run ${report.date.slice(0, 16).replace("T", " ")} UTC, ${runs} run(s) per case, ` +
+    `connect timeout ${connectTimeoutMs} ms, load ${
+      report.loadavg.map((l) => l.toFixed(1)).join(" ")
+    }.\n`,
+);
+print(table);
+print("Messages:\n");
+for (const r of rows) if (r.message) print(`- ${r.protocol}, ${r.case}: ${r.message}`);
+print(`\nJSON: ${jsonPath}`);
+print(JSON.stringify(report));
+await Deno.stdout.write(encoder.encode(out.join("\n") + "\n"));
