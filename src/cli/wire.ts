@@ -76,6 +76,7 @@ export async function imapCertainlyEmpty(
     mailbox: config.mailbox,
     subject: `[mailpeer] ${network} `,
     timeoutMs: IMAP_PROBE_TIMEOUT_MS,
+    configKey: config.section,
   });
   return found === false;
 }
