@@ -97,7 +97,8 @@ async function attempt(protocol: Protocol, server: ServerConfig): Promise<Outcom
     return { ms: performance.now() - t0, code: "ok", message: "" };
   } catch (err) {
     const ms = performance.now() - t0;
-    const code = String((err as { code?: unknown }).code ?? "hang");
+    const hung = err instanceof Error && err.message.startsWith("still running after");
+    const code = String((err as { code?: unknown }).code ?? (hung ? "hang" : "error"));
     return { ms, code, message: err instanceof Error ? err.message : String(err) };
   } finally {
     clearTimeout(guard);
@@ -172,7 +173,7 @@ for (const protocol of protocols) {
   // more after each failure from the same address, and a successful one resets that.
   for (let i = 0; i < runs; i++) {
     for (const k of cases) {
-      if (k.last?.code === "hang") continue;
+      if (k.last?.code === "hang" || k.last?.code === "error") continue;
       k.last = await attempt(protocol, k.server);
       k.times.push(k.last.ms);
       note(`${protocol} ${k.c.name}: ${k.last.ms.toFixed(0)} ms ${k.last.code}`);

@@ -100,6 +100,21 @@ export function isRefusal(err: unknown): boolean {
   return kind === "refused" || kind === "unknown-host";
 }
 
+/** Errors made here for a server that did not answer (timed out, unreachable, silent). */
+const unanswered = new WeakSet<object>();
+
+/**
+ * True when a first connection's failure is the answer for the settings as they are, and
+ * asking the server again would only repeat it at the same cost: a refused login (`EAUTH`, the
+ * server holds each refusal up to seconds), a TLS failure (`ETLS`), or nothing answering until
+ * the connect timeout. A refused connection or an unknown name is not kept: asking again costs
+ * nothing, and a server that is (re)starting may be there the next time.
+ */
+export function isFinalFailure(err: unknown): boolean {
+  if (!(err instanceof MailError)) return false;
+  return err.code === "EAUTH" || err.code === "ETLS" || unanswered.has(err);
+}
+
 /** `host:port`. */
 export function where(t: ConnectTarget): string {
   return `${t.host}:${t.port}`;
@@ -142,16 +157,21 @@ export function connectError(
     default:
       text = `${reasonOf(err)}; check ${k}.host, ${k}.port and that the server runs`;
   }
-  return new MailError("ECONNECT", `Cannot connect to ${t.protocol} server ${where(t)}: ${text}`, {
-    cause: err,
-  });
+  const error = new MailError(
+    "ECONNECT",
+    `Cannot connect to ${t.protocol} server ${where(t)}: ${text}`,
+    { cause: err },
+  );
+  const kind = connectFailure(err);
+  if (kind === "timeout" || kind === "unreachable") unanswered.add(error);
+  return error;
 }
 
 /** `ECONNECT` for a server that accepted the connection but never sent its greeting. */
 export function silentServerError(t: ConnectTarget, timeoutMs: number, cause?: unknown): MailError {
   const k = t.configKey;
   const ports = USUAL_PORTS[t.protocol];
-  return new MailError(
+  const error = new MailError(
     "ECONNECT",
     `Cannot connect to ${t.protocol} server ${where(t)}: it accepted the connection but sent ` +
       `no ${t.protocol} greeting within ${seconds(timeoutMs)}; check ${k}.port ` +
@@ -159,6 +179,8 @@ export function silentServerError(t: ConnectTarget, timeoutMs: number, cause?: u
       `that ${article(t.protocol)} ${t.protocol} server runs there, or raise ${k}.connect_timeout`,
     { cause: cause ?? `no greeting within ${timeoutMs} ms` },
   );
+  unanswered.add(error);
+  return error;
 }
 
 /**

@@ -3,7 +3,11 @@
  * connection on first use, reconnection with backoff when it drops, and waiting for new mail
  * (IMAP IDLE or NOOP polling). A first connection that fails is not retried: settings that
  * never worked (a wrong port, an unknown name, a server that refuses) are reported at once,
- * and only a server that has worked before and went away (a restart) is waited for.
+ * and only a server that has worked before and went away (a restart) is waited for. A failure
+ * that costs time to repeat (`isFinalFailure`: a refused password, a TLS failure, nothing
+ * answering) is also the answer to every later call, without asking the server again: a wrong
+ * password tried twice would only wait out the server's delay for failed logins twice (a
+ * terminal lists its mailbox early and again while it waits).
  *
  * @module
  */
@@ -12,6 +16,7 @@ import { MailError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Backoff, Clock } from "../runtime.ts";
 import { connectImap, type ImapServerOptions } from "./imap_connect.ts";
+import { isFinalFailure } from "./connect_failure.ts";
 import {
   asConnectionLoss,
   classifyImapError,
@@ -67,6 +72,8 @@ export class ImapSession {
   #closed = false;
   /** True once a connection was made: only then is a failed connection retried. */
   #everConnected = false;
+  /** The failure of the settings, when the first connection failed for good. */
+  #failed: MailError | undefined;
 
   constructor(server: ImapServerOptions, options: ImapSessionOptions) {
     this.#server = server;
@@ -115,11 +122,13 @@ export class ImapSession {
             "open a new one",
         );
       }
+      if (this.#failed) throw this.#failed;
       let client: ImapFlow | undefined;
       try {
         client = await this.#open();
         return await fn(client);
       } catch (err) {
+        if (client === undefined && !this.#everConnected) throw this.#neverWorked(err);
         if (err instanceof MailError && err.code !== "ECONNECT") throw err;
         const lost = classifyImapError(err) === "connect" ||
           (client !== undefined && !client.usable);
@@ -254,6 +263,13 @@ export class ImapSession {
     } catch {
       client.close();
     }
+  }
+
+  /** The error of a first connection that failed; kept when it is about the settings. */
+  #neverWorked(err: unknown): MailError {
+    const failure = connectionError(err, this.ctx);
+    if (isFinalFailure(failure) && !this.#closed) this.#failed = failure;
+    return failure;
   }
 
   /** Runs IDLE on `client` (one IDLE for all waiters); resolves when that IDLE ends. */

@@ -16,6 +16,7 @@ import { MailError } from "../errors.ts";
 import { DEFAULT_POLL_INTERVAL_MS, MAX_MAIL_BYTES } from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { type Clock, systemClock } from "../runtime.ts";
+import { isFinalFailure } from "./connect_failure.ts";
 import { readSubject } from "./parse.ts";
 import { isConnectionDrop, isOversized, Pop3Client } from "./pop3_client.ts";
 import type { Pop3ConnectOptions } from "./pop3_stream.ts";
@@ -102,6 +103,14 @@ export class Pop3Source implements MailSource {
   readonly #configKey: string;
   #caCerts: Promise<string[] | undefined> | undefined;
   #session: Session | undefined;
+  /** True once a session was opened. */
+  #everConnected = false;
+  /**
+   * The failure of the settings, when the first session could not be opened and asking again
+   * would only repeat it at the same cost (`isFinalFailure`): every later call answers it at
+   * once.
+   */
+  #failed: MailError | undefined;
   /** Subject by UIDL (`null`: unreadable, never matches). A UIDL never changes its mail. */
   #subjects = new Map<string, string | null>();
   /** UIDLs handed out by list() as matching: only these may be deleted. */
@@ -292,11 +301,22 @@ export class Pop3Source implements MailSource {
       ...(this.#server.connectTimeoutMs ? { connectTimeoutMs: this.#server.connectTimeoutMs } : {}),
       configKey: this.#configKey,
     };
+    if (this.#failed) throw this.#failed;
     const caCerts = await this.#loadCa();
     if (caCerts) options.caCerts = caCerts;
-    const client = await Pop3Client.connect(options);
+    let client: Pop3Client | undefined;
     try {
+      client = await Pop3Client.connect(options);
       await client.login(this.#server.user, this.#server.password);
+    } catch (err) {
+      client?.close();
+      if (isFinalFailure(err) && !this.#everConnected && !this.#closing.signal.aborted) {
+        this.#failed = err as MailError;
+      }
+      throw err;
+    }
+    this.#everConnected = true;
+    try {
       const uids = await client.uidl();
       const sizes = await client.list();
       const numbers = new Map<string, number>();

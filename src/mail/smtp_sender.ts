@@ -27,6 +27,7 @@ import {
   connectFailure,
   type ConnectTarget,
   implicitPortError,
+  isFinalFailure,
   isPlainTextAnswer,
   plainPortError,
   silentServerError,
@@ -127,6 +128,14 @@ export class SmtpSender implements MailSender {
   readonly #sockets = new Set<net.Socket>();
   #transport: Promise<Transport> | undefined;
   #closed = false;
+  /** True once a mail was accepted. */
+  #everSent = false;
+  /**
+   * The failure of the settings, when the first mail could not be submitted and trying again
+   * would only repeat it at the same cost (`isFinalFailure`: a refused password, TLS, nothing
+   * answering): every later mail gets it at once.
+   */
+  #failed: MailError | undefined;
 
   constructor(server: SmtpServerOptions, options: SmtpSenderOptions = {}) {
     this.#server = server;
@@ -217,6 +226,7 @@ export class SmtpSender implements MailSender {
     raw: Uint8Array,
     o: { envelope: { from: string; to: string[] }; messageId: string; signal?: AbortSignal },
   ): Promise<{ messageId: string }> {
+    if (this.#failed) throw this.#failed;
     const transport = await this.#ensureTransport();
     o.signal?.throwIfAborted();
     const to = o.envelope.to;
@@ -224,8 +234,11 @@ export class SmtpSender implements MailSender {
     try {
       info = await transport.sendMail({ envelope: o.envelope, raw: toBuffer(raw) });
     } catch (err) {
-      throw this.#error(err, to);
+      const failure = this.#error(err, to);
+      if (!this.#everSent && !this.#closed && isFinalFailure(failure)) this.#failed = failure;
+      throw failure;
     }
+    this.#everSent = true;
     const rejected = (info.rejected ?? []).map(String);
     if (rejected.length > 0) {
       this.#logger.log("warn", "SMTP server refused some recipients", {

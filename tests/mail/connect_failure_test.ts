@@ -27,6 +27,8 @@ interface Settings {
 
 interface Client {
   protocol: "IMAP" | "POP3" | "SMTP";
+  /** Runs the operation twice on one client; resolves with both errors. */
+  failTwice(settings: Partial<Settings>): Promise<[MailError, MailError]>;
   configKey: string;
   starttlsPort: number;
   implicitPort: number;
@@ -66,6 +68,14 @@ function clients(): Client[] {
       starttlsPort: provider.ports.imap,
       implicitPort: provider.ports.imaps,
       retries: () => imapRetries,
+      async failTwice(s) {
+        const source = new ImapSource(base(provider.ports.imap, s), { configKey: "host.receive" });
+        try {
+          return [await errorOf(source.list(REQUEST)), await errorOf(source.waitForMail())];
+        } finally {
+          await source.close();
+        }
+      },
       async fail(s) {
         imapRetries = 0;
         const source = new ImapSource(base(provider.ports.imap, s), {
@@ -85,6 +95,16 @@ function clients(): Client[] {
       starttlsPort: provider.ports.pop3,
       implicitPort: provider.ports.pop3s,
       retries: () => 0,
+      async failTwice(s) {
+        const source = new Pop3Source(base(provider.ports.pop3, s), {
+          configKey: "terminal.receive",
+        });
+        try {
+          return [await errorOf(source.list(REQUEST)), await errorOf(source.list(REQUEST))];
+        } finally {
+          await source.close();
+        }
+      },
       async fail(s) {
         const source = new Pop3Source(base(provider.ports.pop3, s), {
           configKey: "terminal.receive",
@@ -102,6 +122,22 @@ function clients(): Client[] {
       starttlsPort: provider.ports.submission,
       implicitPort: provider.ports.smtps,
       retries: () => 0,
+      async failTwice(s) {
+        const sender = new SmtpSender(base(provider.ports.submission, s), {
+          configKey: "terminal.send",
+        });
+        const mail = {
+          from: ADDRESS,
+          to: [ADDRESS],
+          subject: "[mailpeer] connect failure test (never sent)",
+          text: "never sent\r\n",
+        };
+        try {
+          return [await errorOf(sender.send(mail)), await errorOf(sender.send(mail))];
+        } finally {
+          await sender.close();
+        }
+      },
       async fail(s) {
         const sender = new SmtpSender(base(provider.ports.submission, s), {
           configKey: "terminal.send",
@@ -226,6 +262,19 @@ if (!NO_STACK) {
           new RegExp(`no ${c.protocol} greeting within 1 s.*raise ${key}\\.connect_timeout`),
         );
         assert.equal(c.retries(), 0);
+      } finally {
+        silent.close();
+      }
+    });
+
+    Deno.test(`${p}: a server that never answered is not waited for again by the next call`, async () => {
+      const silent = silentListener();
+      try {
+        const settings = { host: "127.0.0.1", port: silent.port, connectTimeoutMs: 1_000 };
+        const [first, second] = await c.failTwice(settings);
+        assert.match(first.message, /no .* greeting within 1 s/);
+        // the first answer itself (a second attempt would make a new error after a new wait)
+        assert.equal(second, first);
       } finally {
         silent.close();
       }
