@@ -129,7 +129,13 @@ export class Pop3Client {
       await client.#expectOk("read the greeting of").catch((err) => {
         if (implicitPort) throw implicitPortError(target, options.tls, err);
         if (deadline.aborted) throw silentServerError(target, connectMs, err);
-        if (isConnectionDrop(err)) throw connectError(err, target);
+        if (isConnectionDrop(err)) {
+          const closed = Object.assign(new Error("it sent no greeting"), {
+            code: "ECONNRESET",
+            cause: err,
+          });
+          throw connectError(closed, target);
+        }
         throw err;
       });
       greeted = true;
