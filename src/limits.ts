@@ -60,6 +60,14 @@ export const MAX_MAIL_CONNECT_TIMEOUT_MS = 300_000;
  * milliseconds; a slower one is only probed, never given up on before the connect timeout.
  */
 export const TLS_PORT_PROBE_AFTER_MS = 500;
+/**
+ * How long a mail client that never connected answers later calls with its first failure
+ * (a refused password, a TLS failure, nothing answering) instead of asking the server again,
+ * in ms: long enough that a terminal's second look at its mailbox does not wait out the
+ * server's failed-login delay twice, short enough that a long-running host, which retries
+ * every pass, notices a server that came up or a password that was fixed.
+ */
+export const FIRST_FAILURE_KEPT_MS = 30_000;
 /** Replies a host has in flight at once: one per pooled SMTP connection. */
 export const HOST_REPLY_CONCURRENCY = SMTP_POOL_CONNECTIONS;
 

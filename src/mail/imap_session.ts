@@ -5,14 +5,15 @@
  * never worked (a wrong port, an unknown name, a server that refuses) are reported at once,
  * and only a server that has worked before and went away (a restart) is waited for. A failure
  * that costs time to repeat (`isFinalFailure`: a refused password, a TLS failure, nothing
- * answering) is also the answer to every later call, without asking the server again: a wrong
- * password tried twice would only wait out the server's delay for failed logins twice (a
- * terminal lists its mailbox early and again while it waits).
+ * answering) is also the answer to later calls for `FIRST_FAILURE_KEPT_MS`, without asking the
+ * server again: a wrong password tried twice would only wait out the server's delay for failed
+ * logins twice (a terminal lists its mailbox early and again while it waits).
  *
  * @module
  */
 import type { ImapFlow } from "imapflow";
 import { MailError } from "../errors.ts";
+import { FIRST_FAILURE_KEPT_MS } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import type { Backoff, Clock } from "../runtime.ts";
 import { connectImap, type ImapServerOptions } from "./imap_connect.ts";
@@ -72,8 +73,8 @@ export class ImapSession {
   #closed = false;
   /** True once a connection was made: only then is a failed connection retried. */
   #everConnected = false;
-  /** The failure of the settings, when the first connection failed for good. */
-  #failed: MailError | undefined;
+  /** The failure of the settings, when the first connection failed for good, and when. */
+  #failed: { error: MailError; at: number } | undefined;
 
   constructor(server: ImapServerOptions, options: ImapSessionOptions) {
     this.#server = server;
@@ -122,7 +123,9 @@ export class ImapSession {
             "open a new one",
         );
       }
-      if (this.#failed) throw this.#failed;
+      if (this.#failed && this.#o.clock.now() - this.#failed.at < FIRST_FAILURE_KEPT_MS) {
+        throw this.#failed.error;
+      }
       let client: ImapFlow | undefined;
       try {
         client = await this.#open();
@@ -268,7 +271,9 @@ export class ImapSession {
   /** The error of a first connection that failed; kept when it is about the settings. */
   #neverWorked(err: unknown): MailError {
     const failure = connectionError(err, this.ctx);
-    if (isFinalFailure(failure) && !this.#closed) this.#failed = failure;
+    if (isFinalFailure(failure) && !this.#closed) {
+      this.#failed = { error: failure, at: this.#o.clock.now() };
+    }
     return failure;
   }
 

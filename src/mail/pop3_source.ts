@@ -13,7 +13,7 @@
  * @module
  */
 import { MailError } from "../errors.ts";
-import { DEFAULT_POLL_INTERVAL_MS, MAX_MAIL_BYTES } from "../limits.ts";
+import { DEFAULT_POLL_INTERVAL_MS, FIRST_FAILURE_KEPT_MS, MAX_MAIL_BYTES } from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { type Clock, systemClock } from "../runtime.ts";
 import { isFinalFailure } from "./connect_failure.ts";
@@ -107,10 +107,10 @@ export class Pop3Source implements MailSource {
   #everConnected = false;
   /**
    * The failure of the settings, when the first session could not be opened and asking again
-   * would only repeat it at the same cost (`isFinalFailure`): every later call answers it at
-   * once.
+   * would only repeat it at the same cost (`isFinalFailure`), and when: later calls answer it at
+   * once for `FIRST_FAILURE_KEPT_MS`.
    */
-  #failed: MailError | undefined;
+  #failed: { error: MailError; at: number } | undefined;
   /** Subject by UIDL (`null`: unreadable, never matches). A UIDL never changes its mail. */
   #subjects = new Map<string, string | null>();
   /** UIDLs handed out by list() as matching: only these may be deleted. */
@@ -301,7 +301,9 @@ export class Pop3Source implements MailSource {
       ...(this.#server.connectTimeoutMs ? { connectTimeoutMs: this.#server.connectTimeoutMs } : {}),
       configKey: this.#configKey,
     };
-    if (this.#failed) throw this.#failed;
+    if (this.#failed && this.#clock.now() - this.#failed.at < FIRST_FAILURE_KEPT_MS) {
+      throw this.#failed.error;
+    }
     const caCerts = await this.#loadCa();
     if (caCerts) options.caCerts = caCerts;
     let client: Pop3Client | undefined;
@@ -311,7 +313,7 @@ export class Pop3Source implements MailSource {
     } catch (err) {
       client?.close();
       if (isFinalFailure(err) && !this.#everConnected && !this.#closing.signal.aborted) {
-        this.#failed = err as MailError;
+        this.#failed = { error: err as MailError, at: this.#clock.now() };
       }
       throw err;
     }

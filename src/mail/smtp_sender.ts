@@ -16,6 +16,7 @@ import addressparser from "nodemailer/lib/addressparser/index.js";
 import { MailError } from "../errors.ts";
 import {
   DEFAULT_MAIL_CONNECT_TIMEOUT_MS,
+  FIRST_FAILURE_KEPT_MS,
   SMTP_POOL_CONNECTIONS,
   TLS_PORT_PROBE_AFTER_MS,
 } from "../limits.ts";
@@ -133,9 +134,9 @@ export class SmtpSender implements MailSender {
   /**
    * The failure of the settings, when the first mail could not be submitted and trying again
    * would only repeat it at the same cost (`isFinalFailure`: a refused password, TLS, nothing
-   * answering): every later mail gets it at once.
+   * answering), and when: later mails get it at once for `FIRST_FAILURE_KEPT_MS`.
    */
-  #failed: MailError | undefined;
+  #failed: { error: MailError; at: number } | undefined;
 
   constructor(server: SmtpServerOptions, options: SmtpSenderOptions = {}) {
     this.#server = server;
@@ -226,7 +227,8 @@ export class SmtpSender implements MailSender {
     raw: Uint8Array,
     o: { envelope: { from: string; to: string[] }; messageId: string; signal?: AbortSignal },
   ): Promise<{ messageId: string }> {
-    if (this.#failed) throw this.#failed;
+    const now = this.#options.now ?? Date.now;
+    if (this.#failed && now() - this.#failed.at < FIRST_FAILURE_KEPT_MS) throw this.#failed.error;
     const transport = await this.#ensureTransport();
     o.signal?.throwIfAborted();
     const to = o.envelope.to;
@@ -235,7 +237,9 @@ export class SmtpSender implements MailSender {
       info = await transport.sendMail({ envelope: o.envelope, raw: toBuffer(raw) });
     } catch (err) {
       const failure = this.#error(err, to);
-      if (!this.#everSent && !this.#closed && isFinalFailure(failure)) this.#failed = failure;
+      if (!this.#everSent && !this.#closed && isFinalFailure(failure)) {
+        this.#failed = { error: failure, at: now() };
+      }
       throw failure;
     }
     this.#everSent = true;

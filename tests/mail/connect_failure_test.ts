@@ -7,6 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { MailError } from "../../src/errors.ts";
+import { FIRST_FAILURE_KEPT_MS } from "../../src/limits.ts";
+import { ManualClock } from "../../src/runtime.ts";
 import { connectError, type ConnectTarget } from "../../src/mail/connect_failure.ts";
 import { ImapSource } from "../../src/mail/imap_source.ts";
 import { Pop3Source } from "../../src/mail/pop3_source.ts";
@@ -27,13 +29,21 @@ interface Settings {
 
 interface Client {
   protocol: "IMAP" | "POP3" | "SMTP";
-  /** Runs the operation twice on one client; resolves with both errors. */
-  failTwice(settings: Partial<Settings>): Promise<[MailError, MailError]>;
+  /**
+   * Runs the operation twice on one client, whose clock moves `laterMs` in between; resolves
+   * with both errors.
+   */
+  failTwice(settings: Partial<Settings>, laterMs: number): Promise<[MailError, MailError]>;
   configKey: string;
   starttlsPort: number;
   implicitPort: number;
   /** Runs one operation with these settings; resolves with its error (or throws if none). */
   fail(settings: Partial<Settings>): Promise<MailError>;
+  /**
+   * Logs in with the right settings (SMTP: to a recipient refused at RCPT, nothing is sent):
+   * Dovecot then forgets earlier failed logins, which it answers ever more slowly.
+   */
+  succeed(): Promise<void>;
   /** Reconnection attempts the client made (IMAP only counts them). */
   retries: () => number;
 }
@@ -68,10 +78,24 @@ function clients(): Client[] {
       starttlsPort: provider.ports.imap,
       implicitPort: provider.ports.imaps,
       retries: () => imapRetries,
-      async failTwice(s) {
-        const source = new ImapSource(base(provider.ports.imap, s), { configKey: "host.receive" });
+      async succeed() {
+        const source = new ImapSource(base(provider.ports.imap, {}), { configKey: "host.receive" });
         try {
-          return [await errorOf(source.list(REQUEST)), await errorOf(source.waitForMail())];
+          await source.list(REQUEST);
+        } finally {
+          await source.close();
+        }
+      },
+      async failTwice(s, laterMs) {
+        const clock = new ManualClock();
+        const source = new ImapSource(base(provider.ports.imap, s), {
+          configKey: "host.receive",
+          clock,
+        });
+        try {
+          const first = await errorOf(source.list(REQUEST));
+          clock.advance(laterMs);
+          return [first, await errorOf(source.waitForMail())];
         } finally {
           await source.close();
         }
@@ -95,12 +119,24 @@ function clients(): Client[] {
       starttlsPort: provider.ports.pop3,
       implicitPort: provider.ports.pop3s,
       retries: () => 0,
-      async failTwice(s) {
+      async succeed() {
+        const source = new Pop3Source(base(provider.ports.pop3, {}));
+        try {
+          await source.list(REQUEST);
+        } finally {
+          await source.close();
+        }
+      },
+      async failTwice(s, laterMs) {
+        const clock = new ManualClock();
         const source = new Pop3Source(base(provider.ports.pop3, s), {
           configKey: "terminal.receive",
+          clock,
         });
         try {
-          return [await errorOf(source.list(REQUEST)), await errorOf(source.list(REQUEST))];
+          const first = await errorOf(source.list(REQUEST));
+          clock.advance(laterMs);
+          return [first, await errorOf(source.list(REQUEST))];
         } finally {
           await source.close();
         }
@@ -122,9 +158,25 @@ function clients(): Client[] {
       starttlsPort: provider.ports.submission,
       implicitPort: provider.ports.smtps,
       retries: () => 0,
-      async failTwice(s) {
+      async succeed() {
+        const sender = new SmtpSender(base(provider.ports.submission, {}));
+        try {
+          const refused = await errorOf(sender.send({
+            from: ADDRESS,
+            to: [`nobody-${crypto.randomUUID().slice(0, 8)}@${provider.domain}`],
+            subject: "[mailpeer] connect failure test (refused at RCPT)",
+            text: "never delivered\r\n",
+          }));
+          assert.equal(refused.code, "ESEND", refused.message);
+        } finally {
+          await sender.close();
+        }
+      },
+      async failTwice(s, laterMs) {
+        const clock = new ManualClock();
         const sender = new SmtpSender(base(provider.ports.submission, s), {
           configKey: "terminal.send",
+          now: () => clock.now(),
         });
         const mail = {
           from: ADDRESS,
@@ -133,7 +185,9 @@ function clients(): Client[] {
           text: "never sent\r\n",
         };
         try {
-          return [await errorOf(sender.send(mail)), await errorOf(sender.send(mail))];
+          const first = await errorOf(sender.send(mail));
+          clock.advance(laterMs);
+          return [first, await errorOf(sender.send(mail))];
         } finally {
           await sender.close();
         }
@@ -202,6 +256,7 @@ if (!NO_STACK) {
     const key = c.configKey;
 
     Deno.test(`${p}: a wrong password is refused at once, naming the password keys`, async () => {
+      await c.succeed();
       const err = await c.fail({ password: "not-the-password" });
       assertLine(err, "EAUTH", `127.0.0.11:${c.starttlsPort}`, new RegExp(`${key}\\.password_env`));
       assert.ok(!err.message.includes("not-the-password"), "the password must not be echoed");
@@ -271,10 +326,23 @@ if (!NO_STACK) {
       const silent = silentListener();
       try {
         const settings = { host: "127.0.0.1", port: silent.port, connectTimeoutMs: 1_000 };
-        const [first, second] = await c.failTwice(settings);
+        const [first, second] = await c.failTwice(settings, FIRST_FAILURE_KEPT_MS - 1);
         assert.match(first.message, /no .* greeting within 1 s/);
         // the first answer itself (a second attempt would make a new error after a new wait)
         assert.equal(second, first);
+      } finally {
+        silent.close();
+      }
+    });
+
+    Deno.test(`${p}: a while later the server is asked again (a host retries each pass)`, async () => {
+      const silent = silentListener();
+      try {
+        const settings = { host: "127.0.0.1", port: silent.port, connectTimeoutMs: 1_000 };
+        const [first, second] = await c.failTwice(settings, FIRST_FAILURE_KEPT_MS);
+        assert.equal(first.code, "ECONNECT");
+        assert.equal(second.code, "ECONNECT");
+        assert.notEqual(second, first, "asked the server again");
       } finally {
         silent.close();
       }
