@@ -9,7 +9,11 @@
  * Prints a Markdown table and writes JSON (`--json FILE`, default
  * bench-results/mail-failures.json). Needs the mail stack (scripts/mailstack/mailstack.sh).
  *
- * Usage: scripts/bench-mail-failures [--runs 3] [--protocols imap,pop3,smtp]
+ * `--cli` also runs the command line as a person does (`mail_failures_cli.ts`): `host --once`
+ * and `client` with a wrong password, `host --once` with STARTTLS on 993, beside
+ * `main.ts --version` and a good `host --once`.
+ *
+ * Usage: scripts/bench-mail-failures [--runs 3] [--protocols imap,pop3,smtp] [--cli]
  *        [--connect-timeout-ms 10000] [--json FILE]
  *
  * @module
@@ -30,13 +34,15 @@ import {
   silentListener,
   unreachableAddress,
 } from "./mail_failures_cases.ts";
+import { measureCli } from "./mail_failures_cli.ts";
 import { serverRefusalMs } from "./mail_failures_raw.ts";
 import { markdownTable } from "./markdown_table.ts";
 
 if (!STACK) throw new Error("No mail stack: run scripts/mailstack/mailstack.sh start (as root)");
 
 const runs = num("runs", 3, 1);
-const protocols = (arg("protocols") ?? "imap,pop3,smtp").split(",") as Protocol[];
+const protocols = (arg("protocols") ?? "imap,pop3,smtp").split(",").filter(Boolean) as Protocol[];
+const withCli = Deno.args.includes("--cli");
 const connectTimeoutMs = num("connect-timeout-ms", DEFAULT_MAIL_CONNECT_TIMEOUT_MS, 100);
 const jsonPath = arg("json") ?? "bench-results/mail-failures.json";
 /** A case still running after this is recorded as hanging (the measurement stops there). */
@@ -260,6 +266,26 @@ const table = markdownTable(
   }),
   new Set([3, 5]),
 );
+const cli = withCli ? await measureCli(runs, note) : new Map();
+const cliRows = [...cli].map(([name, { times, last }]) => ({
+  command: name,
+  runs: times.map((t: number) => Math.round(t)),
+  medianMs: Math.round(median(times)),
+  exit: last.code,
+  message: last.line,
+}));
+const version = cliRows.find((r) => r.command === "main.ts --version")?.medianMs ?? NaN;
+const cliTable = markdownTable(
+  ["command line", "median", "× main.ts --version", "exit", "says"],
+  cliRows.map((r) => [
+    r.command,
+    `${r.medianMs} ms`,
+    (r.medianMs / version).toFixed(2),
+    String(r.exit),
+    r.message.replace(/\|/g, "\\|"),
+  ]),
+  new Set([1, 2]),
+);
 const report = {
   bench: "mail-failures",
   date: new Date().toISOString(),
@@ -268,6 +294,7 @@ const report = {
   connectTimeoutMs,
   loadavg: Deno.loadavg(),
   rows,
+  cli: cliRows,
 };
 await Deno.mkdir(dirname(jsonPath), { recursive: true });
 await Deno.writeTextFile(jsonPath, JSON.stringify(report, null, 2) + "\n");
@@ -280,6 +307,7 @@ print(
 print(table);
 print("Messages:\n");
 for (const r of rows) if (r.message) print(`- ${r.protocol}, ${r.case}: ${r.message}`);
+if (withCli) print(`\nThe command line (a site on the stack, one process per run):\n\n${cliTable}`);
 print(`\nJSON: ${jsonPath}`);
 print(JSON.stringify(report));
 await Deno.stdout.write(encoder.encode(out.join("\n") + "\n"));
