@@ -1,16 +1,19 @@
 /**
  * The command line's part of `mail_failures.ts`: what a person running mailpeer waits for.
  * A site on the stack (`tests/support/site.ts`: host@host.test reading IMAP, alice@a.test as a
- * terminal) is run as subprocesses of main.ts with a wrong password (`host --once`, and
- * `client`, whose receive and send share the password) and with STARTTLS on port 993, beside
- * `main.ts --version` (the process start) and a good `host --once` of the same round. Nothing is
- * delivered: every failing run fails before it mails anything.
+ * terminal) is run as subprocesses of main.ts with a wrong password (`host --once`; `client`
+ * with both passwords wrong, and with only the mailbox's wrong) and with STARTTLS on port 993,
+ * beside `main.ts --version` (the process start) and a good `host --once` of the same round.
+ * Only the client whose mailbox alone is refused mails its request (the terminal lists its
+ * mailbox while the request goes out): those requests, of the site's own network, are deleted
+ * from host@host.test's INBOX at the end.
  *
  * @module
  */
 import { ImapSource } from "../../src/mail/imap_source.ts";
 import { account } from "../../tests/support/mailstack.ts";
 import { makeSite } from "../../tests/support/site.ts";
+import { deleteMessages } from "../../tests/support/stack_mail.ts";
 
 /**
  * A good IMAP login of `address`: Dovecot delays failed logins more after each one from the
@@ -66,6 +69,11 @@ export const CLI_CASES: CliCase[] = [
     env: { MP_PASS_ALICE_A_TEST: "wrong" },
   },
   {
+    name: "client, wrong mailbox password (send works)",
+    args: ["client", "--config", "alice-receive.toml"],
+    env: { MP_PASS_ALICE_RECEIVE: "wrong" },
+  },
+  {
     name: 'host --once, tls = "starttls" on 993',
     args: ["host", "--once", "--config", "host993.toml"],
   },
@@ -80,6 +88,14 @@ export async function measureCli(
   const site = await makeSite({ receive: "imap" });
   const out = new Map<string, { times: number[]; last: CliOutcome }>();
   try {
+    const alice = await Deno.readTextFile(`${site.dir}/alice.toml`);
+    const [head, receive] = alice.split("[terminal.receive]");
+    await Deno.writeTextFile(
+      `${site.dir}/alice-receive.toml`,
+      `${head}[terminal.receive]${
+        receive!.replace(/password_env = "[^"]*"/, 'password_env = "MP_PASS_ALICE_RECEIVE"')
+      }`,
+    );
     const host = await Deno.readTextFile(`${site.dir}/host.toml`);
     await Deno.writeTextFile(
       `${site.dir}/host993.toml`,
@@ -108,6 +124,7 @@ export async function measureCli(
       }
     }
   } finally {
+    await deleteMessages("host@host.test", `[mailpeer] ${site.network} `).catch(() => {});
     await site.cleanup();
   }
   return out;
