@@ -5,8 +5,8 @@
  * with both passwords wrong, and with only the mailbox's wrong) and with STARTTLS on port 993,
  * beside `main.ts --version` (the process start) and a good `host --once` of the same round.
  * Only the client whose mailbox alone is refused mails its request (the terminal lists its
- * mailbox while the request goes out): those requests, of the site's own network, are deleted
- * from host@host.test's INBOX at the end.
+ * mailbox while the request goes out), and the next good `host --once` answers it: every mail of
+ * the site's own network is deleted from host@host.test's and alice@a.test's INBOX at the end.
  *
  * @module
  */
@@ -124,7 +124,9 @@ export async function measureCli(
       }
     }
   } finally {
-    await deleteMessages("host@host.test", `[mailpeer] ${site.network} `).catch(() => {});
+    for (const address of ["host@host.test", "alice@a.test"]) {
+      await deleteMessages(address, `[mailpeer] ${site.network} `).catch(() => {});
+    }
     await site.cleanup();
   }
   return out;
