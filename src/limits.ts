@@ -43,6 +43,31 @@ export const IMAP_PROBE_TIMEOUT_MS = 10_000;
  * echo baseline with two, 1.11–1.14× with four (docs/performance.md).
  */
 export const SMTP_POOL_CONNECTIONS = 4;
+/**
+ * How long reaching a mail server (IMAP, POP3, SMTP) may take by default, in ms: TCP connect,
+ * TLS handshake and the server's greeting together (configurable per server as
+ * `connect_timeout`). Past it the user learns that nothing answers there.
+ */
+export const DEFAULT_MAIL_CONNECT_TIMEOUT_MS = 10_000;
+/** Shortest `connect_timeout` of a mail server, in ms. */
+export const MIN_MAIL_CONNECT_TIMEOUT_MS = 1_000;
+/** Longest `connect_timeout` of a mail server, in ms. */
+export const MAX_MAIL_CONNECT_TIMEOUT_MS = 300_000;
+/**
+ * How long a STARTTLS connection waits for the server's greeting before it checks, on a
+ * second connection, whether the port speaks TLS from the first byte (an implicit-TLS port:
+ * both sides would wait for the other until the connect timeout). A plain server greets in
+ * milliseconds; a slower one is only probed, never given up on before the connect timeout.
+ */
+export const TLS_PORT_PROBE_AFTER_MS = 500;
+/**
+ * How long a mail client that never connected answers later calls with its first failure
+ * (a refused password, a TLS failure, nothing answering) instead of asking the server again,
+ * in ms: long enough that a terminal's second look at its mailbox does not wait out the
+ * server's failed-login delay twice, short enough that a long-running host, which retries
+ * every pass, notices a server that came up or a password that was fixed.
+ */
+export const FIRST_FAILURE_KEPT_MS = 30_000;
 /** Replies a host has in flight at once: one per pooled SMTP connection. */
 export const HOST_REPLY_CONCURRENCY = SMTP_POOL_CONNECTIONS;
 

@@ -37,6 +37,7 @@ async function serverOptions(config: ServerConfig, what: string) {
     ...(config.servername ? { servername: config.servername } : {}),
     ...(config.tlsMaxVersion ? { tlsMaxVersion: config.tlsMaxVersion } : {}),
     insecure: config.insecure,
+    connectTimeoutMs: config.connectTimeoutMs,
   };
 }
 
@@ -52,7 +53,9 @@ export async function openSender(config: SendConfig): Promise<MailSender> {
     }
     case "smtp": {
       const { SmtpSender } = await import("../mail/smtp_sender.ts");
-      return new SmtpSender(await serverOptions(config, `SMTP password of ${config.user}`));
+      return new SmtpSender(await serverOptions(config, `SMTP password of ${config.user}`), {
+        configKey: config.section,
+      });
     }
   }
 }
@@ -73,6 +76,7 @@ export async function imapCertainlyEmpty(
     mailbox: config.mailbox,
     subject: `[mailpeer] ${network} `,
     timeoutMs: IMAP_PROBE_TIMEOUT_MS,
+    configKey: config.section,
   });
   return found === false;
 }
@@ -103,13 +107,16 @@ export async function openSource(
         idle: config.idle,
         ...(readAhead ? {} : { prefetchBytes: 0 }),
         ...sourceOptions,
-        ...(configKey ? { configKey } : {}),
+        configKey: configKey ?? config.section,
       });
     }
     case "pop3": {
       const { Pop3Source } = await import("../mail/pop3_source.ts");
       const server = await serverOptions(config, `POP3 password of ${config.user}`);
-      return new Pop3Source({ ...server, password: server.password ?? "" }, sourceOptions);
+      return new Pop3Source({ ...server, password: server.password ?? "" }, {
+        ...sourceOptions,
+        configKey: configKey ?? config.section,
+      });
     }
   }
 }

@@ -24,6 +24,10 @@ export interface ServerConfig {
   servername?: string;
   /** Highest TLS version to offer (SMTP only; see docs/performance.md). */
   tlsMaxVersion?: "1.2" | "1.3";
+  /** `connect_timeout`: connect, TLS handshake and greeting together, in ms. */
+  connectTimeoutMs: number;
+  /** The section these settings came from, e.g. `terminal.receive`, for error messages. */
+  section: string;
 }
 
 /** A TURN server for the relay fallback (RFC 8656, long-term credentials, UDP). */

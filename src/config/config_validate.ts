@@ -10,6 +10,7 @@ import { ConfigError } from "../errors.ts";
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_EXPIRY_MS,
+  DEFAULT_MAIL_CONNECT_TIMEOUT_MS,
   DEFAULT_NEW_ROWS_PER_HOUR,
   DEFAULT_PEERS_PER_REPLY,
   DEFAULT_POLL_INTERVAL_MS,
@@ -25,7 +26,9 @@ import {
   DEFAULT_UPGRADE_INTERVAL_MS,
   MAX_BLOCK_BYTES,
   MAX_MAIL_BYTES,
+  MAX_MAIL_CONNECT_TIMEOUT_MS,
   MAX_UPGRADE_INTERVAL_MS,
+  MIN_MAIL_CONNECT_TIMEOUT_MS,
   MIN_TERMINAL_PUNCH_WINDOW_MS,
   MIN_UPGRADE_INTERVAL_MS,
   PUNCH_MAX_WINDOW_MS,
@@ -343,6 +346,14 @@ function readServer(
     tls,
     user: r.string(t, "user", email),
     insecure: r.bool(t, "insecure", false),
+    connectTimeoutMs: r.durationWithin(
+      t,
+      "connect_timeout",
+      DEFAULT_MAIL_CONNECT_TIMEOUT_MS,
+      MIN_MAIL_CONNECT_TIMEOUT_MS,
+      MAX_MAIL_CONNECT_TIMEOUT_MS,
+    ),
+    section: r.prefix.replace(/\.$/, ""),
   };
   const password = secretRef(t, r.prefix, r.base);
   if (password) server.password = password;

@@ -1,19 +1,33 @@
 /**
  * Opens one imapflow session for {@link ImapSource}: TLS settings (test CA, server name,
- * STARTTLS policy), login, and the mailbox selected read-write. Failures come out as one-line
- * {@link MailError}s, except connection failures, which the caller retries.
+ * STARTTLS policy), login, and the mailbox selected read-write, all within the connect timeout
+ * until the server has greeted. Failures come out as one-line {@link MailError}s: a connection
+ * that fails before the greeting is an `ECONNECT` in words (connect_failure.ts), a port of the
+ * other TLS mode an `ETLS` saying which `tls` to set (a late greeting on a STARTTLS connection
+ * is checked with a TLS probe, tls_port_probe.ts), and a failed login is imapflow's error
+ * (classify it with `classifyImapError`).
  *
  * @module
  */
 import { ImapFlow } from "imapflow";
 import { MailError } from "../errors.ts";
+import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS, TLS_PORT_PROBE_AFTER_MS } from "../limits.ts";
 import type { Logger } from "../log.ts";
+import {
+  connectError,
+  type ConnectTarget,
+  implicitPortError,
+  isPlainTextAnswer,
+  plainPortError,
+  silentServerError,
+} from "./connect_failure.ts";
 import {
   classifyImapError,
   commandError,
   errorText,
   type ImapErrorContext,
 } from "./imap_errors.ts";
+import { speaksImplicitTls } from "./tls_port_probe.ts";
 
 /** Where and how to reach the IMAP server (the password already resolved). */
 export interface ImapServerOptions {
@@ -35,6 +49,11 @@ export interface ImapServerOptions {
    * docs/performance.md). Default: the highest both sides support.
    */
   tlsMaxVersion?: "1.2" | "1.3";
+  /**
+   * How long connecting, the TLS handshake and the server's greeting may take together, in ms.
+   * Default: `DEFAULT_MAIL_CONNECT_TIMEOUT_MS` (10 s).
+   */
+  connectTimeoutMs?: number;
 }
 
 /** Options of {@link connectImap}. */
@@ -49,8 +68,11 @@ export interface ConnectImapOptions {
   onExists: () => void;
 }
 
-/** How long connecting (TCP + TLS) and the greeting may take, each. */
-const CONNECT_TIMEOUT_MS = 15_000;
+/**
+ * imapflow's own connect and greeting timers run this much longer than ours, so that ours
+ * decides and words the failure.
+ */
+const BACKSTOP_MS = 1_000;
 
 /**
  * Connects, logs in and selects `mailbox`. Throws `MailError` `ETLS` when the CA file cannot
@@ -62,6 +84,7 @@ export async function connectImap(
   options: ConnectImapOptions,
 ): Promise<{ client: ImapFlow; uidValidity: bigint }> {
   const { ctx, logger } = options;
+  const timeoutMs = server.connectTimeoutMs ?? DEFAULT_MAIL_CONNECT_TIMEOUT_MS;
   const tls: Record<string, unknown> = {};
   if (server.servername !== undefined) tls.servername = server.servername;
   if (server.insecure) tls.rejectUnauthorized = false;
@@ -93,8 +116,8 @@ export async function connectImap(
     auth: { user: server.user, pass: server.password },
     logger: imapLogger(logger),
     disableAutoIdle: true,
-    connectionTimeout: CONNECT_TIMEOUT_MS,
-    greetingTimeout: CONNECT_TIMEOUT_MS,
+    connectionTimeout: timeoutMs + BACKSTOP_MS,
+    greetingTimeout: timeoutMs + BACKSTOP_MS,
     clientInfo: { name: "mailpeer" },
   });
   client.on("error", (err: unknown) => {
@@ -103,7 +126,7 @@ export async function connectImap(
   client.on("close", () => options.onClose(client));
   client.on("exists", () => options.onExists());
   try {
-    await client.connect();
+    await greeted(client, server, ctx, timeoutMs);
     const box = await client.mailboxOpen(options.mailbox);
     logger.log("debug", "IMAP connected", { server: ctx.server, mailbox: options.mailbox });
     return { client, uidValidity: box.uidValidity };
@@ -117,6 +140,69 @@ export async function connectImap(
       });
     }
     throw err;
+  }
+}
+
+/** What imapflow keeps about the connection's start (not in its typings). */
+interface ConnectState {
+  greetingReceived?: boolean;
+  connectedAt?: number;
+}
+
+/**
+ * Runs imapflow's connect (greeting, STARTTLS, login) under the connect timeout, which ends
+ * once the server has greeted; a STARTTLS (or plain) connection whose greeting is late asks
+ * {@link speaksImplicitTls} whether the port expects TLS from the first byte.
+ */
+async function greeted(
+  client: ImapFlow,
+  server: ImapServerOptions,
+  ctx: ImapErrorContext,
+  timeoutMs: number,
+): Promise<void> {
+  const state = client as unknown as ConnectState;
+  const target: ConnectTarget = {
+    protocol: "IMAP",
+    host: server.host,
+    port: server.port,
+    configKey: ctx.configKey,
+  };
+  const probing = new AbortController();
+  const timers: ReturnType<typeof setTimeout>[] = [];
+  const failed = new Promise<never>((_, reject) => {
+    timers.push(setTimeout(() => {
+      if (state.greetingReceived) return;
+      reject(
+        state.connectedAt === undefined
+          ? connectError(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" }), target, {
+            timeoutMs,
+          })
+          : silentServerError(target, timeoutMs),
+      );
+    }, timeoutMs));
+    if (server.tls === "implicit") return;
+    timers.push(setTimeout(async () => {
+      if (state.greetingReceived || state.connectedAt === undefined) return;
+      const tls = await speaksImplicitTls(server.host, server.port, {
+        ...(server.servername !== undefined ? { servername: server.servername } : {}),
+        timeoutMs: Math.max(1, timeoutMs - TLS_PORT_PROBE_AFTER_MS),
+        signal: probing.signal,
+      });
+      if (tls && !state.greetingReceived) reject(implicitPortError(target, server.tls));
+    }, TLS_PORT_PROBE_AFTER_MS));
+  });
+  try {
+    await Promise.race([client.connect(), failed]);
+  } catch (err) {
+    if (err instanceof MailError) throw err;
+    if (!state.greetingReceived) {
+      if (server.tls === "implicit" && isPlainTextAnswer(err)) throw plainPortError(target, err);
+      if (classifyImapError(err) !== "tls") throw connectError(err, target, { timeoutMs });
+    }
+    throw err;
+  } finally {
+    probing.abort();
+    for (const timer of timers) clearTimeout(timer);
   }
 }
 

@@ -7,13 +7,23 @@
  * (docs/performance.md). When the search finds nothing, there is nothing to do and imapflow is
  * never loaded. The probe only ever says "certainly nothing" or "maybe something": anything it
  * does not understand (a literal in a response, an unusual password, `insecure = true`, a
- * refused login, a server that closes) answers `undefined`, and the caller takes the full path,
- * which reports problems with its usual one-line errors. It never changes the mailbox: EXAMINE
- * opens it read-only, so no flag changes, not even \Recent.
+ * greeting later than `TLS_PORT_PROBE_AFTER_MS`, a server that closes) answers `undefined`,
+ * and the caller takes the full path, which reports problems with its usual one-line errors.
+ * Three answers are final, in the same words the full path uses: a connection that cannot be
+ * made (refused, unknown name, unreachable, nothing answers within the connect timeout) is an
+ * `ECONNECT`, a port that expects TLS first (STARTTLS configured on 993) an `ETLS`, and a
+ * refused password an `EAUTH` (trying it again would only wait out the server's delay for
+ * failed logins twice). It never changes the mailbox: EXAMINE opens it
+ * read-only, so no flag changes, not even \Recent.
  *
  * @module
  */
+import { MailError } from "../errors.ts";
+import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS, TLS_PORT_PROBE_AFTER_MS } from "../limits.ts";
+import { connectError, type ConnectTarget, implicitPortError } from "./connect_failure.ts";
 import type { ImapServerOptions } from "./imap_connect.ts";
+import { connectionError } from "./imap_errors.ts";
+import { speaksImplicitTls } from "./tls_port_probe.ts";
 
 /** Options of {@link probeImap}. */
 export interface ProbeOptions {
@@ -23,6 +33,8 @@ export interface ProbeOptions {
   subject: string;
   /** Give up (answer `undefined`) after this long, in ms. */
   timeoutMs: number;
+  /** Configuration section named in error messages. Default: `host.receive`. */
+  configKey?: string;
 }
 
 const encoder = new TextEncoder();
@@ -42,8 +54,39 @@ export async function probeImap(
   if (server.insecure || !texts.every((t) => QUOTABLE.test(t))) return undefined;
   let conn: Deno.Conn | undefined;
   const timer = setTimeout(() => conn?.close(), options.timeoutMs);
+  const configKey = options.configKey ?? "host.receive";
+  const connectMs = server.connectTimeoutMs ?? DEFAULT_MAIL_CONNECT_TIMEOUT_MS;
+  const target: ConnectTarget = {
+    protocol: "IMAP",
+    host: server.host,
+    port: server.port,
+    configKey,
+  };
+  // A late greeting: a port that expects TLS first is said so (as the full path would say it);
+  // a merely slow server is the full path's to wait for.
+  let greeted = false;
+  let implicitPort = false;
+  const probing = new AbortController();
+  const greetingTimer = setTimeout(async () => {
+    if (greeted) return;
+    if (server.tls !== "implicit") {
+      implicitPort = await speaksImplicitTls(server.host, server.port, {
+        ...(server.servername !== undefined ? { servername: server.servername } : {}),
+        timeoutMs: Math.max(1, connectMs - TLS_PORT_PROBE_AFTER_MS),
+        signal: probing.signal,
+      });
+    }
+    if (!greeted) conn?.close();
+  }, server.tls === "implicit" ? connectMs : TLS_PORT_PROBE_AFTER_MS);
   try {
-    const tcp = await Deno.connect({ hostname: server.host, port: server.port });
+    const deadline = AbortSignal.timeout(connectMs);
+    const tcp = await Deno.connect({ hostname: server.host, port: server.port, signal: deadline })
+      .catch((err) => {
+        const cause = deadline.aborted
+          ? Object.assign(new Error("timed out"), { code: "ETIMEDOUT" })
+          : err;
+        throw connectError(cause, target, { timeoutMs: connectMs });
+      });
     conn = tcp;
     const caCerts = server.caFile === undefined
       ? undefined
@@ -55,6 +98,7 @@ export async function probeImap(
     if (server.tls === "implicit") conn = await Deno.startTls(tcp, tlsOptions);
     let session = new LineReader(conn);
     if (!(await session.line()).startsWith("* OK")) return undefined;
+    greeted = true;
     if (server.tls === "starttls") {
       if (!(await command(conn, session, "STARTTLS")).ok) return undefined;
       conn = await Deno.startTls(tcp, tlsOptions);
@@ -65,7 +109,16 @@ export async function probeImap(
       session,
       `LOGIN ${quote(server.user)} ${quote(server.password)}`,
     );
-    if (!login.ok) return undefined;
+    if (!login.ok) {
+      const refusal = login.status.match(/^NO \[AUTHENTICATIONFAILED\]\s*(.*)$/i);
+      if (refusal) {
+        throw connectionError(
+          { authenticationFailed: true, responseText: refusal[1] ?? "" },
+          { server: `${server.host}:${server.port}`, user: server.user, configKey },
+        );
+      }
+      return undefined;
+    }
     const examine = await command(conn, session, `EXAMINE ${quote(options.mailbox)}`);
     if (!examine.ok) return undefined;
     const search = await command(conn, session, `SEARCH SUBJECT ${quote(options.subject)}`);
@@ -74,10 +127,14 @@ export async function probeImap(
       .flatMap((l) => l.slice(8).trim().split(/\s+/).filter(Boolean));
     await command(conn, session, "LOGOUT").catch(() => {});
     return hits.length > 0;
-  } catch {
+  } catch (err) {
+    if (err instanceof MailError) throw err;
+    if (implicitPort && !greeted) throw implicitPortError(target, server.tls, err);
     return undefined;
   } finally {
     clearTimeout(timer);
+    clearTimeout(greetingTimer);
+    probing.abort();
     try {
       conn?.close();
     } catch {
@@ -97,7 +154,7 @@ async function command(
   conn: Deno.Conn,
   reader: LineReader,
   text: string,
-): Promise<{ ok: boolean; untagged: string[] }> {
+): Promise<{ ok: boolean; status: string; untagged: string[] }> {
   const tag = `p${++tagCounter}`;
   await writeAll(conn, encoder.encode(`${tag} ${text}\r\n`));
   const untagged: string[] = [];
@@ -106,7 +163,8 @@ async function command(
     // A literal would need reading by length; the probe does not expect one and gives up.
     if (/\{\d+\+?\}$/.test(line)) throw new Error("literal in a response");
     if (line.startsWith(`${tag} `)) {
-      return { ok: line.slice(tag.length + 1).toUpperCase().startsWith("OK"), untagged };
+      const status = line.slice(tag.length + 1);
+      return { ok: status.toUpperCase().startsWith("OK"), status, untagged };
     }
     untagged.push(line);
   }

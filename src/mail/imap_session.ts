@@ -1,15 +1,23 @@
 /**
  * One kept-open imapflow connection of an `ImapSource` with its mailbox selected:
  * connection on first use, reconnection with backoff when it drops, and waiting for new mail
- * (IMAP IDLE or NOOP polling).
+ * (IMAP IDLE or NOOP polling). A first connection that fails is not retried: settings that
+ * never worked (a wrong port, an unknown name, a server that refuses) are reported at once,
+ * and only a server that has worked before and went away (a restart) is waited for. A failure
+ * that costs time to repeat (`isFinalFailure`: a refused password, a TLS failure, nothing
+ * answering) is also the answer to later calls for `FIRST_FAILURE_KEPT_MS`, without asking the
+ * server again: a wrong password tried twice would only wait out the server's delay for failed
+ * logins twice (a terminal lists its mailbox early and again while it waits).
  *
  * @module
  */
 import type { ImapFlow } from "imapflow";
 import { MailError } from "../errors.ts";
+import { FIRST_FAILURE_KEPT_MS } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import type { Backoff, Clock } from "../runtime.ts";
 import { connectImap, type ImapServerOptions } from "./imap_connect.ts";
+import { isFinalFailure } from "./connect_failure.ts";
 import {
   asConnectionLoss,
   classifyImapError,
@@ -63,6 +71,10 @@ export class ImapSession {
   /** Aborted by close(): ends the backoff of a command that is waiting to reconnect. */
   readonly #closing = new AbortController();
   #closed = false;
+  /** True once a connection was made: only then is a failed connection retried. */
+  #everConnected = false;
+  /** The failure of the settings, when the first connection failed for good, and when. */
+  #failed: { error: MailError; at: number } | undefined;
 
   constructor(server: ImapServerOptions, options: ImapSessionOptions) {
     this.#server = server;
@@ -111,11 +123,15 @@ export class ImapSession {
             "open a new one",
         );
       }
+      if (this.#failed && this.#o.clock.now() - this.#failed.at < FIRST_FAILURE_KEPT_MS) {
+        throw this.#failed.error;
+      }
       let client: ImapFlow | undefined;
       try {
         client = await this.#open();
         return await fn(client);
       } catch (err) {
+        if (client === undefined && !this.#everConnected) throw this.#neverWorked(err);
         if (err instanceof MailError && err.code !== "ECONNECT") throw err;
         const lost = classifyImapError(err) === "connect" ||
           (client !== undefined && !client.usable);
@@ -124,7 +140,7 @@ export class ImapSession {
             ? connectionError(err, this.ctx)
             : commandError(err, action, this.ctx);
         }
-        if (attempt + 1 >= this.#o.attempts || this.#closed) {
+        if (attempt + 1 >= this.#o.attempts || this.#closed || !this.#everConnected) {
           throw connectionError(asConnectionLoss(err), this.ctx);
         }
         this.#drop(client);
@@ -252,6 +268,15 @@ export class ImapSession {
     }
   }
 
+  /** The error of a first connection that failed; kept when it is about the settings. */
+  #neverWorked(err: unknown): MailError {
+    const failure = connectionError(err, this.ctx);
+    if (isFinalFailure(failure) && !this.#closed) {
+      this.#failed = { error: failure, at: this.#o.clock.now() };
+    }
+    return failure;
+  }
+
   /** Runs IDLE on `client` (one IDLE for all waiters); resolves when that IDLE ends. */
   #idleOn(client: ImapFlow): Promise<void> {
     if (this.#idling?.client === client) return this.#idling.ended;
@@ -303,6 +328,7 @@ export class ImapSession {
     }
     this.#uidValidity = uidValidity;
     this.#client = client;
+    this.#everConnected = true;
     return client;
   }
 

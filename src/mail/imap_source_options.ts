@@ -18,7 +18,10 @@ export interface ImapSourceOptions {
   pollIntervalMs?: number;
   /** Longest single {@link ImapSource.waitForMail} without news. Default: 60000. */
   wakeAfterMs?: number;
-  /** Connection attempts per operation before it fails with `ECONNECT`. Default: 6. */
+  /**
+   * Connection attempts per operation before it fails with `ECONNECT`, once the source has
+   * connected (the first connection is not retried). Default: 6.
+   */
   connectAttempts?: number;
   /** Delay before reconnection attempt n. Default: exponential 200 ms .. 5 s. */
   backoff?: Backoff;

@@ -10,7 +10,19 @@
  * @module
  */
 import { MailError } from "../errors.ts";
-import { MAX_MAIL_BYTES } from "../limits.ts";
+import {
+  DEFAULT_MAIL_CONNECT_TIMEOUT_MS,
+  MAX_MAIL_BYTES,
+  TLS_PORT_PROBE_AFTER_MS,
+} from "../limits.ts";
+import {
+  connectError,
+  type ConnectTarget,
+  implicitPortError,
+  isPlainTextAnswer,
+  plainPortError,
+  silentServerError,
+} from "./connect_failure.ts";
 import {
   closeQuietly,
   errorText,
@@ -20,6 +32,7 @@ import {
   startTls,
   type Stream,
 } from "./pop3_stream.ts";
+import { speaksImplicitTls } from "./tls_port_probe.ts";
 
 /** Longest status line or listing line accepted (RFC 1939 allows 512 octets). */
 const MAX_LINE_BYTES = 8192;
@@ -46,55 +59,103 @@ const decoder = new TextDecoder();
 export class Pop3Client {
   readonly #where: string;
   readonly #timeoutMs: number;
+  readonly #configKey: string;
   #stream: Stream;
   #buf = new Uint8Array(0);
   #timedOut = false;
   #closed = false;
 
-  private constructor(stream: Stream, where: string, timeoutMs: number) {
+  private constructor(stream: Stream, where: string, timeoutMs: number, configKey: string) {
     this.#stream = stream;
     this.#where = where;
     this.#timeoutMs = timeoutMs;
+    this.#configKey = configKey;
   }
 
-  /** Connects, reads the greeting and, for `starttls`, upgrades with STLS. */
+  /**
+   * Connects, reads the greeting and, for `starttls`, upgrades with STLS, all within the
+   * connect timeout. A STARTTLS (or plain) connection whose greeting is late asks
+   * {@link speaksImplicitTls} whether the port expects TLS from the first byte.
+   */
   static async connect(options: Pop3ConnectOptions): Promise<Pop3Client> {
     const where = `${options.host}:${options.port}`;
+    const target: ConnectTarget = {
+      protocol: "POP3",
+      host: options.host,
+      port: options.port,
+      configKey: options.configKey ?? "receive",
+    };
     const timeoutMs = options.timeoutMs ?? POP3_TIMEOUT_MS;
-    const timeout = AbortSignal.timeout(timeoutMs);
+    const connectMs = options.connectTimeoutMs ?? DEFAULT_MAIL_CONNECT_TIMEOUT_MS;
+    const deadline = AbortSignal.timeout(connectMs);
+    const timedOut = () => Object.assign(new Error("timed out"), { code: "ETIMEDOUT" });
     const name = options.servername ?? options.host;
     let stream: Stream;
     try {
       stream = options.insecure
-        ? await nodeStream(options, timeoutMs)
-        : await Deno.connect({ hostname: options.host, port: options.port, signal: timeout });
+        ? await nodeStream(options, connectMs)
+        : await Deno.connect({ hostname: options.host, port: options.port, signal: deadline });
       if ("setNoDelay" in stream) (stream as Deno.TcpConn).setNoDelay(true);
     } catch (err) {
-      const why = timeout.aborted ? `no connection within ${timeoutMs} ms` : errorText(err);
-      throw new MailError(
-        "ECONNECT",
-        `Cannot connect to POP3 server ${where}: ${why}; check the host, port and that the server runs`,
-        { cause: err },
-      );
+      throw connectError(deadline.aborted ? timedOut() : err, target, { timeoutMs: connectMs });
     }
+    let greeted = false;
+    let implicitPort = false;
+    const stop = () => greeted || closeQuietly(stream);
+    deadline.addEventListener("abort", stop, { once: true });
+    const probing = new AbortController();
+    const probe = options.tls === "implicit" ? undefined : setTimeout(async () => {
+      const tls = await speaksImplicitTls(options.host, options.port, {
+        servername: name,
+        timeoutMs: Math.max(1, connectMs - TLS_PORT_PROBE_AFTER_MS),
+        signal: probing.signal,
+      });
+      if (tls && !greeted) {
+        implicitPort = true;
+        closeQuietly(stream);
+      }
+    }, TLS_PORT_PROBE_AFTER_MS);
     try {
       if (options.tls === "implicit" && !options.insecure) {
-        stream = await startTls(stream as Deno.TcpConn, name, options, where);
+        stream = await startTls(stream as Deno.TcpConn, name, options, where, deadline).catch(
+          (err) => {
+            if (isPlainTextAnswer(err)) throw plainPortError(target, err);
+            if (deadline.aborted) throw silentServerError(target, connectMs, err);
+            throw err;
+          },
+        );
       }
-      let client = new Pop3Client(stream, where, timeoutMs);
-      await client.#expectOk("read the greeting of");
+      let client = new Pop3Client(stream, where, timeoutMs, target.configKey);
+      await client.#expectOk("read the greeting of").catch((err) => {
+        if (implicitPort) throw implicitPortError(target, options.tls, err);
+        if (deadline.aborted) throw silentServerError(target, connectMs, err);
+        if (isConnectionDrop(err)) {
+          const closed = Object.assign(new Error("it sent no greeting"), {
+            code: "ECONNRESET",
+            cause: err,
+          });
+          throw connectError(closed, target);
+        }
+        throw err;
+      });
+      greeted = true;
       if (options.tls === "starttls") {
         await client.command("STLS", "start TLS with");
         client.#buf = new Uint8Array(0); // nothing sent before the handshake may be trusted
         stream = options.insecure
           ? await nodeTls(stream, name, timeoutMs, where)
           : await startTls(stream as Deno.TcpConn, name, options, where);
-        client = new Pop3Client(stream, where, timeoutMs);
+        client = new Pop3Client(stream, where, timeoutMs, target.configKey);
       }
       return client;
     } catch (err) {
       closeQuietly(stream);
       throw err;
+    } finally {
+      greeted = true;
+      clearTimeout(probe);
+      probing.abort();
+      deadline.removeEventListener("abort", stop);
     }
   }
 
@@ -117,10 +178,11 @@ export class Pop3Client {
           { cause: err },
         );
       }
+      const key = this.#configKey;
       throw new MailError(
         "EAUTH",
         `Cannot log in to POP3 server ${this.#where} as ${user}: the server refused the password ` +
-          `(${reply}); check the user and its password_env or password_file`,
+          `(${reply}); check ${key}.password_env (or ${key}.password_file) and ${key}.user`,
         { cause: err },
       );
     }

@@ -13,9 +13,10 @@
  * @module
  */
 import { MailError } from "../errors.ts";
-import { DEFAULT_POLL_INTERVAL_MS, MAX_MAIL_BYTES } from "../limits.ts";
+import { DEFAULT_POLL_INTERVAL_MS, FIRST_FAILURE_KEPT_MS, MAX_MAIL_BYTES } from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { type Clock, systemClock } from "../runtime.ts";
+import { isFinalFailure } from "./connect_failure.ts";
 import { readSubject } from "./parse.ts";
 import { isConnectionDrop, isOversized, Pop3Client } from "./pop3_client.ts";
 import type { Pop3ConnectOptions } from "./pop3_stream.ts";
@@ -35,6 +36,11 @@ export interface Pop3ServerOptions {
   insecure?: boolean;
   /** Name the certificate must carry, when `host` is an IP literal. Default: `host`. */
   servername?: string;
+  /**
+   * Time limit for connecting, the TLS handshake and the greeting together, in ms. Default:
+   * `DEFAULT_MAIL_CONNECT_TIMEOUT_MS` (10 s).
+   */
+  connectTimeoutMs?: number;
 }
 
 /** Options of {@link Pop3Source}. */
@@ -47,8 +53,10 @@ export interface Pop3SourceOptions {
   logger?: Logger;
   /** Largest mail `fetch` downloads, in bytes. Default: `MAX_MAIL_BYTES` (64 KiB). */
   maxMailBytes?: number;
-  /** Time limit for connecting and for each command, in ms. Default: 30 000. */
+  /** Time limit for each command, in ms. Default: 30 000. */
   timeoutMs?: number;
+  /** Configuration section named in error messages, e.g. `host.receive`. Default: `receive`. */
+  configKey?: string;
 }
 
 /** An open session and its view of the maildrop. */
@@ -92,8 +100,17 @@ export class Pop3Source implements MailSource {
   readonly #logger: Logger;
   readonly #maxMailBytes: number;
   readonly #timeoutMs: number | undefined;
+  readonly #configKey: string;
   #caCerts: Promise<string[] | undefined> | undefined;
   #session: Session | undefined;
+  /** True once a session was opened. */
+  #everConnected = false;
+  /**
+   * The failure of the settings, when the first session could not be opened and asking again
+   * would only repeat it at the same cost (`isFinalFailure`), and when: later calls answer it at
+   * once for `FIRST_FAILURE_KEPT_MS`.
+   */
+  #failed: { error: MailError; at: number } | undefined;
   /** Subject by UIDL (`null`: unreadable, never matches). A UIDL never changes its mail. */
   #subjects = new Map<string, string | null>();
   /** UIDLs handed out by list() as matching: only these may be deleted. */
@@ -108,6 +125,7 @@ export class Pop3Source implements MailSource {
     this.#logger = options.logger ?? silentLogger;
     this.#maxMailBytes = options.maxMailBytes ?? MAX_MAIL_BYTES;
     this.#timeoutMs = options.timeoutMs;
+    this.#configKey = options.configKey ?? "receive";
   }
 
   /** Lists matching mail in arrival order (message number), in a new session. */
@@ -280,12 +298,27 @@ export class Pop3Source implements MailSource {
       ...(this.#server.servername ? { servername: this.#server.servername } : {}),
       ...(this.#server.insecure ? { insecure: true } : {}),
       ...(this.#timeoutMs ? { timeoutMs: this.#timeoutMs } : {}),
+      ...(this.#server.connectTimeoutMs ? { connectTimeoutMs: this.#server.connectTimeoutMs } : {}),
+      configKey: this.#configKey,
     };
+    if (this.#failed && this.#clock.now() - this.#failed.at < FIRST_FAILURE_KEPT_MS) {
+      throw this.#failed.error;
+    }
     const caCerts = await this.#loadCa();
     if (caCerts) options.caCerts = caCerts;
-    const client = await Pop3Client.connect(options);
+    let client: Pop3Client | undefined;
     try {
+      client = await Pop3Client.connect(options);
       await client.login(this.#server.user, this.#server.password);
+    } catch (err) {
+      client?.close();
+      if (isFinalFailure(err) && !this.#everConnected && !this.#closing.signal.aborted) {
+        this.#failed = { error: err as MailError, at: this.#clock.now() };
+      }
+      throw err;
+    }
+    this.#everConnected = true;
+    try {
       const uids = await client.uidl();
       const sizes = await client.list();
       const numbers = new Map<string, number>();

@@ -21,8 +21,15 @@ export interface Pop3ConnectOptions {
   servername?: string;
   /** Accept any certificate (tests only). Default: false. */
   insecure?: boolean;
-  /** Time limit for connecting and for each command, in ms. Default: 30 000. */
+  /** Time limit for each command, in ms. Default: 30 000. */
   timeoutMs?: number;
+  /**
+   * Time limit for connecting, the TLS handshake and the greeting together, in ms. Default:
+   * `DEFAULT_MAIL_CONNECT_TIMEOUT_MS` (10 s).
+   */
+  connectTimeoutMs?: number;
+  /** Configuration section named in error messages, e.g. `host.receive`. Default: `receive`. */
+  configKey?: string;
 }
 
 /** A byte stream: a Deno connection, or a node socket when certificates are not checked. */
@@ -32,23 +39,33 @@ export interface Stream {
   close(): void;
 }
 
-/** Upgrades a Deno TCP connection to TLS, checking the certificate for `name`. */
+/**
+ * Upgrades a Deno TCP connection to TLS, checking the certificate for `name`. When `signal`
+ * aborts during the handshake, the connection is closed (the handshake then fails).
+ */
 export async function startTls(
   conn: Deno.TcpConn,
   name: string,
   options: Pop3ConnectOptions,
   where: string,
+  signal?: AbortSignal,
 ): Promise<Deno.TlsConn> {
+  let secured: Deno.TlsConn | undefined;
+  const stop = () => closeQuietly(secured ?? conn);
+  signal?.addEventListener("abort", stop, { once: true });
   try {
-    const secured = await Deno.startTls(conn, {
+    secured = await Deno.startTls(conn, {
       hostname: name,
       ...(options.caCerts ? { caCerts: options.caCerts } : {}),
     });
+    if (signal?.aborted) stop();
     await secured.handshake();
     return secured;
   } catch (err) {
-    closeQuietly(conn);
+    closeQuietly(secured ?? conn);
     throw tlsError(where, name, err);
+  } finally {
+    signal?.removeEventListener("abort", stop);
   }
 }
 

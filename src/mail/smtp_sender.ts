@@ -14,11 +14,27 @@ import { Buffer } from "node:buffer";
 import net from "node:net";
 import addressparser from "nodemailer/lib/addressparser/index.js";
 import { MailError } from "../errors.ts";
-import { SMTP_POOL_CONNECTIONS } from "../limits.ts";
+import {
+  DEFAULT_MAIL_CONNECT_TIMEOUT_MS,
+  FIRST_FAILURE_KEPT_MS,
+  SMTP_POOL_CONNECTIONS,
+  TLS_PORT_PROBE_AFTER_MS,
+} from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import { emailProblem } from "../message/host_card.ts";
 import { composeMail, domainOf } from "./compose.ts";
+import {
+  connectError,
+  connectFailure,
+  type ConnectTarget,
+  implicitPortError,
+  isFinalFailure,
+  isPlainTextAnswer,
+  plainPortError,
+  silentServerError,
+} from "./connect_failure.ts";
 import { resentRaw } from "./resend.ts";
+import { speaksImplicitTls } from "./tls_port_probe.ts";
 import type { MailSender, OutgoingMail } from "./types.ts";
 
 /** How to reach and log in to an SMTP submission server. */
@@ -42,6 +58,11 @@ export interface SmtpServerOptions {
    * (measured with Postfix; see docs/performance.md). Default: the highest both support.
    */
   tlsMaxVersion?: "1.2" | "1.3";
+  /**
+   * How long connecting, the TLS handshake and the server's greeting may take together, in
+   * ms. Default: `DEFAULT_MAIL_CONNECT_TIMEOUT_MS` (10 s).
+   */
+  connectTimeoutMs?: number;
 }
 
 /** Options of {@link SmtpSender}. */
@@ -53,16 +74,28 @@ export interface SmtpSenderOptions {
   now?: () => number;
   /** Where partial rejections are logged. Default: silent. */
   logger?: Logger;
-  /** Time limit for connecting, the greeting and each command, in ms. Default: 30 000. */
+  /** Time limit for each command, in ms. Default: 30 000. */
   timeoutMs?: number;
+  /** Configuration section named in error messages, e.g. `terminal.send`. Default: `send`. */
+  configKey?: string;
 }
 
 /** Default time limit of one SMTP step, in ms. */
 const SMTP_TIMEOUT_MS = 30_000;
+/** nodemailer's own connect and greeting timers run this much longer than ours (backstops). */
+const BACKSTOP_MS = 1_000;
 /** How long close() waits for the pool's sockets to go away, in ms. */
 const CLOSE_WAIT_MS = 2_000;
 
 type SocketCallback = (err: Error | null, socket?: { connection: net.Socket }) => void;
+
+/**
+ * A socket destroyed by this sender before the greeting carries the one-line error to report
+ * (nodemailer passes the socket's error object on, with its own code).
+ */
+interface WithReport {
+  mailpeerReport?: MailError;
+}
 
 /** The part of nodemailer's transporter this sender uses. */
 interface Transport {
@@ -73,17 +106,8 @@ interface Transport {
   close(): void;
 }
 
-const CONNECT_CODES = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "ECONNECTION",
-  "ETIMEDOUT",
-  "ESOCKET",
-  "EDNS",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "EPIPE",
-]);
+/** nodemailer's codes for a connection that failed or broke (socket errors keep their own). */
+const CONNECT_CODES = new Set(["ECONNECTION", "ESOCKET", "EDNS"]);
 
 /**
  * Sends mail through an SMTP server (pooled, at most `SMTP_POOL_CONNECTIONS` connections, opened as needed).
@@ -105,6 +129,14 @@ export class SmtpSender implements MailSender {
   readonly #sockets = new Set<net.Socket>();
   #transport: Promise<Transport> | undefined;
   #closed = false;
+  /** True once a mail was accepted. */
+  #everSent = false;
+  /**
+   * The failure of the settings, when the first mail could not be submitted and trying again
+   * would only repeat it at the same cost (`isFinalFailure`: a refused password, TLS, nothing
+   * answering), and when: later mails get it at once for `FIRST_FAILURE_KEPT_MS`.
+   */
+  #failed: { error: MailError; at: number } | undefined;
 
   constructor(server: SmtpServerOptions, options: SmtpSenderOptions = {}) {
     this.#server = server;
@@ -195,6 +227,8 @@ export class SmtpSender implements MailSender {
     raw: Uint8Array,
     o: { envelope: { from: string; to: string[] }; messageId: string; signal?: AbortSignal },
   ): Promise<{ messageId: string }> {
+    const now = this.#options.now ?? Date.now;
+    if (this.#failed && now() - this.#failed.at < FIRST_FAILURE_KEPT_MS) throw this.#failed.error;
     const transport = await this.#ensureTransport();
     o.signal?.throwIfAborted();
     const to = o.envelope.to;
@@ -202,8 +236,13 @@ export class SmtpSender implements MailSender {
     try {
       info = await transport.sendMail({ envelope: o.envelope, raw: toBuffer(raw) });
     } catch (err) {
-      throw this.#error(err, to);
+      const failure = this.#error(err, to);
+      if (!this.#everSent && !this.#closed && isFinalFailure(failure)) {
+        this.#failed = { error: failure, at: now() };
+      }
+      throw failure;
     }
+    this.#everSent = true;
     const rejected = (info.rejected ?? []).map(String);
     if (rejected.length > 0) {
       this.#logger.log("warn", "SMTP server refused some recipients", {
@@ -282,56 +321,119 @@ export class SmtpSender implements MailSender {
         ...(s.tlsMaxVersion ? { maxVersion: `TLSv${s.tlsMaxVersion}` as const } : {}),
         rejectUnauthorized: !s.insecure,
       },
-      connectionTimeout: timeout,
-      greetingTimeout: timeout,
-      socketTimeout: timeout,
+      // our own deadline (#connect) decides first and words the failure; these are backstops
+      connectionTimeout: this.#connectMs + BACKSTOP_MS,
+      greetingTimeout: this.#connectMs + BACKSTOP_MS,
+      socketTimeout: Math.max(timeout, this.#connectMs + BACKSTOP_MS),
       logger: false,
       debug: false,
-      getSocket: (_opts: unknown, callback: SocketCallback) => this.#connect(timeout, callback),
+      getSocket: (_opts: unknown, callback: SocketCallback) => this.#connect(callback),
     });
   }
 
-  /** Opens the TCP connection with TCP_NODELAY; nodemailer does the TLS and SMTP on it. */
-  #connect(
-    timeout: number,
-    callback: SocketCallback,
-  ): void {
-    const socket = net.connect({ host: this.#server.host, port: this.#server.port });
+  get #connectMs(): number {
+    return this.#server.connectTimeoutMs ?? DEFAULT_MAIL_CONNECT_TIMEOUT_MS;
+  }
+
+  get #target(): ConnectTarget {
+    return {
+      protocol: "SMTP",
+      host: this.#server.host,
+      port: this.#server.port,
+      configKey: this.#key,
+    };
+  }
+
+  get #key(): string {
+    return this.#options.configKey ?? "send";
+  }
+
+  /**
+   * Opens the TCP connection with TCP_NODELAY; nodemailer does the TLS and SMTP on it. The
+   * connect timeout runs until the server's first bytes (its greeting, or its TLS handshake);
+   * a STARTTLS (or plain) connection still silent after `TLS_PORT_PROBE_AFTER_MS` asks
+   * {@link speaksImplicitTls} whether the port expects TLS from the first byte.
+   */
+  #connect(callback: SocketCallback): void {
+    const s = this.#server;
+    const connectMs = this.#connectMs;
+    const target = this.#target;
+    const socket = net.connect({ host: s.host, port: s.port });
     socket.setNoDelay(true);
-    const timer = setTimeout(() => {
-      const err = Object.assign(new Error(`no connection within ${timeout} ms`), {
-        code: "ETIMEDOUT",
+    let connected = false;
+    // the server's first bytes (greeting or TLS handshake); no listener of ours may take them
+    const spoke = () => socket.bytesRead > 0;
+    const probing = new AbortController();
+    const fail = (report: MailError) => {
+      clearTimeout(deadline);
+      clearTimeout(probe);
+      probing.abort();
+      if (!connected) {
+        socket.destroy();
+        callback(Object.assign(new Error(report.message), { mailpeerReport: report }));
+        return;
+      }
+      socket.destroy(Object.assign(new Error(report.message), { mailpeerReport: report }));
+    };
+    const deadline = setTimeout(() => {
+      if (spoke()) return;
+      fail(
+        connected ? silentServerError(target, connectMs) : connectError(
+          Object.assign(new Error("timed out"), { code: "ETIMEDOUT" }),
+          target,
+          { timeoutMs: connectMs },
+        ),
+      );
+    }, connectMs);
+    const probe = s.tls === "implicit" ? undefined : setTimeout(async () => {
+      if (spoke() || !connected) return;
+      const tls = await speaksImplicitTls(s.host, s.port, {
+        ...(s.servername ? { servername: s.servername } : {}),
+        timeoutMs: Math.max(1, connectMs - TLS_PORT_PROBE_AFTER_MS),
+        signal: probing.signal,
       });
-      socket.destroy();
-      callback(err);
-    }, timeout);
+      if (tls && !spoke()) fail(implicitPortError(target, s.tls));
+    }, TLS_PORT_PROBE_AFTER_MS);
     socket.once("error", (err) => {
-      clearTimeout(timer);
+      if (connected) return;
+      clearTimeout(deadline);
+      clearTimeout(probe);
       callback(err);
     });
     socket.once("connect", () => {
-      clearTimeout(timer);
+      connected = true;
       socket.removeAllListeners("error");
       socket.on("error", () => {}); // nodemailer listens on its own; never an unhandled event
       this.#sockets.add(socket);
-      socket.once("close", () => this.#sockets.delete(socket));
+      socket.once("close", () => {
+        this.#sockets.delete(socket);
+        clearTimeout(deadline);
+        clearTimeout(probe);
+        probing.abort();
+      });
       callback(null, { connection: socket });
     });
   }
 
   /** Maps a nodemailer or socket error to a one-line MailError. */
   #error(err: unknown, to: string[]): MailError {
+    const report = (err as WithReport | undefined)?.mailpeerReport;
+    if (report !== undefined) return report;
     const e = (err ?? {}) as { code?: string; responseCode?: number; response?: string };
     const code = e.code ?? "";
     const reply = oneLine(e.response ?? (err instanceof Error ? err.message : String(err)));
     const s = this.#server;
+    const k = this.#key;
     if (code === "EAUTH" || code === "ENOAUTH" || e.responseCode === 535) {
       return new MailError(
         "EAUTH",
         `Cannot log in to ${this.#where} as ${s.user}: the server refused the password (${reply}); ` +
-          "check the user and its password_env or password_file",
+          `check ${k}.password_env (or ${k}.password_file) and ${k}.user`,
         { cause: err },
       );
+    }
+    if (s.tls === "implicit" && e.responseCode === undefined && isPlainTextAnswer(err)) {
+      return plainPortError(this.#target, err);
     }
     const deniedWithoutLogin = s.password === undefined && e.responseCode === 554 &&
       /access denied/i.test(reply);
@@ -339,22 +441,26 @@ export class SmtpSender implements MailSender {
       return new MailError(
         "EAUTH",
         `Cannot send mail via ${this.#where}: the server requires a login (${reply}); ` +
-          "set password_env or password_file",
+          `set ${k}.password_env or ${k}.password_file`,
         { cause: err },
       );
     }
     if (code === "ETLS" || isCertificateError(err)) {
       return new MailError(
         "ETLS",
-        `Cannot start TLS with ${this.#where}: ${reply}; set ca_file to the CA that signed the ` +
-          "server certificate, or servername to a name it carries",
+        `Cannot start TLS with ${this.#where}: ${reply}; set ${k}.ca_file to the CA that signed ` +
+          `the server certificate, or ${k}.servername to a name it carries`,
         { cause: err },
       );
+    }
+    if (e.responseCode === undefined && connectFailure(err) !== "other") {
+      return connectError(err, this.#target, { timeoutMs: this.#connectMs });
     }
     if (CONNECT_CODES.has(code)) {
       return new MailError(
         "ECONNECT",
-        `Cannot connect to ${this.#where}: ${reply}; check the host, port and that the server runs`,
+        `Cannot connect to ${this.#where}: ${reply}; check ${k}.host, ${k}.port and that the ` +
+          "server runs",
         { cause: err },
       );
     }

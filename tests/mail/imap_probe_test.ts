@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { composeMail } from "../../src/mail/compose.ts";
+import { MailError } from "../../src/errors.ts";
 import { probeImap } from "../../src/mail/imap_probe.ts";
 import { flagsBySubject, imapServer, mailClient, removeFolders } from "../support/imap_mailbox.ts";
 import { NO_STACK } from "../support/mailstack.ts";
@@ -51,18 +52,53 @@ Deno.test({
 });
 
 Deno.test({
-  name:
-    "the probe cannot tell (and the host takes the full path) on a refused login or a missing mailbox",
+  name: "the probe cannot tell (and the host takes the full path) on a missing mailbox",
   ignore: NO_STACK,
   fn: async () => {
     const options = { mailbox: "INBOX", subject: PREFIX, timeoutMs: 10_000 };
-    assert.equal(await probeImap(imapServer({ password: "wrong" }), options), undefined);
     assert.equal(
       await probeImap(imapServer(), { ...options, mailbox: "No Such Folder" }),
       undefined,
     );
-    assert.equal(await probeImap(imapServer({ port: 9 }), options), undefined);
     // Certificate checks cannot be switched off for Deno's TLS: `insecure` takes the full path.
     assert.equal(await probeImap(imapServer({ insecure: true }), options), undefined);
+  },
+});
+
+Deno.test({
+  name: "a cron host with a wrong password or a closed port hears it from the probe, once",
+  ignore: NO_STACK,
+  fn: async () => {
+    const options = { mailbox: "INBOX", subject: PREFIX, timeoutMs: 10_000 };
+    await assert.rejects(probeImap(imapServer({ password: "wrong" }), options), (err) => {
+      assert.ok(err instanceof MailError);
+      assert.equal(err.code, "EAUTH");
+      assert.match(
+        err.message,
+        /127\.0\.0\.13:143 .*refused the password; check host\.receive\.password_env/,
+      );
+      return true;
+    });
+    await assert.rejects(probeImap(imapServer({ port: 9 }), options), (err) => {
+      assert.ok(err instanceof MailError);
+      assert.equal(err.code, "ECONNECT");
+      assert.match(err.message, /127\.0\.0\.13:9: the connection was refused.*host\.receive\.port/);
+      return true;
+    });
+  },
+});
+
+Deno.test({
+  name: 'a cron host with STARTTLS on the implicit-TLS port is told to set tls = "implicit"',
+  ignore: NO_STACK,
+  fn: async () => {
+    const options = { mailbox: "INBOX", subject: PREFIX, timeoutMs: 60_000 };
+    await assert.rejects(probeImap(imapServer({ port: 993 }), options), (err) => {
+      assert.ok(err instanceof MailError);
+      assert.equal(err.code, "ETLS");
+      assert.match(err.message, /127\.0\.0\.13:993: the port speaks TLS from the start/);
+      assert.match(err.message, /set host\.receive\.tls = "implicit"/);
+      return true;
+    });
   },
 });

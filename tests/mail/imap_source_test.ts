@@ -1,7 +1,8 @@
 /**
  * ImapSource against the real Dovecot of the test mail stack (host2@host.test on
  * 127.0.0.13): the MailSource conformance suite over STARTTLS + IDLE and over implicit TLS +
- * NOOP polling, unread ordinary mail, the three kinds of connection failure, and a Dovecot
+ * NOOP polling, unread ordinary mail, certificate and TLS failures (the rest of the ways a
+ * connection fails are in connect_failure_test.ts), and a Dovecot
  * restart in the middle of a run. Skipped when the stack is not running.
  */
 import assert from "node:assert/strict";
@@ -440,21 +441,6 @@ Deno.test({
       `IMAP server 127.0.0.13:143 as ${ADDRESS}`,
       /refused the password; check host\.receive\.password_env/,
     );
-    await source.close();
-  },
-});
-
-Deno.test({
-  name: "an unreachable server gives a one-line ECONNECT after a few quick retries",
-  ignore: NO_STACK,
-  fn: async () => {
-    let retries = 0;
-    const source = new ImapSource(server({ port: 1 }), {
-      connectAttempts: 3,
-      backoff: () => (retries++, 0),
-    });
-    await assertFails(source.list(REQUEST), "ECONNECT", "127.0.0.13:1", /refused.*; check/);
-    assert.equal(retries, 2);
     await source.close();
   },
 });
