@@ -249,6 +249,7 @@ const SERVER_KEYS = [
   "servername",
   "insecure",
   "tls_max_version",
+  "connect_timeout",
 ] as const;
 const RECEIVE_KEYS = {
   local: ["kind", "maildir"],
