@@ -201,11 +201,11 @@ export { type DatagramChannel, openDatagramChannel } from "./src/apps/datagram_c
 export { renderProgress } from "./src/apps/progress.ts";
 
 /**
- * Port mapping on the home router (docs/design.md §7, issue 13): a {@link PortMapper} asks the gateway
- * for a mapping with PCP (RFC 6887), NAT-PMP (RFC 6886) or UPnP IGD v1/v2, keeps the protocol
- * that answers, renews the lease at half its lifetime and deletes the mapping on close. The
- * mapping's external address is a candidate peers can connect to. The clients of each protocol
- * implement {@link PortMappingClient}.
+ * Port mapping on the home router (docs/design.md "Reachability", issue 13): a {@link PortMapper}
+ * asks the gateway for a mapping with PCP (RFC 6887), NAT-PMP (RFC 6886) or UPnP IGD v1/v2, keeps
+ * the protocol that answers, renews the lease at half its lifetime and deletes the mapping on
+ * close. The mapping's external address is a candidate peers can connect to. The clients of each
+ * protocol implement {@link PortMappingClient}.
  *
  * @example Map the peer UDP port; without a known router it says what to configure
  * ```ts

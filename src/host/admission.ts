@@ -1,6 +1,6 @@
 /**
  * Whether the host answers a request, judged against the control table: replays and request
- * rates (docs/design.md §5). Pure functions over rows.
+ * rates (docs/design.md "Host processing"). Pure functions over rows.
  *
  * - A request for a user id whose live row carries another identity key is refused: the user id
  *   is bound to its key while the row lives (a key change waits for the row to expire, or for

@@ -1,8 +1,8 @@
 /**
- * Host request processing (docs/design.md §5): for each matching mail, parse → open → update the
- * table → send the reply → delete the mail. Nothing is lost: a crash at any point can repeat a
- * reply but never drop a request, since the mail is deleted only after the reply was accepted.
- * Invalid mailpeer mail is never answered and goes to quarantine with a log line.
+ * Host request processing (docs/design.md "Host processing"): for each matching mail, parse →
+ * open → update the table → send the reply → delete the mail. Nothing is lost: a crash at any point
+ * can repeat a reply but never drop a request, since the mail is deleted only after the reply was
+ * accepted. Invalid mailpeer mail is never answered and goes to quarantine with a log line.
  *
  * @module
  */

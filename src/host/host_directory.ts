@@ -1,5 +1,5 @@
 /**
- * The host cards a host knows: its pool (docs/design.md §1 "host pool").
+ * The host cards a host knows: its pool (docs/design.md "Host pool").
  *
  * A card is known by its Ed25519 key (the host id). Each entry is either
  * - **trusted**: configured by the operator, vouched for in a signed snapshot of a trusted host,

@@ -1,9 +1,9 @@
 /**
- * What the host checks before a request or notice reaches the control table (docs/design.md §5): the
- * mail parses, carries a block this host can open, is for this network, is neither stale nor
- * from the future, offers addresses the host hands out, and (optionally) comes from a sender
- * the host's own mail server verified. Each failure is a {@link Rejected} naming the reason
- * and whether the mail is quarantined or just deleted.
+ * What the host checks before a request or notice reaches the control table (docs/design.md "Host
+ * processing"): the mail parses, carries a block this host can open, is for this network, is
+ * neither stale nor from the future, offers addresses the host hands out, and (optionally) comes
+ * from a sender the host's own mail server verified. Each failure is a {@link Rejected} naming the
+ * reason and whether the mail is quarantined or just deleted.
  *
  * @module
  */

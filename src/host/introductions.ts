@@ -1,11 +1,11 @@
 /**
- * Which introductions a host mails (docs/design.md §7, issue 13): when a reply lists peer B to requester
- * A, B is told of A, provided B's request announced an introduction key, B is not A, the host
- * knows B's mail address (a row learned by sync does not carry it), and neither B's limit
- * (`INTRODUCTIONS_PER_TARGET_PER_HOUR`) nor the host's (`INTRODUCTIONS_PER_HOUR`) is reached.
+ * Which introductions a host mails (docs/design.md "Reachability", issue 13): when a reply lists
+ * peer B to requester A, B is told of A, provided B's request announced an introduction key, B is
+ * not A, the host knows B's mail address (a row learned by sync does not carry it), and neither B's
+ * limit (`INTRODUCTIONS_PER_TARGET_PER_HOUR`) nor the host's (`INTRODUCTIONS_PER_HOUR`) is reached.
  * Pure: the plan is made inside the table update that answers the requests, and each planned
- * introduction is recorded in its target's row (`introduced`), so the limits hold across
- * processes and runs.
+ * introduction is recorded in its target's row (`introduced`), so the limits hold across processes
+ * and runs.
  *
  * @module
  */

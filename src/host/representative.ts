@@ -1,10 +1,10 @@
 /**
- * The representative of a host pool (docs/design.md §1): it reads the pool's public mailbox and
- * forwards each request and notice, round-robin, to one worker host, "without changing the
- * sender": the mail is resent (RFC 5322 §3.6.6) with only a `Resent-*` block prepended, so
- * its `From:`, `Subject:` and `Message-ID:` stay the terminal's and the worker replies to the
- * terminal directly (from its own address). Then the mail is deleted from the representative's
- * mailbox; a crash before that repeats a forward, never loses a request (docs/design.md §5).
+ * The representative of a host pool (docs/design.md "Host pool"): it reads the pool's public
+ * mailbox and forwards each request and notice, round-robin, to one worker host, "without changing
+ * the sender": the mail is resent (RFC 5322 §3.6.6) with only a `Resent-*` block prepended, so its
+ * `From:`, `Subject:` and `Message-ID:` stay the terminal's and the worker replies to the terminal
+ * directly (from its own address). Then the mail is deleted from the representative's mailbox; a
+ * crash before that repeats a forward, never loses a request (docs/design.md "Host processing").
  *
  * The representative never opens a block and needs no keys. The pool shares one host key pair:
  * terminals know the representative's card, and every worker loads a copy of the same key

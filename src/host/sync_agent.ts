@@ -1,5 +1,5 @@
 /**
- * Table sync between the hosts of a pool (docs/design.md §1, §2 "sync"), by mail under the subject
+ * Table sync between the hosts of a pool (docs/design.md "Host pool"), by mail under the subject
  * `[mailpeer] <network> sync`:
  *
  * - **bootstrap**: a new host mails a *table request* to the hosts it trusts

@@ -1,8 +1,8 @@
 /**
- * One sync mail (docs/design.md §2 "sync"): {@link syncMailOf} seals a payload into the mail to send;
- * {@link openSyncMail} parses a received one, opens its sync block and checks network and
- * date. Whatever is not to be acted on is a {@link SyncRejected} that says whether the mail goes
- * to quarantine or is deleted.
+ * One sync mail (docs/design.md "Host pool"): {@link syncMailOf} seals a payload into the mail to
+ * send; {@link openSyncMail} parses a received one, opens its sync block and checks network and
+ * date. Whatever is not to be acted on is a {@link SyncRejected} that says whether the mail goes to
+ * quarantine or is deleted.
  *
  * @module
  */

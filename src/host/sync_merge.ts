@@ -1,6 +1,6 @@
 /**
- * The merge of another host's snapshot rows into this host's control table (docs/design.md §2
- * "sync"), as a pure function: {@link mergeSyncRows}. The sync agent runs it inside one table
+ * The merge of another host's snapshot rows into this host's control table (docs/design.md "Host
+ * pool"), as a pure function: {@link mergeSyncRows}. The sync agent runs it inside one table
  * update.
  *
  * @module

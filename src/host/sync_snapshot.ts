@@ -1,6 +1,6 @@
 /**
- * What a host's snapshot carries (docs/design.md §2 "sync"), as pure functions: a control-table row
- * as it is synced ({@link syncRowOf}), the rows of a table that are synced
+ * What a host's snapshot carries (docs/design.md "Host pool"), as pure functions: a control-table
+ * row as it is synced ({@link syncRowOf}), the rows of a table that are synced
  * ({@link liveSyncRows}) and their split into snapshots that each fit a sync block
  * ({@link paginateSnapshot}).
  *

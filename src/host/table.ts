@@ -1,5 +1,5 @@
 /**
- * The control table rules of docs/design.md §4 as pure functions on `PeerRow[]`.
+ * The control table rules of docs/design.md "Control table" as pure functions on `PeerRow[]`.
  *
  * Every function returns a new array and never mutates its input. Rows that a function does
  * not change are shared with the input, so treat rows as immutable values.

@@ -1,5 +1,5 @@
 /**
- * The control table (docs/design.md §4) and its storage seam, {@link TableStore}.
+ * The control table (docs/design.md "Control table") and its storage seam, {@link TableStore}.
  *
  * @module
  */

@@ -3,7 +3,8 @@
  * fields is put on top of the unchanged original, so the receiver still sees the original
  * `From:`, `Subject:`, `Date:` and `Message-ID:` and answers the original sender directly.
  *
- * A host-pool representative (docs/design.md §1) forwards terminal requests to its workers this way.
+ * A host-pool representative (docs/design.md "Host pool") forwards terminal requests to its workers
+ * this way.
  *
  * @module
  */

@@ -1,5 +1,5 @@
 /**
- * The mail seams: {@link MailSender} and {@link MailSource} (docs/design.md §8).
+ * The mail seams: {@link MailSender} and {@link MailSource} (docs/design.md "Seams").
  *
  * Implementations: Maildir (the embedded local post office), SMTP (nodemailer), IMAP
  * (imapflow) and POP3. A receiver only ever sees, reads, deletes or quarantines mail whose

@@ -1,9 +1,9 @@
 /**
- * Candidates (docs/design.md §7): what a terminal offers its peers, ICE-style. Priorities follow
- * RFC 8445 §5.1.2 with one component: `2^24 × type preference + 2^8 × local preference + 255`,
- * type preference `host` 126, `mapped` 110, `srflx` 100 (a router mapping is as direct as a
- * STUN mapping and does not depend on the NAT's mapping behaviour), `relay` 0 (RFC 8445's
- * recommendation: a relayed path is the last resort). Pure functions.
+ * Candidates (docs/design.md "Reachability"): what a terminal offers its peers, ICE-style.
+ * Priorities follow RFC 8445 §5.1.2 with one component: `2^24 × type preference + 2^8 × local
+ * preference + 255`, type preference `host` 126, `mapped` 110, `srflx` 100 (a router mapping is as
+ * direct as a STUN mapping and does not depend on the NAT's mapping behaviour), `relay` 0 (RFC
+ * 8445's recommendation: a relayed path is the last resort). Pure functions.
  *
  * A version 2 payload carries both `candidates` and `endpoints`, the projection of the direct
  * candidates (transport, address, port, same order), so that readers of version 1 still find the

@@ -1,9 +1,9 @@
 /**
- * The introduction (docs/design.md §7, issue 13): the host tells a listed terminal B that requester A
- * will try to reach it, with A's user id, identity key and candidates and a punch window. Sealed
- * to the introduction key B announced in its request (so only B opens it), signed by the host
- * (so B acts only on what its host sent). Strict like every payload (wire_reader.ts); an
- * introduction never carries an e-mail address.
+ * The introduction (docs/protocol.md "Introductions"): the host tells a listed terminal B that
+ * requester A will try to reach it, with A's user id, identity key and candidates and a punch
+ * window. Sealed to the introduction key B announced in its request (so only B opens
+ * it), signed by the host (so B acts only on what its host sent). Strict like every payload
+ * (wire_reader.ts); an introduction never carries an e-mail address.
  *
  * ```json
  * { "network": "demo", "hostId": "…", "sessionId": "…(B's request)", "createdAt": 1,

@@ -1,6 +1,6 @@
 /**
- * Sync blocks (docs/design.md §2 "sync"): what one host of a pool mails another, a table request or a
- * table snapshot, sealed to the receiving host's X25519 key and signed by the sending host's
+ * Sync blocks (docs/design.md "Host pool"): what one host of a pool mails another, a table request
+ * or a table snapshot, sealed to the receiving host's X25519 key and signed by the sending host's
  * Ed25519 key with the layout of block.ts (block kind `sync`).
  *
  * ```

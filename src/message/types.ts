@@ -1,5 +1,5 @@
 /**
- * Payload types of the mailpeer wire format (docs/design.md §2). Pure data, no I/O.
+ * Payload types of the mailpeer wire format (docs/design.md "Wire contract"). Pure data, no I/O.
  *
  * Keys travel as raw bytes: X25519 and Ed25519 public keys are 32 bytes each.
  *
@@ -17,7 +17,7 @@ export interface Endpoint {
   port: number;
 }
 
-/** How a terminal learned a candidate address (docs/design.md §7). */
+/** How a terminal learned a candidate address (docs/design.md "Reachability"). */
 export type CandidateType =
   /** An address of a local interface, or the configured address (LAN or global). */
   | "host"
@@ -85,9 +85,9 @@ export interface RequestPayload {
 }
 
 /**
- * What a host mails a listed terminal B when it lists B to requester A (docs/design.md §7): A's user id,
- * key and candidates, and when both ends punch. Sealed to B's introduction key, signed by the
- * host's Ed25519 key. Never carries an e-mail address.
+ * What a host mails a listed terminal B when it lists B to requester A (docs/design.md
+ * "Reachability"): A's user id, key and candidates, and when both ends punch. Sealed to B's
+ * introduction key, signed by the host's Ed25519 key. Never carries an e-mail address.
  */
 export interface IntroductionPayload {
   network: string;

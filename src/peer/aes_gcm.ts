@@ -1,6 +1,7 @@
 /**
- * AES-256-GCM for the session (docs/design.md §6): three implementations that produce the same bytes.
- * Figures are MB/s per CPU-second on 64 KiB – 1 MiB frames (docs/apps.md, benchmark).
+ * AES-256-GCM for the session (docs/design.md "Peer connection"): three implementations that
+ * produce the same bytes. Figures are MB/s per CPU-second on 64 KiB – 1 MiB frames (docs/apps.md,
+ * benchmark).
  *
  * - `openssl`: the system's OpenSSL 3 libcrypto through Deno FFI, synchronous, with AES-NI and
  *   carry-less multiply: 3,500–4,300. It is used only when the process already holds the `ffi`

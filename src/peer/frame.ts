@@ -1,5 +1,5 @@
 /**
- * Peer frames (docs/design.md §6): a pure codec with encode/decode pairs, no I/O.
+ * Peer frames (docs/protocol.md "Peer frames"): a pure codec with encode/decode pairs, no I/O.
  *
  * On TCP a frame is `[u32 BE length][version u8][type u8][body]`, where `length` counts the
  * version, type and body bytes and is at most {@link MAX_FRAME_BYTES}. A datagram (UDP) carries

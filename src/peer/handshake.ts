@@ -1,6 +1,6 @@
 /**
- * The peer handshake (docs/design.md §6), transport-independent: it only sends and receives frames on a
- * {@link FrameChannel}.
+ * The peer handshake (docs/design.md "Peer connection"), transport-independent: it only sends and
+ * receives frames on a {@link FrameChannel}.
  *
  * 1. A → B CONNECT {destination, source, user id, identity key, nonce A, ephemeral key A}
  * 2. B → A CONNECT_ACK {user id, identity key, nonce B, ephemeral key B, signature B}

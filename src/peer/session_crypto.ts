@@ -1,5 +1,6 @@
 /**
- * The encrypted session that follows the handshake (docs/design.md §6), transport-independent.
+ * The encrypted session that follows the handshake (docs/design.md "Peer connection"),
+ * transport-independent.
  *
  * - {@link deriveSessionKeys}: HKDF-SHA256 over the X25519 shared secret, salted with the
  *   handshake transcript hash, gives one AES-256-GCM key per direction.

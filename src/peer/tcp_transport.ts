@@ -1,9 +1,9 @@
 /**
- * The TCP {@link PeerTransport} (docs/design.md §6): length-prefixed frames (`tcp_channel.ts`)
- * over Deno.connect / Deno.listen with TCP_NODELAY, the handshake of `handshake.ts`, then a
- * `SessionLink`. Its listener (`tcp_listener.ts`) also punches (TCP simultaneous open,
- * `tcp_punch.ts`): it dials from its own port with `node:net`, whose socket the same frame
- * channel reads through `NodeSocketConn`.
+ * The TCP {@link PeerTransport} (docs/design.md "Peer connection"): length-prefixed frames
+ * (`tcp_channel.ts`) over Deno.connect / Deno.listen with TCP_NODELAY, the handshake of
+ * `handshake.ts`, then a `SessionLink`. Its listener (`tcp_listener.ts`) also punches (TCP
+ * simultaneous open, `tcp_punch.ts`): it dials from its own port with `node:net`, whose socket the
+ * same frame channel reads through `NodeSocketConn`.
  *
  * Before the handshake is done a connection accepts frames of at most
  * `MAX_HANDSHAKE_FRAME_BYTES` into a buffer of that size (a longer announced frame is `EFRAME`

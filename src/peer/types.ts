@@ -1,6 +1,6 @@
 /**
- * The `PeerTransport` seam (docs/design.md §6, §8): how a terminal connects to a peer and how it waits
- * for peers on standby. TCP and UDP implement it and pass one conformance suite.
+ * The `PeerTransport` seam (docs/design.md "Seams"): how a terminal connects to a peer and how it
+ * waits for peers on standby. TCP and UDP implement it and pass one conformance suite.
  *
  * @module
  */

@@ -282,14 +282,14 @@ export class UdpPeerListener implements PeerListener {
   }
 
   /**
-   * Punches a hole to one expected peer from this listener's socket (docs/design.md §7); the peer
-   * punches back at the same time. Resolves with the first link that proves `peerKey`;
-   * `PeerError` `ETIMEOUT` when the window ends first, `EPEER` when the listener is closed or
-   * already punching to that key; `RangeError` / `TypeError` for bad options. Once it settles,
-   * no attempt or probe of this punch sends anything more. The roles, the
-   * pacing and the bounds are in `udp_punch.ts`. A link with another peer still goes to
-   * `accept()`; a link with this peer that is waiting for `accept()` when the punch starts (its
-   * handshake came first) is the punch's result at once.
+   * Punches a hole to one expected peer from this listener's socket (docs/nat.md "UDP hole
+   * punching"); the peer punches back at the same time. Resolves with the first link that proves
+   * `peerKey`; `PeerError` `ETIMEOUT` when the window ends first, `EPEER` when the listener is
+   * closed or already punching to that key; `RangeError` / `TypeError` for bad options. Once it
+   * settles, no attempt or probe of this punch sends anything more. The roles, the pacing and the
+   * bounds are in `udp_punch.ts`. A link with another peer still goes to `accept()`; a link with
+   * this peer that is waiting for `accept()` when the punch starts (its handshake came first) is
+   * the punch's result at once.
    *
    * @example
    * ```ts

@@ -1,7 +1,8 @@
 /**
- * UDP hole punching (docs/design.md §7): one {@link UdpPunch} races the candidate endpoints of one
- * expected peer from the socket of a UDP listener, the socket whose NAT mapping was announced.
- * `UdpPeerListener.punch()` runs it; both peers punch to each other at the same time.
+ * UDP hole punching (docs/nat.md "UDP hole punching"): one {@link UdpPunch} races the candidate
+ * endpoints of one expected peer from the socket of a UDP listener, the socket whose NAT mapping
+ * was announced. `UdpPeerListener.punch()` runs it; both peers punch to each other at the same
+ * time.
  *
  * **Who initiates.** Both sides know both identity keys (their own, and the peer's from the
  * host's reply or introduction), so the roles need no negotiation: the side whose Ed25519

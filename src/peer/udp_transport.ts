@@ -1,7 +1,8 @@
 /**
- * The UDP {@link PeerTransport} (docs/design.md §6): one frame per datagram over Deno.listenDatagram,
- * the handshake of `handshake.ts` made loss-proof by {@link DatagramFrameChannel}, then a
- * {@link ReliableLink} whose DATA datagrams are at most `maxDatagramBytes` long.
+ * The UDP {@link PeerTransport} (docs/design.md "Peer connection"): one frame per datagram over
+ * Deno.listenDatagram, the handshake of `handshake.ts` made loss-proof by
+ * {@link DatagramFrameChannel}, then a {@link ReliableLink} whose DATA datagrams are at most
+ * `maxDatagramBytes` long.
  *
  * - A listener (`udp_listener.ts`) has one socket and tells peers apart by their address and
  *   port; it answers a first CONNECT with a stateless COOKIE and starts a handshake only for a

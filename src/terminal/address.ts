@@ -1,6 +1,7 @@
 /**
- * Address detection (docs/design.md §7): explicit address > global address of a local interface >
- * (later) STUN reflexive address > port mapping. Each detector is an {@link AddressDetector}.
+ * Address detection (docs/design.md "Reachability"): explicit address > global address of a local
+ * interface > (later) STUN reflexive address > port mapping. Each detector is an
+ * {@link AddressDetector}.
  *
  * @module
  */

@@ -1,12 +1,12 @@
 /**
- * Gathering a terminal's candidates (docs/design.md §7): the announced address (`host`), the STUN
- * mapping of the listening port (`srflx`, with the NAT's mapping behaviour when known), a router
- * mapping (`mapped`, through the {@link CandidateMapper} seam that the port mapping clients of
- * src/terminal/port_mapping/ fill) and a TURN relay's address (`relay`, last), each with an ICE
- * priority. Duplicates (a STUN mapping equal to the announced address) are dropped; at most
- * `MAX_CANDIDATES`. A dual-stack terminal adds its global IPv6 interface addresses as `host`
- * candidates and the IPv6 STUN mapping, which is a `host` candidate too when it is one of the
- * machine's own addresses at the listening port: no NAT66 in between (docs/nat.md "IPv6").
+ * Gathering a terminal's candidates (docs/design.md "Reachability"): the announced address
+ * (`host`), the STUN mapping of the listening port (`srflx`, with the NAT's mapping behaviour when
+ * known), a router mapping (`mapped`, through the {@link CandidateMapper} seam that the port
+ * mapping clients of src/terminal/port_mapping/ fill) and a TURN relay's address (`relay`, last),
+ * each with an ICE priority. Duplicates (a STUN mapping equal to the announced address) are
+ * dropped; at most `MAX_CANDIDATES`. A dual-stack terminal adds its global IPv6 interface addresses
+ * as `host` candidates and the IPv6 STUN mapping, which is a `host` candidate too when it is one of
+ * the machine's own addresses at the listening port: no NAT66 in between (docs/nat.md "IPv6").
  *
  * @module
  */

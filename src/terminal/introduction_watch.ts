@@ -1,10 +1,10 @@
 /**
- * A terminal on standby watches its mailbox for introductions (docs/design.md §7, issue 13), from the
- * same source as its replies (IMAP IDLE, polling, a Maildir watch). Each mail under the
- * introduction subject is size-checked before it is fetched, opened and checked whole
- * (`openIntroduction`: our introduction key, one of our hosts' signature, our network, our
- * current request, a punch window not over); only then is it handed on. Anything else is
- * quarantined with an `error` event and never acted on; a valid introduction's mail is deleted.
+ * A terminal on standby watches its mailbox for introductions (docs/design.md "Reachability", issue
+ * 13), from the same source as its replies (IMAP IDLE, polling, a Maildir watch). Each mail under
+ * the introduction subject is size-checked before it is fetched, opened and checked whole
+ * (`openIntroduction`: our introduction key, one of our hosts' signature, our network, our current
+ * request, a punch window not over); only then is it handed on. Anything else is quarantined with
+ * an `error` event and never acted on; a valid introduction's mail is deleted.
  *
  * @module
  */

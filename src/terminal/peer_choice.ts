@@ -1,6 +1,6 @@
 /**
- * Which peer to try first (docs/design.md §6): allow-listed keys first, deny-listed keys never, peers
- * without failures before flagged ones, then the most recently seen.
+ * Which peer to try first (docs/design.md "Peer connection"): allow-listed keys first, deny-listed
+ * keys never, peers without failures before flagged ones, then the most recently seen.
  *
  * List entries name keys (`fingerprint` or `user@fingerprint`, see key_fingerprint.ts): a user
  * id alone is only a claim, which anyone can make in a request or a CONNECT. An allow entry

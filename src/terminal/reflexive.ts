@@ -1,8 +1,8 @@
 /**
- * The server-reflexive address (docs/design.md §7) of the very UDP port the peer listener uses: the
- * address and port a NAT maps that port to, as STUN servers see it, and whether the NAT maps
- * it the same way towards every server (endpoint-independent mapping, RFC 4787) when two or
- * more servers answer.
+ * The server-reflexive address (docs/design.md "Reachability") of the very UDP port the peer
+ * listener uses: the address and port a NAT maps that port to, as STUN servers see it, and whether
+ * the NAT maps it the same way towards every server (endpoint-independent mapping, RFC 4787) when
+ * two or more servers answer.
  *
  * The peer transports do not lend their sockets (src/peer is another layer's), so
  * {@link reflectPort} binds the listener's port itself, asks STUN from it, and closes it; the

@@ -1,6 +1,6 @@
 /**
- * STUN Binding client for address detection (docs/design.md §7): the terminal asks a STUN server
- * which address and port its UDP packets come from — behind a NAT, the router's global
+ * STUN Binding client for address detection (docs/design.md "Reachability"): the terminal asks a
+ * STUN server which address and port its UDP packets come from — behind a NAT, the router's global
  * address. {@link StunAddress} is the {@link AddressDetector}; the pure codec lives in
  * `src/net/stun_message.ts`.
  *

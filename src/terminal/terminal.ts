@@ -96,8 +96,9 @@ export interface TerminalOptions {
    */
   interfaces?: () => Deno.NetworkInterfaceInfo[];
   /**
-   * Told of every valid introduction on standby (the hook for punching, docs/design.md §7), before the
-   * terminal punches to the introduced peer's candidates itself. Default none.
+   * Told of every valid introduction on standby (the hook for punching, docs/nat.md "The terminal
+   * punches"), before the terminal punches to the introduced peer's candidates itself. Default
+   * none.
    */
   onIntroduction?: (introduction: IntroductionPayload) => void | Promise<void>;
   /**

@@ -1,8 +1,8 @@
 /**
- * docs/design.md §5: "a crash at any point may cause a repeated reply, never a lost request". A real
- * host process (tests/support/crash_host.ts) is killed with SIGKILL right after each step of
- * processing a batch of requests, then started again; every request must end up answered,
- * repeats must be idempotent, and the table must stay a valid JSON file.
+ * docs/design.md "Host processing": a crash between two steps "repeats a reply at worst and never
+ * loses a request". A real host process (tests/support/crash_host.ts) is killed with SIGKILL right
+ * after each step of processing a batch of requests, then started again; every request must end up
+ * answered, repeats must be idempotent, and the table must stay a valid JSON file.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";

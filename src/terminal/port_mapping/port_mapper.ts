@@ -1,8 +1,8 @@
 /**
- * Port mapping for a terminal behind a home router (docs/design.md §7): asks the gateway for a mapping
- * with PCP, then NAT-PMP, then UPnP IGD, keeps the first protocol that grants one, renews the
- * lease at half its lifetime on the injected clock, and deletes the mapping on close or abort.
- * The mapping it returns is one of the terminal's candidates.
+ * Port mapping for a terminal behind a home router (docs/design.md "Reachability"): asks the
+ * gateway for a mapping with PCP, then NAT-PMP, then UPnP IGD, keeps the first protocol that grants
+ * one, renews the lease at half its lifetime on the injected clock, and deletes the mapping on
+ * close or abort. The mapping it returns is one of the terminal's candidates.
  *
  * @module
  */

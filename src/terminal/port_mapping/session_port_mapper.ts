@@ -1,10 +1,10 @@
 /**
- * The router mapping of one terminal session (docs/port-mapping.md, docs/design.md §7): the
- * {@link CandidateMapper} the terminal's candidate gathering asks, on top of {@link PortMapper}.
- * It finds what the configuration leaves out (the default route's gateway, the UPnP URL by SSDP;
- * gateway_discovery.ts), maps the listening port for the lease the terminal asks for, keeps it
- * renewed while the session lasts, logs a refusal or a lost lease as a warning, and deletes the
- * mapping when the session's owner closes it.
+ * The router mapping of one terminal session (docs/port-mapping.md, docs/design.md "Reachability"):
+ * the {@link CandidateMapper} the terminal's candidate gathering asks, on top of
+ * {@link PortMapper}. It finds what the configuration leaves out (the default route's gateway, the
+ * UPnP URL by SSDP; gateway_discovery.ts), maps the listening port for the lease the terminal asks
+ * for, keeps it renewed while the session lasts, logs a refusal or a lost lease as a warning, and
+ * deletes the mapping when the session's owner closes it.
  *
  * @module
  */

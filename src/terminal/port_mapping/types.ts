@@ -1,6 +1,7 @@
 /**
  * Types shared by the port mapping protocols (UPnP IGD, NAT-PMP, PCP) and the mapper that
- * chooses between them (docs/design.md §7: a mapping from the router is one of a terminal's candidates).
+ * chooses between them (docs/design.md "Reachability": a mapping from the router is one of a
+ * terminal's candidates).
  *
  * @module
  */
