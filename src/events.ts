@@ -8,7 +8,7 @@
  * @module
  */
 import type { Candidate, Endpoint, TransportKind } from "./message/types.ts";
-import type { PathKind } from "./peer/udp_punch.ts";
+import type { PathKind } from "./peer/types.ts";
 
 /** A peer as events show it: never an e-mail address. */
 export interface EventPeer {

@@ -33,7 +33,7 @@
  *
  * @module
  */
-import type { PunchCandidate } from "../../src/peer/udp_punch.ts";
+import type { PunchCandidate } from "../../src/peer/types.ts";
 import { PUNCH_RELAY_DELAY_MS, PUNCH_STAGGER_MS } from "../../src/limits.ts";
 import type { Endpoint } from "../../src/message/types.ts";
 import { NetnsProcess } from "./netns_process.ts";

@@ -39,7 +39,7 @@ import { opensslAvailable } from "../../src/peer/aes_gcm.ts";
 import type { ReliableLink } from "../../src/peer/reliable_link.ts";
 import { TurnClient, type TurnServer } from "../../src/peer/turn_client.ts";
 import type { PeerLink } from "../../src/peer/types.ts";
-import type { PunchCandidate, PunchResult } from "../../src/peer/udp_punch.ts";
+import type { PunchCandidate, PunchResult } from "../../src/peer/types.ts";
 import { DEFAULT_MAX_DATAGRAM_BYTES, UdpTransport } from "../../src/peer/udp_transport.ts";
 import { SessionPortMapper } from "../../src/terminal/port_mapping/session_port_mapper.ts";
 import { StunAddress } from "../../src/terminal/stun.ts";

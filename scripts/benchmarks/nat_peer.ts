@@ -28,7 +28,7 @@ import { fromBase64, toBase64 } from "../../src/message/base64.ts";
 import { generateEd25519 } from "../../src/message/keys.ts";
 import { opensslAvailable } from "../../src/peer/aes_gcm.ts";
 import type { ReliableLink } from "../../src/peer/reliable_link.ts";
-import type { PunchCandidate } from "../../src/peer/udp_punch.ts";
+import type { PunchCandidate } from "../../src/peer/types.ts";
 import { DEFAULT_MAX_DATAGRAM_BYTES, UdpTransport } from "../../src/peer/udp_transport.ts";
 import { StunAddress, type StunSocket } from "../../src/terminal/stun.ts";
 import { isStunMessage } from "../../src/net/stun_message.ts";

@@ -10,27 +10,7 @@ import type { AddressObject } from "mailparser";
 import { MailError } from "../errors.ts";
 import { MAX_MAIL_BYTES } from "../limits.ts";
 import { parseFast, rawValue } from "./parse_fast.ts";
-
-/** The parts of a mail that mailpeer reads. */
-export interface ParsedMail {
-  /** Decoded subject; empty when absent. */
-  subject: string;
-  /** Bare sender address, lower-cased. */
-  from: string;
-  /** Bare recipient addresses (To only), lower-cased. */
-  to: string[];
-  /** The `Date:` header; undefined when absent or not a valid date. */
-  date?: Date;
-  messageId?: string;
-  inReplyTo?: string;
-  /** The text/plain body, decoded. */
-  text: string;
-  /**
-   * Every header by lower-cased name (first occurrence wins). Unstructured values are
-   * decoded (RFC 2047); structured ones are the raw unfolded value.
-   */
-  headers: Map<string, string>;
-}
+import type { ParsedMail } from "./types.ts";
 
 /** Options of {@link parseMail}. */
 export interface ParseOptions {

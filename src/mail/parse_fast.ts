@@ -15,7 +15,7 @@
  *
  * @module
  */
-import type { ParsedMail } from "./parse.ts";
+import type { ParsedMail } from "./types.ts";
 
 /** mailsplit's limit on the header section (with its per-line floor, see `headerCost`). */
 const MAX_HEAD_COST = 1024 * 1024;

@@ -109,3 +109,24 @@ export interface MailSource {
   /** Releases connections and watchers, after finishing the operations already started. */
   close(): Promise<void>;
 }
+
+/** The parts of a mail that mailpeer reads (`parseMail` in parse.ts makes it). */
+export interface ParsedMail {
+  /** Decoded subject; empty when absent. */
+  subject: string;
+  /** Bare sender address, lower-cased. */
+  from: string;
+  /** Bare recipient addresses (To only), lower-cased. */
+  to: string[];
+  /** The `Date:` header; undefined when absent or not a valid date. */
+  date?: Date;
+  messageId?: string;
+  inReplyTo?: string;
+  /** The text/plain body, decoded. */
+  text: string;
+  /**
+   * Every header by lower-cased name (first occurrence wins). Unstructured values are
+   * decoded (RFC 2047); structured ones are the raw unfolded value.
+   */
+  headers: Map<string, string>;
+}

@@ -13,17 +13,7 @@ import { bytesEqual } from "./base64.ts";
 import { openSignedBlock, verifyRequest } from "./block.ts";
 import type { HostKeys } from "./key_file.ts";
 import type { SyncRow } from "./sync_payload.ts";
-import type { RequestPayload } from "./types.ts";
-
-/** The signed request behind a row. */
-export interface RequestProof {
-  /** The request payload as the terminal encoded it (codec bytes). */
-  body: Uint8Array;
-  /** The terminal's Ed25519 signature (64 bytes). */
-  signature: Uint8Array;
-  /** The X25519 public key of the host the request was sealed to (32 bytes). */
-  recipient: Uint8Array;
-}
+import type { RequestPayload, RequestProof } from "./types.ts";
 
 /**
  * Checks that the identity key inside `proof.body` signed it, and returns the request.

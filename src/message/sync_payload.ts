@@ -30,8 +30,7 @@ import { MAX_BLOCK_BYTES, MAX_ENDPOINTS, MAX_HOST_CARDS } from "../limits.ts";
 import { bytesEqual, fromBase64Url, toBase64Url } from "./base64.ts";
 import { isIPv4, isIPv6, networkIdProblem, userIdProblem } from "./field_rules.ts";
 import { formatHostCard, parseHostCard } from "./host_card.ts";
-import type { RequestProof } from "./request_proof.ts";
-import type { Endpoint } from "./types.ts";
+import type { Endpoint, RequestProof } from "./types.ts";
 
 /** Largest sync block (proposed for limits.ts). A snapshot that would be larger is split. */
 export const MAX_SYNC_BLOCK_BYTES = 1024 * 1024;

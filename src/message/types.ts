@@ -142,3 +142,13 @@ export interface NoticePayload {
   createdAt: number;
   failed: { userId: string; endpoint?: Endpoint; reason: string }[];
 }
+
+/** The signed request behind a control table row (request_proof.ts checks it). */
+export interface RequestProof {
+  /** The request payload as the terminal encoded it (codec bytes). */
+  body: Uint8Array;
+  /** The terminal's Ed25519 signature (64 bytes). */
+  signature: Uint8Array;
+  /** The X25519 public key of the host the request was sealed to (32 bytes). */
+  recipient: Uint8Array;
+}

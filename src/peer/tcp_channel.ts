@@ -8,13 +8,39 @@
 import { PeerError } from "../errors.ts";
 import { MAX_HANDSHAKE_FRAME_BYTES } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
+import type { Backoff, Clock, RandomSource } from "../runtime.ts";
 import { encodeFrame, type Frame, FrameReader, LENGTH_PREFIX_BYTES } from "./frame.ts";
 import type { HandshakeResult } from "./handshake.ts";
 import { KeepaliveChannel } from "./keepalive_channel.ts";
 import type { ByteConn } from "./node_socket_conn.ts";
 import { SessionLink } from "./session_link.ts";
-import type { TcpTransportOptions } from "./tcp_transport.ts";
 import type { FrameChannel } from "./types.ts";
+
+/** Options of `TcpTransport` (tcp_transport.ts); its channels and listeners take them too. */
+export interface TcpTransportOptions {
+  /** Source of handshake nonces; default `systemRandom`. */
+  random?: RandomSource;
+  /** How long `close()` waits for DISCONNECT_ACK; default `DISCONNECT_TIMEOUT_MS`. */
+  disconnectTimeoutMs?: number;
+  /** Told about every incoming connection a listener drops (for logging); default: none. */
+  onDroppedConnection?: (err: unknown, remote: Endpoint) => void;
+  /** PING interval on an established link; default `PEER_KEEPALIVE_MS`. */
+  keepaliveMs?: number;
+  /** Silence after which the peer counts as vanished; default `PEER_IDLE_TIMEOUT_MS`. */
+  idleTimeoutMs?: number;
+  /** Timers for the connect and handshake timeouts and keepalive; default the system clock. */
+  clock?: Clock;
+  /**
+   * How long a punch gives its n-th connect to a candidate before it dials again (0-based);
+   * default 100 ms doubling to 1 s, as the UDP transport's.
+   */
+  backoff?: Backoff;
+  /**
+   * Handshakes a listener runs at once; a connection past it is closed at once (and reported
+   * to `onDroppedConnection`); default `MAX_PENDING_TCP_HANDSHAKES`.
+   */
+  maxPendingHandshakes?: number;
+}
 
 function keepalive(
   channel: FrameChannel,

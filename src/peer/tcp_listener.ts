@@ -19,11 +19,10 @@ import { type HandshakeResult, initiateHandshake, respondHandshake } from "./han
 import { Handoff } from "./handoff.ts";
 import { NodeSocketConn } from "./node_socket_conn.ts";
 import type { SessionLink } from "./session_link.ts";
-import { endpointOf, sessionOf, TcpChannel } from "./tcp_channel.ts";
+import { endpointOf, sessionOf, TcpChannel, type TcpTransportOptions } from "./tcp_channel.ts";
 import { TcpPunch } from "./tcp_punch.ts";
-import type { TcpTransportOptions } from "./tcp_transport.ts";
-import type { ListenOptions, PeerLink, PeerListener } from "./types.ts";
-import { addPunch, type PunchOptions, type PunchResult } from "./udp_punch.ts";
+import type { ListenOptions, PeerLink, PeerListener, PunchOptions, PunchResult } from "./types.ts";
+import { addPunch } from "./udp_punch.ts";
 
 interface Handshake {
   abort: AbortController;

@@ -40,15 +40,8 @@ import type { Endpoint } from "../message/types.ts";
 import { PUNCH_STAGGER_MS } from "../limits.ts";
 import type { Backoff, Clock } from "../runtime.ts";
 import { REFUSED_REASON } from "./handshake.ts";
-import type { PeerLink } from "./types.ts";
-import {
-  checkPunchOptions,
-  type PunchOptions,
-  PunchOutcome,
-  type PunchResult,
-  type PunchRole,
-  punchRole,
-} from "./udp_punch.ts";
+import type { PeerLink, PunchOptions, PunchResult, PunchRole } from "./types.ts";
+import { checkPunchOptions, PunchOutcome, punchRole } from "./udp_punch.ts";
 
 /** What a TCP punch needs from the listener whose port it dials from. */
 export interface TcpPunchHost {

@@ -18,7 +18,7 @@ import { DEFAULT_CONNECT_TIMEOUT_MS } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
 import { type Backoff, type Clock, type RandomSource, systemClock } from "../runtime.ts";
 import { initiateHandshake } from "./handshake.ts";
-import { endpointOf, sessionOf, TcpChannel } from "./tcp_channel.ts";
+import { endpointOf, sessionOf, TcpChannel, type TcpTransportOptions } from "./tcp_channel.ts";
 import { TcpPeerListener } from "./tcp_listener.ts";
 import type {
   ConnectOptions,
@@ -27,32 +27,6 @@ import type {
   PeerListener,
   PeerTransport,
 } from "./types.ts";
-
-/** Options of {@link TcpTransport}. */
-export interface TcpTransportOptions {
-  /** Source of handshake nonces; default `systemRandom`. */
-  random?: RandomSource;
-  /** How long `close()` waits for DISCONNECT_ACK; default `DISCONNECT_TIMEOUT_MS`. */
-  disconnectTimeoutMs?: number;
-  /** Told about every incoming connection a listener drops (for logging); default: none. */
-  onDroppedConnection?: (err: unknown, remote: Endpoint) => void;
-  /** PING interval on an established link; default `PEER_KEEPALIVE_MS`. */
-  keepaliveMs?: number;
-  /** Silence after which the peer counts as vanished; default `PEER_IDLE_TIMEOUT_MS`. */
-  idleTimeoutMs?: number;
-  /** Timers for the connect and handshake timeouts and keepalive; default the system clock. */
-  clock?: Clock;
-  /**
-   * How long a punch gives its n-th connect to a candidate before it dials again (0-based);
-   * default 100 ms doubling to 1 s, as the UDP transport's.
-   */
-  backoff?: Backoff;
-  /**
-   * Handshakes a listener runs at once; a connection past it is closed at once (and reported
-   * to `onDroppedConnection`); default `MAX_PENDING_TCP_HANDSHAKES`.
-   */
-  maxPendingHandshakes?: number;
-}
 
 /**
  * Connects to and listens for peers over TCP.

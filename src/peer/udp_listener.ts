@@ -34,8 +34,16 @@ import { initiateHandshake, respondHandshake } from "./handshake.ts";
 import { Handoff } from "./handoff.ts";
 import { ReliableLink } from "./reliable_link.ts";
 import type { SessionCipher } from "./session_crypto.ts";
-import type { ListenOptions, PeerLink, PeerListener } from "./types.ts";
-import { addPunch, type PunchOptions, type PunchResult, UdpPunch } from "./udp_punch.ts";
+import type {
+  ListenerRelay,
+  ListenerStunSocket,
+  ListenOptions,
+  PeerLink,
+  PeerListener,
+  PunchOptions,
+  PunchResult,
+} from "./types.ts";
+import { addPunch, UdpPunch } from "./udp_punch.ts";
 import {
   isPathFrame,
   type LinkPath,
@@ -167,27 +175,6 @@ const MAX_PENDING_HANDSHAKES = 256;
 const MAX_TOMBSTONES = 1024;
 const TOMBSTONE_MS = 30_000;
 
-/**
- * The relay a listener speaks through: structurally a `TurnClient` (`turn_client.ts`) allocated
- * on this listener's own `stunSocket()`.
- */
-export interface ListenerRelay {
-  /** The relayed address peers send to. */
-  readonly relayed: Endpoint;
-  /** Whether the allocation is released or lost. */
-  readonly closed: boolean;
-  /** Lets `peer`'s address send through the relay. */
-  permit(peer: Endpoint | string): Promise<void>;
-  /** Binds a channel to `peer` (ChannelData from then on). */
-  bindChannel(peer: Endpoint): Promise<number>;
-  /** Sends one datagram to `peer` through the relay. */
-  send(peer: Endpoint, bytes: Uint8Array): Promise<void>;
-  /** Calls `listener` with every datagram a permitted peer sends through the relay. */
-  onData(listener: (peer: Endpoint, bytes: Uint8Array) => void): () => void;
-  /** Releases the allocation; idempotent. */
-  close(): Promise<void>;
-}
-
 interface Peer {
   channel: DatagramFrameChannel;
   /** Set while the handshake runs. */
@@ -216,17 +203,6 @@ function isStun(b: Uint8Array): boolean {
  */
 function isChannelData(b: Uint8Array): boolean {
   return b.length >= 4 && b[0]! >= 0x40 && b[0]! <= 0x4f;
-}
-
-/**
- * The socket as STUN and TURN need it (structurally `StunSocket` of `src/terminal/stun.ts` and
- * `TurnSocket` of `turn_client.ts`): subscribers get STUN messages and ChannelData, with their
- * source.
- */
-export interface ListenerStunSocket {
-  readonly localPort: number;
-  send(bytes: Uint8Array, host: string, port: number): Promise<void>;
-  subscribe(listener: (bytes: Uint8Array, from: Endpoint) => void): () => void;
 }
 
 /** The demultiplexer's key: the source address and port, and the route they came by. */

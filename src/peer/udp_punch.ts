@@ -48,54 +48,16 @@ import {
 import { type Backoff, type Clock, type RandomSource, systemRandom } from "../runtime.ts";
 import { encodeConnect, NONCE_BYTES } from "./frame_bodies.ts";
 import { encodeDatagram, FrameType } from "./frame.ts";
-import type { PeerIdentity, PeerLink } from "./types.ts";
-
-/** A candidate endpoint of the peer; `kind` says how it was found (default `srflx`). */
-export interface PunchCandidate extends Endpoint {
-  /**
-   * `host`: an address of the peer's own interface (LAN or global, no NAT in between);
-   * `srflx`: its mapping as STUN saw it; `mapped`: a router port mapping (UPnP, NAT-PMP, PCP);
-   * `relay`: an address a TURN server allocated for the peer (what reaches it is relayed).
-   */
-  kind?: CandidateKind;
-}
-
-/** How a candidate was found: the candidate types of the wire format (src/message/types.ts). */
-export type CandidateKind = "host" | "srflx" | "mapped" | "relay";
-
-/** Options of `PeerListener.punch()` (UDP: `UdpPeerListener`, TCP: `tcp_punch.ts`). */
-export interface PunchOptions {
-  /** The peer's Ed25519 identity key (from the host's reply or introduction). */
-  peerKey: Uint8Array;
-  /** Where the peer may be reached: 1 to `PUNCH_MAX_CANDIDATES` endpoints of the listener's transport. */
-  candidates: readonly PunchCandidate[];
-  /** How long to try, in ms; default `PUNCH_DEFAULT_WINDOW_MS`, at most `PUNCH_MAX_WINDOW_MS`. */
-  windowMs?: number;
-  /**
-   * UDP only: ms between the starts of two successive candidates; default `PUNCH_STAGGER_MS`
-   * (a race), at least that and at most `PUNCH_MAX_STAGGER_MS`. A stagger as long as a
-   * per-candidate timeout tries the candidates one after another (what `scripts/bench-nat`
-   * compares the race with); earlier candidates keep trying meanwhile. The TCP punch keeps
-   * `PUNCH_STAGGER_MS`.
-   */
-  staggerMs?: number;
-  /** This side's endpoint as the peer should see it; default the listener's socket address. */
-  localEndpoint?: Endpoint;
-  /** Told about each attempt, learned source and failed candidate (for logs); default none. */
-  onEvent?: (event: PunchEvent) => void;
-  signal?: AbortSignal;
-}
-
-/** What a punch does, as it does it. */
-export type PunchEvent =
-  | { type: "attempt"; remote: Endpoint; role: PunchRole }
-  | { type: "learned"; remote: Endpoint }
-  | { type: "failed"; remote: Endpoint; error: unknown }
-  /** The listener's relay refused to permit one of the peer's addresses (docs/relay.md). */
-  | { type: "permit-failed"; address: string; error: unknown };
-
-/** How the packets of a session travel; see docs/nat.md "Path kinds". */
-export type PathKind = "host" | "mapped" | "punched" | "relayed";
+import type {
+  CandidateKind,
+  PathKind,
+  PeerIdentity,
+  PeerLink,
+  PunchCandidate,
+  PunchOptions,
+  PunchResult,
+  PunchRole,
+} from "./types.ts";
 
 /**
  * The path kind of a pair whose end is a candidate of `kind`: `host` and `mapped` as they are,
@@ -118,37 +80,6 @@ export function pathKindOf(
   return pathKindOfKind(
     candidates.find((c) => c.address === remote.address && c.port === remote.port)?.kind,
   );
-}
-
-/** Which side of the handshake a punch runs; see the module doc. */
-export type PunchRole = "controlling" | "controlled";
-
-/** A punch that succeeded. */
-export interface PunchResult {
-  /** The session, already established and encrypted end to end. */
-  link: PeerLink;
-  /**
-   * The kind of the winning pair (docs/nat.md "Path kinds"): `host`, `mapped` or `relayed` when
-   * the remote is one of the peer's candidates of that kind, else `punched` (its NAT's mapping,
-   * announced by STUN or seen as a peer-reflexive source).
-   */
-  path: PathKind;
-  role: PunchRole;
-  /** This side of the winning pair: the listener's socket. */
-  local: Endpoint;
-  /** The other side of the winning pair, as actually seen (may be no candidate at all). */
-  remote: Endpoint;
-  /**
-   * Controlling side, when `remote` was learned from the peer's probe: the address of ours that
-   * probe was sent to (which of this side's candidates the peer reaches).
-   */
-  reached?: Endpoint;
-  /**
-   * TCP only: how the connection came about. `connect`: this side's connect from the listener's
-   * port completed (a simultaneous open when the peer's did too); `listener`: the listener
-   * accepted the peer's connect.
-   */
-  via?: "connect" | "listener";
 }
 
 /** What a punch needs from the listener that owns the socket. */

@@ -28,7 +28,7 @@ import type { Logger } from "../log.ts";
 import type { Candidate, Endpoint } from "../message/types.ts";
 import type { PathCandidate, PathControl, PathMove } from "../peer/link_paths.ts";
 import type { PeerLink } from "../peer/types.ts";
-import type { PathKind } from "../peer/udp_punch.ts";
+import type { PathKind } from "../peer/types.ts";
 import type { Clock } from "../runtime.ts";
 import { type AddressClass, classifyAddress } from "../net/address_class.ts";
 

@@ -31,8 +31,15 @@ import type {
   PeerEntry,
   ReplyPayload,
 } from "../message/types.ts";
-import type { PeerIdentity, PeerLink, PeerListener, PeerTransport } from "../peer/types.ts";
-import { type PathKind, pathKindOfKind, type PunchCandidate } from "../peer/udp_punch.ts";
+import type {
+  PathKind,
+  PeerIdentity,
+  PeerLink,
+  PeerListener,
+  PeerTransport,
+  PunchCandidate,
+} from "../peer/types.ts";
+import { pathKindOfKind } from "../peer/udp_punch.ts";
 import { TurnClient, type TurnClientOptions, type TurnServer } from "../peer/turn_client.ts";
 import { bytesEqual, toBase64Url } from "../message/base64.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom } from "../runtime.ts";

@@ -7,12 +7,8 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { composeMail, composeWithMailComposer } from "../../src/mail/compose.ts";
 import { composeFast } from "../../src/mail/compose_fast.ts";
-import {
-  headerEnd,
-  type ParsedMail,
-  parseMail,
-  parseWithMailparser,
-} from "../../src/mail/parse.ts";
+import { headerEnd, parseMail, parseWithMailparser } from "../../src/mail/parse.ts";
+import type { ParsedMail } from "../../src/mail/types.ts";
 import { parseFast } from "../../src/mail/parse_fast.ts";
 import type { OutgoingMail } from "../../src/mail/types.ts";
 import { concatBytes } from "../../src/message/base64.ts";

@@ -24,7 +24,7 @@ import { fromBase64, toBase64 } from "../../src/message/base64.ts";
 import { generateEd25519 } from "../../src/message/keys.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
 import type { PeerListener } from "../../src/peer/types.ts";
-import type { PunchCandidate } from "../../src/peer/udp_punch.ts";
+import type { PunchCandidate } from "../../src/peer/types.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { StunAddress } from "../../src/terminal/stun.ts";
 

@@ -12,7 +12,7 @@ import { encodeConnect, NONCE_BYTES } from "../../src/peer/frame_bodies.ts";
 import { encodeDatagram, FrameType } from "../../src/peer/frame.ts";
 import { TurnClient } from "../../src/peer/turn_client.ts";
 import type { PeerIdentity } from "../../src/peer/types.ts";
-import type { ListenerRelay } from "../../src/peer/udp_listener.ts";
+import type { ListenerRelay } from "../../src/peer/types.ts";
 import { punchRole } from "../../src/peer/udp_punch.ts";
 import { PUNCH_RELAY_DELAY_MS } from "../../src/limits.ts";
 import { ManualClock } from "../../src/runtime.ts";

@@ -1,5 +1,5 @@
 /** Collects the events of a punch (`PunchOptions.onEvent`) and lets a test await one. */
-import type { PunchEvent } from "../../src/peer/udp_punch.ts";
+import type { PunchEvent } from "../../src/peer/types.ts";
 
 /** Pass `events.on` as `onEvent`; `next(test)` resolves with the first event that passes. */
 export class Events {
