@@ -291,9 +291,14 @@ export function mailSenderConformance(
     assert.deepEqual(subjects, [`${tag} before`]);
   });
 
-  test("close() right away, before any send, resolves", async (f) => {
+  test("close() before any send resolves, and send() after it is refused clearly", async (f) => {
+    const tag = newTag();
     await f.sender.close();
     await f.sender.close();
+    await assert.rejects(
+      f.sender.send({ from: f.from, to: f.recipients, subject: `${tag} after`, text: "y\n" }),
+      (err) => assertClearError(err, /closed/),
+    );
   });
 
   test("concurrent sends are all delivered, each intact", async (f) => {
