@@ -74,6 +74,7 @@ export class MaildirSender implements MailSender {
   readonly #postOffice: MaildirPostOffice;
   readonly #now: () => number;
   readonly #hostname: string | undefined;
+  #closed = false;
 
   constructor(postOffice: MaildirPostOffice | string, options: MaildirSenderOptions = {}) {
     this.#postOffice = typeof postOffice === "string"
@@ -88,6 +89,7 @@ export class MaildirSender implements MailSender {
     mail: OutgoingMail,
     options: { signal?: AbortSignal } = {},
   ): Promise<{ messageId: string }> {
+    this.#checkOpen("send mail");
     const mailboxes = [...new Set(mail.to.map(mailboxName))];
     const { raw, messageId } = await composeMail(mail, { now: this.#now });
     for (const mailbox of mailboxes) {
@@ -108,6 +110,7 @@ export class MaildirSender implements MailSender {
     raw: Uint8Array,
     options: { from: string; to: string[]; signal?: AbortSignal },
   ): Promise<{ messageId: string }> {
+    this.#checkOpen("forward mail");
     const mailboxes = [...new Set(options.to.map(mailboxName))];
     const messageId = resentId(options.from);
     const resent = resentRaw(raw, {
@@ -126,9 +129,21 @@ export class MaildirSender implements MailSender {
     return { messageId };
   }
 
-  /** Nothing to release. */
+  /** Nothing to release; later sends are refused, as with every sender. */
   close(): Promise<void> {
+    this.#closed = true;
     return Promise.resolve();
+  }
+
+  #checkOpen(what: string): void {
+    if (this.#closed) {
+      throw new MailError(
+        "ESEND",
+        `Cannot ${what} into the post office ${this.#postOffice.root}: the sender is closed; ` +
+          "send before closing it",
+        { cause: "closed" },
+      );
+    }
   }
 }
 

@@ -151,7 +151,11 @@ export class SmtpSender implements MailSender {
   ): Promise<{ messageId: string }> {
     options.signal?.throwIfAborted();
     if (this.#closed) {
-      throw new MailError("ESEND", `Cannot send mail via ${this.#where}: the sender is closed`);
+      throw new MailError(
+        "ESEND",
+        `Cannot send mail via ${this.#where}: the sender is closed; send before closing it`,
+        { cause: "closed" },
+      );
     }
     const envelope = this.#envelope("send mail", mail.from, mail.to);
     const { raw, messageId } = await composeMail(mail, {
@@ -172,7 +176,11 @@ export class SmtpSender implements MailSender {
   ): Promise<{ messageId: string }> {
     options.signal?.throwIfAborted();
     if (this.#closed) {
-      throw new MailError("ESEND", `Cannot forward mail via ${this.#where}: the sender is closed`);
+      throw new MailError(
+        "ESEND",
+        `Cannot forward mail via ${this.#where}: the sender is closed; forward before closing it`,
+        { cause: "closed" },
+      );
     }
     const envelope = this.#envelope("forward mail", options.from, options.to);
     const host = this.#options.hostname ?? domainOf(options.from) ?? "localhost";

@@ -8,6 +8,7 @@ import { MaildirSource } from "../../src/mail/maildir_source.ts";
 import { parseMail } from "../../src/mail/parse.ts";
 import type { SubjectMatch } from "../../src/mail/types.ts";
 import { type Clock, ManualClock } from "../../src/runtime.ts";
+import { mailSenderConformance } from "../conformance/mail_sender.ts";
 import { mailSourceConformance } from "../conformance/mail_source.ts";
 
 const REQUEST: SubjectMatch = { subject: "[mailpeer] lan request", mode: "exact" };
@@ -28,6 +29,36 @@ mailSourceConformance("maildir", async () => {
     },
     cleanup: async () => {
       await source.close();
+      await Deno.remove(root, { recursive: true });
+    },
+  };
+});
+
+mailSenderConformance("maildir", async ({ now }) => {
+  const root = await Deno.makeTempDir({ prefix: "mailpeer-sender-" });
+  const office = new MaildirPostOffice(root);
+  const sender = new MaildirSender(office, { now });
+  return {
+    sender,
+    from: "terminal@lan.example",
+    recipients: [HOST, "peer@lan.example"],
+    // delivery is done when send() resolves: what is not there now never arrives
+    received: async (address, tag) => {
+      const found: { name: string; raw: Uint8Array }[] = [];
+      for (const sub of ["new", "cur"]) {
+        const dir = join(office.maildirOf(address), sub);
+        for (const name of await names(dir).catch(() => [])) {
+          const raw = await Deno.readFile(join(dir, name));
+          if (!(await parseMail(raw)).subject.includes(tag)) continue;
+          found.push({ name, raw });
+          await Deno.remove(join(dir, name));
+        }
+      }
+      // unique names start with the delivery time and a sequence number
+      return found.sort((a, b) => a.name < b.name ? -1 : 1).map((m) => m.raw);
+    },
+    cleanup: async () => {
+      await sender.close();
       await Deno.remove(root, { recursive: true });
     },
   };

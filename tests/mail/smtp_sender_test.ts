@@ -9,7 +9,9 @@ import { MailError } from "../../src/errors.ts";
 import { Pop3Source } from "../../src/mail/pop3_source.ts";
 import { SmtpSender, type SmtpServerOptions } from "../../src/mail/smtp_sender.ts";
 import type { MailRef, SubjectMatch } from "../../src/mail/types.ts";
+import { mailSenderConformance } from "../conformance/mail_sender.ts";
 import { account, NO_STACK } from "../support/mailstack.ts";
+import { takeMessages } from "../support/stack_mail.ts";
 
 const FROM = "alice@a.test";
 const TO = "host@host.test";
@@ -28,6 +30,18 @@ function submission(overrides: Partial<SmtpServerOptions> = {}): SmtpServerOptio
     ...overrides,
   };
 }
+
+// alice@a.test submits; Postfix relays to host.test and b.test, read back over IMAP
+mailSenderConformance("smtp (STARTTLS on 587)", ({ now }) => {
+  const sender = new SmtpSender(submission(), { now });
+  return Promise.resolve({
+    sender,
+    from: FROM,
+    recipients: [TO, "bob@b.test"],
+    received: takeMessages,
+    cleanup: () => sender.close(),
+  });
+}, { ignore: NO_STACK });
 
 function hostMailbox(): Pop3Source {
   const { provider, user } = account(TO);

@@ -128,3 +128,51 @@ export async function deleteMessages(address: string, subject: string): Promise<
     await client.logout();
   }
 }
+
+/** How long {@link takeMessages} waits for mail before it counts as lost (a guard, not a wait). */
+const TAKE_GUARD_MS = 30_000;
+
+/**
+ * The raw bytes of the messages in `address`'s INBOX whose subject contains `subject`, once
+ * at least `count` of them arrived (IMAP IDLE tells of each delivery), oldest first; deletes
+ * them. Rejects when they have not all arrived after a generous guard time.
+ */
+export async function takeMessages(
+  address: string,
+  subject: string,
+  count: number,
+): Promise<Uint8Array[]> {
+  const client = await imapOf(address);
+  let guard: ReturnType<typeof setTimeout> | undefined;
+  const lost = new Promise<never>((_, reject) => {
+    guard = setTimeout(
+      () => reject(new Error(`${count} mails "${subject}" did not reach ${address}`)),
+      TAKE_GUARD_MS,
+    );
+  });
+  const take = async (): Promise<Uint8Array[]> => {
+    for (;;) {
+      // listening before the search: a delivery during it still wakes us
+      const arrived = new Promise<void>((resolve) => client.once("exists", () => resolve()));
+      const uids = (await client.search({ subject }, { uid: true })) || [];
+      if (uids.length >= count) {
+        const found: { uid: number; source: Uint8Array }[] = [];
+        for await (const m of client.fetch(uids, { source: true }, { uid: true })) {
+          found.push({ uid: m.uid, source: new Uint8Array(m.source!) });
+        }
+        await client.messageDelete(uids, { uid: true });
+        return found.sort((a, b) => a.uid - b.uid).map((m) => m.source);
+      }
+      client.idle().catch(() => {}); // ended by the next command
+      await arrived;
+    }
+  };
+  const taking = take();
+  taking.catch(() => {}); // when the guard fired first, the logout below ends it
+  try {
+    return await Promise.race([taking, lost]);
+  } finally {
+    clearTimeout(guard);
+    await client.logout().catch(() => client.close());
+  }
+}
