@@ -6,7 +6,7 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import type { Config, HostConfig } from "../config/config_schema.ts";
-import { parseDuration } from "../config/duration.ts";
+import { parseDuration } from "../duration.ts";
 import { ConfigError, HostError } from "../errors.ts";
 import { withFileLock } from "../host/file_lock.ts";
 import { HOST_RUN_LOCK_WAIT_MS } from "../limits.ts";

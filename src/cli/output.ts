@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { formatDuration } from "../config/duration.ts";
+import { formatDuration } from "../duration.ts";
 import { type EventSink, type MailpeerEvent, withStep } from "../events.ts";
 import type { Endpoint } from "../message/types.ts";
 import { jsonLine, printable } from "./terminal_text.ts";

@@ -50,7 +50,7 @@ import { emailProblem } from "../message/host_card.ts";
 import { classifyAddress } from "../net/address_class.ts";
 import { parsePeerRef } from "../message/key_fingerprint.ts";
 import type { PortMappingProtocol } from "../terminal/port_mapping/types.ts";
-import { parseDuration } from "./duration.ts";
+import { parseDuration } from "../duration.ts";
 import { nearestKey } from "./nearest_key.ts";
 import { secretRef } from "./secret.ts";
 

@@ -9,7 +9,7 @@
  */
 import { isMailpeerError, MailError, MessageError, PeerError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
-import { formatDuration } from "../config/duration.ts";
+import { formatDuration } from "../duration.ts";
 import { MAX_TERMINAL_MAIL_BYTES, WAITING_REPORT_MS } from "../limits.ts";
 import type { Logger } from "../log.ts";
 import { parseMail } from "../mail/parse.ts";

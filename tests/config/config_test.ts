@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { parseConfig } from "../../src/config/config.ts";
-import { parseDuration } from "../../src/config/duration.ts";
+import { parseDuration } from "../../src/duration.ts";
 import { resolveSecret } from "../../src/config/secret.ts";
 import { ConfigError } from "../../src/errors.ts";
 

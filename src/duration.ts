@@ -1,9 +1,11 @@
 /**
- * Durations in configuration: `500ms`, `30s`, `5m`, `12h`, `2d`, or a bare number of seconds.
+ * Durations as people write and read them: `500ms`, `30s`, `5m`, `12h`, `2d`, or a bare number
+ * of seconds (`parseDuration`, for the configuration), and `formatDuration` for messages. A shared
+ * file at the top of `src/` (docs/design.md "Folders of src/ and what may import what").
  *
  * @module
  */
-import { ConfigError } from "../errors.ts";
+import { ConfigError } from "./errors.ts";
 
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
