@@ -186,6 +186,8 @@ export interface PathCarrier {
   send(type: PathFrameType, plaintext: Uint8Array, path: LinkPath): Promise<void>;
   /** Datagrams from `path` reach the link from now on; false when the listener refuses. */
   admit(path: LinkPath): boolean;
+  /** Datagrams from `path` no longer reach the link (it was admitted, and is evicted). */
+  forget?(path: LinkPath): void;
   /** Frames to the peer take `path` from now on. */
   use(path: LinkPath): void;
   /**
@@ -213,7 +215,8 @@ interface Round {
 export class LinkPaths implements PathControl {
   #carrier: PathCarrier;
   #active: LinkPath;
-  #admitted = new Set<string>();
+  /** Admitted paths by key, oldest first (a learned path is evicted before the bound refuses). */
+  #admitted = new Map<string, LinkPath>();
   /** Outstanding challenges: token (base64) → the path it was sent on. */
   #tokens = new Map<string, LinkPath>();
   /** Paths being challenged now → the rounds challenging them, and the stop of that loop. */
@@ -232,7 +235,7 @@ export class LinkPaths implements PathControl {
   constructor(carrier: PathCarrier, initial: LinkPath) {
     this.#carrier = carrier;
     this.#active = initial;
-    this.#admitted.add(pathKey(initial));
+    this.#admitted.set(pathKey(initial), initial);
   }
 
   get active(): LinkPath {
@@ -514,8 +517,18 @@ export class LinkPaths implements PathControl {
   #admit(path: LinkPath): boolean {
     const key = pathKey(path);
     if (this.#admitted.has(key)) return true;
-    if (this.#admitted.size >= PATH_MAX_PATHS || !this.#carrier.admit(path)) return false;
-    this.#admitted.add(key);
+    if (this.#admitted.size >= PATH_MAX_PATHS) {
+      // Full of paths probes and sprays opened: the oldest that carries nothing goes, never
+      // the first, the active or the fallback path. The newest challenge is the peer now.
+      const keep = new Set([this.#active, this.#fallback].filter((p) => p).map((p) => pathKey(p!)));
+      const [first] = this.#admitted.keys();
+      const victim = [...this.#admitted.entries()].find(([k]) => k !== first && !keep.has(k));
+      if (!victim) return false;
+      this.#admitted.delete(victim[0]);
+      this.#carrier.forget?.(victim[1]);
+    }
+    if (!this.#carrier.admit(path)) return false;
+    this.#admitted.set(key, path);
     return true;
   }
 

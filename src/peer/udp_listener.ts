@@ -402,6 +402,10 @@ export class UdpPeerListener implements PeerListener {
       random: s.random,
       send: (type, plaintext, path) => peer.channel.sendPath(type, plaintext, path),
       admit: (path) => this.#admitPath(peer, path),
+      forget: (path) => {
+        const key = pathKey(path);
+        if (this.#peers.get(key) === peer && peer.keys.delete(key)) this.#peers.delete(key);
+      },
       use: (path) => peer.path = path,
       heardAt: () => peer.channel.lastHeard,
       openSockets: (count) => {

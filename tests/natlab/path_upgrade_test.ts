@@ -79,7 +79,13 @@ async function upgrade(to: string, size: number, thenBack = false): Promise<void
       ...opts,
       netns: lab.hosts.a.ns,
     });
-    const said = (who: Running) => `${JSON.stringify(who.events)} ${who.stderr}`;
+    // On failure, both ends' events and logs: the other end is where the cause often is.
+    const said = (who: Running) =>
+      [who, ...[alice!, bob].filter((x) => x !== who)]
+        .map((x) =>
+          `${JSON.stringify(x.events.filter((e) => e.event !== "transfer-progress"))} ${x.stderr}`
+        )
+        .join("\n---\n");
     const connected = await Promise.all([
       alice.waitFor((e) => e.event === "connected"),
       bob.waitFor((e) => e.event === "connected"),

@@ -390,3 +390,31 @@ Deno.test("a moved link falls back at once when the peer's challenge comes by th
   assert.equal(t.sent[0]!.type, FrameType.PATH_RESPONSE); // answered first, by the relay
   assert.deepEqual(t.sent[0]!.path, RELAY);
 });
+
+Deno.test("a link full of learned paths forgets the oldest for the newest challenge, never its first", () => {
+  const clock = new ManualClock();
+  const admitted: string[] = [];
+  const forgotten: string[] = [];
+  const answered: string[] = [];
+  const paths = new LinkPaths({
+    clock,
+    backoff: () => 100,
+    send: (type, _plaintext, path) => {
+      if (type === FrameType.PATH_RESPONSE) answered.push(`${path.remote.port}`);
+      return Promise.resolve();
+    },
+    admit: (path) => (admitted.push(`${path.remote.port}`), true),
+    forget: (path) => void forgotten.push(`${path.remote.port}`),
+    use: () => {},
+  }, RELAY);
+  // Nine challenges from nine new sources (a spray's hits, a NAT's new ports), eight slots.
+  for (let port = 6001; port <= 6009; port++) {
+    const token = crypto.getRandomValues(new Uint8Array(8));
+    const via: LinkPath = { route: "direct", remote: udp("198.51.100.7", port) };
+    paths.received(FrameType.PATH_CHALLENGE, encodePathProbe({ token, endpoint: via.remote }), via);
+  }
+  assert.equal(answered.length, 9); // every authentic challenge is answered
+  assert.equal(admitted.length, 9); // and its path admitted, the newest too
+  assert.deepEqual(forgotten, ["6001", "6002"]); // the oldest learned ones made room; not the relay
+  paths.close();
+});
