@@ -34,7 +34,7 @@ Deno.test("send with a missing file, a directory or an unreadable file says so i
     const unreadable = readable ? [] : [["secret.txt", "it cannot be read"]];
     for (
       const [file, problem] of [
-        ["/nonexistent", "it does not exist; check the path"],
+        ["no-such-file.bin", "it does not exist; check the path"],
         [".", "it is a directory"],
         ...unreadable,
       ]
@@ -44,7 +44,7 @@ Deno.test("send with a missing file, a directory or an unreadable file says so i
       assert.equal(r.stderr.split("\n").length, 2, `one line: ${r.stderr}`);
       assert.ok(r.stderr.startsWith(`mailpeer: Cannot send ${file}: ${problem}`), r.stderr);
     }
-    const json = await mailpeer(["send", "/nonexistent", "--config", "alice.toml", "--json"], {
+    const json = await mailpeer(["send", "no-such-file.bin", "--config", "alice.toml", "--json"], {
       cwd: dir,
     });
     assert.equal(json.code, 1);
