@@ -96,3 +96,17 @@ Deno.test("the punch window defaults to 15 s and takes a duration from 1 s to 60
     /^Cannot read terminal\.punch_window: "soon" is not a duration; /,
   );
 });
+
+Deno.test("the upgrade interval of a relayed session defaults to 30 s and takes 1 s to 1 h", () => {
+  assert.equal(terminal("").upgradeIntervalMs, 30_000);
+  assert.equal(terminal(`upgrade_interval = "1s"\n`).upgradeIntervalMs, 1_000);
+  assert.equal(terminal(`upgrade_interval = "1h"\n`).upgradeIntervalMs, 3_600_000);
+  rejects(
+    `upgrade_interval = "100ms"\n`,
+    /^Cannot read terminal\.upgrade_interval: "100ms" is not from 1s to 3600s; /,
+  );
+  rejects(
+    `upgrade_interval = "2h"\n`,
+    /^Cannot read terminal\.upgrade_interval: "2h" is not from 1s to 3600s; /,
+  );
+});
