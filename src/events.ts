@@ -77,7 +77,7 @@ export type MailpeerEvent =
     | { event: "request-deleted"; userId: string; reason: string }
     | { event: "quarantined"; subject: string; code: string; reason: string }
     | { event: "host-pass"; answered: number; notices: number; quarantined: number; stale: number }
-    | { event: "transfer-progress"; name: string; done: number; total: number }
+    | { event: "transfer-progress"; name: string; done: number; total?: number }
     | {
       event: "file-transferred";
       direction: "sent" | "received";

@@ -2,7 +2,8 @@
  * File transfer over an established {@link PeerLink} (protocol in `docs/apps.md`).
  *
  * Every message starts with a tag byte: `1` = a UTF-8 JSON control message, `2` = file bytes.
- * sender → `{kind:"file", name, size}`; receiver → `{kind:"ready"}` or
+ * sender → `{kind:"file", name, size?}` (no size: a stream of unknown length, such as a pipe);
+ * receiver → `{kind:"ready"}` or
  * `{kind:"ack", ok:false, reason}`; sender → chunks; sender → `{kind:"end", size, sha256}`;
  * receiver → `{kind:"ack", ok:true}` or `{kind:"ack", ok:false, reason}`. A sender that gives
  * up sends `{kind:"cancel", reason}`. Both sides stream: the file is never held in memory,
@@ -32,7 +33,8 @@ export const DEFAULT_MAX_FILE_BYTES = 4 * 1024 ** 3;
 /** How far a transfer got, passed to `onProgress`. */
 export interface TransferProgress {
   done: number;
-  total: number;
+  /** Bytes in total; absent while a stream of unknown length (see {@link sendStream}) crosses. */
+  total?: number;
 }
 
 /** What a finished transfer moved. */
@@ -58,6 +60,20 @@ export interface SendFileOptions {
   /** Called after every chunk. */
   onProgress?: (progress: TransferProgress) => void;
   signal?: AbortSignal;
+}
+
+/** Options of {@link sendStream}: the name is required, there is no path to take it from. */
+export interface SendStreamOptions extends SendFileOptions {
+  name: string;
+}
+
+/**
+ * Bytes to send that are not a regular file: a pipe, standard input, a socket. `read` fills
+ * the front of `into` and returns how many bytes it put there, or `null` at the end
+ * (`Deno.stdin` and `Deno.FsFile` are such sources).
+ */
+export interface ByteSource {
+  read(into: Uint8Array): Promise<number | null>;
 }
 
 /** Options of {@link receiveFile}. */
@@ -88,8 +104,8 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** Reads until `into` is full or the file ends; returns the bytes read. */
-async function readFull(file: Deno.FsFile, into: Uint8Array): Promise<number> {
+/** Reads until `into` is full or the source ends; returns the bytes read. */
+async function readFull(file: ByteSource, into: Uint8Array): Promise<number> {
   let filled = 0;
   while (filled < into.length) {
     const n = await file.read(into.subarray(filled));
@@ -117,12 +133,8 @@ export async function sendFile(
   path: string,
   options: SendFileOptions = {},
 ): Promise<FileTransferResult> {
-  const { signal, onProgress } = options;
-  const chunkBytes = options.chunkBytes ?? DEFAULT_CHUNK_BYTES;
-  if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1 || chunkBytes > 8 * 1024 * 1024) {
-    throw new RangeError(`chunkBytes must be a whole number from 1 to 8 MiB, got ${chunkBytes}`);
-  }
-  signal?.throwIfAborted();
+  const chunkBytes = checkedChunkBytes(options.chunkBytes);
+  options.signal?.throwIfAborted();
   const name = options.name ?? basename(path);
   let file: Deno.FsFile;
   try {
@@ -132,68 +144,120 @@ export async function sendFile(
   }
   try {
     const size = (await file.stat()).size;
-    const what = `send file ${name}`;
-    await link.send(encodeControl({ kind: "file", name, size }));
-    const answer = await receiveControl(link, what, signal);
-    if (answer.kind === "ack" && !answer.ok) throw refused(name, answer.reason);
-    if (answer.kind !== "ready") throw malformed(`"${answer.kind}" where "ready" was expected`);
-
-    // From here the receiver may refuse at any time; listen for that while streaming.
-    const listening = new AbortController();
-    const final = receiveControl(link, what, listening.signal);
-    const answered: { early: Control | Error | null } = { early: null };
-    final.then((c) => answered.early = c, (err) => answered.early = err);
-    const hash = createHash("sha256");
-    let done = 0;
-    const buffer = new Uint8Array(1 + Math.min(chunkBytes, size)); // reused: send() is awaited
-    buffer[0] = CHUNK_TAG;
-    try {
-      while (done < size && answered.early === null) {
-        signal?.throwIfAborted();
-        const chunk = buffer.subarray(0, 1 + Math.min(chunkBytes, size - done));
-        let n: number;
-        try {
-          n = await readFull(file, chunk.subarray(1));
-        } catch (err) {
-          throw fileError(`Cannot ${what}: ${(err as Error).message}; check the file`, err);
-        }
-        if (n < chunk.length - 1) {
-          throw fileError(
-            `Cannot ${what}: the file shrank while it was sent; send it again`,
-            "file shrank",
-          );
-        }
-        hash.update(chunk.subarray(1));
-        await link.send(chunk);
-        done += n;
-        onProgress?.({ done, total: size });
-      }
-      signal?.throwIfAborted();
-    } catch (err) {
-      listening.abort();
-      await final.catch(() => {});
-      if (!answered.early || answered.early instanceof Error) {
-        const reason = err instanceof Error ? err.message : String(err);
-        await link.send(encodeControl({ kind: "cancel", reason })).catch(() => {});
-      }
-      throw err;
-    }
-    const sha256 = hash.digest("hex");
-    if (!answered.early) await link.send(encodeControl({ kind: "end", size: done, sha256 }));
-    const onAbort = () => listening.abort(signal?.reason);
-    signal?.addEventListener("abort", onAbort, { once: true });
-    let ack: Control;
-    try {
-      ack = await final;
-    } finally {
-      signal?.removeEventListener("abort", onAbort);
-    }
-    if (ack.kind !== "ack") throw malformed(`"${ack.kind}" where "ack" was expected`);
-    if (!ack.ok) throw refused(name, ack.reason);
-    return { name, size, sha256 };
+    return await send(link, file, size, name, chunkBytes, options);
   } finally {
     file.close();
   }
+}
+
+/**
+ * Sends a stream of unknown length (a pipe, standard input) over `link` as a file named
+ * `options.name`, until the source ends, and waits for the receiver to confirm the size and
+ * SHA-256 it counted. The receiver enforces its `maxBytes` as the bytes come; progress has no
+ * `total`. Errors as {@link sendFile}.
+ *
+ * @example
+ * ```ts
+ * // tar c maps | mailpeer-based-app  →  the receiver stores maps.tar
+ * const sent = await sendStream(link, Deno.stdin, { name: "maps.tar" });
+ * console.log(sent.size, sent.sha256);
+ * ```
+ */
+export async function sendStream(
+  link: PeerLink,
+  source: ByteSource,
+  options: SendStreamOptions,
+): Promise<FileTransferResult> {
+  const chunkBytes = checkedChunkBytes(options.chunkBytes);
+  options.signal?.throwIfAborted();
+  return await send(link, source, undefined, options.name, chunkBytes, options);
+}
+
+function checkedChunkBytes(chunkBytes = DEFAULT_CHUNK_BYTES): number {
+  if (!Number.isSafeInteger(chunkBytes) || chunkBytes < 1 || chunkBytes > 8 * 1024 * 1024) {
+    throw new RangeError(`chunkBytes must be a whole number from 1 to 8 MiB, got ${chunkBytes}`);
+  }
+  return chunkBytes;
+}
+
+/**
+ * The sender's side of the protocol: header, `ready`, chunks until `size` bytes (or, with no
+ * `size`, until the source ends), `end`, final `ack`.
+ */
+async function send(
+  link: PeerLink,
+  source: ByteSource,
+  size: number | undefined,
+  name: string,
+  chunkBytes: number,
+  options: SendFileOptions,
+): Promise<FileTransferResult> {
+  const { signal, onProgress } = options;
+  const what = `send file ${name}`;
+  await link.send(
+    encodeControl(size === undefined ? { kind: "file", name } : { kind: "file", name, size }),
+  );
+  const answer = await receiveControl(link, what, signal);
+  if (answer.kind === "ack" && !answer.ok) throw refused(name, answer.reason);
+  if (answer.kind !== "ready") throw malformed(`"${answer.kind}" where "ready" was expected`);
+
+  // From here the receiver may refuse at any time; listen for that while streaming.
+  const listening = new AbortController();
+  const final = receiveControl(link, what, listening.signal);
+  const answered: { early: Control | Error | null } = { early: null };
+  final.then((c) => answered.early = c, (err) => answered.early = err);
+  const hash = createHash("sha256");
+  let done = 0;
+  // Reused for every chunk: send() is awaited before the next read.
+  const buffer = new Uint8Array(1 + Math.min(chunkBytes, size ?? chunkBytes));
+  buffer[0] = CHUNK_TAG;
+  try {
+    while ((size === undefined || done < size) && answered.early === null) {
+      signal?.throwIfAborted();
+      const want = size === undefined ? chunkBytes : Math.min(chunkBytes, size - done);
+      let n: number;
+      try {
+        n = await readFull(source, buffer.subarray(1, 1 + want));
+      } catch (err) {
+        throw fileError(`Cannot ${what}: ${(err as Error).message}; check the file`, err);
+      }
+      if (size !== undefined && n < want) {
+        throw fileError(
+          `Cannot ${what}: the file shrank while it was sent; send it again`,
+          "file shrank",
+        );
+      }
+      if (n === 0) break; // the stream ended
+      const chunk = buffer.subarray(0, 1 + n);
+      hash.update(chunk.subarray(1));
+      await link.send(chunk);
+      done += n;
+      onProgress?.(size === undefined ? { done } : { done, total: size });
+      if (n < want) break; // the stream ended inside this chunk
+    }
+    signal?.throwIfAborted();
+  } catch (err) {
+    listening.abort();
+    await final.catch(() => {});
+    if (!answered.early || answered.early instanceof Error) {
+      const reason = err instanceof Error ? err.message : String(err);
+      await link.send(encodeControl({ kind: "cancel", reason })).catch(() => {});
+    }
+    throw err;
+  }
+  const sha256 = hash.digest("hex");
+  if (!answered.early) await link.send(encodeControl({ kind: "end", size: done, sha256 }));
+  const onAbort = () => listening.abort(signal?.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  let ack: Control;
+  try {
+    ack = await final;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+  }
+  if (ack.kind !== "ack") throw malformed(`"${ack.kind}" where "ack" was expected`);
+  if (!ack.ok) throw refused(name, ack.reason);
+  return { name, size: done, sha256 };
 }
 
 function refused(name: string, reason = "no reason given"): PeerError {
@@ -234,7 +298,8 @@ export async function receiveFile(
       cause: reason,
     });
   };
-  if (header.size > maxBytes) {
+  // A stream of unknown length (no size) is held to maxBytes as its bytes come.
+  if (header.size !== undefined && header.size > maxBytes) {
     await refuse(
       `${header.size} bytes is more than the receiver accepts`,
       `it has ${header.size} bytes, more than maxBytes ${maxBytes}`,
@@ -278,13 +343,25 @@ export async function receiveFile(
         tellSender = false;
         throw new PeerError(
           "EPEER",
-          `Cannot receive file ${name}: the sender disconnected after ${done} of ` +
-            `${header.size} bytes; ask the sender to send it again`,
+          `Cannot receive file ${name}: the sender disconnected after ${done}` +
+            `${header.size === undefined ? "" : ` of ${header.size}`} bytes; ` +
+            "ask the sender to send it again",
         );
       }
       if (message[0] === CHUNK_TAG) {
         const bytes = message.subarray(1);
-        if (done + bytes.length > header.size) throw mismatch("size");
+        if (header.size !== undefined && done + bytes.length > header.size) {
+          throw mismatch("size");
+        }
+        if (done + bytes.length > maxBytes) {
+          // Only a stream gets here: a sized header over the limit was refused up front.
+          throw new PeerError(
+            "EPEER",
+            `Cannot receive file ${name}: the stream grew past maxBytes ${maxBytes}; ` +
+              "raise maxBytes or ask for a smaller file",
+            { cause: "too big" },
+          );
+        }
         try {
           for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
         } catch (err) {
@@ -295,7 +372,7 @@ export async function receiveFile(
         }
         hash.update(bytes);
         done += bytes.length;
-        onProgress?.({ done, total: header.size });
+        onProgress?.(header.size === undefined ? { done } : { done, total: header.size });
         if (message.length > into.length) into = new Uint8Array(message.length);
         continue;
       }
@@ -310,7 +387,9 @@ export async function receiveFile(
         );
       }
       if (control.kind !== "end") throw malformed(`"${control.kind}" inside a file transfer`);
-      if (control.size !== header.size || done !== header.size) throw mismatch("size");
+      if (control.size !== done || (header.size !== undefined && done !== header.size)) {
+        throw mismatch("size");
+      }
       const sha256 = hash.digest("hex");
       if (control.sha256 !== sha256 || (header.sha256 && header.sha256 !== sha256)) {
         throw mismatch("hash");
@@ -333,6 +412,8 @@ export async function receiveFile(
       // Tell the sender what went wrong, but never local paths.
       const reason = err instanceof PeerError && err.code === "EFRAME"
         ? err.message
+        : err instanceof PeerError && err.cause === "too big"
+        ? `more than the receiver accepts (${maxBytes} bytes)`
         : signal?.aborted
         ? "the receiver cancelled"
         : "the receiver could not store it";

@@ -22,7 +22,8 @@ const FALLBACK_NAME = "received-file";
 
 /** A control message (tag {@link CONTROL_TAG}). */
 export type Control =
-  | { kind: "file"; name: string; size: number; sha256?: string }
+  /** No `size`: a stream of unknown length (docs/apps.md "Streams of unknown length"). */
+  | { kind: "file"; name: string; size?: number; sha256?: string }
   | { kind: "ready" }
   | { kind: "end"; size: number; sha256: string }
   | { kind: "ack"; ok: boolean; reason?: string }
@@ -73,7 +74,9 @@ export function decodeControl(message: Uint8Array): Control {
       if (typeof value.name !== "string" || value.name.length > MAX_NAME_CHARS) {
         throw malformed("a file header without a usable name");
       }
-      if (!isSize(value.size)) throw malformed("a file header without a usable size");
+      if (value.size !== undefined && !isSize(value.size)) {
+        throw malformed("a file header without a usable size");
+      }
       if (value.sha256 !== undefined && !isHex(value.sha256)) throw malformed("a bad sha256");
       return value as Control;
     case "end":

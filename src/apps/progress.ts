@@ -8,8 +8,11 @@
 export interface ProgressState {
   /** Bytes done so far. */
   done: number;
-  /** Bytes in total; 0 means an empty transfer (shown as complete). */
-  total: number;
+  /**
+   * Bytes in total; 0 means an empty transfer (shown as complete); absent for a stream of
+   * unknown length (shown as bytes so far, rate and time, with no bar).
+   */
+  total?: number;
   /** Milliseconds since the transfer started. */
   elapsedMs: number;
 }
@@ -58,9 +61,17 @@ function formatDuration(seconds: number): string {
  * ```ts
  * renderProgress({ done: 50 * 1024 * 1024, total: 100 * 1024 * 1024, elapsedMs: 2000 });
  * // "[############------------]  50.0%  50.0 MiB / 100.0 MiB  25.0 MiB/s  ETA 0:02"
+ * renderProgress({ done: 50 * 1024 * 1024, elapsedMs: 2000 }); // a stream of unknown length
+ * // "50.0 MiB so far  25.0 MiB/s  0:02"
  * ```
  */
 export function renderProgress(state: ProgressState, options: RenderProgressOptions = {}): string {
+  const seconds = state.elapsedMs / 1000;
+  if (state.total === undefined) {
+    const done = Math.max(0, state.done);
+    const rate = seconds > 0 && done > 0 ? `${formatBytes(done / seconds)}/s` : "--/s";
+    return `${formatBytes(done)} so far  ${rate}  ${formatDuration(seconds)}`;
+  }
   const width = Math.max(1, Math.floor(options.width ?? 24));
   const total = Math.max(0, state.total);
   const done = Math.min(Math.max(0, state.done), total);
@@ -68,7 +79,6 @@ export function renderProgress(state: ProgressState, options: RenderProgressOpti
   const filled = Math.floor(fraction * width);
   const bar = "#".repeat(filled) + "-".repeat(width - filled);
   const percent = `${(fraction * 100).toFixed(1)}%`.padStart(6);
-  const seconds = state.elapsedMs / 1000;
   let tail: string;
   if (fraction === 1) {
     tail = seconds > 0

@@ -7,8 +7,8 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { join } from "node:path";
-import { receiveFile, sendFile, type TransferProgress } from "../apps/file_transfer.ts";
+import { basename, join } from "node:path";
+import { receiveFile, sendFile, sendStream, type TransferProgress } from "../apps/file_transfer.ts";
 import { renderProgress } from "../apps/progress.ts";
 import type { EventSink } from "../events.ts";
 import { ConfigError } from "../errors.ts";
@@ -24,20 +24,31 @@ import {
 import { cliSink } from "./output.ts";
 
 const encoder = new TextEncoder();
+const STREAM_PROGRESS_STEP = 16 * 1024 * 1024;
 
 /** Progress reporting: a redrawn bar on stderr for a person, a few events for `--json`. */
 function progressReporter(name: string, json: boolean, onEvent: EventSink) {
   const started = Date.now();
   let lastDraw = 0;
-  let lastPercent = -1;
+  let lastStep = -1;
   return {
     update(p: TransferProgress) {
       const now = Date.now();
       if (json) {
-        const percent = p.total === 0 ? 100 : Math.floor((p.done / p.total) * 10) * 10;
-        if (percent !== lastPercent) {
-          lastPercent = percent;
-          onEvent({ event: "transfer-progress", name, done: p.done, total: p.total });
+        // Every tenth of the file, or every 16 MiB of a stream of unknown length.
+        const step = p.total === undefined
+          ? Math.floor(p.done / STREAM_PROGRESS_STEP)
+          : p.total === 0
+          ? 10
+          : Math.floor((p.done / p.total) * 10);
+        if (step !== lastStep) {
+          lastStep = step;
+          onEvent({
+            event: "transfer-progress",
+            name,
+            done: p.done,
+            ...(p.total === undefined ? {} : { total: p.total }),
+          });
         }
       } else if (now - lastDraw >= 100 || p.done === p.total) {
         lastDraw = now;
@@ -58,11 +69,15 @@ export function sendCommand() {
       "find a peer, send it one file (size and SHA-256 checked), and disconnect; " +
         "works over TCP and UDP",
     )
-    .argument("<file>", "the file to send (checked before anything is mailed)")
+    .argument("<file>", 'the file to send (checked before anything is mailed); "-" for stdin')
+    .option("--name <name>", "the name the receiver stores it under (default: the file's name)")
     .option("--json", "print events as JSON lines")
     .addHelpText("after", TRANSFER_HELP)
     .action(async (file, opts) => {
-      await checkReadableFile(file);
+      const stdin = file === "-";
+      if (stdin) checkPipedStdin();
+      else await checkReadableFile(file);
+      const name = opts.name ?? (stdin ? "stdin" : basename(file));
       const config = withTransport(
         await loadConfigFor(opts.config, { json: opts.json ?? false }),
         opts.transport,
@@ -72,12 +87,12 @@ export function sendCommand() {
       await untilStopped(stop.signal, async () => {
         const session = await rendezvousFromConfig(config, { onEvent, signal: stop.signal });
         const { link } = session;
-        const progress = progressReporter(file, opts.json ?? false, onEvent);
+        const progress = progressReporter(name, opts.json ?? false, onEvent);
         try {
-          const sent = await sendFile(link, file, {
-            onProgress: progress.update,
-            signal: stop.signal,
-          });
+          const how = { name, onProgress: progress.update, signal: stop.signal };
+          const sent = stdin
+            ? await sendStream(link, Deno.stdin, how)
+            : await sendFile(link, file, how);
           progress.end();
           onEvent({
             event: "file-transferred",
@@ -144,6 +159,8 @@ export function receiveCommand() {
 
 const TRANSFER_HELP = `
 Both ends run mailpeer with the same network: one \`send FILE\`, the other \`receive DIR\`.
+\`send -\` sends what is piped in, to its end (\`tar c maps | mailpeer send - --name maps.tar\`);
+the receiver holds it to its size limit as it comes.
 The file goes over the encrypted peer link, TCP or UDP (terminal.transport, or --transport);
 over UDP a reliable stream carries it. Ctrl-C stops at any time (exit 130); a partly received
 file is deleted, never left under its name.`;
@@ -177,6 +194,21 @@ export async function checkReadableFile(path: string): Promise<void> {
     (await Deno.open(path, { read: true })).close();
   } catch (err) {
     throw problem("cannot be read (permission denied)", "check its permissions", err);
+  }
+}
+
+/**
+ * `send -` reads a pipe or a file redirected into stdin, never a person typing: a terminal on
+ * stdin is a one-line `EFILE` error before anything is mailed.
+ */
+export function checkPipedStdin(): void {
+  if (Deno.stdin.isTerminal()) {
+    throw new ConfigError(
+      "EFILE",
+      "Cannot send -: stdin is a terminal; pipe the data in (tar c dir | mailpeer send - " +
+        "--name dir.tar) or name a file",
+      { cause: "stdin is a terminal" },
+    );
   }
 }
 

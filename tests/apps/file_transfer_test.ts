@@ -7,7 +7,13 @@ import {
   DEFAULT_CHUNK_BYTES,
   sanitizeFileName,
 } from "../../src/apps/file_transfer_control.ts";
-import { receiveFile, sendFile, type TransferProgress } from "../../src/apps/file_transfer.ts";
+import {
+  type ByteSource,
+  receiveFile,
+  sendFile,
+  sendStream,
+  type TransferProgress,
+} from "../../src/apps/file_transfer.ts";
 import type { PeerLink } from "../../src/peer/types.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
@@ -364,5 +370,119 @@ Deno.test("a leftover .part file refuses the transfer and is left for the user t
       assert.rejects(receiving, /remove a leftover \.part file/),
     ]);
     assert.equal(await Deno.readTextFile(join(to, "saves.zip.part")), "someone else's");
+  });
+});
+
+/** A pipe-like source: hands out `content` in reads of at most `step` bytes, then ends. */
+function pipeOf(content: Uint8Array, step: number): ByteSource & { reads: number } {
+  let at = 0;
+  return {
+    reads: 0,
+    read(into: Uint8Array) {
+      this.reads++;
+      if (at >= content.length) return Promise.resolve(null);
+      const n = Math.min(step, into.length, content.length - at);
+      into.set(content.subarray(at, at + n));
+      at += n;
+      return Promise.resolve(n);
+    },
+  };
+}
+
+Deno.test("a stream of unknown length (a pipe) arrives whole over TCP under the name it was given", async () => {
+  await withDirs(async (_from, to) => {
+    const content = new Uint8Array(3 * MiB + 777);
+    for (let at = 0; at < content.length; at += 65536) {
+      crypto.getRandomValues(content.subarray(at, Math.min(content.length, at + 65536)));
+    }
+    const expected = createHash("sha256").update(content).digest("hex");
+    const sent: TransferProgress[] = [];
+    const got: TransferProgress[] = [];
+    const pair = await tcpPair();
+    try {
+      const [s, r] = await Promise.all([
+        sendStream(pair.a, pipeOf(content, 7000), {
+          name: "maps.tar",
+          onProgress: (p) => sent.push(p),
+        }),
+        receiveFile(pair.b, to, { onProgress: (p) => got.push(p) }),
+      ]);
+      assert.deepEqual([s.size, s.sha256], [content.length, expected]);
+      assert.deepEqual([r.size, r.sha256], [content.length, expected]);
+      assert.equal(r.path, join(to, "maps.tar"));
+      assert.deepEqual(await Deno.readFile(r.path), content);
+      // Neither side knows the total while the stream crosses.
+      assert.deepEqual(sent.at(-1), { done: content.length });
+      assert.deepEqual(got.at(-1), { done: content.length });
+    } finally {
+      await pair.close();
+    }
+  });
+});
+
+Deno.test("an empty stream arrives as an empty file", async () => {
+  await withDirs(async (_from, to) => {
+    const { a, b } = fakeLinkPair();
+    const [s, r] = await Promise.all([
+      sendStream(a, pipeOf(new Uint8Array(), 100), { name: "nothing" }),
+      receiveFile(b, to),
+    ]);
+    assert.equal(s.size, 0);
+    assert.equal(r.size, 0);
+    assert.deepEqual(await Deno.readFile(join(to, "nothing")), new Uint8Array());
+  });
+});
+
+Deno.test("a stream that grows past the receiver's maxBytes is refused as it comes, the sender stops and no file is left", async () => {
+  await withDirs(async (_from, to) => {
+    // An endless source: a hostile or mistaken sender piping /dev/zero.
+    const endless: ByteSource & { reads: number } = {
+      reads: 0,
+      read(into) {
+        this.reads++;
+        into.fill(0);
+        return Promise.resolve(into.length);
+      },
+    };
+    // Over TCP: the session's back-pressure holds the sender to what the receiver takes.
+    const pair = await tcpPair();
+    try {
+      await Promise.all([
+        assert.rejects(
+          sendStream(pair.a, endless, { name: "zero", chunkBytes: 65536 }),
+          /receiver refused it \(more than the receiver accepts \(1048576 bytes\)\)/,
+        ),
+        assert.rejects(receiveFile(pair.b, to, { maxBytes: MiB }), /grew past maxBytes 1048576/),
+      ]);
+    } finally {
+      await pair.close();
+    }
+    // The sender stopped at the refusal: what it read is bounded by the buffers on the way
+    // (4 MiB unread in the session, the sockets' own), not endless.
+    assert.ok(endless.reads < 1024, `the sender read ${endless.reads} chunks of 64 KiB`);
+    assert.deepEqual(await listDir(to), []);
+  });
+});
+
+Deno.test("a stream whose end message claims another size than crossed is refused with EFRAME", async () => {
+  await withDirs(async (_from, to) => {
+    const { a, b } = fakeLinkPair({
+      tamperAtoB: (m) => {
+        if (m[0] !== 1) return m;
+        const control = JSON.parse(new TextDecoder().decode(m.subarray(1)));
+        if (control.kind !== "end") return m;
+        control.size += 1;
+        return new Uint8Array([1, ...new TextEncoder().encode(JSON.stringify(control))]);
+      },
+    });
+    const receiving = receiveFile(b, to);
+    await Promise.all([
+      assert.rejects(
+        sendStream(a, pipeOf(new Uint8Array(5000), 1000), { name: "x" }),
+        /receiver refused it/,
+      ),
+      rejectsWithCode(receiving, "EFRAME"),
+    ]);
+    assert.deepEqual(await listDir(to), []);
   });
 });

@@ -44,3 +44,11 @@ Deno.test("byte counts use binary units", () => {
   assert.equal(formatBytes(5 * 1024 ** 3), "5.0 GiB");
   assert.equal(formatBytes(-1), "? B");
 });
+
+Deno.test("a stream of unknown length shows bytes so far, rate and time, with no bar or ETA", () => {
+  assert.equal(
+    renderProgress({ done: 50 * MiB, elapsedMs: 2000 }),
+    "50.0 MiB so far  25.0 MiB/s  0:02",
+  );
+  assert.equal(renderProgress({ done: 0, elapsedMs: 0 }), "0 B so far  --/s  0:00");
+});

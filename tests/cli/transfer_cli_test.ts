@@ -84,3 +84,38 @@ for (const transport of ["tcp", "udp"] as const) {
     }
   });
 }
+
+Deno.test("send - sends what is piped in, under --name, to a peer standing by", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "mailpeer-files-" });
+  try {
+    await site(dir, "tcp");
+    const content = randomBytes(2_500_000);
+    await Deno.mkdir(join(dir, "inbox"));
+    const host = new Running(["host", "--config", "host.toml", "--json"], { cwd: dir });
+    try {
+      const bob = new Running(["receive", "inbox", "--config", "bob.toml", "--json"], {
+        cwd: dir,
+      });
+      await bob.waitFor((e) => e.event === "standby");
+      const alice = await mailpeer(
+        ["send", "-", "--name", "maps.tar", "--config", "alice.toml", "--json"],
+        { cwd: dir, stdin: content },
+      );
+      assert.equal(alice.code, 0, alice.stderr + alice.stdout);
+      const sent = events(alice.stdout).find((e) => e.event === "file-transferred");
+      assert.deepEqual([sent?.name, sent?.size], ["maps.tar", content.length]);
+      // A stream has no total: progress events count the bytes so far only.
+      const progress = events(alice.stdout).filter((e) => e.event === "transfer-progress");
+      assert.ok(progress.length > 0, alice.stdout);
+      assert.ok(progress.every((e) => e.total === undefined), JSON.stringify(progress));
+      assert.equal((await bob.status).code, 0, bob.stderr);
+      const got = bob.events.find((e) => e.event === "file-transferred");
+      assert.equal(got?.sha256, sent?.sha256);
+      assert.deepEqual(await Deno.readFile(join(dir, "inbox", "maps.tar")), content);
+    } finally {
+      await host.stop();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -3,9 +3,10 @@
 // terminals meet through the lab's TURN relay. While alice's file crosses, the lab switches
 // router B to another NAT type, keeping only the flows to the relay. Each terminal's next round
 // re-learns its mapping, tells the peer over the session, and probes: both move to the direct
-// path, and the file arrives whole. Ignored without the lab and a stack on its lab addresses;
+// path, and the file (a stream the test keeps flowing until the moves are done) arrives whole. Ignored without the lab and a stack on its lab addresses;
 // this file puts back port-restricted / port-restricted at the end.
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { Running } from "../support/cli.ts";
 import { labFor, natlab } from "../support/natlab.ts";
 import { makeSite } from "../support/site.ts";
@@ -27,21 +28,20 @@ const { lab: LAB, missing: MISSING } = labFor<Lab>({ mail: true });
 type Event = Record<string, unknown>;
 const of = (events: Event[], name: string) => events.filter((e) => e.event === name);
 
-const sha = async (bytes: Uint8Array<ArrayBuffer>) =>
-  Array.from(new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)))
-    .map((x) => x.toString(16).padStart(2, "0")).join("");
+const MiB = 1024 * 1024;
 
 /**
  * Symmetric × symmetric, relayed; router B switches to `to` once both ends are connected. With
  * `thenBack`, router B turns symmetric again once both moved: the direct path dies, and both
  * ends fall back to the relay.
+ *
+ * Alice sends a stream (`send -`) the test writes as fast as she takes it: it keeps flowing
+ * until both ends have made every move, then 16 MiB more cross the path they moved to, and only
+ * then does the stream end. So the moves happen mid-transfer by construction, however fast the
+ * machine moves bytes.
  */
-async function upgrade(to: string, size: number, thenBack = false): Promise<void> {
+async function upgrade(to: string, thenBack = false): Promise<void> {
   const lab = LAB!;
-  const content = new Uint8Array(size);
-  for (let at = 0; at < content.length; at += 65536) {
-    crypto.getRandomValues(content.subarray(at, at + 65536));
-  }
   const { coturn } = lab;
   const site = await makeSite({
     receive: "imap",
@@ -60,7 +60,6 @@ async function upgrade(to: string, size: number, thenBack = false): Promise<void
   });
   const env = { ...site.env, MP_TURN_PASSWORD: coturn.password, MAILPEER_LOG: "debug" };
   const opts = { cwd: site.dir, env };
-  await Deno.writeFile(`${site.dir}/big.bin`, content);
   await Deno.mkdir(`${site.dir}/inbox`);
   const host = new Running(["host", "--config", "host.toml", "--json"], opts);
   // A safety net only (a hung terminal must fail the test, not hang the suite); nothing is timed.
@@ -75,37 +74,56 @@ async function upgrade(to: string, size: number, thenBack = false): Promise<void
   let alice: Running | undefined;
   try {
     await bob.waitFor((e) => e.event === "standby");
-    alice = new Running(["send", "big.bin", "--config", "alice.toml", "--json"], {
-      ...opts,
-      netns: lab.hosts.a.ns,
-    });
+    const sender = new Running(
+      ["send", "-", "--name", "big.bin", "--config", "alice.toml", "--json"],
+      { ...opts, netns: lab.hosts.a.ns, stdin: "piped" },
+    );
+    alice = sender;
+    // The stream: random 1 MiB blocks, each written once alice took the one before.
+    const hash = createHash("sha256");
+    let written = 0;
+    let stopAt = Infinity;
+    const pumping = (async () => {
+      while (written < stopAt) {
+        const block = new Uint8Array(MiB);
+        for (let at = 0; at < MiB; at += 65536) {
+          crypto.getRandomValues(block.subarray(at, at + 65536));
+        }
+        hash.update(block);
+        await sender.write(block);
+        written += MiB;
+      }
+      await sender.endInput();
+    })();
+    pumping.catch(() => {}); // awaited below; a dead sender fails the awaits before that
+
     // On failure, both ends' events and logs: the other end is where the cause often is.
     const said = (who: Running) =>
-      [who, ...[alice!, bob].filter((x) => x !== who)]
+      [who, ...[sender, bob].filter((x) => x !== who)]
         .map((x) =>
           `${JSON.stringify(x.events.filter((e) => e.event !== "transfer-progress"))} ${x.stderr}`
         )
         .join("\n---\n");
-    const connected = await Promise.all([
-      alice.waitFor((e) => e.event === "connected"),
-      bob.waitFor((e) => e.event === "connected"),
-    ]).catch((err) => {
-      throw new Error(`${err.message}\nalice: ${said(alice!)}\nbob: ${said(bob)}`);
-    });
-    assert.deepEqual(connected.map((e) => e.path), ["relayed", "relayed"], said(alice));
+    const both = (pred: (e: Event) => boolean) =>
+      Promise.all([sender.waitFor(pred), bob.waitFor(pred)]).catch((err) => {
+        throw new Error(`${err.message}\nalice: ${said(sender)}\nbob: ${said(bob)}`);
+      });
+    const connected = await both((e) => e.event === "connected");
+    assert.deepEqual(connected.map((e) => e.path), ["relayed", "relayed"], said(sender));
     // The NAT of router B changes under the running session.
     await natlab("switch", "rtb", to);
+    await both((e) => e.event === "path-changed" && e.path === "punched");
     if (thenBack) {
-      await Promise.all([
-        alice.waitFor((e) => e.event === "path-changed"),
-        bob.waitFor((e) => e.event === "path-changed"),
-      ]);
       await natlab("switch", "rtb", "symmetric");
+      await both((e) => e.event === "path-changed" && e.path === "relayed");
     }
-    const [aliceEnd, bobEnd] = await Promise.all([alice.status, bob.status]);
-    assert.equal(aliceEnd.code, 0, said(alice));
+    const movedAt = written;
+    stopAt = written + 16 * MiB;
+    await pumping;
+    const [aliceEnd, bobEnd] = await Promise.all([sender.status, bob.status]);
+    assert.equal(aliceEnd.code, 0, said(sender));
     assert.equal(bobEnd.code, 0, said(bob));
-    for (const who of [alice, bob] as const) {
+    for (const who of [sender, bob] as const) {
       const moved = of(who.events, "path-changed");
       assert.equal(moved.length, thenBack ? 2 : 1, said(who));
       if (thenBack) {
@@ -115,20 +133,18 @@ async function upgrade(to: string, size: number, thenBack = false): Promise<void
       assert.equal(moved[0]!.from, "relayed");
       assert.equal(moved[0]!.path, "punched", said(who));
       // The peer's side of the new path is its router's WAN address, not the relay.
-      const wan: string = who === alice ? lab.routers.rtb.wan : lab.routers.rta.wan;
+      const wan: string = who === sender ? lab.routers.rtb.wan : lab.routers.rta.wan;
       assert.equal((moved[0]!.remote as { address: string }).address, wan, said(who));
     }
-    // The moves came while the file was crossing, and not a byte was lost.
-    const events = alice.events.map((e) => e.event);
-    assert.ok(
-      events.lastIndexOf("path-changed") < events.indexOf("file-transferred"),
-      `alice moved after the transfer: ${events.join(", ")}`,
-    );
-    const sent = of(alice.events, "file-transferred")[0];
+    // Not a byte was lost: what crossed before, during and after the moves arrived in order.
+    const sent = of(sender.events, "file-transferred")[0];
     const got = of(bob.events, "file-transferred")[0];
-    assert.equal(sent?.size, content.length);
-    assert.equal(got?.sha256, await sha(content));
-    assert.equal(await sha(await Deno.readFile(`${site.dir}/inbox/big.bin`)), got?.sha256);
+    assert.ok(movedAt > 0 && written === movedAt + 16 * MiB, `${movedAt} then ${written} bytes`);
+    assert.equal(sent?.size, written);
+    const sha256 = hash.digest("hex");
+    assert.equal(got?.sha256, sha256);
+    const stored = createHash("sha256").update(await Deno.readFile(`${site.dir}/inbox/big.bin`));
+    assert.equal(stored.digest("hex"), sha256);
   } finally {
     clearTimeout(guard);
     await alice?.stop();
@@ -153,7 +169,7 @@ for (
     async fn() {
       await natlab("setnat", "symmetric", "symmetric");
       try {
-        await upgrade(to, 64 * 1024 * 1024);
+        await upgrade(to);
       } finally {
         await natlab("setnat", "port-restricted", "port-restricted");
       }
@@ -171,7 +187,7 @@ Deno.test({
   async fn() {
     await natlab("setnat", "symmetric", "symmetric");
     try {
-      await upgrade("restricted", 64 * 1024 * 1024, true);
+      await upgrade("restricted", true);
     } finally {
       await natlab("setnat", "port-restricted", "port-restricted");
     }

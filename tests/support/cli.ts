@@ -14,7 +14,8 @@ export interface RunOptions {
   cwd?: string;
   /** Run inside this network namespace (`ip netns exec`, as root): a NAT lab terminal. */
   netns?: string;
-  stdin?: string;
+  /** `mailpeer`: what the command reads on stdin. `Running`: "piped" to write it as it runs. */
+  stdin?: string | Uint8Array | "piped";
   env?: Record<string, string>;
 }
 
@@ -37,7 +38,8 @@ export async function mailpeer(args: string[], options: RunOptions = {}) {
   const child = command(args, options, options.stdin !== undefined).spawn();
   if (options.stdin !== undefined) {
     const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(options.stdin));
+    const input = options.stdin;
+    await w.write(typeof input === "string" ? new TextEncoder().encode(input) : input);
     await w.close();
   }
   const out = await child.output();
@@ -62,9 +64,11 @@ export class Running {
   readonly #listeners = new Set<(e: Record<string, unknown>) => void>();
   stderr = "";
   readonly status: Promise<Deno.CommandStatus>;
+  readonly #input: WritableStreamDefaultWriter<Uint8Array> | undefined;
 
   constructor(args: string[], options: RunOptions = {}) {
-    this.#child = command(args, options, false).spawn();
+    this.#child = command(args, options, options.stdin === "piped").spawn();
+    this.#input = options.stdin === "piped" ? this.#child.stdin.getWriter() : undefined;
     this.#reading = Promise.all([this.#readEvents(), this.#readStderr()]).then(() => {});
     this.status = this.#reading.then(() => this.#child.status);
   }
@@ -95,6 +99,20 @@ export class Running {
     for await (const chunk of this.#child.stderr.pipeThrough(new TextDecoderStream())) {
       this.stderr += chunk;
     }
+  }
+
+  /**
+   * Writes to the process's stdin (started with `stdin: "piped"`); resolves once the pipe took
+   * the bytes, so a process that reads slowly slows the writer down.
+   */
+  async write(bytes: Uint8Array): Promise<void> {
+    if (!this.#input) throw new Error('write() needs a process started with stdin: "piped"');
+    await this.#input.write(bytes);
+  }
+
+  /** Closes the process's stdin: the end of what it reads. */
+  async endInput(): Promise<void> {
+    await this.#input?.close();
   }
 
   /** Calls `listener` with every event from now on; returns the function that stops it. */
