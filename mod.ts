@@ -137,18 +137,18 @@ export type {
   OutgoingMail,
   SubjectMatch,
 } from "./src/mail/types.ts";
-export { MaildirPostOffice } from "./src/mail/maildir_post_office.ts";
-export { MaildirSender } from "./src/mail/maildir_sender.ts";
-export { MaildirSource } from "./src/mail/maildir_source.ts";
-export { SmtpSender, type SmtpServerOptions } from "./src/mail/smtp_sender.ts";
-export { ImapSource } from "./src/mail/imap_source.ts";
-export { type Pop3ServerOptions, Pop3Source } from "./src/mail/pop3_source.ts";
+export { MaildirPostOffice } from "./src/mail/maildir/post_office.ts";
+export { MaildirSender } from "./src/mail/maildir/sender.ts";
+export { MaildirSource } from "./src/mail/maildir/source.ts";
+export { SmtpSender, type SmtpServerOptions } from "./src/mail/smtp/sender.ts";
+export { ImapSource } from "./src/mail/imap/source.ts";
+export { type Pop3ServerOptions, Pop3Source } from "./src/mail/pop3/source.ts";
 
 export type { PeerRow, TableStore } from "./src/host/types.ts";
 export { Host } from "./src/host/host.ts";
-export { type HostOptions, type HostPassResult } from "./src/host/host_options.ts";
-export { JsonFileStore } from "./src/host/json_file_store.ts";
-export { MemoryStore } from "./src/host/memory_store.ts";
+export { type HostOptions, type HostPassResult } from "./src/host/host.ts";
+export { JsonFileStore } from "./src/host/store/json_file_store.ts";
+export { MemoryStore } from "./src/host/store/memory_store.ts";
 
 export type { PeerLink, PeerListener, PeerTransport, ReceiveOptions } from "./src/peer/types.ts";
 export { TcpTransport } from "./src/peer/tcp_transport.ts";

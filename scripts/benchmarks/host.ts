@@ -172,7 +172,7 @@ async function hostMode(site: Site, mode: Mode, processes: number): Promise<Mode
   const delivered = await untilDelivered(ALICE, `[mailpeer] ${network} reply`, N, 60_000);
   if (delivered !== N) errors.push(`alice got ${delivered} replies for ${N} requests`);
   if (processes > 1 && redisUrl) {
-    const { RedisStore } = await import("../../src/host/redis_store.ts");
+    const { RedisStore } = await import("../../src/host/store/redis_store.ts");
     const store = new RedisStore(redisUrl, { key });
     await store.update(() => ({ rows: [], result: undefined })).catch(() => {});
     await store.close();

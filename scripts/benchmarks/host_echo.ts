@@ -8,7 +8,7 @@
  * @module
  */
 import process from "node:process";
-import { SmtpSender } from "../../src/mail/smtp_sender.ts";
+import { SmtpSender } from "../../src/mail/smtp/sender.ts";
 import { ALICE, HOST } from "./host_site.ts";
 import { now, RawBox, smtpFor } from "./rendezvous_stack.ts";
 

@@ -14,8 +14,8 @@ import { loadHostKeys, openSender, openSource, openStore } from "../../src/cli/w
 import { hostPolicyOf } from "../../src/cli/host.ts";
 import type { TableStore } from "../../src/host/types.ts";
 import type { MailSender, MailSource } from "../../src/mail/types.ts";
-import { composeMail } from "../../src/mail/compose.ts";
-import { parseMail } from "../../src/mail/parse.ts";
+import { composeMail } from "../../src/mail/rfc5322/compose.ts";
+import { parseMail } from "../../src/mail/rfc5322/parse.ts";
 import { dearmorAll } from "../../src/message/armor.ts";
 import { openRequest, sealReply, sealRequest } from "../../src/message/block.ts";
 import { formatHostCard } from "../../src/message/host_card.ts";

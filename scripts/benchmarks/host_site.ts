@@ -7,7 +7,7 @@
  * @module
  */
 import { join } from "node:path";
-import { SmtpSender } from "../../src/mail/smtp_sender.ts";
+import { SmtpSender } from "../../src/mail/smtp/sender.ts";
 import { sealRequest } from "../../src/message/block.ts";
 import { formatHostCard, type HostCard } from "../../src/message/host_card.ts";
 import {

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { ImapSource } from "../../src/mail/imap_source.ts";
+import { ImapSource } from "../../src/mail/imap/source.ts";
 import { account } from "../../tests/support/mailstack.ts";
 import { makeSite } from "../../tests/support/site.ts";
 import { deleteMessages } from "../../tests/support/stack_mail.ts";

@@ -15,9 +15,9 @@
 import type { MailpeerEvent } from "../../src/events.ts";
 import type { Logger } from "../../src/log.ts";
 import { Host } from "../../src/host/host.ts";
-import { MemoryStore } from "../../src/host/memory_store.ts";
-import { ImapSource } from "../../src/mail/imap_source.ts";
-import { SmtpSender } from "../../src/mail/smtp_sender.ts";
+import { MemoryStore } from "../../src/host/store/memory_store.ts";
+import { ImapSource } from "../../src/mail/imap/source.ts";
+import { SmtpSender } from "../../src/mail/smtp/sender.ts";
 import { subjectFor } from "../../src/message/mail_text.ts";
 import type { HostKeys } from "../../src/message/key_file.ts";
 import { type Mark, TimedSource } from "./rendezvous_mailpeer.ts";

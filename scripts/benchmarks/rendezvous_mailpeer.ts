@@ -9,8 +9,8 @@
  */
 import type { MailpeerEvent } from "../../src/events.ts";
 import type { Logger } from "../../src/log.ts";
-import { ImapSource } from "../../src/mail/imap_source.ts";
-import { SmtpSender } from "../../src/mail/smtp_sender.ts";
+import { ImapSource } from "../../src/mail/imap/source.ts";
+import { SmtpSender } from "../../src/mail/smtp/sender.ts";
 import type {
   MailRef,
   MailSender,

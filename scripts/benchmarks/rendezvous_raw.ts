@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { SmtpSender } from "../../src/mail/smtp_sender.ts";
+import { SmtpSender } from "../../src/mail/smtp/sender.ts";
 import { now, RawBox, sleep, smtpFor } from "./rendezvous_stack.ts";
 
 const ALICE = "alice@a.test";

@@ -6,8 +6,8 @@
  * @module
  */
 import { ImapFlow } from "imapflow";
-import type { ImapServerOptions } from "../../src/mail/imap_connect.ts";
-import type { SmtpServerOptions } from "../../src/mail/smtp_sender.ts";
+import type { ImapServerOptions } from "../../src/mail/imap/connect.ts";
+import type { SmtpServerOptions } from "../../src/mail/smtp/sender.ts";
 import { loadStack, type Stack } from "../../tests/support/mailstack.ts";
 
 /** Milliseconds on the monotonic clock. */

@@ -20,7 +20,7 @@
  */
 import { dirname, join } from "node:path";
 import { admit, nextHistory } from "../../src/host/admission.ts";
-import { JsonFileStore } from "../../src/host/json_file_store.ts";
+import { JsonFileStore } from "../../src/host/store/json_file_store.ts";
 import { DEFAULT_TABLE_POLICY, expireRows, selectPeers, upsertRow } from "../../src/host/table.ts";
 import type { PeerRow } from "../../src/host/types.ts";
 import { RATE_WINDOW_MS } from "../../src/limits.ts";

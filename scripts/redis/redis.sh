@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # redis.sh — a throwaway Redis (Debian's redis-server) on 127.0.0.1 for mailpeer's shared-store
-# tests (src/host/redis_store.ts).
+# tests (src/host/store/redis_store.ts).
 #
 #   redis.sh install              install the redis-server package when missing (not started)
 #   redis.sh start [STATE_DIR]    start redis-server on loopback (idempotent)

@@ -8,11 +8,11 @@ import { Command } from "@commander-js/extra-typings";
 import type { Config, HostConfig } from "../config/config_schema.ts";
 import { parseDuration } from "../duration.ts";
 import { ConfigError, HostError } from "../errors.ts";
-import { withFileLock } from "../host/file_lock.ts";
+import { withFileLock } from "../host/store/file_lock.ts";
 import { HOST_RUN_LOCK_WAIT_MS } from "../limits.ts";
 import type { EventSink } from "../events.ts";
 import { Host } from "../host/host.ts";
-import type { HostOptions } from "../host/host_options.ts";
+import type { HostOptions } from "../host/host.ts";
 import { cliSink } from "./output.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import {
@@ -23,9 +23,9 @@ import {
   openStore,
   parseHostCards,
 } from "./wire.ts";
-import { JsonFileHostDirectory } from "../host/host_directory.ts";
-import { SyncAgent } from "../host/sync_agent.ts";
-import { Representative } from "../host/representative.ts";
+import { JsonFileHostDirectory } from "../host/pool/host_directory.ts";
+import { SyncAgent } from "../host/pool/sync_agent.ts";
+import { Representative } from "../host/pool/representative.ts";
 import { hostCardOf } from "../message/key_file.ts";
 import type { MailRef } from "../mail/types.ts";
 import { preflight } from "./preflight.ts";

@@ -48,11 +48,11 @@ async function serverOptions(config: ServerConfig, what: string) {
 export async function openSender(config: SendConfig): Promise<MailSender> {
   switch (config.kind) {
     case "local": {
-      const { MaildirSender } = await import("../mail/maildir_sender.ts");
+      const { MaildirSender } = await import("../mail/maildir/sender.ts");
       return new MaildirSender(config.postOffice);
     }
     case "smtp": {
-      const { SmtpSender } = await import("../mail/smtp_sender.ts");
+      const { SmtpSender } = await import("../mail/smtp/sender.ts");
       return new SmtpSender(await serverOptions(config, `SMTP password of ${config.user}`), {
         configKey: config.section,
       });
@@ -63,14 +63,14 @@ export async function openSender(config: SendConfig): Promise<MailSender> {
 /**
  * For a cron run (`host --once`): whether the host's IMAP mailbox certainly holds no mailpeer
  * mail of `network`, found with a quick read-only search before imapflow is loaded (see
- * src/mail/imap_probe.ts). False when it may hold some, or when the probe cannot tell.
+ * src/mail/imap/probe.ts). False when it may hold some, or when the probe cannot tell.
  */
 export async function imapCertainlyEmpty(
   config: ReceiveConfig,
   network: string,
 ): Promise<boolean> {
   if (config.kind !== "imap") return false;
-  const { probeImap } = await import("../mail/imap_probe.ts");
+  const { probeImap } = await import("../mail/imap/probe.ts");
   const server = await serverOptions(config, `IMAP password of ${config.user}`);
   const found = await probeImap({ ...server, password: server.password ?? "" }, {
     mailbox: config.mailbox,
@@ -95,11 +95,11 @@ export async function openSource(
   const { configKey, readAhead = true, ...sourceOptions } = options;
   switch (config.kind) {
     case "local": {
-      const { MaildirSource } = await import("../mail/maildir_source.ts");
+      const { MaildirSource } = await import("../mail/maildir/source.ts");
       return new MaildirSource(config.maildir, sourceOptions);
     }
     case "imap": {
-      const { ImapSource } = await import("../mail/imap_source.ts");
+      const { ImapSource } = await import("../mail/imap/source.ts");
       const server = await serverOptions(config, `IMAP password of ${config.user}`);
       return new ImapSource({ ...server, password: server.password ?? "" }, {
         mailbox: config.mailbox,
@@ -111,7 +111,7 @@ export async function openSource(
       });
     }
     case "pop3": {
-      const { Pop3Source } = await import("../mail/pop3_source.ts");
+      const { Pop3Source } = await import("../mail/pop3/source.ts");
       const server = await serverOptions(config, `POP3 password of ${config.user}`);
       return new Pop3Source({ ...server, password: server.password ?? "" }, {
         ...sourceOptions,
@@ -197,9 +197,9 @@ export function parseHostCards(cards: string[], key = "terminal.hosts"): HostCar
 /** Opens the host's control table: the JSON file, or the shared Redis when configured. */
 export async function openStore(host: Pick<HostConfig, "table" | "store">): Promise<TableStore> {
   if (host.store.kind === "redis") {
-    const { RedisStore } = await import("../host/redis_store.ts");
+    const { RedisStore } = await import("../host/store/redis_store.ts");
     return new RedisStore(host.store.url, { key: host.store.key });
   }
-  const { JsonFileStore } = await import("../host/json_file_store.ts");
+  const { JsonFileStore } = await import("../host/store/json_file_store.ts");
   return new JsonFileStore(host.table);
 }

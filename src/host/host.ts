@@ -7,22 +7,30 @@
  * @module
  */
 import { isMailpeerError, MailError } from "../errors.ts";
-import { silentSink } from "../events.ts";
+import { type EventSink, silentSink } from "../events.ts";
 import {
   CLAIM_RECOVERY_MS,
+  DEFAULT_NEW_ROWS_PER_HOUR,
+  DEFAULT_REQUESTS_PER_HOUR,
+  DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
+  DEFAULT_REQUESTS_PER_USER_PER_HOUR,
   HOST_BATCH_SIZE,
   HOST_REPLY_CONCURRENCY,
   INTRODUCTIONS_PER_HOUR,
   INTRODUCTIONS_PER_TARGET_PER_HOUR,
+  MAX_BLOCK_BYTES,
+  MAX_MAIL_BYTES,
   MAX_REMEMBERED_REPLIES,
   PUNCH_WINDOW_DELAY_MS,
   PUNCH_WINDOW_MS,
   RATE_WINDOW_MS,
   REPEAT_REPLY_WINDOW_MS,
 } from "../limits.ts";
-import { silentLogger } from "../log.ts";
+import { type Logger, silentLogger } from "../log.ts";
 import {
   type MailRef,
+  type MailSender,
+  type MailSource,
   matchesSubject,
   type OutgoingMail,
   type SubjectMatch,
@@ -32,18 +40,12 @@ import { sealReply } from "../message/block.ts";
 import { candidatesOf } from "../message/candidate.ts";
 import { sealIntroduction } from "../message/introduction.ts";
 import { bodyFor, type MailKind, subjectFor } from "../message/mail_text.ts";
-import { systemClock } from "../runtime.ts";
+import type { HostKeys } from "../message/key_file.ts";
+import { type Clock, systemClock } from "../runtime.ts";
 import { planIntroductions, type PlannedIntroduction } from "./introductions.ts";
 import { applyNotices } from "./notice_admission.ts";
 import { DEFAULT_TABLE_POLICY, reachableOn, type TablePolicy, transportsOf } from "./table.ts";
-import type { PeerRow } from "./types.ts";
-import {
-  DEFAULT_HOST_LIMITS,
-  type HostLimits,
-  type HostOptions,
-  type HostPassResult,
-  type HostStep,
-} from "./host_options.ts";
+import type { PeerRow, TableStore } from "./types.ts";
 import {
   applyRequests,
   type CheckContext,
@@ -533,4 +535,87 @@ export class Host {
       throw err;
     }
   }
+}
+
+/** What one pass over the mailbox did. */
+export interface HostPassResult {
+  answered: number;
+  notices: number;
+  quarantined: number;
+  stale: number;
+}
+
+/** Everything a host needs. */
+export interface HostOptions {
+  keys: HostKeys;
+  network: string;
+  source: MailSource;
+  sender: MailSender;
+  store: TableStore;
+  /** Subject matching mode; default `exact`. */
+  subjectMatch?: SubjectMatch["mode"];
+  /** Table capacity, expiry and peers per reply; defaults from limits.ts. */
+  policy?: Partial<TablePolicy>;
+  /** Limits against hostile input; defaults from limits.ts. */
+  limits?: Partial<HostLimits>;
+  /** Accept loopback, private and link-local peer addresses (a LAN party); default false. */
+  allowPrivateAddresses?: boolean;
+  /**
+   * Answer only mail whose sender the host's own mail server verified (SPF or DKIM pass in an
+   * `Authentication-Results` header with this authserv-id, RFC 8601); default: not required.
+   */
+  requireVerifiedSender?: { authservId: string };
+  /** Called after each step of processing a mail (fault injection, tracing). */
+  onStep?: (step: HostStep) => void | Promise<void>;
+  /**
+   * Several host processes read this mailbox: claim each mail before processing it (IMAP,
+   * Maildir), and put back mail claimed by a process that died. Default false.
+   */
+  sharedMailbox?: boolean;
+  /** Told the host cards of every answered request, so the host learns of its pool. */
+  learnHosts?: (cards: string[]) => Promise<unknown>;
+  /**
+   * Most mails handled together: fetched and checked, saved in one table update, answered,
+   * then deleted at once. A crash repeats at most one batch's replies. Default
+   * HOST_BATCH_SIZE.
+   */
+  batchSize?: number;
+  /** Replies sent at the same time; default HOST_REPLY_CONCURRENCY (the SMTP pool's size). */
+  replyConcurrency?: number;
+  /** Where a process on a shared mailbox starts in the listing; default `Math.random`. */
+  random?: () => number;
+  clock?: Clock;
+  onEvent?: EventSink;
+  logger?: Logger;
+}
+
+/** Limits against hostile input. */
+export interface HostLimits {
+  maxMailBytes: number;
+  maxBlockBytes: number;
+  requestsPerUserPerHour: number;
+  requestsPerSenderPerHour: number;
+  /** Requests answered per hour over all users and senders. */
+  requestsPerHour: number;
+  /** New user ids (rows) the network may gain per hour. */
+  newRowsPerHour: number;
+}
+
+/** The defaults of {@link HostLimits}. */
+export const DEFAULT_HOST_LIMITS: Readonly<HostLimits> = Object.freeze({
+  maxMailBytes: MAX_MAIL_BYTES,
+  maxBlockBytes: MAX_BLOCK_BYTES,
+  requestsPerUserPerHour: DEFAULT_REQUESTS_PER_USER_PER_HOUR,
+  requestsPerSenderPerHour: DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
+  requestsPerHour: DEFAULT_REQUESTS_PER_HOUR,
+  newRowsPerHour: DEFAULT_NEW_ROWS_PER_HOUR,
+});
+
+/** A step of processing one mail, in order: the table is saved before the reply is sent, and
+ * the mail deleted only after that. */
+export interface HostStep {
+  step: "fetched" | "table-saved" | "reply-sent" | "deleted";
+  kind: "request" | "notice";
+  /** The mail's id in the source. */
+  id: string;
 }

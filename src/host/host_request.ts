@@ -9,8 +9,8 @@
  */
 import { MailError, MessageError } from "../errors.ts";
 import { MAX_CLOCK_SKEW_MS, MAX_HOST_CARDS } from "../limits.ts";
-import { headerValues } from "../mail/header_values.ts";
-import { parseMail } from "../mail/parse.ts";
+import { headerValues } from "../mail/rfc5322/header_values.ts";
+import { parseMail } from "../mail/rfc5322/parse.ts";
 import type { ParsedMail } from "../mail/types.ts";
 import type { MailRef } from "../mail/types.ts";
 import { dearmorAll } from "../message/armor.ts";
@@ -19,7 +19,7 @@ import { blockKindOf, openNotice } from "../message/block.ts";
 import { candidatesOf } from "../message/candidate.ts";
 import { emailProblem } from "../message/host_card.ts";
 import type { HostKeys } from "../message/key_file.ts";
-import { openRequestWithProof } from "../message/request_proof.ts";
+import { openRequestWithProof } from "./pool/request_proof.ts";
 import type { NoticePayload, PeerEntry, RequestPayload, RequestProof } from "../message/types.ts";
 import { endpointProblem } from "./address_policy.ts";
 import { admit, nextHistory, type RateLimits } from "./admission.ts";

@@ -48,7 +48,7 @@ export interface PeerRow {
   /**
    * The terminal's signed request behind the row (base64url: request body, signature, the
    * X25519 key of the host it was sealed to): travels in sync snapshots so other hosts can
-   * check it (request_proof.ts). Rows without one are not synced.
+   * check it (host/pool/request_proof.ts). Rows without one are not synced.
    */
   proof?: { body: string; signature: string; recipient: string };
   /** When this user id's row was made (its first request under this key), ms since the epoch. */

@@ -110,7 +110,7 @@ export interface MailSource {
   close(): Promise<void>;
 }
 
-/** The parts of a mail that mailpeer reads (`parseMail` in parse.ts makes it). */
+/** The parts of a mail that mailpeer reads (`parseMail` in mail/rfc5322/parse.ts makes it). */
 export interface ParsedMail {
   /** Decoded subject; empty when absent. */
   subject: string;

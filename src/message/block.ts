@@ -265,7 +265,7 @@ export async function openRequest(block: Uint8Array, hostKeys: HostKeys): Promis
 /**
  * Decodes an opened request body and checks the terminal's signature over it (as sealed to
  * `recipient`, the host's X25519 public key): the one check behind {@link openRequest} and a
- * synced row's proof (request_proof.ts).
+ * synced row's proof (host/pool/request_proof.ts).
  *
  * @throws {MessageError} `EPAYLOAD` for a bad body, `ESIGNATURE` when the identity key it
  * carries did not sign it.

@@ -1,7 +1,7 @@
 /**
  * The text and address rules of the wire format: what makes a user id, a network id, an IPv4
  * or an IPv6 literal valid. Pure functions, shared by the payload codecs (codec.ts,
- * sync_payload.ts), key files and mail subjects.
+ * host/pool/sync_payload.ts), key files and mail subjects.
  *
  * @module
  */

@@ -143,7 +143,7 @@ export interface NoticePayload {
   failed: { userId: string; endpoint?: Endpoint; reason: string }[];
 }
 
-/** The signed request behind a control table row (request_proof.ts checks it). */
+/** The signed request behind a control table row (host/pool/request_proof.ts checks it). */
 export interface RequestProof {
   /** The request payload as the terminal encoded it (codec bytes). */
   body: Uint8Array;

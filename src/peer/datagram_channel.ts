@@ -36,12 +36,12 @@ import { PeerError } from "../errors.ts";
 import { MAX_COOKIE_ROUNDS, MAX_HELD_CONTROL_FRAMES } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
 import type { Backoff, Clock } from "../runtime.ts";
-import { decodeCookie, encodeConnectWithCookie } from "./frame_bodies.ts";
+import { decodeCookie, encodeConnectWithCookie } from "./frame.ts";
 import { encodeDatagram, type Frame, FrameType } from "./frame.ts";
 import type { SessionCipher } from "./session_crypto.ts";
 import type { FrameChannel } from "./types.ts";
 import { isPathFrame, type LinkPath, type PathFrameType } from "./link_paths.ts";
-import { PATH_ID_BYTES } from "./frame_bodies.ts";
+import { PATH_ID_BYTES } from "./frame.ts";
 
 /** Frames sealed under the session keys once the handshake is done. */
 const CONTROL_TYPES: ReadonlySet<FrameType> = new Set([

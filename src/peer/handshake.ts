@@ -35,7 +35,7 @@ import {
   encodeConnectAckFields,
   encodeDisconnect,
   NONCE_BYTES,
-} from "./frame_bodies.ts";
+} from "./frame.ts";
 import { type Frame, FrameType } from "./frame.ts";
 import { deriveSessionKeys, SessionCipher } from "./session_crypto.ts";
 import type { FrameChannel, PeerIdentity } from "./types.ts";

@@ -53,7 +53,7 @@ import {
   encodePathProbe,
   PATH_ID_BYTES,
   PATH_TOKEN_BYTES,
-} from "./frame_bodies.ts";
+} from "./frame.ts";
 import { FrameType } from "./frame.ts";
 
 /** How a peer's datagrams reach a listener: straight to its socket, or through its relay. */

@@ -38,7 +38,7 @@ import {
 import { concatBytes } from "../message/base64.ts";
 import type { Endpoint, TransportKind } from "../message/types.ts";
 import { type Clock, systemClock } from "../runtime.ts";
-import { decodeStreamAck, encodeDisconnect, encodeStreamAck } from "./frame_bodies.ts";
+import { decodeStreamAck, encodeDisconnect, encodeStreamAck } from "./frame.ts";
 import { FrameType } from "./frame.ts";
 import { ReliableReceiver, ReliableSender } from "./reliable_stream.ts";
 import type { SessionCipher } from "./session_crypto.ts";

@@ -25,7 +25,7 @@ import { type Clock, systemClock } from "../runtime.ts";
 import { concatBytes } from "../message/base64.ts";
 import type { Endpoint, TransportKind } from "../message/types.ts";
 import { TAG_BYTES } from "./aes_gcm.ts";
-import { encodeDisconnect } from "./frame_bodies.ts";
+import { encodeDisconnect } from "./frame.ts";
 import {
   type Frame,
   FRAME_HEADER_BYTES,

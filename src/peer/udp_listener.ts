@@ -28,7 +28,7 @@ import { ConnectCookies } from "./connect_cookie.ts";
 import type { Endpoint } from "../message/types.ts";
 import type { Backoff, Clock, RandomSource } from "../runtime.ts";
 import { DatagramFrameChannel } from "./datagram_channel.ts";
-import { type ConnectWithCookie, decodeConnectWithCookie, encodeCookie } from "./frame_bodies.ts";
+import { type ConnectWithCookie, decodeConnectWithCookie, encodeCookie } from "./frame.ts";
 import { decodeDatagram, encodeDatagram, type Frame, FrameType } from "./frame.ts";
 import { initiateHandshake, respondHandshake } from "./handshake.ts";
 import { Handoff } from "./handoff.ts";
@@ -52,7 +52,7 @@ import {
   pathKey,
   type Route,
 } from "./link_paths.ts";
-import { PATH_ID_BYTES } from "./frame_bodies.ts";
+import { PATH_ID_BYTES } from "./frame.ts";
 
 /** `UdpTransportOptions` with their defaults applied, shared by connect and listeners. */
 export interface UdpSettings {

@@ -46,7 +46,7 @@ import {
   PUNCH_STAGGER_MS,
 } from "../limits.ts";
 import { type Backoff, type Clock, type RandomSource, systemRandom } from "../runtime.ts";
-import { encodeConnect, NONCE_BYTES } from "./frame_bodies.ts";
+import { encodeConnect, NONCE_BYTES } from "./frame.ts";
 import { encodeDatagram, FrameType } from "./frame.ts";
 import type {
   CandidateKind,

@@ -12,7 +12,7 @@ import { isMailpeerError, MailError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
 import { MAX_TERMINAL_MAIL_BYTES } from "../limits.ts";
 import type { Logger } from "../log.ts";
-import { parseMail } from "../mail/parse.ts";
+import { parseMail } from "../mail/rfc5322/parse.ts";
 import type { MailRef, MailSource, SubjectMatch } from "../mail/types.ts";
 import { dearmor } from "../message/armor.ts";
 import type { HostCard } from "../message/host_card.ts";

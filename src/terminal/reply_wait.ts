@@ -12,7 +12,7 @@ import type { EventSink } from "../events.ts";
 import { formatDuration } from "../duration.ts";
 import { MAX_TERMINAL_MAIL_BYTES, WAITING_REPORT_MS } from "../limits.ts";
 import type { Logger } from "../log.ts";
-import { parseMail } from "../mail/parse.ts";
+import { parseMail } from "../mail/rfc5322/parse.ts";
 import type { MailRef, MailSource, SubjectMatch } from "../mail/types.ts";
 import { dearmor } from "../message/armor.ts";
 import { openReply } from "../message/block.ts";

@@ -5,10 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { MaildirPostOffice } from "../../src/mail/maildir_post_office.ts";
-import { MaildirSender } from "../../src/mail/maildir_sender.ts";
-import { MaildirSource } from "../../src/mail/maildir_source.ts";
-import { parseMail } from "../../src/mail/parse.ts";
+import { MaildirPostOffice } from "../../src/mail/maildir/post_office.ts";
+import { MaildirSender } from "../../src/mail/maildir/sender.ts";
+import { MaildirSource } from "../../src/mail/maildir/source.ts";
+import { parseMail } from "../../src/mail/rfc5322/parse.ts";
 import { dearmor } from "../../src/message/armor.ts";
 import { toBase64Url } from "../../src/message/base64.ts";
 import { openReply, sealRequest } from "../../src/message/block.ts";

@@ -14,7 +14,7 @@
 import assert from "node:assert/strict";
 import { MAX_BLOCK_BYTES } from "../../src/limits.ts";
 import { armor, dearmor } from "../../src/message/armor.ts";
-import { parseMail } from "../../src/mail/parse.ts";
+import { parseMail } from "../../src/mail/rfc5322/parse.ts";
 import type { ParsedMail } from "../../src/mail/types.ts";
 import type { MailSender, OutgoingMail } from "../../src/mail/types.ts";
 

@@ -11,7 +11,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { composeMail } from "../../src/mail/compose.ts";
+import { composeMail } from "../../src/mail/rfc5322/compose.ts";
 import type { MailRef, MailSource, SubjectMatch } from "../../src/mail/types.ts";
 
 /** A fresh, empty mailbox read by `source`; `deliver` puts raw mail into it. */

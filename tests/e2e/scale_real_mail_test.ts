@@ -163,7 +163,7 @@ Deno.test({
       await assertAnsweredOnce(site.network, 500);
     } finally {
       await Promise.all(processes.map((p) => p.stop()));
-      const { RedisStore } = await import("../../src/host/redis_store.ts");
+      const { RedisStore } = await import("../../src/host/store/redis_store.ts");
       const store = new RedisStore(REDIS_URL!, { key });
       await store.update(() => ({ rows: [], result: undefined })).catch(() => {});
       await store.close();

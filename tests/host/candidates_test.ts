@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { candidatePriority, endpointsOf } from "../../src/message/candidate.ts";
 import { validateRows } from "../../src/host/table.ts";
-import { JsonFileStore } from "../../src/host/json_file_store.ts";
+import { JsonFileStore } from "../../src/host/store/json_file_store.ts";
 import type { Candidate } from "../../src/message/types.ts";
 import { World } from "../support/world.ts";
 

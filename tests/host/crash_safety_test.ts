@@ -6,9 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { JsonFileStore } from "../../src/host/json_file_store.ts";
+import { JsonFileStore } from "../../src/host/store/json_file_store.ts";
 import { HOST_REPLY_CONCURRENCY } from "../../src/limits.ts";
-import type { HostStep } from "../../src/host/host_options.ts";
+import type { HostStep } from "../../src/host/host.ts";
 import { toBase64Url } from "../../src/message/base64.ts";
 import { encodeHostKeys } from "../../src/message/key_file.ts";
 import { type Player, World } from "../support/world.ts";

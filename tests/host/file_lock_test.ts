@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { isMailpeerError } from "../../src/errors.ts";
-import { withFileLock } from "../../src/host/file_lock.ts";
+import { withFileLock } from "../../src/host/store/file_lock.ts";
 import type { Clock } from "../../src/runtime.ts";
 
 /** A clock whose sleeps return at once; it fails the test after `maxSleeps` sleeps. */

@@ -5,13 +5,13 @@
 import assert from "node:assert/strict";
 import { MailError } from "../../src/errors.ts";
 import { Host } from "../../src/host/host.ts";
-import type { HostOptions, HostStep } from "../../src/host/host_options.ts";
+import type { HostOptions, HostStep } from "../../src/host/host.ts";
 import { applyRequests, type CheckedRequest } from "../../src/host/host_request.ts";
 import { DEFAULT_TABLE_POLICY } from "../../src/host/table.ts";
 import type { PeerRow, TableStore } from "../../src/host/types.ts";
-import type { MaildirSource } from "../../src/mail/maildir_source.ts";
+import type { MaildirSource } from "../../src/mail/maildir/source.ts";
 import type { MailRef, MailSender, MailSource } from "../../src/mail/types.ts";
-import { MemoryStore } from "../../src/host/memory_store.ts";
+import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import { HOST_REPLY_CONCURRENCY } from "../../src/limits.ts";
 import { toBase64Url } from "../../src/message/base64.ts";
 import { subjectFor } from "../../src/message/mail_text.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { JsonFileHostDirectory } from "../../src/host/host_directory.ts";
+import { JsonFileHostDirectory } from "../../src/host/pool/host_directory.ts";
 import { generateHostKeys, hostCardOf } from "../../src/message/key_file.ts";
 
 Deno.test("the host directory file keeps added cards and sweeps temp files a killed writer left", async () => {

@@ -6,13 +6,13 @@
  */
 import assert from "node:assert/strict";
 import { Host } from "../../src/host/host.ts";
-import type { HostPassResult } from "../../src/host/host_options.ts";
-import { MemoryStore } from "../../src/host/memory_store.ts";
+import type { HostPassResult } from "../../src/host/host.ts";
+import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import type { MailpeerEvent } from "../../src/events.ts";
 import { MessageError } from "../../src/errors.ts";
 import { MAX_MAIL_BYTES } from "../../src/limits.ts";
-import { composeMail } from "../../src/mail/compose.ts";
-import { parseMail } from "../../src/mail/parse.ts";
+import { composeMail } from "../../src/mail/rfc5322/compose.ts";
+import { parseMail } from "../../src/mail/rfc5322/parse.ts";
 import { dearmor } from "../../src/message/armor.ts";
 import { openReply, sealRequest } from "../../src/message/block.ts";
 import { decodeRequest, encodeRequest } from "../../src/message/codec.ts";

@@ -4,7 +4,7 @@
  * creation time, so a forged `Date:` cannot lock the owner out.
  */
 import assert from "node:assert/strict";
-import { mergeSyncRows } from "../../src/host/sync_merge.ts";
+import { mergeSyncRows } from "../../src/host/pool/sync_merge.ts";
 import type { LogFields, LogLevel } from "../../src/log.ts";
 import { toBase64Url } from "../../src/message/base64.ts";
 import { MAX_CLOCK_SKEW_MS } from "../../src/limits.ts";

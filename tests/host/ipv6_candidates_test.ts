@@ -10,7 +10,7 @@ import { openIntroduction } from "../../src/message/introduction.ts";
 import { generateX25519 } from "../../src/message/keys.ts";
 import { subjectFor } from "../../src/message/mail_text.ts";
 import type { Candidate } from "../../src/message/types.ts";
-import { parseMail } from "../../src/mail/parse.ts";
+import { parseMail } from "../../src/mail/rfc5322/parse.ts";
 import { NETWORK, type Player, World } from "../support/world.ts";
 
 /** What a dual-stack terminal in the NAT lab announces: its IPv6 address, its IPv4 mapping. */

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { isMailpeerError } from "../../src/errors.ts";
-import { JsonFileStore } from "../../src/host/json_file_store.ts";
+import { JsonFileStore } from "../../src/host/store/json_file_store.ts";
 import type { PeerRow } from "../../src/host/types.ts";
 import type { Clock } from "../../src/runtime.ts";
 import { sampleRow, tableStoreConformance } from "../conformance/table_store.ts";
 
-const FILE_LOCK_URL = new URL("../../src/host/file_lock.ts", import.meta.url).href;
-const STORE_URL = new URL("../../src/host/json_file_store.ts", import.meta.url).href;
+const FILE_LOCK_URL = new URL("../../src/host/store/file_lock.ts", import.meta.url).href;
+const STORE_URL = new URL("../../src/host/store/json_file_store.ts", import.meta.url).href;
 
 tableStoreConformance("JsonFileStore", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mailpeer-table-" });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { MemoryStore } from "../../src/host/memory_store.ts";
+import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import { sampleRow, tableStoreConformance } from "../conformance/table_store.ts";
 
 tableStoreConformance(

@@ -1,13 +1,13 @@
 import assert from "node:assert/strict";
 import { createClient } from "redis";
 import { isMailpeerError } from "../../src/errors.ts";
-import { RedisStore } from "../../src/host/redis_store.ts";
+import { RedisStore } from "../../src/host/store/redis_store.ts";
 import type { PeerRow } from "../../src/host/types.ts";
 import type { Clock } from "../../src/runtime.ts";
 import { sampleRow, tableStoreConformance } from "../conformance/table_store.ts";
 import { NO_REDIS, REDIS_URL, uniqueKey } from "../support/redis.ts";
 
-const STORE_URL = new URL("../../src/host/redis_store.ts", import.meta.url).href;
+const STORE_URL = new URL("../../src/host/store/redis_store.ts", import.meta.url).href;
 const CONFIG = new URL("../../deno.json", import.meta.url).pathname;
 
 function rawClient() {

@@ -3,10 +3,10 @@
  * replies, introductions and synced rows; judged by the same address policy.
  */
 import assert from "node:assert/strict";
-import { mergeSyncRows } from "../../src/host/sync_merge.ts";
+import { mergeSyncRows } from "../../src/host/pool/sync_merge.ts";
 import { DEFAULT_TABLE_POLICY, validateRows } from "../../src/host/table.ts";
 import { dearmor } from "../../src/message/armor.ts";
-import { parseMail } from "../../src/mail/parse.ts";
+import { parseMail } from "../../src/mail/rfc5322/parse.ts";
 import { signedBlockData } from "../../src/message/block.ts";
 import { candidatePriority, endpointsOf } from "../../src/message/candidate.ts";
 import { encodeRequest } from "../../src/message/codec.ts";
@@ -14,8 +14,8 @@ import { openIntroduction } from "../../src/message/introduction.ts";
 import { generateIdentityKeys } from "../../src/message/key_file.ts";
 import { generateX25519, sign } from "../../src/message/keys.ts";
 import { subjectFor } from "../../src/message/mail_text.ts";
-import { syncRowProblem } from "../../src/message/request_proof.ts";
-import type { SyncRow } from "../../src/message/sync_payload.ts";
+import { syncRowProblem } from "../../src/host/pool/request_proof.ts";
+import type { SyncRow } from "../../src/host/pool/sync_payload.ts";
 import type { Candidate } from "../../src/message/types.ts";
 import { NETWORK, type Player, World } from "../support/world.ts";
 

@@ -4,11 +4,11 @@
  * representative's mailbox; ordinary mail stays.
  */
 import assert from "node:assert/strict";
-import { Representative, type RepresentativeEvent } from "../../src/host/representative.ts";
-import { headerValues } from "../../src/mail/header_values.ts";
-import { MaildirPostOffice } from "../../src/mail/maildir_post_office.ts";
-import { MaildirSender } from "../../src/mail/maildir_sender.ts";
-import { MaildirSource } from "../../src/mail/maildir_source.ts";
+import { Representative, type RepresentativeEvent } from "../../src/host/pool/representative.ts";
+import { headerValues } from "../../src/mail/rfc5322/header_values.ts";
+import { MaildirPostOffice } from "../../src/mail/maildir/post_office.ts";
+import { MaildirSender } from "../../src/mail/maildir/sender.ts";
+import { MaildirSource } from "../../src/mail/maildir/source.ts";
 import type { MailSender } from "../../src/mail/types.ts";
 import { subjectFor } from "../../src/message/mail_text.ts";
 

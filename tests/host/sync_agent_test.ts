@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { JsonFileHostDirectory, MemoryHostDirectory } from "../../src/host/host_directory.ts";
-import { MemoryStore } from "../../src/host/memory_store.ts";
-import { SyncAgent, type SyncAgentOptions } from "../../src/host/sync_agent.ts";
-import { mergeSyncRows } from "../../src/host/sync_merge.ts";
+import { JsonFileHostDirectory, MemoryHostDirectory } from "../../src/host/pool/host_directory.ts";
+import { MemoryStore } from "../../src/host/store/memory_store.ts";
+import { SyncAgent, type SyncAgentOptions } from "../../src/host/pool/sync_agent.ts";
+import { mergeSyncRows } from "../../src/host/pool/sync_merge.ts";
 import type { PeerRow, TableStore } from "../../src/host/types.ts";
-import { parseMail } from "../../src/mail/parse.ts";
+import { parseMail } from "../../src/mail/rfc5322/parse.ts";
 import type { MailSource } from "../../src/mail/types.ts";
 import { toBase64Url } from "../../src/message/base64.ts";
 import { sealSignedBlock, signedBlockData } from "../../src/message/block.ts";
@@ -20,8 +20,8 @@ import {
 } from "../../src/message/key_file.ts";
 import { sign } from "../../src/message/keys.ts";
 import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
-import { encodeSyncPayload, type SyncRow } from "../../src/message/sync_payload.ts";
-import { dearmorSync, openSync } from "../../src/message/sync_seal.ts";
+import { encodeSyncPayload, type SyncRow } from "../../src/host/pool/sync_payload.ts";
+import { dearmorSync, openSync } from "../../src/host/pool/sync_seal.ts";
 import { NETWORK, World } from "../support/world.ts";
 
 const HOUR = 3_600_000;

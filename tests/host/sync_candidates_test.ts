@@ -3,7 +3,7 @@
  * proof), never from anything the sending host could change (issue 13).
  */
 import assert from "node:assert/strict";
-import { mergeSyncRows } from "../../src/host/sync_merge.ts";
+import { mergeSyncRows } from "../../src/host/pool/sync_merge.ts";
 import { DEFAULT_TABLE_POLICY } from "../../src/host/table.ts";
 import { toBase64Url } from "../../src/message/base64.ts";
 import { signedBlockData } from "../../src/message/block.ts";
@@ -11,8 +11,8 @@ import { candidatePriority, endpointsOf } from "../../src/message/candidate.ts";
 import { encodeRequest } from "../../src/message/codec.ts";
 import { generateIdentityKeys } from "../../src/message/key_file.ts";
 import { generateX25519, sign } from "../../src/message/keys.ts";
-import { syncRowProblem } from "../../src/message/request_proof.ts";
-import type { SyncRow } from "../../src/message/sync_payload.ts";
+import { syncRowProblem } from "../../src/host/pool/request_proof.ts";
+import type { SyncRow } from "../../src/host/pool/sync_payload.ts";
 import type { Candidate } from "../../src/message/types.ts";
 
 Deno.test("a synced row takes its candidates and introduction key from the signed request, and no e-mail address", async () => {

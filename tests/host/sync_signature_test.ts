@@ -4,9 +4,9 @@
  * endpoints of a row a terminal did sign.
  */
 import assert from "node:assert/strict";
-import { MemoryHostDirectory } from "../../src/host/host_directory.ts";
-import { MemoryStore } from "../../src/host/memory_store.ts";
-import { SyncAgent } from "../../src/host/sync_agent.ts";
+import { MemoryHostDirectory } from "../../src/host/pool/host_directory.ts";
+import { MemoryStore } from "../../src/host/store/memory_store.ts";
+import { SyncAgent } from "../../src/host/pool/sync_agent.ts";
 import { toBase64Url } from "../../src/message/base64.ts";
 import { sealSignedBlock, signedBlockData } from "../../src/message/block.ts";
 import { encodeRequest } from "../../src/message/codec.ts";
@@ -19,8 +19,8 @@ import {
 } from "../../src/message/key_file.ts";
 import { generateX25519, sign } from "../../src/message/keys.ts";
 import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
-import { syncRowProblem } from "../../src/message/request_proof.ts";
-import { decodeSyncPayload, encodeSyncPayload } from "../../src/message/sync_payload.ts";
+import { syncRowProblem } from "../../src/host/pool/request_proof.ts";
+import { decodeSyncPayload, encodeSyncPayload } from "../../src/host/pool/sync_payload.ts";
 import type { Endpoint } from "../../src/message/types.ts";
 import { NETWORK, World } from "../support/world.ts";
 

@@ -7,12 +7,12 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { ImapFlow } from "imapflow";
 import type { Logger } from "../../src/log.ts";
-import { composeMail } from "../../src/mail/compose.ts";
-import { uidSetTest } from "../../src/mail/imap_condstore.ts";
-import { ImapSource } from "../../src/mail/imap_source.ts";
-import type { ImapSourceOptions } from "../../src/mail/imap_source_options.ts";
-import { deliverToMaildir } from "../../src/mail/maildir_sender.ts";
-import { MaildirSource } from "../../src/mail/maildir_source.ts";
+import { composeMail } from "../../src/mail/rfc5322/compose.ts";
+import { uidSetTest } from "../../src/mail/imap/condstore.ts";
+import { ImapSource } from "../../src/mail/imap/source.ts";
+import type { ImapSourceOptions } from "../../src/mail/imap/source.ts";
+import { deliverToMaildir } from "../../src/mail/maildir/sender.ts";
+import { MaildirSource } from "../../src/mail/maildir/source.ts";
 import type { MailRef, MailSource, SubjectMatch } from "../../src/mail/types.ts";
 import { type Clock, ManualClock } from "../../src/runtime.ts";
 import {
@@ -388,7 +388,7 @@ imapTest(
       const first = await source.claimMany([...refs.slice(0, 8), gone]);
       assert.deepEqual(verbs(log), ["UID STORE", "UID MOVE", "NOOP", "UID FETCH"]);
       log.commands.length = 0;
-      // with it: the older ones are locked first, then the newest (see imap_claim.ts)
+      // with it: the older ones are locked first, then the newest (see mail/imap/claim.ts)
       const second = await source.claimMany(refs.slice(8));
       assert.deepEqual(verbs(log), ["UID STORE", "UID STORE", "UID MOVE", "NOOP", "UID FETCH"]);
       const claimed = [...first, ...second];

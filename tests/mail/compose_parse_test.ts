@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { MailError } from "../../src/errors.ts";
-import { composeMail } from "../../src/mail/compose.ts";
-import { parseMail, readSubject } from "../../src/mail/parse.ts";
+import { composeMail } from "../../src/mail/rfc5322/compose.ts";
+import { parseMail, readSubject } from "../../src/mail/rfc5322/parse.ts";
 
 const encode = (text: string) => new TextEncoder().encode(text);
 

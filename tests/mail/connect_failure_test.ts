@@ -10,9 +10,9 @@ import { MailError } from "../../src/errors.ts";
 import { FIRST_FAILURE_KEPT_MS } from "../../src/limits.ts";
 import { ManualClock } from "../../src/runtime.ts";
 import { connectError, type ConnectTarget } from "../../src/mail/connect_failure.ts";
-import { ImapSource } from "../../src/mail/imap_source.ts";
-import { Pop3Source } from "../../src/mail/pop3_source.ts";
-import { SmtpSender } from "../../src/mail/smtp_sender.ts";
+import { ImapSource } from "../../src/mail/imap/source.ts";
+import { Pop3Source } from "../../src/mail/pop3/source.ts";
+import { SmtpSender } from "../../src/mail/smtp/sender.ts";
 import { account, NO_STACK } from "../support/mailstack.ts";
 
 const ADDRESS = "alice2@a.test";

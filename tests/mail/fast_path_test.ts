@@ -1,15 +1,15 @@
 /**
- * The fast paths of composeMail and parseMail (compose_fast.ts, parse_fast.ts) against the
+ * The fast paths of composeMail and parseMail (mail/rfc5322/compose_fast.ts, mail/rfc5322/parse_fast.ts) against the
  * nodemailer and mailparser paths they stand in for: whatever a fast path accepts, it must
  * turn into what the library would have made of it.
  */
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { composeMail, composeWithMailComposer } from "../../src/mail/compose.ts";
-import { composeFast } from "../../src/mail/compose_fast.ts";
-import { headerEnd, parseMail, parseWithMailparser } from "../../src/mail/parse.ts";
+import { composeMail, composeWithMailComposer } from "../../src/mail/rfc5322/compose.ts";
+import { composeFast } from "../../src/mail/rfc5322/compose_fast.ts";
+import { headerEnd, parseMail, parseWithMailparser } from "../../src/mail/rfc5322/parse.ts";
 import type { ParsedMail } from "../../src/mail/types.ts";
-import { parseFast } from "../../src/mail/parse_fast.ts";
+import { parseFast } from "../../src/mail/rfc5322/parse_fast.ts";
 import type { OutgoingMail } from "../../src/mail/types.ts";
 import { concatBytes } from "../../src/message/base64.ts";
 import { bodyFor, bodyForBlocks, subjectFor } from "../../src/message/mail_text.ts";

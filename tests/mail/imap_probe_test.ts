@@ -1,11 +1,11 @@
 /**
  * The read-only look a cron host takes into its IMAP mailbox before loading imapflow
- * (src/mail/imap_probe.ts), against the real Dovecot of the test stack.
+ * (src/mail/imap/probe.ts), against the real Dovecot of the test stack.
  */
 import assert from "node:assert/strict";
-import { composeMail } from "../../src/mail/compose.ts";
+import { composeMail } from "../../src/mail/rfc5322/compose.ts";
 import { MailError } from "../../src/errors.ts";
-import { probeImap } from "../../src/mail/imap_probe.ts";
+import { probeImap } from "../../src/mail/imap/probe.ts";
 import { flagsBySubject, imapServer, mailClient, removeFolders } from "../support/imap_mailbox.ts";
 import { NO_STACK } from "../support/mailstack.ts";
 

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { MailError } from "../../src/errors.ts";
-import { composeMail } from "../../src/mail/compose.ts";
-import { deliverToMaildir, MaildirSender } from "../../src/mail/maildir_sender.ts";
-import { MaildirPostOffice } from "../../src/mail/maildir_post_office.ts";
-import { MaildirSource } from "../../src/mail/maildir_source.ts";
-import { parseMail } from "../../src/mail/parse.ts";
+import { composeMail } from "../../src/mail/rfc5322/compose.ts";
+import { deliverToMaildir, MaildirSender } from "../../src/mail/maildir/sender.ts";
+import { MaildirPostOffice } from "../../src/mail/maildir/post_office.ts";
+import { MaildirSource } from "../../src/mail/maildir/source.ts";
+import { parseMail } from "../../src/mail/rfc5322/parse.ts";
 import type { SubjectMatch } from "../../src/mail/types.ts";
 import { type Clock, ManualClock } from "../../src/runtime.ts";
 import { mailSenderConformance } from "../conformance/mail_sender.ts";

@@ -7,11 +7,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { MailError } from "../../src/errors.ts";
-import { Pop3Client } from "../../src/mail/pop3_client.ts";
-import { type Pop3ServerOptions, Pop3Source } from "../../src/mail/pop3_source.ts";
+import { Pop3Client } from "../../src/mail/pop3/client.ts";
+import { type Pop3ServerOptions, Pop3Source } from "../../src/mail/pop3/source.ts";
 import { account, NO_STACK, STACK } from "../support/mailstack.ts";
 import { mailSourceConformance } from "../conformance/mail_source.ts";
-import { composeMail } from "../../src/mail/compose.ts";
+import { composeMail } from "../../src/mail/rfc5322/compose.ts";
 
 const MAILBOX = "bob2@b.test";
 const REQUEST = { subject: "[mailpeer] lan request", mode: "exact" } as const;

@@ -4,14 +4,14 @@
  * host@host.test arrives at host2@host.test with alice's From and Subject.
  */
 import assert from "node:assert/strict";
-import { composeMail } from "../../src/mail/compose.ts";
-import { headerValues } from "../../src/mail/header_values.ts";
-import { ImapSource } from "../../src/mail/imap_source.ts";
-import { MaildirPostOffice } from "../../src/mail/maildir_post_office.ts";
-import { MaildirSender } from "../../src/mail/maildir_sender.ts";
-import { MaildirSource } from "../../src/mail/maildir_source.ts";
-import { resentRaw } from "../../src/mail/resend.ts";
-import { SmtpSender } from "../../src/mail/smtp_sender.ts";
+import { composeMail } from "../../src/mail/rfc5322/compose.ts";
+import { headerValues } from "../../src/mail/rfc5322/header_values.ts";
+import { ImapSource } from "../../src/mail/imap/source.ts";
+import { MaildirPostOffice } from "../../src/mail/maildir/post_office.ts";
+import { MaildirSender } from "../../src/mail/maildir/sender.ts";
+import { MaildirSource } from "../../src/mail/maildir/source.ts";
+import { resentRaw } from "../../src/mail/rfc5322/resend.ts";
+import { SmtpSender } from "../../src/mail/smtp/sender.ts";
 import type { MailRef, SubjectMatch } from "../../src/mail/types.ts";
 import { account, NO_STACK } from "../support/mailstack.ts";
 

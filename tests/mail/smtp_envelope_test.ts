@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { MailError } from "../../src/errors.ts";
-import { SmtpSender } from "../../src/mail/smtp_sender.ts";
+import { SmtpSender } from "../../src/mail/smtp/sender.ts";
 import { fakeSmtp } from "../support/fake_smtp.ts";
 
 function senderFor(port: number): SmtpSender {

@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { MailError } from "../../src/errors.ts";
-import { Pop3Source } from "../../src/mail/pop3_source.ts";
-import { SmtpSender, type SmtpServerOptions } from "../../src/mail/smtp_sender.ts";
+import { Pop3Source } from "../../src/mail/pop3/source.ts";
+import { SmtpSender, type SmtpServerOptions } from "../../src/mail/smtp/sender.ts";
 import type { MailRef, SubjectMatch } from "../../src/mail/types.ts";
 import { mailSenderConformance } from "../conformance/mail_sender.ts";
 import { account, NO_STACK } from "../support/mailstack.ts";

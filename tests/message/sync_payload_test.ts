@@ -12,8 +12,8 @@ import {
   type SnapshotPayload,
   type SyncPayload,
   type SyncRow,
-} from "../../src/message/sync_payload.ts";
-import { dearmorSync, openSync, sealSync } from "../../src/message/sync_seal.ts";
+} from "../../src/host/pool/sync_payload.ts";
+import { dearmorSync, openSync, sealSync } from "../../src/host/pool/sync_seal.ts";
 import {
   assertMessageError,
   bytes,

@@ -14,8 +14,8 @@
  * server's answer to RCPT TO>"}`. `receive` prints `{"listening": true}` first, once its first
  * listing is done. Exit 1 with `{"error": …}` otherwise.
  */
-import { ImapSource } from "../../src/mail/imap_source.ts";
-import { SmtpSender } from "../../src/mail/smtp_sender.ts";
+import { ImapSource } from "../../src/mail/imap/source.ts";
+import { SmtpSender } from "../../src/mail/smtp/sender.ts";
 
 interface Provider {
   domain: string;

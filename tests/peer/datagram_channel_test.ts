@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { DatagramFrameChannel } from "../../src/peer/datagram_channel.ts";
-import { encodeConnect, NONCE_BYTES } from "../../src/peer/frame_bodies.ts";
+import { encodeConnect, NONCE_BYTES } from "../../src/peer/frame.ts";
 import { encodeDatagram, FrameType } from "../../src/peer/frame.ts";
 import { ManualClock } from "../../src/runtime.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";

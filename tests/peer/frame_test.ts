@@ -21,7 +21,7 @@ import {
   encodeData,
   encodeDisconnect,
   encodeStreamAck,
-} from "../../src/peer/frame_bodies.ts";
+} from "../../src/peer/frame.ts";
 import {
   decodeDatagram,
   decodeFrame,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { PeerError } from "../../src/errors.ts";
 import type { Endpoint } from "../../src/message/types.ts";
-import { decodeConnect, decodeDisconnect, encodeConnect } from "../../src/peer/frame_bodies.ts";
+import { decodeConnect, decodeDisconnect, encodeConnect } from "../../src/peer/frame.ts";
 import { type Frame, FrameType } from "../../src/peer/frame.ts";
 import { initiateHandshake, respondHandshake } from "../../src/peer/handshake.ts";
 import { SessionLink } from "../../src/peer/session_link.ts";

@@ -6,11 +6,7 @@
  */
 import assert from "node:assert/strict";
 import type { Endpoint } from "../../src/message/types.ts";
-import {
-  decodePathProbe,
-  encodePathCandidates,
-  encodePathProbe,
-} from "../../src/peer/frame_bodies.ts";
+import { decodePathProbe, encodePathCandidates, encodePathProbe } from "../../src/peer/frame.ts";
 import { FrameType } from "../../src/peer/frame.ts";
 import {
   type LinkPath,

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { PeerError } from "../../src/errors.ts";
 import type { Endpoint } from "../../src/message/types.ts";
-import { encodeConnect, NONCE_BYTES } from "../../src/peer/frame_bodies.ts";
+import { encodeConnect, NONCE_BYTES } from "../../src/peer/frame.ts";
 import { encodeDatagram, FrameType } from "../../src/peer/frame.ts";
 import { TurnClient } from "../../src/peer/turn_client.ts";
 import type { PeerIdentity } from "../../src/peer/types.ts";

@@ -12,7 +12,7 @@ import {
   ReliableSender,
   type StreamAck,
 } from "../../src/peer/reliable_stream.ts";
-import { decodeStreamAck, encodeStreamAck } from "../../src/peer/frame_bodies.ts";
+import { decodeStreamAck, encodeStreamAck } from "../../src/peer/frame.ts";
 
 const seg = (n: number) => Uint8Array.of(n & 0xff);
 

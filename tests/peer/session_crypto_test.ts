@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { PeerError } from "../../src/errors.ts";
 import { generateX25519, x25519 } from "../../src/message/keys.ts";
-import { decodeData, encodeData } from "../../src/peer/frame_bodies.ts";
+import { decodeData, encodeData } from "../../src/peer/frame.ts";
 import { FrameType } from "../../src/peer/frame.ts";
 import { CONTROL_REPLAY_WINDOW } from "../../src/limits.ts";
 import { deriveSessionKeys, SessionCipher } from "../../src/peer/session_crypto.ts";

@@ -15,7 +15,7 @@ import {
   PUNCH_STAGGER_MS,
 } from "../../src/limits.ts";
 import type { Endpoint } from "../../src/message/types.ts";
-import { encodeConnect, NONCE_BYTES } from "../../src/peer/frame_bodies.ts";
+import { encodeConnect, NONCE_BYTES } from "../../src/peer/frame.ts";
 import { encodeDatagram, FrameType } from "../../src/peer/frame.ts";
 import type { PeerIdentity } from "../../src/peer/types.ts";
 import { pathKindOf, pathKindOfKind, punchRole, UdpPunch } from "../../src/peer/udp_punch.ts";

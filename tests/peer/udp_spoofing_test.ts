@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { PeerError } from "../../src/errors.ts";
 import { DEFAULT_CONNECT_TIMEOUT_MS } from "../../src/limits.ts";
 import type { Endpoint } from "../../src/message/types.ts";
-import { encodeConnect, encodeData, NONCE_BYTES } from "../../src/peer/frame_bodies.ts";
+import { encodeConnect, encodeData, NONCE_BYTES } from "../../src/peer/frame.ts";
 import { encodeDatagram, FrameType } from "../../src/peer/frame.ts";
 import type { PeerLink } from "../../src/peer/types.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";

@@ -109,3 +109,69 @@ Deno.test("no module of src/ only re-exports another", async () => {
   }
   assert.deepEqual(shims, [], `modules that only re-export: ${shims.join(", ")}`);
 });
+
+const SHARED = ["errors.ts", "limits.ts", "log.ts", "runtime.ts", "duration.ts", "version.ts"];
+/** Top-level folders that may import `events.ts` (it imports types of `message/` and `peer/`). */
+const EVENTS_USERS = ["host", "terminal", "apps", "cli"];
+
+/** The folder table of docs/design.md: each folder of src/ and the top-level folders it may import. */
+async function folderRules(): Promise<Map<string, Set<string> | "everything">> {
+  const design = await Deno.readTextFile(new URL("../../docs/design.md", import.meta.url));
+  const section = design.split("## Folders of src/ and what may import what")[1] ?? "";
+  const rules = new Map<string, Set<string> | "everything">();
+  for (const line of section.split("\n")) {
+    const m = line.match(/^\|\s*`([a-z0-9_/]+)\/`\s*\|[^|]*\|([^|]*)\|/);
+    if (!m) continue;
+    const [, folder, may] = m as unknown as [string, string, string];
+    const as = may.match(/as `([a-z0-9_/]+)\/`/);
+    rules.set(
+      folder,
+      may.includes("everything")
+        ? "everything"
+        : as
+        ? rules.get(as[1]!)!
+        : new Set([...may.matchAll(/`([a-z_]+)`/g)].map((x) => x[1]!)),
+    );
+  }
+  return rules;
+}
+
+Deno.test("docs/design.md names every folder of src/, and every import of src/ keeps its table", async () => {
+  const rules = await folderRules();
+  assert.ok(
+    rules.size >= 10,
+    `read ${rules.size} folders from docs/design.md: is the table there?`,
+  );
+  const folders = new Set(
+    (await sources(SRC)).map((f) => dirname(relative(SRC, f))).filter((d) => d !== "."),
+  );
+  const unnamed = [...folders].filter((d) => !rules.has(d));
+  assert.deepEqual(unnamed, [], `folders of src/ that docs/design.md does not name`);
+  const broken: string[] = [];
+  for (const [file, deps] of await graphOfSrc()) {
+    const from = relative(SRC, file);
+    const fromTop = from.includes("/") ? from.split("/")[0]! : "";
+    for (const dep of deps) {
+      const to = relative(SRC, dep);
+      if (to.startsWith("..")) continue; // outside src/: npm or node modules never appear here
+      const toTop = to.includes("/") ? to.split("/")[0]! : "";
+      if (toTop === fromTop) continue;
+      if (toTop === "" && SHARED.includes(to)) continue;
+      if (to === "events.ts") {
+        if (!EVENTS_USERS.includes(fromTop)) broken.push(`${from} → ${to}`);
+        continue;
+      }
+      // The shared files and events.ts import no folder (events.ts: types of message/, peer/).
+      if (fromTop === "") {
+        if (!(from === "events.ts" && ["message", "peer"].includes(toTop))) {
+          broken.push(`${from} → ${to}`);
+        }
+        continue;
+      }
+      const rule = rules.get(fromTop);
+      if (rule === "everything") continue;
+      if (!rule?.has(toTop)) broken.push(`${from} → ${to}`);
+    }
+  }
+  assert.deepEqual(broken, [], `imports that docs/design.md's folder table does not allow`);
+});

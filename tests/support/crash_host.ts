@@ -24,12 +24,12 @@
  * line per write; the test kills it from outside at an arbitrary moment.
  */
 import { Host } from "../../src/host/host.ts";
-import type { HostStep } from "../../src/host/host_options.ts";
-import { JsonFileStore } from "../../src/host/json_file_store.ts";
+import type { HostStep } from "../../src/host/host.ts";
+import { JsonFileStore } from "../../src/host/store/json_file_store.ts";
 import type { PeerRow } from "../../src/host/types.ts";
-import { MaildirPostOffice } from "../../src/mail/maildir_post_office.ts";
-import { MaildirSender } from "../../src/mail/maildir_sender.ts";
-import { MaildirSource } from "../../src/mail/maildir_source.ts";
+import { MaildirPostOffice } from "../../src/mail/maildir/post_office.ts";
+import { MaildirSender } from "../../src/mail/maildir/sender.ts";
+import { MaildirSource } from "../../src/mail/maildir/source.ts";
 import { decodeHostKeys } from "../../src/message/key_file.ts";
 import { type Clock, systemClock } from "../../src/runtime.ts";
 

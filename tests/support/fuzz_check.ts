@@ -27,7 +27,7 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { endpointProblem } from "../../src/host/address_policy.ts";
 import { Host } from "../../src/host/host.ts";
-import { MemoryStore } from "../../src/host/memory_store.ts";
+import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import { dearmor } from "../../src/message/armor.ts";
 import { bytesEqual } from "../../src/message/base64.ts";
 import { openReply } from "../../src/message/block.ts";

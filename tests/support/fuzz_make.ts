@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { readSubject } from "../../src/mail/parse.ts";
+import { readSubject } from "../../src/mail/rfc5322/parse.ts";
 import { matchesSubject } from "../../src/mail/types.ts";
 import { MAX_HOST_CARDS } from "../../src/limits.ts";
 import { armor, dearmorAll } from "../../src/message/armor.ts";

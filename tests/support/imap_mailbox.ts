@@ -4,7 +4,7 @@
  * user that looks at the mailbox as a person's mail client would.
  */
 import { ImapFlow } from "imapflow";
-import type { ImapServerOptions } from "../../src/mail/imap_connect.ts";
+import type { ImapServerOptions } from "../../src/mail/imap/connect.ts";
 import type { Logger } from "../../src/log.ts";
 import { account } from "./mailstack.ts";
 

@@ -7,9 +7,9 @@
  * @module
  */
 import { MailError } from "../../src/errors.ts";
-import { composeMail } from "../../src/mail/compose.ts";
-import { mailboxName } from "../../src/mail/maildir_post_office.ts";
-import { readSubject } from "../../src/mail/parse.ts";
+import { composeMail } from "../../src/mail/rfc5322/compose.ts";
+import { mailboxName } from "../../src/mail/maildir/post_office.ts";
+import { readSubject } from "../../src/mail/rfc5322/parse.ts";
 import {
   type MailRef,
   type MailSender,

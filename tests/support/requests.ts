@@ -1,7 +1,7 @@
 /**
  * Mailing many requests to a host of the real stack, as terminals would, from alice@a.test.
  */
-import { SmtpSender } from "../../src/mail/smtp_sender.ts";
+import { SmtpSender } from "../../src/mail/smtp/sender.ts";
 import { sealRequest } from "../../src/message/block.ts";
 import { parseHostCard } from "../../src/message/host_card.ts";
 import { generateIdentityKeys } from "../../src/message/key_file.ts";

@@ -4,12 +4,12 @@
  */
 import { join } from "node:path";
 import { Host } from "../../src/host/host.ts";
-import type { HostOptions } from "../../src/host/host_options.ts";
-import { MemoryStore } from "../../src/host/memory_store.ts";
-import { MaildirPostOffice } from "../../src/mail/maildir_post_office.ts";
-import { MaildirSender } from "../../src/mail/maildir_sender.ts";
-import { MaildirSource } from "../../src/mail/maildir_source.ts";
-import { parseMail } from "../../src/mail/parse.ts";
+import type { HostOptions } from "../../src/host/host.ts";
+import { MemoryStore } from "../../src/host/store/memory_store.ts";
+import { MaildirPostOffice } from "../../src/mail/maildir/post_office.ts";
+import { MaildirSender } from "../../src/mail/maildir/sender.ts";
+import { MaildirSource } from "../../src/mail/maildir/source.ts";
+import { parseMail } from "../../src/mail/rfc5322/parse.ts";
 import { dearmor } from "../../src/message/armor.ts";
 import { openReply, sealNotice, sealRequest } from "../../src/message/block.ts";
 import { formatHostCard } from "../../src/message/host_card.ts";

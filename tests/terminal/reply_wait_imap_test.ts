@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { silentLogger } from "../../src/log.ts";
-import { composeMail } from "../../src/mail/compose.ts";
-import { ImapSource } from "../../src/mail/imap_source.ts";
+import { composeMail } from "../../src/mail/rfc5322/compose.ts";
+import { ImapSource } from "../../src/mail/imap/source.ts";
 import { sealReply } from "../../src/message/block.ts";
 import { generateHostKeys, hostCardOf } from "../../src/message/key_file.ts";
 import { generateX25519 } from "../../src/message/keys.ts";

@@ -6,10 +6,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { MailpeerEvent } from "../../src/events.ts";
 import { Host } from "../../src/host/host.ts";
-import { MemoryStore } from "../../src/host/memory_store.ts";
-import { MaildirPostOffice } from "../../src/mail/maildir_post_office.ts";
-import { MaildirSender } from "../../src/mail/maildir_sender.ts";
-import { MaildirSource } from "../../src/mail/maildir_source.ts";
+import { MemoryStore } from "../../src/host/store/memory_store.ts";
+import { MaildirPostOffice } from "../../src/mail/maildir/post_office.ts";
+import { MaildirSender } from "../../src/mail/maildir/sender.ts";
+import { MaildirSource } from "../../src/mail/maildir/source.ts";
 import {
   generateHostKeys,
   generateIdentityKeys,

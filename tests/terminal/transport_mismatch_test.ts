@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import type { MailpeerEvent } from "../../src/events.ts";
 import { Host } from "../../src/host/host.ts";
-import { MemoryStore } from "../../src/host/memory_store.ts";
+import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import { generateHostKeys, generateIdentityKeys, hostCardOf } from "../../src/message/key_file.ts";
 import { subjectFor } from "../../src/message/mail_text.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";

@@ -1,0 +1,428 @@
+/**
+ * Table sync between the hosts of a pool (docs/design.md "Host pool"), by mail under the subject
+ * `[mailpeer] <network> sync`:
+ *
+ * - **bootstrap**: a new host mails a *table request* to the hosts it trusts
+ *   ({@link SyncAgent.requestTables}); each answers with *snapshots* of its live table.
+ * - **periodic push**: every host mails snapshots to the hosts it trusts
+ *   ({@link SyncAgent.pushSnapshots}).
+ * - **merge**: a snapshot from a trusted host is merged row by row, keyed by network + user
+ *   id; the newer request wins ({@link mergeSyncRows}, in host/pool/sync_merge.ts).
+ *
+ * Who is trusted is kept by a {@link HostDirectory} (see host/pool/host_directory.ts). Sync mail that is
+ * invalid, forged or from a host that may not send it is never acted on and goes to quarantine
+ * with a log line; mail is deleted only once it was handled, so a crash repeats work but never
+ * loses it (merging is idempotent). Reading one sync mail is in host/pool/sync_mail.ts, what a snapshot
+ * carries in host/pool/sync_snapshot.ts.
+ *
+ * @module
+ */
+import { MailError, MessageError } from "../../errors.ts";
+import { type EventSink, silentSink } from "../../events.ts";
+import { MAX_HOST_CARDS } from "../../limits.ts";
+import { type Logger, silentLogger } from "../../log.ts";
+import {
+  type MailRef,
+  type MailSender,
+  type MailSource,
+  matchesSubject,
+  type SubjectMatch,
+} from "../../mail/types.ts";
+import { bytesEqual, toBase64Url } from "../../message/base64.ts";
+import { formatHostCard, type HostCard, parseHostCard } from "../../message/host_card.ts";
+import { hostCardOf, type HostKeys } from "../../message/key_file.ts";
+import { subjectFor } from "../../message/mail_text.ts";
+import { MAX_SYNC_BLOCK_BYTES, type SnapshotPayload, type SyncPayload } from "./sync_payload.ts";
+import { type Clock, systemClock } from "../../runtime.ts";
+import type { HostDirectory } from "./host_directory.ts";
+import { syncRowProblem } from "./request_proof.ts";
+import { mergeSyncRows } from "./sync_merge.ts";
+import { openSyncMail, syncMailOf, SyncRejected } from "./sync_mail.ts";
+import { liveSyncRows, paginateSnapshot } from "./sync_snapshot.ts";
+import { DEFAULT_TABLE_POLICY, type TablePolicy } from "../table.ts";
+import type { TableStore } from "../types.ts";
+
+/** Largest raw sync mail fetched: a full sync block, armored, plus headers (proposed limit). */
+export const MAX_SYNC_MAIL_BYTES = Math.ceil(MAX_SYNC_BLOCK_BYTES / 3 * 4 * 66 / 64) + 16_384;
+/** Default least time between two snapshots answering table requests of one host, in ms. */
+export const DEFAULT_MIN_ANSWER_INTERVAL_MS = 60_000;
+
+/** Everything a sync agent needs. */
+export interface SyncAgentOptions {
+  keys: HostKeys;
+  network: string;
+  source: MailSource;
+  sender: MailSender;
+  store: TableStore;
+  directory: HostDirectory;
+  /** Subject matching mode; default `exact`. */
+  subjectMatch?: SubjectMatch["mode"];
+  /**
+   * Answer table requests of hosts we do not know, and trust them from then on (an open pool);
+   * default false: only hosts in the directory are answered, only trusted ones trusted.
+   */
+  acceptUnknownHosts?: boolean;
+  /** Merge rows with loopback, private or link-local endpoints (a LAN party); default false. */
+  allowPrivateAddresses?: boolean;
+  /** Least time between two answers to one host's table requests, in ms; default 60 s. */
+  minAnswerIntervalMs?: number;
+  /** Largest sync mail fetched; default `MAX_SYNC_MAIL_BYTES`. */
+  maxMailBytes?: number;
+  /** Table capacity and expiry; defaults from limits.ts. */
+  policy?: Partial<TablePolicy>;
+  clock?: Clock;
+  onEvent?: EventSink;
+  logger?: Logger;
+}
+
+/** What one pass over the sync mail did. */
+export interface SyncPassResult {
+  /** Table requests answered with snapshots. */
+  answered: number;
+  /** Snapshots merged. */
+  merged: number;
+  /** Rows added or changed by those snapshots. */
+  rows: number;
+  quarantined: number;
+  /** Sync mail deleted unused: older than the expiry, or a too-frequent table request. */
+  stale: number;
+}
+
+/** How many sync mails went out, and to how many hosts sending failed. */
+export interface SyncSendResult {
+  sent: number;
+  failed: number;
+}
+
+/**
+ * Exchanges control tables with the other hosts of the pool.
+ *
+ * @example A host that trusts one other host, bootstraps from it, then keeps it current
+ * ```ts
+ * import { MaildirPostOffice } from "../../mail/maildir/post_office.ts";
+ * import { MaildirSender } from "../../mail/maildir/sender.ts";
+ * import { MaildirSource } from "../../mail/maildir/source.ts";
+ * import { generateHostKeys, hostCardOf } from "../../message/key_file.ts";
+ * import { MemoryHostDirectory } from "./host_directory.ts";
+ * import { MemoryStore } from "../store/memory_store.ts";
+ * import { SyncAgent } from "./sync_agent.ts";
+ *
+ * const office = new MaildirPostOffice(await Deno.makeTempDir());
+ * const keys = await generateHostKeys("b@hosts.example");
+ * const other = hostCardOf(await generateHostKeys("a@hosts.example"));
+ * const directory = new MemoryHostDirectory({ self: hostCardOf(keys) });
+ * await directory.add([other], { trusted: true }); // from the configuration
+ * const agent = new SyncAgent({
+ *   keys,
+ *   network: "lan-party",
+ *   source: new MaildirSource(await office.ensureMailbox(keys.email)),
+ *   sender: new MaildirSender(office),
+ *   store: new MemoryStore(),
+ *   directory,
+ * });
+ * await agent.requestTables(); // { sent: 1, failed: 0 }
+ * await agent.processPending(); // merges the snapshots that came back
+ * await agent.pushSnapshots(); // periodically
+ * ```
+ */
+export class SyncAgent {
+  readonly #o:
+    & Required<Omit<SyncAgentOptions, "policy">>
+    & { policy: TablePolicy };
+  readonly #card: HostCard;
+  /** When each host's table request (by host id) was last answered. */
+  readonly #answered = new Map<string, number>();
+
+  constructor(options: SyncAgentOptions) {
+    this.#o = {
+      subjectMatch: "exact",
+      acceptUnknownHosts: false,
+      allowPrivateAddresses: false,
+      minAnswerIntervalMs: DEFAULT_MIN_ANSWER_INTERVAL_MS,
+      maxMailBytes: MAX_SYNC_MAIL_BYTES,
+      clock: systemClock,
+      onEvent: silentSink,
+      logger: silentLogger,
+      ...options,
+      policy: { ...DEFAULT_TABLE_POLICY, ...options.policy },
+    };
+    this.#card = hostCardOf(options.keys);
+  }
+
+  /**
+   * Records the host cards a terminal's request named (`hostCards`) as *learned*: such a host
+   * gets answers to its table requests but is not trusted. Bad cards are logged and skipped.
+   * Resolves with how many cards were new.
+   */
+  async learn(cards: string[]): Promise<number> {
+    const parsed: HostCard[] = [];
+    for (const text of cards) {
+      try {
+        parsed.push(parseHostCard(text));
+      } catch (err) {
+        if (!(err instanceof MessageError)) throw err;
+        this.#o.logger.log("warn", `host card not learned: ${err.message}`, { code: err.code });
+      }
+    }
+    return parsed.length === 0 ? 0 : await this.#o.directory.add(parsed);
+  }
+
+  /** Mails a table request to every trusted host (bootstrap of a new or restarted host). */
+  async requestTables(options: { signal?: AbortSignal } = {}): Promise<SyncSendResult> {
+    const { keys, network, clock } = this.#o;
+    const hosts = await this.#o.directory.list({ trustedOnly: true });
+    const card = formatHostCard(this.#card);
+    return await this.#sendEach(hosts, options.signal, () => [{
+      network,
+      hostId: keys.ed25519.publicKey,
+      createdAt: clock.now(),
+      kind: "table-request",
+      card,
+    }]);
+  }
+
+  /**
+   * Mails snapshots of the live table (no e-mail addresses; failure flags kept) and of the
+   * trusted host cards to every trusted host. A large table goes in several snapshots.
+   */
+  async pushSnapshots(options: { signal?: AbortSignal } = {}): Promise<SyncSendResult> {
+    const hosts = await this.#o.directory.list({ trustedOnly: true });
+    if (hosts.length === 0) return { sent: 0, failed: 0 };
+    const pages = await this.#snapshotPages();
+    return await this.#sendEach(hosts, options.signal, () => pages);
+  }
+
+  /**
+   * Handles every pending sync mail once: answers table requests, merges snapshots, and
+   * quarantines the rest. Rejects only on failures that leave the mail in place for the next
+   * pass (table, sending, connection).
+   *
+   * With `listing`, the refs of a listing the caller just made with a match that covers sync
+   * mail (such as the host's `[mailpeer] <network> ` prefix), the sync mails among them are
+   * handled without listing the mailbox again; sync mail that arrived after that listing waits
+   * for the next pass.
+   */
+  async processPending(
+    options: { signal?: AbortSignal; listing?: readonly MailRef[] } = {},
+  ): Promise<SyncPassResult> {
+    const result: SyncPassResult = { answered: 0, merged: 0, rows: 0, quarantined: 0, stale: 0 };
+    const match: SubjectMatch = {
+      subject: subjectFor(this.#o.network, "sync"),
+      mode: this.#o.subjectMatch,
+    };
+    const refs = options.listing === undefined
+      ? await this.#o.source.list(match, options)
+      : options.listing.filter((ref) => matchesSubject(ref.subject, match));
+    for (const ref of refs) {
+      options.signal?.throwIfAborted();
+      await this.#processOne(ref, result, options.signal);
+    }
+    return result;
+  }
+
+  async #processOne(ref: MailRef, result: SyncPassResult, signal?: AbortSignal): Promise<void> {
+    const { source, logger, onEvent, maxMailBytes } = this.#o;
+    try {
+      if (ref.size !== undefined && ref.size > maxMailBytes) {
+        throw new SyncRejected(
+          "EMAIL",
+          `sync mail of ${ref.size} bytes is over ${maxMailBytes}`,
+          "quarantine",
+        );
+      }
+      const raw = await source.fetch(ref, signal ? { signal } : {});
+      const { keys, network, clock, policy } = this.#o;
+      const { payload, messageId } = await openSyncMail(raw, {
+        keys,
+        network,
+        clock,
+        expiryMs: policy.expiryMs,
+        maxMailBytes,
+      });
+      if (payload.kind === "table-request") {
+        await this.#answer(payload, messageId, signal);
+        result.answered++;
+      } else {
+        result.rows += await this.#merge(payload);
+        result.merged++;
+      }
+      await source.delete(ref);
+    } catch (err) {
+      if (!(err instanceof SyncRejected)) throw err;
+      logger.log("warn", `sync mail not used: ${err.message}`, {
+        subject: ref.subject,
+        code: err.code,
+      });
+      if (err.disposal === "delete") {
+        await source.delete(ref);
+        result.stale++;
+        return;
+      }
+      await source.quarantine(ref, err.message);
+      onEvent({ event: "quarantined", subject: ref.subject, code: err.code, reason: err.message });
+      result.quarantined++;
+    }
+  }
+
+  async #hostOf(hostId: Uint8Array): Promise<{ card: HostCard; trusted: boolean } | undefined> {
+    const { directory } = this.#o;
+    const same = (c: HostCard) => bytesEqual(c.ed25519, hostId);
+    const trusted = (await directory.list({ trustedOnly: true })).find(same);
+    if (trusted) return { card: trusted, trusted: true };
+    const learned = (await directory.list()).find(same);
+    return learned ? { card: learned, trusted: false } : undefined;
+  }
+
+  async #answer(
+    payload: SyncPayload & { kind: "table-request" },
+    messageId: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const { acceptUnknownHosts, clock, directory, minAnswerIntervalMs, logger } = this.#o;
+    const id = toBase64Url(payload.hostId);
+    const known = await this.#hostOf(payload.hostId);
+    if (known === undefined && !acceptUnknownHosts) {
+      throw new SyncRejected(
+        "ESIGNATURE",
+        `table request from ${id}, a host not in this host's pool (host.accept_unknown_hosts)`,
+        "quarantine",
+      );
+    }
+    const now = clock.now();
+    const last = this.#answered.get(id);
+    if (last !== undefined && now - last < minAnswerIntervalMs) {
+      throw new SyncRejected(
+        "ERATE",
+        `table request of ${id} repeats one answered at ${last}`,
+        "delete",
+      );
+    }
+    // The card in the request is signed by the host itself: its own word on where to reach it.
+    const card = parseHostCard(payload.card);
+    if (known?.trusted || acceptUnknownHosts) await directory.add([card], { trusted: true });
+    const pages = await this.#snapshotPages();
+    for (const page of pages) {
+      await this.#send(page, card, messageId, signal);
+    }
+    this.#answered.set(id, now);
+    logger.log("info", `table request of ${card.email} answered with ${pages.length} snapshot(s)`);
+    this.#o.onEvent({ event: "sync-answered", to: card.email, snapshots: pages.length });
+  }
+
+  async #merge(payload: SnapshotPayload): Promise<number> {
+    const { directory, store, clock, policy, network, allowPrivateAddresses, logger } = this.#o;
+    const known = await this.#hostOf(payload.hostId);
+    const id = toBase64Url(payload.hostId);
+    if (!known?.trusted) {
+      throw new SyncRejected(
+        "ESIGNATURE",
+        `snapshot from ${id}, a host this host does not trust; add its card to the pool`,
+        "quarantine",
+      );
+    }
+    // Only rows their terminal signed are merged: a trusted host cannot inject or alter rows.
+    const proven: SnapshotPayload["rows"] = [];
+    for (const row of payload.rows) {
+      const problem = await syncRowProblem(row);
+      if (problem === undefined) {
+        proven.push(row);
+        continue;
+      }
+      logger.log("warn", `synced row of ${row.userId} not merged: ${problem}`, {
+        code: "ESIGNATURE",
+        from: known.card.email,
+      });
+    }
+    const now = clock.now();
+    const changed = await store.update((rows) => {
+      const merged = mergeSyncRows(rows, proven, {
+        now,
+        network,
+        policy,
+        allowPrivateAddresses,
+        onRefused: (_row, code, reason) =>
+          logger.log("warn", `synced row not merged: ${reason}`, { code, from: known.card.email }),
+      });
+      return { rows: merged.rows, result: merged.changed };
+    });
+    // The sender's own card is signed by it; the others are vouched for by a trusted host.
+    await directory.add(payload.cards.map((c) => parseHostCard(c)), { trusted: true });
+    logger.log("info", `snapshot of ${known.card.email} merged: ${changed} row(s) changed`, {
+      rows: payload.rows.length,
+    });
+    this.#o.onEvent({
+      event: "sync-merged",
+      from: known.card.email,
+      rows: payload.rows.length,
+      changed,
+    });
+    return changed;
+  }
+
+  /** Snapshots of the live table, split so each fits a sync block. */
+  async #snapshotPages(): Promise<SnapshotPayload[]> {
+    const { store, clock, policy, network, keys, directory, logger } = this.#o;
+    const now = clock.now();
+    const rows = liveSyncRows(await store.read(), {
+      now,
+      network,
+      policy,
+      onSkip: (row) =>
+        logger.log(
+          "warn",
+          `row of ${row.userId} not synced: it has no signed request, or its keys are not base64url`,
+        ),
+    });
+    const others = (await directory.list({ trustedOnly: true }))
+      .map(formatHostCard)
+      .slice(0, MAX_HOST_CARDS - 1);
+    const cards = [formatHostCard(this.#card), ...others];
+    return paginateSnapshot(rows, {
+      network,
+      hostId: keys.ed25519.publicKey,
+      createdAt: now,
+      cards,
+    });
+  }
+
+  async #sendEach(
+    hosts: HostCard[],
+    signal: AbortSignal | undefined,
+    build: (to: HostCard) => SyncPayload[],
+  ): Promise<SyncSendResult> {
+    const result: SyncSendResult = { sent: 0, failed: 0 };
+    for (const host of hosts) {
+      signal?.throwIfAborted();
+      try {
+        for (const payload of build(host)) {
+          await this.#send(payload, host, undefined, signal);
+          result.sent++;
+          this.#o.onEvent({
+            event: "sync-sent",
+            to: host.email,
+            kind: payload.kind,
+            rows: payload.kind === "snapshot" ? payload.rows.length : 0,
+          });
+        }
+      } catch (err) {
+        if (!(err instanceof MailError || err instanceof MessageError)) throw err;
+        result.failed++;
+        this.#o.onEvent({ event: "error", code: err.code, message: err.message });
+        this.#o.logger.log("error", err.message, { code: err.code, to: host.email });
+      }
+    }
+    return result;
+  }
+
+  async #send(
+    payload: SyncPayload,
+    to: HostCard,
+    inReplyTo: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const { keys, network, sender, clock } = this.#o;
+    const date = new Date(clock.now());
+    const mail = await syncMailOf(payload, { keys, network, to, date, inReplyTo });
+    await sender.send(mail, signal ? { signal } : {});
+  }
+}

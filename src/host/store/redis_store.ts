@@ -1,0 +1,357 @@
+/**
+ * The shared {@link TableStore}: the control table as one JSON document,
+ * `{"version":1,"rows":[...]}`, in one Redis string key, so several host processes (on one
+ * machine or many) share one table.
+ *
+ * Updates are atomic across processes by optimistic concurrency: WATCH the key, GET it, run
+ * the caller's function, then MULTI / SET / EXEC. When another process changed the key in
+ * between, EXEC fails and the update runs again on the new table, after a short randomised
+ * backoff, for at most {@link REDIS_UPDATE_MAX_ATTEMPTS} attempts or `lockTimeoutMs`. One
+ * SET replaces the whole document, so a crash leaves either the old or the new table.
+ *
+ * @module
+ */
+import type { createClient } from "redis";
+import { HostError } from "../../errors.ts";
+import { TABLE_LOCK_TIMEOUT_MS } from "../../limits.ts";
+import { type Logger, silentLogger } from "../../log.ts";
+import { type Backoff, type Clock, systemClock } from "../../runtime.ts";
+import { validateRows } from "../table.ts";
+import type { PeerRow, TableStore } from "../types.ts";
+
+/** Version of the table document format (the same as the JSON file's). */
+export const REDIS_TABLE_VERSION = 1;
+/** The key that holds the table unless {@link RedisStoreOptions.key} says otherwise. */
+export const DEFAULT_REDIS_KEY = "mailpeer:table";
+/** Most times one update runs when other processes keep changing the table under it. */
+export const REDIS_UPDATE_MAX_ATTEMPTS = 100;
+/** How long connecting to Redis may take, in ms. */
+export const REDIS_CONNECT_TIMEOUT_MS = 5_000;
+
+/** Options of {@link RedisStore}. */
+export interface RedisStoreOptions {
+  /** The Redis key holding the table. Default {@link DEFAULT_REDIS_KEY}. */
+  key?: string;
+  /**
+   * How long an update keeps retrying while other processes change the table, in ms.
+   * Default TABLE_LOCK_TIMEOUT_MS.
+   */
+  lockTimeoutMs?: number;
+  /** Time source for retry waits. Default the system clock. */
+  clock?: Clock;
+  /**
+   * Wait in ms before retry number `attempt` after a conflict. Default a random wait up to
+   * `min(200, 5 * 2^attempt)` ms, so competing hosts do not retry in lockstep.
+   */
+  backoff?: Backoff;
+  /** Receives the Redis client's connection errors. Default silent. */
+  logger?: Logger;
+}
+
+type RedisClient = ReturnType<typeof createClient>;
+
+/** Full-jitter exponential backoff: 0 to min(200, 5 * 2^attempt) ms. */
+const jitterBackoff: Backoff = (attempt) => Math.random() * Math.min(200, 5 * 2 ** attempt);
+
+/**
+ * The control table in Redis, shared by every host process that uses the same URL and key.
+ * Connects on first use.
+ *
+ * @example
+ * ```ts ignore
+ * const store = new RedisStore("redis://127.0.0.1:6379", { key: "mailpeer:chess" });
+ * const count = await store.update((rows) => ({ rows, result: rows.length }));
+ * await store.close();
+ * ```
+ */
+export class RedisStore implements TableStore {
+  readonly #url: string;
+  readonly #key: string;
+  readonly #options: RedisStoreOptions;
+  readonly #logger: Logger;
+  #client: Promise<RedisClient> | undefined;
+  /** Serialises this instance's updates: WATCH belongs to the one shared connection. */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  /**
+   * @param url a `redis://` or `rediss://` URL, e.g. `redis://:password@10.0.0.5:6379/0`.
+   * @param options key, retry limits, clock, backoff and logger.
+   */
+  constructor(url: string, options: RedisStoreOptions = {}) {
+    this.#url = url;
+    this.#key = options.key ?? DEFAULT_REDIS_KEY;
+    this.#options = options;
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  /** The key holding the table. */
+  get key(): string {
+    return this.#key;
+  }
+
+  /**
+   * Reads the whole table; a missing key is an empty table.
+   *
+   * @throws {HostError} code `ETABLE` when Redis cannot be reached or the key does not hold a
+   * valid table.
+   */
+  async read(): Promise<PeerRow[]> {
+    const client = await this.#connect();
+    return this.#parse(await this.#get(client));
+  }
+
+  /**
+   * Runs `fn` on the current rows and stores the rows it returns, atomically across
+   * processes; when another process changed the table meanwhile, `fn` runs again on the new
+   * rows. When `fn` throws, the table is unchanged and the error propagates.
+   *
+   * @throws {HostError} code `ETABLE` when Redis cannot be reached, the key does not hold a
+   * valid table, or other processes kept changing it for longer than `lockTimeoutMs`.
+   */
+  update<T>(
+    fn: (
+      rows: PeerRow[],
+    ) => { rows: PeerRow[]; result: T } | Promise<{ rows: PeerRow[]; result: T }>,
+  ): Promise<T> {
+    const run = () => this.#update(fn);
+    const done = this.#queue.then(run, run);
+    this.#queue = done.catch(() => {});
+    return done;
+  }
+
+  /** Waits for this instance's updates, then closes the connection; a later call connects again. */
+  async close(): Promise<void> {
+    await this.#queue;
+    const pending = this.#client;
+    this.#client = undefined;
+    if (pending === undefined) return;
+    const client = await pending.catch(() => undefined);
+    if (client?.isOpen) await client.close().catch(() => client.destroy());
+  }
+
+  async #update<T>(
+    fn: (
+      rows: PeerRow[],
+    ) => { rows: PeerRow[]; result: T } | Promise<{ rows: PeerRow[]; result: T }>,
+  ): Promise<T> {
+    const clock = this.#options.clock ?? systemClock;
+    const backoff = this.#options.backoff ?? jitterBackoff;
+    const timeoutMs = this.#options.lockTimeoutMs ?? TABLE_LOCK_TIMEOUT_MS;
+    const deadline = clock.now() + timeoutMs;
+    for (let attempt = 0;; attempt++) {
+      const client = await this.#connect();
+      await this.#call(() => client.watch(this.#key));
+      try {
+        const current = this.#parse(await this.#get(client));
+        const { rows, result } = await fn(current);
+        const text = this.#serialize(rows);
+        const { WatchError } = await import("redis");
+        try {
+          await this.#call(() => client.multi().set(this.#key, text).exec(), WatchError);
+          return result;
+        } catch (err) {
+          if (!(err instanceof WatchError)) throw err;
+        }
+      } catch (err) {
+        // Leave no WATCH behind on the shared connection (EXEC clears it on success).
+        if (client.isReady) await client.unwatch().catch(() => {});
+        throw err;
+      }
+      // Another process changed the table between our GET and EXEC: run fn again.
+      if (attempt + 1 >= REDIS_UPDATE_MAX_ATTEMPTS || clock.now() >= deadline) {
+        throw new HostError(
+          "ETABLE",
+          `Cannot update the control table at ${this.#where()}: other hosts changed it ` +
+            `${attempt + 1} times in a row while this update ran; try again, or give the ` +
+            `hosts separate keys`,
+          { cause: "write conflict" },
+        );
+      }
+      const waitMs = Math.max(0, backoff(attempt));
+      this.#logger.log("debug", "control table changed by another host; updating again", {
+        key: this.#key,
+        attempt: attempt + 1,
+        waitMs,
+      });
+      await clock.sleep(waitMs);
+    }
+  }
+
+  /** The connected client, connecting (again) when there is none or it was disconnected. */
+  async #connect(): Promise<RedisClient> {
+    if (this.#client !== undefined) {
+      const client = await this.#client.catch(() => undefined);
+      if (client?.isReady) return client;
+      if (client?.isOpen) client.destroy();
+      this.#client = undefined;
+    }
+    const pending = this.#open();
+    this.#client = pending;
+    pending.catch(() => {
+      if (this.#client === pending) this.#client = undefined;
+    });
+    return pending;
+  }
+
+  async #open(): Promise<RedisClient> {
+    const { createClient } = await import("redis");
+    let client: RedisClient;
+    try {
+      client = createClient({
+        url: this.#url,
+        // No endless reconnecting: a failed connection fails the call that needed it at
+        // once, and the next call connects again.
+        socket: { reconnectStrategy: false, connectTimeout: REDIS_CONNECT_TIMEOUT_MS },
+        disableOfflineQueue: true,
+      });
+    } catch (err) {
+      throw new TypeError(
+        `Cannot use Redis at ${redactUrl(this.#url)}: ${message(err)}; fix host.store.url ` +
+          `(e.g. redis://127.0.0.1:6379)`,
+        { cause: err },
+      );
+    }
+    // node-redis emits 'error' on connection trouble; without a listener the process dies.
+    client.on("error", (err: unknown) => {
+      this.#logger.log("warn", "redis connection error", {
+        url: redactUrl(this.#url),
+        error: message(err),
+      });
+    });
+    await this.#call(() => client.connect());
+    return client;
+  }
+
+  async #get(client: RedisClient): Promise<string | null> {
+    return await this.#call(() => client.get(this.#key));
+  }
+
+  /** Runs a Redis call, turning failures other than `pass` into one clear HostError. */
+  async #call<R>(
+    op: () => Promise<R>,
+    pass?: abstract new (...args: never[]) => Error,
+  ): Promise<R> {
+    try {
+      return await op();
+    } catch (err) {
+      if (pass !== undefined && err instanceof pass) throw err;
+      throw this.#failure(err);
+    }
+  }
+
+  #failure(err: unknown): HostError {
+    const text = message(err);
+    if (/^WRONGTYPE\b/.test(text)) {
+      return this.#corrupt("it is not a string key", err);
+    }
+    if (/^(WRONGPASS|NOAUTH|NOPERM)\b/.test(text)) {
+      return new HostError(
+        "ETABLE",
+        `Cannot use Redis at ${redactUrl(this.#url)}: ${text}; fix the user name and ` +
+          `password in host.store.url`,
+        { cause: err },
+      );
+    }
+    return new HostError(
+      "ETABLE",
+      `Cannot reach Redis at ${redactUrl(this.#url)}: ${describeNetworkError(err)}; ` +
+        `start redis-server or fix host.store.url`,
+      { cause: err },
+    );
+  }
+
+  #where(): string {
+    return `${redactUrl(this.#url)} key "${this.#key}"`;
+  }
+
+  #corrupt(what: string, cause: unknown): HostError {
+    return new HostError(
+      "ETABLE",
+      `Cannot read the control table at ${this.#where()}: ${what}; delete the key ` +
+        `(redis-cli DEL ${this.#key}), the host rebuilds the table from new requests`,
+      { cause },
+    );
+  }
+
+  #parse(text: string | null): PeerRow[] {
+    if (text === null) return [];
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch (err) {
+      throw this.#corrupt(`it is not valid JSON (${message(err)})`, err);
+    }
+    if (typeof data !== "object" || data === null || !("version" in data) || !("rows" in data)) {
+      throw this.#corrupt(`it is not a mailpeer table (no "version" and "rows")`, "bad shape");
+    }
+    if (data.version !== REDIS_TABLE_VERSION) {
+      throw this.#corrupt(
+        `its version ${JSON.stringify(data.version)} is not ${REDIS_TABLE_VERSION} ` +
+          `(written by another mailpeer version?)`,
+        "bad version",
+      );
+    }
+    try {
+      return validateRows(data.rows);
+    } catch (err) {
+      throw this.#corrupt(err instanceof HostError ? String(err.cause) : String(err), err);
+    }
+  }
+
+  #serialize(rows: PeerRow[]): string {
+    let valid: PeerRow[];
+    try {
+      valid = validateRows(rows);
+    } catch (err) {
+      throw new TypeError(
+        `Cannot store the control table: the update returned a bad table (${
+          err instanceof HostError ? err.cause : err
+        }); this is a bug in the caller`,
+        { cause: err },
+      );
+    }
+    return JSON.stringify({ version: REDIS_TABLE_VERSION, rows: valid });
+  }
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** A connection failure in words, e.g. "connection refused". */
+function describeNetworkError(err: unknown): string {
+  const code = typeof err === "object" && err !== null && "code" in err ? err.code : undefined;
+  switch (code) {
+    case "ECONNREFUSED":
+      return "connection refused";
+    case "ENOTFOUND":
+    case "EAI_AGAIN":
+      return "host name not found";
+    case "ETIMEDOUT":
+      return "connection timed out";
+    case "ECONNRESET":
+    case "EPIPE":
+      return "connection lost";
+    case "EHOSTUNREACH":
+    case "ENETUNREACH":
+      return "host unreachable";
+  }
+  const name = err instanceof Error ? err.name : "";
+  if (name === "ConnectionTimeoutError") return "connection timed out";
+  if (name === "ClientClosedError" || name === "SocketClosedUnexpectedlyError") {
+    return "connection lost";
+  }
+  return message(err);
+}
+
+/** `url` with its password replaced by `***`, for messages and logs. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password === "") return url;
+    parsed.password = "***";
+    return parsed.href;
+  } catch {
+    return "(an invalid URL)";
+  }
+}

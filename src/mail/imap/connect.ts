@@ -1,0 +1,221 @@
+/**
+ * Opens one imapflow session for {@link ImapSource}: TLS settings (test CA, server name,
+ * STARTTLS policy), login, and the mailbox selected read-write, all within the connect timeout
+ * until the server has greeted. Failures come out as one-line {@link MailError}s: a connection
+ * that fails before the greeting is an `ECONNECT` in words (connect_failure.ts), a port of the
+ * other TLS mode an `ETLS` saying which `tls` to set (a late greeting on a STARTTLS connection
+ * is checked with a TLS probe, tls_port_probe.ts), and a failed login is imapflow's error
+ * (classify it with `classifyImapError`).
+ *
+ * @module
+ */
+import { ImapFlow } from "imapflow";
+import { MailError } from "../../errors.ts";
+import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS, TLS_PORT_PROBE_AFTER_MS } from "../../limits.ts";
+import type { Logger } from "../../log.ts";
+import {
+  connectError,
+  type ConnectTarget,
+  implicitPortError,
+  isPlainTextAnswer,
+  plainPortError,
+  silentServerError,
+} from "../connect_failure.ts";
+import { classifyImapError, commandError, errorText, type ImapErrorContext } from "./errors.ts";
+import { speaksImplicitTls } from "../tls_port_probe.ts";
+
+/** Where and how to reach the IMAP server (the password already resolved). */
+export interface ImapServerOptions {
+  host: string;
+  port: number;
+  /** `starttls` upgrades a plain connection, `implicit` starts with TLS, `none` never uses TLS. */
+  tls: "starttls" | "implicit" | "none";
+  user: string;
+  password: string;
+  /** PEM file of the CA that signed the server certificate. Default: the system roots. */
+  caFile?: string;
+  /** Accept any certificate (tests only; every connection logs a warning). Default: false. */
+  insecure?: boolean;
+  /** TLS name to verify when `host` is an IP literal. Default: `host`. */
+  servername?: string;
+  /**
+   * Highest TLS version to offer. `1.2` avoids a ~40 ms stall on servers that hold their
+   * first answer after a TLS 1.3 handshake until the session ticket is acknowledged (see
+   * docs/performance.md). Default: the highest both sides support.
+   */
+  tlsMaxVersion?: "1.2" | "1.3";
+  /**
+   * How long connecting, the TLS handshake and the server's greeting may take together, in ms.
+   * Default: `DEFAULT_MAIL_CONNECT_TIMEOUT_MS` (10 s).
+   */
+  connectTimeoutMs?: number;
+}
+
+/** Options of {@link connectImap}. */
+export interface ConnectImapOptions {
+  /** Mailbox to select (read-write). */
+  mailbox: string;
+  logger: Logger;
+  ctx: ImapErrorContext;
+  /** Called when the session closes (server restart, logout, network failure). */
+  onClose: (client: ImapFlow) => void;
+  /** Called on every EXISTS notification (new mail may have arrived). */
+  onExists: () => void;
+}
+
+/**
+ * imapflow's own connect and greeting timers run this much longer than ours, so that ours
+ * decides and words the failure.
+ */
+const BACKSTOP_MS = 1_000;
+
+/**
+ * Connects, logs in and selects `mailbox`. Throws `MailError` `ETLS` when the CA file cannot
+ * be read, `EMAIL` when the mailbox cannot be selected, and imapflow's own error otherwise
+ * (classify it with `classifyImapError`).
+ */
+export async function connectImap(
+  server: ImapServerOptions,
+  options: ConnectImapOptions,
+): Promise<{ client: ImapFlow; uidValidity: bigint }> {
+  const { ctx, logger } = options;
+  const timeoutMs = server.connectTimeoutMs ?? DEFAULT_MAIL_CONNECT_TIMEOUT_MS;
+  const tls: Record<string, unknown> = {};
+  if (server.servername !== undefined) tls.servername = server.servername;
+  if (server.insecure) tls.rejectUnauthorized = false;
+  if (server.tlsMaxVersion !== undefined) tls.maxVersion = `TLSv${server.tlsMaxVersion}`;
+  if (server.caFile !== undefined && server.tls !== "none") {
+    try {
+      tls.ca = [await Deno.readTextFile(server.caFile)];
+    } catch (err) {
+      throw new MailError(
+        "ETLS",
+        `Cannot read the CA file ${server.caFile} for IMAP server ${ctx.server}: ` +
+          `${errorText(err)}; check ${ctx.configKey}.ca_file`,
+        { cause: err },
+      );
+    }
+  }
+  if (server.insecure) {
+    logger.log("warn", "IMAP certificate checks are off (insecure = true)", {
+      server: ctx.server,
+    });
+  }
+  const client = new ImapFlow({
+    host: server.host,
+    port: server.port,
+    secure: server.tls === "implicit",
+    doSTARTTLS: server.tls === "implicit" ? undefined : server.tls === "starttls",
+    ...(server.servername !== undefined ? { servername: server.servername } : {}),
+    tls,
+    auth: { user: server.user, pass: server.password },
+    logger: imapLogger(logger),
+    disableAutoIdle: true,
+    connectionTimeout: timeoutMs + BACKSTOP_MS,
+    greetingTimeout: timeoutMs + BACKSTOP_MS,
+    clientInfo: { name: "mailpeer" },
+  });
+  client.on("error", (err: unknown) => {
+    logger.log("debug", "IMAP connection error", { server: ctx.server, error: errorText(err) });
+  });
+  client.on("close", () => options.onClose(client));
+  client.on("exists", () => options.onExists());
+  try {
+    await greeted(client, server, ctx, timeoutMs);
+    const box = await client.mailboxOpen(options.mailbox);
+    logger.log("debug", "IMAP connected", { server: ctx.server, mailbox: options.mailbox });
+    return { client, uidValidity: box.uidValidity };
+  } catch (err) {
+    const loggedIn = Boolean(client.authenticated);
+    client.close();
+    if (loggedIn && classifyImapError(err) === "command") {
+      throw commandError(err, `open mailbox ${options.mailbox} on`, {
+        ...ctx,
+        configKey: `${ctx.configKey}.mailbox`,
+      });
+    }
+    throw err;
+  }
+}
+
+/** What imapflow keeps about the connection's start (not in its typings). */
+interface ConnectState {
+  greetingReceived?: boolean;
+  connectedAt?: number;
+}
+
+/**
+ * Runs imapflow's connect (greeting, STARTTLS, login) under the connect timeout, which ends
+ * once the server has greeted; a STARTTLS (or plain) connection whose greeting is late asks
+ * {@link speaksImplicitTls} whether the port expects TLS from the first byte.
+ */
+async function greeted(
+  client: ImapFlow,
+  server: ImapServerOptions,
+  ctx: ImapErrorContext,
+  timeoutMs: number,
+): Promise<void> {
+  const state = client as unknown as ConnectState;
+  const target: ConnectTarget = {
+    protocol: "IMAP",
+    host: server.host,
+    port: server.port,
+    configKey: ctx.configKey,
+  };
+  const probing = new AbortController();
+  const timers: ReturnType<typeof setTimeout>[] = [];
+  const failed = new Promise<never>((_, reject) => {
+    timers.push(setTimeout(() => {
+      if (state.greetingReceived) return;
+      reject(
+        state.connectedAt === undefined
+          ? connectError(Object.assign(new Error("timed out"), { code: "ETIMEDOUT" }), target, {
+            timeoutMs,
+          })
+          : silentServerError(target, timeoutMs),
+      );
+    }, timeoutMs));
+    if (server.tls === "implicit") return;
+    timers.push(setTimeout(async () => {
+      if (state.greetingReceived || state.connectedAt === undefined) return;
+      const tls = await speaksImplicitTls(server.host, server.port, {
+        ...(server.servername !== undefined ? { servername: server.servername } : {}),
+        timeoutMs: Math.max(1, timeoutMs - TLS_PORT_PROBE_AFTER_MS),
+        signal: probing.signal,
+      });
+      if (tls && !state.greetingReceived) reject(implicitPortError(target, server.tls));
+    }, TLS_PORT_PROBE_AFTER_MS));
+  });
+  try {
+    await Promise.race([client.connect(), failed]);
+  } catch (err) {
+    if (err instanceof MailError) throw err;
+    if (!state.greetingReceived) {
+      if (server.tls === "implicit" && isPlainTextAnswer(err)) throw plainPortError(target, err);
+      if (classifyImapError(err) !== "tls") throw connectError(err, target, { timeoutMs });
+    }
+    throw err;
+  } finally {
+    probing.abort();
+    for (const timer of timers) clearTimeout(timer);
+  }
+}
+
+/** imapflow's pino-style logger, forwarded to a mailpeer {@link Logger}. */
+function imapLogger(logger: Logger) {
+  const forward = (level: "debug" | "warn") => (obj: unknown) => {
+    const record = (obj ?? {}) as Record<string, unknown>;
+    const { msg, err, ...rest } = record;
+    const fields: Record<string, unknown> = { ...rest, source: "imapflow" };
+    if (err !== undefined) fields.error = errorText(err);
+    logger.log(level, typeof msg === "string" ? msg : "imapflow", fields);
+  };
+  return {
+    trace: () => {},
+    debug: forward("debug"),
+    info: forward("debug"),
+    warn: forward("warn"),
+    error: forward("warn"),
+    fatal: forward("warn"),
+  };
+}

@@ -1,0 +1,204 @@
+/**
+ * A quick look into an IMAP mailbox before the host loads its IMAP library: connect, log in,
+ * EXAMINE (read-only) and SEARCH for the subject prefix, with Deno's own TCP and TLS.
+ *
+ * Why: cron runs `host --once` every minute or so on a mailbox that is empty most of the time,
+ * and loading imapflow (with its logger, charset tables and MIME code) is most of such a run
+ * (docs/performance.md). When the search finds nothing, there is nothing to do and imapflow is
+ * never loaded. The probe only ever says "certainly nothing" or "maybe something": anything it
+ * does not understand (a literal in a response, an unusual password, `insecure = true`, a
+ * greeting later than `TLS_PORT_PROBE_AFTER_MS`, a server that closes) answers `undefined`,
+ * and the caller takes the full path, which reports problems with its usual one-line errors.
+ * Three answers are final, in the same words the full path uses: a connection that cannot be
+ * made (refused, unknown name, unreachable, nothing answers within the connect timeout) is an
+ * `ECONNECT`, a port that expects TLS first (STARTTLS configured on 993) an `ETLS`, and a
+ * refused password an `EAUTH` (trying it again would only wait out the server's delay for
+ * failed logins twice). It never changes the mailbox: EXAMINE opens it
+ * read-only, so no flag changes, not even \Recent.
+ *
+ * @module
+ */
+import { MailError } from "../../errors.ts";
+import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS, TLS_PORT_PROBE_AFTER_MS } from "../../limits.ts";
+import { connectError, type ConnectTarget, implicitPortError } from "../connect_failure.ts";
+import type { ImapServerOptions } from "./connect.ts";
+import { connectionError } from "./errors.ts";
+import { speaksImplicitTls } from "../tls_port_probe.ts";
+
+/** Options of {@link probeImap}. */
+export interface ProbeOptions {
+  /** Mailbox to look into. */
+  mailbox: string;
+  /** Subject prefix to search for (IMAP SEARCH matches substrings: hits are only candidates). */
+  subject: string;
+  /** Give up (answer `undefined`) after this long, in ms. */
+  timeoutMs: number;
+  /** Configuration section named in error messages. Default: `host.receive`. */
+  configKey?: string;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+/** What a quoted string may hold here: printable ASCII (quotes and backslashes get escaped). */
+const QUOTABLE = /^[\x20-\x7e]*$/;
+
+/**
+ * Resolves `false` when the mailbox certainly holds no mail whose subject contains `subject`,
+ * `true` when it may, and `undefined` when the probe could not tell (take the full path).
+ */
+export async function probeImap(
+  server: ImapServerOptions,
+  options: ProbeOptions,
+): Promise<boolean | undefined> {
+  const texts = [server.user, server.password, options.mailbox, options.subject];
+  if (server.insecure || !texts.every((t) => QUOTABLE.test(t))) return undefined;
+  let conn: Deno.Conn | undefined;
+  const timer = setTimeout(() => conn?.close(), options.timeoutMs);
+  const configKey = options.configKey ?? "host.receive";
+  const connectMs = server.connectTimeoutMs ?? DEFAULT_MAIL_CONNECT_TIMEOUT_MS;
+  const target: ConnectTarget = {
+    protocol: "IMAP",
+    host: server.host,
+    port: server.port,
+    configKey,
+  };
+  // A late greeting: a port that expects TLS first is said so (as the full path would say it);
+  // a merely slow server is the full path's to wait for.
+  let greeted = false;
+  let implicitPort = false;
+  const probing = new AbortController();
+  const greetingTimer = setTimeout(async () => {
+    if (greeted) return;
+    if (server.tls !== "implicit") {
+      implicitPort = await speaksImplicitTls(server.host, server.port, {
+        ...(server.servername !== undefined ? { servername: server.servername } : {}),
+        timeoutMs: Math.max(1, connectMs - TLS_PORT_PROBE_AFTER_MS),
+        signal: probing.signal,
+      });
+    }
+    if (!greeted) conn?.close();
+  }, server.tls === "implicit" ? connectMs : TLS_PORT_PROBE_AFTER_MS);
+  try {
+    const deadline = AbortSignal.timeout(connectMs);
+    const tcp = await Deno.connect({ hostname: server.host, port: server.port, signal: deadline })
+      .catch((err) => {
+        const cause = deadline.aborted
+          ? Object.assign(new Error("timed out"), { code: "ETIMEDOUT" })
+          : err;
+        throw connectError(cause, target, { timeoutMs: connectMs });
+      });
+    conn = tcp;
+    const caCerts = server.caFile === undefined
+      ? undefined
+      : [await Deno.readTextFile(server.caFile)];
+    const tlsOptions = {
+      hostname: server.servername ?? server.host,
+      ...(caCerts ? { caCerts } : {}),
+    };
+    if (server.tls === "implicit") conn = await Deno.startTls(tcp, tlsOptions);
+    let session = new LineReader(conn);
+    if (!(await session.line()).startsWith("* OK")) return undefined;
+    greeted = true;
+    if (server.tls === "starttls") {
+      if (!(await command(conn, session, "STARTTLS")).ok) return undefined;
+      conn = await Deno.startTls(tcp, tlsOptions);
+      session = new LineReader(conn);
+    }
+    const login = await command(
+      conn,
+      session,
+      `LOGIN ${quote(server.user)} ${quote(server.password)}`,
+    );
+    if (!login.ok) {
+      const refusal = login.status.match(/^NO \[AUTHENTICATIONFAILED\]\s*(.*)$/i);
+      if (refusal) {
+        throw connectionError(
+          { authenticationFailed: true, responseText: refusal[1] ?? "" },
+          { server: `${server.host}:${server.port}`, user: server.user, configKey },
+        );
+      }
+      return undefined;
+    }
+    const examine = await command(conn, session, `EXAMINE ${quote(options.mailbox)}`);
+    if (!examine.ok) return undefined;
+    const search = await command(conn, session, `SEARCH SUBJECT ${quote(options.subject)}`);
+    if (!search.ok) return undefined;
+    const hits = search.untagged.filter((l) => /^\* SEARCH\b/i.test(l))
+      .flatMap((l) => l.slice(8).trim().split(/\s+/).filter(Boolean));
+    await command(conn, session, "LOGOUT").catch(() => {});
+    return hits.length > 0;
+  } catch (err) {
+    if (err instanceof MailError) throw err;
+    if (implicitPort && !greeted) throw implicitPortError(target, server.tls, err);
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+    clearTimeout(greetingTimer);
+    probing.abort();
+    try {
+      conn?.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+function quote(text: string): string {
+  return `"${text.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+let tagCounter = 0;
+
+/** Sends one command and reads up to its tagged answer. */
+async function command(
+  conn: Deno.Conn,
+  reader: LineReader,
+  text: string,
+): Promise<{ ok: boolean; status: string; untagged: string[] }> {
+  const tag = `p${++tagCounter}`;
+  await writeAll(conn, encoder.encode(`${tag} ${text}\r\n`));
+  const untagged: string[] = [];
+  for (;;) {
+    const line = await reader.line();
+    // A literal would need reading by length; the probe does not expect one and gives up.
+    if (/\{\d+\+?\}$/.test(line)) throw new Error("literal in a response");
+    if (line.startsWith(`${tag} `)) {
+      const status = line.slice(tag.length + 1);
+      return { ok: status.toUpperCase().startsWith("OK"), status, untagged };
+    }
+    untagged.push(line);
+  }
+}
+
+async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
+  for (let done = 0; done < bytes.length;) done += await conn.write(bytes.subarray(done));
+}
+
+/** Reads CRLF-terminated lines from a connection, at most 64 KiB each. */
+class LineReader {
+  #buffer = new Uint8Array(0);
+  readonly #conn: Deno.Conn;
+
+  constructor(conn: Deno.Conn) {
+    this.#conn = conn;
+  }
+
+  async line(): Promise<string> {
+    for (;;) {
+      const end = this.#buffer.indexOf(0x0a);
+      if (end >= 0) {
+        const line = decoder.decode(this.#buffer.subarray(0, end)).replace(/\r$/, "");
+        this.#buffer = this.#buffer.subarray(end + 1);
+        return line;
+      }
+      if (this.#buffer.length > 65_536) throw new Error("line too long");
+      const chunk = new Uint8Array(16_384);
+      const n = await this.#conn.read(chunk);
+      if (n === null) throw new Error("connection closed");
+      const next = new Uint8Array(this.#buffer.length + n);
+      next.set(this.#buffer);
+      next.set(chunk.subarray(0, n), this.#buffer.length);
+      this.#buffer = next;
+    }
+  }
+}

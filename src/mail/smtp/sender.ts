@@ -1,0 +1,515 @@
+/**
+ * {@link MailSender} over SMTP submission, through a pooled nodemailer transport.
+ *
+ * The mail is composed by {@link composeMail} (the same bytes the Maildir sender writes) and
+ * handed to nodemailer as `raw` with an explicit envelope, checked first to hold exactly the
+ * recipients meant: nodemailer parses envelope addresses as address lists, so `a,b@evil.test`
+ * (say, a crafted From being answered) would otherwise become two RCPT TO. Connections are pooled (a new TLS
+ * connection costs ~50 ms under Deno) and get `TCP_NODELAY` through nodemailer's `getSocket`
+ * hook (without it each pooled message stalls ~40 ms on Nagle + delayed ACK).
+ *
+ * @module
+ */
+import { Buffer } from "node:buffer";
+import net from "node:net";
+import addressparser from "nodemailer/lib/addressparser/index.js";
+import { MailError } from "../../errors.ts";
+import {
+  DEFAULT_MAIL_CONNECT_TIMEOUT_MS,
+  FIRST_FAILURE_KEPT_MS,
+  SMTP_POOL_CONNECTIONS,
+  TLS_PORT_PROBE_AFTER_MS,
+} from "../../limits.ts";
+import { type Logger, silentLogger } from "../../log.ts";
+import { emailProblem } from "../../message/host_card.ts";
+import { composeMail, domainOf } from "../rfc5322/compose.ts";
+import {
+  connectError,
+  connectFailure,
+  type ConnectTarget,
+  implicitPortError,
+  isFinalFailure,
+  isPlainTextAnswer,
+  plainPortError,
+  silentServerError,
+} from "../connect_failure.ts";
+import { resentRaw } from "../rfc5322/resend.ts";
+import { speaksImplicitTls } from "../tls_port_probe.ts";
+import type { MailSender, OutgoingMail } from "../types.ts";
+
+/** How to reach and log in to an SMTP submission server. */
+export interface SmtpServerOptions {
+  host: string;
+  port: number;
+  /** `starttls`: STARTTLS required (587); `implicit`: TLS from the start (465); `none`: plain. */
+  tls: "starttls" | "implicit" | "none";
+  user: string;
+  /** Logs in (AUTH) when given; without it the server must accept mail unauthenticated. */
+  password?: string;
+  /** PEM file of the CA that signed the server certificate (else the system roots). */
+  caFile?: string;
+  /** Accept any certificate. Only for tests. Default: false. */
+  insecure?: boolean;
+  /** Name the certificate must carry, when `host` is an IP literal. Default: `host`. */
+  servername?: string;
+  /**
+   * Highest TLS version to offer. `"1.2"` avoids a ~45 ms stall on a fresh connection to
+   * servers that send TLS 1.3 session tickets and hold their next reply for the ticket's ACK
+   * (measured with Postfix; see docs/performance.md). Default: the highest both support.
+   */
+  tlsMaxVersion?: "1.2" | "1.3";
+  /**
+   * How long connecting, the TLS handshake and the server's greeting may take together, in
+   * ms. Default: `DEFAULT_MAIL_CONNECT_TIMEOUT_MS` (10 s).
+   */
+  connectTimeoutMs?: number;
+}
+
+/** Options of {@link SmtpSender}. */
+export interface SmtpSenderOptions {
+  /** Right-hand side of generated Message-IDs and the EHLO name. Default: the sender's domain
+   * for Message-IDs, this machine's host name for EHLO. */
+  hostname?: string;
+  /** Clock for the `Date:` header. Default: `Date.now`. */
+  now?: () => number;
+  /** Where partial rejections are logged. Default: silent. */
+  logger?: Logger;
+  /** Time limit for each command, in ms. Default: 30 000. */
+  timeoutMs?: number;
+  /** Configuration section named in error messages, e.g. `terminal.send`. Default: `send`. */
+  configKey?: string;
+}
+
+/** Default time limit of one SMTP step, in ms. */
+const SMTP_TIMEOUT_MS = 30_000;
+/** nodemailer's own connect and greeting timers run this much longer than ours (backstops). */
+const BACKSTOP_MS = 1_000;
+/** How long close() waits for the pool's sockets to go away, in ms. */
+const CLOSE_WAIT_MS = 2_000;
+
+type SocketCallback = (err: Error | null, socket?: { connection: net.Socket }) => void;
+
+/**
+ * A socket destroyed by this sender before the greeting carries the one-line error to report
+ * (nodemailer passes the socket's error object on, with its own code).
+ */
+interface WithReport {
+  mailpeerReport?: MailError;
+}
+
+/** The part of nodemailer's transporter this sender uses. */
+interface Transport {
+  sendMail(mail: {
+    envelope: { from: string; to: string[] };
+    raw: Buffer;
+  }): Promise<{ accepted?: unknown[]; rejected?: unknown[] }>;
+  close(): void;
+}
+
+/** nodemailer's codes for a connection that failed or broke (socket errors keep their own). */
+const CONNECT_CODES = new Set(["ECONNECTION", "ESOCKET", "EDNS"]);
+
+/**
+ * Sends mail through an SMTP server (pooled, at most `SMTP_POOL_CONNECTIONS` connections, opened as needed).
+ *
+ * @example
+ * ```ts
+ * const sender = new SmtpSender({
+ *   host: "smtp.example.org", port: 587, tls: "starttls",
+ *   user: "alice@example.org", password: Deno.env.get("SMTP_PASSWORD"),
+ * });
+ * await sender.send({ from: "alice@example.org", to: ["host@example.org"], subject: "hi", text: "hello\n" });
+ * await sender.close();
+ * ```
+ */
+export class SmtpSender implements MailSender {
+  readonly #server: SmtpServerOptions;
+  readonly #options: SmtpSenderOptions;
+  readonly #logger: Logger;
+  readonly #sockets = new Set<net.Socket>();
+  #transport: Promise<Transport> | undefined;
+  #closed = false;
+  /** True once a mail was accepted. */
+  #everSent = false;
+  /**
+   * The failure of the settings, when the first mail could not be submitted and trying again
+   * would only repeat it at the same cost (`isFinalFailure`: a refused password, TLS, nothing
+   * answering), and when: later mails get it at once for `FIRST_FAILURE_KEPT_MS`.
+   */
+  #failed: { error: MailError; at: number } | undefined;
+
+  constructor(server: SmtpServerOptions, options: SmtpSenderOptions = {}) {
+    this.#server = server;
+    this.#options = options;
+    this.#logger = options.logger ?? silentLogger;
+  }
+
+  /** Sends one mail; resolves with its Message-ID once the server accepted it. */
+  async send(
+    mail: OutgoingMail,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<{ messageId: string }> {
+    options.signal?.throwIfAborted();
+    if (this.#closed) {
+      throw new MailError(
+        "ESEND",
+        `Cannot send mail via ${this.#where}: the sender is closed; send before closing it`,
+        { cause: "closed" },
+      );
+    }
+    const envelope = this.#envelope("send mail", mail.from, mail.to);
+    const { raw, messageId } = await composeMail(mail, {
+      ...(this.#options.hostname ? { hostname: this.#options.hostname } : {}),
+      ...(this.#options.now ? { now: this.#options.now } : {}),
+    });
+    return await this.#submit(raw, { envelope, messageId, ...options });
+  }
+
+  /**
+   * Resends `raw` unchanged apart from a prepended `Resent-*` block (see `resentRaw`): the
+   * envelope goes from `from` to `to`, so the original `From:` and `Subject:` reach the
+   * recipients as they were. Resolves with the `Resent-Message-ID`.
+   */
+  async forward(
+    raw: Uint8Array,
+    options: { from: string; to: string[]; signal?: AbortSignal },
+  ): Promise<{ messageId: string }> {
+    options.signal?.throwIfAborted();
+    if (this.#closed) {
+      throw new MailError(
+        "ESEND",
+        `Cannot forward mail via ${this.#where}: the sender is closed; forward before closing it`,
+        { cause: "closed" },
+      );
+    }
+    const envelope = this.#envelope("forward mail", options.from, options.to);
+    const host = this.#options.hostname ?? domainOf(options.from) ?? "localhost";
+    const messageId = `<${crypto.randomUUID().replaceAll("-", "")}@${host}>`;
+    const resent = resentRaw(raw, {
+      from: options.from,
+      to: options.to,
+      date: new Date((this.#options.now ?? Date.now)()),
+      messageId,
+    });
+    return await this.#submit(resent, {
+      envelope,
+      messageId,
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
+  }
+
+  /**
+   * The SMTP envelope: one plain address per sender and recipient, each of which nodemailer
+   * reads back as exactly that one address; anything else is a `MailError` `ESEND`.
+   */
+  #envelope(what: string, from: string, to: string[]): { from: string; to: string[] } {
+    const plain = (address: string, role: string): string => {
+      const bare = bareAddress(address);
+      const parsed = addressparser(bare, { flatten: true });
+      const problem = emailProblem(bare) ??
+        (parsed.length === 1 && parsed[0]!.address === bare
+          ? undefined
+          : `reads as ${parsed.length} addresses`);
+      if (problem !== undefined) {
+        throw new MailError(
+          "ESEND",
+          `Cannot ${what} via ${this.#where}: the ${role} address ${
+            JSON.stringify(address)
+          } is not one plain address (${problem}); send only to plain local@domain addresses`,
+          { cause: problem },
+        );
+      }
+      return bare;
+    };
+    if (to.length === 0) {
+      throw new MailError(
+        "ESEND",
+        `Cannot ${what} via ${this.#where}: it has no recipient; name one`,
+      );
+    }
+    return { from: plain(from, "sender"), to: to.map((t) => plain(t, "recipient")) };
+  }
+
+  /** Submits raw bytes with the given envelope; the one path `send` and `forward` share. */
+  async #submit(
+    raw: Uint8Array,
+    o: { envelope: { from: string; to: string[] }; messageId: string; signal?: AbortSignal },
+  ): Promise<{ messageId: string }> {
+    const now = this.#options.now ?? Date.now;
+    if (this.#failed && now() - this.#failed.at < FIRST_FAILURE_KEPT_MS) throw this.#failed.error;
+    const transport = await this.#ensureTransport();
+    o.signal?.throwIfAborted();
+    const to = o.envelope.to;
+    let info: { accepted?: unknown[]; rejected?: unknown[] };
+    try {
+      info = await transport.sendMail({ envelope: o.envelope, raw: toBuffer(raw) });
+    } catch (err) {
+      const failure = this.#error(err, to);
+      if (!this.#everSent && !this.#closed && isFinalFailure(failure)) {
+        this.#failed = { error: failure, at: now() };
+      }
+      throw failure;
+    }
+    this.#everSent = true;
+    const rejected = (info.rejected ?? []).map(String);
+    if (rejected.length > 0) {
+      this.#logger.log("warn", "SMTP server refused some recipients", {
+        server: this.#where,
+        messageId: o.messageId,
+        rejected,
+      });
+    }
+    return { messageId: o.messageId };
+  }
+
+  /** Closes the pool and waits (briefly) until its connections are gone. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const transport = await this.#transport?.catch(() => undefined);
+    transport?.close();
+    const gone = [...this.#sockets].map((s) =>
+      new Promise<void>((resolve) => {
+        if (s.destroyed) return resolve();
+        s.once("close", () => resolve());
+      })
+    );
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const limit = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)));
+    await Promise.race([Promise.all(gone), limit]);
+    clearTimeout(timer);
+    for (const s of this.#sockets) s.destroy();
+    this.#sockets.clear();
+  }
+
+  get #where(): string {
+    return `SMTP server ${this.#server.host}:${this.#server.port}`;
+  }
+
+  #ensureTransport(): Promise<Transport> {
+    this.#transport ??= this.#createTransport().catch((err) => {
+      this.#transport = undefined;
+      throw err;
+    });
+    return this.#transport;
+  }
+
+  async #createTransport(): Promise<Transport> {
+    const s = this.#server;
+    let ca: string | undefined;
+    if (s.caFile !== undefined) {
+      try {
+        ca = await Deno.readTextFile(s.caFile);
+      } catch (err) {
+        throw new MailError(
+          "ETLS",
+          `Cannot read the CA file ${s.caFile} for ${this.#where}: ${
+            (err as Error).message
+          }; check ca_file`,
+          { cause: err },
+        );
+      }
+    }
+    const timeout = this.#options.timeoutMs ?? SMTP_TIMEOUT_MS;
+    // Loaded on first use: a host run that has nothing to answer never pays for it.
+    const { default: nodemailer } = await import("nodemailer");
+    return nodemailer.createTransport({
+      pool: true,
+      maxConnections: SMTP_POOL_CONNECTIONS,
+      maxMessages: 1000,
+      host: s.host,
+      port: s.port,
+      secure: s.tls === "implicit",
+      requireTLS: s.tls === "starttls",
+      ignoreTLS: s.tls === "none",
+      ...(s.password !== undefined ? { auth: { user: s.user, pass: s.password } } : {}),
+      ...(this.#options.hostname ? { name: this.#options.hostname } : {}),
+      tls: {
+        ...(ca !== undefined ? { ca } : {}),
+        ...(s.servername ? { servername: s.servername } : {}),
+        ...(s.tlsMaxVersion ? { maxVersion: `TLSv${s.tlsMaxVersion}` as const } : {}),
+        rejectUnauthorized: !s.insecure,
+      },
+      // our own deadline (#connect) decides first and words the failure; these are backstops
+      connectionTimeout: this.#connectMs + BACKSTOP_MS,
+      greetingTimeout: this.#connectMs + BACKSTOP_MS,
+      socketTimeout: Math.max(timeout, this.#connectMs + BACKSTOP_MS),
+      logger: false,
+      debug: false,
+      getSocket: (_opts: unknown, callback: SocketCallback) => this.#connect(callback),
+    });
+  }
+
+  get #connectMs(): number {
+    return this.#server.connectTimeoutMs ?? DEFAULT_MAIL_CONNECT_TIMEOUT_MS;
+  }
+
+  get #target(): ConnectTarget {
+    return {
+      protocol: "SMTP",
+      host: this.#server.host,
+      port: this.#server.port,
+      configKey: this.#key,
+    };
+  }
+
+  get #key(): string {
+    return this.#options.configKey ?? "send";
+  }
+
+  /**
+   * Opens the TCP connection with TCP_NODELAY; nodemailer does the TLS and SMTP on it. The
+   * connect timeout runs until the server's first bytes (its greeting, or its TLS handshake);
+   * a STARTTLS (or plain) connection still silent after `TLS_PORT_PROBE_AFTER_MS` asks
+   * {@link speaksImplicitTls} whether the port expects TLS from the first byte.
+   */
+  #connect(callback: SocketCallback): void {
+    const s = this.#server;
+    const connectMs = this.#connectMs;
+    const target = this.#target;
+    const socket = net.connect({ host: s.host, port: s.port });
+    socket.setNoDelay(true);
+    let connected = false;
+    // the server's first bytes (greeting or TLS handshake); no listener of ours may take them
+    const spoke = () => socket.bytesRead > 0;
+    const probing = new AbortController();
+    const fail = (report: MailError) => {
+      clearTimeout(deadline);
+      clearTimeout(probe);
+      probing.abort();
+      if (!connected) {
+        socket.destroy();
+        callback(Object.assign(new Error(report.message), { mailpeerReport: report }));
+        return;
+      }
+      socket.destroy(Object.assign(new Error(report.message), { mailpeerReport: report }));
+    };
+    const deadline = setTimeout(() => {
+      if (spoke()) return;
+      fail(
+        connected ? silentServerError(target, connectMs) : connectError(
+          Object.assign(new Error("timed out"), { code: "ETIMEDOUT" }),
+          target,
+          { timeoutMs: connectMs },
+        ),
+      );
+    }, connectMs);
+    const probe = s.tls === "implicit" ? undefined : setTimeout(async () => {
+      if (spoke() || !connected) return;
+      const tls = await speaksImplicitTls(s.host, s.port, {
+        ...(s.servername ? { servername: s.servername } : {}),
+        timeoutMs: Math.max(1, connectMs - TLS_PORT_PROBE_AFTER_MS),
+        signal: probing.signal,
+      });
+      if (tls && !spoke()) fail(implicitPortError(target, s.tls));
+    }, TLS_PORT_PROBE_AFTER_MS);
+    socket.once("error", (err) => {
+      if (connected) return;
+      clearTimeout(deadline);
+      clearTimeout(probe);
+      callback(err);
+    });
+    socket.once("connect", () => {
+      connected = true;
+      socket.removeAllListeners("error");
+      socket.on("error", () => {}); // nodemailer listens on its own; never an unhandled event
+      this.#sockets.add(socket);
+      socket.once("close", () => {
+        this.#sockets.delete(socket);
+        clearTimeout(deadline);
+        clearTimeout(probe);
+        probing.abort();
+      });
+      callback(null, { connection: socket });
+    });
+  }
+
+  /** Maps a nodemailer or socket error to a one-line MailError. */
+  #error(err: unknown, to: string[]): MailError {
+    const report = (err as WithReport | undefined)?.mailpeerReport;
+    if (report !== undefined) return report;
+    const e = (err ?? {}) as { code?: string; responseCode?: number; response?: string };
+    const code = e.code ?? "";
+    const reply = oneLine(e.response ?? (err instanceof Error ? err.message : String(err)));
+    const s = this.#server;
+    const k = this.#key;
+    if (code === "EAUTH" || code === "ENOAUTH" || e.responseCode === 535) {
+      return new MailError(
+        "EAUTH",
+        `Cannot log in to ${this.#where} as ${s.user}: the server refused the password (${reply}); ` +
+          `check ${k}.password_env (or ${k}.password_file) and ${k}.user`,
+        { cause: err },
+      );
+    }
+    if (s.tls === "implicit" && e.responseCode === undefined && isPlainTextAnswer(err)) {
+      return plainPortError(this.#target, err);
+    }
+    const deniedWithoutLogin = s.password === undefined && e.responseCode === 554 &&
+      /access denied/i.test(reply);
+    if (e.responseCode === 530 || deniedWithoutLogin) {
+      return new MailError(
+        "EAUTH",
+        `Cannot send mail via ${this.#where}: the server requires a login (${reply}); ` +
+          `set ${k}.password_env or ${k}.password_file`,
+        { cause: err },
+      );
+    }
+    if (code === "ETLS" || isCertificateError(err)) {
+      return new MailError(
+        "ETLS",
+        `Cannot start TLS with ${this.#where}: ${reply}; set ${k}.ca_file to the CA that signed ` +
+          `the server certificate, or ${k}.servername to a name it carries`,
+        { cause: err },
+      );
+    }
+    if (e.responseCode === undefined && connectFailure(err) !== "other") {
+      return connectError(err, this.#target, { timeoutMs: this.#connectMs });
+    }
+    if (CONNECT_CODES.has(code)) {
+      return new MailError(
+        "ECONNECT",
+        `Cannot connect to ${this.#where}: ${reply}; check ${k}.host, ${k}.port and that the ` +
+          "server runs",
+        { cause: err },
+      );
+    }
+    if (e.responseCode !== undefined && e.responseCode >= 500) {
+      return new MailError(
+        "ESEND",
+        `Cannot send mail to ${to.join(", ")} via ${this.#where}: ${reply}; ` +
+          "check the recipient addresses and the server's answer",
+        { cause: err },
+      );
+    }
+    // A 4xx answer (greylisting, a full queue) or a failure without an answer: try again later.
+    return new MailError(
+      "EDEFER",
+      `Cannot send mail to ${to.join(", ")} via ${this.#where} now: ${reply}; ` +
+        "it is tried again on the next pass",
+      { cause: err },
+    );
+  }
+}
+
+/** True for certificate verification failures (node and Deno spell them differently). */
+function isCertificateError(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = String((e as { code?: unknown }).code ?? "");
+    if (/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/i.test(code)) return true;
+    if (/certificate|UnknownIssuer|NotValidForName/i.test(e.message)) return true;
+  }
+  return false;
+}
+
+/** `a@b` from `Name <a@b>` or `a@b`. */
+function bareAddress(address: string): string {
+  return (/<([^>]*)>/.exec(address)?.[1] ?? address).trim();
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s*[\r\n]+\s*/g, " ").trim().slice(0, 300);
+}
+
+function toBuffer(raw: Uint8Array): Buffer {
+  // nodemailer takes a Buffer; Deno's node Buffer is a Uint8Array subclass
+  return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+}
