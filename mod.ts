@@ -9,7 +9,7 @@
  * @example A host and a terminal on a local post office
  * ```ts
  * import {
- *   generateHostKeys, generateIdentityKeys, Host, hostCardOf, MaildirPostOffice,
+ *   generateHostKeys, generateIdentityKeys, Host, hostCardOf, HostService, MaildirPostOffice,
  *   MaildirSender, MaildirSource, MemoryStore, TcpTransport, Terminal,
  * } from "./mod.ts";
  *
@@ -22,8 +22,9 @@
  *   sender: new MaildirSender(po), store: new MemoryStore(),
  *   allowPrivateAddresses: true, // a LAN: everyone is on loopback here
  * });
+ * // The service the CLI's `host` runs too: it reads the mailbox until stopped.
  * const stop = new AbortController();
- * const hosting = host.run({ signal: stop.signal });
+ * const hosting = new HostService({ host }).run({ signal: stop.signal });
  *
  * const source = new MaildirSource(await po.ensureMailbox("alice@lan.local"));
  * const alice = new Terminal({
@@ -42,8 +43,8 @@
  * @example A game gets a connected, encrypted state channel (UDP) in a few lines
  * ```ts
  * import {
- *   generateHostKeys, generateIdentityKeys, Host, hostCardOf, MaildirPostOffice, MaildirSender,
- *   MaildirSource, MemoryStore, openDatagramChannel, Terminal, UdpTransport,
+ *   generateHostKeys, generateIdentityKeys, Host, hostCardOf, HostService, MaildirPostOffice,
+ *   MaildirSender, MaildirSource, MemoryStore, openDatagramChannel, Terminal, UdpTransport,
  * } from "./mod.ts";
  * import type { EventSink } from "./mod.ts";
  *
@@ -53,10 +54,11 @@
  * const hostKeys = await generateHostKeys("host@lan.local");
  * const hostBox = new MaildirSource(await po.ensureMailbox("host@lan.local"));
  * const stop = new AbortController();
- * const hosting = new Host({
+ * const host = new Host({
  *   keys: hostKeys, network: "game", source: hostBox, sender: new MaildirSender(po),
  *   store: new MemoryStore(), allowPrivateAddresses: true, // a LAN: everyone is on loopback
- * }).run({ signal: stop.signal });
+ * });
+ * const hosting = new HostService({ host }).run({ signal: stop.signal });
  * const boxes: MaildirSource[] = [];
  * const player = async (name: string, onEvent?: EventSink) => {
  *   const box = new MaildirSource(await po.ensureMailbox(`${name}@lan.local`));
@@ -147,6 +149,12 @@ export { type Pop3ServerOptions, Pop3Source } from "./src/mail/pop3/source.ts";
 export type { PeerRow, TableStore } from "./src/host/types.ts";
 export { Host } from "./src/host/host.ts";
 export { type HostOptions, type HostPassResult } from "./src/host/host.ts";
+export {
+  type HostReady,
+  HostService,
+  type HostServiceOptions,
+  type RunOnceOptions,
+} from "./src/host/host_service.ts";
 export { JsonFileStore } from "./src/host/store/json_file_store.ts";
 export { MemoryStore } from "./src/host/store/memory_store.ts";
 

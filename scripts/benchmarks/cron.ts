@@ -9,8 +9,8 @@
  * - the same with `--cached-only` (does start-up touch the network?);
  * - each heavy npm package imported alone (minus the bare start: its load cost);
  * - the `--once` work in this process with modules already loaded, by phase: configuration +
- *   keys, wiring (hostFromConfig), `Host.processPending` (IMAP connect, login, SELECT, NOOP,
- *   SEARCH), `SyncAgent.processPending` (a second NOOP + SEARCH), close (LOGOUT); and a raw
+ *   keys, wiring (hostFromConfig), `HostService.runOnce` (run lock, IMAP connect, login, SELECT,
+ *   NOOP, one SEARCH for the host and the pool sync), close (LOGOUT); and a raw
  *   imapflow connect + SELECT + LOGOUT as the stack's own floor.
  *
  * Usage: scripts/bench runs it; alone (stack running):
@@ -139,9 +139,8 @@ async function main(): Promise<void> {
       const t1 = now();
       const wired = await hostFromConfig(cfg, { onEvent: () => {} });
       const t2 = now();
-      await wired.host.processPending();
       const t3 = now();
-      await wired.sync.processPending({ listing: wired.host.lastListing });
+      await wired.service.runOnce();
       const t4 = now();
       await wired.close();
       const t5 = now();
@@ -152,8 +151,11 @@ async function main(): Promise<void> {
       if (i === 0) continue;
       add(phases, "load configuration", t1 - t0);
       add(phases, "wire: keys, source, sender, store, directory (hostFromConfig)", t2 - t1);
-      add(phases, "Host.processPending: IMAP connect+STARTTLS+login+SELECT, NOOP+SEARCH", t3 - t2);
-      add(phases, "SyncAgent.processPending on the host's listing", t4 - t3);
+      add(
+        phases,
+        "HostService.runOnce: run lock, IMAP connect+STARTTLS+login+SELECT, one listing for host and sync",
+        t4 - t3,
+      );
       add(phases, "close: IMAP LOGOUT, SMTP, store", t5 - t4);
       add(phases, "baseline: raw imapflow connect+login+SELECT", t6 - t5);
       add(phases, "baseline: raw imapflow LOGOUT", t7 - t6);

@@ -15,6 +15,7 @@
 import type { MailpeerEvent } from "../../src/events.ts";
 import type { Logger } from "../../src/log.ts";
 import { Host } from "../../src/host/host.ts";
+import { HostService } from "../../src/host/host_service.ts";
 import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import { ImapSource } from "../../src/mail/imap/source.ts";
 import { SmtpSender } from "../../src/mail/smtp/sender.ts";
@@ -118,7 +119,7 @@ function start(o: Extract<ToHostWorker, { type: "start" }>): void {
     onEvent,
   });
   const stop = new AbortController();
-  const run = host.run({ signal: stop.signal }).catch((err) => {
+  const run = new HostService({ host }).run({ signal: stop.signal }).catch((err) => {
     if (!stop.signal.aborted) trouble(`host: ${(err as Error)?.message ?? err}`);
   });
   running = {

@@ -19,7 +19,7 @@ import {
   untilStopped,
   withTransport,
 } from "./common.ts";
-import { announceReady, hostFromConfig } from "./host.ts";
+import { hostFromConfig } from "./host.ts";
 import { preflight } from "./preflight.ts";
 import { cliSink } from "./output.ts";
 
@@ -50,22 +50,24 @@ export function combinedCommand() {
       const hostSink = withActor(sink, "host");
       const terminalSink = withActor(sink, "terminal");
       const stop = onSignals();
-      const { host, close } = await hostFromConfig(config, { onEvent: hostSink });
-      const hostRunning = host.run({
-        signal: stop.signal,
-        eachPass: announceReady(config.host!, { onEvent: hostSink }),
-      });
-      hostRunning.catch(() => {}); // awaited below; a failure ends the run with its error
+      // The same service as `host`: run lock, pool sync, claims, backoff (docs/cli.md "combined").
+      const { service, close } = await hostFromConfig(config, { onEvent: hostSink });
+      const hostRunning = service.run({ signal: stop.signal });
+      // A host that cannot run (another process holds its table, say) ends the chat at once.
+      const hostFailed = new AbortController();
+      hostRunning.catch((err) => hostFailed.abort(err));
+      const chatSignal = AbortSignal.any([stop.signal, hostFailed.signal]);
       try {
         try {
           await untilStopped(stop.signal, () =>
             chatFromConfig(config, {
               onEvent: terminalSink,
               json,
-              signal: stop.signal,
+              signal: chatSignal,
               ...(opts.message !== undefined ? { message: opts.message } : {}),
             }));
         } catch (err) {
+          if (hostFailed.signal.aborted) throw hostFailed.signal.reason;
           // The terminal failed; unless asked to end with the chat, the host serves on.
           if (err instanceof StoppedError || opts.exitAfterChat || !isMailpeerError(err)) {
             throw err;

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { receiveLine, sendLine } from "../apps/chat.ts";
 import { type EventSink, withActor } from "../events.ts";
 import { Host } from "../host/host.ts";
+import { HostService } from "../host/host_service.ts";
 import { JsonFileStore } from "../host/store/json_file_store.ts";
 import { MaildirPostOffice } from "../mail/maildir/post_office.ts";
 import { MaildirSender } from "../mail/maildir/sender.ts";
@@ -65,7 +66,7 @@ export async function runDemo(
     onEvent: withActor(options.onEvent, "host"),
   });
   const stopHost = new AbortController();
-  const hostRunning = host.run({
+  const hostRunning = new HostService({ host }).run({
     signal: signal ? AbortSignal.any([signal, stopHost.signal]) : stopHost.signal,
   });
 

@@ -7,11 +7,10 @@
 import { Command } from "@commander-js/extra-typings";
 import type { Config, HostConfig } from "../config/config_schema.ts";
 import { parseDuration } from "../duration.ts";
-import { ConfigError, HostError } from "../errors.ts";
-import { withFileLock } from "../host/store/file_lock.ts";
-import { HOST_RUN_LOCK_WAIT_MS } from "../limits.ts";
+import { ConfigError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
 import { Host } from "../host/host.ts";
+import { type HostReady, HostService } from "../host/host_service.ts";
 import type { HostOptions } from "../host/host.ts";
 import { cliSink } from "./output.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
@@ -27,38 +26,23 @@ import { JsonFileHostDirectory } from "../host/pool/host_directory.ts";
 import { SyncAgent } from "../host/pool/sync_agent.ts";
 import { Representative } from "../host/pool/representative.ts";
 import { hostCardOf } from "../message/key_file.ts";
-import type { MailRef } from "../mail/types.ts";
 import { preflight } from "./preflight.ts";
 
-type EachPass = (signal: AbortSignal, listing: readonly MailRef[]) => Promise<void>;
-
 /**
- * Wraps a host's `eachPass` so that after its first pass (the mailbox was read, so the host
- * logged in) it says once how it waits for mail: a `host-ready` event, which the CLI narrates
- * as one line. Without it a new host prints nothing until the first mail arrives.
+ * What the `host-ready` event says of the configured mailbox: after its first pass (the mailbox
+ * was read, so the host logged in) a long-running host says once how it waits for mail, which
+ * the CLI narrates as one line. Without it a new host prints nothing until the first mail.
  */
-export function announceReady(
-  hc: HostConfig,
-  options: { onEvent: EventSink; pollIntervalMs?: number },
-  inner?: EachPass,
-): EachPass {
-  let announced = false;
-  return async (signal, listing) => {
-    if (!announced) {
-      announced = true;
-      const r = hc.receive;
-      options.onEvent({
-        event: "host-ready",
-        email: hc.email,
-        receive: r.kind,
-        mailbox: r.kind === "local"
-          ? r.maildir
-          : `${r.host}:${r.port} as ${r.user}${r.kind === "imap" ? ` (${r.mailbox})` : ""}`,
-        wait: r.kind === "local" ? "watch" : r.kind === "imap" && r.idle ? "idle" : "poll",
-        pollIntervalMs: options.pollIntervalMs ?? hc.pollIntervalMs,
-      });
-    }
-    await inner?.(signal, listing);
+export function readyOf(hc: HostConfig, pollIntervalMs = hc.pollIntervalMs): HostReady {
+  const r = hc.receive;
+  return {
+    email: hc.email,
+    receive: r.kind,
+    mailbox: r.kind === "local"
+      ? r.maildir
+      : `${r.host}:${r.port} as ${r.user}${r.kind === "imap" ? ` (${r.mailbox})` : ""}`,
+    wait: r.kind === "local" ? "watch" : r.kind === "imap" && r.idle ? "idle" : "poll",
+    pollIntervalMs,
   };
 }
 
@@ -147,7 +131,18 @@ export async function hostFromConfig(
     maxMailBytes: hc.maxMailBytes,
     onEvent: options.onEvent,
   });
-  return { host, sync, store, representative, close };
+  // One host process at a time per table: an overlapping cron run waits for the running one
+  // to finish (so no request is answered twice), or gives up cleanly after a while. With a
+  // shared mailbox, claims keep several processes apart instead.
+  const service = new HostService({
+    ...(representative ? { representative } : { host, sync }),
+    runLock: `${hc.table}.run`,
+    sharedMailbox: hc.sharedMailbox,
+    syncIntervalMs: hc.syncIntervalMs,
+    ready: readyOf(hc, options.pollIntervalMs),
+    onEvent: options.onEvent,
+  });
+  return { service, host, sync, close };
 }
 
 /** The `host` subcommand. */
@@ -158,6 +153,10 @@ export function hostCommand() {
     .option("--poll-interval <duration>", "poll the mailbox this often instead of waiting for push")
     .option("--bootstrap", "ask the pool's hosts for their tables (a new host)")
     .option("--sync", "with --once: push this host's table to the pool")
+    .option(
+      "--wait <duration>",
+      "with --once: how long to wait for a host run that still holds the table (default 60s)",
+    )
     .option("--json", "print events as JSON lines")
     .action(async (opts) => {
       const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
@@ -178,64 +177,24 @@ export function hostCommand() {
       const pollIntervalMs = opts.pollInterval
         ? parseDuration(opts.pollInterval, "--poll-interval")
         : undefined;
-      const { host, sync, store, representative, close } = await hostFromConfig(config, {
+      const lockWaitMs = opts.wait !== undefined ? parseDuration(opts.wait, "--wait") : undefined;
+      const { service, close } = await hostFromConfig(config, {
         onEvent,
         ...(pollIntervalMs ? { pollIntervalMs } : {}),
       });
-      // One host process at a time per table: an overlapping cron run waits for the running
-      // one to finish (so no request is answered twice), or gives up cleanly after a while.
-      // With a shared mailbox, claims keep several processes apart instead.
-      const hc = config.host!;
-      const runLock = `${hc.table}.run`;
-      const exclusive = <T>(fn: () => Promise<T>, timeoutMs: number) =>
-        hc.sharedMailbox ? fn() : withFileLock(runLock, fn, { timeoutMs });
       try {
-        if (representative) {
-          // Representative mode: forward every request and notice round-robin to the workers.
-          if (opts.once) {
-            await exclusive(() => representative.processPending(), HOST_RUN_LOCK_WAIT_MS);
-          } else {
-            const stop = onSignals();
-            await exclusive(() => representative.run({ signal: stop.signal }), 0);
-          }
-        } else if (opts.once) {
-          await exclusive(async () => {
-            if (opts.bootstrap) await sync.requestTables();
-            await host.processPending();
-            await sync.processPending({ listing: host.lastListing });
-            if (opts.sync) await sync.pushSnapshots();
-          }, HOST_RUN_LOCK_WAIT_MS)
-            .catch((err) => {
-              if (
-                !(err instanceof HostError && err.code === "ETABLE" &&
-                  err.message.includes(".run.lock"))
-              ) throw err;
-              onEvent({
-                event: "host-busy",
-                message: `another host run still holds ${runLock}.lock; this run did nothing`,
-              });
-            });
+        if (opts.once) {
+          await service.runOnce({
+            bootstrap: opts.bootstrap ?? false,
+            push: opts.sync ?? false,
+            ...(lockWaitMs !== undefined ? { lockWaitMs } : {}),
+          });
         } else {
           const stop = onSignals();
-          const interval = hc.syncIntervalMs;
-          await exclusive(async () => {
-            // A new host (empty table) asks its pool for their tables first.
-            if (opts.bootstrap || (await store.read()).length === 0) await sync.requestTables();
-            let lastPush = Date.now();
-            await host.run({
-              signal: stop.signal,
-              eachPass: announceReady(hc, {
-                onEvent,
-                ...(pollIntervalMs ? { pollIntervalMs } : {}),
-              }, async (signal, listing) => {
-                await sync.processPending({ signal, listing });
-                if (Date.now() - lastPush >= interval) {
-                  lastPush = Date.now();
-                  await sync.pushSnapshots();
-                }
-              }),
-            });
-          }, 0);
+          await service.run({
+            signal: stop.signal,
+            ...(opts.bootstrap ? { bootstrap: true } : {}),
+          });
         }
       } finally {
         await close();

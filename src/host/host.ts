@@ -68,7 +68,6 @@ export class Host {
     & Pick<HostOptions, "requireVerifiedSender" | "onStep" | "learnHosts">
     & { policy: TablePolicy; limits: HostLimits };
 
-  #lastListing: readonly MailRef[] = [];
   /**
    * When this process last replied to each request (user id + session id), oldest first, at
    * most MAX_REMEMBERED_REPLIES: a repeat within REPEAT_REPLY_WINDOW_MS gets no second reply.
@@ -103,7 +102,8 @@ export class Host {
   }
 
   /**
-   * Processes every pending notice and request once. Resolves with counts; rejects only on
+   * Processes every pending notice and request once (of `listing` when given: refs of a
+   * listing with the `[mailpeer] <network> ` prefix). Resolves with counts; rejects only on
    * failures that leave the mail in place for the next pass (table, sending, connection).
    *
    * Mails go in batches of at most `batchSize`: each mail is fetched and checked, then the
@@ -111,15 +111,17 @@ export class Host {
    * batch is deleted. Per mail the order stays fetched → table saved → reply sent → deleted, so
    * a crash can repeat the replies of one batch but never drop a request.
    */
-  async processPending(options: { signal?: AbortSignal } = {}): Promise<HostPassResult> {
+  async processPending(
+    options: { signal?: AbortSignal; listing?: readonly MailRef[] } = {},
+  ): Promise<HostPassResult> {
     const result: HostPassResult = { answered: 0, notices: 0, quarantined: 0, stale: 0 };
     // One listing for both kinds (one server round trip fewer per pass), split by subject;
-    // notices first, so their flags count in the replies of the same pass.
-    const all = await this.#o.source.list(
+    // notices first, so their flags count in the replies of the same pass. A HostService
+    // hands in the listing it made for every handler of the pass.
+    const all = options.listing ?? await this.#o.source.list(
       { subject: `[mailpeer] ${this.#o.network} `, mode: "prefix" },
-      options,
+      options.signal ? { signal: options.signal } : {},
     );
-    this.#lastListing = all;
     for (const kind of ["notice", "request"] as const) {
       const match = this.#match(kind);
       const refs = this.#rotated(all.filter((ref) => matchesSubject(ref.subject, match)));
@@ -136,14 +138,14 @@ export class Host {
     return result;
   }
 
-  /**
-   * Every mailpeer mail of this network that the last {@link Host.processPending} listed, sync
-   * mail included. Hand it to `SyncAgent.processPending({ listing })` rather than listing
-   * again: a second listing would count mail that arrived in between as seen, and the next
-   * wait would sleep on it.
-   */
-  get lastListing(): readonly MailRef[] {
-    return this.#lastListing;
+  /** The mailbox this host reads (a {@link HostService} lists it once per pass). */
+  get source(): MailSource {
+    return this.#o.source;
+  }
+
+  /** The network this host answers. */
+  get network(): string {
+    return this.#o.network;
   }
 
   /**
@@ -154,46 +156,6 @@ export class Host {
     if (!this.#o.sharedMailbox || refs.length < 2) return refs;
     const at = this.#o.random() * refs.length | 0;
     return [...refs.slice(at), ...refs.slice(0, at)];
-  }
-
-  /** Processes mail until `signal` aborts, waking on new mail (push, watch or poll). */
-  async run(
-    options: {
-      signal: AbortSignal;
-      retryDelayMs?: number;
-      /**
-       * More work for each pass (e.g. table sync), run after the requests, with the pass's
-       * listing (see {@link Host.lastListing}).
-       */
-      eachPass?: (signal: AbortSignal, listing: readonly MailRef[]) => Promise<void>;
-    },
-  ): Promise<void> {
-    const { signal } = options;
-    let failures = 0;
-    let lastRecovery = 0;
-    while (!signal.aborted) {
-      try {
-        const now = this.#o.clock.now();
-        if (
-          this.#o.sharedMailbox && this.#o.source.recoverClaims &&
-          now - lastRecovery >= CLAIM_RECOVERY_MS
-        ) {
-          lastRecovery = now;
-          await this.#o.source.recoverClaims(CLAIM_RECOVERY_MS);
-        }
-        await this.processPending({ signal });
-        await options.eachPass?.(signal, this.#lastListing);
-        failures = 0;
-        await this.#o.source.waitForMail({ signal });
-      } catch (err) {
-        if (signal.aborted) break;
-        if (!isMailpeerError(err)) throw err;
-        this.#o.onEvent({ event: "error", code: err.code, message: err.message });
-        this.#o.logger.log("error", err.message, { code: err.code });
-        const delay = Math.min(30_000, (options.retryDelayMs ?? 500) * 2 ** failures++);
-        await this.#o.clock.sleep(delay, signal).catch(() => {});
-      }
-    }
   }
 
   #context(): CheckContext {

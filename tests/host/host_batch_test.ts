@@ -297,32 +297,3 @@ Deno.test("in one batch, a user's rate counts the requests before it and a repla
   assert.ok("peers" in first);
   assert.deepEqual(first.peers.map((r) => r.userId), ["ben"]);
 });
-
-Deno.test("each pass hands its listing, sync mail included, to the work that follows it", async () => {
-  const w = await World.create();
-  try {
-    const p = await players(w, 1);
-    await w.request(p[0]!);
-    // A table-sync mail (for the SyncAgent) waits beside the request.
-    await w.sender.send({
-      from: "other-host@host.test",
-      to: ["host@host.test"],
-      subject: subjectFor(NETWORK, "sync"),
-      text: "sync\n",
-    });
-    const stop = new AbortController();
-    const seen: string[][] = [];
-    await w.host.run({
-      signal: stop.signal,
-      eachPass: (_signal, listing) => {
-        seen.push(listing.map((r) => r.subject));
-        stop.abort();
-        return Promise.resolve();
-      },
-    });
-    assert.deepEqual(seen, [[subjectFor(NETWORK, "request"), subjectFor(NETWORK, "sync")]]);
-    assert.deepEqual(w.host.lastListing.map((r) => r.subject), seen[0]);
-  } finally {
-    await w.close();
-  }
-});

@@ -19,6 +19,7 @@ import { BodyCache, bodyKey, choosePrefetch } from "../../src/mail/imap/prefetch
 import type { SubjectMatch } from "../../src/mail/types.ts";
 import { mailSourceConformance } from "../conformance/mail_source.ts";
 import { Host } from "../../src/host/host.ts";
+import { HostService } from "../../src/host/host_service.ts";
 import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import { MaildirPostOffice } from "../../src/mail/maildir/post_office.ts";
 import { MaildirSender } from "../../src/mail/maildir/sender.ts";
@@ -702,7 +703,7 @@ Deno.test({
     let running: Promise<void> | undefined;
     try {
       await dovecot.start();
-      running = host.run({ signal: stop.signal, retryDelayMs: 50 });
+      running = new HostService({ host, retryDelayMs: 50 }).run({ signal: stop.signal });
       await submitToPort25(await requestMail("before"));
       assert.equal(await replies(1), 1, "answered before the restart");
 

@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { MailpeerEvent } from "../../src/events.ts";
 import { Host } from "../../src/host/host.ts";
+import { HostService } from "../../src/host/host_service.ts";
 import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import { MaildirPostOffice } from "../../src/mail/maildir/post_office.ts";
 import { MaildirSender } from "../../src/mail/maildir/sender.ts";
@@ -52,7 +53,7 @@ async function localWorld() {
     onEvent: hostEvents.tell,
   });
   const stop = new AbortController();
-  const running = host.run({ signal: stop.signal });
+  const running = new HostService({ host }).run({ signal: stop.signal });
   const sources: MaildirSource[] = [];
   const terminal = async (
     userId: string,

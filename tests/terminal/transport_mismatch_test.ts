@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import type { MailpeerEvent } from "../../src/events.ts";
 import { Host } from "../../src/host/host.ts";
+import { HostService } from "../../src/host/host_service.ts";
 import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import { generateHostKeys, generateIdentityKeys, hostCardOf } from "../../src/message/key_file.ts";
 import { subjectFor } from "../../src/message/mail_text.ts";
@@ -23,14 +24,15 @@ async function mixedWorld() {
   const hostKeys = await generateHostKeys("host@mixed.test");
   const store = new MemoryStore();
   const stop = new AbortController();
-  const running = new Host({
+  const host = new Host({
     keys: hostKeys,
     network: NETWORK,
     source: po.mailbox(hostKeys.email),
     sender: po.sender(),
     store,
     allowPrivateAddresses: true,
-  }).run({ signal: stop.signal });
+  });
+  const running = new HostService({ host }).run({ signal: stop.signal });
   const stopping: AbortController[] = [stop];
 
   /** Runs a terminal until it stands by (then stops it); returns what it told. */

@@ -15,7 +15,13 @@
 import { isMailpeerError } from "../../errors.ts";
 import { MAX_MAIL_BYTES } from "../../limits.ts";
 import { type Logger, silentLogger } from "../../log.ts";
-import type { MailRef, MailSender, MailSource, SubjectMatch } from "../../mail/types.ts";
+import {
+  type MailRef,
+  type MailSender,
+  type MailSource,
+  matchesSubject,
+  type SubjectMatch,
+} from "../../mail/types.ts";
 import { type MailKind, subjectFor } from "../../message/mail_text.ts";
 import { type Clock, systemClock } from "../../runtime.ts";
 
@@ -47,8 +53,6 @@ export interface RepresentativeOptions {
   subjectMatch?: SubjectMatch["mode"];
   /** Mail over this size is quarantined, not forwarded. Default: `MAX_MAIL_BYTES`. */
   maxMailBytes?: number;
-  /** Claims older than this are put back by {@link Representative.run}. Default: 10 min. */
-  recoverAfterMs?: number;
   /** Round-robin state. Default: in memory, starting at the first worker. */
   counter?: RoundRobinCounter;
   clock?: Clock;
@@ -61,8 +65,6 @@ export interface RepresentativePassResult {
   forwarded: number;
   quarantined: number;
 }
-
-const DEFAULT_RECOVER_AFTER_MS = 10 * 60_000;
 
 /** An in-memory {@link RoundRobinCounter}. */
 export function memoryCounter(start = 0): RoundRobinCounter {
@@ -102,7 +104,6 @@ export class Representative {
     this.#o = {
       subjectMatch: "exact",
       maxMailBytes: MAX_MAIL_BYTES,
-      recoverAfterMs: DEFAULT_RECOVER_AFTER_MS,
       counter: memoryCounter(),
       clock: systemClock,
       logger: silentLogger,
@@ -116,13 +117,20 @@ export class Representative {
   }
 
   /**
-   * Forwards every pending notice and request once, each to the next worker, and deletes it.
+   * Forwards every pending notice and request once (of `listing` when given, as
+   * `Host.processPending`), each to the next worker, and deletes it.
    * Rejects on failures that leave the mail in place for the next pass (sending, connection).
    */
-  async processPending(options: { signal?: AbortSignal } = {}): Promise<RepresentativePassResult> {
+  async processPending(
+    options: { signal?: AbortSignal; listing?: readonly MailRef[] } = {},
+  ): Promise<RepresentativePassResult> {
     const result: RepresentativePassResult = { forwarded: 0, quarantined: 0 };
+    const { signal, listing } = options;
     for (const kind of ["notice", "request"] as const) {
-      const refs = await this.#o.source.list(this.#match(kind), options);
+      const match = this.#match(kind);
+      const refs = listing
+        ? listing.filter((ref) => matchesSubject(ref.subject, match))
+        : await this.#o.source.list(match, signal ? { signal } : {});
       for (const listed of refs) {
         options.signal?.throwIfAborted();
         const ref = await this.#take(listed);
@@ -134,33 +142,14 @@ export class Representative {
     return result;
   }
 
-  /**
-   * Forwards mail until `signal` aborts, waking on new mail; puts back stale claims (a
-   * crashed representative process) every `recoverAfterMs`.
-   */
-  async run(options: { signal: AbortSignal; retryDelayMs?: number }): Promise<void> {
-    const { signal } = options;
-    const { source, clock, onEvent, logger } = this.#o;
-    let failures = 0;
-    let recovered = -Infinity;
-    while (!signal.aborted) {
-      try {
-        if (source.recoverClaims && clock.now() - recovered >= this.#o.recoverAfterMs) {
-          recovered = clock.now();
-          await source.recoverClaims(this.#o.recoverAfterMs);
-        }
-        await this.processPending({ signal });
-        failures = 0;
-        await source.waitForMail({ signal });
-      } catch (err) {
-        if (signal.aborted) break;
-        if (!isMailpeerError(err)) throw err;
-        onEvent({ event: "error", code: err.code, message: err.message });
-        logger.log("error", err.message, { code: err.code });
-        const delay = Math.min(30_000, (options.retryDelayMs ?? 500) * 2 ** failures++);
-        await clock.sleep(delay, signal).catch(() => {});
-      }
-    }
+  /** The pool's public mailbox (a {@link HostService} lists it once per pass). */
+  get source(): MailSource {
+    return this.#o.source;
+  }
+
+  /** The network whose mail this representative forwards. */
+  get network(): string {
+    return this.#o.network;
   }
 
   /** The ref to work on: claimed when the source supports claims. */

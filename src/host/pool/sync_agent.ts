@@ -192,6 +192,11 @@ export class SyncAgent {
     return await this.#sendEach(hosts, options.signal, () => pages);
   }
 
+  /** True while the table is empty: a new host, which asks its pool for tables first. */
+  async isNew(): Promise<boolean> {
+    return (await this.#o.store.read()).length === 0;
+  }
+
   /**
    * Handles every pending sync mail once: answers table requests, merges snapshots, and
    * quarantines the rest. Rejects only on failures that leave the mail in place for the next

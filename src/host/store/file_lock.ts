@@ -42,6 +42,13 @@ export interface FileLockOptions {
 }
 
 const MAX_RETRY_DELAY_MS = 200;
+/** The `cause` of the error {@link withFileLock} throws when another holder kept the lock. */
+const LOCK_HELD = "lock wait timed out";
+
+/** True for the error of a lock that another live process held past the wait. */
+export function isLockHeld(err: unknown): boolean {
+  return err instanceof HostError && err.code === "ETABLE" && err.cause === LOCK_HELD;
+}
 
 /**
  * Runs `fn` while holding an exclusive lock on `path` (the lock file is `<path>.lock`), across
@@ -208,7 +215,7 @@ async function timeoutError(path: string, lockPath: string): Promise<HostError> 
     "ETABLE",
     `Cannot lock the control table ${path}: ${holder} holds ${lockPath} since ${since}; ` +
       `wait for it to finish, or stop that process if it hangs (removing the file does not help)`,
-    { cause: "lock wait timed out" },
+    { cause: LOCK_HELD },
   );
 }
 
