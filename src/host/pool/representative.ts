@@ -12,7 +12,6 @@
  *
  * @module
  */
-import { isMailpeerError } from "../../errors.ts";
 import { MAX_MAIL_BYTES } from "../../limits.ts";
 import { type Logger, silentLogger } from "../../log.ts";
 import {
