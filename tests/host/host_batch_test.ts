@@ -14,7 +14,6 @@ import type { MailRef, MailSender, MailSource } from "../../src/mail/types.ts";
 import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import { HOST_REPLY_CONCURRENCY } from "../../src/limits.ts";
 import { toBase64Url } from "../../src/message/base64.ts";
-import { subjectFor } from "../../src/message/mail_text.ts";
 import { NETWORK, type Player, World } from "../support/world.ts";
 
 /** A store that counts its updates. */
