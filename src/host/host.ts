@@ -9,7 +9,6 @@
 import { isMailpeerError, MailError } from "../errors.ts";
 import { type EventSink, silentSink } from "../events.ts";
 import {
-  CLAIM_RECOVERY_MS,
   DEFAULT_NEW_ROWS_PER_HOUR,
   DEFAULT_REQUESTS_PER_HOUR,
   DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
