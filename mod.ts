@@ -142,9 +142,10 @@ export type {
 export { MaildirPostOffice } from "./src/mail/maildir/post_office.ts";
 export { MaildirSender } from "./src/mail/maildir/sender.ts";
 export { MaildirSource } from "./src/mail/maildir/source.ts";
-export { SmtpSender, type SmtpServerOptions } from "./src/mail/smtp/sender.ts";
+export { SmtpSender } from "./src/mail/smtp/sender.ts";
+export type { MailLogin, MailServerOptions } from "./src/mail/types.ts";
 export { ImapSource } from "./src/mail/imap/source.ts";
-export { type Pop3ServerOptions, Pop3Source } from "./src/mail/pop3/source.ts";
+export { Pop3Source } from "./src/mail/pop3/source.ts";
 
 export type { PeerRow, TableStore } from "./src/host/types.ts";
 export { Host } from "./src/host/host.ts";

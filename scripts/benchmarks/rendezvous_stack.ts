@@ -5,9 +5,9 @@
  *
  * @module
  */
+import type { MailLogin, MailServerOptions } from "../../src/mail/types.ts";
 import { ImapFlow } from "imapflow";
-import type { ImapServerOptions } from "../../src/mail/imap/connect.ts";
-import type { SmtpServerOptions } from "../../src/mail/smtp/sender.ts";
+
 import { loadStack, type Stack } from "../../tests/support/mailstack.ts";
 
 /** Milliseconds on the monotonic clock. */
@@ -52,7 +52,7 @@ export function requireStack(): void {
 }
 
 /** SMTP submission (587, STARTTLS, AUTH) of an address of the stack. */
-export function smtpFor(address: string): SmtpServerOptions {
+export function smtpFor(address: string): MailServerOptions {
   const { provider, user, caFile } = account(address);
   return {
     host: provider.ip,
@@ -69,7 +69,7 @@ export function smtpFor(address: string): SmtpServerOptions {
 export function imapFor(
   address: string,
   tls: "starttls" | "implicit" = "starttls",
-): ImapServerOptions {
+): MailLogin {
   const { provider, user, caFile } = account(address);
   return {
     host: provider.ip,

@@ -13,7 +13,7 @@ import type { TableStore } from "../host/types.ts";
 import { resolveSecret } from "../config/secret.ts";
 import { ConfigError, isMailpeerError, MessageError } from "../errors.ts";
 import { IMAP_PROBE_TIMEOUT_MS } from "../limits.ts";
-import type { MailSender, MailSource } from "../mail/types.ts";
+import type { MailSender, MailServerOptions, MailSource } from "../mail/types.ts";
 import { concatBytes } from "../message/base64.ts";
 import { type HostCard, parseHostCard } from "../message/host_card.ts";
 import {
@@ -26,7 +26,7 @@ import {
 import type { Clock } from "../runtime.ts";
 
 /** The server options the mail clients take, with the password resolved. */
-async function serverOptions(config: ServerConfig, what: string) {
+async function serverOptions(config: ServerConfig, what: string): Promise<MailServerOptions> {
   return {
     host: config.host,
     port: config.port,

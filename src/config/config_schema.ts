@@ -4,31 +4,24 @@
  *
  * @module
  */
+import type { MailServerOptions } from "../mail/types.ts";
 import type { TransportKind } from "../message/types.ts";
 import type { PortMappingProtocol } from "../terminal/port_mapping/types.ts";
 import type { SecretRef } from "./secret.ts";
 
 /** A mail server connection. */
-export interface ServerConfig {
-  host: string;
-  port: number;
-  /** `starttls` upgrades a plain connection, `implicit` starts with TLS, `none` never uses TLS. */
-  tls: "starttls" | "implicit" | "none";
-  user: string;
-  password?: SecretRef;
-  /** PEM file of the CA that signed the server certificate (else the system roots). */
-  caFile?: string;
-  /** Accept any certificate. Only for tests; says so in every log line. */
-  insecure: boolean;
-  /** TLS server name when `host` is an IP literal. */
-  servername?: string;
-  /** Highest TLS version to offer (SMTP only; see docs/performance.md). */
-  tlsMaxVersion?: "1.2" | "1.3";
-  /** `connect_timeout`: connect, TLS handshake and greeting together, in ms. */
-  connectTimeoutMs: number;
-  /** The section these settings came from, e.g. `terminal.receive`, for error messages. */
-  section: string;
-}
+export type ServerConfig =
+  & Omit<MailServerOptions, "password" | "insecure" | "connectTimeoutMs">
+  & {
+    /** Where the password comes from (`password_env`, `password_file`, `password_command`). */
+    password?: SecretRef;
+    /** Accept any certificate. Only for tests; says so in every log line. */
+    insecure: boolean;
+    /** `connect_timeout`: connect, TLS handshake and greeting together, in ms. */
+    connectTimeoutMs: number;
+    /** The section these settings came from, e.g. `terminal.receive`, for error messages. */
+    section: string;
+  };
 
 /** A TURN server for the relay fallback (RFC 8656, long-term credentials, UDP). */
 export interface TurnServerConfig {

@@ -8,6 +8,40 @@
  * @module
  */
 
+/**
+ * Where and how to reach a mail server and log in: one type for SMTP, IMAP and POP3, and the
+ * shape the configuration's `send` and `receive` sections are read into (docs/config.md).
+ */
+export interface MailServerOptions {
+  host: string;
+  port: number;
+  /** `starttls` upgrades a plain connection, `implicit` starts with TLS, `none` never uses TLS. */
+  tls: "starttls" | "implicit" | "none";
+  user: string;
+  /** The password, resolved. SMTP logs in (AUTH) only when it is given; IMAP and POP3 need it. */
+  password?: string;
+  /** PEM file of the CA that signed the server certificate. Default: the system roots. */
+  caFile?: string;
+  /** Accept any certificate (tests only; every connection logs a warning). Default: false. */
+  insecure?: boolean;
+  /** TLS name to verify when `host` is an IP literal. Default: `host`. */
+  servername?: string;
+  /**
+   * Highest TLS version to offer (SMTP and IMAP). `1.2` avoids a ~40 ms stall on servers that
+   * hold their first answer after a TLS 1.3 handshake until the session ticket is acknowledged
+   * (docs/performance.md). Default: the highest both sides support.
+   */
+  tlsMaxVersion?: "1.2" | "1.3";
+  /**
+   * How long connecting, the TLS handshake and the server's greeting may take together, in ms.
+   * Default: `DEFAULT_MAIL_CONNECT_TIMEOUT_MS` (10 s).
+   */
+  connectTimeoutMs?: number;
+}
+
+/** A server a receiver logs in to (IMAP, POP3): the password is required. */
+export type MailLogin = MailServerOptions & { password: string };
+
 /** How a receiver recognises its own mail by subject. */
 export interface SubjectMatch {
   /** The search key, e.g. `[mailpeer] lan-party request`. */

@@ -12,11 +12,11 @@ import type { ImapFlow } from "imapflow";
 import nodemailer from "nodemailer";
 import { MailError } from "../../src/errors.ts";
 import { composeMail } from "../../src/mail/rfc5322/compose.ts";
-import type { ImapServerOptions } from "../../src/mail/imap/connect.ts";
+
 import { ImapSource } from "../../src/mail/imap/source.ts";
 import type { ImapSourceOptions } from "../../src/mail/imap/source.ts";
 import { BodyCache, bodyKey, choosePrefetch } from "../../src/mail/imap/prefetch.ts";
-import type { SubjectMatch } from "../../src/mail/types.ts";
+import type { MailLogin, SubjectMatch } from "../../src/mail/types.ts";
 import { mailSourceConformance } from "../conformance/mail_source.ts";
 import { Host } from "../../src/host/host.ts";
 import { HostService } from "../../src/host/host_service.ts";
@@ -72,7 +72,7 @@ async function mail(subject: string, padding = 0): Promise<Uint8Array> {
   return raw;
 }
 
-function fixture(options: ImapSourceOptions, overrides: Partial<ImapServerOptions> = {}) {
+function fixture(options: ImapSourceOptions, overrides: Partial<MailLogin> = {}) {
   return async () => {
     const client = await mailClient();
     await emptyMailbox(client);

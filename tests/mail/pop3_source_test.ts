@@ -4,11 +4,12 @@
  * Mail is put into the mailbox with `doveadm save`, byte for byte: delivery through Postfix
  * would add trace headers, and the conformance suite compares exact bytes.
  */
+import type { MailLogin } from "../../src/mail/types.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { MailError } from "../../src/errors.ts";
 import { Pop3Client } from "../../src/mail/pop3/client.ts";
-import { type Pop3ServerOptions, Pop3Source } from "../../src/mail/pop3/source.ts";
+import { Pop3Source } from "../../src/mail/pop3/source.ts";
 import { account, NO_STACK, STACK } from "../support/mailstack.ts";
 import { mailSourceConformance } from "../conformance/mail_source.ts";
 import { composeMail } from "../../src/mail/rfc5322/compose.ts";
@@ -17,7 +18,7 @@ const MAILBOX = "bob2@b.test";
 const REQUEST = { subject: "[mailpeer] lan request", mode: "exact" } as const;
 
 /** POP3 with STLS on 110, verified against the test CA as mail.host.test. */
-function server(overrides: Partial<Pop3ServerOptions> = {}): Pop3ServerOptions {
+function server(overrides: Partial<MailLogin> = {}): MailLogin {
   const { provider, user } = account(MAILBOX);
   return {
     host: provider.ip,

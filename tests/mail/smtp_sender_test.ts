@@ -7,8 +7,8 @@
 import assert from "node:assert/strict";
 import { MailError } from "../../src/errors.ts";
 import { Pop3Source } from "../../src/mail/pop3/source.ts";
-import { SmtpSender, type SmtpServerOptions } from "../../src/mail/smtp/sender.ts";
-import type { MailRef, SubjectMatch } from "../../src/mail/types.ts";
+import { SmtpSender } from "../../src/mail/smtp/sender.ts";
+import type { MailRef, MailServerOptions, SubjectMatch } from "../../src/mail/types.ts";
 import { mailSenderConformance } from "../conformance/mail_sender.ts";
 import { account, NO_STACK } from "../support/mailstack.ts";
 import { takeMessages } from "../support/stack_mail.ts";
@@ -17,7 +17,7 @@ const FROM = "alice@a.test";
 const TO = "host@host.test";
 
 /** alice@a.test on submission port 587 with STARTTLS, verified as mail.a.test. */
-function submission(overrides: Partial<SmtpServerOptions> = {}): SmtpServerOptions {
+function submission(overrides: Partial<MailServerOptions> = {}): MailServerOptions {
   const { provider, user } = account(FROM);
   return {
     host: provider.ip,

@@ -3,8 +3,9 @@
  * reached the way the source under test reaches it, and a plain imapflow session of the same
  * user that looks at the mailbox as a person's mail client would.
  */
+import type { MailLogin } from "../../src/mail/types.ts";
 import { ImapFlow } from "imapflow";
-import type { ImapServerOptions } from "../../src/mail/imap/connect.ts";
+
 import type { Logger } from "../../src/log.ts";
 import { account } from "./mailstack.ts";
 
@@ -12,7 +13,7 @@ import { account } from "./mailstack.ts";
 export const IMAP_TEST_ADDRESS = "host2@host.test";
 
 /** STARTTLS on 143 with the test CA, verified by name. */
-export function imapServer(overrides: Partial<ImapServerOptions> = {}): ImapServerOptions {
+export function imapServer(overrides: Partial<MailLogin> = {}): MailLogin {
   const { provider, user } = account(IMAP_TEST_ADDRESS);
   return {
     host: provider.ip,

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import type { MailLogin } from "../types.ts";
 import { ImapFlow } from "imapflow";
 import { MailError } from "../../errors.ts";
 import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS, TLS_PORT_PROBE_AFTER_MS } from "../../limits.ts";
@@ -23,33 +24,6 @@ import {
 } from "../connect_failure.ts";
 import { classifyImapError, commandError, errorText, type ImapErrorContext } from "./errors.ts";
 import { speaksImplicitTls } from "../tls_port_probe.ts";
-
-/** Where and how to reach the IMAP server (the password already resolved). */
-export interface ImapServerOptions {
-  host: string;
-  port: number;
-  /** `starttls` upgrades a plain connection, `implicit` starts with TLS, `none` never uses TLS. */
-  tls: "starttls" | "implicit" | "none";
-  user: string;
-  password: string;
-  /** PEM file of the CA that signed the server certificate. Default: the system roots. */
-  caFile?: string;
-  /** Accept any certificate (tests only; every connection logs a warning). Default: false. */
-  insecure?: boolean;
-  /** TLS name to verify when `host` is an IP literal. Default: `host`. */
-  servername?: string;
-  /**
-   * Highest TLS version to offer. `1.2` avoids a ~40 ms stall on servers that hold their
-   * first answer after a TLS 1.3 handshake until the session ticket is acknowledged (see
-   * docs/performance.md). Default: the highest both sides support.
-   */
-  tlsMaxVersion?: "1.2" | "1.3";
-  /**
-   * How long connecting, the TLS handshake and the server's greeting may take together, in ms.
-   * Default: `DEFAULT_MAIL_CONNECT_TIMEOUT_MS` (10 s).
-   */
-  connectTimeoutMs?: number;
-}
 
 /** Options of {@link connectImap}. */
 export interface ConnectImapOptions {
@@ -75,7 +49,7 @@ const BACKSTOP_MS = 1_000;
  * (classify it with `classifyImapError`).
  */
 export async function connectImap(
-  server: ImapServerOptions,
+  server: MailLogin,
   options: ConnectImapOptions,
 ): Promise<{ client: ImapFlow; uidValidity: bigint }> {
   const { ctx, logger } = options;
@@ -151,7 +125,7 @@ interface ConnectState {
  */
 async function greeted(
   client: ImapFlow,
-  server: ImapServerOptions,
+  server: MailLogin,
   ctx: ImapErrorContext,
   timeoutMs: number,
 ): Promise<void> {

@@ -18,10 +18,11 @@
  *
  * @module
  */
+import type { MailLogin } from "../types.ts";
 import { MailError } from "../../errors.ts";
 import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS, TLS_PORT_PROBE_AFTER_MS } from "../../limits.ts";
 import { connectError, type ConnectTarget, implicitPortError } from "../connect_failure.ts";
-import type { ImapServerOptions } from "./connect.ts";
+
 import { connectionError } from "./errors.ts";
 import { speaksImplicitTls } from "../tls_port_probe.ts";
 
@@ -47,7 +48,7 @@ const QUOTABLE = /^[\x20-\x7e]*$/;
  * `true` when it may, and `undefined` when the probe could not tell (take the full path).
  */
 export async function probeImap(
-  server: ImapServerOptions,
+  server: MailLogin,
   options: ProbeOptions,
 ): Promise<boolean | undefined> {
   const texts = [server.user, server.password, options.mailbox, options.subject];

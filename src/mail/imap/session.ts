@@ -11,12 +11,13 @@
  *
  * @module
  */
+import type { MailLogin } from "../types.ts";
 import type { ImapFlow } from "imapflow";
 import { MailError } from "../../errors.ts";
 import { FIRST_FAILURE_KEPT_MS } from "../../limits.ts";
 import type { Logger } from "../../log.ts";
 import type { Backoff, Clock } from "../../runtime.ts";
-import { connectImap, type ImapServerOptions } from "./connect.ts";
+import { connectImap } from "./connect.ts";
 import { isFinalFailure } from "../connect_failure.ts";
 import {
   asConnectionLoss,
@@ -53,7 +54,7 @@ const MAX_IDLE_ROUNDS = 100;
 export class ImapSession {
   readonly mailbox: string;
   readonly ctx: ImapErrorContext;
-  readonly #server: ImapServerOptions;
+  readonly #server: MailLogin;
   readonly #o: ImapSessionOptions;
   #client: ImapFlow | undefined;
   #connecting: Promise<ImapFlow> | undefined;
@@ -76,7 +77,7 @@ export class ImapSession {
   /** The failure of the settings, when the first connection failed for good, and when. */
   #failed: { error: MailError; at: number } | undefined;
 
-  constructor(server: ImapServerOptions, options: ImapSessionOptions) {
+  constructor(server: MailLogin, options: ImapSessionOptions) {
     this.#server = server;
     this.#o = options;
     this.mailbox = options.mailbox;

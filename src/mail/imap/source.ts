@@ -27,12 +27,18 @@ import {
 import { type Logger, silentLogger } from "../../log.ts";
 import { type Backoff, type Clock, exponentialBackoff, systemClock } from "../../runtime.ts";
 import { CLAIMED, type ClaimedUid, ImapClaims } from "./claim.ts";
-import type { ImapServerOptions } from "./connect.ts";
+
 import { uidSet } from "./errors.ts";
 import { BodyCache, bodyKey, choosePrefetch, prefetchBodies, prefetchLimit } from "./prefetch.ts";
 import { claimedRef, mailboxRefId, type RefId, unclaimedRef } from "./ref.ts";
 import { ImapSession } from "./session.ts";
-import { type MailRef, type MailSource, matchesSubject, type SubjectMatch } from "../types.ts";
+import {
+  type MailLogin,
+  type MailRef,
+  type MailSource,
+  matchesSubject,
+  type SubjectMatch,
+} from "../types.ts";
 
 const DEFAULT_WAKE_AFTER_MS = 60_000;
 const DEFAULT_CONNECT_ATTEMPTS = 6;
@@ -56,7 +62,7 @@ const DEFAULT_CONNECT_ATTEMPTS = 6;
  * ```
  */
 export class ImapSource implements MailSource {
-  readonly #server: ImapServerOptions;
+  readonly #server: MailLogin;
   readonly #options: ImapSourceOptions;
   readonly #mailbox: string;
   readonly #quarantine: string;
@@ -75,7 +81,7 @@ export class ImapSource implements MailSource {
    * which this session learns of only at its next command, so NOOP before using a UID. */
   #syncFirst = false;
 
-  constructor(server: ImapServerOptions, options: ImapSourceOptions = {}) {
+  constructor(server: MailLogin, options: ImapSourceOptions = {}) {
     this.#server = server;
     this.#options = options;
     this.#mailbox = options.mailbox ?? "INBOX";

@@ -20,28 +20,13 @@ import { isFinalFailure } from "../connect_failure.ts";
 import { readSubject } from "../rfc5322/parse.ts";
 import { isConnectionDrop, isOversized, Pop3Client } from "./client.ts";
 import type { Pop3ConnectOptions } from "./stream.ts";
-import { type MailRef, type MailSource, matchesSubject, type SubjectMatch } from "../types.ts";
-
-/** How to reach and log in to a POP3 server. */
-export interface Pop3ServerOptions {
-  host: string;
-  port: number;
-  /** `starttls`: STLS after the greeting (port 110); `implicit`: TLS (995); `none`: plain. */
-  tls: "starttls" | "implicit" | "none";
-  user: string;
-  password: string;
-  /** PEM file of the CA that signed the server certificate (else the system roots). */
-  caFile?: string;
-  /** Accept any certificate. Only for tests. Default: false. */
-  insecure?: boolean;
-  /** Name the certificate must carry, when `host` is an IP literal. Default: `host`. */
-  servername?: string;
-  /**
-   * Time limit for connecting, the TLS handshake and the greeting together, in ms. Default:
-   * `DEFAULT_MAIL_CONNECT_TIMEOUT_MS` (10 s).
-   */
-  connectTimeoutMs?: number;
-}
+import {
+  type MailLogin,
+  type MailRef,
+  type MailSource,
+  matchesSubject,
+  type SubjectMatch,
+} from "../types.ts";
 
 /** Options of {@link Pop3Source}. */
 export interface Pop3SourceOptions {
@@ -94,7 +79,7 @@ const MAX_TRIES = 3;
  * ```
  */
 export class Pop3Source implements MailSource {
-  readonly #server: Pop3ServerOptions;
+  readonly #server: MailLogin;
   readonly #pollIntervalMs: number;
   readonly #clock: Clock;
   readonly #logger: Logger;
@@ -118,7 +103,7 @@ export class Pop3Source implements MailSource {
   #queue: Promise<unknown> = Promise.resolve();
   readonly #closing = new AbortController();
 
-  constructor(server: Pop3ServerOptions, options: Pop3SourceOptions = {}) {
+  constructor(server: MailLogin, options: Pop3SourceOptions = {}) {
     this.#server = server;
     this.#pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
     this.#clock = options.clock ?? systemClock;

@@ -35,35 +35,7 @@ import {
 } from "../connect_failure.ts";
 import { resentRaw } from "../rfc5322/resend.ts";
 import { speaksImplicitTls } from "../tls_port_probe.ts";
-import type { MailSender, OutgoingMail } from "../types.ts";
-
-/** How to reach and log in to an SMTP submission server. */
-export interface SmtpServerOptions {
-  host: string;
-  port: number;
-  /** `starttls`: STARTTLS required (587); `implicit`: TLS from the start (465); `none`: plain. */
-  tls: "starttls" | "implicit" | "none";
-  user: string;
-  /** Logs in (AUTH) when given; without it the server must accept mail unauthenticated. */
-  password?: string;
-  /** PEM file of the CA that signed the server certificate (else the system roots). */
-  caFile?: string;
-  /** Accept any certificate. Only for tests. Default: false. */
-  insecure?: boolean;
-  /** Name the certificate must carry, when `host` is an IP literal. Default: `host`. */
-  servername?: string;
-  /**
-   * Highest TLS version to offer. `"1.2"` avoids a ~45 ms stall on a fresh connection to
-   * servers that send TLS 1.3 session tickets and hold their next reply for the ticket's ACK
-   * (measured with Postfix; see docs/performance.md). Default: the highest both support.
-   */
-  tlsMaxVersion?: "1.2" | "1.3";
-  /**
-   * How long connecting, the TLS handshake and the server's greeting may take together, in
-   * ms. Default: `DEFAULT_MAIL_CONNECT_TIMEOUT_MS` (10 s).
-   */
-  connectTimeoutMs?: number;
-}
+import type { MailSender, MailServerOptions, OutgoingMail } from "../types.ts";
 
 /** Options of {@link SmtpSender}. */
 export interface SmtpSenderOptions {
@@ -123,7 +95,7 @@ const CONNECT_CODES = new Set(["ECONNECTION", "ESOCKET", "EDNS"]);
  * ```
  */
 export class SmtpSender implements MailSender {
-  readonly #server: SmtpServerOptions;
+  readonly #server: MailServerOptions;
   readonly #options: SmtpSenderOptions;
   readonly #logger: Logger;
   readonly #sockets = new Set<net.Socket>();
@@ -138,7 +110,7 @@ export class SmtpSender implements MailSender {
    */
   #failed: { error: MailError; at: number } | undefined;
 
-  constructor(server: SmtpServerOptions, options: SmtpSenderOptions = {}) {
+  constructor(server: MailServerOptions, options: SmtpSenderOptions = {}) {
     this.#server = server;
     this.#options = options;
     this.#logger = options.logger ?? silentLogger;
