@@ -149,6 +149,21 @@ export class TimedSource implements MailSource {
   delete(ref: MailRef): Promise<void> {
     return this.inner.delete(ref);
   }
+  deleteMany(refs: MailRef[]): Promise<void> {
+    return this.inner.deleteMany(refs);
+  }
+  get claims(): boolean {
+    return this.inner.claims;
+  }
+  claim(ref: MailRef): Promise<MailRef | undefined> {
+    return this.inner.claim(ref);
+  }
+  claimMany(refs: MailRef[]): Promise<MailRef[]> {
+    return this.inner.claimMany(refs);
+  }
+  recoverClaims(olderThanMs: number): Promise<number> {
+    return this.inner.recoverClaims(olderThanMs);
+  }
   quarantine(ref: MailRef, reason: string): Promise<void> {
     return this.inner.quarantine(ref, reason);
   }

@@ -434,7 +434,7 @@ function readStore(r: Reader, t: Table): HostConfig["store"] {
 function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConfig {
   r.known(t, HOST_KEYS, otherRole("terminal"));
   const email = r.email(t, "email");
-  return {
+  const host = {
     email,
     keys: r.path(t, "keys", "host.keys.json"),
     table: r.path(t, "table", "table.json"),
@@ -474,6 +474,16 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
     receive: readReceive(r.sub("receive"), r.table(t, "receive"), email, postOffice),
     send: readSend(r.sub("send"), r.table(t, "send"), email, postOffice),
   };
+  // POP3 has no folders to claim a mail into (MailSource.claims): two readers would answer
+  // the same requests.
+  if (host.sharedMailbox && host.receive.kind === "pop3") {
+    r.fail(
+      "shared_mailbox",
+      "several processes cannot share a POP3 mailbox (POP3 cannot claim a mail)",
+      'read it over IMAP ([host.receive] kind = "imap"), or run one host process',
+    );
+  }
+  return host;
 }
 
 /** A list of e-mail addresses, the bad one named by its index. */

@@ -183,12 +183,9 @@ export class Host {
     // mail processes it, the others skip it. The whole batch at once where the source can.
     const shared = this.#o.sharedMailbox;
     signal?.throwIfAborted();
-    const refs = shared && source.claimMany ? await source.claimMany(listed) : listed;
-    const claimEach = shared && !source.claimMany && source.claim !== undefined;
-    for (const first of refs) {
+    const refs = shared ? await source.claimMany(listed) : listed;
+    for (const ref of refs) {
       signal?.throwIfAborted();
-      const ref = claimEach ? await source.claim!(first) : first;
-      if (!ref) continue;
       try {
         if (ref.size !== undefined && ref.size > limits.maxMailBytes) {
           throw new Rejected(
@@ -248,11 +245,8 @@ export class Host {
   async #delete(refs: MailRef[], kind: "request" | "notice"): Promise<void> {
     if (refs.length === 0) return;
     const { source } = this.#o;
-    if (source.deleteMany) await source.deleteMany(refs);
-    for (const ref of refs) {
-      if (!source.deleteMany) await source.delete(ref);
-      await this.#step("deleted", kind, ref);
-    }
+    await source.deleteMany(refs);
+    for (const ref of refs) await this.#step("deleted", kind, ref);
   }
 
   /** Applies the notices' failure flags in one table update; resolves with what to delete. */

@@ -207,7 +207,7 @@ export class HostService {
     const source = this.#source;
     // A representative claims every mail it forwards, shared mailbox or not.
     const claims = sharedMailbox || this.#representative !== undefined;
-    if (claims && source.recoverClaims && clock.now() - this.#lastRecovery >= claimRecoveryMs) {
+    if (claims && source.claims && clock.now() - this.#lastRecovery >= claimRecoveryMs) {
       this.#lastRecovery = clock.now();
       await source.recoverClaims(claimRecoveryMs);
     }

@@ -107,10 +107,10 @@ export interface MailSource {
   /** Removes a processed mail for good. */
   delete(ref: MailRef): Promise<void>;
   /**
-   * Optional: removes several processed mails at once (IMAP: one STORE + one EXPUNGE for the
-   * set). Same effect as {@link delete} on each; callers fall back to that when absent.
+   * Removes several processed mails: same effect as {@link delete} on each. IMAP does it in
+   * one STORE + one EXPUNGE for the set; the others delete one by one.
    */
-  deleteMany?(refs: MailRef[]): Promise<void>;
+  deleteMany(refs: MailRef[]): Promise<void>;
   /** Moves an invalid mail out of the way (quarantine folder, or deletion where there is none). */
   quarantine(ref: MailRef, reason: string): Promise<void>;
   /**
@@ -119,27 +119,33 @@ export interface MailSource {
    */
   waitForMail(options?: { signal?: AbortSignal }): Promise<void>;
   /**
-   * Optional: takes a listed mail for this process alone, so that several processes reading
-   * one mailbox never handle a mail twice. Resolves with a new ref (valid for fetch, delete
-   * and quarantine; the mail now sits in a processing folder) or `undefined` when another
-   * process took it first or it is gone. Sources without it (POP3) need one reader per mailbox.
+   * Whether {@link claim} gives a mail to this process alone (IMAP, Maildir). A source that
+   * cannot (POP3: it has no folders) answers every claim with the ref itself and needs one
+   * reader per mailbox; the configuration refuses `shared_mailbox` on it.
    */
-  claim?(ref: MailRef): Promise<MailRef | undefined>;
+  readonly claims: boolean;
   /**
-   * Optional: {@link claim} of several listed mails at once (IMAP: a constant number of round
-   * trips for the set), with the same guarantee: of processes racing for a mail, never two
-   * win it. Resolves with the new refs of the mails this process won, in any order; the
-   * others were taken by another process first or are gone. Callers fall back to
-   * {@link claim} of each mail when absent.
+   * Takes a listed mail for this process alone, so that several processes reading one mailbox
+   * never handle a mail twice. Resolves with a new ref (valid for fetch, delete and
+   * quarantine; the mail now sits in a processing folder) or `undefined` when another process
+   * took it first or it is gone. Without {@link claims}: the ref itself.
    */
-  claimMany?(refs: MailRef[]): Promise<MailRef[]>;
+  claim(ref: MailRef): Promise<MailRef | undefined>;
   /**
-   * Optional: puts mails claimed longer than `olderThanMs` ago back where {@link list} sees
-   * them (their claimer died before deleting them), so a crash never loses a request.
-   * Resolves with how many were put back. Choose `olderThanMs` well above the time one mail
-   * takes to process: a mail put back while still being processed is processed twice.
+   * {@link claim} of several listed mails (IMAP: a constant number of round trips for the
+   * set), with the same guarantee: of processes racing for a mail, never two win it. Resolves
+   * with the new refs of the mails this process won, in any order; the others were taken by
+   * another process first or are gone.
    */
-  recoverClaims?(olderThanMs: number): Promise<number>;
+  claimMany(refs: MailRef[]): Promise<MailRef[]>;
+  /**
+   * Puts mails claimed longer than `olderThanMs` ago back where {@link list} sees them (their
+   * claimer died before deleting them), so a crash never loses a request. Resolves with how
+   * many were put back (always 0 without {@link claims}). Choose `olderThanMs` well above the
+   * time one mail takes to process: a mail put back while still being processed is processed
+   * twice.
+   */
+  recoverClaims(olderThanMs: number): Promise<number>;
   /** Releases connections and watchers, after finishing the operations already started. */
   close(): Promise<void>;
 }

@@ -140,3 +140,11 @@ Deno.test('a mail server with tls = "none" and a password gives a warning, not a
   );
   assert.deepEqual(warningsOf(noPassword), []);
 });
+
+Deno.test("several host processes on one POP3 mailbox are refused: POP3 cannot claim a mail", () => {
+  rejects(
+    `network = "x"\npost_office = "p"\n[host]\nemail = "h@x"\nshared_mailbox = true\n` +
+      `[host.receive]\nkind = "pop3"\nhost = "m"\nuser = "h"\npassword_env = "P"`,
+    /^Cannot read host\.shared_mailbox: several processes cannot share a POP3 mailbox .*; read it over IMAP/,
+  );
+});

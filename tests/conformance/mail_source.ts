@@ -124,6 +124,36 @@ export function mailSourceConformance(
     assert.deepEqual(await f.source.fetch(ref), raw);
   });
 
+  test("deleteMany removes those mails and no other", async (f) => {
+    const raws = [];
+    for (let i = 0; i < 3; i++) raws.push(await mail("[mailpeer] lan request"));
+    for (const raw of raws) await f.deliver(raw);
+    const [a, b, c] = await f.source.list(REQUEST);
+    assert.ok(a !== undefined && b !== undefined && c !== undefined);
+    await f.source.deleteMany([a, c]);
+    const left = await f.source.list(REQUEST);
+    assert.deepEqual(left.map((r) => r.id), [b.id]);
+    assert.deepEqual(await f.source.fetch(left[0]!), raws[1]);
+  });
+
+  test("claims are what the source says: exclusive where it claims, the ref itself where not", async (f) => {
+    await f.deliver(await mail("[mailpeer] lan request"));
+    const [ref] = await f.source.list(REQUEST);
+    assert.ok(ref !== undefined);
+    const [won] = await f.source.claimMany([ref]);
+    assert.ok(won !== undefined, "the only claimer won the mail");
+    if (f.source.claims) {
+      // Taken: a second claim of the listed ref finds it gone, and it no longer lists.
+      assert.equal(await f.source.claim(ref), undefined);
+      assert.deepEqual(await f.source.list(REQUEST), []);
+    } else {
+      assert.deepEqual(won, ref);
+      assert.equal(await f.source.recoverClaims(0), 0);
+    }
+    await f.source.delete(won);
+    assert.deepEqual(await f.source.list(REQUEST), []);
+  });
+
   test("delete removes that mail and no other", async (f) => {
     const first = await mail("[mailpeer] lan request");
     const second = await mail("[mailpeer] lan request");

@@ -87,14 +87,12 @@ async function killAndRestart(step: HostStep["step"], n: number): Promise<void> 
     // The host handles the BATCH mails as one batch (HOST_BATCH_SIZE is larger): every mail is
     // fetched, then the table is saved once, then the replies are sent (HOST_REPLY_CONCURRENCY
     // at a time, so when the n-th is sent the next ones may be on their way too), then the
-    // mails are deleted one by one (a Maildir has no deleteMany). Mails deleted before the kill
-    // are done; the restart answers all the others, and those whose reply went out before the
-    // kill get it again.
-    const deletedBefore = step === "deleted" ? n : 0;
+    // batch is deleted at once (deleteMany; "deleted" steps follow it), so a kill at any
+    // "deleted" finds the whole batch done. Otherwise the restart answers all the mails, and
+    // those whose reply went out before the kill get it again.
+    const deletedBefore = step === "deleted" ? BATCH : 0;
     const repeated = step === "reply-sent"
       ? [n, Math.min(BATCH, n + HOST_REPLY_CONCURRENCY - 1)]
-      : step === "deleted"
-      ? [BATCH - n, BATCH - n]
       : [0, 0];
     assert.deepEqual(JSON.parse(decoder.decode(restarted.stdout)), {
       answered: BATCH - deletedBefore,

@@ -2,6 +2,7 @@
  * The host handles its mail in batches: every mail of a batch is checked, the batch's rows are
  * saved in one table update, the replies go out, and the batch is deleted (host.ts).
  */
+import { wrapSource } from "../support/source_wrap.ts";
 import assert from "node:assert/strict";
 import { MailError } from "../../src/errors.ts";
 import { Host } from "../../src/host/host.ts";
@@ -10,7 +11,7 @@ import { applyRequests, type CheckedRequest } from "../../src/host/host_request.
 import { DEFAULT_TABLE_POLICY } from "../../src/host/table.ts";
 import type { PeerRow, TableStore } from "../../src/host/types.ts";
 import type { MaildirSource } from "../../src/mail/maildir/source.ts";
-import type { MailRef, MailSender, MailSource } from "../../src/mail/types.ts";
+import type { MailRef, MailSender } from "../../src/mail/types.ts";
 import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import { HOST_REPLY_CONCURRENCY } from "../../src/limits.ts";
 import { toBase64Url } from "../../src/message/base64.ts";
@@ -158,76 +159,53 @@ Deno.test("with a batch of two, each batch is saved, answered and deleted before
   }
 });
 
-/** The host's Maildir source, counting claims; with `many`, it also claims in batches. */
-function claimCounting(source: MaildirSource, many: boolean) {
+/** The host's Maildir source, counting the claims the host asks for. */
+function claimCounting(source: MaildirSource) {
   const calls = { claim: 0, claimMany: [] as number[] };
-  const wrapped: MailSource = {
-    list: (match, options) => source.list(match, options),
-    fetch: (ref, options) => source.fetch(ref, options),
-    delete: (ref) => source.delete(ref),
-    quarantine: (ref, reason) => source.quarantine(ref, reason),
-    waitForMail: (options) => source.waitForMail(options),
+  const wrapped = wrapSource(source, {
     claim: (ref) => {
       calls.claim++;
       return source.claim(ref);
     },
-    close: () => source.close(),
-  };
-  if (many) {
-    wrapped.claimMany = async (refs) => {
+    claimMany: (refs) => {
       calls.claimMany.push(refs.length);
-      const won: MailRef[] = [];
-      for (const ref of refs) {
-        const claimed = await source.claim(ref);
-        if (claimed !== undefined) won.push(claimed);
-      }
-      return won;
-    };
-  }
+      return source.claimMany(refs);
+    },
+  });
   return { source: wrapped, calls };
 }
 
-for (const many of [false, true]) {
-  Deno.test(
-    many
-      ? "on a shared mailbox whose source claims in batches, each batch is claimed at once"
-      : "on a shared Maildir (no batch claims), each mail is claimed before it is handled",
-    async () => {
-      const w = await World.create();
-      const { source, calls } = claimCounting(w.hostSource, many);
-      const host = hostOn(w, {
-        source,
-        sharedMailbox: true,
-        batchSize: 2,
-      });
-      try {
-        const ps = await players(w, 5);
-        const rs = [];
-        for (const p of ps) rs.push(await w.request(p));
-        assert.equal((await host.processPending()).answered, 5);
-        assert.deepEqual(
-          calls,
-          many ? { claim: 0, claimMany: [2, 2, 1] } : {
-            claim: 5,
-            claimMany: [],
-          },
-        );
-        for (const [i, p] of ps.entries()) {
-          assert.equal((await w.replies(p, rs[i]!.replyPrivateKey)).length, 1);
-        }
-        assert.deepEqual(await w.hostSource.list({ subject: "[mailpeer]", mode: "prefix" }), []);
-      } finally {
-        await w.close();
+Deno.test(
+  "on a shared mailbox each batch is claimed at once, before any of it is handled",
+  async () => {
+    const w = await World.create();
+    const { source, calls } = claimCounting(w.hostSource);
+    const host = hostOn(w, {
+      source,
+      sharedMailbox: true,
+      batchSize: 2,
+    });
+    try {
+      const ps = await players(w, 5);
+      const rs = [];
+      for (const p of ps) rs.push(await w.request(p));
+      assert.equal((await host.processPending()).answered, 5);
+      assert.deepEqual(calls, { claim: 0, claimMany: [2, 2, 1] });
+      for (const [i, p] of ps.entries()) {
+        assert.equal((await w.replies(p, rs[i]!.replyPrivateKey)).length, 1);
       }
-    },
-  );
-}
+      assert.deepEqual(await w.hostSource.list({ subject: "[mailpeer]", mode: "prefix" }), []);
+    } finally {
+      await w.close();
+    }
+  },
+);
 
 Deno.test("a mail another host process claimed first is left to it", async () => {
   const w = await World.create();
-  const { source } = claimCounting(w.hostSource, true);
+  const { source } = claimCounting(w.hostSource);
   const rival = await w.sourceOf("host@host.test");
-  const claimMany = source.claimMany!;
+  const claimMany = source.claimMany;
   let taken: MailRef | undefined;
   source.claimMany = async (refs) => {
     taken ??= await rival.claim(refs[0]!); // the rival wins the first mail of the first batch

@@ -1,3 +1,4 @@
+import { wrapSource } from "../support/source_wrap.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { JsonFileHostDirectory, MemoryHostDirectory } from "../../src/host/pool/host_directory.ts";
@@ -6,7 +7,6 @@ import { SyncAgent, type SyncAgentOptions } from "../../src/host/pool/sync_agent
 import { mergeSyncRows } from "../../src/host/pool/sync_merge.ts";
 import type { PeerRow, TableStore } from "../../src/host/types.ts";
 import { parseMail } from "../../src/mail/rfc5322/parse.ts";
-import type { MailSource } from "../../src/mail/types.ts";
 import { toBase64Url } from "../../src/message/base64.ts";
 import { sealSignedBlock, signedBlockData } from "../../src/message/block.ts";
 import { encodeRequest } from "../../src/message/codec.ts";
@@ -158,14 +158,9 @@ Deno.test("a sync pass can take the host's listing instead of listing the mailbo
     await fivePlayers(w);
     const inner = w.hostSource;
     let lists = 0;
-    const source: MailSource = {
+    const source = wrapSource(inner, {
       list: (match, options) => (lists++, inner.list(match, options)),
-      fetch: (ref, options) => inner.fetch(ref, options),
-      delete: (ref) => inner.delete(ref),
-      quarantine: (ref, reason) => inner.quarantine(ref, reason),
-      waitForMail: (options) => inner.waitForMail(options),
-      close: () => inner.close(),
-    };
+    });
     const a = await hostA(w, { source });
     const b = await poolHost(w, "b@host.test");
     await b.directory.add([w.card], { trusted: true });

@@ -119,6 +119,23 @@ export class MemoryMailbox implements MailSource {
     return Promise.resolve();
   }
 
+  /** {@link delete} of each. */
+  async deleteMany(refs: MailRef[]): Promise<void> {
+    for (const ref of refs) await this.delete(ref);
+  }
+
+  /** One process per memory mailbox: claims are the refs themselves. */
+  readonly claims = false;
+  claim(ref: MailRef): Promise<MailRef | undefined> {
+    return Promise.resolve(ref);
+  }
+  claimMany(refs: MailRef[]): Promise<MailRef[]> {
+    return Promise.resolve(refs);
+  }
+  recoverClaims(_olderThanMs: number): Promise<number> {
+    return Promise.resolve(0);
+  }
+
   /** Moves a listed mail into {@link quarantined} with `reason`; already gone: nothing to do. */
   quarantine(ref: MailRef, reason: string): Promise<void> {
     const mail = this.#take(ref.id);

@@ -46,6 +46,19 @@ class FixedBox implements MailSource {
     this.deleted.push(ref.id);
     return Promise.resolve();
   }
+  async deleteMany(refs: MailRef[]): Promise<void> {
+    for (const ref of refs) await this.delete(ref);
+  }
+  readonly claims = false;
+  claim(ref: MailRef): Promise<MailRef | undefined> {
+    return Promise.resolve(ref);
+  }
+  claimMany(refs: MailRef[]): Promise<MailRef[]> {
+    return Promise.resolve(refs);
+  }
+  recoverClaims(): Promise<number> {
+    return Promise.resolve(0);
+  }
   quarantine(ref: MailRef): Promise<void> {
     this.quarantined.push(ref.id);
     return Promise.resolve();

@@ -1,3 +1,4 @@
+import { wrapSource } from "../support/source_wrap.ts";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { PeerError } from "../../src/errors.ts";
@@ -107,17 +108,12 @@ function recordingFetches(source: MailSource): { source: MailSource; fetched: Ma
   const fetched: MailRef[] = [];
   return {
     fetched,
-    source: {
-      list: (match, options) => source.list(match, options),
+    source: wrapSource(source, {
       fetch: (ref, options) => {
         fetched.push(ref);
         return source.fetch(ref, options);
       },
-      delete: (ref) => source.delete(ref),
-      quarantine: (ref, reason) => source.quarantine(ref, reason),
-      waitForMail: (options) => source.waitForMail(options),
-      close: () => source.close(),
-    },
+    }),
   };
 }
 

@@ -132,7 +132,8 @@ export class Representative {
         : await this.#o.source.list(match, signal ? { signal } : {});
       for (const listed of refs) {
         options.signal?.throwIfAborted();
-        const ref = await this.#take(listed);
+        // Claimed, so that several representative processes never forward a mail twice.
+        const ref = await this.#o.source.claim(listed);
         if (ref === undefined) continue; // another representative process took it
         result[await this.#forwardOne(ref, kind, options.signal)]++;
       }
@@ -149,12 +150,6 @@ export class Representative {
   /** The network whose mail this representative forwards. */
   get network(): string {
     return this.#o.network;
-  }
-
-  /** The ref to work on: claimed when the source supports claims. */
-  #take(ref: MailRef): Promise<MailRef | undefined> {
-    const { source } = this.#o;
-    return source.claim ? source.claim(ref) : Promise.resolve(ref);
   }
 
   async #forwardOne(

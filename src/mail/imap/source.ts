@@ -62,6 +62,8 @@ const DEFAULT_CONNECT_ATTEMPTS = 6;
  * ```
  */
 export class ImapSource implements MailSource {
+  /** A UID MOVE into the processing folder is atomic: one session wins each mail. */
+  readonly claims = true;
   readonly #server: MailLogin;
   readonly #options: ImapSourceOptions;
   readonly #mailbox: string;

@@ -176,6 +176,24 @@ export class MaildirSource implements MailSource {
     }
   }
 
+  /** {@link delete} of each (a rename-free unlink per mail: nothing to batch). */
+  async deleteMany(refs: MailRef[]): Promise<void> {
+    for (const ref of refs) await this.delete(ref);
+  }
+
+  /** A rename into the processing folder is atomic: one process wins each mail. */
+  readonly claims = true;
+
+  /** {@link claim} of each, in order: the refs this process won. */
+  async claimMany(refs: MailRef[]): Promise<MailRef[]> {
+    const won: MailRef[] = [];
+    for (const ref of refs) {
+      const claimed = await this.claim(ref);
+      if (claimed) won.push(claimed);
+    }
+    return won;
+  }
+
   /**
    * Takes a listed mail for this process: renames it into `<processing>/cur/` after setting
    * its mtime to the claim time. Resolves with the claimed ref (id `<processing>/<unique>`),

@@ -179,6 +179,29 @@ export class Pop3Source implements MailSource {
     });
   }
 
+  /** POP3 has no folders to move a mail into: a claim cannot keep other readers off it. */
+  readonly claims = false;
+
+  /** The ref itself: POP3 cannot claim (see {@link claims}); one reader per mailbox. */
+  claim(ref: MailRef): Promise<MailRef | undefined> {
+    return Promise.resolve(ref);
+  }
+
+  /** The refs themselves, as {@link claim}. */
+  claimMany(refs: MailRef[]): Promise<MailRef[]> {
+    return Promise.resolve(refs);
+  }
+
+  /** Nothing is ever claimed, so nothing is put back. */
+  recoverClaims(_olderThanMs: number): Promise<number> {
+    return Promise.resolve(0);
+  }
+
+  /** {@link delete} of each, in order (each one its own DELE + QUIT). */
+  async deleteMany(refs: MailRef[]): Promise<void> {
+    for (const ref of refs) await this.delete(ref);
+  }
+
   /**
    * Deletes a listed mail for good: DELE, then QUIT, which commits it. Resolves once the
    * server confirmed; a mail that is already gone is not an error. A ref that list() did not
