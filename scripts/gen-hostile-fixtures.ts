@@ -29,7 +29,8 @@ import {
 import { publicKeyOf, sign } from "../src/message/keys.ts";
 import { bodyFor, subjectFor } from "../src/message/mail_text.ts";
 import { BlockKind, type BlockKindName, type Endpoint } from "../src/message/types.ts";
-import { MAX_HOST_CARDS, MAX_MAIL_BYTES, PROTOCOL_VERSION } from "../src/limits.ts";
+import { MAX_MAIL_BYTES } from "../src/limits.ts";
+import { MAX_HOST_CARDS, PROTOCOL_VERSION } from "../src/protocol.ts";
 
 /** The network of every fixture. */
 export const FIXTURE_NETWORK = "hostile-test";

@@ -1,48 +1,21 @@
 /**
- * Protocol constants, limits against hostile input and timeouts, in one place.
+ * Limits against hostile input, defaults a configuration may change, and timeouts, in one place.
  *
- * Configuration may lower or raise the ones marked "configurable"; the others are
- * properties of the wire format.
+ * Configuration may lower or raise the ones marked "configurable". The wire contract's constants
+ * (versions, sizes both ends must agree on) are in `protocol.ts`; the mail adapters' tuning in
+ * `mail/tuning.ts`.
  *
  * @module
  */
 
-/** Version byte of the coded block (peer frames carry `PEER_FRAME_VERSION`). */
-export const PROTOCOL_VERSION = 1;
-
 /** Largest raw mail the host fetches and parses (configurable). */
 export const MAX_MAIL_BYTES = 64 * 1024;
-/** Default budget of one source's body cache (the listing's and the claimed mails'). */
-export const DEFAULT_PREFETCH_BUDGET_BYTES = 2 * 1024 * 1024;
-/** Largest decoded coded block. */
-export const MAX_BLOCK_BYTES = 16 * 1024;
-/** Largest number of endpoints one request may carry. */
-export const MAX_ENDPOINTS = 8;
-/** Largest number of host cards one request may carry. */
-export const MAX_HOST_CARDS = 16;
-/** Longest user id, in UTF-8 bytes. */
-export const MAX_USER_ID_BYTES = 64;
-/** Longest network id, in UTF-8 bytes. */
-export const MAX_NETWORK_ID_BYTES = 64;
-/** Longest notice reason, in UTF-8 bytes. */
-export const MAX_REASON_BYTES = 256;
 
 /**
  * Most mails a host handles together: checked, saved in one table update, answered, deleted
  * at once. A crash repeats at most this many replies; a larger batch saves table writes.
  */
 export const HOST_BATCH_SIZE = 32;
-/**
- * How long `host --once` looks into its IMAP mailbox before loading imapflow; past it, the run
- * takes the full path.
- */
-export const IMAP_PROBE_TIMEOUT_MS = 10_000;
-/**
- * Most connections of one SMTP sender's pool, opened as mail queues up (a new TLS connection
- * costs ~50 ms under Deno). Four keep a host's batch of replies flowing: measured 0.89–0.90× the
- * echo baseline with two, 1.11–1.14× with four (docs/performance.md).
- */
-export const SMTP_POOL_CONNECTIONS = 4;
 /**
  * How long reaching a mail server (IMAP, POP3, SMTP) may take by default, in ms: TCP connect,
  * TLS handshake and the server's greeting together (configurable per server as
@@ -53,23 +26,6 @@ export const DEFAULT_MAIL_CONNECT_TIMEOUT_MS = 10_000;
 export const MIN_MAIL_CONNECT_TIMEOUT_MS = 1_000;
 /** Longest `connect_timeout` of a mail server, in ms. */
 export const MAX_MAIL_CONNECT_TIMEOUT_MS = 300_000;
-/**
- * How long a STARTTLS connection waits for the server's greeting before it checks, on a
- * second connection, whether the port speaks TLS from the first byte (an implicit-TLS port:
- * both sides would wait for the other until the connect timeout). A plain server greets in
- * milliseconds; a slower one is only probed, never given up on before the connect timeout.
- */
-export const TLS_PORT_PROBE_AFTER_MS = 500;
-/**
- * How long a mail client that never connected answers later calls with its first failure
- * (a refused password, a TLS failure, nothing answering) instead of asking the server again,
- * in ms: long enough that a terminal's second look at its mailbox does not wait out the
- * server's failed-login delay twice, short enough that a long-running host, which retries
- * every pass, notices a server that came up or a password that was fixed.
- */
-export const FIRST_FAILURE_KEPT_MS = 30_000;
-/** Replies a host has in flight at once: one per pooled SMTP connection. */
-export const HOST_REPLY_CONCURRENCY = SMTP_POOL_CONNECTIONS;
 
 /** How many Ed25519 verification keys stay imported (least recently used go first). */
 export const VERIFY_KEY_CACHE_SIZE = 256;
@@ -83,8 +39,6 @@ export const DEFAULT_EXPIRY_MS = 12 * 60 * 60 * 1000;
 /** How far a request's Date may lie in the future (clock skew), in ms. */
 export const MAX_CLOCK_SKEW_MS = 10 * 60 * 1000;
 
-/** Largest peer frame payload. */
-export const MAX_FRAME_BYTES = 256 * 1024;
 /** How long a terminal waits for the reply by default, in ms (configurable). */
 export const DEFAULT_REPLY_TIMEOUT_MS = 120_000;
 /** How long one connection attempt to a peer may take, in ms (configurable). */
@@ -129,19 +83,10 @@ export const CLAIM_RECOVERY_MS = 10 * 60 * 1000;
 
 // ---- transports (issue 12) ----
 
-/**
- * Version byte of peer frames, TCP and UDP. Version 2 (issue 12): on UDP, PING, PONG,
- * DISCONNECT and DISCONNECT_ACK are sealed under the session keys, and a listener answers a
- * first CONNECT with a COOKIE. Version 3 (issue 13): UDP DATA is a reliable, ordered stream
- * acknowledged by sealed STREAM_ACK frames. A frame of another version is `EFRAME`.
- */
-export const PEER_FRAME_VERSION = 3;
 /** Control frames (datagrams) that may arrive out of order and still open: a replay window. */
 export const CONTROL_REPLAY_WINDOW = 64;
 /** Sealed control frames a UDP peer holds when they overtake the end of its handshake. */
 export const MAX_HELD_CONTROL_FRAMES = 8;
-/** Bytes of a UDP listener's CONNECT cookie (a truncated HMAC-SHA256). */
-export const COOKIE_BYTES = 16;
 /**
  * Time slot of a UDP listener's CONNECT cookies, in ms: a cookie is accepted in the slot it was
  * made in and the next one, so it lives 30 to 60 s.
@@ -149,12 +94,6 @@ export const COOKIE_BYTES = 16;
 export const COOKIE_SLOT_MS = 30_000;
 /** COOKIE frames one UDP connect attempt follows at most (each makes it send CONNECT again). */
 export const MAX_COOKIE_ROUNDS = 4;
-/**
- * Largest frame a TCP peer accepts before the handshake is done (the largest CONNECT is under
- * 300 bytes); a longer one is `EFRAME` at once. With {@link MAX_PENDING_TCP_HANDSHAKES}, it
- * bounds what unauthenticated connections hold: 128 × 4 KiB = 512 KiB of read buffers.
- */
-export const MAX_HANDSHAKE_FRAME_BYTES = 4 * 1024;
 /**
  * Handshakes a TCP listener runs at once by default (configurable: `maxPendingHandshakes`); a
  * connection past it is closed at once.
@@ -175,8 +114,6 @@ export const MAX_TERMINAL_MAIL_BYTES = 64 * 1024;
 export const NOTICE_MAX_AGE_MS = 60 * 60 * 1000;
 /** Notices one reporter may send per hour; more are quarantined. */
 export const NOTICES_PER_USER_PER_HOUR = 12;
-/** Most peers one notice may report as failed; a longer `failed` list is refused whole. */
-export const MAX_NOTICE_FAILED = 16;
 /**
  * How many recent replies the host remembers per user (which peers each listed), so a notice
  * can flag only peers listed to its reporter within `NOTICE_MAX_AGE_MS`.
@@ -208,8 +145,6 @@ export const STREAM_RECEIVE_WINDOW_SEGMENTS = 1024;
 export const STREAM_SEND_BUFFER_SEGMENTS = 4096;
 /** Congestion window of a new UDP link, in segments (RFC 9002 §7.2: 10 datagrams). */
 export const STREAM_INITIAL_WINDOW_SEGMENTS = 10;
-/** SACK ranges one stream ack carries at most (a longer list is `EFRAME`-dropped). */
-export const STREAM_MAX_SACK_RANGES = 16;
 /** Retransmission timeout before any RTT sample, in ms (RFC 6298 §2.1). */
 export const STREAM_INITIAL_RTO_MS = 1_000;
 /**
@@ -297,29 +232,6 @@ export const SSDP_MAX_ANSWER_BYTES = 2_048;
 
 // ---- candidates and introductions (issue 13) ----
 
-/**
- * Version of request and reply payloads that carry typed candidates (`"version": 2`). A payload
- * without a `version` field is version 1 (endpoints only); any other version is `EPAYLOAD`.
- */
-export const CANDIDATES_PAYLOAD_VERSION = 2;
-/**
- * Most candidates one request (or one peer of a reply) carries, relayed ones included. Equal to
- * `MAX_ENDPOINTS`: the `endpoints` list of a version 2 payload is the projection of the
- * candidates other than `relay`, for older readers.
- */
-export const MAX_CANDIDATES = 8;
-/**
- * Most `relay` candidates one request (or one peer of a reply or introduction) carries, counted
- * within `MAX_CANDIDATES`: a terminal allocates on one TURN server (two, should IPv6 relays come).
- */
-export const MAX_RELAY_CANDIDATES = 2;
-/**
- * Most global IPv6 interface addresses a terminal announces as `host` candidates (a host may
- * carry several, e.g. temporary privacy addresses), within `MAX_CANDIDATES`: docs/nat.md "IPv6".
- */
-export const MAX_IPV6_HOST_CANDIDATES = 2;
-/** Highest candidate priority (ICE, RFC 8445 §5.1.2: a 32-bit value below 2^31). */
-export const MAX_CANDIDATE_PRIORITY = 2 ** 31 - 1;
 /** Introductions the host mails one target (row) per hour at most; more are not sent. */
 export const INTRODUCTIONS_PER_TARGET_PER_HOUR = 6;
 /** Introductions one host mails per hour over all targets (they count as mail it sends). */
@@ -331,8 +243,6 @@ export const INTRODUCTIONS_PER_HOUR = 3000;
 export const PUNCH_WINDOW_DELAY_MS = 0;
 /** How long a punch window lasts, in ms; an introduction past its end is stale. */
 export const PUNCH_WINDOW_MS = 60_000;
-/** Longest punch window an introduction may state, in ms (a longer one is refused). */
-export const MAX_PUNCH_WINDOW_MS = 10 * 60 * 1000;
 
 // ---- hole punching (issue 13) ----
 /** Most candidate endpoints one punch sends to; more is a `RangeError` (no scanning). */

@@ -12,7 +12,7 @@ import type {
 import type { TableStore } from "../host/types.ts";
 import { resolveSecret } from "../config/secret.ts";
 import { ConfigError, isMailpeerError, MessageError } from "../errors.ts";
-import { IMAP_PROBE_TIMEOUT_MS } from "../limits.ts";
+import { IMAP_PROBE_TIMEOUT_MS } from "../mail/tuning.ts";
 import type { MailSender, MailServerOptions, MailSource } from "../mail/types.ts";
 import { concatBytes } from "../message/base64.ts";
 import { type HostCard, parseHostCard } from "../message/host_card.ts";

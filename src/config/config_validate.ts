@@ -24,7 +24,6 @@ import {
   DEFAULT_TERMINAL_POLL_INTERVAL_MS,
   DEFAULT_TERMINAL_PUNCH_WINDOW_MS,
   DEFAULT_UPGRADE_INTERVAL_MS,
-  MAX_BLOCK_BYTES,
   MAX_MAIL_BYTES,
   MAX_MAIL_CONNECT_TIMEOUT_MS,
   MAX_UPGRADE_INTERVAL_MS,
@@ -33,6 +32,7 @@ import {
   MIN_UPGRADE_INTERVAL_MS,
   PUNCH_MAX_WINDOW_MS,
 } from "../limits.ts";
+import { MAX_BLOCK_BYTES } from "../protocol.ts";
 import type {
   Config,
   HostConfig,

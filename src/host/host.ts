@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { SMTP_POOL_CONNECTIONS } from "../mail/tuning.ts";
 import { isMailpeerError, MailError } from "../errors.ts";
 import { type EventSink, silentSink } from "../events.ts";
 import {
@@ -14,10 +15,8 @@ import {
   DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
   DEFAULT_REQUESTS_PER_USER_PER_HOUR,
   HOST_BATCH_SIZE,
-  HOST_REPLY_CONCURRENCY,
   INTRODUCTIONS_PER_HOUR,
   INTRODUCTIONS_PER_TARGET_PER_HOUR,
-  MAX_BLOCK_BYTES,
   MAX_MAIL_BYTES,
   MAX_REMEMBERED_REPLIES,
   PUNCH_WINDOW_DELAY_MS,
@@ -25,6 +24,7 @@ import {
   RATE_WINDOW_MS,
   REPEAT_REPLY_WINDOW_MS,
 } from "../limits.ts";
+import { MAX_BLOCK_BYTES } from "../protocol.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import {
   type MailRef,
@@ -57,6 +57,9 @@ import {
   Rejected,
   type RequestOutcome,
 } from "./host_request.ts";
+
+/** Replies a host has in flight at once: one per pooled SMTP connection. */
+export const HOST_REPLY_CONCURRENCY = SMTP_POOL_CONNECTIONS;
 
 /** Processes the requests and notices in one host mailbox. */
 export class Host {

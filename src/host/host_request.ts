@@ -8,7 +8,8 @@
  * @module
  */
 import { MailError, MessageError } from "../errors.ts";
-import { MAX_CLOCK_SKEW_MS, MAX_HOST_CARDS } from "../limits.ts";
+import { MAX_CLOCK_SKEW_MS } from "../limits.ts";
+import { MAX_HOST_CARDS } from "../protocol.ts";
 import { headerValues } from "../mail/rfc5322/header_values.ts";
 import { parseMail } from "../mail/rfc5322/parse.ts";
 import type { ParsedMail } from "../mail/types.ts";

@@ -11,11 +11,11 @@
 import {
   MAX_CLOCK_SKEW_MS,
   MAX_LISTED_REPLIES,
-  MAX_NOTICE_FAILED,
   NOTICE_MAX_AGE_MS,
   NOTICES_PER_USER_PER_HOUR,
   RATE_WINDOW_MS,
 } from "../limits.ts";
+import { MAX_NOTICE_FAILED } from "../protocol.ts";
 import { toBase64Url } from "../message/base64.ts";
 import type { NoticePayload } from "../message/types.ts";
 import { cloneRow, flagFailure } from "./table.ts";

@@ -9,12 +9,8 @@
  * @module
  */
 import { HostError } from "../errors.ts";
-import {
-  DEFAULT_EXPIRY_MS,
-  DEFAULT_PEERS_PER_REPLY,
-  DEFAULT_TABLE_CAPACITY,
-  MAX_CANDIDATE_PRIORITY,
-} from "../limits.ts";
+import { DEFAULT_EXPIRY_MS, DEFAULT_PEERS_PER_REPLY, DEFAULT_TABLE_CAPACITY } from "../limits.ts";
+import { MAX_CANDIDATE_PRIORITY } from "../protocol.ts";
 import { candidatesOf } from "../message/candidate.ts";
 import type { Candidate, Endpoint, TransportKind } from "../message/types.ts";
 import type { PeerRow } from "./types.ts";

@@ -10,7 +10,7 @@
  * @module
  */
 import { MessageError } from "../errors.ts";
-import { MAX_BLOCK_BYTES } from "../limits.ts";
+import { MAX_BLOCK_BYTES } from "../protocol.ts";
 import { fromBase64, toBase64 } from "./base64.ts";
 
 /** First line of an armored block. */

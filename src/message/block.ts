@@ -15,7 +15,7 @@
  * @module
  */
 import { MessageError } from "../errors.ts";
-import { MAX_BLOCK_BYTES, PROTOCOL_VERSION } from "../limits.ts";
+import { MAX_BLOCK_BYTES, PROTOCOL_VERSION } from "../protocol.ts";
 import { bytesEqual, concatBytes } from "./base64.ts";
 import {
   decodeNotice,

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { CANDIDATES_PAYLOAD_VERSION, MAX_REASON_BYTES } from "../limits.ts";
+import { CANDIDATES_PAYLOAD_VERSION, MAX_REASON_BYTES } from "../protocol.ts";
 import { toBase64Url } from "./base64.ts";
 import { networkIdProblem, textProblem, userIdProblem } from "./field_rules.ts";
 import type {

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { MAX_NETWORK_ID_BYTES, MAX_USER_ID_BYTES } from "../limits.ts";
+import { MAX_NETWORK_ID_BYTES, MAX_USER_ID_BYTES } from "../protocol.ts";
 
 const utf8 = new TextEncoder();
 

@@ -14,7 +14,7 @@
  * @module
  */
 import { MessageError } from "../errors.ts";
-import { MAX_PUNCH_WINDOW_MS } from "../limits.ts";
+import { MAX_PUNCH_WINDOW_MS } from "../protocol.ts";
 import { bytesEqual, toBase64Url } from "./base64.ts";
 import { openSignedBlock, sealSignedBlock, signedBlockData } from "./block.ts";
 import { candidatesToWire } from "./codec.ts";

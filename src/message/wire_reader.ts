@@ -14,7 +14,7 @@ import {
   MAX_ENDPOINTS,
   MAX_HOST_CARDS,
   MAX_RELAY_CANDIDATES,
-} from "../limits.ts";
+} from "../protocol.ts";
 import { fromBase64Url, toBase64Url } from "./base64.ts";
 import { isIPv4, isIPv6 } from "./field_rules.ts";
 import { formatHostCard, parseHostCard } from "./host_card.ts";

@@ -13,7 +13,8 @@
  * @module
  */
 import { createHmac, timingSafeEqual } from "node:crypto";
-import { COOKIE_BYTES, COOKIE_SLOT_MS } from "../limits.ts";
+import { COOKIE_SLOT_MS } from "../limits.ts";
+import { COOKIE_BYTES } from "../protocol.ts";
 import type { Endpoint } from "../message/types.ts";
 import { type Clock, type RandomSource, systemRandom } from "../runtime.ts";
 

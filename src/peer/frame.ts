@@ -38,7 +38,7 @@ import {
   MAX_REASON_BYTES,
   MAX_USER_ID_BYTES,
   PEER_FRAME_VERSION,
-} from "../limits.ts";
+} from "../protocol.ts";
 import type { Endpoint } from "../message/types.ts";
 
 /**

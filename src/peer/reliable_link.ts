@@ -30,11 +30,11 @@ import {
   STREAM_ACK_DELAY_MS,
   STREAM_ACK_EVERY_SEGMENTS,
   STREAM_MAX_QUEUED_DATAGRAMS,
-  STREAM_MAX_SACK_RANGES,
   STREAM_RECEIVE_WINDOW_SEGMENTS,
   STREAM_SEND_BUFFER_SEGMENTS,
   STREAM_STALL_TIMEOUT_MS,
 } from "../limits.ts";
+import { STREAM_MAX_SACK_RANGES } from "../protocol.ts";
 import { concatBytes } from "../message/base64.ts";
 import type { Endpoint, TransportKind } from "../message/types.ts";
 import { type Clock, systemClock } from "../runtime.ts";

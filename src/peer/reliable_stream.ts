@@ -34,11 +34,11 @@ import {
   STREAM_INITIAL_RTO_MS,
   STREAM_INITIAL_WINDOW_SEGMENTS,
   STREAM_MAX_RTO_MS,
-  STREAM_MAX_SACK_RANGES,
   STREAM_MIN_RTO_MS,
   STREAM_PERSISTENT_TIMEOUTS,
   STREAM_STALL_TIMEOUT_MS,
 } from "../limits.ts";
+import { STREAM_MAX_SACK_RANGES } from "../protocol.ts";
 
 /** An acknowledgement: everything below `cumulative` arrived, plus `ranges` above it. */
 export interface StreamAck {

@@ -18,7 +18,8 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { CONTROL_REPLAY_WINDOW, PEER_FRAME_VERSION } from "../limits.ts";
+import { CONTROL_REPLAY_WINDOW } from "../limits.ts";
+import { PEER_FRAME_VERSION } from "../protocol.ts";
 import {
   type AesGcmEngine,
   type AesGcmImplementation,

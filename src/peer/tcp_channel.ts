@@ -6,7 +6,7 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { MAX_HANDSHAKE_FRAME_BYTES } from "../limits.ts";
+import { MAX_HANDSHAKE_FRAME_BYTES } from "../protocol.ts";
 import type { Endpoint } from "../message/types.ts";
 import type { Backoff, Clock, RandomSource } from "../runtime.ts";
 import { encodeFrame, type Frame, FrameReader, LENGTH_PREFIX_BYTES } from "./frame.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { MAX_IPV6_HOST_CANDIDATES } from "../limits.ts";
+import { MAX_IPV6_HOST_CANDIDATES } from "../protocol.ts";
 import { canonicalAddress, isGlobalAddress } from "../net/address_class.ts";
 
 /** A detected address and how it was found. */

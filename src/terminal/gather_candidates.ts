@@ -11,7 +11,7 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { MAX_CANDIDATES } from "../limits.ts";
+import { MAX_CANDIDATES } from "../protocol.ts";
 import type { Logger } from "../log.ts";
 import { candidatePriority } from "../message/candidate.ts";
 import { canonicalAddress } from "../net/address_class.ts";

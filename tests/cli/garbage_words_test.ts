@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { PeerError } from "../../src/errors.ts";
-import { PEER_FRAME_VERSION, PROTOCOL_VERSION } from "../../src/limits.ts";
+import { PEER_FRAME_VERSION, PROTOCOL_VERSION } from "../../src/protocol.ts";
 import { blockKindOf } from "../../src/message/block.ts";
 import { decodeDatagram, FrameDecoder } from "../../src/peer/frame.ts";
 

@@ -12,7 +12,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { MAX_BLOCK_BYTES } from "../../src/limits.ts";
+import { MAX_BLOCK_BYTES } from "../../src/protocol.ts";
 import { armor, dearmor } from "../../src/message/armor.ts";
 import { parseMail } from "../../src/mail/rfc5322/parse.ts";
 import type { ParsedMail } from "../../src/mail/types.ts";

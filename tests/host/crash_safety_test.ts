@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { JsonFileStore } from "../../src/host/store/json_file_store.ts";
-import { HOST_REPLY_CONCURRENCY } from "../../src/limits.ts";
+import { HOST_REPLY_CONCURRENCY } from "../../src/host/host.ts";
 import type { HostStep } from "../../src/host/host.ts";
 import { toBase64Url } from "../../src/message/base64.ts";
 import { encodeHostKeys } from "../../src/message/key_file.ts";

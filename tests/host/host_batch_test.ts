@@ -13,7 +13,7 @@ import type { PeerRow, TableStore } from "../../src/host/types.ts";
 import type { MaildirSource } from "../../src/mail/maildir/source.ts";
 import type { MailRef, MailSender } from "../../src/mail/types.ts";
 import { MemoryStore } from "../../src/host/store/memory_store.ts";
-import { HOST_REPLY_CONCURRENCY } from "../../src/limits.ts";
+import { HOST_REPLY_CONCURRENCY } from "../../src/host/host.ts";
 import { toBase64Url } from "../../src/message/base64.ts";
 import { NETWORK, type Player, World } from "../support/world.ts";
 

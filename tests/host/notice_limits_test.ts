@@ -6,11 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { sealNotice } from "../../src/message/block.ts";
-import {
-  MAX_NOTICE_FAILED,
-  NOTICE_MAX_AGE_MS,
-  NOTICES_PER_USER_PER_HOUR,
-} from "../../src/limits.ts";
+import { NOTICE_MAX_AGE_MS, NOTICES_PER_USER_PER_HOUR } from "../../src/limits.ts";
+import { MAX_NOTICE_FAILED } from "../../src/protocol.ts";
 import { NETWORK, type Player, World } from "../support/world.ts";
 
 async function noticeBlock(

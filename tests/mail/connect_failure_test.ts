@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { MailError } from "../../src/errors.ts";
-import { FIRST_FAILURE_KEPT_MS } from "../../src/limits.ts";
+import { FIRST_FAILURE_KEPT_MS } from "../../src/mail/tuning.ts";
 import { ManualClock } from "../../src/runtime.ts";
 import { connectError, type ConnectTarget } from "../../src/mail/connect_failure.ts";
 import { ImapSource } from "../../src/mail/imap/source.ts";

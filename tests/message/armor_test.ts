@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { MAX_BLOCK_BYTES } from "../../src/limits.ts";
+import { MAX_BLOCK_BYTES } from "../../src/protocol.ts";
 import { armor, BEGIN_LINE, dearmor, END_LINE } from "../../src/message/armor.ts";
 import { assertMessageError } from "./helpers.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { MessageError } from "../../src/errors.ts";
-import { MAX_BLOCK_BYTES, PROTOCOL_VERSION } from "../../src/limits.ts";
+import { MAX_BLOCK_BYTES, PROTOCOL_VERSION } from "../../src/protocol.ts";
 import {
   blockKindOf,
   openNotice,

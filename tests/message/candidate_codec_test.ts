@@ -9,7 +9,7 @@ import {
   CANDIDATES_PAYLOAD_VERSION,
   MAX_CANDIDATE_PRIORITY,
   MAX_CANDIDATES,
-} from "../../src/limits.ts";
+} from "../../src/protocol.ts";
 import {
   byPriority,
   candidatePriority,

@@ -9,7 +9,7 @@ import {
   encodeRequest,
 } from "../../src/message/codec.ts";
 import { isIPv4, isIPv6 } from "../../src/message/field_rules.ts";
-import { MAX_ENDPOINTS, MAX_HOST_CARDS } from "../../src/limits.ts";
+import { MAX_ENDPOINTS, MAX_HOST_CARDS } from "../../src/protocol.ts";
 import type { RequestPayload } from "../../src/message/types.ts";
 import { assertMessageError, noticeArb, replyArb, requestArb } from "./helpers.ts";
 

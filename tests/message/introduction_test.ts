@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { MessageError } from "../../src/errors.ts";
-import { MAX_PUNCH_WINDOW_MS } from "../../src/limits.ts";
+import { MAX_PUNCH_WINDOW_MS } from "../../src/protocol.ts";
 import { sealSignedBlock } from "../../src/message/block.ts";
 import { candidatePriority } from "../../src/message/candidate.ts";
 import {

@@ -10,7 +10,7 @@ import {
   CANDIDATES_PAYLOAD_VERSION,
   MAX_CANDIDATES,
   MAX_RELAY_CANDIDATES,
-} from "../../src/limits.ts";
+} from "../../src/protocol.ts";
 import { byPriority, candidatePriority, endpointsOf } from "../../src/message/candidate.ts";
 import { decodeReply, decodeRequest, encodeReply, encodeRequest } from "../../src/message/codec.ts";
 import { decodeIntroduction, encodeIntroduction } from "../../src/message/introduction.ts";

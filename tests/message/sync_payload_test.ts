@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { MAX_BLOCK_BYTES } from "../../src/limits.ts";
+import { MAX_BLOCK_BYTES } from "../../src/protocol.ts";
 import { armor } from "../../src/message/armor.ts";
 import { blockKindOf, sealSignedBlock } from "../../src/message/block.ts";
 import { formatHostCard } from "../../src/message/host_card.ts";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import { PeerError } from "../../src/errors.ts";
-import { MAX_FRAME_BYTES, PEER_FRAME_VERSION } from "../../src/limits.ts";
+import { MAX_FRAME_BYTES, PEER_FRAME_VERSION } from "../../src/protocol.ts";
 import type { Endpoint } from "../../src/message/types.ts";
 import {
   type ConnectBody,

@@ -12,7 +12,7 @@ import type { PathMove } from "../../src/peer/link_paths.ts";
 import { TurnClient } from "../../src/peer/turn_client.ts";
 import type { PeerLink } from "../../src/peer/types.ts";
 import { UdpTransport, type UdpTransportOptions } from "../../src/peer/udp_transport.ts";
-import { PEER_FRAME_VERSION } from "../../src/limits.ts";
+import { PEER_FRAME_VERSION } from "../../src/protocol.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
 import { REAL_TURN } from "../support/coturn.ts";
 import { silentPort } from "../support/silent_udp.ts";

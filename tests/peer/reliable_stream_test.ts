@@ -4,9 +4,9 @@ import {
   STREAM_INITIAL_RTO_MS,
   STREAM_INITIAL_WINDOW_SEGMENTS,
   STREAM_MAX_RTO_MS,
-  STREAM_MAX_SACK_RANGES,
   STREAM_MIN_RTO_MS,
 } from "../../src/limits.ts";
+import { STREAM_MAX_SACK_RANGES } from "../../src/protocol.ts";
 import {
   ReliableReceiver,
   ReliableSender,

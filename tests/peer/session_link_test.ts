@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { PeerError } from "../../src/errors.ts";
-import { MAX_FRAME_BYTES } from "../../src/limits.ts";
+import { MAX_FRAME_BYTES } from "../../src/protocol.ts";
 import type { Endpoint } from "../../src/message/types.ts";
 import { type AesGcmEngine, opensslAvailable } from "../../src/peer/aes_gcm.ts";
 import { type Frame, FrameType } from "../../src/peer/frame.ts";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { PeerError } from "../../src/errors.ts";
-import { MAX_FRAME_BYTES, PEER_FRAME_VERSION } from "../../src/limits.ts";
+import { MAX_FRAME_BYTES, PEER_FRAME_VERSION } from "../../src/protocol.ts";
 import type { Endpoint } from "../../src/message/types.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
 import { ManualClock } from "../../src/runtime.ts";

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { PeerError } from "../../src/errors.ts";
-import { DEFAULT_CONNECT_TIMEOUT_MS, PEER_FRAME_VERSION } from "../../src/limits.ts";
+import { DEFAULT_CONNECT_TIMEOUT_MS } from "../../src/limits.ts";
+import { PEER_FRAME_VERSION } from "../../src/protocol.ts";
 import { FrameType } from "../../src/peer/frame.ts";
 import { DEFAULT_MAX_DATAGRAM_BYTES, UdpTransport } from "../../src/peer/udp_transport.ts";
 import { ManualClock } from "../../src/runtime.ts";

@@ -110,7 +110,15 @@ Deno.test("no module of src/ only re-exports another", async () => {
   assert.deepEqual(shims, [], `modules that only re-export: ${shims.join(", ")}`);
 });
 
-const SHARED = ["errors.ts", "limits.ts", "log.ts", "runtime.ts", "duration.ts", "version.ts"];
+const SHARED = [
+  "errors.ts",
+  "protocol.ts",
+  "limits.ts",
+  "log.ts",
+  "runtime.ts",
+  "duration.ts",
+  "version.ts",
+];
 /** Top-level folders that may import `events.ts` (it imports types of `message/` and `peer/`). */
 const EVENTS_USERS = ["host", "terminal", "apps", "cli"];
 

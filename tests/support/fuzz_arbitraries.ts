@@ -6,7 +6,7 @@
  * @module
  */
 import fc from "fast-check";
-import { MAX_HOST_CARDS } from "../../src/limits.ts";
+import { MAX_HOST_CARDS } from "../../src/protocol.ts";
 import { type Bytes, NOW, POOL_SIZE, SUBJECTS } from "./fuzz_host.ts";
 
 export type Kind = "request" | "notice";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import dgram from "node:dgram";
-import { MAX_IPV6_HOST_CANDIDATES } from "../../src/limits.ts";
+import { MAX_IPV6_HOST_CANDIDATES } from "../../src/protocol.ts";
 import { candidatePriority } from "../../src/message/candidate.ts";
 import { canonicalAddress } from "../../src/net/address_class.ts";
 import { decodeBindingRequest, encodeBindingResponse } from "../../src/net/stun_message.ts";

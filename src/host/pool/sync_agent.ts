@@ -19,7 +19,7 @@
  */
 import { MailError, MessageError } from "../../errors.ts";
 import { type EventSink, silentSink } from "../../events.ts";
-import { MAX_HOST_CARDS } from "../../limits.ts";
+import { MAX_HOST_CARDS } from "../../protocol.ts";
 import { type Logger, silentLogger } from "../../log.ts";
 import {
   type MailRef,

@@ -12,7 +12,8 @@
 import type { MailLogin } from "../types.ts";
 import { ImapFlow } from "imapflow";
 import { MailError } from "../../errors.ts";
-import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS, TLS_PORT_PROBE_AFTER_MS } from "../../limits.ts";
+import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS } from "../../limits.ts";
+import { TLS_PORT_PROBE_AFTER_MS } from "../tuning.ts";
 import type { Logger } from "../../log.ts";
 import {
   connectError,

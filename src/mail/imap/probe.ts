@@ -20,7 +20,8 @@
  */
 import type { MailLogin } from "../types.ts";
 import { MailError } from "../../errors.ts";
-import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS, TLS_PORT_PROBE_AFTER_MS } from "../../limits.ts";
+import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS } from "../../limits.ts";
+import { TLS_PORT_PROBE_AFTER_MS } from "../tuning.ts";
 import { connectError, type ConnectTarget, implicitPortError } from "../connect_failure.ts";
 
 import { connectionError } from "./errors.ts";

@@ -14,7 +14,7 @@
 import type { MailLogin } from "../types.ts";
 import type { ImapFlow } from "imapflow";
 import { MailError } from "../../errors.ts";
-import { FIRST_FAILURE_KEPT_MS } from "../../limits.ts";
+import { FIRST_FAILURE_KEPT_MS } from "../tuning.ts";
 import type { Logger } from "../../log.ts";
 import type { Backoff, Clock } from "../../runtime.ts";
 import { connectImap } from "./connect.ts";

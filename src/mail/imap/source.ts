@@ -19,11 +19,8 @@
  */
 import type { StoreOptions } from "imapflow";
 import { MailError } from "../../errors.ts";
-import {
-  DEFAULT_POLL_INTERVAL_MS,
-  DEFAULT_PREFETCH_BUDGET_BYTES,
-  MAX_MAIL_BYTES,
-} from "../../limits.ts";
+import { DEFAULT_POLL_INTERVAL_MS, MAX_MAIL_BYTES } from "../../limits.ts";
+import { DEFAULT_PREFETCH_BUDGET_BYTES } from "../tuning.ts";
 import { type Logger, silentLogger } from "../../log.ts";
 import { type Backoff, type Clock, exponentialBackoff, systemClock } from "../../runtime.ts";
 import { CLAIMED, type ClaimedUid, ImapClaims } from "./claim.ts";

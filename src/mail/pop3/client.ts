@@ -10,11 +10,8 @@
  * @module
  */
 import { MailError } from "../../errors.ts";
-import {
-  DEFAULT_MAIL_CONNECT_TIMEOUT_MS,
-  MAX_MAIL_BYTES,
-  TLS_PORT_PROBE_AFTER_MS,
-} from "../../limits.ts";
+import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS, MAX_MAIL_BYTES } from "../../limits.ts";
+import { TLS_PORT_PROBE_AFTER_MS } from "../tuning.ts";
 import {
   connectError,
   type ConnectTarget,

@@ -13,7 +13,8 @@
  * @module
  */
 import { MailError } from "../../errors.ts";
-import { DEFAULT_POLL_INTERVAL_MS, FIRST_FAILURE_KEPT_MS, MAX_MAIL_BYTES } from "../../limits.ts";
+import { DEFAULT_POLL_INTERVAL_MS, MAX_MAIL_BYTES } from "../../limits.ts";
+import { FIRST_FAILURE_KEPT_MS } from "../tuning.ts";
 import { type Logger, silentLogger } from "../../log.ts";
 import { type Clock, systemClock } from "../../runtime.ts";
 import { isFinalFailure } from "../connect_failure.ts";

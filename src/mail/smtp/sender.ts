@@ -14,12 +14,12 @@ import { Buffer } from "node:buffer";
 import net from "node:net";
 import addressparser from "nodemailer/lib/addressparser/index.js";
 import { MailError } from "../../errors.ts";
+import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS } from "../../limits.ts";
 import {
-  DEFAULT_MAIL_CONNECT_TIMEOUT_MS,
   FIRST_FAILURE_KEPT_MS,
   SMTP_POOL_CONNECTIONS,
   TLS_PORT_PROBE_AFTER_MS,
-} from "../../limits.ts";
+} from "../tuning.ts";
 import { type Logger, silentLogger } from "../../log.ts";
 import { emailProblem } from "../../message/host_card.ts";
 import { composeMail, domainOf } from "../rfc5322/compose.ts";
