@@ -96,13 +96,7 @@ export * from "./src/errors.ts";
 export type { EventName, EventPeer, EventSink, MailpeerEvent } from "./src/events.ts";
 export { FIG4_STEPS, withActor } from "./src/events.ts";
 export type { LogFields, Logger, LogLevel } from "./src/log.ts";
-export {
-  type Backoff,
-  type Clock,
-  ManualClock,
-  type RandomSource,
-  systemClock,
-} from "./src/runtime.ts";
+export { type Backoff, type Clock, type RandomSource, systemClock } from "./src/runtime.ts";
 export * as limits from "./src/limits.ts";
 
 export { type Config } from "./src/config/config_schema.ts";

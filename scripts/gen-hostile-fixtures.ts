@@ -16,7 +16,8 @@
  */
 import { Aes128Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from "@hpke/core";
 import { armor } from "../src/message/armor.ts";
-import { concatBytes, toBase64, toBase64Url } from "../src/message/base64.ts";
+import { toBase64, toBase64Url } from "../src/message/base64.ts";
+import { concatBytes } from "../src/message/bytes.ts";
 import { encodeReply } from "../src/message/codec.ts";
 import { formatHostCard } from "../src/message/host_card.ts";
 import {

@@ -14,7 +14,7 @@ import { resolveSecret } from "../config/secret.ts";
 import { ConfigError, isMailpeerError, MessageError } from "../errors.ts";
 import { IMAP_PROBE_TIMEOUT_MS } from "../mail/tuning.ts";
 import type { MailSender, MailServerOptions, MailSource } from "../mail/types.ts";
-import { concatBytes } from "../message/base64.ts";
+import { concatBytes } from "../message/bytes.ts";
 import { type HostCard, parseHostCard } from "../message/host_card.ts";
 import {
   checkKeyFileMode,

@@ -44,22 +44,3 @@ export function fromBase64Url(text: string): Uint8Array {
   const std = text.replace(/-/g, "+").replace(/_/g, "/");
   return fromBase64(std + "=".repeat((4 - (std.length % 4)) % 4));
 }
-
-/** Constant-time-ish equality of two byte arrays (length leaks, content does not). */
-export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
-  return diff === 0;
-}
-
-/** Concatenates byte arrays. */
-export function concatBytes(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}

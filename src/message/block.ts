@@ -16,7 +16,7 @@
  */
 import { MessageError } from "../errors.ts";
 import { MAX_BLOCK_BYTES, PROTOCOL_VERSION } from "../protocol.ts";
-import { bytesEqual, concatBytes } from "./base64.ts";
+import { bytesEqual, concatBytes } from "./bytes.ts";
 import {
   decodeNotice,
   decodeReply,

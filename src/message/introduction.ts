@@ -15,7 +15,8 @@
  */
 import { MessageError } from "../errors.ts";
 import { MAX_PUNCH_WINDOW_MS } from "../protocol.ts";
-import { bytesEqual, toBase64Url } from "./base64.ts";
+import { toBase64Url } from "./base64.ts";
+import { bytesEqual } from "./bytes.ts";
 import { openSignedBlock, sealSignedBlock, signedBlockData } from "./block.ts";
 import { candidatesToWire } from "./codec.ts";
 import { networkIdProblem, userIdProblem } from "./field_rules.ts";

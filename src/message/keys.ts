@@ -15,7 +15,8 @@
  */
 import { MessageError } from "../errors.ts";
 import { VERIFY_KEY_CACHE_SIZE } from "../limits.ts";
-import { bytesEqual, toBase64 } from "./base64.ts";
+import { toBase64 } from "./base64.ts";
+import { bytesEqual } from "./bytes.ts";
 
 type Algorithm = "Ed25519" | "X25519";
 

@@ -20,7 +20,7 @@
  * @module
  */
 import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } from "node:crypto";
-import { concatBytes } from "../message/base64.ts";
+import { concatBytes } from "../message/bytes.ts";
 
 /** Bytes of the GCM authentication tag. */
 export const TAG_BYTES = 16;

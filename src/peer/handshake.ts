@@ -18,7 +18,8 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { bytesEqual, concatBytes, toBase64 } from "../message/base64.ts";
+import { toBase64 } from "../message/base64.ts";
+import { bytesEqual, concatBytes } from "../message/bytes.ts";
 import { generateX25519, sign, verify, x25519 } from "../message/keys.ts";
 import type { Endpoint } from "../message/types.ts";
 import { type RandomSource, systemRandom } from "../runtime.ts";

@@ -35,7 +35,7 @@ import {
   STREAM_STALL_TIMEOUT_MS,
 } from "../limits.ts";
 import { STREAM_MAX_SACK_RANGES } from "../protocol.ts";
-import { concatBytes } from "../message/base64.ts";
+import { concatBytes } from "../message/bytes.ts";
 import type { Endpoint, TransportKind } from "../message/types.ts";
 import { type Clock, systemClock } from "../runtime.ts";
 import { decodeStreamAck, encodeDisconnect, encodeStreamAck } from "./frame.ts";

@@ -22,7 +22,7 @@
 import { PeerError } from "../errors.ts";
 import { DISCONNECT_TIMEOUT_MS, RECEIVE_PARK_MS } from "../limits.ts";
 import { type Clock, systemClock } from "../runtime.ts";
-import { concatBytes } from "../message/base64.ts";
+import { concatBytes } from "../message/bytes.ts";
 import type { Endpoint, TransportKind } from "../message/types.ts";
 import { TAG_BYTES } from "./aes_gcm.ts";
 import { encodeDisconnect } from "./frame.ts";

@@ -7,7 +7,8 @@
  */
 import { connect, type Socket } from "node:net";
 import { PeerError } from "../errors.ts";
-import { bytesEqual, toBase64 } from "../message/base64.ts";
+import { toBase64 } from "../message/base64.ts";
+import { bytesEqual } from "../message/bytes.ts";
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
   MAX_PENDING_TCP_HANDSHAKES,

@@ -22,7 +22,8 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { bytesEqual, toBase64 } from "../message/base64.ts";
+import { toBase64 } from "../message/base64.ts";
+import { bytesEqual } from "../message/bytes.ts";
 import { DEFAULT_CONNECT_TIMEOUT_MS, LISTENER_MAX_AUX_SOCKETS } from "../limits.ts";
 import { ConnectCookies } from "./connect_cookie.ts";
 import type { Endpoint } from "../message/types.ts";

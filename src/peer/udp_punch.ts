@@ -32,7 +32,8 @@
  * @module
  */
 import { PeerError } from "../errors.ts";
-import { bytesEqual, toBase64 } from "../message/base64.ts";
+import { toBase64 } from "../message/base64.ts";
+import { bytesEqual } from "../message/bytes.ts";
 import { generateX25519 } from "../message/keys.ts";
 import type { Endpoint } from "../message/types.ts";
 import {

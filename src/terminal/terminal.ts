@@ -41,7 +41,8 @@ import type {
 } from "../peer/types.ts";
 import { pathKindOfKind } from "../peer/udp_punch.ts";
 import { TurnClient, type TurnClientOptions, type TurnServer } from "../peer/turn_client.ts";
-import { bytesEqual, toBase64Url } from "../message/base64.ts";
+import { toBase64Url } from "../message/base64.ts";
+import { bytesEqual } from "../message/bytes.ts";
 import { type Clock, type RandomSource, systemClock, systemRandom } from "../runtime.ts";
 import { acceptsPeer, checkPeerPolicy, choosePeers, type PeerPolicy } from "./peer_choice.ts";
 import { type CandidateMapper, gatherCandidates } from "./gather_candidates.ts";

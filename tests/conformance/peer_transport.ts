@@ -14,7 +14,8 @@ import { PeerError } from "../../src/errors.ts";
 import { generateEd25519 } from "../../src/message/keys.ts";
 import type { Endpoint } from "../../src/message/types.ts";
 import type { PeerIdentity, PeerLink, PeerTransport } from "../../src/peer/types.ts";
-import { type Clock, ManualClock } from "../../src/runtime.ts";
+import type { Clock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 
 /** A fresh identity with a new Ed25519 key pair. */
 export async function makeIdentity(userId: string): Promise<PeerIdentity> {

@@ -20,7 +20,7 @@ import { formatHostCard } from "../../src/message/host_card.ts";
 import { generateIdentityKeys, hostCardOf, type HostKeys } from "../../src/message/key_file.ts";
 import { generateX25519 } from "../../src/message/keys.ts";
 import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import {
   type FixtureExpectation,
   fixtureIdentity,

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { parseMail } from "../../src/mail/rfc5322/parse.ts";
-import { bytesEqual } from "../../src/message/base64.ts";
+import { bytesEqual } from "../../src/message/bytes.ts";
 import { enc, HOST_EMAIL, mailOf, NOW, standardHeaders, SUBJECTS } from "../support/fuzz_host.ts";
 import { MemoryMailbox, MemoryPostOffice } from "../support/memory_mail.ts";
 

@@ -14,7 +14,8 @@ import type { ImapSourceOptions } from "../../src/mail/imap/source.ts";
 import { deliverToMaildir } from "../../src/mail/maildir/sender.ts";
 import { MaildirSource } from "../../src/mail/maildir/source.ts";
 import type { MailRef, MailSource, SubjectMatch } from "../../src/mail/types.ts";
-import { type Clock, ManualClock } from "../../src/runtime.ts";
+import type { Clock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import {
   commandLog,
   flagsBySubject,

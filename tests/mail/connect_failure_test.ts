@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { MailError } from "../../src/errors.ts";
 import { FIRST_FAILURE_KEPT_MS } from "../../src/mail/tuning.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import { connectError, type ConnectTarget } from "../../src/mail/connect_failure.ts";
 import { ImapSource } from "../../src/mail/imap/source.ts";
 import { Pop3Source } from "../../src/mail/pop3/source.ts";

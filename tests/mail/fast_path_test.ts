@@ -11,7 +11,7 @@ import { headerEnd, parseMail, parseWithMailparser } from "../../src/mail/rfc532
 import type { ParsedMail } from "../../src/mail/types.ts";
 import { parseFast } from "../../src/mail/rfc5322/parse_fast.ts";
 import type { OutgoingMail } from "../../src/mail/types.ts";
-import { concatBytes } from "../../src/message/base64.ts";
+import { concatBytes } from "../../src/message/bytes.ts";
 import { bodyFor, bodyForBlocks, subjectFor } from "../../src/message/mail_text.ts";
 
 const encoder = new TextEncoder();

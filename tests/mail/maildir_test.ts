@@ -7,7 +7,8 @@ import { MaildirPostOffice } from "../../src/mail/maildir/post_office.ts";
 import { MaildirSource } from "../../src/mail/maildir/source.ts";
 import { parseMail } from "../../src/mail/rfc5322/parse.ts";
 import type { SubjectMatch } from "../../src/mail/types.ts";
-import { type Clock, ManualClock } from "../../src/runtime.ts";
+import type { Clock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import { mailSenderConformance } from "../conformance/mail_sender.ts";
 import { mailSourceConformance } from "../conformance/mail_source.ts";
 

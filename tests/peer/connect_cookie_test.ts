@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { COOKIE_SLOT_MS } from "../../src/limits.ts";
 import type { Endpoint } from "../../src/message/types.ts";
 import { ConnectCookies } from "../../src/peer/connect_cookie.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 
 const from: Endpoint = { transport: "udp", address: "192.0.2.7", port: 40000 };
 const nonce = new Uint8Array(16).fill(5);

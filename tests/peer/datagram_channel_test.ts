@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { DatagramFrameChannel } from "../../src/peer/datagram_channel.ts";
 import { encodeConnect, NONCE_BYTES } from "../../src/peer/frame.ts";
 import { encodeDatagram, FrameType } from "../../src/peer/frame.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
 
 Deno.test("an initiator probed by its peer sends its pending CONNECT at once, at most once per backoff step", async () => {

@@ -3,7 +3,7 @@ import { PeerError } from "../../src/errors.ts";
 import { type Frame, FrameType } from "../../src/peer/frame.ts";
 import { KeepaliveChannel } from "../../src/peer/keepalive_channel.ts";
 import type { FrameChannel } from "../../src/peer/types.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 
 /** A channel whose peer says nothing unless told to; records what is sent. */
 class SilentChannel implements FrameChannel {

@@ -14,7 +14,7 @@ import {
   type PathFrameType,
   type PathMove,
 } from "../../src/peer/link_paths.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 
 const udp = (address: string, port: number): Endpoint => ({ transport: "udp", address, port });
 const RELAY: LinkPath = { route: "relay", remote: udp("203.0.113.5", 4000) };

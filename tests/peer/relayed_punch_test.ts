@@ -15,7 +15,7 @@ import type { PeerIdentity } from "../../src/peer/types.ts";
 import type { ListenerRelay } from "../../src/peer/types.ts";
 import { punchRole } from "../../src/peer/udp_punch.ts";
 import { PUNCH_RELAY_DELAY_MS } from "../../src/limits.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
 import { REAL_TURN } from "../support/coturn.ts";

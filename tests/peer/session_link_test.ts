@@ -12,7 +12,7 @@ import { type Frame, FrameType } from "../../src/peer/frame.ts";
 import { deriveSessionKeys, SessionCipher } from "../../src/peer/session_crypto.ts";
 import { MAX_FRAGMENT_BYTES, SessionLink } from "../../src/peer/session_link.ts";
 import { RECEIVE_PARK_MS } from "../../src/limits.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import type { FrameChannel } from "../../src/peer/types.ts";
 
 /** One end of an in-memory stream: bodies are lent from one buffer, as TcpChannel does. */

@@ -8,7 +8,7 @@ import { PeerError } from "../../src/errors.ts";
 import { MAX_FRAME_BYTES, PEER_FRAME_VERSION } from "../../src/protocol.ts";
 import type { Endpoint } from "../../src/message/types.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
 
 const LOCAL = { address: "127.0.0.1", port: 0 };

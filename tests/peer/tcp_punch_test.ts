@@ -16,7 +16,7 @@ import { TcpTransport } from "../../src/peer/tcp_transport.ts";
 import type { PeerIdentity } from "../../src/peer/types.ts";
 import { punchRole } from "../../src/peer/udp_punch.ts";
 import { Events } from "../support/punch_events.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import { makeIdentity, rejectsWithCode } from "../conformance/peer_transport.ts";
 
 const LOCAL = { address: "127.0.0.1", port: 0 };

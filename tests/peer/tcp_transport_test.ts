@@ -3,7 +3,7 @@ import { PeerError } from "../../src/errors.ts";
 import { opensslAvailable } from "../../src/peer/aes_gcm.ts";
 import { MAX_FRAGMENT_BYTES } from "../../src/peer/session_link.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import {
   makeIdentity,
   peerTransportConformance,

@@ -36,7 +36,7 @@ import {
 import type { TurnSocket } from "../../src/peer/turn_client.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import { answerOverRelay, firstPeer } from "../support/relay_responder.ts";
 import { type LoopbackTurn, REAL_TURN } from "../support/coturn.ts";
 

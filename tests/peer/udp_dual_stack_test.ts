@@ -11,7 +11,7 @@ import type { Candidate } from "../../src/message/types.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
 import { unmapIPv4 } from "../../src/peer/udp_listener.ts";
 import { punchRole } from "../../src/peer/udp_punch.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import { PUNCH_STAGGER_MS } from "../../src/limits.ts";
 import { punchOrder, socketFamilies } from "../../src/terminal/happy_eyeballs.ts";
 import { TurnClient } from "../../src/peer/turn_client.ts";

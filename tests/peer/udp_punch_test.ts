@@ -22,7 +22,7 @@ import { pathKindOf, pathKindOfKind, punchRole, UdpPunch } from "../../src/peer/
 import { Events } from "../support/punch_events.ts";
 import { silentPort } from "../support/silent_udp.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import { decodeBindingRequest, encodeBindingResponse } from "../../src/net/stun_message.ts";
 import { StunAddress } from "../../src/terminal/stun.ts";
 import { makeIdentity, rejectsWithCode } from "../conformance/peer_transport.ts";

@@ -10,7 +10,7 @@ import { encodeConnect, encodeData, NONCE_BYTES } from "../../src/peer/frame.ts"
 import { encodeDatagram, FrameType } from "../../src/peer/frame.ts";
 import type { PeerLink } from "../../src/peer/types.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
 import { type Direction, UdpRelay, type UdpRelayOptions } from "../support/udp_relay.ts";
 

@@ -9,7 +9,7 @@ import { STREAM_STALL_TIMEOUT_MS } from "../../src/limits.ts";
 import { encodeDatagram, FrameType } from "../../src/peer/frame.ts";
 import type { ReliableLink } from "../../src/peer/reliable_link.ts";
 import { UdpTransport } from "../../src/peer/udp_transport.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import { makeIdentity } from "../conformance/peer_transport.ts";
 import { UdpRelay, type UdpRelayOptions } from "../support/udp_relay.ts";
 

@@ -4,7 +4,7 @@ import { DEFAULT_CONNECT_TIMEOUT_MS } from "../../src/limits.ts";
 import { PEER_FRAME_VERSION } from "../../src/protocol.ts";
 import { FrameType } from "../../src/peer/frame.ts";
 import { DEFAULT_MAX_DATAGRAM_BYTES, UdpTransport } from "../../src/peer/udp_transport.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import {
   makeIdentity,
   peerTransportConformance,

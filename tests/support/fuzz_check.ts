@@ -29,13 +29,13 @@ import { endpointProblem } from "../../src/host/address_policy.ts";
 import { Host } from "../../src/host/host.ts";
 import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import { dearmor } from "../../src/message/armor.ts";
-import { bytesEqual } from "../../src/message/base64.ts";
+import { bytesEqual } from "../../src/message/bytes.ts";
 import { openReply } from "../../src/message/block.ts";
 import { isIPv4, isIPv6, userIdProblem } from "../../src/message/field_rules.ts";
 import { generateIdentityKeys } from "../../src/message/key_file.ts";
 import { bodyFor } from "../../src/message/mail_text.ts";
 import type { Endpoint } from "../../src/message/types.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "./manual_clock.ts";
 import type { Hostile } from "./fuzz_arbitraries.ts";
 import { type Made, make } from "./fuzz_make.ts";
 import {

@@ -6,7 +6,8 @@
  * @module
  */
 import { sealNotice, sealReply, sealRequest } from "../../src/message/block.ts";
-import { concatBytes, toBase64Url } from "../../src/message/base64.ts";
+import { toBase64Url } from "../../src/message/base64.ts";
+import { concatBytes } from "../../src/message/bytes.ts";
 import { formatHostCard } from "../../src/message/host_card.ts";
 import {
   generateHostKeys,

@@ -8,7 +8,7 @@ import { readSubject } from "../../src/mail/rfc5322/parse.ts";
 import { matchesSubject } from "../../src/mail/types.ts";
 import { MAX_HOST_CARDS } from "../../src/protocol.ts";
 import { armor, dearmorAll } from "../../src/message/armor.ts";
-import { bytesEqual } from "../../src/message/base64.ts";
+import { bytesEqual } from "../../src/message/bytes.ts";
 import { decodeRequest } from "../../src/message/codec.ts";
 import { bodyFor } from "../../src/message/mail_text.ts";
 import { sealRawBlock } from "../../scripts/gen-hostile-fixtures.ts";

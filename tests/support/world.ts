@@ -24,7 +24,7 @@ import { generateX25519 } from "../../src/message/keys.ts";
 import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
 import type { Candidate, Endpoint, ReplyPayload } from "../../src/message/types.ts";
 import type { MailpeerEvent } from "../../src/events.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "./manual_clock.ts";
 
 export const NETWORK = "testnet";
 

@@ -14,7 +14,7 @@ import { generateHostKeys, hostCardOf } from "../../src/message/key_file.ts";
 import { generateX25519 } from "../../src/message/keys.ts";
 import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
 import type { IntroductionPayload } from "../../src/message/types.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import { watchIntroductions } from "../../src/terminal/introduction_watch.ts";
 
 const SUBJECT = subjectFor("net", "introduction");

@@ -11,7 +11,7 @@ import { sealReply } from "../../src/message/block.ts";
 import { generateHostKeys, hostCardOf } from "../../src/message/key_file.ts";
 import { generateX25519 } from "../../src/message/keys.ts";
 import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import { waitForReply } from "../../src/terminal/reply_wait.ts";
 import {
   commandLog,

@@ -17,7 +17,8 @@ import {
   hostCardOf,
   type IdentityKeys,
 } from "../../src/message/key_file.ts";
-import { bytesEqual, toBase64Url } from "../../src/message/base64.ts";
+import { toBase64Url } from "../../src/message/base64.ts";
+import { bytesEqual } from "../../src/message/bytes.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
 import { type Rendezvous, Terminal, type TerminalOptions } from "../../src/terminal/terminal.ts";
 import type { PeerTransport } from "../../src/peer/types.ts";

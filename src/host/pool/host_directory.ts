@@ -17,7 +17,7 @@
  * @module
  */
 import { HostError } from "../../errors.ts";
-import { bytesEqual } from "../../message/base64.ts";
+import { bytesEqual } from "../../message/bytes.ts";
 import { formatHostCard, type HostCard, parseHostCard } from "../../message/host_card.ts";
 import { sweepTempFiles, writeAtomically } from "../store/atomic_file.ts";
 import { withFileLock } from "../store/file_lock.ts";

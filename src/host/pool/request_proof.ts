@@ -9,7 +9,7 @@
  * @module
  */
 import { MessageError } from "../../errors.ts";
-import { bytesEqual } from "../../message/base64.ts";
+import { bytesEqual } from "../../message/bytes.ts";
 import { openSignedBlock, verifyRequest } from "../../message/block.ts";
 import type { HostKeys } from "../../message/key_file.ts";
 import type { SyncRow } from "./sync_payload.ts";

@@ -28,7 +28,8 @@ import {
   matchesSubject,
   type SubjectMatch,
 } from "../../mail/types.ts";
-import { bytesEqual, toBase64Url } from "../../message/base64.ts";
+import { toBase64Url } from "../../message/base64.ts";
+import { bytesEqual } from "../../message/bytes.ts";
 import { formatHostCard, type HostCard, parseHostCard } from "../../message/host_card.ts";
 import { hostCardOf, type HostKeys } from "../../message/key_file.ts";
 import { subjectFor } from "../../message/mail_text.ts";

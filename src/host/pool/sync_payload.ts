@@ -27,7 +27,8 @@
  */
 import { MessageError } from "../../errors.ts";
 import { MAX_BLOCK_BYTES, MAX_ENDPOINTS, MAX_HOST_CARDS } from "../../protocol.ts";
-import { bytesEqual, fromBase64Url, toBase64Url } from "../../message/base64.ts";
+import { fromBase64Url, toBase64Url } from "../../message/base64.ts";
+import { bytesEqual } from "../../message/bytes.ts";
 import { isIPv4, isIPv6, networkIdProblem, userIdProblem } from "../../message/field_rules.ts";
 import { formatHostCard, parseHostCard } from "../../message/host_card.ts";
 import type { Endpoint, RequestProof } from "../../message/types.ts";

@@ -8,7 +8,8 @@
  */
 import { MessageError } from "../../errors.ts";
 import { BEGIN_LINE, END_LINE } from "../../message/armor.ts";
-import { bytesEqual, fromBase64, toBase64Url } from "../../message/base64.ts";
+import { fromBase64, toBase64Url } from "../../message/base64.ts";
+import { bytesEqual } from "../../message/bytes.ts";
 import { openSignedBlock, sealSignedBlock, signedBlockData } from "../../message/block.ts";
 import type { HostCard } from "../../message/host_card.ts";
 import type { HostKeys } from "../../message/key_file.ts";

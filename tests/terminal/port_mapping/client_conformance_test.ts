@@ -3,7 +3,7 @@
  * gateway: map, renew to the same external port, delete, delete again, close.
  */
 import assert from "node:assert/strict";
-import { ManualClock } from "../../../src/runtime.ts";
+import { ManualClock } from "../../support/manual_clock.ts";
 import { NatPmpClient } from "../../../src/terminal/port_mapping/nat_pmp.ts";
 import { PcpClient } from "../../../src/terminal/port_mapping/pcp.ts";
 import type { PortMappingClient } from "../../../src/terminal/port_mapping/types.ts";

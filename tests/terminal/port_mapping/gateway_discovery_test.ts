@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import dgram from "node:dgram";
 import { SSDP_MAX_ANSWER_BYTES } from "../../../src/limits.ts";
 import type { LogLevel } from "../../../src/log.ts";
-import { ManualClock } from "../../../src/runtime.ts";
+import { ManualClock } from "../../support/manual_clock.ts";
 import {
   defaultGateway,
   discoverUpnpUrl,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { PeerError } from "../../../src/errors.ts";
-import { ManualClock } from "../../../src/runtime.ts";
+import { ManualClock } from "../../support/manual_clock.ts";
 import {
   decodeNatPmpMapResponse,
   encodeNatPmpMapRequest,

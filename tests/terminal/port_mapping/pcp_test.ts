@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { PeerError } from "../../../src/errors.ts";
-import { ManualClock, type RandomSource } from "../../../src/runtime.ts";
+import type { RandomSource } from "../../../src/runtime.ts";
+import { ManualClock } from "../../support/manual_clock.ts";
 import {
   decodePcpMapResponse,
   encodePcpMapRequest,

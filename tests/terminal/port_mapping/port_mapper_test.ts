@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { PeerError } from "../../../src/errors.ts";
 import { PORT_MAPPING_MIN_RENEW_MS } from "../../../src/limits.ts";
 import type { LogLevel } from "../../../src/log.ts";
-import { ManualClock, type RandomSource } from "../../../src/runtime.ts";
+import type { RandomSource } from "../../../src/runtime.ts";
+import { ManualClock } from "../../support/manual_clock.ts";
 import {
   PortMapper,
   type PortMapperOptions,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { PeerError } from "../../../src/errors.ts";
 import type { LogLevel } from "../../../src/log.ts";
-import { ManualClock } from "../../../src/runtime.ts";
+import { ManualClock } from "../../support/manual_clock.ts";
 import { gatherCandidates } from "../../../src/terminal/gather_candidates.ts";
 import {
   SessionPortMapper,

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { PeerError } from "../../../src/errors.ts";
 import { UPNP_MAX_DESCRIPTION_BYTES } from "../../../src/limits.ts";
-import { ManualClock } from "../../../src/runtime.ts";
+import { ManualClock } from "../../support/manual_clock.ts";
 import { UpnpIgdClient } from "../../../src/terminal/port_mapping/upnp_igd.ts";
 import { description, FakeUpnpGateway } from "./fake_upnp_gateway.ts";
 
