@@ -13,6 +13,7 @@ import type { TableStore } from "../host/types.ts";
 import { resolveSecret } from "../config/secret.ts";
 import { ConfigError, isMailpeerError, MessageError } from "../errors.ts";
 import { IMAP_PROBE_TIMEOUT_MS } from "../mail/tuning.ts";
+import { loggerFromEnv } from "../log.ts";
 import type { MailSender, MailServerOptions, MailSource } from "../mail/types.ts";
 import { concatBytes } from "../message/bytes.ts";
 import { type HostCard, parseHostCard } from "../message/host_card.ts";
@@ -106,6 +107,8 @@ export async function openSource(
         quarantine: config.quarantine,
         idle: config.idle,
         ...(readAhead ? {} : { prefetchBytes: 0 }),
+        // warnings (a server without CONDSTORE, a dropped connection) where MAILPEER_LOG says
+        logger: loggerFromEnv(),
         ...sourceOptions,
         configKey: configKey ?? config.section,
       });

@@ -18,7 +18,7 @@
  * @module
  */
 import type { StoreOptions } from "imapflow";
-import { MailError } from "../../errors.ts";
+import { ConfigError, MailError } from "../../errors.ts";
 import { DEFAULT_POLL_INTERVAL_MS, MAX_MAIL_BYTES } from "../../limits.ts";
 import { DEFAULT_PREFETCH_BUDGET_BYTES } from "../tuning.ts";
 import { type Logger, silentLogger } from "../../log.ts";
@@ -59,8 +59,15 @@ const DEFAULT_CONNECT_ATTEMPTS = 6;
  * ```
  */
 export class ImapSource implements MailSource {
-  /** A UID MOVE into the processing folder is atomic: one session wins each mail. */
-  readonly claims = true;
+  /**
+   * True unless the server is known to lack CONDSTORE: a claim is a CONDSTORE-conditional lock
+   * and a MOVE into the processing folder (`mail/imap/claim.ts`); without CONDSTORE two
+   * processes can take the same mail, so {@link claimMany} and {@link recoverClaims} refuse
+   * (docs/providers.md). Known after the first connection; true before.
+   */
+  get claims(): boolean {
+    return this.#session.condstore !== false;
+  }
   readonly #server: MailLogin;
   readonly #options: ImapSourceOptions;
   readonly #mailbox: string;
@@ -236,8 +243,8 @@ export class ImapSource implements MailSource {
       if (id === undefined) return;
       this.#cache.drop(bodyKey(this.#mailbox, id.validity, id.uid));
       if (this.#syncFirst) await client.noop();
-      await session.ensureFolder(client, this.#quarantine);
-      const moved = await client.messageMove(String(id.uid), this.#quarantine, { uid: true });
+      const folder = await session.ensureFolder(client, this.#quarantine);
+      const moved = await client.messageMove(String(id.uid), folder, { uid: true });
       if (moved === false) {
         session.forgetFolder(this.#quarantine);
         throw session.refused(client, "the server refused MOVE");
@@ -286,6 +293,7 @@ export class ImapSource implements MailSource {
       }
     }
     if (refs.length === 0) return [];
+    await this.#requireClaims();
     const session = this.#session;
     const ids = refs.map(mailboxRefId);
     const keyOf = (id: RefId) => bodyKey(this.#mailbox, id.validity, id.uid);
@@ -330,6 +338,7 @@ export class ImapSource implements MailSource {
     if (!(olderThanMs >= 0)) {
       throw new RangeError(`Cannot recover claims: olderThanMs must be >= 0, not ${olderThanMs}`);
     }
+    await this.#requireClaims();
     const limit = this.#clock.now() - olderThanMs;
     const session = this.#session;
     const folder = this.#claims.processing;
@@ -370,6 +379,23 @@ export class ImapSource implements MailSource {
         maxBytes: MAX_MAIL_BYTES,
       });
     }).catch((err) => session.debug("reading claimed mail failed; fetch reads it", err));
+  }
+
+  /**
+   * Connects when needed (no round trip otherwise) and refuses claims on a server without
+   * CONDSTORE with one line: several host processes there would answer some mails twice.
+   */
+  async #requireClaims(): Promise<void> {
+    const session = this.#session;
+    await session.run(`connect to`, () => Promise.resolve());
+    if (session.condstore !== false) return;
+    throw new ConfigError(
+      "ECONFIG",
+      `Cannot share mailbox ${this.#mailbox} on IMAP server ${session.ctx.server} among host ` +
+        "processes: the server lacks CONDSTORE (RFC 7162), without which two processes can " +
+        "take the same mail; set shared_mailbox = false in [host] and run one host process " +
+        "on this mailbox",
+    );
   }
 
   /** Removes `ids` (of this source's mailbox) with one STORE and one UID EXPUNGE. */
