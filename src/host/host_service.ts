@@ -217,6 +217,16 @@ export class HostService {
       { subject: `[mailpeer] ${this.#network} `, mode: "prefix" },
       signal ? { signal } : {},
     );
+    // known once the source has connected: an IMAP server without CONDSTORE cannot keep
+    // several processes' claims apart (docs/providers.md)
+    if (sharedMailbox && !source.claims) {
+      throw new ConfigError(
+        "ECONFIG",
+        "Cannot share the host's mailbox among host processes: its server cannot claim a " +
+          "mail for one process (IMAP without CONDSTORE, RFC 7162); set shared_mailbox = false " +
+          "in [host] and run one host process on this mailbox",
+      );
+    }
     const handed = { listing, ...(signal ? { signal } : {}) };
     if (this.#representative) {
       await this.#representative.processPending(handed);

@@ -18,7 +18,7 @@
  * @module
  */
 import type { StoreOptions } from "imapflow";
-import { ConfigError, MailError } from "../../errors.ts";
+import { MailError } from "../../errors.ts";
 import { DEFAULT_POLL_INTERVAL_MS, MAX_MAIL_BYTES } from "../../limits.ts";
 import { DEFAULT_PREFETCH_BUDGET_BYTES } from "../tuning.ts";
 import { type Logger, silentLogger } from "../../log.ts";
@@ -62,8 +62,9 @@ export class ImapSource implements MailSource {
   /**
    * True unless the server is known to lack CONDSTORE: a claim is a CONDSTORE-conditional lock
    * and a MOVE into the processing folder (`mail/imap/claim.ts`); without CONDSTORE two
-   * processes can take the same mail, so {@link claimMany} and {@link recoverClaims} refuse
-   * (docs/providers.md). Known after the first connection; true before.
+   * processes could take the same mail, so {@link claimMany} answers with the refs themselves
+   * and {@link recoverClaims} with 0, as POP3 does, and the host service refuses
+   * `shared_mailbox` (docs/providers.md). Known after the first connection; true before.
    */
   get claims(): boolean {
     return this.#session.condstore !== false;
@@ -293,7 +294,9 @@ export class ImapSource implements MailSource {
       }
     }
     if (refs.length === 0) return [];
-    await this.#requireClaims();
+    // without CONDSTORE, as POP3: the refs themselves (one host process per mailbox; the host
+    // service refuses shared_mailbox then)
+    if (!await this.#canClaim()) return refs;
     const session = this.#session;
     const ids = refs.map(mailboxRefId);
     const keyOf = (id: RefId) => bodyKey(this.#mailbox, id.validity, id.uid);
@@ -338,7 +341,7 @@ export class ImapSource implements MailSource {
     if (!(olderThanMs >= 0)) {
       throw new RangeError(`Cannot recover claims: olderThanMs must be >= 0, not ${olderThanMs}`);
     }
-    await this.#requireClaims();
+    if (!await this.#canClaim()) return 0;
     const limit = this.#clock.now() - olderThanMs;
     const session = this.#session;
     const folder = this.#claims.processing;
@@ -382,20 +385,13 @@ export class ImapSource implements MailSource {
   }
 
   /**
-   * Connects when needed (no round trip otherwise) and refuses claims on a server without
-   * CONDSTORE with one line: several host processes there would answer some mails twice.
+   * Connects when needed (no round trip otherwise); true when the server can make claims
+   * exclusive (CONDSTORE, see {@link claims}).
    */
-  async #requireClaims(): Promise<void> {
+  async #canClaim(): Promise<boolean> {
     const session = this.#session;
-    await session.run(`connect to`, () => Promise.resolve());
-    if (session.condstore !== false) return;
-    throw new ConfigError(
-      "ECONFIG",
-      `Cannot share mailbox ${this.#mailbox} on IMAP server ${session.ctx.server} among host ` +
-        "processes: the server lacks CONDSTORE (RFC 7162), without which two processes can " +
-        "take the same mail; set shared_mailbox = false in [host] and run one host process " +
-        "on this mailbox",
-    );
+    await session.run("connect to", () => Promise.resolve());
+    return session.condstore !== false;
   }
 
   /** Removes `ids` (of this source's mailbox) with one STORE and one UID EXPUNGE. */
