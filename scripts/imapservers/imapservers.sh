@@ -255,6 +255,7 @@ sasl_mech_list: PLAIN LOGIN
 allowplaintext: yes
 autocreate_quota: 0
 autocreate_post: yes
+delete_mode: immediate
 idlesocket: $CYRUS/lib/socket/idle
 lmtpsocket: $CYRUS/lib/socket/lmtp
 notifysocket: $CYRUS/lib/socket/notify
