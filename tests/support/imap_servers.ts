@@ -113,6 +113,16 @@ export async function emptyAccount(client: ImapFlow): Promise<void> {
   }
 }
 
+/**
+ * How many mails `folder` holds now. NOOP first: Courier answers STATUS of the selected mailbox
+ * with what this session was last told, so expunges by other sessions would still count.
+ */
+export async function countOf(client: ImapFlow, folder: string): Promise<number | undefined> {
+  await client.noop();
+  const status = await client.status(folder, { messages: true });
+  return status ? status.messages : undefined;
+}
+
 /** Full names of `client`'s folders other than INBOX, sorted. */
 export async function foldersOf(client: ImapFlow): Promise<string[]> {
   return (await client.list()).map((f) => f.path).filter((p) => p !== "INBOX").sort();
