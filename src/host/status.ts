@@ -432,11 +432,15 @@ function code(raw: unknown): string {
  */
 export function clip(raw: unknown, max: number): string {
   const text = typeof raw === "string" ? raw : String(raw ?? "");
-  const clean = text.replace(
+  // Cut before any other work: a code point is at most two UTF-16 units.
+  const head = text.length > max * 2 ? text.slice(0, max * 2) : text;
+  const clean = head.replace(
     // deno-lint-ignore no-control-regex
     /[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2066-\u2069]/g,
     "\ufffd",
   );
-  const chars = Array.from(clean.length > max * 2 ? clean.slice(0, max * 2) : clean);
-  return chars.length <= max ? chars.join("") : chars.slice(0, max - 1).join("") + "…";
+  const chars = Array.from(clean);
+  return chars.length <= max && head.length === text.length
+    ? clean
+    : chars.slice(0, max - 1).join("") + "…";
 }
