@@ -151,7 +151,8 @@ const MINUTE_MS = 60_000;
  *
  * @example Count what a host does
  * ```ts
- * import { HostStatus, ManualClock } from "./mod.ts";
+ * import { ManualClock } from "../runtime.ts";
+ * import { HostStatus } from "./status.ts";
  *
  * const status = new HostStatus({ clock: new ManualClock() });
  * // A host takes `onEvent: status.wrap(mySink)` (or `status.sink` alone).

@@ -85,7 +85,8 @@ export function isLoopback(hostname: string): boolean {
  *
  * @example A status server on a free loopback port
  * ```ts
- * import { HostStatus, serveStatus } from "./mod.ts";
+ * import { HostStatus } from "./status.ts";
+ * import { serveStatus } from "./status_server.ts";
  *
  * const status = new HostStatus();
  * const server = await serveStatus({ status, port: 0 });
