@@ -8,9 +8,11 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { announceReady, hostFromConfig } from "../../src/cli/host.ts";
+import { loadHostKeys, openSender, openSource } from "../../src/cli/wire.ts";
 import { loadConfig } from "../../src/config/config.ts";
 import type { EventSink } from "../../src/events.ts";
+import { Host } from "../../src/host/host.ts";
+import { MemoryStore } from "../../src/host/memory_store.ts";
 import { HostStatus, type StatusSnapshot } from "../../src/host/status.ts";
 import { serveStatus } from "../../src/host/status_server.ts";
 import { subjectFor } from "../../src/message/mail_text.ts";
@@ -57,11 +59,39 @@ Deno.test({
         checks.add(check);
         check();
       });
-    const { host, store, close } = await hostFromConfig(config, { onEvent });
+    // The host as `mailpeer host` builds it from host.toml (src/cli/wire.ts), on a table in
+    // memory, saying once that it is ready as the CLI does.
+    const hc = config.host!;
+    const source = await openSource(hc.receive, { pollIntervalMs: hc.pollIntervalMs });
+    const sender = await openSender(hc.send);
+    const store = new MemoryStore();
+    const host = new Host({
+      keys: await loadHostKeys(hc.keys),
+      network: config.network,
+      source,
+      sender,
+      store,
+      allowPrivateAddresses: true,
+      onEvent,
+    });
+    let ready = false;
     const stop = new AbortController();
     const hosting = host.run({
       signal: stop.signal,
-      eachPass: announceReady(config.host!, { onEvent }),
+      eachPass: () => {
+        if (!ready && hc.receive.kind === "imap") {
+          ready = true;
+          onEvent({
+            event: "host-ready",
+            email: hc.email,
+            receive: "imap",
+            mailbox: `${hc.receive.host}:${hc.receive.port} ${hc.receive.mailbox}`,
+            wait: "poll",
+            pollIntervalMs: hc.pollIntervalMs,
+          });
+        }
+        return Promise.resolve();
+      },
     });
     const server = await serveStatus({
       status,
@@ -135,7 +165,7 @@ Deno.test({
       await server.close();
       stop.abort();
       await hosting;
-      await close();
+      await Promise.allSettled([source.close(), sender.close()]);
       for (const name of Object.keys(site.env)) Deno.env.delete(name);
       await site.cleanup();
     }
