@@ -483,6 +483,8 @@ export const STATUS_MAX_CODES = 32;
 export const STATUS_PAGE_ROWS = 200;
 /** Longest request target (path and query) the status server reads, in characters. */
 export const STATUS_MAX_URL_CHARS = 2_048;
+/** Requests the status server handles at once; more get 503 (each may read the table). */
+export const STATUS_MAX_CONCURRENT = 8;
 /** Shortest status token accepted, in characters. */
 export const STATUS_MIN_TOKEN_CHARS = 16;
 /** How often the status page reloads itself, in seconds. */

@@ -13,6 +13,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import { ConfigError } from "../errors.ts";
 import {
   STATUS_DEFAULT_ADDRESS,
+  STATUS_MAX_CONCURRENT,
   STATUS_MAX_URL_CHARS,
   STATUS_MIN_TOKEN_CHARS,
   STATUS_REFRESH_SECONDS,
@@ -183,7 +184,8 @@ export function statusHandler(
   options: StatusServerOptions & { refreshSeconds: number },
 ): (request: Request) => Promise<Response> {
   const expected = options.token === undefined ? undefined : digest(options.token);
-  return async (request) => {
+  let inFlight = 0;
+  const handle = async (request: Request): Promise<Response> => {
     if (request.url.length > STATUS_MAX_URL_CHARS + 64) {
       return answer(414, "request target too long\n");
     }
@@ -196,6 +198,10 @@ export function statusHandler(
           "www-authenticate": 'Bearer realm="mailpeer status"',
         });
       }
+    } else if (!isLoopback(hostOf(request.headers.get("host")))) {
+      // Without a token only loopback names may be asked for: a web page whose name an attacker
+      // points at 127.0.0.1 (DNS rebinding) must not read the page from the operator's browser.
+      return answer(421, "this status page answers only for 127.0.0.1, [::1] or localhost\n");
     }
     if (request.method !== "GET" && request.method !== "HEAD") {
       return answer(405, "only GET and HEAD\n", { allow: "GET, HEAD" });
@@ -233,6 +239,24 @@ export function statusHandler(
         return answer(404, "not found: try /, /status.json or /metrics\n");
     }
   };
+  return async (request) => {
+    if (inFlight >= STATUS_MAX_CONCURRENT) {
+      return answer(503, "busy: too many status requests at once\n", { "retry-after": "1" });
+    }
+    inFlight++;
+    try {
+      return await handle(request);
+    } finally {
+      inFlight--;
+    }
+  };
+}
+
+/** The host name of a `Host` header (`name`, `name:port`, `[v6]:port`), lower case. */
+function hostOf(header: string | null): string {
+  if (header === null) return "";
+  const m = /^\[([^\]]*)\](?::\d*)?$/.exec(header) ?? /^([^:]*)(?::\d*)?$/.exec(header);
+  return (m?.[1] ?? header).toLowerCase();
 }
 
 async function readTable(

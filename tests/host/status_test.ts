@@ -12,6 +12,7 @@ import {
   parseStatusAddress,
   serveStatus,
   STATUS_CSP,
+  statusHandler,
   type StatusServerOptions,
 } from "../../src/host/status_server.ts";
 import type { PeerRow } from "../../src/host/types.ts";
@@ -19,6 +20,7 @@ import {
   STATUS_ID_MAX_CHARS,
   STATUS_LATENCY_SAMPLES,
   STATUS_MAX_CODES,
+  STATUS_MAX_CONCURRENT,
   STATUS_RECENT_ENTRIES,
   STATUS_TEXT_MAX_CHARS,
 } from "../../src/limits.ts";
@@ -392,6 +394,58 @@ Deno.test("a user id, subject or reason full of HTML appears escaped, never as m
     assert.ok(body.includes(`[mailpeer] net request ${escaped}`));
     assert.ok(body.includes(`&#60;b&#62;${escaped}&#60;/b&#62;`));
   });
+});
+
+/** One raw HTTP/1.1 GET with the given Host header; the status line of the answer. */
+async function rawGet(url: string, host: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  try {
+    await conn.write(
+      new TextEncoder().encode(`GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`),
+    );
+    const text = await new Response(conn.readable).text();
+    return text.split("\r\n")[0]!;
+  } catch (err) {
+    conn.close();
+    throw err;
+  }
+}
+
+Deno.test("without a token, a page asked for under another name is refused (DNS rebinding)", async () => {
+  await withServer({}, async (url) => {
+    const port = new URL(url).port;
+    for (const host of ["evil.example", `evil.example:${port}`, "192.0.2.1", "localhost.evil"]) {
+      assert.match(await rawGet(url, host), /^HTTP\/1\.1 421 /, host);
+    }
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, "localhost", `[::1]:${port}`]) {
+      assert.match(await rawGet(url, host), /^HTTP\/1\.1 200 /, host);
+    }
+  });
+  await withServer({ token: TOKEN }, async (url) => {
+    assert.match(await rawGet(url, "evil.example"), /^HTTP\/1\.1 401 /, "the token decides");
+  });
+});
+
+Deno.test("requests beyond the concurrency limit get 503 at once, not a queue", async () => {
+  const gate = Promise.withResolvers<PeerRow[]>();
+  const handler = statusHandler({
+    status: new HostStatus({ clock: new ManualClock(START) }),
+    table: () => gate.promise,
+    refreshSeconds: 5,
+  });
+  const ask = () =>
+    handler(new Request("http://127.0.0.1:8787/", { headers: { host: "127.0.0.1" } }));
+  const held = Array.from({ length: STATUS_MAX_CONCURRENT }, ask);
+  const refused = await ask();
+  assert.equal(refused.status, 503);
+  assert.equal(refused.headers.get("retry-after"), "1");
+  gate.resolve([row("alice")]);
+  for (const res of await Promise.all(held)) {
+    assert.equal(res.status, 200);
+    await res.body?.cancel();
+  }
+  assert.equal((await ask()).status, 200, "the slots are free again");
 });
 
 Deno.test("a table that cannot be read shows one escaped line instead of the table", async () => {
