@@ -4,8 +4,9 @@
  *
  * Security (docs/status.md "Security"): loopback by default, and no other address without a
  * token; with a token every route wants `Authorization: Bearer <token>` or `?token=`, compared
- * in constant time; GET and HEAD only; every string in the page escaped; a strict
- * Content-Security-Policy (no script, the one style block by hash); nothing cached.
+ * in constant time; without one, only loopback `Host` names (DNS rebinding); GET and HEAD only,
+ * a few requests at once; every string in the page escaped; a strict Content-Security-Policy (no
+ * script, the one style block by hash); nothing cached.
  *
  * @module
  */
