@@ -159,11 +159,11 @@ export async function serveStatus(options: StatusServerOptions): Promise<StatusS
  * What the CLI calls for `host --status [ADDR]` (docs/status.md "From the command line"):
  * `address` is `HOST:PORT`, `[IPv6]:PORT` or a bare port, default `127.0.0.1:8787`.
  */
-export function startStatus(
+export async function startStatus(
   options: Omit<StatusServerOptions, "hostname" | "port"> & { address?: string },
 ): Promise<StatusServer> {
   const { address = STATUS_DEFAULT_ADDRESS, ...rest } = options;
-  return serveStatus({ ...rest, ...parseStatusAddress(address) });
+  return await serveStatus({ ...rest, ...parseStatusAddress(address) });
 }
 
 /** Splits `HOST:PORT`, `[IPv6]:PORT` or `PORT` (host then 127.0.0.1); one-line error otherwise. */

@@ -11,6 +11,7 @@ import {
   isLoopback,
   parseStatusAddress,
   serveStatus,
+  startStatus,
   STATUS_CSP,
   statusHandler,
   type StatusServerOptions,
@@ -503,6 +504,38 @@ Deno.test("status addresses: HOST:PORT, [IPv6]:PORT or a port; anything else one
   for (const bad of ["", "host", "1.2.3.4:99999", "a b:1", "http://x:1"]) {
     assert.throws(() => parseStatusAddress(bad), /^ConfigError: Cannot serve .*; write HOST:PORT/);
   }
+});
+
+Deno.test("startStatus, as the CLI calls it: an address string, loopback unless a token", async () => {
+  const status = new HostStatus();
+  const server = await startStatus({ status, address: "127.0.0.1:0" });
+  try {
+    assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    assert.equal(
+      (await fetch(server.url + "status.json").then((r) => r.json())).counters.passes,
+      0,
+    );
+  } finally {
+    await server.close();
+  }
+  await assert.rejects(startStatus({ status, address: "nonsense" }), /write HOST:PORT/);
+  await assert.rejects(startStatus({ status, address: "0.0.0.0:0" }), /without a token/);
+  // (With a token it would listen on 0.0.0.0 too; tests listen on 127.0.0.1 only.)
+  const guarded = await startStatus({ status, address: "127.0.0.1:0", token: TOKEN });
+  try {
+    assert.equal((await fetch(guarded.url)).status, 401);
+  } finally {
+    await guarded.close();
+  }
+});
+
+Deno.test("aborting the signal stops the server", async () => {
+  const stop = new AbortController();
+  const server = await serveStatus({ status: new HostStatus(), port: 0, signal: stop.signal });
+  assert.equal((await fetch(server.url + "metrics").then((r) => r.text())).length > 0, true);
+  stop.abort();
+  await server.close();
+  await assert.rejects(fetch(server.url));
 });
 
 // ---------------------------------------------------------------------------------------------
