@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { STATUS_PAGE_ROWS } from "../limits.ts";
+import { STATUS_ID_MAX_CHARS, STATUS_PAGE_ROWS, STATUS_TEXT_MAX_CHARS } from "../limits.ts";
 import { clip, type StatusSnapshot } from "./status.ts";
 import type { PeerRow } from "./types.ts";
 
@@ -189,13 +189,13 @@ function peerTable(table: StatusPageInput["table"], now: number, operator: boole
   if (operator) head.push("e-mail");
   const body = shown.map((row) => {
     const cells = [
-      `<td class="user">${e(clip(row.userId, 200))}</td>`,
+      `<td class="user">${e(clip(row.userId, STATUS_ID_MAX_CHARS))}</td>`,
       `<td>${when(now, row.requestedAt)}</td>`,
       `<td class="num">${e(row.failures)}</td>`,
       `<td>${row.lastFailureAt === undefined ? "" : when(now, row.lastFailureAt)}</td>`,
       `<td class="num">${e((row.candidates ?? row.endpoints).length)}</td>`,
     ];
-    if (operator) cells.push(`<td>${e(clip(row.email, 200))}</td>`);
+    if (operator) cells.push(`<td>${e(clip(row.email, STATUS_TEXT_MAX_CHARS))}</td>`);
     return `<tr class="peer">${cells.join("")}</tr>`;
   });
   const more = rows.length > shown.length

@@ -26,6 +26,7 @@ import {
   STATUS_TEXT_MAX_CHARS,
 } from "../../src/limits.ts";
 import { ManualClock } from "../../src/runtime.ts";
+import { World } from "../support/world.ts";
 
 const START = Date.UTC(2026, 0, 1, 12, 0, 0);
 const TOKEN = "operator-secret-0123456789abcdef";
@@ -233,6 +234,52 @@ Deno.test("a flood of hostile mail leaves every list, sample set and code table 
   assert.ok(Array.from(s.recent.requests[0]!.userId).length <= STATUS_ID_MAX_CHARS);
   assert.ok(Array.from(s.recent.requests[0]!.sessionId).length <= STATUS_ID_MAX_CHARS);
   assert.ok(JSON.stringify(s).length < 200_000, "the snapshot stays small");
+});
+
+Deno.test("fed by a real host, the status counts its replies and times them per request", async () => {
+  const seen: string[] = [];
+  let status: HostStatus | undefined;
+  let world: World | undefined;
+  world = await World.create({
+    onEvent: (e) => {
+      status!.observe(e);
+      seen.push(e.event);
+    },
+    // Each request's table update "takes" 25 ms on the world's clock.
+    onStep: (step) => {
+      if (step.step === "table-saved" && step.kind === "request") world!.clock.advance(25);
+    },
+  });
+  status = new HostStatus({ clock: world.clock });
+  const w = world;
+  try {
+    const bob = await w.player("bob", 4000);
+    const alice = await w.player("alice", 4001);
+    const mallory = await w.player("mallory", 4002);
+    await w.request(bob);
+    await w.request(alice);
+    const tampered = (await w.requestBlock(mallory)).block.slice();
+    tampered[tampered.length - 20]! ^= 0x01;
+    await w.mailBlock(mallory, tampered);
+    const pass = await w.host.processPending();
+    assert.deepEqual(pass, { answered: 2, notices: 0, quarantined: 1, stale: 0 });
+
+    const s = status.snapshot();
+    assert.equal(s.counters.requestsReceived, 2);
+    assert.equal(s.counters.repliesSent, seen.filter((e) => e === "reply-sent").length);
+    assert.equal(s.counters.repliesSent, 2);
+    assert.deepEqual(s.counters.quarantinedByCode, { ESEAL: 1 });
+    assert.equal(s.recent.quarantined[0]!.about, "[mailpeer] testnet request");
+    assert.deepEqual(
+      s.latency.samples.map((x) => [x.userId, x.ms]).sort(),
+      [["alice", 50], ["bob", 50]],
+      "both requests were received, then both table updates ran, then both replies went out",
+    );
+    assert.equal(s.health.state, "ok");
+    assert.equal(s.counters.passes, 1);
+  } finally {
+    await w.close();
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
