@@ -238,19 +238,17 @@ Deno.test("a flood of hostile mail leaves every list, sample set and code table 
 
 Deno.test("fed by a real host, the status counts its replies and times them per request", async () => {
   const seen: string[] = [];
-  let status: HostStatus | undefined;
-  let world: World | undefined;
-  world = await World.create({
+  const world = await World.create({
     onEvent: (e) => {
-      status!.observe(e);
+      status.observe(e);
       seen.push(e.event);
     },
     // Each request's table update "takes" 25 ms on the world's clock.
     onStep: (step) => {
-      if (step.step === "table-saved" && step.kind === "request") world!.clock.advance(25);
+      if (step.step === "table-saved" && step.kind === "request") world.clock.advance(25);
     },
   });
-  status = new HostStatus({ clock: world.clock });
+  const status = new HostStatus({ clock: world.clock });
   const w = world;
   try {
     const bob = await w.player("bob", 4000);
