@@ -49,6 +49,8 @@ export interface StatusPageInput {
   refreshSeconds: number;
   /** The network the host serves, for the title. */
   network?: string;
+  /** The host's own address, for the title; default the snapshot's. */
+  email?: string;
 }
 
 /** Escapes `& < > " '` so a string is inert in HTML text and in quoted attributes. */
@@ -62,7 +64,8 @@ const e = escapeHtml;
 export function renderStatusPage(input: StatusPageInput): string {
   const { snapshot: s, operator } = input;
   const q = input.query ?? "";
-  const title = `mailpeer host${s.email ? ` ${s.email}` : ""}`;
+  const email = input.email ?? s.email;
+  const title = `mailpeer host${email ? ` ${email}` : ""}`;
   const health = s.health;
   return `<!doctype html>
 <html lang="en">

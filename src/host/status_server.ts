@@ -41,6 +41,8 @@ export interface StatusServerOptions {
   token?: string;
   /** The network the host serves, for the page's title. */
   network?: string;
+  /** The host's own address, for the page's title (default: the one its `host-ready` named). */
+  email?: string;
   /** Seconds between the page's reloads (default 5). */
   refreshSeconds?: number;
   /** Stops the server when aborted. */
@@ -222,6 +224,7 @@ export function statusHandler(
           query,
           refreshSeconds: options.refreshSeconds,
           ...(options.network ? { network: options.network } : {}),
+          ...(options.email ? { email: options.email } : {}),
         });
         return answer(200, html, { "content-type": "text/html; charset=utf-8" }, head);
       }

@@ -318,6 +318,7 @@ Deno.test("the status server listens on loopback and answers its three routes", 
   await withServer({
     table: () => Promise.resolve([row("alice"), row("bob", { failures: 2 })]),
     network: "net",
+    email: "host@example.org",
   }, async (url, status) => {
     assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
     status.observe(request("alice"));
@@ -326,6 +327,7 @@ Deno.test("the status server listens on loopback and answers its three routes", 
     assert.equal(page.res.status, 200);
     assert.equal(page.res.headers.get("content-type"), "text/html; charset=utf-8");
     assert.match(page.body, /<meta http-equiv="refresh" content="5;url=\.\/">/);
+    assert.match(page.body, /<title>mailpeer host host@example\.org<\/title>/);
     assert.match(page.body, /<b id="replies-sent">1<\/b>/);
     assert.equal(page.body.match(/<tr class="peer">/g)?.length, 2);
     assert.doesNotMatch(page.body, /@mail\.example/, "no e-mail address without the token");
