@@ -98,6 +98,7 @@ Deno.test({
       table: () => store.read(),
       token: TOKEN,
       network: site.network,
+      email: hc.email,
       port: 0,
     });
     try {
