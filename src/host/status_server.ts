@@ -158,8 +158,8 @@ export async function serveStatus(options: StatusServerOptions): Promise<StatusS
 }
 
 /**
- * What the CLI calls for `host --status [ADDR]` (docs/status.md "From the command line (to be wired)"):
- * `address` is `HOST:PORT`, `[IPv6]:PORT` or a bare port, default `127.0.0.1:8787`.
+ * What the CLI calls for `host --status [ADDR]` (docs/status.md "From the command line (to be
+ * wired)"): `address` is `HOST:PORT`, `[IPv6]:PORT` or a bare port, default `127.0.0.1:8787`.
  */
 export async function startStatus(
   options: Omit<StatusServerOptions, "hostname" | "port"> & { address?: string },
