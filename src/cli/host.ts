@@ -11,6 +11,14 @@ import { ConfigError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
 import { Host } from "../host/host.ts";
 import { type HostReady, HostService } from "../host/host_service.ts";
+import { HostStatus } from "../host/status.ts";
+import {
+  parseStatusAddress,
+  startStatus,
+  type StatusServer,
+  type StatusServerOptions,
+} from "../host/status_server.ts";
+import { STATUS_DEFAULT_ADDRESS } from "../limits.ts";
 import type { HostOptions } from "../host/host.ts";
 import { cliSink } from "./output.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
@@ -142,12 +150,58 @@ export async function hostFromConfig(
     ready: readyOf(hc, options.pollIntervalMs),
     onEvent: options.onEvent,
   });
-  return { service, host, sync, close };
+  return { service, host, sync, store, close };
+}
+
+/** Adds `--status [ADDR]` and `--status-token-env NAME` (docs/status.md). */
+export function statusOptions<A extends unknown[], O extends Record<string, unknown>>(
+  cmd: Command<A, O>,
+) {
+  return cmd
+    .option(
+      "--status [addr]",
+      `serve a status page and /metrics while the host runs (default ${STATUS_DEFAULT_ADDRESS})`,
+    )
+    .option(
+      "--status-token-env <name>",
+      "the status page's token comes from this environment variable (needed off loopback)",
+    );
+}
+
+/**
+ * The status collector and page a long-running host was asked for with `--status`, or
+ * undefined. The token is read from the environment variable `--status-token-env` names; a
+ * missing one is a one-line `ECONFIG` before any mailbox is touched.
+ */
+export function statusFromOptions(
+  opts: { status?: string | true; statusTokenEnv?: string },
+):
+  | { status: HostStatus; start(o: Omit<StatusServerOptions, "status">): Promise<StatusServer> }
+  | undefined {
+  if (opts.status === undefined) return undefined;
+  const address = opts.status === true ? STATUS_DEFAULT_ADDRESS : opts.status;
+  parseStatusAddress(address); // a bad address fails now, not after the mailbox login
+  let token: string | undefined;
+  if (opts.statusTokenEnv !== undefined) {
+    token = Deno.env.get(opts.statusTokenEnv);
+    if (token === undefined || token === "") {
+      throw new ConfigError(
+        "ECONFIG",
+        `Cannot serve the status page: the environment variable ${opts.statusTokenEnv} ` +
+          "(--status-token-env) is not set; export the token in it",
+      );
+    }
+  }
+  const status = new HostStatus();
+  return {
+    status,
+    start: (o) => startStatus({ ...o, status, address, ...(token ? { token } : {}) }),
+  };
 }
 
 /** The `host` subcommand. */
 export function hostCommand() {
-  return configOption(new Command("host"))
+  return statusOptions(configOption(new Command("host")))
     .description("answer terminal requests from the host mailbox")
     .option("--once", "process what is pending and exit (for cron)")
     .option("--poll-interval <duration>", "poll the mailbox this often instead of waiting for push")
@@ -160,7 +214,16 @@ export function hostCommand() {
     .option("--json", "print events as JSON lines")
     .action(async (opts) => {
       const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
-      const onEvent = cliSink({ json: opts.json ?? false });
+      if (opts.once && opts.status !== undefined) {
+        throw new ConfigError(
+          "ECONFIG",
+          "Cannot serve a status page with --once: the run ends after one pass; drop --status, " +
+            "or run the host without --once",
+        );
+      }
+      const statusPage = statusFromOptions(opts);
+      const sink = cliSink({ json: opts.json ?? false });
+      const onEvent = statusPage ? statusPage.status.wrap(sink) : sink;
       // Keys, passwords and cards are checked before the mailbox is touched: a cron run on an
       // empty mailbox must fail too when the key file is missing (docs/config.md "Pre-flight").
       await preflight(config, { host: true }, { onEvent });
@@ -178,11 +241,20 @@ export function hostCommand() {
         ? parseDuration(opts.pollInterval, "--poll-interval")
         : undefined;
       const lockWaitMs = opts.wait !== undefined ? parseDuration(opts.wait, "--wait") : undefined;
-      const { service, close } = await hostFromConfig(config, {
+      const { service, store, close } = await hostFromConfig(config, {
         onEvent,
         ...(pollIntervalMs ? { pollIntervalMs } : {}),
       });
+      let server: StatusServer | undefined;
       try {
+        if (statusPage) {
+          server = await statusPage.start({
+            table: () => store.read(),
+            network: config.network,
+            email: config.host!.email,
+          });
+          onEvent({ event: "status-serving", url: server.url });
+        }
         if (opts.once) {
           await service.runOnce({
             bootstrap: opts.bootstrap ?? false,
@@ -197,6 +269,7 @@ export function hostCommand() {
           });
         }
       } finally {
+        await server?.close();
         await close();
       }
     });

@@ -151,10 +151,9 @@ const MINUTE_MS = 60_000;
  *
  * @example Count what a host does
  * ```ts
- * import { ManualClock } from "../runtime.ts";
  * import { HostStatus } from "./status.ts";
  *
- * const status = new HostStatus({ clock: new ManualClock() });
+ * const status = new HostStatus(); // on the system clock; tests pass their own `clock`
  * // A host takes `onEvent: status.wrap(mySink)` (or `status.sink` alone).
  * status.sink({ event: "request-received", userId: "alice", sessionId: "s1" });
  * status.sink({ event: "reply-sent", to: "alice@example.org", userId: "alice", peers: 0 });

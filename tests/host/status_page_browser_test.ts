@@ -12,7 +12,9 @@ import { loadHostKeys, openSender, openSource } from "../../src/cli/wire.ts";
 import { loadConfig } from "../../src/config/config.ts";
 import type { EventSink } from "../../src/events.ts";
 import { Host } from "../../src/host/host.ts";
-import { MemoryStore } from "../../src/host/memory_store.ts";
+import { MemoryStore } from "../../src/host/store/memory_store.ts";
+import { HostService } from "../../src/host/host_service.ts";
+import { readyOf } from "../../src/cli/host.ts";
 import { HostStatus, type StatusSnapshot } from "../../src/host/status.ts";
 import { serveStatus } from "../../src/host/status_server.ts";
 import { subjectFor } from "../../src/message/mail_text.ts";
@@ -74,24 +76,9 @@ Deno.test({
       allowPrivateAddresses: true,
       onEvent,
     });
-    let ready = false;
     const stop = new AbortController();
-    const hosting = host.run({
+    const hosting = new HostService({ host, ready: readyOf(hc), onEvent }).run({
       signal: stop.signal,
-      eachPass: () => {
-        if (!ready && hc.receive.kind === "imap") {
-          ready = true;
-          onEvent({
-            event: "host-ready",
-            email: hc.email,
-            receive: "imap",
-            mailbox: `${hc.receive.host}:${hc.receive.port} ${hc.receive.mailbox}`,
-            wait: "poll",
-            pollIntervalMs: hc.pollIntervalMs,
-          });
-        }
-        return Promise.resolve();
-      },
     });
     const server = await serveStatus({
       status,

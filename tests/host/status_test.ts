@@ -25,7 +25,7 @@ import {
   STATUS_RECENT_ENTRIES,
   STATUS_TEXT_MAX_CHARS,
 } from "../../src/limits.ts";
-import { ManualClock } from "../../src/runtime.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 import { World } from "../support/world.ts";
 
 const START = Date.UTC(2026, 0, 1, 12, 0, 0);
