@@ -401,3 +401,7 @@ export const STATUS_MIN_TOKEN_CHARS = 16;
 export const STATUS_REFRESH_SECONDS = 5;
 /** Default address of the status server (`host --status` without an address). */
 export const STATUS_DEFAULT_ADDRESS = "127.0.0.1:8787";
+
+// ---- sending caps (issue 17) ----
+/** Largest `max_per_hour` / `max_per_day` of a sending account (bounds the sending ledger). */
+export const MAX_SEND_CAP = 100_000;

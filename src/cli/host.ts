@@ -11,7 +11,9 @@ import { ConfigError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
 import { Host } from "../host/host.ts";
 import { type HostReady, HostService } from "../host/host_service.ts";
+import { CappedSender } from "../host/send_caps.ts";
 import { HostStatus } from "../host/status.ts";
+import type { MailSender } from "../mail/types.ts";
 import {
   parseStatusAddress,
   startStatus,
@@ -98,7 +100,7 @@ export async function hostFromConfig(
     // ahead would fetch most of them for nothing.
     readAhead: !hc.sharedMailbox,
   });
-  const sender = await openSender(hc.send);
+  const sender = await openHostSender(hc);
   const store = await openStore(hc);
   const card = hostCardOf(keys);
   const directory = new JsonFileHostDirectory(hc.hostsFile, { self: card });
@@ -151,6 +153,36 @@ export async function hostFromConfig(
     onEvent: options.onEvent,
   });
   return { service, host, sync, store, close };
+}
+
+/**
+ * The host's sender: its `[host.send]` account, or, with caps or `[[host.send_also]]`, every
+ * account held to its caps through a ledger beside the table (docs/providers.md "Sending
+ * limits").
+ */
+export async function openHostSender(hc: HostConfig): Promise<MailSender> {
+  const accounts = [hc.send, ...hc.sendAlso];
+  const capped = accounts.some((a) => a.maxPerHour !== undefined || a.maxPerDay !== undefined);
+  if (!capped && accounts.length === 1) return await openSender(hc.send);
+  const opened = await Promise.all(accounts.map(async (a) => ({
+    sender: await openSender(a),
+    name: a.kind === "smtp" ? `smtp ${a.user}@${a.host}:${a.port}` : `maildir ${a.postOffice}`,
+    ...(a.maxPerHour !== undefined ? { maxPerHour: a.maxPerHour } : {}),
+    ...(a.maxPerDay !== undefined ? { maxPerDay: a.maxPerDay } : {}),
+  })));
+  const names = new Set<string>();
+  for (const [i, a] of opened.entries()) {
+    if (names.has(a.name)) {
+      await Promise.allSettled(opened.map((o) => o.sender.close()));
+      throw new ConfigError(
+        "ECONFIG",
+        `Cannot read host.send_also[${i - 1}]: it is the same account as one before (${a.name}); ` +
+          "list each account once",
+      );
+    }
+    names.add(a.name);
+  }
+  return new CappedSender(opened, { ledger: `${hc.table}.sent.json` });
 }
 
 /** Adds `--status [ADDR]` and `--status-token-env NAME` (docs/status.md). */
