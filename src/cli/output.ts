@@ -166,6 +166,8 @@ export function narrate(
           : `forwarded ${e.forwarded} mails, quarantined ${e.quarantined}`;
       case "host-serving":
         return "the chat ended; the host goes on answering requests until Ctrl-C";
+      case "status-serving":
+        return `serves its status page on ${e.url} (and ${e.url}metrics)`;
       case "stopped":
         return `stopped by ${e.signal === "SIGINT" ? "Ctrl-C" : e.signal}`;
       case "error":

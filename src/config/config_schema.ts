@@ -42,8 +42,15 @@ export type ReceiveConfig =
   | ({ kind: "imap"; mailbox: string; quarantine: string; idle: boolean } & ServerConfig)
   | ({ kind: "pop3" } & ServerConfig);
 
-/** How a role sends mail. */
-export type SendConfig = { kind: "local"; postOffice: string } | ({ kind: "smtp" } & ServerConfig);
+/** How a role sends mail; a host's accounts may carry caps (docs/providers.md "Sending limits"). */
+export type SendConfig =
+  & ({ kind: "local"; postOffice: string } | ({ kind: "smtp" } & ServerConfig))
+  & {
+    /** `max_per_hour`: mails this account may send per rolling hour (host only). */
+    maxPerHour?: number;
+    /** `max_per_day`: mails this account may send per rolling 24 hours (host only). */
+    maxPerDay?: number;
+  };
 
 /** The host role. */
 export interface HostConfig {
@@ -81,6 +88,8 @@ export interface HostConfig {
   hostsFile: string;
   receive: ReceiveConfig;
   send: SendConfig;
+  /** `[[host.send_also]]`: further accounts, used in order when those before are at their cap. */
+  sendAlso: SendConfig[];
 }
 
 /**
