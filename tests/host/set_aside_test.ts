@@ -2,11 +2,12 @@
  * A refused mail that cannot be set aside (the server refuses the quarantine folder, say) never
  * stops the host from answering the others (host.ts `#dispose`, docs/providers.md "IMAP
  * servers"); a mailbox that cannot be reached still fails the pass, leaving every mail for the
- * next one.
+ * next one. A shared-mailbox host on a source that cannot claim is refused with one line.
  */
 import assert from "node:assert/strict";
-import { MailError } from "../../src/errors.ts";
+import { ConfigError, MailError } from "../../src/errors.ts";
 import { Host } from "../../src/host/host.ts";
+import { HostService } from "../../src/host/host_service.ts";
 import { wrapSource } from "../support/source_wrap.ts";
 import { NETWORK, World } from "../support/world.ts";
 
@@ -74,6 +75,39 @@ Deno.test("a mailbox that drops the connection while a mail is quarantined fails
     await assert.rejects(
       host.processPending(),
       (err: unknown) => err instanceof MailError && err.code === "ECONNECT",
+    );
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("a shared-mailbox host on a source that cannot claim stops with one line and answers nothing", async () => {
+  const w = await World.create();
+  try {
+    const p = await w.player("p0", 4000);
+    await w.request(p);
+    const source = wrapSource(w.hostSource, { claims: false });
+    const host = new Host({
+      keys: w.hostKeys,
+      network: NETWORK,
+      source,
+      sender: w.sender,
+      store: w.store,
+      clock: w.clock,
+      allowPrivateAddresses: true,
+      sharedMailbox: true,
+    });
+    const service = new HostService({ host, sharedMailbox: true, clock: w.clock });
+    const refused = (err: unknown) =>
+      err instanceof ConfigError && !err.message.includes("\n") &&
+      /CONDSTORE.*; set shared_mailbox = false/.test(err.message);
+    await assert.rejects(service.runOnce(), refused);
+    // a long-running host ends too, instead of retrying a setting that cannot work
+    await assert.rejects(service.run({ signal: new AbortController().signal }), refused);
+    assert.equal(
+      (await w.hostSource.list({ subject: `[mailpeer] ${NETWORK} request`, mode: "exact" }))
+        .length,
+      1,
     );
   } finally {
     await w.close();
