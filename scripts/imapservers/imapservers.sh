@@ -355,6 +355,9 @@ cmd_start() {
   passwords
   server_cert courier "$COURIER_IP"
   server_cert cyrus "$CYRUS_IP"
+  # STARTTLS runs in imaplogin as user courier, which must read the key (implicit TLS: root)
+  chgrp courier "$COURIER/tls/server.pem"
+  chmod 640 "$COURIER/tls/server.pem"
   configure_courier
   configure_cyrus
   launch_courier

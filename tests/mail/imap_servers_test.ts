@@ -53,10 +53,10 @@ async function freshClient(server: ImapServer): Promise<ImapFlow> {
   return client;
 }
 
-function fixture(server: ImapServer, options: ImapSourceOptions) {
+function fixture(server: ImapServer, options: ImapSourceOptions, tls: "starttls" | "implicit") {
   return async () => {
     const client = await freshClient(server);
-    const source = new ImapSource(loginOf(server, USER), {
+    const source = new ImapSource(loginOf(server, USER, tls), {
       ...FAST,
       mailbox: FOLDER,
       ...options,
@@ -75,10 +75,13 @@ function fixture(server: ImapServer, options: ImapSourceOptions) {
 }
 
 for (const server of IMAP_SERVERS?.servers ?? []) {
-  mailSourceConformance(`${server.name} (IDLE)`, fixture(server, { idle: true }));
   mailSourceConformance(
-    `${server.name} (NOOP polling)`,
-    fixture(server, { idle: false, pollIntervalMs: 25 }),
+    `${server.name} (STARTTLS, IDLE)`,
+    fixture(server, { idle: true }, "starttls"),
+  );
+  mailSourceConformance(
+    `${server.name} (implicit TLS, NOOP polling)`,
+    fixture(server, { idle: false, pollIntervalMs: 25 }, "implicit"),
   );
 }
 

@@ -62,17 +62,20 @@ export function imapServerNamed(name: ImapServer["name"]): ImapServer {
 }
 
 /**
- * How a source reaches `user` on `server`: Cyrus by STARTTLS on 143, Courier by implicit TLS on
- * 993 (its STARTTLS fails here, docs/imap-servers.md), both checked against the test CA.
+ * How a source reaches `user` on `server`: STARTTLS on 143 (default) or implicit TLS on 993,
+ * checked against the test CA.
  */
-export function loginOf(server: ImapServer, user: string): MailLogin {
+export function loginOf(
+  server: ImapServer,
+  user: string,
+  tls: "starttls" | "implicit" = "starttls",
+): MailLogin {
   const account = server.users.find((u) => u.user === user);
   if (!account) throw new Error(`no user ${user} on ${server.name}`);
-  const implicit = server.name === "courier";
   return {
     host: server.ip,
-    port: implicit ? server.ports.imaps : server.ports.imap,
-    tls: implicit ? "implicit" : "starttls",
+    port: tls === "implicit" ? server.ports.imaps : server.ports.imap,
+    tls,
     user,
     password: account.password,
     caFile: IMAP_SERVERS!.caFile,
