@@ -24,7 +24,6 @@ COURIER_IP=127.0.0.21
 CYRUS_IP=127.0.0.22
 PORT_IMAP=143
 PORT_IMAPS=993
-PORT_LMTP=24
 # Dependencies installed normally; the conflicting servers unpacked into PKG_ROOT.
 PACKAGES=(courier-base courier-authdaemon courier-authlib-userdb gamin libcourier-unicode4
   cyrus-common sasl2-bin db-util openssl)
@@ -236,7 +235,8 @@ stop_courier() {
 }
 
 # ---------------------------------------------------------------------------------------
-# Cyrus IMAP: master -> imapd, lmtpd; users in a sasldb; INBOX created on first login
+# Cyrus IMAP: master -> imapd, lmtpd (on a Unix socket: no authentication there, as Postfix
+# would deliver); users in a sasldb; INBOX created on first login
 # ---------------------------------------------------------------------------------------
 
 configure_cyrus() {
@@ -270,7 +270,7 @@ START {
 SERVICES {
   imap  cmd="$PKG_ROOT/usr/lib/cyrus/bin/imapd -C $CYRUS/imapd.conf" listen="$CYRUS_IP:$PORT_IMAP" prefork=1
   imaps cmd="$PKG_ROOT/usr/lib/cyrus/bin/imapd -s -C $CYRUS/imapd.conf" listen="$CYRUS_IP:$PORT_IMAPS" prefork=1
-  lmtp  cmd="/usr/lib/cyrus/bin/lmtpd -C $CYRUS/imapd.conf" listen="$CYRUS_IP:$PORT_LMTP" prefork=0
+  lmtp  cmd="/usr/lib/cyrus/bin/lmtpd -C $CYRUS/imapd.conf" listen="$CYRUS/lib/socket/lmtp" prefork=0
 }
 EVENTS {
   checkpoint cmd="/usr/lib/cyrus/bin/ctl_cyrusdb -c -C $CYRUS/imapd.conf" period=30
@@ -334,7 +334,7 @@ write_description() {
     {"name": "courier", "software": "Courier IMAP", "ip": "$COURIER_IP", "hostname": "mail.courier.test",
      "ports": {"imap": $PORT_IMAP, "imaps": $PORT_IMAPS}, "users": [$users]},
     {"name": "cyrus", "software": "Cyrus IMAP", "ip": "$CYRUS_IP", "hostname": "mail.cyrus.test",
-     "ports": {"imap": $PORT_IMAP, "imaps": $PORT_IMAPS, "lmtp": $PORT_LMTP}, "users": [$users]}
+     "ports": {"imap": $PORT_IMAP, "imaps": $PORT_IMAPS}, "lmtpSocket": "$CYRUS/lib/socket/lmtp", "users": [$users]}
   ]
 }
 JSON

@@ -16,6 +16,7 @@ import { events, mailpeer, Running } from "../support/cli.ts";
 import {
   clientOf,
   countOf,
+  deliveryTo,
   emptyAccount,
   foldersOf,
   forwardMail,
@@ -84,13 +85,17 @@ async function appendGarbage(client: ImapFlow, network: string): Promise<void> {
 
 /** Mails `n` requests from alice through the stack and hands them to the host's mailbox. */
 async function requestsInto(
+  server: ImapServer,
   client: ImapFlow,
   site: { network: string; card: string },
   n: number,
 ): Promise<void> {
   await mailRequests(site, n);
   await untilDelivered(site.network, n);
-  const forward = await forwardMail(`[mailpeer] ${site.network} request`, client);
+  const forward = await forwardMail(
+    `[mailpeer] ${site.network} request`,
+    deliveryTo(server, "host", client),
+  );
   await forward.stop();
   assert.equal(forward.moved, n);
 }
@@ -111,7 +116,7 @@ for (const name of NAMES) {
           // mailRequests signs as player0 with new keys each time: a table of its own per run
           await Deno.remove(join(site.dir, "table.json")).catch(() => {});
           await appendGarbage(client, site.network);
-          await requestsInto(client, site, 1);
+          await requestsInto(server, client, site, 1);
           const r = await mailpeer(["host", "--once", "--config", "host.toml", "--json"], {
             cwd: site.dir,
             env: site.env,
@@ -149,7 +154,10 @@ for (const name of NAMES) {
         const client = await emptyHost(server);
         const site = await siteOn(server, { idle });
         await appendGarbage(client, site.network);
-        const forward = await forwardMail(`[mailpeer] ${site.network} request`, client);
+        const forward = await forwardMail(
+          `[mailpeer] ${site.network} request`,
+          deliveryTo(server, "host", client),
+        );
         const opts = { cwd: site.dir, env: site.env };
         const host = new Running(["host", "--config", "host.toml", "--json"], opts);
         try {
@@ -203,7 +211,7 @@ Deno.test({
     const client = await emptyHost(server);
     const site = await siteOn(server, { idle: false, shared: true });
     try {
-      await requestsInto(client, site, 1);
+      await requestsInto(server, client, site, 1);
       const r = await mailpeer(["host", "--once", "--config", "host.toml"], {
         cwd: site.dir,
         env: site.env,
@@ -232,7 +240,7 @@ Deno.test({
     const client = await emptyHost(server);
     const site = await siteOn(server, { idle: false, shared: true });
     try {
-      await requestsInto(client, site, 6);
+      await requestsInto(server, client, site, 6);
       const opts = { cwd: site.dir, env: site.env };
       const runs = await Promise.all([
         mailpeer(["host", "--once", "--config", "host.toml", "--json"], opts),

@@ -1,9 +1,9 @@
 /**
  * Courier IMAP and Cyrus IMAP beside the mail stack (scripts/imapservers, docs/imap-servers.md)
  * as tests see them: their servers.json, logins, a plain imapflow session of a user, and a
- * forwarder that hands a network's requests from the stack's host@host.test to one of them (the
- * stack's Postfix delivers only to Dovecot; the forwarder APPENDs, as a provider's forwarding
- * rule would deliver). Tests that need the servers are ignored when they are not running,
+ * forwarder that hands a network's requests from the stack's host@host.test to one of them, as a
+ * provider's forwarding rule would (the stack's Postfix delivers only to Dovecot): to Cyrus over
+ * LMTP, to Courier by IMAP APPEND. Tests that need the servers are ignored when they are not running,
  * unless MAILPEER_REQUIRE_STACK is set.
  */
 import { join } from "node:path";
@@ -17,7 +17,9 @@ export interface ImapServer {
   software: string;
   ip: string;
   hostname: string;
-  ports: { imap: number; imaps: number; lmtp?: number };
+  ports: { imap: number; imaps: number };
+  /** Cyrus: lmtpd's Unix socket (no authentication there, as an MTA delivers). */
+  lmtpSocket?: string;
   users: { user: string; password: string }[];
 }
 
@@ -132,11 +134,80 @@ export async function foldersOf(client: ImapFlow): Promise<string[]> {
 }
 
 /**
- * Moves mail whose subject contains `subject` from the stack's host@host.test INBOX into
- * `target`'s INBOX (APPEND, then expunge at the source), now and on every later arrival until
- * `stop()`; `moved` counts the mails handed over. Waits on IDLE, never on a timer.
+ * Delivers `raw` to `user` over LMTP (RFC 2033) on the Unix socket `path`, as an MTA hands mail
+ * to Cyrus; rejects unless the server accepts it for that user.
  */
-export async function forwardMail(subject: string, target: ImapFlow) {
+export async function lmtpDeliver(path: string, user: string, raw: Uint8Array): Promise<void> {
+  const conn = await Deno.connect({ transport: "unix", path });
+  const encoder = new TextEncoder();
+  const reader = conn.readable.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  /** The next complete reply (its last line), checked against the expected code. */
+  const reply = async (code: string) => {
+    for (;;) {
+      const m = /^(\d{3})([ -]).*\r\n/m.exec(buffered);
+      if (m && m[2] === " ") {
+        const end = buffered.indexOf("\r\n", m.index) + 2;
+        const line = buffered.slice(m.index, end);
+        buffered = buffered.slice(end);
+        if (m[1] !== code) throw new Error(`LMTP: expected ${code}, got ${line.trim()}`);
+        return;
+      }
+      if (m) { // a continuation line: drop it
+        buffered = buffered.slice(buffered.indexOf("\r\n", m.index) + 2);
+        continue;
+      }
+      const { value, done } = await reader.read();
+      if (done) throw new Error("LMTP: the server closed the connection");
+      buffered += value;
+    }
+  };
+  const send = (text: string) => conn.write(encoder.encode(text));
+  try {
+    await reply("220");
+    for (
+      const [line, code] of [["LHLO test", "250"], ["MAIL FROM:<>", "250"], [
+        `RCPT TO:<${user}>`,
+        "250",
+      ], ["DATA", "354"]]
+    ) {
+      await send(`${line}\r\n`);
+      await reply(code!);
+    }
+    const text = new TextDecoder().decode(raw).replace(/\r?\n/g, "\r\n").replace(/^\./gm, "..");
+    await send(`${text.endsWith("\r\n") ? text : text + "\r\n"}.\r\n`);
+    await reply("250"); // one reply per recipient: one recipient
+    await send("QUIT\r\n");
+  } finally {
+    reader.cancel().catch(() => {});
+    try {
+      conn.close();
+    } catch {
+      // already closed
+    }
+  }
+}
+
+/**
+ * How mail reaches `user` on `server` in the FIG. 4 tests: Cyrus over LMTP (as Postfix would
+ * deliver), Courier by IMAP APPEND into its INBOX (`client`, a session of that user).
+ */
+export function deliveryTo(server: ImapServer, user: string, client: ImapFlow) {
+  if (server.lmtpSocket !== undefined) {
+    const socket = server.lmtpSocket;
+    return (raw: Uint8Array) => lmtpDeliver(socket, user, raw);
+  }
+  return async (raw: Uint8Array) => {
+    await client.append("INBOX", raw);
+  };
+}
+
+/**
+ * Moves mail whose subject contains `subject` from the stack's host@host.test INBOX to
+ * `deliver` (then expunges it there), now and on every later arrival until `stop()`; `moved`
+ * counts the mails handed over. Waits on IDLE, never on a timer.
+ */
+export async function forwardMail(subject: string, deliver: (raw: Uint8Array) => Promise<void>) {
   const from = await imapOf("host@host.test");
   let stopped = false;
   let moved = 0;
@@ -146,7 +217,7 @@ export async function forwardMail(subject: string, target: ImapFlow) {
     const uids = await from.search({ subject, deleted: false }, { uid: true });
     if (!uids || uids.length === 0) return;
     for await (const m of from.fetch(uids, { uid: true, source: true }, { uid: true })) {
-      if (m.source) await target.append("INBOX", m.source);
+      if (m.source) await deliver(new Uint8Array(m.source));
     }
     await from.messageDelete(uids, { uid: true });
     moved += uids.length;
