@@ -38,8 +38,10 @@
  * when the mail was saved into the processing folder, i.e. claimed); a server without
  * SAVEDATE falls back to when this process first saw the mail there. A mail left locked in
  * the mailbox (a claimer died between STORE and MOVE) is unlocked once this process has seen
- * it locked for `olderThanMs`. A server without CONDSTORE gets plain MOVE claims (a warning
- * is logged): safe for one host process per mailbox only.
+ * it locked for `olderThanMs`. A server without CONDSTORE (Courier) never claims:
+ * `ImapSource.claims` is false there and the host refuses `shared_mailbox` (docs/providers.md);
+ * a mailbox without MODSEQs (`NOMODSEQ`) on a CONDSTORE server gets plain MOVE claims with a
+ * warning, safe for one host process per mailbox only.
  *
  * @module
  */
@@ -141,7 +143,7 @@ export class ImapClaims {
       this.#warnedNoCondstore = true;
       this.#logger.log(
         "warn",
-        "IMAP server lacks CONDSTORE: claims are plain MOVEs, safe " +
+        "IMAP mailbox has no MODSEQs (NOMODSEQ): claims are plain MOVEs, safe " +
           "for one host process per mailbox only",
         { server: session.ctx.server },
       );
