@@ -53,6 +53,7 @@ function bad(what: string): ConfigError {
 
 /** Replaces character references; an unknown entity (a DTD's) is refused. */
 function unescape(text: string): string {
+  if (/&(?![^;&\s]{1,10};)/.test(text)) throw bad("it holds a bare '&'");
   return text.replace(/&([^;&\s]{1,10});/g, (_, ref: string) => {
     if (ref in ENTITIES) return ENTITIES[ref]!;
     const code = ref.startsWith("#x")
@@ -64,8 +65,6 @@ function unescape(text: string): string {
       throw bad(`it uses the unknown entity &${ref.slice(0, 10)};`);
     }
     return String.fromCodePoint(code);
-  }).replace(/&(?![^;&\s]{1,10};)/g, () => {
-    throw bad("it holds a bare '&'");
   });
 }
 
@@ -163,6 +162,7 @@ function username(template: string | undefined, email: string): string | undefin
     .replaceAll("%EMAILADDRESS%", email)
     .replaceAll("%EMAILLOCALPART%", email.slice(0, at))
     .replaceAll("%EMAILDOMAIN%", email.slice(at + 1));
+  // deno-lint-ignore no-control-regex -- a login name with control characters is refused
   return /%[A-Z]+%/.test(filled) || /[\x00-\x20\x7f]/.test(filled) ? undefined : filled;
 }
 

@@ -64,6 +64,7 @@ export async function probeMailServer(
   };
   signal.addEventListener("abort", stop, { once: true });
   let greeted = false;
+  // deno-lint-ignore no-control-regex -- a line break would inject a second command
   if (/[\x00-\x1f\x7f]/.test(server.user + (server.password ?? ""))) {
     throw new MailError(
       "EAUTH",
