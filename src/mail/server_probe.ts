@@ -78,9 +78,13 @@ export async function probeMailServer(
   };
   const startTls = async (tcp: Deno.TcpConn) => {
     const tls = await Deno.startTls(tcp, tlsOptions);
+    // From here the TLS connection owns the socket: the time limit must close it, not tcp.
+    conn = tls;
+    if (signal.aborted) stop();
     try {
       await tls.handshake();
     } catch (err) {
+      if (limit.aborted) throw silentServerError(target, options.timeoutMs, err);
       if (isPlainTextAnswer(err)) throw plainPortError(target, err);
       throw tlsError(target, err);
     }
