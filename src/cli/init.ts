@@ -14,7 +14,8 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { dirname, join, relative, resolve } from "node:path";
 import { loadConfig } from "../config/config.ts";
-import { discoverServers, type FoundServer } from "../config/discovery.ts";
+import { renderConfig } from "../config/config_writer.ts";
+import { discoverServers } from "../config/discovery.ts";
 import { dnsLookup, parseNameServer } from "../config/dns_lookup.ts";
 import {
   describeCandidate,
@@ -98,33 +99,8 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** A TOML string (JSON's escapes are TOML's). */
-function str(text: string): string {
-  return JSON.stringify(text);
-}
-
-/** Where the password comes from, as the configuration names it. */
+/** Where the password comes from. */
 type PasswordRef = { env: string } | { file: string };
-
-/** One `[… .receive]` or `[… .send]` section for a found server. */
-function serverSection(
-  server: FoundServer,
-  options: { email: string; password: PasswordRef; caFile?: string; configDir: string },
-): string {
-  const lines = [
-    `kind = ${str(server.protocol)}`,
-    `host = ${str(server.address ?? server.hostname)}`,
-    `port = ${server.port}`,
-    `tls = ${str(server.tls)}`,
-    `user = ${str(server.username ?? options.email)}`,
-    "env" in options.password
-      ? `password_env = ${str(options.password.env)}`
-      : `password_file = ${str(relative(options.configDir, options.password.file) || ".")}`,
-  ];
-  if (options.caFile !== undefined) lines.push(`ca_file = ${str(options.caFile)}`);
-  if (server.address !== undefined) lines.push(`servername = ${str(server.hostname)}`);
-  return lines.join("\n");
-}
 
 /** The `init` subcommand. */
 export function initCommand() {
@@ -408,49 +384,22 @@ export function initCommand() {
         await writeSecret(passwordRef.file, password + "\n", opts.force ?? false);
         narrate(`wrote the password file ${passwordRef.file} (mode 0600)`);
       }
-      const section = (server: FoundServer) =>
-        serverSection(server, {
-          email,
-          password: passwordRef,
-          configDir,
-          ...(caFile ? { caFile } : {}),
-        });
-      const parts = [
-        `# Written by mailpeer init for ${email} (role: ${role}); every key: docs/config.md`,
-        `network = ${str(opts.network)}`,
-      ];
-      if (host) {
-        parts.push(
-          "",
-          "[host]",
-          `email = ${str(email)}`,
-          `keys = ${str(relative(configDir, hostKeysFile))}`,
-          "",
-          "[host.receive]",
-          section(found.incoming),
-          "",
-          "[host.send]",
-          section(found.outgoing),
-        );
-      }
-      if (terminal) {
-        parts.push(
-          "",
-          "[terminal]",
-          `user_id = ${str(userId)}`,
-          `email = ${str(email)}`,
-          `identity = ${str(relative(configDir, identityFile))}`,
-          `hosts = [${hostCards.map(str).join(", ")}]`,
-          'address = "auto"',
-          "",
-          "[terminal.receive]",
-          section(found.incoming),
-          "",
-          "[terminal.send]",
-          section(found.outgoing),
-        );
-      }
-      await Deno.writeTextFile(configPath, parts.join("\n") + "\n", { mode: 0o644 });
+      const text = renderConfig({
+        role,
+        email,
+        network: opts.network,
+        incoming: found.incoming,
+        outgoing: found.outgoing,
+        password: "env" in passwordRef
+          ? passwordRef
+          : { file: relative(configDir, passwordRef.file) },
+        ...(caFile ? { caFile } : {}),
+        ...(host ? { hostKeys: relative(configDir, hostKeysFile) } : {}),
+        ...(terminal
+          ? { terminal: { userId, identity: relative(configDir, identityFile), hosts: hostCards } }
+          : {}),
+      });
+      await Deno.writeTextFile(configPath, text, { mode: 0o644 });
       const config = await loadConfig(configPath);
       await preflight(config, { host, terminal }, { onEvent: () => {} });
       say({ event: "config-written", path: configPath, role }, `wrote ${configPath}`);
