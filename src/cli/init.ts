@@ -15,7 +15,7 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { dirname, join, relative, resolve } from "node:path";
 import { loadConfig } from "../config/config.ts";
 import { renderConfig } from "../config/config_writer.ts";
-import { discoverServers } from "../config/discovery.ts";
+import { discoverServers, type FoundServer, type ProbeVerdict } from "../config/discovery.ts";
 import { dnsLookup, parseNameServer } from "../config/dns_lookup.ts";
 import {
   describeCandidate,
@@ -101,6 +101,132 @@ async function exists(path: string): Promise<boolean> {
 
 /** Where the password comes from. */
 type PasswordRef = { env: string } | { file: string };
+
+/** The password, where the configuration will find it, and whether to write its file. */
+interface Secret {
+  password: string;
+  ref: PasswordRef;
+  write: boolean;
+}
+
+/**
+ * The password from `env`, from an existing `file` (mode 0600), or asked on the terminal (to be
+ * written to `file`); undefined when none of these can give it.
+ */
+async function passwordOf(
+  email: string,
+  o: { env?: string; file: string; fileGiven: boolean; interactive: boolean; force: boolean },
+): Promise<Secret | undefined> {
+  let secret: Secret;
+  if (o.env !== undefined) {
+    secret = { password: Deno.env.get(o.env) ?? "", ref: { env: o.env }, write: false };
+    if (secret.password === "") {
+      throw new ConfigError(
+        "ESECRET",
+        `Cannot test the login of ${email}: environment variable ${o.env} is not set; export it with the password first`,
+      );
+    }
+    return secret;
+  }
+  if (await exists(o.file) && !(o.interactive && o.force)) {
+    const mode = (await Deno.stat(o.file)).mode;
+    if (mode !== null && (mode & 0o077) !== 0) {
+      throw new ConfigError(
+        "ESECRET",
+        `Cannot use the password file ${o.file}: it has mode 0${
+          (mode & 0o777).toString(8)
+        }, so others may read it; run chmod 600 ${o.file}`,
+      );
+    }
+    const password = (await Deno.readTextFile(o.file)).replace(/\r?\n$/, "");
+    secret = { password, ref: { file: o.file }, write: false };
+  } else if (o.interactive) {
+    const password = await askSecret(`Password of ${email} (kept in ${o.file}, mode 0600):`);
+    secret = { password, ref: { file: o.file }, write: true };
+  } else if (o.fileGiven) {
+    throw new ConfigError(
+      "ESECRET",
+      `Cannot read the password file ${o.file}: it does not exist; write the password into it (chmod 600), or pass --password-env NAME`,
+    );
+  } else {
+    return undefined;
+  }
+  if (secret.password === "") {
+    throw new ConfigError(
+      "ESECRET",
+      `Cannot test the login of ${email}: the password is empty; give the mailbox's password`,
+    );
+  }
+  return secret;
+}
+
+/**
+ * The probe discovery runs on each server: connect, TLS, greeting and this login. A refused
+ * password stops discovery (every server of the provider would refuse it); any other failure
+ * only passes the server over.
+ */
+function loginProbe(
+  email: string,
+  password: string,
+  caFile: string | undefined,
+): (server: FoundServer) => Promise<ProbeVerdict> {
+  return async (server) => {
+    const protocol = server.protocol === "imap"
+      ? "IMAP"
+      : server.protocol === "pop3"
+      ? "POP3"
+      : "SMTP";
+    try {
+      await probeMailServer(protocol, {
+        host: server.address ?? server.hostname,
+        port: server.port,
+        tls: server.tls,
+        user: server.username ?? email,
+        password,
+        ...(caFile ? { caFile } : {}),
+        ...(server.address !== undefined ? { servername: server.hostname } : {}),
+      }, {
+        timeoutMs: DISCOVERY_PROBE_TIMEOUT_MS,
+        configKey: server.protocol === "smtp" ? "send" : "receive",
+      });
+      return { ok: true };
+    } catch (err) {
+      if (isMailpeerError(err) && err.code === "EAUTH") throw err;
+      return { ok: false, why: (err as Error).message };
+    }
+  };
+}
+
+/** The host keys in `path` (kept when there), and their checked host card. */
+async function ensureHostKeys(
+  path: string,
+  email: string,
+  narrate: (text: string) => void,
+): Promise<string> {
+  if (await exists(path)) {
+    const keys = await loadHostKeys(path, { email });
+    narrate(`uses the host keys in ${path}`);
+    return formatCheckedHostCard(hostCardOf(keys));
+  }
+  const keys = await generateHostKeys(email);
+  await writeSecret(path, encodeHostKeys(keys) + "\n", false);
+  narrate(`wrote the host keys ${path}`);
+  return formatCheckedHostCard(hostCardOf(keys));
+}
+
+/** The terminal identity in `path`, made when not there. */
+async function ensureIdentity(
+  path: string,
+  userId: string,
+  narrate: (text: string) => void,
+): Promise<void> {
+  if (await exists(path)) {
+    narrate(`uses the identity in ${path}`);
+    return;
+  }
+  await writeSecret(path, encodeIdentityKeys(await generateIdentityKeys(userId)) + "\n", false);
+  narrate(`wrote the identity ${path}`);
+}
 
 /** The `init` subcommand. */
 export function initCommand() {
@@ -231,53 +357,17 @@ export function initCommand() {
       }
 
       // 3. The password: from the environment, an existing file, or asked (then written 0600).
-      let password: string;
-      let passwordRef: PasswordRef;
-      let writePassword = false;
-      if (opts.passwordEnv) {
-        password = Deno.env.get(opts.passwordEnv) ?? "";
-        if (password === "") {
-          throw new ConfigError(
-            "ESECRET",
-            `Cannot test the login of ${email}: environment variable ${opts.passwordEnv} is not set; export it with the password first`,
-          );
-        }
-        passwordRef = { env: opts.passwordEnv };
-      } else {
-        const file = resolve(
+      const secret = await passwordOf(email, {
+        ...(opts.passwordEnv ? { env: opts.passwordEnv } : {}),
+        file: resolve(
           opts.passwordFile ??
             join(configDir, `${localPart.replace(/[^A-Za-z0-9._-]/g, "_")}.password`),
-        );
-        passwordRef = { file };
-        if (await exists(file) && !(interactive && opts.force)) {
-          const mode = (await Deno.stat(file)).mode;
-          if (mode !== null && (mode & 0o077) !== 0) {
-            throw new ConfigError(
-              "ESECRET",
-              `Cannot use the password file ${file}: it has mode 0${
-                (mode & 0o777).toString(8)
-              }, so others may read it; run chmod 600 ${file}`,
-            );
-          }
-          password = (await Deno.readTextFile(file)).replace(/\r?\n$/, "");
-        } else if (interactive) {
-          password = await askSecret(`Password of ${email} (kept in ${file}, mode 0600):`);
-          writePassword = true;
-        } else if (opts.passwordFile) {
-          throw new ConfigError(
-            "ESECRET",
-            `Cannot read the password file ${file}: it does not exist; write the password into it (chmod 600), or pass --password-env NAME`,
-          );
-        } else {
-          return missing("--password-file or --password-env", "where the mailbox password is");
-        }
-        if (password === "") {
-          throw new ConfigError(
-            "ESECRET",
-            `Cannot test the login of ${email}: the password is empty; give the mailbox's password`,
-          );
-        }
-      }
+        ),
+        fileGiven: opts.passwordFile !== undefined,
+        interactive,
+        force: opts.force ?? false,
+      }) ?? missing("--password-file or --password-env", "where the mailbox password is");
+      const { password, ref: passwordRef } = secret;
 
       // 4. Discovery, each server probed (and logged in to) before it is offered.
       const caFile = opts.caFile === undefined ? undefined : resolve(opts.caFile);
@@ -303,32 +393,7 @@ export function initCommand() {
         dns: dnsLookup(nameServer ? { nameServer } : {}),
         resolveHosts: nameServer !== undefined,
         onNote: (note) => json ? say({ event: "discovery", note }, note) : narrate(`  ${note}`),
-        probe: async (server) => {
-          const protocol = server.protocol === "imap"
-            ? "IMAP"
-            : server.protocol === "pop3"
-            ? "POP3"
-            : "SMTP";
-          try {
-            await probeMailServer(protocol, {
-              host: server.address ?? server.hostname,
-              port: server.port,
-              tls: server.tls,
-              user: server.username ?? email,
-              password,
-              ...(caFile ? { caFile } : {}),
-              ...(server.address !== undefined ? { servername: server.hostname } : {}),
-            }, {
-              timeoutMs: DISCOVERY_PROBE_TIMEOUT_MS,
-              configKey: server.protocol === "smtp" ? "send" : "receive",
-            });
-            return { ok: true };
-          } catch (err) {
-            // A refused password is the answer for every server of this provider.
-            if (isMailpeerError(err) && err.code === "EAUTH") throw err;
-            return { ok: false, why: (err as Error).message };
-          }
-        },
+        probe: loginProbe(email, password, caFile),
       });
       if (!found.incoming || !found.outgoing) {
         const lacking = !found.incoming ? "an IMAP or POP3 server" : "an SMTP submission server";
@@ -348,39 +413,17 @@ export function initCommand() {
       );
 
       // 5. Keys: reuse those already there, else make them.
-      let card: string | undefined;
       const hostKeysFile = join(configDir, "host.keys.json");
-      if (host) {
-        if (await exists(hostKeysFile)) {
-          const keys = await loadHostKeys(hostKeysFile, { email });
-          card = formatCheckedHostCard(hostCardOf(keys));
-          narrate(`uses the host keys in ${hostKeysFile}`);
-        } else {
-          const keys = await generateHostKeys(email);
-          await writeSecret(hostKeysFile, encodeHostKeys(keys) + "\n", false);
-          card = formatCheckedHostCard(hostCardOf(keys));
-          narrate(`wrote the host keys ${hostKeysFile}`);
-        }
-        if (role === "both") hostCards = [card, ...hostCards];
-      }
       const identityFile = join(
         configDir,
         `${userId.replace(/[^A-Za-z0-9._-]/g, "_")}.identity.json`,
       );
-      if (terminal) {
-        if (await exists(identityFile)) narrate(`uses the identity in ${identityFile}`);
-        else {
-          await writeSecret(
-            identityFile,
-            encodeIdentityKeys(await generateIdentityKeys(userId)) + "\n",
-            false,
-          );
-          narrate(`wrote the identity ${identityFile}`);
-        }
-      }
+      const card = host ? await ensureHostKeys(hostKeysFile, email, narrate) : undefined;
+      if (card !== undefined && role === "both") hostCards = [card, ...hostCards];
+      if (terminal) await ensureIdentity(identityFile, userId, narrate);
 
       // 6. The configuration (and the password file), then the proof that it loads.
-      if (writePassword && "file" in passwordRef) {
+      if (secret.write && "file" in passwordRef) {
         await writeSecret(passwordRef.file, password + "\n", opts.force ?? false);
         narrate(`wrote the password file ${passwordRef.file} (mode 0600)`);
       }
@@ -405,7 +448,10 @@ export function initCommand() {
       say({ event: "config-written", path: configPath, role }, `wrote ${configPath}`);
 
       // 7. What to do next.
-      const configArg = opts.out === "mailpeer.toml" ? "" : ` --config ${opts.out}`;
+      const quoted = /^[A-Za-z0-9._\/-]+$/.test(opts.out)
+        ? opts.out
+        : `'${opts.out.replaceAll("'", `'\\''`)}'`;
+      const configArg = opts.out === "mailpeer.toml" ? "" : ` --config ${quoted}`;
       if (card !== undefined) {
         say(
           { event: "host-card", card },
