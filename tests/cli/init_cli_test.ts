@@ -40,30 +40,42 @@ function stackCaKey(): string | undefined {
   }
 }
 
-/** Logs in with the written configuration's servers: IMAP (a listing) and SMTP (one mail to itself). */
+/**
+ * Uses the written configuration's servers as mailpeer will: SMTP submits one mail to the
+ * address itself, IMAP sees it arrive (waiting on the source's own wake-ups, at most 30 s) and
+ * deletes it again, so the shared test accounts keep no trace.
+ */
 async function connectsOnFirstTry(
   receive: ReceiveConfig,
   send: SendConfig,
   email: string,
 ): Promise<void> {
-  const source = await openSource(receive, { pollIntervalMs: 100 });
-  try {
-    const listed = await source.list({ subject: "[mailpeer] init-test-nothing", mode: "exact" });
-    assert.deepEqual(listed, []);
-  } finally {
-    await source.close();
-  }
+  const subject = `mailpeer init test ${crypto.randomUUID()}`;
   const sender = await openSender(send);
   try {
-    const { messageId } = await sender.send({
+    await sender.send({
       from: email,
       to: [email],
-      subject: "mailpeer init test: the written configuration sends",
+      subject,
       text: "Sent by tests/cli/init_cli_test.ts.\n",
     });
-    assert.match(messageId, /^<.+@.+>$/);
   } finally {
     await sender.close();
+  }
+  const source = await openSource(receive, { pollIntervalMs: 50 });
+  const signal = AbortSignal.timeout(30_000);
+  try {
+    for (;;) {
+      const listed = await source.list({ subject, mode: "exact" }, { signal });
+      if (listed.length > 0) {
+        assert.equal(listed.length, 1);
+        await source.deleteMany(listed);
+        break;
+      }
+      await source.waitForMail({ signal });
+    }
+  } finally {
+    await source.close();
   }
 }
 
@@ -95,7 +107,7 @@ Deno.test({
         { headers: { "content-type": "application/xml" } },
       );
     });
-    const env = { MP_INIT_ALICE: user.password, MAILSTACK_DIR: STACK!.stateDir };
+    const env = { MP_INIT_ALICE: user.password };
     try {
       const run = await mailpeer([
         "init",
@@ -312,6 +324,67 @@ Deno.test({
       assert.equal(run.code, 1);
       assert.match(run.stderr, /it has mode 0644, so others may read it; run chmod 600 /);
     } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "init --non-interactive asks the ISPDB for the provider that runs alice@a.test's MX (both from local servers) and writes a combined configuration",
+  ignore: NO_STACK || (!REQUIRE && (DNSMASQ === undefined || stackCaKey() === undefined)),
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "mailpeer-init-" });
+    const { provider, user } = account("alice@a.test");
+    const dns = await startDnsmasq({ mx: { "a.test": "mx1.provider.test" } });
+    const tls = await makeServerCert(dir, { cert: STACK!.caFile, key: stackCaKey()! });
+    const ispdb = startAutoconfigServer(
+      tls,
+      (request) =>
+        new URL(request.url).pathname === "/v1.1/provider.test"
+          ? new Response(autoconfigXml("provider.test", [
+            { kind: "imap", hostname: provider.ip, port: provider.ports.imap, socket: "STARTTLS" },
+            { kind: "smtp", hostname: provider.ip, port: provider.ports.smtps, socket: "SSL" },
+          ]))
+          : new Response("", { status: 404 }),
+    );
+    const env = { MP_INIT_ALICE: user.password };
+    try {
+      const run = await mailpeer([
+        "init",
+        "--non-interactive",
+        "--email",
+        "alice@a.test",
+        "--role",
+        "both",
+        "--password-env",
+        "MP_INIT_ALICE",
+        "--sources",
+        "mx",
+        "--dns-server",
+        dns.server,
+        "--ispdb-url",
+        `${ispdb.origin}/v1.1/%EMAILDOMAIN%`,
+        "--ca-file",
+        STACK!.caFile,
+      ], { cwd: dir, env });
+      assert.equal(run.code, 0, run.stderr + run.stdout);
+      assert.deepEqual(ispdb.requests, ["/v1.1/provider.test"]);
+      assert.match(run.stdout, /next: mailpeer combined/);
+      const config = await loadConfig(join(dir, "mailpeer.toml"));
+      // The combined terminal asks its own host.
+      assert.equal(config.terminal!.hosts.length, 1);
+      assert.equal(
+        config.terminal!.receive.kind === "imap" && config.terminal!.receive.tls,
+        "starttls",
+      );
+      assert.equal(config.host!.send.kind === "smtp" && config.host!.send.tls, "implicit");
+      const once = await mailpeer(["host", "--once", "--json"], { cwd: dir, env });
+      assert.equal(once.code, 0, once.stderr + once.stdout);
+      assert.equal(events(once.stdout).at(-1)?.event, "host-pass");
+    } finally {
+      await ispdb.close();
+      await dns.close();
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -18,6 +18,8 @@ export const DNSMASQ: string | undefined = ["/usr/sbin/dnsmasq", "/usr/bin/dnsma
 export interface DnsRecords {
   /** `_imap._tcp.a.test` → target, port, priority, weight. */
   srv?: { name: string; target: string; port: number; priority?: number; weight?: number }[];
+  /** Domain → mail exchanger host name. */
+  mx?: Record<string, string>;
   /** Host name → IPv4 address. */
   hosts?: Record<string, string>;
 }
@@ -55,6 +57,7 @@ export async function startDnsmasq(records: DnsRecords): Promise<Dnsmasq> {
     ...(records.srv ?? []).map((r) =>
       `--srv-host=${r.name},${r.target},${r.port},${r.priority ?? 0},${r.weight ?? 1}`
     ),
+    ...Object.entries(records.mx ?? {}).map(([domain, host]) => `--mx-host=${domain},${host},10`),
     ...Object.entries(records.hosts ?? {}).map(([name, ip]) => `--host-record=${name},${ip}`),
   ];
   const child = new Deno.Command(DNSMASQ, { args, stdin: "null", stdout: "null", stderr: "piped" })
