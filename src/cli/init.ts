@@ -33,6 +33,7 @@ import {
   generateIdentityKeys,
   hostCardOf,
 } from "../message/key_file.ts";
+import { StoppedError } from "./common.ts";
 import { preflight } from "./preflight.ts";
 import { jsonLine } from "./terminal_text.ts";
 import { loadHostKeys, parseHostCards } from "./wire.ts";
@@ -58,12 +59,8 @@ async function askSecret(question: string): Promise<string> {
     for (;;) {
       const n = await Deno.stdin.read(buf);
       if (n === null || buf[0] === 0x0d || buf[0] === 0x0a) break;
-      if (buf[0] === 0x03) {
-        throw new ConfigError(
-          "ECONFIG",
-          "Cannot run mailpeer init: stopped by Ctrl-C; run it again",
-        );
-      }
+      // Ctrl-C in raw mode is a byte, not a signal: end as a Ctrl-C would (exit 130).
+      if (buf[0] === 0x03) throw new StoppedError("SIGINT");
       if (buf[0] === 0x7f) bytes.pop();
       else bytes.push(buf[0]!);
     }
