@@ -273,6 +273,19 @@ export function initCommand() {
     .option("--non-interactive", "take everything from flags; refuse when something is missing")
     .option("--force", "replace an existing configuration and password file")
     .option("--json", "one JSON object per line")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  mailpeer init                                  # asks for what it needs
+  mailpeer init --non-interactive --email host@example.org --role host --password-env MP_PASSWORD
+  mailpeer init --non-interactive --email bob@example.org --role terminal \\
+      --password-file bob.password --host-card 'mailpeer1:host@example.org:...'
+
+Discovery (docs/discovery.md) asks, in order: autoconfig.<domain>, the domain's .well-known path,
+Mozilla's ISPDB, SRV records, the MX's provider, the usual names; each server is probed and the
+login tested before it is offered. By default that is the network and the system's DNS.`,
+    )
     .action(async (opts, cmd) => {
       const json = opts.json ?? false;
       const interactive = !opts.nonInteractive && Deno.stdin.isTerminal();
