@@ -10,10 +10,10 @@ import type {
   ServerConfig,
 } from "../config/config_schema.ts";
 import type { TableStore } from "../host/types.ts";
-import { resolveSecret } from "../config/secret.ts";
+import { resolveSecret, runTokenCommand } from "../config/secret.ts";
 import { ConfigError, isMailpeerError, MessageError } from "../errors.ts";
 import { IMAP_PROBE_TIMEOUT_MS } from "../mail/tuning.ts";
-import type { MailSender, MailServerOptions, MailSource } from "../mail/types.ts";
+import type { MailLogin, MailSender, MailServerOptions, MailSource } from "../mail/types.ts";
 import { concatBytes } from "../message/bytes.ts";
 import { type HostCard, parseHostCard } from "../message/host_card.ts";
 import {
@@ -33,12 +33,24 @@ async function serverOptions(config: ServerConfig, what: string): Promise<MailSe
     tls: config.tls,
     user: config.user,
     ...(config.password ? { password: await resolveSecret(config.password, what) } : {}),
+    ...(config.tokenCommand
+      ? {
+        accessToken: (renew: boolean) =>
+          runTokenCommand(config.tokenCommand!, what.replace(/password/, "OAuth2 token"), renew),
+      }
+      : {}),
     ...(config.caFile ? { caFile: config.caFile } : {}),
     ...(config.servername ? { servername: config.servername } : {}),
     ...(config.tlsMaxVersion ? { tlsMaxVersion: config.tlsMaxVersion } : {}),
     insecure: config.insecure,
     connectTimeoutMs: config.connectTimeoutMs,
   };
+}
+
+/** A receiver's login: its OAuth2 token, else its password (checked by the pre-flight). */
+function loginOf(server: MailServerOptions): MailLogin {
+  const { accessToken, password, ...rest } = server;
+  return accessToken ? { ...rest, accessToken } : { ...rest, password: password ?? "" };
 }
 
 // Back-ends are imported when configured, not before: a cron host reading IMAP never loads
@@ -72,7 +84,8 @@ export async function imapCertainlyEmpty(
   if (config.kind !== "imap") return false;
   const { probeImap } = await import("../mail/imap/probe.ts");
   const server = await serverOptions(config, `IMAP password of ${config.user}`);
-  const found = await probeImap({ ...server, password: server.password ?? "" }, {
+  if (server.accessToken) return false; // the probe logs in with a password only
+  const found = await probeImap(loginOf(server), {
     mailbox: config.mailbox,
     subject: `[mailpeer] ${network} `,
     timeoutMs: IMAP_PROBE_TIMEOUT_MS,
@@ -101,7 +114,7 @@ export async function openSource(
     case "imap": {
       const { ImapSource } = await import("../mail/imap/source.ts");
       const server = await serverOptions(config, `IMAP password of ${config.user}`);
-      return new ImapSource({ ...server, password: server.password ?? "" }, {
+      return new ImapSource(loginOf(server), {
         mailbox: config.mailbox,
         quarantine: config.quarantine,
         idle: config.idle,
@@ -113,7 +126,7 @@ export async function openSource(
     case "pop3": {
       const { Pop3Source } = await import("../mail/pop3/source.ts");
       const server = await serverOptions(config, `POP3 password of ${config.user}`);
-      return new Pop3Source({ ...server, password: server.password ?? "" }, {
+      return new Pop3Source(loginOf(server), {
         ...sourceOptions,
         configKey: configKey ?? config.section,
       });

@@ -19,6 +19,8 @@ export type ServerConfig =
     insecure: boolean;
     /** `connect_timeout`: connect, TLS handshake and greeting together, in ms. */
     connectTimeoutMs: number;
+    /** `token_command`: OAuth2 instead of a password; prints an access token (IMAP, SMTP). */
+    tokenCommand?: string[];
     /** The section these settings came from, e.g. `terminal.receive`, for error messages. */
     section: string;
   };
