@@ -58,12 +58,12 @@ export function skewResult(
     `the clock of ${server}`;
   const fix = "set the clock right: enable NTP (timedatectl set-ntp true, or chrony/ntpd)";
   if (off > MAX_CLOCK_SKEW_MS) {
-    return r.fail(
-      `${said}: hosts refuse requests dated more than ${
-        formatDuration(MAX_CLOCK_SKEW_MS)
-      } ahead of their clock, and reply deadlines go wrong; ${fix}`,
-      details,
-    );
+    const harm = skew.skewMs < 0
+      ? `hosts refuse requests dated more than ${formatDuration(MAX_CLOCK_SKEW_MS)} ahead of ` +
+        "their clock"
+      : "hosts take this machine's requests for old ones, and its deadlines and the expiry " +
+        "of certificates are read wrong";
+    return r.fail(`${said}: ${harm}; ${fix}`, details);
   }
   if (off > CLOCK_SKEW_WARN_MS) {
     return r.warn(

@@ -22,6 +22,8 @@ import {
   USUAL_PORTS,
 } from "../../mail/connect_failure.ts";
 import { speaksImplicitTls } from "../../mail/tls_port_probe.ts";
+import { TLS_PORT_PROBE_AFTER_MS } from "../../mail/tuning.ts";
+import { MailError } from "../../errors.ts";
 import { type CheckReport, resultOf } from "./check.ts";
 
 /** Fewer days than this before the certificate expires is a warning. */
@@ -101,10 +103,14 @@ function isIp(host: string): boolean {
 }
 
 /** Reads the greeting and asks for STARTTLS in `protocol`'s words; throws when refused. */
-async function startTls(lines: LineSocket, protocol: MailProtocol): Promise<void> {
+async function startTls(
+  lines: LineSocket,
+  protocol: MailProtocol,
+  first: string,
+): Promise<void> {
   switch (protocol) {
     case "IMAP": {
-      const greeting = await lines.line();
+      const greeting = first;
       if (!greeting.startsWith("* OK")) throw new Error(`greeting ${greeting}`);
       lines.write("d1 STARTTLS");
       const answer = await lines.until((l) => l.startsWith("d1 "));
@@ -112,7 +118,7 @@ async function startTls(lines: LineSocket, protocol: MailProtocol): Promise<void
       return;
     }
     case "POP3": {
-      const greeting = await lines.line();
+      const greeting = first;
       if (!greeting.startsWith("+OK")) throw new Error(`greeting ${greeting}`);
       lines.write("STLS");
       const answer = await lines.line();
@@ -120,7 +126,7 @@ async function startTls(lines: LineSocket, protocol: MailProtocol): Promise<void
       return;
     }
     case "SMTP": {
-      const greeting = await lines.until((l) => /^\d{3} /.test(l));
+      const greeting = /^\d{3} /.test(first) ? first : await lines.until((l) => /^\d{3} /.test(l));
       if (!greeting.startsWith("220")) throw new Error(`greeting ${greeting}`);
       lines.write("EHLO mailpeer-doctor");
       await lines.until((l) => /^\d{3} /.test(l));
@@ -248,11 +254,34 @@ async function checkTls(
   }
   const name = server.servername ?? server.host;
   let secure: tls.TLSSocket;
+  let greeted = false;
+  // A STARTTLS port that keeps quiet may expect TLS first (465, 993, 995): asked on a
+  // connection of its own after a moment, as the mail clients do (tls_port_probe.ts).
+  const probing = new AbortController();
+  const implicitPort = server.tls !== "starttls" ? undefined : new Promise<never>((_, reject) => {
+    const timer = setTimeout(async () => {
+      if (greeted) return;
+      const tls = await speaksImplicitTls(server.host, server.port, {
+        ...(server.servername ? { servername: server.servername } : {}),
+        timeoutMs: Math.max(1, timeoutMs - TLS_PORT_PROBE_AFTER_MS),
+        signal: probing.signal,
+      });
+      if (tls && !greeted) reject(implicitPortError(target, server.tls));
+    }, TLS_PORT_PROBE_AFTER_MS);
+    probing.signal.addEventListener("abort", () => clearTimeout(timer));
+  });
+  implicitPort?.catch(() => {});
   try {
     secure = await withTimeout(timeoutMs, socket, async () => {
       if (server.tls === "starttls") {
         const lines = new LineSocket(socket);
-        await startTls(lines, protocol);
+        await Promise.race([
+          lines.line().then((first) => {
+            greeted = true;
+            return startTls(lines, protocol, first);
+          }),
+          ...(implicitPort ? [implicitPort] : []),
+        ]);
         lines.detach();
       }
       return await new Promise<tls.TLSSocket>((resolve, reject) => {
@@ -267,17 +296,10 @@ async function checkTls(
       });
     });
   } catch (err) {
-    if (err instanceof TimedOut) {
-      const implicit = server.tls === "starttls" &&
-        await speaksImplicitTls(server.host, server.port, {
-          ...(server.servername ? { servername: server.servername } : {}),
-          timeoutMs,
-        });
-      report(check.fail(
-        implicit
-          ? implicitPortError(target, server.tls).message
-          : silentServerError(target, timeoutMs).message,
-      ));
+    if (err instanceof MailError) {
+      report(check.fail(err.message));
+    } else if (err instanceof TimedOut) {
+      report(check.fail(silentServerError(target, timeoutMs).message));
     } else if (server.tls === "implicit" && isPlainTextAnswer(err)) {
       report(check.fail(plainPortError(target, err).message));
     } else {
@@ -288,6 +310,8 @@ async function checkTls(
       ));
     }
     return { usable: false };
+  } finally {
+    probing.abort();
   }
   try {
     const cert = secure.getPeerCertificate();

@@ -14,7 +14,13 @@ import { type CheckReport, resultOf } from "./check.ts";
 export type ImapReceive = Extract<ReceiveConfig, { kind: "imap" }>;
 
 /** The capabilities mailpeer uses, and what it does without each. */
-export const IMAP_CAPABILITIES: readonly { name: string; use: string; without: string }[] = [
+export const IMAP_CAPABILITIES: readonly {
+  name: string;
+  use: string;
+  without: string;
+  /** Doing without it costs nothing a user would notice: a pass, not a warning. */
+  harmless?: boolean;
+}[] = [
   {
     name: "IDLE",
     use: "new mail is pushed",
@@ -36,11 +42,13 @@ export const IMAP_CAPABILITIES: readonly { name: string; use: string; without: s
     name: "CONDSTORE",
     use: "claims are locked, safe for several host processes",
     without: "claims are plain MOVEs, safe for one host process per mailbox only",
+    harmless: true,
   },
   {
     name: "SPECIAL-USE",
     use: "the Junk folder is found by its \\Junk flag",
     without: "the Junk folder is looked for by its usual names (Junk, Spam)",
+    harmless: true,
   },
 ];
 
@@ -114,6 +122,8 @@ function checkCapabilities(client: ImapFlow, config: ImapReceive, report: CheckR
       report(r.pass(`${cap.name}: ${cap.use}`));
     } else if (cap.name === "IDLE" && !config.idle) {
       report(r.pass(`${cap.name} is missing, and ${config.section}.idle = false: ${cap.without}`));
+    } else if (cap.harmless) {
+      report(r.pass(`${cap.name} is missing (mailpeer does without): ${cap.without}`));
     } else {
       report(r.warn(`${cap.name} is missing: ${cap.without}`));
     }

@@ -1,0 +1,401 @@
+/**
+ * `mailpeer doctor` as a user runs it, against the real Postfix + Dovecot stack (ignored
+ * without it, unless MAILPEER_REQUIRE_STACK=1): a good configuration passes; a wrong password,
+ * a wrong port, an untrusted or expired certificate, a missing Junk folder and a skewed clock
+ * are each named in one line with what to do.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { events, mailpeer } from "../support/cli.ts";
+import { NO_STACK, STACK } from "../support/mailstack.ts";
+import { makeSite } from "../support/site.ts";
+
+/** The checklist lines of one status (`ok`, `WARN`, `FAIL`, `--`). */
+function lines(stdout: string, mark: string): string[] {
+  return stdout.split("\n").filter((l) => l.startsWith(mark));
+}
+
+/** Rewrites the `[section]` of a TOML file: `edit` gets the section's lines. */
+async function editSection(path: string, section: string, edit: (lines: string[]) => string[]) {
+  const text = await Deno.readTextFile(path);
+  const parts = text.split(/(?=^\[)/m);
+  const i = parts.findIndex((p) => p.startsWith(`[${section}]`));
+  assert.ok(i >= 0, `no [${section}] in ${path}`);
+  parts[i] = edit(parts[i]!.split("\n")).join("\n");
+  await Deno.writeTextFile(path, parts.join(""));
+}
+
+/** Sets `key = value` in a section's lines. */
+function set(key: string, value: string) {
+  return (
+    ls: string[],
+  ) => [...ls.filter((l) => !l.startsWith(`${key} =`)), `${key} = ${value}`, ""];
+}
+
+/** Removes `key` from a section's lines. */
+function unset(key: string) {
+  return (ls: string[]) => ls.filter((l) => !l.startsWith(`${key} =`));
+}
+
+async function openssl(args: string[], cwd: string): Promise<void> {
+  const out = await new Deno.Command("openssl", { args, cwd, stdout: "null", stderr: "piped" })
+    .output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+}
+
+/**
+ * A CA of the test's own and a certificate for 127.0.0.1 it signed, valid from `from` to
+ * `to` (openssl's YYYYMMDDHHMMSSZ): the files ca.crt, server.crt, server.key in `dir`.
+ */
+async function makeCertificate(dir: string, from: string, to: string): Promise<void> {
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  await openssl(
+    [
+      "req",
+      "-x509",
+      ...ec,
+      "-keyout",
+      "ca.key",
+      "-out",
+      "ca.crt",
+      "-subj",
+      "/CN=doctor test CA",
+      "-days",
+      "2",
+    ],
+    dir,
+  );
+  await openssl(
+    ["req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"],
+    dir,
+  );
+  await Deno.writeTextFile(join(dir, "index.txt"), "");
+  await Deno.writeTextFile(join(dir, "serial"), "01\n");
+  await Deno.writeTextFile(join(dir, "ext.cnf"), "[san]\nsubjectAltName = IP:127.0.0.1\n");
+  await Deno.writeTextFile(
+    join(dir, "ca.cnf"),
+    `[ca]
+default_ca = test
+[test]
+database = ${dir}/index.txt
+new_certs_dir = ${dir}
+serial = ${dir}/serial
+default_md = sha256
+policy = anything
+unique_subject = no
+[anything]
+commonName = supplied
+`,
+  );
+  await openssl([
+    "ca",
+    "-batch",
+    "-config",
+    "ca.cnf",
+    "-cert",
+    "ca.crt",
+    "-keyfile",
+    "ca.key",
+    "-startdate",
+    from,
+    "-enddate",
+    to,
+    "-extfile",
+    "ext.cnf",
+    "-extensions",
+    "san",
+    "-in",
+    "server.csr",
+    "-out",
+    "server.crt",
+  ], dir);
+}
+
+/** An implicit-TLS "IMAP server" on 127.0.0.1 that greets after the handshake and hangs up. */
+function tlsListener(dir: string) {
+  const listener = Deno.listenTls({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: Deno.readTextFileSync(join(dir, "server.crt")),
+    key: Deno.readTextFileSync(join(dir, "server.key")),
+  });
+  const serving = (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        try {
+          await conn.handshake();
+          await conn.write(new TextEncoder().encode("* OK doctor test\r\n"));
+          await conn.read(new Uint8Array(64));
+        } catch {
+          // the client refused the certificate
+        } finally {
+          try {
+            conn.close();
+          } catch { /* closed */ }
+        }
+      })();
+    }
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    close: async () => {
+      listener.close();
+      await serving;
+    },
+  };
+}
+
+Deno.test({
+  name: "doctor passes a good terminal and host configuration: every server, the self-mail " +
+    "round trip and the clock; the missing Junk folder is a warning with what to do",
+  ignore: NO_STACK,
+  async fn() {
+    const site = await makeSite({ receive: "imap" });
+    try {
+      for (const role of ["alice", "host"]) {
+        const r = await mailpeer(["doctor", "-c", `${role}.toml`], {
+          cwd: site.dir,
+          env: site.env,
+        });
+        assert.equal(r.code, 0, r.stdout + r.stderr);
+        assert.deepEqual(lines(r.stdout, "FAIL"), []);
+        const section = role === "host" ? "host" : "terminal";
+        for (const check of ["tls", "login", "self-mail", "clock-skew"]) {
+          assert.match(r.stdout, new RegExp(`^ok    ${section}\\.receive ${check}: `, "m"));
+        }
+        assert.match(
+          r.stdout,
+          new RegExp(`^ok    ${section}\\.send login: logged in to SMTP`, "m"),
+        );
+        assert.match(
+          r.stdout,
+          new RegExp(
+            `^ok    ${section}\\.receive self-mail: a mail to itself .* after \\d+ ms and was deleted$`,
+            "m",
+          ),
+        );
+        // The stack's Dovecot has no Junk folder: a warning, not a failure.
+        assert.deepEqual(
+          lines(r.stdout, "WARN").filter((l) => l.includes("junk-folder")),
+          [
+            `WARN  ${section}.receive junk-folder: no Junk folder (none flagged \\Junk, none ` +
+            "named Junk or Spam): if the provider's spam filter sets mail aside elsewhere, " +
+            "mailpeer cannot see it; check that the filter delivers to INBOX, or create a " +
+            "Junk folder so that doctor can look into it",
+          ],
+        );
+        assert.match(r.stdout, /^\d+ passed, \d+ warnings?, 0 failed, \d+ skipped$/m);
+      }
+      const json = await mailpeer(["doctor", "-c", "alice.toml", "--json"], {
+        cwd: site.dir,
+        env: site.env,
+      });
+      assert.equal(json.code, 0, json.stderr);
+      const all = events(json.stdout);
+      assert.ok(all.every((e) => e.event === "doctor-check" || e.event === "doctor-done"));
+      const mail = all.find((e) => e.check === "self-mail")!;
+      assert.equal(mail.status, "pass");
+      assert.equal(typeof (mail.details as { ms: number }).ms, "number");
+      assert.deepEqual(all.at(-1)!.fail, 0);
+    } finally {
+      await site.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "doctor names a wrong password on IMAP and SMTP in one line each and exits 1",
+  ignore: NO_STACK,
+  async fn() {
+    const site = await makeSite({ receive: "imap" });
+    try {
+      const r = await mailpeer(["doctor", "-c", "alice.toml"], {
+        cwd: site.dir,
+        env: { ...site.env, MP_PASS_ALICE_A_TEST: "wrong" },
+      });
+      assert.equal(r.code, 1);
+      assert.deepEqual(lines(r.stdout, "FAIL"), [
+        "FAIL  terminal.receive login: Cannot log in to IMAP server 127.0.0.11:143 as " +
+        "alice@a.test: the server refused the password; check terminal.receive.password_env " +
+        "(or terminal.receive.password_file) and terminal.receive.user",
+        "FAIL  terminal.send login: SMTP 127.0.0.11:587 refused the login of alice@a.test " +
+        "(535 5.7.8 Error: authentication failed: (reason unavailable)); check " +
+        "terminal.send.user and the password that terminal.send.password_env / password_file " +
+        "gives",
+      ]);
+      assert.match(r.stdout, /^--    terminal\.receive self-mail: not tried/m);
+      assert.equal(
+        r.stderr,
+        "mailpeer: Cannot pass the checks: 2 failed (terminal.receive login, terminal.send " +
+          "login); fix what each FAIL line says\n",
+      );
+    } finally {
+      await site.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "doctor names a wrong port (nothing listens, or a port of the other TLS mode)",
+  ignore: NO_STACK,
+  async fn() {
+    const site = await makeSite({ receive: "imap" });
+    try {
+      const path = join(site.dir, "alice.toml");
+      await editSection(path, "terminal.receive", set("port", "144"));
+      await editSection(path, "terminal.send", set("port", "465"));
+      const r = await mailpeer(["doctor", "-c", path], { env: site.env });
+      assert.equal(r.code, 1);
+      assert.deepEqual(lines(r.stdout, "FAIL"), [
+        "FAIL  terminal.receive tcp: Cannot connect to IMAP server 127.0.0.11:144: the " +
+        "connection was refused: nothing listens on port 144 there; check " +
+        "terminal.receive.port (IMAP: 143 for STARTTLS, 993 for implicit TLS) and " +
+        "terminal.receive.host, and that the server runs",
+        "FAIL  terminal.send tls: Cannot connect to SMTP server 127.0.0.11:465: the port speaks " +
+        'TLS from the start (implicit TLS), but terminal.send.tls is "starttls"; set ' +
+        'terminal.send.tls = "implicit", or keep "starttls" and set terminal.send.port = 587',
+      ]);
+    } finally {
+      await site.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "doctor names an untrusted certificate: no ca_file for a private CA, or another CA's file",
+  ignore: NO_STACK,
+  async fn() {
+    const site = await makeSite({ receive: "imap" });
+    const certs = await Deno.makeTempDir({ prefix: "mailpeer-doctor-ca-" });
+    try {
+      await makeCertificate(certs, "20200101000000Z", "20300101000000Z");
+      const path = join(site.dir, "alice.toml");
+      await editSection(path, "terminal.receive", unset("ca_file"));
+      await editSection(
+        path,
+        "terminal.send",
+        set("ca_file", JSON.stringify(join(certs, "ca.crt"))),
+      );
+      const r = await mailpeer(["doctor", "-c", path], { env: site.env });
+      assert.equal(r.code, 1);
+      const fails = lines(r.stdout, "FAIL");
+      assert.equal(fails.length, 2, r.stdout);
+      assert.match(
+        fails[0]!,
+        /^FAIL  terminal\.receive tls: the certificate of 127\.0\.0\.11:143 \(CN=mail\.a\.test, issued by CN=mailpeer test CA\) is not trusted \(.+\): set terminal\.receive\.ca_file to the PEM of the CA that signed it \(a private CA\), or install a certificate from a public CA on the server$/,
+      );
+      assert.match(
+        fails[1]!,
+        new RegExp(
+          "^FAIL  terminal\\.send tls: the certificate of 127\\.0\\.0\\.11:587 \\(CN=mail\\.a\\.test, " +
+            "issued by CN=mailpeer test CA\\) is not trusted \\(.+\\): it is not signed by the CA in " +
+            `${
+              join(certs, "ca.crt").replaceAll(".", "\\.")
+            }; set terminal\\.send\\.ca_file to the PEM of the CA that signed it$`,
+        ),
+      );
+    } finally {
+      await Deno.remove(certs, { recursive: true });
+      await site.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "doctor names an expired certificate with the day it expired and what to do",
+  ignore: NO_STACK,
+  async fn() {
+    const site = await makeSite({ receive: "imap" });
+    const certs = await Deno.makeTempDir({ prefix: "mailpeer-doctor-expired-" });
+    let server: ReturnType<typeof tlsListener> | undefined;
+    try {
+      await makeCertificate(certs, "20200101000000Z", "20200201000000Z");
+      server = tlsListener(certs);
+      const path = join(site.dir, "alice.toml");
+      await editSection(path, "terminal.receive", (ls) => {
+        for (
+          const [k, v] of [
+            ["host", '"127.0.0.1"'],
+            ["port", String(server!.port)],
+            ["tls", '"implicit"'],
+            ["ca_file", JSON.stringify(join(certs, "ca.crt"))],
+          ]
+        ) ls = set(k!, v!)(ls);
+        return unset("servername")(ls);
+      });
+      const r = await mailpeer(["doctor", "-c", path], { env: site.env });
+      assert.equal(r.code, 1);
+      const fails = lines(r.stdout, "FAIL");
+      assert.equal(fails.length, 1, r.stdout);
+      assert.match(
+        fails[0]!,
+        new RegExp(
+          `^FAIL  terminal\\.receive tls: the certificate of 127\\.0\\.0\\.1:${server.port} ` +
+            "\\(CN=127\\.0\\.0\\.1, issued by CN=doctor test CA\\) expired on 2020-02-01 \\(\\d+ " +
+            "days ago\\): clients refuse it; renew it on the server \\(or ask the mail provider to\\)$",
+        ),
+      );
+      assert.match(
+        r.stdout,
+        /^--    terminal\.receive self-mail: not tried: terminal\.receive failed above$/m,
+      );
+    } finally {
+      await server?.close();
+      await Deno.remove(certs, { recursive: true });
+      await site.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "doctor measures the clock against the server: 20 minutes ahead fails, 2 minutes " +
+    "behind warns, each with what to do",
+  ignore: NO_STACK,
+  async fn() {
+    const site = await makeSite({ receive: "imap" });
+    try {
+      const ahead = await mailpeer(["doctor", "-c", "alice.toml", "--clock-offset", "20m"], {
+        cwd: site.dir,
+        env: site.env,
+      });
+      assert.equal(ahead.code, 1);
+      // The server stamps whole seconds: the estimate is 20m00s give or take one.
+      const fails = lines(ahead.stdout, "FAIL");
+      assert.equal(fails.length, 1, ahead.stdout);
+      assert.match(
+        fails[0]!,
+        /^FAIL  terminal\.receive clock-skew: this machine's clock is (19m59s|20m00s|20m01s) ahead of the clock of IMAP 127\.0\.0\.11:143: hosts refuse requests dated more than 10m00s ahead of their clock; set the clock right: enable NTP \(timedatectl set-ntp true, or chrony\/ntpd\)$/,
+      );
+      const behind = await mailpeer(
+        ["doctor", "-c", "alice.toml", "--clock-offset=-2m", "--json"],
+        { cwd: site.dir, env: site.env },
+      );
+      assert.equal(behind.code, 0, behind.stderr);
+      const skew = events(behind.stdout).find((e) => e.check === "clock-skew")!;
+      assert.equal(skew.status, "warn");
+      assert.match(
+        skew.message as string,
+        /^this machine's clock is (1m59s|2m00s|2m01s) behind the clock of IMAP 127\.0\.0\.11:143: within the 10m00s a host accepts, but drifting; set the clock right/,
+      );
+      const measured = (skew.details as { skewMs: number }).skewMs;
+      assert.ok(Math.abs(measured - 120_000) <= 2_000, `skew ${measured}`);
+    } finally {
+      await site.cleanup();
+    }
+  },
+});
+
+Deno.test("doctor without a [host] or [terminal] section says what to add", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(join(dir, "mailpeer.toml"), 'network = "x"\n');
+    const r = await mailpeer(["doctor"], { cwd: dir });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /has neither a \[host\] nor a \[terminal\] section; add one/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// STACK is read so that MAILPEER_REQUIRE_STACK=1 fails this file when the stack is absent.
+void STACK;
