@@ -161,15 +161,15 @@ export async function runDoctor(config: Config, options: DoctorOptions): Promise
 }
 
 const MARK: Record<CheckResult["status"], string> = {
-  pass: "ok  ",
+  pass: "PASS",
   warn: "WARN",
   fail: "FAIL",
-  skip: "--  ",
+  skip: "SKIP",
 };
 
 /** One checklist line for a person. */
 export function checklistLine(r: CheckResult): string {
-  return printable(`${MARK[r.status]}  ${r.target} ${r.check}: ${r.message}`);
+  return printable(`${MARK[r.status]} ${r.target} ${r.check}: ${r.message}`);
 }
 
 /** Reads `--clock-offset`: a duration with an optional sign, e.g. `20m`, `-90s`. */

@@ -10,7 +10,7 @@ import { events, mailpeer } from "../support/cli.ts";
 import { NO_STACK, STACK } from "../support/mailstack.ts";
 import { makeSite } from "../support/site.ts";
 
-/** The checklist lines of one status (`ok`, `WARN`, `FAIL`, `--`). */
+/** The checklist lines of one status (`PASS`, `WARN`, `FAIL`, `SKIP`). */
 function lines(stdout: string, mark: string): string[] {
   return stdout.split("\n").filter((l) => l.startsWith(mark));
 }
@@ -161,16 +161,16 @@ Deno.test({
         assert.deepEqual(lines(r.stdout, "FAIL"), []);
         const section = role === "host" ? "host" : "terminal";
         for (const check of ["tls", "login", "self-mail", "clock-skew"]) {
-          assert.match(r.stdout, new RegExp(`^ok    ${section}\\.receive ${check}: `, "m"));
+          assert.match(r.stdout, new RegExp(`^PASS ${section}\\.receive ${check}: `, "m"));
         }
         assert.match(
           r.stdout,
-          new RegExp(`^ok    ${section}\\.send login: logged in to SMTP`, "m"),
+          new RegExp(`^PASS ${section}\\.send login: logged in to SMTP`, "m"),
         );
         assert.match(
           r.stdout,
           new RegExp(
-            `^ok    ${section}\\.receive self-mail: a mail to itself .* after \\d+ ms and was deleted$`,
+            `^PASS ${section}\\.receive self-mail: a mail to itself .* after \\d+ ms and was deleted$`,
             "m",
           ),
         );
@@ -178,7 +178,7 @@ Deno.test({
         assert.deepEqual(
           lines(r.stdout, "WARN").filter((l) => l.includes("junk-folder")),
           [
-            `WARN  ${section}.receive junk-folder: no Junk folder (none flagged \\Junk, none ` +
+            `WARN ${section}.receive junk-folder: no Junk folder (none flagged \\Junk, none ` +
             "named Junk or Spam): if the provider's spam filter sets mail aside elsewhere, " +
             "mailpeer cannot see it; check that the filter delivers to INBOX, or create a " +
             "Junk folder so that doctor can look into it",
@@ -215,15 +215,15 @@ Deno.test({
       });
       assert.equal(r.code, 1);
       assert.deepEqual(lines(r.stdout, "FAIL"), [
-        "FAIL  terminal.receive login: Cannot log in to IMAP server 127.0.0.11:143 as " +
+        "FAIL terminal.receive login: Cannot log in to IMAP server 127.0.0.11:143 as " +
         "alice@a.test: the server refused the password; check terminal.receive.password_env " +
         "(or terminal.receive.password_file) and terminal.receive.user",
-        "FAIL  terminal.send login: SMTP 127.0.0.11:587 refused the login of alice@a.test " +
+        "FAIL terminal.send login: SMTP 127.0.0.11:587 refused the login of alice@a.test " +
         "(535 5.7.8 Error: authentication failed: (reason unavailable)); check " +
         "terminal.send.user and the password that terminal.send.password_env / password_file " +
         "gives",
       ]);
-      assert.match(r.stdout, /^--    terminal\.receive self-mail: not tried/m);
+      assert.match(r.stdout, /^SKIP terminal\.receive self-mail: not tried/m);
       assert.equal(
         r.stderr,
         "mailpeer: Cannot pass the checks: 2 failed (terminal.receive login, terminal.send " +
@@ -247,11 +247,11 @@ Deno.test({
       const r = await mailpeer(["doctor", "-c", path], { env: site.env });
       assert.equal(r.code, 1);
       assert.deepEqual(lines(r.stdout, "FAIL"), [
-        "FAIL  terminal.receive tcp: Cannot connect to IMAP server 127.0.0.11:144: the " +
+        "FAIL terminal.receive tcp: Cannot connect to IMAP server 127.0.0.11:144: the " +
         "connection was refused: nothing listens on port 144 there; check " +
         "terminal.receive.port (IMAP: 143 for STARTTLS, 993 for implicit TLS) and " +
         "terminal.receive.host, and that the server runs",
-        "FAIL  terminal.send tls: Cannot connect to SMTP server 127.0.0.11:465: the port speaks " +
+        "FAIL terminal.send tls: Cannot connect to SMTP server 127.0.0.11:465: the port speaks " +
         'TLS from the start (implicit TLS), but terminal.send.tls is "starttls"; set ' +
         'terminal.send.tls = "implicit", or keep "starttls" and set terminal.send.port = 587',
       ]);
@@ -282,12 +282,12 @@ Deno.test({
       assert.equal(fails.length, 2, r.stdout);
       assert.match(
         fails[0]!,
-        /^FAIL  terminal\.receive tls: the certificate of 127\.0\.0\.11:143 \(CN=mail\.a\.test, issued by CN=mailpeer test CA\) is not trusted \(.+\): set terminal\.receive\.ca_file to the PEM of the CA that signed it \(a private CA\), or install a certificate from a public CA on the server$/,
+        /^FAIL terminal\.receive tls: the certificate of 127\.0\.0\.11:143 \(CN=mail\.a\.test, issued by CN=mailpeer test CA\) is not trusted \(.+\): set terminal\.receive\.ca_file to the PEM of the CA that signed it \(a private CA\), or install a certificate from a public CA on the server$/,
       );
       assert.match(
         fails[1]!,
         new RegExp(
-          "^FAIL  terminal\\.send tls: the certificate of 127\\.0\\.0\\.11:587 \\(CN=mail\\.a\\.test, " +
+          "^FAIL terminal\\.send tls: the certificate of 127\\.0\\.0\\.11:587 \\(CN=mail\\.a\\.test, " +
             "issued by CN=mailpeer test CA\\) is not trusted \\(.+\\): it is not signed by the CA in " +
             `${
               join(certs, "ca.crt").replaceAll(".", "\\.")
@@ -330,14 +330,14 @@ Deno.test({
       assert.match(
         fails[0]!,
         new RegExp(
-          `^FAIL  terminal\\.receive tls: the certificate of 127\\.0\\.0\\.1:${server.port} ` +
+          `^FAIL terminal\\.receive tls: the certificate of 127\\.0\\.0\\.1:${server.port} ` +
             "\\(CN=127\\.0\\.0\\.1, issued by CN=doctor test CA\\) expired on 2020-02-01 \\(\\d+ " +
             "days ago\\): clients refuse it; renew it on the server \\(or ask the mail provider to\\)$",
         ),
       );
       assert.match(
         r.stdout,
-        /^--    terminal\.receive self-mail: not tried: terminal\.receive failed above$/m,
+        /^SKIP terminal\.receive self-mail: not tried: terminal\.receive failed above$/m,
       );
     } finally {
       await server?.close();
@@ -364,7 +364,7 @@ Deno.test({
       assert.equal(fails.length, 1, ahead.stdout);
       assert.match(
         fails[0]!,
-        /^FAIL  terminal\.receive clock-skew: this machine's clock is (19m59s|20m00s|20m01s) ahead of the clock of IMAP 127\.0\.0\.11:143: hosts refuse requests dated more than 10m00s ahead of their clock; set the clock right: enable NTP \(timedatectl set-ntp true, or chrony\/ntpd\)$/,
+        /^FAIL terminal\.receive clock-skew: this machine's clock is (19m59s|20m00s|20m01s) ahead of the clock of IMAP 127\.0\.0\.11:143: hosts refuse requests dated more than 10m00s ahead of their clock; set the clock right: enable NTP \(timedatectl set-ntp true, or chrony\/ntpd\)$/,
       );
       const behind = await mailpeer(
         ["doctor", "-c", "alice.toml", "--clock-offset=-2m", "--json"],
