@@ -15,6 +15,7 @@ import { resolveSecret } from "../config/secret.ts";
 import { ConfigError, isMailpeerError } from "../errors.ts";
 import { configOption, loadConfigFor, onSignals, untilStopped } from "./common.ts";
 import { jsonLine, printable } from "./terminal_text.ts";
+import { openSource } from "./wire.ts";
 import { type CheckReport, type CheckResult, resultOf } from "./doctor/check.ts";
 import { checkConnection } from "./doctor/connection_check.ts";
 import { checkImap } from "./doctor/imap_check.ts";
@@ -63,7 +64,7 @@ async function checkReceive(
   if (!reached.usable) return false;
   const secret = await password(receive, report);
   if (!secret.ok) return false;
-  if (receive.kind === "pop3") return true; // its login is checked with the self-mail
+  if (receive.kind === "pop3") return await checkPop3Login(receive, report);
   if (secret.value === undefined) {
     report(
       resultOf("login", receive.section).fail(
@@ -77,6 +78,31 @@ async function checkReceive(
     subject: `[mailpeer] ${config.network} `,
     report,
   });
+}
+
+/** Logs in to POP3 with the source mailpeer uses (its errors are the source's own lines). */
+async function checkPop3Login(
+  receive: Extract<ReceiveConfig, { kind: "pop3" }>,
+  report: CheckReport,
+): Promise<boolean> {
+  const r = resultOf("login", receive.section);
+  const source = await openSource(receive, { pollIntervalMs: 1000 });
+  try {
+    const started = performance.now();
+    await source.list({ subject: "[mailpeer-doctor] login", mode: "exact" });
+    const ms = Math.round(performance.now() - started);
+    report(r.pass(
+      `logged in to POP3 ${receive.host}:${receive.port} as ${receive.user} (${ms} ms)`,
+      { ms },
+    ));
+    return true;
+  } catch (err) {
+    if (!isMailpeerError(err)) throw err;
+    report(r.fail(err.message));
+    return false;
+  } finally {
+    await source.close().catch(() => {});
+  }
 }
 
 /** Checks a send section; resolves whether it can send the self-mail. */
