@@ -7,7 +7,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { events, mailpeer } from "../support/cli.ts";
-import { NO_STACK, STACK } from "../support/mailstack.ts";
+import { ImapFlow } from "imapflow";
+import { account, NO_STACK, STACK } from "../support/mailstack.ts";
 import { makeSite } from "../support/site.ts";
 
 /** The checklist lines of one status (`PASS`, `WARN`, `FAIL`, `SKIP`). */
@@ -380,6 +381,56 @@ Deno.test({
       const measured = (skew.details as { skewMs: number }).skewMs;
       assert.ok(Math.abs(measured - 120_000) <= 2_000, `skew ${measured}`);
     } finally {
+      await site.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "doctor finds mailpeer mail in the Junk folder and says to mark it not spam",
+  ignore: NO_STACK,
+  async fn() {
+    // alice2@a.test: the connection failure tests log in there but never look at its folders.
+    const { provider, user } = account("alice2@a.test");
+    const site = await makeSite({ receive: "imap" });
+    const client = new ImapFlow({
+      host: provider.ip,
+      port: provider.ports.imap,
+      secure: false,
+      doSTARTTLS: true,
+      servername: provider.hostname,
+      tls: { ca: [await Deno.readTextFile(provider.caFile)], servername: provider.hostname },
+      auth: { user: user.user, pass: user.password },
+      logger: false,
+      disableAutoIdle: true,
+    });
+    client.on("error", () => {});
+    await client.connect();
+    try {
+      if (!(await client.list()).some((f) => f.path === "Junk")) await client.mailboxCreate("Junk");
+      await client.append(
+        "Junk",
+        `From: bob@b.test\r\nTo: alice2@a.test\r\nSubject: [mailpeer] ${site.network} reply\r\n` +
+          "Date: Fri, 04 Dec 2026 12:00:00 +0000\r\n\r\nA reply the spam filter took.\r\n",
+      );
+      const path = join(site.dir, "alice.toml");
+      await editSection(
+        path,
+        "terminal.receive",
+        (ls) => set("password_env", '"MP_PASS_ALICE2"')(set("user", '"alice2@a.test"')(ls)),
+      );
+      const r = await mailpeer(["doctor", "-c", path, "--no-self-mail"], {
+        env: { ...site.env, MP_PASS_ALICE2: user.password },
+      });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.deepEqual(lines(r.stdout, "WARN").filter((l) => l.includes("junk-folder")), [
+        "WARN terminal.receive junk-folder: 1 mailpeer mail sits in the Junk folder Junk: the " +
+        "provider's spam filter took them, and mailpeer never reads them; mark them \"not " +
+        `spam" and add a filter rule for subjects "[mailpeer] ${site.network} "`,
+      ]);
+    } finally {
+      await client.mailboxDelete("Junk").catch(() => {});
+      await client.logout();
       await site.cleanup();
     }
   },

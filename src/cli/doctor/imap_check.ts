@@ -181,7 +181,8 @@ async function checkJunk(
   }
   if (hits.length > 0) {
     options.report(r.warn(
-      `${hits.length} mailpeer mail${hits.length === 1 ? "" : "s"} sit in the Junk folder ` +
+      `${hits.length === 1 ? "1 mailpeer mail sits" : `${hits.length} mailpeer mails sit`} in ` +
+        `the Junk folder ` +
         `${junk.path}: the provider's spam filter took them, and mailpeer never reads them; ` +
         `mark them "not spam" and add a filter rule for subjects "${options.subject}"`,
       { folder: junk.path, mails: hits.length },
