@@ -5,11 +5,13 @@
  * are each named in one line with what to do.
  */
 import assert from "node:assert/strict";
+import dgram from "node:dgram";
 import { join } from "node:path";
 import { events, mailpeer } from "../support/cli.ts";
 import { ImapFlow } from "imapflow";
 import { account, NO_STACK, STACK } from "../support/mailstack.ts";
 import { makeSite } from "../support/site.ts";
+import { decodeBindingRequest, encodeBindingResponse } from "../../src/net/stun_message.ts";
 
 /** The checklist lines of one status (`PASS`, `WARN`, `FAIL`, `SKIP`). */
 function lines(stdout: string, mark: string): string[] {
@@ -431,6 +433,58 @@ Deno.test({
     } finally {
       await client.mailboxDelete("Junk").catch(() => {});
       await client.logout();
+      await site.cleanup();
+    }
+  },
+});
+
+/** A STUN server on 127.0.0.1 that answers every Binding request with `mapped()`. */
+async function fakeStun(mapped: () => { address: string; port: number }) {
+  const socket = dgram.createSocket("udp4");
+  socket.on("message", (packet, from) => {
+    const id = decodeBindingRequest(new Uint8Array(packet));
+    if (!id) return;
+    socket.send(encodeBindingResponse(id, { family: "IPv4", ...mapped() }), from.port, from.address);
+  });
+  await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
+  return {
+    server: `127.0.0.1:${socket.address().port}`,
+    close: () => new Promise<void>((resolve) => socket.close(() => resolve())),
+  };
+}
+
+Deno.test({
+  name: "doctor says what STUN sees of the terminal: a public address passes, a loopback one " +
+    "warns that peers cannot reach it; router mapping off is said as skipped",
+  ignore: NO_STACK,
+  async fn() {
+    const site = await makeSite({ receive: "imap" });
+    let answer = { address: "8.8.4.4", port: 40_000 };
+    const stun = await fakeStun(() => answer);
+    try {
+      const path = join(site.dir, "alice.toml");
+      await editSection(path, "terminal", set("stun_servers", `["${stun.server}"]`));
+      const run = () => mailpeer(["doctor", "-c", path, "--no-self-mail"], { env: site.env });
+      const good = await run();
+      assert.equal(good.code, 0, good.stdout + good.stderr);
+      assert.match(
+        good.stdout,
+        new RegExp(
+          `^PASS terminal\\.stun_servers stun: ${stun.server} sees this machine's UDP port \\d+ ` +
+            "as 8\\.8\\.4\\.4:40000 \\(a public address\\)$",
+          "m",
+        ),
+      );
+      assert.match(good.stdout, /^SKIP terminal\.port_mapping port-mapping: port_mapping = "off"/m);
+      answer = { address: "127.0.0.1", port: 40_001 };
+      const loopback = await run();
+      assert.equal(loopback.code, 0);
+      assert.match(
+        loopback.stdout,
+        /^WARN terminal\.stun_servers stun: .* as 127\.0\.0\.1:40001, a loopback address: peers on the internet cannot reach it; use a STUN server on the internet$/m,
+      );
+    } finally {
+      await stun.close();
       await site.cleanup();
     }
   },
