@@ -16,7 +16,7 @@ import { ConfigError, isMailpeerError } from "../errors.ts";
 import { configOption, loadConfigFor, onSignals, untilStopped } from "./common.ts";
 import { jsonLine, printable } from "./terminal_text.ts";
 import { openSource } from "./wire.ts";
-import { type CheckReport, type CheckResult, resultOf } from "./doctor/check.ts";
+import { type CheckReport, type CheckResult, needsTlsMessage, resultOf } from "./doctor/check.ts";
 import { checkConnection } from "./doctor/connection_check.ts";
 import { checkImap } from "./doctor/imap_check.ts";
 import { checkKeys } from "./doctor/key_check.ts";
@@ -98,7 +98,10 @@ async function checkPop3Login(
     return true;
   } catch (err) {
     if (!isMailpeerError(err)) throw err;
-    report(r.fail(err.message));
+    const where = `${receive.host}:${receive.port}`;
+    // The server's own words, inside the source's one line.
+    const answer = /\((-ERR .*?)\);/.exec(err.message)?.[1] ?? err.message;
+    report(r.fail(needsTlsMessage("POP3", where, receive.section, answer) ?? err.message));
     return false;
   } finally {
     await source.close().catch(() => {});
@@ -218,6 +221,20 @@ export function doctorCommand() {
     .description(
       "check the mail servers, keys, clock and reachability of a configuration; " +
         "print a checklist (exit 1 when a check fails)",
+    )
+    .addHelpText(
+      "after",
+      `
+Checks, each a line PASS, WARN, FAIL or SKIP with what is wrong and what to do:
+  key files (mode 0600) and host cards against the host keys; for every mail server of
+  [host] and [terminal]: DNS, TCP, TLS (trust, name, expiry, version), login; for IMAP the
+  capabilities (IDLE, MOVE, UIDPLUS, CONDSTORE, SPECIAL-USE), the mailbox, quarantine and
+  Junk folders; a mail to itself (round trip, then deleted) and the clock skew it shows;
+  STUN and the router mapping of a terminal. Warnings do not fail the run (docs/cli.md).
+
+Examples:
+  mailpeer doctor -c mailpeer.toml
+  mailpeer doctor --json | jq -c 'select(.status == "fail")'`,
     )
     .option("--json", "print one JSON object per check")
     .option("--no-self-mail", "do not mail each role's address to itself (no round trip, no skew)")

@@ -427,12 +427,46 @@ Deno.test({
       assert.equal(r.code, 0, r.stdout + r.stderr);
       assert.deepEqual(lines(r.stdout, "WARN").filter((l) => l.includes("junk-folder")), [
         "WARN terminal.receive junk-folder: 1 mailpeer mail sits in the Junk folder Junk: the " +
-        "provider's spam filter took them, and mailpeer never reads them; mark them \"not " +
+        "provider's spam filter took it, and mailpeer never reads it; mark it \"not " +
         `spam" and add a filter rule for subjects "[mailpeer] ${site.network} "`,
       ]);
     } finally {
       await client.mailboxDelete("Junk").catch(() => {});
       await client.logout();
+      await site.cleanup();
+    }
+  },
+});
+
+Deno.test({
+  name: "doctor checks a host reading POP3; without TLS it names the servers that refuse a " +
+    "login in clear",
+  ignore: NO_STACK,
+  async fn() {
+    const site = await makeSite({ receive: "pop3" });
+    try {
+      const path = join(site.dir, "host.toml");
+      const good = await mailpeer(["doctor", "-c", path], { env: site.env });
+      assert.equal(good.code, 0, good.stdout + good.stderr);
+      assert.match(good.stdout, /^PASS host\.receive login: logged in to POP3 127\.0\.0\.13:110 /m);
+      assert.match(
+        good.stdout,
+        /^PASS host\.receive self-mail: a mail to itself \(host@host\.test\) arrived in POP3 127\.0\.0\.13:110 after \d+ ms and was deleted$/m,
+      );
+      await editSection(path, "host.receive", set("tls", '"none"'));
+      await editSection(path, "host.send", set("tls", '"none"'));
+      const clear = await mailpeer(["doctor", "-c", path], { env: site.env });
+      assert.equal(clear.code, 1);
+      assert.deepEqual(lines(clear.stdout, "FAIL"), [
+        "FAIL host.receive login: POP3 127.0.0.13:110 refuses to log in without TLS (-ERR " +
+        "[AUTH] Plaintext authentication disallowed on non-secure (SSL/TLS) connections.); " +
+        'set host.receive.tls = "starttls" (or "implicit" with the implicit-TLS port)',
+        "FAIL host.send login: SMTP 127.0.0.13:587 refuses to log in without TLS (530 5.7.0 " +
+        'Must issue a STARTTLS command first); set host.send.tls = "starttls" (or "implicit" ' +
+        "with the implicit-TLS port)",
+      ]);
+      assert.equal(lines(clear.stdout, "WARN").filter((l) => l.includes(" tls: ")).length, 2);
+    } finally {
       await site.cleanup();
     }
   },
@@ -444,7 +478,11 @@ async function fakeStun(mapped: () => { address: string; port: number }) {
   socket.on("message", (packet, from) => {
     const id = decodeBindingRequest(new Uint8Array(packet));
     if (!id) return;
-    socket.send(encodeBindingResponse(id, { family: "IPv4", ...mapped() }), from.port, from.address);
+    socket.send(
+      encodeBindingResponse(id, { family: "IPv4", ...mapped() }),
+      from.port,
+      from.address,
+    );
   });
   await new Promise<void>((resolve) => socket.bind(0, "127.0.0.1", resolve));
   return {

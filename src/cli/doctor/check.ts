@@ -30,3 +30,22 @@ export function resultOf(check: string, target: string) {
     ({ check, target, status, message, ...(details ? { details } : {}) }) as CheckResult;
   return { pass: make("pass"), warn: make("warn"), fail: make("fail"), skip: make("skip") };
 }
+
+/** A server's refusal to log in over a connection without TLS (SMTP 530, POP3, IMAP). */
+const NEEDS_TLS =
+  /STARTTLS|plaintext authentication disallowed|PRIVACYREQUIRED|encryption required|TLS required/i;
+
+/**
+ * The line for a login refused because the connection has no TLS, or undefined when
+ * `answer` (the server's words) says something else.
+ */
+export function needsTlsMessage(
+  protocol: string,
+  where: string,
+  section: string,
+  answer: string,
+): string | undefined {
+  if (!NEEDS_TLS.test(answer)) return undefined;
+  return `${protocol} ${where} refuses to log in without TLS (${answer.trim()}); set ` +
+    `${section}.tls = "starttls" (or "implicit" with the implicit-TLS port)`;
+}

@@ -180,11 +180,12 @@ async function checkJunk(
     lock.release();
   }
   if (hits.length > 0) {
+    const them = hits.length === 1 ? "it" : "them";
     options.report(r.warn(
       `${hits.length === 1 ? "1 mailpeer mail sits" : `${hits.length} mailpeer mails sit`} in ` +
         `the Junk folder ` +
-        `${junk.path}: the provider's spam filter took them, and mailpeer never reads them; ` +
-        `mark them "not spam" and add a filter rule for subjects "${options.subject}"`,
+        `${junk.path}: the provider's spam filter took ${them}, and mailpeer never reads ${them}; ` +
+        `mark ${them} "not spam" and add a filter rule for subjects "${options.subject}"`,
       { folder: junk.path, mails: hits.length },
     ));
   } else {

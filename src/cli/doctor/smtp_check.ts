@@ -5,7 +5,7 @@
  * @module
  */
 import type { SendConfig } from "../../config/config_schema.ts";
-import { type CheckReport, resultOf } from "./check.ts";
+import { type CheckReport, needsTlsMessage, resultOf } from "./check.ts";
 
 /** An SMTP send section. */
 export type SmtpSend = Extract<SendConfig, { kind: "smtp" }>;
@@ -27,7 +27,9 @@ export async function checkSmtpLogin(
     requireTLS: config.tls === "starttls",
     ignoreTLS: config.tls === "none",
     ...(options.password !== undefined
-      ? { auth: { user: config.user, pass: options.password } }
+      // forceAuth: a server that offers no AUTH (e.g. not before STARTTLS) is asked anyway,
+      // so that its refusal is said here, not on every mail later.
+      ? { auth: { user: config.user, pass: options.password }, forceAuth: true }
       : {}),
     tls: {
       ...(ca !== undefined ? { ca } : {}),
@@ -56,11 +58,12 @@ export async function checkSmtpLogin(
     const answer = (e.response ?? e.message ?? String(err)).split("\n")[0]!.trim();
     options.report(
       r.fail(
-        e.code === "EAUTH"
-          ? `SMTP ${where} refused the login of ${config.user} (${answer}); check ${key}.user ` +
-            `and the password that ${key}.password_env / password_file gives`
-          : `Cannot log in to SMTP ${where}: ${answer}; check ${key}.port, ${key}.tls and ` +
-            `${key}.user`,
+        needsTlsMessage("SMTP", where, key, answer) ??
+          (e.code === "EAUTH"
+            ? `SMTP ${where} refused the login of ${config.user} (${answer}); check ${key}.user ` +
+              `and the password that ${key}.password_env / password_file gives`
+            : `Cannot log in to SMTP ${where}: ${answer}; check ${key}.port, ${key}.tls and ` +
+              `${key}.user`),
       ),
     );
     return false;
