@@ -215,6 +215,18 @@ function clockOffset(text: string): number {
   return (m[1] === "-" ? -1 : 1) * Math.round(Number(m[2]) * unit[m[3] ?? "s"]!);
 }
 
+/**
+ * Writes to stdout; a reader that went away (`doctor | head`) ends the printing, not the
+ * checks (the exit code still tells).
+ */
+function print(bytes: Uint8Array): void {
+  try {
+    Deno.stdout.writeSync(bytes);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.BrokenPipe)) throw err;
+  }
+}
+
 /** The `doctor` subcommand. */
 export function doctorCommand() {
   return configOption(new Command("doctor"))
@@ -264,10 +276,10 @@ Examples:
         const line = json
           ? jsonLine({ time: new Date().toISOString(), event: "doctor-check", ...r })
           : checklistLine(r);
-        Deno.stdout.writeSync(encoder.encode(line + "\n"));
+        print(encoder.encode(line + "\n"));
       };
       if (!json) {
-        Deno.stdout.writeSync(
+        print(
           encoder.encode(`mailpeer doctor: ${config.path ?? "configuration"}\n`),
         );
       }
@@ -282,7 +294,7 @@ Examples:
       const summary = `${counts.pass} passed, ${counts.warn} warning${
         counts.warn === 1 ? "" : "s"
       }, ${counts.fail} failed, ${counts.skip} skipped`;
-      Deno.stdout.writeSync(encoder.encode(
+      print(encoder.encode(
         (json
           ? jsonLine({ time: new Date().toISOString(), event: "doctor-done", ...counts })
           : summary) +
