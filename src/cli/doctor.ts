@@ -52,12 +52,13 @@ async function password(
 /** Checks a receive section; resolves whether the self-mail can be awaited there. */
 async function checkReceive(
   receive: ReceiveConfig,
+  role: string,
   config: Config,
   options: DoctorOptions & { now: () => number },
 ): Promise<boolean> {
   const { report } = options;
   if (receive.kind === "local") {
-    return await checkLocalDir(receive.maildir, "receive maildir", report);
+    return await checkLocalDir(receive.maildir, `${role}.receive`, "maildir", report);
   }
   const protocol = receive.kind === "imap" ? "IMAP" : "POP3";
   const reached = await checkConnection(receive, protocol, { now: options.now, report });
@@ -111,10 +112,13 @@ async function checkPop3Login(
 /** Checks a send section; resolves whether it can send the self-mail. */
 async function checkSend(
   send: SendConfig,
+  role: string,
   options: DoctorOptions & { now: () => number },
 ): Promise<boolean> {
   const { report } = options;
-  if (send.kind === "local") return await checkLocalDir(send.postOffice, "post office", report);
+  if (send.kind === "local") {
+    return await checkLocalDir(send.postOffice, `${role}.send`, "post_office", report);
+  }
   const reached = await checkConnection(send, "SMTP", { now: options.now, report });
   if (!reached.usable) return false;
   const secret = await password(send, report);
@@ -122,20 +126,33 @@ async function checkSend(
   return await checkSmtpLogin(send, { password: secret.value, report });
 }
 
-/** A local post office or Maildir: the directory is there. */
-async function checkLocalDir(path: string, what: string, report: CheckReport): Promise<boolean> {
-  const r = resultOf("directory", what);
+/**
+ * A local post office or Maildir: a directory, or not there yet (mailpeer makes it on first
+ * use, as the self-mail will).
+ */
+async function checkLocalDir(
+  path: string,
+  section: string,
+  key: string,
+  report: CheckReport,
+): Promise<boolean> {
+  const r = resultOf("directory", section);
   try {
     const info = await Deno.stat(path);
     if (!info.isDirectory) {
-      report(r.fail(`${path} is not a directory; check the configuration's ${what}`));
+      report(r.fail(`${path} is not a directory; set ${section}.${key} to a directory`));
       return false;
     }
     report(r.pass(`${path} is a directory`));
     return true;
   } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      report(r.pass(`${path} does not exist yet: mailpeer makes it on first use`));
+      return true;
+    }
     report(r.fail(
-      `${path} cannot be read (${(err as Error).message}); check the configuration's ${what}`,
+      `${path} cannot be read (${(err as Error).message}); check ${section}.${key} and its ` +
+        "permissions",
     ));
     return false;
   }
@@ -162,8 +179,8 @@ export async function runDoctor(config: Config, options: DoctorOptions): Promise
   const { report } = options;
   await checkKeys(config, report);
   for (const role of rolesOf(config)) {
-    const receiving = await checkReceive(role.receive, config, o);
-    const sending = await checkSend(role.send, o);
+    const receiving = await checkReceive(role.receive, role.role, config, o);
+    const sending = await checkSend(role.send, role.role, o);
     const target = `${role.role}.receive`;
     if (options.selfMail === false) {
       report(resultOf("self-mail", target).skip("not tried (--no-self-mail)"));

@@ -528,6 +528,73 @@ Deno.test({
   },
 });
 
+Deno.test(
+  "doctor on a local post office: a good file passes with the self-mail; an identity others " +
+    "can read and a host card with other keys than the host's are each named with the fix",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "mailpeer-doctor-local-" });
+    try {
+      const keygen = async (args: string[]) => {
+        const r = await mailpeer(["keygen", ...args, "--json"], { cwd: dir });
+        assert.equal(r.code, 0, r.stderr);
+        return events(r.stdout)[0];
+      };
+      const card = (await keygen(["--host", "host@lan.local", "-o", "host.keys.json"]))!
+        .card as string;
+      const other = (await keygen(["--host", "host@lan.local", "-o", "other.keys.json"]))!
+        .card as string;
+      await keygen(["--user", "alice", "-o", "alice.json"]);
+      const config = (hosts: string) =>
+        Deno.writeTextFile(
+          join(dir, "mailpeer.toml"),
+          `network = "lan"
+post_office = "po"
+[host]
+email = "host@lan.local"
+keys = "host.keys.json"
+[terminal]
+user_id = "alice"
+email = "alice@lan.local"
+identity = "alice.json"
+hosts = ["${hosts}"]
+address = "127.0.0.1"
+`,
+        );
+      await config(card);
+      const good = await mailpeer(["doctor"], { cwd: dir });
+      assert.equal(good.code, 0, good.stdout + good.stderr);
+      assert.match(
+        good.stdout,
+        /^PASS terminal\.hosts host-card: terminal\.hosts\[0\] matches the keys in /m,
+      );
+      assert.match(
+        good.stdout,
+        /^PASS terminal\.receive self-mail: a mail to itself \(alice@lan\.local\) arrived in the Maildir .* and was deleted$/m,
+      );
+      for (const who of ["host@lan.local", "alice@lan.local"]) {
+        assert.deepEqual([...Deno.readDirSync(join(dir, "po", who, "new"))], [], "no mail left");
+      }
+
+      await config(other);
+      await Deno.chmod(join(dir, "alice.json"), 0o644);
+      const bad = await mailpeer(["doctor"], { cwd: dir });
+      assert.equal(bad.code, 1);
+      const identity = join(dir, "alice.json");
+      const keys = join(dir, "host.keys.json");
+      assert.deepEqual(lines(bad.stdout, "FAIL"), [
+        `FAIL terminal.identity key-file: Cannot use the key file ${identity}: it has mode 0644, ` +
+        "so other users of this machine can read or replace its private keys; run chmod 600 " +
+        identity,
+        `FAIL terminal.hosts host-card: terminal.hosts[0] names host@lan.local with other keys ` +
+        `than ${keys} holds: the host cannot open this terminal's requests, and its replies ` +
+        `fail the signature check; replace it with what \`mailpeer keygen --card ${keys}\` prints`,
+      ]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
 Deno.test("doctor without a [host] or [terminal] section says what to add", async () => {
   const dir = await Deno.makeTempDir();
   try {
