@@ -265,7 +265,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "doctor names an untrusted certificate: no ca_file for a private CA, or another CA's file",
+  name: "doctor names an untrusted certificate (no ca_file for a private CA, or another CA's " +
+    "file) and a certificate for another name",
   ignore: NO_STACK,
   async fn() {
     const site = await makeSite({ receive: "imap" });
@@ -297,6 +298,19 @@ Deno.test({
             }; set terminal\\.send\\.ca_file to the PEM of the CA that signed it$`,
         ),
       );
+
+      // The right CA, but the certificate is not for the name servername says.
+      await editSection(path, "terminal.receive", set("ca_file", JSON.stringify(STACK!.caFile)));
+      await editSection(path, "terminal.receive", set("servername", '"mail.b.test"'));
+      await editSection(path, "terminal.send", set("ca_file", JSON.stringify(STACK!.caFile)));
+      const named = await mailpeer(["doctor", "-c", path, "--no-self-mail"], { env: site.env });
+      assert.equal(named.code, 1);
+      assert.deepEqual(lines(named.stdout, "FAIL"), [
+        "FAIL terminal.receive tls: the certificate of 127.0.0.11:143 (CN=mail.a.test, issued " +
+        "by CN=mailpeer test CA) is not valid for the name mail.b.test (Hostname/IP does not " +
+        "match certificate's altnames); set terminal.receive.servername to a name it lists " +
+        "(DNS:a.test, DNS:mail.a.test, IP Address:127.0.0.11, IP Address:198.18.0.251)",
+      ]);
     } finally {
       await Deno.remove(certs, { recursive: true });
       await site.cleanup();
@@ -305,7 +319,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "doctor names an expired certificate with the day it expired and what to do",
+  name: "doctor names an expired certificate with the day it expired and what to do, and " +
+    "warns of one that expires within 14 days",
   ignore: NO_STACK,
   async fn() {
     const site = await makeSite({ receive: "imap" });
@@ -341,6 +356,30 @@ Deno.test({
       assert.match(
         r.stdout,
         /^SKIP terminal\.receive self-mail: not tried: terminal\.receive failed above$/m,
+      );
+
+      // A certificate that expires in 5 days (by this machine's clock, which openssl shares).
+      await server.close();
+      const soon = await Deno.makeTempDir({ dir: certs });
+      const stamp = (ms: number) =>
+        new Date(ms).toISOString().replace(/[-:T]/g, "").replace(/\.\d+Z$/, "Z");
+      await makeCertificate(soon, "20200101000000Z", stamp(Date.now() + 5 * 86_400_000 + 60_000));
+      server = tlsListener(soon);
+      const port = server.port;
+      await editSection(
+        path,
+        "terminal.receive",
+        (ls) => set("ca_file", JSON.stringify(join(soon, "ca.crt")))(set("port", String(port))(ls)),
+      );
+      const warned = await mailpeer(["doctor", "-c", path], { env: site.env });
+      assert.match(
+        warned.stdout,
+        new RegExp(
+          `^WARN terminal\\.receive tls: the certificate of 127\\.0\\.0\\.1:${port} ` +
+            "\\(CN=127\\.0\\.0\\.1, issued by CN=doctor test CA\\) expires in 5 days " +
+            "\\(\\d{4}-\\d\\d-\\d\\d\\); renew it on the server \\(or ask the mail provider to\\) soon$",
+          "m",
+        ),
       );
     } finally {
       await server?.close();
