@@ -641,6 +641,125 @@ address = "127.0.0.1"
   },
 );
 
+/**
+ * A plain-text IMAP server on 127.0.0.1 with only the capabilities `caps`: it accepts any
+ * login, lists INBOX and answers OK to everything else.
+ */
+function fakeImap(caps: string) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const encoder = new TextEncoder();
+  const conns = new Set<Deno.Conn>();
+  const serve = async (conn: Deno.Conn) => {
+    conns.add(conn);
+    const say = (text: string) => conn.write(encoder.encode(text + "\r\n"));
+    try {
+      await say(`* OK [CAPABILITY IMAP4rev1 ${caps}] fake IMAP ready`);
+      let buffer = "";
+      for await (const chunk of conn.readable.pipeThrough(new TextDecoderStream())) {
+        buffer += chunk;
+        let nl: number;
+        while ((nl = buffer.indexOf("\n")) >= 0) {
+          const [tag, command] = buffer.slice(0, nl).trim().split(" ");
+          buffer = buffer.slice(nl + 1);
+          switch (command?.toUpperCase()) {
+            case "CAPABILITY":
+              await say(`* CAPABILITY IMAP4rev1 ${caps}`);
+              break;
+            case "LIST":
+              await say('* LIST (\\HasNoChildren) "/" INBOX');
+              break;
+            case "LOGOUT":
+              await say("* BYE");
+              await say(`${tag} OK done`);
+              conn.close();
+              return;
+          }
+          await say(`${tag} OK done`);
+        }
+      }
+    } catch {
+      // the client went away
+    } finally {
+      conns.delete(conn);
+    }
+  };
+  const serving = (async () => {
+    for await (const conn of listener) serve(conn);
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    close: async () => {
+      listener.close();
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch { /* closed */ }
+      }
+      await serving;
+    },
+  };
+}
+
+Deno.test(
+  "doctor says what mailpeer falls back to without IDLE, MOVE, CONDSTORE and SPECIAL-USE",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "mailpeer-doctor-caps-" });
+    const imap = fakeImap("UIDPLUS");
+    try {
+      const r0 = await mailpeer(["keygen", "--user", "alice", "-o", "alice.json"], { cwd: dir });
+      assert.equal(r0.code, 0, r0.stderr);
+      await Deno.writeTextFile(
+        join(dir, "mailpeer.toml"),
+        `network = "lan"
+post_office = "po"
+[terminal]
+user_id = "alice"
+email = "alice@lan.local"
+identity = "alice.json"
+hosts = ["mailpeer1:host@lan.local:Xy1BBbcr6K_whZUwgm-wkf67sTV8vWRa9Y4pUuDajAg:E1KfZ7vQSHvuHQqhZZRDtAvmR9b95Wf6Gts6s7JNgqQ"]
+address = "127.0.0.1"
+[terminal.receive]
+kind = "imap"
+host = "127.0.0.1"
+port = ${imap.port}
+tls = "none"
+user = "alice"
+password_env = "MP_FAKE_IMAP"
+idle = true
+`,
+      );
+      const r = await mailpeer(["doctor", "--no-self-mail"], {
+        cwd: dir,
+        env: { MP_FAKE_IMAP: "anything" },
+      });
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      const imapLines = r.stdout.split("\n").filter((l) => / terminal\.receive imap-/.test(l));
+      assert.deepEqual(imapLines, [
+        "WARN terminal.receive imap-idle: IDLE is missing: mailpeer polls with NOOP every " +
+        "poll_interval: replies come later",
+        "WARN terminal.receive imap-move: MOVE is missing: imapflow moves by COPY, then flag " +
+        "and expunge: not atomic, so keep one host process per mailbox",
+        "PASS terminal.receive imap-uidplus: UIDPLUS: deletes expunge exactly mailpeer's own mails",
+        "PASS terminal.receive imap-condstore: CONDSTORE is missing (mailpeer does without): " +
+        "claims are plain MOVEs, safe for one host process per mailbox only",
+        "PASS terminal.receive imap-special-use: SPECIAL-USE is missing (mailpeer does " +
+        "without): the Junk folder is looked for by its usual names (Junk, Spam)",
+      ]);
+      assert.match(
+        r.stdout,
+        /^WARN terminal\.receive tls: IMAP 127\.0\.0\.1:\d+ is used without TLS/m,
+      );
+      assert.match(
+        r.stdout,
+        /^PASS terminal\.receive login: logged in to IMAP 127\.0\.0\.1:\d+ as alice /m,
+      );
+    } finally {
+      await imap.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
 Deno.test("doctor without a [host] or [terminal] section says what to add", async () => {
   const dir = await Deno.makeTempDir();
   try {
