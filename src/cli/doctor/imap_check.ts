@@ -7,7 +7,7 @@
  */
 import { ImapFlow, type ListResponse } from "imapflow";
 import type { ReceiveConfig } from "../../config/config_schema.ts";
-import { connectionError } from "../../mail/imap/errors.ts";
+import { commandError, connectionError } from "../../mail/imap/errors.ts";
 import { type CheckReport, resultOf } from "./check.ts";
 
 /** An IMAP receive section. */
@@ -110,6 +110,9 @@ export async function checkImap(config: ImapReceive, options: ImapCheckOptions):
     const folders = await client.list();
     checkFolders(folders, config, report);
     await checkJunk(client, folders, config, options);
+  } catch (err) {
+    // A server that refuses LIST or EXAMINE after the login: said, and the run goes on.
+    report(resultOf("folders", key).fail(commandError(err, "look at the folders of", ctx).message));
   } finally {
     await client.logout().catch(() => client.close());
   }
