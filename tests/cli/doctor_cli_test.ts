@@ -11,6 +11,7 @@ import { events, mailpeer } from "../support/cli.ts";
 import { ImapFlow } from "imapflow";
 import { account, NO_STACK, STACK } from "../support/mailstack.ts";
 import { makeSite } from "../support/site.ts";
+import { FakeUpnpGateway } from "../terminal/port_mapping/fake_upnp_gateway.ts";
 import { decodeBindingRequest, encodeBindingResponse } from "../../src/net/stun_message.ts";
 
 /** The checklist lines of one status (`PASS`, `WARN`, `FAIL`, `SKIP`). */
@@ -755,6 +756,55 @@ idle = true
       );
     } finally {
       await imap.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+Deno.test(
+  "doctor asks the router for a mapping and releases it; a router that maps nothing is a " +
+    "warning that says what peers fall back to",
+  async () => {
+    const dir = await Deno.makeTempDir({ prefix: "mailpeer-doctor-router-" });
+    const router = new FakeUpnpGateway();
+    try {
+      const r0 = await mailpeer(["keygen", "--user", "alice", "-o", "alice.json"], { cwd: dir });
+      assert.equal(r0.code, 0, r0.stderr);
+      const config = (url: string) =>
+        Deno.writeTextFile(
+          join(dir, "mailpeer.toml"),
+          `network = "lan"
+post_office = "po"
+[terminal]
+user_id = "alice"
+email = "alice@lan.local"
+identity = "alice.json"
+hosts = ["mailpeer1:host@lan.local:Xy1BBbcr6K_whZUwgm-wkf67sTV8vWRa9Y4pUuDajAg:E1KfZ7vQSHvuHQqhZZRDtAvmR9b95Wf6Gts6s7JNgqQ"]
+address = "127.0.0.1"
+port = 4100
+port_mapping = { upnp_url = "${url}", protocols = ["upnp"] }
+`,
+        );
+      await config(router.rootUrl);
+      const mapped = await mailpeer(["doctor", "--no-self-mail"], { cwd: dir });
+      assert.equal(mapped.code, 0, mapped.stdout + mapped.stderr);
+      assert.match(
+        mapped.stdout,
+        /^PASS terminal\.port_mapping port-mapping: the router maps 203\.0\.113\.9:\d+ to port 4100\/tcp \(released again\)$/m,
+      );
+      assert.equal(router.mappings.size, 0, "the router forgot the mapping");
+      assert.ok(router.calls.some((call) => call.action === "DeletePortMapping"));
+
+      // Nothing listens on port 1 of the loopback: the "router" refuses every connection.
+      await config("http://127.0.0.1:1/rootDesc.xml");
+      const refused = await mailpeer(["doctor", "--no-self-mail"], { cwd: dir });
+      assert.equal(refused.code, 0, refused.stdout + refused.stderr);
+      assert.match(
+        refused.stdout,
+        /^WARN terminal\.port_mapping port-mapping: .+; without a mapping peers reach this terminal only by hole punching or a relay$/m,
+      );
+    } finally {
+      await router.close();
       await Deno.remove(dir, { recursive: true });
     }
   },
