@@ -32,6 +32,7 @@ const SUBCOMMANDS: Record<string, () => Promise<Command[]>> = {
   "turn-check": async () => [
     (await import("./src/cli/turn_check.ts")).turnCheckCommand() as unknown as Command,
   ],
+  doctor: async () => [(await import("./src/cli/doctor.ts")).doctorCommand() as unknown as Command],
 };
 
 const EXIT_CODES = `Exit codes:

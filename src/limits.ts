@@ -38,6 +38,8 @@ export const DEFAULT_TABLE_CAPACITY = 1000;
 export const DEFAULT_EXPIRY_MS = 12 * 60 * 60 * 1000;
 /** How far a request's Date may lie in the future (clock skew), in ms. */
 export const MAX_CLOCK_SKEW_MS = 10 * 60 * 1000;
+/** How long `mailpeer doctor` waits for the mail it sends itself, in ms. */
+export const DOCTOR_SELF_MAIL_TIMEOUT_MS = 60_000;
 
 /** How long a terminal waits for the reply by default, in ms (configurable). */
 export const DEFAULT_REPLY_TIMEOUT_MS = 120_000;
