@@ -82,16 +82,38 @@ export async function imapCertainlyEmpty(
   network: string,
 ): Promise<boolean> {
   if (config.kind !== "imap") return false;
+  // A Junk folder found by its special use is only known after a LIST: take the full path.
+  if (config.junk === "auto") return false;
   const { probeImap } = await import("../mail/imap/probe.ts");
   const server = await serverOptions(config, `IMAP password of ${config.user}`);
   if (server.accessToken) return false; // the probe logs in with a password only
-  const found = await probeImap(loginOf(server), {
-    mailbox: config.mailbox,
-    subject: `[mailpeer] ${network} `,
-    timeoutMs: IMAP_PROBE_TIMEOUT_MS,
-    configKey: config.section,
-  });
-  return found === false;
+  const mailboxes = config.junk === "off" ? [config.mailbox] : [config.mailbox, config.junk];
+  for (const mailbox of mailboxes) {
+    const found = await probeImap(loginOf(server), {
+      mailbox,
+      subject: `[mailpeer] ${network} `,
+      timeoutMs: IMAP_PROBE_TIMEOUT_MS,
+      configKey: config.section,
+    });
+    if (found !== false) return false;
+  }
+  return true;
+}
+
+/**
+ * The Junk folder an IMAP receiver also reads: the configured one, the one the server marks
+ * `\Junk` (`auto`), or none (`off`, or no such folder). A failure to find it leaves the Junk
+ * folder unread: the inbox's own source reports a login problem, in its own time.
+ */
+async function junkFolderOf(
+  config: Extract<ReceiveConfig, { kind: "imap" }>,
+  login: MailLogin,
+  configKey: string,
+): Promise<string | undefined> {
+  if (config.junk === "off") return undefined;
+  if (config.junk !== "auto") return config.junk;
+  const { findJunkFolder } = await import("../mail/imap/junk.ts");
+  return await findJunkFolder(login, { configKey }).catch(() => undefined);
 }
 
 /** Opens the mail source a role is configured with. */
@@ -113,15 +135,22 @@ export async function openSource(
     }
     case "imap": {
       const { ImapSource } = await import("../mail/imap/source.ts");
-      const server = await serverOptions(config, `IMAP password of ${config.user}`);
-      return new ImapSource(loginOf(server), {
-        mailbox: config.mailbox,
-        quarantine: config.quarantine,
-        idle: config.idle,
-        ...(readAhead ? {} : { prefetchBytes: 0 }),
-        ...sourceOptions,
-        configKey: configKey ?? config.section,
-      });
+      const login = loginOf(await serverOptions(config, `IMAP password of ${config.user}`));
+      const key = configKey ?? config.section;
+      const open = (mailbox: string) =>
+        new ImapSource(login, {
+          mailbox,
+          quarantine: config.quarantine,
+          idle: config.idle,
+          ...(readAhead ? {} : { prefetchBytes: 0 }),
+          ...sourceOptions,
+          configKey: key,
+        });
+      const junk = await junkFolderOf(config, login, key);
+      if (junk === undefined || junk === config.mailbox) return open(config.mailbox);
+      // Mail a spam filter filed into Junk is read too (docs/config.md "Junk folders").
+      const { MergedSource } = await import("../mail/merged_source.ts");
+      return new MergedSource([open(config.mailbox), open(junk)]);
     }
     case "pop3": {
       const { Pop3Source } = await import("../mail/pop3/source.ts");

@@ -41,7 +41,20 @@ export interface TurnServerConfig {
 /** How a role reads its mailbox. */
 export type ReceiveConfig =
   | { kind: "local"; maildir: string }
-  | ({ kind: "imap"; mailbox: string; quarantine: string; idle: boolean } & ServerConfig)
+  | (
+    & {
+      kind: "imap";
+      mailbox: string;
+      quarantine: string;
+      idle: boolean;
+      /**
+       * `junk`: also read the Junk folder: `auto` (the one the server marks `\Junk`), `off`,
+       * or a folder's name (docs/config.md "Junk folders").
+       */
+      junk: string;
+    }
+    & ServerConfig
+  )
   | ({ kind: "pop3" } & ServerConfig);
 
 /** How a role sends mail; a host's accounts may carry caps (docs/providers.md "Sending limits"). */

@@ -253,7 +253,7 @@ const SERVER_KEYS = [
 ] as const;
 const RECEIVE_KEYS = {
   local: ["kind", "maildir"],
-  imap: [...SERVER_KEYS, "token_command", "mailbox", "quarantine", "idle"],
+  imap: [...SERVER_KEYS, "token_command", "mailbox", "quarantine", "idle", "junk"],
   pop3: SERVER_KEYS,
 } as const;
 const SEND_KEYS = {
@@ -428,6 +428,7 @@ function readReceive(
     mailbox: r.string(t, "mailbox", "INBOX"),
     quarantine: r.string(t, "quarantine", "Quarantine"),
     idle: r.bool(t, "idle", idleDefault),
+    junk: r.string(t, "junk", "auto"),
   };
 }
 
