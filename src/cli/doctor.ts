@@ -11,7 +11,7 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import type { Config, ReceiveConfig, SendConfig } from "../config/config_schema.ts";
-import { resolveSecret } from "../config/secret.ts";
+import { resolveSecret, runTokenCommand } from "../config/secret.ts";
 import { ConfigError, isMailpeerError } from "../errors.ts";
 import { configOption, loadConfigFor, onSignals, untilStopped } from "./common.ts";
 import { jsonLine, printable } from "./terminal_text.ts";
@@ -34,11 +34,29 @@ export interface DoctorOptions {
   signal?: AbortSignal;
 }
 
-/** Resolves a section's password; a failure is the section's `password` line. */
+/**
+ * Resolves a section's password, or runs its OAuth2 `token_command`; a failure is the section's
+ * `password` (or `token`) line.
+ */
 async function password(
-  config: { password?: Parameters<typeof resolveSecret>[0]; section: string; user: string },
+  config: {
+    password?: Parameters<typeof resolveSecret>[0];
+    tokenCommand?: string[];
+    section: string;
+    user: string;
+  },
   report: CheckReport,
-): Promise<{ ok: boolean; value?: string }> {
+): Promise<{ ok: boolean; value?: string; token?: string }> {
+  if (config.tokenCommand) {
+    try {
+      const token = await runTokenCommand(config.tokenCommand, `OAuth2 token of ${config.user}`);
+      return { ok: true, token };
+    } catch (err) {
+      if (!isMailpeerError(err)) throw err;
+      report(resultOf("token", config.section).fail(err.message));
+      return { ok: false };
+    }
+  }
   if (!config.password) return { ok: true };
   try {
     return { ok: true, value: await resolveSecret(config.password, `password of ${config.user}`) };
@@ -66,7 +84,7 @@ async function checkReceive(
   const secret = await password(receive, report);
   if (!secret.ok) return false;
   if (receive.kind === "pop3") return await checkPop3Login(receive, report);
-  if (secret.value === undefined) {
+  if (secret.value === undefined && secret.token === undefined) {
     report(
       resultOf("login", receive.section).fail(
         `IMAP needs a password; set ${receive.section}.password_env or password_file`,
@@ -75,7 +93,7 @@ async function checkReceive(
     return false;
   }
   return await checkImap(receive, {
-    password: secret.value,
+    ...(secret.token !== undefined ? { accessToken: secret.token } : { password: secret.value! }),
     subject: `[mailpeer] ${config.network} `,
     report,
   });
@@ -123,7 +141,11 @@ async function checkSend(
   if (!reached.usable) return false;
   const secret = await password(send, report);
   if (!secret.ok) return false;
-  return await checkSmtpLogin(send, { password: secret.value, report });
+  return await checkSmtpLogin(send, {
+    password: secret.value,
+    ...(secret.token !== undefined ? { accessToken: secret.token } : {}),
+    report,
+  });
 }
 
 /**

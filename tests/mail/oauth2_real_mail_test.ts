@@ -12,6 +12,7 @@ import { runTokenCommand } from "../../src/config/secret.ts";
 import { ImapSource } from "../../src/mail/imap/source.ts";
 import { SmtpSender } from "../../src/mail/smtp/sender.ts";
 import type { AccessToken } from "../../src/mail/types.ts";
+import { events, mailpeer } from "../support/cli.ts";
 import { account, NO_STACK, STACK } from "../support/mailstack.ts";
 
 const ADDRESS = "alice2@a.test";
@@ -143,4 +144,50 @@ Deno.test("a token command that fails, prints nothing or is missing is one ESECR
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "doctor logs in with token_command over IMAP and SMTP and passes",
+  ignore: NO_OAUTH2,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "mailpeer-oauth2-" });
+    const endpoint = introspection(new Set(["fresh-token-2"]));
+    try {
+      const { provider } = account(ADDRESS);
+      await tokenCommand(dir, "fresh-token-2", "fresh-token-2"); // writes token.sh
+      const host = await mailpeer([
+        "keygen",
+        "--host",
+        "host@host.test",
+        "-o",
+        "host.keys.json",
+        "--json",
+      ], { cwd: dir });
+      const card = events(host.stdout)[0]?.card as string;
+      assert.equal(
+        (await mailpeer(["keygen", "--user", "alice2", "-o", "alice2.json"], { cwd: dir })).code,
+        0,
+      );
+      const server = (kind: string, port: number) =>
+        `kind = "${kind}"\nhost = "${provider.ip}"\nport = ${port}\ntls = "starttls"\n` +
+        `user = "${ADDRESS}"\nca_file = "${provider.caFile}"\nservername = "${provider.hostname}"\n` +
+        `token_command = ["${join(dir, "token.sh")}"]\n`;
+      await Deno.writeTextFile(
+        join(dir, "mailpeer.toml"),
+        `network = "oauth2"\n[terminal]\nuser_id = "alice2"\nemail = "${ADDRESS}"\n` +
+          `identity = "alice2.json"\nhosts = ["${card}"]\naddress = "127.0.0.1"\n` +
+          `[terminal.receive]\n${server("imap", provider.ports.imap)}junk = "off"\n` +
+          `[terminal.send]\n${server("smtp", provider.ports.submission)}`,
+      );
+      const r = await mailpeer(["doctor", "--config", "mailpeer.toml", "--json"], { cwd: dir });
+      const checks = events(r.stdout).filter((e) => e.event === "doctor-check");
+      const logins = checks.filter((e) => e.check === "login");
+      assert.deepEqual(logins.map((e) => e.status), ["pass", "pass"], r.stdout + r.stderr);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.ok(endpoint.asked.includes("fresh-token-2"));
+    } finally {
+      await endpoint.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

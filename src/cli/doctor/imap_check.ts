@@ -60,8 +60,10 @@ export interface ImapCheckOptions {
   /** The subject prefix of this network's mail, to look for in the Junk folder. */
   subject: string;
   report: CheckReport;
-  /** Resolved password. */
-  password: string;
+  /** Resolved password (or, for OAuth2, `accessToken`). */
+  password?: string;
+  /** An OAuth2 access token from the section's `token_command` (XOAUTH2). */
+  accessToken?: string;
 }
 
 /**
@@ -86,7 +88,9 @@ export async function checkImap(config: ImapReceive, options: ImapCheckOptions):
       ...(config.servername ? { servername: config.servername } : {}),
       rejectUnauthorized: !config.insecure,
     },
-    auth: { user: config.user, pass: options.password },
+    auth: options.accessToken !== undefined
+      ? { user: config.user, accessToken: options.accessToken }
+      : { user: config.user, pass: options.password ?? "" },
     logger: false,
     disableAutoIdle: true,
     connectionTimeout: config.connectTimeoutMs,

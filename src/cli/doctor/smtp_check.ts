@@ -13,7 +13,7 @@ export type SmtpSend = Extract<SendConfig, { kind: "smtp" }>;
 /** Logs in to the SMTP server of `config`; resolves true when it accepted the login. */
 export async function checkSmtpLogin(
   config: SmtpSend,
-  options: { password: string | undefined; report: CheckReport },
+  options: { password: string | undefined; accessToken?: string; report: CheckReport },
 ): Promise<boolean> {
   const key = config.section;
   const where = `${config.host}:${config.port}`;
@@ -29,9 +29,14 @@ export async function checkSmtpLogin(
     secure: config.tls === "implicit",
     requireTLS: config.tls === "starttls",
     ignoreTLS: config.tls === "none",
-    ...(options.password !== undefined
-      // forceAuth: a server that offers no AUTH (e.g. not before STARTTLS) is asked anyway,
-      // so that its refusal is said here, not on every mail later.
+    // forceAuth: a server that offers no AUTH (e.g. not before STARTTLS) is asked anyway, so
+    // that its refusal is said here, not on every mail later.
+    ...(options.accessToken !== undefined
+      ? {
+        auth: { type: "OAuth2" as const, user: config.user, accessToken: options.accessToken },
+        forceAuth: true,
+      }
+      : options.password !== undefined
       ? { auth: { user: config.user, pass: options.password }, forceAuth: true }
       : {}),
     tls: {
@@ -48,7 +53,7 @@ export async function checkSmtpLogin(
     await transport.verify();
     const ms = Math.round(performance.now() - started);
     options.report(
-      options.password === undefined
+      options.password === undefined && options.accessToken === undefined
         ? r.warn(
           `SMTP ${where} was not asked to log in (no password configured): most providers ` +
             `refuse mail to other domains without it; set ${key}.password_env or password_file`,
