@@ -153,6 +153,44 @@ export {
 export { JsonFileStore } from "./src/host/store/json_file_store.ts";
 export { MemoryStore } from "./src/host/store/memory_store.ts";
 
+/**
+ * A status page and metrics for a long-running host (docs/status.md): a {@link HostStatus}
+ * collects what the host reports through its events, and {@link serveStatus} shows it on
+ * loopback: `/` an HTML page, `/status.json` and `/metrics` (Prometheus text format).
+ *
+ * @example Watch a host answer on its status server
+ * ```ts
+ * import {
+ *   generateHostKeys, Host, HostStatus, MaildirPostOffice, MaildirSender, MaildirSource,
+ *   MemoryStore, serveStatus,
+ * } from "./mod.ts";
+ *
+ * const dir = await Deno.makeTempDir();
+ * const po = new MaildirPostOffice(dir);
+ * const status = new HostStatus();
+ * const store = new MemoryStore();
+ * const source = new MaildirSource(await po.ensureMailbox("host@lan.local"));
+ * const host = new Host({
+ *   keys: await generateHostKeys("host@lan.local"), network: "lan", source,
+ *   sender: new MaildirSender(po), store, onEvent: status.sink, // or status.wrap(yourSink)
+ * });
+ * await host.processPending(); // a pass over an empty mailbox
+ * const server = await serveStatus({ status, table: () => store.read(), port: 0 });
+ * const metrics = await (await fetch(new URL("metrics", server.url))).text();
+ * console.log(metrics.includes("mailpeer_host_passes_total 1")); // true
+ * await server.close();
+ * await source.close();
+ * await Deno.remove(dir, { recursive: true });
+ * ```
+ */
+export { HostStatus, type HostStatusOptions, type StatusSnapshot } from "./src/host/status.ts";
+export {
+  serveStatus,
+  startStatus,
+  type StatusServer,
+  type StatusServerOptions,
+} from "./src/host/status_server.ts";
+
 export type { PeerLink, PeerListener, PeerTransport, ReceiveOptions } from "./src/peer/types.ts";
 export { TcpTransport } from "./src/peer/tcp_transport.ts";
 export { UdpTransport, type UdpTransportOptions } from "./src/peer/udp_transport.ts";

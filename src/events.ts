@@ -110,6 +110,8 @@ export type MailpeerEvent =
      * (docs/cli.md "combined").
      */
     | { event: "host-serving" }
+    /** `host --status`: the status page and `/metrics` are served at `url` (docs/status.md). */
+    | { event: "status-serving"; url: string }
     /**
      * The CLI's last event when Ctrl-C (SIGINT) or SIGTERM stopped the run (docs/cli.md
      * "Stopping").

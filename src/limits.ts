@@ -38,6 +38,8 @@ export const DEFAULT_TABLE_CAPACITY = 1000;
 export const DEFAULT_EXPIRY_MS = 12 * 60 * 60 * 1000;
 /** How far a request's Date may lie in the future (clock skew), in ms. */
 export const MAX_CLOCK_SKEW_MS = 10 * 60 * 1000;
+/** How long `mailpeer doctor` waits for the mail it sends itself, in ms. */
+export const DOCTOR_SELF_MAIL_TIMEOUT_MS = 60_000;
 
 /** How long a terminal waits for the reply by default, in ms (configurable). */
 export const DEFAULT_REPLY_TIMEOUT_MS = 120_000;
@@ -371,6 +373,40 @@ export const MIN_UPGRADE_INTERVAL_MS = 1_000;
 /** Longest `terminal.upgrade_interval` accepted, in ms. */
 export const MAX_UPGRADE_INTERVAL_MS = 60 * 60 * 1000;
 
+// The host's status page and metrics (docs/status.md "Limits"): what `HostStatus` keeps is
+// bounded, since user ids, reasons and subjects come from mail.
+/** Entries kept in each recent list (requests, replies, quarantines, deletions, errors). */
+export const STATUS_RECENT_ENTRIES = 50;
+/** Latency samples (request received → reply sent) kept for the plot and the quantiles. */
+export const STATUS_LATENCY_SAMPLES = 200;
+/** Requests waiting for their reply that are remembered for latency pairing (oldest dropped). */
+export const STATUS_PENDING_REQUESTS = 1_000;
+/** A reply more than this long after its request is not counted as a latency sample, in ms. */
+export const STATUS_PENDING_MAX_AGE_MS = 10 * 60 * 1000;
+/** Minutes of per-minute rate buckets kept (replies per minute over the last hour). */
+export const STATUS_RATE_MINUTES = 60;
+/** Longest user id, session id or code a status entry keeps, in characters (longer: cut). */
+export const STATUS_ID_MAX_CHARS = 80;
+/** Longest reason, message or subject a status entry keeps, in characters (longer: cut). */
+export const STATUS_TEXT_MAX_CHARS = 200;
+/** Distinct codes counted per counter (quarantined, errors); further codes count as `OTHER`. */
+export const STATUS_MAX_CODES = 32;
+/** Control table rows the status page lists (newest first); the rest are only counted. */
+export const STATUS_PAGE_ROWS = 200;
+/** Longest request target (path and query) the status server reads, in characters. */
+export const STATUS_MAX_URL_CHARS = 2_048;
+/** Requests the status server handles at once; more get 503 (each may read the table). */
+export const STATUS_MAX_CONCURRENT = 8;
+/** Shortest status token accepted, in characters. */
+export const STATUS_MIN_TOKEN_CHARS = 16;
+/** How often the status page reloads itself, in seconds. */
+export const STATUS_REFRESH_SECONDS = 5;
+/** Default address of the status server (`host --status` without an address). */
+export const STATUS_DEFAULT_ADDRESS = "127.0.0.1:8787";
+
+// ---- sending caps (issue 17) ----
+/** Largest `max_per_hour` / `max_per_day` of a sending account (bounds the sending ledger). */
+export const MAX_SEND_CAP = 100_000;
 /** Largest autoconfig document (Thunderbird `config-v1.1.xml`) `mailpeer init` reads, in bytes. */
 export const AUTOCONFIG_MAX_BYTES = 64 * 1024;
 /** Most XML elements in one autoconfig document; more and it is refused unread. */

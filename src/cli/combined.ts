@@ -19,7 +19,7 @@ import {
   untilStopped,
   withTransport,
 } from "./common.ts";
-import { hostFromConfig } from "./host.ts";
+import { hostFromConfig, statusFromOptions, statusOptions } from "./host.ts";
 import { preflight } from "./preflight.ts";
 import { cliSink } from "./output.ts";
 
@@ -31,7 +31,7 @@ chat instead: exit 0 when the chat ended, 1 when it failed, as \`client\` does.`
 
 /** The `combined` subcommand. */
 export function combinedCommand() {
-  return transportOption(configOption(new Command("combined")))
+  return statusOptions(transportOption(configOption(new Command("combined"))))
     .description("run the host and a terminal in one process; the host serves until Ctrl-C")
     .option(
       "-m, --message <text>",
@@ -47,11 +47,22 @@ export function combinedCommand() {
       // Both roles are checked before either touches a mailbox (docs/config.md "Pre-flight");
       // the terminal's warnings come again, once, from its own pre-flight in chatFromConfig.
       await preflight(config, { host: true, terminal: true }, { onEvent: silentSink });
-      const hostSink = withActor(sink, "host");
+      // The status page counts the host's events only, never the terminal's.
+      const statusPage = statusFromOptions(opts);
+      const hostSink = withActor(statusPage ? statusPage.status.wrap(sink) : sink, "host");
       const terminalSink = withActor(sink, "terminal");
       const stop = onSignals();
       // The same service as `host`: run lock, pool sync, claims, backoff (docs/cli.md "combined").
-      const { service, close } = await hostFromConfig(config, { onEvent: hostSink });
+      const { service, store, close } = await hostFromConfig(config, { onEvent: hostSink });
+      const server = await statusPage?.start({
+        table: () => store.read(),
+        network: config.network,
+        email: config.host!.email,
+      }).catch(async (err) => {
+        await close();
+        throw err;
+      });
+      if (server) hostSink({ event: "status-serving", url: server.url });
       const hostRunning = service.run({ signal: stop.signal });
       // A host that cannot run (another process holds its table, say) ends the chat at once.
       const hostFailed = new AbortController();
@@ -81,6 +92,7 @@ export function combinedCommand() {
       } finally {
         stop.abort();
         await hostRunning.catch(() => {});
+        await server?.close();
         await close();
       }
     });

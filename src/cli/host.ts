@@ -11,6 +11,16 @@ import { ConfigError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
 import { Host } from "../host/host.ts";
 import { type HostReady, HostService } from "../host/host_service.ts";
+import { CappedSender } from "../host/send_caps.ts";
+import { HostStatus } from "../host/status.ts";
+import type { MailSender } from "../mail/types.ts";
+import {
+  parseStatusAddress,
+  startStatus,
+  type StatusServer,
+  type StatusServerOptions,
+} from "../host/status_server.ts";
+import { STATUS_DEFAULT_ADDRESS } from "../limits.ts";
 import type { HostOptions } from "../host/host.ts";
 import { cliSink } from "./output.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
@@ -90,7 +100,7 @@ export async function hostFromConfig(
     // ahead would fetch most of them for nothing.
     readAhead: !hc.sharedMailbox,
   });
-  const sender = await openSender(hc.send);
+  const sender = await openHostSender(hc);
   const store = await openStore(hc);
   const card = hostCardOf(keys);
   const directory = new JsonFileHostDirectory(hc.hostsFile, { self: card });
@@ -142,12 +152,88 @@ export async function hostFromConfig(
     ready: readyOf(hc, options.pollIntervalMs),
     onEvent: options.onEvent,
   });
-  return { service, host, sync, close };
+  return { service, host, sync, store, close };
+}
+
+/**
+ * The host's sender: its `[host.send]` account, or, with caps or `[[host.send_also]]`, every
+ * account held to its caps through a ledger beside the table (docs/providers.md "Sending
+ * limits").
+ */
+export async function openHostSender(hc: HostConfig): Promise<MailSender> {
+  const accounts = [hc.send, ...hc.sendAlso];
+  const capped = accounts.some((a) => a.maxPerHour !== undefined || a.maxPerDay !== undefined);
+  if (!capped && accounts.length === 1) return await openSender(hc.send);
+  const opened = await Promise.all(accounts.map(async (a) => ({
+    sender: await openSender(a),
+    name: a.kind === "smtp" ? `smtp ${a.user}@${a.host}:${a.port}` : `maildir ${a.postOffice}`,
+    ...(a.maxPerHour !== undefined ? { maxPerHour: a.maxPerHour } : {}),
+    ...(a.maxPerDay !== undefined ? { maxPerDay: a.maxPerDay } : {}),
+  })));
+  const names = new Set<string>();
+  for (const [i, a] of opened.entries()) {
+    if (names.has(a.name)) {
+      await Promise.allSettled(opened.map((o) => o.sender.close()));
+      throw new ConfigError(
+        "ECONFIG",
+        `Cannot read host.send_also[${i - 1}]: it is the same account as one before (${a.name}); ` +
+          "list each account once",
+      );
+    }
+    names.add(a.name);
+  }
+  return new CappedSender(opened, { ledger: `${hc.table}.sent.json` });
+}
+
+/** Adds `--status [ADDR]` and `--status-token-env NAME` (docs/status.md). */
+export function statusOptions<A extends unknown[], O extends Record<string, unknown>>(
+  cmd: Command<A, O>,
+) {
+  return cmd
+    .option(
+      "--status [addr]",
+      `serve a status page and /metrics while the host runs (default ${STATUS_DEFAULT_ADDRESS})`,
+    )
+    .option(
+      "--status-token-env <name>",
+      "the status page's token comes from this environment variable (needed off loopback)",
+    );
+}
+
+/**
+ * The status collector and page a long-running host was asked for with `--status`, or
+ * undefined. The token is read from the environment variable `--status-token-env` names; a
+ * missing one is a one-line `ECONFIG` before any mailbox is touched.
+ */
+export function statusFromOptions(
+  opts: { status?: string | true; statusTokenEnv?: string },
+):
+  | { status: HostStatus; start(o: Omit<StatusServerOptions, "status">): Promise<StatusServer> }
+  | undefined {
+  if (opts.status === undefined) return undefined;
+  const address = opts.status === true ? STATUS_DEFAULT_ADDRESS : opts.status;
+  parseStatusAddress(address); // a bad address fails now, not after the mailbox login
+  let token: string | undefined;
+  if (opts.statusTokenEnv !== undefined) {
+    token = Deno.env.get(opts.statusTokenEnv);
+    if (token === undefined || token === "") {
+      throw new ConfigError(
+        "ECONFIG",
+        `Cannot serve the status page: the environment variable ${opts.statusTokenEnv} ` +
+          "(--status-token-env) is not set; export the token in it",
+      );
+    }
+  }
+  const status = new HostStatus();
+  return {
+    status,
+    start: (o) => startStatus({ ...o, status, address, ...(token ? { token } : {}) }),
+  };
 }
 
 /** The `host` subcommand. */
 export function hostCommand() {
-  return configOption(new Command("host"))
+  return statusOptions(configOption(new Command("host")))
     .description("answer terminal requests from the host mailbox")
     .option("--once", "process what is pending and exit (for cron)")
     .option("--poll-interval <duration>", "poll the mailbox this often instead of waiting for push")
@@ -160,7 +246,16 @@ export function hostCommand() {
     .option("--json", "print events as JSON lines")
     .action(async (opts) => {
       const config = await loadConfigFor(opts.config, { json: opts.json ?? false });
-      const onEvent = cliSink({ json: opts.json ?? false });
+      if (opts.once && opts.status !== undefined) {
+        throw new ConfigError(
+          "ECONFIG",
+          "Cannot serve a status page with --once: the run ends after one pass; drop --status, " +
+            "or run the host without --once",
+        );
+      }
+      const statusPage = statusFromOptions(opts);
+      const sink = cliSink({ json: opts.json ?? false });
+      const onEvent = statusPage ? statusPage.status.wrap(sink) : sink;
       // Keys, passwords and cards are checked before the mailbox is touched: a cron run on an
       // empty mailbox must fail too when the key file is missing (docs/config.md "Pre-flight").
       await preflight(config, { host: true }, { onEvent });
@@ -178,11 +273,20 @@ export function hostCommand() {
         ? parseDuration(opts.pollInterval, "--poll-interval")
         : undefined;
       const lockWaitMs = opts.wait !== undefined ? parseDuration(opts.wait, "--wait") : undefined;
-      const { service, close } = await hostFromConfig(config, {
+      const { service, store, close } = await hostFromConfig(config, {
         onEvent,
         ...(pollIntervalMs ? { pollIntervalMs } : {}),
       });
+      let server: StatusServer | undefined;
       try {
+        if (statusPage) {
+          server = await statusPage.start({
+            table: () => store.read(),
+            network: config.network,
+            email: config.host!.email,
+          });
+          onEvent({ event: "status-serving", url: server.url });
+        }
         if (opts.once) {
           await service.runOnce({
             bootstrap: opts.bootstrap ?? false,
@@ -197,6 +301,7 @@ export function hostCommand() {
           });
         }
       } finally {
+        await server?.close();
         await close();
       }
     });

@@ -166,6 +166,8 @@ export function narrate(
           : `forwarded ${e.forwarded} mails, quarantined ${e.quarantined}`;
       case "host-serving":
         return "the chat ended; the host goes on answering requests until Ctrl-C";
+      case "status-serving":
+        return `serves its status page on ${e.url} (and ${e.url}metrics)`;
       case "stopped":
         return `stopped by ${e.signal === "SIGINT" ? "Ctrl-C" : e.signal}`;
       case "error":
@@ -175,6 +177,18 @@ export function narrate(
     }
   })();
   return text === undefined ? undefined : `${step}${who}${text}`;
+}
+
+/**
+ * Writes to stdout or stderr, and says nothing once the reader is gone: `mailpeer … --json |
+ * head -1` ends quietly, as Unix tools do on a closed pipe, instead of with a stack trace.
+ */
+export function writeQuietly(to: typeof Deno.stdout | typeof Deno.stderr, bytes: Uint8Array): void {
+  try {
+    to.writeSync(bytes);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.BrokenPipe)) throw err;
+  }
 }
 
 /**
@@ -189,7 +203,8 @@ export function cliSink(
   const context: NarrationContext = { introductions: new Map() };
   return (raw) => {
     if (options.json) {
-      Deno.stdout.writeSync(
+      writeQuietly(
+        Deno.stdout,
         encoder.encode(jsonLine({ time: new Date().toISOString(), ...withStep(raw) }) + "\n"),
       );
       return;
@@ -199,6 +214,6 @@ export function cliSink(
     if (raw.event === "introduction") context.introductions!.set(raw.peer, at);
     if (options.quiet) return;
     const line = narrate(options.steps ? withStep(raw) : raw, at, context);
-    if (line !== undefined) Deno.stderr.writeSync(encoder.encode(printable(line) + "\n"));
+    if (line !== undefined) writeQuietly(Deno.stderr, encoder.encode(printable(line) + "\n"));
   };
 }

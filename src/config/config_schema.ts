@@ -19,6 +19,8 @@ export type ServerConfig =
     insecure: boolean;
     /** `connect_timeout`: connect, TLS handshake and greeting together, in ms. */
     connectTimeoutMs: number;
+    /** `token_command`: OAuth2 instead of a password; prints an access token (IMAP, SMTP). */
+    tokenCommand?: string[];
     /** The section these settings came from, e.g. `terminal.receive`, for error messages. */
     section: string;
   };
@@ -39,11 +41,31 @@ export interface TurnServerConfig {
 /** How a role reads its mailbox. */
 export type ReceiveConfig =
   | { kind: "local"; maildir: string }
-  | ({ kind: "imap"; mailbox: string; quarantine: string; idle: boolean } & ServerConfig)
+  | (
+    & {
+      kind: "imap";
+      mailbox: string;
+      quarantine: string;
+      idle: boolean;
+      /**
+       * `junk`: also read the Junk folder: `auto` (the one the server marks `\Junk`), `off`,
+       * or a folder's name (docs/config.md "Junk folders").
+       */
+      junk: string;
+    }
+    & ServerConfig
+  )
   | ({ kind: "pop3" } & ServerConfig);
 
-/** How a role sends mail. */
-export type SendConfig = { kind: "local"; postOffice: string } | ({ kind: "smtp" } & ServerConfig);
+/** How a role sends mail; a host's accounts may carry caps (docs/providers.md "Sending limits"). */
+export type SendConfig =
+  & ({ kind: "local"; postOffice: string } | ({ kind: "smtp" } & ServerConfig))
+  & {
+    /** `max_per_hour`: mails this account may send per rolling hour (host only). */
+    maxPerHour?: number;
+    /** `max_per_day`: mails this account may send per rolling 24 hours (host only). */
+    maxPerDay?: number;
+  };
 
 /** The host role. */
 export interface HostConfig {
@@ -81,6 +103,8 @@ export interface HostConfig {
   hostsFile: string;
   receive: ReceiveConfig;
   send: SendConfig;
+  /** `[[host.send_also]]`: further accounts, used in order when those before are at their cap. */
+  sendAlso: SendConfig[];
 }
 
 /**

@@ -43,7 +43,7 @@ import type {
   TerminalConfig,
   TurnServerConfig,
 } from "./config_schema.ts";
-import { MAX_TURN_SERVERS } from "../limits.ts";
+import { MAX_SEND_CAP, MAX_TURN_SERVERS } from "../limits.ts";
 import { parseTurnUrl } from "../peer/turn_client.ts";
 import { isIPv4, userIdProblem } from "../message/field_rules.ts";
 import { emailProblem } from "../message/host_card.ts";
@@ -253,10 +253,13 @@ const SERVER_KEYS = [
 ] as const;
 const RECEIVE_KEYS = {
   local: ["kind", "maildir"],
-  imap: [...SERVER_KEYS, "mailbox", "quarantine", "idle"],
+  imap: [...SERVER_KEYS, "token_command", "mailbox", "quarantine", "idle", "junk"],
   pop3: SERVER_KEYS,
 } as const;
-const SEND_KEYS = { local: ["kind", "post_office"], smtp: SERVER_KEYS } as const;
+const SEND_KEYS = {
+  local: ["kind", "post_office"],
+  smtp: [...SERVER_KEYS, "token_command"],
+} as const;
 const STORE_KEYS = { file: ["kind"], redis: ["kind", "url", "key"] } as const;
 const HOST_KEYS = [
   "email",
@@ -283,7 +286,11 @@ const HOST_KEYS = [
   "hosts_file",
   "receive",
   "send",
+  "send_also",
 ] as const;
+const CAP_KEYS = ["max_per_hour", "max_per_day"] as const;
+/** Most sending accounts of one host: `[host.send]` and its `[[host.send_also]]`. */
+const MAX_SEND_ACCOUNTS = 8;
 const TERMINAL_KEYS = [
   "user_id",
   "email",
@@ -358,6 +365,27 @@ function readServer(
   };
   const password = secretRef(t, r.prefix, r.base);
   if (password) server.password = password;
+  if (t["token_command"] !== undefined) {
+    const command = t["token_command"];
+    if (
+      !Array.isArray(command) || command.length === 0 || command.length > 64 ||
+      command.some((a) => typeof a !== "string" || a === "")
+    ) {
+      r.fail(
+        "token_command",
+        "it is not a command as a list",
+        'write it as a list of the program and its arguments, e.g. ["oauth2-token", "--account", "me"]',
+      );
+    }
+    if (password) {
+      r.fail(
+        "token_command",
+        "it is set together with a password",
+        "keep one: token_command for OAuth2, password_env or password_file for a password",
+      );
+    }
+    server.tokenCommand = command as string[];
+  }
   if (password && tls === "none") {
     r.warn(
       `tls = "none" sends the password of ${server.user} in clear text; ` +
@@ -400,20 +428,69 @@ function readReceive(
     mailbox: r.string(t, "mailbox", "INBOX"),
     quarantine: r.string(t, "quarantine", "Quarantine"),
     idle: r.bool(t, "idle", idleDefault),
+    junk: r.string(t, "junk", "auto"),
   };
 }
 
-function readSend(r: Reader, t: Table, email: string, postOffice: string | undefined): SendConfig {
+function readSend(
+  r: Reader,
+  t: Table,
+  email: string,
+  postOffice: string | undefined,
+  caps = false,
+): SendConfig {
   const kind = r.oneOf(t, "kind", ["local", "smtp"] as const, "local");
-  r.known(t, SEND_KEYS[kind], otherKinds(SEND_KEYS, kind));
+  r.known(t, [...SEND_KEYS[kind], ...(caps ? CAP_KEYS : [])], [
+    ...otherKinds(SEND_KEYS, kind),
+    {
+      keys: CAP_KEYS,
+      problem: "only a host's sending accounts take caps",
+      fix: "remove it (a terminal sends a few mails per connection)",
+    },
+  ]);
+  const capped = {
+    ...(t["max_per_hour"] !== undefined
+      ? { maxPerHour: r.int(t, "max_per_hour", 0, 1, MAX_SEND_CAP) }
+      : {}),
+    ...(t["max_per_day"] !== undefined
+      ? { maxPerDay: r.int(t, "max_per_day", 0, 1, MAX_SEND_CAP) }
+      : {}),
+  };
   if (kind === "local") {
     const po = t["post_office"] === undefined ? postOffice : r.path(t, "post_office");
     if (po === undefined) {
       r.fail("post_office", "it is missing and no top-level post_office is set", "set one of them");
     }
-    return { kind, postOffice: po };
+    return { kind, postOffice: po, ...capped };
   }
-  return { kind, ...readServer(r, t, "smtp", email) };
+  return { kind, ...readServer(r, t, "smtp", email), ...capped };
+}
+
+/** `[[host.send_also]]`: more sending accounts, each a `[host.send]` of its own. */
+function readSendAlso(
+  r: Reader,
+  t: Table,
+  email: string,
+  postOffice: string | undefined,
+): SendConfig[] {
+  const list = t["send_also"];
+  if (list === undefined) return [];
+  if (
+    !Array.isArray(list) ||
+    list.some((e) => typeof e !== "object" || e === null || Array.isArray(e))
+  ) {
+    r.fail("send_also", "it is not a list of tables", "write [[host.send_also]] sections");
+  }
+  if (list.length > MAX_SEND_ACCOUNTS - 1) {
+    r.fail(
+      "send_also",
+      `${list.length} accounts are listed`,
+      `list at most ${MAX_SEND_ACCOUNTS - 1}`,
+    );
+  }
+  return list.map((entry: Table, i: number) =>
+    readSend(r.sub(`send_also[${i}]`), entry, email, postOffice, true)
+  );
 }
 
 function readStore(r: Reader, t: Table): HostConfig["store"] {
@@ -472,7 +549,8 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
       ? { requireVerifiedSender: r.string(t, "require_verified_sender") }
       : {}),
     receive: readReceive(r.sub("receive"), r.table(t, "receive"), email, postOffice),
-    send: readSend(r.sub("send"), r.table(t, "send"), email, postOffice),
+    send: readSend(r.sub("send"), r.table(t, "send"), email, postOffice, true),
+    sendAlso: readSendAlso(r, t, email, postOffice),
   };
   // POP3 has no folders to claim a mail into (MailSource.claims): two readers would answer
   // the same requests.

@@ -148,3 +148,58 @@ Deno.test("several host processes on one POP3 mailbox are refused: POP3 cannot c
     /^Cannot read host\.shared_mailbox: several processes cannot share a POP3 mailbox .*; read it over IMAP/,
   );
 });
+
+Deno.test("a host's sending accounts take caps and more accounts; a terminal's do not", () => {
+  const config = parseConfig(
+    `network = "x"\npost_office = "po"\n[host]\nemail = "h@x"\n` +
+      `[host.send]\nmax_per_hour = 100\nmax_per_day = 500\n` +
+      `[[host.send_also]]\nkind = "local"\npost_office = "po2"\nmax_per_day = 300\n`,
+    { base: "/etc/mailpeer" },
+  );
+  assert.deepEqual(config.host?.send, {
+    kind: "local",
+    postOffice: "/etc/mailpeer/po",
+    maxPerHour: 100,
+    maxPerDay: 500,
+  });
+  assert.deepEqual(config.host?.sendAlso, [
+    { kind: "local", postOffice: "/etc/mailpeer/po2", maxPerDay: 300 },
+  ]);
+  rejects(
+    `network = "x"\npost_office = "po"\n[host]\nemail = "h@x"\n[host.send]\nmax_per_day = 0`,
+    /^Cannot read host\.send\.max_per_day: 0 is not a whole number from 1 to 100000; /,
+  );
+  rejects(
+    `network = "x"\npost_office = "po"\n[host]\nemail = "h@x"\nsend_also = "po2"`,
+    /^Cannot read host\.send_also: it is not a list of tables; write \[\[host\.send_also\]\]/,
+  );
+  rejects(
+    `network = "x"\npost_office = "po"\n[terminal]\nuser_id = "a"\nemail = "a@x"\n` +
+      `hosts = ["mailpeer1:host@lan.local:AAAA:BBBB"]\n[terminal.send]\nmax_per_day = 10`,
+    /^Cannot read terminal\.send\.max_per_day: only a host's sending accounts take caps; remove it/,
+  );
+});
+
+Deno.test("token_command is a program as a list, for IMAP and SMTP, never beside a password", () => {
+  const head = `network = "x"\n[host]\nemail = "h@x"\n`;
+  const config = parseConfig(
+    head + `[host.receive]\nkind = "imap"\nhost = "m"\ntoken_command = ["oauth2-token", "h@x"]\n` +
+      `[host.send]\nkind = "smtp"\nhost = "m"\ntoken_command = ["oauth2-token", "h@x"]`,
+    { base: "/etc/mailpeer" },
+  );
+  const receive = config.host?.receive as { tokenCommand?: string[]; password?: unknown };
+  assert.deepEqual(receive.tokenCommand, ["oauth2-token", "h@x"]);
+  assert.equal(receive.password, undefined);
+  rejects(
+    head + `[host.receive]\nkind = "imap"\nhost = "m"\ntoken_command = "oauth2-token h@x"`,
+    /^Cannot read host\.receive\.token_command: it is not a command as a list; write it as a list/,
+  );
+  rejects(
+    head + `[host.receive]\nkind = "imap"\nhost = "m"\ntoken_command = ["t"]\npassword_env = "P"`,
+    /^Cannot read host\.receive\.token_command: it is set together with a password; keep one/,
+  );
+  rejects(
+    head + `[host.receive]\nkind = "pop3"\nhost = "m"\ntoken_command = ["t"]`,
+    /^Cannot read host\.receive\.token_command: it is not used with kind = "pop3"/,
+  );
+});
