@@ -29,6 +29,7 @@ const SUBCOMMANDS: Record<string, () => Promise<Command[]>> = {
   receive: async () => [
     (await import("./src/cli/transfer.ts")).receiveCommand() as unknown as Command,
   ],
+  init: async () => [(await import("./src/cli/init.ts")).initCommand() as unknown as Command],
   "turn-check": async () => [
     (await import("./src/cli/turn_check.ts")).turnCheckCommand() as unknown as Command,
   ],
