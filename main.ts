@@ -7,7 +7,7 @@
  */
 import { Command, CommanderError } from "@commander-js/extra-typings";
 import { CONFIG_LOOKUP, STOP_SIGNALS, StoppedError, stopSignal } from "./src/cli/common.ts";
-import { cliSink } from "./src/cli/output.ts";
+import { cliSink, writeQuietly } from "./src/cli/output.ts";
 import { jsonLine, printable } from "./src/cli/terminal_text.ts";
 import { isMailpeerError } from "./src/errors.ts";
 import { VERSION } from "./src/version.ts";
@@ -29,9 +29,11 @@ const SUBCOMMANDS: Record<string, () => Promise<Command[]>> = {
   receive: async () => [
     (await import("./src/cli/transfer.ts")).receiveCommand() as unknown as Command,
   ],
+  init: async () => [(await import("./src/cli/init.ts")).initCommand() as unknown as Command],
   "turn-check": async () => [
     (await import("./src/cli/turn_check.ts")).turnCheckCommand() as unknown as Command,
   ],
+  doctor: async () => [(await import("./src/cli/doctor.ts")).doctorCommand() as unknown as Command],
 };
 
 const EXIT_CODES = `Exit codes:
@@ -149,7 +151,7 @@ async function main(args: string[]): Promise<number> {
           message: err.message,
         }) + "\n"
         : `mailpeer: ${printable(err.message)}\n`; // may quote a peer (a refusal reason)
-      (wantsJson(args) ? Deno.stdout : Deno.stderr).writeSync(new TextEncoder().encode(line));
+      writeQuietly(wantsJson(args) ? Deno.stdout : Deno.stderr, new TextEncoder().encode(line));
       return 1;
     }
     throw err;

@@ -28,7 +28,9 @@ export function parseDuration(value: unknown, key: string): number {
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)}ms`;
   if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
-  const m = Math.floor(ms / 60_000);
-  const s = Math.round((ms % 60_000) / 1000);
+  // Round to whole seconds first: 1_199_600 ms is 20m00s, not 19m60s.
+  const total = Math.round(ms / 1000);
+  const m = Math.floor(total / 60);
+  const s = total % 60;
   return `${m}m${String(s).padStart(2, "0")}s`;
 }

@@ -45,6 +45,8 @@ export const ERROR_CODES = {
   // configuration
   ECONFIG: "The configuration is missing, malformed or incomplete",
   ESECRET: "A secret named in the configuration cannot be read",
+  ECHECK: "`mailpeer doctor` found a problem (each on its own line, with what to do)",
+  EDISCOVER: "The mail servers of an address cannot be found, or what was found is unusable",
 } as const;
 
 /** One of the codes of {@link ERROR_CODES}. */

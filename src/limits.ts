@@ -38,6 +38,8 @@ export const DEFAULT_TABLE_CAPACITY = 1000;
 export const DEFAULT_EXPIRY_MS = 12 * 60 * 60 * 1000;
 /** How far a request's Date may lie in the future (clock skew), in ms. */
 export const MAX_CLOCK_SKEW_MS = 10 * 60 * 1000;
+/** How long `mailpeer doctor` waits for the mail it sends itself, in ms. */
+export const DOCTOR_SELF_MAIL_TIMEOUT_MS = 60_000;
 
 /** How long a terminal waits for the reply by default, in ms (configurable). */
 export const DEFAULT_REPLY_TIMEOUT_MS = 120_000;
@@ -405,3 +407,17 @@ export const STATUS_DEFAULT_ADDRESS = "127.0.0.1:8787";
 // ---- sending caps (issue 17) ----
 /** Largest `max_per_hour` / `max_per_day` of a sending account (bounds the sending ledger). */
 export const MAX_SEND_CAP = 100_000;
+/** Largest autoconfig document (Thunderbird `config-v1.1.xml`) `mailpeer init` reads, in bytes. */
+export const AUTOCONFIG_MAX_BYTES = 64 * 1024;
+/** Most XML elements in one autoconfig document; more and it is refused unread. */
+export const AUTOCONFIG_MAX_ELEMENTS = 2_000;
+/** Deepest nesting of XML elements in one autoconfig document. */
+export const AUTOCONFIG_MAX_DEPTH = 16;
+/** How long one discovery step may take (an autoconfig fetch, a DNS query), in ms. */
+export const DISCOVERY_STEP_TIMEOUT_MS = 5_000;
+/** How many same-host redirects an autoconfig fetch follows (another host's: none). */
+export const DISCOVERY_MAX_REDIRECTS = 3;
+/** Most server candidates one discovery source may offer; the rest are dropped. */
+export const DISCOVERY_MAX_CANDIDATES = 16;
+/** How long probing one candidate server (connect, TLS, greeting, login) may take, in ms. */
+export const DISCOVERY_PROBE_TIMEOUT_MS = 8_000;

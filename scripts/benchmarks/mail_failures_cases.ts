@@ -98,7 +98,14 @@ export function sectionFor(
   server: ServerConfig,
 ): ReceiveConfig | SendConfig {
   if (protocol === "imap") {
-    return { kind: "imap", ...server, mailbox: "INBOX", quarantine: "Quarantine", idle: false };
+    return {
+      kind: "imap",
+      ...server,
+      mailbox: "INBOX",
+      quarantine: "Quarantine",
+      idle: false,
+      junk: "off",
+    };
   }
   if (protocol === "pop3") return { kind: "pop3", ...server };
   return { kind: "smtp", ...server };

@@ -31,6 +31,9 @@ LAB_LINK=${MAILSTACK_LAB_LINK:-mpl-root}
 declare -A USERS=([a.test]="alice alice2" [b.test]="bob bob2" [host.test]="host host2")
 # Ports, identical on every provider.
 declare -A PORT=([smtp]=25 [submission]=587 [smtps]=465 [imap]=143 [imaps]=993 [pop3]=110 [pop3s]=995)
+# Where Dovecot's oauth2 passdb asks whether a token is active (RFC 7662); a test listens there
+# when it logs in with OAuth2 (tests/mail/oauth2_real_mail_test.ts), nothing otherwise.
+OAUTH2_INTROSPECTION=http://127.0.0.1:8794/introspect
 
 PACKAGES=(postfix dovecot-core dovecot-imapd dovecot-pop3d dovecot-lmtpd openssl ca-certificates)
 MAIL_USER=mailstack             # system user that owns all Maildirs
@@ -115,6 +118,7 @@ provider_paths() {
   PF_QUEUE=$P_DIR/postfix/queue
   PF_DATA=$P_DIR/postfix/data
   DOVECOT_CONF=$P_DIR/dovecot/dovecot.conf
+  OAUTH2_CONF=$P_DIR/dovecot/oauth2.conf.ext
   DOVECOT_RUN=$P_DIR/dovecot/run
   DOVECOT_STATE=$P_DIR/dovecot/state
   USERS_FILE=$P_DIR/dovecot/users

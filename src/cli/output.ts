@@ -180,6 +180,18 @@ export function narrate(
 }
 
 /**
+ * Writes to stdout or stderr, and says nothing once the reader is gone: `mailpeer … --json |
+ * head -1` ends quietly, as Unix tools do on a closed pipe, instead of with a stack trace.
+ */
+export function writeQuietly(to: typeof Deno.stdout | typeof Deno.stderr, bytes: Uint8Array): void {
+  try {
+    to.writeSync(bytes);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.BrokenPipe)) throw err;
+  }
+}
+
+/**
  * The CLI's event sink: JSON lines on stdout, or narration on stderr. Events carry text from
  * peers and mail (chat lines, user ids, reasons), so both go through terminal_text.ts. JSON
  * events always carry their FIG. 4 `step`; narration shows it only with `steps` (the demo).
@@ -191,7 +203,8 @@ export function cliSink(
   const context: NarrationContext = { introductions: new Map() };
   return (raw) => {
     if (options.json) {
-      Deno.stdout.writeSync(
+      writeQuietly(
+        Deno.stdout,
         encoder.encode(jsonLine({ time: new Date().toISOString(), ...withStep(raw) }) + "\n"),
       );
       return;
@@ -201,6 +214,6 @@ export function cliSink(
     if (raw.event === "introduction") context.introductions!.set(raw.peer, at);
     if (options.quiet) return;
     const line = narrate(options.steps ? withStep(raw) : raw, at, context);
-    if (line !== undefined) Deno.stderr.writeSync(encoder.encode(printable(line) + "\n"));
+    if (line !== undefined) writeQuietly(Deno.stderr, encoder.encode(printable(line) + "\n"));
   };
 }

@@ -9,7 +9,7 @@
  * @module
  */
 import type { Config, ReceiveConfig, SendConfig } from "../config/config_schema.ts";
-import { resolveSecret } from "../config/secret.ts";
+import { resolveSecret, runTokenCommand } from "../config/secret.ts";
 import { ConfigError } from "../errors.ts";
 import type { EventSink } from "../events.ts";
 import { classifyAddress } from "../net/address_class.ts";
@@ -39,6 +39,13 @@ async function checkMailSecrets(receive: ReceiveConfig, send: SendConfig): Promi
   }
   if (send.kind === "smtp" && send.password) {
     await resolveSecret(send.password, `SMTP password of ${send.user}`);
+  }
+  // OAuth2: the token command runs once now, so a broken helper fails before any mail is sent.
+  if (receive.kind !== "local" && receive.tokenCommand) {
+    await runTokenCommand(receive.tokenCommand, `IMAP OAuth2 token of ${receive.user}`);
+  }
+  if (send.kind === "smtp" && send.tokenCommand) {
+    await runTokenCommand(send.tokenCommand, `SMTP OAuth2 token of ${send.user}`);
   }
 }
 

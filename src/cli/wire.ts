@@ -10,11 +10,11 @@ import type {
   ServerConfig,
 } from "../config/config_schema.ts";
 import type { TableStore } from "../host/types.ts";
-import { resolveSecret } from "../config/secret.ts";
+import { resolveSecret, runTokenCommand } from "../config/secret.ts";
 import { ConfigError, isMailpeerError, MessageError } from "../errors.ts";
 import { IMAP_PROBE_TIMEOUT_MS } from "../mail/tuning.ts";
 import { loggerFromEnv } from "../log.ts";
-import type { MailSender, MailServerOptions, MailSource } from "../mail/types.ts";
+import type { MailLogin, MailSender, MailServerOptions, MailSource } from "../mail/types.ts";
 import { concatBytes } from "../message/bytes.ts";
 import { type HostCard, parseHostCard } from "../message/host_card.ts";
 import {
@@ -34,12 +34,24 @@ async function serverOptions(config: ServerConfig, what: string): Promise<MailSe
     tls: config.tls,
     user: config.user,
     ...(config.password ? { password: await resolveSecret(config.password, what) } : {}),
+    ...(config.tokenCommand
+      ? {
+        accessToken: (renew: boolean) =>
+          runTokenCommand(config.tokenCommand!, what.replace(/password/, "OAuth2 token"), renew),
+      }
+      : {}),
     ...(config.caFile ? { caFile: config.caFile } : {}),
     ...(config.servername ? { servername: config.servername } : {}),
     ...(config.tlsMaxVersion ? { tlsMaxVersion: config.tlsMaxVersion } : {}),
     insecure: config.insecure,
     connectTimeoutMs: config.connectTimeoutMs,
   };
+}
+
+/** A receiver's login: its OAuth2 token, else its password (checked by the pre-flight). */
+function loginOf(server: MailServerOptions): MailLogin {
+  const { accessToken, password, ...rest } = server;
+  return accessToken ? { ...rest, accessToken } : { ...rest, password: password ?? "" };
 }
 
 // Back-ends are imported when configured, not before: a cron host reading IMAP never loads
@@ -71,15 +83,38 @@ export async function imapCertainlyEmpty(
   network: string,
 ): Promise<boolean> {
   if (config.kind !== "imap") return false;
+  // A Junk folder found by its special use is only known after a LIST: take the full path.
+  if (config.junk === "auto") return false;
   const { probeImap } = await import("../mail/imap/probe.ts");
   const server = await serverOptions(config, `IMAP password of ${config.user}`);
-  const found = await probeImap({ ...server, password: server.password ?? "" }, {
-    mailbox: config.mailbox,
-    subject: `[mailpeer] ${network} `,
-    timeoutMs: IMAP_PROBE_TIMEOUT_MS,
-    configKey: config.section,
-  });
-  return found === false;
+  if (server.accessToken) return false; // the probe logs in with a password only
+  const mailboxes = config.junk === "off" ? [config.mailbox] : [config.mailbox, config.junk];
+  for (const mailbox of mailboxes) {
+    const found = await probeImap(loginOf(server), {
+      mailbox,
+      subject: `[mailpeer] ${network} `,
+      timeoutMs: IMAP_PROBE_TIMEOUT_MS,
+      configKey: config.section,
+    });
+    if (found !== false) return false;
+  }
+  return true;
+}
+
+/**
+ * The Junk folder an IMAP receiver also reads: the configured one, the one the server marks
+ * `\Junk` (`auto`), or none (`off`, or no such folder). A failure to find it leaves the Junk
+ * folder unread: the inbox's own source reports a login problem, in its own time.
+ */
+async function junkFolderOf(
+  config: Extract<ReceiveConfig, { kind: "imap" }>,
+  login: MailLogin,
+  configKey: string,
+): Promise<string | undefined> {
+  if (config.junk === "off") return undefined;
+  if (config.junk !== "auto") return config.junk;
+  const { findJunkFolder } = await import("../mail/imap/junk.ts");
+  return await findJunkFolder(login, { configKey }).catch(() => undefined);
 }
 
 /** Opens the mail source a role is configured with. */
@@ -101,22 +136,30 @@ export async function openSource(
     }
     case "imap": {
       const { ImapSource } = await import("../mail/imap/source.ts");
-      const server = await serverOptions(config, `IMAP password of ${config.user}`);
-      return new ImapSource({ ...server, password: server.password ?? "" }, {
-        mailbox: config.mailbox,
-        quarantine: config.quarantine,
-        idle: config.idle,
-        ...(readAhead ? {} : { prefetchBytes: 0 }),
-        // warnings (a server without CONDSTORE, a dropped connection) where MAILPEER_LOG says
-        logger: loggerFromEnv(),
-        ...sourceOptions,
-        configKey: configKey ?? config.section,
-      });
+      const login = loginOf(await serverOptions(config, `IMAP password of ${config.user}`));
+      const key = configKey ?? config.section;
+      const logger = loggerFromEnv();
+      const open = (mailbox: string) =>
+        new ImapSource(login, {
+          mailbox,
+          quarantine: config.quarantine,
+          idle: config.idle,
+          ...(readAhead ? {} : { prefetchBytes: 0 }),
+          // warnings (a dropped connection, a mailbox without MODSEQs) where MAILPEER_LOG says
+          logger,
+          ...sourceOptions,
+          configKey: key,
+        });
+      const junk = await junkFolderOf(config, login, key);
+      if (junk === undefined || junk === config.mailbox) return open(config.mailbox);
+      // Mail a spam filter filed into Junk is read too (docs/config.md "Junk folders").
+      const { MergedSource } = await import("../mail/merged_source.ts");
+      return new MergedSource([open(config.mailbox), open(junk)]);
     }
     case "pop3": {
       const { Pop3Source } = await import("../mail/pop3/source.ts");
       const server = await serverOptions(config, `POP3 password of ${config.user}`);
-      return new Pop3Source({ ...server, password: server.password ?? "" }, {
+      return new Pop3Source(loginOf(server), {
         ...sourceOptions,
         configKey: configKey ?? config.section,
       });

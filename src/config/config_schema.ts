@@ -19,6 +19,8 @@ export type ServerConfig =
     insecure: boolean;
     /** `connect_timeout`: connect, TLS handshake and greeting together, in ms. */
     connectTimeoutMs: number;
+    /** `token_command`: OAuth2 instead of a password; prints an access token (IMAP, SMTP). */
+    tokenCommand?: string[];
     /** The section these settings came from, e.g. `terminal.receive`, for error messages. */
     section: string;
   };
@@ -39,7 +41,20 @@ export interface TurnServerConfig {
 /** How a role reads its mailbox. */
 export type ReceiveConfig =
   | { kind: "local"; maildir: string }
-  | ({ kind: "imap"; mailbox: string; quarantine: string; idle: boolean } & ServerConfig)
+  | (
+    & {
+      kind: "imap";
+      mailbox: string;
+      quarantine: string;
+      idle: boolean;
+      /**
+       * `junk`: also read the Junk folder: `auto` (the one the server marks `\Junk`), `off`,
+       * or a folder's name (docs/config.md "Junk folders").
+       */
+      junk: string;
+    }
+    & ServerConfig
+  )
   | ({ kind: "pop3" } & ServerConfig);
 
 /** How a role sends mail; a host's accounts may carry caps (docs/providers.md "Sending limits"). */

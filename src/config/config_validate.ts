@@ -253,10 +253,13 @@ const SERVER_KEYS = [
 ] as const;
 const RECEIVE_KEYS = {
   local: ["kind", "maildir"],
-  imap: [...SERVER_KEYS, "mailbox", "quarantine", "idle"],
+  imap: [...SERVER_KEYS, "token_command", "mailbox", "quarantine", "idle", "junk"],
   pop3: SERVER_KEYS,
 } as const;
-const SEND_KEYS = { local: ["kind", "post_office"], smtp: SERVER_KEYS } as const;
+const SEND_KEYS = {
+  local: ["kind", "post_office"],
+  smtp: [...SERVER_KEYS, "token_command"],
+} as const;
 const STORE_KEYS = { file: ["kind"], redis: ["kind", "url", "key"] } as const;
 const HOST_KEYS = [
   "email",
@@ -362,6 +365,27 @@ function readServer(
   };
   const password = secretRef(t, r.prefix, r.base);
   if (password) server.password = password;
+  if (t["token_command"] !== undefined) {
+    const command = t["token_command"];
+    if (
+      !Array.isArray(command) || command.length === 0 || command.length > 64 ||
+      command.some((a) => typeof a !== "string" || a === "")
+    ) {
+      r.fail(
+        "token_command",
+        "it is not a command as a list",
+        'write it as a list of the program and its arguments, e.g. ["oauth2-token", "--account", "me"]',
+      );
+    }
+    if (password) {
+      r.fail(
+        "token_command",
+        "it is set together with a password",
+        "keep one: token_command for OAuth2, password_env or password_file for a password",
+      );
+    }
+    server.tokenCommand = command as string[];
+  }
   if (password && tls === "none") {
     r.warn(
       `tls = "none" sends the password of ${server.user} in clear text; ` +
@@ -404,6 +428,7 @@ function readReceive(
     mailbox: r.string(t, "mailbox", "INBOX"),
     quarantine: r.string(t, "quarantine", "Quarantine"),
     idle: r.bool(t, "idle", idleDefault),
+    junk: r.string(t, "junk", "auto"),
   };
 }
 

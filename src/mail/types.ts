@@ -20,6 +20,11 @@ export interface MailServerOptions {
   user: string;
   /** The password, resolved. SMTP logs in (AUTH) only when it is given; IMAP and POP3 need it. */
   password?: string;
+  /**
+   * OAuth2 instead of a password (IMAP and SMTP, XOAUTH2): gives an access token; `renew` is
+   * true after the server refused the last one (expired), so a fresh one is needed.
+   */
+  accessToken?: AccessToken;
   /** PEM file of the CA that signed the server certificate. Default: the system roots. */
   caFile?: string;
   /** Accept any certificate (tests only; every connection logs a warning). Default: false. */
@@ -39,8 +44,16 @@ export interface MailServerOptions {
   connectTimeoutMs?: number;
 }
 
-/** A server a receiver logs in to (IMAP, POP3): the password is required. */
-export type MailLogin = MailServerOptions & { password: string };
+/** Gives an OAuth2 access token; `renew`: the last one was refused, get a fresh one. */
+export type AccessToken = (renew: boolean) => Promise<string>;
+
+/**
+ * A server a receiver logs in to (IMAP, POP3): with a password, or (IMAP only) with an OAuth2
+ * access token.
+ */
+export type MailLogin =
+  & MailServerOptions
+  & ({ password: string; accessToken?: undefined } | { accessToken: AccessToken });
 
 /** How a receiver recognises its own mail by subject. */
 export interface SubjectMatch {

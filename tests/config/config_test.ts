@@ -179,3 +179,27 @@ Deno.test("a host's sending accounts take caps and more accounts; a terminal's d
     /^Cannot read terminal\.send\.max_per_day: only a host's sending accounts take caps; remove it/,
   );
 });
+
+Deno.test("token_command is a program as a list, for IMAP and SMTP, never beside a password", () => {
+  const head = `network = "x"\n[host]\nemail = "h@x"\n`;
+  const config = parseConfig(
+    head + `[host.receive]\nkind = "imap"\nhost = "m"\ntoken_command = ["oauth2-token", "h@x"]\n` +
+      `[host.send]\nkind = "smtp"\nhost = "m"\ntoken_command = ["oauth2-token", "h@x"]`,
+    { base: "/etc/mailpeer" },
+  );
+  const receive = config.host?.receive as { tokenCommand?: string[]; password?: unknown };
+  assert.deepEqual(receive.tokenCommand, ["oauth2-token", "h@x"]);
+  assert.equal(receive.password, undefined);
+  rejects(
+    head + `[host.receive]\nkind = "imap"\nhost = "m"\ntoken_command = "oauth2-token h@x"`,
+    /^Cannot read host\.receive\.token_command: it is not a command as a list; write it as a list/,
+  );
+  rejects(
+    head + `[host.receive]\nkind = "imap"\nhost = "m"\ntoken_command = ["t"]\npassword_env = "P"`,
+    /^Cannot read host\.receive\.token_command: it is set together with a password; keep one/,
+  );
+  rejects(
+    head + `[host.receive]\nkind = "pop3"\nhost = "m"\ntoken_command = ["t"]`,
+    /^Cannot read host\.receive\.token_command: it is not used with kind = "pop3"/,
+  );
+});

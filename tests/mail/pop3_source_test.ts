@@ -43,7 +43,7 @@ async function emptyMailbox(): Promise<void> {
     servername: s.servername!,
   });
   try {
-    await client.login(s.user, s.password);
+    await client.login(s.user, s.password!);
     const { count } = await client.stat();
     for (let n = 1; n <= count; n++) await client.dele(n);
     await client.quit();

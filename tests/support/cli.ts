@@ -8,6 +8,8 @@ const PERMS = [
   "--allow-net",
   "--allow-env",
   "--allow-sys=hostname,networkInterfaces",
+  // token_command (OAuth2) runs the program the configuration names
+  "--allow-run",
 ];
 
 export interface RunOptions {

@@ -64,6 +64,7 @@ render() {
     -e "s|@USERS_FILE@|$USERS_FILE|g" -e "s|@MAIL_DIR@|$MAIL_DIR|g" \
     -e "s|@LOG_DIR@|$LOG_DIR|g" -e "s|@TLS_CERT@|$TLS_CERT|g" -e "s|@TLS_KEY@|$TLS_KEY|g" \
     -e "s|@CA_CERT@|$CA_CERT|g" -e "s|@MAIL_UID@|$MAIL_UID|g" -e "s|@MAIL_GID@|$MAIL_GID|g" \
+    -e "s|@OAUTH2_CONF@|$OAUTH2_CONF|g" -e "s|@OAUTH2_INTROSPECTION@|$OAUTH2_INTROSPECTION|g" \
     "$TEMPLATE_DIR/$1" >"$2"
 }
 
@@ -104,6 +105,18 @@ configure_provider() {
 
   # Dovecot (passwords in the clear: random per start, also in passwords.env; root-only).
   render dovecot.conf "$DOVECOT_CONF"
+  # The oauth2 passdb asks the introspection endpoint (RFC 7662) whether a token is active and
+  # whose it is; the user must also exist in the users file (the userdb).
+  cat >"$OAUTH2_CONF" <<OAUTH2
+introspection_mode = post
+introspection_url = $OAUTH2_INTROSPECTION
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+OAUTH2
+  chgrp dovecot "$OAUTH2_CONF"
+  chmod 640 "$OAUTH2_CONF"
   (
     umask 027
     : >"$USERS_FILE"
@@ -137,8 +150,8 @@ write_descriptions() {
       done
     } >"$STATE/passwords.env.tmp"
     {
-      printf '{\n  "version": 1,\n  "stateDir": "%s",\n  "caFile": "%s",\n  "providers": [' \
-        "$STATE" "$CA_CERT"
+      printf '{\n  "version": 1,\n  "stateDir": "%s",\n  "caFile": "%s",\n  "oauth2Introspection": "%s",\n  "providers": [' \
+        "$STATE" "$CA_CERT" "$OAUTH2_INTROSPECTION"
       for d in "${DOMAINS[@]}"; do
         provider_paths "$d"
         ((first_p)) || printf ','

@@ -53,6 +53,32 @@ export async function connectImap(
   server: MailLogin,
   options: ConnectImapOptions,
 ): Promise<{ client: ImapFlow; uidValidity: bigint }> {
+  if (server.accessToken === undefined) {
+    return await connectWith(server, { user: server.user, pass: server.password }, options);
+  }
+  // OAuth2: a refused token is most likely expired; ask for a fresh one once.
+  const login = async (renew: boolean) =>
+    await connectWith(
+      server,
+      { user: server.user, accessToken: await server.accessToken!(renew) },
+      options,
+    );
+  try {
+    return await login(false);
+  } catch (err) {
+    if (classifyImapError(err) !== "auth") throw err;
+    options.logger.log("info", "IMAP refused the OAuth2 token; asking for a fresh one", {
+      server: options.ctx.server,
+    });
+    return await login(true);
+  }
+}
+
+async function connectWith(
+  server: MailLogin,
+  auth: { user: string; pass: string } | { user: string; accessToken: string },
+  options: ConnectImapOptions,
+): Promise<{ client: ImapFlow; uidValidity: bigint }> {
   const { ctx, logger } = options;
   const timeoutMs = server.connectTimeoutMs ?? DEFAULT_MAIL_CONNECT_TIMEOUT_MS;
   const tls: Record<string, unknown> = {};
@@ -83,7 +109,7 @@ export async function connectImap(
     doSTARTTLS: server.tls === "implicit" ? undefined : server.tls === "starttls",
     ...(server.servername !== undefined ? { servername: server.servername } : {}),
     tls,
-    auth: { user: server.user, pass: server.password },
+    auth,
     logger: imapLogger(logger),
     disableAutoIdle: true,
     connectionTimeout: timeoutMs + BACKSTOP_MS,

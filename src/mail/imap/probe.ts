@@ -52,7 +52,10 @@ export async function probeImap(
   server: MailLogin,
   options: ProbeOptions,
 ): Promise<boolean | undefined> {
-  const texts = [server.user, server.password, options.mailbox, options.subject];
+  // OAuth2 logins take the full path (the probe speaks LOGIN only).
+  if (server.password === undefined) return undefined;
+  const password = server.password;
+  const texts = [server.user, password, options.mailbox, options.subject];
   if (server.insecure || !texts.every((t) => QUOTABLE.test(t))) return undefined;
   let conn: Deno.Conn | undefined;
   const timer = setTimeout(() => conn?.close(), options.timeoutMs);
@@ -109,7 +112,7 @@ export async function probeImap(
     const login = await command(
       conn,
       session,
-      `LOGIN ${quote(server.user)} ${quote(server.password)}`,
+      `LOGIN ${quote(server.user)} ${quote(password)}`,
     );
     if (!login.ok) {
       const refusal = login.status.match(/^NO \[AUTHENTICATIONFAILED\]\s*(.*)$/i);

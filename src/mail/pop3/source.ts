@@ -105,6 +105,9 @@ export class Pop3Source implements MailSource {
   readonly #closing = new AbortController();
 
   constructor(server: MailLogin, options: Pop3SourceOptions = {}) {
+    if (server.accessToken !== undefined) {
+      throw new TypeError("Cannot log in to POP3 with OAuth2 (no XOAUTH2 here); use IMAP");
+    }
     this.#server = server;
     this.#pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
     this.#clock = options.clock ?? systemClock;
@@ -318,7 +321,8 @@ export class Pop3Source implements MailSource {
     let client: Pop3Client | undefined;
     try {
       client = await Pop3Client.connect(options);
-      await client.login(this.#server.user, this.#server.password);
+      // The configuration refuses token_command for POP3 (no XOAUTH2 here).
+      await client.login(this.#server.user, this.#server.password ?? "");
     } catch (err) {
       client?.close();
       if (isFinalFailure(err) && !this.#everConnected && !this.#closing.signal.aborted) {

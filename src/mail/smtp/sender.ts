@@ -35,7 +35,7 @@ import {
 } from "../connect_failure.ts";
 import { resentRaw } from "../rfc5322/resend.ts";
 import { speaksImplicitTls } from "../tls_port_probe.ts";
-import type { MailSender, MailServerOptions, OutgoingMail } from "../types.ts";
+import type { AccessToken, MailSender, MailServerOptions, OutgoingMail } from "../types.ts";
 
 /** Options of {@link SmtpSender}. */
 export interface SmtpSenderOptions {
@@ -293,7 +293,11 @@ export class SmtpSender implements MailSender {
       secure: s.tls === "implicit",
       requireTLS: s.tls === "starttls",
       ignoreTLS: s.tls === "none",
-      ...(s.password !== undefined ? { auth: { user: s.user, pass: s.password } } : {}),
+      ...(s.accessToken !== undefined
+        ? { auth: oauth2Auth(s.user, s.accessToken) }
+        : s.password !== undefined
+        ? { auth: { user: s.user, pass: s.password } }
+        : {}),
       ...(this.#options.hostname ? { name: this.#options.hostname } : {}),
       tls: {
         ...(ca !== undefined ? { ca } : {}),
@@ -484,4 +488,22 @@ function oneLine(text: string): string {
 function toBuffer(raw: Uint8Array): Buffer {
   // nodemailer takes a Buffer; Deno's node Buffer is a Uint8Array subclass
   return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength);
+}
+
+/**
+ * nodemailer's OAuth2 login (XOAUTH2) with the token from `accessToken`: nodemailer asks again
+ * with `renew` when the server refused the last token, and retries the login once.
+ */
+function oauth2Auth(user: string, accessToken: AccessToken) {
+  return {
+    type: "OAuth2" as const,
+    user,
+    provisionCallback: (
+      _user: string,
+      renew: boolean,
+      done: (err: Error | null, token?: string) => void,
+    ) => {
+      accessToken(renew).then((token) => done(null, token), (err: Error) => done(err));
+    },
+  };
 }
