@@ -61,7 +61,7 @@ async function siteOn(
   }
   assert.notEqual(next, text);
   await Deno.writeTextFile(config, next);
-  site.env.MP_PASS_IMAPSRV_HOST = login.password;
+  site.env.MP_PASS_IMAPSRV_HOST = login.password ?? "";
   return site;
 }
 
