@@ -3,7 +3,7 @@
 # that run the MailSource conformance suite and FIG. 4 against IMAP servers other than Dovecot.
 # See docs/imap-servers.md.
 #
-#   imapservers.sh install [STATE_DIR]   install what is missing (no daemons started)
+#   imapservers.sh install               install what is missing (no daemons started)
 #   imapservers.sh start [STATE_DIR]     start Courier (127.0.0.21) and Cyrus (127.0.0.22)
 #   imapservers.sh stop [STATE_DIR]      stop both (idempotent)
 #   imapservers.sh status [STATE_DIR]    show what runs; exit 1 unless both answer
@@ -223,15 +223,17 @@ launch_courier() {
   courier_tcpd "$COURIER/run/imapd-ssl.pid" "$PORT_IMAPS" tls
 }
 
+# Stops this state dir's listeners, and authdaemond (machine-wide) only when they were running.
 stop_courier() {
-  local f
+  local f ran=0
   for f in "$COURIER/run/imapd.pid" "$COURIER/run/imapd-ssl.pid"; do
     if [[ -s $f ]]; then
+      ran=1
       /usr/sbin/couriertcpd -pid="$f" -stop >/dev/null 2>&1 || true
       rm -f "$f"
     fi
   done
-  if [[ -S /run/courier/authdaemon/socket ]]; then /usr/sbin/authdaemond stop >/dev/null 2>&1 || true; fi
+  if ((ran)); then /usr/sbin/authdaemond stop >/dev/null 2>&1 || true; fi
 }
 
 # ---------------------------------------------------------------------------------------
@@ -351,6 +353,9 @@ cmd_start() {
   fi
   stop_courier
   stop_cyrus
+  if greets "$COURIER_IP" "$PORT_IMAP" || greets "$CYRUS_IP" "$PORT_IMAP"; then
+    die "cannot start Courier and Cyrus: something else answers on $COURIER_IP or $CYRUS_IP (another clone's imapservers?); stop it with that clone's imapservers.sh stop"
+  fi
   ensure_mail_user
   passwords
   server_cert courier "$COURIER_IP"
