@@ -13,6 +13,7 @@ import type { TableStore } from "../host/types.ts";
 import { resolveSecret, runTokenCommand } from "../config/secret.ts";
 import { ConfigError, isMailpeerError, MessageError } from "../errors.ts";
 import { IMAP_PROBE_TIMEOUT_MS } from "../mail/tuning.ts";
+import { loggerFromEnv } from "../log.ts";
 import type { MailLogin, MailSender, MailServerOptions, MailSource } from "../mail/types.ts";
 import { concatBytes } from "../message/bytes.ts";
 import { type HostCard, parseHostCard } from "../message/host_card.ts";
@@ -137,12 +138,15 @@ export async function openSource(
       const { ImapSource } = await import("../mail/imap/source.ts");
       const login = loginOf(await serverOptions(config, `IMAP password of ${config.user}`));
       const key = configKey ?? config.section;
+      const logger = loggerFromEnv();
       const open = (mailbox: string) =>
         new ImapSource(login, {
           mailbox,
           quarantine: config.quarantine,
           idle: config.idle,
           ...(readAhead ? {} : { prefetchBytes: 0 }),
+          // warnings (a dropped connection, a mailbox without MODSEQs) where MAILPEER_LOG says
+          logger,
           ...sourceOptions,
           configKey: key,
         });

@@ -61,6 +61,9 @@ import {
 /** Replies a host has in flight at once: one per pooled SMTP connection. */
 export const HOST_REPLY_CONCURRENCY = SMTP_POOL_CONNECTIONS;
 
+/** Codes of a mailbox that cannot be reached: every mail waits for the next pass. */
+const MAILBOX_UNREACHABLE: ReadonlySet<string> = new Set(["ECONNECT", "EAUTH", "ETLS"]);
+
 /** Processes the requests and notices in one host mailbox. */
 export class Host {
   readonly #o:
@@ -77,6 +80,8 @@ export class Host {
    * so a request whose reply the crash cut off is never lost.
    */
   readonly #replied = new Map<string, number>();
+  /** Refs of refused mails that could not be quarantined or deleted: skipped from then on. */
+  readonly #setAside = new Set<string>();
 
   constructor(options: HostOptions) {
     this.#o = {
@@ -126,7 +131,9 @@ export class Host {
     );
     for (const kind of ["notice", "request"] as const) {
       const match = this.#match(kind);
-      const refs = this.#rotated(all.filter((ref) => matchesSubject(ref.subject, match)));
+      const refs = this.#rotated(
+        all.filter((ref) => matchesSubject(ref.subject, match) && !this.#setAside.has(ref.id)),
+      );
       for (let i = 0; i < refs.length; i += this.#o.batchSize) {
         await this.#processBatch(
           refs.slice(i, i + this.#o.batchSize),
@@ -234,14 +241,27 @@ export class Host {
       subject: ref.subject,
       code: err.code,
     });
-    if (err.disposal === "delete") {
-      await source.delete(ref);
-      onEvent({ event: "request-deleted", userId: err.userId ?? "", reason: err.message });
-      return "stale";
+    try {
+      if (err.disposal === "delete") {
+        await source.delete(ref);
+        onEvent({ event: "request-deleted", userId: err.userId ?? "", reason: err.message });
+        return "stale";
+      }
+      await source.quarantine(ref, err.message);
+      onEvent({ event: "quarantined", subject: ref.subject, code: err.code, reason: err.message });
+    } catch (failed) {
+      // One mail that cannot be moved or deleted (a folder the server refuses) must not stop
+      // the others of the batch being answered: it stays where it is, and this process skips
+      // it from now on (docs/providers.md). A lost connection fails the pass as before.
+      if (!isMailpeerError(failed) || MAILBOX_UNREACHABLE.has(failed.code)) throw failed;
+      this.#setAside.add(ref.id);
+      logger.log("error", `${kind} left in the mailbox: ${failed.message}`, {
+        subject: ref.subject,
+        code: failed.code,
+      });
+      onEvent({ event: "error", code: failed.code, message: failed.message });
     }
-    await source.quarantine(ref, err.message);
-    onEvent({ event: "quarantined", subject: ref.subject, code: err.code, reason: err.message });
-    return "quarantined";
+    return err.disposal === "delete" ? "stale" : "quarantined";
   }
 
   /** Deletes processed mail, in one go where the source can. */

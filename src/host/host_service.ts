@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { isMailpeerError } from "../errors.ts";
+import { ConfigError, isMailpeerError } from "../errors.ts";
 import { type EventSink, type MailpeerEvent, silentSink } from "../events.ts";
 import { CLAIM_RECOVERY_MS, DEFAULT_SYNC_INTERVAL_MS, HOST_RUN_LOCK_WAIT_MS } from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
@@ -167,7 +167,7 @@ export class HostService {
   /**
    * Passes until `signal` aborts, waking on new mail (push, watch or poll). A failed pass is
    * reported (`error` event) and tried again after a backoff; only a bug (an error that is not
-   * a mailpeer error) ends the run. Refuses to start while another process holds the run lock.
+   * a mailpeer error) or a `ConfigError` (a setting the server cannot support) ends the run. Refuses to start while another process holds the run lock.
    */
   async run(options: RunOptions): Promise<void> {
     const { signal } = options;
@@ -191,7 +191,9 @@ export class HostService {
           await this.#source.waitForMail({ signal });
         } catch (err) {
           if (signal.aborted) break;
-          if (!isMailpeerError(err)) throw err;
+          // a bug, or a setting that cannot work on this server (ConfigError: e.g. shared_mailbox
+          // on an IMAP server without CONDSTORE, docs/providers.md), ends the run
+          if (!isMailpeerError(err) || err instanceof ConfigError) throw err;
           onEvent({ event: "error", code: err.code, message: err.message });
           logger.log("error", err.message, { code: err.code });
           const delay = Math.min(maxRetryDelayMs, retryDelayMs * 2 ** failures++);
@@ -215,6 +217,16 @@ export class HostService {
       { subject: `[mailpeer] ${this.#network} `, mode: "prefix" },
       signal ? { signal } : {},
     );
+    // known once the source has connected: an IMAP server without CONDSTORE cannot keep
+    // several processes' claims apart (docs/providers.md)
+    if (sharedMailbox && !source.claims) {
+      throw new ConfigError(
+        "ECONFIG",
+        "Cannot share the host's mailbox among host processes: its server cannot claim a " +
+          "mail for one process (IMAP without CONDSTORE, RFC 7162); set shared_mailbox = false " +
+          "in [host] and run one host process on this mailbox",
+      );
+    }
     const handed = { listing, ...(signal ? { signal } : {}) };
     if (this.#representative) {
       await this.#representative.processPending(handed);

@@ -38,8 +38,10 @@
  * when the mail was saved into the processing folder, i.e. claimed); a server without
  * SAVEDATE falls back to when this process first saw the mail there. A mail left locked in
  * the mailbox (a claimer died between STORE and MOVE) is unlocked once this process has seen
- * it locked for `olderThanMs`. A server without CONDSTORE gets plain MOVE claims (a warning
- * is logged): safe for one host process per mailbox only.
+ * it locked for `olderThanMs`. A server without CONDSTORE (Courier) never claims:
+ * `ImapSource.claims` is false there and the host refuses `shared_mailbox` (docs/providers.md);
+ * a mailbox without MODSEQs (`NOMODSEQ`) on a CONDSTORE server gets plain MOVE claims with a
+ * warning, safe for one host process per mailbox only.
  *
  * @module
  */
@@ -126,12 +128,12 @@ export class ImapClaims {
     uid: number,
     listed: { modseq?: bigint | undefined; highest?: bigint | undefined } = {},
   ): Promise<ClaimedUid | undefined> {
-    await session.ensureFolder(client, this.processing);
+    const target = await session.ensureFolder(client, this.processing);
     const lock = async (modseq: bigint) =>
       await conditionalStore(client, uid, modseq, "+", [CLAIMED, this.#keyword]) &&
       (modseq < (listed.highest ?? 0n) || await this.#sole(client, uid));
     if (listed.modseq !== undefined && canCondstore(client) && await lock(listed.modseq)) {
-      return await this.#move(session, client, uid);
+      return await this.#move(session, client, uid, target);
     }
     const msg = await client.fetchOne(String(uid), { uid: true, flags: true }, { uid: true });
     if (!msg || msg.flags?.has("\\Deleted") || msg.flags?.has(CLAIMED)) return undefined;
@@ -141,12 +143,12 @@ export class ImapClaims {
       this.#warnedNoCondstore = true;
       this.#logger.log(
         "warn",
-        "IMAP server lacks CONDSTORE: claims are plain MOVEs, safe " +
+        "IMAP mailbox has no MODSEQs (NOMODSEQ): claims are plain MOVEs, safe " +
           "for one host process per mailbox only",
         { server: session.ctx.server },
       );
     }
-    return await this.#move(session, client, uid);
+    return await this.#move(session, client, uid, target);
   }
 
   /**
@@ -177,20 +179,21 @@ export class ImapClaims {
     }
   }
 
-  /** `UID MOVE` of a locked mail into the processing folder. */
+  /** `UID MOVE` of a locked mail into the processing folder (`target`, its full name). */
   async #move(
     session: ImapSession,
     client: ImapFlow,
     uid: number,
+    target: string,
   ): Promise<ClaimedUid | undefined> {
-    const result = await client.messageMove(String(uid), this.processing, { uid: true });
+    const result = await client.messageMove(String(uid), target, { uid: true });
     if (result === false) {
       session.forgetFolder(this.processing);
       throw session.refused(client, "the server refused MOVE");
     }
-    const target = result?.uidMap?.get(uid);
-    if (target === undefined || result?.uidValidity === undefined) return undefined;
-    return { validity: result.uidValidity, uid: target };
+    const moved = result?.uidMap?.get(uid);
+    if (moved === undefined || result?.uidValidity === undefined) return undefined;
+    return { validity: result.uidValidity, uid: moved };
   }
 
   /**
@@ -207,7 +210,7 @@ export class ImapClaims {
     uids: readonly number[],
     listed: { modseq(uid: number): bigint | undefined; highest: bigint | undefined },
   ): Promise<Map<number, ClaimedUid>> {
-    await session.ensureFolder(client, this.processing);
+    const target = await session.ensureFolder(client, this.processing);
     const won = new Map<number, ClaimedUid>();
     const oneByOne = async (some: readonly number[], modseqOf: typeof listed.modseq) => {
       for (const uid of some) {
@@ -251,7 +254,7 @@ export class ImapClaims {
       }
     }
     if (locked.length > 0) {
-      const result = await client.messageMove(uidSet(locked), this.processing, { uid: true });
+      const result = await client.messageMove(uidSet(locked), target, { uid: true });
       if (result === false) {
         session.forgetFolder(this.processing);
         throw session.refused(client, "the server refused MOVE");

@@ -19,6 +19,7 @@ import type { Logger } from "../../log.ts";
 import type { Backoff, Clock } from "../../runtime.ts";
 import { connectImap } from "./connect.ts";
 import { isFinalFailure } from "../connect_failure.ts";
+import { personalFolder } from "./namespace.ts";
 import {
   asConnectionLoss,
   classifyImapError,
@@ -59,14 +60,15 @@ export class ImapSession {
   #client: ImapFlow | undefined;
   #connecting: Promise<ImapFlow> | undefined;
   #uidValidity = 0n;
+  #condstore: boolean | undefined;
   /** Count of EXISTS notifications, and its value when {@link ImapSession.markListed} last ran. */
   #arrivals = 0;
   #arrivalsListed = 0;
   readonly #waiters = new Set<() => void>();
   /** The IDLE this session started and the promise of its end. */
   #idling: { client: ImapFlow; ended: Promise<void> } | undefined;
-  /** Folders known to exist (see {@link ImapSession.ensureFolder}). */
-  readonly #folders = new Set<string>();
+  /** Folders known to exist, by configured name: their full names (see {@link ImapSession.ensureFolder}). */
+  readonly #folders = new Map<string, string>();
   /** Commands under way; close() lets them finish before logging out. */
   readonly #inflight = new Set<Promise<unknown>>();
   /** Aborted by close(): ends the backoff of a command that is waiting to reconnect. */
@@ -82,6 +84,14 @@ export class ImapSession {
     this.#o = options;
     this.mailbox = options.mailbox;
     this.ctx = options.ctx;
+  }
+
+  /**
+   * Whether the server offers CONDSTORE (RFC 7162), which safe claims need (`claim.ts`):
+   * undefined before the first connection.
+   */
+  get condstore(): boolean | undefined {
+    return this.#condstore;
   }
 
   /** UIDVALIDITY of the mailbox as of the last connection; 0 before the first. */
@@ -220,21 +230,25 @@ export class ImapSession {
   }
 
   /**
-   * Creates `folder` when the server does not list it (another process may create it too).
-   * Remembers folders it found, so only the first call per folder costs a round trip.
+   * Creates `folder` (a name in the personal namespace, see `mail/imap/namespace.ts`) when the
+   * server does not list it (another process may create it too), and resolves with its full
+   * name on this server, e.g. `INBOX.Quarantine` on Courier. Remembers folders it found, so
+   * only the first call per folder costs a round trip.
    */
-  async ensureFolder(client: ImapFlow, folder: string): Promise<void> {
-    if (this.#folders.has(folder)) return;
-    const folders = await client.list();
-    if (!folders.some((f) => f.path === folder)) {
+  async ensureFolder(client: ImapFlow, folder: string): Promise<string> {
+    const known = this.#folders.get(folder);
+    if (known !== undefined) return known;
+    const path = personalFolder(folder, client.namespace);
+    const listed = (all: { path: string }[]) => all.some((f) => f.path === path);
+    if (!listed(await client.list())) {
       try {
-        await client.mailboxCreate(folder);
+        await client.mailboxCreate(path);
       } catch (err) {
-        const again = await client.list();
-        if (!again.some((f) => f.path === folder)) throw err;
+        if (!listed(await client.list())) throw err;
       }
     }
-    this.#folders.add(folder);
+    this.#folders.set(folder, path);
+    return path;
   }
 
   /** Forgets that `folder` exists (a MOVE into it was refused: it may have been deleted). */
@@ -328,6 +342,7 @@ export class ImapSession {
       );
     }
     this.#uidValidity = uidValidity;
+    this.#condstore = client.capabilities.has("CONDSTORE");
     this.#client = client;
     this.#everConnected = true;
     return client;

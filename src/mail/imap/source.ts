@@ -59,8 +59,16 @@ const DEFAULT_CONNECT_ATTEMPTS = 6;
  * ```
  */
 export class ImapSource implements MailSource {
-  /** A UID MOVE into the processing folder is atomic: one session wins each mail. */
-  readonly claims = true;
+  /**
+   * True unless the server is known to lack CONDSTORE: a claim is a CONDSTORE-conditional lock
+   * and a MOVE into the processing folder (`mail/imap/claim.ts`); without CONDSTORE two
+   * processes could take the same mail, so {@link claimMany} answers with the refs themselves
+   * and {@link recoverClaims} with 0, as POP3 does, and the host service refuses
+   * `shared_mailbox` (docs/providers.md). Known after the first connection; true before.
+   */
+  get claims(): boolean {
+    return this.#session.condstore !== false;
+  }
   readonly #server: MailLogin;
   readonly #options: ImapSourceOptions;
   readonly #mailbox: string;
@@ -236,8 +244,8 @@ export class ImapSource implements MailSource {
       if (id === undefined) return;
       this.#cache.drop(bodyKey(this.#mailbox, id.validity, id.uid));
       if (this.#syncFirst) await client.noop();
-      await session.ensureFolder(client, this.#quarantine);
-      const moved = await client.messageMove(String(id.uid), this.#quarantine, { uid: true });
+      const folder = await session.ensureFolder(client, this.#quarantine);
+      const moved = await client.messageMove(String(id.uid), folder, { uid: true });
       if (moved === false) {
         session.forgetFolder(this.#quarantine);
         throw session.refused(client, "the server refused MOVE");
@@ -286,6 +294,9 @@ export class ImapSource implements MailSource {
       }
     }
     if (refs.length === 0) return [];
+    // without CONDSTORE, as POP3: the refs themselves (one host process per mailbox; the host
+    // service refuses shared_mailbox then)
+    if (!await this.#canClaim()) return refs;
     const session = this.#session;
     const ids = refs.map(mailboxRefId);
     const keyOf = (id: RefId) => bodyKey(this.#mailbox, id.validity, id.uid);
@@ -330,6 +341,7 @@ export class ImapSource implements MailSource {
     if (!(olderThanMs >= 0)) {
       throw new RangeError(`Cannot recover claims: olderThanMs must be >= 0, not ${olderThanMs}`);
     }
+    if (!await this.#canClaim()) return 0;
     const limit = this.#clock.now() - olderThanMs;
     const session = this.#session;
     const folder = this.#claims.processing;
@@ -370,6 +382,16 @@ export class ImapSource implements MailSource {
         maxBytes: MAX_MAIL_BYTES,
       });
     }).catch((err) => session.debug("reading claimed mail failed; fetch reads it", err));
+  }
+
+  /**
+   * Connects when needed (no round trip otherwise); true when the server can make claims
+   * exclusive (CONDSTORE, see {@link claims}).
+   */
+  async #canClaim(): Promise<boolean> {
+    const session = this.#session;
+    await session.run("connect to", () => Promise.resolve());
+    return session.condstore !== false;
   }
 
   /** Removes `ids` (of this source's mailbox) with one STORE and one UID EXPUNGE. */
