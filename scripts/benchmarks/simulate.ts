@@ -247,12 +247,24 @@ function main(): void {
   );
   const json = {
     bench: "simulate",
-    inputs: base,
-    results: results.map((r, i) => ({ peakPerHour: perHour[i], ...r })),
+    inputs: { ...base, peakPerHour: perHour },
+    results,
+    // The model where it overlaps the loopback bench, each figure beside the measurement.
     loopbackCheck: {
+      source: "docs/performance.md, bench run 2026-11-26 10:14 UTC",
       measured: LOOPBACK,
-      poll: { modelP50Ms: check.poll.rendezvousMs.p50, ...check.poll.rendezvousMs },
-      idle: { modelP50Ms: check.idle.rendezvousMs.p50, ...check.idle.rendezvousMs },
+      poll: {
+        kind: "calibration",
+        modelMs: check.poll.rendezvousMs,
+        measuredP50Ms: LOOPBACK.pollRendezvousP50Ms,
+        ratioP50: check.poll.rendezvousMs.p50 / LOOPBACK.pollRendezvousP50Ms,
+      },
+      idle: {
+        kind: "prediction",
+        modelMs: check.idle.rendezvousMs,
+        measuredP50Ms: LOOPBACK.idleRendezvousP50Ms,
+        ratioP50: check.idle.rendezvousMs.p50 / LOOPBACK.idleRendezvousP50Ms,
+      },
     },
   };
   const text = JSON.stringify(json, null, 2) + "\n";
