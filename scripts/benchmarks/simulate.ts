@@ -48,7 +48,9 @@ Load
   --per-day N[,N…]            rendezvous per day, one column each (default 1000,100000,1000000)
   --per-hour N[,N…]           or: rendezvous in the peak hour (overrides --per-day)
   --peak-to-mean X            peak hour / mean hour (default ${DEFAULTS.peakToMean})
-  --introductions X           introductions the host mails per request, 0…8 (default ${DEFAULTS.introductionsPerRequest})
+  --introductions X|auto      introductions the host mails per request, 0…8; auto: from the
+                              host's rules and each host's load (default auto)
+  --peers-per-reply N         peers a reply lists, host.peers_per_reply (default ${DEFAULTS.peersPerReply})
 Sending caps (docs/providers.md "Sending limits")
   --cap-per-day N             messages per account per 24 h (default ${DEFAULTS.capPerDay}: Gmail)
   --cap-per-hour N            messages per account per hour, 0 = none (default ${DEFAULTS.capPerHour})
@@ -109,7 +111,10 @@ function inputsFromArgs(): { base: ModelInputs; perHour: number[] } {
   const base: ModelInputs = {
     peakPerHour: 0,
     peakToMean,
-    introductionsPerRequest: real("introductions", DEFAULTS.introductionsPerRequest),
+    introductionsPerRequest: arg("introductions") === "auto" || arg("introductions") === undefined
+      ? "auto"
+      : real("introductions", 0),
+    peersPerReply: num("peers-per-reply", DEFAULTS.peersPerReply),
     capPerDay: num("cap-per-day", DEFAULTS.capPerDay, 1),
     capPerHour: num("cap-per-hour", DEFAULTS.capPerHour),
     capHeadroom: real("cap-headroom", DEFAULTS.capHeadroom, 0.01),
@@ -186,6 +191,7 @@ function main(): void {
   ];
   const rows = [
     row("peak rendezvous per hour", (r) => n(r.peakPerHour)),
+    row("introductions per rendezvous", (r) => n(r.introductionsPerRequest, 2)),
     row(
       "host mails per day (of which sync)",
       (r) => `${n(r.mailsPerDay)} (${n(r.syncMailsPerDay)})`,

@@ -10,6 +10,13 @@
  *
  * @module
  */
+import {
+  DEFAULT_PEERS_PER_REPLY,
+  DEFAULT_REQUESTS_PER_HOUR,
+  DEFAULT_SYNC_INTERVAL_MS,
+  INTRODUCTIONS_PER_HOUR,
+  INTRODUCTIONS_PER_TARGET_PER_HOUR,
+} from "../../src/limits.ts";
 
 /** How a mailbox learns of new mail: IMAP IDLE push, or a poll every `pollMs`. */
 export type Wake = "idle" | "poll";
@@ -20,8 +27,13 @@ export interface ModelInputs {
   peakPerHour: number;
   /** Peak hour over the mean hour of the day (a day has 24 × peakPerHour / this rendezvous). */
   peakToMean: number;
-  /** Introductions the host mails per answered request (0 … peers per reply, 8). */
-  introductionsPerRequest: number;
+  /**
+   * Introductions the host mails per answered request, or "auto": derived from the host's
+   * rules, {@link introductionsPerRequest}.
+   */
+  introductionsPerRequest: number | "auto";
+  /** Peers a reply lists (host.peers_per_reply). */
+  peersPerReply: number;
   /** Messages one host account may send per rolling 24 hours (Gmail: 500). */
   capPerDay: number;
   /** Messages one host account may send per hour; 0: no hourly cap. */
@@ -113,13 +125,14 @@ export const GMAIL_DELIVERY = { p50Ms: 17_000, p95Ms: 41_700 } as const;
 export const DEFAULTS: ModelInputs = {
   peakPerHour: 1000,
   peakToMean: 2,
-  introductionsPerRequest: 1,
+  introductionsPerRequest: "auto",
+  peersPerReply: DEFAULT_PEERS_PER_REPLY,
   capPerDay: 500,
   capPerHour: 0,
   capHeadroom: 0.9,
   accountsPerHost: 8,
-  hostRequestsPerHour: 3000,
-  syncIntervalMs: 5 * 60 * 1000,
+  hostRequestsPerHour: DEFAULT_REQUESTS_PER_HOUR,
+  syncIntervalMs: DEFAULT_SYNC_INTERVAL_MS,
   syncPages: 1,
   poolSize: 8,
   perProcessPerSecond: LOOPBACK.hostPerSecond,
@@ -149,6 +162,8 @@ export interface ModelResult {
   /** Rendezvous in the peak hour (the input). */
   peakPerHour: number;
   rendezvousPerDay: number;
+  /** Introductions per rendezvous (the input, or derived). */
+  introductionsPerRequest: number;
   /** Mails the hosts send per rendezvous: one reply plus the introductions. */
   hostMailsPerRendezvous: number;
   /** Mails the terminal sends per rendezvous (one request per host asked; notices aside). */
@@ -227,6 +242,24 @@ export function quantiles(values: number[]): Quantiles {
 }
 
 /**
+ * Introductions a host mails per request it answers, from its rules (docs/protocol.md
+ * "Introductions", src/host/introductions.ts): every terminal's request carries an introduction
+ * key, and each of the `peersPerReply` rows a reply lists (the newest) is told of the requester,
+ * at most INTRODUCTIONS_PER_TARGET_PER_HOUR (6) times an hour per row and
+ * INTRODUCTIONS_PER_HOUR (3000) times an hour per host. A row stays among the newest for the next
+ * `peersPerReply` requests: when those come within the hour (a host answering at least that many
+ * per hour) the per-row cap binds and a row gets 6 instead of 8; in between, the model goes
+ * linearly from 8 to 6, which keeps the host's introductions per hour growing with its load.
+ * `perHostPerHour` is one host's request rate.
+ */
+export function introductionsPerRequest(peersPerReply: number, perHostPerHour: number): number {
+  const capped = Math.min(peersPerReply, INTRODUCTIONS_PER_TARGET_PER_HOUR);
+  const within = Math.min(1, perHostPerHour / Math.max(peersPerReply, 1));
+  const perRow = peersPerReply - within * (peersPerReply - capped);
+  return Math.min(perRow, INTRODUCTIONS_PER_HOUR / Math.max(perHostPerHour, 1e-9));
+}
+
+/**
  * Mail and process counts, without the simulation. The pool's sync mail grows with the square
  * of the host count (each host pushes to every other), and the host count with the mail, so
  * both are found by iterating to the fixed point.
@@ -234,7 +267,6 @@ export function quantiles(values: number[]): Quantiles {
 export function capacity(inputs: ModelInputs): Omit<ModelResult, "rendezvousMs" | "parts"> {
   const i = inputs;
   const rendezvousPerDay = 24 * i.peakPerHour / i.peakToMean;
-  const hostMailsPerRendezvous = 1 + i.introductionsPerRequest;
   const usableDay = Math.max(1, Math.floor(i.capPerDay * i.capHeadroom));
   const usableHour = i.capPerHour > 0 ? Math.max(1, Math.floor(i.capPerHour * i.capHeadroom)) : 0;
   const pushesPerDay = 86_400_000 / i.syncIntervalMs;
@@ -250,11 +282,16 @@ export function capacity(inputs: ModelInputs): Omit<ModelResult, "rendezvousMs" 
   }
   let hosts = 1;
   let accounts = 0, mailsPerDay = 0, syncMailsPerDay = 0, mailsPeakHour = 0;
+  let introductions = 0, hostMailsPerRendezvous = 1;
   // The host count sets the sync mail, which sets the accounts, which set the host count: the
   // loop stops at the fixed point (it exists: a full pool's sync fits in its accounts, above).
   for (;;) {
     const peers = Math.min(hosts, Math.max(1, i.poolSize)) - 1;
     syncMailsPerDay = hosts * peers * pushesPerDay * i.syncPages;
+    introductions = i.introductionsPerRequest === "auto"
+      ? introductionsPerRequest(i.peersPerReply, i.peakPerHour / hosts)
+      : i.introductionsPerRequest;
+    hostMailsPerRendezvous = 1 + introductions;
     mailsPerDay = rendezvousPerDay * hostMailsPerRendezvous + syncMailsPerDay;
     mailsPeakHour = i.peakPerHour * hostMailsPerRendezvous + syncMailsPerDay / 24;
     accounts = Math.max(
@@ -280,6 +317,7 @@ export function capacity(inputs: ModelInputs): Omit<ModelResult, "rendezvousMs" 
   return {
     peakPerHour: i.peakPerHour,
     rendezvousPerDay,
+    introductionsPerRequest: introductions,
     hostMailsPerRendezvous,
     terminalMailsPerRendezvous: 1,
     mailsPerDay,
