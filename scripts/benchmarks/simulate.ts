@@ -175,10 +175,17 @@ const n = (x: number, d = 0) =>
   x.toLocaleString("en-US", { minimumFractionDigits: d, maximumFractionDigits: d });
 const s = (ms: number) => ms >= 10_000 ? `${n(ms / 1000, 1)} s` : `${n(ms, 1)} ms`;
 
+/** The options HELP lists, so that a mistyped one is an error rather than a silent default. */
+const KNOWN = new Set([...HELP.matchAll(/^ {2}(--[a-z0-9-]+)/gm)].map((m) => m[1]!));
+
 function main(): void {
   if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
     out(HELP);
     return;
+  }
+  const unknown = Deno.args.filter((a) => a.startsWith("--") && !KNOWN.has(a));
+  if (unknown.length > 0) {
+    throw new TypeError(`unknown option ${unknown.join(", ")} (scripts/simulate --help)`);
   }
   const { base, perHour } = inputsFromArgs();
   const results = perHour.map((p) => simulate({ ...base, peakPerHour: p }));
@@ -280,4 +287,11 @@ function main(): void {
   out("\n" + text);
 }
 
-main();
+try {
+  main();
+} catch (err) {
+  // A usage error: one line and exit code 2; anything else keeps its stack trace.
+  if (!(err instanceof TypeError || err instanceof RangeError)) throw err;
+  Deno.stderr.writeSync(new TextEncoder().encode(`scripts/simulate: ${err.message}\n`));
+  Deno.exitCode = 2;
+}
