@@ -260,9 +260,9 @@ export function introductionsPerRequest(peersPerReply: number, perHostPerHour: n
 }
 
 /**
- * Mail and process counts, without the simulation. The pool's sync mail grows with the square
- * of the host count (each host pushes to every other), and the host count with the mail, so
- * both are found by iterating to the fixed point.
+ * Mail and process counts, without the simulation. Each host pushes its table to every other
+ * host of its pool, so the sync mail grows with the host count (with its square up to the pool
+ * size), and the host count with the mail: both are found by iterating to the fixed point.
  */
 export function capacity(inputs: ModelInputs): Omit<ModelResult, "rendezvousMs" | "parts"> {
   const i = inputs;
@@ -272,12 +272,18 @@ export function capacity(inputs: ModelInputs): Omit<ModelResult, "rendezvousMs" 
   const pushesPerDay = 86_400_000 / i.syncIntervalMs;
   // Sync mail one host sends per day once its pool is full; it must leave room for replies.
   const fullPoolSync = (Math.max(1, i.poolSize) - 1) * pushesPerDay * i.syncPages;
-  if (fullPoolSync >= i.accountsPerHost * usableDay) {
+  if (
+    fullPoolSync >= i.accountsPerHost * usableDay ||
+    (usableHour > 0 && fullPoolSync / 24 >= i.accountsPerHost * usableHour)
+  ) {
     throw new RangeError(
       `Cannot plan the hosts: a pool of ${i.poolSize} syncing every ${i.syncIntervalMs / 1000} s ` +
-        `sends ${fullPoolSync} sync mails per host per day, more than its ${i.accountsPerHost} ` +
-        `accounts may send (${i.accountsPerHost * usableDay}); raise the sync interval or ` +
-        `lower the pool size`,
+        `sends ${fullPoolSync} sync mails per host a day (${
+          fullPoolSync / 24
+        } an hour), more than its ${i.accountsPerHost} ` +
+        `accounts may send (${i.accountsPerHost * usableDay} a day` +
+        (usableHour > 0 ? `, ${i.accountsPerHost * usableHour} an hour` : "") +
+        `); raise the sync interval or lower the pool size`,
     );
   }
   let hosts = 1;
