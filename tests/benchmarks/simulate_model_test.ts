@@ -86,6 +86,11 @@ Deno.test("a pool whose sync alone fills its accounts is refused, with what to c
     () => capacity({ ...base, poolSize: 100, syncIntervalMs: 60_000 }),
     (e: unknown) => e instanceof RangeError && /raise the sync interval/.test(e.message),
   );
+  // The same for an hourly cap (8 accounts × 9 usable an hour < 7 × 12 pushes an hour).
+  assert.throws(
+    () => capacity({ ...base, capPerHour: 10 }),
+    (e: unknown) => e instanceof RangeError && /72 an hour/.test(e.message),
+  );
 });
 
 Deno.test("at zero delivery delay and light load the model meets the loopback rendezvous", () => {
