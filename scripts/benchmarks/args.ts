@@ -26,3 +26,14 @@ export function num(name: string, fallback: number, min = 0): number {
   }
   return value;
 }
+
+/** A number given as `--name X` (at least `min`, fractions allowed), or `fallback` when absent. */
+export function real(name: string, fallback: number, min = 0): number {
+  const raw = arg(name);
+  if (raw === undefined) return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min) {
+    throw new TypeError(`--${name} needs a number of at least ${min}, not ${raw}`);
+  }
+  return value;
+}
