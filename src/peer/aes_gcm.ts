@@ -254,6 +254,23 @@ type LibCrypto = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 const EVP_CTRL_GCM_GET_TAG = 0x10;
 const EVP_CTRL_GCM_SET_TAG = 0x11;
+/**
+ * Where libcrypto 3 is looked for, absolute paths first: the CLI holds the `ffi` permission for
+ * exactly these paths (deno.json's `mailpeer` task, docs/security.md), so that "fast by default"
+ * opens no other library. A process with the whole `ffi` permission also tries the bare names.
+ */
+export const LIBCRYPTO_PATHS: Partial<Record<typeof Deno.build.os, string[]>> = {
+  linux: [
+    "/usr/lib/x86_64-linux-gnu/libcrypto.so.3",
+    "/usr/lib/aarch64-linux-gnu/libcrypto.so.3",
+    "/usr/lib64/libcrypto.so.3",
+    "/usr/lib/libcrypto.so.3",
+  ],
+  darwin: [
+    "/opt/homebrew/opt/openssl@3/lib/libcrypto.3.dylib",
+    "/usr/local/opt/openssl@3/lib/libcrypto.3.dylib",
+  ],
+};
 const LIBRARY_NAMES: Partial<Record<typeof Deno.build.os, string[]>> = {
   linux: ["libcrypto.so.3", "libcrypto.so"],
   darwin: [
@@ -267,19 +284,21 @@ let libcrypto: LibCrypto | null | undefined;
 
 /** OpenSSL's libcrypto when the `ffi` permission is held and it loads; otherwise null. */
 function loadLibCrypto(): LibCrypto | null {
-  try {
-    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return null;
-  } catch {
-    return null;
-  }
   if (libcrypto !== undefined) return libcrypto;
   libcrypto = null;
-  for (const name of LIBRARY_NAMES[Deno.build.os] ?? []) {
+  const os = Deno.build.os;
+  const names = [...(LIBCRYPTO_PATHS[os] ?? []), ...(LIBRARY_NAMES[os] ?? [])];
+  for (const name of names) {
     try {
+      // Only where the permission is already held: this module never asks for it.
+      const query = name.startsWith("/")
+        ? { name: "ffi" as const, path: name }
+        : { name: "ffi" as const };
+      if (Deno.permissions.querySync(query).state !== "granted") continue;
       libcrypto = Deno.dlopen(name, SYMBOLS).symbols;
       break;
     } catch {
-      // not this name: try the next one
+      // not this name (missing, or not libcrypto 3): try the next one
     }
   }
   return libcrypto;

@@ -41,6 +41,7 @@ import { type Clock, systemClock } from "../runtime.ts";
 import { decodeStreamAck, encodeDisconnect, encodeStreamAck } from "./frame.ts";
 import { FrameType } from "./frame.ts";
 import { ReliableReceiver, ReliableSender } from "./reliable_stream.ts";
+import type { AesGcmEngine } from "./aes_gcm.ts";
 import type { SessionCipher } from "./session_crypto.ts";
 import { MAX_MESSAGE_BYTES } from "./session_link.ts";
 import { checkFragment } from "./stream_assembler.ts";
@@ -121,6 +122,11 @@ export class ReliableLink implements PeerLink {
   #closePromise: Promise<void> | null = null;
   #onDisconnectAck: (() => void) | null = null;
   #pumpDone: Promise<void>;
+
+  /** The AES-GCM implementation of this link's session (`PeerLink.cipher`). */
+  get cipher(): AesGcmEngine {
+    return this.#cipher.implementation;
+  }
 
   constructor(channel: FrameChannel, cipher: SessionCipher, options: ReliableLinkOptions) {
     this.local = options.local;

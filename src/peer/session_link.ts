@@ -33,6 +33,7 @@ import {
   LENGTH_PREFIX_BYTES,
   MAX_FRAME_BODY_BYTES,
 } from "./frame.ts";
+import type { AesGcmEngine } from "./aes_gcm.ts";
 import type { SessionCipher } from "./session_crypto.ts";
 import { checkFragment, StreamAssembler } from "./stream_assembler.ts";
 import type { FrameChannel, PeerInfo, PeerLink, ReceiveOptions } from "./types.ts";
@@ -113,6 +114,11 @@ export class SessionLink implements PeerLink {
   #onDisconnectAck: (() => void) | null = null;
   #resume: (() => void) | null = null;
   #pumpDone: Promise<void>;
+
+  /** The AES-GCM implementation of this link's session (`PeerLink.cipher`). */
+  get cipher(): AesGcmEngine {
+    return this.#cipher.implementation;
+  }
 
   constructor(channel: FrameChannel, cipher: SessionCipher, options: SessionLinkOptions) {
     this.local = options.local;

@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { AesGcmEngine } from "./aes_gcm.ts";
 import type { Endpoint, TransportKind } from "../message/types.ts";
 import type { Frame } from "./frame.ts";
 import type { PathControl } from "./link_paths.ts";
@@ -64,6 +65,11 @@ export interface PeerLink {
   readonly local: Endpoint;
   readonly remote: PeerInfo;
   readonly transport: TransportKind;
+  /**
+   * Which AES-256-GCM implementation seals this link's frames (`openssl` where the process may
+   * load libcrypto, else `webcrypto`): the `connected` event reports it (docs/performance.md).
+   */
+  readonly cipher?: AesGcmEngine;
   /** Sends one message; rejects with `PeerError` `EPEER` once the link is closed. */
   send(data: Uint8Array): Promise<void>;
   /**

@@ -629,6 +629,7 @@ export class Terminal {
       role,
       remote: found.link.remote.endpoint,
       path: found.path,
+      ...(found.link.cipher ? { cipher: found.link.cipher } : {}),
     });
   }
 
