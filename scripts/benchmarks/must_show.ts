@@ -43,7 +43,9 @@ function ratio(
 export function mustShow(i: MustShowInput): MustShowRow[] {
   const notes = i.notes ?? {};
   const why = (...names: string[]) =>
-    "not measured: " + (names.map((n) => notes[n]).filter(Boolean).join("; ") || "no figure");
+    "not measured: " +
+    (names.map((n) => notes[n]?.replace(/^not measured: /, "")).filter(Boolean).join("; ") ||
+      "no figure");
   const hs: MustShowRow = i.handshakeP50Ms === null
     ? { check: "handshake p50 (TCP)", value: why("handshake"), target: "≤ 1.5 ms", pass: null }
     : {

@@ -108,7 +108,12 @@ function kill(child: Deno.ChildProcess): void {
 
 /** One anchor: its receiver, then its sender's single result line. */
 export async function anchor(name: AnchorName, o: AnchorOptions): Promise<AnchorResult> {
-  const receiver = node([`${name}.mjs`, "receive"], "piped");
+  let receiver: Deno.ChildProcess;
+  try {
+    receiver = node([`${name}.mjs`, "receive"], "piped");
+  } catch (err) {
+    return { note: `not measured: cannot run node: ${(err as Error).message}` };
+  }
   const receiverErr = stderrOf(receiver);
   let sender: Deno.ChildProcess | null = null;
   let draining: Promise<void> = Promise.resolve();

@@ -20,7 +20,7 @@ Deno.test("must-show says why a figure was not measured instead of failing", () 
     rawDenoTcpMbS: 3000,
     libp2pMbS: null,
     handshakeP50Ms: null,
-    notes: { libp2p: "npm install failed", handshake: "skipped" },
+    notes: { libp2p: "not measured: npm install failed", handshake: "skipped" },
   });
   assert.equal(rows[1]!.pass, null);
   assert.equal(rows[1]!.value, "not measured: npm install failed");
