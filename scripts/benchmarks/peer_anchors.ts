@@ -57,11 +57,13 @@ async function output(cmd: string, args: string[], cwd: string) {
   return { ok: r.success, text: new TextDecoder().decode(r.stderr).trim().split("\n").slice(-3) };
 }
 
-/** Installs the anchors' packages (`npm ci`) unless they are there; null or why not. */
+/** Installs the anchors' packages (`npm ci`) unless they are there and current; null or why not. */
 export async function installAnchors(): Promise<string | null> {
   try {
-    await Deno.stat(`${DIR}node_modules/.package-lock.json`);
-    return null;
+    // npm writes node_modules/.package-lock.json on install: older than the lockfile, reinstall
+    const installed = await Deno.stat(`${DIR}node_modules/.package-lock.json`);
+    const wanted = await Deno.stat(`${DIR}package-lock.json`);
+    if ((installed.mtime?.getTime() ?? 0) >= (wanted.mtime?.getTime() ?? 0)) return null;
   } catch {
     // not installed yet
   }
