@@ -9,9 +9,13 @@
  *
  * Those figures run both ends in this process. The `two_process` figures run the sender and the
  * receiver in two processes (`peer_two_process.ts`, needs `--allow-run` for this Deno), as two
- * peers on two hosts: raw TCP, and sessions with OpenSSL and with WebCrypto, interleaved.
+ * peers on two hosts: raw TCP, sessions with exactly the CLI's permissions ("CLI default", which
+ * names the cipher it got) and with WebCrypto, interleaved. The `anchors` run js-libp2p and
+ * hyperdht between two Node processes beside Node raw TCP (`peer_anchors.ts`, needs
+ * `--allow-run=node,npm`), and `must_show` marks issue 18's targets (`must_show.ts`).
  *
  * Usage: scripts/bench-peer [--mib 256] [--runs 3] [--handshakes 50] [--out bench-results/peer.json]
+ *   [--no-anchors]
  *
  * @module
  */
@@ -20,6 +24,7 @@ import { MAX_FRAGMENT_BYTES } from "../../src/peer/session_link.ts";
 import { SessionLink } from "../../src/peer/session_link.ts";
 import { encodeFrame, type Frame, FrameDecoder, FrameType } from "../../src/peer/frame.ts";
 import { opensslAvailable } from "../../src/peer/aes_gcm.ts";
+import { PEER_FRAME_VERSION } from "../../src/protocol.ts";
 import { generateEd25519 } from "../../src/message/keys.ts";
 import type { FrameChannel, PeerIdentity, PeerTransport } from "../../src/peer/types.ts";
 import { aesGcm, ceiling, nodeAesGcm, type SealOpen, sessionAesGcm } from "./peer_aes.ts";
@@ -30,6 +35,8 @@ import {
   type TwoProcessSummary,
   twoProcessSummary,
 } from "./peer_two_process.ts";
+import { anchorRows, anchors } from "./peer_anchors.ts";
+import { mark, mustShow } from "./must_show.ts";
 import { arg, num } from "./args.ts";
 
 const MiB = 1024 * 1024;
@@ -92,6 +99,8 @@ async function rawTcp(): Promise<number> {
  * Session: messages of `messageBytes` over a TcpTransport link, until all are received; the
  * reader reuses one buffer of the message size (`receive({ into })`), as raw TCP's reader does.
  */
+/** The cipher the last {@link session} sealed with, as its link reports it. */
+let lastCipher = "";
 async function session(messageBytes: number): Promise<number> {
   const tcp = new TcpTransport();
   const listener = await tcp.listen({ address: "127.0.0.1", port: 0 }, {
@@ -101,6 +110,7 @@ async function session(messageBytes: number): Promise<number> {
     tcp.connect(listener.endpoint, { identity: await identity("alice") }),
     listener.accept(),
   ]);
+  lastCipher = a.cipher ?? "unknown";
   const message = payload.subarray(0, messageBytes);
   const count = Math.ceil(TOTAL / messageBytes);
   const started = performance.now();
@@ -157,7 +167,7 @@ class NullCipher {
     const encoded = new Uint8Array(14 + size + 16);
     const view = new DataView(encoded.buffer);
     view.setUint32(0, 2 + 8 + size + 16);
-    encoded[4] = 1;
+    encoded[4] = PEER_FRAME_VERSION;
     encoded[5] = FrameType.DATA;
     view.setBigUint64(6, this.#next++);
     let at = 14;
@@ -272,6 +282,8 @@ async function sessions(implementation: string): Promise<Sessions> {
     result.fragment.push(await session(MAX_FRAGMENT_BYTES));
     result.mib.push(await session(MiB));
   }
+  // what the links sealed with: once libcrypto is loaded, revoking ffi no longer unloads it
+  result.implementation = lastCipher;
   return result;
 }
 
@@ -289,7 +301,6 @@ if (canRunEnds()) {
       mib: TOTAL_MIB,
       runs: RUNS,
       messageBytes: MAX_FRAGMENT_BYTES,
-      openssl: ffi,
     });
     two = twoProcessSummary(runs, { bytesPerRun: TOTAL, messageBytes: MAX_FRAGMENT_BYTES });
   } catch (err) {
@@ -298,6 +309,9 @@ if (canRunEnds()) {
 } else {
   two = { note: `skipped: run with --allow-run=${Deno.execPath()}` };
 }
+const anchored = Deno.args.includes("--no-anchors")
+  ? null
+  : await anchors({ mib: TOTAL_MIB, runs: RUNS, handshakes: HANDSHAKES });
 const webAes = await sessionAesGcm("webcrypto", MAX_FRAGMENT_BYTES);
 const nodeAes = nodeAesGcm(MAX_FRAGMENT_BYTES);
 const main = fast ?? web;
@@ -337,10 +351,12 @@ const results = {
   session_tcp_1mib_messages_mb_s: round(best(sessMiB)),
   session_raw_ratio: round(best(sess) / best(raw), 3),
   session_raw_median_ratio: round(median(sess) / median(raw), 3),
+  session_ffi_revoked_cipher: web.implementation,
   session_webcrypto_tcp_mb_s: round(best(web.fragment)),
   session_webcrypto_tcp_median_mb_s: round(median(web.fragment)),
   session_webcrypto_1mib_messages_mb_s: round(best(web.mib)),
   two_process: two,
+  anchors: anchored ?? { note: "skipped: --no-anchors" },
   tcp_handshake: hs(tcpHs),
   udp_handshake: hs(udpHs),
   aes_gcm_ceiling: {
@@ -363,6 +379,22 @@ const results = {
     session_webcrypto: web.fragment.map((x) => round(x)),
   },
 };
+const mustShowRows = mustShow({
+  cliMbS: "note" in two ? null : two.session_cli_median_mb_s,
+  rawDenoTcpMbS: "note" in two ? null : two.raw_tcp_median_mb_s,
+  libp2pMbS: anchored && !("note" in anchored.libp2p) ? anchored.libp2p.median_mb_s : null,
+  handshakeP50Ms: round(percentile(tcpHs, 50), 2),
+  notes: {
+    cli: "note" in two ? two.note : "",
+    raw: "note" in two ? two.note : "",
+    libp2p: anchored === null
+      ? "skipped: --no-anchors"
+      : "note" in anchored.libp2p
+      ? anchored.libp2p.note
+      : "",
+  },
+});
+const withMustShow = { ...results, must_show: mustShowRows };
 
 const ceil = results.aes_gcm_ceiling;
 const ceilingRow = (
@@ -397,10 +429,11 @@ const rows: [string, string][] = [
     `${results.session_raw_ratio}, ${results.session_raw_median_ratio}`,
   ],
   [
-    `mailpeer TCP session (webcrypto, as the CLI), ${MAX_FRAGMENT_BYTES}-byte messages`,
+    `mailpeer TCP session (${web.implementation}, ffi revoked), ${MAX_FRAGMENT_BYTES}-byte messages`,
     `${results.session_webcrypto_tcp_mb_s} / ${results.session_webcrypto_tcp_median_mb_s} MB/s`,
   ],
   ...twoProcessRows(two),
+  ...(anchored ? anchorRows(anchored) : [["anchors", "skipped: --no-anchors"] as [string, string]]),
   ...handshakeRows("TCP", results.tcp_handshake),
   ...handshakeRows("UDP", results.udp_handshake),
   ceilingRow("node:crypto", ceil.node_crypto),
@@ -422,7 +455,14 @@ function handshakeRows(kind: string, h: Record<string, unknown>): [string, strin
 }
 const width = Math.max(...rows.map(([k]) => k.length));
 const out = rows.map(([k, v]) => `${k.padEnd(width)}  ${v}`).join("\n");
-const json = JSON.stringify(results, null, 2);
+const cliCipher = "note" in two ? "" : ` (${two.cli_cipher})`;
+const mustShowTable = [
+  `Issue 18 must-show (two processes, medians, same run)${cliCipher}:`,
+  ...mustShowRows.map((r) =>
+    `  ${mark(r.pass).padEnd(4)}  ${r.check.padEnd(27)}  ${r.target.padEnd(8)}  ${r.value}`
+  ),
+].join("\n");
+const json = JSON.stringify(withMustShow, null, 2);
 await Deno.mkdir(OUT.split("/").slice(0, -1).join("/") || ".", { recursive: true });
 await Deno.writeTextFile(OUT, json + "\n");
-await Deno.stdout.write(new TextEncoder().encode(`${out}\n\n${json}\n`));
+await Deno.stdout.write(new TextEncoder().encode(`${out}\n\n${mustShowTable}\n\n${json}\n`));

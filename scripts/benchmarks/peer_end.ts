@@ -17,7 +17,9 @@
  *   bytes, default `MAX_FRAGMENT_BYTES`), waits for the ack, closes, prints
  *   `{"event":"sent","bytes":N,"ms":…,"cpu_ms":…}`. It stops when its stdin closes.
  *
- * The session's AES-GCM is OpenSSL when the process holds `--allow-ffi`, else WebCrypto.
+ * The session's AES-GCM is OpenSSL when the process may load libcrypto (`--allow-ffi`, or the
+ * CLI's `--allow-ffi=<libcrypto paths>`), else WebCrypto; each report names the one the link
+ * sealed with (`PeerLink.cipher`, as the CLI's `connected` event).
  *
  * @module
  */
@@ -168,7 +170,7 @@ async function receiver(kind: string, stopped: Promise<void>): Promise<void> {
       throw err;
     }
     try {
-      await receiveSession(link, aes);
+      await receiveSession(link, link.cipher ?? aes);
     } finally {
       await link.close();
     }
@@ -243,7 +245,8 @@ async function sender(kind: string, port: number, messageBytes: number): Promise
       identity: alice,
     });
     try {
-      await report(await sendSession(link, total, payload.subarray(0, messageBytes), aes));
+      const cipher = link.cipher ?? aes;
+      await report(await sendSession(link, total, payload.subarray(0, messageBytes), cipher));
     } finally {
       await link.close();
     }

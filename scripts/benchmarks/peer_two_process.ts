@@ -1,7 +1,9 @@
 /**
  * The peer benchmark's two-process measurement: raw loopback TCP and a mailpeer TCP session
- * (OpenSSL and WebCrypto) with the sender and the receiver in two processes (`peer_end.ts`),
- * as two peers on two hosts. Each kind keeps one receiver and one sender process for all its
+ * with the sender and the receiver in two processes (`peer_end.ts`), as two peers on two hosts.
+ * Sessions run twice: "CLI default", both ends holding exactly the permissions of deno.json's
+ * `mailpeer` task (`cli_permissions.ts`: OpenSSL where libcrypto 3 is at a usual path), and
+ * WebCrypto, both ends without ffi. Each kind keeps one receiver and one sender process for all its
  * runs (warm JIT, like the single-process bench); runs of the kinds interleave.
  *
  * Needs `--allow-run` for this Deno binary (scripts/bench-peer grants it).
@@ -9,6 +11,7 @@
  * @module
  */
 import type { EndReport } from "./peer_end.ts";
+import { projectCliPermissions } from "./cli_permissions.ts";
 
 const MiB = 1024 * 1024;
 const END = new URL("./peer_end.ts", import.meta.url).pathname;
@@ -22,8 +25,6 @@ export interface TwoProcessOptions {
   runs: number;
   /** Session message size in bytes; default the ends' `MAX_FRAGMENT_BYTES`. */
   messageBytes?: number;
-  /** Also measure sessions whose ends hold `--allow-ffi` (OpenSSL AES-GCM); default true. */
-  openssl?: boolean;
 }
 
 /** Per kind: MB/s of every run and the CPU share (CPU ms / wall ms) of each end, per run. */
@@ -38,7 +39,10 @@ export interface KindRuns {
 /** What {@link twoProcess} measured. */
 export interface TwoProcessRuns {
   raw: KindRuns;
-  openssl: KindRuns | null;
+  /** Ends with the CLI's permissions; `aes_gcm` says which cipher they got. */
+  cli: KindRuns;
+  /** The `--allow-*` flags the CLI ends ran with (deno.json's `mailpeer` task). */
+  cliPermissions: string[];
   webcrypto: KindRuns;
 }
 
@@ -52,9 +56,9 @@ class End {
   readonly #reading: Promise<void>;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
 
-  constructor(readonly name: string, args: string[], ffi: boolean) {
+  constructor(readonly name: string, args: string[], perms: string[]) {
     this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--no-prompt", ...PERMS, ...(ffi ? ["--allow-ffi"] : []), END, ...args],
+      args: ["run", "--no-prompt", ...perms, END, ...args],
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
@@ -126,8 +130,12 @@ class Pair {
   #receiver: End;
   #sender: End | null = null;
 
-  constructor(readonly name: string, readonly kind: "raw" | "session", readonly ffi: boolean) {
-    this.#receiver = new End(`${name} receiver`, ["receive", "--kind", kind], ffi);
+  constructor(
+    readonly name: string,
+    readonly kind: "raw" | "session",
+    readonly perms: string[] = PERMS,
+  ) {
+    this.#receiver = new End(`${name} receiver`, ["receive", "--kind", kind], perms);
   }
 
   async start(messageBytes?: number): Promise<void> {
@@ -136,7 +144,7 @@ class Pair {
     this.#sender = new End(
       `${this.name} sender`,
       ["send", "--kind", this.kind, "--port", String(port), ...extra],
-      this.ffi,
+      this.perms,
     );
   }
 
@@ -181,15 +189,16 @@ export function canRunEnds(): boolean {
 }
 
 /**
- * Raw TCP, and sessions with OpenSSL (unless `openssl: false`) and WebCrypto, between two
- * processes: `runs` interleaved runs of `mib` MiB each, timed by the sender from its first
- * write to the receiver's 1-byte ack.
+ * Raw TCP, and sessions with the CLI's permissions and with WebCrypto, between two processes:
+ * `runs` interleaved runs of `mib` MiB each, timed by the sender from its first write to the
+ * receiver's 1-byte ack.
  */
 export async function twoProcess(options: TwoProcessOptions): Promise<TwoProcessRuns> {
+  const cliPermissions = projectCliPermissions();
   const pairs = [
-    new Pair("raw TCP", "raw", false),
-    ...(options.openssl ?? true ? [new Pair("OpenSSL session", "session", true)] : []),
-    new Pair("WebCrypto session", "session", false),
+    new Pair("raw TCP", "raw"),
+    new Pair("CLI default session", "session", cliPermissions),
+    new Pair("WebCrypto session", "session"),
   ];
   try {
     for (const pair of pairs) await pair.start(options.messageBytes);
@@ -202,9 +211,8 @@ export async function twoProcess(options: TwoProcessOptions): Promise<TwoProcess
     for (const pair of pairs) pair.kill();
     throw err;
   }
-  const [raw, ...sessions] = pairs.map((p) => p.runs);
-  const webcrypto = sessions.pop()!;
-  return { raw: raw!, openssl: sessions[0] ?? null, webcrypto };
+  const [raw, cli, webcrypto] = pairs.map((p) => p.runs);
+  return { raw: raw!, cli: cli!, cliPermissions, webcrypto: webcrypto! };
 }
 
 const round = (x: number, digits = 1) => Number(x.toFixed(digits));
@@ -230,7 +238,7 @@ export function twoProcessSummary(
   o: { bytesPerRun: number; messageBytes: number },
 ) {
   const raw = r.raw.mb_s;
-  const ssl = r.openssl?.mb_s ?? null;
+  const cli = r.cli.mb_s;
   const web = r.webcrypto.mb_s;
   return {
     bytes_per_run: o.bytesPerRun,
@@ -238,22 +246,20 @@ export function twoProcessSummary(
     message_bytes: o.messageBytes,
     raw_tcp_mb_s: round(best(raw)),
     raw_tcp_median_mb_s: round(median(raw)),
-    session_openssl_mb_s: ssl && round(best(ssl)),
-    session_openssl_median_mb_s: ssl && round(median(ssl)),
+    cli_cipher: r.cli.aes_gcm,
+    cli_permissions: r.cliPermissions,
+    session_cli_mb_s: round(best(cli)),
+    session_cli_median_mb_s: round(median(cli)),
     session_webcrypto_mb_s: round(best(web)),
     session_webcrypto_median_mb_s: round(median(web)),
-    ratio_openssl: ssl && round(best(ssl) / best(raw), 3),
-    ratio_openssl_median: ssl && round(median(ssl) / median(raw), 3),
+    ratio_cli: round(best(cli) / best(raw), 3),
+    ratio_cli_median: round(median(cli) / median(raw), 3),
     ratio_webcrypto: round(best(web) / best(raw), 3),
     ratio_webcrypto_median: round(median(web) / median(raw), 3),
-    cpu_share: {
-      raw: cpu(r.raw),
-      openssl: r.openssl && cpu(r.openssl),
-      webcrypto: cpu(r.webcrypto),
-    },
+    cpu_share: { raw: cpu(r.raw), cli: cpu(r.cli), webcrypto: cpu(r.webcrypto) },
     all_runs_mb_s: {
       raw: raw.map((x) => round(x)),
-      openssl: ssl?.map((x) => round(x)) ?? null,
+      cli: cli.map((x) => round(x)),
       webcrypto: web.map((x) => round(x)),
     },
   };
@@ -262,31 +268,23 @@ export function twoProcessSummary(
 /** The bench table's rows for the two-process figures. */
 export function twoProcessRows(s: TwoProcessSummary): [string, string][] {
   if ("note" in s) return [["two processes", s.note]];
-  const share = (c: { sender: number; receiver: number } | null) =>
-    c ? `, CPU sender ${c.sender} / receiver ${c.receiver}` : "";
-  const rows: [string, string][] = [[
-    `2 processes: raw TCP loopback (best / median of ${s.runs})`,
+  const share = (c: { sender: number; receiver: number }) =>
+    `, CPU sender ${c.sender} / receiver ${c.receiver}`;
+  return [[
+    `2 processes: raw Deno TCP loopback (best / median of ${s.runs})`,
     `${s.raw_tcp_mb_s} / ${s.raw_tcp_median_mb_s} MB/s${share(s.cpu_share.raw)}`,
-  ]];
-  if (s.session_openssl_mb_s !== null) {
-    rows.push([
-      `2 processes: session (openssl), ${s.message_bytes}-byte messages`,
-      `${s.session_openssl_mb_s} / ${s.session_openssl_median_mb_s} MB/s` +
-      share(s.cpu_share.openssl),
-    ], [
-      "2 processes: session (openssl) / raw (best, median)",
-      `${s.ratio_openssl}, ${s.ratio_openssl_median}`,
-    ]);
-  } else {
-    rows.push(["2 processes: session (openssl)", "skipped: no --allow-ffi or no OpenSSL 3"]);
-  }
-  rows.push([
+  ], [
+    `2 processes: CLI default session (${s.cli_cipher}), ${s.message_bytes}-byte messages`,
+    `${s.session_cli_mb_s} / ${s.session_cli_median_mb_s} MB/s${share(s.cpu_share.cli)}`,
+  ], [
+    "2 processes: CLI default / raw Deno TCP (best, median)",
+    `${s.ratio_cli}, ${s.ratio_cli_median}`,
+  ], [
     `2 processes: session (webcrypto), ${s.message_bytes}-byte messages`,
     `${s.session_webcrypto_mb_s} / ${s.session_webcrypto_median_mb_s} MB/s` +
     share(s.cpu_share.webcrypto),
   ], [
-    "2 processes: session (webcrypto) / raw (best, median)",
+    "2 processes: session (webcrypto) / raw Deno TCP (best, median)",
     `${s.ratio_webcrypto}, ${s.ratio_webcrypto_median}`,
-  ]);
-  return rows;
+  ]];
 }
