@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { imapQuote, LineReader, writeAll } from "./line_reader.ts";
 import { Buffer } from "node:buffer";
 import { MailError } from "../errors.ts";
 import {
@@ -35,7 +36,6 @@ export interface ServerProbeOptions {
 /** Longest line a server may send the probe. */
 const MAX_LINE = 8_192;
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 /**
  * Connects to `server` as `protocol`, checks its greeting and TLS, and logs in when
@@ -133,7 +133,7 @@ export async function probeMailServer(
       const pass = server.password;
       let login;
       if (protocol === "IMAP") {
-        login = await say(`a2 LOGIN ${quote(user)} ${quote(pass)}`);
+        login = await say(`a2 LOGIN ${imapQuote(user)} ${imapQuote(pass)}`);
       } else if (protocol === "POP3") {
         const u = await say(`USER ${user}`);
         login = u.ok ? await say(`PASS ${pass}`) : u;
@@ -213,21 +213,12 @@ function notThisProtocol(t: ConnectTarget, text: string): MailError {
   );
 }
 
-function quote(text: string): string {
-  return `"${text.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let done = 0; done < bytes.length;) done += await conn.write(bytes.subarray(done));
-}
-
 /** Reads the servers' replies line by line: one IMAP/POP3 line, or a multi-line SMTP reply. */
 class Lines {
-  #buffer = new Uint8Array(0);
-  readonly #conn: Deno.Conn;
+  readonly #reader: LineReader;
 
   constructor(conn: Deno.Conn) {
-    this.#conn = conn;
+    this.#reader = new LineReader(conn, { maxBytes: MAX_LINE });
   }
 
   /** The next reply: IMAP skips untagged `*` lines after the greeting. */
@@ -258,22 +249,7 @@ class Lines {
     }
   }
 
-  async #line(): Promise<string> {
-    for (;;) {
-      const end = this.#buffer.indexOf(0x0a);
-      if (end >= 0) {
-        const line = decoder.decode(this.#buffer.subarray(0, end)).replace(/\r$/, "");
-        this.#buffer = this.#buffer.subarray(end + 1);
-        return line;
-      }
-      if (this.#buffer.length > MAX_LINE) throw new Error("a line too long");
-      const chunk = new Uint8Array(4_096);
-      const n = await this.#conn.read(chunk);
-      if (n === null) throw new Error("the server closed the connection");
-      const next = new Uint8Array(this.#buffer.length + n);
-      next.set(this.#buffer);
-      next.set(chunk.subarray(0, n), this.#buffer.length);
-      this.#buffer = next;
-    }
+  #line(): Promise<string> {
+    return this.#reader.line();
   }
 }

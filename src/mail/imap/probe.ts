@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { imapQuote, LineReader, writeAll } from "../line_reader.ts";
 import type { MailLogin } from "../types.ts";
 import { MailError } from "../../errors.ts";
 import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS } from "../../limits.ts";
@@ -40,7 +41,6 @@ export interface ProbeOptions {
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 /** What a quoted string may hold here: printable ASCII (quotes and backslashes get escaped). */
 const QUOTABLE = /^[\x20-\x7e]*$/;
 
@@ -112,7 +112,7 @@ export async function probeImap(
     const login = await command(
       conn,
       session,
-      `LOGIN ${quote(server.user)} ${quote(password)}`,
+      `LOGIN ${imapQuote(server.user)} ${imapQuote(password)}`,
     );
     if (!login.ok) {
       const refusal = login.status.match(/^NO \[AUTHENTICATIONFAILED\]\s*(.*)$/i);
@@ -124,9 +124,9 @@ export async function probeImap(
       }
       return undefined;
     }
-    const examine = await command(conn, session, `EXAMINE ${quote(options.mailbox)}`);
+    const examine = await command(conn, session, `EXAMINE ${imapQuote(options.mailbox)}`);
     if (!examine.ok) return undefined;
-    const search = await command(conn, session, `SEARCH SUBJECT ${quote(options.subject)}`);
+    const search = await command(conn, session, `SEARCH SUBJECT ${imapQuote(options.subject)}`);
     if (!search.ok) return undefined;
     const hits = search.untagged.filter((l) => /^\* SEARCH\b/i.test(l))
       .flatMap((l) => l.slice(8).trim().split(/\s+/).filter(Boolean));
@@ -146,10 +146,6 @@ export async function probeImap(
       // already closed
     }
   }
-}
-
-function quote(text: string): string {
-  return `"${text.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
 let tagCounter = 0;
@@ -172,38 +168,5 @@ async function command(
       return { ok: status.toUpperCase().startsWith("OK"), status, untagged };
     }
     untagged.push(line);
-  }
-}
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  for (let done = 0; done < bytes.length;) done += await conn.write(bytes.subarray(done));
-}
-
-/** Reads CRLF-terminated lines from a connection, at most 64 KiB each. */
-class LineReader {
-  #buffer = new Uint8Array(0);
-  readonly #conn: Deno.Conn;
-
-  constructor(conn: Deno.Conn) {
-    this.#conn = conn;
-  }
-
-  async line(): Promise<string> {
-    for (;;) {
-      const end = this.#buffer.indexOf(0x0a);
-      if (end >= 0) {
-        const line = decoder.decode(this.#buffer.subarray(0, end)).replace(/\r$/, "");
-        this.#buffer = this.#buffer.subarray(end + 1);
-        return line;
-      }
-      if (this.#buffer.length > 65_536) throw new Error("line too long");
-      const chunk = new Uint8Array(16_384);
-      const n = await this.#conn.read(chunk);
-      if (n === null) throw new Error("connection closed");
-      const next = new Uint8Array(this.#buffer.length + n);
-      next.set(this.#buffer);
-      next.set(chunk.subarray(0, n), this.#buffer.length);
-      this.#buffer = next;
-    }
   }
 }
