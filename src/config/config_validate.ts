@@ -11,8 +11,8 @@ import {
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_EXPIRY_MS,
   DEFAULT_FORWARDS_PER_HOUR,
-  DEFAULT_MAX_HOPS,
   DEFAULT_MAIL_CONNECT_TIMEOUT_MS,
+  DEFAULT_MAX_HOPS,
   DEFAULT_NEW_ROWS_PER_HOUR,
   DEFAULT_PEERS_PER_REPLY,
   DEFAULT_POLL_INTERVAL_MS,
@@ -566,7 +566,7 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
     r.fail(
       "links",
       `it lists ${host.links.length} hosts, more than ${MAX_LINKS}`,
-      "link to a few hosts; rows travel on from them (docs/config.md \"Several hosts\")",
+      'link to a few hosts; rows travel on from them (docs/config.md "Several hosts")',
     );
   }
   // POP3 has no folders to claim a mail into (MailSource.claims): two readers would answer

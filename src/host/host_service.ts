@@ -253,6 +253,8 @@ async function waitForMailUntil(
   signal: AbortSignal,
 ): Promise<void> {
   if (due === undefined) return await source.waitForMail({ signal });
+  // an aborted signal fires no more "abort" events: the linked controller would never abort
+  if (signal.aborted || due <= clock.now()) return;
   const done = new AbortController();
   const stop = () => done.abort();
   signal.addEventListener("abort", stop, { once: true });

@@ -223,7 +223,10 @@ export class SyncAgent {
         continue;
       }
       if (recipients !== undefined && !recipients.has(card.email.toLowerCase())) {
-        logger.log("info", `host card of ${card.email} not learned: the request was not mailed to it`);
+        logger.log(
+          "info",
+          `host card of ${card.email} not learned: the request was not mailed to it`,
+        );
         continue;
       }
       parsed.push(card);
@@ -442,10 +445,14 @@ export class SyncAgent {
     for (const row of payload.rows) {
       // The hop bound is this host's, whatever the sender's: a row from too far is refused.
       if ((row.hops ?? 1) > maxHops) {
-        logger.log("warn", `synced row of ${row.userId} not merged: ${row.hops} hops, over ${maxHops}`, {
-          code: "EHOPS",
-          from: known.card.email,
-        });
+        logger.log(
+          "warn",
+          `synced row of ${row.userId} not merged: ${row.hops} hops, over ${maxHops}`,
+          {
+            code: "EHOPS",
+            from: known.card.email,
+          },
+        );
         continue;
       }
       const problem = await syncRowProblem(row);
@@ -523,7 +530,12 @@ export class SyncAgent {
       const sent = await this.#sendEach([p.card], signal, () => pages);
       if (sent.failed > 0) continue;
       this.#routes.forwarded(rows, p.id);
-      onEvent({ event: "sync-forwarded", to: p.card.email, from: from.card.email, rows: rows.length });
+      onEvent({
+        event: "sync-forwarded",
+        to: p.card.email,
+        from: from.card.email,
+        rows: rows.length,
+      });
     }
   }
 
