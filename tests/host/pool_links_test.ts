@@ -88,6 +88,19 @@ async function settle(hosts: Map<string, { agent: SyncAgent }>): Promise<number>
   throw new Error("sync mail kept coming: a loop");
 }
 
+/** A player mails the world's host (A), which answers; A pushes and every host settles. */
+async function enterAtA(
+  w: World,
+  hosts: Map<string, { agent: SyncAgent }>,
+  who: string,
+  port: number,
+): Promise<void> {
+  await w.request(await w.player(who, port));
+  assert.equal((await w.host.processPending()).answered, 1);
+  await hosts.get("a")!.agent.pushSnapshots();
+  await settle(hosts);
+}
+
 async function userIds(store: TableStore): Promise<string[]> {
   return (await store.read()).map((r) => r.userId).sort();
 }
@@ -143,10 +156,7 @@ Deno.test("in a ring of links a row goes round once: each host forwards it once,
   const w = await World.create();
   try {
     const hosts = await linked(w, ["a", "b", "c"], [["a", "b"], ["b", "c"], ["c", "a"]]);
-    await w.request(await w.player("carol", 7100));
-    await w.host.processPending();
-    await hosts.get("a")!.agent.pushSnapshots();
-    await settle(hosts);
+    await enterAtA(w, hosts, "carol", 7100);
     const forwards = eventsOf(w, "sync-forwarded").map((e) => [e.actor, e.to]);
     // B and C each got it from A; each forwards it once to the other, never to A.
     assert.deepEqual(forwards, [
@@ -170,10 +180,7 @@ Deno.test("a row travels at most max_hops links: the next host does not forward 
       [["a", "b"], ["b", "c"], ["c", "d"]],
       { b: { maxHops: 2 }, c: { maxHops: 2 } },
     );
-    await w.request(await w.player("carol", 7100));
-    await w.host.processPending();
-    await hosts.get("a")!.agent.pushSnapshots();
-    await settle(hosts);
+    await enterAtA(w, hosts, "carol", 7100);
     // B got it with 1 hop and C with 2: at C's cap, so C sends it nowhere, not even at a push.
     assert.deepEqual(await userIds(hosts.get("c")!.store), ["carol"]);
     await hosts.get("c")!.agent.pushSnapshots();
@@ -190,10 +197,7 @@ Deno.test("a host refuses a row that made more hops than its own cap, whatever t
     const hosts = await linked(w, ["a", "b", "c"], [["a", "b"], ["b", "c"]], {
       c: { maxHops: 1 },
     });
-    await w.request(await w.player("carol", 7100));
-    await w.host.processPending();
-    await hosts.get("a")!.agent.pushSnapshots();
-    await settle(hosts);
+    await enterAtA(w, hosts, "carol", 7100);
     // B forwarded it (2 hops on arrival at C), C's cap is 1: not merged.
     assert.equal(eventsOf(w, "sync-forwarded").length, 1);
     assert.deepEqual(await userIds(hosts.get("c")!.store), []);
@@ -208,17 +212,9 @@ Deno.test("forwarding keeps to its hourly rate per partner; the rest goes with t
     const hosts = await linked(w, ["a", "b", "c"], [["a", "b"], ["b", "c"]], {
       b: { forwardsPerHour: 1 },
     });
-    const [a, b, c] = (["a", "b", "c"] as const).map((n) => hosts.get(n)!) as [
-      LinkedHost & { agent: SyncAgent },
-      LinkedHost & { agent: SyncAgent },
-      LinkedHost & { agent: SyncAgent },
-    ];
-    for (const [i, who] of ["carol", "dave"].entries()) {
-      await w.request(await w.player(who, 7100 + i));
-      await w.host.processPending();
-      await a.agent.pushSnapshots();
-      await settle(hosts);
-    }
+    const [b, c] = [hosts.get("b")!, hosts.get("c")!];
+    await enterAtA(w, hosts, "carol", 7100);
+    await enterAtA(w, hosts, "dave", 7101);
     assert.equal(eventsOf(w, "sync-forwarded").length, 1, "one forwarding mail an hour");
     assert.deepEqual(await userIds(c.store), ["carol"]);
     await b.agent.pushSnapshots();
@@ -227,10 +223,7 @@ Deno.test("forwarding keeps to its hourly rate per partner; the rest goes with t
 
     // An hour on, forwarding resumes.
     w.clock.advance(HOUR);
-    await w.request(await w.player("erin", 7200));
-    await w.host.processPending();
-    await a.agent.pushSnapshots();
-    await settle(hosts);
+    await enterAtA(w, hosts, "erin", 7200);
     assert.equal(eventsOf(w, "sync-forwarded").length, 2);
     assert.ok((await userIds(c.store)).includes("erin"));
   } finally {
