@@ -124,6 +124,7 @@ export async function hostFromConfig(
     links: parseHostCards(hc.links, "host.links"),
     maxHops: hc.maxHops,
     forwardsPerHour: hc.forwardsPerHour,
+    routesFile: `${hc.table}.routes.json`,
     allowPrivateAddresses: hc.allowPrivateAddresses,
     policy: { capacity: hc.tableCapacity, expiryMs: hc.expiryMs },
     onEvent: options.onEvent,

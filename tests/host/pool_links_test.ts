@@ -4,6 +4,7 @@
  * forwarding rate. Three or four sync agents share the world's Maildir post office.
  */
 import assert from "node:assert/strict";
+import { join } from "node:path";
 import { MemoryHostDirectory } from "../../src/host/pool/host_directory.ts";
 import { LinkRoutes } from "../../src/host/pool/link_routes.ts";
 import { SyncAgent, type SyncAgentOptions } from "../../src/host/pool/sync_agent.ts";
@@ -280,4 +281,45 @@ Deno.test("routes: never back to the origin, own rows count 0 hops, and forgotte
   assert.equal(routes.takeForward("C", HOUR + 1), true, "the budget is per hour");
   routes.prune([own]);
   assert.deepEqual(routes.routeOf(synced), { hops: 1 }, "a pruned row is of unknown origin");
+});
+
+Deno.test("a cron host keeps its routes in a file: its next run still sends no row back where it came from", async () => {
+  const w = await World.create();
+  try {
+    const routesFile = join(w.dir, "b.table.json.routes.json");
+    const hosts = await linked(w, ["a", "b", "c"], [["a", "b"], ["b", "c"]], {
+      b: { routesFile },
+    });
+    await enterAtA(w, hosts, "carol", 7100);
+    // The next cron run of B: a new agent on the same table and routes file.
+    const b = hosts.get("b")!;
+    const nextRun = (file?: string) =>
+      new SyncAgent({
+        keys: b.keys,
+        network: NETWORK,
+        source: w.hostSource,
+        sender: w.sender,
+        store: b.store,
+        directory: new MemoryHostDirectory({ self: b.card }),
+        links: [w.card, hosts.get("c")!.card],
+        clock: w.clock,
+        onEvent: (e) => w.events.push({ ...e, actor: "b2" } as MailpeerEvent),
+        ...(file ? { routesFile: file } : {}),
+      });
+    await nextRun(routesFile).pushSnapshots();
+    const sentBy = (actor: string) =>
+      eventsOf(w, "sync-sent").filter((e) => e.actor === actor).map((e) => [e.to, e.rows]);
+    assert.deepEqual(sentBy("b2"), [[w.hostKeys.email, 0], [hosts.get("c")!.keys.email, 1]]);
+    // Without the file the origin is unknown: the row would go back to A (a harmless repeat).
+    w.events.length = 0;
+    await nextRun().pushSnapshots();
+    assert.deepEqual(sentBy("b2"), [[w.hostKeys.email, 1], [hosts.get("c")!.keys.email, 1]]);
+    // A file that is not a routes file is set aside: the run goes on as without one.
+    await Deno.writeTextFile(routesFile, '{"version":1,"routes":[["k",7,1]]}');
+    w.events.length = 0;
+    await nextRun(routesFile).pushSnapshots();
+    assert.deepEqual(sentBy("b2"), [[w.hostKeys.email, 1], [hosts.get("c")!.keys.email, 1]]);
+  } finally {
+    await w.close();
+  }
 });

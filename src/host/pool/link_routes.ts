@@ -14,7 +14,9 @@
  *   partner per hour as `forwardsPerHour` allows. What is not forwarded goes with the next
  *   periodic push.
  *
- * The memory lives in the process; {@link LinkRoutes.prune} keeps it to the rows of the table.
+ * {@link LinkRoutes.prune} keeps the memory to the rows of the table. It lives in the process
+ * and, given a file, across runs ({@link LinkRoutes.toJSON}, {@link LinkRoutes.fromJSON}): a cron
+ * host (`host --once --sync`) keeps its routes and its forwarding budget from one run to the next.
  *
  * @module
  */
@@ -35,6 +37,17 @@ export interface LinkRoutesOptions {
   maxHops: number;
   /** Forwarding mails to one partner per hour; 0: none (rows wait for the periodic push). */
   forwardsPerHour: number;
+}
+
+/** What a routes file holds (version 1). */
+export interface RoutesFile {
+  version: 1;
+  /** [row key, origin host id or null, hops] */
+  routes: [string, string | null, number][];
+  /** [row key, host ids it was forwarded to] */
+  forwarded: [string, string[]][];
+  /** [host id, times of forwarding mails within the last hour] */
+  mails: [string, number[]][];
 }
 
 /** The key of a row: network, user id and session id. */
@@ -119,6 +132,52 @@ export class LinkRoutes {
     recent.push(now);
     this.#mails.set(to, recent);
     return true;
+  }
+
+  /** The memory as a routes file. */
+  toJSON(): RoutesFile {
+    return {
+      version: 1,
+      routes: [...this.#routes].map(([key, r]) => [key, r.from ?? null, r.hops]),
+      forwarded: [...this.#forwarded].map(([key, to]) => [key, [...to]]),
+      mails: [...this.#mails],
+    };
+  }
+
+  /**
+   * Memory read back from a routes file; undefined when `data` is not one (the caller starts
+   * afresh: routes are an economy, never a reason to stop).
+   */
+  static fromJSON(data: unknown, options: LinkRoutesOptions): LinkRoutes | undefined {
+    const f = data as Partial<RoutesFile> | null;
+    if (
+      typeof f !== "object" || f === null || f.version !== 1 || !Array.isArray(f.routes) ||
+      !Array.isArray(f.forwarded) || !Array.isArray(f.mails)
+    ) {
+      return undefined;
+    }
+    const text = (v: unknown): v is string => typeof v === "string";
+    const count = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+    const out = new LinkRoutes(options);
+    for (const e of f.routes) {
+      if (!Array.isArray(e) || !text(e[0]) || !(e[1] === null || text(e[1])) || !count(e[2])) {
+        return undefined;
+      }
+      out.#routes.set(e[0], e[1] === null ? { hops: e[2] } : { from: e[1], hops: e[2] });
+    }
+    for (const e of f.forwarded) {
+      if (!Array.isArray(e) || !text(e[0]) || !Array.isArray(e[1]) || !e[1].every(text)) {
+        return undefined;
+      }
+      out.#forwarded.set(e[0], new Set(e[1]));
+    }
+    for (const e of f.mails) {
+      if (!Array.isArray(e) || !text(e[0]) || !Array.isArray(e[1]) || !e[1].every(count)) {
+        return undefined;
+      }
+      out.#mails.set(e[0], e[1]);
+    }
+    return out;
   }
 
   /** Forgets every row not in `rows` (expired, replaced or dropped from the table). */

@@ -52,6 +52,7 @@ import {
 } from "../../limits.ts";
 import { type Clock, systemClock } from "../../runtime.ts";
 import { LinkRoutes, routeKey } from "./link_routes.ts";
+import { writeAtomically } from "../store/atomic_file.ts";
 import type { HostDirectory } from "./host_directory.ts";
 import { syncRowProblem } from "./request_proof.ts";
 import { mergeSyncRows } from "./sync_merge.ts";
@@ -95,6 +96,11 @@ export interface SyncAgentOptions {
   maxHops?: number;
   /** Forwarding mails to one partner per hour; default DEFAULT_FORWARDS_PER_HOUR; 0: none. */
   forwardsPerHour?: number;
+  /**
+   * Where the routes of synced rows are kept between runs (host/pool/link_routes.ts); default:
+   * in memory only (a run that did not merge a row counts it as 1 hop from an unknown host).
+   */
+  routesFile?: string;
   /** Table capacity and expiry; defaults from limits.ts. */
   policy?: Partial<TablePolicy>;
   clock?: Clock;
@@ -165,14 +171,16 @@ export interface SyncSendResult {
  */
 export class SyncAgent {
   readonly #o:
-    & Required<Omit<SyncAgentOptions, "policy">>
-    & { policy: TablePolicy };
+    & Required<Omit<SyncAgentOptions, "policy" | "routesFile">>
+    & { policy: TablePolicy; routesFile?: string };
   readonly #card: HostCard;
   /** When each host's table request (by host id) was last answered. */
   readonly #answered = new Map<string, number>();
   /** When table requests of learned hosts were answered, within the last hour. */
   #learnedAnswers: number[] = [];
-  readonly #routes: LinkRoutes;
+  #routes: LinkRoutes;
+  /** Whether the routes file was read (once per agent). */
+  #routesRead = false;
 
   constructor(options: SyncAgentOptions) {
     this.#o = {
@@ -281,8 +289,10 @@ export class SyncAgent {
   async pushSnapshots(options: { signal?: AbortSignal } = {}): Promise<SyncSendResult> {
     const partners = await this.#partners();
     if (partners.length === 0) return { sent: 0, failed: 0 };
+    await this.#readRoutes();
     const table = await this.#o.store.read();
     this.#routes.prune(table);
+    await this.#writeRoutes();
     const pages = new Map<string, SnapshotPayload[]>();
     for (const p of partners) pages.set(p.id, await this.#snapshotPages(table, p.id));
     return await this.#sendEach(
@@ -311,6 +321,7 @@ export class SyncAgent {
     options: { signal?: AbortSignal; listing?: readonly MailRef[] } = {},
   ): Promise<SyncPassResult> {
     const result: SyncPassResult = { answered: 0, merged: 0, rows: 0, quarantined: 0, stale: 0 };
+    await this.#readRoutes();
     const match: SubjectMatch = {
       subject: subjectFor(this.#o.network, "sync"),
       mode: this.#o.subjectMatch,
@@ -318,11 +329,46 @@ export class SyncAgent {
     const refs = options.listing === undefined
       ? await this.#o.source.list(match, options)
       : options.listing.filter((ref) => matchesSubject(ref.subject, match));
-    for (const ref of refs) {
-      options.signal?.throwIfAborted();
-      await this.#processOne(ref, result, options.signal);
+    try {
+      for (const ref of refs) {
+        options.signal?.throwIfAborted();
+        await this.#processOne(ref, result, options.signal);
+      }
+    } finally {
+      if (result.merged > 0) await this.#writeRoutes();
     }
     return result;
+  }
+
+  /** Reads the routes file once, if there is one; a missing or unreadable file starts afresh. */
+  async #readRoutes(): Promise<void> {
+    const file = this.#o.routesFile;
+    if (this.#routesRead || file === undefined) return;
+    this.#routesRead = true;
+    let data: unknown;
+    try {
+      data = JSON.parse(await Deno.readTextFile(file));
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return;
+      data = undefined;
+    }
+    const options = { maxHops: this.#o.maxHops, forwardsPerHour: this.#o.forwardsPerHour };
+    const read = LinkRoutes.fromJSON(data, options);
+    if (read === undefined) {
+      this.#o.logger.log("warn", `${file} is not a routes file: synced rows count as 1 hop`);
+      return;
+    }
+    this.#routes = read;
+  }
+
+  /** Keeps the routes for the next run; a failure costs only precision, so it is logged. */
+  async #writeRoutes(): Promise<void> {
+    const file = this.#o.routesFile;
+    if (file === undefined) return;
+    const bytes = new TextEncoder().encode(JSON.stringify(this.#routes.toJSON()));
+    await writeAtomically(file, bytes, "the link routes").catch((err) =>
+      this.#o.logger.log("warn", `link routes not kept: ${err.message}`, { code: err.code })
+    );
   }
 
   async #processOne(ref: MailRef, result: SyncPassResult, signal?: AbortSignal): Promise<void> {
