@@ -481,7 +481,7 @@ export class SyncAgent {
     if (known === undefined || known.trust === "learned") {
       throw new SyncRejected(
         "ESIGNATURE",
-        `snapshot from ${id}, a host this host does not trust; add its card to the pool`,
+        `snapshot from ${id}, a host this host does not trust; add its card to host.pool or host.links`,
         "quarantine",
       );
     }
@@ -495,7 +495,7 @@ export class SyncAgent {
           "warn",
           `synced row of ${row.userId} not merged: ${row.hops} hops, over ${maxHops}`,
           {
-            code: "EHOPS",
+            code: "EPOLICY",
             from: known.card.email,
           },
         );
