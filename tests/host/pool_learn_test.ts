@@ -216,6 +216,39 @@ Deno.test("learned hosts get few answers: at most LEARNED_ANSWERS_PER_HOUR table
   }
 });
 
+Deno.test("a learned host's table request is answered only at the address a request was mailed to, not at one its own card names", async () => {
+  const { w, sync } = await learningWorld();
+  try {
+    const keys = await generateHostKeys("b@hosts.test");
+    await requestTo(w, await w.player("carol", 7100), ["host@host.test", keys.email], [
+      formatHostCard(hostCardOf(keys)),
+    ]);
+    await w.host.processPending();
+    // The holder of B's key asks for the table with a card naming a victim's address.
+    const forged = { ...keys, email: "victim@else.test" };
+    const self = new MemoryHostDirectory({ self: hostCardOf(forged) });
+    await self.add([w.card], { trusted: true });
+    await new SyncAgent({
+      keys: forged,
+      network: NETWORK,
+      source: await w.sourceOf(keys.email),
+      sender: w.sender,
+      store: new MemoryStore(),
+      directory: self,
+      clock: w.clock,
+    }).requestTables();
+    assert.equal((await sync.processPending()).answered, 1);
+    assert.equal(await mailboxExists(w, "victim@else.test"), false, "the victim got mail");
+    const atB = await (await w.sourceOf(keys.email)).list({
+      subject: subjectFor(NETWORK, "sync"),
+      mode: "exact",
+    });
+    assert.equal(atB.length, 1, "B's learned address got the answer");
+  } finally {
+    await w.close();
+  }
+});
+
 Deno.test("recipient addresses are read bare and lower-cased, at most the given number, junk skipped", () => {
   assert.deepEqual(
     recipientsOf(['"Host A" <A@Hosts.test>, b@hosts.test', 'x, "a, b" <c@h.test>, <d@h.test>'], 8),

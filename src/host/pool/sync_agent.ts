@@ -459,12 +459,13 @@ export class SyncAgent {
       }
       this.#learnedAnswers.push(now);
     }
-    // The card in the request is signed by the host itself: its own word on where to reach it.
-    // A link stays a link (configured); only the pool and an open pool's hosts become trusted.
-    const card = parseHostCard(payload.card);
-    if (known?.trust === "pool" || (known?.trust !== "link" && acceptUnknownHosts)) {
-      await directory.add([card], { trusted: true });
-    }
+    // The card in the request is signed by the host itself: its own word on where to reach a
+    // pool host (or an open pool's). A link is answered at its configured card, and a learned
+    // host only at the card a request was mailed to: its own word could name anyone's address.
+    const signed = parseHostCard(payload.card);
+    const own = known?.trust === "pool" || (known?.trust !== "link" && acceptUnknownHosts);
+    if (own) await directory.add([signed], { trusted: true });
+    const card = own || known === undefined ? signed : known.card;
     const pages = await this.#snapshotPages(await this.#o.store.read(), id);
     for (const page of pages) {
       await this.#send(page, card, messageId, signal);
