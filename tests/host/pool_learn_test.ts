@@ -91,6 +91,21 @@ async function mailboxExists(w: World, address: string): Promise<boolean> {
   }
 }
 
+/** A holder of `keys` mails the world's host a signed table request (its card, its address). */
+async function askForTable(w: World, keys: HostKeys): Promise<void> {
+  const directory = new MemoryHostDirectory({ self: hostCardOf(keys) });
+  await directory.add([w.card], { trusted: true });
+  await new SyncAgent({
+    keys,
+    network: NETWORK,
+    source: w.hostSource, // only sends here: its own mailbox is never read
+    sender: w.sender,
+    store: new MemoryStore(),
+    directory,
+    clock: w.clock,
+  }).requestTables();
+}
+
 async function cards(n: number, domain: string): Promise<HostKeys[]> {
   return await Promise.all(
     Array.from({ length: n }, (_, i) => generateHostKeys(`h${i}@${domain}`)),
@@ -194,20 +209,7 @@ Deno.test("learned hosts get few answers: at most LEARNED_ANSWERS_PER_HOUR table
     );
     await w.host.processPending();
     // Each learned host asks for the table (what a stranger holding a learned key would do).
-    for (const keys of learned) {
-      const self = new MemoryHostDirectory({ self: hostCardOf(keys) });
-      await self.add([w.card], { trusted: true });
-      const asker = new SyncAgent({
-        keys,
-        network: NETWORK,
-        source: await w.sourceOf(keys.email),
-        sender: w.sender,
-        store: new MemoryStore(),
-        directory: self,
-        clock: w.clock,
-      });
-      await asker.requestTables();
-    }
+    for (const keys of learned) await askForTable(w, keys);
     const pass = await sync.processPending();
     assert.equal(pass.answered, LEARNED_ANSWERS_PER_HOUR);
     assert.equal(pass.stale, 2, "the rest are deleted unanswered");
@@ -225,18 +227,7 @@ Deno.test("a learned host's table request is answered only at the address a requ
     ]);
     await w.host.processPending();
     // The holder of B's key asks for the table with a card naming a victim's address.
-    const forged = { ...keys, email: "victim@else.test" };
-    const self = new MemoryHostDirectory({ self: hostCardOf(forged) });
-    await self.add([w.card], { trusted: true });
-    await new SyncAgent({
-      keys: forged,
-      network: NETWORK,
-      source: await w.sourceOf(keys.email),
-      sender: w.sender,
-      store: new MemoryStore(),
-      directory: self,
-      clock: w.clock,
-    }).requestTables();
+    await askForTable(w, { ...keys, email: "victim@else.test" });
     assert.equal((await sync.processPending()).answered, 1);
     assert.equal(await mailboxExists(w, "victim@else.test"), false, "the victim got mail");
     const atB = await (await w.sourceOf(keys.email)).list({
