@@ -104,6 +104,7 @@ export type MailpeerEvent =
     | { event: "sync-sent"; to: string; kind: "table-request" | "snapshot"; rows: number }
     | { event: "sync-merged"; from: string; rows: number; changed: number }
     | { event: "sync-answered"; to: string; snapshots: number }
+    | { event: "sync-forwarded"; to: string; from: string; rows: number }
     | { event: "host-learned"; email: string; trusted: boolean }
     | { event: "forwarded"; kind: "request" | "notice"; to: string; resentId: string }
     | { event: "representative-pass"; forwarded: number; quarantined: number }

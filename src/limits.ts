@@ -80,6 +80,21 @@ export const DEFAULT_REQUESTS_PER_SENDER_PER_HOUR = 120;
 export const RATE_WINDOW_MS = 60 * 60 * 1000;
 /** How often a long-running host pushes its table to its pool, in ms (configurable). */
 export const DEFAULT_SYNC_INTERVAL_MS = 5 * 60 * 1000;
+/**
+ * Linked hosts (docs/decisions.md "Linked hosts"): most hops a synced row may travel from the
+ * host its terminal mailed (configurable as `host.max_hops`, at most `MAX_LINK_HOPS`).
+ */
+export const DEFAULT_MAX_HOPS = 4;
+/** Largest `host.max_hops`, and the largest hop count a sync row may carry on the wire. */
+export const MAX_LINK_HOPS = 16;
+/** Most hosts in `host.links`. */
+export const MAX_LINKS = 16;
+/** Forwarding mails a host sends one sync partner per hour beyond its periodic push (configurable). */
+export const DEFAULT_FORWARDS_PER_HOUR = 60;
+/** Answers to table requests of hosts that are only learned (not trusted), per hour in all. */
+export const LEARNED_ANSWERS_PER_HOUR = 6;
+/** Recipient addresses read from one request's To and Cc (the rest are ignored). */
+export const MAX_REQUEST_RECIPIENTS = 64;
 /** A mail claimed longer ago than this by a host process that died is put back, in ms. */
 export const CLAIM_RECOVERY_MS = 10 * 60 * 1000;
 

@@ -33,6 +33,7 @@ import {
   parseHostCards,
 } from "./wire.ts";
 import { JsonFileHostDirectory } from "../host/pool/host_directory.ts";
+import { RecipientTap } from "../host/pool/recipient_tap.ts";
 import { SyncAgent } from "../host/pool/sync_agent.ts";
 import { Representative } from "../host/pool/representative.ts";
 import { hostCardOf } from "../message/key_file.ts";
@@ -93,12 +94,17 @@ export async function hostFromConfig(
     );
   }
   const keys = await loadHostKeys(hc.keys, { email: hc.email });
-  const source = await openSource(hc.receive, {
+  const mailbox = await openSource(hc.receive, {
     configKey: "host.receive",
     pollIntervalMs: options.pollIntervalMs ?? hc.pollIntervalMs,
     // Processes sharing a mailbox each take only some of the listed mails: reading every body
     // ahead would fetch most of them for nothing.
     readAhead: !hc.sharedMailbox,
+  });
+  // The recipients of each request: the hosts a terminal mailed together with this one.
+  const source = new RecipientTap(mailbox, {
+    network: config.network,
+    subjectMatch: config.subjectMatch,
   });
   const sender = await openHostSender(hc);
   const store = await openStore(hc);
@@ -115,6 +121,10 @@ export async function hostFromConfig(
     directory,
     subjectMatch: config.subjectMatch,
     acceptUnknownHosts: hc.acceptUnknownHosts,
+    links: parseHostCards(hc.links, "host.links"),
+    maxHops: hc.maxHops,
+    forwardsPerHour: hc.forwardsPerHour,
+    routesFile: `${hc.table}.routes.json`,
     allowPrivateAddresses: hc.allowPrivateAddresses,
     policy: { capacity: hc.tableCapacity, expiryMs: hc.expiryMs },
     onEvent: options.onEvent,
@@ -125,7 +135,7 @@ export async function hostFromConfig(
     source,
     sender,
     store,
-    learnHosts: (cards) => sync.learn(cards),
+    learnHosts: (cards) => sync.learn(cards, { recipients: source.take() }),
     onEvent: options.onEvent,
   });
   const close = async () => {

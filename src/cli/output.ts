@@ -156,6 +156,8 @@ export function narrate(
         return `merged ${e.rows} rows from ${e.from} (${e.changed} changed)`;
       case "sync-answered":
         return `answered ${e.to}'s table request`;
+      case "sync-forwarded":
+        return `forwarded ${e.rows} new rows from ${e.from} to ${e.to}`;
       case "host-learned":
         return `learned of host ${e.email}${e.trusted ? " (trusted)" : ""}`;
       case "forwarded":

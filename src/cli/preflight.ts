@@ -55,6 +55,7 @@ async function checkHost(config: Config): Promise<void> {
   await loadHostKeys(hc.keys, { email: hc.email });
   await checkMailSecrets(hc.receive, hc.send);
   parseHostCards(hc.pool, "host.pool");
+  parseHostCards(hc.links, "host.links");
 }
 
 async function checkTerminal(config: Config, onEvent: EventSink): Promise<void> {

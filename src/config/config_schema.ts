@@ -99,6 +99,12 @@ export interface HostConfig {
   acceptUnknownHosts: boolean;
   /** How often a long-running host pushes its table to the pool. */
   syncIntervalMs: number;
+  /** Host cards of linked hosts: tables travel along links, hop by hop (not a full pool). */
+  links: string[];
+  /** Most hops a synced row travels from its first host; rows that came further are refused. */
+  maxHops: number;
+  /** Forwarding mails per sync partner per hour, beyond the periodic push; 0: none. */
+  forwardsPerHour: number;
   /** File of the hosts this host knows (the pool and hosts learned from requests). */
   hostsFile: string;
   receive: ReceiveConfig;

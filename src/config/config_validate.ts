@@ -10,7 +10,9 @@ import { ConfigError } from "../errors.ts";
 import {
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_EXPIRY_MS,
+  DEFAULT_FORWARDS_PER_HOUR,
   DEFAULT_MAIL_CONNECT_TIMEOUT_MS,
+  DEFAULT_MAX_HOPS,
   DEFAULT_NEW_ROWS_PER_HOUR,
   DEFAULT_PEERS_PER_REPLY,
   DEFAULT_POLL_INTERVAL_MS,
@@ -24,6 +26,8 @@ import {
   DEFAULT_TERMINAL_POLL_INTERVAL_MS,
   DEFAULT_TERMINAL_PUNCH_WINDOW_MS,
   DEFAULT_UPGRADE_INTERVAL_MS,
+  MAX_LINK_HOPS,
+  MAX_LINKS,
   MAX_MAIL_BYTES,
   MAX_MAIL_CONNECT_TIMEOUT_MS,
   MAX_UPGRADE_INTERVAL_MS,
@@ -283,6 +287,9 @@ const HOST_KEYS = [
   "pool",
   "accept_unknown_hosts",
   "sync_interval",
+  "links",
+  "max_hops",
+  "forwards_per_hour",
   "hosts_file",
   "receive",
   "send",
@@ -544,6 +551,9 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
     pool: r.strings(t, "pool"),
     acceptUnknownHosts: r.bool(t, "accept_unknown_hosts", false),
     syncIntervalMs: r.duration(t, "sync_interval", DEFAULT_SYNC_INTERVAL_MS),
+    links: r.strings(t, "links"),
+    maxHops: r.int(t, "max_hops", DEFAULT_MAX_HOPS, 1, MAX_LINK_HOPS),
+    forwardsPerHour: r.int(t, "forwards_per_hour", DEFAULT_FORWARDS_PER_HOUR, 0, 3600),
     hostsFile: r.path(t, "hosts_file", "hosts.json"),
     ...(t["require_verified_sender"] !== undefined
       ? { requireVerifiedSender: r.string(t, "require_verified_sender") }
@@ -552,6 +562,13 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
     send: readSend(r.sub("send"), r.table(t, "send"), email, postOffice, true),
     sendAlso: readSendAlso(r, t, email, postOffice),
   };
+  if (host.links.length > MAX_LINKS) {
+    r.fail(
+      "links",
+      `it lists ${host.links.length} hosts, more than ${MAX_LINKS}`,
+      'link to a few hosts; rows travel on from them (docs/config.md "Several hosts")',
+    );
+  }
   // POP3 has no folders to claim a mail into (MailSource.claims): two readers would answer
   // the same requests.
   if (host.sharedMailbox && host.receive.kind === "pop3") {

@@ -188,7 +188,9 @@ export class HostService {
           if (!announced && this.#ready) onEvent({ event: "host-ready", ...this.#ready });
           announced = true;
           failures = 0;
-          await this.#source.waitForMail({ signal });
+          // a quiet mailbox must not hold up the push (docs/decisions.md "Linked hosts")
+          const due = sync ? lastPush + syncIntervalMs : undefined;
+          await waitForMailUntil(this.#source, clock, due, signal);
         } catch (err) {
           if (signal.aborted) break;
           // a bug, or a setting that cannot work on this server (ConfigError: e.g. shared_mailbox
@@ -240,5 +242,29 @@ export class HostService {
     const lock = this.#runLock;
     if (lock === undefined || this.#o.sharedMailbox) return fn();
     return withFileLock(lock, fn, { timeoutMs });
+  }
+}
+
+/** Waits for mail, or until the clock reaches `due` (when given), whichever comes first. */
+async function waitForMailUntil(
+  source: MailSource,
+  clock: Clock,
+  due: number | undefined,
+  signal: AbortSignal,
+): Promise<void> {
+  if (due === undefined) return await source.waitForMail({ signal });
+  // an aborted signal fires no more "abort" events: the linked controller would never abort
+  if (signal.aborted || due <= clock.now()) return;
+  const done = new AbortController();
+  const stop = () => done.abort();
+  signal.addEventListener("abort", stop, { once: true });
+  try {
+    await Promise.race([
+      source.waitForMail({ signal: done.signal }),
+      clock.sleep(Math.max(0, due - clock.now()), done.signal),
+    ]);
+  } finally {
+    signal.removeEventListener("abort", stop);
+    done.abort();
   }
 }

@@ -166,6 +166,51 @@ Deno.test("a new host asks the pool for tables first, and pushes its table every
   }
 });
 
+Deno.test("a quiet mailbox does not hold up the push: the service wakes when the sync interval is up", async () => {
+  const w = await World.create();
+  try {
+    const { sync, calls } = recordingSync();
+    // No mail ever arrives: waiting ends only when the service stops waiting.
+    let waits = Promise.withResolvers<void>();
+    w.hostSource.waitForMail = (o) =>
+      new Promise<void>((resolve) => {
+        waits.resolve();
+        o?.signal?.addEventListener("abort", () => resolve(), { once: true });
+      });
+    const service = new HostService({ host: w.host, sync, clock: w.clock, syncIntervalMs: 60_000 });
+    const stop = new AbortController();
+    const running = service.run({ signal: stop.signal });
+    await waits.promise;
+    assert.deepEqual(calls, ["processPending"]);
+    waits = Promise.withResolvers<void>();
+    w.clock.advance(60_000);
+    await waits.promise;
+    assert.deepEqual(calls, ["processPending", "processPending", "pushSnapshots"]);
+    stop.abort();
+    await running;
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("a host stopped during a pass ends after it, without waiting for mail", async () => {
+  const w = await World.create();
+  try {
+    const stop = new AbortController();
+    const { sync } = recordingSync();
+    // The stop comes while the pass runs; the mailbox would never wake the service again.
+    sync.processPending = () => {
+      stop.abort();
+      return Promise.resolve({ answered: 0, merged: 0, rows: 0, quarantined: 0, stale: 0 });
+    };
+    w.hostSource.waitForMail = () => new Promise<void>(() => {});
+    const service = new HostService({ host: w.host, sync, clock: w.clock });
+    await service.run({ signal: stop.signal });
+  } finally {
+    await w.close();
+  }
+});
+
 Deno.test("a failed pass is reported, tried again after a backoff on the service's clock, and host-ready comes once it read the mailbox", async () => {
   const w = await World.create();
   try {

@@ -40,14 +40,16 @@ export async function checkKeys(config: Config, report: CheckReport): Promise<vo
       if (!isMailpeerError(err)) throw err;
       report(r.fail(err.message));
     }
-    if (hc.pool.length > 0) {
-      const pool = resultOf("host-card", "host.pool");
+    const lists = [["host.pool", hc.pool, "pool"], ["host.links", hc.links, "link"]] as const;
+    for (const [key, cards, what] of lists) {
+      if (cards.length === 0) continue;
+      const result = resultOf("host-card", key);
       try {
-        parseHostCards(hc.pool, "host.pool");
-        report(pool.pass(`${hc.pool.length} pool card${hc.pool.length === 1 ? "" : "s"} read`));
+        parseHostCards(cards, key);
+        report(result.pass(`${cards.length} ${what} card${cards.length === 1 ? "" : "s"} read`));
       } catch (err) {
         if (!isMailpeerError(err)) throw err;
-        report(pool.fail(err.message));
+        report(result.fail(err.message));
       }
     }
   }

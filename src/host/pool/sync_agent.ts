@@ -9,6 +9,11 @@
  * - **merge**: a snapshot from a trusted host is merged row by row, keyed by network + user
  *   id; the newer request wins ({@link mergeSyncRows}, in host/pool/sync_merge.ts).
  *
+ * - **links**: configured linked hosts (`links`) are synced with like the pool, but rows also
+ *   travel on: rows newly merged from one partner are forwarded at once to the others (never
+ *   back, each at most once, within the hop bound and a per-partner rate), so a row entered at A
+ *   reaches C through B (docs/decisions.md "Linked hosts"; the memory is host/pool/link_routes.ts).
+ *
  * Who is trusted is kept by a {@link HostDirectory} (see host/pool/host_directory.ts). Sync mail that is
  * invalid, forged or from a host that may not send it is never acted on and goes to quarantine
  * with a log line; mail is deleted only once it was handled, so a crash repeats work but never
@@ -33,15 +38,28 @@ import { bytesEqual } from "../../message/bytes.ts";
 import { formatHostCard, type HostCard, parseHostCard } from "../../message/host_card.ts";
 import { hostCardOf, type HostKeys } from "../../message/key_file.ts";
 import { subjectFor } from "../../message/mail_text.ts";
-import { MAX_SYNC_BLOCK_BYTES, type SnapshotPayload, type SyncPayload } from "./sync_payload.ts";
+import {
+  MAX_SYNC_BLOCK_BYTES,
+  type SnapshotPayload,
+  type SyncPayload,
+  type SyncRow,
+} from "./sync_payload.ts";
+import {
+  DEFAULT_FORWARDS_PER_HOUR,
+  DEFAULT_MAX_HOPS,
+  LEARNED_ANSWERS_PER_HOUR,
+  RATE_WINDOW_MS,
+} from "../../limits.ts";
 import { type Clock, systemClock } from "../../runtime.ts";
+import { LinkRoutes, routeKey } from "./link_routes.ts";
+import { writeAtomically } from "../store/atomic_file.ts";
 import type { HostDirectory } from "./host_directory.ts";
 import { syncRowProblem } from "./request_proof.ts";
 import { mergeSyncRows } from "./sync_merge.ts";
 import { openSyncMail, syncMailOf, SyncRejected } from "./sync_mail.ts";
 import { liveSyncRows, paginateSnapshot } from "./sync_snapshot.ts";
 import { DEFAULT_TABLE_POLICY, type TablePolicy } from "../table.ts";
-import type { TableStore } from "../types.ts";
+import type { PeerRow, TableStore } from "../types.ts";
 
 /** Largest raw sync mail fetched: a full sync block, armored, plus headers (proposed limit). */
 export const MAX_SYNC_MAIL_BYTES = Math.ceil(MAX_SYNC_BLOCK_BYTES / 3 * 4 * 66 / 64) + 16_384;
@@ -69,6 +87,20 @@ export interface SyncAgentOptions {
   minAnswerIntervalMs?: number;
   /** Largest sync mail fetched; default `MAX_SYNC_MAIL_BYTES`. */
   maxMailBytes?: number;
+  /**
+   * Linked hosts (`host.links`): synced with like the pool, and rows merged from one partner
+   * are forwarded to the others; their snapshots' cards are not trusted. Default none.
+   */
+  links?: HostCard[];
+  /** Most hops a merged row may have made (this host's cap); default DEFAULT_MAX_HOPS. */
+  maxHops?: number;
+  /** Forwarding mails to one partner per hour; default DEFAULT_FORWARDS_PER_HOUR; 0: none. */
+  forwardsPerHour?: number;
+  /**
+   * Where the routes of synced rows are kept between runs (host/pool/link_routes.ts); default:
+   * in memory only (a run that did not merge a row counts it as 1 hop from an unknown host).
+   */
+  routesFile?: string;
   /** Table capacity and expiry; defaults from limits.ts. */
   policy?: Partial<TablePolicy>;
   clock?: Clock;
@@ -88,6 +120,17 @@ export interface SyncPassResult {
   /** Sync mail deleted unused: older than the expiry, or a too-frequent table request. */
   stale: number;
 }
+
+/** A host this host syncs with: the pool (trusted in the directory) or a configured link. */
+interface Partner {
+  card: HostCard;
+  /** The host id, base64url. */
+  id: string;
+  kind: "pool" | "link";
+}
+
+/** What this host knows of a sending host. */
+type KnownHost = { card: HostCard; id: string; trust: "pool" | "link" | "learned" };
 
 /** How many sync mails went out, and to how many hosts sending failed. */
 export interface SyncSendResult {
@@ -128,11 +171,16 @@ export interface SyncSendResult {
  */
 export class SyncAgent {
   readonly #o:
-    & Required<Omit<SyncAgentOptions, "policy">>
-    & { policy: TablePolicy };
+    & Required<Omit<SyncAgentOptions, "policy" | "routesFile">>
+    & { policy: TablePolicy; routesFile?: string };
   readonly #card: HostCard;
   /** When each host's table request (by host id) was last answered. */
   readonly #answered = new Map<string, number>();
+  /** When table requests of learned hosts were answered, within the last hour. */
+  #learnedAnswers: number[] = [];
+  #routes: LinkRoutes;
+  /** Whether the routes file was read (once per agent). */
+  #routesRead = false;
 
   constructor(options: SyncAgentOptions) {
     this.#o = {
@@ -141,6 +189,9 @@ export class SyncAgent {
       allowPrivateAddresses: false,
       minAnswerIntervalMs: DEFAULT_MIN_ANSWER_INTERVAL_MS,
       maxMailBytes: MAX_SYNC_MAIL_BYTES,
+      links: [],
+      maxHops: DEFAULT_MAX_HOPS,
+      forwardsPerHour: DEFAULT_FORWARDS_PER_HOUR,
       clock: systemClock,
       onEvent: silentSink,
       logger: silentLogger,
@@ -148,30 +199,78 @@ export class SyncAgent {
       policy: { ...DEFAULT_TABLE_POLICY, ...options.policy },
     };
     this.#card = hostCardOf(options.keys);
+    this.#routes = new LinkRoutes({
+      maxHops: this.#o.maxHops,
+      forwardsPerHour: this.#o.forwardsPerHour,
+    });
   }
 
   /**
-   * Records the host cards a terminal's request named (`hostCards`) as *learned*: such a host
-   * gets answers to its table requests but is not trusted. Bad cards are logged and skipped.
-   * Resolves with how many cards were new.
+   * Records the host cards a terminal's request named (`hostCards`, signed by the terminal) as
+   * *learned*. With `recipients` (the To and Cc addresses of the requests, host/pool/recipient_tap.ts)
+   * only cards whose address is among them are learned: the hosts the terminal mailed together
+   * with this one, as the patent has hosts learn of each other. A recipient without such a card
+   * is never learned (an address alone cannot be sealed to, and is never mailed). A learned
+   * host is not synced with; its table request is answered within `LEARNED_ANSWERS_PER_HOUR`
+   * (docs/decisions.md "Hosts learned from a request's recipients"). Bad cards are logged and
+   * skipped. Resolves with how many cards were new.
    */
-  async learn(cards: string[]): Promise<number> {
+  async learn(cards: string[], options: { recipients?: readonly string[] } = {}): Promise<number> {
+    const { directory, logger, onEvent } = this.#o;
+    const recipients = options.recipients === undefined
+      ? undefined
+      : new Set(options.recipients.map((r) => r.toLowerCase()));
     const parsed: HostCard[] = [];
     for (const text of cards) {
+      let card: HostCard;
       try {
-        parsed.push(parseHostCard(text));
+        card = parseHostCard(text);
       } catch (err) {
         if (!(err instanceof MessageError)) throw err;
-        this.#o.logger.log("warn", `host card not learned: ${err.message}`, { code: err.code });
+        logger.log("warn", `host card not learned: ${err.message}`, { code: err.code });
+        continue;
+      }
+      if (recipients !== undefined && !recipients.has(card.email.toLowerCase())) {
+        logger.log(
+          "info",
+          `host card of ${card.email} not learned: the request was not mailed to it`,
+        );
+        continue;
+      }
+      parsed.push(card);
+    }
+    if (parsed.length === 0) return 0;
+    const before = new Set((await directory.list()).map((c) => toBase64Url(c.ed25519)));
+    const added = await directory.add(parsed);
+    if (added > 0) {
+      for (const card of await directory.list()) {
+        if (before.has(toBase64Url(card.ed25519))) continue;
+        if (!parsed.some((p) => bytesEqual(p.ed25519, card.ed25519))) continue;
+        onEvent({ event: "host-learned", email: card.email, trusted: false });
       }
     }
-    return parsed.length === 0 ? 0 : await this.#o.directory.add(parsed);
+    return added;
+  }
+
+  /** The hosts this host syncs with: its trusted directory and its links, never itself. */
+  async #partners(): Promise<Partner[]> {
+    const out = new Map<string, Partner>();
+    const self = toBase64Url(this.#card.ed25519);
+    for (const card of await this.#o.directory.list({ trustedOnly: true })) {
+      const id = toBase64Url(card.ed25519);
+      if (id !== self) out.set(id, { card, id, kind: "pool" });
+    }
+    for (const card of this.#o.links) {
+      const id = toBase64Url(card.ed25519);
+      if (id !== self && !out.has(id)) out.set(id, { card, id, kind: "link" });
+    }
+    return [...out.values()];
   }
 
   /** Mails a table request to every trusted host (bootstrap of a new or restarted host). */
   async requestTables(options: { signal?: AbortSignal } = {}): Promise<SyncSendResult> {
     const { keys, network, clock } = this.#o;
-    const hosts = await this.#o.directory.list({ trustedOnly: true });
+    const hosts = (await this.#partners()).map((p) => p.card);
     const card = formatHostCard(this.#card);
     return await this.#sendEach(hosts, options.signal, () => [{
       network,
@@ -184,13 +283,23 @@ export class SyncAgent {
 
   /**
    * Mails snapshots of the live table (no e-mail addresses; failure flags kept) and of the
-   * trusted host cards to every trusted host. A large table goes in several snapshots.
+   * trusted host cards to every trusted and linked host: to each, the rows that did not come
+   * from it and stay within the hop bound. A large table goes in several snapshots.
    */
   async pushSnapshots(options: { signal?: AbortSignal } = {}): Promise<SyncSendResult> {
-    const hosts = await this.#o.directory.list({ trustedOnly: true });
-    if (hosts.length === 0) return { sent: 0, failed: 0 };
-    const pages = await this.#snapshotPages();
-    return await this.#sendEach(hosts, options.signal, () => pages);
+    const partners = await this.#partners();
+    if (partners.length === 0) return { sent: 0, failed: 0 };
+    await this.#readRoutes();
+    const table = await this.#o.store.read();
+    this.#routes.prune(table);
+    await this.#writeRoutes();
+    const pages = new Map<string, SnapshotPayload[]>();
+    for (const p of partners) pages.set(p.id, await this.#snapshotPages(table, p.id));
+    return await this.#sendEach(
+      partners.map((p) => p.card),
+      options.signal,
+      (to) => pages.get(toBase64Url(to.ed25519)) ?? [],
+    );
   }
 
   /** True while the table is empty: a new host, which asks its pool for tables first. */
@@ -212,6 +321,7 @@ export class SyncAgent {
     options: { signal?: AbortSignal; listing?: readonly MailRef[] } = {},
   ): Promise<SyncPassResult> {
     const result: SyncPassResult = { answered: 0, merged: 0, rows: 0, quarantined: 0, stale: 0 };
+    await this.#readRoutes();
     const match: SubjectMatch = {
       subject: subjectFor(this.#o.network, "sync"),
       mode: this.#o.subjectMatch,
@@ -219,11 +329,46 @@ export class SyncAgent {
     const refs = options.listing === undefined
       ? await this.#o.source.list(match, options)
       : options.listing.filter((ref) => matchesSubject(ref.subject, match));
-    for (const ref of refs) {
-      options.signal?.throwIfAborted();
-      await this.#processOne(ref, result, options.signal);
+    try {
+      for (const ref of refs) {
+        options.signal?.throwIfAborted();
+        await this.#processOne(ref, result, options.signal);
+      }
+    } finally {
+      if (result.merged > 0) await this.#writeRoutes();
     }
     return result;
+  }
+
+  /** Reads the routes file once, if there is one; a missing or unreadable file starts afresh. */
+  async #readRoutes(): Promise<void> {
+    const file = this.#o.routesFile;
+    if (this.#routesRead || file === undefined) return;
+    this.#routesRead = true;
+    let data: unknown;
+    try {
+      data = JSON.parse(await Deno.readTextFile(file));
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return;
+      data = undefined;
+    }
+    const options = { maxHops: this.#o.maxHops, forwardsPerHour: this.#o.forwardsPerHour };
+    const read = LinkRoutes.fromJSON(data, options);
+    if (read === undefined) {
+      this.#o.logger.log("warn", `${file} is not a routes file: synced rows count as 1 hop`);
+      return;
+    }
+    this.#routes = read;
+  }
+
+  /** Keeps the routes for the next run; a failure costs only precision, so it is logged. */
+  async #writeRoutes(): Promise<void> {
+    const file = this.#o.routesFile;
+    if (file === undefined) return;
+    const bytes = new TextEncoder().encode(JSON.stringify(this.#routes.toJSON()));
+    await writeAtomically(file, bytes, "the link routes").catch((err) =>
+      this.#o.logger.log("warn", `link routes not kept: ${err.message}`, { code: err.code })
+    );
   }
 
   async #processOne(ref: MailRef, result: SyncPassResult, signal?: AbortSignal): Promise<void> {
@@ -249,7 +394,7 @@ export class SyncAgent {
         await this.#answer(payload, messageId, signal);
         result.answered++;
       } else {
-        result.rows += await this.#merge(payload);
+        result.rows += await this.#merge(payload, signal);
         result.merged++;
       }
       await source.delete(ref);
@@ -270,13 +415,12 @@ export class SyncAgent {
     }
   }
 
-  async #hostOf(hostId: Uint8Array): Promise<{ card: HostCard; trusted: boolean } | undefined> {
-    const { directory } = this.#o;
-    const same = (c: HostCard) => bytesEqual(c.ed25519, hostId);
-    const trusted = (await directory.list({ trustedOnly: true })).find(same);
-    if (trusted) return { card: trusted, trusted: true };
-    const learned = (await directory.list()).find(same);
-    return learned ? { card: learned, trusted: false } : undefined;
+  async #hostOf(hostId: Uint8Array): Promise<KnownHost | undefined> {
+    const id = toBase64Url(hostId);
+    const partner = (await this.#partners()).find((p) => p.id === id);
+    if (partner) return { card: partner.card, id, trust: partner.kind };
+    const learned = (await this.#o.directory.list()).find((c) => bytesEqual(c.ed25519, hostId));
+    return learned ? { card: learned, id, trust: "learned" } : undefined;
   }
 
   async #answer(
@@ -303,10 +447,26 @@ export class SyncAgent {
         "delete",
       );
     }
-    // The card in the request is signed by the host itself: its own word on where to reach it.
-    const card = parseHostCard(payload.card);
-    if (known?.trusted || acceptUnknownHosts) await directory.add([card], { trusted: true });
-    const pages = await this.#snapshotPages();
+    // A learned host is a stranger's word (anyone can send a request): few answers in all.
+    if (known?.trust === "learned" && !acceptUnknownHosts) {
+      this.#learnedAnswers = this.#learnedAnswers.filter((at) => at > now - RATE_WINDOW_MS);
+      if (this.#learnedAnswers.length >= LEARNED_ANSWERS_PER_HOUR) {
+        throw new SyncRejected(
+          "ERATE",
+          `table request of ${id}, a learned host, over ${LEARNED_ANSWERS_PER_HOUR} such answers an hour`,
+          "delete",
+        );
+      }
+      this.#learnedAnswers.push(now);
+    }
+    // The card in the request is signed by the host itself: its own word on where to reach a
+    // pool host (or an open pool's). A link is answered at its configured card, and a learned
+    // host only at the card a request was mailed to: its own word could name anyone's address.
+    const signed = parseHostCard(payload.card);
+    const own = known?.trust === "pool" || (known?.trust !== "link" && acceptUnknownHosts);
+    if (own) await directory.add([signed], { trusted: true });
+    const card = own || known === undefined ? signed : known.card;
+    const pages = await this.#snapshotPages(await this.#o.store.read(), id);
     for (const page of pages) {
       await this.#send(page, card, messageId, signal);
     }
@@ -315,20 +475,33 @@ export class SyncAgent {
     this.#o.onEvent({ event: "sync-answered", to: card.email, snapshots: pages.length });
   }
 
-  async #merge(payload: SnapshotPayload): Promise<number> {
+  async #merge(payload: SnapshotPayload, signal?: AbortSignal): Promise<number> {
     const { directory, store, clock, policy, network, allowPrivateAddresses, logger } = this.#o;
     const known = await this.#hostOf(payload.hostId);
     const id = toBase64Url(payload.hostId);
-    if (!known?.trusted) {
+    if (known === undefined || known.trust === "learned") {
       throw new SyncRejected(
         "ESIGNATURE",
-        `snapshot from ${id}, a host this host does not trust; add its card to the pool`,
+        `snapshot from ${id}, a host this host does not trust; add its card to host.pool or host.links`,
         "quarantine",
       );
     }
     // Only rows their terminal signed are merged: a trusted host cannot inject or alter rows.
     const proven: SnapshotPayload["rows"] = [];
+    const maxHops = this.#routes.maxHops;
     for (const row of payload.rows) {
+      // The hop bound is this host's, whatever the sender's: a row from too far is refused.
+      if ((row.hops ?? 1) > maxHops) {
+        logger.log(
+          "warn",
+          `synced row of ${row.userId} not merged: ${row.hops} hops, over ${maxHops}`,
+          {
+            code: "EPOLICY",
+            from: known.card.email,
+          },
+        );
+        continue;
+      }
       const problem = await syncRowProblem(row);
       if (problem === undefined) {
         proven.push(row);
@@ -340,7 +513,9 @@ export class SyncAgent {
       });
     }
     const now = clock.now();
-    const changed = await store.update((rows) => {
+    const incoming = new Map(proven.map((r) => [routeKey(syncKeyOf(r)), r]));
+    const { changed, fresh, table } = await store.update((rows) => {
+      const before = new Set(rows.map(routeKey));
       const merged = mergeSyncRows(rows, proven, {
         now,
         network,
@@ -349,10 +524,21 @@ export class SyncAgent {
         onRefused: (_row, code, reason) =>
           logger.log("warn", `synced row not merged: ${reason}`, { code, from: known.card.email }),
       });
-      return { rows: merged.rows, result: merged.changed };
+      // Rows of a request this host had not seen: the only ones that travel on at once.
+      const fresh = merged.rows.filter((r) =>
+        !before.has(routeKey(r)) && incoming.has(routeKey(r))
+      );
+      return { rows: merged.rows, result: { changed: merged.changed, fresh, table: merged.rows } };
     });
-    // The sender's own card is signed by it; the others are vouched for by a trusted host.
-    await directory.add(payload.cards.map((c) => parseHostCard(c)), { trusted: true });
+    this.#routes.prune(table);
+    for (const row of fresh) {
+      this.#routes.record(row, { from: id, hops: incoming.get(routeKey(row))?.hops ?? 1 });
+    }
+    // The sender's own card is signed by it; the others are vouched for by a trusted (pool)
+    // host. A link vouches for nobody: trust does not travel along links.
+    if (known.trust === "pool") {
+      await directory.add(payload.cards.map((c) => parseHostCard(c)), { trusted: true });
+    }
     logger.log("info", `snapshot of ${known.card.email} merged: ${changed} row(s) changed`, {
       rows: payload.rows.length,
     });
@@ -362,14 +548,55 @@ export class SyncAgent {
       rows: payload.rows.length,
       changed,
     });
+    await this.#forward(fresh, known, signal);
     return changed;
   }
 
-  /** Snapshots of the live table, split so each fits a sync block. */
-  async #snapshotPages(): Promise<SnapshotPayload[]> {
-    const { store, clock, policy, network, keys, directory, logger } = this.#o;
+  /**
+   * Sends rows just merged from `from` on to the other partners at once: a link's rows to
+   * every other partner, a pool host's rows to the links only (the pool has them from it).
+   * Each row goes to a partner at most once and never back; a partner over its hourly
+   * forwarding budget gets them with the next periodic push instead. Best effort: a failed
+   * forward is logged, and the periodic push repairs it.
+   */
+  async #forward(fresh: PeerRow[], from: KnownHost, signal?: AbortSignal): Promise<void> {
+    if (fresh.length === 0) return;
+    const { clock, logger, onEvent } = this.#o;
+    const partners = (await this.#partners())
+      .filter((p) => p.id !== from.id && (from.trust === "link" || p.kind === "link"));
+    for (const p of partners) {
+      const rows = fresh.filter((r) => this.#routes.mayForward(r, p.id));
+      if (rows.length === 0) continue;
+      if (!this.#routes.takeForward(p.id, clock.now())) {
+        logger.log("info", `${rows.length} row(s) for ${p.card.email} wait for the periodic push`, {
+          code: "ERATE",
+        });
+        continue;
+      }
+      const pages = await this.#snapshotPages(rows, p.id);
+      const sent = await this.#sendEach([p.card], signal, () => pages);
+      if (sent.failed > 0) continue;
+      this.#routes.forwarded(rows, p.id);
+      onEvent({
+        event: "sync-forwarded",
+        to: p.card.email,
+        from: from.card.email,
+        rows: rows.length,
+      });
+    }
+  }
+
+  /**
+   * Snapshots of `table`'s live rows for the host `to` (host id): the rows that may go there
+   * (not back where they came from, within the hop bound), each with its next hop count,
+   * split so each fits a sync block.
+   */
+  async #snapshotPages(table: readonly PeerRow[], to: string): Promise<SnapshotPayload[]> {
+    const { clock, policy, network, keys, directory, logger } = this.#o;
     const now = clock.now();
-    const rows = liveSyncRows(await store.read(), {
+    const going = table.filter((r) => this.#routes.mayGo(r, to));
+    const hops = new Map(going.map((r) => [routeKey(r), this.#routes.routeOf(r).hops + 1]));
+    const rows = liveSyncRows(going, {
       now,
       network,
       policy,
@@ -378,7 +605,7 @@ export class SyncAgent {
           "warn",
           `row of ${row.userId} not synced: it has no signed request, or its keys are not base64url`,
         ),
-    });
+    }).map((r) => ({ ...r, hops: hops.get(routeKey(syncKeyOf(r))) ?? 1 }));
     const others = (await directory.list({ trustedOnly: true }))
       .map(formatHostCard)
       .slice(0, MAX_HOST_CARDS - 1);
@@ -431,4 +658,9 @@ export class SyncAgent {
     const mail = await syncMailOf(payload, { keys, network, to, date, inReplyTo });
     await sender.send(mail, signal ? { signal } : {});
   }
+}
+
+/** The route key of a synced row (its session id as the table writes it). */
+function syncKeyOf(row: SyncRow): { network: string; userId: string; sessionId: string } {
+  return { network: row.network, userId: row.userId, sessionId: toBase64Url(row.sessionId) };
 }

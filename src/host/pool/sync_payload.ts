@@ -7,10 +7,15 @@
  * table-request = network, hostId, createdAt, kind "table-request", card (the sender's own)
  * snapshot      = network, hostId, createdAt, kind "snapshot", rows, cards (incl. the sender's)
  * row           = userId, network, identityKey, endpoints, sessionId, requestedAt, failures,
- *                 lastFailureAt?, proof?
+ *                 lastFailureAt?, proof?, hops?
  * proof         = body (the terminal's request payload, base64url), signature (64 bytes),
  *                 recipient (the X25519 key of the host it was sealed to, 32 bytes)
  * ```
+ *
+ * `hops` (linked hosts, docs/protocol.md "Linked hosts") counts the host-to-host hops the row has
+ * made when it arrives, this one included: 1 from the host the terminal mailed. Absent (a host of
+ * an earlier version) it reads as 1. Readers of earlier versions ignore it, so the payload keeps
+ * its shape and needs no new version.
  *
  * `proof` is the terminal's signed request (host/pool/request_proof.ts): a receiving host merges only
  * rows whose proof verifies and matches the row, so no host can inject or alter a row.
@@ -37,6 +42,8 @@ import type { Endpoint, RequestProof } from "../../message/types.ts";
 export const MAX_SYNC_BLOCK_BYTES = 1024 * 1024;
 /** Most rows one snapshot carries (proposed for limits.ts). */
 export const MAX_SYNC_ROWS = 2000;
+/** Largest hop count a sync row carries on the wire; each host refuses more than its own cap. */
+export const MAX_WIRE_HOPS = 255;
 
 /** One control-table row as hosts exchange it: never an e-mail address. */
 export interface SyncRow {
@@ -53,6 +60,8 @@ export interface SyncRow {
   lastFailureAt?: number;
   /** The terminal's signed request behind the row; rows without one are not merged. */
   proof?: RequestProof;
+  /** Host-to-host hops made on arrival, this one included (1 to MAX_WIRE_HOPS); absent: 1. */
+  hops?: number;
 }
 
 interface SyncBase {
@@ -231,6 +240,11 @@ class Reader {
     if (Object.hasOwn(obj, "proof") && obj.proof !== null) {
       row.proof = this.proof(obj.proof, `${p}proof`);
     }
+    if (Object.hasOwn(obj, "hops") && obj.hops !== null) {
+      const hops = this.count(obj, "hops", p);
+      if (hops < 1 || hops > MAX_WIRE_HOPS) this.fail(`${p}hops is not from 1 to ${MAX_WIRE_HOPS}`);
+      row.hops = hops;
+    }
     return row;
   }
 }
@@ -298,6 +312,7 @@ function rowToWire(row: SyncRow): unknown {
       }
       : proof;
   }
+  if (row.hops !== undefined) wire.hops = row.hops;
   return wire;
 }
 
