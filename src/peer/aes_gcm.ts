@@ -10,7 +10,8 @@
  *   No promise or thread hop per frame, but in Deno its AES and GHASH are portable Rust code,
  *   as WebCrypto's: 140–190, and `update()` returns new buffers that are copied into place.
  * - `webcrypto`: `crypto.subtle`, needs no permission: 190–300, on a worker thread behind a
- *   promise, so a session's sealing and opening overlap with its I/O on another core.
+ *   promise, so a session's sealing and opening overlap with its I/O on another core; a TCP
+ *   session keeps up to four seals and four opens in flight (`session_link.ts`).
  *
  * `auto` picks `openssl` when it can, else `webcrypto`: `node` costs as much CPU per byte and,
  * being synchronous, keeps it all on the event-loop thread (a TCP session ran 30–50 % slower than
@@ -113,15 +114,13 @@ function place(plain: Uint8Array, out: Uint8Array, options: OpenOptions): Uint8A
   return out;
 }
 
-function join(parts: readonly Uint8Array[]): Uint8Array {
-  return parts.length === 1 ? parts[0]! : concatBytes(...parts);
-}
-
 type Bytes = Uint8Array<ArrayBuffer>;
 const bytes = (b: Uint8Array) => b as Bytes;
 
 class WebCryptoAesGcm implements AesGcmKey {
   readonly implementation = "webcrypto" as const;
+  /** Where several parts are joined: `encrypt()` copies its input when called, so it is reused. */
+  #joined = new Uint8Array(0);
   constructor(readonly key: CryptoKey) {}
 
   async seal(
@@ -133,9 +132,21 @@ class WebCryptoAesGcm implements AesGcmKey {
     const sealed = await crypto.subtle.encrypt(
       { name: "AES-GCM", iv: bytes(nonce), additionalData: bytes(aad) },
       this.key,
-      bytes(join(parts)),
+      bytes(parts.length === 1 ? parts[0]! : this.#join(parts)),
     );
     out.set(new Uint8Array(sealed));
+  }
+
+  /** The parts one after the other in the reused buffer (no new 256 KiB array per frame). */
+  #join(parts: readonly Uint8Array[]): Uint8Array {
+    const total = parts.reduce((n, p) => n + p.length, 0);
+    if (this.#joined.length < total) this.#joined = new Uint8Array(total);
+    let at = 0;
+    for (const part of parts) {
+      this.#joined.set(part, at);
+      at += part.length;
+    }
+    return this.#joined.subarray(0, total);
   }
 
   async open(

@@ -155,7 +155,8 @@ function frameError(message: string, cause?: unknown): PeerError {
  * takes the next one when it is called, so each nonce is used once per key. Ordered (the
  * default, TCP): a body whose sequence is not the next expected one is rejected. Unordered
  * (datagrams): gaps are allowed, but never a sequence at or below one already opened.
- * Calls to `open()` must not overlap.
+ * Ordered, calls to `open()` may overlap (each takes the next sequence when called, and a
+ * failure leaves the stream unusable); unordered, they must not.
  */
 export class SessionCipher {
   #send: AesGcmKey;
@@ -364,7 +365,12 @@ export class SessionCipher {
           "the frame was replayed, reordered or injected",
       );
     }
+    // Ordered: the next call expects the next sequence at once, so opens may overlap (WebCrypto
+    // decrypts several frames at a time). A frame that does not open gives its sequence back
+    // unless a later open started meanwhile (then the stream is broken anyway).
+    if (this.#ordered) this.#nextReceive = sequence + 1n;
     let plaintext: Uint8Array | null;
+    let failure: unknown = null;
     try {
       const { nonce, aad } = this.#receiveParameters.set(sequence);
       plaintext = await this.#receive.open(
@@ -374,14 +380,16 @@ export class SessionCipher {
         options,
       );
     } catch (err) {
-      throw frameError("Cannot open a DATA frame: the cipher failed; reconnect", err);
+      plaintext = null;
+      failure = frameError("Cannot open a DATA frame: the cipher failed; reconnect", err);
     }
     if (plaintext === null) {
-      throw frameError(
+      if (this.#ordered && this.#nextReceive === sequence + 1n) this.#nextReceive = sequence;
+      throw failure ?? frameError(
         "Cannot open a DATA frame: it does not authenticate; the frame was altered or forged",
       );
     }
-    this.#nextReceive = sequence + 1n;
+    if (!this.#ordered) this.#nextReceive = sequence + 1n;
     return { sequence, plaintext };
   }
 }

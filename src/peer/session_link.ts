@@ -4,9 +4,14 @@
  * frames; the plaintext of each starts with a flag byte (1 = more fragments follow, 0 = last
  * fragment).
  *
- * Each fragment is sealed when `send()` is called (it takes the next sequence number then),
- * straight into the frame it travels in, and written in call order; so `send()` needs no
- * copy of the message and the caller may reuse its buffer once `send()` returned a promise.
+ * Each fragment is sealed straight into the frame it travels in (taking the next sequence
+ * number then), and frames are written in call order. On a datagram channel that happens when
+ * `send()` is called, and its promise resolves once the frames are written. On a stream (TCP,
+ * `exclusiveFrames`) `send()` is pipelined: up to four frames are between sealing and written,
+ * in reused buffers; `send()` resolves once its last fragment is sealed (with WebCrypto: being
+ * sealed, on another thread, so several frames are sealed at a time), and the write failing
+ * later fails the link (the next call rejects). Either way the caller may reuse its buffer
+ * once `send()` resolved.
  *
  * On a stream (TCP, `exclusiveFrames`) a {@link StreamAssembler} opens each received DATA
  * body, lent by the channel from its read buffer, straight into place: into the buffer of a
@@ -14,8 +19,8 @@
  * loop gets the first, a DATA frame of at least 16 KiB that starts a message while no
  * `receive()` waits is held, unread, for up to {@link RECEIVE_PARK_MS} (a loop calls again well within
  * that); after that the link reads on and queues the message in its own array. Not with
- * WebCrypto, which decrypts on another thread: there the link reads ahead, so decryption
- * overlaps the caller's work.
+ * WebCrypto, which decrypts on other threads: there the link reads ahead and opens up to four
+ * frames at a time, so decryption overlaps the caller's work and itself.
  *
  * @module
  */
@@ -44,8 +49,9 @@ export const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
 export const MAX_FRAGMENT_BYTES = MAX_FRAME_BODY_BYTES - 8 - 1 - TAG_BYTES;
 /** Fragments at least this long are sealed into reused buffers (`exclusiveFrames`). */
 const POOLED_FRAGMENT_BYTES = 16 * 1024;
+/** DATA frames of a stream between sealing and written (`exclusiveFrames`); as many buffers. */
+const FRAMES_IN_FLIGHT = 4;
 const POOL_BUFFER_BYTES = LENGTH_PREFIX_BYTES + FRAME_HEADER_BYTES + MAX_FRAME_BODY_BYTES;
-const POOL_BUFFERS = 4;
 const HIGH_WATER_BYTES = 4 * 1024 * 1024;
 const MORE = Uint8Array.of(1);
 const LAST = Uint8Array.of(0);
@@ -94,7 +100,6 @@ export class SessionLink implements PeerLink {
   #maxMessageBytes: number;
   #maxFragmentBytes: number;
   #exclusiveFrames: boolean;
-  #pool: Uint8Array[] = [];
   #queue: Uint8Array[] = [];
   #queuedBytes = 0;
   #waiters: Waiter[] = [];
@@ -111,6 +116,11 @@ export class SessionLink implements PeerLink {
   #closing = false;
   #closePromise: Promise<void> | null = null;
   #sendChain: Promise<void> = Promise.resolve();
+  /** `exclusiveFrames`: the `send()`s whose fragments are not all sealing yet, in order. */
+  #sealChain: Promise<void> = Promise.resolve();
+  #pool: Uint8Array[] = [];
+  #inFlight = 0;
+  #placeWaiters: (() => void)[] = [];
   #onDisconnectAck: (() => void) | null = null;
   #resume: (() => void) | null = null;
   #pumpDone: Promise<void>;
@@ -141,6 +151,7 @@ export class SessionLink implements PeerLink {
         peer: this.remote.userId,
         waiting: () => this.#waiters[0],
         deliver: (message) => this.#deliver(message),
+        fail: (err) => this.#fail(err),
       });
     }
     this.#pumpDone = this.#pump();
@@ -148,41 +159,87 @@ export class SessionLink implements PeerLink {
 
   /** Sends one message, split into as many DATA frames as it needs. */
   send(data: Uint8Array): Promise<void> {
-    if (this.#closing || this.#ended) {
-      return Promise.reject(
-        new PeerError(
-          "EPEER",
-          `Cannot send to peer ${this.remote.userId}: the link is closed; connect again`,
-          { cause: this.#error ?? "link closed" },
-        ),
-      );
-    }
+    if (this.#closing || this.#ended) return Promise.reject(this.#closedError());
     if (data.length > this.#maxMessageBytes) {
       return Promise.reject(
         new RangeError(`Message of ${data.length} bytes exceeds ${this.#maxMessageBytes}`),
       );
     }
-    const frames: { sealing: Promise<Frame>; into: Uint8Array | undefined }[] = [];
+    if (this.#exclusiveFrames) return this.#sendPipelined(data);
+    const frames: Promise<Frame>[] = [];
     let at = 0;
     do {
       const chunk = data.subarray(at, at + this.#maxFragmentBytes);
       at += chunk.length;
-      const into = this.#exclusiveFrames && chunk.length >= POOLED_FRAGMENT_BYTES
-        ? this.#pool.pop() ?? new Uint8Array(POOL_BUFFER_BYTES)
-        : undefined;
-      const sealing = this.#cipher.sealFrame([at < data.length ? MORE : LAST, chunk], { into });
+      const sealing = this.#cipher.sealFrame([at < data.length ? MORE : LAST, chunk]);
       sealing.catch(() => {}); // reported by the task below
-      frames.push({ sealing, into });
+      frames.push(sealing);
     } while (at < data.length);
     return this.#enqueue(async () => {
-      for (const { sealing, into } of frames) {
-        await this.#channel.send(await sealing);
-        if (into && this.#pool.length < POOL_BUFFERS) this.#pool.push(into);
-      }
+      for (const sealing of frames) await this.#channel.send(await sealing);
     }).catch((err) => {
       this.#fail(err);
       throw err;
     });
+  }
+
+  /**
+   * `send()` on a stream (see the module doc): each fragment waits for one of
+   * {@link FRAMES_IN_FLIGHT} places, is sealed into a reused buffer and queued to be written
+   * after the frames before it. The promise resolves once every fragment is sealed (or, with
+   * WebCrypto, being sealed on another thread), so that several frames are sealed at a time.
+   * A failed write fails the link: later calls reject.
+   */
+  #sendPipelined(data: Uint8Array): Promise<void> {
+    const run = this.#sealChain.then(async () => {
+      let at = 0;
+      do {
+        const chunk = data.subarray(at, at + this.#maxFragmentBytes);
+        at += chunk.length;
+        await this.#place();
+        const into = chunk.length >= POOLED_FRAGMENT_BYTES
+          ? this.#pool.pop() ?? new Uint8Array(POOL_BUFFER_BYTES)
+          : undefined;
+        const sealing = this.#cipher.sealFrame([at < data.length ? MORE : LAST, chunk], { into });
+        sealing.catch(() => {}); // reported by the write below
+        this.#enqueue(async () => {
+          try {
+            await this.#channel.send(await sealing);
+          } finally {
+            this.#leave(into);
+          }
+        }).catch((err) => this.#fail(err));
+      } while (at < data.length);
+    });
+    this.#sealChain = run.catch(() => {});
+    return run.catch((err) => {
+      this.#fail(err);
+      throw err;
+    });
+  }
+
+  /** Waits for one of the {@link FRAMES_IN_FLIGHT} places; rejects once the link ended. */
+  async #place(): Promise<void> {
+    while (this.#inFlight >= FRAMES_IN_FLIGHT && !this.#ended) {
+      await new Promise<void>((resolve) => this.#placeWaiters.push(resolve));
+    }
+    if (this.#ended) throw this.#closedError();
+    this.#inFlight++;
+  }
+
+  /** A frame was written (or failed): its place and buffer are free again. */
+  #leave(into: Uint8Array | undefined): void {
+    this.#inFlight--;
+    if (into && this.#pool.length < FRAMES_IN_FLIGHT) this.#pool.push(into);
+    this.#placeWaiters.shift()?.();
+  }
+
+  #closedError(): PeerError {
+    return new PeerError(
+      "EPEER",
+      `Cannot send to peer ${this.remote.userId}: the link is closed; connect again`,
+      { cause: this.#error ?? "link closed" },
+    );
   }
 
   /**
@@ -240,6 +297,7 @@ export class SessionLink implements PeerLink {
     if (!this.#ended) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       try {
+        await this.#sealChain; // the messages sent before close() go first
         const acked = new Promise<void>((resolve) => {
           this.#onDisconnectAck = resolve;
           timer = setTimeout(resolve, this.#disconnectTimeoutMs);
@@ -402,6 +460,7 @@ export class SessionLink implements PeerLink {
     this.#unpark?.();
     if (this.#ended) return;
     this.#ended = true;
+    for (const wake of this.#placeWaiters.splice(0)) wake();
     this.#assembler?.stop(); // a caller's buffer is never written once its receive() settled
     const waiters = this.#waiters;
     this.#waiters = [];

@@ -13,7 +13,8 @@
  * caller's buffer is written only while its `receive()` waits: OpenSSL and node:crypto write
  * before `open()` returns, and WebCrypto's plaintext (a new array, which is the whole message
  * when it has one fragment) is placed once it settled; a caller who gives up gets its buffer
- * back at once ({@link StreamAssembler.release}).
+ * back at once ({@link StreamAssembler.release}). WebCrypto opens up to {@link OPENS_AHEAD} frames
+ * at a time on the runtime's threads while the channel reads on, and places them in order.
  *
  * @module
  */
@@ -22,6 +23,8 @@ import { TAG_BYTES } from "./aes_gcm.ts";
 import type { SessionCipher } from "./session_crypto.ts";
 
 const SEQUENCE_BYTES = 8;
+/** WebCrypto: DATA frames opened at once (each on a thread of the runtime's pool). */
+const OPENS_AHEAD = 4;
 
 /** A waiting `receive()` as the assembler sees it: the buffer it offers, if any. */
 export interface Receiver {
@@ -40,6 +43,8 @@ export interface StreamAssemblerOptions {
   waiting(): Receiver | undefined;
   /** Hands out a whole message (a view of the first waiting receiver's `into`, or its own). */
   deliver(message: Uint8Array): void;
+  /** Told when a frame opened ahead (WebCrypto) fails after `push()` returned. */
+  fail?(err: unknown): void;
 }
 
 /** Throws `EFRAME` unless `flag` is 0 or 1 and the message so far is within `maxBytes`. */
@@ -81,6 +86,9 @@ export class StreamAssembler {
   #hint = 0;
   #flag = new Uint8Array(1);
   #stopped = false;
+  /** WebCrypto: the last open placed (in order), and the opens still running. */
+  #opened: Promise<void> = Promise.resolve();
+  #ahead: Promise<void>[] = [];
 
   constructor(cipher: SessionCipher, options: StreamAssemblerOptions) {
     this.#cipher = cipher;
@@ -101,7 +109,8 @@ export class StreamAssembler {
   /**
    * Opens one DATA body (valid only until this resolves) into its message; delivers the
    * message when this was its last fragment. `PeerError` `EFRAME` when the body is altered,
-   * forged, out of sequence, or breaks the fragment rules.
+   * forged, out of sequence, or breaks the fragment rules. With WebCrypto it may resolve
+   * before the body is open (see `#openAhead`): a later failure goes to `fail`.
    */
   async push(body: Uint8Array): Promise<void> {
     const chunk = body.length - SEQUENCE_BYTES - TAG_BYTES - 1; // the data after the flag
@@ -109,31 +118,54 @@ export class StreamAssembler {
       const { plaintext } = await this.#cipher.open(body);
       return checkFragment(plaintext[0], 0, this.#limits);
     }
+    if (!this.#cipher.synchronous) return this.#openAhead(body);
     const at = this.#bytes;
-    let flag: number | undefined;
-    if (this.#cipher.synchronous) {
-      const into = this.#room(at + chunk).subarray(at);
-      this.#pending = chunk;
-      try {
-        await this.#cipher.open(body, { into, head: this.#flag });
-      } finally {
-        this.#pending = 0;
-      }
-      flag = this.#flag[0];
-      if (this.#stopped) return;
-      checkFragment(flag, at + chunk, this.#limits);
-    } else {
-      const { plaintext } = await this.#cipher.open(body);
-      flag = plaintext[0];
-      if (this.#stopped) return;
-      checkFragment(flag, at + chunk, this.#limits);
-      const data = plaintext.subarray(1);
-      if (at === 0 && flag === 0) { // a whole message: the new plaintext is all it needs
-        this.#hint = 0;
-        return this.#options.deliver(data);
-      }
-      this.#room(at + chunk).set(data, at);
+    const into = this.#room(at + chunk).subarray(at);
+    this.#pending = chunk;
+    try {
+      await this.#cipher.open(body, { into, head: this.#flag });
+    } finally {
+      this.#pending = 0;
     }
+    const flag = this.#flag[0];
+    if (this.#stopped) return;
+    checkFragment(flag, at + chunk, this.#limits);
+    this.#bytes = at + chunk;
+    this.#fragments++;
+    if (flag === 0) this.#finish();
+  }
+
+  /**
+   * WebCrypto: starts opening `body` (which copies it) and returns while up to
+   * {@link OPENS_AHEAD} opens run, so the channel reads the next frames meanwhile; each
+   * plaintext is placed in order once it and those before it are open.
+   */
+  async #openAhead(body: Uint8Array): Promise<void> {
+    const opening = this.#cipher.open(body);
+    const placed = this.#opened.then(() => opening).then(({ plaintext }) => {
+      if (!this.#stopped) this.#place(plaintext);
+    });
+    placed.catch((err) => {
+      this.#stopped = true; // nothing after a broken frame is placed
+      this.#options.fail?.(err);
+    });
+    this.#opened = placed.catch(() => {});
+    this.#ahead.push(placed);
+    if (this.#ahead.length >= OPENS_AHEAD) await this.#ahead.shift();
+  }
+
+  /** Places a fragment's whole plaintext (flag byte first) into its message. */
+  #place(plaintext: Uint8Array): void {
+    const at = this.#bytes;
+    const chunk = plaintext.length - 1;
+    const flag = plaintext[0];
+    checkFragment(flag, at + chunk, this.#limits);
+    const data = plaintext.subarray(1);
+    if (at === 0 && flag === 0) { // a whole message: the new plaintext is all it needs
+      this.#hint = 0;
+      return this.#options.deliver(data);
+    }
+    this.#room(at + chunk).set(data, at);
     this.#bytes = at + chunk;
     this.#fragments++;
     if (flag === 0) this.#finish();

@@ -70,7 +70,10 @@ export interface PeerLink {
    * load libcrypto, else `webcrypto`): the `connected` event reports it (docs/performance.md).
    */
   readonly cipher?: AesGcmEngine;
-  /** Sends one message; rejects with `PeerError` `EPEER` once the link is closed. */
+  /**
+   * Sends one message; rejects with `PeerError` `EPEER` once the link is closed. `data` is read
+   * until this resolves (which may be before it is written: a TCP link seals ahead).
+   */
   send(data: Uint8Array): Promise<void>;
   /**
    * Next message; null when the peer disconnected (or this side closed the link). With

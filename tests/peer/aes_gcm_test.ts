@@ -99,6 +99,31 @@ for (const implementation of ENGINES) {
   });
 }
 
+for (const implementation of ENGINES) {
+  Deno.test(`${implementation} AES-GCM seals several frames at once on one key, each its own bytes`, async () => {
+    // A session keeps several seals in flight (WebCrypto's run on other threads): each must
+    // take its parts when called, since the caller reuses them at once.
+    const m = await material();
+    const key = aesGcmKey(m, { implementation });
+    const reference = aesGcmKey(m, { implementation: "node" });
+    const aad = Uint8Array.of(1, 4);
+    const part = new Uint8Array(70_000);
+    const frames = [0, 1, 2, 3].map((i) => {
+      const nonce = new Uint8Array(12).fill(i);
+      part.fill(i + 1); // the same part buffer, refilled before each seal
+      const out = new Uint8Array(1 + part.length + TAG_BYTES);
+      return { nonce, out, sealing: key.seal(nonce, aad, [Uint8Array.of(i), part], out) };
+    });
+    await Promise.all(frames.map((f) => f.sealing));
+    for (const [i, { nonce, out }] of frames.entries()) {
+      const want = new Uint8Array(out.length);
+      reference.seal(nonce, aad, [Uint8Array.of(i), new Uint8Array(70_000).fill(i + 1)], want);
+      const wrong = out.findIndex((byte, at) => byte !== want[at]); // no megabyte diff
+      assert.equal(wrong, -1, `frame ${i} sealed its own plaintext (first wrong byte ${wrong})`);
+    }
+  });
+}
+
 Deno.test({
   name: "OpenSSL opening in place leaves no unauthenticated plaintext behind",
   ignore: !hasOpenSsl,

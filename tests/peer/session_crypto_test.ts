@@ -71,6 +71,20 @@ Deno.test("a replayed or reordered DATA frame is rejected on an ordered session"
   assert.deepEqual((await bob.open(second)).plaintext, text("2"));
 });
 
+Deno.test("on an ordered session opens may overlap: each takes the next sequence when called", async () => {
+  const { alice, bob } = await ciphers();
+  const sealed = [];
+  for (let i = 0; i < 4; i++) sealed.push(await alice.seal(text(`frame ${i}`)));
+  const opening = sealed.slice(0, 3).map((body) => bob.open(body)); // none awaited yet
+  const opened = await Promise.all(opening);
+  assert.deepEqual(opened.map((o) => o.sequence), [0n, 1n, 2n]);
+  assert.deepEqual(opened.map((o) => o.plaintext), [0, 1, 2].map((i) => text(`frame ${i}`)));
+  const replay = bob.open(sealed[2]!); // started before the next one: still a replay
+  const next = bob.open(sealed[3]!);
+  await assert.rejects(replay, isFrameError);
+  assert.equal((await next).sequence, 3n);
+});
+
 Deno.test("a DATA frame relabelled with another sequence number does not open", async () => {
   const { alice, bob } = await ciphers({ ordered: false });
   const body = decodeData(await alice.seal(text("x")));

@@ -35,7 +35,21 @@ class LendingChannel implements FrameChannel {
     return [a, b];
   }
 
+  /** While set, a send waits for it (a connection that does not take bytes), or fails with it. */
+  gate: Promise<void> | null = null;
+  /** Frames a send was called for. */
+  sends = 0;
+
   send(frame: Frame): Promise<void> {
+    this.sends++;
+    if (this.gate) {
+      const body = frame.body.slice(); // the bytes as they were handed over
+      return this.gate.then(() => this.#send({ type: frame.type, body }));
+    }
+    return this.#send(frame);
+  }
+
+  #send(frame: Frame): Promise<void> {
     if (this.closed) return Promise.reject(new PeerError("EPEER", "Cannot send: closed; test"));
     const out = this.tap({ type: frame.type, body: frame.body.slice() });
     if (out) this.peer.deliver(out);
@@ -126,13 +140,27 @@ async function streamLinks(
     local: A_AT,
     remote: peer("bob", B_AT),
   });
-  const lb = new SessionLink(b, new SessionCipher(keysB, { aesGcm: engine }), {
+  // Every open of b's cipher, so a test can wait for WebCrypto's opens ahead to settle.
+  const cipherB = new SessionCipher(keysB, { aesGcm: engine });
+  const opens: Promise<unknown>[] = [];
+  const open = cipherB.open.bind(cipherB);
+  cipherB.open = (...args) => {
+    const opening = open(...args);
+    opens.push(opening.catch(() => {}));
+    return opening;
+  };
+  /** Resolves once b's cipher opened every frame given so far and the link placed them. */
+  const opened = async () => {
+    await Promise.all(opens);
+    await new Promise((resolve) => setTimeout(resolve, 0)); // a task: queued placements ran
+  };
+  const lb = new SessionLink(b, cipherB, {
     ...common,
     ...(options.clock ? { clock: options.clock } : {}),
     local: B_AT,
     remote: peer("alice", A_AT),
   });
-  return { a, b, la, lb, close: () => Promise.all([la.close(), lb.close()]) };
+  return { a, b, la, lb, opened, close: () => Promise.all([la.close(), lb.close()]) };
 }
 
 function randomBytes(length: number): Uint8Array {
@@ -202,7 +230,7 @@ for (const engine of ENGINES) {
   });
 
   Deno.test(`a receive({ into }) given up halfway through a message gives its buffer back and loses nothing (${engine})`, async () => {
-    const { a, b, la, lb, close } = await streamLinks(engine, { maxFragmentBytes: 1000 });
+    const { a, b, la, lb, opened, close } = await streamLinks(engine, { maxFragmentBytes: 1000 });
     try {
       let data = 0;
       let held: Frame | null = null;
@@ -217,6 +245,7 @@ for (const engine of ENGINES) {
       const message = randomBytes(3500); // four fragments
       await la.send(message);
       await b.waiting(3); // the first three fragments are taken; the link waits for the fourth
+      await opened(); // WebCrypto opens frames ahead, on other threads
       assert.ok(
         into.subarray(0, 3000).every((byte, i) => byte === message[i]),
         "the first three fragments are in into",
@@ -254,6 +283,45 @@ for (const engine of ENGINES) {
       );
       await assert.rejects(lb.receive({ into }), isEframe);
       await assert.rejects(lb.send(new Uint8Array(1)), (err: PeerError) => err.code === "EPEER");
+    } finally {
+      await close();
+    }
+  });
+}
+
+for (const engine of ENGINES) {
+  Deno.test(`send() resolves with frames still to be written, but never more than four ahead (${engine})`, async () => {
+    const { a, la, lb, close } = await streamLinks(engine);
+    try {
+      const open = Promise.withResolvers<void>();
+      a.gate = open.promise; // the connection takes nothing for now
+      const sent = Array.from({ length: 8 }, (_, i) => randomBytes(20_000 + i));
+      let resolved = 0;
+      const sending = sent.map((m) => la.send(m).then(() => resolved++));
+      await Promise.all(sending.slice(0, 4)); // four frames sealed, none written
+      await new Promise((resolve) => setTimeout(resolve, 0)); // a task: any resolution ran
+      assert.equal(resolved, 4, "the fifth send() waits for a frame to be written");
+      assert.equal(a.sends, 1, "one write is under way");
+      a.gate = null;
+      open.resolve();
+      await Promise.all(sending);
+      for (const [i, m] of sent.entries()) assertBytes(await lb.receive(), m, `message ${i}`);
+    } finally {
+      await close();
+    }
+  });
+
+  Deno.test(`a write that fails after send() resolved fails the link for the caller (${engine})`, async () => {
+    const { a, la, close } = await streamLinks(engine);
+    try {
+      const broken = Promise.withResolvers<void>();
+      broken.promise.catch(() => {}); // the link's write sees it, maybe only once sealed
+      a.gate = broken.promise;
+      const receiving = la.receive(); // learns of the failure too
+      await la.send(randomBytes(20_000)); // sealed; its write waits
+      broken.reject(new PeerError("EPEER", "Cannot send: the connection broke; test"));
+      await assert.rejects(receiving, (err: PeerError) => err.code === "EPEER");
+      await assert.rejects(la.send(new Uint8Array(1)), (err: PeerError) => err.code === "EPEER");
     } finally {
       await close();
     }
