@@ -10,7 +10,8 @@
  * - The receiver opens every DATA datagram before it moves anything: a forged or altered one
  *   is dropped unread; a replayed one is a duplicate and only earns an ack. It acks with a
  *   STREAM_ACK, sealed by the channel like PING (own control sequence, replay window): at once
- *   for a duplicate, a gap or every `STREAM_ACK_EVERY_SEGMENTS` in-order segments, else after
+ *   for a duplicate, a gap or every `ReliableReceiver.ackEvery` in-order segments (2 after a
+ *   gap, up to `STREAM_ACK_EVERY_MAX_SEGMENTS` after a long run without one), else after
  *   `STREAM_ACK_DELAY_MS`.
  * - {@link ReliableSender} and {@link ReliableReceiver} (`reliable_stream.ts`) hold the state;
  *   this class only feeds them and runs one timer on the injected {@link Clock}.
@@ -28,7 +29,6 @@ import { PeerError } from "../errors.ts";
 import {
   DISCONNECT_TIMEOUT_MS,
   STREAM_ACK_DELAY_MS,
-  STREAM_ACK_EVERY_SEGMENTS,
   STREAM_MAX_QUEUED_DATAGRAMS,
   STREAM_RECEIVE_WINDOW_SEGMENTS,
   STREAM_SEND_BUFFER_SEGMENTS,
@@ -52,6 +52,8 @@ import type { FrameChannel, PeerInfo, PeerLink, ReceiveOptions } from "./types.t
 const SENDS_IN_FLIGHT = 8;
 const MORE = Uint8Array.of(1);
 const LAST = Uint8Array.of(0);
+/** The reason a replaced timer is aborted with (a plain value: no DOMException per abort). */
+const TIMER_REPLACED = "replaced";
 
 /** What a {@link ReliableLink} needs besides its channel and cipher. */
 export interface ReliableLinkOptions {
@@ -345,13 +347,18 @@ export class ReliableLink implements PeerLink {
     })();
   }
 
-  /** Sleeps until the earliest of the sender's deadline and a delayed ack. */
+  /**
+   * Sleeps until the earliest of the sender's deadline and a delayed ack. A timer already due
+   * no later is kept (it finds nothing to do, or less, and arms again): deadlines move later
+   * with every ack, and replacing the timer each time cost a timer and an abort per datagram.
+   */
   #arm(): void {
     if (this.#ended) return;
-    const deadlines = [this.#sender.deadline(), this.#ackDue].filter((d) => d !== null);
-    const at = deadlines.length ? Math.min(...deadlines) : null;
-    if (this.#timer && this.#timer.at === at) return;
-    this.#timer?.stop.abort();
+    const deadline = this.#sender.deadline();
+    const ackDue = this.#ackDue;
+    const at = deadline === null ? ackDue : ackDue === null ? deadline : Math.min(deadline, ackDue);
+    if (this.#timer && at !== null && this.#timer.at <= at) return;
+    this.#timer?.stop.abort(TIMER_REPLACED);
     this.#timer = null;
     if (at === null) return;
     const stop = new AbortController();
@@ -464,10 +471,10 @@ export class ReliableLink implements PeerLink {
     if (!this.#closing) { for (const segment of inOrder) this.#segment(segment); }
     this.#updateUnread(false);
     // At once on a gap, a duplicate, or the end of a message (so a sender's close() drains
-    // without waiting for a timer); else every STREAM_ACK_EVERY_SEGMENTS, or after a delay.
+    // without waiting for a timer); else every `ackEvery` in-order segments, or after a delay.
     const ends = inOrder.length === 1 && inOrder[0]![0] === 0;
     const gap = place !== "new" || inOrder.length !== 1 || this.#receiver.held > 0 || ends;
-    if (gap || ++this.#unacked >= STREAM_ACK_EVERY_SEGMENTS) this.#sendAck();
+    if (gap || ++this.#unacked >= this.#receiver.ackEvery) this.#sendAck();
     else this.#ackDue ??= this.#clock.now() + STREAM_ACK_DELAY_MS;
   }
 
@@ -531,7 +538,7 @@ export class ReliableLink implements PeerLink {
     this.#onDisconnectAck?.();
     if (this.#ended) return;
     this.#ended = true;
-    this.#timer?.stop.abort();
+    this.#timer?.stop.abort(TIMER_REPLACED);
     this.#timer = null;
     this.#wake();
     const waiters = [...this.#waiters, ...this.#datagramWaiters];
