@@ -363,6 +363,24 @@ export class DatagramFrameChannel implements FrameChannel {
     this.#waiterFail = null;
   }
 
+  /**
+   * Sends a DATA datagram already encoded (`[version][type][body]`, as `SessionCipher.sealFrame`
+   * builds it past its length prefix) as it is, outside the call order of {@link send}: the
+   * reliable stream orders DATA itself, and skipping the copy and the chain is most of the
+   * sending cost per datagram besides the socket (docs/performance.md "UDP stream").
+   */
+  sendData(datagram: Uint8Array): Promise<void> {
+    if (this.#closed) {
+      return Promise.reject(
+        new PeerError(
+          "EPEER",
+          `Cannot send to peer at ${this.#where()}: the channel is closed; connect again`,
+        ),
+      );
+    }
+    return this.#options.sendDatagram(datagram);
+  }
+
   /** Sends one frame; handshake frames and DISCONNECT are retransmitted as the module says. */
   send(frame: Frame): Promise<void> {
     const run = this.#sendChain.then(() => this.#send(frame));

@@ -38,7 +38,13 @@ import { STREAM_MAX_SACK_RANGES } from "../protocol.ts";
 import { concatBytes } from "../message/bytes.ts";
 import type { Endpoint, TransportKind } from "../message/types.ts";
 import { type Clock, systemClock } from "../runtime.ts";
-import { decodeStreamAck, encodeDisconnect, encodeStreamAck } from "./frame.ts";
+import {
+  decodeStreamAck,
+  encodeDisconnect,
+  encodeStreamAck,
+  FRAME_HEADER_BYTES,
+  LENGTH_PREFIX_BYTES,
+} from "./frame.ts";
 import { FrameType } from "./frame.ts";
 import { ReliableReceiver, ReliableSender } from "./reliable_stream.ts";
 import type { AesGcmEngine } from "./aes_gcm.ts";
@@ -54,6 +60,14 @@ const MORE = Uint8Array.of(1);
 const LAST = Uint8Array.of(0);
 /** The reason a replaced timer is aborted with (a plain value: no DOMException per abort). */
 const TIMER_REPLACED = "replaced";
+
+/**
+ * A channel that sends an encoded DATA datagram as it is (`DatagramFrameChannel`); over any
+ * other `FrameChannel` the link sends DATA frames by `send()`.
+ */
+interface DataDatagramChannel {
+  sendData(datagram: Uint8Array): Promise<void>;
+}
 
 /** What a {@link ReliableLink} needs besides its channel and cipher. */
 export interface ReliableLinkOptions {
@@ -90,6 +104,8 @@ export class ReliableLink implements PeerLink {
   /** See `PeerLink.paths`: set when the listener can move this link. */
   readonly paths?: PathControl;
   #channel: FrameChannel;
+  /** The channel's {@link DataDatagramChannel.sendData}, when it has one. */
+  #sendData: ((datagram: Uint8Array) => Promise<void>) | null = null;
   #cipher: SessionCipher;
   #clock: Clock;
   #options: ReliableLinkOptions;
@@ -135,6 +151,8 @@ export class ReliableLink implements PeerLink {
     this.remote = options.remote;
     if (options.paths) this.paths = options.paths;
     this.#channel = channel;
+    const direct = (channel as Partial<DataDatagramChannel>).sendData;
+    if (direct) this.#sendData = direct.bind(channel);
     this.#cipher = cipher;
     this.#options = options;
     this.#clock = options.clock ?? systemClock;
@@ -227,7 +245,8 @@ export class ReliableLink implements PeerLink {
       const seq = Number(
         new DataView(frame.body.buffer, frame.body.byteOffset, 8).getBigUint64(0),
       );
-      this.#sender.queue(seq, frame.body.slice());
+      // The datagram as it goes on the wire: the stream encoding less its length prefix.
+      this.#sender.queue(seq, frame.encoded.subarray(LENGTH_PREFIX_BYTES));
       this.#flush();
     } while (at < data.length);
   }
@@ -331,7 +350,10 @@ export class ReliableLink implements PeerLink {
           ) {
             if (this.#ended) return;
             // The channel sends in call order; a few in flight save an event-loop turn each.
-            const sending = this.#channel.send({ type: FrameType.DATA, body: s.bytes });
+            const sending = this.#sendData ? this.#sendData(s.bytes) : this.#channel.send({
+              type: FrameType.DATA,
+              body: s.bytes.subarray(FRAME_HEADER_BYTES),
+            });
             sending.catch(() => {}); // awaited below; this only marks it handled
             inFlight.push(sending);
             if (inFlight.length >= SENDS_IN_FLIGHT) await inFlight.shift();
