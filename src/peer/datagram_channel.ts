@@ -41,7 +41,7 @@ import { encodeDatagram, type Frame, FrameType } from "./frame.ts";
 import type { SessionCipher } from "./session_crypto.ts";
 import type { FrameChannel } from "./types.ts";
 import { isPathFrame, type LinkPath, type PathFrameType } from "./link_paths.ts";
-import { PATH_ID_BYTES } from "./frame.ts";
+import { FRAME_HEADER_BYTES, PATH_ID_BYTES } from "./frame.ts";
 
 /** Frames sealed under the session keys once the handshake is done. */
 const CONTROL_TYPES: ReadonlySet<FrameType> = new Set([
@@ -337,7 +337,10 @@ export class DatagramFrameChannel implements FrameChannel {
         this.#early = [];
         for (const e of early) this.#push(e);
       } else if (type === FrameType.DATA && this.#early.length < MAX_EARLY_DATA) {
-        this.#early.push(r);
+        // Copies: a received DATA datagram is a piece of a slab shared with the ones after it
+        // (`UdpSocket.run`), which this could hold for as long as the handshake waits.
+        const bytes = r.bytes.slice();
+        this.#early.push({ frame: { type, body: bytes.subarray(FRAME_HEADER_BYTES) }, bytes });
       }
       return;
     }

@@ -47,7 +47,7 @@ import {
 } from "./frame.ts";
 import { FrameType } from "./frame.ts";
 import { ReliableReceiver, ReliableSender } from "./reliable_stream.ts";
-import type { AesGcmEngine } from "./aes_gcm.ts";
+import { type AesGcmEngine, TAG_BYTES } from "./aes_gcm.ts";
 import type { SessionCipher } from "./session_crypto.ts";
 import { MAX_MESSAGE_BYTES } from "./session_link.ts";
 import { checkFragment } from "./stream_assembler.ts";
@@ -58,6 +58,10 @@ import type { FrameChannel, PeerInfo, PeerLink, ReceiveOptions } from "./types.t
 const SENDS_IN_FLIGHT = 8;
 const MORE = Uint8Array.of(1);
 const LAST = Uint8Array.of(0);
+/** Bytes of each slab that DATA segments are sealed into (`#queueMessage`). */
+const SEND_SLAB_BYTES = 64 * 1024;
+/** A sealed segment's bytes besides its fragment: length prefix, header, sequence, tag, flag. */
+const SEGMENT_OVERHEAD_BYTES = LENGTH_PREFIX_BYTES + FRAME_HEADER_BYTES + 8 + TAG_BYTES + 1;
 /** The reason a replaced timer is aborted with (a plain value: no DOMException per abort). */
 const TIMER_REPLACED = "replaced";
 
@@ -124,6 +128,9 @@ export class ReliableLink implements PeerLink {
   #partial: Uint8Array[] = [];
   #partialBytes = 0;
   #sendChain: Promise<void> = Promise.resolve();
+  /** Where queued segments are sealed, one after another; see `#queueMessage`. */
+  #slab = new Uint8Array(0);
+  #slabAt = 0;
   /** Wakes `send()` waiting for buffer space, and `close()` waiting for the drain. */
   #progress: (() => void)[] = [];
   #flushing = false;
@@ -241,7 +248,16 @@ export class ReliableLink implements PeerLink {
       if (this.#ended) throw this.#closedError();
       const chunk = data.subarray(at, at + max);
       at += chunk.length;
-      const frame = await this.#cipher.sealFrame([at < data.length ? MORE : LAST, chunk]);
+      // Sealed into a piece of a shared slab: a buffer of its own per segment cost about as
+      // much as sending it (docs/performance.md "UDP stream").
+      if (this.#slab.length - this.#slabAt < max + SEGMENT_OVERHEAD_BYTES) {
+        this.#slab = new Uint8Array(Math.max(SEND_SLAB_BYTES, max + SEGMENT_OVERHEAD_BYTES));
+        this.#slabAt = 0;
+      }
+      const frame = await this.#cipher.sealFrame([at < data.length ? MORE : LAST, chunk], {
+        into: this.#slab.subarray(this.#slabAt),
+      });
+      if (frame.encoded.buffer === this.#slab.buffer) this.#slabAt += frame.encoded.length;
       const seq = Number(
         new DataView(frame.body.buffer, frame.body.byteOffset, 8).getBigUint64(0),
       );
