@@ -385,17 +385,13 @@ export class ReliableLink implements PeerLink {
     })();
   }
 
-  /**
-   * Sleeps until the earliest of the sender's deadline and a delayed ack. A timer already due
-   * no later is kept (it finds nothing to do, or less, and arms again): deadlines move later
-   * with every ack, and replacing the timer each time cost a timer and an abort per datagram.
-   */
+  /** Sleeps until the earliest of the sender's deadline and a delayed ack. */
   #arm(): void {
     if (this.#ended) return;
     const deadline = this.#sender.deadline();
     const ackDue = this.#ackDue;
     const at = deadline === null ? ackDue : ackDue === null ? deadline : Math.min(deadline, ackDue);
-    if (this.#timer && at !== null && this.#timer.at <= at) return;
+    if (this.#timer && this.#timer.at === at) return;
     this.#timer?.stop.abort(TIMER_REPLACED);
     this.#timer = null;
     if (at === null) return;
