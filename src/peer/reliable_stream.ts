@@ -412,12 +412,11 @@ export class ReliableReceiver {
   }
 
   /**
-   * In-order segments to take before acking at once (the link acks the rest when its turn
-   * ends, or after `STREAM_ACK_DELAY_MS`): `STREAM_ACK_EVERY_SEGMENTS` after a gap, growing
-   * as the square root of the segments taken in order since, to `STREAM_ACK_EVERY_MAX_SEGMENTS`.
-   * The sender's window grows the same way between losses (it is about 2·√n after n segments
-   * without one), so each window still gets three or more acks and one lost ack does not stop
-   * the sender (docs/performance.md "UDP stream").
+   * In-order segments to take before acking at once (the link acks fewer after
+   * `STREAM_ACK_DELAY_MS`): `STREAM_ACK_EVERY_SEGMENTS` after a gap, growing as half the square
+   * root of the segments taken in order since, to `STREAM_ACK_EVERY_MAX_SEGMENTS`. A sender's
+   * window grows about as 2·√n over n segments without a loss, so a window still gets about four
+   * acks and one lost ack does not stop the sender (docs/performance.md "UDP stream").
    */
   get ackEvery(): number {
     const n = Math.floor(Math.sqrt(this.#sinceGap) / 2);
