@@ -184,8 +184,13 @@ export const STREAM_MAX_RTO_MS = 4_000;
 export const STREAM_STALL_TIMEOUT_MS = 20_000;
 /** How long a receiver may hold back the ack of an in-order segment, in ms. */
 export const STREAM_ACK_DELAY_MS = 5;
-/** In-order segments a receiver takes before it acks at once (RFC 9000 §13.2.2: 2). */
+/** In-order segments a receiver takes before it acks at once (RFC 9000 §13.2.2: 2), at least. */
 export const STREAM_ACK_EVERY_SEGMENTS = 2;
+/**
+ * In-order segments a receiver takes before it acks at once, at most: after a long run without
+ * a gap (`ReliableReceiver.ackEvery`).
+ */
+export const STREAM_ACK_EVERY_MAX_SEGMENTS = 32;
 /**
  * Best-effort datagrams (`PeerLink.receiveDatagram`) a UDP link holds unread; when full, the
  * oldest is dropped for the newest.

@@ -41,7 +41,7 @@ import { encodeDatagram, type Frame, FrameType } from "./frame.ts";
 import type { SessionCipher } from "./session_crypto.ts";
 import type { FrameChannel } from "./types.ts";
 import { isPathFrame, type LinkPath, type PathFrameType } from "./link_paths.ts";
-import { PATH_ID_BYTES } from "./frame.ts";
+import { FRAME_HEADER_BYTES, PATH_ID_BYTES } from "./frame.ts";
 
 /** Frames sealed under the session keys once the handshake is done. */
 const CONTROL_TYPES: ReadonlySet<FrameType> = new Set([
@@ -337,7 +337,10 @@ export class DatagramFrameChannel implements FrameChannel {
         this.#early = [];
         for (const e of early) this.#push(e);
       } else if (type === FrameType.DATA && this.#early.length < MAX_EARLY_DATA) {
-        this.#early.push(r);
+        // Copies: a received DATA datagram is a piece of a slab shared with the ones after it
+        // (`UdpSocket.run`), which this could hold for as long as the handshake waits.
+        const bytes = r.bytes.slice();
+        this.#early.push({ frame: { type, body: bytes.subarray(FRAME_HEADER_BYTES) }, bytes });
       }
       return;
     }
@@ -361,6 +364,24 @@ export class DatagramFrameChannel implements FrameChannel {
   #clearWaiter(): void {
     this.#waiter = null;
     this.#waiterFail = null;
+  }
+
+  /**
+   * Sends a DATA datagram already encoded (`[version][type][body]`, as `SessionCipher.sealFrame`
+   * builds it past its length prefix) as it is, outside the call order of {@link send}: the
+   * reliable stream orders DATA itself, and skipping the copy and the chain is most of the
+   * sending cost per datagram besides the socket (docs/performance.md "UDP stream").
+   */
+  sendData(datagram: Uint8Array): Promise<void> {
+    if (this.#closed) {
+      return Promise.reject(
+        new PeerError(
+          "EPEER",
+          `Cannot send to peer at ${this.#where()}: the channel is closed; connect again`,
+        ),
+      );
+    }
+    return this.#options.sendDatagram(datagram);
   }
 
   /** Sends one frame; handshake frames and DISCONNECT are retransmitted as the module says. */

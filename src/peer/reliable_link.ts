@@ -10,7 +10,8 @@
  * - The receiver opens every DATA datagram before it moves anything: a forged or altered one
  *   is dropped unread; a replayed one is a duplicate and only earns an ack. It acks with a
  *   STREAM_ACK, sealed by the channel like PING (own control sequence, replay window): at once
- *   for a duplicate, a gap or every `STREAM_ACK_EVERY_SEGMENTS` in-order segments, else after
+ *   for a duplicate, a gap or every `ReliableReceiver.ackEvery` in-order segments (2 after a
+ *   gap, up to `STREAM_ACK_EVERY_MAX_SEGMENTS` after a long run without one), else after
  *   `STREAM_ACK_DELAY_MS`.
  * - {@link ReliableSender} and {@link ReliableReceiver} (`reliable_stream.ts`) hold the state;
  *   this class only feeds them and runs one timer on the injected {@link Clock}.
@@ -28,7 +29,6 @@ import { PeerError } from "../errors.ts";
 import {
   DISCONNECT_TIMEOUT_MS,
   STREAM_ACK_DELAY_MS,
-  STREAM_ACK_EVERY_SEGMENTS,
   STREAM_MAX_QUEUED_DATAGRAMS,
   STREAM_RECEIVE_WINDOW_SEGMENTS,
   STREAM_SEND_BUFFER_SEGMENTS,
@@ -38,10 +38,16 @@ import { STREAM_MAX_SACK_RANGES } from "../protocol.ts";
 import { concatBytes } from "../message/bytes.ts";
 import type { Endpoint, TransportKind } from "../message/types.ts";
 import { type Clock, systemClock } from "../runtime.ts";
-import { decodeStreamAck, encodeDisconnect, encodeStreamAck } from "./frame.ts";
+import {
+  decodeStreamAck,
+  encodeDisconnect,
+  encodeStreamAck,
+  FRAME_HEADER_BYTES,
+  LENGTH_PREFIX_BYTES,
+} from "./frame.ts";
 import { FrameType } from "./frame.ts";
 import { ReliableReceiver, ReliableSender } from "./reliable_stream.ts";
-import type { AesGcmEngine } from "./aes_gcm.ts";
+import { type AesGcmEngine, TAG_BYTES } from "./aes_gcm.ts";
 import type { SessionCipher } from "./session_crypto.ts";
 import { MAX_MESSAGE_BYTES } from "./session_link.ts";
 import { checkFragment } from "./stream_assembler.ts";
@@ -52,6 +58,20 @@ import type { FrameChannel, PeerInfo, PeerLink, ReceiveOptions } from "./types.t
 const SENDS_IN_FLIGHT = 8;
 const MORE = Uint8Array.of(1);
 const LAST = Uint8Array.of(0);
+/** Bytes of each slab that DATA segments are sealed into (`#queueMessage`). */
+const SEND_SLAB_BYTES = 64 * 1024;
+/** A sealed segment's bytes besides its fragment: length prefix, header, sequence, tag, flag. */
+const SEGMENT_OVERHEAD_BYTES = LENGTH_PREFIX_BYTES + FRAME_HEADER_BYTES + 8 + TAG_BYTES + 1;
+/** The reason a replaced timer is aborted with (a plain value: no DOMException per abort). */
+const TIMER_REPLACED = "replaced";
+
+/**
+ * A channel that sends an encoded DATA datagram as it is (`DatagramFrameChannel`); over any
+ * other `FrameChannel` the link sends DATA frames by `send()`.
+ */
+interface DataDatagramChannel {
+  sendData(datagram: Uint8Array): Promise<void>;
+}
 
 /** What a {@link ReliableLink} needs besides its channel and cipher. */
 export interface ReliableLinkOptions {
@@ -88,6 +108,8 @@ export class ReliableLink implements PeerLink {
   /** See `PeerLink.paths`: set when the listener can move this link. */
   readonly paths?: PathControl;
   #channel: FrameChannel;
+  /** The channel's {@link DataDatagramChannel.sendData}, when it has one. */
+  #sendData: ((datagram: Uint8Array) => Promise<void>) | null = null;
   #cipher: SessionCipher;
   #clock: Clock;
   #options: ReliableLinkOptions;
@@ -106,6 +128,9 @@ export class ReliableLink implements PeerLink {
   #partial: Uint8Array[] = [];
   #partialBytes = 0;
   #sendChain: Promise<void> = Promise.resolve();
+  /** Where queued segments are sealed, one after another; see `#queueMessage`. */
+  #slab = new Uint8Array(0);
+  #slabAt = 0;
   /** Wakes `send()` waiting for buffer space, and `close()` waiting for the drain. */
   #progress: (() => void)[] = [];
   #flushing = false;
@@ -133,6 +158,8 @@ export class ReliableLink implements PeerLink {
     this.remote = options.remote;
     if (options.paths) this.paths = options.paths;
     this.#channel = channel;
+    const direct = (channel as Partial<DataDatagramChannel>).sendData;
+    if (direct) this.#sendData = direct.bind(channel);
     this.#cipher = cipher;
     this.#options = options;
     this.#clock = options.clock ?? systemClock;
@@ -221,11 +248,21 @@ export class ReliableLink implements PeerLink {
       if (this.#ended) throw this.#closedError();
       const chunk = data.subarray(at, at + max);
       at += chunk.length;
-      const frame = await this.#cipher.sealFrame([at < data.length ? MORE : LAST, chunk]);
+      // Sealed into a piece of a shared slab: a buffer of its own per segment cost about as
+      // much as sending it (docs/performance.md "UDP stream").
+      if (this.#slab.length - this.#slabAt < max + SEGMENT_OVERHEAD_BYTES) {
+        this.#slab = new Uint8Array(Math.max(SEND_SLAB_BYTES, max + SEGMENT_OVERHEAD_BYTES));
+        this.#slabAt = 0;
+      }
+      const frame = await this.#cipher.sealFrame([at < data.length ? MORE : LAST, chunk], {
+        into: this.#slab.subarray(this.#slabAt),
+      });
+      if (frame.encoded.buffer === this.#slab.buffer) this.#slabAt += frame.encoded.length;
       const seq = Number(
         new DataView(frame.body.buffer, frame.body.byteOffset, 8).getBigUint64(0),
       );
-      this.#sender.queue(seq, frame.body.slice());
+      // The datagram as it goes on the wire: the stream encoding less its length prefix.
+      this.#sender.queue(seq, frame.encoded.subarray(LENGTH_PREFIX_BYTES));
       this.#flush();
     } while (at < data.length);
   }
@@ -329,7 +366,10 @@ export class ReliableLink implements PeerLink {
           ) {
             if (this.#ended) return;
             // The channel sends in call order; a few in flight save an event-loop turn each.
-            const sending = this.#channel.send({ type: FrameType.DATA, body: s.bytes });
+            const sending = this.#sendData ? this.#sendData(s.bytes) : this.#channel.send({
+              type: FrameType.DATA,
+              body: s.bytes.subarray(FRAME_HEADER_BYTES),
+            });
             sending.catch(() => {}); // awaited below; this only marks it handled
             inFlight.push(sending);
             if (inFlight.length >= SENDS_IN_FLIGHT) await inFlight.shift();
@@ -348,10 +388,11 @@ export class ReliableLink implements PeerLink {
   /** Sleeps until the earliest of the sender's deadline and a delayed ack. */
   #arm(): void {
     if (this.#ended) return;
-    const deadlines = [this.#sender.deadline(), this.#ackDue].filter((d) => d !== null);
-    const at = deadlines.length ? Math.min(...deadlines) : null;
+    const deadline = this.#sender.deadline();
+    const ackDue = this.#ackDue;
+    const at = deadline === null ? ackDue : ackDue === null ? deadline : Math.min(deadline, ackDue);
     if (this.#timer && this.#timer.at === at) return;
-    this.#timer?.stop.abort();
+    this.#timer?.stop.abort(TIMER_REPLACED);
     this.#timer = null;
     if (at === null) return;
     const stop = new AbortController();
@@ -464,10 +505,10 @@ export class ReliableLink implements PeerLink {
     if (!this.#closing) { for (const segment of inOrder) this.#segment(segment); }
     this.#updateUnread(false);
     // At once on a gap, a duplicate, or the end of a message (so a sender's close() drains
-    // without waiting for a timer); else every STREAM_ACK_EVERY_SEGMENTS, or after a delay.
+    // without waiting for a timer); else every `ackEvery` in-order segments, or after a delay.
     const ends = inOrder.length === 1 && inOrder[0]![0] === 0;
     const gap = place !== "new" || inOrder.length !== 1 || this.#receiver.held > 0 || ends;
-    if (gap || ++this.#unacked >= STREAM_ACK_EVERY_SEGMENTS) this.#sendAck();
+    if (gap || ++this.#unacked >= this.#receiver.ackEvery) this.#sendAck();
     else this.#ackDue ??= this.#clock.now() + STREAM_ACK_DELAY_MS;
   }
 
@@ -531,7 +572,7 @@ export class ReliableLink implements PeerLink {
     this.#onDisconnectAck?.();
     if (this.#ended) return;
     this.#ended = true;
-    this.#timer?.stop.abort();
+    this.#timer?.stop.abort(TIMER_REPLACED);
     this.#timer = null;
     this.#wake();
     const waiters = [...this.#waiters, ...this.#datagramWaiters];

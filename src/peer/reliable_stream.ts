@@ -31,6 +31,8 @@
  */
 import {
   STREAM_ACK_DELAY_MS,
+  STREAM_ACK_EVERY_MAX_SEGMENTS,
+  STREAM_ACK_EVERY_SEGMENTS,
   STREAM_INITIAL_RTO_MS,
   STREAM_INITIAL_WINDOW_SEGMENTS,
   STREAM_MAX_RTO_MS,
@@ -375,6 +377,8 @@ export type SegmentPlace = "new" | "duplicate" | "beyond";
 /** The receiving half: see the module doc. */
 export class ReliableReceiver {
   #next = 0;
+  /** Segments taken in order, nothing held, since the last one that came out of order. */
+  #sinceGap = 0;
   #held = new Map<number, Uint8Array>();
   /** Out-of-order blocks `[start, end)`, sorted. */
   #ranges: [number, number][] = [];
@@ -407,6 +411,18 @@ export class ReliableReceiver {
     return Math.max(0, this.#windowSegments - this.#unread - this.#held.size);
   }
 
+  /**
+   * In-order segments to take before acking at once (the link acks fewer after
+   * `STREAM_ACK_DELAY_MS`): `STREAM_ACK_EVERY_SEGMENTS` after a gap, growing as half the square
+   * root of the segments taken in order since, to `STREAM_ACK_EVERY_MAX_SEGMENTS`. A sender's
+   * window grows about as 2·√n over n segments without a loss, so a window still gets about four
+   * acks and one lost ack does not stop the sender (docs/performance.md "UDP stream").
+   */
+  get ackEvery(): number {
+    const n = Math.floor(Math.sqrt(this.#sinceGap) / 2);
+    return Math.min(STREAM_ACK_EVERY_MAX_SEGMENTS, Math.max(STREAM_ACK_EVERY_SEGMENTS, n));
+  }
+
   /** Where `seq` falls; nothing changes (call before the datagram is authenticated). */
   place(seq: number): SegmentPlace {
     if (seq < this.#next || this.#held.has(seq)) return "duplicate";
@@ -422,10 +438,12 @@ export class ReliableReceiver {
     if (this.place(seq) !== "new") return [];
     this.#lastArrival = seq;
     if (seq !== this.#next) {
+      if (this.#held.size === 0) this.#sinceGap = 0;
       this.#held.set(seq, payload);
       this.#addRange(seq);
       return [];
     }
+    if (this.#held.size === 0) this.#sinceGap++;
     const out = [payload];
     this.#next++;
     while (this.#held.has(this.#next)) {

@@ -53,7 +53,8 @@ import {
   pathKey,
   type Route,
 } from "./link_paths.ts";
-import { PATH_ID_BYTES } from "./frame.ts";
+import { FRAME_HEADER_BYTES, PATH_ID_BYTES } from "./frame.ts";
+import { MAX_FRAME_BYTES, PEER_FRAME_VERSION } from "../protocol.ts";
 
 /** `UdpTransportOptions` with their defaults applied, shared by connect and listeners. */
 export interface UdpSettings {
@@ -73,6 +74,25 @@ export interface UdpSettings {
 type Lossy = UdpSettings["lossy"];
 /** Consecutive receive errors after which a socket is treated as broken. */
 const MAX_RECEIVE_ERRORS = 100;
+/** The largest UDP payload (65,535 − 8 − 20), as Deno's own receive buffer. */
+const RECEIVE_BUFFER_BYTES = 65_507;
+/** The slab that received DATA datagrams are copied into, one after another (`UdpSocket.run`). */
+const DATA_SLAB_BYTES = 16 * 1024;
+
+/**
+ * `decodeDatagram`, but a DATA frame's body is a view of `bytes` rather than a copy: `bytes`
+ * comes from {@link UdpSocket.run} (or a relay that takes it from there) and is never
+ * overwritten. Anything else is decoded, and checked, as `decodeDatagram` does.
+ */
+export function decodeUdpDatagram(bytes: Uint8Array): Frame {
+  if (
+    bytes[0] === PEER_FRAME_VERSION && bytes[1] === FrameType.DATA &&
+    bytes.length <= MAX_FRAME_BYTES
+  ) {
+    return { type: FrameType.DATA, body: bytes.subarray(FRAME_HEADER_BYTES) };
+  }
+  return decodeDatagram(bytes);
+}
 
 /**
  * An IPv4-mapped IPv6 address (`::ffff:198.18.0.1`, how a dual-stack socket bound to `::` sees
@@ -137,15 +157,32 @@ export class UdpSocket {
     }
   }
 
-  /** Reads datagrams until the socket closes. */
+  /**
+   * Reads datagrams until the socket closes. Each is read into one reused buffer and handed on
+   * as a copy of its own, never overwritten (docs/performance.md "UDP stream": `receive()`
+   * without a buffer allocates and zeroes 64 KiB per datagram, and a buffer of its own per
+   * datagram costs about as much as the socket). A DATA datagram's copy is a piece of a shared
+   * {@link DATA_SLAB_BYTES} slab: DATA is opened at once and not kept (`datagram_channel.ts`
+   * copies what it holds before the handshake ends), so a slab is not held for long.
+   */
   async run(onDatagram: (bytes: Uint8Array, from: Endpoint) => void): Promise<void> {
     let errors = 0;
+    const buffer = new Uint8Array(RECEIVE_BUFFER_BYTES);
+    let slab = new Uint8Array(0);
+    let slabAt = 0;
     while (!this.#closed && errors < MAX_RECEIVE_ERRORS) {
       let bytes: Uint8Array;
       let addr: Deno.NetAddr;
       try {
-        const [b, a] = await this.#conn.receive();
-        [bytes, addr, errors] = [b, a as Deno.NetAddr, 0];
+        const [b, a] = await this.#conn.receive(buffer);
+        if (b[1] === FrameType.DATA && b.length <= DATA_SLAB_BYTES) {
+          if (slab.length - slabAt < b.length) {
+            [slab, slabAt] = [new Uint8Array(DATA_SLAB_BYTES), 0];
+          }
+          bytes = slab.subarray(slabAt, slabAt += b.length);
+          bytes.set(b);
+        } else bytes = b.slice();
+        [addr, errors] = [a as Deno.NetAddr, 0];
       } catch {
         errors++; // closed, or an ICMP error some systems report on UDP sockets
         continue;
@@ -630,7 +667,7 @@ export class UdpPeerListener implements PeerListener {
     }
     let frame: Frame;
     try {
-      frame = decodeDatagram(bytes);
+      frame = decodeUdpDatagram(bytes);
     } catch (err) {
       this.#s.onDropped?.(err, from);
       return;

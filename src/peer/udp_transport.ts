@@ -31,11 +31,11 @@ import {
   systemClock,
 } from "../runtime.ts";
 import { DatagramFrameChannel } from "./datagram_channel.ts";
-import { decodeDatagram, FRAME_HEADER_BYTES } from "./frame.ts";
+import { FRAME_HEADER_BYTES } from "./frame.ts";
 import { initiateHandshake } from "./handshake.ts";
 import { ReliableLink } from "./reliable_link.ts";
 import type { ConnectOptions, ListenOptions, PeerLink, PeerTransport } from "./types.ts";
-import { UdpPeerListener, type UdpSettings, UdpSocket } from "./udp_listener.ts";
+import { decodeUdpDatagram, UdpPeerListener, type UdpSettings, UdpSocket } from "./udp_listener.ts";
 
 /** Default largest datagram: fits a 1280-byte IPv6 path with room for IP and UDP headers. */
 export const DEFAULT_MAX_DATAGRAM_BYTES = 1200;
@@ -154,7 +154,7 @@ export class UdpTransport implements PeerTransport {
       own.run((bytes, from) => {
         if (from.address !== remote.address || from.port !== remote.port) return;
         try {
-          ch.deliver(decodeDatagram(bytes), bytes);
+          ch.deliver(decodeUdpDatagram(bytes), bytes);
         } catch {
           // not a mailpeer frame: dropped
         }

@@ -55,3 +55,26 @@ Deno.test("an initiator probed by its peer sends its pending CONNECT at once, at
     channel.close();
   }
 });
+
+Deno.test("sendData puts an encoded DATA datagram on the wire as it is, and refuses once the channel is closed", async () => {
+  const sent: Uint8Array[] = [];
+  const channel = new DatagramFrameChannel({
+    role: "initiator",
+    remote: { transport: "udp", address: "192.0.2.8", port: 4000 },
+    sendDatagram: (bytes) => {
+      sent.push(bytes);
+      return Promise.resolve();
+    },
+    clock: new ManualClock(),
+    backoff: () => 100,
+    keepaliveMs: 10_000,
+    idleTimeoutMs: 30_000,
+  });
+  const datagram = encodeDatagram({ type: FrameType.DATA, body: Uint8Array.of(1, 2, 3) });
+  await channel.sendData(datagram);
+  assert.equal(sent.length, 1);
+  assert.equal(sent[0], datagram, "the same bytes: no copy, no re-encoding");
+  channel.close();
+  await assert.rejects(channel.sendData(datagram), /the channel is closed; connect again/);
+  assert.equal(sent.length, 1);
+});

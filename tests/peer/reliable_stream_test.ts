@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import {
   STREAM_ACK_DELAY_MS,
+  STREAM_ACK_EVERY_MAX_SEGMENTS,
+  STREAM_ACK_EVERY_SEGMENTS,
   STREAM_INITIAL_RTO_MS,
   STREAM_INITIAL_WINDOW_SEGMENTS,
   STREAM_MAX_RTO_MS,
@@ -52,12 +54,29 @@ function simulate(
     delayMs: number;
     jitterMs?: number;
     duplicate?: number;
+    /**
+     * When the receiver acks: "each" segment (default); as the link does ("link": at once on a
+     * gap or duplicate, every `ackEvery` in-order segments, else after `STREAM_ACK_DELAY_MS`);
+     * or a fixed count in place of `ackEvery`.
+     */
+    acks?: "each" | "link" | number;
+    windowSegments?: number;
   },
 ) {
   const random = xorshift32(options.seed);
   let now = 0;
   const sender = new ReliableSender(now);
-  const receiver = new ReliableReceiver({ windowSegments: 64 });
+  const receiver = new ReliableReceiver({ windowSegments: options.windowSegments ?? 64 });
+  const acks = options.acks ?? "each";
+  let unacked = 0;
+  let ackDue = Infinity;
+  let acksSent = 0;
+  const sendAck = () => {
+    acksSent++;
+    put({ ack: receiver.ack() });
+    unacked = 0;
+    ackDue = Infinity;
+  };
   queue(sender, options.segments);
   const delivered: number[] = [];
   // In flight: [arrival time, kind, payload]
@@ -77,20 +96,27 @@ function simulate(
     wire = wire.filter((w) => w.at > now);
     for (const w of due) {
       if (w.data !== undefined) {
-        for (const p of receiver.push(w.data, seg(w.data))) delivered.push(p[0]!);
-        put({ ack: receiver.ack() });
+        const place = receiver.place(w.data);
+        const inOrder = receiver.push(w.data, seg(w.data));
+        for (const p of inOrder) delivered.push(p[0]!);
+        const every = acks === "link" ? receiver.ackEvery : acks === "each" ? 1 : acks;
+        const gap = place !== "new" || inOrder.length !== 1 || receiver.held > 0;
+        if (gap || ++unacked >= every) sendAck();
+        else ackDue = Math.min(ackDue, now + STREAM_ACK_DELAY_MS);
       } else if (w.ack) sender.onAck(w.ack, now);
     }
+    if (ackDue <= now) sendAck();
     if (due.length > 0) continue;
     const next = Math.min(
       ...wire.map((w) => w.at),
       sender.deadline() ?? Infinity,
+      ackDue,
     );
     assert.ok(Number.isFinite(next), "something is always pending until all arrived");
     now = Math.max(now, next);
     assert.equal(sender.onTimer(now), "ok");
   }
-  return { delivered, sender, now };
+  return { delivered, sender, now, acksSent };
 }
 
 Deno.test("every segment arrives once and in order with 10 % of datagrams and acks lost", () => {
@@ -242,4 +268,40 @@ Deno.test("SACK ranges name the latest block first and never exceed the limit", 
   assert.deepEqual(ack.ranges[0], [50, 53]);
   assert.equal(ack.ranges.length, STREAM_MAX_SACK_RANGES);
   assert.deepEqual(decodeStreamAck(encodeStreamAck(ack, STREAM_MAX_SACK_RANGES), 16), ack);
+});
+
+Deno.test("a receiver acks every 2 segments after a gap, and less often the longer it goes without one", () => {
+  const receiver = new ReliableReceiver({ windowSegments: 1024 });
+  assert.equal(receiver.ackEvery, STREAM_ACK_EVERY_SEGMENTS, "at the start");
+  let seq = 0;
+  const take = (n: number) => {
+    for (let i = 0; i < n; i++, seq++) receiver.push(seq, seg(seq));
+  };
+  take(64);
+  assert.equal(receiver.ackEvery, 4, "√64 / 2");
+  take(1024 - 64);
+  assert.equal(receiver.ackEvery, 16, "√1024 / 2");
+  take(1_000_000);
+  assert.equal(receiver.ackEvery, STREAM_ACK_EVERY_MAX_SEGMENTS, "never more than the limit");
+  receiver.push(seq + 1, seg(seq + 1)); // seq itself is missing: a gap
+  assert.equal(receiver.ackEvery, STREAM_ACK_EVERY_SEGMENTS, "a gap starts over");
+  take(1); // fills it
+  take(200);
+  assert.equal(receiver.ackEvery, 7, "counted again from the gap: √201 / 2");
+});
+
+Deno.test("acking as the link does costs a lossy stream no time against acks every 2, and saves most acks without loss", () => {
+  const run = (acks: "link" | number, loss: number) =>
+    simulate({ segments: 20_000, loss, seed: 7, delayMs: 1, acks, windowSegments: 1024 });
+  const link = run("link", 0.05);
+  const two = run(2, 0.05);
+  const eight = run(8, 0.05);
+  assert.deepEqual(link.delivered, Array.from({ length: 20_000 }, (_, i) => i & 0xff));
+  assert.ok(link.now <= two.now * 1.05, `${link.now} ms (link) against ${two.now} ms (every 2)`);
+  // A fixed 8 is what goes wrong: a window of ~6 segments gets one ack, and losing it stalls
+  // the sender until its retransmission timer fires.
+  assert.ok(eight.now > two.now * 1.5, `${eight.now} ms (every 8) against ${two.now} ms`);
+  assert.ok(eight.sender.stats.probes > 10 * two.sender.stats.probes);
+  const quiet = run("link", 0);
+  assert.ok(quiet.acksSent * 5 < run(2, 0).acksSent, `${quiet.acksSent} acks without loss`);
 });
