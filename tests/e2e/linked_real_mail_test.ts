@@ -14,7 +14,6 @@ import { HostService } from "../../src/host/host_service.ts";
 import { MemoryHostDirectory } from "../../src/host/pool/host_directory.ts";
 import { SyncAgent } from "../../src/host/pool/sync_agent.ts";
 import { MemoryStore } from "../../src/host/store/memory_store.ts";
-import type { MailpeerEvent } from "../../src/events.ts";
 import { ImapSource } from "../../src/mail/imap/source.ts";
 import { parseMail } from "../../src/mail/rfc5322/parse.ts";
 import { SmtpSender } from "../../src/mail/smtp/sender.ts";
@@ -30,56 +29,12 @@ import {
 } from "../../src/message/key_file.ts";
 import { generateX25519 } from "../../src/message/keys.ts";
 import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
+import { Recorder } from "../support/event_recorder.ts";
 import { ManualClock } from "../support/manual_clock.ts";
 import { account, NO_STACK, STACK } from "../support/mailstack.ts";
 import { deleteMessages, takeMessages } from "../support/stack_mail.ts";
 
 const INTERVAL_MS = 5 * 60_000;
-/** How long an awaited host event may take before the test names it as missing (a guard). */
-const GUARD_MS = 60_000;
-
-/** The events of the three hosts, each tagged with its host, and a way to await one. */
-class Recorder {
-  readonly events: (MailpeerEvent & { host: string })[] = [];
-  #waiters: { test: (e: MailpeerEvent & { host: string }) => boolean; resolve: () => void }[] = [];
-
-  sink(host: string) {
-    return (event: MailpeerEvent) => {
-      const tagged = { ...event, host };
-      this.events.push(tagged);
-      for (const w of this.#waiters.filter((w) => w.test(tagged))) w.resolve();
-      this.#waiters = this.#waiters.filter((w) => !w.test(tagged));
-    };
-  }
-
-  /** Resolves once `count` recorded events pass `test` (those already recorded count). */
-  async until(
-    what: string,
-    test: (e: MailpeerEvent & { host: string }) => boolean,
-    count = 1,
-  ): Promise<void> {
-    let guard: ReturnType<typeof setTimeout> | undefined;
-    const missing = new Promise<never>((_, reject) => {
-      guard = setTimeout(() => reject(new Error(`no ${what} came`)), GUARD_MS);
-    });
-    const reached = async () => {
-      while (this.events.filter(test).length < count) {
-        await new Promise<void>((resolve) => this.#waiters.push({ test, resolve }));
-      }
-    };
-    try {
-      await Promise.race([reached(), missing]);
-    } finally {
-      clearTimeout(guard);
-    }
-  }
-
-  of(host: string, event: string): Record<string, unknown>[] {
-    return (this.events as unknown as Record<string, unknown>[])
-      .filter((e) => e.host === host && e.event === event);
-  }
-}
-
 function login(address: string, kind: "imap" | "smtp"): MailLogin {
   const { provider, user } = account(address);
   return {
