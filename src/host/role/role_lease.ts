@@ -73,16 +73,20 @@ export async function openLease(
   };
   const parts = line.trim().split(".");
   if (parts.length !== 2) return bad("it is not <lease>.<signature>");
-  let json: string;
+  let body: Uint8Array;
   let signature: Uint8Array;
   try {
-    const body = fromBase64Url(parts[0]!);
-    if (body.length > MAX_ROLE_LEASE_BYTES) bad(`over ${MAX_ROLE_LEASE_BYTES} bytes`);
-    json = new TextDecoder("utf-8", { fatal: true }).decode(body);
+    body = fromBase64Url(parts[0]!);
     signature = fromBase64Url(parts[1]!);
-  } catch (err) {
-    if (err instanceof MessageError) throw err;
+  } catch {
     return bad("it is not base64url text");
+  }
+  if (body.length > MAX_ROLE_LEASE_BYTES) bad(`it is over ${MAX_ROLE_LEASE_BYTES} bytes`);
+  let json: string;
+  try {
+    json = new TextDecoder("utf-8", { fatal: true }).decode(body);
+  } catch {
+    return bad("it is not UTF-8 text");
   }
   if (!await verify(options.keys.ed25519.publicKey, signedData(json), signature)) {
     throw new MessageError(
