@@ -43,6 +43,7 @@ export async function memberFromConfig(config: Config, options: { onEvent: Event
     policy: { capacity: hc.tableCapacity, expiryMs: hc.expiryMs },
     allowPrivateAddresses: hc.allowPrivateAddresses,
     leaseMs: hc.roleLeaseMs,
+    subjectMatch: config.subjectMatch,
     onEvent: options.onEvent,
   });
   const close = async () => {

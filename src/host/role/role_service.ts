@@ -15,7 +15,14 @@ import { type EventSink, silentSink } from "../../events.ts";
 import { CLAIM_RECOVERY_MS, DEFAULT_ROLE_LEASE_MS, MAX_ROLE_MAILS } from "../../limits.ts";
 import { type Logger, silentLogger } from "../../log.ts";
 import { parseMail } from "../../mail/rfc5322/parse.ts";
-import type { MailRef, MailSender, MailSource } from "../../mail/types.ts";
+import {
+  type MailRef,
+  type MailSender,
+  type MailSource,
+  matchesSubject,
+  type SubjectMatch,
+} from "../../mail/types.ts";
+import { subjectFor } from "../../message/mail_text.ts";
 import type { HostKeys } from "../../message/key_file.ts";
 import { type Clock, systemClock } from "../../runtime.ts";
 import type { Host } from "../host.ts";
@@ -45,6 +52,8 @@ export interface RoleServiceOptions {
   member: string;
   policy: Pick<TablePolicy, "capacity" | "expiryMs">;
   allowPrivateAddresses?: boolean;
+  /** How request and notice subjects are matched (config `subject_match`); default "exact". */
+  subjectMatch?: SubjectMatch["mode"];
   /** How long a lease lasts unless renewed; default DEFAULT_ROLE_LEASE_MS. */
   leaseMs?: number;
   /** Claims older than this are put back (a member that died mid-pass); CLAIM_RECOVERY_MS. */
@@ -84,6 +93,7 @@ export class RoleService {
 
   constructor(options: RoleServiceOptions) {
     this.#o = {
+      subjectMatch: "exact",
       leaseMs: DEFAULT_ROLE_LEASE_MS,
       claimRecoveryMs: CLAIM_RECOVERY_MS,
       retryDelayMs: 500,
@@ -164,7 +174,15 @@ export class RoleService {
       }
       return;
     }
-    const pending = listing.filter((r) => r.subject !== roleSubject(this.#network));
+    // only what the host answers: other mailpeer mail here is no member's to take
+    const pending = listing.filter((r) =>
+      (["request", "notice"] as const).some((kind) =>
+        matchesSubject(r.subject, {
+          subject: subjectFor(this.#network, kind),
+          mode: this.#o.subjectMatch,
+        })
+      )
+    );
     // Free role and nothing to answer: nobody needs a host yet.
     if (current === undefined && this.#mine === undefined && pending.length === 0) return;
     const claimed = pending.length > 0 ? await source.claimMany(pending) : [];
