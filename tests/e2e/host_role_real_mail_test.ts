@@ -18,40 +18,19 @@ import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import { ImapSource } from "../../src/mail/imap/source.ts";
 import { parseMail } from "../../src/mail/rfc5322/parse.ts";
 import { SmtpSender } from "../../src/mail/smtp/sender.ts";
-import type { MailLogin } from "../../src/mail/types.ts";
 import { dearmor } from "../../src/message/armor.ts";
-import { openReply, sealRequest } from "../../src/message/block.ts";
-import { formatHostCard } from "../../src/message/host_card.ts";
-import {
-  decodeHostKeys,
-  generateIdentityKeys,
-  hostCardOf,
-  type HostKeys,
-} from "../../src/message/key_file.ts";
-import { generateX25519 } from "../../src/message/keys.ts";
-import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
+import { openReply } from "../../src/message/block.ts";
+import { decodeHostKeys, hostCardOf, type HostKeys } from "../../src/message/key_file.ts";
 import { events, mailpeer, Running } from "../support/cli.ts";
 import { Recorder } from "../support/event_recorder.ts";
+import { mailStackRequest } from "../support/stack_request.ts";
 import { ManualClock } from "../support/manual_clock.ts";
-import { account, NO_STACK, STACK } from "../support/mailstack.ts";
+import { loginOf, NO_STACK } from "../support/mailstack.ts";
 import { deleteMessages, takeMessages } from "../support/stack_mail.ts";
 import { makeSite } from "../support/site.ts";
 
 const LEASE_MS = 60_000;
 const SHARED = "host@host.test";
-
-function login(address: string, kind: "imap" | "smtp"): MailLogin {
-  const { provider, user } = account(address);
-  return {
-    host: provider.ip,
-    port: kind === "imap" ? provider.ports.imap : provider.ports.submission,
-    tls: "starttls",
-    user: user.user,
-    password: user.password,
-    caFile: STACK!.caFile,
-    servername: provider.hostname,
-  };
-}
 
 interface Member {
   name: string;
@@ -67,8 +46,8 @@ function startMember(
 ): Member {
   const { network, clock, recorder } = ctx;
   const onEvent = recorder.sink(name);
-  const source = new ImapSource(login(SHARED, "imap"), { clock });
-  const sender = new SmtpSender(login(SHARED, "smtp"), { now: () => clock.now() });
+  const source = new ImapSource(loginOf(SHARED, "imap"), { clock });
+  const sender = new SmtpSender(loginOf(SHARED, "smtp"), { now: () => clock.now() });
   const store = new MemoryStore();
   const host = new Host({
     keys,
@@ -103,35 +82,6 @@ function startMember(
       await Promise.allSettled([source.close(), sender.close()]);
     },
   };
-}
-
-/** Mails a request of `userId` from `from` to the shared mailbox; returns what opens the reply. */
-async function mailRequest(from: string, userId: string, keys: HostKeys, network: string) {
-  const identity = await generateIdentityKeys(userId);
-  const reply = await generateX25519();
-  const card = hostCardOf(keys);
-  const block = await sealRequest({
-    network,
-    userId,
-    identityKey: identity.ed25519.publicKey,
-    endpoints: [{ transport: "tcp", address: "127.0.0.1", port: 6009 }],
-    sessionId: crypto.getRandomValues(new Uint8Array(16)),
-    createdAt: Date.now(),
-    replyKey: reply.publicKey,
-    hostCards: [formatHostCard(card)],
-  }, { identity, hostCard: card });
-  const sender = new SmtpSender(login(from, "smtp"));
-  try {
-    await sender.send({
-      from,
-      to: [SHARED],
-      subject: subjectFor(network, "request"),
-      text: bodyFor(network, "request", block),
-    });
-  } finally {
-    await sender.close();
-  }
-  return { replyPrivateKey: reply.privateKey, card };
 }
 
 Deno.test({
@@ -193,7 +143,8 @@ Deno.test({
       await members.find((m) => m.name === holder)!.stop();
       stopped.add(holder);
       clock.advance(LEASE_MS + 1);
-      const dave = await mailRequest("alice2@a.test", "dave", keys, network);
+      const card = hostCardOf(keys);
+      const dave = await mailStackRequest("alice2@a.test", "dave", 6009, card, { network, clock });
       await recorder.until(
         "the role taken in epoch 2",
         (e) => e.event === "role-taken" && e.epoch === 2,
@@ -207,7 +158,7 @@ Deno.test({
       const [raw] = await takeMessages("alice2@a.test", `[mailpeer] ${network} reply`, 1);
       const reply = await openReply(dearmor((await parseMail(raw!)).text), {
         replyPrivateKey: dave.replyPrivateKey,
-        hostCard: dave.card,
+        hostCard: card,
       });
       assert.deepEqual(
         reply.peers.map((p) => p.userId).sort(),
