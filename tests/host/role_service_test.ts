@@ -9,6 +9,7 @@ import { roleMailBody, roleSubject } from "../../src/host/role/role_mail.ts";
 import { RoleService } from "../../src/host/role/role_service.ts";
 import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import type { MailpeerEvent } from "../../src/events.ts";
+import type { MailSender, OutgoingMail } from "../../src/mail/types.ts";
 import { MAX_ROLE_MAILS } from "../../src/limits.ts";
 import { generateHostKeys, type HostKeys } from "../../src/message/key_file.ts";
 import { NETWORK, World } from "../support/world.ts";
@@ -23,7 +24,7 @@ interface Member {
   of: (event: string) => Record<string, unknown>[];
 }
 
-async function member(w: World, name: string): Promise<Member> {
+async function member(w: World, name: string, sender: MailSender = w.sender): Promise<Member> {
   const events: MailpeerEvent[] = [];
   const onEvent = (e: MailpeerEvent) => events.push(e);
   const source = await w.sourceOf(SHARED);
@@ -40,7 +41,7 @@ async function member(w: World, name: string): Promise<Member> {
   });
   const role = new RoleService({
     host,
-    sender: w.sender,
+    sender,
     store,
     keys: w.hostKeys,
     member: name,
@@ -212,6 +213,51 @@ Deno.test("a member's lease in a far epoch is followed, and the role after it st
     assert.deepEqual(a.of("role-taken"), [
       { event: "role-taken", epoch: 2 ** 31 - 1, holder: "anna" },
     ]);
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("while the holder's renewed role mail is still on its way, the mailbox keeps the old one: a newcomer defers", async () => {
+  const w = await World.create();
+  try {
+    // anna's role mails are held in transit until the test lets them go (a real server delivers
+    // some time after it accepted): she must not delete the role mail they supersede before then.
+    const transit: OutgoingMail[] = [];
+    const held: MailSender = {
+      send: (mail) => {
+        transit.push(mail);
+        return Promise.resolve({ messageId: `<held-${transit.length}@test>` });
+      },
+      close: () => Promise.resolve(),
+    };
+    const deliver = async () => {
+      for (const mail of transit.splice(0)) await w.sender.send(mail);
+    };
+    const roleMailCount = async () =>
+      (await (await w.sourceOf(SHARED)).list({ subject: roleSubject(NETWORK), mode: "exact" }))
+        .length;
+    const a = await member(w, "anna", held);
+    await w.request(await w.player("bob", 7001));
+    await a.role.pass();
+    await deliver();
+    await a.role.pass(); // anna reads her first role mail back
+    for (let renewal = 1; renewal <= 3; renewal++) {
+      w.clock.advance(LEASE_MS / 3);
+      await a.role.pass(); // renews: the new role mail is in transit
+      assert.ok(await roleMailCount() >= 1, `renewal ${renewal}: a role mail stays in the mailbox`);
+      const newcomer = await member(w, `newcomer${renewal}`);
+      await w.request(await w.player(`p${renewal}`, 7100 + renewal));
+      await newcomer.role.pass();
+      assert.equal(newcomer.of("role-taken").length, 0, `renewal ${renewal}: the newcomer defers`);
+      await deliver();
+      await a.role.pass(); // reads the new one back, drops what it supersedes
+      assert.equal(
+        await roleMailCount(),
+        1,
+        `renewal ${renewal}: superseded role mails are deleted`,
+      );
+    }
   } finally {
     await w.close();
   }

@@ -174,6 +174,7 @@ export class RoleService {
       }
       return;
     }
+    await this.#dropSuperseded();
     // only what the host answers: other mailpeer mail here is no member's to take
     const pending = listing.filter((r) =>
       (["request", "notice"] as const).some((kind) =>
@@ -199,19 +200,19 @@ export class RoleService {
       };
       this.#deferredTo = "";
       onEvent({ event: "role-taken", epoch: this.#mine.epoch, holder: member });
-      await this.#publish(roleMails, true);
+      await this.#publish(true);
     }
     const answered = claimed.length > 0
       ? (await host.processPending({ listing: claimed, ...(signal ? { signal } : {}) })).answered
       : 0;
-    if (answered > 0 || now >= this.#renewalDue()!) await this.#publish(roleMails, false);
+    if (answered > 0 || now >= this.#renewalDue()!) await this.#publish(false);
   }
 
   /**
-   * Mails this member's (renewed) lease with its table to the shared mailbox, then deletes the
-   * role mails it read before: their tables are merged into this one.
+   * Mails this member's (renewed) lease with its table to the shared mailbox. The role mails it
+   * supersedes go once it is in the mailbox (`#dropSuperseded`).
    */
-  async #publish(older: readonly MailRef[], taking: boolean): Promise<void> {
+  async #publish(taking: boolean): Promise<void> {
     const { clock, keys, store, sender, policy, onEvent } = this.#o;
     const now = clock.now();
     const mine = this.#mine!;
@@ -225,7 +226,27 @@ export class RoleService {
       text: body.text,
     });
     onEvent({ event: "role-sent", epoch: this.#mine!.epoch, rows: body.rows });
-    const done = older.filter((r) => this.#read.has(r.id));
+  }
+
+  /**
+   * The holder deletes the role mails its own newest role mail supersedes, once that mail is in
+   * the mailbox (read this pass): the mailbox never goes without a role mail, so a member that
+   * has not read any lease yet cannot list an empty mailbox between the two and take a role that
+   * is held (docs/decisions.md "First receiver becomes host").
+   */
+  async #dropSuperseded(): Promise<void> {
+    const mine = this.#mine;
+    if (mine === undefined) return;
+    let newest: RoleLease | undefined;
+    for (const { lease } of this.#read.values()) {
+      if (lease.holder === mine.holder && lease.epoch === mine.epoch) {
+        if (newest === undefined || lease.until > newest.until) newest = lease;
+      }
+    }
+    if (newest === undefined) return;
+    const done = [...this.#read.values()]
+      .filter(({ lease }) => lease !== newest && lease.until <= newest.until)
+      .map(({ ref }) => ref);
     if (done.length === 0) return;
     await this.#source.deleteMany(done);
     for (const r of done) this.#read.delete(r.id);
