@@ -103,6 +103,14 @@ export type MailpeerEvent =
     }
     | { event: "sync-sent"; to: string; kind: "table-request" | "snapshot"; rows: number }
     | { event: "sync-merged"; from: string; rows: number; changed: number }
+    /**
+     * A member of a group with no standing host took the host role, deferred to the member
+     * holding it, lost it to an earlier taker, mailed its lease with its table, or merged the
+     * table of a role mail (docs/decisions.md "First receiver becomes host").
+     */
+    | { event: "role-taken" | "role-deferred" | "role-lost"; epoch: number; holder: string }
+    | { event: "role-sent"; epoch: number; rows: number }
+    | { event: "role-merged"; holder: string; epoch: number; rows: number; changed: number }
     | { event: "sync-answered"; to: string; snapshots: number }
     | { event: "sync-forwarded"; to: string; from: string; rows: number }
     | { event: "host-learned"; email: string; trusted: boolean }

@@ -441,3 +441,18 @@ export const DISCOVERY_MAX_REDIRECTS = 3;
 export const DISCOVERY_MAX_CANDIDATES = 16;
 /** How long probing one candidate server (connect, TLS, greeting, login) may take, in ms. */
 export const DISCOVERY_PROBE_TIMEOUT_MS = 8_000;
+
+/**
+ * How long a member's host role lasts unless renewed (docs/decisions.md "First receiver becomes
+ * host"); the holder renews it every third of this (configurable as host.role_lease).
+ */
+export const DEFAULT_ROLE_LEASE_MS = 10 * 60 * 1000;
+/** Shortest and longest host role lease a member accepts or configures, in ms. */
+export const MIN_ROLE_LEASE_MS = 30_000;
+export const MAX_ROLE_LEASE_MS = 60 * 60 * 1000;
+/** Most role mails a member reads in one pass (the rest wait; a flood drains pass by pass). */
+export const MAX_ROLE_MAILS = 16;
+/** Largest role lease line (the signed JSON before base64url), in bytes. */
+export const MAX_ROLE_LEASE_BYTES = 512;
+/** Highest role epoch: a lease beyond it is refused (no overflow, no lock-out by a huge epoch). */
+export const MAX_ROLE_EPOCH = 2 ** 31 - 1;

@@ -20,6 +20,7 @@ import {
   withTransport,
 } from "./common.ts";
 import { hostFromConfig, statusFromOptions, statusOptions } from "./host.ts";
+import { memberFromConfig } from "./member.ts";
 import { preflight } from "./preflight.ts";
 import { cliSink } from "./output.ts";
 
@@ -52,8 +53,11 @@ export function combinedCommand() {
       const hostSink = withActor(statusPage ? statusPage.status.wrap(sink) : sink, "host");
       const terminalSink = withActor(sink, "terminal");
       const stop = onSignals();
-      // The same service as `host`: run lock, pool sync, claims, backoff (docs/cli.md "combined").
-      const { service, store, close } = await hostFromConfig(config, { onEvent: hostSink });
+      // The same service as `host`: run lock, pool sync, claims, backoff (docs/cli.md "combined");
+      // or, with host.role = "auto", a member that answers only while it holds the host role.
+      const { service, store, close } = config.host?.role === "auto"
+        ? await memberFromConfig(config, { onEvent: hostSink })
+        : await hostFromConfig(config, { onEvent: hostSink });
       const server = await statusPage?.start({
         table: () => store.read(),
         network: config.network,

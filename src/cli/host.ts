@@ -93,6 +93,13 @@ export async function hostFromConfig(
       } has no [host] section; add one (see docs/config.md)`,
     );
   }
+  if (hc.role === "auto") {
+    throw new ConfigError(
+      "ECONFIG",
+      'Cannot start a standing host: [host] role = "auto" makes this a member of a group that ' +
+        'takes the host role when needed; run "mailpeer combined", or set role = "off"',
+    );
+  }
   const keys = await loadHostKeys(hc.keys, { email: hc.email });
   const mailbox = await openSource(hc.receive, {
     configKey: "host.receive",

@@ -154,6 +154,16 @@ export function narrate(
           : `asked ${e.to} for its table`;
       case "sync-merged":
         return `merged ${e.rows} rows from ${e.from} (${e.changed} changed)`;
+      case "role-taken":
+        return `took the host role (epoch ${e.epoch}): answers the group's requests now`;
+      case "role-deferred":
+        return `leaves the group's requests to ${e.holder}, who holds the host role (epoch ${e.epoch})`;
+      case "role-lost":
+        return `gave the host role up to ${e.holder}, who took it first (epoch ${e.epoch})`;
+      case "role-sent":
+        return `renewed its host role lease (epoch ${e.epoch}) with ${e.rows} table rows`;
+      case "role-merged":
+        return `merged ${e.rows} rows from the role mail of ${e.holder} (epoch ${e.epoch}, ${e.changed} changed)`;
       case "sync-answered":
         return `answered ${e.to}'s table request`;
       case "sync-forwarded":

@@ -107,6 +107,14 @@ export interface HostConfig {
   forwardsPerHour: number;
   /** File of the hosts this host knows (the pool and hosts learned from requests). */
   hostsFile: string;
+  /**
+   * `"auto"`: this is a member of a group with no standing host: the mailbox is the group's
+   * shared one and `keys` its network host key; the first member to claim a request takes the
+   * host role (docs/decisions.md "First receiver becomes host"). `"off"`: an ordinary host.
+   */
+  role: "off" | "auto";
+  /** How long a member's host role lasts unless renewed (role "auto"). */
+  roleLeaseMs: number;
   receive: ReceiveConfig;
   send: SendConfig;
   /** `[[host.send_also]]`: further accounts, used in order when those before are at their cap. */

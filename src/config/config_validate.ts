@@ -20,6 +20,7 @@ import {
   DEFAULT_REQUESTS_PER_HOUR,
   DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
   DEFAULT_REQUESTS_PER_USER_PER_HOUR,
+  DEFAULT_ROLE_LEASE_MS,
   DEFAULT_STANDBY_TIMEOUT_MS,
   DEFAULT_SYNC_INTERVAL_MS,
   DEFAULT_TABLE_CAPACITY,
@@ -30,8 +31,10 @@ import {
   MAX_LINKS,
   MAX_MAIL_BYTES,
   MAX_MAIL_CONNECT_TIMEOUT_MS,
+  MAX_ROLE_LEASE_MS,
   MAX_UPGRADE_INTERVAL_MS,
   MIN_MAIL_CONNECT_TIMEOUT_MS,
+  MIN_ROLE_LEASE_MS,
   MIN_TERMINAL_PUNCH_WINDOW_MS,
   MIN_UPGRADE_INTERVAL_MS,
   PUNCH_MAX_WINDOW_MS,
@@ -291,6 +294,8 @@ const HOST_KEYS = [
   "max_hops",
   "forwards_per_hour",
   "hosts_file",
+  "role",
+  "role_lease",
   "receive",
   "send",
   "send_also",
@@ -555,6 +560,14 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
     maxHops: r.int(t, "max_hops", DEFAULT_MAX_HOPS, 1, MAX_LINK_HOPS),
     forwardsPerHour: r.int(t, "forwards_per_hour", DEFAULT_FORWARDS_PER_HOUR, 0, 3600),
     hostsFile: r.path(t, "hosts_file", "hosts.json"),
+    role: readRole(r, t),
+    roleLeaseMs: r.durationWithin(
+      t,
+      "role_lease",
+      DEFAULT_ROLE_LEASE_MS,
+      MIN_ROLE_LEASE_MS,
+      MAX_ROLE_LEASE_MS,
+    ),
     ...(t["require_verified_sender"] !== undefined
       ? { requireVerifiedSender: r.string(t, "require_verified_sender") }
       : {}),
@@ -578,7 +591,30 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
       'read it over IMAP ([host.receive] kind = "imap"), or run one host process',
     );
   }
+  if (host.role === "auto" && host.receive.kind === "pop3") {
+    r.fail(
+      "role",
+      "members of a group share one mailbox, and a POP3 mailbox cannot be shared (no claims)",
+      'read the shared mailbox over IMAP ([host.receive] kind = "imap")',
+    );
+  }
+  if (host.role === "auto" && host.forwardTo.length > 0) {
+    r.fail(
+      "role",
+      "a member answers requests itself; it cannot also forward them (forward_to)",
+      'remove forward_to, or set role = "off"',
+    );
+  }
   return host;
+}
+
+/** `host.role`: "off" (default) or "auto" (docs/config.md "A group with no standing host"). */
+function readRole(r: Reader, t: Table): "off" | "auto" {
+  const role = r.string(t, "role", "off");
+  if (role !== "off" && role !== "auto") {
+    r.fail("role", `"${role}" is not a role`, 'write role = "auto" or role = "off"');
+  }
+  return role;
 }
 
 /** A list of e-mail addresses, the bad one named by its index. */

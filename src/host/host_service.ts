@@ -246,7 +246,7 @@ export class HostService {
 }
 
 /** Waits for mail, or until the clock reaches `due` (when given), whichever comes first. */
-async function waitForMailUntil(
+export async function waitForMailUntil(
   source: MailSource,
   clock: Clock,
   due: number | undefined,

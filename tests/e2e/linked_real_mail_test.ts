@@ -14,84 +14,20 @@ import { HostService } from "../../src/host/host_service.ts";
 import { MemoryHostDirectory } from "../../src/host/pool/host_directory.ts";
 import { SyncAgent } from "../../src/host/pool/sync_agent.ts";
 import { MemoryStore } from "../../src/host/store/memory_store.ts";
-import type { MailpeerEvent } from "../../src/events.ts";
 import { ImapSource } from "../../src/mail/imap/source.ts";
 import { parseMail } from "../../src/mail/rfc5322/parse.ts";
 import { SmtpSender } from "../../src/mail/smtp/sender.ts";
-import type { MailLogin } from "../../src/mail/types.ts";
 import { dearmor } from "../../src/message/armor.ts";
-import { openReply, sealRequest } from "../../src/message/block.ts";
-import { formatHostCard, type HostCard } from "../../src/message/host_card.ts";
-import {
-  generateHostKeys,
-  generateIdentityKeys,
-  hostCardOf,
-  type HostKeys,
-} from "../../src/message/key_file.ts";
-import { generateX25519 } from "../../src/message/keys.ts";
-import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
+import { openReply } from "../../src/message/block.ts";
+import type { HostCard } from "../../src/message/host_card.ts";
+import { generateHostKeys, hostCardOf, type HostKeys } from "../../src/message/key_file.ts";
+import { Recorder } from "../support/event_recorder.ts";
+import { mailStackRequest } from "../support/stack_request.ts";
 import { ManualClock } from "../support/manual_clock.ts";
-import { account, NO_STACK, STACK } from "../support/mailstack.ts";
+import { loginOf, NO_STACK } from "../support/mailstack.ts";
 import { deleteMessages, takeMessages } from "../support/stack_mail.ts";
 
 const INTERVAL_MS = 5 * 60_000;
-/** How long an awaited host event may take before the test names it as missing (a guard). */
-const GUARD_MS = 60_000;
-
-/** The events of the three hosts, each tagged with its host, and a way to await one. */
-class Recorder {
-  readonly events: (MailpeerEvent & { host: string })[] = [];
-  #waiters: { test: (e: MailpeerEvent & { host: string }) => boolean; resolve: () => void }[] = [];
-
-  sink(host: string) {
-    return (event: MailpeerEvent) => {
-      const tagged = { ...event, host };
-      this.events.push(tagged);
-      for (const w of this.#waiters.filter((w) => w.test(tagged))) w.resolve();
-      this.#waiters = this.#waiters.filter((w) => !w.test(tagged));
-    };
-  }
-
-  /** Resolves once `count` recorded events pass `test` (those already recorded count). */
-  async until(
-    what: string,
-    test: (e: MailpeerEvent & { host: string }) => boolean,
-    count = 1,
-  ): Promise<void> {
-    let guard: ReturnType<typeof setTimeout> | undefined;
-    const missing = new Promise<never>((_, reject) => {
-      guard = setTimeout(() => reject(new Error(`no ${what} came`)), GUARD_MS);
-    });
-    const reached = async () => {
-      while (this.events.filter(test).length < count) {
-        await new Promise<void>((resolve) => this.#waiters.push({ test, resolve }));
-      }
-    };
-    try {
-      await Promise.race([reached(), missing]);
-    } finally {
-      clearTimeout(guard);
-    }
-  }
-
-  of(host: string, event: string): Record<string, unknown>[] {
-    return (this.events as unknown as Record<string, unknown>[])
-      .filter((e) => e.host === host && e.event === event);
-  }
-}
-
-function login(address: string, kind: "imap" | "smtp"): MailLogin {
-  const { provider, user } = account(address);
-  return {
-    host: provider.ip,
-    port: kind === "imap" ? provider.ports.imap : provider.ports.submission,
-    tls: "starttls",
-    user: user.user,
-    password: user.password,
-    caFile: STACK!.caFile,
-    servername: provider.hostname,
-  };
-}
 
 interface RunningHost {
   name: string;
@@ -109,8 +45,8 @@ function startHost(
 ): RunningHost {
   const { network, clock, recorder } = ctx;
   const onEvent = recorder.sink(name);
-  const source = new ImapSource(login(keys.email, "imap"), { clock });
-  const sender = new SmtpSender(login(keys.email, "smtp"), { now: () => clock.now() });
+  const source = new ImapSource(loginOf(keys.email, "imap"), { clock });
+  const sender = new SmtpSender(loginOf(keys.email, "smtp"), { now: () => clock.now() });
   const store = new MemoryStore();
   const card = hostCardOf(keys);
   const host = new Host({
@@ -150,40 +86,6 @@ function startHost(
   };
 }
 
-/** Mails a request from `from` to one host only; returns what opens the reply. */
-async function mailRequest(
-  from: string,
-  userId: string,
-  port: number,
-  to: HostCard,
-  ctx: { network: string; clock: ManualClock },
-) {
-  const identity = await generateIdentityKeys(userId);
-  const reply = await generateX25519();
-  const block = await sealRequest({
-    network: ctx.network,
-    userId,
-    identityKey: identity.ed25519.publicKey,
-    endpoints: [{ transport: "tcp", address: "127.0.0.1", port }],
-    sessionId: crypto.getRandomValues(new Uint8Array(16)),
-    createdAt: ctx.clock.now(),
-    replyKey: reply.publicKey,
-    hostCards: [formatHostCard(to)],
-  }, { identity, hostCard: to });
-  const sender = new SmtpSender(login(from, "smtp"));
-  try {
-    await sender.send({
-      from,
-      to: [to.email],
-      subject: subjectFor(ctx.network, "request"),
-      text: bodyFor(ctx.network, "request", block),
-    });
-  } finally {
-    await sender.close();
-  }
-  return { replyPrivateKey: reply.privateKey };
-}
-
 Deno.test({
   name:
     "three hosts in a chain: a terminal that mailed only A is listed to one that mails only C within one sync interval, and no row loops or travels twice",
@@ -210,7 +112,7 @@ Deno.test({
       const mergesOn = (host: string) => recorder.of(host, "sync-merged").length;
 
       // alice mails A only, and A answers (no peers yet).
-      await mailRequest("alice@a.test", "alice", 6001, aCard!, ctx);
+      await mailStackRequest("alice@a.test", "alice", 6001, aCard!, ctx);
       await recorder.until(
         "reply of A to alice",
         (e) => e.host === "A" && e.event === "reply-sent",
@@ -230,7 +132,7 @@ Deno.test({
       );
 
       // bob mails C only, before the clock moves again: C lists alice.
-      const bob = await mailRequest("bob@b.test", "bob", 6002, cCard!, ctx);
+      const bob = await mailStackRequest("bob@b.test", "bob", 6002, cCard!, ctx);
       await recorder.until("reply of C to bob", (e) => e.host === "C" && e.event === "reply-sent");
       const [raw] = await takeMessages("bob@b.test", `[mailpeer] ${network} reply`, 1);
       const reply = await openReply(dearmor((await parseMail(raw!)).text), {

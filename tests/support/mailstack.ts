@@ -4,6 +4,7 @@
  * starts it, so CI always runs them.
  */
 import { join } from "node:path";
+import type { MailLogin } from "../../src/mail/types.ts";
 
 export interface StackUser {
   address: string;
@@ -73,4 +74,18 @@ export function account(address: string): { provider: StackProvider; user: Stack
     if (user) return { provider, user };
   }
   throw new Error(`no account ${address} in the mail stack`);
+}
+
+/** The IMAP or SMTP (submission) login of a stack address, STARTTLS with the stack's CA. */
+export function loginOf(address: string, kind: "imap" | "smtp"): MailLogin {
+  const { provider, user } = account(address);
+  return {
+    host: provider.ip,
+    port: kind === "imap" ? provider.ports.imap : provider.ports.submission,
+    tls: "starttls",
+    user: user.user,
+    password: user.password,
+    caFile: STACK!.caFile,
+    servername: provider.hostname,
+  };
 }
