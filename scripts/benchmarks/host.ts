@@ -1,12 +1,12 @@
 /**
  * Host benchmark (issue 6), against the real Postfix + Dovecot stack (and Redis):
  *
- * 1. echo-1 / echo-3: the stack's own request/reply capacity — N mails wait in host@host.test's
- *    INBOX; 1 or 3 warm echo sessions fetch each, submit a reply to alice by SMTP and delete it
- *    (no mailpeer code); the baseline;
+ * 1. echo-1 / echo-2 / echo-3: the stack's own request/reply capacity — N mails wait in
+ *    host@host.test's INBOX; 1, 2 or 3 warm echo sessions fetch each, submit a reply to alice by
+ *    SMTP and delete it (no mailpeer code); the baseline (echo-3: the stack's capacity);
  * 2. host-1: one `mailpeer host` process (JSON file store) drains N waiting sealed requests;
- * 3. host-3: three `mailpeer host` processes on the same mailbox (`shared_mailbox = true`,
- *    Redis store) drain N waiting requests;
+ * 3. host-2 / host-3: two or three `mailpeer host` processes on the same mailbox
+ *    (`shared_mailbox = true`, Redis store) drain N waiting requests;
  * 4. in-process: a Host wired like the CLI drains 100 requests in this process, timed with
  *    `process.cpuUsage()`, then another 100 under the V8 profiler: the top costs.
  *
@@ -14,6 +14,9 @@
  * times being when a reply's SMTP submission was accepted (echo) or its `reply-sent` event
  * arrived (host). CPU per request: utime + stime of the host processes (/proc) between the
  * first and the last reply, divided by the replies in between.
+ *
+ * Then issue 18's must-show marks (`mustShow` below) and the scaling plot (`host_plot.ts`,
+ * written beside the JSON as `<json-out without .json>-scaling.svg`).
  *
  * Usage: scripts/bench-host [--n 250] [--modes echo-1,host-1,echo-3,host-3]
  *        [--profile-n 100] [--poll-ms 50] [--timeout-ms 180000] [--json-out FILE]
@@ -45,20 +48,24 @@ import {
 } from "./host_site.ts";
 import { now, out, requireStack, sleep } from "./rendezvous_stack.ts";
 import { arg, num } from "./args.ts";
+import { scalingSvg } from "./host_plot.ts";
 
 const N = Math.max(2, num("n", 250));
 const PROFILE_N = num("profile-n", 100);
 const POLL_MS = Math.max(1, num("poll-ms", 50));
 const TIMEOUT_MS = Math.max(10_000, num("timeout-ms", 180_000));
 const JSON_OUT = arg("json-out") ?? "bench-results/host.json";
-const ALL_MODES = ["echo-1", "host-1", "echo-3", "host-3"] as const;
+const ALL_MODES = ["echo-1", "host-1", "echo-2", "host-2", "echo-3", "host-3"] as const;
+const DEFAULT_MODES = ["echo-1", "host-1", "echo-3", "host-3"];
 type Mode = typeof ALL_MODES[number];
-const MODES = (arg("modes") ?? ALL_MODES.join(",")).split(",").filter((m) => m !== "").map((m) => {
-  if (!(ALL_MODES as readonly string[]).includes(m)) {
-    throw new TypeError(`--modes takes ${ALL_MODES.join(", ")}`);
-  }
-  return m as Mode;
-});
+const MODES = (arg("modes") ?? DEFAULT_MODES.join(",")).split(",").filter((m) => m !== "").map(
+  (m) => {
+    if (!(ALL_MODES as readonly string[]).includes(m)) {
+      throw new TypeError(`--modes takes ${ALL_MODES.join(", ")}`);
+    }
+    return m as Mode;
+  },
+);
 const TAG = `bench-${crypto.randomUUID().slice(0, 8)}`;
 
 /** What one mode measured. */
@@ -252,8 +259,13 @@ async function main(): Promise<void> {
   }
   const e1 = results["echo-1"]?.perSecond ?? NaN;
   const e3 = results["echo-3"]?.perSecond ?? NaN;
-  const capacity = Math.max(...[e1, e3].filter(Number.isFinite));
-  const base = (m: Mode) => (m.endsWith("-1") ? e1 : e3);
+  // the stack's capacity: three echo sessions (issue 18), else the best echo measured
+  const capacity = Number.isFinite(e3) ? e3 : Math.max(
+    ...(["echo-1", "echo-2"] as const).map((m) => results[m]?.perSecond ?? NaN).filter(
+      Number.isFinite,
+    ),
+  );
+  const base = (m: Mode) => results[m.replace("host", "echo") as Mode]?.perSecond ?? NaN;
   const rows: string[][] = [[
     "mode",
     "answered/s",
@@ -291,6 +303,7 @@ async function main(): Promise<void> {
       Number.isFinite,
     ),
   );
+  const checks = mustShow(results);
   const result = {
     bench: "host",
     version: VERSION,
@@ -310,6 +323,7 @@ async function main(): Promise<void> {
     stages,
     profiled,
     sweptMails: swept,
+    mustShow: checks,
   };
   let text = "\n" + table(rows);
   if (inproc) {
@@ -339,10 +353,84 @@ async function main(): Promise<void> {
     text += list("CPU by function (self time)", profiled.profile.byFunction);
     text += list("our functions (inclusive)", profiled.profile.ownInclusive);
   }
+  text += "\nIssue 18 must-show (same run)\n" +
+    checks.map((c) =>
+      `  ${
+        c.pass === null ? "n/a " : c.pass ? "pass" : "FAIL"
+      }  ${c.check}: ${c.value} (target ${c.target})`
+    ).join("\n") + "\n";
   const json = JSON.stringify(result, null, 2) + "\n";
   out(text + "\n" + json);
   await Deno.mkdir(dirname(JSON_OUT), { recursive: true });
   await Deno.writeTextFile(JSON_OUT, json);
+  const svg = JSON_OUT.replace(/\.json$/, "") + "-scaling.svg";
+  await Deno.writeTextFile(svg, scalingSvg([result], { note: `scripts/bench-host, ${started}` }));
+  out(`plot: ${svg}\n`);
+}
+
+/** One must-show line: a figure beside its same-run baseline; `pass` null when not measured. */
+interface HostCheck {
+  check: string;
+  value: string;
+  target: string;
+  pass: boolean | null;
+}
+
+/**
+ * Issue 18's host must-show, each against figures of this run: one process and three
+ * processes on one mailbox at ≥ 0.9× echo-3 (the stack's capacity), three never below one,
+ * and host-1's CPU per request ≤ 1.1× echo-1's CPU per message (one process, one mailbox
+ * connection each: the like-for-like pair).
+ */
+function mustShow(results: Partial<Record<Mode, ModeResult>>): HostCheck[] {
+  const get = (m: Mode, k: "perSecond" | "cpuMsPerRequest") => results[m]?.[k] ?? NaN;
+  const ratio = (
+    check: string,
+    a: number,
+    b: number,
+    cmp: "≥" | "≤",
+    limit: number,
+    unit: string,
+  ): HostCheck => {
+    const target = `${cmp} ${limit}`;
+    if (!Number.isFinite(a) || !Number.isFinite(b) || b <= 0) {
+      return { check, value: "not measured (mode missing or failed)", target, pass: null };
+    }
+    const x = r2(a / b);
+    return {
+      check,
+      value: `${x} (${r2(a)} / ${r2(b)} ${unit})`,
+      target,
+      pass: cmp === "≥" ? x >= limit : x <= limit,
+    };
+  };
+  return [
+    ratio(
+      "host-1 ÷ echo-3",
+      get("host-1", "perSecond"),
+      get("echo-3", "perSecond"),
+      "≥",
+      0.9,
+      "/s",
+    ),
+    ratio(
+      "host-3 ÷ echo-3",
+      get("host-3", "perSecond"),
+      get("echo-3", "perSecond"),
+      "≥",
+      0.9,
+      "/s",
+    ),
+    ratio("host-3 ÷ host-1", get("host-3", "perSecond"), get("host-1", "perSecond"), "≥", 1, "/s"),
+    ratio(
+      "host-1 CPU per request ÷ echo-1 CPU per message",
+      get("host-1", "cpuMsPerRequest"),
+      get("echo-1", "cpuMsPerRequest"),
+      "≤",
+      1.1,
+      "ms",
+    ),
+  ];
 }
 
 await main();
