@@ -67,6 +67,13 @@ const MODES = (arg("modes") ?? DEFAULT_MODES.join(",")).split(",").filter((m) =>
   },
 );
 const TAG = `bench-${crypto.randomUUID().slice(0, 8)}`;
+/** `--profile-shared`: the in-process host runs as host-2/3's processes do (claims, Redis). */
+const PROFILE_SHARED = Deno.args.includes("--profile-shared");
+
+/** The `[host]` lines of a process sharing the mailbox, with the table in Redis at `key`. */
+function sharedExtra(redisUrl: string, key: string): string {
+  return `shared_mailbox = true\n[host.store]\nkind = "redis"\nurl = "${redisUrl}"\nkey = "${key}"`;
+}
 
 /** What one mode measured. */
 interface ModeResult {
@@ -132,9 +139,7 @@ async function hostMode(site: Site, mode: Mode, processes: number): Promise<Mode
   const config = await writeHostConfig(site, mode, {
     network,
     pollMs: POLL_MS,
-    extra: processes > 1
-      ? `shared_mailbox = true\n[host.store]\nkind = "redis"\nurl = "${redisUrl}"\nkey = "${key}"`
-      : "",
+    extra: processes > 1 ? sharedExtra(redisUrl!, key) : "",
   });
   const preloadSubmitMs = await preload(site, network);
   const errors: string[] = [];
@@ -204,7 +209,13 @@ async function hostMode(site: Site, mode: Mode, processes: number): Promise<Mode
 async function inProcess(site: Site, profile: boolean): Promise<InProcessResult> {
   const name = profile ? "prof" : "inproc";
   const network = `${TAG}-${name}`;
-  const config = await writeHostConfig(site, name, { network, pollMs: POLL_MS });
+  const redisUrl = PROFILE_SHARED ? loadRedisUrl() : undefined;
+  if (PROFILE_SHARED && !redisUrl) throw new Error("Cannot profile a shared host: no Redis");
+  const config = await writeHostConfig(site, name, {
+    network,
+    pollMs: POLL_MS,
+    extra: redisUrl ? sharedExtra(redisUrl, `mailpeer:bench:${network}`) : "",
+  });
   const mails = await sealRequests(site, network, PROFILE_N);
   await submitAll(mails);
   const token = `[mailpeer] ${network} request`;
