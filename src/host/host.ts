@@ -61,6 +61,9 @@ import {
 /** Replies a host has in flight at once: one per pooled SMTP connection. */
 export const HOST_REPLY_CONCURRENCY = SMTP_POOL_CONNECTIONS;
 
+/** Passes in a row that stop on a stale listing without taking a mail and still list again. */
+const STALE_RELISTS_AT_MOST = 3;
+
 /** Codes of a mailbox that cannot be reached: every mail waits for the next pass. */
 const MAILBOX_UNREACHABLE: ReadonlySet<string> = new Set(["ECONNECT", "EAUTH", "ETLS"]);
 
@@ -82,6 +85,12 @@ export class Host {
   readonly #replied = new Map<string, number>();
   /** Refs of refused mails that could not be quarantined or deleted: skipped from then on. */
   readonly #setAside = new Set<string>();
+  /** Shared mailbox: how many mails the last claim won (undefined: nothing claimed). */
+  #lastClaimWon: number | undefined;
+  #wonThisPass = 0;
+  #staleListing = false;
+  /** Passes in a row that took no mail (see {@link relistNow}). */
+  #fruitless = 0;
 
   constructor(options: HostOptions) {
     this.#o = {
@@ -153,9 +162,20 @@ export class Host {
     };
     let next = prepare(0);
     let deleting: Promise<void> = Promise.resolve();
+    this.#staleListing = false;
+    this.#wonThisPass = 0;
     try {
       for (const [i, { kind }] of batches.entries()) {
         const checked = await next!;
+        // On a shared mailbox, a batch of which this process won nothing shows the listing
+        // is stale (other processes took its mails): claiming the rest of it would mostly
+        // lose again, a round trip per batch. The pass ends; the host service lists afresh at
+        // once when this pass answered anything (docs/decisions.md "Several host processes
+        // on one mailbox").
+        if (this.#lastClaimWon === 0) {
+          this.#staleListing = true;
+          break;
+        }
         next = prepare(i + 1); // claimed, fetched and checked while these replies go out
         if (checked.length === 0) continue;
         const done = kind === "notice"
@@ -172,8 +192,21 @@ export class Host {
       // nothing of this pass keeps running after it: a failure waits for the work under way
       await Promise.allSettled([next, deleting]);
     }
+    // passes that won nothing in a row: after STALE_RELISTS_AT_MOST of them, wait for mail
+    this.#fruitless = this.#wonThisPass > 0 ? 0 : this.#fruitless + 1;
     this.#o.onEvent({ event: "host-pass", ...result });
     return result;
+  }
+
+  /**
+   * True when the last {@link processPending} stopped early on a shared mailbox because other
+   * processes had taken the mails of a batch: list again now rather than wait for new mail
+   * (the listing's other mails may still wait). After STALE_RELISTS_AT_MOST such passes in a
+   * row that took nothing, false: mail that stays listed but cannot be taken is not listed in
+   * a busy loop.
+   */
+  get relistNow(): boolean {
+    return this.#staleListing && this.#fruitless <= STALE_RELISTS_AT_MOST;
   }
 
   /** The mailbox this host reads (a {@link HostService} lists it once per pass). */
@@ -227,6 +260,8 @@ export class Host {
     const shared = this.#o.sharedMailbox;
     signal?.throwIfAborted();
     const refs = shared ? await source.claimMany(listed) : listed;
+    this.#lastClaimWon = shared ? refs.length : undefined;
+    this.#wonThisPass += refs.length;
     for (const ref of refs) {
       signal?.throwIfAborted();
       try {

@@ -188,6 +188,8 @@ export class HostService {
           if (!announced && this.#ready) onEvent({ event: "host-ready", ...this.#ready });
           announced = true;
           failures = 0;
+          // a shared mailbox's host that stopped on a stale listing lists again at once
+          if (this.#host?.relistNow) continue;
           await this.#source.waitForMail({ signal });
         } catch (err) {
           if (signal.aborted) break;

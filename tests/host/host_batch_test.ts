@@ -257,6 +257,56 @@ Deno.test("a mail another host process claimed first is left to it", async () =>
   }
 });
 
+Deno.test("on a shared mailbox, a batch another process took whole ends the pass, and the host lists again at once for the rest", async () => {
+  const w = await World.create();
+  const { source, calls } = claimCounting(w.hostSource);
+  const rival = await w.sourceOf("host@host.test");
+  const claimMany = source.claimMany;
+  let rivalTook = 0;
+  source.claimMany = async (refs) => {
+    // the rival takes the whole second batch of the first pass, before this host asks
+    if (calls.claimMany.length === 1) {
+      for (const ref of refs) if (await rival.claim(ref)) rivalTook++;
+    }
+    return await claimMany(refs);
+  };
+  const host = hostOn(w, { source, sharedMailbox: true, batchSize: 2 });
+  try {
+    const ps = await players(w, 6);
+    for (const p of ps) await w.request(p);
+    const first = await host.processPending();
+    // batch 1 answered, batch 2 lost to the rival: batch 3 is left for a fresh listing
+    assert.equal(rivalTook, 2);
+    assert.equal(first.answered, 2);
+    assert.deepEqual(calls.claimMany, [2, 2]);
+    assert.equal(host.relistNow, true, "list again now: two requests still wait");
+    const second = await host.processPending();
+    assert.equal(second.answered, 2);
+    assert.equal(host.relistNow, false);
+    assert.deepEqual(await w.hostSource.list({ subject: "[mailpeer]", mode: "prefix" }), []);
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("a shared-mailbox host that keeps losing every claim stops listing again after a few passes", async () => {
+  const w = await World.create();
+  const { source } = claimCounting(w.hostSource);
+  source.claimMany = () => Promise.resolve([]); // another process always wins
+  const host = hostOn(w, { source, sharedMailbox: true, batchSize: 2 });
+  try {
+    for (const p of await players(w, 3)) await w.request(p);
+    const relists: boolean[] = [];
+    for (let pass = 0; pass < 5; pass++) {
+      assert.equal((await host.processPending()).answered, 0);
+      relists.push(host.relistNow);
+    }
+    assert.deepEqual(relists, [true, true, true, false, false]);
+  } finally {
+    await w.close();
+  }
+});
+
 /** A checked request as host_request.ts makes it, for the pure table rule. */
 function checked(userId: string, session: number, now: number): CheckedRequest {
   const sessionId = new Uint8Array(16).fill(session);
