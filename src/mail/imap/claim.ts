@@ -193,7 +193,12 @@ export class ImapClaims {
       flags: true,
     }, { uid: true });
     const mine: number[] = [];
+    const asked = new Set(uids);
     for (const msg of now) {
+      // only the mails asked about: another session's flag change may arrive as an unsolicited
+      // FETCH among the answers (a 3-way race once failed with imapflow's "Invalid sequence
+      // set value", which an undefined UID passed on gives)
+      if (!asked.has(msg.uid)) continue;
       const claimers = [...(msg.flags ?? [])].filter((f) => f.startsWith(CLAIMER_PREFIX));
       if (!claimers.includes(this.#keyword)) continue; // the lock did not take
       if (claimers.length === 1 || await this.#sole(client, msg.uid)) mine.push(msg.uid);
@@ -274,7 +279,9 @@ export class ImapClaims {
         // the store may have reached some mails before the server stopped: those carrying
         // this process's keyword now (only this process sets it, and only on unclaimed mail)
         const now = await client.fetchAll(uidSet(set), { uid: true, flags: true }, { uid: true });
-        const mine = new Set(now.filter((m) => m.flags?.has(this.#keyword)).map((m) => m.uid));
+        const mine = new Set(
+          now.filter((m) => set.includes(m.uid) && m.flags?.has(this.#keyword)).map((m) => m.uid),
+        );
         for (const uid of set) (mine.has(uid) ? locked : changed).push(uid);
       } else {
         for (const uid of set) (stored(uid) ? changed : locked).push(uid);
@@ -297,8 +304,9 @@ export class ImapClaims {
     if (changed.length === 0) return won;
     changed.sort((a, b) => a - b);
     const now = await client.fetchAll(uidSet(changed), { uid: true, flags: true }, { uid: true });
+    const asked = new Set(changed);
     const fresh = new Map(
-      now.filter((m) => !m.flags?.has(CLAIMED) && !m.flags?.has("\\Deleted"))
+      now.filter((m) => asked.has(m.uid) && !m.flags?.has(CLAIMED) && !m.flags?.has("\\Deleted"))
         .map((m) => [m.uid, m.modseq]),
     );
     await oneByOne([...fresh.keys()], (uid) => fresh.get(uid));
