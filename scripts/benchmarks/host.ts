@@ -1,21 +1,26 @@
 /**
  * Host benchmark (issue 6), against the real Postfix + Dovecot stack (and Redis):
  *
- * 1. echo-1 / echo-3: the stack's own request/reply capacity — N mails wait in host@host.test's
- *    INBOX; 1 or 3 warm echo sessions fetch each, submit a reply to alice by SMTP and delete it
- *    (no mailpeer code); the baseline;
+ * 1. echo-1 / echo-2 / echo-3: the stack's own request/reply capacity — N mails wait in
+ *    host@host.test's INBOX; 1, 2 or 3 warm echo sessions fetch each, submit a reply to alice by
+ *    SMTP and delete it (no mailpeer code); the baseline (echo-3: the stack's capacity);
  * 2. host-1: one `mailpeer host` process (JSON file store) drains N waiting sealed requests;
- * 3. host-3: three `mailpeer host` processes on the same mailbox (`shared_mailbox = true`,
- *    Redis store) drain N waiting requests;
+ * 3. host-2 / host-3: two or three `mailpeer host` processes on the same mailbox
+ *    (`shared_mailbox = true`, Redis store) drain N waiting requests;
  * 4. in-process: a Host wired like the CLI drains 100 requests in this process, timed with
  *    `process.cpuUsage()`, then another 100 under the V8 profiler: the top costs.
  *
  * Answered per second = (N − 1) / (time of the last reply − time of the first reply), the
  * times being when a reply's SMTP submission was accepted (echo) or its `reply-sent` event
- * arrived (host). CPU per request: utime + stime of the host processes (/proc) between the
- * first and the last reply, divided by the replies in between.
+ * arrived (host). CPU per request: utime + stime of each host process (/proc) from its own
+ * first reply to the last reply of all, summed and divided by the replies in between. The host
+ * processes start on an empty mailbox and the N requests are released into it at once when
+ * every process said `host-ready` (a staging folder, `stage` / `release` in host_site.ts).
  *
- * Usage: scripts/bench-host [--n 250] [--modes echo-1,host-1,echo-3,host-3]
+ * Then issue 18's must-show marks (`mustShow` below) and the scaling plot (`host_plot.ts`,
+ * written beside the JSON as `<json-out without .json>-scaling.svg`).
+ *
+ * Usage: scripts/bench-host [--n 250] [--modes echo-1,host-1,echo-3,host-3] [--rounds 1]
  *        [--profile-n 100] [--poll-ms 50] [--timeout-ms 180000] [--json-out FILE]
  *
  * @module
@@ -36,8 +41,10 @@ import {
   HOST,
   HostProcess,
   makeSite,
+  release,
   sealRequests,
   type Site,
+  stage,
   submitAll,
   sweepAll,
   untilDelivered,
@@ -45,21 +52,33 @@ import {
 } from "./host_site.ts";
 import { now, out, requireStack, sleep } from "./rendezvous_stack.ts";
 import { arg, num } from "./args.ts";
+import { scalingSvg } from "./host_plot.ts";
 
 const N = Math.max(2, num("n", 250));
 const PROFILE_N = num("profile-n", 100);
 const POLL_MS = Math.max(1, num("poll-ms", 50));
+const ROUNDS = num("rounds", 1, 1);
 const TIMEOUT_MS = Math.max(10_000, num("timeout-ms", 180_000));
 const JSON_OUT = arg("json-out") ?? "bench-results/host.json";
-const ALL_MODES = ["echo-1", "host-1", "echo-3", "host-3"] as const;
+const ALL_MODES = ["echo-1", "host-1", "echo-2", "host-2", "echo-3", "host-3"] as const;
+const DEFAULT_MODES = ["echo-1", "host-1", "echo-3", "host-3"];
 type Mode = typeof ALL_MODES[number];
-const MODES = (arg("modes") ?? ALL_MODES.join(",")).split(",").filter((m) => m !== "").map((m) => {
-  if (!(ALL_MODES as readonly string[]).includes(m)) {
-    throw new TypeError(`--modes takes ${ALL_MODES.join(", ")}`);
-  }
-  return m as Mode;
-});
+const MODES = (arg("modes") ?? DEFAULT_MODES.join(",")).split(",").filter((m) => m !== "").map(
+  (m) => {
+    if (!(ALL_MODES as readonly string[]).includes(m)) {
+      throw new TypeError(`--modes takes ${ALL_MODES.join(", ")}`);
+    }
+    return m as Mode;
+  },
+);
 const TAG = `bench-${crypto.randomUUID().slice(0, 8)}`;
+/** `--profile-shared`: the in-process host runs as host-2/3's processes do (claims, Redis). */
+const PROFILE_SHARED = Deno.args.includes("--profile-shared");
+
+/** The `[host]` lines of a process sharing the mailbox, with the table in Redis at `key`. */
+function sharedExtra(redisUrl: string, key: string): string {
+  return `shared_mailbox = true\n[host.store]\nkind = "redis"\nurl = "${redisUrl}"\nkey = "${key}"`;
+}
 
 /** What one mode measured. */
 interface ModeResult {
@@ -68,7 +87,9 @@ interface ModeResult {
   answered: number;
   perSecond: number;
   cpuMsPerRequest: number;
-  /** Host modes: spawn → first reply (process start, IMAP login, first list, first request). */
+  /** Host modes: spawn → every process said host-ready (module load, logins, first pass). */
+  startMs?: number;
+  /** Host modes: requests released into INBOX → first reply. */
   firstReplyMs?: number;
   /** Host modes: replies per process. */
   perProcess?: number[];
@@ -80,6 +101,28 @@ interface ModeResult {
   errors: string[];
   /** 1-minute load average after the mode (the machine is shared: > cores means contention). */
   loadAverage1m?: number;
+  /** With `--rounds` > 1: each round's figures (the mode's own are their medians). */
+  rounds?: ModeResult[];
+}
+
+function median(values: number[]): number {
+  const s = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** One mode's figures over its rounds: answered/s and CPU per request are medians. */
+function medianOf(rounds: ModeResult[]): ModeResult {
+  if (rounds.length === 1) return rounds[0]!;
+  return {
+    ...rounds[0]!,
+    answered: Math.min(...rounds.map((r) => r.answered)),
+    perSecond: r2(median(rounds.map((r) => r.perSecond))),
+    cpuMsPerRequest: r2(median(rounds.map((r) => r.cpuMsPerRequest))),
+    errors: rounds.flatMap((r) => r.errors),
+    rounds,
+  };
 }
 
 const r2 = (x: number) => Math.round(x * 100) / 100;
@@ -94,8 +137,13 @@ async function preload(site: Site, network: string, subject?: string): Promise<n
   return ms;
 }
 
-async function echoMode(site: Site, mode: Mode, workers: number): Promise<ModeResult> {
-  const token = `${TAG}-${mode}`;
+async function echoMode(
+  site: Site,
+  mode: Mode,
+  workers: number,
+  label: string,
+): Promise<ModeResult> {
+  const token = `${TAG}-${label}`;
   const preloadSubmitMs = await preload(site, token, `${token} request`);
   const drain = await echoDrain({
     token: `${token} request`,
@@ -115,40 +163,76 @@ async function echoMode(site: Site, mode: Mode, workers: number): Promise<ModeRe
   };
 }
 
-async function hostMode(site: Site, mode: Mode, processes: number): Promise<ModeResult> {
-  const network = `${TAG}-${mode}`;
+async function hostMode(
+  site: Site,
+  mode: Mode,
+  processes: number,
+  label: string,
+): Promise<ModeResult> {
+  const network = `${TAG}-${label}`;
   const redisUrl = loadRedisUrl();
   if (processes > 1 && !redisUrl) {
     throw new Error("Cannot run host-3: no Redis; start it with scripts/redis/redis.sh start");
   }
   const key = `mailpeer:bench:${network}`;
-  const config = await writeHostConfig(site, mode, {
+  const config = await writeHostConfig(site, label, {
     network,
     pollMs: POLL_MS,
-    extra: processes > 1
-      ? `shared_mailbox = true\n[host.store]\nkind = "redis"\nurl = "${redisUrl}"\nkey = "${key}"`
-      : "",
+    extra: processes > 1 ? sharedExtra(redisUrl!, key) : "",
   });
   const preloadSubmitMs = await preload(site, network);
   const errors: string[] = [];
-  const t0 = now();
+  // The processes start on an empty mailbox (the requests wait in a staging folder) and are
+  // released on all N at once when every one of them said host-ready: a process still
+  // starting (loading modules, logging in: ~0.5 s of CPU) would otherwise run beside the
+  // others' drain and count in their CPU per request, which a long-running host never pays.
+  const token = `[mailpeer] ${network} request`;
+  await stage(HOST, token);
   const procs = Array.from(
     { length: processes },
     () => new HostProcess(["host", "--config", config, "--json"], { cwd: site.dir, env: site.env }),
   );
+  const readyBy = now() + TIMEOUT_MS;
+  while (procs.some((p) => p.named("host-ready").length === 0) && now() < readyBy) {
+    if (procs.some((p) => p.stderr.includes("error"))) break;
+    await sleep(20); // waiting for the host processes to report
+  }
+  const startMs = Math.round(now() - (readyBy - TIMEOUT_MS));
+  const t0 = now();
+  await release(HOST, token);
   const replies = () => procs.flatMap((p) => p.named("reply-sent"));
   const cpu = async () =>
     (await Promise.all(procs.map((p) => cpuMsOf(p.pid)))).reduce((a, b) => a + b, 0);
+  // CPU per request counts each process from its own first reply on, as one process is
+  // counted: what a process spends before it answers (loading the send path, the first JIT
+  // compilations, opening its SMTP pool) is start-up, which a long-running host pays once
   let first: { cpu: number; count: number } | undefined;
   let last: { cpu: number; count: number } | undefined;
+  const firsts: ({ cpu: number; count: number } | undefined)[] = procs.map(() => undefined);
   let idleCpuMsPerSecond: number | undefined;
   try {
     const deadline = now() + TIMEOUT_MS;
     while (now() < deadline) {
+      for (const [i, p] of procs.entries()) {
+        const mine = p.named("reply-sent").length;
+        if (mine > 0 && firsts[i] === undefined) {
+          firsts[i] = { cpu: await cpuMsOf(p.pid), count: mine };
+        }
+      }
       const count = replies().length;
-      if (count > 0 && !first) first = { cpu: await cpu(), count };
+      if (count > 0 && !first) first = { cpu: 0, count: 0 };
       if (count >= N) {
-        last = { cpu: await cpu(), count };
+        const ends = await Promise.all(procs.map((p) => cpuMsOf(p.pid)));
+        first = { cpu: 0, count: 0 };
+        last = { cpu: 0, count: 0 };
+        for (const [i, p] of procs.entries()) {
+          const start = firsts[i];
+          if (start === undefined) continue; // answered nothing: nothing counted
+          first.cpu += start.cpu;
+          first.count += start.count;
+          last.cpu += ends[i]!;
+          last.count += p.named("reply-sent").length;
+        }
         break;
       }
       if (procs.some((p) => p.stderr.includes("error"))) break;
@@ -185,6 +269,7 @@ async function hostMode(site: Site, mode: Mode, processes: number): Promise<Mode
     cpuMsPerRequest: first && last && last.count > first.count
       ? r2((last.cpu - first.cpu) / (last.count - first.count))
       : NaN,
+    startMs,
     firstReplyMs: times.length > 0 ? Math.round(Math.min(...times) - t0) : NaN,
     perProcess: procs.map((p) => p.named("reply-sent").length),
     ...(idleCpuMsPerSecond !== undefined ? { idleCpuMsPerSecond } : {}),
@@ -197,7 +282,13 @@ async function hostMode(site: Site, mode: Mode, processes: number): Promise<Mode
 async function inProcess(site: Site, profile: boolean): Promise<InProcessResult> {
   const name = profile ? "prof" : "inproc";
   const network = `${TAG}-${name}`;
-  const config = await writeHostConfig(site, name, { network, pollMs: POLL_MS });
+  const redisUrl = PROFILE_SHARED ? loadRedisUrl() : undefined;
+  if (PROFILE_SHARED && !redisUrl) throw new Error("Cannot profile a shared host: no Redis");
+  const config = await writeHostConfig(site, name, {
+    network,
+    pollMs: POLL_MS,
+    extra: redisUrl ? sharedExtra(redisUrl, `mailpeer:bench:${network}`) : "",
+  });
   const mails = await sealRequests(site, network, PROFILE_N);
   await submitAll(mails);
   const token = `[mailpeer] ${network} request`;
@@ -229,17 +320,25 @@ async function main(): Promise<void> {
   try {
     out("request stages in this process ...\n");
     stages = await stageCosts(50);
-    for (const mode of MODES) {
-      out(`${mode} ...\n`);
-      const workers = Number(mode.split("-")[1]);
-      results[mode] = mode.startsWith("echo")
-        ? await echoMode(site, mode, workers)
-        : await hostMode(site, mode, workers);
-      results[mode]!.loadAverage1m = Deno.loadavg()[0]!;
-      out(`  ${JSON.stringify(results[mode])}\n`);
-      // let the replies' deliveries finish before the next mode measures
-      await sweepAll([ALICE, HOST], TAG);
+    // every mode once per round, in the same order: a load spike then hits one round of a
+    // mode, not the mode itself; each mode's figures are its medians over the rounds
+    const rounds: Partial<Record<Mode, ModeResult[]>> = {};
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const mode of MODES) {
+        const label = ROUNDS > 1 ? `${mode}-r${round}` : mode;
+        out(`${label} ...\n`);
+        const workers = Number(mode.split("-")[1]);
+        const r = mode.startsWith("echo")
+          ? await echoMode(site, mode, workers, label)
+          : await hostMode(site, mode, workers, label);
+        r.loadAverage1m = Deno.loadavg()[0]!;
+        out(`  ${JSON.stringify(r)}\n`);
+        (rounds[mode] ??= []).push(r);
+        // let the replies' deliveries finish before the next mode measures
+        await sweepAll([ALICE, HOST], TAG);
+      }
     }
+    for (const mode of MODES) results[mode] = medianOf(rounds[mode]!);
     if (PROFILE_N > 1) {
       out(`in-process host, ${PROFILE_N} requests ...\n`);
       inproc = await inProcess(site, false);
@@ -252,8 +351,13 @@ async function main(): Promise<void> {
   }
   const e1 = results["echo-1"]?.perSecond ?? NaN;
   const e3 = results["echo-3"]?.perSecond ?? NaN;
-  const capacity = Math.max(...[e1, e3].filter(Number.isFinite));
-  const base = (m: Mode) => (m.endsWith("-1") ? e1 : e3);
+  // the stack's capacity: three echo sessions (issue 18), else the best echo measured
+  const capacity = Number.isFinite(e3) ? e3 : Math.max(
+    ...(["echo-1", "echo-2"] as const).map((m) => results[m]?.perSecond ?? NaN).filter(
+      Number.isFinite,
+    ),
+  );
+  const base = (m: Mode) => results[m.replace("host", "echo") as Mode]?.perSecond ?? NaN;
   const rows: string[][] = [[
     "mode",
     "answered/s",
@@ -291,12 +395,14 @@ async function main(): Promise<void> {
       Number.isFinite,
     ),
   );
+  const checks = mustShow(results);
   const result = {
     bench: "host",
     version: VERSION,
     started,
     tag: TAG,
     n: N,
+    rounds: ROUNDS,
     pollMs: POLL_MS,
     machine: { cpus: navigator.hardwareConcurrency, deno: Deno.version.deno, os: Deno.build.os },
     modes: results,
@@ -310,6 +416,7 @@ async function main(): Promise<void> {
     stages,
     profiled,
     sweptMails: swept,
+    mustShow: checks,
   };
   let text = "\n" + table(rows);
   if (inproc) {
@@ -339,10 +446,84 @@ async function main(): Promise<void> {
     text += list("CPU by function (self time)", profiled.profile.byFunction);
     text += list("our functions (inclusive)", profiled.profile.ownInclusive);
   }
+  text += "\nIssue 18 must-show (same run)\n" +
+    checks.map((c) =>
+      `  ${
+        c.pass === null ? "n/a " : c.pass ? "pass" : "FAIL"
+      }  ${c.check}: ${c.value} (target ${c.target})`
+    ).join("\n") + "\n";
   const json = JSON.stringify(result, null, 2) + "\n";
   out(text + "\n" + json);
   await Deno.mkdir(dirname(JSON_OUT), { recursive: true });
   await Deno.writeTextFile(JSON_OUT, json);
+  const svg = JSON_OUT.replace(/\.json$/, "") + "-scaling.svg";
+  await Deno.writeTextFile(svg, scalingSvg([result], { note: `scripts/bench-host, ${started}` }));
+  out(`plot: ${svg}\n`);
+}
+
+/** One must-show line: a figure beside its same-run baseline; `pass` null when not measured. */
+interface HostCheck {
+  check: string;
+  value: string;
+  target: string;
+  pass: boolean | null;
+}
+
+/**
+ * Issue 18's host must-show, each against figures of this run: one process and three
+ * processes on one mailbox at ≥ 0.9× echo-3 (the stack's capacity), three never below one,
+ * and host-1's CPU per request ≤ 1.1× echo-1's CPU per message (one process, one mailbox
+ * connection each: the like-for-like pair).
+ */
+function mustShow(results: Partial<Record<Mode, ModeResult>>): HostCheck[] {
+  const get = (m: Mode, k: "perSecond" | "cpuMsPerRequest") => results[m]?.[k] ?? NaN;
+  const ratio = (
+    check: string,
+    a: number,
+    b: number,
+    cmp: "≥" | "≤",
+    limit: number,
+    unit: string,
+  ): HostCheck => {
+    const target = `${cmp} ${limit}`;
+    if (!Number.isFinite(a) || !Number.isFinite(b) || b <= 0) {
+      return { check, value: "not measured (mode missing or failed)", target, pass: null };
+    }
+    const x = r2(a / b);
+    return {
+      check,
+      value: `${x} (${r2(a)} / ${r2(b)} ${unit})`,
+      target,
+      pass: cmp === "≥" ? x >= limit : x <= limit,
+    };
+  };
+  return [
+    ratio(
+      "host-1 ÷ echo-3",
+      get("host-1", "perSecond"),
+      get("echo-3", "perSecond"),
+      "≥",
+      0.9,
+      "/s",
+    ),
+    ratio(
+      "host-3 ÷ echo-3",
+      get("host-3", "perSecond"),
+      get("echo-3", "perSecond"),
+      "≥",
+      0.9,
+      "/s",
+    ),
+    ratio("host-3 ÷ host-1", get("host-3", "perSecond"), get("host-1", "perSecond"), "≥", 1, "/s"),
+    ratio(
+      "host-1 CPU per request ÷ echo-1 CPU per message",
+      get("host-1", "cpuMsPerRequest"),
+      get("echo-1", "cpuMsPerRequest"),
+      "≤",
+      1.1,
+      "ms",
+    ),
+  ];
 }
 
 await main();

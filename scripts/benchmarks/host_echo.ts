@@ -54,11 +54,17 @@ export async function echoDrain(
       })
     ));
     const deadline = now() + o.timeoutMs;
+    // one listing, shared out: sessions that each listed for themselves saw the mailbox at
+    // different moments (another session's deletes in between), so every-k-th of their own
+    // listings skipped some mails and doubled others (echo-3 once answered 136 of 150)
+    await Promise.all(sessions.map(({ box }) => box.client.noop()));
+    const found = await sessions[0]!.box.client.search({ subject: o.token, deleted: false }, {
+      uid: true,
+    });
+    const listed = (found || []).sort((a, b) => a - b);
     await Promise.all(sessions.map(async ({ box, sender }, k) => {
       const c = box.client;
-      await c.noop();
-      const found = await c.search({ subject: o.token, deleted: false }, { uid: true });
-      const mine = (found || []).sort((a, b) => a - b).filter((_, i) => i % o.workers === k);
+      const mine = listed.filter((_, i) => i % o.workers === k);
       for (const uid of mine) {
         if (now() > deadline) throw new Error(`echo drain over ${o.timeoutMs} ms`);
         const msg = await c.fetchOne(String(uid), { uid: true, source: true }, { uid: true });

@@ -217,7 +217,12 @@ export async function inProcessDrain(
   const keys = await loadHostKeys(hc.keys);
   const clock = new SeamClock();
   const source = timedSource(
-    await openSource(hc.receive, { pollIntervalMs: hc.pollIntervalMs }),
+    // as the CLI opens it: a shared mailbox reads no bodies with the listing (they come with
+    // the claims)
+    await openSource(hc.receive, {
+      pollIntervalMs: hc.pollIntervalMs,
+      readAhead: !hc.sharedMailbox,
+    }),
     clock,
   );
   const sender = timedSender(await openSender(hc.send), clock);

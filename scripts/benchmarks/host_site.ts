@@ -192,6 +192,40 @@ export async function untilDelivered(
   }
 }
 
+/** Where waiting requests are held while the host processes start (see {@link stage}). */
+export const STAGING = "BenchStaging";
+
+/**
+ * Moves the mails of `address`'s INBOX whose subject contains `token` into {@link STAGING}
+ * (created when missing), so that host processes can start, connect and say `host-ready` on
+ * an empty mailbox; {@link release} puts them back with one `UID MOVE`, all at once, as the
+ * echo finds its mails waiting. Resolves with how many were moved.
+ */
+export async function stage(address: string, token: string): Promise<number> {
+  return await moveAll(address, token, "INBOX", STAGING);
+}
+
+/** Moves the staged mails back into INBOX in one `UID MOVE` (see {@link stage}). */
+export async function release(address: string, token: string): Promise<number> {
+  return await moveAll(address, token, STAGING, "INBOX");
+}
+
+async function moveAll(address: string, token: string, from: string, to: string) {
+  const box = await RawBox.open(address, "poll");
+  const client = box.client;
+  try {
+    const boxes = (await client.list()).map((b) => b.path);
+    if (!boxes.includes(STAGING)) await client.mailboxCreate(STAGING);
+    await client.mailboxOpen(from);
+    const uids = await client.search({ subject: token }, { uid: true });
+    if (!uids || uids.length === 0) return 0;
+    await client.messageMove(uids.join(","), to, { uid: true });
+    return uids.length;
+  } finally {
+    await box.close();
+  }
+}
+
 /** A timed JSON event of a host process: `at` is the bench's monotonic clock on arrival. */
 export interface Timed {
   at: number;
@@ -286,7 +320,7 @@ export async function sweepAll(
     const client = box.client;
     try {
       const boxes = (await client.list()).map((b) => b.path);
-      for (const folder of ["INBOX", "Quarantine", "Processing"]) {
+      for (const folder of ["INBOX", "Quarantine", "Processing", STAGING]) {
         if (!boxes.includes(folder)) continue;
         await client.mailboxOpen(folder);
         const uids = await client.search({ subject: token }, { uid: true });

@@ -61,6 +61,9 @@ import {
 /** Replies a host has in flight at once: one per pooled SMTP connection. */
 export const HOST_REPLY_CONCURRENCY = SMTP_POOL_CONNECTIONS;
 
+/** Passes in a row that stop on a stale listing without taking a mail and still list again. */
+const STALE_RELISTS_AT_MOST = 3;
+
 /** Codes of a mailbox that cannot be reached: every mail waits for the next pass. */
 const MAILBOX_UNREACHABLE: ReadonlySet<string> = new Set(["ECONNECT", "EAUTH", "ETLS"]);
 
@@ -82,6 +85,12 @@ export class Host {
   readonly #replied = new Map<string, number>();
   /** Refs of refused mails that could not be quarantined or deleted: skipped from then on. */
   readonly #setAside = new Set<string>();
+  /** Shared mailbox: how many mails the last claim won (undefined: nothing claimed). */
+  #lastClaimWon: number | undefined;
+  #wonThisPass = 0;
+  #staleListing = false;
+  /** Passes in a row that took no mail (see {@link relistNow}). */
+  #fruitless = 0;
 
   constructor(options: HostOptions) {
     this.#o = {
@@ -116,35 +125,88 @@ export class Host {
    * Mails go in batches of at most `batchSize`: each mail is fetched and checked, then the
    * whole batch's rows are applied in one table update, then the replies are sent, then the
    * batch is deleted. Per mail the order stays fetched → table saved → reply sent → deleted, so
-   * a crash can repeat the replies of one batch but never drop a request.
+   * a crash can repeat replies but never drop a request. The batches overlap as a pipeline
+   * (docs/performance.md "Host: capacity, CPU per request"): the next batch is claimed, fetched
+   * and checked while this one's replies are out, and this one is deleted while the next one's
+   * are; the table updates stay in batch order (notices first). So a crash repeats at most two
+   * batches' replies.
    */
   async processPending(
     options: { signal?: AbortSignal; listing?: readonly MailRef[] } = {},
   ): Promise<HostPassResult> {
     const result: HostPassResult = { answered: 0, notices: 0, quarantined: 0, stale: 0 };
+    const { signal } = options;
     // One listing for both kinds (one server round trip fewer per pass), split by subject;
     // notices first, so their flags count in the replies of the same pass. A HostService
     // hands in the listing it made for every handler of the pass.
     const all = options.listing ?? await this.#o.source.list(
       { subject: `[mailpeer] ${this.#o.network} `, mode: "prefix" },
-      options.signal ? { signal: options.signal } : {},
+      signal ? { signal } : {},
     );
+    const batches: { refs: MailRef[]; kind: "request" | "notice" }[] = [];
     for (const kind of ["notice", "request"] as const) {
       const match = this.#match(kind);
       const refs = this.#rotated(
         all.filter((ref) => matchesSubject(ref.subject, match) && !this.#setAside.has(ref.id)),
       );
       for (let i = 0; i < refs.length; i += this.#o.batchSize) {
-        await this.#processBatch(
-          refs.slice(i, i + this.#o.batchSize),
-          kind,
-          result,
-          options.signal,
-        );
+        batches.push({ refs: refs.slice(i, i + this.#o.batchSize), kind });
       }
     }
+    const prepare = (i: number) => {
+      const batch = batches[i];
+      if (batch === undefined) return undefined;
+      const prepared = this.#prepareBatch(batch.refs, batch.kind, result, signal);
+      prepared.catch(() => {}); // awaited below; a failure ends the pass there
+      return prepared;
+    };
+    let next = prepare(0);
+    let deleting: Promise<void> = Promise.resolve();
+    this.#staleListing = false;
+    this.#wonThisPass = 0;
+    try {
+      for (const [i, { kind }] of batches.entries()) {
+        const checked = await next!;
+        // On a shared mailbox, a batch of which this process won nothing shows the listing
+        // is stale (other processes took its mails): claiming the rest of it would mostly
+        // lose again, a round trip per batch. The pass ends; the host service lists afresh at
+        // once when this pass answered anything (docs/decisions.md "Several host processes
+        // on one mailbox").
+        if (this.#lastClaimWon === 0) {
+          this.#staleListing = true;
+          break;
+        }
+        next = prepare(i + 1); // claimed, fetched and checked while these replies go out
+        if (checked.length === 0) continue;
+        const done = kind === "notice"
+          ? await this.#applyNotices(checked as CheckedNotice[], result)
+          : await this.#answerRequests(checked as CheckedRequest[], result);
+        await deleting;
+        deleting = this.#delete(done, kind).then(() => {
+          result[kind === "notice" ? "notices" : "answered"] += done.length;
+        });
+        deleting.catch(() => {}); // awaited before the next delete or the end of the pass
+      }
+      await deleting;
+    } finally {
+      // nothing of this pass keeps running after it: a failure waits for the work under way
+      await Promise.allSettled([next, deleting]);
+    }
+    // passes that won nothing in a row: after STALE_RELISTS_AT_MOST of them, wait for mail
+    this.#fruitless = this.#wonThisPass > 0 ? 0 : this.#fruitless + 1;
     this.#o.onEvent({ event: "host-pass", ...result });
     return result;
+  }
+
+  /**
+   * True when the last {@link processPending} stopped early on a shared mailbox because other
+   * processes had taken the mails of a batch: list again now rather than wait for new mail
+   * (the listing's other mails may still wait). After STALE_RELISTS_AT_MOST such passes in a
+   * row that took nothing, false: mail that stays listed but cannot be taken is not listed in
+   * a busy loop.
+   */
+  get relistNow(): boolean {
+    return this.#staleListing && this.#fruitless <= STALE_RELISTS_AT_MOST;
   }
 
   /** The mailbox this host reads (a {@link HostService} lists it once per pass). */
@@ -180,12 +242,16 @@ export class Host {
     };
   }
 
-  async #processBatch(
+  /**
+   * The first half of a batch: claims it on a shared mailbox, then fetches and checks each
+   * mail. Refused mails are set aside (counted in `result`); resolves with those to answer.
+   */
+  async #prepareBatch(
     listed: MailRef[],
     kind: "request" | "notice",
     result: HostPassResult,
     signal?: AbortSignal,
-  ): Promise<void> {
+  ): Promise<(CheckedRequest | CheckedNotice)[]> {
     const { source, limits, clock } = this.#o;
     const ctx = this.#context();
     const checked: (CheckedRequest | CheckedNotice)[] = [];
@@ -194,6 +260,8 @@ export class Host {
     const shared = this.#o.sharedMailbox;
     signal?.throwIfAborted();
     const refs = shared ? await source.claimMany(listed) : listed;
+    this.#lastClaimWon = shared ? refs.length : undefined;
+    this.#wonThisPass += refs.length;
     for (const ref of refs) {
       signal?.throwIfAborted();
       try {
@@ -221,12 +289,7 @@ export class Host {
         result[await this.#dispose(err, ref, kind)]++;
       }
     }
-    if (checked.length === 0) return;
-    const done = kind === "notice"
-      ? await this.#applyNotices(checked as CheckedNotice[], result)
-      : await this.#answerRequests(checked as CheckedRequest[], result);
-    await this.#delete(done, kind);
-    result[kind === "notice" ? "notices" : "answered"] += done.length;
+    return checked;
   }
 
   /** Sets a refused mail aside (quarantine or delete) and says which count it adds to. */

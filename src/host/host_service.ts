@@ -188,6 +188,8 @@ export class HostService {
           if (!announced && this.#ready) onEvent({ event: "host-ready", ...this.#ready });
           announced = true;
           failures = 0;
+          // a shared mailbox's host that stopped on a stale listing lists again at once
+          if (this.#host?.relistNow) continue;
           // a quiet mailbox must not hold up the push (docs/decisions.md "Linked hosts")
           const due = sync ? lastPush + syncIntervalMs : undefined;
           await waitForMailUntil(this.#source, clock, due, signal);

@@ -1,17 +1,20 @@
 /**
- * Base64 and base64url helpers (RFC 4648) for keys and coded blocks.
+ * Base64 and base64url helpers (RFC 4648) for keys and coded blocks. Encoding and decoding run
+ * in node:buffer's native code (a host encodes every row's keys on each table update: the
+ * string-building version was 3 % of a request's CPU); the checks on input are ours.
  *
  * @module
  */
+import { Buffer } from "node:buffer";
 import { MessageError } from "../errors.ts";
+
+function nodeBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
 
 /** Encodes bytes as standard base64 with padding. */
 export function toBase64(bytes: Uint8Array): string {
-  let bin = "";
-  for (let i = 0; i < bytes.length; i += 0x8000) {
-    bin += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
-  }
-  return btoa(bin);
+  return nodeBuffer(bytes).toString("base64");
 }
 
 /** Decodes standard base64; throws `MessageError` `EBLOCK` on anything else. */
@@ -22,15 +25,12 @@ export function fromBase64(text: string): Uint8Array {
       "Cannot decode base64: invalid characters or length; the text was altered or truncated",
     );
   }
-  const bin = atob(text);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
+  return new Uint8Array(Buffer.from(text, "base64"));
 }
 
 /** Encodes bytes as base64url without padding. */
 export function toBase64Url(bytes: Uint8Array): string {
-  return toBase64(bytes).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  return nodeBuffer(bytes).toString("base64url");
 }
 
 /** Decodes base64url without padding; throws `MessageError` `EBLOCK` on anything else. */

@@ -26,9 +26,9 @@ import {
   encodeRequest,
 } from "./codec.ts";
 import type { HostCard } from "./host_card.ts";
-import { hpkeSuite as suite } from "./hpke_suite.ts";
+import { hpkeRecipientKeyPair, hpkeSuite as suite } from "./hpke_suite.ts";
 import type { HostKeys, IdentityKeys } from "./key_file.ts";
-import { publicKeyOf, sign, verify, x25519KeyPair } from "./keys.ts";
+import { publicKeyOf, sign, verify } from "./keys.ts";
 import {
   BlockKind,
   type BlockKindName,
@@ -159,7 +159,7 @@ async function openBlock(
   const ciphertext = block.subarray(HEADER_BYTES + ENC_BYTES);
   let plain: Uint8Array;
   try {
-    const recipientKey = await x25519KeyPair(recipientPrivateKey);
+    const recipientKey = await hpkeRecipientKeyPair(recipientPrivateKey);
     const recipient = await suite.createRecipientContext({
       recipientKey,
       enc: buf(enc),

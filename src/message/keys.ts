@@ -1,18 +1,31 @@
 /**
- * Ed25519 and X25519 key pairs over WebCrypto, as raw 32-byte keys.
+ * Ed25519 and X25519 key pairs as raw 32-byte keys: generated over WebCrypto; signing,
+ * verifying and X25519 agreement on node:crypto's synchronous `KeyObject`s, which cost a third
+ * to a fifth of the CPU of the same WebCrypto calls (each of those is a key handle and a promise
+ * resolved from another thread; measured in docs/performance.md "Host: capacity, CPU per
+ * request"). The bytes are the same: Ed25519 is deterministic, X25519 a function.
  *
- * Private keys are kept as their raw 32-byte seed; WebCrypto wants PKCS#8, so they are wrapped
- * with the fixed RFC 8410 prefix on import.
+ * Private keys are kept as their raw 32-byte seed; WebCrypto and node:crypto want PKCS#8, so
+ * they are wrapped with the fixed RFC 8410 prefix on import.
  *
  * Imports are cached, so a host does not re-import its keys for every block:
- * - a private seed's non-extractable `CryptoKey` (and its derived public key) is cached per
- *   `Uint8Array` object in a `WeakMap`, with a copy of the bytes that must still match on every
- *   use, so a seed changed in place is imported afresh and the entry dies with the array;
+ * - a private seed's keys (a non-extractable `CryptoKey`, a `KeyObject`, the derived public key)
+ *   are cached per `Uint8Array` object in a `WeakMap`, with a copy of the bytes that must still
+ *   match on every use, so a seed changed in place is imported afresh and the entry dies with
+ *   the array;
  * - Ed25519 verification keys, which strangers choose, are kept in a least-recently-used map of
  *   at most `VERIFY_KEY_CACHE_SIZE` entries keyed by all 32 bytes (base64).
  *
  * @module
  */
+import {
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  type KeyObject,
+  sign as nodeSign,
+  verify as nodeVerify,
+} from "node:crypto";
 import { MessageError } from "../errors.ts";
 import { VERIFY_KEY_CACHE_SIZE } from "../limits.ts";
 import { toBase64 } from "./base64.ts";
@@ -65,6 +78,60 @@ const PKCS8_PREFIX = {
     0x20,
   ]),
 };
+
+// RFC 8410 SubjectPublicKeyInfo prefixes for a 32-byte public key.
+const SPKI_PREFIX = {
+  Ed25519: new Uint8Array([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00]),
+  X25519: new Uint8Array([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x03, 0x21, 0x00]),
+};
+
+function wrapped(prefix: Uint8Array, key: Uint8Array): Uint8Array {
+  const der = new Uint8Array(prefix.length + key.length);
+  der.set(prefix);
+  der.set(key, prefix.length);
+  return der;
+}
+
+/** A raw 32-byte private seed as a node:crypto private key. */
+function seedObject(name: Algorithm, seed: Uint8Array): KeyObject {
+  const der = wrapped(PKCS8_PREFIX[name], seed);
+  try {
+    return createPrivateKey({ key: der as Buffer, format: "der", type: "pkcs8" });
+  } finally {
+    der.fill(0);
+  }
+}
+
+/** A raw 32-byte public key as a node:crypto public key (checked for its length first). */
+export function publicKeyObject(name: Algorithm, raw: Uint8Array): KeyObject {
+  checkKeyLength(raw, `an ${name} public key`);
+  return createPublicKey({
+    key: wrapped(SPKI_PREFIX[name], raw) as Buffer,
+    format: "der",
+    type: "spki",
+  });
+}
+
+/** The raw 32 bytes of a node:crypto public key (the end of its SubjectPublicKeyInfo). */
+export function rawPublicKey(key: KeyObject): Uint8Array {
+  const der = key.export({ format: "der", type: "spki" });
+  return new Uint8Array(der.subarray(der.length - 32));
+}
+
+/**
+ * X25519 agreement on node:crypto, refusing an all-zero result (a small-order public key), as
+ * WebCrypto and RFC 9180 §7.1.4 do.
+ */
+export function x25519Agree(privateKey: KeyObject, publicKey: KeyObject): Uint8Array {
+  const shared = new Uint8Array(diffieHellman({ privateKey, publicKey }));
+  if (shared.every((b) => b === 0)) {
+    throw new MessageError(
+      "EKEY",
+      "Cannot agree on an X25519 secret: the public key is of small order; the key is forged or damaged",
+    );
+  }
+  return shared;
+}
 
 function buf(bytes: Uint8Array): ArrayBuffer {
   return bytes.slice().buffer as ArrayBuffer;
@@ -119,15 +186,6 @@ export function importPublicKey(name: Algorithm, raw: Uint8Array): Promise<Crypt
   return crypto.subtle.importKey("raw", buf(raw), { name }, true, usages);
 }
 
-async function derivePublicKey(name: Algorithm, seed: Uint8Array): Promise<Uint8Array> {
-  const key = await importSeed(name, seed, true);
-  const jwk = await crypto.subtle.exportKey("jwk", key);
-  const x = jwk.x ?? "";
-  const std = x.replace(/-/g, "+").replace(/_/g, "/");
-  const bin = atob(std + "=".repeat((4 - (std.length % 4)) % 4));
-  return Uint8Array.from(bin, (c) => c.charCodeAt(0));
-}
-
 /** Runs `make` once and keeps its promise, unless it fails: then the next call tries again. */
 function memo<T>(make: () => Promise<T>): () => Promise<T> {
   let kept: Promise<T> | undefined;
@@ -150,6 +208,8 @@ class SeedEntry {
   readonly privateKey: () => Promise<CryptoKey>;
   /** The raw public key of the seed. */
   readonly publicKey: () => Promise<Uint8Array>;
+  /** The seed as a node:crypto private key. */
+  readonly keyObject: () => KeyObject;
   /** For X25519: the private key with its public key imported (extractable, for HPKE). */
   readonly keyPair: () => Promise<CryptoKeyPair>;
 
@@ -157,7 +217,11 @@ class SeedEntry {
     const copy = seed.slice();
     this.seed = copy;
     this.privateKey = memo(() => importSeed(name, copy, false));
-    this.publicKey = memo(() => derivePublicKey(name, copy));
+    let object: KeyObject | undefined;
+    this.keyObject = () => object ??= seedObject(name, copy);
+    this.publicKey = memo(() =>
+      Promise.resolve().then(() => rawPublicKey(createPublicKey(this.keyObject())))
+    );
     this.keyPair = memo(async () => ({
       privateKey: await this.privateKey(),
       publicKey: await importPublicKey(name, await this.publicKey()),
@@ -182,19 +246,16 @@ function seedEntry(name: Algorithm, seed: Uint8Array): SeedEntry {
   return entry;
 }
 
-const verifyKeys = new Map<string, Promise<CryptoKey>>();
+const verifyKeys = new Map<string, KeyObject>();
 
-function verifyKey(raw: Uint8Array): Promise<CryptoKey> {
+/** The verification key of `raw`, from the cache or imported (throws when it cannot be). */
+function verifyKey(raw: Uint8Array): KeyObject {
   const id = toBase64(raw);
   let key = verifyKeys.get(id);
   if (key !== undefined) {
     verifyKeys.delete(id);
   } else {
-    const made = importPublicKey("Ed25519", raw);
-    made.catch(() => {
-      if (verifyKeys.get(id) === made) verifyKeys.delete(id);
-    });
-    key = made;
+    key = publicKeyObject("Ed25519", raw);
     if (verifyKeys.size >= VERIFY_KEY_CACHE_SIZE) {
       verifyKeys.delete(verifyKeys.keys().next().value!);
     }
@@ -222,9 +283,13 @@ export async function x25519KeyPair(seed: Uint8Array): Promise<CryptoKeyPair> {
 }
 
 /** Signs `data` with a raw Ed25519 private seed; returns the 64-byte signature. */
-export async function sign(privateKey: Uint8Array, data: Uint8Array): Promise<Uint8Array> {
-  const key = await seedEntry("Ed25519", privateKey).privateKey();
-  return new Uint8Array(await crypto.subtle.sign("Ed25519", key, buf(data)));
+export function sign(privateKey: Uint8Array, data: Uint8Array): Promise<Uint8Array> {
+  try {
+    const key = seedEntry("Ed25519", privateKey).keyObject();
+    return Promise.resolve(new Uint8Array(nodeSign(null, data, key)));
+  } catch (err) {
+    return Promise.reject(err);
+  }
 }
 
 /** Verifies a 64-byte Ed25519 signature; false on any mismatch or malformed input. */
@@ -235,16 +300,29 @@ export async function verify(
 ): Promise<boolean> {
   if (publicKey.length !== 32 || signature.length !== 64) return false;
   try {
-    const key = await verifyKey(publicKey);
-    return await crypto.subtle.verify("Ed25519", key, buf(signature), buf(data));
+    return await Promise.resolve(nodeVerify(null, data, verifyKey(publicKey), signature));
   } catch {
     return false;
   }
 }
 
 /** X25519 shared secret (32 bytes) of a raw private seed and a raw public key. */
-export async function x25519(privateKey: Uint8Array, publicKey: Uint8Array): Promise<Uint8Array> {
-  const priv = await seedEntry("X25519", privateKey).privateKey();
-  const pub = await importPublicKey("X25519", publicKey);
-  return new Uint8Array(await crypto.subtle.deriveBits({ name: "X25519", public: pub }, priv, 256));
+export function x25519(privateKey: Uint8Array, publicKey: Uint8Array): Promise<Uint8Array> {
+  try {
+    const priv = seedEntry("X25519", privateKey).keyObject();
+    return Promise.resolve(x25519Agree(priv, publicKeyObject("X25519", publicKey)));
+  } catch (err) {
+    return Promise.reject(err);
+  }
+}
+
+/**
+ * The X25519 private key of a raw seed as a node:crypto key, and its raw public key; cached
+ * like {@link x25519KeyPair} (for the HPKE suite's node:crypto KEM).
+ */
+export async function x25519KeyObjects(
+  seed: Uint8Array,
+): Promise<{ privateKey: KeyObject; publicKey: Uint8Array }> {
+  const entry = seedEntry("X25519", seed);
+  return { privateKey: entry.keyObject(), publicKey: await entry.publicKey() };
 }

@@ -128,29 +128,60 @@ Deno.test("a mail server failing in the middle of a batch repeats no reply and l
   }
 });
 
-Deno.test("with a batch of two, each batch is saved, answered and deleted before the next is fetched", async () => {
+Deno.test("with a batch of two, the next batch is fetched while this one's replies are out, and each mail is deleted only after its reply", async () => {
+  const w = await World.create();
+  // One log of the calls the host makes into its mailbox and its sender, in call order.
+  const calls: string[] = [];
+  const source = wrapSource(w.hostSource, {
+    fetch: (ref, options) => {
+      calls.push(`fetch ${ref.id}`);
+      return w.hostSource.fetch(ref, options);
+    },
+    deleteMany: (refs) => {
+      calls.push(`delete ${refs.map((r) => r.id).join(" ")}`);
+      return w.hostSource.deleteMany(refs);
+    },
+  });
+  const sender: MailSender = {
+    send: (mail, options) => {
+      calls.push("send");
+      return w.sender.send(mail, options);
+    },
+    close: () => Promise.resolve(),
+  };
   const steps: HostStep[] = [];
-  const w = await World.create({ batchSize: 2, onStep: (s) => void steps.push(s) });
+  const host = hostOn(w, { source, sender, batchSize: 2, onStep: (s) => void steps.push(s) });
   try {
     const ps = await players(w, 5);
     const rs = [];
     for (const p of ps) rs.push(await w.request(p));
-    assert.equal((await w.host.processPending()).answered, 5);
-    const order = steps.map((s) => s.step);
-    assert.deepEqual(order, [
-      ...["fetched", "fetched", "table-saved", "table-saved"],
-      ...["reply-sent", "reply-sent", "deleted", "deleted"],
-      ...["fetched", "fetched", "table-saved", "table-saved"],
-      ...["reply-sent", "reply-sent", "deleted", "deleted"],
-      ...["fetched", "table-saved", "reply-sent", "deleted"],
-    ]);
-    // Each mail goes through its own steps in order.
-    for (const id of new Set(steps.map((s) => s.id))) {
+    assert.equal((await host.processPending()).answered, 5);
+    const log = calls.join(" | ");
+    const fetches = calls.flatMap((c, i) => c.startsWith("fetch ") ? [i] : []);
+    const sends = calls.flatMap((c, i) => c === "send" ? [i] : []);
+    assert.equal(fetches.length, 5, log);
+    assert.equal(sends.length, 5, log);
+    // the second batch's first mail is fetched before the first batch's replies go out
+    assert.ok(fetches[2]! < sends[0]!, log);
+    // the last batch is fetched before the second batch's replies go out
+    assert.ok(fetches[4]! < sends[2]!, log);
+    // a batch is deleted after its replies were sent, and while the next batch's go out
+    const deletes = calls.flatMap((c, i) => c.startsWith("delete ") ? [i] : []);
+    assert.equal(deletes.length, 3, log);
+    assert.ok(sends[1]! < deletes[0]! && deletes[0]! < sends[3]!, log);
+    // each mail: fetched → table saved → reply sent → deleted (deleted only after its reply)
+    const ids = [...new Set(steps.map((s) => s.id))];
+    assert.equal(ids.length, 5);
+    for (const id of ids) {
       assert.deepEqual(
         steps.filter((s) => s.id === id).map((s) => s.step),
         ["fetched", "table-saved", "reply-sent", "deleted"],
       );
     }
+    // the table is updated batch after batch: all of one batch's rows before the next one's
+    const saved = steps.filter((s) => s.step === "table-saved").map((s) => s.id);
+    const fetched = steps.filter((s) => s.step === "fetched").map((s) => s.id);
+    assert.deepEqual(saved, fetched);
     for (const [i, p] of ps.entries()) {
       assert.equal((await w.replies(p, rs[i]!.replyPrivateKey)).length, 1);
     }
@@ -221,6 +252,56 @@ Deno.test("a mail another host process claimed first is left to it", async () =>
     assert.equal((await host.processPending()).answered, 2);
     assert.ok(taken !== undefined, "the rival holds one");
     assert.ok((await rival.fetch(taken)).length > 0, "untouched, in the rival's hands");
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("on a shared mailbox, a batch another process took whole ends the pass, and the host lists again at once for the rest", async () => {
+  const w = await World.create();
+  const { source, calls } = claimCounting(w.hostSource);
+  const rival = await w.sourceOf("host@host.test");
+  const claimMany = source.claimMany;
+  let rivalTook = 0;
+  source.claimMany = async (refs) => {
+    // the rival takes the whole second batch of the first pass, before this host asks
+    if (calls.claimMany.length === 1) {
+      for (const ref of refs) if (await rival.claim(ref)) rivalTook++;
+    }
+    return await claimMany(refs);
+  };
+  const host = hostOn(w, { source, sharedMailbox: true, batchSize: 2 });
+  try {
+    const ps = await players(w, 6);
+    for (const p of ps) await w.request(p);
+    const first = await host.processPending();
+    // batch 1 answered, batch 2 lost to the rival: batch 3 is left for a fresh listing
+    assert.equal(rivalTook, 2);
+    assert.equal(first.answered, 2);
+    assert.deepEqual(calls.claimMany, [2, 2]);
+    assert.equal(host.relistNow, true, "list again now: two requests still wait");
+    const second = await host.processPending();
+    assert.equal(second.answered, 2);
+    assert.equal(host.relistNow, false);
+    assert.deepEqual(await w.hostSource.list({ subject: "[mailpeer]", mode: "prefix" }), []);
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("a shared-mailbox host that keeps losing every claim stops listing again after a few passes", async () => {
+  const w = await World.create();
+  const { source } = claimCounting(w.hostSource);
+  source.claimMany = () => Promise.resolve([]); // another process always wins
+  const host = hostOn(w, { source, sharedMailbox: true, batchSize: 2 });
+  try {
+    for (const p of await players(w, 3)) await w.request(p);
+    const relists: boolean[] = [];
+    for (let pass = 0; pass < 5; pass++) {
+      assert.equal((await host.processPending()).answered, 0);
+      relists.push(host.relistNow);
+    }
+    assert.deepEqual(relists, [true, true, true, false, false]);
   } finally {
     await w.close();
   }

@@ -87,6 +87,43 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "RedisStore: another process's change is always seen, and an unchanged table is written back byte for byte",
+  ignore: NO_REDIS,
+  fn: () =>
+    withKey(async (key) => {
+      const a = new RedisStore(REDIS_URL!, { key });
+      const b = new RedisStore(REDIS_URL!, { key });
+      try {
+        await a.update(() => ({ rows: [sampleRow(1)], result: undefined }));
+        const written = await withRaw((raw) => raw.get(key));
+        // an update that changes nothing writes the very same document
+        await a.update((rows) => ({ rows, result: undefined }));
+        assert.equal(await withRaw((raw) => raw.get(key)), written);
+        assert.equal(written, JSON.stringify({ version: 1, rows: [sampleRow(1)] }));
+        // b changes the table; a, which remembers its last document, sees b's row
+        await b.update((rows) => ({ rows: [...rows, sampleRow(2)], result: undefined }));
+        assert.deepEqual(await a.read(), [sampleRow(1), sampleRow(2)]);
+        // so does a raw write of a document a never saw, even as long as the old one
+        await withRaw((raw) => raw.set(key, JSON.stringify({ version: 1, rows: [sampleRow(3)] })));
+        const seen = await a.update((rows) => ({ rows, result: rows.map((r) => r.userId) }));
+        assert.deepEqual(seen, [sampleRow(3).userId]);
+        // a row handed out and broken in place is checked again, never trusted from the cache
+        await assert.rejects(
+          a.update((rows) => {
+            (rows[0] as { failures: unknown }).failures = "many";
+            return { rows, result: undefined };
+          }),
+          /bad table/,
+        );
+        assert.deepEqual(await b.read(), [sampleRow(3)]);
+      } finally {
+        await Promise.all([a.close(), b.close()]);
+      }
+    }),
+});
+
+Deno.test({
   name: "a corrupt table document gives a clear ETABLE error and is left as it was",
   ignore: NO_REDIS,
   fn: () =>

@@ -177,7 +177,9 @@ Deno.test("a UID set from the server is read as ranges, never expanded", () => {
 const MAILBOX = "mailpeer-claim";
 const PROCESSING = "mailpeer-claim-processing";
 const QUARANTINE = "mailpeer-claim-quarantine";
-const FOLDERS = [MAILBOX, PROCESSING, QUARANTINE];
+/** Where mails wait before one MOVE puts them all into MAILBOX (one MODSEQ for all). */
+const ARRIVALS = "mailpeer-claim-arrivals";
+const FOLDERS = [MAILBOX, PROCESSING, QUARANTINE, ARRIVALS];
 
 function imapSource(
   claimer: string,
@@ -358,6 +360,60 @@ for (const hosts of [2, 3]) {
     },
   );
 }
+
+/** Appends `n` mails to ARRIVALS and moves them into MAILBOX at once: they share one MODSEQ. */
+async function arriveTogether(client: ImapFlow, n: number): Promise<void> {
+  await client.mailboxCreate(ARRIVALS).catch(() => {});
+  for (let i = 0; i < n; i++) await client.append(ARRIVALS, await mail(i));
+  await client.mailboxOpen(ARRIVALS);
+  await client.messageMove("1:*", MAILBOX);
+}
+
+for (const hosts of [2, 3]) {
+  imapTest(
+    `imap: ${hosts} hosts racing claimMany for 20 mails that arrived in one MOVE (one MODSEQ) win each exactly once`,
+    async (client) => {
+      const sources = Array.from({ length: hosts }, (_, i) => imapSource(`T${i}`));
+      try {
+        for (let round = 0; round < 3; round++) {
+          await arriveTogether(client, 20);
+          const claimed = await raceMany(sources);
+          await assertEachOnce(sources, claimed, 20);
+          assert.equal(await count(client), 20, "every mail is in the processing folder once");
+          assert.deepEqual(await sources[0]!.list(REQUEST), [], "none left behind");
+          await Promise.all(claimed.map((refs, i) => sources[i]!.deleteMany(refs)));
+          assert.equal(await count(client), 0);
+        }
+      } finally {
+        await Promise.all(sources.map((s) => s.close()));
+      }
+    },
+  );
+}
+
+imapTest(
+  "imap: mails of one MODSEQ are claimed with one STORE, one read-back FETCH and one MOVE",
+  async (client) => {
+    await arriveTogether(client, 10);
+    const log = commandLog();
+    const source = imapSource("S", undefined, log, { prefetchBytes: 0 });
+    try {
+      const refs = await source.list(REQUEST);
+      assert.equal(refs.length, 10);
+      log.commands.length = 0;
+      const claimed = await source.claimMany(refs);
+      // not one STORE, FETCH and MOVE per mail, as before
+      assert.deepEqual(verbs(log), ["UID STORE", "UID FETCH", "UID MOVE", "NOOP", "UID FETCH"]);
+      assert.deepEqual(
+        (await Promise.all(claimed.map((ref) => numberOf(source, ref)))).sort((a, b) => a - b),
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+      );
+      await source.deleteMany(claimed);
+    } finally {
+      await source.close();
+    }
+  },
+);
 
 /** The IMAP commands in `log`, by their first two words. */
 function verbs(log: { commands: string[] }): string[] {

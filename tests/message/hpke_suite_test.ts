@@ -2,12 +2,13 @@ import assert from "node:assert/strict";
 import { Aes128Gcm, CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from "@hpke/core";
 import fc from "fast-check";
 import {
+  hpkeRecipientKeyPair,
   hpkeSuite,
   NodeAes128Gcm,
   NodeDhkemX25519HkdfSha256,
   NodeHkdfSha256,
 } from "../../src/message/hpke_suite.ts";
-import { generateX25519, x25519KeyPair } from "../../src/message/keys.ts";
+import { generateX25519, x25519, x25519KeyPair } from "../../src/message/keys.ts";
 import { bytes } from "./helpers.ts";
 
 const stock = new CipherSuite({
@@ -61,9 +62,44 @@ Deno.test("the block suite seals the RFC 9180 A.1.1 test vector byte for byte", 
   assert.deepEqual(new Uint8Array(await ctx.seal(ab(A11.pt), ab(A11.aad))), A11.ct);
 });
 
+Deno.test("the node:crypto KEM opens the RFC 9180 A.1.1 test vector with a host's cached keys", async () => {
+  const ctx = await hpkeSuite.createRecipientContext({
+    recipientKey: await hpkeRecipientKeyPair(A11.skRm),
+    enc: ab(A11.pkEm),
+    info: ab(A11.info),
+  });
+  assert.deepEqual(new Uint8Array(await ctx.open(ab(A11.ct), ab(A11.aad))), A11.pt);
+  // the cached pair names the seed's public key (the KEM binds it into the shared secret)
+  const pair = await hpkeRecipientKeyPair(A11.skRm);
+  assert.deepEqual(
+    new Uint8Array(await hpkeSuite.kem.serializePublicKey(pair.publicKey)),
+    A11.pkRm,
+  );
+});
+
+Deno.test("a small-order X25519 key is refused: no block sealed to it, no session key with it", async () => {
+  // all-zero and order-1 points (RFC 7748 §6.1): the agreement would be all zeros
+  for (const point of [new Uint8Array(32), Uint8Array.of(1, ...new Uint8Array(31))]) {
+    await assert.rejects(
+      hpkeSuite.createSenderContext({
+        recipientPublicKey: await hpkeSuite.kem.deserializePublicKey(ab(point)),
+      }),
+    );
+    const mine = await generateX25519();
+    await assert.rejects(x25519(mine.privateKey, point));
+    await assert.rejects(
+      hpkeSuite.createRecipientContext({
+        recipientKey: await hpkeRecipientKeyPair(mine.privateKey),
+        enc: ab(point),
+      }),
+    );
+  }
+});
+
 Deno.test("the block suite and @hpke/core's stock suite open each other's blocks", async () => {
   const recipient = await generateX25519();
   const pair = await x25519KeyPair(recipient.privateKey);
+  const nodePair = await hpkeRecipientKeyPair(recipient.privateKey);
   const stockKey = await stock.kem.deserializePrivateKey(ab(recipient.privateKey));
   await fc.assert(
     fc.asyncProperty(
@@ -79,7 +115,7 @@ Deno.test("the block suite and @hpke/core's stock suite open each other's blocks
         });
         const ct = await sender.seal(ab(pt), ab(aad));
         const receiver = await opener.createRecipientContext({
-          recipientKey: ours ? stockKey : pair,
+          recipientKey: ours ? stockKey : (pt.length % 2 === 0 ? pair : nodePair),
           enc: sender.enc,
           info: ab(info),
         });

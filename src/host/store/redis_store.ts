@@ -9,6 +9,12 @@
  * backoff, for at most {@link REDIS_UPDATE_MAX_ATTEMPTS} attempts or `lockTimeoutMs`. One
  * SET replaces the whole document, so a crash leaves either the old or the new table.
  *
+ * Speed (as the JSON file store): a store remembers the text it last read or wrote and the
+ * validated rows it holds; a GET that returns exactly that text is not parsed and validated
+ * again. Rows the update returns as it got them keep their validated copy and their encoded
+ * JSON (`accepted_rows.ts`); only new or changed rows are validated and stringified. The
+ * document's text is the same as `JSON.stringify` of the whole table.
+ *
  * @module
  */
 import type { createClient } from "redis";
@@ -16,7 +22,8 @@ import { HostError } from "../../errors.ts";
 import { TABLE_LOCK_TIMEOUT_MS } from "../../limits.ts";
 import { type Logger, silentLogger } from "../../log.ts";
 import { type Backoff, type Clock, systemClock } from "../../runtime.ts";
-import { validateRows } from "../table.ts";
+import { cloneRow, validateRows } from "../table.ts";
+import { acceptRows } from "./accepted_rows.ts";
 import type { PeerRow, TableStore } from "../types.ts";
 
 /** Version of the table document format (the same as the JSON file's). */
@@ -72,6 +79,10 @@ export class RedisStore implements TableStore {
   #client: Promise<RedisClient> | undefined;
   /** Serialises this instance's updates: WATCH belongs to the one shared connection. */
   #queue: Promise<unknown> = Promise.resolve();
+  /** The document as this store last read or wrote it, and its validated rows (private). */
+  #snapshot: { text: string; rows: PeerRow[] } | undefined;
+  /** Each private row → its JSON. */
+  readonly #lines = new WeakMap<PeerRow, string>();
 
   /**
    * @param url a `redis://` or `rediss://` URL, e.g. `redis://:password@10.0.0.5:6379/0`.
@@ -97,7 +108,7 @@ export class RedisStore implements TableStore {
    */
   async read(): Promise<PeerRow[]> {
     const client = await this.#connect();
-    return this.#parse(await this.#get(client));
+    return this.#load(await this.#get(client)).map(cloneRow);
   }
 
   /**
@@ -142,12 +153,19 @@ export class RedisStore implements TableStore {
       const client = await this.#connect();
       await this.#call(() => client.watch(this.#key));
       try {
-        const current = this.#parse(await this.#get(client));
+        const origins = new Map<PeerRow, PeerRow>(); // each copy handed out → its private row
+        const current = this.#load(await this.#get(client)).map((row) => {
+          const copy = cloneRow(row);
+          origins.set(copy, row);
+          return copy;
+        });
         const { rows, result } = await fn(current);
-        const text = this.#serialize(rows);
+        const accepted = acceptRows(rows, origins);
+        const text = this.#serialize(accepted);
         const { WatchError } = await import("redis");
         try {
           await this.#call(() => client.multi().set(this.#key, text).exec(), WatchError);
+          this.#snapshot = { text, rows: accepted };
           return result;
         } catch (err) {
           if (!(err instanceof WatchError)) throw err;
@@ -298,19 +316,27 @@ export class RedisStore implements TableStore {
     }
   }
 
+  /** The validated rows of the document `text` (private: hand out copies), reusing the last. */
+  #load(text: string | null): PeerRow[] {
+    if (text === null) return [];
+    const last = this.#snapshot;
+    if (last !== undefined && last.text === text) return last.rows;
+    const rows = this.#parse(text);
+    this.#snapshot = { text, rows };
+    return rows;
+  }
+
+  /** The document of `rows` (validated, private): `JSON.stringify` of the table, row by row. */
   #serialize(rows: PeerRow[]): string {
-    let valid: PeerRow[];
-    try {
-      valid = validateRows(rows);
-    } catch (err) {
-      throw new TypeError(
-        `Cannot store the control table: the update returned a bad table (${
-          err instanceof HostError ? err.cause : err
-        }); this is a bug in the caller`,
-        { cause: err },
-      );
-    }
-    return JSON.stringify({ version: REDIS_TABLE_VERSION, rows: valid });
+    const lines = rows.map((row) => {
+      let line = this.#lines.get(row);
+      if (line === undefined) {
+        line = JSON.stringify(row);
+        this.#lines.set(row, line);
+      }
+      return line;
+    });
+    return `{"version":${REDIS_TABLE_VERSION},"rows":[${lines.join(",")}]}`;
   }
 }
 

@@ -30,9 +30,12 @@
  * mail's, so unchanged mails are locked) when S is below the listing's highest, else two:
  * first the mails listed below S on S-1 (never the session's highest), then those listed at
  * S on S (by then the session has synced past S: the first store locked mails or found them
- * changed or gone, each a change above S); then one `UID MOVE` of those locked. Mails that
- * came back `MODIFIED` are read again in one FETCH, and those still unclaimed are locked one
- * by one.
+ * changed or gone, each a change above S); then one `UID MOVE` of those locked. When every
+ * mail of the batch carries S (mails moved or flagged into the mailbox in one transaction),
+ * they are locked in one store on S and read back in one FETCH: each mail whose only claim
+ * keyword is this process's is moved, the contested ones go through the lone mail's read-back
+ * rounds. Mails that came back `MODIFIED` are read again in one FETCH, and those still
+ * unclaimed are locked one by one.
  *
  * Claim time: MOVE keeps INTERNALDATE (the arrival), so recovery reads SAVEDATE (RFC 8514:
  * when the mail was saved into the processing folder, i.e. claimed); a server without
@@ -179,6 +182,30 @@ export class ImapClaims {
     }
   }
 
+  /**
+   * {@link #sole} of several locks at once: one FETCH reads them back; those carrying this
+   * process's keyword alone are this process's, those another keyword shares go through
+   * {@link #sole} one by one, and those gone are dropped. Resolves with the UIDs to move.
+   */
+  async #soleMany(client: ImapFlow, uids: number[]): Promise<number[]> {
+    const now = await client.fetchAll(uidSet([...uids].sort((a, b) => a - b)), {
+      uid: true,
+      flags: true,
+    }, { uid: true });
+    const mine: number[] = [];
+    const asked = new Set(uids);
+    for (const msg of now) {
+      // only the mails asked about: another session's flag change may arrive as an unsolicited
+      // FETCH among the answers (a 3-way race once failed with imapflow's "Invalid sequence
+      // set value", which an undefined UID passed on gives)
+      if (!asked.has(msg.uid)) continue;
+      const claimers = [...(msg.flags ?? [])].filter((f) => f.startsWith(CLAIMER_PREFIX));
+      if (!claimers.includes(this.#keyword)) continue; // the lock did not take
+      if (claimers.length === 1 || await this.#sole(client, msg.uid)) mine.push(msg.uid);
+    }
+    return mine;
+  }
+
   /** `UID MOVE` of a locked mail into the processing folder (`target`, its full name). */
   async #move(
     session: ImapSession,
@@ -228,16 +255,21 @@ export class ImapClaims {
       return modseq > max ? modseq : max;
     }, 0n);
     // below the listing's highest MODSEQ, one store; else those below `top` first, on top-1
-    const stores: [number[], bigint][] = top < (listed.highest ?? 0n) ? [[known, top]] : [
+    let stores: [number[], bigint][] = top < (listed.highest ?? 0n) ? [[known, top]] : [
       [known.filter((uid) => listed.modseq(uid)! < top), top - 1n],
       [known.filter((uid) => listed.modseq(uid) === top), top],
     ];
+    // several mails that all carry the listing's highest MODSEQ (moved or flagged in one
+    // transaction): locked in one store on it, whose conflict check Dovecot may skip, so the
+    // locks are read back in one FETCH, as a lone lock on the newest mail is (module notes)
+    const readBack = stores[0]![0].length === 0 && known.length > 1;
+    if (readBack) stores = [[known, top]];
     if (stores[0]![0].length === 0 || !canCondstore(client)) {
-      // a lone mail (or mails of one MODSEQ), or no CONDSTORE: as single claims
+      // a lone mail, or no CONDSTORE: as single claims
       await oneByOne(sorted, listed.modseq);
       return won;
     }
-    const locked: number[] = [];
+    let locked: number[] = [];
     const changed = sorted.filter((uid) => listed.modseq(uid) === undefined);
     for (const [set, since] of stores) {
       if (set.length === 0) continue;
@@ -247,12 +279,15 @@ export class ImapClaims {
         // the store may have reached some mails before the server stopped: those carrying
         // this process's keyword now (only this process sets it, and only on unclaimed mail)
         const now = await client.fetchAll(uidSet(set), { uid: true, flags: true }, { uid: true });
-        const mine = new Set(now.filter((m) => m.flags?.has(this.#keyword)).map((m) => m.uid));
+        const mine = new Set(
+          now.filter((m) => set.includes(m.uid) && m.flags?.has(this.#keyword)).map((m) => m.uid),
+        );
         for (const uid of set) (mine.has(uid) ? locked : changed).push(uid);
       } else {
         for (const uid of set) (stored(uid) ? changed : locked).push(uid);
       }
     }
+    if (readBack && locked.length > 0) locked = await this.#soleMany(client, locked);
     if (locked.length > 0) {
       const result = await client.messageMove(uidSet(locked), target, { uid: true });
       if (result === false) {
@@ -269,8 +304,9 @@ export class ImapClaims {
     if (changed.length === 0) return won;
     changed.sort((a, b) => a - b);
     const now = await client.fetchAll(uidSet(changed), { uid: true, flags: true }, { uid: true });
+    const asked = new Set(changed);
     const fresh = new Map(
-      now.filter((m) => !m.flags?.has(CLAIMED) && !m.flags?.has("\\Deleted"))
+      now.filter((m) => asked.has(m.uid) && !m.flags?.has(CLAIMED) && !m.flags?.has("\\Deleted"))
         .map((m) => [m.uid, m.modseq]),
     );
     await oneByOne([...fresh.keys()], (uid) => fresh.get(uid));

@@ -138,9 +138,12 @@ export class ImapSource implements MailSource {
       this.#modseqs.clear();
       this.#listedHighest = undefined;
       // server-side substring search narrows; the exact/prefix rule is checked below
-      const found = await client.search({ subject: match.subject, deleted: false }, {
-        uid: true,
-      });
+      // claimed mail (another host process's, on a shared mailbox) is left out by the server,
+      // so a listing never fetches the envelopes of mail that is not this process's to take
+      const found = await client.search(
+        { subject: match.subject, deleted: false, unKeyword: CLAIMED },
+        { uid: true },
+      );
       if (found === false) throw new Error("the server refused the SEARCH");
       if (!found || found.length === 0) return [];
       const uids = [...found].sort((a, b) => a - b);
