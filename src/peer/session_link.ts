@@ -382,6 +382,7 @@ export class SessionLink implements PeerLink {
         await this.#enqueue(() => this.#channel.send({ type: FrameType.PONG, body: frame.body }));
         return;
       case FrameType.DISCONNECT:
+        await this.#assembler?.settled(); // what came before DISCONNECT is delivered first
         await this.#enqueue(() =>
           this.#channel.send({ type: FrameType.DISCONNECT_ACK, body: new Uint8Array(0) })
         ).catch(() => {});

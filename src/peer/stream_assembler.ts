@@ -180,6 +180,14 @@ export class StreamAssembler {
     this.#bound = null;
   }
 
+  /**
+   * Resolves once every body pushed so far is placed (or failed): WebCrypto's opens ahead. The
+   * link awaits it before it ends on DISCONNECT, so the messages sent before it are delivered.
+   */
+  settled(): Promise<void> {
+    return this.#opened;
+  }
+
   /** The link ended: drops the message so far and never writes a caller's buffer again. */
   stop(): void {
     this.#stopped = true;
