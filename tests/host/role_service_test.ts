@@ -106,8 +106,10 @@ Deno.test("the holder renews its lease; when it stops, the next member takes epo
     await w.request(await w.player("bob", 7001));
     await a.role.pass();
     await b.role.pass();
-    // A third of the lease later anna renews; ben, past anna's first term, still defers.
-    w.clock.advance(LEASE_MS / 3);
+    // A third of the lease after her last role mail anna renews (her role mail after answering
+    // bob ends a millisecond after the one she took the role with); ben, past anna's first term,
+    // still defers.
+    w.clock.advance(LEASE_MS / 3 + 1);
     await a.role.pass();
     assert.equal(a.role.lease?.until, w.clock.now() + LEASE_MS);
     w.clock.advance(LEASE_MS - LEASE_MS / 3 + 1);
@@ -258,6 +260,29 @@ Deno.test("while the holder's renewed role mail is still on its way, the mailbox
         `renewal ${renewal}: superseded role mails are deleted`,
       );
     }
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("role mails sent within one millisecond: the holder keeps its newest, and a member merges the whole table", async () => {
+  const w = await World.create();
+  try {
+    const [a, b] = [await member(w, "anna"), await member(w, "ben")];
+    // The clock stands still: anna takes the role, answers bob, then alice, and reads her own
+    // role mails back between passes; each of her role mails must still supersede the last.
+    await w.request(await w.player("bob", 7001));
+    await a.role.pass();
+    await w.request(await w.player("alice", 7002));
+    await a.role.pass();
+    await a.role.pass();
+    await b.role.pass();
+    assert.deepEqual(await userIds(b), ["alice", "bob"], "ben merged anna's newest table");
+    const roleMails = await (await w.sourceOf(SHARED)).list({
+      subject: roleSubject(NETWORK),
+      mode: "exact",
+    });
+    assert.equal(roleMails.length, 1, "only the newest role mail is left");
   } finally {
     await w.close();
   }

@@ -216,7 +216,13 @@ export class RoleService {
     const { clock, keys, store, sender, policy, onEvent } = this.#o;
     const now = clock.now();
     const mine = this.#mine!;
-    if (!taking) this.#mine = { ...mine, since: now, until: now + this.#o.leaseMs };
+    // Each role mail's lease ends strictly later than the one before (a millisecond more at
+    // most), so the holder's newest role mail is the one with the latest `until`, even when two
+    // are sent within one millisecond (`#dropSuperseded` relies on it).
+    if (!taking) {
+      const since = Math.max(now, mine.since + 1);
+      this.#mine = { ...mine, since, until: since + this.#o.leaseMs };
+    }
     const rows = liveSyncRows(await store.read(), { now, network: this.#network, policy });
     const body = await roleMailBody(this.#mine!, rows, keys, now);
     await sender.send({
