@@ -83,14 +83,7 @@ export function isPort(port: number): boolean {
  * A checked candidate, or a string saying why the found values cannot be one (for the
  * discovery's notes).
  */
-export function serverCandidate(found: {
-  protocol: ServerProtocol;
-  hostname: string;
-  port: number;
-  tls: "implicit" | "starttls";
-  username?: string;
-  source: DiscoverySource;
-}): ServerCandidate | string {
+export function serverCandidate(found: ServerCandidate): ServerCandidate | string {
   const hostname = normalHostname(found.hostname);
   if (hostname === undefined) {
     return `${found.source}: ${JSON.stringify(found.hostname.slice(0, 80))} is no host name (${
