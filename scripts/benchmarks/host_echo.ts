@@ -1,6 +1,7 @@
 /**
  * The stack's own request/reply capacity: `n` mails wait in host@host.test's INBOX; `workers`
- * echo sessions (each a warm imapflow session + its own pooled {@link SmtpSender}) take every
+ * echo sessions (each a warm imapflow session + its own pooled {@link SmtpSender} without the
+ * fast lane, i.e. nodemailer as a plain client uses it) take every
  * `workers`-th of them and, for each: fetch it (`BODY.PEEK[]`), submit a reply to alice, delete
  * it (STORE \Deleted + UID EXPUNGE) — the IMAP and SMTP work of a host without any mailpeer
  * code. Runs in this process; its CPU time is this process's.
@@ -38,7 +39,8 @@ export async function echoDrain(
   const sessions = await Promise.all(
     Array.from({ length: o.workers }, async () => ({
       box: await RawBox.open(HOST, "poll"),
-      sender: new SmtpSender(smtpFor(HOST)),
+      // a plain nodemailer client, as the issue's baseline was measured: no fast lane
+      sender: new SmtpSender(smtpFor(HOST), { lanes: false }),
     })),
   );
   const replyTimes: number[] = [];

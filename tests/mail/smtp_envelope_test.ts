@@ -21,7 +21,9 @@ Deno.test("a reply to a plain address goes to exactly that one recipient", async
   const sender = senderFor(smtp.port);
   try {
     await sender.send({ ...MAIL, to: ["bob@player.test"] });
-    assert.deepEqual(smtp.envelopes, [{ from: "<host@host.test>", to: ["<bob@player.test>"] }]);
+    assert.deepEqual(smtp.envelopes.map(({ from, to }) => ({ from, to })), [
+      { from: "<host@host.test>", to: ["<bob@player.test>"] },
+    ]);
   } finally {
     await smtp.close(); // first: the sender's pooled socket then closes at once
     await sender.close();

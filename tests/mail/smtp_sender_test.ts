@@ -120,7 +120,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "smtp: implicit TLS on 465 delivers too",
+  name: "smtp: implicit TLS on 465 delivers too, the fast lane included",
   ignore: NO_STACK,
   async fn() {
     const port = account(FROM).provider.ports.smtps;
@@ -128,7 +128,9 @@ Deno.test({
     const subject = uniqueSubject("implicit");
     try {
       await sendOne(sender, subject);
-      assert.equal((await receive(subject, 1)).length, 1);
+      await sendOne(sender, subject); // on the fast lane, TLS from the first byte too
+      assert.deepEqual(sender.carried, { lane: 1, nodemailer: 1 });
+      assert.equal((await receive(subject, 2)).length, 2);
     } finally {
       await sender.close();
     }
@@ -151,6 +153,32 @@ Deno.test({
       for (const { messageId } of sent) {
         assert.ok(texts.some((t) => t.includes(`Message-ID: ${messageId}`)), messageId);
       }
+    } finally {
+      await sender.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "smtp: after the first mail, Postfix gets the rest on the fast lane (BDAT), intact",
+  ignore: NO_STACK,
+  async fn() {
+    const sender = new SmtpSender(submission());
+    const subject = uniqueSubject("lane");
+    try {
+      const first = await sendOne(sender, subject, "first\r\n");
+      const sent = await Promise.all(
+        Array.from({ length: 12 }, (_, i) => sendOne(sender, subject, `mail ${i}\r\n.dot\r\n`)),
+      );
+      assert.deepEqual(sender.carried, { lane: 12, nodemailer: 1 });
+      const texts = await receive(subject, 13);
+      assert.equal(texts.length, 13);
+      for (const [i, { messageId }] of sent.entries()) {
+        const text = texts.find((t) => t.includes(`Message-ID: ${messageId}`));
+        assert.ok(text !== undefined, messageId);
+        assert.ok(text.includes(`\r\n\r\nmail ${i}\r\n.dot\r\n`), text);
+      }
+      assert.ok(texts.some((t) => t.includes(`Message-ID: ${first.messageId}`)));
     } finally {
       await sender.close();
     }
@@ -242,7 +270,9 @@ Deno.test({
       // the pool still works after a refusal
       const subject = uniqueSubject("after refusal");
       await sendOne(sender, subject);
-      assert.equal((await receive(subject, 1)).length, 1);
+      await sendOne(sender, subject); // on the fast lane, TLS from the first byte too
+      assert.deepEqual(sender.carried, { lane: 1, nodemailer: 1 });
+      assert.equal((await receive(subject, 2)).length, 2);
     } finally {
       await sender.close();
     }

@@ -12,6 +12,7 @@
  */
 import { Buffer } from "node:buffer";
 import net from "node:net";
+import os from "node:os";
 import addressparser from "nodemailer/lib/addressparser/index.js";
 import { MailError } from "../../errors.ts";
 import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS } from "../../limits.ts";
@@ -35,6 +36,7 @@ import {
 } from "../connect_failure.ts";
 import { resentRaw } from "../rfc5322/resend.ts";
 import { speaksImplicitTls } from "../tls_port_probe.ts";
+import { type LaneAnswer, LaneBroken, LaneUnavailable, SmtpLane } from "./smtp_lane.ts";
 import type { AccessToken, MailSender, MailServerOptions, OutgoingMail } from "../types.ts";
 
 /** Options of {@link SmtpSender}. */
@@ -50,6 +52,11 @@ export interface SmtpSenderOptions {
   timeoutMs?: number;
   /** Configuration section named in error messages, e.g. `terminal.send`. Default: `send`. */
   configKey?: string;
+  /**
+   * Carry mail on the fast lane (`smtp_lane.ts`) once nodemailer has delivered one. Default:
+   * true; the host benchmark's echo turns it off to stay a plain nodemailer client.
+   */
+  lanes?: boolean;
 }
 
 /** Default time limit of one SMTP step, in ms. */
@@ -109,6 +116,18 @@ export class SmtpSender implements MailSender {
    * answering), and when: later mails get it at once for `FIRST_FAILURE_KEPT_MS`.
    */
   #failed: { error: MailError; at: number } | undefined;
+  /** Open fast lanes (at most `SMTP_POOL_CONNECTIONS`), and how many are being opened. */
+  #lanes: SmtpLane[] = [];
+  /** Lanes being opened. */
+  readonly #opening = new Set<Promise<SmtpLane | undefined>>();
+  /** Lanes are not tried before this time (the last open failed), or never (`Infinity`). */
+  #lanesAfter = 0;
+  /** The PEM of `caFile`, once read. */
+  #ca: string | undefined;
+  /** Mails each path carried (accepted or refused by the server). */
+  readonly #carried = { lane: 0, nodemailer: 0 };
+  /** Mails under way through nodemailer. */
+  #nodemailerBusy = 0;
 
   constructor(server: MailServerOptions, options: SmtpSenderOptions = {}) {
     this.#server = server;
@@ -209,10 +228,16 @@ export class SmtpSender implements MailSender {
   ): Promise<{ messageId: string }> {
     const now = this.#options.now ?? Date.now;
     if (this.#failed && now() - this.#failed.at < FIRST_FAILURE_KEPT_MS) throw this.#failed.error;
+    if (this.#everSent && !this.#closed && this.#options.lanes !== false) {
+      const answer = await this.#viaLane(raw, o.envelope);
+      o.signal?.throwIfAborted();
+      if (answer !== undefined) return this.#laneResult(answer, o);
+    }
     const transport = await this.#ensureTransport();
     o.signal?.throwIfAborted();
     const to = o.envelope.to;
     let info: { accepted?: unknown[]; rejected?: unknown[] };
+    this.#nodemailerBusy++;
     try {
       info = await transport.sendMail({ envelope: o.envelope, raw: toBuffer(raw) });
     } catch (err) {
@@ -221,22 +246,133 @@ export class SmtpSender implements MailSender {
         this.#failed = { error: failure, at: now() };
       }
       throw failure;
+    } finally {
+      this.#nodemailerBusy--;
     }
     this.#everSent = true;
-    const rejected = (info.rejected ?? []).map(String);
-    if (rejected.length > 0) {
-      this.#logger.log("warn", "SMTP server refused some recipients", {
-        server: this.#where,
-        messageId: o.messageId,
-        rejected,
-      });
-    }
+    this.#carried.nodemailer++;
+    this.#logRejected((info.rejected ?? []).map(String), o.messageId);
     return { messageId: o.messageId };
+  }
+
+  /** Mails carried so far by each path: the fast lane and nodemailer. */
+  get carried(): { lane: number; nodemailer: number } {
+    return { ...this.#carried };
+  }
+
+  #logRejected(rejected: string[], messageId: string): void {
+    if (rejected.length === 0) return;
+    this.#logger.log("warn", "SMTP server refused some recipients", {
+      server: this.#where,
+      messageId,
+      rejected,
+    });
+  }
+
+  /**
+   * Submits on a fast lane; undefined when no lane can carry this mail now (none opens, the
+   * server offers none, the mail needs what a lane lacks, the lane broke under it): then
+   * nodemailer does. docs/decisions.md "The SMTP fast lane".
+   */
+  async #viaLane(
+    raw: Uint8Array,
+    envelope: { from: string; to: string[] },
+  ): Promise<LaneAnswer | undefined> {
+    const lane = await this.#pickLane();
+    if (lane === undefined || !lane.carries(envelope.from, envelope.to, raw)) return undefined;
+    try {
+      const answer = await lane.submit(envelope.from, envelope.to, raw);
+      this.#carried.lane++;
+      // nodemailer's pooled connections idle while lanes carry the mail: let them go
+      if (this.#nodemailerBusy === 0) this.#dropTransport();
+      return answer;
+    } catch (err) {
+      if (!(err instanceof LaneBroken)) throw err;
+      // a server that broke a lane is given none for a while; nodemailer carries this mail
+      if (!err.onPurpose) {
+        this.#lanesAfter = (this.#options.now ?? Date.now)() + FIRST_FAILURE_KEPT_MS;
+        this.#logger.log("debug", `SMTP fast lane broke: ${err.message}`, { server: this.#where });
+      }
+      return undefined;
+    }
+  }
+
+  /**
+   * An idle lane, a new one while fewer than the pool's are open, else the least loaded (or
+   * the next to open); undefined when none opens.
+   */
+  async #pickLane(): Promise<SmtpLane | undefined> {
+    for (;;) {
+      this.#lanes = this.#lanes.filter((l) => !l.broken);
+      const idle = this.#lanes.find((l) => l.load === 0);
+      if (idle !== undefined) return idle;
+      const now = (this.#options.now ?? Date.now)();
+      const room = this.#lanes.length + this.#opening.size < SMTP_POOL_CONNECTIONS;
+      if (room && now >= this.#lanesAfter && !this.#closed) {
+        const opening = this.#newLane(now);
+        this.#opening.add(opening);
+        return await opening.finally(() => this.#opening.delete(opening));
+      }
+      if (this.#lanes.length > 0) {
+        return this.#lanes.reduce((best, l) => (l.load < best.load ? l : best));
+      }
+      if (this.#opening.size === 0) return undefined;
+      await Promise.race(this.#opening); // then pick among what opened
+    }
+  }
+
+  /** Opens a lane and adds it to the pool; undefined when it cannot open (for a while). */
+  async #newLane(now: number): Promise<SmtpLane | undefined> {
+    try {
+      const lane = await this.#openLane();
+      if (this.#closed) {
+        await lane.close();
+        return undefined;
+      }
+      this.#lanes.push(lane);
+      return lane;
+    } catch (err) {
+      // a server without what lanes need is asked no more; a failed open, not for a while
+      this.#lanesAfter = err instanceof LaneUnavailable ? Infinity : now + FIRST_FAILURE_KEPT_MS;
+      this.#logger.log("debug", `SMTP fast lane not used: ${(err as Error).message}`, {
+        server: this.#where,
+      });
+      return undefined;
+    }
+  }
+
+  async #openLane(): Promise<SmtpLane> {
+    const s = this.#server;
+    if (s.caFile !== undefined) this.#ca ??= await Deno.readTextFile(s.caFile);
+    const token = s.accessToken !== undefined ? await s.accessToken(false) : undefined;
+    return await SmtpLane.open(s, {
+      ehloName: this.#options.hostname ?? ehloName(),
+      timeoutMs: Math.max(this.#options.timeoutMs ?? SMTP_TIMEOUT_MS, this.#connectMs),
+      ...(this.#ca !== undefined ? { ca: this.#ca } : {}),
+      ...(token !== undefined ? { token } : {}),
+    });
+  }
+
+  /** A lane's answer as `send` resolves it, or the error nodemailer's path would throw. */
+  #laneResult(answer: LaneAnswer, o: { messageId: string; envelope: { to: string[] } }) {
+    if (!answer.accepted) {
+      throw this.#error({ responseCode: answer.code, response: answer.reply }, o.envelope.to);
+    }
+    this.#logRejected(answer.rejected, o.messageId);
+    return { messageId: o.messageId };
+  }
+
+  /** Closes nodemailer's pool; the next mail that needs it opens a new one. */
+  #dropTransport(): void {
+    const transport = this.#transport;
+    this.#transport = undefined;
+    transport?.then((t) => t.close(), () => {});
   }
 
   /** Closes the pool and waits (briefly) until its connections are gone. */
   async close(): Promise<void> {
     this.#closed = true;
+    await Promise.all(this.#lanes.splice(0).map((l) => l.close()));
     const transport = await this.#transport?.catch(() => undefined);
     transport?.close();
     const gone = [...this.#sockets].map((s) =>
@@ -474,6 +610,19 @@ function isCertificateError(err: unknown): boolean {
     if (/certificate|UnknownIssuer|NotValidForName/i.test(e.message)) return true;
   }
   return false;
+}
+
+/**
+ * The EHLO name nodemailer would say: this machine's name when it is a domain, else a
+ * bracketed address literal.
+ */
+function ehloName(): string {
+  let name = "";
+  try {
+    name = os.hostname();
+  } catch { /* no permission to read it */ }
+  if (!name.includes(".")) return "[127.0.0.1]";
+  return /^\d+\.\d+\.\d+\.\d+$/.test(name) ? `[${name}]` : name;
 }
 
 /** `a@b` from `Name <a@b>` or `a@b`. */

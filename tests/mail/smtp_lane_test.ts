@@ -1,0 +1,138 @@
+/**
+ * The SMTP fast lane (src/mail/smtp/smtp_lane.ts, docs/decisions.md "The SMTP fast lane")
+ * through SmtpSender, against a fake server on loopback: which mails it carries, the bytes it
+ * sends, how refusals read, and — from a hostile server's side — that a lane that breaks hands
+ * its mail back to nodemailer, so nothing is lost. The real-Postfix side is in
+ * smtp_sender_test.ts.
+ */
+import assert from "node:assert/strict";
+import { MailError } from "../../src/errors.ts";
+import { SmtpSender } from "../../src/mail/smtp/sender.ts";
+import { composeMail } from "../../src/mail/rfc5322/compose.ts";
+import { fakeSmtp, type FakeSmtpOptions } from "../support/fake_smtp.ts";
+
+const FROM = "host@host.test";
+const NOW = () => Date.UTC(2026, 11, 5, 12);
+
+function senderFor(port: number, lanes?: boolean): SmtpSender {
+  return new SmtpSender(
+    { host: "127.0.0.1", port, tls: "none", user: "" },
+    { now: NOW, hostname: "host.test", ...(lanes === false ? { lanes } : {}) },
+  );
+}
+
+function mail(i: number, to = `peer${i}@a.test`) {
+  return {
+    from: FROM,
+    to: [to],
+    subject: `[mailpeer] lane reply ${i}`,
+    text: `line ${i}\r\n.a leading dot\r\n`,
+    messageId: `<lane-${i}@host.test>`,
+  };
+}
+
+/** Runs `fn` with a fake server and a sender on it; closes both. */
+async function withServer(
+  options: FakeSmtpOptions,
+  fn: (smtp: ReturnType<typeof fakeSmtp>, sender: SmtpSender) => Promise<void>,
+  lanes?: boolean,
+): Promise<void> {
+  const smtp = fakeSmtp(options);
+  const sender = senderFor(smtp.port, lanes);
+  try {
+    await fn(smtp, sender);
+  } finally {
+    await smtp.close(); // first: the sender's sockets then close at once
+    await sender.close();
+  }
+}
+
+Deno.test("smtp lane: after nodemailer's first mail, the rest go pipelined as BDAT, byte for byte", async () => {
+  // connections from the 2nd on answer MAIL and RCPT only once the BDAT chunk is in: a client
+  // that waited for each answer (no pipelining) would never get one there
+  await withServer({ chunking: true, holdFrom: 2 }, async (smtp, sender) => {
+    await sender.send(mail(0));
+    await Promise.all(Array.from({ length: 9 }, (_, i) => sender.send(mail(i + 1))));
+    assert.deepEqual(sender.carried, { lane: 9, nodemailer: 1 });
+    assert.equal(smtp.envelopes.length, 10);
+    assert.deepEqual(smtp.envelopes.map((e) => e.via).sort(), [
+      ...Array(9).fill("BDAT"),
+      "DATA",
+    ]);
+    for (let i = 0; i <= 9; i++) {
+      const got = smtp.envelopes.find((e) => e.to[0] === `<peer${i}@a.test>`);
+      assert.ok(got !== undefined, `mail ${i} did not arrive`);
+      assert.equal(got.from, `<${FROM}>`);
+      const { raw } = await composeMail(mail(i), { now: NOW, hostname: "host.test" });
+      // the same bytes nodemailer sends (its DATA is dot-unstuffed by the server)
+      assert.equal(got.message, new TextDecoder().decode(raw).replace(/(\r\n)?$/, "\r\n"));
+    }
+  });
+});
+
+Deno.test("smtp lane: a server without CHUNKING is never asked for a lane", async () => {
+  await withServer({}, async (smtp, sender) => {
+    for (let i = 0; i < 4; i++) await sender.send(mail(i));
+    assert.deepEqual(sender.carried, { lane: 0, nodemailer: 4 });
+    assert.ok(smtp.envelopes.every((e) => e.via === "DATA"));
+  });
+});
+
+Deno.test("smtp lane: `lanes: false` keeps every mail on nodemailer", async () => {
+  await withServer({ chunking: true }, async (smtp, sender) => {
+    for (let i = 0; i < 3; i++) await sender.send(mail(i));
+    assert.deepEqual(sender.carried, { lane: 0, nodemailer: 3 });
+    assert.equal(smtp.envelopes.length, 3);
+  }, false);
+});
+
+Deno.test("smtp lane: a refused recipient is ESEND for that mail alone; the next mails still arrive", async () => {
+  const rcptReply = (to: string) =>
+    to === "gone@a.test" ? "550 5.1.1 <gone@a.test>: Recipient address rejected" : undefined;
+  await withServer({ chunking: true, rcptReply }, async (smtp, sender) => {
+    await sender.send(mail(0));
+    const results = await Promise.allSettled([
+      sender.send(mail(1)),
+      sender.send(mail(2, "gone@a.test")),
+      sender.send(mail(3)),
+    ]);
+    assert.equal(results[0]!.status, "fulfilled");
+    assert.equal(results[2]!.status, "fulfilled");
+    const refused = results[1]!;
+    assert.ok(refused.status === "rejected" && refused.reason instanceof MailError);
+    assert.equal(refused.reason.code, "ESEND");
+    assert.match(refused.reason.message, /^Cannot send mail to gone@a\.test via .*550 5\.1\.1/);
+    assert.ok(!refused.reason.message.includes("\n"));
+    await sender.send(mail(4));
+    const arrived = smtp.envelopes.map((e) => e.to[0]).sort();
+    assert.deepEqual(arrived, [0, 1, 3, 4].map((i) => `<peer${i}@a.test>`));
+    assert.equal(sender.carried.nodemailer, 1, "the refusal was not retried through nodemailer");
+  });
+});
+
+Deno.test("smtp lane: a 4xx answer is EDEFER (tried again later), not a refusal", async () => {
+  const rcptReply = (to: string) => to === "busy@a.test" ? "451 4.3.0 try again later" : undefined;
+  await withServer({ chunking: true, rcptReply }, async (_smtp, sender) => {
+    await sender.send(mail(0));
+    await assert.rejects(
+      sender.send(mail(1, "busy@a.test")),
+      (err) => err instanceof MailError && err.code === "EDEFER" && /451 4\.3\.0/.test(err.message),
+    );
+  });
+});
+
+for (const hostileBdat of ["garbage", "endless", "hangup"] as const) {
+  Deno.test(`smtp lane: a server that answers BDAT with ${hostileBdat} loses no mail (nodemailer carries it)`, async () => {
+    await withServer({ chunking: true, hostileBdat }, async (smtp, sender) => {
+      await sender.send(mail(0));
+      const sent = await Promise.allSettled(
+        Array.from({ length: 5 }, (_, i) => sender.send(mail(i + 1))),
+      );
+      assert.deepEqual(sent.map((s) => s.status), Array(5).fill("fulfilled"));
+      const arrived = smtp.envelopes.map((e) => e.to[0]).sort();
+      assert.deepEqual(arrived, [0, 1, 2, 3, 4, 5].map((i) => `<peer${i}@a.test>`).sort());
+      assert.ok(smtp.envelopes.every((e) => e.via === "DATA"));
+      assert.equal(sender.carried.lane, 0);
+    });
+  });
+}
