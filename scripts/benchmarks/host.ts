@@ -60,7 +60,15 @@ const POLL_MS = Math.max(1, num("poll-ms", 50));
 const ROUNDS = num("rounds", 1, 1);
 const TIMEOUT_MS = Math.max(10_000, num("timeout-ms", 180_000));
 const JSON_OUT = arg("json-out") ?? "bench-results/host.json";
-const ALL_MODES = ["echo-1", "host-1", "echo-2", "host-2", "echo-3", "host-3"] as const;
+const ALL_MODES = [
+  "echo-1",
+  "host-1",
+  "echo-2",
+  "host-2",
+  "echo-3",
+  "host-3",
+  "shared-1",
+] as const;
 const DEFAULT_MODES = ["echo-1", "host-1", "echo-3", "host-3"];
 type Mode = typeof ALL_MODES[number];
 const MODES = (arg("modes") ?? DEFAULT_MODES.join(",")).split(",").filter((m) => m !== "").map(
@@ -171,14 +179,16 @@ async function hostMode(
 ): Promise<ModeResult> {
   const network = `${TAG}-${label}`;
   const redisUrl = loadRedisUrl();
-  if (processes > 1 && !redisUrl) {
+  // shared-1: one process as each of host-2/3's runs (claims, Redis): the cost of sharing
+  const shared = processes > 1 || mode === "shared-1";
+  if (shared && !redisUrl) {
     throw new Error("Cannot run host-3: no Redis; start it with scripts/redis/redis.sh start");
   }
   const key = `mailpeer:bench:${network}`;
   const config = await writeHostConfig(site, label, {
     network,
     pollMs: POLL_MS,
-    extra: processes > 1 ? sharedExtra(redisUrl!, key) : "",
+    extra: shared ? sharedExtra(redisUrl!, key) : "",
   });
   const preloadSubmitMs = await preload(site, network);
   const errors: string[] = [];
@@ -255,7 +265,7 @@ async function hostMode(
   if (!first || !last) errors.push(`answered ${answered} of ${N} within ${TIMEOUT_MS} ms`);
   const delivered = await untilDelivered(ALICE, `[mailpeer] ${network} reply`, N, 60_000);
   if (delivered !== N) errors.push(`alice got ${delivered} replies for ${N} requests`);
-  if (processes > 1 && redisUrl) {
+  if (shared && redisUrl) {
     const { RedisStore } = await import("../../src/host/store/redis_store.ts");
     const store = new RedisStore(redisUrl, { key });
     await store.update(() => ({ rows: [], result: undefined })).catch(() => {});
