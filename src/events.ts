@@ -34,7 +34,18 @@ export type MailpeerEvent =
       candidates: Candidate[];
     }
     | { event: "waiting"; for: string; sinceMs: number; untilMs: number }
-    | { event: "reply-received"; from: string; peers: EventPeer[]; ms: number }
+    /**
+     * `role`: the member that answered in the host role of a group with no standing host, its
+     * epoch, lease end and the address later requests go to (docs/protocol.md "Reply
+     * extensions"); only when the host said it.
+     */
+    | {
+      event: "reply-received";
+      from: string;
+      peers: EventPeer[];
+      ms: number;
+      role?: { holder: string; epoch: number; until: number; address: string };
+    }
     | { event: "connecting"; peer: string; endpoint: Endpoint }
     | {
       event: "connected";
@@ -66,7 +77,14 @@ export type MailpeerEvent =
     | { event: "disconnected"; peer: string }
     | { event: "request-received"; userId: string; sessionId: string }
     | { event: "table-updated"; rows: number }
-    | { event: "reply-sent"; to: string; userId: string; peers: number }
+    /** `role`: the reply said this process answered in the host role (holder, epoch). */
+    | {
+      event: "reply-sent";
+      to: string;
+      userId: string;
+      peers: number;
+      role?: { holder: string; epoch: number };
+    }
     | { event: "notice-received"; userId: string; failed: string[] }
     | { event: "introduction-sent"; userId: string; peer: string }
     | {

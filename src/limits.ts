@@ -454,5 +454,3 @@ export const MAX_ROLE_LEASE_MS = 60 * 60 * 1000;
 export const MAX_ROLE_MAILS = 16;
 /** Largest role lease line (the signed JSON before base64url), in bytes. */
 export const MAX_ROLE_LEASE_BYTES = 512;
-/** Highest role epoch: a lease beyond it is refused (no overflow, no lock-out by a huge epoch). */
-export const MAX_ROLE_EPOCH = 2 ** 31 - 1;
