@@ -133,17 +133,18 @@ Deno.test("the holder's reply names it and its epoch to a request that reads the
   const w = await World.create();
   try {
     const [a, b] = [await member(w, "anna"), await member(w, "ben")];
+    /** The role a reply says: the lease as the holder held it when it answered (renewed after). */
+    const said = (holder: string, epoch: number) => ({
+      holder,
+      epoch,
+      until: w.clock.now() + LEASE_MS,
+      address: SHARED,
+    });
     const bob = await w.player("bob", 7001);
     const bobReq = await w.request(bob, { reads: [REPLY_READS_ROLE] });
     await a.role.pass();
     const [toBob] = await w.replies(bob, bobReq.replyPrivateKey);
-    // the lease as anna held it when she answered (she renews it after the pass)
-    assert.deepEqual(toBob?.role, {
-      holder: "anna",
-      epoch: 1,
-      until: w.clock.now() + LEASE_MS,
-      address: SHARED,
-    });
+    assert.deepEqual(toBob?.role, said("anna", 1));
     assert.deepEqual(a.of("reply-sent")[0]?.role, { holder: "anna", epoch: 1 });
 
     // a terminal of an earlier version does not read the role: its reply is what it always was
@@ -168,12 +169,7 @@ Deno.test("the holder's reply names it and its epoch to a request that reads the
     const daveReq = await w.request(dave, { reads: [REPLY_READS_ROLE, "some-later-field"] });
     await b.role.pass();
     const [toDave] = await w.replies(dave, daveReq.replyPrivateKey);
-    assert.deepEqual(toDave?.role, {
-      holder: "ben",
-      epoch: 2,
-      until: w.clock.now() + LEASE_MS,
-      address: SHARED,
-    });
+    assert.deepEqual(toDave?.role, said("ben", 2));
   } finally {
     await w.close();
   }

@@ -7,8 +7,15 @@ import assert from "node:assert/strict";
 import fc from "fast-check";
 import { decodeReply, decodeRequest, encodeReply, encodeRequest } from "../../src/message/codec.ts";
 import { MAX_REPLY_READS, MAX_ROLE_EPOCH, REPLY_READS_ROLE } from "../../src/protocol.ts";
-import type { ReplyPayload, RequestPayload } from "../../src/message/types.ts";
-import { assertMessageError, replyArb, requestArb, timeArb, userIdArb } from "./helpers.ts";
+import type { ReplyPayload } from "../../src/message/types.ts";
+import {
+  assertMessageError,
+  replyArb,
+  requestArb,
+  sampleRequest as request,
+  timeArb,
+  userIdArb,
+} from "./helpers.ts";
 
 const reply: ReplyPayload = {
   network: "lan-party",
@@ -18,17 +25,6 @@ const reply: ReplyPayload = {
   peers: [],
 };
 const role = { holder: "bob", epoch: 2, until: 1_767_226_200_000, address: "host@host.test" };
-
-const request: RequestPayload = {
-  network: "lan-party",
-  userId: "alice",
-  identityKey: new Uint8Array(32).fill(1),
-  endpoints: [{ transport: "tcp", address: "203.0.113.7", port: 4000 }],
-  sessionId: new Uint8Array(16).fill(2),
-  createdAt: 1_767_225_600_000,
-  replyKey: new Uint8Array(32).fill(3),
-  hostCards: [],
-};
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
