@@ -127,8 +127,17 @@ export type MailpeerEvent =
      * table of a role mail (docs/decisions.md "First receiver becomes host").
      */
     | { event: "role-taken" | "role-deferred" | "role-lost"; epoch: number; holder: string }
-    | { event: "role-sent"; epoch: number; rows: number }
-    | { event: "role-merged"; holder: string; epoch: number; rows: number; changed: number }
+    /** The holder mailed its lease (`until`: when it ends unless renewed) with `rows` rows. */
+    | { event: "role-sent"; epoch: number; holder: string; until: number; rows: number }
+    | {
+      event: "role-merged";
+      holder: string;
+      epoch: number;
+      /** When the lease of the role mail read ends unless renewed. */
+      until: number;
+      rows: number;
+      changed: number;
+    }
     | { event: "sync-answered"; to: string; snapshots: number }
     | { event: "sync-forwarded"; to: string; from: string; rows: number }
     | { event: "host-learned"; email: string; trusted: boolean }

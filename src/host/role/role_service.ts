@@ -239,7 +239,14 @@ export class RoleService {
       subject: roleSubject(this.#network),
       text: body.text,
     });
-    onEvent({ event: "role-sent", epoch: this.#mine!.epoch, rows: body.rows });
+    const sent = this.#mine!;
+    onEvent({
+      event: "role-sent",
+      epoch: sent.epoch,
+      holder: sent.holder,
+      until: sent.until,
+      rows: body.rows,
+    });
   }
 
   /**
@@ -341,6 +348,7 @@ export class RoleService {
       event: "role-merged",
       holder: lease.holder,
       epoch: lease.epoch,
+      until: lease.until,
       rows: snapshot.rows.length,
       changed,
     });
