@@ -290,7 +290,7 @@ export class Terminal {
         logger: o.logger,
         ...(options.signal ? { signal: options.signal } : {}),
       }).catch((err) => {
-        // The role's host did not answer: the next request goes to every configured host again.
+        // No reply (none in time, or stopped): the next request goes to every configured host.
         this.#roleHost = undefined;
         throw err;
       });
