@@ -110,6 +110,7 @@ export type {
   NatMapping,
   PeerEntry,
   ReplyPayload,
+  ReplyRole,
   RequestPayload,
   TransportKind,
 } from "./src/message/types.ts";

@@ -34,7 +34,18 @@ export type MailpeerEvent =
       candidates: Candidate[];
     }
     | { event: "waiting"; for: string; sinceMs: number; untilMs: number }
-    | { event: "reply-received"; from: string; peers: EventPeer[]; ms: number }
+    /**
+     * `role`: the member that answered in the host role of a group with no standing host, its
+     * epoch, lease end and the address later requests go to (docs/protocol.md "Reply
+     * extensions"); only when the host said it.
+     */
+    | {
+      event: "reply-received";
+      from: string;
+      peers: EventPeer[];
+      ms: number;
+      role?: { holder: string; epoch: number; until: number; address: string };
+    }
     | { event: "connecting"; peer: string; endpoint: Endpoint }
     | {
       event: "connected";
@@ -66,7 +77,14 @@ export type MailpeerEvent =
     | { event: "disconnected"; peer: string }
     | { event: "request-received"; userId: string; sessionId: string }
     | { event: "table-updated"; rows: number }
-    | { event: "reply-sent"; to: string; userId: string; peers: number }
+    /** `role`: the reply said this process answered in the host role (holder, epoch). */
+    | {
+      event: "reply-sent";
+      to: string;
+      userId: string;
+      peers: number;
+      role?: { holder: string; epoch: number };
+    }
     | { event: "notice-received"; userId: string; failed: string[] }
     | { event: "introduction-sent"; userId: string; peer: string }
     | {
@@ -109,8 +127,17 @@ export type MailpeerEvent =
      * table of a role mail (docs/decisions.md "First receiver becomes host").
      */
     | { event: "role-taken" | "role-deferred" | "role-lost"; epoch: number; holder: string }
-    | { event: "role-sent"; epoch: number; rows: number }
-    | { event: "role-merged"; holder: string; epoch: number; rows: number; changed: number }
+    /** The holder mailed its lease (`until`: when it ends unless renewed) with `rows` rows. */
+    | { event: "role-sent"; epoch: number; holder: string; until: number; rows: number }
+    | {
+      event: "role-merged";
+      holder: string;
+      epoch: number;
+      /** When the lease of the role mail read ends unless renewed. */
+      until: number;
+      rows: number;
+      changed: number;
+    }
     | { event: "sync-answered"; to: string; snapshots: number }
     | { event: "sync-forwarded"; to: string; from: string; rows: number }
     | { event: "host-learned"; email: string; trusted: boolean }

@@ -411,6 +411,8 @@ export const STATUS_ID_MAX_CHARS = 80;
 export const STATUS_TEXT_MAX_CHARS = 200;
 /** Distinct codes counted per counter (quarantined, errors); further codes count as `OTHER`. */
 export const STATUS_MAX_CODES = 32;
+/** Role leases (epoch and holder) whose end the status remembers, newest kept. */
+export const STATUS_ROLE_LEASES = 16;
 /** Control table rows the status page lists (newest first); the rest are only counted. */
 export const STATUS_PAGE_ROWS = 200;
 /** Longest request target (path and query) the status server reads, in characters. */
@@ -454,5 +456,3 @@ export const MAX_ROLE_LEASE_MS = 60 * 60 * 1000;
 export const MAX_ROLE_MAILS = 16;
 /** Largest role lease line (the signed JSON before base64url), in bytes. */
 export const MAX_ROLE_LEASE_BYTES = 512;
-/** Highest role epoch: a lease beyond it is refused (no overflow, no lock-out by a huge epoch). */
-export const MAX_ROLE_EPOCH = 2 ** 31 - 1;

@@ -23,6 +23,20 @@ export const PEER_FRAME_VERSION = 3;
  */
 export const CANDIDATES_PAYLOAD_VERSION = 2;
 
+/**
+ * What a request can say it reads in a reply (`reads`, docs/protocol.md "Reply extensions"): a
+ * host puts an extension's field into the reply only when the request names it, so a terminal
+ * that does not name it gets the reply it always got. `role`: who answered in the host role.
+ */
+export const REPLY_READS_ROLE = "role";
+
+/** Most entries of a request's `reads` list, and the longest entry, in bytes. */
+export const MAX_REPLY_READS = 8;
+export const MAX_REPLY_READ_BYTES = 32;
+
+/** Highest host role epoch, in a role lease and in a reply's `role` (no overflow, no lock-out). */
+export const MAX_ROLE_EPOCH = 2 ** 31 - 1;
+
 /** Largest decoded coded block. */
 export const MAX_BLOCK_BYTES = 16 * 1024;
 

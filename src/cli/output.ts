@@ -68,13 +68,20 @@ export function narrate(
       case "table-updated":
         return `updated the control table (${e.rows} row${e.rows === 1 ? "" : "s"})`;
       case "reply-sent":
-        return `mailed ${e.userId} a signed reply with ${e.peers} peer${e.peers === 1 ? "" : "s"}`;
-      case "reply-received":
+        return `mailed ${e.userId} a signed reply with ${e.peers} peer${e.peers === 1 ? "" : "s"}${
+          e.role ? `, saying it holds the host role (epoch ${e.role.epoch})` : ""
+        }`;
+      case "reply-received": {
+        // docs/protocol.md "Reply extensions": a group member answered in the host role
+        const by = e.role
+          ? ` (answered by member ${e.role.holder}, host role epoch ${e.role.epoch})`
+          : "";
         return e.peers.length === 0
-          ? `got the host's reply after ${formatDuration(e.ms)}: no peers yet`
-          : `got the host's reply after ${formatDuration(e.ms)}: ${
+          ? `got the host's reply after ${formatDuration(e.ms)}${by}: no peers yet`
+          : `got the host's reply after ${formatDuration(e.ms)}${by}: ${
             e.peers.map((p) => p.userId).join(", ")
           }`;
+      }
       case "connecting":
         return `sends CONNECT to ${e.peer} at ${ep(e.endpoint)}`;
       case "connect-failed":

@@ -24,7 +24,7 @@ import {
   RATE_WINDOW_MS,
   REPEAT_REPLY_WINDOW_MS,
 } from "../limits.ts";
-import { MAX_BLOCK_BYTES } from "../protocol.ts";
+import { MAX_BLOCK_BYTES, REPLY_READS_ROLE } from "../protocol.ts";
 import { type Logger, silentLogger } from "../log.ts";
 import {
   type MailRef,
@@ -40,6 +40,7 @@ import { candidatesOf } from "../message/candidate.ts";
 import { sealIntroduction } from "../message/introduction.ts";
 import { bodyFor, type MailKind, subjectFor } from "../message/mail_text.ts";
 import type { HostKeys } from "../message/key_file.ts";
+import type { ReplyRole } from "../message/types.ts";
 import { type Clock, systemClock } from "../runtime.ts";
 import { planIntroductions, type PlannedIntroduction } from "./introductions.ts";
 import { applyNotices } from "./notice_admission.ts";
@@ -130,9 +131,13 @@ export class Host {
    * and checked while this one's replies are out, and this one is deleted while the next one's
    * are; the table updates stay in batch order (notices first). So a crash repeats at most two
    * batches' replies.
+   *
+   * `role`: the host role this process holds for the pass (a group member's RoleService hands
+   * it in), said in the reply to each request that reads `role` (docs/protocol.md "Reply
+   * extensions"); without it no reply carries a role.
    */
   async processPending(
-    options: { signal?: AbortSignal; listing?: readonly MailRef[] } = {},
+    options: { signal?: AbortSignal; listing?: readonly MailRef[]; role?: ReplyRole } = {},
   ): Promise<HostPassResult> {
     const result: HostPassResult = { answered: 0, notices: 0, quarantined: 0, stale: 0 };
     const { signal } = options;
@@ -180,7 +185,7 @@ export class Host {
         if (checked.length === 0) continue;
         const done = kind === "notice"
           ? await this.#applyNotices(checked as CheckedNotice[], result)
-          : await this.#answerRequests(checked as CheckedRequest[], result);
+          : await this.#answerRequests(checked as CheckedRequest[], result, options.role);
         await deleting;
         deleting = this.#delete(done, kind).then(() => {
           result[kind === "notice" ? "notices" : "answered"] += done.length;
@@ -363,7 +368,11 @@ export class Host {
    * server is down), the mails answered so far are deleted and the error rethrown: the rest
    * stays for the next pass.
    */
-  async #answerRequests(requests: CheckedRequest[], result: HostPassResult): Promise<MailRef[]> {
+  async #answerRequests(
+    requests: CheckedRequest[],
+    result: HostPassResult,
+    role: ReplyRole | undefined,
+  ): Promise<MailRef[]> {
     const { network, clock, policy, onEvent, store, limits } = this.#o;
     const { outcomes, plans } = await store.update<
       { outcomes: RequestOutcome[]; plans: PlannedIntroduction[] }
@@ -439,7 +448,7 @@ export class Host {
       while (failure === undefined && next < admitted.length) {
         const { c, peers } = admitted[next++]!;
         try {
-          await this.#reply(c, peers);
+          await this.#reply(c, peers, role);
           this.#remember(`${c.who}\0${c.sessionId}`);
           answered.push(c.ref);
         } catch (err) {
@@ -523,16 +532,21 @@ export class Host {
     }
   }
 
-  /** Seals and sends one reply. */
-  async #reply(c: CheckedRequest, peers: PeerRow[]): Promise<void> {
+  /**
+   * Seals and sends one reply; it says `role` only to a request that reads it, so any other
+   * requester gets the same bytes as from a host without the role.
+   */
+  async #reply(c: CheckedRequest, peers: PeerRow[], role: ReplyRole | undefined): Promise<void> {
     const { keys, network, onEvent } = this.#o;
     const now = this.#o.clock.now();
+    const says = role !== undefined && (c.request.reads ?? []).includes(REPLY_READS_ROLE);
     const reply = await sealReply({
       network,
       sessionId: c.request.sessionId,
       hostId: keys.ed25519.publicKey,
       createdAt: now,
       peers: peers.map(entryOf),
+      ...(says ? { role } : {}),
     }, { hostKeys: keys, replyKey: c.request.replyKey });
     await this.#sendReply({
       from: keys.email,
@@ -542,7 +556,13 @@ export class Host {
       date: new Date(now),
       ...(c.mail.messageId && MSG_ID.test(c.mail.messageId) ? { inReplyTo: c.mail.messageId } : {}),
     }, c.who);
-    onEvent({ event: "reply-sent", to: c.mail.from, userId: c.who, peers: peers.length });
+    onEvent({
+      event: "reply-sent",
+      to: c.mail.from,
+      userId: c.who,
+      peers: peers.length,
+      ...(says ? { role: { holder: role.holder, epoch: role.epoch } } : {}),
+    });
     await this.#step("reply-sent", "request", c.ref);
   }
 

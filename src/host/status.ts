@@ -19,6 +19,7 @@ import {
   STATUS_PENDING_REQUESTS,
   STATUS_RATE_MINUTES,
   STATUS_RECENT_ENTRIES,
+  STATUS_ROLE_LEASES,
   STATUS_TEXT_MAX_CHARS,
 } from "../limits.ts";
 import { type Clock, systemClock } from "../runtime.ts";
@@ -91,6 +92,19 @@ export interface MailboxHealth {
   wait?: string;
 }
 
+/**
+ * The host role of a group member (docs/decisions.md "First receiver becomes host") as its role
+ * events last told it: who holds it, in which epoch, until when unless renewed.
+ */
+export interface RoleStatus {
+  holder: string;
+  epoch: number;
+  /** When the lease ends unless renewed; absent when no role mail of it was seen. */
+  until?: number;
+  /** This member holds the role. */
+  self: boolean;
+}
+
 /** Everything {@link HostStatus} knows, as plain JSON-able data. */
 export interface StatusSnapshot {
   now: number;
@@ -106,6 +120,8 @@ export interface StatusSnapshot {
     passes: number;
     syncSent: number;
     syncMerged: number;
+    /** Sync mails that sent new rows on to a partner at once (linked hosts). */
+    syncForwarded: number;
     forwarded: number;
     quarantinedByCode: Record<string, number>;
     errorsByCode: Record<string, number>;
@@ -141,6 +157,8 @@ export interface StatusSnapshot {
     maxMs?: number;
   };
   health: MailboxHealth;
+  /** Only for a group member (`combined` with host.role = "auto"). */
+  role?: RoleStatus;
 }
 
 const MINUTE_MS = 60_000;
@@ -175,6 +193,7 @@ export class HostStatus {
     passes: 0,
     syncSent: 0,
     syncMerged: 0,
+    syncForwarded: 0,
     forwarded: 0,
   };
   readonly #quarantinedByCode = new Map<string, number>();
@@ -192,6 +211,11 @@ export class HostStatus {
   #latencyCount = 0;
   #latencySumMs = 0;
   readonly #health: MailboxHealth = { state: "starting", consecutiveErrors: 0 };
+  #role: RoleStatus | undefined;
+  /** This member's name, once it took or renewed the role. */
+  #member: string | undefined;
+  /** `epoch holder` → the latest lease end seen in a role mail, at most STATUS_ROLE_LEASES. */
+  readonly #leaseEnds = new Map<string, number>();
 
   constructor(options: HostStatusOptions = {}) {
     this.#clock = options.clock ?? systemClock;
@@ -310,7 +334,57 @@ export class HostStatus {
       case "forwarded":
         this.#counters.forwarded++;
         break;
+      case "sync-forwarded":
+        this.#counters.syncForwarded++;
+        break;
+      case "role-taken":
+      case "role-sent":
+        this.#member = clip(event.holder, STATUS_ID_MAX_CHARS);
+        this.#observeRole(event);
+        break;
+      case "role-merged":
+      case "role-deferred":
+      case "role-lost":
+        this.#observeRole(event);
+        break;
     }
+  }
+
+  /**
+   * The role as the member sees it: the lease it mailed or was told to defer to, and the latest
+   * end of that lease seen in a role mail. A role mail of a higher epoch than the one shown takes
+   * over (a new holder); role mails of the shown lease only move its end.
+   */
+  #observeRole(
+    event: Extract<
+      MailpeerEvent,
+      { event: "role-taken" | "role-sent" | "role-merged" | "role-deferred" | "role-lost" }
+    >,
+  ): void {
+    const holder = clip(event.holder, STATUS_ID_MAX_CHARS);
+    const epoch = count(event.epoch);
+    const key = `${epoch} ${holder}`;
+    if ("until" in event) {
+      const until = count(event.until);
+      this.#leaseEnds.delete(key);
+      this.#leaseEnds.set(key, Math.max(until, this.#leaseEnds.get(key) ?? 0));
+      if (this.#leaseEnds.size > STATUS_ROLE_LEASES) {
+        this.#leaseEnds.delete(this.#leaseEnds.keys().next().value!);
+      }
+    }
+    const shown = this.#role;
+    const same = shown !== undefined && shown.holder === holder && shown.epoch === epoch;
+    if (event.event === "role-merged" && shown !== undefined && !same && epoch <= shown.epoch) {
+      return;
+    }
+    const until = this.#leaseEnds.get(key);
+    this.#role = {
+      holder,
+      epoch,
+      ...(until !== undefined ? { until } : {}),
+      self: event.event !== "role-deferred" && event.event !== "role-lost" &&
+        holder === this.#member,
+    };
   }
 
   /** Everything known now, as a plain object (a copy: later events do not change it). */
@@ -365,6 +439,7 @@ export class HostStatus {
         ...this.#health,
         ...(this.#health.lastError ? { lastError: { ...this.#health.lastError } } : {}),
       },
+      ...(this.#role ? { role: { ...this.#role } } : {}),
     };
   }
 

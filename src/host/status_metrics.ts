@@ -48,6 +48,11 @@ export function renderMetrics(snapshot: StatusSnapshot, tableRows?: number): str
       "Sync mails from other hosts merged into the table.",
       counters.syncMerged,
     ),
+    counter(
+      "sync_forwarded",
+      "Sync mails that sent new rows on to a partner at once (linked hosts).",
+      counters.syncForwarded,
+    ),
     counter("forwarded", "Mails a representative host forwarded to a worker.", counters.forwarded),
     {
       name: "mailpeer_quarantined_total",
@@ -104,6 +109,19 @@ export function renderMetrics(snapshot: StatusSnapshot, tableRows?: number): str
       samples: one(snapshot.startedAt / 1000),
     },
   ];
+  if (snapshot.role !== undefined) {
+    families.push({
+      name: "mailpeer_role_epoch",
+      type: "gauge",
+      help: "Epoch of the group's host role lease this member sees (group members only).",
+      samples: one(snapshot.role.epoch),
+    }, {
+      name: "mailpeer_role_held",
+      type: "gauge",
+      help: "1 while this member holds the group's host role, else 0 (group members only).",
+      samples: one(snapshot.role.self ? 1 : 0),
+    });
+  }
   if (tableRows !== undefined) {
     families.push({
       name: "mailpeer_table_rows",

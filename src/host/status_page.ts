@@ -6,7 +6,8 @@
  *
  * Stable ids and classes for tests and scrapers: `#replies-sent`, `#peers tr.peer`,
  * `#latency-plot` with `polyline.latency-line` and `circle.latency-point`, `#recent-requests`,
- * `#recent-replies`, `#recent-quarantined`, `#health`.
+ * `#recent-replies`, `#recent-quarantined`, `#health`, `#sync-forwarded`, and for a group member
+ * `#role` with `#role-holder`, `#role-epoch` and `#role-until`.
  *
  * @module
  */
@@ -91,7 +92,9 @@ ${card("notices", s.counters.noticesReceived, "notices-received")}
 ${card("quarantined", sum(s.counters.quarantinedByCode), "quarantined")}
 ${card("errors", sum(s.counters.errorsByCode), "errors")}
 ${card("passes", s.counters.passes, "passes")}
+${card("sync forwarded", s.counters.syncForwarded, "sync-forwarded")}
 </div>
+${roleTable(s)}
 <h2>Mailbox connection</h2>
 <table id="health">
 <tr><th>state</th><td class="${e(health.state)}" id="health-state">${e(health.state)}</td></tr>
@@ -176,6 +179,25 @@ ${
 </body>
 </html>
 `;
+}
+
+/** The host role lease of a group member (docs/decisions.md "First receiver becomes host"). */
+function roleTable(s: StatusSnapshot): string {
+  const role = s.role;
+  if (role === undefined) return "";
+  const until = role.until === undefined
+    ? '<span class="empty">no role mail seen</span>'
+    : `<time datetime="${e(iso(role.until))}">${e(iso(role.until))}</time> (${
+      role.until > s.now ? `in ${e(age(role.until - s.now))}` : `${e(age(s.now - role.until))} ago`
+    })`;
+  return `<h2>Host role</h2>
+<table id="role">
+<tr><th>holder</th><td id="role-holder">${e(role.holder)}${
+    role.self ? " (this member)" : ""
+  }</td></tr>
+<tr><th>epoch</th><td class="num" id="role-epoch">${e(role.epoch)}</td></tr>
+<tr><th>lease until</th><td id="role-until">${until}</td></tr>
+</table>`;
 }
 
 function card(label: string, value: number, id: string): string {

@@ -12,15 +12,23 @@
  *
  * @module
  */
-import { CANDIDATES_PAYLOAD_VERSION, MAX_REASON_BYTES } from "../protocol.ts";
+import {
+  CANDIDATES_PAYLOAD_VERSION,
+  MAX_REASON_BYTES,
+  MAX_REPLY_READ_BYTES,
+  MAX_REPLY_READS,
+  MAX_ROLE_EPOCH,
+} from "../protocol.ts";
 import { toBase64Url } from "./base64.ts";
 import { networkIdProblem, textProblem, userIdProblem } from "./field_rules.ts";
+import { emailProblem } from "./host_card.ts";
 import type {
   Candidate,
   Endpoint,
   NoticePayload,
   PeerEntry,
   ReplyPayload,
+  ReplyRole,
   RequestPayload,
 } from "./types.ts";
 import {
@@ -28,6 +36,7 @@ import {
   type Ctx,
   encodeCtx,
   fail,
+  get,
   isObj,
   type Obj,
   parseJson,
@@ -129,6 +138,64 @@ function readFailure(ctx: Ctx, value: unknown, path: string): NoticePayload["fai
   return endpoint === undefined ? { userId, reason } : { userId, endpoint, reason };
 }
 
+/** An extension name in `reads`: lower-case letters, digits and `-`, starting with a letter. */
+const READ_NAME = new RegExp(`^[a-z][a-z0-9-]{0,${MAX_REPLY_READ_BYTES - 1}}$`);
+
+/**
+ * The optional `reads` list of a request (docs/protocol.md "Reply extensions"): at most
+ * `MAX_REPLY_READS` names, none repeated. Names this mailpeer does not know are kept (a host
+ * puts in only the extensions it has).
+ */
+function readsOf(ctx: Ctx, obj: Obj): { reads?: string[] } {
+  if (!Object.hasOwn(obj, "reads")) return {};
+  const reads = readArray(ctx, obj, "reads", "", MAX_REPLY_READS).map((name, i) => {
+    if (typeof name !== "string" || !READ_NAME.test(name)) {
+      fail(
+        ctx,
+        `reads[${i}] is not an extension name (a-z, 0-9 and -, at most ${MAX_REPLY_READ_BYTES} bytes)`,
+      );
+    }
+    return name;
+  });
+  const repeated = reads.findIndex((name, i) => reads.indexOf(name) !== i);
+  if (repeated >= 0) fail(ctx, `reads[${repeated}] repeats ${reads[repeated]}`);
+  return { reads };
+}
+
+/** The fields of a reply's `role`, in wire order; any other field is an error. */
+const ROLE_FIELDS: ReadonlySet<string> = new Set(["holder", "epoch", "until", "address"]);
+
+/**
+ * The optional `role` of a reply (docs/protocol.md "Reply extensions"). Its shape is fixed by
+ * the `role` extension a request names, so a field it does not have is refused, not skipped: a
+ * host sends a changed shape only under a new extension name.
+ */
+function roleOf(ctx: Ctx, obj: Obj): { role?: ReplyRole } {
+  if (!Object.hasOwn(obj, "role")) return {};
+  const role = asObj(ctx, obj.role, "role");
+  const unknown = Object.keys(role).find((key) => !ROLE_FIELDS.has(key));
+  if (unknown !== undefined) fail(ctx, `role.${unknown} is not a field of role`);
+  const holder = readText(ctx, role, "holder", "role.", userIdProblem);
+  const epoch = get(ctx, role, "epoch", "role.");
+  if (
+    typeof epoch !== "number" || !Number.isInteger(epoch) || epoch < 1 || epoch > MAX_ROLE_EPOCH
+  ) {
+    fail(ctx, `role.epoch is not a whole number from 1 to ${MAX_ROLE_EPOCH}`);
+  }
+  const until = readCount(ctx, role, "until", "role.");
+  const address = readText(ctx, role, "address", "role.", (text) => {
+    const problem = emailProblem(text);
+    return problem === undefined ? undefined : `is not an e-mail address: ${problem}`;
+  });
+  return { role: { holder, epoch, until, address } };
+}
+
+function roleToWire(role: ReplyRole): unknown {
+  return isObj(role)
+    ? { holder: role.holder, epoch: role.epoch, until: role.until, address: role.address }
+    : role;
+}
+
 // ---- request --------------------------------------------------------------------------------
 
 function requestFromWire(ctx: Ctx, obj: Obj): RequestPayload {
@@ -150,6 +217,7 @@ function requestFromWire(ctx: Ctx, obj: Obj): RequestPayload {
     replyKey: readBytes(ctx, obj, "replyKey", "", 32),
     hostCards: readHostCards(ctx, obj),
     ...introductionKeyOf(ctx, obj, version),
+    ...readsOf(ctx, obj),
   };
 }
 
@@ -192,6 +260,7 @@ export function encodeRequest(p: RequestPayload): Uint8Array {
     replyKey: b64(p.replyKey),
     hostCards: list(p.hostCards, (c) => c),
     ...(p.introductionKey !== undefined ? { introductionKey: b64(p.introductionKey) } : {}),
+    ...(p.reads !== undefined ? { reads: list(p.reads, (r) => r) } : {}),
   };
   return encodeChecked("request", wire, requestFromWire);
 }
@@ -217,6 +286,7 @@ function replyFromWire(ctx: Ctx, obj: Obj): ReplyPayload {
     createdAt: readCount(ctx, obj, "createdAt", ""),
     peers: readArray(ctx, obj, "peers", "", Infinity)
       .map((peer, i) => readPeer(ctx, peer, `peers[${i}]`, version)),
+    ...roleOf(ctx, obj),
   };
 }
 
@@ -245,6 +315,7 @@ export function encodeReply(p: ReplyPayload): Uint8Array {
           failures: peer.failures,
         }
         : peer),
+    ...(p.role !== undefined ? { role: roleToWire(p.role) } : {}),
   };
   return encodeChecked("reply", wire, replyFromWire);
 }

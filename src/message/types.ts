@@ -82,6 +82,11 @@ export interface RequestPayload {
    * request's row lives; absent: the terminal wants none.
    */
   introductionKey?: Uint8Array;
+  /**
+   * The reply extensions this terminal reads (docs/protocol.md "Reply extensions"), e.g.
+   * `["role"]`; absent: none. A host of an earlier version ignores the field.
+   */
+  reads?: string[];
 }
 
 /**
@@ -129,6 +134,23 @@ export interface ReplyPayload {
   hostId: Uint8Array;
   createdAt: number;
   peers: PeerEntry[];
+  /**
+   * Who answered in the host role of a group with no standing host (docs/decisions.md "First
+   * receiver becomes host"); only in a reply to a request that `reads` `role`.
+   */
+  role?: ReplyRole;
+}
+
+/** The `role` of a reply: the member holding the host role as it answered, and where to mail. */
+export interface ReplyRole {
+  /** The holder's member name (its terminal's user id). */
+  holder: string;
+  /** The lease's epoch, 1 to `MAX_ROLE_EPOCH`. */
+  epoch: number;
+  /** When the holder's lease ends unless renewed, ms since the epoch. */
+  until: number;
+  /** The address later requests go to: the holder's host card's e-mail (the shared mailbox). */
+  address: string;
 }
 
 /** A terminal's report of peers it could not reach (sealed to the host, signed by the reporter). */

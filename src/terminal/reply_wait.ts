@@ -79,6 +79,7 @@ export async function waitForReply(o: ReplyWaitOptions): Promise<ReceivedReply> 
               lastSeen: p.lastSeen,
               failures: p.failures,
             })),
+            ...(found.reply.role ? { role: { ...found.reply.role } } : {}),
           });
           return { ...found, ms };
         }

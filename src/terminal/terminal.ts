@@ -17,6 +17,7 @@ import {
   PUNCH_MAX_WINDOW_MS,
 } from "../limits.ts";
 import { type Logger, silentLogger } from "../log.ts";
+import { REPLY_READS_ROLE } from "../protocol.ts";
 import type { MailSender, MailSource, SubjectMatch } from "../mail/types.ts";
 import { sealNotice, sealRequest } from "../message/block.ts";
 import { formatHostCard, type HostCard } from "../message/host_card.ts";
@@ -56,6 +57,7 @@ import {
   reflectPort,
 } from "./reflexive.ts";
 import { waitForReply } from "./reply_wait.ts";
+import { roleHostOf } from "./role_host.ts";
 import { watchIntroductions } from "./introduction_watch.ts";
 import { keepUpgrading } from "./path_upgrade.ts";
 
@@ -177,6 +179,11 @@ export interface Rendezvous {
 export class Terminal {
   /** This rendezvous's own candidates: what a peer that handshakes as initiator dialled. */
   #own: readonly Candidate[] = [];
+  /**
+   * The configured host card the last reply's `role` named (role_host.ts): later requests go to
+   * it alone while replies keep naming it; undefined: to every configured host.
+   */
+  #roleHost: HostCard | undefined;
   readonly #o:
     & Required<
       Omit<
@@ -282,7 +289,12 @@ export class Terminal {
         onEvent: o.onEvent,
         logger: o.logger,
         ...(options.signal ? { signal: options.signal } : {}),
+      }).catch((err) => {
+        // No reply (none in time, or stopped): the next request goes to every configured host.
+        this.#roleHost = undefined;
+        throw err;
       });
+      this.#followRole(reply.reply);
       const found = await this.#connectAny(reply.reply, listener, options.signal);
       // The reply is deleted in the background: the link is ready now, and the mail source
       // finishes the delete before it closes (an IMAP source waits for its commands).
@@ -435,20 +447,36 @@ export class Terminal {
     }
   }
 
+  /**
+   * Follows the host role a reply names, when it is one of the configured host cards signed by
+   * the reply's own key (role_host.ts); any other address is ignored with a log line.
+   */
+  #followRole(reply: ReplyPayload): void {
+    const o = this.#o;
+    this.#roleHost = roleHostOf(reply, o.hosts);
+    if (reply.role !== undefined && this.#roleHost === undefined) {
+      o.logger.log(
+        "info",
+        `the reply names ${reply.role.address} for later requests, which is not a configured host card with the key that signed the reply; mailing the configured hosts`,
+      );
+    }
+  }
+
   async #sendRequest(
     candidates: Candidate[],
   ): Promise<
     { sessionId: Uint8Array; replyPrivateKey: Uint8Array; introductionPrivateKey: Uint8Array }
   > {
     const o = this.#o;
+    const hosts = this.#roleHost ? [this.#roleHost] : o.hosts;
     const sessionId = o.random(16);
     const replyKeys = await generateX25519();
     // Introductions are sealed to a key of this request's own: it lives as long as its row.
     const introductionKeys = await generateX25519();
-    const cards = o.hosts.map(formatHostCard);
+    const cards = hosts.map(formatHostCard);
     // One mail to every host, one block sealed to each host card: the first reply wins.
     const blocks: Uint8Array[] = [];
-    for (const card of o.hosts) {
+    for (const card of hosts) {
       blocks.push(
         await sealRequest({
           network: o.network,
@@ -461,19 +489,21 @@ export class Terminal {
           replyKey: replyKeys.publicKey,
           hostCards: cards,
           introductionKey: introductionKeys.publicKey,
+          // the reply may say who answered in the host role (docs/protocol.md "Reply extensions")
+          reads: [REPLY_READS_ROLE],
         }, { identity: o.identity, hostCard: card }),
       );
     }
     await o.sender.send({
       from: o.email,
-      to: [...new Set(o.hosts.map((h) => h.email))],
+      to: [...new Set(hosts.map((h) => h.email))],
       subject: subjectFor(o.network, "request"),
       text: bodyForBlocks(o.network, "request", blocks),
       date: new Date(o.clock.now()),
     });
     o.onEvent({
       event: "request-sent",
-      to: o.hosts.map((h) => h.email),
+      to: hosts.map((h) => h.email),
       sessionId: toBase64Url(sessionId),
       endpoints: endpointsOf(candidates),
       candidates,

@@ -102,3 +102,17 @@ Deno.test("an initiator's connected line counts from its start and says so", () 
   }]]);
   assert.equal(line, "connected to bob over UDP (CONNECT, CONNECT+ACK, ACK), 2.2s after the start");
 });
+
+Deno.test("a reply from a group's role holder is narrated with the member and its epoch", () => {
+  const role = { holder: "anna", epoch: 3, until: 600_000, address: "host@lan.test" };
+  const lines = narrated([
+    [0, { event: "reply-received", from: "host@lan.test", peers: [], ms: 1500, role }],
+    [0, { event: "reply-received", from: "host@lan.test", peers: [], ms: 1500 }],
+    [0, { event: "reply-sent", to: "bob@lan.test", userId: "bob", peers: 1, role }],
+  ]);
+  assert.deepEqual(lines, [
+    "got the host's reply after 1.5s (answered by member anna, host role epoch 3): no peers yet",
+    "got the host's reply after 1.5s: no peers yet",
+    "mailed bob a signed reply with 1 peer, saying it holds the host role (epoch 3)",
+  ]);
+});

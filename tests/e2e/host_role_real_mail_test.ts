@@ -6,9 +6,10 @@
  * SMTP) on one ManualClock; the terminal parts of bob and alice run as `mailpeer client`.
  *
  * The member that claims bob's request takes the role and answers; the others defer to it and
- * merge the table its role mail carries. alice (the third terminal) gets bob from the holder and
- * connects to him over loopback. Then the holder stops, the test moves the clock past its lease,
- * and the next request is answered by another member in epoch 2 with bob and alice listed.
+ * merge the table its role mail carries; its replies name it (docs/protocol.md "Reply
+ * extensions"). alice (the third terminal) gets bob from the holder and connects to him over
+ * loopback. Then the holder stops, the test moves the clock past its lease, and the next request
+ * is answered by another member in epoch 2 with bob and alice listed, its reply naming it.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -28,6 +29,7 @@ import { ManualClock } from "../support/manual_clock.ts";
 import { loginOf, NO_STACK } from "../support/mailstack.ts";
 import { deleteMessages, takeMessages } from "../support/stack_mail.ts";
 import { makeSite } from "../support/site.ts";
+import { REPLY_READS_ROLE } from "../../src/protocol.ts";
 
 const LEASE_MS = 60_000;
 const SHARED = "host@host.test";
@@ -111,6 +113,13 @@ Deno.test({
         [holder],
         "the holder answered bob",
       );
+      // bob's reply says so: later terminals mail the holder's card, the shared mailbox
+      const bobReply = await bob.waitFor((e) => e.event === "reply-received");
+      assert.deepEqual(
+        { ...bobReply.role as Record<string, unknown>, until: undefined },
+        { holder, epoch: 1, until: undefined, address: SHARED },
+        "the first reply names the member that took the role",
+      );
 
       // alice, the third terminal, gets bob from the holder and connects to him.
       const alice = await mailpeer(
@@ -119,6 +128,8 @@ Deno.test({
       );
       assert.equal(alice.code, 0, alice.stderr);
       assert.equal(events(alice.stdout).find((e) => e.event === "connected")?.peer, "bob");
+      const aliceRole = events(alice.stdout).find((e) => e.event === "reply-received")?.role;
+      assert.equal((aliceRole as Record<string, unknown>)?.holder, holder);
       assert.equal((await bob.status).code, 0, bob.stderr);
       assert.deepEqual(
         recorder.events.filter((e) => e.event === "reply-sent").map((e) => e.host),
@@ -146,7 +157,11 @@ Deno.test({
       // still: a second past the lease is past all of them)
       clock.advance(LEASE_MS + 1_000);
       const card = hostCardOf(keys);
-      const dave = await mailStackRequest("alice2@a.test", "dave", 6009, card, { network, clock });
+      const dave = await mailStackRequest("alice2@a.test", "dave", 6009, card, {
+        network,
+        clock,
+        reads: [REPLY_READS_ROLE],
+      });
       await recorder.until(
         "the role taken in epoch 2",
         (e) => e.event === "role-taken" && e.epoch === 2,
@@ -167,6 +182,12 @@ Deno.test({
         ["alice", "bob"],
         "the new holder lists the rows the first holder had",
       );
+      assert.deepEqual(
+        { holder: reply.role?.holder, epoch: reply.role?.epoch, address: reply.role?.address },
+        { holder: next, epoch: 2, address: SHARED },
+        "the new holder's reply names it, in epoch 2",
+      );
+      assert.ok(reply.role!.until > clock.now(), "its lease runs");
       assert.equal(
         recorder.events.filter((e) => e.event === "role-taken").length,
         2,

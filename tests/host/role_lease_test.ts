@@ -12,7 +12,8 @@ import {
   type RoleLease,
   signLease,
 } from "../../src/host/role/role_lease.ts";
-import { MAX_CLOCK_SKEW_MS, MAX_ROLE_EPOCH, MAX_ROLE_LEASE_MS } from "../../src/limits.ts";
+import { MAX_CLOCK_SKEW_MS, MAX_ROLE_LEASE_MS } from "../../src/limits.ts";
+import { MAX_ROLE_EPOCH } from "../../src/protocol.ts";
 import { fromBase64Url, toBase64Url } from "../../src/message/base64.ts";
 import { generateHostKeys } from "../../src/message/key_file.ts";
 import { sign } from "../../src/message/keys.ts";

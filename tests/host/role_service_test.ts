@@ -11,6 +11,7 @@ import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import type { MailpeerEvent } from "../../src/events.ts";
 import type { MailSender, OutgoingMail } from "../../src/mail/types.ts";
 import { MAX_ROLE_MAILS } from "../../src/limits.ts";
+import { REPLY_READS_ROLE } from "../../src/protocol.ts";
 import { generateHostKeys, type HostKeys } from "../../src/message/key_file.ts";
 import { NETWORK, World } from "../support/world.ts";
 
@@ -123,6 +124,52 @@ Deno.test("the holder renews its lease; when it stops, the next member takes epo
     assert.deepEqual(b.of("role-taken"), [{ event: "role-taken", epoch: 2, holder: "ben" }]);
     const [reply] = await w.replies(carol, carolReq.replyPrivateKey);
     assert.deepEqual(reply?.peers.map((p) => p.userId), ["bob"], "no row lost with anna");
+  } finally {
+    await w.close();
+  }
+});
+
+Deno.test("the holder's reply names it and its epoch to a request that reads the role; other requests get a plain reply", async () => {
+  const w = await World.create();
+  try {
+    const [a, b] = [await member(w, "anna"), await member(w, "ben")];
+    /** The role a reply says: the lease as the holder held it when it answered (renewed after). */
+    const said = (holder: string, epoch: number) => ({
+      holder,
+      epoch,
+      until: w.clock.now() + LEASE_MS,
+      address: SHARED,
+    });
+    const bob = await w.player("bob", 7001);
+    const bobReq = await w.request(bob, { reads: [REPLY_READS_ROLE] });
+    await a.role.pass();
+    const [toBob] = await w.replies(bob, bobReq.replyPrivateKey);
+    assert.deepEqual(toBob?.role, said("anna", 1));
+    assert.deepEqual(a.of("reply-sent")[0]?.role, { holder: "anna", epoch: 1 });
+
+    // a terminal of an earlier version does not read the role: its reply is what it always was
+    const old = await w.player("olga", 7004);
+    const oldReq = await w.request(old);
+    await a.role.pass();
+    const [toOld] = await w.replies(old, oldReq.replyPrivateKey);
+    assert.ok(toOld !== undefined && !("role" in toOld), JSON.stringify(toOld));
+    assert.equal(a.of("reply-sent")[1]?.role, undefined);
+
+    // a host that holds no role (plain `mailpeer host` on its own mailbox) says none
+    const carol = await w.player("carol", 7003);
+    const carolReq = await w.request(carol, { reads: [REPLY_READS_ROLE] });
+    await b.role.pass(); // ben defers: the request stays for the holder
+    await w.host.processPending();
+    const [toCarol] = await w.replies(carol, carolReq.replyPrivateKey);
+    assert.ok(toCarol !== undefined && !("role" in toCarol), JSON.stringify(toCarol));
+
+    // anna stops; her lease runs out and ben's reply names him in epoch 2
+    w.clock.advance(2 * LEASE_MS);
+    const dave = await w.player("dave", 7005);
+    const daveReq = await w.request(dave, { reads: [REPLY_READS_ROLE, "some-later-field"] });
+    await b.role.pass();
+    const [toDave] = await w.replies(dave, daveReq.replyPrivateKey);
+    assert.deepEqual(toDave?.role, said("ben", 2));
   } finally {
     await w.close();
   }

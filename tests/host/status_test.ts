@@ -79,6 +79,7 @@ Deno.test("status counts requests, replies, notices, quarantines, errors and pas
     { event: "error", code: "ECONNECT", message: "Cannot connect to IMAP server" },
     { event: "host-pass", answered: 2, notices: 1, quarantined: 3, stale: 1 },
     { event: "sync-sent", to: "h2@example.org", kind: "snapshot", rows: 2 },
+    { event: "sync-forwarded", to: "h3@example.org", from: "h2@example.org", rows: 1 },
     { event: "message", from: "x", text: "ignored: a terminal's event" },
   ];
   events.forEach(status.sink);
@@ -92,6 +93,7 @@ Deno.test("status counts requests, replies, notices, quarantines, errors and pas
     passes: 1,
     syncSent: 1,
     syncMerged: 0,
+    syncForwarded: 1,
     forwarded: 0,
     quarantinedByCode: { ESEAL: 2, ERATE: 1 },
     errorsByCode: { ECONNECT: 1 },
@@ -683,5 +685,47 @@ Deno.test("/metrics before anything happened is valid too", async () => {
     assert.match(body, /^mailpeer_replies_sent_total 0$/m);
     assert.match(body, /^mailpeer_reply_latency_seconds_count 0$/m);
     assert.match(body, /^mailpeer_mailbox_up 0$/m);
+  });
+});
+
+Deno.test("a group member's page shows the host role lease it holds, then the one it defers to, and the forwarded sync count", async () => {
+  await withServer({}, async (url, status, clock) => {
+    const { body: plain } = await get(url);
+    assert.doesNotMatch(plain, /id="role"/, "a host that is no member shows no role");
+    assert.match(plain, /<b id="sync-forwarded">0<\/b>/);
+    const until1 = START + 600_000;
+    status.observe({ event: "role-taken", epoch: 1, holder: "anna" });
+    status.observe({ event: "role-sent", epoch: 1, holder: "anna", until: until1, rows: 0 });
+    status.observe({ event: "sync-forwarded", to: "c@x.test", from: "a@x.test", rows: 2 });
+    let { body } = await get(url);
+    assert.match(body, /<td id="role-holder">anna \(this member\)<\/td>/);
+    assert.match(body, /<td class="num" id="role-epoch">1<\/td>/);
+    assert.match(body, /id="role-until"><time datetime="2026-01-01T12:10:00.000Z">.*\(in 10 min\)/);
+    assert.match(body, /<b id="sync-forwarded">1<\/b>/);
+    assert.deepEqual(status.snapshot().role, {
+      holder: "anna",
+      epoch: 1,
+      until: until1,
+      self: true,
+    });
+
+    // anna's member lost the role to ben's earlier take in epoch 2; a stale epoch-1 role mail
+    // read later changes nothing
+    clock.advance(60_000);
+    const until2 = START + 900_000;
+    const merged = { rows: 1, changed: 1 };
+    status.observe({ event: "role-merged", epoch: 2, holder: XSS, until: until2, ...merged });
+    status.observe({ event: "role-lost", epoch: 2, holder: XSS });
+    status.observe({ event: "role-merged", epoch: 1, holder: "zed", until: until2 + 1, ...merged });
+    ({ body } = await get(url));
+    assert.ok(!body.includes(XSS), "the holder's name is escaped");
+    assert.match(body, /<td id="role-holder">&#60;script&#62;alert\(1\)&#60;\/script&#62;<\/td>/);
+    assert.match(body, /<td class="num" id="role-epoch">2<\/td>/);
+    assert.match(body, /\(in 14 min\)/);
+    const metrics = (await get(url + "metrics")).body;
+    strictCheck(metrics);
+    assert.match(metrics, /^mailpeer_role_epoch 2$/m);
+    assert.match(metrics, /^mailpeer_role_held 0$/m);
+    assert.match(metrics, /^mailpeer_sync_forwarded_total 1$/m);
   });
 });

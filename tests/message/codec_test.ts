@@ -11,18 +11,13 @@ import {
 import { isIPv4, isIPv6 } from "../../src/message/field_rules.ts";
 import { MAX_ENDPOINTS, MAX_HOST_CARDS } from "../../src/protocol.ts";
 import type { RequestPayload } from "../../src/message/types.ts";
-import { assertMessageError, noticeArb, replyArb, requestArb } from "./helpers.ts";
-
-const request: RequestPayload = {
-  network: "lan-party",
-  userId: "alice",
-  identityKey: new Uint8Array(32).fill(1),
-  endpoints: [{ transport: "tcp", address: "203.0.113.7", port: 4000 }],
-  sessionId: new Uint8Array(16).fill(2),
-  createdAt: 1_767_225_600_000,
-  replyKey: new Uint8Array(32).fill(3),
-  hostCards: [],
-};
+import {
+  assertMessageError,
+  noticeArb,
+  replyArb,
+  requestArb,
+  sampleRequest as request,
+} from "./helpers.ts";
 
 /** The JSON object of `request` with `edit` applied, as bytes. */
 function editedRequest(edit: (wire: Record<string, unknown>) => void): Uint8Array {

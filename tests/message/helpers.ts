@@ -44,6 +44,18 @@ export const hostCardTextArb: fc.Arbitrary<string> = record({
 })
   .map(formatHostCard);
 
+/** A version 1 request of alice, with one endpoint and no host card. */
+export const sampleRequest: RequestPayload = {
+  network: "lan-party",
+  userId: "alice",
+  identityKey: new Uint8Array(32).fill(1),
+  endpoints: [{ transport: "tcp", address: "203.0.113.7", port: 4000 }],
+  sessionId: new Uint8Array(16).fill(2),
+  createdAt: 1_767_225_600_000,
+  replyKey: new Uint8Array(32).fill(3),
+  hostCards: [],
+};
+
 /** A request payload; `identityKey` is replaced by the caller when it must match a key. */
 export const requestArb: fc.Arbitrary<RequestPayload> = record({
   network: networkArb,

@@ -16,7 +16,7 @@ export async function mailStackRequest(
   userId: string,
   port: number,
   to: HostCard,
-  ctx: { network: string; clock: { now(): number } },
+  ctx: { network: string; clock: { now(): number }; reads?: string[] },
 ): Promise<{ replyPrivateKey: Uint8Array }> {
   const identity = await generateIdentityKeys(userId);
   const reply = await generateX25519();
@@ -29,6 +29,7 @@ export async function mailStackRequest(
     createdAt: ctx.clock.now(),
     replyKey: reply.publicKey,
     hostCards: [formatHostCard(to)],
+    ...(ctx.reads ? { reads: ctx.reads } : {}),
   }, { identity, hostCard: to });
   const sender = new SmtpSender(loginOf(from, "smtp"));
   try {

@@ -98,7 +98,10 @@ export class World {
   }
 
   /** Builds a request block as a terminal would; returns it with the reply key. */
-  async requestBlock(p: Player, options: { sessionId?: Uint8Array; createdAt?: number } = {}) {
+  async requestBlock(
+    p: Player,
+    options: { sessionId?: Uint8Array; createdAt?: number; reads?: string[] } = {},
+  ) {
     const reply = await generateX25519();
     const sessionId = options.sessionId ?? crypto.getRandomValues(new Uint8Array(16));
     const block = await sealRequest({
@@ -112,6 +115,7 @@ export class World {
       createdAt: options.createdAt ?? this.clock.now(),
       replyKey: reply.publicKey,
       hostCards: [formatHostCard(this.card)],
+      ...(options.reads ? { reads: options.reads } : {}),
     }, { identity: p.identity, hostCard: this.card });
     return { block, replyPrivateKey: reply.privateKey, sessionId };
   }
@@ -133,8 +137,8 @@ export class World {
   }
 
   /** Mails a request from `p`; returns what is needed to open the reply. */
-  async request(p: Player, options: { date?: Date } = {}) {
-    const r = await this.requestBlock(p);
+  async request(p: Player, options: { date?: Date; reads?: string[] } = {}) {
+    const r = await this.requestBlock(p, options.reads ? { reads: options.reads } : {});
     await this.mailBlock(p, r.block, options);
     return r;
   }

@@ -8,12 +8,8 @@
  * @module
  */
 import { MessageError } from "../../errors.ts";
-import {
-  MAX_CLOCK_SKEW_MS,
-  MAX_ROLE_EPOCH,
-  MAX_ROLE_LEASE_BYTES,
-  MAX_ROLE_LEASE_MS,
-} from "../../limits.ts";
+import { MAX_CLOCK_SKEW_MS, MAX_ROLE_LEASE_BYTES, MAX_ROLE_LEASE_MS } from "../../limits.ts";
+import { MAX_ROLE_EPOCH } from "../../protocol.ts";
 import { fromBase64Url, toBase64Url } from "../../message/base64.ts";
 import { userIdProblem } from "../../message/field_rules.ts";
 import type { HostKeys } from "../../message/key_file.ts";

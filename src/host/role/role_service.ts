@@ -143,7 +143,7 @@ export class RoleService {
    * it is free or this member's, claim and answer the pending requests and notices.
    */
   async pass(signal?: AbortSignal): Promise<void> {
-    const { clock, claimRecoveryMs, member, host, onEvent } = this.#o;
+    const { clock, claimRecoveryMs, member, host, keys, onEvent } = this.#o;
     const source = this.#source;
     if (source.claims && clock.now() - this.#lastRecovery >= claimRecoveryMs) {
       this.#lastRecovery = clock.now();
@@ -202,8 +202,16 @@ export class RoleService {
       onEvent({ event: "role-taken", epoch: this.#mine.epoch, holder: member });
       await this.#publish(true);
     }
+    // The replies say who answered in the role, to requests that read it (docs/protocol.md
+    // "Reply extensions"): later terminals mail the holder's card, the shared mailbox.
+    const mine = this.#mine;
+    const role = { holder: member, epoch: mine.epoch, until: mine.until, address: keys.email };
     const answered = claimed.length > 0
-      ? (await host.processPending({ listing: claimed, ...(signal ? { signal } : {}) })).answered
+      ? (await host.processPending({
+        listing: claimed,
+        role,
+        ...(signal ? { signal } : {}),
+      })).answered
       : 0;
     if (answered > 0 || now >= this.#renewalDue()!) await this.#publish(false);
   }
@@ -231,7 +239,14 @@ export class RoleService {
       subject: roleSubject(this.#network),
       text: body.text,
     });
-    onEvent({ event: "role-sent", epoch: this.#mine!.epoch, rows: body.rows });
+    const sent = this.#mine!;
+    onEvent({
+      event: "role-sent",
+      epoch: sent.epoch,
+      holder: sent.holder,
+      until: sent.until,
+      rows: body.rows,
+    });
   }
 
   /**
@@ -333,6 +348,7 @@ export class RoleService {
       event: "role-merged",
       holder: lease.holder,
       epoch: lease.epoch,
+      until: lease.until,
       rows: snapshot.rows.length,
       changed,
     });
