@@ -15,13 +15,15 @@
  * arrived (host). CPU per request: utime + stime of each host process (/proc) from its own
  * first reply to the last reply of all, summed and divided by the replies in between. The host
  * processes start on an empty mailbox and the N requests are released into it at once when
- * every process said `host-ready` (a staging folder, `stage` / `release` in host_site.ts).
+ * every process said `host-ready` (a staging folder, `stage` / `release` in host_site.ts) and
+ * answered `--warm` requests of other users each (a running host is warm, as the echo sessions
+ * in this process are after the first mode; not counted).
  *
  * Then issue 18's must-show marks (`mustShow` below) and the scaling plot (`host_plot.ts`,
  * written beside the JSON as `<json-out without .json>-scaling.svg`).
  *
  * Usage: scripts/bench-host [--n 250] [--modes echo-1,host-1,echo-3,host-3] [--rounds 1]
- *        [--profile-n 100] [--poll-ms 50] [--timeout-ms 180000] [--json-out FILE]
+ *        [--warm 30] [--profile-n 100] [--poll-ms 50] [--timeout-ms 180000] [--json-out FILE]
  *
  * @module
  */
@@ -58,6 +60,8 @@ const N = Math.max(2, num("n", 250));
 const PROFILE_N = num("profile-n", 100);
 const POLL_MS = Math.max(1, num("poll-ms", 50));
 const ROUNDS = num("rounds", 1, 1);
+/** Requests per host process answered (unmeasured) before the drain: a running host is warm. */
+const WARM = Math.max(0, num("warm", 30));
 const TIMEOUT_MS = Math.max(10_000, num("timeout-ms", 180_000));
 const JSON_OUT = arg("json-out") ?? "bench-results/host.json";
 const ALL_MODES = [
@@ -80,12 +84,14 @@ const MODES = (arg("modes") ?? DEFAULT_MODES.join(",")).split(",").filter((m) =>
   },
 );
 const TAG = `bench-${crypto.randomUUID().slice(0, 8)}`;
+/** `--claims store|mailbox`: where host-2/3 and shared-1 keep their claims (`host.claims`). */
+const CLAIMS = arg("claims") ?? "mailbox";
 /** `--profile-shared`: the in-process host runs as host-2/3's processes do (claims, Redis). */
 const PROFILE_SHARED = Deno.args.includes("--profile-shared");
 
 /** The `[host]` lines of a process sharing the mailbox, with the table in Redis at `key`. */
 function sharedExtra(redisUrl: string, key: string): string {
-  return `shared_mailbox = true\n[host.store]\nkind = "redis"\nurl = "${redisUrl}"\nkey = "${key}"`;
+  return `shared_mailbox = true\nclaims = "${CLAIMS}"\n[host.store]\nkind = "redis"\nurl = "${redisUrl}"\nkey = "${key}"`;
 }
 
 /** What one mode measured. */
@@ -208,9 +214,22 @@ async function hostMode(
     await sleep(20); // waiting for the host processes to report
   }
   const startMs = Math.round(now() - (readyBy - TIMEOUT_MS));
+  // Warm-up: WARM requests per process (other users) answered before the drain, as a host that
+  // has run for a while has its code compiled and its connections open; the echo sessions run
+  // in this process, warm from the modes before them. Not counted below.
+  const warm = WARM * processes;
+  if (warm > 0) {
+    await submitAll(await sealRequests(site, network, warm, `warm-${label}-`));
+    const warmBy = now() + TIMEOUT_MS;
+    while (procs.flatMap((p) => p.named("reply-sent")).length < warm && now() < warmBy) {
+      if (procs.some((p) => p.stderr.includes("error"))) break;
+      await sleep(20); // waiting for the host processes to report
+    }
+  }
+  const warmed = procs.map((p) => p.named("reply-sent").length);
   const t0 = now();
   await release(HOST, token);
-  const replies = () => procs.flatMap((p) => p.named("reply-sent"));
+  const replies = () => procs.flatMap((p, i) => p.named("reply-sent").slice(warmed[i]));
   const cpu = async () =>
     (await Promise.all(procs.map((p) => cpuMsOf(p.pid)))).reduce((a, b) => a + b, 0);
   // CPU per request counts each process from its own first reply on, as one process is
@@ -224,7 +243,7 @@ async function hostMode(
     const deadline = now() + TIMEOUT_MS;
     while (now() < deadline) {
       for (const [i, p] of procs.entries()) {
-        const mine = p.named("reply-sent").length;
+        const mine = p.named("reply-sent").length - warmed[i]!;
         if (mine > 0 && firsts[i] === undefined) {
           firsts[i] = { cpu: await cpuMsOf(p.pid), count: mine };
         }
@@ -241,7 +260,7 @@ async function hostMode(
           first.cpu += start.cpu;
           first.count += start.count;
           last.cpu += ends[i]!;
-          last.count += p.named("reply-sent").length;
+          last.count += p.named("reply-sent").length - warmed[i]!;
         }
         break;
       }
@@ -263,7 +282,8 @@ async function hostMode(
   const times = replies().map((e) => e.at);
   const answered = times.length;
   if (!first || !last) errors.push(`answered ${answered} of ${N} within ${TIMEOUT_MS} ms`);
-  const delivered = await untilDelivered(ALICE, `[mailpeer] ${network} reply`, N, 60_000);
+  const delivered = (await untilDelivered(ALICE, `[mailpeer] ${network} reply`, N + warm, 60_000)) -
+    warm;
   if (delivered !== N) errors.push(`alice got ${delivered} replies for ${N} requests`);
   if (shared && redisUrl) {
     const { RedisStore } = await import("../../src/host/store/redis_store.ts");
@@ -281,7 +301,7 @@ async function hostMode(
       : NaN,
     startMs,
     firstReplyMs: times.length > 0 ? Math.round(Math.min(...times) - t0) : NaN,
-    perProcess: procs.map((p) => p.named("reply-sent").length),
+    perProcess: procs.map((p, i) => p.named("reply-sent").length - warmed[i]!),
     ...(idleCpuMsPerSecond !== undefined ? { idleCpuMsPerSecond } : {}),
     delivered,
     preloadSubmitMs: Math.round(preloadSubmitMs),

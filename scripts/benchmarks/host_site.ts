@@ -124,10 +124,15 @@ export interface Prepared {
 }
 
 /** Seals `n` requests of distinct users (`player<i>`) for the host, as terminals would. */
-export async function sealRequests(site: Site, network: string, n: number): Promise<Prepared[]> {
+export async function sealRequests(
+  site: Site,
+  network: string,
+  n: number,
+  user = "player",
+): Promise<Prepared[]> {
   const out: Prepared[] = [];
   for (let i = 0; i < n; i++) {
-    const identity = await generateIdentityKeys(`player${i}`);
+    const identity = await generateIdentityKeys(`${user}${i}`);
     const block = await sealRequest({
       network,
       userId: identity.userId,

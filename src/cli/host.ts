@@ -25,6 +25,7 @@ import type { HostOptions } from "../host/host.ts";
 import { cliSink } from "./output.ts";
 import { configOption, loadConfigFor, onSignals } from "./common.ts";
 import {
+  claimLedgerOf,
   imapCertainlyEmpty,
   loadHostKeys,
   openSender,
@@ -136,8 +137,10 @@ export async function hostFromConfig(
     policy: { capacity: hc.tableCapacity, expiryMs: hc.expiryMs },
     onEvent: options.onEvent,
   });
+  const claimLedger = claimLedgerOf(hc, store);
   const host = new Host({
     ...hostPolicyOf(config, hc),
+    ...(claimLedger ? { claimLedger } : {}),
     keys,
     source,
     sender,

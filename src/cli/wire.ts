@@ -9,7 +9,8 @@ import type {
   SendConfig,
   ServerConfig,
 } from "../config/config_schema.ts";
-import type { TableStore } from "../host/types.ts";
+import type { ClaimLedger, TableStore } from "../host/types.ts";
+import { CLAIM_RECOVERY_MS } from "../limits.ts";
 import { resolveSecret, runTokenCommand } from "../config/secret.ts";
 import { ConfigError, isMailpeerError, MessageError } from "../errors.ts";
 import { IMAP_PROBE_TIMEOUT_MS } from "../mail/tuning.ts";
@@ -238,6 +239,25 @@ export function parseHostCards(cards: string[], key = "terminal.hosts"): HostCar
       throw err;
     }
   });
+}
+
+/**
+ * The claims of processes sharing the host's mailbox, when they are kept in the shared store
+ * (`claims = "store"` and the table in Redis); undefined: claims in the mailbox.
+ * docs/decisions.md "Claims in the shared store".
+ */
+export function claimLedgerOf(
+  host: Pick<HostConfig, "sharedMailbox" | "claims" | "receive">,
+  store: TableStore,
+): ClaimLedger | undefined {
+  if (!host.sharedMailbox || host.claims !== "store" || store.claimLedger === undefined) {
+    return undefined;
+  }
+  const r = host.receive;
+  const scope = r.kind === "local"
+    ? `maildir:${r.maildir}`
+    : `${r.kind}://${r.user}@${r.host}:${r.port}/${r.kind === "imap" ? r.mailbox : ""}`;
+  return store.claimLedger(scope, { ttlMs: CLAIM_RECOVERY_MS });
 }
 
 /** Opens the host's control table: the JSON file, or the shared Redis when configured. */

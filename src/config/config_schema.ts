@@ -91,6 +91,11 @@ export interface HostConfig {
   store: { kind: "file" } | { kind: "redis"; url: string; key: string };
   /** Several host processes read this mailbox (claim each mail first). */
   sharedMailbox: boolean;
+  /**
+   * Where processes sharing the mailbox keep their claims: `store` (the Redis store, when the
+   * table is there; else the mailbox) or `mailbox` (IMAP keywords and a processing folder).
+   */
+  claims: "store" | "mailbox";
   /** Representative mode: forward every request round-robin to these worker addresses. */
   forwardTo: string[];
   /** Host cards of the pool this host syncs its table with (trusted). */

@@ -10,6 +10,7 @@ import { SMTP_POOL_CONNECTIONS } from "../mail/tuning.ts";
 import { isMailpeerError, MailError } from "../errors.ts";
 import { type EventSink, silentSink } from "../events.ts";
 import {
+  CLAIM_RECOVERY_MS,
   DEFAULT_NEW_ROWS_PER_HOUR,
   DEFAULT_REQUESTS_PER_HOUR,
   DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
@@ -45,7 +46,7 @@ import { type Clock, systemClock } from "../runtime.ts";
 import { planIntroductions, type PlannedIntroduction } from "./introductions.ts";
 import { applyNotices } from "./notice_admission.ts";
 import { DEFAULT_TABLE_POLICY, reachableOn, type TablePolicy, transportsOf } from "./table.ts";
-import type { PeerRow, TableStore } from "./types.ts";
+import type { ClaimLedger, PeerRow, TableStore } from "./types.ts";
 import {
   applyRequests,
   type CheckContext,
@@ -72,9 +73,12 @@ const MAILBOX_UNREACHABLE: ReadonlySet<string> = new Set(["ECONNECT", "EAUTH", "
 export class Host {
   readonly #o:
     & Required<
-      Omit<HostOptions, "policy" | "limits" | "requireVerifiedSender" | "onStep" | "learnHosts">
+      Omit<
+        HostOptions,
+        "policy" | "limits" | "requireVerifiedSender" | "onStep" | "learnHosts" | "claimLedger"
+      >
     >
-    & Pick<HostOptions, "requireVerifiedSender" | "onStep" | "learnHosts">
+    & Pick<HostOptions, "requireVerifiedSender" | "onStep" | "learnHosts" | "claimLedger">
     & { policy: TablePolicy; limits: HostLimits };
 
   /**
@@ -86,6 +90,13 @@ export class Host {
   readonly #replied = new Map<string, number>();
   /** Refs of refused mails that could not be quarantined or deleted: skipped from then on. */
   readonly #setAside = new Set<string>();
+  /**
+   * Mails (by ref id) whose ledger claim another process held when this one tried, and when:
+   * left out of later listings while they stay listed, up to `CLAIM_RECOVERY_MS` (a claim of
+   * a process that died lapses by then). Claims in the mailbox leave such mails out of the
+   * listing itself (an IMAP keyword); ledger claims leave the mailbox as it is.
+   */
+  readonly #claimedElsewhere = new Map<string, number>();
   /** Shared mailbox: how many mails the last claim won (undefined: nothing claimed). */
   #lastClaimWon: number | undefined;
   #wonThisPass = 0;
@@ -149,10 +160,14 @@ export class Host {
       signal ? { signal } : {},
     );
     const batches: { refs: MailRef[]; kind: "request" | "notice" }[] = [];
+    const elsewhere = this.#stillClaimedElsewhere(all);
     for (const kind of ["notice", "request"] as const) {
       const match = this.#match(kind);
       const refs = this.#rotated(
-        all.filter((ref) => matchesSubject(ref.subject, match) && !this.#setAside.has(ref.id)),
+        all.filter((ref) =>
+          matchesSubject(ref.subject, match) && !this.#setAside.has(ref.id) &&
+          !elsewhere.has(ref.id)
+        ),
       );
       for (let i = 0; i < refs.length; i += this.#o.batchSize) {
         batches.push({ refs: refs.slice(i, i + this.#o.batchSize), kind });
@@ -264,7 +279,11 @@ export class Host {
     // mail processes it, the others skip it. The whole batch at once where the source can.
     const shared = this.#o.sharedMailbox;
     signal?.throwIfAborted();
-    const refs = shared ? await source.claimMany(listed) : listed;
+    const refs = !shared
+      ? listed
+      : this.#o.claimLedger
+      ? await this.#claimInLedger(listed, this.#o.claimLedger)
+      : await source.claimMany(listed);
     this.#lastClaimWon = shared ? refs.length : undefined;
     this.#wonThisPass += refs.length;
     for (const ref of refs) {
@@ -295,6 +314,34 @@ export class Host {
       }
     }
     return checked;
+  }
+
+  /**
+   * Takes listed mails through the shared store's claims: the mails stay where they are (no
+   * keyword, no move), and the bodies of those won are read in one go. docs/decisions.md
+   * "Claims in the shared store".
+   */
+  async #claimInLedger(listed: MailRef[], ledger: ClaimLedger): Promise<MailRef[]> {
+    const held = await ledger.claim(listed.map((ref) => ref.id));
+    const won = listed.filter((ref) => held.has(ref.id));
+    const now = this.#o.clock.now();
+    for (const ref of listed) if (!held.has(ref.id)) this.#claimedElsewhere.set(ref.id, now);
+    if (won.length > 0) await this.#o.source.prefetch?.(won);
+    return won;
+  }
+
+  /**
+   * The ids of `listing` another process held the ledger claim of, recently; forgets those no
+   * longer listed (gone) and those older than `CLAIM_RECOVERY_MS` (tried again).
+   */
+  #stillClaimedElsewhere(listing: readonly MailRef[]): Set<string> {
+    if (this.#claimedElsewhere.size === 0) return new Set();
+    const listed = new Set(listing.map((ref) => ref.id));
+    const now = this.#o.clock.now();
+    for (const [id, at] of this.#claimedElsewhere) {
+      if (!listed.has(id) || now - at >= CLAIM_RECOVERY_MS) this.#claimedElsewhere.delete(id);
+    }
+    return new Set(this.#claimedElsewhere.keys());
   }
 
   /** Sets a refused mail aside (quarantine or delete) and says which count it adds to. */
@@ -335,8 +382,14 @@ export class Host {
   /** Deletes processed mail, in one go where the source can. */
   async #delete(refs: MailRef[], kind: "request" | "notice"): Promise<void> {
     if (refs.length === 0) return;
-    const { source } = this.#o;
+    const { source, claimLedger, logger } = this.#o;
     await source.deleteMany(refs);
+    if (claimLedger && this.#o.sharedMailbox) {
+      // best effort: an unfinished claim still keeps others off until it lapses
+      claimLedger.finish(refs.map((ref) => ref.id)).catch((err) =>
+        logger.log("debug", `could not mark claims done: ${err}`)
+      );
+    }
     for (const ref of refs) await this.#step("deleted", kind, ref);
   }
 
@@ -633,6 +686,11 @@ export interface HostOptions {
    * Maildir), and put back mail claimed by a process that died. Default false.
    */
   sharedMailbox?: boolean;
+  /**
+   * With `sharedMailbox`: claims kept in the shared store instead of the mailbox (the mails
+   * stay in place; docs/decisions.md "Claims in the shared store"). Default: mailbox claims.
+   */
+  claimLedger?: ClaimLedger;
   /** Told the host cards of every answered request, so the host learns of its pool. */
   learnHosts?: (cards: string[]) => Promise<unknown>;
   /**

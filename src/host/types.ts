@@ -57,6 +57,24 @@ export interface PeerRow {
   notices?: { id: string; at: number }[];
 }
 
+/**
+ * Claims of mails among host processes that share a mailbox, kept beside their shared table
+ * (docs/decisions.md "Claims in the shared store"): whoever holds a mail's claim processes it;
+ * a claim lapses by itself after a while, so a process that died holds nothing for long.
+ */
+export interface ClaimLedger {
+  /**
+   * Takes the mails with these ids (`MailRef.id`) for this process, in one round trip;
+   * resolves with the ids it holds now: those it took, and those it already held (renewed).
+   */
+  claim(ids: readonly string[]): Promise<Set<string>>;
+  /**
+   * Marks the mails this process held and deleted as done: no process takes them again while
+   * their claims last (a listing made before the delete still shows them).
+   */
+  finish(ids: readonly string[]): Promise<void>;
+}
+
 /** Stores the control table. Every implementation passes tests/conformance/table_store.ts. */
 export interface TableStore {
   /** Reads the whole table. */
@@ -71,6 +89,11 @@ export interface TableStore {
       rows: PeerRow[],
     ) => { rows: PeerRow[]; result: T } | Promise<{ rows: PeerRow[]; result: T }>,
   ): Promise<T>;
+  /**
+   * A store shared by several processes may keep their claims of mails too (the Redis store):
+   * `scope` names the mailbox, a claim lapses `ttlMs` after it was taken or renewed.
+   */
+  claimLedger?(scope: string, options: { ttlMs: number }): ClaimLedger;
   /** Releases connections. */
   close(): Promise<void>;
 }

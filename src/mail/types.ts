@@ -152,6 +152,12 @@ export interface MailSource {
    */
   claimMany(refs: MailRef[]): Promise<MailRef[]>;
   /**
+   * Reads the bodies of these listed mails ahead, in one go where the source can (IMAP: one
+   * `UID FETCH`), so that {@link fetch} of each needs no round trip. Optional: a source
+   * without it fetches each mail when asked.
+   */
+  prefetch?(refs: MailRef[]): Promise<void>;
+  /**
    * Puts mails claimed longer than `olderThanMs` ago back where {@link list} sees them (their
    * claimer died before deleting them), so a crash never loses a request. Resolves with how
    * many were put back (always 0 without {@link claims}). Choose `olderThanMs` well above the

@@ -129,6 +129,9 @@ export class RecipientTap implements MailSource {
   claimMany(refs: MailRef[]): Promise<MailRef[]> {
     return this.#inner.claimMany(refs);
   }
+  prefetch(refs: MailRef[]): Promise<void> {
+    return this.#inner.prefetch?.(refs) ?? Promise.resolve();
+  }
   recoverClaims(olderThanMs: number): Promise<number> {
     return this.#inner.recoverClaims(olderThanMs);
   }

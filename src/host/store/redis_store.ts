@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import type { createClient } from "redis";
 import { HostError } from "../../errors.ts";
 import { TABLE_LOCK_TIMEOUT_MS } from "../../limits.ts";
@@ -24,7 +25,7 @@ import { type Logger, silentLogger } from "../../log.ts";
 import { type Backoff, type Clock, systemClock } from "../../runtime.ts";
 import { cloneRow, validateRows } from "../table.ts";
 import { acceptRows } from "./accepted_rows.ts";
-import type { PeerRow, TableStore } from "../types.ts";
+import type { ClaimLedger, PeerRow, TableStore } from "../types.ts";
 
 /** Version of the table document format (the same as the JSON file's). */
 export const REDIS_TABLE_VERSION = 1;
@@ -32,6 +33,31 @@ export const REDIS_TABLE_VERSION = 1;
 export const DEFAULT_REDIS_KEY = "mailpeer:table";
 /** Most times one update runs when other processes keep changing the table under it. */
 export const REDIS_UPDATE_MAX_ATTEMPTS = 100;
+/** A claim id longer than this is hashed into its key (ids come from mail servers). */
+const MAX_PLAIN_CLAIM_ID = 200;
+/**
+ * Takes each key of KEYS for ARGV[1] (this process) for ARGV[2] ms unless another process
+ * holds it; renews those it already holds. Returns the 1-based indexes it holds.
+ */
+const CLAIM_SCRIPT = `local held = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
+    held[#held + 1] = i
+  elseif redis.call('GET', key) == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    held[#held + 1] = i
+  end
+end
+return held`;
+/**
+ * Marks each key of KEYS that ARGV[1] holds as done for ARGV[2] ms: no process takes it again
+ * (a listing made before the mail was deleted would otherwise win it anew).
+ */
+const FINISH_SCRIPT = `for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then redis.call('SET', key, '-', 'PX', ARGV[2]) end
+end
+return 0`;
+
 /** How long connecting to Redis may take, in ms. */
 export const REDIS_CONNECT_TIMEOUT_MS = 5_000;
 
@@ -128,6 +154,38 @@ export class RedisStore implements TableStore {
     const done = this.#queue.then(run, run);
     this.#queue = done.catch(() => {});
     return done;
+  }
+
+  /**
+   * Claims of mails of one mailbox (`scope`, e.g. `imap://user@host:993/INBOX`) for this
+   * process, on this store's connection, as keys `<key>:claim:{<scope digest>}:<mail id>` that
+   * lapse `ttlMs` after they were taken, renewed or finished (a finished claim, `-`, is
+   * nobody's: its mail is never taken again while it lasts) (docs/decisions.md "Claims in the shared
+   * store"). The hash tag keeps one mailbox's claims in one cluster slot.
+   */
+  claimLedger(scope: string, options: { ttlMs: number }): ClaimLedger {
+    const owner = crypto.randomUUID();
+    const prefix = `${this.#key}:claim:{${digest(scope)}}:`;
+    const keyOf = (id: string) => prefix + (id.length > MAX_PLAIN_CLAIM_ID ? digest(id) : id);
+    const ttl = String(Math.max(1, Math.round(options.ttlMs)));
+    return {
+      claim: async (ids) => {
+        if (ids.length === 0) return new Set();
+        const client = await this.#connect();
+        const held = await this.#call(() =>
+          client.eval(CLAIM_SCRIPT, { keys: ids.map(keyOf), arguments: [owner, ttl] })
+        );
+        if (!Array.isArray(held)) throw this.#failure(new Error("the claim script answered oddly"));
+        return new Set(held.map((i) => ids[Number(i) - 1]).filter((id) => id !== undefined));
+      },
+      finish: async (ids) => {
+        if (ids.length === 0) return;
+        const client = await this.#connect();
+        await this.#call(() =>
+          client.eval(FINISH_SCRIPT, { keys: ids.map(keyOf), arguments: [owner, ttl] })
+        );
+      },
+    };
   }
 
   /** Waits for this instance's updates, then closes the connection; a later call connects again. */
@@ -338,6 +396,11 @@ export class RedisStore implements TableStore {
     });
     return `{"version":${REDIS_TABLE_VERSION},"rows":[${lines.join(",")}]}`;
   }
+}
+
+/** A short hex digest of `text` (32 hex digits of its SHA-256). */
+function digest(text: string): string {
+  return createHash("sha256").update(text).digest("hex").slice(0, 32);
 }
 
 function message(err: unknown): string {

@@ -71,6 +71,11 @@ export class BodyCache {
     return true;
   }
 
+  /** True when a body is kept under `key`. */
+  has(key: string): boolean {
+    return this.#entries.has(key);
+  }
+
   /** Removes and returns the entry under `key`. */
   take(key: string): Uint8Array | undefined {
     const body = this.#entries.get(key);

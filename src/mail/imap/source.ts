@@ -363,6 +363,38 @@ export class ImapSource implements MailSource {
   }
 
   /**
+   * Reads the bodies of listed mails of this mailbox (not yet read with the listing) in one
+   * `UID FETCH`, so {@link fetch} finds them; claimed refs and mails of an older UIDVALIDITY
+   * are left to {@link fetch}. A failure only leaves them to {@link fetch} too.
+   */
+  async prefetch(refs: MailRef[]): Promise<void> {
+    const session = this.#session;
+    const listed = refs.flatMap((ref) => {
+      if (unclaimedRef(ref, this.#claims.processing) !== undefined) return [];
+      const id = this.#current(ref);
+      if (id === undefined || this.#cache.has(bodyKey(this.#mailbox, id.validity, id.uid))) {
+        return [];
+      }
+      return [{ uid: id.uid, size: ref.size, validity: id.validity }];
+    });
+    const validity = listed[0]?.validity;
+    const uids = choosePrefetch(listed, {
+      maxBytes: this.#prefetchBytes > 0 ? this.#prefetchBytes : MAX_MAIL_BYTES,
+      budgetBytes: this.#cache.budgetBytes,
+    });
+    if (uids.length === 0 || validity === undefined) return;
+    await session.run(`read mail ahead in ${this.#mailbox} on`, async (client) => {
+      if (session.uidValidity !== validity) return;
+      await prefetchBodies(client, uids, {
+        cache: this.#cache,
+        mailbox: this.#mailbox,
+        validity,
+        maxBytes: MAX_MAIL_BYTES,
+      });
+    }).catch((err) => session.debug("reading mail ahead failed; fetch reads it", err));
+  }
+
+  /**
    * On the processing folder's source: reads the bodies of mails just claimed into it, in one
    * `UID FETCH` after a NOOP (the MOVE came from the other connection). A failure only leaves
    * them to {@link fetch}.
