@@ -168,6 +168,7 @@ export async function hostFromConfig(
     ...(representative ? { representative } : { host, sync }),
     runLock: `${hc.table}.run`,
     sharedMailbox: hc.sharedMailbox,
+    storeClaims: claimLedger !== undefined,
     syncIntervalMs: hc.syncIntervalMs,
     ready: readyOf(hc, options.pollIntervalMs),
     onEvent: options.onEvent,

@@ -41,6 +41,11 @@ export type HostServiceOptions =
      * back (a representative's are, shared or not).
      */
     sharedMailbox?: boolean;
+    /**
+     * The processes keep their claims in the shared store (`host.claims = "store"`): the
+     * mailbox's server need not claim (an IMAP server without CONDSTORE may be shared).
+     */
+    storeClaims?: boolean;
     /** How often `run` pushes the table to the pool; default DEFAULT_SYNC_INTERVAL_MS. */
     syncIntervalMs?: number;
     /** Claims older than this are put back, checked this often; default CLAIM_RECOVERY_MS. */
@@ -129,6 +134,7 @@ export class HostService {
     this.#network = worker.network;
     this.#o = {
       sharedMailbox: false,
+      storeClaims: false,
       syncIntervalMs: DEFAULT_SYNC_INTERVAL_MS,
       claimRecoveryMs: CLAIM_RECOVERY_MS,
       retryDelayMs: 500,
@@ -223,12 +229,13 @@ export class HostService {
     );
     // known once the source has connected: an IMAP server without CONDSTORE cannot keep
     // several processes' claims apart (docs/providers.md)
-    if (sharedMailbox && !source.claims) {
+    if (sharedMailbox && !source.claims && !this.#o.storeClaims) {
       throw new ConfigError(
         "ECONFIG",
         "Cannot share the host's mailbox among host processes: its server cannot claim a " +
-          "mail for one process (IMAP without CONDSTORE, RFC 7162); set shared_mailbox = false " +
-          "in [host] and run one host process on this mailbox",
+          "mail for one process (IMAP without CONDSTORE, RFC 7162); keep the claims in a " +
+          'Redis table ([host] claims = "store" with [host.store] kind = "redis"), or set ' +
+          "shared_mailbox = false in [host] and run one host process on this mailbox",
       );
     }
     const handed = { listing, ...(signal ? { signal } : {}) };

@@ -38,6 +38,8 @@ import {
 } from "../types.ts";
 
 const DEFAULT_WAKE_AFTER_MS = 60_000;
+/** Most envelopes a source keeps between listings (see `ImapSource.#envelopes`). */
+const MAX_KEPT_ENVELOPES = 20_000;
 const DEFAULT_CONNECT_ATTEMPTS = 6;
 
 /**
@@ -80,6 +82,14 @@ export class ImapSource implements MailSource {
   readonly #modseqs = new Map<string, bigint>();
   /** The highest MODSEQ the last listing read (of any mail it fetched), for claims. */
   #listedHighest: bigint | undefined;
+  /**
+   * Subject, size and MODSEQ of mails listed before, by UID under `#envelopesValidity`: a
+   * mail never changes, so a listing fetches the envelopes of mail it has not seen only. A
+   * MODSEQ kept from an earlier listing may be older than the mail's (a claim then finds it
+   * `MODIFIED` and reads it again, see `mail/imap/claim.ts`).
+   */
+  readonly #envelopes = new Map<number, { subject: string; size?: number; modseq?: bigint }>();
+  #envelopesValidity: bigint | undefined;
   readonly #prefetchBytes: number;
   readonly #clock: Clock;
   /** The source that reads the processing folder (a second connection), made on first use. */
@@ -147,26 +157,35 @@ export class ImapSource implements MailSource {
       if (found === false) throw new Error("the server refused the SEARCH");
       if (!found || found.length === 0) return [];
       const uids = [...found].sort((a, b) => a - b);
-      const messages = await client.fetchAll(
-        uidSet(uids),
+      const envelopes = this.#envelopesOf(session.uidValidity, uids);
+      const fresh = uids.filter((uid) => !envelopes.has(uid));
+      const messages = fresh.length === 0 ? [] : await client.fetchAll(
+        uidSet(fresh),
         { uid: true, envelope: true, size: true, flags: true },
         { uid: true },
       );
-      const listed: { uid: number; size?: number; ref: MailRef }[] = [];
       for (const msg of messages) {
-        if (msg.modseq !== undefined && msg.modseq > (this.#listedHighest ?? 0n)) {
-          this.#listedHighest = msg.modseq;
-        }
         if (msg.flags?.has("\\Deleted") || msg.flags?.has(CLAIMED)) continue;
-        const subject = (msg.envelope?.subject ?? "").trim();
-        if (!matchesSubject(subject, match)) continue;
-        const ref: MailRef = { id: `${session.uidValidity}:${msg.uid}`, subject };
-        if (typeof msg.size === "number") ref.size = msg.size;
-        const key = bodyKey(this.#mailbox, session.uidValidity, msg.uid);
-        if (msg.modseq !== undefined) this.#modseqs.set(key, msg.modseq);
-        listed.push({ uid: msg.uid, size: ref.size, ref });
+        envelopes.set(msg.uid, {
+          subject: (msg.envelope?.subject ?? "").trim(),
+          ...(typeof msg.size === "number" ? { size: msg.size } : {}),
+          ...(msg.modseq !== undefined ? { modseq: msg.modseq } : {}),
+        });
       }
-      listed.sort((a, b) => a.uid - b.uid);
+      const listed: { uid: number; size?: number; ref: MailRef }[] = [];
+      for (const uid of uids) {
+        const seen = envelopes.get(uid);
+        if (seen === undefined) continue; // gone, deleted or claimed meanwhile
+        if (seen.modseq !== undefined && seen.modseq > (this.#listedHighest ?? 0n)) {
+          this.#listedHighest = seen.modseq;
+        }
+        if (!matchesSubject(seen.subject, match)) continue;
+        const ref: MailRef = { id: `${session.uidValidity}:${uid}`, subject: seen.subject };
+        if (seen.size !== undefined) ref.size = seen.size;
+        const key = bodyKey(this.#mailbox, session.uidValidity, uid);
+        if (seen.modseq !== undefined) this.#modseqs.set(key, seen.modseq);
+        listed.push({ uid, size: ref.size, ref });
+      }
       // only now, with the subjects checked: bodies of matching mail only
       const ahead = choosePrefetch(listed, {
         maxBytes: this.#prefetchBytes,
@@ -180,6 +199,21 @@ export class ImapSource implements MailSource {
       });
       return listed.map((l) => l.ref);
     }, options.signal);
+  }
+
+  /**
+   * The kept envelopes for `validity`, without those of mails `uids` (a SEARCH's answer) no
+   * longer names, and at most `MAX_KEPT_ENVELOPES` of them.
+   */
+  #envelopesOf(validity: bigint, uids: readonly number[]) {
+    const kept = this.#envelopes;
+    if (this.#envelopesValidity !== validity || kept.size > MAX_KEPT_ENVELOPES) {
+      kept.clear();
+      this.#envelopesValidity = validity;
+    }
+    const named = new Set(uids);
+    for (const uid of kept.keys()) if (!named.has(uid)) kept.delete(uid);
+    return kept;
   }
 
   /**
