@@ -15,11 +15,17 @@
  *
  * @module
  */
+import { concatBytes } from "../../message/bytes.ts";
 import { LineReader, writeAll } from "../line_reader.ts";
 import type { MailServerOptions } from "../types.ts";
 
 /** Most mails one write carries; more wait for the next. */
 export const LANE_BATCH_MAX = 32;
+/**
+ * A lane idle this long says QUIT, before the server's own idle timeout (Postfix: 300 s) could
+ * close it under the next mail.
+ */
+export const LANE_IDLE_MS = 60_000;
 /** Longest reply line read from the server (RFC 5321 allows 512; a hostile server, more). */
 const MAX_REPLY_LINE_BYTES = 4_096;
 /** Most lines of one (multi-line) reply. */
@@ -85,6 +91,7 @@ export class SmtpLane {
   #inFlight = 0;
   #pumping = false;
   #broken = false;
+  #idle: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(
     conn: Deno.Conn,
@@ -188,6 +195,7 @@ export class SmtpLane {
    */
   submit(from: string, to: string[], raw: Uint8Array): Promise<LaneAnswer> {
     if (this.#broken) return Promise.reject(closedOnPurpose("the lane is closed"));
+    clearTimeout(this.#idle);
     return new Promise<LaneAnswer>((resolve, reject) => {
       this.#queue.push({ from, to, raw, resolve, reject });
       if (!this.#pumping) void this.#pump();
@@ -196,13 +204,9 @@ export class SmtpLane {
 
   /** Says QUIT (briefly) and closes; queued mails are rejected with {@link LaneBroken}. */
   async close(): Promise<void> {
-    if (this.#broken) return;
+    clearTimeout(this.#idle);
     const idle = this.#inFlight === 0 && this.#queue.length === 0;
-    this.#fail(closedOnPurpose("the lane is closed"));
-    if (!idle) return;
-    await withDeadline(writeAll(this.#conn, encoder.encode("QUIT\r\n")), 1_000, undefined)
-      .catch(() => {});
-    close(this.#conn);
+    await this.#fail(closedOnPurpose("the lane is closed"), idle);
   }
 
   /** Writes the queued mails, a batch per write, and hands each its answer. */
@@ -213,7 +217,7 @@ export class SmtpLane {
         const batch = this.#queue.splice(0, LANE_BATCH_MAX);
         this.#inFlight = batch.length;
         const timer = setTimeout(
-          () => this.#fail(new LaneBroken(`no answer within ${this.#timeoutMs} ms`)),
+          () => void this.#fail(new LaneBroken(`no answer within ${this.#timeoutMs} ms`)),
           this.#timeoutMs,
         );
         try {
@@ -228,20 +232,25 @@ export class SmtpLane {
             mail.resolve(answer);
           }
           // After a refusal the server's framing is trusted no further: a fresh lane next time.
-          if (refused) this.#fail(closedOnPurpose("closed after a refused mail"), true);
+          if (refused) void this.#fail(closedOnPurpose("closed after a refused mail"), true);
         } catch (err) {
           const broken = err instanceof LaneBroken
             ? err
             : new LaneBroken(String(err), { cause: err });
           for (const mail of batch) mail.reject(broken);
           this.#inFlight = 0;
-          this.#fail(broken);
+          void this.#fail(broken);
         } finally {
           clearTimeout(timer);
         }
       }
     } finally {
       this.#pumping = false;
+      if (!this.#broken) {
+        const idle = setTimeout(() => void this.close(), LANE_IDLE_MS);
+        Deno.unrefTimer(idle);
+        this.#idle = idle;
+      }
     }
   }
 
@@ -260,14 +269,16 @@ export class SmtpLane {
   }
 
   /** Marks the lane broken, rejects what waits and closes the connection. */
-  #fail(err: LaneBroken, quietly = false): void {
-    if (this.#broken) return;
+  #fail(err: LaneBroken, quietly = false): Promise<void> {
+    if (this.#broken) return Promise.resolve();
     this.#broken = true;
     for (const mail of this.#queue.splice(0)) mail.reject(err);
-    if (quietly) {
-      void withDeadline(writeAll(this.#conn, encoder.encode("QUIT\r\n")), 1_000, undefined)
-        .catch(() => {}).finally(() => close(this.#conn));
-    } else close(this.#conn);
+    if (!quietly) {
+      close(this.#conn);
+      return Promise.resolve();
+    }
+    return withDeadline(writeAll(this.#conn, encoder.encode("QUIT\r\n")), 1_000, undefined)
+      .catch(() => {}).finally(() => close(this.#conn));
   }
 }
 
@@ -281,13 +292,7 @@ function transactions(batch: readonly Queued[], eightBit: boolean): Uint8Array {
       `BDAT ${mail.raw.length} LAST\r\n`;
     parts.push(encoder.encode(head), mail.raw);
   }
-  const bytes = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    bytes.set(p, at);
-    at += p.length;
-  }
-  return bytes;
+  return concatBytes(...parts);
 }
 
 /** Reads one reply (all its lines); anything that is not an SMTP reply breaks the lane. */
