@@ -64,6 +64,12 @@ export class MergedSource implements MailSource {
     return won;
   }
 
+  async prefetch(refs: MailRef[]): Promise<void> {
+    await Promise.all(
+      [...this.#byMailbox(refs)].map(([n, inner]) => this.#sources[n]!.prefetch?.(inner)),
+    );
+  }
+
   async recoverClaims(olderThanMs: number): Promise<number> {
     const counts = await Promise.all(this.#sources.map((s) => s.recoverClaims(olderThanMs)));
     return counts.reduce((a, b) => a + b, 0);
