@@ -82,7 +82,7 @@ imapTest(
   async (client) => {
     for (let n = 0; n < 3; n++) await client.append(MAILBOX, await mail(n));
     await client.append(MAILBOX, await mail(8, `Re: ${REQUEST.subject}`)); // found, not listed
-  await client.append(MAILBOX, await mail(9, "Lunch on Friday?")); // not even found
+    await client.append(MAILBOX, await mail(9, "Lunch on Friday?")); // not even found
     const log = commandLog();
     const s = source("A", log);
     try {
@@ -173,6 +173,34 @@ imapTest(
       assert.deepEqual(await a.list(REQUEST), []);
     } finally {
       await Promise.all([a.close(), b.close()]);
+    }
+  },
+);
+
+imapTest(
+  "a mailbox made anew (another UIDVALIDITY) is listed anew: no envelope of the old one is reused",
+  async (client) => {
+    await client.append(MAILBOX, await mail(0));
+    await client.append(MAILBOX, await mail(1));
+    const log = commandLog();
+    const s = source("A", log);
+    try {
+      const before = await s.list(REQUEST);
+      assert.deepEqual(before.map(uidOf), [1, 2]);
+      // the same UIDs, other mails: a reply where a request was
+      await client.mailboxDelete(MAILBOX);
+      await client.mailboxCreate(MAILBOX);
+      await client.append(MAILBOX, await mail(2, `Re: ${REQUEST.subject}`));
+      await client.append(MAILBOX, await mail(3, REQUEST.subject, 2_000));
+      log.commands.length = 0;
+      const after = await s.list(REQUEST);
+      assert.deepEqual(after.map(uidOf), [2]);
+      assert.notEqual(after[0]!.id, before[1]!.id, "a new id for the new mail");
+      assert.ok(after[0]!.size! > 2_000, "its size, not the old mail's");
+      assert.deepEqual(envelopeFetches(log.commands), ["1:2"]);
+      assert.equal(await numberOf(s, after[0]!), 3);
+    } finally {
+      await s.close();
     }
   },
 );
