@@ -23,21 +23,24 @@ import { NETWORK, type Player, World } from "../support/world.ts";
 const HOST = "host@host.test";
 
 /**
- * Host process `name` on the world's mailbox (a source of its own, as a process has), with
- * its ledger claims; the mailbox refuses to claim, and every step checks that the mail is
- * still in the mailbox's `new/` or `cur/` (never moved away to be claimed).
+ * Host process `name` on the world's mailbox (a source of its own, as a process has, with
+ * `overrides` of its methods), with its ledger claims; the mailbox refuses to claim, and every
+ * step checks that the mail is still in the mailbox's `new/` or `cur/` (never moved away).
  */
 async function processOn(
   w: World,
   ledgers: MemoryClaimLedgers,
   name: string,
-  options: Partial<HostOptions> = {},
+  options: {
+    host?: Partial<HostOptions>;
+    overrides?: (source: MaildirSource) => Partial<MailSource>;
+  } = {},
 ): Promise<{ host: Host; source: MaildirSource }> {
   const source = new MaildirSource(await w.postOffice.ensureMailbox(HOST), { clock: w.clock });
   const host = new Host({
     keys: w.hostKeys,
     network: NETWORK,
-    source: noMailboxClaims(source),
+    source: wrapSource(noMailboxClaims(source), options.overrides?.(source)),
     sender: w.sender,
     store: w.store,
     clock: w.clock,
@@ -49,7 +52,7 @@ async function processOn(
       const files = [...await w.files(HOST, "new"), ...await w.files(HOST, "cur")];
       assert.ok(files.some((f) => f.startsWith(id)), `${id} left the mailbox before ${step}`);
     },
-    ...options,
+    ...options.host,
   });
   return { host, source };
 }
@@ -85,7 +88,7 @@ Deno.test("three processes draining one mailbox at once with store claims answer
   const w = await World.create();
   const ledgers = new MemoryClaimLedgers({ clock: w.clock, ttlMs: CLAIM_RECOVERY_MS });
   const processes = await Promise.all(
-    ["a", "b", "c"].map((name) => processOn(w, ledgers, name, { batchSize: 3 })),
+    ["a", "b", "c"].map((name) => processOn(w, ledgers, name, { host: { batchSize: 3 } })),
   );
   try {
     const sent = await requests(w, 12);
@@ -144,11 +147,8 @@ Deno.test("a finished mail still listed by a process that listed before the dele
   const listedByB = new Promise<void>((resolve) => bListed = resolve);
   let release = () => {};
   const aDone = new Promise<void>((resolve) => release = resolve);
-  const plain = new MaildirSource(await w.postOffice.ensureMailbox(HOST), { clock: w.clock });
-  const hostB = new Host({
-    keys: w.hostKeys,
-    network: NETWORK,
-    source: wrapSource(noMailboxClaims(plain), {
+  const b = await processOn(w, ledgers, "b", {
+    overrides: (plain) => ({
       list: async (match, options) => {
         const refs = await plain.list(match, options);
         bListed();
@@ -156,16 +156,10 @@ Deno.test("a finished mail still listed by a process that listed before the dele
         return refs;
       },
     }),
-    sender: w.sender,
-    store: w.store,
-    clock: w.clock,
-    allowPrivateAddresses: true,
-    sharedMailbox: true,
-    claimLedger: ledgers.of("b"),
   });
   try {
     const sent = await requests(w, 2);
-    const runB = hostB.processPending();
+    const runB = b.host.processPending();
     await listedByB;
     assert.equal((await a.host.processPending()).answered, 2);
     release();
@@ -173,7 +167,7 @@ Deno.test("a finished mail still listed by a process that listed before the dele
     assert.equal(ledgers.askedBy("b").length, 2, "though it asked for both");
     await assertAnsweredOnce(w, sent);
   } finally {
-    await Promise.all([a.source.close(), plain.close()]);
+    await Promise.all([a.source.close(), b.source.close()]);
     await w.close();
   }
 });
@@ -181,21 +175,10 @@ Deno.test("a finished mail still listed by a process that listed before the dele
 Deno.test("a process's own listing made before it deleted a mail does not win the mail again", async () => {
   const w = await World.create();
   const ledgers = new MemoryClaimLedgers({ clock: w.clock, ttlMs: CLAIM_RECOVERY_MS });
-  const plain = new MaildirSource(await w.postOffice.ensureMailbox(HOST), { clock: w.clock });
   // every listing is the first one, as a listing made before the deletes would be
   let first: Promise<MailRef[]> | undefined;
-  const host = new Host({
-    keys: w.hostKeys,
-    network: NETWORK,
-    source: wrapSource(noMailboxClaims(plain), {
-      list: (match, options) => first ??= plain.list(match, options),
-    }),
-    sender: w.sender,
-    store: w.store,
-    clock: w.clock,
-    allowPrivateAddresses: true,
-    sharedMailbox: true,
-    claimLedger: ledgers.of("a"),
+  const { host, source } = await processOn(w, ledgers, "a", {
+    overrides: (plain) => ({ list: (match, options) => first ??= plain.list(match, options) }),
   });
   try {
     const sent = await requests(w, 2);
@@ -204,7 +187,7 @@ Deno.test("a process's own listing made before it deleted a mail does not win th
     assert.deepEqual(ledgers.calls.map((c) => c.held.length), [2, 0], "finished: not renewed");
     await assertAnsweredOnce(w, sent);
   } finally {
-    await plain.close();
+    await source.close();
     await w.close();
   }
 });
@@ -212,20 +195,11 @@ Deno.test("a process's own listing made before it deleted a mail does not win th
 Deno.test("a shared mailbox whose server cannot claim is served when the claims are in the store", async () => {
   const w = await World.create();
   const ledgers = new MemoryClaimLedgers({ clock: w.clock, ttlMs: CLAIM_RECOVERY_MS });
-  const { source } = await processOn(w, ledgers, "a");
+  const { host, source } = await processOn(w, ledgers, "a", {
+    overrides: () => ({ claims: false }),
+  });
   try {
     const sent = await requests(w, 1);
-    const host = new Host({
-      keys: w.hostKeys,
-      network: NETWORK,
-      source: wrapSource(noMailboxClaims(source), { claims: false }),
-      sender: w.sender,
-      store: w.store,
-      clock: w.clock,
-      allowPrivateAddresses: true,
-      sharedMailbox: true,
-      claimLedger: ledgers.of("a"),
-    });
     const service = new HostService({
       host,
       sharedMailbox: true,

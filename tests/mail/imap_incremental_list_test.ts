@@ -12,13 +12,12 @@ import { ImapSource } from "../../src/mail/imap/source.ts";
 import type { Logger } from "../../src/log.ts";
 import { composeMail } from "../../src/mail/rfc5322/compose.ts";
 import type { MailRef, SubjectMatch } from "../../src/mail/types.ts";
-import { commandLog, imapServer, mailClient, removeFolders } from "../support/imap_mailbox.ts";
-import { NO_STACK } from "../support/mailstack.ts";
+import { commandLog, imapFoldersTest, imapServer } from "../support/imap_mailbox.ts";
 
 const REQUEST: SubjectMatch = { subject: "[mailpeer] lan request", mode: "exact" };
 const MAILBOX = "mailpeer-incremental";
 const PROCESSING = "mailpeer-incremental-processing";
-const FOLDERS = [MAILBOX, PROCESSING];
+const FOLDERS = [MAILBOX, PROCESSING] as const;
 const decoder = new TextDecoder();
 
 /** Mail number `n` (it says so in its body), `padding` bytes longer. */
@@ -60,21 +59,7 @@ function envelopeFetches(commands: string[]): string[] {
 
 /** Runs `fn` with fresh, empty test folders and a mail client; removes them afterwards. */
 function imapTest(name: string, fn: (client: ImapFlow) => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: NO_STACK,
-    fn: async () => {
-      const client = await mailClient();
-      try {
-        await removeFolders(client, FOLDERS);
-        await client.mailboxCreate(MAILBOX);
-        await fn(client);
-      } finally {
-        await removeFolders(client, FOLDERS).catch(() => {});
-        await client.logout().catch(() => client.close());
-      }
-    },
-  });
+  imapFoldersTest(name, FOLDERS, fn);
 }
 
 imapTest(
