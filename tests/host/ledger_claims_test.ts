@@ -12,6 +12,7 @@ import { Host, type HostOptions } from "../../src/host/host.ts";
 import { HostService } from "../../src/host/host_service.ts";
 import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import type { ClaimLedger, TableStore } from "../../src/host/types.ts";
+import { HostError } from "../../src/errors.ts";
 import { CLAIM_RECOVERY_MS } from "../../src/limits.ts";
 import { MaildirSource } from "../../src/mail/maildir/source.ts";
 import type { MailRef, MailSource } from "../../src/mail/types.ts";
@@ -186,6 +187,35 @@ Deno.test("a process's own listing made before it deleted a mail does not win th
     assert.equal((await host.processPending()).answered, 0);
     assert.deepEqual(ledgers.calls.map((c) => c.held.length), [2, 0], "finished: not renewed");
     await assertAnsweredOnce(w, sent);
+  } finally {
+    await source.close();
+    await w.close();
+  }
+});
+
+Deno.test("a store that cannot be reached for claims answers nothing and loses nothing; a failed finish is no failure", async () => {
+  const w = await World.create();
+  const ledgers = new MemoryClaimLedgers({ clock: w.clock, ttlMs: CLAIM_RECOVERY_MS });
+  const down = new HostError(
+    "ETABLE",
+    "Cannot reach Redis at redis://127.0.0.1:6390: connection refused; start redis-server or fix host.store.url",
+  );
+  let claimUp = false;
+  const real = ledgers.of("a");
+  const ledger: ClaimLedger = {
+    claim: (ids) => claimUp ? real.claim(ids) : Promise.reject(down),
+    finish: () => Promise.reject(down),
+  };
+  const { host, source } = await processOn(w, ledgers, "a", { host: { claimLedger: ledger } });
+  try {
+    const sent = await requests(w, 2);
+    const ids = await listed(w);
+    await assert.rejects(host.processPending(), (err) => err === down);
+    assert.deepEqual(await listed(w), ids, "the requests wait in the mailbox");
+    claimUp = true;
+    assert.equal((await host.processPending()).answered, 2);
+    await assertAnsweredOnce(w, sent);
+    assert.deepEqual(await listed(w), []);
   } finally {
     await source.close();
     await w.close();
