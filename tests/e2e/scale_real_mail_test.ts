@@ -1,15 +1,17 @@
 /**
  * Sharing the load on the real mail stack: a representative host with two workers, and three
- * host processes on one mailbox sharing a Redis table. Every request is answered exactly once.
+ * host processes on one mailbox sharing a Redis table, claiming each mail in the mailbox or in
+ * the table (`[host] claims`). Every request is answered exactly once.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { createClient } from "redis";
 import { Running } from "../support/cli.ts";
 import { account, NO_STACK, STACK } from "../support/mailstack.ts";
 import { NO_REDIS, REDIS_URL } from "../support/redis.ts";
 import { mailRequests } from "../support/requests.ts";
 import { makeSite } from "../support/site.ts";
-import { deleteMessages, inReplyToOf, untilMessages } from "../support/stack_mail.ts";
+import { deleteMessages, imapOf, inReplyToOf, untilMessages } from "../support/stack_mail.ts";
 
 /** A host configuration for `address`'s mailbox, using the site's shared host keys. */
 function hostConfig(network: string, address: string, extra: string, env: Record<string, string>) {
@@ -131,43 +133,79 @@ Deno.test({
   },
 });
 
+/** The processing folder's UIDNEXT on host@host.test, or undefined when there is none. */
+async function processingUidNext(): Promise<number | undefined> {
+  const client = await imapOf("host@host.test");
+  try {
+    const folders = await client.list();
+    if (!folders.some((f) => f.path === "Processing")) return undefined;
+    const status = await client.status("Processing", { uidNext: true, messages: true });
+    assert.ok(status !== false, "the server refused STATUS");
+    assert.equal(status.messages, 0, "the processing folder is empty");
+    return status.uidNext;
+  } finally {
+    await client.logout();
+  }
+}
+
+/**
+ * Three host processes on host@host.test's mailbox with a Redis table (`claims` kept where
+ * `[host] claims` says) answer 500 requests, each exactly once.
+ */
+async function threeProcessesOnOneMailbox(claims: "store" | "mailbox"): Promise<void> {
+  const site = await makeSite({ receive: "imap" });
+  const env = site.env;
+  const key = `mailpeer:test:${crypto.randomUUID()}`;
+  const processes: Running[] = [];
+  try {
+    await Deno.writeTextFile(
+      join(site.dir, "shared.toml"),
+      hostConfig(
+        site.network,
+        "host@host.test",
+        `shared_mailbox = true\nclaims = "${claims}"\n` +
+          `[host.store]\nkind = "redis"\nurl = "${REDIS_URL}"\nkey = "${key}"`,
+        env,
+      ),
+    );
+    const opts = { cwd: site.dir, env };
+    for (let i = 0; i < 3; i++) {
+      processes.push(new Running(["host", "--config", "shared.toml", "--json"], opts));
+    }
+    const processingBefore = claims === "store" ? await processingUidNext() : undefined;
+    await mailRequests(site, 500);
+    await untilAnswered(processes, 500);
+    const perProcess = processes.map((p) =>
+      p.events.filter((e) => e.event === "reply-sent").length
+    );
+    assert.equal(perProcess.reduce((a, b) => a + b, 0), 500, `per process ${perProcess}`);
+    await assertAnsweredOnce(site.network, 500);
+    if (claims === "store") {
+      assert.equal(await processingUidNext(), processingBefore, "no mail was moved to claim it");
+    }
+  } finally {
+    await Promise.all(processes.map((p) => p.stop()));
+    const raw = createClient({ url: REDIS_URL, socket: { reconnectStrategy: false } });
+    raw.on("error", () => {});
+    await raw.connect();
+    for await (const keys of raw.scanIterator({ MATCH: `${key}*`, COUNT: 1000 })) {
+      if (keys.length > 0) await raw.del(keys);
+    }
+    await raw.close();
+    await site.cleanup();
+  }
+}
+
 Deno.test({
   name:
     "three host processes on one mailbox with a Redis table: 500 requests, each answered exactly once",
   ignore: NO_STACK || NO_REDIS,
-  fn: async () => {
-    const site = await makeSite({ receive: "imap" });
-    const env = site.env;
-    const key = `mailpeer:test:${crypto.randomUUID()}`;
-    const processes: Running[] = [];
-    try {
-      await Deno.writeTextFile(
-        join(site.dir, "shared.toml"),
-        hostConfig(
-          site.network,
-          "host@host.test",
-          `shared_mailbox = true\n[host.store]\nkind = "redis"\nurl = "${REDIS_URL}"\nkey = "${key}"`,
-          env,
-        ),
-      );
-      const opts = { cwd: site.dir, env };
-      for (let i = 0; i < 3; i++) {
-        processes.push(new Running(["host", "--config", "shared.toml", "--json"], opts));
-      }
-      await mailRequests(site, 500);
-      await untilAnswered(processes, 500);
-      const perProcess = processes.map((p) =>
-        p.events.filter((e) => e.event === "reply-sent").length
-      );
-      assert.equal(perProcess.reduce((a, b) => a + b, 0), 500, `per process ${perProcess}`);
-      await assertAnsweredOnce(site.network, 500);
-    } finally {
-      await Promise.all(processes.map((p) => p.stop()));
-      const { RedisStore } = await import("../../src/host/store/redis_store.ts");
-      const store = new RedisStore(REDIS_URL!, { key });
-      await store.update(() => ({ rows: [], result: undefined })).catch(() => {});
-      await store.close();
-      await site.cleanup();
-    }
-  },
+  fn: () => threeProcessesOnOneMailbox("mailbox"),
+});
+
+Deno.test({
+  name:
+    "three host processes on one mailbox with their claims in the Redis table: 500 requests, each answered exactly once, none moved",
+  ignore: NO_STACK || NO_REDIS,
+  fn: () => threeProcessesOnOneMailbox("store"),
 });

@@ -100,7 +100,9 @@ Deno.test("a shared-mailbox host on a source that cannot claim stops with one li
     const service = new HostService({ host, sharedMailbox: true, clock: w.clock });
     const refused = (err: unknown) =>
       err instanceof ConfigError && !err.message.includes("\n") &&
-      /CONDSTORE.*; set shared_mailbox = false/.test(err.message);
+      /CONDSTORE.*; keep the claims in a Redis table .*, or set shared_mailbox = false/.test(
+        err.message,
+      );
     await assert.rejects(service.runOnce(), refused);
     // a long-running host ends too, instead of retrying a setting that cannot work
     await assert.rejects(service.run({ signal: new AbortController().signal }), refused);

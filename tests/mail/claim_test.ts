@@ -19,12 +19,10 @@ import { ManualClock } from "../support/manual_clock.ts";
 import {
   commandLog,
   flagsBySubject,
+  imapFoldersTest,
   imapServer,
-  mailClient,
-  removeFolders,
   sourcesOf,
 } from "../support/imap_mailbox.ts";
-import { NO_STACK } from "../support/mailstack.ts";
 
 const REQUEST: SubjectMatch = { subject: "[mailpeer] lan request", mode: "exact" };
 const decoder = new TextDecoder();
@@ -179,7 +177,7 @@ const PROCESSING = "mailpeer-claim-processing";
 const QUARANTINE = "mailpeer-claim-quarantine";
 /** Where mails wait before one MOVE puts them all into MAILBOX (one MODSEQ for all). */
 const ARRIVALS = "mailpeer-claim-arrivals";
-const FOLDERS = [MAILBOX, PROCESSING, QUARANTINE, ARRIVALS];
+const FOLDERS = [MAILBOX, PROCESSING, QUARANTINE, ARRIVALS] as const;
 
 function imapSource(
   claimer: string,
@@ -207,21 +205,7 @@ async function count(client: ImapFlow): Promise<number | undefined> {
 
 /** Runs `fn` with fresh, empty test folders and a mail client; removes them afterwards. */
 function imapTest(name: string, fn: (client: ImapFlow) => Promise<void>): void {
-  Deno.test({
-    name,
-    ignore: NO_STACK,
-    fn: async () => {
-      const client = await mailClient();
-      try {
-        await removeFolders(client, FOLDERS);
-        await client.mailboxCreate(MAILBOX);
-        await fn(client);
-      } finally {
-        await removeFolders(client, FOLDERS).catch(() => {});
-        await client.logout().catch(() => client.close());
-      }
-    },
-  });
+  imapFoldersTest(name, FOLDERS, fn);
 }
 
 imapTest("imap: two hosts racing for 30 mails claim each exactly once", async (client) => {

@@ -7,7 +7,7 @@ import type { MailLogin } from "../../src/mail/types.ts";
 import { ImapFlow } from "imapflow";
 
 import type { Logger } from "../../src/log.ts";
-import { account } from "./mailstack.ts";
+import { account, NO_STACK } from "./mailstack.ts";
 
 /** The test user: no other test reads its mailbox (apart from resend_test's INBOX mail). */
 export const IMAP_TEST_ADDRESS = "host2@host.test";
@@ -52,6 +52,33 @@ export async function removeFolders(client: ImapFlow, folders: string[]): Promis
   for (const folder of folders) {
     if (existing.has(folder)) await client.mailboxDelete(folder);
   }
+}
+
+/**
+ * A test on fresh, empty `folders` of the test user (the first one created, the others left
+ * to the code under test) with a mail client; the folders are removed afterwards. Ignored
+ * when the stack is not running.
+ */
+export function imapFoldersTest(
+  name: string,
+  folders: readonly [string, ...string[]],
+  fn: (client: ImapFlow) => Promise<void>,
+): void {
+  Deno.test({
+    name,
+    ignore: NO_STACK,
+    fn: async () => {
+      const client = await mailClient();
+      try {
+        await removeFolders(client, [...folders]);
+        await client.mailboxCreate(folders[0]);
+        await fn(client);
+      } finally {
+        await removeFolders(client, [...folders]).catch(() => {});
+        await client.logout().catch(() => client.close());
+      }
+    },
+  });
 }
 
 /** The flags of every message in `folder`, by subject. */

@@ -36,6 +36,11 @@ export const REDIS_UPDATE_MAX_ATTEMPTS = 100;
 /** A claim id longer than this is hashed into its key (ids come from mail servers). */
 const MAX_PLAIN_CLAIM_ID = 200;
 /**
+ * What a hashed id looks like in its key (see {@link digest}): an id that looks so is hashed
+ * too, so no id is ever named like another one's digest.
+ */
+const DIGEST_LIKE = /^[0-9a-f]{32}$/;
+/**
  * Takes each key of KEYS for ARGV[1] (this process) for ARGV[2] ms unless another process
  * holds it; renews those it already holds. Returns the 1-based indexes it holds.
  */
@@ -166,7 +171,8 @@ export class RedisStore implements TableStore {
   claimLedger(scope: string, options: { ttlMs: number }): ClaimLedger {
     const owner = crypto.randomUUID();
     const prefix = `${this.#key}:claim:{${digest(scope)}}:`;
-    const keyOf = (id: string) => prefix + (id.length > MAX_PLAIN_CLAIM_ID ? digest(id) : id);
+    const keyOf = (id: string) =>
+      prefix + (id.length > MAX_PLAIN_CLAIM_ID || DIGEST_LIKE.test(id) ? digest(id) : id);
     const ttl = String(Math.max(1, Math.round(options.ttlMs)));
     return {
       claim: async (ids) => {
