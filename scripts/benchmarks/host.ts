@@ -85,7 +85,7 @@ const MODES = (arg("modes") ?? DEFAULT_MODES.join(",")).split(",").filter((m) =>
 );
 const TAG = `bench-${crypto.randomUUID().slice(0, 8)}`;
 /** `--claims store|mailbox`: where host-2/3 and shared-1 keep their claims (`host.claims`). */
-const CLAIMS = arg("claims") ?? "mailbox";
+const CLAIMS = arg("claims") ?? "store";
 /** `--profile-shared`: the in-process host runs as host-2/3's processes do (claims, Redis). */
 const PROFILE_SHARED = Deno.args.includes("--profile-shared");
 

@@ -553,7 +553,7 @@ function readHost(r: Reader, t: Table, postOffice: string | undefined): HostConf
     allowPrivateAddresses: r.bool(t, "allow_private_addresses", false),
     store: readStore(r.sub("store"), r.table(t, "store")),
     sharedMailbox: r.bool(t, "shared_mailbox", false),
-    claims: r.oneOf(t, "claims", ["store", "mailbox"] as const, "mailbox"),
+    claims: r.oneOf(t, "claims", ["store", "mailbox"] as const, "store"),
     forwardTo: emails(r, t, "forward_to"),
     pool: r.strings(t, "pool"),
     acceptUnknownHosts: r.bool(t, "accept_unknown_hosts", false),

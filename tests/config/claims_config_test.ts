@@ -1,6 +1,7 @@
 /**
  * `host.claims` (docs/decisions.md "Claims in the shared store"): where processes sharing the
- * host's mailbox keep their claims, `mailbox` unless `store` is asked for; anything else is
+ * host's mailbox keep their claims, `store` (in the Redis table, when the table is there) unless
+ * `mailbox` is asked for; anything else is
  * refused in one line naming the key and the words it takes.
  */
 import assert from "node:assert/strict";
@@ -11,8 +12,8 @@ const HOST =
   `network = "x"\npost_office = "po"\n[host]\nemail = "h@x.test"\nshared_mailbox = true\n`;
 const parse = (text: string) => parseConfig(text, { base: "/etc/mailpeer" });
 
-Deno.test('claims are kept in the mailbox unless claims = "store"', () => {
-  assert.equal(parse(HOST).host!.claims, "mailbox");
+Deno.test('claims are kept in the store unless claims = "mailbox"', () => {
+  assert.equal(parse(HOST).host!.claims, "store");
   assert.equal(parse(`${HOST}claims = "mailbox"\n`).host!.claims, "mailbox");
   assert.equal(parse(`${HOST}claims = "store"\n`).host!.claims, "store");
 });

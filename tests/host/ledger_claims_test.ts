@@ -244,7 +244,7 @@ Deno.test("a shared mailbox whose server cannot claim is served when the claims 
   }
 });
 
-Deno.test('claims are kept in the store only with claims = "store", a shared mailbox and a store that can keep them', () => {
+Deno.test('claims are kept in the store only with claims = "store" (the default), a shared mailbox and a store that can keep them', () => {
   const config = (extra: string, receive = "") =>
     parseConfig(
       `network = "x"\npost_office = "po"\n[host]\nemail = "h@x.test"\n${extra}\n${receive}`,
@@ -264,14 +264,18 @@ Deno.test('claims are kept in the store only with claims = "store", a shared mai
   const imap = (mailbox: string) =>
     `[host.receive]\nkind = "imap"\nhost = "m.x.test"\nuser = "h"\npassword_env = "P"\n` +
     `mailbox = "${mailbox}"\n`;
-  assert.equal(claimLedgerOf(config("shared_mailbox = true"), store), undefined, "default");
+  assert.equal(
+    claimLedgerOf(config('shared_mailbox = true\nclaims = "mailbox"'), store),
+    undefined,
+    "claims in the mailbox",
+  );
   assert.equal(claimLedgerOf(config('claims = "store"'), store), undefined, "not shared");
   assert.equal(
     claimLedgerOf(config('shared_mailbox = true\nclaims = "store"'), new MemoryStore()),
     undefined,
     "a store that cannot keep claims",
   );
-  assert.equal(claimLedgerOf(config('shared_mailbox = true\nclaims = "store"'), store), ledger);
+  assert.equal(claimLedgerOf(config("shared_mailbox = true"), store), ledger, "the default");
   assert.equal(
     claimLedgerOf(config('shared_mailbox = true\nclaims = "store"', imap("INBOX")), store),
     ledger,
