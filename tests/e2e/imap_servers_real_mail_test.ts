@@ -219,7 +219,7 @@ Deno.test({
       assert.equal(r.code, 1, r.stderr);
       assert.match(
         r.stderr,
-        /^mailpeer: Cannot share the host's mailbox among host processes: .*CONDSTORE.*; set shared_mailbox = false .*\n$/,
+        /^mailpeer: Cannot share the host's mailbox among host processes: .*CONDSTORE.*[;,] (or )?set shared_mailbox = false .*\n$/,
       );
       assert.doesNotMatch(r.stdout, /replied|reply/);
       const inbox = await countOf(client, "INBOX");
