@@ -92,14 +92,18 @@ for (const expired of [false, true]) {
       const source = new ImapSource(server(token.accessToken, "imap"), { idle: false });
       try {
         await sender.send({ from: ADDRESS, to: [ADDRESS], subject, text: "token login\n" });
+        // the second on the SMTP fast lane, which logs in with XOAUTH2 too (renewing once when
+        // the token command's unasked token is the expired one)
+        await sender.send({ from: ADDRESS, to: [ADDRESS], subject, text: "token lane\n" });
+        assert.deepEqual(sender.carried, { lane: 1, nodemailer: 1 });
         const match = { subject, mode: "exact" } as const;
         let refs = await source.list(match);
-        while (refs.length === 0) {
+        while (refs.length < 2) {
           await source.waitForMail();
           refs = await source.list(match);
         }
-        assert.equal(refs.length, 1);
-        await source.delete(refs[0]!);
+        assert.equal(refs.length, 2);
+        for (const ref of refs) await source.delete(ref);
         // Dovecot asked the endpoint; an expired token made both clients ask for a fresh one.
         assert.ok(endpoint.asked.includes("fresh-token-2"));
         assert.equal(endpoint.asked.includes("expired-token-1"), expired);
@@ -113,6 +117,42 @@ for (const expired of [false, true]) {
     },
   });
 }
+
+Deno.test({
+  name: "a token that expires after nodemailer's login is renewed once by the SMTP fast lane",
+  ignore: NO_OAUTH2,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "mailpeer-oauth2-" });
+    const good = new Set(["lane-token-a"]);
+    const endpoint = introspection(good);
+    const token = await tokenCommand(dir, "lane-token-a", "lane-token-b");
+    const subject = `[mailpeer] oauth2 lane ${crypto.randomUUID()}`;
+    const sender = new SmtpSender(server(token.accessToken, "submission"));
+    const source = new ImapSource(server(token.accessToken, "imap"), { idle: false });
+    try {
+      await sender.send({ from: ADDRESS, to: [ADDRESS], subject, text: "first\n" });
+      assert.deepEqual(await token.runs(), ["renew=0"]);
+      // the token nodemailer used expires; the lane's login with it is refused, and renewed
+      good.delete("lane-token-a");
+      good.add("lane-token-b");
+      await sender.send({ from: ADDRESS, to: [ADDRESS], subject, text: "second\n" });
+      assert.deepEqual(sender.carried, { lane: 1, nodemailer: 1 });
+      assert.deepEqual(await token.runs(), ["renew=0", "renew=1"]);
+      const match = { subject, mode: "exact" } as const;
+      let refs = await source.list(match);
+      while (refs.length < 2) {
+        await source.waitForMail();
+        refs = await source.list(match);
+      }
+      assert.equal(refs.length, 2);
+      for (const ref of refs) await source.delete(ref);
+    } finally {
+      await Promise.allSettled([sender.close(), source.close()]);
+      await endpoint.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
 
 Deno.test("a token command that fails, prints nothing or is missing is one ESECRET line naming it", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mailpeer-oauth2-" });

@@ -36,7 +36,13 @@ import {
 } from "../connect_failure.ts";
 import { resentRaw } from "../rfc5322/resend.ts";
 import { speaksImplicitTls } from "../tls_port_probe.ts";
-import { type LaneAnswer, LaneBroken, LaneUnavailable, SmtpLane } from "./smtp_lane.ts";
+import {
+  type LaneAnswer,
+  LaneBroken,
+  LaneLoginRefused,
+  LaneUnavailable,
+  SmtpLane,
+} from "./smtp_lane.ts";
 import type { AccessToken, MailSender, MailServerOptions, OutgoingMail } from "../types.ts";
 
 /** Options of {@link SmtpSender}. */
@@ -122,6 +128,8 @@ export class SmtpSender implements MailSender {
   readonly #opening = new Set<Promise<SmtpLane | undefined>>();
   /** Lanes are not tried before this time (the last open failed), or never (`Infinity`). */
   #lanesAfter = 0;
+  /** The OAuth2 token nodemailer logged in with last (lanes log in with it too). */
+  #token: string | undefined;
   /** The PEM of `caFile`, once read. */
   #ca: string | undefined;
   /** Mails each path carried (accepted or refused by the server). */
@@ -344,13 +352,21 @@ export class SmtpSender implements MailSender {
   async #openLane(): Promise<SmtpLane> {
     const s = this.#server;
     if (s.caFile !== undefined) this.#ca ??= await Deno.readTextFile(s.caFile);
-    const token = s.accessToken !== undefined ? await s.accessToken(false) : undefined;
-    return await SmtpLane.open(s, {
-      ehloName: this.#options.hostname ?? ehloName(),
-      timeoutMs: Math.max(this.#options.timeoutMs ?? SMTP_TIMEOUT_MS, this.#connectMs),
-      ...(this.#ca !== undefined ? { ca: this.#ca } : {}),
-      ...(token !== undefined ? { token } : {}),
-    });
+    const open = (token: string | undefined) =>
+      SmtpLane.open(s, {
+        ehloName: this.#options.hostname ?? ehloName(),
+        timeoutMs: Math.max(this.#options.timeoutMs ?? SMTP_TIMEOUT_MS, this.#connectMs),
+        ...(this.#ca !== undefined ? { ca: this.#ca } : {}),
+        ...(token !== undefined ? { token } : {}),
+      });
+    if (s.accessToken === undefined) return await open(undefined);
+    try {
+      return await open(this.#token ?? await s.accessToken(false));
+    } catch (err) {
+      // the token expired since: renew it once
+      if (!(err instanceof LaneLoginRefused)) throw err;
+      return await open(this.#token = await s.accessToken(true));
+    }
   }
 
   /** A lane's answer as `send` resolves it, or the error nodemailer's path would throw. */
@@ -430,7 +446,7 @@ export class SmtpSender implements MailSender {
       requireTLS: s.tls === "starttls",
       ignoreTLS: s.tls === "none",
       ...(s.accessToken !== undefined
-        ? { auth: oauth2Auth(s.user, s.accessToken) }
+        ? { auth: oauth2Auth(s.user, s.accessToken, (token) => (this.#token = token)) }
         : s.password !== undefined
         ? { auth: { user: s.user, pass: s.password } }
         : {}),
@@ -643,7 +659,7 @@ function toBuffer(raw: Uint8Array): Buffer {
  * nodemailer's OAuth2 login (XOAUTH2) with the token from `accessToken`: nodemailer asks again
  * with `renew` when the server refused the last token, and retries the login once.
  */
-function oauth2Auth(user: string, accessToken: AccessToken) {
+function oauth2Auth(user: string, accessToken: AccessToken, onToken: (token: string) => void) {
   return {
     type: "OAuth2" as const,
     user,
@@ -652,7 +668,10 @@ function oauth2Auth(user: string, accessToken: AccessToken) {
       renew: boolean,
       done: (err: Error | null, token?: string) => void,
     ) => {
-      accessToken(renew).then((token) => done(null, token), (err: Error) => done(err));
+      accessToken(renew).then((token) => {
+        onToken(token);
+        done(null, token);
+      }, (err: Error) => done(err));
     },
   };
 }

@@ -42,6 +42,9 @@ export class LaneBroken extends Error {
   onPurpose = false;
 }
 
+/** The server refused the lane's login (an OAuth2 token may have expired: renew it once). */
+export class LaneLoginRefused extends LaneBroken {}
+
 function closedOnPurpose(why: string): LaneBroken {
   return Object.assign(new LaneBroken(why), { onPurpose: true });
 }
@@ -149,7 +152,10 @@ export class SmtpLane {
       if (o.token !== undefined) {
         if (!auth.includes("XOAUTH2")) throw new LaneUnavailable("no AUTH XOAUTH2");
         const sasl = btoa(`user=${server.user}\x01auth=Bearer ${o.token}\x01\x01`);
-        expect(await command(conn, reader, `AUTH XOAUTH2 ${sasl}`), 235, "AUTH");
+        const answer = await command(conn, reader, `AUTH XOAUTH2 ${sasl}`);
+        if (answer.code !== 235) {
+          throw new LaneLoginRefused(`AUTH answered ${answer.code} ${answer.text.split("\n")[0]}`);
+        }
       } else if (server.password !== undefined) {
         if (!auth.includes("PLAIN")) throw new LaneUnavailable("no AUTH PLAIN");
         const sasl = base64Utf8(`\0${server.user}\0${server.password}`);
