@@ -136,3 +136,17 @@ for (const hostileBdat of ["garbage", "endless", "hangup"] as const) {
     });
   });
 }
+
+Deno.test("smtp lane: 8-bit mail where the server lacks 8BITMIME, and mail over its SIZE, stay on nodemailer", async () => {
+  await withServer({ chunking: true, no8BitMime: true, size: 2_000 }, async (smtp, sender) => {
+    await sender.send(mail(0));
+    await sender.send(mail(1)); // 7-bit and small: the lane
+    const eightBit = new TextEncoder().encode(
+      `From: ${FROM}\r\nTo: peer2@a.test\r\nSubject: forwarded\r\n\r\nGr\u00fc\u00dfe\r\n`,
+    );
+    await sender.forward(eightBit, { from: FROM, to: ["peer2@a.test"] });
+    await sender.send({ ...mail(3), text: "x".repeat(3_000) + "\r\n" });
+    assert.deepEqual(sender.carried, { lane: 1, nodemailer: 3 });
+    assert.deepEqual(smtp.envelopes.map((e) => e.via), ["DATA", "BDAT", "DATA", "DATA"]);
+  });
+});

@@ -32,6 +32,10 @@ export interface FakeSmtpOptions {
    * answers there.
    */
   holdFrom?: number;
+  /** With `chunking`: leave 8BITMIME out of EHLO. */
+  no8BitMime?: boolean;
+  /** With `chunking`: say `SIZE <n>` in EHLO. */
+  size?: number;
 }
 
 /** Starts the server on a free port; `close()` stops it. */
@@ -123,7 +127,10 @@ export function fakeSmtp(options: FakeSmtpOptions = {}): {
         if (verb === "EHLO") {
           await say(
             options.chunking
-              ? "250-fake\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 CHUNKING"
+              ? "250-fake\r\n250-PIPELINING\r\n" +
+                (options.no8BitMime ? "" : "250-8BITMIME\r\n") +
+                (options.size !== undefined ? `250-SIZE ${options.size}\r\n` : "") +
+                "250 CHUNKING"
               : "250-fake\r\n250 8BITMIME",
           );
         } else if (verb === "HELO") await say("250 fake");
