@@ -60,6 +60,18 @@ async function tokenCommand(dir: string, cached: string, fresh: string) {
   return { accessToken, runs };
 }
 
+/** Waits until the two mails with `subject` are in the mailbox (exactly two), then deletes them. */
+async function takeBoth(source: ImapSource, subject: string): Promise<void> {
+  const match = { subject, mode: "exact" } as const;
+  let refs = await source.list(match);
+  while (refs.length < 2) {
+    await source.waitForMail();
+    refs = await source.list(match);
+  }
+  assert.equal(refs.length, 2);
+  for (const ref of refs) await source.delete(ref);
+}
+
 function server(accessToken: AccessToken, kind: "imap" | "submission") {
   const { provider, user } = account(ADDRESS);
   return {
@@ -96,14 +108,7 @@ for (const expired of [false, true]) {
         // the token command's unasked token is the expired one)
         await sender.send({ from: ADDRESS, to: [ADDRESS], subject, text: "token lane\n" });
         assert.deepEqual(sender.carried, { lane: 1, nodemailer: 1 });
-        const match = { subject, mode: "exact" } as const;
-        let refs = await source.list(match);
-        while (refs.length < 2) {
-          await source.waitForMail();
-          refs = await source.list(match);
-        }
-        assert.equal(refs.length, 2);
-        for (const ref of refs) await source.delete(ref);
+        await takeBoth(source, subject);
         // Dovecot asked the endpoint; an expired token made both clients ask for a fresh one.
         assert.ok(endpoint.asked.includes("fresh-token-2"));
         assert.equal(endpoint.asked.includes("expired-token-1"), expired);
@@ -138,14 +143,7 @@ Deno.test({
       await sender.send({ from: ADDRESS, to: [ADDRESS], subject, text: "second\n" });
       assert.deepEqual(sender.carried, { lane: 1, nodemailer: 1 });
       assert.deepEqual(await token.runs(), ["renew=0", "renew=1"]);
-      const match = { subject, mode: "exact" } as const;
-      let refs = await source.list(match);
-      while (refs.length < 2) {
-        await source.waitForMail();
-        refs = await source.list(match);
-      }
-      assert.equal(refs.length, 2);
-      for (const ref of refs) await source.delete(ref);
+      await takeBoth(source, subject);
     } finally {
       await Promise.allSettled([sender.close(), source.close()]);
       await endpoint.close();
