@@ -33,7 +33,7 @@ async function withKey(fn: (key: string) => Promise<void>): Promise<void> {
   try {
     await fn(key);
   } finally {
-    await withRaw((raw) => raw.del(key));
+    await withRaw((raw) => raw.del([key, `${key}:rows`, `${key}:seq`, `${key}:log`]));
   }
 }
 
@@ -70,44 +70,84 @@ if (NO_REDIS) {
   });
 }
 
+/** The table as stored: rows by field, the version, the change log (field → version). */
+function stored(key: string) {
+  return withRaw(async (raw) => ({
+    rows: Object.fromEntries(
+      Object.entries(await raw.hGetAll(`${key}:rows`)).map(([f, line]) => [f, JSON.parse(line)]),
+    ),
+    seq: await raw.get(`${key}:seq`),
+    log: Object.fromEntries(
+      (await raw.zRangeWithScores(`${key}:log`, 0, -1)).map((m) => [m.value, m.score]),
+    ),
+  }));
+}
+
+const fieldOf = (row: PeerRow) => JSON.stringify([row.network, row.userId]);
+
 Deno.test({
-  name: "RedisStore: the table is one JSON document at its key",
+  name:
+    "RedisStore: the table is a hash of rows, a version and a log of the fields each version changed",
   ignore: NO_REDIS,
   fn: () =>
     withKey(async (key) => {
       const store = new RedisStore(REDIS_URL!, { key });
       try {
         await store.update(() => ({ rows: [sampleRow(1), sampleRow(2)], result: undefined }));
+        const changed = { ...sampleRow(2), failures: 1 };
+        await store.update(() => ({ rows: [changed, sampleRow(3)], result: undefined }));
       } finally {
         await store.close();
       }
-      const text = await withRaw((raw) => raw.get(key));
-      assert.deepEqual(JSON.parse(text!), { version: 1, rows: [sampleRow(1), sampleRow(2)] });
+      assert.deepEqual(await stored(key), {
+        rows: {
+          [fieldOf(sampleRow(2))]: { ...sampleRow(2), failures: 1 },
+          [fieldOf(sampleRow(3))]: sampleRow(3),
+        },
+        seq: "2",
+        // row 1 removed and rows 2 and 3 written by version 2; nothing of version 1 is left
+        log: { [fieldOf(sampleRow(1))]: 2, [fieldOf(sampleRow(2))]: 2, [fieldOf(sampleRow(3))]: 2 },
+      });
+      assert.equal(await withRaw((raw) => raw.exists(key)), 0, "no document of the old format");
     }),
 });
 
 Deno.test({
   name:
-    "RedisStore: another process's change is always seen, and an unchanged table is written back byte for byte",
+    "RedisStore: an update writes only the rows it changed, an update that changes nothing writes nothing, and another process's change is always seen",
   ignore: NO_REDIS,
   fn: () =>
     withKey(async (key) => {
       const a = new RedisStore(REDIS_URL!, { key });
       const b = new RedisStore(REDIS_URL!, { key });
       try {
-        await a.update(() => ({ rows: [sampleRow(1)], result: undefined }));
-        const written = await withRaw((raw) => raw.get(key));
-        // an update that changes nothing writes the very same document
+        await a.update(() => ({ rows: [sampleRow(1), sampleRow(2)], result: undefined }));
+        // an update that changes nothing writes nothing: the version stays
         await a.update((rows) => ({ rows, result: undefined }));
-        assert.equal(await withRaw((raw) => raw.get(key)), written);
-        assert.equal(written, JSON.stringify({ version: 1, rows: [sampleRow(1)] }));
-        // b changes the table; a, which remembers its last document, sees b's row
-        await b.update((rows) => ({ rows: [...rows, sampleRow(2)], result: undefined }));
-        assert.deepEqual(await a.read(), [sampleRow(1), sampleRow(2)]);
-        // so does a raw write of a document a never saw, even as long as the old one
-        await withRaw((raw) => raw.set(key, JSON.stringify({ version: 1, rows: [sampleRow(3)] })));
+        assert.equal((await stored(key)).seq, "1");
+        // b changes one row: only that row is written, under the next version
+        await b.update((rows) => ({
+          rows: rows.map((r) => r.userId === sampleRow(2).userId ? { ...r, failures: 4 } : r),
+          result: undefined,
+        }));
+        assert.deepEqual((await stored(key)).log, {
+          [fieldOf(sampleRow(1))]: 1,
+          [fieldOf(sampleRow(2))]: 2,
+        });
+        // a, which holds version 1, sees b's change
+        assert.deepEqual(await a.read(), [sampleRow(1), { ...sampleRow(2), failures: 4 }]);
+        // and a raw change it never saw, made as a writer does (row, version, log)
+        await withRaw(async (raw) => {
+          await raw.hSet(`${key}:rows`, fieldOf(sampleRow(3)), JSON.stringify(sampleRow(3)));
+          await raw.hDel(`${key}:rows`, fieldOf(sampleRow(1)));
+          await raw.set(`${key}:seq`, "3");
+          await raw.zAdd(`${key}:log`, [
+            { score: 3, value: fieldOf(sampleRow(3)) },
+            { score: 3, value: fieldOf(sampleRow(1)) },
+          ]);
+        });
         const seen = await a.update((rows) => ({ rows, result: rows.map((r) => r.userId) }));
-        assert.deepEqual(seen, [sampleRow(3).userId]);
+        assert.deepEqual(seen.sort(), [sampleRow(2).userId, sampleRow(3).userId].sort());
         // a row handed out and broken in place is checked again, never trusted from the cache
         await assert.rejects(
           a.update((rows) => {
@@ -116,9 +156,85 @@ Deno.test({
           }),
           /bad table/,
         );
-        assert.deepEqual(await b.read(), [sampleRow(3)]);
+        assert.equal((await stored(key)).seq, "3", "the bad update wrote nothing");
       } finally {
         await Promise.all([a.close(), b.close()]);
+      }
+    }),
+});
+
+Deno.test({
+  name:
+    "RedisStore: a table document of the earlier format is read, and replaced by rows on the first update",
+  ignore: NO_REDIS,
+  fn: () =>
+    withKey(async (key) => {
+      await withRaw((raw) =>
+        raw.set(key, JSON.stringify({ version: 1, rows: [sampleRow(1), sampleRow(2)] }))
+      );
+      const store = new RedisStore(REDIS_URL!, { key });
+      try {
+        assert.deepEqual(await store.read(), [sampleRow(1), sampleRow(2)]);
+        await store.update((rows) => ({ rows: [...rows, sampleRow(3)], result: undefined }));
+        assert.deepEqual(await store.read(), [sampleRow(1), sampleRow(2), sampleRow(3)]);
+      } finally {
+        await store.close();
+      }
+      const after = await stored(key);
+      assert.equal(after.seq, "1");
+      assert.deepEqual(Object.keys(after.rows).length, 3);
+      assert.equal(await withRaw((raw) => raw.exists(key)), 0, "the old document is gone");
+    }),
+});
+
+Deno.test({
+  name: "a corrupt stored row or version gives a clear ETABLE error and is left as it was",
+  ignore: NO_REDIS,
+  fn: () =>
+    withKey(async (key) => {
+      const store = new RedisStore(REDIS_URL!, { key });
+      const where = `Cannot read the control table at ${REDIS_URL} key "${key}": `;
+      const field = fieldOf(sampleRow(1));
+      const cases: [Record<string, string>, string, RegExp][] = [
+        [{ [field]: "{not json" }, "1", /the row .* is not valid JSON/],
+        [
+          { [field]: JSON.stringify({ ...sampleRow(1), port: -1, endpoints: "x" }) },
+          "1",
+          /the row .* has/,
+        ],
+        [
+          { [fieldOf(sampleRow(2))]: JSON.stringify(sampleRow(1)) },
+          "1",
+          /is filed under another user/,
+        ],
+        [{ [field]: JSON.stringify(sampleRow(1)) }, "many", /its version "many" is not a count/],
+        [{ [field]: JSON.stringify(sampleRow(1)) }, "0", /its version "0" is not a count/],
+      ];
+      try {
+        for (const [rows, seq, reason] of cases) {
+          await withRaw(async (raw) => {
+            await raw.del([`${key}:rows`, `${key}:seq`]);
+            await raw.hSet(`${key}:rows`, rows);
+            await raw.set(`${key}:seq`, seq);
+          });
+          const fresh = new RedisStore(REDIS_URL!, { key });
+          try {
+            for (const attempt of [fresh.read(), fresh.update((r) => ({ rows: r, result: 0 }))]) {
+              await assert.rejects(attempt, (err: unknown) => {
+                assert.ok(isTableError(err), String(err));
+                assert.match(err.message, reason);
+                assert.ok(err.message.startsWith(where), err.message);
+                assert.ok(!err.message.includes("\n"), err.message);
+                return true;
+              });
+            }
+          } finally {
+            await fresh.close();
+          }
+          assert.deepEqual(await withRaw((raw) => raw.hGetAll(`${key}:rows`)), rows, "kept");
+        }
+      } finally {
+        await store.close();
       }
     }),
 });
@@ -146,8 +262,8 @@ Deno.test({
               assert.ok(err.message.startsWith(where), err.message);
               assert.ok(
                 err.message.endsWith(
-                  `; delete the key (redis-cli DEL ${key}), the host rebuilds the table from ` +
-                    `new requests`,
+                  `; delete its keys (redis-cli DEL ${key} ${key}:rows ${key}:seq ${key}:log), ` +
+                    `the host rebuilds the table from new requests`,
                 ),
                 err.message,
               );

@@ -1,19 +1,24 @@
 /**
- * The shared {@link TableStore}: the control table as one JSON document,
- * `{"version":1,"rows":[...]}`, in one Redis string key, so several host processes (on one
- * machine or many) share one table.
+ * The shared {@link TableStore}: the control table in Redis, row by row, so several host
+ * processes (on one machine or many) share one table (docs/decisions.md "The shared table, row
+ * by row"):
  *
- * Updates are atomic across processes by optimistic concurrency: WATCH the key, GET it, run
- * the caller's function, then MULTI / SET / EXEC. When another process changed the key in
- * between, EXEC fails and the update runs again on the new table, after a short randomised
- * backoff, for at most {@link REDIS_UPDATE_MAX_ATTEMPTS} attempts or `lockTimeoutMs`. One
- * SET replaces the whole document, so a crash leaves either the old or the new table.
+ * - `<key>:rows`, a hash: field `["<network>","<user id>"]` → the row's JSON;
+ * - `<key>:seq`, the table's version, one more on every update that changes it;
+ * - `<key>:log`, a sorted set: each field changed or removed, scored by the version that did it
+ *   (the last {@link REDIS_LOG_KEPT} versions).
  *
- * Speed (as the JSON file store): a store remembers the text it last read or wrote and the
- * validated rows it holds; a GET that returns exactly that text is not parsed and validated
- * again. Rows the update returns as it got them keep their validated copy and their encoded
- * JSON (`accepted_rows.ts`); only new or changed rows are validated and stringified. The
- * document's text is the same as `JSON.stringify` of the whole table.
+ * A store keeps the rows as of a version; an update WATCHes the version, reads only the rows the
+ * log names since (one ZRANGEBYSCORE + one HMGET; nothing when no other process wrote), runs the
+ * caller's function, then writes only the rows it changed or removed, the next version and their
+ * log entries in one MULTI / EXEC. When another process wrote in between, EXEC fails and the
+ * update runs again, after a short randomised backoff, for at most
+ * {@link REDIS_UPDATE_MAX_ATTEMPTS} attempts or `lockTimeoutMs`. A crash leaves the old or the new
+ * table (EXEC is atomic). A document of the earlier format, `{"version":1,"rows":[...]}` under the
+ * key itself, is read as the table and replaced by rows on the first update.
+ *
+ * Why: one document moved whole on every update was the largest cost of several processes on one
+ * mailbox (a 300-row table is 414 KB, read and written by every batch of every process).
  *
  * @module
  */
@@ -31,6 +36,11 @@ import type { ClaimLedger, PeerRow, TableStore } from "../types.ts";
 export const REDIS_TABLE_VERSION = 1;
 /** The key that holds the table unless {@link RedisStoreOptions.key} says otherwise. */
 export const DEFAULT_REDIS_KEY = "mailpeer:table";
+/**
+ * Table versions the change log keeps (`<key>:log`): a store that has fallen further behind
+ * reads every row again.
+ */
+export const REDIS_LOG_KEPT = 10_000;
 /** Most times one update runs when other processes keep changing the table under it. */
 export const REDIS_UPDATE_MAX_ATTEMPTS = 100;
 /** A claim id longer than this is hashed into its key (ids come from mail servers). */
@@ -110,8 +120,14 @@ export class RedisStore implements TableStore {
   #client: Promise<RedisClient> | undefined;
   /** Serialises this instance's updates: WATCH belongs to the one shared connection. */
   #queue: Promise<unknown> = Promise.resolve();
-  /** The document as this store last read or wrote it, and its validated rows (private). */
-  #snapshot: { text: string; rows: PeerRow[] } | undefined;
+  /**
+   * The table as of `#seq`: each row's field (`fieldOf`) → its validated private row. An update
+   * reads only the rows changed since (the change log), docs/decisions.md "The shared table, row
+   * by row".
+   */
+  readonly #rows = new Map<string, PeerRow>();
+  /** The table version `#rows` holds; undefined: nothing read yet. */
+  #seq: number | undefined;
   /** Each private row → its JSON. */
   readonly #lines = new WeakMap<PeerRow, string>();
 
@@ -137,9 +153,16 @@ export class RedisStore implements TableStore {
    * @throws {HostError} code `ETABLE` when Redis cannot be reached or the key does not hold a
    * valid table.
    */
-  async read(): Promise<PeerRow[]> {
-    const client = await this.#connect();
-    return this.#load(await this.#get(client)).map(cloneRow);
+  read(): Promise<PeerRow[]> {
+    // queued with the updates: an update's rows are not moved under it
+    const run = async () => {
+      const client = await this.#connect();
+      await this.#sync(client);
+      return [...this.#rows.values()].map(cloneRow);
+    };
+    const done = this.#queue.then(run, run);
+    this.#queue = done.catch(() => {});
+    return done;
   }
 
   /**
@@ -215,21 +238,45 @@ export class RedisStore implements TableStore {
     const deadline = clock.now() + timeoutMs;
     for (let attempt = 0;; attempt++) {
       const client = await this.#connect();
-      await this.#call(() => client.watch(this.#key));
+      await this.#call(() => client.watch([this.#seqKey, this.#key]));
       try {
+        const unversioned = await this.#sync(client);
         const origins = new Map<PeerRow, PeerRow>(); // each copy handed out → its private row
-        const current = this.#load(await this.#get(client)).map((row) => {
+        const current = [...this.#rows.values()].map((row) => {
           const copy = cloneRow(row);
           origins.set(copy, row);
           return copy;
         });
         const { rows, result } = await fn(current);
         const accepted = acceptRows(rows, origins);
-        const text = this.#serialize(accepted);
+        const next = new Map(accepted.map((row) => [fieldOf(row), row]));
+        // a row handed back as it was is its private row again (acceptRows): not written
+        const changed = unversioned
+          ? [...next.keys()]
+          : [...next].filter(([field, row]) => this.#rows.get(field) !== row).map(([f]) => f);
+        const removed = [...this.#rows.keys()].filter((field) => !next.has(field));
+        if (changed.length === 0 && removed.length === 0) {
+          await client.unwatch().catch(() => {});
+          return result;
+        }
+        const seq = (this.#seq ?? 0) + 1;
         const { WatchError } = await import("redis");
+        const multi = client.multi();
+        // the first versioned write: no document of the earlier format, nor stray rows, stays
+        if (unversioned) multi.del([this.#key, this.#rowsKey, this.#logKey]);
+        if (changed.length > 0) {
+          multi.hSet(
+            this.#rowsKey,
+            Object.fromEntries(changed.map((field) => [field, this.#lineOf(next.get(field)!)])),
+          );
+        }
+        if (removed.length > 0) multi.hDel(this.#rowsKey, removed);
+        multi.set(this.#seqKey, String(seq));
+        multi.zAdd(this.#logKey, [...changed, ...removed].map((value) => ({ score: seq, value })));
+        multi.zRemRangeByScore(this.#logKey, "-inf", seq - REDIS_LOG_KEPT);
         try {
-          await this.#call(() => client.multi().set(this.#key, text).exec(), WatchError);
-          this.#snapshot = { text, rows: accepted };
+          await this.#call(() => multi.exec(), WatchError);
+          this.#replace([...next], seq);
           return result;
         } catch (err) {
           if (!(err instanceof WatchError)) throw err;
@@ -304,8 +351,103 @@ export class RedisStore implements TableStore {
     return client;
   }
 
-  async #get(client: RedisClient): Promise<string | null> {
-    return await this.#call(() => client.get(this.#key));
+  get #rowsKey(): string {
+    return `${this.#key}:rows`;
+  }
+
+  get #seqKey(): string {
+    return `${this.#key}:seq`;
+  }
+
+  get #logKey(): string {
+    return `${this.#key}:log`;
+  }
+
+  /**
+   * Brings `#rows` up to the table in Redis: nothing to read when its version is `#seq`, the
+   * rows the change log names since `#seq` (one HMGET) when it is a little ahead, else every
+   * row (HGETALL). Without a version (true) the table is empty, or a document of the earlier
+   * format under the key itself (read whole); the next update writes it row by row.
+   */
+  async #sync(client: RedisClient): Promise<boolean> {
+    const text = await this.#call(() => client.get(this.#seqKey));
+    if (text === null) {
+      const legacy = this.#parse(await this.#call(() => client.get(this.#key)));
+      this.#replace(legacy.map((row) => [fieldOf(row), row] as const), 0);
+      return true;
+    }
+    const seq = Number(text);
+    if (!Number.isSafeInteger(seq) || seq < 1) {
+      throw this.#corrupt(`its version ${JSON.stringify(text.slice(0, 40))} is not a count`, text);
+    }
+    const known = this.#seq;
+    if (known === seq) return false;
+    if (known === undefined || known > seq || seq - known >= REDIS_LOG_KEPT) {
+      const all = await this.#call(() => client.hGetAll(this.#rowsKey));
+      const rows = Object.entries(all).map(([field, line]) =>
+        [field, this.#row(field, line)] as const
+      );
+      this.#replace(rows, seq);
+      return false;
+    }
+    const fields = await this.#call(() => client.zRangeByScore(this.#logKey, `(${known}`, seq));
+    const lines = fields.length === 0
+      ? []
+      : await this.#call(() => client.hmGet(this.#rowsKey, fields));
+    // every row is checked before any is taken: a bad one leaves the rows as they were
+    const read = fields.map((field, i) => {
+      const line = lines[i];
+      return [
+        field,
+        line === null || line === undefined ? undefined : this.#row(field, line),
+      ] as const;
+    });
+    for (const [field, row] of read) {
+      if (row === undefined) this.#rows.delete(field);
+      else this.#rows.set(field, row);
+    }
+    this.#seq = seq;
+    return false;
+  }
+
+  /** Makes `rows` the rows of version `seq`. */
+  #replace(rows: readonly (readonly [string, PeerRow])[], seq: number): void {
+    this.#rows.clear();
+    for (const [field, row] of rows) this.#rows.set(field, row);
+    this.#seq = seq;
+  }
+
+  /** One stored row, validated, that must be filed under `field` (network and user id). */
+  #row(field: string, line: string): PeerRow {
+    let data: unknown;
+    try {
+      data = JSON.parse(line);
+    } catch (err) {
+      throw this.#corrupt(`the row ${field.slice(0, 80)} is not valid JSON`, err);
+    }
+    let row: PeerRow;
+    try {
+      [row] = validateRows([data]) as [PeerRow];
+    } catch (err) {
+      throw this.#corrupt(
+        `the row ${field.slice(0, 80)} ${err instanceof HostError ? String(err.cause) : err}`,
+        err,
+      );
+    }
+    if (fieldOf(row) !== field) {
+      throw this.#corrupt(`the row ${field.slice(0, 80)} is filed under another user`, field);
+    }
+    this.#lines.set(row, line);
+    return row;
+  }
+
+  #lineOf(row: PeerRow): string {
+    let line = this.#lines.get(row);
+    if (line === undefined) {
+      line = JSON.stringify(row);
+      this.#lines.set(row, line);
+    }
+    return line;
   }
 
   /** Runs a Redis call, turning failures other than `pass` into one clear HostError. */
@@ -349,8 +491,9 @@ export class RedisStore implements TableStore {
   #corrupt(what: string, cause: unknown): HostError {
     return new HostError(
       "ETABLE",
-      `Cannot read the control table at ${this.#where()}: ${what}; delete the key ` +
-        `(redis-cli DEL ${this.#key}), the host rebuilds the table from new requests`,
+      `Cannot read the control table at ${this.#where()}: ${what}; delete its keys ` +
+        `(redis-cli DEL ${this.#key} ${this.#rowsKey} ${this.#seqKey} ${this.#logKey}), ` +
+        `the host rebuilds the table from new requests`,
       { cause },
     );
   }
@@ -379,34 +522,16 @@ export class RedisStore implements TableStore {
       throw this.#corrupt(err instanceof HostError ? String(err.cause) : String(err), err);
     }
   }
-
-  /** The validated rows of the document `text` (private: hand out copies), reusing the last. */
-  #load(text: string | null): PeerRow[] {
-    if (text === null) return [];
-    const last = this.#snapshot;
-    if (last !== undefined && last.text === text) return last.rows;
-    const rows = this.#parse(text);
-    this.#snapshot = { text, rows };
-    return rows;
-  }
-
-  /** The document of `rows` (validated, private): `JSON.stringify` of the table, row by row. */
-  #serialize(rows: PeerRow[]): string {
-    const lines = rows.map((row) => {
-      let line = this.#lines.get(row);
-      if (line === undefined) {
-        line = JSON.stringify(row);
-        this.#lines.set(row, line);
-      }
-      return line;
-    });
-    return `{"version":${REDIS_TABLE_VERSION},"rows":[${lines.join(",")}]}`;
-  }
 }
 
 /** A short hex digest of `text` (32 hex digits of its SHA-256). */
 function digest(text: string): string {
   return createHash("sha256").update(text).digest("hex").slice(0, 32);
+}
+
+/** Where a row lives in `<key>:rows`: its network and user id (unique per table). */
+function fieldOf(row: PeerRow): string {
+  return JSON.stringify([row.network, row.userId]);
 }
 
 function message(err: unknown): string {
