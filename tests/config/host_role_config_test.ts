@@ -4,21 +4,10 @@
  * work with refused in one line naming the key.
  */
 import assert from "node:assert/strict";
-import { parseConfig } from "../../src/config/config.ts";
-import { ConfigError } from "../../src/errors.ts";
+import { hostConfig, parse, refused } from "./host_config.ts";
 import { DEFAULT_ROLE_LEASE_MS } from "../../src/limits.ts";
 
-const HOST = `network = "x"\npost_office = "po"\n[host]\nemail = "group@x.test"\n`;
-const parse = (text: string) => parseConfig(text, { base: "/etc/mailpeer" });
-
-function refused(text: string, pattern: RegExp): void {
-  assert.throws(() => parse(text), (err: unknown) => {
-    assert.ok(err instanceof ConfigError, String(err));
-    assert.match(err.message, pattern);
-    assert.ok(!err.message.includes("\n"));
-    return true;
-  });
-}
+const HOST = hostConfig("group@x.test");
 
 Deno.test('a host is a standing host unless role = "auto"; the lease defaults from limits.ts', () => {
   const host = parse(HOST).host!;

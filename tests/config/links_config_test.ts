@@ -1,19 +1,8 @@
 import assert from "node:assert/strict";
-import { parseConfig } from "../../src/config/config.ts";
-import { ConfigError } from "../../src/errors.ts";
+import { hostConfig, parse, refused } from "./host_config.ts";
 import { DEFAULT_FORWARDS_PER_HOUR, DEFAULT_MAX_HOPS, MAX_LINKS } from "../../src/limits.ts";
 
-const HOST = `network = "x"\npost_office = "po"\n[host]\nemail = "h@x.test"\n`;
-const parse = (text: string) => parseConfig(text, { base: "/etc/mailpeer" });
-
-function refused(text: string, pattern: RegExp): void {
-  assert.throws(() => parse(text), (err: unknown) => {
-    assert.ok(err instanceof ConfigError, String(err));
-    assert.match(err.message, pattern);
-    assert.ok(!err.message.includes("\n"));
-    return true;
-  });
-}
+const HOST = hostConfig("h@x.test");
 
 Deno.test("a host has no links by default, and max_hops and forwards_per_hour default from limits.ts", () => {
   const host = parse(HOST).host!;

@@ -13,12 +13,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Host } from "../../src/host/host.ts";
 import { RoleService } from "../../src/host/role/role_service.ts";
-import { MemoryStore } from "../../src/host/store/memory_store.ts";
-import { ImapSource } from "../../src/mail/imap/source.ts";
 import { parseMail } from "../../src/mail/rfc5322/parse.ts";
-import { SmtpSender } from "../../src/mail/smtp/sender.ts";
 import { dearmor } from "../../src/message/armor.ts";
 import { openReply } from "../../src/message/block.ts";
 import { decodeHostKeys, hostCardOf, type HostKeys } from "../../src/message/key_file.ts";
@@ -26,41 +22,23 @@ import { events, mailpeer, Running } from "../support/cli.ts";
 import { Recorder } from "../support/event_recorder.ts";
 import { mailStackRequest } from "../support/stack_request.ts";
 import { ManualClock } from "../support/manual_clock.ts";
-import { loginOf, NO_STACK } from "../support/mailstack.ts";
+import { NO_STACK } from "../support/mailstack.ts";
 import { deleteMessages, takeMessages } from "../support/stack_mail.ts";
 import { makeSite } from "../support/site.ts";
+import { runStackHost, type StackHost, stackHostParts } from "../support/stack_host.ts";
 import { REPLY_READS_ROLE } from "../../src/protocol.ts";
 
 const LEASE_MS = 60_000;
 const SHARED = "host@host.test";
-
-interface Member {
-  name: string;
-  store: MemoryStore;
-  stop: () => Promise<void>;
-}
 
 /** Starts one member's host part on the shared mailbox, as `combined` with host.role = "auto". */
 function startMember(
   name: string,
   keys: HostKeys,
   ctx: { network: string; clock: ManualClock; recorder: Recorder },
-): Member {
-  const { network, clock, recorder } = ctx;
-  const onEvent = recorder.sink(name);
-  const source = new ImapSource(loginOf(SHARED, "imap"), { clock });
-  const sender = new SmtpSender(loginOf(SHARED, "smtp"), { now: () => clock.now() });
-  const store = new MemoryStore();
-  const host = new Host({
-    keys,
-    network,
-    source,
-    sender,
-    store,
-    clock,
-    allowPrivateAddresses: true,
-    onEvent,
-  });
+): StackHost {
+  const parts = stackHostParts(name, keys, SHARED, ctx);
+  const { host, sender, store, onEvent } = parts;
   const role = new RoleService({
     host,
     sender,
@@ -70,20 +48,10 @@ function startMember(
     policy: { capacity: 100, expiryMs: 12 * 3600_000 },
     allowPrivateAddresses: true,
     leaseMs: LEASE_MS,
-    clock,
+    clock: ctx.clock,
     onEvent,
   });
-  const abort = new AbortController();
-  const running = role.run({ signal: abort.signal });
-  return {
-    name,
-    store,
-    stop: async () => {
-      abort.abort();
-      await running.catch(() => {});
-      await Promise.allSettled([source.close(), sender.close()]);
-    },
-  };
+  return runStackHost(parts, (signal) => role.run({ signal }));
 }
 
 Deno.test({

@@ -9,14 +9,10 @@
  * events, never sleeping.
  */
 import assert from "node:assert/strict";
-import { Host } from "../../src/host/host.ts";
 import { HostService } from "../../src/host/host_service.ts";
 import { MemoryHostDirectory } from "../../src/host/pool/host_directory.ts";
 import { SyncAgent } from "../../src/host/pool/sync_agent.ts";
-import { MemoryStore } from "../../src/host/store/memory_store.ts";
-import { ImapSource } from "../../src/mail/imap/source.ts";
 import { parseMail } from "../../src/mail/rfc5322/parse.ts";
-import { SmtpSender } from "../../src/mail/smtp/sender.ts";
 import { dearmor } from "../../src/message/armor.ts";
 import { openReply } from "../../src/message/block.ts";
 import type { HostCard } from "../../src/message/host_card.ts";
@@ -24,66 +20,36 @@ import { generateHostKeys, hostCardOf, type HostKeys } from "../../src/message/k
 import { Recorder } from "../support/event_recorder.ts";
 import { mailStackRequest } from "../support/stack_request.ts";
 import { ManualClock } from "../support/manual_clock.ts";
-import { loginOf, NO_STACK } from "../support/mailstack.ts";
+import { NO_STACK } from "../support/mailstack.ts";
 import { deleteMessages, takeMessages } from "../support/stack_mail.ts";
+import { runStackHost, type StackHost, stackHostParts } from "../support/stack_host.ts";
 
 const INTERVAL_MS = 5 * 60_000;
 
-interface RunningHost {
-  name: string;
-  keys: HostKeys;
-  store: MemoryStore;
-  stop: () => Promise<void>;
-}
-
-/** Starts one host on `address`'s mailbox, linked to `links`, on the shared clock. */
+/** Starts one host on its own mailbox (`keys.email`), linked to `links`, on the shared clock. */
 function startHost(
   name: string,
   keys: HostKeys,
   links: HostCard[],
   ctx: { network: string; clock: ManualClock; recorder: Recorder },
-): RunningHost {
-  const { network, clock, recorder } = ctx;
-  const onEvent = recorder.sink(name);
-  const source = new ImapSource(loginOf(keys.email, "imap"), { clock });
-  const sender = new SmtpSender(loginOf(keys.email, "smtp"), { now: () => clock.now() });
-  const store = new MemoryStore();
-  const card = hostCardOf(keys);
-  const host = new Host({
-    keys,
-    network,
-    source,
-    sender,
-    store,
-    clock,
-    allowPrivateAddresses: true,
-    onEvent,
-  });
+): StackHost {
+  const parts = stackHostParts(name, keys, keys.email, ctx);
+  const { host, source, sender, store, onEvent } = parts;
+  const { network, clock } = ctx;
   const sync = new SyncAgent({
     keys,
     network,
     source,
     sender,
     store,
-    directory: new MemoryHostDirectory({ self: card }),
+    directory: new MemoryHostDirectory({ self: hostCardOf(keys) }),
     links,
     clock,
     allowPrivateAddresses: true,
     onEvent,
   });
   const service = new HostService({ host, sync, syncIntervalMs: INTERVAL_MS, clock, onEvent });
-  const abort = new AbortController();
-  const running = service.run({ signal: abort.signal, bootstrap: false });
-  return {
-    name,
-    keys,
-    store,
-    stop: async () => {
-      abort.abort();
-      await running.catch(() => {});
-      await Promise.allSettled([source.close(), sender.close()]);
-    },
-  };
+  return runStackHost(parts, (signal) => service.run({ signal, bootstrap: false }));
 }
 
 Deno.test({
@@ -99,13 +65,13 @@ Deno.test({
       ["host@host.test", "host2@host.test", "bob2@b.test"].map((e) => generateHostKeys(e)),
     );
     const [aCard, bCard, cCard] = [aKeys!, bKeys!, cKeys!].map(hostCardOf);
-    const hosts: RunningHost[] = [];
+    const hosts: StackHost[] = [];
     const mailboxes = ["host@host.test", "host2@host.test", "bob2@b.test", "alice@a.test"];
     try {
       hosts.push(startHost("A", aKeys!, [bCard!], ctx));
       hosts.push(startHost("B", bKeys!, [aCard!, cCard!], ctx));
       hosts.push(startHost("C", cKeys!, [bCard!], ctx));
-      const [a, b, c] = hosts as [RunningHost, RunningHost, RunningHost];
+      const [a, b, c] = hosts as [StackHost, StackHost, StackHost];
       const sent = () => recorder.events.filter((e) => e.event === "sync-sent").length;
       const changedOn = (host: string) =>
         recorder.of(host, "sync-merged").reduce((n, e) => n + (e.changed as number), 0);

@@ -25,18 +25,7 @@ import { NETWORK, type Player, World } from "../support/world.ts";
 async function learningWorld() {
   const w = await World.create();
   const tap = new RecipientTap(w.hostSource, { network: NETWORK });
-  const directory = new MemoryHostDirectory({ self: w.card });
-  const sync = new SyncAgent({
-    keys: w.hostKeys,
-    network: NETWORK,
-    source: w.hostSource,
-    sender: w.sender,
-    store: w.store,
-    directory,
-    clock: w.clock,
-    allowPrivateAddresses: true,
-    onEvent: (e) => w.events.push(e),
-  });
+  const { sync, directory } = w.syncAgent();
   w.host = new Host({
     keys: w.hostKeys,
     network: NETWORK,

@@ -77,19 +77,7 @@ async function wireRow(
 Deno.test("a host trusted through accept_unknown_hosts cannot inject rows no terminal signed", async () => {
   const w = await World.create();
   try {
-    const directory = new MemoryHostDirectory({ self: w.card });
-    const a = new SyncAgent({
-      keys: w.hostKeys,
-      network: NETWORK,
-      source: w.hostSource,
-      sender: w.sender,
-      store: w.store,
-      directory,
-      clock: w.clock,
-      allowPrivateAddresses: true,
-      acceptUnknownHosts: true,
-      onEvent: (e) => w.events.push(e),
-    });
+    const { sync: a } = w.syncAgent({ acceptUnknownHosts: true });
     // A stranger host asks for A's table, and so becomes trusted.
     const evil = await generateHostKeys("evil@evil.test");
     const evilDirectory = new MemoryHostDirectory({ self: hostCardOf(evil) });

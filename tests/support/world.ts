@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { Host } from "../../src/host/host.ts";
 import type { HostOptions } from "../../src/host/host.ts";
 import { MemoryStore } from "../../src/host/store/memory_store.ts";
+import { MemoryHostDirectory } from "../../src/host/pool/host_directory.ts";
+import { SyncAgent, type SyncAgentOptions } from "../../src/host/pool/sync_agent.ts";
 import { MaildirPostOffice } from "../../src/mail/maildir/post_office.ts";
 import { MaildirSender } from "../../src/mail/maildir/sender.ts";
 import { MaildirSource } from "../../src/mail/maildir/source.ts";
@@ -79,6 +81,30 @@ export class World {
 
   get card() {
     return hostCardOf(this.hostKeys);
+  }
+
+  /**
+   * The host's sync agent as the CLI wires it (its mailbox, sender and table, a memory directory
+   * of its own card); `options` adds to or replaces what it is given.
+   */
+  syncAgent(options: Partial<SyncAgentOptions> = {}): {
+    sync: SyncAgent;
+    directory: MemoryHostDirectory;
+  } {
+    const directory = new MemoryHostDirectory({ self: this.card });
+    const sync = new SyncAgent({
+      keys: this.hostKeys,
+      network: NETWORK,
+      source: this.hostSource,
+      sender: this.sender,
+      store: this.store,
+      directory,
+      clock: this.clock,
+      allowPrivateAddresses: true,
+      onEvent: (e) => this.events.push(e),
+      ...options,
+    });
+    return { sync, directory };
   }
 
   async player(userId: string, port: number): Promise<Player> {
