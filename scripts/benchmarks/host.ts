@@ -39,9 +39,12 @@ import {
 } from "./host_profile.ts";
 import {
   ALICE,
+  cpuByCommand,
   cpuMsOf,
+  cpuOfAll,
   HOST,
   HostProcess,
+  machineCpuMs,
   makeSite,
   release,
   sealRequests,
@@ -101,12 +104,26 @@ interface ModeResult {
   answered: number;
   perSecond: number;
   cpuMsPerRequest: number;
+  /**
+   * CPU ms per request of the whole machine (mail stack, Redis and the answering processes)
+   * from the first to the last reply: where three processes cost more than one, it shows.
+   */
+  machineCpuMsPerRequest?: number;
+  /** The machine CPU ms per request by thread name (postfix, dovecot, redis, deno). */
+  cpuByCommand?: Record<string, number>;
+  /** Host modes: the host processes' CPU ms per request by thread name (main, V8, tokio). */
+  hostThreads?: Record<string, number>;
   /** Host modes: spawn → every process said host-ready (module load, logins, first pass). */
   startMs?: number;
   /** Host modes: requests released into INBOX → first reply. */
   firstReplyMs?: number;
   /** Host modes: replies per process. */
   perProcess?: number[];
+  /**
+   * Host modes: passes (listings) per process in the drain and the idle 2 s after it: a
+   * process that lost its claims to the others lists again.
+   */
+  passesPerProcess?: number[];
   /** Host modes: CPU ms per second of each process while idle-polling after the drain. */
   idleCpuMsPerSecond?: number;
   /** Replies that reached alice (host modes; must equal n). */
@@ -134,6 +151,7 @@ function medianOf(rounds: ModeResult[]): ModeResult {
     answered: Math.min(...rounds.map((r) => r.answered)),
     perSecond: r2(median(rounds.map((r) => r.perSecond))),
     cpuMsPerRequest: r2(median(rounds.map((r) => r.cpuMsPerRequest))),
+    machineCpuMsPerRequest: r2(median(rounds.map((r) => r.machineCpuMsPerRequest ?? NaN))),
     errors: rounds.flatMap((r) => r.errors),
     rounds,
   };
@@ -172,6 +190,8 @@ async function echoMode(
     answered: drain.answered,
     perSecond: r2(ratePerSecond(drain.replyTimes)),
     cpuMsPerRequest: r2(drain.cpuMs / Math.max(1, drain.answered - 1)),
+    machineCpuMsPerRequest: r2(drain.machineCpuMs / Math.max(1, drain.answered - 1)),
+    cpuByCommand: drain.cpuByCommand,
     preloadSubmitMs: Math.round(preloadSubmitMs),
     errors: drain.answered === N ? [] : [`answered ${drain.answered} of ${N}`],
   };
@@ -227,6 +247,7 @@ async function hostMode(
     }
   }
   const warmed = procs.map((p) => p.named("reply-sent").length);
+  const warmPasses = procs.map((p) => p.named("host-pass").length);
   const t0 = now();
   await release(HOST, token);
   const replies = () => procs.flatMap((p, i) => p.named("reply-sent").slice(warmed[i]));
@@ -239,6 +260,17 @@ async function hostMode(
   let last: { cpu: number; count: number } | undefined;
   const firsts: ({ cpu: number; count: number } | undefined)[] = procs.map(() => undefined);
   let idleCpuMsPerSecond: number | undefined;
+  let machine:
+    | {
+      at: number;
+      count: number;
+      processes: Awaited<ReturnType<typeof cpuOfAll>>;
+      hosts: Awaited<ReturnType<typeof cpuOfAll>>;
+    }
+    | undefined;
+  let machinePerRequest = NaN;
+  let byCommand: Record<string, number> | undefined;
+  let hostThreads: Record<string, number> | undefined;
   try {
     const deadline = now() + TIMEOUT_MS;
     while (now() < deadline) {
@@ -249,8 +281,25 @@ async function hostMode(
         }
       }
       const count = replies().length;
-      if (count > 0 && !first) first = { cpu: 0, count: 0 };
+      if (count > 0 && !first) {
+        first = { cpu: 0, count: 0 };
+        machine = {
+          at: await machineCpuMs(),
+          count,
+          processes: await cpuOfAll(),
+          hosts: await cpuOfAll(procs.map((p) => p.pid)),
+        };
+      }
       if (count >= N) {
+        if (machine && count > machine.count) {
+          machinePerRequest = ((await machineCpuMs()) - machine.at) / (count - machine.count);
+          byCommand = cpuByCommand(machine.processes, await cpuOfAll(), count - machine.count);
+          hostThreads = cpuByCommand(
+            machine.hosts,
+            await cpuOfAll(procs.map((p) => p.pid)),
+            count - machine.count,
+          );
+        }
         const ends = await Promise.all(procs.map((p) => cpuMsOf(p.pid)));
         first = { cpu: 0, count: 0 };
         last = { cpu: 0, count: 0 };
@@ -299,9 +348,13 @@ async function hostMode(
     cpuMsPerRequest: first && last && last.count > first.count
       ? r2((last.cpu - first.cpu) / (last.count - first.count))
       : NaN,
+    machineCpuMsPerRequest: r2(machinePerRequest),
+    ...(byCommand ? { cpuByCommand: byCommand } : {}),
+    ...(hostThreads ? { hostThreads } : {}),
     startMs,
     firstReplyMs: times.length > 0 ? Math.round(Math.min(...times) - t0) : NaN,
     perProcess: procs.map((p, i) => p.named("reply-sent").length - warmed[i]!),
+    passesPerProcess: procs.map((p, i) => p.named("host-pass").length - warmPasses[i]!),
     ...(idleCpuMsPerSecond !== undefined ? { idleCpuMsPerSecond } : {}),
     delivered,
     preloadSubmitMs: Math.round(preloadSubmitMs),
@@ -350,11 +403,13 @@ async function main(): Promise<void> {
   try {
     out("request stages in this process ...\n");
     stages = await stageCosts(50);
-    // every mode once per round, in the same order: a load spike then hits one round of a
-    // mode, not the mode itself; each mode's figures are its medians over the rounds
+    // every mode once per round: a load spike then hits one round of a mode, not the mode
+    // itself; each mode's figures are its medians over the rounds. Even rounds run the modes
+    // in reverse: the stack's cost per mail drifts while it runs (its files and indexes grow),
+    // and a fixed order would hand the later modes of every round the dearer stack
     const rounds: Partial<Record<Mode, ModeResult[]>> = {};
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const mode of MODES) {
+      for (const mode of round % 2 === 0 ? [...MODES].reverse() : MODES) {
         const label = ROUNDS > 1 ? `${mode}-r${round}` : mode;
         out(`${label} ...\n`);
         const workers = Number(mode.split("-")[1]);
@@ -394,6 +449,7 @@ async function main(): Promise<void> {
     "ratio to echo (same concurrency)",
     "ratio to capacity",
     "CPU ms/request",
+    "machine CPU ms/request",
     "first reply ms",
     "per process",
   ]];
@@ -405,6 +461,7 @@ async function main(): Promise<void> {
       (r.perSecond / base(mode)).toFixed(2),
       (r.perSecond / capacity).toFixed(2),
       r.cpuMsPerRequest.toFixed(2),
+      (r.machineCpuMsPerRequest ?? NaN).toFixed(2),
       r.firstReplyMs === undefined ? "" : String(r.firstReplyMs),
       r.perProcess?.join("/") ?? "",
     ]);
@@ -416,6 +473,7 @@ async function main(): Promise<void> {
       (inproc.perSecond / e1).toFixed(2),
       (inproc.perSecond / capacity).toFixed(2),
       inproc.cpuMsPerRequest.toFixed(2),
+      "",
       "",
       "",
     ]);

@@ -10,7 +10,7 @@
  */
 import process from "node:process";
 import { SmtpSender } from "../../src/mail/smtp/sender.ts";
-import { ALICE, HOST } from "./host_site.ts";
+import { ALICE, cpuByCommand, cpuOfAll, HOST, machineCpuMs } from "./host_site.ts";
 import { now, RawBox, smtpFor } from "./rendezvous_stack.ts";
 
 /** What one echo drain measured. */
@@ -21,6 +21,10 @@ export interface DrainResult {
   replyTimes: number[];
   /** CPU ms spent (of the answering process) between the first and the last reply. */
   cpuMs: number;
+  /** CPU ms of the whole machine (stack, Redis, this process) over the same span. */
+  machineCpuMs: number;
+  /** CPU ms per request by command name over the same span (see {@link cpuByCommand}). */
+  cpuByCommand: Record<string, number>;
 }
 
 /** CPU of this process in ms (user + system). */
@@ -45,6 +49,8 @@ export async function echoDrain(
   );
   const replyTimes: number[] = [];
   let cpuAtFirst = 0;
+  let machineAtFirst: Promise<number> | undefined;
+  let processesAtFirst: ReturnType<typeof cpuOfAll> | undefined;
   try {
     // warm the SMTP pools (one throwaway mail each, to alice, swept later)
     await Promise.all(sessions.map((s) =>
@@ -77,12 +83,27 @@ export async function echoDrain(
           subject: `${o.replyTag} echo reply ${uid}`,
           text: `echo of ${msg.source.length} bytes\n`,
         });
-        if (replyTimes.length === 0) cpuAtFirst = selfCpuMs();
+        if (replyTimes.length === 0) {
+          cpuAtFirst = selfCpuMs();
+          // not awaited: the session goes on
+          machineAtFirst = machineCpuMs();
+          processesAtFirst = cpuOfAll();
+        }
         replyTimes.push(now());
         await c.messageDelete(String(uid), { uid: true });
       }
     }));
-    return { answered: replyTimes.length, replyTimes, cpuMs: selfCpuMs() - cpuAtFirst };
+    const processes = await cpuOfAll();
+    const requests = Math.max(1, replyTimes.length - 1);
+    return {
+      cpuByCommand: processesAtFirst
+        ? cpuByCommand(await processesAtFirst, processes, requests)
+        : {},
+      answered: replyTimes.length,
+      replyTimes,
+      cpuMs: selfCpuMs() - cpuAtFirst,
+      machineCpuMs: (await machineCpuMs()) - (await machineAtFirst ?? NaN),
+    };
   } finally {
     await Promise.allSettled(sessions.flatMap((s) => [s.box.close(), s.sender.close()]));
   }

@@ -296,6 +296,81 @@ export class HostProcess {
 }
 
 /**
+ * CPU time the whole machine spent in ms, every core summed: the non-idle jiffies of
+ * /proc/stat's first line (user, nice, system, irq, softirq, steal). Between two readings it is
+ * what the mail stack, Redis and the bench's processes cost together.
+ */
+export async function machineCpuMs(): Promise<number> {
+  // read by `cat`, as cpuMsOf below: Deno grants /proc only with --allow-all
+  const r = await new Deno.Command("cat", { args: ["/proc/stat"], stderr: "null" }).output();
+  const line = new TextDecoder().decode(r.stdout).split("\n", 1)[0]!;
+  const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(
+    Number,
+  );
+  return (user! + nice! + system! + irq! + softirq! + (steal ?? 0)) * 10; // USER_HZ is 100
+}
+
+/**
+ * CPU ms (user + system) of every live thread by thread id, with its name: a process's main
+ * thread is named as the command (`deno`, `smtpd`), its other threads as they name themselves
+ * (`V8 DefaultWorke`: V8's garbage collector and compiler; `tokio-runtime-w`). With `pids`, the
+ * threads of those processes only.
+ */
+export async function cpuOfAll(
+  pids?: readonly number[],
+): Promise<Map<number, { command: string; ms: number }>> {
+  // one `cat` over every thread's stat (Deno grants /proc only with --allow-all); a thread that
+  // ends meanwhile is skipped
+  const r = await new Deno.Command("sh", {
+    args: [
+      "-c",
+      `cat ${
+        pids
+          ? pids.map((p) => `/proc/${p}/task/[0-9]*/stat`).join(" ")
+          : "/proc/[0-9]*/task/[0-9]*/stat"
+      } 2>/dev/null`,
+    ],
+    stderr: "null",
+  }).output();
+  const all = new Map<number, { command: string; ms: number }>();
+  for (const line of new TextDecoder().decode(r.stdout).split("\n")) {
+    const open = line.indexOf(" ("), close = line.lastIndexOf(")");
+    if (open < 0 || close < open) continue;
+    const fields = line.slice(close + 2).split(" ");
+    all.set(Number(line.slice(0, open)), {
+      command: line.slice(open + 2, close),
+      ms: (Number(fields[11]) + Number(fields[12])) * 10,
+    });
+  }
+  return all;
+}
+
+/**
+ * CPU ms per request by thread name between two {@link cpuOfAll} readings, largest first
+ * (postfix's smtpd, cleanup, lmtp; dovecot's imap, lmtp; redis-server; deno and its threads):
+ * where a mode's machine CPU goes. A thread that ended in between is missing; the kernel's
+ * workers (`kworker/…`) rename themselves by task, so theirs is only roughly right.
+ */
+export function cpuByCommand(
+  before: Map<number, { command: string; ms: number }>,
+  after: Map<number, { command: string; ms: number }>,
+  requests: number,
+): Record<string, number> {
+  const sums = new Map<string, number>();
+  for (const [pid, { command, ms }] of after) {
+    const was = before.get(pid);
+    const spent = was && was.command === command ? ms - was.ms : ms;
+    if (spent > 0) sums.set(command, (sums.get(command) ?? 0) + spent);
+  }
+  return Object.fromEntries(
+    [...sums].sort((a, b) => b[1] - a[1]).map(([c, ms]) => [
+      c,
+      Math.round((ms / Math.max(1, requests)) * 100) / 100,
+    ]),
+  );
+}
+
+/**
  * User + system CPU time of a live process in ms (utime + stime of /proc/<pid>/stat, read by
  * `cat`: Deno grants /proc only with --allow-all).
  */
