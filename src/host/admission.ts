@@ -90,7 +90,12 @@ export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits
     };
   }
   const since = c.now - limits.windowMs;
-  const recent = (r: PeerRow) => (r.history ?? []).filter((h) => h.at > since).length;
+  // counted in loops, not filtered lists: these run for each request over the whole table
+  const recent = (r: PeerRow) => {
+    let n = 0;
+    for (const h of r.history ?? []) if (h.at > since) n++;
+    return n;
+  };
   const userCount = own ? recent(own) : 0;
   if (userCount >= limits.perUser) {
     return {
@@ -102,13 +107,14 @@ export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits
     };
   }
   const email = c.email.toLowerCase();
-  const senderCount = rows.reduce(
-    (n, r) =>
-      n +
-      (r.history ?? []).filter((h) => h.at > since && (h.from ?? r.email).toLowerCase() === email)
-        .length,
-    0,
-  );
+  let senderCount = 0;
+  if (limits.perSender !== Infinity) {
+    for (const r of rows) {
+      for (const h of r.history ?? []) {
+        if (h.at > since && (h.from ?? r.email).toLowerCase() === email) senderCount++;
+      }
+    }
+  }
   if (senderCount >= limits.perSender) {
     return {
       ok: false,
@@ -121,10 +127,8 @@ export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits
   const minutes = Math.round(limits.windowMs / 60_000);
   const perHost = limits.perHost ?? Infinity;
   if (perHost !== Infinity) {
-    const hostCount = rows.reduce(
-      (n, r) => r.network === c.network ? n + recent(r) : n,
-      0,
-    );
+    let hostCount = 0;
+    for (const r of rows) if (r.network === c.network) hostCount += recent(r);
     if (hostCount >= perHost) {
       return {
         ok: false,
@@ -136,7 +140,8 @@ export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits
   }
   const newRows = limits.newRows ?? Infinity;
   if (!own && newRows !== Infinity) {
-    const made = rows.filter((r) => r.network === c.network && (r.since ?? -1) > since).length;
+    let made = 0;
+    for (const r of rows) if (r.network === c.network && (r.since ?? -1) > since) made++;
     if (made >= newRows) {
       return {
         ok: false,

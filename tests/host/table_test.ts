@@ -226,3 +226,65 @@ Deno.test("selection is always live, same-network, without the requester, in ran
     },
   ));
 });
+
+Deno.test("selection gives exactly the first peers of the whole table in rank order", () => {
+  // the reference: every eligible row sorted by the rank (reachable on the requester's
+  // transports, fewer failures, newer, then user id), cut to max
+  const reference = (
+    rows: readonly PeerRow[],
+    userId: string,
+    max: number,
+    transports?: readonly ("tcp" | "udp")[],
+  ) => {
+    const unreachable = (r: PeerRow) =>
+      transports === undefined || r.endpoints.some((e) => transports.includes(e.transport)) ? 0 : 1;
+    return rows.filter((r) =>
+      r.network === "chess" && r.userId !== userId && r.requestedAt >= NOW - policy.expiryMs
+    ).sort((a, b) =>
+      unreachable(a) - unreachable(b) || a.failures - b.failures ||
+      b.requestedAt - a.requestedAt || (a.userId < b.userId ? -1 : 1)
+    ).slice(0, max);
+  };
+  fc.assert(fc.property(
+    fc.array(
+      fc.record({
+        user: fc.integer({ min: 0, max: 40 }),
+        network: fc.constantFrom("chess", "go"),
+        // few distinct times and failure counts: many ties, decided by the later keys
+        ago: fc.constantFrom(0, HOUR, 2 * HOUR, 13 * HOUR),
+        failures: fc.integer({ min: 0, max: 2 }),
+        transport: fc.constantFrom("tcp" as const, "udp" as const),
+      }),
+      { maxLength: 60 },
+    ),
+    fc.integer({ min: 0, max: 40 }),
+    fc.integer({ min: 0, max: 12 }),
+    fc.constantFrom(undefined, ["tcp" as const], ["udp" as const], [
+      "tcp" as const,
+      "udp" as const,
+    ]),
+    (specs, requester, max, transports) => {
+      const rows = specs.reduce<PeerRow[]>(
+        (t, s) =>
+          upsertRow(
+            t,
+            rowAgo(s.user, s.ago, {
+              network: s.network,
+              failures: s.failures,
+              endpoints: [{ transport: s.transport, address: "192.0.2.7", port: 4000 + s.user }],
+            }),
+            { capacity: 100 },
+          ),
+        [],
+      );
+      const userId = `user-${requester}`;
+      const picked = selectPeers(rows, { userId, network: "chess" }, {
+        now: NOW,
+        expiryMs: policy.expiryMs,
+        max,
+        ...(transports ? { transports } : {}),
+      });
+      assert.deepEqual(ids(picked), ids(reference(rows, userId, max, transports)));
+    },
+  ));
+});
