@@ -118,6 +118,65 @@ redisTest(
 );
 
 redisTest(
+  "a claim up to a count stops once it holds that many, skipping others' mails, counting its own, touching nothing after",
+  () =>
+    withStores(3, async (key, [a, b, c], raw) => {
+      const la = a!.claimLedger(SCOPE, { ttlMs: TTL_MS });
+      const lb = b!.claimLedger(SCOPE, { ttlMs: TTL_MS });
+      const lc = c!.claimLedger(SCOPE, { ttlMs: TTL_MS });
+      const ids = Array.from({ length: 10 }, (_, i) => `7:${i + 1}`);
+      const keyOf = (id: string) => `${key}:claim:{${hex32(SCOPE)}}:${id}`;
+      assert.deepEqual(await la.claim(["7:2", "7:5"]), new Set(["7:2", "7:5"]));
+      assert.deepEqual(await lb.claim(["7:3"]), new Set(["7:3"]));
+      await raw.pExpire(keyOf("7:3"), 1_000); // b's own claim, nearly lapsed
+      // b walks 7:1 (takes), 7:2 (a's), 7:3 (renews its own), 7:4, 7:5 (a's), 7:6: four held
+      assert.deepEqual(
+        await lb.claim(ids, { upTo: 4 }),
+        new Set(["7:1", "7:3", "7:4", "7:6"]),
+      );
+      const renewed = await raw.pTTL(keyOf("7:3"));
+      assert.ok(renewed > 1_000 && renewed <= TTL_MS, `7:3 renewed to ${renewed} ms`);
+      for (const id of ids.slice(6)) {
+        assert.equal(await raw.exists(keyOf(id)), 0, `${id} untouched`);
+      }
+      assert.equal((await claimKeys(raw, key)).length, 6);
+      // what b did not reach is anyone's; what a holds stays a's
+      assert.deepEqual(await lc.claim(ids.slice(6)), new Set(ids.slice(6)));
+      assert.deepEqual(await la.claim(["7:2", "7:5"]), new Set(["7:2", "7:5"]));
+      assert.deepEqual(await lc.claim(ids, { upTo: 2 }), new Set(["7:7", "7:8"]), "its own first");
+    }),
+);
+
+redisTest(
+  "a claim up to more than it is offered, or up to no count, tries every id",
+  () =>
+    withStores(2, async (key, [a, b], raw) => {
+      const la = a!.claimLedger(SCOPE, { ttlMs: TTL_MS });
+      const lb = b!.claimLedger(SCOPE, { ttlMs: TTL_MS });
+      const ids = Array.from({ length: 8 }, (_, i) => `7:${i + 1}`);
+      const odd = ids.filter((_, i) => i % 2 === 0);
+      assert.deepEqual(await la.claim(odd), new Set(odd));
+      const even = new Set(ids.filter((_, i) => i % 2 === 1));
+      assert.deepEqual(await lb.claim(ids.slice(0, 4), { upTo: 100 }), new Set(["7:2", "7:4"]));
+      assert.deepEqual(await lb.claim(ids), even);
+      assert.deepEqual(await lb.claim(ids, { upTo: 4 }), even, "exactly its count");
+      assert.equal((await claimKeys(raw, key)).length, ids.length);
+    }),
+);
+
+Deno.test("a claim up to a count that is not a positive integer is refused before any round trip", async () => {
+  const store = new RedisStore("redis://127.0.0.1:1", { key: uniqueKey() });
+  const ledger = store.claimLedger(SCOPE, { ttlMs: TTL_MS });
+  try {
+    for (const upTo of [0, -1, 1.5, Number.NaN, Infinity]) {
+      await assert.rejects(ledger.claim(["7:1"], { upTo }), RangeError, String(upTo));
+    }
+  } finally {
+    await store.close();
+  }
+});
+
+redisTest(
   "a finished mail is nobody's while its claim lasts, not even the finisher's or a new process's",
   () =>
     withStores(3, async (key, [a, b, c], raw) => {
