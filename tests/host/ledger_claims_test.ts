@@ -292,11 +292,6 @@ Deno.test('claims are kept in the store only with claims = "store" (the default)
   assert.equal(new Set(scopes.map(([s]) => s)).size, 3, `one scope per mailbox: ${scopes}`);
 });
 
-/** The number of mails each claim call of `owner` won, in order. */
-function wins(ledgers: MemoryClaimLedgers, owner: string): number[] {
-  return ledgers.calls.filter((c) => c.owner === owner).map((c) => c.held.length);
-}
-
 Deno.test("a host takes full batches when another process holds scattered mails of the listing", async () => {
   const w = await World.create();
   const ledgers = new MemoryClaimLedgers({ clock: w.clock, ttlMs: CLAIM_RECOVERY_MS });
@@ -309,8 +304,11 @@ Deno.test("a host takes full batches when another process holds scattered mails 
     assert.equal((await ledgers.of("x").claim(held)).size, 36);
     assert.equal((await host.processPending()).answered, 64);
     // two full batches, where batches cut from the listing would each have lost a third
-    assert.deepEqual(wins(ledgers, "b").filter((n) => n > 0), [HOST_BATCH_SIZE, HOST_BATCH_SIZE]);
-    for (const call of ledgers.calls.filter((c) => c.owner === "b")) {
+    assert.deepEqual(ledgers.callsOf("b").map((c) => c.held.length).filter((n) => n > 0), [
+      HOST_BATCH_SIZE,
+      HOST_BATCH_SIZE,
+    ]);
+    for (const call of ledgers.callsOf("b")) {
       assert.equal(call.upTo, HOST_BATCH_SIZE);
       assert.ok(call.ids.length <= HOST_BATCH_SIZE * CLAIM_WINDOW_BATCHES, "a bounded window");
     }
@@ -344,7 +342,7 @@ Deno.test("a host offers the ledger at most four batches of the listing at a tim
     assert.ok(host.relistNow, "a window that won nothing marks the listing stale");
     // the next pass leaves those 16 out, and takes full batches of what is free after the rest
     assert.equal((await host.processPending()).answered, 10);
-    const pass2 = ledgers.calls.filter((c) => c.owner === "b").slice(1);
+    const pass2 = ledgers.callsOf("b").slice(1);
     assert.deepEqual(pass2.map((c) => c.ids), [
       ids.slice(16, 30),
       ids.slice(24, 30),

@@ -76,13 +76,18 @@ export class MemoryClaimLedgers {
     };
   }
 
+  /** The claim calls of `owner`, in order. */
+  callsOf(owner: string): ClaimCall[] {
+    return this.calls.filter((c) => c.owner === owner);
+  }
+
   /** The ids of `owner`'s claims the ledger tried (reached), over every call. */
   askedBy(owner: string): string[] {
-    return this.calls.filter((c) => c.owner === owner).flatMap((c) => c.tried);
+    return this.callsOf(owner).flatMap((c) => c.tried);
   }
 
   /** The ids `owner` won, over every call (a renewal counts again). */
   wonBy(owner: string): string[] {
-    return this.calls.filter((c) => c.owner === owner).flatMap((c) => c.held);
+    return this.callsOf(owner).flatMap((c) => c.held);
   }
 }
