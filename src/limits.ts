@@ -17,6 +17,12 @@ export const MAX_MAIL_BYTES = 64 * 1024;
  */
 export const HOST_BATCH_SIZE = 32;
 /**
+ * With claims in the shared store, a host offers the ledger a window of this many batches of
+ * the listing and takes up to one batch of it: the mails other processes hold are skipped
+ * instead of leaving the batch short (docs/decisions.md "Claims in the shared store").
+ */
+export const CLAIM_WINDOW_BATCHES = 4;
+/**
  * How long reaching a mail server (IMAP, POP3, SMTP) may take by default, in ms: TCP connect,
  * TLS handshake and the server's greeting together (configurable per server as
  * `connect_timeout`). Past it the user learns that nothing answers there.

@@ -11,6 +11,7 @@ import { isMailpeerError, MailError } from "../errors.ts";
 import { type EventSink, silentSink } from "../events.ts";
 import {
   CLAIM_RECOVERY_MS,
+  CLAIM_WINDOW_BATCHES,
   DEFAULT_NEW_ROWS_PER_HOUR,
   DEFAULT_REQUESTS_PER_HOUR,
   DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
@@ -97,8 +98,6 @@ export class Host {
    * listing itself (an IMAP keyword); ledger claims leave the mailbox as it is.
    */
   readonly #claimedElsewhere = new Map<string, number>();
-  /** Shared mailbox: how many mails the last claim won (undefined: nothing claimed). */
-  #lastClaimWon: number | undefined;
   #wonThisPass = 0;
   #staleListing = false;
   /** Passes in a row that took no mail (see {@link relistNow}). */
@@ -141,7 +140,8 @@ export class Host {
    * (docs/performance.md "Host: capacity, CPU per request"): the next batch is claimed, fetched
    * and checked while this one's replies are out, and this one is deleted while the next one's
    * are; the table updates stay in batch order (notices first). So a crash repeats at most two
-   * batches' replies.
+   * batches' replies. With claims in a ledger, each batch is the first `batchSize` mails the
+   * ledger gives of a window of the listing (see {@link #takeBatch}).
    *
    * `role`: the host role this process holds for the pass (a group member's RoleService hands
    * it in), said in the reply to each request that reads `role` (docs/protocol.md "Reply
@@ -159,9 +159,10 @@ export class Host {
       { subject: `[mailpeer] ${this.#o.network} `, mode: "prefix" },
       signal ? { signal } : {},
     );
-    const batches: { refs: MailRef[]; kind: "request" | "notice" }[] = [];
+    // The batches are cut as they go, from a cursor over each kind's listing: with ledger
+    // claims, how far a batch reaches depends on what the ledger gave the one before.
     const elsewhere = this.#stillClaimedElsewhere(all);
-    for (const kind of ["notice", "request"] as const) {
+    const lanes: Lane[] = (["notice", "request"] as const).map((kind) => {
       const match = this.#match(kind);
       const refs = this.#rotated(
         all.filter((ref) =>
@@ -169,34 +170,39 @@ export class Host {
           !elsewhere.has(ref.id)
         ),
       );
-      for (let i = 0; i < refs.length; i += this.#o.batchSize) {
-        batches.push({ refs: refs.slice(i, i + this.#o.batchSize), kind });
-      }
-    }
-    const prepare = (i: number) => {
-      const batch = batches[i];
-      if (batch === undefined) return undefined;
-      const prepared = this.#prepareBatch(batch.refs, batch.kind, result, signal);
+      return { kind, refs, at: 0 };
+    });
+    // Called only once the batch before was claimed, so the cursors are where it left them.
+    const prepare = () => {
+      const lane = lanes.find(({ refs, at }) => at < refs.length);
+      if (lane === undefined) return undefined;
+      const prepared = (async (): Promise<PreparedBatch> => {
+        signal?.throwIfAborted();
+        const refs = await this.#takeBatch(lane);
+        this.#wonThisPass += refs.length;
+        const checked = await this.#prepareBatch(refs, lane.kind, result, signal);
+        return { kind: lane.kind, won: this.#o.sharedMailbox ? refs.length : undefined, checked };
+      })();
       prepared.catch(() => {}); // awaited below; a failure ends the pass there
       return prepared;
     };
-    let next = prepare(0);
+    let next = prepare();
     let deleting: Promise<void> = Promise.resolve();
     this.#staleListing = false;
     this.#wonThisPass = 0;
     try {
-      for (const [i, { kind }] of batches.entries()) {
-        const checked = await next!;
+      while (next !== undefined) {
+        const { kind, won, checked } = await next;
         // On a shared mailbox, a batch of which this process won nothing shows the listing
         // is stale (other processes took its mails): claiming the rest of it would mostly
         // lose again, a round trip per batch. The pass ends; the host service lists afresh at
         // once when this pass answered anything (docs/decisions.md "Several host processes
         // on one mailbox").
-        if (this.#lastClaimWon === 0) {
+        if (won === 0) {
           this.#staleListing = true;
           break;
         }
-        next = prepare(i + 1); // claimed, fetched and checked while these replies go out
+        next = prepare(); // claimed, fetched and checked while these replies go out
         if (checked.length === 0) continue;
         const done = kind === "notice"
           ? await this.#applyNotices(checked as CheckedNotice[], result)
@@ -263,11 +269,32 @@ export class Host {
   }
 
   /**
-   * The first half of a batch: claims it on a shared mailbox, then fetches and checks each
-   * mail. Refused mails are set aside (counted in `result`); resolves with those to answer.
+   * The next batch of `lane` and the mails of it this process may process; moves the lane's
+   * cursor past what it offered. Alone on the mailbox: the next `batchSize` mails. On a
+   * mailbox shared by several host processes the mails are taken first (whoever claims a mail
+   * processes it, the others skip it): in the mailbox, the next `batchSize` mails at once
+   * where the source can; in a ledger, up to `batchSize` of a window of the next
+   * `batchSize * CLAIM_WINDOW_BATCHES` (docs/decisions.md "Claims in the shared store").
+   */
+  async #takeBatch(lane: Lane): Promise<MailRef[]> {
+    const { batchSize, sharedMailbox, claimLedger, source } = this.#o;
+    if (sharedMailbox && claimLedger) {
+      const window = lane.refs.slice(lane.at, lane.at + batchSize * CLAIM_WINDOW_BATCHES);
+      const { won, reached } = await this.#claimInLedger(window, claimLedger);
+      lane.at += reached;
+      return won;
+    }
+    const listed = lane.refs.slice(lane.at, lane.at + batchSize);
+    lane.at += listed.length;
+    return sharedMailbox ? await source.claimMany(listed) : listed;
+  }
+
+  /**
+   * The second half of taking a batch: fetches and checks each mail of `refs`. Refused mails
+   * are set aside (counted in `result`); resolves with those to answer.
    */
   async #prepareBatch(
-    listed: MailRef[],
+    refs: MailRef[],
     kind: "request" | "notice",
     result: HostPassResult,
     signal?: AbortSignal,
@@ -275,17 +302,6 @@ export class Host {
     const { source, limits, clock } = this.#o;
     const ctx = this.#context();
     const checked: (CheckedRequest | CheckedNotice)[] = [];
-    // On a mailbox shared by several host processes, take the mails first: whoever claims a
-    // mail processes it, the others skip it. The whole batch at once where the source can.
-    const shared = this.#o.sharedMailbox;
-    signal?.throwIfAborted();
-    const refs = !shared
-      ? listed
-      : this.#o.claimLedger
-      ? await this.#claimInLedger(listed, this.#o.claimLedger)
-      : await source.claimMany(listed);
-    this.#lastClaimWon = shared ? refs.length : undefined;
-    this.#wonThisPass += refs.length;
     for (const ref of refs) {
       signal?.throwIfAborted();
       try {
@@ -317,17 +333,27 @@ export class Host {
   }
 
   /**
-   * Takes listed mails through the shared store's claims: the mails stay where they are (no
-   * keyword, no move), and the bodies of those won are read in one go. docs/decisions.md
-   * "Claims in the shared store".
+   * Takes up to `batchSize` mails of `window` (in order) through the shared store's claims:
+   * the mails stay where they are (no keyword, no move), and the bodies of those won are read
+   * in one go. Resolves with the mails won and how many of the window the ledger reached: up
+   * to the last one won when it filled the batch (the rest stays for the next batch), else
+   * all. Those it reached but did not give are another process's. docs/decisions.md "Claims in
+   * the shared store".
    */
-  async #claimInLedger(listed: MailRef[], ledger: ClaimLedger): Promise<MailRef[]> {
-    const held = await ledger.claim(listed.map((ref) => ref.id));
-    const won = listed.filter((ref) => held.has(ref.id));
+  async #claimInLedger(
+    window: MailRef[],
+    ledger: ClaimLedger,
+  ): Promise<{ won: MailRef[]; reached: number }> {
+    const upTo = this.#o.batchSize;
+    const held = await ledger.claim(window.map((ref) => ref.id), { upTo });
+    const won = window.filter((ref) => held.has(ref.id));
+    const reached = won.length >= upTo ? window.indexOf(won.at(-1)!) + 1 : window.length;
     const now = this.#o.clock.now();
-    for (const ref of listed) if (!held.has(ref.id)) this.#claimedElsewhere.set(ref.id, now);
+    for (const ref of window.slice(0, reached)) {
+      if (!held.has(ref.id)) this.#claimedElsewhere.set(ref.id, now);
+    }
     if (won.length > 0) await this.#o.source.prefetch?.(won);
-    return won;
+    return { won, reached };
   }
 
   /**
@@ -649,6 +675,20 @@ export class Host {
       throw err;
     }
   }
+}
+
+/** One kind's mails of a pass's listing, and how far the batches cut so far reach. */
+interface Lane {
+  kind: "request" | "notice";
+  refs: MailRef[];
+  at: number;
+}
+
+/** A batch taken, fetched and checked: how many mails a shared mailbox gave (else undefined). */
+interface PreparedBatch {
+  kind: "request" | "notice";
+  won: number | undefined;
+  checked: (CheckedRequest | CheckedNotice)[];
 }
 
 /** What one pass over the mailbox did. */

@@ -66,8 +66,13 @@ export interface ClaimLedger {
   /**
    * Takes the mails with these ids (`MailRef.id`) for this process, in one round trip;
    * resolves with the ids it holds now: those it took, and those it already held (renewed).
+   * The ids are tried in order; with `upTo` (a positive integer) the walk stops as soon as
+   * this process holds `upTo` of them, and the ids after that are not touched, so a host can
+   * offer a window of the listing larger than its batch and still get a full batch when
+   * other processes hold some of the window (docs/decisions.md "Claims in the shared store").
+   * Without `upTo` every id is tried.
    */
-  claim(ids: readonly string[]): Promise<Set<string>>;
+  claim(ids: readonly string[], options?: { upTo?: number }): Promise<Set<string>>;
   /**
    * Marks the mails this process held and deleted as done: no process takes them again while
    * their claims last (a listing made before the delete still shows them).

@@ -13,7 +13,7 @@ import { HostService } from "../../src/host/host_service.ts";
 import { MemoryStore } from "../../src/host/store/memory_store.ts";
 import type { ClaimLedger, TableStore } from "../../src/host/types.ts";
 import { HostError } from "../../src/errors.ts";
-import { CLAIM_RECOVERY_MS } from "../../src/limits.ts";
+import { CLAIM_RECOVERY_MS, CLAIM_WINDOW_BATCHES, HOST_BATCH_SIZE } from "../../src/limits.ts";
 import { MaildirSource } from "../../src/mail/maildir/source.ts";
 import type { MailRef, MailSource } from "../../src/mail/types.ts";
 import { subjectFor } from "../../src/message/mail_text.ts";
@@ -125,7 +125,13 @@ Deno.test("a mail another process holds is left out of the next listings until i
     const late = await requests(w, 1, 3);
     const [fresh] = (await listed(w)).filter((id) => !held.includes(id));
     assert.equal((await host.processPending()).answered, 1);
-    assert.deepEqual(ledgers.calls.at(-1), { owner: "b", ids: [fresh], held: [fresh] });
+    assert.deepEqual(ledgers.calls.at(-1), {
+      owner: "b",
+      ids: [fresh],
+      upTo: HOST_BATCH_SIZE,
+      tried: [fresh],
+      held: [fresh],
+    });
     await assertAnsweredOnce(w, late);
     // a died: once its claims lapse, b asks again, wins and answers
     w.clock.advance(CLAIM_RECOVERY_MS);
@@ -203,7 +209,7 @@ Deno.test("a store that cannot be reached for claims answers nothing and loses n
   let claimUp = false;
   const real = ledgers.of("a");
   const ledger: ClaimLedger = {
-    claim: (ids) => claimUp ? real.claim(ids) : Promise.reject(down),
+    claim: (ids, options) => claimUp ? real.claim(ids, options) : Promise.reject(down),
     finish: () => Promise.reject(down),
   };
   const { host, source } = await processOn(w, ledgers, "a", { host: { claimLedger: ledger } });
@@ -284,4 +290,111 @@ Deno.test('claims are kept in the store only with claims = "store" (the default)
   assert.equal(scopes.length, 3);
   assert.ok(scopes.every(([, ttl]) => ttl === CLAIM_RECOVERY_MS), "claims lapse as mailbox ones");
   assert.equal(new Set(scopes.map(([s]) => s)).size, 3, `one scope per mailbox: ${scopes}`);
+});
+
+Deno.test("a host takes full batches when another process holds scattered mails of the listing", async () => {
+  const w = await World.create();
+  const ledgers = new MemoryClaimLedgers({ clock: w.clock, ttlMs: CLAIM_RECOVERY_MS });
+  const { host, source } = await processOn(w, ledgers, "b", { host: { random: () => 0 } });
+  try {
+    const sent = await requests(w, 100);
+    const ids = await listed(w);
+    // process "x" is answering 36 mails spread over the listing (9 of every 25)
+    const held = ids.filter((_, i) => i % 25 % 3 === 0);
+    assert.equal((await ledgers.of("x").claim(held)).size, 36);
+    assert.equal((await host.processPending()).answered, 64);
+    // two full batches, where batches cut from the listing would each have lost a third
+    assert.deepEqual(ledgers.callsOf("b").map((c) => c.held.length).filter((n) => n > 0), [
+      HOST_BATCH_SIZE,
+      HOST_BATCH_SIZE,
+    ]);
+    for (const call of ledgers.callsOf("b")) {
+      assert.equal(call.upTo, HOST_BATCH_SIZE);
+      assert.ok(call.ids.length <= HOST_BATCH_SIZE * CLAIM_WINDOW_BATCHES, "a bounded window");
+    }
+    const asked = ledgers.askedBy("b");
+    assert.equal(new Set(asked).size, asked.length, "no mail asked for twice in a pass");
+    await assertAnsweredOnce(w, sent.filter((_, i) => !held.includes(ids[i]!)));
+    assert.deepEqual(await listed(w), held, "x's mails wait for x");
+  } finally {
+    await source.close();
+    await w.close();
+  }
+});
+
+Deno.test("a host offers the ledger at most four batches of the listing at a time, and a window another process holds whole ends the pass", async () => {
+  const w = await World.create();
+  const ledgers = new MemoryClaimLedgers({ clock: w.clock, ttlMs: CLAIM_RECOVERY_MS });
+  const batchSize = 4;
+  const window = batchSize * CLAIM_WINDOW_BATCHES;
+  const { host, source } = await processOn(w, ledgers, "b", {
+    host: { batchSize, random: () => 0 },
+  });
+  try {
+    const sent = await requests(w, 30);
+    const ids = await listed(w);
+    // x holds the first 20 mails: more than a window
+    const held = ids.slice(0, 20);
+    assert.equal((await ledgers.of("x").claim(held)).size, 20);
+    assert.equal((await host.processPending()).answered, 0);
+    assert.deepEqual(ledgers.calls.at(-1)?.ids, ids.slice(0, window), "one window, no more");
+    assert.deepEqual(ledgers.calls.at(-1)?.held, []);
+    assert.ok(host.relistNow, "a window that won nothing marks the listing stale");
+    // the next pass leaves those 16 out, and takes full batches of what is free after the rest
+    assert.equal((await host.processPending()).answered, 10);
+    const pass2 = ledgers.callsOf("b").slice(1);
+    assert.deepEqual(pass2.map((c) => c.ids), [
+      ids.slice(16, 30),
+      ids.slice(24, 30),
+      ids.slice(28),
+    ]);
+    assert.deepEqual(pass2.map((c) => c.held.length), [4, 4, 2]);
+    assert.deepEqual(pass2[0]!.tried, ids.slice(16, 24), "the ledger stopped at a full batch");
+    assert.equal(ledgers.askedBy("b").filter((id) => held.includes(id)).length, 20, "once each");
+    await assertAnsweredOnce(w, sent.slice(20));
+    assert.deepEqual(await listed(w), held);
+  } finally {
+    await source.close();
+    await w.close();
+  }
+});
+
+Deno.test("three processes with ledger windows beside a process holding scattered mails answer every request exactly once", async () => {
+  const w = await World.create();
+  const ledgers = new MemoryClaimLedgers({ clock: w.clock, ttlMs: CLAIM_RECOVERY_MS });
+  const batchSize = 4;
+  const processes = await Promise.all(
+    [0, 0.34, 0.67].map((at, i) =>
+      processOn(w, ledgers, "abc"[i]!, { host: { batchSize, random: () => at } })
+    ),
+  );
+  try {
+    const sent = await requests(w, 40);
+    const ids = await listed(w);
+    // x holds every third mail, then dies
+    const held = ids.filter((_, i) => i % 3 === 1);
+    assert.equal((await ledgers.of("x").claim(held)).size, held.length);
+    const drain = async () => {
+      let answered = 0;
+      for (let round = 0; round < 10; round++) {
+        const results = await Promise.all(processes.map(({ host }) => host.processPending()));
+        answered += results.reduce((sum, r) => sum + r.answered, 0);
+        if (!processes.some(({ host }) => host.relistNow)) break;
+      }
+      return answered;
+    };
+    assert.equal(await drain(), ids.length - held.length);
+    assert.deepEqual(await listed(w), held, "x's mails wait for x");
+    w.clock.advance(CLAIM_RECOVERY_MS); // x's claims lapse
+    assert.equal(await drain(), held.length);
+    assert.deepEqual(await listed(w), []);
+    await assertAnsweredOnce(w, sent);
+    for (const call of ledgers.calls.filter((c) => c.owner !== "x")) {
+      assert.ok(call.ids.length <= batchSize * CLAIM_WINDOW_BATCHES, "a bounded window");
+      assert.ok(call.held.length <= batchSize, "at most a batch");
+    }
+  } finally {
+    await Promise.all(processes.map(({ source }) => source.close()));
+    await w.close();
+  }
 });

@@ -12,6 +12,7 @@ import { isMailpeerError } from "../../src/errors.ts";
 import { RedisStore } from "../../src/host/store/redis_store.ts";
 import type { ClaimLedger } from "../../src/host/types.ts";
 import { NO_REDIS, REDIS_URL, uniqueKey } from "../support/redis.ts";
+import { claimLedgerConformance } from "../conformance/claim_ledger.ts";
 
 const TTL_MS = 60_000;
 const SCOPE = "imap://host@127.0.0.13:143/INBOX";
@@ -73,6 +74,38 @@ function redisTest(name: string, fn: () => Promise<void>): void {
   Deno.test({ name, ignore: NO_REDIS, fn });
 }
 
+if (NO_REDIS) {
+  Deno.test({
+    name: "RedisStore.claimLedger: conformance suite (needs scripts/redis/redis.sh start)",
+    ignore: true,
+    fn: () => {},
+  });
+} else {
+  claimLedgerConformance("RedisStore.claimLedger", () => {
+    const key = uniqueKey("claims");
+    const ledgers = new Map<string, { store: RedisStore; ledger: ClaimLedger }>();
+    return Promise.resolve({
+      ledgerOf: (owner) => {
+        let made = ledgers.get(owner);
+        if (made === undefined) {
+          const store = new RedisStore(REDIS_URL!, { key });
+          made = { store, ledger: store.claimLedger(SCOPE, { ttlMs: TTL_MS }) };
+          ledgers.set(owner, made);
+        }
+        return made.ledger;
+      },
+      cleanup: async () => {
+        await Promise.all([...ledgers.values()].map(({ store }) => store.close()));
+        const raw = rawClient();
+        await raw.connect();
+        const keys = await claimKeys(raw, key);
+        if (keys.length > 0) await raw.del(keys);
+        await raw.close();
+      },
+    });
+  });
+}
+
 redisTest(
   "two processes claiming overlapping mails at once each hold a disjoint share, together every mail",
   () =>
@@ -116,6 +149,43 @@ redisTest(
       }
     }),
 );
+
+redisTest(
+  "a claim up to a count renews its own claims for the whole TTL and creates no key after the stop",
+  () =>
+    withStores(2, async (key, [a, b], raw) => {
+      const la = a!.claimLedger(SCOPE, { ttlMs: TTL_MS });
+      const lb = b!.claimLedger(SCOPE, { ttlMs: TTL_MS });
+      const ids = Array.from({ length: 10 }, (_, i) => `7:${i + 1}`);
+      const keyOf = (id: string) => `${key}:claim:{${hex32(SCOPE)}}:${id}`;
+      assert.deepEqual(await la.claim(["7:2", "7:5"]), new Set(["7:2", "7:5"]));
+      assert.deepEqual(await lb.claim(["7:3"]), new Set(["7:3"]));
+      await raw.pExpire(keyOf("7:3"), 1_000); // b's own claim, nearly lapsed
+      // b walks 7:1 (takes), 7:2 (a's), 7:3 (renews its own), 7:4, 7:5 (a's), 7:6: four held
+      assert.deepEqual(
+        await lb.claim(ids, { upTo: 4 }),
+        new Set(["7:1", "7:3", "7:4", "7:6"]),
+      );
+      const renewed = await raw.pTTL(keyOf("7:3"));
+      assert.ok(renewed > 1_000 && renewed <= TTL_MS, `7:3 renewed to ${renewed} ms`);
+      for (const id of ids.slice(6)) {
+        assert.equal(await raw.exists(keyOf(id)), 0, `${id} untouched`);
+      }
+      assert.equal((await claimKeys(raw, key)).length, 6);
+    }),
+);
+
+Deno.test("a claim up to a count that is not a positive integer is refused before any round trip", async () => {
+  const store = new RedisStore("redis://127.0.0.1:1", { key: uniqueKey() });
+  const ledger = store.claimLedger(SCOPE, { ttlMs: TTL_MS });
+  try {
+    for (const upTo of [0, -1, 1.5, Number.NaN, Infinity]) {
+      await assert.rejects(ledger.claim(["7:1"], { upTo }), RangeError, String(upTo));
+    }
+  } finally {
+    await store.close();
+  }
+});
 
 redisTest(
   "a finished mail is nobody's while its claim lasts, not even the finisher's or a new process's",

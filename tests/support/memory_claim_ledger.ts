@@ -9,10 +9,15 @@
 import type { ClaimLedger } from "../../src/host/types.ts";
 import type { Clock } from "../../src/runtime.ts";
 
-/** One `claim` call: who asked, for which ids, and which it held afterwards. */
+/**
+ * One `claim` call: who asked, for which ids (with `upTo` when given), the ids the ledger
+ * tried (in order, stopping at `upTo`), and which it held afterwards.
+ */
 export interface ClaimCall {
   owner: string;
   ids: string[];
+  upTo?: number;
+  tried: string[];
   held: string[];
 }
 
@@ -33,17 +38,29 @@ export class MemoryClaimLedgers {
   /** The ledger of process `owner`. */
   of(owner: string): ClaimLedger {
     return {
-      claim: (ids) => {
+      claim: (ids, { upTo } = {}) => {
+        if (upTo !== undefined && !(Number.isSafeInteger(upTo) && upTo > 0)) {
+          return Promise.reject(new RangeError(`upTo must be a positive integer, not ${upTo}`));
+        }
         const now = this.#clock.now();
         const held = new Set<string>();
+        const tried: string[] = [];
         for (const id of ids) {
+          if (upTo !== undefined && held.size >= upTo) break;
+          tried.push(id);
           const claim = this.#claims.get(id);
           if (claim === undefined || claim.until <= now || claim.owner === owner) {
             this.#claims.set(id, { owner, until: now + this.#ttlMs });
             held.add(id);
           }
         }
-        this.calls.push({ owner, ids: [...ids], held: [...held] });
+        this.calls.push({
+          owner,
+          ids: [...ids],
+          ...(upTo !== undefined ? { upTo } : {}),
+          tried,
+          held: [...held],
+        });
         return Promise.resolve(held);
       },
       finish: (ids) => {
@@ -59,13 +76,18 @@ export class MemoryClaimLedgers {
     };
   }
 
-  /** The ids `owner` asked to claim, over every call. */
+  /** The claim calls of `owner`, in order. */
+  callsOf(owner: string): ClaimCall[] {
+    return this.calls.filter((c) => c.owner === owner);
+  }
+
+  /** The ids of `owner`'s claims the ledger tried (reached), over every call. */
   askedBy(owner: string): string[] {
-    return this.calls.filter((c) => c.owner === owner).flatMap((c) => c.ids);
+    return this.callsOf(owner).flatMap((c) => c.tried);
   }
 
   /** The ids `owner` won, over every call (a renewal counts again). */
   wonBy(owner: string): string[] {
-    return this.calls.filter((c) => c.owner === owner).flatMap((c) => c.held);
+    return this.callsOf(owner).flatMap((c) => c.held);
   }
 }

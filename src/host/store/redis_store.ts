@@ -51,11 +51,14 @@ const MAX_PLAIN_CLAIM_ID = 200;
  */
 const DIGEST_LIKE = /^[0-9a-f]{32}$/;
 /**
- * Takes each key of KEYS for ARGV[1] (this process) for ARGV[2] ms unless another process
- * holds it; renews those it already holds. Returns the 1-based indexes it holds.
+ * Takes each key of KEYS in order for ARGV[1] (this process) for ARGV[2] ms unless another
+ * process holds it; renews those it already holds. With ARGV[3] (a count) it stops once it
+ * holds that many: the keys after are not touched. Returns the 1-based indexes it holds.
  */
 const CLAIM_SCRIPT = `local held = {}
+local upTo = tonumber(ARGV[3]) or #KEYS
 for i, key in ipairs(KEYS) do
+  if #held >= upTo then break end
   if redis.call('SET', key, ARGV[1], 'NX', 'PX', ARGV[2]) then
     held[#held + 1] = i
   elseif redis.call('GET', key) == ARGV[1] then
@@ -198,11 +201,16 @@ export class RedisStore implements TableStore {
       prefix + (id.length > MAX_PLAIN_CLAIM_ID || DIGEST_LIKE.test(id) ? digest(id) : id);
     const ttl = String(Math.max(1, Math.round(options.ttlMs)));
     return {
-      claim: async (ids) => {
+      claim: async (ids, claimOptions = {}) => {
+        const { upTo } = claimOptions;
+        if (upTo !== undefined && !(Number.isSafeInteger(upTo) && upTo > 0)) {
+          throw new RangeError(`Cannot claim up to ${upTo} mails: upTo must be a positive integer`);
+        }
         if (ids.length === 0) return new Set();
         const client = await this.#connect();
+        const args = upTo === undefined ? [owner, ttl] : [owner, ttl, String(upTo)];
         const held = await this.#call(() =>
-          client.eval(CLAIM_SCRIPT, { keys: ids.map(keyOf), arguments: [owner, ttl] })
+          client.eval(CLAIM_SCRIPT, { keys: ids.map(keyOf), arguments: args })
         );
         if (!Array.isArray(held)) throw this.#failure(new Error("the claim script answered oddly"));
         return new Set(held.map((i) => ids[Number(i) - 1]).filter((id) => id !== undefined));
