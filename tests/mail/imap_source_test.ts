@@ -531,6 +531,25 @@ async function stopDovecot(conf: string, pidFile: string): Promise<void> {
   await Deno.remove(pidFile).catch(() => {}); // left behind when the master took long to exit
 }
 
+/**
+ * Ends every process left of one private Dovecot instance and waits until they are gone: a
+ * session can outlive its master (the CI once saw an IMAP session log out two seconds after
+ * the master was killed), and a master started meanwhile then fails to read its config
+ * socket, keeps running and rewrites its run directory under a removal. The master's command
+ * line names the config file and each child's title the instance (`dovecot-<instance>/imap`).
+ */
+async function endInstance(conf: string, instance: string): Promise<void> {
+  const pattern = `dovecot -c ${conf}|dovecot-${instance}/`;
+  const found = await new Deno.Command("pgrep", { args: ["-f", pattern], stdout: "piped" })
+    .output();
+  const pids = new TextDecoder().decode(found.stdout).split("\n").filter((p) => /^\d+$/.test(p));
+  if (pids.length === 0) return;
+  await new Deno.Command("kill", { args: ["-TERM", ...pids], stderr: "null" }).output();
+  for (const pid of pids) {
+    await run("timeout", ["20", "tail", `--pid=${pid}`, "-s", "0.05", "-f", "/dev/null"]);
+  }
+}
+
 /** A free TCP port on `ip`. */
 function freePort(ip: string): number {
   const listener = Deno.listen({ hostname: ip, port: 0 });
@@ -555,8 +574,9 @@ async function privateDovecot(): Promise<
   await Deno.chmod(tmp, 0o755); // Dovecot's unprivileged processes reach their sockets here
   await Deno.mkdir(join(tmp, "state"));
   const port = freePort(provider.ip);
+  const instance = `mailpeer-imaptest-${port}`;
   const common = shared.slice(0, shared.indexOf("service imap-login {"))
-    .replace(/^instance_name = .*$/m, `instance_name = mailpeer-imaptest-${port}`)
+    .replace(/^instance_name = .*$/m, `instance_name = ${instance}`)
     .replace(/^base_dir = .*$/m, `base_dir = ${tmp}/run`)
     .replace(/^state_dir = .*$/m, `state_dir = ${tmp}/state`)
     .replace(/^protocols = .*$/m, "protocols = imap")
@@ -576,9 +596,11 @@ async function privateDovecot(): Promise<
       // a stopping master may leave a session running for a while: end ours first
       await run("doveadm", ["-c", conf, "kick", ADDRESS]);
       await stopDovecot(conf, pidFile);
+      await endInstance(conf, instance); // a session that outlived the master
     },
     remove: async () => {
       if (await Deno.stat(pidFile).then(() => true, () => false)) await stopDovecot(conf, pidFile);
+      await endInstance(conf, instance);
       await Deno.remove(tmp, { recursive: true });
     },
   };
