@@ -23,6 +23,7 @@ import { generateHostKeys, generateIdentityKeys, hostCardOf } from "../../src/me
 import { generateX25519 } from "../../src/message/keys.ts";
 import { bodyFor, subjectFor } from "../../src/message/mail_text.ts";
 import { selfCpuMs } from "./host_echo.ts";
+import { statLine } from "./host_site.ts";
 import { now } from "./rendezvous_stack.ts";
 
 /** A V8 CPU profile (the subset used here). */
@@ -145,11 +146,10 @@ async function threadCpu(): Promise<Map<string, number>> {
   }).output();
   const out = new Map<string, number>();
   for (const line of new TextDecoder().decode(r.stdout).split("\n")) {
-    const open = line.indexOf("("), close = line.lastIndexOf(")");
-    if (open < 0 || close < 0) continue;
-    const name = line.slice(open + 1, close).replace(/[0-9]+$/, "#");
-    const f = line.slice(close + 2).split(" ");
-    out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) * 10);
+    const stat = statLine(line);
+    if (!stat) continue;
+    const name = stat.name.replace(/[0-9]+$/, "#");
+    out.set(name, (out.get(name) ?? 0) + stat.ms);
   }
   return out;
 }

@@ -334,13 +334,8 @@ export async function cpuOfAll(
   }).output();
   const all = new Map<number, { command: string; ms: number }>();
   for (const line of new TextDecoder().decode(r.stdout).split("\n")) {
-    const open = line.indexOf(" ("), close = line.lastIndexOf(")");
-    if (open < 0 || close < open) continue;
-    const fields = line.slice(close + 2).split(" ");
-    all.set(Number(line.slice(0, open)), {
-      command: line.slice(open + 2, close),
-      ms: (Number(fields[11]) + Number(fields[12])) * 10,
-    });
+    const stat = statLine(line);
+    if (stat) all.set(stat.id, { command: stat.name, ms: stat.ms });
   }
   return all;
 }
@@ -377,12 +372,22 @@ export function cpuByCommand(
 export async function cpuMsOf(pid: number): Promise<number> {
   const r = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`], stderr: "null" })
     .output();
-  const stat = new TextDecoder().decode(r.stdout);
-  // the command name (field 2) is in parentheses and may hold spaces: split after it
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return statLine(new TextDecoder().decode(r.stdout))?.ms ?? NaN;
+}
+
+/**
+ * One line of /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat: the id, the name and the user +
+ * system CPU time in ms; undefined for anything else.
+ */
+export function statLine(line: string): { id: number; name: string; ms: number } | undefined {
+  // the name (field 2) is in parentheses and may hold spaces and parentheses: cut at the last
+  const open = line.indexOf(" ("), close = line.lastIndexOf(")");
+  if (open < 0 || close < open) return undefined;
   // fields[0] is field 3 (state): utime is field 14, stime field 15
-  const ticks = Number(fields[11]) + Number(fields[12]);
-  return ticks * 10; // USER_HZ is 100 on Linux
+  const fields = line.slice(close + 2).split(" ");
+  const ms = (Number(fields[11]) + Number(fields[12])) * 10; // USER_HZ is 100 on Linux
+  if (!Number.isFinite(ms)) return undefined;
+  return { id: Number(line.slice(0, open)), name: line.slice(open + 2, close), ms };
 }
 
 /**
