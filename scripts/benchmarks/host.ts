@@ -34,7 +34,7 @@
 import { dirname } from "node:path";
 import { VERSION } from "../../src/version.ts";
 import { loadRedisUrl } from "../../tests/support/redis.ts";
-import { echoDrain, ratePerSecond } from "./host_echo.ts";
+import { echoDrain, ratePerSecond, replyDecilesMs, steadyRatePerSecond } from "./host_echo.ts";
 import {
   inProcessDrain,
   type InProcessResult,
@@ -110,6 +110,10 @@ interface ModeResult {
   n: number;
   answered: number;
   perSecond: number;
+  /** Answered per second over the middle 80 % of the replies (see steadyRatePerSecond). */
+  steadyPerSecond?: number;
+  /** When each tenth of the replies had arrived, ms after the first. */
+  replyDecilesMs?: number[];
   cpuMsPerRequest: number;
   /**
    * CPU ms per request of the whole machine (mail stack, Redis and the answering processes)
@@ -157,6 +161,7 @@ function medianOf(rounds: ModeResult[]): ModeResult {
     ...rounds[0]!,
     answered: Math.min(...rounds.map((r) => r.answered)),
     perSecond: r2(median(rounds.map((r) => r.perSecond))),
+    steadyPerSecond: r2(median(rounds.map((r) => r.steadyPerSecond ?? NaN))),
     cpuMsPerRequest: r2(median(rounds.map((r) => r.cpuMsPerRequest))),
     machineCpuMsPerRequest: r2(median(rounds.map((r) => r.machineCpuMsPerRequest ?? NaN))),
     errors: rounds.flatMap((r) => r.errors),
@@ -196,6 +201,8 @@ async function echoMode(
     n: N,
     answered: drain.answered,
     perSecond: r2(ratePerSecond(drain.replyTimes)),
+    steadyPerSecond: r2(steadyRatePerSecond(drain.replyTimes)),
+    replyDecilesMs: replyDecilesMs(drain.replyTimes),
     cpuMsPerRequest: r2(drain.cpuMs / Math.max(1, drain.answered - 1)),
     machineCpuMsPerRequest: r2(drain.machineCpuMs / Math.max(1, drain.answered - 1)),
     cpuByCommand: drain.cpuByCommand,
@@ -352,6 +359,8 @@ async function hostMode(
     n: N,
     answered,
     perSecond: r2(ratePerSecond(times)),
+    steadyPerSecond: r2(steadyRatePerSecond(times)),
+    replyDecilesMs: replyDecilesMs(times),
     cpuMsPerRequest: first && last && last.count > first.count
       ? r2((last.cpu - first.cpu) / (last.count - first.count))
       : NaN,

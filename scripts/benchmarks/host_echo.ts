@@ -115,3 +115,26 @@ export function ratePerSecond(replyTimes: number[]): number {
   const sorted = [...replyTimes].sort((a, b) => a - b);
   return (sorted.length - 1) / ((sorted.at(-1)! - sorted[0]!) / 1000);
 }
+
+/**
+ * Answered per second between the replies at quantiles `from` and `to` of the drain (the
+ * middle of it: without the start, where the first batch is claimed and checked, nor the tail,
+ * where the last batches of the processes end unevenly).
+ */
+export function steadyRatePerSecond(replyTimes: number[], from = 0.1, to = 0.9): number {
+  const sorted = [...replyTimes].sort((a, b) => a - b);
+  const i = Math.floor(from * (sorted.length - 1));
+  const j = Math.ceil(to * (sorted.length - 1));
+  if (j - i < 1) return NaN;
+  return (j - i) / ((sorted[j]! - sorted[i]!) / 1000);
+}
+
+/** When each tenth of the replies had arrived, in ms after the first (11 figures: 0 % … 100 %). */
+export function replyDecilesMs(replyTimes: number[]): number[] {
+  const sorted = [...replyTimes].sort((a, b) => a - b);
+  if (sorted.length === 0) return [];
+  return Array.from(
+    { length: 11 },
+    (_, k) => Math.round(sorted[Math.round(k / 10 * (sorted.length - 1))]! - sorted[0]!),
+  );
+}
