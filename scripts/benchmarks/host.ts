@@ -82,6 +82,8 @@ const ALL_MODES = [
   "echo-3",
   "host-3",
   "shared-1",
+  "host-1b",
+  "echo-1b",
 ] as const;
 const DEFAULT_MODES = ["echo-1", "host-1", "echo-3", "host-3"];
 type Mode = typeof ALL_MODES[number];
@@ -428,7 +430,7 @@ async function main(): Promise<void> {
       for (const mode of round % 2 === 0 ? [...MODES].reverse() : MODES) {
         const label = ROUNDS > 1 ? `${mode}-r${round}` : mode;
         out(`${label} ...\n`);
-        const workers = Number(mode.split("-")[1]);
+        const workers = parseInt(mode.split("-")[1]!);
         const r = mode.startsWith("echo")
           ? await echoMode(site, mode, workers, label)
           : await hostMode(site, mode, workers, label);
@@ -458,7 +460,8 @@ async function main(): Promise<void> {
       Number.isFinite,
     ),
   );
-  const base = (m: Mode) => results[m.replace("host", "echo") as Mode]?.perSecond ?? NaN;
+  const base = (m: Mode) =>
+    results[m.replace("host", "echo").replace(/b$/, "") as Mode]?.perSecond ?? NaN;
   const rows: string[][] = [[
     "mode",
     "answered/s",
@@ -553,7 +556,7 @@ async function main(): Promise<void> {
   text += "\nIssue 18 must-show (same run)\n" +
     checks.map((c) =>
       `  ${
-        c.pass === null ? "n/a " : c.pass ? "pass" : "FAIL"
+        c.control ? "ctrl" : c.pass === null ? "n/a " : c.pass ? "pass" : "FAIL"
       }  ${c.check}: ${c.value} (target ${c.target})`
     ).join("\n") + "\n";
   const json = JSON.stringify(result, null, 2) + "\n";
@@ -565,12 +568,17 @@ async function main(): Promise<void> {
   out(`plot: ${svg}\n`);
 }
 
-/** One must-show line: a figure beside its same-run baseline; `pass` null when not measured. */
+/**
+ * One must-show line: a figure beside its same-run baseline; `pass` null when not measured.
+ * A `control` line is no mark: the same mode measured twice in the run (host-1b, echo-1b), so
+ * its ratio shows how far the run's noise alone moves a ratio of two modes.
+ */
 interface HostCheck {
   check: string;
   value: string;
   target: string;
   pass: boolean | null;
+  control?: boolean;
 }
 
 /**
@@ -610,6 +618,8 @@ function mustShow(results: Partial<Record<Mode, ModeResult>>): HostCheck[] {
       pass: cmp === "≥" ? q >= limit : q <= limit,
     };
   };
+  const control = (check: HostCheck): HostCheck[] =>
+    check.pass === null ? [] : [{ ...check, pass: null, target: "1 (A/A)", control: true }];
   return [
     ratio("host-1 ÷ echo-3", "host-1", "echo-3", "perSecond", "≥", 0.9, "/s"),
     ratio("host-3 ÷ echo-3", "host-3", "echo-3", "perSecond", "≥", 0.9, "/s"),
@@ -622,6 +632,29 @@ function mustShow(results: Partial<Record<Mode, ModeResult>>): HostCheck[] {
       "≤",
       1.1,
       "ms",
+    ),
+    ...control(ratio("control: host-1b ÷ host-1", "host-1b", "host-1", "perSecond", "≥", 1, "/s")),
+    ...control(
+      ratio(
+        "control: host-1b CPU ÷ host-1 CPU",
+        "host-1b",
+        "host-1",
+        "cpuMsPerRequest",
+        "≤",
+        1,
+        "ms",
+      ),
+    ),
+    ...control(
+      ratio(
+        "control: echo-1b CPU ÷ echo-1 CPU",
+        "echo-1b",
+        "echo-1",
+        "cpuMsPerRequest",
+        "≤",
+        1,
+        "ms",
+      ),
     ),
   ];
 }
