@@ -21,20 +21,33 @@ export type Backoff = (attempt: number) => number;
 /** The real clock. */
 export const systemClock: Clock = {
   now: () => Date.now(),
-  sleep: (ms, signal) =>
-    new Promise<void>((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason);
-      const timer = setTimeout(() => {
-        signal?.removeEventListener("abort", onAbort);
-        resolve();
-      }, ms);
-      const onAbort = () => {
-        clearTimeout(timer);
-        reject(signal?.reason);
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-    }),
+  sleep: (ms, signal) => timerSleep(ms, signal, false),
 };
+
+/**
+ * The real clock, whose sleeps do not keep the process alive (`Deno.unrefTimer`): for upkeep
+ * that matters only while something else runs, such as an idle connection's QUIT.
+ */
+export const backgroundClock: Clock = {
+  now: () => Date.now(),
+  sleep: (ms, signal) => timerSleep(ms, signal, true),
+};
+
+function timerSleep(ms: number, signal: AbortSignal | undefined, unref: boolean): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    if (unref) Deno.unrefTimer(timer);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
 
 /** Cryptographically secure random bytes. */
 export const systemRandom: RandomSource = (length) =>

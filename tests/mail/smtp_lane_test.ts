@@ -7,17 +7,19 @@
  */
 import assert from "node:assert/strict";
 import { MailError } from "../../src/errors.ts";
-import { SmtpSender } from "../../src/mail/smtp/sender.ts";
+import { SmtpSender, type SmtpSenderOptions } from "../../src/mail/smtp/sender.ts";
+import { LANE_IDLE_MS } from "../../src/mail/smtp/smtp_lane.ts";
 import { composeMail } from "../../src/mail/rfc5322/compose.ts";
-import { fakeSmtp, type FakeSmtpOptions } from "../support/fake_smtp.ts";
+import { type Envelope, fakeSmtp, type FakeSmtpOptions } from "../support/fake_smtp.ts";
+import { ManualClock } from "../support/manual_clock.ts";
 
 const FROM = "host@host.test";
 const NOW = () => Date.UTC(2026, 11, 5, 12);
 
-function senderFor(port: number, lanes?: boolean): SmtpSender {
+function senderFor(port: number, options: SmtpSenderOptions): SmtpSender {
   return new SmtpSender(
     { host: "127.0.0.1", port, tls: "none", user: "" },
-    { now: NOW, hostname: "host.test", ...(lanes === false ? { lanes } : {}) },
+    { now: NOW, hostname: "host.test", ...options },
   );
 }
 
@@ -35,10 +37,10 @@ function mail(i: number, to = `peer${i}@a.test`) {
 async function withServer(
   options: FakeSmtpOptions,
   fn: (smtp: ReturnType<typeof fakeSmtp>, sender: SmtpSender) => Promise<void>,
-  lanes?: boolean,
+  senderOptions: SmtpSenderOptions = {},
 ): Promise<void> {
   const smtp = fakeSmtp(options);
-  const sender = senderFor(smtp.port, lanes);
+  const sender = senderFor(smtp.port, senderOptions);
   try {
     await fn(smtp, sender);
   } finally {
@@ -83,7 +85,7 @@ Deno.test("smtp lane: `lanes: false` keeps every mail on nodemailer", async () =
     for (let i = 0; i < 3; i++) await sender.send(mail(i));
     assert.deepEqual(sender.carried, { lane: 0, nodemailer: 3 });
     assert.equal(smtp.envelopes.length, 3);
-  }, false);
+  }, { lanes: false });
 });
 
 Deno.test("smtp lane: a refused recipient is ESEND for that mail alone; the next mails still arrive", async () => {
@@ -148,5 +150,74 @@ Deno.test("smtp lane: 8-bit mail where the server lacks 8BITMIME, and mail over 
     await sender.send({ ...mail(3), text: "x".repeat(3_000) + "\r\n" });
     assert.deepEqual(sender.carried, { lane: 1, nodemailer: 3 });
     assert.deepEqual(smtp.envelopes.map((e) => e.via), ["DATA", "BDAT", "DATA", "DATA"]);
+  });
+});
+
+/** The envelope of `mail(i)` as the server got it. */
+function arrived(smtp: { envelopes: Envelope[] }, i: number): Envelope {
+  const got = smtp.envelopes.find((e) => e.to[0] === `<peer${i}@a.test>`);
+  assert.ok(got !== undefined, `mail ${i} did not arrive`);
+  return got;
+}
+
+/**
+ * Runs `fn` once a lane carried mail 1 (nodemailer carries mail 0) and waits idle on `clock`;
+ * `lane` is its connection's number.
+ */
+async function withIdleLane(
+  fn: (
+    smtp: ReturnType<typeof fakeSmtp>,
+    sender: SmtpSender,
+    clock: ManualClock,
+    lane: number,
+  ) => Promise<void>,
+): Promise<void> {
+  const clock = new ManualClock();
+  await withServer({ chunking: true }, async (smtp, sender) => {
+    await sender.send(mail(0));
+    await sender.send(mail(1));
+    assert.equal(arrived(smtp, 1).via, "BDAT");
+    await clock.sleeping(); // the lane is idle: its QUIT waits
+    assert.equal(clock.nextWakeIn, LANE_IDLE_MS);
+    await fn(smtp, sender, clock, arrived(smtp, 1).connection);
+  }, { clock });
+}
+
+Deno.test("smtp lane: an idle lane says QUIT after LANE_IDLE_MS, and the next mail still arrives (on a new lane)", async () => {
+  await withIdleLane(async (smtp, sender, clock, lane) => {
+    clock.advance(LANE_IDLE_MS);
+    await sender.send(mail(2));
+    const next = arrived(smtp, 2);
+    assert.equal(next.via, "BDAT");
+    assert.notEqual(next.connection, lane, "the idle lane carried the next mail");
+    assert.equal(await smtp.ended(lane), "QUIT");
+    assert.deepEqual(sender.carried, { lane: 2, nodemailer: 1 });
+  });
+});
+
+Deno.test("smtp lane: a mail within LANE_IDLE_MS restarts the idle time; the lane does not QUIT under it", async () => {
+  await withIdleLane(async (smtp, sender, clock, lane) => {
+    clock.advance(LANE_IDLE_MS - 1);
+    await sender.send(mail(2));
+    await clock.sleeping();
+    assert.equal(clock.sleepers, 1, "the idle wait before the mail still runs");
+    assert.equal(clock.nextWakeIn, LANE_IDLE_MS);
+    clock.advance(1); // when the first idle wait would have ended
+    await sender.send(mail(3));
+    for (const i of [2, 3]) {
+      assert.equal(arrived(smtp, i).via, "BDAT");
+      assert.equal(arrived(smtp, i).connection, lane, `mail ${i} came on another connection`);
+    }
+    const open = await Promise.race([smtp.ended(lane), Promise.resolve("open")]);
+    assert.equal(open, "open");
+    assert.deepEqual(sender.carried, { lane: 3, nodemailer: 1 });
+  });
+});
+
+Deno.test("smtp lane: closing the sender ends an idle lane with QUIT and its idle wait with it", async () => {
+  await withIdleLane(async (smtp, sender, clock, lane) => {
+    await sender.close();
+    assert.equal(clock.sleepers, 0, "the idle wait outlived the sender");
+    assert.equal(await smtp.ended(lane), "QUIT");
   });
 });

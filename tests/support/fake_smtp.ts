@@ -13,6 +13,8 @@ export interface Envelope {
   message: string;
   /** How it came: `DATA` (nodemailer) or `BDAT` (the fast lane). */
   via: "DATA" | "BDAT";
+  /** The connection it came on (1 = the first accepted). */
+  connection: number;
 }
 
 /** How the server behaves. */
@@ -46,6 +48,11 @@ export function fakeSmtp(options: FakeSmtpOptions = {}): {
   rcpts: string[];
   /** Connections accepted so far. */
   connections: () => number;
+  /**
+   * Resolves once connection `n` (1 = the first accepted) is gone: with `QUIT` when the client
+   * said QUIT (the server then answers 221 and closes), else `closed`.
+   */
+  ended: (n: number) => Promise<"QUIT" | "closed">;
   close: () => Promise<void>;
 } {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -54,6 +61,12 @@ export function fakeSmtp(options: FakeSmtpOptions = {}): {
   const conns = new Set<Deno.Conn>();
   const serving: Promise<void>[] = [];
   let accepted = 0;
+  const endings = new Map<number, PromiseWithResolvers<"QUIT" | "closed">>();
+  const ending = (n: number) => {
+    if (!endings.has(n)) endings.set(n, Promise.withResolvers());
+    return endings.get(n)!;
+  };
+  const quitters = new Set<number>(); // connections whose client said QUIT
   const serve = async (conn: Deno.Conn, number: number) => {
     const enc = new TextEncoder();
     const latin1 = (bytes: Uint8Array) => String.fromCharCode(...bytes);
@@ -68,14 +81,21 @@ export function fakeSmtp(options: FakeSmtpOptions = {}): {
       for (const line of held.splice(0)) await say(line);
     };
     let buffer = new Uint8Array(0);
-    let current: Envelope = { from: "", to: [], message: "", via: "DATA" };
+    const blank = (): Envelope => ({
+      from: "",
+      to: [],
+      message: "",
+      via: "DATA",
+      connection: number,
+    });
+    let current = blank();
     let accepting = 0; // recipients accepted in this transaction
     let inData = false;
     let chunk: { size: number } | undefined;
     const dataLines: string[] = [];
     const endTransaction = () => {
       envelopes.push(current);
-      current = { from: "", to: [], message: "", via: "DATA" };
+      current = blank();
       accepting = 0;
     };
     await say("220 fake ESMTP");
@@ -101,7 +121,7 @@ export function fakeSmtp(options: FakeSmtpOptions = {}): {
           await flush();
           if (accepting === 0) {
             await say("554 5.5.1 Error: no valid recipients");
-            current = { from: "", to: [], message: "", via: "DATA" };
+            current = blank();
             continue;
           }
           current.message = latin1(body);
@@ -136,10 +156,8 @@ export function fakeSmtp(options: FakeSmtpOptions = {}): {
         } else if (verb === "HELO") await say("250 fake");
         else if (verb === "MAIL") {
           current = {
+            ...blank(),
             from: line.replace(/^MAIL FROM:\s*/i, "").replace(/\s+BODY=\S+$/i, ""),
-            to: [],
-            message: "",
-            via: "DATA",
           };
           accepting = 0;
           await answer("250 ok");
@@ -167,9 +185,10 @@ export function fakeSmtp(options: FakeSmtpOptions = {}): {
           inData = true;
           await say("354 go on");
         } else if (verb === "RSET") {
-          current = { from: "", to: [], message: "", via: "DATA" };
+          current = blank();
           await say("250 ok");
         } else if (verb === "QUIT") {
+          quitters.add(number);
           await say("221 bye");
           conn.close();
           return;
@@ -180,7 +199,13 @@ export function fakeSmtp(options: FakeSmtpOptions = {}): {
   const accepting = (async () => {
     for await (const conn of listener) {
       conns.add(conn);
-      serving.push(serve(conn, ++accepted).catch(() => {}).finally(() => conns.delete(conn)));
+      const n = ++accepted;
+      serving.push(
+        serve(conn, n).catch(() => {}).finally(() => {
+          conns.delete(conn);
+          ending(n).resolve(quitters.has(n) ? "QUIT" : "closed");
+        }),
+      );
     }
   })();
   return {
@@ -188,6 +213,7 @@ export function fakeSmtp(options: FakeSmtpOptions = {}): {
     envelopes,
     rcpts,
     connections: () => accepted,
+    ended: (n) => ending(n).promise,
     close: async () => {
       listener.close();
       for (const c of conns) {

@@ -16,6 +16,7 @@
  * @module
  */
 import { concatBytes } from "../../message/bytes.ts";
+import { backgroundClock, type Clock } from "../../runtime.ts";
 import { LineReader, writeAll } from "../line_reader.ts";
 import type { MailServerOptions } from "../types.ts";
 
@@ -66,6 +67,11 @@ export interface LaneOptions {
   timeoutMs: number;
   /** The OAuth2 token, when the server options name one (XOAUTH2). */
   token?: string;
+  /**
+   * Timer of the idle QUIT ({@link LANE_IDLE_MS}). Default: `backgroundClock`, whose wait does
+   * not keep the process alive.
+   */
+  clock?: Pick<Clock, "sleep">;
 }
 
 interface Queued {
@@ -90,22 +96,30 @@ export class SmtpLane {
   readonly #timeoutMs: number;
   readonly #maxSize: number | undefined;
   readonly #eightBit: boolean;
+  readonly #clock: Pick<Clock, "sleep">;
   #queue: Queued[] = [];
   #inFlight = 0;
   #pumping = false;
   #broken = false;
-  #idle: ReturnType<typeof setTimeout> | undefined;
+  /** Aborts the idle QUIT's wait (armed while the lane is idle). */
+  #idle: AbortController | undefined;
 
   private constructor(
     conn: Deno.Conn,
     reader: LineReader,
-    o: { timeoutMs: number; maxSize: number | undefined; eightBit: boolean },
+    o: {
+      timeoutMs: number;
+      maxSize: number | undefined;
+      eightBit: boolean;
+      clock: Pick<Clock, "sleep">;
+    },
   ) {
     this.#conn = conn;
     this.#reader = reader;
     this.#timeoutMs = o.timeoutMs;
     this.#maxSize = o.maxSize;
     this.#eightBit = o.eightBit;
+    this.#clock = o.clock;
   }
 
   /**
@@ -166,6 +180,7 @@ export class SmtpLane {
         timeoutMs: o.timeoutMs,
         maxSize: Number.isSafeInteger(size) && size > 0 ? size : undefined,
         eightBit: caps.has("8BITMIME"),
+        clock: o.clock ?? backgroundClock,
       });
     } catch (err) {
       close(conn);
@@ -201,7 +216,7 @@ export class SmtpLane {
    */
   submit(from: string, to: string[], raw: Uint8Array): Promise<LaneAnswer> {
     if (this.#broken) return Promise.reject(closedOnPurpose("the lane is closed"));
-    clearTimeout(this.#idle);
+    this.#idle?.abort();
     return new Promise<LaneAnswer>((resolve, reject) => {
       this.#queue.push({ from, to, raw, resolve, reject });
       if (!this.#pumping) void this.#pump();
@@ -210,7 +225,7 @@ export class SmtpLane {
 
   /** Says QUIT (briefly) and closes; queued mails are rejected with {@link LaneBroken}. */
   async close(): Promise<void> {
-    clearTimeout(this.#idle);
+    this.#idle?.abort();
     const idle = this.#inFlight === 0 && this.#queue.length === 0;
     await this.#fail(closedOnPurpose("the lane is closed"), idle);
   }
@@ -253,9 +268,8 @@ export class SmtpLane {
     } finally {
       this.#pumping = false;
       if (!this.#broken) {
-        const idle = setTimeout(() => void this.close(), LANE_IDLE_MS);
-        Deno.unrefTimer(idle);
-        this.#idle = idle;
+        const idle = this.#idle = new AbortController();
+        this.#clock.sleep(LANE_IDLE_MS, idle.signal).then(() => void this.close(), () => {});
       }
     }
   }
