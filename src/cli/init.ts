@@ -51,8 +51,9 @@ function ask(question: string, fallback?: string): string {
 
 /** Reads a password from the terminal without echoing it. */
 async function askSecret(question: string): Promise<string> {
-  await Deno.stdout.write(encoder.encode(`${question} `));
+  // Raw (no echo) before the question shows: an answer typed as soon as it shows is not echoed.
   Deno.stdin.setRaw(true);
+  await Deno.stdout.write(encoder.encode(`${question} `));
   const bytes: number[] = [];
   try {
     const buf = new Uint8Array(1);
@@ -302,6 +303,16 @@ login tested before it is offered. By default that is the network and the system
           { exitCode: 2 },
         );
 
+      // Before any question: answers that could not be used are not asked for.
+      const configPath = resolve(opts.out);
+      const configDir = dirname(configPath);
+      if (!opts.force && await exists(configPath)) {
+        throw new ConfigError(
+          "ECONFIG",
+          `Cannot write the configuration ${configPath}: the file exists; pass --force to replace it, or -o another file`,
+        );
+      }
+
       // 1. Who: the address and the role.
       const email = opts.email ??
         (interactive
@@ -310,9 +321,9 @@ login tested before it is offered. By default that is the network and the system
       const problem = emailProblem(email);
       if (problem !== undefined || !email.includes("@")) {
         cmd.error(
-          `error: --email ${JSON.stringify(email)} is not an e-mail address (${
-            problem ?? "it has no @"
-          })`,
+          `error: ${opts.email !== undefined ? "--email" : "the address"} ${
+            JSON.stringify(email)
+          } is not an e-mail address (${problem ?? "it has no @"})`,
           { exitCode: 2 },
         );
       }
@@ -356,17 +367,7 @@ login tested before it is offered. By default that is the network and the system
         );
       }
 
-      // 2. Where the files go.
-      const configPath = resolve(opts.out);
-      const configDir = dirname(configPath);
-      if (!opts.force && await exists(configPath)) {
-        throw new ConfigError(
-          "ECONFIG",
-          `Cannot write the configuration ${configPath}: the file exists; pass --force to replace it, or -o another file`,
-        );
-      }
-
-      // 3. The password: from the environment, an existing file, or asked (then written 0600).
+      // 2. The password: from the environment, an existing file, or asked (then written 0600).
       const secret = await passwordOf(email, {
         ...(opts.passwordEnv ? { env: opts.passwordEnv } : {}),
         file: resolve(
@@ -379,7 +380,7 @@ login tested before it is offered. By default that is the network and the system
       }) ?? missing("--password-file or --password-env", "where the mailbox password is");
       const { password, ref: passwordRef } = secret;
 
-      // 4. Discovery, each server probed (and logged in to) before it is offered.
+      // 3. Discovery, each server probed (and logged in to) before it is offered.
       const caFile = opts.caFile === undefined ? undefined : resolve(opts.caFile);
       const caCerts = caFile === undefined ? undefined : [
         await Deno.readTextFile(caFile).catch((err) => {
@@ -422,7 +423,7 @@ login tested before it is offered. By default that is the network and the system
         }; the login works`,
       );
 
-      // 5. Keys: reuse those already there, else make them.
+      // 4. Keys: reuse those already there, else make them.
       const hostKeysFile = join(configDir, "host.keys.json");
       const identityFile = join(
         configDir,
@@ -432,7 +433,7 @@ login tested before it is offered. By default that is the network and the system
       if (card !== undefined && role === "both") hostCards = [card, ...hostCards];
       if (terminal) await ensureIdentity(identityFile, userId, narrate);
 
-      // 6. The configuration (and the password file), then the proof that it loads.
+      // 5. The configuration (and the password file), then the proof that it loads.
       if (secret.write && "file" in passwordRef) {
         await writeSecret(passwordRef.file, password + "\n", opts.force ?? false);
         narrate(`wrote the password file ${passwordRef.file} (mode 0600)`);
@@ -457,7 +458,7 @@ login tested before it is offered. By default that is the network and the system
       await preflight(config, { host, terminal }, { onEvent: () => {} });
       say({ event: "config-written", path: configPath, role }, `wrote ${configPath}`);
 
-      // 7. What to do next.
+      // 6. What to do next.
       const quoted = /^[A-Za-z0-9._\/-]+$/.test(opts.out)
         ? opts.out
         : `'${opts.out.replaceAll("'", `'\\''`)}'`;

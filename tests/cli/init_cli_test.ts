@@ -3,21 +3,27 @@
  * address through a local HTTPS autoconfig server (a certificate from the stack's test CA) or
  * through SRV records of a real local DNS server (dnsmasq), probes them, tests the login, and
  * writes a configuration that connects on the first try (a real login and a real submission).
- * Ignored without the stack (or dnsmasq), except under MAILPEER_REQUIRE_STACK=1.
+ * `mailpeer init` on a terminal (a pseudo-terminal, tests/support/pty.ts), each answer typed once
+ * its question shows: the same answers write the same configuration, the password in a file of
+ * mode 0600 and never on the screen; an existing configuration or a wrong answer is one line.
+ * The stack tests are ignored without the stack (or dnsmasq), except under
+ * MAILPEER_REQUIRE_STACK=1.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { loadConfig } from "../../src/config/config.ts";
 import { openSender, openSource } from "../../src/cli/wire.ts";
 import type { ReceiveConfig, SendConfig } from "../../src/config/config_schema.ts";
+import { parse } from "smol-toml";
 import { events, mailpeer } from "../support/cli.ts";
+import { OnTerminal } from "../support/pty.ts";
 import { account, NO_STACK, STACK } from "../support/mailstack.ts";
 import {
   autoconfigXml,
   makeServerCert,
   startAutoconfigServer,
 } from "../support/autoconfig_server.ts";
-import { DNSMASQ, startDnsmasq } from "../support/dnsmasq.ts";
+import { DNSMASQ, type Dnsmasq, startDnsmasq } from "../support/dnsmasq.ts";
 
 const REQUIRE = Deno.env.get("MAILPEER_REQUIRE_STACK") !== undefined &&
   Deno.env.get("MAILPEER_REQUIRE_STACK") !== "";
@@ -38,6 +44,26 @@ function stackCaKey(): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** init's first two questions, as the terminal shows them. */
+const ADDRESS_QUESTION = "E-mail address of the mailbox:";
+const ROLE_QUESTION = "Role of this mailbox: host, terminal or both? [terminal]";
+
+/**
+ * The lines the terminal showed after the echo of `answer` (the escape sequences around the echo
+ * are Deno's line editor's).
+ */
+function afterEcho(terminal: OnTerminal, answer: string): string[] {
+  const rest = terminal.rest;
+  const echoed = rest.indexOf(answer);
+  assert.ok(echoed >= 0, `the terminal did not echo ${JSON.stringify(answer)}:\n${rest}`);
+  return rest.slice(rest.indexOf("\r\n", echoed) + 2).trimEnd().split("\r\n");
+}
+
+/** The names in `dir`, sorted. */
+function filesIn(dir: string): string[] {
+  return [...Deno.readDirSync(dir)].map((e) => e.name).sort();
 }
 
 /**
@@ -164,6 +190,57 @@ Deno.test({
   },
 });
 
+/**
+ * bob@b.test's servers in SRV records of a local DNS server (dnsmasq), a host card for bob's
+ * terminal to ask, and the flags that point init at that DNS server (and the stack's CA) and
+ * write bob.toml.
+ */
+async function bobBehindSrv(dir: string): Promise<{ dns: Dnsmasq; card: string; where: string[] }> {
+  const { provider } = account("bob@b.test");
+  const dns = await startDnsmasq({
+    srv: [
+      // The preferred record points at a closed port: probed, not offered.
+      { name: "_imaps._tcp.b.test", target: provider.hostname, port: 9, priority: 0 },
+      {
+        name: "_imaps._tcp.b.test",
+        target: provider.hostname,
+        port: provider.ports.imaps,
+        priority: 10,
+      },
+      // RFC 6186: "." says the service is not offered.
+      { name: "_submissions._tcp.b.test", target: ".", port: 0 },
+      {
+        name: "_submission._tcp.b.test",
+        target: provider.hostname,
+        port: provider.ports.submission,
+      },
+    ],
+    hosts: { [provider.hostname]: provider.ip },
+  });
+  const hostKeys = await mailpeer(
+    ["keygen", "--host", "host@host.test", "-o", "h.json", "--json"],
+    { cwd: dir },
+  );
+  if (hostKeys.code !== 0) {
+    await dns.close();
+    throw new Error(`keygen --host failed: ${hostKeys.stderr}`);
+  }
+  return {
+    dns,
+    card: String(events(hostKeys.stdout)[0]?.checked),
+    where: [
+      "--sources",
+      "srv",
+      "--dns-server",
+      dns.server,
+      "--ca-file",
+      STACK!.caFile,
+      "-o",
+      "bob.toml",
+    ],
+  };
+}
+
 Deno.test({
   name:
     "init --non-interactive finds bob@b.test's servers in SRV records of a local DNS server and writes a terminal configuration that logs in at once",
@@ -171,39 +248,8 @@ Deno.test({
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "mailpeer-init-" });
     const { provider, user } = account("bob@b.test");
-    const dns = await startDnsmasq({
-      srv: [
-        // The preferred record points at a closed port: probed, not offered.
-        { name: "_imaps._tcp.b.test", target: provider.hostname, port: 9, priority: 0 },
-        {
-          name: "_imaps._tcp.b.test",
-          target: provider.hostname,
-          port: provider.ports.imaps,
-          priority: 10,
-        },
-        // RFC 6186: "." says the service is not offered.
-        { name: "_submissions._tcp.b.test", target: ".", port: 0 },
-        {
-          name: "_submission._tcp.b.test",
-          target: provider.hostname,
-          port: provider.ports.submission,
-        },
-      ],
-      hosts: { [provider.hostname]: provider.ip },
-    });
+    const { dns, card, where } = await bobBehindSrv(dir);
     try {
-      const hostKeys = await mailpeer([
-        "keygen",
-        "--host",
-        "host@host.test",
-        "-o",
-        "h.json",
-        "--json",
-      ], {
-        cwd: dir,
-      });
-      assert.equal(hostKeys.code, 0, hostKeys.stderr);
-      const card = String(events(hostKeys.stdout)[0]?.checked);
       await Deno.writeTextFile(join(dir, "bob.password"), user.password + "\n", { mode: 0o600 });
       const run = await mailpeer([
         "init",
@@ -216,14 +262,7 @@ Deno.test({
         card,
         "--password-file",
         "bob.password",
-        "--sources",
-        "srv",
-        "--dns-server",
-        dns.server,
-        "--ca-file",
-        STACK!.caFile,
-        "-o",
-        "bob.toml",
+        ...where,
       ], { cwd: dir });
       assert.equal(run.code, 0, run.stderr + run.stdout);
       assert.match(run.stderr, /srv: 3 server\(s\) in the SRV records of b\.test/);
@@ -240,6 +279,67 @@ Deno.test({
         assert.equal(receive.servername, provider.hostname);
       }
       await connectsOnFirstTry(receive, config.terminal!.send, "bob@b.test");
+    } finally {
+      await dns.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "init on a terminal asks bob@b.test's address, role, host card and password, and writes the configuration the same answers as flags give, with the password in a file of mode 0600 it never showed",
+  ignore: NO_STACK || (!REQUIRE && DNSMASQ === undefined),
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "mailpeer-init-" });
+    const { user } = account("bob@b.test");
+    const { dns, card, where } = await bobBehindSrv(dir);
+    try {
+      // Each question, the flag that gives its answer instead, and the answer.
+      const answers = [
+        [ADDRESS_QUESTION, "--email", "bob@b.test"],
+        [ROLE_QUESTION, "--role", "terminal"],
+        ["Card of the host to ask", "--host-card", card],
+      ] as const;
+      const asked = join(dir, "asked");
+      await Deno.mkdir(asked);
+      const terminal = new OnTerminal(["init", ...where], { cwd: asked });
+      for (const [question, , answer] of answers) {
+        await terminal.waitFor(question);
+        await terminal.type(answer);
+      }
+      const passwordFile = join(asked, "bob.password");
+      await terminal.waitFor(`Password of bob@b.test (kept in ${passwordFile}, mode 0600):`);
+      await terminal.type(user.password);
+      await terminal.waitFor("next: mailpeer client --config bob.toml");
+      assert.equal((await terminal.ended()).code, 0, terminal.shown);
+      assert.ok(!terminal.shown.includes(user.password), "the terminal showed the password");
+      assert.equal((await Deno.stat(passwordFile)).mode! & 0o777, 0o600);
+      assert.equal(await Deno.readTextFile(passwordFile), user.password + "\n");
+      assert.equal((await Deno.stat(join(asked, "bob.identity.json"))).mode! & 0o777, 0o600);
+
+      // The same answers as flags (the password in a file written beforehand) write the same.
+      const flags = join(dir, "flags");
+      await Deno.mkdir(flags);
+      await Deno.writeTextFile(join(flags, "bob.password"), user.password + "\n", { mode: 0o600 });
+      const run = await mailpeer([
+        "init",
+        "--non-interactive",
+        ...answers.flatMap(([, flag, answer]) => [flag, answer]),
+        "--password-file",
+        "bob.password",
+        ...where,
+      ], { cwd: flags });
+      assert.equal(run.code, 0, run.stderr + run.stdout);
+      assert.deepEqual(filesIn(asked), filesIn(flags));
+      assert.deepEqual(
+        parse(await Deno.readTextFile(join(asked, "bob.toml"))),
+        parse(await Deno.readTextFile(join(flags, "bob.toml"))),
+      );
+
+      // The password file it wrote logs in.
+      const config = await loadConfig(join(asked, "bob.toml"));
+      await connectsOnFirstTry(config.terminal!.receive, config.terminal!.send, "bob@b.test");
     } finally {
       await dns.close();
       await Deno.remove(dir, { recursive: true });
@@ -298,6 +398,63 @@ Deno.test({
       );
       // Nothing was written.
       assert.deepEqual([...Deno.readDirSync(dir)], []);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "init on a terminal refuses an existing configuration in one line before its first question, and leaves the file as it was",
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "mailpeer-init-" });
+    try {
+      const mine = "# bob's own configuration\n";
+      await Deno.writeTextFile(join(dir, "mailpeer.toml"), mine);
+      const terminal = new OnTerminal(["init"], { cwd: dir });
+      const asked = await terminal.waitFor(ADDRESS_QUESTION).then(() => true, () => false);
+      const status = await terminal.stop();
+      assert.ok(!asked, `it asked before it refused:\n${terminal.shown}`);
+      assert.equal(status.code, 1, terminal.shown);
+      assert.equal(
+        terminal.shown.trim(),
+        `mailpeer: Cannot write the configuration ${
+          join(dir, "mailpeer.toml")
+        }: the file exists; pass --force to replace it, or -o another file`,
+      );
+      assert.equal(await Deno.readTextFile(join(dir, "mailpeer.toml")), mine);
+      assert.deepEqual(filesIn(dir), ["mailpeer.toml"]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "init on a terminal ends with one line and exit 2 when the address typed is no e-mail address, or the role none of the three",
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "mailpeer-init-" });
+    try {
+      const noAddress = new OnTerminal(["init"], { cwd: dir });
+      await noAddress.waitFor(ADDRESS_QUESTION);
+      await noAddress.type("bob.b.test");
+      assert.equal((await noAddress.ended()).code, 2, noAddress.shown);
+      assert.deepEqual(afterEcho(noAddress, "bob.b.test"), [
+        'mailpeer init: the address "bob.b.test" is not an e-mail address (it has no @); see `mailpeer init --help`',
+      ]);
+
+      const noRole = new OnTerminal(["init"], { cwd: dir });
+      await noRole.waitFor(ADDRESS_QUESTION);
+      await noRole.type("bob@b.test");
+      await noRole.waitFor(ROLE_QUESTION);
+      await noRole.type("client");
+      assert.equal((await noRole.ended()).code, 2, noRole.shown);
+      assert.deepEqual(afterEcho(noRole, "client"), [
+        'mailpeer init: the role "client" is not host, terminal or both; see `mailpeer init --help`',
+      ]);
+      assert.deepEqual(filesIn(dir), []);
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

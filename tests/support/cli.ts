@@ -30,11 +30,16 @@ export interface RunOptions {
   env?: Record<string, string>;
 }
 
-function command(args: string[], options: RunOptions, piped: boolean): Deno.Command {
+/** The command line (program first) that runs `mailpeer args`: this Deno, the mailpeer task's permissions. */
+export function mailpeerCommandLine(args: string[]): string[] {
   // --cached-only: scripts/deno fetched every dependency up front; a download here is a bug.
-  const run = ["run", "--no-prompt", "--cached-only", ...PERMS, MAIN, ...args];
-  const netns = options.netns ? ["netns", "exec", options.netns, Deno.execPath()] : [];
-  return new Deno.Command(options.netns ? "ip" : Deno.execPath(), {
+  return [Deno.execPath(), "run", "--no-prompt", "--cached-only", ...PERMS, MAIN, ...args];
+}
+
+function command(args: string[], options: RunOptions, piped: boolean): Deno.Command {
+  const [deno, ...run] = mailpeerCommandLine(args);
+  const netns = options.netns ? ["netns", "exec", options.netns, deno!] : [];
+  return new Deno.Command(options.netns ? "ip" : deno!, {
     args: [...netns, ...run],
     ...(options.cwd ? { cwd: options.cwd } : {}),
     stdin: piped ? "piped" : "null",
