@@ -2,8 +2,9 @@
  * ImapSource against the real Dovecot of the test mail stack (host2@host.test on
  * 127.0.0.13): the MailSource conformance suite over STARTTLS + IDLE and over implicit TLS +
  * NOOP polling, unread ordinary mail, certificate and TLS failures (the rest of the ways a
- * connection fails are in connect_failure_test.ts), and a Dovecot
- * restart in the middle of a run. Skipped when the stack is not running.
+ * connection fails are in connect_failure_test.ts), a Dovecot restart in the middle of a
+ * run, and reading won mails ahead (`prefetch`) with fetch reading each mail itself where
+ * that failed. Skipped when the stack is not running.
  */
 import assert from "node:assert/strict";
 import type { Clock } from "../../src/runtime.ts";
@@ -37,6 +38,8 @@ import {
   sourcesOf,
 } from "../support/imap_mailbox.ts";
 import { account, NO_STACK, STACK } from "../support/mailstack.ts";
+import type { Logger } from "../../src/log.ts";
+import { MAX_MAIL_BYTES } from "../../src/limits.ts";
 
 const REQUEST: SubjectMatch = { subject: "[mailpeer] lan request", mode: "exact" };
 /**
@@ -361,6 +364,91 @@ imapTest(
   },
 );
 
+/** The UID of a ref into the source's mailbox (`<uidvalidity>:<uid>`). */
+const uidOf = (ref: { id: string }) => ref.id.split(":")[1]!;
+
+/**
+ * A source of {@link FOLDER} that reads nothing ahead with the listing, as a host on a shared
+ * mailbox (src/cli/host.ts: `readAhead: !sharedMailbox`): it reads the mails it won with
+ * `prefetch` once its claims in the shared store are made (src/host/host.ts `#claimInLedger`).
+ */
+function claimingSource(
+  logger: Logger,
+  options: ImapSourceOptions = {},
+  login: Partial<MailLogin> = {},
+): ImapSource {
+  return new ImapSource(server(login), {
+    ...FAST,
+    mailbox: FOLDER,
+    prefetchBytes: 0,
+    logger,
+    ...options,
+  });
+}
+
+imapTest(
+  "prefetch reads the won mails up to the mail size limit in one FETCH; fetch reads the rest, and serves each body once",
+  async (client) => {
+    await client.append(FOLDER, await mail(REQUEST.subject));
+    await client.append(FOLDER, await mail(REQUEST.subject, MAX_MAIL_BYTES)); // over the limit
+    await client.append(FOLDER, await mail(REQUEST.subject, 1_000));
+    await client.append(FOLDER, await mail(REQUEST.subject)); // not won
+    const delivered = await sourcesOf(client, FOLDER);
+    const log = commandLog();
+    const source = claimingSource(log);
+    try {
+      const refs = await source.list(REQUEST);
+      assert.deepEqual(refs.map(uidOf), ["1", "2", "3", "4"]);
+      assert.ok(!log.commands.some((c) => c.includes("BODY")), "nothing read with the listing");
+      log.commands.length = 0;
+      await source.prefetch(refs.slice(0, 3));
+      assert.deepEqual(log.commands, ["UID FETCH 1,3 (UID BODY.PEEK[])"]);
+      log.commands.length = 0;
+      const got = [];
+      for (const ref of refs) got.push(await source.fetch(ref));
+      assert.deepEqual(got, delivered);
+      assert.deepEqual(log.commands, [
+        "UID FETCH 2 (UID BODY.PEEK[])",
+        "UID FETCH 4 (UID BODY.PEEK[])",
+      ], "only the mail over the limit and the one not won");
+      log.commands.length = 0;
+      assert.deepEqual(await source.fetch(refs[0]!), delivered[0], "served once, then read");
+      assert.deepEqual(log.commands, ["UID FETCH 1 (UID BODY.PEEK[])"]);
+    } finally {
+      await source.close();
+    }
+  },
+);
+
+imapTest(
+  "a mail another session removed before the read-ahead is gone, and the others are still served once, byte for byte",
+  async (client) => {
+    for (let i = 0; i < 3; i++) await client.append(FOLDER, await mail(REQUEST.subject));
+    const delivered = await sourcesOf(client, FOLDER); // (leaves FOLDER selected)
+    const log = commandLog();
+    const source = claimingSource(log);
+    try {
+      const refs = await source.list(REQUEST);
+      assert.equal(refs.length, 3);
+      // between the claim and the read-ahead: Dovecot's answer names that mail without a body
+      // (OK [EXPUNGEISSUED]); the read-ahead holds the other two
+      await client.messageDelete(uidOf(refs[1]!), { uid: true });
+      log.commands.length = 0;
+      await source.prefetch(refs);
+      assert.deepEqual(log.commands, ["UID FETCH 1:3 (UID BODY.PEEK[])"]);
+      log.commands.length = 0;
+      assert.deepEqual(await source.fetch(refs[0]!), delivered[0]);
+      assert.deepEqual(await source.fetch(refs[2]!), delivered[2]);
+      assert.deepEqual(log.commands, [], "both read ahead");
+      await assert.rejects(source.fetch(refs[1]!), /no longer in the mailbox; list the mailbox/);
+      await source.deleteMany(refs); // the removed one too: no error
+      assert.deepEqual(await source.list(REQUEST), []);
+    } finally {
+      await source.close();
+    }
+  },
+);
+
 imapTest("an aborted wait leaves the connection usable", async (client, source) => {
   await source.list(REQUEST);
   const controller = new AbortController();
@@ -563,9 +651,14 @@ function freePort(ip: string): number {
  * Maildirs as host.test's own: restarting it leaves the shared stack healthy, so a parallel
  * `mailstack.sh start` does not see a dead provider and cold-restart every server.
  */
-async function privateDovecot(): Promise<
-  { port: number; start(): Promise<void>; stop(): Promise<void>; remove(): Promise<void> }
-> {
+async function privateDovecot(): Promise<{
+  port: number;
+  start(): Promise<void>;
+  /** Ends the test user's sessions (their connections drop); the server keeps running. */
+  kick(): Promise<void>;
+  stop(): Promise<void>;
+  remove(): Promise<void>;
+}> {
   const { provider } = account(ADDRESS);
   const shared = await Deno.readTextFile(
     join(STACK!.stateDir, provider.domain, "dovecot", "dovecot.conf"),
@@ -589,12 +682,14 @@ async function privateDovecot(): Promise<
       "protocol imap {\n  mail_max_userip_connections = 500\n}\n",
   );
   const pidFile = join(tmp, "run", "master.pid");
+  const kick = () => run("doveadm", ["-c", conf, "kick", ADDRESS]);
   return {
     port,
     start: () => run("dovecot", ["-c", conf]),
+    kick,
     stop: async () => {
       // a stopping master may leave a session running for a while: end ours first
-      await run("doveadm", ["-c", conf, "kick", ADDRESS]);
+      await kick();
       await stopDovecot(conf, pidFile);
       await endInstance(conf, instance); // a session that outlived the master
     },
@@ -743,3 +838,56 @@ Deno.test({
     }
   },
 });
+
+imapTest(
+  "a read-ahead is read again after its connection breaks, and when its server is gone, fetch reads every mail itself",
+  async (client) => {
+    for (let i = 0; i < 3; i++) await client.append(FOLDER, await mail(REQUEST.subject));
+    const delivered = await sourcesOf(client, FOLDER);
+    const dovecot = await privateDovecot(); // the same Maildirs: FOLDER and its UIDs
+    const log = commandLog();
+    const failures: unknown[] = [];
+    const source = claimingSource(
+      {
+        log: (level, message, fields) => {
+          log.log(level, message, fields);
+          if (message === "reading mail ahead failed; fetch reads it") failures.push(fields?.error);
+        },
+      },
+      { connectAttempts: 2 },
+      { port: dovecot.port },
+    );
+    const bodyFetches = () => log.commands.filter((c) => c.includes("BODY.PEEK[]"));
+    try {
+      await dovecot.start();
+      const refs = await source.list(REQUEST);
+      assert.equal(refs.length, 3);
+      // the connection drops (waitForMail wakes when it does); the read-ahead reconnects
+      const dropped = source.waitForMail();
+      await dovecot.kick();
+      await dropped;
+      log.commands.length = 0;
+      await source.prefetch(refs.slice(0, 2));
+      assert.deepEqual(bodyFetches(), ["UID FETCH 1:2 (UID BODY.PEEK[])"]);
+      assert.deepEqual([await source.fetch(refs[0]!), await source.fetch(refs[1]!)], [
+        delivered[0],
+        delivered[1],
+      ]);
+      assert.deepEqual(bodyFetches(), ["UID FETCH 1:2 (UID BODY.PEEK[])"], "read ahead");
+      // the server goes away for longer than the source retries: the read-ahead fails quietly
+      await dovecot.stop();
+      await source.prefetch(refs);
+      assert.equal(failures.length, 1, "the read-ahead failed");
+      await dovecot.start();
+      log.commands.length = 0;
+      const got = [];
+      for (const ref of refs) got.push(await source.fetch(ref));
+      assert.deepEqual(got, delivered, "each mail's own bytes");
+      assert.deepEqual(bodyFetches(), refs.map((r) => `UID FETCH ${uidOf(r)} (UID BODY.PEEK[])`));
+      await source.deleteMany(refs);
+    } finally {
+      await source.close();
+      await dovecot.remove();
+    }
+  },
+);
