@@ -64,8 +64,13 @@ export class MergedSource implements MailSource {
     return won;
   }
 
+  /**
+   * Best effort, as the contract says: a mailbox whose read-ahead fails leaves its mails to
+   * {@link fetch}, and neither holds up the others' nor fails the pass (which would keep the
+   * claims of the mails it won and answer none of them).
+   */
   async prefetch(refs: MailRef[]): Promise<void> {
-    await Promise.all(
+    await Promise.allSettled(
       [...this.#byMailbox(refs)].map(([n, inner]) => this.#sources[n]!.prefetch?.(inner)),
     );
   }

@@ -154,7 +154,8 @@ export interface MailSource {
   /**
    * Reads the bodies of these listed mails ahead, in one go where the source can (IMAP: one
    * `UID FETCH`), so that {@link fetch} of each needs no round trip. Optional: a source
-   * without it fetches each mail when asked.
+   * without it fetches each mail when asked. Best effort: it does not reject; what it could
+   * not read, {@link fetch} reads (and reports).
    */
   prefetch?(refs: MailRef[]): Promise<void>;
   /**

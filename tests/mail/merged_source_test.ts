@@ -151,8 +151,8 @@ Deno.test("prefetch asks each mailbox to read ahead exactly its own mails, by th
 Deno.test("a mailbox whose read-ahead fails does not keep the others from reading ahead, and every mail still fetches", async () => {
   const lost = new Error("connection lost");
   const { archive, asked, source, refs } = await threeMailboxes(lost);
-  // the failure reaches the caller (a host pass then fails and is tried again)
-  await assert.rejects(source.prefetch(refs), (err) => err === lost);
+  // read-ahead is best effort: the failure stays inside, the pass goes on
+  await source.prefetch(refs);
   assert.equal(asked.inbox.length, 1);
   assert.deepEqual(asked.archive, [await archive.list(REQUEST)]);
   await assertEachFetches(source, refs);
