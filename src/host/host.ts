@@ -6,7 +6,6 @@
  *
  * @module
  */
-import { SMTP_POOL_CONNECTIONS } from "../mail/tuning.ts";
 import { isMailpeerError, MailError } from "../errors.ts";
 import { type EventSink, silentSink } from "../events.ts";
 import {
@@ -61,8 +60,13 @@ import {
   type RequestOutcome,
 } from "./host_request.ts";
 
-/** Replies a host has in flight at once: one per pooled SMTP connection. */
-export const HOST_REPLY_CONCURRENCY = SMTP_POOL_CONNECTIONS;
+/**
+ * Replies a host has in flight at once: a whole batch. The sender spreads them over its SMTP
+ * fast lanes, and each lane writes the mails queued on it together (PIPELINING + BDAT), so a
+ * batch costs a few writes and reads instead of one round trip per mail (docs/decisions.md
+ * "Performance (issue 7)": replies a batch at a time).
+ */
+export const HOST_REPLY_CONCURRENCY = HOST_BATCH_SIZE;
 
 /** Passes in a row that stop on a stale listing without taking a mail and still list again. */
 const STALE_RELISTS_AT_MOST = 3;
@@ -517,7 +521,7 @@ export class Host {
       onEvent({ event: "table-updated", rows: outcome.size });
       admitted.push({ c, peers: outcome.peers });
     }
-    // Replies go out `replyConcurrency` at a time (the SMTP pool's connections). After a
+    // Replies go out `replyConcurrency` at a time (a whole batch, by default). After a
     // passing failure (server down) no new reply starts; the mails answered so far are done
     // and deleted, the rest stays for the next pass.
     const answered: MailRef[] = [];
@@ -739,7 +743,7 @@ export interface HostOptions {
    * HOST_BATCH_SIZE.
    */
   batchSize?: number;
-  /** Replies sent at the same time; default HOST_REPLY_CONCURRENCY (the SMTP pool's size). */
+  /** Replies sent at the same time; default HOST_REPLY_CONCURRENCY (a whole batch). */
   replyConcurrency?: number;
   /** Where a process on a shared mailbox starts in the listing; default `Math.random`. */
   random?: () => number;

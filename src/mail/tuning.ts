@@ -17,11 +17,13 @@ export const DEFAULT_PREFETCH_BUDGET_BYTES = 2 * 1024 * 1024;
 export const IMAP_PROBE_TIMEOUT_MS = 10_000;
 
 /**
- * Most connections of one SMTP sender's pool, opened as mail queues up (a new TLS connection
- * costs ~50 ms under Deno). Four keep a host's batch of replies flowing: measured 0.89–0.90× the
- * echo baseline with two, 1.11–1.14× with four (docs/performance.md).
+ * Most connections of one SMTP sender's pool (nodemailer's, then the fast lanes), opened as mail
+ * queues up (a new TLS connection costs ~50 ms under Deno). Two carry a host's whole batch of
+ * replies, since each lane writes the mails queued on it together; several host processes on one
+ * account then hold two each, not four (providers cap an account's connections). Measured
+ * against four: docs/decisions.md "Performance (issue 7)", replies a batch at a time.
  */
-export const SMTP_POOL_CONNECTIONS = 4;
+export const SMTP_POOL_CONNECTIONS = 2;
 
 /**
  * How long a STARTTLS connection waits for the server's greeting before it checks, on a

@@ -102,8 +102,9 @@ Deno.test("a mail server failing in the middle of a batch repeats no reply and l
       assert.ok(err instanceof MailError && err.code === "EDEFER", String(err));
       return true;
     });
-    // The requests answered before the failure (two, plus one more that was on its way
-    // beside the failing one) are done and gone; the others wait, the failed one among them.
+    // The requests answered before the failure (two, plus those already on their way beside
+    // the failing one: up to HOST_REPLY_CONCURRENCY in all) are done and gone; the others
+    // wait, the failed one among them.
     const waiting = [
       ...await w.files("host@host.test", "new"),
       ...await w.files("host@host.test", "cur"),
