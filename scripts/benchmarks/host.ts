@@ -57,12 +57,12 @@ import {
   machineCpuMs,
   makeSite,
   release,
-  syncDisk,
   sealRequests,
   type Site,
   stage,
   submitAll,
   sweepAll,
+  syncDisk,
   untilDelivered,
   writeHostConfig,
 } from "./host_site.ts";
