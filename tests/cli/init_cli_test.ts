@@ -105,6 +105,16 @@ async function connectsOnFirstTry(
   }
 }
 
+/** Runs `fn` in a new temporary directory, removed afterwards. */
+async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "mailpeer-init-" });
+  try {
+    await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
 Deno.test({
   name:
     "init --non-interactive finds alice@a.test's servers through HTTPS autoconfig and writes a host configuration that logs in at once",
@@ -349,9 +359,8 @@ Deno.test({
 
 Deno.test({
   name: "init --non-interactive refuses with one line when a flag is missing",
-  fn: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "mailpeer-init-" });
-    try {
+  fn: () =>
+    inTempDir(async (dir) => {
       const noRole = await mailpeer(["init", "--non-interactive", "--email", "alice@a.test"], {
         cwd: dir,
       });
@@ -398,18 +407,14 @@ Deno.test({
       );
       // Nothing was written.
       assert.deepEqual([...Deno.readDirSync(dir)], []);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+    }),
 });
 
 Deno.test({
   name:
     "init on a terminal refuses an existing configuration in one line before its first question, and leaves the file as it was",
-  fn: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "mailpeer-init-" });
-    try {
+  fn: () =>
+    inTempDir(async (dir) => {
       const mine = "# bob's own configuration\n";
       await Deno.writeTextFile(join(dir, "mailpeer.toml"), mine);
       const terminal = new OnTerminal(["init"], { cwd: dir });
@@ -425,18 +430,14 @@ Deno.test({
       );
       assert.equal(await Deno.readTextFile(join(dir, "mailpeer.toml")), mine);
       assert.deepEqual(filesIn(dir), ["mailpeer.toml"]);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+    }),
 });
 
 Deno.test({
   name:
     "init on a terminal ends with one line and exit 2 when the address typed is no e-mail address, or the role none of the three",
-  fn: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "mailpeer-init-" });
-    try {
+  fn: () =>
+    inTempDir(async (dir) => {
       const noAddress = new OnTerminal(["init"], { cwd: dir });
       await noAddress.waitFor(ADDRESS_QUESTION);
       await noAddress.type("bob.b.test");
@@ -455,17 +456,13 @@ Deno.test({
         'mailpeer init: the role "client" is not host, terminal or both; see `mailpeer init --help`',
       ]);
       assert.deepEqual(filesIn(dir), []);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+    }),
 });
 
 Deno.test({
   name: "init refuses a password file that others may read",
-  fn: async () => {
-    const dir = await Deno.makeTempDir({ prefix: "mailpeer-init-" });
-    try {
+  fn: () =>
+    inTempDir(async (dir) => {
       await Deno.writeTextFile(join(dir, "pw"), "secret\n", { mode: 0o644 });
       await Deno.chmod(join(dir, "pw"), 0o644);
       const run = await mailpeer([
@@ -480,10 +477,7 @@ Deno.test({
       ], { cwd: dir });
       assert.equal(run.code, 1);
       assert.match(run.stderr, /it has mode 0644, so others may read it; run chmod 600 /);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+    }),
 });
 
 Deno.test({
