@@ -24,6 +24,7 @@ import {
   startAutoconfigServer,
 } from "../support/autoconfig_server.ts";
 import { DNSMASQ, type Dnsmasq, startDnsmasq } from "../support/dnsmasq.ts";
+import { withTempDir } from "../support/temp_dir.ts";
 
 const REQUIRE = Deno.env.get("MAILPEER_REQUIRE_STACK") !== undefined &&
   Deno.env.get("MAILPEER_REQUIRE_STACK") !== "";
@@ -102,16 +103,6 @@ async function connectsOnFirstTry(
     }
   } finally {
     await source.close();
-  }
-}
-
-/** Runs `fn` in a new temporary directory, removed afterwards. */
-async function inTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "mailpeer-init-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
   }
 }
 
@@ -360,7 +351,7 @@ Deno.test({
 Deno.test({
   name: "init --non-interactive refuses with one line when a flag is missing",
   fn: () =>
-    inTempDir(async (dir) => {
+    withTempDir("mailpeer-init-", async (dir) => {
       const noRole = await mailpeer(["init", "--non-interactive", "--email", "alice@a.test"], {
         cwd: dir,
       });
@@ -414,7 +405,7 @@ Deno.test({
   name:
     "init on a terminal refuses an existing configuration in one line before its first question, and leaves the file as it was",
   fn: () =>
-    inTempDir(async (dir) => {
+    withTempDir("mailpeer-init-", async (dir) => {
       const mine = "# bob's own configuration\n";
       await Deno.writeTextFile(join(dir, "mailpeer.toml"), mine);
       const terminal = new OnTerminal(["init"], { cwd: dir });
@@ -437,7 +428,7 @@ Deno.test({
   name:
     "init on a terminal ends with one line and exit 2 when the address typed is no e-mail address, or the role none of the three",
   fn: () =>
-    inTempDir(async (dir) => {
+    withTempDir("mailpeer-init-", async (dir) => {
       const noAddress = new OnTerminal(["init"], { cwd: dir });
       await noAddress.waitFor(ADDRESS_QUESTION);
       await noAddress.type("bob.b.test");
@@ -462,7 +453,7 @@ Deno.test({
 Deno.test({
   name: "init refuses a password file that others may read",
   fn: () =>
-    inTempDir(async (dir) => {
+    withTempDir("mailpeer-init-", async (dir) => {
       await Deno.writeTextFile(join(dir, "pw"), "secret\n", { mode: 0o644 });
       await Deno.chmod(join(dir, "pw"), 0o644);
       const run = await mailpeer([

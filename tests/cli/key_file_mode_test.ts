@@ -13,17 +13,9 @@ import {
   generateIdentityKeys,
 } from "../../src/message/key_file.ts";
 import { mailpeer } from "../support/cli.ts";
+import { withTempDir } from "../support/temp_dir.ts";
 
 const POSIX = Deno.build.os !== "windows";
-
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "mailpeer-keymode-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
 
 function refusedFor(path: string, mode: string) {
   return (err: unknown) => {
@@ -41,7 +33,7 @@ Deno.test({
   name: "an identity key file that group or others can read is refused with the chmod to run",
   ignore: !POSIX,
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("mailpeer-keymode-", async (dir) => {
       const path = join(dir, "alice.identity.json");
       await Deno.writeTextFile(path, encodeIdentityKeys(await generateIdentityKeys("alice")));
       await Deno.chmod(path, 0o644);
@@ -55,7 +47,7 @@ Deno.test({
   name: "a host key file readable by its group is refused too",
   ignore: !POSIX,
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("mailpeer-keymode-", async (dir) => {
       const path = join(dir, "host.keys.json");
       await Deno.writeTextFile(path, encodeHostKeys(await generateHostKeys("host@lan.test")));
       await Deno.chmod(path, 0o640);
@@ -67,7 +59,7 @@ Deno.test({
   name: "keygen --force replacing a world-readable key file leaves it at mode 0600",
   ignore: !POSIX,
   fn: () =>
-    withDir(async (dir) => {
+    withTempDir("mailpeer-keymode-", async (dir) => {
       const path = join(dir, "bob.json");
       await Deno.writeTextFile(path, "old\n");
       await Deno.chmod(path, 0o644);

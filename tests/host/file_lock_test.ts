@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { isMailpeerError } from "../../src/errors.ts";
 import { withFileLock } from "../../src/host/store/file_lock.ts";
 import type { Clock } from "../../src/runtime.ts";
+import { withTempDir } from "../support/temp_dir.ts";
 
 /** A clock whose sleeps return at once; it fails the test after `maxSleeps` sleeps. */
 function instantClock(maxSleeps = 10_000): Clock & { sleeps: () => number } {
@@ -18,15 +19,6 @@ function instantClock(maxSleeps = 10_000): Clock & { sleeps: () => number } {
   };
 }
 
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "mailpeer-lock-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-}
-
 async function names(dir: string): Promise<string[]> {
   const found = [];
   for await (const entry of Deno.readDir(dir)) found.push(entry.name);
@@ -34,7 +26,7 @@ async function names(dir: string): Promise<string[]> {
 }
 
 Deno.test("holders in one process take turns even when the waiters' clock never waits", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("mailpeer-lock-", async (dir) => {
     const path = `${dir}/table.json`;
     const clock = instantClock();
     let inside = 0;
@@ -56,7 +48,7 @@ Deno.test("holders in one process take turns even when the waiters' clock never 
 });
 
 Deno.test("the lock file names the holder, even over a longer record left behind", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("mailpeer-lock-", async (dir) => {
     const path = `${dir}/table.json`;
     const old = JSON.stringify({
       pid: 1,
@@ -76,7 +68,7 @@ Deno.test("the lock file names the holder, even over a longer record left behind
 });
 
 Deno.test("a busy lock times out with the holder's pid, and is released when its holder fails", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("mailpeer-lock-", async (dir) => {
     const path = `${dir}/state/table.json`; // the directory is made on the way
     const boom = new Error("boom");
     let release!: () => void;

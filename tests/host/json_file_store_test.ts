@@ -4,6 +4,7 @@ import { JsonFileStore } from "../../src/host/store/json_file_store.ts";
 import type { PeerRow } from "../../src/host/types.ts";
 import type { Clock } from "../../src/runtime.ts";
 import { sampleRow, tableStoreConformance } from "../conformance/table_store.ts";
+import { withTempDir } from "../support/temp_dir.ts";
 
 const FILE_LOCK_URL = new URL("../../src/host/store/file_lock.ts", import.meta.url).href;
 const STORE_URL = new URL("../../src/host/store/json_file_store.ts", import.meta.url).href;
@@ -27,15 +28,6 @@ function fastClock(onSleep: (call: number) => Promise<void> | void = () => {}): 
       await onSleep(++calls);
     },
   };
-}
-
-async function withTempDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "mailpeer-table-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
 }
 
 /** A Deno subprocess running `script`, which we can wait on and talk to over stdin/stdout. */
@@ -97,7 +89,7 @@ async function readTable(path: string): Promise<{ version: number; rows: PeerRow
 }
 
 Deno.test("a corrupted table file gives a clear ETABLE error and is left as it was", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("mailpeer-table-", async (dir) => {
     const path = `${dir}/table.json`;
     const store = new JsonFileStore(path);
     const cases: [string, RegExp][] = [
@@ -123,7 +115,7 @@ Deno.test("a corrupted table file gives a clear ETABLE error and is left as it w
 });
 
 Deno.test("the table file is replaced atomically: no temp files left behind", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("mailpeer-table-", async (dir) => {
     const path = `${dir}/table.json`;
     const store = new JsonFileStore(path);
     for (let i = 0; i < 5; i++) {
@@ -144,7 +136,7 @@ Deno.test("the table file is replaced atomically: no temp files left behind", as
 });
 
 Deno.test("two stores on the same file in one process lose no rows", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("mailpeer-table-", async (dir) => {
     const path = `${dir}/table.json`;
     const options = { clock: fastClock(), lockTimeoutMs: Number.MAX_SAFE_INTEGER };
     const stores = [new JsonFileStore(path, options), new JsonFileStore(path, options)];
@@ -160,7 +152,7 @@ Deno.test("two stores on the same file in one process lose no rows", async () =>
 });
 
 Deno.test("two processes updating the same file at once lose no rows and leave valid JSON", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("mailpeer-table-", async (dir) => {
     const path = `${dir}/table.json`;
     const script = `${dir}/writer.ts`;
     await Deno.writeTextFile(
@@ -197,7 +189,7 @@ for (let i = 0; i < 30; i++) {
 });
 
 Deno.test("a stale lock left by a crashed process is broken", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("mailpeer-table-", async (dir) => {
     const path = `${dir}/table.json`;
     const script = `${dir}/crash.ts`;
     await Deno.writeTextFile(
@@ -221,7 +213,7 @@ await withFileLock(Deno.args[0]!, () => Deno.exit(3));
 });
 
 Deno.test("an update waits while another process holds the lock, then goes ahead", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("mailpeer-table-", async (dir) => {
     const path = `${dir}/table.json`;
     const script = `${dir}/hold.ts`;
     await Deno.writeTextFile(
@@ -263,7 +255,7 @@ await withFileLock(Deno.args[0]!, async () => { console.log("locked"); await lin
 });
 
 Deno.test("an update sees a row another store wrote since this store's last update", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("mailpeer-table-", async (dir) => {
     const path = `${dir}/table.json`;
     const mine = new JsonFileStore(path);
     const other = new JsonFileStore(path);
@@ -277,7 +269,7 @@ Deno.test("an update sees a row another store wrote since this store's last upda
 });
 
 Deno.test("a same-size rewrite in place, within the same instant, is seen by the next update", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("mailpeer-table-", async (dir) => {
     const path = `${dir}/table.json`;
     const store = new JsonFileStore(path);
     await store.update(() => ({ rows: [sampleRow(1), sampleRow(2)], result: undefined }));
@@ -301,7 +293,7 @@ Deno.test("a same-size rewrite in place, within the same instant, is seen by the
 });
 
 Deno.test("a table corrupted after this store wrote it gives ETABLE and is left as it was", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("mailpeer-table-", async (dir) => {
     const path = `${dir}/table.json`;
     const store = new JsonFileStore(path);
     await store.update(() => ({ rows: [sampleRow(1)], result: undefined }));
@@ -324,7 +316,7 @@ Deno.test("a table corrupted after this store wrote it gives ETABLE and is left 
 });
 
 Deno.test("rows changed in place by an update are stored as changed", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("mailpeer-table-", async (dir) => {
     const path = `${dir}/table.json`;
     const store = new JsonFileStore(path);
     const first = [1, 2, 3, 4, 5, 6].map((n) =>
@@ -349,7 +341,7 @@ Deno.test("rows changed in place by an update are stored as changed", async () =
 });
 
 Deno.test("rows made invalid in place are refused with the bad row's place, the table kept", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("mailpeer-table-", async (dir) => {
     const path = `${dir}/table.json`;
     const store = new JsonFileStore(path);
     const first = [1, 2, 3].map((n) => sampleRow(n));
@@ -387,7 +379,7 @@ Deno.test("rows made invalid in place are refused with the bad row's place, the 
 });
 
 Deno.test("the first update removes temp files a killed writer left, and nothing else", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("mailpeer-table-", async (dir) => {
     const path = `${dir}/table.json`;
     const orphans = ["table.json.tmp-4242-0123456789ab", "table.json.tmp-1-ffffffffffff"];
     const others = [
@@ -415,7 +407,7 @@ Deno.test("the first update removes temp files a killed writer left, and nothing
 });
 
 Deno.test("a temp file left by a writer killed mid-write is removed by the next host", async () => {
-  await withTempDir(async (dir) => {
+  await withTempDir("mailpeer-table-", async (dir) => {
     const path = `${dir}/table.json`;
     const crashHost = new URL("../support/crash_host.ts", import.meta.url).pathname;
     const temps = async () => {
