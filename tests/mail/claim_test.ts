@@ -6,8 +6,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { ImapFlow } from "imapflow";
-import type { Logger } from "../../src/log.ts";
+import { type Logger, silentLogger } from "../../src/log.ts";
 import { composeMail } from "../../src/mail/rfc5322/compose.ts";
+import { CLAIMED, CLAIMER_PREFIX, ImapClaims } from "../../src/mail/imap/claim.ts";
 import { uidSetTest } from "../../src/mail/imap/condstore.ts";
 import { ImapSource } from "../../src/mail/imap/source.ts";
 import type { ImapSourceOptions } from "../../src/mail/imap/source.ts";
@@ -21,6 +22,7 @@ import {
   flagsBySubject,
   imapFoldersTest,
   imapServer,
+  mailClient,
   sourcesOf,
 } from "../support/imap_mailbox.ts";
 
@@ -502,5 +504,87 @@ imapTest(
     } finally {
       await Promise.all([live.close(), later.close()]);
     }
+  },
+);
+
+/**
+ * A mail in MAILBOX locked by claimers A and B at once (as two conditional stores whose
+ * conflict check Dovecot skipped leave it), the claims of A and B on sessions of their own with
+ * MAILBOX selected, and a manual clock for the lowest claimer's waits. Resolves with the mail's
+ * UID.
+ */
+async function contested(
+  client: ImapFlow,
+  fn: (
+    uid: number,
+    a: ImapClaims,
+    b: ImapClaims,
+    sessions: ImapFlow[],
+    clock: ManualClock,
+  ) => Promise<void>,
+): Promise<void> {
+  await client.append(MAILBOX, await mail(0));
+  await client.mailboxOpen(MAILBOX);
+  const [uid] = (await client.search({ all: true }, { uid: true })) || [];
+  assert.ok(uid !== undefined);
+  await client.messageFlagsAdd(String(uid), [CLAIMED, `${CLAIMER_PREFIX}A`, `${CLAIMER_PREFIX}B`], {
+    uid: true,
+  });
+  const clock = new ManualClock();
+  const claims = (claimer: string) =>
+    new ImapClaims({ processing: PROCESSING, claimer, clock, logger: silentLogger });
+  const sessions = [await mailClient(), await mailClient()];
+  try {
+    for (const s of sessions) await s.mailboxOpen(MAILBOX);
+    await fn(uid, claims("A"), claims("B"), sessions, clock);
+  } finally {
+    await Promise.all(sessions.map((s) => s.logout().catch(() => s.close())));
+  }
+}
+
+imapTest(
+  "imap: a contested claim goes to the lowest claimer, who waits until the other steps back",
+  async (client) => {
+    await contested(client, async (uid, a, b, [sa, sb], clock) => {
+      let settled: number[] | undefined;
+      const lowest = a.settle(sa!, [uid]).then((won) => settled = won);
+      await clock.sleeping(1);
+      assert.equal(settled, undefined, "A waits while B holds the mail too");
+      assert.deepEqual(
+        (await flagsByUid(client, MAILBOX)).get(uid),
+        [`${CLAIMER_PREFIX}A`, `${CLAIMER_PREFIX}B`, CLAIMED],
+      );
+      assert.deepEqual(await b.settle(sb!, [uid]), [], "B steps back at once");
+      assert.equal(clock.sleepers, 1, "B did not wait");
+      clock.advance(clock.nextWakeIn!);
+      await lowest;
+      assert.deepEqual(settled, [uid], "A reads again and finds its keyword alone");
+      assert.deepEqual(
+        (await flagsByUid(client, MAILBOX)).get(uid),
+        [`${CLAIMER_PREFIX}A`, CLAIMED],
+      );
+    });
+  },
+);
+
+imapTest(
+  "imap: a contested claim whose other holder never steps back is left locked for recovery after 4 s",
+  async (client) => {
+    await contested(client, async (uid, a, _b, [sa], clock) => {
+      const start = clock.now();
+      let settled: number[] | undefined;
+      const lowest = a.settle(sa!, [uid]).then((won) => settled = won);
+      while (settled === undefined) {
+        await Promise.race([clock.sleeping(1), lowest]);
+        if (clock.nextWakeIn !== undefined) clock.advance(clock.nextWakeIn);
+      }
+      assert.deepEqual(settled, [], "A never moves a mail B still holds");
+      assert.equal(clock.now() - start, 4_000, "A gave B 4 s in all");
+      assert.deepEqual(
+        (await flagsByUid(client, MAILBOX)).get(uid),
+        [`${CLAIMER_PREFIX}A`, `${CLAIMER_PREFIX}B`, CLAIMED],
+        "the lock is left as it was, for recovery",
+      );
+    });
   },
 );

@@ -22,8 +22,9 @@
  * about 330 rounds of 30 mails. So a lock on a MODSEQ below the listing's highest (the session has
  * synced at least that far) is trusted as is; a lock on the highest is read back, and the
  * mail moved only when this process's keyword is its only claim keyword (of sessions that
- * locked at once, each reads after its own lock, so the later one sees the earlier; the
- * others step back, see `#sole`).
+ * locked at once, each reads after its own lock, so the later one sees the earlier). Of a
+ * contested lock the lowest keyword keeps the mail and the others step back
+ * (`ImapClaims.settle`).
  *
  * A batch (`ImapSource.claimMany`) needs a constant number of round trips whatever its size:
  * one conditional store `UNCHANGEDSINCE` the batch's highest listed MODSEQ S (at least each
@@ -33,8 +34,8 @@
  * changed or gone, each a change above S); then one `UID MOVE` of those locked. When every
  * mail of the batch carries S (mails moved or flagged into the mailbox in one transaction),
  * they are locked in one store on S and read back in one FETCH: each mail whose only claim
- * keyword is this process's is moved, the contested ones go through the lone mail's read-back
- * rounds. Mails that came back `MODIFIED` are read again in one FETCH, and those still
+ * keyword is this process's is moved, the contested ones are settled together, as a lone
+ * mail's are. Mails that came back `MODIFIED` are read again in one FETCH, and those still
  * unclaimed are locked one by one.
  *
  * Claim time: MOVE keeps INTERNALDATE (the arrival), so recovery reads SAVEDATE (RFC 8514:
@@ -60,8 +61,12 @@ export const CLAIMED = "$MailpeerClaimed";
 /** Prefix of the per-process claim keyword, the part that makes the lock a real change. */
 export const CLAIMER_PREFIX = "$MailpeerClaim-";
 const DEFAULT_CLAIMER_SLOTS = 256;
-/** Rounds of a contested lock (see `#sole`) before it is left to recovery. */
-const MAX_CONTESTED_ROUNDS = 3;
+/**
+ * The waits (ms) of the lowest claimer of a contested lock before each read again (see
+ * `ImapClaims.settle`): 4 s in all, then the lock is left to recovery. The others step back
+ * within a round trip; the waits only run out when one of them stopped in the middle.
+ */
+const CONTEST_WAIT_MS = [0, 5, 10, 20, 40, 80, 160, 320, 640, 1_000, 1_725];
 
 /** Where a claimed mail went: its UID in the processing folder and that folder's UIDVALIDITY. */
 export interface ClaimedUid {
@@ -134,7 +139,7 @@ export class ImapClaims {
     const target = await session.ensureFolder(client, this.processing);
     const lock = async (modseq: bigint) =>
       await conditionalStore(client, uid, modseq, "+", [CLAIMED, this.#keyword]) &&
-      (modseq < (listed.highest ?? 0n) || await this.#sole(client, uid));
+      (modseq < (listed.highest ?? 0n) || (await this.settle(client, [uid])).length === 1);
     if (listed.modseq !== undefined && canCondstore(client) && await lock(listed.modseq)) {
       return await this.#move(session, client, uid, target);
     }
@@ -155,55 +160,66 @@ export class ImapClaims {
   }
 
   /**
-   * Reads back a lock of `uid` whose store may have skipped Dovecot's conflict check (module
-   * notes): true when this process's keyword is the only claim keyword on the mail, and it
-   * may move it. Of processes that locked it at once, at most one sees only its own keyword
-   * (each reads after its own lock, so the later one sees the earlier) and moves it. The
-   * others step back: each takes its keyword off and reads again, and one that finds no claim
-   * keyword left (nobody moving it) locks it again and reads back once more; after
-   * `MAX_CONTESTED_ROUNDS` the mail is left locked, for recovery.
+   * Reads back locks (of `uids`, on `client`'s selected mailbox) whose store may have skipped
+   * Dovecot's conflict check (module notes), and settles those several processes hold at once.
+   * Resolves with the UIDs this process may move: those whose only claim keyword is this
+   * process's.
+   *
+   * Safety: a process moves a mail only after reading, after its own lock, that no other claim
+   * keyword is on it; of two processes that locked at once, the later one's read sees the
+   * earlier one's keyword, so at most one moves it.
+   *
+   * Liveness (see "A contested claim goes to the lowest claimer" in docs/decisions.md): of the
+   * keywords on a contested mail, the lowest (in code-unit order) keeps it. A process whose
+   * keyword is not the lowest takes it off and steps back; the lowest keeps its keyword and
+   * reads again after `CONTEST_WAIT_MS` waits (on the injected clock) until the others have
+   * stepped back or one of them has moved the mail. The lowest keyword ever on the mail never
+   * steps back, so someone keeps it. Before, every contestant stepped back, took its keyword
+   * off, and locked again when none was left: processes in step did that in lockstep for all
+   * their rounds and left the mail to recovery, 10 minutes later (1 round in 200 of three
+   * processes racing). A holder that neither steps back nor moves (it died) keeps the mail
+   * locked; after the last wait it is left to recovery, as before.
    */
-  async #sole(client: ImapFlow, uid: number): Promise<boolean> {
-    const claimers = async () => {
-      const msg = await client.fetchOne(String(uid), { uid: true, flags: true }, { uid: true });
-      return msg ? [...(msg.flags ?? [])].filter((f) => f.startsWith(CLAIMER_PREFIX)) : undefined;
-    };
-    const store = { uid: true, silent: true };
-    for (let round = 1;; round++) {
-      const now = await claimers();
-      if (now === undefined) return false; // gone
-      if (now.length === 1 && now[0] === this.#keyword) return true;
-      this.#logger.log("debug", "IMAP claim contested", { uid, claimers: now, round });
-      if (round >= MAX_CONTESTED_ROUNDS) return false;
-      await client.messageFlagsRemove(String(uid), [this.#keyword], store);
-      const left = await claimers();
-      if (left === undefined || left.length > 0) return false; // gone, or another holds it
-      await client.messageFlagsAdd(String(uid), [CLAIMED, this.#keyword], store);
-    }
-  }
-
-  /**
-   * {@link #sole} of several locks at once: one FETCH reads them back; those carrying this
-   * process's keyword alone are this process's, those another keyword shares go through
-   * {@link #sole} one by one, and those gone are dropped. Resolves with the UIDs to move.
-   */
-  async #soleMany(client: ImapFlow, uids: number[]): Promise<number[]> {
-    const now = await client.fetchAll(uidSet([...uids].sort((a, b) => a - b)), {
-      uid: true,
-      flags: true,
-    }, { uid: true });
+  async settle(client: ImapFlow, uids: readonly number[]): Promise<number[]> {
     const mine: number[] = [];
-    const asked = new Set(uids);
-    for (const msg of now) {
-      // only the mails asked about: another session's flag change may arrive as an unsolicited
-      // FETCH among the answers (a 3-way race once failed with imapflow's "Invalid sequence
-      // set value", which an undefined UID passed on gives)
-      if (!asked.has(msg.uid)) continue;
-      const claimers = [...(msg.flags ?? [])].filter((f) => f.startsWith(CLAIMER_PREFIX));
-      if (!claimers.includes(this.#keyword)) continue; // the lock did not take
-      if (claimers.length === 1 || await this.#sole(client, msg.uid)) mine.push(msg.uid);
+    let pending = [...new Set(uids)].sort((a, b) => a - b);
+    for (let round = 0; pending.length > 0; round++) {
+      const now = await client.fetchAll(uidSet(pending), { uid: true, flags: true }, { uid: true });
+      const asked = new Set(pending);
+      const stepBack: number[] = [];
+      const wait: number[] = [];
+      for (const msg of now) {
+        // only the mails asked about: another session's flag change may arrive as an unsolicited
+        // FETCH among the answers (a 3-way race once failed with imapflow's "Invalid sequence
+        // set value", which an undefined UID passed on gives)
+        if (!asked.has(msg.uid)) continue;
+        asked.delete(msg.uid);
+        const claimers = [...(msg.flags ?? [])].filter((f) => f.startsWith(CLAIMER_PREFIX));
+        if (!claimers.includes(this.#keyword)) continue; // the lock did not take
+        if (claimers.length === 1) mine.push(msg.uid);
+        else if (claimers.every((k) => k >= this.#keyword)) wait.push(msg.uid);
+        else stepBack.push(msg.uid);
+        if (claimers.length > 1) {
+          this.#logger.log("debug", "IMAP claim contested", { uid: msg.uid, claimers, round });
+        }
+      }
+      if (stepBack.length > 0) {
+        await client.messageFlagsRemove(uidSet(stepBack), [this.#keyword], {
+          uid: true,
+          silent: true,
+        });
+      }
+      pending = wait;
+      if (pending.length === 0) break;
+      if (round >= CONTEST_WAIT_MS.length) {
+        this.#logger.log("warn", "IMAP claim still contested, left to recovery", {
+          uids: pending,
+        });
+        break;
+      }
+      await this.#clock.sleep(CONTEST_WAIT_MS[round]!);
     }
-    return mine;
+    return mine.sort((a, b) => a - b);
   }
 
   /** `UID MOVE` of a locked mail into the processing folder (`target`, its full name). */
@@ -287,7 +303,7 @@ export class ImapClaims {
         for (const uid of set) (stored(uid) ? changed : locked).push(uid);
       }
     }
-    if (readBack && locked.length > 0) locked = await this.#soleMany(client, locked);
+    if (readBack && locked.length > 0) locked = await this.settle(client, locked);
     if (locked.length > 0) {
       const result = await client.messageMove(uidSet(locked), target, { uid: true });
       if (result === false) {
