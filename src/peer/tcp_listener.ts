@@ -15,7 +15,7 @@ import {
   PUNCH_TCP_QUIET_MS,
 } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
-import { exponentialBackoff, systemClock } from "../runtime.ts";
+import { exponentialBackoff, systemClock, systemRandom } from "../runtime.ts";
 import { type HandshakeResult, initiateHandshake, respondHandshake } from "./handshake.ts";
 import { Handoff } from "./handoff.ts";
 import { NodeSocketConn } from "./node_socket_conn.ts";
@@ -114,6 +114,7 @@ export class TcpPeerListener implements PeerListener {
       ownKey: this.#options.identity.publicKey,
       clock: this.#transport.clock ?? systemClock,
       backoff: this.#transport.backoff ?? exponentialBackoff(100, 1000),
+      random: this.#transport.random ?? systemRandom,
       dial: (remote, connectMs, signal) => this.#dial(punch, remote, connectMs, signal),
     }, options);
     const id = addPunch(this.#punches, options.peerKey, punch, {

@@ -28,8 +28,16 @@
  * **Pacing and bounds** (no scanner): at most `PUNCH_MAX_CANDIDATES` TCP candidates, tried at
  * once from the one local port (candidate i starts `i × PUNCH_STAGGER_MS` after the first);
  * each attempt is one connect, given `backoff(n)` ms (then dropped and made again) or, refused
- * at once, retried after that time; the window is at most `PUNCH_MAX_WINDOW_MS`; nothing is
- * dialled after the window or the first link. Only the candidates are dialled: a symmetric
+ * at once, retried after that time, plus a random pause of up to half of it; the window is at
+ * most `PUNCH_MAX_WINDOW_MS`; nothing is dialled after the window or the first link.
+ *
+ * **Why the random pause.** Each connect makes the listener step aside (`TcpPeerListener`): for
+ * that moment a SYN from the peer gets a RST, and a connection the listener had taken but not
+ * yet accepted is reset with it. Two sides on the same schedule that start together step aside
+ * together on every attempt: in the NAT lab's none/none pair with both cores busy, 1 punch in
+ * about 150 failed that way for the whole 4 s window (every connect refused or reset). The
+ * pause puts the sides' attempts apart after the first one (docs/nat.md "TCP simultaneous
+ * open"). Only the candidates are dialled: a symmetric
  * NAT's new port is never learned, it only ever comes in (to a listener, see above).
  *
  * @module
@@ -38,7 +46,7 @@ import { PeerError } from "../errors.ts";
 import { toBase64 } from "../message/base64.ts";
 import type { Endpoint } from "../message/types.ts";
 import { PUNCH_STAGGER_MS } from "../limits.ts";
-import type { Backoff, Clock } from "../runtime.ts";
+import type { Backoff, Clock, RandomSource } from "../runtime.ts";
 import { REFUSED_REASON } from "./handshake.ts";
 import type { PeerLink, PunchOptions, PunchResult, PunchRole } from "./types.ts";
 import { checkPunchOptions, PunchOutcome, punchRole } from "./udp_punch.ts";
@@ -48,6 +56,8 @@ export interface TcpPunchHost {
   readonly ownKey: Uint8Array;
   readonly clock: Clock;
   readonly backoff: Backoff;
+  /** Draws the pause after each attempt (see `TcpPunch.#attempts`). */
+  readonly random: RandomSource;
   /**
    * Connects to `remote` from the listener's port and runs this punch's handshake role on the
    * connection; resolves with the link, which proved the expected key. Rejects with the
@@ -154,6 +164,12 @@ export class TcpPunch {
     await Promise.allSettled(this.#running);
   }
 
+  /** A pause of 0 to `stepMs / 2` ms, drawn from the host's randomness. */
+  #jitter(stepMs: number): number {
+    const [a = 0, b = 0] = this.#host.random(2);
+    return Math.floor((((a << 8) | b) / 65_536) * (stepMs / 2));
+  }
+
   /** Connects to one candidate again and again, paced by the backoff, until the punch ends. */
   async #attempts(remote: Endpoint, delayMs: number): Promise<void> {
     const { clock, backoff } = this.#host;
@@ -183,7 +199,8 @@ export class TcpPunch {
             this.#options.onEvent?.({ type: "failed", remote, error });
           }
         }
-        const left = started + stepMs - clock.now();
+        // the rest of the step, and up to half a step more, drawn each time (module notes)
+        const left = started + stepMs + this.#jitter(stepMs) - clock.now();
         if (left > 0) await clock.sleep(left, signal);
       }
     } catch {

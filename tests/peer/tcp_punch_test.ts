@@ -12,6 +12,7 @@ import { connect, type Socket } from "node:net";
 import { PeerError } from "../../src/errors.ts";
 import { PUNCH_MAX_CANDIDATES, PUNCH_MAX_WINDOW_MS, PUNCH_TCP_QUIET_MS } from "../../src/limits.ts";
 import type { Endpoint } from "../../src/message/types.ts";
+import { TcpPunch } from "../../src/peer/tcp_punch.ts";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
 import type { PeerIdentity } from "../../src/peer/types.ts";
 import { punchRole } from "../../src/peer/udp_punch.ts";
@@ -326,4 +327,41 @@ Deno.test("a TCP punch is bounded: candidates, window, transport, own key, one p
     hole.close();
     await a.close();
   }
+});
+
+Deno.test("a TCP punch dials again after each step plus a random pause of up to half a step, so two sides on one schedule drift apart", async () => {
+  // Each connect makes the listener step aside for a moment: two sides that dial in step
+  // would refuse each other every time (src/peer/tcp_punch.ts, "Why the random pause").
+  const [low, high] = await ordered("xavier", "yvonne");
+  const attemptTimes = async (draw: number[]) => {
+    const clock = new ManualClock(0);
+    const dialled: number[] = [];
+    const punch = new TcpPunch({
+      ownKey: low!.publicKey,
+      clock,
+      backoff: (n) => [100, 200, 400][n] ?? 400,
+      random: (length) => new Uint8Array(length).fill(draw.shift() ?? 0),
+      dial: () => {
+        dialled.push(clock.now());
+        return Promise.reject(new Error("connect ECONNREFUSED")); // refused at once
+      },
+    }, {
+      peerKey: high!.publicKey,
+      candidates: [{ transport: "tcp", address: "198.51.100.7", port: 4000, kind: "host" }],
+      windowMs: 2_000,
+    });
+    const result = punch.run();
+    result.catch(() => {});
+    while (dialled.length < 4) {
+      await clock.sleeping(2); // the window and the pause before the next connect
+      clock.advance(clock.nextWakeIn!);
+    }
+    punch.cancel(new Error("test over"));
+    await punch.stopped();
+    return dialled;
+  };
+  // The pause is the rest of the step plus (draw / 65,536) of half a step: draws of 0, then
+  // 0x8080 (about half of half a step), then 0xffff (nearly all of it).
+  assert.deepEqual(await attemptTimes([0]), [0, 100, 300, 700]);
+  assert.deepEqual(await attemptTimes([0x00, 0x80, 0xff]), [0, 100, 300 + 50, 750 + 199]);
 });
