@@ -343,8 +343,11 @@ export async function cpuOfAll(
 /**
  * CPU ms per request by thread name between two {@link cpuOfAll} readings, largest first
  * (postfix's smtpd, cleanup, lmtp; dovecot's imap, lmtp; redis-server; deno and its threads):
- * where a mode's machine CPU goes. A thread that ended in between is missing; the kernel's
- * workers (`kworker/…`) rename themselves by task, so theirs is only roughly right.
+ * where a mode's machine CPU goes. A thread that ended in between is missing. A thread is
+ * matched by its id, not its name: the kernel's workers (`kworker/…`) rename themselves by
+ * task, and counting a renamed one as new counted its whole lifetime (5–10 ms per request of
+ * `kworker/1:0-events_freezable` that was never spent in the drain). Its time goes to the
+ * name it has at the end.
  */
 export function cpuByCommand(
   before: Map<number, { command: string; ms: number }>,
@@ -354,7 +357,8 @@ export function cpuByCommand(
   const sums = new Map<string, number>();
   for (const [pid, { command, ms }] of after) {
     const was = before.get(pid);
-    const spent = was && was.command === command ? ms - was.ms : ms;
+    // an id used again by a new thread (its time below the old one's) counts from zero
+    const spent = was && was.ms <= ms ? ms - was.ms : ms;
     if (spent > 0) sums.set(command, (sums.get(command) ?? 0) + spent);
   }
   return Object.fromEntries(
