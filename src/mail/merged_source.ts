@@ -25,6 +25,11 @@ export class MergedSource implements MailSource {
     return this.#sources.every((s) => s.claims);
   }
 
+  /** Opens every mailbox at once; rejects with the first failure. */
+  async open(options?: { signal?: AbortSignal }): Promise<void> {
+    await Promise.all(this.#sources.map((s) => s.open?.(options)));
+  }
+
   async list(match: SubjectMatch, options?: { signal?: AbortSignal }): Promise<MailRef[]> {
     const lists = await Promise.all(this.#sources.map((s) => s.list(match, options)));
     return lists.flatMap((refs, n) => refs.map((ref) => this.#outer(n, ref)));

@@ -113,6 +113,14 @@ export interface MailRef {
 
 /** Reads a mailbox, seeing only mail that matches its subject key. */
 export interface MailSource {
+  /**
+   * Connects and logs in, so that a wrong password, an unreachable server or a missing
+   * mailbox is known before anything depends on the mailbox: a terminal opens it before it
+   * mails its request (docs/decisions.md "The terminal opens its mailbox before it mails").
+   * Rejects with the error {@link list} would give. Optional: a local source has nothing to
+   * open.
+   */
+  open?(options?: { signal?: AbortSignal }): Promise<void>;
   /** Lists the mails whose subject matches, oldest first, without marking them read. */
   list(match: SubjectMatch, options?: { signal?: AbortSignal }): Promise<MailRef[]>;
   /** Returns the raw RFC 5322 bytes of a listed mail. */

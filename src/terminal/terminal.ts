@@ -235,7 +235,15 @@ export class Terminal {
   async rendezvous(options: { signal?: AbortSignal } = {}): Promise<Rendezvous> {
     const o = this.#o;
     const started = o.clock.now();
-    const { listener, reflexive } = await this.#listen(options.signal);
+    // The mailbox is opened first, while the listener and candidates are made, and must work
+    // before the request goes out: a wrong password or a missing mailbox ends here, with
+    // nothing mailed (docs/decisions.md "The terminal opens its mailbox before it mails").
+    const opening = o.source.open?.(options.signal ? { signal: options.signal } : {})
+      .then(() => undefined, (err: unknown) => ({ err }));
+    const { listener, reflexive } = await this.#listen(options.signal).catch(async (err) => {
+      await opening; // nothing left running
+      throw err;
+    });
     try {
       const relay = await this.#allocateRelay(listener, options.signal);
       // A listener that sends IPv6 announces its global IPv6 addresses too (docs/nat.md "IPv6").
@@ -261,11 +269,13 @@ export class Terminal {
           "Cannot find an address for peers to reach: no address is set and no STUN server answered; set terminal.address or check terminal.stun_servers",
         );
       }
+      const failed = await opening;
+      if (failed) throw failed.err;
       const endpoints = endpointsOf(candidates);
       const endpoint = endpoints[0]!;
       this.#own = candidates;
       o.onEvent({ event: "listening", endpoint });
-      // Open the mailbox connection while the request is being sent, not after.
+      // List while the request is being sent, not after.
       const replyMatch: SubjectMatch = {
         subject: subjectFor(o.network, "reply"),
         mode: o.subjectMatch,

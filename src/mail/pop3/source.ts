@@ -117,6 +117,17 @@ export class Pop3Source implements MailSource {
     this.#configKey = options.configKey ?? "receive";
   }
 
+  /**
+   * Logs in once and logs out (`MailSource.open`): a POP3 session sees the mailbox as it was
+   * at login, so {@link list} opens its own.
+   */
+  open(options: { signal?: AbortSignal } = {}): Promise<void> {
+    return this.#run("open", options.signal, async () => {
+      await this.#ensureSession();
+      await this.#endSession();
+    });
+  }
+
   /** Lists matching mail in arrival order (message number), in a new session. */
   list(match: SubjectMatch, options: { signal?: AbortSignal } = {}): Promise<MailRef[]> {
     return this.#run("list", options.signal, async () => {
