@@ -63,6 +63,8 @@ import {
   submitAll,
   sweepAll,
   syncDisk,
+  unheldCpu,
+  unheldCpuMs,
   untilDelivered,
   writeHostConfig,
 } from "./host_site.ts";
@@ -299,6 +301,7 @@ async function hostMode(
       count: number;
       processes: Awaited<ReturnType<typeof cpuOfAll>>;
       hosts: Awaited<ReturnType<typeof cpuOfAll>>;
+      unheld: Awaited<ReturnType<typeof unheldCpu>>;
     }
     | undefined;
   let machinePerRequest = NaN;
@@ -321,12 +324,26 @@ async function hostMode(
           count,
           processes: await cpuOfAll(),
           hosts: await cpuOfAll(procs.map((p) => p.pid)),
+          unheld: await unheldCpu(),
         };
       }
       if (count >= N) {
         if (machine && count > machine.count) {
           machinePerRequest = ((await machineCpuMs()) - machine.at) / (count - machine.count);
-          byCommand = cpuByCommand(machine.processes, await cpuOfAll(), count - machine.count);
+          const threads = await cpuOfAll();
+          const unheldNow = await unheldCpu();
+          byCommand = cpuByCommand(machine.processes, threads, count - machine.count);
+          // what no live thread holds: softirq, and processes that ended during the drain
+          const unheld = unheldCpuMs(
+            machine.unheld,
+            unheldNow,
+            machine.processes,
+            count - machine.count,
+          );
+          byCommand["(softirq)"] = unheld.softirq;
+          for (const [parent, ms] of Object.entries(unheld.endedByParent)) {
+            byCommand[`(ended, children of ${parent})`] = ms;
+          }
           hostThreads = cpuByCommand(
             machine.hosts,
             await cpuOfAll(procs.map((p) => p.pid)),

@@ -311,6 +311,75 @@ export async function machineCpuMs(): Promise<number> {
 }
 
 /**
+ * Readings of the machine's CPU that no live thread holds at the end of a drain (see
+ * {@link cpuByCommand}): softirq ms (/proc/stat), and each live process's children's time
+ * (cutime + cstime of /proc/<pid>/stat, by pid, with the process's name): a process that ends
+ * and is reaped adds its whole time to its parent's. {@link unheldCpuMs} takes two readings
+ * apart.
+ */
+export async function unheldCpu(): Promise<
+  { softirq: number; children: Map<number, { command: string; ms: number }> }
+> {
+  // read by `cat`, as cpuOfAll: Deno grants /proc only with --allow-all
+  const r = await new Deno.Command("sh", {
+    args: ["-c", "cat /proc/stat /proc/[0-9]*/stat 2>/dev/null"],
+    stderr: "null",
+  }).output();
+  const lines = new TextDecoder().decode(r.stdout).split("\n");
+  const softirq = Number(lines[0]!.trim().split(/\s+/)[7]) * 10; // USER_HZ is 100
+  const children = new Map<number, { command: string; ms: number }>();
+  for (const line of lines) {
+    const open = line.indexOf(" ("), close = line.lastIndexOf(")");
+    if (open < 0 || close < open) continue;
+    // fields[0] is field 3 (state): cutime is field 16, cstime field 17
+    const fields = line.slice(close + 2).split(" ");
+    const ms = (Number(fields[13]) + Number(fields[14])) * 10;
+    if (!Number.isFinite(ms)) continue;
+    children.set(Number(line.slice(0, open)), { command: line.slice(open + 2, close), ms });
+  }
+  return { softirq, children };
+}
+
+/**
+ * Softirq ms per request between two {@link unheldCpu} readings, and the CPU ms per request of
+ * the processes that ended meanwhile, by the name of the parent that reaped them (Postfix's
+ * `master` for its short-lived daemons), largest first. A parent's children's time grows by an
+ * ended process's whole life, so the time that process had already spent at the first reading
+ * (its main thread's in `threadsBefore`, a {@link cpuOfAll} reading taken with `before`) is
+ * taken off; the time of an ended process's other threads before then is not known, and counts.
+ * A process's children's time counts from zero when the process is new (or its pid was used
+ * again).
+ */
+export function unheldCpuMs(
+  before: Awaited<ReturnType<typeof unheldCpu>>,
+  after: Awaited<ReturnType<typeof unheldCpu>>,
+  threadsBefore: Map<number, { command: string; ms: number }>,
+  requests: number,
+): { softirq: number; endedByParent: Record<string, number> } {
+  const sums = new Map<string, number>();
+  for (const [pid, { command, ms }] of after.children) {
+    const was = before.children.get(pid);
+    const spent = was !== undefined && was.ms <= ms ? ms - was.ms : ms;
+    if (spent > 0) sums.set(command, (sums.get(command) ?? 0) + spent);
+  }
+  // the ended processes' time before the first reading, taken off their parents' share in
+  // proportion (which parent reaped which process is not in /proc any more)
+  let earlier = 0;
+  for (const pid of before.children.keys()) {
+    if (!after.children.has(pid)) earlier += threadsBefore.get(pid)?.ms ?? 0;
+  }
+  const total = [...sums.values()].reduce((a, b) => a + b, 0);
+  const keep = total > 0 ? Math.max(0, total - earlier) / total : 0;
+  const per = (ms: number) => Math.round((ms / Math.max(1, requests)) * 100) / 100;
+  return {
+    softirq: per(after.softirq - before.softirq),
+    endedByParent: Object.fromEntries(
+      [...sums].sort((a, b) => b[1] - a[1]).map(([command, ms]) => [command, per(ms * keep)]),
+    ),
+  };
+}
+
+/**
  * CPU ms (user + system) of every live thread by thread id, with its name: a process's main
  * thread is named as the command (`deno`, `smtpd`), its other threads as they name themselves
  * (`V8 DefaultWorke`: V8's garbage collector and compiler; `tokio-runtime-w`). With `pids`, the
