@@ -303,11 +303,24 @@ export class HostProcess {
 export async function machineCpuMs(): Promise<number> {
   // read by `cat`, as cpuMsOf below: Deno grants /proc only with --allow-all
   const r = await new Deno.Command("cat", { args: ["/proc/stat"], stderr: "null" }).output();
-  const line = new TextDecoder().decode(r.stdout).split("\n", 1)[0]!;
+  return cpuLine(new TextDecoder().decode(r.stdout).split("\n", 1)[0]!).busy;
+}
+
+/**
+ * /proc/stat's first line in ms, every core summed: `busy` (user, nice, system, irq, softirq,
+ * steal) and `softirq` alone.
+ */
+function cpuLine(line: string): { busy: number; softirq: number } {
   const [user, nice, system, , , irq, softirq, steal] = line.trim().split(/\s+/).slice(1).map(
     Number,
   );
-  return (user! + nice! + system! + irq! + softirq! + (steal ?? 0)) * 10; // USER_HZ is 100
+  const busy = user! + nice! + system! + irq! + softirq! + (steal ?? 0);
+  return { busy: busy * 10, softirq: softirq! * 10 }; // USER_HZ is 100
+}
+
+/** `ms` per request, to two decimals. */
+function perRequest(ms: number, requests: number): number {
+  return Math.round((ms / Math.max(1, requests)) * 100) / 100;
 }
 
 /**
@@ -326,18 +339,12 @@ export async function unheldCpu(): Promise<
     stderr: "null",
   }).output();
   const lines = new TextDecoder().decode(r.stdout).split("\n");
-  const softirq = Number(lines[0]!.trim().split(/\s+/)[7]) * 10; // USER_HZ is 100
   const children = new Map<number, { command: string; ms: number }>();
-  for (const line of lines) {
-    const open = line.indexOf(" ("), close = line.lastIndexOf(")");
-    if (open < 0 || close < open) continue;
-    // fields[0] is field 3 (state): cutime is field 16, cstime field 17
-    const fields = line.slice(close + 2).split(" ");
-    const ms = (Number(fields[13]) + Number(fields[14])) * 10;
-    if (!Number.isFinite(ms)) continue;
-    children.set(Number(line.slice(0, open)), { command: line.slice(open + 2, close), ms });
+  for (const line of lines.slice(1)) {
+    const stat = statLine(line);
+    if (stat) children.set(stat.id, { command: stat.name, ms: stat.childrenMs });
   }
-  return { softirq, children };
+  return { softirq: cpuLine(lines[0]!).softirq, children };
 }
 
 /**
@@ -370,11 +377,12 @@ export function unheldCpuMs(
   }
   const total = [...sums.values()].reduce((a, b) => a + b, 0);
   const keep = total > 0 ? Math.max(0, total - earlier) / total : 0;
-  const per = (ms: number) => Math.round((ms / Math.max(1, requests)) * 100) / 100;
   return {
-    softirq: per(after.softirq - before.softirq),
+    softirq: perRequest(after.softirq - before.softirq, requests),
     endedByParent: Object.fromEntries(
-      [...sums].sort((a, b) => b[1] - a[1]).map(([command, ms]) => [command, per(ms * keep)]),
+      [...sums].sort((a, b) => b[1] - a[1]).map((
+        [command, ms],
+      ) => [command, perRequest(ms * keep, requests)]),
     ),
   };
 }
@@ -433,7 +441,7 @@ export function cpuByCommand(
   return Object.fromEntries(
     [...sums].sort((a, b) => b[1] - a[1]).map(([c, ms]) => [
       c,
-      Math.round((ms / Math.max(1, requests)) * 100) / 100,
+      perRequest(ms, requests),
     ]),
   );
 }
@@ -449,24 +457,25 @@ export async function cpuMsOf(pid: number): Promise<number> {
 }
 
 /**
- * One line of /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat: the id, the name and the user +
- * system CPU time in ms; undefined for anything else.
+ * One line of /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat: the id, the name, the user +
+ * system CPU time in ms, and that of the reaped children (cutime + cstime); undefined for
+ * anything else.
  */
-export function statLine(line: string): { id: number; name: string; ms: number } | undefined {
+export function statLine(
+  line: string,
+): { id: number; name: string; ms: number; childrenMs: number } | undefined {
   // the name (field 2) is in parentheses and may hold spaces and parentheses: cut at the last
   const open = line.indexOf(" ("), close = line.lastIndexOf(")");
   if (open < 0 || close < open) return undefined;
-  // fields[0] is field 3 (state): utime is field 14, stime field 15
-  const fields = line.slice(close + 2).split(" ");
-  const ms = (Number(fields[11]) + Number(fields[12])) * 10; // USER_HZ is 100 on Linux
-  if (!Number.isFinite(ms)) return undefined;
-  return { id: Number(line.slice(0, open)), name: line.slice(open + 2, close), ms };
+  // fields[0] is field 3 (state): utime, stime, cutime, cstime are fields 14 to 17
+  const fields = line.slice(close + 2).split(" ").slice(11, 15).map(Number);
+  const [utime, stime, cutime, cstime] = fields;
+  const ms = (utime! + stime!) * 10; // USER_HZ is 100 on Linux
+  const childrenMs = (cutime! + cstime!) * 10;
+  if (!Number.isFinite(ms) || !Number.isFinite(childrenMs)) return undefined;
+  return { id: Number(line.slice(0, open)), name: line.slice(open + 2, close), ms, childrenMs };
 }
 
-/**
- * Deletes every mail whose subject contains `token` from INBOX, Quarantine and Processing (the
- * claim folder of shared mailboxes) of each address. Resolves with the count per address.
- */
 /**
  * Writes every dirty page of the machine to disk (`sync`) and resolves with the ms it took. A
  * mode that starts after it pays no writeback of the modes before it: the kernel's flusher
@@ -479,6 +488,10 @@ export async function syncDisk(): Promise<number> {
   return Math.round(performance.now() - t0);
 }
 
+/**
+ * Deletes every mail whose subject contains `token` from INBOX, Quarantine and Processing (the
+ * claim folder of shared mailboxes) of each address. Resolves with the count per address.
+ */
 export async function sweepAll(
   addresses: string[],
   token: string,

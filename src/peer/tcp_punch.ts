@@ -29,7 +29,9 @@
  * once from the one local port (candidate i starts `i × PUNCH_STAGGER_MS` after the first);
  * each attempt is one connect, given `backoff(n)` ms (then dropped and made again) or, refused
  * at once, retried after that time, plus a random pause of up to half of it; the window is at
- * most `PUNCH_MAX_WINDOW_MS`; nothing is dialled after the window or the first link.
+ * most `PUNCH_MAX_WINDOW_MS`; nothing is dialled after the window or the first link. Only the
+ * candidates are dialled: a symmetric NAT's new port is never learned, it only ever comes in (to
+ * a listener, see above).
  *
  * **Why the random pause.** Each connect makes the listener step aside (`TcpPeerListener`): for
  * that moment a SYN from the peer gets a RST, and a connection the listener had taken but not
@@ -37,8 +39,7 @@
  * together on every attempt: in the NAT lab's none/none pair with both cores busy, 1 punch in
  * about 150 failed that way for the whole 4 s window (every connect refused or reset). The
  * pause puts the sides' attempts apart after the first one (docs/nat.md "TCP simultaneous
- * open"). Only the candidates are dialled: a symmetric
- * NAT's new port is never learned, it only ever comes in (to a listener, see above).
+ * open").
  *
  * @module
  */

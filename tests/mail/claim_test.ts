@@ -548,7 +548,8 @@ imapTest(
     await contested(client, async (uid, a, b, [sa, sb], clock) => {
       let settled: number[] | undefined;
       const lowest = a.settle(sa!, [uid]).then((won) => settled = won);
-      await clock.sleeping(1);
+      // one that did not wait (settled at once) fails here instead of hanging
+      await Promise.race([clock.sleeping(1), lowest]);
       assert.equal(settled, undefined, "A waits while B holds the mail too");
       assert.deepEqual(
         (await flagsByUid(client, MAILBOX)).get(uid),

@@ -133,15 +133,15 @@ export class ImapSource implements MailSource {
     });
   }
 
-  /**
-   * Lists matching mail not flagged `\Deleted`, oldest (lowest UID) first, and reads the
-   * bodies of the small ones along (`BODY.PEEK[]`, see `prefetchBytes`).
-   */
   /** Connects, logs in and selects the mailbox (`MailSource.open`). */
   async open(options: { signal?: AbortSignal } = {}): Promise<void> {
     await this.#session.run(`open ${this.#mailbox} on`, () => Promise.resolve(), options.signal);
   }
 
+  /**
+   * Lists matching mail not flagged `\Deleted`, oldest (lowest UID) first, and reads the
+   * bodies of the small ones along (`BODY.PEEK[]`, see `prefetchBytes`).
+   */
   list(match: SubjectMatch, options: { signal?: AbortSignal } = {}): Promise<MailRef[]> {
     const session = this.#session;
     return session.run(`list mail in ${this.#mailbox} on`, async (client) => {
