@@ -42,8 +42,11 @@ import { VERSION } from "../../src/version.ts";
 import { loadRedisUrl } from "../../tests/support/redis.ts";
 import { echoDrain, ratePerSecond, replyDecilesMs, steadyRatePerSecond } from "./host_echo.ts";
 import {
+  analyse,
   inProcessDrain,
   type InProcessResult,
+  mergeProfiles,
+  type Profile,
   type StageCost,
   stageCosts,
 } from "./host_profile.ts";
@@ -114,6 +117,13 @@ const TAG = `bench-${crypto.randomUUID().slice(0, 8)}`;
 const CLAIMS = arg("claims") ?? "store";
 /** `--profile-shared`: the in-process host runs as host-2/3's processes do (claims, Redis). */
 const PROFILE_SHARED = Deno.args.includes("--profile-shared");
+/**
+ * `--profile-procs DIR`: each host mode's processes run under the V8 sampling profiler for the
+ * drain (`proc_profile_preload.ts`); their profiles go to DIR/<mode label>/ and their summed
+ * costs per request into the mode's `procProfile`.
+ */
+const PROFILE_PROCS = arg("profile-procs");
+const PROC_PRELOAD = new URL("./proc_profile_preload.ts", import.meta.url).pathname;
 
 /** The `[host]` lines of a process sharing the mailbox, with the table in Redis at `key`. */
 function sharedExtra(redisUrl: string, key: string): string {
@@ -151,6 +161,8 @@ interface ModeResult {
    * process that lost its claims to the others lists again.
    */
   passesPerProcess?: number[];
+  /** Host modes with `--profile-procs`: the drain's costs per request, all processes summed. */
+  procProfile?: InProcessResult["profile"];
   /** Host modes: CPU ms per second of each process while idle-polling after the drain. */
   idleCpuMsPerSecond?: number;
   /** Replies that reached alice (host modes; must equal n). */
@@ -228,6 +240,31 @@ async function echoMode(
   };
 }
 
+/**
+ * The drain's profiles of processes `pids` (`--profile-procs`), summed per request of `n`:
+ * each is written once its process got the second SIGUSR2; waits up to 15 s for them.
+ */
+async function readProfiles(
+  dir: string,
+  pids: number[],
+  n: number,
+): Promise<InProcessResult["profile"]> {
+  const by = now() + 15_000;
+  const profiles: Profile[] = [];
+  for (const pid of pids) {
+    for (;;) {
+      try {
+        profiles.push(JSON.parse(await Deno.readTextFile(`${dir}/${pid}.cpuprofile`)));
+        break;
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound) || now() > by) throw err;
+        await sleep(50); // waiting for the process to write its profile
+      }
+    }
+  }
+  return analyse(mergeProfiles(profiles), n);
+}
+
 async function hostMode(
   site: Site,
   mode: Mode,
@@ -255,9 +292,18 @@ async function hostMode(
   // others' drain and count in their CPU per request, which a long-running host never pays.
   const token = `[mailpeer] ${network} request`;
   await stage(HOST, token);
+  const profileDir = PROFILE_PROCS === undefined ? undefined : `${PROFILE_PROCS}/${label}`;
+  if (profileDir !== undefined) await Deno.mkdir(profileDir, { recursive: true });
   const procs = Array.from(
     { length: processes },
-    () => new HostProcess(["host", "--config", config, "--json"], { cwd: site.dir, env: site.env }),
+    () =>
+      new HostProcess(["host", "--config", config, "--json"], {
+        cwd: site.dir,
+        env: profileDir === undefined
+          ? site.env
+          : { ...site.env, MAILPEER_BENCH_PROFILE_DIR: profileDir },
+        ...(profileDir === undefined ? {} : { preload: PROC_PRELOAD }),
+      }),
   );
   const readyBy = now() + TIMEOUT_MS;
   while (procs.some((p) => p.named("host-ready").length === 0) && now() < readyBy) {
@@ -283,6 +329,8 @@ async function hostMode(
   if (SYNC) await syncDisk();
   const warmed = procs.map((p) => p.named("reply-sent").length);
   const warmPasses = procs.map((p) => p.named("host-pass").length);
+  if (profileDir !== undefined) { for (const p of procs) p.signal("SIGUSR2"); // profiler on
+   }
   const t0 = now();
   await release(HOST, token);
   const replies = () => procs.flatMap((p, i) => p.named("reply-sent").slice(warmed[i]));
@@ -307,6 +355,7 @@ async function hostMode(
   let machinePerRequest = NaN;
   let byCommand: Record<string, number> | undefined;
   let hostThreads: Record<string, number> | undefined;
+  let procProfile: InProcessResult["profile"];
   try {
     const deadline = now() + TIMEOUT_MS;
     while (now() < deadline) {
@@ -328,6 +377,8 @@ async function hostMode(
         };
       }
       if (count >= N) {
+        if (profileDir !== undefined) { for (const p of procs) p.signal("SIGUSR2"); // off, written
+         }
         if (machine && count > machine.count) {
           machinePerRequest = ((await machineCpuMs()) - machine.at) / (count - machine.count);
           const threads = await cpuOfAll();
@@ -366,6 +417,9 @@ async function hostMode(
       if (procs.some((p) => p.stderr.includes("error"))) break;
       await sleep(20); // waiting for the host processes to report
     }
+    if (profileDir !== undefined && last) {
+      procProfile = await readProfiles(profileDir, procs.map((p) => p.pid), N);
+    }
     if (last) {
       const c0 = await cpu();
       await sleep(2_000); // the idle NOOP polling after the drain
@@ -403,6 +457,7 @@ async function hostMode(
     machineCpuMsPerRequest: r2(machinePerRequest),
     ...(byCommand ? { cpuByCommand: byCommand } : {}),
     ...(hostThreads ? { hostThreads } : {}),
+    ...(procProfile ? { procProfile } : {}),
     startMs,
     firstReplyMs: times.length > 0 ? Math.round(Math.min(...times) - t0) : NaN,
     perProcess: procs.map((p, i) => p.named("reply-sent").length - warmed[i]!),
@@ -586,6 +641,17 @@ async function main(): Promise<void> {
     text += list("CPU by package (self time, profiled drain)", profiled.profile.byPackage);
     text += list("CPU by function (self time)", profiled.profile.byFunction);
     text += list("our functions (inclusive)", profiled.profile.ownInclusive);
+  }
+  for (const [mode, r] of Object.entries(results)) {
+    for (const [i, round] of (r?.rounds ?? (r ? [r] : [])).entries()) {
+      const profile = round.procProfile;
+      if (profile === undefined) continue;
+      text +=
+        `\n${mode}, round ${i + 1}: the processes' drain under the profiler (ms per request)\n` +
+        profile.byPackage.slice(0, 8).map((c) =>
+          `  ${c.share.toFixed(1).padStart(5)} %  ${c.msPerRequest.toFixed(3)}  ${c.what}`
+        ).join("\n") + "\n";
+    }
   }
   text += "\nIssue 18 must-show (same run)\n" +
     checks.map((c) =>

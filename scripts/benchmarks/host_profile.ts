@@ -27,7 +27,7 @@ import { statLine } from "./host_site.ts";
 import { now } from "./rendezvous_stack.ts";
 
 /** A V8 CPU profile (the subset used here). */
-interface Profile {
+export interface Profile {
   nodes: {
     id: number;
     callFrame: { functionName: string; url: string; lineNumber: number };
@@ -100,6 +100,30 @@ function top(map: Map<string, number>, total: number, n: number, perReq: number)
   }));
 }
 
+/**
+ * Several processes' profiles as one (node ids renumbered apart), to sum what all the
+ * processes of a mode spent.
+ */
+export function mergeProfiles(profiles: readonly Profile[]): Profile {
+  const merged: Profile = { nodes: [], samples: [], timeDeltas: [] };
+  let offset = 0;
+  for (const p of profiles) {
+    let highest = 0;
+    for (const n of p.nodes) {
+      merged.nodes.push({
+        ...n,
+        id: n.id + offset,
+        ...(n.children ? { children: n.children.map((c) => c + offset) } : {}),
+      });
+      highest = Math.max(highest, n.id);
+    }
+    for (const id of p.samples) merged.samples.push(id + offset);
+    merged.timeDeltas.push(...p.timeDeltas);
+    offset += highest + 1;
+  }
+  return merged;
+}
+
 /** Sums a profile's samples: self time by function and package, inclusive time of src/. */
 export function analyse(p: Profile, requests: number): InProcessResult["profile"] {
   const byId = new Map(p.nodes.map((n) => [n.id, n]));
@@ -109,8 +133,12 @@ export function analyse(p: Profile, requests: number): InProcessResult["profile"
   const pkg = new Map<string, number>();
   const own = new Map<string, number>();
   let total = 0;
-  p.samples.forEach((id, i) => {
-    const dt = p.timeDeltas[i] ?? 0;
+  // Each sample counts as one typical interval (the median delta), not its own delta: on a
+  // busy machine a delta also holds the time the thread waited for a core (seen: 0.5 s), which
+  // would land on whatever function happened to run next.
+  const deltas = p.timeDeltas.filter((d) => d > 0).sort((a, b) => a - b);
+  const dt = deltas.length === 0 ? 0 : deltas[deltas.length >> 1]!;
+  p.samples.forEach((id) => {
     const node = byId.get(id);
     // not CPU: idle, and the profiler's own session (node:inspector)
     if (!node || node.callFrame.functionName === "(idle)") return;

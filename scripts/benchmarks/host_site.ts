@@ -245,9 +245,18 @@ export class HostProcess {
   readonly #child: Deno.ChildProcess;
   readonly done: Promise<Deno.CommandStatus>;
 
-  constructor(args: string[], o: { cwd: string; env: Record<string, string>; v8?: string[] }) {
+  constructor(
+    args: string[],
+    o: { cwd: string; env: Record<string, string>; v8?: string[]; preload?: string },
+  ) {
+    // a preloaded profiler (proc_profile_preload.ts) needs the inspector: all of --allow-sys
+    const perms = o.preload === undefined ? PERMS : [
+      ...PERMS.map((p) => p.startsWith("--allow-sys=") ? "--allow-sys" : p),
+      "--preload",
+      o.preload,
+    ];
     this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--no-prompt", ...PERMS, ...(o.v8 ?? []), MAIN, ...args],
+      args: ["run", "--no-prompt", ...perms, ...(o.v8 ?? []), MAIN, ...args],
       cwd: o.cwd,
       env: o.env,
       stdin: "null",
@@ -282,6 +291,15 @@ export class HostProcess {
   /** The events named `name`. */
   named(name: string): Timed[] {
     return this.events.filter((e) => e.event.event === name);
+  }
+
+  /** Sends `signal` to the process (nothing when it has ended). */
+  signal(signal: Deno.Signal): void {
+    try {
+      this.#child.kill(signal);
+    } catch {
+      // already ended
+    }
   }
 
   /** SIGTERM, then waits for the end. */
