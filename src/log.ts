@@ -13,10 +13,16 @@ export type LogFields = Record<string, unknown>;
 /** Receives log records. */
 export interface Logger {
   log(level: LogLevel, message: string, fields?: LogFields): void;
+  /**
+   * Whether records at `level` are kept, so a caller can skip building one that would be
+   * dropped (imapflow serialises every server response for its debug log unless told not to).
+   * A logger without it counts as keeping every level.
+   */
+  enabled?(level: LogLevel): boolean;
 }
 
 /** The default logger: drops everything. */
-export const silentLogger: Logger = { log: () => {} };
+export const silentLogger: Logger = { log: () => {}, enabled: () => false };
 
 const LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
 
@@ -28,6 +34,7 @@ export function stderrLogger(level: LogLevel): Logger {
   const min = LEVELS.indexOf(level);
   const encoder = new TextEncoder();
   return {
+    enabled: (l) => LEVELS.indexOf(l) >= min,
     log(l, message, fields) {
       if (LEVELS.indexOf(l) < min) return;
       const extra = fields && Object.keys(fields).length > 0 ? ` ${JSON.stringify(fields)}` : "";

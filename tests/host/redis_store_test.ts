@@ -33,7 +33,9 @@ async function withKey(fn: (key: string) => Promise<void>): Promise<void> {
   try {
     await fn(key);
   } finally {
-    await withRaw((raw) => raw.del([key, `${key}:rows`, `${key}:seq`, `${key}:log`]));
+    await withRaw((raw) =>
+      raw.del([key, `${key}:rows`, `${key}:seq`, `${key}:log`, `${key}:turn`])
+    );
   }
 }
 
@@ -325,7 +327,8 @@ Deno.test("a Redis password never appears in error messages", async () => {
 });
 
 Deno.test({
-  name: "an update that lost a race runs again on the other host's rows",
+  name:
+    "an update that lost a race (to a host that takes no turn, or after its turn lapsed) runs again on the other host's rows",
   ignore: NO_REDIS,
   fn: () =>
     withKey(async (key) => {
@@ -336,7 +339,9 @@ Deno.test({
         const result = await store.update(async (rows) => {
           seen.push(rows.map((r) => r.userId));
           if (seen.length === 1) {
-            // Another host writes between our read and our write.
+            // Another host writes between our read and our write: our turn lapsed (gone), and
+            // the other took its own turn for its update
+            await withRaw((raw) => raw.del(`${key}:turn`));
             const other = new RedisStore(REDIS_URL!, { key });
             await other.update((r) => ({ rows: [...r, sampleRow(1)], result: undefined }));
             await other.close();
@@ -349,6 +354,116 @@ Deno.test({
         assert.deepEqual(await store.read(), [sampleRow(1), sampleRow(2)]);
       } finally {
         await store.close();
+      }
+    }),
+});
+
+Deno.test({
+  name:
+    "an update waits while another host holds the table's turn, then runs its function once and gives the turn back",
+  ignore: NO_REDIS,
+  fn: () =>
+    withKey(async (key) => {
+      const turn = `${key}:turn`;
+      await withRaw((raw) =>
+        raw.set(turn, "other-host", { expiration: { type: "PX", value: 60_000 } })
+      );
+      const waits: number[] = [];
+      let now = 0;
+      const clock: Clock = {
+        now: () => now,
+        sleep: async (ms) => {
+          waits.push(ms);
+          now += ms;
+          // the other host's update ends during our third wait: it gives its turn back
+          if (waits.length === 3) await withRaw((raw) => raw.del(turn));
+        },
+      };
+      const store = new RedisStore(REDIS_URL!, {
+        key,
+        clock,
+        turnBackoff: (attempt) => attempt + 1,
+      });
+      let runs = 0;
+      try {
+        await store.update(async (rows) => {
+          runs++;
+          const held = await withRaw(async (raw) => [await raw.get(turn), await raw.pTTL(turn)]);
+          assert.notEqual(held[0], null, "the update holds the turn while its function runs");
+          assert.notEqual(held[0], "other-host");
+          assert.ok(Number(held[1]) > 0 && Number(held[1]) <= 2_000, `lapses: ${held[1]} ms`);
+          return { rows: [...rows, sampleRow(1)], result: undefined };
+        });
+        assert.equal(runs, 1, "no work for an update that would have lost its EXEC");
+        assert.deepEqual(waits, [1, 2, 3], "asked again after each turnBackoff wait");
+        assert.equal(await withRaw((raw) => raw.exists(turn)), 0, "the turn is given back");
+        assert.deepEqual(await store.read(), [sampleRow(1)]);
+      } finally {
+        await store.close();
+      }
+    }),
+});
+
+Deno.test({
+  name:
+    "a turn held past the lock timeout (another host stuck, or a key set by hand) gives a clear ETABLE error and changes nothing",
+  ignore: NO_REDIS,
+  fn: () =>
+    withKey(async (key) => {
+      const turn = `${key}:turn`;
+      await withRaw((raw) => raw.set(turn, "stuck-host")); // no expiry: it never lapses
+      const store = new RedisStore(REDIS_URL!, {
+        key,
+        clock: fastClock(),
+        turnBackoff: () => 100,
+        lockTimeoutMs: 450,
+      });
+      let runs = 0;
+      try {
+        await assert.rejects(
+          store.update((rows) => {
+            runs++;
+            return { rows: [...rows, sampleRow(1)], result: undefined };
+          }),
+          (err: unknown) => {
+            assert.ok(isTableError(err), String(err));
+            assert.equal(
+              err.message,
+              `Cannot update the control table at ${REDIS_URL} key "${key}": other hosts held ` +
+                `its turn (${turn}) at each of 6 tries; try again, or give the hosts separate keys`,
+            );
+            return true;
+          },
+        );
+        assert.equal(runs, 0);
+        assert.equal(await withRaw((raw) => raw.get(turn)), "stuck-host", "not taken over");
+        assert.deepEqual(await store.read(), []);
+      } finally {
+        await store.close();
+        await withRaw((raw) => raw.del(turn));
+      }
+    }),
+});
+
+Deno.test({
+  name:
+    "an update whose turn lapsed while it ran never gives back the turn another host took since",
+  ignore: NO_REDIS,
+  fn: () =>
+    withKey(async (key) => {
+      const turn = `${key}:turn`;
+      const store = new RedisStore(REDIS_URL!, { key });
+      try {
+        await store.update(async (rows) => {
+          // our turn lapses and another host takes the next one
+          await withRaw((raw) => raw.set(turn, "next-host"));
+          return { rows: [...rows, sampleRow(1)], result: undefined };
+        });
+        assert.equal(await withRaw((raw) => raw.get(turn)), "next-host");
+        assert.deepEqual(await store.read(), [sampleRow(1)], "the update itself still counts");
+      } finally {
+        await store.close();
+        await withRaw((raw) => raw.del(turn));
       }
     }),
 });

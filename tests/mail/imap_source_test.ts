@@ -324,6 +324,37 @@ imapTest(
 );
 
 imapTest(
+  "the IMAP conversation reaches a logger that keeps debug records, and is not even built for one that keeps none",
+  async (client) => {
+    for (let i = 0; i < 3; i++) await client.append(FOLDER, await mail(REQUEST.subject));
+    const recorder = (debug: boolean) => {
+      const records: { level: string; src: unknown }[] = [];
+      const logger: Logger = {
+        enabled: (level) => debug || level !== "debug",
+        log: (level, _message, fields) => records.push({ level, src: fields?.src }),
+      };
+      return { logger, records };
+    };
+    const quiet = recorder(false);
+    const loud = recorder(true);
+    for (const { logger } of [quiet, loud]) {
+      const source = new ImapSource(server(), { ...FAST, mailbox: FOLDER, logger });
+      try {
+        assert.equal((await source.list(REQUEST)).length, 3);
+      } finally {
+        await source.close();
+      }
+    }
+    const serverSaid = (r: { records: { src: unknown }[] }) =>
+      r.records.filter((x) => x.src === "s").length;
+    // MAILPEER_LOG=debug shows what the server answered; without it, imapflow skips turning
+    // each response back into text (it did so for every response, the FETCHes included)
+    assert.ok(serverSaid(loud) > 0, "a debug logger sees the server's responses");
+    assert.equal(serverSaid(quiet), 0, "no server response is built for a logger that drops it");
+  },
+);
+
+imapTest(
   "a listing reads small matching bodies ahead, which fetch returns byte for byte",
   async (client) => {
     await client.append(FOLDER, await mail("Lunch on Friday?"));

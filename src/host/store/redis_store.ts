@@ -17,6 +17,12 @@
  * table (EXEC is atomic). A document of the earlier format, `{"version":1,"rows":[...]}` under the
  * key itself, is read as the table and replaced by rows on the first update.
  *
+ * Processes take turns (`<key>:turn`, SET NX with an expiry of {@link REDIS_TURN_TTL_MS}): an
+ * update waits while another process's update runs instead of computing one that would lose
+ * its EXEC. The turn only saves that work; WATCH alone keeps the table right, so a turn that
+ * lapsed, or a process that takes none, costs a retry and never a row (docs/decisions.md
+ * "Optimistic concurrency, in turns").
+ *
  * Why: one document moved whole on every update was the largest cost of several processes on one
  * mailbox (a 300-row table is 414 KB, read and written by every batch of every process).
  *
@@ -76,6 +82,18 @@ const FINISH_SCRIPT = `for _, key in ipairs(KEYS) do
 end
 return 0`;
 
+/**
+ * How long a process's turn at updating the table lasts unless it gives it back, in ms: longer
+ * than an update takes, short enough that a process that died holding it delays the others
+ * little.
+ */
+export const REDIS_TURN_TTL_MS = 2_000;
+/** Gives the turn (KEYS[1]) back if ARGV[1] still holds it. */
+const TURN_RETURN_SCRIPT = `if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`;
+
 /** How long connecting to Redis may take, in ms. */
 export const REDIS_CONNECT_TIMEOUT_MS = 5_000;
 
@@ -95,6 +113,11 @@ export interface RedisStoreOptions {
    * `min(200, 5 * 2^attempt)` ms, so competing hosts do not retry in lockstep.
    */
   backoff?: Backoff;
+  /**
+   * Wait in ms before asking again for the turn another process holds (`attempt` counts from
+   * 0). Default a random wait of 1 to `1 + min(8, 2^attempt)` ms: an update takes a few ms.
+   */
+  turnBackoff?: Backoff;
   /** Receives the Redis client's connection errors. Default silent. */
   logger?: Logger;
 }
@@ -103,6 +126,8 @@ type RedisClient = ReturnType<typeof createClient>;
 
 /** Full-jitter exponential backoff: 0 to min(200, 5 * 2^attempt) ms. */
 const jitterBackoff: Backoff = (attempt) => Math.random() * Math.min(200, 5 * 2 ** attempt);
+/** Waits for the turn: 1 to 1 + min(8, 2^attempt) ms. */
+const turnJitter: Backoff = (attempt) => 1 + Math.random() * Math.min(8, 2 ** attempt);
 
 /**
  * The control table in Redis, shared by every host process that uses the same URL and key.
@@ -241,9 +266,61 @@ export class RedisStore implements TableStore {
     ) => { rows: PeerRow[]; result: T } | Promise<{ rows: PeerRow[]; result: T }>,
   ): Promise<T> {
     const clock = this.#options.clock ?? systemClock;
-    const backoff = this.#options.backoff ?? jitterBackoff;
     const timeoutMs = this.#options.lockTimeoutMs ?? TABLE_LOCK_TIMEOUT_MS;
     const deadline = clock.now() + timeoutMs;
+    const turn = await this.#takeTurn(clock, deadline);
+    try {
+      return await this.#attempts(fn, clock, deadline);
+    } finally {
+      await this.#returnTurn(turn);
+    }
+  }
+
+  /**
+   * Waits until this process holds the table's turn (`<key>:turn`), asking again after
+   * `turnBackoff` waits; resolves with the token that holds it. At `deadline` it gives up with
+   * `ETABLE`: a process that died holding the turn lets it lapse after {@link REDIS_TURN_TTL_MS},
+   * so a turn held that long is another process updating for seconds on end.
+   */
+  async #takeTurn(clock: Clock, deadline: number): Promise<string> {
+    const token = crypto.randomUUID();
+    const wait = this.#options.turnBackoff ?? turnJitter;
+    const ttl = { condition: "NX", expiration: { type: "PX", value: REDIS_TURN_TTL_MS } } as const;
+    for (let attempt = 0;; attempt++) {
+      const client = await this.#connect();
+      if (await this.#call(() => client.set(this.#turnKey, token, ttl)) !== null) return token;
+      if (clock.now() >= deadline) {
+        throw new HostError(
+          "ETABLE",
+          `Cannot update the control table at ${this.#where()}: other hosts held its turn ` +
+            `(${this.#turnKey}) at each of ${attempt + 1} tries; try again, or give the ` +
+            `hosts separate keys`,
+          { cause: "turn held" },
+        );
+      }
+      await clock.sleep(Math.max(0, wait(attempt)));
+    }
+  }
+
+  /** Gives the turn back if `token` still holds it (it may have lapsed); never throws. */
+  async #returnTurn(token: string): Promise<void> {
+    try {
+      const client = await this.#connect();
+      await client.eval(TURN_RETURN_SCRIPT, { keys: [this.#turnKey], arguments: [token] });
+    } catch {
+      // a turn not given back lapses after REDIS_TURN_TTL_MS
+    }
+  }
+
+  /** The update's attempts, each on the rows as of its WATCH (see {@link update}). */
+  async #attempts<T>(
+    fn: (
+      rows: PeerRow[],
+    ) => { rows: PeerRow[]; result: T } | Promise<{ rows: PeerRow[]; result: T }>,
+    clock: Clock,
+    deadline: number,
+  ): Promise<T> {
+    const backoff = this.#options.backoff ?? jitterBackoff;
     for (let attempt = 0;; attempt++) {
       const client = await this.#connect();
       await this.#call(() => client.watch([this.#seqKey, this.#key]));
@@ -369,6 +446,10 @@ export class RedisStore implements TableStore {
 
   get #logKey(): string {
     return `${this.#key}:log`;
+  }
+
+  get #turnKey(): string {
+    return `${this.#key}:turn`;
   }
 
   /**

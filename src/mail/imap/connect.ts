@@ -202,8 +202,13 @@ async function greeted(
   }
 }
 
-/** imapflow's pino-style logger, forwarded to a mailpeer {@link Logger}. */
-function imapLogger(logger: Logger) {
+/**
+ * imapflow's pino-style logger, forwarded to a mailpeer {@link Logger}. `isLevelEnabled` lets
+ * imapflow skip serialising each server response for a debug or trace record that would be
+ * dropped: without it every level counts as on, and that serialising was the largest part of
+ * imapflow's CPU in a host (docs/performance.md "Issue 18: hosts that scale out").
+ */
+export function imapLogger(logger: Logger) {
   const forward = (level: "debug" | "warn") => (obj: unknown) => {
     const record = (obj ?? {}) as Record<string, unknown>;
     const { msg, err, ...rest } = record;
@@ -212,6 +217,10 @@ function imapLogger(logger: Logger) {
     logger.log(level, typeof msg === "string" ? msg : "imapflow", fields);
   };
   return {
+    isLevelEnabled: (level: string) =>
+      level === "trace" ? false : (logger.enabled?.(
+        level === "debug" || level === "info" ? "debug" : "warn",
+      ) ?? true),
     trace: () => {},
     debug: forward("debug"),
     info: forward("debug"),
