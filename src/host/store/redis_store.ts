@@ -293,8 +293,9 @@ export class RedisStore implements TableStore {
         throw new HostError(
           "ETABLE",
           `Cannot update the control table at ${this.#where()}: other hosts held its turn ` +
-            `(${this.#turnKey}) at each of ${attempt + 1} tries; try again, or give the ` +
-            `hosts separate keys`,
+            `(${this.#turnKey}) at each of ${attempt + 1} tries; a turn lapses by itself within ` +
+            `${REDIS_TURN_TTL_MS / 1000} s, so one that stays was set by hand: delete it ` +
+            `(redis-cli DEL ${this.#turnKey})`,
           { cause: "turn held" },
         );
       }
