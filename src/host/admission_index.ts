@@ -4,6 +4,10 @@
  * sender address (lower case) and per network, and of the rows' making per network, sorted, so
  * a count "after `since`" is a binary search instead of a pass over every row's history.
  *
+ * Times at or before the earliest moment the batch asks about (its first request's time less
+ * the rate window) can never count, so they are left out: on a table whose histories reach back
+ * 12 h, most of them.
+ *
  * A batch changes the rows as it goes (an admitted request replaces its user's row, a full table
  * drops its oldest); {@link AdmissionIndex.replace} takes each change, so every request is
  * judged on exactly the rows {@link scanCounts} would scan.
@@ -81,19 +85,22 @@ class KeyedTimes {
   }
 }
 
-/** Calls `take(key, time)` for each history entry of `row` by its sender, lower case. */
-function eachSender(row: PeerRow, take: (key: string, at: number) => void): void {
-  for (const h of row.history ?? []) take((h.from ?? row.email).toLowerCase(), h.at);
+/** Calls `take(key, time)` for each history entry of `row` after `floor`, by sender (lower case). */
+function eachSender(row: PeerRow, floor: number, take: (key: string, at: number) => void): void {
+  for (const h of row.history ?? []) {
+    if (h.at > floor) take((h.from ?? row.email).toLowerCase(), h.at);
+  }
 }
 
-/** Calls `take(network, time)` for each history entry of `row`. */
-function eachRequest(row: PeerRow, take: (key: string, at: number) => void): void {
-  for (const h of row.history ?? []) take(row.network, h.at);
+/** Calls `take(network, time)` for each history entry of `row` after `floor`. */
+function eachRequest(row: PeerRow, floor: number, take: (key: string, at: number) => void): void {
+  for (const h of row.history ?? []) if (h.at > floor) take(row.network, h.at);
 }
 
 /** Calls `take(network, time)` with when `row` was made (-1: never said, as admission reads it). */
-function eachMaking(row: PeerRow, take: (key: string, at: number) => void): void {
-  take(row.network, row.since ?? -1);
+function eachMaking(row: PeerRow, floor: number, take: (key: string, at: number) => void): void {
+  const since = row.since ?? -1;
+  if (since > floor) take(row.network, since);
 }
 
 type Each = typeof eachSender;
@@ -105,9 +112,11 @@ type Each = typeof eachSender;
  *
  * The rows must hold one row per network and user id, as the table does.
  *
+ * With `floor`, the counts are asked only for a `since` at or after it.
+ *
  * @example
  * ```ts
- * const index = new AdmissionIndex(live);
+ * const index = new AdmissionIndex(live, { floor: now - rates.windowMs });
  * const verdict = admit(live, candidate, rates, index);
  * // after replacing `old` by `row` in live:
  * index.replace([old], [row]);
@@ -119,8 +128,14 @@ export class AdmissionIndex implements AdmissionCounts {
   #senders: KeyedTimes | undefined;
   #requests: KeyedTimes | undefined;
   #makings: KeyedTimes | undefined;
+  readonly #floor: number;
 
-  constructor(rows: readonly PeerRow[]) {
+  /**
+   * @param options.floor the earliest `since` any count will be asked for (default: none);
+   *   times at or before it are not indexed.
+   */
+  constructor(rows: readonly PeerRow[], options: { floor?: number } = {}) {
+    this.#floor = options.floor ?? -Infinity;
     this.#rows = new Set(rows);
     for (const row of rows) {
       const users = this.#users(row.network);
@@ -134,16 +149,19 @@ export class AdmissionIndex implements AdmissionCounts {
 
   sender(email: string, since: number): number {
     this.#senders ??= this.#gather(eachSender);
+    this.#check(since);
     return this.#senders.after(email, since);
   }
 
   host(network: string, since: number): number {
     this.#requests ??= this.#gather(eachRequest);
+    this.#check(since);
     return this.#requests.after(network, since);
   }
 
   made(network: string, since: number): number {
     this.#makings ??= this.#gather(eachMaking);
+    this.#check(since);
     return this.#makings.after(network, since);
   }
 
@@ -158,12 +176,16 @@ export class AdmissionIndex implements AdmissionCounts {
       if (!this.#rows.delete(row)) continue;
       const users = this.#own.get(row.network);
       if (users?.get(row.userId) === row) users.delete(row.userId);
-      for (const [times, each] of parts) if (times) each(row, (k, t) => times.remove(k, t));
+      for (const [times, each] of parts) {
+        if (times) each(row, this.#floor, (k, t) => times.remove(k, t));
+      }
     }
     for (const row of added) {
       this.#rows.add(row);
       this.#users(row.network).set(row.userId, row);
-      for (const [times, each] of parts) if (times) each(row, (k, t) => times.add(k, t));
+      for (const [times, each] of parts) {
+        if (times) each(row, this.#floor, (k, t) => times.add(k, t));
+      }
     }
   }
 
@@ -173,10 +195,18 @@ export class AdmissionIndex implements AdmissionCounts {
     return users;
   }
 
+  #check(since: number): void {
+    if (!(since >= this.#floor)) {
+      throw new RangeError(
+        `Cannot count since ${since}: the index leaves out times up to ${this.#floor}`,
+      );
+    }
+  }
+
   #gather(each: Each): KeyedTimes {
     const gathered = new Map<string, number[]>();
     for (const row of this.#rows) {
-      each(row, (key, at) => {
+      each(row, this.#floor, (key, at) => {
         const times = gathered.get(key);
         if (times === undefined) gathered.set(key, [at]);
         else times.push(at);

@@ -287,7 +287,9 @@ export function applyRequests(
   // Admission reads the rows through an index built once for the batch and told of each change
   // of `live` below (docs/decisions.md "Host admission"): a request costs the same whatever the
   // histories' length.
-  const index = new AdmissionIndex(live);
+  const index = new AdmissionIndex(live, {
+    floor: Math.min(...requests.map((c) => c.now)) - o.rates.windowMs,
+  });
   const verdicts = requests.map((c) => {
     const verdict = admit(
       live,
