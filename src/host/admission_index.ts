@@ -4,13 +4,13 @@
  * sender address (lower case) and per network, and of the rows' making per network, sorted, so
  * a count "after `since`" is a binary search instead of a pass over every row's history.
  *
- * Times at or before the earliest moment the batch asks about (its first request's time less
+ * Times at or before the earliest moment the batch asks about (its earliest request's time less
  * the rate window) can never count, so they are left out: on a table whose histories reach back
  * 12 h, most of them.
  *
  * A batch changes the rows as it goes (an admitted request replaces its user's row, a full table
  * drops its oldest); {@link AdmissionIndex.replace} takes each change, so every request is
- * judged on exactly the rows {@link scanCounts} would scan.
+ * judged on exactly the rows `scanCounts` (admission.ts) would scan.
  *
  * @module
  */
