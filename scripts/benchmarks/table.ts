@@ -5,6 +5,11 @@
  * - `selectPeers` for one requester (target ≤ 1 ms); baseline: one plain pass over the same
  *   rows that keeps the 8 newest (no filter closure, no sort);
  * - the host's whole update rule (expire, admit, upsert, select) on the rows, in memory;
+ * - `applyRequests` (the host's rule for a batch) on a batch of 32 requests (per-user limit 30,
+ *   per-sender limit 120 per hour, the defaults), on rows carrying 64 history entries each (one
+ *   every 11 min, distinct senders); baseline: the same batch on rows with one entry each. And the
+ *   attacker's case: every row's 64 entries from one sender within the hour, a batch of 32 new
+ *   users from that sender (all refused, `ERATE`);
  * - `JsonFileStore.update` with that rule: lock, read + validate, rule, validate + write, fsync,
  *   rename, directory fsync (target ≤ 20 ms); baseline: the same bytes written atomically by
  *   hand (temp file, write, fsync, rename, directory fsync) — the disk's own cost;
@@ -13,17 +18,24 @@
  * Median and p90 over `--iterations` (default 200; 50 for the file store) after a warm-up.
  *
  * Usage: scripts/bench runs it; alone:
- *   scripts/deno run --allow-read --allow-write scripts/benchmarks/table.ts [--iterations 200]
+ *   scripts/deno run --allow-read --allow-write --allow-env --allow-sys=loadavg \
+ *   scripts/benchmarks/table.ts [--iterations 200]
  *   [--json-out bench-results/table.json]
  *
  * @module
  */
 import { dirname, join } from "node:path";
-import { admit, nextHistory } from "../../src/host/admission.ts";
+import { admit, nextHistory, type RateLimits } from "../../src/host/admission.ts";
+import { applyRequests, type CheckedRequest } from "../../src/host/host_request.ts";
 import { JsonFileStore } from "../../src/host/store/json_file_store.ts";
 import { DEFAULT_TABLE_POLICY, expireRows, selectPeers, upsertRow } from "../../src/host/table.ts";
 import type { PeerRow } from "../../src/host/types.ts";
-import { RATE_WINDOW_MS } from "../../src/limits.ts";
+import {
+  DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
+  DEFAULT_REQUESTS_PER_USER_PER_HOUR,
+  RATE_WINDOW_MS,
+} from "../../src/limits.ts";
+import { toBase64Url } from "../../src/message/base64.ts";
 import { VERSION } from "../../src/version.ts";
 import { arg, num } from "./args.ts";
 
@@ -62,6 +74,87 @@ function makeRows(at: number): PeerRow[] {
     failures: i % 17 === 0 ? 1 : 0,
     history: Array.from({ length: 3 }, (_, h) => ({ sessionId: b64(16), at: at - h * 60_000 })),
   }));
+}
+
+const BATCH = 32;
+const BATCH_RATES: RateLimits = {
+  perUser: DEFAULT_REQUESTS_PER_USER_PER_HOUR,
+  perSender: DEFAULT_REQUESTS_PER_SENDER_PER_HOUR,
+  windowMs: RATE_WINDOW_MS,
+};
+/** The identity key of user `i`, as bytes (requests) and base64url (rows). */
+const keyOf = (i: number) => {
+  const key = new Uint8Array(32);
+  new DataView(key.buffer).setUint32(0, i);
+  return key;
+};
+
+/**
+ * 1,000 rows whose histories hold `entries` requests each, `spacingMs` apart, the newest at the
+ * row's own request; from the row's own address, or all from `from`.
+ */
+function historyRows(at: number, entries: number, spacingMs: number, from?: string): PeerRow[] {
+  return Array.from({ length: ROWS }, (_, i) => {
+    const requestedAt = at - (ROWS - i) * 1000;
+    return {
+      userId: `player${i}`,
+      network: NETWORK,
+      identityKey: toBase64Url(keyOf(i)),
+      endpoints: [{ transport: "tcp" as const, address: `192.0.2.${i % 250}`, port: 5000 + i }],
+      email: `player${i}@example.org`,
+      sessionId: b64(16),
+      requestedAt,
+      failures: 0,
+      since: requestedAt - entries * spacingMs,
+      history: Array.from({ length: entries }, (_, h) => ({
+        sessionId: b64(16),
+        at: requestedAt - (entries - 1 - h) * spacingMs,
+        from: from ?? `player${i}@example.org`,
+      })),
+    };
+  });
+}
+
+/** A checked request of user `i` from `from` (its own address unless given), as the host has it. */
+function checkedOf(i: number, at: number, from = `player${i}@example.org`): CheckedRequest {
+  const sessionId = crypto.getRandomValues(new Uint8Array(16));
+  return {
+    ref: { id: `r${i}`, subject: "" },
+    mail: { from, to: [], subject: "", text: "", headers: new Map() },
+    request: {
+      network: NETWORK,
+      userId: `player${i}`,
+      identityKey: keyOf(i),
+      endpoints: [{ transport: "tcp", address: "192.0.2.9", port: 7000 + i }],
+      sessionId,
+      createdAt: at,
+      replyKey: new Uint8Array(32),
+      hostCards: [],
+    },
+    who: `player${i}`,
+    sessionId: toBase64Url(sessionId),
+    requestedAt: at,
+    now: at,
+  };
+}
+
+/** 32 requests: 28 users with rows, 4 new ones (the full table evicts its oldest rows). */
+function batchOf(at: number): CheckedRequest[] {
+  return Array.from(
+    { length: BATCH },
+    (_, k) => checkedOf(k < BATCH - 4 ? (k * 37) % ROWS : ROWS + k, at),
+  );
+}
+
+/** `applyRequests` on `rows`: the batch's verdicts, as `ok` or the refusal's code. */
+function batchRule(rows: PeerRow[], batch: CheckedRequest[], at: number): string[] {
+  const { outcomes } = applyRequests(rows, batch, {
+    network: NETWORK,
+    policy: DEFAULT_TABLE_POLICY,
+    now: at,
+    rates: BATCH_RATES,
+  });
+  return outcomes.map((o) => "refused" in o ? o.refused.code : "ok");
 }
 
 interface Stat {
@@ -177,6 +270,24 @@ async function main(): Promise<void> {
   );
   const rule = await measure(ITERATIONS, (i) => hostRule(rows, Math.abs(i), at));
 
+  const batch = batchOf(at);
+  const busy = historyRows(at, 64, 11 * 60_000);
+  const thin = historyRows(at, 1, 0);
+  const attacked = historyRows(at, 64, 30_000, "mallory@example.org");
+  const attack = Array.from(
+    { length: BATCH },
+    (_, k) => checkedOf(ROWS + k, at, "Mallory@Example.org"),
+  );
+  const verdicts = (codes: string[]) =>
+    Object.entries(Object.groupBy(codes, (c) => c)).map(([c, n]) => `${n!.length} ${c}`)
+      .join(", ");
+  const busyVerdicts = verdicts(batchRule(busy, batch, at));
+  const thinVerdicts = verdicts(batchRule(thin, batch, at));
+  const attackVerdicts = verdicts(batchRule(attacked, attack, at));
+  const batch64 = await measure(ITERATIONS, () => batchRule(busy, batch, at));
+  const batch1 = await measure(ITERATIONS, () => batchRule(thin, batch, at));
+  const batchAttack = await measure(ITERATIONS, () => batchRule(attacked, attack, at));
+
   const dir = await Deno.makeTempDir({ prefix: "mailpeer-bench-table-" });
   let update: Stat, write: Stat, read: Stat, fileBytes = 0;
   try {
@@ -210,6 +321,15 @@ async function main(): Promise<void> {
       ratio: r3(select.p50 / selectBase.p50),
     },
     hostRuleInMemory: rule,
+    batchRule: {
+      ...batch64,
+      batch: BATCH,
+      historyEntries: 64,
+      verdicts: busyVerdicts,
+      baseline: { ...batch1, historyEntries: 1, verdicts: thinVerdicts },
+      ratio: r3(batch64.p50 / batch1.p50),
+      attack: { ...batchAttack, historyEntries: 64, verdicts: attackVerdicts },
+    },
     storeUpdate: { ...update, targetMs: 20, baseline: write, ratio: r3(update.p50 / write.p50) },
     storeRead: read,
   };
@@ -223,6 +343,15 @@ async function main(): Promise<void> {
   out(line("selectPeers", select, `ratio ${result.selectPeers.ratio} to baseline; target ≤ 1 ms`));
   out(line("  baseline: one pass keeping the 8 newest (no sort)", selectBase));
   out(line("host update rule in memory (expire+admit+upsert+select)", rule));
+  out(
+    line(
+      "applyRequests, batch of 32, rows with 64 history entries",
+      batch64,
+      `ratio ${result.batchRule.ratio}; ${busyVerdicts}`,
+    ),
+  );
+  out(line("  baseline: same batch, rows with 1 history entry", batch1, thinVerdicts));
+  out(line("  attack: 64 recent entries per row from 1 sender", batchAttack, attackVerdicts));
   out(
     line(
       "JsonFileStore.update with that rule",

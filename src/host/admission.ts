@@ -55,7 +55,56 @@ export type Admission =
 export const MAX_HISTORY = 64;
 
 /**
- * Judges a request against the rows.
+ * What admission reads off the rows besides the user's own history: {@link admit} scans the rows
+ * for each request ({@link scanCounts}); a batch keeps an index instead (admission_index.ts), so
+ * a request costs the same on a table of long histories as on one of short ones.
+ */
+export interface AdmissionCounts {
+  /** The row of this network and user id (the first one, as `rows.find` would). */
+  own(network: string, userId: string): PeerRow | undefined;
+  /** History entries after `since` sent from `email` (lower case): `h.from ?? row.email`. */
+  sender(email: string, since: number): number;
+  /** History entries after `since` over the rows of `network`. */
+  host(network: string, since: number): number;
+  /** Rows of `network` made (`since`, absent: never) after `since`. */
+  made(network: string, since: number): number;
+}
+
+/** The counts of {@link AdmissionCounts}, each a pass over `rows`. */
+export function scanCounts(rows: readonly PeerRow[]): AdmissionCounts {
+  const recent = (r: PeerRow, since: number) => {
+    let n = 0;
+    for (const h of r.history ?? []) if (h.at > since) n++;
+    return n;
+  };
+  // counted in loops, not filtered lists: these run for each request over the whole table
+  return {
+    own: (network, userId) => rows.find((r) => r.network === network && r.userId === userId),
+    sender: (email, since) => {
+      let n = 0;
+      for (const r of rows) {
+        for (const h of r.history ?? []) {
+          if (h.at > since && (h.from ?? r.email).toLowerCase() === email) n++;
+        }
+      }
+      return n;
+    },
+    host: (network, since) => {
+      let n = 0;
+      for (const r of rows) if (r.network === network) n += recent(r, since);
+      return n;
+    },
+    made: (network, since) => {
+      let n = 0;
+      for (const r of rows) if (r.network === network && (r.since ?? -1) > since) n++;
+      return n;
+    },
+  };
+}
+
+/**
+ * Judges a request against the rows. `counts` reads them (default: a scan of `rows`); a batch
+ * passes its {@link AdmissionCounts} index, which must hold the same rows.
  *
  * @example
  * ```ts
@@ -63,8 +112,13 @@ export const MAX_HISTORY = 64;
  * if (!verdict.ok) quarantine(verdict.reason);
  * ```
  */
-export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits): Admission {
-  const own = rows.find((r) => r.network === c.network && r.userId === c.userId);
+export function admit(
+  rows: readonly PeerRow[],
+  c: Candidate,
+  limits: RateLimits,
+  counts: AdmissionCounts = scanCounts(rows),
+): Admission {
+  const own = counts.own(c.network, c.userId);
   if (own && own.identityKey !== c.identityKey) {
     return {
       ok: false,
@@ -90,13 +144,8 @@ export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits
     };
   }
   const since = c.now - limits.windowMs;
-  // counted in loops, not filtered lists: these run for each request over the whole table
-  const recent = (r: PeerRow) => {
-    let n = 0;
-    for (const h of r.history ?? []) if (h.at > since) n++;
-    return n;
-  };
-  const userCount = own ? recent(own) : 0;
+  let userCount = 0;
+  for (const h of own?.history ?? []) if (h.at > since) userCount++;
   if (userCount >= limits.perUser) {
     return {
       ok: false,
@@ -106,15 +155,9 @@ export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits
       } min (limit ${limits.perUser})`,
     };
   }
-  const email = c.email.toLowerCase();
-  let senderCount = 0;
-  if (limits.perSender !== Infinity) {
-    for (const r of rows) {
-      for (const h of r.history ?? []) {
-        if (h.at > since && (h.from ?? r.email).toLowerCase() === email) senderCount++;
-      }
-    }
-  }
+  const senderCount = limits.perSender !== Infinity
+    ? counts.sender(c.email.toLowerCase(), since)
+    : 0;
   if (senderCount >= limits.perSender) {
     return {
       ok: false,
@@ -127,8 +170,7 @@ export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits
   const minutes = Math.round(limits.windowMs / 60_000);
   const perHost = limits.perHost ?? Infinity;
   if (perHost !== Infinity) {
-    let hostCount = 0;
-    for (const r of rows) if (r.network === c.network) hostCount += recent(r);
+    const hostCount = counts.host(c.network, since);
     if (hostCount >= perHost) {
       return {
         ok: false,
@@ -140,8 +182,7 @@ export function admit(rows: readonly PeerRow[], c: Candidate, limits: RateLimits
   }
   const newRows = limits.newRows ?? Infinity;
   if (!own && newRows !== Infinity) {
-    let made = 0;
-    for (const r of rows) if (r.network === c.network && (r.since ?? -1) > since) made++;
+    const made = counts.made(c.network, since);
     if (made >= newRows) {
       return {
         ok: false,

@@ -24,6 +24,7 @@ import { openRequestWithProof } from "./pool/request_proof.ts";
 import type { NoticePayload, PeerEntry, RequestPayload, RequestProof } from "../message/types.ts";
 import { endpointProblem } from "./address_policy.ts";
 import { admit, nextHistory, type RateLimits } from "./admission.ts";
+import { AdmissionIndex } from "./admission_index.ts";
 import { recordListed } from "./notice_admission.ts";
 import {
   cloneRow,
@@ -31,7 +32,7 @@ import {
   selectPeers,
   type TablePolicy,
   transportsOf,
-  upsertRow,
+  upsertRowChanges,
 } from "./table.ts";
 import { senderVerified } from "./auth_results.ts";
 import type { PeerRow } from "./types.ts";
@@ -283,26 +284,37 @@ export function applyRequests(
   o: { network: string; policy: TablePolicy; now: number; rates: RateLimits },
 ): { rows: PeerRow[]; outcomes: RequestOutcome[] } {
   let live = expireRows(rows, o.now, o.policy);
+  // Admission reads the rows through an index built once for the batch and told of each change
+  // of `live` below (docs/decisions.md "Host admission"): a request costs the same whatever the
+  // histories' length.
+  const index = new AdmissionIndex(live, {
+    floor: Math.min(...requests.map((c) => c.now)) - o.rates.windowMs,
+  });
   const verdicts = requests.map((c) => {
-    const verdict = admit(live, {
-      network: o.network,
-      userId: c.who,
-      email: c.mail.from,
-      sessionId: c.sessionId,
-      identityKey: toBase64Url(c.request.identityKey),
-      createdAt: c.request.createdAt,
-      now: c.now,
-    }, o.rates);
+    const verdict = admit(
+      live,
+      {
+        network: o.network,
+        userId: c.who,
+        email: c.mail.from,
+        sessionId: c.sessionId,
+        identityKey: toBase64Url(c.request.identityKey),
+        createdAt: c.request.createdAt,
+        now: c.now,
+      },
+      o.rates,
+      index,
+    );
     if (!verdict.ok) return verdict;
-    const old = live.find((r) => r.network === o.network && r.userId === c.who);
+    const old = index.own(o.network, c.who);
     const entry = { sessionId: c.sessionId, at: c.now, from: c.mail.from };
-    if (verdict.repeat) {
+    if (verdict.repeat && old !== undefined) {
       // The row stays as it is; the repeat counts against the rates.
-      live = live.map((r) =>
-        r === old ? { ...cloneRow(r), history: nextHistory(r, entry, o.policy.expiryMs) } : r
-      );
+      const repeated = { ...cloneRow(old), history: nextHistory(old, entry, o.policy.expiryMs) };
+      live = live.map((r) => r === old ? repeated : r);
+      index.replace([old], [repeated]);
     } else {
-      live = upsertRow(live, {
+      const changed = upsertRowChanges(live, {
         ...rowOf(c),
         history: nextHistory(old, entry, o.policy.expiryMs),
         ...(old?.listed ? { listed: old.listed } : {}),
@@ -310,6 +322,8 @@ export function applyRequests(
         ...(old?.introduced ? { introduced: old.introduced } : {}),
         since: old === undefined ? c.now : (old.since ?? 0),
       }, o.policy);
+      live = changed.rows;
+      index.replace(changed.dropped, changed.stored ? [changed.stored] : []);
     }
     return verdict;
   });

@@ -144,6 +144,21 @@ export function upsertRow(
   row: PeerRow,
   policy: Pick<TablePolicy, "capacity">,
 ): PeerRow[] {
+  return upsertRowChanges(rows, row, policy).rows;
+}
+
+/**
+ * {@link upsertRow}, saying what changed: the row it stored (none when the table is returned as
+ * it is), and the rows that left the table (the user's old row, then the oldest rows a full table
+ * overwrote), so an index of the rows can follow (admission_index.ts).
+ *
+ * @throws {RangeError} when `capacity` is not a positive integer.
+ */
+export function upsertRowChanges(
+  rows: readonly PeerRow[],
+  row: PeerRow,
+  policy: Pick<TablePolicy, "capacity">,
+): { rows: PeerRow[]; stored?: PeerRow; dropped: PeerRow[] } {
   const { capacity } = policy;
   if (!Number.isInteger(capacity) || capacity < 1) {
     throw new RangeError(`Cannot store a request: table capacity ${capacity} is not >= 1`);
@@ -158,20 +173,21 @@ export function upsertRow(
       existing.identityKey !== row.identityKey || existing.requestedAt > row.requestedAt ||
       existing.sessionId === row.sessionId
     ) {
-      return next;
+      return { rows: next, dropped: [] };
     }
     next[at] = fresh;
   } else {
     next.push(fresh);
     at = next.length - 1;
   }
+  const dropped = existing === undefined ? [] : [existing];
   // Overwrite the oldest rows (never the one just stored) until the table fits.
   while (next.length > capacity) {
     const oldest = oldestIndex(next, at);
-    next.splice(oldest, 1);
+    dropped.push(...next.splice(oldest, 1));
     if (oldest < at) at--;
   }
-  return next;
+  return { rows: next, stored: fresh, dropped };
 }
 
 /**
