@@ -118,11 +118,38 @@ const GUESSES: {
   { prefix: "mail", protocol: "smtp", port: 587, tls: "starttls" },
 ];
 
-/** The domain that runs a mail exchanger: its last two labels (`aspmx.l.google.com` → `google.com`). */
+/**
+ * Second-level labels that, under a two-letter country code, are a registry's suffix rather than
+ * a provider's name (`co.uk`, `com.au`, `ne.jp`): the provider is the label before them. A short
+ * list, not the Public Suffix List: a wrong guess only costs an ISPDB lookup that finds nothing.
+ */
+const COUNTRY_SECOND_LEVELS = new Set([
+  "ac",
+  "co",
+  "com",
+  "edu",
+  "gov",
+  "ltd",
+  "ne",
+  "net",
+  "or",
+  "org",
+  "plc",
+]);
+
+/**
+ * The domain that runs a mail exchanger: its last two labels (`aspmx.l.google.com` →
+ * `google.com`), or three under a country's second level (`mx1.mail.yahoo.co.jp` →
+ * `yahoo.co.jp`).
+ */
 export function providerDomain(mx: string): string | undefined {
   const name = normalHostname(mx);
   if (name === undefined) return undefined;
-  return name.split(".").slice(-2).join(".");
+  const labels = name.split(".");
+  const [second, top] = labels.slice(-2);
+  const registry = top !== undefined && top.length === 2 && second !== undefined &&
+    COUNTRY_SECOND_LEVELS.has(second);
+  return labels.slice(registry ? -3 : -2).join(".");
 }
 
 /**

@@ -387,7 +387,19 @@ Deno.test("discovery asks the ISPDB for the provider of the domain's MX", async 
   } finally {
     await s.close();
   }
+});
+
+Deno.test("the provider of an MX is its last two labels, or three under a country's registry level", () => {
   assert.equal(providerDomain("aspmx.l.google.com."), "google.com");
+  // under a country's second level the provider is one label further left
+  assert.equal(providerDomain("mx1.hotmail.co.uk"), "hotmail.co.uk");
+  assert.equal(providerDomain("mx.mail.bigpond.com.au"), "bigpond.com.au");
+  assert.equal(providerDomain("mx5.mail.yahoo.co.jp"), "yahoo.co.jp");
+  assert.equal(providerDomain("mail.example.ne.jp"), "example.ne.jp");
+  // a two-letter country without such a level, and such a label under a longer top level
+  assert.equal(providerDomain("mx00.emig.gmx.de"), "gmx.de");
+  assert.equal(providerDomain("mx.example.co.example.com"), "example.com");
+  assert.equal(providerDomain("co.uk"), "co.uk", "nothing left of it to take");
   assert.equal(providerDomain("bad name"), undefined);
 });
 
