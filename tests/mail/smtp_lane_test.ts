@@ -139,6 +139,29 @@ for (const hostileBdat of ["garbage", "endless", "hangup"] as const) {
   });
 }
 
+Deno.test("smtp lane: a server that takes a BDAT chunk and then says nothing fails the lane after timeoutMs; nodemailer carries the mail", async () => {
+  const deadlines = new ManualClock();
+  await withServer({ chunking: true, hostileBdat: "silent" }, async (smtp, sender) => {
+    await sender.send(mail(0)); // nodemailer
+    const second = sender.send(mail(1)); // the lane, to a server that goes quiet
+    second.catch(() => {}); // awaited below; a failed assertion must not leave it unhandled
+    await smtp.silenced;
+    // the lane waits for the answers, against its deadline (a lane on another timer ends on
+    // that one: the mail then settles first, and the test fails instead of hanging)
+    await Promise.race([
+      deadlines.sleeping(),
+      second.then(() => assert.fail("the lane's deadline did not run on its clock")),
+    ]);
+    assert.equal(deadlines.nextWakeIn, 12_000);
+    deadlines.advance(11_999);
+    assert.equal(deadlines.sleepers, 1, "the lane gave up before its deadline");
+    deadlines.advance(1);
+    await second; // carried again by nodemailer, on a connection of its own
+    assert.equal(arrived(smtp, 1).via, "DATA");
+    assert.deepEqual(sender.carried, { lane: 0, nodemailer: 2 });
+  }, { deadlineClock: deadlines, timeoutMs: 12_000 }); // above the 10 s connect limit
+});
+
 Deno.test("smtp lane: 8-bit mail where the server lacks 8BITMIME, and mail over its SIZE, stay on nodemailer", async () => {
   await withServer({ chunking: true, no8BitMime: true, size: 2_000 }, async (smtp, sender) => {
     await sender.send(mail(0));

@@ -25,9 +25,9 @@ export interface FakeSmtpOptions {
   rcptReply?: (to: string) => string | undefined;
   /**
    * What the server does on BDAT instead of taking it: answer a line that is not SMTP, an
-   * endless line, or hang up.
+   * endless line, hang up, or go silent (read on, never answer again: see `silenced`).
    */
-  hostileBdat?: "garbage" | "endless" | "hangup";
+  hostileBdat?: "garbage" | "endless" | "hangup" | "silent";
   /**
    * Connections from this one on (1 = the first accepted) hold their MAIL and RCPT answers
    * until the transaction's BDAT chunk has arrived in full: only a pipelining client gets
@@ -53,6 +53,8 @@ export function fakeSmtp(options: FakeSmtpOptions = {}): {
    * said QUIT (the server then answers 221 and closes), else `closed`.
    */
   ended: (n: number) => Promise<"QUIT" | "closed">;
+  /** With `hostileBdat: "silent"`: resolves once a connection went silent on a BDAT. */
+  silenced: Promise<void>;
   close: () => Promise<void>;
 } {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -67,6 +69,7 @@ export function fakeSmtp(options: FakeSmtpOptions = {}): {
     return endings.get(n)!;
   };
   const quitters = new Set<number>(); // connections whose client said QUIT
+  const silenced = Promise.withResolvers<void>();
   const serve = async (conn: Deno.Conn, number: number) => {
     const enc = new TextEncoder();
     const latin1 = (bytes: Uint8Array) => String.fromCharCode(...bytes);
@@ -178,6 +181,11 @@ export function fakeSmtp(options: FakeSmtpOptions = {}): {
           } else if (options.hostileBdat === "hangup") {
             conn.close();
             return;
+          } else if (options.hostileBdat === "silent") {
+            silenced.resolve();
+            // read on until the client gives up; answer nothing
+            while (await conn.read(readBuffer).catch(() => null) !== null);
+            return;
           }
           if (options.hostileBdat !== undefined) continue;
           chunk = { size: Number(line.split(/\s+/)[1]) };
@@ -214,6 +222,7 @@ export function fakeSmtp(options: FakeSmtpOptions = {}): {
     rcpts,
     connections: () => accepted,
     ended: (n) => ending(n).promise,
+    silenced: silenced.promise,
     close: async () => {
       listener.close();
       for (const c of conns) {

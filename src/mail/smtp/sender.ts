@@ -69,6 +69,11 @@ export interface SmtpSenderOptions {
    * the system clock, without keeping the process alive.
    */
   clock?: Pick<Clock, "sleep">;
+  /**
+   * Timer of a fast lane's deadlines (`timeoutMs`: connecting, logging in, each write's
+   * answers). Default: the system clock, without keeping the process alive.
+   */
+  deadlineClock?: Pick<Clock, "sleep">;
 }
 
 /** Default time limit of one SMTP step, in ms. */
@@ -365,6 +370,9 @@ export class SmtpSender implements MailSender {
         ...(this.#ca !== undefined ? { ca: this.#ca } : {}),
         ...(token !== undefined ? { token } : {}),
         ...(this.#options.clock !== undefined ? { clock: this.#options.clock } : {}),
+        ...(this.#options.deadlineClock !== undefined
+          ? { deadlines: this.#options.deadlineClock }
+          : {}),
       });
     if (s.accessToken === undefined) return await open(undefined);
     try {

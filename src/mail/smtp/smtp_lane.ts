@@ -72,6 +72,11 @@ export interface LaneOptions {
    * not keep the process alive.
    */
   clock?: Pick<Clock, "sleep">;
+  /**
+   * Timer of the deadlines (`timeoutMs`: connecting, logging in, each write's answers).
+   * Default: `backgroundClock`.
+   */
+  deadlines?: Pick<Clock, "sleep">;
 }
 
 interface Queued {
@@ -97,6 +102,7 @@ export class SmtpLane {
   readonly #maxSize: number | undefined;
   readonly #eightBit: boolean;
   readonly #clock: Pick<Clock, "sleep">;
+  readonly #deadlines: Pick<Clock, "sleep">;
   #queue: Queued[] = [];
   #inFlight = 0;
   #pumping = false;
@@ -112,6 +118,7 @@ export class SmtpLane {
       maxSize: number | undefined;
       eightBit: boolean;
       clock: Pick<Clock, "sleep">;
+      deadlines: Pick<Clock, "sleep">;
     },
   ) {
     this.#conn = conn;
@@ -120,6 +127,7 @@ export class SmtpLane {
     this.#maxSize = o.maxSize;
     this.#eightBit = o.eightBit;
     this.#clock = o.clock;
+    this.#deadlines = o.deadlines;
   }
 
   /**
@@ -132,14 +140,16 @@ export class SmtpLane {
     if (server.accessToken !== undefined && o.token === undefined) {
       throw new LaneUnavailable("no token for XOAUTH2");
     }
+    const deadlines = o.deadlines ?? backgroundClock;
     const tcp = await withDeadline(
       Deno.connect({ hostname: server.host, port: server.port }),
       o.timeoutMs,
+      deadlines,
       (late) => close(late),
     );
     tcp.setNoDelay(true);
     let conn: Deno.Conn = tcp;
-    const timer = setTimeout(() => close(conn), o.timeoutMs);
+    const stopDeadline = deadline(deadlines, o.timeoutMs, () => close(conn));
     try {
       const tls = () =>
         Deno.startTls(tcp, {
@@ -181,12 +191,13 @@ export class SmtpLane {
         maxSize: Number.isSafeInteger(size) && size > 0 ? size : undefined,
         eightBit: caps.has("8BITMIME"),
         clock: o.clock ?? backgroundClock,
+        deadlines,
       });
     } catch (err) {
       close(conn);
       throw err;
     } finally {
-      clearTimeout(timer);
+      stopDeadline();
     }
   }
 
@@ -237,9 +248,10 @@ export class SmtpLane {
       while (this.#queue.length > 0 && !this.#broken) {
         const batch = this.#queue.splice(0, LANE_BATCH_MAX);
         this.#inFlight = batch.length;
-        const timer = setTimeout(
-          () => void this.#fail(new LaneBroken(`no answer within ${this.#timeoutMs} ms`)),
+        const stopDeadline = deadline(
+          this.#deadlines,
           this.#timeoutMs,
+          () => void this.#fail(new LaneBroken(`no answer within ${this.#timeoutMs} ms`)),
         );
         try {
           await writeAll(this.#conn, transactions(batch, this.#eightBit));
@@ -262,7 +274,7 @@ export class SmtpLane {
           this.#inFlight = 0;
           void this.#fail(broken);
         } finally {
-          clearTimeout(timer);
+          stopDeadline();
         }
       }
     } finally {
@@ -297,8 +309,12 @@ export class SmtpLane {
       close(this.#conn);
       return Promise.resolve();
     }
-    return withDeadline(writeAll(this.#conn, encoder.encode("QUIT\r\n")), 1_000, undefined)
-      .catch(() => {}).finally(() => close(this.#conn));
+    return withDeadline(
+      writeAll(this.#conn, encoder.encode("QUIT\r\n")),
+      1_000,
+      this.#deadlines,
+      undefined,
+    ).catch(() => {}).finally(() => close(this.#conn));
   }
 }
 
@@ -381,24 +397,34 @@ function close(conn: Deno.Conn): void {
   } catch { /* already closed */ }
 }
 
-/** `promise`, or a rejection after `ms` (then `onLate` gets what it resolves with). */
+/** Calls `expire` after `ms` on `clock` unless the function it returns is called first. */
+function deadline(clock: Pick<Clock, "sleep">, ms: number, expire: () => void): () => void {
+  const stop = new AbortController();
+  clock.sleep(ms, stop.signal).then(expire, () => {});
+  return () => stop.abort();
+}
+
+/**
+ * `promise`, or a rejection after `ms` on `clock` (then `onLate` gets what it resolves with).
+ */
 function withDeadline<T>(
   promise: Promise<T>,
   ms: number,
+  clock: Pick<Clock, "sleep">,
   onLate: ((value: T) => void) | undefined,
 ): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
   let late = false;
+  let stop = () => {};
   return Promise.race([
     promise.then((value) => {
       if (late) onLate?.(value);
       return value;
     }),
     new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
+      stop = deadline(clock, ms, () => {
         late = true;
         reject(new LaneBroken(`no answer within ${ms} ms`));
-      }, ms);
+      });
     }),
-  ]).finally(() => clearTimeout(timer));
+  ]).finally(() => stop());
 }
