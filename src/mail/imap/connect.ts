@@ -205,7 +205,7 @@ async function greeted(
 /**
  * imapflow's pino-style logger, forwarded to a mailpeer {@link Logger}. `isLevelEnabled` lets
  * imapflow skip serialising each server response for a debug or trace record that would be
- * dropped: without it every level counts as on, and that serialising was the largest part of
+ * dropped: without it every level counts as on, and that serialising was 22–37 % of
  * imapflow's CPU in a host (docs/performance.md "Issue 18: hosts that scale out").
  */
 export function imapLogger(logger: Logger) {
