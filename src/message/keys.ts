@@ -1,9 +1,11 @@
 /**
- * Ed25519 and X25519 key pairs as raw 32-byte keys: generated over WebCrypto; signing,
- * verifying and X25519 agreement on node:crypto's synchronous `KeyObject`s, which cost a third
- * to a fifth of the CPU of the same WebCrypto calls (each of those is a key handle and a promise
+ * Ed25519 and X25519 key pairs as raw 32-byte keys: generated, and used for signing, verifying
+ * and X25519 agreement, on node:crypto's synchronous `KeyObject`s, which cost a third to a
+ * fifth of the CPU of the same WebCrypto calls (each of those is a key handle and a promise
  * resolved from another thread; measured in docs/performance.md "Host: capacity, CPU per
- * request"). The bytes are the same: Ed25519 is deterministic, X25519 a function.
+ * request"; generating an X25519 pair: 27 µs against WebCrypto's 185 µs with its two exports,
+ * which was an eighth of a peer handshake). The bytes are the same: Ed25519 is deterministic,
+ * X25519 a function.
  *
  * Private keys are kept as their raw 32-byte seed; WebCrypto and node:crypto want PKCS#8, so
  * they are wrapped with the fixed RFC 8410 prefix on import.
@@ -22,6 +24,7 @@ import {
   createPrivateKey,
   createPublicKey,
   diffieHellman,
+  generateKeyPairSync,
   type KeyObject,
   sign as nodeSign,
   verify as nodeVerify,
@@ -146,12 +149,24 @@ function checkKeyLength(bytes: Uint8Array, what: string): void {
   }
 }
 
-async function generate(name: Algorithm): Promise<RawKeyPair> {
-  const usages: KeyUsage[] = name === "Ed25519" ? ["sign", "verify"] : ["deriveBits"];
-  const pair = await crypto.subtle.generateKey({ name }, true, usages) as CryptoKeyPair;
-  const publicKey = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
-  const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", pair.privateKey));
-  return { publicKey, privateKey: pkcs8.slice(pkcs8.length - 32) };
+/**
+ * A new key pair from node:crypto. Its private `KeyObject` goes into the seed cache, so the
+ * first agreement or signature with the new seed (a handshake's ephemeral key) imports nothing.
+ */
+function generate(name: Algorithm): Promise<RawKeyPair> {
+  try {
+    const pair = name === "Ed25519"
+      ? generateKeyPairSync("ed25519")
+      : generateKeyPairSync("x25519");
+    const publicKey = rawPublicKey(pair.publicKey);
+    const pkcs8 = pair.privateKey.export({ format: "der", type: "pkcs8" });
+    const privateKey = new Uint8Array(pkcs8.subarray(pkcs8.length - 32));
+    pkcs8.fill(0);
+    seedCache[name].set(privateKey, new SeedEntry(name, privateKey, pair.privateKey, publicKey));
+    return Promise.resolve({ publicKey, privateKey });
+  } catch (err) {
+    return Promise.reject(err);
+  }
 }
 
 /** Generates an Ed25519 key pair (identity keys, host signing keys). */
@@ -213,14 +228,15 @@ class SeedEntry {
   /** For X25519: the private key with its public key imported (extractable, for HPKE). */
   readonly keyPair: () => Promise<CryptoKeyPair>;
 
-  constructor(name: Algorithm, seed: Uint8Array) {
+  /** `object` and `publicKey`, when given, are the seed's keys already made (a new pair). */
+  constructor(name: Algorithm, seed: Uint8Array, object?: KeyObject, publicKey?: Uint8Array) {
     const copy = seed.slice();
     this.seed = copy;
     this.privateKey = memo(() => importSeed(name, copy, false));
-    let object: KeyObject | undefined;
     this.keyObject = () => object ??= seedObject(name, copy);
+    const known = publicKey?.slice();
     this.publicKey = memo(() =>
-      Promise.resolve().then(() => rawPublicKey(createPublicKey(this.keyObject())))
+      Promise.resolve().then(() => known ?? rawPublicKey(createPublicKey(this.keyObject())))
     );
     this.keyPair = memo(async () => ({
       privateKey: await this.privateKey(),

@@ -49,11 +49,14 @@ export interface OpenOptions {
   head?: Uint8Array;
 }
 
-/** One direction's AES-256-GCM key, as a WebCrypto key and (for OpenSSL, node) raw bytes. */
-export interface AesGcmKeyMaterial {
-  key: CryptoKey;
-  raw?: Uint8Array;
-}
+/**
+ * One direction's AES-256-GCM key: its raw bytes (a session's, and all that OpenSSL and node
+ * need), a WebCrypto key, or both. WebCrypto imports the raw bytes on its first use when it has
+ * no key, so a session that seals with OpenSSL never makes one.
+ */
+export type AesGcmKeyMaterial =
+  | { key: CryptoKey; raw?: Uint8Array }
+  | { key?: CryptoKey; raw: Uint8Array };
 
 /** Seals and opens with one key. Results may be synchronous (OpenSSL) or promises. */
 export interface AesGcmKey {
@@ -117,13 +120,45 @@ function place(plain: Uint8Array, out: Uint8Array, options: OpenOptions): Uint8A
 type Bytes = Uint8Array<ArrayBuffer>;
 const bytes = (b: Uint8Array) => b as Bytes;
 
+/**
+ * WebCrypto: `encrypt()` and `decrypt()` copy their inputs when called, so the caller may reuse
+ * its buffers once `seal()` or `open()` returned. Until a key made from raw bytes is imported
+ * (one promise, at the session's start), the inputs are copied here and the call waits for it.
+ */
 class WebCryptoAesGcm implements AesGcmKey {
   readonly implementation = "webcrypto" as const;
   /** Where several parts are joined: `encrypt()` copies its input when called, so it is reused. */
   #joined = new Uint8Array(0);
-  constructor(readonly key: CryptoKey) {}
+  #key: CryptoKey | null = null;
+  #importing: Promise<CryptoKey> | null = null;
 
-  async seal(
+  constructor(material: AesGcmKeyMaterial) {
+    if (material.key) {
+      this.#key = material.key;
+      return;
+    }
+    const raw = material.raw!.slice();
+    if (raw.length !== 32) throw new RangeError("An AES-256 key must have 32 bytes");
+    this.#importing = crypto.subtle.importKey("raw", raw, "AES-GCM", false, [
+      "encrypt",
+      "decrypt",
+    ]).then((key) => this.#key = key).finally(() => raw.fill(0));
+    this.#importing.catch(() => {}); // reported by the first seal or open
+  }
+
+  seal(
+    nonce: Uint8Array,
+    aad: Uint8Array,
+    parts: readonly Uint8Array[],
+    out: Uint8Array,
+  ): Promise<void> {
+    if (this.#key) return this.#seal(this.#key, nonce, aad, parts, out);
+    const copies = [nonce.slice(), aad.slice(), parts.map((p) => p.slice())] as const;
+    return this.#importing!.then((key) => this.#seal(key, ...copies, out));
+  }
+
+  async #seal(
+    key: CryptoKey,
     nonce: Uint8Array,
     aad: Uint8Array,
     parts: readonly Uint8Array[],
@@ -131,7 +166,7 @@ class WebCryptoAesGcm implements AesGcmKey {
   ): Promise<void> {
     const sealed = await crypto.subtle.encrypt(
       { name: "AES-GCM", iv: bytes(nonce), additionalData: bytes(aad) },
-      this.key,
+      key,
       bytes(parts.length === 1 ? parts[0]! : this.#join(parts)),
     );
     out.set(new Uint8Array(sealed));
@@ -149,19 +184,33 @@ class WebCryptoAesGcm implements AesGcmKey {
     return this.#joined.subarray(0, total);
   }
 
-  async open(
+  open(
     nonce: Uint8Array,
     aad: Uint8Array,
     sealed: Uint8Array,
     options: OpenOptions = {},
+  ): Promise<Uint8Array | null> {
+    if (this.#key) return this.#open(this.#key, nonce, aad, sealed, sealed, options);
+    const copies = [nonce.slice(), aad.slice(), sealed.slice()] as const;
+    return this.#importing!.then((key) => this.#open(key, ...copies, sealed, options));
+  }
+
+  /** Decrypts `input` (`sealed` or a copy of it); `sealed` is where `inPlace` writes. */
+  async #open(
+    key: CryptoKey,
+    nonce: Uint8Array,
+    aad: Uint8Array,
+    input: Uint8Array,
+    sealed: Uint8Array,
+    options: OpenOptions,
   ): Promise<Uint8Array | null> {
     let plain: Uint8Array;
     try {
       plain = new Uint8Array(
         await crypto.subtle.decrypt(
           { name: "AES-GCM", iv: bytes(nonce), additionalData: bytes(aad) },
-          this.key,
-          bytes(sealed),
+          key,
+          bytes(input),
         ),
       );
     } catch {
@@ -445,5 +494,5 @@ export function aesGcmKey(
     if (!material.raw) throw new TypeError("node:crypto AES-GCM needs the raw key");
     return new NodeAesGcm(material.raw);
   }
-  return new WebCryptoAesGcm(material.key);
+  return new WebCryptoAesGcm(material);
 }

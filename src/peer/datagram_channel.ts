@@ -32,6 +32,7 @@
  *
  * @module
  */
+import { TIMER_CANCELLED } from "../runtime.ts";
 import { PeerError } from "../errors.ts";
 import { MAX_COOKIE_ROUNDS, MAX_HELD_CONTROL_FRAMES } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
@@ -462,7 +463,7 @@ export class DatagramFrameChannel implements FrameChannel {
   }
 
   #stopRetransmitting(): void {
-    this.#retransmission?.stop.abort();
+    this.#retransmission?.stop.abort(TIMER_CANCELLED);
     this.#retransmission = null;
   }
 
@@ -527,7 +528,7 @@ export class DatagramFrameChannel implements FrameChannel {
     if (this.#closed || this.#failure) return;
     this.#failure = err;
     this.#stopRetransmitting();
-    this.#stop.abort();
+    this.#stop.abort(TIMER_CANCELLED);
     const fail = this.#waiterFail;
     this.#clearWaiter();
     fail?.(err);
@@ -538,7 +539,7 @@ export class DatagramFrameChannel implements FrameChannel {
     if (this.#closed) return;
     this.#closed = true;
     this.#stopRetransmitting();
-    this.#stop.abort();
+    this.#stop.abort(TIMER_CANCELLED);
     this.#queue = [];
     this.#early = [];
     this.#heldControl = [];

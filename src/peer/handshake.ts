@@ -17,6 +17,7 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { PeerError } from "../errors.ts";
 import { toBase64 } from "../message/base64.ts";
 import { bytesEqual, concatBytes } from "../message/bytes.ts";
@@ -95,13 +96,14 @@ export interface RespondOptions {
   signal?: AbortSignal;
 }
 
-/** SHA-256 of the domain string, the CONNECT body and the unsigned CONNECT_ACK fields. */
-export async function transcriptHash(
-  connectBody: Uint8Array,
-  ackFields: Uint8Array,
-): Promise<Uint8Array> {
-  const data = concatBytes(TRANSCRIPT_DOMAIN, connectBody, ackFields);
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", data.slice().buffer as ArrayBuffer));
+/**
+ * SHA-256 of the domain string, the CONNECT body and the unsigned CONNECT_ACK fields
+ * (node:crypto, synchronous: WebCrypto's digest is a promise resolved from another thread).
+ */
+export function transcriptHash(connectBody: Uint8Array, ackFields: Uint8Array): Uint8Array {
+  const hash = createHash("sha256");
+  for (const part of [TRANSCRIPT_DOMAIN, connectBody, ackFields]) hash.update(part);
+  return new Uint8Array(hash.digest());
 }
 
 function nonce(random: RandomSource): Uint8Array {
@@ -150,7 +152,7 @@ async function sessionKeys(
       { cause: err },
     );
   }
-  const keys = await deriveSessionKeys(shared, hash, { role: options.role });
+  const keys = deriveSessionKeys(shared, hash, { role: options.role });
   return new SessionCipher(keys, { ordered: options.ordered });
 }
 
@@ -192,7 +194,7 @@ export async function initiateHandshake(
         `not the listed ${toBase64(expected)}; report it and try another peer`,
     );
   }
-  const hash = await transcriptHash(connectBytes, encodeConnectAckFields(ack));
+  const hash = transcriptHash(connectBytes, encodeConnectAckFields(ack));
   if (!await verify(ack.identityKey, concatBytes(RESPONDER_LABEL, hash), ack.signature)) {
     throw new PeerError(
       "EIDENTITY",
@@ -255,7 +257,7 @@ export async function respondHandshake(
     nonce: nonce(options.random ?? systemRandom),
     ephemeralKey: ephemeral.publicKey,
   };
-  const hash = await transcriptHash(first.body, encodeConnectAckFields(fields));
+  const hash = transcriptHash(first.body, encodeConnectAckFields(fields));
   const signature = await sign(identity.privateKey, concatBytes(RESPONDER_LABEL, hash));
   await channel.send({
     type: FrameType.CONNECT_ACK,

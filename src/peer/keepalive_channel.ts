@@ -9,7 +9,7 @@
  */
 import { PeerError } from "../errors.ts";
 import { PEER_IDLE_TIMEOUT_MS, PEER_KEEPALIVE_MS } from "../limits.ts";
-import { type Clock, systemClock } from "../runtime.ts";
+import { type Clock, systemClock, TIMER_CANCELLED } from "../runtime.ts";
 import { type Frame, FrameType } from "./frame.ts";
 import type { FrameChannel } from "./types.ts";
 
@@ -66,7 +66,7 @@ export class KeepaliveChannel implements FrameChannel {
   }
 
   close(): void {
-    this.#stop.abort();
+    this.#stop.abort(TIMER_CANCELLED);
     this.#inner.close();
   }
 

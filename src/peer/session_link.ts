@@ -26,7 +26,7 @@
  */
 import { PeerError } from "../errors.ts";
 import { DISCONNECT_TIMEOUT_MS, RECEIVE_PARK_MS } from "../limits.ts";
-import { type Clock, systemClock } from "../runtime.ts";
+import { type Clock, systemClock, TIMER_CANCELLED } from "../runtime.ts";
 import { concatBytes } from "../message/bytes.ts";
 import type { Endpoint, TransportKind } from "../message/types.ts";
 import { TAG_BYTES } from "./aes_gcm.ts";
@@ -366,7 +366,7 @@ export class SessionLink implements PeerLink {
     const timer = new AbortController();
     this.#clock.sleep(RECEIVE_PARK_MS, timer.signal).then(() => this.#unpark?.(), () => {});
     this.#unpark = () => {
-      timer.abort();
+      timer.abort(TIMER_CANCELLED);
       this.#unpark = null;
       resolve();
     };

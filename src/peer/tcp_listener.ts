@@ -15,7 +15,7 @@ import {
   PUNCH_TCP_QUIET_MS,
 } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
-import { exponentialBackoff, systemClock, systemRandom } from "../runtime.ts";
+import { exponentialBackoff, systemClock, systemRandom, TIMER_CANCELLED } from "../runtime.ts";
 import { type HandshakeResult, initiateHandshake, respondHandshake } from "./handshake.ts";
 import { Handoff } from "./handoff.ts";
 import { NodeSocketConn } from "./node_socket_conn.ts";
@@ -314,7 +314,7 @@ export class TcpPeerListener implements PeerListener {
       socket.resetAndDestroy();
       throw err;
     } finally {
-      timer.abort();
+      timer.abort(TIMER_CANCELLED);
     }
     socket.setNoDelay(true);
     const channel = new TcpChannel(new NodeSocketConn(socket));
@@ -385,7 +385,7 @@ export class TcpPeerListener implements PeerListener {
       }
       throw err;
     } finally {
-      timer.abort();
+      timer.abort(TIMER_CANCELLED);
     }
   }
 
@@ -421,7 +421,7 @@ export class TcpPeerListener implements PeerListener {
     } catch (err) {
       if (signal.aborted || !quiet.signal.aborted) throw err;
     } finally {
-      watching.abort();
+      watching.abort(TIMER_CANCELLED);
     }
     return await initiateHandshake(channel, {
       identity,
@@ -531,7 +531,7 @@ export class TcpPeerListener implements PeerListener {
         h.channel.close();
         if (!this.#closed) this.#transport.onDroppedConnection?.(err, remote);
       } finally {
-        timer.abort();
+        timer.abort(TIMER_CANCELLED);
         this.#handshakes.delete(h);
       }
     })();

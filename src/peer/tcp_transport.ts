@@ -16,7 +16,7 @@
 import { PeerError } from "../errors.ts";
 import { DEFAULT_CONNECT_TIMEOUT_MS } from "../limits.ts";
 import type { Endpoint } from "../message/types.ts";
-import { systemClock } from "../runtime.ts";
+import { systemClock, TIMER_CANCELLED } from "../runtime.ts";
 import { initiateHandshake } from "./handshake.ts";
 import { endpointOf, sessionOf, TcpChannel, type TcpTransportOptions } from "./tcp_channel.ts";
 import { TcpPeerListener } from "./tcp_listener.ts";
@@ -108,7 +108,7 @@ export class TcpTransport implements PeerTransport {
         { cause: err },
       );
     } finally {
-      timer.abort();
+      timer.abort(TIMER_CANCELLED);
       options.signal?.removeEventListener("abort", onAbort);
     }
   }

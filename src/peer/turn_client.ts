@@ -73,6 +73,7 @@ import {
   type RandomSource,
   systemClock,
   systemRandom,
+  TIMER_CANCELLED,
 } from "../runtime.ts";
 
 /**
@@ -910,7 +911,7 @@ async function transact(
       const slept = clock.sleep(backoff(attempt), AbortSignal.any([options.signal, tick.signal]))
         .then(() => undefined, () => undefined);
       const got = await Promise.race([answer, slept]);
-      tick.abort();
+      tick.abort(TIMER_CANCELLED);
       if (got) return got;
     }
     options.signal.throwIfAborted();

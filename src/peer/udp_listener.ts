@@ -21,6 +21,7 @@
  *
  * @module
  */
+import { TIMER_CANCELLED } from "../runtime.ts";
 import { PeerError } from "../errors.ts";
 import { toBase64 } from "../message/base64.ts";
 import { bytesEqual } from "../message/bytes.ts";
@@ -803,7 +804,7 @@ export class UdpPeerListener implements PeerListener {
         channel.close();
         if (!this.#closed) s.onDropped?.(err, from);
       } finally {
-        timer.abort();
+        timer.abort(TIMER_CANCELLED);
       }
     })();
   }

@@ -29,6 +29,7 @@ import {
   exponentialBackoff,
   type RandomSource,
   systemClock,
+  TIMER_CANCELLED,
 } from "../runtime.ts";
 import { DatagramFrameChannel } from "./datagram_channel.ts";
 import { FRAME_HEADER_BYTES } from "./frame.ts";
@@ -188,7 +189,7 @@ export class UdpTransport implements PeerTransport {
         { cause: err },
       );
     } finally {
-      timer.abort();
+      timer.abort(TIMER_CANCELLED);
       options.signal?.removeEventListener("abort", onAbort);
     }
   }

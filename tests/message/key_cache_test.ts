@@ -11,6 +11,8 @@ import {
 import {
   generateEd25519,
   generateX25519,
+  importPrivateKey,
+  importPublicKey,
   publicKeyOf,
   sign,
   verify,
@@ -182,4 +184,28 @@ Deno.test("a public key that cannot be imported is refused and not kept", async 
   assert.equal(await verify(bogus, data, new Uint8Array(64)), false);
   assert.equal(await verify(bogus, data, new Uint8Array(64)), false);
   assert.ok(verifyKeyCacheSize() <= Math.min(size + 1, VERIFY_KEY_CACHE_SIZE));
+});
+
+Deno.test("a generated pair's public key is the one its private seed derives, by WebCrypto too", async () => {
+  for (let i = 0; i < 8; i++) {
+    const x = await generateX25519();
+    const other = await generateX25519();
+    // a copy of the seed is a new array: nothing cached, derived afresh
+    assert.deepEqual(await publicKeyOf("X25519", x.privateKey.slice()), x.publicKey);
+    const shared = await x25519(x.privateKey, other.publicKey);
+    assert.deepEqual(await x25519(other.privateKey.slice(), x.publicKey), shared);
+    const bits = await crypto.subtle.deriveBits(
+      { name: "X25519", public: await importPublicKey("X25519", other.publicKey) },
+      await importPrivateKey("X25519", x.privateKey.slice()),
+      256,
+    );
+    assert.deepEqual(new Uint8Array(bits), shared, "WebCrypto agrees on the same secret");
+
+    const ed = await generateEd25519();
+    assert.deepEqual(await publicKeyOf("Ed25519", ed.privateKey.slice()), ed.publicKey);
+    const data = crypto.getRandomValues(new Uint8Array(40));
+    const signature = await sign(ed.privateKey, data);
+    const publicKey = await importPublicKey("Ed25519", ed.publicKey);
+    assert.ok(await crypto.subtle.verify("Ed25519", publicKey, signature.slice(), data));
+  }
 });

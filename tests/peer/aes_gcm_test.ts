@@ -147,6 +147,34 @@ Deno.test("without the ffi permission or a raw key the session falls back to Web
   assert.equal(aesGcmKey(m, { implementation: "node" }).implementation, "node");
 });
 
+Deno.test("WebCrypto keyed from raw bytes takes its inputs when called, while its key is still being imported", async () => {
+  const { raw } = await material();
+  const reference = aesGcmKey({ raw }, { implementation: "node" });
+  const nonce = crypto.getRandomValues(new Uint8Array(12));
+  const aad = Uint8Array.of(1, 4, 0, 0, 0, 0, 0, 0, 0, 3);
+  const part = filled(70_000);
+  const want = new Uint8Array(part.length + TAG_BYTES);
+  reference.seal(nonce, aad, [part], want);
+  const expected = part.slice();
+
+  // The session reuses its nonce, AAD and frame buffers as soon as seal() and open() return.
+  const sealer = aesGcmKey({ raw }, { implementation: "webcrypto" });
+  const out = new Uint8Array(want.length);
+  const sealing = sealer.seal(nonce.slice(), aad.slice(), [part], out);
+  part.fill(0);
+  await sealing;
+  assert.equal(out.findIndex((byte, at) => byte !== want[at]), -1, "sealed what it was given");
+
+  const opener = aesGcmKey({ raw }, { implementation: "webcrypto" });
+  const [n, a, sealed] = [nonce.slice(), aad.slice(), want.slice()];
+  const opening = opener.open(n, a, sealed);
+  n.fill(0);
+  a.fill(0);
+  sealed.fill(0);
+  const opened = await opening;
+  assert.ok(opened && opened.findIndex((byte, at) => byte !== expected[at]) === -1, "opened");
+});
+
 Deno.test("large frames split anywhere decode whole, each in a buffer of its own", () => {
   const bodies = [100_000, 3, 262_140, 20_000].map((n, i) => new Uint8Array(n).fill(i + 1));
   const stream = new Uint8Array(bodies.reduce((n, b) => n + b.length + 6, 0));

@@ -63,24 +63,24 @@ async function settle(a: ReliableLink, b: ReliableLink, rounds = 5): Promise<voi
 const A_AT: Endpoint = { transport: "udp", address: "198.51.100.7", port: 40000 };
 const B_AT: Endpoint = { transport: "udp", address: "203.0.113.9", port: 7000 };
 
-async function links(options: { windowSegments: number; sendBufferSegments: number }) {
+function links(options: { windowSegments: number; sendBufferSegments: number }) {
   const [a, b] = MemoryChannel.pair();
   const secret = crypto.getRandomValues(new Uint8Array(32));
   const transcript = crypto.getRandomValues(new Uint8Array(32));
-  const cipher = async (role: "initiator" | "responder") =>
-    new SessionCipher(await deriveSessionKeys(secret, transcript, { role }), { ordered: false });
+  const cipher = (role: "initiator" | "responder") =>
+    new SessionCipher(deriveSessionKeys(secret, transcript, { role }), { ordered: false });
   const peer = (userId: string, endpoint: Endpoint) => ({
     userId,
     identityKey: new Uint8Array(32),
     endpoint,
   });
   const common = { ...options, maxFragmentBytes: 1000, disconnectTimeoutMs: 20 };
-  const alice = new ReliableLink(a, await cipher("initiator"), {
+  const alice = new ReliableLink(a, cipher("initiator"), {
     ...common,
     local: A_AT,
     remote: peer("bob", B_AT),
   });
-  const bob = new ReliableLink(b, await cipher("responder"), {
+  const bob = new ReliableLink(b, cipher("responder"), {
     ...common,
     local: B_AT,
     remote: peer("alice", A_AT),
@@ -89,7 +89,7 @@ async function links(options: { windowSegments: number; sendBufferSegments: numb
 }
 
 Deno.test("a receiver that does not read holds up the sender's send() within its window, and all arrives in order once it reads", async () => {
-  const { alice, bob } = await links({ windowSegments: 8, sendBufferSegments: 8 });
+  const { alice, bob } = links({ windowSegments: 8, sendBufferSegments: 8 });
   const messages = Array.from({ length: 200 }, (_, i) => Uint8Array.of(i));
   let resolved = 0;
   let reached16!: () => void;
@@ -109,7 +109,7 @@ Deno.test("a receiver that does not read holds up the sender's send() within its
 });
 
 Deno.test("many tiny unread messages close the receive window like large ones", async () => {
-  const { alice, bob } = await links({ windowSegments: 4, sendBufferSegments: 4 });
+  const { alice, bob } = links({ windowSegments: 4, sendBufferSegments: 4 });
   let resolved = 0;
   let reached!: () => void;
   const eight = new Promise<void>((r) => reached = r);

@@ -5,6 +5,7 @@ import { decodeData, encodeData } from "../../src/peer/frame.ts";
 import { FrameType } from "../../src/peer/frame.ts";
 import { CONTROL_REPLAY_WINDOW } from "../../src/limits.ts";
 import { deriveSessionKeys, SessionCipher } from "../../src/peer/session_crypto.ts";
+import { transcriptHash } from "../../src/peer/handshake.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 const isFrameError = (err: unknown) => err instanceof PeerError && err.code === "EFRAME";
@@ -13,11 +14,11 @@ async function ciphers(options: { ordered?: boolean; otherHash?: boolean } = {})
   const a = await generateX25519();
   const b = await generateX25519();
   const hash = crypto.getRandomValues(new Uint8Array(32));
-  const initiator = await deriveSessionKeys(await x25519(a.privateKey, b.publicKey), hash, {
+  const initiator = deriveSessionKeys(await x25519(a.privateKey, b.publicKey), hash, {
     role: "initiator",
   });
   const responderHash = options.otherHash ? crypto.getRandomValues(new Uint8Array(32)) : hash;
-  const responder = await deriveSessionKeys(
+  const responder = deriveSessionKeys(
     await x25519(b.privateKey, a.publicKey),
     responderHash,
     { role: "responder" },
@@ -141,4 +142,35 @@ Deno.test("a control frame older than the replay window is dropped, a forged one
   assert.ok(await bob.openControl(FrameType.PONG, sealed[0]!), "the forgery moved no window");
   assert.ok(await bob.openControl(FrameType.PONG, sealed.at(-1)!));
   assert.equal(await bob.openControl(FrameType.PONG, old), null, "too old to tell: dropped");
+});
+
+Deno.test("session keys are HKDF-SHA256 of the shared secret, salted with the transcript hash (as WebCrypto derives them)", async () => {
+  const secret = crypto.getRandomValues(new Uint8Array(32));
+  const hash = crypto.getRandomValues(new Uint8Array(32));
+  const ikm = await crypto.subtle.importKey("raw", secret, "HKDF", false, ["deriveBits"]);
+  const okm = new Uint8Array(
+    await crypto.subtle.deriveBits(
+      {
+        name: "HKDF",
+        hash: "SHA-256",
+        salt: hash,
+        info: new TextEncoder().encode("mailpeer v1 session keys"),
+      },
+      ikm,
+      512,
+    ),
+  );
+  const initiator = deriveSessionKeys(secret, hash, { role: "initiator" });
+  const responder = deriveSessionKeys(secret, hash, { role: "responder" });
+  assert.deepEqual(initiator, { send: okm.slice(0, 32), receive: okm.slice(32) });
+  assert.deepEqual(responder, { send: okm.slice(32), receive: okm.slice(0, 32) });
+});
+
+Deno.test("the transcript hash is SHA-256 of the domain, the CONNECT body and the CONNECT_ACK fields", async () => {
+  const connect = crypto.getRandomValues(new Uint8Array(150));
+  const fields = crypto.getRandomValues(new Uint8Array(90));
+  const all = new Uint8Array([...text("mailpeer v1 handshake"), ...connect, ...fields]);
+  const expected = new Uint8Array(await crypto.subtle.digest("SHA-256", all));
+  assert.deepEqual(transcriptHash(connect, fields), expected);
+  assert.notDeepEqual(transcriptHash(fields, connect), expected, "the order counts");
 });

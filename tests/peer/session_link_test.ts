@@ -118,15 +118,15 @@ const ENGINES: AesGcmEngine[] = opensslAvailable()
   ? ["openssl", "node", "webcrypto"]
   : ["node", "webcrypto"];
 
-async function streamLinks(
+function streamLinks(
   engine: AesGcmEngine,
   options: { maxFragmentBytes?: number; clock?: ManualClock } = {},
 ) {
   const [a, b] = LendingChannel.pair();
   const secret = crypto.getRandomValues(new Uint8Array(32));
   const transcript = crypto.getRandomValues(new Uint8Array(32));
-  const keysA = await deriveSessionKeys(secret, transcript, { role: "initiator" });
-  const keysB = await deriveSessionKeys(secret, transcript, { role: "responder" });
+  const keysA = deriveSessionKeys(secret, transcript, { role: "initiator" });
+  const keysB = deriveSessionKeys(secret, transcript, { role: "responder" });
   const peer = (userId: string, endpoint: Endpoint) => ({
     userId,
     identityKey: new Uint8Array(32),
@@ -191,7 +191,7 @@ for (const engine of ENGINES) {
   const synchronous = engine !== "webcrypto";
 
   Deno.test(`receive({ into }) gets exactly the bytes sent at every size around the fragment limit (${engine})`, async () => {
-    const { la, lb, close } = await streamLinks(engine);
+    const { la, lb, close } = streamLinks(engine);
     try {
       const sizes = [0, 1, 100, F - 1, F, F + 1, 2 * F, 2 * F + 1, 3 * F + 7, 1 << 20, F, 5, 2 * F];
       let hint = 0; // size of the last message of several fragments
@@ -216,7 +216,7 @@ for (const engine of ENGINES) {
   });
 
   Deno.test(`a message longer than into arrives whole in a new array and the next ones still use into (${engine})`, async () => {
-    const { la, lb, close } = await streamLinks(engine);
+    const { la, lb, close } = streamLinks(engine);
     try {
       const into = new Uint8Array(1000);
       const sent = [randomBytes(500), randomBytes(3 * F + 7), randomBytes(F + 1), randomBytes(700)];
@@ -230,7 +230,7 @@ for (const engine of ENGINES) {
   });
 
   Deno.test(`a receive({ into }) given up halfway through a message gives its buffer back and loses nothing (${engine})`, async () => {
-    const { a, b, la, lb, opened, close } = await streamLinks(engine, { maxFragmentBytes: 1000 });
+    const { a, b, la, lb, opened, close } = streamLinks(engine, { maxFragmentBytes: 1000 });
     try {
       let data = 0;
       let held: Frame | null = null;
@@ -262,7 +262,7 @@ for (const engine of ENGINES) {
   });
 
   Deno.test(`a tampered DATA frame fails the link with EFRAME and leaves no plaintext in into (${engine})`, async () => {
-    const { a, la, lb, close } = await streamLinks(engine, { maxFragmentBytes: 1000 });
+    const { a, la, lb, close } = streamLinks(engine, { maxFragmentBytes: 1000 });
     try {
       let data = 0;
       a.tap = (f) => {
@@ -291,7 +291,7 @@ for (const engine of ENGINES) {
 
 for (const engine of ENGINES) {
   Deno.test(`send() resolves with frames still to be written, but never more than four ahead (${engine})`, async () => {
-    const { a, la, lb, close } = await streamLinks(engine);
+    const { a, la, lb, close } = streamLinks(engine);
     try {
       const open = Promise.withResolvers<void>();
       a.gate = open.promise; // the connection takes nothing for now
@@ -312,7 +312,7 @@ for (const engine of ENGINES) {
   });
 
   Deno.test(`a write that fails after send() resolved fails the link for the caller (${engine})`, async () => {
-    const { a, la, close } = await streamLinks(engine);
+    const { a, la, close } = streamLinks(engine);
     try {
       const broken = Promise.withResolvers<void>();
       broken.promise.catch(() => {}); // the link's write sees it, maybe only once sealed
@@ -331,7 +331,7 @@ for (const engine of ENGINES) {
 for (const engine of ENGINES.filter((e) => e !== "webcrypto")) {
   Deno.test(`a large message that arrives before receive() is called still lands in into (${engine})`, async () => {
     const clock = new ManualClock();
-    const { la, lb, close } = await streamLinks(engine, { clock });
+    const { la, lb, close } = streamLinks(engine, { clock });
     try {
       const into = new Uint8Array(F);
       for (const size of [F, 20_000, F]) {
@@ -350,7 +350,7 @@ for (const engine of ENGINES.filter((e) => e !== "webcrypto")) {
 
   Deno.test(`a large message nobody receives holds up a PING until RECEIVE_PARK_MS has passed, no longer (${engine})`, async () => {
     const clock = new ManualClock();
-    const { a, b, la, lb, close } = await streamLinks(engine, { clock });
+    const { a, b, la, lb, close } = streamLinks(engine, { clock });
     try {
       let ponged = false;
       const pong = new Promise<void>((resolve) =>
@@ -382,7 +382,7 @@ for (const engine of ENGINES.filter((e) => e !== "webcrypto")) {
 
   // The test sanitizers fail it if the held frame's timer outlives the link.
   Deno.test(`closing a link that holds an unread message ends cleanly (${engine})`, async () => {
-    const { la, lb, close } = await streamLinks(engine);
+    const { la, lb, close } = streamLinks(engine);
     await la.send(randomBytes(F));
     await close();
     assert.equal(await lb.receive(), null);
