@@ -14,7 +14,7 @@
  * hyperdht between two Node processes beside Node raw TCP (`peer_anchors.ts`, needs
  * `--allow-run=node,npm`), and `must_show` marks issue 18's targets (`must_show.ts`).
  *
- * Usage: scripts/bench-peer [--mib 256] [--runs 3] [--handshakes 50] [--out bench-results/peer.json]
+ * Usage: scripts/bench-peer [--mib 256] [--runs 5] [--handshakes 50] [--out bench-results/peer.json]
  *   [--no-anchors]
  *
  * @module
@@ -43,7 +43,7 @@ const MiB = 1024 * 1024;
 
 const OUT = arg("out") ?? "bench-results/peer.json";
 const TOTAL_MIB = num("mib", 256, 1);
-const RUNS = num("runs", 3, 1);
+const RUNS = num("runs", 5, 1);
 const HANDSHAKES = num("handshakes", 50, 1);
 const TOTAL = TOTAL_MIB * MiB;
 

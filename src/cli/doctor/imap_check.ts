@@ -9,6 +9,7 @@ import { ImapFlow, type ListResponse } from "imapflow";
 import type { ReceiveConfig } from "../../config/config_schema.ts";
 import { commandError, connectionError } from "../../mail/imap/errors.ts";
 import { type CheckReport, resultOf } from "./check.ts";
+import { imapflowTlsMode, nodeTlsSettings } from "../../mail/tls_settings.ts";
 
 /** An IMAP receive section. */
 export type ImapReceive = Extract<ReceiveConfig, { kind: "imap" }>;
@@ -80,14 +81,9 @@ export async function checkImap(config: ImapReceive, options: ImapCheckOptions):
   const client = new ImapFlow({
     host: config.host,
     port: config.port,
-    secure: config.tls === "implicit",
-    doSTARTTLS: config.tls === "implicit" ? undefined : config.tls === "starttls",
+    ...imapflowTlsMode(config.tls),
     ...(config.servername ? { servername: config.servername } : {}),
-    tls: {
-      ...(ca ? { ca: [ca] } : {}),
-      ...(config.servername ? { servername: config.servername } : {}),
-      rejectUnauthorized: !config.insecure,
-    },
+    tls: nodeTlsSettings(config, ca),
     auth: options.accessToken !== undefined
       ? { user: config.user, accessToken: options.accessToken }
       : { user: config.user, pass: options.password ?? "" },

@@ -6,6 +6,7 @@
  */
 import type { SendConfig } from "../../config/config_schema.ts";
 import { type CheckReport, needsTlsMessage, resultOf } from "./check.ts";
+import { nodemailerTlsMode, nodeTlsSettings } from "../../mail/tls_settings.ts";
 
 /** An SMTP send section. */
 export type SmtpSend = Extract<SendConfig, { kind: "smtp" }>;
@@ -26,9 +27,7 @@ export async function checkSmtpLogin(
   const transport = nodemailer.createTransport({
     host: config.host,
     port: config.port,
-    secure: config.tls === "implicit",
-    requireTLS: config.tls === "starttls",
-    ignoreTLS: config.tls === "none",
+    ...nodemailerTlsMode(config.tls),
     // forceAuth: a server that offers no AUTH (e.g. not before STARTTLS) is asked anyway, so
     // that its refusal is said here, not on every mail later.
     ...(options.accessToken !== undefined
@@ -39,11 +38,7 @@ export async function checkSmtpLogin(
       : options.password !== undefined
       ? { auth: { user: config.user, pass: options.password }, forceAuth: true }
       : {}),
-    tls: {
-      ...(ca !== undefined ? { ca } : {}),
-      ...(config.servername ? { servername: config.servername } : {}),
-      rejectUnauthorized: !config.insecure,
-    },
+    tls: nodeTlsSettings(config, ca),
     connectionTimeout: config.connectTimeoutMs,
     greetingTimeout: config.connectTimeoutMs,
     logger: false,

@@ -25,6 +25,7 @@ import {
 } from "../connect_failure.ts";
 import { classifyImapError, commandError, errorText, type ImapErrorContext } from "./errors.ts";
 import { speaksImplicitTls } from "../tls_port_probe.ts";
+import { imapflowTlsMode, nodeTlsSettings } from "../tls_settings.ts";
 
 /** Options of {@link connectImap}. */
 export interface ConnectImapOptions {
@@ -81,13 +82,10 @@ async function connectWith(
 ): Promise<{ client: ImapFlow; uidValidity: bigint }> {
   const { ctx, logger } = options;
   const timeoutMs = server.connectTimeoutMs ?? DEFAULT_MAIL_CONNECT_TIMEOUT_MS;
-  const tls: Record<string, unknown> = {};
-  if (server.servername !== undefined) tls.servername = server.servername;
-  if (server.insecure) tls.rejectUnauthorized = false;
-  if (server.tlsMaxVersion !== undefined) tls.maxVersion = `TLSv${server.tlsMaxVersion}`;
+  let ca: string | undefined;
   if (server.caFile !== undefined && server.tls !== "none") {
     try {
-      tls.ca = [await Deno.readTextFile(server.caFile)];
+      ca = await Deno.readTextFile(server.caFile);
     } catch (err) {
       throw new MailError(
         "ETLS",
@@ -105,10 +103,9 @@ async function connectWith(
   const client = new ImapFlow({
     host: server.host,
     port: server.port,
-    secure: server.tls === "implicit",
-    doSTARTTLS: server.tls === "implicit" ? undefined : server.tls === "starttls",
+    ...imapflowTlsMode(server.tls),
     ...(server.servername !== undefined ? { servername: server.servername } : {}),
-    tls,
+    tls: nodeTlsSettings(server, ca),
     auth,
     logger: imapLogger(logger),
     disableAutoIdle: true,

@@ -45,6 +45,7 @@ import {
   SmtpLane,
 } from "./smtp_lane.ts";
 import type { AccessToken, MailSender, MailServerOptions, OutgoingMail } from "../types.ts";
+import { nodemailerTlsMode, nodeTlsSettings } from "../tls_settings.ts";
 
 /** Options of {@link SmtpSender}. */
 export interface SmtpSenderOptions {
@@ -457,21 +458,14 @@ export class SmtpSender implements MailSender {
       maxMessages: 1000,
       host: s.host,
       port: s.port,
-      secure: s.tls === "implicit",
-      requireTLS: s.tls === "starttls",
-      ignoreTLS: s.tls === "none",
+      ...nodemailerTlsMode(s.tls),
       ...(s.accessToken !== undefined
         ? { auth: oauth2Auth(s.user, s.accessToken, (token) => (this.#token = token)) }
         : s.password !== undefined
         ? { auth: { user: s.user, pass: s.password } }
         : {}),
       ...(this.#options.hostname ? { name: this.#options.hostname } : {}),
-      tls: {
-        ...(ca !== undefined ? { ca } : {}),
-        ...(s.servername ? { servername: s.servername } : {}),
-        ...(s.tlsMaxVersion ? { maxVersion: `TLSv${s.tlsMaxVersion}` as const } : {}),
-        rejectUnauthorized: !s.insecure,
-      },
+      tls: nodeTlsSettings(s, ca),
       // our own deadline (#connect) decides first and words the failure; these are backstops
       connectionTimeout: this.#connectMs + BACKSTOP_MS,
       greetingTimeout: this.#connectMs + BACKSTOP_MS,
