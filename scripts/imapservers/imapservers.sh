@@ -39,6 +39,8 @@ need_root() { [[ $(id -u) == 0 ]] || die "must run as root (servers bind privile
 
 # shellcheck source=../lib/state_dir.sh
 source "$SCRIPT_DIR/../lib/state_dir.sh"
+# shellcheck source=../lib/apt_install.sh
+source "$SCRIPT_DIR/../lib/apt_install.sh"
 
 # ---------------------------------------------------------------------------------------
 # install
@@ -53,11 +55,6 @@ missing_packages() {
   for p in "${PACKAGES[@]}"; do [[ -n ${ok[$p]:-} ]] || echo "$p"; done
 }
 
-restore_policy() {
-  local policy=$1 backup=$2
-  if [[ -n $backup ]]; then mv -f "$backup" "$policy"; else rm -f "$policy"; fi
-}
-
 cmd_install() {
   need_root
   local missing p
@@ -68,21 +65,13 @@ cmd_install() {
     log "all packages installed"
     return 0
   fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
   if [[ ${#missing[@]} -gt 0 ]]; then
     log "installing: ${missing[*]}"
-    # Keep apt from starting the distribution's own daemons (courier-authdaemon, cyrus):
-    # invoke-rc.d asks /usr/sbin/policy-rc.d; exit 101 = "action forbidden". Restored after.
-    local policy=/usr/sbin/policy-rc.d backup=""
-    if [[ -e $policy ]]; then backup=$(mktemp); cp -p "$policy" "$backup"; fi
-    # shellcheck disable=SC2064  # expand now: restore exactly this backup
-    trap "restore_policy '$policy' '$backup'" EXIT
-    printf '#!/bin/sh\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    restore_policy "$policy" "$backup"
-    trap - EXIT
+    # apt starts no daemon of its own (courier-authdaemon, cyrus): apt_install.sh
+    apt_install_quiet "${missing[@]}"
+  else
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
   fi
   if [[ ${#unpack[@]} -gt 0 ]]; then
     log "unpacking into $PKG_ROOT: ${unpack[*]}"

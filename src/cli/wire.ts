@@ -84,22 +84,18 @@ export async function imapCertainlyEmpty(
   network: string,
 ): Promise<boolean> {
   if (config.kind !== "imap") return false;
-  // A Junk folder found by its special use is only known after a LIST: take the full path.
-  if (config.junk === "auto") return false;
   const { probeImap } = await import("../mail/imap/probe.ts");
   const server = await serverOptions(config, `IMAP password of ${config.user}`);
   if (server.accessToken) return false; // the probe logs in with a password only
-  const mailboxes = config.junk === "off" ? [config.mailbox] : [config.mailbox, config.junk];
-  for (const mailbox of mailboxes) {
-    const found = await probeImap(loginOf(server), {
-      mailbox,
-      subject: `[mailpeer] ${network} `,
-      timeoutMs: IMAP_PROBE_TIMEOUT_MS,
-      configKey: config.section,
-    });
-    if (found !== false) return false;
-  }
-  return true;
+  const named = config.junk === "off" || config.junk === "auto" ? [] : [config.junk];
+  const found = await probeImap(loginOf(server), {
+    mailboxes: [config.mailbox, ...named],
+    findJunk: config.junk === "auto",
+    subject: `[mailpeer] ${network} `,
+    timeoutMs: IMAP_PROBE_TIMEOUT_MS,
+    configKey: config.section,
+  });
+  return found === false;
 }
 
 /**

@@ -58,3 +58,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "a cron run on a mailbox with no mailpeer mail in the inbox or Junk never opens an imapflow session",
+  ignore: NO_STACK,
+  fn: async () => {
+    const site = await makeSite({ receive: "imap" });
+    const client = await imapOf(HOST);
+    try {
+      if (!(await client.list()).some((box) => box.path === "Junk")) {
+        await client.mailboxCreate("Junk");
+      }
+      const spam = "From: shop@example.org\r\nTo: host@host.test\r\nSubject: Cheap watches\r\n" +
+        "Message-ID: <spam-2@example.org>\r\nDate: Fri, 04 Dec 2026 12:00:00 +0000\r\n\r\nBuy!\r\n";
+      await client.append("Junk", spam);
+      // The quick read-only look (src/mail/imap/probe.ts) found the Junk folder by its \Junk mark
+      // and nothing of this network in either folder: imapflow, which logs its whole session at
+      // debug level, was never loaded.
+      const r = await mailpeer(["host", "--once", "--config", "host.toml", "--json"], {
+        cwd: site.dir,
+        env: { ...site.env, MAILPEER_LOG: "debug" },
+      });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(
+        events(r.stdout).filter((e) => e.event === "host-pass").map((e) => e.answered),
+        [0],
+      );
+      assert.doesNotMatch(r.stderr, /imapflow/, "the full IMAP path ran");
+    } finally {
+      await client.mailboxDelete("Junk").catch(() => {});
+      await client.logout();
+      await site.cleanup();
+    }
+  },
+});

@@ -32,7 +32,7 @@ Deno.test({
       await client.mailboxCreate(FOLDER);
       await client.append(FOLDER, await mail("Lunch on Friday?"));
       await client.append(FOLDER, await mail("[mailpeer] other-network request"));
-      const options = { mailbox: FOLDER, subject: PREFIX, timeoutMs: 10_000 };
+      const options = { mailboxes: [FOLDER], subject: PREFIX, timeoutMs: 10_000 };
       for (const tls of ["starttls", "implicit"] as const) {
         const port = tls === "implicit" ? 993 : 143;
         assert.equal(await probeImap(imapServer({ tls, port }), options), false, tls);
@@ -55,9 +55,9 @@ Deno.test({
   name: "the probe cannot tell (and the host takes the full path) on a missing mailbox",
   ignore: NO_STACK,
   fn: async () => {
-    const options = { mailbox: "INBOX", subject: PREFIX, timeoutMs: 10_000 };
+    const options = { mailboxes: ["INBOX"], subject: PREFIX, timeoutMs: 10_000 };
     assert.equal(
-      await probeImap(imapServer(), { ...options, mailbox: "No Such Folder" }),
+      await probeImap(imapServer(), { ...options, mailboxes: ["No Such Folder"] }),
       undefined,
     );
     // Certificate checks cannot be switched off for Deno's TLS: `insecure` takes the full path.
@@ -69,7 +69,7 @@ Deno.test({
   name: "a cron host with a wrong password or a closed port hears it from the probe, once",
   ignore: NO_STACK,
   fn: async () => {
-    const options = { mailbox: "INBOX", subject: PREFIX, timeoutMs: 10_000 };
+    const options = { mailboxes: ["INBOX"], subject: PREFIX, timeoutMs: 10_000 };
     await assert.rejects(probeImap(imapServer({ password: "wrong" }), options), (err) => {
       assert.ok(err instanceof MailError);
       assert.equal(err.code, "EAUTH");
@@ -92,7 +92,7 @@ Deno.test({
   name: 'a cron host with STARTTLS on the implicit-TLS port is told to set tls = "implicit"',
   ignore: NO_STACK,
   fn: async () => {
-    const options = { mailbox: "INBOX", subject: PREFIX, timeoutMs: 60_000 };
+    const options = { mailboxes: ["INBOX"], subject: PREFIX, timeoutMs: 60_000 };
     await assert.rejects(probeImap(imapServer({ port: 993 }), options), (err) => {
       assert.ok(err instanceof MailError);
       assert.equal(err.code, "ETLS");
@@ -100,5 +100,40 @@ Deno.test({
       assert.match(err.message, /set host\.receive\.tls = "implicit"/);
       return true;
     });
+  },
+});
+
+Deno.test({
+  name:
+    "with junk = auto the probe also searches the folder marked \\Junk, and cannot tell beside unmarked folders",
+  ignore: NO_STACK,
+  fn: async () => {
+    const client = await mailClient();
+    const subject = `[mailpeer] junkprobe-${crypto.randomUUID().slice(0, 8)} `;
+    const options = { mailboxes: ["INBOX"], findJunk: true, subject, timeoutMs: 10_000 };
+    try {
+      // Only INBOX: no Junk folder to read, so the inbox alone decides.
+      const others = (await client.list()).map((f) => f.path).filter((p) => p !== "INBOX");
+      await removeFolders(client, others);
+      assert.equal(await probeImap(imapServer(), options), false, "INBOX only");
+
+      // A folder named Junk is marked \Junk by the test stack's Dovecot (as at most providers).
+      await client.mailboxCreate("Junk");
+      await client.append("Junk", await mail(`${subject}request`));
+      assert.equal(await probeImap(imapServer(), options), true, "found in Junk");
+      assert.equal(
+        await probeImap(imapServer(), { ...options, findJunk: false }),
+        false,
+        "the inbox alone holds none",
+      );
+
+      // Unmarked folders: imapflow would judge them by their names, so the probe cannot tell.
+      await removeFolders(client, ["Junk"]);
+      await client.mailboxCreate("Receipts");
+      assert.equal(await probeImap(imapServer(), options), undefined, "unmarked folders");
+    } finally {
+      await removeFolders(client, ["Junk", "Receipts"]).catch(() => {});
+      await client.logout().catch(() => client.close());
+    }
   },
 });

@@ -1,6 +1,10 @@
 /**
  * A quick look into an IMAP mailbox before the host loads its IMAP library: connect, log in,
- * EXAMINE (read-only) and SEARCH for the subject prefix, with Deno's own TCP and TLS.
+ * EXAMINE (read-only) and SEARCH for the subject prefix in each mailbox it reads, with Deno's
+ * own TCP and TLS. With `junk = "auto"` the Junk folder is found first, as the full path finds
+ * it, where that is unambiguous: the one mailbox the server marks `\Junk` (RFC 6154, `LIST ...
+ * RETURN (SPECIAL-USE)`), or none when INBOX is the only mailbox. Anything else (no mark but
+ * other folders, which imapflow would judge by their names; several marked) cannot tell.
  *
  * Why: cron runs `host --once` every minute or so on a mailbox that is empty most of the time,
  * and loading imapflow (with its logger, charset tables and MIME code) is most of such a run
@@ -30,8 +34,10 @@ import { speaksImplicitTls } from "../tls_port_probe.ts";
 
 /** Options of {@link probeImap}. */
 export interface ProbeOptions {
-  /** Mailbox to look into. */
-  mailbox: string;
+  /** Mailboxes to look into. */
+  mailboxes: string[];
+  /** Also the Junk folder, found as `junk = "auto"` finds it (see the module doc). */
+  findJunk?: boolean;
   /** Subject prefix to search for (IMAP SEARCH matches substrings: hits are only candidates). */
   subject: string;
   /** Give up (answer `undefined`) after this long, in ms. */
@@ -45,8 +51,8 @@ const encoder = new TextEncoder();
 const QUOTABLE = /^[\x20-\x7e]*$/;
 
 /**
- * Resolves `false` when the mailbox certainly holds no mail whose subject contains `subject`,
- * `true` when it may, and `undefined` when the probe could not tell (take the full path).
+ * Resolves `false` when the mailboxes certainly hold no mail whose subject contains `subject`,
+ * `true` when one may, and `undefined` when the probe could not tell (take the full path).
  */
 export async function probeImap(
   server: MailLogin,
@@ -55,7 +61,7 @@ export async function probeImap(
   // OAuth2 logins take the full path (the probe speaks LOGIN only).
   if (server.password === undefined) return undefined;
   const password = server.password;
-  const texts = [server.user, password, options.mailbox, options.subject];
+  const texts = [server.user, password, ...options.mailboxes, options.subject];
   if (server.insecure || !texts.every((t) => QUOTABLE.test(t))) return undefined;
   let conn: Deno.Conn | undefined;
   const timer = setTimeout(() => conn?.close(), options.timeoutMs);
@@ -124,14 +130,24 @@ export async function probeImap(
       }
       return undefined;
     }
-    const examine = await command(conn, session, `EXAMINE ${imapQuote(options.mailbox)}`);
-    if (!examine.ok) return undefined;
-    const search = await command(conn, session, `SEARCH SUBJECT ${imapQuote(options.subject)}`);
-    if (!search.ok) return undefined;
-    const hits = search.untagged.filter((l) => /^\* SEARCH\b/i.test(l))
-      .flatMap((l) => l.slice(8).trim().split(/\s+/).filter(Boolean));
+    const mailboxes = [...options.mailboxes];
+    if (options.findJunk) {
+      const junk = await junkFolder(conn, session);
+      if (junk === undefined) return undefined;
+      if (junk !== null && !mailboxes.includes(junk)) mailboxes.push(junk);
+    }
+    let hits = 0;
+    for (const mailbox of mailboxes) {
+      const examine = await command(conn, session, `EXAMINE ${imapQuote(mailbox)}`);
+      if (!examine.ok) return undefined;
+      const search = await command(conn, session, `SEARCH SUBJECT ${imapQuote(options.subject)}`);
+      if (!search.ok) return undefined;
+      hits += search.untagged.filter((l) => /^\* SEARCH\b/i.test(l))
+        .flatMap((l) => l.slice(8).trim().split(/\s+/).filter(Boolean)).length;
+      if (hits > 0) break;
+    }
     await command(conn, session, "LOGOUT").catch(() => {});
-    return hits.length > 0;
+    return hits > 0;
   } catch (err) {
     if (err instanceof MailError) throw err;
     if (implicitPort && !greeted) throw implicitPortError(target, server.tls, err);
@@ -146,6 +162,36 @@ export async function probeImap(
       // already closed
     }
   }
+}
+
+/** `* LIST (attributes) delimiter name`: the name a quoted string or an atom (no literal). */
+const LIST_LINE =
+  /^\* LIST \(([^)]*)\) (?:NIL|"(?:[^"\\]|\\.)*") (?:"((?:[^"\\]|\\.)*)"|([^\s"(){]+))$/i;
+
+/**
+ * The Junk folder as the full path would find it, where the answer is certain: the path of the
+ * one mailbox marked `\Junk`; null when INBOX is the only mailbox; undefined otherwise (the
+ * server does not understand the LIST, marks several, or has unmarked folders that imapflow
+ * would judge by their names).
+ */
+async function junkFolder(
+  conn: Deno.Conn,
+  session: LineReader,
+): Promise<string | null | undefined> {
+  const list = await command(conn, session, `LIST "" "*" RETURN (SPECIAL-USE)`);
+  if (!list.ok) return undefined;
+  const boxes: { name: string; junk: boolean }[] = [];
+  for (const line of list.untagged) {
+    if (!/^\* LIST /i.test(line)) continue;
+    const m = LIST_LINE.exec(line);
+    if (!m) return undefined;
+    const name = m[2] !== undefined ? m[2].replace(/\\(.)/g, "$1") : m[3]!;
+    boxes.push({ name, junk: /(^|\s)\\Junk(\s|$)/i.test(m[1]!) });
+  }
+  const marked = boxes.filter((b) => b.junk);
+  if (marked.length === 1 && QUOTABLE.test(marked[0]!.name)) return marked[0]!.name;
+  if (marked.length === 0 && boxes.every((b) => b.name.toUpperCase() === "INBOX")) return null;
+  return undefined;
 }
 
 let tagCounter = 0;
