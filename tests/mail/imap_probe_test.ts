@@ -105,7 +105,7 @@ Deno.test({
 
 Deno.test({
   name:
-    "with junk = auto the probe also searches the folder marked \\Junk, and cannot tell beside unmarked folders",
+    "with junk = auto the probe also searches the Junk folder the full path would read, and cannot tell between two",
   ignore: NO_STACK,
   fn: async () => {
     const client = await mailClient();
@@ -127,12 +127,18 @@ Deno.test({
         "the inbox alone holds none",
       );
 
-      // Unmarked folders: imapflow would judge them by their names, so the probe cannot tell.
+      // Unmarked folders are judged by their names, as imapflow judges them: "Receipts" is no
+      // Junk folder, "Spam" is one, and two candidates are more than the probe can rank.
       await removeFolders(client, ["Junk"]);
       await client.mailboxCreate("Receipts");
-      assert.equal(await probeImap(imapServer(), options), undefined, "unmarked folders");
+      assert.equal(await probeImap(imapServer(), options), false, "Receipts is no Junk folder");
+      await client.mailboxCreate("Spam");
+      await client.append("Spam", await mail(`${subject}request`));
+      assert.equal(await probeImap(imapServer(), options), true, "found in Spam");
+      await client.mailboxCreate("Junk");
+      assert.equal(await probeImap(imapServer(), options), undefined, "Junk and Spam");
     } finally {
-      await removeFolders(client, ["Junk", "Receipts"]).catch(() => {});
+      await removeFolders(client, ["Junk", "Receipts", "Spam"]).catch(() => {});
       await client.logout().catch(() => client.close());
     }
   },

@@ -2,9 +2,9 @@
  * A quick look into an IMAP mailbox before the host loads its IMAP library: connect, log in,
  * EXAMINE (read-only) and SEARCH for the subject prefix in each mailbox it reads, with Deno's
  * own TCP and TLS. With `junk = "auto"` the Junk folder is found first, as the full path finds
- * it, where that is unambiguous: the one mailbox the server marks `\Junk` (RFC 6154, `LIST ...
- * RETURN (SPECIAL-USE)`), or none when INBOX is the only mailbox. Anything else (no mark but
- * other folders, which imapflow would judge by their names; several marked) cannot tell.
+ * it: one `LIST` (with `RETURN (SPECIAL-USE)` where the server has the RFC 6154 marks), each
+ * mailbox judged by imapflow's own classifier (the server's `\Junk` mark, else its table of
+ * localized names); where more than one mailbox could be the Junk folder, it cannot tell.
  *
  * Why: cron runs `host --once` every minute or so on a mailbox that is empty most of the time,
  * and loading imapflow (with its logger, charset tables and MIME code) is most of such a run
@@ -166,32 +166,65 @@ export async function probeImap(
 
 /** `* LIST (attributes) delimiter name`: the name a quoted string or an atom (no literal). */
 const LIST_LINE =
-  /^\* LIST \(([^)]*)\) (?:NIL|"(?:[^"\\]|\\.)*") (?:"((?:[^"\\]|\\.)*)"|([^\s"(){]+))$/i;
+  /^\* LIST \(([^)]*)\) (NIL|"(?:[^"\\]|\\.)*") (?:"((?:[^"\\]|\\.)*)"|([^\s"(){]+))$/i;
+
+/** imapflow's own verdict on one mailbox (`lib/special-use.js`): the server's mark, else its name. */
+type SpecialUseOf = (
+  hasExtension: boolean,
+  folder: { flags: Set<string>; name: string },
+) => { flag: string | null; source?: string };
+
+const unquote = (quoted: string) => quoted.slice(1, -1).replace(/\\(.)/g, "$1");
 
 /**
- * The Junk folder as the full path would find it, where the answer is certain: the path of the
- * one mailbox marked `\Junk`; null when INBOX is the only mailbox; undefined otherwise (the
- * server does not understand the LIST, marks several, or has unmarked folders that imapflow
- * would judge by their names).
+ * The Junk folder as the full path would find it (`findJunkFolder`: the mailbox imapflow's
+ * `list()` types `\Junk`, else one named Junk or Spam), where that is certain: its path, or null
+ * when there is none; undefined when the probe cannot be sure (a server that lists with XLIST, a
+ * name in another encoding, several candidates, which imapflow ranks by rules of its own).
+ * imapflow's own classifier judges each mailbox, from a small module of its own, without its
+ * IMAP machinery.
  */
 async function junkFolder(
   conn: Deno.Conn,
   session: LineReader,
 ): Promise<string | null | undefined> {
-  const list = await command(conn, session, `LIST "" "*" RETURN (SPECIAL-USE)`);
+  const caps = await command(conn, session, "CAPABILITY");
+  const announced = caps.untagged.find((l) => /^\* CAPABILITY /i.test(l));
+  if (!caps.ok || announced === undefined) return undefined;
+  const capabilities = new Set(announced.slice(13).toUpperCase().split(/\s+/));
+  // As imapflow: marks are trusted where SPECIAL-USE (or IMAP4rev2) is announced; XLIST alone
+  // makes it list with XLIST, which the probe does not speak.
+  const marks = capabilities.has("SPECIAL-USE") || capabilities.has("IMAP4REV2");
+  if (!marks && capabilities.has("XLIST")) return undefined;
+  const list = await command(conn, session, `LIST "" "*"${marks ? " RETURN (SPECIAL-USE)" : ""}`);
   if (!list.ok) return undefined;
-  const boxes: { name: string; junk: boolean }[] = [];
+  const { specialUse } = await import("imapflow/lib/special-use.js") as {
+    specialUse: SpecialUseOf;
+  };
+  const candidates: string[] = [];
+  const named: string[] = [];
   for (const line of list.untagged) {
     if (!/^\* LIST /i.test(line)) continue;
     const m = LIST_LINE.exec(line);
     if (!m) return undefined;
-    const name = m[2] !== undefined ? m[2].replace(/\\(.)/g, "$1") : m[3]!;
-    boxes.push({ name, junk: /(^|\s)\\Junk(\s|$)/i.test(m[1]!) });
+    let path = m[3] !== undefined ? unquote(`"${m[3]}"`) : m[4]!;
+    // modified UTF-7 (or UTF-8) names: imapflow decodes them first; the probe does not
+    if (!QUOTABLE.test(path) || path.includes("&")) return undefined;
+    const delimiter = m[2] === "NIL" ? "" : unquote(m[2]!);
+    if (delimiter && path.startsWith(delimiter)) path = path.slice(delimiter.length);
+    const name = delimiter ? path.slice(path.lastIndexOf(delimiter) + delimiter.length) : path;
+    const flags = new Set(m[1]!.split(/\s+/).filter(Boolean));
+    const use = specialUse(marks, { flags, name });
+    const nonexistent = [...flags].some((f) => f.toLowerCase() === "\\nonexistent");
+    if (use.flag === "\\Junk" && (use.source === "extension" || !nonexistent)) {
+      candidates.push(path);
+    }
+    if (/^(junk|spam)$/i.test(name)) named.push(path);
   }
-  const marked = boxes.filter((b) => b.junk);
-  if (marked.length === 1 && QUOTABLE.test(marked[0]!.name)) return marked[0]!.name;
-  if (marked.length === 0 && boxes.every((b) => b.name.toUpperCase() === "INBOX")) return null;
-  return undefined;
+  if (candidates.length === 1) return candidates[0]!;
+  if (candidates.length > 1) return undefined;
+  if (named.length === 0) return null;
+  return named.length === 1 ? named[0]! : undefined;
 }
 
 let tagCounter = 0;
