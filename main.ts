@@ -98,8 +98,11 @@ async function program(args: string[]): Promise<Command> {
       .version(VERSION)
       .addHelpText("after", ROOT_HELP),
   );
+  // `--version` alone needs no subcommand; help and usage errors list them all.
   const chosen = args[0] !== undefined && args[0] in SUBCOMMANDS
     ? [args[0]]
+    : args.length === 1 && (args[0] === "--version" || args[0] === "-V")
+    ? []
     : Object.keys(SUBCOMMANDS);
   for (const name of chosen) {
     for (const cmd of await SUBCOMMANDS[name]!()) {
