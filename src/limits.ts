@@ -451,6 +451,13 @@ export const DISCOVERY_MAX_CANDIDATES = 16;
 export const DISCOVERY_PROBE_TIMEOUT_MS = 8_000;
 
 /**
+ * Most response lines the cron probe of an IMAP mailbox (src/mail/imap/probe.ts) takes for one
+ * command, its LIST of mailboxes above all: past it, a server (or an account of absurdly many
+ * folders) gets the full path instead of the probe's memory.
+ */
+export const IMAP_PROBE_MAX_RESPONSES = 10_000;
+
+/**
  * How long a member's host role lasts unless renewed (docs/decisions.md "First receiver becomes
  * host"); the holder renews it every third of this (configurable as host.role_lease).
  */

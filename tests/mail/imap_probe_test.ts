@@ -8,6 +8,8 @@ import { MailError } from "../../src/errors.ts";
 import { probeImap } from "../../src/mail/imap/probe.ts";
 import { flagsBySubject, imapServer, mailClient, removeFolders } from "../support/imap_mailbox.ts";
 import { NO_STACK } from "../support/mailstack.ts";
+import { LineReader } from "../../src/mail/line_reader.ts";
+import { IMAP_PROBE_MAX_RESPONSES } from "../../src/limits.ts";
 
 const FOLDER = "ProbeTest";
 const PREFIX = "[mailpeer] lan ";
@@ -142,4 +144,51 @@ Deno.test({
       await client.logout().catch(() => client.close());
     }
   },
+});
+
+Deno.test("a server that floods the probe's LIST is left after 10,000 lines, and the host takes the full path", async () => {
+  // A plain-text IMAP server on loopback that answers LOGIN and CAPABILITY, then sends mailboxes
+  // without end (it stops when the probe hangs up).
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let sent = 0;
+  const serving = (async () => {
+    const conn = await listener.accept();
+    const out = (text: string) => conn.write(new TextEncoder().encode(text));
+    const lines = new LineReader(conn);
+    try {
+      await out("* OK fake\r\n");
+      for (;;) {
+        const [tag, verb] = (await lines.line()).split(" ");
+        if (verb === "LOGIN") await out(`${tag} OK logged in\r\n`);
+        else if (verb === "CAPABILITY") {
+          await out(`* CAPABILITY IMAP4rev1 SPECIAL-USE\r\n${tag} OK done\r\n`);
+        } else if (verb === "LIST") {
+          for (;; sent++) await out(`* LIST (\\HasNoChildren) "." "Folder${sent}"\r\n`);
+        } else await out(`${tag} BAD no\r\n`);
+      }
+    } catch {
+      // the probe hung up
+    } finally {
+      conn.close();
+    }
+  })();
+  const server = {
+    host: "127.0.0.1",
+    port: (listener.addr as Deno.NetAddr).port,
+    tls: "none" as const,
+    user: "host@example.org",
+    password: "secret",
+  };
+  const answer = await probeImap(server, {
+    mailboxes: ["INBOX"],
+    findJunk: true,
+    subject: PREFIX,
+    timeoutMs: 30_000,
+  });
+  await serving;
+  listener.close();
+  assert.equal(answer, undefined, "cannot tell: the full path decides");
+  assert.ok(sent >= IMAP_PROBE_MAX_RESPONSES, `it read ${sent} lines`);
+  // it hung up (the server's loop ended) long before socket buffers of any size were full
+  assert.ok(sent < 1_000_000, `then hung up, not at ${sent}`);
 });

@@ -25,7 +25,7 @@
 import { imapQuote, LineReader, writeAll } from "../line_reader.ts";
 import type { MailLogin } from "../types.ts";
 import { MailError } from "../../errors.ts";
-import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS } from "../../limits.ts";
+import { DEFAULT_MAIL_CONNECT_TIMEOUT_MS, IMAP_PROBE_MAX_RESPONSES } from "../../limits.ts";
 import { TLS_PORT_PROBE_AFTER_MS } from "../tuning.ts";
 import { connectError, type ConnectTarget, implicitPortError } from "../connect_failure.ts";
 
@@ -246,6 +246,7 @@ async function command(
       const status = line.slice(tag.length + 1);
       return { ok: status.toUpperCase().startsWith("OK"), status, untagged };
     }
+    if (untagged.length >= IMAP_PROBE_MAX_RESPONSES) throw new Error("too many responses");
     untagged.push(line);
   }
 }
