@@ -23,7 +23,13 @@ import type { HostKeys } from "../message/key_file.ts";
 import { openRequestWithProof } from "./pool/request_proof.ts";
 import type { NoticePayload, PeerEntry, RequestPayload, RequestProof } from "../message/types.ts";
 import { endpointProblem } from "./address_policy.ts";
-import { admit, nextHistory, type RateLimits } from "./admission.ts";
+import {
+  type Admission,
+  admit,
+  type Candidate,
+  nextHistory,
+  type RateLimits,
+} from "./admission.ts";
 import { AdmissionIndex } from "./admission_index.ts";
 import { recordListed } from "./notice_admission.ts";
 import {
@@ -291,42 +297,73 @@ export function applyRequests(
     floor: Math.min(...requests.map((c) => c.now)) - o.rates.windowMs,
   });
   const verdicts = requests.map((c) => {
-    const verdict = admit(
-      live,
-      {
-        network: o.network,
-        userId: c.who,
-        email: c.mail.from,
-        sessionId: c.sessionId,
-        identityKey: toBase64Url(c.request.identityKey),
-        createdAt: c.request.createdAt,
-        now: c.now,
-      },
-      o.rates,
-      index,
-    );
+    const verdict = admit(live, admissionOf(c, o.network), o.rates, index);
     if (!verdict.ok) return verdict;
     const old = index.own(o.network, c.who);
-    const entry = { sessionId: c.sessionId, at: c.now, from: c.mail.from };
+    const row = admittedRow(c, old, verdict.repeat, o.policy.expiryMs);
     if (verdict.repeat && old !== undefined) {
-      // The row stays as it is; the repeat counts against the rates.
-      const repeated = { ...cloneRow(old), history: nextHistory(old, entry, o.policy.expiryMs) };
-      live = live.map((r) => r === old ? repeated : r);
-      index.replace([old], [repeated]);
+      live = live.map((r) => r === old ? row : r);
+      index.replace([old], [row]);
     } else {
-      const changed = upsertRowChanges(live, {
-        ...rowOf(c),
-        history: nextHistory(old, entry, o.policy.expiryMs),
-        ...(old?.listed ? { listed: old.listed } : {}),
-        ...(old?.notices ? { notices: old.notices } : {}),
-        ...(old?.introduced ? { introduced: old.introduced } : {}),
-        since: old === undefined ? c.now : (old.since ?? 0),
-      }, o.policy);
+      const changed = upsertRowChanges(live, row, o.policy);
       live = changed.rows;
       index.replace(changed.dropped, changed.stored ? [changed.stored] : []);
     }
     return verdict;
   });
+  return repliesOf(live, requests, verdicts, o);
+}
+
+/**
+ * The row an admitted request leaves: a repeat of the current request keeps the requester's row
+ * and only adds to its history (the repeat counts against the rates); anything else is the
+ * request's own row, carrying over the history, listings, notices, introductions and first-seen
+ * time of the row it replaces.
+ */
+export function admittedRow(
+  c: CheckedRequest,
+  old: PeerRow | undefined,
+  repeat: boolean,
+  expiryMs: number,
+): PeerRow {
+  const entry = { sessionId: c.sessionId, at: c.now, from: c.mail.from };
+  const history = nextHistory(old, entry, expiryMs);
+  if (repeat && old !== undefined) return { ...cloneRow(old), history };
+  return {
+    ...rowOf(c),
+    history,
+    ...(old?.listed ? { listed: old.listed } : {}),
+    ...(old?.notices ? { notices: old.notices } : {}),
+    ...(old?.introduced ? { introduced: old.introduced } : {}),
+    since: old === undefined ? c.now : (old.since ?? 0),
+  };
+}
+
+/** A checked request as the admission rule (`admit`) sees it. */
+export function admissionOf(c: CheckedRequest, network: string): Candidate {
+  return {
+    network,
+    userId: c.who,
+    email: c.mail.from,
+    sessionId: c.sessionId,
+    identityKey: toBase64Url(c.request.identityKey),
+    createdAt: c.request.createdAt,
+    now: c.now,
+  };
+}
+
+/**
+ * The second half of the table rule, once every request of the batch was admitted or refused
+ * and `live` holds the admitted rows: each admitted request's peers, then what each reply lists
+ * recorded in the rows (so the requester can flag only those peers).
+ */
+export function repliesOf(
+  rows: PeerRow[],
+  requests: readonly CheckedRequest[],
+  verdicts: readonly Admission[],
+  o: { network: string; policy: TablePolicy },
+): { rows: PeerRow[]; outcomes: RequestOutcome[] } {
+  let live = rows;
   const outcomes = requests.map((c, i): RequestOutcome => {
     const verdict = verdicts[i]!;
     if (!verdict.ok) return { refused: verdict };
@@ -338,7 +375,6 @@ export function applyRequests(
     });
     return { peers, size: live.length, repeat: verdict.repeat };
   });
-  // Remember what each reply lists, so the requester can flag only those peers.
   requests.forEach((c, i) => {
     const outcome = outcomes[i]!;
     if ("refused" in outcome) return;
@@ -352,7 +388,7 @@ export function applyRequests(
 }
 
 /** The table row a checked request makes, dated by its signed creation time. */
-function rowOf(c: CheckedRequest): PeerRow {
+export function rowOf(c: CheckedRequest): PeerRow {
   const row: PeerRow = {
     userId: c.request.userId,
     network: c.request.network,

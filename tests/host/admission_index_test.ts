@@ -4,22 +4,17 @@
  * rows for each request (`admit` without an index), which this file keeps as the reference.
  */
 import assert from "node:assert/strict";
-import { admit, nextHistory, type RateLimits } from "../../src/host/admission.ts";
+import { admit, type RateLimits } from "../../src/host/admission.ts";
 import { AdmissionIndex } from "../../src/host/admission_index.ts";
 import {
+  admissionOf,
+  admittedRow,
   applyRequests,
   type CheckedRequest,
+  repliesOf,
   type RequestOutcome,
 } from "../../src/host/host_request.ts";
-import { recordListed } from "../../src/host/notice_admission.ts";
-import {
-  cloneRow,
-  expireRows,
-  selectPeers,
-  type TablePolicy,
-  transportsOf,
-  upsertRow,
-} from "../../src/host/table.ts";
+import { expireRows, type TablePolicy, upsertRow } from "../../src/host/table.ts";
 import type { PeerRow } from "../../src/host/types.ts";
 import { fromBase64Url, toBase64Url } from "../../src/message/base64.ts";
 
@@ -28,7 +23,12 @@ const NOW = 1_000_000_000_000;
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 
-/** The table rule as it was before the index: `admit` scans the rows for each request. */
+/**
+ * The table rule as it was before the index: `admit` scans the rows for each request, and the
+ * requester's own row is found by a scan too. Only this scan is the reference's own: the row an
+ * admitted request leaves and the replies after admission are the host's (`admittedRow`,
+ * `repliesOf`).
+ */
 function referenceApply(
   rows: readonly PeerRow[],
   requests: readonly CheckedRequest[],
@@ -36,69 +36,14 @@ function referenceApply(
 ): { rows: PeerRow[]; outcomes: RequestOutcome[] } {
   let live = expireRows(rows, o.now, o.policy);
   const verdicts = requests.map((c) => {
-    const verdict = admit(live, {
-      network: o.network,
-      userId: c.who,
-      email: c.mail.from,
-      sessionId: c.sessionId,
-      identityKey: toBase64Url(c.request.identityKey),
-      createdAt: c.request.createdAt,
-      now: c.now,
-    }, o.rates);
+    const verdict = admit(live, admissionOf(c, o.network), o.rates);
     if (!verdict.ok) return verdict;
     const old = live.find((r) => r.network === o.network && r.userId === c.who);
-    const entry = { sessionId: c.sessionId, at: c.now, from: c.mail.from };
-    if (verdict.repeat) {
-      live = live.map((r) =>
-        r === old ? { ...cloneRow(r), history: nextHistory(r, entry, o.policy.expiryMs) } : r
-      );
-    } else {
-      live = upsertRow(live, {
-        ...referenceRowOf(c),
-        history: nextHistory(old, entry, o.policy.expiryMs),
-        ...(old?.listed ? { listed: old.listed } : {}),
-        ...(old?.notices ? { notices: old.notices } : {}),
-        ...(old?.introduced ? { introduced: old.introduced } : {}),
-        since: old === undefined ? c.now : (old.since ?? 0),
-      }, o.policy);
-    }
+    const row = admittedRow(c, old, verdict.repeat, o.policy.expiryMs);
+    live = verdict.repeat ? live.map((r) => r === old ? row : r) : upsertRow(live, row, o.policy);
     return verdict;
   });
-  const outcomes = requests.map((c, i): RequestOutcome => {
-    const verdict = verdicts[i]!;
-    if (!verdict.ok) return { refused: verdict };
-    const peers = selectPeers(live, c.request, {
-      now: c.now,
-      expiryMs: o.policy.expiryMs,
-      max: o.policy.peersPerReply,
-      transports: transportsOf(c.request),
-    });
-    return { peers, size: live.length, repeat: verdict.repeat };
-  });
-  requests.forEach((c, i) => {
-    const outcome = outcomes[i]!;
-    if ("refused" in outcome) return;
-    live = recordListed(live, {
-      network: o.network,
-      userId: c.who,
-      identityKey: toBase64Url(c.request.identityKey),
-    }, { sessionId: c.sessionId, at: c.now, peers: outcome.peers.map((p) => p.userId) });
-  });
-  return { rows: live, outcomes };
-}
-
-/** The row a checked request makes (host_request.ts's rowOf, for requests without a proof). */
-function referenceRowOf(c: CheckedRequest): PeerRow {
-  return {
-    userId: c.request.userId,
-    network: c.request.network,
-    identityKey: toBase64Url(c.request.identityKey),
-    endpoints: c.request.endpoints,
-    email: c.mail.from,
-    sessionId: c.sessionId,
-    requestedAt: c.request.createdAt,
-    failures: 0,
-  };
+  return repliesOf(live, requests, verdicts, o);
 }
 
 /** mulberry32: a small seeded PRNG, so every failure replays from its seed. */
