@@ -28,7 +28,7 @@
  * modes host-1b and echo-1b repeat host-1 and echo-1 in the same run, an A/A control: their
  * ratios show how far the run's noise alone moves a ratio of two modes.
  *
- * Then issue 18's must-show marks (`mustShow` below) and the scaling plot (`host_plot.ts`,
+ * Then issue 18's must-show marks (`hostMustShow`, must_show.ts) and the scaling plot (`host_plot.ts`,
  * written beside the JSON as `<json-out without .json>-scaling.svg`).
  *
  * Usage: scripts/bench-host [--n 250] [--modes echo-1,host-1,echo-3,host-3] [--rounds 1]
@@ -74,6 +74,7 @@ import {
 import { now, out, requireStack, sleep } from "./rendezvous_stack.ts";
 import { arg, num } from "./args.ts";
 import { scalingSvg } from "./host_plot.ts";
+import { hostMustShow } from "./must_show.ts";
 
 const N = Math.max(2, num("n", 250));
 const PROFILE_N = num("profile-n", 100);
@@ -591,7 +592,7 @@ async function main(): Promise<void> {
       Number.isFinite,
     ),
   );
-  const checks = mustShow(results);
+  const checks = hostMustShow(results);
   const result = {
     bench: "host",
     version: VERSION,
@@ -666,97 +667,6 @@ async function main(): Promise<void> {
   const svg = JSON_OUT.replace(/\.json$/, "") + "-scaling.svg";
   await Deno.writeTextFile(svg, scalingSvg([result], { note: `scripts/bench-host, ${started}` }));
   out(`plot: ${svg}\n`);
-}
-
-/**
- * One must-show line: a figure beside its same-run baseline; `pass` null when not measured.
- * A `control` line is no mark: the same mode measured twice in the run (host-1b, echo-1b), so
- * its ratio shows how far the run's noise alone moves a ratio of two modes.
- */
-interface HostCheck {
-  check: string;
-  value: string;
-  target: string;
-  pass: boolean | null;
-  control?: boolean;
-}
-
-/**
- * Issue 18's host must-show, each against figures of this run: one process and three
- * processes on one mailbox at ≥ 0.9× echo-3 (the stack's capacity), three never below one,
- * and host-1's CPU per request ≤ 1.1× echo-1's CPU per message (one process, one mailbox
- * connection each: the like-for-like pair).
- */
-function mustShow(results: Partial<Record<Mode, ModeResult>>): HostCheck[] {
-  type Figure = "perSecond" | "cpuMsPerRequest";
-  const get = (m: Mode, k: Figure) => results[m]?.[k] ?? NaN;
-  // The run's mark is on the modes' medians; each round's own ratio (its modes ran minutes
-  // apart at most) is listed beside it, to show how far the stack's noise moves it
-  const ratio = (
-    check: string,
-    a: Mode,
-    b: Mode,
-    k: Figure,
-    cmp: "≥" | "≤",
-    limit: number,
-    unit: string,
-  ): HostCheck => {
-    const target = `${cmp} ${limit}`;
-    const [x, y] = [get(a, k), get(b, k)];
-    if (!Number.isFinite(x) || !Number.isFinite(y) || y <= 0) {
-      return { check, value: "not measured (mode missing or failed)", target, pass: null };
-    }
-    const ra = results[a]?.rounds ?? [], rb = results[b]?.rounds ?? [];
-    const perRound = ra.length > 1 && ra.length === rb.length
-      ? `; rounds ${ra.map((r, i) => r2(r[k] / rb[i]![k])).join(", ")}`
-      : "";
-    const q = r2(x / y);
-    return {
-      check,
-      value: `${q} (${r2(x)} / ${r2(y)} ${unit}${perRound})`,
-      target,
-      pass: cmp === "≥" ? q >= limit : q <= limit,
-    };
-  };
-  const control = (check: HostCheck): HostCheck[] =>
-    check.pass === null ? [] : [{ ...check, pass: null, target: "1 (A/A)", control: true }];
-  return [
-    ratio("host-1 ÷ echo-3", "host-1", "echo-3", "perSecond", "≥", 0.9, "/s"),
-    ratio("host-3 ÷ echo-3", "host-3", "echo-3", "perSecond", "≥", 0.9, "/s"),
-    ratio("host-3 ÷ host-1", "host-3", "host-1", "perSecond", "≥", 1, "/s"),
-    ratio(
-      "host-1 CPU per request ÷ echo-1 CPU per message",
-      "host-1",
-      "echo-1",
-      "cpuMsPerRequest",
-      "≤",
-      1.1,
-      "ms",
-    ),
-    ...control(ratio("control: host-1b ÷ host-1", "host-1b", "host-1", "perSecond", "≥", 1, "/s")),
-    ...control(
-      ratio(
-        "control: host-1b CPU ÷ host-1 CPU",
-        "host-1b",
-        "host-1",
-        "cpuMsPerRequest",
-        "≤",
-        1,
-        "ms",
-      ),
-    ),
-    ...control(
-      ratio(
-        "control: echo-1b CPU ÷ echo-1 CPU",
-        "echo-1b",
-        "echo-1",
-        "cpuMsPerRequest",
-        "≤",
-        1,
-        "ms",
-      ),
-    ),
-  ];
 }
 
 await main();

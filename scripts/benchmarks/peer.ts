@@ -382,6 +382,9 @@ const results = {
 const mustShowRows = mustShow({
   cliMbS: "note" in two ? null : two.session_cli_median_mb_s,
   rawDenoTcpMbS: "note" in two ? null : two.raw_tcp_median_mb_s,
+  // run i of both kinds ran back to back (twoProcess interleaves them): one pair per run
+  cliRunsMbS: "note" in two ? undefined : two.all_runs_mb_s.cli,
+  rawRunsMbS: "note" in two ? undefined : two.all_runs_mb_s.raw,
   libp2pMbS: anchored && !("note" in anchored.libp2p) ? anchored.libp2p.median_mb_s : null,
   handshakeP50Ms: round(percentile(tcpHs, 50), 2),
   notes: {
