@@ -28,8 +28,8 @@
  * modes host-1b and echo-1b repeat host-1 and echo-1 in the same run, an A/A control: their
  * ratios show how far the run's noise alone moves a ratio of two modes.
  *
- * Then issue 18's must-show marks (`hostMustShow`, must_show.ts) and the scaling plot (`host_plot.ts`,
- * written beside the JSON as `<json-out without .json>-scaling.svg`).
+ * Then issue 18's must-show marks (`hostMustShow`, must_show.ts) and the scaling plot
+ * (`host_plot.ts`, written beside the JSON as `<json-out without .json>-scaling.svg`).
  *
  * Usage: scripts/bench-host [--n 250] [--modes echo-1,host-1,echo-3,host-3] [--rounds 1]
  *        [--warm 600] [--profile-n 100] [--poll-ms 50] [--timeout-ms 180000] [--json-out FILE]

@@ -122,3 +122,16 @@ Deno.test("'never fewer' is n/a, not a pass, with fewer rounds than a bound need
   const missing = hostMustShow(hostRun({ "echo-3": [70], "host-1": [90] }));
   assert.equal(missing[2]!.value, "not measured (mode missing or failed)");
 });
+
+Deno.test("the CLI line's mark is on the unrounded median: 0.4996 is under 0.5", () => {
+  const rows = mustShow({
+    cliMbS: 1499,
+    rawDenoTcpMbS: 3000,
+    cliRunsMbS: [1499.2, 1499.2, 1499.2],
+    rawRunsMbS: [3001, 3000, 2999],
+    libp2pMbS: 400,
+    handshakeP50Ms: 0.9,
+  });
+  assert.match(rows[0]!.value, /^0\.5 \(median of 3 paired runs/);
+  assert.equal(rows[0]!.pass, false);
+});
