@@ -28,30 +28,33 @@ Deno.test("must-show says why a figure was not measured instead of failing", () 
   assert.equal(mark(rows[2]!.pass), "n/a");
 });
 
-Deno.test("with several runs the CLI line is judged on the median of the paired runs' ratios", () => {
-  // the medians alone give 1500 / 3000 = 0.5, a pass; run by run the CLI was under half of
-  // the raw TCP it ran beside in three of five pairs
-  const rows = mustShow({
-    cliMbS: 1500,
-    rawDenoTcpMbS: 3000,
-    cliRunsMbS: [1500, 1400, 1600, 1300, 1550],
-    rawRunsMbS: [3100, 2900, 3000, 2000, 3200],
+/** The must-show of a run whose CLI and raw TCP transfers ran in these pairs (MB/s). */
+function pairedRun(cliRuns: number[], rawRuns: number[], cliMbS: number, rawMbS: number) {
+  return mustShow({
+    cliMbS,
+    rawDenoTcpMbS: rawMbS,
+    cliRunsMbS: cliRuns,
+    rawRunsMbS: rawRuns,
     libp2pMbS: 400,
     handshakeP50Ms: 0.9,
   });
+}
+
+Deno.test("with several runs the CLI line is judged on the median of the paired runs' ratios", () => {
+  // the medians alone give 1500 / 3000 = 0.5, a pass; run by run the CLI was under half of
+  // the raw TCP it ran beside in three of five pairs
+  const rows = pairedRun(
+    [1500, 1400, 1600, 1300, 1550],
+    [3100, 2900, 3000, 2000, 3200],
+    1500,
+    3000,
+  );
   assert.equal(rows[0]!.pass, false);
   assert.match(
     rows[0]!.value,
     /^0\.484 \(median of 5 paired runs, each 0\.483–0\.65, 95 % bounds 0\.483 and 0\.65; medians 1500 \/ 3000 MB\/s\)$/,
   );
-  const passing = mustShow({
-    cliMbS: 1600,
-    rawDenoTcpMbS: 3000,
-    cliRunsMbS: [1600, 1650, 1500],
-    rawRunsMbS: [3000, 3100, 2900],
-    libp2pMbS: 400,
-    handshakeP50Ms: 0.9,
-  });
+  const passing = pairedRun([1600, 1650, 1500], [3000, 3100, 2900], 1600, 3000);
   assert.equal(passing[0]!.pass, true);
   assert.match(passing[0]!.value, /^0\.532 \(median of 3 paired runs, each 0\.517–0\.533; medians/);
 });
@@ -124,14 +127,7 @@ Deno.test("'never fewer' is n/a, not a pass, with fewer rounds than a bound need
 });
 
 Deno.test("the CLI line's mark is on the unrounded median: 0.4996 is under 0.5", () => {
-  const rows = mustShow({
-    cliMbS: 1499,
-    rawDenoTcpMbS: 3000,
-    cliRunsMbS: [1499.2, 1499.2, 1499.2],
-    rawRunsMbS: [3001, 3000, 2999],
-    libp2pMbS: 400,
-    handshakeP50Ms: 0.9,
-  });
+  const rows = pairedRun([1499.2, 1499.2, 1499.2], [3001, 3000, 2999], 1499, 3000);
   assert.match(rows[0]!.value, /^0\.5 \(median of 3 paired runs/);
   assert.equal(rows[0]!.pass, false);
 });
