@@ -12,6 +12,12 @@ import { makeSite } from "../support/site.ts";
 
 const HOST = "host@host.test";
 
+/** An ordinary spam mail, as a spam filter files it into Junk. */
+function spamMail(id: string): string {
+  return "From: shop@example.org\r\nTo: host@host.test\r\nSubject: Cheap watches\r\n" +
+    `Message-ID: <${id}@example.org>\r\nDate: Fri, 04 Dec 2026 12:00:00 +0000\r\n\r\nBuy!\r\n`;
+}
+
 Deno.test({
   name: "a request a spam filter filed into Junk is answered, and ordinary Junk mail is left alone",
   ignore: NO_STACK,
@@ -31,9 +37,7 @@ Deno.test({
       const uids = await client.search({ subject }, { uid: true });
       assert.ok(uids && uids.length === 2);
       await client.messageMove(String(uids[0]), "Junk", { uid: true });
-      const spam = "From: shop@example.org\r\nTo: host@host.test\r\nSubject: Cheap watches\r\n" +
-        "Message-ID: <spam-1@example.org>\r\nDate: Fri, 04 Dec 2026 12:00:00 +0000\r\n\r\nBuy!\r\n";
-      await client.append("Junk", spam);
+      await client.append("Junk", spamMail("spam-1"));
 
       const r = await mailpeer(["host", "--once", "--config", "host.toml", "--json"], {
         cwd: site.dir,
@@ -70,9 +74,7 @@ Deno.test({
       if (!(await client.list()).some((box) => box.path === "Junk")) {
         await client.mailboxCreate("Junk");
       }
-      const spam = "From: shop@example.org\r\nTo: host@host.test\r\nSubject: Cheap watches\r\n" +
-        "Message-ID: <spam-2@example.org>\r\nDate: Fri, 04 Dec 2026 12:00:00 +0000\r\n\r\nBuy!\r\n";
-      await client.append("Junk", spam);
+      await client.append("Junk", spamMail("spam-2"));
       // The quick read-only look (src/mail/imap/probe.ts) found the Junk folder by its \Junk mark
       // and nothing of this network in either folder: imapflow, which logs its whole session at
       // debug level, was never loaded.
