@@ -57,8 +57,11 @@ export type MailpeerEvent =
       remote?: Endpoint;
       /** How the session's packets travel (docs/nat.md "Path kinds"). */
       path?: PathKind;
-      /** The session's AES-256-GCM implementation: `openssl` (fast) or `webcrypto`. */
-      cipher?: "openssl" | "webcrypto" | "node";
+      /**
+       * The session's AES-256-GCM implementation: `ipsec-mb` or `openssl` (fast, through FFI), or
+       * `webcrypto` (src/peer/aes_gcm.ts).
+       */
+      cipher?: "ipsec-mb" | "openssl" | "webcrypto" | "node";
     }
     /**
      * A relayed session moved to a direct path while it ran (docs/nat.md "Moving a session to a

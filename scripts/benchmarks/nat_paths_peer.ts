@@ -35,7 +35,7 @@ import { PeerError } from "../../src/errors.ts";
 import { fromBase64, toBase64 } from "../../src/message/base64.ts";
 import type { Endpoint } from "../../src/message/types.ts";
 import { generateEd25519 } from "../../src/message/keys.ts";
-import { opensslAvailable } from "../../src/peer/aes_gcm.ts";
+import { autoAesGcmEngine } from "../../src/peer/aes_gcm.ts";
 import type { ReliableLink } from "../../src/peer/reliable_link.ts";
 import { TurnClient, type TurnServer } from "../../src/peer/turn_client.ts";
 import type { PeerLink } from "../../src/peer/types.ts";
@@ -303,7 +303,7 @@ try {
       ...(mapped ? { mapped: mapped.external, mapping: mapper?.mapping?.protocol } : {}),
       ...(mappingError ? { mappingError } : {}),
       ...(turn ? { relayed: turn.relayed } : {}),
-      aes: opensslAvailable() ? "openssl" : "webcrypto",
+      aes: autoAesGcmEngine(),
     },
   });
   const { plan } = await lines.next<{ plan: Plan }>();

@@ -26,7 +26,7 @@
 import { PeerError } from "../../src/errors.ts";
 import { fromBase64, toBase64 } from "../../src/message/base64.ts";
 import { generateEd25519 } from "../../src/message/keys.ts";
-import { opensslAvailable } from "../../src/peer/aes_gcm.ts";
+import { autoAesGcmEngine } from "../../src/peer/aes_gcm.ts";
 import type { ReliableLink } from "../../src/peer/reliable_link.ts";
 import type { PunchCandidate } from "../../src/peer/types.ts";
 import { DEFAULT_MAX_DATAGRAM_BYTES, UdpTransport } from "../../src/peer/udp_transport.ts";
@@ -333,7 +333,7 @@ try {
     key: toBase64(keys.publicKey),
     candidates,
     raw: rawEndpoints,
-    aes: opensslAvailable() ? "openssl" : "webcrypto",
+    aes: autoAesGcmEngine(),
   });
   const peer = JSON.parse(await readLine()) as {
     key: string;

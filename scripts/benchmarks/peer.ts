@@ -4,8 +4,9 @@
  * the session's building blocks (AES-GCM per frame, frame encoding) to explain the gap, and the
  * AES-256-GCM ceiling: the best session/raw ratio that per-byte encryption allows here.
  *
- * Sessions run first with OpenSSL AES-GCM (when `--allow-ffi` was given, as scripts/bench-peer
- * does), then, after the ffi permission is revoked, with WebCrypto (what the CLI uses).
+ * Sessions run first with the fastest AES-GCM the process may load (libIPSec_MB or OpenSSL, when
+ * `--allow-ffi` was given, as scripts/bench-peer does), then, after the ffi permission is
+ * revoked, again (each row names the cipher its links sealed with).
  *
  * Those figures run both ends in this process. The `two_process` figures run the sender and the
  * receiver in two processes (`peer_two_process.ts`, needs `--allow-run` for this Deno), as two
@@ -23,7 +24,7 @@ import { TcpTransport } from "../../src/peer/tcp_transport.ts";
 import { MAX_FRAGMENT_BYTES } from "../../src/peer/session_link.ts";
 import { SessionLink } from "../../src/peer/session_link.ts";
 import { encodeFrame, type Frame, FrameDecoder, FrameType } from "../../src/peer/frame.ts";
-import { opensslAvailable } from "../../src/peer/aes_gcm.ts";
+import { ipsecMbAvailable, opensslAvailable } from "../../src/peer/aes_gcm.ts";
 import { PEER_FRAME_VERSION } from "../../src/protocol.ts";
 import { generateEd25519 } from "../../src/message/keys.ts";
 import type { FrameChannel, PeerIdentity, PeerTransport } from "../../src/peer/types.ts";
@@ -292,6 +293,7 @@ for (let i = 0; i < RUNS; i++) raw.push(await rawTcp());
 const ffi = opensslAvailable();
 const fast = ffi ? await sessions("openssl") : null;
 const opensslAes = ffi ? await sessionAesGcm("openssl", MAX_FRAGMENT_BYTES) : null;
+const ipsecMbAes = ipsecMbAvailable() ? await sessionAesGcm("ipsec-mb", MAX_FRAGMENT_BYTES) : null;
 if (ffi) Deno.permissions.revokeSync({ name: "ffi" });
 const web = await sessions("webcrypto");
 let two: TwoProcessSummary;
@@ -366,6 +368,9 @@ const results = {
     openssl_ffi: opensslAes
       ? { ...opensslAes, ...ceiling(opensslAes, median(raw)) }
       : { note: "skipped: run with --allow-ffi and OpenSSL 3 libcrypto installed" },
+    ipsec_mb_ffi: ipsecMbAes
+      ? { ...ipsecMbAes, ...ceiling(ipsecMbAes, median(raw)) }
+      : { note: "skipped: needs --allow-ffi, libIPSec_MB 1.3–2.0 and a CPU with VAES and AVX-512" },
   },
   profile: {
     fragment_bytes: MAX_FRAGMENT_BYTES,
@@ -408,11 +413,8 @@ const ceilingRow = (
     `AES-256-GCM ${name} seal / open (ceiling ratio: 1 process / 2 hosts)`,
     `${c.seal_mb_s} / ${c.open_mb_s} MB/s (${c.one_process_ratio} / ${c.two_hosts_ratio})`,
   ] as [string, string];
-function opensslRow(): [string, string] {
-  const c = ceil.openssl_ffi;
-  return "note" in c
-    ? ["AES-256-GCM OpenSSL (FFI)", String(c.note)]
-    : ceilingRow("OpenSSL (FFI)", c);
+function ffiRow(name: string, c: typeof ceil.openssl_ffi): [string, string] {
+  return "note" in c ? [`AES-256-GCM ${name}`, String(c.note)] : ceilingRow(name, c);
 }
 const rows: [string, string][] = [
   [
@@ -441,7 +443,8 @@ const rows: [string, string][] = [
   ...handshakeRows("UDP", results.udp_handshake),
   ceilingRow("node:crypto", ceil.node_crypto),
   ceilingRow("WebCrypto", ceil.webcrypto),
-  opensslRow(),
+  ffiRow("OpenSSL (FFI)", ceil.openssl_ffi),
+  ffiRow("libIPSec_MB (FFI)", ceil.ipsec_mb_ffi),
   [
     "WebCrypto AES-256-GCM seal, one frame at a time",
     `${results.profile.webcrypto_aes_gcm_seal_mb_s} MB/s`,

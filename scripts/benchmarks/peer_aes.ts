@@ -70,7 +70,7 @@ export function nodeAesGcm(frameBytes: number): SealOpen {
 
 /** Single-core AES-256-GCM seal and open through the session's implementation (aes_gcm.ts). */
 export async function sessionAesGcm(
-  implementation: "webcrypto" | "openssl",
+  implementation: "webcrypto" | "openssl" | "ipsec-mb",
   frameBytes: number,
 ): Promise<SealOpen> {
   const raw = crypto.getRandomValues(new Uint8Array(32));

@@ -17,16 +17,16 @@
  *   bytes, default `MAX_FRAGMENT_BYTES`), waits for the ack, closes, prints
  *   `{"event":"sent","bytes":N,"ms":…,"cpu_ms":…}`. It stops when its stdin closes.
  *
- * The session's AES-GCM is OpenSSL when the process may load libcrypto (`--allow-ffi`, or the
- * CLI's `--allow-ffi=<libcrypto paths>`), else WebCrypto; each report names the one the link
- * sealed with (`PeerLink.cipher`, as the CLI's `connected` event).
+ * The session's AES-GCM is libIPSec_MB or OpenSSL when the process may load them (`--allow-ffi`,
+ * or the CLI's `--allow-ffi=<library paths>`), else WebCrypto (`src/peer/aes_gcm.ts`); each report
+ * names the one the link sealed with (`PeerLink.cipher`, as the CLI's `connected` event).
  *
  * @module
  */
 import process from "node:process";
 import { TcpTransport } from "../../src/peer/tcp_transport.ts";
 import { MAX_FRAGMENT_BYTES } from "../../src/peer/session_link.ts";
-import { opensslAvailable } from "../../src/peer/aes_gcm.ts";
+import { autoAesGcmEngine } from "../../src/peer/aes_gcm.ts";
 import { generateEd25519 } from "../../src/message/keys.ts";
 import type { PeerIdentity, PeerLink } from "../../src/peer/types.ts";
 
@@ -151,7 +151,7 @@ async function receiver(kind: string, stopped: Promise<void>): Promise<void> {
     }
     return;
   }
-  const aes = opensslAvailable() ? "openssl" : "webcrypto";
+  const aes = autoAesGcmEngine();
   const listener = await new TcpTransport().listen({ address: "127.0.0.1", port: 0 }, {
     identity: await identity("bob"),
   });
@@ -234,7 +234,7 @@ async function sender(kind: string, port: number, messageBytes: number): Promise
   }
   const tcp = new TcpTransport();
   const alice = kind === "raw" ? null : await identity("alice");
-  const aes = kind === "raw" ? "raw" : opensslAvailable() ? "openssl" : "webcrypto";
+  const aes = kind === "raw" ? "raw" : autoAesGcmEngine();
   for await (const { mib } of requests()) {
     const total = Math.round(mib * MiB);
     if (alice === null) {

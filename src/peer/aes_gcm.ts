@@ -1,10 +1,15 @@
 /**
- * AES-256-GCM for the session (docs/design.md "Peer connection"): three implementations that
+ * AES-256-GCM for the session (docs/design.md "Peer connection"): four implementations that
  * produce the same bytes. Figures are MB/s per CPU-second on 64 KiB – 1 MiB frames (docs/apps.md,
  * benchmark).
  *
+ * - `ipsec-mb`: Intel's Multi-Buffer Crypto library (libIPSec_MB 1.1–2.0, "intel-ipsec-mb")
+ *   through Deno FFI, synchronous. On CPUs with VAES and AVX-512 (Intel Ice Lake and later, AMD
+ *   Zen 4 and later) its GCM works on four blocks per instruction: 15,000–19,000 for a 256 KiB
+ *   frame here, where OpenSSL 3.0 does 4,500 (docs/performance.md "Stop 22"). Used only when the
+ *   process already holds the `ffi` permission for the library.
  * - `openssl`: the system's OpenSSL 3 libcrypto through Deno FFI, synchronous, with AES-NI and
- *   carry-less multiply: 3,500–4,300. It is used only when the process already holds the `ffi`
+ *   carry-less multiply: 3,500–4,600. It is used only when the process already holds the `ffi`
  *   permission (this module never asks for it) and libcrypto loads.
  * - `node`: `node:crypto` (`createCipheriv("aes-256-gcm")`), synchronous, needs no permission.
  *   No promise or thread hop per frame, but in Deno its AES and GHASH are portable Rust code,
@@ -13,10 +18,12 @@
  *   promise, so a session's sealing and opening overlap with its I/O on another core; a TCP
  *   session keeps up to four seals and four opens in flight (`session_link.ts`).
  *
- * `auto` picks `openssl` when it can, else `webcrypto`: `node` costs as much CPU per byte and,
- * being synchronous, keeps it all on the event-loop thread (a TCP session ran 30–50 % slower than
- * with WebCrypto). All seal `ciphertext || 16-byte tag` with a 12-byte nonce and the same
- * additional data, so the two ends of a link may use different implementations.
+ * `auto` picks `ipsec-mb` when the library loads and runs its VAES AVX-512 code on this CPU
+ * (elsewhere its GCM is no faster than OpenSSL's), else `openssl` when it can, else `webcrypto`:
+ * `node` costs as much CPU per byte and, being synchronous, keeps it all on the event-loop thread
+ * (a TCP session ran 30–50 % slower than with WebCrypto). All seal `ciphertext || 16-byte tag`
+ * with a 12-byte nonce and the same additional data, so the two ends of a link may use different
+ * implementations (docs/decisions.md "The fastest AES-GCM the system has").
  *
  * @module
  */
@@ -27,8 +34,8 @@ import { concatBytes } from "../message/bytes.ts";
 export const TAG_BYTES = 16;
 
 /** One concrete implementation. */
-export type AesGcmEngine = "webcrypto" | "openssl" | "node";
-/** Which implementation to use; `auto` picks `openssl` when it is available. */
+export type AesGcmEngine = "webcrypto" | "openssl" | "ipsec-mb" | "node";
+/** Which implementation to use; `auto` picks the fastest available (see the module comment). */
 export type AesGcmImplementation = "auto" | AesGcmEngine;
 
 /** Where {@link AesGcmKey.open} puts the plaintext. */
@@ -58,7 +65,7 @@ export type AesGcmKeyMaterial =
   | { key: CryptoKey; raw?: Uint8Array }
   | { key?: CryptoKey; raw: Uint8Array };
 
-/** Seals and opens with one key. Results may be synchronous (OpenSSL) or promises. */
+/** Seals and opens with one key. Results may be synchronous (FFI, node) or promises. */
 export interface AesGcmKey {
   readonly implementation: AesGcmEngine;
   /**
@@ -340,27 +347,35 @@ const LIBRARY_NAMES: Partial<Record<typeof Deno.build.os, string[]>> = {
   ],
 };
 
+/**
+ * The first of `names` that loads with `symbols`, trying only those this process already holds
+ * the `ffi` permission for (this module never asks for it); null when none does.
+ */
+function openGranted<S extends Deno.ForeignLibraryInterface>(
+  names: readonly string[],
+  symbols: S,
+): Deno.DynamicLibrary<S>["symbols"] | null {
+  for (const name of names) {
+    try {
+      const query = name.startsWith("/")
+        ? { name: "ffi" as const, path: name }
+        : { name: "ffi" as const };
+      if (Deno.permissions.querySync(query).state !== "granted") continue;
+      return Deno.dlopen(name, symbols).symbols;
+    } catch {
+      // not this name (missing, or not the library asked for): try the next one
+    }
+  }
+  return null;
+}
+
 let libcrypto: LibCrypto | null | undefined;
 
 /** OpenSSL's libcrypto when the `ffi` permission is held and it loads; otherwise null. */
 function loadLibCrypto(): LibCrypto | null {
   if (libcrypto !== undefined) return libcrypto;
-  libcrypto = null;
   const os = Deno.build.os;
-  const names = [...(LIBCRYPTO_PATHS[os] ?? []), ...(LIBRARY_NAMES[os] ?? [])];
-  for (const name of names) {
-    try {
-      // Only where the permission is already held: this module never asks for it.
-      const query = name.startsWith("/")
-        ? { name: "ffi" as const, path: name }
-        : { name: "ffi" as const };
-      if (Deno.permissions.querySync(query).state !== "granted") continue;
-      libcrypto = Deno.dlopen(name, SYMBOLS).symbols;
-      break;
-    } catch {
-      // not this name (missing, or not libcrypto 3): try the next one
-    }
-  }
+  libcrypto = openGranted([...(LIBCRYPTO_PATHS[os] ?? []), ...(LIBRARY_NAMES[os] ?? [])], SYMBOLS);
   return libcrypto;
 }
 
@@ -472,15 +487,274 @@ class OpenSslAesGcm implements AesGcmKey {
 }
 
 /**
- * Returns the AES-256-GCM implementation for one key. `auto` (the default) uses OpenSSL when
- * the `ffi` permission is granted, libcrypto loads and the raw key is known, else WebCrypto.
- * `openssl` and `node` throw when they cannot be used (`node` needs the raw key).
+ * Where libIPSec_MB is looked for (x86-64 Linux only; soname 2 for 2.0, 1 for 1.x). As with
+ * libcrypto, the CLI holds the `ffi` permission for exactly these paths (deno.json).
+ */
+export const IPSEC_MB_PATHS: Partial<Record<typeof Deno.build.os, string[]>> = {
+  linux: Deno.build.arch === "x86_64"
+    ? [
+      "/usr/lib/x86_64-linux-gnu/libIPSec_MB.so.2",
+      "/usr/lib/x86_64-linux-gnu/libIPSec_MB.so.1",
+      "/usr/lib64/libIPSec_MB.so.2",
+      "/usr/lib64/libIPSec_MB.so.1",
+      "/usr/lib/libIPSec_MB.so.2",
+      "/usr/lib/libIPSec_MB.so.1",
+    ]
+    : [],
+};
+
+/**
+ * What this module calls in libIPSec_MB: the version and CPU-feature queries of
+ * `intel-ipsec-mb.h`, and the AES-256-GCM functions of its VAES AVX-512 code, which the library
+ * exports by name (`libIPSec_MB.def`, 1.1 to today) beside reaching them through its manager
+ * (`IMB_MGR`). Reading the manager's function table would take Deno's pointer APIs, which need
+ * the whole `ffi` permission; these calls need only the permission for the library's path.
+ */
+const IPSEC_MB_SYMBOLS = {
+  imb_get_version: { parameters: [], result: "u32" },
+  imb_get_feature_flags: { parameters: [], result: "u64" },
+  imb_get_errno: { parameters: ["pointer"], result: "i32" },
+  aes_gcm_pre_256_vaes_avx512: { parameters: ["buffer", "buffer"], result: "void" },
+  aes_gcm_init_256_vaes_avx512: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "u64"],
+    result: "void",
+  },
+  aes_gcm_enc_256_update_vaes_avx512: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "u64"],
+    result: "void",
+  },
+  aes_gcm_dec_256_update_vaes_avx512: {
+    parameters: ["buffer", "buffer", "buffer", "buffer", "u64"],
+    result: "void",
+  },
+  aes_gcm_enc_256_finalize_vaes_avx512: {
+    parameters: ["buffer", "buffer", "buffer", "u64"],
+    result: "void",
+  },
+  aes_gcm_dec_256_finalize_vaes_avx512: {
+    parameters: ["buffer", "buffer", "buffer", "u64"],
+    result: "void",
+  },
+} as const;
+type IpsecMbLib = Deno.DynamicLibrary<typeof IPSEC_MB_SYMBOLS>["symbols"];
+
+/**
+ * The versions used: 1.3 (the first with `imb_get_feature_flags`) to 2.0.x, whose
+ * `gcm_key_data` (at most 1,264 bytes) and `gcm_context_data` (88) fit the buffers below and
+ * need them aligned to 16 bytes only. 3.0 declares its key data aligned to 64 and is not used.
+ */
+const IPSEC_MB_VERSIONS = { from: 0x010300, below: 0x020100 };
+/**
+ * `IMB_CPUFLAGS_AVX512_T2` of 1.3–2.0: the CPU features for which the library runs its VAES +
+ * VPCLMULQDQ AVX-512 code (SSE4.2, CMOV, AES-NI, PCLMULQDQ, AVX, AVX2, BMI2, AVX-512
+ * F/DQ/CD/BW/VL, VAES, VPCLMULQDQ, GFNI, AVX-512 IFMA, SHA-NI). Without them those functions
+ * would stop the process on an illegal instruction, so they are never called.
+ */
+export const IMB_AVX512_T2_FEATURES = 0x7_3fffn;
+/** Room for `gcm_key_data`: 1,008 bytes in 1.3, 1,264 in 2.0. */
+const IMB_KEY_DATA_BYTES = 2048;
+/** Room for `gcm_context_data`: 88 bytes in 1.3–2.0. */
+const IMB_CONTEXT_BYTES = 256;
+const TAG_BYTE_COUNT = BigInt(TAG_BYTES);
+
+/** True when `version` (`imb_get_version()`) is one this module uses. */
+export function ipsecMbVersionSupported(version: number): boolean {
+  return version >= IPSEC_MB_VERSIONS.from && version < IPSEC_MB_VERSIONS.below;
+}
+
+/** True when `features` (`imb_get_feature_flags()`) let the VAES AVX-512 code run. */
+export function ipsecMbHasVaes(features: bigint): boolean {
+  return (features & IMB_AVX512_T2_FEATURES) === IMB_AVX512_T2_FEATURES;
+}
+
+/**
+ * A new key-data and context pair for the library. Each is an ArrayBuffer of its own, never a
+ * view at an offset: Deno allocates backing stores with `calloc`, aligned to 16 bytes, which is
+ * what the library's code needs (it faults at an 8-byte offset; tests/peer/aes_gcm_test.ts
+ * checks the alignment).
+ */
+export function ipsecMbBuffers(): { keyData: Uint8Array; context: Uint8Array } {
+  return {
+    keyData: new Uint8Array(IMB_KEY_DATA_BYTES),
+    context: new Uint8Array(IMB_CONTEXT_BYTES),
+  };
+}
+
+let ipsecMb: IpsecMbLib | null | undefined;
+
+/**
+ * libIPSec_MB when the `ffi` permission for one of {@link IPSEC_MB_PATHS} is held, it loads
+ * with every symbol above, its version is one this module uses and the CPU runs its VAES
+ * AVX-512 code; otherwise null.
+ */
+function loadIpsecMb(): IpsecMbLib | null {
+  if (ipsecMb !== undefined) return ipsecMb;
+  const lib = openGranted(IPSEC_MB_PATHS[Deno.build.os] ?? [], IPSEC_MB_SYMBOLS);
+  ipsecMb = lib && ipsecMbVersionSupported(lib.imb_get_version()) &&
+      ipsecMbHasVaes(BigInt(lib.imb_get_feature_flags()))
+    ? lib
+    : null;
+  return ipsecMb;
+}
+
+/** True when the `ipsec-mb` implementation can be used in this process. */
+export function ipsecMbAvailable(): boolean {
+  return loadIpsecMb() !== null;
+}
+
+/** The implementation `auto` gives a raw key in this process (what a session seals with). */
+export function autoAesGcmEngine(): AesGcmEngine {
+  return ipsecMbAvailable() ? "ipsec-mb" : opensslAvailable() ? "openssl" : "webcrypto";
+}
+
+/** `a` and `b` (16-byte tags) are equal, in time that does not depend on where they differ. */
+function tagsEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i]! ^ b[i]!;
+  return diff === 0;
+}
+
+/**
+ * libIPSec_MB's VAES AVX-512 code, synchronous. The key is expanded once (`gcm_key_data`: round
+ * keys and the GHASH key's powers); each frame runs init (nonce, additional data), one update
+ * per part and finalize, each checked with `imb_get_errno`: the library checks its arguments
+ * and, on a bad one, sets the error and does nothing. Opening compares the computed tag with the frame's
+ * itself, in constant time, and zeroes the plaintext when they differ.
+ */
+class IpsecMbAesGcm implements AesGcmKey {
+  readonly implementation = "ipsec-mb" as const;
+  #lib: IpsecMbLib;
+  #keyData: Uint8Array;
+  #context: Uint8Array;
+  #tag = new Uint8Array(TAG_BYTES);
+  /** Stands in for empty additional data (the library wants a pointer either way). */
+  #noAad = new Uint8Array(1);
+
+  constructor(lib: IpsecMbLib, raw: Uint8Array) {
+    if (raw.length !== 32) throw new RangeError("An AES-256 key must have 32 bytes");
+    this.#lib = lib;
+    ({ keyData: this.#keyData, context: this.#context } = ipsecMbBuffers());
+    lib.aes_gcm_pre_256_vaes_avx512(raw, this.#keyData);
+    this.#check("expand the key");
+  }
+
+  #check(what: string): void {
+    const code = this.#lib.imb_get_errno(null);
+    if (code !== 0) throw new Error(`libIPSec_MB cannot ${what} (error ${code})`);
+  }
+
+  #init(nonce: Uint8Array, aad: Uint8Array): void {
+    this.#lib.aes_gcm_init_256_vaes_avx512(
+      this.#keyData,
+      this.#context,
+      nonce,
+      aad.length ? aad : this.#noAad,
+      BigInt(aad.length),
+    );
+    this.#check("start an AES-256-GCM frame");
+  }
+
+  seal(
+    nonce: Uint8Array,
+    aad: Uint8Array,
+    parts: readonly Uint8Array[],
+    out: Uint8Array,
+  ): void {
+    const total = checkSeal(nonce, parts, out);
+    const lib = this.#lib;
+    this.#init(nonce, aad);
+    let at = 0;
+    for (const part of parts) {
+      if (part.length === 0) continue;
+      lib.aes_gcm_enc_256_update_vaes_avx512(
+        this.#keyData,
+        this.#context,
+        out.subarray(at),
+        part,
+        BigInt(part.length),
+      );
+      this.#check("encrypt");
+      at += part.length;
+    }
+    lib.aes_gcm_enc_256_finalize_vaes_avx512(
+      this.#keyData,
+      this.#context,
+      out.subarray(total),
+      TAG_BYTE_COUNT,
+    );
+    this.#check("compute an AES-256-GCM tag");
+  }
+
+  open(
+    nonce: Uint8Array,
+    aad: Uint8Array,
+    sealed: Uint8Array,
+    options: OpenOptions = {},
+  ): Uint8Array | null {
+    if (nonce.length !== 12) throw new RangeError("An AES-GCM nonce must have 12 bytes");
+    if (sealed.length < TAG_BYTES) return null;
+    const lib = this.#lib;
+    const size = sealed.length - TAG_BYTES;
+    // In place, the library hashes each block of ciphertext before it writes the plaintext over it.
+    const out = target(sealed, size, options) ?? new Uint8Array(size);
+    const head = options.into && options.head?.length ? options.head : null;
+    const skip = head?.length ?? 0;
+    this.#init(nonce, aad);
+    if (head) { // GCM streams: the head, then the rest, each straight into place
+      lib.aes_gcm_dec_256_update_vaes_avx512(
+        this.#keyData,
+        this.#context,
+        head,
+        sealed,
+        BigInt(skip),
+      );
+      this.#check("decrypt");
+    }
+    if (size > skip) {
+      lib.aes_gcm_dec_256_update_vaes_avx512(
+        this.#keyData,
+        this.#context,
+        out,
+        sealed.subarray(skip, size),
+        BigInt(size - skip),
+      );
+      this.#check("decrypt");
+    }
+    lib.aes_gcm_dec_256_finalize_vaes_avx512(
+      this.#keyData,
+      this.#context,
+      this.#tag,
+      TAG_BYTE_COUNT,
+    );
+    this.#check("compute an AES-256-GCM tag");
+    if (tagsEqual(this.#tag, sealed.subarray(size))) return out;
+    out.fill(0); // never hand out unauthenticated plaintext
+    head?.fill(0);
+    return null;
+  }
+}
+
+/**
+ * Returns the AES-256-GCM implementation for one key. `auto` (the default) uses libIPSec_MB, else
+ * OpenSSL, when the `ffi` permission for the library is granted, it loads (libIPSec_MB: on a CPU
+ * with VAES and AVX-512) and the raw key is known; else WebCrypto. `ipsec-mb`, `openssl` and
+ * `node` throw when they cannot be used (all three need the raw key).
  */
 export function aesGcmKey(
   material: AesGcmKeyMaterial,
   options: { implementation?: AesGcmImplementation } = {},
 ): AesGcmKey {
   const wanted = options.implementation ?? "auto";
+  if ((wanted === "auto" || wanted === "ipsec-mb") && material.raw) {
+    const lib = loadIpsecMb();
+    if (lib) return new IpsecMbAesGcm(lib, material.raw);
+  }
+  if (wanted === "ipsec-mb") {
+    throw new TypeError(
+      "libIPSec_MB AES-GCM is not available: it needs the ffi permission, libIPSec_MB 1.3–2.0, a CPU with VAES and AVX-512, and a raw key",
+    );
+  }
   if ((wanted === "auto" || wanted === "openssl") && material.raw) {
     const lib = loadLibCrypto();
     if (lib) return new OpenSslAesGcm(lib, material.raw);

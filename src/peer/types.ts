@@ -66,8 +66,9 @@ export interface PeerLink {
   readonly remote: PeerInfo;
   readonly transport: TransportKind;
   /**
-   * Which AES-256-GCM implementation seals this link's frames (`openssl` where the process may
-   * load libcrypto, else `webcrypto`): the `connected` event reports it (docs/performance.md).
+   * Which AES-256-GCM implementation seals this link's frames (`ipsec-mb` or `openssl` where the
+   * process may load them, else `webcrypto`): the `connected` event reports it
+   * (docs/performance.md).
    */
   readonly cipher?: AesGcmEngine;
   /**

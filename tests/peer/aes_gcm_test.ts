@@ -2,6 +2,11 @@ import assert from "node:assert/strict";
 import {
   type AesGcmEngine,
   aesGcmKey,
+  IMB_AVX512_T2_FEATURES,
+  ipsecMbAvailable,
+  ipsecMbBuffers,
+  ipsecMbHasVaes,
+  ipsecMbVersionSupported,
   opensslAvailable,
   TAG_BYTES,
 } from "../../src/peer/aes_gcm.ts";
@@ -13,10 +18,57 @@ async function material() {
   return { key, raw };
 }
 const hasOpenSsl = opensslAvailable();
+const ipsecMb = ipsecMbAvailable();
+/** Set by scripts/test, which installs libIPSec_MB: the FFI engines must be tested, not skipped. */
+const REQUIRE_FFI_ENGINES = Deno.env.get("MAILPEER_REQUIRE_FFI_AES") === "1";
 
-const ENGINES: AesGcmEngine[] = hasOpenSsl
-  ? ["webcrypto", "node", "openssl"]
-  : ["webcrypto", "node"];
+const ENGINES: AesGcmEngine[] = [
+  "webcrypto",
+  "node",
+  ...(hasOpenSsl ? ["openssl" as const] : []),
+  ...(ipsecMb ? ["ipsec-mb" as const] : []),
+];
+const FFI_ENGINES = ENGINES.filter((e) => e === "openssl" || e === "ipsec-mb");
+
+/** The CPU flags the kernel reports that libIPSec_MB's VAES AVX-512 code needs. */
+const VAES_CPU_FLAGS = [
+  "sse4_2",
+  "cmov",
+  "aes",
+  "pclmulqdq",
+  "avx",
+  "avx2",
+  "bmi2",
+  "avx512f",
+  "avx512dq",
+  "avx512cd",
+  "avx512bw",
+  "avx512vl",
+  "vaes",
+  "vpclmulqdq",
+  "gfni",
+  "avx512ifma",
+  "sha_ni",
+];
+
+Deno.test({
+  name:
+    "the test command tests OpenSSL, and libIPSec_MB exactly where the kernel says the CPU runs its code",
+  ignore: !REQUIRE_FFI_ENGINES,
+  fn: async () => {
+    assert.ok(hasOpenSsl, "OpenSSL 3's libcrypto loads");
+    // Deno reads /proc/cpuinfo only with every permission; grep may.
+    const grep = new Deno.Command("grep", { args: ["-m1", "^flags", "/proc/cpuinfo"] });
+    const cpuinfo = new TextDecoder().decode((await grep.output()).stdout);
+    const flags = new Set(/^flags\s*:(.*)$/m.exec(cpuinfo)?.[1]?.trim().split(/\s+/) ?? []);
+    const vaes = Deno.build.arch === "x86_64" && VAES_CPU_FLAGS.every((f) => flags.has(f));
+    assert.equal(
+      ipsecMb,
+      vaes,
+      `libIPSec_MB ${ipsecMb ? "is" : "is not"} used; CPU flags say ${vaes}`,
+    );
+  },
+});
 const SIZES = [0, 1, 15, 16, 17, 4096, 65_536, 262_117];
 
 function filled(size: number): Uint8Array {
@@ -54,6 +106,15 @@ Deno.test(`every AES-GCM implementation (${ENGINES.join(", ")}) seals the same b
       assert.equal(view?.length, size + 1);
       assert.deepEqual(into.subarray(1, size + 1), full, `${what}: into`);
       assert.ok(into.subarray(size + 1).every((x) => x === 0xee), `${what}: nothing past it`);
+      const head = new Uint8Array(1);
+      const rest = new Uint8Array(size).fill(0xee);
+      const data = await opener.open(nonce, aad, sealed[0]!, { into: rest, head });
+      assert.equal(data?.buffer, rest.buffer, `${what}: the data into the given buffer`);
+      assert.deepEqual(
+        [head[0], data],
+        [1, full],
+        `${what}: the flag byte apart, the data from [0]`,
+      );
       const inPlace = sealed[0]!.slice();
       assert.deepEqual(
         (await opener.open(nonce, aad, inPlace, { inPlace: true }))?.subarray(1),
@@ -124,18 +185,88 @@ for (const implementation of ENGINES) {
   });
 }
 
-Deno.test({
-  name: "OpenSSL opening in place leaves no unauthenticated plaintext behind",
-  ignore: !hasOpenSsl,
-  fn: async () => {
-    const ssl = aesGcmKey(await material(), { implementation: "openssl" });
+for (const implementation of FFI_ENGINES) {
+  Deno.test(`${implementation} opening in place or into a head and a buffer leaves no unauthenticated plaintext behind`, async () => {
+    const key = aesGcmKey(await material(), { implementation });
     const nonce = new Uint8Array(12);
     const sealed = new Uint8Array(40 + TAG_BYTES);
-    ssl.seal(nonce, Uint8Array.of(9), [new Uint8Array(40).fill(7)], sealed);
+    key.seal(nonce, Uint8Array.of(9), [new Uint8Array(40).fill(7)], sealed);
     sealed[40]! ^= 1; // the tag
-    assert.equal(ssl.open(nonce, Uint8Array.of(9), sealed, { inPlace: true }), null);
-    assert.ok(sealed.subarray(0, 40).every((x) => x === 0));
+    const head = new Uint8Array(1).fill(0xee);
+    const into = new Uint8Array(39).fill(0xee);
+    assert.equal(key.open(nonce, Uint8Array.of(9), sealed, { into, head }), null);
+    assert.ok(head[0] === 0 && into.every((x) => x === 0), "head and buffer zeroed");
+    assert.equal(key.open(nonce, Uint8Array.of(9), sealed, { inPlace: true }), null);
+    assert.ok(sealed.subarray(0, 40).every((x) => x === 0), "decrypted in place, then zeroed");
+  });
+
+  Deno.test(`${implementation} AES-GCM refuses a wrong key, nonce or output size with a RangeError, before touching memory`, async () => {
+    assert.throws(() => aesGcmKey({ raw: new Uint8Array(16) }, { implementation }), RangeError);
+    const key = aesGcmKey(await material(), { implementation });
+    const part = new Uint8Array(40);
+    assert.throws(
+      () => key.seal(new Uint8Array(8), new Uint8Array(0), [part], new Uint8Array(56)),
+      RangeError,
+    );
+    assert.throws(
+      () => key.seal(new Uint8Array(12), new Uint8Array(0), [part], new Uint8Array(55)),
+      RangeError,
+      "an output a byte short",
+    );
+    assert.throws(
+      () => key.open(new Uint8Array(16), new Uint8Array(0), new Uint8Array(56)),
+      RangeError,
+    );
+    assert.throws(
+      () =>
+        key.open(new Uint8Array(12), new Uint8Array(0), new Uint8Array(56), {
+          into: new Uint8Array(39),
+        }),
+      RangeError,
+      "a buffer too small for the plaintext",
+    );
+  });
+}
+
+Deno.test("libIPSec_MB is used only in the versions whose GCM structures are known, 1.3 to 2.0", () => {
+  for (const v of [0x010300, 0x010500, 0x020000, 0x020002]) {
+    assert.ok(ipsecMbVersionSupported(v), v.toString(16));
+  }
+  for (const v of [0, 0x010100, 0x010200, 0x020100, 0x030000]) {
+    assert.ok(!ipsecMbVersionSupported(v), v.toString(16));
+  }
+});
+
+Deno.test({
+  name: "libIPSec_MB's key data and context are aligned to 16 bytes, which its code needs",
+  ignore: !ipsecMb, // the pointer APIs need the ffi permission, which the test task grants
+  fn: () => {
+    const keep = [];
+    for (let i = 0; i < 2000; i++) {
+      const buffers = ipsecMbBuffers();
+      if (i % 2) keep.push(buffers, new Uint8Array(24 + i)); // vary the heap between them
+      for (const b of [buffers.keyData, buffers.context]) {
+        const address = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b)));
+        assert.equal(address % 16n, 0n, `allocation ${i}: ${b.length} bytes at …${address % 64n}`);
+      }
+    }
+    assert.ok(keep.length > 0);
   },
+});
+
+Deno.test("auto uses libIPSec_MB only where its VAES AVX-512 code can run (elsewhere OpenSSL is as fast)", async () => {
+  // What libIPSec_MB 1.3 reported on this machine's AMD EPYC (Zen 4), and on CPUs without VAES.
+  assert.ok(ipsecMbHasVaes(0x37ffffn), "Zen 4: VAES, VPCLMULQDQ, GFNI, IFMA, AVX-512");
+  assert.ok(ipsecMbHasVaes(0xc073fffn), "2.0's features add the OS's XSAVE bits");
+  assert.ok(!ipsecMbHasVaes(0x40fffn), "Skylake-X: AVX-512 without VAES");
+  assert.ok(!ipsecMbHasVaes(IMB_AVX512_T2_FEATURES & ~(1n << 12n)), "no VAES");
+  assert.ok(
+    !ipsecMbHasVaes(IMB_AVX512_T2_FEATURES & ~(1n << 17n)),
+    "no AVX-512 IFMA (Intel's own set-up wants it)",
+  );
+  const m = await material();
+  const expected = ipsecMb ? "ipsec-mb" : hasOpenSsl ? "openssl" : "webcrypto";
+  assert.equal(aesGcmKey(m).implementation, expected);
 });
 
 Deno.test("without the ffi permission or a raw key the session falls back to WebCrypto", async () => {
@@ -143,6 +274,7 @@ Deno.test("without the ffi permission or a raw key the session falls back to Web
   assert.equal(aesGcmKey({ key: m.key }).implementation, "webcrypto");
   assert.equal(aesGcmKey(m, { implementation: "webcrypto" }).implementation, "webcrypto");
   assert.throws(() => aesGcmKey({ key: m.key }, { implementation: "openssl" }), TypeError);
+  assert.throws(() => aesGcmKey({ key: m.key }, { implementation: "ipsec-mb" }), TypeError);
   assert.throws(() => aesGcmKey({ key: m.key }, { implementation: "node" }), TypeError);
   assert.equal(aesGcmKey(m, { implementation: "node" }).implementation, "node");
 });
@@ -199,4 +331,40 @@ Deno.test("a frame built in place is written as it is", () => {
   const encoded = encodeFrame({ type: FrameType.PING, body: Uint8Array.of(1, 2) });
   const frame = { type: FrameType.PING, body: encoded.subarray(6), encoded };
   assert.equal(encodeFrame(frame), encoded);
+});
+
+/** The engine `auto` picks in a new process holding `--allow-ffi=<paths>` and nothing more. */
+async function autoEngineWith(paths: string[]): Promise<string> {
+  const module = new URL("../../src/peer/aes_gcm.ts", import.meta.url).href;
+  const dir = await Deno.makeTempDir({ prefix: "mailpeer-ffi-" });
+  try {
+    const script = `${dir}/auto.ts`;
+    await Deno.writeTextFile(
+      script,
+      `import { aesGcmKey } from ${JSON.stringify(module)};
+console.log(aesGcmKey({ raw: new Uint8Array(32) }).implementation);`,
+    );
+    // `deno run`, not `deno eval`: eval holds every permission.
+    const ffi = paths.length ? [`--allow-ffi=${paths.join(",")}`] : [];
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "--no-prompt", ...ffi, script],
+    }).output();
+    assert.ok(out.success, `the child failed: ${new TextDecoder().decode(out.stderr)}`);
+    return new TextDecoder().decode(out.stdout).trim();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+Deno.test({
+  name: "a process opens only the libraries it holds the ffi permission for, never asking for more",
+  ignore: !(hasOpenSsl && ipsecMb),
+  fn: async () => {
+    const deno = JSON.parse(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)));
+    const cli = /--allow-ffi=(\S+)/.exec(deno.tasks.mailpeer)![1]!.split(",");
+    const libcrypto = cli.filter((p) => p.includes("libcrypto"));
+    assert.equal(await autoEngineWith(cli), "ipsec-mb", "the CLI's permissions");
+    assert.equal(await autoEngineWith(libcrypto), "openssl", "libcrypto's paths only");
+    assert.equal(await autoEngineWith([]), "webcrypto", "no ffi permission");
+  },
 });

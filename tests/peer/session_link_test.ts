@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { PeerError } from "../../src/errors.ts";
 import { MAX_FRAME_BYTES } from "../../src/protocol.ts";
 import type { Endpoint } from "../../src/message/types.ts";
-import { type AesGcmEngine, opensslAvailable } from "../../src/peer/aes_gcm.ts";
+import { type AesGcmEngine, ipsecMbAvailable, opensslAvailable } from "../../src/peer/aes_gcm.ts";
 import { type Frame, FrameType } from "../../src/peer/frame.ts";
 import { deriveSessionKeys, SessionCipher } from "../../src/peer/session_crypto.ts";
 import { MAX_FRAGMENT_BYTES, SessionLink } from "../../src/peer/session_link.ts";
@@ -114,9 +114,12 @@ class LendingChannel implements FrameChannel {
 const A_AT: Endpoint = { transport: "tcp", address: "198.51.100.7", port: 40000 };
 const B_AT: Endpoint = { transport: "tcp", address: "203.0.113.9", port: 7000 };
 const F = MAX_FRAGMENT_BYTES;
-const ENGINES: AesGcmEngine[] = opensslAvailable()
-  ? ["openssl", "node", "webcrypto"]
-  : ["node", "webcrypto"];
+const ENGINES: AesGcmEngine[] = [
+  ...(ipsecMbAvailable() ? ["ipsec-mb" as const] : []),
+  ...(opensslAvailable() ? ["openssl" as const] : []),
+  "node",
+  "webcrypto",
+];
 
 function streamLinks(
   engine: AesGcmEngine,

@@ -2,8 +2,8 @@
  * Runs the mailpeer command line as a user does: real subprocesses of main.ts.
  */
 const MAIN = new URL("../../main.ts", import.meta.url).pathname;
-/** The libcrypto paths the `mailpeer` task of deno.json may open: one list, read from there. */
-const LIBCRYPTO_FFI = (() => {
+/** The library paths the `mailpeer` task of deno.json may open: one list, read from there. */
+const FFI_PATHS = (() => {
   const deno = JSON.parse(Deno.readTextFileSync(new URL("../../deno.json", import.meta.url)));
   const m = /--allow-ffi=(\S+)/.exec(deno.tasks.mailpeer);
   if (!m) throw new Error("deno.json's mailpeer task names no --allow-ffi paths");
@@ -17,8 +17,8 @@ const PERMS = [
   "--allow-sys=hostname,networkInterfaces",
   // token_command (OAuth2) runs the program the configuration names
   "--allow-run",
-  // OpenSSL's AES-GCM for the session, as the mailpeer task of deno.json allows it
-  `--allow-ffi=${LIBCRYPTO_FFI}`,
+  // libIPSec_MB and OpenSSL AES-GCM for the session, as the mailpeer task of deno.json allows it
+  `--allow-ffi=${FFI_PATHS}`,
 ];
 
 export interface RunOptions {
