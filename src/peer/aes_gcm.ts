@@ -112,6 +112,24 @@ function target(sealed: Uint8Array, size: number, options: OpenOptions): Uint8Ar
   return options.inPlace ? sealed.subarray(0, size) : null;
 }
 
+/**
+ * Where an FFI engine's `open()` decrypts `sealed` (after checking the nonce): the plaintext's
+ * size, its buffer, and the separate head (`into` with `head`) and its length; null when `sealed`
+ * is shorter than a tag.
+ */
+function openPlan(
+  nonce: Uint8Array,
+  sealed: Uint8Array,
+  options: OpenOptions,
+): { size: number; out: Uint8Array; head: Uint8Array | null; skip: number } | null {
+  if (nonce.length !== 12) throw new RangeError("An AES-GCM nonce must have 12 bytes");
+  if (sealed.length < TAG_BYTES) return null;
+  const size = sealed.length - TAG_BYTES;
+  const out = target(sealed, size, options) ?? new Uint8Array(size);
+  const head = options.into && options.head?.length ? options.head : null;
+  return { size, out, head, skip: head?.length ?? 0 };
+}
+
 /** Puts a whole `plain` where `options` says (`out` from {@link target}); returns `out`. */
 function place(plain: Uint8Array, out: Uint8Array, options: OpenOptions): Uint8Array {
   const head = options.into ? options.head : undefined;
@@ -458,15 +476,12 @@ class OpenSslAesGcm implements AesGcmKey {
     sealed: Uint8Array,
     options: OpenOptions = {},
   ): Uint8Array | null {
-    if (nonce.length !== 12) throw new RangeError("An AES-GCM nonce must have 12 bytes");
-    if (sealed.length < TAG_BYTES) return null;
+    // In place, OpenSSL reads each block before it writes it back (input and output equal).
+    const plan = openPlan(nonce, sealed, options);
+    if (plan === null) return null;
+    const { size, out, head, skip } = plan;
     const lib = this.#lib;
     const length = this.#length;
-    const size = sealed.length - TAG_BYTES;
-    // In place, OpenSSL reads each block before it writes it back (input and output equal).
-    const out = target(sealed, size, options) ?? new Uint8Array(size);
-    const head = options.into && options.head?.length ? options.head : null;
-    const skip = head?.length ?? 0;
     const ctx = this.#context(false, nonce);
     let ok = lib.EVP_DecryptUpdate(ctx, null, length, aad, aad.length) === 1;
     if (ok && head) { // GCM streams: the head, then the rest, each straight into place
@@ -692,14 +707,11 @@ class IpsecMbAesGcm implements AesGcmKey {
     sealed: Uint8Array,
     options: OpenOptions = {},
   ): Uint8Array | null {
-    if (nonce.length !== 12) throw new RangeError("An AES-GCM nonce must have 12 bytes");
-    if (sealed.length < TAG_BYTES) return null;
-    const lib = this.#lib;
-    const size = sealed.length - TAG_BYTES;
     // In place, the library hashes each block of ciphertext before it writes the plaintext over it.
-    const out = target(sealed, size, options) ?? new Uint8Array(size);
-    const head = options.into && options.head?.length ? options.head : null;
-    const skip = head?.length ?? 0;
+    const plan = openPlan(nonce, sealed, options);
+    if (plan === null) return null;
+    const { size, out, head, skip } = plan;
+    const lib = this.#lib;
     this.#init(nonce, aad);
     if (head) { // GCM streams: the head, then the rest, each straight into place
       lib.aes_gcm_dec_256_update_vaes_avx512(
