@@ -3,11 +3,11 @@
  * produce the same bytes. Figures are MB/s per CPU-second on 64 KiB – 1 MiB frames (docs/apps.md,
  * benchmark).
  *
- * - `ipsec-mb`: Intel's Multi-Buffer Crypto library (libIPSec_MB 1.1–2.0, "intel-ipsec-mb")
- *   through Deno FFI, synchronous. On CPUs with VAES and AVX-512 (Intel Ice Lake and later, AMD
- *   Zen 4 and later) its GCM works on four blocks per instruction: 15,000–19,000 for a 256 KiB
- *   frame here, where OpenSSL 3.0 does 4,500 (docs/performance.md "Stop 22"). Used only when the
- *   process already holds the `ffi` permission for the library.
+ * - `ipsec-mb`: Intel's Multi-Buffer Crypto library (libIPSec_MB 1.3–2.0, "intel-ipsec-mb")
+ *   through Deno FFI, synchronous, on CPUs with VAES and AVX-512 only (Intel Ice Lake and later,
+ *   AMD Zen 4 and later), whose GCM works on four blocks per instruction: 12,000–17,000 to seal a
+ *   256 KiB frame here, where OpenSSL 3.0 does 3,600–4,500 (docs/performance.md "Stop 22"). Used
+ *   only when the process already holds the `ffi` permission for the library.
  * - `openssl`: the system's OpenSSL 3 libcrypto through Deno FFI, synchronous, with AES-NI and
  *   carry-less multiply: 3,500–4,600. It is used only when the process already holds the `ffi`
  *   permission (this module never asks for it) and libcrypto loads.
